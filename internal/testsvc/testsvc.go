@@ -1,0 +1,76 @@
+// Package testsvc starts the real servers that tests talk to (Mosquitto,
+// InfluxDB, Fabric CA, Chromium) on spare loopback ports, each owned by one
+// test and stopped by t.Cleanup.
+//
+// Binaries are found through environment variables that `make test` sets
+// after scripts/test-deps.sh has installed them (TWINCHAIN_MOSQUITTO,
+// TWINCHAIN_INFLUXD, TWINCHAIN_FABRIC_CA, TWINCHAIN_CHROMIUM), or on PATH. A
+// test whose server is missing skips with a message saying how to get it,
+// unless TWINCHAIN_REQUIRE_SERVICES=1 (set by `make test` and CI), where a
+// missing server fails the test instead.
+package testsvc
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// Binary finds a server binary through envVar, then on PATH under name.
+// It skips or fails t when neither has it.
+func Binary(t testing.TB, envVar, name, howTo string) string {
+	t.Helper()
+	if p := os.Getenv(envVar); p != "" {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	Missing(t, fmt.Sprintf("%s not found (set %s or put %s on PATH; %s)", name, envVar, name, howTo))
+	return ""
+}
+
+// Missing skips t, or fails it when services are required.
+func Missing(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("TWINCHAIN_REQUIRE_SERVICES") == "1" {
+		t.Fatalf("required service missing: %s", why)
+	}
+	t.Skip(why)
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitTCP waits until addr accepts a connection or the timeout passes.
+func WaitTCP(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not accepting connections after %s: %w", addr, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Addr is 127.0.0.1:port.
+func Addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }

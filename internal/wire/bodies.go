@@ -1,0 +1,131 @@
+package wire
+
+import "time"
+
+// Telemetry is one sampling instant of a host's GPUs. One message carries
+// every GPU of the host, so one signature covers many readings.
+type Telemetry struct {
+	Host string      `json:"host"` // asset id of the host
+	GPUs []GPUSample `json:"gpus"`
+}
+
+// GPUSample is one GPU's readings at one instant. Counters are cumulative
+// since the driver loaded, as NVML reports them.
+type GPUSample struct {
+	Asset           string   `json:"asset"` // asset id of the GPU, e.g. "srv-s1-001.gpu3"
+	Index           int      `json:"index"`
+	UUID            string   `json:"uuid"`
+	TempC           float64  `json:"temp_c"`
+	MemTempC        float64  `json:"mem_temp_c,omitempty"`
+	PowerW          float64  `json:"power_w"`
+	PowerLimitW     float64  `json:"power_limit_w,omitempty"`
+	UtilPct         float64  `json:"util_pct"`
+	MemUtilPct      float64  `json:"mem_util_pct"`
+	SMClockMHz      int      `json:"sm_clock_mhz"`
+	MemClockMHz     int      `json:"mem_clock_mhz"`
+	ECCSingleBit    uint64   `json:"ecc_sbe"`
+	ECCDoubleBit    uint64   `json:"ecc_dbe"`
+	RetiredPages    int      `json:"retired_pages"`
+	RemappedRows    int      `json:"remapped_rows"`               // correctable + uncorrectable remaps
+	RowRemapFailure bool     `json:"row_remap_failure,omitempty"` // the GPU ran out of spare rows
+	LastXID         int      `json:"last_xid,omitempty"`
+	XIDCount        uint64   `json:"xid_count"`
+	Throttle        []string `json:"throttle,omitempty"` // e.g. "hw_slowdown", "sw_thermal", "power_cap"
+	PCIeReplays     uint64   `json:"pcie_replays"`
+}
+
+// Throttle reasons, named after NVML's clocks-event reasons.
+const (
+	ThrottleGPUIdle       = "gpu_idle"
+	ThrottleAppClocks     = "app_clocks"
+	ThrottlePowerCap      = "power_cap"
+	ThrottleHWSlowdown    = "hw_slowdown"
+	ThrottleSyncBoost     = "sync_boost"
+	ThrottleSWThermal     = "sw_thermal"
+	ThrottleHWThermal     = "hw_thermal"
+	ThrottleHWPowerBrake  = "hw_power_brake"
+	ThrottleDisplayClocks = "display_clocks"
+)
+
+// Inventory is a host's identity and firmware and that of each of its GPUs,
+// sent at start, on every change and periodically.
+type Inventory struct {
+	Host HostInfo      `json:"host"`
+	GPUs []GPUIdentity `json:"gpus"`
+}
+
+// HostInfo identifies a host (a server or a gateway) and its firmware.
+type HostInfo struct {
+	Asset       string `json:"asset"`
+	Hostname    string `json:"hostname,omitempty"`
+	Serial      string `json:"serial,omitempty"`
+	BoardPart   string `json:"board_part,omitempty"`
+	RFIDTag     string `json:"rfid_tag,omitempty"` // EPC of the tag fixed to the chassis
+	Rack        string `json:"rack,omitempty"`
+	BIOSVersion string `json:"bios,omitempty"`
+	BMCVersion  string `json:"bmc,omitempty"`
+}
+
+// GPUIdentity is one GPU's identity fingerprint and firmware.
+type GPUIdentity struct {
+	Asset           string `json:"asset"`
+	Index           int    `json:"index"`
+	Name            string `json:"name,omitempty"` // product name, e.g. "NVIDIA H100 80GB HBM3"
+	UUID            string `json:"uuid"`
+	Serial          string `json:"serial"`
+	PCIBusID        string `json:"pci_bus_id"`
+	BoardPartNumber string `json:"board_part"`
+	VBIOS           string `json:"vbios"`
+	Driver          string `json:"driver"`
+	InfoROM         string `json:"inforom"` // the InfoROM image version
+}
+
+// RFID is a batch of merged tag reads from one gateway's readers.
+type RFID struct {
+	Reads []RFIDRead `json:"reads"`
+}
+
+// RFIDRead is one tag seen at one read point, merged over a window.
+type RFIDRead struct {
+	Reader    string    `json:"reader"`
+	ReadPoint string    `json:"read_point"`
+	Zone      string    `json:"zone"`
+	EPC       string    `json:"epc"` // tag id in upper-case hex (EPC, or EM4100 id)
+	RSSI      float64   `json:"rssi,omitempty"`
+	Antenna   int       `json:"antenna,omitempty"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	Count     int       `json:"count"`
+}
+
+// GPSFix is one position report of the asset a receiver is fixed to.
+type GPSFix struct {
+	Asset     string    `json:"asset"`
+	Lat       float64   `json:"lat"`
+	Lon       float64   `json:"lon"`
+	AltM      float64   `json:"alt_m"`
+	Quality   int       `json:"quality"` // NMEA GGA fix quality: 1 GPS, 2 DGPS, 4 RTK fixed, ...
+	HDOP      float64   `json:"hdop"`
+	Sats      int       `json:"sats"`
+	SpeedMS   float64   `json:"speed_ms"`
+	CourseDeg float64   `json:"course_deg"`
+	FixTime   time.Time `json:"fix_time"`
+}
+
+// Gateway states carried by Status.
+const (
+	StateOnline  = "online"
+	StateOffline = "offline"
+)
+
+// Status is a gateway's own state. The last will is a Status with State
+// "offline" and sequence number 0: it is signed when the agent connects, so
+// it cannot take a sequence number that later messages would pass.
+type Status struct {
+	State        string   `json:"state"`
+	AgentVersion string   `json:"agent_version,omitempty"`
+	QueueDepth   int      `json:"queue_depth"`
+	Dropped      uint64   `json:"dropped"`                // readings dropped from a full queue, ever
+	DroppedSeqs  []uint64 `json:"dropped_seqs,omitempty"` // [first, last] of the newest dropped range
+	Reason       string   `json:"reason,omitempty"`
+}

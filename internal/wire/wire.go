@@ -1,0 +1,198 @@
+// Package wire is the contract between edge agents and twin-service: the
+// MQTT topics, the signed envelope and the bodies it carries. Topic strings
+// and payload shapes exist here and nowhere else.
+//
+// An envelope is JSON:
+//
+//	{"v":1,"gw":"gw-s1-01","seq":42,"ts":"2026-11-25T15:00:00Z","kind":"telemetry","body":{...},"sig":"base64"}
+//
+// The signature is Ed25519 by the gateway's key over SigningBytes: a fixed
+// domain string and the fields joined by NUL bytes, with the body's exact bytes
+// last. The body is signed as transmitted, so a receiver never re-encodes JSON
+// to check a signature and unknown body fields survive untouched.
+package wire
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Version is the protocol version carried in every envelope and topic.
+const Version = 1
+
+// MaxEnvelopeSize is the largest envelope twin-service accepts, in bytes.
+const MaxEnvelopeSize = 256 << 10
+
+// Kind says what an envelope's body is.
+type Kind string
+
+// The kinds of message a gateway sends.
+const (
+	KindTelemetry Kind = "telemetry" // Telemetry: one sampling instant of a host's GPUs
+	KindFirmware  Kind = "firmware"  // Inventory: host and GPU identity and firmware
+	KindRFID      Kind = "rfid"      // RFID: merged tag reads
+	KindGPS       Kind = "gps"       // GPSFix: one position report
+	KindStatus    Kind = "status"    // Status: gateway online/offline, queue, drops
+)
+
+// Kinds lists every kind, in a fixed order.
+var Kinds = []Kind{KindTelemetry, KindFirmware, KindRFID, KindGPS, KindStatus}
+
+// Valid reports whether k is a known kind.
+func (k Kind) Valid() bool {
+	switch k {
+	case KindTelemetry, KindFirmware, KindRFID, KindGPS, KindStatus:
+		return true
+	}
+	return false
+}
+
+// Errors returned by Decode and Verify. Callers count rejections by these.
+var (
+	ErrOversize     = errors.New("envelope too large")
+	ErrMalformed    = errors.New("malformed envelope")
+	ErrVersion      = errors.New("unsupported protocol version")
+	ErrBadSignature = errors.New("bad signature")
+	ErrBadGatewayID = errors.New("invalid gateway id")
+)
+
+// Envelope is one signed, sequenced message from a gateway.
+type Envelope struct {
+	V       int             `json:"v"`
+	Gateway string          `json:"gw"`
+	Seq     uint64          `json:"seq"`
+	Time    time.Time       `json:"ts"`
+	Kind    Kind            `json:"kind"`
+	Body    json.RawMessage `json:"body"`
+	Sig     []byte          `json:"sig"`
+}
+
+// ValidGatewayID reports whether id may name a gateway: 1 to 64 characters
+// from [A-Za-z0-9._-], starting with a letter or digit. Such an id is safe in
+// a topic level, a URL path segment and a file name.
+func ValidGatewayID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case (c == '.' || c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+const signingDomain = "twinchain-envelope-v1"
+
+// AppendSigningBytes appends the bytes the signature covers to dst.
+func (e *Envelope) AppendSigningBytes(dst []byte) []byte {
+	dst = append(dst, signingDomain...)
+	dst = append(dst, 0)
+	dst = strconv.AppendInt(dst, int64(e.V), 10)
+	dst = append(dst, 0)
+	dst = append(dst, e.Gateway...)
+	dst = append(dst, 0)
+	dst = strconv.AppendUint(dst, e.Seq, 10)
+	dst = append(dst, 0)
+	dst = strconv.AppendInt(dst, e.Time.UnixNano(), 10)
+	dst = append(dst, 0)
+	dst = append(dst, e.Kind...)
+	dst = append(dst, 0)
+	return append(dst, e.Body...)
+}
+
+// Verify checks the envelope's signature against the gateway's public key.
+func (e *Envelope) Verify(pub ed25519.PublicKey) error {
+	if len(pub) != ed25519.PublicKeySize || len(e.Sig) != ed25519.SignatureSize {
+		return ErrBadSignature
+	}
+	var buf [512]byte
+	if !ed25519.Verify(pub, e.AppendSigningBytes(buf[:0]), e.Sig) {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+// Seal builds and signs an envelope around body and returns its wire bytes.
+// body is marshalled with encoding/json; ts is kept to the nanosecond in UTC.
+func Seal(key ed25519.PrivateKey, gateway string, seq uint64, ts time.Time, kind Kind, body any) ([]byte, error) {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s body: %w", kind, err)
+	}
+	return SealRaw(key, gateway, seq, ts, kind, raw)
+}
+
+// SealRaw is Seal for a body that is already JSON. The body is compacted
+// first, so the bytes signed are the bytes sent.
+func SealRaw(key ed25519.PrivateKey, gateway string, seq uint64, ts time.Time, kind Kind, body []byte) ([]byte, error) {
+	if !ValidGatewayID(gateway) {
+		return nil, fmt.Errorf("seal %q: %w", gateway, ErrBadGatewayID)
+	}
+	if !kind.Valid() {
+		return nil, fmt.Errorf("seal kind %q: %w", kind, ErrMalformed)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, body); err != nil {
+		return nil, fmt.Errorf("seal body: %w", err)
+	}
+	e := Envelope{V: Version, Gateway: gateway, Seq: seq, Time: ts.UTC(), Kind: kind, Body: compact.Bytes()}
+	e.Sig = ed25519.Sign(key, e.AppendSigningBytes(nil))
+	out, err := json.Marshal(&e)
+	if err != nil {
+		return nil, fmt.Errorf("marshal envelope: %w", err)
+	}
+	return out, nil
+}
+
+// Decode parses an envelope and checks its shape, not its signature. Unknown
+// envelope fields are ignored.
+func Decode(data []byte) (Envelope, error) {
+	var e Envelope
+	if len(data) > MaxEnvelopeSize {
+		return e, fmt.Errorf("%d bytes: %w", len(data), ErrOversize)
+	}
+	if err := json.Unmarshal(data, &e); err != nil {
+		return e, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if e.V != Version {
+		return e, fmt.Errorf("version %d: %w", e.V, ErrVersion)
+	}
+	if !ValidGatewayID(e.Gateway) {
+		return e, fmt.Errorf("gateway %q: %w", e.Gateway, ErrBadGatewayID)
+	}
+	if !e.Kind.Valid() {
+		return e, fmt.Errorf("%w: unknown kind %q", ErrMalformed, e.Kind)
+	}
+	if e.Seq == 0 && !(e.Kind == KindStatus) {
+		return e, fmt.Errorf("%w: sequence 0 is only for a last-will status", ErrMalformed)
+	}
+	if len(e.Body) == 0 || e.Body[0] != '{' {
+		return e, fmt.Errorf("%w: body must be a JSON object", ErrMalformed)
+	}
+	if e.Time.IsZero() {
+		return e, fmt.Errorf("%w: missing ts", ErrMalformed)
+	}
+	if len(e.Sig) == 0 {
+		return e, fmt.Errorf("%w: missing sig", ErrMalformed)
+	}
+	return e, nil
+}
+
+// DecodeBody unmarshals an envelope's body into T, ignoring unknown fields.
+func DecodeBody[T any](e *Envelope) (T, error) {
+	var v T
+	if err := json.Unmarshal(e.Body, &v); err != nil {
+		return v, fmt.Errorf("%w: %s body: %v", ErrMalformed, e.Kind, err)
+	}
+	return v, nil
+}
