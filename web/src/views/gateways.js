@@ -1,0 +1,68 @@
+// Gateways: online, last sequence, queue depth, drops, last seen; and the
+// ingest counters.
+import { api, items, subscribe } from "../api.js";
+import { h, clear, fmtTime, ago, pill, label, unavailable, errorBox } from "../dom.js";
+
+const pick = (o, ...names) => {
+  for (const n of names) {
+    const v = n.split(".").reduce((x, k) => (x == null ? undefined : x[k]), o);
+    if (v !== undefined && v !== null && v !== "") return v;
+  }
+  return undefined;
+};
+
+export async function gatewaysView(root) {
+  const box = h("div");
+  const stats = h("section.card", { "aria-labelledby": "h-ingest" });
+  root.append(h("h1", "Gateways"), box, stats);
+
+  async function load() {
+    try {
+      const list = items(await api("/gateways?limit=1000"));
+      const online = (g) => {
+        const s = pick(g, "online", "state", "status.state");
+        return s === true || s === "online";
+      };
+      const rows = list.map((g) => h("tr", { dataset: { id: pick(g, "id", "gateway") } },
+        h("td", h("a", { href: "#/asset/" + encodeURIComponent(pick(g, "id", "gateway")) }, pick(g, "id", "gateway"))),
+        h("td", pick(g, "site") || "—"),
+        h("td", pill(online(g) ? "online" : "offline", "gw")),
+        h("td.num", String(pick(g, "last_seq", "last_sequence", "seq", "highest_seq") ?? "—")),
+        h("td.num", String(pick(g, "queue_depth", "status.queue_depth") ?? "—")),
+        h("td.num", String(pick(g, "dropped", "drops", "status.dropped") ?? "—")),
+        h("td.num", String(pick(g, "gaps", "sequence_gaps") ?? "—")),
+        h("td", { title: fmtTime(pick(g, "last_seen")) }, ago(pick(g, "last_seen"))),
+        h("td", pick(g, "agent_version", "status.agent_version") || "—")));
+      clear(box).append(
+        h("p.summary", `${list.length} gateways, ${list.filter(online).length} online`),
+        h("div.hscroll", h("table.plain", { "aria-label": "Gateways" },
+          h("thead", h("tr", ["Gateway", "Site", "State", "Last sequence", "Queue depth", "Dropped", "Gaps", "Last seen", "Agent"].map((t) => h("th", { scope: "col" }, t)))),
+          h("tbody", rows))));
+    } catch (e) {
+      clear(box).append(e.missing ? unavailable("Gateways", e) : errorBox(e));
+    }
+    try {
+      const s = await api("/stats/ingest");
+      clear(stats).append(h("h2#h-ingest", "Ingest"), statsList(s));
+    } catch (e) {
+      clear(stats).append(h("h2#h-ingest", "Ingest"), e.missing ? unavailable("Ingest statistics", e) : errorBox(e));
+    }
+    root.dataset.ready = "true";
+  }
+  await load();
+  let timer = 0;
+  const unsub = subscribe((name, data) => {
+    if (data && (name === "gateway" || (data.type || "").startsWith("gateway_") || data.type === "sequence_gap")) {
+      clearTimeout(timer);
+      timer = setTimeout(load, 500);
+    }
+  });
+  const poll = setInterval(load, 15000);
+  return () => { unsub(); clearTimeout(timer); clearInterval(poll); };
+}
+
+// statsList shows a stats object as nested definition lists.
+function statsList(s) {
+  if (s === null || typeof s !== "object") return h("span", String(s));
+  return h("dl.kv", Object.entries(s).flatMap(([k, v]) => [h("dt", label(k)), h("dd", typeof v === "object" && v !== null ? statsList(v) : String(v))]));
+}
