@@ -67,7 +67,7 @@ func (x *Auth) Authenticate(c *fiber.Ctx) error {
 	}
 	p, ok := x.a.Session(c.Cookies(SessionCookie))
 	if !ok {
-		return apiError(c, fiber.StatusUnauthorized, "unauthorized", "sign in first")
+		return authError(c, fiber.StatusUnauthorized, "unauthorized", "sign in first")
 	}
 	if !safeMethod(c.Method()) {
 		if !sameOrigin(c) {
@@ -78,6 +78,14 @@ func (x *Auth) Authenticate(c *fiber.Ctx) error {
 		}
 	}
 	c.Locals(principalKey, p)
+	return c.Next()
+}
+
+// NoAuth is the middleware for an API built without sign-in (tests of
+// other domains): every request acts as an anonymous admin. twin-service
+// always configures sign-in.
+func NoAuth(c *fiber.Ctx) error {
+	c.Locals(principalKey, auth.Principal{Name: "anonymous", Role: auth.Admin, Via: "none"})
 	return c.Next()
 }
 
@@ -95,10 +103,10 @@ func Require(roles ...auth.Role) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		p, ok := Principal(c)
 		if !ok {
-			return apiError(c, fiber.StatusUnauthorized, "unauthorized", "sign in first")
+			return authError(c, fiber.StatusUnauthorized, "unauthorized", "sign in first")
 		}
 		if p.Role != auth.Admin && !slices.Contains(roles, p.Role) {
-			return apiError(c, fiber.StatusForbidden, "forbidden", "role "+string(p.Role)+" may not do this")
+			return authError(c, fiber.StatusForbidden, "forbidden", "role "+string(p.Role)+" may not do this")
 		}
 		return c.Next()
 	}
@@ -127,16 +135,16 @@ func (x *Auth) login(c *fiber.Ctx) error {
 	}
 	var req loginRequest
 	if err := c.BodyParser(&req); err != nil {
-		return apiError(c, fiber.StatusBadRequest, "bad_request", "sign-in wants a username and a password")
+		return authError(c, fiber.StatusBadRequest, "bad_request", "sign-in wants a username and a password")
 	}
 	s, err := x.a.Login(req.Username, req.Password)
 	if errors.Is(err, auth.ErrBadCredentials) {
 		x.failed.Add(1)
 		x.log.Info("sign-in refused", "user", req.Username, "ip", c.IP())
-		return apiError(c, fiber.StatusUnauthorized, "unauthorized", err.Error())
+		return authError(c, fiber.StatusUnauthorized, "unauthorized", err.Error())
 	}
 	if err != nil {
-		return apiError(c, fiber.StatusInternalServerError, "internal", err.Error())
+		return authError(c, fiber.StatusInternalServerError, "internal", err.Error())
 	}
 	c.Cookie(&fiber.Cookie{Name: SessionCookie, Value: s.ID, Path: "/", HTTPOnly: true, Secure: x.secure, SameSite: fiber.CookieSameSiteStrictMode})
 	c.Cookie(&fiber.Cookie{Name: CSRFCookie, Value: s.CSRF, Path: "/", Secure: x.secure, SameSite: fiber.CookieSameSiteStrictMode})
@@ -161,7 +169,7 @@ func (x *Auth) me(c *fiber.Ctx) error {
 func (x *Auth) reject(c *fiber.Ctx, status int, code, msg string) error {
 	x.failed.Add(1)
 	x.log.Debug("request refused", "code", code, "reason", msg, "path", c.Path(), "ip", c.IP())
-	return apiError(c, status, code, msg)
+	return authError(c, status, code, msg)
 }
 
 func safeMethod(m string) bool {
@@ -179,7 +187,7 @@ func sameOrigin(c *fiber.Ctx) bool {
 	return err == nil && u.Host == c.Hostname()
 }
 
-// apiError writes the API's error shape.
-func apiError(c *fiber.Ctx, status int, code, msg string) error {
+// authError writes the API's error shape.
+func authError(c *fiber.Ctx, status int, code, msg string) error {
 	return c.Status(status).JSON(fiber.Map{"error": fiber.Map{"code": code, "message": msg}})
 }

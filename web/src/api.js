@@ -10,9 +10,9 @@ export class ApiError extends Error {
     this.code = code;
   }
   // missing is true when the route or the part behind it is not there yet
-  // (404 from the router, 501, or 503 "unavailable").
+  // (404 "no route ..." from the router, 501, or 503 "unavailable").
   get missing() {
-    return this.status === 404 && this.code === "route" || this.status === 501 || this.status === 503;
+    return this.status === 404 && (this.code === "route" || /^no route/.test(this.message)) || this.status === 501 || this.status === 503;
   }
 }
 

@@ -20,23 +20,24 @@ export async function gatewaysView(root) {
     try {
       const list = items(await api("/gateways?limit=1000"));
       const online = (g) => {
-        const s = pick(g, "online", "state", "status.state");
+        const s = pick(g, "online", "stream.state", "state", "status.state");
         return s === true || s === "online";
       };
       const rows = list.map((g) => h("tr", { dataset: { id: pick(g, "id", "gateway") } },
         h("td", h("a", { href: "#/asset/" + encodeURIComponent(pick(g, "id", "gateway")) }, pick(g, "id", "gateway"))),
         h("td", pick(g, "site") || "—"),
         h("td", pill(online(g) ? "online" : "offline", "gw")),
-        h("td.num", String(pick(g, "last_seq", "last_sequence", "seq", "highest_seq") ?? "—")),
-        h("td.num", String(pick(g, "queue_depth", "status.queue_depth") ?? "—")),
-        h("td.num", String(pick(g, "dropped", "drops", "status.dropped") ?? "—")),
-        h("td.num", String(pick(g, "gaps", "sequence_gaps") ?? "—")),
-        h("td", { title: fmtTime(pick(g, "last_seen")) }, ago(pick(g, "last_seen"))),
-        h("td", pick(g, "agent_version", "status.agent_version") || "—")));
+        h("td.num", String(pick(g, "stream.last_seq", "last_seq", "last_sequence") ?? "—")),
+        h("td.num", String(pick(g, "queue_depth", "status.queue_depth", "stream.queue_depth") ?? "—")),
+        h("td.num", String(pick(g, "dropped", "status.dropped", "stream.dropped") ?? "—")),
+        h("td.num", String(pick(g, "stream.gaps", "gaps") ?? "—")),
+        h("td", { title: fmtTime(pick(g, "stream.last_seen", "last_seen")) }, ago(pick(g, "stream.last_seen", "last_seen"))),
+        h("td.num", String(pick(g, "stream.accepted", "accepted") ?? "—")),
+        h("td", pick(g, "agent_version", "status.agent_version", "stream.agent_version") || "—")));
       clear(box).append(
         h("p.summary", `${list.length} gateways, ${list.filter(online).length} online`),
         h("div.hscroll", h("table.plain", { "aria-label": "Gateways" },
-          h("thead", h("tr", ["Gateway", "Site", "State", "Last sequence", "Queue depth", "Dropped", "Gaps", "Last seen", "Agent"].map((t) => h("th", { scope: "col" }, t)))),
+          h("thead", h("tr", ["Gateway", "Site", "State", "Last sequence", "Queue depth", "Dropped", "Gaps", "Last seen", "Accepted", "Agent"].map((t) => h("th", { scope: "col" }, t)))),
           h("tbody", rows))));
     } catch (e) {
       clear(box).append(e.missing ? unavailable("Gateways", e) : errorBox(e));
