@@ -65,7 +65,7 @@ func Policy() map[Action][]Role {
 		WriteAssets:       {AssetManager},
 		AckAlerts:         {Security},
 		WriteWorkOrders:   {Maintenance, AssetManager},
-		ApproveWorkOrders: {AssetManager},
+		ApproveWorkOrders: {AssetManager, Security},
 		WriteProvenance:   {MLEngineer},
 		Attest:            {Auditor, MLEngineer, Security},
 		ManageUsers:       {},

@@ -79,19 +79,23 @@ export function qs(params) {
   return s ? "?" + s : "";
 }
 
-// The live stream: one EventSource for the whole page, fanned out to
-// listeners. A listener gets (eventName, data).
+// The live streams: one EventSource per stream path for the whole page,
+// fanned out to listeners. A listener gets (eventName, data, path). The
+// twin stream (/stream) is the core's; alerts arrive on /alerts/stream
+// where the detectors' part provides it.
+const STREAMS = ["/stream", "/alerts/stream"];
 const listeners = new Set();
-let source = null;
-let sourceState = "closed";
+const sources = new Map(); // path -> EventSource
+const states = new Map(); // path -> state
 const stateListeners = new Set();
 
-function setState(s) {
-  sourceState = s;
-  for (const f of stateListeners) f(s);
+function setState(path, s) {
+  states.set(path, s);
+  for (const f of stateListeners) f(streamState());
 }
 
-export function streamState() { return sourceState; }
+// streamState is the twin stream's state: live, connecting, reconnecting, closed.
+export function streamState() { return states.get("/stream") || "closed"; }
 export function onStreamState(f) { stateListeners.add(f); return () => stateListeners.delete(f); }
 
 export function subscribe(f) {
@@ -100,28 +104,32 @@ export function subscribe(f) {
   return () => listeners.delete(f);
 }
 
-const knownEvents = ["message", "twin", "asset", "event", "change", "alert", "alert_updated", "workorder", "gateway", "anchor"];
+const knownEvents = ["message", "twin", "resync", "alert", "notification", "opened", "escalated", "acknowledged", "resolved",
+  "severity_raised", "workorder", "gateway", "anchor"];
 
 export function openStream() {
-  if (source || !session.me) return;
-  source = new EventSource("/api/v1/stream", { withCredentials: true });
-  setState("connecting");
-  source.onopen = () => setState("live");
-  source.onerror = () => setState(source && source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
-  const dispatch = (name) => (ev) => {
-    let data = ev.data;
-    try { data = JSON.parse(ev.data); } catch { /* plain text */ }
-    for (const f of listeners) {
-      try { f(name, data); } catch (e) { console.error("stream listener", e); }
-    }
-  };
-  for (const name of knownEvents) source.addEventListener(name, dispatch(name));
+  if (!session.me) return;
+  for (const path of STREAMS) {
+    if (sources.has(path)) continue;
+    const src = new EventSource("/api/v1" + path, { withCredentials: true });
+    sources.set(path, src);
+    setState(path, "connecting");
+    src.onopen = () => setState(path, "live");
+    src.onerror = () => setState(path, src.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
+    const dispatch = (name) => (ev) => {
+      let data = ev.data;
+      try { data = JSON.parse(ev.data); } catch { /* plain text */ }
+      for (const f of listeners) {
+        try { f(name, data, path); } catch (e) { console.error("stream listener", e); }
+      }
+    };
+    for (const name of knownEvents) src.addEventListener(name, dispatch(name));
+  }
 }
 
 export function closeStream() {
-  if (source) source.close();
-  source = null;
-  setState("closed");
+  for (const [path, src] of sources) { src.close(); setState(path, "closed"); }
+  sources.clear();
 }
 
 // can reports whether the signed-in user may take an action (see

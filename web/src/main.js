@@ -121,14 +121,14 @@ setUnauthorizedHandler(() => {
 
 // The alert badge in the navigation counts alerts that arrived live.
 let fresh = 0;
-subscribe((name, data) => {
-  if (alertEventName(name, data)) {
+subscribe((name, data, path) => {
+  if (alertEventName(name, data, path) && !(data && data.event && data.event !== "opened")) {
     fresh++;
     const b = document.getElementById("alert-badge");
     b.hidden = false;
     b.textContent = String(fresh);
     b.setAttribute("aria-label", `${fresh} new alerts`);
-    if (!location.hash.startsWith("#/alerts")) toast(`New alert: ${(data && (data.title || data.type)) || "see Alerts"}`);
+    if (!location.hash.startsWith("#/alerts")) toast(`New alert: ${(data && ((data.alert && data.alert.summary) || data.summary || data.type)) || "see Alerts"}`);
   }
 });
 window.addEventListener("hashchange", () => {

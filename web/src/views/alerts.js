@@ -3,37 +3,41 @@
 import { api, pages, subscribe, can, qs } from "../api.js";
 import { h, clear, fmtTime, ago, label, pill, unavailable, errorBox, toast } from "../dom.js";
 
-const filter = { severity: "", type: "", site: "", status: "open" };
+const filter = { state: "open", severity: "", type: "", site: "" };
 
 // alertEventName says whether a stream message is about an alert.
-export function alertEventName(name, data) {
-  return /^alert/.test(name) || !!(data && typeof data === "object" && data.kind === "alert");
+export function alertEventName(name, data, path) {
+  return (path === "/alerts/stream" && name !== "resync") || /^alert/.test(name) || !!(data && typeof data === "object" && data.alert);
 }
 
-function alertOf(data) {
-  return data && (data.alert || (data.severity ? data : null));
+const stateOf = (al) => al.state || al.status || "open";
+
+// evidenceRecord shows one finding behind an alert: its summary, the events
+// and messages that raised it, and the values it read.
+function evidenceRecord(r) {
+  const ev = r.evidence || {};
+  const values = Object.entries(ev.values || {});
+  return h("li.evidence-rec",
+    h("div", h("time", { datetime: r.time }, fmtTime(r.time)), " ", r.summary || ""),
+    r.note ? h("div.sub", r.note) : null,
+    values.length ? h("dl.kv.evidence", values.flatMap(([k, v]) => [h("dt", label(k)), h("dd", h("code", String(v)))])) : null,
+    (ev.events || []).length ? h("ul.changes", ev.events.map((e) => h("li",
+      h("span.rev", `rev ${e.revision}`), ` ${label(e.type)} · event ${e.id} · ${fmtTime(e.time)} `,
+      (e.changes || []).map((c) => h("span", h("code", c.field), " ", h("del", c.old || "∅"), " → ", h("ins", c.new || "∅"), " "))))) : null,
+    (ev.messages || []).length ? h("div.sub", "messages: ", ev.messages.map((m) => `${m.gateway} #${m.seq}`).join(", ")) : null);
 }
 
 function evidence(al) {
-  const ev = al.evidence;
-  if (!ev) return null;
-  const parts = [];
-  const list = Array.isArray(ev) ? ev : [ev];
-  for (const e of list) {
-    if (e && typeof e === "object") {
-      const rows = Object.entries(e).filter(([, v]) => v !== null && v !== undefined && v !== "");
-      parts.push(h("dl.kv.evidence", rows.flatMap(([k, v]) => [h("dt", label(k)),
-        h("dd", typeof v === "object" ? h("code", JSON.stringify(v)) : k === "event" || k === "event_id" ? h("code", String(v)) : String(v))])));
-    } else parts.push(h("p", String(e)));
-  }
-  return h("details.evidence-box", h("summary", "Evidence"), parts);
+  const recs = Array.isArray(al.evidence) ? al.evidence : al.evidence ? [al.evidence] : [];
+  if (!recs.length) return null;
+  return h("details.evidence-box", h("summary", `Evidence (${recs.length})`), h("ul.evidence-list", recs.map(evidenceRecord)));
 }
 
 // alertList draws alerts with their actions; reload is called after one.
 export function alertList(list, reload) {
   const ul = h("ul.alerts");
   for (const al of list) {
-    const status = al.status || al.state || "open";
+    const state = stateOf(al);
     const comment = h("input", { type: "text", name: "comment", "aria-label": `Comment on alert ${al.id}`, placeholder: "Comment" });
     const act = (verb) => h("button", {
       type: "button", dataset: { action: verb },
@@ -49,17 +53,20 @@ export function alertList(list, reload) {
         }
       },
     }, verb === "ack" ? "Acknowledge" : "Resolve");
-    const allowed = can("alerts.ack");
-    ul.append(h(`li.alert.sev-${al.severity || "info"}`, { dataset: { id: al.id, status } },
-      h("div.alert-head", pill(al.severity || "info", "sev"), " ", h("strong", al.title || label(al.type)), " ", pill(status, "astatus")),
+    const raised = al.opened || al.first_seen || al.time;
+    const history = al.history || [];
+    ul.append(h(`li.alert.sev-${al.severity || "info"}`, { dataset: { id: al.id, state } },
+      h("div.alert-head", pill(al.severity || "info", "sev"), " ", h("strong", label(al.type)), " ", pill(state, "astatus"),
+        al.count > 1 ? h("span.muted", ` ×${al.count}`) : null),
+      al.summary ? h("p.alert-summary", al.summary) : null,
       h("div.muted", al.asset ? h("a", { href: "#/asset/" + encodeURIComponent(al.asset) }, al.asset) : null,
-        al.site ? ` · ${al.site}` : "", ` · ${label(al.type)} · raised ${fmtTime(al.time || al.created || al.raised)} (${ago(al.time || al.created || al.raised)})`),
-      al.message || al.description ? h("p", al.message || al.description) : null,
+        al.site ? ` · site ${al.site}` : "", ` · opened ${fmtTime(raised)} (${ago(raised)})`,
+        al.last_seen ? ` · last seen ${ago(al.last_seen)}` : ""),
       evidence(al),
-      (al.history || al.comments || []).length ? h("ul.history", (al.history || al.comments).map((x) =>
-        h("li", `${fmtTime(x.time)} ${x.actor || x.user || ""}: ${label(x.action || x.status || "")} ${x.comment || ""}`))) : null,
-      status === "resolved" ? null : allowed
-        ? h("div.actions", comment, status === "open" ? act("ack") : null, act("resolve"))
+      history.length ? h("ul.history", history.map((x) =>
+        h("li", `${fmtTime(x.at || x.time)} ${x.by || ""}: ${label(x.state || x.action || "")}${x.comment ? " — " + x.comment : ""}`))) : null,
+      state === "resolved" ? null : can("alerts.ack")
+        ? h("div.actions", comment, state === "open" ? act("ack") : null, act("resolve"))
         : h("p.muted.small", "Your role can read alerts but not acknowledge or resolve them.")));
   }
   return ul;
@@ -70,14 +77,14 @@ export async function alertsView(root) {
   const sel = (k, opts) => {
     const s = h("select", { id: "alerts-" + k, name: k, onchange: () => { filter[k] = s.value; load(); } },
       opts.map((o) => h("option", { value: o, selected: o === filter[k] ? true : null }, o ? label(o) : "all")));
-    return h("div.field", h("label", { for: "alerts-" + k }, label(k)), s);
+    return h("div.field", h("label", { for: "alerts-" + k }, k === "state" ? "status" : label(k)), s);
   };
   const typeIn = h("input", { id: "alerts-type", name: "type", value: filter.type, placeholder: "e.g. substitution", onchange: () => { filter.type = typeIn.value.trim(); load(); } });
   const siteIn = h("input", { id: "alerts-site", name: "site", value: filter.site, placeholder: "e.g. s1", onchange: () => { filter.site = siteIn.value.trim(); load(); } });
   const summary = h("p.summary", { "aria-live": "polite" });
   root.append(h("h1", "Alerts"), h("div.filters",
-    sel("status", ["", "open", "acknowledged", "resolved"]),
-    sel("severity", ["", "critical", "high", "medium", "low", "info"]),
+    sel("state", ["", "open", "acknowledged", "resolved"]),
+    sel("severity", ["", "critical", "warning", "info"]),
     h("div.field", h("label", { for: "alerts-type" }, "Type"), typeIn),
     h("div.field", h("label", { for: "alerts-site" }, "Site"), siteIn)), summary, box);
 
@@ -91,20 +98,22 @@ export async function alertsView(root) {
       if (my !== loading) return;
       clear(box).append(e.missing ? unavailable("The alerts inbox", e) : errorBox(e));
       summary.textContent = "";
+      root.dataset.ready = "true";
       return;
     }
     if (my !== loading) return;
-    got.sort((a, b) => String(b.time || b.created || "").localeCompare(String(a.time || a.created || "")));
-    summary.textContent = `${got.length} alert${got.length === 1 ? "" : "s"}`;
-    clear(box).append(got.length ? alertList(got, load) : h("p.muted", "No alerts match."));
+    const f = filter;
+    const shown = got.filter((a) => (!f.state || stateOf(a) === f.state) && (!f.severity || a.severity === f.severity) &&
+      (!f.type || a.type === f.type) && (!f.site || a.site === f.site));
+    shown.sort((a, b) => String(b.opened || b.first_seen || "").localeCompare(String(a.opened || a.first_seen || "")));
+    summary.textContent = `${shown.length} alert${shown.length === 1 ? "" : "s"}`;
+    clear(box).append(shown.length ? alertList(shown, load) : h("p.muted", "No alerts match."));
     root.dataset.ready = "true";
   }
   await load();
   let timer = 0;
-  const unsub = subscribe((name, data) => {
-    if (!alertEventName(name, data)) return;
-    const al = alertOf(data);
-    if (al && al.id) summary.dataset.lastLive = al.id;
+  const unsub = subscribe((name, data, path) => {
+    if (!alertEventName(name, data, path)) return;
     clearTimeout(timer);
     timer = setTimeout(load, 200);
   });
