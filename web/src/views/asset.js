@@ -55,7 +55,7 @@ export async function assetView(root, id) {
     const loc = a.location || {};
     const c = a.custody || {};
     const hl = a.health || {};
-    const gps = loc.gps;
+    const gps = loc.gps && (loc.gps.lat || loc.gps.lon) ? loc.gps : null;
     const link = (x) => x ? h("a", { href: "#/asset/" + encodeURIComponent(x) }, x) : null;
     const fwEvents = events.filter((e) => e.type === "firmware_changed" || (e.changes || []).some((ch) => ch.field.startsWith("firmware.")));
     clear(grid).append(

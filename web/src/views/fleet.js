@@ -26,7 +26,7 @@ export function toRow(a) {
   const loc = a.location || {};
   const fw = a.firmware || {};
   const idn = a.identity || {};
-  const gps = loc.gps;
+  const gps = loc.gps && (loc.gps.lat || loc.gps.lon) ? loc.gps : null;
   const place = [loc.zone, loc.read_point].filter(Boolean).join(" / ") ||
     (gps ? `${gps.lat.toFixed(4)}, ${gps.lon.toFixed(4)}` : loc.lat || loc.lon ? `${(+loc.lat).toFixed(4)}, ${(+loc.lon).toFixed(4)}` : "");
   const firmware = [fw.vbios && "VBIOS " + fw.vbios, fw.driver && "drv " + fw.driver, fw.bios && "BIOS " + fw.bios, fw.bmc && "BMC " + fw.bmc]
