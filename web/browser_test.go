@@ -242,3 +242,13 @@ func TestProofCheckerInBrowser(t *testing.T) {
 		})
 	}
 }
+
+// setControl sets an input's or select's value as a user would and fires
+// the event the page listens to.
+func setControl(t testing.TB, ctx context.Context, sel, value, event string) {
+	t.Helper()
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.value = %q; e.dispatchEvent(new Event(%q, {bubbles: true})); return e.value; })()`, sel, value, event)
+	if got := evalJS[string](t, ctx, js); got != value {
+		t.Fatalf("set %s to %q: it holds %q", sel, value, got)
+	}
+}

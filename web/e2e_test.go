@@ -48,19 +48,12 @@ func TestDashboard(t *testing.T) {
 		waitJS(t, ctx, "the search result", fmt.Sprintf(`window.__tcPerf.lastFilterCount === 1 && document.querySelector("table.vt tbody a").textContent === %q`, id), 10*time.Second)
 		shot(t, ctx, "fleet-search")
 		// A kind filter from the counts: only GPUs.
-		if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS(`#fleet-q`), ""),
-			chromedp.Evaluate[chromedp.Void](`document.querySelector("#fleet-q").dispatchEvent(new Event("input"))`),
-			chromedp.SetValue(chromedp.CSS(`#fleet-kind`), "gpu"),
-			chromedp.Evaluate[chromedp.Void](`document.querySelector("#fleet-kind").dispatchEvent(new Event("change"))`)); err != nil {
-			t.Fatal(err)
-		}
+		setControl(t, ctx, "#fleet-q", "", "input")
+		setControl(t, ctx, "#fleet-kind", "gpu", "change")
 		if got, wantGPUs := evalJS[int](t, ctx, `window.__tcPerf.lastFilterCount`), size.sites*size.servers*size.gpus; got != wantGPUs {
 			t.Errorf("kind=gpu shows %d rows, want %d", got, wantGPUs)
 		}
-		if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS(`#fleet-kind`), ""),
-			chromedp.Evaluate[chromedp.Void](`document.querySelector("#fleet-kind").dispatchEvent(new Event("change"))`)); err != nil {
-			t.Fatal(err)
-		}
+		setControl(t, ctx, "#fleet-kind", "", "change")
 	})
 
 	t.Run("asset", func(t *testing.T) {
@@ -169,8 +162,8 @@ func TestDashboard(t *testing.T) {
 	})
 
 	t.Run("keyboard", func(t *testing.T) {
-		// Tab from the top reaches the skip link first, then the navigation.
-		if err := chromedp.Do(ctx, chromedp.Navigate(svc.URL+"/#/fleet")); err != nil {
+		// Tab from the top of a freshly loaded page reaches the skip link first.
+		if err := chromedp.Do(ctx, chromedp.Navigate(svc.URL+"/#/fleet"), chromedp.Reload()); err != nil {
 			t.Fatal(err)
 		}
 		waitJS(t, ctx, "the fleet", `document.querySelector("main").dataset.ready === "true"`, 30*time.Second)

@@ -22,6 +22,7 @@ const routes = [
 const view = document.getElementById("view");
 let teardown = null;
 let unauthorized = false;
+let routed = false; // true after the first view: later route changes move focus
 
 function parseHash() {
   const raw = location.hash.replace(/^#/, "") || "/fleet";
@@ -44,7 +45,10 @@ async function render() {
     else a.removeAttribute("aria-current");
   }
   clear(view);
+  delete view.dataset.ready;
   view.dataset.view = title.toLowerCase().replace(/\s/g, "");
+  if (routed) view.focus({ preventScroll: true }); // a keyboard user lands in the new view
+  routed = true;
   try {
     teardown = (await fn(view, ...args, params)) || null;
   } catch (e) {
@@ -78,6 +82,7 @@ async function signOut() {
 function loginView() {
   document.title = "Sign in · twinchain";
   clear(view);
+  delete view.dataset.ready;
   view.dataset.view = "login";
   const user = h("input", { name: "username", autocomplete: "username", required: true });
   const pass = h("input", { name: "password", type: "password", autocomplete: "current-password", required: true });
