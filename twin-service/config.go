@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"twinchain/internal/auth"
 	"twinchain/internal/broker"
 	"twinchain/internal/ingest"
 	"twinchain/internal/mqttsub"
@@ -38,6 +39,11 @@ type Config struct {
 	MQTT         MQTTConfig    `yaml:"mqtt"`
 	Ingest       ingest.Config `yaml:"ingest"`
 	Store        StoreConfig   `yaml:"store"`
+	// Auth is the dashboard's and API's sign-in: users, API tokens and
+	// sessions. Users in auth.users_file (default {data_dir}/users.yaml)
+	// are added; at first start that file is made with an admin whose
+	// password is printed once.
+	Auth auth.Config `yaml:"auth"`
 }
 
 // LogConfig selects the log level and format.
@@ -100,10 +106,20 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("mqtt.mode %q: want %s or %s", c.MQTT.Mode, modeEmbedded, modeExternal))
 	}
 	errs = append(errs, c.Ingest.Validate())
+	c.Auth.Defaults()
+	errs = append(errs, c.Auth.Validate())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	return nil
+}
+
+// usersPath is the users file: users added to auth.users at start.
+func (c *Config) usersPath() string {
+	if c.Auth.UsersFile != "" {
+		return c.Auth.UsersFile
+	}
+	return filepath.Join(c.DataDir, "users.yaml")
 }
 
 // registryPath is the registry file to load and watch.

@@ -55,6 +55,7 @@ const (
 	ApproveWorkOrders Action = "workorders.approve" // approve a work order
 	WriteProvenance   Action = "provenance.write"   // datasets, models, training runs
 	Attest            Action = "attest"             // sign attestations, gate deployments
+	ManageGateways    Action = "gateways.manage"    // register, re-key and remove gateways
 	ManageUsers       Action = "users.manage"
 )
 
@@ -68,6 +69,7 @@ func Policy() map[Action][]Role {
 		ApproveWorkOrders: {AssetManager, Security},
 		WriteProvenance:   {MLEngineer},
 		Attest:            {Auditor, MLEngineer, Security},
+		ManageGateways:    {AssetManager},
 		ManageUsers:       {},
 	}
 }

@@ -60,21 +60,21 @@ func (x *Auth) Authenticate(c *fiber.Ctx) error {
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		p, found := x.a.Token(strings.TrimSpace(tok))
 		if !ok || !found {
-			return x.reject(c, fiber.StatusUnauthorized, "unauthorized", "invalid API token")
+			return x.reject(c, fiber.StatusUnauthorized, CodeUnauthorized, "invalid API token")
 		}
 		c.Locals(principalKey, p)
 		return c.Next()
 	}
 	p, ok := x.a.Session(c.Cookies(SessionCookie))
 	if !ok {
-		return authError(c, fiber.StatusUnauthorized, "unauthorized", "sign in first")
+		return apiError(c, fiber.StatusUnauthorized, CodeUnauthorized, "sign in first")
 	}
 	if !safeMethod(c.Method()) {
 		if !sameOrigin(c) {
-			return x.reject(c, fiber.StatusForbidden, "forbidden", "cross-origin write refused")
+			return x.reject(c, fiber.StatusForbidden, CodeForbidden, "cross-origin write refused")
 		}
 		if !auth.CheckCSRF(p, c.Get(CSRFHeader)) {
-			return x.reject(c, fiber.StatusForbidden, "forbidden", "missing or wrong "+CSRFHeader+" header")
+			return x.reject(c, fiber.StatusForbidden, CodeForbidden, "missing or wrong "+CSRFHeader+" header")
 		}
 	}
 	c.Locals(principalKey, p)
@@ -103,10 +103,10 @@ func Require(roles ...auth.Role) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		p, ok := Principal(c)
 		if !ok {
-			return authError(c, fiber.StatusUnauthorized, "unauthorized", "sign in first")
+			return apiError(c, fiber.StatusUnauthorized, CodeUnauthorized, "sign in first")
 		}
 		if p.Role != auth.Admin && !slices.Contains(roles, p.Role) {
-			return authError(c, fiber.StatusForbidden, "forbidden", "role "+string(p.Role)+" may not do this")
+			return apiError(c, fiber.StatusForbidden, CodeForbidden, "role "+string(p.Role)+" may not do this")
 		}
 		return c.Next()
 	}
@@ -131,20 +131,20 @@ type meResponse struct {
 
 func (x *Auth) login(c *fiber.Ctx) error {
 	if !sameOrigin(c) {
-		return x.reject(c, fiber.StatusForbidden, "forbidden", "cross-origin sign-in refused")
+		return x.reject(c, fiber.StatusForbidden, CodeForbidden, "cross-origin sign-in refused")
 	}
 	var req loginRequest
 	if err := c.BodyParser(&req); err != nil {
-		return authError(c, fiber.StatusBadRequest, "bad_request", "sign-in wants a username and a password")
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, "sign-in wants a username and a password")
 	}
 	s, err := x.a.Login(req.Username, req.Password)
 	if errors.Is(err, auth.ErrBadCredentials) {
 		x.failed.Add(1)
 		x.log.Info("sign-in refused", "user", req.Username, "ip", c.IP())
-		return authError(c, fiber.StatusUnauthorized, "unauthorized", err.Error())
+		return apiError(c, fiber.StatusUnauthorized, CodeUnauthorized, err.Error())
 	}
 	if err != nil {
-		return authError(c, fiber.StatusInternalServerError, "internal", err.Error())
+		return apiError(c, fiber.StatusInternalServerError, CodeInternal, err.Error())
 	}
 	c.Cookie(&fiber.Cookie{Name: SessionCookie, Value: s.ID, Path: "/", HTTPOnly: true, Secure: x.secure, SameSite: fiber.CookieSameSiteStrictMode})
 	c.Cookie(&fiber.Cookie{Name: CSRFCookie, Value: s.CSRF, Path: "/", Secure: x.secure, SameSite: fiber.CookieSameSiteStrictMode})
@@ -169,7 +169,7 @@ func (x *Auth) me(c *fiber.Ctx) error {
 func (x *Auth) reject(c *fiber.Ctx, status int, code, msg string) error {
 	x.failed.Add(1)
 	x.log.Debug("request refused", "code", code, "reason", msg, "path", c.Path(), "ip", c.IP())
-	return authError(c, status, code, msg)
+	return apiError(c, status, code, msg)
 }
 
 func safeMethod(m string) bool {
@@ -185,9 +185,4 @@ func sameOrigin(c *fiber.Ctx) bool {
 	}
 	u, err := url.Parse(o)
 	return err == nil && u.Host == c.Hostname()
-}
-
-// authError writes the API's error shape.
-func authError(c *fiber.Ctx, status int, code, msg string) error {
-	return c.Status(status).JSON(fiber.Map{"error": fiber.Map{"code": code, "message": msg}})
 }

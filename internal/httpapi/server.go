@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"time"
@@ -37,6 +38,12 @@ type Options struct {
 	StreamMaxLag uint64
 	// StreamHeartbeat is the SSE keep-alive interval; default 15s.
 	StreamHeartbeat time.Duration
+	// Auth is the sign-in (auth.go); nil leaves /api/v1 open, acting as an
+	// anonymous admin (tests of other domains only).
+	Auth *Auth
+	// Dashboard is the built web dashboard (web.Dist()) served at /; nil
+	// serves none.
+	Dashboard fs.FS
 }
 
 // Server is the HTTP API.
@@ -75,12 +82,20 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	api := s.app.Group("/api/v1")
+	if opts.Auth != nil {
+		opts.Auth.Mount(api)
+	} else {
+		api.Use(NoAuth)
+	}
 	s.registerAssets(api)
 	s.registerGateways(api)
 	s.registerStream(api)
 	api.Use(func(c *fiber.Ctx) error {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", c.Method(), c.Path()))
 	})
+	if opts.Dashboard != nil {
+		MountDashboard(s.app, opts.Dashboard)
+	}
 	return s, nil
 }
 

@@ -23,7 +23,7 @@ function evidenceRecord(r) {
     values.length ? h("dl.kv.evidence", values.flatMap(([k, v]) => [h("dt", label(k)), h("dd", h("code", String(v)))])) : null,
     (ev.events || []).length ? h("ul.changes", ev.events.map((e) => h("li",
       h("span.rev", `rev ${e.revision}`), ` ${label(e.type)} · event ${e.id} · ${fmtTime(e.time)} `,
-      (e.changes || []).map((c) => h("span", h("code", c.field), " ", h("del", c.old || "∅"), " → ", h("ins", c.new || "∅"), " "))))) : null,
+      (e.changes || []).map((c) => h("span", h("code", c.field), " ", c.old ? [h("del", c.old), " → "] : "", h("ins", c.new || "(empty)"), " "))))) : null,
     (ev.messages || []).length ? h("div.sub", "messages: ", ev.messages.map((m) => `${m.gateway} #${m.seq}`).join(", ")) : null);
 }
 

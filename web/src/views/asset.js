@@ -68,7 +68,7 @@ export async function assetView(root, id) {
         ["VBIOS", fw.vbios], ["Driver", fw.driver], ["InfoROM", fw.inforom], ["BIOS", fw.bios], ["BMC", fw.bmc],
       ]), h("h3", "History"), fwEvents.length ? h("ol.history", fwEvents.map((e) => h("li",
         h("span.rev", `rev ${e.revision}`), " ", fmtTime(e.time), ": ",
-        (e.changes || []).filter((ch) => ch.field.startsWith("firmware.")).map((ch) => `${ch.field.slice(9)} ${ch.old || "∅"} → ${ch.new}`).join(", ") || label(e.type),
+        (e.changes || []).filter((ch) => ch.field.startsWith("firmware.")).map((ch) => `${ch.field.slice(9)} ${ch.old ? ch.old + " → " : ""}${ch.new}`).join(", ") || label(e.type),
         e.note ? h("div.sub", e.note) : null))) : h("p.muted", "No firmware changes recorded.")),
       h("section.card", { "aria-labelledby": "h-custody" }, h("h2#h-custody", "Custody"), dl([
         ["Status", pill(c.status, "status")], ["Owner", c.owner], ["Holder", c.holder],
@@ -136,7 +136,7 @@ export async function assetView(root, id) {
           h("time", { datetime: e.time }, fmtTime(e.time)),
           src.gateway ? h("span.muted", ` · from ${src.gateway} #${src.seq}`) : src.actor ? h("span.muted", ` · by ${src.actor}`) : null,
           h("span.muted", ` · event ${e.id}`)),
-        e.changes && e.changes.length ? h("ul.changes", e.changes.map((ch) => h("li", h("code", ch.field), " ", h("del", ch.old || "∅"), " → ", h("ins", ch.new || "∅")))) : null,
+        e.changes && e.changes.length ? h("ul.changes", e.changes.map((ch) => h("li", h("code", ch.field), " ", ch.old ? [h("del", ch.old), " → "] : "", h("ins", ch.new || "(empty)")))) : null,
         e.note ? h("p.sub", e.note) : null));
     }
     timeline.append(list);
