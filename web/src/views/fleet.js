@@ -258,6 +258,7 @@ export async function fleetView(root) {
     if (!firstShown && shown.length) {
       firstShown = true;
       perf.firstRowsMs = performance.now() - t0;
+      perf.firstRowsAt = performance.now(); // since navigation start
     }
   };
   if (fleet.rows.size) redrawAll();
@@ -297,6 +298,7 @@ export async function fleetView(root) {
     redrawAll();
     if (!firstShown) perf.firstRowsMs = performance.now() - t0;
     perf.interactiveMs = performance.now() - t0;
+    perf.interactiveAt = performance.now(); // since navigation start
     root.dataset.ready = "true";
   } catch (e) {
     if (e.missing) notes.append(unavailable("The asset list", e));

@@ -31,20 +31,24 @@ export async function gatewaysView(root) {
         h("td.num", String(pick(g, "queue_depth", "status.queue_depth", "stream.queue_depth") ?? "—")),
         h("td.num", String(pick(g, "dropped", "status.dropped", "stream.dropped") ?? "—")),
         h("td.num", String(pick(g, "stream.gaps", "gaps") ?? "—")),
+        h("td.num", String(Object.values(pick(g, "stream.rejected") || {}).reduce((a, b) => a + b, 0))),
         h("td", { title: fmtTime(pick(g, "stream.last_seen", "last_seen")) }, ago(pick(g, "stream.last_seen", "last_seen"))),
         h("td.num", String(pick(g, "stream.accepted", "accepted") ?? "—")),
         h("td", pick(g, "agent_version", "status.agent_version", "stream.agent_version") || "—")));
+      const noQueue = list.every((g) => pick(g, "queue_depth", "status.queue_depth", "stream.queue_depth") === undefined);
       clear(box).append(
         h("p.summary", `${list.length} gateways, ${list.filter(online).length} online`),
+        noQueue ? h("p.muted.small", "Queue depth and drops come from the agents' status messages; this service does not report them per gateway yet.") : null,
         h("div.hscroll", h("table.plain", { "aria-label": "Gateways" },
-          h("thead", h("tr", ["Gateway", "Site", "State", "Last sequence", "Queue depth", "Dropped", "Gaps", "Last seen", "Accepted", "Agent"].map((t) => h("th", { scope: "col" }, t)))),
+          h("thead", h("tr", ["Gateway", "Site", "State", "Last sequence", "Queue depth", "Dropped", "Gaps", "Rejected", "Last seen", "Accepted", "Agent"].map((t) => h("th", { scope: "col" }, t)))),
           h("tbody", rows))));
     } catch (e) {
       clear(box).append(e.missing ? unavailable("Gateways", e) : errorBox(e));
     }
     try {
       const s = await api("/stats/ingest");
-      clear(stats).append(h("h2#h-ingest", "Ingest"), statsList(s));
+      const { gateways: _perGateway, ...totals } = s || {};
+      clear(stats).append(h("h2#h-ingest", "Ingest"), statsList(totals));
     } catch (e) {
       clear(stats).append(h("h2#h-ingest", "Ingest"), e.missing ? unavailable("Ingest statistics", e) : errorBox(e));
     }

@@ -41,10 +41,22 @@ export async function mapView(root, params) {
     if (url) tiles = L.tileLayer(url, { maxZoom: 19 }).addTo(map);
   }
   setTiles();
-  // A graticule so a blank map still reads as a map.
+  // A graticule so a blank map still reads as a map; its step follows the
+  // view (10° for the world, down to 0.01° for a site).
   const grid = L.layerGroup().addTo(map);
-  for (let lat = -80; lat <= 80; lat += 10) L.polyline([[lat, -180], [lat, 180]], { color: "#cbd5e1", weight: 1, interactive: false }).addTo(grid);
-  for (let lon = -180; lon <= 180; lon += 10) L.polyline([[-85, lon], [85, lon]], { color: "#cbd5e1", weight: 1, interactive: false }).addTo(grid);
+  function drawGrid() {
+    grid.clearLayers();
+    const b = map.getBounds();
+    const span = Math.max(b.getNorth() - b.getSouth(), 1e-6);
+    const step = Math.min(10, Math.pow(10, Math.floor(Math.log10(span / 3))));
+    const s = Math.max(-85, Math.floor(b.getSouth() / step) * step), n = Math.min(85, b.getNorth());
+    const w = Math.floor(b.getWest() / step) * step, e = b.getEast();
+    if ((n - s) / step > 200 || (e - w) / step > 400) return;
+    for (let lat = s; lat <= n; lat += step) L.polyline([[lat, b.getWest()], [lat, e]], { color: "#cbd5e1", weight: 1, interactive: false }).addTo(grid);
+    for (let lon = w; lon <= e; lon += step) L.polyline([[s, lon], [n, lon]], { color: "#cbd5e1", weight: 1, interactive: false }).addTo(grid);
+  }
+  map.on("moveend", drawGrid);
+  drawGrid();
 
   const assets = [];
   try {
@@ -59,6 +71,8 @@ export async function mapView(root, params) {
   const zones = new Map();
   const markers = L.layerGroup().addTo(map);
   let placed = 0;
+  const perSite = new Map();
+  for (const a of assets) if (a.site) perSite.set(a.site, (perSite.get(a.site) || 0) + 1);
   for (const a of assets) {
     const loc = a.location || {};
     if (loc.zone || loc.read_point) {
@@ -88,10 +102,12 @@ export async function mapView(root, params) {
     m.addTo(markers);
   }
   for (const [name, s] of sites) {
-    L.marker([s.lat / s.n, s.lon / s.n], {
+    const at = [s.lat / s.n, s.lon / s.n];
+    L.circle(at, { radius: 150, color: "#1d4ed8", weight: 1, fillOpacity: 0.06, interactive: false }).addTo(map);
+    L.marker(at, {
       icon: L.divIcon({ className: "site-label", html: "", iconSize: null }),
       keyboard: false,
-    }).bindTooltip(`site ${name} (${s.n})`, { permanent: true, direction: "top", className: "site-tip" }).addTo(map);
+    }).bindTooltip(`site ${name}: ${perSite.get(name) || s.n} assets`, { permanent: true, direction: "top", className: "site-tip", offset: [0, -8] }).addTo(map);
   }
 
   // Geofences and sites with shapes, where the service has them.
@@ -128,7 +144,7 @@ export async function mapView(root, params) {
     } catch { /* no events */ }
   }
 
-  if (bounds.length) map.fitBounds(bounds, { padding: [30, 30], maxZoom: 16 });
+  if (bounds.length) map.fitBounds(bounds, { padding: [60, 60], maxZoom: 15 });
   status.textContent = `${placed} of ${assets.length} assets have a position; ${sites.size} sites; ${fences} geofences` +
     (focus ? `; track of ${focus}: ${trackPts} points` : "");
   clear(side).append(
