@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -251,4 +252,53 @@ func setControl(t testing.TB, ctx context.Context, sel, value, event string) {
 	if got := evalJS[string](t, ctx, js); got != value {
 		t.Fatalf("set %s to %q: it holds %q", sel, value, got)
 	}
+}
+
+// TestProofBundleInBrowser checks event proof bundles (the ledger's format)
+// in Chromium: the true bundle holds on every check, and each tampered copy
+// fails, on the check it breaks.
+func TestProofBundleInBrowser(t *testing.T) {
+	base := serve(t, minimalApp(t))
+	ctx := newTab(t, testsvc.StartChromium(t))
+	signIn(t, ctx, base, "view")
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/#/provenance"), chromedp.WaitVisible(chromedp.CSS(`details.proof-check`)),
+		chromedp.Click(chromedp.CSS(`details.proof-check summary`))); err != nil {
+		t.Fatal(err)
+	}
+	cases, key := bundleCases(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			setControl(t, ctx, "#proof-json", tc.json, "input")
+			setControl(t, ctx, "#proof-key", key, "input")
+			if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#proof-verify`))); err != nil {
+				t.Fatal(err)
+			}
+			waitJS(t, ctx, "a verdict", `document.querySelector(".proof-check .verify-result").dataset.valid !== undefined`, 10*time.Second)
+			got := evalJS[string](t, ctx, `document.querySelector(".proof-check .verify-result").dataset.valid`)
+			text := evalJS[string](t, ctx, `document.querySelector(".proof-check .verify-result").innerText`)
+			if want := fmt.Sprint(tc.valid); got != want {
+				t.Fatalf("browser verdict = %s, want %s:\n%s", got, want, text)
+			}
+			failed := evalJS[[]string](t, ctx, `[...document.querySelectorAll(".proof-check ul.checks li.bad strong")].map(e => e.textContent)`)
+			if tc.valid && len(failed) > 0 {
+				t.Errorf("true bundle failed checks %q:\n%s", failed, text)
+			}
+			if !tc.valid && !slices.Contains(failed, tc.failCheck) {
+				t.Errorf("failed checks = %q, want %q among them:\n%s", failed, tc.failCheck, text)
+			}
+			if tc.valid {
+				shot(t, ctx, "bundle-valid")
+			} else if tc.failCheck == "tree inclusion" {
+				shot(t, ctx, "bundle-tampered")
+			}
+		})
+	}
+	// A bundle signed by another key than the pinned one fails.
+	other := strings.Repeat("11", 32)
+	setControl(t, ctx, "#proof-json", cases[0].json, "input")
+	setControl(t, ctx, "#proof-key", other, "input")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#proof-verify`))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "a verdict", `document.querySelector(".proof-check .verify-result").dataset.valid === "false"`, 10*time.Second)
 }

@@ -49,6 +49,20 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   return data;
 }
 
+// apiText fetches a GET route's body as text (for proof bundles, whose
+// exact bytes matter).
+export async function apiText(path) {
+  const res = await fetch("/api/v1" + path, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  const text = await res.text();
+  if (!res.ok) {
+    let err = null;
+    try { err = JSON.parse(text).error; } catch { /* not JSON */ }
+    if (res.status === 401) onUnauthorized();
+    throw new ApiError(res.status, err ? err.code : res.status === 404 ? "route" : "http", err ? err.message : `${res.status} ${res.statusText}`);
+  }
+  return text;
+}
+
 // items reads a list answer: {"items": [...], "next_cursor": "..."} or a
 // bare array.
 export function items(data) {

@@ -168,7 +168,7 @@ export async function assetView(root, id) {
   drawHead(asset);
   drawCards(asset);
   ledgerBox.append(h("h2#h-ledger", "Ledger anchors"));
-  await Promise.all([loadEvents(), drawCharts(), loadAlerts(), anchorsPanel(ledgerBox, asset)]);
+  await Promise.all([loadEvents().then(() => anchorsPanel(ledgerBox, asset, events)), drawCharts(), loadAlerts()]);
   drawCards(asset);
   root.dataset.ready = "true";
 

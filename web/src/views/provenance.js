@@ -18,7 +18,7 @@ export async function provenanceView(root) {
   const ds = h("section.card", { "aria-labelledby": "h-ds" }, h("h2#h-ds", "Datasets"));
   const md = h("section.card", { "aria-labelledby": "h-md" }, h("h2#h-md", "Models"));
   const chk = h("section.card", { "aria-labelledby": "h-chk" }, h("h2#h-chk", "Check a proof offline"),
-    h("p.muted", "Paste an exported inclusion proof: it is checked here in the browser with SHA-256, without asking the server."), proofChecker());
+    h("p.muted", "Paste an exported proof bundle (or a bare RFC 6962 inclusion proof): it is checked here in the browser with SHA-256 and Ed25519, without asking the server."), proofChecker());
   root.append(h("h1", "Provenance"), h("div.grid", ds, md), chk);
 
   let datasets = [];
