@@ -62,7 +62,7 @@ func (x *Auth) Authenticate(c *fiber.Ctx) error {
 		if !ok || !found {
 			return x.reject(c, fiber.StatusUnauthorized, CodeUnauthorized, "invalid API token")
 		}
-		c.Locals(principalKey, p)
+		setPrincipal(c, p)
 		return c.Next()
 	}
 	p, ok := x.a.Session(c.Cookies(SessionCookie))
@@ -77,15 +77,24 @@ func (x *Auth) Authenticate(c *fiber.Ctx) error {
 			return x.reject(c, fiber.StatusForbidden, CodeForbidden, "missing or wrong "+CSRFHeader+" header")
 		}
 	}
-	c.Locals(principalKey, p)
+	setPrincipal(c, p)
 	return c.Next()
+}
+
+// setPrincipal records who the request acts as: the Principal for Require,
+// and Locals "user" and "role" (strings) for route files that only need
+// the name and role (alerts.go, ledger.go).
+func setPrincipal(c *fiber.Ctx, p auth.Principal) {
+	c.Locals(principalKey, p)
+	c.Locals("user", p.Name)
+	c.Locals("role", string(p.Role))
 }
 
 // NoAuth is the middleware for an API built without sign-in (tests of
 // other domains): every request acts as an anonymous admin. twin-service
 // always configures sign-in.
 func NoAuth(c *fiber.Ctx) error {
-	c.Locals(principalKey, auth.Principal{Name: "anonymous", Role: auth.Admin, Via: "none"})
+	setPrincipal(c, auth.Principal{Name: "anonymous", Role: auth.Admin, Via: "none"})
 	return c.Next()
 }
 

@@ -45,6 +45,9 @@ func testAuthApp(t *testing.T) *fiber.App {
 	api.Get("/things", func(c *fiber.Ctx) error { return c.SendString("things") })
 	api.Post("/things/ack", Allow(auth.AckAlerts), func(c *fiber.Ctx) error {
 		p, _ := Principal(c)
+		if c.Locals("user") != p.Name || c.Locals("role") != string(p.Role) {
+			return c.SendString("locals do not name the principal")
+		}
 		return c.SendString("acked by " + p.Name)
 	})
 	return app
@@ -140,6 +143,10 @@ func TestAuthRoutes(t *testing.T) {
 		if code, body := sec.do("POST", "/api/v1/things/ack", "", tc.hdr); code != tc.want {
 			t.Errorf("security POST ack with %s = %d %s, want %d", tc.name, code, body, tc.want)
 		}
+	}
+
+	if code, body := sec.do("POST", "/api/v1/things/ack", "", map[string]string{CSRFHeader: sec.csrf}); body != "acked by sec" {
+		t.Errorf("POST ack as sec = %d %q, want \"acked by sec\"", code, body)
 	}
 
 	view := &client{t: t, app: app}

@@ -77,14 +77,14 @@ export async function alertsView(root) {
   const sel = (k, opts) => {
     const s = h("select", { id: "alerts-" + k, name: k, onchange: () => { filter[k] = s.value; load(); } },
       opts.map((o) => h("option", { value: o, selected: o === filter[k] ? true : null }, o ? label(o) : "all")));
-    return h("div.field", h("label", { for: "alerts-" + k }, k === "state" ? "status" : label(k)), s);
+    return h("div.field", h("label", { for: "alerts-" + k }, k === "state" ? "status" : k === "severity" ? "at least" : label(k)), s);
   };
   const typeIn = h("input", { id: "alerts-type", name: "type", value: filter.type, placeholder: "e.g. substitution", onchange: () => { filter.type = typeIn.value.trim(); load(); } });
   const siteIn = h("input", { id: "alerts-site", name: "site", value: filter.site, placeholder: "e.g. s1", onchange: () => { filter.site = siteIn.value.trim(); load(); } });
   const summary = h("p.summary", { "aria-live": "polite" });
   root.append(h("h1", "Alerts"), h("div.filters",
     sel("state", ["", "open", "acknowledged", "resolved"]),
-    sel("severity", ["", "critical", "warning", "info"]),
+    sel("severity", ["", "critical", "warning", "info"]), // the API's severity filter is a minimum
     h("div.field", h("label", { for: "alerts-type" }, "Type"), typeIn),
     h("div.field", h("label", { for: "alerts-site" }, "Site"), siteIn)), summary, box);
 
@@ -103,7 +103,8 @@ export async function alertsView(root) {
     }
     if (my !== loading) return;
     const f = filter;
-    const shown = got.filter((a) => (!f.state || stateOf(a) === f.state) && (!f.severity || a.severity === f.severity) &&
+    const rank = { info: 1, warning: 2, critical: 3 };
+    const shown = got.filter((a) => (!f.state || stateOf(a) === f.state) && (!f.severity || (rank[a.severity] || 0) >= rank[f.severity]) &&
       (!f.type || a.type === f.type) && (!f.site || a.site === f.site));
     shown.sort((a, b) => String(b.opened || b.first_seen || "").localeCompare(String(a.opened || a.first_seen || "")));
     summary.textContent = `${shown.length} alert${shown.length === 1 ? "" : "s"}`;

@@ -69,7 +69,7 @@ async function loadFleet(onProgress) {
 async function loadAlerts() {
   try {
     const counts = new Map();
-    await pages("/alerts?status=open", (got) => {
+    await pages("/alerts?state=open", (got) => {
       for (const al of got) {
         const id = al.asset || al.asset_id;
         if (id) counts.set(id, (counts.get(id) || 0) + 1);
