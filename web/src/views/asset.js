@@ -11,8 +11,8 @@ const METRICS = [
   ["temp_c", "Temperature", "°C", "#dc2626"],
   ["power_w", "Power", "W", "#d97706"],
   ["util_pct", "Utilisation", "%", "#2563eb"],
-  ["ecc_dbe", "ECC double-bit errors", "count", "#7c3aed"],
-  ["xid_count", "XID events", "count", "#0f766e"],
+  ["ecc_dbe", "ECC double-bit errors", "count", "#7c3aed", "max"],
+  ["xid_count", "XID events", "count", "#0f766e", "max"],
 ];
 let range = "1h";
 
@@ -103,11 +103,11 @@ export async function assetView(root, id) {
     const step = goDuration(Math.max(1, Math.round(sec / 240)));
     let anyPoints = 0;
     let missing = null;
-    await Promise.all(METRICS.map(async ([metric, title, unit, color]) => {
+    await Promise.all(METRICS.map(async ([metric, title, unit, color, agg]) => {
       const slot = h("div.chart", { dataset: { metric } });
       box.append(slot);
       try {
-        const data = await api(`/assets/${encodeURIComponent(id)}/series` + qs({ metric, from: from.toISOString(), to: to.toISOString(), step }));
+        const data = await api(`/assets/${encodeURIComponent(id)}/series` + qs({ metric, from: from.toISOString(), to: to.toISOString(), step, agg }));
         const series = parseSeries(data);
         slot.dataset.points = String(series[0].length);
         anyPoints += series[0].length;
