@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"strings"
@@ -179,4 +180,84 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("controls without a label: %q", unnamed)
 		}
 	})
+}
+
+// TestAlertsLive: an alert raised while the inbox is open arrives without a
+// reload; a security user acknowledges it with a comment and the API shows
+// the new state; a viewer sees it but can neither press nor call acknowledge.
+// The alert comes from the fleet itself: firmware-sim is killed, its MQTT
+// connections drop, the broker publishes the gateways' last wills and the
+// detectors raise gateway_offline.
+func TestAlertsLive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts twin-service, firmware-sim and Chromium")
+	}
+	svc := startService(t, fleetSize{sites: 1, servers: 2, gpus: 2})
+	svc.waitAssets(t, 6, 90*time.Second)
+	if !svc.hasRoute(t, "/alerts") {
+		t.Skip("UNTESTED: live alerts, acknowledge and the viewer's refusal — this twin-service has no /alerts route")
+	}
+	browser := testsvc.StartChromium(t)
+	sec := newTab(t, browser)
+	signIn(t, sec, svc.URL, "sec")
+	view := newTab(t, browser)
+	signIn(t, view, svc.URL, "view")
+	for _, ctx := range []context.Context{sec, view} {
+		if err := chromedp.Do(ctx, chromedp.Navigate(svc.URL+"/#/alerts")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the alerts inbox", `document.querySelector("main").dataset.view === "alerts" && document.querySelector("main").dataset.ready === "true"`, 30*time.Second)
+		evalJS[int](t, ctx, `window.__sameDocument = 1`)
+	}
+	before := evalJS[int](t, sec, `document.querySelectorAll("li.alert").length`)
+
+	svc.fleet.Kill()
+	waitJS(t, sec, "an alert arriving live", fmt.Sprintf(`window.__sameDocument === 1 && document.querySelectorAll("li.alert").length > %d`, before), 120*time.Second)
+	shot(t, sec, "alerts-live")
+	id := evalJS[string](t, sec, `document.querySelector("li.alert").dataset.id`)
+	sel := fmt.Sprintf(`li.alert[data-id=%q]`, id)
+
+	// The viewer sees the alert, without the buttons, and the API refuses it.
+	waitJS(t, view, "the alert in the viewer's inbox", fmt.Sprintf(`window.__sameDocument === 1 && !!document.querySelector(%q)`, sel), 60*time.Second)
+	if n := evalJS[int](t, view, fmt.Sprintf(`document.querySelectorAll(%q).length`, sel+" button[data-action]")); n != 0 {
+		t.Errorf("the viewer gets %d acknowledge/resolve buttons, want none", n)
+	}
+	code := evalJS[int](t, view, fmt.Sprintf(`fetch("/api/v1/alerts/%s/ack", {method: "POST", headers: {"Content-Type": "application/json",
+		"X-CSRF-Token": decodeURIComponent((document.cookie.match(/tc_csrf=([^;]+)/) || [])[1] || "")}, body: "{\"comment\":\"viewer\"}"}).then(r => r.status)`, id))
+	if code != 403 {
+		t.Errorf("a viewer's POST /alerts/%s/ack = %d, want 403", id, code)
+	}
+	shot(t, view, "alerts-viewer")
+
+	// Security acknowledges it with a comment.
+	setControl(t, sec, sel+` input[name=comment]`, "rack door checked", "input")
+	if err := chromedp.Do(sec, chromedp.Click(chromedp.CSS(sel+` button[data-action=ack]`))); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		State   string `json:"state"`
+		History []struct {
+			State   string `json:"state"`
+			By      string `json:"by"`
+			Comment string `json:"comment"`
+		} `json:"history"`
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		svc.get(t, "/alerts/"+url.PathEscape(id), &got)
+		if got.State == "acknowledged" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got.State != "acknowledged" {
+		t.Fatalf("alert %s is %q in the API after Acknowledge, want acknowledged", id, got.State)
+	}
+	last := got.History[len(got.History)-1]
+	if last.By != "sec" || last.Comment != "rack door checked" {
+		t.Errorf("the acknowledgement is recorded as by %q with %q, want by sec with the comment", last.By, last.Comment)
+	}
+	setControl(t, sec, "#alerts-state", "", "change")
+	waitJS(t, sec, "the acknowledged alert", fmt.Sprintf(`(document.querySelector(%q) || {dataset: {}}).dataset.state === "acknowledged"`, sel), 30*time.Second)
+	shot(t, sec, "alerts-acknowledged")
 }

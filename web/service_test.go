@@ -55,9 +55,10 @@ const testToken = "tc_web_test_token"
 
 // service is a running twin-service fed by a running firmware-sim fleet.
 type service struct {
-	URL  string // http://127.0.0.1:port
-	MQTT string // tcp://127.0.0.1:port
-	dir  string
+	URL   string // http://127.0.0.1:port
+	MQTT  string // tcp://127.0.0.1:port
+	dir   string
+	fleet *process // firmware-sim
 }
 
 type fleetSize struct{ sites, servers, gpus int }
@@ -100,13 +101,26 @@ func startService(t testing.TB, size fleetSize, extraFleetArgs ...string) *servi
 	if err := testsvc.WaitTCP(mqttAddr, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	start(t, "firmware-sim", filepath.Join(bin, "firmware-sim"), fleetArgs...)
+	s.fleet = start(t, "firmware-sim", filepath.Join(bin, "firmware-sim"), fleetArgs...)
 	return s
+}
+
+// process is a program a test started.
+type process struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// Kill ends the program at once (SIGKILL): its MQTT connections drop
+// without a disconnect, so the broker publishes their last wills.
+func (p *process) Kill() {
+	p.cmd.Process.Kill()
+	<-p.exited
 }
 
 // start runs a program until t ends; its output goes to the test log when
 // the test fails.
-func start(t testing.TB, name, path string, args ...string) {
+func start(t testing.TB, name, path string, args ...string) *process {
 	t.Helper()
 	var out lockedBuffer
 	cmd := exec.Command(path, args...)
@@ -130,6 +144,7 @@ func start(t testing.TB, name, path string, args ...string) {
 			t.Logf("%s output:\n%s", name, tail(out.String(), 4000))
 		}
 	})
+	return &process{cmd: cmd, exited: exited}
 }
 
 func tail(s string, n int) string {

@@ -137,6 +137,7 @@ subscribe((name, data, path) => {
   }
 });
 window.addEventListener("hashchange", () => {
+  closeMenu();
   if (location.hash.startsWith("#/alerts")) {
     fresh = 0;
     document.getElementById("alert-badge").hidden = true;
@@ -150,10 +151,11 @@ toggle.addEventListener("click", () => {
   toggle.setAttribute("aria-expanded", String(open));
   document.getElementById("nav").classList.toggle("open", open);
 });
-document.getElementById("nav").addEventListener("click", () => {
+function closeMenu() {
   toggle.setAttribute("aria-expanded", "false");
   document.getElementById("nav").classList.remove("open");
-});
+}
+document.getElementById("nav").addEventListener("click", closeMenu);
 
 (async () => {
   try {
