@@ -127,7 +127,7 @@ setUnauthorizedHandler(() => {
 // The alert badge in the navigation counts alerts that arrived live.
 let fresh = 0;
 subscribe((name, data, path) => {
-  if (alertEventName(name, data, path) && !(data && data.event && data.event !== "opened")) {
+  if (alertEventName(name, data, path) && !(data && data.event && data.event !== "opened") && !location.hash.startsWith("#/alerts")) {
     fresh++;
     const b = document.getElementById("alert-badge");
     b.hidden = false;

@@ -30,7 +30,7 @@ function evidenceRecord(r) {
 function evidence(al) {
   const recs = Array.isArray(al.evidence) ? al.evidence : al.evidence ? [al.evidence] : [];
   if (!recs.length) return null;
-  return h("details.evidence-box", h("summary", `Evidence (${recs.length})`), h("ul.evidence-list", recs.map(evidenceRecord)));
+  return h("details.evidence-box", { open: recs.length <= 2 }, h("summary", `Evidence (${recs.length})`), h("ul.evidence-list", recs.map(evidenceRecord)));
 }
 
 // alertList draws alerts with their actions; reload is called after one.
@@ -63,7 +63,7 @@ export function alertList(list, reload) {
         al.site ? ` · site ${al.site}` : "", ` · opened ${fmtTime(raised)} (${ago(raised)})`,
         al.last_seen ? ` · last seen ${ago(al.last_seen)}` : ""),
       evidence(al),
-      history.length ? h("ul.history", history.map((x) =>
+      history.length ? h("ul.history", { "aria-label": "History" }, history.map((x) =>
         h("li", `${fmtTime(x.at || x.time)} ${x.by || ""}: ${label(x.state || x.action || "")}${x.comment ? " — " + x.comment : ""}`))) : null,
       state === "resolved" ? null : can("alerts.ack")
         ? h("div.actions", comment, state === "open" ? act("ack") : null, act("resolve"))
@@ -77,7 +77,7 @@ export async function alertsView(root) {
   const sel = (k, opts) => {
     const s = h("select", { id: "alerts-" + k, name: k, onchange: () => { filter[k] = s.value; load(); } },
       opts.map((o) => h("option", { value: o, selected: o === filter[k] ? true : null }, o ? label(o) : "all")));
-    return h("div.field", h("label", { for: "alerts-" + k }, k === "state" ? "status" : k === "severity" ? "at least" : label(k)), s);
+    return h("div.field", h("label", { for: "alerts-" + k }, k === "state" ? "status" : k === "severity" ? "min. severity" : label(k)), s);
   };
   const typeIn = h("input", { id: "alerts-type", name: "type", value: filter.type, placeholder: "e.g. substitution", onchange: () => { filter.type = typeIn.value.trim(); load(); } });
   const siteIn = h("input", { id: "alerts-site", name: "site", value: filter.site, placeholder: "e.g. s1", onchange: () => { filter.site = siteIn.value.trim(); load(); } });
