@@ -261,3 +261,71 @@ func TestAlertsLive(t *testing.T) {
 	waitJS(t, sec, "the acknowledged alert", fmt.Sprintf(`(document.querySelector(%q) || {dataset: {}}).dataset.state === "acknowledged"`, sel), 30*time.Second)
 	shot(t, sec, "alerts-acknowledged")
 }
+
+// TestWorkOrders: one person opens a work order in the dashboard, another
+// with an approving role approves it there, and the API shows it approved;
+// a viewer gets no form.
+func TestWorkOrders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts twin-service, firmware-sim and Chromium")
+	}
+	svc := startService(t, fleetSize{sites: 1, servers: 1, gpus: 2})
+	svc.waitAssets(t, 3, 90*time.Second)
+	if !svc.hasRoute(t, "/workorders") {
+		t.Skip("UNTESTED: work orders — this twin-service has no /workorders route")
+	}
+	browser := testsvc.StartChromium(t)
+	admin := newTab(t, browser)
+	signIn(t, admin, svc.URL, "admin")
+	open := func(ctx context.Context) {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.Navigate(svc.URL+"/#/workorders")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the work orders", `document.querySelector("main").dataset.view === "workorders" && document.querySelector("main").dataset.ready === "true"`, 30*time.Second)
+	}
+	open(admin)
+	setControl(t, admin, `form input[name=asset]`, "srv-s1-001.gpu1", "input")
+	setControl(t, admin, `form input[name=to]`, "96.00.99.00.01", "input")
+	setControl(t, admin, `form input[name=reason]`, "VBIOS update for the XID 79 fix", "input")
+	if err := chromedp.Do(admin, chromedp.Click(chromedp.CSS(`form button[type=submit]`))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, admin, "the new order", `document.querySelectorAll("table.plain tbody tr").length === 1`, 30*time.Second)
+	id := evalJS[string](t, admin, `document.querySelector("table.plain tbody tr").dataset.id`)
+	if n := evalJS[int](t, admin, `[...document.querySelectorAll("table.plain button")].filter(b => b.textContent === "Approve").length`); n != 0 {
+		t.Errorf("the creator is offered Approve on their own order")
+	}
+
+	sec := newTab(t, browser)
+	signIn(t, sec, svc.URL, "sec")
+	open(sec)
+	if err := chromedp.Do(sec, chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll("table.plain button")].find(b => b.textContent === "Approve").click()`)); err != nil {
+		t.Fatal(err)
+	}
+	var wo struct {
+		State      string `json:"state"`
+		ApprovedBy string `json:"approved_by"`
+		CreatedBy  string `json:"created_by"`
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		svc.get(t, "/workorders/"+url.PathEscape(id), &wo)
+		if wo.State == "approved" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if wo.State != "approved" || wo.CreatedBy != "admin" || wo.ApprovedBy != "sec" {
+		t.Errorf("work order %s = %+v, want approved, created by admin, approved by sec", id, wo)
+	}
+	waitJS(t, sec, "the approved order", `document.querySelector("table.plain tbody tr .pill").textContent === "approved"`, 30*time.Second)
+	shot(t, sec, "workorders")
+
+	view := newTab(t, browser)
+	signIn(t, view, svc.URL, "view")
+	open(view)
+	if n := evalJS[int](t, view, `document.querySelectorAll("main form").length`); n != 0 {
+		t.Errorf("a viewer gets the work order form")
+	}
+}
