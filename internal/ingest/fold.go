@@ -333,15 +333,19 @@ func (f *fold) gps() error {
 	return nil
 }
 
-// status moves the gateway online or offline; an older status than the
-// newest one applied changes nothing.
+// status moves the gateway online or offline. A numbered status applies
+// unless a newer numbered one was applied (a replayed backlog never flips
+// the state back). The last will (sequence 0) applies when it arrives: it
+// is signed when its connection opened, so its time is older than the
+// statuses sent over that connection, yet it reports that connection's end.
 func (f *fold) status(gw *twin.Asset, s *stream) error {
 	st := &f.m.st
-	t := f.m.env.Time
-	if t.Before(s.st.StatusTime) {
-		return nil
+	if f.m.env.Seq > 0 {
+		if f.m.env.Time.Before(s.st.StatusTime) {
+			return nil
+		}
+		s.st.StatusTime = f.m.env.Time
 	}
-	s.st.StatusTime = t
 	s.st.State = st.State
 	want, typ := gatewayOnline, twin.EventGatewayOnline
 	if st.State == wire.StateOffline {
@@ -352,7 +356,6 @@ func (f *fold) status(gw *twin.Asset, s *stream) error {
 	}
 	next := *gw
 	next.Health.State = want
-	note := st.Reason
-	_, err := f.record(gw, &next, typ, note)
+	_, err := f.record(gw, &next, typ, st.Reason)
 	return err
 }
