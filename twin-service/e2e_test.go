@@ -20,6 +20,7 @@ import (
 	"twinchain/internal/registry"
 	"twinchain/internal/testsvc"
 	"twinchain/internal/twin"
+	"twinchain/internal/twinstore"
 )
 
 // syncBuffer collects a process's stderr for failure messages.
@@ -313,8 +314,8 @@ func TestFleetEmbedded(t *testing.T) {
 	live := waitLive(t, svc.base, sim, 3, svc.stderr)
 	checkAPI(t, svc.base, sim, live)
 	stopFleet()
-	before := waitLive(t, svc.base, sim, 3, svc.stderr)
 	svc.stop(t)
+	before := storedAssets(t, filepath.Join(dir, "data"))
 
 	svc = startInProcess(t, args...)
 	after := waitLive(t, svc.base, sim, 3, svc.stderr)
@@ -363,4 +364,23 @@ func TestFleetMosquitto(t *testing.T) {
 	live := waitLive(t, svc.base, sim, 3, svc.stderr)
 	checkAPI(t, svc.base, sim, live)
 	stopFleet()
+}
+
+// storedAssets reads every twin from a stopped service's store.
+func storedAssets(t *testing.T, dataDir string) map[string]twin.Asset {
+	t.Helper()
+	store, err := twinstore.Open(filepath.Join(dataDir, "twins.db"), twinstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	out := map[string]twin.Asset{}
+	err = store.ForEachTwin(func(a *twin.Asset, _ uint64) error {
+		out[a.ID] = *a
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

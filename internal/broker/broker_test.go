@@ -37,7 +37,13 @@ type stack struct {
 
 func startStack(t *testing.T, gateways ...string) *stack {
 	t.Helper()
-	store, err := twinstore.Open(filepath.Join(t.TempDir(), "twins.db"), twinstore.Options{NoSync: true})
+	// Observations are stored with every batch: the tests read the store.
+	return startStackWith(t, ingest.Config{CheckpointInterval: time.Nanosecond}, true, gateways...)
+}
+
+func startStackWith(t testing.TB, cfg ingest.Config, noSync bool, gateways ...string) *stack {
+	t.Helper()
+	store, err := twinstore.Open(filepath.Join(t.TempDir(), "twins.db"), twinstore.Options{NoSync: noSync})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +54,7 @@ func startStack(t *testing.T, gateways ...string) *stack {
 		}
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	in, err := ingest.New(ingest.Config{}, store, reg, log, nil)
+	in, err := ingest.New(cfg, store, reg, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
