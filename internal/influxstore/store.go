@@ -9,18 +9,18 @@
 // One measurement per kind of reading ("gpu" for wire.GPUSample), one line
 // per asset and sampling instant:
 //
-//	gpu,asset=srv-s1-001.gpu3,gateway=gw-srv-s1-001,kind=gpu,site=s1 temp_c=61,power_w=412.5,... <ns>
+//		gpu,asset=srv-s1-001.gpu3,gateway=gw-srv-s1-001,kind=gpu,site=s1 temp_c=61,power_w=412.5,... <ns>
 //
-//   - tags: asset (the series), gateway, kind, site. Their values are bounded
-//     by the fleet: series = assets x the gateways each one has reported
-//     through. Nothing per reading (sequence numbers, message ids, UUIDs,
-//     throttle reasons, values) is ever a tag.
-//   - fields: the readings, all float64 (counters too, so a field never
-//     changes type and never conflicts).
-//   - time: the reading's own time in nanoseconds, as the gateway stamped
-//     it. InfluxDB keeps one point per series and time, so writing a point
-//     again (a replay after an outage or a crash) overwrites it with the same
-//     values: points are never counted twice.
+//	  - tags: asset (the series), gateway, kind, site. Their values are bounded
+//	    by the fleet: series = assets x the gateways each one has reported
+//	    through. Nothing per reading (sequence numbers, message ids, UUIDs,
+//	    throttle reasons, values) is ever a tag.
+//	  - fields: the readings, all float64 (counters too, so a field never
+//	    changes type and never conflicts).
+//	  - time: the reading's own time in nanoseconds, as the gateway stamped
+//	    it. InfluxDB keeps one point per series and time, so writing a point
+//	    again (a replay after an outage or a crash) overwrites it with the same
+//	    values: points are never counted twice.
 //
 // # Writing: a durable replay log and a blocking sender
 //
