@@ -244,3 +244,25 @@ func (s *Influxd) Count(t testing.TB, db, q string) int64 {
 	}
 	return int64(n)
 }
+
+// WriteLines writes line protocol to database db through the 1.x /write
+// endpoint (nanosecond timestamps) and fails t unless InfluxDB answers 204.
+func (s *Influxd) WriteLines(t testing.TB, db, lines string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.URL()+"/write?db="+url.QueryEscape(db), strings.NewReader(lines))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.User != "" {
+		req.SetBasicAuth(s.User, s.Password)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("influxdb write: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("influxdb write: HTTP %d %s", resp.StatusCode, body)
+	}
+}

@@ -1,25 +1,13 @@
 package testsvc
 
-import (
-	"net/http"
-	"strings"
-	"testing"
-)
+import "testing"
 
 // TestInfluxdRestartKeepsData starts a real influxd, writes through the 1.x
 // /write endpoint, restarts it on the same port and counts again.
 func TestInfluxdRestartKeepsData(t *testing.T) {
 	s := StartInfluxd(t, InfluxdOptions{})
 	s.CreateDatabase(t, "probe")
-	body := "m,asset=a1 v=1 1700000000000000000\nm,asset=a1 v=2 1700000001000000000\n"
-	resp, err := http.Post(s.URL()+"/write?db=probe", "text/plain", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("POST /write = HTTP %d, want 204", resp.StatusCode)
-	}
+	s.WriteLines(t, "probe", "m,asset=a1 v=1 1700000000000000000\nm,asset=a1 v=2 1700000001000000000\n")
 	if n := s.Count(t, "probe", "SELECT count(v) FROM m"); n != 2 {
 		t.Fatalf("count before restart = %d, want 2", n)
 	}
