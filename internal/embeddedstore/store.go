@@ -256,7 +256,7 @@ func (s *Store) Flush(ctx context.Context) error {
 	if s.closed {
 		return telemetry.ErrClosed
 	}
-	return ctx.Err()
+	return nil
 }
 
 // PruneInterval is how often Run applies the retention.
@@ -266,7 +266,7 @@ const PruneInterval = 10 * time.Minute
 func (s *Store) Run(ctx context.Context) error {
 	if s.opts.Retention <= 0 {
 		<-ctx.Done()
-		return ctx.Err()
+		return nil
 	}
 	t := time.NewTicker(PruneInterval)
 	defer t.Stop()
@@ -276,7 +276,7 @@ func (s *Store) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil
 		case <-t.C:
 		}
 	}

@@ -239,7 +239,7 @@ func (s *Store) Run(ctx context.Context) error {
 		if err != nil {
 			s.log.Error("influxdb replay log read", "err", err)
 			if !sleep(time.Second) {
-				return ctx.Err()
+				return nil
 			}
 			continue
 		}
@@ -247,7 +247,7 @@ func (s *Store) Run(ctx context.Context) error {
 			partialSince = time.Time{}
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
+				return nil
 			case <-s.kick:
 			}
 			continue
@@ -261,7 +261,7 @@ func (s *Store) Run(ctx context.Context) error {
 				wait.Reset(left)
 				select {
 				case <-ctx.Done():
-					return ctx.Err()
+					return nil
 				case <-wait.C:
 				case <-s.kick:
 					wait.Stop()
@@ -283,7 +283,7 @@ func (s *Store) Run(ctx context.Context) error {
 			}
 			backoff = 0
 		case ctx.Err() != nil:
-			return ctx.Err()
+			return nil
 		case permanent(err):
 			code := statusCode(err)
 			if _, seen := s.loggedReject.LoadOrStore(code, struct{}{}); !seen {
@@ -301,7 +301,7 @@ func (s *Store) Run(ctx context.Context) error {
 			}
 			backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
 			if !sleep(backoff) {
-				return ctx.Err()
+				return nil
 			}
 		}
 	}

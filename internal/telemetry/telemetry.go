@@ -52,7 +52,8 @@ type Store interface {
 	// Write stores points. When it returns nil, the points are durable:
 	// on disk in the store, or in its on-disk replay log on their way to a
 	// remote server. Invalid points are skipped and reported by an error
-	// wrapping ErrInvalidPoint; the valid ones are still written.
+	// wrapping ErrInvalidPoint; the valid ones are still written. Write
+	// does not keep pts (or their Fields) after it returns.
 	Write(ctx context.Context, pts []Point) error
 	// Flush waits until every point written before the call can be read by
 	// Query and Latest, or ctx ends.
@@ -64,7 +65,7 @@ type Store interface {
 	// LatestLookback of now, sorted by measurement and field.
 	Latest(ctx context.Context, asset string) ([]Value, error)
 	// Run does the store's background work (sending, retention) until ctx
-	// ends.
+	// ends, then returns nil.
 	Run(ctx context.Context) error
 	// Close releases the store's files and connections. Call it after Run
 	// has returned.
