@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"twinchain/internal/influxstore"
 	"twinchain/internal/telemetry"
 	"twinchain/internal/telemetry/telemetrytest"
@@ -154,6 +156,31 @@ func TestEndToEndCrossCheck(t *testing.T) {
 	if st := s.Stats(); st.Written != n || st.PendingPoints != 0 || st.Dropped != 0 || st.Rejected != 0 {
 		t.Errorf("Stats() = %+v, want %d written, nothing pending, dropped or rejected", st, n)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(influxstore.NewCollector(s))
+	if got := gathered(t, reg, "twinchain_influxdb_written_points_total"); got != n {
+		t.Errorf("twinchain_influxdb_written_points_total = %v, want %d", got, n)
+	}
+}
+
+// gathered is the value of the single metric name in reg.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			m := mf.GetMetric()[0]
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not gathered", name)
+	return 0
 }
 
 // TestAuthToken writes to an influxd with authentication on, with the 1.8
