@@ -37,6 +37,9 @@ type Options struct {
 	StreamMaxLag uint64
 	// StreamHeartbeat is the SSE keep-alive interval; default 15s.
 	StreamHeartbeat time.Duration
+
+	// Telemetry serves the chart routes (series.go).
+	Telemetry TelemetryReader
 }
 
 // Server is the HTTP API.
@@ -75,6 +78,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	api := s.app.Group("/api/v1")
+	s.registerSeries(api) // before assets: with no asset store, /assets* answers 503
 	s.registerAssets(api)
 	s.registerGateways(api)
 	s.registerStream(api)
