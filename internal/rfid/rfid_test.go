@@ -110,11 +110,11 @@ func TestUHFParser(t *testing.T) {
 	}{
 		{"EPC:E2801160600002084D6B1A3F RSSI:-57.5 ANT:2", UHFLine{EPC: "E2801160600002084D6B1A3F", RSSI: -57.5, HasRSSI: true, Antenna: 2}, true},
 		{"EPC:e2801160600002084d6b1a3f RSSI:-61 ANT:1 ", UHFLine{EPC: "E2801160600002084D6B1A3F", RSSI: -61, HasRSSI: true, Antenna: 1}, true},
-		{"EPC:E280116 RSSI:-57.5 ANT:2", UHFLine{}, false},           // odd length
-		{"EPC:E2801160 RSSI:-300 ANT:2", UHFLine{}, false},           // RSSI out of range
-		{"EPC:E2801160 RSSI:-50 ANT:999", UHFLine{}, false},          // antenna out of range
-		{"EPC: RSSI:-50 ANT:1", UHFLine{}, false},                    // no EPC
-		{"\xf8\x80\x00garbage", UHFLine{}, false},                    // noise
+		{"EPC:E280116 RSSI:-57.5 ANT:2", UHFLine{}, false},            // odd length
+		{"EPC:E2801160 RSSI:-300 ANT:2", UHFLine{}, false},            // RSSI out of range
+		{"EPC:E2801160 RSSI:-50 ANT:999", UHFLine{}, false},           // antenna out of range
+		{"EPC: RSSI:-50 ANT:1", UHFLine{}, false},                     // no EPC
+		{"\xf8\x80\x00garbage", UHFLine{}, false},                     // noise
 		{"EPC:E2801160600002084D6B1A3F RSSI:-57.5", UHFLine{}, false}, // truncated
 	}
 	for _, tc := range cases {
