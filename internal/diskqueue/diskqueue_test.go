@@ -9,7 +9,9 @@ import (
 	"testing"
 )
 
-func msg(seq uint64) []byte { return []byte(fmt.Sprintf(`{"seq":%d,"pad":"%s"}`, seq, bytes.Repeat([]byte("x"), int(seq%7)))) }
+func msg(seq uint64) []byte {
+	return []byte(fmt.Sprintf(`{"seq":%d,"pad":"%s"}`, seq, bytes.Repeat([]byte("x"), int(seq%7))))
+}
 
 func seqs(t *testing.T, q *Queue) []uint64 {
 	t.Helper()
