@@ -23,7 +23,7 @@ func TestOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes about a minute")
 	}
-	agentBin, _ := binaries(t)
+	agentBin, _, _ := binaries(t)
 	dir := t.TempDir()
 	// Persistence keeps the subscriber's session across the broker restart,
 	// so it misses nothing while it reconnects.

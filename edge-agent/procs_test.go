@@ -27,14 +27,14 @@ var (
 )
 
 // binaries builds edge-agent and firmware-sim once per test run.
-func binaries(t *testing.T) (agent, sim string) {
+func binaries(t *testing.T) (agent, sim, twinService string) {
 	t.Helper()
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "edge-bin-")
 		if buildErr != nil {
 			return
 		}
-		out, err := exec.Command("go", "build", "-o", buildDir+"/", "twinchain/edge-agent", "twinchain/firmware-sim").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", buildDir+"/", "twinchain/edge-agent", "twinchain/firmware-sim", "twinchain/twin-service").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -42,7 +42,7 @@ func binaries(t *testing.T) (agent, sim string) {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	return filepath.Join(buildDir, "edge-agent"), filepath.Join(buildDir, "firmware-sim")
+	return filepath.Join(buildDir, "edge-agent"), filepath.Join(buildDir, "firmware-sim"), filepath.Join(buildDir, "twin-service")
 }
 
 // syncBuffer is a bytes.Buffer safe for a process's writes and the test's reads.

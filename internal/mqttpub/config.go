@@ -21,7 +21,7 @@ import (
 type Config struct {
 	Broker   string `yaml:"broker"`    // tcp://host:1883, or ssl://host:8883 / tls://host:8883
 	ClientID string `yaml:"client_id"` // the gateway id when empty
-	Username string `yaml:"username"`  // the gateway id when empty and a password is set
+	Username string `yaml:"username"`  // the gateway id when empty (broker ACLs key on it)
 	Password string `yaml:"password"`  // better: TWINCHAIN_MQTT_PASSWORD in the environment
 	CAFile   string `yaml:"ca_file"`   // broker CA (PEM) for ssl://
 	CertFile string `yaml:"cert_file"` // client certificate (PEM) for TLS client auth
@@ -41,7 +41,7 @@ func (c *Config) SetDefaults(gateway string) {
 	if c.ClientID == "" {
 		c.ClientID = gateway
 	}
-	if c.Username == "" && c.Password != "" {
+	if c.Username == "" {
 		c.Username = gateway
 	}
 	if c.KeepAlive == 0 {
