@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"twinchain/internal/broker"
+	"twinchain/internal/enroll"
 	"twinchain/internal/httpapi"
 	"twinchain/internal/ingest"
 	"twinchain/internal/mqttsub"
@@ -99,6 +100,7 @@ func (s *service) build() error {
 		Events:   s.store,
 		Ingest:   s.in,
 		Gateways: s.reg,
+		Enroll:   enroll.NewService(s.reg, time.Now),
 		Metrics:  metrics,
 		Ready: func() error {
 			if !s.ready() {
