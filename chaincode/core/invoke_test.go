@@ -2,6 +2,7 @@ package core
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -71,5 +72,31 @@ func TestDeterminism(t *testing.T) {
 	}
 	if !strings.Contains(a, "deployasset/"+gpu1+"/") || !strings.Contains(a, "anchorhead=1") {
 		t.Errorf("state lacks the expected keys:\n%s", a)
+	}
+}
+
+func TestCodedMessages(t *testing.T) {
+	l := world(t)
+	for _, tt := range []struct {
+		err  error
+		code string
+	}{
+		{func() error { _, err := GetAsset(l.tx(RoleAuditor), "nope"); return err }(), "not_found"},
+		{func() error { _, err := GetAsset(l.tx(""), gpu0); return err }(), "forbidden"},
+		{func() error { _, err := GetAsset(l.tx(RoleAuditor), "a b"); return err }(), "invalid"},
+		{func() error {
+			_, err := RegisterAsset(l.tx(RoleAdmin), AssetRegistration{ID: gpu0, Kind: "gpu", FingerprintHash: hashOf("x")})
+			return err
+		}(), "conflict"},
+		{errors.New("disk on fire"), "internal"},
+	} {
+		msg := CodedMessage(tt.err)
+		if got := Code(tt.err); got != tt.code || !strings.HasPrefix(msg, "["+tt.code+"] ") {
+			t.Errorf("Code(%v) = %s, message %q, want %s", tt.err, got, msg, tt.code)
+		}
+		back := ParseCodedMessage("endorse: chaincode response 500, " + msg)
+		if Code(back) != tt.code || !strings.Contains(back.Error(), strings.TrimPrefix(msg, "["+tt.code+"] ")[:5]) {
+			t.Errorf("ParseCodedMessage(%q) = %v (code %s), want code %s", msg, back, Code(back), tt.code)
+		}
 	}
 }
