@@ -20,6 +20,7 @@ import (
 	"twinchain/internal/broker"
 	"twinchain/internal/ingest"
 	"twinchain/internal/mqttsub"
+	"twinchain/internal/telemetry"
 )
 
 // MQTT modes.
@@ -44,6 +45,8 @@ type Config struct {
 	// are added; at first start that file is made with an admin whose
 	// password is printed once.
 	Auth auth.Config `yaml:"auth"`
+
+	Telemetry telemetry.Config `yaml:"telemetry"` // backend embedded (default) or influxdb
 }
 
 // LogConfig selects the log level and format.
@@ -108,6 +111,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Ingest.Validate())
 	c.Auth.Defaults()
 	errs = append(errs, c.Auth.Validate())
+	errs = append(errs, c.Telemetry.WithDefaults().Validate())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
@@ -162,6 +166,12 @@ var settings = []setting{
 	{"mqtt-client-id", "TWINCHAIN_MQTT_CLIENT_ID", "client id of the persistent session with the external broker", str(func(c *Config) *string { return &c.MQTT.External.ClientID })},
 	{"log-level", "TWINCHAIN_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.Log.Level })},
 	{"log-format", "TWINCHAIN_LOG_FORMAT", "text or json", str(func(c *Config) *string { return &c.Log.Format })},
+	{"telemetry-backend", "TWINCHAIN_TELEMETRY_BACKEND", "telemetry store: embedded or influxdb", str(func(c *Config) *string { return &c.Telemetry.Backend })},
+	{"telemetry-url", "TWINCHAIN_TELEMETRY_URL", "InfluxDB URL, e.g. http://127.0.0.1:8086", str(func(c *Config) *string { return &c.Telemetry.URL })},
+	{"telemetry-org", "TWINCHAIN_TELEMETRY_ORG", "InfluxDB 2.x organisation (1.8: ignored)", str(func(c *Config) *string { return &c.Telemetry.Org })},
+	{"telemetry-bucket", "TWINCHAIN_TELEMETRY_BUCKET", "InfluxDB bucket (1.8: database or database/retention-policy)", str(func(c *Config) *string { return &c.Telemetry.Bucket })},
+	{"telemetry-token", "TWINCHAIN_TELEMETRY_TOKEN", "InfluxDB token (1.8: user:password or empty)", str(func(c *Config) *string { return &c.Telemetry.Token })},
+	{"no-auth", "TWINCHAIN_NO_AUTH", "turn sign-in off: every API request acts as admin (tests only)", boolean(func(c *Config) *bool { return &c.Auth.Disabled })},
 	{"store-no-sync", "TWINCHAIN_STORE_NO_SYNC", "skip fsync (benchmarks only: a crash loses acknowledged messages)", boolean(func(c *Config) *bool { return &c.Store.NoSync })},
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"twinchain/internal/auth"
 	"twinchain/internal/broker"
+	"twinchain/internal/enroll"
 	"twinchain/internal/httpapi"
 	"twinchain/internal/ingest"
 	"twinchain/internal/mqttsub"
@@ -45,6 +46,8 @@ type service struct {
 	// adminPassword is the password of the admin made at first start,
 	// printed once by run; empty on later starts.
 	adminPassword string
+
+	telemetry *telemetryPart // telemetry.go
 }
 
 // openService opens the store and builds every component; it starts nothing.
@@ -55,7 +58,7 @@ func openService(cfg Config, log *slog.Logger) (*service, error) {
 	}
 	s := &service{cfg: cfg, log: log, store: store}
 	if err := s.build(); err != nil {
-		store.Close()
+		s.close()
 		return nil, err
 	}
 	return s, nil
@@ -93,20 +96,30 @@ func (s *service) build() error {
 		}
 		s.mqtt, s.ready = sub, sub.Connected
 	}
-	authn, err := s.openAuth()
-	if err != nil {
-		return err
+	var signIn *httpapi.Auth
+	if s.cfg.Auth.Disabled {
+		s.log.Warn("sign-in is disabled (-no-auth=true): every API request acts as admin")
+	} else {
+		authn, err := s.openAuth()
+		if err != nil {
+			return err
+		}
+		signIn = httpapi.NewAuth(authn, s.cfg.Auth.SecureCookie, s.log.With("component", "auth"))
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.telemetry, err = openTelemetry(s.cfg, s.store, s.in, s.reg, metrics, s.log); err != nil {
+		return err
+	}
 	s.api, err = httpapi.New(httpapi.Options{
 		Log:       s.log.With("component", "http"),
 		Assets:    s.store,
 		Events:    s.store,
 		Ingest:    s.in,
 		Gateways:  s.reg,
+		Enroll:    enroll.NewService(s.reg, time.Now),
 		Metrics:   metrics,
-		Auth:      httpapi.NewAuth(authn, s.cfg.Auth.SecureCookie, s.log.With("component", "auth")),
+		Auth:      signIn,
 		Dashboard: web.Dist(),
 		Ready: func() error {
 			if !s.ready() {
@@ -114,6 +127,7 @@ func (s *service) build() error {
 			}
 			return nil
 		},
+		Telemetry: s.telemetry.store,
 	})
 	return err
 }
@@ -140,6 +154,11 @@ func (s *service) openAuth() (*auth.Authenticator, error) {
 }
 
 func (s *service) close() {
+	if s.telemetry != nil {
+		if err := s.telemetry.Close(); err != nil {
+			s.log.Error("close telemetry store", "err", err)
+		}
+	}
 	if err := s.store.Close(); err != nil {
 		s.log.Error("close store", "err", err)
 	}
@@ -162,8 +181,11 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	})
 	g.Go(func() error { return s.api.Serve(gctx, ln) })
 	g.Go(func() error { return s.watcher.Run(gctx) })
+	g.Go(func() error { return s.telemetry.Run(gctx) })
 	fmt.Fprintf(stderr, "twin-service: dashboard at http://%s/\n", ln.Addr())
-	if s.adminPassword != "" {
+	if s.cfg.Auth.Disabled {
+		fmt.Fprintln(stderr, "twin-service: sign-in is OFF (-no-auth=true)")
+	} else if s.adminPassword != "" {
 		fmt.Fprintf(stderr, "twin-service: sign in as admin with password %s (shown once; the hash is in %s, delete that file for a new one)\n", s.adminPassword, s.cfg.usersPath())
 	} else {
 		fmt.Fprintf(stderr, "twin-service: sign in as admin with the password shown at first start (delete %s and restart for a new one)\n", s.cfg.usersPath())

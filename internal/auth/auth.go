@@ -121,6 +121,9 @@ type Config struct {
 	MaxSessions int `yaml:"max_sessions" json:"max_sessions"`
 	// SecureCookie marks the cookies Secure (set it when served over TLS).
 	SecureCookie bool `yaml:"secure_cookie" json:"secure_cookie"`
+	// Disabled turns sign-in off: every request acts as an anonymous admin.
+	// For tests of other parts only; twin-service warns when it is set.
+	Disabled bool `yaml:"disabled" json:"disabled"`
 }
 
 // Defaults fills unset fields.

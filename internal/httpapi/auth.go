@@ -28,6 +28,9 @@ type Auth struct {
 	a      *auth.Authenticator
 	secure bool
 	log    *slog.Logger
+	// public are full paths that need no principal: routes whose callers
+	// prove themselves another way (a gateway redeeming an enrollment token).
+	public map[string]bool
 	// failed counts rejected sign-ins and credentials.
 	failed atomic.Uint64
 }
@@ -41,9 +44,13 @@ func NewAuth(a *auth.Authenticator, secure bool, log *slog.Logger) *Auth {
 func (x *Auth) Failed() uint64 { return x.failed.Load() }
 
 // Mount adds the /auth routes to r (the /api/v1 group) and makes every
-// other route on r need a signed-in principal. Call it before the other
-// routes are added to r.
-func (x *Auth) Mount(r fiber.Router) {
+// other route on r need a signed-in principal, except the full paths in
+// public. Call it before the other routes are added to r.
+func (x *Auth) Mount(r fiber.Router, public ...string) {
+	x.public = map[string]bool{}
+	for _, p := range public {
+		x.public[p] = true
+	}
 	r.Post("/auth/login", x.login)
 	r.Use(x.Authenticate)
 	r.Post("/auth/logout", x.logout)
@@ -56,6 +63,9 @@ func (x *Auth) Mount(r fiber.Router) {
 // CSRF token in the X-CSRF-Token header and, if the browser sent an Origin,
 // come from this host.
 func (x *Auth) Authenticate(c *fiber.Ctx) error {
+	if x.public[c.Path()] {
+		return c.Next()
+	}
 	if h := c.Get(fiber.HeaderAuthorization); h != "" {
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		p, found := x.a.Token(strings.TrimSpace(tok))

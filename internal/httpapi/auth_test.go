@@ -41,7 +41,8 @@ func testAuthApp(t *testing.T) *fiber.App {
 	}
 	app := fiber.New()
 	api := app.Group("/api/v1")
-	NewAuth(a, false, slog.New(slog.NewTextHandler(io.Discard, nil))).Mount(api)
+	NewAuth(a, false, slog.New(slog.NewTextHandler(io.Discard, nil))).Mount(api, "/api/v1/open")
+	api.Post("/open", func(c *fiber.Ctx) error { return c.SendString("open") })
 	api.Get("/things", func(c *fiber.Ctx) error { return c.SendString("things") })
 	api.Post("/things/ack", Allow(auth.AckAlerts), func(c *fiber.Ctx) error {
 		p, _ := Principal(c)
@@ -102,6 +103,9 @@ func TestAuthRoutes(t *testing.T) {
 	anon := &client{t: t, app: app}
 	if code, body := anon.do("GET", "/api/v1/things", "", nil); code != 401 || !strings.Contains(body, `"code":"unauthorized"`) {
 		t.Errorf("GET /things signed out = %d %s, want 401 unauthorized", code, body)
+	}
+	if code, body := anon.do("POST", "/api/v1/open", "", nil); code != 200 || body != "open" {
+		t.Errorf("POST a public path signed out = %d %q, want 200 open", code, body)
 	}
 	if code := anon.login("sec", "nope"); code != 401 {
 		t.Errorf("login with a wrong password = %d, want 401", code)

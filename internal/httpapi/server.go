@@ -19,6 +19,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"twinchain/internal/enroll"
 )
 
 // Options are the API's dependencies; nil ones disable their routes.
@@ -29,6 +31,7 @@ type Options struct {
 	Events   EventLog      // stream.go
 	Ingest   IngestSource  // stats and wake-ups: gateways.go, stream.go, metrics.go
 	Gateways GatewayEditor // gateways.go
+	Enroll   Enroller      // enroll.go
 	Ready    func() error  // readyz: nil error when ready
 	// Metrics is the registry /metrics serves; the API registers its own
 	// collectors into it. nil disables /metrics.
@@ -44,6 +47,9 @@ type Options struct {
 	// Dashboard is the built web dashboard (web.Dist()) served at /; nil
 	// serves none.
 	Dashboard fs.FS
+
+	// Telemetry serves the chart routes (series.go).
+	Telemetry TelemetryReader
 }
 
 // Server is the HTTP API.
@@ -83,13 +89,15 @@ func New(opts Options) (*Server, error) {
 	}
 	api := s.app.Group("/api/v1")
 	if opts.Auth != nil {
-		opts.Auth.Mount(api)
+		opts.Auth.Mount(api, "/api/v1"+enroll.PathEnroll) // a gateway proves itself with its one-time token
 	} else {
 		api.Use(NoAuth)
 	}
+	s.registerSeries(api) // before assets: with no asset store, /assets* answers 503
 	s.registerAssets(api)
 	s.registerGateways(api)
 	s.registerStream(api)
+	s.registerEnroll(api)
 	api.Use(func(c *fiber.Ctx) error {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", c.Method(), c.Path()))
 	})
