@@ -1,0 +1,3 @@
+module twinchain/chaincode
+
+go 1.26.0
