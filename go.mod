@@ -77,3 +77,7 @@ require (
 	gopkg.in/yaml.v2 v2.3.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
+
+require twinchain/chaincode v0.0.0
+
+replace twinchain/chaincode => ./chaincode
