@@ -172,3 +172,12 @@ func (t *Tree) VerifyAll(pub ed25519.PublicKey) error {
 	}
 	return nil
 }
+
+// ParseHex reads a hex hash.
+func ParseHex(s string) (Hash, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("hash %q: %w", s, err)
+	}
+	return b, nil
+}

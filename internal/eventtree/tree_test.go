@@ -369,3 +369,25 @@ func BenchmarkInclusionProof(b *testing.B) {
 		}
 	}
 }
+
+func TestRangeInclusionProof(t *testing.T) {
+	tr, leaves := build(t, t.TempDir(), 60)
+	for _, r := range [][2]uint64{{0, 1}, {0, 60}, {3, 10}, {16, 32}, {17, 58}, {59, 60}} {
+		root, err := tr.RootOfRange(r[0], r[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := r[0]; i < r[1]; i++ {
+			p, err := tr.RangeInclusionProof(r[0], r[1], i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := proof.VerifyInclusion(rfc6962.DefaultHasher, i-r[0], r[1]-r[0], LeafHash(leaves[i]), p, root); err != nil {
+				t.Errorf("VerifyInclusion(leaf %d of range %v) = %v", i, r, err)
+			}
+		}
+	}
+	if _, err := tr.RangeInclusionProof(5, 10, 10); err == nil {
+		t.Errorf("RangeInclusionProof(5, 10, 10) = nil error, want out of bounds")
+	}
+}

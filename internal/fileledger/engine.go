@@ -49,6 +49,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"twinchain/internal/ledger"
 )
 
 // ErrTampered is wrapped by every error that reports stored data that does
@@ -76,6 +78,8 @@ var (
 	bucketState  = []byte("state")
 	bucketBlocks = []byte("blocks") // height (8 bytes) -> offset (8) + length (8)
 	bucketMeta   = []byte("meta")
+	bucketTxs    = []byte("txs")     // tx id -> height
+	bucketWrote  = []byte("written") // state key -> height of the block that last wrote it
 	keyHeight    = []byte("height")
 	keyHead      = []byte("head")
 	keyEnd       = []byte("end") // offset just past the last applied block
@@ -149,7 +153,7 @@ func be(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 // cuts a torn last line.
 func (e *Engine) load() error {
 	err := e.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketState, bucketBlocks, bucketMeta} {
+		for _, b := range [][]byte{bucketState, bucketBlocks, bucketMeta, bucketTxs, bucketWrote} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -220,7 +224,8 @@ func (e *Engine) checkNext(b *Block, off int64) (BlockBody, error) {
 func (e *Engine) apply(body *BlockBody, b *Block, n int64) error {
 	end := e.end + n
 	err := e.db.Update(func(tx *bolt.Tx) error {
-		s := tx.Bucket(bucketState)
+		s, wrote, txs := tx.Bucket(bucketState), tx.Bucket(bucketWrote), tx.Bucket(bucketTxs)
+		h := be(body.Height)
 		for _, w := range body.Writes {
 			var err error
 			if w.Delete {
@@ -228,7 +233,15 @@ func (e *Engine) apply(body *BlockBody, b *Block, n int64) error {
 			} else {
 				err = s.Put([]byte(w.Key), w.Value)
 			}
+			if err == nil {
+				err = wrote.Put([]byte(w.Key), h)
+			}
 			if err != nil {
+				return err
+			}
+		}
+		for _, t := range body.Txs {
+			if err := txs.Put([]byte(t.ID), h); err != nil {
 				return err
 			}
 		}
@@ -409,7 +422,30 @@ func (e *Engine) Block(height uint64) (Block, error) {
 	return b, nil
 }
 
-var errNoBlock = errors.New("no such block")
+var errNoBlock = fmt.Errorf("no such block: %w", ledger.ErrNotFound)
+
+// BlockOfTx reads the block holding transaction id.
+func (e *Engine) BlockOfTx(id string) (Block, error) {
+	return e.blockBy(bucketTxs, id, "transaction")
+}
+
+// BlockWriting reads the block that last wrote a world-state key: the
+// block whose write set holds the key's current value.
+func (e *Engine) BlockWriting(key string) (Block, error) {
+	return e.blockBy(bucketWrote, key, "state key")
+}
+
+func (e *Engine) blockBy(bucket []byte, key, what string) (Block, error) {
+	var h uint64
+	e.db.View(func(tx *bolt.Tx) error {
+		h = u64(tx.Bucket(bucket).Get([]byte(key)))
+		return nil
+	})
+	if h == 0 {
+		return Block{}, fmt.Errorf("%s %q: %w", what, key, errNoBlock)
+	}
+	return e.Block(h)
+}
 
 // Verify checks every block and the state they produce; see the package doc.
 func (e *Engine) Verify() error {
