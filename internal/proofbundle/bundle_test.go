@@ -138,7 +138,9 @@ func TestEventBundleTamper(t *testing.T) {
 		trusted ed25519.PublicKey
 		fails   []string // the checks that must fail
 	}{
-		{"leaf changed", func(b *Bundle) { b.Event.Leaf = bytes.Replace(b.Event.Leaf, []byte(`"new":"1"`), []byte(`"new":"2"`), 1) }, pub, []string{"tree inclusion", "batch inclusion"}},
+		{"leaf changed", func(b *Bundle) {
+			b.Event.Leaf = bytes.Replace(b.Event.Leaf, []byte(`"new":"1"`), []byte(`"new":"2"`), 1)
+		}, pub, []string{"tree inclusion", "batch inclusion"}},
 		{"event id", func(b *Bundle) { b.Event.EventID = 8 }, pub, []string{"event record"}},
 		{"inclusion hash", func(b *Bundle) { b.Event.Inclusion[1] = flip(b.Event.Inclusion[1]) }, pub, []string{"tree inclusion"}},
 		{"batch hash", func(b *Bundle) { b.Event.BatchInclusion[0] = flip(b.Event.BatchInclusion[0]) }, pub, []string{"batch inclusion"}},
