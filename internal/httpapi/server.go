@@ -28,6 +28,7 @@ type Options struct {
 	Events   EventLog      // stream.go
 	Ingest   IngestSource  // stats and wake-ups: gateways.go, stream.go, metrics.go
 	Gateways GatewayEditor // gateways.go
+	Ledger   *LedgerDeps   // ledger.go
 	Ready    func() error  // readyz: nil error when ready
 	// Metrics is the registry /metrics serves; the API registers its own
 	// collectors into it. nil disables /metrics.
@@ -78,6 +79,7 @@ func New(opts Options) (*Server, error) {
 	s.registerAssets(api)
 	s.registerGateways(api)
 	s.registerStream(api)
+	s.registerLedger(api)
 	api.Use(func(c *fiber.Ctx) error {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", c.Method(), c.Path()))
 	})
