@@ -1,9 +1,13 @@
 // Package fabricledger is the Hyperledger Fabric backend of ledger.Ledger:
 // transactions go to the twinchain chaincode over the peer's gateway
-// (github.com/hyperledger/fabric-gateway), signed by an X.509 identity that
-// Fabric CA issued with a twin.role attribute (enrolled, registered and
-// re-enrolled through fabric-sdk-go's pkg/client/msp).
+// (github.com/hyperledger/fabric-gateway), signed by X.509 identities that
+// Fabric CA issued with a twin.role attribute.
 //
-// fabric-sdk-go is large; only this package imports it, so only
-// twin-service links it (the edge-agent never does).
+// Identities are PEM files: the service's own (cert_file, key_file) and, in
+// identity_dir, one folder per other caller named <id>.<role> holding
+// cert.pem and key.pem, as internal/fabricca enrolls them. A caller without
+// a folder is refused (ErrForbidden); without identity_dir every call is
+// signed by the service identity.
+//
+// Only twin-service links this package; the edge-agent never does.
 package fabricledger

@@ -1,4 +1,4 @@
-package fabricledger
+package fabricca
 
 import (
 	"crypto/ecdsa"

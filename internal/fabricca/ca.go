@@ -1,4 +1,15 @@
-package fabricledger
+// Package fabricca enrolls, registers and re-enrolls Fabric identities with
+// a Fabric CA through fabric-sdk-go's pkg/client/msp. Users and gateways are
+// registered with their twinchain role in the ECert attribute twin.role,
+// which the chaincode reads on every transaction.
+//
+// fabric-sdk-go registers the old github.com/hyperledger/fabric-protos-go
+// messages, and fabric-gateway (package fabricledger) registers the same
+// names from fabric-protos-go-apiv2: one binary linking both panics at
+// start-up with a protobuf namespace conflict. So this package is kept apart
+// from fabricledger; identities it enrolls are written as PEM files
+// (WriteIdentity) that fabricledger loads. twin-service does not link it.
+package fabricca
 
 import (
 	"crypto/x509"
@@ -224,4 +235,16 @@ func CertAttrs(cert *x509.Certificate) (map[string]string, error) {
 		}
 	}
 	return map[string]string{}, nil
+}
+
+// WriteIdentity writes an identity as dir/cert.pem and dir/key.pem (0600),
+// the layout fabricledger's identity_dir expects (dir = <id>.<role>).
+func WriteIdentity(dir string, id Identity) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), id.CertPEM, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "key.pem"), id.KeyPEM, 0o600)
 }
