@@ -38,6 +38,7 @@ type Config struct {
 	MQTT         MQTTConfig    `yaml:"mqtt"`
 	Ingest       ingest.Config `yaml:"ingest"`
 	Store        StoreConfig   `yaml:"store"`
+	Ledger       LedgerConfig  `yaml:"ledger"`
 }
 
 // LogConfig selects the log level and format.
@@ -100,6 +101,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("mqtt.mode %q: want %s or %s", c.MQTT.Mode, modeEmbedded, modeExternal))
 	}
 	errs = append(errs, c.Ingest.Validate())
+	errs = append(errs, c.Ledger.Validate())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}

@@ -38,6 +38,7 @@ type service struct {
 	mqtt    runner
 	ready   func() bool
 	api     *httpapi.Server
+	ledger  *ledgerPart // nil when ledger.backend is off
 }
 
 // openService opens the store and builds every component; it starts nothing.
@@ -86,6 +87,9 @@ func (s *service) build() error {
 		}
 		s.mqtt, s.ready = sub, sub.Connected
 	}
+	if s.ledger, err = openLedger(s.cfg.Ledger, s.cfg.DataDir, s.store, s.in, s.reg, s.log); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.api, err = httpapi.New(httpapi.Options{
@@ -94,6 +98,7 @@ func (s *service) build() error {
 		Events:   s.store,
 		Ingest:   s.in,
 		Gateways: s.reg,
+		Ledger:   s.ledger.deps(),
 		Metrics:  metrics,
 		Ready: func() error {
 			if !s.ready() {
@@ -106,6 +111,9 @@ func (s *service) build() error {
 }
 
 func (s *service) close() {
+	if s.ledger != nil {
+		s.ledger.close(s.log)
+	}
 	if err := s.store.Close(); err != nil {
 		s.log.Error("close store", "err", err)
 	}
@@ -128,6 +136,9 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	})
 	g.Go(func() error { return s.api.Serve(gctx, ln) })
 	g.Go(func() error { return s.watcher.Run(gctx) })
+	if s.ledger != nil {
+		g.Go(func() error { return s.ledger.Run(gctx) })
+	}
 	fmt.Fprintf(stderr, "twin-service: dashboard at http://%s/\n", ln.Addr())
 	s.log.Info("twin-service started", "http", ln.Addr().String(), "mqtt_mode", s.cfg.MQTT.Mode, "data_dir", s.cfg.DataDir, "gateways", s.reg.Len())
 	err = g.Wait()

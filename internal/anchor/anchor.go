@@ -115,14 +115,14 @@ type Deps struct {
 
 // Stats are counters for /metrics and tests.
 type Stats struct {
-	Batches         uint64 // batches cut
-	Anchored        uint64 // batches the ledger accepted
-	AnchoredTo      uint64 // last event id covered by an accepted anchor
-	PendingBatches  int
-	PendingEvidence int
-	Evidence        uint64 // evidence records written
-	EvidenceDropped uint64 // evidence items given up (no envelope, refused by the core)
-	LedgerErrors    uint64 // failed ledger calls (retried)
+	Batches         uint64 `json:"batches"`     // batches cut
+	Anchored        uint64 `json:"anchored"`    // batches the ledger accepted
+	AnchoredTo      uint64 `json:"anchored_to"` // last event id covered by an accepted anchor
+	PendingBatches  int    `json:"pending_batches"`
+	PendingEvidence int    `json:"pending_evidence"`
+	Evidence        uint64 `json:"evidence"`         // evidence records written
+	EvidenceDropped uint64 `json:"evidence_dropped"` // evidence items given up (no envelope, refused by the core)
+	LedgerErrors    uint64 `json:"ledger_errors"`    // failed ledger calls (retried)
 }
 
 // Anchorer batches and anchors events; see the package doc.

@@ -509,3 +509,37 @@ func (e *Engine) Verify() error {
 func (e *Engine) Close() error {
 	return errors.Join(e.blocks.Close(), e.db.Close())
 }
+
+// OpenVerifier opens a ledger directory to Verify it against the service's
+// public key, without the private key. It does not write.
+func OpenVerifier(dir string, pub ed25519.PublicKey) (*Engine, error) {
+	if _, err := os.Stat(filepath.Join(dir, "blocks.dat")); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(filepath.Join(dir, "state.db"), 0o644, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("file ledger state: %w", err)
+	}
+	f, err := os.Open(filepath.Join(dir, "blocks.dat"))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	e := &Engine{opts: Options{Dir: dir, Now: time.Now, Log: slog.New(slog.DiscardHandler)}, pub: pub, db: db, blocks: f, head: make([]byte, sha256.Size)}
+	err = db.View(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		if m == nil {
+			return errors.New("state.db has no meta bucket")
+		}
+		e.height, e.end = u64(m.Get(keyHeight)), int64(u64(m.Get(keyEnd)))
+		if h := m.Get(keyHead); h != nil {
+			e.head = bytes.Clone(h)
+		}
+		return nil
+	})
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
