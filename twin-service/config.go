@@ -41,6 +41,7 @@ type Config struct {
 	Store        StoreConfig   `yaml:"store"`
 
 	Telemetry telemetry.Config `yaml:"telemetry"` // backend embedded (default) or influxdb
+	Ledger    LedgerConfig     `yaml:"ledger"`
 }
 
 // LogConfig selects the log level and format.
@@ -104,6 +105,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Ingest.Validate())
 	errs = append(errs, c.Telemetry.WithDefaults().Validate())
+	errs = append(errs, c.Ledger.Validate())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}

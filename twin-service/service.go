@@ -41,6 +41,7 @@ type service struct {
 	api     *httpapi.Server
 
 	telemetry *telemetryPart // telemetry.go
+	ledger    *ledgerPart    // nil when ledger.backend is off
 }
 
 // openService opens the store and builds every component; it starts nothing.
@@ -89,6 +90,9 @@ func (s *service) build() error {
 		}
 		s.mqtt, s.ready = sub, sub.Connected
 	}
+	if s.ledger, err = openLedger(s.cfg.Ledger, s.cfg.DataDir, s.store, s.in, s.reg, s.log); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if s.telemetry, err = openTelemetry(s.cfg, s.store, s.in, s.reg, metrics, s.log); err != nil {
@@ -101,6 +105,7 @@ func (s *service) build() error {
 		Ingest:   s.in,
 		Gateways: s.reg,
 		Enroll:   enroll.NewService(s.reg, time.Now),
+		Ledger:   s.ledger.deps(),
 		Metrics:  metrics,
 		Ready: func() error {
 			if !s.ready() {
@@ -118,6 +123,9 @@ func (s *service) close() {
 		if err := s.telemetry.Close(); err != nil {
 			s.log.Error("close telemetry store", "err", err)
 		}
+	}
+	if s.ledger != nil {
+		s.ledger.close(s.log)
 	}
 	if err := s.store.Close(); err != nil {
 		s.log.Error("close store", "err", err)
@@ -142,6 +150,9 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	g.Go(func() error { return s.api.Serve(gctx, ln) })
 	g.Go(func() error { return s.watcher.Run(gctx) })
 	g.Go(func() error { return s.telemetry.Run(gctx) })
+	if s.ledger != nil {
+		g.Go(func() error { return s.ledger.Run(gctx) })
+	}
 	fmt.Fprintf(stderr, "twin-service: dashboard at http://%s/\n", ln.Addr())
 	s.log.Info("twin-service started", "http", ln.Addr().String(), "mqtt_mode", s.cfg.MQTT.Mode, "data_dir", s.cfg.DataDir, "gateways", s.reg.Len())
 	err = g.Wait()

@@ -29,6 +29,7 @@ type Options struct {
 	Ingest   IngestSource  // stats and wake-ups: gateways.go, stream.go, metrics.go
 	Gateways GatewayEditor // gateways.go
 	Enroll   Enroller      // enroll.go
+	Ledger   *LedgerDeps   // ledger.go
 	Ready    func() error  // readyz: nil error when ready
 	// Metrics is the registry /metrics serves; the API registers its own
 	// collectors into it. nil disables /metrics.
@@ -84,6 +85,7 @@ func New(opts Options) (*Server, error) {
 	s.registerGateways(api)
 	s.registerStream(api)
 	s.registerEnroll(api)
+	s.registerLedger(api)
 	api.Use(func(c *fiber.Ctx) error {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", c.Method(), c.Path()))
 	})
