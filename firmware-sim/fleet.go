@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"twinchain/internal/fleet"
+	"twinchain/internal/registry"
+)
+
+func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("fleet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := fleet.DefaultConfig()
+	var pub fleet.PublishConfig
+	fs.StringVar(&pub.Broker, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL")
+	fs.IntVar(&cfg.Sites, "sites", cfg.Sites, "number of sites")
+	fs.IntVar(&cfg.ServersPerSite, "servers", cfg.ServersPerSite, "GPU servers per site")
+	fs.IntVar(&cfg.GPUsPerServer, "gpus", cfg.GPUsPerServer, "GPUs per server")
+	fs.BoolVar(&cfg.SiteGateways, "site-gateways", cfg.SiteGateways, "add a GPS + RFID gateway per site")
+	fs.Int64Var(&cfg.Seed, "seed", cfg.Seed, "random seed: the same seed gives the same fleet, keys and readings")
+	fs.Float64Var(&pub.Rate, "rate", 1, "telemetry samples per simulated second per host (Hz)")
+	fs.Float64Var(&pub.Speed, "speed", 1, "simulated seconds per real second")
+	fs.Uint64Var(&pub.SeqBase, "seq-base", 0, "sequence number before each gateway's first message (0: Unix milliseconds now)")
+	fs.StringVar(&pub.Password, "password", "", "MQTT password sent with the gateway id as username")
+	regPath := fs.String("registry", "", "write the gateway registry (JSON) to this file")
+	regOnly := fs.Bool("registry-only", false, "write the registry and exit")
+	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")
+	ackedLog := fs.String("acked-log", "", "append \"gateway seq\" for every acknowledged message to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	f, err := fleet.New(cfg)
+	if err != nil {
+		return err
+	}
+	if *regPath != "" {
+		if err := registry.WriteFile(*regPath, f.Registry()); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "firmware-sim: wrote registry of %d gateways to %s\n", len(f.Gateways), *regPath)
+	}
+	if *regOnly {
+		return nil
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "fleet")
+	p, err := fleet.NewPublisher(f, pub, log)
+	if err != nil {
+		return err
+	}
+	if *ackedLog != "" {
+		out, err := os.OpenFile(*ackedLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriter(out)
+		var mu sync.Mutex
+		p.OnAck = func(gw string, seq uint64) {
+			mu.Lock()
+			fmt.Fprintf(w, "%s %d\n", gw, seq)
+			w.Flush() // an acknowledged message is on disk before the next one is counted
+			mu.Unlock()
+		}
+		defer out.Close()
+	}
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	gpus := cfg.Sites * cfg.ServersPerSite * cfg.GPUsPerServer
+	fmt.Fprintf(stderr, "firmware-sim: publishing %d gateways (%d GPUs) to %s at %g Hz\n", len(f.Gateways), gpus, pub.Broker, pub.Rate)
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			fmt.Fprintf(stderr, "firmware-sim: sent %d, acknowledged %d, failed %d\n", p.Stats.Sent.Load(), p.Stats.Acked.Load(), p.Stats.Failed.Load())
+			return err
+		case <-tick.C:
+			log.Info("progress", "sent", p.Stats.Sent.Load(), "acked", p.Stats.Acked.Load(), "failed", p.Stats.Failed.Load())
+		}
+	}
+}

@@ -1,0 +1,63 @@
+// Command firmware-sim simulates fleets, serial devices and incidents for
+// demos, tests and benchmarks.
+//
+//	firmware-sim fleet     publish a simulated fleet over MQTT as edge agents would
+//	firmware-sim serial    serial devices on pseudo-terminals (RFID, GPS) and a GPU source
+//	firmware-sim scenario  play scripted incidents over a normal fleet
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// commands maps each subcommand to its entry point; each lives in its own file.
+var commands = map[string]struct {
+	run   func(ctx context.Context, args []string, stderr io.Writer) error
+	usage string
+}{
+	"fleet": {runFleet, "publish a simulated fleet over MQTT (signed envelopes) and write its gateway registry"},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "firmware-sim:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return fmt.Errorf("missing command")
+		}
+		return nil
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		usage(stderr)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+	return cmd.run(ctx, args[1:], stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: firmware-sim COMMAND [flags]   (firmware-sim COMMAND -h for its flags)")
+	names := make([]string, 0, len(commands))
+	for name := range commands {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", name, commands[name].usage)
+	}
+}

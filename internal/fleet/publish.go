@@ -1,0 +1,220 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/sync/errgroup"
+
+	"twinchain/internal/registry"
+	"twinchain/internal/wire"
+)
+
+// Registry is the gateway registry twin-service loads to accept this fleet.
+func (f *Fleet) Registry() registry.File {
+	var out registry.File
+	for _, g := range f.Gateways {
+		out.Gateways = append(out.Gateways, registry.Gateway{ID: g.ID, PublicKey: g.PublicKey(), Site: g.Site.ID, Assets: g.Assets()})
+	}
+	return out
+}
+
+// PublishConfig says where and how fast the fleet publishes.
+type PublishConfig struct {
+	Broker string  // e.g. tcp://127.0.0.1:1883
+	Rate   float64 // samples per simulated second per gateway (1 = 1 Hz)
+	// Speed is simulated seconds per real second; readings carry simulated time.
+	Speed float64
+	// Start is the simulated time of the first reading (zero: now).
+	Start time.Time
+	// SeqBase is the sequence number before each gateway's first message
+	// (zero: the Unix time in milliseconds at start, so a restarted simulator
+	// never reuses a sequence number).
+	SeqBase uint64
+	// StatusEvery and InventoryEvery are simulated intervals between a
+	// gateway's heartbeats and inventory reports.
+	StatusEvery, InventoryEvery time.Duration
+	// Password is sent with the gateway id as username, when set.
+	Password string
+	// MaxInflight bounds unacknowledged messages per gateway (backpressure).
+	MaxInflight int
+}
+
+// Validate fills defaults and checks the values.
+func (c *PublishConfig) Validate() error {
+	if c.Broker == "" {
+		return errors.New("publish: broker URL is required")
+	}
+	if c.Rate <= 0 || c.Rate > 1000 {
+		return fmt.Errorf("publish: rate = %g Hz, want (0, 1000]", c.Rate)
+	}
+	if c.Speed == 0 {
+		c.Speed = 1
+	}
+	if c.Speed < 0 {
+		return fmt.Errorf("publish: speed = %g, want > 0", c.Speed)
+	}
+	if c.StatusEvery == 0 {
+		c.StatusEvery = 30 * time.Second
+	}
+	if c.InventoryEvery == 0 {
+		c.InventoryEvery = 10 * time.Minute
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = 1000
+	}
+	return nil
+}
+
+// Stats counts what a publisher did; safe for concurrent use.
+type Stats struct {
+	Sent, Acked, Failed atomic.Uint64
+}
+
+// Publisher publishes a fleet over MQTT, one client per gateway.
+type Publisher struct {
+	fleet *Fleet
+	cfg   PublishConfig
+	log   *slog.Logger
+	Stats Stats
+	// OnAck, when set, is called once for each message the broker
+	// acknowledged, from the gateway's own goroutine.
+	OnAck func(gateway string, seq uint64)
+}
+
+// NewPublisher checks cfg and returns a publisher; it connects nothing.
+func NewPublisher(f *Fleet, cfg PublishConfig, log *slog.Logger) (*Publisher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Publisher{fleet: f, cfg: cfg, log: log}, nil
+}
+
+// Run connects every gateway and publishes until ctx ends.
+func (p *Publisher) Run(ctx context.Context) error {
+	start := p.cfg.Start
+	if start.IsZero() {
+		start = time.Now().UTC()
+	}
+	base := p.cfg.SeqBase
+	if base == 0 {
+		base = uint64(time.Now().UnixMilli())
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	for _, gw := range p.fleet.Gateways {
+		gw.SetSeq(base)
+		g.Go(func() error { return p.runGateway(ctx, gw, start) })
+	}
+	return g.Wait()
+}
+
+type pending struct {
+	tok mqtt.Token
+	seq uint64
+}
+
+func (p *Publisher) runGateway(ctx context.Context, gw *Gateway, start time.Time) error {
+	will, willTopic, err := gw.Will(time.Now().UTC())
+	if err != nil {
+		return err
+	}
+	opts := mqtt.NewClientOptions().
+		AddBroker(p.cfg.Broker).
+		SetClientID("sim-"+gw.ID).
+		SetUsername(gw.ID).
+		SetPassword(p.cfg.Password).
+		SetCleanSession(false).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(500*time.Millisecond).
+		SetMaxReconnectInterval(2*time.Second).
+		SetKeepAlive(30*time.Second).
+		SetBinaryWill(willTopic, will, 1, false)
+	client := mqtt.NewClient(opts)
+	tok := client.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		return nil
+	}
+	defer client.Disconnect(250)
+
+	acks := make(chan pending, p.cfg.MaxInflight)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for pd := range acks {
+			pd.tok.Wait()
+			if pd.tok.Error() != nil {
+				p.Stats.Failed.Add(1)
+				continue
+			}
+			p.Stats.Acked.Add(1)
+			if p.OnAck != nil {
+				p.OnAck(gw.ID, pd.seq)
+			}
+		}
+	}()
+	defer func() { close(acks); wg.Wait() }()
+
+	publish := func(kind wire.Kind, t time.Time, body any) error {
+		data, topic, seq, err := gw.Seal(kind, t, body)
+		if err != nil {
+			return fmt.Errorf("gateway %s: %w", gw.ID, err)
+		}
+		select {
+		case acks <- pending{client.Publish(topic, 1, false, data), seq}:
+			p.Stats.Sent.Add(1)
+		case <-ctx.Done():
+		}
+		return nil
+	}
+
+	step := time.Duration(float64(time.Second) / p.cfg.Rate)
+	tick := time.NewTicker(time.Duration(float64(step) / p.cfg.Speed))
+	defer tick.Stop()
+	simNow := start
+	var lastStatus, lastInventory time.Time
+	for n := 0; ; n++ {
+		if simNow.Sub(lastStatus) >= p.cfg.StatusEvery || n == 0 {
+			if err := publish(wire.KindStatus, simNow, wire.Status{State: wire.StateOnline, AgentVersion: "firmware-sim"}); err != nil {
+				return err
+			}
+			lastStatus = simNow
+		}
+		if inv := gw.Inventory(); inv != nil && (n == 0 || simNow.Sub(lastInventory) >= p.cfg.InventoryEvery) {
+			if err := publish(wire.KindFirmware, simNow, inv); err != nil {
+				return err
+			}
+			lastInventory = simNow
+		}
+		if tel := gw.Sample(simNow, step); tel != nil {
+			if err := publish(wire.KindTelemetry, simNow, tel); err != nil {
+				return err
+			}
+		}
+		if fix := gw.Position(simNow); fix != nil && n%10 == 0 {
+			if err := publish(wire.KindGPS, simNow, fix); err != nil {
+				return err
+			}
+		}
+		if reads := gw.Reads(simNow, step); reads != nil {
+			if err := publish(wire.KindRFID, simNow, reads); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			simNow = simNow.Add(step)
+		}
+	}
+}

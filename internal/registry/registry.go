@@ -1,0 +1,205 @@
+// Package registry is the gateway registry: which gateways may publish, the
+// Ed25519 public key each signs with, its site and the assets it reports.
+//
+// The registry file is JSON:
+//
+//	{"gateways":[{"id":"gw-srv-s1-001","public_key":"<base64 std of the 32-byte key>","site":"s1","assets":["srv-s1-001","srv-s1-001.gpu0"]}]}
+//
+// firmware-sim fleet writes it; twin-service loads it at start and lets the
+// API edit the registry afterwards.
+package registry
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+
+	"twinchain/internal/wire"
+)
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid gateway")
+
+// Gateway is one registered gateway.
+type Gateway struct {
+	ID        string            `json:"id"`
+	PublicKey ed25519.PublicKey `json:"public_key"` // base64 (std) in JSON
+	Site      string            `json:"site"`
+	Assets    []string          `json:"assets"`
+}
+
+// Validate checks the gateway's id and key.
+func (g *Gateway) Validate() error {
+	if !wire.ValidGatewayID(g.ID) {
+		return fmt.Errorf("gateway id %q: %w", g.ID, ErrInvalid)
+	}
+	if len(g.PublicKey) != ed25519.PublicKeySize {
+		return fmt.Errorf("gateway %s: public key has %d bytes, want %d: %w", g.ID, len(g.PublicKey), ed25519.PublicKeySize, ErrInvalid)
+	}
+	for _, a := range g.Assets {
+		if a == "" {
+			return fmt.Errorf("gateway %s: empty asset id: %w", g.ID, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Clone returns a deep copy of g.
+func (g Gateway) Clone() Gateway {
+	g.PublicKey = slices.Clone(g.PublicKey)
+	g.Assets = slices.Clone(g.Assets)
+	return g
+}
+
+// File is the registry file's shape.
+type File struct {
+	Gateways []Gateway `json:"gateways"`
+}
+
+// Validate checks every gateway and that ids are unique.
+func (f *File) Validate() error {
+	seen := make(map[string]bool, len(f.Gateways))
+	for i := range f.Gateways {
+		g := &f.Gateways[i]
+		if err := g.Validate(); err != nil {
+			return fmt.Errorf("gateways[%d]: %w", i, err)
+		}
+		if seen[g.ID] {
+			return fmt.Errorf("gateways[%d]: duplicate id %s: %w", i, g.ID, ErrInvalid)
+		}
+		seen[g.ID] = true
+	}
+	return nil
+}
+
+// Parse decodes and validates a registry file's bytes.
+func Parse(data []byte) (File, error) {
+	var f File
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&f); err != nil {
+		return f, fmt.Errorf("parse registry: %w", err)
+	}
+	if err := f.Validate(); err != nil {
+		return f, fmt.Errorf("registry: %w", err)
+	}
+	return f, nil
+}
+
+// LoadFile reads and validates a registry file.
+func LoadFile(path string) (File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return File{}, fmt.Errorf("read registry: %w", err)
+	}
+	f, err := Parse(data)
+	if err != nil {
+		return f, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+// WriteFile writes f to path atomically (a temporary file renamed into place).
+func WriteFile(path string, f File) error {
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("marshal registry: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".registry-*.json")
+	if err != nil {
+		return fmt.Errorf("write registry: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write registry: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write registry: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write registry: %w", err)
+	}
+	return nil
+}
+
+// Registry is an in-memory index of gateways, safe for concurrent use. The
+// ingest looks gateways up here on every message; persistence is the
+// caller's (twin-service keeps the registry in its store).
+type Registry struct {
+	mu sync.RWMutex
+	gw map[string]Gateway
+}
+
+// New returns a registry holding gws.
+func New(gws ...Gateway) *Registry {
+	r := &Registry{gw: make(map[string]Gateway, len(gws))}
+	for _, g := range gws {
+		r.gw[g.ID] = g.Clone()
+	}
+	return r
+}
+
+// Lookup returns the gateway's public key and site.
+func (r *Registry) Lookup(id string) (pub ed25519.PublicKey, site string, ok bool) {
+	r.mu.RLock()
+	g, ok := r.gw[id]
+	r.mu.RUnlock()
+	return g.PublicKey, g.Site, ok
+}
+
+// Get returns a copy of one gateway.
+func (r *Registry) Get(id string) (Gateway, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	g, ok := r.gw[id]
+	return g.Clone(), ok
+}
+
+// Put adds or replaces a gateway after validating it.
+func (r *Registry) Put(g Gateway) error {
+	if err := g.Validate(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.gw[g.ID] = g.Clone()
+	r.mu.Unlock()
+	return nil
+}
+
+// Delete removes a gateway and reports whether it was there.
+func (r *Registry) Delete(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.gw[id]
+	delete(r.gw, id)
+	return ok
+}
+
+// List returns copies of every gateway, sorted by id.
+func (r *Registry) List() []Gateway {
+	r.mu.RLock()
+	out := make([]Gateway, 0, len(r.gw))
+	for _, g := range r.gw {
+		out = append(out, g.Clone())
+	}
+	r.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Len is the number of gateways.
+func (r *Registry) Len() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.gw)
+}

@@ -1,0 +1,88 @@
+package registry
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func key(seed string) ed25519.PublicKey {
+	s := sha256.Sum256([]byte(seed))
+	return ed25519.NewKeyFromSeed(s[:]).Public().(ed25519.PublicKey)
+}
+
+func TestParseShape(t *testing.T) {
+	pub := key("a")
+	in := `{"gateways":[{"id":"gw-srv-s1-001","public_key":"` + base64.StdEncoding.EncodeToString(pub) + `","site":"s1","assets":["srv-s1-001","srv-s1-001.gpu0"]}]}`
+	f, err := Parse([]byte(in))
+	if err != nil {
+		t.Fatalf("Parse = %v", err)
+	}
+	want := File{Gateways: []Gateway{{ID: "gw-srv-s1-001", PublicKey: pub, Site: "s1", Assets: []string{"srv-s1-001", "srv-s1-001.gpu0"}}}}
+	if !reflect.DeepEqual(f, want) {
+		t.Errorf("Parse = %+v, want %+v", f, want)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	good := base64.StdEncoding.EncodeToString(key("a"))
+	for _, tc := range []struct{ in, want string }{
+		{`{"gateways":[{"id":"bad id","public_key":"` + good + `"}]}`, "gateway id"},
+		{`{"gateways":[{"id":"gw1","public_key":"AAAA"}]}`, "public key has 3 bytes"},
+		{`{"gateways":[{"id":"gw1","public_key":"` + good + `"},{"id":"gw1","public_key":"` + good + `"}]}`, "duplicate id"},
+		{`{"gateways":[`, "parse registry"},
+	} {
+		_, err := Parse([]byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v, want an error containing %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestWriteLoadRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "registry.json")
+	f := File{Gateways: []Gateway{{ID: "gw-a", PublicKey: key("a"), Site: "s1", Assets: []string{"x"}}, {ID: "gw-b", PublicKey: key("b"), Site: "s2", Assets: []string{}}}}
+	if err := WriteFile(path, f); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, f) {
+		t.Errorf("LoadFile(WriteFile(f)) = %+v, want %+v", got, f)
+	}
+	if err := WriteFile(path, File{Gateways: []Gateway{{ID: "gw-a"}}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("WriteFile(gateway without key) = %v, want ErrInvalid", err)
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	r := New(Gateway{ID: "gw-b", PublicKey: key("b"), Site: "s2"})
+	if err := r.Put(Gateway{ID: "gw-a", PublicKey: key("a"), Site: "s1", Assets: []string{"x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Put(Gateway{ID: "gw-c"}); err == nil {
+		t.Errorf("Put(gateway without key) = nil, want an error")
+	}
+	pub, site, ok := r.Lookup("gw-a")
+	if !ok || site != "s1" || !pub.Equal(key("a")) {
+		t.Errorf("Lookup(gw-a) = %x, %q, %v, want key a, s1, true", pub, site, ok)
+	}
+	if ids := []string{r.List()[0].ID, r.List()[1].ID}; !reflect.DeepEqual(ids, []string{"gw-a", "gw-b"}) {
+		t.Errorf("List ids = %v, want [gw-a gw-b]", ids)
+	}
+	g, _ := r.Get("gw-a")
+	g.Assets[0] = "changed"
+	if g2, _ := r.Get("gw-a"); g2.Assets[0] != "x" {
+		t.Errorf("Get returned a shared slice: asset = %q after the caller changed its copy", g2.Assets[0])
+	}
+	if !r.Delete("gw-a") || r.Delete("gw-a") || r.Len() != 1 {
+		t.Errorf("Delete twice then Len = %d, want 1 and the second delete to report false", r.Len())
+	}
+}
