@@ -89,8 +89,9 @@ type Burst struct {
 }
 
 // DriftConfig tunes the sensor-drift check on GPU temperature: a CUSUM on
-// the GPU's deviation from the median of its peers in the same server (or
-// from its own EWMA baseline when it has fewer than MinPeers peers).
+// the reading's residual (against the board's memory sensor, the median of
+// its peers in the same server, or its own EWMA baseline) around the
+// residual's learned baseline.
 type DriftConfig struct {
 	Warmup   int     `yaml:"warmup"`    // samples before the baseline is trusted
 	Alpha    float64 `yaml:"alpha"`     // EWMA weight of a new sample in the baseline
@@ -191,7 +192,7 @@ func Defaults() Config {
 			Replays:       Burst{Count: 3, Window: time.Minute},
 			Unknown:       Burst{Count: 3, Window: time.Minute},
 		},
-		Drift: DriftConfig{Warmup: 60, Alpha: 0.01, K: 2, H: 60, MinPeers: 3},
+		Drift: DriftConfig{Warmup: 60, Alpha: 0.01, K: 1.5, H: 30, MinPeers: 3},
 		Hardware: HardwareConfig{
 			XIDs: map[int]string{
 				48: "critical", 62: "critical", 63: "warning", 64: "critical", 74: "critical",

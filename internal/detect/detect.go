@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"twinchain/internal/twin"
 	"twinchain/internal/wire"
 )
@@ -171,4 +173,14 @@ func values(kv ...string) map[string]string {
 		m[kv[i]] = kv[i+1]
 	}
 	return m
+}
+
+// UnmarshalYAML reads a severity's name, saying the line of a bad one.
+func (s *Severity) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseSeverity(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*s = v
+	return nil
 }

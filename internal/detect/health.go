@@ -11,9 +11,14 @@ import (
 )
 
 // driftDetector finds a temperature sensor leaving its baseline: a
-// two-sided CUSUM on the GPU's deviation from the median of its host's GPUs
-// (its peers), against that deviation's own learned baseline. A GPU with
-// too few peers is compared with its own EWMA instead.
+// two-sided CUSUM on a residual against that residual's own learned (EWMA)
+// baseline. The residual takes out what load does to temperature:
+//   - a GPU that reports its memory temperature too is compared with that
+//     sibling sensor on the same board (both follow load together, so a
+//     drift of one shows as a change of their difference);
+//   - otherwise with the median of its peers in the same server, when it
+//     has at least MinPeers of them;
+//   - otherwise with its own baseline.
 type driftDetector struct {
 	cfg   DriftConfig
 	view  *View
@@ -53,9 +58,12 @@ func (d *driftDetector) telemetry(m *Message) []Finding {
 			s = &driftState{}
 			d.state[g.Asset] = s
 		}
-		x := g.TempC
-		if peers {
-			x -= median
+		x, against := g.TempC, "its own baseline"
+		switch {
+		case g.MemTempC > 0:
+			x, against = g.TempC-g.MemTempC, "its memory sensor"
+		case peers:
+			x, against = g.TempC-median, "its peers"
 		}
 		if s.n < d.cfg.Warmup {
 			s.n++
@@ -65,7 +73,7 @@ func (d *driftDetector) telemetry(m *Message) []Finding {
 		dev := x - s.baseline
 		s.hi = math.Max(0, s.hi+dev-d.cfg.K)
 		s.lo = math.Max(0, s.lo-dev-d.cfg.K)
-		if !peers || math.Abs(dev) < d.cfg.K {
+		if math.Abs(dev) < d.cfg.K {
 			s.baseline += d.cfg.Alpha * (x - s.baseline)
 		}
 		if s.hi <= d.cfg.H && s.lo <= d.cfg.H {
@@ -78,10 +86,7 @@ func (d *driftDetector) telemetry(m *Message) []Finding {
 			continue
 		}
 		s.fired = true
-		against, dir := "its peers", "up"
-		if !peers {
-			against = "its own baseline"
-		}
+		dir := "up"
 		if s.lo > s.hi {
 			dir = "down"
 		}
