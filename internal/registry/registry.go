@@ -132,13 +132,24 @@ func WriteFile(path string, f File) error {
 	return nil
 }
 
-// Registry is an in-memory index of gateways, safe for concurrent use. The
-// ingest looks gateways up here on every message; persistence is the
-// caller's (twin-service keeps the registry in its store).
-type Registry struct {
-	mu sync.RWMutex
-	gw map[string]Gateway
+// Store persists registry edits; twin-service's store is one.
+type Store interface {
+	PutGateways(gws ...Gateway) error
+	DeleteGateway(id string) error
 }
+
+// Registry is an in-memory index of gateways, safe for concurrent use. The
+// ingest looks gateways up here on every message. With a Store (Persist),
+// Put and Delete write through to it before changing the index.
+type Registry struct {
+	mu    sync.RWMutex
+	gw    map[string]Gateway
+	store Store
+}
+
+// Persist makes Put and Delete write through to st. Call it before the
+// registry is shared.
+func (r *Registry) Persist(st Store) { r.store = st }
 
 // New returns a registry holding gws.
 func New(gws ...Gateway) *Registry {
@@ -166,23 +177,22 @@ func (r *Registry) Get(id string) (Gateway, bool) {
 }
 
 // Put adds or replaces a gateway after validating it.
-func (r *Registry) Put(g Gateway) error {
-	if err := g.Validate(); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	r.gw[g.ID] = g.Clone()
-	r.mu.Unlock()
-	return nil
-}
+func (r *Registry) Put(g Gateway) error { return r.PutAll(File{Gateways: []Gateway{g}}) }
 
 // Delete removes a gateway and reports whether it was there.
-func (r *Registry) Delete(id string) bool {
+func (r *Registry) Delete(id string) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, ok := r.gw[id]
+	if _, ok := r.gw[id]; !ok {
+		return false, nil
+	}
+	if r.store != nil {
+		if err := r.store.DeleteGateway(id); err != nil {
+			return false, err
+		}
+	}
 	delete(r.gw, id)
-	return ok
+	return true, nil
 }
 
 // List returns copies of every gateway, sorted by id.

@@ -82,7 +82,9 @@ func TestRegistry(t *testing.T) {
 	if g2, _ := r.Get("gw-a"); g2.Assets[0] != "x" {
 		t.Errorf("Get returned a shared slice: asset = %q after the caller changed its copy", g2.Assets[0])
 	}
-	if !r.Delete("gw-a") || r.Delete("gw-a") || r.Len() != 1 {
-		t.Errorf("Delete twice then Len = %d, want 1 and the second delete to report false", r.Len())
+	first, err1 := r.Delete("gw-a")
+	second, err2 := r.Delete("gw-a")
+	if !first || second || err1 != nil || err2 != nil || r.Len() != 1 {
+		t.Errorf("Delete twice = %v, %v (errors %v, %v), then Len = %d; want true, false, no errors, 1", first, second, err1, err2, r.Len())
 	}
 }

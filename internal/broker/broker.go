@@ -1,0 +1,128 @@
+// Package broker is twin-service's embedded MQTT broker (mochi-mqtt). Its
+// ingest hook hands every gateway message to the ingest before the broker
+// acknowledges it, and its ACL confines a gateway (username = gateway id) to
+// its own topic subtree.
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"twinchain/internal/ingest"
+)
+
+// ACL modes.
+const (
+	ACLGateway = "gateway" // a client publishes only under twinchain/v1/gw/{its username}/
+	ACLOff     = "off"     // any client publishes anywhere (the ingest still checks every message)
+)
+
+// Config is the embedded broker's configuration.
+type Config struct {
+	Addr          string `yaml:"addr"`            // TCP listen address; default 127.0.0.1:1883
+	ACL           string `yaml:"acl"`             // gateway (default) or off
+	MaxPacketSize uint32 `yaml:"max_packet_size"` // larger packets close the connection; default 1 MiB
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.Addr != "" {
+		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+			return fmt.Errorf("broker: addr %q: %w", c.Addr, err)
+		}
+	}
+	switch c.ACL {
+	case "", ACLGateway, ACLOff:
+	default:
+		return fmt.Errorf("broker: acl %q: want %q or %q", c.ACL, ACLGateway, ACLOff)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:1883"
+	}
+	if c.ACL == "" {
+		c.ACL = ACLGateway
+	}
+	if c.MaxPacketSize == 0 {
+		c.MaxPacketSize = 1 << 20
+	}
+	return c
+}
+
+// Submitter takes one message and returns after it is stored or rejected;
+// *ingest.Ingest is one.
+type Submitter interface {
+	Submit(topic string, payload []byte) (ingest.Outcome, error)
+}
+
+// Broker is the embedded broker.
+type Broker struct {
+	cfg Config
+	srv *mqtt.Server
+	tcp *listeners.TCP
+	log *slog.Logger
+	up  atomic.Bool
+}
+
+// New builds the broker. It listens only when Run starts.
+func New(cfg Config, in Submitter, log *slog.Logger) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = cfg.MaxPacketSize
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities:           caps,
+		Logger:                 log,
+		InlineClient:           true,
+		SysTopicResendInterval: 10,
+	})
+	b := &Broker{cfg: cfg, srv: srv, log: log}
+	if err := srv.AddHook(&authHook{acl: cfg.ACL}, nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	if err := srv.AddHook(newIngestHook(in, log, time.Now), nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Addr})
+	if err := srv.AddListener(b.tcp); err != nil {
+		return nil, fmt.Errorf("broker: listen %s: %w", cfg.Addr, err)
+	}
+	return b, nil
+}
+
+// Addr is the address the broker listens on (the configured one until Run
+// has started listening).
+func (b *Broker) Addr() string { return b.tcp.Address() }
+
+// Run serves MQTT until ctx ends, then disconnects every client.
+func (b *Broker) Run(ctx context.Context) error {
+	if err := b.srv.Serve(); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	b.up.Store(true)
+	b.log.Info("mqtt broker listening", "addr", b.Addr())
+	<-ctx.Done()
+	b.up.Store(false)
+	return b.srv.Close()
+}
+
+// Listening reports whether the broker accepts connections.
+func (b *Broker) Listening() bool { return b.up.Load() }
+
+// Publish sends a message from the service itself (for example an alert) to
+// the broker's subscribers.
+func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	return b.srv.Publish(topic, payload, retain, qos)
+}

@@ -1,0 +1,125 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"twinchain/internal/ingest"
+	"twinchain/internal/wire"
+)
+
+// gatewayTopicPrefix is "twinchain/v1/gw/", the subtree of gateway messages.
+var gatewayTopicPrefix = strings.TrimSuffix(wire.GatewayFilter(), "+/+")
+
+// authHook lets every client connect and, in gateway mode, confines a
+// client's publications under twinchain/ to its own gateway subtree. The
+// service's inline client may publish anywhere.
+type authHook struct {
+	mqtt.HookBase
+	acl string
+}
+
+func (h *authHook) ID() string { return "twinchain-auth" }
+
+func (h *authHook) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool { return true }
+
+func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if !write || h.acl == ACLOff || cl.Net.Inline {
+		return true
+	}
+	return allowedWrite(string(cl.Properties.Username), topic)
+}
+
+// allowedWrite is the gateway ACL: outside twinchain/ anything goes; inside,
+// only twinchain/v1/gw/{username}/...
+func allowedWrite(username, topic string) bool {
+	if !strings.HasPrefix(topic, wire.TopicRoot+"/") {
+		return true
+	}
+	rest, ok := strings.CutPrefix(topic, gatewayTopicPrefix)
+	if !ok || username == "" {
+		return false
+	}
+	gw, _, ok := strings.Cut(rest, "/")
+	return ok && gw == username
+}
+
+// ingestHook submits every message under the gateway subtree to the ingest
+// before the broker acknowledges it:
+//   - stored or duplicate: acknowledged (and routed to subscribers when new);
+//   - invalid: acknowledged and dropped, so the client does not retry it;
+//   - not stored (store failure, shutdown): not acknowledged, and the
+//     connection is closed so the client sends it again after reconnecting.
+//
+// The last will (which mochi does not pass through OnPublish) is submitted
+// when it is sent.
+type ingestHook struct {
+	mqtt.HookBase
+	in  Submitter
+	log *slog.Logger
+	now func() time.Time
+
+	mu      sync.Mutex
+	lastLog time.Time
+}
+
+func newIngestHook(in Submitter, log *slog.Logger, now func() time.Time) *ingestHook {
+	return &ingestHook{in: in, log: log, now: now}
+}
+
+func (h *ingestHook) ID() string { return "twinchain-ingest" }
+
+func (h *ingestHook) Provides(b byte) bool {
+	return b == mqtt.OnPublish || b == mqtt.OnWillSent
+}
+
+func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if !strings.HasPrefix(pk.TopicName, gatewayTopicPrefix) {
+		return pk, nil
+	}
+	out, err := h.in.Submit(pk.TopicName, pk.Payload)
+	if err != nil {
+		h.storeFailed(cl.ID, err)
+		cl.Stop(err)
+		return pk, packets.ErrRejectPacket
+	}
+	if !out.Accepted() {
+		return pk, packets.CodeSuccessIgnore
+	}
+	return pk, nil
+}
+
+func (h *ingestHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	if !strings.HasPrefix(pk.TopicName, gatewayTopicPrefix) {
+		return
+	}
+	if _, err := h.in.Submit(pk.TopicName, bytes.Clone(pk.Payload)); err != nil {
+		h.storeFailed(cl.ID, err)
+	}
+}
+
+// storeFailed logs at most once a second: a full disk fails every message.
+func (h *ingestHook) storeFailed(client string, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if now := h.now(); now.Sub(h.lastLog) >= time.Second {
+		h.lastLog = now
+		level := slog.LevelError
+		if errors.Is(err, ingest.ErrClosed) {
+			level = slog.LevelInfo
+		}
+		h.log.Log(context.Background(), level, "message not stored, not acknowledged; disconnecting client", "client", client, "err", err)
+	}
+}

@@ -1,0 +1,150 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/gofiber/fiber/v2"
+
+	"twinchain/internal/ingest"
+	"twinchain/internal/registry"
+)
+
+// GatewayEditor is the gateway registry the API reads and edits;
+// *registry.Registry (persisted to the store) is one.
+type GatewayEditor interface {
+	List() []registry.Gateway
+	Get(id string) (registry.Gateway, bool)
+	Put(g registry.Gateway) error
+	Delete(id string) (bool, error)
+}
+
+// IngestSource is what the API reads from the ingest; *ingest.Ingest is one.
+type IngestSource interface {
+	Stats() ingest.Stats
+	Subscribe() (wake <-chan struct{}, cancel func())
+}
+
+// GatewayView is a registered gateway with its stream figures.
+type GatewayView struct {
+	registry.Gateway
+	Stream *ingest.GatewayStats `json:"stream,omitempty"`
+}
+
+func (s *Server) registerGateways(api fiber.Router) {
+	if s.opts.Ingest != nil {
+		api.Get("/stats/ingest", func(c *fiber.Ctx) error { return c.JSON(s.opts.Ingest.Stats()) })
+	} else {
+		api.All("/stats/ingest", unavailable("the ingest"))
+	}
+	if s.opts.Gateways == nil {
+		api.All("/gateways*", unavailable("the gateway registry"))
+		return
+	}
+	api.Get("/gateways", s.listGateways)
+	api.Get("/gateways/:id", s.getGateway)
+	api.Post("/gateways", s.createGateway)
+	api.Put("/gateways/:id", s.putGateway)
+	api.Delete("/gateways/:id", s.deleteGateway)
+}
+
+func (s *Server) streams() map[string]*ingest.GatewayStats {
+	out := map[string]*ingest.GatewayStats{}
+	if s.opts.Ingest == nil {
+		return out
+	}
+	st := s.opts.Ingest.Stats()
+	for i := range st.Gateways {
+		out[st.Gateways[i].Gateway] = &st.Gateways[i]
+	}
+	return out
+}
+
+// GET /api/v1/gateways
+func (s *Server) listGateways(c *fiber.Ctx) error {
+	streams := s.streams()
+	gws := s.opts.Gateways.List()
+	items := make([]GatewayView, 0, len(gws))
+	for _, g := range gws {
+		items = append(items, GatewayView{Gateway: g, Stream: streams[g.ID]})
+	}
+	return c.JSON(Page[GatewayView]{Items: items})
+}
+
+// GET /api/v1/gateways/:id
+func (s *Server) getGateway(c *fiber.Ctx) error {
+	g, ok := s.opts.Gateways.Get(c.Params("id"))
+	if !ok {
+		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("gateway %s not found", c.Params("id")))
+	}
+	return c.JSON(GatewayView{Gateway: g, Stream: s.streams()[g.ID]})
+}
+
+// decodeGateway parses a request body into a gateway.
+func decodeGateway(c *fiber.Ctx) (registry.Gateway, error) {
+	var g registry.Gateway
+	if err := json.Unmarshal(c.Body(), &g); err != nil {
+		return g, fmt.Errorf("body: %w", err)
+	}
+	if g.Assets == nil {
+		g.Assets = []string{}
+	}
+	return g, nil
+}
+
+func (s *Server) saveGateway(c *fiber.Ctx, g registry.Gateway, status int) error {
+	if err := s.opts.Gateways.Put(g); errors.Is(err, registry.ErrInvalid) {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+	} else if err != nil {
+		return err
+	}
+	s.opts.Log.Info("gateway registered", "gateway", g.ID, "site", g.Site, "assets", len(g.Assets))
+	return c.Status(status).JSON(GatewayView{Gateway: g})
+}
+
+// POST /api/v1/gateways: register a new gateway; 409 if the id exists.
+func (s *Server) createGateway(c *fiber.Ctx) error {
+	g, err := decodeGateway(c)
+	if err != nil {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+	}
+	if _, ok := s.opts.Gateways.Get(g.ID); ok {
+		return apiError(c, fiber.StatusConflict, CodeConflict, fmt.Sprintf("gateway %s exists; PUT /api/v1/gateways/%s replaces it", g.ID, g.ID))
+	}
+	return s.saveGateway(c, g, fiber.StatusCreated)
+}
+
+// PUT /api/v1/gateways/:id: create or replace a gateway.
+func (s *Server) putGateway(c *fiber.Ctx) error {
+	g, err := decodeGateway(c)
+	if err != nil {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+	}
+	id := c.Params("id")
+	if g.ID == "" {
+		g.ID = id
+	}
+	if g.ID != id {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, fmt.Sprintf("body id %q differs from the path's %q", g.ID, id))
+	}
+	status := fiber.StatusOK
+	if _, ok := s.opts.Gateways.Get(id); !ok {
+		status = fiber.StatusCreated
+	}
+	return s.saveGateway(c, g, status)
+}
+
+// DELETE /api/v1/gateways/:id
+func (s *Server) deleteGateway(c *fiber.Ctx) error {
+	id := c.Params("id")
+	ok, err := s.opts.Gateways.Delete(id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("gateway %s not found", id))
+	}
+	s.opts.Log.Info("gateway removed", "gateway", id)
+	return c.SendStatus(fiber.StatusNoContent)
+}

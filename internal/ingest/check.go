@@ -1,0 +1,132 @@
+package ingest
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"fmt"
+	"time"
+
+	"twinchain/internal/wire"
+)
+
+// Reason says why a message was not applied. Duplicate messages are
+// acknowledged; every other reason means the message was dropped.
+type Reason string
+
+// Rejection reasons, the label values of the rejection counters.
+const (
+	ReasonUnknownGateway Reason = "unknown_gateway"
+	ReasonBadSignature   Reason = "bad_signature"
+	ReasonReplay         Reason = "replay"
+	ReasonDuplicate      Reason = "duplicate"
+	ReasonMalformed      Reason = "malformed"
+	ReasonOversize       Reason = "oversize"
+	ReasonTopicMismatch  Reason = "topic_mismatch"
+)
+
+// Reasons lists every reason in a fixed order.
+var Reasons = []Reason{ReasonUnknownGateway, ReasonBadSignature, ReasonReplay, ReasonDuplicate, ReasonMalformed, ReasonOversize, ReasonTopicMismatch}
+
+// Gateways looks a gateway's key and site up; *registry.Registry is one.
+type Gateways interface {
+	Lookup(id string) (pub ed25519.PublicKey, site string, ok bool)
+}
+
+// message is one checked envelope with its decoded body.
+type message struct {
+	raw  []byte
+	env  wire.Envelope
+	sum  [32]byte
+	site string
+	tel  wire.Telemetry
+	inv  wire.Inventory
+	rfid wire.RFID
+	gps  wire.GPSFix
+	st   wire.Status
+}
+
+// rejection is a failed check: the reason, the gateway it claimed and why.
+type rejection struct {
+	reason  Reason
+	gateway string
+	seq     uint64
+	err     error
+}
+
+// check decodes, authenticates and parses one message. It is the only code
+// in the ingest that reads outside bytes, and it is safe for concurrent use.
+func check(m *message, topic string, payload []byte, gws Gateways, now time.Time, maxSkew time.Duration) *rejection {
+	if len(payload) > wire.MaxEnvelopeSize {
+		gw, _, _ := wire.ParseTopic(topic)
+		return &rejection{ReasonOversize, gw, 0, fmt.Errorf("%d bytes, limit %d: %w", len(payload), wire.MaxEnvelopeSize, wire.ErrOversize)}
+	}
+	tgw, tkind, err := wire.ParseTopic(topic)
+	if err != nil {
+		return &rejection{ReasonTopicMismatch, "", 0, err}
+	}
+	env, err := wire.Decode(payload)
+	if err != nil {
+		return &rejection{ReasonMalformed, tgw, env.Seq, err}
+	}
+	if env.Gateway != tgw || env.Kind != tkind {
+		return &rejection{ReasonTopicMismatch, tgw, env.Seq, fmt.Errorf("envelope of %s/%s on topic %q", env.Gateway, env.Kind, topic)}
+	}
+	pub, site, ok := gws.Lookup(env.Gateway)
+	if !ok {
+		return &rejection{ReasonUnknownGateway, env.Gateway, env.Seq, fmt.Errorf("gateway %s is not registered", env.Gateway)}
+	}
+	if err := env.Verify(pub); err != nil {
+		return &rejection{ReasonBadSignature, env.Gateway, env.Seq, err}
+	}
+	if maxSkew > 0 && env.Time.After(now.Add(maxSkew)) {
+		return &rejection{ReasonMalformed, env.Gateway, env.Seq, fmt.Errorf("%w: reading time %s is more than %s ahead", wire.ErrMalformed, env.Time.Format(time.RFC3339), maxSkew)}
+	}
+	m.env, m.site, m.raw = env, site, payload
+	switch env.Kind {
+	case wire.KindTelemetry:
+		m.tel, err = wire.DecodeBody[wire.Telemetry](&m.env)
+		if err == nil && m.tel.Host == "" {
+			err = fmt.Errorf("%w: telemetry without host", wire.ErrMalformed)
+		}
+		for i := range m.tel.GPUs {
+			if err == nil && m.tel.GPUs[i].Asset == "" {
+				err = fmt.Errorf("%w: telemetry gpus[%d] without asset", wire.ErrMalformed, i)
+			}
+		}
+	case wire.KindFirmware:
+		m.inv, err = wire.DecodeBody[wire.Inventory](&m.env)
+		if err == nil && m.inv.Host.Asset == "" {
+			err = fmt.Errorf("%w: inventory without host asset", wire.ErrMalformed)
+		}
+		for i := range m.inv.GPUs {
+			if err == nil && m.inv.GPUs[i].Asset == "" {
+				err = fmt.Errorf("%w: inventory gpus[%d] without asset", wire.ErrMalformed, i)
+			}
+		}
+	case wire.KindRFID:
+		m.rfid, err = wire.DecodeBody[wire.RFID](&m.env)
+		for i := range m.rfid.Reads {
+			if err == nil && m.rfid.Reads[i].EPC == "" {
+				err = fmt.Errorf("%w: rfid reads[%d] without epc", wire.ErrMalformed, i)
+			}
+		}
+	case wire.KindGPS:
+		m.gps, err = wire.DecodeBody[wire.GPSFix](&m.env)
+		if err == nil && (m.gps.Lat < -90 || m.gps.Lat > 90 || m.gps.Lon < -180 || m.gps.Lon > 180) {
+			err = fmt.Errorf("%w: gps position %f,%f out of range", wire.ErrMalformed, m.gps.Lat, m.gps.Lon)
+		}
+	case wire.KindStatus:
+		m.st, err = wire.DecodeBody[wire.Status](&m.env)
+		if err == nil && m.st.State != wire.StateOnline && m.st.State != wire.StateOffline {
+			err = fmt.Errorf("%w: status state %q", wire.ErrMalformed, m.st.State)
+		}
+		if err == nil && env.Seq == 0 && m.st.State != wire.StateOffline {
+			err = fmt.Errorf("%w: sequence 0 is only for an offline last will", wire.ErrMalformed)
+		}
+	}
+	if err != nil {
+		return &rejection{ReasonMalformed, env.Gateway, env.Seq, err}
+	}
+	m.sum = sha256.Sum256(payload)
+	return nil
+}

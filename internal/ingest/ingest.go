@@ -1,0 +1,264 @@
+// Package ingest turns gateway messages into stored twin changes. Submit
+// checks a message (size, envelope, topic, registered gateway, signature,
+// body) in the caller's goroutine, then hands it to one writer goroutine that
+// checks its sequence number, folds it into the twins and stores the message,
+// the events, the twins and the gateway's sequence state in one transaction
+// shared with every other message queued at that moment (group commit).
+// Submit returns only after that transaction is durable, so a broker that
+// acknowledges after Submit acknowledges stored messages only.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"twinchain/internal/twinstore"
+)
+
+// ErrClosed is returned by Submit when the ingest is not running.
+var ErrClosed = errors.New("ingest stopped")
+
+// Config tunes the ingest. Zero values take the defaults.
+type Config struct {
+	QueueSize        int           `yaml:"queue_size"`        // messages waiting for the writer; default 8192
+	MaxBatch         int           `yaml:"max_batch"`         // messages per commit; default 4096
+	SeqWindow        uint64        `yaml:"seq_window"`        // out-of-order window below the highest sequence number; default 4096
+	RecentRejections int           `yaml:"recent_rejections"` // rejections kept for Recent; default 1024
+	MoveThresholdM   float64       `yaml:"move_threshold_m"`  // GPS move that makes a location event; default 25
+	MaxClockSkew     time.Duration `yaml:"max_clock_skew"`    // how far ahead a reading time may be; default 10m
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.QueueSize < 0 || c.MaxBatch < 0 || c.RecentRejections < 0 || c.MoveThresholdM < 0 || c.MaxClockSkew < 0 {
+		return fmt.Errorf("ingest: sizes, thresholds and durations must not be negative")
+	}
+	if c.SeqWindow > 1<<20 {
+		return fmt.Errorf("ingest: seq_window %d is above the limit %d", c.SeqWindow, 1<<20)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.QueueSize == 0 {
+		c.QueueSize = 8192
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 4096
+	}
+	if c.SeqWindow == 0 {
+		c.SeqWindow = 4096
+	}
+	if c.RecentRejections == 0 {
+		c.RecentRejections = 1024
+	}
+	if c.MoveThresholdM == 0 {
+		c.MoveThresholdM = 25
+	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = 10 * time.Minute
+	}
+	return c
+}
+
+// Outcome is what happened to a submitted message.
+type Outcome struct {
+	Pos    uint64 // message log position when accepted
+	Reason Reason // empty when accepted
+	Err    error  // why it was rejected
+}
+
+// Accepted reports whether the message was stored now.
+func (o Outcome) Accepted() bool { return o.Reason == "" }
+
+// item is one message on its way through the writer.
+type item struct {
+	m    message
+	out  Outcome
+	err  error
+	done chan struct{}
+}
+
+// Ingest is the check-fold-store pipeline. Create it with New, run it with
+// Run, feed it with Submit from any number of goroutines.
+type Ingest struct {
+	cfg     Config
+	store   *twinstore.Store
+	gws     Gateways
+	log     *slog.Logger
+	now     func() time.Time
+	queue   chan *item
+	stopped chan struct{}
+	running atomic.Bool
+	pool    sync.Pool
+
+	w     *writer // owned by the Run goroutine
+	stats stats
+
+	subMu sync.Mutex
+	subs  map[*chan struct{}]struct{}
+}
+
+// New builds an ingest over an open store. It loads the twins and the
+// gateways' sequence state from the store; it starts no goroutine.
+func New(cfg Config, store *twinstore.Store, gws Gateways, log *slog.Logger, now func() time.Time) (*Ingest, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if now == nil {
+		now = time.Now
+	}
+	in := &Ingest{
+		cfg:     cfg,
+		store:   store,
+		gws:     gws,
+		log:     log,
+		now:     now,
+		queue:   make(chan *item, cfg.QueueSize),
+		stopped: make(chan struct{}),
+		subs:    map[*chan struct{}]struct{}{},
+	}
+	in.pool.New = func() any { return &item{done: make(chan struct{}, 1)} }
+	in.stats.init(cfg.RecentRejections)
+	w, err := loadWriter(cfg, store, log, now)
+	if err != nil {
+		return nil, err
+	}
+	in.w = w
+	in.stats.setGateways(w.snapshotStates(nil))
+	return in, nil
+}
+
+// Submit checks one message from topic and, when it is valid, stores and
+// applies it. It blocks until the message is durably stored. The error is
+// non-nil only when the message could not be stored (the store failed or the
+// ingest stopped): such a message must not be acknowledged. A rejected
+// message comes back as an Outcome with a Reason and a nil error.
+// payload must not be modified until Submit returns.
+func (in *Ingest) Submit(topic string, payload []byte) (Outcome, error) {
+	it := in.pool.Get().(*item)
+	if rej := check(&it.m, topic, payload, in.gws, in.now(), in.cfg.MaxClockSkew); rej != nil {
+		in.release(it)
+		in.stats.reject(in.log, in.now(), rej)
+		return Outcome{Reason: rej.reason, Err: rej.err}, nil
+	}
+	select {
+	case in.queue <- it:
+	case <-in.stopped:
+		in.release(it)
+		return Outcome{}, ErrClosed
+	}
+	select {
+	case <-it.done:
+	case <-in.stopped:
+		// Run ended; it signals every item it took, so wait for ours only
+		// if it was taken. An item left in the queue is abandoned.
+		select {
+		case <-it.done:
+		default:
+			return Outcome{}, ErrClosed
+		}
+	}
+	out, err := it.out, it.err
+	in.release(it)
+	return out, err
+}
+
+func (in *Ingest) release(it *item) {
+	done := it.done
+	*it = item{done: done}
+	in.pool.Put(it)
+}
+
+// Run is the writer: it commits queued messages in batches until ctx ends.
+// Messages still queued then are answered with ErrClosed.
+func (in *Ingest) Run(ctx context.Context) error {
+	if !in.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("ingest: already running")
+	}
+	defer close(in.stopped)
+	batch := make([]*item, 0, in.cfg.MaxBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			for {
+				select {
+				case it := <-in.queue:
+					it.err = ErrClosed
+					it.done <- struct{}{}
+				default:
+					return nil
+				}
+			}
+		case it := <-in.queue:
+			batch = append(batch[:0], it)
+		fill:
+			for len(batch) < cap(batch) {
+				select {
+				case it := <-in.queue:
+					batch = append(batch, it)
+				default:
+					break fill
+				}
+			}
+			in.commit(batch)
+		}
+	}
+}
+
+// commit applies and stores one batch and answers every item in it.
+func (in *Ingest) commit(batch []*item) {
+	start := in.now()
+	err := in.store.Update(func(tx *twinstore.Tx) error {
+		return in.w.apply(tx, batch, start)
+	})
+	if err != nil {
+		in.log.Error("commit failed; messages not acknowledged", "messages", len(batch), "err", err)
+		if rerr := in.w.reload(); rerr != nil {
+			in.log.Error("reload state after failed commit", "err", rerr)
+		}
+		for _, it := range batch {
+			it.err = err
+			it.out = Outcome{}
+		}
+		in.stats.commitFailed()
+	} else {
+		in.stats.committed(in.log, in.now(), batch, in.w.snapshotStates(in.w.dirtyStates), in.now().Sub(start))
+		in.w.dirtyStates = in.w.dirtyStates[:0]
+		in.wake()
+	}
+	for _, it := range batch {
+		it.done <- struct{}{}
+	}
+}
+
+// Subscribe returns a channel that receives a value after commits that
+// stored something (coalesced: capacity one), and a cancel function.
+func (in *Ingest) Subscribe() (wake <-chan struct{}, cancel func()) {
+	ch := make(chan struct{}, 1)
+	in.subMu.Lock()
+	in.subs[&ch] = struct{}{}
+	in.subMu.Unlock()
+	return ch, func() {
+		in.subMu.Lock()
+		delete(in.subs, &ch)
+		in.subMu.Unlock()
+	}
+}
+
+func (in *Ingest) wake() {
+	in.subMu.Lock()
+	for ch := range in.subs {
+		select {
+		case *ch <- struct{}{}:
+		default:
+		}
+	}
+	in.subMu.Unlock()
+}

@@ -1,0 +1,375 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"twinchain/internal/registry"
+	"twinchain/internal/twin"
+	"twinchain/internal/twinstore"
+	"twinchain/internal/wire"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func testKey(name string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte(name))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// rig is an ingest over a real store in a temporary directory.
+type rig struct {
+	t     *testing.T
+	path  string
+	store *twinstore.Store
+	reg   *registry.Registry
+	in    *Ingest
+	stop  func()
+}
+
+func newRig(t *testing.T, cfg Config, gateways ...string) *rig {
+	t.Helper()
+	r := &rig{t: t, path: filepath.Join(t.TempDir(), "twins.db"), reg: registry.New()}
+	for _, gw := range gateways {
+		if err := r.reg.Put(registry.Gateway{ID: gw, PublicKey: testKey(gw).Public().(ed25519.PublicKey), Site: "s1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.open(cfg)
+	t.Cleanup(r.close)
+	return r
+}
+
+func (r *rig) open(cfg Config) {
+	r.t.Helper()
+	var err error
+	if r.store, err = twinstore.Open(r.path, twinstore.Options{NoSync: true}); err != nil {
+		r.t.Fatal(err)
+	}
+	now := func() time.Time { return t0.Add(time.Hour) }
+	if r.in, err = New(cfg, r.store, r.reg, slog.New(slog.NewTextHandler(io.Discard, nil)), now); err != nil {
+		r.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := r.in.Run(ctx); err != nil {
+			r.t.Errorf("Run: %v", err)
+		}
+	}()
+	r.stop = func() { cancel(); <-done }
+}
+
+func (r *rig) close() {
+	if r.stop != nil {
+		r.stop()
+		r.stop = nil
+		r.store.Close()
+	}
+}
+
+func (r *rig) reopen(cfg Config) {
+	r.close()
+	r.open(cfg)
+}
+
+func seal(t testing.TB, gw string, seq uint64, ts time.Time, kind wire.Kind, body any) []byte {
+	t.Helper()
+	b, err := wire.Seal(testKey(gw), gw, seq, ts, kind, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (r *rig) submit(gw string, kind wire.Kind, payload []byte) Outcome {
+	r.t.Helper()
+	out, err := r.in.Submit(wire.Topic(gw, kind), payload)
+	if err != nil {
+		r.t.Fatalf("Submit: %v", err)
+	}
+	return out
+}
+
+func status(state string) wire.Status { return wire.Status{State: state, AgentVersion: "test"} }
+
+// TestSequence walks one gateway's stream through every sequence case.
+func TestSequence(t *testing.T) {
+	const gw = "gw-a"
+	r := newRig(t, Config{SeqWindow: 64}, gw)
+	msg := func(seq uint64, variant int) []byte {
+		return seal(t, gw, seq, t0.Add(time.Duration(seq)*time.Second+time.Duration(variant)), wire.KindStatus, status(wire.StateOnline))
+	}
+	steps := []struct {
+		name    string
+		seq     uint64
+		variant int // 0: the original bytes; 1: other bytes with the same sequence number
+		want    Reason
+	}{
+		{"first", 1, 0, ""},
+		{"redelivered", 1, 0, ReasonDuplicate},
+		{"same seq other bytes", 1, 1, ReasonReplay},
+		{"jump makes a gap", 5, 0, ""},
+		{"out of order fills the gap", 3, 0, ""},
+		{"out of order redelivered", 3, 0, ReasonDuplicate},
+		{"last of the gap", 4, 0, ""},
+		{"jump beyond the window", 100, 0, ""},
+		{"older than the window, never stored", 2, 0, ReasonReplay},
+		{"older than the window, stored: duplicate", 3, 0, ReasonDuplicate},
+		{"older than the window, stored, other bytes", 3, 1, ReasonReplay},
+		{"inside the window below the highest", 60, 0, ""},
+		{"next", 101, 0, ""},
+	}
+	for _, s := range steps {
+		out := r.submit(gw, wire.KindStatus, msg(s.seq, s.variant))
+		if out.Reason != s.want {
+			t.Errorf("%s: Submit(seq %d) = %q (%v), want %q", s.name, s.seq, out.Reason, out.Err, s.want)
+		}
+	}
+	st := r.in.Stats()
+	if len(st.Gateways) != 1 || st.Gateways[0].LastSeq != 101 || st.Gateways[0].Gaps != 2 || st.Gateways[0].Accepted != 7 {
+		t.Fatalf("Stats gateways = %+v, want last_seq 101, 2 gaps, 7 accepted", st.Gateways)
+	}
+	if st.Rejected[ReasonDuplicate] != 3 || st.Rejected[ReasonReplay] != 3 {
+		t.Errorf("Stats rejected = %v, want 3 duplicates and 3 replays", st.Rejected)
+	}
+	events, err := r.store.AssetEvents(gw, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gaps int
+	for _, e := range events {
+		if e.Type == twin.EventSequenceGap {
+			gaps++
+		}
+	}
+	if gaps != 2 {
+		t.Errorf("sequence_gap events on %s = %d, want 2 (events %+v)", gw, gaps, events)
+	}
+	if got := r.store.LastPos(); got != 7 {
+		t.Errorf("message log length = %d, want 7", got)
+	}
+
+	// After a restart the stored sequence numbers are still known, and the
+	// twin's revisions continue.
+	before, _ := r.store.Asset(gw)
+	r.reopen(Config{SeqWindow: 64})
+	for _, s := range []struct {
+		seq  uint64
+		want Reason
+	}{{101, ReasonDuplicate}, {60, ReasonDuplicate}, {61, ""}, {102, ""}} {
+		if out := r.submit(gw, wire.KindStatus, msg(s.seq, 0)); out.Reason != s.want {
+			t.Errorf("after reopen: Submit(seq %d) = %q (%v), want %q", s.seq, out.Reason, out.Err, s.want)
+		}
+	}
+	off := seal(t, gw, 103, t0.Add(200*time.Second), wire.KindStatus, status(wire.StateOffline))
+	if out := r.submit(gw, wire.KindStatus, off); !out.Accepted() {
+		t.Fatalf("offline status: %v", out.Err)
+	}
+	after, _ := r.store.Asset(gw)
+	if after.Revision != before.Revision+1 || after.Health.State != gatewayOffline {
+		t.Errorf("after reopen: gateway revision %d state %q, want %d and %q", after.Revision, after.Health.State, before.Revision+1, gatewayOffline)
+	}
+}
+
+// TestLastWill: sequence 0 is the signed last will, deduplicated by time.
+func TestLastWill(t *testing.T) {
+	const gw = "gw-w"
+	r := newRig(t, Config{}, gw)
+	r.submit(gw, wire.KindStatus, seal(t, gw, 1, t0, wire.KindStatus, status(wire.StateOnline)))
+	will := seal(t, gw, 0, t0.Add(time.Second), wire.KindStatus, status(wire.StateOffline))
+	for i, want := range []Reason{"", ReasonDuplicate} {
+		if out := r.submit(gw, wire.KindStatus, will); out.Reason != want {
+			t.Errorf("will #%d: Submit = %q (%v), want %q", i+1, out.Reason, out.Err, want)
+		}
+	}
+	older := seal(t, gw, 0, t0, wire.KindStatus, status(wire.StateOffline))
+	if out := r.submit(gw, wire.KindStatus, older); out.Reason != ReasonReplay {
+		t.Errorf("older will: Submit = %q, want %q", out.Reason, ReasonReplay)
+	}
+	onlineWill := seal(t, gw, 0, t0.Add(2*time.Second), wire.KindStatus, status(wire.StateOnline))
+	if out := r.submit(gw, wire.KindStatus, onlineWill); out.Reason != ReasonMalformed {
+		t.Errorf("online status with seq 0: Submit = %q, want %q", out.Reason, ReasonMalformed)
+	}
+	a, err := r.store.Asset(gw)
+	if err != nil || a.Health.State != gatewayOffline {
+		t.Errorf("gateway after will: state %q (%v), want %q", a.Health.State, err, gatewayOffline)
+	}
+}
+
+// TestChecks: every rejection reason decided before the writer.
+func TestChecks(t *testing.T) {
+	const gw = "gw-c"
+	r := newRig(t, Config{}, gw)
+	good := seal(t, gw, 1, t0, wire.KindStatus, status(wire.StateOnline))
+	tampered := bytes.Replace(good, []byte(`"agent_version":"test"`), []byte(`"agent_version":"tesT"`), 1)
+	forged, _ := wire.Seal(testKey("someone else"), gw, 2, t0, wire.KindStatus, status(wire.StateOnline))
+	big := make([]byte, wire.MaxEnvelopeSize+1)
+	for _, tc := range []struct {
+		name    string
+		topic   string
+		payload []byte
+		want    Reason
+	}{
+		{"unknown gateway", wire.Topic("gw-x", wire.KindStatus), seal(t, "gw-x", 1, t0, wire.KindStatus, status(wire.StateOnline)), ReasonUnknownGateway},
+		{"tampered signature", wire.Topic(gw, wire.KindStatus), tampered, ReasonBadSignature},
+		{"wrong key", wire.Topic(gw, wire.KindStatus), forged, ReasonBadSignature},
+		{"not json", wire.Topic(gw, wire.KindStatus), []byte("{nope"), ReasonMalformed},
+		{"oversize", wire.Topic(gw, wire.KindStatus), big, ReasonOversize},
+		{"other gateway's topic", wire.Topic("gw-x", wire.KindStatus), good, ReasonTopicMismatch},
+		{"other kind's topic", wire.Topic(gw, wire.KindGPS), good, ReasonTopicMismatch},
+		{"bad topic", "twinchain/v1/gw/" + gw, good, ReasonTopicMismatch},
+		{"future reading", wire.Topic(gw, wire.KindStatus), seal(t, gw, 3, t0.Add(48*time.Hour), wire.KindStatus, status(wire.StateOnline)), ReasonMalformed},
+		{"body of the wrong shape", wire.Topic(gw, wire.KindTelemetry), seal(t, gw, 4, t0, wire.KindTelemetry, map[string]any{"host": 7}), ReasonMalformed},
+		{"valid", wire.Topic(gw, wire.KindStatus), good, ""},
+	} {
+		out, err := r.in.Submit(tc.topic, tc.payload)
+		if err != nil || out.Reason != tc.want {
+			t.Errorf("%s: Submit = %q, %v (%v), want %q", tc.name, out.Reason, err, out.Err, tc.want)
+		}
+	}
+	st := r.in.Stats()
+	for reason, want := range map[Reason]uint64{ReasonUnknownGateway: 1, ReasonBadSignature: 2, ReasonMalformed: 3, ReasonOversize: 1, ReasonTopicMismatch: 3} {
+		if st.Rejected[reason] != want {
+			t.Errorf("Stats.Rejected[%s] = %d, want %d", reason, st.Rejected[reason], want)
+		}
+	}
+	if recent := r.in.Recent(t0); len(recent) != 10 {
+		t.Errorf("Recent = %d rejections, want 10", len(recent))
+	}
+}
+
+func inventory(host string, gpus int, vbios string) wire.Inventory {
+	inv := wire.Inventory{Host: wire.HostInfo{Asset: host, Serial: "SN-" + host, RFIDTag: "E200" + host, BIOSVersion: "1.0"}}
+	for i := range gpus {
+		id := host + ".gpu" + string(rune('0'+i))
+		inv.GPUs = append(inv.GPUs, wire.GPUIdentity{Asset: id, Index: i, UUID: "GPU-" + id, Serial: "S-" + id, VBIOS: vbios, Driver: "550"})
+	}
+	return inv
+}
+
+func telemetry(host string, gpus int, dbe uint64) wire.Telemetry {
+	tel := wire.Telemetry{Host: host}
+	for i := range gpus {
+		tel.GPUs = append(tel.GPUs, wire.GPUSample{Asset: host + ".gpu" + string(rune('0'+i)), Index: i, TempC: 50, ECCDoubleBit: dbe})
+	}
+	return tel
+}
+
+// TestFold follows a host through inventory, telemetry, a firmware change,
+// an RFID read, GPS moves and an out-of-order old sample.
+func TestFold(t *testing.T) {
+	const gw, host = "gw-f", "srv-f"
+	r := newRig(t, Config{}, gw)
+	seq := uint64(0)
+	send := func(ts time.Time, kind wire.Kind, body any) {
+		t.Helper()
+		seq++
+		if out := r.submit(gw, kind, seal(t, gw, seq, ts, kind, body)); !out.Accepted() {
+			t.Fatalf("seq %d %s: %s %v", seq, kind, out.Reason, out.Err)
+		}
+	}
+	send(t0, wire.KindFirmware, inventory(host, 2, "96.0"))
+	for i := range 3 {
+		send(t0.Add(time.Duration(i+1)*time.Second), wire.KindTelemetry, telemetry(host, 2, 0))
+	}
+	send(t0.Add(10*time.Second), wire.KindTelemetry, telemetry(host, 2, 1)) // a double-bit error
+	send(t0.Add(5*time.Second), wire.KindTelemetry, telemetry(host, 2, 0))  // late, older sample
+	send(t0.Add(11*time.Second), wire.KindFirmware, inventory(host, 2, "97.0"))
+	send(t0.Add(12*time.Second), wire.KindRFID, wire.RFID{Reads: []wire.RFIDRead{{EPC: "E200" + host, Zone: "dock", ReadPoint: "door-1"}, {EPC: "E2FFFF", Zone: "dock", ReadPoint: "door-1"}}})
+	send(t0.Add(13*time.Second), wire.KindGPS, wire.GPSFix{Lat: 52.5, Lon: 13.4, Quality: 1, FixTime: t0.Add(13 * time.Second)})
+	send(t0.Add(14*time.Second), wire.KindGPS, wire.GPSFix{Lat: 52.50001, Lon: 13.4, Quality: 1, FixTime: t0.Add(14 * time.Second)}) // ~1 m
+	send(t0.Add(15*time.Second), wire.KindGPS, wire.GPSFix{Lat: 52.501, Lon: 13.4, Quality: 1, FixTime: t0.Add(15 * time.Second)})   // ~111 m
+
+	g, err := r.store.Asset(host + ".gpu1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Health.Samples != 5 || g.Health.ECCDoubleBit != 1 || g.Health.State != twin.HealthCritical {
+		t.Errorf("gpu1 health = samples %d dbe %d state %q, want 5, 1, critical", g.Health.Samples, g.Health.ECCDoubleBit, g.Health.State)
+	}
+	if g.Firmware.VBIOS != "97.0" || g.Identity.UUID != "GPU-"+host+".gpu1" || g.Parent != host || g.Gateway != gw || g.Site != "s1" {
+		t.Errorf("gpu1 = %+v, want vbios 97.0, its uuid, parent %s, gateway %s, site s1", g, host, gw)
+	}
+	if !g.LastSeen.Equal(t0.Add(11 * time.Second)) {
+		t.Errorf("gpu1 last seen %s, want %s (the late sample must not move it back)", g.LastSeen, t0.Add(11*time.Second))
+	}
+	events, err := r.store.AssetEvents(host+".gpu1", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []twin.EventType
+	for i, e := range events {
+		types = append(types, e.Type)
+		if e.Revision != uint64(i+1) {
+			t.Errorf("gpu1 event %d revision %d, want %d", i, e.Revision, i+1)
+		}
+	}
+	wantTypes := []twin.EventType{twin.EventRegistered, twin.EventHealthChanged, twin.EventHealthChanged, twin.EventFirmwareChanged}
+	if len(types) != len(wantTypes) {
+		t.Fatalf("gpu1 event types = %v, want %v", types, wantTypes)
+	}
+	for i := range wantTypes {
+		if types[i] != wantTypes[i] {
+			t.Errorf("gpu1 event types = %v, want %v", types, wantTypes)
+			break
+		}
+	}
+	folded, err := twin.Fold(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := twin.Diff(&folded, &g); len(d) != 0 {
+		t.Errorf("Fold(events) differs from the stored twin: %v", d)
+	}
+	h, _ := r.store.Asset(host)
+	if h.Location.Zone != "dock" || h.Location.ReadPoint != "door-1" || h.Kind != twin.KindServer {
+		t.Errorf("host location = %+v kind %s, want zone dock at door-1, server", h.Location, h.Kind)
+	}
+	if tag, err := r.store.Asset("tag-E2FFFF"); err != nil || tag.Kind != twin.KindTag || tag.Location.Zone != "dock" {
+		t.Errorf("unknown tag twin = %+v, %v; want a tag in zone dock", tag, err)
+	}
+	gwTwin, _ := r.store.Asset(gw)
+	gwEvents, _ := r.store.AssetEvents(gw, 0, 100)
+	var moves int
+	for _, e := range gwEvents {
+		if e.Type == twin.EventLocationChanged {
+			moves++
+		}
+	}
+	if moves != 2 || gwTwin.Location.Lat != 52.501 || gwTwin.Location.GPS == nil || gwTwin.Location.GPS.Lat != 52.501 {
+		t.Errorf("gateway gps: %d location events, lat %v, fix %+v; want 2 events (the 1 m move is not one), lat 52.501", moves, gwTwin.Location.Lat, gwTwin.Location.GPS)
+	}
+}
+
+func TestSubmitAfterStop(t *testing.T) {
+	r := newRig(t, Config{}, "gw-s")
+	r.stop()
+	r.stop = nil
+	defer r.store.Close()
+	_, err := r.in.Submit(wire.Topic("gw-s", wire.KindStatus), seal(t, "gw-s", 1, t0, wire.KindStatus, status(wire.StateOnline)))
+	if !errors.Is(err, ErrClosed) {
+		t.Errorf("Submit after Run ended = %v, want ErrClosed", err)
+	}
+}
+
+func TestSubscribeWakes(t *testing.T) {
+	r := newRig(t, Config{}, "gw-s")
+	wake, cancel := r.in.Subscribe()
+	defer cancel()
+	r.submit("gw-s", wire.KindStatus, seal(t, "gw-s", 1, t0, wire.KindStatus, status(wire.StateOnline)))
+	select {
+	case <-wake:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no wake-up after a commit")
+	}
+}

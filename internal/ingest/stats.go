@@ -1,0 +1,217 @@
+package ingest
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"twinchain/internal/twinstore"
+)
+
+// maxTrackedGateways bounds the per-gateway rejection counters: claimed ids
+// beyond it (an attacker inventing gateway ids) are counted under otherGateway.
+const (
+	maxTrackedGateways = 4096
+	otherGateway       = "_other"
+	logEvery           = time.Minute
+)
+
+// Rejection is one rejected message, kept for the tamper detector.
+type Rejection struct {
+	Time    time.Time `json:"time"`
+	Gateway string    `json:"gateway"`
+	Seq     uint64    `json:"seq"`
+	Reason  Reason    `json:"reason"`
+	Error   string    `json:"error"`
+}
+
+// GatewayStats is one gateway's ingest figures.
+type GatewayStats struct {
+	Gateway  string            `json:"gateway"`
+	Accepted uint64            `json:"accepted"`
+	Rejected map[Reason]uint64 `json:"rejected"`
+	LastSeq  uint64            `json:"last_seq"`
+	Gaps     uint64            `json:"gaps"`
+	Skipped  uint64            `json:"skipped"`
+	State    string            `json:"state,omitempty"`
+	LastSeen time.Time         `json:"last_seen"`
+}
+
+// Stats is a snapshot of the ingest's counters. Accepted and the gateway
+// stream figures survive restarts (they are stored); rejection counts are
+// counted since the process started.
+type Stats struct {
+	Accepted       uint64            `json:"accepted"`
+	Rejected       map[Reason]uint64 `json:"rejected"`
+	Commits        uint64            `json:"commits"`
+	CommitFailures uint64            `json:"commit_failures"`
+	CommitSeconds  float64           `json:"commit_seconds"` // total time spent committing
+	QueueDepth     int               `json:"queue_depth"`
+	Gateways       []GatewayStats    `json:"gateways"`
+}
+
+type rejKey struct {
+	gw     string
+	reason Reason
+}
+
+type logState struct {
+	last       time.Time
+	suppressed int
+}
+
+type stats struct {
+	mu             sync.Mutex
+	rejected       map[Reason]uint64
+	byGateway      map[rejKey]uint64
+	gateways       map[string]twinstore.GatewayState
+	commits        uint64
+	commitFailures uint64
+	commitTime     time.Duration
+	recent         []Rejection
+	next           int
+	logged         map[rejKey]*logState
+}
+
+func (s *stats) init(recent int) {
+	s.rejected = map[Reason]uint64{}
+	s.byGateway = map[rejKey]uint64{}
+	s.gateways = map[string]twinstore.GatewayState{}
+	s.recent = make([]Rejection, 0, recent)
+	s.logged = map[rejKey]*logState{}
+}
+
+func (s *stats) setGateways(states []twinstore.GatewayState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range states {
+		s.gateways[st.Gateway] = st
+	}
+}
+
+// reject counts one rejection, remembers it and logs it unless this
+// gateway's reason was logged less than a minute ago.
+func (s *stats) reject(log *slog.Logger, now time.Time, r *rejection) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rejectLocked(log, now, r)
+}
+
+func (s *stats) rejectLocked(log *slog.Logger, now time.Time, r *rejection) {
+	s.rejected[r.reason]++
+	k := rejKey{r.gateway, r.reason}
+	if _, ok := s.byGateway[k]; !ok && len(s.byGateway) >= maxTrackedGateways*len(Reasons) {
+		k.gw = otherGateway
+	}
+	s.byGateway[k]++
+	msg := ""
+	if r.err != nil {
+		msg = r.err.Error()
+	}
+	rj := Rejection{Time: now, Gateway: r.gateway, Seq: r.seq, Reason: r.reason, Error: msg}
+	if len(s.recent) < cap(s.recent) {
+		s.recent = append(s.recent, rj)
+	} else if len(s.recent) > 0 {
+		s.recent[s.next] = rj
+		s.next = (s.next + 1) % len(s.recent)
+	}
+	ls := s.logged[k]
+	if ls == nil {
+		if len(s.logged) >= maxTrackedGateways {
+			clear(s.logged)
+		}
+		ls = &logState{}
+		s.logged[k] = ls
+	}
+	if !ls.last.IsZero() && now.Sub(ls.last) < logEvery {
+		ls.suppressed++
+		return
+	}
+	level := slog.LevelWarn
+	if r.reason == ReasonDuplicate {
+		level = slog.LevelInfo
+	}
+	log.Log(context.Background(), level, "message rejected", "reason", string(r.reason), "gateway", r.gateway, "seq", r.seq, "err", msg, "suppressed_since_last_log", ls.suppressed)
+	ls.last, ls.suppressed = now, 0
+}
+
+// committed counts a committed batch's outcomes and refreshes the stream
+// states of the gateways it touched.
+func (s *stats) committed(log *slog.Logger, now time.Time, batch []*item, states []twinstore.GatewayState, took time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.commits++
+	s.commitTime += took
+	for _, st := range states {
+		s.gateways[st.Gateway] = st
+	}
+	for _, it := range batch {
+		if it.out.Reason != "" {
+			s.rejectLocked(log, now, &rejection{it.out.Reason, it.m.env.Gateway, it.m.env.Seq, it.out.Err})
+		}
+	}
+}
+
+func (s *stats) commitFailed() {
+	s.mu.Lock()
+	s.commitFailures++
+	s.mu.Unlock()
+}
+
+// Stats returns a snapshot of the counters.
+func (in *Ingest) Stats() Stats {
+	s := &in.stats
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := Stats{
+		Rejected:       make(map[Reason]uint64, len(Reasons)),
+		Commits:        s.commits,
+		CommitFailures: s.commitFailures,
+		CommitSeconds:  s.commitTime.Seconds(),
+		QueueDepth:     len(in.queue),
+	}
+	for _, r := range Reasons {
+		out.Rejected[r] = s.rejected[r]
+	}
+	byID := map[string]*GatewayStats{}
+	get := func(id string) *GatewayStats {
+		g := byID[id]
+		if g == nil {
+			g = &GatewayStats{Gateway: id, Rejected: map[Reason]uint64{}}
+			byID[id] = g
+		}
+		return g
+	}
+	for id, st := range s.gateways {
+		g := get(id)
+		g.Accepted, g.LastSeq, g.Gaps, g.Skipped, g.State, g.LastSeen = st.Accepted, st.Highest, st.Gaps, st.Skipped, st.State, st.LastSeen
+		out.Accepted += st.Accepted
+	}
+	for k, n := range s.byGateway {
+		get(k.gw).Rejected[k.reason] = n
+	}
+	out.Gateways = make([]GatewayStats, 0, len(byID))
+	for _, g := range byID {
+		out.Gateways = append(out.Gateways, *g)
+	}
+	sort.Slice(out.Gateways, func(i, j int) bool { return out.Gateways[i].Gateway < out.Gateways[j].Gateway })
+	return out
+}
+
+// Recent returns the kept rejections at or after since, oldest first.
+func (in *Ingest) Recent(since time.Time) []Rejection {
+	s := &in.stats
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Rejection
+	n := len(s.recent)
+	for i := 0; i < n; i++ {
+		r := s.recent[(s.next+i)%n]
+		if !r.Time.Before(since) {
+			out = append(out, r)
+		}
+	}
+	return out
+}

@@ -1,0 +1,246 @@
+package ingest
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"twinchain/internal/twin"
+	"twinchain/internal/twinstore"
+)
+
+// stream is one gateway's sequence state: the stored state and a bitmap of
+// the sequence numbers stored in the window (highest-W, highest].
+type stream struct {
+	st    twinstore.GatewayState
+	bits  []uint64
+	dirty bool
+}
+
+func (s *stream) bit(seq uint64) (word int, mask uint64) {
+	i := seq % uint64(len(s.bits)*64)
+	return int(i / 64), 1 << (i % 64)
+}
+
+func (s *stream) has(seq uint64) bool {
+	w, m := s.bit(seq)
+	return s.bits[w]&m != 0
+}
+
+func (s *stream) set(seq uint64) {
+	w, m := s.bit(seq)
+	s.bits[w] |= m
+}
+
+// advance moves the highest sequence number to seq, clearing the bits of
+// the numbers jumped over.
+func (s *stream) advance(seq uint64) {
+	window := uint64(len(s.bits) * 64)
+	if seq-s.st.Highest >= window {
+		clear(s.bits)
+	} else {
+		for n := s.st.Highest + 1; n < seq; n++ {
+			w, m := s.bit(n)
+			s.bits[w] &^= m
+		}
+	}
+	s.st.Highest = seq
+	s.set(seq)
+}
+
+// writer is the state the Run goroutine owns: the twins, the tag index and
+// every gateway's stream. It is changed only inside a store transaction and
+// reloaded from the store when a commit fails.
+type writer struct {
+	cfg     Config
+	store   *twinstore.Store
+	log     *slog.Logger
+	now     func() time.Time
+	twins   map[string]*twin.Asset
+	tags    map[string]string // RFID EPC -> asset id
+	streams map[string]*stream
+
+	dirtyTwins  map[string]*twin.Asset
+	dirtyStates []string
+	words       int // bitmap words per stream
+}
+
+func loadWriter(cfg Config, store *twinstore.Store, log *slog.Logger, now func() time.Time) (*writer, error) {
+	w := &writer{cfg: cfg, store: store, log: log, now: now, words: int((cfg.SeqWindow + 63) / 64)}
+	if err := w.reload(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// reload rebuilds the writer's state from the store.
+func (w *writer) reload() error {
+	w.twins = map[string]*twin.Asset{}
+	w.tags = map[string]string{}
+	w.streams = map[string]*stream{}
+	w.dirtyTwins = map[string]*twin.Asset{}
+	w.dirtyStates = w.dirtyStates[:0]
+	err := w.store.ForEachTwin(func(a *twin.Asset) error {
+		w.twins[a.ID] = a
+		if a.Identity.RFIDTag != "" {
+			w.tags[a.Identity.RFIDTag] = a.ID
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load twins: %w", err)
+	}
+	states, err := w.store.GatewayStates()
+	if err != nil {
+		return err
+	}
+	window := uint64(w.words * 64)
+	for _, st := range states {
+		s := &stream{st: st, bits: make([]uint64, w.words)}
+		min := uint64(0)
+		if st.Highest > window {
+			min = st.Highest - window
+		}
+		if err := w.store.SeqsAbove(st.Gateway, min, s.set); err != nil {
+			return fmt.Errorf("load sequence window of %s: %w", st.Gateway, err)
+		}
+		w.streams[st.Gateway] = s
+	}
+	return nil
+}
+
+func (w *writer) stream(gw string) *stream {
+	s := w.streams[gw]
+	if s == nil {
+		s = &stream{st: twinstore.GatewayState{Gateway: gw}, bits: make([]uint64, w.words)}
+		w.streams[gw] = s
+	}
+	return s
+}
+
+// snapshotStates copies the named gateways' states, or all when ids is nil.
+func (w *writer) snapshotStates(ids []string) []twinstore.GatewayState {
+	if ids == nil {
+		out := make([]twinstore.GatewayState, 0, len(w.streams))
+		for _, s := range w.streams {
+			out = append(out, s.st)
+		}
+		return out
+	}
+	out := make([]twinstore.GatewayState, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, w.streams[id].st)
+	}
+	return out
+}
+
+// apply checks the sequence numbers of a batch, folds the accepted messages
+// and writes everything into tx.
+func (w *writer) apply(tx *twinstore.Tx, batch []*item, now time.Time) error {
+	for _, it := range batch {
+		out, err := w.applyOne(tx, &it.m, now)
+		if err != nil {
+			return err
+		}
+		it.out = out
+	}
+	for _, a := range w.dirtyTwins {
+		if err := tx.PutTwin(a); err != nil {
+			return err
+		}
+	}
+	clear(w.dirtyTwins)
+	for _, id := range w.dirtyStates {
+		s := w.streams[id]
+		s.dirty = false
+		if err := tx.PutGatewayState(&s.st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyOne decides whether a checked message is new, stores it and folds it.
+func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome, error) {
+	e := &m.env
+	s := w.stream(e.Gateway)
+	prevHighest := s.st.Highest
+	if e.Seq == 0 {
+		switch {
+		case e.Time.Equal(s.st.LastWill):
+			return Outcome{Reason: ReasonDuplicate, Err: fmt.Errorf("last will of %s already stored", e.Time.Format(time.RFC3339Nano))}, nil
+		case e.Time.Before(s.st.LastWill):
+			return Outcome{Reason: ReasonReplay, Err: fmt.Errorf("last will of %s is older than the stored one", e.Time.Format(time.RFC3339Nano))}, nil
+		}
+		s.st.LastWill = e.Time
+	} else {
+		if out, seen := w.seen(tx, s, e.Seq, &m.sum); seen {
+			return out, nil
+		}
+		if e.Seq > s.st.Highest {
+			s.advance(e.Seq)
+		} else {
+			s.set(e.Seq)
+		}
+	}
+	msg := twinstore.Message{Gateway: e.Gateway, Seq: e.Seq, Kind: e.Kind, Time: e.Time, Recorded: now, Raw: m.raw}
+	if err := tx.AppendMessage(&msg); err != nil {
+		return Outcome{}, err
+	}
+	if e.Seq > 0 {
+		if err := tx.PutSeq(e.Gateway, e.Seq, msg.Pos, &m.sum); err != nil {
+			return Outcome{}, err
+		}
+	}
+	s.st.Accepted++
+	s.st.Recorded = now
+	if e.Time.After(s.st.LastSeen) {
+		s.st.LastSeen = e.Time
+	}
+	if !s.dirty {
+		s.dirty = true
+		w.dirtyStates = append(w.dirtyStates, e.Gateway)
+	}
+	f := fold{w: w, tx: tx, m: m, now: now, src: twin.Source{Gateway: e.Gateway, Seq: e.Seq}}
+	gw, err := f.gateway()
+	if err != nil {
+		return Outcome{}, err
+	}
+	if prevHighest > 0 && e.Seq > prevHighest+1 {
+		s.st.Gaps++
+		s.st.Skipped += e.Seq - prevHighest - 1
+		note := fmt.Sprintf("sequence jumped from %d to %d: %d missing so far", prevHighest, e.Seq, e.Seq-prevHighest-1)
+		if _, err := f.record(gw, gw, twin.EventSequenceGap, note); err != nil {
+			return Outcome{}, err
+		}
+	}
+	if err := f.apply(gw, s); err != nil {
+		return Outcome{}, err
+	}
+	return Outcome{Pos: msg.Pos}, nil
+}
+
+// seen reports whether seq must not be applied: it is stored already (a
+// duplicate when the bytes are the same, a replay otherwise) or it is older
+// than the window.
+func (w *writer) seen(tx *twinstore.Tx, s *stream, seq uint64, sum *[32]byte) (Outcome, bool) {
+	window := uint64(len(s.bits) * 64)
+	inWindow := seq > s.st.Highest || s.st.Highest-seq < window
+	if inWindow && (seq > s.st.Highest || !s.has(seq)) {
+		return Outcome{}, false
+	}
+	if _, stored, ok := tx.SeqEntry(s.st.Gateway, seq); ok {
+		if stored == *sum {
+			return Outcome{Reason: ReasonDuplicate, Err: fmt.Errorf("sequence %d already stored", seq)}, true
+		}
+		return Outcome{Reason: ReasonReplay, Err: fmt.Errorf("sequence %d already stored with other content", seq)}, true
+	}
+	if inWindow {
+		// The bitmap says stored but the index does not: trust the index.
+		return Outcome{}, false
+	}
+	return Outcome{Reason: ReasonReplay, Err: fmt.Errorf("sequence %d is older than the window below %d", seq, s.st.Highest)}, true
+}
+
+// dirty marks a twin to be written at the end of the batch.
+func (w *writer) dirty(a *twin.Asset) { w.dirtyTwins[a.ID] = a }

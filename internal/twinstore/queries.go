@@ -1,0 +1,263 @@
+package twinstore
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+
+	"twinchain/internal/registry"
+	"twinchain/internal/twin"
+)
+
+// EventsAfter returns up to limit events with ids above id, in order.
+func (s *Store) EventsAfter(id uint64, limit int) ([]twin.Event, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	var out []twin.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		for k, v := c.Seek(u64key(id + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			var e twin.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("event %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("events after %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// AssetEvents returns up to limit events of one asset with ids above after,
+// oldest first.
+func (s *Store) AssetEvents(asset string, after uint64, limit int) ([]twin.Event, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	var out []twin.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketTwins).Get([]byte(asset)) == nil {
+			return fmt.Errorf("asset %s: %w", asset, ErrNotFound)
+		}
+		prefix := append([]byte(asset), 0)
+		events := tx.Bucket(bucketEvents)
+		c := tx.Bucket(bucketAssetEvents).Cursor()
+		for k, _ := c.Seek(binary.BigEndian.AppendUint64(bytes.Clone(prefix), after+1)); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, _ = c.Next() {
+			v := events.Get(k[len(prefix):])
+			var e twin.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("event %d: %w", binary.BigEndian.Uint64(k[len(prefix):]), err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("events of %s: %w", asset, err)
+	}
+	return out, nil
+}
+
+// Asset returns the current twin of one asset.
+func (s *Store) Asset(id string) (twin.Asset, error) {
+	var a twin.Asset
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketTwins).Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		return json.Unmarshal(v, &a)
+	})
+	if err != nil {
+		return a, fmt.Errorf("asset %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// AssetFilter selects assets. Empty fields match everything. Q matches a
+// substring of the id, serial, UUID, hostname or RFID tag.
+type AssetFilter struct {
+	Site   string
+	Kind   twin.Kind
+	Status twin.Status
+	Q      string
+	Cursor string // from a previous page's next cursor
+	Limit  int    // default 100
+}
+
+func (f *AssetFilter) match(a *twin.Asset) bool {
+	if f.Site != "" && a.Site != f.Site || f.Kind != "" && a.Kind != f.Kind || f.Status != "" && a.Custody.Status != f.Status {
+		return false
+	}
+	if f.Q == "" {
+		return true
+	}
+	for _, s := range []string{a.ID, a.Identity.Serial, a.Identity.UUID, a.Identity.Hostname, a.Identity.RFIDTag} {
+		if strings.Contains(strings.ToLower(s), strings.ToLower(f.Q)) {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrBadCursor is returned for a paging cursor this store did not make.
+var ErrBadCursor = fmt.Errorf("bad cursor")
+
+// Assets lists assets in id order. next is the cursor of the next page, or
+// empty on the last page.
+func (s *Store) Assets(f AssetFilter) (items []twin.Asset, next string, err error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var after []byte
+	if f.Cursor != "" {
+		if after, err = base64.RawURLEncoding.DecodeString(f.Cursor); err != nil {
+			return nil, "", fmt.Errorf("assets: %w", ErrBadCursor)
+		}
+	}
+	items = []twin.Asset{}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketTwins).Cursor()
+		k, v := c.First()
+		if after != nil {
+			if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil; k, v = c.Next() {
+			var a twin.Asset
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("twin %s: %w", k, err)
+			}
+			if !f.match(&a) {
+				continue
+			}
+			if len(items) == limit {
+				next = base64.RawURLEncoding.EncodeToString([]byte(items[len(items)-1].ID))
+				return nil
+			}
+			items = append(items, a)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("assets: %w", err)
+	}
+	return items, next, nil
+}
+
+// ForEachTwin calls fn with every stored twin, in id order.
+func (s *Store) ForEachTwin(fn func(a *twin.Asset) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTwins).ForEach(func(k, v []byte) error {
+			var a twin.Asset
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("twin %s: %w", k, err)
+			}
+			return fn(&a)
+		})
+	})
+}
+
+// GatewayStates returns every gateway's stream state, by gateway id.
+func (s *Store) GatewayStates() ([]GatewayState, error) {
+	var out []GatewayState
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketGwState).ForEach(func(k, v []byte) error {
+			var st GatewayState
+			if err := json.Unmarshal(v, &st); err != nil {
+				return fmt.Errorf("gateway state %s: %w", k, err)
+			}
+			out = append(out, st)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway states: %w", err)
+	}
+	return out, nil
+}
+
+// SeqsAbove calls fn with every stored sequence number of gateway gw above
+// min, in increasing order.
+func (s *Store) SeqsAbove(gw string, min uint64, fn func(seq uint64)) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		prefix := append([]byte(gw), 0)
+		c := tx.Bucket(bucketSeqs).Cursor()
+		for k, _ := c.Seek(seqKey(nil, gw, min+1)); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = c.Next() {
+			fn(binary.BigEndian.Uint64(k[len(prefix):]))
+		}
+		return nil
+	})
+}
+
+// Gateways returns the stored registry, by gateway id.
+func (s *Store) Gateways() ([]registry.Gateway, error) {
+	out := []registry.Gateway{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketGateways).ForEach(func(k, v []byte) error {
+			var g registry.Gateway
+			if err := json.Unmarshal(v, &g); err != nil {
+				return fmt.Errorf("gateway %s: %w", k, err)
+			}
+			out = append(out, g)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateways: %w", err)
+	}
+	return out, nil
+}
+
+// PutGateways adds or replaces gateways in the stored registry, in one
+// transaction, after validating each.
+func (s *Store) PutGateways(gws ...registry.Gateway) error {
+	for i := range gws {
+		if err := gws[i].Validate(); err != nil {
+			return err
+		}
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketGateways)
+		for i := range gws {
+			data, err := json.Marshal(&gws[i])
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(gws[i].ID), data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put gateways: %w", err)
+	}
+	return nil
+}
+
+// DeleteGateway removes a gateway from the stored registry.
+func (s *Store) DeleteGateway(id string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketGateways)
+		if b.Get([]byte(id)) == nil {
+			return ErrNotFound
+		}
+		return b.Delete([]byte(id))
+	})
+	if err != nil {
+		return fmt.Errorf("delete gateway %s: %w", id, err)
+	}
+	return nil
+}

@@ -1,0 +1,142 @@
+// Package twinstore keeps twin-service's durable state in one bbolt file:
+// the message log (raw envelopes by dense position), the event log (twin
+// events by dense id), the current twins, each gateway's sequence state and
+// sequence index, the gateway registry and the consumers' cursors.
+//
+// The ingest writes a whole group commit with Update, in one transaction;
+// readers (the API, consumers of the logs) use the query methods, which run
+// in read-only transactions and never wait for the writer. Every method is
+// safe for concurrent use.
+package twinstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrNotFound is returned when an asset, gateway or cursor does not exist.
+var ErrNotFound = errors.New("not found")
+
+var (
+	bucketMessages    = []byte("messages")     // pos -> message record
+	bucketEvents      = []byte("events")       // id -> twin.Event JSON
+	bucketAssetEvents = []byte("asset_events") // asset 0x00 id -> nothing
+	bucketTwins       = []byte("twins")        // asset id -> twin.Asset JSON
+	bucketSeqs        = []byte("seqs")         // gateway 0x00 seq -> pos, sha256
+	bucketGwState     = []byte("gateway_state")
+	bucketGateways    = []byte("gateways") // gateway id -> registry.Gateway JSON
+	bucketCursors     = []byte("cursors")  // name -> position
+)
+
+var allBuckets = [][]byte{bucketMessages, bucketEvents, bucketAssetEvents, bucketTwins, bucketSeqs, bucketGwState, bucketGateways, bucketCursors}
+
+// Options tune the store. The zero value is safe: every commit is fsynced.
+type Options struct {
+	// NoSync skips fsync on commit. Only for tests and benchmarks that do not
+	// test durability.
+	NoSync bool
+	// Timeout is how long Open waits for another process's file lock.
+	Timeout time.Duration
+}
+
+// Store is the open bbolt file.
+type Store struct {
+	db      *bolt.DB
+	lastPos atomic.Uint64 // newest message position
+	lastEv  atomic.Uint64 // newest event id
+}
+
+// Open opens or creates the store at path (its directory is created).
+func Open(path string, opts Options) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        timeout,
+		NoSync:         opts.NoSync,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		s.lastPos.Store(lastKey(tx.Bucket(bucketMessages)))
+		s.lastEv.Store(lastKey(tx.Bucket(bucketEvents)))
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// LastPos is the position of the newest stored message (0 when none).
+func (s *Store) LastPos() uint64 { return s.lastPos.Load() }
+
+// LastEventID is the id of the newest stored event (0 when none).
+func (s *Store) LastEventID() uint64 { return s.lastEv.Load() }
+
+func lastKey(b *bolt.Bucket) uint64 {
+	k, _ := b.Cursor().Last()
+	if len(k) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(k)
+}
+
+func u64key(n uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], n)
+	return k[:]
+}
+
+// Cursor returns a consumer's persisted position (0 when it has none).
+func (s *Store) Cursor(name string) (uint64, error) {
+	var pos uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketCursors).Get([]byte(name)); len(v) == 8 {
+			pos = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cursor %s: %w", name, err)
+	}
+	return pos, nil
+}
+
+// SetCursor persists a consumer's position.
+func (s *Store) SetCursor(name string, pos uint64) error {
+	if name == "" {
+		return fmt.Errorf("set cursor: empty name")
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCursors).Put([]byte(name), u64key(pos))
+	})
+	if err != nil {
+		return fmt.Errorf("set cursor %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+package twinstore
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"twinchain/internal/twin"
+)
+
+// Tx is one write transaction: the ingest's group commit. A Tx is used by
+// one goroutine and only inside the function given to Update.
+type Tx struct {
+	tx    *bolt.Tx
+	pos   uint64 // newest message position, including this transaction's
+	ev    uint64 // newest event id, including this transaction's
+	arena []byte // backing for keys and values: bbolt keeps them until commit
+	b     struct{ msgs, events, assetEvents, twins, seqs, gwState, cursors *bolt.Bucket }
+}
+
+// Update runs fn in one write transaction and commits it (fsynced unless
+// Options.NoSync). If fn or the commit fails nothing is stored and the
+// positions handed out inside fn are void.
+func (s *Store) Update(fn func(*Tx) error) error {
+	var pos, ev uint64
+	err := s.db.Update(func(btx *bolt.Tx) error {
+		t := &Tx{tx: btx, pos: s.lastPos.Load(), ev: s.lastEv.Load()}
+		t.b.msgs = btx.Bucket(bucketMessages)
+		t.b.msgs.FillPercent = 1 // append-only: keys always grow
+		t.b.events = btx.Bucket(bucketEvents)
+		t.b.events.FillPercent = 1
+		t.b.assetEvents = btx.Bucket(bucketAssetEvents)
+		t.b.twins = btx.Bucket(bucketTwins)
+		t.b.seqs = btx.Bucket(bucketSeqs)
+		t.b.gwState = btx.Bucket(bucketGwState)
+		t.b.cursors = btx.Bucket(bucketCursors)
+		if err := fn(t); err != nil {
+			return err
+		}
+		pos, ev = t.pos, t.ev
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store commit: %w", err)
+	}
+	s.lastPos.Store(pos)
+	s.lastEv.Store(ev)
+	return nil
+}
+
+// alloc returns n bytes that stay valid until the transaction ends.
+func (t *Tx) alloc(n int) []byte {
+	if cap(t.arena)-len(t.arena) < n {
+		t.arena = make([]byte, 0, max(n, 64<<10))
+	}
+	l := len(t.arena)
+	t.arena = t.arena[:l+n]
+	return t.arena[l : l+n : l+n]
+}
+
+func (t *Tx) copyBytes(b []byte) []byte {
+	out := t.alloc(len(b))
+	copy(out, b)
+	return out
+}
+
+// AppendMessage stores m at the next position and sets m.Pos.
+func (t *Tx) AppendMessage(m *Message) error {
+	if len(m.Gateway) > 255 || len(m.Kind) > 255 {
+		return fmt.Errorf("append message: gateway or kind too long")
+	}
+	t.pos++
+	m.Pos = t.pos
+	rec := appendMessageRecord(t.alloc(messageRecordLen(m))[:0], m)
+	if err := t.b.msgs.Put(t.copyBytes(u64key(t.pos)), rec); err != nil {
+		return fmt.Errorf("append message %d: %w", t.pos, err)
+	}
+	return nil
+}
+
+// AppendEvent stores e at the next event id and sets e.ID.
+func (t *Tx) AppendEvent(e *twin.Event) error {
+	t.ev++
+	e.ID = t.ev
+	data, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("append event: %w", err)
+	}
+	key := t.copyBytes(u64key(e.ID))
+	if err := t.b.events.Put(key, data); err != nil {
+		return fmt.Errorf("append event %d: %w", e.ID, err)
+	}
+	ak := t.alloc(len(e.Asset) + 9)
+	copy(ak, e.Asset)
+	ak[len(e.Asset)] = 0
+	binary.BigEndian.PutUint64(ak[len(e.Asset)+1:], e.ID)
+	if err := t.b.assetEvents.Put(ak, nil); err != nil {
+		return fmt.Errorf("append event %d: %w", e.ID, err)
+	}
+	return nil
+}
+
+// PutTwin stores the current state of an asset.
+func (t *Tx) PutTwin(a *twin.Asset) error {
+	data, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("put twin %s: %w", a.ID, err)
+	}
+	if err := t.b.twins.Put(t.copyBytes([]byte(a.ID)), data); err != nil {
+		return fmt.Errorf("put twin %s: %w", a.ID, err)
+	}
+	return nil
+}
+
+func seqKey(dst []byte, gw string, seq uint64) []byte {
+	dst = append(dst, gw...)
+	dst = append(dst, 0)
+	return binary.BigEndian.AppendUint64(dst, seq)
+}
+
+// SeqEntry returns where gateway gw's message seq is stored and the SHA-256
+// of its raw bytes.
+func (t *Tx) SeqEntry(gw string, seq uint64) (pos uint64, sum [32]byte, ok bool) {
+	var kb [80]byte
+	v := t.b.seqs.Get(seqKey(kb[:0], gw, seq))
+	if len(v) != 40 {
+		return 0, sum, false
+	}
+	copy(sum[:], v[8:])
+	return binary.BigEndian.Uint64(v), sum, true
+}
+
+// PutSeq records that gateway gw's message seq is stored at pos.
+func (t *Tx) PutSeq(gw string, seq, pos uint64, sum *[32]byte) error {
+	var kb [80]byte
+	k := t.copyBytes(seqKey(kb[:0], gw, seq))
+	v := t.alloc(40)
+	binary.BigEndian.PutUint64(v, pos)
+	copy(v[8:], sum[:])
+	if err := t.b.seqs.Put(k, v); err != nil {
+		return fmt.Errorf("put seq %s/%d: %w", gw, seq, err)
+	}
+	return nil
+}
+
+// GatewayState is what the ingest keeps about one gateway's stream.
+type GatewayState struct {
+	Gateway    string    `json:"gateway"`
+	Highest    uint64    `json:"highest_seq"`       // highest sequence number stored
+	Accepted   uint64    `json:"accepted"`          // messages stored
+	Gaps       uint64    `json:"gaps"`              // jumps of the highest sequence number by more than one
+	Skipped    uint64    `json:"skipped"`           // sequence numbers jumped over (some may arrive later)
+	State      string    `json:"state,omitempty"`   // wire.StateOnline, wire.StateOffline or empty
+	LastWill   time.Time `json:"last_will"`         // reading time of the newest stored last will
+	StatusTime time.Time `json:"status_time"`       // reading time of the status that set State
+	LastSeen   time.Time `json:"last_seen"`         // newest reading time
+	Recorded   time.Time `json:"recorded,omitzero"` // when the newest message was stored
+}
+
+// PutGatewayState stores a gateway's stream state.
+func (t *Tx) PutGatewayState(st *GatewayState) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("put gateway state %s: %w", st.Gateway, err)
+	}
+	if err := t.b.gwState.Put(t.copyBytes([]byte(st.Gateway)), data); err != nil {
+		return fmt.Errorf("put gateway state %s: %w", st.Gateway, err)
+	}
+	return nil
+}

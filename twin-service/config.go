@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"twinchain/internal/broker"
+	"twinchain/internal/ingest"
+	"twinchain/internal/mqttsub"
+)
+
+// MQTT modes.
+const (
+	modeEmbedded = "embedded"
+	modeExternal = "external"
+)
+
+// Config is twin-service's whole configuration: defaults, then the YAML
+// file, then TWINCHAIN_* environment variables, then flags. Each part owns
+// its sub-config and its Validate.
+type Config struct {
+	DataDir      string        `yaml:"data_dir"`      // the store lives here (twins.db)
+	RegistryFile string        `yaml:"registry_file"` // gateway registry JSON; default {data_dir}/registry.json
+	Log          LogConfig     `yaml:"log"`
+	HTTP         HTTPConfig    `yaml:"http"`
+	MQTT         MQTTConfig    `yaml:"mqtt"`
+	Ingest       ingest.Config `yaml:"ingest"`
+	Store        StoreConfig   `yaml:"store"`
+}
+
+// LogConfig selects the log level and format.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// HTTPConfig is the API's listen address.
+type HTTPConfig struct {
+	Addr string `yaml:"addr"`
+}
+
+// MQTTConfig chooses the embedded broker or an external one.
+type MQTTConfig struct {
+	Mode     string         `yaml:"mode"` // embedded or external
+	Embedded broker.Config  `yaml:"embedded"`
+	External mqttsub.Config `yaml:"external"`
+}
+
+// StoreConfig tunes the store.
+type StoreConfig struct {
+	NoSync bool `yaml:"no_sync"` // skip fsync: for benchmarks only, loses acknowledged messages on a crash
+}
+
+func defaultConfig() Config {
+	return Config{
+		DataDir: "data",
+		Log:     LogConfig{Level: "info", Format: "text"},
+		HTTP:    HTTPConfig{Addr: "127.0.0.1:8080"},
+		MQTT:    MQTTConfig{Mode: modeEmbedded, Embedded: broker.Config{Addr: "127.0.0.1:1883"}},
+	}
+}
+
+// Validate checks the whole configuration and says what is wrong.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is required"))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("http.addr %q: want host:port", c.HTTP.Addr))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level %q: want debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format %q: want text or json", c.Log.Format))
+	}
+	switch c.MQTT.Mode {
+	case modeEmbedded:
+		errs = append(errs, c.MQTT.Embedded.Validate())
+	case modeExternal:
+		errs = append(errs, c.MQTT.External.Validate())
+	default:
+		errs = append(errs, fmt.Errorf("mqtt.mode %q: want %s or %s", c.MQTT.Mode, modeEmbedded, modeExternal))
+	}
+	errs = append(errs, c.Ingest.Validate())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	return nil
+}
+
+// registryPath is the registry file to load and watch.
+func (c *Config) registryPath() string {
+	if c.RegistryFile != "" {
+		return c.RegistryFile
+	}
+	return filepath.Join(c.DataDir, "registry.json")
+}
+
+// setting is one value settable by flag and environment variable.
+type setting struct {
+	flag, env, usage string
+	set              func(c *Config, v string) error
+}
+
+func str(p func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *p(c) = v; return nil }
+}
+
+func boolean(p func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a boolean", v)
+		}
+		*p(c) = b
+		return nil
+	}
+}
+
+var settings = []setting{
+	{"data", "TWINCHAIN_DATA_DIR", "data directory (the store, the default registry file)", str(func(c *Config) *string { return &c.DataDir })},
+	{"registry", "TWINCHAIN_REGISTRY", "gateway registry JSON file (default {data}/registry.json), re-read when it changes", str(func(c *Config) *string { return &c.RegistryFile })},
+	{"http", "TWINCHAIN_HTTP_ADDR", "HTTP API listen address", str(func(c *Config) *string { return &c.HTTP.Addr })},
+	{"mqtt-mode", "TWINCHAIN_MQTT_MODE", "embedded (a broker inside twin-service) or external (a client of -mqtt-url)", str(func(c *Config) *string { return &c.MQTT.Mode })},
+	{"mqtt-addr", "TWINCHAIN_MQTT_ADDR", "embedded broker listen address", str(func(c *Config) *string { return &c.MQTT.Embedded.Addr })},
+	{"mqtt-acl", "TWINCHAIN_MQTT_ACL", "embedded broker ACL: gateway (username = gateway id, own subtree only) or off", str(func(c *Config) *string { return &c.MQTT.Embedded.ACL })},
+	{"mqtt-url", "TWINCHAIN_MQTT_URL", "external broker URL, e.g. tcp://127.0.0.1:1883", str(func(c *Config) *string { return &c.MQTT.External.URL })},
+	{"mqtt-client-id", "TWINCHAIN_MQTT_CLIENT_ID", "client id of the persistent session with the external broker", str(func(c *Config) *string { return &c.MQTT.External.ClientID })},
+	{"log-level", "TWINCHAIN_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.Log.Level })},
+	{"log-format", "TWINCHAIN_LOG_FORMAT", "text or json", str(func(c *Config) *string { return &c.Log.Format })},
+	{"store-no-sync", "TWINCHAIN_STORE_NO_SYNC", "skip fsync (benchmarks only: a crash loses acknowledged messages)", boolean(func(c *Config) *bool { return &c.Store.NoSync })},
+}
+
+// loadConfig reads defaults, the file (-config or TWINCHAIN_CONFIG), the
+// environment and the flags, in that order, and validates the result.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	fset := flag.NewFlagSet("twin-service", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	configPath := fset.String("config", "", "YAML configuration file (env TWINCHAIN_CONFIG)")
+	values := make([]*string, len(settings))
+	for i, s := range settings {
+		values[i] = fset.String(s.flag, "", fmt.Sprintf("%s (env %s)", s.usage, s.env))
+	}
+	fset.Usage = func() {
+		fmt.Fprintln(stderr, "usage: twin-service [flags]\n\nPrecedence: flags over TWINCHAIN_* environment over the -config file over defaults.")
+		fset.PrintDefaults()
+	}
+	if err := fset.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fset.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments %q", fset.Args())
+	}
+	cfg := defaultConfig()
+	path := *configPath
+	if path == "" {
+		path = getenv("TWINCHAIN_CONFIG")
+	}
+	if path != "" {
+		if err := readConfigFile(path, &cfg); err != nil {
+			return Config{}, err
+		}
+	}
+	for _, s := range settings {
+		if v := getenv(s.env); v != "" {
+			if err := s.set(&cfg, v); err != nil {
+				return Config{}, fmt.Errorf("%s: %w", s.env, err)
+			}
+		}
+	}
+	var ferr error
+	fset.Visit(func(f *flag.Flag) {
+		for i, s := range settings {
+			if s.flag == f.Name && ferr == nil {
+				if err := s.set(&cfg, *values[i]); err != nil {
+					ferr = fmt.Errorf("-%s: %w", s.flag, err)
+				}
+			}
+		}
+	})
+	if ferr != nil {
+		return Config{}, ferr
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+func readConfigFile(path string, cfg *Config) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("config file %s does not exist", path)
+	}
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+func newLogger(c LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	switch strings.ToLower(c.Level) {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,36 @@
+// Command twin-service is twinchain's centre: an MQTT broker (embedded, or a
+// client of an external one) feeding the ingest, the twin store and the
+// HTTP API. See `twin-service -h` for configuration.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "twin-service:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := loadConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	svc, err := openService(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer svc.close()
+	return svc.run(ctx, stderr)
+}

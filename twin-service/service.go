@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"twinchain/internal/broker"
+	"twinchain/internal/httpapi"
+	"twinchain/internal/ingest"
+	"twinchain/internal/mqttsub"
+	"twinchain/internal/registry"
+	"twinchain/internal/twinstore"
+)
+
+// runner is a component with a Run loop.
+type runner interface {
+	Run(ctx context.Context) error
+}
+
+// service is the component graph of one twin-service process.
+type service struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *twinstore.Store
+	reg     *registry.Registry
+	watcher *registry.FileWatcher
+	in      *ingest.Ingest
+	mqtt    runner
+	ready   func() bool
+	api     *httpapi.Server
+}
+
+// openService opens the store and builds every component; it starts nothing.
+func openService(cfg Config, log *slog.Logger) (*service, error) {
+	store, err := twinstore.Open(filepath.Join(cfg.DataDir, "twins.db"), twinstore.Options{NoSync: cfg.Store.NoSync})
+	if err != nil {
+		return nil, err
+	}
+	s := &service{cfg: cfg, log: log, store: store}
+	if err := s.build(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *service) build() error {
+	stored, err := s.store.Gateways()
+	if err != nil {
+		return err
+	}
+	s.reg = registry.New(stored...)
+	s.reg.Persist(s.store)
+	s.watcher = registry.NewFileWatcher(s.cfg.registryPath(), 2*time.Second, s.reg.PutAll, s.log.With("component", "registry"))
+	if err := s.watcher.Check(); err != nil {
+		return fmt.Errorf("gateway registry: %w", err)
+	}
+	if s.reg.Len() == 0 {
+		s.log.Warn("no gateways registered yet: every message will be rejected as unknown_gateway until the registry file appears or the API registers one", "registry_file", s.cfg.registryPath())
+	}
+	s.in, err = ingest.New(s.cfg.Ingest, s.store, s.reg, s.log.With("component", "ingest"), time.Now)
+	if err != nil {
+		return err
+	}
+	switch s.cfg.MQTT.Mode {
+	case modeEmbedded:
+		b, err := broker.New(s.cfg.MQTT.Embedded, s.in, s.log.With("component", "broker"))
+		if err != nil {
+			return err
+		}
+		s.mqtt, s.ready = b, b.Listening
+	case modeExternal:
+		sub, err := mqttsub.New(s.cfg.MQTT.External, s.in, s.log.With("component", "mqttsub"))
+		if err != nil {
+			return err
+		}
+		s.mqtt, s.ready = sub, sub.Connected
+	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.api, err = httpapi.New(httpapi.Options{
+		Log:      s.log.With("component", "http"),
+		Assets:   s.store,
+		Events:   s.store,
+		Ingest:   s.in,
+		Gateways: s.reg,
+		Metrics:  metrics,
+		Ready: func() error {
+			if !s.ready() {
+				return errors.New("mqtt is not connected yet")
+			}
+			return nil
+		},
+	})
+	return err
+}
+
+func (s *service) close() {
+	if err := s.store.Close(); err != nil {
+		s.log.Error("close store", "err", err)
+	}
+}
+
+// run starts every component and waits until ctx ends or one fails. The
+// ingest stops last, after the MQTT side, so that no message is left
+// between an acknowledgement and the store.
+func (s *service) run(ctx context.Context, stderr io.Writer) error {
+	ln, err := net.Listen("tcp", s.cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("http: listen %s: %w", s.cfg.HTTP.Addr, err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
+	g.Go(func() error { return s.in.Run(ingestCtx) })
+	g.Go(func() error {
+		defer stopIngest()
+		return s.mqtt.Run(gctx)
+	})
+	g.Go(func() error { return s.api.Serve(gctx, ln) })
+	g.Go(func() error { return s.watcher.Run(gctx) })
+	fmt.Fprintf(stderr, "twin-service: dashboard at http://%s/\n", ln.Addr())
+	s.log.Info("twin-service started", "http", ln.Addr().String(), "mqtt_mode", s.cfg.MQTT.Mode, "data_dir", s.cfg.DataDir, "gateways", s.reg.Len())
+	err = g.Wait()
+	stopIngest()
+	if err != nil {
+		return err
+	}
+	s.log.Info("twin-service stopped")
+	return nil
+}
