@@ -80,6 +80,10 @@ type TamperConfig struct {
 	BadSignatures Burst `yaml:"bad_signatures"`
 	Replays       Burst `yaml:"replays"`
 	Unknown       Burst `yaml:"unknown_gateway"`
+	// ReplayMinSeqAge: a duplicate of a message at least this many
+	// sequence numbers below the gateway's newest counts as a replay (a
+	// redelivery is close to the newest). 0 counts no duplicates.
+	ReplayMinSeqAge uint64 `yaml:"replay_min_seq_age"`
 }
 
 // Burst is Count events within Window.
@@ -188,9 +192,10 @@ func Defaults() Config {
 			MaxClockSkew: 2 * time.Minute,
 		},
 		Tamper: TamperConfig{
-			BadSignatures: Burst{Count: 3, Window: time.Minute},
-			Replays:       Burst{Count: 3, Window: time.Minute},
-			Unknown:       Burst{Count: 3, Window: time.Minute},
+			BadSignatures:   Burst{Count: 3, Window: time.Minute},
+			Replays:         Burst{Count: 3, Window: time.Minute},
+			Unknown:         Burst{Count: 3, Window: time.Minute},
+			ReplayMinSeqAge: 300,
 		},
 		Drift: DriftConfig{Warmup: 60, Alpha: 0.01, K: 1.5, H: 30, MinPeers: 3},
 		Hardware: HardwareConfig{

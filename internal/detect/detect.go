@@ -142,6 +142,7 @@ const (
 	RejectBadSignature   = "bad_signature"
 	RejectReplay         = "replay"
 	RejectUnknownGateway = "unknown_gateway"
+	RejectDuplicate      = "duplicate" // a replay when far below the newest sequence number
 )
 
 // Message is one accepted gateway message with its decoded body: exactly one

@@ -362,6 +362,13 @@ func TestGateways(t *testing.T) {
 		{"replays and forgeries", in(reject("gw-x", RejectReplay, at(0)), reject("gw-x", RejectReplay, at(1)), reject("gw-x", RejectReplay, at(2)),
 			reject("gw-evil", RejectUnknownGateway, at(0)), reject("gw-evil", RejectUnknownGateway, at(1)), reject("gw-evil", RejectUnknownGateway, at(2)),
 			reject("gw-x", "malformed", at(3))), []string{"replayed_messages gw-x", "unknown_gateway gw-evil"}},
+		{"old duplicates are replays, fresh ones redeliveries", []step{
+			{in: status("gw-x", 1000, at(0), wire.StateOnline)},
+			{in: reject("gw-x", RejectDuplicate, at(1))}, {in: reject("gw-x", RejectDuplicate, at(1))}, {in: reject("gw-x", RejectDuplicate, at(1))},
+			{in: Input{Rejection: &Rejection{Time: at(2), Gateway: "gw-x", Seq: 5, Reason: RejectDuplicate}}},
+			{in: Input{Rejection: &Rejection{Time: at(2), Gateway: "gw-x", Seq: 6, Reason: RejectDuplicate}}},
+			{in: Input{Rejection: &Rejection{Time: at(3), Gateway: "gw-x", Seq: 7, Reason: RejectDuplicate}}},
+		}, []string{"replayed_messages gw-x"}},
 		{"clock skew against the fleet", []step{
 			skewed("gw-1", 1, at(0), time.Second), skewed("gw-2", 1, at(0), 2*time.Second), skewed("gw-3", 1, at(0), -time.Second),
 			skewed("gw-4", 1, at(2), 10*time.Minute), skewed("gw-4", 2, at(3), 10*time.Minute), skewed("gw-1", 2, at(4), time.Second),

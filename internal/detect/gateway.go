@@ -142,6 +142,17 @@ var rejectionTypes = map[string]struct {
 }
 
 func (d *gatewayDetector) rejection(r *Rejection) []Finding {
+	if r.Reason == RejectDuplicate {
+		// A redelivery repeats a message the broker just sent; a copy of
+		// one far below the gateway's newest sequence number is a replay.
+		s := d.gws[r.Gateway]
+		if s == nil || d.cfg.Tamper.ReplayMinSeqAge == 0 || s.maxSeq < r.Seq+d.cfg.Tamper.ReplayMinSeqAge {
+			return nil
+		}
+		r2 := *r
+		r2.Reason = RejectReplay
+		r = &r2
+	}
 	rt, ok := rejectionTypes[r.Reason]
 	if !ok {
 		return nil
