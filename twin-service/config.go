@@ -38,6 +38,9 @@ type Config struct {
 	MQTT         MQTTConfig    `yaml:"mqtt"`
 	Ingest       ingest.Config `yaml:"ingest"`
 	Store        StoreConfig   `yaml:"store"`
+	// DetectConfig is the detection rules, thresholds, geofences and alert
+	// routes file (twin-service/detect.example.yaml); empty: defaults.
+	DetectConfig string `yaml:"detect_config"`
 }
 
 // LogConfig selects the log level and format.
@@ -146,6 +149,7 @@ var settings = []setting{
 	{"mqtt-client-id", "TWINCHAIN_MQTT_CLIENT_ID", "client id of the persistent session with the external broker", str(func(c *Config) *string { return &c.MQTT.External.ClientID })},
 	{"log-level", "TWINCHAIN_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.Log.Level })},
 	{"log-format", "TWINCHAIN_LOG_FORMAT", "text or json", str(func(c *Config) *string { return &c.Log.Format })},
+	{"detect-config", "TWINCHAIN_DETECT_CONFIG", "detection rules and alert routes YAML file (see twin-service/detect.example.yaml)", str(func(c *Config) *string { return &c.DetectConfig })},
 	{"store-no-sync", "TWINCHAIN_STORE_NO_SYNC", "skip fsync (benchmarks only: a crash loses acknowledged messages)", boolean(func(c *Config) *bool { return &c.Store.NoSync })},
 }
 

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"twinchain/internal/broker"
+	"twinchain/internal/detectsvc"
 	"twinchain/internal/httpapi"
 	"twinchain/internal/ingest"
 	"twinchain/internal/mqttsub"
@@ -38,6 +39,7 @@ type service struct {
 	mqtt    runner
 	ready   func() bool
 	api     *httpapi.Server
+	detect  *detectsvc.Service
 }
 
 // openService opens the store and builds every component; it starts nothing.
@@ -48,7 +50,7 @@ func openService(cfg Config, log *slog.Logger) (*service, error) {
 	}
 	s := &service{cfg: cfg, log: log, store: store}
 	if err := s.build(); err != nil {
-		store.Close()
+		s.close()
 		return nil, err
 	}
 	return s, nil
@@ -86,15 +88,20 @@ func (s *service) build() error {
 		}
 		s.mqtt, s.ready = sub, sub.Connected
 	}
+	if err := s.buildDetect(); err != nil {
+		return err
+	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.api, err = httpapi.New(httpapi.Options{
-		Log:      s.log.With("component", "http"),
-		Assets:   s.store,
-		Events:   s.store,
-		Ingest:   s.in,
-		Gateways: s.reg,
-		Metrics:  metrics,
+		Log:        s.log.With("component", "http"),
+		Assets:     s.store,
+		Events:     s.store,
+		Ingest:     s.in,
+		Gateways:   s.reg,
+		Metrics:    metrics,
+		Alerts:     s.detect.Alerts(),
+		WorkOrders: s.detect.Orders(),
 		Ready: func() error {
 			if !s.ready() {
 				return errors.New("mqtt is not connected yet")
@@ -106,6 +113,11 @@ func (s *service) build() error {
 }
 
 func (s *service) close() {
+	if s.detect != nil {
+		if err := s.detect.Close(); err != nil {
+			s.log.Error("close detection store", "err", err)
+		}
+	}
 	if err := s.store.Close(); err != nil {
 		s.log.Error("close store", "err", err)
 	}
@@ -128,6 +140,7 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	})
 	g.Go(func() error { return s.api.Serve(gctx, ln) })
 	g.Go(func() error { return s.watcher.Run(gctx) })
+	g.Go(func() error { return s.detect.Run(gctx) })
 	fmt.Fprintf(stderr, "twin-service: dashboard at http://%s/\n", ln.Addr())
 	s.log.Info("twin-service started", "http", ln.Addr().String(), "mqtt_mode", s.cfg.MQTT.Mode, "data_dir", s.cfg.DataDir, "gateways", s.reg.Len())
 	err = g.Wait()

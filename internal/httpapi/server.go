@@ -37,6 +37,10 @@ type Options struct {
 	StreamMaxLag uint64
 	// StreamHeartbeat is the SSE keep-alive interval; default 15s.
 	StreamHeartbeat time.Duration
+
+	// Alerts and WorkOrders: alerts.go (the detection service).
+	Alerts     AlertStore
+	WorkOrders WorkOrderStore
 }
 
 // Server is the HTTP API.
@@ -78,6 +82,7 @@ func New(opts Options) (*Server, error) {
 	s.registerAssets(api)
 	s.registerGateways(api)
 	s.registerStream(api)
+	s.registerAlerts(api)
 	api.Use(func(c *fiber.Ctx) error {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", c.Method(), c.Path()))
 	})
