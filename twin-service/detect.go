@@ -20,11 +20,12 @@ func (s *service) buildDetect() error {
 	}
 	pub, _ := s.mqtt.(alert.Publisher) // the embedded broker publishes alerts; an external client does not
 	d, err := detectsvc.Open(s.cfg.DataDir, cfg, detectsvc.Deps{
-		Logs:   s.store,
-		Source: s.in,
-		Known:  s.knownAssets,
-		MQTT:   pub,
-		Log:    s.log,
+		Logs:    s.store,
+		Source:  s.in,
+		Known:   s.knownAssets,
+		Custody: s.in, // quarantine by policy: a custody_changed event by "detect"
+		MQTT:    pub,
+		Log:     s.log,
 	})
 	if err != nil {
 		return fmt.Errorf("detection: %w", err)

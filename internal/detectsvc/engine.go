@@ -83,14 +83,14 @@ type Engine struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	mu       sync.Mutex // guards set, the clock and the cursors
-	set      *detect.Set
-	evCur    uint64
-	msgCur   uint64
-	rejSince time.Time
-	rejSeen  map[ingest.Rejection]bool
-	clock    time.Time // newest reading time seen
-	clockAt  time.Time // service time when clock was set
+	mu           sync.Mutex // guards set, the clock and the cursors
+	set          *detect.Set
+	evCur        uint64
+	msgCur       uint64
+	rejSince     time.Time
+	rejSeen      map[ingest.Rejection]bool
+	clock        time.Time // newest reading time seen
+	clockAt      time.Time // service time when clock was set
 	decodeLogged bool
 
 	Stats Stats

@@ -63,6 +63,7 @@ type Report struct {
 	Sent      uint64       `json:"sent"`
 	Acked     uint64       `json:"acked"`
 	Failed    uint64       `json:"failed"`
+	Abandoned uint64       `json:"abandoned"` // in flight when their gateway went offline
 }
 
 // Fleet builds the scenario's fleet (for its registry, before Run).
@@ -106,6 +107,11 @@ type drift struct {
 	rate float64
 }
 
+type pend struct {
+	tok mqtt.Token
+	s   *sim // nil for a client of no gateway
+}
+
 type rackRead struct {
 	at        time.Time
 	by        *sim
@@ -115,19 +121,20 @@ type rackRead struct {
 }
 
 type runner struct {
-	f      *File
-	opts   Options
-	fleet  *fleet.Fleet
-	sims   map[string]*sim
-	order  []*sim
-	acks   chan mqtt.Token
-	rng    *rand.Rand
-	reads  []rackRead
-	extra  []mqtt.Client
-	report Report
-	sent   atomic.Uint64
-	acked  atomic.Uint64
-	failed atomic.Uint64
+	f         *File
+	opts      Options
+	fleet     *fleet.Fleet
+	sims      map[string]*sim
+	order     []*sim
+	ticks     [][]pend // publishes of the ticks not yet acknowledged, oldest first
+	rng       *rand.Rand
+	reads     []rackRead
+	extra     []mqtt.Client
+	report    Report
+	sent      atomic.Uint64
+	acked     atomic.Uint64
+	failed    atomic.Uint64
+	abandoned atomic.Uint64
 }
 
 // Run plays f against the broker and returns what it did. The fleet must
@@ -145,24 +152,11 @@ func Run(ctx context.Context, f *File, opts Options) (*Report, error) {
 	if start.IsZero() {
 		start = wallStart.Add(-f.Duration - opts.Hold*time.Duration(f.Speed)).UTC().Truncate(time.Second)
 	}
-	r := &runner{f: f, opts: opts, fleet: fl, sims: map[string]*sim{}, acks: make(chan mqtt.Token, 4096), rng: rand.New(rand.NewPCG(uint64(f.Fleet.Seed), 42))}
+	r := &runner{f: f, opts: opts, fleet: fl, sims: map[string]*sim{}, rng: rand.New(rand.NewPCG(uint64(f.Fleet.Seed), 42))}
 	r.report = Report{Name: f.Name, Start: start, WallStart: wallStart, Gateways: len(fl.Gateways)}
 	if err := r.fileWorkOrders(ctx, start); err != nil {
 		return nil, err
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for tok := range r.acks {
-			tok.Wait()
-			if tok.Error() != nil {
-				r.failed.Add(1)
-			} else {
-				r.acked.Add(1)
-			}
-		}
-	}()
 	defer func() {
 		for _, s := range r.order {
 			s.client.Disconnect(100)
@@ -170,8 +164,6 @@ func Run(ctx context.Context, f *File, opts Options) (*Report, error) {
 		for _, c := range r.extra {
 			c.Disconnect(100)
 		}
-		close(r.acks)
-		wg.Wait()
 	}()
 	seqBase := uint64(wallStart.UnixMilli())
 	for _, g := range fl.Gateways {
@@ -195,12 +187,8 @@ func Run(ctx context.Context, f *File, opts Options) (*Report, error) {
 	r.report.End = start.Add(f.Duration)
 	r.report.WallEnd = time.Now()
 	r.report.Sent = r.sent.Load()
-	// Wait for the acknowledgements before reporting.
-	deadline := time.Now().Add(10 * time.Second)
-	for r.acked.Load()+r.failed.Load() < r.sent.Load() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	r.report.Acked, r.report.Failed = r.acked.Load(), r.failed.Load()
+	r.drain(0)
+	r.report.Acked, r.report.Failed, r.report.Abandoned = r.acked.Load(), r.failed.Load(), r.abandoned.Load()
 	return &r.report, err
 }
 
@@ -250,13 +238,53 @@ func (r *runner) publish(s *sim, kind wire.Kind, t time.Time, body any) error {
 		s.capture--
 		s.captured = append(s.captured, captured{topic, data})
 	}
-	r.send(s.client, topic, data)
+	r.sendAs(s, s.client, topic, data)
 	return nil
 }
 
-func (r *runner) send(c mqtt.Client, topic string, data []byte) {
+func (r *runner) send(c mqtt.Client, topic string, data []byte) { r.sendAs(nil, c, topic, data) }
+
+func (r *runner) sendAs(s *sim, c mqtt.Client, topic string, data []byte) {
 	r.sent.Add(1)
-	r.acks <- c.Publish(topic, 1, false, data)
+	tok := c.Publish(topic, 1, false, data)
+	if len(r.ticks) == 0 {
+		r.ticks = append(r.ticks, nil)
+	}
+	r.ticks[len(r.ticks)-1] = append(r.ticks[len(r.ticks)-1], pend{tok, s})
+}
+
+// maxLagTicks bounds how many ticks may wait for acknowledgements: when
+// twin-service cannot keep up with the requested speed, the simulation
+// slows down instead of queueing (so reading times stay close to when
+// they are stored, as with real agents).
+const maxLagTicks = 3
+
+// drain waits for the acknowledgements of all but the newest keep ticks.
+func (r *runner) drain(keep int) {
+	for len(r.ticks) > keep {
+		for _, p := range r.ticks[0] {
+			tok := p.tok
+			if p.s != nil {
+				p.s.mu.Lock()
+				dead := p.s.dead
+				p.s.mu.Unlock()
+				if dead && !tok.WaitTimeout(time.Second) {
+					r.abandoned.Add(1) // in flight when the gateway dropped off
+					continue
+				}
+			}
+			if !tok.WaitTimeout(30 * time.Second) {
+				r.failed.Add(1)
+				continue
+			}
+			if tok.Error() != nil {
+				r.failed.Add(1)
+			} else {
+				r.acked.Add(1)
+			}
+		}
+		r.ticks = r.ticks[1:]
+	}
 }
 
 func (r *runner) loop(ctx context.Context, start time.Time) error {
@@ -279,6 +307,8 @@ func (r *runner) loop(ctx context.Context, start time.Time) error {
 			return nil
 		}
 		t := start.Add(off)
+		r.drain(maxLagTicks)
+		r.ticks = append(r.ticks, nil)
 		if wait := time.Until(wall0.Add(time.Duration(float64(off) / f.Speed))); wait > 0 {
 			select {
 			case <-ctx.Done():

@@ -38,6 +38,9 @@ type File struct {
 	// open as a side effect. Any other alert is a false alert.
 	Expect []Expectation `yaml:"expect"`
 	Allow  []Expectation `yaml:"allow"`
+	// Quarantined lists assets the quarantine policy must have moved to
+	// custody status quarantined by the end.
+	Quarantined []string `yaml:"quarantined"`
 }
 
 // FleetSpec sizes the fleet.

@@ -35,7 +35,7 @@ var (
 	buildErr  error
 )
 
-func twinServiceBinary(t *testing.T) string {
+func twinServiceBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "twinchain-scenario-bin")
@@ -57,7 +57,7 @@ func twinServiceBinary(t *testing.T) string {
 
 // service is one twin-service process owned by a test.
 type service struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	httpURL string
 	mqttURL string
@@ -68,7 +68,7 @@ type service struct {
 
 // startService starts twin-service on fresh ports over dir, with the fleet
 // registry and a detection config whose webhook sinks post to hookURL.
-func startService(t *testing.T, dir string, reg registry.File, hookURL string) *service {
+func startService(t testing.TB, dir string, reg registry.File, hookURL string) *service {
 	t.Helper()
 	if err := registry.WriteFile(filepath.Join(dir, "registry.json"), reg); err != nil {
 		t.Fatal(err)
@@ -276,7 +276,7 @@ func TestScenarioSuite(t *testing.T) {
 			if err != nil {
 				t.Fatalf("run: %v\n%s", err, svc.logs)
 			}
-			if rep.Failed > 0 || rep.Acked != rep.Sent {
+			if rep.Failed > 0 || rep.Acked+rep.Abandoned != rep.Sent {
 				t.Errorf("publisher: sent %d, acknowledged %d, failed %d", rep.Sent, rep.Acked, rep.Failed)
 			}
 			o, err := Wait(ctx, svc.httpURL, f, rep, 30*time.Second, time.Second)
@@ -302,6 +302,14 @@ func TestScenarioSuite(t *testing.T) {
 					t.Errorf("webhook got %d signed 'opened' notifications for %s, want 1", n, key)
 				}
 			}
+			for _, id := range f.Quarantined {
+				var a struct {
+					Custody struct{ Status string } `json:"custody"`
+				}
+				if err := getJSON(svc.httpURL+"/api/v1/assets/"+id, &a); err != nil || a.Custody.Status != "quarantined" {
+					t.Errorf("asset %s custody = %q (%v), want quarantined by policy", id, a.Custody.Status, err)
+				}
+			}
 			h.mu.Lock()
 			bad := h.bad
 			h.mu.Unlock()
@@ -316,4 +324,17 @@ func TestScenarioSuite(t *testing.T) {
 		fmt.Fprintln(&b, o)
 	}
 	t.Log(b.String())
+}
+
+func getJSON(u string, out any) error {
+	resp, err := http.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %d %s", u, resp.StatusCode, raw)
+	}
+	return json.Unmarshal(raw, out)
 }
