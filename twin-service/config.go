@@ -42,6 +42,9 @@ type Config struct {
 
 	Telemetry telemetry.Config `yaml:"telemetry"` // backend embedded (default) or influxdb
 	Ledger    LedgerConfig     `yaml:"ledger"`
+	// DetectConfig is the detection rules, thresholds, geofences and alert
+	// routes file (twin-service/detect.example.yaml); empty: defaults.
+	DetectConfig string `yaml:"detect_config"`
 }
 
 // LogConfig selects the log level and format.
@@ -157,6 +160,7 @@ var settings = []setting{
 	{"telemetry-org", "TWINCHAIN_TELEMETRY_ORG", "InfluxDB 2.x organisation (1.8: ignored)", str(func(c *Config) *string { return &c.Telemetry.Org })},
 	{"telemetry-bucket", "TWINCHAIN_TELEMETRY_BUCKET", "InfluxDB bucket (1.8: database or database/retention-policy)", str(func(c *Config) *string { return &c.Telemetry.Bucket })},
 	{"telemetry-token", "TWINCHAIN_TELEMETRY_TOKEN", "InfluxDB token (1.8: user:password or empty)", str(func(c *Config) *string { return &c.Telemetry.Token })},
+	{"detect-config", "TWINCHAIN_DETECT_CONFIG", "detection rules and alert routes YAML file (see twin-service/detect.example.yaml)", str(func(c *Config) *string { return &c.DetectConfig })},
 	{"store-no-sync", "TWINCHAIN_STORE_NO_SYNC", "skip fsync (benchmarks only: a crash loses acknowledged messages)", boolean(func(c *Config) *bool { return &c.Store.NoSync })},
 }
 

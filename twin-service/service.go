@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"twinchain/internal/broker"
+	"twinchain/internal/detectsvc"
 	"twinchain/internal/enroll"
 	"twinchain/internal/httpapi"
 	"twinchain/internal/ingest"
@@ -42,6 +43,7 @@ type service struct {
 
 	telemetry *telemetryPart // telemetry.go
 	ledger    *ledgerPart    // nil when ledger.backend is off
+	detect    *detectsvc.Service
 }
 
 // openService opens the store and builds every component; it starts nothing.
@@ -93,20 +95,25 @@ func (s *service) build() error {
 	if s.ledger, err = openLedger(s.cfg.Ledger, s.cfg.DataDir, s.store, s.in, s.reg, s.log); err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
+	if err := s.buildDetect(); err != nil {
+		return err
+	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if s.telemetry, err = openTelemetry(s.cfg, s.store, s.in, s.reg, metrics, s.log); err != nil {
 		return err
 	}
 	s.api, err = httpapi.New(httpapi.Options{
-		Log:      s.log.With("component", "http"),
-		Assets:   s.store,
-		Events:   s.store,
-		Ingest:   s.in,
-		Gateways: s.reg,
-		Enroll:   enroll.NewService(s.reg, time.Now),
-		Ledger:   s.ledger.deps(),
-		Metrics:  metrics,
+		Log:        s.log.With("component", "http"),
+		Assets:     s.store,
+		Events:     s.store,
+		Ingest:     s.in,
+		Gateways:   s.reg,
+		Enroll:     enroll.NewService(s.reg, time.Now),
+		Ledger:     s.ledger.deps(),
+		Metrics:    metrics,
+		Alerts:     s.detect.Alerts(),
+		WorkOrders: s.detect.Orders(),
 		Ready: func() error {
 			if !s.ready() {
 				return errors.New("mqtt is not connected yet")
@@ -126,6 +133,11 @@ func (s *service) close() {
 	}
 	if s.ledger != nil {
 		s.ledger.close(s.log)
+	}
+	if s.detect != nil {
+		if err := s.detect.Close(); err != nil {
+			s.log.Error("close detection store", "err", err)
+		}
 	}
 	if err := s.store.Close(); err != nil {
 		s.log.Error("close store", "err", err)
@@ -153,6 +165,7 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	if s.ledger != nil {
 		g.Go(func() error { return s.ledger.Run(gctx) })
 	}
+	g.Go(func() error { return s.detect.Run(gctx) })
 	fmt.Fprintf(stderr, "twin-service: dashboard at http://%s/\n", ln.Addr())
 	s.log.Info("twin-service started", "http", ln.Addr().String(), "mqtt_mode", s.cfg.MQTT.Mode, "data_dir", s.cfg.DataDir, "gateways", s.reg.Len())
 	err = g.Wait()

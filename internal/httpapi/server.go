@@ -42,6 +42,9 @@ type Options struct {
 
 	// Telemetry serves the chart routes (series.go).
 	Telemetry TelemetryReader
+	// Alerts and WorkOrders: alerts.go (the detection service).
+	Alerts     AlertStore
+	WorkOrders WorkOrderStore
 }
 
 // Server is the HTTP API.
@@ -86,6 +89,7 @@ func New(opts Options) (*Server, error) {
 	s.registerStream(api)
 	s.registerEnroll(api)
 	s.registerLedger(api)
+	s.registerAlerts(api)
 	api.Use(func(c *fiber.Ctx) error {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", c.Method(), c.Path()))
 	})
