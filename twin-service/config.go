@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"twinchain/internal/auth"
 	"twinchain/internal/broker"
 	"twinchain/internal/ingest"
 	"twinchain/internal/mqttsub"
@@ -45,6 +46,11 @@ type Config struct {
 	// DetectConfig is the detection rules, thresholds, geofences and alert
 	// routes file (twin-service/detect.example.yaml); empty: defaults.
 	DetectConfig string `yaml:"detect_config"`
+	// Auth is the dashboard's and API's sign-in: users, API tokens and
+	// sessions. Users in auth.users_file (default {data_dir}/users.yaml)
+	// are added; at first start that file is made with an admin whose
+	// password is printed once.
+	Auth auth.Config `yaml:"auth"`
 }
 
 // LogConfig selects the log level and format.
@@ -109,10 +115,20 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Ingest.Validate())
 	errs = append(errs, c.Telemetry.WithDefaults().Validate())
 	errs = append(errs, c.Ledger.Validate())
+	c.Auth.Defaults()
+	errs = append(errs, c.Auth.Validate())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	return nil
+}
+
+// usersPath is the users file: users added to auth.users at start.
+func (c *Config) usersPath() string {
+	if c.Auth.UsersFile != "" {
+		return c.Auth.UsersFile
+	}
+	return filepath.Join(c.DataDir, "users.yaml")
 }
 
 // registryPath is the registry file to load and watch.
