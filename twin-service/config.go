@@ -40,13 +40,17 @@ type Config struct {
 	MQTT         MQTTConfig    `yaml:"mqtt"`
 	Ingest       ingest.Config `yaml:"ingest"`
 	Store        StoreConfig   `yaml:"store"`
+
+	Telemetry telemetry.Config `yaml:"telemetry"` // backend embedded (default) or influxdb
+	Ledger    LedgerConfig     `yaml:"ledger"`
+	// DetectConfig is the detection rules, thresholds, geofences and alert
+	// routes file (twin-service/detect.example.yaml); empty: defaults.
+	DetectConfig string `yaml:"detect_config"`
 	// Auth is the dashboard's and API's sign-in: users, API tokens and
 	// sessions. Users in auth.users_file (default {data_dir}/users.yaml)
 	// are added; at first start that file is made with an admin whose
 	// password is printed once.
 	Auth auth.Config `yaml:"auth"`
-
-	Telemetry telemetry.Config `yaml:"telemetry"` // backend embedded (default) or influxdb
 }
 
 // LogConfig selects the log level and format.
@@ -109,9 +113,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("mqtt.mode %q: want %s or %s", c.MQTT.Mode, modeEmbedded, modeExternal))
 	}
 	errs = append(errs, c.Ingest.Validate())
+	errs = append(errs, c.Telemetry.WithDefaults().Validate())
+	errs = append(errs, c.Ledger.Validate())
 	c.Auth.Defaults()
 	errs = append(errs, c.Auth.Validate())
-	errs = append(errs, c.Telemetry.WithDefaults().Validate())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
@@ -172,6 +177,7 @@ var settings = []setting{
 	{"telemetry-bucket", "TWINCHAIN_TELEMETRY_BUCKET", "InfluxDB bucket (1.8: database or database/retention-policy)", str(func(c *Config) *string { return &c.Telemetry.Bucket })},
 	{"telemetry-token", "TWINCHAIN_TELEMETRY_TOKEN", "InfluxDB token (1.8: user:password or empty)", str(func(c *Config) *string { return &c.Telemetry.Token })},
 	{"no-auth", "TWINCHAIN_NO_AUTH", "turn sign-in off: every API request acts as admin (tests only)", boolean(func(c *Config) *bool { return &c.Auth.Disabled })},
+	{"detect-config", "TWINCHAIN_DETECT_CONFIG", "detection rules and alert routes YAML file (see twin-service/detect.example.yaml)", str(func(c *Config) *string { return &c.DetectConfig })},
 	{"store-no-sync", "TWINCHAIN_STORE_NO_SYNC", "skip fsync (benchmarks only: a crash loses acknowledged messages)", boolean(func(c *Config) *bool { return &c.Store.NoSync })},
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"twinchain/internal/auth"
 	"twinchain/internal/broker"
+	"twinchain/internal/detectsvc"
 	"twinchain/internal/enroll"
 	"twinchain/internal/httpapi"
 	"twinchain/internal/ingest"
@@ -43,11 +44,13 @@ type service struct {
 	mqtt    runner
 	ready   func() bool
 	api     *httpapi.Server
+
+	telemetry *telemetryPart // telemetry.go
+	ledger    *ledgerPart    // nil when ledger.backend is off
+	detect    *detectsvc.Service
 	// adminPassword is the password of the admin made at first start,
 	// printed once by run; empty on later starts.
 	adminPassword string
-
-	telemetry *telemetryPart // telemetry.go
 }
 
 // openService opens the store and builds every component; it starts nothing.
@@ -96,6 +99,12 @@ func (s *service) build() error {
 		}
 		s.mqtt, s.ready = sub, sub.Connected
 	}
+	if s.ledger, err = openLedger(s.cfg.Ledger, s.cfg.DataDir, s.store, s.in, s.reg, s.log); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	if err := s.buildDetect(); err != nil {
+		return err
+	}
 	var signIn *httpapi.Auth
 	if s.cfg.Auth.Disabled {
 		s.log.Warn("sign-in is disabled (-no-auth=true): every API request acts as admin")
@@ -112,15 +121,18 @@ func (s *service) build() error {
 		return err
 	}
 	s.api, err = httpapi.New(httpapi.Options{
-		Log:       s.log.With("component", "http"),
-		Assets:    s.store,
-		Events:    s.store,
-		Ingest:    s.in,
-		Gateways:  s.reg,
-		Enroll:    enroll.NewService(s.reg, time.Now),
-		Metrics:   metrics,
-		Auth:      signIn,
-		Dashboard: web.Dist(),
+		Log:        s.log.With("component", "http"),
+		Assets:     s.store,
+		Events:     s.store,
+		Ingest:     s.in,
+		Gateways:   s.reg,
+		Enroll:     enroll.NewService(s.reg, time.Now),
+		Ledger:     s.ledger.deps(),
+		Metrics:    metrics,
+		Alerts:     s.detect.Alerts(),
+		WorkOrders: s.detect.Orders(),
+		Auth:       signIn,
+		Dashboard:  web.Dist(),
 		Ready: func() error {
 			if !s.ready() {
 				return errors.New("mqtt is not connected yet")
@@ -159,6 +171,14 @@ func (s *service) close() {
 			s.log.Error("close telemetry store", "err", err)
 		}
 	}
+	if s.ledger != nil {
+		s.ledger.close(s.log)
+	}
+	if s.detect != nil {
+		if err := s.detect.Close(); err != nil {
+			s.log.Error("close detection store", "err", err)
+		}
+	}
 	if err := s.store.Close(); err != nil {
 		s.log.Error("close store", "err", err)
 	}
@@ -182,6 +202,10 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	g.Go(func() error { return s.api.Serve(gctx, ln) })
 	g.Go(func() error { return s.watcher.Run(gctx) })
 	g.Go(func() error { return s.telemetry.Run(gctx) })
+	if s.ledger != nil {
+		g.Go(func() error { return s.ledger.Run(gctx) })
+	}
+	g.Go(func() error { return s.detect.Run(gctx) })
 	fmt.Fprintf(stderr, "twin-service: dashboard at http://%s/\n", ln.Addr())
 	if s.cfg.Auth.Disabled {
 		fmt.Fprintln(stderr, "twin-service: sign-in is OFF (-no-auth=true)")

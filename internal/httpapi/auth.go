@@ -25,12 +25,11 @@ const (
 // finds who each request acts as (a session cookie, or an API token in
 // "Authorization: Bearer ...") and guards writes against cross-site forgery.
 type Auth struct {
-	a      *auth.Authenticator
-	secure bool
-	log    *slog.Logger
-	// public are full paths that need no principal: routes whose callers
-	// prove themselves another way (a gateway redeeming an enrollment token).
-	public map[string]bool
+	a         *auth.Authenticator
+	secure    bool
+	log       *slog.Logger
+	public    map[string]bool // see Exempt
+	delegated []string
 	// failed counts rejected sign-ins and credentials.
 	failed atomic.Uint64
 }
@@ -43,14 +42,28 @@ func NewAuth(a *auth.Authenticator, secure bool, log *slog.Logger) *Auth {
 // Failed is how many sign-ins and credentials were rejected.
 func (x *Auth) Failed() uint64 { return x.failed.Load() }
 
+// Exempt names the routes that Authenticate treats differently.
+type Exempt struct {
+	// Public are full paths that need no principal: their callers prove
+	// themselves another way (a gateway redeeming an enrollment token).
+	Public []string
+	// Delegated are path prefixes whose routes check credentials of their
+	// own too (the ledger's tokens): Authenticate sets the principal when the
+	// request has a session or a known token, and otherwise lets the request
+	// through for the route to decide. A session's writes still need the CSRF
+	// token.
+	Delegated []string
+}
+
 // Mount adds the /auth routes to r (the /api/v1 group) and makes every
-// other route on r need a signed-in principal, except the full paths in
-// public. Call it before the other routes are added to r.
-func (x *Auth) Mount(r fiber.Router, public ...string) {
+// other route on r need a signed-in principal, except as ex says. Call it
+// before the other routes are added to r.
+func (x *Auth) Mount(r fiber.Router, ex Exempt) {
 	x.public = map[string]bool{}
-	for _, p := range public {
+	for _, p := range ex.Public {
 		x.public[p] = true
 	}
+	x.delegated = ex.Delegated
 	r.Post("/auth/login", x.login)
 	r.Use(x.Authenticate)
 	r.Post("/auth/logout", x.logout)
@@ -66,17 +79,24 @@ func (x *Auth) Authenticate(c *fiber.Ctx) error {
 	if x.public[c.Path()] {
 		return c.Next()
 	}
+	delegated := x.isDelegated(c.Path())
 	if h := c.Get(fiber.HeaderAuthorization); h != "" {
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		p, found := x.a.Token(strings.TrimSpace(tok))
-		if !ok || !found {
-			return x.reject(c, fiber.StatusUnauthorized, CodeUnauthorized, "invalid API token")
+		if ok && found {
+			setPrincipal(c, p)
+			return c.Next()
 		}
-		setPrincipal(c, p)
-		return c.Next()
+		if delegated {
+			return c.Next() // perhaps the route's own token
+		}
+		return x.reject(c, fiber.StatusUnauthorized, CodeUnauthorized, "invalid API token")
 	}
 	p, ok := x.a.Session(c.Cookies(SessionCookie))
 	if !ok {
+		if delegated {
+			return c.Next()
+		}
 		return apiError(c, fiber.StatusUnauthorized, CodeUnauthorized, "sign in first")
 	}
 	if !safeMethod(c.Method()) {
@@ -89,6 +109,15 @@ func (x *Auth) Authenticate(c *fiber.Ctx) error {
 	}
 	setPrincipal(c, p)
 	return c.Next()
+}
+
+func (x *Auth) isDelegated(path string) bool {
+	for _, p := range x.delegated {
+		if path == p || strings.HasPrefix(path, p+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // setPrincipal records who the request acts as: the Principal for Require,
@@ -104,7 +133,9 @@ func setPrincipal(c *fiber.Ctx, p auth.Principal) {
 // other domains): every request acts as an anonymous admin. twin-service
 // always configures sign-in.
 func NoAuth(c *fiber.Ctx) error {
-	setPrincipal(c, auth.Principal{Name: "anonymous", Role: auth.Admin, Via: "none"})
+	// Only the Principal: route files that read Locals "user" and "role"
+	// keep their own fallbacks (a request body's "by") when nobody signs in.
+	c.Locals(principalKey, auth.Principal{Name: "anonymous", Role: auth.Admin, Via: "none"})
 	return c.Next()
 }
 

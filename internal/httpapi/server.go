@@ -32,6 +32,7 @@ type Options struct {
 	Ingest   IngestSource  // stats and wake-ups: gateways.go, stream.go, metrics.go
 	Gateways GatewayEditor // gateways.go
 	Enroll   Enroller      // enroll.go
+	Ledger   *LedgerDeps   // ledger.go
 	Ready    func() error  // readyz: nil error when ready
 	// Metrics is the registry /metrics serves; the API registers its own
 	// collectors into it. nil disables /metrics.
@@ -41,15 +42,18 @@ type Options struct {
 	StreamMaxLag uint64
 	// StreamHeartbeat is the SSE keep-alive interval; default 15s.
 	StreamHeartbeat time.Duration
+
+	// Telemetry serves the chart routes (series.go).
+	Telemetry TelemetryReader
+	// Alerts and WorkOrders: alerts.go (the detection service).
+	Alerts     AlertStore
+	WorkOrders WorkOrderStore
 	// Auth is the sign-in (auth.go); nil leaves /api/v1 open, acting as an
 	// anonymous admin (tests of other domains only).
 	Auth *Auth
 	// Dashboard is the built web dashboard (web.Dist()) served at /; nil
 	// serves none.
 	Dashboard fs.FS
-
-	// Telemetry serves the chart routes (series.go).
-	Telemetry TelemetryReader
 }
 
 // Server is the HTTP API.
@@ -89,7 +93,10 @@ func New(opts Options) (*Server, error) {
 	}
 	api := s.app.Group("/api/v1")
 	if opts.Auth != nil {
-		opts.Auth.Mount(api, "/api/v1"+enroll.PathEnroll) // a gateway proves itself with its one-time token
+		opts.Auth.Mount(api, Exempt{
+			Public:    []string{"/api/v1" + enroll.PathEnroll}, // a gateway proves itself with its one-time token
+			Delegated: []string{"/api/v1/ledger"},              // ledger.tokens are checked by the ledger routes
+		})
 	} else {
 		api.Use(NoAuth)
 	}
@@ -98,6 +105,8 @@ func New(opts Options) (*Server, error) {
 	s.registerGateways(api)
 	s.registerStream(api)
 	s.registerEnroll(api)
+	s.registerLedger(api)
+	s.registerAlerts(api)
 	api.Use(func(c *fiber.Ctx) error {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", c.Method(), c.Path()))
 	})
