@@ -2,8 +2,11 @@ package web_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -328,4 +331,97 @@ func TestWorkOrders(t *testing.T) {
 	if n := evalJS[int](t, view, `document.querySelectorAll("main form").length`); n != 0 {
 		t.Errorf("a viewer gets the work order form")
 	}
+}
+
+// TestLedgerVerify: on an asset's page, Verify fetches the proof bundle of
+// an anchored event from the running service's embedded ledger and the
+// browser finds it holds; the same bundle with one byte changed, pasted into
+// the offline checker, does not.
+func TestLedgerVerify(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts twin-service, firmware-sim and Chromium")
+	}
+	svc := startService(t, fleetSize{sites: 1, servers: 1, gpus: 2})
+	svc.waitAssets(t, 3, 90*time.Second)
+	if !svc.hasRoute(t, "/ledger/status") {
+		t.Skip("UNTESTED: ledger anchors and Verify against the service — this twin-service has no /ledger routes")
+	}
+	id := "srv-s1-001.gpu1"
+	var events page[struct {
+		ID uint64 `json:"id"`
+	}]
+	svc.get(t, "/assets/"+id+"/events?limit=1000", &events)
+	if len(events.Items) == 0 {
+		t.Fatalf("asset %s has no events", id)
+	}
+	first := events.Items[0].ID
+	var bundle []byte
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, body := svc.raw(t, fmt.Sprintf("/ledger/events/%d/proof", first))
+		if code == 200 {
+			bundle = body
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("event %d has no proof after 60s: %d %s", first, code, body)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+
+	ctx := newTab(t, testsvc.StartChromium(t))
+	signIn(t, ctx, svc.URL, "view")
+	if err := chromedp.Do(ctx, chromedp.Navigate(svc.URL+"/#/asset/"+url.PathEscape(id))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the asset view", `document.querySelector("main").dataset.view === "asset" && document.querySelector("main").dataset.ready === "true"`, 30*time.Second)
+	waitJS(t, ctx, "an anchor", `document.querySelectorAll("li.anchor button").length > 0`, 30*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`li.anchor button`))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the verdict", `["true", "false", "error"].includes(document.querySelector("li.anchor .verify-result").dataset.valid)`, 30*time.Second)
+	if got := evalJS[string](t, ctx, `document.querySelector("li.anchor .verify-result").dataset.valid`); got != "true" {
+		t.Errorf("Verify on the asset page = %s, want true:\n%s", got, evalJS[string](t, ctx, `document.querySelector("li.anchor .verify-result").innerText`))
+	}
+	shot(t, ctx, "asset-verify")
+
+	// The exported bundle, pasted as it is, holds; with one byte of its leaf
+	// changed, it does not.
+	// Change the leaf in place, leaving every other byte of the bundle as
+	// exported (the block's body is hashed byte for byte).
+	var b struct {
+		Event struct {
+			Leaf string `json:"leaf"`
+		} `json:"event"`
+	}
+	if err := json.Unmarshal(bundle, &b); err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := base64.StdEncoding.DecodeString(b.Event.Leaf)
+	leaf[len(leaf)/2] ^= 1
+	tampered := strings.Replace(string(bundle), b.Event.Leaf, base64.StdEncoding.EncodeToString(leaf), 1)
+	if tampered == string(bundle) {
+		t.Fatal("could not change the bundle's leaf")
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`details.proof-check summary`))); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, json, want string
+	}{{"the exported bundle", string(bundle), "true"}, {"the bundle with a changed leaf", tampered, "false"}} {
+		setControl(t, ctx, "#proof-json", tc.json, "input")
+		evalJS[int](t, ctx, `(delete document.querySelector(".proof-check .verify-result").dataset.valid, 1)`)
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#proof-verify`))); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the verdict", `document.querySelector(".proof-check .verify-result").dataset.valid !== undefined`, 10*time.Second)
+		if got := evalJS[string](t, ctx, `document.querySelector(".proof-check .verify-result").dataset.valid`); got != tc.want {
+			t.Errorf("the offline checker on %s = %s, want %s:\n%s", tc.name, got, tc.want, evalJS[string](t, ctx, `document.querySelector(".proof-check .verify-result").innerText`))
+		}
+		failed := evalJS[[]string](t, ctx, `[...document.querySelectorAll(".proof-check ul.checks li.bad strong")].map(e => e.textContent)`)
+		if tc.want == "false" && (!slices.Contains(failed, "tree inclusion") || slices.Contains(failed, "ledger block")) {
+			t.Errorf("a changed leaf fails %q, want tree inclusion and not the ledger block", failed)
+		}
+	}
+	shot(t, ctx, "asset-verify-tampered")
 }

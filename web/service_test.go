@@ -85,7 +85,7 @@ func startService(t testing.TB, size fleetSize, extraFleetArgs ...string) *servi
 
 	cfg := testAuthConfig(t)
 	cfg.Tokens = []auth.TokenConfig{{Name: "web-test", Role: auth.Admin, SHA256: auth.HashToken(testToken)}}
-	raw, err := yaml.Marshal(map[string]any{"auth": cfg})
+	raw, err := yaml.Marshal(map[string]any{"auth": cfg, "ledger": map[string]any{"anchor": map[string]any{"interval": "300ms"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,4 +270,24 @@ func (s *service) hasRoute(t testing.TB, path string) bool {
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	json.Unmarshal(raw, &e)
 	return !(resp.StatusCode == 404 && strings.HasPrefix(e.Error.Message, "no route")) && resp.StatusCode != 503
+}
+
+// raw reads an API path with the test's token and returns the status and
+// the exact body.
+func (s *service) raw(t testing.TB, path string) (int, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", s.URL+"/api/v1"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }

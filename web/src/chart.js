@@ -33,15 +33,16 @@ function toSec(t) {
 }
 
 // lineChart draws one series into el; it returns the uPlot (destroy() it).
-export function lineChart(el, title, unit, [xs, ys], color = "#2563eb") {
+// range is [from, to] in seconds: the time-range picker's window.
+export function lineChart(el, title, unit, [xs, ys], color = "#2563eb", range = null) {
   const width = Math.max(260, el.clientWidth || 600);
   return new uPlot({
     title,
     width,
     height: 180,
     cursor: { drag: { x: true, y: false } },
-    scales: { x: { time: true } },
+    scales: { x: range ? { time: true, range: () => range } : { time: true } },
     axes: [{}, { label: unit, size: 56 }],
-    series: [{}, { label: title, stroke: color, width: 1.5, fill: color + "22", points: { show: ys.length < 60 } }],
+    series: [{}, { label: title, stroke: color, width: 1.5, fill: color + "22", points: { show: ys.length < 60, size: 6 } }],
   }, [xs, ys], el);
 }

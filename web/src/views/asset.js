@@ -112,7 +112,7 @@ export async function assetView(root, id) {
         slot.dataset.points = String(series[0].length);
         anyPoints += series[0].length;
         if (!series[0].length) slot.append(h("p.muted", `${title}: no samples in the last ${range}.`));
-        else plots.push(lineChart(slot, title, unit, series, color));
+        else plots.push(lineChart(slot, title, unit, series, color, [from.getTime() / 1000, to.getTime() / 1000]));
       } catch (e) {
         slot.dataset.points = "0";
         if (e.missing) missing = e;

@@ -101,7 +101,7 @@ export function proofChecker() {
       type: "button", id: "proof-verify",
       onclick: async () => {
         delete out.dataset.valid;
-        report(out, await verifyBundle(ta.value.trim(), keyIn.value.trim()));
+        report(out, await verifyBundle(ta.value.trim(), keyIn.value.trim() || localStorage.getItem("tc.serviceKey") || ""));
       },
     }, "Verify"), out);
 }
