@@ -58,7 +58,7 @@ func (f *flaky) RecordEvidence(ctx context.Context, in core.EvidenceInput) (core
 // rig is a real ingest over a real store, a real event tree and the real
 // embedded ledger, with an anchorer over them.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	store  *twinstore.Store
 	reg    *registry.Registry
@@ -72,7 +72,9 @@ type rig struct {
 	stopA  func()
 }
 
-func newRig(t *testing.T, cfg Config) *rig {
+func newRig(t *testing.T, cfg Config) *rig { return newRigTB(t, cfg) }
+
+func newRigTB(t testing.TB, cfg Config) *rig {
 	t.Helper()
 	r := &rig{t: t, dir: t.TempDir(), reg: registry.New()}
 	if err := r.reg.Put(registry.Gateway{ID: gw, PublicKey: gwKey.Public().(ed25519.PublicKey), Site: "s1"}); err != nil {
@@ -102,7 +104,7 @@ func newRig(t *testing.T, cfg Config) *rig {
 	return r
 }
 
-func run(t *testing.T, f func(context.Context) error) func() {
+func run(t testing.TB, f func(context.Context) error) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
