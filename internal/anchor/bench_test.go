@@ -131,4 +131,3 @@ func benchIngest(b *testing.B, r *rig, anchoring bool) {
 	b.ReportMetric(lat[len(lat)-1], "max_ms")
 	b.ReportMetric(float64(r.a.Stats().Anchored), "anchors")
 }
-
