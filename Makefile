@@ -5,6 +5,7 @@ BIN   := bin
 DATA  ?= data
 HTTP  ?= 127.0.0.1:8080
 MQTT  ?= 127.0.0.1:1883
+PROGRAMS := $(patsubst %/main.go,./%,$(wildcard twin-service/main.go edge-agent/main.go firmware-sim/main.go))
 
 .PHONY: all build run test test-short lint bench clean web
 
@@ -12,7 +13,7 @@ all: build
 
 build: web
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./twin-service ./edge-agent ./firmware-sim
+	$(GO) build -o $(BIN)/ $(PROGRAMS)
 
 # web builds the dashboard's front-end assets (no-op until the web issue lands).
 web:

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"twinchain/internal/broker"
+	"twinchain/internal/enroll"
 	"twinchain/internal/httpapi"
 	"twinchain/internal/ingest"
 	"twinchain/internal/mqttsub"
@@ -38,7 +39,9 @@ type service struct {
 	mqtt    runner
 	ready   func() bool
 	api     *httpapi.Server
-	ledger  *ledgerPart // nil when ledger.backend is off
+
+	telemetry *telemetryPart // telemetry.go
+	ledger    *ledgerPart    // nil when ledger.backend is off
 }
 
 // openService opens the store and builds every component; it starts nothing.
@@ -49,7 +52,7 @@ func openService(cfg Config, log *slog.Logger) (*service, error) {
 	}
 	s := &service{cfg: cfg, log: log, store: store}
 	if err := s.build(); err != nil {
-		store.Close()
+		s.close()
 		return nil, err
 	}
 	return s, nil
@@ -92,12 +95,16 @@ func (s *service) build() error {
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.telemetry, err = openTelemetry(s.cfg, s.store, s.in, s.reg, metrics, s.log); err != nil {
+		return err
+	}
 	s.api, err = httpapi.New(httpapi.Options{
 		Log:      s.log.With("component", "http"),
 		Assets:   s.store,
 		Events:   s.store,
 		Ingest:   s.in,
 		Gateways: s.reg,
+		Enroll:   enroll.NewService(s.reg, time.Now),
 		Ledger:   s.ledger.deps(),
 		Metrics:  metrics,
 		Ready: func() error {
@@ -106,11 +113,17 @@ func (s *service) build() error {
 			}
 			return nil
 		},
+		Telemetry: s.telemetry.store,
 	})
 	return err
 }
 
 func (s *service) close() {
+	if s.telemetry != nil {
+		if err := s.telemetry.Close(); err != nil {
+			s.log.Error("close telemetry store", "err", err)
+		}
+	}
 	if s.ledger != nil {
 		s.ledger.close(s.log)
 	}
@@ -136,6 +149,7 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	})
 	g.Go(func() error { return s.api.Serve(gctx, ln) })
 	g.Go(func() error { return s.watcher.Run(gctx) })
+	g.Go(func() error { return s.telemetry.Run(gctx) })
 	if s.ledger != nil {
 		g.Go(func() error { return s.ledger.Run(gctx) })
 	}

@@ -11,6 +11,7 @@ import (
 // writes: Puts and Deletes are buffered until commit.
 type memState struct {
 	kv      map[string][]byte
+	keys    []string          // the keys of kv, sorted
 	pending map[string][]byte // nil value: delete
 	order   []string
 	reads   int
@@ -50,15 +51,9 @@ func (m *memState) Delete(key string) error {
 }
 
 func (m *memState) Range(start, end string, fn func(key string, value []byte) bool) error {
-	keys := make([]string, 0, len(m.kv))
-	for k := range m.kv {
-		if k >= start && (end == "" || k < end) {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if !fn(k, slices.Clone(m.kv[k])) {
+	i, _ := slices.BinarySearch(m.keys, start)
+	for _, k := range m.keys[i:] {
+		if end != "" && k >= end || !fn(k, slices.Clone(m.kv[k])) {
 			break
 		}
 	}
@@ -68,9 +63,15 @@ func (m *memState) Range(start, end string, fn func(key string, value []byte) bo
 // commit applies the buffered writes and returns the keys written, in order.
 func (m *memState) commit() []string {
 	for k, v := range m.pending {
-		if v == nil {
+		i, found := slices.BinarySearch(m.keys, k)
+		switch {
+		case v == nil && found:
+			m.keys = slices.Delete(m.keys, i, i+1)
 			delete(m.kv, k)
-		} else {
+		case v != nil && !found:
+			m.keys = slices.Insert(m.keys, i, k)
+			fallthrough
+		case v != nil:
 			m.kv[k] = v
 		}
 	}

@@ -28,6 +28,7 @@ type Options struct {
 	Events   EventLog      // stream.go
 	Ingest   IngestSource  // stats and wake-ups: gateways.go, stream.go, metrics.go
 	Gateways GatewayEditor // gateways.go
+	Enroll   Enroller      // enroll.go
 	Ledger   *LedgerDeps   // ledger.go
 	Ready    func() error  // readyz: nil error when ready
 	// Metrics is the registry /metrics serves; the API registers its own
@@ -38,6 +39,9 @@ type Options struct {
 	StreamMaxLag uint64
 	// StreamHeartbeat is the SSE keep-alive interval; default 15s.
 	StreamHeartbeat time.Duration
+
+	// Telemetry serves the chart routes (series.go).
+	Telemetry TelemetryReader
 }
 
 // Server is the HTTP API.
@@ -76,9 +80,11 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	api := s.app.Group("/api/v1")
+	s.registerSeries(api) // before assets: with no asset store, /assets* answers 503
 	s.registerAssets(api)
 	s.registerGateways(api)
 	s.registerStream(api)
+	s.registerEnroll(api)
 	s.registerLedger(api)
 	api.Use(func(c *fiber.Ctx) error {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", c.Method(), c.Path()))
