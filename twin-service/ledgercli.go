@@ -14,15 +14,24 @@ import (
 	"time"
 )
 
-// ledgerCommands maps `twin-service ledger <command>` to the API route it
-// posts a JSON file to.
-var ledgerCommands = map[string]string{
-	"record-dataset": "datasets",
-	"record-model":   "models",
-	"attest":         "attestations",
-	"set-policy":     "policies",
-	"deploy":         "deployments",
-	"register-asset": "assets",
+// ledgerRoute is the API route `twin-service ledger <command>` posts a JSON
+// file to.
+func ledgerRoute(cmd string) (string, bool) {
+	switch cmd {
+	case "record-dataset":
+		return "datasets", true
+	case "record-model":
+		return "models", true
+	case "attest":
+		return "attestations", true
+	case "set-policy":
+		return "policies", true
+	case "deploy":
+		return "deployments", true
+	case "register-asset":
+		return "assets", true
+	}
+	return "", false
 }
 
 // runLedgerCLI is the ML pipelines' one-call client:
@@ -63,7 +72,7 @@ func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string
 	base := strings.TrimRight(*server, "/") + "/api/v1/ledger/"
 	var method, target string
 	var body []byte
-	switch route, ok := ledgerCommands[cmd]; {
+	switch route, ok := ledgerRoute(cmd); {
 	case ok:
 		if *file == "" {
 			return fmt.Errorf("ledger %s: -file is required", cmd)

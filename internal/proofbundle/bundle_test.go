@@ -233,3 +233,28 @@ func FuzzVerifyJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestRecordKeys checks RecordKey against the core's key layout through a
+// real ledger: a bundle exists for each record type.
+func TestRecordKeys(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.led.RegisterAsset(ledgertest.As(core.RoleAssetManager), core.AssetRegistration{ID: "srv-1.gpu0", Kind: "gpu", FingerprintHash: ledgertest.Hash("fp")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.led.SetPolicy(ledgertest.As(core.RoleCompliance), core.PolicyInput{ID: "prod", RequiredRoles: []core.Role{core.RoleMLLead}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range [][2]string{{"asset", "srv-1.gpu0"}, {"policy", "prod"}} {
+		b, err := e.x.Record(r[0], r[1])
+		if err != nil {
+			t.Errorf("Record(%s, %s): %v", r[0], r[1], err)
+			continue
+		}
+		if rep := Verify(b, serviceKey.Public().(ed25519.PublicKey)); !rep.OK() || !strings.Contains(string(b.Record.Value), r[1]) {
+			t.Errorf("Record(%s, %s) = %s, verified %v", r[0], r[1], b.Record.Value, rep.OK())
+		}
+	}
+	if got := AnchorKey(7); got != "anchor/00000000000000000007" {
+		t.Errorf("AnchorKey(7) = %q", got)
+	}
+}
