@@ -9,7 +9,9 @@
 //
 // Critical changes (an identity swap, a firmware change, a quarantine) are
 // also queued one by one and recorded as hardware evidence with the
-// gateway-signed envelope from the message log, which the chaincode core
+// gateway-signed envelope from the message log (and so are new XIDs,
+// double-bit ECC errors and row-remap failures, which the exposure queries
+// and the deployment gate look for), which the chaincode core
 // checks against the gateway key registered on the ledger. The gateway and
 // the asset are registered on the ledger first when they are not yet.
 package anchor
@@ -23,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -289,9 +292,7 @@ func (a *Anchorer) appendBatch(evs []twin.Event, safePos uint64) error {
 			return fmt.Errorf("anchor: encode event %d: %w", e.ID, err)
 		}
 		leaves[i] = b
-		if it, ok := critical(e); ok {
-			ev = append(ev, it)
-		}
+		ev = append(ev, critical(e)...)
 	}
 	if _, err := a.d.Tree.Append(leaves...); err != nil {
 		return fmt.Errorf("anchor: %w", err)
@@ -329,23 +330,47 @@ func (a *Anchorer) queueBatch(first, last twin.Event, ev []evidenceItem, safePos
 	return nil
 }
 
-// critical says whether an event is recorded as hardware evidence.
-func critical(e *twin.Event) (evidenceItem, bool) {
-	it := evidenceItem{EventID: e.ID, Asset: e.Asset, Gateway: e.Source.Gateway, Seq: e.Source.Seq, Revision: e.Revision, Note: e.Note}
+// critical lists the hardware evidence an event calls for: an identity swap,
+// a firmware change, a quarantine, and the health faults the deployment gate
+// and exposure queries look for (a new XID, new double-bit ECC errors, a
+// row-remap failure). A change made through the API has no envelope to
+// show and calls for none.
+func critical(e *twin.Event) []evidenceItem {
+	if e.Source.Gateway == "" || e.Source.Seq == 0 {
+		return nil
+	}
+	var kinds []core.EvidenceKind
 	switch e.Type {
 	case twin.EventIdentityChanged:
-		it.Kind = core.EvidenceSwap
+		kinds = append(kinds, core.EvidenceSwap)
 	case twin.EventFirmwareChanged:
-		it.Kind = core.EvidenceFirmware
-	default:
-		for _, c := range e.Changes {
-			if c.Field == "custody.status" && c.New == string(twin.StatusQuarantined) {
-				it.Kind = core.EvidenceQuarantine
-			}
+		kinds = append(kinds, core.EvidenceFirmware)
+	}
+	for _, c := range e.Changes {
+		switch {
+		case c.Field == "custody.status" && c.New == string(twin.StatusQuarantined):
+			kinds = append(kinds, core.EvidenceQuarantine)
+		case c.Field == "health.xid_count" && grew(c):
+			kinds = append(kinds, core.EvidenceXID)
+		case c.Field == "health.ecc_dbe" && grew(c):
+			kinds = append(kinds, core.EvidenceECCDBE)
+		case c.Field == "health.row_remap_failure" && c.New == "true":
+			kinds = append(kinds, core.EvidenceRowRemap)
 		}
 	}
-	// A change made through the API has no envelope to show.
-	return it, it.Kind != "" && it.Gateway != "" && it.Seq != 0
+	out := make([]evidenceItem, 0, len(kinds))
+	for _, k := range kinds {
+		out = append(out, evidenceItem{EventID: e.ID, Asset: e.Asset, Kind: k, Gateway: e.Source.Gateway,
+			Seq: e.Source.Seq, Revision: e.Revision, Note: e.Note})
+	}
+	return out
+}
+
+// grew reports whether a counter change went up.
+func grew(c twin.Change) bool {
+	o, err1 := strconv.ParseUint(c.Old, 10, 64)
+	n, err2 := strconv.ParseUint(c.New, 10, 64)
+	return err1 == nil && err2 == nil && n > o
 }
 
 func (a *Anchorer) runSubmitter(ctx context.Context) error {
@@ -426,7 +451,7 @@ func (a *Anchorer) evidenceOne(ctx context.Context) (bool, error) {
 	if env == nil {
 		a.dropped.Add(1)
 		a.d.Log.Error("evidence dropped: the message behind a critical event is not in the message log", "event", it.EventID, "gateway", it.Gateway, "seq", it.Seq)
-		return true, a.q.evidenceDone(it.EventID, cursor)
+		return true, a.q.evidenceDone(it, cursor)
 	}
 	lctx := a.ctx(ctx)
 	err = a.ensureRegistered(lctx, it)
@@ -443,7 +468,8 @@ func (a *Anchorer) evidenceOne(ctx context.Context) (bool, error) {
 	default:
 		return false, fmt.Errorf("record evidence for event %d: %w", it.EventID, err)
 	}
-	return true, a.q.evidenceDone(it.EventID, at)
+	// The next item may come from the same message: resume just before it.
+	return true, a.q.evidenceDone(it, at-1)
 }
 
 // findEnvelope scans the message log from cursor for the item's message. It

@@ -336,3 +336,42 @@ func TestFingerprintHash(t *testing.T) {
 		t.Errorf("ledger fingerprint of gpu0 = %s, want SHA-256 of its identity %x", a.FingerprintHash, sum)
 	}
 }
+
+// telemetry sends a signed telemetry message for gpu0 through ingest.
+func (r *rig) telemetry(xid int, xids, dbe uint64) {
+	r.t.Helper()
+	r.seq++
+	tel := wire.Telemetry{Host: "srv-s1-001", GPUs: []wire.GPUSample{{Asset: "srv-s1-001.gpu0", UUID: "GPU-a0", LastXID: xid, XIDCount: xids, ECCDoubleBit: dbe}}}
+	raw, err := wire.Seal(gwKey, gw, r.seq, time.Now(), wire.KindTelemetry, tel)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := r.in.Submit(wire.Topic(gw, wire.KindTelemetry), raw); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func TestHealthEvidence(t *testing.T) {
+	r := newRig(t, Config{Interval: 20 * time.Millisecond})
+	r.inventory("GPU-b1", "v0")
+	r.telemetry(0, 0, 0)
+	r.telemetry(13, 1, 0) // a new XID
+	r.telemetry(48, 2, 1) // another XID and a double-bit ECC error in one message
+	r.telemetry(48, 2, 1) // nothing new
+	r.waitAnchored("health")
+	ev, err := r.led.ListEvidence(svc, "srv-s1-001.gpu0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range ev {
+		got = append(got, fmt.Sprintf("%s@%d", e.Kind, e.Seq))
+	}
+	// seq 1 inventory, 2 first telemetry, 3 xid, 4 xid+ecc.
+	if want := "[xid@3 ecc_dbe@4 xid@4]"; fmt.Sprint(got) != want {
+		t.Errorf("gpu0 evidence = %v, want %s", got, want)
+	}
+	if st := r.a.Stats(); st.EvidenceDropped != 0 {
+		t.Errorf("Stats = %+v, want nothing dropped", st)
+	}
+}
