@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"twinchain/chaincode/core"
 	"twinchain/internal/anchor"
@@ -164,6 +165,34 @@ func (p *ledgerPart) close(log *slog.Logger) {
 	if err := errors.Join(errs...); err != nil {
 		log.Error("close ledger", "err", err)
 	}
+}
+
+// registerMetrics exports the anchoring counters (nothing when off).
+func (p *ledgerPart) registerMetrics(reg *prometheus.Registry) {
+	if p == nil {
+		return
+	}
+	stat := func(f func(anchor.Stats) float64) func() float64 {
+		return func() float64 { return f(p.anchorer.Stats()) }
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twinchain_event_tree_size", Help: "Events in the Merkle event tree."},
+			func() float64 { return float64(p.tree.Size()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twinchain_anchored_event", Help: "Last event id covered by an anchor on the ledger."},
+			stat(func(s anchor.Stats) float64 { return float64(s.AnchoredTo) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twinchain_anchor_queue_batches", Help: "Batches waiting for the ledger."},
+			stat(func(s anchor.Stats) float64 { return float64(s.PendingBatches) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twinchain_anchor_queue_evidence", Help: "Evidence items waiting for the ledger."},
+			stat(func(s anchor.Stats) float64 { return float64(s.PendingEvidence) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_anchors_total", Help: "Anchors the ledger accepted."},
+			stat(func(s anchor.Stats) float64 { return float64(s.Anchored) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_evidence_total", Help: "Hardware evidence records written."},
+			stat(func(s anchor.Stats) float64 { return float64(s.Evidence) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_evidence_dropped_total", Help: "Evidence items given up (no envelope, refused by the core)."},
+			stat(func(s anchor.Stats) float64 { return float64(s.EvidenceDropped) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_ledger_errors_total", Help: "Failed ledger calls (retried)."},
+			stat(func(s anchor.Stats) float64 { return float64(s.LedgerErrors) })),
+	)
 }
 
 // deps are the API's ledger routes' dependencies.

@@ -102,6 +102,16 @@ ledger:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Anchoring shows on /metrics.
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf("twinchain_anchored_event %d", st.TreeSize); !strings.Contains(string(metrics), want) {
+		t.Errorf("/metrics lacks %q", want)
+	}
 	// Reads need a token (anonymous_reads is off).
 	if code := get(t, base+"/api/v1/ledger/anchors/head", "", nil); code != http.StatusUnauthorized {
 		t.Errorf("GET anchors/head without a token = %d, want 401", code)
@@ -167,7 +177,7 @@ ledger:
 	data[at] ^= 1
 	os.WriteFile(blocks, data, 0o644)
 	out.Reset()
-	err := runVerify(context.Background(), []string{ledgerDir}, noenv, &out, io.Discard)
+	err = runVerify(context.Background(), []string{ledgerDir}, noenv, &out, io.Discard)
 	if err == nil || !strings.Contains(out.String(), "block 2 (blocks.dat offset") {
 		t.Errorf("verify of a ledger with a flipped byte in block 2 = %v:\n%s\nwant a failure naming block 2", err, out.String())
 	}
