@@ -200,7 +200,7 @@ func (p *ledgerPart) deps() *httpapi.LedgerDeps {
 	if p == nil {
 		return nil
 	}
-	return &httpapi.LedgerDeps{Ledger: p.client, Proofs: p.proofs, Caller: p.caller, Status: p.status}
+	return &httpapi.LedgerDeps{Ledger: p.client, Proofs: p.proofs, Tree: p.tree, Caller: p.caller, Status: p.status}
 }
 
 // caller maps a bearer token to its configured caller.

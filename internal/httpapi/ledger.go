@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"twinchain/chaincode/core"
+	"twinchain/internal/eventtree"
 	"twinchain/internal/ledger"
 	"twinchain/internal/proofbundle"
 )
@@ -22,10 +23,18 @@ type ProofExporter interface {
 	Record(typ, id string) (*proofbundle.Bundle, error)
 }
 
+// EventTree is the event tree's checkpoints and consistency proofs
+// (*eventtree.Tree).
+type EventTree interface {
+	LatestCheckpoint() (eventtree.Checkpoint, bool, error)
+	ConsistencyProof(size1, size2 uint64) ([][]byte, error)
+}
+
 // LedgerDeps are the ledger routes' dependencies.
 type LedgerDeps struct {
 	Ledger ledger.Ledger
 	Proofs ProofExporter // nil: proof routes answer 503
+	Tree   EventTree     // nil: checkpoint routes answer 503
 	// Caller says who makes a request (from its credentials); an error
 	// answers 401. Every ledger route needs a caller: the core checks roles.
 	Caller func(c *fiber.Ctx) (core.Caller, error)
@@ -101,6 +110,37 @@ func (s *Server) registerLedger(api fiber.Router) {
 			return nil, fmt.Errorf("proof export is not configured: %w", ledger.ErrUnavailable)
 		}
 		return d.Proofs.Record(c.Params("type"), c.Params("id"))
+	}))
+	// The latest signed checkpoint, and a proof that an earlier tree size is
+	// a prefix of a later one: how an auditor checks the log only grew.
+	g.Get("/checkpoint", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+		if d.Tree == nil {
+			return nil, fmt.Errorf("the event tree is not configured: %w", ledger.ErrUnavailable)
+		}
+		cp, ok, err := d.Tree.LatestCheckpoint()
+		if err == nil && !ok {
+			err = fmt.Errorf("no checkpoint yet: %w", ledger.ErrNotFound)
+		}
+		return cp, err
+	}))
+	g.Get("/consistency", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+		if d.Tree == nil {
+			return nil, fmt.Errorf("the event tree is not configured: %w", ledger.ErrUnavailable)
+		}
+		from, err := strconv.ParseUint(c.Query("from"), 10, 64)
+		to, err2 := strconv.ParseUint(c.Query("to"), 10, 64)
+		if err != nil || err2 != nil || from > to {
+			return nil, fmt.Errorf("want ?from=SIZE&to=SIZE with from <= to: %w", errBadInput)
+		}
+		p, err := d.Tree.ConsistencyProof(from, to)
+		if err != nil {
+			return nil, fmt.Errorf("%v: %w", err, ledger.ErrNotFound)
+		}
+		hs := make([]eventtree.Hash, len(p))
+		for i, h := range p {
+			hs[i] = h
+		}
+		return fiber.Map{"from": from, "to": to, "proof": hs}, nil
 	}))
 	g.Post("/datasets", post(l.RegisterDataset))
 	g.Get("/datasets/:id", byID(l.GetDataset))

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/merkle/testonly"
 
 	"twinchain/chaincode/core"
 	"twinchain/internal/eventtree"
@@ -36,9 +39,17 @@ func ledgerServer(t *testing.T) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tree.Close() })
+	for i := 0; i < 5; i++ {
+		tree.Append([]byte{byte(i)})
+		root, size, _ := tree.Root()
+		if err := tree.AddCheckpoint(eventtree.SignCheckpoint(key, "test", size, root, time.Unix(int64(i), 0))); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s, err := New(Options{Ledger: &LedgerDeps{
 		Ledger: c,
 		Proofs: &proofbundle.Exporter{Tree: tree, Anchors: c, Blocks: fl, Key: key.Public().(ed25519.PublicKey)},
+		Tree:   tree,
 		Caller: func(c *fiber.Ctx) (core.Caller, error) {
 			role := c.Get("X-Test-Role")
 			if role == "" {
@@ -88,18 +99,40 @@ func TestLedgerRoutes(t *testing.T) {
 		{"GET", "/api/v1/ledger/datasets/nope", "auditor", "", http.StatusNotFound, "not_found"},
 		{"GET", "/api/v1/ledger/anchors/head", "auditor", "", http.StatusNotFound, "not_found"},
 		{"GET", "/api/v1/ledger/anchors/x", "auditor", "", http.StatusBadRequest, "bad_request"},
-		{"GET", "/api/v1/ledger/events/3/proof", "auditor", "", http.StatusNotFound, "not_found"},
+		{"GET", "/api/v1/ledger/events/3/proof", "auditor", "", http.StatusConflict, "not anchored yet"},
+		{"GET", "/api/v1/ledger/events/9/proof", "auditor", "", http.StatusNotFound, "not_found"},
 		{"GET", "/api/v1/ledger/proofs/dataset/ds-1", "auditor", "", http.StatusOK, `"kind":"record"`},
 		{"GET", "/api/v1/ledger/proofs/alien/ds-1", "auditor", "", http.StatusBadRequest, "bad_request"},
 		{"GET", "/api/v1/ledger/assets/srv-1/models", "auditor", "", http.StatusOK, "[]"},
+		{"GET", "/api/v1/ledger/checkpoint", "auditor", "", http.StatusOK, `"size":5`},
+		{"GET", "/api/v1/ledger/consistency?from=3&to=5", "auditor", "", http.StatusOK, `"proof":["`},
+		{"GET", "/api/v1/ledger/consistency?from=3&to=9", "auditor", "", http.StatusNotFound, "not_found"},
+		{"GET", "/api/v1/ledger/consistency?from=x", "auditor", "", http.StatusBadRequest, "bad_request"},
 	} {
 		got, body := call(t, s, tc.method, tc.path, tc.role, tc.body)
 		if got != tc.want || !strings.Contains(body, tc.code) {
 			t.Errorf("%s %s as %q = %d %s, want %d with %q", tc.method, tc.path, tc.role, got, body, tc.want, tc.code)
 		}
 	}
+	// The consistency proof from the API checks with the transparency-dev verifier.
+	var cp eventtree.Checkpoint
+	_, body := call(t, s, "GET", "/api/v1/ledger/checkpoint", "auditor", "")
+	json.Unmarshal([]byte(body), &cp)
+	var cons struct {
+		Proof []eventtree.Hash `json:"proof"`
+	}
+	_, body = call(t, s, "GET", "/api/v1/ledger/consistency?from=3&to=5", "auditor", "")
+	json.Unmarshal([]byte(body), &cons)
+	root3 := rootOf(t, [][]byte{{0}, {1}, {2}})
+	var p [][]byte
+	for _, h := range cons.Proof {
+		p = append(p, h)
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, 3, 5, p, root3, cp.Root); err != nil {
+		t.Errorf("consistency proof 3->5 from the API: %v", err)
+	}
 	// A record bundle from the API verifies offline.
-	_, body := call(t, s, "GET", "/api/v1/ledger/proofs/dataset/ds-1", "auditor", "")
+	_, body = call(t, s, "GET", "/api/v1/ledger/proofs/dataset/ds-1", "auditor", "")
 	if rep := proofbundle.VerifyJSON([]byte(body), nil); !rep.OK() {
 		t.Errorf("bundle from the API does not verify: %+v", rep.Failed())
 	}
@@ -118,4 +151,12 @@ func TestLedgerNotConfigured(t *testing.T) {
 	if got, body := call(t, s, "GET", "/api/v1/ledger/status", "auditor", ""); got != http.StatusServiceUnavailable || !strings.Contains(body, "unavailable") {
 		t.Errorf("GET /ledger/status without a ledger = %d %s, want 503 unavailable", got, body)
 	}
+}
+
+// rootOf is the RFC 6962 root of a few leaves, by the library's reference tree.
+func rootOf(t *testing.T, leaves [][]byte) []byte {
+	t.Helper()
+	tr := testonly.New(rfc6962.DefaultHasher)
+	tr.AppendData(leaves...)
+	return tr.Hash()
 }
