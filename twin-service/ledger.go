@@ -3,16 +3,12 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strings"
 
-	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"twinchain/chaincode/core"
@@ -38,24 +34,12 @@ const (
 
 // LedgerConfig is the ledger part of the configuration (key "ledger").
 type LedgerConfig struct {
-	Backend string `yaml:"backend"`  // file (embedded, default), fabric or off
-	Dir     string `yaml:"dir"`      // embedded ledger, event tree, anchor queue; default {data_dir}/ledger
-	KeyFile string `yaml:"key_file"` // service Ed25519 key (made when missing); default {data_dir}/service.key
-	Org     string `yaml:"org"`      // the organisation the embedded ledger records for callers; default "twinchain"
-	// AnonymousReads lets requests without a token read the ledger (and
-	// fetch proofs) as an auditor; writes always need a token.
-	AnonymousReads bool                `yaml:"anonymous_reads"`
-	Tokens         []LedgerToken       `yaml:"tokens"`
-	Anchor         anchor.Config       `yaml:"anchor"`
-	Fabric         fabricledger.Config `yaml:"fabric"`
-}
-
-// LedgerToken is one API credential for the ledger routes, e.g. an ML
-// pipeline's: the hex SHA-256 of the bearer token, and who it acts as.
-type LedgerToken struct {
-	SHA256 string    `yaml:"sha256"`
-	ID     string    `yaml:"id"`
-	Role   core.Role `yaml:"role"`
+	Backend string              `yaml:"backend"`  // file (embedded, default), fabric or off
+	Dir     string              `yaml:"dir"`      // embedded ledger, event tree, anchor queue; default {data_dir}/ledger
+	KeyFile string              `yaml:"key_file"` // service Ed25519 key (made when missing); default {data_dir}/service.key
+	Org     string              `yaml:"org"`      // the organisation the embedded ledger records for callers; default "twinchain"
+	Anchor  anchor.Config       `yaml:"anchor"`
+	Fabric  fabricledger.Config `yaml:"fabric"`
 }
 
 // Validate checks the ledger configuration.
@@ -69,14 +53,6 @@ func (c *LedgerConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("ledger.backend %q: want file, fabric or off", c.Backend))
 	}
 	errs = append(errs, c.Anchor.Validate())
-	for i, t := range c.Tokens {
-		if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != sha256.Size {
-			errs = append(errs, fmt.Errorf("ledger.tokens[%d].sha256: want 64 hex digits", i))
-		}
-		if !core.ValidID(t.ID) || !t.Role.Valid() {
-			errs = append(errs, fmt.Errorf("ledger.tokens[%d]: id %q role %q: want a valid id and role", i, t.ID, t.Role))
-		}
-	}
 	return errors.Join(errs...)
 }
 
@@ -200,27 +176,9 @@ func (p *ledgerPart) deps() *httpapi.LedgerDeps {
 	if p == nil {
 		return nil
 	}
-	return &httpapi.LedgerDeps{Ledger: p.client, Proofs: p.proofs, Tree: p.tree, Caller: p.caller, Status: p.status}
-}
-
-// caller maps a bearer token to its configured caller.
-func (p *ledgerPart) caller(c *fiber.Ctx) (core.Caller, error) {
-	auth := c.Get(fiber.HeaderAuthorization)
-	tok, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || tok == "" {
-		if p.cfg.AnonymousReads && c.Method() == fiber.MethodGet {
-			return core.Caller{ID: "anonymous", Role: core.RoleAuditor}, nil
-		}
-		return core.Caller{}, errors.New("a bearer token is required")
-	}
-	sum := sha256.Sum256([]byte(tok))
-	for _, t := range p.cfg.Tokens {
-		want, _ := hex.DecodeString(t.SHA256)
-		if subtle.ConstantTimeCompare(sum[:], want) == 1 {
-			return core.Caller{ID: t.ID, Role: t.Role}, nil
-		}
-	}
-	return core.Caller{}, errors.New("unknown token")
+	// Callers are the signed-in principals (httpapi.PrincipalCaller): ML
+	// pipelines use auth API tokens, e.g. with role ml_engineer.
+	return &httpapi.LedgerDeps{Ledger: p.client, Proofs: p.proofs, Tree: p.tree, Status: p.status}
 }
 
 func (p *ledgerPart) status() any {

@@ -40,10 +40,11 @@ func TestLedgerEndToEnd(t *testing.T) {
 http: {addr: "%s"}
 mqtt: {mode: embedded, embedded: {addr: "%s", acl: "off"}}
 log: {level: warn}
+auth:
+  tokens:
+    - {name: pipeline-1, role: ml_engineer, sha256: %s}
 ledger:
   anchor: {interval: 50ms, max_batch: 4}
-  tokens:
-    - {sha256: %s, id: pipeline-1, role: ml_engineer}
 `, dir, httpAddr, mqttAddr, hex.EncodeToString(sum[:]))
 	cfgPath := filepath.Join(dir, "twin.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
@@ -112,9 +113,17 @@ ledger:
 	if want := fmt.Sprintf("twinchain_anchored_event %d", st.TreeSize); !strings.Contains(string(metrics), want) {
 		t.Errorf("/metrics lacks %q", want)
 	}
-	// Reads need a token (anonymous_reads is off).
+	// Reads need a credential.
 	if code := get(t, base+"/api/v1/ledger/anchors/head", "", nil); code != http.StatusUnauthorized {
 		t.Errorf("GET anchors/head without a token = %d, want 401", code)
+	}
+	// The ledger records the token's name and role as the caller.
+	var head struct {
+		Stamp struct{ By, Role string } `json:"stamp"`
+	}
+	get(t, base+"/api/v1/ledger/anchors/head", token, &head)
+	if head.Stamp.Role != "service" {
+		t.Errorf("anchor head stamp = %+v, want written by the service role", head.Stamp)
 	}
 	// The CLI exports a bundle; verify accepts it and refuses a changed one.
 	bundle := filepath.Join(dir, "event-5.json")
@@ -142,6 +151,13 @@ ledger:
 	os.WriteFile(ds, []byte(`{"id":"ds-e2e","content_hash":"`+strings.Repeat("ab", 32)+`","sources":[{"kind":"system","ref":"s3://b/k"}],"consent":{"policy_ref":"p","licence":"CC0-1.0","use_scope":["training"],"retention_days":30}}`), 0o644)
 	if err := cli("ledger", "record-dataset", "-file", ds); err != nil {
 		t.Fatal(err)
+	}
+	var rec struct {
+		Registered struct{ By, Role string } `json:"registered"`
+	}
+	get(t, base+"/api/v1/ledger/datasets/ds-e2e", token, &rec)
+	if rec.Registered.By != "pipeline-1" || rec.Registered.Role != "ml_engineer" {
+		t.Errorf("dataset registered by %+v, want pipeline-1 as ml_engineer", rec.Registered)
 	}
 	if err := cli("ledger", "record-dataset", "-file", ds); err == nil || !strings.Contains(err.Error(), "409") {
 		t.Errorf("recording the dataset twice = %v, want a 409 conflict", err)

@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"twinchain/chaincode/core"
+	"twinchain/internal/auth"
 	"twinchain/internal/eventtree"
 	"twinchain/internal/ledger"
 	"twinchain/internal/proofbundle"
@@ -35,8 +36,9 @@ type LedgerDeps struct {
 	Ledger ledger.Ledger
 	Proofs ProofExporter // nil: proof routes answer 503
 	Tree   EventTree     // nil: checkpoint routes answer 503
-	// Caller says who makes a request (from its credentials); an error
-	// answers 401. Every ledger route needs a caller: the core checks roles.
+	// Caller says who makes a request; an error answers 401. Every ledger
+	// route needs a caller: the core checks roles. nil: the signed-in
+	// principal (auth.go), see PrincipalCaller.
 	Caller func(c *fiber.Ctx) (core.Caller, error)
 	// Status is shown by GET /ledger/status (anchoring counters, tree size,
 	// service key); nil leaves it out.
@@ -164,12 +166,33 @@ var errPending = errors.New("pending")
 
 const ctxKeyLedger = "ledger.ctx"
 
+// PrincipalCaller is the ledger caller of a signed-in request: the user or
+// token name and its role. The sign-in roles are the core's roles with the
+// same names, except viewer, which reads as an auditor. (The core's ml_lead
+// and compliance roles have no sign-in role yet, so their sign-offs come
+// only through tokens of another deployment or the Fabric identities.)
+func PrincipalCaller(c *fiber.Ctx) (core.Caller, error) {
+	p, ok := Principal(c)
+	if !ok {
+		return core.Caller{}, errors.New("sign in first")
+	}
+	role := core.Role(p.Role)
+	if p.Role == auth.Viewer {
+		role = core.RoleAuditor
+	}
+	if !role.Valid() {
+		return core.Caller{}, fmt.Errorf("role %q has no ledger role", p.Role)
+	}
+	return core.Caller{ID: p.Name, MSP: "", Role: role}, nil
+}
+
 // ledgerCaller resolves the caller once per request.
 func (s *Server) ledgerCaller(c *fiber.Ctx) error {
-	if s.opts.Ledger.Caller == nil {
-		return apiError(c, fiber.StatusUnauthorized, CodeUnauthorized, "no credentials accepted: ledger callers are not configured")
+	callerOf := s.opts.Ledger.Caller
+	if callerOf == nil {
+		callerOf = PrincipalCaller
 	}
-	caller, err := s.opts.Ledger.Caller(c)
+	caller, err := callerOf(c)
 	if err != nil {
 		return apiError(c, fiber.StatusUnauthorized, CodeUnauthorized, err.Error())
 	}

@@ -160,3 +160,23 @@ func rootOf(t *testing.T, leaves [][]byte) []byte {
 	tr.AppendData(leaves...)
 	return tr.Hash()
 }
+
+// TestLedgerPrincipalCaller: without a Caller the signed-in principal acts
+// (NoAuth: an anonymous admin), and the ledger records it.
+func TestLedgerPrincipalCaller(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, 32))
+	c, _, err := fileledger.OpenLedger(fileledger.Options{Dir: t.TempDir(), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := New(Options{Ledger: &LedgerDeps{Ledger: c}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"id":"srv-9","kind":"server","fingerprint_hash":"` + ledgertest.Hash("x") + `"}`
+	got, answer := call(t, s, "POST", "/api/v1/ledger/assets", "", body)
+	if got != http.StatusCreated || !strings.Contains(answer, `"by":"anonymous","msp":"twinchain","role":"admin"`) {
+		t.Errorf("POST /ledger/assets as the NoAuth principal = %d %s, want 201 stamped by anonymous admin", got, answer)
+	}
+}
