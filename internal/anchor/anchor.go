@@ -202,16 +202,23 @@ func (a *Anchorer) recover() error {
 	if queued >= size {
 		return nil
 	}
-	first, err := a.leafEvent(queued)
-	if err != nil {
-		return err
-	}
-	last, err := a.leafEvent(size - 1)
-	if err != nil {
-		return err
-	}
 	a.d.Log.Warn("queueing events left in the tree by a crash", "first", queued+1, "last", size)
-	return a.queueBatch(first, last, nil, 0)
+	var lo, hi time.Time
+	var ev []evidenceItem
+	for i := queued; i < size; i++ {
+		e, err := a.leafEvent(i)
+		if err != nil {
+			return err
+		}
+		ev = append(ev, critical(&e)...)
+		if lo.IsZero() || e.Time.Before(lo) {
+			lo = e.Time
+		}
+		if e.Time.After(hi) {
+			hi = e.Time
+		}
+	}
+	return a.queueBatch(queued+1, size, lo, hi, ev, 0)
 }
 
 func (a *Anchorer) leafEvent(i uint64) (twin.Event, error) {
@@ -297,10 +304,21 @@ func (a *Anchorer) appendBatch(evs []twin.Event, safePos uint64) error {
 	if _, err := a.d.Tree.Append(leaves...); err != nil {
 		return fmt.Errorf("anchor: %w", err)
 	}
-	return a.queueBatch(evs[0], evs[len(evs)-1], ev, safePos)
+	// Reading times go back and forth across gateways: the anchor's time
+	// range is the batch's earliest and latest.
+	lo, hi := evs[0].Time, evs[0].Time
+	for i := range evs {
+		if evs[i].Time.Before(lo) {
+			lo = evs[i].Time
+		}
+		if evs[i].Time.After(hi) {
+			hi = evs[i].Time
+		}
+	}
+	return a.queueBatch(evs[0].ID, evs[len(evs)-1].ID, lo, hi, ev, safePos)
 }
 
-func (a *Anchorer) queueBatch(first, last twin.Event, ev []evidenceItem, safePos uint64) error {
+func (a *Anchorer) queueBatch(firstID, lastID uint64, ft, lt time.Time, ev []evidenceItem, safePos uint64) error {
 	root, size, err := a.d.Tree.Root()
 	if err != nil {
 		return err
@@ -309,18 +327,14 @@ func (a *Anchorer) queueBatch(first, last twin.Event, ev []evidenceItem, safePos
 	if err := a.d.Tree.AddCheckpoint(cp); err != nil {
 		return fmt.Errorf("anchor: %w", err)
 	}
-	batchRoot, err := a.d.Tree.RootOfRange(first.ID-1, last.ID)
+	batchRoot, err := a.d.Tree.RootOfRange(firstID-1, lastID)
 	if err != nil {
 		return fmt.Errorf("anchor: %w", err)
 	}
-	ft, lt := first.Time.UTC(), last.Time.UTC()
-	if lt.Before(ft) { // reading times may go back across gateways; the range still holds both
-		ft, lt = lt, ft
-	}
-	in := core.AnchorInput{Root: hex.EncodeToString(batchRoot), FirstEvent: first.ID, LastEvent: last.ID,
-		FirstTime: ft, LastTime: lt, Size: last.ID - first.ID + 1, TreeSize: size, TreeRoot: hex.EncodeToString(root)}
+	in := core.AnchorInput{Root: hex.EncodeToString(batchRoot), FirstEvent: firstID, LastEvent: lastID,
+		FirstTime: ft.UTC(), LastTime: lt.UTC(), Size: lastID - firstID + 1, TreeSize: size, TreeRoot: hex.EncodeToString(root)}
 	if err := a.q.push(in, ev, safePos); err != nil {
-		return fmt.Errorf("anchor: queue batch %d-%d: %w", first.ID, last.ID, err)
+		return fmt.Errorf("anchor: queue batch %d-%d: %w", firstID, lastID, err)
 	}
 	a.batches.Add(1)
 	select {

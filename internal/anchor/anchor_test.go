@@ -301,6 +301,7 @@ func TestCrashBetweenTreeAndQueue(t *testing.T) {
 	r := newRig(t, Config{Interval: time.Hour, MaxBatch: 1000})
 	r.stopAnchorer()
 	r.inventory("GPU-b1", "v0")
+	r.inventory("GPU-b1", "v1") // a firmware change: evidence
 	// Append the events to the tree as a batcher would, then "crash" before
 	// the batch reaches the queue.
 	tree, err := eventtree.Open(filepath.Join(r.dir, "events"))
@@ -317,6 +318,9 @@ func TestCrashBetweenTreeAndQueue(t *testing.T) {
 	r.waitAnchored("after recovery")
 	if got := r.a.Stats().Batches; got != 1 {
 		t.Errorf("batches after recovery = %d, want the 1 recovered batch", got)
+	}
+	if ev, _ := r.led.ListEvidence(svc, "srv-s1-001.gpu0"); len(ev) != 1 {
+		t.Errorf("evidence after recovery = %d records, want the firmware change", len(ev))
 	}
 }
 
