@@ -179,6 +179,38 @@ ledger:
 		t.Errorf("gpu0 evidence = %+v, want 5 firmware records", ev)
 	}
 
+	// The firmware changes raised an alert; its proof is its anchored evidence.
+	var alerts struct {
+		Items []struct {
+			ID       string `json:"id"`
+			Evidence []struct {
+				Evidence struct {
+					Events []struct{ ID uint64 } `json:"events"`
+				} `json:"evidence"`
+			} `json:"evidence"`
+		} `json:"items"`
+	}
+	get(t, base+"/api/v1/alerts", token, &alerts)
+	proved := false
+	for _, a := range alerts.Items {
+		if len(a.Evidence) == 0 || len(a.Evidence[0].Evidence.Events) == 0 {
+			continue
+		}
+		ab := filepath.Join(dir, "alert.json")
+		if err := cli("ledger", "proof", "-alert", a.ID, "-o", ab); err != nil {
+			t.Errorf("proof of alert %s: %v", a.ID, err)
+			break
+		}
+		if err := cli("verify", ab); err != nil {
+			t.Errorf("verify of alert %s's bundle: %v", a.ID, err)
+		}
+		proved = true
+		break
+	}
+	if !proved {
+		t.Logf("no alert with twin events to prove (alerts: %d)", len(alerts.Items))
+	}
+
 	// Offline check of the stored ledger, then of a tampered copy.
 	stop()
 	var out bytes.Buffer

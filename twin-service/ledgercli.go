@@ -39,12 +39,13 @@ func ledgerRoute(cmd string) (string, bool) {
 //	twin-service ledger record-dataset -file dataset.json -server URL -token T
 //	twin-service ledger proof -event 42 -o bundle.json
 //	twin-service ledger proof -type model -id m-1 -o bundle.json
+//	twin-service ledger proof -alert AL-3 -o bundle.json
 //
 // It prints the ledger's answer (JSON) and fails on any error response.
 // The token may come from TWINCHAIN_TOKEN, the server from TWINCHAIN_SERVER.
 func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	usage := func() {
-		fmt.Fprintln(stderr, "usage: twin-service ledger COMMAND [flags]\n\ncommands: record-dataset, record-model, attest, set-policy, deploy, register-asset (-file F), proof (-event N | -type T -id ID)")
+		fmt.Fprintln(stderr, "usage: twin-service ledger COMMAND [flags]\n\ncommands: record-dataset, record-model, attest, set-policy, deploy, register-asset (-file F), proof (-event N | -type T -id ID | -alert ID)")
 	}
 	if len(args) == 0 {
 		usage()
@@ -59,6 +60,7 @@ func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string
 	event := fs.Uint64("event", 0, "proof: the twin event id")
 	typ := fs.String("type", "", "proof: record type (asset, dataset, model, policy, deployment)")
 	id := fs.String("id", "", "proof: record id")
+	alertID := fs.String("alert", "", "proof: alert id (its anchored evidence events)")
 	out := fs.String("o", "", "write the answer to this file instead of stdout")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -89,6 +91,8 @@ func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string
 		method, target = http.MethodPost, base+route
 	case cmd == "proof" && *event > 0:
 		method, target = http.MethodGet, fmt.Sprintf("%sevents/%d/proof", base, *event)
+	case cmd == "proof" && *alertID != "":
+		method, target = http.MethodGet, base+"alerts/"+url.PathEscape(*alertID)+"/proof"
 	case cmd == "proof" && *typ != "" && *id != "":
 		method, target = http.MethodGet, base+"proofs/"+url.PathEscape(*typ)+"/"+url.PathEscape(*id)
 	default:

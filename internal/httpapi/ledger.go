@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"twinchain/chaincode/core"
+	"twinchain/internal/alert"
 	"twinchain/internal/auth"
 	"twinchain/internal/eventtree"
 	"twinchain/internal/ledger"
@@ -22,6 +23,7 @@ import (
 type ProofExporter interface {
 	Event(ctx context.Context, id uint64) (*proofbundle.Bundle, error)
 	Record(typ, id string) (*proofbundle.Bundle, error)
+	Alert(ctx context.Context, alert []byte) (*proofbundle.Bundle, error)
 }
 
 // EventTree is the event tree's checkpoints and consistency proofs
@@ -102,6 +104,28 @@ func (s *Server) registerLedger(api fiber.Router) {
 			return nil, err
 		}
 		b, err := d.Proofs.Event(ctx, id)
+		if errors.Is(err, proofbundle.ErrPending) {
+			return nil, fmt.Errorf("%v: %w", err, errPending)
+		}
+		return b, err
+	}))
+	// An alert's proof: the anchored twin events behind it (alerts.go's store).
+	g.Get("/alerts/:id/proof", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+		if d.Proofs == nil || s.opts.Alerts == nil {
+			return nil, fmt.Errorf("alert proofs need the proof export and alerting: %w", ledger.ErrUnavailable)
+		}
+		a, err := s.opts.Alerts.Get(c.Params("id"))
+		if errors.Is(err, alert.ErrNotFound) {
+			return nil, fmt.Errorf("%v: %w", err, ledger.ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		raw, err := json.Marshal(a)
+		if err != nil {
+			return nil, err
+		}
+		b, err := d.Proofs.Alert(ctx, raw)
 		if errors.Is(err, proofbundle.ErrPending) {
 			return nil, fmt.Errorf("%v: %w", err, errPending)
 		}
