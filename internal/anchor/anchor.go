@@ -125,6 +125,7 @@ type Stats struct {
 	PendingEvidence int    `json:"pending_evidence"`
 	Evidence        uint64 `json:"evidence"`         // evidence records written
 	EvidenceDropped uint64 `json:"evidence_dropped"` // evidence items given up (no envelope, refused by the core)
+	Registered      uint64 `json:"registered"`       // assets registered on the ledger at their first event
 	LedgerErrors    uint64 `json:"ledger_errors"`    // failed ledger calls (retried)
 }
 
@@ -136,7 +137,7 @@ type Anchorer struct {
 
 	kick chan struct{} // batcher -> submitter, capacity 1
 
-	batches, anchored, anchoredTo, evidence, dropped, ledgerErrs atomic.Uint64
+	batches, anchored, anchoredTo, evidence, dropped, ledgerErrs, registeredN atomic.Uint64
 
 	regMu      sync.Mutex
 	registered map[string]bool // ids known to be on the ledger
@@ -171,7 +172,7 @@ func (a *Anchorer) Stats() Stats {
 	b, e := a.q.pending()
 	return Stats{Batches: a.batches.Load(), Anchored: a.anchored.Load(), AnchoredTo: a.anchoredTo.Load(),
 		PendingBatches: b, PendingEvidence: e, Evidence: a.evidence.Load(), EvidenceDropped: a.dropped.Load(),
-		LedgerErrors: a.ledgerErrs.Load()}
+		LedgerErrors: a.ledgerErrs.Load(), Registered: a.registeredN.Load()}
 }
 
 func (a *Anchorer) ctx(ctx context.Context) context.Context {
@@ -350,8 +351,17 @@ func (a *Anchorer) queueBatch(firstID, lastID uint64, ft, lt time.Time, ev []evi
 // row-remap failure). A change made through the API has no envelope to
 // show and calls for none.
 func critical(e *twin.Event) []evidenceItem {
+	var out []evidenceItem
+	if e.Type == twin.EventRegistered {
+		// The asset as its first event made it: the fingerprint it was
+		// registered with, whatever it became later.
+		if first, err := twin.Apply(twin.Asset{}, *e); err == nil {
+			out = append(out, evidenceItem{EventID: e.ID, Asset: e.Asset, Register: &core.AssetRegistration{
+				ID: first.ID, Kind: string(first.Kind), FingerprintHash: FingerprintHash(&first.Identity)}})
+		}
+	}
 	if e.Source.Gateway == "" || e.Source.Seq == 0 {
-		return nil
+		return out
 	}
 	var kinds []core.EvidenceKind
 	switch e.Type {
@@ -372,7 +382,6 @@ func critical(e *twin.Event) []evidenceItem {
 			kinds = append(kinds, core.EvidenceRowRemap)
 		}
 	}
-	out := make([]evidenceItem, 0, len(kinds))
 	for _, k := range kinds {
 		out = append(out, evidenceItem{EventID: e.ID, Asset: e.Asset, Kind: k, Gateway: e.Source.Gateway,
 			Seq: e.Source.Seq, Revision: e.Revision, Note: e.Note})
@@ -458,6 +467,9 @@ func (a *Anchorer) evidenceOne(ctx context.Context) (bool, error) {
 	if err != nil || !ok {
 		return false, err
 	}
+	if it.Register != nil {
+		return true, a.registerItem(ctx, it, cursor)
+	}
 	env, at, err := a.findEnvelope(it, cursor)
 	if err != nil {
 		return false, err
@@ -484,6 +496,33 @@ func (a *Anchorer) evidenceOne(ctx context.Context) (bool, error) {
 	}
 	// The next item may come from the same message: resume just before it.
 	return true, a.q.evidenceDone(it, at-1)
+}
+
+// registerItem registers an asset on the ledger at its first event; a
+// gateway with its key from the registry.
+func (a *Anchorer) registerItem(ctx context.Context, it evidenceItem, cursor uint64) error {
+	r := *it.Register
+	var err error
+	if r.Kind == core.AssetKindGateway {
+		pub, _, ok := a.d.Gateways.Lookup(r.ID)
+		if !ok {
+			err = fmt.Errorf("gateway %s is not in the registry: %w", r.ID, ledger.ErrNotFound)
+		}
+		r.PublicKey = hex.EncodeToString(pub)
+	}
+	if err == nil && !a.isRegistered(r.ID) {
+		err = a.register(a.ctx(ctx), r)
+	}
+	switch {
+	case err == nil:
+		a.registeredN.Add(1)
+	case ruleError(err):
+		a.dropped.Add(1)
+		a.d.Log.Error("asset registration refused by the ledger", "event", it.EventID, "asset", r.ID, "err", err)
+	default:
+		return err
+	}
+	return a.q.evidenceDone(it, cursor)
 }
 
 // findEnvelope scans the message log from cursor for the item's message. It

@@ -22,6 +22,7 @@ import (
 	"twinchain/internal/ledger/ledgertest"
 	"twinchain/internal/proofbundle"
 	"twinchain/internal/registry"
+	"twinchain/internal/twin"
 	"twinchain/internal/twinstore"
 	"twinchain/internal/wire"
 )
@@ -338,6 +339,27 @@ func TestFingerprintHash(t *testing.T) {
 	sum := sha256.Sum256(b)
 	if a.FingerprintHash != fmt.Sprintf("%x", sum) {
 		t.Errorf("ledger fingerprint of gpu0 = %s, want SHA-256 of its identity %x", a.FingerprintHash, sum)
+	}
+	// Every asset is registered at its first event, with the fingerprint it
+	// had then: gpu1's is its identity before the swap.
+	r.inventory("GPU-SWAPPED", "v1")
+	r.waitAnchored("swap")
+	host, err := r.led.GetAsset(svc, "srv-s1-001")
+	if err != nil || host.Kind != "server" {
+		t.Errorf("host on the ledger = %+v, %v, want a server", host, err)
+	}
+	g1, err := r.led.GetAsset(svc, "srv-s1-001.gpu1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := r.store.AssetEvents("srv-s1-001.gpu1", 0, 1)
+	first, _ := twin.Apply(twin.Asset{}, evs[0])
+	now, _ := r.store.Asset("srv-s1-001.gpu1")
+	if g1.FingerprintHash != FingerprintHash(&first.Identity) || g1.FingerprintHash == FingerprintHash(&now.Identity) {
+		t.Errorf("gpu1 ledger fingerprint = %s, want its first identity's %s (not the swapped %s)", g1.FingerprintHash, FingerprintHash(&first.Identity), FingerprintHash(&now.Identity))
+	}
+	if st := r.a.Stats(); st.Registered < 3 || st.EvidenceDropped != 0 {
+		t.Errorf("Stats = %+v, want at least host and two GPUs registered and nothing dropped", st)
 	}
 }
 

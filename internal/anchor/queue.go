@@ -37,6 +37,9 @@ type evidenceItem struct {
 	Seq      uint64            `json:"seq"`
 	Revision uint64            `json:"revision"`
 	Note     string            `json:"note,omitempty"`
+	// Register, when set, makes the item an asset registration on the
+	// ledger (the asset's first event) instead of evidence.
+	Register *core.AssetRegistration `json:"register,omitempty"`
 }
 
 func openQueue(path string) (*queue, error) {
@@ -163,7 +166,12 @@ func (q *queue) nextEvidence() (it evidenceItem, ok bool, cursor uint64, err err
 	return it, ok, cursor, err
 }
 
-func evidenceKey(e evidenceItem) []byte { return append(key(e.EventID), e.Kind...) }
+func evidenceKey(e evidenceItem) []byte {
+	if e.Register != nil {
+		return append(key(e.EventID), "register"...)
+	}
+	return append(key(e.EventID), e.Kind...)
+}
 
 // evidenceDone removes an item and moves the message cursor.
 func (q *queue) evidenceDone(it evidenceItem, cursor uint64) error {
