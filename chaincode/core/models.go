@@ -287,7 +287,7 @@ func ListAttestations(tx *Tx, kind SubjectKind, subject string) ([]Attestation, 
 	if err := checkID(string(kind), subject); err != nil {
 		return nil, err
 	}
-	var out []Attestation
+	out := []Attestation{}
 	for _, r := range rolesAttest {
 		as, err := scan[Attestation](tx.State, attestPrefix(kind, subject, r))
 		if err != nil {
