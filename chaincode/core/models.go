@@ -23,6 +23,9 @@ func checkMetrics(what string, ms []Metric, required bool) error {
 // distinct registered nodes that are neither quarantined nor retired, and
 // valid update and aggregate hashes.
 func checkFederated(st State, rounds []FedRound) error {
+	if err := checkLen("federated round", len(rounds)); err != nil {
+		return err
+	}
 	for i, r := range rounds {
 		if r.Round != i+1 {
 			return fmt.Errorf("federated round %d at position %d: %w", r.Round, i+1, ErrInvalid)
@@ -190,6 +193,9 @@ func AddEvaluation(tx *Tx, in EvaluationInput) (Model, error) {
 	}
 	var m Model
 	if err := mustLoad(tx.State, pfxModel+id, "model", id, &m); err != nil {
+		return Model{}, err
+	}
+	if err := checkLen("evaluation of model "+id, len(m.Evaluations)+1); err != nil {
 		return Model{}, err
 	}
 	m.Evaluations = append(m.Evaluations, Evaluation{Name: in.Name, Dataset: in.Dataset, Metrics: in.Metrics, Stamp: tx.stamp()})
