@@ -128,12 +128,15 @@ func changeAsset(tx *Tx, id, reason string, typ ChangeType, change func(a *Asset
 	if err := mustLoad(tx.State, pfxAsset+id, "asset", id, &a); err != nil {
 		return Asset{}, err
 	}
-	if a.Status == StatusRetired {
+	retired := a.Status == StatusRetired
+	old, new, ok, err := change(&a) // checks the caller's role first
+	switch {
+	case err != nil:
+		return Asset{}, err
+	case !ok:
+		return a, nil
+	case retired:
 		return Asset{}, fmt.Errorf("asset %q is retired: %w", id, ErrConflict)
-	}
-	old, new, ok, err := change(&a)
-	if err != nil || !ok {
-		return a, err
 	}
 	a.Revision++
 	a.Updated = tx.stamp()
