@@ -597,6 +597,8 @@ up() {
     log "reusing $STATE"
   fi
   mkdir -p "$STATE"
+  # A failed up leaves nothing running (its state stays for a look).
+  trap 'rc=$?; if [ "$rc" -ne 0 ]; then log "up failed: stopping what it started; clean starts over"; down; fi' EXIT
   if $fresh; then
     gen_crypto
     gen_channel_block
@@ -622,6 +624,7 @@ up() {
   fi
   smoke_test
   write_env
+  trap - EXIT
   log "up; client settings in $STATE/network.env"
 }
 
