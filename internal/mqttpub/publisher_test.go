@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -181,4 +182,91 @@ func BenchmarkReplay(b *testing.B) {
 	cancel()
 	<-done
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msg/s")
+}
+
+// cutProxy forwards TCP to a broker until cut, when it drops every
+// connection without an MQTT DISCONNECT, as a failing network would.
+type cutProxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			go io.Copy(u, c)
+			go io.Copy(c, u)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	return p
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// TestLastWill: when the connection drops, the broker publishes the will,
+// a signed "offline" status with sequence 0 sealed at connect time.
+func TestLastWill(t *testing.T) {
+	broker := testsvc.StartMosquitto(t, "")
+	sub := collect(t, broker.URL())
+	proxy := newCutProxy(t, broker.Addr)
+	q, err := diskqueue.Open(t.TempDir(), diskqueue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	p := newPublisher(t, "tcp://"+proxy.ln.Addr().String(), q, 1000)
+	p.cfg.BackoffMin, p.cfg.BackoffMax = 5*time.Second, 5*time.Second // stay away after the cut
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	before := time.Now()
+	go func() { done <- p.Run(ctx) }()
+	waitFor(t, "the online status", func() bool { return sub.count() >= 1 })
+	proxy.cut()
+	var will *wire.Envelope
+	waitFor(t, "the last will", func() bool {
+		sub.mu.Lock()
+		defer sub.mu.Unlock()
+		for i := range sub.envs {
+			if sub.envs[i].Seq == 0 {
+				will = &sub.envs[i]
+				return true
+			}
+		}
+		return false
+	})
+	cancel()
+	<-done
+	if err := will.Verify(testKey().Public().(ed25519.PublicKey)); err != nil {
+		t.Errorf("will signature: %v", err)
+	}
+	st, err := wire.DecodeBody[wire.Status](will)
+	if err != nil || st.State != wire.StateOffline || will.Kind != wire.KindStatus || will.Time.Before(before) || will.Time.After(time.Now()) {
+		t.Errorf("will = %s at %s, %+v, %v; want a status offline sealed at connect time", will.Kind, will.Time, st, err)
+	}
 }
