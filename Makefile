@@ -28,17 +28,21 @@ test: web
 	@set -euo pipefail; eval "$$(scripts/test-deps.sh)"; \
 	  $(GO) vet ./... && \
 	  $(GO) test -count=1 -timeout 45m ./... && \
+	  (cd chaincode && $(GO) vet ./... && $(GO) test -count=1 ./...) && \
 	  scripts/fuzz-short.sh
 
 test-short:
 	$(GO) test -short -count=1 ./...
+	cd chaincode && $(GO) test -short -count=1 ./...
 
 lint:
 	$(GO) vet ./...
+	cd chaincode && $(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	cd chaincode && $(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:
 	rm -rf $(BIN)

@@ -38,6 +38,9 @@ type Options struct {
 	StreamMaxLag uint64
 	// StreamHeartbeat is the SSE keep-alive interval; default 15s.
 	StreamHeartbeat time.Duration
+
+	// Telemetry serves the chart routes (series.go).
+	Telemetry TelemetryReader
 }
 
 // Server is the HTTP API.
@@ -76,6 +79,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	api := s.app.Group("/api/v1")
+	s.registerSeries(api) // before assets: with no asset store, /assets* answers 503
 	s.registerAssets(api)
 	s.registerGateways(api)
 	s.registerStream(api)
