@@ -86,10 +86,11 @@ func (o Outcome) Accepted() bool { return o.Reason == "" }
 
 // item is one message on its way through the writer.
 type item struct {
-	m    message
-	out  Outcome
-	err  error
-	done chan struct{}
+	m      message
+	change *change // an API change instead of a message (change.go)
+	out    Outcome
+	err    error
+	done   chan struct{}
 }
 
 // Ingest is the check-fold-store pipeline. Create it with New, run it with

@@ -199,6 +199,14 @@ func (w *writer) snapshotStates(ids []string) []twinstore.GatewayState {
 // and writes everything into tx.
 func (w *writer) apply(tx *twinstore.Tx, batch []*item, now time.Time) error {
 	for _, it := range batch {
+		if it.change != nil {
+			out, err := w.applyChange(tx, it.change, now)
+			if err != nil {
+				return err
+			}
+			it.out = out
+			continue
+		}
 		out, err := w.applyOne(tx, &it.m, now)
 		if err != nil {
 			return err
