@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -61,14 +60,9 @@ gpu: {source: sim, sim: "file:%s", interval: 50ms}
 	regJSON, _ := json.Marshal(map[string]any{"gateways": []map[string]any{{"id": "gw-outage", "public_key": []byte(pub), "site": "s1"}}})
 	os.WriteFile(filepath.Join(twinDir, "registry.json"), regJSON, 0o600)
 	httpAddr := testsvc.Addr(testsvc.FreePort(t))
-	start(t, twinBin, "-data", twinDir, "-http", httpAddr, "-mqtt-mode", "external", "-mqtt-url", broker.URL(), "-mqtt-client-id", "twin-outage")
-	waitUntil(t, 30*time.Second, "twin-service ready", func() bool {
-		res, err := http.Get("http://" + httpAddr + "/readyz")
-		if err == nil {
-			res.Body.Close()
-		}
-		return err == nil && res.StatusCode == 200
-	})
+	twinConf, admin := twinServiceConfig(t, dir)
+	start(t, twinBin, "-config", twinConf, "-data", twinDir, "-http", httpAddr, "-mqtt-mode", "external", "-mqtt-url", broker.URL(), "-mqtt-client-id", "twin-outage")
+	waitReady(t, "http://"+httpAddr)
 
 	a := start(t, agentBin, "run", "--config", conf)
 	waitUntil(t, 30*time.Second, "the first messages", func() bool { return len(sub.snapshot()) >= 20 })
@@ -203,15 +197,12 @@ gpu: {source: sim, sim: "file:%s", interval: 50ms}
 		Gaps     uint64            `json:"gaps"`
 	}
 	waitUntil(t, 30*time.Second, "twin-service to accept every message", func() bool {
-		res, err := http.Get("http://" + httpAddr + "/api/v1/stats/ingest")
-		if err != nil {
-			return false
-		}
-		defer res.Body.Close()
 		var st struct {
 			Gateways []json.RawMessage `json:"gateways"`
 		}
-		json.NewDecoder(res.Body).Decode(&st)
+		if !apiGet("http://"+httpAddr, admin, "/api/v1/stats/ingest", &st) {
+			return false
+		}
 		for _, g := range st.Gateways {
 			if json.Unmarshal(g, &gs) == nil && gs.LastSeq == maxSeq && gs.Accepted >= uint64(len(produced)) {
 				return true
