@@ -18,6 +18,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"twinchain/internal/anchor"
 	"twinchain/internal/registry"
 	"twinchain/internal/testsvc"
 	"twinchain/internal/wire"
@@ -263,5 +264,27 @@ func TestVerifyDirWithoutKey(t *testing.T) {
 	err := runVerify(context.Background(), []string{t.TempDir()}, nil, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "-key") {
 		t.Errorf("verify DIR without a key = %v, want it to ask for -key", err)
+	}
+}
+
+func TestLedgerConfig(t *testing.T) {
+	for _, tc := range []struct {
+		c    LedgerConfig
+		want string // "" for valid, else text the error holds
+	}{
+		{LedgerConfig{}, ""},
+		{LedgerConfig{Backend: "off"}, ""},
+		{LedgerConfig{Backend: "paper"}, "ledger.backend"},
+		{LedgerConfig{Backend: "fabric"}, "peer_endpoint"},
+		{LedgerConfig{Anchor: anchor.Config{MaxBatch: -1}}, "negative"},
+	} {
+		err := tc.c.Validate()
+		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%+v) = %v, want %q", tc.c, err, tc.want)
+		}
+	}
+	cfg, err := loadConfig([]string{"-ledger", "off"}, func(string) string { return "" }, io.Discard)
+	if err != nil || cfg.Ledger.Backend != "off" {
+		t.Errorf("loadConfig(-ledger off) = %q, %v, want backend off", cfg.Ledger.Backend, err)
 	}
 }
