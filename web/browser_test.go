@@ -85,7 +85,7 @@ func minimalApp(t testing.TB) *fiber.App {
 	}
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	api := app.Group("/api/v1")
-	httpapi.NewAuth(a, false, slog.New(slog.NewTextHandler(io.Discard, nil))).Mount(api, httpapi.Exempt{})
+	httpapi.NewAuth(a, false, slog.New(slog.NewTextHandler(io.Discard, nil))).Mount(api)
 	httpapi.MountDashboard(app, web.Dist())
 	return app
 }

@@ -25,11 +25,9 @@ const (
 // finds who each request acts as (a session cookie, or an API token in
 // "Authorization: Bearer ...") and guards writes against cross-site forgery.
 type Auth struct {
-	a         *auth.Authenticator
-	secure    bool
-	log       *slog.Logger
-	public    map[string]bool // see Exempt
-	delegated []string
+	a      *auth.Authenticator
+	secure bool
+	log    *slog.Logger
 	// failed counts rejected sign-ins and credentials.
 	failed atomic.Uint64
 }
@@ -42,28 +40,11 @@ func NewAuth(a *auth.Authenticator, secure bool, log *slog.Logger) *Auth {
 // Failed is how many sign-ins and credentials were rejected.
 func (x *Auth) Failed() uint64 { return x.failed.Load() }
 
-// Exempt names the routes that Authenticate treats differently.
-type Exempt struct {
-	// Public are full paths that need no principal: their callers prove
-	// themselves another way (a gateway redeeming an enrollment token).
-	Public []string
-	// Delegated are path prefixes whose routes check credentials of their
-	// own too (the ledger's tokens): Authenticate sets the principal when the
-	// request has a session or a known token, and otherwise lets the request
-	// through for the route to decide. A session's writes still need the CSRF
-	// token.
-	Delegated []string
-}
-
 // Mount adds the /auth routes to r (the /api/v1 group) and makes every
-// other route on r need a signed-in principal, except as ex says. Call it
-// before the other routes are added to r.
-func (x *Auth) Mount(r fiber.Router, ex Exempt) {
-	x.public = map[string]bool{}
-	for _, p := range ex.Public {
-		x.public[p] = true
-	}
-	x.delegated = ex.Delegated
+// other route on r need a signed-in principal. Call it before the other
+// routes are added to r; a route added before it (a gateway redeeming its
+// enrollment token) needs no principal.
+func (x *Auth) Mount(r fiber.Router) {
 	r.Post("/auth/login", x.login)
 	r.Use(x.Authenticate)
 	r.Post("/auth/logout", x.logout)
@@ -76,27 +57,17 @@ func (x *Auth) Mount(r fiber.Router, ex Exempt) {
 // CSRF token in the X-CSRF-Token header and, if the browser sent an Origin,
 // come from this host.
 func (x *Auth) Authenticate(c *fiber.Ctx) error {
-	if x.public[c.Path()] {
-		return c.Next()
-	}
-	delegated := x.isDelegated(c.Path())
 	if h := c.Get(fiber.HeaderAuthorization); h != "" {
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		p, found := x.a.Token(strings.TrimSpace(tok))
-		if ok && found {
-			setPrincipal(c, p)
-			return c.Next()
+		if !ok || !found {
+			return x.reject(c, fiber.StatusUnauthorized, CodeUnauthorized, "invalid API token")
 		}
-		if delegated {
-			return c.Next() // perhaps the route's own token
-		}
-		return x.reject(c, fiber.StatusUnauthorized, CodeUnauthorized, "invalid API token")
+		setPrincipal(c, p)
+		return c.Next()
 	}
 	p, ok := x.a.Session(c.Cookies(SessionCookie))
 	if !ok {
-		if delegated {
-			return c.Next()
-		}
 		return apiError(c, fiber.StatusUnauthorized, CodeUnauthorized, "sign in first")
 	}
 	if !safeMethod(c.Method()) {
@@ -109,15 +80,6 @@ func (x *Auth) Authenticate(c *fiber.Ctx) error {
 	}
 	setPrincipal(c, p)
 	return c.Next()
-}
-
-func (x *Auth) isDelegated(path string) bool {
-	for _, p := range x.delegated {
-		if path == p || strings.HasPrefix(path, p+"/") {
-			return true
-		}
-	}
-	return false
 }
 
 // setPrincipal records who the request acts as: the Principal for Require,

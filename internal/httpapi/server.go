@@ -19,8 +19,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"twinchain/internal/enroll"
 )
 
 // Options are the API's dependencies; nil ones disable their routes.
@@ -92,11 +90,9 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	api := s.app.Group("/api/v1")
+	s.registerEnrollGateway(api) // a gateway's enrollment token is its credential
 	if opts.Auth != nil {
-		opts.Auth.Mount(api, Exempt{
-			Public:    []string{"/api/v1" + enroll.PathEnroll}, // a gateway proves itself with its one-time token
-			Delegated: []string{"/api/v1/ledger"},              // ledger.tokens are checked by the ledger routes
-		})
+		opts.Auth.Mount(api)
 	} else {
 		api.Use(NoAuth)
 	}
