@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -185,18 +186,18 @@ func TestDashboard(t *testing.T) {
 	})
 }
 
-// TestAlertsLive: an alert raised while the inbox is open arrives without a
-// reload; a security user acknowledges it with a comment and the API shows
-// the new state; a viewer sees it but can neither press nor call acknowledge.
-// The alert comes from the fleet itself: firmware-sim is killed, its MQTT
-// connections drop, the broker publishes the gateways' last wills and the
-// detectors raise gateway_offline.
+// TestAlertsLive: an alert raised by a scenario while the inbox is open
+// arrives without a reload; a security user acknowledges it with a comment
+// and the API shows the new state; a viewer sees it but can neither press
+// nor call acknowledge. The scenario is firmware-sim's gpu-swap: a GPU's
+// board is replaced (new UUID and serial in the same slot), which the
+// detectors report as a substitution.
 func TestAlertsLive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts twin-service, firmware-sim and Chromium")
 	}
-	svc := startService(t, fleetSize{sites: 1, servers: 2, gpus: 2})
-	svc.waitAssets(t, 6, 90*time.Second)
+	file := "../internal/scenario/testdata/scenarios/gpu-swap.yaml"
+	svc := startTwin(t, []string{"scenario", file})
 	if !svc.hasRoute(t, "/alerts") {
 		t.Skip("UNTESTED: live alerts, acknowledge and the viewer's refusal — this twin-service has no /alerts route")
 	}
@@ -212,12 +213,10 @@ func TestAlertsLive(t *testing.T) {
 		waitJS(t, ctx, "the alerts inbox", `document.querySelector("main").dataset.view === "alerts" && document.querySelector("main").dataset.ready === "true"`, 30*time.Second)
 		evalJS[int](t, ctx, `window.__sameDocument = 1`)
 	}
-	before := evalJS[int](t, sec, `document.querySelectorAll("li.alert").length`)
-
-	svc.fleet.Kill()
-	waitJS(t, sec, "an alert arriving live", fmt.Sprintf(`window.__sameDocument === 1 && document.querySelectorAll("li.alert").length > %d`, before), 120*time.Second)
+	start(t, "firmware-sim scenario", filepath.Join(binaries(t), "firmware-sim"), "scenario", "-broker", svc.MQTT, "-api", svc.URL, "-hold", "30s", file)
+	waitJS(t, sec, "a substitution alert arriving live", `window.__sameDocument === 1 && !!document.querySelector("li.alert[data-type=substitution]")`, 120*time.Second)
 	shot(t, sec, "alerts-live")
-	id := evalJS[string](t, sec, `document.querySelector("li.alert").dataset.id`)
+	id := evalJS[string](t, sec, `document.querySelector("li.alert[data-type=substitution]").dataset.id`)
 	sel := fmt.Sprintf(`li.alert[data-id=%q]`, id)
 
 	// The viewer sees the alert, without the buttons, and the API refuses it.

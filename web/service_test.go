@@ -68,18 +68,28 @@ type fleetSize struct{ sites, servers, gpus int }
 // it. Both are stopped by t.Cleanup.
 func startService(t testing.TB, size fleetSize, extraFleetArgs ...string) *service {
 	t.Helper()
+	fleetArgs := []string{"fleet",
+		"-sites", fmt.Sprint(size.sites), "-servers", fmt.Sprint(size.servers), "-gpus", fmt.Sprint(size.gpus)}
+	fleetArgs = append(fleetArgs, extraFleetArgs...)
+	s := startTwin(t, fleetArgs)
+	s.fleet = start(t, "firmware-sim", filepath.Join(binaries(t), "firmware-sim"), append(fleetArgs, "-broker", s.MQTT)...)
+	return s
+}
+
+// startTwin starts twin-service with the embedded broker, the users of
+// testUsers and the gateway registry that `firmware-sim simArgs -registry
+// FILE -registry-only` writes; it starts no simulator.
+func startTwin(t testing.TB, simArgs []string) *service {
+	t.Helper()
 	bin := binaries(t)
 	dir := t.TempDir()
 	httpAddr := testsvc.Addr(testsvc.FreePort(t))
 	mqttAddr := testsvc.Addr(testsvc.FreePort(t))
 	s := &service{URL: "http://" + httpAddr, MQTT: "tcp://" + mqttAddr, dir: dir}
-
-	fleetArgs := []string{"fleet",
-		"-sites", fmt.Sprint(size.sites), "-servers", fmt.Sprint(size.servers), "-gpus", fmt.Sprint(size.gpus),
-		"-broker", s.MQTT}
-	fleetArgs = append(fleetArgs, extraFleetArgs...)
 	reg := filepath.Join(dir, "registry.json")
-	if out, err := exec.Command(filepath.Join(bin, "firmware-sim"), append(fleetArgs, "-registry", reg, "-registry-only")...).CombinedOutput(); err != nil {
+	regArgs := append(append([]string(nil), simArgs[:1]...), "-registry", reg, "-registry-only")
+	regArgs = append(regArgs, simArgs[1:]...)
+	if out, err := exec.Command(filepath.Join(bin, "firmware-sim"), regArgs...).CombinedOutput(); err != nil {
 		t.Fatalf("firmware-sim registry: %v\n%s", err, out)
 	}
 
@@ -101,7 +111,6 @@ func startService(t testing.TB, size fleetSize, extraFleetArgs ...string) *servi
 	if err := testsvc.WaitTCP(mqttAddr, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	s.fleet = start(t, "firmware-sim", filepath.Join(bin, "firmware-sim"), fleetArgs...)
 	return s
 }
 
@@ -111,12 +120,6 @@ type process struct {
 	exited chan struct{}
 }
 
-// Kill ends the program at once (SIGKILL): its MQTT connections drop
-// without a disconnect, so the broker publishes their last wills.
-func (p *process) Kill() {
-	p.cmd.Process.Kill()
-	<-p.exited
-}
 
 // start runs a program until t ends; its output goes to the test log when
 // the test fails.

@@ -55,7 +55,7 @@ export function alertList(list, reload) {
     }, verb === "ack" ? "Acknowledge" : "Resolve");
     const raised = al.opened || al.first_seen || al.time;
     const history = al.history || [];
-    ul.append(h(`li.alert.sev-${al.severity || "info"}`, { dataset: { id: al.id, state } },
+    ul.append(h(`li.alert.sev-${al.severity || "info"}`, { dataset: { id: al.id, state, type: al.type } },
       h("div.alert-head", pill(al.severity || "info", "sev"), " ", h("strong", label(al.type)), " ", pill(state, "astatus"),
         al.count > 1 ? h("span.muted", ` ×${al.count}`) : null),
       al.summary ? h("p.alert-summary", al.summary) : null,
@@ -63,8 +63,8 @@ export function alertList(list, reload) {
         al.site ? ` · site ${al.site}` : "", ` · opened ${fmtTime(raised)} (${ago(raised)})`,
         al.last_seen ? ` · last seen ${ago(al.last_seen)}` : ""),
       evidence(al),
-      history.length ? h("ul.history", { "aria-label": "History" }, history.map((x) =>
-        h("li", `${fmtTime(x.at || x.time)} ${x.by || ""}: ${label(x.state || x.action || "")}${x.comment ? " — " + x.comment : ""}`))) : null,
+      history.length ? h("div.alert-history", h("span.sub", "History"), h("ul.history", history.map((x) =>
+        h("li", `${fmtTime(x.at || x.time)} ${x.by || ""}: ${label(x.state || x.action || "")}${x.comment ? " — " + x.comment : ""}`)))) : null,
       state === "resolved" ? null : can("alerts.ack")
         ? h("div.actions", comment, state === "open" ? act("ack") : null, act("resolve"))
         : h("p.muted.small", "Your role can read alerts but not acknowledge or resolve them.")));
