@@ -120,7 +120,6 @@ type process struct {
 	exited chan struct{}
 }
 
-
 // start runs a program until t ends; its output goes to the test log when
 // the test fails.
 func start(t testing.TB, name, path string, args ...string) *process {
