@@ -35,7 +35,7 @@ export function toRow(a) {
   const status = (a.custody && a.custody.status) || "";
   const name = idn.name || idn.hostname || "";
   return {
-    id, kind: a.kind || "", site: a.site || "", name, serial: idn.serial || "", status, health, place, firmware,
+    id, kind: a.kind || "", site: a.site || "", parent: a.parent || "", name, serial: idn.serial || "", status, health, place, firmware,
     lastSeen: a.last_seen || "", revision: a.revision || 0,
     hay: [id, name, idn.serial, idn.uuid, idn.rfid_tag, idn.pci_bus_id, a.site, loc.zone, loc.read_point, a.parent, a.gateway, fw.vbios, fw.driver]
       .filter(Boolean).join(" ").toLowerCase(),
@@ -212,6 +212,12 @@ export async function fleetView(root) {
       }
       case "lastSeen": return h("td.col-lastSeen", { title: r.lastSeen }, ago(r.lastSeen));
       case "kind": return h("td.col-kind", label(r.kind));
+      case "place": {
+        // A GPU has no reads of its own: show where its server is.
+        const host = !r.place && r.parent ? fleet.rows.get(r.parent) : null;
+        if (host && host.place) return h("td.col-place.muted", { title: `where ${host.id} is` }, host.place);
+        return h("td.col-place", { title: r.place }, r.place || "—");
+      }
       default: return h(`td.col-${key}`, { title: r[key] }, r[key] || "—");
     }
   }
