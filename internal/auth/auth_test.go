@@ -211,3 +211,29 @@ func TestEnsureAdmin(t *testing.T) {
 		t.Errorf("second EnsureAdmin() = %q, %v, want \"\" (file kept)", again, err)
 	}
 }
+
+func TestLoginThrottled(t *testing.T) {
+	c := &clock{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	a := newAuth(t, c, 100)
+	for i := 0; i < maxFailures; i++ {
+		c.t = c.t.Add(time.Second)
+		if _, err := a.Login("ada", "guess"); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("wrong password %d: error = %v, want ErrBadCredentials", i+1, err)
+		}
+	}
+	if _, err := a.Login("ada", "correct horse"); !errors.Is(err, ErrThrottled) {
+		t.Errorf("right password after %d failures: error = %v, want ErrThrottled", maxFailures, err)
+	}
+	if _, err := a.Login("vic", "viewer pass"); err != nil {
+		t.Errorf("another user is throttled too: %v", err)
+	}
+	c.t = c.t.Add(lockout + time.Second)
+	if _, err := a.Login("ada", "correct horse"); err != nil {
+		t.Errorf("right password after the lockout: %v", err)
+	}
+	// A success clears the count.
+	c.t = c.t.Add(time.Second)
+	if _, err := a.Login("ada", "guess"); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("one wrong password after a success: %v, want ErrBadCredentials", err)
+	}
+}

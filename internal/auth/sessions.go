@@ -15,6 +15,24 @@ import (
 // ErrBadCredentials is a wrong user name or password. It does not say which.
 var ErrBadCredentials = errors.New("wrong user name or password")
 
+// ErrThrottled is a sign-in refused unchecked because the name had too many
+// wrong passwords lately.
+var ErrThrottled = errors.New("too many failed sign-ins for this user; wait a minute")
+
+// Sign-in throttling: after maxFailures wrong passwords for one name within
+// failureWindow, that name is refused for lockout.
+const (
+	maxFailures   = 5
+	failureWindow = 15 * time.Minute
+	lockout       = time.Minute
+	maxTracked    = 10000 // names tracked at once; the table is reset when full
+)
+
+type failures struct {
+	n           int
+	first, last time.Time
+}
+
 // Principal is who a request acts as.
 type Principal struct {
 	Name string
@@ -52,6 +70,7 @@ type Authenticator struct {
 
 	mu       sync.Mutex
 	sessions map[string]*Session
+	failed   map[string]*failures // by user name
 }
 
 // New makes an Authenticator from a validated Config. rand supplies
@@ -69,6 +88,7 @@ func New(cfg Config, now func() time.Time, rand io.Reader) (*Authenticator, erro
 		now:      now,
 		rand:     rand,
 		sessions: map[string]*Session{},
+		failed:   map[string]*failures{},
 	}
 	for _, u := range cfg.Users {
 		a.users[u.Name] = u
@@ -86,14 +106,21 @@ func New(cfg Config, now func() time.Time, rand io.Reader) (*Authenticator, erro
 
 // Login checks a user name and password and opens a session.
 func (a *Authenticator) Login(name, password string) (Session, error) {
+	if a.throttled(name) {
+		return Session{}, ErrThrottled
+	}
 	u, ok := a.users[name]
 	hash := a.dummy
 	if ok {
 		hash = []byte(u.PasswordHash)
 	}
 	if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil || !ok {
+		a.fail(name)
 		return Session{}, ErrBadCredentials
 	}
+	a.mu.Lock()
+	delete(a.failed, name)
+	a.mu.Unlock()
 	id, err := a.random()
 	if err != nil {
 		return Session{}, err
@@ -110,6 +137,38 @@ func (a *Authenticator) Login(name, password string) (Session, error) {
 	}
 	a.sessions[id] = s
 	return *s, nil
+}
+
+// throttled reports whether name is locked out after too many failures.
+func (a *Authenticator) throttled(name string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f, ok := a.failed[name]
+	if !ok {
+		return false
+	}
+	now := a.now()
+	if now.Sub(f.first) > failureWindow && now.Sub(f.last) > lockout {
+		delete(a.failed, name)
+		return false
+	}
+	return f.n >= maxFailures && now.Sub(f.last) < lockout
+}
+
+func (a *Authenticator) fail(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	f, ok := a.failed[name]
+	if !ok || now.Sub(f.first) > failureWindow {
+		if len(a.failed) >= maxTracked {
+			a.failed = map[string]*failures{}
+		}
+		f = &failures{first: now}
+		a.failed[name] = f
+	}
+	f.n++
+	f.last = now
 }
 
 // evictLocked drops expired sessions, then the one closest to expiry if the

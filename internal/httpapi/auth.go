@@ -150,6 +150,10 @@ func (x *Auth) login(c *fiber.Ctx) error {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, "sign-in wants a username and a password")
 	}
 	s, err := x.a.Login(req.Username, req.Password)
+	if errors.Is(err, auth.ErrThrottled) {
+		x.failed.Add(1)
+		return apiError(c, fiber.StatusTooManyRequests, CodeUnauthorized, err.Error())
+	}
 	if errors.Is(err, auth.ErrBadCredentials) {
 		x.failed.Add(1)
 		x.log.Info("sign-in refused", "user", req.Username, "ip", c.IP())
