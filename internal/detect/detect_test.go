@@ -385,6 +385,35 @@ func TestGateways(t *testing.T) {
 	}
 }
 
+// TestClockSkewAcceleratedFleet: a fleet whose readings run 120 times
+// faster than the service clock (a simulation) is not skewed; one gateway
+// three minutes ahead of it is.
+func TestClockSkewAcceleratedFleet(t *testing.T) {
+	var steps []step
+	wall := t0.Add(24 * time.Hour)
+	for tick := range 2000 {
+		sim := t0.Add(time.Duration(tick) * time.Second)
+		rec := wall.Add(time.Duration(tick) * time.Second / 120)
+		for g := range 8 {
+			if g >= 6 && tick%10 != 0 { // site gateways speak every 10 s
+				continue
+			}
+			at := sim
+			if g == 3 && tick > 1500 {
+				at = sim.Add(3 * time.Minute)
+			}
+			rec := rec.Add(time.Duration(g) * time.Millisecond)
+			m := msg(fmt.Sprintf("gw-%d", g), uint64(tick+1), at)
+			m.Recorded = rec
+			m.Kind, m.Status = wire.KindStatus, &wire.Status{State: wire.StateOnline}
+			steps = append(steps, step{in: Input{Message: m}})
+		}
+	}
+	cfg := Defaults()
+	cfg.Gateways.MaxClockSkew = time.Minute
+	check(t, "accelerated fleet", feed(t, cfg, nil, steps), []string{"clock_skew gw-3"})
+}
+
 func TestDrift(t *testing.T) {
 	// Eight GPUs whose temperature follows a shared load with noise; one
 	// sensor drifts upward by 0.05 °C a sample from sample 300.

@@ -81,7 +81,7 @@ func (d *gatewayDetector) message(m *Message) []Finding {
 		return out
 	}
 	s.offset, s.hasOff, s.recorded = m.Ref.Time.Sub(m.Recorded), true, m.Recorded
-	if m.Recorded.Sub(d.medianAt) > time.Second || m.Recorded.Before(d.medianAt) {
+	if m.Recorded.Sub(d.medianAt) > 100*time.Millisecond || m.Recorded.Before(d.medianAt) {
 		d.median, d.medianAt = d.fleetOffset(m.Recorded), m.Recorded
 	}
 	skew := s.offset - d.median
@@ -101,11 +101,13 @@ func (d *gatewayDetector) message(m *Message) []Finding {
 }
 
 // fleetOffset is the median of the gateways' latest offsets (reading time
-// minus stored time) among those heard from in the last minute of service time.
+// minus stored time) among those heard from in the last 5 s of service
+// time. A short window keeps it right when simulated time runs faster than
+// real time (offsets then grow with the service clock).
 func (d *gatewayDetector) fleetOffset(now time.Time) time.Duration {
 	var offs []time.Duration
 	for _, s := range d.gws {
-		if s.hasOff && now.Sub(s.recorded) < time.Minute {
+		if s.hasOff && now.Sub(s.recorded) < 5*time.Second {
 			offs = append(offs, s.offset)
 		}
 	}

@@ -231,6 +231,9 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 	e.Stats.Messages.Add(uint64(len(msgs)))
 	e.Stats.Findings.Add(uint64(len(found)))
 	raise, notes := e.explain(found)
+	if len(raise) == 0 && evCur == e.evCur && msgCur == e.msgCur {
+		return false, nil // nothing new: no write
+	}
 	res, err := e.alerts.Apply(raise, notes, map[string]uint64{cursorEvents: evCur, cursorMessages: msgCur})
 	if err != nil {
 		return false, err
