@@ -14,7 +14,7 @@ import (
 // publishes normal traffic at the stated rate. One real twin-service
 // process, embedded broker, loopback TCP.
 func BenchmarkPublishToAlert(b *testing.B) {
-	for _, speed := range []float64{20, 100} {
+	for _, speed := range []float64{20, 100, 400} {
 		b.Run(fmt.Sprintf("speed=%g", speed), func(b *testing.B) {
 			var steps string
 			n := 0
