@@ -309,6 +309,13 @@ func TestScenarioSuite(t *testing.T) {
 				if err := getJSON(svc.httpURL+"/api/v1/assets/"+id, &a); err != nil || a.Custody.Status != "quarantined" {
 					t.Errorf("asset %s custody = %q (%v), want quarantined by policy", id, a.Custody.Status, err)
 				}
+				responded := false
+				for _, al := range o.Alerts {
+					responded = responded || al.Asset == id && al.Response == "quarantined"
+				}
+				if !responded {
+					t.Errorf("no alert on %s records the quarantine response", id)
+				}
 			}
 			h.mu.Lock()
 			bad := h.bad
