@@ -22,6 +22,7 @@ var commands = map[string]struct {
 	usage string
 }{
 	"fleet":    {runFleet, "publish a simulated fleet over MQTT (signed envelopes) and write its gateway registry"},
+	"serial":   {runSerial, "serial devices on pseudo-terminals (RDM6300, UHF reader, u-blox GPS) and a simulated GPU source for edge-agent"},
 	"scenario": {runScenario, "play scripted incidents (testdata/scenarios/*.yaml) over a normal fleet and check the alerts"},
 }
 

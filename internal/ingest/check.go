@@ -82,7 +82,17 @@ func check(m *message, topic string, payload []byte, gws Gateways, now time.Time
 		return &rejection{ReasonMalformed, env.Gateway, env.Seq, fmt.Errorf("%w: reading time %s is more than %s ahead", wire.ErrMalformed, env.Time.Format(time.RFC3339), maxSkew)}
 	}
 	m.env, m.site, m.raw = env, site, payload
-	switch env.Kind {
+	if err := m.decodeBody(); err != nil {
+		return &rejection{ReasonMalformed, env.Gateway, env.Seq, err}
+	}
+	m.sum = sha256.Sum256(payload)
+	return nil
+}
+
+// decodeBody parses and checks the envelope's body by its kind.
+func (m *message) decodeBody() error {
+	var err error
+	switch m.env.Kind {
 	case wire.KindTelemetry:
 		m.tel, err = wire.DecodeBody[wire.Telemetry](&m.env)
 		if err == nil && m.tel.Host == "" {
@@ -120,13 +130,9 @@ func check(m *message, topic string, payload []byte, gws Gateways, now time.Time
 		if err == nil && m.st.State != wire.StateOnline && m.st.State != wire.StateOffline {
 			err = fmt.Errorf("%w: status state %q", wire.ErrMalformed, m.st.State)
 		}
-		if err == nil && env.Seq == 0 && m.st.State != wire.StateOffline {
+		if err == nil && m.env.Seq == 0 && m.st.State != wire.StateOffline {
 			err = fmt.Errorf("%w: sequence 0 is only for an offline last will", wire.ErrMalformed)
 		}
 	}
-	if err != nil {
-		return &rejection{ReasonMalformed, env.Gateway, env.Seq, err}
-	}
-	m.sum = sha256.Sum256(payload)
-	return nil
+	return err
 }

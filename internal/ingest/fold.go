@@ -23,6 +23,15 @@ type fold struct {
 	m   *message
 	now time.Time
 	src twin.Source
+	// replay: re-apply only the observations of stored message pos (see
+	// writer.replay); no events, no tracked changes.
+	replay bool
+	pos    uint64
+}
+
+// skip reports whether a's observations already include this message.
+func (f *fold) skip(a *twin.Asset) bool {
+	return f.replay && f.w.obsPos[a.ID] >= f.pos
 }
 
 // record stores the difference between cur (nil for a new asset) and next as
@@ -30,6 +39,12 @@ type fold struct {
 // type an event is stored even without changes. next's observations are not
 // taken: the caller sets them on the returned twin.
 func (f *fold) record(cur, next *twin.Asset, typ twin.EventType, note string) (*twin.Asset, error) {
+	if f.replay {
+		if cur == nil { // cannot happen: a twin is stored with its first message
+			return &twin.Asset{ID: next.ID}, nil
+		}
+		return cur, nil
+	}
 	var prev twin.Asset
 	if cur != nil {
 		prev = *cur
@@ -102,9 +117,9 @@ func (f *fold) ensure(id string, kind twin.Kind, site, parent, gw string) (*twin
 
 // seen refreshes an asset's last-seen time.
 func (f *fold) seen(a *twin.Asset) {
-	if t := f.m.env.Time; t.After(a.LastSeen) {
+	if t := f.m.env.Time; t.After(a.LastSeen) && !f.skip(a) {
 		a.LastSeen = t
-		f.w.dirty(a)
+		f.w.observed(a)
 	}
 }
 
@@ -198,12 +213,15 @@ func (f *fold) telemetry() error {
 				return err
 			}
 		}
+		if f.skip(a) {
+			continue
+		}
 		a.Health.Samples++
 		if newer {
 			a.Health.Latest = s
 			a.LastSeen = t
 		}
-		f.w.dirty(a)
+		f.w.observed(a)
 	}
 	return nil
 }
@@ -327,21 +345,30 @@ func (f *fold) gps() error {
 			return err
 		}
 	}
-	a.Location.GPS = fix
-	f.w.dirty(a)
+	if !f.skip(a) {
+		a.Location.GPS = fix
+		f.w.observed(a)
+	}
 	f.seen(a)
 	return nil
 }
 
-// status moves the gateway online or offline; an older status than the
-// newest one applied changes nothing.
+// status moves the gateway online or offline. A numbered status applies
+// unless a newer numbered one was applied (a replayed backlog never flips
+// the state back). The last will (sequence 0) applies when it arrives: it
+// is signed when its connection opened, so its time is older than the
+// statuses sent over that connection, yet it reports that connection's end.
 func (f *fold) status(gw *twin.Asset, s *stream) error {
 	st := &f.m.st
-	t := f.m.env.Time
-	if t.Before(s.st.StatusTime) {
+	if f.replay {
 		return nil
 	}
-	s.st.StatusTime = t
+	if f.m.env.Seq > 0 {
+		if f.m.env.Time.Before(s.st.StatusTime) {
+			return nil
+		}
+		s.st.StatusTime = f.m.env.Time
+	}
 	s.st.State = st.State
 	want, typ := gatewayOnline, twin.EventGatewayOnline
 	if st.State == wire.StateOffline {
@@ -352,7 +379,6 @@ func (f *fold) status(gw *twin.Asset, s *stream) error {
 	}
 	next := *gw
 	next.Health.State = want
-	note := st.Reason
-	_, err := f.record(gw, &next, typ, note)
+	_, err := f.record(gw, &next, typ, st.Reason)
 	return err
 }

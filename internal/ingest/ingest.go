@@ -31,11 +31,16 @@ type Config struct {
 	RecentRejections int           `yaml:"recent_rejections"` // rejections kept for Recent; default 1024
 	MoveThresholdM   float64       `yaml:"move_threshold_m"`  // GPS move that makes a location event; default 25
 	MaxClockSkew     time.Duration `yaml:"max_clock_skew"`    // how far ahead a reading time may be; default 10m
+	// CheckpointInterval is how often observations (sample counts, latest
+	// samples, last seen) are written; tracked changes and events are written
+	// with every message. After a crash the observations of the messages
+	// since the last checkpoint are replayed from the message log. Default 1s.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.QueueSize < 0 || c.MaxBatch < 0 || c.RecentRejections < 0 || c.MoveThresholdM < 0 || c.MaxClockSkew < 0 {
+	if c.QueueSize < 0 || c.MaxBatch < 0 || c.RecentRejections < 0 || c.MoveThresholdM < 0 || c.MaxClockSkew < 0 || c.CheckpointInterval < 0 {
 		return fmt.Errorf("ingest: sizes, thresholds and durations must not be negative")
 	}
 	if c.SeqWindow > 1<<20 {
@@ -62,6 +67,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxClockSkew == 0 {
 		c.MaxClockSkew = 10 * time.Minute
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = time.Second
 	}
 	return c
 }
@@ -103,6 +111,9 @@ type Ingest struct {
 
 	subMu sync.Mutex
 	subs  map[*chan struct{}]struct{}
+
+	// skipFinalCheckpoint makes Run end like a crash, for the replay test.
+	skipFinalCheckpoint bool
 }
 
 // New builds an ingest over an open store. It loads the twins and the
@@ -184,6 +195,8 @@ func (in *Ingest) Run(ctx context.Context) error {
 		return fmt.Errorf("ingest: already running")
 	}
 	defer close(in.stopped)
+	tick := time.NewTicker(in.cfg.CheckpointInterval)
+	defer tick.Stop()
 	batch := make([]*item, 0, in.cfg.MaxBatch)
 	for {
 		select {
@@ -194,8 +207,13 @@ func (in *Ingest) Run(ctx context.Context) error {
 					it.err = ErrClosed
 					it.done <- struct{}{}
 				default:
+					in.checkpoint()
 					return nil
 				}
+			}
+		case <-tick.C:
+			if now := in.now(); len(in.w.obsDirty) > 0 && now.Sub(in.w.lastCheckpoint) >= in.cfg.CheckpointInterval {
+				in.checkpoint()
 			}
 		case it := <-in.queue:
 			batch = append(batch[:0], it)
@@ -209,6 +227,21 @@ func (in *Ingest) Run(ctx context.Context) error {
 				}
 			}
 			in.commit(batch)
+		}
+	}
+}
+
+// checkpoint writes the twins with unsaved observations in a transaction of
+// their own (the writer is idle).
+func (in *Ingest) checkpoint() {
+	if in.skipFinalCheckpoint || len(in.w.obsDirty) == 0 {
+		return
+	}
+	err := in.store.Update(func(tx *twinstore.Tx) error { return in.w.checkpoint(tx, in.now()) })
+	if err != nil {
+		in.log.Error("checkpoint failed; observations will be replayed at the next start", "err", err)
+		if rerr := in.w.reload(); rerr != nil {
+			in.log.Error("reload state after failed checkpoint", "err", rerr)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"twinchain/internal/twin"
 	"twinchain/internal/twinstore"
+	"twinchain/internal/wire"
 )
 
 // stream is one gateway's sequence state: the stored state and a bitmap of
@@ -60,9 +61,13 @@ type writer struct {
 	tags    map[string]string // RFID EPC -> asset id
 	streams map[string]*stream
 
-	dirtyTwins  map[string]*twin.Asset
+	dirtyTwins  map[string]*twin.Asset // tracked changes: written in this batch
+	obsDirty    map[string]*twin.Asset // observation changes: written at the next checkpoint
 	dirtyStates []string
 	words       int // bitmap words per stream
+
+	lastCheckpoint time.Time
+	obsPos         map[string]uint64 // while replaying: each twin's stored observation position
 }
 
 func loadWriter(cfg Config, store *twinstore.Store, log *slog.Logger, now func() time.Time) (*writer, error) {
@@ -79,9 +84,13 @@ func (w *writer) reload() error {
 	w.tags = map[string]string{}
 	w.streams = map[string]*stream{}
 	w.dirtyTwins = map[string]*twin.Asset{}
+	w.obsDirty = map[string]*twin.Asset{}
 	w.dirtyStates = w.dirtyStates[:0]
-	err := w.store.ForEachTwin(func(a *twin.Asset) error {
+	w.obsPos = map[string]uint64{}
+	w.lastCheckpoint = w.now()
+	err := w.store.ForEachTwin(func(a *twin.Asset, pos uint64) error {
 		w.twins[a.ID] = a
+		w.obsPos[a.ID] = pos
 		if a.Identity.RFIDTag != "" {
 			w.tags[a.Identity.RFIDTag] = a.ID
 		}
@@ -106,7 +115,59 @@ func (w *writer) reload() error {
 		}
 		w.streams[st.Gateway] = s
 	}
+	checkpoint, err := w.store.Checkpoint()
+	if err != nil {
+		return err
+	}
+	n, err := w.replay(checkpoint)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		w.log.Info("replayed observations after the last checkpoint", "messages", n, "from", checkpoint+1)
+	}
+	w.obsPos = nil
 	return nil
+}
+
+// replay re-applies the observations (sample counts, latest samples, last
+// seen, GPS fixes) of the messages stored after the checkpoint to the twins
+// whose stored observations predate them. Tracked fields and events are
+// already stored with their messages, so replay records no event.
+func (w *writer) replay(checkpoint uint64) (int, error) {
+	n := 0
+	for pos := checkpoint; ; {
+		msgs, err := w.store.MessagesAfter(pos, 1000)
+		if err != nil {
+			return n, err
+		}
+		if len(msgs) == 0 {
+			return n, nil
+		}
+		for i := range msgs {
+			sm := &msgs[i]
+			pos = sm.Pos
+			m := message{raw: sm.Raw}
+			if m.env, err = wire.Decode(sm.Raw); err == nil {
+				err = m.decodeBody()
+			}
+			if err != nil {
+				return n, fmt.Errorf("replay message %d: %w", sm.Pos, err)
+			}
+			if gw := w.twins[m.env.Gateway]; gw != nil {
+				m.site = gw.Site
+			}
+			f := fold{w: w, m: &m, replay: true, pos: sm.Pos}
+			gw, err := f.gateway()
+			if err != nil {
+				return n, err
+			}
+			if err := f.apply(gw, nil); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
 }
 
 func (w *writer) stream(gw string) *stream {
@@ -153,11 +214,16 @@ func (w *writer) apply(tx *twinstore.Tx, batch []*item, now time.Time) error {
 		it.out = out
 	}
 	for _, a := range w.dirtyTwins {
-		if err := tx.PutTwin(a); err != nil {
+		if err := tx.PutTwin(a, tx.LastPos()); err != nil {
 			return err
 		}
 	}
 	clear(w.dirtyTwins)
+	if now.Sub(w.lastCheckpoint) >= w.cfg.CheckpointInterval {
+		if err := w.checkpoint(tx, now); err != nil {
+			return err
+		}
+	}
 	for _, id := range w.dirtyStates {
 		s := w.streams[id]
 		s.dirty = false
@@ -250,5 +316,31 @@ func (w *writer) seen(tx *twinstore.Tx, s *stream, seq uint64, sum *[32]byte) (O
 	return Outcome{Reason: ReasonReplay, Err: fmt.Errorf("sequence %d is older than the window below %d", seq, s.st.Highest)}, true
 }
 
-// dirty marks a twin to be written at the end of the batch.
-func (w *writer) dirty(a *twin.Asset) { w.dirtyTwins[a.ID] = a }
+// dirty marks a twin whose tracked fields changed: it is written at the
+// end of the batch.
+func (w *writer) dirty(a *twin.Asset) {
+	w.dirtyTwins[a.ID] = a
+	delete(w.obsDirty, a.ID)
+}
+
+// observed marks a twin whose observations changed: it is written at the
+// next checkpoint (or with the batch, if its tracked fields change too).
+func (w *writer) observed(a *twin.Asset) {
+	if _, ok := w.dirtyTwins[a.ID]; ok || w.twins[a.ID] != a {
+		return
+	}
+	w.obsDirty[a.ID] = a
+}
+
+// checkpoint writes every twin with unsaved observations and records that
+// the observations of all messages so far are stored.
+func (w *writer) checkpoint(tx *twinstore.Tx, now time.Time) error {
+	for _, a := range w.obsDirty {
+		if err := tx.PutTwin(a, tx.LastPos()); err != nil {
+			return err
+		}
+	}
+	clear(w.obsDirty)
+	w.lastCheckpoint = now
+	return tx.SetCheckpoint(tx.LastPos())
+}

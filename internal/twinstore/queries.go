@@ -75,7 +75,8 @@ func (s *Store) Asset(id string) (twin.Asset, error) {
 		if v == nil {
 			return ErrNotFound
 		}
-		return json.Unmarshal(v, &a)
+		_, err := decodeTwin(v, &a)
+		return err
 	})
 	if err != nil {
 		return a, fmt.Errorf("asset %s: %w", id, err)
@@ -136,7 +137,7 @@ func (s *Store) Assets(f AssetFilter) (items []twin.Asset, next string, err erro
 		}
 		for ; k != nil; k, v = c.Next() {
 			var a twin.Asset
-			if err := json.Unmarshal(v, &a); err != nil {
+			if _, err := decodeTwin(v, &a); err != nil {
 				return fmt.Errorf("twin %s: %w", k, err)
 			}
 			if !f.match(&a) {
@@ -156,15 +157,25 @@ func (s *Store) Assets(f AssetFilter) (items []twin.Asset, next string, err erro
 	return items, next, nil
 }
 
-// ForEachTwin calls fn with every stored twin, in id order.
-func (s *Store) ForEachTwin(fn func(a *twin.Asset) error) error {
+// decodeTwin parses a twins bucket value: observed position, then JSON.
+func decodeTwin(v []byte, a *twin.Asset) (observedPos uint64, err error) {
+	if len(v) < 8 {
+		return 0, fmt.Errorf("short twin record")
+	}
+	return binary.BigEndian.Uint64(v), json.Unmarshal(v[8:], a)
+}
+
+// ForEachTwin calls fn with every stored twin, in id order, and the message
+// position through which its observations are stored.
+func (s *Store) ForEachTwin(fn func(a *twin.Asset, observedPos uint64) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketTwins).ForEach(func(k, v []byte) error {
 			var a twin.Asset
-			if err := json.Unmarshal(v, &a); err != nil {
+			pos, err := decodeTwin(v, &a)
+			if err != nil {
 				return fmt.Errorf("twin %s: %w", k, err)
 			}
-			return fn(&a)
+			return fn(&a, pos)
 		})
 	})
 }

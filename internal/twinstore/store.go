@@ -33,9 +33,12 @@ var (
 	bucketGwState     = []byte("gateway_state")
 	bucketGateways    = []byte("gateways") // gateway id -> registry.Gateway JSON
 	bucketCursors     = []byte("cursors")  // name -> position
+	bucketMeta        = []byte("meta")     // checkpoint -> position
 )
 
-var allBuckets = [][]byte{bucketMessages, bucketEvents, bucketAssetEvents, bucketTwins, bucketSeqs, bucketGwState, bucketGateways, bucketCursors}
+var keyCheckpoint = []byte("checkpoint")
+
+var allBuckets = [][]byte{bucketMessages, bucketEvents, bucketAssetEvents, bucketTwins, bucketSeqs, bucketGwState, bucketGateways, bucketCursors, bucketMeta}
 
 // Options tune the store. The zero value is safe: every commit is fsynced.
 type Options struct {
@@ -87,6 +90,22 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// Checkpoint is the message position through which every twin's
+// observations are stored (see Tx.SetCheckpoint).
+func (s *Store) Checkpoint() (uint64, error) {
+	var pos uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyCheckpoint); len(v) == 8 {
+			pos = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint: %w", err)
+	}
+	return pos, nil
 }
 
 // Close closes the file.

@@ -18,7 +18,7 @@ type Tx struct {
 	pos   uint64 // newest message position, including this transaction's
 	ev    uint64 // newest event id, including this transaction's
 	arena []byte // backing for keys and values: bbolt keeps them until commit
-	b     struct{ msgs, events, assetEvents, twins, seqs, gwState, cursors *bolt.Bucket }
+	b     struct{ msgs, events, assetEvents, twins, seqs, gwState, cursors, meta *bolt.Bucket }
 }
 
 // Update runs fn in one write transaction and commits it (fsynced unless
@@ -37,6 +37,7 @@ func (s *Store) Update(fn func(*Tx) error) error {
 		t.b.seqs = btx.Bucket(bucketSeqs)
 		t.b.gwState = btx.Bucket(bucketGwState)
 		t.b.cursors = btx.Bucket(bucketCursors)
+		t.b.meta = btx.Bucket(bucketMeta)
 		if err := fn(t); err != nil {
 			return err
 		}
@@ -103,13 +104,21 @@ func (t *Tx) AppendEvent(e *twin.Event) error {
 	return nil
 }
 
-// PutTwin stores the current state of an asset.
-func (t *Tx) PutTwin(a *twin.Asset) error {
+// LastPos is the newest message position, including this transaction's.
+func (t *Tx) LastPos() uint64 { return t.pos }
+
+// PutTwin stores the current state of an asset. observedPos is the message
+// position through which its observations (last seen, latest sample, sample
+// count, GPS fix) are included; its tracked fields are always current.
+func (t *Tx) PutTwin(a *twin.Asset, observedPos uint64) error {
 	data, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("put twin %s: %w", a.ID, err)
 	}
-	if err := t.b.twins.Put(t.copyBytes([]byte(a.ID)), data); err != nil {
+	v := t.alloc(8 + len(data))
+	binary.BigEndian.PutUint64(v, observedPos)
+	copy(v[8:], data)
+	if err := t.b.twins.Put(t.copyBytes([]byte(a.ID)), v); err != nil {
 		return fmt.Errorf("put twin %s: %w", a.ID, err)
 	}
 	return nil
@@ -142,6 +151,16 @@ func (t *Tx) PutSeq(gw string, seq, pos uint64, sum *[32]byte) error {
 	copy(v[8:], sum[:])
 	if err := t.b.seqs.Put(k, v); err != nil {
 		return fmt.Errorf("put seq %s/%d: %w", gw, seq, err)
+	}
+	return nil
+}
+
+// SetCheckpoint records that every twin's observations up to message
+// position pos are stored: after a crash, the ingest replays the
+// observations of the messages after it.
+func (t *Tx) SetCheckpoint(pos uint64) error {
+	if err := t.b.meta.Put(keyCheckpoint, t.copyBytes(u64key(pos))); err != nil {
+		return fmt.Errorf("set checkpoint: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,321 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"twinchain/internal/ingest"
+	"twinchain/internal/registry"
+	"twinchain/internal/testsvc"
+	"twinchain/internal/twinstore"
+	"twinchain/internal/wire"
+)
+
+func key(gw string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("broker test " + gw))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// stack is a store, an ingest and the embedded broker on a spare port.
+type stack struct {
+	store *twinstore.Store
+	in    *ingest.Ingest
+	b     *Broker
+	url   string
+}
+
+func startStack(t *testing.T, gateways ...string) *stack {
+	t.Helper()
+	// Observations are stored with every batch: the tests read the store.
+	return startStackWith(t, ingest.Config{CheckpointInterval: time.Nanosecond}, true, gateways...)
+}
+
+func startStackWith(t testing.TB, cfg ingest.Config, noSync bool, gateways ...string) *stack {
+	t.Helper()
+	store, err := twinstore.Open(filepath.Join(t.TempDir(), "twins.db"), twinstore.Options{NoSync: noSync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.New()
+	for _, gw := range gateways {
+		if err := reg.Put(registry.Gateway{ID: gw, PublicKey: key(gw).Public().(ed25519.PublicKey), Site: "s1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	in, err := ingest.New(cfg, store, reg, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := testsvc.Addr(testsvc.FreePort(t))
+	b, err := New(Config{Addr: addr}, in, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ingestDone, brokerDone := make(chan error, 1), make(chan error, 1)
+	go func() { ingestDone <- in.Run(ctx) }()
+	go func() { brokerDone <- b.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-brokerDone; err != nil {
+			t.Errorf("broker Run: %v", err)
+		}
+		if err := <-ingestDone; err != nil {
+			t.Errorf("ingest Run: %v", err)
+		}
+		store.Close()
+	})
+	if err := testsvc.WaitTCP(addr, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return &stack{store: store, in: in, b: b, url: "tcp://" + addr}
+}
+
+// connect opens a paho client whose username is user.
+func (s *stack) connect(t *testing.T, user string, lost chan<- error) paho.Client {
+	t.Helper()
+	opts := paho.NewClientOptions().AddBroker(s.url).SetClientID("test-" + user).SetUsername(user).
+		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+	if lost != nil {
+		opts.SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err })
+	}
+	c := paho.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect %s: %v", user, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c
+}
+
+// publish sends at QoS 1 and waits for the PUBACK.
+func publish(t *testing.T, c paho.Client, topic string, payload []byte) {
+	t.Helper()
+	tok := c.Publish(topic, 1, false, payload)
+	if !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish %s: not acknowledged: %v", topic, tok.Error())
+	}
+}
+
+func seal(t *testing.T, gw string, seq uint64, kind wire.Kind, body any) []byte {
+	t.Helper()
+	b, err := wire.Seal(key(gw), gw, seq, time.Now().Add(-time.Minute).Add(time.Duration(seq)*time.Millisecond), kind, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func hostTelemetry(host string) wire.Telemetry {
+	return wire.Telemetry{Host: host, GPUs: []wire.GPUSample{{Asset: host + ".gpu0", TempC: 55, PowerW: 300}}}
+}
+
+func gatewayStats(st ingest.Stats, gw string) ingest.GatewayStats {
+	for _, g := range st.Gateways {
+		if g.Gateway == gw {
+			return g
+		}
+	}
+	return ingest.GatewayStats{}
+}
+
+// TestRejectionsOverTCP sends one bad message per reason through the real
+// broker from one client, each followed by a valid message from another
+// gateway, and checks the counter moved, the bad message was acknowledged
+// (the client does not retry it) and the good traffic was applied.
+func TestRejectionsOverTCP(t *testing.T) {
+	const good, bad = "gw-good", "gw-bad"
+	s := startStack(t, good, bad)
+	goodC := s.connect(t, good, nil)
+	badC := s.connect(t, bad, nil)
+	strangerC := s.connect(t, "gw-stranger", nil)
+
+	original := seal(t, bad, 1, wire.KindTelemetry, hostTelemetry("srv-bad"))
+	publish(t, badC, wire.Topic(bad, wire.KindTelemetry), original)
+	tampered := bytes.Replace(original, []byte(`"temp_c":55`), []byte(`"temp_c":95`), 1)
+	resealed := seal(t, bad, 1, wire.KindTelemetry, wire.Telemetry{Host: "srv-bad", GPUs: []wire.GPUSample{{Asset: "srv-bad.gpu0", TempC: 20}}})
+	huge := seal(t, bad, 2, wire.KindTelemetry, wire.Telemetry{Host: "srv-bad", GPUs: []wire.GPUSample{{Asset: strings.Repeat("x", wire.MaxEnvelopeSize)}}})
+	goodSeq := uint64(0)
+	for _, tc := range []struct {
+		reason  ingest.Reason
+		client  paho.Client
+		gw      string
+		payload []byte
+	}{
+		{ingest.ReasonUnknownGateway, strangerC, "gw-stranger", seal(t, "gw-stranger", 1, wire.KindTelemetry, hostTelemetry("srv-x"))},
+		{ingest.ReasonBadSignature, badC, bad, tampered},
+		{ingest.ReasonReplay, badC, bad, resealed},
+		{ingest.ReasonDuplicate, badC, bad, original},
+		{ingest.ReasonMalformed, badC, bad, []byte(`{"v":1,"gw":"gw-bad","seq":3,`)},
+		{ingest.ReasonOversize, badC, bad, huge},
+	} {
+		t.Run(string(tc.reason), func(t *testing.T) {
+			before := s.in.Stats()
+			publish(t, tc.client, wire.Topic(tc.gw, wire.KindTelemetry), tc.payload)
+			goodSeq++
+			publish(t, goodC, wire.Topic(good, wire.KindTelemetry), seal(t, good, goodSeq, wire.KindTelemetry, hostTelemetry("srv-good")))
+			after := s.in.Stats()
+			if got := after.Rejected[tc.reason] - before.Rejected[tc.reason]; got != 1 {
+				t.Errorf("rejected[%s] moved by %d, want 1", tc.reason, got)
+			}
+			if got := gatewayStats(after, tc.gw).Rejected[tc.reason] - gatewayStats(before, tc.gw).Rejected[tc.reason]; got != 1 {
+				t.Errorf("rejected[%s] of %s moved by %d, want 1", tc.reason, tc.gw, got)
+			}
+			if got := after.Accepted - before.Accepted; got != 1 {
+				t.Errorf("accepted moved by %d, want 1 (the other gateway's message)", got)
+			}
+			gpu, err := s.store.Asset("srv-good.gpu0")
+			if err != nil || gpu.Health.Samples != goodSeq {
+				t.Errorf("srv-good.gpu0 samples = %d (%v), want %d", gpu.Health.Samples, err, goodSeq)
+			}
+		})
+	}
+	if _, err := s.store.Asset("srv-x"); err == nil {
+		t.Errorf("the unknown gateway's host has a twin; want none")
+	}
+	if gpu, _ := s.store.Asset("srv-bad.gpu0"); gpu.Health.Samples != 1 || gpu.Health.Latest.TempC != 55 {
+		t.Errorf("srv-bad.gpu0 = %d samples, temp %v; want only the original message (1, 55)", gpu.Health.Samples, gpu.Health.Latest.TempC)
+	}
+}
+
+// TestACL: a gateway may publish only under its own subtree; the broker
+// drops the connection of one that tries another's.
+func TestACL(t *testing.T) {
+	const a, b = "gw-a", "gw-b"
+	s := startStack(t, a, b)
+	lost := make(chan error, 1)
+	ca := s.connect(t, a, lost)
+	ca.Publish(wire.Topic(b, wire.KindTelemetry), 1, false, seal(t, b, 1, wire.KindTelemetry, hostTelemetry("srv-b")))
+	select {
+	case <-lost:
+	case <-time.After(20 * time.Second):
+		t.Fatal("publishing under another gateway's topic did not close the connection")
+	}
+	if st := s.in.Stats(); st.Accepted != 0 {
+		t.Errorf("accepted = %d after a denied publish, want 0", st.Accepted)
+	}
+	for _, tc := range []struct {
+		user, topic string
+		want        bool
+	}{
+		{"gw-a", wire.Topic("gw-a", wire.KindGPS), true},
+		{"gw-a", wire.Topic("gw-b", wire.KindGPS), false},
+		{"", wire.Topic("gw-a", wire.KindGPS), false},
+		{"gw-a", wire.AlertTopic("s1", "theft"), false},
+		{"gw-a", "other/topic", true},
+		{"gw-a", "twinchain/v1/gw/gw-a", false},
+	} {
+		if got := allowedWrite(tc.user, tc.topic); got != tc.want {
+			t.Errorf("allowedWrite(%q, %q) = %v, want %v", tc.user, tc.topic, got, tc.want)
+		}
+	}
+}
+
+// TestStoreFailureNotAcknowledged: when the store cannot commit, the broker
+// does not acknowledge and closes the connection so the client resends.
+func TestStoreFailureNotAcknowledged(t *testing.T) {
+	const gw = "gw-f"
+	s := startStack(t, gw)
+	lost := make(chan error, 1)
+	c := s.connect(t, gw, lost)
+	publish(t, c, wire.Topic(gw, wire.KindTelemetry), seal(t, gw, 1, wire.KindTelemetry, hostTelemetry("srv-f")))
+	s.store.Close() // every commit fails from now on
+	tok := c.Publish(wire.Topic(gw, wire.KindTelemetry), 1, false, seal(t, gw, 2, wire.KindTelemetry, hostTelemetry("srv-f")))
+	select {
+	case <-lost:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a failed commit did not close the connection")
+	}
+	if tok.WaitTimeout(time.Second) && tok.Error() == nil {
+		t.Errorf("a message that was not stored was acknowledged")
+	}
+	if st := s.in.Stats(); st.CommitFailures == 0 || st.Accepted != 1 {
+		t.Errorf("stats = %d commit failures, %d accepted; want at least 1 failure and 1 accepted", st.CommitFailures, st.Accepted)
+	}
+}
+
+// TestLastWillOverTCP: the agent's signed last will is stored when its
+// connection drops.
+func TestLastWillOverTCP(t *testing.T) {
+	const gw = "gw-w"
+	s := startStack(t, gw)
+	will := seal(t, gw, 0, wire.KindStatus, wire.Status{State: wire.StateOffline, Reason: "connection lost"})
+	proxy := newProxy(t, strings.TrimPrefix(s.url, "tcp://"))
+	opts := paho.NewClientOptions().AddBroker("tcp://"+proxy.addr).SetClientID("agent-"+gw).SetUsername(gw).
+		SetBinaryWill(wire.Topic(gw, wire.KindStatus), will, 1, false).SetAutoReconnect(false)
+	c := paho.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	publish(t, c, wire.Topic(gw, wire.KindStatus), seal(t, gw, 1, wire.KindStatus, wire.Status{State: wire.StateOnline}))
+	proxy.cut() // the network drops: no DISCONNECT, so the broker sends the will
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		a, err := s.store.Asset(gw)
+		if err == nil && a.Health.State == wire.StateOffline {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway twin after the will = %q (%v), want offline", a.Health.State, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.Disconnect(0)
+}
+
+// proxy forwards one TCP connection to the broker and can cut it, like a
+// network failure.
+type proxy struct {
+	addr  string
+	conns chan net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{addr: ln.Addr().String(), conns: make(chan net.Conn, 4)}
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.conns <- in
+			p.conns <- out
+			go io.Copy(out, in)
+			go io.Copy(in, out)
+		}
+	}()
+	return p
+}
+
+func (p *proxy) cut() {
+	for {
+		select {
+		case c := <-p.conns:
+			c.Close()
+		default:
+			return
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package ingest
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"twinchain/internal/registry"
+	"twinchain/internal/twinstore"
+	"twinchain/internal/wire"
+)
+
+// benchTelemetry is one host's 8-GPU sample, as firmware-sim sends it.
+func benchTelemetry(host string, i int) wire.Telemetry {
+	tel := wire.Telemetry{Host: host}
+	for g := range 8 {
+		tel.GPUs = append(tel.GPUs, wire.GPUSample{
+			Asset: fmt.Sprintf("%s.gpu%d", host, g), Index: g, UUID: fmt.Sprintf("GPU-%s-%d", host, g),
+			TempC: 60 + float64(i%7), MemTempC: 70, PowerW: 400 + float64(i%50), PowerLimitW: 700, UtilPct: 90, MemUtilPct: 50,
+			SMClockMHz: 1980, MemClockMHz: 2619, ECCSingleBit: uint64(i / 1000), Throttle: []string{wire.ThrottlePowerCap},
+		})
+	}
+	return tel
+}
+
+// benchMessages seals n telemetry messages spread over gateways.
+func benchMessages(b *testing.B, gateways, n int) (topics []string, payloads [][]byte) {
+	b.Helper()
+	for i := range n {
+		gw := fmt.Sprintf("gw-b%03d", i%gateways)
+		seq := uint64(i/gateways + 1)
+		p := seal(b, gw, seq, t0.Add(time.Duration(seq)*time.Second), wire.KindTelemetry, benchTelemetry("srv-"+gw, i))
+		topics = append(topics, wire.Topic(gw, wire.KindTelemetry))
+		payloads = append(payloads, p)
+	}
+	return topics, payloads
+}
+
+func benchRegistry(gateways int) *registry.Registry {
+	reg := registry.New()
+	for i := range gateways {
+		gw := fmt.Sprintf("gw-b%03d", i)
+		reg.Put(registry.Gateway{ID: gw, PublicKey: testKey(gw).Public().(ed25519.PublicKey), Site: "s1"})
+	}
+	return reg
+}
+
+// BenchmarkIngestCheck is the per-message work done in the submitter's
+// goroutine: size, topic, envelope decode, registry lookup, Ed25519
+// verification, body decode and hash (an 8-GPU telemetry message, ~2.5 KB).
+func BenchmarkIngestCheck(b *testing.B) {
+	topics, payloads := benchMessages(b, 1, 1)
+	reg := benchRegistry(1)
+	b.SetBytes(int64(len(payloads[0])))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		var m message
+		if rej := check(&m, topics[0], payloads[0], reg, t0, time.Hour); rej != nil {
+			b.Fatal(rej.err)
+		}
+	}
+}
+
+// BenchmarkIngestSubmit is decode + verify + sequence check + fold + store
+// per message through Submit, from 64 concurrent submitters (so the group
+// commit batches), with fsync on every commit.
+func BenchmarkIngestSubmit(b *testing.B) {
+	for _, sync := range []bool{true, false} {
+		b.Run(fmt.Sprintf("fsync=%v", sync), func(b *testing.B) {
+			benchSubmit(b, 64, !sync)
+		})
+	}
+}
+
+func benchSubmit(b *testing.B, submitters int, noSync bool) {
+	const gateways = 64
+	topics, payloads := benchMessages(b, gateways, b.N)
+	store, err := twinstore.Open(filepath.Join(b.TempDir(), "twins.db"), twinstore.Options{NoSync: noSync})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	in, err := New(Config{}, store, benchRegistry(gateways), slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return t0.Add(time.Hour) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := contextWithCancel()
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range submitters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(payloads) {
+					return
+				}
+				out, err := in.Submit(topics[i], payloads[i])
+				if err != nil || !out.Accepted() {
+					b.Errorf("Submit %d: %v %s %v", i, err, out.Reason, out.Err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cancel()
+	<-done
+	st := in.Stats()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(float64(b.N)/float64(max(st.Commits, 1)), "msgs/commit")
+}
+
+func contextWithCancel() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
+}
