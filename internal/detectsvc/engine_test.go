@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"twinchain/internal/twin"
 	"twinchain/internal/twinstore"
 	"twinchain/internal/wire"
+	"twinchain/internal/workorder"
 )
 
 // rig is a real twin store and ingest in a temp dir, with the detection
@@ -51,6 +53,7 @@ func (r *rig) open(cfg Config) {
 	if r.svc, err = Open(r.dir, cfg, Deps{Logs: r.store, Source: r.in, Custody: r.in, Log: log}); err != nil {
 		r.t.Fatal(err)
 	}
+	r.in.SetAnnotator(r.svc.Annotate)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() { r.in.Run(ctx); done <- struct{}{} }()
@@ -128,5 +131,58 @@ func TestEngineAcrossRestart(t *testing.T) {
 	}
 	if st := r.svc.Engine().Stats.Messages.Load(); st != 2 {
 		t.Errorf("after the restart the engine read %d messages, want 2 (from its cursor)", st)
+	}
+}
+
+func (r *rig) inventory(seq uint64, tm time.Time, vbios, driver string) {
+	body := wire.Inventory{Host: wire.HostInfo{Asset: "srv-a", BIOSVersion: "1.0"}, GPUs: []wire.GPUIdentity{{Asset: "srv-a.gpu0", UUID: "U0", Serial: "S0", VBIOS: vbios, Driver: driver}}}
+	data, err := wire.Seal(r.key, "gw-a", seq, tm, wire.KindFirmware, body)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if out, err := r.in.Submit(wire.Topic("gw-a", wire.KindFirmware), data); err != nil || !out.Accepted() {
+		r.t.Fatalf("submit %d: %v %v", seq, out.Err, err)
+	}
+}
+
+// TestWorkOrderCoversAndNotes: an approved order on the host covers a GPU's
+// VBIOS flash: no alert, the firmware event's note names the order, the
+// order records the event. A later driver change it does not name alarms,
+// and its event says no order covers it.
+func TestWorkOrderCoversAndNotes(t *testing.T) {
+	cfg := Defaults()
+	cfg.Engine.Poll = 50 * time.Millisecond
+	r := newRig(t, cfg)
+	now := time.Now().UTC().Add(-time.Hour)
+	wo, err := r.svc.Orders().Create(workorder.Order{Asset: "srv-a", Changes: []workorder.Expected{{Field: "firmware.vbios", To: "2.0"}}, Start: now, End: now.Add(time.Hour)}, "mia", "maintenance")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.svc.Orders().Approve(wo.ID, "sam", "security"); err != nil {
+		t.Fatal(err)
+	}
+	r.inventory(1, now, "1.0", "550")
+	r.inventory(2, now.Add(time.Minute), "2.0", "550")
+	r.inventory(3, now.Add(2*time.Minute), "2.0", "560")
+	items := r.waitAlerts("the driver change alert", func(a []alert.Alert) bool { return len(a) > 0 })
+	if len(items) != 1 || items[0].Type != detect.TypeFirmwareUnauthorised || !strings.Contains(items[0].Summary, "firmware.driver") {
+		t.Errorf("alerts = %+v, want one firmware_unauthorised for the driver change only", items)
+	}
+	evs, err := r.store.AssetEvents("srv-a.gpu0", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notes []string
+	for _, e := range evs {
+		if e.Type == twin.EventFirmwareChanged {
+			notes = append(notes, e.Note)
+		}
+	}
+	if len(notes) != 2 || notes[0] != "firmware.vbios covered by work order "+wo.ID || notes[1] != "" {
+		t.Errorf("firmware event notes = %q, want [covered by %s, none]", notes, wo.ID)
+	}
+	got, _ := r.svc.Orders().Get(wo.ID)
+	if len(got.Covered) != 1 || got.Covered[0].Value != "2.0" || got.Covered[0].Event == 0 {
+		t.Errorf("order coverage = %+v, want the VBIOS event", got.Covered)
 	}
 }
