@@ -174,6 +174,22 @@ expect: []
 		t.Fatalf("GET workorders = %+v, %v", page, err)
 	}
 	got := page.Items[0]
+	var events struct {
+		Items []struct {
+			Type string `json:"type"`
+			Note string `json:"note"`
+		} `json:"items"`
+	}
+	if err := getJSON(svc.httpURL+"/api/v1/assets/srv-s1-002/events?limit=1000", svc.tokens.Read, &events); err != nil {
+		t.Fatal(err)
+	}
+	noted := false
+	for _, e := range events.Items {
+		noted = noted || e.Type == "firmware_changed" && strings.Contains(e.Note, "covered by work order "+got.ID)
+	}
+	if !noted {
+		t.Errorf("no firmware_changed event of srv-s1-002 notes %s: %+v", got.ID, events.Items)
+	}
 	if got.State != workorder.Approved || len(got.Covered) != 1 || got.Covered[0].Field != "firmware.bios" || got.Covered[0].Value != "1.6.0" || got.Covered[0].Event == 0 {
 		t.Errorf("work order after the flash = %+v, want approved, covering event firmware.bios -> 1.6.0", got)
 	}

@@ -295,6 +295,9 @@ func TestScenarioSuite(t *testing.T) {
 			if err != nil {
 				t.Fatalf("run: %v\n%s", err, svc.logs)
 			}
+			wall := rep.WallEnd.Sub(rep.WallStart)
+			t.Logf("%s: %d messages from %d gateways (%d GPUs), %s simulated in %s (%.0fx, %.0f msg/s)", name, rep.Sent, rep.Gateways, rep.GPUs,
+				f.Duration, wall.Round(time.Millisecond), f.Duration.Seconds()/wall.Seconds(), float64(rep.Sent)/wall.Seconds())
 			if rep.Failed > 0 || rep.Acked+rep.Abandoned != rep.Sent {
 				t.Errorf("publisher: sent %d, acknowledged %d, failed %d", rep.Sent, rep.Acked, rep.Failed)
 			}
