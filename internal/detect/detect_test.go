@@ -358,6 +358,14 @@ func TestGateways(t *testing.T) {
 		{"sequence gap", in(Input{Event: &gap}), []string{"sequence_gap gw-srv-1"}},
 		{"bad signature burst fires once", in(reject("gw-x", RejectBadSignature, at(0)), reject("gw-x", RejectBadSignature, at(10)), reject("gw-x", RejectBadSignature, at(20)),
 			reject("gw-x", RejectBadSignature, at(21)), reject("gw-y", RejectBadSignature, at(21))), []string{"bad_signatures gw-x"}},
+		{"invented gateway ids are bounded", func() []step {
+			var st []step
+			for i := range maxRejectKeys + 10 {
+				st = append(st, step{in: reject(fmt.Sprintf("gw-fake-%d", i), RejectUnknownGateway, at(0))})
+			}
+			// after the window the old ids are forgotten and bursts count again
+			return append(st, step{in: reject("gw-late", RejectUnknownGateway, at(120))}, step{in: reject("gw-late", RejectUnknownGateway, at(121))}, step{in: reject("gw-late", RejectUnknownGateway, at(122))})
+		}(), []string{"unknown_gateway gw-late"}},
 		{"spread out bad signatures", in(reject("gw-x", RejectBadSignature, at(0)), reject("gw-x", RejectBadSignature, at(50)), reject("gw-x", RejectBadSignature, at(110))), nil},
 		{"replays and forgeries", in(reject("gw-x", RejectReplay, at(0)), reject("gw-x", RejectReplay, at(1)), reject("gw-x", RejectReplay, at(2)),
 			reject("gw-evil", RejectUnknownGateway, at(0)), reject("gw-evil", RejectUnknownGateway, at(1)), reject("gw-evil", RejectUnknownGateway, at(2)),

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"twinchain/internal/alert"
 	"twinchain/internal/detect"
 	"twinchain/internal/ingest"
@@ -128,6 +130,19 @@ func TestEngineAcrossRestart(t *testing.T) {
 	items = r.waitAlerts("the second XID merged", func(a []alert.Alert) bool { return len(a) >= 1 && a[0].Count == 2 })
 	if len(items) != 1 {
 		t.Errorf("after the restart: %d alerts, want the one open alert (count 2)", len(items))
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(r.svc.Collectors()...)
+	families, err := reg.Gather()
+	if err != nil || len(families) != 12 {
+		t.Errorf("detection metrics gathered %d families (%v), want 12", len(families), err)
+	}
+	for _, mf := range families {
+		if mf.GetName() == "twinchain_detect_alerts_opened_total" {
+			if v := mf.GetMetric()[0].GetCounter().GetValue(); v != 0 {
+				t.Errorf("alerts_opened_total after the restart = %g, want 0 (the XID merged)", v)
+			}
+		}
 	}
 	if st := r.svc.Engine().Stats.Messages.Load(); st != 2 {
 		t.Errorf("after the restart the engine read %d messages, want 2 (from its cursor)", st)
