@@ -110,7 +110,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer cancel()
 	poll := time.NewTicker(e.cfg.Engine.Poll)
 	defer poll.Stop()
-	for {
+	for ctx.Err() == nil {
 		more, err := e.Step(ctx)
 		if err != nil {
 			e.log.Error("detection step failed; retrying", "err", err)
@@ -121,11 +121,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return nil
 		case <-wake:
 		case <-poll.C:
 		}
 	}
+	return nil
 }
 
 // start loads the cursors and rebuilds the fleet view from the events
