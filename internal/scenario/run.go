@@ -74,7 +74,7 @@ type Report struct {
 	Abandoned uint64       `json:"abandoned"` // in flight when their gateway went offline
 }
 
-// Fleet builds the scenario's fleet (for its registry, before Run).
+// NewFleet builds the scenario's fleet (for its registry, before Run).
 func (f *File) NewFleet() (*fleet.Fleet, error) {
 	site := true
 	if f.Fleet.SiteGateways != nil {
