@@ -42,7 +42,7 @@ func alertServer(t *testing.T) (*Server, *alert.Store) {
 	return srv, st
 }
 
-func call(t *testing.T, srv *Server, method, path, body string) (int, string) {
+func alertCall(t *testing.T, srv *Server, method, path, body string) (int, string) {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -90,12 +90,12 @@ func TestAlertRoutes(t *testing.T) {
 		{"POST", "/api/v1/workorders/WO-7/cancel", `{}`, 404, `"code":"not_found"`},
 	}
 	for _, tt := range tests {
-		code, body := call(t, srv, tt.method, tt.path, tt.body)
+		code, body := alertCall(t, srv, tt.method, tt.path, tt.body)
 		if code != tt.code || !strings.Contains(body, tt.want) {
 			t.Errorf("%s %s = %d %s, want %d containing %s", tt.method, tt.path, code, body, tt.code, tt.want)
 		}
 	}
-	code, body := call(t, srv, "GET", "/api/v1/alerts/AL-1", "")
+	code, body := alertCall(t, srv, "GET", "/api/v1/alerts/AL-1", "")
 	var a alert.Alert
 	if code != 200 || json.Unmarshal([]byte(body), &a) != nil || a.State != alert.Resolved || a.History[1].By != "anonymous" {
 		t.Errorf("GET AL-1 = %d %s, want resolved, acknowledged by the signed-in principal", code, body)
@@ -108,7 +108,7 @@ func TestAlertRoutesUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"/api/v1/alerts", "/api/v1/workorders"} {
-		if code, body := call(t, srv, "GET", p, ""); code != 503 || !strings.Contains(body, "unavailable") {
+		if code, body := alertCall(t, srv, "GET", p, ""); code != 503 || !strings.Contains(body, "unavailable") {
 			t.Errorf("GET %s without detection = %d %s, want 503 unavailable", p, code, body)
 		}
 	}
