@@ -40,9 +40,8 @@ func (s *Server) registerAlerts(api fiber.Router) {
 		api.Get("/alerts", s.listAlerts)
 		api.Get("/alerts/stream", s.alertStream)
 		api.Get("/alerts/:id", s.getAlert)
-		ack := Allow(auth.AckAlerts)
-		api.Post("/alerts/:id/ack", ack, s.alertTransition(s.opts.Alerts.Acknowledge))
-		api.Post("/alerts/:id/resolve", ack, s.alertTransition(s.opts.Alerts.Resolve))
+		api.Post("/alerts/:id/ack", Allow(auth.AckAlerts), s.alertTransition(s.opts.Alerts.Acknowledge))
+		api.Post("/alerts/:id/resolve", Allow(auth.AckAlerts), s.alertTransition(s.opts.Alerts.Resolve))
 	}
 	if s.opts.WorkOrders == nil {
 		api.All("/workorders*", unavailable("work orders"))
@@ -56,8 +55,10 @@ func (s *Server) registerAlerts(api fiber.Router) {
 }
 
 // actor is who makes a request: the user and role the sign-in middleware
-// put in the context (Locals "user" and "role"), or else the body's "by"
-// and "role" fields.
+// put in the context (Locals "user" and "role"); the body's "by" and "role"
+// count only when no middleware set a user (an API built without sign-in).
+// Routes that write check the role with Allow (auth.Policy) first; the
+// work-order store then applies the two-person rule.
 type actor struct {
 	By      string `json:"by"`
 	Role    string `json:"role"`

@@ -95,9 +95,7 @@ func setPrincipal(c *fiber.Ctx, p auth.Principal) {
 // other domains): every request acts as an anonymous admin. twin-service
 // always configures sign-in.
 func NoAuth(c *fiber.Ctx) error {
-	// Only the Principal: route files that read Locals "user" and "role"
-	// keep their own fallbacks (a request body's "by") when nobody signs in.
-	c.Locals(principalKey, auth.Principal{Name: "anonymous", Role: auth.Admin, Via: "none"})
+	setPrincipal(c, auth.Principal{Name: "anonymous", Role: auth.Admin, Via: "none"})
 	return c.Next()
 }
 
