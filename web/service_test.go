@@ -50,8 +50,12 @@ func binaries(t testing.TB) string {
 	return binDir
 }
 
-// The API token the tests use to read the API as a machine client.
-const testToken = "tc_web_test_token"
+// The API tokens the tests use as machine clients: an admin, and an ML
+// pipeline (role ml_engineer) that records datasets and models.
+const (
+	testToken = "tc_web_test_token"
+	mlToken   = "tc_web_ml_pipeline"
+)
 
 // service is a running twin-service fed by a running firmware-sim fleet.
 type service struct {
@@ -94,7 +98,10 @@ func startTwin(t testing.TB, simArgs []string) *service {
 	}
 
 	cfg := testAuthConfig(t)
-	cfg.Tokens = []auth.TokenConfig{{Name: "web-test", Role: auth.Admin, SHA256: auth.HashToken(testToken)}}
+	cfg.Tokens = []auth.TokenConfig{
+		{Name: "web-test", Role: auth.Admin, SHA256: auth.HashToken(testToken)},
+		{Name: "ml-pipeline", Role: auth.MLEngineer, SHA256: auth.HashToken(mlToken)},
+	}
 	raw, err := yaml.Marshal(map[string]any{"auth": cfg, "ledger": map[string]any{"anchor": map[string]any{"interval": "300ms"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -181,6 +188,12 @@ func (s *service) get(t testing.TB, path string, v any) int {
 
 func (s *service) do(t testing.TB, method, path string, body, v any) int {
 	t.Helper()
+	return s.doAs(t, testToken, method, path, body, v)
+}
+
+// doAs calls the API with a bearer token and decodes a 2xx answer into v.
+func (s *service) doAs(t testing.TB, token, method, path string, body, v any) int {
+	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -192,7 +205,7 @@ func (s *service) do(t testing.TB, method, path string, body, v any) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -7,7 +7,7 @@ import { verifyBundle } from "../verify.js";
 
 // serviceKey is the ledger's service key, pinned in this browser the first
 // time it is seen (trust on first use); a bundle signed by another key fails.
-async function serviceKey() {
+export async function serviceKey() {
   const pinned = localStorage.getItem("tc.serviceKey");
   if (pinned) return pinned;
   try {

@@ -3,7 +3,7 @@
 // checker.
 import { api, apiText, items } from "../api.js";
 import { h, clear, fmtTime, field, unavailable, errorBox } from "../dom.js";
-import { proofChecker, report } from "./ledgerpanel.js";
+import { proofChecker, report, serviceKey } from "./ledgerpanel.js";
 import { verifyBundle } from "../verify.js";
 
 const short = (s) => (s ? String(s).slice(0, 16) + "…" : "—");
@@ -19,7 +19,7 @@ function recordVerify(type, id) {
       delete out.dataset.valid;
       out.textContent = "Checking…";
       try {
-        report(out, await verifyBundle(await apiText(`/ledger/proofs/${type}/${encodeURIComponent(id)}`), localStorage.getItem("tc.serviceKey") || ""));
+        report(out, await verifyBundle(await apiText(`/ledger/proofs/${type}/${encodeURIComponent(id)}`), await serviceKey()));
       } catch (e) {
         out.dataset.valid = "error";
         out.textContent = `Could not fetch the proof: ${e.message}`;
@@ -34,8 +34,10 @@ function datasetItem(d) {
   return h("li", { id: "ds-" + d.id },
     h("strong", d.name || d.id), " ", h("code", d.id), " ", h("span.hash", { title: d.content_hash }, short(d.content_hash)),
     (t.parents || []).length ? h("div.sub", "derived from ", t.parents.join(", "), t.description ? ` (${t.description})` : "") : null,
-    (d.sources || []).length ? h("div.sub", "sources: ", d.sources.map((s) => s.uri || s.name || s.id || JSON.stringify(s)).join(", ")) : null,
-    d.consent ? h("div.sub", "licence/consent: ", [d.consent.licence || d.consent.license, d.consent.basis, d.consent.status].filter(Boolean).join(" · ") || JSON.stringify(d.consent)) : null,
+    (d.sources || []).length ? h("div.sub", "sources: ", d.sources.map((s) => (s.kind === "asset" ? h("a", { href: "#/asset/" + encodeURIComponent(s.ref) }, s.ref) : `${s.kind || "source"} ${s.ref || ""}`))
+      .flatMap((x, i) => (i ? [", ", x] : [x]))) : null,
+    d.consent ? h("div.sub", "licence ", d.consent.licence || "—", (d.consent.use_scope || []).length ? ` · for ${d.consent.use_scope.join(", ")}` : "",
+      d.consent.retention_days ? ` · kept ${d.consent.retention_days} days` : "", d.consent.policy_ref ? ` · policy ${d.consent.policy_ref}` : "") : null,
     (d.checks || []).length ? h("div.sub", `${d.checks.length} quality check(s): `, d.checks.map((c) => `${c.name || c.check}${c.passed === false ? " ✘" : " ✔"}`).join(", ")) : null,
     recordVerify("dataset", d.id));
 }
