@@ -29,13 +29,15 @@ const (
 	Security     Role = "security"
 	Maintenance  Role = "maintenance"
 	MLEngineer   Role = "ml_engineer"
+	MLLead       Role = "ml_lead"    // ML sign-off (attestations)
+	Compliance   Role = "compliance" // compliance sign-off (attestations)
 	Auditor      Role = "auditor"
 	Admin        Role = "admin"
 )
 
 // Roles lists every role.
 func Roles() []Role {
-	return []Role{Viewer, AssetManager, Security, Maintenance, MLEngineer, Auditor, Admin}
+	return []Role{Viewer, AssetManager, Security, Maintenance, MLEngineer, MLLead, Compliance, Auditor, Admin}
 }
 
 // Valid reports whether r is a known role.
@@ -62,13 +64,13 @@ const (
 // Policy is which roles may take each action. Admin may take every action.
 func Policy() map[Action][]Role {
 	return map[Action][]Role{
-		ReadAll:           {Viewer, AssetManager, Security, Maintenance, MLEngineer, Auditor},
+		ReadAll:           {Viewer, AssetManager, Security, Maintenance, MLEngineer, MLLead, Compliance, Auditor},
 		WriteAssets:       {AssetManager},
 		AckAlerts:         {Security},
 		WriteWorkOrders:   {Maintenance, AssetManager},
 		ApproveWorkOrders: {AssetManager, Security},
 		WriteProvenance:   {MLEngineer},
-		Attest:            {Auditor, MLEngineer, Security},
+		Attest:            {Auditor, MLEngineer, MLLead, Security, Compliance},
 		ManageGateways:    {AssetManager},
 		ManageUsers:       {},
 	}

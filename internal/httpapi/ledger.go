@@ -192,9 +192,8 @@ const ctxKeyLedger = "ledger.ctx"
 
 // PrincipalCaller is the ledger caller of a signed-in request: the user or
 // token name and its role. The sign-in roles are the core's roles with the
-// same names, except viewer, which reads as an auditor. (The core's ml_lead
-// and compliance roles have no sign-in role yet, so their sign-offs come
-// only through tokens of another deployment or the Fabric identities.)
+// same names (ml_lead and compliance sign attestations), except viewer,
+// which reads as an auditor.
 func PrincipalCaller(c *fiber.Ctx) (core.Caller, error) {
 	p, ok := Principal(c)
 	if !ok {
