@@ -106,6 +106,8 @@ func Functions() []Function {
 		fn("DeploymentsOn", false, byID(DeploymentsOn)),
 		fn("ModelLineage", false, byID(ModelLineage)),
 		fn("ModelsTrainedOn", false, byID(ModelsTrainedOn)),
+		fn("ListDatasets", false, ListDatasets),
+		fn("ListModels", false, ListModels),
 		fn("ModelsExposedTo", false, func(tx *Tx, q ExposureQuery) ([]Exposure, error) {
 			return ModelsExposedTo(tx, q.Asset, q.Kinds)
 		}),

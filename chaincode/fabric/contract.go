@@ -218,6 +218,16 @@ func (c *Contract) GetDataset(ctx contractapi.TransactionContextInterface, arg s
 	return call(ctx, "GetDataset", arg)
 }
 
+// ListDatasets calls core.ListDatasets.
+func (c *Contract) ListDatasets(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "ListDatasets", arg)
+}
+
+// ListModels calls core.ListModels.
+func (c *Contract) ListModels(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "ListModels", arg)
+}
+
 // GetModel calls core.GetModel.
 func (c *Contract) GetModel(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
 	return call(ctx, "GetModel", arg)

@@ -168,6 +168,10 @@ func (s *Server) registerLedger(api fiber.Router) {
 		}
 		return fiber.Map{"from": from, "to": to, "proof": hs}, nil
 	}))
+	// The dataset and model lists: ?limit=N (1..500, default 50) and
+	// ?after=ID (the previous page's "next"), in id order.
+	g.Get("/datasets", pageOf(l.ListDatasets))
+	g.Get("/models", pageOf(l.ListModels))
 	g.Post("/datasets", post(l.RegisterDataset))
 	g.Get("/datasets/:id", byID(l.GetDataset))
 	g.Post("/datasets/:id/checks", postFor(l.AddQualityChecks, func(in *core.QualityChecksInput, id string) { in.Dataset = id }))
@@ -276,6 +280,21 @@ func get(f func(ctx context.Context, c *fiber.Ctx) (any, error)) fiber.Handler {
 		}
 		return c.JSON(out)
 	}
+}
+
+// pageOf serves a list page: ?limit and ?after become a core.PageQuery.
+func pageOf[T any](f func(ctx context.Context, q core.PageQuery) (core.Page[T], error)) fiber.Handler {
+	return get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+		q := core.PageQuery{After: c.Query("after")}
+		if v := c.Query("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, fmt.Errorf("limit %q: want a number: %w", v, errBadInput)
+			}
+			q.Limit = n
+		}
+		return f(ctx, q)
+	})
 }
 
 func byID[Out any](f func(ctx context.Context, id string) (Out, error)) fiber.Handler {

@@ -69,6 +69,9 @@ type Ledger interface {
 	GetDeployment(ctx context.Context, id string) (core.Deployment, error)
 	DeploymentsOn(ctx context.Context, asset string) ([]core.Deployment, error)
 	ModelLineage(ctx context.Context, model string) (core.Lineage, error)
+	// ListDatasets and ListModels page through the records in id order.
+	ListDatasets(ctx context.Context, q core.PageQuery) (core.Page[core.Dataset], error)
+	ListModels(ctx context.Context, q core.PageQuery) (core.Page[core.Model], error)
 	ModelsTrainedOn(ctx context.Context, asset string) ([]core.Model, error)
 	ModelsExposedTo(ctx context.Context, asset string, kinds []core.EvidenceKind) ([]core.Exposure, error)
 
@@ -227,6 +230,14 @@ func (c *Client) DeploymentsOn(ctx context.Context, asset string) ([]core.Deploy
 
 func (c *Client) ModelLineage(ctx context.Context, model string) (core.Lineage, error) {
 	return call[core.Lineage](ctx, c, false, "ModelLineage", core.IDQuery{ID: model})
+}
+
+func (c *Client) ListDatasets(ctx context.Context, q core.PageQuery) (core.Page[core.Dataset], error) {
+	return call[core.Page[core.Dataset]](ctx, c, false, "ListDatasets", q)
+}
+
+func (c *Client) ListModels(ctx context.Context, q core.PageQuery) (core.Page[core.Model], error) {
+	return call[core.Page[core.Model]](ctx, c, false, "ListModels", q)
 }
 
 func (c *Client) ModelsTrainedOn(ctx context.Context, asset string) ([]core.Model, error) {

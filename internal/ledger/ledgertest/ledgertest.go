@@ -284,6 +284,18 @@ func testProvenance(t *testing.T, l ledger.Ledger) {
 		t.Errorf("GetDeployment(dep-3) = %+v, want the refusal with its reasons", got)
 	}
 
+	dsp := must[core.Page[core.Dataset]](t, "ListDatasets")(l.ListDatasets(As(core.RoleAuditor), core.PageQuery{Limit: 1}))
+	if len(dsp.Items) != 1 || dsp.Items[0].ID != "ds-clean" || dsp.Next != "ds-clean" {
+		t.Errorf("ListDatasets(limit 1) = %+v, want ds-clean and a next page", dsp)
+	}
+	dsp = must[core.Page[core.Dataset]](t, "ListDatasets")(l.ListDatasets(As(core.RoleAuditor), core.PageQuery{After: dsp.Next}))
+	if len(dsp.Items) != 1 || dsp.Items[0].ID != "ds-raw" || dsp.Next != "" {
+		t.Errorf("ListDatasets(after ds-clean) = %+v, want only ds-raw", dsp)
+	}
+	mp := must[core.Page[core.Model]](t, "ListModels")(l.ListModels(As(core.RoleAuditor), core.PageQuery{}))
+	if len(mp.Items) == 0 || mp.Items[0].ID != "model-a" {
+		t.Errorf("ListModels = %+v, want model-a first", mp)
+	}
 	lin := must[core.Lineage](t, "ModelLineage")(l.ModelLineage(svc, "model-a"))
 	var ids []string
 	for _, d := range lin.Datasets {
