@@ -16,7 +16,10 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-"$bin/twin-service" -data "$data" -http "$http" -mqtt-addr "$mqtt" ${TWINCHAIN_RUN_ARGS:-} &
+# The detection config names the fleet's sites and geofences (the map draws
+# them) and no webhook sinks.
+"$bin/twin-service" -data "$data" -http "$http" -mqtt-addr "$mqtt" \
+  -detect-config "$(dirname "$0")/run-detect.yaml" ${TWINCHAIN_RUN_ARGS:-} &
 pids+=($!)
 for _ in $(seq 1 150); do
   if curl -fsS "http://$http/readyz" >/dev/null 2>&1; then break; fi

@@ -5,6 +5,7 @@ import (
 
 	"twinchain/internal/alert"
 	"twinchain/internal/detectsvc"
+	"twinchain/internal/httpapi"
 )
 
 // buildDetect opens the detection service (detectors, alerts, work orders)
@@ -31,6 +32,9 @@ func (s *service) buildDetect() error {
 		return fmt.Errorf("detection: %w", err)
 	}
 	s.detect = d
+	for id, site := range cfg.Detect.Sites { // the map's geofences (GET /api/v1/sites)
+		s.sites = append(s.sites, httpapi.Site{ID: id, Polygon: site.Geofence})
+	}
 	s.in.SetAnnotator(d.Annotate) // change events note the work order that covers them
 	return nil
 }

@@ -48,6 +48,7 @@ type service struct {
 	telemetry *telemetryPart // telemetry.go
 	ledger    *ledgerPart    // nil when ledger.backend is off
 	detect    *detectsvc.Service
+	sites     []httpapi.Site // configured sites and geofences, from the detection config
 	// adminPassword is the password of the admin made at first start,
 	// printed once by run; empty on later starts.
 	adminPassword string
@@ -133,6 +134,7 @@ func (s *service) build() error {
 		Metrics:    metrics,
 		Alerts:     s.detect.Alerts(),
 		WorkOrders: s.detect.Orders(),
+		Sites:      s.sites,
 		Auth:       signIn,
 		Dashboard:  web.Dist(),
 		Ready: func() error {

@@ -107,6 +107,14 @@ func TestDashboard(t *testing.T) {
 		if n := evalJS[int](t, ctx, `document.querySelectorAll(".leaflet-overlay-pane path.leaflet-interactive, .leaflet-overlay-pane canvas").length`); n == 0 {
 			t.Errorf("the map draws no positions")
 		}
+		// make run's detection config (scripts/run-detect.yaml) fences both
+		// sites: GET /sites gives their polygons and the map draws each one.
+		if n := evalJS[int](t, ctx, `document.querySelectorAll(".leaflet-overlay-pane path.geofence").length`); n != size.sites {
+			t.Errorf("the map draws %d geofence polygons, want %d (one per configured site)", n, size.sites)
+		}
+		if txt := evalJS[string](t, ctx, `document.querySelector("main .summary").textContent`); !strings.Contains(txt, fmt.Sprintf("%d geofences", size.sites)) {
+			t.Errorf("the map summary = %q, want it to count %d geofences", txt, size.sites)
+		}
 		shot(t, ctx, "map")
 	})
 
@@ -199,7 +207,7 @@ func TestAlertsLive(t *testing.T) {
 		t.Skip("starts twin-service, firmware-sim and Chromium")
 	}
 	file := "../internal/scenario/testdata/scenarios/gpu-swap.yaml"
-	svc := startTwin(t, []string{"scenario", file})
+	svc := startTwin(t, []string{"scenario", file}, "")
 	if !svc.hasRoute(t, "/alerts") {
 		t.Skip("UNTESTED: live alerts, acknowledge and the viewer's refusal — this twin-service has no /alerts route")
 	}
@@ -468,7 +476,19 @@ func TestProvenance(t *testing.T) {
 
 	ctx := newTab(t, testsvc.StartChromium(t))
 	signIn(t, ctx, svc.URL, "view")
-	if err := chromedp.Do(ctx, chromedp.Navigate(svc.URL+"/#/provenance?model=m-web-1")); err != nil {
+	// The page lists the ledger's models and datasets (GET /ledger/models,
+	// /ledger/datasets); the model links to its lineage.
+	if err := chromedp.Do(ctx, chromedp.Navigate(svc.URL+"/#/provenance")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the record lists", `document.querySelector("main").dataset.view === "provenance" && (document.querySelector("section.records") || {dataset: {}}).dataset.ready === "true"`, 30*time.Second)
+	if got := evalJS[[]string](t, ctx, `[...document.querySelectorAll("#prov-datasets li")].map(li => li.dataset.id)`); !slices.Contains(got, "ds-web-1") {
+		t.Errorf("the dataset list = %v, want it to hold ds-web-1", got)
+	}
+	if got := evalJS[[]string](t, ctx, `[...document.querySelectorAll("#prov-models li")].map(li => li.dataset.id)`); !slices.Contains(got, "m-web-1") {
+		t.Errorf("the model list = %v, want it to hold m-web-1", got)
+	}
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`document.querySelector('#prov-models li[data-id="m-web-1"] a').click()`)); err != nil {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, "the lineage", `document.querySelector("main").dataset.view === "provenance" && document.querySelector("main").dataset.ready === "true" && !!document.querySelector(".lineage")`, 30*time.Second)

@@ -69,21 +69,23 @@ type fleetSize struct{ sites, servers, gpus int }
 
 // startService starts twin-service with the embedded broker and the users
 // of testUsers, then firmware-sim publishing a fleet of the given size to
-// it. Both are stopped by t.Cleanup.
+// it. Both are stopped by t.Cleanup. The detection config is make run's
+// (scripts/run-detect.yaml: the fleet's sites and their geofences).
 func startService(t testing.TB, size fleetSize, extraFleetArgs ...string) *service {
 	t.Helper()
 	fleetArgs := []string{"fleet",
 		"-sites", fmt.Sprint(size.sites), "-servers", fmt.Sprint(size.servers), "-gpus", fmt.Sprint(size.gpus)}
 	fleetArgs = append(fleetArgs, extraFleetArgs...)
-	s := startTwin(t, fleetArgs)
+	s := startTwin(t, fleetArgs, "../scripts/run-detect.yaml")
 	s.fleet = start(t, "firmware-sim", filepath.Join(binaries(t), "firmware-sim"), append(fleetArgs, "-broker", s.MQTT)...)
 	return s
 }
 
 // startTwin starts twin-service with the embedded broker, the users of
 // testUsers and the gateway registry that `firmware-sim simArgs -registry
-// FILE -registry-only` writes; it starts no simulator.
-func startTwin(t testing.TB, simArgs []string) *service {
+// FILE -registry-only` writes; it starts no simulator. detectConfig is the
+// detection config file ("": the defaults).
+func startTwin(t testing.TB, simArgs []string, detectConfig string) *service {
 	t.Helper()
 	bin := binaries(t)
 	dir := t.TempDir()
@@ -102,7 +104,15 @@ func startTwin(t testing.TB, simArgs []string) *service {
 		{Name: "web-test", Role: auth.Admin, SHA256: auth.HashToken(testToken)},
 		{Name: "ml-pipeline", Role: auth.MLEngineer, SHA256: auth.HashToken(mlToken)},
 	}
-	raw, err := yaml.Marshal(map[string]any{"auth": cfg, "ledger": map[string]any{"anchor": map[string]any{"interval": "300ms"}}})
+	conf := map[string]any{"auth": cfg, "ledger": map[string]any{"anchor": map[string]any{"interval": "300ms"}}}
+	if detectConfig != "" {
+		abs, err := filepath.Abs(detectConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf["detect_config"] = abs
+	}
+	raw, err := yaml.Marshal(conf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,8 @@ type Options struct {
 	// Auth is the sign-in (auth.go); nil leaves /api/v1 open, acting as an
 	// anonymous admin (tests of other domains only).
 	Auth *Auth
+	// Sites are the configured sites and their geofences (sites.go).
+	Sites []Site
 	// Dashboard is the built web dashboard (web.Dist()) served at /; nil
 	// serves none.
 	Dashboard fs.FS
@@ -103,6 +105,7 @@ func New(opts Options) (*Server, error) {
 	s.registerEnroll(api)
 	s.registerLedger(api)
 	s.registerAlerts(api)
+	s.registerSites(api)
 	api.Use(func(c *fiber.Ctx) error {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", c.Method(), c.Path()))
 	})

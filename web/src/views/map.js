@@ -110,15 +110,18 @@ export async function mapView(root, params) {
     }).bindTooltip(`site ${name}: ${perSite.get(name) || s.n} assets`, { permanent: true, direction: "top", className: "site-tip", offset: [0, -8] }).addTo(map);
   }
 
-  // Geofences and sites with shapes, where the service has them.
+  // Geofences: the configured sites' polygons (GET /sites, from the
+  // detection config). Drawn as SVG paths with class "geofence" (markers use
+  // the canvas) so each fence is an element of its own.
   let fences = 0;
-  for (const path of ["/geofences", "/sites"]) {
+  const fenceRenderer = L.svg();
+  for (const path of ["/sites"]) {
     try {
       for (const g of items(await api(path))) {
         const poly = polygonOf(g);
         if (!poly || poly.length < 3) continue;
         fences++;
-        L.polygon(poly, { color: "#7c3aed", weight: 2, fillOpacity: 0.05 }).bindTooltip(`${g.name || g.id} (geofence)`).addTo(map);
+        L.polygon(poly, { renderer: fenceRenderer, className: "geofence", color: "#7c3aed", weight: 2, fillOpacity: 0.05 }).bindTooltip(`${g.name || g.id} (geofence)`).addTo(map);
         bounds.push(...poly);
       }
     } catch { /* not provided */ }

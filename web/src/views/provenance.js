@@ -69,6 +69,45 @@ function lineageView(box, lin) {
       })) : h("p.muted", "No hardware recorded."))));
 }
 
+// pagedList is a list of ledger records (GET path: {items, next}, in id
+// order) with a button for the next page.
+function pagedList(path, id, item) {
+  const ul = h("ul.prov", { id });
+  const more = h("button", { type: "button", hidden: true }, "More");
+  const box = h("div", ul, more);
+  let after = "";
+  async function load() {
+    more.disabled = true;
+    try {
+      const page = await api(`${path}?limit=50${after ? "&after=" + encodeURIComponent(after) : ""}`);
+      const got = items(page);
+      ul.append(...got.map(item));
+      if (!ul.children.length) box.replaceChildren(h("p.muted", "None recorded yet."));
+      after = (page && page.next) || "";
+      more.hidden = !after;
+    } catch (e) {
+      box.replaceChildren(e.missing ? unavailable("The list", e) : errorBox(e));
+    } finally { more.disabled = false; }
+  }
+  more.onclick = load;
+  return { box, load };
+}
+
+// recordLists shows the models and datasets on the ledger; a model links to
+// its lineage.
+function recordLists() {
+  const models = pagedList("/ledger/models", "prov-models", (m) =>
+    h("li", { "data-id": m.id }, h("a", { href: "#/provenance?model=" + encodeURIComponent(m.id) }, m.id), m.name ? ` ${m.name}` : "",
+      h("div.sub", `${(m.datasets || []).length} dataset(s) · registered ${fmtTime(m.registered && m.registered.time)}`)));
+  const datasets = pagedList("/ledger/datasets", "prov-datasets", (d) =>
+    h("li", { "data-id": d.id }, h("code", d.id), d.name ? ` ${d.name}` : "",
+      h("div.sub", (d.transform && (d.transform.parents || []).length) ? `derived from ${d.transform.parents.join(", ")}` : "root dataset")));
+  const sec = h("section.card.records", { "aria-labelledby": "h-rec" }, h("h2#h-rec", "On the ledger"),
+    h("div.lists", h("div", h("h3", "Models"), models.box), h("div", h("h3", "Datasets"), datasets.box)));
+  Promise.all([models.load(), datasets.load()]).then(() => { sec.dataset.ready = "true"; });
+  return sec;
+}
+
 export async function provenanceView(root, params) {
   const modelIn = h("input", { id: "prov-model", name: "model", value: (params && params.get("model")) || "", placeholder: "model id" });
   const assetIn = h("input", { id: "prov-asset", name: "asset", placeholder: "asset id, e.g. srv-s1-001.gpu3" });
@@ -82,7 +121,7 @@ export async function provenanceView(root, params) {
         field("Model", modelIn), h("button", { type: "submit" }, "Show lineage")),
       h("form.inline", { onsubmit: async (ev) => { ev.preventDefault(); await modelsOn(assetIn.value.trim()); } },
         field("Models trained on asset", assetIn), h("button", { type: "submit" }, "Find"))),
-    found, box, chk);
+    found, box, recordLists(), chk);
 
   async function modelsOn(asset) {
     clear(found);
