@@ -115,17 +115,15 @@ export async function mapView(root, params) {
   // the canvas) so each fence is an element of its own.
   let fences = 0;
   const fenceRenderer = L.svg();
-  for (const path of ["/sites"]) {
-    try {
-      for (const g of items(await api(path))) {
-        const poly = polygonOf(g);
-        if (!poly || poly.length < 3) continue;
-        fences++;
-        L.polygon(poly, { renderer: fenceRenderer, className: "geofence", color: "#7c3aed", weight: 2, fillOpacity: 0.05 }).bindTooltip(`${g.name || g.id} (geofence)`).addTo(map);
-        bounds.push(...poly);
-      }
-    } catch { /* not provided */ }
-  }
+  try {
+    for (const g of items(await api("/sites"))) {
+      const poly = polygonOf(g);
+      if (!poly || poly.length < 3) continue;
+      fences++;
+      L.polygon(poly, { renderer: fenceRenderer, className: "geofence", color: "#7c3aed", weight: 2, fillOpacity: 0.05 }).bindTooltip(`site ${g.name || g.id} (geofence)`).addTo(map);
+      bounds.push(...poly);
+    }
+  } catch { /* an older service without /sites */ }
 
   // The focused asset's track, from its location events.
   let trackPts = 0;
