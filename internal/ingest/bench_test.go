@@ -43,11 +43,14 @@ func benchMessages(b *testing.B, gateways, n int) (topics []string, payloads [][
 	return topics, payloads
 }
 
+func registryGateway(gw string) registry.Gateway {
+	return registry.Gateway{ID: gw, PublicKey: testKey(gw).Public().(ed25519.PublicKey), Site: "s1"}
+}
+
 func benchRegistry(gateways int) *registry.Registry {
 	reg := registry.New()
 	for i := range gateways {
-		gw := fmt.Sprintf("gw-b%03d", i)
-		reg.Put(registry.Gateway{ID: gw, PublicKey: testKey(gw).Public().(ed25519.PublicKey), Site: "s1"})
+		reg.Put(registryGateway(fmt.Sprintf("gw-b%03d", i)))
 	}
 	return reg
 }

@@ -28,7 +28,7 @@ func testKey(name string) ed25519.PrivateKey {
 
 // rig is an ingest over a real store in a temporary directory.
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	path  string
 	store *twinstore.Store
 	reg   *registry.Registry
@@ -36,7 +36,7 @@ type rig struct {
 	stop  func()
 }
 
-func newRig(t *testing.T, cfg Config, gateways ...string) *rig {
+func newRig(t testing.TB, cfg Config, gateways ...string) *rig {
 	t.Helper()
 	r := &rig{t: t, path: filepath.Join(t.TempDir(), "twins.db"), reg: registry.New()}
 	for _, gw := range gateways {
