@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -43,8 +44,12 @@ type Options struct {
 type Server struct {
 	opts Options
 	app  *fiber.App
-	done chan struct{} // closed when Run is shutting down: ends SSE streams
+	done    chan struct{} // closed when Run is shutting down: ends SSE streams
+	streams atomic.Int64  // open SSE streams
 }
+
+// Streams is the number of open SSE streams.
+func (s *Server) Streams() int64 { return s.streams.Load() }
 
 // New builds the API and registers every route. It listens only in Run.
 func New(opts Options) (*Server, error) {
