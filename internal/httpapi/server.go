@@ -42,8 +42,8 @@ type Options struct {
 
 // Server is the HTTP API.
 type Server struct {
-	opts Options
-	app  *fiber.App
+	opts    Options
+	app     *fiber.App
 	done    chan struct{} // closed when Run is shutting down: ends SSE streams
 	streams atomic.Int64  // open SSE streams
 }
