@@ -5,6 +5,7 @@ BIN   := bin
 DATA  ?= data
 HTTP  ?= 127.0.0.1:8080
 MQTT  ?= 127.0.0.1:1883
+PROGRAMS := $(patsubst %/main.go,./%,$(wildcard twin-service/main.go edge-agent/main.go firmware-sim/main.go))
 
 .PHONY: all build run test test-short lint bench clean web
 
@@ -12,7 +13,7 @@ all: build
 
 build: web
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./twin-service ./edge-agent ./firmware-sim
+	$(GO) build -o $(BIN)/ $(PROGRAMS)
 
 # web builds the dashboard's front-end assets (no-op until the web issue lands).
 web:
@@ -27,17 +28,21 @@ test: web
 	@set -euo pipefail; eval "$$(scripts/test-deps.sh)"; \
 	  $(GO) vet ./... && \
 	  $(GO) test -count=1 -timeout 45m ./... && \
+	  (cd chaincode && $(GO) vet ./... && $(GO) test -count=1 ./...) && \
 	  scripts/fuzz-short.sh
 
 test-short:
 	$(GO) test -short -count=1 ./...
+	cd chaincode && $(GO) test -short -count=1 ./...
 
 lint:
 	$(GO) vet ./...
+	cd chaincode && $(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	cd chaincode && $(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:
 	rm -rf $(BIN)

@@ -19,6 +19,7 @@ import (
 	"twinchain/internal/broker"
 	"twinchain/internal/ingest"
 	"twinchain/internal/mqttsub"
+	"twinchain/internal/telemetry"
 )
 
 // MQTT modes.
@@ -38,6 +39,8 @@ type Config struct {
 	MQTT         MQTTConfig    `yaml:"mqtt"`
 	Ingest       ingest.Config `yaml:"ingest"`
 	Store        StoreConfig   `yaml:"store"`
+
+	Telemetry telemetry.Config `yaml:"telemetry"` // backend embedded (default) or influxdb
 }
 
 // LogConfig selects the log level and format.
@@ -100,6 +103,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("mqtt.mode %q: want %s or %s", c.MQTT.Mode, modeEmbedded, modeExternal))
 	}
 	errs = append(errs, c.Ingest.Validate())
+	errs = append(errs, c.Telemetry.WithDefaults().Validate())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
@@ -146,6 +150,11 @@ var settings = []setting{
 	{"mqtt-client-id", "TWINCHAIN_MQTT_CLIENT_ID", "client id of the persistent session with the external broker", str(func(c *Config) *string { return &c.MQTT.External.ClientID })},
 	{"log-level", "TWINCHAIN_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.Log.Level })},
 	{"log-format", "TWINCHAIN_LOG_FORMAT", "text or json", str(func(c *Config) *string { return &c.Log.Format })},
+	{"telemetry-backend", "TWINCHAIN_TELEMETRY_BACKEND", "telemetry store: embedded or influxdb", str(func(c *Config) *string { return &c.Telemetry.Backend })},
+	{"telemetry-url", "TWINCHAIN_TELEMETRY_URL", "InfluxDB URL, e.g. http://127.0.0.1:8086", str(func(c *Config) *string { return &c.Telemetry.URL })},
+	{"telemetry-org", "TWINCHAIN_TELEMETRY_ORG", "InfluxDB 2.x organisation (1.8: ignored)", str(func(c *Config) *string { return &c.Telemetry.Org })},
+	{"telemetry-bucket", "TWINCHAIN_TELEMETRY_BUCKET", "InfluxDB bucket (1.8: database or database/retention-policy)", str(func(c *Config) *string { return &c.Telemetry.Bucket })},
+	{"telemetry-token", "TWINCHAIN_TELEMETRY_TOKEN", "InfluxDB token (1.8: user:password or empty)", str(func(c *Config) *string { return &c.Telemetry.Token })},
 	{"store-no-sync", "TWINCHAIN_STORE_NO_SYNC", "skip fsync (benchmarks only: a crash loses acknowledged messages)", boolean(func(c *Config) *bool { return &c.Store.NoSync })},
 }
 

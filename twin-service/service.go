@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"twinchain/internal/broker"
+	"twinchain/internal/enroll"
 	"twinchain/internal/httpapi"
 	"twinchain/internal/ingest"
 	"twinchain/internal/mqttsub"
@@ -38,6 +39,8 @@ type service struct {
 	mqtt    runner
 	ready   func() bool
 	api     *httpapi.Server
+
+	telemetry *telemetryPart // telemetry.go
 }
 
 // openService opens the store and builds every component; it starts nothing.
@@ -48,7 +51,7 @@ func openService(cfg Config, log *slog.Logger) (*service, error) {
 	}
 	s := &service{cfg: cfg, log: log, store: store}
 	if err := s.build(); err != nil {
-		store.Close()
+		s.close()
 		return nil, err
 	}
 	return s, nil
@@ -88,12 +91,16 @@ func (s *service) build() error {
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.telemetry, err = openTelemetry(s.cfg, s.store, s.in, s.reg, metrics, s.log); err != nil {
+		return err
+	}
 	s.api, err = httpapi.New(httpapi.Options{
 		Log:      s.log.With("component", "http"),
 		Assets:   s.store,
 		Events:   s.store,
 		Ingest:   s.in,
 		Gateways: s.reg,
+		Enroll:   enroll.NewService(s.reg, time.Now),
 		Metrics:  metrics,
 		Ready: func() error {
 			if !s.ready() {
@@ -101,11 +108,17 @@ func (s *service) build() error {
 			}
 			return nil
 		},
+		Telemetry: s.telemetry.store,
 	})
 	return err
 }
 
 func (s *service) close() {
+	if s.telemetry != nil {
+		if err := s.telemetry.Close(); err != nil {
+			s.log.Error("close telemetry store", "err", err)
+		}
+	}
 	if err := s.store.Close(); err != nil {
 		s.log.Error("close store", "err", err)
 	}
@@ -128,6 +141,7 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	})
 	g.Go(func() error { return s.api.Serve(gctx, ln) })
 	g.Go(func() error { return s.watcher.Run(gctx) })
+	g.Go(func() error { return s.telemetry.Run(gctx) })
 	fmt.Fprintf(stderr, "twin-service: dashboard at http://%s/\n", ln.Addr())
 	s.log.Info("twin-service started", "http", ln.Addr().String(), "mqtt_mode", s.cfg.MQTT.Mode, "data_dir", s.cfg.DataDir, "gateways", s.reg.Len())
 	err = g.Wait()

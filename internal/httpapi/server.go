@@ -29,6 +29,7 @@ type Options struct {
 	Events   EventLog      // stream.go
 	Ingest   IngestSource  // stats and wake-ups: gateways.go, stream.go, metrics.go
 	Gateways GatewayEditor // gateways.go
+	Enroll   Enroller      // enroll.go
 	Ready    func() error  // readyz: nil error when ready
 	// Metrics is the registry /metrics serves; the API registers its own
 	// collectors into it. nil disables /metrics.
@@ -38,6 +39,9 @@ type Options struct {
 	StreamMaxLag uint64
 	// StreamHeartbeat is the SSE keep-alive interval; default 15s.
 	StreamHeartbeat time.Duration
+
+	// Telemetry serves the chart routes (series.go).
+	Telemetry TelemetryReader
 }
 
 // Server is the HTTP API.
@@ -80,9 +84,11 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	api := s.app.Group("/api/v1")
+	s.registerSeries(api) // before assets: with no asset store, /assets* answers 503
 	s.registerAssets(api)
 	s.registerGateways(api)
 	s.registerStream(api)
+	s.registerEnroll(api)
 	api.Use(func(c *fiber.Ctx) error {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", c.Method(), c.Path()))
 	})

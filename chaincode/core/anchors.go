@@ -1,0 +1,197 @@
+package core
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+)
+
+const anchorDomain = "twinchain-anchor-v1"
+
+// AnchorHash is the hex SHA-256 that chains anchors: a domain string and
+// every field but Hash and Stamp, joined by NUL bytes, times as Unix
+// nanoseconds. An offline verifier recomputes it from a proof bundle.
+func AnchorHash(a *Anchor) string {
+	b := make([]byte, 0, 256)
+	b = append(b, anchorDomain...)
+	b = strconv.AppendUint(append(b, 0), a.Seq, 10)
+	b = append(append(b, 0), a.Root...)
+	for _, n := range []uint64{a.FirstEvent, a.LastEvent} {
+		b = strconv.AppendUint(append(b, 0), n, 10)
+	}
+	for _, t := range []int64{a.FirstTime.UnixNano(), a.LastTime.UnixNano()} {
+		b = strconv.AppendInt(append(b, 0), t, 10)
+	}
+	for _, n := range []uint64{a.Size, a.TreeSize} {
+		b = strconv.AppendUint(append(b, 0), n, 10)
+	}
+	b = append(append(b, 0), a.TreeRoot...)
+	b = append(append(b, 0), a.Prev...)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func checkAnchor(in *AnchorInput) error {
+	if err := checkHash("anchor root", in.Root); err != nil {
+		return err
+	}
+	switch {
+	case in.FirstEvent == 0 || in.LastEvent < in.FirstEvent:
+		return fmt.Errorf("anchor event range [%d, %d]: %w", in.FirstEvent, in.LastEvent, ErrInvalid)
+	case in.Size != in.LastEvent-in.FirstEvent+1:
+		return fmt.Errorf("anchor size %d for events [%d, %d]: %w", in.Size, in.FirstEvent, in.LastEvent, ErrInvalid)
+	case in.FirstTime.IsZero() || in.LastTime.Before(in.FirstTime):
+		return fmt.Errorf("anchor time range [%s, %s]: %w", in.FirstTime, in.LastTime, ErrInvalid)
+	case (in.TreeSize == 0) != (in.TreeRoot == ""):
+		return fmt.Errorf("anchor tree size and tree root go together: %w", ErrInvalid)
+	case in.TreeSize != 0 && in.TreeSize < in.Size:
+		return fmt.Errorf("anchor tree size %d below batch size %d: %w", in.TreeSize, in.Size, ErrInvalid)
+	}
+	if in.TreeRoot != "" {
+		if err := checkHash("anchor tree root", in.TreeRoot); err != nil {
+			return err
+		}
+	}
+	if in.Prev != "" {
+		return checkHash("anchor prev", in.Prev)
+	}
+	return nil
+}
+
+// sameAnchor reports whether a stored anchor is the one in.
+func sameAnchor(a *Anchor, in *AnchorInput) bool {
+	return a.Root == in.Root && a.FirstEvent == in.FirstEvent && a.LastEvent == in.LastEvent &&
+		a.FirstTime.Equal(in.FirstTime) && a.LastTime.Equal(in.LastTime) && a.Size == in.Size &&
+		a.TreeSize == in.TreeSize && a.TreeRoot == in.TreeRoot && (in.Prev == "" || in.Prev == a.Prev)
+}
+
+// SubmitAnchor appends a state anchor to the chain. Role: service.
+//
+// The batch must start right after the head's last event (no overlap, no
+// gap; the first anchor may start anywhere). Submitting an anchor already on
+// the chain returns it and writes nothing, so a retry is harmless; a
+// different anchor for a range already covered is a conflict.
+func SubmitAnchor(tx *Tx, in AnchorInput) (Anchor, error) {
+	if err := begin(tx, "submit anchor", rolesAnchor); err != nil {
+		return Anchor{}, err
+	}
+	if err := checkAnchor(&in); err != nil {
+		return Anchor{}, err
+	}
+	in.FirstTime, in.LastTime = in.FirstTime.UTC(), in.LastTime.UTC()
+	if old, found, err := anchorEndingAt(tx.State, in.LastEvent); err != nil {
+		return Anchor{}, err
+	} else if found {
+		if sameAnchor(&old, &in) {
+			return old, nil
+		}
+		return Anchor{}, fmt.Errorf("anchor %d already covers events [%d, %d] differently: %w", old.Seq, old.FirstEvent, old.LastEvent, ErrConflict)
+	}
+	head, hasHead, err := anchorHead(tx.State)
+	if err != nil {
+		return Anchor{}, err
+	}
+	a := Anchor{Seq: 1, AnchorInput: in}
+	a.Prev = ""
+	if hasHead {
+		switch {
+		case in.FirstEvent <= head.LastEvent:
+			return Anchor{}, fmt.Errorf("events [%d, %d] overlap anchor %d up to event %d: %w", in.FirstEvent, in.LastEvent, head.Seq, head.LastEvent, ErrConflict)
+		case in.FirstEvent != head.LastEvent+1:
+			return Anchor{}, fmt.Errorf("events [%d, %d] leave a gap after anchor %d ending at event %d: %w", in.FirstEvent, in.LastEvent, head.Seq, head.LastEvent, ErrConflict)
+		}
+		a.Seq, a.Prev = head.Seq+1, head.Hash
+	}
+	if in.Prev != "" && in.Prev != a.Prev {
+		return Anchor{}, fmt.Errorf("anchor prev %s is not the head %q: %w", in.Prev, a.Prev, ErrConflict)
+	}
+	a.Hash = AnchorHash(&a)
+	a.Stamp = tx.stamp()
+	if err := store(tx.State, pfxAnchor+pad(a.Seq), a); err != nil {
+		return Anchor{}, err
+	}
+	if err := store(tx.State, pfxAnchorByEvent+pad(a.LastEvent), a.Seq); err != nil {
+		return Anchor{}, err
+	}
+	return a, store(tx.State, keyAnchorHead, a.Seq)
+}
+
+func anchorBySeq(st State, seq uint64) (Anchor, error) {
+	var a Anchor
+	return a, mustLoad(st, pfxAnchor+pad(seq), "anchor", strconv.FormatUint(seq, 10), &a)
+}
+
+func anchorHead(st State) (Anchor, bool, error) {
+	var seq uint64
+	found, err := load(st, keyAnchorHead, &seq)
+	if err != nil || !found {
+		return Anchor{}, false, err
+	}
+	a, err := anchorBySeq(st, seq)
+	return a, err == nil, err
+}
+
+func anchorEndingAt(st State, last uint64) (Anchor, bool, error) {
+	var seq uint64
+	found, err := load(st, pfxAnchorByEvent+pad(last), &seq)
+	if err != nil || !found {
+		return Anchor{}, false, err
+	}
+	a, err := anchorBySeq(st, seq)
+	return a, err == nil, err
+}
+
+// AnchorHead returns the newest anchor, or ErrNotFound before the first.
+// Any role.
+func AnchorHead(tx *Tx) (Anchor, error) {
+	if err := beginRead(tx); err != nil {
+		return Anchor{}, err
+	}
+	a, found, err := anchorHead(tx.State)
+	if err == nil && !found {
+		err = fmt.Errorf("anchor head: %w", ErrNotFound)
+	}
+	return a, err
+}
+
+// GetAnchor returns the anchor with sequence number seq. Any role.
+func GetAnchor(tx *Tx, seq uint64) (Anchor, error) {
+	if err := beginRead(tx); err != nil {
+		return Anchor{}, err
+	}
+	return anchorBySeq(tx.State, seq)
+}
+
+// AnchorForEvent returns the anchor whose range covers the event id, or
+// ErrNotFound if no anchor covers it yet. Any role.
+func AnchorForEvent(tx *Tx, eventID uint64) (Anchor, error) {
+	if err := beginRead(tx); err != nil {
+		return Anchor{}, err
+	}
+	var key string
+	var derr error
+	var seq uint64
+	err := tx.State.Range(pfxAnchorByEvent+pad(eventID), prefixEnd(pfxAnchorByEvent), func(k string, v []byte) bool {
+		key = k
+		seq, derr = parseUint(string(v))
+		return false
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return Anchor{}, fmt.Errorf("anchor for event %d: %w", eventID, err)
+	}
+	if key == "" {
+		return Anchor{}, fmt.Errorf("no anchor covers event %d: %w", eventID, ErrNotFound)
+	}
+	a, err := anchorBySeq(tx.State, seq)
+	if err != nil {
+		return Anchor{}, err
+	}
+	if a.FirstEvent > eventID {
+		return Anchor{}, fmt.Errorf("no anchor covers event %d: %w", eventID, ErrNotFound)
+	}
+	return a, nil
+}

@@ -1,0 +1,360 @@
+// Package embeddedstore is the single-machine telemetry.Store: an on-disk
+// time-series store inside twin-service, built on the Pebble LSM engine
+// (github.com/cockroachdb/pebble/v2), which gives it a write-ahead log, crash
+// safety, compression and ordered range scans.
+//
+// # Layout
+//
+// A series is one measurement of one asset. Series and field names get small
+// numeric ids, kept in the store's metadata keys. Every point is one key:
+//
+//	'd' | day (uint32, days since the Unix epoch) | series id (uint32) | time (uint64 ns)  ->  fields
+//
+// with big-endian integers, so one series' points within a day are adjacent
+// and in time order, and a chart over a range is one short scan per day. The
+// value is the point's fields as (field id uvarint, float64 bits) pairs.
+// Writing the same series and time again overwrites the point.
+//
+// Tags (site, gateway, kind) are accepted and not indexed: they never split
+// a series (see the telemetry package) and nothing queries by them here.
+//
+// # Retention
+//
+// Queries never return points older than the retention. Run deletes whole
+// days that lie entirely before it (one range tombstone per pass, then a
+// compaction of that range reclaims the disk).
+//
+// # Cost
+//
+// Write validates, encodes into one Pebble batch and commits it with an
+// fsync: a point costs about a microsecond and no allocations once its
+// series is known (see BenchmarkWrite), so the store keeps up with ingest
+// when writes come in batches (the telemetry writer sends one per log read).
+package embeddedstore
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"twinchain/internal/telemetry"
+)
+
+// Options configure a Store.
+type Options struct {
+	Retention time.Duration    // 0 keeps points forever
+	Now       func() time.Time // default time.Now
+	Log       *slog.Logger     // default slog.Default()
+	// NoSync skips the fsync of each Write. Only for benchmarks: a crash
+	// may then lose the last writes.
+	NoSync bool
+}
+
+// Store is the embedded telemetry store. It is safe for concurrent use.
+type Store struct {
+	db   *pebble.DB
+	opts Options
+	log  *slog.Logger
+	wo   *pebble.WriteOptions
+
+	mu       sync.Mutex
+	closed   bool
+	series   map[string]map[string]*series // measurement -> asset -> series
+	byAsset  map[string][]*series
+	fields   map[string]uint32 // field name -> id
+	names    []string          // field id -> name
+	nextSID  uint32
+	batch    *pebble.Batch
+	keyBuf   []byte
+	valBuf   []byte
+	pruned   int // whole days deleted by retention, ever
+	prunedTo uint32
+}
+
+type series struct {
+	id          uint32
+	measurement string
+	asset       string
+	fields      []uint64 // bitset of field ids this series has had
+}
+
+func (s *series) hasField(id uint32) bool {
+	w := int(id / 64)
+	return w < len(s.fields) && s.fields[w]&(1<<(id%64)) != 0
+}
+
+func (s *series) addField(id uint32) {
+	for int(id/64) >= len(s.fields) {
+		s.fields = append(s.fields, 0)
+	}
+	s.fields[id/64] |= 1 << (id % 64)
+}
+
+var _ telemetry.Store = (*Store)(nil)
+
+// Open opens (or creates) the store in dir.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{opts.Log}})
+	if err != nil {
+		return nil, fmt.Errorf("open telemetry store %s: %w", dir, err)
+	}
+	s := &Store{
+		db:      db,
+		opts:    opts,
+		log:     opts.Log,
+		wo:      pebble.Sync,
+		series:  map[string]map[string]*series{},
+		byAsset: map[string][]*series{},
+		fields:  map[string]uint32{},
+		nextSID: 1,
+	}
+	if opts.NoSync {
+		s.wo = pebble.NoSync
+	}
+	if err := s.loadMeta(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open telemetry store %s: %w", dir, err)
+	}
+	return s, nil
+}
+
+// loadMeta reads the series and field dictionaries.
+func (s *Store) loadMeta() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixMeta}, UpperBound: []byte{prefixMeta + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k, v := it.Key(), it.Value()
+		switch {
+		case len(k) > 2 && k[1] == metaField && len(v) == 4:
+			id := binary.BigEndian.Uint32(v)
+			s.setField(string(k[2:]), id)
+		case len(k) > 2 && k[1] == metaSeries && len(v) >= 4:
+			m, a, ok := splitSeriesKey(k[2:])
+			if !ok {
+				return fmt.Errorf("corrupt series key %q", k)
+			}
+			se := &series{id: binary.BigEndian.Uint32(v), measurement: m, asset: a}
+			for rest := v[4:]; len(rest) >= 8; rest = rest[8:] {
+				se.fields = append(se.fields, binary.BigEndian.Uint64(rest))
+			}
+			s.addSeries(se)
+			if se.id >= s.nextSID {
+				s.nextSID = se.id + 1
+			}
+		}
+	}
+	return it.Error()
+}
+
+func (s *Store) setField(name string, id uint32) {
+	s.fields[name] = id
+	for int(id) >= len(s.names) {
+		s.names = append(s.names, "")
+	}
+	s.names[id] = name
+}
+
+func (s *Store) addSeries(se *series) {
+	m := s.series[se.measurement]
+	if m == nil {
+		m = map[string]*series{}
+		s.series[se.measurement] = m
+	}
+	m[se.asset] = se
+	s.byAsset[se.asset] = append(s.byAsset[se.asset], se)
+}
+
+// Write stores pts durably (one fsynced batch). Invalid points are skipped
+// and reported by a *telemetry.SkippedError.
+func (s *Store) Write(ctx context.Context, pts []telemetry.Point) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var skipped telemetry.Skipped
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return telemetry.ErrClosed
+	}
+	if s.batch == nil {
+		s.batch = s.db.NewBatch()
+	}
+	b := s.batch
+	defer b.Reset()
+	for i := range pts {
+		p := &pts[i]
+		if err := p.Validate(); err != nil {
+			skipped.Add(err)
+			continue
+		}
+		se := s.seriesFor(b, p.Measurement, p.Asset)
+		val := s.valBuf[:0]
+		changed := false
+		for _, f := range p.Fields {
+			id, ok := s.fields[f.Name]
+			if !ok {
+				id = uint32(len(s.names))
+				s.setField(f.Name, id)
+				b.Set(metaFieldKey(f.Name), binary.BigEndian.AppendUint32(nil, id), nil)
+			}
+			if !se.hasField(id) {
+				se.addField(id)
+				changed = true
+			}
+			val = binary.AppendUvarint(val, uint64(id))
+			val = binary.BigEndian.AppendUint64(val, math.Float64bits(f.Value))
+		}
+		if changed {
+			b.Set(metaSeriesKey(se.measurement, se.asset), seriesValue(se), nil)
+		}
+		s.valBuf = val
+		s.keyBuf = appendDataKey(s.keyBuf[:0], se.id, p.Time.UnixNano())
+		if err := b.Set(s.keyBuf, val, nil); err != nil {
+			return fmt.Errorf("telemetry batch: %w", err)
+		}
+	}
+	if !b.Empty() {
+		if err := b.Commit(s.wo); err != nil {
+			return fmt.Errorf("commit %d telemetry points: %w", len(pts), err)
+		}
+	}
+	return skipped.Err()
+}
+
+// seriesFor finds or creates the series of measurement and asset; a new one
+// is recorded in b. Called with s.mu held.
+func (s *Store) seriesFor(b *pebble.Batch, measurement, asset string) *series {
+	if se := s.series[measurement][asset]; se != nil {
+		return se
+	}
+	se := &series{id: s.nextSID, measurement: measurement, asset: asset}
+	s.nextSID++
+	s.addSeries(se)
+	b.Set(metaSeriesKey(measurement, asset), seriesValue(se), nil)
+	return se
+}
+
+// Flush returns at once: a Write is durable and readable when it returns.
+func (s *Store) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return telemetry.ErrClosed
+	}
+	return nil
+}
+
+// PruneInterval is how often Run applies the retention.
+const PruneInterval = 10 * time.Minute
+
+// Run applies the retention now and every PruneInterval until ctx ends.
+func (s *Store) Run(ctx context.Context) error {
+	if s.opts.Retention <= 0 {
+		<-ctx.Done()
+		return nil
+	}
+	t := time.NewTicker(PruneInterval)
+	defer t.Stop()
+	for {
+		if _, err := s.Prune(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("telemetry retention", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Prune deletes the days that lie entirely before the retention and
+// compacts them away. It returns how many days it removed in this pass.
+func (s *Store) Prune(ctx context.Context) (int, error) {
+	if s.opts.Retention <= 0 {
+		return 0, nil
+	}
+	cut := dayOf(s.opts.Now().Add(-s.opts.Retention).UnixNano()) // first day to keep
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, telemetry.ErrClosed
+	}
+	from := s.prunedTo
+	if from == 0 {
+		from = s.firstDay()
+	}
+	s.mu.Unlock()
+	if from >= cut {
+		return 0, nil
+	}
+	start, end := dayPrefix(from), dayPrefix(cut)
+	if err := s.db.DeleteRange(start, end, s.wo); err != nil {
+		return 0, fmt.Errorf("delete days %d..%d: %w", from, cut, err)
+	}
+	if err := s.db.Compact(ctx, start, end, false); err != nil {
+		return 0, fmt.Errorf("compact days %d..%d: %w", from, cut, err)
+	}
+	s.mu.Lock()
+	s.prunedTo = cut
+	s.pruned += int(cut - from)
+	s.mu.Unlock()
+	s.log.Info("telemetry retention applied", "days_deleted", cut-from, "kept_from", time.Unix(int64(cut)*86400, 0).UTC())
+	return int(cut - from), nil
+}
+
+// firstDay is the oldest day holding data, or 0.
+func (s *Store) firstDay() uint32 {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixData}, UpperBound: []byte{prefixData + 1}})
+	if err != nil {
+		return 0
+	}
+	defer it.Close()
+	if it.First() && len(it.Key()) >= 5 {
+		return binary.BigEndian.Uint32(it.Key()[1:5])
+	}
+	return 0
+}
+
+// Close closes the store's files.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.batch != nil {
+		s.batch.Close()
+	}
+	return s.db.Close()
+}
+
+// pebbleLogger sends Pebble's messages to slog.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug("pebble", "msg", fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error("pebble", "msg", fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}

@@ -1,0 +1,207 @@
+// Package telemetrywriter is the twin-service component that feeds the
+// telemetry store: it reads the message log from its own persisted cursor
+// after each wake-up from ingest, turns telemetry envelopes into points (one
+// per GPU sample) and writes them to the configured telemetry.Store. It
+// moves its cursor only after the store has the points durably, so a crash
+// or a store error never loses a reading, and ingest never waits for it.
+package telemetrywriter
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"twinchain/internal/telemetry"
+	"twinchain/internal/twinstore"
+	"twinchain/internal/wire"
+)
+
+// CursorName is the writer's cursor in the message log.
+const CursorName = "telemetry"
+
+// MessageLog is what the writer reads; *twinstore.Store is one.
+type MessageLog interface {
+	MessagesAfter(pos uint64, limit int) ([]twinstore.Message, error)
+	Cursor(name string) (uint64, error)
+	SetCursor(name string, pos uint64) error
+}
+
+// Waker wakes the writer when messages are stored; *ingest.Ingest is one.
+type Waker interface {
+	Subscribe() (wake <-chan struct{}, cancel func())
+}
+
+// Options tune a Writer.
+type Options struct {
+	// Site names a gateway's site (the registry knows it); nil leaves the
+	// site tag empty.
+	Site func(gateway string) string
+	// Batch is how many messages one read takes (default 1000).
+	Batch int
+	// Poll is how often the log is read without a wake-up (default 2s).
+	Poll time.Duration
+	// Retry is the wait after a failed store write (default 1s).
+	Retry time.Duration
+}
+
+// Stats are the writer's counters.
+type Stats struct {
+	Position    uint64 // message log position written up to
+	Messages    int64  // telemetry messages turned into points
+	Points      int64  // points written
+	BadMessages int64  // telemetry messages that did not decode
+	BadPoints   int64  // points the store refused as invalid
+	WriteErrors int64  // failed store writes (retried)
+}
+
+// Writer copies telemetry from the message log into a telemetry store.
+type Writer struct {
+	log   MessageLog
+	wake  Waker
+	store telemetry.Store
+	opts  Options
+	l     *slog.Logger
+
+	pos                                                 atomic.Uint64
+	messages, points, badMessages, badPoints, writeErrs atomic.Int64
+	loggedBad, loggedBadPoint                           bool
+}
+
+// New makes a Writer; it starts nothing.
+func New(log MessageLog, wake Waker, store telemetry.Store, l *slog.Logger, opts Options) *Writer {
+	if opts.Batch <= 0 {
+		opts.Batch = 1000
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = 2 * time.Second
+	}
+	if opts.Retry <= 0 {
+		opts.Retry = time.Second
+	}
+	if opts.Site == nil {
+		opts.Site = func(string) string { return "" }
+	}
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return &Writer{log: log, wake: wake, store: store, opts: opts, l: l}
+}
+
+// Stats returns the current counters.
+func (w *Writer) Stats() Stats {
+	return Stats{
+		Position:    w.pos.Load(),
+		Messages:    w.messages.Load(),
+		Points:      w.points.Load(),
+		BadMessages: w.badMessages.Load(),
+		BadPoints:   w.badPoints.Load(),
+		WriteErrors: w.writeErrs.Load(),
+	}
+}
+
+// Run copies telemetry until ctx ends, then returns nil.
+func (w *Writer) Run(ctx context.Context) error {
+	wake, cancel := w.wake.Subscribe()
+	defer cancel()
+	pos, err := w.log.Cursor(CursorName)
+	if err != nil {
+		return err
+	}
+	w.pos.Store(pos)
+	poll := time.NewTicker(w.opts.Poll)
+	defer poll.Stop()
+	var pts []telemetry.Point
+	var fields []telemetry.Field
+	failing := false
+	for {
+		msgs, err := w.log.MessagesAfter(pos, w.opts.Batch)
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-wake:
+			case <-poll.C:
+			}
+			continue
+		}
+		pts, fields = w.toPoints(msgs, pts[:0], fields[:0])
+		if len(pts) > 0 {
+			err := w.store.Write(ctx, pts)
+			var skipped *telemetry.SkippedError
+			switch {
+			case err == nil:
+			case errors.As(err, &skipped):
+				w.badPoints.Add(int64(skipped.Skipped))
+				if !w.loggedBadPoint {
+					w.loggedBadPoint = true
+					w.l.Warn("invalid telemetry points skipped (logged once; see the bad points count)", "skipped", skipped.Skipped, "first", skipped.First)
+				}
+			case ctx.Err() != nil:
+				return nil
+			default:
+				w.writeErrs.Add(1)
+				if !failing {
+					w.l.Error("telemetry store write failed; retrying, the message log keeps the points", "err", err, "position", pos)
+				}
+				failing = true
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(w.opts.Retry):
+				}
+				continue
+			}
+			if failing {
+				w.l.Info("telemetry store write recovered", "position", pos)
+				failing = false
+			}
+			w.points.Add(int64(len(pts) - skippedCount(err)))
+		}
+		last := msgs[len(msgs)-1].Pos
+		if err := w.log.SetCursor(CursorName, last); err != nil {
+			return err
+		}
+		pos = last
+		w.pos.Store(pos)
+		clear(pts) // drop references to this batch's strings
+	}
+}
+
+func skippedCount(err error) int {
+	var skipped *telemetry.SkippedError
+	if errors.As(err, &skipped) {
+		return skipped.Skipped
+	}
+	return 0
+}
+
+// toPoints turns the telemetry messages of a batch into points.
+func (w *Writer) toPoints(msgs []twinstore.Message, pts []telemetry.Point, fields []telemetry.Field) ([]telemetry.Point, []telemetry.Field) {
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Kind != wire.KindTelemetry {
+			continue
+		}
+		env, err := wire.Decode(m.Raw)
+		var body wire.Telemetry
+		if err == nil {
+			body, err = wire.DecodeBody[wire.Telemetry](&env)
+		}
+		if err != nil {
+			w.badMessages.Add(1)
+			if !w.loggedBad {
+				w.loggedBad = true
+				w.l.Warn("undecodable telemetry message skipped (logged once; see the bad messages count)", "position", m.Pos, "gateway", m.Gateway, "err", err)
+			}
+			continue
+		}
+		w.messages.Add(1)
+		pts, fields = AppendGPUPoints(pts, fields, &env, &body, w.opts.Site(env.Gateway))
+	}
+	return pts, fields
+}

@@ -1,0 +1,542 @@
+#!/usr/bin/env bash
+# network.sh: a small Hyperledger Fabric 2.5 network on loopback, without
+# Docker, running the twinchain chaincode as a service.
+#
+#   scripts/fabric/network.sh up      generate, start, create the channel, deploy the chaincode
+#   scripts/fabric/network.sh down    stop every process this script started
+#   scripts/fabric/network.sh clean   down, then remove the state directory
+#   scripts/fabric/network.sh env     print the client settings (also in $STATE/network.env)
+#
+# Inputs (environment):
+#   FABRIC_BIN          directory with peer, orderer, configtxgen, osnadmin, cryptogen
+#                       (a Fabric 2.5 release's bin/)
+#   FABRIC_CFG_PATH     directory with the release's core.yaml and orderer.yaml (its config/)
+#   FABRIC_CCAAS_BUILDER  directory holding bin/{detect,build,release} of the ccaas builder;
+#                       default: $FABRIC_BIN/../builders/ccaas, else the three files in $FABRIC_BIN
+#   TWINCHAIN_FABRIC_STATE  where everything is written (default .run/fabric)
+#   TWINCHAIN_FABRIC_PORT   base port (default 17000): orderer +50 (admin +53, operations +43);
+#                       org N peer +100N+51, its chaincode listener +100N+52, operations +100N+43;
+#                       the chaincode server +99; Fabric CA +100N+54
+#   TWINCHAIN_FABRIC_ORGS   number of peer organisations, 1 or 2 (default 2)
+#   TWINCHAIN_FABRIC_CA     optional fabric-ca-server binary: when set, org1's CA runs as a
+#                       Fabric CA holding cryptogen's CA key, so identities enrolled there
+#                       (with a twin.role attribute) are members of Org1MSP
+#   TWINCHAIN_CC_BIN        optional prebuilt twinchain-cc; default: built from ./chaincode
+#
+# Everything listens on 127.0.0.1. Modelled on fabric-samples' test-network-nano-bash:
+# an orderer using the channel participation API (no system channel; osnadmin channel
+# join), peers whose core.yaml has vm.endpoint "" (an empty CORE_VM_ENDPOINT is ignored,
+# and a configured endpoint makes the health check report Docker down) and the ccaas
+# external builder, anchor peers in the channel's genesis block, gossip external
+# endpoints and a short reconnect interval, and the chaincode packaged as ccaas
+# (metadata.json + code.tar.gz holding connection.json) and run as a local process.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+STATE="${TWINCHAIN_FABRIC_STATE:-$repo/.run/fabric}"
+BASE="${TWINCHAIN_FABRIC_PORT:-17000}"
+NORGS="${TWINCHAIN_FABRIC_ORGS:-2}"
+CHANNEL=twinchain
+CC_NAME=twinchain
+CC_VERSION=1.0
+CC_LABEL="${CC_NAME}_${CC_VERSION}"
+HOST=127.0.0.1
+
+log() { printf '[fabric] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+orderer_port=$((BASE + 50))
+orderer_admin=$((BASE + 53))
+orderer_ops=$((BASE + 43))
+cc_port=$((BASE + 99))
+peer_port() { echo $((BASE + 100 * $1 + 51)); }
+peer_cc_port() { echo $((BASE + 100 * $1 + 52)); }
+peer_ops() { echo $((BASE + 100 * $1 + 43)); }
+ca_port() { echo $((BASE + 100 * $1 + 54)); }
+orgs() { seq 1 "$NORGS"; }
+
+crypto="$STATE/crypto"
+ord_dir="$crypto/ordererOrganizations/example.com/orderers/orderer.example.com"
+ord_tlsca="$ord_dir/tls/ca.crt"
+org_dom() { echo "org$1.example.com"; }
+peer_dir() { echo "$crypto/peerOrganizations/$(org_dom "$1")/peers/peer0.$(org_dom "$1")"; }
+admin_msp() { echo "$crypto/peerOrganizations/$(org_dom "$1")/users/Admin@$(org_dom "$1")/msp"; }
+
+check_inputs() {
+  [ -n "${FABRIC_BIN:-}" ] || die "FABRIC_BIN is not set (a Fabric 2.5 release's bin/ directory)"
+  [ -n "${FABRIC_CFG_PATH:-}" ] || die "FABRIC_CFG_PATH is not set (the release's config/ directory)"
+  for b in peer orderer configtxgen osnadmin cryptogen; do
+    [ -x "$FABRIC_BIN/$b" ] || die "$FABRIC_BIN/$b is missing"
+  done
+  for f in core.yaml orderer.yaml; do
+    [ -f "$FABRIC_CFG_PATH/$f" ] || die "$FABRIC_CFG_PATH/$f is missing"
+  done
+  case "$NORGS" in 1|2) ;; *) die "TWINCHAIN_FABRIC_ORGS must be 1 or 2" ;; esac
+  command -v tar >/dev/null || die "tar is needed"
+}
+
+# ccaas_builder finds the builder and returns a directory whose bin/ holds it.
+ccaas_builder() {
+  local d
+  for d in "${FABRIC_CCAAS_BUILDER:-}" "$FABRIC_BIN/../builders/ccaas"; do
+    if [ -n "$d" ] && [ -x "$d/bin/detect" ] && [ -x "$d/bin/build" ] && [ -x "$d/bin/release" ]; then
+      (cd "$d" && pwd); return
+    fi
+  done
+  if [ -x "$FABRIC_BIN/detect" ] && [ -x "$FABRIC_BIN/build" ] && [ -x "$FABRIC_BIN/release" ]; then
+    mkdir -p "$STATE/ccaas_builder/bin"
+    for s in detect build release; do ln -sf "$FABRIC_BIN/$s" "$STATE/ccaas_builder/bin/$s"; done
+    echo "$STATE/ccaas_builder"; return
+  fi
+  die "no ccaas builder: set FABRIC_CCAAS_BUILDER to a directory holding bin/{detect,build,release}"
+}
+
+# start NAME CMD...: runs a long-lived process in its own session, logging to
+# $STATE/logs/NAME.log, and records its pid for down.
+start() {
+  local name="$1"; shift
+  mkdir -p "$STATE/logs" "$STATE/pids"
+  setsid "$@" >"$STATE/logs/$name.log" 2>&1 < /dev/null &
+  echo $! >"$STATE/pids/$name.pid"
+  log "started $name (pid $!)"
+}
+
+# wait_healthy NAME PORT: polls an operations /healthz endpoint.
+wait_healthy() {
+  local name="$1" port="$2" i
+  for i in $(seq 1 120); do
+    if command -v curl >/dev/null; then
+      curl -fsS "http://$HOST:$port/healthz" 2>/dev/null | grep -q '"status":"OK"' && return 0
+    elif (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; then
+      return 0
+    fi
+    pid="$(cat "$STATE/pids/$name.pid" 2>/dev/null || true)"
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 30 "$STATE/logs/$name.log" >&2 || true
+      die "$name exited; log: $STATE/logs/$name.log"
+    fi
+    sleep 0.5
+  done
+  tail -n 30 "$STATE/logs/$name.log" >&2 || true
+  die "$name not healthy on port $port after 60s"
+}
+
+# retry N CMD...: runs CMD until it succeeds, N times at most, 2s apart.
+retry() {
+  local n="$1" i; shift
+  for i in $(seq 1 "$n"); do
+    if "$@"; then return 0; fi
+    sleep 2
+  done
+  return 1
+}
+
+gen_crypto() {
+  cat >"$STATE/crypto-config.yaml" <<EOF
+OrdererOrgs:
+  - Name: Orderer
+    Domain: example.com
+    EnableNodeOUs: true
+    Specs:
+      - Hostname: orderer
+        SANS: [$HOST, localhost]
+PeerOrgs:
+EOF
+  for o in $(orgs); do
+    cat >>"$STATE/crypto-config.yaml" <<EOF
+  - Name: Org$o
+    Domain: $(org_dom "$o")
+    EnableNodeOUs: true
+    Template:
+      Count: 1
+      SANS: [$HOST, localhost]
+    Users:
+      Count: 1
+EOF
+  done
+  "$FABRIC_BIN/cryptogen" generate --config="$STATE/crypto-config.yaml" --output="$crypto" >/dev/null
+}
+
+gen_channel_block() {
+  local cfg="$STATE/configtx"
+  mkdir -p "$cfg" "$STATE/artifacts"
+  {
+    cat <<EOF
+Organizations:
+  - &OrdererOrg
+    Name: OrdererOrg
+    ID: OrdererMSP
+    MSPDir: $crypto/ordererOrganizations/example.com/msp
+    Policies:
+      Readers: {Type: Signature, Rule: "OR('OrdererMSP.member')"}
+      Writers: {Type: Signature, Rule: "OR('OrdererMSP.member')"}
+      Admins: {Type: Signature, Rule: "OR('OrdererMSP.admin')"}
+    OrdererEndpoints:
+      - $HOST:$orderer_port
+EOF
+    for o in $(orgs); do
+      cat <<EOF
+  - &Org$o
+    Name: Org${o}MSP
+    ID: Org${o}MSP
+    MSPDir: $crypto/peerOrganizations/$(org_dom "$o")/msp
+    Policies:
+      Readers: {Type: Signature, Rule: "OR('Org${o}MSP.admin', 'Org${o}MSP.peer', 'Org${o}MSP.client')"}
+      Writers: {Type: Signature, Rule: "OR('Org${o}MSP.admin', 'Org${o}MSP.client')"}
+      Admins: {Type: Signature, Rule: "OR('Org${o}MSP.admin')"}
+      Endorsement: {Type: Signature, Rule: "OR('Org${o}MSP.peer')"}
+    AnchorPeers:
+      - Host: $HOST
+        Port: $(peer_port "$o")
+EOF
+    done
+    cat <<EOF
+Capabilities:
+  Channel: &ChannelCapabilities {V2_0: true}
+  Orderer: &OrdererCapabilities {V2_0: true}
+  Application: &ApplicationCapabilities {V2_5: true}
+Application: &ApplicationDefaults
+  Organizations:
+  Policies:
+    Readers: {Type: ImplicitMeta, Rule: "ANY Readers"}
+    Writers: {Type: ImplicitMeta, Rule: "ANY Writers"}
+    Admins: {Type: ImplicitMeta, Rule: "MAJORITY Admins"}
+    LifecycleEndorsement: {Type: ImplicitMeta, Rule: "MAJORITY Endorsement"}
+    Endorsement: {Type: ImplicitMeta, Rule: "MAJORITY Endorsement"}
+  Capabilities:
+    <<: *ApplicationCapabilities
+Orderer: &OrdererDefaults
+  BatchTimeout: 500ms
+  BatchSize:
+    MaxMessageCount: 100
+    AbsoluteMaxBytes: 10 MB
+    PreferredMaxBytes: 2 MB
+  Organizations:
+  Policies:
+    Readers: {Type: ImplicitMeta, Rule: "ANY Readers"}
+    Writers: {Type: ImplicitMeta, Rule: "ANY Writers"}
+    Admins: {Type: ImplicitMeta, Rule: "MAJORITY Admins"}
+    BlockValidation: {Type: ImplicitMeta, Rule: "ANY Writers"}
+Channel: &ChannelDefaults
+  Policies:
+    Readers: {Type: ImplicitMeta, Rule: "ANY Readers"}
+    Writers: {Type: ImplicitMeta, Rule: "ANY Writers"}
+    Admins: {Type: ImplicitMeta, Rule: "MAJORITY Admins"}
+  Capabilities:
+    <<: *ChannelCapabilities
+Profiles:
+  TwinchainChannel:
+    <<: *ChannelDefaults
+    Orderer:
+      <<: *OrdererDefaults
+      Organizations: [*OrdererOrg]
+      Capabilities:
+        <<: *OrdererCapabilities
+      OrdererType: etcdraft
+      EtcdRaft:
+        Consenters:
+          - Host: $HOST
+            Port: $orderer_port
+            ClientTLSCert: $ord_dir/tls/server.crt
+            ServerTLSCert: $ord_dir/tls/server.crt
+        Options:
+          TickInterval: 500ms
+          ElectionTick: 10
+          HeartbeatTick: 1
+          MaxInflightBlocks: 5
+          SnapshotIntervalSize: 16 MB
+    Application:
+      <<: *ApplicationDefaults
+      Organizations: [$(for o in $(orgs); do printf '*Org%s, ' "$o"; done | sed 's/, $//')]
+      Capabilities:
+        <<: *ApplicationCapabilities
+EOF
+  } >"$cfg/configtx.yaml"
+  FABRIC_CFG_PATH="$cfg" "$FABRIC_BIN/configtxgen" -profile TwinchainChannel \
+    -outputBlock "$STATE/artifacts/$CHANNEL.block" -channelID "$CHANNEL"
+}
+
+# peer_config writes the peers' core.yaml: the release's, with vm.endpoint ""
+# and the ccaas builder as the only external builder.
+peer_config() {
+  local builder="$1"
+  mkdir -p "$STATE/config"
+  awk -v builder="$builder" '
+    function indent(s) { match(s, /^ */); return RLENGTH }
+    skip && (/^[ \t]*$/ || indent($0) <= skipind) { skip = 0 }
+    skip { next }
+    /^vm:/ { invm = 1; print; next }
+    invm && /^[^ #]/ { invm = 0 }
+    invm && /^[ \t]+endpoint:/ && !vmdone {
+      sub(/endpoint:.*/, "endpoint: \"\""); print; vmdone = 1; next
+    }
+    /^[ \t]+externalBuilders:/ {
+      ind = indent($0); pad = substr($0, 1, ind)
+      print pad "externalBuilders:"
+      print pad "  - name: ccaas_builder"
+      print pad "    path: " builder
+      print pad "    propagateEnvironment:"
+      print pad "      - CHAINCODE_AS_A_SERVICE_BUILDER_CONFIG"
+      skip = 1; skipind = ind; next
+    }
+    { print }
+    END { if (!vmdone) exit 3 }
+  ' "$FABRIC_CFG_PATH/core.yaml" >"$STATE/config/core.yaml" || die "could not rewrite core.yaml (no vm.endpoint?)"
+  grep -q "path: $builder" "$STATE/config/core.yaml" || die "could not set externalBuilders in core.yaml"
+}
+
+start_orderer() {
+  mkdir -p "$STATE/data/orderer"
+  start orderer env \
+    FABRIC_CFG_PATH="$FABRIC_CFG_PATH" \
+    FABRIC_LOGGING_SPEC=info \
+    ORDERER_GENERAL_LISTENADDRESS=$HOST \
+    ORDERER_GENERAL_LISTENPORT=$orderer_port \
+    ORDERER_GENERAL_LOCALMSPID=OrdererMSP \
+    ORDERER_GENERAL_LOCALMSPDIR="$ord_dir/msp" \
+    ORDERER_GENERAL_TLS_ENABLED=true \
+    ORDERER_GENERAL_TLS_PRIVATEKEY="$ord_dir/tls/server.key" \
+    ORDERER_GENERAL_TLS_CERTIFICATE="$ord_dir/tls/server.crt" \
+    ORDERER_GENERAL_TLS_ROOTCAS="$ord_tlsca" \
+    ORDERER_GENERAL_BOOTSTRAPMETHOD=none \
+    ORDERER_CHANNELPARTICIPATION_ENABLED=true \
+    ORDERER_FILELEDGER_LOCATION="$STATE/data/orderer" \
+    ORDERER_CONSENSUS_WALDIR="$STATE/data/orderer/etcdraft/wal" \
+    ORDERER_CONSENSUS_SNAPDIR="$STATE/data/orderer/etcdraft/snapshot" \
+    ORDERER_OPERATIONS_LISTENADDRESS=$HOST:$orderer_ops \
+    ORDERER_ADMIN_LISTENADDRESS=$HOST:$orderer_admin \
+    ORDERER_METRICS_PROVIDER=disabled \
+    "$FABRIC_BIN/orderer"
+}
+
+start_peer() {
+  local o="$1" dir
+  dir="$(peer_dir "$o")"
+  mkdir -p "$STATE/data/peer$o"
+  start "peer$o" env \
+    FABRIC_CFG_PATH="$STATE/config" \
+    FABRIC_LOGGING_SPEC=info \
+    CORE_PEER_ID="peer0.$(org_dom "$o")" \
+    CORE_PEER_ADDRESS=$HOST:"$(peer_port "$o")" \
+    CORE_PEER_LISTENADDRESS=$HOST:"$(peer_port "$o")" \
+    CORE_PEER_CHAINCODEADDRESS=$HOST:"$(peer_cc_port "$o")" \
+    CORE_PEER_CHAINCODELISTENADDRESS=$HOST:"$(peer_cc_port "$o")" \
+    CORE_PEER_GOSSIP_BOOTSTRAP=$HOST:"$(peer_port "$o")" \
+    CORE_PEER_GOSSIP_EXTERNALENDPOINT=$HOST:"$(peer_port "$o")" \
+    CORE_PEER_GOSSIP_USELEADERELECTION=false \
+    CORE_PEER_GOSSIP_ORGLEADER=true \
+    CORE_PEER_GOSSIP_ALIVETIMEINTERVAL=2s \
+    CORE_PEER_GOSSIP_ALIVEEXPIRATIONTIMEOUT=10s \
+    CORE_PEER_GOSSIP_RECONNECTINTERVAL=5s \
+    CORE_PEER_LOCALMSPID="Org${o}MSP" \
+    CORE_PEER_MSPCONFIGPATH="$dir/msp" \
+    CORE_PEER_TLS_ENABLED=true \
+    CORE_PEER_TLS_CERT_FILE="$dir/tls/server.crt" \
+    CORE_PEER_TLS_KEY_FILE="$dir/tls/server.key" \
+    CORE_PEER_TLS_ROOTCERT_FILE="$dir/tls/ca.crt" \
+    CORE_PEER_FILESYSTEMPATH="$STATE/data/peer$o" \
+    CORE_LEDGER_SNAPSHOTS_ROOTDIR="$STATE/data/peer$o/snapshots" \
+    CORE_OPERATIONS_LISTENADDRESS=$HOST:"$(peer_ops "$o")" \
+    CORE_METRICS_PROVIDER=disabled \
+    "$FABRIC_BIN/peer" node start
+}
+
+# as_admin ORG CMD...: runs a peer CLI command as the org's admin.
+as_admin() {
+  local o="$1"; shift
+  env FABRIC_CFG_PATH="$STATE/config" \
+    FABRIC_LOGGING_SPEC=warning \
+    CORE_PEER_TLS_ENABLED=true \
+    CORE_PEER_TLS_ROOTCERT_FILE="$(peer_dir "$o")/tls/ca.crt" \
+    CORE_PEER_ADDRESS=$HOST:"$(peer_port "$o")" \
+    CORE_PEER_LOCALMSPID="Org${o}MSP" \
+    CORE_PEER_MSPCONFIGPATH="$(admin_msp "$o")" \
+    "$@"
+}
+
+orderer_flags=(-o "$HOST:$orderer_port" --tls --cafile "$ord_tlsca")
+
+create_channel() {
+  "$FABRIC_BIN/osnadmin" channel join --channelID "$CHANNEL" \
+    --config-block "$STATE/artifacts/$CHANNEL.block" -o "$HOST:$orderer_admin" >/dev/null
+  joined() { as_admin "$1" "$FABRIC_BIN/peer" channel getinfo -c "$CHANNEL" >/dev/null 2>&1; }
+  join() { joined "$1" || as_admin "$1" "$FABRIC_BIN/peer" channel join -b "$STATE/artifacts/$CHANNEL.block"; }
+  for o in $(orgs); do
+    retry 15 join "$o" || die "peer$o could not join $CHANNEL"
+    retry 15 joined "$o" || die "peer$o has no block of $CHANNEL"
+  done
+  log "channel $CHANNEL created; anchor peers are in its genesis block"
+}
+
+# package_chaincode writes the ccaas package: metadata.json and code.tar.gz
+# (holding connection.json), as the ccaas builder expects.
+package_chaincode() {
+  local p="$STATE/package"
+  rm -rf "$p" && mkdir -p "$p/src"
+  printf '{"address":"%s:%s","dial_timeout":"10s","tls_required":false}\n' "$HOST" "$cc_port" >"$p/src/connection.json"
+  printf '{"type":"ccaas","label":"%s"}\n' "$CC_LABEL" >"$p/metadata.json"
+  tar -C "$p/src" -czf "$p/code.tar.gz" connection.json
+  tar -C "$p" -czf "$STATE/artifacts/$CC_NAME.tar.gz" metadata.json code.tar.gz
+}
+
+cc_binary() {
+  if [ -n "${TWINCHAIN_CC_BIN:-}" ]; then echo "$TWINCHAIN_CC_BIN"; return; fi
+  mkdir -p "$STATE/bin"
+  (cd "$repo/chaincode" && go build -o "$STATE/bin/twinchain-cc" ./cmd/twinchain-cc) >&2
+  echo "$STATE/bin/twinchain-cc"
+}
+
+deploy_chaincode() {
+  local pkg="$STATE/artifacts/$CC_NAME.tar.gz" pkgid policy commit_peers=()
+  package_chaincode
+  pkgid="$(as_admin 1 "$FABRIC_BIN/peer" lifecycle chaincode calculatepackageid "$pkg")"
+  [ -n "$pkgid" ] || die "no package id"
+  echo "$pkgid" >"$STATE/artifacts/package-id"
+  for o in $(orgs); do
+    as_admin "$o" "$FABRIC_BIN/peer" lifecycle chaincode install "$pkg" >/dev/null 2>"$STATE/logs/install$o.log" \
+      || grep -q "already successfully installed" "$STATE/logs/install$o.log" \
+      || { cat "$STATE/logs/install$o.log" >&2; die "install on peer$o failed"; }
+  done
+  log "installed $pkgid"
+
+  start chaincode env CHAINCODE_ID="$pkgid" CHAINCODE_SERVER_ADDRESS="$HOST:$cc_port" "$(cc_binary)"
+
+  policy="OR($(for o in $(orgs); do printf "'Org%sMSP.peer'," "$o"; done | sed 's/,$//'))"
+  # A repeated approval of the same definition is refused as "unchanged
+  # content", and a repeated commit as a wrong sequence: both mean done.
+  approve() {
+    local out
+    out="$(as_admin "$1" "$FABRIC_BIN/peer" lifecycle chaincode approveformyorg "${orderer_flags[@]}" \
+      --channelID "$CHANNEL" --name "$CC_NAME" --version "$CC_VERSION" --package-id "$pkgid" \
+      --sequence 1 --signature-policy "$policy" 2>&1)" && return 0
+    case "$out" in *"unchanged content"*) return 0 ;; esac
+    log "approve (Org$1MSP): $out"; return 1
+  }
+  committed() {
+    as_admin "$1" "$FABRIC_BIN/peer" lifecycle chaincode querycommitted \
+      --channelID "$CHANNEL" --name "$CC_NAME" >/dev/null 2>&1
+  }
+  commit() {
+    committed 1 || as_admin 1 "$FABRIC_BIN/peer" lifecycle chaincode commit "${orderer_flags[@]}" \
+      --channelID "$CHANNEL" --name "$CC_NAME" --version "$CC_VERSION" --sequence 1 \
+      --signature-policy "$policy" "${commit_peers[@]}"
+  }
+  for o in $(orgs); do
+    retry 10 approve "$o" || die "approve for Org${o}MSP failed"
+    commit_peers+=(--peerAddresses "$HOST:$(peer_port "$o")" --tlsRootCertFiles "$(peer_dir "$o")/tls/ca.crt")
+  done
+  ready() {
+    as_admin 1 "$FABRIC_BIN/peer" lifecycle chaincode checkcommitreadiness --channelID "$CHANNEL" \
+      --name "$CC_NAME" --version "$CC_VERSION" --sequence 1 --signature-policy "$policy" --output json \
+      | grep -c '": true' | grep -qx "$NORGS"
+  }
+  retry 15 ready || die "approvals never became visible on peer1"
+  retry 5 commit || die "commit failed"
+  for o in $(orgs); do
+    retry 15 committed "$o" || die "chaincode not committed on peer$o"
+  done
+  log "chaincode $CC_NAME committed on $CHANNEL"
+}
+
+# smoke_test calls the chaincode through a peer. The cryptogen admin has no
+# twin.role attribute, so the contract must refuse it with [forbidden]: that
+# answer can only come from the running chaincode.
+smoke_test() {
+  local out
+  out="$(as_admin 1 "$FABRIC_BIN/peer" chaincode query -C "$CHANNEL" -n "$CC_NAME" \
+    -c '{"Args":["AnchorHead","{}"]}' 2>&1 || true)"
+  case "$out" in
+    *"[forbidden]"*) log "smoke test: the chaincode answered (an identity without twin.role is refused)" ;;
+    *) log "smoke test output: $out"; die "the chaincode did not answer as expected" ;;
+  esac
+}
+
+start_ca() {
+  [ -n "${TWINCHAIN_FABRIC_CA:-}" ] || return 0
+  local cadir="$crypto/peerOrganizations/$(org_dom 1)/ca" home="$STATE/ca1"
+  mkdir -p "$home"
+  start ca1 env FABRIC_CA_SERVER_OPERATIONS_LISTENADDRESS=$HOST:$((BASE + 155)) \
+    "$TWINCHAIN_FABRIC_CA" start -b admin:adminpw --address $HOST --port "$(ca_port 1)" \
+    --home "$home" --ca.name ca-org1 \
+    --ca.certfile "$(ls "$cadir"/*-cert.pem)" --ca.keyfile "$cadir/priv_sk"
+  for i in $(seq 1 60); do
+    (exec 3<>"/dev/tcp/$HOST/$(ca_port 1)") 2>/dev/null && return 0
+    sleep 0.5
+  done
+  die "Fabric CA did not start; log: $STATE/logs/ca1.log"
+}
+
+write_env() {
+  local u1="$crypto/peerOrganizations/$(org_dom 1)/users/User1@$(org_dom 1)/msp"
+  {
+    echo "TWINCHAIN_FABRIC_CHANNEL=$CHANNEL"
+    echo "TWINCHAIN_FABRIC_CHAINCODE=$CC_NAME"
+    echo "TWINCHAIN_FABRIC_PEER=$HOST:$(peer_port 1)"
+    echo "TWINCHAIN_FABRIC_PEER_HOST=peer0.$(org_dom 1)"
+    echo "TWINCHAIN_FABRIC_PEER_TLS_CA=$(peer_dir 1)/tls/ca.crt"
+    echo "TWINCHAIN_FABRIC_MSPID=Org1MSP"
+    echo "TWINCHAIN_FABRIC_USER_CERT=$(ls "$u1"/signcerts/*.pem)"
+    echo "TWINCHAIN_FABRIC_USER_KEY=$u1/keystore/priv_sk"
+    echo "TWINCHAIN_FABRIC_PACKAGE_ID=$(cat "$STATE/artifacts/package-id")"
+    if [ -n "${TWINCHAIN_FABRIC_CA:-}" ]; then
+      echo "TWINCHAIN_FABRIC_CA_URL=http://$HOST:$(ca_port 1)"
+      echo "TWINCHAIN_FABRIC_CA_NAME=ca-org1"
+      echo "TWINCHAIN_FABRIC_CA_CERT=$(ls "$crypto/peerOrganizations/$(org_dom 1)/ca/"*-cert.pem)"
+    fi
+  } >"$STATE/network.env"
+}
+
+up() {
+  check_inputs
+  [ ! -d "$STATE/pids" ] || [ -z "$(ls -A "$STATE/pids" 2>/dev/null)" ] || die "already up (run down first): $STATE"
+  local fresh=true
+  if [ -d "$crypto" ]; then fresh=false; log "reusing $STATE"; fi
+  mkdir -p "$STATE"
+  if $fresh; then
+    gen_crypto
+    gen_channel_block
+  fi
+  peer_config "$(ccaas_builder)"
+  start_orderer
+  wait_healthy orderer "$orderer_ops"
+  for o in $(orgs); do start_peer "$o"; done
+  for o in $(orgs); do wait_healthy "peer$o" "$(peer_ops "$o")"; done
+  if $fresh; then
+    create_channel
+    deploy_chaincode
+  else
+    start chaincode env CHAINCODE_ID="$(cat "$STATE/artifacts/package-id")" \
+      CHAINCODE_SERVER_ADDRESS="$HOST:$cc_port" "$(cc_binary)"
+  fi
+  start_ca
+  smoke_test
+  write_env
+  log "up; client settings in $STATE/network.env"
+}
+
+down() {
+  local f pid
+  [ -d "$STATE/pids" ] || { log "nothing running"; return 0; }
+  for f in "$STATE"/pids/*.pid; do
+    [ -e "$f" ] || continue
+    pid="$(cat "$f")"
+    # Each process leads its own session (setsid); end that group only.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    rm -f "$f"
+    log "stopped $(basename "$f" .pid)"
+  done
+}
+
+# Sourcing the script (for a look at its functions) runs nothing.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  clean) down; rm -rf "$STATE"; log "removed $STATE" ;;
+  env) cat "$STATE/network.env" ;;
+  *) echo "usage: $0 up|down|clean|env" >&2; exit 2 ;;
+esac
