@@ -100,6 +100,7 @@ func (s *service) build() error {
 		Events:   s.store,
 		Ingest:   s.in,
 		Gateways: s.reg,
+		Changes:  s.in,
 		Enroll:   enroll.NewService(s.reg, time.Now),
 		Metrics:  metrics,
 		Ready: func() error {

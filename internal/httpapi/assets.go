@@ -1,12 +1,15 @@
 package httpapi
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
 
+	"twinchain/internal/ingest"
 	"twinchain/internal/twin"
 	"twinchain/internal/twinstore"
 )
@@ -18,6 +21,11 @@ type AssetStore interface {
 	AssetEvents(id string, after uint64, limit int) ([]twin.Event, error)
 }
 
+// AssetChanger applies API changes to a twin as events; *ingest.Ingest is one.
+type AssetChanger interface {
+	Change(ctx context.Context, c ingest.Change) (twin.Event, error)
+}
+
 func (s *Server) registerAssets(api fiber.Router) {
 	if s.opts.Assets == nil {
 		api.All("/assets*", unavailable("the asset store"))
@@ -26,6 +34,64 @@ func (s *Server) registerAssets(api fiber.Router) {
 	api.Get("/assets", s.listAssets)
 	api.Get("/assets/:id", s.getAsset)
 	api.Get("/assets/:id/events", s.assetEvents)
+	if s.opts.Changes != nil {
+		api.Patch("/assets/:id", s.patchAsset)
+	} else {
+		api.Patch("/assets/:id", unavailable("asset changes"))
+	}
+}
+
+// CustodyPatch is the body of PATCH /api/v1/assets/:id: the custody fields
+// to set (absent ones stay) and why.
+type CustodyPatch struct {
+	Custody struct {
+		Status *twin.Status `json:"status"`
+		Owner  *string      `json:"owner"`
+		Holder *string      `json:"holder"`
+	} `json:"custody"`
+	Note string `json:"note"`
+}
+
+// actorOf is who makes a change: the "actor" the sign-in middleware stores
+// in the request's locals, else "api".
+func actorOf(c *fiber.Ctx) string {
+	if a, ok := c.Locals("actor").(string); ok && a != "" {
+		return a
+	}
+	return "api"
+}
+
+// PATCH /api/v1/assets/:id {"custody":{"status":"quarantined"},"note":"..."}
+// changes custody through the ingest's writer as one event, returned with 200.
+func (s *Server) patchAsset(c *fiber.Ctx) error {
+	var p CustodyPatch
+	if err := json.Unmarshal(c.Body(), &p); err != nil {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, fmt.Sprintf("body: %v", err))
+	}
+	id := c.Params("id")
+	e, err := s.opts.Changes.Change(c.UserContext(), ingest.Change{Asset: id, Actor: actorOf(c), Note: p.Note, Apply: func(a *twin.Asset) error {
+		if p.Custody.Status != nil {
+			a.Custody.Status = *p.Custody.Status
+		}
+		if p.Custody.Owner != nil {
+			a.Custody.Owner = *p.Custody.Owner
+		}
+		if p.Custody.Holder != nil {
+			a.Custody.Holder = *p.Custody.Holder
+		}
+		return nil
+	}})
+	switch {
+	case errors.Is(err, ingest.ErrUnknownAsset):
+		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("asset %s not found", id))
+	case errors.Is(err, ingest.ErrInvalid), errors.Is(err, ingest.ErrNoChange):
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+	case errors.Is(err, ingest.ErrClosed):
+		return apiError(c, fiber.StatusServiceUnavailable, CodeUnavailable, err.Error())
+	case err != nil:
+		return err
+	}
+	return c.JSON(e)
 }
 
 // queryLimit reads ?limit= within 1..max, def when absent.

@@ -61,7 +61,7 @@ func newEnv(t *testing.T, opts Options) *env {
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done; store.Close() })
-	opts.Log, opts.Assets, opts.Events, opts.Ingest, opts.Gateways = log, store, store, in, reg
+	opts.Log, opts.Assets, opts.Events, opts.Ingest, opts.Gateways, opts.Changes = log, store, store, in, reg, in
 	if opts.Metrics == nil {
 		opts.Metrics = prometheus.NewRegistry()
 	}
@@ -339,5 +339,39 @@ func TestStreamResync(t *testing.T) {
 	e.status(t, wire.StateOnline)
 	if name, data := readEvent(t, r); name != "twin" || !strings.Contains(data, fmt.Sprintf(`"id":%d`, e.store.LastEventID())) {
 		t.Errorf("event after the resync = %s %s, want the newest event", name, data)
+	}
+}
+
+func TestPatchCustody(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.status(t, wire.StateOnline)
+	var ev struct {
+		Type     string `json:"type"`
+		Revision uint64 `json:"revision"`
+		Note     string `json:"note"`
+		Source   struct {
+			Actor string `json:"actor"`
+		} `json:"source"`
+	}
+	if got := e.call(t, "PATCH", "/api/v1/assets/gw-1", `{"custody":{"status":"maintenance","holder":"bob"},"note":"work order 12"}`, &ev); got != 200 || ev.Type != "custody_changed" || ev.Note != "work order 12" || ev.Source.Actor != "api" {
+		t.Fatalf("PATCH custody = %d %+v, want 200 custody_changed by api with the note", got, ev)
+	}
+	a, _ := e.store.Asset("gw-1")
+	if a.Custody.Status != "maintenance" || a.Custody.Holder != "bob" || a.Revision != ev.Revision {
+		t.Errorf("twin after PATCH = %+v rev %d, want maintenance held by bob at revision %d", a.Custody, a.Revision, ev.Revision)
+	}
+	var errBody ErrorBody
+	for _, tc := range []struct {
+		path, body string
+		status     int
+	}{
+		{"/api/v1/assets/nope", `{"custody":{"status":"retired"}}`, 404},
+		{"/api/v1/assets/gw-1", `{"custody":{"status":"lost"}}`, 400},
+		{"/api/v1/assets/gw-1", `{"custody":{"status":"maintenance"}}`, 400},
+		{"/api/v1/assets/gw-1", `nope`, 400},
+	} {
+		if got := e.call(t, "PATCH", tc.path, tc.body, &errBody); got != tc.status {
+			t.Errorf("PATCH %s %s = %d %+v, want %d", tc.path, tc.body, got, errBody, tc.status)
+		}
 	}
 }

@@ -26,6 +26,7 @@ type Options struct {
 	Log      *slog.Logger
 	Now      func() time.Time
 	Assets   AssetStore    // assets.go
+	Changes  AssetChanger  // assets.go: PATCH /assets/:id
 	Events   EventLog      // stream.go
 	Ingest   IngestSource  // stats and wake-ups: gateways.go, stream.go, metrics.go
 	Gateways GatewayEditor // gateways.go

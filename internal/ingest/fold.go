@@ -27,6 +27,7 @@ type fold struct {
 	// writer.replay); no events, no tracked changes.
 	replay bool
 	pos    uint64
+	last   twin.Event // the event record stored last
 }
 
 // skip reports whether a's observations already include this message.
@@ -64,6 +65,7 @@ func (f *fold) record(cur, next *twin.Asset, typ twin.EventType, note string) (*
 	if err := f.tx.AppendEvent(&e); err != nil {
 		return cur, err
 	}
+	f.last = e
 	if cur == nil {
 		cur = new(twin.Asset)
 		f.w.twins[next.ID] = cur

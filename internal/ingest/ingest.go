@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"twinchain/internal/twin"
 	"twinchain/internal/twinstore"
 )
 
@@ -84,12 +85,14 @@ type Outcome struct {
 // Accepted reports whether the message was stored now.
 func (o Outcome) Accepted() bool { return o.Reason == "" }
 
-// item is one message on its way through the writer.
+// item is one message, or one API change, on its way through the writer.
 type item struct {
-	m    message
-	out  Outcome
-	err  error
-	done chan struct{}
+	m      message
+	change *Change
+	event  twin.Event // the change's event
+	out    Outcome
+	err    error
+	done   chan struct{}
 }
 
 // Ingest is the check-fold-store pipeline. Create it with New, run it with
@@ -159,11 +162,69 @@ func (in *Ingest) Submit(topic string, payload []byte) (Outcome, error) {
 		in.stats.reject(in.log, in.now(), rej)
 		return Outcome{Reason: rej.reason, Err: rej.err}, nil
 	}
+	if err := in.enqueue(it); err != nil {
+		return Outcome{}, err
+	}
+	out, err := it.out, it.err
+	in.release(it)
+	return out, err
+}
+
+// Errors of Change.
+var (
+	ErrUnknownAsset = errors.New("unknown asset")
+	ErrNoChange     = errors.New("nothing to change")
+	ErrInvalid      = errors.New("invalid change")
+)
+
+// Change is a change of one asset's tracked fields made through the API
+// (a custody status, an owner, a quarantine by policy), not by a gateway.
+type Change struct {
+	Asset string
+	Actor string // the user or service making it, recorded in the event
+	Note  string // why, e.g. the alert or work order
+	// Apply edits a copy of the twin; an error refuses the change.
+	Apply func(a *twin.Asset) error
+}
+
+// Change applies c through the writer, after the messages queued before it,
+// as one event, and returns that event once it is stored.
+func (in *Ingest) Change(ctx context.Context, c Change) (twin.Event, error) {
+	if c.Apply == nil || c.Asset == "" {
+		return twin.Event{}, fmt.Errorf("change: asset and Apply are required: %w", ErrInvalid)
+	}
+	it := in.pool.Get().(*item)
+	it.change = &c
+	if err := in.enqueueCtx(ctx, it); err != nil {
+		return twin.Event{}, err
+	}
+	e, out, err := it.event, it.out, it.err
+	in.release(it)
+	if err != nil {
+		return e, err
+	}
+	return e, out.Err
+}
+
+func (in *Ingest) enqueue(it *item) error { return in.enqueueCtx(context.Background(), it) }
+
+// enqueueCtx hands it to the writer and waits until it is committed. On an
+// error it has released it (or left it to the stopped writer).
+func (in *Ingest) enqueueCtx(ctx context.Context, it *item) error {
+	select {
+	case <-ctx.Done():
+		in.release(it)
+		return ctx.Err()
+	default:
+	}
 	select {
 	case in.queue <- it:
 	case <-in.stopped:
 		in.release(it)
-		return Outcome{}, ErrClosed
+		return ErrClosed
+	case <-ctx.Done():
+		in.release(it)
+		return ctx.Err()
 	}
 	select {
 	case <-it.done:
@@ -173,12 +234,10 @@ func (in *Ingest) Submit(topic string, payload []byte) (Outcome, error) {
 		select {
 		case <-it.done:
 		default:
-			return Outcome{}, ErrClosed
+			return ErrClosed
 		}
 	}
-	out, err := it.out, it.err
-	in.release(it)
-	return out, err
+	return nil
 }
 
 func (in *Ingest) release(it *item) {

@@ -422,3 +422,44 @@ func TestReplayAfterCrash(t *testing.T) {
 		t.Errorf("stored samples after a clean stop and a second replay = %d (%v), want %d", a.Health.Samples, err, samples)
 	}
 }
+
+// TestChange: API changes go through the writer as events with the actor.
+func TestChange(t *testing.T) {
+	const gw, host = "gw-c", "srv-c"
+	r := newRig(t, Config{}, gw)
+	r.submit(gw, wire.KindFirmware, seal(t, gw, 1, t0, wire.KindFirmware, inventory(host, 1, "96.0")))
+	quarantine := func(a *twin.Asset) error { a.Custody.Status = twin.StatusQuarantined; return nil }
+	ctx := context.Background()
+	for _, tc := range []struct {
+		c    Change
+		want error
+	}{
+		{Change{Asset: "nope", Apply: quarantine}, ErrUnknownAsset},
+		{Change{Asset: host, Apply: func(a *twin.Asset) error { a.Custody.Status = "lost"; return nil }}, ErrInvalid},
+		{Change{Asset: host, Apply: func(a *twin.Asset) error { return errors.New("no") }}, ErrInvalid},
+		{Change{Asset: host, Apply: func(a *twin.Asset) error { a.Revision = 99; return nil }}, ErrInvalid},
+		{Change{Asset: host, Apply: func(a *twin.Asset) error { return nil }}, ErrNoChange},
+		{Change{Asset: host}, ErrInvalid},
+	} {
+		if _, err := r.in.Change(ctx, tc.c); !errors.Is(err, tc.want) {
+			t.Errorf("Change(%s) = %v, want %v", tc.c.Asset, err, tc.want)
+		}
+	}
+	before, _ := r.store.Asset(host)
+	e, err := r.in.Change(ctx, Change{Asset: host, Actor: "alice", Note: "alert 7", Apply: quarantine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Type != twin.EventCustodyChanged || e.Revision != before.Revision+1 || e.Source.Actor != "alice" || e.Note != "alert 7" || e.ID == 0 {
+		t.Errorf("Change event = %+v, want custody_changed at revision %d by alice with the note", e, before.Revision+1)
+	}
+	after, _ := r.store.Asset(host)
+	if after.Custody.Status != twin.StatusQuarantined || after.Revision != e.Revision {
+		t.Errorf("twin after Change = status %q revision %d, want quarantined at %d", after.Custody.Status, after.Revision, e.Revision)
+	}
+	// Later messages keep the API's change: telemetry does not touch custody.
+	r.submit(gw, wire.KindTelemetry, seal(t, gw, 2, t0.Add(time.Second), wire.KindTelemetry, telemetry(host, 1, 0)))
+	if a, _ := r.store.Asset(host); a.Custody.Status != twin.StatusQuarantined {
+		t.Errorf("custody after telemetry = %q, want quarantined", a.Custody.Status)
+	}
+}
