@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -137,7 +138,7 @@ func TestCrashAcknowledgedStoredOnce(t *testing.T) {
 	first.cmd.Wait()
 	atKill := acks.count()
 
-	second := startProc(t, bin, base, args...)
+	second := startProc(t, bin, base, append(args, "-log-level", "info")...)
 	acks.waitFor(t, atKill+500, "after the restart", second.stderr)
 	stopPublishers()
 	var st ingest.Stats
@@ -230,7 +231,8 @@ func TestCrashAcknowledgedStoredOnce(t *testing.T) {
 			t.Errorf("%s samples = %d, want %d (distinct stored telemetry messages)", asset, a.Health.Samples, n)
 		}
 	}
-	t.Logf("acknowledged %d (%d before the kill), stored %d numbered messages", acks.count(), atKill, len(stored))
+	t.Logf("acknowledged %d (%d before the kill), stored %d numbered messages; replay after the kill: %v",
+		acks.count(), atKill, len(stored), strings.Contains(second.stderr.String(), "replayed observations"))
 	if os.Getenv("TWINCHAIN_CRASH_LOG") != "" {
 		t.Logf("first run:\n%s\nsecond run:\n%s", first.stderr, second.stderr)
 	}

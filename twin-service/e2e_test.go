@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -78,7 +79,9 @@ func (p *inProcess) stop(t *testing.T) {
 	}
 }
 
-func waitReady(t *testing.T, base string, stderr fmt.Stringer) {
+func waitReady(t *testing.T, base string, stderr fmt.Stringer) { waitReadyB(t, base, stderr) }
+
+func waitReadyB(t testing.TB, base string, stderr fmt.Stringer) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -96,8 +99,10 @@ func waitReady(t *testing.T, base string, stderr fmt.Stringer) {
 	}
 }
 
-// getJSON GETs base+path into v and returns the status code.
-func getJSON(t *testing.T, url string, v any) int {
+// getJSON GETs url into v and returns the status code.
+func getJSON(t *testing.T, url string, v any) int { return getJSONB(t, url, v) }
+
+func getJSONB(t testing.TB, url string, v any) int {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -383,4 +388,11 @@ func storedAssets(t *testing.T, dataDir string) map[string]twin.Asset {
 		t.Fatal(err)
 	}
 	return out
+}
+
+func getenvDefault(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
 }

@@ -84,7 +84,7 @@ func New(cfg Config, in Submitter, log *slog.Logger) (*Broker, error) {
 	caps.MaximumPacketSize = cfg.MaxPacketSize
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
-		Logger:                 log,
+		Logger:                 slog.New(quietHandler{log.Handler()}),
 		InlineClient:           true,
 		SysTopicResendInterval: 10,
 	})

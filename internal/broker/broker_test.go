@@ -319,3 +319,13 @@ func (p *proxy) cut() {
 		}
 	}
 }
+
+func TestQuietHandlerDropsPacketDumps(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(quietHandler{slog.NewTextHandler(&buf, nil)}).With("component", "broker")
+	log.Warn("error processing packet", "client", "c1", "pk", []byte("secret payload"), "error", "broken pipe")
+	got := buf.String()
+	if strings.Contains(got, "pk=") || !strings.Contains(got, "client=c1") || !strings.Contains(got, "component=broker") {
+		t.Errorf("log line = %q, want the packet dropped and the rest kept", got)
+	}
+}
