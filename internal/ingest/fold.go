@@ -197,9 +197,12 @@ func healthDiffers(h *twin.Health, s *wire.GPUSample) bool {
 // tracked fields and move only with a sample at least as new as the twin's.
 func (f *fold) telemetry() error {
 	gwID, site, t := f.m.env.Gateway, f.m.site, f.m.env.Time
-	host, err := f.ensure(f.m.tel.Host, twin.KindServer, site, "", gwID)
-	if err != nil {
-		return err
+	host := f.w.twins[gwID] // a gateway reporting its own GPUs is the host
+	if f.m.tel.Host != gwID {
+		var err error
+		if host, err = f.ensure(f.m.tel.Host, twin.KindServer, site, "", gwID); err != nil {
+			return err
+		}
 	}
 	f.seen(host)
 	for i := range f.m.tel.GPUs {
@@ -211,6 +214,7 @@ func (f *fold) telemetry() error {
 			if newer {
 				setHealth(&next.Health, s)
 			}
+			var err error
 			if a, err = f.record(a, &next, "", ""); err != nil {
 				return err
 			}

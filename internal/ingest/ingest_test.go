@@ -463,3 +463,25 @@ func TestChange(t *testing.T) {
 		t.Errorf("custody after telemetry = %q, want quarantined", a.Custody.Status)
 	}
 }
+
+// TestGatewayIsHost: an agent whose gateway id is also its host's asset id
+// keeps one twin of kind gateway, without a placement event per message.
+func TestGatewayIsHost(t *testing.T) {
+	const gw = "gw-h"
+	r := newRig(t, Config{}, gw)
+	r.submit(gw, wire.KindFirmware, seal(t, gw, 1, t0, wire.KindFirmware, inventory(gw, 1, "96.0")))
+	for i := range 3 {
+		r.submit(gw, wire.KindTelemetry, seal(t, gw, uint64(i+2), t0.Add(time.Duration(i+1)*time.Second), wire.KindTelemetry, telemetry(gw, 1, 0)))
+	}
+	a, err := r.store.Asset(gw)
+	if err != nil || a.Kind != twin.KindGateway {
+		t.Fatalf("twin %s = kind %q (%v), want gateway", gw, a.Kind, err)
+	}
+	events, _ := r.store.AssetEvents(gw, 0, 100)
+	if len(events) > 2 {
+		t.Errorf("%s has %d events after 4 messages, want at most 2 (registered, inventory): %+v", gw, len(events), events)
+	}
+	if g, _ := r.store.Asset(gw + ".gpu0"); g.Parent != gw || g.Health.Samples != 3 {
+		t.Errorf("gpu0 parent %q samples %d, want %s and 3", g.Parent, g.Health.Samples, gw)
+	}
+}
