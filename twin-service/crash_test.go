@@ -25,13 +25,16 @@ import (
 )
 
 // buildBinary builds twin-service into a temporary directory.
-func buildBinary(t *testing.T) string {
+func buildBinary(t *testing.T) string { return buildCommand(t, "twin-service") }
+
+// buildCommand builds one of the module's programs into a temporary directory.
+func buildCommand(t *testing.T, name string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "twin-service")
+	bin := filepath.Join(t.TempDir(), name)
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	out, err := exec.Command(goBin, "build", "-o", bin, "twinchain/twin-service").CombinedOutput()
+	out, err := exec.Command(goBin, "build", "-o", bin, "twinchain/"+name).CombinedOutput()
 	if err != nil {
-		t.Fatalf("go build twin-service: %v\n%s", err, out)
+		t.Fatalf("go build %s: %v\n%s", name, err, out)
 	}
 	return bin
 }

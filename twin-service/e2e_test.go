@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -395,4 +397,59 @@ func getenvDefault(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// TestBinariesEndToEnd is `make run` in a test: the firmware-sim and
+// twin-service binaries on ports the test chooses; firmware-sim writes the
+// registry and publishes its fleet; every asset is served with telemetry.
+func TestBinariesEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries")
+	}
+	svcBin, simBin := buildCommand(t, "twin-service"), buildCommand(t, "firmware-sim")
+	dir := t.TempDir()
+	reg := filepath.Join(dir, "registry.json")
+	fleetArgs := []string{"fleet", "--sites", "1", "--servers", "2", "--gpus", "4", "--seed", "11"}
+	if out, err := exec.Command(simBin, append(fleetArgs, "--registry", reg, "--registry-only")...).CombinedOutput(); err != nil {
+		t.Fatalf("firmware-sim --registry-only: %v\n%s", err, out)
+	}
+	file, err := registry.LoadFile(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := &simFleet{registry: reg}
+	for _, g := range file.Gateways {
+		sim.assets = append(sim.assets, g.Assets...)
+	}
+	httpAddr, mqttAddr := testsvc.Addr(testsvc.FreePort(t)), testsvc.Addr(testsvc.FreePort(t))
+	base := "http://" + httpAddr
+	svc := startProc(t, svcBin, base, "-data", filepath.Join(dir, "data"), "-registry", reg, "-http", httpAddr, "-mqtt-addr", mqttAddr)
+	pub := exec.Command(simBin, append(fleetArgs, "--broker", "tcp://"+mqttAddr, "--rate", "5")...)
+	pubOut := &syncBuffer{}
+	pub.Stdout, pub.Stderr = pubOut, pubOut
+	pub.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		pub.Process.Signal(syscall.SIGTERM)
+		pub.Wait()
+	}()
+	waitLive(t, base, sim, 3, svc.stderr)
+	var gws httpapi.Page[httpapi.GatewayView]
+	getJSON(t, base+"/api/v1/gateways", &gws)
+	for _, g := range gws.Items {
+		if g.Stream == nil || g.Stream.Accepted == 0 || g.Stream.State != "online" {
+			t.Errorf("gateway %s stream = %+v, want accepted messages and online", g.ID, g.Stream)
+		}
+	}
+	if err := svc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.cmd.Wait(); err != nil {
+		t.Errorf("twin-service after SIGTERM: %v\n%s", err, svc.stderr)
+	}
+	if !strings.Contains(svc.stderr.String(), "twin-service: dashboard at http://"+httpAddr+"/") {
+		t.Errorf("twin-service did not print its dashboard URL:\n%s", svc.stderr)
+	}
 }
