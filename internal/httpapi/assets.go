@@ -29,8 +29,10 @@ type AssetChanger interface {
 func (s *Server) registerAssets(api fiber.Router) {
 	if s.opts.Assets == nil {
 		api.All("/assets*", unavailable("the asset store"))
+		api.All("/stats/assets", unavailable("the asset store"))
 		return
 	}
+	api.Get("/stats/assets", s.assetStats)
 	api.Get("/assets", s.listAssets)
 	api.Get("/assets/:id", s.getAsset)
 	api.Get("/assets/:id/events", s.assetEvents)
@@ -132,6 +134,25 @@ func (s *Server) listAssets(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(Page[twin.Asset]{Items: items, NextCursor: next})
+}
+
+// AssetSummarizer counts assets by kind, site, status and health;
+// *twinstore.Store is one.
+type AssetSummarizer interface {
+	Summarize() (twinstore.Summary, error)
+}
+
+// GET /api/v1/stats/assets: counts by kind, site, custody status and health.
+func (s *Server) assetStats(c *fiber.Ctx) error {
+	sz, ok := s.opts.Assets.(AssetSummarizer)
+	if !ok {
+		return apiError(c, fiber.StatusServiceUnavailable, CodeUnavailable, "asset counts are not available from this store")
+	}
+	sum, err := sz.Summarize()
+	if err != nil {
+		return err
+	}
+	return c.JSON(sum)
 }
 
 // GET /api/v1/assets/:id

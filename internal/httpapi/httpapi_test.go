@@ -255,6 +255,10 @@ func TestAssetsAndStats(t *testing.T) {
 	if len(rest.Items) != 2 {
 		t.Errorf("events after the cursor = %d, want 2 (online, offline)", len(rest.Items))
 	}
+	var sum twinstore.Summary
+	if got := e.call(t, "GET", "/api/v1/stats/assets", "", &sum); got != 200 || sum.Total != 1 || sum.ByKind["gateway"] != 1 || sum.ByHealth["offline"] != 1 {
+		t.Errorf("GET /stats/assets = %d %+v, want 1 gateway, offline", got, sum)
+	}
 	var st ingest.Stats
 	if got := e.call(t, "GET", "/api/v1/stats/ingest", "", &st); got != 200 || st.Accepted != 2 {
 		t.Errorf("GET /stats/ingest = %d %+v, want accepted 2", got, st)

@@ -202,6 +202,10 @@ func TestAssetsFilterAndPaging(t *testing.T) {
 			t.Errorf("Assets(%+v) in pages of 2 = %v, want %d assets", tc.f, ids, tc.want)
 		}
 	}
+	sum, err := s.Summarize()
+	if err != nil || sum.Total != 7 || sum.ByKind["gpu"] != 4 || sum.BySite["s2"] != 3 || sum.ByStatus["in_service"] != 7 {
+		t.Errorf("Summarize = %+v, %v; want 7 assets, 4 gpus, 3 in s2, 7 in service", sum, err)
+	}
 	if _, _, err := s.Assets(AssetFilter{Cursor: "%%%"}); !errors.Is(err, ErrBadCursor) {
 		t.Errorf("Assets(bad cursor) = %v, want ErrBadCursor", err)
 	}
