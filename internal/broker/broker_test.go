@@ -159,6 +159,7 @@ func TestRejectionsOverTCP(t *testing.T) {
 		{ingest.ReasonDuplicate, badC, bad, original},
 		{ingest.ReasonMalformed, badC, bad, []byte(`{"v":1,"gw":"gw-bad","seq":3,`)},
 		{ingest.ReasonOversize, badC, bad, huge},
+		{ingest.ReasonTopicMismatch, badC, bad, seal(t, bad, 4, wire.KindGPS, wire.GPSFix{Asset: bad, Quality: 1})},
 	} {
 		t.Run(string(tc.reason), func(t *testing.T) {
 			before := s.in.Stats()

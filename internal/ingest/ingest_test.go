@@ -215,6 +215,11 @@ func TestLastWill(t *testing.T) {
 func TestChecks(t *testing.T) {
 	const gw = "gw-c"
 	r := newRig(t, Config{}, gw)
+	listed := registryGateway("gw-l")
+	listed.Assets = []string{"srv-l", "srv-l.gpu0"}
+	if err := r.reg.Put(listed); err != nil {
+		t.Fatal(err)
+	}
 	good := seal(t, gw, 1, t0, wire.KindStatus, status(wire.StateOnline))
 	tampered := bytes.Replace(good, []byte(`"agent_version":"test"`), []byte(`"agent_version":"tesT"`), 1)
 	forged, _ := wire.Seal(testKey("someone else"), gw, 2, t0, wire.KindStatus, status(wire.StateOnline))
@@ -235,6 +240,9 @@ func TestChecks(t *testing.T) {
 		{"bad topic", "twinchain/v1/gw/" + gw, good, ReasonTopicMismatch},
 		{"future reading", wire.Topic(gw, wire.KindStatus), seal(t, gw, 3, t0.Add(48*time.Hour), wire.KindStatus, status(wire.StateOnline)), ReasonMalformed},
 		{"body of the wrong shape", wire.Topic(gw, wire.KindTelemetry), seal(t, gw, 4, t0, wire.KindTelemetry, map[string]any{"host": 7}), ReasonMalformed},
+		{"unlisted gpu", wire.Topic("gw-l", wire.KindTelemetry), seal(t, "gw-l", 1, t0, wire.KindTelemetry, telemetry("srv-l", 2, 0)), ReasonUnknownAsset},
+		{"unlisted host", wire.Topic("gw-l", wire.KindFirmware), seal(t, "gw-l", 2, t0, wire.KindFirmware, inventory("srv-x", 1, "1")), ReasonUnknownAsset},
+		{"listed", wire.Topic("gw-l", wire.KindTelemetry), seal(t, "gw-l", 3, t0, wire.KindTelemetry, telemetry("srv-l", 1, 0)), ""},
 		{"valid", wire.Topic(gw, wire.KindStatus), good, ""},
 	} {
 		out, err := r.in.Submit(tc.topic, tc.payload)
@@ -243,13 +251,13 @@ func TestChecks(t *testing.T) {
 		}
 	}
 	st := r.in.Stats()
-	for reason, want := range map[Reason]uint64{ReasonUnknownGateway: 1, ReasonBadSignature: 2, ReasonMalformed: 3, ReasonOversize: 1, ReasonTopicMismatch: 3} {
+	for reason, want := range map[Reason]uint64{ReasonUnknownGateway: 1, ReasonBadSignature: 2, ReasonMalformed: 3, ReasonOversize: 1, ReasonTopicMismatch: 3, ReasonUnknownAsset: 2} {
 		if st.Rejected[reason] != want {
 			t.Errorf("Stats.Rejected[%s] = %d, want %d", reason, st.Rejected[reason], want)
 		}
 	}
-	if recent := r.in.Recent(t0); len(recent) != 10 {
-		t.Errorf("Recent = %d rejections, want 10", len(recent))
+	if recent := r.in.Recent(t0); len(recent) != 12 {
+		t.Errorf("Recent = %d rejections, want 12", len(recent))
 	}
 }
 
