@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -491,5 +492,31 @@ func TestGatewayIsHost(t *testing.T) {
 	}
 	if g, _ := r.store.Asset(gw + ".gpu0"); g.Parent != gw || g.Health.Samples != 3 {
 		t.Errorf("gpu0 parent %q samples %d, want %s and 3", g.Parent, g.Health.Samples, gw)
+	}
+}
+
+// TestRejectionLogRateLimit: a gateway's reason is logged once a minute,
+// with the number of rejections not logged since.
+func TestRejectionLogRateLimit(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	var s stats
+	s.init(4)
+	rej := &rejection{ReasonBadSignature, "gw-a", 1, errors.New("bad signature")}
+	for i := range 3 {
+		s.reject(log, t0.Add(time.Duration(i)*time.Second), rej)
+	}
+	s.reject(log, t0.Add(time.Second), &rejection{ReasonReplay, "gw-a", 2, errors.New("old")})
+	s.reject(log, t0.Add(2*time.Second), &rejection{ReasonBadSignature, "gw-b", 1, errors.New("bad signature")})
+	s.reject(log, t0.Add(61*time.Second), rej)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("logged %d lines, want 4 (gw-a bad_signature twice a minute apart, gw-a replay, gw-b):\n%s", len(lines), buf.String())
+	}
+	if !strings.Contains(lines[3], "gateway=gw-a") || !strings.Contains(lines[3], "suppressed_since_last_log=2") {
+		t.Errorf("last line = %q, want gw-a with 2 suppressed", lines[3])
+	}
+	if s.rejected[ReasonBadSignature] != 5 || len(s.recent) != 4 {
+		t.Errorf("counted %d bad signatures, kept %d recent; want 5 and the ring's 4", s.rejected[ReasonBadSignature], len(s.recent))
 	}
 }
