@@ -78,7 +78,7 @@ func BenchmarkFleetLoad(b *testing.B) {
 		done := make(chan error, 1)
 		stderr := &syncBuffer{}
 		go func() {
-			done <- run(ctx, []string{"-data", filepath.Join(dir, "data"), "-registry", regPath, "-http", httpAddr, "-mqtt-addr", mqttAddr, "-log-level", "error"}, func(string) string { return "" }, stderr)
+			done <- run(ctx, []string{"-config", testConfig(b, dir), "-data", filepath.Join(dir, "data"), "-registry", regPath, "-http", httpAddr, "-mqtt-addr", mqttAddr, "-log-level", "error"}, func(string) string { return "" }, stderr)
 		}()
 		waitReadyB(b, "http://"+httpAddr, stderr)
 		svcRate := loadFor(b, f, "tcp://"+mqttAddr, rate, d)

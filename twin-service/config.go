@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"twinchain/internal/auth"
 	"twinchain/internal/broker"
 	"twinchain/internal/ingest"
 	"twinchain/internal/mqttsub"
@@ -41,6 +42,15 @@ type Config struct {
 	Store        StoreConfig   `yaml:"store"`
 
 	Telemetry telemetry.Config `yaml:"telemetry"` // backend embedded (default) or influxdb
+	Ledger    LedgerConfig     `yaml:"ledger"`
+	// DetectConfig is the detection rules, thresholds, geofences and alert
+	// routes file (twin-service/detect.example.yaml); empty: defaults.
+	DetectConfig string `yaml:"detect_config"`
+	// Auth is the dashboard's and API's sign-in: users, API tokens and
+	// sessions. Users in auth.users_file (default {data_dir}/users.yaml)
+	// are added; at first start that file is made with an admin whose
+	// password is printed once.
+	Auth auth.Config `yaml:"auth"`
 }
 
 // LogConfig selects the log level and format.
@@ -104,10 +114,21 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Ingest.Validate())
 	errs = append(errs, c.Telemetry.WithDefaults().Validate())
+	errs = append(errs, c.Ledger.Validate())
+	c.Auth.Defaults()
+	errs = append(errs, c.Auth.Validate())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	return nil
+}
+
+// usersPath is the users file: users added to auth.users at start.
+func (c *Config) usersPath() string {
+	if c.Auth.UsersFile != "" {
+		return c.Auth.UsersFile
+	}
+	return filepath.Join(c.DataDir, "users.yaml")
 }
 
 // registryPath is the registry file to load and watch.
@@ -155,6 +176,7 @@ var settings = []setting{
 	{"telemetry-org", "TWINCHAIN_TELEMETRY_ORG", "InfluxDB 2.x organisation (1.8: ignored)", str(func(c *Config) *string { return &c.Telemetry.Org })},
 	{"telemetry-bucket", "TWINCHAIN_TELEMETRY_BUCKET", "InfluxDB bucket (1.8: database or database/retention-policy)", str(func(c *Config) *string { return &c.Telemetry.Bucket })},
 	{"telemetry-token", "TWINCHAIN_TELEMETRY_TOKEN", "InfluxDB token (1.8: user:password or empty)", str(func(c *Config) *string { return &c.Telemetry.Token })},
+	{"detect-config", "TWINCHAIN_DETECT_CONFIG", "detection rules and alert routes YAML file (see twin-service/detect.example.yaml)", str(func(c *Config) *string { return &c.DetectConfig })},
 	{"store-no-sync", "TWINCHAIN_STORE_NO_SYNC", "skip fsync (benchmarks only: a crash loses acknowledged messages)", boolean(func(c *Config) *bool { return &c.Store.NoSync })},
 }
 

@@ -115,7 +115,7 @@ func TestCrashAcknowledgedStoredOnce(t *testing.T) {
 	httpAddr := testsvc.Addr(testsvc.FreePort(t))
 	mqttAddr := testsvc.Addr(testsvc.FreePort(t))
 	base := "http://" + httpAddr
-	args := []string{"-data", data, "-registry", sim.registry, "-http", httpAddr, "-mqtt-addr", mqttAddr, "-log-level", "warn"}
+	args := []string{"-config", testConfig(t, dir), "-data", data, "-registry", sim.registry, "-http", httpAddr, "-mqtt-addr", mqttAddr, "-log-level", "warn"}
 
 	first := startProc(t, bin, base, args...)
 	acks := &ackLog{acked: map[string]map[uint64]bool{}}

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -44,6 +46,21 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// testToken is the API token the tests' configuration accepts (role viewer).
+const testToken = "e2e-test-token"
+
+// testConfig writes a configuration file with testToken and returns its path.
+func testConfig(t testing.TB, dir string) string {
+	t.Helper()
+	sum := sha256.Sum256([]byte(testToken))
+	path := filepath.Join(dir, "twin-test.yaml")
+	text := fmt.Sprintf("auth:\n  tokens:\n    - {name: e2e, role: viewer, sha256: %s}\n", hex.EncodeToString(sum[:]))
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // inProcess is twin-service's run() inside the test, on chosen ports.
 type inProcess struct {
 	base   string // http://127.0.0.1:port
@@ -57,7 +74,7 @@ func startInProcess(t *testing.T, args ...string) *inProcess {
 	httpAddr := testsvc.Addr(testsvc.FreePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &inProcess{base: "http://" + httpAddr, cancel: cancel, done: make(chan error, 1), stderr: &syncBuffer{}}
-	args = append([]string{"-http", httpAddr, "-log-level", "warn"}, args...)
+	args = append([]string{"-config", testConfig(t, t.TempDir()), "-http", httpAddr, "-log-level", "warn"}, args...)
 	go func() { p.done <- run(ctx, args, func(string) string { return "" }, p.stderr) }()
 	t.Cleanup(func() { p.stop(t) })
 	waitReady(t, p.base, p.stderr)
@@ -106,7 +123,7 @@ func getJSON(t *testing.T, url string, v any) int { return getJSONB(t, url, v) }
 
 func getJSONB(t testing.TB, url string, v any) int {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := authGet(context.Background(), url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
@@ -283,8 +300,7 @@ func checkAPI(t *testing.T, base string, s *simFleet, live map[string]twin.Asset
 	// The stream replays from ?after= and ends when the client goes away.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/stream?after=0", nil)
-	resp, err = http.DefaultClient.Do(req)
+	resp, err = authGet(ctx, base+"/api/v1/stream?after=0")
 	if err != nil {
 		t.Fatalf("GET /stream: %v", err)
 	}
@@ -423,7 +439,7 @@ func TestBinariesEndToEnd(t *testing.T) {
 	}
 	httpAddr, mqttAddr := testsvc.Addr(testsvc.FreePort(t)), testsvc.Addr(testsvc.FreePort(t))
 	base := "http://" + httpAddr
-	svc := startProc(t, svcBin, base, "-data", filepath.Join(dir, "data"), "-registry", reg, "-http", httpAddr, "-mqtt-addr", mqttAddr)
+	svc := startProc(t, svcBin, base, "-config", testConfig(t, dir), "-data", filepath.Join(dir, "data"), "-registry", reg, "-http", httpAddr, "-mqtt-addr", mqttAddr)
 	pub := exec.Command(simBin, append(fleetArgs, "--broker", "tcp://"+mqttAddr, "--rate", "5")...)
 	pubOut := &syncBuffer{}
 	pub.Stdout, pub.Stderr = pubOut, pubOut
@@ -452,4 +468,14 @@ func TestBinariesEndToEnd(t *testing.T) {
 	if !strings.Contains(svc.stderr.String(), "twin-service: dashboard at http://"+httpAddr+"/") {
 		t.Errorf("twin-service did not print its dashboard URL:\n%s", svc.stderr)
 	}
+}
+
+// authGet GETs url with the tests' API token.
+func authGet(ctx context.Context, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	return http.DefaultClient.Do(req)
 }

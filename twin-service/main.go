@@ -22,6 +22,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	if sub := subcommand(args); sub != nil { // verify, ledger: see verify.go
+		return sub(ctx, args[1:], getenv, os.Stdout, stderr)
+	}
 	cfg, err := loadConfig(args, getenv, stderr)
 	if err != nil {
 		return err

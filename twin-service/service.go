@@ -2,25 +2,30 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"twinchain/internal/auth"
 	"twinchain/internal/broker"
+	"twinchain/internal/detectsvc"
 	"twinchain/internal/enroll"
 	"twinchain/internal/httpapi"
 	"twinchain/internal/ingest"
 	"twinchain/internal/mqttsub"
 	"twinchain/internal/registry"
 	"twinchain/internal/twinstore"
+	"twinchain/web"
 )
 
 // runner is a component with a Run loop.
@@ -41,6 +46,11 @@ type service struct {
 	api     *httpapi.Server
 
 	telemetry *telemetryPart // telemetry.go
+	ledger    *ledgerPart    // nil when ledger.backend is off
+	detect    *detectsvc.Service
+	// adminPassword is the password of the admin made at first start,
+	// printed once by run; empty on later starts.
+	adminPassword string
 }
 
 // openService opens the store and builds every component; it starts nothing.
@@ -89,20 +99,35 @@ func (s *service) build() error {
 		}
 		s.mqtt, s.ready = sub, sub.Connected
 	}
+	if s.ledger, err = openLedger(s.cfg.Ledger, s.cfg.DataDir, s.store, s.in, s.reg, s.log); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	if err := s.buildDetect(); err != nil {
+		return err
+	}
+	authn, err := s.openAuth()
+	if err != nil {
+		return err
+	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if s.telemetry, err = openTelemetry(s.cfg, s.store, s.in, s.reg, metrics, s.log); err != nil {
 		return err
 	}
 	s.api, err = httpapi.New(httpapi.Options{
-		Log:      s.log.With("component", "http"),
-		Assets:   s.store,
-		Events:   s.store,
-		Ingest:   s.in,
-		Gateways: s.reg,
-		Changes:  s.in,
-		Enroll:   enroll.NewService(s.reg, time.Now),
-		Metrics:  metrics,
+		Log:        s.log.With("component", "http"),
+		Assets:     s.store,
+		Events:     s.store,
+		Ingest:     s.in,
+		Gateways:   s.reg,
+		Changes:    s.in,
+		Enroll:     enroll.NewService(s.reg, time.Now),
+		Ledger:     s.ledger.deps(),
+		Metrics:    metrics,
+		Alerts:     s.detect.Alerts(),
+		WorkOrders: s.detect.Orders(),
+		Auth:       httpapi.NewAuth(authn, s.cfg.Auth.SecureCookie, s.log.With("component", "auth")),
+		Dashboard:  web.Dist(),
 		Ready: func() error {
 			if !s.ready() {
 				return errors.New("mqtt is not connected yet")
@@ -114,10 +139,39 @@ func (s *service) build() error {
 	return err
 }
 
+// openAuth loads the users of the configuration and of the users file,
+// making that file with a new admin at first start.
+func (s *service) openAuth() (*auth.Authenticator, error) {
+	cfg := s.cfg.Auth
+	pw, err := auth.EnsureAdmin(s.cfg.usersPath(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	s.adminPassword = pw
+	users, err := auth.LoadUsersFile(s.cfg.usersPath())
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range users {
+		if !slices.ContainsFunc(cfg.Users, func(c auth.UserConfig) bool { return c.Name == u.Name }) {
+			cfg.Users = append(cfg.Users, u)
+		}
+	}
+	return auth.New(cfg, time.Now, rand.Reader)
+}
+
 func (s *service) close() {
 	if s.telemetry != nil {
 		if err := s.telemetry.Close(); err != nil {
 			s.log.Error("close telemetry store", "err", err)
+		}
+	}
+	if s.ledger != nil {
+		s.ledger.close(s.log)
+	}
+	if s.detect != nil {
+		if err := s.detect.Close(); err != nil {
+			s.log.Error("close detection store", "err", err)
 		}
 	}
 	if err := s.store.Close(); err != nil {
@@ -143,7 +197,16 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	g.Go(func() error { return s.api.Serve(gctx, ln) })
 	g.Go(func() error { return s.watcher.Run(gctx) })
 	g.Go(func() error { return s.telemetry.Run(gctx) })
+	if s.ledger != nil {
+		g.Go(func() error { return s.ledger.Run(gctx) })
+	}
+	g.Go(func() error { return s.detect.Run(gctx) })
 	fmt.Fprintf(stderr, "twin-service: dashboard at http://%s/\n", ln.Addr())
+	if s.adminPassword != "" {
+		fmt.Fprintf(stderr, "twin-service: sign in as admin with password %s (shown once; the hash is in %s, delete that file for a new one)\n", s.adminPassword, s.cfg.usersPath())
+	} else {
+		fmt.Fprintf(stderr, "twin-service: sign in as admin with the password shown at first start (delete %s and restart for a new one)\n", s.cfg.usersPath())
+	}
 	s.log.Info("twin-service started", "http", ln.Addr().String(), "mqtt_mode", s.cfg.MQTT.Mode, "data_dir", s.cfg.DataDir, "gateways", s.reg.Len())
 	err = g.Wait()
 	stopIngest()

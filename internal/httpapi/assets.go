@@ -9,6 +9,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"twinchain/internal/auth"
 	"twinchain/internal/ingest"
 	"twinchain/internal/twin"
 	"twinchain/internal/twinstore"
@@ -23,7 +24,7 @@ type AssetStore interface {
 
 // AssetChanger applies API changes to a twin as events; *ingest.Ingest is one.
 type AssetChanger interface {
-	Change(ctx context.Context, c ingest.Change) (twin.Event, error)
+	Change(ctx context.Context, asset, actor, note string, mutate func(*twin.Asset) error) (twin.Event, error)
 }
 
 func (s *Server) registerAssets(api fiber.Router) {
@@ -37,7 +38,7 @@ func (s *Server) registerAssets(api fiber.Router) {
 	api.Get("/assets/:id", s.getAsset)
 	api.Get("/assets/:id/events", s.assetEvents)
 	if s.opts.Changes != nil {
-		api.Patch("/assets/:id", s.patchAsset)
+		api.Patch("/assets/:id", Allow(auth.WriteAssets), s.patchAsset)
 	} else {
 		api.Patch("/assets/:id", unavailable("asset changes"))
 	}
@@ -54,11 +55,11 @@ type CustodyPatch struct {
 	Note string `json:"note"`
 }
 
-// actorOf is who makes a change: the "actor" the sign-in middleware stores
-// in the request's locals, else "api".
+// actorOf is who makes a change: the signed-in principal's name (auth.go),
+// else "api".
 func actorOf(c *fiber.Ctx) string {
-	if a, ok := c.Locals("actor").(string); ok && a != "" {
-		return a
+	if p, ok := Principal(c); ok && p.Name != "" {
+		return p.Name
 	}
 	return "api"
 }
@@ -71,7 +72,7 @@ func (s *Server) patchAsset(c *fiber.Ctx) error {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, fmt.Sprintf("body: %v", err))
 	}
 	id := c.Params("id")
-	e, err := s.opts.Changes.Change(c.UserContext(), ingest.Change{Asset: id, Actor: actorOf(c), Note: p.Note, Apply: func(a *twin.Asset) error {
+	e, err := s.opts.Changes.Change(c.UserContext(), id, actorOf(c), p.Note, func(a *twin.Asset) error {
 		if p.Custody.Status != nil {
 			a.Custody.Status = *p.Custody.Status
 		}
@@ -82,16 +83,18 @@ func (s *Server) patchAsset(c *fiber.Ctx) error {
 			a.Custody.Holder = *p.Custody.Holder
 		}
 		return nil
-	}})
+	})
 	switch {
-	case errors.Is(err, ingest.ErrUnknownAsset):
+	case errors.Is(err, ingest.ErrNoAsset):
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("asset %s not found", id))
-	case errors.Is(err, ingest.ErrInvalid), errors.Is(err, ingest.ErrNoChange):
+	case errors.Is(err, ingest.ErrInvalidChange):
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 	case errors.Is(err, ingest.ErrClosed):
 		return apiError(c, fiber.StatusServiceUnavailable, CodeUnavailable, err.Error())
 	case err != nil:
 		return err
+	case e.ID == 0:
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, fmt.Sprintf("asset %s: nothing to change", id))
 	}
 	return c.JSON(e)
 }

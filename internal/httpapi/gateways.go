@@ -7,6 +7,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"twinchain/internal/auth"
 	"twinchain/internal/ingest"
 	"twinchain/internal/registry"
 )
@@ -44,9 +45,10 @@ func (s *Server) registerGateways(api fiber.Router) {
 	}
 	api.Get("/gateways", s.listGateways)
 	api.Get("/gateways/:id", s.getGateway)
-	api.Post("/gateways", s.createGateway)
-	api.Put("/gateways/:id", s.putGateway)
-	api.Delete("/gateways/:id", s.deleteGateway)
+	manage := Allow(auth.ManageGateways)
+	api.Post("/gateways", manage, s.createGateway)
+	api.Put("/gateways/:id", manage, s.putGateway)
+	api.Delete("/gateways/:id", manage, s.deleteGateway)
 }
 
 func (s *Server) gatewayStreams() map[string]*ingest.GatewayStats {

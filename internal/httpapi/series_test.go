@@ -44,7 +44,7 @@ func seriesRig(t *testing.T, assets AssetStore) (*Server, time.Time) {
 	return s, base
 }
 
-func get(t *testing.T, s *Server, target string) (int, []byte) {
+func getBody(t *testing.T, s *Server, target string) (int, []byte) {
 	t.Helper()
 	resp, err := s.App().Test(httptest.NewRequest("GET", target, nil), -1)
 	if err != nil {
@@ -58,7 +58,7 @@ func get(t *testing.T, s *Server, target string) (int, []byte) {
 func TestSeries(t *testing.T) {
 	s, base := seriesRig(t, nil)
 	v := url.Values{"metric": {"temp_c"}, "from": {base.Format(time.RFC3339)}, "to": {base.Add(time.Hour).Format(time.RFC3339)}, "step": {"10m"}, "agg": {"max"}}
-	code, body := get(t, s, "/api/v1/assets/srv-s1-001.gpu0/series?"+v.Encode())
+	code, body := getBody(t, s, "/api/v1/assets/srv-s1-001.gpu0/series?"+v.Encode())
 	if code != 200 {
 		t.Fatalf("GET series = %d %s, want 200", code, body)
 	}
@@ -78,7 +78,7 @@ func TestSeries(t *testing.T) {
 
 	// measurement.field, the default range (the last hour before now) and
 	// the default step (about 300 windows: 30 s).
-	code, body = get(t, s, "/api/v1/assets/srv-s1-001.gpu0/series?metric=gpu.temp_c&agg=mean")
+	code, body = getBody(t, s, "/api/v1/assets/srv-s1-001.gpu0/series?metric=gpu.temp_c&agg=mean")
 	if err := json.Unmarshal(body, &got); code != 200 || err != nil {
 		t.Fatalf("GET series (defaults) = %d %s", code, body)
 	}
@@ -103,7 +103,7 @@ func TestSeriesBadRequests(t *testing.T) {
 		"metric=temp_c&from=2026-11-25T12:00:00Z&to=2026-11-25T11:00:00Z",
 		"metric=temp_c&from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&step=1s",
 	} {
-		code, body := get(t, s, "/api/v1/assets/srv-s1-001.gpu0/series?"+q)
+		code, body := getBody(t, s, "/api/v1/assets/srv-s1-001.gpu0/series?"+q)
 		var e ErrorBody
 		if json.Unmarshal(body, &e); code != 400 || e.Error.Code != CodeBadRequest {
 			t.Errorf("GET series?%s = %d %s, want 400 bad_request", q, code, body)
@@ -119,7 +119,7 @@ func TestSeriesUnknownAssetAndUnconfigured(t *testing.T) {
 	defer st.Close()
 	s, _ := seriesRig(t, st)
 	for _, path := range []string{"/api/v1/assets/srv-none/series?metric=temp_c", "/api/v1/assets/srv-none/latest"} {
-		if code, body := get(t, s, path); code != 404 {
+		if code, body := getBody(t, s, path); code != 404 {
 			t.Errorf("GET %s = %d %s, want 404", path, code, body)
 		}
 	}
@@ -128,7 +128,7 @@ func TestSeriesUnknownAssetAndUnconfigured(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, path := range []string{"/api/v1/assets/x/series?metric=temp_c", "/api/v1/assets/x/latest"} {
-		code, body := get(t, bare, path)
+		code, body := getBody(t, bare, path)
 		var e ErrorBody
 		if json.Unmarshal(body, &e); code != 503 || e.Error.Code != CodeUnavailable {
 			t.Errorf("GET %s without telemetry = %d %s, want 503 unavailable", path, code, body)
@@ -138,7 +138,7 @@ func TestSeriesUnknownAssetAndUnconfigured(t *testing.T) {
 
 func TestLatest(t *testing.T) {
 	s, base := seriesRig(t, nil)
-	code, body := get(t, s, "/api/v1/assets/srv-s1-001.gpu0/latest")
+	code, body := getBody(t, s, "/api/v1/assets/srv-s1-001.gpu0/latest")
 	var page struct {
 		Items []struct {
 			Measurement, Metric string

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -31,6 +32,7 @@ type Options struct {
 	Ingest   IngestSource  // stats and wake-ups: gateways.go, stream.go, metrics.go
 	Gateways GatewayEditor // gateways.go
 	Enroll   Enroller      // enroll.go
+	Ledger   *LedgerDeps   // ledger.go
 	Ready    func() error  // readyz: nil error when ready
 	// Metrics is the registry /metrics serves; the API registers its own
 	// collectors into it. nil disables /metrics.
@@ -43,6 +45,15 @@ type Options struct {
 
 	// Telemetry serves the chart routes (series.go).
 	Telemetry TelemetryReader
+	// Alerts and WorkOrders: alerts.go (the detection service).
+	Alerts     AlertStore
+	WorkOrders WorkOrderStore
+	// Auth is the sign-in (auth.go); nil leaves /api/v1 open, acting as an
+	// anonymous admin (tests of other domains only).
+	Auth *Auth
+	// Dashboard is the built web dashboard (web.Dist()) served at /; nil
+	// serves none.
+	Dashboard fs.FS
 }
 
 // Server is the HTTP API.
@@ -85,14 +96,24 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	api := s.app.Group("/api/v1")
+	if opts.Auth != nil {
+		opts.Auth.Mount(api)
+	} else {
+		api.Use(NoAuth)
+	}
 	s.registerSeries(api) // before assets: with no asset store, /assets* answers 503
 	s.registerAssets(api)
 	s.registerGateways(api)
 	s.registerStream(api)
 	s.registerEnroll(api)
+	s.registerLedger(api)
+	s.registerAlerts(api)
 	api.Use(func(c *fiber.Ctx) error {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", c.Method(), c.Path()))
 	})
+	if opts.Dashboard != nil {
+		MountDashboard(s.app, opts.Dashboard)
+	}
 	return s, nil
 }
 

@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"twinchain/internal/twin"
 	"twinchain/internal/twinstore"
 )
 
@@ -88,8 +87,7 @@ func (o Outcome) Accepted() bool { return o.Reason == "" }
 // item is one message, or one API change, on its way through the writer.
 type item struct {
 	m      message
-	change *Change
-	event  twin.Event // the change's event
+	change *change // an API change instead of a message (change.go)
 	out    Outcome
 	err    error
 	done   chan struct{}
@@ -168,42 +166,6 @@ func (in *Ingest) Submit(topic string, payload []byte) (Outcome, error) {
 	out, err := it.out, it.err
 	in.release(it)
 	return out, err
-}
-
-// Errors of Change.
-var (
-	ErrUnknownAsset = errors.New("unknown asset")
-	ErrNoChange     = errors.New("nothing to change")
-	ErrInvalid      = errors.New("invalid change")
-)
-
-// Change is a change of one asset's tracked fields made through the API
-// (a custody status, an owner, a quarantine by policy), not by a gateway.
-type Change struct {
-	Asset string
-	Actor string // the user or service making it, recorded in the event
-	Note  string // why, e.g. the alert or work order
-	// Apply edits a copy of the twin; an error refuses the change.
-	Apply func(a *twin.Asset) error
-}
-
-// Change applies c through the writer, after the messages queued before it,
-// as one event, and returns that event once it is stored.
-func (in *Ingest) Change(ctx context.Context, c Change) (twin.Event, error) {
-	if c.Apply == nil || c.Asset == "" {
-		return twin.Event{}, fmt.Errorf("change: asset and Apply are required: %w", ErrInvalid)
-	}
-	it := in.pool.Get().(*item)
-	it.change = &c
-	if err := in.enqueueCtx(ctx, it); err != nil {
-		return twin.Event{}, err
-	}
-	e, out, err := it.event, it.out, it.err
-	in.release(it)
-	if err != nil {
-		return e, err
-	}
-	return e, out.Err
 }
 
 func (in *Ingest) enqueue(it *item) error { return in.enqueueCtx(context.Background(), it) }

@@ -432,7 +432,8 @@ func TestReplayAfterCrash(t *testing.T) {
 	}
 }
 
-// TestChange: API changes go through the writer as events with the actor.
+// TestChange: API changes go through the writer as events with the actor;
+// invalid ones are refused, empty ones store nothing.
 func TestChange(t *testing.T) {
 	const gw, host = "gw-c", "srv-c"
 	r := newRig(t, Config{}, gw)
@@ -440,33 +441,34 @@ func TestChange(t *testing.T) {
 	quarantine := func(a *twin.Asset) error { a.Custody.Status = twin.StatusQuarantined; return nil }
 	ctx := context.Background()
 	for _, tc := range []struct {
-		c    Change
-		want error
+		asset  string
+		mutate func(*twin.Asset) error
+		want   error
 	}{
-		{Change{Asset: "nope", Apply: quarantine}, ErrUnknownAsset},
-		{Change{Asset: host, Apply: func(a *twin.Asset) error { a.Custody.Status = "lost"; return nil }}, ErrInvalid},
-		{Change{Asset: host, Apply: func(a *twin.Asset) error { return errors.New("no") }}, ErrInvalid},
-		{Change{Asset: host, Apply: func(a *twin.Asset) error { a.Revision = 99; return nil }}, ErrInvalid},
-		{Change{Asset: host, Apply: func(a *twin.Asset) error { return nil }}, ErrNoChange},
-		{Change{Asset: host}, ErrInvalid},
+		{"nope", quarantine, ErrNoAsset},
+		{host, func(a *twin.Asset) error { a.Custody.Status = "lost"; return nil }, ErrInvalidChange},
+		{host, func(a *twin.Asset) error { a.Revision = 99; return nil }, ErrInvalidChange},
+		{host, nil, ErrInvalidChange},
 	} {
-		if _, err := r.in.Change(ctx, tc.c); !errors.Is(err, tc.want) {
-			t.Errorf("Change(%s) = %v, want %v", tc.c.Asset, err, tc.want)
+		if _, err := r.in.Change(ctx, tc.asset, "alice", "", tc.mutate); !errors.Is(err, tc.want) {
+			t.Errorf("Change(%s) = %v, want %v", tc.asset, err, tc.want)
 		}
 	}
+	if e, err := r.in.Change(ctx, host, "alice", "", func(a *twin.Asset) error { return nil }); err != nil || e.ID != 0 {
+		t.Errorf("Change(nothing) = %+v, %v; want no event and no error", e, err)
+	}
 	before, _ := r.store.Asset(host)
-	e, err := r.in.Change(ctx, Change{Asset: host, Actor: "alice", Note: "alert 7", Apply: quarantine})
+	e, err := r.in.Change(ctx, host, "alice", "alert 7", quarantine)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Type != twin.EventCustodyChanged || e.Revision != before.Revision+1 || e.Source.Actor != "alice" || e.Note != "alert 7" || e.ID == 0 {
-		t.Errorf("Change event = %+v, want custody_changed at revision %d by alice with the note", e, before.Revision+1)
+	if e.Type != twin.EventCustodyChanged || e.Revision != before.Revision+1 || e.Source.Actor != "alice" || e.Note != "alert 7" || e.ID != r.store.LastEventID() {
+		t.Errorf("Change event = %+v, want the stored custody_changed at revision %d by alice with the note", e, before.Revision+1)
 	}
 	after, _ := r.store.Asset(host)
 	if after.Custody.Status != twin.StatusQuarantined || after.Revision != e.Revision {
 		t.Errorf("twin after Change = status %q revision %d, want quarantined at %d", after.Custody.Status, after.Revision, e.Revision)
 	}
-	// Later messages keep the API's change: telemetry does not touch custody.
 	r.submit(gw, wire.KindTelemetry, seal(t, gw, 2, t0.Add(time.Second), wire.KindTelemetry, telemetry(host, 1, 0)))
 	if a, _ := r.store.Asset(host); a.Custody.Status != twin.StatusQuarantined {
 		t.Errorf("custody after telemetry = %q, want quarantined", a.Custody.Status)

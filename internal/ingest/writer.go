@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -201,11 +200,11 @@ func (w *writer) snapshotStates(ids []string) []twinstore.GatewayState {
 func (w *writer) apply(tx *twinstore.Tx, batch []*item, now time.Time) error {
 	for _, it := range batch {
 		if it.change != nil {
-			e, err := w.applyChange(tx, it.change, now)
-			if errors.Is(err, errStore) {
+			out, err := w.applyChange(tx, it.change, now)
+			if err != nil {
 				return err
 			}
-			it.event, it.out.Err = e, err
+			it.out = out
 			continue
 		}
 		out, err := w.applyOne(tx, &it.m, now)
@@ -293,36 +292,6 @@ func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome,
 		return Outcome{}, err
 	}
 	return Outcome{Pos: msg.Pos}, nil
-}
-
-// errStore marks a store failure inside applyChange (as opposed to a
-// refused change).
-var errStore = errors.New("store")
-
-// applyChange applies an API change as one event.
-func (w *writer) applyChange(tx *twinstore.Tx, c *Change, now time.Time) (twin.Event, error) {
-	cur := w.twins[c.Asset]
-	if cur == nil {
-		return twin.Event{}, fmt.Errorf("asset %s: %w", c.Asset, ErrUnknownAsset)
-	}
-	next := *cur
-	if err := c.Apply(&next); err != nil {
-		return twin.Event{}, fmt.Errorf("asset %s: %w: %w", c.Asset, ErrInvalid, err)
-	}
-	if next.ID != cur.ID || next.Revision != cur.Revision {
-		return twin.Event{}, fmt.Errorf("asset %s: id and revision cannot be changed: %w", c.Asset, ErrInvalid)
-	}
-	if !next.Custody.Status.Valid() {
-		return twin.Event{}, fmt.Errorf("asset %s: custody status %q: %w", c.Asset, next.Custody.Status, ErrInvalid)
-	}
-	if len(twin.Diff(cur, &next)) == 0 {
-		return twin.Event{}, fmt.Errorf("asset %s: %w", c.Asset, ErrNoChange)
-	}
-	f := fold{w: w, tx: tx, m: &message{env: wire.Envelope{Time: now}}, now: now, src: twin.Source{Actor: c.Actor}}
-	if _, err := f.record(cur, &next, "", c.Note); err != nil {
-		return twin.Event{}, fmt.Errorf("%w: %w", errStore, err)
-	}
-	return f.last, nil
 }
 
 // seen reports whether seq must not be applied: it is stored already (a

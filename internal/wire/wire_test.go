@@ -42,8 +42,8 @@ func goldenBodies() map[string]struct {
 			Host: HostInfo{Asset: "srv-s1-001", Hostname: "gpu-node-001", Serial: "SRV123", RFIDTag: "E2801160600002084D6B1A3F", Rack: "s1-r01", BIOSVersion: "2.3.1", BMCVersion: "6.10.30"},
 			GPUs: []GPUIdentity{{Asset: "srv-s1-001.gpu0", Index: 0, Name: "NVIDIA H100 80GB HBM3", UUID: "GPU-6f0b8e12-3c4d-4e5f-8a9b-0c1d2e3f4a5b", Serial: "1650123456789", PCIBusID: "00000000:18:00.0", BoardPartNumber: "699-2G530-0200-200", VBIOS: "96.00.99.00.01", Driver: "550.54.15", InfoROM: "G530.0200.00.04"}},
 		}},
-		"rfid": {KindRFID, RFID{Reads: []RFIDRead{{Reader: "dock-uhf", ReadPoint: "dock-door-1", Zone: "s1-dock", EPC: "E2801160600002084D6B1A3F", RSSI: -57.5, Antenna: 2, FirstSeen: goldenTime.Add(-2 * time.Second), LastSeen: goldenTime, Count: 7}}}},
-		"gps":  {KindGPS, GPSFix{Asset: "gw-s1-01", Lat: 52.520008, Lon: 13.404954, AltM: 34.2, Quality: 1, HDOP: 0.9, Sats: 11, SpeedMS: 0.1, CourseDeg: 87.5, FixTime: goldenTime}},
+		"rfid":   {KindRFID, RFID{Reads: []RFIDRead{{Reader: "dock-uhf", ReadPoint: "dock-door-1", Zone: "s1-dock", EPC: "E2801160600002084D6B1A3F", RSSI: -57.5, Antenna: 2, FirstSeen: goldenTime.Add(-2 * time.Second), LastSeen: goldenTime, Count: 7}}}},
+		"gps":    {KindGPS, GPSFix{Asset: "gw-s1-01", Lat: 52.520008, Lon: 13.404954, AltM: 34.2, Quality: 1, HDOP: 0.9, Sats: 11, SpeedMS: 0.1, CourseDeg: 87.5, FixTime: goldenTime}},
 		"status": {KindStatus, Status{State: StateOnline, AgentVersion: "0.1.0", QueueDepth: 12, Dropped: 0}},
 	}
 }

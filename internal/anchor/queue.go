@@ -1,0 +1,181 @@
+package anchor
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"twinchain/chaincode/core"
+)
+
+// queue is the durable hand-off between the batcher and the submitter: a
+// bbolt file holding the batches cut but not yet anchored, the evidence not
+// yet recorded, and where the batcher and the evidence scan stand.
+type queue struct {
+	db *bolt.DB
+}
+
+var (
+	bucketBatches  = []byte("batches")  // first event (8) -> core.AnchorInput JSON
+	bucketEvidence = []byte("evidence") // event id (8) -> evidenceItem JSON
+	bucketAnchored = []byte("anchored") // last event (8) -> core.Anchor JSON, as the ledger answered
+	bucketMeta     = []byte("meta")
+	keyQueuedTo    = []byte("queued_to") // last event id put in a batch
+	keyMsgCursor   = []byte("msg_cursor")
+	keySafePos     = []byte("safe_pos") // message position whose events are all batched
+)
+
+// evidenceItem is a critical twin event waiting to be recorded as hardware
+// evidence with the gateway-signed envelope that caused it.
+type evidenceItem struct {
+	EventID  uint64            `json:"event_id"`
+	Asset    string            `json:"asset"`
+	Kind     core.EvidenceKind `json:"kind"`
+	Gateway  string            `json:"gateway"`
+	Seq      uint64            `json:"seq"`
+	Revision uint64            `json:"revision"`
+	Note     string            `json:"note,omitempty"`
+}
+
+func openQueue(path string) (*queue, error) {
+	db, err := bolt.Open(path, 0o644, &bolt.Options{Timeout: 5e9})
+	if err != nil {
+		return nil, fmt.Errorf("anchor queue: %w", err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketBatches, bucketEvidence, bucketAnchored, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("anchor queue: %w", err)
+	}
+	return &queue{db: db}, nil
+}
+
+func key(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+func num(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+func (q *queue) meta(k []byte) (n uint64) {
+	q.db.View(func(tx *bolt.Tx) error {
+		n = num(tx.Bucket(bucketMeta).Get(k))
+		return nil
+	})
+	return n
+}
+
+// push stores a cut batch, its evidence and the new batcher position in one
+// transaction.
+func (q *queue) push(in core.AnchorInput, ev []evidenceItem, safePos uint64) error {
+	return q.db.Update(func(tx *bolt.Tx) error {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketBatches).Put(key(in.FirstEvent), b); err != nil {
+			return err
+		}
+		for _, e := range ev {
+			b, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketEvidence).Put(key(e.EventID), b); err != nil {
+				return err
+			}
+		}
+		m := tx.Bucket(bucketMeta)
+		if safePos > 0 {
+			if err := m.Put(keySafePos, key(safePos)); err != nil {
+				return err
+			}
+		}
+		return m.Put(keyQueuedTo, key(in.LastEvent))
+	})
+}
+
+// nextBatch is the oldest batch waiting, if any.
+func (q *queue) nextBatch() (in core.AnchorInput, ok bool, err error) {
+	err = q.db.View(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bucketBatches).Cursor().First()
+		if k == nil {
+			return nil
+		}
+		ok = true
+		return json.Unmarshal(v, &in)
+	})
+	return in, ok, err
+}
+
+// anchored removes a batch and records the ledger's anchor for it.
+func (q *queue) anchored(in core.AnchorInput, a core.Anchor) error {
+	return q.db.Update(func(tx *bolt.Tx) error {
+		b, err := json.Marshal(a)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketAnchored).Put(key(a.LastEvent), b); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketBatches).Delete(key(in.FirstEvent))
+	})
+}
+
+// pending counts the batches and evidence items waiting.
+func (q *queue) pending() (batches, evidence int) {
+	q.db.View(func(tx *bolt.Tx) error {
+		batches = tx.Bucket(bucketBatches).Stats().KeyN
+		evidence = tx.Bucket(bucketEvidence).Stats().KeyN
+		return nil
+	})
+	return batches, evidence
+}
+
+// nextEvidence is the oldest evidence item waiting, and the message cursor;
+// with no item waiting it moves the cursor up to the safe position first.
+func (q *queue) nextEvidence() (it evidenceItem, ok bool, cursor uint64, err error) {
+	err = q.db.Update(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		cursor = num(m.Get(keyMsgCursor))
+		k, v := tx.Bucket(bucketEvidence).Cursor().First()
+		if k == nil {
+			if safe := num(m.Get(keySafePos)); safe > cursor {
+				cursor = safe
+				return m.Put(keyMsgCursor, key(safe))
+			}
+			return nil
+		}
+		ok = true
+		return json.Unmarshal(v, &it)
+	})
+	return it, ok, cursor, err
+}
+
+// evidenceDone removes an item and moves the message cursor.
+func (q *queue) evidenceDone(id, cursor uint64) error {
+	return q.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketMeta).Put(keyMsgCursor, key(cursor)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketEvidence).Delete(key(id))
+	})
+}
+
+// setCursor records how far the evidence scan has looked.
+func (q *queue) setCursor(cursor uint64) error {
+	return q.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyMsgCursor, key(cursor)) })
+}
+
+func (q *queue) close() error { return q.db.Close() }

@@ -1,0 +1,118 @@
+package detect
+
+import (
+	"fmt"
+	"time"
+)
+
+// cloneDetector finds one asset seen in two places at once: the same RFID
+// tag read by gateways at different sites, the same asset's GPS fixes from
+// two gateways far apart, or the same GPU UUID reported in two slots.
+type cloneDetector struct {
+	cfg   CloneConfig
+	view  *View
+	tags  map[string]sighting            // epc -> last read
+	fixes map[string]sighting            // asset -> last fix
+	uuids map[string]map[string]sighting // uuid -> slot asset -> last sample
+}
+
+type sighting struct {
+	gateway  string
+	site     string
+	lat, lon float64
+	t        time.Time
+	ref      MessageRef
+}
+
+func newCloneDetector(cfg CloneConfig, view *View) *cloneDetector {
+	return &cloneDetector{cfg: cfg, view: view, tags: map[string]sighting{}, fixes: map[string]sighting{}, uuids: map[string]map[string]sighting{}}
+}
+
+func (d *cloneDetector) near(a, b time.Time) bool {
+	dt := a.Sub(b)
+	return dt < d.cfg.Window && dt > -d.cfg.Window
+}
+
+func (d *cloneDetector) clone(asset string, t time.Time, summary string, a, b sighting) Finding {
+	return Finding{
+		Type: TypeClone, Asset: asset, Severity: Critical, Time: t, Summary: summary,
+		Evidence: Evidence{Messages: []MessageRef{a.ref, b.ref},
+			Values: values("gateway_a", a.gateway, "gateway_b", b.gateway, "site_a", a.site, "site_b", b.site)},
+	}
+}
+
+func (d *cloneDetector) rfid(m *Message) []Finding {
+	site := d.view.site(m.Ref.Gateway)
+	var out []Finding
+	for _, r := range m.RFID.Reads {
+		t := r.LastSeen
+		if t.IsZero() {
+			t = m.Ref.Time
+		}
+		now := sighting{gateway: m.Ref.Gateway, site: site, t: t, ref: m.Ref}
+		prev, ok := d.tags[r.EPC]
+		d.tags[r.EPC] = now
+		if !ok || prev.gateway == now.gateway || prev.site == "" || site == "" || prev.site == site || !d.near(t, prev.t) {
+			continue
+		}
+		asset, known := d.view.ByTag(r.EPC)
+		if !known {
+			asset = "tag:" + r.EPC
+		}
+		out = append(out, d.clone(asset, t, fmt.Sprintf("tag %s read at sites %s and %s within %s", r.EPC, prev.site, site, t.Sub(prev.t).Abs()), prev, now))
+	}
+	return out
+}
+
+func (d *cloneDetector) gps(m *Message) []Finding {
+	f := m.GPS
+	if f.Asset == "" || f.Quality == 0 {
+		return nil
+	}
+	t := f.FixTime
+	if t.IsZero() {
+		t = m.Ref.Time
+	}
+	now := sighting{gateway: m.Ref.Gateway, site: d.view.site(m.Ref.Gateway), lat: f.Lat, lon: f.Lon, t: t, ref: m.Ref}
+	prev, ok := d.fixes[f.Asset]
+	d.fixes[f.Asset] = now
+	if !ok || prev.gateway == now.gateway || !d.near(t, prev.t) {
+		return nil
+	}
+	dist := distanceM(prev.lat, prev.lon, f.Lat, f.Lon)
+	if dist <= d.cfg.MaxDistanceM {
+		return nil
+	}
+	return []Finding{d.clone(f.Asset, t, fmt.Sprintf("%s reported %.0f m apart by %s and %s", f.Asset, dist, prev.gateway, now.gateway), prev, now)}
+}
+
+func (d *cloneDetector) telemetry(m *Message) []Finding {
+	var out []Finding
+	for _, g := range m.Telemetry.GPUs {
+		if g.UUID == "" || g.Asset == "" {
+			continue
+		}
+		slots := d.uuids[g.UUID]
+		if slots == nil {
+			slots = map[string]sighting{}
+			d.uuids[g.UUID] = slots
+		}
+		now := sighting{gateway: m.Ref.Gateway, site: d.view.site(m.Ref.Gateway), t: m.Ref.Time, ref: m.Ref}
+		for slot, prev := range slots {
+			if slot == g.Asset {
+				continue
+			}
+			if !d.near(now.t, prev.t) {
+				delete(slots, slot)
+				continue
+			}
+			// Seen in the other slot after it was last seen here: both
+			// slots report it, so the identity is cloned.
+			if mine, ok := slots[g.Asset]; ok && mine.t.Before(prev.t) {
+				out = append(out, d.clone(g.Asset, now.t, fmt.Sprintf("GPU UUID %s reported in slots %s and %s", g.UUID, slot, g.Asset), prev, now))
+			}
+		}
+		slots[g.Asset] = now
+	}
+	return out
+}

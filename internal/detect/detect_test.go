@@ -1,0 +1,513 @@
+package detect
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"twinchain/internal/twin"
+	"twinchain/internal/wire"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func at(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
+
+// fleet builds events for a view: registers assets and changes them, with
+// the revisions and diffs the core's ingest would make.
+type fleet struct {
+	assets map[string]twin.Asset
+	id     uint64
+}
+
+func newFleet() *fleet { return &fleet{assets: map[string]twin.Asset{}} }
+
+// change returns the event that moves asset id to what mut makes of it.
+func (f *fleet) change(id string, tm time.Time, mut func(*twin.Asset)) Input {
+	prev := f.assets[id]
+	next := prev
+	next.ID = id
+	mut(&next)
+	changes := twin.Diff(&prev, &next)
+	f.id++
+	e := twin.Event{ID: f.id, Asset: id, Revision: prev.Revision + 1, Type: twin.TypeOf(prev.Revision, changes), Time: tm, Changes: changes}
+	next.Revision = e.Revision
+	f.assets[id] = next
+	return Input{Event: &e}
+}
+
+func gpu(site, host string, i int, uuid string) func(*twin.Asset) {
+	return func(a *twin.Asset) {
+		a.Kind, a.Site, a.Parent = twin.KindGPU, site, host
+		a.Identity = twin.Identity{Name: "NVIDIA H100 80GB HBM3", UUID: uuid, Serial: "SN" + uuid, PCIBusID: fmt.Sprintf("0000:%02x:00.0", i), BoardPart: "692-2G520"}
+		a.Firmware = twin.Firmware{VBIOS: "96.00.99", Driver: "550.54", InfoROM: "G520.0200"}
+		a.Custody.Status = twin.StatusInService
+	}
+}
+
+func msg(gw string, seq uint64, tm time.Time) *Message {
+	return &Message{Ref: MessageRef{Gateway: gw, Seq: seq, Time: tm}, Recorded: tm}
+}
+
+func telemetry(gw string, seq uint64, tm time.Time, gpus ...wire.GPUSample) Input {
+	m := msg(gw, seq, tm)
+	m.Kind, m.Telemetry = wire.KindTelemetry, &wire.Telemetry{Host: "srv", GPUs: gpus}
+	return Input{Message: m}
+}
+
+func fix(gw string, seq uint64, tm time.Time, asset string, lat, lon float64) Input {
+	m := msg(gw, seq, tm)
+	m.Kind, m.GPS = wire.KindGPS, &wire.GPSFix{Asset: asset, Lat: lat, Lon: lon, Quality: 1, HDOP: 1, Sats: 9, FixTime: tm}
+	return Input{Message: m}
+}
+
+func read(gw string, seq uint64, tm time.Time, epc, rp, zone string) Input {
+	m := msg(gw, seq, tm)
+	m.Kind, m.RFID = wire.KindRFID, &wire.RFID{Reads: []wire.RFIDRead{{Reader: "r1", ReadPoint: rp, Zone: zone, EPC: epc, FirstSeen: tm, LastSeen: tm, Count: 3}}}
+	return Input{Message: m}
+}
+
+func status(gw string, seq uint64, tm time.Time, state string) Input {
+	m := msg(gw, seq, tm)
+	m.Kind, m.Status = wire.KindStatus, &wire.Status{State: state}
+	return Input{Message: m}
+}
+
+func inventory(gw string, seq uint64, tm time.Time, host string, gpus ...string) Input {
+	m := msg(gw, seq, tm)
+	inv := &wire.Inventory{Host: wire.HostInfo{Asset: host}}
+	for i, g := range gpus {
+		inv.GPUs = append(inv.GPUs, wire.GPUIdentity{Asset: g, Index: i, UUID: "GPU-" + g})
+	}
+	m.Kind, m.Inventory = wire.KindFirmware, inv
+	return Input{Message: m}
+}
+
+func reject(gw, reason string, tm time.Time) Input {
+	return Input{Rejection: &Rejection{Time: tm, Gateway: gw, Reason: reason}}
+}
+
+// found is "type asset" for each finding, sorted.
+func found(fs []Finding) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = string(f.Type) + " " + f.Asset
+	}
+	slices.Sort(out)
+	return out
+}
+
+// feed runs inputs through a fresh set and returns the findings. A nil
+// Input entry with a tick time runs Tick.
+type step struct {
+	in   Input
+	tick time.Time
+}
+
+func feed(t *testing.T, cfg Config, known []string, steps []step) []Finding {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	s := NewSet(cfg, NewView(known))
+	var out []Finding
+	for i, st := range steps {
+		if !st.tick.IsZero() {
+			out = append(out, s.Tick(st.tick)...)
+			continue
+		}
+		fs, err := s.Observe(st.in)
+		if err != nil {
+			t.Fatalf("step %d: Observe: %v", i, err)
+		}
+		for _, f := range fs {
+			if f.Summary == "" || f.Time.IsZero() || f.Severity == 0 {
+				t.Errorf("step %d: finding %+v lacks summary, time or severity", i, f)
+			}
+		}
+		out = append(out, fs...)
+	}
+	return out
+}
+
+func in(ins ...Input) []step {
+	out := make([]step, len(ins))
+	for i, x := range ins {
+		out[i] = step{in: x}
+	}
+	return out
+}
+
+func check(t *testing.T, name string, got []Finding, want []string) {
+	t.Helper()
+	if g := found(got); !slices.Equal(g, want) {
+		t.Errorf("%s: findings = %q, want %q", name, g, want)
+	}
+}
+
+func TestIdentity(t *testing.T) {
+	tests := []struct {
+		name  string
+		known []string
+		steps func(f *fleet) []Input
+		want  []string
+	}{
+		{"uuid swap is a substitution", nil, func(f *fleet) []Input {
+			return []Input{
+				f.change("srv.gpu0", at(0), gpu("s1", "srv", 0, "A")),
+				f.change("srv.gpu0", at(10), func(a *twin.Asset) { a.Identity.UUID, a.Identity.Serial = "B", "SNB" }),
+			}
+		}, []string{"substitution srv.gpu0"}},
+		{"first identity is no substitution", nil, func(f *fleet) []Input {
+			return []Input{
+				f.change("srv.gpu0", at(0), func(a *twin.Asset) { a.Kind = twin.KindGPU }),
+				f.change("srv.gpu0", at(1), func(a *twin.Asset) { a.Identity.UUID = "A" }),
+			}
+		}, nil},
+		{"hostname change is no substitution", nil, func(f *fleet) []Input {
+			return []Input{
+				f.change("srv", at(0), func(a *twin.Asset) { a.Kind, a.Identity.Hostname = twin.KindServer, "h1" }),
+				f.change("srv", at(1), func(a *twin.Asset) { a.Identity.Hostname = "h2" }),
+			}
+		}, nil},
+		{"unregistered gpu appears", []string{"srv", "srv.gpu0"}, func(f *fleet) []Input {
+			return []Input{f.change("srv.gpu0", at(0), gpu("s1", "srv", 0, "A")), f.change("srv.gpu7", at(0), gpu("s1", "srv", 7, "Z"))}
+		}, []string{"unknown_asset srv.gpu7"}},
+		{"inventory loses and gains a gpu", []string{"srv", "srv.gpu0", "srv.gpu1"}, func(f *fleet) []Input {
+			return []Input{
+				inventory("gw", 1, at(0), "srv", "srv.gpu0", "srv.gpu1"),
+				inventory("gw", 2, at(60), "srv", "srv.gpu0", "srv.gpu1"),
+				inventory("gw", 3, at(120), "srv", "srv.gpu0", "srv.gpu2"),
+			}
+		}, []string{"asset_missing srv.gpu1", "unknown_asset srv.gpu2"}},
+	}
+	for _, tt := range tests {
+		check(t, tt.name, feed(t, Defaults(), tt.known, in(tt.steps(newFleet())...)), tt.want)
+	}
+}
+
+func TestFirmware(t *testing.T) {
+	cfg := Defaults()
+	cfg.Firmware.Allow = []AllowList{{Kind: "gpu", Name: "*H100*", VBIOS: []string{"96.00.99", "96.00.A1"}}, {Kind: "server", BIOS: []string{"2.1"}}}
+	tests := []struct {
+		name  string
+		steps func(f *fleet) []Input
+		want  []string
+	}{
+		{"registration on the list", func(f *fleet) []Input { return []Input{f.change("g", at(0), gpu("s1", "srv", 0, "A"))} }, nil},
+		{"vbios flash to an allowed version", func(f *fleet) []Input {
+			return []Input{f.change("g", at(0), gpu("s1", "srv", 0, "A")), f.change("g", at(9), func(a *twin.Asset) { a.Firmware.VBIOS = "96.00.A1" })}
+		}, []string{"firmware_unauthorised g"}},
+		{"vbios flash off the list", func(f *fleet) []Input {
+			return []Input{f.change("g", at(0), gpu("s1", "srv", 0, "A")), f.change("g", at(9), func(a *twin.Asset) { a.Firmware.VBIOS = "66.6" })}
+		}, []string{"firmware_not_allowed g", "firmware_unauthorised g"}},
+		{"driver unlisted part is open", func(f *fleet) []Input {
+			return []Input{f.change("g", at(0), gpu("s1", "srv", 0, "A")), f.change("g", at(9), func(a *twin.Asset) { a.Firmware.Driver = "560.1" })}
+		}, []string{"firmware_unauthorised g"}},
+		{"server registered with a bios off the list", func(f *fleet) []Input {
+			return []Input{f.change("srv", at(0), func(a *twin.Asset) { a.Kind, a.Firmware.BIOS = twin.KindServer, "1.0" })}
+		}, []string{"firmware_not_allowed srv"}},
+	}
+	for _, tt := range tests {
+		got := feed(t, cfg, nil, in(tt.steps(newFleet())...))
+		check(t, tt.name, got, tt.want)
+		for _, f := range got {
+			if f.Type == TypeFirmwareUnauthorised && (!f.Coverable || len(f.Changes) == 0 || len(f.Evidence.Events) != 1) {
+				t.Errorf("%s: unauthorised finding %+v: want coverable with changes and its event", tt.name, f)
+			}
+			if f.Type == TypeFirmwareNotAllowed && f.Coverable {
+				t.Errorf("%s: not-allowed finding is coverable; a work order must not explain an off-list version", tt.name)
+			}
+		}
+	}
+}
+
+// A square site of about 1.1 km a side around (52.50, 13.40).
+var square = [][]float64{{52.495, 13.392}, {52.495, 13.408}, {52.505, 13.408}, {52.505, 13.392}}
+
+func TestMovement(t *testing.T) {
+	cfg := Defaults()
+	cfg.Sites = map[string]SiteConfig{"s1": {Geofence: square}}
+	cfg.Movement.HomeZones = map[string]string{"rack-*": "hall-a"}
+	east := func(m float64) float64 { return 13.408 + m/(111320*0.6088) } // metres east of the fence
+	srv := func(f *fleet, st twin.Status) Input {
+		return f.change("srv", at(0), func(a *twin.Asset) {
+			a.Kind, a.Site, a.Identity.RFIDTag, a.Identity.Rack, a.Custody.Status = twin.KindServer, "s1", "E200AA", "rack-3", st
+		})
+	}
+	tests := []struct {
+		name  string
+		steps func(f *fleet) []Input
+		want  []string
+	}{
+		{"jitter across the fence does not flap", func(f *fleet) []Input {
+			ins := []Input{srv(f, twin.StatusInService)}
+			for i := range 120 {
+				off := 15.0
+				if i%2 == 0 {
+					off = -15
+				}
+				ins = append(ins, fix("gw", uint64(i+1), at(float64(i)), "srv", 52.5, east(off)))
+			}
+			return ins
+		}, nil},
+		{"a short excursion under the entry delay", func(f *fleet) []Input {
+			return []Input{srv(f, twin.StatusInService), fix("gw", 1, at(0), "srv", 52.5, east(-10)), fix("gw", 2, at(5), "srv", 52.5, east(60)),
+				fix("gw", 3, at(20), "srv", 52.5, east(60)), fix("gw", 4, at(25), "srv", 52.5, east(-60)), fix("gw", 5, at(60), "srv", 52.5, east(60))}
+		}, nil},
+		{"leaves the fence and stays out", func(f *fleet) []Input {
+			ins := []Input{srv(f, twin.StatusMaintenance)}
+			for i := range 10 {
+				ins = append(ins, fix("gw", uint64(i+1), at(float64(i*10)), "srv", 52.5, east(float64(i*30))))
+			}
+			return ins
+		}, []string{"geofence_exit srv"}},
+		{"in transit may leave", func(f *fleet) []Input {
+			ins := []Input{srv(f, twin.StatusInTransit)}
+			for i := range 10 {
+				ins = append(ins, fix("gw", uint64(i+1), at(float64(i*10)), "srv", 52.5, east(float64(i*30))))
+			}
+			return ins
+		}, nil},
+		{"moves inside the site while in service", func(f *fleet) []Input {
+			return []Input{srv(f, twin.StatusInService), fix("gw", 1, at(0), "srv", 52.5, 13.40), fix("gw", 2, at(60), "srv", 52.5, 13.40), fix("gw", 3, at(120), "srv", 52.502, 13.40)}
+		}, []string{"moved_in_service srv"}},
+		{"teleports", func(f *fleet) []Input {
+			return []Input{srv(f, twin.StatusMaintenance), fix("gw", 1, at(0), "srv", 52.5, 13.40), fix("gw", 2, at(10), "srv", 52.6, 13.40)}
+		}, []string{"impossible_travel srv"}},
+		{"rack read outside its zone", func(f *fleet) []Input {
+			return []Input{srv(f, twin.StatusInService), read("gw", 1, at(0), "E200AA", "rp-a1", "hall-a"), read("gw", 2, at(30), "E200AA", "rp-corridor", "corridor"),
+				read("gw", 3, at(40), "FFFF", "rp-corridor", "corridor")}
+		}, []string{"moved_in_service srv", "zone_violation srv"}},
+	}
+	for _, tt := range tests {
+		check(t, tt.name, feed(t, cfg, nil, in(tt.steps(newFleet())...)), tt.want)
+	}
+}
+
+func TestClone(t *testing.T) {
+	tag := func(f *fleet) []Input {
+		return []Input{
+			f.change("gw-a", at(0), func(a *twin.Asset) { a.Kind, a.Site = twin.KindGateway, "s1" }),
+			f.change("gw-b", at(0), func(a *twin.Asset) { a.Kind, a.Site = twin.KindGateway, "s2" }),
+			f.change("srv", at(0), func(a *twin.Asset) { a.Kind, a.Site, a.Identity.RFIDTag = twin.KindServer, "s1", "E2" }),
+		}
+	}
+	tests := []struct {
+		name  string
+		steps func(f *fleet) []Input
+		want  []string
+	}{
+		{"tag read at two sites at once", func(f *fleet) []Input {
+			return append(tag(f), read("gw-a", 1, at(0), "E2", "rp1", "z"), read("gw-b", 1, at(5), "E2", "rp9", "z"))
+		}, []string{"clone_suspected srv"}},
+		{"tag read at two sites an hour apart", func(f *fleet) []Input {
+			return append(tag(f), read("gw-a", 1, at(0), "E2", "rp1", "z"), read("gw-b", 1, at(3600), "E2", "rp9", "z"))
+		}, nil},
+		{"gps from two gateways far apart", func(f *fleet) []Input {
+			return []Input{fix("gw-a", 1, at(0), "truck", 52.5, 13.4), fix("gw-b", 1, at(2), "truck", 48.1, 11.6)}
+		}, []string{"clone_suspected truck", "impossible_travel truck"}},
+		{"one uuid in two slots", func(f *fleet) []Input {
+			return []Input{
+				telemetry("gw", 1, at(0), wire.GPUSample{Asset: "s.gpu0", UUID: "U"}),
+				telemetry("gw2", 1, at(1), wire.GPUSample{Asset: "t.gpu0", UUID: "U"}),
+				telemetry("gw", 2, at(2), wire.GPUSample{Asset: "s.gpu0", UUID: "U"}),
+			}
+		}, []string{"clone_suspected s.gpu0"}},
+		{"a gpu moved to another slot", func(f *fleet) []Input {
+			return []Input{
+				telemetry("gw", 1, at(0), wire.GPUSample{Asset: "s.gpu0", UUID: "U"}),
+				telemetry("gw2", 1, at(30), wire.GPUSample{Asset: "t.gpu0", UUID: "U"}),
+				telemetry("gw2", 2, at(31), wire.GPUSample{Asset: "t.gpu0", UUID: "U"}),
+			}
+		}, nil},
+	}
+	for _, tt := range tests {
+		check(t, tt.name, feed(t, Defaults(), nil, in(tt.steps(newFleet())...)), tt.want)
+	}
+}
+
+func TestGateways(t *testing.T) {
+	cfg := Defaults()
+	cfg.Gateways.Heartbeat = []HeartbeatClass{{Match: "gw-srv-*", MaxSilence: 30 * time.Second}, {Match: "*", MaxSilence: 5 * time.Minute}}
+	skewed := func(gw string, seq uint64, tm time.Time, skew time.Duration) step {
+		m := msg(gw, seq, tm.Add(skew))
+		m.Recorded = tm
+		m.Kind, m.Status = wire.KindStatus, &wire.Status{State: wire.StateOnline}
+		return step{in: Input{Message: m}}
+	}
+	gap := twin.Event{ID: 1, Asset: "gw-srv-1", Revision: 1, Type: twin.EventSequenceGap, Time: at(0), Changes: []twin.Change{{Field: "kind", New: "gateway"}}}
+	tests := []struct {
+		name  string
+		steps []step
+		want  []string
+	}{
+		{"last will", in(status("gw-srv-1", 1, at(0), wire.StateOnline), status("gw-srv-1", 0, at(5), wire.StateOffline)), []string{"gateway_offline gw-srv-1"}},
+		{"last will then silence: one finding", []step{{in: status("gw-srv-1", 1, at(0), wire.StateOnline)}, {in: status("gw-srv-1", 0, at(5), wire.StateOffline)}, {tick: at(600)}}, []string{"gateway_offline gw-srv-1"}},
+		{"per-class heartbeat", []step{
+			{in: status("gw-srv-1", 1, at(0), wire.StateOnline)}, {in: status("gw-dock", 1, at(0), wire.StateOnline)},
+			{tick: at(29)}, {tick: at(31)}, {tick: at(40)}, {tick: at(200)},
+		}, []string{"heartbeat_missed gw-srv-1"}},
+		{"heard again, silent again", []step{
+			{in: status("gw-srv-1", 1, at(0), wire.StateOnline)}, {tick: at(31)},
+			{in: status("gw-srv-1", 2, at(32), wire.StateOnline)}, {tick: at(70)},
+		}, []string{"heartbeat_missed gw-srv-1", "heartbeat_missed gw-srv-1"}},
+		{"clean shutdown is no missed heartbeat", []step{{in: status("gw-srv-1", 1, at(0), wire.StateOnline)}, {in: status("gw-srv-1", 2, at(1), wire.StateOffline)}, {tick: at(100)}}, nil},
+		{"sequence gap", in(Input{Event: &gap}), []string{"sequence_gap gw-srv-1"}},
+		{"bad signature burst fires once", in(reject("gw-x", RejectBadSignature, at(0)), reject("gw-x", RejectBadSignature, at(10)), reject("gw-x", RejectBadSignature, at(20)),
+			reject("gw-x", RejectBadSignature, at(21)), reject("gw-y", RejectBadSignature, at(21))), []string{"bad_signatures gw-x"}},
+		{"spread out bad signatures", in(reject("gw-x", RejectBadSignature, at(0)), reject("gw-x", RejectBadSignature, at(50)), reject("gw-x", RejectBadSignature, at(110))), nil},
+		{"replays and forgeries", in(reject("gw-x", RejectReplay, at(0)), reject("gw-x", RejectReplay, at(1)), reject("gw-x", RejectReplay, at(2)),
+			reject("gw-evil", RejectUnknownGateway, at(0)), reject("gw-evil", RejectUnknownGateway, at(1)), reject("gw-evil", RejectUnknownGateway, at(2)),
+			reject("gw-x", "malformed", at(3))), []string{"replayed_messages gw-x", "unknown_gateway gw-evil"}},
+		{"old duplicates are replays, fresh ones redeliveries", []step{
+			{in: status("gw-x", 1000, at(0), wire.StateOnline)},
+			{in: reject("gw-x", RejectDuplicate, at(1))}, {in: reject("gw-x", RejectDuplicate, at(1))}, {in: reject("gw-x", RejectDuplicate, at(1))},
+			{in: Input{Rejection: &Rejection{Time: at(2), Gateway: "gw-x", Seq: 5, Reason: RejectDuplicate}}},
+			{in: Input{Rejection: &Rejection{Time: at(2), Gateway: "gw-x", Seq: 6, Reason: RejectDuplicate}}},
+			{in: Input{Rejection: &Rejection{Time: at(3), Gateway: "gw-x", Seq: 7, Reason: RejectDuplicate}}},
+		}, []string{"replayed_messages gw-x"}},
+		{"clock skew against the fleet", []step{
+			skewed("gw-1", 1, at(0), time.Second), skewed("gw-2", 1, at(0), 2*time.Second), skewed("gw-3", 1, at(0), -time.Second),
+			skewed("gw-4", 1, at(2), 10*time.Minute), skewed("gw-4", 2, at(3), 10*time.Minute), skewed("gw-1", 2, at(4), time.Second),
+		}, []string{"clock_skew gw-4"}},
+		{"fleet-wide offset (simulated time) is no skew", []step{
+			skewed("gw-1", 1, at(0), time.Hour), skewed("gw-2", 1, at(0), time.Hour+time.Second), skewed("gw-3", 1, at(2), time.Hour-time.Second),
+		}, nil},
+		{"backlog replay is no skew", []step{
+			skewed("gw-1", 1, at(0), 0), skewed("gw-2", 1, at(0), 0), skewed("gw-3", 10, at(0), 0), skewed("gw-3", 5, at(2), -time.Hour),
+		}, nil},
+	}
+	for _, tt := range tests {
+		check(t, tt.name, feed(t, cfg, nil, tt.steps), tt.want)
+	}
+}
+
+func TestDrift(t *testing.T) {
+	// Eight GPUs whose temperature follows a shared load with noise; one
+	// sensor drifts upward by 0.05 °C a sample from sample 300.
+	host := func(n, drifting int, rate float64) []Input {
+		var ins []Input
+		seed := uint32(7)
+		noise := func() float64 { // deterministic, roughly uniform in [-1.5, 1.5]
+			seed = seed*1664525 + 1013904223
+			return float64(seed>>8)/float64(1<<24)*3 - 1.5
+		}
+		for i := range n {
+			load := 50 + 30*float64((i/120)%2)
+			var gs []wire.GPUSample
+			for g := range 8 {
+				temp := 35 + 0.4*load + float64(g) + noise()
+				if g == drifting && i >= 300 {
+					temp += rate * float64(i-300)
+				}
+				gs = append(gs, wire.GPUSample{Asset: fmt.Sprintf("srv.gpu%d", g), TempC: temp})
+			}
+			ins = append(ins, telemetry("gw", uint64(i+1), at(float64(i)), gs...))
+		}
+		return ins
+	}
+	check(t, "steady fleet, 1 simulated hour", feed(t, Defaults(), nil, in(host(3600, -1, 0)...)), nil)
+	got := feed(t, Defaults(), nil, in(host(600, 5, 0.05)...))
+	check(t, "drifting sensor", got, []string{"sensor_drift srv.gpu5"})
+	if len(got) == 1 && !strings.Contains(got[0].Summary, "up") {
+		t.Errorf("drift summary %q does not say up", got[0].Summary)
+	}
+}
+
+func TestHardware(t *testing.T) {
+	g := func(mut func(*wire.GPUSample)) wire.GPUSample {
+		s := wire.GPUSample{Asset: "srv.gpu0", UUID: "U", TempC: 60, PowerW: 500, PowerLimitW: 700}
+		if mut != nil {
+			mut(&s)
+		}
+		return s
+	}
+	series := func(n int, every float64, mut func(i int, s *wire.GPUSample)) []Input {
+		var ins []Input
+		for i := range n {
+			ins = append(ins, telemetry("gw", uint64(i+1), at(float64(i)*every), g(func(s *wire.GPUSample) { mut(i, s) })))
+		}
+		return ins
+	}
+	tests := []struct {
+		name string
+		ins  []Input
+		want []string
+	}{
+		{"xid 79", series(3, 1, func(i int, s *wire.GPUSample) {
+			if i == 2 {
+				s.LastXID, s.XIDCount = 79, 1
+			}
+		}), []string{"gpu_xid srv.gpu0"}},
+		{"application xid 13 is ignored", series(3, 1, func(i int, s *wire.GPUSample) {
+			if i == 2 {
+				s.LastXID, s.XIDCount = 13, 1
+			}
+		}), nil},
+		{"old xid at first sight is history", series(3, 1, func(i int, s *wire.GPUSample) { s.LastXID, s.XIDCount = 79, 4 }), nil},
+		{"double-bit ecc and row remap failure", series(3, 1, func(i int, s *wire.GPUSample) {
+			if i == 2 {
+				s.ECCDoubleBit, s.RowRemapFailure = 2, true
+			}
+		}), []string{"ecc_double_bit srv.gpu0", "row_remap_failure srv.gpu0"}},
+		{"retired pages over the limit, once", series(4, 1, func(i int, s *wire.GPUSample) { s.RetiredPages = 58 + i }), []string{"retired_pages srv.gpu0"}},
+		{"overheating sustained", series(60, 1, func(i int, s *wire.GPUSample) {
+			if i >= 20 {
+				s.TempC = 95
+			}
+		}), []string{"overheating srv.gpu0"}},
+		{"a hot spike is no overheating", series(60, 1, func(i int, s *wire.GPUSample) {
+			if i%20 == 0 {
+				s.TempC = 96
+			}
+		}), nil},
+		{"thermal slowdown sustained", series(60, 1, func(i int, s *wire.GPUSample) {
+			if i >= 10 {
+				s.Throttle = []string{wire.ThrottleSWThermal}
+			}
+		}), []string{"thermal_slowdown srv.gpu0"}},
+		{"power cap is no thermal slowdown", series(60, 1, func(i int, s *wire.GPUSample) { s.Throttle = []string{wire.ThrottlePowerCap} }), nil},
+		{"power excursion", series(60, 1, func(i int, s *wire.GPUSample) { s.PowerW = 800 }), []string{"power_excursion srv.gpu0"}},
+		{"pcie replay storm", series(10, 20, func(i int, s *wire.GPUSample) { s.PCIeReplays = uint64(i * 100) }), []string{"pcie_replays srv.gpu0"}},
+		{"a few pcie replays", series(10, 20, func(i int, s *wire.GPUSample) { s.PCIeReplays = uint64(i) }), nil},
+	}
+	for _, tt := range tests {
+		check(t, tt.name, feed(t, Defaults(), nil, in(tt.ins...)), tt.want)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	bad := Defaults()
+	bad.Sites = map[string]SiteConfig{"s1": {Geofence: [][]float64{{1, 2}, {3}, {95, 0}}}}
+	bad.Gateways.Heartbeat = []HeartbeatClass{{Match: "[", MaxSilence: 0}}
+	bad.Hardware.XIDs[79] = "dire"
+	err := bad.Validate()
+	if err == nil {
+		t.Fatal("Validate(bad) = nil, want errors")
+	}
+	for _, want := range []string{"detect.sites.s1.geofence.1", "detect.sites.s1.geofence.2", "detect.gateways.heartbeat.0.match", "detect.gateways.heartbeat.0.max_silence", "detect.hardware.xids.79"} {
+		if !strings.Contains(err.Error(), want+":") {
+			t.Errorf("Validate(bad) = %v, want an error at %s", err, want)
+		}
+	}
+	good := Defaults()
+	if err := good.Validate(); err != nil {
+		t.Errorf("Defaults().Validate() = %v, want nil", err)
+	}
+}
+
+func TestSeverityText(t *testing.T) {
+	for _, s := range []Severity{Info, Warning, Critical} {
+		b, _ := s.MarshalText()
+		var back Severity
+		if err := back.UnmarshalText(b); err != nil || back != s {
+			t.Errorf("severity round trip %v = %v, %v", s, back, err)
+		}
+	}
+	if _, err := ParseSeverity("dire"); err == nil {
+		t.Errorf("ParseSeverity(dire) = nil error, want error")
+	}
+}

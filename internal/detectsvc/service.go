@@ -1,0 +1,90 @@
+package detectsvc
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sync/errgroup"
+
+	"twinchain/internal/alert"
+	"twinchain/internal/workorder"
+)
+
+// FileName is the detection store in the data directory: alerts, their
+// outbox, work orders and the detection cursors.
+const FileName = "detect.db"
+
+// Deps are what the service takes from the rest of twin-service.
+type Deps struct {
+	Logs    Logs
+	Source  Source
+	Known   KnownAssets
+	Custody Custody         // optional
+	MQTT    alert.Publisher // optional: the embedded broker
+	Log     *slog.Logger
+	Now     func() time.Time
+}
+
+// Service is the detection part of twin-service: engine, alert store,
+// dispatcher and work orders over one bbolt file.
+type Service struct {
+	db         *bolt.DB
+	engine     *Engine
+	alerts     *alert.Store
+	orders     *workorder.Store
+	dispatcher *alert.Dispatcher
+}
+
+// Open opens (or creates) dataDir/detect.db and builds the components; it
+// starts nothing.
+func Open(dataDir string, cfg Config, d Deps) (*Service, error) {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	db, err := bolt.Open(filepath.Join(dataDir, FileName), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open detection store: %w", err)
+	}
+	s := &Service{db: db}
+	if s.alerts, err = alert.NewStore(db, cfg.Alerts, d.Now); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if s.orders, err = workorder.NewStore(db, cfg.WorkOrders, d.Now); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.engine = New(cfg, d.Logs, d.Source, d.Known, d.Custody, s.alerts, s.orders, d.Log.With("component", "detect"), d.Now)
+	s.dispatcher = alert.NewDispatcher(s.alerts, d.MQTT, d.Log.With("component", "alerts"), d.Now)
+	return s, nil
+}
+
+// Run runs the engine and the dispatcher until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.engine.Run(ctx) })
+	g.Go(func() error { return s.dispatcher.Run(ctx) })
+	return g.Wait()
+}
+
+// Close closes the store; call it after Run returned.
+func (s *Service) Close() error { return s.db.Close() }
+
+// Alerts is the alert store (for the API).
+func (s *Service) Alerts() *alert.Store { return s.alerts }
+
+// Orders is the work-order store (for the API).
+func (s *Service) Orders() *workorder.Store { return s.orders }
+
+// Engine is the detection engine.
+func (s *Service) Engine() *Engine { return s.engine }
+
+// Dispatcher is the alert dispatcher.
+func (s *Service) Dispatcher() *alert.Dispatcher { return s.dispatcher }

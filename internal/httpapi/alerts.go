@@ -1,0 +1,247 @@
+package httpapi
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"twinchain/internal/alert"
+	"twinchain/internal/detect"
+	"twinchain/internal/workorder"
+)
+
+// AlertStore is what the alert routes use; *alert.Store is one.
+type AlertStore interface {
+	List(f alert.Filter, limit int, cursor string) ([]alert.Alert, string, error)
+	Get(id string) (alert.Alert, error)
+	Acknowledge(id, by, comment string) (alert.Alert, error)
+	Resolve(id, by, comment string) (alert.Alert, error)
+	Hub() *alert.Hub
+}
+
+// WorkOrderStore is what the work-order routes use; *workorder.Store is one.
+type WorkOrderStore interface {
+	Create(o workorder.Order, user, role string) (workorder.Order, error)
+	Approve(id, user, role string) (workorder.Order, error)
+	Cancel(id, user string) (workorder.Order, error)
+	Get(id string) (workorder.Order, error)
+	List(asset string, state workorder.State) []workorder.Order
+}
+
+func (s *Server) registerAlerts(api fiber.Router) {
+	if s.opts.Alerts == nil {
+		api.All("/alerts*", unavailable("alerting"))
+	} else {
+		api.Get("/alerts", s.listAlerts)
+		api.Get("/alerts/stream", s.alertStream)
+		api.Get("/alerts/:id", s.getAlert)
+		api.Post("/alerts/:id/ack", s.alertTransition(s.opts.Alerts.Acknowledge))
+		api.Post("/alerts/:id/resolve", s.alertTransition(s.opts.Alerts.Resolve))
+	}
+	if s.opts.WorkOrders == nil {
+		api.All("/workorders*", unavailable("work orders"))
+		return
+	}
+	api.Get("/workorders", s.listWorkOrders)
+	api.Post("/workorders", s.createWorkOrder)
+	api.Get("/workorders/:id", s.getWorkOrder)
+	api.Post("/workorders/:id/approve", s.approveWorkOrder)
+	api.Post("/workorders/:id/cancel", s.cancelWorkOrder)
+}
+
+// actor is who makes a request: the user and role the sign-in middleware
+// put in the context (Locals "user" and "role"), or else the body's "by"
+// and "role" fields.
+type actor struct {
+	By      string `json:"by"`
+	Role    string `json:"role"`
+	Comment string `json:"comment"`
+}
+
+func who(c *fiber.Ctx) (actor, error) {
+	var a actor
+	if len(c.Body()) > 0 {
+		if err := json.Unmarshal(c.Body(), &a); err != nil {
+			return a, fmt.Errorf("body: %w", err)
+		}
+	}
+	if u, ok := c.Locals("user").(string); ok && u != "" {
+		a.By = u
+		if r, ok := c.Locals("role").(string); ok {
+			a.Role = r
+		}
+	}
+	return a, nil
+}
+
+func alertError(c *fiber.Ctx, err error) error {
+	switch {
+	case errors.Is(err, alert.ErrNotFound), errors.Is(err, workorder.ErrNotFound):
+		return apiError(c, fiber.StatusNotFound, CodeNotFound, err.Error())
+	case errors.Is(err, alert.ErrConflict), errors.Is(err, workorder.ErrConflict):
+		return apiError(c, fiber.StatusConflict, CodeConflict, err.Error())
+	case errors.Is(err, alert.ErrInvalid), errors.Is(err, workorder.ErrInvalid):
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+	case errors.Is(err, workorder.ErrForbidden):
+		return apiError(c, fiber.StatusForbidden, CodeForbidden, err.Error())
+	}
+	return err
+}
+
+// GET /api/v1/alerts?state=&type=&asset=&site=&severity=&limit=&cursor= (newest first)
+func (s *Server) listAlerts(c *fiber.Ctx) error {
+	limit, err := queryLimit(c, 100, 1000)
+	if err != nil {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+	}
+	f := alert.Filter{State: alert.State(c.Query("state")), Type: detect.Type(c.Query("type")), Asset: c.Query("asset"), Site: c.Query("site")}
+	switch f.State {
+	case "", alert.Open, alert.Acknowledged, alert.Resolved:
+	default:
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, fmt.Sprintf("state %q: want open, acknowledged or resolved", f.State))
+	}
+	if sev := c.Query("severity"); sev != "" {
+		if f.MinSeverity, err = detect.ParseSeverity(sev); err != nil {
+			return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+		}
+	}
+	items, next, err := s.opts.Alerts.List(f, limit, c.Query("cursor"))
+	if err != nil {
+		return err
+	}
+	if items == nil {
+		items = []alert.Alert{}
+	}
+	return c.JSON(Page[alert.Alert]{Items: items, NextCursor: next})
+}
+
+// GET /api/v1/alerts/:id
+func (s *Server) getAlert(c *fiber.Ctx) error {
+	a, err := s.opts.Alerts.Get(c.Params("id"))
+	if err != nil {
+		return alertError(c, err)
+	}
+	return c.JSON(a)
+}
+
+// POST /api/v1/alerts/:id/ack and /resolve, body {"by":"...","comment":"..."}
+func (s *Server) alertTransition(move func(id, by, comment string) (alert.Alert, error)) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		a, err := who(c)
+		if err != nil {
+			return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+		}
+		out, err := move(c.Params("id"), a.By, a.Comment)
+		if err != nil {
+			return alertError(c, err)
+		}
+		return c.JSON(out)
+	}
+}
+
+// GET /api/v1/alerts/stream : server-sent events of alert notifications,
+// "event: alert\ndata: {alert.Notification JSON}", live from now on (list
+// /alerts for what came before). A slow client loses notifications rather
+// than holding anything up; the stream ends when a write fails.
+func (s *Server) alertStream(c *fiber.Ctx) error {
+	ch, cancel := s.opts.Alerts.Hub().Subscribe()
+	c.Set(fiber.HeaderContentType, "text/event-stream")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	c.Set(fiber.HeaderConnection, "keep-alive")
+	c.Set("X-Accel-Buffering", "no")
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer cancel()
+		heartbeat := time.NewTicker(s.opts.StreamHeartbeat)
+		defer heartbeat.Stop()
+		if _, err := w.WriteString(": twinchain alerts\nretry: 2000\n\n"); err != nil || w.Flush() != nil {
+			return
+		}
+		for {
+			select {
+			case n := <-ch:
+				data, err := json.Marshal(&n)
+				if err != nil {
+					continue
+				}
+				fmt.Fprintf(w, "event: alert\ndata: %s\n\n", data)
+				if w.Flush() != nil {
+					return
+				}
+			case <-heartbeat.C:
+				if _, err := w.WriteString(": ping\n\n"); err != nil || w.Flush() != nil {
+					return
+				}
+			case <-s.done:
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// GET /api/v1/workorders?asset=&state=
+func (s *Server) listWorkOrders(c *fiber.Ctx) error {
+	items := s.opts.WorkOrders.List(c.Query("asset"), workorder.State(c.Query("state")))
+	if items == nil {
+		items = []workorder.Order{}
+	}
+	return c.JSON(Page[workorder.Order]{Items: items})
+}
+
+// POST /api/v1/workorders, body: the order (asset, reason, changes, start,
+// end) and "by" and "role" unless signed in.
+func (s *Server) createWorkOrder(c *fiber.Ctx) error {
+	var o workorder.Order
+	if err := json.Unmarshal(c.Body(), &o); err != nil {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, fmt.Sprintf("body: %v", err))
+	}
+	a, err := who(c)
+	if err != nil {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+	}
+	out, err := s.opts.WorkOrders.Create(o, a.By, a.Role)
+	if err != nil {
+		return alertError(c, err)
+	}
+	return c.Status(fiber.StatusCreated).JSON(out)
+}
+
+// GET /api/v1/workorders/:id (with the changes it covered)
+func (s *Server) getWorkOrder(c *fiber.Ctx) error {
+	o, err := s.opts.WorkOrders.Get(c.Params("id"))
+	if err != nil {
+		return alertError(c, err)
+	}
+	return c.JSON(o)
+}
+
+// POST /api/v1/workorders/:id/approve, body {"by","role"}: someone other
+// than the creator, in an approving role.
+func (s *Server) approveWorkOrder(c *fiber.Ctx) error {
+	a, err := who(c)
+	if err != nil {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+	}
+	o, err := s.opts.WorkOrders.Approve(c.Params("id"), a.By, a.Role)
+	if err != nil {
+		return alertError(c, err)
+	}
+	return c.JSON(o)
+}
+
+// POST /api/v1/workorders/:id/cancel, body {"by"}
+func (s *Server) cancelWorkOrder(c *fiber.Ctx) error {
+	a, err := who(c)
+	if err != nil {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+	}
+	o, err := s.opts.WorkOrders.Cancel(c.Params("id"), a.By)
+	if err != nil {
+		return alertError(c, err)
+	}
+	return c.JSON(o)
+}

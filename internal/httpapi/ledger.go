@@ -1,0 +1,220 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"twinchain/chaincode/core"
+	"twinchain/internal/ledger"
+	"twinchain/internal/proofbundle"
+)
+
+// ProofExporter builds proof bundles (*proofbundle.Exporter).
+type ProofExporter interface {
+	Event(ctx context.Context, id uint64) (*proofbundle.Bundle, error)
+	Record(typ, id string) (*proofbundle.Bundle, error)
+}
+
+// LedgerDeps are the ledger routes' dependencies.
+type LedgerDeps struct {
+	Ledger ledger.Ledger
+	Proofs ProofExporter // nil: proof routes answer 503
+	// Caller says who makes a request (from its credentials); an error
+	// answers 401. Every ledger route needs a caller: the core checks roles.
+	Caller func(c *fiber.Ctx) (core.Caller, error)
+	// Status is shown by GET /ledger/status (anchoring counters, tree size,
+	// service key); nil leaves it out.
+	Status func() any
+}
+
+// registerLedger adds the /ledger routes: records, queries and proofs.
+func (s *Server) registerLedger(api fiber.Router) {
+	d := s.opts.Ledger
+	if d == nil || d.Ledger == nil {
+		api.All("/ledger*", unavailable("the ledger"))
+		return
+	}
+	l := d.Ledger
+	g := api.Group("/ledger", s.ledgerCaller)
+	g.Get("/status", func(c *fiber.Ctx) error {
+		if d.Status == nil {
+			return c.JSON(fiber.Map{})
+		}
+		return c.JSON(d.Status())
+	})
+	g.Post("/assets", post(l.RegisterAsset))
+	g.Get("/assets/:id", byID(l.GetAsset))
+	g.Post("/assets/:id/status", postFor(l.SetAssetStatus, func(in *core.StatusChange, id string) { in.Asset = id }))
+	g.Get("/assets/:id/history", byID(l.AssetHistory))
+	g.Get("/assets/:id/evidence", byID(l.ListEvidence))
+	g.Get("/assets/:id/deployments", byID(l.DeploymentsOn))
+	// ?exposed=xid,ecc_dbe lists the models that used the asset while it had
+	// that evidence; without it, the models trained on it.
+	g.Get("/assets/:id/models", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+		if ex := c.Query("exposed"); ex != "" {
+			var kinds []core.EvidenceKind
+			for _, k := range strings.Split(ex, ",") {
+				kinds = append(kinds, core.EvidenceKind(k))
+			}
+			return l.ModelsExposedTo(ctx, c.Params("id"), kinds)
+		}
+		return l.ModelsTrainedOn(ctx, c.Params("id"))
+	}))
+	g.Get("/anchors/head", get(func(ctx context.Context, c *fiber.Ctx) (any, error) { return l.AnchorHead(ctx) }))
+	g.Get("/anchors/:seq", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+		seq, err := uintParam(c, "seq")
+		if err != nil {
+			return nil, err
+		}
+		return l.GetAnchor(ctx, seq)
+	}))
+	g.Get("/events/:id/anchor", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+		id, err := uintParam(c, "id")
+		if err != nil {
+			return nil, err
+		}
+		return l.AnchorForEvent(ctx, id)
+	}))
+	g.Get("/events/:id/proof", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+		if d.Proofs == nil {
+			return nil, fmt.Errorf("proof export is not configured: %w", ledger.ErrUnavailable)
+		}
+		id, err := uintParam(c, "id")
+		if err != nil {
+			return nil, err
+		}
+		b, err := d.Proofs.Event(ctx, id)
+		if errors.Is(err, proofbundle.ErrPending) {
+			return nil, fmt.Errorf("%v: %w", err, errPending)
+		}
+		return b, err
+	}))
+	g.Get("/proofs/:type/:id", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+		if d.Proofs == nil {
+			return nil, fmt.Errorf("proof export is not configured: %w", ledger.ErrUnavailable)
+		}
+		return d.Proofs.Record(c.Params("type"), c.Params("id"))
+	}))
+	g.Post("/datasets", post(l.RegisterDataset))
+	g.Get("/datasets/:id", byID(l.GetDataset))
+	g.Post("/datasets/:id/checks", postFor(l.AddQualityChecks, func(in *core.QualityChecksInput, id string) { in.Dataset = id }))
+	g.Post("/models", post(l.RegisterModel))
+	g.Get("/models/:id", byID(l.GetModel))
+	g.Get("/models/:id/lineage", byID(l.ModelLineage))
+	g.Post("/models/:id/evaluations", postFor(l.AddEvaluation, func(in *core.EvaluationInput, id string) { in.Model = id }))
+	g.Post("/attestations", post(l.Attest))
+	g.Get("/attestations", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+		return l.ListAttestations(ctx, core.SubjectKind(c.Query("subject_kind")), c.Query("subject"))
+	}))
+	g.Post("/policies", post(l.SetPolicy))
+	g.Get("/policies/:id", byID(l.GetPolicy))
+	g.Post("/deployments", post(l.RequestDeployment))
+	g.Get("/deployments/:id", byID(l.GetDeployment))
+}
+
+// errPending marks an event proof asked for before its anchor exists.
+var errPending = errors.New("pending")
+
+const ctxKeyLedger = "ledger.ctx"
+
+// ledgerCaller resolves the caller once per request.
+func (s *Server) ledgerCaller(c *fiber.Ctx) error {
+	if s.opts.Ledger.Caller == nil {
+		return apiError(c, fiber.StatusUnauthorized, CodeUnauthorized, "no credentials accepted: ledger callers are not configured")
+	}
+	caller, err := s.opts.Ledger.Caller(c)
+	if err != nil {
+		return apiError(c, fiber.StatusUnauthorized, CodeUnauthorized, err.Error())
+	}
+	c.Locals(ctxKeyLedger, ledger.WithCaller(c.UserContext(), caller))
+	return c.Next()
+}
+
+func ledgerCtx(c *fiber.Ctx) context.Context {
+	if ctx, ok := c.Locals(ctxKeyLedger).(context.Context); ok {
+		return ctx
+	}
+	return c.UserContext()
+}
+
+// ledgerError maps the ledger's sentinels onto the API's error shape.
+func ledgerError(c *fiber.Ctx, err error) error {
+	status, code := fiber.StatusInternalServerError, CodeInternal
+	switch {
+	case errors.Is(err, errBadInput), errors.Is(err, ledger.ErrInvalid):
+		status, code = fiber.StatusBadRequest, CodeBadRequest
+	case errors.Is(err, ledger.ErrNotFound):
+		status, code = fiber.StatusNotFound, CodeNotFound
+	case errors.Is(err, ledger.ErrForbidden):
+		status, code = fiber.StatusForbidden, CodeForbidden
+	case errors.Is(err, ledger.ErrConflict), errors.Is(err, errPending):
+		status, code = fiber.StatusConflict, CodeConflict
+	case errors.Is(err, ledger.ErrUnavailable):
+		status, code = fiber.StatusServiceUnavailable, CodeUnavailable
+	}
+	return apiError(c, status, code, err.Error())
+}
+
+var errBadInput = errors.New("bad input")
+
+func uintParam(c *fiber.Ctx, name string) (uint64, error) {
+	n, err := strconv.ParseUint(c.Params(name), 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%s %q: want a positive number: %w", name, c.Params(name), errBadInput)
+	}
+	return n, nil
+}
+
+// decode reads a JSON body strictly: unknown fields are refused.
+func decode(c *fiber.Ctx, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(c.Body()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("request body: %v: %w", err, errBadInput)
+	}
+	return nil
+}
+
+func get(f func(ctx context.Context, c *fiber.Ctx) (any, error)) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		out, err := f(ledgerCtx(c), c)
+		if err != nil {
+			return ledgerError(c, err)
+		}
+		return c.JSON(out)
+	}
+}
+
+func byID[Out any](f func(ctx context.Context, id string) (Out, error)) fiber.Handler {
+	return get(func(ctx context.Context, c *fiber.Ctx) (any, error) { return f(ctx, c.Params("id")) })
+}
+
+func post[In, Out any](f func(ctx context.Context, in In) (Out, error)) fiber.Handler {
+	return postFor(f, nil)
+}
+
+// postFor decodes the body into In, lets set fill fields from the path,
+// calls f and answers 201 with its result.
+func postFor[In, Out any](f func(ctx context.Context, in In) (Out, error), set func(in *In, id string)) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		var in In
+		if err := decode(c, &in); err != nil {
+			return ledgerError(c, err)
+		}
+		if set != nil {
+			set(&in, c.Params("id"))
+		}
+		out, err := f(ledgerCtx(c), in)
+		if err != nil {
+			return ledgerError(c, err)
+		}
+		return c.Status(fiber.StatusCreated).JSON(out)
+	}
+}

@@ -1,0 +1,240 @@
+// Package ledger is the contract twin-service uses to read and write the
+// ledger: asset registrations and status, state anchors, hardware evidence,
+// datasets, models, attestations, deployment policies and deployments, and
+// the lineage queries. The rules live in the chaincode core
+// (twinchain/chaincode/core); this package carries calls to a backend that
+// runs them: fileledger (embedded, the default) or fabricledger (a
+// Hyperledger Fabric network running the chaincode).
+//
+// Every call acts for a caller taken from the context (WithCaller); the
+// core checks the caller's role. Errors wrap the sentinels below; test with
+// errors.Is. All methods are safe for concurrent use.
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"twinchain/chaincode/core"
+)
+
+// Sentinel errors. They are the core's own, so errors.Is holds for an error
+// from either a backend or the core.
+var (
+	ErrNotFound  = core.ErrNotFound  // a referenced record does not exist
+	ErrForbidden = core.ErrForbidden // the caller's role may not do this
+	ErrConflict  = core.ErrConflict  // the call contradicts what the ledger holds
+	ErrInvalid   = core.ErrInvalid   // the input breaks a rule
+	// ErrUnavailable: the backend cannot be reached; retrying later may work.
+	ErrUnavailable = errors.New("ledger unavailable")
+)
+
+// Backend runs core functions by name with a JSON argument and returns the
+// JSON result (core.Invoke's format). Submit writes through a transaction;
+// Evaluate only reads. A backend maps its failures onto the sentinels.
+type Backend interface {
+	Submit(ctx context.Context, caller core.Caller, fn string, arg []byte) ([]byte, error)
+	Evaluate(ctx context.Context, caller core.Caller, fn string, arg []byte) ([]byte, error)
+	Close() error
+}
+
+// Ledger is what twin-service can do on the ledger.
+type Ledger interface {
+	RegisterAsset(ctx context.Context, in core.AssetRegistration) (core.Asset, error)
+	SetAssetStatus(ctx context.Context, in core.StatusChange) (core.Asset, error)
+	UpdateFingerprint(ctx context.Context, in core.FingerprintChange) (core.Asset, error)
+	SetGatewayKey(ctx context.Context, in core.KeyChange) (core.Asset, error)
+	SubmitAnchor(ctx context.Context, in core.AnchorInput) (core.Anchor, error)
+	RecordEvidence(ctx context.Context, in core.EvidenceInput) (core.Evidence, error)
+	RegisterDataset(ctx context.Context, in core.DatasetInput) (core.Dataset, error)
+	AddQualityChecks(ctx context.Context, in core.QualityChecksInput) (core.Dataset, error)
+	RegisterModel(ctx context.Context, in core.ModelInput) (core.Model, error)
+	AddEvaluation(ctx context.Context, in core.EvaluationInput) (core.Model, error)
+	Attest(ctx context.Context, in core.AttestationInput) (core.Attestation, error)
+	SetPolicy(ctx context.Context, in core.PolicyInput) (core.Policy, error)
+	RequestDeployment(ctx context.Context, in core.DeploymentInput) (core.Deployment, error)
+
+	GetAsset(ctx context.Context, id string) (core.Asset, error)
+	AssetHistory(ctx context.Context, id string) (core.AssetHistory, error)
+	ListEvidence(ctx context.Context, asset string) ([]core.Evidence, error)
+	AnchorHead(ctx context.Context) (core.Anchor, error)
+	GetAnchor(ctx context.Context, seq uint64) (core.Anchor, error)
+	AnchorForEvent(ctx context.Context, event uint64) (core.Anchor, error)
+	GetDataset(ctx context.Context, id string) (core.Dataset, error)
+	GetModel(ctx context.Context, id string) (core.Model, error)
+	ListAttestations(ctx context.Context, kind core.SubjectKind, subject string) ([]core.Attestation, error)
+	GetPolicy(ctx context.Context, id string) (core.Policy, error)
+	GetDeployment(ctx context.Context, id string) (core.Deployment, error)
+	DeploymentsOn(ctx context.Context, asset string) ([]core.Deployment, error)
+	ModelLineage(ctx context.Context, model string) (core.Lineage, error)
+	ModelsTrainedOn(ctx context.Context, asset string) ([]core.Model, error)
+	ModelsExposedTo(ctx context.Context, asset string, kinds []core.EvidenceKind) ([]core.Exposure, error)
+
+	Close() error
+}
+
+type callerKey struct{}
+
+// WithCaller returns a context whose ledger calls act for c.
+func WithCaller(ctx context.Context, c core.Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// CallerFrom is the caller set by WithCaller; ok is false when none is set.
+func CallerFrom(ctx context.Context) (c core.Caller, ok bool) {
+	c, ok = ctx.Value(callerKey{}).(core.Caller)
+	return c, ok
+}
+
+// Client implements Ledger over a Backend.
+type Client struct{ b Backend }
+
+// New returns a Ledger that calls b.
+func New(b Backend) *Client { return &Client{b: b} }
+
+// Backend is the backend the client calls.
+func (c *Client) Backend() Backend { return c.b }
+
+// Close closes the backend.
+func (c *Client) Close() error { return c.b.Close() }
+
+func call[Out any](ctx context.Context, c *Client, write bool, fn string, in any) (Out, error) {
+	var out Out
+	caller, ok := CallerFrom(ctx)
+	if !ok {
+		return out, fmt.Errorf("%s: no caller in context: %w", fn, ErrForbidden)
+	}
+	arg, err := json.Marshal(in)
+	if err != nil {
+		return out, fmt.Errorf("%s: encode argument: %w", fn, err)
+	}
+	var res []byte
+	if write {
+		res, err = c.b.Submit(ctx, caller, fn, arg)
+	} else {
+		res, err = c.b.Evaluate(ctx, caller, fn, arg)
+	}
+	if err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(res, &out); err != nil {
+		return out, fmt.Errorf("%s: decode result: %w", fn, err)
+	}
+	return out, nil
+}
+
+func (c *Client) RegisterAsset(ctx context.Context, in core.AssetRegistration) (core.Asset, error) {
+	return call[core.Asset](ctx, c, true, "RegisterAsset", in)
+}
+
+func (c *Client) SetAssetStatus(ctx context.Context, in core.StatusChange) (core.Asset, error) {
+	return call[core.Asset](ctx, c, true, "SetAssetStatus", in)
+}
+
+func (c *Client) UpdateFingerprint(ctx context.Context, in core.FingerprintChange) (core.Asset, error) {
+	return call[core.Asset](ctx, c, true, "UpdateFingerprint", in)
+}
+
+func (c *Client) SetGatewayKey(ctx context.Context, in core.KeyChange) (core.Asset, error) {
+	return call[core.Asset](ctx, c, true, "SetGatewayKey", in)
+}
+
+func (c *Client) SubmitAnchor(ctx context.Context, in core.AnchorInput) (core.Anchor, error) {
+	return call[core.Anchor](ctx, c, true, "SubmitAnchor", in)
+}
+
+func (c *Client) RecordEvidence(ctx context.Context, in core.EvidenceInput) (core.Evidence, error) {
+	return call[core.Evidence](ctx, c, true, "RecordEvidence", in)
+}
+
+func (c *Client) RegisterDataset(ctx context.Context, in core.DatasetInput) (core.Dataset, error) {
+	return call[core.Dataset](ctx, c, true, "RegisterDataset", in)
+}
+
+func (c *Client) AddQualityChecks(ctx context.Context, in core.QualityChecksInput) (core.Dataset, error) {
+	return call[core.Dataset](ctx, c, true, "AddQualityChecks", in)
+}
+
+func (c *Client) RegisterModel(ctx context.Context, in core.ModelInput) (core.Model, error) {
+	return call[core.Model](ctx, c, true, "RegisterModel", in)
+}
+
+func (c *Client) AddEvaluation(ctx context.Context, in core.EvaluationInput) (core.Model, error) {
+	return call[core.Model](ctx, c, true, "AddEvaluation", in)
+}
+
+func (c *Client) Attest(ctx context.Context, in core.AttestationInput) (core.Attestation, error) {
+	return call[core.Attestation](ctx, c, true, "Attest", in)
+}
+
+func (c *Client) SetPolicy(ctx context.Context, in core.PolicyInput) (core.Policy, error) {
+	return call[core.Policy](ctx, c, true, "SetPolicy", in)
+}
+
+func (c *Client) RequestDeployment(ctx context.Context, in core.DeploymentInput) (core.Deployment, error) {
+	return call[core.Deployment](ctx, c, true, "RequestDeployment", in)
+}
+
+func (c *Client) GetAsset(ctx context.Context, id string) (core.Asset, error) {
+	return call[core.Asset](ctx, c, false, "GetAsset", core.IDQuery{ID: id})
+}
+
+func (c *Client) AssetHistory(ctx context.Context, id string) (core.AssetHistory, error) {
+	return call[core.AssetHistory](ctx, c, false, "GetAssetHistory", core.IDQuery{ID: id})
+}
+
+func (c *Client) ListEvidence(ctx context.Context, asset string) ([]core.Evidence, error) {
+	return call[[]core.Evidence](ctx, c, false, "ListEvidence", core.IDQuery{ID: asset})
+}
+
+func (c *Client) AnchorHead(ctx context.Context) (core.Anchor, error) {
+	return call[core.Anchor](ctx, c, false, "AnchorHead", core.NoArgs{})
+}
+
+func (c *Client) GetAnchor(ctx context.Context, seq uint64) (core.Anchor, error) {
+	return call[core.Anchor](ctx, c, false, "GetAnchor", core.SeqQuery{Seq: seq})
+}
+
+func (c *Client) AnchorForEvent(ctx context.Context, event uint64) (core.Anchor, error) {
+	return call[core.Anchor](ctx, c, false, "AnchorForEvent", core.EventQuery{Event: event})
+}
+
+func (c *Client) GetDataset(ctx context.Context, id string) (core.Dataset, error) {
+	return call[core.Dataset](ctx, c, false, "GetDataset", core.IDQuery{ID: id})
+}
+
+func (c *Client) GetModel(ctx context.Context, id string) (core.Model, error) {
+	return call[core.Model](ctx, c, false, "GetModel", core.IDQuery{ID: id})
+}
+
+func (c *Client) ListAttestations(ctx context.Context, kind core.SubjectKind, subject string) ([]core.Attestation, error) {
+	return call[[]core.Attestation](ctx, c, false, "ListAttestations", core.SubjectQuery{SubjectKind: kind, Subject: subject})
+}
+
+func (c *Client) GetPolicy(ctx context.Context, id string) (core.Policy, error) {
+	return call[core.Policy](ctx, c, false, "GetPolicy", core.IDQuery{ID: id})
+}
+
+func (c *Client) GetDeployment(ctx context.Context, id string) (core.Deployment, error) {
+	return call[core.Deployment](ctx, c, false, "GetDeployment", core.IDQuery{ID: id})
+}
+
+func (c *Client) DeploymentsOn(ctx context.Context, asset string) ([]core.Deployment, error) {
+	return call[[]core.Deployment](ctx, c, false, "DeploymentsOn", core.IDQuery{ID: asset})
+}
+
+func (c *Client) ModelLineage(ctx context.Context, model string) (core.Lineage, error) {
+	return call[core.Lineage](ctx, c, false, "ModelLineage", core.IDQuery{ID: model})
+}
+
+func (c *Client) ModelsTrainedOn(ctx context.Context, asset string) ([]core.Model, error) {
+	return call[[]core.Model](ctx, c, false, "ModelsTrainedOn", core.IDQuery{ID: asset})
+}
+
+func (c *Client) ModelsExposedTo(ctx context.Context, asset string, kinds []core.EvidenceKind) ([]core.Exposure, error) {
+	return call[[]core.Exposure](ctx, c, false, "ModelsExposedTo", core.ExposureQuery{Asset: asset, Kinds: kinds})
+}
+
+var _ Ledger = (*Client)(nil)

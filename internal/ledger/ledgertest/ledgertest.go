@@ -1,0 +1,342 @@
+// Package ledgertest is the contract every ledger.Ledger backend passes:
+// Run(t, open) exercises registrations, roles, the anchor chain, hardware
+// evidence with gateway-signed envelopes, datasets, models, attestations,
+// the deployment gate and the lineage queries through the interface only.
+package ledgertest
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"twinchain/chaincode/core"
+	"twinchain/internal/ledger"
+	"twinchain/internal/wire"
+)
+
+// As returns ctx acting as a caller with role.
+func As(role core.Role) context.Context {
+	return ledger.WithCaller(context.Background(), core.Caller{ID: "test-" + string(role), Role: role})
+}
+
+// Hash is the hex SHA-256 of s, a valid record hash.
+func Hash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// GatewayKey is the Ed25519 key of the gateway the suite registers.
+var GatewayKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x42}, 32))
+
+// Run runs the contract suite. open returns a fresh, empty ledger for each
+// subtest; the suite closes it.
+func Run(t *testing.T, open func(t *testing.T) ledger.Ledger) {
+	for _, tc := range []struct {
+		name string
+		f    func(t *testing.T, l ledger.Ledger)
+	}{
+		{"Assets", testAssets},
+		{"Anchors", testAnchors},
+		{"Evidence", testEvidence},
+		{"Provenance", testProvenance},
+		{"Concurrent", testConcurrent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := open(t)
+			t.Cleanup(func() { l.Close() })
+			tc.f(t, l)
+		})
+	}
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Errorf("%s = %v, want %v", what, err, want)
+	}
+}
+
+func must[T any](t *testing.T, what string) func(v T, err error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return v
+	}
+}
+
+func gpu(id string) core.AssetRegistration {
+	return core.AssetRegistration{ID: id, Kind: "gpu", FingerprintHash: Hash("fp " + id)}
+}
+
+func testAssets(t *testing.T, l ledger.Ledger) {
+	am := As(core.RoleAssetManager)
+	a := must[core.Asset](t, "RegisterAsset")(l.RegisterAsset(am, gpu("srv-s1-001.gpu0")))
+	if a.ID != "srv-s1-001.gpu0" || a.Status != core.StatusInService || a.Revision != 1 {
+		t.Errorf("RegisterAsset = %+v, want id srv-s1-001.gpu0, in_service, revision 1", a)
+	}
+	got := must[core.Asset](t, "GetAsset")(l.GetAsset(As(core.RoleAuditor), "srv-s1-001.gpu0"))
+	if got.FingerprintHash != a.FingerprintHash || got.Registered.By != "test-asset_manager" {
+		t.Errorf("GetAsset = %+v, want the registration by test-asset_manager", got)
+	}
+	_, err := l.RegisterAsset(am, gpu("srv-s1-001.gpu0"))
+	wantErr(t, "RegisterAsset(twice)", err, ledger.ErrConflict)
+	_, err = l.RegisterAsset(As(core.RoleAuditor), gpu("srv-s1-001.gpu1"))
+	wantErr(t, "RegisterAsset(as auditor)", err, ledger.ErrForbidden)
+	_, err = l.RegisterAsset(context.Background(), gpu("srv-s1-001.gpu1"))
+	wantErr(t, "RegisterAsset(no caller)", err, ledger.ErrForbidden)
+	_, err = l.RegisterAsset(am, core.AssetRegistration{ID: "bad id!", Kind: "gpu", FingerprintHash: Hash("x")})
+	wantErr(t, "RegisterAsset(bad id)", err, ledger.ErrInvalid)
+	_, err = l.GetAsset(am, "nope")
+	wantErr(t, "GetAsset(missing)", err, ledger.ErrNotFound)
+
+	q := core.StatusChange{Asset: "srv-s1-001.gpu0", Status: core.StatusQuarantined, Reason: "substitution"}
+	a = must[core.Asset](t, "SetAssetStatus(quarantine)")(l.SetAssetStatus(As(core.RoleService), q))
+	if a.Status != core.StatusQuarantined || a.Revision != 2 {
+		t.Errorf("after quarantine = %s revision %d, want quarantined revision 2", a.Status, a.Revision)
+	}
+	back := core.StatusChange{Asset: "srv-s1-001.gpu0", Status: core.StatusInService, Reason: "cleared"}
+	_, err = l.SetAssetStatus(am, back)
+	wantErr(t, "SetAssetStatus(leave quarantine as asset_manager)", err, ledger.ErrForbidden)
+	must[core.Asset](t, "SetAssetStatus(leave quarantine as security)")(l.SetAssetStatus(As(core.RoleSecurity), back))
+	h := must[core.AssetHistory](t, "AssetHistory")(l.AssetHistory(am, "srv-s1-001.gpu0"))
+	if fmt.Sprint(len(h.Changes)) != "3" {
+		t.Errorf("AssetHistory has %d changes (%+v), want 3", len(h.Changes), h)
+	}
+}
+
+func anchorIn(first, last uint64, root string) core.AnchorInput {
+	t0 := time.Date(2026, 11, 25, 16, 0, 0, 0, time.UTC)
+	return core.AnchorInput{Root: root, FirstEvent: first, LastEvent: last, Size: last - first + 1,
+		FirstTime: t0.Add(time.Duration(first) * time.Second), LastTime: t0.Add(time.Duration(last) * time.Second),
+		TreeSize: last, TreeRoot: Hash(fmt.Sprint("tree ", last))}
+}
+
+func testAnchors(t *testing.T, l ledger.Ledger) {
+	svc := As(core.RoleService)
+	_, err := l.AnchorHead(svc)
+	wantErr(t, "AnchorHead(empty)", err, ledger.ErrNotFound)
+	a1 := must[core.Anchor](t, "SubmitAnchor 1")(l.SubmitAnchor(svc, anchorIn(1, 10, Hash("b1"))))
+	a2 := must[core.Anchor](t, "SubmitAnchor 2")(l.SubmitAnchor(svc, anchorIn(11, 20, Hash("b2"))))
+	if a1.Seq != 1 || a2.Seq != 2 || a2.Prev != a1.Hash || a1.Prev != "" {
+		t.Errorf("anchors = (seq %d prev %q) (seq %d prev %q), want 1 with no prev then 2 after %s", a1.Seq, a1.Prev, a2.Seq, a2.Prev, a1.Hash)
+	}
+	if got := core.AnchorHash(&a2); got != a2.Hash {
+		t.Errorf("AnchorHash(anchor 2) = %s, stored %s", got, a2.Hash)
+	}
+	again := must[core.Anchor](t, "SubmitAnchor(again)")(l.SubmitAnchor(svc, anchorIn(11, 20, Hash("b2"))))
+	if again.Seq != 2 || again.Hash != a2.Hash {
+		t.Errorf("SubmitAnchor(same again) = seq %d hash %s, want anchor 2 unchanged", again.Seq, again.Hash)
+	}
+	_, err = l.SubmitAnchor(svc, anchorIn(11, 20, Hash("other")))
+	wantErr(t, "SubmitAnchor(same range, other root)", err, ledger.ErrConflict)
+	_, err = l.SubmitAnchor(svc, anchorIn(25, 30, Hash("gap")))
+	wantErr(t, "SubmitAnchor(gap)", err, ledger.ErrConflict)
+	_, err = l.SubmitAnchor(As(core.RoleAssetManager), anchorIn(21, 30, Hash("b3")))
+	wantErr(t, "SubmitAnchor(as asset_manager)", err, ledger.ErrForbidden)
+	bad := anchorIn(21, 30, Hash("b3"))
+	bad.Size = 3
+	_, err = l.SubmitAnchor(svc, bad)
+	wantErr(t, "SubmitAnchor(wrong size)", err, ledger.ErrInvalid)
+
+	for ev, want := range map[uint64]uint64{1: 1, 10: 1, 11: 2, 20: 2} {
+		a, err := l.AnchorForEvent(As(core.RoleAuditor), ev)
+		if err != nil || a.Seq != want {
+			t.Errorf("AnchorForEvent(%d) = seq %d, %v, want seq %d", ev, a.Seq, err, want)
+		}
+	}
+	_, err = l.AnchorForEvent(svc, 21)
+	wantErr(t, "AnchorForEvent(past the head)", err, ledger.ErrNotFound)
+	head := must[core.Anchor](t, "AnchorHead")(l.AnchorHead(svc))
+	if head.Seq != 2 {
+		t.Errorf("AnchorHead = seq %d, want 2", head.Seq)
+	}
+	g := must[core.Anchor](t, "GetAnchor")(l.GetAnchor(svc, 1))
+	if g.Hash != a1.Hash || g.Root != Hash("b1") {
+		t.Errorf("GetAnchor(1) = %+v, want anchor 1", g)
+	}
+}
+
+// firmwareEnvelope is a real signed wire envelope naming asset.
+func firmwareEnvelope(t *testing.T, key ed25519.PrivateKey, seq uint64, asset, vbios string) []byte {
+	t.Helper()
+	inv := wire.Inventory{Host: wire.HostInfo{Asset: "srv-s1-001"}, GPUs: []wire.GPUIdentity{{Asset: asset, UUID: "GPU-1", Serial: "S1", PCIBusID: "0000:01:00.0", VBIOS: vbios}}}
+	raw, err := wire.Seal(key, "gw-srv-s1-001", seq, time.Date(2026, 11, 25, 16, 0, int(seq), 0, time.UTC), wire.KindFirmware, inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func testEvidence(t *testing.T, l ledger.Ledger) {
+	am := As(core.RoleAssetManager)
+	svc := As(core.RoleService)
+	pub := hex.EncodeToString(GatewayKey.Public().(ed25519.PublicKey))
+	must[core.Asset](t, "RegisterAsset(gateway)")(l.RegisterAsset(am, core.AssetRegistration{ID: "gw-srv-s1-001", Kind: core.AssetKindGateway, FingerprintHash: Hash("gw"), PublicKey: pub}))
+	must[core.Asset](t, "RegisterAsset(gpu)")(l.RegisterAsset(am, gpu("srv-s1-001.gpu3")))
+
+	env := firmwareEnvelope(t, GatewayKey, 7, "srv-s1-001.gpu3", "96.00.89.00.01")
+	ev := must[core.Evidence](t, "RecordEvidence")(l.RecordEvidence(svc, core.EvidenceInput{Asset: "srv-s1-001.gpu3", Kind: core.EvidenceFirmware, Envelope: env, EventID: 12, Revision: 3}))
+	if ev.Gateway != "gw-srv-s1-001" || ev.Seq != 7 || ev.EnvelopeKind != "firmware" || !bytes.Equal(ev.Envelope, env) {
+		t.Errorf("RecordEvidence = gateway %q seq %d kind %q, want gw-srv-s1-001 7 firmware and the envelope", ev.Gateway, ev.Seq, ev.EnvelopeKind)
+	}
+	// The service cannot invent evidence: a changed body or another key fails.
+	forged := bytes.Replace(env, []byte("96.00.89.00.01"), []byte("96.00.89.00.02"), 1)
+	_, err := l.RecordEvidence(svc, core.EvidenceInput{Asset: "srv-s1-001.gpu3", Kind: core.EvidenceFirmware, Envelope: forged})
+	wantErr(t, "RecordEvidence(changed body)", err, ledger.ErrInvalid)
+	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32))
+	_, err = l.RecordEvidence(svc, core.EvidenceInput{Asset: "srv-s1-001.gpu3", Kind: core.EvidenceFirmware, Envelope: firmwareEnvelope(t, other, 8, "srv-s1-001.gpu3", "x")})
+	wantErr(t, "RecordEvidence(signed by another key)", err, ledger.ErrInvalid)
+	_, err = l.RecordEvidence(svc, core.EvidenceInput{Asset: "srv-s1-001.gpu9", Kind: core.EvidenceFirmware, Envelope: firmwareEnvelope(t, GatewayKey, 9, "srv-s1-001.gpu9", "x")})
+	wantErr(t, "RecordEvidence(unregistered asset)", err, ledger.ErrNotFound)
+	_, err = l.RecordEvidence(am, core.EvidenceInput{Asset: "srv-s1-001.gpu3", Kind: core.EvidenceFirmware, Envelope: env})
+	wantErr(t, "RecordEvidence(as asset_manager)", err, ledger.ErrForbidden)
+	list := must[[]core.Evidence](t, "ListEvidence")(l.ListEvidence(svc, "srv-s1-001.gpu3"))
+	if len(list) != 1 || list[0].EnvelopeHash != ev.EnvelopeHash {
+		t.Errorf("ListEvidence = %d records, want the one recorded", len(list))
+	}
+}
+
+func testProvenance(t *testing.T, l ledger.Ledger) {
+	am, eng, svc := As(core.RoleAssetManager), As(core.RoleMLEngineer), As(core.RoleService)
+	for _, id := range []string{"srv-s1-001.gpu0", "srv-s1-001.gpu1"} {
+		must[core.Asset](t, "RegisterAsset")(l.RegisterAsset(am, gpu(id)))
+	}
+	consent := core.Consent{PolicyRef: "consent-v2", Licence: "CC-BY-4.0", UseScope: []string{"training"}, RetentionDays: 365}
+	raw := must[core.Dataset](t, "RegisterDataset(raw)")(l.RegisterDataset(eng, core.DatasetInput{
+		ID: "ds-raw", ContentHash: Hash("raw"), Sources: []core.Source{{Kind: core.SourceSystem, Ref: "s3://bucket/raw"}}, Consent: consent}))
+	if raw.Registered.Role != core.RoleMLEngineer {
+		t.Errorf("RegisterDataset stamp role = %q, want ml_engineer", raw.Registered.Role)
+	}
+	must[core.Dataset](t, "RegisterDataset(clean)")(l.RegisterDataset(eng, core.DatasetInput{
+		ID: "ds-clean", ContentHash: Hash("clean"), Consent: consent,
+		Transform: &core.Transformation{Step: "dedupe", Parents: []string{"ds-raw"}, OutputHash: Hash("clean")}}))
+	_, err := l.RegisterDataset(eng, core.DatasetInput{ID: "ds-orphan", ContentHash: Hash("o"), Consent: consent,
+		Transform: &core.Transformation{Step: "x", Parents: []string{"ds-missing"}, OutputHash: Hash("o")}})
+	wantErr(t, "RegisterDataset(missing parent)", err, ledger.ErrNotFound)
+	_, err = l.RegisterDataset(As(core.RoleAuditor), core.DatasetInput{ID: "ds-x", ContentHash: Hash("x"), Consent: consent})
+	wantErr(t, "RegisterDataset(as auditor)", err, ledger.ErrForbidden)
+	ds := must[core.Dataset](t, "AddQualityChecks")(l.AddQualityChecks(eng, core.QualityChecksInput{Dataset: "ds-clean",
+		Checks: []core.QualityCheckInput{{Name: "dup_rate", Value: 0.001, Threshold: 0.01, Compare: core.AtMost}}}))
+	if len(ds.Checks) != 1 || !ds.Checks[0].Pass {
+		t.Errorf("AddQualityChecks = %+v, want one passing check", ds.Checks)
+	}
+
+	t0 := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	m := must[core.Model](t, "RegisterModel")(l.RegisterModel(eng, core.ModelInput{ID: "model-a", ArtifactHash: Hash("model-a"),
+		Datasets: []string{"ds-clean"}, Training: core.TrainingRun{
+			Hardware: []core.HardwareUse{{Asset: "srv-s1-001.gpu0", RevisionStart: 1, RevisionEnd: 1}},
+			CodeRef:  "git@example/train@abc123", ConfigHash: Hash("cfg"), Start: t0, End: t0.Add(time.Hour)}}))
+	if m.ID != "model-a" {
+		t.Errorf("RegisterModel = %+v", m)
+	}
+	must[core.Model](t, "AddEvaluation")(l.AddEvaluation(eng, core.EvaluationInput{Model: "model-a", Name: "holdout", Metrics: []core.Metric{{Name: "accuracy", Value: 0.93}}}))
+	must[core.Policy](t, "SetPolicy")(l.SetPolicy(As(core.RoleCompliance), core.PolicyInput{ID: "prod",
+		RequiredRoles: []core.Role{core.RoleMLLead, core.RoleSecurity},
+		Thresholds:    []core.Threshold{{Metric: "accuracy", Compare: core.AtLeast, Value: 0.9}}}))
+
+	dep := core.DeploymentInput{ID: "dep-1", Model: "model-a", Policy: "prod", Targets: []string{"srv-s1-001.gpu1"},
+		BinaryHash: Hash("bin"), ContainerHash: Hash("ctr"), ConfigHash: Hash("dcfg"),
+		Environment: core.Environment{HardwareClass: "h100-sxm-80g", Drivers: []core.ToolVersion{{Name: "nvidia", Version: "550.54"}}}}
+	d := must[core.Deployment](t, "RequestDeployment(no sign-offs)")(l.RequestDeployment(eng, dep))
+	if d.Allowed || !hasReason(d.Reasons, core.ReasonAttestationMissing) {
+		t.Errorf("RequestDeployment without sign-offs = allowed %v reasons %+v, want refused for attestation_missing", d.Allowed, d.Reasons)
+	}
+	for _, role := range []core.Role{core.RoleMLLead, core.RoleSecurity} {
+		must[core.Attestation](t, "Attest")(l.Attest(As(role), core.AttestationInput{SubjectKind: core.SubjectModel, Subject: "model-a",
+			SubjectHash: Hash("model-a"), Decision: core.Approve, Metrics: []core.Metric{{Name: "accuracy", Value: 0.93}}}))
+	}
+	_, err = l.Attest(eng, core.AttestationInput{SubjectKind: core.SubjectModel, Subject: "model-a", SubjectHash: Hash("model-a"), Decision: core.Approve})
+	wantErr(t, "Attest(as ml_engineer)", err, ledger.ErrForbidden)
+	_, err = l.Attest(As(core.RoleMLLead), core.AttestationInput{SubjectKind: core.SubjectModel, Subject: "model-a", SubjectHash: Hash("other bytes"), Decision: core.Approve})
+	wantErr(t, "Attest(wrong subject hash)", err, ledger.ErrConflict)
+	atts := must[[]core.Attestation](t, "ListAttestations")(l.ListAttestations(svc, core.SubjectModel, "model-a"))
+	if len(atts) != 2 {
+		t.Errorf("ListAttestations = %d, want 2", len(atts))
+	}
+	dep.ID = "dep-2"
+	d = must[core.Deployment](t, "RequestDeployment(signed off)")(l.RequestDeployment(eng, dep))
+	if !d.Allowed || len(d.Reasons) != 0 {
+		t.Errorf("RequestDeployment with sign-offs = allowed %v reasons %+v, want allowed", d.Allowed, d.Reasons)
+	}
+	must[core.Asset](t, "quarantine")(l.SetAssetStatus(svc, core.StatusChange{Asset: "srv-s1-001.gpu1", Status: core.StatusQuarantined, Reason: "xid 79"}))
+	dep.ID = "dep-3"
+	d = must[core.Deployment](t, "RequestDeployment(quarantined target)")(l.RequestDeployment(eng, dep))
+	if d.Allowed || !hasReason(d.Reasons, core.ReasonTargetQuarantined) {
+		t.Errorf("RequestDeployment to a quarantined target = allowed %v reasons %+v, want refused for target_quarantined", d.Allowed, d.Reasons)
+	}
+	if got := must[core.Deployment](t, "GetDeployment")(l.GetDeployment(svc, "dep-2")); !got.Allowed {
+		t.Errorf("GetDeployment(dep-2) = %+v, want the allowed deployment", got)
+	}
+	on := must[[]core.Deployment](t, "DeploymentsOn")(l.DeploymentsOn(svc, "srv-s1-001.gpu1"))
+	if len(on) != 1 || on[0].ID != "dep-2" {
+		t.Errorf("DeploymentsOn(gpu1) = %d deployments, want only the allowed dep-2", len(on))
+	}
+	if got := must[core.Deployment](t, "GetDeployment")(l.GetDeployment(svc, "dep-3")); got.Allowed || len(got.Reasons) == 0 {
+		t.Errorf("GetDeployment(dep-3) = %+v, want the refusal with its reasons", got)
+	}
+
+	lin := must[core.Lineage](t, "ModelLineage")(l.ModelLineage(svc, "model-a"))
+	var ids []string
+	for _, d := range lin.Datasets {
+		ids = append(ids, d.ID)
+	}
+	if fmt.Sprint(ids) != "[ds-clean ds-raw]" || len(lin.Hardware) != 1 || lin.Hardware[0].Asset.ID != "srv-s1-001.gpu0" {
+		t.Errorf("ModelLineage = datasets %v hardware %+v, want [ds-clean ds-raw] on srv-s1-001.gpu0", ids, lin.Hardware)
+	}
+	trained := must[[]core.Model](t, "ModelsTrainedOn")(l.ModelsTrainedOn(svc, "srv-s1-001.gpu0"))
+	if len(trained) != 1 || trained[0].ID != "model-a" {
+		t.Errorf("ModelsTrainedOn(gpu0) = %d models, want model-a", len(trained))
+	}
+	if none := must[[]core.Model](t, "ModelsTrainedOn")(l.ModelsTrainedOn(svc, "srv-s1-001.gpu1")); len(none) != 0 {
+		t.Errorf("ModelsTrainedOn(gpu1) = %d models, want none", len(none))
+	}
+	_, err = l.GetModel(svc, "model-zzz")
+	wantErr(t, "GetModel(missing)", err, ledger.ErrNotFound)
+}
+
+func hasReason(rs []core.Reason, code core.ReasonCode) bool {
+	for _, r := range rs {
+		if r.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
+func testConcurrent(t *testing.T, l ledger.Ledger) {
+	am := As(core.RoleAssetManager)
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				if _, err := l.RegisterAsset(am, gpu(fmt.Sprintf("srv-c-%d.gpu%d", w, i))); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent RegisterAsset: %v", err)
+	}
+	for w := 0; w < 4; w++ {
+		for i := 0; i < 10; i++ {
+			if _, err := l.GetAsset(am, fmt.Sprintf("srv-c-%d.gpu%d", w, i)); err != nil {
+				t.Errorf("GetAsset after concurrent registration: %v", err)
+			}
+		}
+	}
+}

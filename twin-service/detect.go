@@ -1,0 +1,45 @@
+package main
+
+import (
+	"fmt"
+
+	"twinchain/internal/alert"
+	"twinchain/internal/detectsvc"
+)
+
+// buildDetect opens the detection service (detectors, alerts, work orders)
+// over the store's logs, with the configuration file named by
+// detect_config (-detect-config), or the defaults.
+func (s *service) buildDetect() error {
+	cfg := detectsvc.Defaults()
+	if s.cfg.DetectConfig != "" {
+		var err error
+		if cfg, err = detectsvc.LoadFile(s.cfg.DetectConfig); err != nil {
+			return err
+		}
+	}
+	pub, _ := s.mqtt.(alert.Publisher) // the embedded broker publishes alerts; an external client does not
+	d, err := detectsvc.Open(s.cfg.DataDir, cfg, detectsvc.Deps{
+		Logs:    s.store,
+		Source:  s.in,
+		Known:   s.knownAssets,
+		Custody: s.in, // quarantine by policy: a custody_changed event by "detect"
+		MQTT:    pub,
+		Log:     s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("detection: %w", err)
+	}
+	s.detect = d
+	return nil
+}
+
+// knownAssets lists the assets the gateway registry names, or nil (the
+// unknown-asset check off) when no gateway lists any.
+func (s *service) knownAssets() []string {
+	var out []string
+	for _, g := range s.reg.List() {
+		out = append(out, g.Assets...)
+	}
+	return out
+}

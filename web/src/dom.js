@@ -1,0 +1,104 @@
+// Small DOM helpers: an element builder and formatting.
+
+// h("div.card#x", {onclick}, children...) builds an element. Attributes
+// starting with "on" become listeners; class and id can ride on the tag.
+export function h(tag, attrs, ...children) {
+  const [name, ...rest] = tag.split(/(?=[.#])/);
+  const el = document.createElement(name || "div");
+  for (const r of rest) {
+    if (r[0] === ".") el.classList.add(r.slice(1));
+    else el.id = r.slice(1);
+  }
+  if (attrs !== undefined && attrs !== null && (typeof attrs !== "object" || attrs instanceof Node || Array.isArray(attrs))) {
+    children.unshift(attrs);
+    attrs = null;
+  }
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k === "value") el.value = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children) {
+    if (c === undefined || c === null || c === false) continue;
+    if (Array.isArray(c)) append(el, c);
+    else el.append(c instanceof Node ? c : String(c));
+  }
+}
+
+export function clear(el) {
+  while (el.firstChild) el.firstChild.remove();
+  return el;
+}
+
+export function fmtTime(t) {
+  if (!t || t.startsWith("0001-")) return "—";
+  const d = new Date(t);
+  if (isNaN(d)) return t;
+  return d.toISOString().replace("T", " ").slice(0, 19) + "Z";
+}
+
+export function ago(t) {
+  if (!t || t.startsWith("0001-")) return "never";
+  const s = (Date.now() - new Date(t).getTime()) / 1000;
+  if (s < 0) return "just now";
+  if (s < 60) return `${Math.round(s)} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} d ago`;
+}
+
+export function label(s) {
+  return String(s || "").replace(/_/g, " ");
+}
+
+// pill shows a status or health word with a colour class of its own.
+export function pill(word, kind = "") {
+  const w = word || "unknown";
+  return h(`span.pill.${kind}${kind ? "-" : ""}${String(w).replace(/[^a-z0-9_]/gi, "")}`, label(w));
+}
+
+// unavailable is the plain notice for a view whose data the service does
+// not provide yet.
+export function unavailable(what, err) {
+  const why = err && err.status ? ` (the service answered ${err.status}${err.message ? ": " + err.message : ""})` : "";
+  return h("div.notice", { role: "note" },
+    h("strong", `${what} — not available yet.`),
+    ` This twin-service does not provide it${why}. The view fills in once that part of the service is running.`);
+}
+
+export function errorBox(err) {
+  return h("div.notice.error", { role: "alert" }, `Error: ${err.message || err}`);
+}
+
+let toastTimer = 0;
+export function toast(msg) {
+  const t = document.getElementById("toast");
+  if (!t) return;
+  t.textContent = msg;
+  t.classList.add("show");
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => t.classList.remove("show"), 4000);
+}
+
+// field builds a labelled form control.
+export function field(text, control) {
+  const id = control.id || "f-" + Math.random().toString(36).slice(2, 9);
+  control.id = id;
+  return h("div.field", h("label", { for: id }, text), control);
+}
+
+export function select(name, options, value, onchange) {
+  return h("select", { name, onchange },
+    options.map(([v, text]) => h("option", { value: v, selected: v === value ? true : null }, text)));
+}
+
+export function dl(pairs) {
+  return h("dl.kv", pairs.filter(([, v]) => v !== undefined && v !== null && v !== "").flatMap(([k, v]) => [h("dt", k), h("dd", v)]));
+}

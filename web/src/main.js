@@ -1,0 +1,168 @@
+// The dashboard: a hash router over the views, sign-in, and the live badge.
+import { api, session, setUnauthorizedHandler, openStream, closeStream, onStreamState, subscribe, ApiError } from "./api.js";
+import { h, clear, field, toast } from "./dom.js";
+import { fleetView } from "./views/fleet.js";
+import { assetView } from "./views/asset.js";
+import { mapView } from "./views/map.js";
+import { alertsView, alertEventName } from "./views/alerts.js";
+import { workOrdersView } from "./views/workorders.js";
+import { gatewaysView } from "./views/gateways.js";
+import { provenanceView } from "./views/provenance.js";
+
+const routes = [
+  [/^\/fleet$/, fleetView, "Fleet"],
+  [/^\/asset\/(.+)$/, assetView, "Asset"],
+  [/^\/map$/, mapView, "Map"],
+  [/^\/alerts$/, alertsView, "Alerts"],
+  [/^\/workorders$/, workOrdersView, "Work orders"],
+  [/^\/gateways$/, gatewaysView, "Gateways"],
+  [/^\/provenance$/, provenanceView, "Provenance"],
+];
+
+const view = document.getElementById("view");
+let teardown = null;
+let unauthorized = false;
+let routed = false; // true after the first view: later route changes move focus
+
+function parseHash() {
+  const raw = location.hash.replace(/^#/, "") || "/fleet";
+  const [path, query = ""] = raw.split("?");
+  return { path, params: new URLSearchParams(query) };
+}
+
+async function render() {
+  document.body.classList.toggle("signed-out", !session.me);
+  if (teardown) { try { teardown(); } catch (e) { console.error(e); } teardown = null; }
+  if (!session.me) return loginView();
+  const { path, params } = parseHash();
+  const match = routes.find(([re]) => re.test(path));
+  if (!match) { location.hash = "#/fleet"; return; }
+  const [re, fn, title] = match;
+  const args = path.match(re).slice(1).map(decodeURIComponent);
+  document.title = `${title} · twinchain`;
+  for (const a of document.querySelectorAll("#nav a")) {
+    if (a.getAttribute("href") === "#" + path) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  clear(view);
+  delete view.dataset.ready;
+  view.dataset.view = title.toLowerCase().replace(/\s/g, "");
+  if (routed) view.focus({ preventScroll: true }); // a keyboard user lands in the new view
+  routed = true;
+  try {
+    teardown = (await fn(view, ...args, params)) || null;
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
+    console.error(e);
+    view.append(h("div.notice.error", { role: "alert" }, `This view failed: ${e.message}`));
+  }
+}
+
+const live = h("span.live", { title: "live updates", "aria-live": "off" }, "○ offline");
+onStreamState((s) => {
+  live.textContent = s === "live" ? "● live" : s === "closed" ? "○ offline" : "◌ " + s;
+  live.dataset.state = s;
+});
+
+function whoBox() {
+  const who = clear(document.getElementById("who"));
+  if (!session.me) return;
+  who.append(live, h("span.user", `${session.me.user} (${session.me.role.replace(/_/g, " ")})`),
+    h("button.link", { type: "button", onclick: signOut }, "Sign out"));
+}
+
+async function signOut() {
+  try { await api("/auth/logout", { method: "POST" }); } catch { /* gone already */ }
+  session.me = null;
+  closeStream();
+  whoBox();
+  render();
+}
+
+function loginView() {
+  document.title = "Sign in · twinchain";
+  clear(view);
+  delete view.dataset.ready;
+  view.dataset.view = "login";
+  const user = h("input", { name: "username", autocomplete: "username", required: true });
+  const pass = h("input", { name: "password", type: "password", autocomplete: "current-password", required: true });
+  const msg = h("p.form-error", { role: "alert" });
+  const form = h("form.login", {
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      msg.textContent = "";
+      try {
+        session.me = await api("/auth/login", { method: "POST", body: { username: user.value, password: pass.value } });
+        unauthorized = false;
+        started();
+      } catch (e) {
+        msg.textContent = e.status === 401 ? "Wrong user name or password." : `Sign-in failed: ${e.message}`;
+        pass.select();
+      }
+    },
+  },
+  h("h1", "Sign in to twinchain"),
+  unauthorized ? h("p.muted", "Your session ended; sign in again.") : null,
+  field("User name", user), field("Password", pass), msg,
+  h("button.primary", { type: "submit" }, "Sign in"));
+  view.append(form);
+  user.focus();
+}
+
+function started() {
+  whoBox();
+  openStream();
+  render();
+}
+
+setUnauthorizedHandler(() => {
+  if (!session.me) return;
+  session.me = null;
+  unauthorized = true;
+  closeStream();
+  whoBox();
+  render();
+});
+
+// The alert badge in the navigation counts alerts that arrived live.
+let fresh = 0;
+subscribe((name, data, path) => {
+  if (alertEventName(name, data, path) && !(data && data.event && data.event !== "opened") && !location.hash.startsWith("#/alerts")) {
+    fresh++;
+    const b = document.getElementById("alert-badge");
+    b.hidden = false;
+    b.textContent = String(fresh);
+    b.setAttribute("aria-label", `${fresh} new alerts`);
+    if (!location.hash.startsWith("#/alerts")) toast(`New alert: ${(data && ((data.alert && data.alert.summary) || data.summary || data.type)) || "see Alerts"}`);
+  }
+});
+window.addEventListener("hashchange", () => {
+  closeMenu();
+  if (location.hash.startsWith("#/alerts")) {
+    fresh = 0;
+    document.getElementById("alert-badge").hidden = true;
+  }
+  render();
+});
+
+const toggle = document.querySelector(".menu-toggle");
+toggle.addEventListener("click", () => {
+  const open = toggle.getAttribute("aria-expanded") !== "true";
+  toggle.setAttribute("aria-expanded", String(open));
+  document.getElementById("nav").classList.toggle("open", open);
+});
+function closeMenu() {
+  toggle.setAttribute("aria-expanded", "false");
+  document.getElementById("nav").classList.remove("open");
+}
+document.getElementById("nav").addEventListener("click", closeMenu);
+
+(async () => {
+  try {
+    session.me = await api("/auth/me");
+    started();
+  } catch {
+    session.me = null;
+    render();
+  }
+})();

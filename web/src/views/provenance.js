@@ -1,0 +1,116 @@
+// Provenance: datasets -> models -> the hardware they were trained on, with
+// their ledger records (each checkable in the browser), and an offline proof
+// checker.
+import { api, apiText, items } from "../api.js";
+import { h, clear, fmtTime, field, unavailable, errorBox } from "../dom.js";
+import { proofChecker, report } from "./ledgerpanel.js";
+import { verifyBundle } from "../verify.js";
+
+const short = (s) => (s ? String(s).slice(0, 16) + "…" : "—");
+
+// recordVerify is a button that fetches a ledger record's proof bundle and
+// checks it here.
+function recordVerify(type, id) {
+  const out = h("div.verify-result", { role: "status", "aria-live": "polite" });
+  const btn = h("button", {
+    type: "button",
+    onclick: async () => {
+      btn.disabled = true;
+      delete out.dataset.valid;
+      out.textContent = "Checking…";
+      try {
+        report(out, await verifyBundle(await apiText(`/ledger/proofs/${type}/${encodeURIComponent(id)}`), localStorage.getItem("tc.serviceKey") || ""));
+      } catch (e) {
+        out.dataset.valid = "error";
+        out.textContent = `Could not fetch the proof: ${e.message}`;
+      } finally { btn.disabled = false; }
+    },
+  }, "Verify record");
+  return h("div.actions", btn, h("a", { href: `/api/v1/ledger/proofs/${type}/${encodeURIComponent(id)}`, download: `${type}-${id}-proof.json` }, "Export proof"), out);
+}
+
+function datasetItem(d) {
+  const t = d.transform || {};
+  return h("li", { id: "ds-" + d.id },
+    h("strong", d.name || d.id), " ", h("code", d.id), " ", h("span.hash", { title: d.content_hash }, short(d.content_hash)),
+    (t.parents || []).length ? h("div.sub", "derived from ", t.parents.join(", "), t.description ? ` (${t.description})` : "") : null,
+    (d.sources || []).length ? h("div.sub", "sources: ", d.sources.map((s) => s.uri || s.name || s.id || JSON.stringify(s)).join(", ")) : null,
+    d.consent ? h("div.sub", "licence/consent: ", [d.consent.licence || d.consent.license, d.consent.basis, d.consent.status].filter(Boolean).join(" · ") || JSON.stringify(d.consent)) : null,
+    (d.checks || []).length ? h("div.sub", `${d.checks.length} quality check(s): `, d.checks.map((c) => `${c.name || c.check}${c.passed === false ? " ✘" : " ✔"}`).join(", ")) : null,
+    recordVerify("dataset", d.id));
+}
+
+function lineageView(box, lin) {
+  const m = lin.model || {};
+  const tr = m.training || {};
+  clear(box).append(h("div.lineage",
+    h("section.card", { "aria-labelledby": "h-lds" }, h("h2#h-lds", "Datasets"),
+      (lin.datasets || []).length ? h("ul.prov", lin.datasets.map(datasetItem)) : h("p.muted", "No datasets recorded.")),
+    h("div.arrow", { "aria-hidden": "true" }, "→"),
+    h("section.card", { "aria-labelledby": "h-lm" }, h("h2#h-lm", "Model"),
+      h("p", h("strong", m.name || m.id), " ", h("code", m.id)),
+      h("dl.kv",
+        h("dt", "Artifact"), h("dd", h("span.hash", { title: m.artifact_hash }, short(m.artifact_hash))),
+        h("dt", "Code"), h("dd", tr.code_ref || "—"),
+        h("dt", "Config"), h("dd", h("span.hash", short(tr.config_hash))),
+        h("dt", "Trained"), h("dd", `${fmtTime(tr.start)} – ${fmtTime(tr.end)}`),
+        h("dt", "Evaluations"), h("dd", String((m.evaluations || []).length))),
+      recordVerify("model", m.id)),
+    h("div.arrow", { "aria-hidden": "true" }, "→"),
+    h("section.card", { "aria-labelledby": "h-lhw" }, h("h2#h-lhw", "Hardware"),
+      (lin.hardware || []).length ? h("ul.prov", lin.hardware.map((hw) => {
+        const u = hw.use || {};
+        return h("li", h("a", { href: "#/asset/" + encodeURIComponent(u.asset) }, u.asset),
+          ` revisions ${u.revision_start}–${u.revision_end}`,
+          (hw.evidence || []).length ? h("div.sub.bad", `${hw.evidence.length} health/security evidence record(s) during the run`) : h("div.sub", "no evidence recorded during the run"),
+          recordVerify("asset", u.asset));
+      })) : h("p.muted", "No hardware recorded."))));
+}
+
+export async function provenanceView(root, params) {
+  const modelIn = h("input", { id: "prov-model", name: "model", value: (params && params.get("model")) || "", placeholder: "model id" });
+  const assetIn = h("input", { id: "prov-asset", name: "asset", placeholder: "asset id, e.g. srv-s1-001.gpu3" });
+  const box = h("div");
+  const found = h("div");
+  const chk = h("section.card", { "aria-labelledby": "h-chk" }, h("h2#h-chk", "Check a proof offline"),
+    h("p.muted", "Paste an exported proof bundle (or a bare RFC 6962 inclusion proof): it is checked here in the browser with SHA-256 and Ed25519, without asking the server."), proofChecker());
+  root.append(h("h1", "Provenance"),
+    h("div.filters",
+      h("form.inline", { onsubmit: (ev) => { ev.preventDefault(); location.hash = "#/provenance?model=" + encodeURIComponent(modelIn.value.trim()); } },
+        field("Model", modelIn), h("button", { type: "submit" }, "Show lineage")),
+      h("form.inline", { onsubmit: async (ev) => { ev.preventDefault(); await modelsOn(assetIn.value.trim()); } },
+        field("Models trained on asset", assetIn), h("button", { type: "submit" }, "Find"))),
+    found, box, chk);
+
+  async function modelsOn(asset) {
+    clear(found);
+    try {
+      const ms = items(await api(`/ledger/assets/${encodeURIComponent(asset)}/models`));
+      found.append(ms.length ? h("ul.prov", ms.map((m) => {
+        const id = typeof m === "string" ? m : m.id || m.model;
+        return h("li", h("a", { href: "#/provenance?model=" + encodeURIComponent(id) }, id));
+      })) : h("p.muted", `No model was trained on ${asset}.`));
+    } catch (e) {
+      found.append(e.missing ? unavailable("Models by asset", e) : errorBox(e));
+    }
+  }
+
+  const model = params && params.get("model");
+  if (model) {
+    try {
+      lineageView(box, await api(`/ledger/models/${encodeURIComponent(model)}/lineage`));
+    } catch (e) {
+      box.append(e.missing ? unavailable("Model lineage (the ledger)", e) : e.status === 404 ? errorBox(`model ${model} is not on the ledger`) : errorBox(e));
+    }
+  } else {
+    try {
+      const st = await api("/ledger/status");
+      box.append(h("section.card", h("h2", "Ledger"), h("dl.kv", Object.entries(st || {}).slice(0, 12).flatMap(([k, v]) =>
+        [h("dt", k.replace(/_/g, " ")), h("dd", typeof v === "object" ? h("code", JSON.stringify(v).slice(0, 200)) : String(v))]))),
+      h("p.muted", "Enter a model id to see the datasets it was trained on and the hardware it ran on."));
+    } catch (e) {
+      box.append(e.missing ? unavailable("The ledger", e) : errorBox(e));
+    }
+  }
+  root.dataset.ready = "true";
+}
