@@ -74,7 +74,7 @@ type Broker struct {
 	up  atomic.Bool
 }
 
-// New builds the broker. It listens only when Run starts.
+// New builds the broker; it binds its address only when Run starts.
 func New(cfg Config, in Submitter, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -96,9 +96,6 @@ func New(cfg Config, in Submitter, log *slog.Logger) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Addr})
-	if err := srv.AddListener(b.tcp); err != nil {
-		return nil, fmt.Errorf("broker: listen %s: %w", cfg.Addr, err)
-	}
 	return b, nil
 }
 
@@ -108,6 +105,10 @@ func (b *Broker) Addr() string { return b.tcp.Address() }
 
 // Run serves MQTT until ctx ends, then disconnects every client.
 func (b *Broker) Run(ctx context.Context) error {
+	if err := b.srv.AddListener(b.tcp); err != nil {
+		b.srv.Close()
+		return fmt.Errorf("broker: listen %s: %w", b.cfg.Addr, err)
+	}
 	if err := b.srv.Serve(); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}

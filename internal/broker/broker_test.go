@@ -330,3 +330,23 @@ func TestQuietHandlerDropsPacketDumps(t *testing.T) {
 		t.Errorf("log line = %q, want the packet dropped and the rest kept", got)
 	}
 }
+
+// TestAddressInUse: a taken port is a clear error from Run, not a hang.
+func TestAddressInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	b, err := New(Config{Addr: ln.Addr().String()}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Errorf("Run on a taken port = %v, want a listen error", err)
+	}
+	if b.Listening() {
+		t.Errorf("Listening() = true after a failed Run")
+	}
+}
