@@ -66,6 +66,7 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"-http", "no-port"}, nil, `http.addr "no-port"`},
 		{[]string{"-log-level", "loud", "-log-format", "xml"}, nil, "log.format"},
 		{[]string{"-mqtt-acl", "maybe"}, nil, `acl "maybe"`},
+		{[]string{"-mqtt-ack", "whenever"}, nil, `ack "whenever"`},
 		{[]string{"-data", ""}, nil, "data_dir is required"},
 		{nil, map[string]string{"TWINCHAIN_STORE_NO_SYNC": "perhaps"}, "TWINCHAIN_STORE_NO_SYNC"},
 		{[]string{"-config", filepath.Join(dir, "missing.yaml")}, nil, "does not exist"},

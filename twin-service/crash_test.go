@@ -109,13 +109,19 @@ func TestCrashAcknowledgedStoredOnce(t *testing.T) {
 		t.Skip("builds and kills the binary")
 	}
 	bin := buildBinary(t)
+	for _, ack := range []string{"sync", "pipelined"} {
+		t.Run(ack, func(t *testing.T) { crashOnce(t, bin, ack) })
+	}
+}
+
+func crashOnce(t *testing.T, bin, ack string) {
 	dir := t.TempDir()
 	sim := newSimFleet(t, dir, 3)
 	data := filepath.Join(dir, "data")
 	httpAddr := testsvc.Addr(testsvc.FreePort(t))
 	mqttAddr := testsvc.Addr(testsvc.FreePort(t))
 	base := "http://" + httpAddr
-	args := []string{"-config", testConfig(t, dir), "-data", data, "-registry", sim.registry, "-http", httpAddr, "-mqtt-addr", mqttAddr, "-log-level", "warn"}
+	args := []string{"-config", testConfig(t, dir), "-data", data, "-registry", sim.registry, "-http", httpAddr, "-mqtt-addr", mqttAddr, "-mqtt-ack", ack, "-log-level", "warn"}
 
 	first := startProc(t, bin, base, args...)
 	acks := &ackLog{acked: map[string]map[uint64]bool{}}

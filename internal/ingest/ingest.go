@@ -88,6 +88,7 @@ func (o Outcome) Accepted() bool { return o.Reason == "" }
 type item struct {
 	m      message
 	change *change // an API change instead of a message (change.go)
+	cb     func(Outcome, error) // SubmitAsync: called instead of signalling done
 	out    Outcome
 	err    error
 	done   chan struct{}
@@ -168,6 +169,39 @@ func (in *Ingest) Submit(topic string, payload []byte) (Outcome, error) {
 	return out, err
 }
 
+// SubmitAsync is Submit without waiting: done is called exactly once with
+// what Submit would return: at once when the checks reject the message,
+// otherwise from the writer goroutine after the commit (or with ErrClosed
+// when the ingest stops first). done must not block. SubmitAsync itself
+// blocks only while the writer's queue is full (backpressure).
+func (in *Ingest) SubmitAsync(topic string, payload []byte, done func(Outcome, error)) {
+	it := in.pool.Get().(*item)
+	if rej := check(&it.m, topic, payload, in.gws, in.now(), in.cfg.MaxClockSkew); rej != nil {
+		in.release(it)
+		in.stats.reject(in.log, in.now(), rej)
+		done(Outcome{Reason: rej.reason, Err: rej.err}, nil)
+		return
+	}
+	it.cb = done
+	select {
+	case in.queue <- it:
+	case <-in.stopped:
+		in.release(it)
+		done(Outcome{}, ErrClosed)
+	}
+}
+
+// finish answers an item the writer is done with.
+func (in *Ingest) finish(it *item) {
+	if it.cb == nil {
+		it.done <- struct{}{}
+		return
+	}
+	cb, out, err := it.cb, it.out, it.err
+	in.release(it)
+	cb(out, err)
+}
+
 func (in *Ingest) enqueue(it *item) error { return in.enqueueCtx(context.Background(), it) }
 
 // enqueueCtx hands it to the writer and waits until it is committed. On an
@@ -225,7 +259,7 @@ func (in *Ingest) Run(ctx context.Context) error {
 				select {
 				case it := <-in.queue:
 					it.err = ErrClosed
-					it.done <- struct{}{}
+					in.finish(it)
 				default:
 					in.checkpoint()
 					return nil
@@ -288,7 +322,7 @@ func (in *Ingest) commit(batch []*item) {
 		in.wake()
 	}
 	for _, it := range batch {
-		it.done <- struct{}{}
+		in.finish(it)
 	}
 }
 
