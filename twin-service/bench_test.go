@@ -42,6 +42,12 @@ func loadFor(b *testing.B, f *fleet.Fleet, broker string, rate float64, d time.D
 // broker's rate with the same load in the same run. Run with -benchtime=1x;
 // TWINCHAIN_BENCH_SECONDS sets each phase's length (default 10).
 func BenchmarkFleetLoad(b *testing.B) {
+	for _, ack := range []string{"sync", "pipelined"} {
+		b.Run("ack="+ack, func(b *testing.B) { benchFleetLoad(b, ack) })
+	}
+}
+
+func benchFleetLoad(b *testing.B, ack string) {
 	const rate = 400 // offered: 50 x 400 = 20,000 messages/s
 	d := 10 * time.Second
 	if v, err := time.ParseDuration(getenvDefault("TWINCHAIN_BENCH_SECONDS", "10") + "s"); err == nil {
@@ -78,7 +84,7 @@ func BenchmarkFleetLoad(b *testing.B) {
 		done := make(chan error, 1)
 		stderr := &syncBuffer{}
 		go func() {
-			done <- run(ctx, []string{"-config", testConfig(b, dir), "-data", filepath.Join(dir, "data"), "-registry", regPath, "-http", httpAddr, "-mqtt-addr", mqttAddr, "-log-level", "error"}, func(string) string { return "" }, stderr)
+			done <- run(ctx, []string{"-config", testConfig(b, dir), "-data", filepath.Join(dir, "data"), "-registry", regPath, "-http", httpAddr, "-mqtt-addr", mqttAddr, "-mqtt-ack", ack, "-log-level", "error"}, func(string) string { return "" }, stderr)
 		}()
 		waitReadyB(b, "http://"+httpAddr, stderr)
 		svcRate := loadFor(b, f, "tcp://"+mqttAddr, rate, d)
