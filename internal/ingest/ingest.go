@@ -87,7 +87,7 @@ func (o Outcome) Accepted() bool { return o.Reason == "" }
 // item is one message, or one API change, on its way through the writer.
 type item struct {
 	m      message
-	change *change // an API change instead of a message (change.go)
+	change *change              // an API change instead of a message (change.go)
 	cb     func(Outcome, error) // SubmitAsync: called instead of signalling done
 	out    Outcome
 	err    error
