@@ -23,7 +23,8 @@ import (
 // a simulated 8-GPU host on a unix socket; edge-agent, enrolled through
 // twin-service's API with a one-time token, reads the ptys with tarm/serial
 // and publishes to twin-service's embedded broker; the twins show the GPS
-// position, the RFID zones, and the GPUs' identity and telemetry.
+// position, the RFID zones, the GPUs' identity and telemetry, and an XID
+// injected on one GPU.
 func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three programs")
@@ -31,19 +32,14 @@ func TestEndToEnd(t *testing.T) {
 	agentBin, simBin, twinBin := binaries(t)
 	dir := t.TempDir()
 	httpAddr, mqttAddr := testsvc.Addr(testsvc.FreePort(t)), testsvc.Addr(testsvc.FreePort(t))
-	ts := start(t, twinBin, "-data", filepath.Join(dir, "twin"), "-http", httpAddr, "-mqtt-addr", mqttAddr)
+	twinConf, admin := twinServiceConfig(t, dir)
+	ts := start(t, twinBin, "-config", twinConf, "-data", filepath.Join(dir, "twin"), "-http", httpAddr, "-mqtt-addr", mqttAddr)
 	base := "http://" + httpAddr
-	waitUntil(t, 30*time.Second, "twin-service ready", func() bool {
-		res, err := http.Get(base + "/readyz")
-		if err == nil {
-			res.Body.Close()
-		}
-		return err == nil && res.StatusCode == 200
-	})
+	waitReady(t, base)
 
 	paths := filepath.Join(dir, "paths.json")
 	sock := filepath.Join(dir, "gpus.sock")
-	start(t, simBin, "serial", "--paths-file", paths, "--gpu-socket", sock, "--gpus", "8", "--seed", "5", "--noise", "--rfid-rate", "10")
+	start(t, simBin, "serial", "--paths-file", paths, "--gpu-socket", sock, "--gpus", "8", "--seed", "5", "--noise", "--rfid-rate", "10", "--xid-after", "3s")
 	var p map[string]string
 	waitUntil(t, 20*time.Second, "firmware-sim's device paths", func() bool {
 		data, err := os.ReadFile(paths)
@@ -66,7 +62,7 @@ gpu: {source: auto, sim: "%s", interval: 1s}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	tok, err := enroll.IssueToken(ctx, http.DefaultClient, base, "", enroll.TokenRequest{Site: "s1", GatewayID: "gw-e2e"})
+	tok, err := enroll.IssueToken(ctx, http.DefaultClient, base, admin, enroll.TokenRequest{Site: "s1", GatewayID: "gw-e2e"})
 	if err != nil {
 		t.Fatalf("issue token: %v", err)
 	}
@@ -78,13 +74,9 @@ gpu: {source: auto, sim: "%s", interval: 1s}
 	agent := start(t, agentBin, "run", "--config", conf)
 
 	asset := func(id string) (twin.Asset, bool) {
-		res, err := http.Get(base + "/api/v1/assets/" + id)
-		if err != nil {
-			return twin.Asset{}, false
-		}
-		defer res.Body.Close()
 		var a twin.Asset
-		return a, res.StatusCode == 200 && json.NewDecoder(res.Body).Decode(&a) == nil
+		ok := apiGet(base, admin, "/api/v1/assets/"+id, &a)
+		return a, ok
 	}
 	want := devicesim.NewGPUHost(8, 5).Next(time.Now())
 	waitUntil(t, 60*time.Second, "the twins", func() bool {
@@ -94,7 +86,9 @@ gpu: {source: auto, sim: "%s", interval: 1s}
 		tag, ok4 := asset("tag-12003F7A2C")
 		// The noise firmware-sim injects every few seconds has been seen too.
 		out := agent.out.String()
-		return ok1 && ok2 && ok3 && ok4 && srv.Location.Zone == "s1-dock" && gw.Location.Lat != 0 &&
+		g0, ok5 := asset("srv-e2e-001.gpu0")
+		return ok1 && ok2 && ok3 && ok4 && ok5 && srv.Location.Zone == "s1-dock" && gw.Location.Lat != 0 &&
+			g0.Health.LastXID == 79 &&
 			g7.Identity.UUID != "" && g7.Health.Latest != nil && tag.Location.Zone == "s1-hall" &&
 			strings.Contains(out, "rfid: rejected bad input") && strings.Contains(out, "gps: dropped bad input")
 	})
@@ -123,17 +117,18 @@ gpu: {source: auto, sim: "%s", interval: 1s}
 			t.Errorf("gpu%d telemetry = %+v, want live readings", i, g.Health.Latest)
 		}
 	}
-	// Every message was accepted: none rejected as unknown, badly signed or replayed.
-	res, err := http.Get(base + "/api/v1/stats/ingest")
-	if err != nil {
-		t.Fatal(err)
+	// The XID 79 firmware-sim injected on GPU 0 reached its twin.
+	if g0, _ := asset("srv-e2e-001.gpu0"); g0.Health.LastXID != 79 || g0.Health.XIDCount != 1 || g0.Health.State != twin.HealthCritical {
+		t.Errorf("gpu0 health = %+v, want XID 79 counted once, critical", g0.Health)
 	}
+	// Every message was accepted: none rejected as unknown, badly signed or replayed.
 	var stats struct {
 		Accepted uint64            `json:"accepted"`
 		Rejected map[string]uint64 `json:"rejected"`
 	}
-	json.NewDecoder(res.Body).Decode(&stats)
-	res.Body.Close()
+	if !apiGet(base, admin, "/api/v1/stats/ingest", &stats) {
+		t.Fatal("GET /api/v1/stats/ingest failed")
+	}
 	rejected := uint64(0)
 	for _, n := range stats.Rejected {
 		rejected += n

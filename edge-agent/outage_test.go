@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,13 +18,14 @@ import (
 // TestOutage runs the real agent against a real Mosquitto, stops the broker
 // for 30 s, restarts the agent process in the middle of the outage, brings
 // the broker back, and checks that every reading the agent produced arrived,
-// once after deduplication by sequence number (as twin-service does), signed,
-// and in order: live messages in order, the backlog in order behind them.
+// signed, once after deduplication by sequence number, and in order (live
+// messages in order, the backlog in order behind them) at a paho subscriber;
+// and that twin-service, consuming the same broker, accepted each exactly once.
 func TestOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes about a minute")
 	}
-	agentBin, _, _ := binaries(t)
+	agentBin, _, twinBin := binaries(t)
 	dir := t.TempDir()
 	// Persistence keeps the subscriber's session across the broker restart,
 	// so it misses nothing while it reconnects.
@@ -49,6 +51,18 @@ host: {asset: srv-out-001}
 mqtt: {broker: %s, backoff_min: 200ms, backoff_max: 2s, status_interval: 5s, replay_rate: 500}
 gpu: {source: sim, sim: "file:%s", interval: 50ms}
 `, stateDir, broker.URL(), gpuFile)), 0o600)
+
+	// twin-service reads the broker with its own persistent session; the
+	// gateway is registered with the key the agent will use.
+	pub := agentPublicKey(t, stateDir)
+	twinDir := filepath.Join(dir, "twin")
+	os.MkdirAll(twinDir, 0o700)
+	regJSON, _ := json.Marshal(map[string]any{"gateways": []map[string]any{{"id": "gw-outage", "public_key": []byte(pub), "site": "s1"}}})
+	os.WriteFile(filepath.Join(twinDir, "registry.json"), regJSON, 0o600)
+	httpAddr := testsvc.Addr(testsvc.FreePort(t))
+	twinConf, admin := twinServiceConfig(t, dir)
+	start(t, twinBin, "-config", twinConf, "-data", twinDir, "-http", httpAddr, "-mqtt-mode", "external", "-mqtt-url", broker.URL(), "-mqtt-client-id", "twin-outage")
+	waitReady(t, "http://"+httpAddr)
 
 	a := start(t, agentBin, "run", "--config", conf)
 	waitUntil(t, 30*time.Second, "the first messages", func() bool { return len(sub.snapshot()) >= 20 })
@@ -85,17 +99,18 @@ gpu: {source: sim, sim: "file:%s", interval: 50ms}
 		produced[s] = k
 	}
 
-	pub := agentPublicKey(t, stateDir)
 	msgs := sub.snapshot()
 	first := map[uint64]arrival{}
 	var order []uint64
 	dups := 0
+	wills := map[time.Time]bool{}
 	for _, m := range msgs {
 		if err := m.env.Verify(pub); err != nil {
 			t.Errorf("message %d: %v", m.env.Seq, err)
 		}
 		if m.env.Seq == 0 {
-			continue // a last will
+			wills[m.env.Time] = true
+			continue
 		}
 		if prev, ok := first[m.env.Seq]; ok {
 			dups++
@@ -170,6 +185,40 @@ gpu: {source: sim, sim: "file:%s", interval: 50ms}
 	}
 	t.Logf("produced %d messages (agent A %d, agent B %d from seq %d), %d arrived, %d redelivered duplicates, backlog of %d replayed after the restart, %d live",
 		len(produced), len(a.queued()), len(b.queued()), minB, len(first), dups, len(backlog), len(live))
+	// twin-service accepted each produced message once, rejected none.
+	var maxSeq uint64
+	for s := range produced {
+		maxSeq = max(maxSeq, s)
+	}
+	var gs struct {
+		Accepted uint64            `json:"accepted"`
+		Rejected map[string]uint64 `json:"rejected"`
+		LastSeq  uint64            `json:"last_seq"`
+		Gaps     uint64            `json:"gaps"`
+	}
+	waitUntil(t, 30*time.Second, "twin-service to accept every message", func() bool {
+		var st struct {
+			Gateways []json.RawMessage `json:"gateways"`
+		}
+		if !apiGet("http://"+httpAddr, admin, "/api/v1/stats/ingest", &st) {
+			return false
+		}
+		for _, g := range st.Gateways {
+			if json.Unmarshal(g, &gs) == nil && gs.LastSeq == maxSeq && gs.Accepted >= uint64(len(produced)) {
+				return true
+			}
+		}
+		return false
+	})
+	if gs.Accepted != uint64(len(produced)+len(wills)) {
+		t.Errorf("twin-service accepted %d messages, want the %d produced and %d last wills", gs.Accepted, len(produced), len(wills))
+	}
+	for reason, n := range gs.Rejected {
+		if n > 0 && reason != "duplicate" {
+			t.Errorf("twin-service rejected %d messages as %s", n, reason)
+		}
+	}
+	t.Logf("twin-service: accepted %d, rejected %v, last seq %d, %d gaps recorded while the backlog was behind live data", gs.Accepted, gs.Rejected, gs.LastSeq, gs.Gaps)
 	if len(backlog) < 300 {
 		t.Errorf("backlog of %d messages, want the ~600 produced during a 30s outage at 20 Hz", len(backlog))
 	}

@@ -3,7 +3,11 @@ package main
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -186,4 +190,46 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(buildDir)
 	}
 	os.Exit(code)
+}
+
+// twinServiceConfig writes a twin-service configuration with an admin API
+// token and returns its path and the token.
+func twinServiceConfig(t *testing.T, dir string) (path, token string) {
+	t.Helper()
+	token = "edge-test-admin-token-0123456789"
+	sum := sha256.Sum256([]byte(token))
+	path = filepath.Join(dir, "twin-service.yaml")
+	conf := fmt.Sprintf("auth:\n  tokens:\n    - {name: edge-test, role: admin, sha256: %s}\n", hex.EncodeToString(sum[:]))
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, token
+}
+
+// apiGet GETs base+path with the bearer token and decodes the JSON answer
+// into out; it reports whether the answer was 200.
+func apiGet(base, token, path string, out any) bool {
+	req, err := http.NewRequest(http.MethodGet, base+path, nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer res.Body.Close()
+	return res.StatusCode == 200 && json.NewDecoder(res.Body).Decode(out) == nil
+}
+
+// waitReady waits until twin-service at base answers /readyz.
+func waitReady(t *testing.T, base string) {
+	t.Helper()
+	waitUntil(t, 30*time.Second, "twin-service ready", func() bool {
+		res, err := http.Get(base + "/readyz")
+		if err == nil {
+			res.Body.Close()
+		}
+		return err == nil && res.StatusCode == 200
+	})
 }

@@ -179,6 +179,7 @@ var settings = []setting{
 	{"telemetry-token", "TWINCHAIN_TELEMETRY_TOKEN", "InfluxDB token (1.8: user:password or empty)", str(func(c *Config) *string { return &c.Telemetry.Token })},
 	{"detect-config", "TWINCHAIN_DETECT_CONFIG", "detection rules and alert routes YAML file (see twin-service/detect.example.yaml)", str(func(c *Config) *string { return &c.DetectConfig })},
 	{"store-no-sync", "TWINCHAIN_STORE_NO_SYNC", "skip fsync (benchmarks only: a crash loses acknowledged messages)", boolean(func(c *Config) *bool { return &c.Store.NoSync })},
+	{"ledger", "TWINCHAIN_LEDGER", "ledger backend: file (embedded, default), fabric (ledger.fabric settings) or off", str(func(c *Config) *string { return &c.Ledger.Backend })},
 }
 
 // loadConfig reads defaults, the file (-config or TWINCHAIN_CONFIG), the

@@ -3,16 +3,13 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strings"
 
-	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"twinchain/chaincode/core"
 	"twinchain/internal/anchor"
@@ -37,24 +34,12 @@ const (
 
 // LedgerConfig is the ledger part of the configuration (key "ledger").
 type LedgerConfig struct {
-	Backend string `yaml:"backend"`  // file (embedded, default), fabric or off
-	Dir     string `yaml:"dir"`      // embedded ledger, event tree, anchor queue; default {data_dir}/ledger
-	KeyFile string `yaml:"key_file"` // service Ed25519 key (made when missing); default {data_dir}/service.key
-	Org     string `yaml:"org"`      // the organisation the embedded ledger records for callers; default "twinchain"
-	// AnonymousReads lets requests without a token read the ledger (and
-	// fetch proofs) as an auditor; writes always need a token.
-	AnonymousReads bool                `yaml:"anonymous_reads"`
-	Tokens         []LedgerToken       `yaml:"tokens"`
-	Anchor         anchor.Config       `yaml:"anchor"`
-	Fabric         fabricledger.Config `yaml:"fabric"`
-}
-
-// LedgerToken is one API credential for the ledger routes, e.g. an ML
-// pipeline's: the hex SHA-256 of the bearer token, and who it acts as.
-type LedgerToken struct {
-	SHA256 string    `yaml:"sha256"`
-	ID     string    `yaml:"id"`
-	Role   core.Role `yaml:"role"`
+	Backend string              `yaml:"backend"`  // file (embedded, default), fabric or off
+	Dir     string              `yaml:"dir"`      // embedded ledger, event tree, anchor queue; default {data_dir}/ledger
+	KeyFile string              `yaml:"key_file"` // service Ed25519 key (made when missing); default {data_dir}/service.key
+	Org     string              `yaml:"org"`      // the organisation the embedded ledger records for callers; default "twinchain"
+	Anchor  anchor.Config       `yaml:"anchor"`
+	Fabric  fabricledger.Config `yaml:"fabric"`
 }
 
 // Validate checks the ledger configuration.
@@ -68,14 +53,6 @@ func (c *LedgerConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("ledger.backend %q: want file, fabric or off", c.Backend))
 	}
 	errs = append(errs, c.Anchor.Validate())
-	for i, t := range c.Tokens {
-		if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != sha256.Size {
-			errs = append(errs, fmt.Errorf("ledger.tokens[%d].sha256: want 64 hex digits", i))
-		}
-		if !core.ValidID(t.ID) || !t.Role.Valid() {
-			errs = append(errs, fmt.Errorf("ledger.tokens[%d]: id %q role %q: want a valid id and role", i, t.ID, t.Role))
-		}
-	}
 	return errors.Join(errs...)
 }
 
@@ -166,32 +143,42 @@ func (p *ledgerPart) close(log *slog.Logger) {
 	}
 }
 
+// registerMetrics exports the anchoring counters (nothing when off).
+func (p *ledgerPart) registerMetrics(reg *prometheus.Registry) {
+	if p == nil {
+		return
+	}
+	stat := func(f func(anchor.Stats) float64) func() float64 {
+		return func() float64 { return f(p.anchorer.Stats()) }
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twinchain_event_tree_size", Help: "Events in the Merkle event tree."},
+			func() float64 { return float64(p.tree.Size()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twinchain_anchored_event", Help: "Last event id covered by an anchor on the ledger."},
+			stat(func(s anchor.Stats) float64 { return float64(s.AnchoredTo) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twinchain_anchor_queue_batches", Help: "Batches waiting for the ledger."},
+			stat(func(s anchor.Stats) float64 { return float64(s.PendingBatches) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twinchain_anchor_queue_evidence", Help: "Evidence items waiting for the ledger."},
+			stat(func(s anchor.Stats) float64 { return float64(s.PendingEvidence) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_anchors_total", Help: "Anchors the ledger accepted."},
+			stat(func(s anchor.Stats) float64 { return float64(s.Anchored) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_evidence_total", Help: "Hardware evidence records written."},
+			stat(func(s anchor.Stats) float64 { return float64(s.Evidence) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_evidence_dropped_total", Help: "Evidence items given up (no envelope, refused by the core)."},
+			stat(func(s anchor.Stats) float64 { return float64(s.EvidenceDropped) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_ledger_errors_total", Help: "Failed ledger calls (retried)."},
+			stat(func(s anchor.Stats) float64 { return float64(s.LedgerErrors) })),
+	)
+}
+
 // deps are the API's ledger routes' dependencies.
 func (p *ledgerPart) deps() *httpapi.LedgerDeps {
 	if p == nil {
 		return nil
 	}
-	return &httpapi.LedgerDeps{Ledger: p.client, Proofs: p.proofs, Caller: p.caller, Status: p.status}
-}
-
-// caller maps a bearer token to its configured caller.
-func (p *ledgerPart) caller(c *fiber.Ctx) (core.Caller, error) {
-	auth := c.Get(fiber.HeaderAuthorization)
-	tok, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || tok == "" {
-		if p.cfg.AnonymousReads && c.Method() == fiber.MethodGet {
-			return core.Caller{ID: "anonymous", Role: core.RoleAuditor}, nil
-		}
-		return core.Caller{}, errors.New("a bearer token is required")
-	}
-	sum := sha256.Sum256([]byte(tok))
-	for _, t := range p.cfg.Tokens {
-		want, _ := hex.DecodeString(t.SHA256)
-		if subtle.ConstantTimeCompare(sum[:], want) == 1 {
-			return core.Caller{ID: t.ID, Role: t.Role}, nil
-		}
-	}
-	return core.Caller{}, errors.New("unknown token")
+	// Callers are the signed-in principals (httpapi.PrincipalCaller): ML
+	// pipelines use auth API tokens, e.g. with role ml_engineer.
+	return &httpapi.LedgerDeps{Ledger: p.client, Proofs: p.proofs, Tree: p.tree, Status: p.status}
 }
 
 func (p *ledgerPart) status() any {

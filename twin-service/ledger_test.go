@@ -18,6 +18,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"twinchain/internal/anchor"
 	"twinchain/internal/registry"
 	"twinchain/internal/testsvc"
 	"twinchain/internal/wire"
@@ -40,10 +41,11 @@ func TestLedgerEndToEnd(t *testing.T) {
 http: {addr: "%s"}
 mqtt: {mode: embedded, embedded: {addr: "%s", acl: "off"}}
 log: {level: warn}
+auth:
+  tokens:
+    - {name: pipeline-1, role: ml_engineer, sha256: %s}
 ledger:
   anchor: {interval: 50ms, max_batch: 4}
-  tokens:
-    - {sha256: %s, id: pipeline-1, role: ml_engineer}
 `, dir, httpAddr, mqttAddr, hex.EncodeToString(sum[:]))
 	cfgPath := filepath.Join(dir, "twin.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
@@ -102,9 +104,27 @@ ledger:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// Reads need a token (anonymous_reads is off).
+	// Anchoring shows on /metrics.
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf("twinchain_anchored_event %d", st.TreeSize); !strings.Contains(string(metrics), want) {
+		t.Errorf("/metrics lacks %q", want)
+	}
+	// Reads need a credential.
 	if code := get(t, base+"/api/v1/ledger/anchors/head", "", nil); code != http.StatusUnauthorized {
 		t.Errorf("GET anchors/head without a token = %d, want 401", code)
+	}
+	// The ledger records the token's name and role as the caller.
+	var head struct {
+		Stamp struct{ By, Role string } `json:"stamp"`
+	}
+	get(t, base+"/api/v1/ledger/anchors/head", token, &head)
+	if head.Stamp.Role != "service" {
+		t.Errorf("anchor head stamp = %+v, want written by the service role", head.Stamp)
 	}
 	// The CLI exports a bundle; verify accepts it and refuses a changed one.
 	bundle := filepath.Join(dir, "event-5.json")
@@ -133,6 +153,13 @@ ledger:
 	if err := cli("ledger", "record-dataset", "-file", ds); err != nil {
 		t.Fatal(err)
 	}
+	var rec struct {
+		Registered struct{ By, Role string } `json:"registered"`
+	}
+	get(t, base+"/api/v1/ledger/datasets/ds-e2e", token, &rec)
+	if rec.Registered.By != "pipeline-1" || rec.Registered.Role != "ml_engineer" {
+		t.Errorf("dataset registered by %+v, want pipeline-1 as ml_engineer", rec.Registered)
+	}
 	if err := cli("ledger", "record-dataset", "-file", ds); err == nil || !strings.Contains(err.Error(), "409") {
 		t.Errorf("recording the dataset twice = %v, want a 409 conflict", err)
 	}
@@ -153,6 +180,38 @@ ledger:
 		t.Errorf("gpu0 evidence = %+v, want 5 firmware records", ev)
 	}
 
+	// The firmware changes raised an alert; its proof is its anchored evidence.
+	var alerts struct {
+		Items []struct {
+			ID       string `json:"id"`
+			Evidence []struct {
+				Evidence struct {
+					Events []struct{ ID uint64 } `json:"events"`
+				} `json:"evidence"`
+			} `json:"evidence"`
+		} `json:"items"`
+	}
+	get(t, base+"/api/v1/alerts", token, &alerts)
+	proved := false
+	for _, a := range alerts.Items {
+		if len(a.Evidence) == 0 || len(a.Evidence[0].Evidence.Events) == 0 {
+			continue
+		}
+		ab := filepath.Join(dir, "alert.json")
+		if err := cli("ledger", "proof", "-alert", a.ID, "-o", ab); err != nil {
+			t.Errorf("proof of alert %s: %v", a.ID, err)
+			break
+		}
+		if err := cli("verify", ab); err != nil {
+			t.Errorf("verify of alert %s's bundle: %v", a.ID, err)
+		}
+		proved = true
+		break
+	}
+	if !proved {
+		t.Logf("no alert with twin events to prove (alerts: %d)", len(alerts.Items))
+	}
+
 	// Offline check of the stored ledger, then of a tampered copy.
 	stop()
 	var out bytes.Buffer
@@ -167,7 +226,7 @@ ledger:
 	data[at] ^= 1
 	os.WriteFile(blocks, data, 0o644)
 	out.Reset()
-	err := runVerify(context.Background(), []string{ledgerDir}, noenv, &out, io.Discard)
+	err = runVerify(context.Background(), []string{ledgerDir}, noenv, &out, io.Discard)
 	if err == nil || !strings.Contains(out.String(), "block 2 (blocks.dat offset") {
 		t.Errorf("verify of a ledger with a flipped byte in block 2 = %v:\n%s\nwant a failure naming block 2", err, out.String())
 	}
@@ -205,5 +264,27 @@ func TestVerifyDirWithoutKey(t *testing.T) {
 	err := runVerify(context.Background(), []string{t.TempDir()}, nil, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "-key") {
 		t.Errorf("verify DIR without a key = %v, want it to ask for -key", err)
+	}
+}
+
+func TestLedgerConfig(t *testing.T) {
+	for _, tc := range []struct {
+		c    LedgerConfig
+		want string // "" for valid, else text the error holds
+	}{
+		{LedgerConfig{}, ""},
+		{LedgerConfig{Backend: "off"}, ""},
+		{LedgerConfig{Backend: "paper"}, "ledger.backend"},
+		{LedgerConfig{Backend: "fabric"}, "peer_endpoint"},
+		{LedgerConfig{Anchor: anchor.Config{MaxBatch: -1}}, "negative"},
+	} {
+		err := tc.c.Validate()
+		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%+v) = %v, want %q", tc.c, err, tc.want)
+		}
+	}
+	cfg, err := loadConfig([]string{"-ledger", "off"}, func(string) string { return "" }, io.Discard)
+	if err != nil || cfg.Ledger.Backend != "off" {
+		t.Errorf("loadConfig(-ledger off) = %q, %v, want backend off", cfg.Ledger.Backend, err)
 	}
 }

@@ -14,15 +14,24 @@ import (
 	"time"
 )
 
-// ledgerCommands maps `twin-service ledger <command>` to the API route it
-// posts a JSON file to.
-var ledgerCommands = map[string]string{
-	"record-dataset": "datasets",
-	"record-model":   "models",
-	"attest":         "attestations",
-	"set-policy":     "policies",
-	"deploy":         "deployments",
-	"register-asset": "assets",
+// ledgerRoute is the API route `twin-service ledger <command>` posts a JSON
+// file to.
+func ledgerRoute(cmd string) (string, bool) {
+	switch cmd {
+	case "record-dataset":
+		return "datasets", true
+	case "record-model":
+		return "models", true
+	case "attest":
+		return "attestations", true
+	case "set-policy":
+		return "policies", true
+	case "deploy":
+		return "deployments", true
+	case "register-asset":
+		return "assets", true
+	}
+	return "", false
 }
 
 // runLedgerCLI is the ML pipelines' one-call client:
@@ -30,12 +39,13 @@ var ledgerCommands = map[string]string{
 //	twin-service ledger record-dataset -file dataset.json -server URL -token T
 //	twin-service ledger proof -event 42 -o bundle.json
 //	twin-service ledger proof -type model -id m-1 -o bundle.json
+//	twin-service ledger proof -alert AL-3 -o bundle.json
 //
 // It prints the ledger's answer (JSON) and fails on any error response.
 // The token may come from TWINCHAIN_TOKEN, the server from TWINCHAIN_SERVER.
 func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	usage := func() {
-		fmt.Fprintln(stderr, "usage: twin-service ledger COMMAND [flags]\n\ncommands: record-dataset, record-model, attest, set-policy, deploy, register-asset (-file F), proof (-event N | -type T -id ID)")
+		fmt.Fprintln(stderr, "usage: twin-service ledger COMMAND [flags]\n\ncommands: record-dataset, record-model, attest, set-policy, deploy, register-asset (-file F), proof (-event N | -type T -id ID | -alert ID)")
 	}
 	if len(args) == 0 {
 		usage()
@@ -50,6 +60,7 @@ func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string
 	event := fs.Uint64("event", 0, "proof: the twin event id")
 	typ := fs.String("type", "", "proof: record type (asset, dataset, model, policy, deployment)")
 	id := fs.String("id", "", "proof: record id")
+	alertID := fs.String("alert", "", "proof: alert id (its anchored evidence events)")
 	out := fs.String("o", "", "write the answer to this file instead of stdout")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -63,7 +74,7 @@ func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string
 	base := strings.TrimRight(*server, "/") + "/api/v1/ledger/"
 	var method, target string
 	var body []byte
-	switch route, ok := ledgerCommands[cmd]; {
+	switch route, ok := ledgerRoute(cmd); {
 	case ok:
 		if *file == "" {
 			return fmt.Errorf("ledger %s: -file is required", cmd)
@@ -80,6 +91,8 @@ func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string
 		method, target = http.MethodPost, base+route
 	case cmd == "proof" && *event > 0:
 		method, target = http.MethodGet, fmt.Sprintf("%sevents/%d/proof", base, *event)
+	case cmd == "proof" && *alertID != "":
+		method, target = http.MethodGet, base+"alerts/"+url.PathEscape(*alertID)+"/proof"
 	case cmd == "proof" && *typ != "" && *id != "":
 		method, target = http.MethodGet, base+"proofs/"+url.PathEscape(*typ)+"/"+url.PathEscape(*id)
 	default:

@@ -3,12 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -60,8 +63,25 @@ func TestTelemetryToInfluxDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	httpAddr, mqttAddr := testsvc.Addr(testsvc.FreePort(t)), testsvc.Addr(testsvc.FreePort(t))
-	args := []string{"-data", dir, "-http", httpAddr, "-mqtt-addr", mqttAddr, "-log-level", "warn",
-		"-telemetry-backend", "influxdb", "-telemetry-url", srv.URL(), "-telemetry-bucket", "twin"}
+	token := "telemetry-viewer-secret"
+	sum := sha256.Sum256([]byte(token))
+	cfg := fmt.Sprintf(`data_dir: %s
+log: {level: warn}
+auth:
+  tokens:
+    - {name: charts, role: viewer, sha256: %s}
+telemetry:
+  backend: influxdb
+  url: %s
+  bucket: twin/autogen
+  retention: 720h
+  flush_interval: 100ms
+`, dir, hex.EncodeToString(sum[:]), srv.URL())
+	cfgPath := filepath.Join(dir, "twin.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-config", cfgPath, "-http", httpAddr, "-mqtt-addr", mqttAddr}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, func(string) string { return "" }, io.Discard) }()
@@ -107,7 +127,9 @@ func TestTelemetryToInfluxDB(t *testing.T) {
 	now := time.Now().UTC()
 	v := url.Values{"metric": {"temp_c"}, "agg": {"count"}, "step": {"1h"},
 		"from": {now.Add(-time.Hour).Format(time.RFC3339)}, "to": {now.Add(time.Hour).Format(time.RFC3339)}}
-	resp, err := http.Get(base + "/api/v1/assets/" + asset + "/series?" + v.Encode())
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/v1/assets/"+asset+"/series?"+v.Encode(), nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,6 +84,11 @@ func RegisterAsset(tx *Tx, in AssetRegistration) (Asset, error) {
 			return Asset{}, err
 		}
 	}
+	if in.Kind == AssetKindGateway {
+		if err := checkGatewayKeyPolicy(tx, tx.Caller.Role, "register gateway "+in.ID); err != nil {
+			return Asset{}, err
+		}
+	}
 	var old Asset
 	found, err := load(tx.State, pfxAsset+in.ID, &old)
 	if err != nil {
@@ -95,6 +100,9 @@ func RegisterAsset(tx *Tx, in AssetRegistration) (Asset, error) {
 	st := tx.stamp()
 	in.OwnerOrg, in.Status = owner, status
 	a := Asset{AssetRegistration: in, Revision: 1, Registered: st, Updated: st}
+	if in.Kind == AssetKindGateway {
+		a.KeyStamp = &st
+	}
 	return a, writeAsset(tx, a, ChangeRegistered, "", string(status), "")
 }
 
@@ -120,12 +128,15 @@ func changeAsset(tx *Tx, id, reason string, typ ChangeType, change func(a *Asset
 	if err := mustLoad(tx.State, pfxAsset+id, "asset", id, &a); err != nil {
 		return Asset{}, err
 	}
-	if a.Status == StatusRetired {
+	retired := a.Status == StatusRetired
+	old, new, ok, err := change(&a) // checks the caller's role first
+	switch {
+	case err != nil:
+		return Asset{}, err
+	case !ok:
+		return a, nil
+	case retired:
 		return Asset{}, fmt.Errorf("asset %q is retired: %w", id, ErrConflict)
-	}
-	old, new, ok, err := change(&a)
-	if err != nil || !ok {
-		return a, err
 	}
 	a.Revision++
 	a.Updated = tx.stamp()
@@ -183,7 +194,9 @@ func UpdateFingerprint(tx *Tx, in FingerprintChange) (Asset, error) {
 }
 
 // SetGatewayKey replaces a gateway's public key (rotation or re-enrollment).
-// Roles: admin, security. A reason is required.
+// Roles: admin, security. A reason is required. Setting the key the gateway
+// already has confirms a key the service registered (a history entry and a
+// new KeyStamp); for a key a person set it changes nothing.
 func SetGatewayKey(tx *Tx, in KeyChange) (Asset, error) {
 	id, publicKey, reason := in.Asset, in.PublicKey, in.Reason
 	if err := begin(tx, "set gateway key", rolesGatewayKey); err != nil {
@@ -199,11 +212,12 @@ func SetGatewayKey(tx *Tx, in KeyChange) (Asset, error) {
 		if a.Kind != AssetKindGateway {
 			return "", "", false, fmt.Errorf("asset %q is a %s, not a gateway: %w", id, a.Kind, ErrInvalid)
 		}
-		if a.PublicKey == publicKey {
-			return "", "", false, nil
+		if a.PublicKey == publicKey && a.keyRole() != RoleService {
+			return "", "", false, nil // already set by a person
 		}
 		old := a.PublicKey
-		a.PublicKey = publicKey
+		st := tx.stamp()
+		a.PublicKey, a.KeyStamp = publicKey, &st
 		return old, publicKey, true, nil
 	})
 }

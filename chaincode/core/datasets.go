@@ -14,6 +14,9 @@ func checkTools(what string, tools []ToolVersion, required bool) error {
 	if required && len(tools) == 0 {
 		return fmt.Errorf("%s: at least one is required: %w", what, ErrInvalid)
 	}
+	if err := checkLen(what, len(tools)); err != nil {
+		return err
+	}
 	for _, t := range tools {
 		if err := checkText(what+" name", t.Name, 128, true); err != nil {
 			return err
@@ -55,13 +58,31 @@ func checkConsent(c *Consent) error {
 
 // checkDistinctIDs checks that ids are valid ids with no repeats.
 func checkDistinctIDs(what string, ids []string) error {
-	for i, id := range ids {
+	if err := checkLen(what, len(ids)); err != nil {
+		return err
+	}
+	for _, id := range ids {
 		if err := checkID(what, id); err != nil {
 			return err
 		}
-		if slices.Contains(ids[:i], id) {
-			return fmt.Errorf("%s %q listed twice: %w", what, id, ErrInvalid)
+	}
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i] == sorted[i-1] {
+			return fmt.Errorf("%s %q listed twice: %w", what, sorted[i], ErrInvalid)
 		}
+	}
+	return nil
+}
+
+// maxList bounds every list in a record, so no call can write an unbounded
+// record.
+const maxList = 4096
+
+func checkLen(what string, n int) error {
+	if n > maxList {
+		return fmt.Errorf("%d %s entries, more than %d: %w", n, what, maxList, ErrInvalid)
 	}
 	return nil
 }
@@ -69,6 +90,9 @@ func checkDistinctIDs(what string, ids []string) error {
 func checkSources(st State, sources []Source, required bool) error {
 	if required && len(sources) == 0 {
 		return fmt.Errorf("a dataset without parents needs a source: %w", ErrInvalid)
+	}
+	if err := checkLen("source", len(sources)); err != nil {
+		return err
 	}
 	for _, s := range sources {
 		switch s.Kind {
@@ -116,6 +140,9 @@ func checkLabeling(tx *Tx, l *Labeling) error {
 		}
 	}
 	if err := checkDistinctIDs("task", ids); err != nil {
+		return err
+	}
+	if err := checkLen("annotator role", len(l.Annotators)); err != nil {
 		return err
 	}
 	for _, a := range l.Annotators {
@@ -256,8 +283,14 @@ func AddQualityChecks(tx *Tx, in QualityChecksInput) (Dataset, error) {
 	if len(checks) == 0 {
 		return Dataset{}, fmt.Errorf("no quality checks: %w", ErrInvalid)
 	}
+	if err := checkLen("quality check", len(checks)); err != nil {
+		return Dataset{}, err
+	}
 	var d Dataset
 	if err := mustLoad(tx.State, pfxDataset+id, "dataset", id, &d); err != nil {
+		return Dataset{}, err
+	}
+	if err := checkLen("quality check on dataset "+id, len(d.Checks)+len(checks)); err != nil {
 		return Dataset{}, err
 	}
 	for _, c := range checks {

@@ -2,6 +2,7 @@ package core
 
 import (
 	"math"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -146,4 +147,29 @@ func TestQualityChecks(t *testing.T) {
 		_, err := do(l, RoleMLEngineer, func(tx *Tx) (Dataset, error) { return AddQualityChecks(tx, tt.in) })
 		wantErr(t, "AddQualityChecks("+tt.name+")", err, tt.want)
 	}
+}
+
+func TestListBounds(t *testing.T) {
+	l := mlWorld(t)
+	many := make([]QualityCheckInput, maxList+1)
+	for i := range many {
+		many[i] = QualityCheckInput{Name: "c", Value: 1, Threshold: 1, Compare: AtLeast}
+	}
+	_, err := do(l, RoleMLEngineer, func(tx *Tx) (Dataset, error) {
+		return AddQualityChecks(tx, QualityChecksInput{Dataset: "ds-raw", Checks: many})
+	})
+	wantErr(t, "AddQualityChecks(too many)", err, ErrInvalid)
+	_, err = do(l, RoleMLEngineer, func(tx *Tx) (Dataset, error) {
+		return AddQualityChecks(tx, QualityChecksInput{Dataset: "ds-raw", Checks: many[:maxList]})
+	})
+	wantErr(t, "AddQualityChecks(the rest of the room, one already there)", err, ErrInvalid)
+	in := rootDataset("ds-big")
+	for i := 0; i <= maxList; i++ {
+		in.Consent.UseScope = append(in.Consent.UseScope, "use-"+strconv.Itoa(i))
+	}
+	_, err = do(l, RoleMLEngineer, func(tx *Tx) (Dataset, error) { return RegisterDataset(tx, in) })
+	wantErr(t, "RegisterDataset(too many uses)", err, ErrInvalid)
+	in.Consent.UseScope = in.Consent.UseScope[:maxList-2]
+	_, err = do(l, RoleMLEngineer, func(tx *Tx) (Dataset, error) { return RegisterDataset(tx, in) })
+	wantErr(t, "RegisterDataset(many distinct uses)", err, nil)
 }

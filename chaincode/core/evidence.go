@@ -99,6 +99,9 @@ func RecordEvidence(tx *Tx, in EvidenceInput) (Evidence, error) {
 	if gw.Kind != AssetKindGateway || gw.PublicKey == "" {
 		return Evidence{}, fmt.Errorf("asset %q is not a gateway with a key: %w", env.Gateway, ErrInvalid)
 	}
+	if err := checkGatewayKeyPolicy(tx, gw.keyRole(), "evidence signed by "+env.Gateway); err != nil {
+		return Evidence{}, err
+	}
 	if gw.Status == StatusRetired {
 		return Evidence{}, fmt.Errorf("gateway %q is retired: %w", env.Gateway, ErrConflict)
 	}
@@ -115,7 +118,7 @@ func RecordEvidence(tx *Tx, in EvidenceInput) (Evidence, error) {
 	sum := sha256.Sum256(in.Envelope)
 	ev := Evidence{Asset: in.Asset, Kind: in.Kind, Gateway: env.Gateway, Seq: env.Seq, EnvelopeKind: env.Kind,
 		EventTime: env.Time.UTC(), EventID: in.EventID, Revision: in.Revision, Envelope: in.Envelope,
-		EnvelopeHash: hex.EncodeToString(sum[:]), Note: in.Note}
+		EnvelopeHash: hex.EncodeToString(sum[:]), KeyRole: gw.keyRole(), Note: in.Note}
 	key := pfxEvidence + in.Asset + "/" + env.Gateway + "/" + pad(env.Seq) + "/" + string(in.Kind)
 	var old Evidence
 	found, err := load(tx.State, key, &old)

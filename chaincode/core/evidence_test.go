@@ -111,3 +111,60 @@ func TestEvidenceOrder(t *testing.T) {
 		t.Errorf("ListEvidence = %d records, want 3", len(list))
 	}
 }
+
+// TestGatewayKeyPolicy: with trusted keys only, the service can neither
+// register a gateway nor have evidence accepted under a key it registered,
+// until security confirms the key.
+func TestGatewayKeyPolicy(t *testing.T) {
+	l := newLedger(t)
+	key := pubHex(gatewayKey())
+	fw := goldenEnvelopes(t)["firmware"]
+	for _, id := range []string{server, gpu0} {
+		l.registerAsset(id, "gpu", "")
+	}
+	// Policy off: the service registers the gateway; evidence names who set the key.
+	must(l, RoleService, func(tx *Tx) (Asset, error) {
+		return RegisterAsset(tx, AssetRegistration{ID: gw, Kind: AssetKindGateway, FingerprintHash: hashOf(gw), PublicKey: key})
+	})
+	ev := must(l, RoleService, func(tx *Tx) (Evidence, error) {
+		return RecordEvidence(tx, EvidenceInput{Asset: gpu0, Kind: EvidenceFirmware, Envelope: fw})
+	})
+	if ev.KeyRole != RoleService {
+		t.Errorf("evidence key role = %q, want service", ev.KeyRole)
+	}
+	p := must(l, RoleSecurity, func(tx *Tx) (GatewayKeyPolicy, error) {
+		return SetGatewayKeyPolicy(tx, GatewayKeyPolicy{TrustedKeysOnly: true})
+	})
+	got := must(l, RoleAuditor, func(tx *Tx) (GatewayKeyPolicy, error) { return GetGatewayKeyPolicy(tx, NoArgs{}) })
+	if !got.TrustedKeysOnly || got.Stamp == nil || got.Stamp.Role != RoleSecurity || p.Stamp.TxID != got.Stamp.TxID {
+		t.Errorf("GetGatewayKeyPolicy = %+v, want trusted keys only, set by security", got)
+	}
+	_, err := do(l, RoleService, func(tx *Tx) (Asset, error) {
+		return RegisterAsset(tx, AssetRegistration{ID: "gw-2", Kind: AssetKindGateway, FingerprintHash: hashOf("gw-2"), PublicKey: key})
+	})
+	wantErr(t, "RegisterAsset(gateway by service, trusted keys only)", err, ErrForbidden)
+	_, err = do(l, RoleService, func(tx *Tx) (Asset, error) {
+		return RegisterAsset(tx, AssetRegistration{ID: "gpu-9", Kind: "gpu", FingerprintHash: hashOf("gpu-9")})
+	})
+	wantErr(t, "RegisterAsset(gpu by service, trusted keys only)", err, nil)
+	env := seal(t, gatewayKey(), gw, 43, t0, "telemetry", telemetry(gpu0, 1, 0, false))
+	in := EvidenceInput{Asset: gpu0, Kind: EvidenceECCDBE, Envelope: env}
+	_, err = do(l, RoleService, func(tx *Tx) (Evidence, error) { return RecordEvidence(tx, in) })
+	wantErr(t, "RecordEvidence(key set by the service, trusted keys only)", err, ErrForbidden)
+
+	// Security confirms the key: a history entry, a new key stamp, evidence accepted.
+	a := must(l, RoleSecurity, func(tx *Tx) (Asset, error) { return SetGatewayKey(tx, KeyChange{gw, key, "checked on site"}) })
+	if a.Revision != 2 || a.KeyStamp.Role != RoleSecurity || a.PublicKey != key {
+		t.Errorf("confirmed gateway = revision %d key stamp %+v, want revision 2 stamped by security", a.Revision, a.KeyStamp)
+	}
+	ev, err = do(l, RoleService, func(tx *Tx) (Evidence, error) { return RecordEvidence(tx, in) })
+	wantErr(t, "RecordEvidence(key confirmed by security)", err, nil)
+	if ev.KeyRole != RoleSecurity {
+		t.Errorf("evidence key role = %q, want security", ev.KeyRole)
+	}
+	// Confirming again changes nothing.
+	a = must(l, RoleAdmin, func(tx *Tx) (Asset, error) { return SetGatewayKey(tx, KeyChange{gw, key, "again"}) })
+	if a.Revision != 2 {
+		t.Errorf("second confirmation revision = %d, want 2", a.Revision)
+	}
+}

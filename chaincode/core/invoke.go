@@ -38,7 +38,7 @@ type ExposureQuery struct {
 	Kinds []EvidenceKind `json:"kinds,omitempty"`
 }
 
-// NoArgs is the argument of AnchorHead.
+// NoArgs is the argument of AnchorHead and GetGatewayKeyPolicy.
 type NoArgs struct{}
 
 // Function is one ledger function callable by name. Write says whether it
@@ -87,7 +87,9 @@ func Functions() []Function {
 		fn("Attest", true, Attest),
 		fn("SetPolicy", true, SetPolicy),
 		fn("RequestDeployment", true, RequestDeployment),
+		fn("SetGatewayKeyPolicy", true, SetGatewayKeyPolicy),
 
+		fn("GetGatewayKeyPolicy", false, GetGatewayKeyPolicy),
 		fn("GetAsset", false, byID(GetAsset)),
 		fn("GetAssetHistory", false, byID(GetAssetHistory)),
 		fn("ListEvidence", false, byID(ListEvidence)),

@@ -100,3 +100,24 @@ func TestCodedMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyListsAreArrays: a query with nothing to list answers [] (not null).
+func TestEmptyListsAreArrays(t *testing.T) {
+	l := world(t)
+	for _, q := range []struct{ fn, arg string }{
+		{"ListEvidence", `{"id":"srv-s1-001.gpu0"}`}, {"ModelsTrainedOn", `{"id":"srv-s1-001.gpu0"}`},
+		{"DeploymentsOn", `{"id":"srv-s1-001.gpu0"}`}, {"ModelsExposedTo", `{"asset":"srv-s1-001.gpu0"}`},
+		{"ListAttestations", `{"subject_kind":"model","subject":"m1"}`},
+	} {
+		out, err := do(l, RoleAuditor, func(tx *Tx) ([]byte, error) { return Invoke(tx, q.fn, []byte(q.arg)) })
+		if err != nil || string(out) != "[]" {
+			t.Errorf("Invoke(%s) = %s, %v, want []", q.fn, out, err)
+		}
+	}
+	out, err := do(l, RoleAuditor, func(tx *Tx) ([]byte, error) {
+		return Invoke(tx, "GetAssetHistory", []byte(`{"id":"srv-s1-001.gpu0"}`))
+	})
+	if err != nil || !strings.Contains(string(out), `"evidence":[]`) {
+		t.Errorf("Invoke(GetAssetHistory) = %s, %v, want evidence []", out, err)
+	}
+}

@@ -136,7 +136,7 @@ func store(st State, key string, v any) error {
 
 // scan decodes every record under prefix, in key order.
 func scan[T any](st State, prefix string) ([]T, error) {
-	var out []T
+	out := []T{} // an empty list encodes as [], not null
 	var derr error
 	err := st.Range(prefix, prefixEnd(prefix), func(key string, value []byte) bool {
 		var v T

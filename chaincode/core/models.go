@@ -23,6 +23,9 @@ func checkMetrics(what string, ms []Metric, required bool) error {
 // distinct registered nodes that are neither quarantined nor retired, and
 // valid update and aggregate hashes.
 func checkFederated(st State, rounds []FedRound) error {
+	if err := checkLen("federated round", len(rounds)); err != nil {
+		return err
+	}
 	for i, r := range rounds {
 		if r.Round != i+1 {
 			return fmt.Errorf("federated round %d at position %d: %w", r.Round, i+1, ErrInvalid)
@@ -192,6 +195,9 @@ func AddEvaluation(tx *Tx, in EvaluationInput) (Model, error) {
 	if err := mustLoad(tx.State, pfxModel+id, "model", id, &m); err != nil {
 		return Model{}, err
 	}
+	if err := checkLen("evaluation of model "+id, len(m.Evaluations)+1); err != nil {
+		return Model{}, err
+	}
 	m.Evaluations = append(m.Evaluations, Evaluation{Name: in.Name, Dataset: in.Dataset, Metrics: in.Metrics, Stamp: tx.stamp()})
 	return m, store(tx.State, pfxModel+id, m)
 }
@@ -287,7 +293,7 @@ func ListAttestations(tx *Tx, kind SubjectKind, subject string) ([]Attestation, 
 	if err := checkID(string(kind), subject); err != nil {
 		return nil, err
 	}
-	var out []Attestation
+	out := []Attestation{}
 	for _, r := range rolesAttest {
 		as, err := scan[Attestation](tx.State, attestPrefix(kind, subject, r))
 		if err != nil {

@@ -24,7 +24,7 @@ func ModelLineage(tx *Tx, id string) (Lineage, error) {
 	if err != nil {
 		return Lineage{}, err
 	}
-	l := Lineage{Model: m}
+	l := Lineage{Model: m, Datasets: []Dataset{}, Hardware: []HardwareTrace{}}
 	seen := slices.Clone(m.Datasets)
 	for queue := slices.Clone(m.Datasets); len(queue) > 0; queue = queue[1:] {
 		var d Dataset
@@ -114,7 +114,7 @@ func ModelsExposedTo(tx *Tx, asset string, kinds []EvidenceKind) ([]Exposure, er
 			ev = append(ev, e)
 		}
 	}
-	var out []Exposure
+	out := []Exposure{}
 	if len(ev) == 0 {
 		return out, nil
 	}

@@ -48,6 +48,9 @@ type Asset struct {
 	Revision   uint64 `json:"revision"`
 	Registered Stamp  `json:"registered"`
 	Updated    Stamp  `json:"updated"`
+	// KeyStamp says who put a gateway's current public key on the ledger
+	// (registration, SetGatewayKey, or a confirmation of the same key).
+	KeyStamp *Stamp `json:"key_stamp,omitempty"`
 }
 
 // ChangeType names an entry of an asset's history.
@@ -76,7 +79,18 @@ type FingerprintChange struct {
 	Reason          string `json:"reason"`
 }
 
-// KeyChange is the input to SetGatewayKey; Reason is required.
+// GatewayKeyPolicy is the ledger-wide rule on whose gateway keys count.
+// With TrustedKeysOnly, the service may not register a gateway, and
+// evidence is accepted only from gateways whose key was set or confirmed by
+// a person (admin, asset_manager or security), so twin-service alone cannot
+// invent hardware evidence even by inventing a gateway. Off by default.
+type GatewayKeyPolicy struct {
+	TrustedKeysOnly bool   `json:"trusted_keys_only"`
+	Stamp           *Stamp `json:"stamp,omitempty"`
+}
+
+// KeyChange is the input to SetGatewayKey; Reason is required. Setting the
+// key a gateway already has confirms it (see Asset.KeyStamp).
 type KeyChange struct {
 	Asset     string `json:"asset"`
 	PublicKey string `json:"public_key"`
@@ -165,6 +179,7 @@ type Evidence struct {
 	Revision     uint64       `json:"revision,omitempty"`
 	Envelope     []byte       `json:"envelope"`
 	EnvelopeHash string       `json:"envelope_hash"`
+	KeyRole      Role         `json:"key_role"` // who put the verifying key on the ledger (Asset.KeyStamp)
 	Note         string       `json:"note,omitempty"`
 	Stamp        Stamp        `json:"stamp"`
 }

@@ -257,3 +257,13 @@ func (c *Contract) ModelsTrainedOn(ctx contractapi.TransactionContextInterface, 
 func (c *Contract) ModelsExposedTo(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
 	return call(ctx, "ModelsExposedTo", arg)
 }
+
+// SetGatewayKeyPolicy calls core.SetGatewayKeyPolicy.
+func (c *Contract) SetGatewayKeyPolicy(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "SetGatewayKeyPolicy", arg)
+}
+
+// GetGatewayKeyPolicy calls core.GetGatewayKeyPolicy.
+func (c *Contract) GetGatewayKeyPolicy(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "GetGatewayKeyPolicy", arg)
+}

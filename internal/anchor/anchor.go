@@ -9,7 +9,9 @@
 //
 // Critical changes (an identity swap, a firmware change, a quarantine) are
 // also queued one by one and recorded as hardware evidence with the
-// gateway-signed envelope from the message log, which the chaincode core
+// gateway-signed envelope from the message log (and so are new XIDs,
+// double-bit ECC errors and row-remap failures, which the exposure queries
+// and the deployment gate look for), which the chaincode core
 // checks against the gateway key registered on the ledger. The gateway and
 // the asset are registered on the ledger first when they are not yet.
 package anchor
@@ -23,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -122,6 +125,7 @@ type Stats struct {
 	PendingEvidence int    `json:"pending_evidence"`
 	Evidence        uint64 `json:"evidence"`         // evidence records written
 	EvidenceDropped uint64 `json:"evidence_dropped"` // evidence items given up (no envelope, refused by the core)
+	Registered      uint64 `json:"registered"`       // assets registered on the ledger at their first event
 	LedgerErrors    uint64 `json:"ledger_errors"`    // failed ledger calls (retried)
 }
 
@@ -133,7 +137,7 @@ type Anchorer struct {
 
 	kick chan struct{} // batcher -> submitter, capacity 1
 
-	batches, anchored, anchoredTo, evidence, dropped, ledgerErrs atomic.Uint64
+	batches, anchored, anchoredTo, evidence, dropped, ledgerErrs, registeredN atomic.Uint64
 
 	regMu      sync.Mutex
 	registered map[string]bool // ids known to be on the ledger
@@ -168,7 +172,7 @@ func (a *Anchorer) Stats() Stats {
 	b, e := a.q.pending()
 	return Stats{Batches: a.batches.Load(), Anchored: a.anchored.Load(), AnchoredTo: a.anchoredTo.Load(),
 		PendingBatches: b, PendingEvidence: e, Evidence: a.evidence.Load(), EvidenceDropped: a.dropped.Load(),
-		LedgerErrors: a.ledgerErrs.Load()}
+		LedgerErrors: a.ledgerErrs.Load(), Registered: a.registeredN.Load()}
 }
 
 func (a *Anchorer) ctx(ctx context.Context) context.Context {
@@ -199,16 +203,23 @@ func (a *Anchorer) recover() error {
 	if queued >= size {
 		return nil
 	}
-	first, err := a.leafEvent(queued)
-	if err != nil {
-		return err
-	}
-	last, err := a.leafEvent(size - 1)
-	if err != nil {
-		return err
-	}
 	a.d.Log.Warn("queueing events left in the tree by a crash", "first", queued+1, "last", size)
-	return a.queueBatch(first, last, nil, 0)
+	var lo, hi time.Time
+	var ev []evidenceItem
+	for i := queued; i < size; i++ {
+		e, err := a.leafEvent(i)
+		if err != nil {
+			return err
+		}
+		ev = append(ev, critical(&e)...)
+		if lo.IsZero() || e.Time.Before(lo) {
+			lo = e.Time
+		}
+		if e.Time.After(hi) {
+			hi = e.Time
+		}
+	}
+	return a.queueBatch(queued+1, size, lo, hi, ev, 0)
 }
 
 func (a *Anchorer) leafEvent(i uint64) (twin.Event, error) {
@@ -289,17 +300,26 @@ func (a *Anchorer) appendBatch(evs []twin.Event, safePos uint64) error {
 			return fmt.Errorf("anchor: encode event %d: %w", e.ID, err)
 		}
 		leaves[i] = b
-		if it, ok := critical(e); ok {
-			ev = append(ev, it)
-		}
+		ev = append(ev, critical(e)...)
 	}
 	if _, err := a.d.Tree.Append(leaves...); err != nil {
 		return fmt.Errorf("anchor: %w", err)
 	}
-	return a.queueBatch(evs[0], evs[len(evs)-1], ev, safePos)
+	// Reading times go back and forth across gateways: the anchor's time
+	// range is the batch's earliest and latest.
+	lo, hi := evs[0].Time, evs[0].Time
+	for i := range evs {
+		if evs[i].Time.Before(lo) {
+			lo = evs[i].Time
+		}
+		if evs[i].Time.After(hi) {
+			hi = evs[i].Time
+		}
+	}
+	return a.queueBatch(evs[0].ID, evs[len(evs)-1].ID, lo, hi, ev, safePos)
 }
 
-func (a *Anchorer) queueBatch(first, last twin.Event, ev []evidenceItem, safePos uint64) error {
+func (a *Anchorer) queueBatch(firstID, lastID uint64, ft, lt time.Time, ev []evidenceItem, safePos uint64) error {
 	root, size, err := a.d.Tree.Root()
 	if err != nil {
 		return err
@@ -308,18 +328,14 @@ func (a *Anchorer) queueBatch(first, last twin.Event, ev []evidenceItem, safePos
 	if err := a.d.Tree.AddCheckpoint(cp); err != nil {
 		return fmt.Errorf("anchor: %w", err)
 	}
-	batchRoot, err := a.d.Tree.RootOfRange(first.ID-1, last.ID)
+	batchRoot, err := a.d.Tree.RootOfRange(firstID-1, lastID)
 	if err != nil {
 		return fmt.Errorf("anchor: %w", err)
 	}
-	ft, lt := first.Time.UTC(), last.Time.UTC()
-	if lt.Before(ft) { // reading times may go back across gateways; the range still holds both
-		ft, lt = lt, ft
-	}
-	in := core.AnchorInput{Root: hex.EncodeToString(batchRoot), FirstEvent: first.ID, LastEvent: last.ID,
-		FirstTime: ft, LastTime: lt, Size: last.ID - first.ID + 1, TreeSize: size, TreeRoot: hex.EncodeToString(root)}
+	in := core.AnchorInput{Root: hex.EncodeToString(batchRoot), FirstEvent: firstID, LastEvent: lastID,
+		FirstTime: ft.UTC(), LastTime: lt.UTC(), Size: lastID - firstID + 1, TreeSize: size, TreeRoot: hex.EncodeToString(root)}
 	if err := a.q.push(in, ev, safePos); err != nil {
-		return fmt.Errorf("anchor: queue batch %d-%d: %w", first.ID, last.ID, err)
+		return fmt.Errorf("anchor: queue batch %d-%d: %w", firstID, lastID, err)
 	}
 	a.batches.Add(1)
 	select {
@@ -329,23 +345,55 @@ func (a *Anchorer) queueBatch(first, last twin.Event, ev []evidenceItem, safePos
 	return nil
 }
 
-// critical says whether an event is recorded as hardware evidence.
-func critical(e *twin.Event) (evidenceItem, bool) {
-	it := evidenceItem{EventID: e.ID, Asset: e.Asset, Gateway: e.Source.Gateway, Seq: e.Source.Seq, Revision: e.Revision, Note: e.Note}
-	switch e.Type {
-	case twin.EventIdentityChanged:
-		it.Kind = core.EvidenceSwap
-	case twin.EventFirmwareChanged:
-		it.Kind = core.EvidenceFirmware
-	default:
-		for _, c := range e.Changes {
-			if c.Field == "custody.status" && c.New == string(twin.StatusQuarantined) {
-				it.Kind = core.EvidenceQuarantine
-			}
+// critical lists the hardware evidence an event calls for: an identity swap,
+// a firmware change, a quarantine, and the health faults the deployment gate
+// and exposure queries look for (a new XID, new double-bit ECC errors, a
+// row-remap failure). A change made through the API has no envelope to
+// show and calls for none.
+func critical(e *twin.Event) []evidenceItem {
+	var out []evidenceItem
+	if e.Type == twin.EventRegistered {
+		// The asset as its first event made it: the fingerprint it was
+		// registered with, whatever it became later.
+		if first, err := twin.Apply(twin.Asset{}, *e); err == nil {
+			out = append(out, evidenceItem{EventID: e.ID, Asset: e.Asset, Register: &core.AssetRegistration{
+				ID: first.ID, Kind: string(first.Kind), FingerprintHash: FingerprintHash(&first.Identity)}})
 		}
 	}
-	// A change made through the API has no envelope to show.
-	return it, it.Kind != "" && it.Gateway != "" && it.Seq != 0
+	if e.Source.Gateway == "" || e.Source.Seq == 0 {
+		return out
+	}
+	var kinds []core.EvidenceKind
+	switch e.Type {
+	case twin.EventIdentityChanged:
+		kinds = append(kinds, core.EvidenceSwap)
+	case twin.EventFirmwareChanged:
+		kinds = append(kinds, core.EvidenceFirmware)
+	}
+	for _, c := range e.Changes {
+		switch {
+		case c.Field == "custody.status" && c.New == string(twin.StatusQuarantined):
+			kinds = append(kinds, core.EvidenceQuarantine)
+		case c.Field == "health.xid_count" && grew(c):
+			kinds = append(kinds, core.EvidenceXID)
+		case c.Field == "health.ecc_dbe" && grew(c):
+			kinds = append(kinds, core.EvidenceECCDBE)
+		case c.Field == "health.row_remap_failure" && c.New == "true":
+			kinds = append(kinds, core.EvidenceRowRemap)
+		}
+	}
+	for _, k := range kinds {
+		out = append(out, evidenceItem{EventID: e.ID, Asset: e.Asset, Kind: k, Gateway: e.Source.Gateway,
+			Seq: e.Source.Seq, Revision: e.Revision, Note: e.Note})
+	}
+	return out
+}
+
+// grew reports whether a counter change went up.
+func grew(c twin.Change) bool {
+	o, err1 := strconv.ParseUint(c.Old, 10, 64)
+	n, err2 := strconv.ParseUint(c.New, 10, 64)
+	return err1 == nil && err2 == nil && n > o
 }
 
 func (a *Anchorer) runSubmitter(ctx context.Context) error {
@@ -419,6 +467,9 @@ func (a *Anchorer) evidenceOne(ctx context.Context) (bool, error) {
 	if err != nil || !ok {
 		return false, err
 	}
+	if it.Register != nil {
+		return true, a.registerItem(ctx, it, cursor)
+	}
 	env, at, err := a.findEnvelope(it, cursor)
 	if err != nil {
 		return false, err
@@ -426,7 +477,7 @@ func (a *Anchorer) evidenceOne(ctx context.Context) (bool, error) {
 	if env == nil {
 		a.dropped.Add(1)
 		a.d.Log.Error("evidence dropped: the message behind a critical event is not in the message log", "event", it.EventID, "gateway", it.Gateway, "seq", it.Seq)
-		return true, a.q.evidenceDone(it.EventID, cursor)
+		return true, a.q.evidenceDone(it, cursor)
 	}
 	lctx := a.ctx(ctx)
 	err = a.ensureRegistered(lctx, it)
@@ -443,7 +494,35 @@ func (a *Anchorer) evidenceOne(ctx context.Context) (bool, error) {
 	default:
 		return false, fmt.Errorf("record evidence for event %d: %w", it.EventID, err)
 	}
-	return true, a.q.evidenceDone(it.EventID, at)
+	// The next item may come from the same message: resume just before it.
+	return true, a.q.evidenceDone(it, at-1)
+}
+
+// registerItem registers an asset on the ledger at its first event; a
+// gateway with its key from the registry.
+func (a *Anchorer) registerItem(ctx context.Context, it evidenceItem, cursor uint64) error {
+	r := *it.Register
+	var err error
+	if r.Kind == core.AssetKindGateway {
+		pub, _, ok := a.d.Gateways.Lookup(r.ID)
+		if !ok {
+			err = fmt.Errorf("gateway %s is not in the registry: %w", r.ID, ledger.ErrNotFound)
+		}
+		r.PublicKey = hex.EncodeToString(pub)
+	}
+	if err == nil && !a.isRegistered(r.ID) {
+		err = a.register(a.ctx(ctx), r)
+	}
+	switch {
+	case err == nil:
+		a.registeredN.Add(1)
+	case ruleError(err):
+		a.dropped.Add(1)
+		a.d.Log.Error("asset registration refused by the ledger", "event", it.EventID, "asset", r.ID, "err", err)
+	default:
+		return err
+	}
+	return a.q.evidenceDone(it, cursor)
 }
 
 // findEnvelope scans the message log from cursor for the item's message. It

@@ -22,6 +22,7 @@ import (
 	"twinchain/internal/ledger/ledgertest"
 	"twinchain/internal/proofbundle"
 	"twinchain/internal/registry"
+	"twinchain/internal/twin"
 	"twinchain/internal/twinstore"
 	"twinchain/internal/wire"
 )
@@ -58,7 +59,7 @@ func (f *flaky) RecordEvidence(ctx context.Context, in core.EvidenceInput) (core
 // rig is a real ingest over a real store, a real event tree and the real
 // embedded ledger, with an anchorer over them.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	store  *twinstore.Store
 	reg    *registry.Registry
@@ -72,7 +73,9 @@ type rig struct {
 	stopA  func()
 }
 
-func newRig(t *testing.T, cfg Config) *rig {
+func newRig(t *testing.T, cfg Config) *rig { return newRigTB(t, cfg) }
+
+func newRigTB(t testing.TB, cfg Config) *rig {
 	t.Helper()
 	r := &rig{t: t, dir: t.TempDir(), reg: registry.New()}
 	if err := r.reg.Put(registry.Gateway{ID: gw, PublicKey: gwKey.Public().(ed25519.PublicKey), Site: "s1"}); err != nil {
@@ -102,7 +105,7 @@ func newRig(t *testing.T, cfg Config) *rig {
 	return r
 }
 
-func run(t *testing.T, f func(context.Context) error) func() {
+func run(t testing.TB, f func(context.Context) error) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -299,6 +302,7 @@ func TestCrashBetweenTreeAndQueue(t *testing.T) {
 	r := newRig(t, Config{Interval: time.Hour, MaxBatch: 1000})
 	r.stopAnchorer()
 	r.inventory("GPU-b1", "v0")
+	r.inventory("GPU-b1", "v1") // a firmware change: evidence
 	// Append the events to the tree as a batcher would, then "crash" before
 	// the batch reaches the queue.
 	tree, err := eventtree.Open(filepath.Join(r.dir, "events"))
@@ -316,6 +320,9 @@ func TestCrashBetweenTreeAndQueue(t *testing.T) {
 	if got := r.a.Stats().Batches; got != 1 {
 		t.Errorf("batches after recovery = %d, want the 1 recovered batch", got)
 	}
+	if ev, _ := r.led.ListEvidence(svc, "srv-s1-001.gpu0"); len(ev) != 1 {
+		t.Errorf("evidence after recovery = %d records, want the firmware change", len(ev))
+	}
 }
 
 func TestFingerprintHash(t *testing.T) {
@@ -332,5 +339,65 @@ func TestFingerprintHash(t *testing.T) {
 	sum := sha256.Sum256(b)
 	if a.FingerprintHash != fmt.Sprintf("%x", sum) {
 		t.Errorf("ledger fingerprint of gpu0 = %s, want SHA-256 of its identity %x", a.FingerprintHash, sum)
+	}
+	// Every asset is registered at its first event, with the fingerprint it
+	// had then: gpu1's is its identity before the swap.
+	r.inventory("GPU-SWAPPED", "v1")
+	r.waitAnchored("swap")
+	host, err := r.led.GetAsset(svc, "srv-s1-001")
+	if err != nil || host.Kind != "server" {
+		t.Errorf("host on the ledger = %+v, %v, want a server", host, err)
+	}
+	g1, err := r.led.GetAsset(svc, "srv-s1-001.gpu1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := r.store.AssetEvents("srv-s1-001.gpu1", 0, 1)
+	first, _ := twin.Apply(twin.Asset{}, evs[0])
+	now, _ := r.store.Asset("srv-s1-001.gpu1")
+	if g1.FingerprintHash != FingerprintHash(&first.Identity) || g1.FingerprintHash == FingerprintHash(&now.Identity) {
+		t.Errorf("gpu1 ledger fingerprint = %s, want its first identity's %s (not the swapped %s)", g1.FingerprintHash, FingerprintHash(&first.Identity), FingerprintHash(&now.Identity))
+	}
+	if st := r.a.Stats(); st.Registered < 3 || st.EvidenceDropped != 0 {
+		t.Errorf("Stats = %+v, want at least host and two GPUs registered and nothing dropped", st)
+	}
+}
+
+// telemetry sends a signed telemetry message for gpu0 through ingest.
+func (r *rig) telemetry(xid int, xids, dbe uint64) {
+	r.t.Helper()
+	r.seq++
+	tel := wire.Telemetry{Host: "srv-s1-001", GPUs: []wire.GPUSample{{Asset: "srv-s1-001.gpu0", UUID: "GPU-a0", LastXID: xid, XIDCount: xids, ECCDoubleBit: dbe}}}
+	raw, err := wire.Seal(gwKey, gw, r.seq, time.Now(), wire.KindTelemetry, tel)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := r.in.Submit(wire.Topic(gw, wire.KindTelemetry), raw); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func TestHealthEvidence(t *testing.T) {
+	r := newRig(t, Config{Interval: 20 * time.Millisecond})
+	r.inventory("GPU-b1", "v0")
+	r.telemetry(0, 0, 0)
+	r.telemetry(13, 1, 0) // a new XID
+	r.telemetry(48, 2, 1) // another XID and a double-bit ECC error in one message
+	r.telemetry(48, 2, 1) // nothing new
+	r.waitAnchored("health")
+	ev, err := r.led.ListEvidence(svc, "srv-s1-001.gpu0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range ev {
+		got = append(got, fmt.Sprintf("%s@%d", e.Kind, e.Seq))
+	}
+	// seq 1 inventory, 2 first telemetry, 3 xid, 4 xid+ecc.
+	if want := "[xid@3 ecc_dbe@4 xid@4]"; fmt.Sprint(got) != want {
+		t.Errorf("gpu0 evidence = %v, want %s", got, want)
+	}
+	if st := r.a.Stats(); st.EvidenceDropped != 0 {
+		t.Errorf("Stats = %+v, want nothing dropped", st)
 	}
 }

@@ -19,7 +19,7 @@ type queue struct {
 
 var (
 	bucketBatches  = []byte("batches")  // first event (8) -> core.AnchorInput JSON
-	bucketEvidence = []byte("evidence") // event id (8) -> evidenceItem JSON
+	bucketEvidence = []byte("evidence") // event id (8) + kind -> evidenceItem JSON
 	bucketAnchored = []byte("anchored") // last event (8) -> core.Anchor JSON, as the ledger answered
 	bucketMeta     = []byte("meta")
 	keyQueuedTo    = []byte("queued_to") // last event id put in a batch
@@ -37,6 +37,9 @@ type evidenceItem struct {
 	Seq      uint64            `json:"seq"`
 	Revision uint64            `json:"revision"`
 	Note     string            `json:"note,omitempty"`
+	// Register, when set, makes the item an asset registration on the
+	// ledger (the asset's first event) instead of evidence.
+	Register *core.AssetRegistration `json:"register,omitempty"`
 }
 
 func openQueue(path string) (*queue, error) {
@@ -92,7 +95,7 @@ func (q *queue) push(in core.AnchorInput, ev []evidenceItem, safePos uint64) err
 			if err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketEvidence).Put(key(e.EventID), b); err != nil {
+			if err := tx.Bucket(bucketEvidence).Put(evidenceKey(e), b); err != nil {
 				return err
 			}
 		}
@@ -163,19 +166,21 @@ func (q *queue) nextEvidence() (it evidenceItem, ok bool, cursor uint64, err err
 	return it, ok, cursor, err
 }
 
+func evidenceKey(e evidenceItem) []byte {
+	if e.Register != nil {
+		return append(key(e.EventID), "register"...)
+	}
+	return append(key(e.EventID), e.Kind...)
+}
+
 // evidenceDone removes an item and moves the message cursor.
-func (q *queue) evidenceDone(id, cursor uint64) error {
+func (q *queue) evidenceDone(it evidenceItem, cursor uint64) error {
 	return q.db.Update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketMeta).Put(keyMsgCursor, key(cursor)); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketEvidence).Delete(key(id))
+		return tx.Bucket(bucketEvidence).Delete(evidenceKey(it))
 	})
-}
-
-// setCursor records how far the evidence scan has looked.
-func (q *queue) setCursor(cursor uint64) error {
-	return q.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyMsgCursor, key(cursor)) })
 }
 
 func (q *queue) close() error { return q.db.Close() }

@@ -9,18 +9,7 @@ import (
 
 	"twinchain/internal/embeddedstore"
 	"twinchain/internal/telemetry"
-	"twinchain/internal/telemetry/telemetrytest"
 )
-
-func TestContract(t *testing.T) {
-	telemetrytest.Run(t, func(t *testing.T, dir string, o telemetrytest.Options) telemetry.Store {
-		s, err := embeddedstore.Open(dir, embeddedstore.Options{Retention: o.Retention, Now: o.Now})
-		if err != nil {
-			t.Fatalf("Open(%s) = %v", dir, err)
-		}
-		return s
-	})
-}
 
 func TestPruneDeletesOldDays(t *testing.T) {
 	dir := t.TempDir()

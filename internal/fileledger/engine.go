@@ -89,7 +89,7 @@ var (
 type Options struct {
 	Dir string
 	Key ed25519.PrivateKey // the service key: signs every block
-	Org string             // MSP-like organisation name recorded for callers
+	Org string             // MSP-like organisation recorded for callers without one; default "twinchain"
 	Now func() time.Time
 	Log *slog.Logger
 }
@@ -118,6 +118,9 @@ func openEngine(opts Options) (*Engine, error) {
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Org == "" {
+		opts.Org = "twinchain"
 	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("file ledger: %w", err)

@@ -4,8 +4,10 @@ package gpu
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -161,6 +163,10 @@ func (s *NVMLSource) Snapshot(context.Context) (Snapshot, error) {
 		}
 		dev.TempC, ret = d.GetTemperature(nvml.TEMPERATURE_GPU)
 		check("temp", ret)
+		fv := []nvml.FieldValue{{FieldId: nvml.FI_DEV_MEMORY_TEMP}}
+		if ret := d.GetFieldValues(fv); check("mem_temp", ret) && check("mem_temp", nvml.Return(fv[0].NvmlReturn)) {
+			dev.MemTempC = uint32(fieldValue(fv[0]))
+		}
 		dev.PowerMW, ret = d.GetPowerUsage()
 		check("power", ret)
 		dev.PowerLimitMW, ret = d.GetEnforcedPowerLimit()
@@ -196,6 +202,17 @@ func (s *NVMLSource) Snapshot(context.Context) (Snapshot, error) {
 	snap.Events = append([]Event(nil), s.events...)
 	s.mu.Unlock()
 	return snap, snap.Check()
+}
+
+// fieldValue reads an integer NVML field value.
+func fieldValue(v nvml.FieldValue) uint64 {
+	switch nvml.ValueType(v.ValueType) {
+	case nvml.VALUE_TYPE_UNSIGNED_INT:
+		return uint64(binary.LittleEndian.Uint32(v.Value[:4]))
+	case nvml.VALUE_TYPE_DOUBLE:
+		return uint64(math.Float64frombits(binary.LittleEndian.Uint64(v.Value[:])))
+	}
+	return binary.LittleEndian.Uint64(v.Value[:])
 }
 
 func cString(b []int8) string {

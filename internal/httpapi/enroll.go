@@ -2,10 +2,10 @@ package httpapi
 
 import (
 	"errors"
-	"net"
 
 	"github.com/gofiber/fiber/v2"
 
+	"twinchain/internal/auth"
 	"twinchain/internal/enroll"
 )
 
@@ -16,26 +16,28 @@ type Enroller interface {
 	Redeem(req enroll.Request) (enroll.Response, error)
 }
 
-// registerEnroll adds the enrollment routes:
-//
-//	POST /api/v1/enroll/tokens  an administrator asks for a one-time token
-//	POST /api/v1/enroll         a gateway redeems it with its signed public key
-//
-// Until sign-in (auth.go) protects the administrator's route, it answers only
-// clients on the loopback interface.
-func (s *Server) registerEnroll(api fiber.Router) {
+// registerEnrollGateway adds POST /api/v1/enroll, where a gateway redeems a
+// token with its signed public key. The token is the credential, so New
+// registers this route before sign-in is required.
+func (s *Server) registerEnrollGateway(api fiber.Router) {
 	if s.opts.Enroll == nil {
-		api.All("/enroll*", unavailable("enrollment"))
+		api.Post(enroll.PathEnroll, unavailable("enrollment"))
 		return
 	}
-	api.Post(enroll.PathTokens, s.issueToken)
 	api.Post(enroll.PathEnroll, s.redeemToken)
 }
 
-func (s *Server) issueToken(c *fiber.Ctx) error {
-	if ip := net.ParseIP(c.IP()); ip == nil || !ip.IsLoopback() {
-		return apiError(c, fiber.StatusForbidden, CodeForbidden, "enrollment tokens are issued to local administrators only")
+// registerEnroll adds POST /api/v1/enroll/tokens, where someone allowed to
+// manage gateways asks for a one-time token.
+func (s *Server) registerEnroll(api fiber.Router) {
+	if s.opts.Enroll == nil {
+		api.Post(enroll.PathTokens, unavailable("enrollment"))
+		return
 	}
+	api.Post(enroll.PathTokens, Allow(auth.ManageGateways), s.issueToken)
+}
+
+func (s *Server) issueToken(c *fiber.Ctx) error {
 	var req enroll.TokenRequest
 	if err := c.BodyParser(&req); err != nil {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, "token request: "+err.Error())
@@ -44,7 +46,11 @@ func (s *Server) issueToken(c *fiber.Ctx) error {
 	if err != nil {
 		return enrollError(c, err)
 	}
-	s.opts.Log.Info("enrollment token issued", "site", tok.Site, "gateway", tok.GatewayID, "expires", tok.Expires)
+	by := ""
+	if p, ok := Principal(c); ok {
+		by = p.Name
+	}
+	s.opts.Log.Info("enrollment token issued", "site", tok.Site, "gateway", tok.GatewayID, "expires", tok.Expires, "by", by)
 	return c.Status(fiber.StatusCreated).JSON(tok)
 }
 

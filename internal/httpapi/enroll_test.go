@@ -3,21 +3,38 @@ package httpapi
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"twinchain/internal/auth"
 	"twinchain/internal/enroll"
 	"twinchain/internal/registry"
 )
 
 // TestEnrollRoutes drives the enrollment routes over real HTTP with the
-// client edge-agent uses.
+// client edge-agent uses, with sign-in on: a token needs a principal allowed
+// to manage gateways; redeeming one needs no sign-in.
 func TestEnrollRoutes(t *testing.T) {
+	tokens := map[auth.Role]string{auth.Admin: "admin-token-0123456789", auth.Viewer: "viewer-token-0123456789"}
+	var cfg auth.Config
+	for role, tok := range tokens {
+		sum := sha256.Sum256([]byte(tok))
+		cfg.Tokens = append(cfg.Tokens, auth.TokenConfig{Name: string(role), Role: role, SHA256: hex.EncodeToString(sum[:])})
+	}
+	cfg.Defaults()
+	authn, err := auth.New(cfg, time.Now, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	reg := registry.New()
-	srv, err := New(Options{Gateways: reg, Enroll: enroll.NewService(reg, time.Now)})
+	srv, err := New(Options{Gateways: reg, Enroll: enroll.NewService(reg, time.Now), Auth: NewAuth(authn, false, slog.New(slog.DiscardHandler))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,43 +47,43 @@ func TestEnrollRoutes(t *testing.T) {
 	go func() { done <- srv.Serve(ctx, ln) }()
 	defer func() { cancel(); <-done }()
 	base := "http://" + ln.Addr().String()
+	hc := http.DefaultClient
 
-	tok, err := enroll.IssueToken(ctx, http.DefaultClient, base, "", enroll.TokenRequest{Site: "s1"})
+	if _, err := enroll.IssueToken(ctx, hc, base, "", enroll.TokenRequest{Site: "s1"}); err == nil || !strings.Contains(err.Error(), "unauthorized") {
+		t.Errorf("IssueToken(no credentials) = %v, want unauthorized", err)
+	}
+	if _, err := enroll.IssueToken(ctx, hc, base, tokens[auth.Viewer], enroll.TokenRequest{Site: "s1"}); err == nil || !strings.Contains(err.Error(), "forbidden") {
+		t.Errorf("IssueToken(viewer) = %v, want forbidden", err)
+	}
+	tok, err := enroll.IssueToken(ctx, hc, base, tokens[auth.Admin], enroll.TokenRequest{Site: "s1"})
 	if err != nil || tok.Token == "" {
-		t.Fatalf("IssueToken = %+v, %v", tok, err)
+		t.Fatalf("IssueToken(admin) = %+v, %v", tok, err)
 	}
 	_, priv, _ := ed25519.GenerateKey(nil)
-	resp, err := enroll.Enroll(ctx, http.DefaultClient, base, enroll.NewRequest(priv, tok.Token, "gw-http", "h"))
+	resp, err := enroll.Enroll(ctx, hc, base, enroll.NewRequest(priv, tok.Token, "gw-http", "h"))
 	if err != nil || resp.GatewayID != "gw-http" || resp.Site != "s1" {
 		t.Fatalf("Enroll = %+v, %v", resp, err)
 	}
 	if g, ok := reg.Get("gw-http"); !ok || !g.PublicKey.Equal(priv.Public()) {
 		t.Errorf("registry has %+v, %v; want gw-http with the enrolled key", g, ok)
 	}
-	_, err = enroll.Enroll(ctx, http.DefaultClient, base, enroll.NewRequest(priv, tok.Token, "gw-http", "h"))
+	_, err = enroll.Enroll(ctx, hc, base, enroll.NewRequest(priv, tok.Token, "gw-http", "h"))
 	if err == nil || !strings.Contains(err.Error(), "unauthorized") {
 		t.Errorf("Enroll(spent token) = %v, want unauthorized", err)
 	}
-	_, err = enroll.IssueToken(ctx, http.DefaultClient, base, "", enroll.TokenRequest{})
+	_, err = enroll.IssueToken(ctx, hc, base, tokens[auth.Admin], enroll.TokenRequest{})
 	if err == nil || !strings.Contains(err.Error(), "bad_request") {
 		t.Errorf("IssueToken(no site) = %v, want bad_request", err)
 	}
 
-	// Not configured: 503.
+	// Not configured: 503 on both routes.
 	off, _ := New(Options{})
-	res, err := off.App().Test(newJSONRequest("/api/v1/enroll", `{}`))
-	if err != nil || res.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("POST /enroll without a service = %v, %v, want 503", res.StatusCode, err)
+	for _, path := range []string{"/api/v1/enroll", "/api/v1/enroll/tokens"} {
+		r, _ := http.NewRequest(http.MethodPost, path, strings.NewReader(`{}`))
+		r.Header.Set("Content-Type", "application/json")
+		res, err := off.App().Test(r)
+		if err != nil || res.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("POST %s without a service = %v, %v, want 503", path, res.StatusCode, err)
+		}
 	}
-	// A token request from another host is refused (app.Test comes from 0.0.0.0).
-	res, err = srv.App().Test(newJSONRequest("/api/v1/enroll/tokens", `{"site":"s1"}`))
-	if err != nil || res.StatusCode != http.StatusForbidden {
-		t.Errorf("POST /enroll/tokens from a non-loopback address = %v, %v, want 403", res.StatusCode, err)
-	}
-}
-
-func newJSONRequest(path, body string) *http.Request {
-	r, _ := http.NewRequest(http.MethodPost, path, strings.NewReader(body))
-	r.Header.Set("Content-Type", "application/json")
-	return r
 }

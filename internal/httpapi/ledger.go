@@ -12,6 +12,9 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"twinchain/chaincode/core"
+	"twinchain/internal/alert"
+	"twinchain/internal/auth"
+	"twinchain/internal/eventtree"
 	"twinchain/internal/ledger"
 	"twinchain/internal/proofbundle"
 )
@@ -20,14 +23,24 @@ import (
 type ProofExporter interface {
 	Event(ctx context.Context, id uint64) (*proofbundle.Bundle, error)
 	Record(typ, id string) (*proofbundle.Bundle, error)
+	Alert(ctx context.Context, alert []byte) (*proofbundle.Bundle, error)
+}
+
+// EventTree is the event tree's checkpoints and consistency proofs
+// (*eventtree.Tree).
+type EventTree interface {
+	LatestCheckpoint() (eventtree.Checkpoint, bool, error)
+	ConsistencyProof(size1, size2 uint64) ([][]byte, error)
 }
 
 // LedgerDeps are the ledger routes' dependencies.
 type LedgerDeps struct {
 	Ledger ledger.Ledger
 	Proofs ProofExporter // nil: proof routes answer 503
-	// Caller says who makes a request (from its credentials); an error
-	// answers 401. Every ledger route needs a caller: the core checks roles.
+	Tree   EventTree     // nil: checkpoint routes answer 503
+	// Caller says who makes a request; an error answers 401. Every ledger
+	// route needs a caller: the core checks roles. nil: the signed-in
+	// principal (auth.go), see PrincipalCaller.
 	Caller func(c *fiber.Ctx) (core.Caller, error)
 	// Status is shown by GET /ledger/status (anchoring counters, tree size,
 	// service key); nil leaves it out.
@@ -96,11 +109,64 @@ func (s *Server) registerLedger(api fiber.Router) {
 		}
 		return b, err
 	}))
+	// An alert's proof: the anchored twin events behind it (alerts.go's store).
+	g.Get("/alerts/:id/proof", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+		if d.Proofs == nil || s.opts.Alerts == nil {
+			return nil, fmt.Errorf("alert proofs need the proof export and alerting: %w", ledger.ErrUnavailable)
+		}
+		a, err := s.opts.Alerts.Get(c.Params("id"))
+		if errors.Is(err, alert.ErrNotFound) {
+			return nil, fmt.Errorf("%v: %w", err, ledger.ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		raw, err := json.Marshal(a)
+		if err != nil {
+			return nil, err
+		}
+		b, err := d.Proofs.Alert(ctx, raw)
+		if errors.Is(err, proofbundle.ErrPending) {
+			return nil, fmt.Errorf("%v: %w", err, errPending)
+		}
+		return b, err
+	}))
 	g.Get("/proofs/:type/:id", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
 		if d.Proofs == nil {
 			return nil, fmt.Errorf("proof export is not configured: %w", ledger.ErrUnavailable)
 		}
 		return d.Proofs.Record(c.Params("type"), c.Params("id"))
+	}))
+	// The latest signed checkpoint, and a proof that an earlier tree size is
+	// a prefix of a later one: how an auditor checks the log only grew.
+	g.Get("/checkpoint", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+		if d.Tree == nil {
+			return nil, fmt.Errorf("the event tree is not configured: %w", ledger.ErrUnavailable)
+		}
+		cp, ok, err := d.Tree.LatestCheckpoint()
+		if err == nil && !ok {
+			err = fmt.Errorf("no checkpoint yet: %w", ledger.ErrNotFound)
+		}
+		return cp, err
+	}))
+	g.Get("/consistency", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+		if d.Tree == nil {
+			return nil, fmt.Errorf("the event tree is not configured: %w", ledger.ErrUnavailable)
+		}
+		from, err := strconv.ParseUint(c.Query("from"), 10, 64)
+		to, err2 := strconv.ParseUint(c.Query("to"), 10, 64)
+		if err != nil || err2 != nil || from > to {
+			return nil, fmt.Errorf("want ?from=SIZE&to=SIZE with from <= to: %w", errBadInput)
+		}
+		p, err := d.Tree.ConsistencyProof(from, to)
+		if err != nil {
+			return nil, fmt.Errorf("%v: %w", err, ledger.ErrNotFound)
+		}
+		hs := make([]eventtree.Hash, len(p))
+		for i, h := range p {
+			hs[i] = h
+		}
+		return fiber.Map{"from": from, "to": to, "proof": hs}, nil
 	}))
 	g.Post("/datasets", post(l.RegisterDataset))
 	g.Get("/datasets/:id", byID(l.GetDataset))
@@ -124,12 +190,33 @@ var errPending = errors.New("pending")
 
 const ctxKeyLedger = "ledger.ctx"
 
+// PrincipalCaller is the ledger caller of a signed-in request: the user or
+// token name and its role. The sign-in roles are the core's roles with the
+// same names, except viewer, which reads as an auditor. (The core's ml_lead
+// and compliance roles have no sign-in role yet, so their sign-offs come
+// only through tokens of another deployment or the Fabric identities.)
+func PrincipalCaller(c *fiber.Ctx) (core.Caller, error) {
+	p, ok := Principal(c)
+	if !ok {
+		return core.Caller{}, errors.New("sign in first")
+	}
+	role := core.Role(p.Role)
+	if p.Role == auth.Viewer {
+		role = core.RoleAuditor
+	}
+	if !role.Valid() {
+		return core.Caller{}, fmt.Errorf("role %q has no ledger role", p.Role)
+	}
+	return core.Caller{ID: p.Name, MSP: "", Role: role}, nil
+}
+
 // ledgerCaller resolves the caller once per request.
 func (s *Server) ledgerCaller(c *fiber.Ctx) error {
-	if s.opts.Ledger.Caller == nil {
-		return apiError(c, fiber.StatusUnauthorized, CodeUnauthorized, "no credentials accepted: ledger callers are not configured")
+	callerOf := s.opts.Ledger.Caller
+	if callerOf == nil {
+		callerOf = PrincipalCaller
 	}
-	caller, err := s.opts.Ledger.Caller(c)
+	caller, err := callerOf(c)
 	if err != nil {
 		return apiError(c, fiber.StatusUnauthorized, CodeUnauthorized, err.Error())
 	}

@@ -18,7 +18,7 @@ import (
 
 // seriesRig is the API over a real embedded telemetry store holding one
 // GPU's temp_c, one point every 10 s for an hour: value i%60 at i*10s.
-func seriesRig(t *testing.T, assets AssetStore) (*Server, time.Time) {
+func seriesRig(t testing.TB, assets AssetStore) (*Server, time.Time) {
 	t.Helper()
 	ts, err := embeddedstore.Open(t.TempDir(), embeddedstore.Options{})
 	if err != nil {
@@ -166,4 +166,47 @@ func TestChartStep(t *testing.T) {
 			t.Errorf("ChartStep(%s) = %s, want %s", tc.span, got, tc.want)
 		}
 	}
+}
+
+// FuzzSeriesQuery sends arbitrary query strings to the chart route: it must
+// answer 200 or 400, never fail, and a 200 holds whole, ordered windows.
+func FuzzSeriesQuery(f *testing.F) {
+	for _, seed := range []string{
+		"metric=temp_c",
+		"metric=gpu.temp_c&agg=max&step=10m&from=2026-11-25T12:00:00Z&to=2026-11-25T13:00:00Z",
+		"metric=temp_c&step=1s&from=2026-11-25T12:00:00.5Z&to=2026-11-25T12:00:09Z",
+		"metric=x.y.z&step=-5m",
+		"metric=temp_c&from=2026-11-25T13:00:00Z&to=2026-11-25T12:00:00Z",
+		"metric=%00&agg=%ff",
+	} {
+		f.Add(seed)
+	}
+	s, _ := seriesRig(f, nil)
+	f.Fuzz(func(t *testing.T, rawQuery string) {
+		req := httptest.NewRequest("GET", "/api/v1/assets/srv-s1-001.gpu0/series", nil)
+		req.URL.RawQuery = rawQuery
+		resp, err := s.App().Test(req, -1)
+		if err != nil {
+			t.Fatalf("GET series?%s: %v", rawQuery, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		switch resp.StatusCode {
+		case 400:
+			return
+		case 200:
+		default:
+			t.Fatalf("GET series?%s = %d %s, want 200 or 400", rawQuery, resp.StatusCode, body)
+		}
+		var got Series
+		if err := json.Unmarshal(body, &got); err != nil {
+			t.Fatalf("GET series?%s: body %s: %v", rawQuery, body, err)
+		}
+		step := time.Duration(got.StepSeconds * float64(time.Second))
+		for i, p := range got.Points {
+			if p.T.Before(got.From) || !p.T.Before(got.To) || !p.T.Equal(telemetry.WindowStart(p.T, step)) || i > 0 && !p.T.After(got.Points[i-1].T) {
+				t.Fatalf("GET series?%s: window %d at %s outside [%s, %s), unaligned to %s or out of order", rawQuery, i, p.T, got.From, got.To, step)
+			}
+		}
+	})
 }

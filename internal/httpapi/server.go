@@ -96,6 +96,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	api := s.app.Group("/api/v1")
+	s.registerEnrollGateway(api) // a gateway's enrollment token is its credential
 	if opts.Auth != nil {
 		opts.Auth.Mount(api)
 	} else {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,16 +11,8 @@ import (
 
 	"twinchain/internal/influxstore"
 	"twinchain/internal/telemetry"
-	"twinchain/internal/telemetry/telemetrytest"
 	"twinchain/internal/testsvc"
 )
-
-// dbFor names the database of a test directory.
-func dbFor(dir string) string {
-	h := fnv.New64a()
-	h.Write([]byte(dir))
-	return fmt.Sprintf("t%x", h.Sum64())
-}
 
 func config(srv *testsvc.Influxd, db string) telemetry.Config {
 	return telemetry.Config{
@@ -33,23 +23,6 @@ func config(srv *testsvc.Influxd, db string) telemetry.Config {
 		FlushInterval: 50 * time.Millisecond,
 		Timeout:       5 * time.Second,
 	}.WithDefaults()
-}
-
-// TestContract runs the telemetry contract suite against a real influxd
-// 1.8, through its v2 API: writes through the client, queries in Flux.
-func TestContract(t *testing.T) {
-	srv := testsvc.StartInfluxd(t, testsvc.InfluxdOptions{})
-	telemetrytest.Run(t, func(t *testing.T, dir string, o telemetrytest.Options) telemetry.Store {
-		db := dbFor(dir)
-		srv.CreateDatabase(t, db)
-		cfg := config(srv, db)
-		cfg.Retention = o.Retention
-		s, err := influxstore.Open(filepath.Join(dir, "replay"), cfg, influxstore.Options{Now: o.Now})
-		if err != nil {
-			t.Fatalf("Open = %v", err)
-		}
-		return s
-	})
 }
 
 // run starts s.Run and stops it and closes s at the end of the test.

@@ -60,7 +60,7 @@ func (c *Config) SetDefaults(gateway string) {
 		c.MaxInflight = 256
 	}
 	if c.ReplayRate == 0 {
-		c.ReplayRate = 2000
+		c.ReplayRate = 5000
 	}
 	if c.StatusInterval == 0 {
 		c.StatusInterval = 30 * time.Second

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -150,15 +151,26 @@ func TestDropsReported(t *testing.T) {
 
 // BenchmarkReplay measures how fast a backlog drains to Mosquitto after an
 // outage: b.N sealed readings are queued while the broker is down, then the
-// publisher connects with no replay rate limit.
+// publisher connects, with no replay rate limit and with the default one.
 func BenchmarkReplay(b *testing.B) {
 	broker := testsvc.StartMosquitto(b, "")
+	var def Config
+	def.SetDefaults("gw-pub")
+	for _, bc := range []struct {
+		name string
+		rate int
+	}{{"unlimited", 1_000_000}, {"default", def.ReplayRate}} {
+		b.Run(bc.name, func(b *testing.B) { benchReplay(b, broker.URL(), bc.rate) })
+	}
+}
+
+func benchReplay(b *testing.B, url string, rate int) {
 	q, err := diskqueue.Open(b.TempDir(), diskqueue.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer q.Close()
-	p := newPublisher(b, broker.URL(), q, 1_000_000)
+	p := newPublisher(b, url, q, rate)
 	body := wire.GPSFix{Asset: "gw-pub", Lat: 52.52, Lon: 13.4, AltM: 34, Quality: 1, HDOP: 0.6, Sats: 12, FixTime: time.Now()}
 	for i := 0; i < b.N; i++ {
 		if _, err := p.Publish(wire.KindGPS, time.Now(), body); err != nil {
@@ -173,7 +185,7 @@ func BenchmarkReplay(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	for q.Len() > 1 || p.Stats.Acked.Load() < uint64(b.N) {
+	for p.Stats.Acked.Load() < uint64(b.N)+1 { // the backlog and the "connected" status
 		time.Sleep(time.Millisecond)
 	}
 	elapsed := time.Since(start)
@@ -181,4 +193,91 @@ func BenchmarkReplay(b *testing.B) {
 	cancel()
 	<-done
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msg/s")
+}
+
+// cutProxy forwards TCP to a broker until cut, when it drops every
+// connection without an MQTT DISCONNECT, as a failing network would.
+type cutProxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			go io.Copy(u, c)
+			go io.Copy(c, u)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	return p
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// TestLastWill: when the connection drops, the broker publishes the will,
+// a signed "offline" status with sequence 0 sealed at connect time.
+func TestLastWill(t *testing.T) {
+	broker := testsvc.StartMosquitto(t, "")
+	sub := collect(t, broker.URL())
+	proxy := newCutProxy(t, broker.Addr)
+	q, err := diskqueue.Open(t.TempDir(), diskqueue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	p := newPublisher(t, "tcp://"+proxy.ln.Addr().String(), q, 1000)
+	p.cfg.BackoffMin, p.cfg.BackoffMax = 5*time.Second, 5*time.Second // stay away after the cut
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	before := time.Now()
+	go func() { done <- p.Run(ctx) }()
+	waitFor(t, "the online status", func() bool { return sub.count() >= 1 })
+	proxy.cut()
+	var will *wire.Envelope
+	waitFor(t, "the last will", func() bool {
+		sub.mu.Lock()
+		defer sub.mu.Unlock()
+		for i := range sub.envs {
+			if sub.envs[i].Seq == 0 {
+				will = &sub.envs[i]
+				return true
+			}
+		}
+		return false
+	})
+	cancel()
+	<-done
+	if err := will.Verify(testKey().Public().(ed25519.PublicKey)); err != nil {
+		t.Errorf("will signature: %v", err)
+	}
+	st, err := wire.DecodeBody[wire.Status](will)
+	if err != nil || st.State != wire.StateOffline || will.Kind != wire.KindStatus || will.Time.Before(before) || will.Time.After(time.Now()) {
+		t.Errorf("will = %s at %s, %+v, %v; want a status offline sealed at connect time", will.Kind, will.Time, st, err)
+	}
 }

@@ -2,7 +2,6 @@ package nmea
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -65,16 +64,13 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// OpenFunc opens a serial port.
-type OpenFunc func(path string, baud int) (io.ReadWriteCloser, error)
-
 // Service reads the configured receivers and reports each one's latest fix
 // at the report interval.
 type Service struct {
 	cfg    Config
 	log    *slog.Logger
 	now    func() time.Time
-	open   OpenFunc
+	open   serialport.OpenFunc
 	report func(wire.GPSFix)
 
 	mu       sync.Mutex
@@ -83,7 +79,7 @@ type Service struct {
 }
 
 // New returns a Service; report is called with each fix to send.
-func New(cfg Config, open OpenFunc, now func() time.Time, log *slog.Logger, report func(wire.GPSFix)) *Service {
+func New(cfg Config, open serialport.OpenFunc, now func() time.Time, log *slog.Logger, report func(wire.GPSFix)) *Service {
 	if open == nil {
 		open = serialport.Open
 	}
@@ -138,27 +134,9 @@ func (s *Service) Run(ctx context.Context) error {
 
 func (s *Service) runReceiver(ctx context.Context, rc ReceiverConfig) error {
 	log := s.log.With("receiver", rc.Name, "port", rc.Port)
-	failing := false
-	for ctx.Err() == nil {
-		port, err := s.open(rc.Port, rc.Baud)
-		if err == nil {
-			log.Info("gps receiver open", "baud", rc.Baud)
-			failing = false
-			err = s.readPort(ctx, rc, port, log)
-			port.Close()
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if !failing {
-			log.Warn("gps receiver unavailable, retrying every 2s", "err", err)
-			failing = true
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(2 * time.Second):
-		}
-	}
+	serialport.Keep(ctx, log, s.open, rc.Port, rc.Baud, 2*time.Second,
+		func() { log.Info("gps receiver open", "baud", rc.Baud) },
+		func(port io.Reader) error { return s.readPort(ctx, rc, port, log) })
 	return nil
 }
 
@@ -181,8 +159,5 @@ func (s *Service) readPort(ctx context.Context, rc ReceiverConfig, port io.Reade
 			logged = true
 		}
 	})
-	if err == nil && ctx.Err() == nil {
-		err = errors.New("port closed")
-	}
 	return err
 }

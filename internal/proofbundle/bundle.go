@@ -54,7 +54,16 @@
 // key with exactly value. A bundle proves what the service signed at that
 // height; a later block may supersede the record.
 //
-// Alerts are anchored as twin events; their bundles are event bundles.
+// # Alert bundles
+//
+//	{"version":1,"kind":"alert","service_key":"<hex>",
+//	 "alert":{"alert":{...the alert record...},"events":[{...an event proof...}, ...]}}
+//
+// An alert record changes over its life (acknowledged, resolved) and is not
+// itself on the ledger; what is anchored is the evidence behind it. An
+// alert bundle holds an event proof for every twin event in the alert's
+// evidence, and Verify checks each proof and that each event in the alert
+// is exactly the proven one.
 package proofbundle
 
 import (
@@ -63,6 +72,7 @@ import (
 
 	"twinchain/internal/eventtree"
 	"twinchain/internal/fileledger"
+	"twinchain/internal/twin"
 )
 
 // Version is the bundle format version.
@@ -72,6 +82,7 @@ const Version = 1
 const (
 	KindEvent  = "event"
 	KindRecord = "record"
+	KindAlert  = "alert"
 )
 
 // Bundle is a proof bundle; exactly one of Event and Record is set.
@@ -81,6 +92,39 @@ type Bundle struct {
 	ServiceKey eventtree.Hash `json:"service_key"`
 	Event      *EventProof    `json:"event,omitempty"`
 	Record     *RecordProof   `json:"record,omitempty"`
+	Alert      *AlertProof    `json:"alert,omitempty"`
+}
+
+// AlertProof proves the twin events behind an alert.
+type AlertProof struct {
+	Alert  json.RawMessage `json:"alert"`
+	Events []EventProof    `json:"events"`
+}
+
+// alertEvents reads the twin events of an alert record's evidence
+// (internal/alert's Alert: evidence[].evidence.events[]).
+func alertEvents(raw []byte) (id string, events []twin.Event, err error) {
+	var a struct {
+		ID       string `json:"id"`
+		Evidence []struct {
+			Evidence struct {
+				Events []twin.Event `json:"events"`
+			} `json:"evidence"`
+		} `json:"evidence"`
+	}
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return "", nil, fmt.Errorf("alert record: %w", err)
+	}
+	seen := map[uint64]bool{}
+	for _, r := range a.Evidence {
+		for _, e := range r.Evidence.Events {
+			if e.ID != 0 && !seen[e.ID] {
+				seen[e.ID] = true
+				events = append(events, e)
+			}
+		}
+	}
+	return a.ID, events, nil
 }
 
 // EventProof proves one twin event; see the package doc.

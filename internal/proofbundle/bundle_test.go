@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"twinchain/chaincode/core"
+	"twinchain/internal/alert"
+	"twinchain/internal/detect"
 	"twinchain/internal/eventtree"
 	"twinchain/internal/fileledger"
 	"twinchain/internal/ledger"
@@ -232,4 +234,71 @@ func FuzzVerifyJSON(f *testing.F) {
 			t.Errorf("VerifyJSON(%q) passed with no valid signature", data)
 		}
 	})
+}
+
+// TestRecordKeys checks RecordKey against the core's key layout through a
+// real ledger: a bundle exists for each record type.
+func TestRecordKeys(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.led.RegisterAsset(ledgertest.As(core.RoleAssetManager), core.AssetRegistration{ID: "srv-1.gpu0", Kind: "gpu", FingerprintHash: ledgertest.Hash("fp")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.led.SetPolicy(ledgertest.As(core.RoleCompliance), core.PolicyInput{ID: "prod", RequiredRoles: []core.Role{core.RoleMLLead}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range [][2]string{{"asset", "srv-1.gpu0"}, {"policy", "prod"}} {
+		b, err := e.x.Record(r[0], r[1])
+		if err != nil {
+			t.Errorf("Record(%s, %s): %v", r[0], r[1], err)
+			continue
+		}
+		if rep := Verify(b, serviceKey.Public().(ed25519.PublicKey)); !rep.OK() || !strings.Contains(string(b.Record.Value), r[1]) {
+			t.Errorf("Record(%s, %s) = %s, verified %v", r[0], r[1], b.Record.Value, rep.OK())
+		}
+	}
+	if got := AnchorKey(7); got != "anchor/00000000000000000007" {
+		t.Errorf("AnchorKey(7) = %q", got)
+	}
+}
+
+// TestAlertBundle uses the alert store's own record type, so a change of its
+// JSON shape breaks this test rather than alert proofs in the field.
+func TestAlertBundle(t *testing.T) {
+	e := newEnv(t)
+	e.anchorBatch(t, 1, 10)
+	a := alert.Alert{ID: "AL-1", Type: "substitution", Asset: "srv-s1-001.gpu3", State: alert.Open,
+		Evidence: []alert.EvidenceRecord{
+			{Summary: "uuid changed", Evidence: detect.Evidence{Events: []twin.Event{event(3), event(7)}}},
+			{Summary: "again", Evidence: detect.Evidence{Events: []twin.Event{event(7)}}},
+		}}
+	raw, _ := json.Marshal(a)
+	b, err := e.x.Alert(context.Background(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Alert.Events) != 2 {
+		t.Fatalf("alert bundle proves %d events, want 2 (3 and 7, once each)", len(b.Alert.Events))
+	}
+	pub := serviceKey.Public().(ed25519.PublicKey)
+	data, _ := json.Marshal(b)
+	if r := VerifyJSON(data, pub); !r.OK() {
+		t.Errorf("VerifyJSON(alert bundle) failed: %+v", r.Failed())
+	}
+	// The alert's copy of an event changed: caught.
+	a.Evidence[0].Evidence.Events[0].Note = "edited"
+	b.Alert.Alert, _ = json.Marshal(a)
+	r := Verify(b, pub)
+	if r.OK() || r.Failed()[0].Name != "alert event 3" {
+		t.Errorf("Verify(alert with an edited event) failed checks = %+v, want alert event 3", r.Failed())
+	}
+	// Unanchored evidence: pending.
+	a.Evidence[0].Evidence.Events = []twin.Event{event(11)}
+	raw, _ = json.Marshal(a)
+	e.tree.Append([]byte(`{"id":11}`))
+	if _, err := e.x.Alert(context.Background(), raw); !errors.Is(err, ErrPending) {
+		t.Errorf("Alert(unanchored evidence) = %v, want ErrPending", err)
+	}
+	if _, err := e.x.Alert(context.Background(), []byte(`{"id":"AL-2","evidence":[]}`)); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Alert(no events) = %v, want ErrNotFound", err)
+	}
 }

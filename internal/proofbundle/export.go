@@ -95,6 +95,27 @@ func (x *Exporter) Event(ctx context.Context, id uint64) (*Bundle, error) {
 	return &Bundle{Version: Version, Kind: KindEvent, ServiceKey: eventtree.Hash(x.Key), Event: ep}, nil
 }
 
+// Alert builds the bundle of an alert record (its JSON as the alert store
+// gives it): an event proof for each twin event in its evidence.
+func (x *Exporter) Alert(ctx context.Context, alert []byte) (*Bundle, error) {
+	id, events, err := alertEvents(alert)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, ledger.ErrInvalid)
+	}
+	if len(events) == 0 {
+		return nil, fmt.Errorf("alert %s has no twin events in its evidence to prove: %w", id, ledger.ErrNotFound)
+	}
+	ap := &AlertProof{Alert: alert}
+	for _, e := range events {
+		b, err := x.Event(ctx, e.ID)
+		if err != nil {
+			return nil, fmt.Errorf("alert %s: %w", id, err)
+		}
+		ap.Events = append(ap.Events, *b.Event)
+	}
+	return &Bundle{Version: Version, Kind: KindAlert, ServiceKey: eventtree.Hash(x.Key), Alert: ap}, nil
+}
+
 // Record types a record bundle can prove, and their world-state keys. The
 // layout is the chaincode core's (core/keys.go); keys_test.go checks it
 // against a real ledger.

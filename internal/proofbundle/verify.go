@@ -98,6 +98,8 @@ func Verify(b *Bundle, trusted ed25519.PublicKey) *Report {
 		verifyEvent(r, b.Event, key)
 	case b.Kind == KindRecord && b.Record != nil:
 		verifyRecord(r, b.Record, key)
+	case b.Kind == KindAlert && b.Alert != nil:
+		verifyAlert(r, b.Alert, key)
 	default:
 		r.Subject = "proof bundle"
 		r.add("kind", fmt.Errorf("kind %q without its proof", b.Kind), "")
@@ -170,6 +172,43 @@ func verifyEvent(r *Report, p *EventProof, key ed25519.PublicKey) {
 		err = fmt.Errorf("block %d does not write this anchor", body.Height)
 	}
 	r.add("ledger block", err, fmt.Sprintf("block %d signed by the service key writes anchor %d", body.Height, a.Seq))
+}
+
+func verifyAlert(r *Report, p *AlertProof, key ed25519.PublicKey) {
+	id, events, err := alertEvents(p.Alert)
+	r.Subject = fmt.Sprintf("alert %s", id)
+	if err == nil && len(events) == 0 {
+		err = fmt.Errorf("the alert carries no twin events to prove")
+	}
+	r.add("alert record", err, fmt.Sprintf("%d twin events in its evidence", len(events)))
+	proven := map[uint64][]byte{}
+	for i := range p.Events {
+		ep := &p.Events[i]
+		sub := &Report{}
+		verifyEvent(sub, ep, key)
+		for _, c := range sub.Checks {
+			c.Name = fmt.Sprintf("event %d %s", ep.EventID, c.Name)
+			r.Checks = append(r.Checks, c)
+		}
+		if sub.OK() {
+			proven[ep.EventID] = ep.Leaf
+		}
+	}
+	for _, e := range events {
+		want, _ := json.Marshal(e)
+		var err error
+		leaf, ok := proven[e.ID]
+		if !ok {
+			err = fmt.Errorf("no valid proof in the bundle")
+		} else {
+			var le twin.Event
+			json.Unmarshal(leaf, &le)
+			if got, _ := json.Marshal(le); !bytes.Equal(got, want) {
+				err = fmt.Errorf("the alert's copy differs from the anchored event")
+			}
+		}
+		r.add(fmt.Sprintf("alert event %d", e.ID), err, "the alert's evidence is the anchored event")
+	}
 }
 
 func verifyRecord(r *Report, p *RecordProof, key ed25519.PublicKey) {

@@ -2,7 +2,6 @@ package rfid
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -98,15 +97,12 @@ type Stats struct {
 	Reopens     uint64 // times the port was (re)opened
 }
 
-// OpenFunc opens a serial port.
-type OpenFunc func(path string, baud int) (io.ReadWriteCloser, error)
-
 // Service runs the configured readers and reports merged reads.
 type Service struct {
 	cfg    Config
 	log    *slog.Logger
 	now    func() time.Time
-	open   OpenFunc
+	open   serialport.OpenFunc
 	report func(wire.RFID)
 	reads  chan TagRead
 
@@ -116,7 +112,7 @@ type Service struct {
 
 // New returns a Service. report is called from Run's goroutine with each
 // batch of merged reads. open defaults to serialport.Open.
-func New(cfg Config, open OpenFunc, now func() time.Time, log *slog.Logger, report func(wire.RFID)) *Service {
+func New(cfg Config, open serialport.OpenFunc, now func() time.Time, log *slog.Logger, report func(wire.RFID)) *Service {
 	if open == nil {
 		open = serialport.Open
 	}
@@ -180,28 +176,12 @@ func (s *Service) runReader(ctx context.Context, rc ReaderConfig) error {
 			return fmt.Errorf("reader %s: %w", rc.Name, err)
 		}
 	}
-	failing := false
-	for ctx.Err() == nil {
-		port, err := s.open(rc.Port, rc.Baud)
-		if err == nil {
+	serialport.Keep(ctx, log, s.open, rc.Port, rc.Baud, 2*time.Second,
+		func() {
 			s.update(rc.Name, func(st *Stats) { st.Reopens++ })
 			log.Info("rfid reader open", "protocol", rc.Protocol, "read_point", rc.ReadPoint, "zone", rc.Zone)
-			failing = false
-			err = s.readPort(ctx, rc, port, uhf, log)
-			port.Close()
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if !failing {
-			log.Warn("rfid reader unavailable, retrying every 2s", "err", err)
-			failing = true
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(2 * time.Second):
-		}
-	}
+		},
+		func(port io.Reader) error { return s.readPort(ctx, rc, port, uhf, log) })
 	return nil
 }
 
@@ -269,9 +249,6 @@ func (s *Service) readPort(ctx context.Context, rc ReaderConfig, port io.Reader,
 			logged = true
 		}
 	})
-	if err == nil && ctx.Err() == nil {
-		err = errors.New("port closed")
-	}
 	return err
 }
 

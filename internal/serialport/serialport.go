@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/tarm/serial"
@@ -86,5 +87,40 @@ func (l *Lines) Feed(p []byte, emit func(line []byte)) {
 			continue
 		}
 		l.buf = append(l.buf, c)
+	}
+}
+
+// OpenFunc opens a serial port; Open is one.
+type OpenFunc func(path string, baud int) (io.ReadWriteCloser, error)
+
+// Keep opens the port at path and runs read on it until ctx ends. When the
+// port cannot be opened or read fails (a device unplugged), it tries again
+// every retry; the failure is logged once until the port works again.
+// opened is called after each successful open.
+func Keep(ctx context.Context, log *slog.Logger, open OpenFunc, path string, baud int, retry time.Duration,
+	opened func(), read func(port io.Reader) error) {
+	failing := false
+	for ctx.Err() == nil {
+		port, err := open(path, baud)
+		if err == nil {
+			opened()
+			failing = false
+			err = read(port)
+			port.Close()
+			if err == nil && ctx.Err() == nil {
+				err = errors.New("port closed")
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if !failing {
+			log.Warn("serial port unavailable, retrying", "port", path, "every", retry, "err", err)
+			failing = true
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(retry):
+		}
 	}
 }

@@ -21,7 +21,16 @@
 #   TWINCHAIN_FABRIC_CA     optional fabric-ca-server binary: when set, org1's CA runs as a
 #                       Fabric CA holding cryptogen's CA key, so identities enrolled there
 #                       (with a twin.role attribute) are members of Org1MSP
+#   TWINCHAIN_FABRIC_CA_CLIENT  fabric-ca-client for enrolling identities (default: next to
+#                       TWINCHAIN_FABRIC_CA, on PATH, or built once into ~/.cache/twinchain/bin)
+#   TWINCHAIN_FABRIC_TEST_CHANNELS  extra channels twinchain1..N for tests (default 5)
 #   TWINCHAIN_CC_BIN        optional prebuilt twinchain-cc; default: built from ./chaincode
+#
+# With a Fabric CA, up enrolls Org1 identities whose ECerts carry twin.role: the
+# service identity (TWINCHAIN_FABRIC_CERT/KEY) and test-<role> for every role in
+# $STATE/identities/<id>.<role>/{cert.pem,key.pem} (the layout fabricledger reads).
+# Then `. $STATE/network.env && go test ./internal/fabricledger` runs the ledger
+# contract suite on this network.
 #
 # Everything listens on 127.0.0.1. Modelled on fabric-samples' test-network-nano-bash:
 # an orderer using the channel participation API (no system channel; osnadmin channel
@@ -38,6 +47,10 @@ STATE="${TWINCHAIN_FABRIC_STATE:-$repo/.run/fabric}"
 BASE="${TWINCHAIN_FABRIC_PORT:-17000}"
 NORGS="${TWINCHAIN_FABRIC_ORGS:-2}"
 CHANNEL=twinchain
+# The suite of internal/fabricledger wants an empty ledger per subtest, so
+# the network also has channels twinchain1..N with the chaincode on each.
+NTEST="${TWINCHAIN_FABRIC_TEST_CHANNELS:-5}"
+channels() { echo "$CHANNEL"; for i in $(seq 1 "$NTEST"); do echo "$CHANNEL$i"; done; }
 CC_NAME=twinchain
 CC_VERSION=1.0
 CC_LABEL="${CC_NAME}_${CC_VERSION}"
@@ -253,8 +266,10 @@ Profiles:
         <<: *ApplicationCapabilities
 EOF
   } >"$cfg/configtx.yaml"
-  FABRIC_CFG_PATH="$cfg" "$FABRIC_BIN/configtxgen" -profile TwinchainChannel \
-    -outputBlock "$STATE/artifacts/$CHANNEL.block" -channelID "$CHANNEL"
+  for ch in $(channels); do
+    FABRIC_CFG_PATH="$cfg" "$FABRIC_BIN/configtxgen" -profile TwinchainChannel \
+      -outputBlock "$STATE/artifacts/$ch.block" -channelID "$ch"
+  done
 }
 
 # peer_config writes the peers' core.yaml: the release's, with vm.endpoint ""
@@ -358,15 +373,16 @@ as_admin() {
 orderer_flags=(-o "$HOST:$orderer_port" --tls --cafile "$ord_tlsca")
 
 create_channel() {
-  "$FABRIC_BIN/osnadmin" channel join --channelID "$CHANNEL" \
-    --config-block "$STATE/artifacts/$CHANNEL.block" -o "$HOST:$orderer_admin" >/dev/null
-  joined() { as_admin "$1" "$FABRIC_BIN/peer" channel getinfo -c "$CHANNEL" >/dev/null 2>&1; }
-  join() { joined "$1" || as_admin "$1" "$FABRIC_BIN/peer" channel join -b "$STATE/artifacts/$CHANNEL.block"; }
+  local ch="$1"
+  "$FABRIC_BIN/osnadmin" channel join --channelID "$ch" \
+    --config-block "$STATE/artifacts/$ch.block" -o "$HOST:$orderer_admin" >/dev/null
+  joined() { as_admin "$1" "$FABRIC_BIN/peer" channel getinfo -c "$ch" >/dev/null 2>&1; }
+  join() { joined "$1" || as_admin "$1" "$FABRIC_BIN/peer" channel join -b "$STATE/artifacts/$ch.block"; }
   for o in $(orgs); do
-    retry 15 join "$o" || die "peer$o could not join $CHANNEL"
-    retry 15 joined "$o" || die "peer$o has no block of $CHANNEL"
+    retry 15 join "$o" || die "peer$o could not join $ch"
+    retry 15 joined "$o" || die "peer$o has no block of $ch"
   done
-  log "channel $CHANNEL created; anchor peers are in its genesis block"
+  log "channel $ch created; anchor peers are in its genesis block"
 }
 
 # package_chaincode writes the ccaas package: metadata.json and code.tar.gz
@@ -387,8 +403,8 @@ cc_binary() {
   echo "$STATE/bin/twinchain-cc"
 }
 
-deploy_chaincode() {
-  local pkg="$STATE/artifacts/$CC_NAME.tar.gz" pkgid policy commit_peers=()
+install_chaincode() {
+  local pkg="$STATE/artifacts/$CC_NAME.tar.gz" pkgid
   package_chaincode
   pkgid="$(as_admin 1 "$FABRIC_BIN/peer" lifecycle chaincode calculatepackageid "$pkg")"
   [ -n "$pkgid" ] || die "no package id"
@@ -399,27 +415,30 @@ deploy_chaincode() {
       || { cat "$STATE/logs/install$o.log" >&2; die "install on peer$o failed"; }
   done
   log "installed $pkgid"
+}
 
-  start chaincode env CHAINCODE_ID="$pkgid" CHAINCODE_SERVER_ADDRESS="$HOST:$cc_port" "$(cc_binary)"
-
+# define_chaincode CHANNEL approves the chaincode for every org and commits it.
+define_chaincode() {
+  local ch="$1" pkgid policy commit_peers=()
+  pkgid="$(cat "$STATE/artifacts/package-id")"
   policy="OR($(for o in $(orgs); do printf "'Org%sMSP.peer'," "$o"; done | sed 's/,$//'))"
   # A repeated approval of the same definition is refused as "unchanged
   # content", and a repeated commit as a wrong sequence: both mean done.
   approve() {
     local out
     out="$(as_admin "$1" "$FABRIC_BIN/peer" lifecycle chaincode approveformyorg "${orderer_flags[@]}" \
-      --channelID "$CHANNEL" --name "$CC_NAME" --version "$CC_VERSION" --package-id "$pkgid" \
+      --channelID "$ch" --name "$CC_NAME" --version "$CC_VERSION" --package-id "$pkgid" \
       --sequence 1 --signature-policy "$policy" 2>&1)" && return 0
     case "$out" in *"unchanged content"*) return 0 ;; esac
-    log "approve (Org$1MSP): $out"; return 1
+    log "approve (Org$1MSP, $ch): $out"; return 1
   }
   committed() {
     as_admin "$1" "$FABRIC_BIN/peer" lifecycle chaincode querycommitted \
-      --channelID "$CHANNEL" --name "$CC_NAME" >/dev/null 2>&1
+      --channelID "$ch" --name "$CC_NAME" >/dev/null 2>&1
   }
   commit() {
     committed 1 || as_admin 1 "$FABRIC_BIN/peer" lifecycle chaincode commit "${orderer_flags[@]}" \
-      --channelID "$CHANNEL" --name "$CC_NAME" --version "$CC_VERSION" --sequence 1 \
+      --channelID "$ch" --name "$CC_NAME" --version "$CC_VERSION" --sequence 1 \
       --signature-policy "$policy" "${commit_peers[@]}"
   }
   for o in $(orgs); do
@@ -427,7 +446,7 @@ deploy_chaincode() {
     commit_peers+=(--peerAddresses "$HOST:$(peer_port "$o")" --tlsRootCertFiles "$(peer_dir "$o")/tls/ca.crt")
   done
   ready() {
-    as_admin 1 "$FABRIC_BIN/peer" lifecycle chaincode checkcommitreadiness --channelID "$CHANNEL" \
+    as_admin 1 "$FABRIC_BIN/peer" lifecycle chaincode checkcommitreadiness --channelID "$ch" \
       --name "$CC_NAME" --version "$CC_VERSION" --sequence 1 --signature-policy "$policy" --output json \
       | grep -c '": true' | grep -qx "$NORGS"
   }
@@ -436,7 +455,7 @@ deploy_chaincode() {
   for o in $(orgs); do
     retry 15 committed "$o" || die "chaincode not committed on peer$o"
   done
-  log "chaincode $CC_NAME committed on $CHANNEL"
+  log "chaincode $CC_NAME committed on $ch"
 }
 
 # smoke_test calls the chaincode through a peer. The cryptogen admin has no
@@ -467,22 +486,103 @@ start_ca() {
   die "Fabric CA did not start; log: $STATE/logs/ca1.log"
 }
 
+# ca_client finds fabric-ca-client, building it once (from the fabric-ca
+# module the Go proxy serves, as scripts/test-deps.sh builds the server).
+ca_client() {
+  local c cache="${XDG_CACHE_HOME:-$HOME/.cache}/twinchain/bin" tmp
+  for c in "${TWINCHAIN_FABRIC_CA_CLIENT:-}" "$(dirname "$TWINCHAIN_FABRIC_CA")/fabric-ca-client" \
+    "$(command -v fabric-ca-client || true)" "$cache/fabric-ca-client"; do
+    if [ -n "$c" ] && [ -x "$c" ]; then echo "$c"; return; fi
+  done
+  command -v go >/dev/null || return 1
+  log "building fabric-ca-client 1.5.15 into $cache (once)"
+  tmp="$(mktemp -d)"
+  (
+    cd "$tmp"
+    printf 'module fabricca.build\n\ngo 1.26\n\nrequire github.com/hyperledger/fabric-ca v1.5.15\n' >go.mod
+    printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/hyperledger/fabric-ca/cmd/fabric-ca-client"\n' >tools.go
+    GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true
+    GOFLAGS=-mod=mod GOBIN="$cache" go install github.com/hyperledger/fabric-ca/cmd/fabric-ca-client
+  ) >&2 || return 1
+  rm -rf "$tmp"
+  echo "$cache/fabric-ca-client"
+}
+
+# enroll ID ROLE DIR: registers a client identity of Org1 whose ECert carries
+# twin.role=ROLE and writes its certificate and key to DIR.
+enroll() {
+  local id="$1" role="$2" dir="$3" client="$4" url="http://$HOST:$(ca_port 1)" home="$STATE/ca-client"
+  local out
+  out="$("$client" register -u "$url" --caname ca-org1 -H "$home/registrar" --id.name "$id" \
+    --id.secret "$id-pw" --id.type client --id.affiliation org1 --id.attrs "twin.role=$role:ecert" 2>&1)" \
+    || case "$out" in *"already registered"*) ;; *) echo "$out" >>"$STATE/logs/enroll.log"; return 1 ;; esac
+  rm -rf "$home/$id"
+  "$client" enroll -u "http://$id:$id-pw@$HOST:$(ca_port 1)" --caname ca-org1 -H "$home/$id" \
+    >>"$STATE/logs/enroll.log" 2>&1 || return 1
+  mkdir -p "$dir"
+  cp "$home/$id/msp/signcerts/cert.pem" "$dir/cert.pem"
+  cp "$(ls "$home/$id"/msp/keystore/*_sk | head -n 1)" "$dir/key.pem"
+  chmod 600 "$dir/key.pem"
+}
+
+enroll_identities() {
+  [ -n "${TWINCHAIN_FABRIC_CA:-}" ] || return 0
+  local client role
+  client="$(ca_client)" || { log "no fabric-ca-client: identities not enrolled"; return 0; }
+  "$client" enroll -u "http://admin:adminpw@$HOST:$(ca_port 1)" --caname ca-org1 \
+    -H "$STATE/ca-client/registrar" >>"$STATE/logs/enroll.log" 2>&1 || die "enroll the CA registrar failed; see $STATE/logs/enroll.log"
+  enroll twin-service service "$STATE/identities/twin-service.service" "$client" || die "enroll twin-service failed; see $STATE/logs/enroll.log"
+  for role in admin asset_manager security maintenance ml_engineer ml_lead compliance auditor service gateway; do
+    enroll "test-$role" "$role" "$STATE/identities/test-$role.$role" "$client" || die "enroll test-$role failed"
+  done
+  log "enrolled twin-service and test-<role> identities with twin.role in $STATE/identities"
+  smoke_test_role
+}
+
+# smoke_test_role queries as the enrolled test-auditor: the chaincode must
+# read its role from the ECert and answer (no anchor yet: [not_found]).
+smoke_test_role() {
+  local m="$STATE/msp-test-auditor" out
+  rm -rf "$m"
+  cp -r "$crypto/peerOrganizations/$(org_dom 1)/users/User1@$(org_dom 1)/msp" "$m"
+  rm -f "$m"/signcerts/* "$m"/keystore/*
+  cp "$STATE/identities/test-auditor.auditor/cert.pem" "$m/signcerts/cert.pem"
+  cp "$STATE/identities/test-auditor.auditor/key.pem" "$m/keystore/priv_sk"
+  out="$(as_admin 1 env CORE_PEER_MSPCONFIGPATH="$m" "$FABRIC_BIN/peer" chaincode query -C "$CHANNEL" \
+    -n "$CC_NAME" -c '{"Args":["AnchorHead","{}"]}' 2>&1 || true)"
+  case "$out" in
+    *"[not_found]"*) log "smoke test: an enrolled auditor is recognised by its twin.role" ;;
+    *) log "smoke test output: $out"; die "the chaincode did not recognise the enrolled auditor" ;;
+  esac
+}
+
+# write_env records what a client needs, under the names the fabricledger
+# tests read; `. network.env` exports them.
 write_env() {
-  local u1="$crypto/peerOrganizations/$(org_dom 1)/users/User1@$(org_dom 1)/msp"
+  local u1="$crypto/peerOrganizations/$(org_dom 1)/users/User1@$(org_dom 1)/msp" cert key
+  cert="$(ls "$u1"/signcerts/*.pem)" key="$u1/keystore/priv_sk"
+  if [ -f "$STATE/identities/twin-service.service/cert.pem" ]; then
+    cert="$STATE/identities/twin-service.service/cert.pem" key="$STATE/identities/twin-service.service/key.pem"
+  fi
   {
-    echo "TWINCHAIN_FABRIC_CHANNEL=$CHANNEL"
-    echo "TWINCHAIN_FABRIC_CHAINCODE=$CC_NAME"
-    echo "TWINCHAIN_FABRIC_PEER=$HOST:$(peer_port 1)"
-    echo "TWINCHAIN_FABRIC_PEER_HOST=peer0.$(org_dom 1)"
-    echo "TWINCHAIN_FABRIC_PEER_TLS_CA=$(peer_dir 1)/tls/ca.crt"
-    echo "TWINCHAIN_FABRIC_MSPID=Org1MSP"
-    echo "TWINCHAIN_FABRIC_USER_CERT=$(ls "$u1"/signcerts/*.pem)"
-    echo "TWINCHAIN_FABRIC_USER_KEY=$u1/keystore/priv_sk"
-    echo "TWINCHAIN_FABRIC_PACKAGE_ID=$(cat "$STATE/artifacts/package-id")"
+    echo "export FABRIC_BIN=$FABRIC_BIN"
+    echo "export TWINCHAIN_FABRIC_CHANNEL=$CHANNEL"
+    echo "export TWINCHAIN_FABRIC_CHANNEL_PREFIX=$CHANNEL"
+    echo "export TWINCHAIN_FABRIC_CHAINCODE=$CC_NAME"
+    echo "export TWINCHAIN_FABRIC_PEER=$HOST:$(peer_port 1)"
+    echo "export TWINCHAIN_FABRIC_PEER_HOST=peer0.$(org_dom 1)"
+    echo "export TWINCHAIN_FABRIC_TLS_CA=$(peer_dir 1)/tls/ca.crt"
+    echo "export TWINCHAIN_FABRIC_MSP=Org1MSP"
+    echo "export TWINCHAIN_FABRIC_CERT=$cert"
+    echo "export TWINCHAIN_FABRIC_KEY=$key"
+    echo "export TWINCHAIN_FABRIC_PACKAGE_ID=$(cat "$STATE/artifacts/package-id")"
+    if [ -d "$STATE/identities" ]; then
+      echo "export TWINCHAIN_FABRIC_IDENTITIES=$STATE/identities"
+    fi
     if [ -n "${TWINCHAIN_FABRIC_CA:-}" ]; then
-      echo "TWINCHAIN_FABRIC_CA_URL=http://$HOST:$(ca_port 1)"
-      echo "TWINCHAIN_FABRIC_CA_NAME=ca-org1"
-      echo "TWINCHAIN_FABRIC_CA_CERT=$(ls "$crypto/peerOrganizations/$(org_dom 1)/ca/"*-cert.pem)"
+      echo "export TWINCHAIN_FABRIC_CA_URL=http://$HOST:$(ca_port 1)"
+      echo "export TWINCHAIN_FABRIC_CA_NAME=ca-org1"
+      echo "export TWINCHAIN_FABRIC_CA_CERT=$(ls "$crypto/peerOrganizations/$(org_dom 1)/ca/"*-cert.pem)"
     fi
   } >"$STATE/network.env"
 }
@@ -491,8 +591,14 @@ up() {
   check_inputs
   [ ! -d "$STATE/pids" ] || [ -z "$(ls -A "$STATE/pids" 2>/dev/null)" ] || die "already up (run down first): $STATE"
   local fresh=true
-  if [ -d "$crypto" ]; then fresh=false; log "reusing $STATE"; fi
+  if [ -d "$crypto" ]; then
+    [ -f "$STATE/deployed" ] || die "$STATE holds a network whose setup did not finish: run clean first"
+    fresh=false
+    log "reusing $STATE"
+  fi
   mkdir -p "$STATE"
+  # A failed up leaves nothing running (its state stays for a look).
+  trap 'rc=$?; if [ "$rc" -ne 0 ]; then log "up failed: stopping what it started; clean starts over"; down; fi' EXIT
   if $fresh; then
     gen_crypto
     gen_channel_block
@@ -503,15 +609,22 @@ up() {
   for o in $(orgs); do start_peer "$o"; done
   for o in $(orgs); do wait_healthy "peer$o" "$(peer_ops "$o")"; done
   if $fresh; then
-    create_channel
-    deploy_chaincode
-  else
-    start chaincode env CHAINCODE_ID="$(cat "$STATE/artifacts/package-id")" \
-      CHAINCODE_SERVER_ADDRESS="$HOST:$cc_port" "$(cc_binary)"
+    for ch in $(channels); do create_channel "$ch"; done
+    install_chaincode
+  fi
+  start chaincode env CHAINCODE_ID="$(cat "$STATE/artifacts/package-id")" \
+    CHAINCODE_SERVER_ADDRESS="$HOST:$cc_port" "$(cc_binary)"
+  if $fresh; then
+    for ch in $(channels); do define_chaincode "$ch"; done
   fi
   start_ca
+  if $fresh; then
+    enroll_identities
+    touch "$STATE/deployed"
+  fi
   smoke_test
   write_env
+  trap - EXIT
   log "up; client settings in $STATE/network.env"
 }
 

@@ -1,0 +1,133 @@
+package anchor
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"twinchain/internal/registry"
+	"twinchain/internal/wire"
+)
+
+// BenchmarkEventToAnchored drives the real ingest as fast as 16 gateways can
+// submit (telemetry whose health counters move, 8 GPU events a message) with
+// the default anchoring settings, and reports how long an event waits from
+// its commit in the store until an anchor covering it is on the embedded
+// ledger.
+func BenchmarkEventToAnchored(b *testing.B) {
+	r := newRigTB(b, Config{})
+	benchIngest(b, r, true)
+}
+
+// BenchmarkIngestWithoutAnchoring is the same load with the anchorer
+// stopped: the ingest rate to compare with.
+func BenchmarkIngestWithoutAnchoring(b *testing.B) {
+	r := newRigTB(b, Config{})
+	r.stopAnchorer()
+	benchIngest(b, r, false)
+}
+
+func benchIngest(b *testing.B, r *rig, anchoring bool) {
+	const gws = 16
+	keys := make([]ed25519.PrivateKey, gws)
+	for g := range keys {
+		seed := sha256.Sum256([]byte(fmt.Sprint("gw", g)))
+		keys[g] = ed25519.NewKeyFromSeed(seed[:])
+		if err := r.reg.Put(registry.Gateway{ID: fmt.Sprintf("gw-b%02d", g), PublicKey: keys[g].Public().(ed25519.PublicKey), Site: "s1"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// Watch the anchored position.
+	type mark struct {
+		id uint64
+		at time.Time
+	}
+	var marks []mark
+	stopWatch := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		var last uint64
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if !anchoring {
+				continue
+			}
+			if to := r.a.Stats().AnchoredTo; to != last {
+				last = to
+				marks = append(marks, mark{to, time.Now()})
+			}
+		}
+	}()
+	start := time.Now()
+	var wg sync.WaitGroup
+	per := max(1, b.N/gws)
+	b.ResetTimer()
+	for g := 0; g < gws; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gw := fmt.Sprintf("gw-b%02d", g)
+			for i := 1; i <= per; i++ {
+				tel := wire.Telemetry{Host: fmt.Sprintf("srv-b%02d", g)}
+				for k := 0; k < 8; k++ {
+					tel.GPUs = append(tel.GPUs, wire.GPUSample{Asset: fmt.Sprintf("srv-b%02d.gpu%d", g, k), Index: k, RetiredPages: i})
+				}
+				raw, err := wire.Seal(keys[g], gw, uint64(i), time.Now(), wire.KindTelemetry, tel)
+				if err == nil {
+					_, err = r.in.Submit(wire.Topic(gw, wire.KindTelemetry), raw)
+				}
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	ingestDur := time.Since(start)
+	last := r.store.LastEventID()
+	b.ReportMetric(float64(last)/ingestDur.Seconds(), "events/s")
+	if !anchoring {
+		close(stopWatch)
+		return
+	}
+	for r.a.Stats().AnchoredTo < last {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	close(stopWatch)
+	<-watched
+	// Latency of every event: first mark covering it minus its commit time.
+	evs, err := r.store.EventsAfter(0, int(last))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var lat []float64
+	mi := 0
+	for _, e := range evs {
+		for mi < len(marks) && marks[mi].id < e.ID {
+			mi++
+		}
+		if mi == len(marks) {
+			break
+		}
+		lat = append(lat, float64(marks[mi].at.Sub(e.Recorded).Microseconds())/1000)
+	}
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		return
+	}
+	b.ReportMetric(lat[len(lat)/2], "p50_ms")
+	b.ReportMetric(lat[len(lat)*99/100], "p99_ms")
+	b.ReportMetric(lat[len(lat)-1], "max_ms")
+	b.ReportMetric(float64(r.a.Stats().Anchored), "anchors")
+}
