@@ -115,6 +115,9 @@ type Ingest struct {
 
 	// skipFinalCheckpoint makes Run end like a crash, for the replay test.
 	skipFinalCheckpoint bool
+	// stale is set when the writer's state could not be reloaded from the
+	// store after a failed commit (owned by the Run goroutine).
+	stale error
 }
 
 // New builds an ingest over an open store. It loads the twins and the
@@ -294,22 +297,39 @@ func (in *Ingest) checkpoint() {
 	err := in.store.Update(func(tx *twinstore.Tx) error { return in.w.checkpoint(tx, in.now()) })
 	if err != nil {
 		in.log.Error("checkpoint failed; observations will be replayed at the next start", "err", err)
-		if rerr := in.w.reload(); rerr != nil {
-			in.log.Error("reload state after failed checkpoint", "err", rerr)
-		}
+		in.reload()
 	}
+}
+
+// reload rebuilds the writer's state from the store after a failed
+// transaction. If that fails too, the state is marked stale and every
+// commit fails until a reload succeeds: nothing is folded onto a state that
+// does not match the store.
+func (in *Ingest) reload() {
+	if err := in.w.reload(); err != nil {
+		in.stale = fmt.Errorf("state not reloaded after a failed commit: %w", err)
+		in.log.Error("reload state from the store", "err", err)
+		return
+	}
+	in.stale = nil
 }
 
 // commit applies and stores one batch and answers every item in it.
 func (in *Ingest) commit(batch []*item) {
 	start := in.now()
-	err := in.store.Update(func(tx *twinstore.Tx) error {
-		return in.w.apply(tx, batch, start)
-	})
+	if in.stale != nil {
+		in.reload()
+	}
+	err := in.stale
+	if err == nil {
+		err = in.store.Update(func(tx *twinstore.Tx) error {
+			return in.w.apply(tx, batch, start)
+		})
+	}
 	if err != nil {
 		in.log.Error("commit failed; messages not acknowledged", "messages", len(batch), "err", err)
-		if rerr := in.w.reload(); rerr != nil {
-			in.log.Error("reload state after failed commit", "err", rerr)
+		if in.stale == nil {
+			in.reload()
 		}
 		for _, it := range batch {
 			it.err = err

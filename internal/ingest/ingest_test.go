@@ -522,3 +522,21 @@ func TestRejectionLogRateLimit(t *testing.T) {
 		t.Errorf("counted %d bad signatures, kept %d recent; want 5 and the ring's 4", s.rejected[ReasonBadSignature], len(s.recent))
 	}
 }
+
+// TestStoreFailure: when the store cannot commit (and the state cannot be
+// reloaded), Submit reports an error for every message, so none is
+// acknowledged, and the failures are counted.
+func TestStoreFailure(t *testing.T) {
+	const gw = "gw-d"
+	r := newRig(t, Config{}, gw)
+	r.submit(gw, wire.KindStatus, seal(t, gw, 1, t0, wire.KindStatus, status(wire.StateOnline)))
+	r.store.Close()
+	for seq := uint64(2); seq <= 3; seq++ {
+		if _, err := r.in.Submit(wire.Topic(gw, wire.KindStatus), seal(t, gw, seq, t0, wire.KindStatus, status(wire.StateOnline))); err == nil {
+			t.Errorf("Submit(seq %d) with the store closed = nil error, want an error", seq)
+		}
+	}
+	if st := r.in.Stats(); st.CommitFailures != 2 || st.Accepted != 1 {
+		t.Errorf("stats = %d commit failures, %d accepted; want 2 and 1", st.CommitFailures, st.Accepted)
+	}
+}
