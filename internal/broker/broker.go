@@ -39,7 +39,7 @@ type Config struct {
 	Addr          string `yaml:"addr"`            // TCP listen address; default 127.0.0.1:1883
 	ACL           string `yaml:"acl"`             // gateway (default) or off
 	MaxPacketSize uint32 `yaml:"max_packet_size"` // larger packets close the connection; default 1 MiB
-	Ack           string `yaml:"ack"`             // sync (default) or pipelined
+	Ack           string `yaml:"ack"`             // pipelined (default) or sync
 	AckWindow     int    `yaml:"ack_window"`      // pipelined: messages a connection may have unacknowledged; default 256
 }
 
@@ -77,7 +77,7 @@ func (c Config) withDefaults() Config {
 		c.MaxPacketSize = 1 << 20
 	}
 	if c.Ack == "" {
-		c.Ack = AckSync
+		c.Ack = AckPipelined
 	}
 	if c.AckWindow == 0 {
 		c.AckWindow = 256
