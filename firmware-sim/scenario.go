@@ -26,6 +26,10 @@ func runScenario(ctx context.Context, args []string, stderr io.Writer) error {
 	hold := fs.Duration("hold", 0, "keep the fleet publishing this long (real time) after the script")
 	check := fs.Bool("check", false, "after the run, wait for the expected alerts and report detections, false alerts and latency; fail on a mismatch")
 	timeout := fs.Duration("timeout", 60*time.Second, "how long -check waits for the expected alerts")
+	var tokens scenario.Tokens
+	fs.StringVar(&tokens.Read, "token", "", "API bearer token that may read alerts (-check)")
+	fs.StringVar(&tokens.Create, "creator-token", "", "API bearer token of the person who opens the file's work orders (maintenance)")
+	fs.StringVar(&tokens.Approve, "approver-token", "", "API bearer token of the person who approves them (security), not the creator")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: firmware-sim scenario [flags] FILE")
 		fs.PrintDefaults()
@@ -59,7 +63,7 @@ func runScenario(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "scenario")
 	fmt.Fprintf(stderr, "firmware-sim: scenario %s: %s simulated at %gx\n", f.Name, f.Duration, f.Speed)
-	rep, err := scenario.Run(ctx, f, scenario.Options{Broker: *broker, API: *api, Log: log, Hold: *hold})
+	rep, err := scenario.Run(ctx, f, scenario.Options{Broker: *broker, API: *api, Tokens: tokens, Log: log, Hold: *hold})
 	if err != nil {
 		return err
 	}
@@ -68,7 +72,7 @@ func runScenario(ctx context.Context, args []string, stderr io.Writer) error {
 	if !*check {
 		return nil
 	}
-	o, err := scenario.Wait(ctx, *api, f, rep, *timeout, 2*time.Second)
+	o, err := scenario.Wait(ctx, *api, tokens.Read, f, rep, *timeout, 2*time.Second)
 	if err != nil {
 		return err
 	}

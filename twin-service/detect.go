@@ -31,6 +31,7 @@ func (s *service) buildDetect() error {
 		return fmt.Errorf("detection: %w", err)
 	}
 	s.detect = d
+	s.in.SetAnnotator(d.Annotate) // change events note the work order that covers them
 	return nil
 }
 

@@ -111,6 +111,7 @@ func (s *service) build() error {
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.MustRegister(s.detect.Collectors()...)
 	s.ledger.registerMetrics(metrics)
 	if s.telemetry, err = openTelemetry(s.cfg, s.store, s.in, s.reg, metrics, s.log); err != nil {
 		return err

@@ -45,6 +45,10 @@ func (d *cloneDetector) rfid(m *Message) []Finding {
 	site := d.view.site(m.Ref.Gateway)
 	var out []Finding
 	for _, r := range m.RFID.Reads {
+		asset, known := d.view.ByTag(r.EPC)
+		if !known {
+			continue // a tag no asset carries: not tracked (bounded memory)
+		}
 		t := r.LastSeen
 		if t.IsZero() {
 			t = m.Ref.Time
@@ -54,10 +58,6 @@ func (d *cloneDetector) rfid(m *Message) []Finding {
 		d.tags[r.EPC] = now
 		if !ok || prev.gateway == now.gateway || prev.site == "" || site == "" || prev.site == site || !d.near(t, prev.t) {
 			continue
-		}
-		asset, known := d.view.ByTag(r.EPC)
-		if !known {
-			asset = "tag:" + r.EPC
 		}
 		out = append(out, d.clone(asset, t, fmt.Sprintf("tag %s read at sites %s and %s within %s", r.EPC, prev.site, site, t.Sub(prev.t).Abs()), prev, now))
 	}

@@ -358,6 +358,14 @@ func TestGateways(t *testing.T) {
 		{"sequence gap", in(Input{Event: &gap}), []string{"sequence_gap gw-srv-1"}},
 		{"bad signature burst fires once", in(reject("gw-x", RejectBadSignature, at(0)), reject("gw-x", RejectBadSignature, at(10)), reject("gw-x", RejectBadSignature, at(20)),
 			reject("gw-x", RejectBadSignature, at(21)), reject("gw-y", RejectBadSignature, at(21))), []string{"bad_signatures gw-x"}},
+		{"invented gateway ids are bounded", func() []step {
+			var st []step
+			for i := range maxRejectKeys + 10 {
+				st = append(st, step{in: reject(fmt.Sprintf("gw-fake-%d", i), RejectUnknownGateway, at(0))})
+			}
+			// after the window the old ids are forgotten and bursts count again
+			return append(st, step{in: reject("gw-late", RejectUnknownGateway, at(120))}, step{in: reject("gw-late", RejectUnknownGateway, at(121))}, step{in: reject("gw-late", RejectUnknownGateway, at(122))})
+		}(), []string{"unknown_gateway gw-late"}},
 		{"spread out bad signatures", in(reject("gw-x", RejectBadSignature, at(0)), reject("gw-x", RejectBadSignature, at(50)), reject("gw-x", RejectBadSignature, at(110))), nil},
 		{"replays and forgeries", in(reject("gw-x", RejectReplay, at(0)), reject("gw-x", RejectReplay, at(1)), reject("gw-x", RejectReplay, at(2)),
 			reject("gw-evil", RejectUnknownGateway, at(0)), reject("gw-evil", RejectUnknownGateway, at(1)), reject("gw-evil", RejectUnknownGateway, at(2)),
@@ -383,6 +391,35 @@ func TestGateways(t *testing.T) {
 	for _, tt := range tests {
 		check(t, tt.name, feed(t, cfg, nil, tt.steps), tt.want)
 	}
+}
+
+// TestClockSkewAcceleratedFleet: a fleet whose readings run 120 times
+// faster than the service clock (a simulation) is not skewed; one gateway
+// three minutes ahead of it is.
+func TestClockSkewAcceleratedFleet(t *testing.T) {
+	var steps []step
+	wall := t0.Add(24 * time.Hour)
+	for tick := range 2000 {
+		sim := t0.Add(time.Duration(tick) * time.Second)
+		rec := wall.Add(time.Duration(tick) * time.Second / 120)
+		for g := range 8 {
+			if g >= 6 && tick%10 != 0 { // site gateways speak every 10 s
+				continue
+			}
+			at := sim
+			if g == 3 && tick > 1500 {
+				at = sim.Add(3 * time.Minute)
+			}
+			rec := rec.Add(time.Duration(g) * time.Millisecond)
+			m := msg(fmt.Sprintf("gw-%d", g), uint64(tick+1), at)
+			m.Recorded = rec
+			m.Kind, m.Status = wire.KindStatus, &wire.Status{State: wire.StateOnline}
+			steps = append(steps, step{in: Input{Message: m}})
+		}
+	}
+	cfg := Defaults()
+	cfg.Gateways.MaxClockSkew = time.Minute
+	check(t, "accelerated fleet", feed(t, cfg, nil, steps), []string{"clock_skew gw-3"})
 }
 
 func TestDrift(t *testing.T) {

@@ -79,3 +79,29 @@ func TestFleetModelQuietHourAndDrift(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkObserveTelemetry: every detector on one host's telemetry message
+// (8 GPUs), from the simulated fleet.
+func BenchmarkObserveTelemetry(b *testing.B) {
+	f, err := simfleet.New(simfleet.Config{Sites: 1, ServersPerSite: 1, GPUsPerServer: 8, Seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := f.Gateways[0]
+	s := NewSet(Defaults(), NewView(nil))
+	msgs := make([]*Message, 1000)
+	for i := range msgs {
+		tm := t0.Add(time.Duration(i) * time.Second)
+		msgs[i] = &Message{Ref: MessageRef{Gateway: g.ID, Seq: uint64(i + 1), Time: tm}, Recorded: tm, Telemetry: g.Sample(tm, time.Second)}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m := *msgs[i%len(msgs)]
+		m.Ref.Seq = uint64(i + 1)
+		m.Ref.Time = t0.Add(time.Duration(i) * time.Second)
+		if _, err := s.Observe(Input{Message: &m}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -81,7 +81,7 @@ func (d *gatewayDetector) message(m *Message) []Finding {
 		return out
 	}
 	s.offset, s.hasOff, s.recorded = m.Ref.Time.Sub(m.Recorded), true, m.Recorded
-	if m.Recorded.Sub(d.medianAt) > time.Second || m.Recorded.Before(d.medianAt) {
+	if m.Recorded.Sub(d.medianAt) > 100*time.Millisecond || m.Recorded.Before(d.medianAt) {
 		d.median, d.medianAt = d.fleetOffset(m.Recorded), m.Recorded
 	}
 	skew := s.offset - d.median
@@ -101,11 +101,13 @@ func (d *gatewayDetector) message(m *Message) []Finding {
 }
 
 // fleetOffset is the median of the gateways' latest offsets (reading time
-// minus stored time) among those heard from in the last minute of service time.
+// minus stored time) among those heard from in the last 5 s of service
+// time. A short window keeps it right when simulated time runs faster than
+// real time (offsets then grow with the service clock).
 func (d *gatewayDetector) fleetOffset(now time.Time) time.Duration {
 	var offs []time.Duration
 	for _, s := range d.gws {
-		if s.hasOff && now.Sub(s.recorded) < time.Minute {
+		if s.hasOff && now.Sub(s.recorded) < 5*time.Second {
 			offs = append(offs, s.offset)
 		}
 	}
@@ -167,7 +169,13 @@ func (d *gatewayDetector) rejection(r *Rejection) []Finding {
 		b = d.cfg.Tamper.Unknown
 	}
 	key := r.Gateway + "\x00" + r.Reason
-	ts := d.rejected[key]
+	ts, tracked := d.rejected[key]
+	if !tracked && len(d.rejected) >= maxRejectKeys {
+		d.pruneRejected(r.Time)
+		if len(d.rejected) >= maxRejectKeys {
+			return nil // an attacker inventing gateway ids: ingest counts them under "_other"
+		}
+	}
 	ts = append(ts, r.Time)
 	i := sort.Search(len(ts), func(i int) bool { return r.Time.Sub(ts[i]) < b.Window })
 	ts = ts[i:]
@@ -180,6 +188,19 @@ func (d *gatewayDetector) rejection(r *Rejection) []Finding {
 		Summary:  fmt.Sprintf("%d %s claiming gateway %s within %s", len(ts), rt.say, r.Gateway, b.Window),
 		Evidence: Evidence{Values: values("count", fmt.Sprint(len(ts)), "window", b.Window.String(), "first", ts[0].Format(time.RFC3339Nano), "last_seq", fmt.Sprint(r.Seq))},
 	}}
+}
+
+// maxRejectKeys bounds the claimed gateway ids tracked for bursts.
+const maxRejectKeys = 4096
+
+// pruneRejected forgets rejections older than every burst window.
+func (d *gatewayDetector) pruneRejected(now time.Time) {
+	w := max(d.cfg.Tamper.BadSignatures.Window, d.cfg.Tamper.Replays.Window, d.cfg.Tamper.Unknown.Window)
+	for k, ts := range d.rejected {
+		if len(ts) == 0 || now.Sub(ts[len(ts)-1]) >= w {
+			delete(d.rejected, k)
+		}
+	}
 }
 
 // maxSilence is the heartbeat threshold for a gateway, 0 for none.

@@ -110,7 +110,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer cancel()
 	poll := time.NewTicker(e.cfg.Engine.Poll)
 	defer poll.Stop()
-	for {
+	for ctx.Err() == nil {
 		more, err := e.Step(ctx)
 		if err != nil {
 			e.log.Error("detection step failed; retrying", "err", err)
@@ -121,11 +121,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return nil
 		case <-wake:
 		case <-poll.C:
 		}
 	}
+	return nil
 }
 
 // start loads the cursors and rebuilds the fleet view from the events
@@ -231,6 +231,9 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 	e.Stats.Messages.Add(uint64(len(msgs)))
 	e.Stats.Findings.Add(uint64(len(found)))
 	raise, notes := e.explain(found)
+	if len(raise) == 0 && evCur == e.evCur && msgCur == e.msgCur {
+		return false, nil // nothing new: no write
+	}
 	res, err := e.alerts.Apply(raise, notes, map[string]uint64{cursorEvents: evCur, cursorMessages: msgCur})
 	if err != nil {
 		return false, err

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 
 	"twinchain/internal/alert"
+	"twinchain/internal/twin"
 	"twinchain/internal/workorder"
 )
 
@@ -88,3 +90,42 @@ func (s *Service) Engine() *Engine { return s.engine }
 
 // Dispatcher is the alert dispatcher.
 func (s *Service) Dispatcher() *alert.Dispatcher { return s.dispatcher }
+
+// Annotate is the ingest's annotator: it notes on a change event which
+// approved work order covers it ("firmware.vbios covered by WO-3"), and which
+// of its changes none covers. It reads only the work orders in memory.
+func (s *Service) Annotate(e *twin.Event, next *twin.Asset) string {
+	var anc []string
+	if next != nil && next.Parent != "" {
+		anc = []string{next.Parent}
+	}
+	var covered, not []string
+	for _, c := range e.Changes {
+		if c.Old == "" || !coverableField(c.Field) {
+			continue
+		}
+		if id, ok := s.orders.Match(e.Asset, anc, c, e.Time); ok {
+			covered = append(covered, c.Field+" covered by work order "+id)
+		} else {
+			not = append(not, c.Field)
+		}
+	}
+	if len(covered) == 0 {
+		return ""
+	}
+	note := strings.Join(covered, "; ")
+	if len(not) > 0 {
+		note += "; not covered by any approved work order: " + strings.Join(not, ", ")
+	}
+	return note
+}
+
+// coverableField is a tracked field a work order may explain.
+func coverableField(f string) bool {
+	for _, p := range []string{"firmware.", "identity.", "location.", "site", "parent"} {
+		if strings.HasPrefix(f, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"twinchain/internal/alert"
+	"twinchain/internal/auth"
 	"twinchain/internal/detect"
 	"twinchain/internal/workorder"
 )
@@ -39,23 +40,25 @@ func (s *Server) registerAlerts(api fiber.Router) {
 		api.Get("/alerts", s.listAlerts)
 		api.Get("/alerts/stream", s.alertStream)
 		api.Get("/alerts/:id", s.getAlert)
-		api.Post("/alerts/:id/ack", s.alertTransition(s.opts.Alerts.Acknowledge))
-		api.Post("/alerts/:id/resolve", s.alertTransition(s.opts.Alerts.Resolve))
+		api.Post("/alerts/:id/ack", Allow(auth.AckAlerts), s.alertTransition(s.opts.Alerts.Acknowledge))
+		api.Post("/alerts/:id/resolve", Allow(auth.AckAlerts), s.alertTransition(s.opts.Alerts.Resolve))
 	}
 	if s.opts.WorkOrders == nil {
 		api.All("/workorders*", unavailable("work orders"))
 		return
 	}
 	api.Get("/workorders", s.listWorkOrders)
-	api.Post("/workorders", s.createWorkOrder)
+	api.Post("/workorders", Allow(auth.WriteWorkOrders), s.createWorkOrder)
 	api.Get("/workorders/:id", s.getWorkOrder)
-	api.Post("/workorders/:id/approve", s.approveWorkOrder)
-	api.Post("/workorders/:id/cancel", s.cancelWorkOrder)
+	api.Post("/workorders/:id/approve", Allow(auth.ApproveWorkOrders), s.approveWorkOrder)
+	api.Post("/workorders/:id/cancel", Allow(auth.WriteWorkOrders), s.cancelWorkOrder)
 }
 
 // actor is who makes a request: the user and role the sign-in middleware
-// put in the context (Locals "user" and "role"), or else the body's "by"
-// and "role" fields.
+// put in the context (Locals "user" and "role"); the body's "by" and "role"
+// count only when no middleware set a user (an API built without sign-in).
+// Routes that write check the role with Allow (auth.Policy) first; the
+// work-order store then applies the two-person rule.
 type actor struct {
 	By      string `json:"by"`
 	Role    string `json:"role"`

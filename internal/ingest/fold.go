@@ -58,6 +58,9 @@ func (f *fold) record(cur, next *twin.Asset, typ twin.EventType, note string) (*
 		typ = twin.TypeOf(prev.Revision, changes)
 	}
 	e := twin.Event{Asset: next.ID, Revision: prev.Revision + 1, Type: typ, Time: f.m.env.Time, Recorded: f.now, Source: f.src, Changes: changes, Note: note}
+	if e.Note == "" && f.w.annotate != nil && prev.Revision > 0 {
+		e.Note = f.w.annotate(&e, next)
+	}
 	applied, err := twin.Apply(prev, e)
 	if err != nil {
 		return cur, fmt.Errorf("fold %s: %w", next.ID, err)

@@ -68,6 +68,8 @@ type writer struct {
 
 	lastCheckpoint time.Time
 	obsPos         map[string]uint64 // while replaying: each twin's stored observation position
+
+	annotate Annotator // optional: notes on events (annotate.go)
 }
 
 func loadWriter(cfg Config, store *twinstore.Store, log *slog.Logger, now func() time.Time) (*writer, error) {

@@ -14,7 +14,7 @@ import (
 // publishes normal traffic at the stated rate. One real twin-service
 // process, embedded broker, loopback TCP.
 func BenchmarkPublishToAlert(b *testing.B) {
-	for _, speed := range []float64{20, 100} {
+	for _, speed := range []float64{20, 100, 400} {
 		b.Run(fmt.Sprintf("speed=%g", speed), func(b *testing.B) {
 			var steps string
 			n := 0
@@ -39,11 +39,11 @@ func BenchmarkPublishToAlert(b *testing.B) {
 				svc := startService(b, b.TempDir(), fl.Registry(), "http://127.0.0.1:9/hooks")
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 				b.StartTimer()
-				rep, err := Run(ctx, f, Options{Broker: svc.mqttURL, API: svc.httpURL})
+				rep, err := Run(ctx, f, Options{Broker: svc.mqttURL, API: svc.httpURL, Tokens: svc.tokens})
 				if err != nil {
 					b.Fatal(err)
 				}
-				o, err := Wait(ctx, svc.httpURL, f, rep, 30*time.Second, 0)
+				o, err := Wait(ctx, svc.httpURL, svc.tokens.Read, f, rep, 30*time.Second, 0)
 				cancel()
 				if err != nil || len(o.Missing) > 0 {
 					b.Fatalf("missing alerts: %v %v", o, err)

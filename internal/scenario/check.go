@@ -57,14 +57,18 @@ func (o *Outcome) String() string {
 	return b.String()
 }
 
-// Alerts fetches every alert from twin-service, newest first.
-func Alerts(ctx context.Context, api string) ([]alert.Alert, error) {
+// Alerts fetches every alert from twin-service, newest first, with a
+// bearer token that may read (when set).
+func Alerts(ctx context.Context, api, token string) ([]alert.Alert, error) {
 	var out []alert.Alert
 	cursor := ""
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, api+"/api/v1/alerts?limit=1000&cursor="+cursor, nil)
 		if err != nil {
 			return nil, err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -137,10 +141,10 @@ func stepBefore(rep *Report, a *alert.Alert) (StepReport, bool) {
 
 // Wait polls twin-service until every expected alert opened or timeout
 // passed, then waits settle more for late false alerts, and compares.
-func Wait(ctx context.Context, api string, f *File, rep *Report, timeout, settle time.Duration) (*Outcome, error) {
+func Wait(ctx context.Context, api, token string, f *File, rep *Report, timeout, settle time.Duration) (*Outcome, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		alerts, err := Alerts(ctx, api)
+		alerts, err := Alerts(ctx, api, token)
 		if err != nil {
 			return nil, err
 		}
@@ -148,7 +152,7 @@ func Wait(ctx context.Context, api string, f *File, rep *Report, timeout, settle
 		if len(o.Missing) == 0 || time.Now().After(deadline) {
 			if settle > 0 {
 				time.Sleep(settle)
-				if alerts, err = Alerts(ctx, api); err != nil {
+				if alerts, err = Alerts(ctx, api, token); err != nil {
 					return nil, err
 				}
 				o = Compare(f, rep, alerts)

@@ -32,6 +32,9 @@ import (
 type Options struct {
 	Broker string // MQTT broker URL, e.g. tcp://127.0.0.1:1883
 	API    string // twin-service base URL, for work orders, e.g. http://127.0.0.1:8080
+	// Tokens are the API bearer tokens: one that may read, and two people
+	// for work orders (one opens them, another approves).
+	Tokens Tokens
 	Log    *slog.Logger
 	// Start is the simulated time of the first reading; zero: now minus
 	// the duration, so that readings never lie in the future.
@@ -39,6 +42,11 @@ type Options struct {
 	// Hold keeps the fleet publishing (heartbeats, telemetry) for this much
 	// real time after the script ends, at the same speed, while alerts land.
 	Hold time.Duration
+}
+
+// Tokens are twin-service API tokens.
+type Tokens struct {
+	Read, Create, Approve string
 }
 
 // StepReport is when a step ran, in simulated and real time.
@@ -66,7 +74,7 @@ type Report struct {
 	Abandoned uint64       `json:"abandoned"` // in flight when their gateway went offline
 }
 
-// Fleet builds the scenario's fleet (for its registry, before Run).
+// NewFleet builds the scenario's fleet (for its registry, before Run).
 func (f *File) NewFleet() (*fleet.Fleet, error) {
 	site := true
 	if f.Fleet.SiteGateways != nil {
@@ -646,13 +654,13 @@ func (r *runner) fileWorkOrders(ctx context.Context, start time.Time) error {
 			Role string `json:"role"`
 		}{Order: workorder.Order{Asset: w.Asset, Reason: w.Reason, Changes: w.Changes, Start: start.Add(w.From), End: start.Add(w.To)}, By: "sim-maintenance", Role: "maintenance"}
 		var created workorder.Order
-		if err := postJSON(ctx, r.opts.API+"/api/v1/workorders", o, &created); err != nil {
+		if err := postJSON(ctx, r.opts.API+"/api/v1/workorders", r.opts.Tokens.Create, o, &created); err != nil {
 			return fmt.Errorf("work_orders[%d]: %w", i, err)
 		}
 		if w.Approved != nil && !*w.Approved {
 			continue
 		}
-		if err := postJSON(ctx, r.opts.API+"/api/v1/workorders/"+created.ID+"/approve", map[string]string{"by": "sim-security", "role": "security"}, &created); err != nil {
+		if err := postJSON(ctx, r.opts.API+"/api/v1/workorders/"+created.ID+"/approve", r.opts.Tokens.Approve, map[string]string{"by": "sim-security", "role": "security"}, &created); err != nil {
 			return fmt.Errorf("approve %s: %w", created.ID, err)
 		}
 		r.opts.Log.Info("work order filed and approved", "id", created.ID, "asset", w.Asset)
@@ -660,7 +668,8 @@ func (r *runner) fileWorkOrders(ctx context.Context, start time.Time) error {
 	return nil
 }
 
-func postJSON(ctx context.Context, u string, in, out any) error {
+// postJSON posts in as JSON with a bearer token (when set) and decodes the answer.
+func postJSON(ctx context.Context, u, token string, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return err
@@ -670,6 +679,9 @@ func postJSON(ctx context.Context, u string, in, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err

@@ -3,6 +3,8 @@ package scenario
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -64,6 +66,8 @@ type service struct {
 	args    []string
 	cmd     *exec.Cmd
 	logs    *bytes.Buffer
+	tokens  Tokens
+	manager string // a token of an asset manager (may open and approve)
 }
 
 // startService starts twin-service on fresh ports over dir, with the fleet
@@ -84,10 +88,25 @@ func startService(t testing.TB, dir string, reg registry.File, hookURL string) *
 	if err := os.WriteFile(filepath.Join(dir, "detect.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := &service{t: t, dir: dir}
+	// Sign-in: API tokens for a reader and three people (two may open
+	// work orders, two may approve them; the manager may do both, but
+	// never approve its own).
+	s := &service{t: t, dir: dir, tokens: Tokens{Read: "tok-reader", Create: "tok-maintenance", Approve: "tok-security"}, manager: "tok-manager"}
+	var auth strings.Builder
+	auth.WriteString("auth:\n  tokens:\n")
+	for _, tk := range []struct{ tok, name, role string }{
+		{s.tokens.Read, "sim-reader", "viewer"}, {s.tokens.Create, "sim-maintenance", "maintenance"},
+		{s.tokens.Approve, "sim-security", "security"}, {s.manager, "sim-manager", "asset_manager"},
+	} {
+		sum := sha256.Sum256([]byte(tk.tok))
+		fmt.Fprintf(&auth, "    - {name: %s, role: %s, sha256: %s}\n", tk.name, tk.role, hex.EncodeToString(sum[:]))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "twin.yaml"), []byte(auth.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	hp, mp := testsvc.FreePort(t), testsvc.FreePort(t)
 	s.httpURL, s.mqttURL = "http://"+testsvc.Addr(hp), "tcp://"+testsvc.Addr(mp)
-	s.args = []string{"-data", dir, "-http", testsvc.Addr(hp), "-mqtt-addr", testsvc.Addr(mp), "-detect-config", filepath.Join(dir, "detect.yaml"), "-log-level", "warn"}
+	s.args = []string{"-config", filepath.Join(dir, "twin.yaml"), "-data", dir, "-http", testsvc.Addr(hp), "-mqtt-addr", testsvc.Addr(mp), "-detect-config", filepath.Join(dir, "detect.yaml"), "-log-level", "warn"}
 	s.start()
 	t.Cleanup(s.stop)
 	return s
@@ -272,14 +291,17 @@ func TestScenarioSuite(t *testing.T) {
 			svc := startService(t, t.TempDir(), fl.Registry(), "http://"+h.addr+"/hooks")
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			rep, err := Run(ctx, f, Options{Broker: svc.mqttURL, API: svc.httpURL, Log: slog.New(slog.DiscardHandler)})
+			rep, err := Run(ctx, f, Options{Broker: svc.mqttURL, API: svc.httpURL, Tokens: svc.tokens, Log: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				t.Fatalf("run: %v\n%s", err, svc.logs)
 			}
+			wall := rep.WallEnd.Sub(rep.WallStart)
+			t.Logf("%s: %d messages from %d gateways (%d GPUs), %s simulated in %s (%.0fx, %.0f msg/s)", name, rep.Sent, rep.Gateways, rep.GPUs,
+				f.Duration, wall.Round(time.Millisecond), f.Duration.Seconds()/wall.Seconds(), float64(rep.Sent)/wall.Seconds())
 			if rep.Failed > 0 || rep.Acked+rep.Abandoned != rep.Sent {
 				t.Errorf("publisher: sent %d, acknowledged %d, failed %d", rep.Sent, rep.Acked, rep.Failed)
 			}
-			o, err := Wait(ctx, svc.httpURL, f, rep, 30*time.Second, time.Second)
+			o, err := Wait(ctx, svc.httpURL, svc.tokens.Read, f, rep, 30*time.Second, time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -306,8 +328,15 @@ func TestScenarioSuite(t *testing.T) {
 				var a struct {
 					Custody struct{ Status string } `json:"custody"`
 				}
-				if err := getJSON(svc.httpURL+"/api/v1/assets/"+id, &a); err != nil || a.Custody.Status != "quarantined" {
+				if err := getJSON(svc.httpURL+"/api/v1/assets/"+id, svc.tokens.Read, &a); err != nil || a.Custody.Status != "quarantined" {
 					t.Errorf("asset %s custody = %q (%v), want quarantined by policy", id, a.Custody.Status, err)
+				}
+				responded := false
+				for _, al := range o.Alerts {
+					responded = responded || al.Asset == id && al.Response == "quarantined"
+				}
+				if !responded {
+					t.Errorf("no alert on %s records the quarantine response", id)
 				}
 			}
 			h.mu.Lock()
@@ -326,8 +355,13 @@ func TestScenarioSuite(t *testing.T) {
 	t.Log(b.String())
 }
 
-func getJSON(u string, out any) error {
-	resp, err := http.Get(u)
+func getJSON(u, token string, out any) error {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}

@@ -130,9 +130,11 @@ type Policy struct {
 	ApproverRoles []string `yaml:"approver_roles"`
 }
 
-// DefaultPolicy: maintenance or operators create, security or managers approve.
+// DefaultPolicy matches the sign-in roles (internal/auth): maintenance or
+// asset managers create, security or asset managers approve (never the
+// creator), admin may do both.
 func DefaultPolicy() Policy {
-	return Policy{CreatorRoles: []string{"maintenance", "operator", "admin"}, ApproverRoles: []string{"security", "manager", "admin"}}
+	return Policy{CreatorRoles: []string{"maintenance", "asset_manager", "admin"}, ApproverRoles: []string{"security", "asset_manager", "admin"}}
 }
 
 // Validate checks the policy names at least one role on each side.

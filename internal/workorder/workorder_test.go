@@ -85,7 +85,7 @@ func TestLifecycleAndMatch(t *testing.T) {
 	if err := s.Record(o.ID, Coverage{Event: 7, Asset: "srv-1.gpu3", Field: vbios.Field, Value: vbios.New, Time: t0}); err != nil {
 		t.Fatal(err)
 	}
-	move, err := s.Create(Order{Asset: "rack-3", Changes: []Expected{{Field: "location"}}, Start: t0, End: t0.Add(time.Hour)}, "alice", "operator")
+	move, err := s.Create(Order{Asset: "rack-3", Changes: []Expected{{Field: "location"}}, Start: t0, End: t0.Add(time.Hour)}, "alice", "asset_manager")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestLifecycleAndMatch(t *testing.T) {
 	if l := s.List("", Pending); len(l) != 1 || l[0].ID != move.ID {
 		t.Errorf("List(pending) = %+v, want only %s", l, move.ID)
 	}
-	if _, err := s.Approve(move.ID, "bob", "manager"); err != nil {
+	if _, err := s.Approve(move.ID, "bob", "asset_manager"); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := s.Match("rack-3", nil, twin.Change{Field: "location.zone", New: "dock"}, t0.Add(time.Minute)); !ok {

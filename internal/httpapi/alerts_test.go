@@ -1,0 +1,167 @@
+package httpapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"twinchain/internal/alert"
+	"twinchain/internal/detect"
+	"twinchain/internal/workorder"
+)
+
+func alertServer(t *testing.T) (*Server, *alert.Store) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "detect.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	st, err := alert.NewStore(db, alert.DefaultConfig(), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wo, err := workorder.NewStore(db, workorder.DefaultPolicy(), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Options{Alerts: st, WorkOrders: wo, StreamHeartbeat: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, st
+}
+
+func alertCall(t *testing.T, srv *Server, method, path, body string) (int, string) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := srv.App().Test(req, 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
+}
+
+func TestAlertRoutes(t *testing.T) {
+	srv, st := alertServer(t)
+	now := time.Now().UTC()
+	if _, err := st.Apply([]detect.Finding{
+		{Type: detect.TypeXID, Asset: "g1", Site: "s1", Severity: detect.Critical, Time: now, Summary: "xid"},
+		{Type: detect.TypeSensorDrift, Asset: "g2", Site: "s2", Severity: detect.Warning, Time: now, Summary: "drift"},
+	}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		method, path, body string
+		code               int
+		want               string
+	}{
+		{"GET", "/api/v1/alerts", "", 200, `"asset":"g2"`},
+		{"GET", "/api/v1/alerts?severity=critical", "", 200, `"items":[{"id":"AL-1"`},
+		{"GET", "/api/v1/alerts?site=s2&type=sensor_drift", "", 200, `"id":"AL-2"`},
+		{"GET", "/api/v1/alerts?severity=dire", "", 400, `"code":"bad_request"`},
+		{"GET", "/api/v1/alerts?state=gone", "", 400, `"code":"bad_request"`},
+		{"GET", "/api/v1/alerts/AL-9", "", 404, `"code":"not_found"`},
+		{"POST", "/api/v1/alerts/AL-1/ack", `{"comment":"on it"}`, 200, `"state":"acknowledged"`},
+		{"POST", "/api/v1/alerts/AL-1/ack", `{}`, 409, `"code":"conflict"`},
+		{"POST", "/api/v1/alerts/AL-1/resolve", `{"comment":"replaced"}`, 200, `"comment":"replaced"`},
+		{"GET", "/api/v1/alerts?state=open", "", 200, `"id":"AL-2"`},
+		{"POST", "/api/v1/alerts/AL-1/resolve", `not json`, 400, `"code":"bad_request"`},
+		// Without sign-in every caller is the same anonymous admin, so the
+		// two-person rule refuses its own approval.
+		{"POST", "/api/v1/workorders", `{"asset":"srv-1","changes":[{"field":"firmware.vbios"}],"start":"2026-01-01T00:00:00Z","end":"2026-01-02T00:00:00Z"}`, 201, `"id":"WO-1"`},
+		{"POST", "/api/v1/workorders", `{"asset":"srv-1","changes":[{"field":"colour"}],"start":"2026-01-01T00:00:00Z","end":"2026-01-02T00:00:00Z"}`, 400, `"code":"bad_request"`},
+		{"POST", "/api/v1/workorders/WO-1/approve", `{}`, 403, `"code":"forbidden"`},
+		{"GET", "/api/v1/workorders/WO-1", "", 200, `"state":"pending"`},
+		{"GET", "/api/v1/workorders?state=pending", "", 200, `"created_by":"anonymous"`},
+		{"POST", "/api/v1/workorders/WO-1/cancel", `{}`, 200, `"state":"cancelled"`},
+		{"POST", "/api/v1/workorders/WO-7/cancel", `{}`, 404, `"code":"not_found"`},
+	}
+	for _, tt := range tests {
+		code, body := alertCall(t, srv, tt.method, tt.path, tt.body)
+		if code != tt.code || !strings.Contains(body, tt.want) {
+			t.Errorf("%s %s = %d %s, want %d containing %s", tt.method, tt.path, code, body, tt.code, tt.want)
+		}
+	}
+	code, body := alertCall(t, srv, "GET", "/api/v1/alerts/AL-1", "")
+	var a alert.Alert
+	if code != 200 || json.Unmarshal([]byte(body), &a) != nil || a.State != alert.Resolved || a.History[1].By != "anonymous" {
+		t.Errorf("GET AL-1 = %d %s, want resolved, acknowledged by the signed-in principal", code, body)
+	}
+}
+
+func TestAlertRoutesUnavailable(t *testing.T) {
+	srv, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/api/v1/alerts", "/api/v1/workorders"} {
+		if code, body := alertCall(t, srv, "GET", p, ""); code != 503 || !strings.Contains(body, "unavailable") {
+			t.Errorf("GET %s without detection = %d %s, want 503 unavailable", p, code, body)
+		}
+	}
+}
+
+func TestAlertStream(t *testing.T) {
+	srv, st := alertServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/api/v1/alerts/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+		t.Fatalf("Content-Type = %q, want text/event-stream", ct)
+	}
+	rd := bufio.NewReader(resp.Body)
+	if line, _ := rd.ReadString('\n'); !strings.HasPrefix(line, ": twinchain alerts") {
+		t.Fatalf("first line %q", line)
+	}
+	// The subscription is live once the preamble arrived.
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		st.Apply([]detect.Finding{{Type: detect.TypeClone, Asset: "srv-9", Severity: detect.Critical, Time: time.Now(), Summary: "clone"}}, nil, nil)
+	}()
+	deadline := time.After(10 * time.Second)
+	got := make(chan string, 1)
+	go func() {
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if strings.HasPrefix(line, "data: ") {
+				got <- line
+				return
+			}
+		}
+	}()
+	select {
+	case line := <-got:
+		var n alert.Notification
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &n); err != nil || n.Event != "opened" || n.Alert.Asset != "srv-9" {
+			t.Errorf("stream data %q (%v), want the opened clone alert on srv-9", line, err)
+		}
+	case <-deadline:
+		t.Fatal("no alert on the stream")
+	}
+}
