@@ -355,7 +355,8 @@ func (f *fold) gps() error {
 		}
 	}
 	if !f.skip(a) {
-		a.Location.GPS = fix
+		latest := *fix // f.m is reused for the next message: keep a copy
+		a.Location.GPS = &latest
 		f.w.observed(a)
 	}
 	f.seen(a)

@@ -303,6 +303,7 @@ func TestFold(t *testing.T) {
 	send(t0.Add(13*time.Second), wire.KindGPS, wire.GPSFix{Lat: 52.5, Lon: 13.4, Quality: 1, FixTime: t0.Add(13 * time.Second)})
 	send(t0.Add(14*time.Second), wire.KindGPS, wire.GPSFix{Lat: 52.50001, Lon: 13.4, Quality: 1, FixTime: t0.Add(14 * time.Second)}) // ~1 m
 	send(t0.Add(15*time.Second), wire.KindGPS, wire.GPSFix{Lat: 52.501, Lon: 13.4, Quality: 1, FixTime: t0.Add(15 * time.Second)})   // ~111 m
+	send(t0.Add(16*time.Second), wire.KindStatus, wire.Status{State: wire.StateOnline})                                              // the fix must outlive its message
 
 	g, err := r.store.Asset(host + ".gpu1")
 	if err != nil {
