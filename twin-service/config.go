@@ -167,6 +167,7 @@ var settings = []setting{
 	{"mqtt-mode", "TWINCHAIN_MQTT_MODE", "embedded (a broker inside twin-service) or external (a client of -mqtt-url)", str(func(c *Config) *string { return &c.MQTT.Mode })},
 	{"mqtt-addr", "TWINCHAIN_MQTT_ADDR", "embedded broker listen address", str(func(c *Config) *string { return &c.MQTT.Embedded.Addr })},
 	{"mqtt-acl", "TWINCHAIN_MQTT_ACL", "embedded broker ACL: gateway (username = gateway id, own subtree only) or off", str(func(c *Config) *string { return &c.MQTT.Embedded.ACL })},
+	{"mqtt-ack", "TWINCHAIN_MQTT_ACK", "embedded broker acknowledgements: pipelined (default: a window of messages per connection, each PUBACK after its commit) or sync (one message per connection per commit)", str(func(c *Config) *string { return &c.MQTT.Embedded.Ack })},
 	{"mqtt-url", "TWINCHAIN_MQTT_URL", "external broker URL, e.g. tcp://127.0.0.1:1883", str(func(c *Config) *string { return &c.MQTT.External.URL })},
 	{"mqtt-client-id", "TWINCHAIN_MQTT_CLIENT_ID", "client id of the persistent session with the external broker", str(func(c *Config) *string { return &c.MQTT.External.ClientID })},
 	{"log-level", "TWINCHAIN_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.Log.Level })},

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -24,13 +25,16 @@ import (
 )
 
 // buildBinary builds twin-service into a temporary directory.
-func buildBinary(t *testing.T) string {
+func buildBinary(t *testing.T) string { return buildCommand(t, "twin-service") }
+
+// buildCommand builds one of the module's programs into a temporary directory.
+func buildCommand(t *testing.T, name string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "twin-service")
+	bin := filepath.Join(t.TempDir(), name)
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	out, err := exec.Command(goBin, "build", "-o", bin, "twinchain/twin-service").CombinedOutput()
+	out, err := exec.Command(goBin, "build", "-o", bin, "twinchain/"+name).CombinedOutput()
 	if err != nil {
-		t.Fatalf("go build twin-service: %v\n%s", err, out)
+		t.Fatalf("go build %s: %v\n%s", name, err, out)
 	}
 	return bin
 }
@@ -105,13 +109,19 @@ func TestCrashAcknowledgedStoredOnce(t *testing.T) {
 		t.Skip("builds and kills the binary")
 	}
 	bin := buildBinary(t)
+	for _, ack := range []string{"sync", "pipelined"} {
+		t.Run(ack, func(t *testing.T) { crashOnce(t, bin, ack) })
+	}
+}
+
+func crashOnce(t *testing.T, bin, ack string) {
 	dir := t.TempDir()
 	sim := newSimFleet(t, dir, 3)
 	data := filepath.Join(dir, "data")
 	httpAddr := testsvc.Addr(testsvc.FreePort(t))
 	mqttAddr := testsvc.Addr(testsvc.FreePort(t))
 	base := "http://" + httpAddr
-	args := []string{"-data", data, "-registry", sim.registry, "-http", httpAddr, "-mqtt-addr", mqttAddr, "-log-level", "warn", "-no-auth=true"}
+	args := []string{"-config", testConfig(t, dir), "-data", data, "-registry", sim.registry, "-http", httpAddr, "-mqtt-addr", mqttAddr, "-mqtt-ack", ack, "-log-level", "warn"}
 
 	first := startProc(t, bin, base, args...)
 	acks := &ackLog{acked: map[string]map[uint64]bool{}}
@@ -137,7 +147,7 @@ func TestCrashAcknowledgedStoredOnce(t *testing.T) {
 	first.cmd.Wait()
 	atKill := acks.count()
 
-	second := startProc(t, bin, base, args...)
+	second := startProc(t, bin, base, append(args, "-log-level", "info")...)
 	acks.waitFor(t, atKill+500, "after the restart", second.stderr)
 	stopPublishers()
 	var st ingest.Stats
@@ -230,7 +240,8 @@ func TestCrashAcknowledgedStoredOnce(t *testing.T) {
 			t.Errorf("%s samples = %d, want %d (distinct stored telemetry messages)", asset, a.Health.Samples, n)
 		}
 	}
-	t.Logf("acknowledged %d (%d before the kill), stored %d numbered messages", acks.count(), atKill, len(stored))
+	t.Logf("acknowledged %d (%d before the kill), stored %d numbered messages; replay after the kill: %v",
+		acks.count(), atKill, len(stored), strings.Contains(second.stderr.String(), "replayed observations"))
 	if os.Getenv("TWINCHAIN_CRASH_LOG") != "" {
 		t.Logf("first run:\n%s\nsecond run:\n%s", first.stderr, second.stderr)
 	}

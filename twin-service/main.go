@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -26,6 +28,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return sub(ctx, args[1:], getenv, os.Stdout, stderr)
 	}
 	cfg, err := loadConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -h printed the usage
+	}
 	if err != nil {
 		return err
 	}

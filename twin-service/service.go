@@ -129,6 +129,7 @@ func (s *service) build() error {
 		Events:     s.store,
 		Ingest:     s.in,
 		Gateways:   s.reg,
+		Changes:    s.in,
 		Enroll:     enroll.NewService(s.reg, time.Now),
 		Ledger:     s.ledger.deps(),
 		Metrics:    metrics,

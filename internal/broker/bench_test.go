@@ -103,6 +103,12 @@ func drive(b *testing.B, url string, gws []string, msgs [][][]byte, window int) 
 // twin-service's broker with the full ingest (verify, sequence, fold, store
 // with fsync). b.N is the number of messages; run with -benchtime=Nx.
 func BenchmarkThroughput(b *testing.B) {
+	for _, ack := range []string{AckSync, AckPipelined} {
+		b.Run("ack="+ack, func(b *testing.B) { benchThroughput(b, ack) })
+	}
+}
+
+func benchThroughput(b *testing.B, ack string) {
 	const publishers, window = 50, 100
 	gws, msgs := loadMessages(b, publishers, b.N)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -121,7 +127,7 @@ func BenchmarkThroughput(b *testing.B) {
 	bare.Close()
 
 	// twin-service's broker and ingest, fsync on.
-	st := startStackWith(b, ingest.Config{}, false, gws...)
+	st := startStackWith(b, ingest.Config{}, false, Config{Ack: ack}, gws...)
 	b.ResetTimer()
 	took, cpu := drive(b, st.url, gws, msgs, window)
 	b.StopTimer()

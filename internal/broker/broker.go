@@ -24,11 +24,23 @@ const (
 	ACLOff     = "off"     // any client publishes anywhere (the ingest still checks every message)
 )
 
+// Acknowledgement modes.
+const (
+	// AckSync stores each message before the connection reads the next one:
+	// one message per connection per commit.
+	AckSync = "sync"
+	// AckPipelined lets a connection send up to AckWindow messages ahead;
+	// each PUBACK is written after its message's commit, in order.
+	AckPipelined = "pipelined"
+)
+
 // Config is the embedded broker's configuration.
 type Config struct {
 	Addr          string `yaml:"addr"`            // TCP listen address; default 127.0.0.1:1883
 	ACL           string `yaml:"acl"`             // gateway (default) or off
 	MaxPacketSize uint32 `yaml:"max_packet_size"` // larger packets close the connection; default 1 MiB
+	Ack           string `yaml:"ack"`             // pipelined (default) or sync
+	AckWindow     int    `yaml:"ack_window"`      // pipelined: messages a connection may have unacknowledged; default 256
 }
 
 // Validate checks the configuration.
@@ -43,6 +55,14 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("broker: acl %q: want %q or %q", c.ACL, ACLGateway, ACLOff)
 	}
+	switch c.Ack {
+	case "", AckSync, AckPipelined:
+	default:
+		return fmt.Errorf("broker: ack %q: want %q or %q", c.Ack, AckSync, AckPipelined)
+	}
+	if c.AckWindow < 0 || c.AckWindow > 65535 {
+		return fmt.Errorf("broker: ack_window %d: want 0 (default) to 65535", c.AckWindow)
+	}
 	return nil
 }
 
@@ -56,6 +76,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxPacketSize == 0 {
 		c.MaxPacketSize = 1 << 20
 	}
+	if c.Ack == "" {
+		c.Ack = AckPipelined
+	}
+	if c.AckWindow == 0 {
+		c.AckWindow = 256
+	}
 	return c
 }
 
@@ -63,6 +89,7 @@ func (c Config) withDefaults() Config {
 // *ingest.Ingest is one.
 type Submitter interface {
 	Submit(topic string, payload []byte) (ingest.Outcome, error)
+	SubmitAsync(topic string, payload []byte, done func(ingest.Outcome, error))
 }
 
 // Broker is the embedded broker.
@@ -74,7 +101,7 @@ type Broker struct {
 	up  atomic.Bool
 }
 
-// New builds the broker. It listens only when Run starts.
+// New builds the broker; it binds its address only when Run starts.
 func New(cfg Config, in Submitter, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -84,7 +111,7 @@ func New(cfg Config, in Submitter, log *slog.Logger) (*Broker, error) {
 	caps.MaximumPacketSize = cfg.MaxPacketSize
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
-		Logger:                 log,
+		Logger:                 slog.New(quietHandler{log.Handler()}),
 		InlineClient:           true,
 		SysTopicResendInterval: 10,
 	})
@@ -92,13 +119,10 @@ func New(cfg Config, in Submitter, log *slog.Logger) (*Broker, error) {
 	if err := srv.AddHook(&authHook{acl: cfg.ACL}, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	if err := srv.AddHook(newIngestHook(in, log, time.Now), nil); err != nil {
+	if err := srv.AddHook(newIngestHook(in, log, time.Now, cfg), nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Addr})
-	if err := srv.AddListener(b.tcp); err != nil {
-		return nil, fmt.Errorf("broker: listen %s: %w", cfg.Addr, err)
-	}
 	return b, nil
 }
 
@@ -108,6 +132,10 @@ func (b *Broker) Addr() string { return b.tcp.Address() }
 
 // Run serves MQTT until ctx ends, then disconnects every client.
 func (b *Broker) Run(ctx context.Context) error {
+	if err := b.srv.AddListener(b.tcp); err != nil {
+		b.srv.Close()
+		return fmt.Errorf("broker: listen %s: %w", b.cfg.Addr, err)
+	}
 	if err := b.srv.Serve(); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}

@@ -35,13 +35,13 @@ type stack struct {
 	url   string
 }
 
-func startStack(t *testing.T, gateways ...string) *stack {
+func startStack(t *testing.T, ack string, gateways ...string) *stack {
 	t.Helper()
 	// Observations are stored with every batch: the tests read the store.
-	return startStackWith(t, ingest.Config{CheckpointInterval: time.Nanosecond}, true, gateways...)
+	return startStackWith(t, ingest.Config{CheckpointInterval: time.Nanosecond}, true, Config{Ack: ack}, gateways...)
 }
 
-func startStackWith(t testing.TB, cfg ingest.Config, noSync bool, gateways ...string) *stack {
+func startStackWith(t testing.TB, cfg ingest.Config, noSync bool, bcfg Config, gateways ...string) *stack {
 	t.Helper()
 	store, err := twinstore.Open(filepath.Join(t.TempDir(), "twins.db"), twinstore.Options{NoSync: noSync})
 	if err != nil {
@@ -59,7 +59,8 @@ func startStackWith(t testing.TB, cfg ingest.Config, noSync bool, gateways ...st
 		t.Fatal(err)
 	}
 	addr := testsvc.Addr(testsvc.FreePort(t))
-	b, err := New(Config{Addr: addr}, in, log)
+	bcfg.Addr = addr
+	b, err := New(bcfg, in, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,8 +136,14 @@ func gatewayStats(st ingest.Stats, gw string) ingest.GatewayStats {
 // gateway, and checks the counter moved, the bad message was acknowledged
 // (the client does not retry it) and the good traffic was applied.
 func TestRejectionsOverTCP(t *testing.T) {
+	for _, ack := range []string{AckSync, AckPipelined} {
+		t.Run(ack, func(t *testing.T) { testRejections(t, ack) })
+	}
+}
+
+func testRejections(t *testing.T, ack string) {
 	const good, bad = "gw-good", "gw-bad"
-	s := startStack(t, good, bad)
+	s := startStack(t, ack, good, bad)
 	goodC := s.connect(t, good, nil)
 	badC := s.connect(t, bad, nil)
 	strangerC := s.connect(t, "gw-stranger", nil)
@@ -159,6 +166,7 @@ func TestRejectionsOverTCP(t *testing.T) {
 		{ingest.ReasonDuplicate, badC, bad, original},
 		{ingest.ReasonMalformed, badC, bad, []byte(`{"v":1,"gw":"gw-bad","seq":3,`)},
 		{ingest.ReasonOversize, badC, bad, huge},
+		{ingest.ReasonTopicMismatch, badC, bad, seal(t, bad, 4, wire.KindGPS, wire.GPSFix{Asset: bad, Quality: 1})},
 	} {
 		t.Run(string(tc.reason), func(t *testing.T) {
 			before := s.in.Stats()
@@ -193,7 +201,7 @@ func TestRejectionsOverTCP(t *testing.T) {
 // drops the connection of one that tries another's.
 func TestACL(t *testing.T) {
 	const a, b = "gw-a", "gw-b"
-	s := startStack(t, a, b)
+	s := startStack(t, AckSync, a, b)
 	lost := make(chan error, 1)
 	ca := s.connect(t, a, lost)
 	ca.Publish(wire.Topic(b, wire.KindTelemetry), 1, false, seal(t, b, 1, wire.KindTelemetry, hostTelemetry("srv-b")))
@@ -225,8 +233,14 @@ func TestACL(t *testing.T) {
 // TestStoreFailureNotAcknowledged: when the store cannot commit, the broker
 // does not acknowledge and closes the connection so the client resends.
 func TestStoreFailureNotAcknowledged(t *testing.T) {
+	for _, ack := range []string{AckSync, AckPipelined} {
+		t.Run(ack, func(t *testing.T) { testStoreFailure(t, ack) })
+	}
+}
+
+func testStoreFailure(t *testing.T, ack string) {
 	const gw = "gw-f"
-	s := startStack(t, gw)
+	s := startStack(t, ack, gw)
 	lost := make(chan error, 1)
 	c := s.connect(t, gw, lost)
 	publish(t, c, wire.Topic(gw, wire.KindTelemetry), seal(t, gw, 1, wire.KindTelemetry, hostTelemetry("srv-f")))
@@ -249,7 +263,7 @@ func TestStoreFailureNotAcknowledged(t *testing.T) {
 // connection drops.
 func TestLastWillOverTCP(t *testing.T) {
 	const gw = "gw-w"
-	s := startStack(t, gw)
+	s := startStack(t, AckPipelined, gw)
 	will := seal(t, gw, 0, wire.KindStatus, wire.Status{State: wire.StateOffline, Reason: "connection lost"})
 	proxy := newProxy(t, strings.TrimPrefix(s.url, "tcp://"))
 	opts := paho.NewClientOptions().AddBroker("tcp://"+proxy.addr).SetClientID("agent-"+gw).SetUsername(gw).
@@ -317,5 +331,35 @@ func (p *proxy) cut() {
 		default:
 			return
 		}
+	}
+}
+
+func TestQuietHandlerDropsPacketDumps(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(quietHandler{slog.NewTextHandler(&buf, nil)}).With("component", "broker")
+	log.Warn("error processing packet", "client", "c1", "pk", []byte("secret payload"), "error", "broken pipe")
+	got := buf.String()
+	if strings.Contains(got, "pk=") || !strings.Contains(got, "client=c1") || !strings.Contains(got, "component=broker") {
+		t.Errorf("log line = %q, want the packet dropped and the rest kept", got)
+	}
+}
+
+// TestAddressInUse: a taken port is a clear error from Run, not a hang.
+func TestAddressInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	b, err := New(Config{Addr: ln.Addr().String()}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Errorf("Run on a taken port = %v, want a listen error", err)
+	}
+	if b.Listening() {
+		t.Errorf("Listening() = true after a failed Run")
 	}
 }

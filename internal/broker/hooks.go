@@ -67,27 +67,33 @@ func allowedWrite(username, topic string) bool {
 // when it is sent.
 type ingestHook struct {
 	mqtt.HookBase
-	in  Submitter
-	log *slog.Logger
-	now func() time.Time
+	in        Submitter
+	log       *slog.Logger
+	now       func() time.Time
+	pipelined bool
+	window    int
 
 	mu      sync.Mutex
 	lastLog time.Time
+	pipes   map[*mqtt.Client]*pipe // pipelined: each connection's acknowledgements
 }
 
-func newIngestHook(in Submitter, log *slog.Logger, now func() time.Time) *ingestHook {
-	return &ingestHook{in: in, log: log, now: now}
+func newIngestHook(in Submitter, log *slog.Logger, now func() time.Time, cfg Config) *ingestHook {
+	return &ingestHook{in: in, log: log, now: now, pipelined: cfg.Ack == AckPipelined, window: cfg.AckWindow, pipes: map[*mqtt.Client]*pipe{}}
 }
 
 func (h *ingestHook) ID() string { return "twinchain-ingest" }
 
 func (h *ingestHook) Provides(b byte) bool {
-	return b == mqtt.OnPublish || b == mqtt.OnWillSent
+	return b == mqtt.OnPublish || b == mqtt.OnWillSent || b == mqtt.OnDisconnect
 }
 
 func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if !strings.HasPrefix(pk.TopicName, gatewayTopicPrefix) {
 		return pk, nil
+	}
+	if h.pipelined && pk.FixedHeader.Qos == 1 && !cl.Net.Inline {
+		return h.publishPipelined(cl, pk)
 	}
 	out, err := h.in.Submit(pk.TopicName, pk.Payload)
 	if err != nil {
@@ -121,5 +127,76 @@ func (h *ingestHook) storeFailed(client string, err error) {
 			level = slog.LevelInfo
 		}
 		h.log.Log(context.Background(), level, "message not stored, not acknowledged; disconnecting client", "client", client, "err", err)
+	}
+}
+
+// pipe carries one connection's acknowledgements in pipelined mode: at most
+// cap(slots) messages are between the ingest and their PUBACK, and acks
+// never blocks the ingest's writer (it has room for all of them).
+type pipe struct {
+	slots chan struct{}
+	acks  chan pipedAck
+	done  chan struct{}
+}
+
+type pipedAck struct {
+	id  uint16
+	err error
+}
+
+func (h *ingestHook) pipeOf(cl *mqtt.Client) *pipe {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.pipes[cl]
+	if p == nil {
+		p = &pipe{slots: make(chan struct{}, h.window), acks: make(chan pipedAck, h.window), done: make(chan struct{})}
+		h.pipes[cl] = p
+		go h.ackLoop(cl, p) // ends when the connection does (OnDisconnect)
+	}
+	return p
+}
+
+// publishPipelined hands the message to the ingest and returns at once; the
+// broker does not acknowledge it (ErrRejectPacket): ackLoop writes the
+// PUBACK after the message is stored or rejected, or closes the connection
+// if it could not be stored. A full window blocks this connection only.
+func (h *ingestHook) publishPipelined(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	p := h.pipeOf(cl)
+	select {
+	case p.slots <- struct{}{}:
+	case <-p.done:
+		return pk, packets.ErrRejectPacket
+	}
+	id := pk.PacketID
+	h.in.SubmitAsync(pk.TopicName, pk.Payload, func(_ ingest.Outcome, err error) {
+		p.acks <- pipedAck{id: id, err: err}
+	})
+	return pk, packets.ErrRejectPacket
+}
+
+func (h *ingestHook) ackLoop(cl *mqtt.Client, p *pipe) {
+	for {
+		select {
+		case a := <-p.acks:
+			if a.err != nil {
+				h.storeFailed(cl.ID, a.err)
+				cl.Stop(a.err)
+			} else {
+				cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: a.id})
+			}
+			<-p.slots
+		case <-p.done:
+			return
+		}
+	}
+}
+
+func (h *ingestHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h.mu.Lock()
+	p := h.pipes[cl]
+	delete(h.pipes, cl)
+	h.mu.Unlock()
+	if p != nil {
+		close(p.done)
 	}
 }

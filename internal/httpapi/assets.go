@@ -1,12 +1,16 @@
 package httpapi
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
 
+	"twinchain/internal/auth"
+	"twinchain/internal/ingest"
 	"twinchain/internal/twin"
 	"twinchain/internal/twinstore"
 )
@@ -18,14 +22,81 @@ type AssetStore interface {
 	AssetEvents(id string, after uint64, limit int) ([]twin.Event, error)
 }
 
+// AssetChanger applies API changes to a twin as events; *ingest.Ingest is one.
+type AssetChanger interface {
+	Change(ctx context.Context, asset, actor, note string, mutate func(*twin.Asset) error) (twin.Event, error)
+}
+
 func (s *Server) registerAssets(api fiber.Router) {
 	if s.opts.Assets == nil {
 		api.All("/assets*", unavailable("the asset store"))
+		api.All("/stats/assets", unavailable("the asset store"))
 		return
 	}
+	api.Get("/stats/assets", s.assetStats)
 	api.Get("/assets", s.listAssets)
 	api.Get("/assets/:id", s.getAsset)
 	api.Get("/assets/:id/events", s.assetEvents)
+	if s.opts.Changes != nil {
+		api.Patch("/assets/:id", Allow(auth.WriteAssets), s.patchAsset)
+	} else {
+		api.Patch("/assets/:id", unavailable("asset changes"))
+	}
+}
+
+// CustodyPatch is the body of PATCH /api/v1/assets/:id: the custody fields
+// to set (absent ones stay) and why.
+type CustodyPatch struct {
+	Custody struct {
+		Status *twin.Status `json:"status"`
+		Owner  *string      `json:"owner"`
+		Holder *string      `json:"holder"`
+	} `json:"custody"`
+	Note string `json:"note"`
+}
+
+// actorOf is who makes a change: the signed-in principal's name (auth.go),
+// else "api".
+func actorOf(c *fiber.Ctx) string {
+	if p, ok := Principal(c); ok && p.Name != "" {
+		return p.Name
+	}
+	return "api"
+}
+
+// PATCH /api/v1/assets/:id {"custody":{"status":"quarantined"},"note":"..."}
+// changes custody through the ingest's writer as one event, returned with 200.
+func (s *Server) patchAsset(c *fiber.Ctx) error {
+	var p CustodyPatch
+	if err := json.Unmarshal(c.Body(), &p); err != nil {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, fmt.Sprintf("body: %v", err))
+	}
+	id := c.Params("id")
+	e, err := s.opts.Changes.Change(c.UserContext(), id, actorOf(c), p.Note, func(a *twin.Asset) error {
+		if p.Custody.Status != nil {
+			a.Custody.Status = *p.Custody.Status
+		}
+		if p.Custody.Owner != nil {
+			a.Custody.Owner = *p.Custody.Owner
+		}
+		if p.Custody.Holder != nil {
+			a.Custody.Holder = *p.Custody.Holder
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, ingest.ErrNoAsset):
+		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("asset %s not found", id))
+	case errors.Is(err, ingest.ErrInvalidChange):
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+	case errors.Is(err, ingest.ErrClosed):
+		return apiError(c, fiber.StatusServiceUnavailable, CodeUnavailable, err.Error())
+	case err != nil:
+		return err
+	case e.ID == 0:
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, fmt.Sprintf("asset %s: nothing to change", id))
+	}
+	return c.JSON(e)
 }
 
 // queryLimit reads ?limit= within 1..max, def when absent.
@@ -66,6 +137,25 @@ func (s *Server) listAssets(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(Page[twin.Asset]{Items: items, NextCursor: next})
+}
+
+// AssetSummarizer counts assets by kind, site, status and health;
+// *twinstore.Store is one.
+type AssetSummarizer interface {
+	Summarize() (twinstore.Summary, error)
+}
+
+// GET /api/v1/stats/assets: counts by kind, site, custody status and health.
+func (s *Server) assetStats(c *fiber.Ctx) error {
+	sz, ok := s.opts.Assets.(AssetSummarizer)
+	if !ok {
+		return apiError(c, fiber.StatusServiceUnavailable, CodeUnavailable, "asset counts are not available from this store")
+	}
+	sum, err := sz.Summarize()
+	if err != nil {
+		return err
+	}
+	return c.JSON(sum)
 }
 
 // GET /api/v1/assets/:id

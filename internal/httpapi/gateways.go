@@ -51,7 +51,7 @@ func (s *Server) registerGateways(api fiber.Router) {
 	api.Delete("/gateways/:id", manage, s.deleteGateway)
 }
 
-func (s *Server) streams() map[string]*ingest.GatewayStats {
+func (s *Server) gatewayStreams() map[string]*ingest.GatewayStats {
 	out := map[string]*ingest.GatewayStats{}
 	if s.opts.Ingest == nil {
 		return out
@@ -65,7 +65,7 @@ func (s *Server) streams() map[string]*ingest.GatewayStats {
 
 // GET /api/v1/gateways
 func (s *Server) listGateways(c *fiber.Ctx) error {
-	streams := s.streams()
+	streams := s.gatewayStreams()
 	gws := s.opts.Gateways.List()
 	items := make([]GatewayView, 0, len(gws))
 	for _, g := range gws {
@@ -80,7 +80,7 @@ func (s *Server) getGateway(c *fiber.Ctx) error {
 	if !ok {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("gateway %s not found", c.Params("id")))
 	}
-	return c.JSON(GatewayView{Gateway: g, Stream: s.streams()[g.ID]})
+	return c.JSON(GatewayView{Gateway: g, Stream: s.gatewayStreams()[g.ID]})
 }
 
 // decodeGateway parses a request body into a gateway.

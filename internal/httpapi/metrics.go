@@ -18,6 +18,11 @@ func (s *Server) registerMetrics() error {
 			return fmt.Errorf("register ingest metrics: %w", err)
 		}
 	}
+	streams := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twinchain_http_streams", Help: "Open server-sent event streams."},
+		func() float64 { return float64(s.streams.Load()) })
+	if err := s.opts.Metrics.Register(streams); err != nil {
+		return fmt.Errorf("register http metrics: %w", err)
+	}
 	s.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.opts.Metrics, promhttp.HandlerOpts{})))
 	return nil
 }

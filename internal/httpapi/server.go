@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -26,6 +27,7 @@ type Options struct {
 	Log      *slog.Logger
 	Now      func() time.Time
 	Assets   AssetStore    // assets.go
+	Changes  AssetChanger  // assets.go: PATCH /assets/:id
 	Events   EventLog      // stream.go
 	Ingest   IngestSource  // stats and wake-ups: gateways.go, stream.go, metrics.go
 	Gateways GatewayEditor // gateways.go
@@ -58,10 +60,14 @@ type Options struct {
 
 // Server is the HTTP API.
 type Server struct {
-	opts Options
-	app  *fiber.App
-	done chan struct{} // closed when Run is shutting down: ends SSE streams
+	opts    Options
+	app     *fiber.App
+	done    chan struct{} // closed when Run is shutting down: ends SSE streams
+	streams atomic.Int64  // open SSE streams
 }
+
+// Streams is the number of open SSE streams.
+func (s *Server) Streams() int64 { return s.streams.Load() }
 
 // New builds the API and registers every route. It listens only in Run.
 func New(opts Options) (*Server, error) {

@@ -63,6 +63,8 @@ func (s *Server) stream(c *fiber.Ctx) error {
 }
 
 func (s *Server) streamLoop(w *bufio.Writer, cursor uint64, asset string) {
+	s.streams.Add(1)
+	defer s.streams.Add(-1)
 	var wake <-chan struct{}
 	if s.opts.Ingest != nil {
 		ch, cancel := s.opts.Ingest.Subscribe()

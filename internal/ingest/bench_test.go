@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,11 +44,14 @@ func benchMessages(b *testing.B, gateways, n int) (topics []string, payloads [][
 	return topics, payloads
 }
 
+func registryGateway(gw string) registry.Gateway {
+	return registry.Gateway{ID: gw, PublicKey: testKey(gw).Public().(ed25519.PublicKey), Site: "s1"}
+}
+
 func benchRegistry(gateways int) *registry.Registry {
 	reg := registry.New()
 	for i := range gateways {
-		gw := fmt.Sprintf("gw-b%03d", i)
-		reg.Put(registry.Gateway{ID: gw, PublicKey: testKey(gw).Public().(ed25519.PublicKey), Site: "s1"})
+		reg.Put(registryGateway(fmt.Sprintf("gw-b%03d", i)))
 	}
 	return reg
 }
@@ -60,13 +64,22 @@ func BenchmarkIngestCheck(b *testing.B) {
 	reg := benchRegistry(1)
 	b.SetBytes(int64(len(payloads[0])))
 	b.ReportAllocs()
-	b.ResetTimer()
+	cpu0 := cpuTime()
 	for b.Loop() {
 		var m message
 		if rej := check(&m, topics[0], payloads[0], reg, t0, time.Hour); rej != nil {
 			b.Fatal(rej.err)
 		}
 	}
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/1000, "cpu_us/op")
+}
+
+// cpuTime is the process's user+system CPU time: unlike wall time it does
+// not grow when other processes share the machine's cores.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkIngestSubmit is decode + verify + sequence check + fold + store
@@ -99,7 +112,7 @@ func benchSubmit(b *testing.B, submitters int, noSync bool) {
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for range submitters {
 		wg.Add(1)
 		go func() {
@@ -118,13 +131,14 @@ func benchSubmit(b *testing.B, submitters int, noSync bool) {
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
 	b.StopTimer()
 	cancel()
 	<-done
 	st := in.Stats()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(b.N)/float64(max(st.Commits, 1)), "msgs/commit")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N)/1000, "cpu_us/op")
 }
 
 func contextWithCancel() (context.Context, context.CancelFunc) {

@@ -11,8 +11,12 @@ import (
 	"twinchain/internal/wire"
 )
 
-// ErrNoAsset is returned by Change for an asset with no twin.
-var ErrNoAsset = errors.New("no such asset")
+// Errors of Change: no twin for the asset, or a change that would leave it
+// invalid (an unknown custody status, another id or revision).
+var (
+	ErrNoAsset       = errors.New("no such asset")
+	ErrInvalidChange = errors.New("invalid change")
+)
 
 // change is a tracked-field change made through the API rather than by a
 // gateway message (e.g. the detection engine quarantining an asset). It
@@ -31,25 +35,13 @@ type change struct {
 // Note explaining it) in the writer's next commit. It returns the event; a
 // mutate that changes nothing stores nothing and returns a zero event.
 func (in *Ingest) Change(ctx context.Context, asset, actor, note string, mutate func(*twin.Asset) error) (twin.Event, error) {
+	if asset == "" || mutate == nil {
+		return twin.Event{}, fmt.Errorf("change: asset and mutate are required: %w", ErrInvalidChange)
+	}
 	it := in.pool.Get().(*item)
 	it.change = &change{asset: asset, actor: actor, note: note, mutate: mutate}
-	select {
-	case in.queue <- it:
-	case <-in.stopped:
-		in.release(it)
-		return twin.Event{}, ErrClosed
-	case <-ctx.Done():
-		in.release(it)
-		return twin.Event{}, ctx.Err()
-	}
-	select {
-	case <-it.done:
-	case <-in.stopped:
-		select {
-		case <-it.done:
-		default:
-			return twin.Event{}, ErrClosed
-		}
+	if err := in.enqueueCtx(ctx, it); err != nil {
+		return twin.Event{}, err
 	}
 	ev, err := it.change.event, it.err
 	if err == nil {
@@ -82,9 +74,14 @@ func (w *writer) applyChange(tx *twinstore.Tx, c *change, now time.Time) (Outcom
 	if err := c.mutate(&next); err != nil {
 		return Outcome{Err: err}, nil
 	}
+	if next.ID != cur.ID || next.Revision != cur.Revision {
+		return Outcome{Err: fmt.Errorf("asset %s: id and revision cannot be changed: %w", c.asset, ErrInvalidChange)}, nil
+	}
+	if !next.Custody.Status.Valid() {
+		return Outcome{Err: fmt.Errorf("asset %s: custody status %q: %w", c.asset, next.Custody.Status, ErrInvalidChange)}, nil
+	}
 	f := fold{w: w, tx: tx, m: &message{env: wire.Envelope{Time: now}}, now: now, src: twin.Source{Actor: c.actor}}
 	before, updated, seen := cur.Revision, cur.Updated, cur.LastSeen
-	prev := *cur
 	a, err := f.record(cur, &next, "", c.note)
 	if err != nil {
 		return Outcome{}, err
@@ -93,9 +90,8 @@ func (w *writer) applyChange(tx *twinstore.Tx, c *change, now time.Time) (Outcom
 	// of its last message, so readings older than now (a backlog, a
 	// simulation) still fold in after the change.
 	a.Updated, a.LastSeen = updated, seen
-	cur = &prev
 	if a.Revision != before {
-		c.event = twin.Event{Asset: a.ID, Revision: a.Revision, Time: now, Recorded: now, Source: f.src, Changes: twin.Diff(cur, a), Note: c.note}
+		c.event = f.last // as stored: with its id and type
 	}
 	return Outcome{}, nil
 }

@@ -22,14 +22,17 @@ const (
 	ReasonMalformed      Reason = "malformed"
 	ReasonOversize       Reason = "oversize"
 	ReasonTopicMismatch  Reason = "topic_mismatch"
+	ReasonUnknownAsset   Reason = "unknown_asset" // an asset outside the gateway's registered list
 )
 
 // Reasons lists every reason in a fixed order.
-var Reasons = []Reason{ReasonUnknownGateway, ReasonBadSignature, ReasonReplay, ReasonDuplicate, ReasonMalformed, ReasonOversize, ReasonTopicMismatch}
+var Reasons = []Reason{ReasonUnknownGateway, ReasonBadSignature, ReasonReplay, ReasonDuplicate, ReasonMalformed, ReasonOversize, ReasonTopicMismatch, ReasonUnknownAsset}
 
-// Gateways looks a gateway's key and site up; *registry.Registry is one.
+// Gateways looks a gateway's key and site up, and whether it may report
+// an asset; *registry.Registry is one.
 type Gateways interface {
 	Lookup(id string) (pub ed25519.PublicKey, site string, ok bool)
+	Reports(gw, asset string) bool
 }
 
 // message is one checked envelope with its decoded body.
@@ -85,6 +88,9 @@ func check(m *message, topic string, payload []byte, gws Gateways, now time.Time
 	if err := m.decodeBody(); err != nil {
 		return &rejection{ReasonMalformed, env.Gateway, env.Seq, err}
 	}
+	if asset := m.unlisted(gws); asset != "" {
+		return &rejection{ReasonUnknownAsset, env.Gateway, env.Seq, fmt.Errorf("gateway %s is not registered to report asset %s", env.Gateway, asset)}
+	}
 	m.sum = sha256.Sum256(payload)
 	return nil
 }
@@ -135,4 +141,37 @@ func (m *message) decodeBody() error {
 		}
 	}
 	return err
+}
+
+// unlisted returns the first asset the message reports that its gateway is
+// not registered for (telemetry and inventory hosts and GPUs, the GPS
+// asset), or "". RFID reads may name any tag.
+func (m *message) unlisted(gws Gateways) string {
+	gw := m.env.Gateway
+	ok := func(asset string) bool { return asset == "" || asset == gw || gws.Reports(gw, asset) }
+	switch m.env.Kind {
+	case wire.KindTelemetry:
+		if !ok(m.tel.Host) {
+			return m.tel.Host
+		}
+		for i := range m.tel.GPUs {
+			if !ok(m.tel.GPUs[i].Asset) {
+				return m.tel.GPUs[i].Asset
+			}
+		}
+	case wire.KindFirmware:
+		if !ok(m.inv.Host.Asset) {
+			return m.inv.Host.Asset
+		}
+		for i := range m.inv.GPUs {
+			if !ok(m.inv.GPUs[i].Asset) {
+				return m.inv.GPUs[i].Asset
+			}
+		}
+	case wire.KindGPS:
+		if !ok(m.gps.Asset) {
+			return m.gps.Asset
+		}
+	}
+	return ""
 }

@@ -27,6 +27,7 @@ type fold struct {
 	// writer.replay); no events, no tracked changes.
 	replay bool
 	pos    uint64
+	last   twin.Event // the event record stored last
 }
 
 // skip reports whether a's observations already include this message.
@@ -67,6 +68,7 @@ func (f *fold) record(cur, next *twin.Asset, typ twin.EventType, note string) (*
 	if err := f.tx.AppendEvent(&e); err != nil {
 		return cur, err
 	}
+	f.last = e
 	if cur == nil {
 		cur = new(twin.Asset)
 		f.w.twins[next.ID] = cur
@@ -198,9 +200,12 @@ func healthDiffers(h *twin.Health, s *wire.GPUSample) bool {
 // tracked fields and move only with a sample at least as new as the twin's.
 func (f *fold) telemetry() error {
 	gwID, site, t := f.m.env.Gateway, f.m.site, f.m.env.Time
-	host, err := f.ensure(f.m.tel.Host, twin.KindServer, site, "", gwID)
-	if err != nil {
-		return err
+	host := f.w.twins[gwID] // a gateway reporting its own GPUs is the host
+	if f.m.tel.Host != gwID {
+		var err error
+		if host, err = f.ensure(f.m.tel.Host, twin.KindServer, site, "", gwID); err != nil {
+			return err
+		}
 	}
 	f.seen(host)
 	for i := range f.m.tel.GPUs {
@@ -212,6 +217,7 @@ func (f *fold) telemetry() error {
 			if newer {
 				setHealth(&next.Health, s)
 			}
+			var err error
 			if a, err = f.record(a, &next, "", ""); err != nil {
 				return err
 			}
@@ -349,7 +355,8 @@ func (f *fold) gps() error {
 		}
 	}
 	if !f.skip(a) {
-		a.Location.GPS = fix
+		latest := *fix // f.m is reused for the next message: keep a copy
+		a.Location.GPS = &latest
 		f.w.observed(a)
 	}
 	f.seen(a)

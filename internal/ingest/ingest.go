@@ -84,10 +84,11 @@ type Outcome struct {
 // Accepted reports whether the message was stored now.
 func (o Outcome) Accepted() bool { return o.Reason == "" }
 
-// item is one message on its way through the writer.
+// item is one message, or one API change, on its way through the writer.
 type item struct {
 	m      message
-	change *change // an API change instead of a message (change.go)
+	change *change              // an API change instead of a message (change.go)
+	cb     func(Outcome, error) // SubmitAsync: called instead of signalling done
 	out    Outcome
 	err    error
 	done   chan struct{}
@@ -114,6 +115,9 @@ type Ingest struct {
 
 	// skipFinalCheckpoint makes Run end like a crash, for the replay test.
 	skipFinalCheckpoint bool
+	// stale is set when the writer's state could not be reloaded from the
+	// store after a failed commit (owned by the Run goroutine).
+	stale error
 }
 
 // New builds an ingest over an open store. It loads the twins and the
@@ -160,11 +164,66 @@ func (in *Ingest) Submit(topic string, payload []byte) (Outcome, error) {
 		in.stats.reject(in.log, in.now(), rej)
 		return Outcome{Reason: rej.reason, Err: rej.err}, nil
 	}
+	if err := in.enqueue(it); err != nil {
+		return Outcome{}, err
+	}
+	out, err := it.out, it.err
+	in.release(it)
+	return out, err
+}
+
+// SubmitAsync is Submit without waiting: done is called exactly once with
+// what Submit would return: at once when the checks reject the message,
+// otherwise from the writer goroutine after the commit (or with ErrClosed
+// when the ingest stops first). done must not block. SubmitAsync itself
+// blocks only while the writer's queue is full (backpressure).
+func (in *Ingest) SubmitAsync(topic string, payload []byte, done func(Outcome, error)) {
+	it := in.pool.Get().(*item)
+	if rej := check(&it.m, topic, payload, in.gws, in.now(), in.cfg.MaxClockSkew); rej != nil {
+		in.release(it)
+		in.stats.reject(in.log, in.now(), rej)
+		done(Outcome{Reason: rej.reason, Err: rej.err}, nil)
+		return
+	}
+	it.cb = done
 	select {
 	case in.queue <- it:
 	case <-in.stopped:
 		in.release(it)
-		return Outcome{}, ErrClosed
+		done(Outcome{}, ErrClosed)
+	}
+}
+
+// finish answers an item the writer is done with.
+func (in *Ingest) finish(it *item) {
+	if it.cb == nil {
+		it.done <- struct{}{}
+		return
+	}
+	cb, out, err := it.cb, it.out, it.err
+	in.release(it)
+	cb(out, err)
+}
+
+func (in *Ingest) enqueue(it *item) error { return in.enqueueCtx(context.Background(), it) }
+
+// enqueueCtx hands it to the writer and waits until it is committed. On an
+// error it has released it (or left it to the stopped writer).
+func (in *Ingest) enqueueCtx(ctx context.Context, it *item) error {
+	select {
+	case <-ctx.Done():
+		in.release(it)
+		return ctx.Err()
+	default:
+	}
+	select {
+	case in.queue <- it:
+	case <-in.stopped:
+		in.release(it)
+		return ErrClosed
+	case <-ctx.Done():
+		in.release(it)
+		return ctx.Err()
 	}
 	select {
 	case <-it.done:
@@ -174,12 +233,10 @@ func (in *Ingest) Submit(topic string, payload []byte) (Outcome, error) {
 		select {
 		case <-it.done:
 		default:
-			return Outcome{}, ErrClosed
+			return ErrClosed
 		}
 	}
-	out, err := it.out, it.err
-	in.release(it)
-	return out, err
+	return nil
 }
 
 func (in *Ingest) release(it *item) {
@@ -205,7 +262,7 @@ func (in *Ingest) Run(ctx context.Context) error {
 				select {
 				case it := <-in.queue:
 					it.err = ErrClosed
-					it.done <- struct{}{}
+					in.finish(it)
 				default:
 					in.checkpoint()
 					return nil
@@ -240,22 +297,39 @@ func (in *Ingest) checkpoint() {
 	err := in.store.Update(func(tx *twinstore.Tx) error { return in.w.checkpoint(tx, in.now()) })
 	if err != nil {
 		in.log.Error("checkpoint failed; observations will be replayed at the next start", "err", err)
-		if rerr := in.w.reload(); rerr != nil {
-			in.log.Error("reload state after failed checkpoint", "err", rerr)
-		}
+		in.reload()
 	}
+}
+
+// reload rebuilds the writer's state from the store after a failed
+// transaction. If that fails too, the state is marked stale and every
+// commit fails until a reload succeeds: nothing is folded onto a state that
+// does not match the store.
+func (in *Ingest) reload() {
+	if err := in.w.reload(); err != nil {
+		in.stale = fmt.Errorf("state not reloaded after a failed commit: %w", err)
+		in.log.Error("reload state from the store", "err", err)
+		return
+	}
+	in.stale = nil
 }
 
 // commit applies and stores one batch and answers every item in it.
 func (in *Ingest) commit(batch []*item) {
 	start := in.now()
-	err := in.store.Update(func(tx *twinstore.Tx) error {
-		return in.w.apply(tx, batch, start)
-	})
+	if in.stale != nil {
+		in.reload()
+	}
+	err := in.stale
+	if err == nil {
+		err = in.store.Update(func(tx *twinstore.Tx) error {
+			return in.w.apply(tx, batch, start)
+		})
+	}
 	if err != nil {
 		in.log.Error("commit failed; messages not acknowledged", "messages", len(batch), "err", err)
-		if rerr := in.w.reload(); rerr != nil {
-			in.log.Error("reload state after failed commit", "err", rerr)
+		if in.stale == nil {
+			in.reload()
 		}
 		for _, it := range batch {
 			it.err = err
@@ -268,7 +342,7 @@ func (in *Ingest) commit(batch []*item) {
 		in.wake()
 	}
 	for _, it := range batch {
-		it.done <- struct{}{}
+		in.finish(it)
 	}
 }
 

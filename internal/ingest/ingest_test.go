@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func testKey(name string) ed25519.PrivateKey {
 
 // rig is an ingest over a real store in a temporary directory.
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	path  string
 	store *twinstore.Store
 	reg   *registry.Registry
@@ -36,7 +37,7 @@ type rig struct {
 	stop  func()
 }
 
-func newRig(t *testing.T, cfg Config, gateways ...string) *rig {
+func newRig(t testing.TB, cfg Config, gateways ...string) *rig {
 	t.Helper()
 	r := &rig{t: t, path: filepath.Join(t.TempDir(), "twins.db"), reg: registry.New()}
 	for _, gw := range gateways {
@@ -215,6 +216,11 @@ func TestLastWill(t *testing.T) {
 func TestChecks(t *testing.T) {
 	const gw = "gw-c"
 	r := newRig(t, Config{}, gw)
+	listed := registryGateway("gw-l")
+	listed.Assets = []string{"srv-l", "srv-l.gpu0"}
+	if err := r.reg.Put(listed); err != nil {
+		t.Fatal(err)
+	}
 	good := seal(t, gw, 1, t0, wire.KindStatus, status(wire.StateOnline))
 	tampered := bytes.Replace(good, []byte(`"agent_version":"test"`), []byte(`"agent_version":"tesT"`), 1)
 	forged, _ := wire.Seal(testKey("someone else"), gw, 2, t0, wire.KindStatus, status(wire.StateOnline))
@@ -235,6 +241,9 @@ func TestChecks(t *testing.T) {
 		{"bad topic", "twinchain/v1/gw/" + gw, good, ReasonTopicMismatch},
 		{"future reading", wire.Topic(gw, wire.KindStatus), seal(t, gw, 3, t0.Add(48*time.Hour), wire.KindStatus, status(wire.StateOnline)), ReasonMalformed},
 		{"body of the wrong shape", wire.Topic(gw, wire.KindTelemetry), seal(t, gw, 4, t0, wire.KindTelemetry, map[string]any{"host": 7}), ReasonMalformed},
+		{"unlisted gpu", wire.Topic("gw-l", wire.KindTelemetry), seal(t, "gw-l", 1, t0, wire.KindTelemetry, telemetry("srv-l", 2, 0)), ReasonUnknownAsset},
+		{"unlisted host", wire.Topic("gw-l", wire.KindFirmware), seal(t, "gw-l", 2, t0, wire.KindFirmware, inventory("srv-x", 1, "1")), ReasonUnknownAsset},
+		{"listed", wire.Topic("gw-l", wire.KindTelemetry), seal(t, "gw-l", 3, t0, wire.KindTelemetry, telemetry("srv-l", 1, 0)), ""},
 		{"valid", wire.Topic(gw, wire.KindStatus), good, ""},
 	} {
 		out, err := r.in.Submit(tc.topic, tc.payload)
@@ -243,13 +252,13 @@ func TestChecks(t *testing.T) {
 		}
 	}
 	st := r.in.Stats()
-	for reason, want := range map[Reason]uint64{ReasonUnknownGateway: 1, ReasonBadSignature: 2, ReasonMalformed: 3, ReasonOversize: 1, ReasonTopicMismatch: 3} {
+	for reason, want := range map[Reason]uint64{ReasonUnknownGateway: 1, ReasonBadSignature: 2, ReasonMalformed: 3, ReasonOversize: 1, ReasonTopicMismatch: 3, ReasonUnknownAsset: 2} {
 		if st.Rejected[reason] != want {
 			t.Errorf("Stats.Rejected[%s] = %d, want %d", reason, st.Rejected[reason], want)
 		}
 	}
-	if recent := r.in.Recent(t0); len(recent) != 10 {
-		t.Errorf("Recent = %d rejections, want 10", len(recent))
+	if recent := r.in.Recent(t0); len(recent) != 12 {
+		t.Errorf("Recent = %d rejections, want 12", len(recent))
 	}
 }
 
@@ -294,6 +303,7 @@ func TestFold(t *testing.T) {
 	send(t0.Add(13*time.Second), wire.KindGPS, wire.GPSFix{Lat: 52.5, Lon: 13.4, Quality: 1, FixTime: t0.Add(13 * time.Second)})
 	send(t0.Add(14*time.Second), wire.KindGPS, wire.GPSFix{Lat: 52.50001, Lon: 13.4, Quality: 1, FixTime: t0.Add(14 * time.Second)}) // ~1 m
 	send(t0.Add(15*time.Second), wire.KindGPS, wire.GPSFix{Lat: 52.501, Lon: 13.4, Quality: 1, FixTime: t0.Add(15 * time.Second)})   // ~111 m
+	send(t0.Add(16*time.Second), wire.KindStatus, wire.Status{State: wire.StateOnline})                                              // the fix must outlive its message
 
 	g, err := r.store.Asset(host + ".gpu1")
 	if err != nil {
@@ -420,5 +430,114 @@ func TestReplayAfterCrash(t *testing.T) {
 	r.open(cfg)
 	if a, err := r.store.Asset(host + ".gpu1"); err != nil || a.Health.Samples != samples {
 		t.Errorf("stored samples after a clean stop and a second replay = %d (%v), want %d", a.Health.Samples, err, samples)
+	}
+}
+
+// TestChange: API changes go through the writer as events with the actor;
+// invalid ones are refused, empty ones store nothing.
+func TestChange(t *testing.T) {
+	const gw, host = "gw-c", "srv-c"
+	r := newRig(t, Config{}, gw)
+	r.submit(gw, wire.KindFirmware, seal(t, gw, 1, t0, wire.KindFirmware, inventory(host, 1, "96.0")))
+	quarantine := func(a *twin.Asset) error { a.Custody.Status = twin.StatusQuarantined; return nil }
+	ctx := context.Background()
+	for _, tc := range []struct {
+		asset  string
+		mutate func(*twin.Asset) error
+		want   error
+	}{
+		{"nope", quarantine, ErrNoAsset},
+		{host, func(a *twin.Asset) error { a.Custody.Status = "lost"; return nil }, ErrInvalidChange},
+		{host, func(a *twin.Asset) error { a.Revision = 99; return nil }, ErrInvalidChange},
+		{host, nil, ErrInvalidChange},
+	} {
+		if _, err := r.in.Change(ctx, tc.asset, "alice", "", tc.mutate); !errors.Is(err, tc.want) {
+			t.Errorf("Change(%s) = %v, want %v", tc.asset, err, tc.want)
+		}
+	}
+	if e, err := r.in.Change(ctx, host, "alice", "", func(a *twin.Asset) error { return nil }); err != nil || e.ID != 0 {
+		t.Errorf("Change(nothing) = %+v, %v; want no event and no error", e, err)
+	}
+	before, _ := r.store.Asset(host)
+	e, err := r.in.Change(ctx, host, "alice", "alert 7", quarantine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Type != twin.EventCustodyChanged || e.Revision != before.Revision+1 || e.Source.Actor != "alice" || e.Note != "alert 7" || e.ID != r.store.LastEventID() {
+		t.Errorf("Change event = %+v, want the stored custody_changed at revision %d by alice with the note", e, before.Revision+1)
+	}
+	after, _ := r.store.Asset(host)
+	if after.Custody.Status != twin.StatusQuarantined || after.Revision != e.Revision {
+		t.Errorf("twin after Change = status %q revision %d, want quarantined at %d", after.Custody.Status, after.Revision, e.Revision)
+	}
+	r.submit(gw, wire.KindTelemetry, seal(t, gw, 2, t0.Add(time.Second), wire.KindTelemetry, telemetry(host, 1, 0)))
+	if a, _ := r.store.Asset(host); a.Custody.Status != twin.StatusQuarantined {
+		t.Errorf("custody after telemetry = %q, want quarantined", a.Custody.Status)
+	}
+}
+
+// TestGatewayIsHost: an agent whose gateway id is also its host's asset id
+// keeps one twin of kind gateway, without a placement event per message.
+func TestGatewayIsHost(t *testing.T) {
+	const gw = "gw-h"
+	r := newRig(t, Config{}, gw)
+	r.submit(gw, wire.KindFirmware, seal(t, gw, 1, t0, wire.KindFirmware, inventory(gw, 1, "96.0")))
+	for i := range 3 {
+		r.submit(gw, wire.KindTelemetry, seal(t, gw, uint64(i+2), t0.Add(time.Duration(i+1)*time.Second), wire.KindTelemetry, telemetry(gw, 1, 0)))
+	}
+	a, err := r.store.Asset(gw)
+	if err != nil || a.Kind != twin.KindGateway {
+		t.Fatalf("twin %s = kind %q (%v), want gateway", gw, a.Kind, err)
+	}
+	events, _ := r.store.AssetEvents(gw, 0, 100)
+	if len(events) > 2 {
+		t.Errorf("%s has %d events after 4 messages, want at most 2 (registered, inventory): %+v", gw, len(events), events)
+	}
+	if g, _ := r.store.Asset(gw + ".gpu0"); g.Parent != gw || g.Health.Samples != 3 {
+		t.Errorf("gpu0 parent %q samples %d, want %s and 3", g.Parent, g.Health.Samples, gw)
+	}
+}
+
+// TestRejectionLogRateLimit: a gateway's reason is logged once a minute,
+// with the number of rejections not logged since.
+func TestRejectionLogRateLimit(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	var s stats
+	s.init(4)
+	rej := &rejection{ReasonBadSignature, "gw-a", 1, errors.New("bad signature")}
+	for i := range 3 {
+		s.reject(log, t0.Add(time.Duration(i)*time.Second), rej)
+	}
+	s.reject(log, t0.Add(time.Second), &rejection{ReasonReplay, "gw-a", 2, errors.New("old")})
+	s.reject(log, t0.Add(2*time.Second), &rejection{ReasonBadSignature, "gw-b", 1, errors.New("bad signature")})
+	s.reject(log, t0.Add(61*time.Second), rej)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("logged %d lines, want 4 (gw-a bad_signature twice a minute apart, gw-a replay, gw-b):\n%s", len(lines), buf.String())
+	}
+	if !strings.Contains(lines[3], "gateway=gw-a") || !strings.Contains(lines[3], "suppressed_since_last_log=2") {
+		t.Errorf("last line = %q, want gw-a with 2 suppressed", lines[3])
+	}
+	if s.rejected[ReasonBadSignature] != 5 || len(s.recent) != 4 {
+		t.Errorf("counted %d bad signatures, kept %d recent; want 5 and the ring's 4", s.rejected[ReasonBadSignature], len(s.recent))
+	}
+}
+
+// TestStoreFailure: when the store cannot commit (and the state cannot be
+// reloaded), Submit reports an error for every message, so none is
+// acknowledged, and the failures are counted.
+func TestStoreFailure(t *testing.T) {
+	const gw = "gw-d"
+	r := newRig(t, Config{}, gw)
+	r.submit(gw, wire.KindStatus, seal(t, gw, 1, t0, wire.KindStatus, status(wire.StateOnline)))
+	r.store.Close()
+	for seq := uint64(2); seq <= 3; seq++ {
+		if _, err := r.in.Submit(wire.Topic(gw, wire.KindStatus), seal(t, gw, seq, t0, wire.KindStatus, status(wire.StateOnline))); err == nil {
+			t.Errorf("Submit(seq %d) with the store closed = nil error, want an error", seq)
+		}
+	}
+	if st := r.in.Stats(); st.CommitFailures != 2 || st.Accepted != 1 {
+		t.Errorf("stats = %d commit failures, %d accepted; want 2 and 1", st.CommitFailures, st.Accepted)
 	}
 }

@@ -142,9 +142,10 @@ type Store interface {
 // ingest looks gateways up here on every message. With a Store (Persist),
 // Put and Delete write through to it before changing the index.
 type Registry struct {
-	mu    sync.RWMutex
-	gw    map[string]Gateway
-	store Store
+	mu      sync.RWMutex
+	gw      map[string]Gateway
+	reports map[string]map[string]struct{} // gateway -> its listed assets (none: no list)
+	store   Store
 }
 
 // Persist makes Put and Delete write through to st. Call it before the
@@ -153,11 +154,38 @@ func (r *Registry) Persist(st Store) { r.store = st }
 
 // New returns a registry holding gws.
 func New(gws ...Gateway) *Registry {
-	r := &Registry{gw: make(map[string]Gateway, len(gws))}
+	r := &Registry{gw: make(map[string]Gateway, len(gws)), reports: map[string]map[string]struct{}{}}
 	for _, g := range gws {
-		r.gw[g.ID] = g.Clone()
+		r.set(g)
 	}
 	return r
+}
+
+// set indexes g; the caller holds the write lock (or owns r).
+func (r *Registry) set(g Gateway) {
+	r.gw[g.ID] = g.Clone()
+	if len(g.Assets) == 0 {
+		delete(r.reports, g.ID)
+		return
+	}
+	set := make(map[string]struct{}, len(g.Assets))
+	for _, a := range g.Assets {
+		set[a] = struct{}{}
+	}
+	r.reports[g.ID] = set
+}
+
+// Reports reports whether gateway gw may report asset: it is in the
+// gateway's asset list, or the gateway has no list.
+func (r *Registry) Reports(gw, asset string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	set, ok := r.reports[gw]
+	if !ok {
+		return true
+	}
+	_, ok = set[asset]
+	return ok
 }
 
 // Lookup returns the gateway's public key and site.
@@ -192,6 +220,7 @@ func (r *Registry) Delete(id string) (bool, error) {
 		}
 	}
 	delete(r.gw, id)
+	delete(r.reports, id)
 	return true, nil
 }
 

@@ -88,3 +88,23 @@ func TestRegistry(t *testing.T) {
 		t.Errorf("Delete twice = %v, %v (errors %v, %v), then Len = %d; want true, false, no errors, 1", first, second, err1, err2, r.Len())
 	}
 }
+
+func TestReports(t *testing.T) {
+	r := New(Gateway{ID: "gw-a", PublicKey: key("a"), Assets: []string{"srv-1", "srv-1.gpu0"}}, Gateway{ID: "gw-b", PublicKey: key("b")})
+	for _, tc := range []struct {
+		gw, asset string
+		want      bool
+	}{
+		{"gw-a", "srv-1.gpu0", true},
+		{"gw-a", "srv-2.gpu0", false},
+		{"gw-b", "anything", true}, // no list: no restriction
+		{"gw-x", "anything", true}, // unknown gateways are the ingest's other check
+	} {
+		if got := r.Reports(tc.gw, tc.asset); got != tc.want {
+			t.Errorf("Reports(%s, %s) = %v, want %v", tc.gw, tc.asset, got, tc.want)
+		}
+	}
+	if err := r.Put(Gateway{ID: "gw-a", PublicKey: key("a")}); err != nil || !r.Reports("gw-a", "srv-2.gpu0") {
+		t.Errorf("after replacing gw-a without a list: Reports = false (%v), want true", err)
+	}
+}

@@ -86,7 +86,7 @@ func (r *Registry) PutAll(f File) error {
 		}
 	}
 	for _, g := range f.Gateways {
-		r.gw[g.ID] = g.Clone()
+		r.set(g)
 	}
 	return nil
 }

@@ -110,6 +110,76 @@ func (f *AssetFilter) match(a *twin.Asset) bool {
 	return false
 }
 
+// mayMatch is a cheap test on a twin's stored JSON before decoding it: a
+// twin that lacks the filter's exact "kind":"gpu" (site, status) text
+// cannot match. Values with characters JSON might escape skip the shortcut.
+func (f *AssetFilter) mayMatch(v []byte) bool {
+	for _, kv := range [...]struct{ key, val string }{{`"kind":`, string(f.Kind)}, {`"site":`, f.Site}, {`"status":`, string(f.Status)}} {
+		if kv.val == "" || !plain(kv.val) {
+			continue
+		}
+		if !bytes.Contains(v, []byte(kv.key+`"`+kv.val+`"`)) {
+			return false
+		}
+	}
+	return true
+}
+
+// plain reports whether JSON writes s without escapes.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':' || c == ' ') {
+			return false
+		}
+	}
+	return true
+}
+
+// Summary counts assets by kind, site, custody status and health state.
+type Summary struct {
+	Total    int            `json:"total"`
+	ByKind   map[string]int `json:"by_kind"`
+	BySite   map[string]int `json:"by_site"`
+	ByStatus map[string]int `json:"by_status"`
+	ByHealth map[string]int `json:"by_health"`
+}
+
+// Summarize counts every asset (one pass over the twins).
+func (s *Store) Summarize() (Summary, error) {
+	sum := Summary{ByKind: map[string]int{}, BySite: map[string]int{}, ByStatus: map[string]int{}, ByHealth: map[string]int{}}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTwins).ForEach(func(k, v []byte) error {
+			var a struct {
+				Kind    string `json:"kind"`
+				Site    string `json:"site"`
+				Custody struct {
+					Status string `json:"status"`
+				} `json:"custody"`
+				Health struct {
+					State string `json:"state"`
+				} `json:"health"`
+			}
+			if len(v) < 8 {
+				return fmt.Errorf("twin %s: short record", k)
+			}
+			if err := json.Unmarshal(v[8:], &a); err != nil {
+				return fmt.Errorf("twin %s: %w", k, err)
+			}
+			sum.Total++
+			sum.ByKind[a.Kind]++
+			sum.BySite[a.Site]++
+			sum.ByStatus[a.Custody.Status]++
+			sum.ByHealth[a.Health.State]++
+			return nil
+		})
+	})
+	if err != nil {
+		return sum, fmt.Errorf("summarize assets: %w", err)
+	}
+	return sum, nil
+}
+
 // ErrBadCursor is returned for a paging cursor this store did not make.
 var ErrBadCursor = fmt.Errorf("bad cursor")
 
@@ -136,6 +206,9 @@ func (s *Store) Assets(f AssetFilter) (items []twin.Asset, next string, err erro
 			}
 		}
 		for ; k != nil; k, v = c.Next() {
+			if !f.mayMatch(v) {
+				continue
+			}
 			var a twin.Asset
 			if _, err := decodeTwin(v, &a); err != nil {
 				return fmt.Errorf("twin %s: %w", k, err)
