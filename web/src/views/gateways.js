@@ -48,7 +48,7 @@ export async function gatewaysView(root) {
       const noQueue = list.length > 0 && !list.some(hasStatus);
       clear(box).append(
         h("p.summary", `${list.length} gateways, ${list.filter(online).length} online`),
-        noQueue ? h("p.muted.small", "Queue depth, drops and agent version come from the agents' status messages; no gateway has sent one yet.") : null,
+        ...(noQueue ? [h("p.muted.small", "Queue depth, drops and agent version come from the agents' status messages; no gateway has sent one yet.")] : []),
         h("div.hscroll", h("table.plain", { "aria-label": "Gateways" },
           h("thead", h("tr", ["Gateway", "Site", "State", "Last sequence", "Queue depth", "Dropped", "Gaps", "Rejected", "Last seen", "Accepted", "Agent"].map((t) => h("th", { scope: "col" }, t)))),
           h("tbody", rows))));
