@@ -1,7 +1,7 @@
 // Gateways: online, last sequence, queue depth, drops, last seen; and the
 // ingest counters.
 import { api, items, subscribe } from "../api.js";
-import { h, clear, fmtTime, ago, pill, label, unavailable, errorBox } from "../dom.js";
+import { h, clear, fmtTime, ago, pill, label, unavailable, errorBox, fill } from "../dom.js";
 
 const pick = (o, ...names) => {
   for (const n of names) {
@@ -46,21 +46,21 @@ export async function gatewaysView(root) {
         h("td.num", String(pick(g, "stream.accepted", "accepted") ?? "—")),
         h("td", pick(g, "stream.agent_version") || "—")));
       const noQueue = list.length > 0 && !list.some(hasStatus);
-      clear(box).append(
+      fill(box, 
         h("p.summary", `${list.length} gateways, ${list.filter(online).length} online`),
         ...(noQueue ? [h("p.muted.small", "Queue depth, drops and agent version come from the agents' status messages; no gateway has sent one yet.")] : []),
         h("div.hscroll", h("table.plain", { "aria-label": "Gateways" },
           h("thead", h("tr", ["Gateway", "Site", "State", "Last sequence", "Queue depth", "Dropped", "Gaps", "Rejected", "Last seen", "Accepted", "Agent"].map((t) => h("th", { scope: "col" }, t)))),
           h("tbody", rows))));
     } catch (e) {
-      clear(box).append(e.missing ? unavailable("Gateways", e) : errorBox(e));
+      fill(box, e.missing ? unavailable("Gateways", e) : errorBox(e));
     }
     try {
       const s = await api("/stats/ingest");
       const { gateways: _perGateway, ...totals } = s || {};
-      clear(stats).append(h("h2#h-ingest", "Ingest"), statsList(totals));
+      fill(stats, h("h2#h-ingest", "Ingest"), statsList(totals));
     } catch (e) {
-      clear(stats).append(h("h2#h-ingest", "Ingest"), e.missing ? unavailable("Ingest statistics", e) : errorBox(e));
+      fill(stats, h("h2#h-ingest", "Ingest"), e.missing ? unavailable("Ingest statistics", e) : errorBox(e));
     }
     root.dataset.ready = "true";
   }
