@@ -107,6 +107,9 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		g.Go(func() error { return col.Run(ctx) })
 	}
 	err = g.Wait()
+	if cerr := seq.Close(); cerr != nil { // a clean stop leaves no sequence gap
+		log.Error("sequence", "err", cerr)
+	}
 	log.Info("edge-agent stopped", "queued", pub.Stats.Queued.Load(), "acked", pub.Stats.Acked.Load(), "backlog", q.Len())
 	return err
 }

@@ -3,9 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sync"
@@ -34,6 +37,7 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	regOnly := fs.Bool("registry-only", false, "write the registry and exit")
 	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")
 	ackedLog := fs.String("acked-log", "", "append \"gateway seq\" for every acknowledged message to this file")
+	statePath := fs.String("state", "", "keep each gateway's sequence number in this file, so that after a clean stop the next run continues without a gap")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,6 +55,16 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 		return nil
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "fleet")
+	if *statePath != "" {
+		if pub.Resume, err = loadSeqState(*statePath); err != nil {
+			return err
+		}
+		defer func() {
+			if err := saveSeqState(*statePath, true, f.Seqs()); err != nil {
+				fmt.Fprintln(stderr, "firmware-sim:", err)
+			}
+		}()
+	}
 	p, err := fleet.NewPublisher(f, pub, log)
 	if err != nil {
 		return err
@@ -90,4 +104,50 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Info("progress", "sent", p.Stats.Sent.Load(), "acked", p.Stats.Acked.Load(), "failed", p.Stats.Failed.Load())
 		}
 	}
+}
+
+// seqState is the --state file: the last sequence number of each gateway,
+// trusted only when the previous run stopped cleanly.
+type seqState struct {
+	Clean bool              `json:"clean"`
+	Seqs  map[string]uint64 `json:"seqs"`
+}
+
+// loadSeqState returns the sequence numbers to resume from (none after a
+// crash: then the time-based base keeps numbers from repeating) and marks
+// the file unclean until this run stops.
+func loadSeqState(path string) (map[string]uint64, error) {
+	var st seqState
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("read state: %w", err)
+	default:
+		if err := json.Unmarshal(data, &st); err != nil {
+			return nil, fmt.Errorf("state file %s: %w", path, err)
+		}
+	}
+	if err := saveSeqState(path, false, st.Seqs); err != nil {
+		return nil, err
+	}
+	if !st.Clean {
+		return nil, nil
+	}
+	return st.Seqs, nil
+}
+
+func saveSeqState(path string, clean bool, seqs map[string]uint64) error {
+	data, err := json.Marshal(seqState{Clean: clean, Seqs: seqs})
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
 }

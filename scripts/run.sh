@@ -27,7 +27,7 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 
-"$bin/firmware-sim" fleet --broker "tcp://$mqtt" &
+"$bin/firmware-sim" fleet --broker "tcp://$mqtt" --state "$data/fleet-state.json" &
 pids+=($!)
 
 echo

@@ -68,6 +68,34 @@ func TestSequenceNeverGoesBack(t *testing.T) {
 	}
 }
 
+// TestSequenceCleanStopNoGap: after Close the next start continues with the
+// next number; after a crash (no Close) it continues after the reserved block.
+func TestSequenceCleanStopNoGap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seq")
+	s, err := OpenSequence(path, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		s.Next()
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Next(); err == nil {
+		t.Errorf("Next after Close = nil error, want an error")
+	}
+	s, _ = OpenSequence(path, 100)
+	if got := s.Peek(); got != 4 {
+		t.Errorf("after a clean stop at 3, Peek() = %d, want 4", got)
+	}
+	s.Next() // 4; the block 4..103 is reserved; now "crash" without Close
+	s, _ = OpenSequence(path, 100)
+	if got := s.Peek(); got != 104 {
+		t.Errorf("after a crash within block 4..103, Peek() = %d, want 104", got)
+	}
+}
+
 func BenchmarkSequenceNext(b *testing.B) {
 	s, err := OpenSequence(filepath.Join(b.TempDir(), "seq"), 10000)
 	if err != nil {

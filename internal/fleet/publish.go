@@ -37,6 +37,9 @@ type PublishConfig struct {
 	// (zero: the Unix time in milliseconds at start, so a restarted simulator
 	// never reuses a sequence number).
 	SeqBase uint64
+	// Resume, when it has a gateway, is the last sequence number that
+	// gateway used before a clean stop: it continues right after it.
+	Resume map[string]uint64
 	// StatusEvery and InventoryEvery are simulated intervals between a
 	// gateway's heartbeats and inventory reports.
 	StatusEvery, InventoryEvery time.Duration
@@ -96,6 +99,15 @@ func NewPublisher(f *Fleet, cfg PublishConfig, log *slog.Logger) (*Publisher, er
 	return &Publisher{fleet: f, cfg: cfg, log: log}, nil
 }
 
+// Seqs is the last sequence number each gateway used.
+func (f *Fleet) Seqs() map[string]uint64 {
+	out := make(map[string]uint64, len(f.Gateways))
+	for _, gw := range f.Gateways {
+		out[gw.ID] = gw.Seq()
+	}
+	return out
+}
+
 // Run connects every gateway and publishes until ctx ends.
 func (p *Publisher) Run(ctx context.Context) error {
 	start := p.cfg.Start
@@ -108,7 +120,11 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	for _, gw := range p.fleet.Gateways {
-		gw.SetSeq(base)
+		if last, ok := p.cfg.Resume[gw.ID]; ok {
+			gw.SetSeq(last)
+		} else {
+			gw.SetSeq(base)
+		}
 		g.Go(func() error { return p.runGateway(ctx, gw, start) })
 	}
 	return g.Wait()
