@@ -66,6 +66,9 @@ type Alert struct {
 	NextEscalation time.Time `json:"next_escalation,omitzero"`
 	// Response records an automated response, e.g. "quarantined".
 	Response string `json:"response,omitempty"`
+	// Lifecycle lists the steps recorded as twin events on the asset
+	// (raised, acknowledged, resolved), so the alert is anchored.
+	Lifecycle []LifecycleEvent `json:"lifecycle,omitempty"`
 }
 
 // EvidenceRecord is one finding's evidence.
