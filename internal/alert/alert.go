@@ -7,6 +7,9 @@
 //
 // Alerts, the open index, the outbox and the detection cursors live in one
 // bbolt file of their own, updated in one transaction per batch of findings.
+// With RecordLifecycle, each lifecycle step is also queued there and a
+// LifecycleRecorder stores it as a twin event on the alert's asset, so
+// alerts are anchored with the event log (lifecycle.go).
 package alert
 
 import (
