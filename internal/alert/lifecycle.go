@@ -143,24 +143,28 @@ type EventRecorder interface {
 	Record(ctx context.Context, asset, actor string, typ twin.EventType, note string) (twin.Event, error)
 }
 
-// LifecycleRecorder records the queued lifecycle steps as twin events and
-// stores their event ids in the alerts. A step whose event cannot be
-// stored for a reason other than shutdown (the asset has no twin) keeps
-// the error instead; a crash between the event and the id being stored
-// records that step again (at least once).
+// LifecycleRecorder records the queued lifecycle steps, in order, as twin
+// events and stores their event ids in the alerts. A step whose event can
+// never be stored (permanent: e.g. the asset has no twin) keeps the error
+// instead; any other failure is retried on the next tick. A crash between
+// the event and the id being stored records that step again (at least
+// once).
 type LifecycleRecorder struct {
-	store *Store
-	rec   EventRecorder
-	log   *slog.Logger
-	tick  time.Duration
+	store     *Store
+	rec       EventRecorder
+	permanent func(error) bool
+	log       *slog.Logger
+	tick      time.Duration
 
-	Recorded atomic.Uint64
-	Failed   atomic.Uint64
+	Recorded atomic.Uint64 // steps stored as twin events
+	Failed   atomic.Uint64 // steps given up (permanent errors)
+	Retried  atomic.Uint64 // transient failures, retried
 }
 
-// NewLifecycleRecorder records store's steps through rec.
-func NewLifecycleRecorder(store *Store, rec EventRecorder, log *slog.Logger) *LifecycleRecorder {
-	return &LifecycleRecorder{store: store, rec: rec, log: log, tick: time.Second}
+// NewLifecycleRecorder records store's steps through rec; permanent tells
+// the errors of rec that retrying cannot fix.
+func NewLifecycleRecorder(store *Store, rec EventRecorder, permanent func(error) bool, log *slog.Logger) *LifecycleRecorder {
+	return &LifecycleRecorder{store: store, rec: rec, permanent: permanent, log: log, tick: time.Second}
 }
 
 // Run records until ctx ends.
@@ -191,14 +195,23 @@ func (r *LifecycleRecorder) round(ctx context.Context) error {
 			a, err := r.store.Get(p.Alert)
 			var ev twin.Event
 			if err == nil && (p.Index < 0 || p.Index >= len(a.Lifecycle)) {
-				err = fmt.Errorf("alert %s has no step %d", p.Alert, p.Index)
+				err = fmt.Errorf("alert %s has no step %d: %w", p.Alert, p.Index, ErrInvalid)
+			}
+			if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrInvalid) {
+				return err // the store failed: next tick
 			}
 			if err == nil {
 				l := &a.Lifecycle[p.Index]
 				ev, err = r.rec.Record(ctx, a.Asset, "alerts", l.Step.EventType(), LifecycleNote(a.ID, a.Type, l))
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err != nil && (r.permanent == nil || !r.permanent(err)) {
+					if r.Retried.Add(1)%60 == 1 {
+						r.log.Warn("alert step not recorded yet; will retry", "alert", p.Alert, "step", l.Step, "err", err)
+					}
+					return nil // keep the order: retry from this step next tick
+				}
 			}
 			if err != nil {
 				r.Failed.Add(1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"twinchain/internal/alert"
 	"twinchain/internal/detect"
+	"twinchain/internal/ingest"
 	"twinchain/internal/proofbundle"
 	"twinchain/internal/twin"
 )
@@ -45,7 +47,7 @@ func TestAlertLifecycleAnchored(t *testing.T) {
 		t.Fatal(err)
 	}
 	alerts.RecordLifecycle()
-	rec := alert.NewLifecycleRecorder(alerts, r.in, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rec := alert.NewLifecycleRecorder(alerts, r.in, func(err error) bool { return errors.Is(err, ingest.ErrNoAsset) }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	stop := run(t, rec.Run)
 	defer stop()
 	res, err := alerts.Apply([]detect.Finding{{Type: detect.TypeSubstitution, Asset: swap.Asset, Severity: detect.Critical, Time: swap.Time,

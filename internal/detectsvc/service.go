@@ -2,6 +2,7 @@ package detectsvc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"twinchain/internal/alert"
+	"twinchain/internal/ingest"
 	"twinchain/internal/twin"
 	"twinchain/internal/workorder"
 )
@@ -71,9 +73,15 @@ func Open(dataDir string, cfg Config, d Deps) (*Service, error) {
 	s.dispatcher = alert.NewDispatcher(s.alerts, d.MQTT, d.Log.With("component", "alerts"), d.Now)
 	if d.Events != nil {
 		s.alerts.RecordLifecycle()
-		s.recorder = alert.NewLifecycleRecorder(s.alerts, d.Events, d.Log.With("component", "alert-lifecycle"))
+		s.recorder = alert.NewLifecycleRecorder(s.alerts, d.Events, permanent, d.Log.With("component", "alert-lifecycle"))
 	}
 	return s, nil
+}
+
+// permanent are the ingest's errors that retrying a lifecycle step cannot
+// fix: no twin for the alert's asset, a refused change.
+func permanent(err error) bool {
+	return errors.Is(err, ingest.ErrNoAsset) || errors.Is(err, ingest.ErrInvalidChange)
 }
 
 // Run runs the engine and the dispatcher until ctx ends.
