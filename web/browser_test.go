@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -105,9 +106,17 @@ func artifacts(t testing.TB) string {
 	return dir
 }
 
-// shot saves a full-page PNG of what the browser shows.
+// strayValue finds a JavaScript value printed as text where a view meant
+// to leave something out.
+var strayValue = regexp.MustCompile(`\b(null|undefined|NaN|\[object Object\])\b`)
+
+// shot saves a full-page PNG of what the browser shows, and fails the test
+// when the page prints a stray null, undefined or NaN.
 func shot(t testing.TB, ctx context.Context, name string) {
 	t.Helper()
+	if m := strayValue.FindString(evalJS[string](t, ctx, `document.body.innerText`)); m != "" {
+		t.Errorf("page %s shows a stray %q", name, m)
+	}
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Errorf("screenshot %s: %v", name, err)

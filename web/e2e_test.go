@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -133,6 +134,43 @@ func TestDashboard(t *testing.T) {
 		}
 		if on := evalJS[int](t, ctx, `document.querySelectorAll("table.plain .pill.gw-online").length`); on == 0 {
 			t.Errorf("no gateway shows online while firmware-sim publishes")
+		}
+		// firmware-sim's agents send numbered statuses: each gateway with a
+		// status shows its queue depth as a number, the API's figure.
+		queueCell := `(() => {
+			const col = [...document.querySelectorAll("table.plain thead th")].findIndex(th => th.textContent === "Queue depth");
+			return col < 0 ? [] : [...document.querySelectorAll("table.plain tbody tr")].map(r => r.dataset.id + "=" + r.children[col].textContent);
+		})()`
+		waitJS(t, ctx, "a queue depth", `(`+queueCell+`).some(c => /=\d+$/.test(c))`, 30*time.Second)
+		var streams page[struct {
+			ID     string `json:"id"`
+			Stream *struct {
+				QueueDepth int       `json:"queue_depth"`
+				StatusTime time.Time `json:"status_time"`
+			} `json:"stream"`
+		}]
+		svc.get(t, "/gateways?limit=1000", &streams)
+		want := map[string]bool{}
+		for _, g := range streams.Items {
+			if g.Stream != nil && !g.Stream.StatusTime.IsZero() {
+				want[g.ID] = true
+			}
+		}
+		cells := evalJS[[]string](t, ctx, queueCell)
+		numbers := 0
+		for _, c := range cells {
+			id, v, _ := strings.Cut(c, "=")
+			if _, err := strconv.Atoi(v); err == nil {
+				numbers++
+			} else if want[id] {
+				t.Errorf("gateway %s has a status but its queue depth cell is %q, want a number", id, v)
+			}
+		}
+		if numbers == 0 || len(want) == 0 {
+			t.Errorf("queue depth cells = %q (%d gateways with a status in the API), want numbers", cells, len(want))
+		}
+		if txt := evalJS[string](t, ctx, `document.querySelector("main").textContent`); strings.Contains(txt, "not report them") || strings.Contains(txt, "no gateway has sent one yet") || strings.Contains(txt, "null") {
+			t.Errorf("the gateways page says queue depths are not available, or shows a null: %q", txt)
 		}
 		shot(t, ctx, "gateways")
 	})

@@ -136,6 +136,9 @@ func (m *message) decodeBody() error {
 		if err == nil && m.st.State != wire.StateOnline && m.st.State != wire.StateOffline {
 			err = fmt.Errorf("%w: status state %q", wire.ErrMalformed, m.st.State)
 		}
+		if err == nil && (m.st.QueueDepth < 0 || len(m.st.DroppedSeqs) != 0 && (len(m.st.DroppedSeqs) != 2 || m.st.DroppedSeqs[0] > m.st.DroppedSeqs[1])) {
+			err = fmt.Errorf("%w: status queue depth %d, dropped seqs %v (want [first, last])", wire.ErrMalformed, m.st.QueueDepth, m.st.DroppedSeqs)
+		}
 		if err == nil && m.env.Seq == 0 && m.st.State != wire.StateOffline {
 			err = fmt.Errorf("%w: sequence 0 is only for an offline last will", wire.ErrMalformed)
 		}

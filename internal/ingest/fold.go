@@ -378,6 +378,9 @@ func (f *fold) status(gw *twin.Asset, s *stream) error {
 			return nil
 		}
 		s.st.StatusTime = f.m.env.Time
+		if err := f.agentFigures(gw, &s.st); err != nil {
+			return err
+		}
 	}
 	s.st.State = st.State
 	want, typ := gatewayOnline, twin.EventGatewayOnline
@@ -390,5 +393,34 @@ func (f *fold) status(gw *twin.Asset, s *stream) error {
 	next := *gw
 	next.Health.State = want
 	_, err := f.record(gw, &next, typ, st.Reason)
+	return err
+}
+
+// agentFigures keeps the agent's figures of a numbered status and records a
+// sequence_gap event on the gateway when its dropped count grew: once per
+// increase, not per heartbeat. A count below the kept one means the agent's
+// queue was recreated; its whole count is then new.
+func (f *fold) agentFigures(gw *twin.Asset, g *twinstore.GatewayState) error {
+	st := &f.m.st
+	prev := g.Dropped
+	g.AgentVersion, g.QueueDepth, g.Dropped = st.AgentVersion, st.QueueDepth, st.Dropped
+	if len(st.DroppedSeqs) == 2 {
+		g.DroppedSeqs = [2]uint64(st.DroppedSeqs)
+	}
+	if st.Dropped == prev {
+		return nil
+	}
+	n := st.Dropped - prev
+	if st.Dropped < prev {
+		n = st.Dropped
+	}
+	if n == 0 {
+		return nil
+	}
+	note := fmt.Sprintf("dropped by the agent: %d readings", n)
+	if len(st.DroppedSeqs) == 2 {
+		note += fmt.Sprintf(", newest dropped seqs %d..%d", st.DroppedSeqs[0], st.DroppedSeqs[1])
+	}
+	_, err := f.record(gw, gw, twin.EventSequenceGap, note)
 	return err
 }

@@ -541,3 +541,91 @@ func TestStoreFailure(t *testing.T) {
 		t.Errorf("stats = %d commit failures, %d accepted; want 2 and 1", st.CommitFailures, st.Accepted)
 	}
 }
+
+// TestAgentStatus: the figures of the newest numbered status are kept per
+// gateway and survive a restart; a grown dropped count is recorded as one
+// sequence_gap event per increase, not per heartbeat.
+func TestAgentStatus(t *testing.T) {
+	const gw = "gw-a"
+	r := newRig(t, Config{}, gw)
+	drops := func() []twin.Event {
+		t.Helper()
+		events, err := r.store.AssetEvents(gw, 0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []twin.Event
+		for _, e := range events {
+			if e.Type == twin.EventSequenceGap && strings.HasPrefix(e.Note, "dropped by the agent") {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	steps := []struct {
+		name      string
+		seq       uint64
+		at        int // seconds after t0
+		st        wire.Status
+		want      Reason
+		wantQueue int
+		wantDrop  uint64
+		wantSeqs  [2]uint64
+		wantTime  int
+		wantNotes []string // every agent-drop note so far
+	}{
+		{"first heartbeat", 1, 1, wire.Status{State: wire.StateOnline, AgentVersion: "v1", QueueDepth: 3},
+			"", 3, 0, [2]uint64{}, 1, nil},
+		{"drops reported", 2, 2, wire.Status{State: wire.StateOnline, AgentVersion: "v1", QueueDepth: 900, Dropped: 5, DroppedSeqs: []uint64{10, 14}},
+			"", 900, 5, [2]uint64{10, 14}, 2, []string{"dropped by the agent: 5 readings, newest dropped seqs 10..14"}},
+		{"same count again", 3, 3, wire.Status{State: wire.StateOnline, AgentVersion: "v1", QueueDepth: 40, Dropped: 5, DroppedSeqs: []uint64{10, 14}},
+			"", 40, 5, [2]uint64{10, 14}, 3, []string{"dropped by the agent: 5 readings, newest dropped seqs 10..14"}},
+		{"older status arrives late", 4, 0, wire.Status{State: wire.StateOnline, AgentVersion: "v0", QueueDepth: 7, Dropped: 9, DroppedSeqs: []uint64{1, 9}},
+			"", 40, 5, [2]uint64{10, 14}, 3, []string{"dropped by the agent: 5 readings, newest dropped seqs 10..14"}},
+		{"more drops", 5, 5, wire.Status{State: wire.StateOnline, AgentVersion: "v2", QueueDepth: 1000, Dropped: 8, DroppedSeqs: []uint64{30, 32}},
+			"", 1000, 8, [2]uint64{30, 32}, 5, []string{"dropped by the agent: 5 readings, newest dropped seqs 10..14", "dropped by the agent: 3 readings, newest dropped seqs 30..32"}},
+		{"bad dropped range", 6, 6, wire.Status{State: wire.StateOnline, Dropped: 9, DroppedSeqs: []uint64{40, 39}},
+			ReasonMalformed, 1000, 8, [2]uint64{30, 32}, 5, []string{"dropped by the agent: 5 readings, newest dropped seqs 10..14", "dropped by the agent: 3 readings, newest dropped seqs 30..32"}},
+		{"negative queue depth", 7, 7, wire.Status{State: wire.StateOnline, QueueDepth: -1},
+			ReasonMalformed, 1000, 8, [2]uint64{30, 32}, 5, []string{"dropped by the agent: 5 readings, newest dropped seqs 10..14", "dropped by the agent: 3 readings, newest dropped seqs 30..32"}},
+	}
+	check := func(when string, wantQueue int, wantDrop uint64, wantSeqs [2]uint64, wantTime int, wantNotes []string, version string) {
+		t.Helper()
+		st := r.in.Stats()
+		if len(st.Gateways) != 1 {
+			t.Fatalf("%s: Stats gateways = %+v, want 1", when, st.Gateways)
+		}
+		g := st.Gateways[0]
+		if g.QueueDepth != wantQueue || g.Dropped != wantDrop || g.DroppedSeqs != wantSeqs || !g.StatusTime.Equal(t0.Add(time.Duration(wantTime)*time.Second)) || g.AgentVersion != version {
+			t.Errorf("%s: Stats gateway = queue %d dropped %d seqs %v time %v version %q, want %d %d %v %v %q", when,
+				g.QueueDepth, g.Dropped, g.DroppedSeqs, g.StatusTime, g.AgentVersion, wantQueue, wantDrop, wantSeqs, t0.Add(time.Duration(wantTime)*time.Second), version)
+		}
+		var notes []string
+		for _, e := range drops() {
+			notes = append(notes, e.Note)
+		}
+		if strings.Join(notes, "|") != strings.Join(wantNotes, "|") {
+			t.Errorf("%s: agent drop events = %q, want %q", when, notes, wantNotes)
+		}
+	}
+	version := ""
+	for _, s := range steps {
+		out := r.submit(gw, wire.KindStatus, seal(t, gw, s.seq, t0.Add(time.Duration(s.at)*time.Second), wire.KindStatus, s.st))
+		if out.Reason != s.want {
+			t.Errorf("%s: Submit = %q (%v), want %q", s.name, out.Reason, out.Err, s.want)
+		}
+		if s.want == "" && s.at == s.wantTime {
+			version = s.st.AgentVersion
+		}
+		check(s.name, s.wantQueue, s.wantDrop, s.wantSeqs, s.wantTime, s.wantNotes, version)
+	}
+	last := steps[len(steps)-1]
+	r.reopen(Config{})
+	check("after reopen", last.wantQueue, last.wantDrop, last.wantSeqs, last.wantTime, last.wantNotes, version)
+	// The kept count is the baseline after the restart: the same count is no
+	// new event, a larger one is.
+	r.submit(gw, wire.KindStatus, seal(t, gw, 8, t0.Add(8*time.Second), wire.KindStatus, wire.Status{State: wire.StateOnline, AgentVersion: "v2", Dropped: 8, DroppedSeqs: []uint64{30, 32}}))
+	check("same count after reopen", 0, 8, [2]uint64{30, 32}, 8, last.wantNotes, "v2")
+	r.submit(gw, wire.KindStatus, seal(t, gw, 9, t0.Add(9*time.Second), wire.KindStatus, wire.Status{State: wire.StateOnline, AgentVersion: "v2", Dropped: 10, DroppedSeqs: []uint64{50, 51}}))
+	check("more after reopen", 0, 10, [2]uint64{50, 51}, 9, append(last.wantNotes[:2:2], "dropped by the agent: 2 readings, newest dropped seqs 50..51"), "v2")
+}

@@ -37,6 +37,13 @@ type GatewayStats struct {
 	Skipped  uint64            `json:"skipped"`
 	State    string            `json:"state,omitempty"`
 	LastSeen time.Time         `json:"last_seen"`
+	// From the agent's newest numbered status; zero until its first one
+	// (StatusTime zero).
+	AgentVersion string    `json:"agent_version,omitempty"`
+	QueueDepth   int       `json:"queue_depth"`
+	Dropped      uint64    `json:"dropped"`
+	DroppedSeqs  [2]uint64 `json:"dropped_seqs,omitzero"` // [first, last] of the newest dropped range
+	StatusTime   time.Time `json:"status_time,omitzero"`
 }
 
 // Stats is a snapshot of the ingest's counters. Accepted and the gateway
@@ -187,6 +194,7 @@ func (in *Ingest) Stats() Stats {
 	for id, st := range s.gateways {
 		g := get(id)
 		g.Accepted, g.LastSeq, g.Gaps, g.Skipped, g.State, g.LastSeen = st.Accepted, st.Highest, st.Gaps, st.Skipped, st.State, st.LastSeen
+		g.AgentVersion, g.QueueDepth, g.Dropped, g.DroppedSeqs, g.StatusTime = st.AgentVersion, st.QueueDepth, st.Dropped, st.DroppedSeqs, st.StatusTime
 		out.Accepted += st.Accepted
 	}
 	for k, n := range s.byGateway {

@@ -168,15 +168,20 @@ func (t *Tx) SetCheckpoint(pos uint64) error {
 // GatewayState is what the ingest keeps about one gateway's stream.
 type GatewayState struct {
 	Gateway    string    `json:"gateway"`
-	Highest    uint64    `json:"highest_seq"`       // highest sequence number stored
-	Accepted   uint64    `json:"accepted"`          // messages stored
-	Gaps       uint64    `json:"gaps"`              // jumps of the highest sequence number by more than one
-	Skipped    uint64    `json:"skipped"`           // sequence numbers jumped over (some may arrive later)
-	State      string    `json:"state,omitempty"`   // wire.StateOnline, wire.StateOffline or empty
-	LastWill   time.Time `json:"last_will"`         // reading time of the newest stored last will
-	StatusTime time.Time `json:"status_time"`       // reading time of the status that set State
-	LastSeen   time.Time `json:"last_seen"`         // newest reading time
-	Recorded   time.Time `json:"recorded,omitzero"` // when the newest message was stored
+	Highest    uint64    `json:"highest_seq"`     // highest sequence number stored
+	Accepted   uint64    `json:"accepted"`        // messages stored
+	Gaps       uint64    `json:"gaps"`            // jumps of the highest sequence number by more than one
+	Skipped    uint64    `json:"skipped"`         // sequence numbers jumped over (some may arrive later)
+	State      string    `json:"state,omitempty"` // wire.StateOnline, wire.StateOffline or empty
+	LastWill   time.Time `json:"last_will"`       // reading time of the newest stored last will
+	StatusTime time.Time `json:"status_time"`     // reading time of the status that set State
+	// The agent's figures from the newest numbered status (at StatusTime).
+	AgentVersion string    `json:"agent_version,omitempty"`
+	QueueDepth   int       `json:"queue_depth,omitempty"` // readings waiting in the agent's queue
+	Dropped      uint64    `json:"dropped,omitempty"`     // readings the agent ever dropped from a full queue
+	DroppedSeqs  [2]uint64 `json:"dropped_seqs,omitzero"` // [first, last] of the newest dropped range
+	LastSeen     time.Time `json:"last_seen"`             // newest reading time
+	Recorded     time.Time `json:"recorded,omitzero"`     // when the newest message was stored
 }
 
 // PutGatewayState stores a gateway's stream state.

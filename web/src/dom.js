@@ -32,6 +32,14 @@ function append(el, children) {
   }
 }
 
+// fill replaces el's children, skipping null, undefined and false as h does
+// (Element.append would print them).
+export function fill(el, ...children) {
+  clear(el);
+  append(el, children);
+  return el;
+}
+
 export function clear(el) {
   while (el.firstChild) el.firstChild.remove();
   return el;

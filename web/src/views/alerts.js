@@ -1,7 +1,7 @@
 // Alerts: the security team's inbox — filters, acknowledge/resolve with a
 // comment, live arrival over SSE, and the evidence behind each alert.
 import { api, pages, subscribe, can, qs } from "../api.js";
-import { h, clear, fmtTime, ago, label, pill, unavailable, errorBox, toast } from "../dom.js";
+import { h, clear, fmtTime, ago, label, pill, unavailable, errorBox, toast, fill } from "../dom.js";
 
 const filter = { state: "open", severity: "", type: "", site: "" };
 
@@ -96,7 +96,7 @@ export async function alertsView(root) {
       await pages("/alerts" + qs(filter), (p) => got.push(...p), { limit: 500, max: 2000 });
     } catch (e) {
       if (my !== loading) return;
-      clear(box).append(e.missing ? unavailable("The alerts inbox", e) : errorBox(e));
+      fill(box, e.missing ? unavailable("The alerts inbox", e) : errorBox(e));
       summary.textContent = "";
       root.dataset.ready = "true";
       return;
@@ -108,7 +108,7 @@ export async function alertsView(root) {
       (!f.type || a.type === f.type) && (!f.site || a.site === f.site));
     shown.sort((a, b) => String(b.opened || b.first_seen || "").localeCompare(String(a.opened || a.first_seen || "")));
     summary.textContent = `${shown.length} alert${shown.length === 1 ? "" : "s"}`;
-    clear(box).append(shown.length ? alertList(shown, load) : h("p.muted", "No alerts match."));
+    fill(box, shown.length ? alertList(shown, load) : h("p.muted", "No alerts match."));
     root.dataset.ready = "true";
   }
   await load();

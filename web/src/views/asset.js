@@ -1,7 +1,7 @@
 // Asset: one twin — identity, firmware history, custody, location, health
 // charts, the event timeline with revisions, its alerts and ledger anchors.
 import { api, pages, subscribe, qs, items } from "../api.js";
-import { h, clear, fmtTime, ago, label, pill, dl, unavailable, errorBox } from "../dom.js";
+import { h, clear, fmtTime, ago, label, pill, dl, unavailable, errorBox, fill } from "../dom.js";
 import { parseSeries, lineChart } from "../chart.js";
 import { anchorsPanel } from "./ledgerpanel.js";
 import { alertList } from "./alerts.js";
@@ -41,7 +41,7 @@ export async function assetView(root, id) {
 
   function drawHead(a) {
     const idn = a.identity || {};
-    clear(header).append(
+    fill(header, 
       h("h1", a.id, " ", h("span.kind", label(a.kind))),
       h("p.head-pills", pill((a.custody || {}).status, "status"), " ", pill((a.health || {}).state, "health"),
         ` revision ${a.revision} · updated ${fmtTime(a.updated)} · last seen `, h("span", { title: a.last_seen }, ago(a.last_seen))),
@@ -58,7 +58,7 @@ export async function assetView(root, id) {
     const gps = loc.gps && (loc.gps.lat || loc.gps.lon) ? loc.gps : null;
     const link = (x) => x ? h("a", { href: "#/asset/" + encodeURIComponent(x) }, x) : null;
     const fwEvents = events.filter((e) => e.type === "firmware_changed" || (e.changes || []).some((ch) => ch.field.startsWith("firmware.")));
-    clear(grid).append(
+    fill(grid, 
       h("section.card", { "aria-labelledby": "h-id" }, h("h2#h-id", "Identity fingerprint"), dl([
         ["Serial", idn.serial], ["UUID", idn.uuid], ["PCI bus", idn.pci_bus_id], ["Board part", idn.board_part],
         ["RFID tag", idn.rfid_tag], ["Hostname", idn.hostname], ["Rack", idn.rack], ["Site", a.site],
@@ -96,7 +96,7 @@ export async function assetView(root, id) {
       onclick: () => { range = r; drawCharts(); },
     }, r)));
     const box = h("div.charts");
-    clear(charts).append(h("div.card-head", h("h2#h-health", "Health over time"), picker), box);
+    fill(charts, h("div.card-head", h("h2#h-health", "Health over time"), picker), box);
     const sec = RANGES.find(([r]) => r === range)[1];
     const to = new Date();
     const from = new Date(to.getTime() - sec * 1000);
@@ -120,13 +120,13 @@ export async function assetView(root, id) {
       }
     }));
     if (missing) {
-      clear(box).append(unavailable("Health charts (telemetry series)", missing));
+      fill(box, unavailable("Health charts (telemetry series)", missing));
     }
     charts.dataset.points = String(anyPoints);
   }
 
   function drawTimeline(more) {
-    clear(timeline).append(h("h2#h-events", "Event timeline"));
+    fill(timeline, h("h2#h-events", "Event timeline"));
     if (!events.length) { timeline.append(h("p.muted", "No events.")); return; }
     const list = h("ol.timeline", { reversed: true });
     for (const e of [...events].sort((a, b) => b.revision - a.revision)) {
@@ -150,12 +150,12 @@ export async function assetView(root, id) {
       events = got;
       drawTimeline(got.length >= 2000);
     } catch (e) {
-      clear(timeline).append(h("h2#h-events", "Event timeline"), e.missing ? unavailable("The event timeline", e) : errorBox(e));
+      fill(timeline, h("h2#h-events", "Event timeline"), e.missing ? unavailable("The event timeline", e) : errorBox(e));
     }
   }
 
   async function loadAlerts() {
-    clear(alertsBox).append(h("h2#h-alerts", "Alerts"));
+    fill(alertsBox, h("h2#h-alerts", "Alerts"));
     try {
       const data = await api("/alerts" + qs({ asset: id, limit: 200 }));
       const list = items(data).filter((a) => !a.asset || a.asset === id);

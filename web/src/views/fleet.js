@@ -3,7 +3,7 @@
 // filtering and sorting run on those rows in memory and the table draws
 // only the rows in view (virtual scrolling), so 10,000 assets stay fast.
 import { api, pages, subscribe } from "../api.js";
-import { h, clear, ago, label, pill, unavailable, errorBox } from "../dom.js";
+import { h, clear, ago, label, pill, unavailable, errorBox, fill } from "../dom.js";
 
 const ROW_H = 40; // px; matches .vt tr height in style.css
 const OVERSCAN = 10;
@@ -236,7 +236,7 @@ export async function fleetView(root) {
       frag.append(h("tr", { "aria-rowindex": String(i + 2), dataset: { id: r.id } }, columns.map(([k]) => cell(k, r))));
     }
     frag.append(h("tr.spacer", { "aria-hidden": "true", style: `height:${(shown.length - end) * ROW_H}px` }));
-    clear(tbody).append(frag);
+    fill(tbody, frag);
   }
 
   let raf = 0;

@@ -1,7 +1,7 @@
 // Gateways: online, last sequence, queue depth, drops, last seen; and the
 // ingest counters.
 import { api, items, subscribe } from "../api.js";
-import { h, clear, fmtTime, ago, pill, label, unavailable, errorBox } from "../dom.js";
+import { h, clear, fmtTime, ago, pill, label, unavailable, errorBox, fill } from "../dom.js";
 
 const pick = (o, ...names) => {
   for (const n of names) {
@@ -9,6 +9,15 @@ const pick = (o, ...names) => {
     if (v !== undefined && v !== null && v !== "") return v;
   }
   return undefined;
+};
+
+// hasStatus: the gateway's agent sent a numbered status (its queue depth,
+// drops and version are known).
+const hasStatus = (g) => pick(g, "stream.status_time") !== undefined;
+
+const droppedRange = (g) => {
+  const r = pick(g, "stream.dropped_seqs");
+  return Array.isArray(r) && r.length === 2 ? `newest dropped sequence numbers ${r[0]}–${r[1]}` : "";
 };
 
 export async function gatewaysView(root) {
@@ -28,29 +37,30 @@ export async function gatewaysView(root) {
         h("td", pick(g, "site") || "—"),
         h("td", pill(online(g) ? "online" : "offline", "gw")),
         h("td.num", String(pick(g, "stream.last_seq", "last_seq", "last_sequence") ?? "—")),
-        h("td.num", String(pick(g, "queue_depth", "status.queue_depth", "stream.queue_depth") ?? "—")),
-        h("td.num", String(pick(g, "dropped", "status.dropped", "stream.dropped") ?? "—")),
+        h("td.num", { title: hasStatus(g) ? "at " + fmtTime(pick(g, "stream.status_time")) : "no status message yet" },
+          hasStatus(g) ? String(pick(g, "stream.queue_depth") ?? 0) : "—"),
+        h("td.num", { title: droppedRange(g) }, hasStatus(g) ? String(pick(g, "stream.dropped") ?? 0) : "—"),
         h("td.num", String(pick(g, "stream.gaps", "gaps") ?? "—")),
         h("td.num", String(Object.values(pick(g, "stream.rejected") || {}).reduce((a, b) => a + b, 0))),
         h("td", { title: fmtTime(pick(g, "stream.last_seen", "last_seen")) }, ago(pick(g, "stream.last_seen", "last_seen"))),
         h("td.num", String(pick(g, "stream.accepted", "accepted") ?? "—")),
-        h("td", pick(g, "agent_version", "status.agent_version", "stream.agent_version") || "—")));
-      const noQueue = list.every((g) => pick(g, "queue_depth", "status.queue_depth", "stream.queue_depth") === undefined);
-      clear(box).append(
+        h("td", pick(g, "stream.agent_version") || "—")));
+      const noQueue = list.length > 0 && !list.some(hasStatus);
+      fill(box, 
         h("p.summary", `${list.length} gateways, ${list.filter(online).length} online`),
-        noQueue ? h("p.muted.small", "Queue depth and drops come from the agents' status messages; this service does not report them per gateway yet.") : null,
+        ...(noQueue ? [h("p.muted.small", "Queue depth, drops and agent version come from the agents' status messages; no gateway has sent one yet.")] : []),
         h("div.hscroll", h("table.plain", { "aria-label": "Gateways" },
           h("thead", h("tr", ["Gateway", "Site", "State", "Last sequence", "Queue depth", "Dropped", "Gaps", "Rejected", "Last seen", "Accepted", "Agent"].map((t) => h("th", { scope: "col" }, t)))),
           h("tbody", rows))));
     } catch (e) {
-      clear(box).append(e.missing ? unavailable("Gateways", e) : errorBox(e));
+      fill(box, e.missing ? unavailable("Gateways", e) : errorBox(e));
     }
     try {
       const s = await api("/stats/ingest");
       const { gateways: _perGateway, ...totals } = s || {};
-      clear(stats).append(h("h2#h-ingest", "Ingest"), statsList(totals));
+      fill(stats, h("h2#h-ingest", "Ingest"), statsList(totals));
     } catch (e) {
-      clear(stats).append(h("h2#h-ingest", "Ingest"), e.missing ? unavailable("Ingest statistics", e) : errorBox(e));
+      fill(stats, h("h2#h-ingest", "Ingest"), e.missing ? unavailable("Ingest statistics", e) : errorBox(e));
     }
     root.dataset.ready = "true";
   }

@@ -2,7 +2,7 @@
 // the event's proof bundle in the browser (WebCrypto SHA-256 and Ed25519),
 // and a box to check any exported proof offline.
 import { api, apiText } from "../api.js";
-import { h, clear, fmtTime, unavailable, errorBox } from "../dom.js";
+import { h, clear, fmtTime, unavailable, errorBox, fill } from "../dom.js";
 import { verifyBundle } from "../verify.js";
 
 // serviceKey is the ledger's service key, pinned in this browser the first
@@ -21,7 +21,7 @@ export async function serviceKey() {
 // report draws a verdict and its checks into el (data-valid for tests).
 export function report(el, res) {
   el.dataset.valid = String(res.valid);
-  clear(el).append(
+  fill(el, 
     res.valid ? h("span.ok", "✔ Proof holds: ", res.subject) : h("span.bad", "✘ Proof does NOT hold: ", res.subject),
     h("ul.checks", res.checks.map((c) => h(`li.${c.ok ? "ok" : "bad"}`, c.ok ? "✔ " : "✘ ", h("strong", c.name), c.detail ? ": " + c.detail : ""))));
 }

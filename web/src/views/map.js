@@ -3,7 +3,7 @@
 // set here and is kept in this browser).
 import L from "leaflet";
 import { api, pages, items } from "../api.js";
-import { h, clear, label, unavailable, fmtTime } from "../dom.js";
+import { h, clear, label, unavailable, fmtTime, fill } from "../dom.js";
 
 const HEALTH_COLOURS = { ok: "#16a34a", warning: "#d97706", critical: "#dc2626", unknown: "#64748b" };
 
@@ -148,7 +148,7 @@ export async function mapView(root, params) {
   if (bounds.length) map.fitBounds(bounds, { padding: [60, 60], maxZoom: 15 });
   status.textContent = `${placed} of ${assets.length} assets have a position; ${sites.size} sites; ${fences} geofences` +
     (focus ? `; track of ${focus}: ${trackPts} points` : "");
-  clear(side).append(
+  fill(side, 
     h("h2", "Legend"),
     h("ul.legend", Object.entries(HEALTH_COLOURS).map(([k, c]) => h("li", h("span.dot", { style: `background:${c}` }), label(k)))),
     h("h2", "RFID zones"),

@@ -2,7 +2,7 @@
 // their ledger records (each checkable in the browser), and an offline proof
 // checker.
 import { api, apiText, items } from "../api.js";
-import { h, clear, fmtTime, field, unavailable, errorBox } from "../dom.js";
+import { h, clear, fmtTime, field, unavailable, errorBox, fill } from "../dom.js";
 import { proofChecker, report, serviceKey } from "./ledgerpanel.js";
 import { verifyBundle } from "../verify.js";
 
@@ -45,7 +45,7 @@ function datasetItem(d) {
 function lineageView(box, lin) {
   const m = lin.model || {};
   const tr = m.training || {};
-  clear(box).append(h("div.lineage",
+  fill(box, h("div.lineage",
     h("section.card", { "aria-labelledby": "h-lds" }, h("h2#h-lds", "Datasets"),
       (lin.datasets || []).length ? h("ul.prov", lin.datasets.map(datasetItem)) : h("p.muted", "No datasets recorded.")),
     h("div.arrow", { "aria-hidden": "true" }, "→"),

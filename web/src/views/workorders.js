@@ -2,7 +2,7 @@
 // order names an asset, the fields it will change and a window; a second
 // person with an approving role approves it.
 import { api, pages, can, session } from "../api.js";
-import { h, clear, fmtTime, label, pill, field, unavailable, errorBox, toast } from "../dom.js";
+import { h, clear, fmtTime, label, pill, field, unavailable, errorBox, toast, fill } from "../dom.js";
 
 function localInput(d) {
   const p = (n) => String(n).padStart(2, "0");
@@ -47,7 +47,7 @@ export async function workOrdersView(root) {
     try {
       await pages("/workorders", (p) => got.push(...p), { limit: 500, max: 5000 });
     } catch (e) {
-      clear(box).append(e.missing ? unavailable("Work orders", e) : errorBox(e));
+      fill(box, e.missing ? unavailable("Work orders", e) : errorBox(e));
       root.dataset.ready = "true";
       return;
     }
@@ -74,7 +74,7 @@ export async function workOrdersView(root) {
           st === "pending" || st === "approved" ? (can("workorders.write") ? act(wo, "cancel", "Cancel") : null) : null));
     };
     const head = h("thead", h("tr", ["Id", "Asset", "Expected changes", "State", "Window", "Opened by", "Reason", ""].map((t) => h("th", { scope: "col" }, t))));
-    clear(box).append(got.length
+    fill(box, got.length
       ? h("div.hscroll", h("table.plain", { "aria-label": "Work orders" }, head, h("tbody", got.map(row))))
       : h("p.muted", "No work orders."));
     root.dataset.ready = "true";
