@@ -99,6 +99,8 @@ type Broker struct {
 	tcp *listeners.TCP
 	log *slog.Logger
 	up  atomic.Bool
+
+	ingest *ingestHook
 }
 
 // New builds the broker; it binds its address only when Run starts.
@@ -119,7 +121,8 @@ func New(cfg Config, in Submitter, log *slog.Logger) (*Broker, error) {
 	if err := srv.AddHook(&authHook{acl: cfg.ACL}, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	if err := srv.AddHook(newIngestHook(in, log, time.Now, cfg), nil); err != nil {
+	b.ingest = newIngestHook(in, log, time.Now, cfg)
+	if err := srv.AddHook(b.ingest, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Addr})
@@ -143,6 +146,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	b.log.Info("mqtt broker listening", "addr", b.Addr())
 	<-ctx.Done()
 	b.up.Store(false)
+	b.ingest.stopping.Store(true) // the wills mochi sends while closing are not the gateways'
 	return b.srv.Close()
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +34,8 @@ type stack struct {
 	in    *ingest.Ingest
 	b     *Broker
 	url   string
+	// stopBroker shuts the broker down and leaves the ingest running.
+	stopBroker func() error
 }
 
 func startStack(t *testing.T, ack string, gateways ...string) *stack {
@@ -65,12 +68,19 @@ func startStackWith(t testing.TB, cfg ingest.Config, noSync bool, bcfg Config, g
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	brokerCtx, brokerCancel := context.WithCancel(ctx)
 	ingestDone, brokerDone := make(chan error, 1), make(chan error, 1)
 	go func() { ingestDone <- in.Run(ctx) }()
-	go func() { brokerDone <- b.Run(ctx) }()
+	go func() { brokerDone <- b.Run(brokerCtx) }()
+	var stopOnce sync.Once
+	var brokerErr error
+	stopBroker := func() error {
+		stopOnce.Do(func() { brokerCancel(); brokerErr = <-brokerDone })
+		return brokerErr
+	}
 	t.Cleanup(func() {
 		cancel()
-		if err := <-brokerDone; err != nil {
+		if err := stopBroker(); err != nil {
 			t.Errorf("broker Run: %v", err)
 		}
 		if err := <-ingestDone; err != nil {
@@ -81,7 +91,7 @@ func startStackWith(t testing.TB, cfg ingest.Config, noSync bool, bcfg Config, g
 	if err := testsvc.WaitTCP(addr, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	return &stack{store: store, in: in, b: b, url: "tcp://" + addr}
+	return &stack{store: store, in: in, b: b, url: "tcp://" + addr, stopBroker: stopBroker}
 }
 
 // connect opens a paho client whose username is user.
@@ -286,6 +296,33 @@ func TestLastWillOverTCP(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	c.Disconnect(0)
+}
+
+// TestNoLastWillAtShutdown: when twin-service itself stops, the broker
+// closes every connection, and mochi sends their last wills; they must not
+// mark the gateways offline, since it is the service that went away.
+func TestNoLastWillAtShutdown(t *testing.T) {
+	const gw = "gw-w"
+	s := startStack(t, AckPipelined, gw)
+	will := seal(t, gw, 0, wire.KindStatus, wire.Status{State: wire.StateOffline, Reason: "connection lost"})
+	opts := paho.NewClientOptions().AddBroker(s.url).SetClientID("agent-"+gw).SetUsername(gw).
+		SetBinaryWill(wire.Topic(gw, wire.KindStatus), will, 1, false).SetAutoReconnect(false)
+	c := paho.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	publish(t, c, wire.Topic(gw, wire.KindStatus), seal(t, gw, 1, wire.KindStatus, wire.Status{State: wire.StateOnline}))
+	if err := s.stopBroker(); err != nil {
+		t.Fatalf("stop broker: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond) // a will would be submitted by now: the ingest still runs
+	if st := s.in.Stats(); st.Accepted != 1 {
+		t.Errorf("accepted = %d after the broker stopped, want 1 (no last will)", st.Accepted)
+	}
+	if a, err := s.store.Asset(gw); err != nil || a.Health.State == wire.StateOffline {
+		t.Errorf("gateway twin = %q (%v), want not offline", a.Health.State, err)
+	}
 }
 
 // proxy forwards one TCP connection to the broker and can cut it, like a

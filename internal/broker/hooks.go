@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -64,7 +65,7 @@ func allowedWrite(username, topic string) bool {
 //     connection is closed so the client sends it again after reconnecting.
 //
 // The last will (which mochi does not pass through OnPublish) is submitted
-// when it is sent.
+// when it is sent, except when the broker itself is shutting down.
 type ingestHook struct {
 	mqtt.HookBase
 	in        Submitter
@@ -72,6 +73,7 @@ type ingestHook struct {
 	now       func() time.Time
 	pipelined bool
 	window    int
+	stopping  atomic.Bool // the broker is closing every connection
 
 	mu      sync.Mutex
 	lastLog time.Time
@@ -110,6 +112,9 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 func (h *ingestHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	if !strings.HasPrefix(pk.TopicName, gatewayTopicPrefix) {
 		return
+	}
+	if h.stopping.Load() {
+		return // twin-service is stopping, not the gateway: it is not offline
 	}
 	if _, err := h.in.Submit(pk.TopicName, bytes.Clone(pk.Payload)); err != nil {
 		h.storeFailed(cl.ID, err)
