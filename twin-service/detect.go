@@ -25,6 +25,7 @@ func (s *service) buildDetect() error {
 		Source:  s.in,
 		Known:   s.knownAssets,
 		Custody: s.in, // quarantine by policy: a custody_changed event by "detect"
+		Events:  s.in, // alert_raised/acknowledged/resolved events, anchored with the log
 		MQTT:    pub,
 		Log:     s.log,
 	})

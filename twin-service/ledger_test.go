@@ -198,7 +198,13 @@ ledger:
 			continue
 		}
 		ab := filepath.Join(dir, "alert.json")
-		if err := cli("ledger", "proof", "-alert", a.ID, "-o", ab); err != nil {
+		// 409 while its lifecycle events are not on the log or anchored yet.
+		err := cli("ledger", "proof", "-alert", a.ID, "-o", ab)
+		for deadline := time.Now().Add(20 * time.Second); err != nil && strings.Contains(err.Error(), "409") && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+			err = cli("ledger", "proof", "-alert", a.ID, "-o", ab)
+		}
+		if err != nil {
 			t.Errorf("proof of alert %s: %v", a.ID, err)
 			break
 		}

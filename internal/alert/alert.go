@@ -7,6 +7,9 @@
 //
 // Alerts, the open index, the outbox and the detection cursors live in one
 // bbolt file of their own, updated in one transaction per batch of findings.
+// With RecordLifecycle, each lifecycle step is also queued there and a
+// LifecycleRecorder stores it as a twin event on the alert's asset, so
+// alerts are anchored with the event log (lifecycle.go).
 package alert
 
 import (
@@ -66,6 +69,9 @@ type Alert struct {
 	NextEscalation time.Time `json:"next_escalation,omitzero"`
 	// Response records an automated response, e.g. "quarantined".
 	Response string `json:"response,omitempty"`
+	// Lifecycle lists the steps recorded as twin events on the asset
+	// (raised, acknowledged, resolved), so the alert is anchored.
+	Lifecycle []LifecycleEvent `json:"lifecycle,omitempty"`
 }
 
 // EvidenceRecord is one finding's evidence.

@@ -21,7 +21,8 @@ var (
 	bktOutbox  = []byte("outbox")      // seq -> delivery
 	bktDead    = []byte("outbox_dead") // seq -> delivery that ran out of attempts
 	bktCursors = []byte("cursors")     // name -> position
-	allBuckets = [][]byte{bktAlerts, bktOpen, bktOutbox, bktDead, bktCursors}
+	bktSteps   = []byte("alert_steps") // seq -> pendingStep: lifecycle steps to record as twin events
+	allBuckets = [][]byte{bktAlerts, bktOpen, bktOutbox, bktDead, bktCursors, bktSteps}
 )
 
 // delivery is one notification waiting for one sink.
@@ -46,6 +47,9 @@ type Store struct {
 	now  func() time.Time
 	hub  *Hub
 	wake chan struct{}
+	// record queues lifecycle steps for a LifecycleRecorder (stepWake).
+	record   bool
+	stepWake chan struct{}
 }
 
 // NewStore uses db (creating the buckets it needs).
@@ -61,7 +65,7 @@ func NewStore(db *bolt.DB, cfg Config, now func() time.Time) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("alert store: %w", err)
 	}
-	return &Store{db: db, cfg: cfg, now: now, hub: NewHub(64), wake: make(chan struct{}, 1)}, nil
+	return &Store{db: db, cfg: cfg, now: now, hub: NewHub(64), wake: make(chan struct{}, 1), stepWake: make(chan struct{}, 1)}, nil
 }
 
 // Hub is the live stream of notifications (the SSE sink).
@@ -185,6 +189,9 @@ func (s *Store) Apply(findings []detect.Finding, notes []string, cursors map[str
 			if s.cfg.EscalateAfter > 0 && s.cfg.EscalateMax > 0 {
 				a.NextEscalation = now.Add(s.cfg.EscalateAfter)
 			}
+			if err := s.step(tx, a, StepRaised, "detect"); err != nil {
+				return err
+			}
 			if err := putAlert(tx, a); err != nil {
 				return err
 			}
@@ -233,9 +240,11 @@ func (s *Store) published(ns []Notification) {
 		s.hub.Publish(&ns[i])
 	}
 	if len(ns) > 0 {
-		select {
-		case s.wake <- struct{}{}:
-		default:
+		for _, c := range []chan struct{}{s.wake, s.stepWake} {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -262,6 +271,9 @@ func (s *Store) transition(id string, to State, by, comment string, from ...Stat
 			if err := tx.Bucket(bktOpen).Delete(openKey(a.Asset, a.Type)); err != nil {
 				return err
 			}
+		}
+		if err := s.step(tx, a, Step(to), by); err != nil {
+			return err
 		}
 		if err := putAlert(tx, a); err != nil {
 			return err

@@ -32,6 +32,8 @@ type rig struct {
 	in    *ingest.Ingest
 	svc   *Service
 	stop  func()
+	// events records alert lifecycle steps through the ingest (Deps.Events).
+	events bool
 }
 
 func newRig(t *testing.T, cfg Config) *rig {
@@ -52,7 +54,11 @@ func (r *rig) open(cfg Config) {
 	if r.in, err = ingest.New(ingest.Config{}, r.store, reg, log, time.Now); err != nil {
 		r.t.Fatal(err)
 	}
-	if r.svc, err = Open(r.dir, cfg, Deps{Logs: r.store, Source: r.in, Custody: r.in, Log: log}); err != nil {
+	deps := Deps{Logs: r.store, Source: r.in, Custody: r.in, Log: log}
+	if r.events {
+		deps.Events = r.in
+	}
+	if r.svc, err = Open(r.dir, cfg, deps); err != nil {
 		r.t.Fatal(err)
 	}
 	r.in.SetAnnotator(r.svc.Annotate)

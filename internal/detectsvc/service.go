@@ -2,6 +2,7 @@ package detectsvc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"twinchain/internal/alert"
+	"twinchain/internal/ingest"
 	"twinchain/internal/twin"
 	"twinchain/internal/workorder"
 )
@@ -27,8 +29,11 @@ type Deps struct {
 	Known   KnownAssets
 	Custody Custody         // optional
 	MQTT    alert.Publisher // optional: the embedded broker
-	Log     *slog.Logger
-	Now     func() time.Time
+	// Events records alert lifecycle steps as twin events (the ingest's
+	// Record), so alerts are anchored; optional.
+	Events alert.EventRecorder
+	Log    *slog.Logger
+	Now    func() time.Time
 }
 
 // Service is the detection part of twin-service: engine, alert store,
@@ -39,6 +44,7 @@ type Service struct {
 	alerts     *alert.Store
 	orders     *workorder.Store
 	dispatcher *alert.Dispatcher
+	recorder   *alert.LifecycleRecorder // nil without Deps.Events
 }
 
 // Open opens (or creates) dataDir/detect.db and builds the components; it
@@ -65,7 +71,17 @@ func Open(dataDir string, cfg Config, d Deps) (*Service, error) {
 	}
 	s.engine = New(cfg, d.Logs, d.Source, d.Known, d.Custody, s.alerts, s.orders, d.Log.With("component", "detect"), d.Now)
 	s.dispatcher = alert.NewDispatcher(s.alerts, d.MQTT, d.Log.With("component", "alerts"), d.Now)
+	if d.Events != nil {
+		s.alerts.RecordLifecycle()
+		s.recorder = alert.NewLifecycleRecorder(s.alerts, d.Events, permanent, d.Log.With("component", "alert-lifecycle"))
+	}
 	return s, nil
+}
+
+// permanent are the ingest's errors that retrying a lifecycle step cannot
+// fix: no twin for the alert's asset, a refused change.
+func permanent(err error) bool {
+	return errors.Is(err, ingest.ErrNoAsset) || errors.Is(err, ingest.ErrInvalidChange)
 }
 
 // Run runs the engine and the dispatcher until ctx ends.
@@ -73,6 +89,9 @@ func (s *Service) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.engine.Run(ctx) })
 	g.Go(func() error { return s.dispatcher.Run(ctx) })
+	if s.recorder != nil {
+		g.Go(func() error { return s.recorder.Run(ctx) })
+	}
 	return g.Wait()
 }
 
@@ -84,6 +103,10 @@ func (s *Service) Alerts() *alert.Store { return s.alerts }
 
 // Orders is the work-order store (for the API).
 func (s *Service) Orders() *workorder.Store { return s.orders }
+
+// Recorder records alert lifecycle steps as twin events; nil without
+// Deps.Events.
+func (s *Service) Recorder() *alert.LifecycleRecorder { return s.recorder }
 
 // Engine is the detection engine.
 func (s *Service) Engine() *Engine { return s.engine }

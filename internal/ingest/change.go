@@ -26,6 +26,7 @@ type change struct {
 	asset  string
 	actor  string
 	note   string
+	typ    twin.EventType // set for an event that changes no field (Record)
 	mutate func(*twin.Asset) error
 	event  twin.Event
 }
@@ -38,8 +39,12 @@ func (in *Ingest) Change(ctx context.Context, asset, actor, note string, mutate 
 	if asset == "" || mutate == nil {
 		return twin.Event{}, fmt.Errorf("change: asset and mutate are required: %w", ErrInvalidChange)
 	}
+	return in.change(ctx, &change{asset: asset, actor: actor, note: note, mutate: mutate})
+}
+
+func (in *Ingest) change(ctx context.Context, c *change) (twin.Event, error) {
 	it := in.pool.Get().(*item)
-	it.change = &change{asset: asset, actor: actor, note: note, mutate: mutate}
+	it.change = c
 	if err := in.enqueueCtx(ctx, it); err != nil {
 		return twin.Event{}, err
 	}
@@ -82,7 +87,7 @@ func (w *writer) applyChange(tx *twinstore.Tx, c *change, now time.Time) (Outcom
 	}
 	f := fold{w: w, tx: tx, m: &message{env: wire.Envelope{Time: now}}, now: now, src: twin.Source{Actor: c.actor}}
 	before, updated, seen := cur.Revision, cur.Updated, cur.LastSeen
-	a, err := f.record(cur, &next, "", c.note)
+	a, err := f.record(cur, &next, c.typ, c.note)
 	if err != nil {
 		return Outcome{}, err
 	}

@@ -59,17 +59,25 @@
 //	{"version":1,"kind":"alert","service_key":"<hex>",
 //	 "alert":{"alert":{...the alert record...},"events":[{...an event proof...}, ...]}}
 //
-// An alert record changes over its life (acknowledged, resolved) and is not
-// itself on the ledger; what is anchored is the evidence behind it. An
-// alert bundle holds an event proof for every twin event in the alert's
-// evidence, and Verify checks each proof and that each event in the alert
-// is exactly the proven one.
+// An alert record lives in the alert store, not on the ledger. What is
+// anchored is the evidence behind it and its lifecycle: each step (raised,
+// acknowledged, resolved) is a twin event on the alert's asset (type
+// alert_raised, ...) whose note is alert.LifecycleNote: the alert id, step,
+// who, type, severity, count and evidence hash ("sha256:" + hex SHA-256 of
+// the evidence records' JSON) at that step. The record's lifecycle[] names
+// those events. An alert bundle holds an event proof for every twin event
+// in the alert's evidence and for every lifecycle event. Verify checks each
+// proof, that each event in the alert is exactly the proven one, that each
+// lifecycle event's asset, type and note are what the record says, that
+// the last step is the alert's state, and that the evidence hashes to the
+// last step's hash when no finding was merged since (always, once resolved).
 package proofbundle
 
 import (
 	"encoding/json"
 	"fmt"
 
+	"twinchain/internal/alert"
 	"twinchain/internal/eventtree"
 	"twinchain/internal/fileledger"
 	"twinchain/internal/twin"
@@ -101,19 +109,11 @@ type AlertProof struct {
 	Events []EventProof    `json:"events"`
 }
 
-// alertEvents reads the twin events of an alert record's evidence
-// (internal/alert's Alert: evidence[].evidence.events[]).
-func alertEvents(raw []byte) (id string, events []twin.Event, err error) {
-	var a struct {
-		ID       string `json:"id"`
-		Evidence []struct {
-			Evidence struct {
-				Events []twin.Event `json:"events"`
-			} `json:"evidence"`
-		} `json:"evidence"`
-	}
+// parseAlert reads an alert record and the twin events of its evidence
+// (evidence[].evidence.events[]), each once.
+func parseAlert(raw []byte) (a alert.Alert, events []twin.Event, err error) {
 	if err := json.Unmarshal(raw, &a); err != nil {
-		return "", nil, fmt.Errorf("alert record: %w", err)
+		return a, nil, fmt.Errorf("alert record: %w", err)
 	}
 	seen := map[uint64]bool{}
 	for _, r := range a.Evidence {
@@ -124,7 +124,7 @@ func alertEvents(raw []byte) (id string, events []twin.Event, err error) {
 			}
 		}
 	}
-	return a.ID, events, nil
+	return a, events, nil
 }
 
 // EventProof proves one twin event; see the package doc.

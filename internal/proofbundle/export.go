@@ -96,20 +96,35 @@ func (x *Exporter) Event(ctx context.Context, id uint64) (*Bundle, error) {
 }
 
 // Alert builds the bundle of an alert record (its JSON as the alert store
-// gives it): an event proof for each twin event in its evidence.
-func (x *Exporter) Alert(ctx context.Context, alert []byte) (*Bundle, error) {
-	id, events, err := alertEvents(alert)
+// gives it): an event proof for each twin event in its evidence and for
+// each of its lifecycle events. A step not recorded on the event log yet
+// is ErrPending; one that could not be recorded is left for Verify to
+// report.
+func (x *Exporter) Alert(ctx context.Context, raw []byte) (*Bundle, error) {
+	a, events, err := parseAlert(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%v: %w", err, ledger.ErrInvalid)
 	}
-	if len(events) == 0 {
-		return nil, fmt.Errorf("alert %s has no twin events in its evidence to prove: %w", id, ledger.ErrNotFound)
-	}
-	ap := &AlertProof{Alert: alert}
+	ids := make([]uint64, 0, len(events)+len(a.Lifecycle))
 	for _, e := range events {
-		b, err := x.Event(ctx, e.ID)
+		ids = append(ids, e.ID)
+	}
+	for _, l := range a.Lifecycle {
+		switch {
+		case l.Event != 0:
+			ids = append(ids, l.Event)
+		case l.Error == "":
+			return nil, fmt.Errorf("alert %s: step %s not on the event log yet: %w", a.ID, l.Step, ErrPending)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("alert %s has no twin events in its evidence or lifecycle to prove: %w", a.ID, ledger.ErrNotFound)
+	}
+	ap := &AlertProof{Alert: raw}
+	for _, id := range ids {
+		b, err := x.Event(ctx, id)
 		if err != nil {
-			return nil, fmt.Errorf("alert %s: %w", id, err)
+			return nil, fmt.Errorf("alert %s: %w", a.ID, err)
 		}
 		ap.Events = append(ap.Events, *b.Event)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"twinchain/chaincode/core"
+	"twinchain/internal/alert"
 	"twinchain/internal/eventtree"
 	"twinchain/internal/fileledger"
 	"twinchain/internal/twin"
@@ -175,13 +176,13 @@ func verifyEvent(r *Report, p *EventProof, key ed25519.PublicKey) {
 }
 
 func verifyAlert(r *Report, p *AlertProof, key ed25519.PublicKey) {
-	id, events, err := alertEvents(p.Alert)
-	r.Subject = fmt.Sprintf("alert %s", id)
-	if err == nil && len(events) == 0 {
+	a, events, err := parseAlert(p.Alert)
+	r.Subject = fmt.Sprintf("alert %s", a.ID)
+	if err == nil && len(events) == 0 && len(a.Lifecycle) == 0 {
 		err = fmt.Errorf("the alert carries no twin events to prove")
 	}
-	r.add("alert record", err, fmt.Sprintf("%d twin events in its evidence", len(events)))
-	proven := map[uint64][]byte{}
+	r.add("alert record", err, fmt.Sprintf("%d twin events in its evidence, %d lifecycle steps", len(events), len(a.Lifecycle)))
+	proven := map[uint64]twin.Event{}
 	for i := range p.Events {
 		ep := &p.Events[i]
 		sub := &Report{}
@@ -190,25 +191,64 @@ func verifyAlert(r *Report, p *AlertProof, key ed25519.PublicKey) {
 			c.Name = fmt.Sprintf("event %d %s", ep.EventID, c.Name)
 			r.Checks = append(r.Checks, c)
 		}
-		if sub.OK() {
-			proven[ep.EventID] = ep.Leaf
+		var le twin.Event
+		if sub.OK() && json.Unmarshal(ep.Leaf, &le) == nil {
+			proven[ep.EventID] = le
 		}
 	}
 	for _, e := range events {
 		want, _ := json.Marshal(e)
 		var err error
-		leaf, ok := proven[e.ID]
+		le, ok := proven[e.ID]
 		if !ok {
 			err = fmt.Errorf("no valid proof in the bundle")
-		} else {
-			var le twin.Event
-			json.Unmarshal(leaf, &le)
-			if got, _ := json.Marshal(le); !bytes.Equal(got, want) {
-				err = fmt.Errorf("the alert's copy differs from the anchored event")
-			}
+		} else if got, _ := json.Marshal(le); !bytes.Equal(got, want) {
+			err = fmt.Errorf("the alert's copy differs from the anchored event")
 		}
 		r.add(fmt.Sprintf("alert event %d", e.ID), err, "the alert's evidence is the anchored event")
 	}
+	verifyLifecycle(r, &a, proven)
+}
+
+// verifyLifecycle checks the alert's lifecycle steps against their proven
+// twin events, the alert's state and its evidence.
+func verifyLifecycle(r *Report, a *alert.Alert, proven map[uint64]twin.Event) {
+	if len(a.Lifecycle) == 0 {
+		r.add("alert lifecycle", fmt.Errorf("the alert record names no lifecycle events: its state and evidence are not anchored"), "")
+		return
+	}
+	for i := range a.Lifecycle {
+		l := &a.Lifecycle[i]
+		name := fmt.Sprintf("alert %s", l.Step)
+		le, ok := proven[l.Event]
+		var err error
+		switch {
+		case l.Event == 0:
+			err = fmt.Errorf("not recorded on the event log: %s", l.Error)
+		case !ok:
+			err = fmt.Errorf("event %d: no valid proof in the bundle", l.Event)
+		case le.Asset != a.Asset || le.Type != l.Step.EventType():
+			err = fmt.Errorf("event %d is %s on %s, want %s on %s", l.Event, le.Type, le.Asset, l.Step.EventType(), a.Asset)
+		case le.Note != alert.LifecycleNote(a.ID, a.Type, l):
+			err = fmt.Errorf("event %d note %q does not match the alert record (%q)", l.Event, le.Note, alert.LifecycleNote(a.ID, a.Type, l))
+		}
+		r.add(name, err, fmt.Sprintf("anchored event %d: %s", l.Event, le.Note))
+	}
+	last := &a.Lifecycle[len(a.Lifecycle)-1]
+	var err error
+	detail := "the alert's state is its last anchored step"
+	if want := map[alert.State]alert.Step{alert.Open: alert.StepRaised, alert.Acknowledged: alert.StepAcknowledged, alert.Resolved: alert.StepResolved}[a.State]; want != last.Step {
+		err = fmt.Errorf("the alert is %s but its last anchored step is %s", a.State, last.Step)
+	}
+	r.add("alert state", err, detail)
+	err, detail = nil, fmt.Sprintf("evidence hashes to %s as anchored at step %s", last.EvidenceHash, last.Step)
+	switch h := alert.EvidenceHash(a.Evidence); {
+	case a.Count < last.Count || (a.Count == last.Count || a.State == alert.Resolved) && h != last.EvidenceHash:
+		err = fmt.Errorf("the alert's evidence (count %d, %s) is not what was anchored at step %s (count %d, %s)", a.Count, h, last.Step, last.Count, last.EvidenceHash)
+	case a.Count > last.Count:
+		detail = fmt.Sprintf("%d findings merged since step %s: their twin events are proven above, the evidence hash is anchored at the next step", a.Count-last.Count, last.Step)
+	}
+	r.add("alert evidence", err, detail)
 }
 
 func verifyRecord(r *Report, p *RecordProof, key ed25519.PublicKey) {

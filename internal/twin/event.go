@@ -10,7 +10,8 @@ import (
 type EventType string
 
 // Event types. Most are changes of tracked fields; SequenceGap and the
-// gateway ones record what the ingest saw about a gateway's stream.
+// gateway ones record what the ingest saw about a gateway's stream; the
+// alert ones record an alert's lifecycle on its asset.
 const (
 	EventRegistered       EventType = "registered"
 	EventIdentityChanged  EventType = "identity_changed"
@@ -22,6 +23,11 @@ const (
 	EventSequenceGap      EventType = "sequence_gap"
 	EventGatewayOnline    EventType = "gateway_online"
 	EventGatewayOffline   EventType = "gateway_offline"
+	// Alert lifecycle events change no field: their Note names the alert
+	// (internal/alert), so alerts are anchored with the event log.
+	EventAlertRaised       EventType = "alert_raised"
+	EventAlertAcknowledged EventType = "alert_acknowledged"
+	EventAlertResolved     EventType = "alert_resolved"
 )
 
 // Source is the gateway message an event came from; empty for events made
