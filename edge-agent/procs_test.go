@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,62 +20,27 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"twinchain/internal/agentkey"
+	"twinchain/internal/testsvc"
 	"twinchain/internal/wire"
-)
-
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
 )
 
 // binaries builds edge-agent and firmware-sim once per test run.
 func binaries(t *testing.T) (agent, sim, twinService string) {
 	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "edge-bin-")
-		if buildErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", buildDir+"/", "twinchain/edge-agent", "twinchain/firmware-sim", "twinchain/twin-service").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(buildDir, "edge-agent"), filepath.Join(buildDir, "firmware-sim"), filepath.Join(buildDir, "twin-service")
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's writes and the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	dir := testsvc.Programs(t, "edge-agent", "firmware-sim", "twin-service")
+	return filepath.Join(dir, "edge-agent"), filepath.Join(dir, "firmware-sim"), filepath.Join(dir, "twin-service")
 }
 
 // proc is a child process owned by a test.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testsvc.Buffer
 	done chan error
 }
 
 func start(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan error, 1)}
+	p := &proc{cmd: exec.Command(bin, args...), out: &testsvc.Buffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr, p.cmd.Stdout = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
@@ -186,9 +150,7 @@ func agentPublicKey(t *testing.T, stateDir string) ed25519.PublicKey {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	testsvc.RemovePrograms()
 	os.Exit(code)
 }
 

@@ -82,7 +82,7 @@ func benchFleetLoad(b *testing.B, ack string) {
 		httpAddr, mqttAddr := testsvc.Addr(testsvc.FreePort(b)), testsvc.Addr(testsvc.FreePort(b))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		stderr := &syncBuffer{}
+		stderr := &testsvc.Buffer{}
 		go func() {
 			done <- run(ctx, []string{"-config", testConfig(b, dir), "-data", filepath.Join(dir, "data"), "-registry", regPath, "-http", httpAddr, "-mqtt-addr", mqttAddr, "-mqtt-ack", ack, "-log-level", "error"}, func(string) string { return "" }, stderr)
 		}()

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,27 +26,21 @@ import (
 // buildBinary builds twin-service into a temporary directory.
 func buildBinary(t *testing.T) string { return buildCommand(t, "twin-service") }
 
-// buildCommand builds one of the module's programs into a temporary directory.
+// buildCommand builds one of the module's programs (once per test run).
 func buildCommand(t *testing.T, name string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), name)
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	out, err := exec.Command(goBin, "build", "-o", bin, "twinchain/"+name).CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build %s: %v\n%s", name, err, out)
-	}
-	return bin
+	return filepath.Join(testsvc.Programs(t, name), name)
 }
 
 // proc is a twin-service process.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testsvc.Buffer
 }
 
 func startProc(t *testing.T, bin string, base string, args ...string) *proc {
 	t.Helper()
-	p := &proc{stderr: &syncBuffer{}}
+	p := &proc{stderr: &testsvc.Buffer{}}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stderr = p.stderr
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

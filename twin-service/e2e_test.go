@@ -28,24 +28,6 @@ import (
 	"twinchain/internal/twinstore"
 )
 
-// syncBuffer collects a process's stderr for failure messages.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testToken is the API token the tests' configuration accepts (role viewer).
 const testToken = "e2e-test-token"
 
@@ -66,14 +48,14 @@ type inProcess struct {
 	base   string // http://127.0.0.1:port
 	cancel context.CancelFunc
 	done   chan error
-	stderr *syncBuffer
+	stderr *testsvc.Buffer
 }
 
 func startInProcess(t *testing.T, args ...string) *inProcess {
 	t.Helper()
 	httpAddr := testsvc.Addr(testsvc.FreePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &inProcess{base: "http://" + httpAddr, cancel: cancel, done: make(chan error, 1), stderr: &syncBuffer{}}
+	p := &inProcess{base: "http://" + httpAddr, cancel: cancel, done: make(chan error, 1), stderr: &testsvc.Buffer{}}
 	args = append([]string{"-config", testConfig(t, t.TempDir()), "-http", httpAddr, "-log-level", "warn"}, args...)
 	go func() { p.done <- run(ctx, args, func(string) string { return "" }, p.stderr) }()
 	t.Cleanup(func() { p.stop(t) })
@@ -459,7 +441,7 @@ func TestBinariesEndToEnd(t *testing.T) {
 	base := "http://" + httpAddr
 	svc := startProc(t, svcBin, base, "-config", testConfig(t, dir), "-data", filepath.Join(dir, "data"), "-registry", reg, "-http", httpAddr, "-mqtt-addr", mqttAddr)
 	pub := exec.Command(simBin, append(fleetArgs, "--broker", "tcp://"+mqttAddr, "--rate", "5")...)
-	pubOut := &syncBuffer{}
+	pubOut := &testsvc.Buffer{}
 	pub.Stdout, pub.Stderr = pubOut, pubOut
 	pub.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := pub.Start(); err != nil {

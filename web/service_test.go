@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,32 +21,11 @@ import (
 	"twinchain/internal/testsvc"
 )
 
-// The binaries under test, built once per test run from this checkout.
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
+// binaries builds twin-service and firmware-sim once per test run and
+// returns their directory.
 func binaries(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "twinchain-web-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binDir = dir
-		cmd := exec.Command("go", "build", "-o", dir+"/", "../twin-service", "../firmware-sim")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binDir
+	return testsvc.Programs(t, "twin-service", "firmware-sim")
 }
 
 // The API tokens the tests use as machine clients: an admin, and an ML
@@ -141,7 +119,7 @@ type process struct {
 // the test fails.
 func start(t testing.TB, name, path string, args ...string) *process {
 	t.Helper()
-	var out lockedBuffer
+	var out testsvc.Buffer
 	cmd := exec.Command(path, args...)
 	cmd.Stdout = &out
 	cmd.Stderr = &out
@@ -171,23 +149,6 @@ func tail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // get reads an API path with the test's token into v; it returns the status.
@@ -320,8 +281,6 @@ func (s *service) raw(t testing.TB, path string) (int, []byte) {
 // TestMain removes the binaries the tests built.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testsvc.RemovePrograms()
 	os.Exit(code)
 }

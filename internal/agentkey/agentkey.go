@@ -106,9 +106,9 @@ func writeFileSync(path string, data []byte, mode os.FileMode, exclusive bool) e
 // after a restart it continues after the reserved block, leaving a gap that
 // twin-service records, never a number it may have used. Safe for concurrent use.
 type Sequence struct {
-	path  string
-	block uint64
-	mu    sync.Mutex
+	path   string
+	block  uint64
+	mu     sync.Mutex
 	next   uint64 // the number Next returns
 	limit  uint64 // the highest number reserved on disk
 	closed bool

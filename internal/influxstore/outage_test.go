@@ -1,12 +1,10 @@
 package influxstore_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,24 +12,6 @@ import (
 	"twinchain/internal/telemetry"
 	"twinchain/internal/testsvc"
 )
-
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // load writes batches of fleetPoints every interval until stop is closed,
 // and returns how many points it wrote.
@@ -85,7 +65,7 @@ func TestOutage(t *testing.T) {
 	}
 	srv := testsvc.StartInfluxd(t, testsvc.InfluxdOptions{})
 	srv.CreateDatabase(t, "outage")
-	var logs syncBuffer
+	var logs testsvc.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	s := openStore(t, t.TempDir(), config(srv, "outage"), influxstore.Options{Log: log})
 	run(t, s)
@@ -125,7 +105,7 @@ func TestReplayBudget(t *testing.T) {
 	srv := testsvc.StartInfluxd(t, testsvc.InfluxdOptions{})
 	srv.CreateDatabase(t, "budget")
 	srv.Stop()
-	var logs syncBuffer
+	var logs testsvc.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	cfg := config(srv, "budget")
 	cfg.ReplayBudgetBytes = 256 << 10
@@ -173,7 +153,7 @@ func TestRejectedBatchDoesNotBlock(t *testing.T) {
 	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Minute)
 	// fan_rpm exists as an integer; the store writes floats.
 	srv.WriteLines(t, "reject", fmt.Sprintf("host,asset=h1 fan_rpm=1i %d\n", base.UnixNano()))
-	var logs syncBuffer
+	var logs testsvc.Buffer
 	s := openStore(t, t.TempDir(), config(srv, "reject"), influxstore.Options{Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	run(t, s)
 	conflict := telemetry.Point{Measurement: "host", Asset: "h1", Fields: []telemetry.Field{{Name: "fan_rpm", Value: 5000}}, Time: base.Add(time.Second)}

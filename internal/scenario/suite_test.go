@@ -31,30 +31,9 @@ import (
 // TCP on loopback ports), with the example detection configuration whose
 // webhooks point at a receiver in the test that checks every HMAC.
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 func twinServiceBinary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "twinchain-scenario-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "twin-service")
-		out, err := exec.Command("go", "build", "-o", binPath, "twinchain/twin-service").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build twin-service: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return filepath.Join(testsvc.Programs(t, "twin-service"), "twin-service")
 }
 
 // service is one twin-service process owned by a test.
