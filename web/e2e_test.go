@@ -117,6 +117,16 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("the map summary = %q, want it to count %d geofences", txt, size.sites)
 		}
 		shot(t, ctx, "map")
+		// Both sites fit in one view, so a site's fence is a few pixels wide;
+		// its "Zoom to" button brings it into view.
+		width := `document.querySelector(".leaflet-overlay-pane path.geofence").getBoundingClientRect().width`
+		before := evalJS[float64](t, ctx, width)
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button.zoom-site`))); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the zoomed site", width+` > 200`, 10*time.Second)
+		t.Logf("geofence width %.0f px before zooming to the site", before)
+		shot(t, ctx, "map-site")
 	})
 
 	t.Run("gateways", func(t *testing.T) {

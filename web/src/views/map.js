@@ -72,6 +72,8 @@ export async function mapView(root, params) {
   const markers = L.layerGroup().addTo(map);
   let placed = 0;
   const perSite = new Map();
+  const siteArea = new Map(); // site -> the points its positions and geofence cover
+  const cover = (site, pts) => siteArea.set(site, [...(siteArea.get(site) || []), ...pts]);
   for (const a of assets) if (a.site) perSite.set(a.site, (perSite.get(a.site) || 0) + 1);
   for (const a of assets) {
     const loc = a.location || {};
@@ -83,6 +85,7 @@ export async function mapView(root, params) {
     if (!p) continue;
     placed++;
     bounds.push(p);
+    if (a.site) cover(a.site, [p]);
     if (a.site) {
       const s = sites.get(a.site) || { n: 0, lat: 0, lon: 0 };
       s.n++; s.lat += p[0]; s.lon += p[1];
@@ -120,6 +123,7 @@ export async function mapView(root, params) {
       const poly = polygonOf(g);
       if (!poly || poly.length < 3) continue;
       fences++;
+      cover(g.id || g.name, poly);
       L.polygon(poly, { renderer: fenceRenderer, className: "geofence", color: "#7c3aed", weight: 2, fillOpacity: 0.05 }).bindTooltip(`site ${g.name || g.id} (geofence)`).addTo(map);
       bounds.push(...poly);
     }
@@ -151,6 +155,9 @@ export async function mapView(root, params) {
   fill(side, 
     h("h2", "Legend"),
     h("ul.legend", Object.entries(HEALTH_COLOURS).map(([k, c]) => h("li", h("span.dot", { style: `background:${c}` }), label(k)))),
+    siteArea.size ? h("h2", "Sites") : null,
+    siteArea.size ? h("ul.sites", [...siteArea.keys()].sort().map((name) => h("li",
+      h("button.zoom-site", { type: "button", dataset: { site: name }, onclick: () => map.fitBounds(siteArea.get(name), { padding: [40, 40], maxZoom: 17 }) }, `Zoom to ${name}`)))) : null,
     h("h2", "RFID zones"),
     zones.size ? h("ul.zones", [...zones.entries()].sort().slice(0, 200).map(([k, n]) => h("li", `${k}: ${n}`))) : h("p.muted", "No RFID reads yet."),
     fences ? null : h("p.muted", "No geofences from the service yet."));
