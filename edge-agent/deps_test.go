@@ -1,23 +1,16 @@
 package main
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
+
+	"twinchain/internal/testsvc"
 )
 
 // TestDependencies fails when the agent links a package it must not: the
 // HTTP framework, the InfluxDB client or Fabric belong to twin-service.
 func TestDependencies(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go not on PATH")
-	}
-	out, err := exec.Command(goBin, "list", "-deps", ".").Output()
-	if err != nil {
-		t.Fatalf("go list -deps: %v", err)
-	}
-	deps := strings.Fields(string(out))
+	deps := testsvc.Deps(t)
 	forbidden := []string{"github.com/gofiber/", "github.com/influxdata/", "github.com/hyperledger/"}
 	for _, d := range deps {
 		for _, f := range forbidden {

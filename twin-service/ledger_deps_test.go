@@ -1,9 +1,10 @@
 package main
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
+
+	"twinchain/internal/testsvc"
 )
 
 // TestNoFabricSDK fails when twin-service links fabric-sdk-go: its old
@@ -11,15 +12,7 @@ import (
 // fabric-protos-go-apiv2, and the binary would panic at start-up.
 // Enrollment lives in internal/fabricca for that reason.
 func TestNoFabricSDK(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go not on PATH")
-	}
-	out, err := exec.Command(goBin, "list", "-deps", ".").Output()
-	if err != nil {
-		t.Fatalf("go list -deps: %v", err)
-	}
-	deps := strings.Fields(string(out))
+	deps := testsvc.Deps(t)
 	gateway := false
 	for _, d := range deps {
 		if strings.HasPrefix(d, "github.com/hyperledger/fabric-sdk-go") || strings.HasPrefix(d, "github.com/hyperledger/fabric-protos-go/") || d == "twinchain/internal/fabricca" {
