@@ -13,12 +13,12 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"twinchain/internal/agentkey"
-	"twinchain/internal/diskqueue"
-	"twinchain/internal/gpu"
-	"twinchain/internal/mqttpub"
-	"twinchain/internal/nmea"
-	"twinchain/internal/rfid"
+	"twinchain/internal/edge/agentkey"
+	"twinchain/internal/edge/diskqueue"
+	"twinchain/internal/edge/gpu"
+	"twinchain/internal/edge/mqttpub"
+	"twinchain/internal/edge/nmea"
+	"twinchain/internal/edge/rfid"
 	"twinchain/internal/wire"
 )
 

@@ -12,11 +12,11 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"twinchain/internal/diskqueue"
-	"twinchain/internal/gpu"
-	"twinchain/internal/mqttpub"
-	"twinchain/internal/nmea"
-	"twinchain/internal/rfid"
+	"twinchain/internal/edge/diskqueue"
+	"twinchain/internal/edge/gpu"
+	"twinchain/internal/edge/mqttpub"
+	"twinchain/internal/edge/nmea"
+	"twinchain/internal/edge/rfid"
 	"twinchain/internal/wire"
 )
 

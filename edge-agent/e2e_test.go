@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"twinchain/internal/devicesim"
-	"twinchain/internal/enroll"
+	"twinchain/internal/edge/enroll"
+	"twinchain/internal/sim/devicesim"
 	"twinchain/internal/testsvc"
 	"twinchain/internal/twin"
 )

@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"twinchain/internal/enroll"
+	"twinchain/internal/edge/enroll"
 )
 
 func runEnroll(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"twinchain/internal/devicesim"
+	"twinchain/internal/sim/devicesim"
 	"twinchain/internal/testsvc"
 	"twinchain/internal/wire"
 )

@@ -19,7 +19,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"twinchain/internal/agentkey"
+	"twinchain/internal/edge/agentkey"
 	"twinchain/internal/testsvc"
 	"twinchain/internal/wire"
 )

@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"twinchain/internal/fleet"
 	"twinchain/internal/registry"
+	"twinchain/internal/sim/fleet"
 )
 
 func runFleet(ctx context.Context, args []string, stderr io.Writer) error {

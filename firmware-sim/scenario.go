@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"twinchain/internal/registry"
-	"twinchain/internal/scenario"
+	"twinchain/internal/sim/scenario"
 )
 
 // runScenario plays a scenario file (testdata/scenarios/*.yaml) and, with

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"twinchain/internal/devicesim"
+	"twinchain/internal/sim/devicesim"
 )
 
 // runSerial plays serial devices on pseudo-terminals (an RDM6300 reader, a UHF

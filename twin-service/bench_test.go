@@ -12,9 +12,9 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
-	"twinchain/internal/fleet"
 	"twinchain/internal/ingest"
 	"twinchain/internal/registry"
+	"twinchain/internal/sim/fleet"
 	"twinchain/internal/testsvc"
 )
 

@@ -16,10 +16,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"twinchain/internal/auth"
-	"twinchain/internal/broker"
+	"twinchain/internal/httpapi/auth"
 	"twinchain/internal/ingest"
-	"twinchain/internal/mqttsub"
+	"twinchain/internal/ingest/broker"
+	"twinchain/internal/ingest/mqttsub"
 	"twinchain/internal/telemetry"
 )
 

@@ -16,8 +16,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"twinchain/internal/fleet"
 	"twinchain/internal/ingest"
+	"twinchain/internal/sim/fleet"
 	"twinchain/internal/testsvc"
 	"twinchain/internal/twinstore"
 	"twinchain/internal/wire"

@@ -3,8 +3,8 @@ package main
 import (
 	"fmt"
 
-	"twinchain/internal/alert"
-	"twinchain/internal/detectsvc"
+	"twinchain/internal/detect/alertstore"
+	"twinchain/internal/detect/detectsvc"
 	"twinchain/internal/httpapi"
 )
 
@@ -19,7 +19,7 @@ func (s *service) buildDetect() error {
 			return err
 		}
 	}
-	pub, _ := s.mqtt.(alert.Publisher) // the embedded broker publishes alerts; an external client does not
+	pub, _ := s.mqtt.(alertstore.Publisher) // the embedded broker publishes alerts; an external client does not
 	d, err := detectsvc.Open(s.cfg.DataDir, cfg, detectsvc.Deps{
 		Logs:    s.store,
 		Source:  s.in,

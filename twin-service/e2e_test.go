@@ -19,10 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"twinchain/internal/fleet"
 	"twinchain/internal/httpapi"
 	"twinchain/internal/ingest"
 	"twinchain/internal/registry"
+	"twinchain/internal/sim/fleet"
 	"twinchain/internal/testsvc"
 	"twinchain/internal/twin"
 	"twinchain/internal/twinstore"

@@ -12,16 +12,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"twinchain/chaincode/core"
-	"twinchain/internal/anchor"
-	"twinchain/internal/eventtree"
-	"twinchain/internal/fabricledger"
-	"twinchain/internal/fileledger"
 	"twinchain/internal/httpapi"
 	"twinchain/internal/ingest"
 	"twinchain/internal/ledger"
-	"twinchain/internal/proofbundle"
+	"twinchain/internal/ledger/anchor"
+	"twinchain/internal/ledger/eventtree"
+	"twinchain/internal/ledger/fabricledger"
+	"twinchain/internal/ledger/fileledger"
+	"twinchain/internal/ledger/proofbundle"
+	"twinchain/internal/ledger/signkey"
 	"twinchain/internal/registry"
-	"twinchain/internal/signkey"
 	"twinchain/internal/twinstore"
 )
 

@@ -18,7 +18,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"twinchain/internal/anchor"
+	"twinchain/internal/ledger/anchor"
 	"twinchain/internal/registry"
 	"twinchain/internal/testsvc"
 	"twinchain/internal/wire"

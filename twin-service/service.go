@@ -16,14 +16,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
-	"twinchain/internal/auth"
-	"twinchain/internal/broker"
-	"twinchain/internal/detectsvc"
-	"twinchain/internal/enroll"
+	"twinchain/internal/detect/detectsvc"
 	"twinchain/internal/httpapi"
+	"twinchain/internal/httpapi/auth"
 	"twinchain/internal/ingest"
-	"twinchain/internal/mqttsub"
+	"twinchain/internal/ingest/broker"
+	"twinchain/internal/ingest/mqttsub"
 	"twinchain/internal/registry"
+	"twinchain/internal/registry/enrollment"
 	"twinchain/internal/twinstore"
 	"twinchain/web"
 )
@@ -130,7 +130,7 @@ func (s *service) build() error {
 		Ingest:     s.in,
 		Gateways:   s.reg,
 		Changes:    s.in,
-		Enroll:     enroll.NewService(s.reg, time.Now),
+		Enroll:     enrollment.NewService(s.reg, time.Now),
 		Ledger:     s.ledger.deps(),
 		Metrics:    metrics,
 		Alerts:     s.detect.Alerts(),

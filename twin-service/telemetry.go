@@ -9,12 +9,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
-	"twinchain/internal/embeddedstore"
-	"twinchain/internal/influxstore"
 	"twinchain/internal/ingest"
 	"twinchain/internal/registry"
 	"twinchain/internal/telemetry"
-	"twinchain/internal/telemetrywriter"
+	"twinchain/internal/telemetry/embeddedstore"
+	"twinchain/internal/telemetry/influxstore"
+	"twinchain/internal/telemetry/telemetrywriter"
 	"twinchain/internal/twinstore"
 )
 

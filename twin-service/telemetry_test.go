@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"twinchain/internal/fleet"
 	"twinchain/internal/registry"
+	"twinchain/internal/sim/fleet"
 	"twinchain/internal/testsvc"
 )
 

@@ -11,10 +11,10 @@ import (
 	"os"
 	"path/filepath"
 
-	"twinchain/internal/eventtree"
-	"twinchain/internal/fileledger"
-	"twinchain/internal/proofbundle"
-	"twinchain/internal/signkey"
+	"twinchain/internal/ledger/eventtree"
+	"twinchain/internal/ledger/fileledger"
+	"twinchain/internal/ledger/proofbundle"
+	"twinchain/internal/ledger/signkey"
 )
 
 // subcommand returns the subcommand args name, or nil to run the service.

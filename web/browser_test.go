@@ -20,8 +20,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"golang.org/x/crypto/bcrypt"
 
-	"twinchain/internal/auth"
 	"twinchain/internal/httpapi"
+	"twinchain/internal/httpapi/auth"
 	"twinchain/internal/testsvc"
 	"twinchain/web"
 )

@@ -254,7 +254,7 @@ func TestAlertsLive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts twin-service, firmware-sim and Chromium")
 	}
-	file := "../internal/scenario/testdata/scenarios/gpu-swap.yaml"
+	file := "../internal/sim/scenario/testdata/scenarios/gpu-swap.yaml"
 	svc := startTwin(t, []string{"scenario", file}, "")
 	if !svc.hasRoute(t, "/alerts") {
 		t.Skip("UNTESTED: live alerts, acknowledge and the viewer's refusal — this twin-service has no /alerts route")

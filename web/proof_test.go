@@ -85,7 +85,7 @@ func proofCases(t testing.TB) []proofCase {
 }
 
 // eventBundle builds an event proof bundle in the format of the ledger's
-// internal/proofbundle (its package doc), from a reference RFC 6962 tree, a
+// internal/ledger/proofbundle (its package doc), from a reference RFC 6962 tree, a
 // real Ed25519 key and a signed block, so that the browser's checks can be
 // held against every rule there: a true bundle holds, and each tampered copy
 // fails the check it breaks.

@@ -17,7 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"twinchain/internal/auth"
+	"twinchain/internal/httpapi/auth"
 	"twinchain/internal/testsvc"
 )
 

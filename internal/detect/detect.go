@@ -3,7 +3,7 @@
 // time, and return findings. They do no I/O and read no clock; all state they
 // keep (baselines, last positions, hysteresis) lives in the detector value.
 //
-// A Set runs every detector on one Input. The engine (internal/detectsvc)
+// A Set runs every detector on one Input. The engine (internal/detect/detectsvc)
 // feeds it from the durable logs, decides which findings a work order
 // explains, and hands the rest to the alert store.
 package detect

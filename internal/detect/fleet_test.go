@@ -4,12 +4,12 @@ import (
 	"testing"
 	"time"
 
-	simfleet "twinchain/internal/fleet"
+	simfleet "twinchain/internal/sim/fleet"
 	"twinchain/internal/wire"
 )
 
 // TestFleetModelQuietHourAndDrift runs the simulated fleet's readings
-// (internal/fleet: load in jobs, power following load, temperature following
+// (internal/sim/fleet: load in jobs, power following load, temperature following
 // power) through every detector for one simulated hour: no finding. Then the
 // same hour with one GPU's temperature sensor drifting by 1 °C a minute
 // from minute 30: one sensor_drift finding, for that GPU, within minutes.

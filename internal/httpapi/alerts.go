@@ -9,22 +9,23 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"twinchain/internal/alert"
-	"twinchain/internal/auth"
 	"twinchain/internal/detect"
-	"twinchain/internal/workorder"
+	"twinchain/internal/detect/alert"
+	"twinchain/internal/detect/alertstore"
+	"twinchain/internal/detect/workorder"
+	"twinchain/internal/httpapi/auth"
 )
 
-// AlertStore is what the alert routes use; *alert.Store is one.
+// AlertStore is what the alert routes use; *alertstore.Store is one.
 type AlertStore interface {
 	List(f alert.Filter, limit int, cursor string) ([]alert.Alert, string, error)
 	Get(id string) (alert.Alert, error)
 	Acknowledge(id, by, comment string) (alert.Alert, error)
 	Resolve(id, by, comment string) (alert.Alert, error)
-	Hub() *alert.Hub
+	Hub() *alertstore.Hub
 }
 
-// WorkOrderStore is what the work-order routes use; *workorder.Store is one.
+// WorkOrderStore is what the work-order routes use; *workorderstore.Store is one.
 type WorkOrderStore interface {
 	Create(o workorder.Order, user, role string) (workorder.Order, error)
 	Approve(id, user, role string) (workorder.Order, error)

@@ -15,23 +15,25 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"twinchain/internal/alert"
 	"twinchain/internal/detect"
-	"twinchain/internal/workorder"
+	"twinchain/internal/detect/alert"
+	"twinchain/internal/detect/alertstore"
+	"twinchain/internal/detect/workorder"
+	"twinchain/internal/detect/workorderstore"
 )
 
-func alertServer(t *testing.T) (*Server, *alert.Store) {
+func alertServer(t *testing.T) (*Server, *alertstore.Store) {
 	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "detect.db"), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	st, err := alert.NewStore(db, alert.DefaultConfig(), time.Now)
+	st, err := alertstore.NewStore(db, alert.DefaultConfig(), time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wo, err := workorder.NewStore(db, workorder.DefaultPolicy(), time.Now)
+	wo, err := workorderstore.NewStore(db, workorder.DefaultPolicy(), time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"twinchain/internal/auth"
+	"twinchain/internal/httpapi/auth"
 	"twinchain/internal/ingest"
 	"twinchain/internal/twin"
 	"twinchain/internal/twinstore"

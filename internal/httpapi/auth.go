@@ -10,7 +10,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"twinchain/internal/auth"
+	"twinchain/internal/httpapi/auth"
 )
 
 // Cookie and header names of the sign-in.

@@ -14,7 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"golang.org/x/crypto/bcrypt"
 
-	"twinchain/internal/auth"
+	"twinchain/internal/httpapi/auth"
 )
 
 func testAuthApp(t testing.TB) *fiber.App {

@@ -5,12 +5,12 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"twinchain/internal/auth"
-	"twinchain/internal/enroll"
+	"twinchain/internal/edge/enroll"
+	"twinchain/internal/httpapi/auth"
 )
 
 // Enroller issues one-time enrollment tokens and redeems them; an
-// *enroll.Service is one.
+// *enrollment.Service is one.
 type Enroller interface {
 	Issue(req enroll.TokenRequest) (enroll.Token, error)
 	Redeem(req enroll.Request) (enroll.Response, error)

@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"twinchain/internal/auth"
-	"twinchain/internal/enroll"
+	"twinchain/internal/edge/enroll"
+	"twinchain/internal/httpapi/auth"
 	"twinchain/internal/registry"
+	"twinchain/internal/registry/enrollment"
 )
 
 // TestEnrollRoutes drives the enrollment routes over real HTTP with the
@@ -34,7 +35,7 @@ func TestEnrollRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := registry.New()
-	srv, err := New(Options{Gateways: reg, Enroll: enroll.NewService(reg, time.Now), Auth: NewAuth(authn, false, slog.New(slog.DiscardHandler))})
+	srv, err := New(Options{Gateways: reg, Enroll: enrollment.NewService(reg, time.Now), Auth: NewAuth(authn, false, slog.New(slog.DiscardHandler))})
 	if err != nil {
 		t.Fatal(err)
 	}

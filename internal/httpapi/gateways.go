@@ -7,7 +7,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"twinchain/internal/auth"
+	"twinchain/internal/httpapi/auth"
 	"twinchain/internal/ingest"
 	"twinchain/internal/registry"
 )

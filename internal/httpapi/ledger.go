@@ -12,11 +12,11 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"twinchain/chaincode/core"
-	"twinchain/internal/alert"
-	"twinchain/internal/auth"
-	"twinchain/internal/eventtree"
+	"twinchain/internal/detect/alert"
+	"twinchain/internal/httpapi/auth"
 	"twinchain/internal/ledger"
-	"twinchain/internal/proofbundle"
+	"twinchain/internal/ledger/eventtree"
+	"twinchain/internal/ledger/proofbundle"
 )
 
 // ProofExporter builds proof bundles (*proofbundle.Exporter).

@@ -18,10 +18,10 @@ import (
 	"github.com/transparency-dev/merkle/testonly"
 
 	"twinchain/chaincode/core"
-	"twinchain/internal/eventtree"
-	"twinchain/internal/fileledger"
+	"twinchain/internal/ledger/eventtree"
+	"twinchain/internal/ledger/fileledger"
 	"twinchain/internal/ledger/ledgertest"
-	"twinchain/internal/proofbundle"
+	"twinchain/internal/ledger/proofbundle"
 )
 
 // ledgerServer is the API over a real embedded ledger. Callers come from

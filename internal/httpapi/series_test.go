@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"twinchain/internal/embeddedstore"
 	"twinchain/internal/telemetry"
+	"twinchain/internal/telemetry/embeddedstore"
 	"twinchain/internal/twinstore"
 )
 

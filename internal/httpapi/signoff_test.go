@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"twinchain/chaincode/core"
-	"twinchain/internal/auth"
-	"twinchain/internal/fileledger"
+	"twinchain/internal/httpapi/auth"
+	"twinchain/internal/ledger/fileledger"
 	"twinchain/internal/ledger/ledgertest"
 )
 

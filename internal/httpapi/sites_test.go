@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"twinchain/internal/auth"
+	"twinchain/internal/httpapi/auth"
 )
 
 // TestSites: GET /sites lists the configured sites by id with their

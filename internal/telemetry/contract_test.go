@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"twinchain/internal/embeddedstore"
-	"twinchain/internal/influxstore"
 	"twinchain/internal/telemetry"
+	"twinchain/internal/telemetry/embeddedstore"
+	"twinchain/internal/telemetry/influxstore"
 	"twinchain/internal/telemetry/telemetrytest"
 	"twinchain/internal/testsvc"
 )

@@ -24,7 +24,7 @@ const (
 	EventGatewayOnline    EventType = "gateway_online"
 	EventGatewayOffline   EventType = "gateway_offline"
 	// Alert lifecycle events change no field: their Note names the alert
-	// (internal/alert), so alerts are anchored with the event log.
+	// (internal/detect/alert), so alerts are anchored with the event log.
 	EventAlertRaised       EventType = "alert_raised"
 	EventAlertAcknowledged EventType = "alert_acknowledged"
 	EventAlertResolved     EventType = "alert_resolved"

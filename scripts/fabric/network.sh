@@ -29,7 +29,7 @@
 # With a Fabric CA, up enrolls Org1 identities whose ECerts carry twin.role: the
 # service identity (TWINCHAIN_FABRIC_CERT/KEY) and test-<role> for every role in
 # $STATE/identities/<id>.<role>/{cert.pem,key.pem} (the layout fabricledger reads).
-# Then `. $STATE/network.env && go test ./internal/fabricledger` runs the ledger
+# Then `. $STATE/network.env && go test ./internal/ledger/fabricledger` runs the ledger
 # contract suite on this network.
 #
 # Everything listens on 127.0.0.1. Modelled on fabric-samples' test-network-nano-bash:
@@ -47,7 +47,7 @@ STATE="${TWINCHAIN_FABRIC_STATE:-$repo/.run/fabric}"
 BASE="${TWINCHAIN_FABRIC_PORT:-17000}"
 NORGS="${TWINCHAIN_FABRIC_ORGS:-2}"
 CHANNEL=twinchain
-# The suite of internal/fabricledger wants an empty ledger per subtest, so
+# The suite of internal/ledger/fabricledger wants an empty ledger per subtest, so
 # the network also has channels twinchain1..N with the chaincode on each.
 NTEST="${TWINCHAIN_FABRIC_TEST_CHANNELS:-5}"
 channels() { echo "$CHANNEL"; for i in $(seq 1 "$NTEST"); do echo "$CHANNEL$i"; done; }

@@ -147,7 +147,7 @@ export function closeStream() {
 }
 
 // can reports whether the signed-in user may take an action (see
-// internal/auth.Policy; the API enforces the same table).
+// internal/httpapi/auth.Policy; the API enforces the same table).
 export function can(action) {
   return !!(session.me && session.me.actions && session.me.actions.includes(action));
 }

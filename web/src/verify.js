@@ -149,7 +149,7 @@ function same(a, b) {
 }
 
 // ---------------------------------------------------------------------------
-// Proof bundles exported by the ledger (internal/proofbundle): an event
+// Proof bundles exported by the ledger (internal/ledger/proofbundle): an event
 // bundle proves a twin event is in the service's signed event tree, in an
 // anchored batch, and (embedded ledger) in a signed block that wrote the
 // anchor. The browser repeats every check of proofbundle.Verify.

@@ -1,0 +1,63 @@
+package alert
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+
+	"twinchain/internal/detect"
+	"twinchain/internal/twin"
+)
+
+// Step is a lifecycle step that is recorded as a twin event on the alert's
+// asset, so that the alert is anchored with the event log.
+type Step string
+
+// Recorded steps. A finding merged into an open alert (a count bump) is not
+// a step; a raised severity shows in the next step's note.
+const (
+	StepRaised       Step = "raised"
+	StepAcknowledged Step = "acknowledged"
+	StepResolved     Step = "resolved"
+)
+
+// EventType is the twin event type of a step.
+func (s Step) EventType() twin.EventType {
+	switch s {
+	case StepRaised:
+		return twin.EventAlertRaised
+	case StepAcknowledged:
+		return twin.EventAlertAcknowledged
+	case StepResolved:
+		return twin.EventAlertResolved
+	}
+	return ""
+}
+
+// LifecycleEvent is one step of an alert as recorded on the event log:
+// the alert's severity, count and evidence hash at that step, and the twin event
+// that records it (0 until recorded). Error says why it could not be.
+type LifecycleEvent struct {
+	Step         Step            `json:"step"`
+	By           string          `json:"by"`
+	Severity     detect.Severity `json:"severity"`
+	Count        int             `json:"count"`
+	EvidenceHash string          `json:"evidence_hash"`
+	Event        uint64          `json:"event,omitempty"`
+	Error        string          `json:"error,omitempty"`
+}
+
+// EvidenceHash is "sha256:" and the hex SHA-256 of the evidence records'
+// JSON (as the alert store writes them).
+func EvidenceHash(ev []EvidenceRecord) string {
+	raw, _ := json.Marshal(ev) // plain data: cannot fail
+	h := sha256.Sum256(raw)
+	return "sha256:" + hex.EncodeToString(h[:])
+}
+
+// LifecycleNote is the Note of the twin event that records step l of alert
+// id (of type typ); a verifier recomputes it from the alert record.
+func LifecycleNote(id string, typ detect.Type, l *LifecycleEvent) string {
+	return fmt.Sprintf("alert %s %s by %s: type=%s severity=%s count=%d evidence=%s", id, l.Step, l.By, typ, l.Severity, l.Count, l.EvidenceHash)
+}

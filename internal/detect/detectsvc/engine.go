@@ -1,0 +1,394 @@
+// Package detectsvc is the detection engine inside twin-service: it reads
+// the message log and the event log from its own cursors after each ingest
+// wake-up (and the ingest's recent rejections), runs the detectors, lets
+// approved work orders explain the changes they cover, and records the rest
+// as alerts, whose notifications the alert dispatcher delivers.
+//
+// Work orders: an approved order that covers every change behind a finding
+// suppresses the alert; the engine records the coverage on the order (event
+// id, asset, field, value) — GET /api/v1/workorders/{id} lists what it
+// covered — and, when the core offers a Custody API, notes it on the asset
+// as an event. A change the order does not name still raises the alert, with
+// a note saying which of its changes an order did cover.
+//
+// Cursors are stored with the alerts in one transaction, so a crash re-reads
+// at most the batch that was being processed, and the alerts it raised are
+// not duplicated (they merge into the open alert).
+package detectsvc
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"twinchain/internal/detect"
+	"twinchain/internal/detect/alert"
+	"twinchain/internal/detect/alertstore"
+	"twinchain/internal/detect/workorder"
+	"twinchain/internal/detect/workorderstore"
+	"twinchain/internal/ingest"
+	"twinchain/internal/twin"
+	"twinchain/internal/twinstore"
+	"twinchain/internal/wire"
+)
+
+// Logs is what the engine reads from the twin store.
+type Logs interface {
+	MessagesAfter(pos uint64, limit int) ([]twinstore.Message, error)
+	EventsAfter(id uint64, limit int) ([]twin.Event, error)
+}
+
+// Source is what the engine needs from the ingest: wake-ups after commits
+// and the ring of recent rejections.
+type Source interface {
+	Subscribe() (wake <-chan struct{}, cancel func())
+	Recent(since time.Time) []ingest.Rejection
+}
+
+// KnownAssets lists the assets the gateway registry names.
+type KnownAssets func() []string
+
+// Custody changes an asset's custody status through the core, as an event
+// with the actor and a note. Optional: without it the engine records the
+// response it would have taken on the alert only.
+type Custody interface {
+	SetCustodyStatus(ctx context.Context, asset string, status twin.Status, actor, note string) error
+}
+
+// Cursor names in the alert store.
+const (
+	cursorEvents   = "detect.events"
+	cursorMessages = "detect.messages"
+)
+
+// Stats counts what the engine did; safe for concurrent use.
+type Stats struct {
+	Events, Messages, Rejections atomic.Uint64
+	Findings, Covered, Opened    atomic.Uint64
+	DecodeErrors, Quarantined    atomic.Uint64
+}
+
+// Engine runs the detectors over the logs.
+type Engine struct {
+	cfg     Config
+	logs    Logs
+	src     Source
+	known   KnownAssets
+	custody Custody
+	alerts  *alertstore.Store
+	orders  *workorderstore.Store
+	log     *slog.Logger
+	now     func() time.Time
+
+	mu           sync.Mutex // guards set, the clock and the cursors
+	set          *detect.Set
+	evCur        uint64
+	msgCur       uint64
+	rejSince     time.Time
+	rejSeen      map[ingest.Rejection]bool
+	clock        time.Time // newest reading time seen
+	clockAt      time.Time // service time when clock was set
+	decodeLogged bool
+
+	Stats Stats
+}
+
+// New builds an engine; it reads nothing until Run.
+func New(cfg Config, logs Logs, src Source, known KnownAssets, custody Custody, alerts *alertstore.Store, orders *workorderstore.Store, log *slog.Logger, now func() time.Time) *Engine {
+	return &Engine{cfg: cfg, logs: logs, src: src, known: known, custody: custody, alerts: alerts, orders: orders, log: log, now: now, rejSeen: map[ingest.Rejection]bool{}}
+}
+
+// Run processes the logs until ctx ends.
+func (e *Engine) Run(ctx context.Context) error {
+	if err := e.start(); err != nil {
+		return err
+	}
+	wake, cancel := e.src.Subscribe()
+	defer cancel()
+	poll := time.NewTicker(e.cfg.Engine.Poll)
+	defer poll.Stop()
+	for ctx.Err() == nil {
+		more, err := e.Step(ctx)
+		if err != nil {
+			e.log.Error("detection step failed; retrying", "err", err)
+			more = false
+		}
+		if more {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-wake:
+		case <-poll.C:
+		}
+	}
+	return nil
+}
+
+// start loads the cursors and rebuilds the fleet view from the events
+// before the event cursor.
+func (e *Engine) start() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var err error
+	if e.evCur, err = e.alerts.Cursor(cursorEvents); err != nil {
+		return err
+	}
+	if e.msgCur, err = e.alerts.Cursor(cursorMessages); err != nil {
+		return err
+	}
+	var known []string
+	if e.known != nil {
+		known = e.known()
+	}
+	view := detect.NewView(known)
+	for id := uint64(0); id < e.evCur; {
+		evs, err := e.logs.EventsAfter(id, e.cfg.Engine.Batch)
+		if err != nil {
+			return fmt.Errorf("rebuild view: %w", err)
+		}
+		if len(evs) == 0 {
+			break
+		}
+		for _, ev := range evs {
+			if ev.ID > e.evCur {
+				break
+			}
+			if err := view.Apply(ev); err != nil {
+				e.log.Warn("rebuild view", "err", err)
+			}
+			id = ev.ID
+		}
+	}
+	e.set = detect.NewSet(e.cfg.Detect, view)
+	e.rejSince = e.now()
+	e.log.Info("detection started", "events_cursor", e.evCur, "messages_cursor", e.msgCur)
+	return nil
+}
+
+// Step processes one batch of events, messages and rejections, and reports
+// whether more may be waiting.
+func (e *Engine) Step(ctx context.Context) (bool, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.set == nil {
+		return false, fmt.Errorf("engine not started")
+	}
+	if e.known != nil {
+		e.set.View().SetKnown(e.known())
+	}
+	batch := e.cfg.Engine.Batch
+	var found []detect.Finding
+	evs, err := e.logs.EventsAfter(e.evCur, batch)
+	if err != nil {
+		return false, err
+	}
+	evCur := e.evCur
+	for i := range evs {
+		fs, err := e.set.Observe(detect.Input{Event: &evs[i]})
+		if err != nil {
+			e.log.Warn("event not applied to the detection view", "event", evs[i].ID, "err", err)
+		}
+		found = append(found, fs...)
+		evCur = evs[i].ID
+	}
+	msgs, err := e.logs.MessagesAfter(e.msgCur, batch)
+	if err != nil {
+		return false, err
+	}
+	msgCur := e.msgCur
+	for i := range msgs {
+		m := &msgs[i]
+		msgCur = m.Pos
+		dm, err := decode(m)
+		if err != nil {
+			e.Stats.DecodeErrors.Add(1)
+			if !e.decodeLogged {
+				e.log.Warn("stored message does not decode; skipped (logged once)", "pos", m.Pos, "gateway", m.Gateway, "err", err)
+				e.decodeLogged = true
+			}
+			continue
+		}
+		if m.Seq > 0 && m.Time.After(e.clock) {
+			e.clock, e.clockAt = m.Time, e.now()
+		}
+		fs, _ := e.set.Observe(detect.Input{Message: dm})
+		found = append(found, fs...)
+	}
+	for _, r := range e.rejections() {
+		fs, _ := e.set.Observe(detect.Input{Rejection: &r})
+		found = append(found, fs...)
+	}
+	if !e.clock.IsZero() {
+		// The detectors' clock is reading time; when the fleet goes quiet
+		// it keeps moving with the service clock.
+		found = append(found, e.set.Tick(e.clock.Add(e.now().Sub(e.clockAt)))...)
+	}
+	e.Stats.Events.Add(uint64(len(evs)))
+	e.Stats.Messages.Add(uint64(len(msgs)))
+	e.Stats.Findings.Add(uint64(len(found)))
+	raise, notes := e.explain(found)
+	if len(raise) == 0 && evCur == e.evCur && msgCur == e.msgCur {
+		return false, nil // nothing new: no write
+	}
+	res, err := e.alerts.Apply(raise, notes, map[string]uint64{cursorEvents: evCur, cursorMessages: msgCur})
+	if err != nil {
+		return false, err
+	}
+	e.evCur, e.msgCur = evCur, msgCur
+	e.Stats.Opened.Add(uint64(len(res.Opened)))
+	for i := range res.Opened {
+		e.respond(ctx, &res.Opened[i])
+	}
+	return len(evs) == batch || len(msgs) == batch, nil
+}
+
+// rejections returns the ingest's rejections not seen yet, as detector inputs.
+func (e *Engine) rejections() []detect.Rejection {
+	recent := e.src.Recent(e.rejSince)
+	var out []detect.Rejection
+	newest := e.rejSince
+	seen := map[ingest.Rejection]bool{}
+	for _, r := range recent {
+		key := ingest.Rejection{Time: r.Time, Gateway: r.Gateway, Seq: r.Seq, Reason: r.Reason}
+		if r.Time.Equal(e.rejSince) && e.rejSeen[key] {
+			seen[key] = true
+			continue
+		}
+		e.Stats.Rejections.Add(1)
+		reason := string(r.Reason)
+		out = append(out, detect.Rejection{Time: r.Time, Gateway: r.Gateway, Seq: r.Seq, Reason: reason})
+		if r.Time.After(newest) {
+			newest, seen = r.Time, map[ingest.Rejection]bool{}
+		}
+		if r.Time.Equal(newest) {
+			seen[key] = true
+		}
+	}
+	e.rejSince, e.rejSeen = newest, seen
+	return out
+}
+
+// explain drops the findings that approved work orders fully cover
+// (recording the coverage) and notes partial coverage on the rest.
+func (e *Engine) explain(found []detect.Finding) ([]detect.Finding, []string) {
+	var raise []detect.Finding
+	var notes []string
+	for _, f := range found {
+		if !f.Coverable || len(f.Changes) == 0 || e.orders == nil {
+			raise, notes = append(raise, f), append(notes, "")
+			continue
+		}
+		anc := e.ancestors(f.Asset)
+		var covered, uncovered []string
+		type cov struct {
+			id string
+			c  twin.Change
+		}
+		var covs []cov
+		for _, c := range f.Changes {
+			if id, ok := e.orders.Match(f.Asset, anc, c, f.Time); ok {
+				covered = append(covered, fmt.Sprintf("%s -> %s by %s", c.Field, c.New, id))
+				covs = append(covs, cov{id, c})
+			} else {
+				uncovered = append(uncovered, c.Field+" -> "+c.New)
+			}
+		}
+		if len(uncovered) == 0 {
+			e.Stats.Covered.Add(1)
+			var evID uint64
+			if len(f.Evidence.Events) > 0 {
+				evID = f.Evidence.Events[0].ID
+			}
+			for _, cv := range covs {
+				if err := e.orders.Record(cv.id, workorder.Coverage{Event: evID, Asset: f.Asset, Field: cv.c.Field, Value: cv.c.New, Time: f.Time, Detail: f.Summary}); err != nil {
+					e.log.Error("record work order coverage", "order", cv.id, "err", err)
+				}
+			}
+			e.log.Info("change covered by work order", "asset", f.Asset, "type", f.Type, "covered", strings.Join(covered, "; "))
+			continue
+		}
+		note := ""
+		if len(covered) > 0 {
+			note = "covered: " + strings.Join(covered, "; ") + "; not covered by any approved work order: " + strings.Join(uncovered, "; ")
+		}
+		raise, notes = append(raise, f), append(notes, note)
+	}
+	return raise, notes
+}
+
+// ancestors is the asset's parent chain in the view.
+func (e *Engine) ancestors(id string) []string {
+	var out []string
+	for range 4 {
+		a, ok := e.set.View().Asset(id)
+		if !ok || a.Parent == "" || slices.Contains(out, a.Parent) {
+			return out
+		}
+		out = append(out, a.Parent)
+		id = a.Parent
+	}
+	return out
+}
+
+// respond takes the automated response the quarantine policy asks for.
+func (e *Engine) respond(ctx context.Context, a *alert.Alert) {
+	q := e.cfg.Alerts.Quarantine
+	if !q.Applies(a) {
+		return
+	}
+	if tw, ok := e.set.View().Asset(a.Asset); !ok || tw.Kind == twin.KindGateway || tw.Custody.Status == twin.StatusQuarantined {
+		return // only hardware that exists as a twin and is not quarantined yet
+	}
+	response := "quarantine requested (no custody API configured)"
+	if e.custody != nil {
+		note := fmt.Sprintf("quarantined by policy: alert %s (%s, %s)", a.ID, a.Type, a.Severity)
+		if err := e.custody.SetCustodyStatus(ctx, a.Asset, twin.StatusQuarantined, "detect", note); err != nil {
+			e.log.Error("quarantine", "asset", a.Asset, "alert", a.ID, "err", err)
+			response = "quarantine failed: " + err.Error()
+		} else {
+			response = "quarantined"
+			e.Stats.Quarantined.Add(1)
+		}
+	}
+	if err := e.alerts.SetResponse(a.ID, response); err != nil {
+		e.log.Error("record response", "alert", a.ID, "err", err)
+	}
+}
+
+// decode turns a stored message into a detector input.
+func decode(m *twinstore.Message) (*detect.Message, error) {
+	env, err := wire.Decode(m.Raw)
+	if err != nil {
+		return nil, err
+	}
+	dm := &detect.Message{Ref: detect.MessageRef{Gateway: m.Gateway, Seq: m.Seq, Pos: m.Pos, Time: m.Time}, Kind: m.Kind, Recorded: m.Recorded}
+	switch env.Kind {
+	case wire.KindTelemetry:
+		v, err := wire.DecodeBody[wire.Telemetry](&env)
+		dm.Telemetry = &v
+		return dm, err
+	case wire.KindFirmware:
+		v, err := wire.DecodeBody[wire.Inventory](&env)
+		dm.Inventory = &v
+		return dm, err
+	case wire.KindRFID:
+		v, err := wire.DecodeBody[wire.RFID](&env)
+		dm.RFID = &v
+		return dm, err
+	case wire.KindGPS:
+		v, err := wire.DecodeBody[wire.GPSFix](&env)
+		dm.GPS = &v
+		return dm, err
+	case wire.KindStatus:
+		v, err := wire.DecodeBody[wire.Status](&env)
+		dm.Status = &v
+		return dm, err
+	}
+	return nil, fmt.Errorf("kind %q", env.Kind)
+}

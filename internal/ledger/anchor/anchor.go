@@ -1,0 +1,599 @@
+// Package anchor anchors twin-service's event log on the ledger. It reads
+// the event log from its own position (the event tree's size: event N is
+// leaf N-1), after ingest wake-ups and on a timer, so it never blocks ingest.
+// It cuts batches every Interval or every MaxBatch events, appends them to
+// the event tree, signs a checkpoint of the whole tree, and puts the batch
+// (Merkle root, event and time range, size, the tree's size and root) in a
+// durable bbolt queue. A second loop submits queued batches to the ledger in
+// order; while the ledger is away they wait, and a restart resumes.
+//
+// Critical changes (an identity swap, a firmware change, a quarantine) are
+// also queued one by one and recorded as hardware evidence with the
+// gateway-signed envelope from the message log (and so are new XIDs,
+// double-bit ECC errors and row-remap failures, which the exposure queries
+// and the deployment gate look for), which the chaincode core
+// checks against the gateway key registered on the ledger. The gateway and
+// the asset are registered on the ledger first when they are not yet.
+package anchor
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"twinchain/chaincode/core"
+	"twinchain/internal/ledger"
+	"twinchain/internal/ledger/eventtree"
+	"twinchain/internal/twin"
+	"twinchain/internal/twinstore"
+)
+
+// Config tunes anchoring. Zero values take the defaults.
+type Config struct {
+	Interval time.Duration `yaml:"interval"`  // cut a batch at least this often; default 2s
+	MaxBatch int           `yaml:"max_batch"` // events per batch at most; default 1000
+	RetryMax time.Duration `yaml:"retry_max"` // longest wait between ledger retries; default 30s
+	Origin   string        `yaml:"origin"`    // checkpoint origin; default "twinchain/events"
+	CallerID string        `yaml:"caller_id"` // the service's identity on the ledger; default "twin-service"
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.Interval < 0 || c.MaxBatch < 0 || c.RetryMax < 0 {
+		return errors.New("anchor: interval, max_batch and retry_max must not be negative")
+	}
+	if c.MaxBatch > 1_000_000 {
+		return fmt.Errorf("anchor: max_batch %d is above 1000000", c.MaxBatch)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Interval == 0 {
+		c.Interval = 2 * time.Second
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1000
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 30 * time.Second
+	}
+	if c.Origin == "" {
+		c.Origin = "twinchain/events"
+	}
+	if c.CallerID == "" {
+		c.CallerID = "twin-service"
+	}
+	return c
+}
+
+// EventLog is the event log (twinstore.Store).
+type EventLog interface {
+	EventsAfter(id uint64, limit int) ([]twin.Event, error)
+	LastEventID() uint64
+	MessagesAfter(pos uint64, limit int) ([]twinstore.Message, error)
+	LastPos() uint64
+	Asset(id string) (twin.Asset, error)
+}
+
+// Waker gives wake-ups after ingest commits (ingest.Ingest).
+type Waker interface {
+	Subscribe() (wake <-chan struct{}, cancel func())
+}
+
+// GatewayKeys looks up a gateway's public key (registry.Registry).
+type GatewayKeys interface {
+	Lookup(id string) (pub ed25519.PublicKey, site string, ok bool)
+}
+
+// Ledger is what anchoring writes.
+type Ledger interface {
+	SubmitAnchor(ctx context.Context, in core.AnchorInput) (core.Anchor, error)
+	RecordEvidence(ctx context.Context, in core.EvidenceInput) (core.Evidence, error)
+	RegisterAsset(ctx context.Context, in core.AssetRegistration) (core.Asset, error)
+}
+
+// Deps are the anchorer's collaborators.
+type Deps struct {
+	Events   EventLog
+	Wake     Waker // nil: the timer alone
+	Gateways GatewayKeys
+	Tree     *eventtree.Tree
+	Ledger   Ledger
+	Key      ed25519.PrivateKey // signs checkpoints
+	Log      *slog.Logger
+	Now      func() time.Time
+}
+
+// Stats are counters for /metrics and tests.
+type Stats struct {
+	Batches         uint64 `json:"batches"`     // batches cut
+	Anchored        uint64 `json:"anchored"`    // batches the ledger accepted
+	AnchoredTo      uint64 `json:"anchored_to"` // last event id covered by an accepted anchor
+	PendingBatches  int    `json:"pending_batches"`
+	PendingEvidence int    `json:"pending_evidence"`
+	Evidence        uint64 `json:"evidence"`         // evidence records written
+	EvidenceDropped uint64 `json:"evidence_dropped"` // evidence items given up (no envelope, refused by the core)
+	Registered      uint64 `json:"registered"`       // assets registered on the ledger at their first event
+	LedgerErrors    uint64 `json:"ledger_errors"`    // failed ledger calls (retried)
+}
+
+// Anchorer batches and anchors events; see the package doc.
+type Anchorer struct {
+	cfg Config
+	d   Deps
+	q   *queue
+
+	kick chan struct{} // batcher -> submitter, capacity 1
+
+	batches, anchored, anchoredTo, evidence, dropped, ledgerErrs, registeredN atomic.Uint64
+
+	regMu      sync.Mutex
+	registered map[string]bool // ids known to be on the ledger
+}
+
+// Open opens the durable queue at queuePath; it starts nothing.
+func Open(cfg Config, queuePath string, d Deps) (*Anchorer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Events == nil || d.Tree == nil || d.Ledger == nil || len(d.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("anchor: events, tree, ledger and key are required")
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	q, err := openQueue(queuePath)
+	if err != nil {
+		return nil, err
+	}
+	return &Anchorer{cfg: cfg.withDefaults(), d: d, q: q, kick: make(chan struct{}, 1), registered: map[string]bool{}}, nil
+}
+
+// Close closes the queue.
+func (a *Anchorer) Close() error { return a.q.close() }
+
+// Stats returns the counters.
+func (a *Anchorer) Stats() Stats {
+	b, e := a.q.pending()
+	return Stats{Batches: a.batches.Load(), Anchored: a.anchored.Load(), AnchoredTo: a.anchoredTo.Load(),
+		PendingBatches: b, PendingEvidence: e, Evidence: a.evidence.Load(), EvidenceDropped: a.dropped.Load(),
+		LedgerErrors: a.ledgerErrs.Load(), Registered: a.registeredN.Load()}
+}
+
+func (a *Anchorer) ctx(ctx context.Context) context.Context {
+	return ledger.WithCaller(ctx, core.Caller{ID: a.cfg.CallerID, Role: core.RoleService})
+}
+
+// Run batches and submits until ctx ends.
+func (a *Anchorer) Run(ctx context.Context) error {
+	if err := a.recover(); err != nil {
+		return err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.runBatcher(ctx) })
+	g.Go(func() error { return a.runSubmitter(ctx) })
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// recover queues the leaves a crash left in the tree without a batch.
+func (a *Anchorer) recover() error {
+	queued, size := a.q.meta(keyQueuedTo), a.d.Tree.Size()
+	if last := a.d.Events.LastEventID(); size > last {
+		a.d.Log.Error("event tree holds more events than the event log: the store lost committed events", "tree", size, "log", last)
+	}
+	if queued >= size {
+		return nil
+	}
+	a.d.Log.Warn("queueing events left in the tree by a crash", "first", queued+1, "last", size)
+	var lo, hi time.Time
+	var ev []evidenceItem
+	for i := queued; i < size; i++ {
+		e, err := a.leafEvent(i)
+		if err != nil {
+			return err
+		}
+		ev = append(ev, critical(&e)...)
+		if lo.IsZero() || e.Time.Before(lo) {
+			lo = e.Time
+		}
+		if e.Time.After(hi) {
+			hi = e.Time
+		}
+	}
+	return a.queueBatch(queued+1, size, lo, hi, ev, 0)
+}
+
+func (a *Anchorer) leafEvent(i uint64) (twin.Event, error) {
+	var e twin.Event
+	b, err := a.d.Tree.Leaf(i)
+	if err == nil {
+		err = json.Unmarshal(b, &e)
+	}
+	if err != nil {
+		return e, fmt.Errorf("anchor: leaf %d: %w", i, err)
+	}
+	return e, nil
+}
+
+func (a *Anchorer) runBatcher(ctx context.Context) error {
+	var wake <-chan struct{}
+	if a.d.Wake != nil {
+		w, cancel := a.d.Wake.Subscribe()
+		defer cancel()
+		wake = w
+	}
+	tick := time.NewTicker(a.cfg.Interval)
+	defer tick.Stop()
+	for {
+		all := false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+		case <-tick.C:
+			all = true
+		}
+		if err := a.cut(all); err != nil {
+			return err
+		}
+	}
+}
+
+// cut cuts full batches, and with all the remainder too.
+func (a *Anchorer) cut(all bool) error {
+	for {
+		safePos := a.d.Events.LastPos()
+		lastID := a.d.Events.LastEventID()
+		size := a.d.Tree.Size()
+		pending := lastID - min(size, lastID)
+		if pending == 0 || (!all && pending < uint64(a.cfg.MaxBatch)) {
+			return nil
+		}
+		evs, err := a.d.Events.EventsAfter(size, a.cfg.MaxBatch)
+		if err != nil {
+			return fmt.Errorf("anchor: %w", err)
+		}
+		if len(evs) == 0 {
+			return nil
+		}
+		caughtUp := size+uint64(len(evs)) >= lastID
+		if !caughtUp {
+			safePos = 0
+		}
+		if err := a.appendBatch(evs, safePos); err != nil {
+			return err
+		}
+	}
+}
+
+// appendBatch appends events to the tree, checkpoints it and queues the batch.
+func (a *Anchorer) appendBatch(evs []twin.Event, safePos uint64) error {
+	size := a.d.Tree.Size()
+	leaves := make([][]byte, len(evs))
+	var ev []evidenceItem
+	for i := range evs {
+		e := &evs[i]
+		if e.ID != size+uint64(i)+1 {
+			return fmt.Errorf("anchor: event log gave event %d where %d was due", e.ID, size+uint64(i)+1)
+		}
+		b, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("anchor: encode event %d: %w", e.ID, err)
+		}
+		leaves[i] = b
+		ev = append(ev, critical(e)...)
+	}
+	if _, err := a.d.Tree.Append(leaves...); err != nil {
+		return fmt.Errorf("anchor: %w", err)
+	}
+	// Reading times go back and forth across gateways: the anchor's time
+	// range is the batch's earliest and latest.
+	lo, hi := evs[0].Time, evs[0].Time
+	for i := range evs {
+		if evs[i].Time.Before(lo) {
+			lo = evs[i].Time
+		}
+		if evs[i].Time.After(hi) {
+			hi = evs[i].Time
+		}
+	}
+	return a.queueBatch(evs[0].ID, evs[len(evs)-1].ID, lo, hi, ev, safePos)
+}
+
+func (a *Anchorer) queueBatch(firstID, lastID uint64, ft, lt time.Time, ev []evidenceItem, safePos uint64) error {
+	root, size, err := a.d.Tree.Root()
+	if err != nil {
+		return err
+	}
+	cp := eventtree.SignCheckpoint(a.d.Key, a.cfg.Origin, size, root, a.d.Now())
+	if err := a.d.Tree.AddCheckpoint(cp); err != nil {
+		return fmt.Errorf("anchor: %w", err)
+	}
+	batchRoot, err := a.d.Tree.RootOfRange(firstID-1, lastID)
+	if err != nil {
+		return fmt.Errorf("anchor: %w", err)
+	}
+	in := core.AnchorInput{Root: hex.EncodeToString(batchRoot), FirstEvent: firstID, LastEvent: lastID,
+		FirstTime: ft.UTC(), LastTime: lt.UTC(), Size: lastID - firstID + 1, TreeSize: size, TreeRoot: hex.EncodeToString(root)}
+	if err := a.q.push(in, ev, safePos); err != nil {
+		return fmt.Errorf("anchor: queue batch %d-%d: %w", firstID, lastID, err)
+	}
+	a.batches.Add(1)
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// critical lists the hardware evidence an event calls for: an identity swap,
+// a firmware change, a quarantine, and the health faults the deployment gate
+// and exposure queries look for (a new XID, new double-bit ECC errors, a
+// row-remap failure). A change made through the API has no envelope to
+// show and calls for none.
+func critical(e *twin.Event) []evidenceItem {
+	var out []evidenceItem
+	if e.Type == twin.EventRegistered {
+		// The asset as its first event made it: the fingerprint it was
+		// registered with, whatever it became later.
+		if first, err := twin.Apply(twin.Asset{}, *e); err == nil {
+			out = append(out, evidenceItem{EventID: e.ID, Asset: e.Asset, Register: &core.AssetRegistration{
+				ID: first.ID, Kind: string(first.Kind), FingerprintHash: FingerprintHash(&first.Identity)}})
+		}
+	}
+	if e.Source.Gateway == "" || e.Source.Seq == 0 {
+		return out
+	}
+	var kinds []core.EvidenceKind
+	switch e.Type {
+	case twin.EventIdentityChanged:
+		kinds = append(kinds, core.EvidenceSwap)
+	case twin.EventFirmwareChanged:
+		kinds = append(kinds, core.EvidenceFirmware)
+	}
+	for _, c := range e.Changes {
+		switch {
+		case c.Field == "custody.status" && c.New == string(twin.StatusQuarantined):
+			kinds = append(kinds, core.EvidenceQuarantine)
+		case c.Field == "health.xid_count" && grew(c):
+			kinds = append(kinds, core.EvidenceXID)
+		case c.Field == "health.ecc_dbe" && grew(c):
+			kinds = append(kinds, core.EvidenceECCDBE)
+		case c.Field == "health.row_remap_failure" && c.New == "true":
+			kinds = append(kinds, core.EvidenceRowRemap)
+		}
+	}
+	for _, k := range kinds {
+		out = append(out, evidenceItem{EventID: e.ID, Asset: e.Asset, Kind: k, Gateway: e.Source.Gateway,
+			Seq: e.Source.Seq, Revision: e.Revision, Note: e.Note})
+	}
+	return out
+}
+
+// grew reports whether a counter change went up.
+func grew(c twin.Change) bool {
+	o, err1 := strconv.ParseUint(c.Old, 10, 64)
+	n, err2 := strconv.ParseUint(c.New, 10, 64)
+	return err1 == nil && err2 == nil && n > o
+}
+
+func (a *Anchorer) runSubmitter(ctx context.Context) error {
+	backoff := time.Duration(0)
+	for {
+		if backoff > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+		}
+		progressed, err := a.submitOne(ctx)
+		if err == nil && !progressed {
+			progressed, err = a.evidenceOne(ctx)
+		}
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			a.ledgerErrs.Add(1)
+			if backoff == 0 {
+				a.d.Log.Warn("ledger call failed; batches wait in the queue", "err", err)
+			}
+			backoff = min(max(2*backoff, 100*time.Millisecond), a.cfg.RetryMax)
+		case progressed:
+			if backoff > 0 {
+				a.d.Log.Info("ledger reachable again")
+			}
+			backoff = 0
+		default:
+			backoff = 0
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-a.kick:
+			case <-time.After(a.cfg.Interval):
+			}
+		}
+	}
+}
+
+// submitOne anchors the oldest queued batch.
+func (a *Anchorer) submitOne(ctx context.Context) (bool, error) {
+	in, ok, err := a.q.nextBatch()
+	if err != nil || !ok {
+		return false, err
+	}
+	anc, err := a.d.Ledger.SubmitAnchor(a.ctx(ctx), in)
+	if err != nil {
+		return false, fmt.Errorf("anchor events %d-%d: %w", in.FirstEvent, in.LastEvent, err)
+	}
+	if err := a.q.anchored(in, anc); err != nil {
+		return false, err
+	}
+	a.anchored.Add(1)
+	a.anchoredTo.Store(anc.LastEvent)
+	return true, nil
+}
+
+// ruleError reports whether the core refused a call for good (retrying the
+// same call cannot help), as opposed to a backend that is away.
+func ruleError(err error) bool {
+	return errors.Is(err, ledger.ErrInvalid) || errors.Is(err, ledger.ErrNotFound) ||
+		errors.Is(err, ledger.ErrConflict) || errors.Is(err, ledger.ErrForbidden)
+}
+
+// evidenceOne records the oldest queued evidence item.
+func (a *Anchorer) evidenceOne(ctx context.Context) (bool, error) {
+	it, ok, cursor, err := a.q.nextEvidence()
+	if err != nil || !ok {
+		return false, err
+	}
+	if it.Register != nil {
+		return true, a.registerItem(ctx, it, cursor)
+	}
+	env, at, err := a.findEnvelope(it, cursor)
+	if err != nil {
+		return false, err
+	}
+	if env == nil {
+		a.dropped.Add(1)
+		a.d.Log.Error("evidence dropped: the message behind a critical event is not in the message log", "event", it.EventID, "gateway", it.Gateway, "seq", it.Seq)
+		return true, a.q.evidenceDone(it, cursor)
+	}
+	lctx := a.ctx(ctx)
+	err = a.ensureRegistered(lctx, it)
+	if err == nil {
+		_, err = a.d.Ledger.RecordEvidence(lctx, core.EvidenceInput{Asset: it.Asset, Kind: it.Kind, Envelope: env,
+			EventID: it.EventID, Revision: it.Revision, Note: it.Note})
+	}
+	switch {
+	case err == nil:
+		a.evidence.Add(1)
+	case ruleError(err):
+		a.dropped.Add(1)
+		a.d.Log.Error("evidence refused by the ledger", "event", it.EventID, "asset", it.Asset, "kind", it.Kind, "err", err)
+	default:
+		return false, fmt.Errorf("record evidence for event %d: %w", it.EventID, err)
+	}
+	// The next item may come from the same message: resume just before it.
+	return true, a.q.evidenceDone(it, at-1)
+}
+
+// registerItem registers an asset on the ledger at its first event; a
+// gateway with its key from the registry.
+func (a *Anchorer) registerItem(ctx context.Context, it evidenceItem, cursor uint64) error {
+	r := *it.Register
+	var err error
+	if r.Kind == core.AssetKindGateway {
+		pub, _, ok := a.d.Gateways.Lookup(r.ID)
+		if !ok {
+			err = fmt.Errorf("gateway %s is not in the registry: %w", r.ID, ledger.ErrNotFound)
+		}
+		r.PublicKey = hex.EncodeToString(pub)
+	}
+	if err == nil && !a.isRegistered(r.ID) {
+		err = a.register(a.ctx(ctx), r)
+	}
+	switch {
+	case err == nil:
+		a.registeredN.Add(1)
+	case ruleError(err):
+		a.dropped.Add(1)
+		a.d.Log.Error("asset registration refused by the ledger", "event", it.EventID, "asset", r.ID, "err", err)
+	default:
+		return err
+	}
+	return a.q.evidenceDone(it, cursor)
+}
+
+// findEnvelope scans the message log from cursor for the item's message. It
+// returns nil when the log has no such message (and the cursor unchanged).
+func (a *Anchorer) findEnvelope(it evidenceItem, cursor uint64) ([]byte, uint64, error) {
+	pos := cursor
+	for {
+		msgs, err := a.d.Events.MessagesAfter(pos, 1024)
+		if err != nil {
+			return nil, cursor, err
+		}
+		if len(msgs) == 0 {
+			return nil, cursor, nil
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			if m.Gateway == it.Gateway && m.Seq == it.Seq {
+				return m.Raw, m.Pos, nil
+			}
+			pos = m.Pos
+		}
+	}
+}
+
+// ensureRegistered registers the item's gateway (with its key) and asset on
+// the ledger unless they are known to be there.
+func (a *Anchorer) ensureRegistered(ctx context.Context, it evidenceItem) error {
+	if !a.isRegistered(it.Gateway) {
+		pub, _, ok := a.d.Gateways.Lookup(it.Gateway)
+		if !ok {
+			return fmt.Errorf("gateway %s is not in the registry: %w", it.Gateway, ledger.ErrNotFound)
+		}
+		sum := sha256.Sum256(pub)
+		if err := a.register(ctx, core.AssetRegistration{ID: it.Gateway, Kind: core.AssetKindGateway,
+			FingerprintHash: hex.EncodeToString(sum[:]), PublicKey: hex.EncodeToString(pub)}); err != nil {
+			return err
+		}
+	}
+	if it.Asset != it.Gateway && !a.isRegistered(it.Asset) {
+		tw, err := a.d.Events.Asset(it.Asset)
+		if err != nil {
+			return fmt.Errorf("asset %s: %w", it.Asset, err)
+		}
+		if err := a.register(ctx, core.AssetRegistration{ID: tw.ID, Kind: string(tw.Kind), FingerprintHash: FingerprintHash(&tw.Identity)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// FingerprintHash is the hex SHA-256 of an identity's canonical JSON, the
+// fingerprint hash registered on the ledger.
+func FingerprintHash(id *twin.Identity) string {
+	b, _ := json.Marshal(id)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func (a *Anchorer) isRegistered(id string) bool {
+	a.regMu.Lock()
+	defer a.regMu.Unlock()
+	return a.registered[id]
+}
+
+func (a *Anchorer) register(ctx context.Context, r core.AssetRegistration) error {
+	_, err := a.d.Ledger.RegisterAsset(ctx, r)
+	if err != nil && !errors.Is(err, ledger.ErrConflict) {
+		return fmt.Errorf("register %s on the ledger: %w", r.ID, err)
+	}
+	a.regMu.Lock()
+	a.registered[r.ID] = true
+	a.regMu.Unlock()
+	return nil
+}

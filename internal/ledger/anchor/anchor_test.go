@@ -1,0 +1,403 @@
+package anchor
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"twinchain/chaincode/core"
+	"twinchain/internal/ingest"
+	"twinchain/internal/ledger"
+	"twinchain/internal/ledger/eventtree"
+	"twinchain/internal/ledger/fileledger"
+	"twinchain/internal/ledger/ledgertest"
+	"twinchain/internal/ledger/proofbundle"
+	"twinchain/internal/registry"
+	"twinchain/internal/twin"
+	"twinchain/internal/twinstore"
+	"twinchain/internal/wire"
+)
+
+const gw = "gw-srv-s1-001"
+
+var (
+	gwKey      = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x11}, 32))
+	serviceKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x22}, 32))
+)
+
+// flaky is the real embedded ledger with an outage switch: while down is
+// set every call fails with ErrUnavailable, as a Fabric peer that cannot be
+// reached does. (A fault injector around the real ledger, not a stand-in.)
+type flaky struct {
+	ledger.Ledger
+	down atomic.Bool
+}
+
+func (f *flaky) SubmitAnchor(ctx context.Context, in core.AnchorInput) (core.Anchor, error) {
+	if f.down.Load() {
+		return core.Anchor{}, fmt.Errorf("peer away: %w", ledger.ErrUnavailable)
+	}
+	return f.Ledger.SubmitAnchor(ctx, in)
+}
+
+func (f *flaky) RecordEvidence(ctx context.Context, in core.EvidenceInput) (core.Evidence, error) {
+	if f.down.Load() {
+		return core.Evidence{}, fmt.Errorf("peer away: %w", ledger.ErrUnavailable)
+	}
+	return f.Ledger.RecordEvidence(ctx, in)
+}
+
+// rig is a real ingest over a real store, a real event tree and the real
+// embedded ledger, with an anchorer over them.
+type rig struct {
+	t      testing.TB
+	dir    string
+	store  *twinstore.Store
+	reg    *registry.Registry
+	in     *ingest.Ingest
+	tree   *eventtree.Tree
+	led    *flaky
+	fl     *fileledger.Ledger
+	a      *Anchorer
+	seq    uint64
+	stopIn func()
+	stopA  func()
+}
+
+func newRig(t *testing.T, cfg Config) *rig { return newRigTB(t, cfg) }
+
+func newRigTB(t testing.TB, cfg Config) *rig {
+	t.Helper()
+	r := &rig{t: t, dir: t.TempDir(), reg: registry.New()}
+	if err := r.reg.Put(registry.Gateway{ID: gw, PublicKey: gwKey.Public().(ed25519.PublicKey), Site: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if r.store, err = twinstore.Open(filepath.Join(r.dir, "twins.db"), twinstore.Options{NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if r.in, err = ingest.New(ingest.Config{}, r.store, r.reg, log, time.Now); err != nil {
+		t.Fatal(err)
+	}
+	r.stopIn = run(t, r.in.Run)
+	c, fl, err := fileledger.OpenLedger(fileledger.Options{Dir: filepath.Join(r.dir, "ledger"), Key: serviceKey, Org: "Org1MSP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.fl, r.led = fl, &flaky{Ledger: c}
+	r.startAnchorer(cfg)
+	t.Cleanup(func() {
+		r.stopAnchorer()
+		r.stopIn()
+		r.store.Close()
+		r.led.Close()
+	})
+	return r
+}
+
+func run(t testing.TB, f func(context.Context) error) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := f(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func (r *rig) startAnchorer(cfg Config) {
+	var err error
+	if r.tree, err = eventtree.Open(filepath.Join(r.dir, "events")); err != nil {
+		r.t.Fatal(err)
+	}
+	r.a, err = Open(cfg, filepath.Join(r.dir, "anchor.db"), Deps{Events: r.store, Wake: r.in, Gateways: r.reg, Tree: r.tree, Ledger: r.led, Key: serviceKey})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.stopA = run(r.t, r.a.Run)
+}
+
+func (r *rig) stopAnchorer() {
+	if r.stopA != nil {
+		r.stopA()
+		r.stopA = nil
+		r.a.Close()
+		r.tree.Close()
+	}
+}
+
+// inventory sends a signed firmware message with two GPUs through ingest.
+func (r *rig) inventory(uuid1, vbios0 string) {
+	r.t.Helper()
+	r.seq++
+	inv := wire.Inventory{Host: wire.HostInfo{Asset: "srv-s1-001", Serial: "HOST-1"}, GPUs: []wire.GPUIdentity{
+		{Asset: "srv-s1-001.gpu0", Index: 0, UUID: "GPU-a0", Serial: "S0", PCIBusID: "0000:01:00.0", VBIOS: vbios0, Driver: "550.54"},
+		{Asset: "srv-s1-001.gpu1", Index: 1, UUID: uuid1, Serial: "S1", PCIBusID: "0000:02:00.0", VBIOS: "96.00.89.00.01", Driver: "550.54"},
+	}}
+	raw, err := wire.Seal(gwKey, gw, r.seq, time.Now(), wire.KindFirmware, inv)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := r.in.Submit(wire.Topic(gw, wire.KindFirmware), raw); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rig) waitAnchored(what string) {
+	r.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := r.a.Stats()
+		if st.AnchoredTo == r.store.LastEventID() && st.PendingBatches == 0 && st.PendingEvidence == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%s: not anchored after 20s: %+v, event log at %d", what, st, r.store.LastEventID())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var svc = ledgertest.As(core.RoleAuditor)
+
+func TestAnchorsEventsAndEvidence(t *testing.T) {
+	r := newRig(t, Config{Interval: 30 * time.Millisecond, MaxBatch: 5})
+	r.inventory("GPU-b1", "96.00.89.00.01") // registers host and GPUs
+	for i := 0; i < 6; i++ {
+		r.inventory("GPU-b1", fmt.Sprintf("96.00.89.00.%02d", 10+i)) // firmware changes on gpu0
+	}
+	r.inventory("GPU-SWAPPED", "96.00.89.00.15") // gpu1's UUID changes: a swap
+	r.waitAnchored("first")
+	last := r.store.LastEventID()
+	if last < 9 {
+		t.Fatalf("event log holds %d events, want at least 9", last)
+	}
+	// Every event is covered by exactly one anchor and the anchors chain.
+	evs, err := r.store.EventsAfter(0, int(last))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev, seq := "", uint64(0)
+	for id := uint64(1); id <= last; {
+		a, err := r.led.AnchorForEvent(svc, id)
+		if err != nil {
+			t.Fatalf("AnchorForEvent(%d): %v", id, err)
+		}
+		if a.FirstEvent != id || a.Prev != prev || a.Seq != seq+1 || a.Size > 5 {
+			t.Errorf("anchor for event %d = seq %d events %d..%d prev %q, want seq %d from %d after %q, at most 5 events", id, a.Seq, a.FirstEvent, a.LastEvent, a.Prev, seq+1, id, prev)
+		}
+		prev, seq, id = a.Hash, a.Seq, a.LastEvent+1
+	}
+	// The tree's leaves are the store's events, and bundles verify.
+	x := &proofbundle.Exporter{Tree: r.tree, Anchors: auditorAnchors{r.led}, Blocks: r.fl, Key: serviceKey.Public().(ed25519.PublicKey)}
+	for _, e := range evs {
+		want, _ := json.Marshal(e)
+		b, err := x.Event(context.Background(), e.ID)
+		if err != nil {
+			t.Fatalf("bundle of event %d: %v", e.ID, err)
+		}
+		if !bytes.Equal(b.Event.Leaf, want) {
+			t.Errorf("leaf of event %d = %s, want the store's %s", e.ID, b.Event.Leaf, want)
+		}
+		if rep := proofbundle.Verify(b, serviceKey.Public().(ed25519.PublicKey)); !rep.OK() {
+			t.Errorf("bundle of event %d does not verify: %+v", e.ID, rep.Failed())
+		}
+	}
+	// Hardware evidence: six firmware changes on gpu0 and the swap on gpu1,
+	// each with the envelope the gateway signed.
+	fw, err := r.led.ListEvidence(svc, "srv-s1-001.gpu0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fw) != 6 || fw[0].Kind != core.EvidenceFirmware || fw[0].Gateway != gw || fw[0].Seq != 2 {
+		t.Errorf("gpu0 evidence = %d records (first %+v), want 6 firmware records from %s starting at seq 2", len(fw), first(fw), gw)
+	}
+	sw, err := r.led.ListEvidence(svc, "srv-s1-001.gpu1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sw) != 1 || sw[0].Kind != core.EvidenceSwap || sw[0].Seq != 8 {
+		t.Errorf("gpu1 evidence = %+v, want one swap at seq 8", sw)
+	}
+	if err := r.fl.Verify(); err != nil {
+		t.Errorf("ledger Verify() = %v", err)
+	}
+	if err := r.tree.VerifyAll(serviceKey.Public().(ed25519.PublicKey)); err != nil {
+		t.Errorf("tree VerifyAll() = %v", err)
+	}
+}
+
+func first(ev []core.Evidence) any {
+	if len(ev) == 0 {
+		return nil
+	}
+	return ev[0]
+}
+
+type auditorAnchors struct{ l ledger.Ledger }
+
+func (a auditorAnchors) AnchorForEvent(ctx context.Context, id uint64) (core.Anchor, error) {
+	return a.l.AnchorForEvent(svc, id)
+}
+
+func TestLedgerOutageAndRestart(t *testing.T) {
+	r := newRig(t, Config{Interval: 20 * time.Millisecond, MaxBatch: 3, RetryMax: 50 * time.Millisecond})
+	r.inventory("GPU-b1", "v0")
+	r.waitAnchored("before the outage")
+	r.led.down.Store(true)
+	for i := 1; i <= 8; i++ {
+		r.inventory("GPU-b1", fmt.Sprintf("v%d", i))
+	}
+	// Ingest went on; batches wait in the queue.
+	deadline := time.Now().Add(10 * time.Second)
+	for r.a.Stats().PendingBatches < 2 || r.tree.Size() != r.store.LastEventID() {
+		if time.Now().After(deadline) {
+			t.Fatalf("batches did not queue during the outage: %+v", r.a.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := r.a.Stats(); st.LedgerErrors == 0 {
+		t.Errorf("Stats during outage = %+v, want ledger errors counted", st)
+	}
+	// A restart while the ledger is still away keeps the queue.
+	r.stopAnchorer()
+	r.inventory("GPU-b1", "v9")
+	r.startAnchorer(Config{Interval: 20 * time.Millisecond, MaxBatch: 3, RetryMax: 50 * time.Millisecond})
+	r.led.down.Store(false)
+	r.waitAnchored("after the outage")
+	head, err := r.led.AnchorHead(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head.LastEvent != r.store.LastEventID() {
+		t.Errorf("anchor head ends at event %d, want %d", head.LastEvent, r.store.LastEventID())
+	}
+	// In order: every anchor starts right after the one before.
+	for s := uint64(2); s <= head.Seq; s++ {
+		a, _ := r.led.GetAnchor(svc, s)
+		p, _ := r.led.GetAnchor(svc, s-1)
+		if a.FirstEvent != p.LastEvent+1 || a.Prev != p.Hash {
+			t.Errorf("anchor %d starts at %d after anchor %d ending at %d", s, a.FirstEvent, s-1, p.LastEvent)
+		}
+	}
+	ev, _ := r.led.ListEvidence(svc, "srv-s1-001.gpu0")
+	if len(ev) != 9 {
+		t.Errorf("gpu0 evidence after the outage = %d records, want 9", len(ev))
+	}
+}
+
+func TestCrashBetweenTreeAndQueue(t *testing.T) {
+	r := newRig(t, Config{Interval: time.Hour, MaxBatch: 1000})
+	r.stopAnchorer()
+	r.inventory("GPU-b1", "v0")
+	r.inventory("GPU-b1", "v1") // a firmware change: evidence
+	// Append the events to the tree as a batcher would, then "crash" before
+	// the batch reaches the queue.
+	tree, err := eventtree.Open(filepath.Join(r.dir, "events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := r.store.EventsAfter(0, 100)
+	for _, e := range evs {
+		b, _ := json.Marshal(e)
+		tree.Append(b)
+	}
+	tree.Close()
+	r.startAnchorer(Config{Interval: 20 * time.Millisecond})
+	r.waitAnchored("after recovery")
+	if got := r.a.Stats().Batches; got != 1 {
+		t.Errorf("batches after recovery = %d, want the 1 recovered batch", got)
+	}
+	if ev, _ := r.led.ListEvidence(svc, "srv-s1-001.gpu0"); len(ev) != 1 {
+		t.Errorf("evidence after recovery = %d records, want the firmware change", len(ev))
+	}
+}
+
+func TestFingerprintHash(t *testing.T) {
+	r := newRig(t, Config{Interval: 20 * time.Millisecond})
+	r.inventory("GPU-b1", "v0")
+	r.inventory("GPU-b1", "v1")
+	r.waitAnchored("fingerprint")
+	a, err := r.led.GetAsset(svc, "srv-s1-001.gpu0")
+	if err != nil {
+		t.Fatalf("gpu0 not registered on the ledger by the evidence path: %v", err)
+	}
+	g, _ := r.store.Asset("srv-s1-001.gpu0")
+	b, _ := json.Marshal(g.Identity)
+	sum := sha256.Sum256(b)
+	if a.FingerprintHash != fmt.Sprintf("%x", sum) {
+		t.Errorf("ledger fingerprint of gpu0 = %s, want SHA-256 of its identity %x", a.FingerprintHash, sum)
+	}
+	// Every asset is registered at its first event, with the fingerprint it
+	// had then: gpu1's is its identity before the swap.
+	r.inventory("GPU-SWAPPED", "v1")
+	r.waitAnchored("swap")
+	host, err := r.led.GetAsset(svc, "srv-s1-001")
+	if err != nil || host.Kind != "server" {
+		t.Errorf("host on the ledger = %+v, %v, want a server", host, err)
+	}
+	g1, err := r.led.GetAsset(svc, "srv-s1-001.gpu1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := r.store.AssetEvents("srv-s1-001.gpu1", 0, 1)
+	first, _ := twin.Apply(twin.Asset{}, evs[0])
+	now, _ := r.store.Asset("srv-s1-001.gpu1")
+	if g1.FingerprintHash != FingerprintHash(&first.Identity) || g1.FingerprintHash == FingerprintHash(&now.Identity) {
+		t.Errorf("gpu1 ledger fingerprint = %s, want its first identity's %s (not the swapped %s)", g1.FingerprintHash, FingerprintHash(&first.Identity), FingerprintHash(&now.Identity))
+	}
+	if st := r.a.Stats(); st.Registered < 3 || st.EvidenceDropped != 0 {
+		t.Errorf("Stats = %+v, want at least host and two GPUs registered and nothing dropped", st)
+	}
+}
+
+// telemetry sends a signed telemetry message for gpu0 through ingest.
+func (r *rig) telemetry(xid int, xids, dbe uint64) {
+	r.t.Helper()
+	r.seq++
+	tel := wire.Telemetry{Host: "srv-s1-001", GPUs: []wire.GPUSample{{Asset: "srv-s1-001.gpu0", UUID: "GPU-a0", LastXID: xid, XIDCount: xids, ECCDoubleBit: dbe}}}
+	raw, err := wire.Seal(gwKey, gw, r.seq, time.Now(), wire.KindTelemetry, tel)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := r.in.Submit(wire.Topic(gw, wire.KindTelemetry), raw); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func TestHealthEvidence(t *testing.T) {
+	r := newRig(t, Config{Interval: 20 * time.Millisecond})
+	r.inventory("GPU-b1", "v0")
+	r.telemetry(0, 0, 0)
+	r.telemetry(13, 1, 0) // a new XID
+	r.telemetry(48, 2, 1) // another XID and a double-bit ECC error in one message
+	r.telemetry(48, 2, 1) // nothing new
+	r.waitAnchored("health")
+	ev, err := r.led.ListEvidence(svc, "srv-s1-001.gpu0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range ev {
+		got = append(got, fmt.Sprintf("%s@%d", e.Kind, e.Seq))
+	}
+	// seq 1 inventory, 2 first telemetry, 3 xid, 4 xid+ecc.
+	if want := "[xid@3 ecc_dbe@4 xid@4]"; fmt.Sprint(got) != want {
+		t.Errorf("gpu0 evidence = %v, want %s", got, want)
+	}
+	if st := r.a.Stats(); st.EvidenceDropped != 0 {
+		t.Errorf("Stats = %+v, want nothing dropped", st)
+	}
+}

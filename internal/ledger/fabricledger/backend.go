@@ -1,0 +1,230 @@
+package fabricledger
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hyperledger/fabric-gateway/pkg/client"
+	"github.com/hyperledger/fabric-gateway/pkg/hash"
+	"github.com/hyperledger/fabric-gateway/pkg/identity"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"twinchain/chaincode/core"
+	"twinchain/internal/ledger"
+)
+
+// Config says how to reach the peer gateway and who the service is.
+type Config struct {
+	PeerEndpoint     string `yaml:"peer_endpoint"`      // host:port of a peer with the gateway service
+	PeerHostOverride string `yaml:"peer_host_override"` // TLS server name, e.g. peer0.org1.example.com
+	TLSCACert        string `yaml:"tls_ca_cert"`        // PEM of the peer's TLS CA
+	Channel          string `yaml:"channel"`
+	Chaincode        string `yaml:"chaincode"` // default "twinchain"
+	MSPID            string `yaml:"msp_id"`
+	CertFile         string `yaml:"cert_file"` // the service identity's enrolled certificate (twin.role=service)
+	KeyFile          string `yaml:"key_file"`  // and its private key
+	// IdentityDir, when set, holds <caller id>.<role>/{cert.pem,key.pem} for
+	// every other caller (enrolled by internal/ledger/fabricca with the role in
+	// twin.role), so the chaincode sees the real caller; without it every
+	// call is signed by the service identity.
+	IdentityDir string        `yaml:"identity_dir"`
+	Timeout     time.Duration `yaml:"timeout"` // per call; default 30s
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	var missing []string
+	for _, f := range []struct{ name, v string }{{"peer_endpoint", c.PeerEndpoint}, {"tls_ca_cert", c.TLSCACert},
+		{"channel", c.Channel}, {"msp_id", c.MSPID}, {"cert_file", c.CertFile}, {"key_file", c.KeyFile}} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("fabric ledger config: missing %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Backend is a ledger.Backend over a Fabric peer's gateway service.
+type Backend struct {
+	cfg     Config
+	conn    *grpc.ClientConn
+	service *client.Gateway
+
+	mu    sync.Mutex
+	users map[string]*client.Gateway // caller id + role -> gateway signed by that caller's identity
+}
+
+// Dial connects to the peer. gRPC connects lazily, so an unreachable peer
+// shows as ErrUnavailable on the first call, not here.
+func Dial(cfg Config) (*Backend, error) {
+	if cfg.Chaincode == "" {
+		cfg.Chaincode = "twinchain"
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	pem, err := os.ReadFile(cfg.TLSCACert)
+	if err != nil {
+		return nil, fmt.Errorf("fabric: peer tls ca: %w", err)
+	}
+	ca, err := identity.CertificateFromPEM(pem)
+	if err != nil {
+		return nil, fmt.Errorf("fabric: peer tls ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	conn, err := grpc.NewClient(cfg.PeerEndpoint, grpc.WithTransportCredentials(credentials.NewClientTLSFromCert(pool, cfg.PeerHostOverride)))
+	if err != nil {
+		return nil, fmt.Errorf("fabric: peer %s: %w", cfg.PeerEndpoint, err)
+	}
+	b := &Backend{cfg: cfg, conn: conn, users: map[string]*client.Gateway{}}
+	if b.service, err = b.connect(cfg.CertFile, cfg.KeyFile); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("fabric: %w", err)
+	}
+	return b, nil
+}
+
+// connect opens a gateway signed by the identity in certFile and keyFile.
+func (b *Backend) connect(certFile, keyFile string) (*client.Gateway, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := identity.CertificateFromPEM(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", certFile, err)
+	}
+	xid, err := identity.NewX509Identity(b.cfg.MSPID, cert)
+	if err != nil {
+		return nil, err
+	}
+	key, err := identity.PrivateKeyFromPEM(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", keyFile, err)
+	}
+	sign, err := identity.NewPrivateKeySign(key)
+	if err != nil {
+		return nil, err
+	}
+	return client.Connect(xid, client.WithSign(sign), client.WithHash(hash.SHA256), client.WithClientConnection(b.conn),
+		client.WithEvaluateTimeout(b.cfg.Timeout), client.WithEndorseTimeout(b.cfg.Timeout),
+		client.WithSubmitTimeout(b.cfg.Timeout), client.WithCommitStatusTimeout(b.cfg.Timeout))
+}
+
+// gateway picks the identity that signs for caller: the service identity for
+// the service (or for everyone without an identity directory), otherwise
+// the caller's own enrolled identity.
+func (b *Backend) gateway(caller core.Caller) (*client.Gateway, error) {
+	if b.cfg.IdentityDir == "" || caller.Role == core.RoleService {
+		return b.service, nil
+	}
+	if !caller.Role.Valid() || !core.ValidID(caller.ID) {
+		return nil, fmt.Errorf("caller %q role %q: %w", caller.ID, caller.Role, ledger.ErrForbidden)
+	}
+	name := caller.ID + "." + string(caller.Role)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if gw, ok := b.users[name]; ok {
+		return gw, nil
+	}
+	dir := filepath.Join(b.cfg.IdentityDir, name)
+	gw, err := b.connect(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("caller %s has no enrolled Fabric identity in %s: %w", name, b.cfg.IdentityDir, ledger.ErrForbidden)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b.users[name] = gw
+	return gw, nil
+}
+
+// Submit endorses, orders and commits a core function through the peer.
+func (b *Backend) Submit(ctx context.Context, caller core.Caller, fn string, arg []byte) ([]byte, error) {
+	gw, err := b.gateway(caller)
+	if err != nil {
+		return nil, err
+	}
+	res, err := gw.GetNetwork(b.cfg.Channel).GetContract(b.cfg.Chaincode).SubmitWithContext(ctx, fn, client.WithArguments(string(arg)))
+	return res, mapError(fn, err)
+}
+
+// Evaluate runs a reading core function on the peer.
+func (b *Backend) Evaluate(ctx context.Context, caller core.Caller, fn string, arg []byte) ([]byte, error) {
+	gw, err := b.gateway(caller)
+	if err != nil {
+		return nil, err
+	}
+	res, err := gw.GetNetwork(b.cfg.Channel).GetContract(b.cfg.Chaincode).EvaluateWithContext(ctx, fn, client.WithArguments(string(arg)))
+	return res, mapError(fn, err)
+}
+
+// mapError recovers the core's sentinel from a chaincode error (the contract
+// sends core.CodedMessage text, which the peers pass on in the gRPC status
+// and its details) and marks transport failures unavailable.
+func mapError(fn string, err error) error {
+	if err == nil {
+		return nil
+	}
+	msgs := []string{err.Error()}
+	st, isStatus := status.FromError(err)
+	if isStatus {
+		for _, d := range st.Details() {
+			if m, ok := d.(interface{ GetMessage() string }); ok {
+				msgs = append(msgs, m.GetMessage())
+			}
+		}
+	}
+	for _, m := range msgs {
+		if coded := core.ParseCodedMessage(m); core.Code(coded) != "internal" {
+			return fmt.Errorf("%s: %w", fn, coded)
+		}
+	}
+	if isStatus {
+		switch st.Code() {
+		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.ResourceExhausted:
+			return fmt.Errorf("%s: %v: %w", fn, err, ledger.ErrUnavailable)
+		}
+	}
+	var cerr *client.CommitError
+	if errors.As(err, &cerr) {
+		return fmt.Errorf("%s: transaction %s did not commit (%v): %w", fn, cerr.TransactionID, cerr.Code, ledger.ErrConflict)
+	}
+	return fmt.Errorf("%s: %w", fn, err)
+}
+
+// Close closes every gateway and the connection.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	for _, gw := range b.users {
+		gw.Close()
+	}
+	b.mu.Unlock()
+	if b.service != nil {
+		b.service.Close()
+	}
+	return b.conn.Close()
+}
+
+var _ ledger.Backend = (*Backend)(nil)

@@ -1,0 +1,179 @@
+// Package proofbundle exports and checks proof bundles: self-contained JSON
+// files that let anyone check, offline and without trusting the server, that
+// a twin event or a ledger record is what the service recorded.
+//
+// # Event bundles
+//
+//	{
+//	  "version": 1, "kind": "event",
+//	  "service_key": "<hex Ed25519 public key>",
+//	  "event": {
+//	    "event_id": 42, "leaf_index": 41,
+//	    "leaf": "<base64: the exact leaf bytes = canonical JSON of the twin.Event>",
+//	    "checkpoint": {"origin":...,"size":N,"root":"<hex>","time":...,"key":"<hex>","sig":"<hex>"},
+//	    "inclusion": ["<hex>", ...],          // leaf in the checkpoint's tree
+//	    "anchor": {...},                      // the ledger's anchor record (core.Anchor JSON) covering the event
+//	    "batch_index": 1,                     // event_id - anchor.first_event
+//	    "batch_inclusion": ["<hex>", ...],    // leaf in the batch tree whose root is anchor.root
+//	    "anchor_consistency": ["<hex>", ...], // tree at anchor.tree_size is a prefix of the checkpoint's tree
+//	    "block": {"body":{...},"hash":"<hex>","key":"<hex>","sig":"<hex>"} // embedded ledger: the signed block that wrote the anchor
+//	  }
+//	}
+//
+// # Checking an event bundle (what Verify does, and what the dashboard's
+// WebCrypto verifier repeats)
+//
+//  1. leaf hash = SHA-256(0x00 || leaf bytes). The leaf parses as a twin
+//     event whose id is event_id, and leaf_index = event_id - 1.
+//  2. The checkpoint's Ed25519 signature by service_key holds over
+//     "twinchain-checkpoint-v1\n<origin>\n<size>\n<root hex>\n<unix ns>\n".
+//  3. inclusion proves leaf_index in a tree of checkpoint.size leaves with
+//     root checkpoint.root (RFC 9162 section 2.1.3.2; inner node =
+//     SHA-256(0x01 || left || right); proof hashes ordered from the leaf up).
+//  4. The anchor's hash is core.AnchorHash: hex SHA-256 of
+//     "twinchain-anchor-v1", seq, root, first_event, last_event, first_time
+//     and last_time (Unix ns), size, tree_size, tree_root, prev, joined by
+//     NUL bytes; first_event <= event_id <= last_event.
+//  5. batch_inclusion proves batch_index in a tree of anchor.size leaves with
+//     root anchor.root.
+//  6. anchor.tree_root equals checkpoint.root when anchor.tree_size equals
+//     checkpoint.size; otherwise anchor_consistency proves the tree of
+//     anchor.tree_size leaves (root anchor.tree_root) is a prefix of the
+//     checkpoint's tree (RFC 9162 section 2.1.4.2).
+//  7. If a block is present: SHA-256("twinchain-block-v1\n" || body bytes)
+//     equals block.hash, block.sig is service_key's Ed25519 signature over
+//     that hash, and the block's write set holds the anchor's exact bytes.
+//
+// # Record bundles (datasets, models, deployments, attestations, assets)
+//
+//	{"version":1,"kind":"record","service_key":"<hex>",
+//	 "record":{"type":"dataset","id":"ds-1","key":"dataset/ds-1","value":{...},"block":{...}}}
+//
+// The block is the embedded ledger's signed block that last wrote the
+// record; Verify checks its hash and signature and that its write set holds
+// key with exactly value. A bundle proves what the service signed at that
+// height; a later block may supersede the record.
+//
+// # Alert bundles
+//
+//	{"version":1,"kind":"alert","service_key":"<hex>",
+//	 "alert":{"alert":{...the alert record...},"events":[{...an event proof...}, ...]}}
+//
+// An alert record lives in the alert store, not on the ledger. What is
+// anchored is the evidence behind it and its lifecycle: each step (raised,
+// acknowledged, resolved) is a twin event on the alert's asset (type
+// alert_raised, ...) whose note is alert.LifecycleNote: the alert id, step,
+// who, type, severity, count and evidence hash ("sha256:" + hex SHA-256 of
+// the evidence records' JSON) at that step. The record's lifecycle[] names
+// those events. An alert bundle holds an event proof for every twin event
+// in the alert's evidence and for every lifecycle event. Verify checks each
+// proof, that each event in the alert is exactly the proven one, that each
+// lifecycle event's asset, type and note are what the record says, that
+// the last step is the alert's state, and that the evidence hashes to the
+// last step's hash when no finding was merged since (always, once resolved).
+package proofbundle
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"twinchain/internal/detect/alert"
+	"twinchain/internal/ledger/eventtree"
+	"twinchain/internal/ledger/fileledger"
+	"twinchain/internal/twin"
+)
+
+// Version is the bundle format version.
+const Version = 1
+
+// Bundle kinds.
+const (
+	KindEvent  = "event"
+	KindRecord = "record"
+	KindAlert  = "alert"
+)
+
+// Bundle is a proof bundle; exactly one of Event and Record is set.
+type Bundle struct {
+	Version    int            `json:"version"`
+	Kind       string         `json:"kind"`
+	ServiceKey eventtree.Hash `json:"service_key"`
+	Event      *EventProof    `json:"event,omitempty"`
+	Record     *RecordProof   `json:"record,omitempty"`
+	Alert      *AlertProof    `json:"alert,omitempty"`
+}
+
+// AlertProof proves the twin events behind an alert.
+type AlertProof struct {
+	Alert  json.RawMessage `json:"alert"`
+	Events []EventProof    `json:"events"`
+}
+
+// parseAlert reads an alert record and the twin events of its evidence
+// (evidence[].evidence.events[]), each once.
+func parseAlert(raw []byte) (a alert.Alert, events []twin.Event, err error) {
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return a, nil, fmt.Errorf("alert record: %w", err)
+	}
+	seen := map[uint64]bool{}
+	for _, r := range a.Evidence {
+		for _, e := range r.Evidence.Events {
+			if e.ID != 0 && !seen[e.ID] {
+				seen[e.ID] = true
+				events = append(events, e)
+			}
+		}
+	}
+	return a, events, nil
+}
+
+// EventProof proves one twin event; see the package doc.
+type EventProof struct {
+	EventID           uint64               `json:"event_id"`
+	LeafIndex         uint64               `json:"leaf_index"`
+	Leaf              []byte               `json:"leaf"`
+	Checkpoint        eventtree.Checkpoint `json:"checkpoint"`
+	Inclusion         []eventtree.Hash     `json:"inclusion"`
+	Anchor            json.RawMessage      `json:"anchor"`
+	BatchIndex        uint64               `json:"batch_index"`
+	BatchInclusion    []eventtree.Hash     `json:"batch_inclusion"`
+	AnchorConsistency []eventtree.Hash     `json:"anchor_consistency,omitempty"`
+	Block             *fileledger.Block    `json:"block,omitempty"`
+}
+
+// RecordProof proves one ledger record by the block that wrote it.
+type RecordProof struct {
+	Type  string           `json:"type"`
+	ID    string           `json:"id"`
+	Key   string           `json:"key"`
+	Value json.RawMessage  `json:"value"`
+	Block fileledger.Block `json:"block"`
+}
+
+// Parse reads a bundle.
+func Parse(b []byte) (*Bundle, error) {
+	var bd Bundle
+	if err := json.Unmarshal(b, &bd); err != nil {
+		return nil, fmt.Errorf("proof bundle: %w", err)
+	}
+	if bd.Version != Version {
+		return nil, fmt.Errorf("proof bundle version %d, want %d", bd.Version, Version)
+	}
+	return &bd, nil
+}
+
+func hashes(hs [][]byte) []eventtree.Hash {
+	out := make([]eventtree.Hash, len(hs))
+	for i, h := range hs {
+		out[i] = h
+	}
+	return out
+}
+
+func unhex(hs []eventtree.Hash) [][]byte {
+	out := make([][]byte, len(hs))
+	for i, h := range hs {
+		out[i] = h
+	}
+	return out
+}

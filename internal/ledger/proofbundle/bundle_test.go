@@ -1,0 +1,306 @@
+package proofbundle
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"twinchain/chaincode/core"
+	"twinchain/internal/detect"
+	"twinchain/internal/detect/alert"
+	"twinchain/internal/ledger"
+	"twinchain/internal/ledger/eventtree"
+	"twinchain/internal/ledger/fileledger"
+	"twinchain/internal/ledger/ledgertest"
+	"twinchain/internal/twin"
+)
+
+var serviceKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{5}, 32))
+
+type env struct {
+	tree *eventtree.Tree
+	led  *ledger.Client
+	fl   *fileledger.Ledger
+	x    *Exporter
+}
+
+func event(id uint64) twin.Event {
+	t := time.Date(2026, 11, 25, 16, 0, 0, int(id), time.UTC)
+	return twin.Event{ID: id, Asset: fmt.Sprintf("srv-s1-001.gpu%d", id%8), Revision: id/8 + 1, Type: twin.EventHealthChanged,
+		Time: t, Recorded: t.Add(time.Millisecond), Source: twin.Source{Gateway: "gw-srv-s1-001", Seq: id},
+		Changes: []twin.Change{{Field: "health.xid_count", Old: "0", New: "1"}}}
+}
+
+// anchorBatch appends events [first, last] to the tree, checkpoints the tree
+// and anchors the batch, as the anchor package does.
+func (e *env) anchorBatch(t *testing.T, first, last uint64) {
+	t.Helper()
+	var leaves [][]byte
+	for id := first; id <= last; id++ {
+		b, _ := json.Marshal(event(id))
+		leaves = append(leaves, b)
+	}
+	if _, err := e.tree.Append(leaves...); err != nil {
+		t.Fatal(err)
+	}
+	root, size, _ := e.tree.Root()
+	cp := eventtree.SignCheckpoint(serviceKey, "twinchain/events", size, root, time.Unix(int64(size), 0))
+	if err := e.tree.AddCheckpoint(cp); err != nil {
+		t.Fatal(err)
+	}
+	batchRoot, err := e.tree.RootOfRange(first-1, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.led.SubmitAnchor(ledgertest.As(core.RoleService), core.AnchorInput{Root: hex.EncodeToString(batchRoot),
+		FirstEvent: first, LastEvent: last, Size: last - first + 1, FirstTime: event(first).Time, LastTime: event(last).Time,
+		TreeSize: size, TreeRoot: hex.EncodeToString(root)})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	tree, err := eventtree.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tree.Close() })
+	led, fl, err := fileledger.OpenLedger(fileledger.Options{Dir: t.TempDir(), Key: serviceKey, Org: "Org1MSP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { led.Close() })
+	e := &env{tree: tree, led: led, fl: fl}
+	e.x = &Exporter{Tree: tree, Anchors: anchorsAs{led}, Blocks: fl, Key: serviceKey.Public().(ed25519.PublicKey)}
+	return e
+}
+
+type anchorsAs struct{ l ledger.Ledger }
+
+func (a anchorsAs) AnchorForEvent(ctx context.Context, id uint64) (core.Anchor, error) {
+	return a.l.AnchorForEvent(ledger.WithCaller(ctx, core.Caller{ID: "exporter", Role: core.RoleAuditor}), id)
+}
+
+func TestEventBundles(t *testing.T) {
+	e := newEnv(t)
+	e.anchorBatch(t, 1, 10)
+	e.anchorBatch(t, 11, 20)
+	e.anchorBatch(t, 21, 21)
+	ctx := context.Background()
+	for _, id := range []uint64{1, 5, 10, 11, 17, 20, 21} {
+		b, err := e.x.Event(ctx, id)
+		if err != nil {
+			t.Fatalf("Event(%d): %v", id, err)
+		}
+		// Through JSON, as a file would travel.
+		data, _ := json.Marshal(b)
+		r := VerifyJSON(data, serviceKey.Public().(ed25519.PublicKey))
+		if !r.OK() {
+			var sb strings.Builder
+			r.Write(&sb)
+			t.Errorf("VerifyJSON(bundle of event %d) failed:\n%s", id, sb.String())
+		}
+		if id < 11 && len(b.Event.AnchorConsistency) == 0 {
+			t.Errorf("bundle of event %d has no anchor consistency proof, want one (anchor tree 10, checkpoint 21)", id)
+		}
+	}
+	// Events in the tree but not anchored, and events not in the tree.
+	e.tree.Append([]byte(`{"id":22}`))
+	if _, err := e.x.Event(ctx, 22); !errors.Is(err, ErrPending) {
+		t.Errorf("Event(22, not anchored) = %v, want ErrPending", err)
+	}
+	if _, err := e.x.Event(ctx, 99); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Event(99) = %v, want ErrNotFound", err)
+	}
+}
+
+func TestEventBundleTamper(t *testing.T) {
+	e := newEnv(t)
+	e.anchorBatch(t, 1, 10)
+	e.anchorBatch(t, 11, 20)
+	good, err := e.x.Event(context.Background(), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := serviceKey.Public().(ed25519.PublicKey)
+	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{6}, 32))
+	flip := func(h []byte) []byte { h = bytes.Clone(h); h[len(h)-1] ^= 1; return h }
+	for _, tc := range []struct {
+		name    string
+		mod     func(b *Bundle)
+		trusted ed25519.PublicKey
+		fails   []string // the checks that must fail
+	}{
+		{"leaf changed", func(b *Bundle) {
+			b.Event.Leaf = bytes.Replace(b.Event.Leaf, []byte(`"new":"1"`), []byte(`"new":"2"`), 1)
+		}, pub, []string{"tree inclusion", "batch inclusion"}},
+		{"event id", func(b *Bundle) { b.Event.EventID = 8 }, pub, []string{"event record"}},
+		{"inclusion hash", func(b *Bundle) { b.Event.Inclusion[1] = flip(b.Event.Inclusion[1]) }, pub, []string{"tree inclusion"}},
+		{"batch hash", func(b *Bundle) { b.Event.BatchInclusion[0] = flip(b.Event.BatchInclusion[0]) }, pub, []string{"batch inclusion"}},
+		// Leaf 6's audit path is the same in trees of 19 and 20 leaves; the
+		// signature binds the size.
+		{"checkpoint size", func(b *Bundle) { b.Event.Checkpoint.Size = 19 }, pub, []string{"checkpoint signature"}},
+		{"checkpoint root", func(b *Bundle) { b.Event.Checkpoint.Root = flip(b.Event.Checkpoint.Root) }, pub, []string{"checkpoint signature", "tree inclusion"}},
+		{"anchor root", func(b *Bundle) {
+			b.Event.Anchor = bytes.Replace(b.Event.Anchor, []byte(`"root":"`), []byte(`"root":"0`), 1)
+		}, pub, []string{"anchor", "ledger block"}},
+		{"block signature", func(b *Bundle) { b.Event.Block.Sig = flip(b.Event.Block.Sig) }, pub, []string{"ledger block"}},
+		{"untrusted key", func(b *Bundle) {}, other.Public().(ed25519.PublicKey), []string{"service key"}},
+		{"resigned by another key", func(b *Bundle) {
+			c := &b.Event.Checkpoint
+			*c = eventtree.SignCheckpoint(other, c.Origin, c.Size, c.Root, c.Time)
+		}, pub, []string{"checkpoint signature"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data, _ := json.Marshal(good)
+			b, err := Parse(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.mod(b)
+			r := Verify(b, tc.trusted)
+			if r.OK() {
+				t.Fatalf("Verify(%s) passed, want failures in %v", tc.name, tc.fails)
+			}
+			failed := map[string]bool{}
+			for _, c := range r.Failed() {
+				failed[c.Name] = true
+			}
+			for _, f := range tc.fails {
+				if !failed[f] {
+					var sb strings.Builder
+					r.Write(&sb)
+					t.Errorf("Verify(%s): check %q passed, want it failed:\n%s", tc.name, f, sb.String())
+				}
+			}
+		})
+	}
+	if r := VerifyJSON([]byte(`{"version":1,`), nil); r.OK() || r.Checks[0].Name != "parse" {
+		t.Errorf("VerifyJSON(truncated) = %+v, want a failed parse check", r.Checks)
+	}
+}
+
+func TestRecordBundles(t *testing.T) {
+	e := newEnv(t)
+	eng := ledgertest.As(core.RoleMLEngineer)
+	consent := core.Consent{PolicyRef: "p", Licence: "CC0-1.0", UseScope: []string{"training"}, RetentionDays: 30}
+	if _, err := e.led.RegisterDataset(eng, core.DatasetInput{ID: "ds-1", ContentHash: ledgertest.Hash("d"), Sources: []core.Source{{Kind: core.SourceSystem, Ref: "s3://x"}}, Consent: consent}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.led.AddQualityChecks(eng, core.QualityChecksInput{Dataset: "ds-1", Checks: []core.QualityCheckInput{{Name: "nulls", Value: 0, Threshold: 0.01, Compare: core.AtMost}}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.x.Record("dataset", "ds-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The bundle holds the current record, with its quality check.
+	var ds core.Dataset
+	if err := json.Unmarshal(b.Record.Value, &ds); err != nil || len(ds.Checks) != 1 {
+		t.Errorf("record bundle value = %s, want ds-1 with its check", b.Record.Value)
+	}
+	pub := serviceKey.Public().(ed25519.PublicKey)
+	if r := Verify(b, pub); !r.OK() {
+		t.Errorf("Verify(dataset bundle) = %+v", r.Failed())
+	}
+	b.Record.Value = bytes.Replace(b.Record.Value, []byte(`"nulls"`), []byte(`"nuls"`), 1)
+	if r := Verify(b, pub); r.OK() {
+		t.Errorf("Verify(edited dataset value) passed, want a failure")
+	}
+	if _, err := e.x.Record("dataset", "ds-none"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Record(dataset, missing) = %v, want ErrNotFound", err)
+	}
+	if _, err := e.x.Record("alien", "x"); !errors.Is(err, ledger.ErrInvalid) {
+		t.Errorf("Record(alien type) = %v, want ErrInvalid", err)
+	}
+}
+
+func FuzzVerifyJSON(f *testing.F) {
+	f.Add([]byte(`{"version":1,"kind":"event","event":{"event_id":1}}`))
+	f.Add([]byte(`{"version":1,"kind":"record","record":{"type":"dataset"}}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := VerifyJSON(data, nil)
+		if r.OK() {
+			t.Errorf("VerifyJSON(%q) passed with no valid signature", data)
+		}
+	})
+}
+
+// TestRecordKeys checks RecordKey against the core's key layout through a
+// real ledger: a bundle exists for each record type.
+func TestRecordKeys(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.led.RegisterAsset(ledgertest.As(core.RoleAssetManager), core.AssetRegistration{ID: "srv-1.gpu0", Kind: "gpu", FingerprintHash: ledgertest.Hash("fp")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.led.SetPolicy(ledgertest.As(core.RoleCompliance), core.PolicyInput{ID: "prod", RequiredRoles: []core.Role{core.RoleMLLead}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range [][2]string{{"asset", "srv-1.gpu0"}, {"policy", "prod"}} {
+		b, err := e.x.Record(r[0], r[1])
+		if err != nil {
+			t.Errorf("Record(%s, %s): %v", r[0], r[1], err)
+			continue
+		}
+		if rep := Verify(b, serviceKey.Public().(ed25519.PublicKey)); !rep.OK() || !strings.Contains(string(b.Record.Value), r[1]) {
+			t.Errorf("Record(%s, %s) = %s, verified %v", r[0], r[1], b.Record.Value, rep.OK())
+		}
+	}
+	if got := AnchorKey(7); got != "anchor/00000000000000000007" {
+		t.Errorf("AnchorKey(7) = %q", got)
+	}
+}
+
+// TestAlertBundle uses the alert store's own record type, so a change of its
+// JSON shape breaks this test rather than alert proofs in the field.
+func TestAlertBundle(t *testing.T) {
+	e := newEnv(t)
+	e.anchorBatch(t, 1, 10)
+	a := alert.Alert{ID: "AL-1", Type: "substitution", Asset: "srv-s1-001.gpu3", State: alert.Open, Severity: detect.Critical,
+		Evidence: []alert.EvidenceRecord{
+			{Summary: "uuid changed", Evidence: detect.Evidence{Events: []twin.Event{event(3), event(7)}}},
+			{Summary: "again", Evidence: detect.Evidence{Events: []twin.Event{event(7)}}},
+		}}
+	raw, _ := json.Marshal(a)
+	b, err := e.x.Alert(context.Background(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Alert.Events) != 2 {
+		t.Fatalf("alert bundle proves %d events, want 2 (3 and 7, once each)", len(b.Alert.Events))
+	}
+	pub := serviceKey.Public().(ed25519.PublicKey)
+	data, _ := json.Marshal(b)
+	// Its evidence verifies; its lifecycle was not recorded on the event
+	// log (a record from before alerts were anchored): said so.
+	if f := VerifyJSON(data, pub).Failed(); len(f) != 1 || f[0].Name != "alert lifecycle" {
+		t.Errorf("VerifyJSON(alert bundle without lifecycle) failed checks = %+v, want only alert lifecycle", f)
+	}
+	// The alert's copy of an event changed: caught.
+	a.Evidence[0].Evidence.Events[0].Note = "edited"
+	b.Alert.Alert, _ = json.Marshal(a)
+	r := Verify(b, pub)
+	if r.OK() || r.Failed()[0].Name != "alert event 3" {
+		t.Errorf("Verify(alert with an edited event) failed checks = %+v, want alert event 3", r.Failed())
+	}
+	// Unanchored evidence: pending.
+	a.Evidence[0].Evidence.Events = []twin.Event{event(11)}
+	raw, _ = json.Marshal(a)
+	e.tree.Append([]byte(`{"id":11}`))
+	if _, err := e.x.Alert(context.Background(), raw); !errors.Is(err, ErrPending) {
+		t.Errorf("Alert(unanchored evidence) = %v, want ErrPending", err)
+	}
+	if _, err := e.x.Alert(context.Background(), []byte(`{"id":"AL-2","evidence":[]}`)); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Alert(no events) = %v, want ErrNotFound", err)
+	}
+}

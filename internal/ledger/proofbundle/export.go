@@ -1,0 +1,199 @@
+package proofbundle
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"twinchain/chaincode/core"
+	"twinchain/internal/ledger"
+	"twinchain/internal/ledger/eventtree"
+	"twinchain/internal/ledger/fileledger"
+)
+
+// ErrPending is returned for an event that is stored but not anchored and
+// checkpointed yet; asking again later works.
+var ErrPending = errors.New("event not anchored yet")
+
+// AnchorFinder finds the anchor that covers an event.
+type AnchorFinder interface {
+	AnchorForEvent(ctx context.Context, event uint64) (core.Anchor, error)
+}
+
+// BlockSource reads the embedded ledger's signed blocks (fileledger.Engine).
+type BlockSource interface {
+	BlockOfTx(id string) (fileledger.Block, error)
+	BlockWriting(key string) (fileledger.Block, error)
+	PublicKey() ed25519.PublicKey
+}
+
+// Exporter builds bundles.
+type Exporter struct {
+	Tree    *eventtree.Tree
+	Anchors AnchorFinder
+	Blocks  BlockSource       // nil on a ledger without local blocks (Fabric)
+	Key     ed25519.PublicKey // the service key that signs checkpoints
+}
+
+// Event builds the bundle of twin event id.
+func (x *Exporter) Event(ctx context.Context, id uint64) (*Bundle, error) {
+	if id == 0 || id > x.Tree.Size() {
+		return nil, fmt.Errorf("event %d is not in the event tree: %w", id, ledger.ErrNotFound)
+	}
+	cp, ok, err := x.Tree.LatestCheckpoint()
+	if err != nil {
+		return nil, err
+	}
+	if !ok || cp.Size < id {
+		return nil, fmt.Errorf("event %d: no checkpoint covers it: %w", id, ErrPending)
+	}
+	anchor, err := x.Anchors.AnchorForEvent(ctx, id)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, fmt.Errorf("event %d: %w", id, ErrPending)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ep := &EventProof{EventID: id, LeafIndex: id - 1, Checkpoint: cp, BatchIndex: id - anchor.FirstEvent}
+	if ep.Leaf, err = x.Tree.Leaf(id - 1); err != nil {
+		return nil, err
+	}
+	incl, err := x.Tree.InclusionProof(id-1, cp.Size)
+	if err != nil {
+		return nil, err
+	}
+	ep.Inclusion = hashes(incl)
+	batch, err := x.Tree.RangeInclusionProof(anchor.FirstEvent-1, anchor.LastEvent, id-1)
+	if err != nil {
+		return nil, fmt.Errorf("event %d batch proof: %w", id, err)
+	}
+	ep.BatchInclusion = hashes(batch)
+	if anchor.TreeSize != 0 && anchor.TreeSize != cp.Size {
+		cons, err := x.Tree.ConsistencyProof(anchor.TreeSize, cp.Size)
+		if err != nil {
+			return nil, fmt.Errorf("event %d anchor consistency: %w", id, err)
+		}
+		ep.AnchorConsistency = hashes(cons)
+	}
+	if ep.Anchor, err = json.Marshal(anchor); err != nil {
+		return nil, err
+	}
+	if x.Blocks != nil {
+		b, err := x.Blocks.BlockOfTx(anchor.Stamp.TxID)
+		if err != nil {
+			return nil, fmt.Errorf("event %d: block of anchor %d: %w", id, anchor.Seq, err)
+		}
+		w, err := findWrite(&b, AnchorKey(anchor.Seq))
+		if err != nil {
+			return nil, err
+		}
+		ep.Anchor, ep.Block = w.Value, &b
+	}
+	return &Bundle{Version: Version, Kind: KindEvent, ServiceKey: eventtree.Hash(x.Key), Event: ep}, nil
+}
+
+// Alert builds the bundle of an alert record (its JSON as the alert store
+// gives it): an event proof for each twin event in its evidence and for
+// each of its lifecycle events. A step not recorded on the event log yet
+// is ErrPending; one that could not be recorded is left for Verify to
+// report.
+func (x *Exporter) Alert(ctx context.Context, raw []byte) (*Bundle, error) {
+	a, events, err := parseAlert(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, ledger.ErrInvalid)
+	}
+	ids := make([]uint64, 0, len(events)+len(a.Lifecycle))
+	for _, e := range events {
+		ids = append(ids, e.ID)
+	}
+	for _, l := range a.Lifecycle {
+		switch {
+		case l.Event != 0:
+			ids = append(ids, l.Event)
+		case l.Error == "":
+			return nil, fmt.Errorf("alert %s: step %s not on the event log yet: %w", a.ID, l.Step, ErrPending)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("alert %s has no twin events in its evidence or lifecycle to prove: %w", a.ID, ledger.ErrNotFound)
+	}
+	ap := &AlertProof{Alert: raw}
+	for _, id := range ids {
+		b, err := x.Event(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("alert %s: %w", a.ID, err)
+		}
+		ap.Events = append(ap.Events, *b.Event)
+	}
+	return &Bundle{Version: Version, Kind: KindAlert, ServiceKey: eventtree.Hash(x.Key), Alert: ap}, nil
+}
+
+// Record types a record bundle can prove, and their world-state keys. The
+// layout is the chaincode core's (core/keys.go); keys_test.go checks it
+// against a real ledger.
+var recordPrefixes = map[string]string{
+	"asset": "asset/", "dataset": "dataset/", "model": "model/", "policy": "policy/", "deployment": "deploy/",
+}
+
+// RecordKey is the world-state key of a record, or "" for an unknown type.
+func RecordKey(typ, id string) string {
+	p, ok := recordPrefixes[typ]
+	if !ok || !core.ValidID(id) {
+		return ""
+	}
+	return p + id
+}
+
+// AnchorKey is the world-state key of anchor seq.
+func AnchorKey(seq uint64) string { return fmt.Sprintf("anchor/%020d", seq) }
+
+// Record builds the bundle of a ledger record (asset, dataset, model,
+// policy, deployment).
+func (x *Exporter) Record(typ, id string) (*Bundle, error) {
+	if x.Blocks == nil {
+		return nil, errors.New("record bundles need the embedded ledger's blocks")
+	}
+	key := RecordKey(typ, id)
+	if key == "" {
+		return nil, fmt.Errorf("record %s %q: unknown type or bad id: %w", typ, id, ledger.ErrInvalid)
+	}
+	b, err := x.Blocks.BlockWriting(key)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", typ, id, err)
+	}
+	w, err := findWrite(&b, key)
+	if err != nil {
+		return nil, err
+	}
+	if w.Delete {
+		return nil, fmt.Errorf("%s %s was deleted: %w", typ, id, ledger.ErrNotFound)
+	}
+	return &Bundle{Version: Version, Kind: KindRecord, ServiceKey: eventtree.Hash(x.Blocks.PublicKey()),
+		Record: &RecordProof{Type: typ, ID: id, Key: key, Value: w.Value, Block: b}}, nil
+}
+
+func findWrite(b *fileledger.Block, key string) (fileledger.Write, error) {
+	var body fileledger.BlockBody
+	if err := json.Unmarshal(b.Body, &body); err != nil {
+		return fileledger.Write{}, fmt.Errorf("block body: %w", err)
+	}
+	for _, w := range body.Writes {
+		if w.Key == key {
+			return w, nil
+		}
+	}
+	return fileledger.Write{}, fmt.Errorf("block %d does not write %s", body.Height, key)
+}
+
+// writeHolds reports whether the block's write set has key = value exactly.
+func writeHolds(body *fileledger.BlockBody, key string, value []byte) bool {
+	for _, w := range body.Writes {
+		if !w.Delete && (key == "" || w.Key == key) && bytes.Equal(w.Value, value) {
+			return true
+		}
+	}
+	return false
+}

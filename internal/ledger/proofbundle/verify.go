@@ -1,0 +1,299 @@
+package proofbundle
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"twinchain/chaincode/core"
+	"twinchain/internal/detect/alert"
+	"twinchain/internal/ledger/eventtree"
+	"twinchain/internal/ledger/fileledger"
+	"twinchain/internal/twin"
+)
+
+// Check is one step of a verification.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// Report is every check Verify made, in order.
+type Report struct {
+	Subject string  `json:"subject"`
+	Checks  []Check `json:"checks"`
+}
+
+// OK reports whether every check passed.
+func (r *Report) OK() bool {
+	for _, c := range r.Checks {
+		if !c.OK {
+			return false
+		}
+	}
+	return len(r.Checks) > 0
+}
+
+// Failed lists the failed checks.
+func (r *Report) Failed() []Check {
+	var out []Check
+	for _, c := range r.Checks {
+		if !c.OK {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Write prints the report, one line per check.
+func (r *Report) Write(w io.Writer) {
+	fmt.Fprintf(w, "%s\n", r.Subject)
+	for _, c := range r.Checks {
+		mark := "ok  "
+		if !c.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "  %s %-22s %s\n", mark, c.Name, c.Detail)
+	}
+	if r.OK() {
+		fmt.Fprintln(w, "VERIFIED")
+	} else {
+		fmt.Fprintf(w, "NOT VERIFIED: %d check(s) failed\n", len(r.Failed()))
+	}
+}
+
+func (r *Report) add(name string, err error, okDetail string) bool {
+	if err != nil {
+		r.Checks = append(r.Checks, Check{Name: name, Detail: err.Error()})
+		return false
+	}
+	r.Checks = append(r.Checks, Check{Name: name, OK: true, Detail: okDetail})
+	return true
+}
+
+// Verify checks a bundle offline. With a trusted key, the bundle's service
+// key must be it; without one, the bundle's own key is used and the report
+// says so.
+func Verify(b *Bundle, trusted ed25519.PublicKey) *Report {
+	r := &Report{}
+	key := ed25519.PublicKey(b.ServiceKey)
+	switch {
+	case len(key) != ed25519.PublicKeySize:
+		r.add("service key", fmt.Errorf("service_key has %d bytes, want %d", len(key), ed25519.PublicKeySize), "")
+	case trusted != nil && !bytes.Equal(trusted, key):
+		r.add("service key", fmt.Errorf("bundle is signed by %x, not the trusted key %x", []byte(key), []byte(trusted)), "")
+	case trusted != nil:
+		r.add("service key", nil, fmt.Sprintf("%x (trusted)", []byte(key)))
+	default:
+		r.add("service key", nil, fmt.Sprintf("%x (taken from the bundle; pass the service's key to pin it)", []byte(key)))
+	}
+	switch {
+	case b.Kind == KindEvent && b.Event != nil:
+		verifyEvent(r, b.Event, key)
+	case b.Kind == KindRecord && b.Record != nil:
+		verifyRecord(r, b.Record, key)
+	case b.Kind == KindAlert && b.Alert != nil:
+		verifyAlert(r, b.Alert, key)
+	default:
+		r.Subject = "proof bundle"
+		r.add("kind", fmt.Errorf("kind %q without its proof", b.Kind), "")
+	}
+	return r
+}
+
+var hasher = rfc6962.DefaultHasher
+
+func verifyEvent(r *Report, p *EventProof, key ed25519.PublicKey) {
+	r.Subject = fmt.Sprintf("twin event %d", p.EventID)
+	leafHash := hasher.HashLeaf(p.Leaf)
+	var ev twin.Event
+	err := json.Unmarshal(p.Leaf, &ev)
+	if err == nil && (ev.ID != p.EventID || p.LeafIndex != p.EventID-1) {
+		err = fmt.Errorf("leaf is event %d at index %d, bundle says event %d", ev.ID, p.LeafIndex, p.EventID)
+	}
+	if err == nil {
+		r.Subject = fmt.Sprintf("twin event %d: %s %s revision %d at %s", ev.ID, ev.Asset, ev.Type, ev.Revision, ev.Time.Format("2006-01-02T15:04:05.999Z07:00"))
+	}
+	r.add("event record", err, fmt.Sprintf("leaf hash %x", leafHash))
+
+	cp := &p.Checkpoint
+	r.add("checkpoint signature", eventtree.VerifyCheckpoint(cp, key), fmt.Sprintf("tree size %d root %s at %s", cp.Size, cp.Root, cp.Time.Format("2006-01-02T15:04:05Z07:00")))
+	r.add("tree inclusion", proof.VerifyInclusion(hasher, p.LeafIndex, cp.Size, leafHash, unhex(p.Inclusion), cp.Root),
+		fmt.Sprintf("leaf %d of %d, %d proof hashes", p.LeafIndex, cp.Size, len(p.Inclusion)))
+
+	var a core.Anchor
+	if err := json.Unmarshal(p.Anchor, &a); err != nil {
+		r.add("anchor", fmt.Errorf("anchor record: %w", err), "")
+		return
+	}
+	err = nil
+	switch {
+	case core.AnchorHash(&a) != a.Hash:
+		err = fmt.Errorf("anchor %d: hash %s does not match its fields (%s)", a.Seq, a.Hash, core.AnchorHash(&a))
+	case p.EventID < a.FirstEvent || p.EventID > a.LastEvent:
+		err = fmt.Errorf("anchor %d covers events %d..%d, not %d", a.Seq, a.FirstEvent, a.LastEvent, p.EventID)
+	case a.Size != a.LastEvent-a.FirstEvent+1 || p.BatchIndex != p.EventID-a.FirstEvent:
+		err = fmt.Errorf("anchor %d: size %d or batch index %d do not fit events %d..%d", a.Seq, a.Size, p.BatchIndex, a.FirstEvent, a.LastEvent)
+	}
+	r.add("anchor", err, fmt.Sprintf("anchor %d covers events %d..%d, prev %s", a.Seq, a.FirstEvent, a.LastEvent, short(a.Prev)))
+	root, rerr := eventtree.ParseHex(a.Root)
+	if rerr == nil {
+		rerr = proof.VerifyInclusion(hasher, p.BatchIndex, a.Size, leafHash, unhex(p.BatchInclusion), root)
+	}
+	r.add("batch inclusion", rerr, fmt.Sprintf("leaf %d of the %d-event batch, root %s", p.BatchIndex, a.Size, short(a.Root)))
+	switch {
+	case a.TreeSize == 0:
+		r.add("anchor tree", fmt.Errorf("anchor %d carries no tree size and root", a.Seq), "")
+	case a.TreeSize == cp.Size:
+		var err error
+		if a.TreeRoot != cp.Root.String() {
+			err = fmt.Errorf("anchor tree root %s is not the checkpoint root %s", a.TreeRoot, cp.Root)
+		}
+		r.add("anchor tree", err, "anchor's tree is the checkpoint's tree")
+	default:
+		troot, err := eventtree.ParseHex(a.TreeRoot)
+		if err == nil {
+			err = proof.VerifyConsistency(hasher, a.TreeSize, cp.Size, unhex(p.AnchorConsistency), troot, cp.Root)
+		}
+		r.add("anchor tree", err, fmt.Sprintf("tree of %d at the anchor is a prefix of the checkpoint's %d", a.TreeSize, cp.Size))
+	}
+	if p.Block == nil {
+		r.Checks = append(r.Checks, Check{Name: "ledger block", OK: true, Detail: "none in the bundle (Fabric ledger): the anchor is checked by its hash chain only"})
+		return
+	}
+	body, err := fileledger.CheckBlock(p.Block, key)
+	if err == nil && !writeHolds(&body, AnchorKey(a.Seq), p.Anchor) {
+		err = fmt.Errorf("block %d does not write this anchor", body.Height)
+	}
+	r.add("ledger block", err, fmt.Sprintf("block %d signed by the service key writes anchor %d", body.Height, a.Seq))
+}
+
+func verifyAlert(r *Report, p *AlertProof, key ed25519.PublicKey) {
+	a, events, err := parseAlert(p.Alert)
+	r.Subject = fmt.Sprintf("alert %s", a.ID)
+	if err == nil && len(events) == 0 && len(a.Lifecycle) == 0 {
+		err = fmt.Errorf("the alert carries no twin events to prove")
+	}
+	r.add("alert record", err, fmt.Sprintf("%d twin events in its evidence, %d lifecycle steps", len(events), len(a.Lifecycle)))
+	proven := map[uint64]twin.Event{}
+	for i := range p.Events {
+		ep := &p.Events[i]
+		sub := &Report{}
+		verifyEvent(sub, ep, key)
+		for _, c := range sub.Checks {
+			c.Name = fmt.Sprintf("event %d %s", ep.EventID, c.Name)
+			r.Checks = append(r.Checks, c)
+		}
+		var le twin.Event
+		if sub.OK() && json.Unmarshal(ep.Leaf, &le) == nil {
+			proven[ep.EventID] = le
+		}
+	}
+	for _, e := range events {
+		want, _ := json.Marshal(e)
+		var err error
+		le, ok := proven[e.ID]
+		if !ok {
+			err = fmt.Errorf("no valid proof in the bundle")
+		} else if got, _ := json.Marshal(le); !bytes.Equal(got, want) {
+			err = fmt.Errorf("the alert's copy differs from the anchored event")
+		}
+		r.add(fmt.Sprintf("alert event %d", e.ID), err, "the alert's evidence is the anchored event")
+	}
+	verifyLifecycle(r, &a, proven)
+}
+
+// verifyLifecycle checks the alert's lifecycle steps against their proven
+// twin events, the alert's state and its evidence.
+func verifyLifecycle(r *Report, a *alert.Alert, proven map[uint64]twin.Event) {
+	if len(a.Lifecycle) == 0 {
+		r.add("alert lifecycle", fmt.Errorf("the alert record names no lifecycle events: its state and evidence are not anchored"), "")
+		return
+	}
+	for i := range a.Lifecycle {
+		l := &a.Lifecycle[i]
+		name := fmt.Sprintf("alert %s", l.Step)
+		le, ok := proven[l.Event]
+		var err error
+		switch {
+		case l.Event == 0:
+			err = fmt.Errorf("not recorded on the event log: %s", l.Error)
+		case !ok:
+			err = fmt.Errorf("event %d: no valid proof in the bundle", l.Event)
+		case le.Asset != a.Asset || le.Type != l.Step.EventType():
+			err = fmt.Errorf("event %d is %s on %s, want %s on %s", l.Event, le.Type, le.Asset, l.Step.EventType(), a.Asset)
+		case le.Note != alert.LifecycleNote(a.ID, a.Type, l):
+			err = fmt.Errorf("event %d note %q does not match the alert record (%q)", l.Event, le.Note, alert.LifecycleNote(a.ID, a.Type, l))
+		}
+		r.add(name, err, fmt.Sprintf("anchored event %d: %s", l.Event, le.Note))
+	}
+	last := &a.Lifecycle[len(a.Lifecycle)-1]
+	var err error
+	detail := "the alert's state is its last anchored step"
+	if want := map[alert.State]alert.Step{alert.Open: alert.StepRaised, alert.Acknowledged: alert.StepAcknowledged, alert.Resolved: alert.StepResolved}[a.State]; want != last.Step {
+		err = fmt.Errorf("the alert is %s but its last anchored step is %s", a.State, last.Step)
+	}
+	r.add("alert state", err, detail)
+	err, detail = nil, fmt.Sprintf("evidence hashes to %s as anchored at step %s", last.EvidenceHash, last.Step)
+	switch h := alert.EvidenceHash(a.Evidence); {
+	case a.Count < last.Count || (a.Count == last.Count || a.State == alert.Resolved) && h != last.EvidenceHash:
+		err = fmt.Errorf("the alert's evidence (count %d, %s) is not what was anchored at step %s (count %d, %s)", a.Count, h, last.Step, last.Count, last.EvidenceHash)
+	case a.Count > last.Count:
+		detail = fmt.Sprintf("%d findings merged since step %s: their twin events are proven above, the evidence hash is anchored at the next step", a.Count-last.Count, last.Step)
+	}
+	r.add("alert evidence", err, detail)
+}
+
+func verifyRecord(r *Report, p *RecordProof, key ed25519.PublicKey) {
+	r.Subject = fmt.Sprintf("ledger %s %s", p.Type, p.ID)
+	var err error
+	if want := RecordKey(p.Type, p.ID); want == "" || want != p.Key {
+		err = fmt.Errorf("key %q is not the key of %s %q (%q)", p.Key, p.Type, p.ID, want)
+	} else if !json.Valid(p.Value) {
+		err = fmt.Errorf("record value is not JSON")
+	}
+	r.add("record", err, p.Key)
+	body, err := fileledger.CheckBlock(&p.Block, key)
+	if err == nil && !writeHolds(&body, p.Key, p.Value) {
+		err = fmt.Errorf("block %d does not write this value at %s", body.Height, p.Key)
+	}
+	r.add("ledger block", err, fmt.Sprintf("block %d signed by the service key writes it", body.Height))
+}
+
+func short(h string) string {
+	if len(h) > 16 {
+		return h[:16] + "…"
+	}
+	if h == "" {
+		return "(none)"
+	}
+	return h
+}
+
+// VerifyJSON parses and verifies bundle bytes; a bundle that does not parse
+// gives a report with that one failed check.
+func VerifyJSON(data []byte, trusted ed25519.PublicKey) *Report {
+	b, err := Parse(data)
+	if err != nil {
+		r := &Report{Subject: "proof bundle"}
+		r.add("parse", err, "")
+		return r
+	}
+	return Verify(b, trusted)
+}
+
+// ParseKey reads a hex Ed25519 public key.
+func ParseKey(s string) (ed25519.PublicKey, error) {
+	b, err := eventtree.ParseHex(strings.TrimSpace(s))
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("public key: want %d bytes of hex", ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(b), nil
+}

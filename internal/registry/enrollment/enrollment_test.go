@@ -1,0 +1,79 @@
+package enrollment
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"testing"
+	"time"
+
+	"twinchain/internal/edge/enroll"
+	"twinchain/internal/registry"
+)
+
+func key(s string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte(s))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+func TestIssueRedeem(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	reg := registry.New()
+	svc := NewService(reg, func() time.Time { return now })
+	tok, err := svc.Issue(enroll.TokenRequest{Site: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := key("gw-a")
+	resp, err := svc.Redeem(enroll.NewRequest(k, tok.Token, "gw-a", "host-a"))
+	if err != nil || resp.GatewayID != "gw-a" || resp.Site != "s1" || resp.Topic != "twinchain/v1/gw/gw-a/#" {
+		t.Fatalf("Redeem = %+v, %v, want gw-a at s1", resp, err)
+	}
+	if pub, site, ok := reg.Lookup("gw-a"); !ok || site != "s1" || !pub.Equal(k.Public()) {
+		t.Errorf("registry after Redeem: %v %q %v, want gw-a's key at s1", pub, site, ok)
+	}
+	// One time only.
+	if _, err := svc.Redeem(enroll.NewRequest(k, tok.Token, "gw-a", "")); !errors.Is(err, enroll.ErrToken) {
+		t.Errorf("Redeem(used token) = %v, want enroll.ErrToken", err)
+	}
+
+	cases := []struct {
+		name string
+		req  func(tok string) enroll.Request
+		want error
+	}{
+		{"bad signature", func(tok string) enroll.Request { r := enroll.NewRequest(k, tok, "gw-b", ""); r.Sig[0] ^= 1; return r }, enroll.ErrInvalid},
+		{"key not matching signature", func(tok string) enroll.Request {
+			r := enroll.NewRequest(k, tok, "gw-b", "")
+			r.PublicKey = key("other").Public().(ed25519.PublicKey)
+			return r
+		}, enroll.ErrInvalid},
+		{"bad gateway id", func(tok string) enroll.Request { return enroll.NewRequest(k, tok, "../x", "") }, enroll.ErrInvalid},
+		{"unknown token", func(string) enroll.Request { return enroll.NewRequest(k, "nope", "gw-b", "") }, enroll.ErrToken},
+		{"another key for gw-a", func(tok string) enroll.Request { return enroll.NewRequest(key("thief"), tok, "gw-a", "") }, enroll.ErrConflict},
+	}
+	for _, tc := range cases {
+		tok, _ := svc.Issue(enroll.TokenRequest{Site: "s1"})
+		if _, err := svc.Redeem(tc.req(tok.Token)); !errors.Is(err, tc.want) {
+			t.Errorf("%s: Redeem = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+
+	// A token bound to gw-a may re-key it, and no other gateway.
+	bound, _ := svc.Issue(enroll.TokenRequest{Site: "s1", GatewayID: "gw-a"})
+	if _, err := svc.Redeem(enroll.NewRequest(key("gw-c"), bound.Token, "gw-c", "")); !errors.Is(err, enroll.ErrToken) {
+		t.Errorf("Redeem(token for gw-a, as gw-c) = %v, want enroll.ErrToken", err)
+	}
+	if _, err := svc.Redeem(enroll.NewRequest(key("gw-a2"), bound.Token, "gw-a", "")); err != nil {
+		t.Errorf("Redeem(re-key gw-a with a bound token) = %v", err)
+	}
+	// Expiry.
+	short, _ := svc.Issue(enroll.TokenRequest{Site: "s1", TTLSeconds: 60})
+	now = now.Add(61 * time.Second)
+	if _, err := svc.Redeem(enroll.NewRequest(key("gw-d"), short.Token, "gw-d", "")); !errors.Is(err, enroll.ErrToken) {
+		t.Errorf("Redeem(expired) = %v, want enroll.ErrToken", err)
+	}
+	if _, err := svc.Issue(enroll.TokenRequest{}); !errors.Is(err, enroll.ErrInvalid) {
+		t.Errorf("Issue(no site) = %v, want enroll.ErrInvalid", err)
+	}
+}

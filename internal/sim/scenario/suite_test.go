@@ -1,0 +1,353 @@
+package scenario
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"twinchain/internal/detect/alert"
+	"twinchain/internal/registry"
+	"twinchain/internal/testsvc"
+)
+
+// The scenario suite runs every testdata/scenarios file against a real
+// twin-service process (built from ./twin-service, embedded broker, real
+// TCP on loopback ports), with the example detection configuration whose
+// webhooks point at a receiver in the test that checks every HMAC.
+
+func twinServiceBinary(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(testsvc.Programs(t, "twin-service"), "twin-service")
+}
+
+// service is one twin-service process owned by a test.
+type service struct {
+	t       testing.TB
+	dir     string
+	httpURL string
+	mqttURL string
+	args    []string
+	cmd     *exec.Cmd
+	logs    *bytes.Buffer
+	tokens  Tokens
+	manager string // a token of an asset manager (may open and approve)
+}
+
+// startService starts twin-service on fresh ports over dir, with the fleet
+// registry and a detection config whose webhook sinks post to hookURL.
+func startService(t testing.TB, dir string, reg registry.File, hookURL string) *service {
+	t.Helper()
+	if err := registry.WriteFile(filepath.Join(dir, "registry.json"), reg); err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile("../../../twin-service/detect.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.ReplaceAll(string(example), "http://127.0.0.1:9099/hooks", hookURL)
+	cfg = strings.ReplaceAll(cfg, "backoff_max: 5m", "backoff_max: 500ms")
+	cfg = strings.ReplaceAll(cfg, "backoff_min: 1s", "backoff_min: 100ms")
+	cfg = strings.ReplaceAll(cfg, "poll: 1s", "poll: 200ms")
+	if err := os.WriteFile(filepath.Join(dir, "detect.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Sign-in: API tokens for a reader and three people (two may open
+	// work orders, two may approve them; the manager may do both, but
+	// never approve its own).
+	s := &service{t: t, dir: dir, tokens: Tokens{Read: "tok-reader", Create: "tok-maintenance", Approve: "tok-security"}, manager: "tok-manager"}
+	var auth strings.Builder
+	auth.WriteString("auth:\n  tokens:\n")
+	for _, tk := range []struct{ tok, name, role string }{
+		{s.tokens.Read, "sim-reader", "viewer"}, {s.tokens.Create, "sim-maintenance", "maintenance"},
+		{s.tokens.Approve, "sim-security", "security"}, {s.manager, "sim-manager", "asset_manager"},
+	} {
+		sum := sha256.Sum256([]byte(tk.tok))
+		fmt.Fprintf(&auth, "    - {name: %s, role: %s, sha256: %s}\n", tk.name, tk.role, hex.EncodeToString(sum[:]))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "twin.yaml"), []byte(auth.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hp, mp := testsvc.FreePort(t), testsvc.FreePort(t)
+	s.httpURL, s.mqttURL = "http://"+testsvc.Addr(hp), "tcp://"+testsvc.Addr(mp)
+	s.args = []string{"-config", filepath.Join(dir, "twin.yaml"), "-data", dir, "-http", testsvc.Addr(hp), "-mqtt-addr", testsvc.Addr(mp), "-detect-config", filepath.Join(dir, "detect.yaml"), "-log-level", "warn"}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *service) start() {
+	s.t.Helper()
+	s.logs = &bytes.Buffer{}
+	s.cmd = exec.Command(twinServiceBinary(s.t), s.args...)
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(s.httpURL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("twin-service not ready: %v\n%s", err, s.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop ends the process with sig (SIGTERM by default) and waits.
+func (s *service) stop() { s.signal(syscall.SIGTERM) }
+
+func (s *service) signal(sig syscall.Signal) {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+		<-done
+	}
+	s.cmd = nil
+}
+
+// hook is a webhook receiver that checks each signature and records what
+// arrived. It can go down and come back on the same port.
+type hook struct {
+	secret []byte
+	addr   string
+	mu     sync.Mutex
+	srv    *http.Server
+	opened map[string]int // "type asset" -> deliveries of "opened"
+	ids    map[string]int // delivery id -> times received
+	bad    int
+	slack  int // Slack-shaped deliveries
+}
+
+func newHook(t *testing.T, secret string, up bool) *hook {
+	h := &hook{secret: []byte(secret), addr: testsvc.Addr(testsvc.FreePort(t)), opened: map[string]int{}, ids: map[string]int{}}
+	if up {
+		h.up(t)
+	}
+	t.Cleanup(h.down)
+	return h
+}
+
+func (h *hook) up(t *testing.T) {
+	l, err := net.Listen("tcp", h.addr)
+	if err != nil {
+		t.Fatalf("webhook receiver on %s: %v", h.addr, err)
+	}
+	h.mu.Lock()
+	h.srv = &http.Server{Handler: http.HandlerFunc(h.serve)}
+	srv := h.srv
+	h.mu.Unlock()
+	go srv.Serve(l)
+}
+
+func (h *hook) down() {
+	h.mu.Lock()
+	srv := h.srv
+	h.srv = nil
+	h.mu.Unlock()
+	if srv != nil {
+		srv.Close()
+	}
+}
+
+func (h *hook) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	secret := h.secret
+	slack := strings.HasSuffix(r.URL.Path, "/slack")
+	if slack {
+		secret = append(append([]byte(nil), h.secret...), "-too"...) // the example's chat sink secret
+	}
+	if !alert.VerifySignature(secret, r.Header.Get(alert.HeaderTimestamp), body, r.Header.Get(alert.HeaderSignature)) {
+		h.bad++
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	if slack {
+		var m map[string]string
+		if json.Unmarshal(body, &m) != nil || m["text"] == "" {
+			h.bad++
+			http.Error(w, "not a Slack body", http.StatusBadRequest)
+			return
+		}
+		h.slack++
+		return
+	}
+	var n alert.Notification
+	if err := json.Unmarshal(body, &n); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	h.ids[r.Header.Get(alert.HeaderDelivery)]++
+	if n.Event == "opened" {
+		h.opened[string(n.Alert.Type)+" "+n.Alert.Asset]++
+	}
+}
+
+func (h *hook) got(key string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.opened[key]
+}
+
+func loadScenarios(t *testing.T) map[string]*File {
+	paths, err := filepath.Glob("testdata/scenarios/*.yaml")
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no scenarios: %v", err)
+	}
+	out := map[string]*File{}
+	for _, p := range paths {
+		f, err := Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[f.Name] = f
+	}
+	return out
+}
+
+func TestScenarioFilesParse(t *testing.T) {
+	for name, f := range loadScenarios(t) {
+		if len(f.Steps) == 0 && name != "normal-hour" {
+			t.Errorf("scenario %s has no steps", name)
+		}
+	}
+	if _, err := Parse("bad.yaml", []byte("name: x\nsteps:\n  - {at: 1m, action: explode, target: a}\n")); err == nil || !strings.Contains(err.Error(), "explode") {
+		t.Errorf("Parse(unknown action) = %v, want an error naming it", err)
+	}
+}
+
+func TestScenarioSuite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("scenario suite: long")
+	}
+	files := loadScenarios(t)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var summary []*Outcome
+	var totalExpected, totalDetected, totalFalse int
+	for _, name := range names {
+		f := files[name]
+		t.Run(name, func(t *testing.T) {
+			h := newHook(t, "change-me", true)
+			fl, err := f.NewFleet()
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc := startService(t, t.TempDir(), fl.Registry(), "http://"+h.addr+"/hooks")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			rep, err := Run(ctx, f, Options{Broker: svc.mqttURL, API: svc.httpURL, Tokens: svc.tokens, Log: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatalf("run: %v\n%s", err, svc.logs)
+			}
+			wall := rep.WallEnd.Sub(rep.WallStart)
+			t.Logf("%s: %d messages from %d gateways (%d GPUs), %s simulated in %s (%.0fx, %.0f msg/s)", name, rep.Sent, rep.Gateways, rep.GPUs,
+				f.Duration, wall.Round(time.Millisecond), f.Duration.Seconds()/wall.Seconds(), float64(rep.Sent)/wall.Seconds())
+			if rep.Failed > 0 || rep.Acked+rep.Abandoned != rep.Sent {
+				t.Errorf("publisher: sent %d, acknowledged %d, failed %d", rep.Sent, rep.Acked, rep.Failed)
+			}
+			o, err := Wait(ctx, svc.httpURL, svc.tokens.Read, f, rep, 30*time.Second, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			summary = append(summary, o)
+			totalExpected += o.Expected
+			totalDetected += len(o.Detected)
+			totalFalse += len(o.False)
+			t.Log(o)
+			if !o.OK() {
+				t.Errorf("scenario %s: %d missing, %d false alerts\n%s", name, len(o.Missing), len(o.False), o)
+			}
+			// Every expected alert also reached the signed webhook, once.
+			for _, d := range o.Detected {
+				key := d.Type + " " + d.Asset
+				deadline := time.Now().Add(15 * time.Second)
+				for h.got(key) == 0 && time.Now().Before(deadline) {
+					time.Sleep(50 * time.Millisecond)
+				}
+				if n := h.got(key); n != 1 {
+					t.Errorf("webhook got %d signed 'opened' notifications for %s, want 1", n, key)
+				}
+			}
+			for _, id := range f.Quarantined {
+				var a struct {
+					Custody struct{ Status string } `json:"custody"`
+				}
+				if err := getJSON(svc.httpURL+"/api/v1/assets/"+id, svc.tokens.Read, &a); err != nil || a.Custody.Status != "quarantined" {
+					t.Errorf("asset %s custody = %q (%v), want quarantined by policy", id, a.Custody.Status, err)
+				}
+				responded := false
+				for _, al := range o.Alerts {
+					responded = responded || al.Asset == id && al.Response == "quarantined"
+				}
+				if !responded {
+					t.Errorf("no alert on %s records the quarantine response", id)
+				}
+			}
+			h.mu.Lock()
+			bad := h.bad
+			h.mu.Unlock()
+			if bad > 0 {
+				t.Errorf("webhook receiver refused %d deliveries with bad signatures", bad)
+			}
+		})
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "scenario suite: %d/%d expected alerts detected, %d false alerts\n", totalDetected, totalExpected, totalFalse)
+	for _, o := range summary {
+		fmt.Fprintln(&b, o)
+	}
+	t.Log(b.String())
+}
+
+func getJSON(u, token string, out any) error {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %d %s", u, resp.StatusCode, raw)
+	}
+	return json.Unmarshal(raw, out)
+}

@@ -1,0 +1,134 @@
+package embeddedstore_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"testing"
+
+	"twinchain/internal/telemetry"
+	"twinchain/internal/telemetry/embeddedstore"
+)
+
+func TestPruneDeletesOldDays(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	s, err := embeddedstore.Open(dir, embeddedstore.Options{Retention: 48 * time.Hour, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pts []telemetry.Point
+	for _, age := range []time.Duration{10 * 24 * time.Hour, 5 * 24 * time.Hour, time.Hour} {
+		pts = append(pts, telemetry.Point{Measurement: "gpu", Asset: "a1", Fields: []telemetry.Field{{Name: "temp_c", Value: age.Hours()}}, Time: now.Add(-age)})
+	}
+	if err := s.Write(context.Background(), pts); err != nil {
+		t.Fatal(err)
+	}
+	days, err := s.Prune(context.Background())
+	if err != nil || days < 5 {
+		t.Fatalf("Prune() = %d, %v, want at least 5 days, nil", days, err)
+	}
+	if days, err := s.Prune(context.Background()); err != nil || days != 0 {
+		t.Errorf("second Prune() = %d, %v, want 0, nil", days, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopened with no retention, the deleted days stay gone.
+	s, err = embeddedstore.Open(dir, embeddedstore.Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	q := telemetry.Query{Measurement: "gpu", Asset: "a1", Field: "temp_c", From: now.Add(-20 * 24 * time.Hour), To: now, Step: 24 * time.Hour, Agg: telemetry.AggCount}
+	got, err := s.Query(context.Background(), q)
+	want := []telemetry.Sample{{Time: telemetry.WindowStart(now.Add(-time.Hour), 24*time.Hour), Value: 1}}
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Query after Prune = %v, %v, want %v", got, err, want)
+	}
+}
+
+// gpuBatch is n points of a fleet of 1000 GPUs with the 13 fields of a
+// wire.GPUSample, one second apart per GPU.
+func gpuBatch(start time.Time, first, n int) []telemetry.Point {
+	names := []string{"temp_c", "mem_temp_c", "power_w", "util_pct", "mem_util_pct", "sm_clock_mhz", "mem_clock_mhz", "ecc_sbe", "ecc_dbe", "xid_count", "pcie_replays", "retired_pages", "remapped_rows"}
+	pts := make([]telemetry.Point, n)
+	for i := range pts {
+		k := first + i
+		fs := make([]telemetry.Field, len(names))
+		for j, name := range names {
+			fs[j] = telemetry.Field{Name: name, Value: float64(k%97 + j)}
+		}
+		pts[i] = telemetry.Point{
+			Measurement: "gpu",
+			Asset:       fmt.Sprintf("srv-s1-%03d.gpu%d", k%1000/8, k%8),
+			Tags:        telemetry.Tags{Site: "s1", Gateway: fmt.Sprintf("gw-srv-s1-%03d", k%1000/8), Kind: "gpu"},
+			Fields:      fs,
+			Time:        start.Add(time.Duration(k/1000) * time.Second),
+		}
+	}
+	return pts
+}
+
+// BenchmarkWrite measures sustained writes of GPU samples (13 fields each)
+// in batches of 1000, as the telemetry writer sends them.
+func BenchmarkWrite(b *testing.B) {
+	for _, sync := range []bool{true, false} {
+		b.Run(fmt.Sprintf("fsync=%v", sync), func(b *testing.B) {
+			s, err := embeddedstore.Open(b.TempDir(), embeddedstore.Options{NoSync: !sync})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			const batch = 1000
+			start := time.Now().Add(-time.Hour)
+			batches := make([][]telemetry.Point, 16)
+			for i := range batches {
+				batches[i] = gpuBatch(start, i*batch, batch)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				pts := batches[i%len(batches)]
+				// Move the batch forward in time so every point is new.
+				shift := time.Duration(i/len(batches)) * 16 * time.Second
+				for j := range pts {
+					pts[j].Time = start.Add(time.Duration((i%len(batches)*batch+j)/1000)*time.Second + shift)
+				}
+				if err := s.Write(context.Background(), pts); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "points/s")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/point")
+		})
+	}
+}
+
+// BenchmarkQuery measures a one-hour chart at 1-minute steps over one GPU
+// written once per second.
+func BenchmarkQuery(b *testing.B) {
+	s, err := embeddedstore.Open(b.TempDir(), embeddedstore.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now().Add(-2 * time.Hour).Truncate(time.Hour)
+	for k := 0; k < 3600*1000; k += 100000 {
+		if err := s.Write(context.Background(), gpuBatch(start, k, 100000)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	q := telemetry.Query{Measurement: "gpu", Asset: "srv-s1-001.gpu1", Field: "temp_c", From: start, To: start.Add(time.Hour), Step: time.Minute, Agg: telemetry.AggMean}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		got, err := s.Query(context.Background(), q)
+		if err != nil || len(got) != 60 {
+			b.Fatalf("Query = %d windows, %v, want 60", len(got), err)
+		}
+	}
+}
