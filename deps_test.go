@@ -35,7 +35,7 @@ var linkRules = []testsvc.LinkRule{{
 }, {
 	Pkg: "twinchain/twin-service",
 	Forbid: map[string]string{
-		"github.com/hyperledger/fabric-sdk-go": "its fabric-protos-go registers the protobuf names fabric-gateway's fabric-protos-go-apiv2 does: the binary panics at start-up (enrollment is tools/fabric-enroll)",
+		"github.com/hyperledger/fabric-sdk-go":    "its fabric-protos-go registers the protobuf names fabric-gateway's fabric-protos-go-apiv2 does: the binary panics at start-up (enrollment is tools/fabric-enroll)",
 		"github.com/hyperledger/fabric-protos-go": "see fabric-sdk-go",
 		"twinchain/internal/ledger/fabricca":      "fabric-sdk-go; see above",
 		"twinchain/internal/sim":                  "simulators are firmware-sim's",
