@@ -15,7 +15,7 @@ build: web
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(PROGRAMS)
 
-# web builds the dashboard's front-end assets (no-op until the web issue lands).
+# web builds the dashboard's front-end assets from web/src (needs Node; else the committed web/dist).
 web:
 	@if [ -x web/build.sh ]; then web/build.sh; fi
 
@@ -25,6 +25,7 @@ run: build
 
 # test installs and starts what the tests need, then runs every test.
 test: web
+	@scripts/check-web-dist.sh
 	@set -euo pipefail; eval "$$(scripts/test-deps.sh)"; \
 	  $(GO) vet ./... && \
 	  $(GO) test -count=1 -timeout 45m ./... && \
@@ -35,9 +36,14 @@ test-short:
 	$(GO) test -short -count=1 ./...
 	cd chaincode && $(GO) test -short -count=1 ./...
 
+ERRCHECK ?= $(HOME)/.cache/twinchain/bin/errcheck
+
 lint:
 	$(GO) vet ./...
 	cd chaincode && $(GO) vet ./...
+	@[ -x $(ERRCHECK) ] || GOBIN=$(dir $(ERRCHECK)) GOFLAGS=-mod=mod $(GO) install github.com/kisielk/errcheck@v1.30.0
+	$(ERRCHECK) -ignoretests -exclude .errcheck-exclude ./...
+	cd chaincode && $(ERRCHECK) -ignoretests -exclude ../.errcheck-exclude ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 bench:

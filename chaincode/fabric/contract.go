@@ -102,7 +102,7 @@ func (s stubState) Range(start, end string, fn func(key string, value []byte) bo
 	if err != nil {
 		return err
 	}
-	defer it.Close()
+	defer func() { _ = it.Close() }() // read only: nothing to undo
 	for it.HasNext() {
 		kv, err := it.Next()
 		if err != nil {
