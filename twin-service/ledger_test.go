@@ -220,6 +220,7 @@ ledger:
 
 	// Offline check of the stored ledger, then of a tampered copy.
 	stop()
+	checkPrivate(t, dir, "registry.json", "twin.yaml", "event-5.json", "event-5-bad.json", "dataset.json", "ds.json", "alert.json")
 	var out bytes.Buffer
 	ledgerDir := filepath.Join(dir, "ledger")
 	if err := runVerify(context.Background(), []string{ledgerDir}, noenv, &out, io.Discard); err != nil {

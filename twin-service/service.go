@@ -56,6 +56,7 @@ type service struct {
 
 // openService opens the store and builds every component; it starts nothing.
 func openService(cfg Config, log *slog.Logger) (*service, error) {
+	tightenPerms(cfg.DataDir, log)
 	store, err := twinstore.Open(filepath.Join(cfg.DataDir, "twins.db"), twinstore.Options{NoSync: cfg.Store.NoSync})
 	if err != nil {
 		return nil, err

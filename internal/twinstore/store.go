@@ -58,7 +58,7 @@ type Store struct {
 
 // Open opens or creates the store at path (its directory is created).
 func Open(path string, opts Options) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	timeout := opts.Timeout

@@ -43,7 +43,7 @@ type evidenceItem struct {
 }
 
 func openQueue(path string) (*queue, error) {
-	db, err := bolt.Open(path, 0o644, &bolt.Options{Timeout: 5e9})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5e9})
 	if err != nil {
 		return nil, fmt.Errorf("anchor queue: %w", err)
 	}

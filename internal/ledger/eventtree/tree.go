@@ -111,7 +111,7 @@ func EmptyRoot() []byte { return hasher.EmptyRoot() }
 
 // Open opens or creates the tree in dir.
 func Open(dir string) (*Tree, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("event tree: %w", err)
 	}
 	t := &Tree{dir: dir, fact: &compact.RangeFactory{Hash: hasher.HashChildren}}
@@ -123,7 +123,7 @@ func Open(dir string) (*Tree, error) {
 		_ = t.Close() // the error being returned says more
 		return nil, err
 	}
-	if t.cps, err = os.OpenFile(filepath.Join(dir, "checkpoints.jsonl"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
+	if t.cps, err = os.OpenFile(filepath.Join(dir, "checkpoints.jsonl"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600); err != nil {
 		_ = t.Close() // the error being returned says more
 		return nil, fmt.Errorf("event tree: %w", err)
 	}
@@ -135,7 +135,7 @@ func Open(dir string) (*Tree, error) {
 }
 
 func openFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("event tree: %w", err)
 	}

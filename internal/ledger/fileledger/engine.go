@@ -122,16 +122,16 @@ func openEngine(opts Options) (*Engine, error) {
 	if opts.Org == "" {
 		opts.Org = "twinchain"
 	}
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("file ledger: %w", err)
 	}
 	e := &Engine{opts: opts, pub: opts.Key.Public().(ed25519.PublicKey), head: make([]byte, sha256.Size)}
 	var err error
-	e.db, err = bolt.Open(filepath.Join(opts.Dir, "state.db"), 0o644, &bolt.Options{Timeout: 5 * time.Second})
+	e.db, err = bolt.Open(filepath.Join(opts.Dir, "state.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("file ledger state: %w", err)
 	}
-	e.blocks, err = os.OpenFile(filepath.Join(opts.Dir, "blocks.dat"), os.O_RDWR|os.O_CREATE, 0o644)
+	e.blocks, err = os.OpenFile(filepath.Join(opts.Dir, "blocks.dat"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		_ = e.db.Close() // the error being returned says more
 		return nil, fmt.Errorf("file ledger: %w", err)
@@ -521,7 +521,7 @@ func OpenVerifier(dir string, pub ed25519.PublicKey) (*Engine, error) {
 	if _, err := os.Stat(filepath.Join(dir, "blocks.dat")); err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(filepath.Join(dir, "state.db"), 0o644, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	db, err := bolt.Open(filepath.Join(dir, "state.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("file ledger state: %w", err)
 	}

@@ -39,11 +39,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"twinchain/internal/telemetry"
 )
@@ -108,7 +110,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{opts.Log}})
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open telemetry store %s: %w", dir, err)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{opts.Log}, FS: privateFS{vfs.Default}})
 	if err != nil {
 		return nil, fmt.Errorf("open telemetry store %s: %w", dir, err)
 	}

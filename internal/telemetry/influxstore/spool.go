@@ -63,7 +63,7 @@ func segName(id uint64) string { return fmt.Sprintf("%016x%s", id, segSuffix) }
 
 // openSpool opens the spool in dir, creating it when missing.
 func openSpool(dir string, budget, segBytes int64) (*spool, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("replay log: %w", err)
 	}
 	s := &spool{dir: dir, budget: budget, segBytes: segBytes, acked: make(chan struct{})}
@@ -153,7 +153,7 @@ func (s *spool) countLines(id uint64, upTo int64) (int64, error) {
 }
 
 func (s *spool) newHead(id uint64) error {
-	f, err := os.OpenFile(filepath.Join(s.dir, segName(id)), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(filepath.Join(s.dir, segName(id)), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("replay log: new segment: %w", err)
 	}
@@ -346,7 +346,7 @@ func (s *spool) writeAck(p position) error {
 	binary.BigEndian.PutUint64(b[8:], uint64(p.off))
 	binary.BigEndian.PutUint32(b[16:], crc32.ChecksumIEEE(b[:16]))
 	tmp := s.ackPath() + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("replay log ack: %w", err)
 	}
