@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,7 +52,12 @@ type Options struct {
 
 // Store is the open bbolt file.
 type Store struct {
-	db      *bolt.DB
+	db *bolt.DB
+	// wmu orders Updates: each one reads the newest position and event id
+	// when it begins and publishes its own after its commit, so the next
+	// one may begin only then (bbolt's own writer lock ends at the commit,
+	// before the new positions are published).
+	wmu     sync.Mutex
 	lastPos atomic.Uint64 // newest message position
 	lastEv  atomic.Uint64 // newest event id
 }

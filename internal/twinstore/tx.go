@@ -23,8 +23,11 @@ type Tx struct {
 
 // Update runs fn in one write transaction and commits it (fsynced unless
 // Options.NoSync). If fn or the commit fails nothing is stored and the
-// positions handed out inside fn are void.
+// positions handed out inside fn are void. Updates from several goroutines
+// run one after the other.
 func (s *Store) Update(fn func(*Tx) error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	var pos, ev uint64
 	err := s.db.Update(func(btx *bolt.Tx) error {
 		t := &Tx{tx: btx, pos: s.lastPos.Load(), ev: s.lastEv.Load()}
