@@ -187,10 +187,40 @@ func (in *Ingest) SubmitAsync(topic string, payload []byte, done func(Outcome, e
 	}
 	it.cb = done
 	select {
+	case <-in.stopped:
+		in.release(it)
+		done(Outcome{}, ErrClosed)
+		return
+	default:
+	}
+	select {
 	case in.queue <- it:
 	case <-in.stopped:
 		in.release(it)
 		done(Outcome{}, ErrClosed)
+		return
+	}
+	// The writer may have stopped while the item went in: it drains the
+	// queue only after marking itself stopped, so what it may have missed
+	// is answered here.
+	select {
+	case <-in.stopped:
+		in.drain()
+	default:
+	}
+}
+
+// drain answers every queued item with ErrClosed; for after the writer
+// stopped.
+func (in *Ingest) drain() {
+	for {
+		select {
+		case it := <-in.queue:
+			it.err = ErrClosed
+			in.finish(it)
+		default:
+			return
+		}
 	}
 }
 
@@ -228,8 +258,9 @@ func (in *Ingest) enqueueCtx(ctx context.Context, it *item) error {
 	select {
 	case <-it.done:
 	case <-in.stopped:
-		// Run ended; it signals every item it took, so wait for ours only
-		// if it was taken. An item left in the queue is abandoned.
+		// Run ended; it and drain answer every item they take, so wait
+		// for ours only if it was taken.
+		in.drain()
 		select {
 		case <-it.done:
 		default:
@@ -246,28 +277,24 @@ func (in *Ingest) release(it *item) {
 }
 
 // Run is the writer: it commits queued messages in batches until ctx ends.
-// Messages still queued then are answered with ErrClosed.
+// Messages still queued then, and every later Submit or SubmitAsync, are
+// answered with ErrClosed.
 func (in *Ingest) Run(ctx context.Context) error {
 	if !in.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("ingest: already running")
 	}
-	defer close(in.stopped)
 	tick := time.NewTicker(in.cfg.CheckpointInterval)
 	defer tick.Stop()
 	batch := make([]*item, 0, in.cfg.MaxBatch)
 	for {
 		select {
 		case <-ctx.Done():
-			for {
-				select {
-				case it := <-in.queue:
-					it.err = ErrClosed
-					in.finish(it)
-				default:
-					in.checkpoint()
-					return nil
-				}
-			}
+			// Stopped first, then drained: a submitter that queues after
+			// the drain sees stopped and drains what it queued.
+			close(in.stopped)
+			in.drain()
+			in.checkpoint()
+			return nil
 		case <-tick.C:
 			if now := in.now(); len(in.w.obsDirty) > 0 && now.Sub(in.w.lastCheckpoint) >= in.cfg.CheckpointInterval {
 				in.checkpoint()
