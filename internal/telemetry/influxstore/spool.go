@@ -38,6 +38,7 @@ type spool struct {
 	acked   chan struct{}
 	reader  *os.File // open on segs[0] for the sender
 	readID  uint64
+	sync    func(*os.File) error // (*os.File).Sync; a test makes it fail
 	broken  error // set when a failed append could not be cut off: every later append fails
 }
 
@@ -66,7 +67,7 @@ func openSpool(dir string, budget, segBytes int64) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("replay log: %w", err)
 	}
-	s := &spool{dir: dir, budget: budget, segBytes: segBytes, acked: make(chan struct{})}
+	s := &spool{dir: dir, budget: budget, segBytes: segBytes, acked: make(chan struct{}), sync: (*os.File).Sync}
 	ack, err := s.readAck()
 	if err != nil {
 		return nil, err
@@ -186,8 +187,18 @@ func (s *spool) append(lines []byte, n int64) (dropped int64, err error) {
 	if _, err := s.head.WriteAt(lines, h.size); err != nil {
 		return 0, s.cut(h, fmt.Errorf("replay log write: %w", err))
 	}
-	if err := s.head.Sync(); err != nil {
-		return 0, s.cut(h, fmt.Errorf("replay log sync: %w", err))
+	if err := s.sync(s.head); err != nil {
+		err = s.cut(h, fmt.Errorf("replay log sync: %w", err))
+		if s.broken == nil {
+			// After a failed fsync the kernel may have dropped the pages
+			// it could not write and will not report it again on this
+			// file: the lines go to a new file from here on.
+			if herr := s.newHead(h.id + 1); herr != nil {
+				s.broken = fmt.Errorf("%w; no new segment either, no more lines until restart: %w", err, herr)
+				return 0, s.broken
+			}
+		}
+		return 0, err
 	}
 	h.size += int64(len(lines))
 	h.lines += n
