@@ -39,7 +39,7 @@ type spool struct {
 	reader  *os.File // open on segs[0] for the sender
 	readID  uint64
 	sync    func(*os.File) error // (*os.File).Sync; a test makes it fail
-	broken  error // set when a failed append could not be cut off: every later append fails
+	broken  error                // set when a failed append could not be cut off: every later append fails
 }
 
 type segment struct {
