@@ -100,7 +100,7 @@ func openLedger(cfg LedgerConfig, dataDir string, store *twinstore.Store, in *in
 			return nil, err
 		}
 	}
-	if p.tree, err = eventtree.Open(filepath.Join(cfg.Dir, "events")); err != nil {
+	if p.tree, err = eventtree.Open(filepath.Join(cfg.Dir, "events"), eventtree.Options{Key: p.key.Public().(ed25519.PublicKey), Log: log.With("component", "eventtree")}); err != nil {
 		p.close(log)
 		return nil, err
 	}

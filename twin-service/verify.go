@@ -128,7 +128,7 @@ func verifyLedgerDir(dir string, pub ed25519.PublicKey, stdout io.Writer) error 
 		}
 		_ = eng.Close() // opened read-only, and the verdict is in
 	}
-	if tree, err := eventtree.Open(filepath.Join(dir, "events")); err != nil {
+	if tree, err := eventtree.OpenReadOnly(filepath.Join(dir, "events"), eventtree.Options{}); err != nil {
 		errs = append(errs, fmt.Errorf("event tree: %w", err))
 	} else {
 		err := tree.VerifyAll(pub)

@@ -34,7 +34,7 @@ func ledgerServer(t *testing.T) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	tree, err := eventtree.Open(t.TempDir())
+	tree, err := eventtree.Open(t.TempDir(), eventtree.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -119,7 +119,7 @@ func run(t testing.TB, f func(context.Context) error) func() {
 
 func (r *rig) startAnchorer(cfg Config) {
 	var err error
-	if r.tree, err = eventtree.Open(filepath.Join(r.dir, "events")); err != nil {
+	if r.tree, err = eventtree.Open(filepath.Join(r.dir, "events"), eventtree.Options{}); err != nil {
 		r.t.Fatal(err)
 	}
 	r.a, err = Open(cfg, filepath.Join(r.dir, "anchor.db"), Deps{Events: r.store, Wake: r.in, Gateways: r.reg, Tree: r.tree, Ledger: r.led, Key: serviceKey})
@@ -305,7 +305,7 @@ func TestCrashBetweenTreeAndQueue(t *testing.T) {
 	r.inventory("GPU-b1", "v1") // a firmware change: evidence
 	// Append the events to the tree as a batcher would, then "crash" before
 	// the batch reaches the queue.
-	tree, err := eventtree.Open(filepath.Join(r.dir, "events"))
+	tree, err := eventtree.Open(filepath.Join(r.dir, "events"), eventtree.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

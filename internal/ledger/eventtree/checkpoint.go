@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 )
@@ -96,11 +97,19 @@ func VerifyCheckpoint(c *Checkpoint, pub ed25519.PublicKey) error {
 // its root is the tree's root at its size. It syncs the tree first, so a
 // stored checkpoint never covers leaves that could be lost.
 func (t *Tree) AddCheckpoint(c Checkpoint) error {
+	if t.ro {
+		return errReadOnly
+	}
 	root, err := t.RootAt(c.Size)
 	if err != nil {
 		return err
 	}
 	if string(root) != string(c.Root) {
+		if now, size, err := t.Root(); err == nil && size == c.Size && string(now) == string(c.Root) {
+			// The tree as appended gives the checkpoint's root but the
+			// stored nodes do not: they were changed on disk.
+			return fmt.Errorf("stored nodes give root %x at size %d, the leaves appended give %s: %w", root, c.Size, c.Root, ErrTampered)
+		}
 		return fmt.Errorf("checkpoint root %s is not the tree's root %x at size %d", c.Root, root, c.Size)
 	}
 	if err := t.Sync(); err != nil {
@@ -118,24 +127,57 @@ func (t *Tree) AddCheckpoint(c Checkpoint) error {
 	return t.cps.Sync()
 }
 
-// Checkpoints returns every stored checkpoint, oldest first.
+// Checkpoints returns every stored checkpoint, oldest first. A last line
+// cut short by a crash (no newline) is not a checkpoint: Open removes it.
 func (t *Tree) Checkpoints() ([]Checkpoint, error) {
 	t.cpMu.Lock()
 	defer t.cpMu.Unlock()
-	if _, err := t.cps.Seek(0, 0); err != nil {
-		return nil, err
+	cps, _, err := t.readCheckpoints()
+	return cps, err
+}
+
+// readCheckpoints parses checkpoints.jsonl; torn is the length of an
+// unfinished last line. Called with t.cpMu held.
+func (t *Tree) readCheckpoints() (cps []Checkpoint, torn int, err error) {
+	if _, err := t.cps.Seek(0, io.SeekStart); err != nil {
+		return nil, 0, err
 	}
-	var out []Checkpoint
-	sc := bufio.NewScanner(t.cps)
-	sc.Buffer(make([]byte, 4096), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		var c Checkpoint
-		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
-			return out, fmt.Errorf("checkpoints.jsonl line %d: %v: %w", line, err, ErrTampered)
+	r := bufio.NewReaderSize(t.cps, 64<<10)
+	for line := 1; ; line++ {
+		b, err := r.ReadBytes('\n')
+		if err == io.EOF {
+			return cps, len(b), nil
 		}
-		out = append(out, c)
+		if err != nil {
+			return cps, 0, err
+		}
+		var c Checkpoint
+		if err := json.Unmarshal(b, &c); err != nil {
+			return cps, 0, &TamperError{Leaf: 0, Offset: -1, File: "checkpoints.jsonl", What: fmt.Sprintf("checkpoints.jsonl line %d: %v", line, err)}
+		}
+		cps = append(cps, c)
 	}
-	return out, sc.Err()
+}
+
+// loadCheckpoints reads the checkpoints at Open and cuts an unfinished
+// last line (a crash while one was written; the tree it names was synced
+// before, so nothing else is lost).
+func (t *Tree) loadCheckpoints() ([]Checkpoint, error) {
+	t.cpMu.Lock()
+	defer t.cpMu.Unlock()
+	cps, torn, err := t.readCheckpoints()
+	if err != nil || torn == 0 {
+		return cps, err
+	}
+	t.note("cut an unfinished last line of checkpoints.jsonl (%d bytes): a crash while it was written", torn)
+	if t.ro {
+		return cps, nil
+	}
+	st, err := t.cps.Stat()
+	if err != nil {
+		return cps, err
+	}
+	return cps, t.cps.Truncate(st.Size() - int64(torn))
 }
 
 // LatestCheckpoint is the newest stored checkpoint; ok is false when there is none.

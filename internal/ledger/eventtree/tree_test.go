@@ -9,6 +9,7 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,7 +41,7 @@ func leafData(i int) []byte {
 
 func build(t *testing.T, dir string, n int) (*Tree, [][]byte) {
 	t.Helper()
-	tr, err := Open(dir)
+	tr, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,11 +60,28 @@ func build(t *testing.T, dir string, n int) (*Tree, [][]byte) {
 		leaves = append(leaves, batch...)
 		i += k
 	}
+	commit(t, tr)
 	return tr, leaves
 }
 
+var testKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32))
+
+// commit signs and stores a checkpoint of the whole tree: what Open keeps.
+func commit(t testing.TB, tr *Tree) Checkpoint {
+	t.Helper()
+	root, size, err := tr.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := SignCheckpoint(testKey, "test", size, root, time.Unix(int64(size), 0))
+	if err := tr.AddCheckpoint(cp); err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
 func TestRFC6962Vectors(t *testing.T) {
-	tr, err := Open(t.TempDir())
+	tr, err := Open(t.TempDir(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +183,7 @@ func TestReopenKeepsTree(t *testing.T) {
 	tr, leaves := build(t, dir, 77)
 	root, _, _ := tr.Root()
 	tr.Close()
-	tr2, err := Open(dir)
+	tr2, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,6 +196,7 @@ func TestReopenKeepsTree(t *testing.T) {
 	if _, err := tr2.Append(leafData(77), leafData(78)); err != nil {
 		t.Fatal(err)
 	}
+	commit(t, tr2)
 	if got, _, _ := tr2.Root(); !bytes.Equal(got, mth(leaves)) {
 		t.Errorf("Root() after reopen and append = %x, want %x", got, mth(leaves))
 	}
@@ -192,7 +211,7 @@ func TestOpenCutsTornWrite(t *testing.T) {
 	appendFile(t, filepath.Join(dir, "leaves.idx"), []byte{0, 0, 0})
 	// And a node file that lost its tail.
 	os.Truncate(filepath.Join(dir, "level-01.dat"), 32)
-	tr2, err := Open(dir)
+	tr2, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +281,7 @@ func TestTamperDetected(t *testing.T) {
 			}
 			tr.Close()
 			flipByte(t, filepath.Join(dir, tc.file), tc.off)
-			tr2, err := Open(dir)
+			tr2, err := Open(dir, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -317,8 +336,8 @@ func TestCheckpoint(t *testing.T) {
 	// A checkpoint edited on disk is caught.
 	path := filepath.Join(dir, "checkpoints.jsonl")
 	b, _ := os.ReadFile(path)
-	os.WriteFile(path, bytes.Replace(b, []byte(`"size":20`), []byte(`"size":19`), 1), 0o644)
-	tr2, err := Open(dir)
+	os.WriteFile(path, bytes.Replace(b, []byte(`"size":20,"root"`), []byte(`"size":19,"root"`), 2), 0o644)
+	tr2, err := OpenReadOnly(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,10 +345,18 @@ func TestCheckpoint(t *testing.T) {
 	if err := tr2.VerifyAll(pub); !errors.Is(err, ErrTampered) {
 		t.Errorf("VerifyAll() with an edited checkpoint = %v, want ErrTampered", err)
 	}
+	// The service refuses to open it: the committing checkpoint's root is
+	// not the leaves'.
+	if tr3, err := Open(dir, Options{}); !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), "checkpoints.jsonl line") {
+		t.Errorf("Open() with an edited checkpoint = %v, want ErrTampered naming the line", err)
+		if err == nil {
+			tr3.Close()
+		}
+	}
 }
 
 func BenchmarkAppend(b *testing.B) {
-	tr, err := Open(b.TempDir())
+	tr, err := Open(b.TempDir(), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -349,7 +376,7 @@ func BenchmarkAppend(b *testing.B) {
 }
 
 func BenchmarkInclusionProof(b *testing.B) {
-	tr, err := Open(b.TempDir())
+	tr, err := Open(b.TempDir(), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

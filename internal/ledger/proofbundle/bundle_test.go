@@ -69,7 +69,7 @@ func (e *env) anchorBatch(t *testing.T, first, last uint64) {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	tree, err := eventtree.Open(t.TempDir())
+	tree, err := eventtree.Open(t.TempDir(), eventtree.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
