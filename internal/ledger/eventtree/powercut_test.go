@@ -143,4 +143,3 @@ func TestCommittedDamageIsTamper(t *testing.T) {
 		})
 	}
 }
-

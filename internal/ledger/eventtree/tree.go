@@ -549,7 +549,7 @@ var errReadOnly = errors.New("event tree opened read-only")
 // that a later Append does not leave stale index entries or nodes behind.
 // Called with t.mu held.
 func (t *Tree) cutFailed(err error) error {
-	_ = t.data.Truncate(t.dataLen)         // best effort, see above
+	_ = t.data.Truncate(t.dataLen)        // best effort, see above
 	_ = t.idx.Truncate(int64(t.size) * 8) // best effort, see above
 	for l, f := range t.levels {
 		_ = f.Truncate(int64(t.size>>l) * HashSize) // best effort, see above
