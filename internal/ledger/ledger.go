@@ -29,6 +29,10 @@ var (
 	ErrInvalid   = core.ErrInvalid   // the input breaks a rule
 	// ErrUnavailable: the backend cannot be reached; retrying later may work.
 	ErrUnavailable = errors.New("ledger unavailable")
+	// ErrTampered: the backend's stored data does not match its hashes or
+	// signatures. It takes no more writes until an operator restores it;
+	// the error names the place.
+	ErrTampered = errors.New("tampered")
 )
 
 // Backend runs core functions by name with a JSON argument and returns the

@@ -54,8 +54,8 @@ import (
 )
 
 // ErrTampered is wrapped by every error that reports stored data that does
-// not match its hashes or signatures.
-var ErrTampered = errors.New("tampered")
+// not match its hashes or signatures (it is ledger.ErrTampered).
+var ErrTampered = ledger.ErrTampered
 
 // TamperError says where the ledger's files stopped matching.
 type TamperError struct {
@@ -106,6 +106,9 @@ type Engine struct {
 	height uint64
 	head   []byte
 	end    int64
+	// damage, once set, refuses every write: the ledger runs read-only.
+	damage error
+	notes  []string // what Verify found that is not damage
 }
 
 // openEngine opens or creates the ledger files in opts.Dir.
@@ -333,6 +336,12 @@ func (e *Engine) Submit(caller Caller, fnName string, args any, fn func(st *txSt
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.damage == nil {
+		e.damage = e.checkTail()
+	}
+	if e.damage != nil {
+		return Receipt{}, fmt.Errorf("%s: the ledger is read-only: %w", fnName, e.damage)
+	}
 	at := e.opts.Now().UTC()
 	txID := txID(e.head, e.height+1, fnName, argJSON, caller, at)
 	st := &txState{writes: map[string]Write{}}
@@ -377,6 +386,61 @@ func (e *Engine) Submit(caller Caller, fnName string, args any, fn func(st *txSt
 		return Receipt{}, err
 	}
 	return Receipt{TxID: txID, Height: body.Height}, nil
+}
+
+// checkTail checks, before a block is added, that blocks.dat still ends
+// where the engine left it and that its last block is still the head: a
+// cheap guard against a file changed under the running service (Verify
+// checks all of it). Called with e.mu held.
+func (e *Engine) checkTail() error {
+	st, err := e.blocks.Stat()
+	if err != nil {
+		return fmt.Errorf("blocks.dat: %w", err)
+	}
+	if st.Size() != e.end {
+		return &TamperError{Height: e.height, Offset: e.end, What: fmt.Sprintf("blocks.dat has %d bytes, the %d blocks end at %d: it was changed under the service", st.Size(), e.height, e.end)}
+	}
+	if e.height == 0 {
+		return nil
+	}
+	var off, n uint64
+	err = e.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketBlocks).Get(be(e.height))
+		if len(v) != 16 {
+			return &TamperError{Height: e.height, Offset: -1, What: "state.db lost the block's offset"}
+		}
+		off, n = u64(v[:8]), u64(v[8:])
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	line := make([]byte, n)
+	if _, err := e.blocks.ReadAt(line, int64(off)); err != nil {
+		return &TamperError{Height: e.height, Offset: int64(off), What: "read the last block: " + err.Error()}
+	}
+	var b Block
+	if err := json.Unmarshal(line, &b); err != nil || !bytes.Equal(BlockHash(b.Body), e.head) {
+		return &TamperError{Height: e.height, Offset: int64(off), What: "the last block is not the one the service wrote"}
+	}
+	return nil
+}
+
+// SetDamaged makes the ledger read-only: every later write fails with err
+// (which should name the damage and wrap ErrTampered).
+func (e *Engine) SetDamaged(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.damage == nil {
+		e.damage = err
+	}
+}
+
+// Damage is what made the ledger read-only, or nil.
+func (e *Engine) Damage() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.damage
 }
 
 // txID is a deterministic id for a transaction: hex SHA-256 of the head it
@@ -452,19 +516,53 @@ func (e *Engine) blockBy(bucket []byte, key, what string) (Block, error) {
 	return e.Block(h)
 }
 
-// Verify checks every block and the state they produce; see the package doc.
+// Verify checks every byte of blocks.dat and the state the blocks make;
+// see the package doc. Blocks past the height state.db records (written,
+// not yet applied: a crash between the two) must be valid blocks too; an
+// unfinished last line (a crash while it was written) is not damage. Both
+// are Notes, not errors: Open replays the one and cuts the other.
 func (e *Engine) Verify() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.notes = nil
+	st, err := e.blocks.Stat()
+	if err != nil {
+		return err
+	}
+	size := st.Size()
 	state := map[string][]byte{}
+	txs := map[string]uint64{}
+	wrote := map[string]uint64{}
+	type span struct{ off, n int64 }
+	index := map[uint64]span{}
 	head := make([]byte, sha256.Size)
 	var height uint64
 	var off int64
-	r := bufio.NewReaderSize(io.NewSectionReader(e.blocks, 0, e.end), 1<<16)
-	for off < e.end {
+	checkState := func() error { // the state at state.db's height
+		if height != e.height || !bytes.Equal(head, e.head) {
+			return &TamperError{Height: height, Offset: off, What: fmt.Sprintf("state.db says height %d with head %x; the blocks give %x at that height", e.height, e.head, head)}
+		}
+		if off != e.end {
+			return &TamperError{Height: height, Offset: off, What: fmt.Sprintf("state.db says block %d ends at offset %d; it ends at %d", e.height, e.end, off)}
+		}
+		return e.checkStateDB(state, txs, wrote, func(h uint64) (int64, int64, bool) { s, ok := index[h]; return s.off, s.n, ok })
+	}
+	stateChecked := false
+	if e.height == 0 {
+		if err := checkState(); err != nil {
+			return err
+		}
+		stateChecked = true
+	}
+	r := bufio.NewReaderSize(io.NewSectionReader(e.blocks, 0, size), 1<<16)
+	for off < size {
 		line, err := r.ReadBytes('\n')
+		if err == io.EOF {
+			e.notes = append(e.notes, fmt.Sprintf("blocks.dat ends with an unfinished line of %d bytes after block %d (offset %d): a crash while it was written; the service cuts it at its next start", len(line), height, off))
+			break
+		}
 		if err != nil {
-			return &TamperError{Height: height + 1, Offset: off, What: "block line cut short"}
+			return err
 		}
 		var b Block
 		if err := json.Unmarshal(line, &b); err != nil {
@@ -483,14 +581,39 @@ func (e *Engine) Verify() error {
 			} else {
 				state[w.Key] = w.Value
 			}
+			wrote[w.Key] = body.Height
 		}
+		for _, t := range body.Txs {
+			txs[t.ID] = body.Height
+		}
+		index[body.Height] = span{off, int64(len(line))}
 		height, head = body.Height, b.Hash
 		off += int64(len(line))
+		if height == e.height {
+			if err := checkState(); err != nil {
+				return err
+			}
+			stateChecked = true
+		}
 	}
-	if height != e.height || !bytes.Equal(head, e.head) {
-		return &TamperError{Height: height, Offset: off, What: fmt.Sprintf("blocks end at height %d, state.db says %d", height, e.height)}
+	if !stateChecked {
+		return &TamperError{Height: height, Offset: off, What: fmt.Sprintf("blocks.dat holds %d blocks, state.db says %d", height, e.height)}
 	}
+	if height > e.height {
+		e.notes = append(e.notes, fmt.Sprintf("blocks %d-%d are written but not yet in state.db (a crash between the two): valid, and replayed at the service's next start", e.height+1, height))
+	}
+	return nil
+}
+
+// checkStateDB compares state.db with the state, transaction index, write
+// index and block offsets the blocks make.
+func (e *Engine) checkStateDB(state map[string][]byte, txs, wrote map[string]uint64, span func(uint64) (off, n int64, ok bool)) error {
 	return e.db.View(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketState, bucketBlocks, bucketTxs, bucketWrote} {
+			if tx.Bucket(name) == nil {
+				return &TamperError{What: fmt.Sprintf("state.db has no %s bucket", name)}
+			}
+		}
 		n := 0
 		err := tx.Bucket(bucketState).ForEach(func(k, v []byte) error {
 			n++
@@ -506,8 +629,52 @@ func (e *Engine) Verify() error {
 		if err == nil && n != len(state) {
 			err = &TamperError{What: fmt.Sprintf("state.db holds %d keys, the blocks write %d", n, len(state))}
 		}
+		if err != nil {
+			return err
+		}
+		for _, idx := range []struct {
+			bucket []byte
+			want   map[string]uint64
+			what   string
+		}{{bucketTxs, txs, "transaction"}, {bucketWrote, wrote, "state key's last writer"}} {
+			n := 0
+			err := tx.Bucket(idx.bucket).ForEach(func(k, v []byte) error {
+				n++
+				if h, ok := idx.want[string(k)]; !ok || u64(v) != h {
+					return &TamperError{What: fmt.Sprintf("state.db says %s %q is in block %d; the blocks say %d", idx.what, k, u64(v), h)}
+				}
+				return nil
+			})
+			if err == nil && n != len(idx.want) {
+				err = &TamperError{What: fmt.Sprintf("state.db indexes %d of %d %ss", n, len(idx.want), idx.what)}
+			}
+			if err != nil {
+				return err
+			}
+		}
+		n = 0
+		err = tx.Bucket(bucketBlocks).ForEach(func(k, v []byte) error {
+			n++
+			h := u64(k)
+			off, size, ok := span(h)
+			if !ok || len(v) != 16 || int64(u64(v[:8])) != off || int64(u64(v[8:])) != size {
+				return &TamperError{Height: h, Offset: off, What: "state.db's offset of the block is not where it lies in blocks.dat"}
+			}
+			return nil
+		})
+		if err == nil && uint64(n) != e.height {
+			err = &TamperError{What: fmt.Sprintf("state.db indexes %d blocks, it says the height is %d", n, e.height)}
+		}
 		return err
 	})
+}
+
+// Notes lists what the last Verify found that is not damage: blocks
+// written but not yet applied, an unfinished last line.
+func (e *Engine) Notes() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.notes
 }
 
 // Close closes the files.
@@ -516,7 +683,10 @@ func (e *Engine) Close() error {
 }
 
 // OpenVerifier opens a ledger directory to Verify it against the service's
-// public key, without the private key. It does not write.
+// public key, without the private key. It does not write. With a nil pub
+// it takes the key that signed the first block (see PublicKey): Verify
+// then says whether the ledger is consistent, not whether that key is the
+// service's.
 func OpenVerifier(dir string, pub ed25519.PublicKey) (*Engine, error) {
 	if _, err := os.Stat(filepath.Join(dir, "blocks.dat")); err != nil {
 		return nil, err
@@ -529,6 +699,26 @@ func OpenVerifier(dir string, pub ed25519.PublicKey) (*Engine, error) {
 	if err != nil {
 		_ = db.Close() // the error being returned says more
 		return nil, err
+	}
+	if pub == nil {
+		line, err := bufio.NewReader(f).ReadBytes('\n')
+		var b Block
+		if err == nil {
+			err = json.Unmarshal(line, &b)
+		}
+		if err == nil && len(b.Key) != ed25519.PublicKeySize {
+			err = fmt.Errorf("key of %d bytes", len(b.Key))
+		}
+		switch {
+		case len(line) == 0:
+			pub = make(ed25519.PublicKey, ed25519.PublicKeySize) // no blocks: nothing is signed
+		case err != nil:
+			_ = db.Close() // the error being returned says more
+			_ = f.Close()  // the error being returned says more
+			return nil, &TamperError{Height: 1, Offset: 0, What: "block 1 names no key: " + err.Error()}
+		default:
+			pub = ed25519.PublicKey(b.Key)
+		}
 	}
 	e := &Engine{opts: Options{Dir: dir, Now: time.Now, Log: slog.New(slog.DiscardHandler)}, pub: pub, db: db, blocks: f, head: make([]byte, sha256.Size)}
 	err = db.View(func(tx *bolt.Tx) error {
