@@ -67,6 +67,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	if err := CheckFile(path); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	timeout := opts.Timeout
 	if timeout == 0 {
 		timeout = 5 * time.Second

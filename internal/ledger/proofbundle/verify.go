@@ -29,9 +29,18 @@ type Check struct {
 type Report struct {
 	Subject string  `json:"subject"`
 	Checks  []Check `json:"checks"`
+	// Key is the service key the signatures were checked against, and
+	// KeyTrusted whether the caller pinned it. A bundle that checks under
+	// its own key only shows it is consistent: anyone can make such a
+	// bundle with a key of their own.
+	Key        eventtree.Hash `json:"key"`
+	KeyTrusted bool           `json:"key_trusted"`
 }
 
-// OK reports whether every check passed.
+// Verified reports whether every check passed under a pinned key.
+func (r *Report) Verified() bool { return r.OK() && r.KeyTrusted }
+
+// OK reports whether every check passed (consistent; see Verified).
 func (r *Report) OK() bool {
 	for _, c := range r.Checks {
 		if !c.OK {
@@ -62,10 +71,13 @@ func (r *Report) Write(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %s %-22s %s\n", mark, c.Name, c.Detail)
 	}
-	if r.OK() {
-		fmt.Fprintln(w, "VERIFIED")
-	} else {
+	switch {
+	case !r.OK():
 		fmt.Fprintf(w, "NOT VERIFIED: %d check(s) failed\n", len(r.Failed()))
+	case r.KeyTrusted:
+		fmt.Fprintln(w, "VERIFIED")
+	default:
+		fmt.Fprintf(w, "CONSISTENT, BUT THE KEY IS NOT TRUSTED: it checks under key %s, which was not pinned; anyone can sign a bundle with a key of their own. Pass the service's key (-key HEX) to verify.\n", r.Key)
 	}
 }
 
@@ -90,10 +102,12 @@ func Verify(b *Bundle, trusted ed25519.PublicKey) *Report {
 	case trusted != nil && !bytes.Equal(trusted, key):
 		r.add("service key", fmt.Errorf("bundle is signed by %x, not the trusted key %x", []byte(key), []byte(trusted)), "")
 	case trusted != nil:
-		r.add("service key", nil, fmt.Sprintf("%x (trusted)", []byte(key)))
+		r.add("service key", nil, fmt.Sprintf("%x (pinned)", []byte(key)))
+		r.KeyTrusted = true
 	default:
-		r.add("service key", nil, fmt.Sprintf("%x (taken from the bundle; pass the service's key to pin it)", []byte(key)))
+		r.add("service key", nil, fmt.Sprintf("%x (taken from the bundle, NOT TRUSTED: pass the service's key to pin it)", []byte(key)))
 	}
+	r.Key = eventtree.Hash(key)
 	switch {
 	case b.Kind == KindEvent && b.Event != nil:
 		verifyEvent(r, b.Event, key)
