@@ -32,6 +32,7 @@ const (
 
 type boltMeta struct {
 	pageSize  int64
+	root      uint64 // the root bucket's page
 	highWater uint64 // pages in use: the file must hold at least this many
 	txid      uint64
 }
@@ -50,14 +51,16 @@ func readMeta(f *os.File, off int64) (boltMeta, bool) {
 	if h.Sum64() != le.Uint64(b[metaOff+metaSumLen:]) {
 		return boltMeta{}, false
 	}
-	m := boltMeta{pageSize: int64(le.Uint32(b[pageSizeOff:])), highWater: le.Uint64(b[highWaterOff:]), txid: le.Uint64(b[txidOff:])}
+	m := boltMeta{pageSize: int64(le.Uint32(b[pageSizeOff:])), root: le.Uint64(b[rootOff:]), highWater: le.Uint64(b[highWaterOff:]), txid: le.Uint64(b[txidOff:])}
 	return m, m.pageSize >= minPageSize && m.pageSize <= maxPageSize
 }
 
 // CheckFile looks at a bbolt file before bbolt maps it into memory: a file
 // cut short (a copy that stopped, a full disk during a restore) makes
-// bbolt read past its end and the process die of SIGBUS or a panic, and a
-// file with no valid header is not a store at all. It returns nil for a
+// bbolt read past its end and the process die of SIGBUS or a panic, a
+// file with no valid header is not a store at all, and a damaged page in
+// the middle makes bbolt panic while it walks the pages at open. CheckFile
+// walks them first (every page is read once). It returns nil for a
 // missing or empty file (bbolt makes a new one) and otherwise an error
 // naming the file, what is wrong and what to do.
 func CheckFile(path string) error {
@@ -105,5 +108,117 @@ func CheckFile(path string) error {
 	if need := int64(best.highWater) * best.pageSize; size < need {
 		return fmt.Errorf("%s is cut short: it has %d bytes, its header says %d are in use (%d pages of %d); %s: %w", path, size, need, best.highWater, best.pageSize, todo, ErrDamaged)
 	}
+	if err := walk(f, best, best.root); err != nil {
+		return fmt.Errorf("%s is damaged: %v; %s: %w", path, err, todo, ErrDamaged)
+	}
 	return nil
+}
+
+// bbolt page layout: id (8), flags (2), count (2), overflow (4), then
+// count elements of 16 bytes; an element's key lies pos bytes past the
+// element itself.
+const (
+	pageHeader   = 16
+	elemSize     = 16
+	branchFlag   = 0x01
+	leafFlag     = 0x02
+	bucketFlag   = 0x01 // a leaf element that is a bucket: value = root page (8), sequence (8)[, inline page]
+	rootOff      = metaOff + 16
+	maxWalkDepth = 64
+)
+
+// walk checks the tree of pages under the header's root bucket the way
+// bbolt walks it when it opens the file, but returning an error where
+// bbolt's page checks panic: every page id below the high-water mark,
+// pages naming their own id, one parent each, elements inside their page.
+func walk(f io.ReaderAt, m boltMeta, root uint64) error {
+	seen := map[uint64]bool{}
+	var visit func(id uint64, depth int, where string) error
+	page := func(id uint64) ([]byte, error) {
+		if id < 2 || id >= m.highWater {
+			return nil, fmt.Errorf("page %d is outside the file's %d pages", id, m.highWater)
+		}
+		b := make([]byte, m.pageSize)
+		if _, err := f.ReadAt(b, int64(id)*m.pageSize); err != nil {
+			return nil, fmt.Errorf("read page %d: %w", id, err)
+		}
+		if got := binary.NativeEndian.Uint64(b); got != id {
+			return nil, fmt.Errorf("page %d names itself %d", id, got)
+		}
+		if over := uint64(binary.NativeEndian.Uint32(b[12:])); over > 0 {
+			if id+over >= m.highWater {
+				return nil, fmt.Errorf("page %d runs %d pages past the file's %d", id, over, m.highWater)
+			}
+			b = make([]byte, int64(over+1)*m.pageSize)
+			if _, err := f.ReadAt(b, int64(id)*m.pageSize); err != nil {
+				return nil, fmt.Errorf("read page %d: %w", id, err)
+			}
+		}
+		return b, nil
+	}
+	var elems func(b []byte, id uint64, depth int, where string) error
+	elems = func(b []byte, id uint64, depth int, where string) error {
+		flags, count := binary.NativeEndian.Uint16(b[8:]), int(binary.NativeEndian.Uint16(b[10:]))
+		if pageHeader+count*elemSize > len(b) {
+			return fmt.Errorf("page %d (%s) lists %d elements, more than it holds", id, where, count)
+		}
+		for i := range count {
+			e := b[pageHeader+i*elemSize:]
+			at := pageHeader + i*elemSize
+			switch {
+			case flags&branchFlag != 0:
+				pos, ksize := int(binary.NativeEndian.Uint32(e)), int(binary.NativeEndian.Uint32(e[4:]))
+				if at+pos+ksize > len(b) {
+					return fmt.Errorf("page %d (%s) element %d lies past the page", id, where, i)
+				}
+				if err := visit(binary.NativeEndian.Uint64(e[8:]), depth+1, where); err != nil {
+					return err
+				}
+			case flags&leafFlag != 0:
+				fl, pos := binary.NativeEndian.Uint32(e), int(binary.NativeEndian.Uint32(e[4:]))
+				ksize, vsize := int(binary.NativeEndian.Uint32(e[8:])), int(binary.NativeEndian.Uint32(e[12:]))
+				if at+pos+ksize+vsize > len(b) || pos < 0 {
+					return fmt.Errorf("page %d (%s) element %d lies past the page", id, where, i)
+				}
+				if fl&bucketFlag == 0 {
+					continue
+				}
+				name := string(b[at+pos : at+pos+ksize])
+				v := b[at+pos+ksize : at+pos+ksize+vsize]
+				if len(v) < 16 {
+					return fmt.Errorf("page %d: bucket %q has a short header", id, name)
+				}
+				if r := binary.NativeEndian.Uint64(v); r != 0 {
+					if err := visit(r, depth+1, "bucket "+name); err != nil {
+						return err
+					}
+				} else if len(v) > 16 {
+					if len(v) < 16+pageHeader {
+						return fmt.Errorf("page %d: inline bucket %q is cut short", id, name)
+					}
+					if err := elems(v[16:], id, depth+1, "bucket "+name); err != nil {
+						return err
+					}
+				}
+			default:
+				return fmt.Errorf("page %d (%s) is neither a branch nor a leaf (flags %#x)", id, where, flags)
+			}
+		}
+		return nil
+	}
+	visit = func(id uint64, depth int, where string) error {
+		if depth > maxWalkDepth {
+			return fmt.Errorf("page %d (%s): the tree is deeper than %d pages", id, where, maxWalkDepth)
+		}
+		if seen[id] {
+			return fmt.Errorf("page %d (%s) has two parents", id, where)
+		}
+		seen[id] = true
+		b, err := page(id)
+		if err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		return elems(b, id, depth, where)
+	}
+	return visit(root, 0, "root")
 }

@@ -41,6 +41,15 @@ func TestDamagedFileRefused(t *testing.T) {
 	}{
 		{"cut in half", func(path string, size int64) error { return os.Truncate(path, size/2) }, "is cut short"},
 		{"cut to one page", func(path string, size int64) error { return os.Truncate(path, 4096) }, "is cut short"},
+		{"pages in the middle overwritten", func(path string, size int64) error {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteAt(make([]byte, 16*4096), size/2/4096*4096)
+			return err
+		}, "is damaged"},
 		{"headers overwritten", func(path string, size int64) error {
 			f, err := os.OpenFile(path, os.O_WRONLY, 0)
 			if err != nil {
