@@ -71,11 +71,6 @@ type MQTTConfig struct {
 	External mqttsub.Config `yaml:"external"`
 }
 
-// StoreConfig tunes the store.
-type StoreConfig struct {
-	NoSync bool `yaml:"no_sync"` // skip fsync: for benchmarks only, loses acknowledged messages on a crash
-}
-
 func defaultConfig() Config {
 	return Config{
 		DataDir: "data",
@@ -113,6 +108,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("mqtt.mode %q: want %s or %s", c.MQTT.Mode, modeEmbedded, modeExternal))
 	}
 	errs = append(errs, c.Ingest.Validate())
+	errs = append(errs, c.Store.Validate())
 	errs = append(errs, c.Telemetry.WithDefaults().Validate())
 	errs = append(errs, c.Ledger.Validate())
 	c.Auth.Defaults()

@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"twinchain/internal/detect/alertstore"
 	"twinchain/internal/detect/detectsvc"
 	"twinchain/internal/httpapi"
+	"twinchain/internal/twinstore"
 )
 
 // buildDetect opens the detection service (detectors, alerts, work orders)
@@ -20,6 +22,9 @@ func (s *service) buildDetect() error {
 		}
 	}
 	pub, _ := s.mqtt.(alertstore.Publisher) // the embedded broker publishes alerts; an external client does not
+	if err := twinstore.CheckFile(filepath.Join(s.cfg.DataDir, detectsvc.FileName)); err != nil {
+		return fmt.Errorf("detection: %w", err)
+	}
 	d, err := detectsvc.Open(s.cfg.DataDir, cfg, detectsvc.Deps{
 		Logs:    s.store,
 		Source:  s.in,

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -34,7 +37,11 @@ const (
 
 // LedgerConfig is the ledger part of the configuration (key "ledger").
 type LedgerConfig struct {
-	Backend string              `yaml:"backend"`  // file (embedded, default), fabric or off
+	// VerifyInterval is how often the running service re-checks every
+	// block, leaf, node and checkpoint on disk (it always does at start,
+	// before anchoring); default 1h.
+	VerifyInterval time.Duration `yaml:"verify_interval"`
+	Backend        string        `yaml:"backend"` // file (embedded, default), fabric or off
 	Dir     string              `yaml:"dir"`      // embedded ledger, event tree, anchor queue; default {data_dir}/ledger
 	KeyFile string              `yaml:"key_file"` // service Ed25519 key (made when missing); default {data_dir}/service.key
 	Org     string              `yaml:"org"`      // the organisation the embedded ledger records for callers; default "twinchain"
@@ -53,6 +60,9 @@ func (c *LedgerConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("ledger.backend %q: want file, fabric or off", c.Backend))
 	}
 	errs = append(errs, c.Anchor.Validate())
+	if c.VerifyInterval != 0 && c.VerifyInterval < time.Minute {
+		errs = append(errs, fmt.Errorf("ledger.verify_interval %s: at least 1m", c.VerifyInterval))
+	}
 	return errors.Join(errs...)
 }
 
@@ -66,6 +76,8 @@ type ledgerPart struct {
 	tree     *eventtree.Tree
 	anchorer *anchor.Anchorer
 	proofs   *proofbundle.Exporter
+	log      *slog.Logger
+	damaged  atomic.Pointer[error] // set when stored ledger data does not verify: read-only from then on
 }
 
 // openLedger opens the ledger part, or returns nil when it is off.
@@ -82,10 +94,20 @@ func openLedger(cfg LedgerConfig, dataDir string, store *twinstore.Store, in *in
 	if cfg.Org == "" {
 		cfg.Org = "twinchain"
 	}
-	p := &ledgerPart{cfg: cfg}
+	if cfg.VerifyInterval == 0 {
+		cfg.VerifyInterval = time.Hour
+	}
+	p := &ledgerPart{cfg: cfg, log: log.With("component", "ledger")}
 	var err error
 	if p.key, err = signkey.LoadOrCreate(cfg.KeyFile); err != nil {
 		return nil, err
+	}
+	pub := p.key.Public().(ed25519.PublicKey)
+	publishKey(filepath.Join(dataDir, "service.pub"), pub, p.log)
+	for _, db := range []string{filepath.Join(cfg.Dir, "blocks", "state.db"), filepath.Join(cfg.Dir, "anchor.db")} {
+		if err := twinstore.CheckFile(db); err != nil {
+			return nil, err
+		}
 	}
 	switch cfg.Backend {
 	case ledgerFabric:
@@ -124,8 +146,104 @@ func (a auditor) AnchorForEvent(ctx context.Context, id uint64) (core.Anchor, er
 	return a.l.AnchorForEvent(ledger.WithCaller(ctx, core.Caller{ID: "twin-service.proofs", Role: core.RoleAuditor}), id)
 }
 
-// Run anchors until ctx ends.
-func (p *ledgerPart) Run(ctx context.Context) error { return p.anchorer.Run(ctx) }
+// Run checks everything the ledger stored, then anchors until ctx ends,
+// re-checking every VerifyInterval. When stored data does not verify (at
+// start, later, or when the anchorer meets it) the ledger goes read-only:
+// anchoring stops, the embedded ledger refuses writes, /readyz says so and
+// the log names the place. The service stays up; an operator restores the
+// ledger directory and restarts it.
+func (p *ledgerPart) Run(ctx context.Context) error {
+	if err := p.verifyStored(); err != nil {
+		p.setDamaged(err)
+		<-ctx.Done()
+		return nil
+	}
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.anchorer.Run(actx) }()
+	tick := time.NewTicker(p.cfg.VerifyInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			cancel()
+			<-done
+			return nil
+		case err := <-done:
+			if ctx.Err() == nil {
+				if err == nil {
+					err = errors.New("anchoring stopped")
+				}
+				p.setDamaged(err)
+				<-ctx.Done()
+			}
+			return nil
+		case <-tick.C:
+			if err := p.verifyStored(); err != nil {
+				p.setDamaged(err)
+				cancel()
+				<-done
+				<-ctx.Done()
+				return nil
+			}
+		}
+	}
+}
+
+// verifyStored checks every block and the state they make, every leaf,
+// node and checkpoint of the event tree, and every anchor against the tree.
+func (p *ledgerPart) verifyStored() error {
+	start := time.Now()
+	if p.file != nil {
+		if err := p.file.Verify(); err != nil {
+			return fmt.Errorf("ledger blocks: %w", err)
+		}
+		for _, n := range p.file.Notes() {
+			p.log.Warn("ledger blocks: " + n)
+		}
+	}
+	if err := p.tree.VerifyAll(p.key.Public().(ed25519.PublicKey)); err != nil {
+		return fmt.Errorf("event tree: %w", err)
+	}
+	if p.file != nil {
+		if _, err := p.file.CheckAnchors(p.tree.RootAt); err != nil {
+			return fmt.Errorf("ledger anchors: %w", err)
+		}
+	}
+	p.log.Info("ledger verified: every block, leaf, node, checkpoint and anchor holds", "events", p.tree.Size(), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (p *ledgerPart) setDamaged(err error) {
+	if !p.damaged.CompareAndSwap(nil, &err) {
+		return
+	}
+	p.log.Error("LEDGER DAMAGED: anchoring stopped and the ledger is read-only; restore the ledger directory from a backup (`twin-service verify DATA/ledger -key ...` names every problem) and restart", "err", err)
+	if p.file != nil {
+		p.file.SetDamaged(fmt.Errorf("%w: %w", ledger.ErrUnavailable, err))
+	}
+}
+
+// damage is what made the ledger read-only, or nil (for /readyz).
+func (p *ledgerPart) damage() error {
+	if e := p.damaged.Load(); e != nil {
+		return fmt.Errorf("damaged, read-only: %w", *e)
+	}
+	return nil
+}
+
+// publishKey writes the service's public key where an auditor can copy it
+// from (hex, one line) and logs it: verify needs it pinned.
+func publishKey(path string, pub ed25519.PublicKey, log *slog.Logger) {
+	text := hex.EncodeToString(pub) + "\n"
+	if b, err := os.ReadFile(path); err != nil || string(b) != text {
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			log.Warn("could not write the service's public key", "path", path, "err", err)
+		}
+	}
+	log.Info("service key: auditors pin this public key to verify proofs and the ledger (twin-service verify -key HEX)", "public_key", hex.EncodeToString(pub), "file", path)
+}
 
 func (p *ledgerPart) close(log *slog.Logger) {
 	var errs []error
@@ -193,6 +311,9 @@ func (p *ledgerPart) status() any {
 	}
 	if ok {
 		st["checkpoint"] = cp
+	}
+	if err := p.damage(); err != nil {
+		st["damage"] = err.Error()
 	}
 	if p.file != nil {
 		st["height"] = p.file.Height()

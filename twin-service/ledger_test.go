@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -127,11 +128,17 @@ ledger:
 		t.Errorf("anchor head stamp = %+v, want written by the service role", head.Stamp)
 	}
 	// The CLI exports a bundle; verify accepts it and refuses a changed one.
+	// The auditor pins the service's public key (service.pub, the log).
+	pubHex, err := os.ReadFile(filepath.Join(dir, "service.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := strings.TrimSpace(string(pubHex))
 	bundle := filepath.Join(dir, "event-5.json")
 	cli := func(args ...string) error {
 		var out bytes.Buffer
 		err := run(context.Background(), args, func(k string) string {
-			return map[string]string{"TWINCHAIN_TOKEN": token, "TWINCHAIN_SERVER": base}[k]
+			return map[string]string{"TWINCHAIN_TOKEN": token, "TWINCHAIN_SERVER": base, "TWINCHAIN_VERIFY_KEY": pinned}[k]
 		}, &out)
 		return err
 	}
@@ -140,6 +147,10 @@ ledger:
 	}
 	if err := cli("verify", bundle); err != nil {
 		t.Errorf("verify of a fresh bundle: %v", err)
+	}
+	// Without a pinned key a good bundle is only consistent: exit status 3.
+	if code := exitCode(runVerify(context.Background(), []string{bundle}, noenv, io.Discard, io.Discard)); code != exitUntrusted {
+		t.Errorf("verify of a fresh bundle without a key: exit status %d, want %d (consistent, key not trusted)", code, exitUntrusted)
 	}
 	b, _ := os.ReadFile(bundle)
 	bad := filepath.Join(dir, "event-5-bad.json")
@@ -223,9 +234,20 @@ ledger:
 	checkPrivate(t, dir, "registry.json", "twin.yaml", "event-5.json", "event-5-bad.json", "dataset.json", "ds.json", "alert.json")
 	var out bytes.Buffer
 	ledgerDir := filepath.Join(dir, "ledger")
-	if err := runVerify(context.Background(), []string{ledgerDir}, noenv, &out, io.Discard); err != nil {
+	if err := runVerify(context.Background(), []string{"-key", pinned, ledgerDir}, noenv, &out, io.Discard); err != nil {
 		t.Fatalf("verify %s: %v\n%s", ledgerDir, err, out.String())
 	}
+	out.Reset()
+	if err := runVerify(context.Background(), []string{"-key", pinned, dir}, noenv, &out, io.Discard); err != nil || !strings.Contains(out.String(), "ok   store:") {
+		t.Errorf("verify of the data directory = %v:\n%s\nwant the store scrubbed and VERIFIED", err, out.String())
+	}
+	// No key beside the ledger is trusted: without -key it is only consistent.
+	out.Reset()
+	err = runVerify(context.Background(), []string{ledgerDir}, noenv, &out, io.Discard)
+	if exitCode(err) != exitUntrusted || !strings.Contains(out.String(), "KEY IS NOT TRUSTED") {
+		t.Errorf("verify of the ledger without a key = %v (exit %d):\n%s\nwant exit %d, consistent but the key not trusted", err, exitCode(err), out.String(), exitUntrusted)
+	}
+	noenv = func(k string) string { return map[string]string{"TWINCHAIN_VERIFY_KEY": pinned}[k] }
 	blocks := filepath.Join(ledgerDir, "blocks", "blocks.dat")
 	data, _ := os.ReadFile(blocks)
 	second := bytes.IndexByte(data, '\n') + 1 // block 2 starts here
@@ -267,10 +289,22 @@ func get(t *testing.T, url, token string, v any) int {
 	return resp.StatusCode
 }
 
-func TestVerifyDirWithoutKey(t *testing.T) {
+// exitCode is the status main exits with for err.
+func exitCode(err error) int {
+	var ee *exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	}
+	return 1
+}
+
+func TestVerifyEmptyDir(t *testing.T) {
 	err := runVerify(context.Background(), []string{t.TempDir()}, nil, io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "-key") {
-		t.Errorf("verify DIR without a key = %v, want it to ask for -key", err)
+	if exitCode(err) != exitDamaged {
+		t.Errorf("verify of an empty directory = %v, want a failure (exit %d)", err, exitDamaged)
 	}
 }
 

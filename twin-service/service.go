@@ -24,6 +24,7 @@ import (
 	"twinchain/internal/ingest/mqttsub"
 	"twinchain/internal/registry"
 	"twinchain/internal/registry/enrollment"
+	"twinchain/internal/telemetry/telemetrywriter"
 	"twinchain/internal/twinstore"
 	"twinchain/web"
 )
@@ -47,6 +48,9 @@ type service struct {
 
 	telemetry *telemetryPart // telemetry.go
 	ledger    *ledgerPart    // nil when ledger.backend is off
+	health    *health        // why the service is not ready (storepart.go)
+	scrub     *scrubber      // nil when store.scrub is off
+	pruner    *twinstore.Pruner
 	detect    *detectsvc.Service
 	sites     []httpapi.Site // configured sites and geofences, from the detection config
 	// adminPassword is the password of the admin made at first start,
@@ -61,7 +65,7 @@ func openService(cfg Config, log *slog.Logger) (*service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &service{cfg: cfg, log: log, store: store}
+	s := &service{cfg: cfg, log: log, store: store, health: &health{}}
 	if err := s.build(); err != nil {
 		s.close()
 		return nil, err
@@ -124,6 +128,8 @@ func (s *service) build() error {
 	if s.telemetry, err = openTelemetry(s.cfg, s.store, s.in, s.reg, metrics, s.log); err != nil {
 		return err
 	}
+	s.buildStoreCare()
+	metrics.MustRegister(newHealthCollector(s.health, s.scrub))
 	s.api, err = httpapi.New(httpapi.Options{
 		Log:        s.log.With("component", "http"),
 		Assets:     s.store,
@@ -143,11 +149,53 @@ func (s *service) build() error {
 			if !s.ready() {
 				return errors.New("mqtt is not connected yet")
 			}
-			return nil
+			return s.health.err()
 		},
 		Telemetry: s.telemetry.store,
 	})
 	return err
+}
+
+// buildStoreCare sets up what keeps the store healthy: the readiness
+// checks of the parts that write to disk, the scrub at start and the
+// message log's retention.
+func (s *service) buildStoreCare() {
+	s.health.add("store", s.in.StoreErr)
+	s.health.add("telemetry", s.telemetry.writer.Err)
+	s.health.add("detect", s.detect.Engine().Err)
+	if s.ledger != nil {
+		s.health.add("anchoring", s.ledger.anchorer.Err)
+		s.health.add("ledger", s.ledger.damage)
+	}
+	if s.cfg.Store.Scrub != scrubOff {
+		s.scrub = &scrubber{store: s.store, keys: registryKeys(s.reg.Lookup), log: s.log.With("component", "scrub")}
+	}
+	window := max(s.cfg.Ingest.SeqWindow, 4096)
+	s.pruner = &twinstore.Pruner{Store: s.store, Retention: s.cfg.Store.Retention, KeepSeqs: 2 * window,
+		Floor: s.messageFloor, Log: s.log.With("component", "retention"), Now: time.Now}
+}
+
+// messageFloor is the message log position every consumer has passed:
+// the telemetry writer, the detectors, the anchorer's evidence scan and
+// the ingest's observation checkpoint (replayed after a crash).
+func (s *service) messageFloor() (uint64, error) {
+	floor, err := s.store.Checkpoint()
+	if err != nil {
+		return 0, err
+	}
+	tel, err := s.store.Cursor(telemetrywriter.CursorName)
+	if err != nil {
+		return 0, err
+	}
+	det, err := s.detect.MessageCursor()
+	if err != nil {
+		return 0, err
+	}
+	floor = min(floor, tel, det)
+	if s.ledger != nil {
+		floor = min(floor, s.ledger.anchorer.MessageCursor())
+	}
+	return floor, nil
 }
 
 // openAuth loads the users of the configuration and of the users file,
@@ -212,6 +260,10 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 		g.Go(func() error { return s.ledger.Run(gctx) })
 	}
 	g.Go(func() error { return s.detect.Run(gctx) })
+	if s.scrub != nil {
+		g.Go(func() error { return s.scrub.Run(gctx) })
+	}
+	g.Go(func() error { return s.pruner.Run(gctx) })
 	fmt.Fprintf(stderr, "twin-service: dashboard at http://%s/\n", ln.Addr())
 	if s.cfg.Auth.Disabled {
 		fmt.Fprintln(stderr, "twin-service: sign-in is OFF (-no-auth=true)")

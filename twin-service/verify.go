@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,6 +16,8 @@ import (
 	"twinchain/internal/ledger/fileledger"
 	"twinchain/internal/ledger/proofbundle"
 	"twinchain/internal/ledger/signkey"
+	"twinchain/internal/registry"
+	"twinchain/internal/twinstore"
 )
 
 // subcommand returns the subcommand args name, or nil to run the service.
@@ -31,52 +34,63 @@ func subcommand(args []string) func(ctx context.Context, args []string, getenv f
 	return nil
 }
 
+// verify's exit statuses besides 0 (verified under a pinned key).
+const (
+	exitDamaged   = 1 // a check failed: tampering or damage
+	exitUsage     = 2
+	exitUntrusted = 3 // everything is consistent, but under a key nobody pinned
+)
+
+// exitError carries the process's exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
 // runVerify is `twin-service verify [-key HEX | -key-file F] [-json] PATH`:
 // PATH is a proof bundle (or - for stdin), checked offline with no server;
-// or a ledger directory ({data}/ledger), whose blocks, state, event tree and
-// checkpoints are checked for tampering.
-func runVerify(_ context.Context, args []string, _ func(string) string, stdout, stderr io.Writer) error {
+// a ledger directory ({data}/ledger), whose blocks, state, event tree,
+// checkpoints and anchors are checked for tampering; or a data directory,
+// whose store is scrubbed and whose ledger is checked.
+//
+// Signatures prove something only under a key the checker trusts: the
+// service's public key, pinned with -key (or TWINCHAIN_VERIFY_KEY, or
+// -key-file with a copy of the service key). Without one, verify checks
+// everything under the key the data names and answers "consistent, but the
+// key is not trusted" with exit status 3: anyone can forge a consistent
+// bundle or ledger with a key of their own.
+func runVerify(_ context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("twin-service verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	keyHex := fs.String("key", "", "the service's public key (hex) to pin; default: the key in the bundle")
-	keyFile := fs.String("key-file", "", "the service key file (its private seed; the public key is derived)")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
+	keyHex := fs.String("key", "", "the service's public key (hex) to trust (env TWINCHAIN_VERIFY_KEY; the service logs it and writes it to {data}/service.pub)")
+	keyFile := fs.String("key-file", "", "a copy of the service key file (its private seed; the public key is derived)")
+	asJSON := fs.Bool("json", false, "print a bundle's report as JSON")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: twin-service verify [-key HEX | -key-file FILE] [-json] BUNDLE.json|-|LEDGER_DIR\n\nChecks a proof bundle offline, or a ledger directory for tampering.")
+		fmt.Fprintln(stderr, "usage: twin-service verify [-key HEX | -key-file FILE] [-json] BUNDLE.json|-|LEDGER_DIR|DATA_DIR\n\nChecks a proof bundle offline, a ledger directory for tampering, or a data directory's store and ledger.\nExit status: 0 verified under the pinned key; 1 a check failed; 2 usage; 3 consistent, but no key was pinned.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		return &exitError{exitUsage, err}
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return errors.New("verify: want one bundle file or ledger directory")
+		return &exitError{exitUsage, errors.New("verify: want one bundle file, ledger directory or data directory")}
 	}
-	var pub ed25519.PublicKey
-	switch {
-	case *keyHex != "":
-		k, err := proofbundle.ParseKey(*keyHex)
-		if err != nil {
-			return err
-		}
-		pub = k
-	case *keyFile != "":
-		b, err := os.ReadFile(*keyFile)
-		if err != nil {
-			return err
-		}
-		k, err := signkey.Parse(b)
-		if err != nil {
-			return err
-		}
-		pub = k.Public().(ed25519.PublicKey)
+	pub, err := pinnedKey(*keyHex, *keyFile, getenv)
+	if err != nil {
+		return &exitError{exitUsage, err}
 	}
 	path := fs.Arg(0)
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return verifyLedgerDir(path, pub, stdout)
+		if _, err := os.Stat(filepath.Join(path, "twins.db")); err == nil {
+			return verifyDataDir(path, pub, stdout)
+		}
+		return verdict(path, verifyLedgerDir(path, pub, stdout), pub != nil, stdout)
 	}
 	var data []byte
-	var err error
 	if path == "-" {
 		data, err = io.ReadAll(io.LimitReader(os.Stdin, 64<<20))
 	} else {
@@ -89,62 +103,174 @@ func runVerify(_ context.Context, args []string, _ func(string) string, stdout, 
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"ok": rep.OK(), "report": rep}); err != nil {
+		if err := enc.Encode(map[string]any{"ok": rep.OK(), "verified": rep.Verified(), "key_trusted": rep.KeyTrusted, "report": rep}); err != nil {
 			return err
 		}
 	} else {
 		rep.Write(stdout)
 	}
-	if !rep.OK() {
-		return fmt.Errorf("verify %s: %d check(s) failed", path, len(rep.Failed()))
+	switch {
+	case !rep.OK():
+		return &exitError{exitDamaged, fmt.Errorf("verify %s: %d check(s) failed", path, len(rep.Failed()))}
+	case !rep.KeyTrusted:
+		return &exitError{exitUntrusted, fmt.Errorf("verify %s: consistent, but under key %s, which was not pinned (-key)", path, rep.Key)}
 	}
 	return nil
 }
 
-// verifyLedgerDir checks a stored ledger: every block, the state they make,
-// the event tree and its checkpoints. Without a pinned key it uses the key
-// in the blocks' directory's service key file next to it, if any.
-func verifyLedgerDir(dir string, pub ed25519.PublicKey, stdout io.Writer) error {
-	if pub == nil {
-		b, err := os.ReadFile(filepath.Join(dir, "..", "service.key"))
+// pinnedKey is the key the caller trusts: -key, -key-file or
+// TWINCHAIN_VERIFY_KEY; nil when none was given.
+func pinnedKey(keyHex, keyFile string, getenv func(string) string) (ed25519.PublicKey, error) {
+	if keyHex == "" && keyFile == "" && getenv != nil {
+		keyHex = getenv("TWINCHAIN_VERIFY_KEY")
+	}
+	switch {
+	case keyHex != "" && keyFile != "":
+		return nil, errors.New("verify: pass -key or -key-file, not both")
+	case keyHex != "":
+		return proofbundle.ParseKey(keyHex)
+	case keyFile != "":
+		b, err := os.ReadFile(keyFile)
 		if err != nil {
-			return fmt.Errorf("verify %s: pass -key or -key-file (no service.key beside it): %w", dir, err)
+			return nil, err
 		}
 		k, err := signkey.Parse(b)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		pub = k.Public().(ed25519.PublicKey)
+		return k.Public().(ed25519.PublicKey), nil
 	}
-	var errs []error
-	if eng, err := fileledger.OpenVerifier(filepath.Join(dir, "blocks"), pub); err != nil {
-		errs = append(errs, fmt.Errorf("blocks: %w", err))
-	} else {
-		err := eng.Verify()
-		if err == nil {
-			fmt.Fprintf(stdout, "ok   blocks: %d blocks, hashes, signatures, links and state check\n", eng.Height())
-		} else {
-			errs = append(errs, fmt.Errorf("blocks: %w", err))
-		}
-		_ = eng.Close() // opened read-only, and the verdict is in
-	}
-	if tree, err := eventtree.OpenReadOnly(filepath.Join(dir, "events"), eventtree.Options{}); err != nil {
-		errs = append(errs, fmt.Errorf("event tree: %w", err))
-	} else {
-		err := tree.VerifyAll(pub)
-		if err == nil {
-			fmt.Fprintf(stdout, "ok   event tree: %d events, every hash and checkpoint checks\n", tree.Size())
-		} else {
-			errs = append(errs, fmt.Errorf("event tree: %w", err))
-		}
-		_ = tree.Close() // the verdict is in
-	}
-	for _, err := range errs {
-		fmt.Fprintf(stdout, "FAIL %v\n", err)
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("verify %s: tampering or damage found", dir)
+	return nil, nil
+}
+
+// dirReport prints a directory check: ok, note and FAIL lines.
+type dirReport struct {
+	w      io.Writer
+	failed int
+	key    ed25519.PublicKey // the key the data is signed by, when not pinned
+}
+
+func (r *dirReport) ok(format string, a ...any)   { fmt.Fprintf(r.w, "ok   "+format+"\n", a...) }
+func (r *dirReport) note(format string, a ...any) { fmt.Fprintf(r.w, "note "+format+"\n", a...) }
+func (r *dirReport) fail(format string, a ...any) {
+	r.failed++
+	fmt.Fprintf(r.w, "FAIL "+format+"\n", a...)
+}
+
+// verdict prints the last line and turns a report into verify's result.
+func verdict(path string, r *dirReport, pinned bool, stdout io.Writer) error {
+	switch {
+	case r.failed > 0:
+		fmt.Fprintf(stdout, "NOT VERIFIED: %d check(s) failed\n", r.failed)
+		return &exitError{exitDamaged, fmt.Errorf("verify %s: tampering or damage found", path)}
+	case !pinned && r.key != nil:
+		fmt.Fprintf(stdout, "CONSISTENT, BUT THE KEY IS NOT TRUSTED: everything checks under key %x, which was not pinned; anyone who can write the files can sign with a key of their own. Pass the service's key (-key HEX) to verify.\n", []byte(r.key))
+		return &exitError{exitUntrusted, fmt.Errorf("verify %s: consistent, but under a key that was not pinned (-key)", path)}
 	}
 	fmt.Fprintln(stdout, "VERIFIED")
 	return nil
+}
+
+// verifyLedgerDir checks a stored ledger as it lies on disk, changing
+// nothing: every byte of blocks.dat, the state the blocks make, every leaf,
+// node and checkpoint of the event tree, and every anchor against the tree.
+// Without a pinned key it checks under the key block 1 (or, on Fabric, the
+// first checkpoint) names, never a key file found beside the ledger.
+func verifyLedgerDir(dir string, pub ed25519.PublicKey, stdout io.Writer) *dirReport {
+	r := &dirReport{w: stdout}
+	var eng *fileledger.Engine
+	if _, err := os.Stat(filepath.Join(dir, "blocks", "blocks.dat")); err == nil {
+		if e, err := fileledger.OpenVerifier(filepath.Join(dir, "blocks"), pub); err != nil {
+			r.fail("blocks: %v", err)
+		} else {
+			eng = e
+			defer eng.Close()
+			if pub == nil {
+				pub = eng.PublicKey()
+				r.key = pub
+			}
+			if err := eng.Verify(); err != nil {
+				r.fail("blocks: %v", err)
+			} else {
+				r.ok("blocks: %d blocks: every byte of blocks.dat, hashes, signatures, links and state.db check", eng.Height())
+			}
+			for _, n := range eng.Notes() {
+				r.note("blocks: %s", n)
+			}
+		}
+	} else {
+		r.note("no blocks.dat (the Fabric ledger, or none yet): blocks not checked")
+	}
+	tree, err := eventtree.OpenReadOnly(filepath.Join(dir, "events"), eventtree.Options{})
+	if err != nil {
+		r.fail("event tree: %v", err)
+		return r
+	}
+	defer tree.Close()
+	if pub == nil {
+		if cps, err := tree.Checkpoints(); err == nil && len(cps) > 0 {
+			pub = ed25519.PublicKey(cps[0].Key)
+			r.key = pub
+		}
+	}
+	for _, n := range tree.Notes() {
+		r.note("event tree: %s", n)
+	}
+	if pub == nil {
+		r.note("event tree: no checkpoint and no key: nothing signed to check")
+	} else if err := tree.VerifyAll(pub); err != nil {
+		r.fail("event tree: %v", err)
+	} else {
+		cps, _ := tree.Checkpoints()
+		r.ok("event tree: %d committed events, every leaf, node and %d checkpoints check under key %s", tree.Size(), len(cps), hex.EncodeToString(pub)[:16]+"…")
+	}
+	if eng != nil {
+		if n, err := eng.CheckAnchors(tree.RootAt); err != nil {
+			r.fail("anchors: %v", err)
+		} else {
+			r.ok("anchors: %d anchors on the ledger match the event tree", n)
+		}
+	}
+	return r
+}
+
+// verifyDataDir scrubs the store (every message against its sequence
+// index or its gateway's signature, every event and twin) and checks the
+// ledger beside it.
+func verifyDataDir(dir string, pub ed25519.PublicKey, stdout io.Writer) error {
+	r := &dirReport{w: stdout}
+	path := filepath.Join(dir, "twins.db")
+	store, err := twinstore.Open(path, twinstore.Options{ReadOnly: true, Timeout: 2e9})
+	if err != nil {
+		r.fail("store: %v", err)
+	} else {
+		gws, err := store.Gateways()
+		if err != nil {
+			r.fail("store: %v", err)
+		}
+		reg := registry.New(gws...)
+		if f, err := registry.LoadFile(filepath.Join(dir, "registry.json")); err == nil {
+			_ = reg.PutAll(f) // the file the service loads too; invalid entries are reported by the service
+		}
+		res, err := store.Scrub(context.Background(), registryKeys(reg.Lookup), func(d twinstore.Damage) { r.fail("store: %s", d) })
+		if err != nil {
+			r.fail("store: %v", err)
+		}
+		if res.Damaged == 0 && err == nil {
+			r.ok("store: %d messages, %d events, %d twins hold", res.Messages, res.Events, res.Twins)
+		}
+		if res.Unchecked > 0 {
+			r.note("store: %d messages have no sequence-index entry and a gateway no longer registered: not checked", res.Unchecked)
+		}
+		_ = store.Close() // read-only
+	}
+	ledgerDir := filepath.Join(dir, "ledger")
+	if _, err := os.Stat(ledgerDir); err == nil {
+		lr := verifyLedgerDir(ledgerDir, pub, stdout)
+		r.failed += lr.failed
+		r.key = lr.key
+	} else {
+		r.note("no ledger directory: the ledger was off")
+	}
+	return verdict(dir, r, pub != nil, stdout)
 }

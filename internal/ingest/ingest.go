@@ -118,6 +118,18 @@ type Ingest struct {
 	// stale is set when the writer's state could not be reloaded from the
 	// store after a failed commit (owned by the Run goroutine).
 	stale error
+	// storeErr is the last commit's error while commits fail (a full
+	// disk): nil again after the next commit that stores.
+	storeErr atomic.Pointer[error]
+}
+
+// StoreErr is why the store takes no messages now (the last commit failed,
+// e.g. on a full disk: messages are refused, not acknowledged), or nil.
+func (in *Ingest) StoreErr() error {
+	if p := in.storeErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // New builds an ingest over an open store. It loads the twins and the
@@ -363,7 +375,9 @@ func (in *Ingest) commit(batch []*item) {
 			it.out = Outcome{}
 		}
 		in.stats.commitFailed()
+		in.storeErr.Store(&err)
 	} else {
+		in.storeErr.Store(nil)
 		in.stats.committed(in.log, in.now(), batch, in.w.snapshotStates(in.w.dirtyStates), in.now().Sub(start))
 		in.w.dirtyStates = in.w.dirtyStates[:0]
 		in.wake()

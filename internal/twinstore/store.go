@@ -48,6 +48,9 @@ type Options struct {
 	NoSync bool
 	// Timeout is how long Open waits for another process's file lock.
 	Timeout time.Duration
+	// ReadOnly opens an existing store to read (verify, scrub) beside
+	// nothing that writes it.
+	ReadOnly bool
 }
 
 // Store is the open bbolt file.
@@ -79,13 +82,28 @@ func Open(path string, opts Options) (*Store, error) {
 		NoSync:         opts.NoSync,
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
+		ReadOnly:       opts.ReadOnly,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s := &Store{db: db}
-	err = db.Update(func(tx *bolt.Tx) error {
+	update := db.Update
+	if opts.ReadOnly {
+		update = db.View
+	}
+	err = update(func(tx *bolt.Tx) error {
+		if opts.ReadOnly {
+			for _, b := range allBuckets {
+				if tx.Bucket(b) == nil {
+					return fmt.Errorf("no %s bucket: not a twinchain store", b)
+				}
+			}
+		}
 		for _, b := range allBuckets {
+			if opts.ReadOnly {
+				break
+			}
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

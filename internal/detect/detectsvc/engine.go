@@ -94,8 +94,18 @@ type Engine struct {
 	clock        time.Time // newest reading time seen
 	clockAt      time.Time // service time when clock was set
 	decodeLogged bool
+	failing      atomic.Pointer[error] // the last step's error, nil once a step succeeds
 
 	Stats Stats
+}
+
+// Err is why the engine is not making progress (its store cannot be
+// written, e.g. a full disk), or nil.
+func (e *Engine) Err() error {
+	if p := e.failing.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // New builds an engine; it reads nothing until Run.
@@ -115,8 +125,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		more, err := e.Step(ctx)
 		if err != nil {
-			e.log.Error("detection step failed; retrying", "err", err)
+			if e.failing.Swap(&err) == nil {
+				e.log.Error("detection step failed; retrying (logged once until it recovers)", "err", err)
+			}
 			more = false
+		} else if e.failing.Swap(nil) != nil {
+			e.log.Info("detection recovered")
 		}
 		if more {
 			continue

@@ -108,6 +108,10 @@ func (s *Service) Orders() *workorderstore.Store { return s.orders }
 // Deps.Events.
 func (s *Service) Recorder() *alertstore.LifecycleRecorder { return s.recorder }
 
+// MessageCursor is the message log position the detectors have read up to
+// (as stored): retention may remove messages up to it.
+func (s *Service) MessageCursor() (uint64, error) { return s.alerts.Cursor(cursorMessages) }
+
 // Engine is the detection engine.
 func (s *Service) Engine() *Engine { return s.engine }
 

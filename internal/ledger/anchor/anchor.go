@@ -138,6 +138,7 @@ type Anchorer struct {
 	kick chan struct{} // batcher -> submitter, capacity 1
 
 	batches, anchored, anchoredTo, evidence, dropped, ledgerErrs, registeredN atomic.Uint64
+	failing                                                                   atomic.Pointer[error]
 
 	regMu      sync.Mutex
 	registered map[string]bool // ids known to be on the ledger
@@ -167,6 +168,11 @@ func Open(cfg Config, queuePath string, d Deps) (*Anchorer, error) {
 // Close closes the queue.
 func (a *Anchorer) Close() error { return a.q.close() }
 
+// MessageCursor is the message log position before which the anchorer
+// needs no message any more (the evidence scan's cursor): retention may
+// remove messages up to it.
+func (a *Anchorer) MessageCursor() uint64 { return a.q.meta(keyMsgCursor) }
+
 // Stats returns the counters.
 func (a *Anchorer) Stats() Stats {
 	b, e := a.q.pending()
@@ -179,10 +185,38 @@ func (a *Anchorer) ctx(ctx context.Context) context.Context {
 	return ledger.WithCaller(ctx, core.Caller{ID: a.cfg.CallerID, Role: core.RoleService})
 }
 
-// Run batches and submits until ctx ends.
+// ErrTampered is wrapped by Run's error when the event tree or the ledger
+// refuses to go on because stored data does not match its hashes or
+// signatures: anchoring stops (the caller alerts); nothing else ends Run
+// before ctx does.
+var ErrTampered = errors.New("anchoring stopped: stored data was changed")
+
+func tampered(err error) bool {
+	return errors.Is(err, eventtree.ErrTampered) || errors.Is(err, ledger.ErrTampered)
+}
+
+// Err is why the batcher is not making progress (the tree or the queue
+// cannot be written, e.g. a full disk), or nil. Ledger errors are counted
+// in Stats.LedgerErrors instead.
+func (a *Anchorer) Err() error {
+	if p := a.failing.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Run batches and submits until ctx ends. Failures to write the tree or
+// the queue (a full disk) and ledger errors are retried; only tampering
+// ends Run early, with an error wrapping ErrTampered that names the place.
 func (a *Anchorer) Run(ctx context.Context) error {
+	if size, last := a.d.Tree.Size(), a.d.Events.LastEventID(); size > last {
+		a.d.Log.Error("event tree holds more events than the event log: the store lost committed events", "tree", size, "log", last)
+	}
 	if err := a.recover(); err != nil {
-		return err
+		if tampered(err) {
+			return fmt.Errorf("%w: %w", ErrTampered, err)
+		}
+		a.setFailing(err) // the batcher queues those leaves at its next cut
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.runBatcher(ctx) })
@@ -191,19 +225,25 @@ func (a *Anchorer) Run(ctx context.Context) error {
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
 	}
+	if err != nil && tampered(err) {
+		return fmt.Errorf("%w: %w", ErrTampered, err)
+	}
 	return err
+}
+
+func (a *Anchorer) setFailing(err error) {
+	if a.failing.Swap(&err) == nil {
+		a.d.Log.Error("anchoring cannot write the event tree or its queue; retrying (the event log keeps the events)", "err", err)
+	}
 }
 
 // recover queues the leaves a crash left in the tree without a batch.
 func (a *Anchorer) recover() error {
 	queued, size := a.q.meta(keyQueuedTo), a.d.Tree.Size()
-	if last := a.d.Events.LastEventID(); size > last {
-		a.d.Log.Error("event tree holds more events than the event log: the store lost committed events", "tree", size, "log", last)
-	}
 	if queued >= size {
 		return nil
 	}
-	a.d.Log.Warn("queueing events left in the tree by a crash", "first", queued+1, "last", size)
+	a.d.Log.Warn("queueing events left in the tree without a batch (a crash, or a failed write)", "first", queued+1, "last", size)
 	var lo, hi time.Time
 	var ev []evidenceItem
 	for i := queued; i < size; i++ {
@@ -253,13 +293,24 @@ func (a *Anchorer) runBatcher(ctx context.Context) error {
 			all = true
 		}
 		if err := a.cut(all); err != nil {
-			return err
+			if tampered(err) {
+				return err
+			}
+			a.setFailing(err)
+			continue
+		}
+		if a.failing.Swap(nil) != nil {
+			a.d.Log.Info("anchoring writes the event tree again")
 		}
 	}
 }
 
-// cut cuts full batches, and with all the remainder too.
+// cut cuts full batches, and with all the remainder too. It first queues
+// the leaves a failed cut left in the tree without a batch.
 func (a *Anchorer) cut(all bool) error {
+	if err := a.recover(); err != nil {
+		return err
+	}
 	for {
 		safePos := a.d.Events.LastPos()
 		lastID := a.d.Events.LastEventID()
@@ -413,6 +464,8 @@ func (a *Anchorer) runSubmitter(ctx context.Context) error {
 		switch {
 		case ctx.Err() != nil:
 			return nil
+		case err != nil && tampered(err):
+			return err
 		case err != nil:
 			a.ledgerErrs.Add(1)
 			if backoff == 0 {

@@ -53,7 +53,7 @@ type Stats struct {
 	Points      int64  // points written
 	BadMessages int64  // telemetry messages that did not decode
 	BadPoints   int64  // points the store refused as invalid
-	WriteErrors int64  // failed store writes (retried)
+	WriteErrors int64  // failed store writes, log reads and cursor writes (retried)
 }
 
 // Writer copies telemetry from the message log into a telemetry store.
@@ -66,6 +66,7 @@ type Writer struct {
 
 	pos                                                 atomic.Uint64
 	messages, points, badMessages, badPoints, writeErrs atomic.Int64
+	failing                                             atomic.Pointer[error]
 	loggedBad, loggedBadPoint                           bool
 }
 
@@ -101,24 +102,65 @@ func (w *Writer) Stats() Stats {
 	}
 }
 
-// Run copies telemetry until ctx ends, then returns nil.
+// Err is why the writer is not making progress (its store or its cursor
+// cannot be written, e.g. a full disk), or nil.
+func (w *Writer) Err() error {
+	if p := w.failing.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fail records a failure that Run waits out and tries again: logged once
+// until it recovers. It returns false when ctx ended meanwhile.
+func (w *Writer) fail(ctx context.Context, what string, err error, pos uint64) bool {
+	w.writeErrs.Add(1)
+	if w.failing.Swap(&err) == nil {
+		w.l.Error(what+" failed; retrying, the message log keeps the points", "err", err, "position", pos)
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(w.opts.Retry):
+		return true
+	}
+}
+
+func (w *Writer) recovered(pos uint64) {
+	if w.failing.Swap(nil) != nil {
+		w.l.Info("telemetry writer recovered", "position", pos)
+	}
+}
+
+// Run copies telemetry until ctx ends, then returns nil. A failure to
+// read the log, write the store or move the cursor (a full disk) is waited
+// out and tried again: it never ends Run.
 func (w *Writer) Run(ctx context.Context) error {
 	wake, cancel := w.wake.Subscribe()
 	defer cancel()
-	pos, err := w.log.Cursor(CursorName)
-	if err != nil {
-		return err
+	var pos uint64
+	for {
+		p, err := w.log.Cursor(CursorName)
+		if err == nil {
+			pos = p
+			break
+		}
+		if !w.fail(ctx, "reading the telemetry cursor", err, 0) {
+			return nil
+		}
 	}
 	w.pos.Store(pos)
 	poll := time.NewTicker(w.opts.Poll)
 	defer poll.Stop()
 	var pts []telemetry.Point
 	var fields []telemetry.Field
-	failing := false
 	for {
 		msgs, err := w.log.MessagesAfter(pos, w.opts.Batch)
 		if err != nil {
-			return err
+			if !w.fail(ctx, "reading the message log", err, pos) {
+				return nil
+			}
+			continue
 		}
 		if len(msgs) == 0 {
 			select {
@@ -144,28 +186,26 @@ func (w *Writer) Run(ctx context.Context) error {
 			case ctx.Err() != nil:
 				return nil
 			default:
-				w.writeErrs.Add(1)
-				if !failing {
-					w.l.Error("telemetry store write failed; retrying, the message log keeps the points", "err", err, "position", pos)
-				}
-				failing = true
-				select {
-				case <-ctx.Done():
+				if !w.fail(ctx, "telemetry store write", err, pos) {
 					return nil
-				case <-time.After(w.opts.Retry):
 				}
 				continue
-			}
-			if failing {
-				w.l.Info("telemetry store write recovered", "position", pos)
-				failing = false
 			}
 			w.points.Add(int64(len(pts) - skippedCount(err)))
 		}
 		last := msgs[len(msgs)-1].Pos
-		if err := w.log.SetCursor(CursorName, last); err != nil {
-			return err
+		for {
+			err := w.log.SetCursor(CursorName, last)
+			if err == nil {
+				break
+			}
+			// The points are in the store; writing them again after a
+			// restart only overwrites them with the same values.
+			if !w.fail(ctx, "moving the telemetry cursor", err, last) {
+				return nil
+			}
 		}
+		w.recovered(last)
 		pos = last
 		w.pos.Store(pos)
 		clear(pts) // drop references to this batch's strings
