@@ -40,13 +40,13 @@ type LedgerConfig struct {
 	// VerifyInterval is how often the running service re-checks every
 	// block, leaf, node and checkpoint on disk (it always does at start,
 	// before anchoring); default 1h.
-	VerifyInterval time.Duration `yaml:"verify_interval"`
-	Backend        string        `yaml:"backend"` // file (embedded, default), fabric or off
-	Dir     string              `yaml:"dir"`      // embedded ledger, event tree, anchor queue; default {data_dir}/ledger
-	KeyFile string              `yaml:"key_file"` // service Ed25519 key (made when missing); default {data_dir}/service.key
-	Org     string              `yaml:"org"`      // the organisation the embedded ledger records for callers; default "twinchain"
-	Anchor  anchor.Config       `yaml:"anchor"`
-	Fabric  fabricledger.Config `yaml:"fabric"`
+	VerifyInterval time.Duration       `yaml:"verify_interval"`
+	Backend        string              `yaml:"backend"`  // file (embedded, default), fabric or off
+	Dir            string              `yaml:"dir"`      // embedded ledger, event tree, anchor queue; default {data_dir}/ledger
+	KeyFile        string              `yaml:"key_file"` // service Ed25519 key (made when missing); default {data_dir}/service.key
+	Org            string              `yaml:"org"`      // the organisation the embedded ledger records for callers; default "twinchain"
+	Anchor         anchor.Config       `yaml:"anchor"`
+	Fabric         fabricledger.Config `yaml:"fabric"`
 }
 
 // Validate checks the ledger configuration.
