@@ -61,7 +61,9 @@ ledger:
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &liveService{base: "http://" + httpAddr, done: make(chan error, 1), cancel: cancel}
-	go func() { s.done <- run(ctx, []string{"-config", cfgPath}, func(string) string { return "" }, io.Discard) }()
+	go func() {
+		s.done <- run(ctx, []string{"-config", cfgPath}, func(string) string { return "" }, io.Discard)
+	}()
 	for deadline := time.Now().Add(20 * time.Second); testsvc.WaitTCP(mqttAddr, 50*time.Millisecond) != nil; {
 		select {
 		case err := <-s.done:
