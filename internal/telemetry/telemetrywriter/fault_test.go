@@ -1,0 +1,64 @@
+package telemetrywriter_test
+
+import (
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"twinchain/internal/telemetry/telemetrywriter"
+	"twinchain/internal/twinstore"
+)
+
+// fullDisk is the real store whose cursor writes fail while full is set,
+// as bbolt's do when the disk is full.
+type fullDisk struct {
+	*twinstore.Store
+	full     atomic.Bool
+	attempts atomic.Int64
+}
+
+func (d *fullDisk) SetCursor(name string, pos uint64) error {
+	if d.full.Load() {
+		d.attempts.Add(1)
+		return fmt.Errorf("set cursor %s: write twins.db: %w", name, syscall.ENOSPC)
+	}
+	return d.Store.SetCursor(name, pos)
+}
+
+// TestWriterSurvivesFullDisk: a cursor write that fails (a full disk) does
+// not end the writer: it reports the failure, tries again, and goes on
+// from where it was once the write succeeds.
+func TestWriterSurvivesFullDisk(t *testing.T) {
+	r := newRig(t)
+	disk := &fullDisk{Store: r.store}
+	disk.full.Store(true)
+	w := telemetrywriter.New(disk, r.in, r.ts, slog.New(slog.DiscardHandler), telemetrywriter.Options{Poll: 20 * time.Millisecond, Retry: 20 * time.Millisecond})
+	r.start(w.Run)
+	for i := range 5 {
+		r.submit(i)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for disk.attempts.Load() < 3 || w.Err() == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s: %d failed cursor writes, Err() = %v; want retries and the failure reported", disk.attempts.Load(), w.Err())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	disk.full.Store(false)
+	for i := 5; i < 10; i++ {
+		r.submit(i)
+	}
+	r.waitWritten(w)
+	if err := w.Err(); err != nil {
+		t.Errorf("Err() after the disk has room = %v, want nil", err)
+	}
+	if got := r.count("srv-s1-001.gpu0"); got != 10 {
+		t.Errorf("points of gpu0 = %v, want 10", got)
+	}
+	if cur, err := r.store.Cursor(telemetrywriter.CursorName); err != nil || cur != w.Stats().Position {
+		t.Errorf("stored cursor = %d, %v, want %d", cur, err, w.Stats().Position)
+	}
+}
