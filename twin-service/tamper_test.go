@@ -48,7 +48,7 @@ func startLedgerService(t *testing.T, dir string) (*liveService, error) {
 	cfg := fmt.Sprintf(`data_dir: %s
 http: {addr: "%s"}
 mqtt: {mode: embedded, embedded: {addr: "%s", acl: "off"}}
-log: {level: error}
+log: {level: warn}
 auth:
   tokens:
     - {name: auditor, role: admin, sha256: %s}
@@ -62,7 +62,7 @@ ledger:
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &liveService{base: "http://" + httpAddr, done: make(chan error, 1), cancel: cancel}
 	go func() {
-		s.done <- run(ctx, []string{"-config", cfgPath}, func(string) string { return "" }, io.Discard)
+		s.done <- run(ctx, []string{"-config", cfgPath}, func(string) string { return "" }, os.Stderr)
 	}()
 	for deadline := time.Now().Add(20 * time.Second); testsvc.WaitTCP(mqttAddr, 50*time.Millisecond) != nil; {
 		select {

@@ -121,10 +121,21 @@ func (t *Tree) AddCheckpoint(c Checkpoint) error {
 	}
 	t.cpMu.Lock()
 	defer t.cpMu.Unlock()
-	if _, err := t.cps.Write(append(b, '\n')); err != nil {
+	st, err := t.cps.Stat()
+	if err != nil {
 		return fmt.Errorf("store checkpoint: %w", err)
 	}
-	return t.cps.Sync()
+	_, err = t.cps.Write(append(b, '\n'))
+	if err == nil {
+		err = t.cps.Sync()
+	}
+	if err != nil {
+		// A full disk: take the line (or its part) off again, so the
+		// next checkpoint does not follow half a line.
+		_ = t.cps.Truncate(st.Size()) // best effort: Open cuts an unfinished last line too
+		return fmt.Errorf("store checkpoint: %w", err)
+	}
+	return nil
 }
 
 // Checkpoints returns every stored checkpoint, oldest first. A last line

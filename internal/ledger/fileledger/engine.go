@@ -108,7 +108,8 @@ type Engine struct {
 	head   []byte
 	end    int64
 	// damage, once set, refuses every write: the ledger runs read-only.
-	damage error
+	damage  error
+	unclean bool // a failed write is still on the end of blocks.dat
 	notes  []string // what Verify found that is not damage
 }
 
@@ -337,6 +338,12 @@ func (e *Engine) Submit(caller Caller, fnName string, args any, fn func(st *txSt
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.unclean {
+		if err := e.blocks.Truncate(e.end); err != nil {
+			return Receipt{}, fmt.Errorf("%s: blocks.dat still ends with a failed write: %w", fnName, err)
+		}
+		e.unclean = false
+	}
 	if e.damage == nil {
 		e.damage = e.checkTail()
 	}
@@ -378,15 +385,28 @@ func (e *Engine) Submit(caller Caller, fnName string, args any, fn func(st *txSt
 	}
 	line = append(line, '\n')
 	if _, err := e.blocks.WriteAt(line, e.end); err != nil {
-		return Receipt{}, fmt.Errorf("write block %d: %w", body.Height, err)
+		return Receipt{}, e.cutTail(fmt.Errorf("write block %d: %w", body.Height, err))
 	}
 	if err := e.blocks.Sync(); err != nil {
-		return Receipt{}, fmt.Errorf("sync block %d: %w", body.Height, err)
+		return Receipt{}, e.cutTail(fmt.Errorf("sync block %d: %w", body.Height, err))
 	}
 	if err := e.apply(&body, &b, int64(len(line))); err != nil {
-		return Receipt{}, err
+		return Receipt{}, e.cutTail(err)
 	}
 	return Receipt{TxID: txID, Height: body.Height}, nil
+}
+
+// cutTail takes a block that failed (a full disk: its line, its sync or
+// its state update) off the end of blocks.dat, so the file ends with the
+// head again: the caller was told it failed and tries again. When even
+// that fails, the next Submit tries again first. Called with e.mu held.
+func (e *Engine) cutTail(err error) error {
+	if terr := e.blocks.Truncate(e.end); terr != nil {
+		e.unclean = true
+		return fmt.Errorf("%w (and cutting it off blocks.dat failed: %v)", err, terr)
+	}
+	_ = e.blocks.Sync() // best effort: Open cuts an unapplied tail it cannot check anyway
+	return err
 }
 
 // checkTail checks, before a block is added, that blocks.dat still ends
