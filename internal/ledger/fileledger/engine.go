@@ -109,8 +109,8 @@ type Engine struct {
 	end    int64
 	// damage, once set, refuses every write: the ledger runs read-only.
 	damage  error
-	unclean bool // a failed write is still on the end of blocks.dat
-	notes  []string // what Verify found that is not damage
+	unclean bool     // a failed write is still on the end of blocks.dat
+	notes   []string // what Verify found that is not damage
 }
 
 // openEngine opens or creates the ledger files in opts.Dir.
