@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"twinchain/internal/detect"
 	"twinchain/internal/twin"
@@ -36,16 +37,51 @@ func (s Step) EventType() twin.EventType {
 }
 
 // LifecycleEvent is one step of an alert as recorded on the event log:
-// the alert's severity, count and evidence hash at that step, and the twin event
-// that records it (0 until recorded). Error says why it could not be.
+// the alert's severity, count and evidence hash at that step, every other
+// field an analyst reads (Facts, whose hash the event's note carries), and
+// the twin event that records it (0 until recorded). Error says why it
+// could not be.
 type LifecycleEvent struct {
 	Step         Step            `json:"step"`
 	By           string          `json:"by"`
 	Severity     detect.Severity `json:"severity"`
 	Count        int             `json:"count"`
 	EvidenceHash string          `json:"evidence_hash"`
+	Facts        *Facts          `json:"facts,omitempty"` // nil on steps recorded before facts were
 	Event        uint64          `json:"event,omitempty"`
 	Error        string          `json:"error,omitempty"`
+}
+
+// Facts is what an analyst reads on an alert at one lifecycle step,
+// besides its id, type and asset (in the step's note) and its evidence
+// records (their hash): a proof of the step proves these values then.
+type Facts struct {
+	Site         string          `json:"site"`
+	Severity     detect.Severity `json:"severity"`
+	State        State           `json:"state"`
+	Summary      string          `json:"summary"`
+	Count        int             `json:"count"`
+	FirstSeen    time.Time       `json:"first_seen"`
+	LastSeen     time.Time       `json:"last_seen"`
+	Opened       time.Time       `json:"opened"`
+	History      []Transition    `json:"history"` // who moved it, when, with what comment
+	Response     string          `json:"response"`
+	Escalations  int             `json:"escalations"`
+	EvidenceHash string          `json:"evidence_hash"`
+}
+
+// FactsOf is a's facts as they are now.
+func FactsOf(a *Alert) Facts {
+	return Facts{Site: a.Site, Severity: a.Severity, State: a.State, Summary: a.Summary, Count: a.Count,
+		FirstSeen: a.FirstSeen, LastSeen: a.LastSeen, Opened: a.Opened, History: append([]Transition(nil), a.History...),
+		Response: a.Response, Escalations: a.Escalations, EvidenceHash: EvidenceHash(a.Evidence)}
+}
+
+// Hash is "sha256:" and the hex SHA-256 of the facts' JSON.
+func (f *Facts) Hash() string {
+	raw, _ := json.Marshal(f) // plain data: cannot fail
+	h := sha256.Sum256(raw)
+	return "sha256:" + hex.EncodeToString(h[:])
 }
 
 // EvidenceHash is "sha256:" and the hex SHA-256 of the evidence records'
@@ -59,5 +95,9 @@ func EvidenceHash(ev []EvidenceRecord) string {
 // LifecycleNote is the Note of the twin event that records step l of alert
 // id (of type typ); a verifier recomputes it from the alert record.
 func LifecycleNote(id string, typ detect.Type, l *LifecycleEvent) string {
-	return fmt.Sprintf("alert %s %s by %s: type=%s severity=%s count=%d evidence=%s", id, l.Step, l.By, typ, l.Severity, l.Count, l.EvidenceHash)
+	note := fmt.Sprintf("alert %s %s by %s: type=%s severity=%s count=%d evidence=%s", id, l.Step, l.By, typ, l.Severity, l.Count, l.EvidenceHash)
+	if l.Facts != nil {
+		note += " facts=" + l.Facts.Hash()
+	}
+	return note
 }

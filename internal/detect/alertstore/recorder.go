@@ -31,7 +31,8 @@ func (s *Store) step(tx *bolt.Tx, a *alert.Alert, st alert.Step, by string) erro
 	if !s.record {
 		return nil
 	}
-	a.Lifecycle = append(a.Lifecycle, alert.LifecycleEvent{Step: st, By: by, Severity: a.Severity, Count: a.Count, EvidenceHash: alert.EvidenceHash(a.Evidence)})
+	facts := alert.FactsOf(a)
+	a.Lifecycle = append(a.Lifecycle, alert.LifecycleEvent{Step: st, By: by, Severity: a.Severity, Count: a.Count, EvidenceHash: facts.EvidenceHash, Facts: &facts})
 	b := tx.Bucket(bktSteps)
 	seq, err := b.NextSequence()
 	if err != nil {

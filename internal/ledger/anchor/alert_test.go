@@ -27,7 +27,10 @@ import (
 // embedded ledger with the other events, and the alert bundle proves them
 // and the evidence; an edited evidence hash in the stored alert, or edited
 // evidence, fails verification.
-func TestAlertLifecycleAnchored(t *testing.T) {
+// anchoredAlert raises, acknowledges and resolves an alert on a real
+// swap through the real ingest, waits until its steps are anchored, and
+// returns it, its store and a function that exports a bundle of a record.
+func anchoredAlert(t *testing.T) (*rig, *alertstore.Store, *alertstore.LifecycleRecorder, alert.Alert, func(alert.Alert) *proofbundle.Bundle) {
 	r := newRig(t, Config{Interval: 30 * time.Millisecond, MaxBatch: 4})
 	r.inventory("GPU-b1", "96.00.89.00.01")
 	r.inventory("GPU-SWAPPED", "96.00.89.00.01") // gpu1's UUID changes
@@ -42,15 +45,14 @@ func TestAlertLifecycleAnchored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	alerts, err := alertstore.NewStore(db, alert.DefaultConfig(), time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	alerts.RecordLifecycle()
 	rec := alertstore.NewLifecycleRecorder(alerts, r.in, func(err error) bool { return errors.Is(err, ingest.ErrNoAsset) }, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	stop := run(t, rec.Run)
-	defer stop()
+	t.Cleanup(run(t, rec.Run))
 	res, err := alerts.Apply([]detect.Finding{{Type: detect.TypeSubstitution, Asset: swap.Asset, Severity: detect.Critical, Time: swap.Time,
 		Summary: "fingerprint changed", Evidence: detect.Evidence{Events: []twin.Event{swap}}}}, nil, nil)
 	if err != nil || len(res.Opened) != 1 {
@@ -100,6 +102,11 @@ func TestAlertLifecycleAnchored(t *testing.T) {
 		}
 		return b
 	}
+	return r, alerts, rec, a, bundle
+}
+
+func TestAlertLifecycleAnchored(t *testing.T) {
+	_, _, _, a, bundle := anchoredAlert(t)
 	pub := serviceKey.Public().(ed25519.PublicKey)
 	b := bundle(a)
 	if n := len(b.Alert.Events); n != 4 {
@@ -131,5 +138,92 @@ func TestAlertLifecycleAnchored(t *testing.T) {
 		if f := rep.Failed(); len(f) != 1 || f[0].Name != tc.failed {
 			t.Errorf("%s: failed checks = %+v, want exactly %q", tc.name, f, tc.failed)
 		}
+	}
+}
+
+// TestAlertBundleCoversEveryField: every field an analyst reads on an
+// alert is proven by its bundle, or shown as not proven: each edit of a
+// stored, resolved alert fails verification, and a lifecycle cut back to
+// "raised" (with its state and history) verifies only as the alert was
+// then, its state now shown as not proven. An open alert that merged a
+// finding after its last step shows what changed since as not proven.
+func TestAlertBundleCoversEveryField(t *testing.T) {
+	r, alerts, rec, a, bundle := anchoredAlert(t)
+	pub := serviceKey.Public().(ed25519.PublicKey)
+	b := bundle(a)
+	if rep := proofbundle.Verify(b, pub); !rep.Verified() || len(rep.Unproven()) != 0 {
+		t.Fatalf("resolved alert bundle: failed %+v, not proven %+v; want everything proven", rep.Failed(), rep.Unproven())
+	}
+	verify := func(edited alert.Alert) *proofbundle.Report {
+		eb := *b
+		ap := *b.Alert
+		ap.Alert, _ = json.Marshal(edited)
+		eb.Alert = &ap
+		return proofbundle.Verify(&eb, pub)
+	}
+	later := func(tm time.Time) time.Time { return tm.Add(time.Minute) }
+	for _, tc := range []struct {
+		name string
+		edit func(*alert.Alert)
+	}{
+		{"severity", func(a *alert.Alert) { a.Severity = detect.Info }},
+		{"summary", func(a *alert.Alert) { a.Summary = "nothing happened" }},
+		{"site", func(a *alert.Alert) { a.Site = "s9" }},
+		{"count", func(a *alert.Alert) { a.Count = 7 }},
+		{"first seen", func(a *alert.Alert) { a.FirstSeen = later(a.FirstSeen) }},
+		{"last seen", func(a *alert.Alert) { a.LastSeen = later(a.LastSeen) }},
+		{"opened", func(a *alert.Alert) { a.Opened = later(a.Opened) }},
+		{"history comment", func(a *alert.Alert) { a.History[2].Comment = "false alarm" }},
+		{"history who", func(a *alert.Alert) { a.History[1].By = "mallory" }},
+		{"history time", func(a *alert.Alert) { a.History[1].At = later(a.History[1].At) }},
+		{"response", func(a *alert.Alert) { a.Response = "none needed" }},
+		{"escalations", func(a *alert.Alert) { a.Escalations = 3 }},
+		{"lifecycle cut back to raised", func(a *alert.Alert) { a.Lifecycle = a.Lifecycle[:1] }},
+		{"step facts", func(a *alert.Alert) { f := *a.Lifecycle[2].Facts; f.Summary = "x"; a.Lifecycle[2].Facts = &f }},
+	} {
+		edited := a
+		edited.History = append([]alert.Transition(nil), a.History...)
+		edited.Lifecycle = append([]alert.LifecycleEvent(nil), a.Lifecycle...)
+		tc.edit(&edited)
+		if rep := verify(edited); rep.OK() {
+			t.Errorf("%s edited: verification passed (not proven: %+v), want a failure", tc.name, rep.Unproven())
+		}
+	}
+	// Cut back consistently to the alert as it was when raised: it verifies
+	// as of then, and says its state now is not proven.
+	cut := a
+	cut.State, cut.History, cut.Lifecycle = alert.Open, a.History[:1], a.Lifecycle[:1]
+	rep := verify(cut)
+	if !rep.OK() || len(rep.Unproven()) != 1 || rep.Unproven()[0].Name != "alert state now" {
+		t.Errorf("alert cut back to raised: failed %+v, not proven %+v; want it consistent as of the raised step with its state now not proven", rep.Failed(), rep.Unproven())
+	}
+
+	// An open alert that merged a finding after it was raised.
+	swap := a.Evidence[0].Evidence.Events[0]
+	f := detect.Finding{Type: detect.TypeFirmwareUnauthorised, Asset: swap.Asset, Severity: detect.Warning, Time: swap.Time, Summary: "firmware", Evidence: detect.Evidence{Events: []twin.Event{swap}}}
+	res, err := alerts.Apply([]detect.Finding{f}, nil, nil)
+	if err != nil || len(res.Opened) != 1 {
+		t.Fatalf("Apply = %+v, %v; want one opened alert", res, err)
+	}
+	f.Time = f.Time.Add(time.Second)
+	if _, err := alerts.Apply([]detect.Finding{f}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for rec.Recorded.Load() < 4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.waitAnchored("the second alert's raise")
+	open, err := alerts.Get(res.Opened[0].ID)
+	if err != nil || open.Count != 2 || len(open.Lifecycle) != 1 {
+		t.Fatalf("merged alert = %+v, %v; want count 2 and one step", open, err)
+	}
+	rep = proofbundle.Verify(bundle(open), pub)
+	var unproven []string
+	for _, c := range rep.Unproven() {
+		unproven = append(unproven, c.Name)
+	}
+	if want := []string{"alert state now", "alert count", "alert last_seen"}; !rep.OK() || strings.Join(unproven, ",") != strings.Join(want, ",") {
+		t.Errorf("open alert with a merged finding: failed %+v, not proven %v; want %v not proven", rep.Failed(), unproven, want)
 	}
 }

@@ -63,14 +63,23 @@
 // anchored is the evidence behind it and its lifecycle: each step (raised,
 // acknowledged, resolved) is a twin event on the alert's asset (type
 // alert_raised, ...) whose note is alert.LifecycleNote: the alert id, step,
-// who, type, severity, count and evidence hash ("sha256:" + hex SHA-256 of
-// the evidence records' JSON) at that step. The record's lifecycle[] names
-// those events. An alert bundle holds an event proof for every twin event
-// in the alert's evidence and for every lifecycle event. Verify checks each
+// who, type, severity, count, evidence hash ("sha256:" + hex SHA-256 of
+// the evidence records' JSON) and facts hash (the SHA-256 of the JSON of
+// alert.Facts: site, severity, state, summary, count, first and last seen,
+// opened, history with who, when and comments, response, escalations) at
+// that step. The record's lifecycle[] names those events and carries the
+// facts. An alert bundle holds an event proof for every twin event in the
+// alert's evidence and for every lifecycle event. Verify checks each
 // proof, that each event in the alert is exactly the proven one, that each
 // lifecycle event's asset, type and note are what the record says, that
-// the last step is the alert's state, and that the evidence hashes to the
-// last step's hash when no finding was merged since (always, once resolved).
+// the last step is the alert's state, that the evidence hashes to the last
+// step's hash when no finding was merged since (always, once resolved),
+// and every field against the last step's facts: equal is proven; a change
+// that merged findings, escalations or an automated response make between
+// steps (a higher count, severity or last-seen time while not resolved)
+// is reported as not proven (Check.Unproven, "n/p"); any other change
+// fails. An open or acknowledged alert's state is proven as of its last
+// step only: a later step would be a later event, so "state now" is n/p.
 package proofbundle
 
 import (

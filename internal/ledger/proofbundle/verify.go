@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -18,11 +19,13 @@ import (
 	"twinchain/internal/twin"
 )
 
-// Check is one step of a verification.
+// Check is one step of a verification. Unproven marks a value the
+// bundle shows but does not prove (OK is true: nothing contradicts it).
 type Check struct {
-	Name   string `json:"name"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail"`
+	Name     string `json:"name"`
+	OK       bool   `json:"ok"`
+	Unproven bool   `json:"unproven,omitempty"`
+	Detail   string `json:"detail"`
 }
 
 // Report is every check Verify made, in order.
@@ -61,24 +64,46 @@ func (r *Report) Failed() []Check {
 	return out
 }
 
-// Write prints the report, one line per check.
+// Unproven lists the checks of values the bundle shows but does not prove.
+func (r *Report) Unproven() []Check {
+	var out []Check
+	for _, c := range r.Checks {
+		if c.OK && c.Unproven {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Write prints the report, one line per check: ok, FAIL, or n/p for a
+// value shown but not proven.
 func (r *Report) Write(w io.Writer) {
 	fmt.Fprintf(w, "%s\n", r.Subject)
 	for _, c := range r.Checks {
 		mark := "ok  "
-		if !c.OK {
+		switch {
+		case !c.OK:
 			mark = "FAIL"
+		case c.Unproven:
+			mark = "n/p "
 		}
 		fmt.Fprintf(w, "  %s %-22s %s\n", mark, c.Name, c.Detail)
 	}
 	switch {
 	case !r.OK():
 		fmt.Fprintf(w, "NOT VERIFIED: %d check(s) failed\n", len(r.Failed()))
+	case r.KeyTrusted && len(r.Unproven()) > 0:
+		fmt.Fprintf(w, "VERIFIED, except %d value(s) marked n/p: shown, but not proven by this bundle\n", len(r.Unproven()))
 	case r.KeyTrusted:
 		fmt.Fprintln(w, "VERIFIED")
 	default:
 		fmt.Fprintf(w, "CONSISTENT, BUT THE KEY IS NOT TRUSTED: it checks under key %s, which was not pinned; anyone can sign a bundle with a key of their own. Pass the service's key (-key HEX) to verify.\n", r.Key)
 	}
+}
+
+// unproven records a value shown but not proven.
+func (r *Report) unproven(name, detail string) {
+	r.Checks = append(r.Checks, Check{Name: name, OK: true, Unproven: true, Detail: detail})
 }
 
 func (r *Report) add(name string, err error, okDetail string) bool {
@@ -225,12 +250,15 @@ func verifyAlert(r *Report, p *AlertProof, key ed25519.PublicKey) {
 }
 
 // verifyLifecycle checks the alert's lifecycle steps against their proven
-// twin events, the alert's state and its evidence.
+// twin events, and every field an analyst reads against the facts the last
+// step anchored: equal, proven; changed the way findings merged since can
+// change it, shown as not proven; any other change, a failure.
 func verifyLifecycle(r *Report, a *alert.Alert, proven map[uint64]twin.Event) {
 	if len(a.Lifecycle) == 0 {
 		r.add("alert lifecycle", fmt.Errorf("the alert record names no lifecycle events: its state and evidence are not anchored"), "")
 		return
 	}
+	var lastTime time.Time
 	for i := range a.Lifecycle {
 		l := &a.Lifecycle[i]
 		name := fmt.Sprintf("alert %s", l.Step)
@@ -245,17 +273,27 @@ func verifyLifecycle(r *Report, a *alert.Alert, proven map[uint64]twin.Event) {
 			err = fmt.Errorf("event %d is %s on %s, want %s on %s", l.Event, le.Type, le.Asset, l.Step.EventType(), a.Asset)
 		case le.Note != alert.LifecycleNote(a.ID, a.Type, l):
 			err = fmt.Errorf("event %d note %q does not match the alert record (%q)", l.Event, le.Note, alert.LifecycleNote(a.ID, a.Type, l))
+		case l.Facts != nil && (l.Facts.Severity != l.Severity || l.Facts.Count != l.Count || l.Facts.EvidenceHash != l.EvidenceHash || l.Facts.State != alert.State(l.Step) && !(l.Step == alert.StepRaised && l.Facts.State == alert.Open)):
+			err = fmt.Errorf("step %d's facts do not agree with its severity, count, evidence or step", i)
 		}
 		r.add(name, err, fmt.Sprintf("anchored event %d: %s", l.Event, le.Note))
+		lastTime = le.Time
 	}
 	last := &a.Lifecycle[len(a.Lifecycle)-1]
 	var err error
-	detail := "the alert's state is its last anchored step"
 	if want := map[alert.State]alert.Step{alert.Open: alert.StepRaised, alert.Acknowledged: alert.StepAcknowledged, alert.Resolved: alert.StepResolved}[a.State]; want != last.Step {
 		err = fmt.Errorf("the alert is %s but its last anchored step is %s", a.State, last.Step)
 	}
-	r.add("alert state", err, detail)
-	err, detail = nil, fmt.Sprintf("evidence hashes to %s as anchored at step %s", last.EvidenceHash, last.Step)
+	switch {
+	case err != nil:
+		r.add("alert state", err, "")
+	case a.State == alert.Resolved:
+		r.add("alert state", nil, "resolved, its last anchored step: final, nothing changes it")
+	default:
+		r.add("alert state", nil, fmt.Sprintf("%s as of its last anchored step (event %d, %s)", a.State, last.Event, lastTime.Format(time.RFC3339)))
+		r.unproven("alert state now", fmt.Sprintf("still %s after %s? A later acknowledgement or resolution is a later event on %s that this bundle does not show: ask for a new bundle", a.State, lastTime.Format(time.RFC3339), a.Asset))
+	}
+	err, detail := nil, fmt.Sprintf("evidence hashes to %s as anchored at step %s", last.EvidenceHash, last.Step)
 	switch h := alert.EvidenceHash(a.Evidence); {
 	case a.Count < last.Count || (a.Count == last.Count || a.State == alert.Resolved) && h != last.EvidenceHash:
 		err = fmt.Errorf("the alert's evidence (count %d, %s) is not what was anchored at step %s (count %d, %s)", a.Count, h, last.Step, last.Count, last.EvidenceHash)
@@ -263,6 +301,49 @@ func verifyLifecycle(r *Report, a *alert.Alert, proven map[uint64]twin.Event) {
 		detail = fmt.Sprintf("%d findings merged since step %s: their twin events are proven above, the evidence hash is anchored at the next step", a.Count-last.Count, last.Step)
 	}
 	r.add("alert evidence", err, detail)
+	verifyFacts(r, a, last)
+}
+
+// verifyFacts compares the alert's fields with the facts its last step
+// anchored.
+func verifyFacts(r *Report, a *alert.Alert, last *alert.LifecycleEvent) {
+	if last.Facts == nil {
+		r.unproven("alert fields", "the steps were recorded before they carried the alert's fields: site, severity, summary, count, times, history, comments and response are shown, not proven")
+		return
+	}
+	now, then := alert.FactsOf(a), last.Facts
+	merging := a.State != alert.Resolved // findings still merge into it
+	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	var proven []string
+	for _, f := range []struct {
+		name     string
+		now, was any
+		// may says whether a change since the step is one that merges,
+		// escalations or an automated response make without a step.
+		may bool
+	}{
+		{"site", now.Site, then.Site, false},
+		{"first_seen", now.FirstSeen, then.FirstSeen, false},
+		{"opened", now.Opened, then.Opened, false},
+		{"history", now.History, then.History, false},
+		{"severity", now.Severity, then.Severity, merging && now.Severity >= then.Severity},
+		{"summary", now.Summary, then.Summary, merging && now.Severity > then.Severity},
+		{"count", now.Count, then.Count, merging && now.Count > then.Count},
+		{"last_seen", now.LastSeen, then.LastSeen, merging && now.LastSeen.After(then.LastSeen)},
+		{"response", now.Response, then.Response, merging && then.Response == ""},
+		{"escalations", now.Escalations, then.Escalations, merging && now.Escalations > then.Escalations},
+	} {
+		a, b := js(f.now), js(f.was)
+		switch {
+		case a == b:
+			proven = append(proven, f.name)
+		case f.may:
+			r.unproven("alert "+f.name, fmt.Sprintf("%s now; %s as anchored at step %s: changed since, not proven", a, b, last.Step))
+		default:
+			r.add("alert "+f.name, fmt.Errorf("%s is not %s, as anchored at step %s", a, b, last.Step), "")
+		}
+	}
+	r.add("alert fields", nil, fmt.Sprintf("%s as anchored at step %s (history with who, when and comments)", strings.Join(proven, ", "), last.Step))
 }
 
 func verifyRecord(r *Report, p *RecordProof, key ed25519.PublicKey) {
