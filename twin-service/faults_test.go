@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -21,6 +22,9 @@ import (
 	"twinchain/internal/ledger/eventtree"
 	"twinchain/internal/ledger/fileledger"
 	"twinchain/internal/ledger/proofbundle"
+	"twinchain/internal/registry"
+	"twinchain/internal/twinstore"
+	"twinchain/internal/wire"
 )
 
 // checkPrivate fails for every file under dir that its group or others may
@@ -205,5 +209,85 @@ func TestVerifyForgedBundle(t *testing.T) {
 	err = runVerify(context.Background(), []string{"-key", hex.EncodeToString(auditKey.Public().(ed25519.PublicKey)), path}, noenv, &out, io.Discard)
 	if exitCode(err) != exitDamaged {
 		t.Errorf("verify of a forged bundle with the service's key pinned = %v (exit %d):\n%s\nwant exit %d", err, exitCode(err), out.String(), exitDamaged)
+	}
+}
+
+// storeDir writes a data directory whose twins.db holds n signed status
+// messages of gateway gw-v (body "marker-NNNNN"), their sequence-index
+// entries and the gateway in the stored registry.
+func storeDir(t *testing.T, n int) (string, ed25519.PrivateKey) {
+	t.Helper()
+	dir := t.TempDir()
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, 32))
+	s, err := twinstore.Open(filepath.Join(dir, "twins.db"), twinstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutGateways(registry.Gateway{ID: "gw-v", PublicKey: key.Public().(ed25519.PublicKey), Site: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(func(tx *twinstore.Tx) error {
+		for seq := 1; seq <= n; seq++ {
+			raw, err := wire.SealRaw(key, "gw-v", uint64(seq), time.Unix(int64(seq), 0), wire.KindStatus, fmt.Appendf(nil, `{"state":"online","agent_version":"marker-%05d"}`, seq))
+			if err != nil {
+				return err
+			}
+			env, _ := wire.Decode(raw)
+			m := twinstore.Message{Gateway: "gw-v", Seq: uint64(seq), Kind: wire.KindStatus, Time: env.Time, Recorded: time.Unix(int64(seq), 0), Raw: raw}
+			if err := tx.AppendMessage(&m); err != nil {
+				return err
+			}
+			sum := sha256.Sum256(raw)
+			if err := tx.PutSeq("gw-v", uint64(seq), m.Pos, &sum); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, key
+}
+
+// TestVerifyDataDir: `verify DATA` re-checks every stored message and
+// names the damaged positions; a twins.db cut short stops the service's
+// start with the file named, instead of a SIGBUS.
+func TestVerifyDataDir(t *testing.T) {
+	dir, _ := storeDir(t, 500)
+	path := filepath.Join(dir, "twins.db")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []int{17, 250, 499} {
+		i := bytes.Index(b, fmt.Appendf(nil, "marker-%05d", seq))
+		b[i+2] ^= 1
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err = runVerify(context.Background(), []string{"-key", hex.EncodeToString(auditKey.Public().(ed25519.PublicKey)), dir}, func(string) string { return "" }, &out, io.Discard)
+	if exitCode(err) != exitDamaged {
+		t.Errorf("verify DATA with 3 damaged messages = %v (exit %d), want exit %d:\n%s", err, exitCode(err), exitDamaged, out.String())
+	}
+	for _, pos := range []int{17, 250, 499} {
+		if want := fmt.Sprintf("store: message %d (gateway gw-v seq %d)", pos, pos); !strings.Contains(out.String(), want) {
+			t.Errorf("verify DATA output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// Cut short: the start stops with the file named and what to do.
+	st, _ := os.Stat(path)
+	if err := os.Truncate(path, st.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	err = run(context.Background(), []string{"-data", dir, "-http", "127.0.0.1:0", "-mqtt-addr", "127.0.0.1:0", "-log-level", "error"}, func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "cut short") {
+		t.Errorf("twin-service on a twins.db cut short = %v, want an error naming %s", err, path)
 	}
 }
