@@ -3,7 +3,6 @@ package nmea
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -14,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	gonmea "github.com/adrianmo/go-nmea"
+	"twinchain/internal/edge/nmea/nmeatest"
 )
 
 // gpsdCorpus is the folder of real receiver captures with gpsd's fixes:
@@ -22,20 +21,11 @@ import (
 // repository root (or beside a folder above it, for a worktree in a subfolder).
 func gpsdCorpus(t *testing.T) string {
 	t.Helper()
-	dirs := []string{os.Getenv("TWINCHAIN_NMEA_CORPUS")}
-	for up := "../../../.."; len(up) <= len("../../../../../.."); up += "/.." {
-		dirs = append(dirs, filepath.Join(up, "shared", "testdata", "nmea"))
+	dir := nmeatest.Corpus(os.Getenv("TWINCHAIN_NMEA_CORPUS"))
+	if dir == "" {
+		t.Skip("gpsd NMEA corpus (../shared/testdata/nmea) not found")
 	}
-	for _, dir := range dirs {
-		if dir == "" {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(dir, "README.md")); err == nil {
-			return dir
-		}
-	}
-	t.Skipf("gpsd NMEA corpus not found in %q", dirs)
-	return ""
+	return dir
 }
 
 // gpsdFloor is gpsd's date floor: 2017-01-01, from its leap-second count
@@ -57,111 +47,6 @@ var captureFloors = map[string]time.Time{
 	// A real 2014-02-19 that gpsd's .chk moved to 2033-10-05: the floor
 	// does the same (a receiver reporting 2014 today has rolled over).
 	"rst39.log": gpsdFloor,
-}
-
-// gpsdEpoch is gpsd's fix for one instant: its last TPV with that time, and
-// the HDOP of the last SKY before it.
-type gpsdEpoch struct {
-	Time   time.Time
-	Mode   int
-	Status int
-	Lat    *float64
-	Lon    *float64
-	AltMSL *float64
-	Speed  *float64
-	Track  *float64
-	HDOP   []float64
-	USat   []int
-}
-
-type tpv struct {
-	Class  string   `json:"class"`
-	Mode   int      `json:"mode"`
-	Status int      `json:"status"`
-	Time   string   `json:"time"`
-	Lat    *float64 `json:"lat"`
-	Lon    *float64 `json:"lon"`
-	AltMSL *float64 `json:"altMSL"`
-	Speed  *float64 `json:"speed"`
-	Track  *float64 `json:"track"`
-	HDOP   *float64 `json:"hdop"`
-	XDOP   *float64 `json:"xdop"`
-	USat   *int     `json:"uSat"`
-	Sats   []any    `json:"satellites"`
-}
-
-// fix reports whether gpsd had a real position at this instant (status 8 is
-// a simulator's output, which the agent refuses).
-func (e gpsdEpoch) fix() bool {
-	return e.Mode >= 2 && e.Lat != nil && e.Lon != nil && e.Status != 8
-}
-
-// readGpsd reads a .chk file: the capture's sentences interleaved with
-// gpsd's JSON reports. It returns gpsd's epochs by time (moved over floor as
-// gpsd does live), each the last report with a fix for that time if there
-// is one (gpsd repeats the previous epoch's time, without a fix, on the
-// first sentence of a new epoch), and the positions gpsd reported with no
-// time (it had no date).
-func readGpsd(t *testing.T, path string, floor time.Time) (map[time.Time]gpsdEpoch, []gpsdEpoch) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	epochs := map[time.Time]gpsdEpoch{}
-	// A SKY report's HDOP belongs to the instant of the timed sentence
-	// before it (gpsd writes it before or after that instant's TPV). An
-	// epoch may carry two (GGA's and GSA's); either will do. gpsd's own
-	// dilutions from the satellites' positions (with xdop) are not the
-	// receiver's.
-	hdops := map[time.Duration][]float64{}
-	usats := map[time.Duration][]int{} // satellites used, by GGA or GSA
-	var cur time.Duration
-	var untimed []gpsdEpoch
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Split(line, ","); len(f) > 5 && len(f[0]) == 6 && f[0][0] == '$' {
-			i := map[string]int{"GGA": 1, "RMC": 1, "ZDA": 1, "GLL": 5}[f[0][3:]]
-			if tod, err := gonmea.ParseTime(f[i]); i > 0 && err == nil && tod.Valid {
-				cur = timeOfDay(tod)
-			}
-		}
-		if !strings.HasPrefix(line, "{") {
-			continue
-		}
-		var v tpv
-		if err := json.Unmarshal([]byte(line), &v); err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		switch v.Class {
-		case "SKY":
-			if v.HDOP != nil && v.XDOP == nil {
-				hdops[cur] = append(hdops[cur], *v.HDOP)
-			}
-			if v.USat != nil && *v.USat > 0 && v.Sats == nil {
-				usats[cur] = append(usats[cur], *v.USat)
-			}
-		case "TPV":
-			e := gpsdEpoch{Mode: v.Mode, Status: v.Status, Lat: v.Lat, Lon: v.Lon,
-				AltMSL: v.AltMSL, Speed: v.Speed, Track: v.Track}
-			if v.Time == "" {
-				if e.fix() {
-					untimed = append(untimed, e)
-				}
-				continue
-			}
-			at, err := time.Parse(time.RFC3339Nano, v.Time)
-			if err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
-			e.HDOP, e.USat = hdops[at.Sub(at.Truncate(day))], usats[at.Sub(at.Truncate(day))]
-			at, _ = unroll(at, floor)
-			e.Time = at
-			if prev, ok := epochs[at]; !ok || e.fix() || !prev.fix() {
-				epochs[at] = e
-			}
-		}
-	}
-	return epochs, untimed
 }
 
 // replay feeds a capture to a Tracker line by line, as the serial reader
@@ -244,12 +129,16 @@ func compareWithGpsd(t *testing.T, log string) captureResult {
 	name := filepath.Base(log)
 	floor := captureFloors[name]
 	fixes, stats := replay(t, log, floor)
-	want, untimed := readGpsd(t, log+".chk", floor)
+	x, err := nmeatest.ReadChk(log+".chk", floor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, untimed := x.Epochs, x.Untimed
 	res := captureResult{name: name, epochs: int(stats.Epochs), fixes: len(fixes), dates: map[DateSource]int{},
 		stats: stats, gpsdUntimed: len(untimed)}
-	byTOD := map[time.Duration][]gpsdEpoch{}
+	byTOD := map[time.Duration][]nmeatest.Epoch{}
 	for at, e := range want {
-		if e.fix() {
+		if e.Fix() {
 			res.gpsd++
 			tod := at.Sub(at.Truncate(day))
 			byTOD[tod] = append(byTOD[tod], e)
@@ -300,7 +189,7 @@ func compareWithGpsd(t *testing.T, log string) captureResult {
 			res.unverified++
 			continue
 		}
-		if !e.fix() {
+		if !e.Fix() {
 			res.problem("fix at %s (%s) %.7f,%.7f: gpsd says no fix at that time", f.FixTime, f.Date, f.Lat, f.Lon)
 			continue
 		}
@@ -339,7 +228,7 @@ func compareWithGpsd(t *testing.T, log string) captureResult {
 	// Coverage: every instant gpsd has a fix for, the tracker has one too.
 	var missed []string
 	for at, e := range want {
-		if !e.fix() || seen[at] {
+		if !e.Fix() || seen[at] {
 			continue
 		}
 		if seenTOD[at.Sub(at.Truncate(day))] {
