@@ -25,8 +25,15 @@ type Process struct {
 // test binary (Pdeathsig) even when no cleanup runs.
 func StartProcess(t testing.TB, path string, args ...string) *Process {
 	t.Helper()
+	return startProcess(t, nil, path, args...)
+}
+
+// startProcess is StartProcess with the environment env (nil: the test's).
+func startProcess(t testing.TB, env []string, path string, args ...string) *Process {
+	t.Helper()
 	p := &Process{Name: filepath.Base(path), Output: &Buffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(path, args...)
+	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.Output, p.Output
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {

@@ -66,7 +66,7 @@ type TwinService struct {
 func (s *TwinService) MQTTURL() string { return "tcp://" + s.MQTTAddr }
 
 // StartTwinService builds twin-service (once per test binary), starts it
-// and waits until /readyz answers 200 (the HTTP API is up and MQTT is
+// with no TWINCHAIN_* environment variables and waits until /readyz answers 200 (the HTTP API is up and MQTT is
 // connected) and the sign-in line is printed. t.Cleanup stops it with
 // SIGTERM (SIGKILL after 20s); when the test failed its output is logged.
 func StartTwinService(t testing.TB, opts TwinServiceOptions) *TwinService {
@@ -110,7 +110,7 @@ var adminPasswordLine = regexp.MustCompile(`sign in as admin with password (\S+)
 
 func (s *TwinService) start(extra []string) {
 	s.t.Helper()
-	s.Proc = StartProcess(s.t, s.bin, append(append([]string(nil), s.args...), extra...)...)
+	s.Proc = startProcess(s.t, serviceEnv(), s.bin, append(append([]string(nil), s.args...), extra...)...)
 	p := s.Proc
 	client := &http.Client{Timeout: 2 * time.Second}
 	ready := func() bool {
@@ -153,6 +153,19 @@ func (s *TwinService) Kill() { s.Proc.Kill() }
 
 // Output is everything the running process has printed.
 func (s *TwinService) Output() string { return s.Proc.Output.String() }
+
+// serviceEnv is the test's environment without TWINCHAIN_* variables, so
+// that only the options configure the service (a TWINCHAIN_LEDGER or
+// TWINCHAIN_NO_AUTH in the shell that runs the tests would change it).
+func serviceEnv() []string {
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TWINCHAIN_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
 
 // withTokens adds tokens to the auth.tokens of the YAML configuration conf.
 func withTokens(conf string, tokens []Token) ([]byte, error) {
