@@ -139,7 +139,7 @@ func (s *TwinService) start(extra []string) {
 // extraArgs, and waits until it is ready.
 func (s *TwinService) Restart(t testing.TB, extraArgs ...string) {
 	t.Helper()
-	s.Proc.Stop()
+	_ = s.Proc.Stop() // often after Kill: the status says only how it was stopped
 	s.t = t
 	s.start(extraArgs)
 }
