@@ -66,9 +66,11 @@ type TwinService struct {
 func (s *TwinService) MQTTURL() string { return "tcp://" + s.MQTTAddr }
 
 // StartTwinService builds twin-service (once per test binary), starts it
-// with no TWINCHAIN_* environment variables and waits until /readyz answers 200 (the HTTP API is up and MQTT is
-// connected) and the sign-in line is printed. t.Cleanup stops it with
-// SIGTERM (SIGKILL after 20s); when the test failed its output is logged.
+// with no TWINCHAIN_* environment variables, and waits until /readyz
+// answers 200 (the HTTP API is up and MQTT is connected) and the sign-in
+// line is printed; it fails t at once if the process exits first. t.Cleanup
+// stops it with SIGTERM (SIGKILL after 20s); when the test failed, its
+// output is logged.
 func StartTwinService(t testing.TB, opts TwinServiceOptions) *TwinService {
 	t.Helper()
 	dir := t.TempDir()
