@@ -13,6 +13,7 @@ import (
 	"github.com/creack/pty"
 
 	"twinchain/internal/edge/serialport"
+	"twinchain/internal/testsvc"
 	"twinchain/internal/wire"
 )
 
@@ -119,7 +120,17 @@ func TestServiceOnPseudoTerminal(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var fixes []wire.GPSFix
-	svc := New(cfg, serialport.Open, clock, slog.New(slog.NewTextHandler(io.Discard, nil)), func(f wire.GPSFix) {
+	// The port is written only once the service has opened it.
+	opened := make(chan struct{})
+	markOpened := sync.OnceFunc(func() { close(opened) })
+	open := func(path string, baud int) (io.ReadWriteCloser, error) {
+		port, err := serialport.Open(path, baud)
+		if err == nil {
+			markOpened()
+		}
+		return port, err
+	}
+	svc := New(cfg, open, clock, slog.New(slog.NewTextHandler(io.Discard, nil)), func(f wire.GPSFix) {
 		mu.Lock()
 		fixes = append(fixes, f)
 		mu.Unlock()
@@ -127,25 +138,22 @@ func TestServiceOnPseudoTerminal(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	time.Sleep(300 * time.Millisecond) // let the port open before writing
+	select {
+	case <-opened:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the service did not open the port within 20s")
+	}
 	master.Write([]byte("\xf8\x80\x00" + strings.Repeat("\xe6", 300) + "\r\n"))
 	master.Write([]byte(Sentence("GPRMC,120001.00,A,5231.2005,N,01324.2973,E,0.0,0.0,251126,,,A")))
 	master.Write([]byte("$GPGGA,120001.00,5231.20\r\n"))
 	master.Write([]byte(Sentence("GPRMC,120002.00,A,5231.3005,N,01324.2973,E,0.0,0.0,251126,,,A")))
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	// Both fixes parsed, and the newer one reported.
+	latest := time.Date(2026, 11, 25, 12, 0, 2, 0, time.UTC)
+	testsvc.Eventually(t, 20*time.Second, "the 12:00:02 fix reported", func() bool {
 		mu.Lock()
-		n := len(fixes)
-		mu.Unlock()
-		if n > 0 && svc.Stats()["ublox"].Fixes == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no fixes within 20s; stats %+v", svc.Stats())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(150 * time.Millisecond)
+		defer mu.Unlock()
+		return len(fixes) > 0 && fixes[len(fixes)-1].FixTime.Equal(latest) && svc.Stats()["ublox"].Fixes == 2
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run = %v", err)
