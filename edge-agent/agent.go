@@ -67,7 +67,11 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	if err != nil {
 		return err
 	}
-	defer q.Close()
+	defer func() {
+		if err := q.Close(); err != nil {
+			log.Error("close queue", "err", err)
+		}
+	}()
 	now := time.Now
 	pub := mqttpub.New(cfg.MQTT, cfg.GatewayID, key, seq, q, version, now, log.With("component", "mqtt"))
 	log.Info("edge-agent starting", "version", version, "broker", cfg.MQTT.Broker, "backlog", q.Len(), "next_seq", seq.Peek(),
@@ -99,7 +103,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		return err
 	}
 	if src != nil {
-		defer src.Close()
+		defer func() { _ = src.Close() }() // only read from: nothing to do if it fails
 		log.Info("gpu source", "source", src.String(), "interval", cfg.GPU.Interval)
 		col := gpu.NewCollector(cfg.GPU, src, cfg.Host.info(), now, log.With("component", "gpu"),
 			func(_ time.Time, t wire.Telemetry) { publish(wire.KindTelemetry, t) },

@@ -30,7 +30,7 @@ func TestGPSCaptures(t *testing.T) {
 	if testing.Short() {
 		t.Skip("plays captures at 9600 baud for about 20 s")
 	}
-	agentBin, _, _ := binaries(t)
+	agentBin, _ := binaries(t)
 	// date_floor 2012-01-01: the captures' genuine dates (2012, 2018) stay,
 	// GPS week 0 after the 2019 rollover (1999-08-22) is 2019-04-07.
 	floor := time.Date(2012, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -69,9 +69,9 @@ gps:
   receivers: [%s]
 gpu: {source: none}
 `, filepath.Join(dir, "agent"), broker.URL(), strings.Join(receivers, ", "))), 0o600)
-	agent := start(t, agentBin, "run", "--config", conf)
-	waitUntil(t, 20*time.Second, "the agent to open the receivers", func() bool {
-		return strings.Count(agent.out.String(), "gps receiver open") == len(captures)
+	agent := testsvc.StartProcess(t, agentBin, "run", "--config", conf)
+	testsvc.Eventually(t, 20*time.Second, "the agent to open the receivers", func() bool {
+		return strings.Count(agent.Output.String(), "gps receiver open") == len(captures)
 	})
 
 	// Play every capture at once, each on its own line.
@@ -130,7 +130,7 @@ gpu: {source: none}
 		}
 		return false
 	}
-	waitUntil(t, 30*time.Second, "a fix for every epoch gpsd has one for", func() bool {
+	testsvc.Eventually(t, 30*time.Second, "a fix for every epoch gpsd has one for", func() bool {
 		got := fixes()
 		for _, c := range captures {
 			for _, e := range want[c.name].Fixes() {
@@ -141,7 +141,7 @@ gpu: {source: none}
 		}
 		return true
 	})
-	agent.stop(t)
+	stop(t, agent)
 
 	got := fixes()
 	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-6 }

@@ -69,20 +69,12 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var acked *ackLog
 	if *ackedLog != "" {
-		out, err := os.OpenFile(*ackedLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
+		if acked, err = openAckLog(*ackedLog, log); err != nil {
 			return err
 		}
-		w := bufio.NewWriter(out)
-		var mu sync.Mutex
-		p.OnAck = func(gw string, seq uint64) {
-			mu.Lock()
-			fmt.Fprintf(w, "%s %d\n", gw, seq)
-			w.Flush() // an acknowledged message is on disk before the next one is counted
-			mu.Unlock()
-		}
-		defer out.Close()
+		p.OnAck = acked.record
 	}
 	if *duration > 0 {
 		var cancel context.CancelFunc
@@ -99,11 +91,55 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 		select {
 		case err := <-done:
 			fmt.Fprintf(stderr, "firmware-sim: sent %d, acknowledged %d, failed %d\n", p.Stats.Sent.Load(), p.Stats.Acked.Load(), p.Stats.Failed.Load())
-			return err
+			return errors.Join(err, acked.close())
 		case <-tick.C:
 			log.Info("progress", "sent", p.Stats.Sent.Load(), "acked", p.Stats.Acked.Load(), "failed", p.Stats.Failed.Load())
 		}
 	}
+}
+
+// ackLog is the --acked-log file: "gateway seq" for every acknowledged
+// message. A write that fails is logged, ends the log and is returned by
+// close: a run whose log misses acknowledged messages does not succeed.
+type ackLog struct {
+	mu  sync.Mutex
+	f   *os.File
+	w   *bufio.Writer
+	log *slog.Logger
+	err error // the first write error
+}
+
+func openAckLog(path string, log *slog.Logger) (*ackLog, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &ackLog{f: f, w: bufio.NewWriter(f), log: log}, nil
+}
+
+func (l *ackLog) record(gw string, seq uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return
+	}
+	fmt.Fprintf(l.w, "%s %d\n", gw, seq) // a failure sticks to w: Flush returns it
+	// An acknowledged message is written out before the next one is counted.
+	if err := l.w.Flush(); err != nil {
+		l.err = fmt.Errorf("acked log %s: %w", l.f.Name(), err)
+		l.log.Error("acked log: write failed, no further acknowledgements recorded", "err", err)
+	}
+}
+
+// close closes the file and returns the first write error. A nil log does
+// nothing.
+func (l *ackLog) close() error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return errors.Join(l.err, l.f.Close())
 }
 
 // seqState is the --state file: the last sequence number of each gateway,

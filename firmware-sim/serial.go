@@ -99,7 +99,9 @@ func runSerial(ctx context.Context, args []string, stderr io.Writer) error {
 					}
 				}
 				if srv != nil {
-					srv.Send(snap)
+					if err := srv.Send(snap); err != nil {
+						return err
+					}
 				}
 				select {
 				case <-ctx.Done():

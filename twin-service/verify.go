@@ -126,7 +126,7 @@ func verifyLedgerDir(dir string, pub ed25519.PublicKey, stdout io.Writer) error 
 		} else {
 			errs = append(errs, fmt.Errorf("blocks: %w", err))
 		}
-		eng.Close()
+		_ = eng.Close() // opened read-only, and the verdict is in
 	}
 	if tree, err := eventtree.Open(filepath.Join(dir, "events")); err != nil {
 		errs = append(errs, fmt.Errorf("event tree: %w", err))
@@ -137,7 +137,7 @@ func verifyLedgerDir(dir string, pub ed25519.PublicKey, stdout io.Writer) error 
 		} else {
 			errs = append(errs, fmt.Errorf("event tree: %w", err))
 		}
-		tree.Close()
+		_ = tree.Close() // the verdict is in
 	}
 	for _, err := range errs {
 		fmt.Fprintf(stdout, "FAIL %v\n", err)

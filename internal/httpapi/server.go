@@ -146,7 +146,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := s.app.ShutdownWithTimeout(5 * time.Second); err != nil {
 		return fmt.Errorf("http shutdown: %w", err)
 	}
-	<-errc
+	if err := <-errc; err != nil { // nil after a clean shutdown
+		return fmt.Errorf("http: %w", err)
+	}
 	return nil
 }
 

@@ -90,7 +90,7 @@ func (s *Server) streamLoop(w *bufio.Writer, cursor uint64, asset string) {
 		if err != nil {
 			s.opts.Log.Error("stream: read event log", "err", err)
 			fmt.Fprintf(w, "event: error\ndata: {\"error\":{\"code\":%q,\"message\":\"event log unavailable\"}}\n\n", CodeInternal)
-			w.Flush()
+			_ = w.Flush() // the stream ends either way
 			return
 		}
 		for i := range events {

@@ -86,7 +86,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil
 	})
 	if err != nil {
-		db.Close()
+		_ = db.Close() // the error being returned says more
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return s, nil

@@ -60,7 +60,7 @@ func (w *webhook) deliver(ctx context.Context, d *delivery) error {
 		return err
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // drained for connection reuse; the status decides
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("webhook %s: status %d", w.cfg.URL, resp.StatusCode)
 	}

@@ -62,11 +62,11 @@ func Open(dataDir string, cfg Config, d Deps) (*Service, error) {
 	}
 	s := &Service{db: db}
 	if s.alerts, err = alertstore.NewStore(db, cfg.Alerts, d.Now); err != nil {
-		db.Close()
+		_ = db.Close() // the error being returned says more
 		return nil, err
 	}
 	if s.orders, err = workorderstore.NewStore(db, cfg.WorkOrders, d.Now); err != nil {
-		db.Close()
+		_ = db.Close() // the error being returned says more
 		return nil, err
 	}
 	s.engine = New(cfg, d.Logs, d.Source, d.Known, d.Custody, s.alerts, s.orders, d.Log.With("component", "detect"), d.Now)

@@ -66,8 +66,9 @@ func LoadOrCreate(path string) (key ed25519.PrivateKey, created bool, err error)
 	return key, false, nil
 }
 
-// writeFileSync writes data to path through a temporary file, fsyncs it and
-// renames it into place; with exclusive it fails when path exists.
+// writeFileSync writes data to path through a temporary file, fsyncs it,
+// renames it into place and fsyncs the folder; with exclusive it fails when
+// path exists.
 func writeFileSync(path string, data []byte, mode os.FileMode, exclusive bool) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
@@ -94,9 +95,15 @@ func writeFileSync(path string, data []byte, mode os.FileMode, exclusive bool) e
 	} else if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
+	// The rename is durable only once the folder is synced: without it a
+	// power loss can bring back the old file (and reused sequence numbers).
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("sync folder of %s: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync folder of %s: %w", path, err)
 	}
 	return nil
 }

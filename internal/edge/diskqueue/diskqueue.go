@@ -117,7 +117,9 @@ func Open(dir string, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue folder: %w", err)
 	}
 	q := &Queue{dir: dir, opts: opts}
-	q.readMeta()
+	if err := q.readMeta(); err != nil {
+		return nil, err
+	}
 	gone, err := q.readAcks()
 	if err != nil {
 		return nil, err
@@ -129,13 +131,13 @@ func Open(dir string, opts Options) (*Queue, error) {
 	sort.Strings(names)
 	for i, name := range names {
 		if err := q.loadSegment(name, gone, i == len(names)-1); err != nil {
-			q.Close()
+			_ = q.Close() // the error being returned says more
 			return nil, err
 		}
 	}
 	// Rewrite acks.log with only the removals that still matter.
 	if err := q.rewriteAcks(); err != nil {
-		q.Close()
+		_ = q.Close() // the error being returned says more
 		return nil, err
 	}
 	return q, nil
@@ -335,7 +337,9 @@ func (q *Queue) dropOldest() error {
 		return err
 	}
 	if q.dropped%256 == 1 {
-		q.writeMeta()
+		if err := q.writeMeta(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -463,29 +467,47 @@ func (q *Queue) Dropped() (uint64, [2]uint64) {
 
 func (q *Queue) metaPath() string { return filepath.Join(q.dir, "dropped") }
 
-func (q *Queue) writeMeta() {
+// writeMeta replaces the drop counters' file. It is written every 256th
+// drop and on Close, so between those it may lag behind.
+func (q *Queue) writeMeta() error {
 	s := fmt.Sprintf("%d %d %d\n", q.dropped, q.droppedRange[0], q.droppedRange[1])
-	if os.WriteFile(q.metaPath()+".tmp", []byte(s), 0o600) == nil {
-		os.Rename(q.metaPath()+".tmp", q.metaPath())
+	if err := os.WriteFile(q.metaPath()+".tmp", []byte(s), 0o600); err != nil {
+		return fmt.Errorf("write drop counters: %w", err)
 	}
+	if err := os.Rename(q.metaPath()+".tmp", q.metaPath()); err != nil {
+		return fmt.Errorf("write drop counters: %w", err)
+	}
+	return nil
 }
 
-func (q *Queue) readMeta() {
+// readMeta reads the drop counters. A file that does not parse (the rename
+// in writeMeta is not fsynced, so a power loss can leave it empty) counts
+// from zero again rather than keeping the queue from opening.
+func (q *Queue) readMeta() error {
 	data, err := os.ReadFile(q.metaPath())
-	if err != nil {
-		return
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
-	fmt.Sscan(string(data), &q.dropped, &q.droppedRange[0], &q.droppedRange[1])
+	if err != nil {
+		return fmt.Errorf("read drop counters: %w", err)
+	}
+	var n uint64
+	var r [2]uint64
+	if _, err := fmt.Sscan(string(data), &n, &r[0], &r[1]); err != nil || n > 0 && r[0] > r[1] {
+		return nil
+	}
+	q.dropped, q.droppedRange = n, r
+	return nil
 }
 
 // Close writes the drop counters and closes the files.
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.dropped > 0 {
-		q.writeMeta()
-	}
 	var first error
+	if q.dropped > 0 {
+		first = q.writeMeta()
+	}
 	for _, s := range q.segs {
 		if err := s.f.Close(); err != nil && first == nil {
 			first = err

@@ -116,7 +116,10 @@ func (c *Collector) Run(ctx context.Context) error {
 	defer cancel()
 	srcDone := make(chan error, 1)
 	go func() { srcDone <- c.src.Run(ctx) }()
-	defer func() { cancel(); <-srcDone }()
+	defer func() {
+		cancel()
+		_ = <-srcDone // the loop returns the source's errors; one after cancel is only the stop
+	}()
 
 	var ev Events
 	var lastIdentity []wire.GPUIdentity

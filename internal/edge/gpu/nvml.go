@@ -35,14 +35,14 @@ func OpenNVML(log *slog.Logger) (Source, error) {
 	}
 	n, ret := lib.DeviceGetCount()
 	if ret != nvml.SUCCESS {
-		lib.Shutdown()
+		_ = lib.Shutdown() // the error being returned says more
 		return nil, fmt.Errorf("nvml device count: %s", lib.ErrorString(ret))
 	}
 	s := &NVMLSource{lib: lib, log: log, logged: map[string]bool{}}
 	for i := 0; i < n; i++ {
 		d, ret := lib.DeviceGetHandleByIndex(i)
 		if ret != nvml.SUCCESS {
-			lib.Shutdown()
+			_ = lib.Shutdown() // the error being returned says more
 			return nil, fmt.Errorf("nvml device %d: %s", i, lib.ErrorString(ret))
 		}
 		s.devs = append(s.devs, d)
@@ -69,7 +69,7 @@ func (s *NVMLSource) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	defer set.Free()
+	defer func() { _ = set.Free() }() // nothing to do if freeing fails
 	types := uint64(nvml.EventTypeXidCriticalError | nvml.EventTypeDoubleBitEccError | nvml.EventTypeSingleBitEccError)
 	index := map[string]int{}
 	for i, d := range s.devs {

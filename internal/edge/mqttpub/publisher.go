@@ -354,8 +354,11 @@ func (p *Publisher) goodbye(client paho.Client) {
 	t := client.Publish(wire.Topic(p.gw, wire.KindStatus), 1, false, es[0].Data[i+1:])
 	if t.WaitTimeout(2*time.Second) && t.Error() == nil {
 		p.mu.Lock()
-		p.q.Ack(seq)
+		err := p.q.Ack(seq)
 		p.mu.Unlock()
+		if err != nil {
+			p.log.Error("queue ack", "seq", seq, "err", err)
+		}
 		p.Stats.Acked.Add(1)
 	}
 }

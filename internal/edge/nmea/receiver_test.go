@@ -14,6 +14,7 @@ import (
 	"github.com/creack/pty"
 
 	"twinchain/internal/edge/serialport"
+	"twinchain/internal/testsvc"
 	"twinchain/internal/wire"
 )
 
@@ -71,17 +72,6 @@ func ptyService(t *testing.T, cfg Config, now func() time.Time) (io.Writer, func
 	return master, get, svc, stop
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestServiceOnPseudoTerminal plays a receiver on a real pseudo-terminal,
 // with noise and bad sentences between good ones: each epoch is reported
 // once, complete, the last one when the line goes quiet, dated by the
@@ -100,7 +90,7 @@ func TestServiceOnPseudoTerminal(t *testing.T) {
 	w.Write([]byte(epoch(1, "5231.2005")))
 	w.Write([]byte("$GPGGA,120001.00,5231.20\r\n"))
 	w.Write([]byte(epoch(2, "5231.3005")))
-	waitFor(t, "two fixes", func() bool { return len(fixes()) == 2 })
+	testsvc.Eventually(t, 20*time.Second, "two fixes", func() bool { return len(fixes()) == 2 })
 	st := svc.Stats()["ublox"]
 	stop()
 	got := fixes()
@@ -133,7 +123,7 @@ func TestServiceReportInterval(t *testing.T) {
 		b.WriteString(Sentence("GNRMC," + hms + ",A,5231.2005,N,01324.2973,E,0.0,0.0,251126,,,A"))
 	}
 	w.Write([]byte(b.String()))
-	waitFor(t, "three fixes", func() bool { return len(fixes()) == 3 })
+	testsvc.Eventually(t, 20*time.Second, "three fixes", func() bool { return len(fixes()) == 3 })
 	stop()
 	got := fixes()
 	for i, f := range got {

@@ -136,7 +136,7 @@ func (b *Broker) Addr() string { return b.tcp.Address() }
 // Run serves MQTT until ctx ends, then disconnects every client.
 func (b *Broker) Run(ctx context.Context) error {
 	if err := b.srv.AddListener(b.tcp); err != nil {
-		b.srv.Close()
+		_ = b.srv.Close() // the error being returned says more
 		return fmt.Errorf("broker: listen %s: %w", b.cfg.Addr, err)
 	}
 	if err := b.srv.Serve(); err != nil {

@@ -121,17 +121,23 @@ func (h *ingestHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-// storeFailed logs at most once a second: a full disk fails every message.
+// storeFailed logs that a message was not stored.
 func (h *ingestHook) storeFailed(client string, err error) {
+	level := slog.LevelError
+	if errors.Is(err, ingest.ErrClosed) {
+		level = slog.LevelInfo
+	}
+	h.logLimited(level, "message not stored, not acknowledged; disconnecting client", "client", client, "err", err)
+}
+
+// logLimited logs at most one line a second: a full disk fails every
+// message, a broken network every acknowledgement.
+func (h *ingestHook) logLimited(level slog.Level, msg string, args ...any) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if now := h.now(); now.Sub(h.lastLog) >= time.Second {
 		h.lastLog = now
-		level := slog.LevelError
-		if errors.Is(err, ingest.ErrClosed) {
-			level = slog.LevelInfo
-		}
-		h.log.Log(context.Background(), level, "message not stored, not acknowledged; disconnecting client", "client", client, "err", err)
+		h.log.Log(context.Background(), level, msg, args...)
 	}
 }
 
@@ -186,8 +192,13 @@ func (h *ingestHook) ackLoop(cl *mqtt.Client, p *pipe) {
 			if a.err != nil {
 				h.storeFailed(cl.ID, a.err)
 				cl.Stop(a.err)
-			} else {
-				cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: a.id})
+			} else if err := cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: a.id}); err != nil &&
+				!errors.Is(err, mqtt.ErrConnectionClosed) {
+				// The message is stored: the client sends it again after it
+				// reconnects and gets the duplicate acknowledged. A failed write
+				// may have left part of a packet on the connection: close it.
+				h.logLimited(slog.LevelWarn, "message stored, acknowledgement not sent; disconnecting client", "client", cl.ID, "err", err)
+				cl.Stop(err)
 			}
 			<-p.slots
 		case <-p.done:

@@ -120,15 +120,15 @@ func Open(dir string) (*Tree, error) {
 		return nil, err
 	}
 	if t.idx, err = openFile(filepath.Join(dir, "leaves.idx")); err != nil {
-		t.Close()
+		_ = t.Close() // the error being returned says more
 		return nil, err
 	}
 	if t.cps, err = os.OpenFile(filepath.Join(dir, "checkpoints.jsonl"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
-		t.Close()
+		_ = t.Close() // the error being returned says more
 		return nil, fmt.Errorf("event tree: %w", err)
 	}
 	if err := t.load(); err != nil {
-		t.Close()
+		_ = t.Close() // the error being returned says more
 		return nil, fmt.Errorf("event tree %s: %w", dir, err)
 	}
 	return t, nil

@@ -95,7 +95,7 @@ func Dial(cfg Config) (*Backend, error) {
 	}
 	b := &Backend{cfg: cfg, conn: conn, users: map[string]*client.Gateway{}}
 	if b.service, err = b.connect(cfg.CertFile, cfg.KeyFile); err != nil {
-		b.Close()
+		_ = b.Close() // the error being returned says more
 		return nil, fmt.Errorf("fabric: %w", err)
 	}
 	return b, nil
@@ -216,15 +216,16 @@ func mapError(fn string, err error) error {
 
 // Close closes every gateway and the connection.
 func (b *Backend) Close() error {
+	var errs []error
 	b.mu.Lock()
 	for _, gw := range b.users {
-		gw.Close()
+		errs = append(errs, gw.Close())
 	}
 	b.mu.Unlock()
 	if b.service != nil {
-		b.service.Close()
+		errs = append(errs, b.service.Close())
 	}
-	return b.conn.Close()
+	return errors.Join(append(errs, b.conn.Close())...)
 }
 
 var _ ledger.Backend = (*Backend)(nil)

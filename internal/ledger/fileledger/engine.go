@@ -133,11 +133,11 @@ func openEngine(opts Options) (*Engine, error) {
 	}
 	e.blocks, err = os.OpenFile(filepath.Join(opts.Dir, "blocks.dat"), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		e.db.Close()
+		_ = e.db.Close() // the error being returned says more
 		return nil, fmt.Errorf("file ledger: %w", err)
 	}
 	if err := e.load(); err != nil {
-		e.Close()
+		_ = e.Close() // the error being returned says more
 		return nil, fmt.Errorf("file ledger %s: %w", opts.Dir, err)
 	}
 	return e, nil
@@ -440,10 +440,12 @@ func (e *Engine) BlockWriting(key string) (Block, error) {
 
 func (e *Engine) blockBy(bucket []byte, key, what string) (Block, error) {
 	var h uint64
-	e.db.View(func(tx *bolt.Tx) error {
+	if err := e.db.View(func(tx *bolt.Tx) error {
 		h = u64(tx.Bucket(bucket).Get([]byte(key)))
 		return nil
-	})
+	}); err != nil {
+		return Block{}, fmt.Errorf("%s %q: %w", what, key, err)
+	}
 	if h == 0 {
 		return Block{}, fmt.Errorf("%s %q: %w", what, key, errNoBlock)
 	}
@@ -525,7 +527,7 @@ func OpenVerifier(dir string, pub ed25519.PublicKey) (*Engine, error) {
 	}
 	f, err := os.Open(filepath.Join(dir, "blocks.dat"))
 	if err != nil {
-		db.Close()
+		_ = db.Close() // the error being returned says more
 		return nil, err
 	}
 	e := &Engine{opts: Options{Dir: dir, Now: time.Now, Log: slog.New(slog.DiscardHandler)}, pub: pub, db: db, blocks: f, head: make([]byte, sha256.Size)}
@@ -541,7 +543,7 @@ func OpenVerifier(dir string, pub ed25519.PublicKey) (*Engine, error) {
 		return nil
 	})
 	if err != nil {
-		e.Close()
+		_ = e.Close() // the error being returned says more
 		return nil, err
 	}
 	return e, nil

@@ -50,7 +50,11 @@ func Run(t *testing.T, open func(t *testing.T) ledger.Ledger) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := open(t)
-			t.Cleanup(func() { l.Close() })
+			t.Cleanup(func() {
+				if err := l.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
 			tc.f(t, l)
 		})
 	}

@@ -177,8 +177,10 @@ func (s *SnapshotServer) Send(snap gpu.Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c, w := range s.clients {
-		c.SetWriteDeadline(time.Now().Add(time.Second))
-		_, err := w.Write(data)
+		err := c.SetWriteDeadline(time.Now().Add(time.Second)) // a stuck client must not hold up the others
+		if err == nil {
+			_, err = w.Write(data)
+		}
 		if err == nil {
 			err = w.Flush()
 		}

@@ -55,7 +55,9 @@ const backlogLimit = 2048
 // Write sends b and then waits as long as b takes on the line (10 bits a byte).
 func (p *PTY) Write(b []byte) error {
 	if n, err := unix.IoctlGetInt(int(p.slave.Fd()), unix.TIOCINQ); err == nil && n > backlogLimit {
-		unix.IoctlSetInt(int(p.slave.Fd()), unix.TCFLSH, unix.TCIFLUSH)
+		if err := unix.IoctlSetInt(int(p.slave.Fd()), unix.TCFLSH, unix.TCIFLUSH); err != nil {
+			return fmt.Errorf("discard backlog of %s: %w", p.Path, err)
+		}
 		p.Overruns++
 	}
 	if _, err := p.master.Write(b); err != nil {

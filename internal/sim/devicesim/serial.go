@@ -60,22 +60,24 @@ func OpenSerialDevices(cfg SerialConfig, now func() time.Time) (*SerialDevices, 
 		return nil, err
 	}
 	if d.UHF, err = OpenPTY(cfg.Baud); err != nil {
-		d.RDM6300.Close()
+		d.Close()
 		return nil, err
 	}
 	if d.GPS, err = OpenPTY(cfg.Baud); err != nil {
-		d.RDM6300.Close()
-		d.UHF.Close()
+		d.Close()
 		return nil, err
 	}
 	return d, nil
 }
 
-// Close closes the pseudo-terminals.
+// Close closes the pseudo-terminals that are open. A simulator stopping has
+// nothing to do when one fails to close.
 func (d *SerialDevices) Close() {
-	d.RDM6300.Close()
-	d.UHF.Close()
-	d.GPS.Close()
+	for _, p := range []*PTY{d.RDM6300, d.UHF, d.GPS} {
+		if p != nil {
+			_ = p.Close()
+		}
+	}
 }
 
 // Run plays the route and the tag reads until ctx ends.

@@ -47,7 +47,7 @@ func (w *window) value(agg telemetry.Agg) float64 {
 }
 
 // Query aggregates one field of one asset per aligned window.
-func (s *Store) Query(ctx context.Context, q telemetry.Query) ([]telemetry.Sample, error) {
+func (s *Store) Query(ctx context.Context, q telemetry.Query) (_ []telemetry.Sample, err error) {
 	if err := q.Validate(); err != nil {
 		return nil, err
 	}
@@ -74,7 +74,7 @@ func (s *Store) Query(ctx context.Context, q telemetry.Query) ([]telemetry.Sampl
 	if err != nil {
 		return nil, err
 	}
-	defer it.Close()
+	defer closeIter(it, &err)
 	for day := dayOf(lo); day <= dayOf(hi-1); day++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -114,7 +114,7 @@ func dayBounds(day, sid uint32, lo, hi int64) (lower, upper []byte) {
 }
 
 // Latest returns the newest value of each field of asset.
-func (s *Store) Latest(ctx context.Context, asset string) ([]telemetry.Value, error) {
+func (s *Store) Latest(ctx context.Context, asset string) (_ []telemetry.Value, err error) {
 	from, to := telemetry.LatestRange(s.opts.Now(), s.opts.Retention)
 	lo, hi := from.UnixNano(), to.UnixNano()
 	type want struct {
@@ -138,7 +138,7 @@ func (s *Store) Latest(ctx context.Context, asset string) ([]telemetry.Value, er
 	if err != nil {
 		return nil, err
 	}
-	defer it.Close()
+	defer closeIter(it, &err)
 	var out []telemetry.Value
 	for _, w := range list {
 		remaining := 0

@@ -35,9 +35,11 @@ package embeddedstore
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -124,19 +126,19 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.wo = pebble.NoSync
 	}
 	if err := s.loadMeta(); err != nil {
-		db.Close()
+		_ = db.Close() // the error being returned says more
 		return nil, fmt.Errorf("open telemetry store %s: %w", dir, err)
 	}
 	return s, nil
 }
 
 // loadMeta reads the series and field dictionaries.
-func (s *Store) loadMeta() error {
+func (s *Store) loadMeta() (err error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixMeta}, UpperBound: []byte{prefixMeta + 1}})
 	if err != nil {
 		return err
 	}
-	defer it.Close()
+	defer closeIter(it, &err)
 	for it.First(); it.Valid(); it.Next() {
 		k, v := it.Key(), it.Value()
 		switch {
@@ -196,13 +198,34 @@ func (s *Store) Write(ctx context.Context, pts []telemetry.Point) error {
 	}
 	b := s.batch
 	defer b.Reset()
+	u := s.undoPoint()
+	if err := s.encode(b, pts, &skipped, &u); err != nil {
+		s.undo(u)
+		return fmt.Errorf("telemetry batch: %w", err)
+	}
+	if !b.Empty() {
+		if err := b.Commit(s.wo); err != nil {
+			s.undo(u)
+			return fmt.Errorf("commit %d telemetry points: %w", len(pts), err)
+		}
+	}
+	return skipped.Err()
+}
+
+// encode adds the valid points of pts to b, with the metadata of the series
+// and fields they are the first to use, and records in u what it added to
+// the dictionaries. Called with s.mu held.
+func (s *Store) encode(b *pebble.Batch, pts []telemetry.Point, skipped *telemetry.Skipped, u *undo) error {
 	for i := range pts {
 		p := &pts[i]
 		if err := p.Validate(); err != nil {
 			skipped.Add(err)
 			continue
 		}
-		se := s.seriesFor(b, p.Measurement, p.Asset)
+		se, err := s.seriesFor(b, p.Measurement, p.Asset)
+		if err != nil {
+			return err
+		}
 		val := s.valBuf[:0]
 		changed := false
 		for _, f := range p.Fields {
@@ -210,43 +233,94 @@ func (s *Store) Write(ctx context.Context, pts []telemetry.Point) error {
 			if !ok {
 				id = uint32(len(s.names))
 				s.setField(f.Name, id)
-				b.Set(metaFieldKey(f.Name), binary.BigEndian.AppendUint32(nil, id), nil)
+				if err := b.Set(metaFieldKey(f.Name), binary.BigEndian.AppendUint32(nil, id), nil); err != nil {
+					return err
+				}
 			}
 			if !se.hasField(id) {
 				se.addField(id)
+				if se.id < u.nextSID {
+					u.gained = append(u.gained, fieldOf{se, id})
+				}
 				changed = true
 			}
 			val = binary.AppendUvarint(val, uint64(id))
 			val = binary.BigEndian.AppendUint64(val, math.Float64bits(f.Value))
 		}
 		if changed {
-			b.Set(metaSeriesKey(se.measurement, se.asset), seriesValue(se), nil)
+			if err := b.Set(metaSeriesKey(se.measurement, se.asset), seriesValue(se), nil); err != nil {
+				return err
+			}
 		}
 		s.valBuf = val
 		s.keyBuf = appendDataKey(s.keyBuf[:0], se.id, p.Time.UnixNano())
 		if err := b.Set(s.keyBuf, val, nil); err != nil {
-			return fmt.Errorf("telemetry batch: %w", err)
+			return err
 		}
 	}
-	if !b.Empty() {
-		if err := b.Commit(s.wo); err != nil {
-			return fmt.Errorf("commit %d telemetry points: %w", len(pts), err)
-		}
-	}
-	return skipped.Err()
+	return nil
 }
 
 // seriesFor finds or creates the series of measurement and asset; a new one
 // is recorded in b. Called with s.mu held.
-func (s *Store) seriesFor(b *pebble.Batch, measurement, asset string) *series {
+func (s *Store) seriesFor(b *pebble.Batch, measurement, asset string) (*series, error) {
 	if se := s.series[measurement][asset]; se != nil {
-		return se
+		return se, nil
 	}
 	se := &series{id: s.nextSID, measurement: measurement, asset: asset}
 	s.nextSID++
 	s.addSeries(se)
-	b.Set(metaSeriesKey(measurement, asset), seriesValue(se), nil)
-	return se
+	return se, b.Set(metaSeriesKey(measurement, asset), seriesValue(se), nil)
+}
+
+// undo is what a Write added to the dictionaries. Their metadata keys are
+// in the batch, so when it is not committed they are taken out again: kept,
+// the store would write points of a series or field it never recorded, and
+// give the series' id to another after a restart.
+type undo struct {
+	nextSID uint32    // series from this id on are new
+	names   int       // fields from this id on are new
+	gained  []fieldOf // fields that older series gained
+}
+
+type fieldOf struct {
+	se *series
+	id uint32
+}
+
+func (s *Store) undoPoint() undo { return undo{nextSID: s.nextSID, names: len(s.names)} }
+
+// undo takes out of the dictionaries what was added since u. Called with
+// s.mu held.
+func (s *Store) undo(u undo) {
+	for _, g := range u.gained {
+		g.se.fields[g.id/64] &^= 1 << (g.id % 64)
+	}
+	if s.nextSID != u.nextSID {
+		for m, byAsset := range s.series {
+			for a, se := range byAsset {
+				if se.id >= u.nextSID {
+					delete(byAsset, a)
+				}
+			}
+			if len(byAsset) == 0 {
+				delete(s.series, m)
+			}
+		}
+		for a, list := range s.byAsset {
+			list = slices.DeleteFunc(list, func(se *series) bool { return se.id >= u.nextSID })
+			if len(list) == 0 {
+				delete(s.byAsset, a)
+			} else {
+				s.byAsset[a] = list
+			}
+		}
+		s.nextSID = u.nextSID
+	}
+	for _, name := range s.names[u.names:] {
+		delete(s.fields, name)
+	}
+	s.names = s.names[:u.names]
 }
 
 // Flush returns at once: a Write is durable and readable when it returns.
@@ -323,7 +397,7 @@ func (s *Store) firstDay() uint32 {
 	if err != nil {
 		return 0
 	}
-	defer it.Close()
+	defer func() { _ = it.Close() }() // a failed read is a first day of 0: Prune tries again next pass
 	if it.First() && len(it.Key()) >= 5 {
 		return binary.BigEndian.Uint32(it.Key()[1:5])
 	}
@@ -338,10 +412,20 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	var err error
 	if s.batch != nil {
-		s.batch.Close()
+		err = s.batch.Close()
 	}
-	return s.db.Close()
+	return errors.Join(err, s.db.Close())
+}
+
+// closeIter closes it and, when *err is nil, sets it to the error Close
+// returns: one the iteration met that the caller did not see, or one from
+// closing its files.
+func closeIter(it *pebble.Iterator, err *error) {
+	if cerr := it.Close(); *err == nil {
+		*err = cerr
+	}
 }
 
 // pebbleLogger sends Pebble's messages to slog.

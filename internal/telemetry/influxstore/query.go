@@ -61,7 +61,7 @@ func (s *Store) Query(ctx context.Context, q telemetry.Query) ([]telemetry.Sampl
 	if err != nil {
 		return nil, fmt.Errorf("influxdb query: %w: %w", telemetry.ErrUnavailable, err)
 	}
-	defer res.Close()
+	defer func() { _ = res.Close() }() // only read from
 	var out []telemetry.Sample
 	for res.Next() {
 		r := res.Record()
@@ -117,7 +117,7 @@ func (s *Store) Latest(ctx context.Context, asset string) ([]telemetry.Value, er
 	if err != nil {
 		return nil, fmt.Errorf("influxdb latest: %w: %w", telemetry.ErrUnavailable, err)
 	}
-	defer res.Close()
+	defer func() { _ = res.Close() }() // only read from
 	var out []telemetry.Value
 	for res.Next() {
 		r := res.Record()

@@ -38,6 +38,7 @@ type spool struct {
 	acked   chan struct{}
 	reader  *os.File // open on segs[0] for the sender
 	readID  uint64
+	broken  error // set when a failed append could not be cut off: every later append fails
 }
 
 type segment struct {
@@ -172,6 +173,9 @@ func (s *spool) append(lines []byte, n int64) (dropped int64, err error) {
 	if s.head == nil {
 		return 0, errSpoolClosed
 	}
+	if s.broken != nil {
+		return 0, s.broken
+	}
 	h := s.segs[len(s.segs)-1]
 	if h.size > 0 && h.size+int64(len(lines)) > s.segBytes {
 		if err := s.newHead(h.id + 1); err != nil {
@@ -179,14 +183,11 @@ func (s *spool) append(lines []byte, n int64) (dropped int64, err error) {
 		}
 		h = s.segs[len(s.segs)-1]
 	}
-	if _, err := s.head.Write(lines); err != nil {
-		// A short write leaves a torn line; cut it so the file stays whole.
-		s.head.Truncate(h.size)
-		s.head.Seek(h.size, io.SeekStart)
-		return 0, fmt.Errorf("replay log write: %w", err)
+	if _, err := s.head.WriteAt(lines, h.size); err != nil {
+		return 0, s.cut(h, fmt.Errorf("replay log write: %w", err))
 	}
 	if err := s.head.Sync(); err != nil {
-		return 0, fmt.Errorf("replay log sync: %w", err)
+		return 0, s.cut(h, fmt.Errorf("replay log sync: %w", err))
 	}
 	h.size += int64(len(lines))
 	h.lines += n
@@ -194,6 +195,19 @@ func (s *spool) append(lines []byte, n int64) (dropped int64, err error) {
 }
 
 var errSpoolClosed = errors.New("replay log closed")
+
+// cut removes from the head what a failed append left past its committed
+// size (a torn line, or lines not known to be on disk), so that neither
+// the sender nor a restart takes lines the append reported as not written.
+// When it cannot, the head no longer ends where the spool says: the spool
+// takes no more lines until it is opened again. Called with s.mu held.
+func (s *spool) cut(h *segment, err error) error {
+	if terr := s.head.Truncate(h.size); terr != nil {
+		s.broken = fmt.Errorf("%w; cutting it off failed too, no more lines until restart: %w", err, terr)
+		return s.broken
+	}
+	return err
+}
 
 // enforceBudget drops whole segments, oldest first, skipping the one being
 // read and the head, until the unacked bytes fit the budget. Called with
