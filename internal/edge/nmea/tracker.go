@@ -177,8 +177,13 @@ type sentence struct {
 	drop   bool // set by place: the sentence belongs to no open epoch
 }
 
-// noFixTime are the sentences that carry a time and can say "no fix".
-var noFixTime = map[string]sentenceKind{"GGA": kindGGA, "RMC": kindRMC, "GLL": kindGLL, "GNS": kindGNS}
+// The sentence types used: the fewest fields each needs, and the field
+// holding the time of fix of those that carry one and can say "no fix".
+var (
+	minFields = map[string]int{"GGA": 10, "RMC": 10, "GLL": 7, "GNS": 10, "ZDA": 5, "GSA": 3, "VTG": 8}
+	noFixTime = map[string]sentenceKind{"GGA": kindGGA, "RMC": kindRMC, "GLL": kindGLL, "GNS": kindGNS}
+	timeField = map[string]int{"GGA": 1, "RMC": 1, "GLL": 5, "GNS": 1}
+)
 
 // noFixSaid reports whether a GGA, RMC, GLL or GNS says the receiver has no
 // fix: GGA quality other than 1-5 (0 none, 6 estimated, 7 manual, 8
@@ -224,12 +229,12 @@ func (t *Tracker) parse(line []byte) (sentence, bool) {
 		t.Stats.Ignored++
 		return sentence{}, false
 	}
-	minFields := map[string]int{"GGA": 10, "RMC": 10, "GLL": 7, "GNS": 10, "ZDA": 5, "GSA": 3, "VTG": 8}[addr[2:]]
+	need := minFields[addr[2:]]
 	switch {
-	case minFields == 0:
+	case need == 0:
 		t.Stats.Ignored++
 		return sentence{}, false
-	case len(f) < minFields:
+	case len(f) < need:
 		t.Stats.Malformed++
 		return sentence{}, false
 	case addr[2:] == "ZDA" && f[1] == "":
@@ -240,7 +245,7 @@ func (t *Tracker) parse(line []byte) (sentence, bool) {
 		// "No fix": only the time counts, and the other fields are
 		// often garbage (a cold-started receiver's).
 		sn.kind, sn.noFix = k, true
-		sn.tod, _ = gonmea.ParseTime(f[map[string]int{"GGA": 1, "RMC": 1, "GLL": 5, "GNS": 1}[addr[2:]]])
+		sn.tod, _ = gonmea.ParseTime(f[timeField[addr[2:]]])
 		return sn, true
 	}
 	s, err := t.parser.Parse(sn.line)
