@@ -7,8 +7,9 @@ import (
 	"twinchain/internal/twin"
 )
 
-// TypeGPSClockAnomaly: a GPS fix dated further after its arrival than
-// twin.MaxFixLead (a receiver, or an agent, with a wrong date). Its
+// TypeGPSClockAnomaly: a GPS fix dated more than twin.MaxFixLead after
+// both its message's reading time and its arrival (a receiver, or an
+// agent, with a wrong date). Its
 // position is used neither by the twin nor by the movement and clone
 // detectors: kept, a fix from the future hides every correct one after it.
 const TypeGPSClockAnomaly Type = "gps_clock_anomaly"
@@ -17,7 +18,7 @@ const TypeGPSClockAnomaly Type = "gps_clock_anomaly"
 // it. One open alert per asset takes the repeats.
 func gpsClock(m *Message) (Finding, bool) {
 	f := m.GPS
-	if m.Recorded.IsZero() || !twin.FixAhead(f, m.Recorded) {
+	if m.Recorded.IsZero() || !twin.FixAhead(f, m.Ref.Time, m.Recorded) {
 		return Finding{}, false
 	}
 	asset := f.Asset

@@ -42,4 +42,10 @@ func TestGPSClockAnomaly(t *testing.T) {
 		f.change("srv", at(0), func(a *twin.Asset) { a.Kind, a.Site, a.Custody.Status = twin.KindServer, "s1", twin.StatusMaintenance }),
 		ahead(fix("gw", 1, at(0), "srv", 52.5, east(-10)), time.Minute)))
 	check(t, "a minute ahead", got, nil)
+	// A simulated fleet runs its clock ahead of the service's and dates its
+	// messages and fixes by it: no anomaly.
+	sim := fix("gw", 1, at(300), "srv", 52.5, east(-10))
+	sim.Message.Recorded = at(0)
+	got = feed(t, cfg, nil, in(sim))
+	check(t, "a simulated fleet five minutes ahead", got, nil)
 }

@@ -344,7 +344,7 @@ func (f *fold) gps() error {
 	}
 	// A fix dated ahead of its arrival is a clock anomaly (the detectors
 	// report it), not a position; one older than the kept fix is history.
-	if twin.FixAhead(fix, f.now) || twin.FixOlder(fix, a.Location.GPS, f.now) {
+	if read := f.m.env.Time; twin.FixAhead(fix, read, f.now) || twin.FixOlder(fix, a.Location.GPS, read, f.now) {
 		f.seen(a)
 		return nil
 	}

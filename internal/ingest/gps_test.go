@@ -81,19 +81,25 @@ func TestGPSFixAhead(t *testing.T) {
 	check("after replay", r.in.w.twins[gw])
 }
 
-// TestGPSKeptFixAhead: a twin that already holds a fix from the future
-// (stored before fixes were checked) takes the next correct one.
-func TestGPSKeptFixAhead(t *testing.T) {
-	now := t0.Add(time.Hour)
-	kept := &wire.GPSFix{Lat: 52.6, FixTime: now.Add(6 * time.Hour)}
-	next := &wire.GPSFix{Lat: 52.5, FixTime: now.Add(-time.Second)}
-	if twin.FixOlder(next, kept, now) {
-		t.Error("FixOlder(correct fix, kept fix six hours ahead) = true: the twin stays frozen")
+// TestGPSSimulatedClock: a simulated fleet runs its clock minutes ahead
+// of the service's and dates its messages and fixes by it. Its fixes are
+// positions, not clock anomalies, and keep their order.
+func TestGPSSimulatedClock(t *testing.T) {
+	const gw = "gw-sim"
+	r := newRig(t, Config{}, gw)
+	sim := t0.Add(time.Hour + 5*time.Minute) // the rig's clock is t0+1h; ingest takes reading times up to 10 min ahead
+	for i, lat := range []float64{52.50, 52.51, 52.52} {
+		at := sim.Add(time.Duration(i) * time.Minute)
+		fix := wire.GPSFix{Lat: lat, Lon: 13.4, Quality: 1, Sats: 9, FixTime: at}
+		if out := r.submit(gw, wire.KindGPS, seal(t, gw, uint64(i+1), at, wire.KindGPS, fix)); !out.Accepted() {
+			t.Fatalf("fix %d: %s %v", i, out.Reason, out.Err)
+		}
 	}
-	if !twin.FixOlder(next, &wire.GPSFix{FixTime: now}, now) {
-		t.Error("FixOlder(older fix, kept fix) = false, want true")
-	}
-	if twin.FixAhead(&wire.GPSFix{FixTime: now.Add(time.Minute)}, now) || !twin.FixAhead(kept, now) {
-		t.Errorf("FixAhead: a minute ahead is clock jitter, six hours is an anomaly (MaxFixLead %s)", twin.MaxFixLead)
+	// A late fix from the simulated past is older than the kept one.
+	late := wire.GPSFix{Lat: 52.40, Lon: 13.4, Quality: 1, Sats: 9, FixTime: sim.Add(30 * time.Second)}
+	r.submit(gw, wire.KindGPS, seal(t, gw, 4, sim.Add(30*time.Second), wire.KindGPS, late))
+	a := r.in.w.twins[gw]
+	if a == nil || a.Location.GPS == nil || a.Location.GPS.Lat != 52.52 || a.Location.Lat != 52.52 {
+		t.Errorf("twin location = %+v, want the simulated fleet's last fix, 52.52", a)
 	}
 }
