@@ -59,16 +59,19 @@ func TestGPSCaptures(t *testing.T) {
 		receivers = append(receivers, fmt.Sprintf("{name: %s, port: %s, asset: gps-%s}", c.name, p.Path, c.name))
 	}
 	conf := filepath.Join(dir, "agent.yaml")
-	os.WriteFile(conf, []byte(fmt.Sprintf(`gateway_id: gw-gps
+	err := os.WriteFile(conf, []byte(fmt.Sprintf(`gateway_id: gw-gps
 state_dir: %s
 mqtt: {broker: %s, backoff_min: 200ms, backoff_max: 2s}
 gps:
   report_interval: 100ms
-  epoch_timeout: 300ms
+  epoch_timeout: 1s # the epochs end at the next one's first sentence; only the last by quiet line
   date_floor: 2012-01-01
   receivers: [%s]
 gpu: {source: none}
 `, filepath.Join(dir, "agent"), broker.URL(), strings.Join(receivers, ", "))), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
 	agent := testsvc.StartProcess(t, agentBin, "run", "--config", conf)
 	testsvc.Eventually(t, 20*time.Second, "the agent to open the receivers", func() bool {
 		return strings.Count(agent.Output.String(), "gps receiver open") == len(captures)

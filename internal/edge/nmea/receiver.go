@@ -44,7 +44,7 @@ func (c *Config) SetDefaults(gateway string) {
 		c.ReportInterval = time.Second
 	}
 	if c.EpochTimeout == 0 {
-		c.EpochTimeout = 300 * time.Millisecond
+		c.EpochTimeout = 500 * time.Millisecond
 	}
 	if c.DateFloor.IsZero() {
 		c.DateFloor = DefaultDateFloor
