@@ -35,7 +35,8 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatalf("example config: %v", err)
 	}
 	if cfg.GatewayID != "gw-s1-dock" || len(cfg.RFID.Readers) != 2 || cfg.RFID.MergeWindow != 2*time.Second ||
-		cfg.GPS.Receivers[0].Asset != "gw-s1-dock" || cfg.MQTT.ClientID != "gw-s1-dock" || cfg.Queue.MaxEntries != 200000 {
+		cfg.GPS.Receivers[0].Asset != "gw-s1-dock" || cfg.MQTT.ClientID != "gw-s1-dock" || cfg.Queue.MaxEntries != 200000 ||
+		!cfg.GPS.DateFloor.Equal(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)) || cfg.GPS.EpochTimeout != 500*time.Millisecond {
 		t.Errorf("example config = %+v", cfg)
 	}
 }

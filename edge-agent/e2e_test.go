@@ -29,19 +29,16 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three programs")
 	}
-	agentBin, simBin, twinBin := binaries(t)
+	agentBin, simBin := binaries(t)
 	dir := t.TempDir()
-	httpAddr, mqttAddr := testsvc.Addr(testsvc.FreePort(t)), testsvc.Addr(testsvc.FreePort(t))
-	twinConf, admin := twinServiceConfig(t, dir)
-	ts := start(t, twinBin, "-config", twinConf, "-data", filepath.Join(dir, "twin"), "-http", httpAddr, "-mqtt-addr", mqttAddr)
-	base := "http://" + httpAddr
-	waitReady(t, base)
+	ts := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{Args: []string{"-log-level", "info"}})
+	base, admin, mqttAddr := ts.URL, ts.AdminToken, ts.MQTTAddr
 
 	paths := filepath.Join(dir, "paths.json")
 	sock := filepath.Join(dir, "gpus.sock")
-	start(t, simBin, "serial", "--paths-file", paths, "--gpu-socket", sock, "--gpus", "8", "--seed", "5", "--noise", "--rfid-rate", "10", "--xid-after", "3s")
+	testsvc.StartProcess(t, simBin, "serial", "--paths-file", paths, "--gpu-socket", sock, "--gpus", "8", "--seed", "5", "--noise", "--rfid-rate", "10", "--xid-after", "3s")
 	var p map[string]string
-	waitUntil(t, 20*time.Second, "firmware-sim's device paths", func() bool {
+	testsvc.Eventually(t, 20*time.Second, "firmware-sim's device paths", func() bool {
 		data, err := os.ReadFile(paths)
 		return err == nil && json.Unmarshal(data, &p) == nil
 	})
@@ -66,12 +63,11 @@ gpu: {source: auto, sim: "%s", interval: 1s}
 	if err != nil {
 		t.Fatalf("issue token: %v", err)
 	}
-	en := start(t, agentBin, "enroll", "--config", conf, "--server", base, "--token", tok.Token)
-	if err := <-en.done; err != nil {
-		t.Fatalf("edge-agent enroll: %v\n%s", err, en.out)
+	en := testsvc.StartProcess(t, agentBin, "enroll", "--config", conf, "--server", base, "--token", tok.Token)
+	if err := en.Wait(); err != nil {
+		t.Fatalf("edge-agent enroll: %v\n%s", err, en.Output)
 	}
-	en.done <- nil
-	agent := start(t, agentBin, "run", "--config", conf)
+	agent := testsvc.StartProcess(t, agentBin, "run", "--config", conf)
 
 	asset := func(id string) (twin.Asset, bool) {
 		var a twin.Asset
@@ -79,13 +75,13 @@ gpu: {source: auto, sim: "%s", interval: 1s}
 		return a, ok
 	}
 	want := devicesim.NewGPUHost(8, 5).Next(time.Now())
-	waitUntil(t, 60*time.Second, "the twins", func() bool {
+	testsvc.Eventually(t, 60*time.Second, "the twins", func() bool {
 		srv, ok1 := asset("srv-e2e-001")
 		gw, ok2 := asset("gw-e2e")
 		g7, ok3 := asset("srv-e2e-001.gpu7")
 		tag, ok4 := asset("tag-12003F7A2C")
 		// The noise firmware-sim injects every few seconds has been seen too.
-		out := agent.out.String()
+		out := agent.Output.String()
 		g0, ok5 := asset("srv-e2e-001.gpu0")
 		return ok1 && ok2 && ok3 && ok4 && ok5 && srv.Location.Zone == "s1-dock" && gw.Location.Lat != 0 &&
 			g0.Health.LastXID == 79 &&
@@ -136,8 +132,8 @@ gpu: {source: auto, sim: "%s", interval: 1s}
 	if rejected > 0 || stats.Accepted < 10 {
 		t.Errorf("ingest stats: accepted %d, rejected %v; want everything accepted", stats.Accepted, stats.Rejected)
 	}
-	agent.stop(t)
-	t.Logf("ingest accepted %d messages; twin-service log tail:\n%s", stats.Accepted, tail(ts.out.String(), 5))
+	stop(t, agent)
+	t.Logf("ingest accepted %d messages; twin-service log tail:\n%s", stats.Accepted, tail(ts.Output(), 5))
 }
 
 func tail(s string, n int) string {

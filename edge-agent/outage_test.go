@@ -25,7 +25,7 @@ func TestOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes about a minute")
 	}
-	agentBin, _, twinBin := binaries(t)
+	agentBin, _ := binaries(t)
 	dir := t.TempDir()
 	// Persistence keeps the subscriber's session across the broker restart,
 	// so it misses nothing while it reconnects.
@@ -59,27 +59,25 @@ gpu: {source: sim, sim: "file:%s", interval: 50ms}
 	os.MkdirAll(twinDir, 0o700)
 	regJSON, _ := json.Marshal(map[string]any{"gateways": []map[string]any{{"id": "gw-outage", "public_key": []byte(pub), "site": "s1"}}})
 	os.WriteFile(filepath.Join(twinDir, "registry.json"), regJSON, 0o600)
-	httpAddr := testsvc.Addr(testsvc.FreePort(t))
-	twinConf, admin := twinServiceConfig(t, dir)
-	start(t, twinBin, "-config", twinConf, "-data", twinDir, "-http", httpAddr, "-mqtt-mode", "external", "-mqtt-url", broker.URL(), "-mqtt-client-id", "twin-outage")
-	waitReady(t, "http://"+httpAddr)
+	ts := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{DataDir: twinDir,
+		Args: []string{"-log-level", "info", "-mqtt-mode", "external", "-mqtt-url", broker.URL(), "-mqtt-client-id", "twin-outage"}})
 
-	a := start(t, agentBin, "run", "--config", conf)
-	waitUntil(t, 30*time.Second, "the first messages", func() bool { return len(sub.snapshot()) >= 20 })
-	time.Sleep(2 * time.Second)
+	a := testsvc.StartProcess(t, agentBin, "run", "--config", conf)
+	testsvc.Eventually(t, 30*time.Second, "the first messages", func() bool { return len(sub.snapshot()) >= 20 })
+	time.Sleep(2 * time.Second) // the scenario: two more seconds of live data before the outage
 
 	broker.Stop()
 	outageStart := time.Now()
-	time.Sleep(10 * time.Second)
-	a.stop(t)
-	b := start(t, agentBin, "run", "--config", conf)
-	time.Sleep(30*time.Second - time.Since(outageStart))
+	time.Sleep(10 * time.Second) // the scenario: agent A queues 10s of readings while the broker is away
+	stop(t, a)
+	b := testsvc.StartProcess(t, agentBin, "run", "--config", conf)
+	time.Sleep(30*time.Second - time.Since(outageStart)) // the scenario: agent B, restarted, queues until the outage has lasted 30s
 	broker.Restart(t)
 	restarted := time.Now()
 
-	produced := a.queued()
-	waitUntil(t, 60*time.Second, "every produced message", func() bool {
-		for s, k := range b.queued() {
+	produced := queued(a)
+	testsvc.Eventually(t, 60*time.Second, "every produced message", func() bool {
+		for s, k := range queued(b) {
 			produced[s] = k
 		}
 		got := map[uint64]bool{}
@@ -93,11 +91,23 @@ gpu: {source: sim, sim: "file:%s", interval: 50ms}
 		}
 		return time.Since(restarted) > 3*time.Second
 	})
-	b.stop(t)
-	time.Sleep(500 * time.Millisecond)
-	for s, k := range b.queued() {
+	stop(t, b)
+	for s, k := range queued(b) {
 		produced[s] = k
 	}
+	// What agent B sent just before it stopped may still be on its way.
+	testsvc.Eventually(t, 10*time.Second, "every message agent B queued at the subscriber", func() bool {
+		got := map[uint64]bool{}
+		for _, m := range sub.snapshot() {
+			got[m.env.Seq] = true
+		}
+		for s := range produced {
+			if !got[s] {
+				return false
+			}
+		}
+		return true
+	})
 
 	msgs := sub.snapshot()
 	first := map[uint64]arrival{}
@@ -143,7 +153,7 @@ gpu: {source: sim, sim: "file:%s", interval: 50ms}
 	// Order: the messages produced during the outage (the backlog) arrive in
 	// sequence order; so do the live ones after the restart.
 	var lastA uint64
-	for s := range a.queued() {
+	for s := range queued(a) {
 		lastA = max(lastA, s)
 	}
 	// The agent reconnected when it queued its "connected" status.
@@ -177,14 +187,14 @@ gpu: {source: sim, sim: "file:%s", interval: 50ms}
 		t.Errorf("live messages arrived out of order: %v", head(live))
 	}
 	minB := ^uint64(0)
-	for s := range b.queued() {
+	for s := range queued(b) {
 		minB = min(minB, s)
 	}
 	if minB <= lastA {
 		t.Errorf("restarted agent began at seq %d, not above the first agent's last %d", minB, lastA)
 	}
 	t.Logf("produced %d messages (agent A %d, agent B %d from seq %d), %d arrived, %d redelivered duplicates, backlog of %d replayed after the restart, %d live",
-		len(produced), len(a.queued()), len(b.queued()), minB, len(first), dups, len(backlog), len(live))
+		len(produced), len(queued(a)), len(queued(b)), minB, len(first), dups, len(backlog), len(live))
 	// twin-service accepted each produced message once, rejected none.
 	var maxSeq uint64
 	for s := range produced {
@@ -196,11 +206,11 @@ gpu: {source: sim, sim: "file:%s", interval: 50ms}
 		LastSeq  uint64            `json:"last_seq"`
 		Gaps     uint64            `json:"gaps"`
 	}
-	waitUntil(t, 30*time.Second, "twin-service to accept every message", func() bool {
+	testsvc.Eventually(t, 30*time.Second, "twin-service to accept every message", func() bool {
 		var st struct {
 			Gateways []json.RawMessage `json:"gateways"`
 		}
-		if !apiGet("http://"+httpAddr, admin, "/api/v1/stats/ingest", &st) {
+		if !apiGet(ts.URL, ts.AdminToken, "/api/v1/stats/ingest", &st) {
 			return false
 		}
 		for _, g := range st.Gateways {

@@ -2,18 +2,13 @@ package main
 
 import (
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,54 +20,26 @@ import (
 )
 
 // binaries builds edge-agent and firmware-sim once per test run.
-func binaries(t *testing.T) (agent, sim, twinService string) {
+func binaries(t *testing.T) (agent, sim string) {
 	t.Helper()
-	dir := testsvc.Programs(t, "edge-agent", "firmware-sim", "twin-service")
-	return filepath.Join(dir, "edge-agent"), filepath.Join(dir, "firmware-sim"), filepath.Join(dir, "twin-service")
+	dir := testsvc.Programs(t, "edge-agent", "firmware-sim")
+	return filepath.Join(dir, "edge-agent"), filepath.Join(dir, "firmware-sim")
 }
 
-// proc is a child process owned by a test.
-type proc struct {
-	cmd  *exec.Cmd
-	out  *testsvc.Buffer
-	done chan error
-}
-
-func start(t *testing.T, bin string, args ...string) *proc {
+// stop stops p with SIGTERM and fails t unless it exits cleanly.
+func stop(t *testing.T, p *testsvc.Process) {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), out: &testsvc.Buffer{}, done: make(chan error, 1)}
-	p.cmd.Stderr, p.cmd.Stdout = p.out, p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
+	if err := p.Stop(); err != nil {
+		t.Errorf("%s after SIGTERM: %v", p.Name, err)
 	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() { p.stop(t) })
-	return p
-}
-
-// stop sends SIGTERM and waits; it is safe to call twice.
-func (p *proc) stop(t *testing.T) {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("%s did not stop within 15s of SIGTERM", p.cmd.Path)
-	}
-	p.done <- nil // later stops return at once
 }
 
 var queuedLine = regexp.MustCompile(`msg=queued .*?seq=(\d+) kind=(\w+)`)
 
 // queued returns the sequence numbers a debug-logging agent says it queued.
-func (p *proc) queued() map[uint64]wire.Kind {
+func queued(p *testsvc.Process) map[uint64]wire.Kind {
 	out := map[uint64]wire.Kind{}
-	for _, m := range queuedLine.FindAllStringSubmatch(p.out.String(), -1) {
+	for _, m := range queuedLine.FindAllStringSubmatch(p.Output.String(), -1) {
 		n, _ := strconv.ParseUint(m[1], 10, 64)
 		out[n] = wire.Kind(m[2])
 	}
@@ -128,17 +95,6 @@ func (s *subscriber) snapshot() []arrival {
 	return append([]arrival(nil), s.msgs...)
 }
 
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func agentPublicKey(t *testing.T, stateDir string) ed25519.PublicKey {
 	t.Helper()
 	key, _, err := agentkey.LoadOrCreate(filepath.Join(stateDir, "agent.key"))
@@ -152,20 +108,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	testsvc.RemovePrograms()
 	os.Exit(code)
-}
-
-// twinServiceConfig writes a twin-service configuration with an admin API
-// token and returns its path and the token.
-func twinServiceConfig(t *testing.T, dir string) (path, token string) {
-	t.Helper()
-	token = "edge-test-admin-token-0123456789"
-	sum := sha256.Sum256([]byte(token))
-	path = filepath.Join(dir, "twin-service.yaml")
-	conf := fmt.Sprintf("auth:\n  tokens:\n    - {name: edge-test, role: admin, sha256: %s}\n", hex.EncodeToString(sum[:]))
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, token
 }
 
 // apiGet GETs base+path with the bearer token and decodes the JSON answer
@@ -182,16 +124,4 @@ func apiGet(base, token, path string, out any) bool {
 	}
 	defer res.Body.Close()
 	return res.StatusCode == 200 && json.NewDecoder(res.Body).Decode(out) == nil
-}
-
-// waitReady waits until twin-service at base answers /readyz.
-func waitReady(t *testing.T, base string) {
-	t.Helper()
-	waitUntil(t, 30*time.Second, "twin-service ready", func() bool {
-		res, err := http.Get(base + "/readyz")
-		if err == nil {
-			res.Body.Close()
-		}
-		return err == nil && res.StatusCode == 200
-	})
 }

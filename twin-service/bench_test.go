@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -47,6 +48,10 @@ func BenchmarkFleetLoad(b *testing.B) {
 	}
 }
 
+// benchFleetLoad runs twin-service in this process, not as the built
+// binary (testsvc.StartTwinService): the bare broker it is compared with
+// runs here too, beside the same publishers, so the ratio compares like
+// with like.
 func benchFleetLoad(b *testing.B, ack string) {
 	const rate = 400 // offered: 50 x 400 = 20,000 messages/s
 	d := 10 * time.Second
@@ -86,10 +91,17 @@ func benchFleetLoad(b *testing.B, ack string) {
 		go func() {
 			done <- run(ctx, []string{"-config", testConfig(b, dir), "-data", filepath.Join(dir, "data"), "-registry", regPath, "-http", httpAddr, "-mqtt-addr", mqttAddr, "-mqtt-ack", ack, "-log-level", "error"}, func(string) string { return "" }, stderr)
 		}()
-		waitReadyB(b, "http://"+httpAddr, stderr)
+		testsvc.Eventually(b, 30*time.Second, "twin-service ready", func() bool {
+			resp, err := http.Get("http://" + httpAddr + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		})
 		svcRate := loadFor(b, f, "tcp://"+mqttAddr, rate, d)
 		var st ingest.Stats
-		getJSONB(b, "http://"+httpAddr+"/api/v1/stats/ingest", &st)
+		getJSON(b, "http://"+httpAddr+"/api/v1/stats/ingest", &st)
 		cancel()
 		if err := <-done; err != nil {
 			b.Fatalf("twin-service: %v\n%s", err, stderr)

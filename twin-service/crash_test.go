@@ -4,11 +4,9 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,40 +20,6 @@ import (
 	"twinchain/internal/twinstore"
 	"twinchain/internal/wire"
 )
-
-// buildBinary builds twin-service into a temporary directory.
-func buildBinary(t *testing.T) string { return buildCommand(t, "twin-service") }
-
-// buildCommand builds one of the module's programs (once per test run).
-func buildCommand(t *testing.T, name string) string {
-	t.Helper()
-	return filepath.Join(testsvc.Programs(t, name), name)
-}
-
-// proc is a twin-service process.
-type proc struct {
-	cmd    *exec.Cmd
-	stderr *testsvc.Buffer
-}
-
-func startProc(t *testing.T, bin string, base string, args ...string) *proc {
-	t.Helper()
-	p := &proc{stderr: &testsvc.Buffer{}}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stderr = p.stderr
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Kill()
-			p.cmd.Wait()
-		}
-	})
-	waitReady(t, base, p.stderr)
-	return p
-}
 
 // ackLog records every (gateway, seq) the broker acknowledged.
 type ackLog struct {
@@ -82,15 +46,10 @@ func (a *ackLog) count() int {
 	return a.n
 }
 
-func (a *ackLog) waitFor(t *testing.T, n int, what string, stderr fmt.Stringer) {
+// waitFor waits until n messages were acknowledged.
+func (a *ackLog) waitFor(t *testing.T, n int, what string) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for a.count() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d acknowledgements after 90s, want %d\n%s", what, a.count(), n, stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsvc.Eventually(t, 90*time.Second, fmt.Sprintf("%d acknowledgements %s", n, what), func() bool { return a.count() >= n })
 }
 
 // TestCrashAcknowledgedStoredOnce: twin-service is killed with SIGKILL while
@@ -101,22 +60,17 @@ func TestCrashAcknowledgedStoredOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the binary")
 	}
-	bin := buildBinary(t)
 	for _, ack := range []string{"sync", "pipelined"} {
-		t.Run(ack, func(t *testing.T) { crashOnce(t, bin, ack) })
+		t.Run(ack, func(t *testing.T) { crashOnce(t, ack) })
 	}
 }
 
-func crashOnce(t *testing.T, bin, ack string) {
+func crashOnce(t *testing.T, ack string) {
 	dir := t.TempDir()
 	sim := newSimFleet(t, dir, 3)
 	data := filepath.Join(dir, "data")
-	httpAddr := testsvc.Addr(testsvc.FreePort(t))
-	mqttAddr := testsvc.Addr(testsvc.FreePort(t))
-	base := "http://" + httpAddr
-	args := []string{"-config", testConfig(t, dir), "-data", data, "-registry", sim.registry, "-http", httpAddr, "-mqtt-addr", mqttAddr, "-mqtt-ack", ack, "-log-level", "warn"}
-
-	first := startProc(t, bin, base, args...)
+	svc := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{Tokens: []testsvc.Token{viewer}, DataDir: data, Registry: sim.registry, Args: []string{"-mqtt-ack", ack}})
+	base := svc.URL
 	acks := &ackLog{acked: map[string]map[uint64]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -127,30 +81,25 @@ func crashOnce(t *testing.T, bin, ack string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			publishCounted(ctx, "tcp://"+mqttAddr, gw, acks)
+			publishCounted(ctx, svc.MQTTURL(), gw, acks)
 		}()
 	}
 	stopPublishers := sync.OnceFunc(func() { cancel(); wg.Wait() })
 	defer stopPublishers()
 
-	acks.waitFor(t, 500, "before the kill", first.stderr)
-	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	first.cmd.Wait()
+	acks.waitFor(t, 500, "before the kill")
+	svc.Kill()
 	atKill := acks.count()
+	firstOut := svc.Output()
 
-	second := startProc(t, bin, base, append(args, "-log-level", "info")...)
-	acks.waitFor(t, atKill+500, "after the restart", second.stderr)
+	svc.Restart(t, "-log-level", "info")
+	acks.waitFor(t, atKill+500, "after the restart")
 	stopPublishers()
 	var st ingest.Stats
 	getJSON(t, base+"/api/v1/stats/ingest", &st)
 	t.Logf("ingest stats after the restart: accepted %d rejected %v", st.Accepted, st.Rejected)
-	if err := second.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := second.cmd.Wait(); err != nil {
-		t.Errorf("twin-service after SIGTERM: %v\n%s", err, second.stderr)
+	if err := svc.Stop(); err != nil {
+		t.Errorf("twin-service after SIGTERM: %v", err)
 	}
 
 	store, err := twinstore.Open(filepath.Join(data, "twins.db"), twinstore.Options{})
@@ -234,9 +183,9 @@ func crashOnce(t *testing.T, bin, ack string) {
 		}
 	}
 	t.Logf("acknowledged %d (%d before the kill), stored %d numbered messages; replay after the kill: %v",
-		acks.count(), atKill, len(stored), strings.Contains(second.stderr.String(), "replayed observations"))
+		acks.count(), atKill, len(stored), strings.Contains(svc.Output(), "replayed observations"))
 	if os.Getenv("TWINCHAIN_CRASH_LOG") != "" {
-		t.Logf("first run:\n%s\nsecond run:\n%s", first.stderr, second.stderr)
+		t.Logf("first run:\n%s\nsecond run:\n%s", firstOut, svc.Output())
 	}
 }
 
@@ -282,7 +231,7 @@ func publishCounted(ctx context.Context, broker string, gw *fleet.Gateway, acks 
 			SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(2 * time.Second).SetWriteTimeout(2 * time.Second)
 		c := paho.NewClient(opts)
 		if tok := c.Connect(); !tok.WaitTimeout(3*time.Second) || tok.Error() != nil {
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // reconnect pacing while the service is down, as an agent's backoff
 			continue
 		}
 		var inflight []msg

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,10 +27,14 @@ import (
 	"twinchain/internal/twinstore"
 )
 
-// testToken is the API token the tests' configuration accepts (role viewer).
+// testToken is the API token the tests' services accept (role viewer).
 const testToken = "e2e-test-token"
 
-// testConfig writes a configuration file with testToken and returns its path.
+// viewer is testToken as the tests give it to testsvc.StartTwinService.
+var viewer = testsvc.Token{Name: "e2e", Role: "viewer", Secret: testToken}
+
+// testConfig writes a configuration file with testToken and returns its
+// path, for the benchmark's in-process service.
 func testConfig(t testing.TB, dir string) string {
 	t.Helper()
 	sum := sha256.Sum256([]byte(testToken))
@@ -43,67 +46,8 @@ func testConfig(t testing.TB, dir string) string {
 	return path
 }
 
-// inProcess is twin-service's run() inside the test, on chosen ports.
-type inProcess struct {
-	base   string // http://127.0.0.1:port
-	cancel context.CancelFunc
-	done   chan error
-	stderr *testsvc.Buffer
-}
-
-func startInProcess(t *testing.T, args ...string) *inProcess {
-	t.Helper()
-	httpAddr := testsvc.Addr(testsvc.FreePort(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &inProcess{base: "http://" + httpAddr, cancel: cancel, done: make(chan error, 1), stderr: &testsvc.Buffer{}}
-	args = append([]string{"-config", testConfig(t, t.TempDir()), "-http", httpAddr, "-log-level", "warn"}, args...)
-	go func() { p.done <- run(ctx, args, func(string) string { return "" }, p.stderr) }()
-	t.Cleanup(func() { p.stop(t) })
-	waitReady(t, p.base, p.stderr)
-	return p
-}
-
-func (p *inProcess) stop(t *testing.T) {
-	t.Helper()
-	if p.cancel == nil {
-		return
-	}
-	p.cancel()
-	p.cancel = nil
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Errorf("twin-service run: %v\n%s", err, p.stderr)
-		}
-	case <-time.After(30 * time.Second):
-		t.Errorf("twin-service did not stop within 30s\n%s", p.stderr)
-	}
-}
-
-func waitReady(t *testing.T, base string, stderr fmt.Stringer) { waitReadyB(t, base, stderr) }
-
-func waitReadyB(t testing.TB, base string, stderr fmt.Stringer) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("twin-service not ready after 30s (%v)\n%s", err, stderr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // getJSON GETs url into v and returns the status code.
-func getJSON(t *testing.T, url string, v any) int { return getJSONB(t, url, v) }
-
-func getJSONB(t testing.TB, url string, v any) int {
+func getJSON(t testing.TB, url string, v any) int {
 	t.Helper()
 	resp, err := authGet(context.Background(), url)
 	if err != nil {
@@ -189,15 +133,21 @@ func allAssets(t *testing.T, base, query string, limit int) []twin.Asset {
 
 // waitLive waits until every asset of the fleet is served with telemetry on
 // its GPUs, and returns the assets by id.
-func waitLive(t *testing.T, base string, s *simFleet, minSamples uint64, stderr fmt.Stringer) map[string]twin.Asset {
+func waitLive(t *testing.T, base string, s *simFleet, minSamples uint64) map[string]twin.Asset {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		byID := map[string]twin.Asset{}
+	var byID map[string]twin.Asset
+	missing := ""
+	defer func() {
+		if t.Failed() && missing != "" {
+			t.Logf("the fleet was not live: %s", missing)
+		}
+	}()
+	testsvc.Eventually(t, 60*time.Second, "every asset of the fleet served with telemetry", func() bool {
+		byID = map[string]twin.Asset{}
 		for _, a := range allAssets(t, base, "", 1000) {
 			byID[a.ID] = a
 		}
-		missing := ""
+		missing = ""
 		for _, id := range s.assets {
 			a, ok := byID[id]
 			switch {
@@ -210,16 +160,9 @@ func waitLive(t *testing.T, base string, s *simFleet, minSamples uint64, stderr 
 				break
 			}
 		}
-		if missing == "" {
-			return byID
-		}
-		if time.Now().After(deadline) {
-			var st ingest.Stats
-			getJSON(t, base+"/api/v1/stats/ingest", &st)
-			t.Fatalf("fleet not live after 60s: %s; ingest stats %+v\n%s", missing, st, stderr)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return missing == ""
+	})
+	return byID
 }
 
 // checkAPI exercises the read API against a live fleet.
@@ -312,25 +255,25 @@ func checkAPI(t *testing.T, base string, s *simFleet, live map[string]twin.Asset
 func TestFleetEmbedded(t *testing.T) {
 	dir := t.TempDir()
 	sim := newSimFleet(t, dir, 3)
-	mqttAddr := testsvc.Addr(testsvc.FreePort(t))
-	args := []string{"-data", filepath.Join(dir, "data"), "-registry", sim.registry, "-mqtt-addr", mqttAddr}
-	svc := startInProcess(t, args...)
-	_, stopFleet := sim.publish(t, "tcp://"+mqttAddr, 20)
-	live := waitLive(t, svc.base, sim, 3, svc.stderr)
-	checkAPI(t, svc.base, sim, live)
+	svc := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{Tokens: []testsvc.Token{viewer}, DataDir: filepath.Join(dir, "data"), Registry: sim.registry})
+	_, stopFleet := sim.publish(t, svc.MQTTURL(), 20)
+	live := waitLive(t, svc.URL, sim, 3)
+	checkAPI(t, svc.URL, sim, live)
 	stopFleet()
-	svc.stop(t)
-	before := storedAssets(t, filepath.Join(dir, "data"))
+	if err := svc.Stop(); err != nil {
+		t.Errorf("twin-service after SIGTERM: %v", err)
+	}
+	before := storedAssets(t, svc.DataDir)
 
-	svc = startInProcess(t, args...)
-	after := waitLive(t, svc.base, sim, 3, svc.stderr)
+	svc.Restart(t)
+	after := waitLive(t, svc.URL, sim, 3)
 	for id, a := range before {
 		b := after[id]
-		if (b.Revision != a.Revision && !onlyAlertSteps(t, svc.base, id, a.Revision, b.Revision)) || b.Health.Samples != a.Health.Samples {
+		if (b.Revision != a.Revision && !onlyAlertSteps(t, svc.URL, id, a.Revision, b.Revision)) || b.Health.Samples != a.Health.Samples {
 			t.Errorf("%s after restart: revision %d samples %d, want %d and %d", id, b.Revision, b.Health.Samples, a.Revision, a.Health.Samples)
 		}
 	}
-	_, stopFleet = sim.publish(t, "tcp://"+mqttAddr, 20)
+	_, stopFleet = sim.publish(t, svc.MQTTURL(), 20)
 	gpu := ""
 	for id, a := range before {
 		if a.Kind == twin.KindGPU {
@@ -338,21 +281,14 @@ func TestFleetEmbedded(t *testing.T) {
 			break
 		}
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testsvc.Eventually(t, 60*time.Second, gpu+" to get new samples after the restart", func() bool {
 		var a twin.Asset
-		getJSON(t, svc.base+"/api/v1/assets/"+gpu, &a)
-		if a.Health.Samples > before[gpu].Health.Samples {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s got no new samples after the restart\n%s", gpu, svc.stderr)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		getJSON(t, svc.URL+"/api/v1/assets/"+gpu, &a)
+		return a.Health.Samples > before[gpu].Health.Samples
+	})
 	stopFleet()
 	var gw twin.Asset
-	getJSON(t, svc.base+"/api/v1/assets/"+sim.f.Gateways[0].ID, &gw)
+	getJSON(t, svc.URL+"/api/v1/assets/"+sim.f.Gateways[0].ID, &gw)
 	if gw.Revision <= before[gw.ID].Revision {
 		t.Errorf("gateway %s revision %d after restart and new traffic, want above %d", gw.ID, gw.Revision, before[gw.ID].Revision)
 	}
@@ -364,10 +300,11 @@ func TestFleetMosquitto(t *testing.T) {
 	mosq := testsvc.StartMosquitto(t, "")
 	dir := t.TempDir()
 	sim := newSimFleet(t, dir, 3)
-	svc := startInProcess(t, "-data", filepath.Join(dir, "data"), "-registry", sim.registry, "-mqtt-mode", "external", "-mqtt-url", mosq.URL(), "-mqtt-client-id", "twin-service-test")
+	svc := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{Tokens: []testsvc.Token{viewer}, Registry: sim.registry,
+		Args: []string{"-mqtt-mode", "external", "-mqtt-url", mosq.URL(), "-mqtt-client-id", "twin-service-test"}})
 	_, stopFleet := sim.publish(t, mosq.URL(), 20)
-	live := waitLive(t, svc.base, sim, 3, svc.stderr)
-	checkAPI(t, svc.base, sim, live)
+	live := waitLive(t, svc.URL, sim, 3)
+	checkAPI(t, svc.URL, sim, live)
 	stopFleet()
 }
 
@@ -422,7 +359,7 @@ func TestBinariesEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binaries")
 	}
-	svcBin, simBin := buildCommand(t, "twin-service"), buildCommand(t, "firmware-sim")
+	simBin := filepath.Join(testsvc.Programs(t, "firmware-sim"), "firmware-sim")
 	dir := t.TempDir()
 	reg := filepath.Join(dir, "registry.json")
 	fleetArgs := []string{"fleet", "--sites", "1", "--servers", "2", "--gpus", "4", "--seed", "11"}
@@ -437,36 +374,21 @@ func TestBinariesEndToEnd(t *testing.T) {
 	for _, g := range file.Gateways {
 		sim.assets = append(sim.assets, g.Assets...)
 	}
-	httpAddr, mqttAddr := testsvc.Addr(testsvc.FreePort(t)), testsvc.Addr(testsvc.FreePort(t))
-	base := "http://" + httpAddr
-	svc := startProc(t, svcBin, base, "-config", testConfig(t, dir), "-data", filepath.Join(dir, "data"), "-registry", reg, "-http", httpAddr, "-mqtt-addr", mqttAddr)
-	pub := exec.Command(simBin, append(fleetArgs, "--broker", "tcp://"+mqttAddr, "--rate", "5")...)
-	pubOut := &testsvc.Buffer{}
-	pub.Stdout, pub.Stderr = pubOut, pubOut
-	pub.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := pub.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		pub.Process.Signal(syscall.SIGTERM)
-		pub.Wait()
-	}()
-	waitLive(t, base, sim, 3, svc.stderr)
+	svc := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{Tokens: []testsvc.Token{viewer}, Registry: reg, Args: []string{"-log-level", "info"}})
+	testsvc.StartProcess(t, simBin, append(fleetArgs, "--broker", svc.MQTTURL(), "--rate", "5")...)
+	waitLive(t, svc.URL, sim, 3)
 	var gws httpapi.Page[httpapi.GatewayView]
-	getJSON(t, base+"/api/v1/gateways", &gws)
+	getJSON(t, svc.URL+"/api/v1/gateways", &gws)
 	for _, g := range gws.Items {
 		if g.Stream == nil || g.Stream.Accepted == 0 || g.Stream.State != "online" {
 			t.Errorf("gateway %s stream = %+v, want accepted messages and online", g.ID, g.Stream)
 		}
 	}
-	if err := svc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	if err := svc.Stop(); err != nil {
+		t.Errorf("twin-service after SIGTERM: %v", err)
 	}
-	if err := svc.cmd.Wait(); err != nil {
-		t.Errorf("twin-service after SIGTERM: %v\n%s", err, svc.stderr)
-	}
-	if !strings.Contains(svc.stderr.String(), "twin-service: dashboard at http://"+httpAddr+"/") {
-		t.Errorf("twin-service did not print its dashboard URL:\n%s", svc.stderr)
+	if !strings.Contains(svc.Output(), "twin-service: dashboard at http://"+svc.HTTPAddr+"/") {
+		t.Errorf("twin-service did not print its dashboard URL:\n%s", svc.Output())
 	}
 }
 

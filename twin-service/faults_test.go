@@ -23,6 +23,7 @@ import (
 	"twinchain/internal/ledger/fileledger"
 	"twinchain/internal/ledger/proofbundle"
 	"twinchain/internal/registry"
+	"twinchain/internal/testsvc"
 	"twinchain/internal/twinstore"
 	"twinchain/internal/wire"
 )
@@ -290,4 +291,20 @@ func TestVerifyDataDir(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "cut short") {
 		t.Errorf("twin-service on a twins.db cut short = %v, want an error naming %s", err, path)
 	}
+}
+
+// TestDataFilesPrivate: every file the service makes in its data directory
+// (store, detection, ledger blocks and state, event tree, anchor queue,
+// embedded telemetry, keys) is its user's alone, even with a umask that
+// would leave them world-readable (run() here, not main's umask).
+func TestDataFilesPrivate(t *testing.T) {
+	dir := t.TempDir()
+	s, err := startLedgerService(t, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.publish(t, 5)
+	testsvc.Eventually(t, 60*time.Second, "anchoring", func() bool { st := s.status(t); return st.TreeSize >= 6 && st.Anchoring.AnchoredTo == st.TreeSize })
+	s.stop(t)
+	checkPrivate(t, dir, "registry.json")
 }

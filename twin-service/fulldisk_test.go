@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"twinchain/internal/testsvc"
 	"twinchain/internal/wire"
 )
 
@@ -69,7 +70,7 @@ func TestFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.publish(t, 5)
-	waitFor(t, "the first messages anchored", func() bool { st := s.status(t); return st.TreeSize >= 6 && st.Anchoring.AnchoredTo == st.TreeSize })
+	testsvc.Eventually(t, 60*time.Second, "the first messages anchored", func() bool { st := s.status(t); return st.TreeSize >= 6 && st.Anchoring.AnchoredTo == st.TreeSize })
 	stats := func() ingestStats {
 		var st ingestStats
 		get(t, s.base+"/api/v1/stats/ingest", tamperToken, &st)
@@ -113,13 +114,13 @@ func TestFullDisk(t *testing.T) {
 	}()
 	defer func() { close(stop); wg.Wait() }()
 
-	waitFor(t, "/readyz to report the store", func() bool {
+	testsvc.Eventually(t, 60*time.Second, "/readyz to report the store", func() bool {
 		alive()
 		code, body := s.ready()
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "store")
 	})
 	full := stats()
-	waitFor(t, "more refused commits", func() bool { alive(); return stats().CommitFailures >= full.CommitFailures+5 })
+	testsvc.Eventually(t, 60*time.Second, "more refused commits", func() bool { alive(); return stats().CommitFailures >= full.CommitFailures+5 })
 	if m := metric(t, s.base, `twinchain_component_failing{component="store"}`); m != 1 {
 		t.Errorf(`twinchain_component_failing{component="store"} = %v on a full disk, want 1`, m)
 	}
@@ -129,7 +130,7 @@ func TestFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	freed := stats()
-	waitFor(t, "messages stored again and /readyz ready", func() bool {
+	testsvc.Eventually(t, 60*time.Second, "messages stored again and /readyz ready", func() bool {
 		alive()
 		code, _ := s.ready()
 		return code == http.StatusOK && stats().Accepted > freed.Accepted+10
@@ -148,11 +149,11 @@ func TestFullDisk(t *testing.T) {
 	if err != nil {
 		t.Fatalf("restart after a full disk: %v", err)
 	}
-	waitReady(t, s.base, &strings.Builder{})
+	testsvc.Eventually(t, 60*time.Second, "ready after the restart", func() bool { code, _ := s.ready(); return code == http.StatusOK })
 	s.seq = 100
 	s.publish(t, 2)
 	var last ledgerStatus
-	waitFor(t, "the ledger verified at start", func() bool {
+	testsvc.Eventually(t, 60*time.Second, "the ledger verified at start", func() bool {
 		last = s.status(t)
 		if last.Damage != "" {
 			t.Fatalf("ledger damaged after a full disk and a restart: %s", last.Damage)

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,38 +34,14 @@ func TestLedgerEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := "pipeline-secret"
-	sum := sha256.Sum256([]byte(token))
-	httpAddr, mqttAddr := testsvc.Addr(testsvc.FreePort(t)), testsvc.Addr(testsvc.FreePort(t))
-	cfg := fmt.Sprintf(`data_dir: %s
-http: {addr: "%s"}
-mqtt: {mode: embedded, embedded: {addr: "%s", acl: "off"}}
-log: {level: warn}
-auth:
-  tokens:
-    - {name: pipeline-1, role: ml_engineer, sha256: %s}
-ledger:
-  anchor: {interval: 50ms, max_batch: 4}
-`, dir, httpAddr, mqttAddr, hex.EncodeToString(sum[:]))
-	cfgPath := filepath.Join(dir, "twin.yaml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	svc := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{
+		Config:  "ledger:\n  anchor: {interval: 50ms, max_batch: 4}\n",
+		Tokens:  []testsvc.Token{{Name: "pipeline-1", Role: "ml_engineer", Secret: token}},
+		DataDir: dir,
+		Args:    []string{"-mqtt-acl", "off"},
+	})
 	noenv := func(string) string { return "" }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-config", cfgPath}, noenv, io.Discard) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("twin-service: %v", err)
-			}
-		}
-	}
-	defer stop()
-	if err := testsvc.WaitTCP(mqttAddr, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	mqttAddr := svc.MQTTAddr
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("gw-srv-s1-001").SetUsername("gw-srv-s1-001"))
 	if tok := c.Connect(); tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
 		t.Fatal(tok.Error())
@@ -85,7 +59,7 @@ ledger:
 		}
 	}
 	// Wait for anchoring to catch up.
-	base := "http://" + httpAddr
+	base := svc.URL
 	var st struct {
 		TreeSize  uint64 `json:"tree_size"`
 		Anchoring struct {
@@ -94,17 +68,18 @@ ledger:
 			Evidence        uint64 `json:"evidence"`
 		} `json:"anchoring"`
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		get(t, base+"/api/v1/ledger/status", token, &st)
-		if st.TreeSize >= 7 && st.Anchoring.AnchoredTo == st.TreeSize && st.Anchoring.PendingEvidence == 0 && st.Anchoring.Evidence >= 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not anchored: %+v", st)
-		}
-		time.Sleep(20 * time.Millisecond)
+	anchored := func() bool {
+		return st.TreeSize >= 7 && st.Anchoring.AnchoredTo == st.TreeSize && st.Anchoring.PendingEvidence == 0 && st.Anchoring.Evidence >= 5
 	}
+	defer func() {
+		if !anchored() {
+			t.Logf("ledger status: %+v", st)
+		}
+	}()
+	testsvc.Eventually(t, 20*time.Second, "anchoring to catch up with the 6 messages", func() bool {
+		get(t, base+"/api/v1/ledger/status", token, &st)
+		return anchored()
+	})
 	// Anchoring shows on /metrics.
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
@@ -210,11 +185,11 @@ ledger:
 		}
 		ab := filepath.Join(dir, "alert.json")
 		// 409 while its lifecycle events are not on the log or anchored yet.
-		err := cli("ledger", "proof", "-alert", a.ID, "-o", ab)
-		for deadline := time.Now().Add(20 * time.Second); err != nil && strings.Contains(err.Error(), "409") && time.Now().Before(deadline); {
-			time.Sleep(50 * time.Millisecond)
+		var err error
+		testsvc.Eventually(t, 20*time.Second, "alert "+a.ID+"'s events to be anchored (proof answers 409 until then)", func() bool {
 			err = cli("ledger", "proof", "-alert", a.ID, "-o", ab)
-		}
+			return err == nil || !strings.Contains(err.Error(), "409")
+		})
 		if err != nil {
 			t.Errorf("proof of alert %s: %v", a.ID, err)
 			break
@@ -230,8 +205,9 @@ ledger:
 	}
 
 	// Offline check of the stored ledger, then of a tampered copy.
-	stop()
-	checkPrivate(t, dir, "registry.json", "twin.yaml", "event-5.json", "event-5-bad.json", "dataset.json", "ds.json", "alert.json")
+	if err := svc.Stop(); err != nil {
+		t.Errorf("twin-service after SIGTERM: %v", err)
+	}
 	var out bytes.Buffer
 	ledgerDir := filepath.Join(dir, "ledger")
 	if err := runVerify(context.Background(), []string{"-key", pinned, ledgerDir}, noenv, &out, io.Discard); err != nil {

@@ -190,7 +190,7 @@ func TestServiceRefusesTamperedLedger(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.publish(t, 8)
-	waitFor(t, "anchoring of the first events", func() bool { st := s.status(t); return st.TreeSize >= 9 && st.Anchoring.AnchoredTo == st.TreeSize })
+	testsvc.Eventually(t, 60*time.Second, "anchoring of the first events", func() bool { st := s.status(t); return st.TreeSize >= 9 && st.Anchoring.AnchoredTo == st.TreeSize })
 	s.stop(t)
 
 	for _, tc := range []struct {
@@ -216,7 +216,7 @@ func TestServiceRefusesTamperedLedger(t *testing.T) {
 			if err != nil {
 				t.Fatalf("twin-service did not start: %v", err)
 			}
-			waitFor(t, "the damage report", func() bool { return s.status(t).Damage != "" })
+			testsvc.Eventually(t, 60*time.Second, "the damage report", func() bool { return s.status(t).Damage != "" })
 			st := s.status(t)
 			if !strings.Contains(st.Damage, tc.where) {
 				t.Errorf("ledger status damage = %q, want it to name %q", st.Damage, tc.where)
@@ -227,7 +227,7 @@ func TestServiceRefusesTamperedLedger(t *testing.T) {
 			// New events are stored but never anchored on the damaged ledger.
 			s.seq = 100 // past the numbers stored before
 			s.publish(t, 4)
-			waitFor(t, "the new events in the store", func() bool {
+			testsvc.Eventually(t, 60*time.Second, "the new events in the store", func() bool {
 				var evs struct{ Items []struct{ ID uint64 } }
 				get(t, s.base+"/api/v1/assets/srv-s1-001.gpu0/events?limit=100", tamperToken, &evs)
 				return len(evs.Items) >= 12

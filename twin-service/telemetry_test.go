@@ -3,15 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -62,46 +58,19 @@ func TestTelemetryToInfluxDB(t *testing.T) {
 	if err := registry.WriteFile(filepath.Join(dir, "registry.json"), f.Registry()); err != nil {
 		t.Fatal(err)
 	}
-	httpAddr, mqttAddr := testsvc.Addr(testsvc.FreePort(t)), testsvc.Addr(testsvc.FreePort(t))
 	token := "telemetry-viewer-secret"
-	sum := sha256.Sum256([]byte(token))
-	cfg := fmt.Sprintf(`data_dir: %s
-log: {level: warn}
-auth:
-  tokens:
-    - {name: charts, role: viewer, sha256: %s}
-telemetry:
+	cfg := fmt.Sprintf(`telemetry:
   backend: influxdb
   url: %s
   bucket: twin/autogen
   retention: 720h
   flush_interval: 100ms
-`, dir, hex.EncodeToString(sum[:]), srv.URL())
-	cfgPath := filepath.Join(dir, "twin.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"-config", cfgPath, "-http", httpAddr, "-mqtt-addr", mqttAddr}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, func(string) string { return "" }, io.Discard) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run = %v, want nil", err)
-		}
-	}()
-	base := "http://" + httpAddr
-	waitFor(t, "readyz", func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+`, srv.URL())
+	svc := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{Config: cfg, Tokens: []testsvc.Token{{Name: "charts", Role: "viewer", Secret: token}},
+		Registry: filepath.Join(dir, "registry.json")})
+	base := svc.URL
 
-	pub, err := fleet.NewPublisher(f, fleet.PublishConfig{Broker: "tcp://" + mqttAddr, Rate: 20}, slog.New(slog.DiscardHandler))
+	pub, err := fleet.NewPublisher(f, fleet.PublishConfig{Broker: svc.MQTTURL(), Rate: 20}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +82,7 @@ telemetry:
 
 	// Wait until InfluxDB holds every point the writer took from the log.
 	var written, inInflux float64
-	waitFor(t, "points in InfluxDB", func() bool {
+	testsvc.Eventually(t, 60*time.Second, "every point the writer took in InfluxDB", func() bool {
 		written = metric(t, base, "twinchain_telemetry_writer_points_total")
 		inInflux = float64(srv.Count(t, "twin", "SELECT count(temp_c) FROM gpu"))
 		return written > 0 && inInflux == written && metric(t, base, "twinchain_influxdb_replay_pending_points") == 0
@@ -147,15 +116,7 @@ telemetry:
 	if viaAPI == 0 || viaAPI != float64(viaQL) {
 		t.Errorf("points of %s: %v through the API (Flux), %d through InfluxQL; want equal and non-zero", asset, viaAPI, viaQL)
 	}
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 60s for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := svc.Stop(); err != nil {
+		t.Errorf("twin-service after SIGTERM: %v", err)
 	}
 }

@@ -85,16 +85,10 @@ func TestDashboard(t *testing.T) {
 		if n := evalJS[int](t, ctx, `document.querySelectorAll("ol.timeline > li").length`); n == 0 {
 			t.Errorf("the event timeline is empty")
 		}
-		if svc.hasRoute(t, "/assets/"+id+"/series?metric=temp_c") {
-			waitJS(t, ctx, "a chart with points", `Number(document.querySelector("section.card.wide").dataset.points) > 0`, 60*time.Second)
-			if n := evalJS[int](t, ctx, `document.querySelectorAll(".chart canvas").length`); n == 0 {
-				t.Errorf("no uPlot canvas on the asset page")
-			}
-		} else {
-			t.Log("UNTESTED: health charts — this twin-service has no /assets/:id/series route")
-			if txt := evalJS[string](t, ctx, `document.querySelector("section.card.wide").innerText`); !strings.Contains(txt, "not available yet") {
-				t.Errorf("with no series API the chart section says %q, want a plain not-available notice", txt)
-			}
+		svc.requireRoute(t, "/assets/"+id+"/series?metric=temp_c")
+		waitJS(t, ctx, "a chart with points", `Number(document.querySelector("section.card.wide").dataset.points) > 0`, 60*time.Second)
+		if n := evalJS[int](t, ctx, `document.querySelectorAll(".chart canvas").length`); n == 0 {
+			t.Errorf("no uPlot canvas on the asset page")
 		}
 		shot(t, ctx, "asset")
 	})
@@ -256,9 +250,7 @@ func TestAlertsLive(t *testing.T) {
 	}
 	file := "../internal/sim/scenario/testdata/scenarios/gpu-swap.yaml"
 	svc := startTwin(t, []string{"scenario", file}, "")
-	if !svc.hasRoute(t, "/alerts") {
-		t.Skip("UNTESTED: live alerts, acknowledge and the viewer's refusal — this twin-service has no /alerts route")
-	}
+	svc.requireRoute(t, "/alerts")
 	browser := testsvc.StartChromium(t)
 	sec := newTab(t, browser)
 	signIn(t, sec, svc.URL, "sec")
@@ -271,7 +263,7 @@ func TestAlertsLive(t *testing.T) {
 		waitJS(t, ctx, "the alerts inbox", `document.querySelector("main").dataset.view === "alerts" && document.querySelector("main").dataset.ready === "true"`, 30*time.Second)
 		evalJS[int](t, ctx, `window.__sameDocument = 1`)
 	}
-	start(t, "firmware-sim scenario", filepath.Join(binaries(t), "firmware-sim"), "scenario", "-broker", svc.MQTT, "-api", svc.URL, "-hold", "30s", file)
+	testsvc.StartProcess(t, filepath.Join(binaries(t), "firmware-sim"), "scenario", "-broker", svc.MQTT, "-api", svc.URL, "-hold", "30s", file)
 	waitJS(t, sec, "a substitution alert arriving live", `window.__sameDocument === 1 && !!document.querySelector("li.alert[data-type=substitution]")`, 120*time.Second)
 	shot(t, sec, "alerts-live")
 	id := evalJS[string](t, sec, `document.querySelector("li.alert[data-type=substitution]").dataset.id`)
@@ -302,17 +294,10 @@ func TestAlertsLive(t *testing.T) {
 			Comment string `json:"comment"`
 		} `json:"history"`
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testsvc.Eventually(t, 30*time.Second, "the API to show the alert acknowledged", func() bool {
 		svc.get(t, "/alerts/"+url.PathEscape(id), &got)
-		if got.State == "acknowledged" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if got.State != "acknowledged" {
-		t.Fatalf("alert %s is %q in the API after Acknowledge, want acknowledged", id, got.State)
-	}
+		return got.State == "acknowledged"
+	})
 	last := got.History[len(got.History)-1]
 	if last.By != "sec" || last.Comment != "rack door checked" {
 		t.Errorf("the acknowledgement is recorded as by %q with %q, want by sec with the comment", last.By, last.Comment)
@@ -331,9 +316,7 @@ func TestWorkOrders(t *testing.T) {
 	}
 	svc := startService(t, fleetSize{sites: 1, servers: 1, gpus: 2})
 	svc.waitAssets(t, 3, 90*time.Second)
-	if !svc.hasRoute(t, "/workorders") {
-		t.Skip("UNTESTED: work orders — this twin-service has no /workorders route")
-	}
+	svc.requireRoute(t, "/workorders")
 	browser := testsvc.StartChromium(t)
 	admin := newTab(t, browser)
 	signIn(t, admin, svc.URL, "admin")
@@ -368,14 +351,10 @@ func TestWorkOrders(t *testing.T) {
 		ApprovedBy string `json:"approved_by"`
 		CreatedBy  string `json:"created_by"`
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testsvc.Eventually(t, 30*time.Second, "the API to show the work order approved", func() bool {
 		svc.get(t, "/workorders/"+url.PathEscape(id), &wo)
-		if wo.State == "approved" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return wo.State == "approved"
+	})
 	if wo.State != "approved" || wo.CreatedBy != "admin" || wo.ApprovedBy != "sec" {
 		t.Errorf("work order %s = %+v, want approved, created by admin, approved by sec", id, wo)
 	}
@@ -400,9 +379,7 @@ func TestLedgerVerify(t *testing.T) {
 	}
 	svc := startService(t, fleetSize{sites: 1, servers: 1, gpus: 2})
 	svc.waitAssets(t, 3, 90*time.Second)
-	if !svc.hasRoute(t, "/ledger/status") {
-		t.Skip("UNTESTED: ledger anchors and Verify against the service — this twin-service has no /ledger routes")
-	}
+	svc.requireRoute(t, "/ledger/status")
 	id := "srv-s1-001.gpu1"
 	var events page[struct {
 		ID uint64 `json:"id"`
@@ -413,18 +390,11 @@ func TestLedgerVerify(t *testing.T) {
 	}
 	first := events.Items[0].ID
 	var bundle []byte
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testsvc.Eventually(t, 60*time.Second, fmt.Sprintf("a proof of event %d", first), func() bool {
 		code, body := svc.raw(t, fmt.Sprintf("/ledger/events/%d/proof", first))
-		if code == 200 {
-			bundle = body
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("event %d has no proof after 60s: %d %s", first, code, body)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
+		bundle = body
+		return code == 200
+	})
 
 	ctx := newTab(t, testsvc.StartChromium(t))
 	signIn(t, ctx, svc.URL, "view")
@@ -493,9 +463,7 @@ func TestProvenance(t *testing.T) {
 	}
 	svc := startService(t, fleetSize{sites: 1, servers: 1, gpus: 2})
 	svc.waitAssets(t, 3, 90*time.Second)
-	if !svc.hasRoute(t, "/ledger/status") {
-		t.Skip("UNTESTED: provenance — this twin-service has no /ledger routes")
-	}
+	svc.requireRoute(t, "/ledger/status")
 	hash := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
 	ds := map[string]any{"id": "ds-web-1", "name": "rack telemetry corpus", "content_hash": hash("ds-web-1 content"),
 		"sources": []any{map[string]any{"kind": "system", "ref": "s3://corpus/2026-11"}},
@@ -510,17 +478,9 @@ func TestProvenance(t *testing.T) {
 			"hardware": []any{map[string]any{"asset": "srv-s1-001.gpu0", "revision_start": 1, "revision_end": 2},
 				map[string]any{"asset": "srv-s1-001.gpu1", "revision_start": 1, "revision_end": 2}}}}
 	// The GPUs are registered on the ledger at their first event, by the anchorer: wait for that.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		code := svc.doAs(t, mlToken, "POST", "/ledger/models", model, nil)
-		if code/100 == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("POST /ledger/models = %d after 60s", code)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	testsvc.Eventually(t, 60*time.Second, "POST /ledger/models to succeed", func() bool {
+		return svc.doAs(t, mlToken, "POST", "/ledger/models", model, nil)/100 == 2
+	})
 
 	ctx := newTab(t, testsvc.StartChromium(t))
 	signIn(t, ctx, svc.URL, "view")

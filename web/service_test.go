@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,120 +34,59 @@ const (
 	mlToken   = "tc_web_ml_pipeline"
 )
 
-// service is a running twin-service fed by a running firmware-sim fleet.
+// service is a running twin-service (embedded broker) with the users of
+// testUsers and the tokens testToken and mlToken.
 type service struct {
-	URL   string // http://127.0.0.1:port
-	MQTT  string // tcp://127.0.0.1:port
-	dir   string
-	fleet *process // firmware-sim
+	*testsvc.TwinService
+	MQTT string // tcp://127.0.0.1:port
 }
 
 type fleetSize struct{ sites, servers, gpus int }
 
-// startService starts twin-service with the embedded broker and the users
-// of testUsers, then firmware-sim publishing a fleet of the given size to
-// it. Both are stopped by t.Cleanup. The detection config is make run's
-// (scripts/run-detect.yaml: the fleet's sites and their geofences).
+// startService starts twin-service, then firmware-sim publishing a fleet of
+// the given size to it. Both are stopped by t.Cleanup. The detection config
+// is make run's (scripts/run-detect.yaml: the fleet's sites and their
+// geofences).
 func startService(t testing.TB, size fleetSize, extraFleetArgs ...string) *service {
 	t.Helper()
 	fleetArgs := []string{"fleet",
 		"-sites", fmt.Sprint(size.sites), "-servers", fmt.Sprint(size.servers), "-gpus", fmt.Sprint(size.gpus)}
 	fleetArgs = append(fleetArgs, extraFleetArgs...)
 	s := startTwin(t, fleetArgs, "../scripts/run-detect.yaml")
-	s.fleet = start(t, "firmware-sim", filepath.Join(binaries(t), "firmware-sim"), append(fleetArgs, "-broker", s.MQTT)...)
+	testsvc.StartProcess(t, filepath.Join(binaries(t), "firmware-sim"), append(fleetArgs, "-broker", s.MQTT)...)
 	return s
 }
 
-// startTwin starts twin-service with the embedded broker, the users of
-// testUsers and the gateway registry that `firmware-sim simArgs -registry
-// FILE -registry-only` writes; it starts no simulator. detectConfig is the
-// detection config file ("": the defaults).
+// startTwin starts twin-service with the users of testUsers and the gateway
+// registry that `firmware-sim simArgs -registry FILE -registry-only` writes;
+// it starts no simulator. detectConfig is the detection config file ("":
+// the defaults).
 func startTwin(t testing.TB, simArgs []string, detectConfig string) *service {
 	t.Helper()
-	bin := binaries(t)
-	dir := t.TempDir()
-	httpAddr := testsvc.Addr(testsvc.FreePort(t))
-	mqttAddr := testsvc.Addr(testsvc.FreePort(t))
-	s := &service{URL: "http://" + httpAddr, MQTT: "tcp://" + mqttAddr, dir: dir}
-	reg := filepath.Join(dir, "registry.json")
+	reg := filepath.Join(t.TempDir(), "registry.json")
 	regArgs := append(append([]string(nil), simArgs[:1]...), "-registry", reg, "-registry-only")
 	regArgs = append(regArgs, simArgs[1:]...)
-	if out, err := exec.Command(filepath.Join(bin, "firmware-sim"), regArgs...).CombinedOutput(); err != nil {
+	if out, err := exec.Command(filepath.Join(binaries(t), "firmware-sim"), regArgs...).CombinedOutput(); err != nil {
 		t.Fatalf("firmware-sim registry: %v\n%s", err, out)
 	}
-
-	cfg := testAuthConfig(t)
-	cfg.Tokens = []auth.TokenConfig{
-		{Name: "web-test", Role: auth.Admin, SHA256: auth.HashToken(testToken)},
-		{Name: "ml-pipeline", Role: auth.MLEngineer, SHA256: auth.HashToken(mlToken)},
-	}
-	conf := map[string]any{"auth": cfg, "ledger": map[string]any{"anchor": map[string]any{"interval": "300ms"}}}
 	if detectConfig != "" {
 		abs, err := filepath.Abs(detectConfig)
 		if err != nil {
 			t.Fatal(err)
 		}
-		conf["detect_config"] = abs
+		detectConfig = abs
 	}
-	raw, err := yaml.Marshal(conf)
+	conf, err := yaml.Marshal(map[string]any{"auth": testAuthConfig(t), "ledger": map[string]any{"anchor": map[string]any{"interval": "300ms"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfgPath := filepath.Join(dir, "twin-service.yaml")
-	if err := os.WriteFile(cfgPath, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	start(t, "twin-service", filepath.Join(bin, "twin-service"), "-config", cfgPath,
-		"-data", filepath.Join(dir, "data"), "-registry", reg, "-http", httpAddr, "-mqtt-addr", mqttAddr, "-log-level", "warn")
-	if err := testsvc.WaitTCP(httpAddr, 60*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if err := testsvc.WaitTCP(mqttAddr, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// process is a program a test started.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-}
-
-// start runs a program until t ends; its output goes to the test log when
-// the test fails.
-func start(t testing.TB, name, path string, args ...string) *process {
-	t.Helper()
-	var out testsvc.Buffer
-	cmd := exec.Command(path, args...)
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, tail(out.String(), 4000))
-		}
+	ts := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{
+		Config:       string(conf),
+		Tokens:       []testsvc.Token{{Name: "web-test", Role: string(auth.Admin), Secret: testToken}, {Name: "ml-pipeline", Role: string(auth.MLEngineer), Secret: mlToken}},
+		DetectConfig: detectConfig,
+		Registry:     reg,
 	})
-	return &process{cmd: cmd, exited: exited}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
+	return &service{TwinService: ts, MQTT: ts.MQTTURL()}
 }
 
 // get reads an API path with the test's token into v; it returns the status.
@@ -188,7 +126,7 @@ func (s *service) doAs(t testing.TB, token, method, path string, body, v any) in
 	raw, _ := io.ReadAll(resp.Body)
 	if v != nil && resp.StatusCode < 300 {
 		if err := json.Unmarshal(raw, v); err != nil {
-			t.Fatalf("%s %s: decode %q: %v", method, path, tail(string(raw), 300), err)
+			t.Fatalf("%s %s: decode %q: %v", method, path, testsvc.Tail(string(raw), 300), err)
 		}
 	}
 	return resp.StatusCode
@@ -224,22 +162,18 @@ func (s *service) countAssets(t testing.TB) int {
 // waitAssets waits until the API lists at least n assets.
 func (s *service) waitAssets(t testing.TB, n int, timeout time.Duration) int {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := s.countAssets(t)
-		if got >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the API lists %d assets after %s, want at least %d", got, timeout, n)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	got := 0
+	testsvc.Eventually(t, timeout, fmt.Sprintf("the API to list %d assets", n), func() bool {
+		got = s.countAssets(t)
+		return got >= n
+	})
+	return got
 }
 
-// hasRoute reports whether the service answers path with anything but the
-// router's "no route" 404.
-func (s *service) hasRoute(t testing.TB, path string) bool {
+// requireRoute fails t unless the service answers path with anything but
+// the router's "no route" 404 or a "not configured" 503: a test of a
+// feature fails, not skips, when its route is gone.
+func (s *service) requireRoute(t testing.TB, path string) {
 	t.Helper()
 	var e struct {
 		Error struct{ Code, Message string } `json:"error"`
@@ -255,7 +189,9 @@ func (s *service) hasRoute(t testing.TB, path string) bool {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	json.Unmarshal(raw, &e)
-	return !(resp.StatusCode == 404 && strings.HasPrefix(e.Error.Message, "no route")) && resp.StatusCode != 503
+	if resp.StatusCode == 404 && strings.HasPrefix(e.Error.Message, "no route") || resp.StatusCode == 503 {
+		t.Fatalf("GET /api/v1%s = %d %s: the route this test needs is missing", path, resp.StatusCode, raw)
+	}
 }
 
 // raw reads an API path with the test's token and returns the status and

@@ -164,7 +164,7 @@ func TestChaincodeAsAService(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatalf("twinchain-cc never listened on %s: %s", addr, stderr.String())
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // polling for the listener (this module cannot import twinchain's testsvc)
 	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -62,6 +62,7 @@ func startFabricCA(t *testing.T, users map[string]core.Role) string {
 		_ = cmd.Wait()
 	})
 	url := "http://" + addr
+	// Poll the server's readiness (this module cannot import twinchain's testsvc).
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if resp, err := http.Get(url + "/cainfo"); err == nil {
 			resp.Body.Close()

@@ -72,6 +72,10 @@ func (s *Set) Observe(in Input) ([]Finding, error) {
 		case m.Inventory != nil:
 			out = append(out, s.identity.inventory(m)...)
 		case m.GPS != nil:
+			if f, ok := gpsClock(m); ok {
+				out = append(out, f) // a clock anomaly, not a position
+				break
+			}
 			out = append(out, s.movement.gps(m)...)
 			out = append(out, s.clone.gps(m)...)
 		case m.RFID != nil:

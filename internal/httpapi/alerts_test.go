@@ -138,11 +138,11 @@ func TestAlertStream(t *testing.T) {
 	if line, _ := rd.ReadString('\n'); !strings.HasPrefix(line, ": twinchain alerts") {
 		t.Fatalf("first line %q", line)
 	}
-	// The subscription is live once the preamble arrived.
-	go func() {
-		time.Sleep(50 * time.Millisecond)
-		st.Apply([]detect.Finding{{Type: detect.TypeClone, Asset: "srv-9", Severity: detect.Critical, Time: time.Now(), Summary: "clone"}}, nil, nil)
-	}()
+	// The subscription is live once the preamble arrived (the handler
+	// subscribes before writing it).
+	if _, err := st.Apply([]detect.Finding{{Type: detect.TypeClone, Asset: "srv-9", Severity: detect.Critical, Time: time.Now(), Summary: "clone"}}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.After(10 * time.Second)
 	got := make(chan string, 1)
 	go func() {

@@ -22,6 +22,7 @@ import (
 
 	"twinchain/internal/ingest"
 	"twinchain/internal/registry"
+	"twinchain/internal/testsvc"
 	"twinchain/internal/twinstore"
 	"twinchain/internal/wire"
 )
@@ -312,13 +313,7 @@ func TestStream(t *testing.T) {
 		t.Errorf("open streams = %d, want 1", n)
 	}
 	resp.Body.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for e.srv.Streams() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the stream loop did not end after the client went away")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsvc.Eventually(t, 20*time.Second, "the stream loop to end after the client went away", func() bool { return e.srv.Streams() == 0 })
 }
 
 // TestStreamResync: a client too far behind is told to resync and moved to

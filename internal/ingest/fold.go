@@ -324,6 +324,7 @@ func distanceM(lat1, lon1, lat2, lon2 float64) float64 {
 
 // gps keeps the latest fix as an observation and records a location event
 // when the asset moved beyond the threshold from its last recorded position.
+// f.now is when the message was received (stored), also on replay.
 func (f *fold) gps() error {
 	fix := &f.m.gps
 	id := fix.Asset
@@ -341,7 +342,9 @@ func (f *fold) gps() error {
 			return err
 		}
 	}
-	if a.Location.GPS != nil && fix.FixTime.Before(a.Location.GPS.FixTime) {
+	// A fix dated ahead of its arrival is a clock anomaly (the detectors
+	// report it), not a position; one older than the kept fix is history.
+	if read := f.m.env.Time; twin.FixAhead(fix, read, f.now) || twin.FixOlder(fix, a.Location.GPS, read, f.now) {
 		f.seen(a)
 		return nil
 	}

@@ -159,7 +159,7 @@ func (w *writer) replay(checkpoint uint64) (int, error) {
 			if gw := w.twins[m.env.Gateway]; gw != nil {
 				m.site = gw.Site
 			}
-			f := fold{w: w, m: &m, replay: true, pos: sm.Pos}
+			f := fold{w: w, m: &m, replay: true, pos: sm.Pos, now: sm.Recorded}
 			gw, err := f.gateway()
 			if err != nil {
 				return n, err

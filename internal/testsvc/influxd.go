@@ -104,7 +104,7 @@ func (s *Influxd) start(t testing.TB) {
 	}
 	s.cmd = cmd
 	s.exited = make(chan struct{})
-	go func() { cmd.Wait(); close(s.exited) }()
+	go func() { _ = cmd.Wait(); close(s.exited) }() // its exit is seen through s.exited
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(s.URL() + "/ping")

@@ -12,27 +12,36 @@ import (
 )
 
 var (
-	programsMu sync.Mutex
-	programs   = map[string]string{} // names -> directory holding the built binaries
+	programsMu  sync.Mutex
+	programsDir string          // one directory per test binary
+	built       map[string]bool // the programs already in programsDir
 )
 
 // Programs builds the module's programs (e.g. "twin-service",
-// "firmware-sim") into a temporary directory, once per test binary for the
-// same list, and returns the directory; each binary has the program's name.
+// "firmware-sim") into a temporary directory, each once per test binary,
+// and returns the directory; each binary has the program's name.
 func Programs(t testing.TB, names ...string) string {
 	t.Helper()
-	key := strings.Join(names, " ")
 	programsMu.Lock()
 	defer programsMu.Unlock()
-	if dir, ok := programs[key]; ok {
-		return dir
+	if programsDir == "" {
+		dir, err := os.MkdirTemp("", "twinchain-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		programsDir, built = dir, map[string]bool{}
 	}
-	dir, err := os.MkdirTemp("", "twinchain-bin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	var missing []string
 	for _, n := range names {
+		if !built[n] {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) == 0 {
+		return programsDir
+	}
+	args := []string{"build", "-o", programsDir + string(filepath.Separator)}
+	for _, n := range missing {
 		args = append(args, "twinchain/"+n)
 	}
 	goBin, err := exec.LookPath("go")
@@ -40,10 +49,12 @@ func Programs(t testing.TB, names ...string) string {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	if out, err := exec.Command(goBin, args...).CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", key, err, out)
+		t.Fatalf("go build %s: %v\n%s", strings.Join(missing, " "), err, out)
 	}
-	programs[key] = dir
-	return dir
+	for _, n := range missing {
+		built[n] = true
+	}
+	return programsDir
 }
 
 // Buffer is a bytes.Buffer safe for a process's writes and a test's reads.
@@ -68,8 +79,8 @@ func (b *Buffer) String() string {
 func RemovePrograms() {
 	programsMu.Lock()
 	defer programsMu.Unlock()
-	for key, dir := range programs {
-		os.RemoveAll(dir)
-		delete(programs, key)
+	if programsDir != "" {
+		os.RemoveAll(programsDir)
 	}
+	programsDir, built = "", nil
 }

@@ -99,6 +99,9 @@ type RFIDRead struct {
 }
 
 // GPSFix is one position report of the asset a receiver is fixed to.
+// FixTime is the receiver's time of fix on the receiver's date; it is zero
+// when the receiver has sent no date yet (a GGA-only stream before its
+// first ZDA): the agent never dates a fix with its own clock.
 type GPSFix struct {
 	Asset     string    `json:"asset"`
 	Lat       float64   `json:"lat"`

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"twinchain/internal/detect/alert"
+	"twinchain/internal/testsvc"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -189,17 +190,6 @@ func (r *receiver) opened() map[string]bool {
 	return out
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestWebhookOutboxSurvivesOutageAndRestart(t *testing.T) {
 	rcv := newReceiver(t, "s3cret")
 	defer rcv.down()
@@ -229,7 +219,7 @@ func TestWebhookOutboxSurvivesOutageAndRestart(t *testing.T) {
 	if _, err := s.Apply([]detect.Finding{finding(detect.TypeXID, "g1", detect.Critical, 0)}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "g1 delivered", func() bool { return rcv.opened()["g1"] })
+	testsvc.Eventually(t, 20*time.Second, "g1 delivered", func() bool { return rcv.opened()["g1"] })
 	select {
 	case n := <-live:
 		if n.Event != "opened" || n.Alert.Asset != "g1" {
@@ -245,7 +235,7 @@ func TestWebhookOutboxSurvivesOutageAndRestart(t *testing.T) {
 	if _, err := s.Apply([]detect.Finding{finding(detect.TypeXID, "g2", detect.Critical, 1)}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a failed attempt", func() bool { return s.OutboxLen() == 1 })
+	testsvc.Eventually(t, 20*time.Second, "a failed attempt", func() bool { return s.OutboxLen() == 1 })
 	stop()
 	db.Close()
 	s, db = open(t, path, cfg, time.Now)
@@ -255,23 +245,20 @@ func TestWebhookOutboxSurvivesOutageAndRestart(t *testing.T) {
 	}
 	d, stop := start(s)
 	defer stop()
-	time.Sleep(200 * time.Millisecond)
+	testsvc.Eventually(t, 20*time.Second, "two failed attempts while the receiver is down", func() bool { return d.Failed.Load() >= 2 })
 	if got := rcv.opened(); got["g2"] || got["g3"] {
 		t.Fatalf("delivered while the receiver was down: %v", got)
 	}
-	if d.Failed.Load() == 0 {
-		t.Errorf("no failed attempts counted while the receiver was down")
-	}
 	rcv.up(t)
-	waitFor(t, "g2 and g3 delivered after the receiver came back", func() bool { o := rcv.opened(); return o["g2"] && o["g3"] })
-	waitFor(t, "outbox drained", func() bool { return s.OutboxLen() == 0 })
+	testsvc.Eventually(t, 20*time.Second, "g2 and g3 delivered after the receiver came back", func() bool { o := rcv.opened(); return o["g2"] && o["g3"] })
+	testsvc.Eventually(t, 20*time.Second, "outbox drained", func() bool { return s.OutboxLen() == 0 })
 
 	// A sink with the wrong secret is refused by the receiver and its
 	// delivery goes to the dead letters after max_attempts.
 	if _, err := s.Apply([]detect.Finding{finding(detect.TypeClone, "g4", detect.Critical, 3)}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "bad signature refused and dead-lettered", func() bool { return d.Dead.Load() == 1 })
+	testsvc.Eventually(t, 20*time.Second, "bad signature refused and dead-lettered", func() bool { return d.Dead.Load() == 1 })
 	rcv.mu.Lock()
 	bad := rcv.bad
 	rcv.mu.Unlock()

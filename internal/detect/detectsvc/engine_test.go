@@ -17,6 +17,7 @@ import (
 	"twinchain/internal/detect/workorder"
 	"twinchain/internal/ingest"
 	"twinchain/internal/registry"
+	"twinchain/internal/testsvc"
 	"twinchain/internal/twin"
 	"twinchain/internal/twinstore"
 	"twinchain/internal/wire"
@@ -88,20 +89,23 @@ func (r *rig) telemetry(seq uint64, tm time.Time, xids uint64) {
 }
 
 func (r *rig) waitAlerts(what string, cond func([]alert.Alert) bool) []alert.Alert {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		items, _, err := r.svc.Alerts().List(alert.Filter{}, 100, "")
-		if err != nil {
+	r.t.Helper()
+	var items []alert.Alert
+	done := false
+	defer func() {
+		if !done {
+			r.t.Logf("alerts: %+v", items)
+		}
+	}()
+	testsvc.Eventually(r.t, 10*time.Second, what, func() bool {
+		var err error
+		if items, _, err = r.svc.Alerts().List(alert.Filter{}, 100, ""); err != nil {
 			r.t.Fatal(err)
 		}
-		if cond(items) {
-			return items
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("timed out waiting for %s; alerts: %+v", what, items)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		done = cond(items)
+		return done
+	})
+	return items
 }
 
 // TestEngineAcrossRestart: an XID opens one alert and, by policy,

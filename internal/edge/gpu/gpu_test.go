@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"twinchain/internal/testsvc"
 	"twinchain/internal/wire"
 )
 
@@ -199,6 +200,7 @@ func TestSimSourceFileAndSocket(t *testing.T) {
 	defer ln.Close()
 	var wg sync.WaitGroup
 	wg.Add(1)
+	release := make(chan struct{}) // closed when the test has read: the peer keeps the connection until then
 	go func() {
 		defer wg.Done()
 		c, err := ln.Accept()
@@ -210,7 +212,7 @@ func TestSimSourceFileAndSocket(t *testing.T) {
 		json.Compact(compact, data)
 		c.Write([]byte("garbage line\n"))
 		c.Write(append(compact.Bytes(), '\n'))
-		time.Sleep(2 * time.Second)
+		<-release
 	}()
 	us, err := NewSimSource("unix:"+sock, discard())
 	if err != nil {
@@ -219,19 +221,13 @@ func TestSimSourceFileAndSocket(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- us.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		snap, err := us.Snapshot(ctx)
-		if err == nil {
-			if len(snap.Devices) != 8 {
-				t.Errorf("socket Snapshot = %d devices, want 8", len(snap.Devices))
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no snapshot over the socket: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var snap Snapshot
+	testsvc.Eventually(t, 10*time.Second, "a snapshot over the socket", func() bool {
+		snap, err = us.Snapshot(ctx)
+		return err == nil
+	})
+	if len(snap.Devices) != 8 {
+		t.Errorf("socket Snapshot = %d devices, want 8", len(snap.Devices))
 	}
 	us.mu.Lock()
 	bad := us.Bad
@@ -239,6 +235,7 @@ func TestSimSourceFileAndSocket(t *testing.T) {
 	if bad != 1 {
 		t.Errorf("Bad = %d, want 1 (the garbage line)", bad)
 	}
+	close(release)
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run = %v", err)
@@ -263,29 +260,22 @@ func TestCollector(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	wait := func(cond func() bool) {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		testsvc.Eventually(t, 10*time.Second, what, func() bool {
 			mu.Lock()
-			ok := cond()
-			mu.Unlock()
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("timed out")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			defer mu.Unlock()
+			return cond()
+		})
 	}
-	wait(func() bool { return len(tels) >= 3 })
+	wait("three telemetry samples", func() bool { return len(tels) >= 3 })
 	// A substituted GPU: the inventory goes out again.
 	snap, _ := ParseSnapshot(data)
 	snap.Devices[2].UUID = "GPU-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 	b, _ := json.Marshal(snap)
 	os.WriteFile(file+".tmp", b, 0o644)
 	os.Rename(file+".tmp", file)
-	wait(func() bool { return len(invs) >= 2 })
+	wait("the second inventory", func() bool { return len(invs) >= 2 })
 	cancel()
 	<-done
 	if len(invs) != 2 || invs[1].GPUs[2].UUID != "GPU-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee" || invs[0].Host.Asset != "srv-s1-001" {

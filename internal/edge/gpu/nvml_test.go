@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"twinchain/internal/testsvc"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
@@ -107,7 +108,7 @@ func TestNVMLSourceOnRecordedValues(t *testing.T) {
 			if waits.Add(1) == 1 {
 				return nvml.EventData{Device: dev, EventType: nvml.EventTypeXidCriticalError, EventData: 79}, nvml.SUCCESS
 			}
-			time.Sleep(time.Duration(ms) * time.Millisecond / 10)
+			time.Sleep(time.Duration(ms) * time.Millisecond / 10) // the fake blocks, as NVML's wait does, for a tenth of the timeout
 			return nvml.EventData{}, nvml.ERROR_TIMEOUT
 		},
 	}
@@ -121,16 +122,12 @@ func TestNVMLSourceOnRecordedValues(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx) }()
 	var got Snapshot
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testsvc.Eventually(t, 10*time.Second, "a snapshot with the XID event", func() bool {
 		if got, err = src.Snapshot(ctx); err != nil {
 			t.Fatalf("Snapshot = %v", err)
 		}
-		if len(got.Events) > 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(got.Events) > 0
+	})
 	cancel()
 	<-done
 	if len(got.Events) != 1 || got.Events[0].Type != EventXID || got.Events[0].Data != 79 || got.Events[0].Index != 0 {

@@ -100,7 +100,7 @@ func TestTLSClientCertificate(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	waitFor(t, "messages over TLS", func() bool { return q.Len() == 0 && sub.count() >= 2 })
+	testsvc.Eventually(t, 30*time.Second, "messages over TLS", func() bool { return q.Len() == 0 && sub.count() >= 2 })
 	cancel()
 	<-done
 }
@@ -132,7 +132,7 @@ func TestPassword(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	waitFor(t, "messages with a password", func() bool { return q.Len() == 0 && sub.count() >= 1 })
+	testsvc.Eventually(t, 30*time.Second, "messages with a password", func() bool { return q.Len() == 0 && sub.count() >= 1 })
 	cancel()
 	<-done
 }

@@ -81,17 +81,6 @@ func newPublisher(t testing.TB, url string, q *diskqueue.Queue, replayRate int) 
 	return New(cfg, "gw-pub", testKey(), seq, q, "test", time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestDropsReported fills a small queue while the broker is away: the oldest
 // readings are dropped, and the status sent on reconnection says how many
 // and which.
@@ -114,11 +103,11 @@ func TestDropsReported(t *testing.T) {
 		t.Fatalf("Dropped() = %d %v, want 20 [1 20]", n, r)
 	}
 	broker.Restart(t)
-	waitFor(t, "the subscriber back", func() bool { sub.mu.Lock(); defer sub.mu.Unlock(); return sub.subscribed == 2 })
+	testsvc.Eventually(t, 30*time.Second, "the subscriber back", func() bool { sub.mu.Lock(); defer sub.mu.Unlock(); return sub.subscribed == 2 })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	waitFor(t, "the backlog and the status", func() bool { return sub.count() >= 10 && q.Len() == 0 })
+	testsvc.Eventually(t, 30*time.Second, "the backlog and the status", func() bool { return sub.count() >= 10 && q.Len() == 0 })
 	cancel()
 	<-done
 	sub.mu.Lock()
@@ -186,7 +175,7 @@ func benchReplay(b *testing.B, url string, rate int) {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	for p.Stats.Acked.Load() < uint64(b.N)+1 { // the backlog and the "connected" status
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // a tight poll, not testsvc.Eventually's backoff, so the measured time is the publisher's
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
@@ -257,10 +246,10 @@ func TestLastWill(t *testing.T) {
 	done := make(chan error, 1)
 	before := time.Now()
 	go func() { done <- p.Run(ctx) }()
-	waitFor(t, "the online status", func() bool { return sub.count() >= 1 })
+	testsvc.Eventually(t, 30*time.Second, "the online status", func() bool { return sub.count() >= 1 })
 	proxy.cut()
 	var will *wire.Envelope
-	waitFor(t, "the last will", func() bool {
+	testsvc.Eventually(t, 30*time.Second, "the last will", func() bool {
 		sub.mu.Lock()
 		defer sub.mu.Unlock()
 		for i := range sub.envs {

@@ -13,6 +13,7 @@ import (
 	"github.com/creack/pty"
 
 	"twinchain/internal/edge/serialport"
+	"twinchain/internal/testsvc"
 	"twinchain/internal/wire"
 )
 
@@ -231,7 +232,7 @@ func TestServiceOnPseudoTerminals(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	waitFor(t, func() bool { st := svc.Stats(); return st["em"].Reopens == 1 && st["uhf"].Reopens == 1 })
+	testsvc.Eventually(t, 20*time.Second, "both readers reopened", func() bool { st := svc.Stats(); return st["em"].Reopens == 1 && st["uhf"].Reopens == 1 })
 
 	f, _ := EncodeRDM6300("12003F7A2C")
 	m1.Write([]byte("\xff\x80" + frame("12003F7A2C7C")))
@@ -239,7 +240,7 @@ func TestServiceOnPseudoTerminals(t *testing.T) {
 	m1.Write(f)
 	m2.Write([]byte("EPC:E2801160600002084D6B1A3F RSSI:-61.0 ANT:1\r\n\xf8\xf8garbage\r\n"))
 	m2.Write([]byte(FormatUHFLine("E2801160600002084D6B1A3F", -55, 2)))
-	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 2 })
+	testsvc.Eventually(t, 20*time.Second, "two reads after the reopen", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 2 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run = %v", err)
@@ -260,17 +261,6 @@ func TestServiceOnPseudoTerminals(t *testing.T) {
 	}
 	if st["uhf"].Malformed != 1 || st["uhf"].Reads != 2 {
 		t.Errorf("uhf stats = %+v, want 2 reads, 1 malformed", st["uhf"])
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -57,13 +57,7 @@ func TestUnstoredRedelivered(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for !sub.Connected() {
-		if time.Now().After(deadline) {
-			t.Fatal("subscriber not connected after 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsvc.Eventually(t, 20*time.Second, "the subscriber connected", sub.Connected)
 	pub := paho.NewClient(paho.NewClientOptions().AddBroker(mosq.URL()).SetClientID("publisher"))
 	if tok := pub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())

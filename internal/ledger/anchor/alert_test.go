@@ -19,6 +19,7 @@ import (
 	"twinchain/internal/detect/alertstore"
 	"twinchain/internal/ingest"
 	"twinchain/internal/ledger/proofbundle"
+	"twinchain/internal/testsvc"
 	"twinchain/internal/twin"
 )
 
@@ -65,10 +66,7 @@ func anchoredAlert(t *testing.T) (*rig, *alertstore.Store, *alertstore.Lifecycle
 	if _, err := alerts.Resolve(id, "alice", "swap approved after the fact"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for rec.Recorded.Load() < 3 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsvc.Eventually(t, 20*time.Second, "three lifecycle steps recorded", func() bool { return rec.Recorded.Load() >= 3 })
 	if n := rec.Recorded.Load(); n != 3 {
 		t.Fatalf("recorded %d lifecycle steps, want 3", n)
 	}

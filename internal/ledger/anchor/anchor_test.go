@@ -22,6 +22,7 @@ import (
 	"twinchain/internal/ledger/ledgertest"
 	"twinchain/internal/ledger/proofbundle"
 	"twinchain/internal/registry"
+	"twinchain/internal/testsvc"
 	"twinchain/internal/twin"
 	"twinchain/internal/twinstore"
 	"twinchain/internal/wire"
@@ -157,17 +158,17 @@ func (r *rig) inventory(uuid1, vbios0 string) {
 
 func (r *rig) waitAnchored(what string) {
 	r.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	anchored := false
+	defer func() {
+		if !anchored {
+			r.t.Logf("%s: anchorer %+v, event log at %d", what, r.a.Stats(), r.store.LastEventID())
+		}
+	}()
+	testsvc.Eventually(r.t, 20*time.Second, "everything anchored "+what, func() bool {
 		st := r.a.Stats()
-		if st.AnchoredTo == r.store.LastEventID() && st.PendingBatches == 0 && st.PendingEvidence == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("%s: not anchored after 20s: %+v, event log at %d", what, st, r.store.LastEventID())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		anchored = st.AnchoredTo == r.store.LastEventID() && st.PendingBatches == 0 && st.PendingEvidence == 0
+		return anchored
+	})
 }
 
 var svc = ledgertest.As(core.RoleAuditor)
@@ -261,13 +262,9 @@ func TestLedgerOutageAndRestart(t *testing.T) {
 		r.inventory("GPU-b1", fmt.Sprintf("v%d", i))
 	}
 	// Ingest went on; batches wait in the queue.
-	deadline := time.Now().Add(10 * time.Second)
-	for r.a.Stats().PendingBatches < 2 || r.tree.Size() != r.store.LastEventID() {
-		if time.Now().After(deadline) {
-			t.Fatalf("batches did not queue during the outage: %+v", r.a.Stats())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsvc.Eventually(t, 10*time.Second, "batches to queue during the outage", func() bool {
+		return r.a.Stats().PendingBatches >= 2 && r.tree.Size() == r.store.LastEventID()
+	})
 	if st := r.a.Stats(); st.LedgerErrors == 0 {
 		t.Errorf("Stats during outage = %+v, want ledger errors counted", st)
 	}

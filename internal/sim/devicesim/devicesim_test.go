@@ -16,13 +16,13 @@ func TestEpochParses(t *testing.T) {
 	at := time.Date(2026, 11, 25, 23, 59, 59, 500e6, time.UTC)
 	cases := []struct{ lat, lon float64 }{{52.520008, 13.404954}, {-33.8688, 151.2093}, {40.7128, -74.006}, {-0.5, -0.5}}
 	for _, c := range cases {
-		tr := nmea.NewTracker("a", func() time.Time { return at })
+		tr := nmea.NewTracker("a", nmea.DefaultDateFloor)
 		for _, line := range strings.Split(Epoch(at, c.lat, c.lon, 8, 45), "\n") {
-			tr.Feed([]byte(line))
+			tr.Feed([]byte(line), at)
 		}
-		fix, ok := tr.Take()
+		fix, ok := tr.End()
 		if !ok || math.Abs(fix.Lat-c.lat) > 1e-6 || math.Abs(fix.Lon-c.lon) > 1e-6 || !fix.FixTime.Equal(at) ||
-			math.Abs(fix.SpeedMS-8) > 0.01 || fix.CourseDeg != 45 {
+			math.Abs(fix.SpeedMS-8) > 0.01 || fix.CourseDeg != 45 || fix.AltM != 34.2 || fix.Sats != 12 {
 			t.Errorf("Epoch(%v,%v) read back as %+v, %v", c.lat, c.lon, fix, ok)
 		}
 		if tr.Stats.Dropped() != 0 {

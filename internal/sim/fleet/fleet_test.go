@@ -138,7 +138,16 @@ func TestPublishThroughMosquitto(t *testing.T) {
 	if err := p.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	acked := p.Stats.Acked.Load()
+	testsvc.Eventually(t, 10*time.Second, "every acknowledged message at the subscriber", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := len(bad)
+		for _, c := range kinds {
+			n += c
+		}
+		return uint64(n) >= acked
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if len(bad) > 0 {

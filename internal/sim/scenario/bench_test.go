@@ -39,11 +39,11 @@ func BenchmarkPublishToAlert(b *testing.B) {
 				svc := startService(b, b.TempDir(), fl.Registry(), "http://127.0.0.1:9/hooks")
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 				b.StartTimer()
-				rep, err := Run(ctx, f, Options{Broker: svc.mqttURL, API: svc.httpURL, Tokens: svc.tokens})
+				rep, err := Run(ctx, f, Options{Broker: svc.MQTTURL(), API: svc.URL, Tokens: svc.tokens})
 				if err != nil {
 					b.Fatal(err)
 				}
-				o, err := Wait(ctx, svc.httpURL, svc.tokens.Read, f, rep, 30*time.Second, 0)
+				o, err := Wait(ctx, svc.URL, svc.tokens.Read, f, rep, 30*time.Second, 0)
 				cancel()
 				if err != nil || len(o.Missing) > 0 {
 					b.Fatalf("missing alerts: %v %v", o, err)
@@ -53,7 +53,7 @@ func BenchmarkPublishToAlert(b *testing.B) {
 				}
 				rate = float64(rep.Sent) / rep.WallEnd.Sub(rep.WallStart).Seconds()
 				b.StopTimer()
-				svc.stop()
+				svc.Stop()
 			}
 			slices.Sort(lat)
 			pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }

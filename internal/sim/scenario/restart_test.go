@@ -4,11 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"twinchain/internal/detect/workorder"
+	"twinchain/internal/testsvc"
 )
 
 // TestWebhookOutageAcrossRestart: alerts raised while the webhook receiver
@@ -40,16 +40,19 @@ expect:
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
-	rep, err := Run(ctx, xid, Options{Broker: svc.mqttURL, API: svc.httpURL, Tokens: svc.tokens, Log: log})
+	rep, err := Run(ctx, xid, Options{Broker: svc.MQTTURL(), API: svc.URL, Tokens: svc.tokens, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o, err := Wait(ctx, svc.httpURL, svc.tokens.Read, xid, rep, 20*time.Second, 0); err != nil || len(o.Missing) > 0 {
+	if o, err := Wait(ctx, svc.URL, svc.tokens.Read, xid, rep, 20*time.Second, 0); err != nil || len(o.Missing) > 0 {
 		t.Fatalf("before the restart: %v %v", o, err)
 	}
-	time.Sleep(500 * time.Millisecond) // a few failed delivery attempts
-	svc.signal(syscall.SIGKILL)
-	svc.start()
+	// A few failed delivery attempts, then a crash.
+	testsvc.Eventually(t, 20*time.Second, "two failed webhook deliveries", func() bool {
+		return metric(t, svc.URL, "twinchain_detect_delivery_failures_total") >= 2
+	})
+	svc.Kill()
+	svc.Restart(t)
 
 	// A second alert after the restart, receiver still down.
 	forged, err := Parse("forge.yaml", []byte(`
@@ -66,11 +69,11 @@ expect:
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err = Run(ctx, forged, Options{Broker: svc.mqttURL, API: svc.httpURL, Tokens: svc.tokens, Log: log})
+	rep, err = Run(ctx, forged, Options{Broker: svc.MQTTURL(), API: svc.URL, Tokens: svc.tokens, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o, err := Wait(ctx, svc.httpURL, svc.tokens.Read, forged, rep, 20*time.Second, 0); err != nil || len(o.Missing) > 0 {
+	if o, err := Wait(ctx, svc.URL, svc.tokens.Read, forged, rep, 20*time.Second, 0); err != nil || len(o.Missing) > 0 {
 		t.Fatalf("after the restart: %v %v", o, err)
 	}
 	if n := h.got("gpu_xid srv-s1-001.gpu1") + h.got("bad_signatures gw-srv-s1-002"); n != 0 {
@@ -78,24 +81,16 @@ expect:
 	}
 	h.up(t)
 	for _, key := range []string{"gpu_xid srv-s1-001.gpu1", "bad_signatures gw-srv-s1-002"} {
-		deadline := time.Now().Add(30 * time.Second)
-		for h.got(key) == 0 && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
+		testsvc.Eventually(t, 30*time.Second, "the webhook to get "+key, func() bool { return h.got(key) > 0 })
 		if n := h.got(key); n != 1 {
 			t.Errorf("after the receiver came back: %d signed 'opened' deliveries of %s, want 1", n, key)
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	testsvc.Eventually(t, 30*time.Second, "both critical alerts at the Slack-shaped sink", func() bool {
 		h.mu.Lock()
-		n := h.slack
-		h.mu.Unlock()
-		if n >= 2 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		defer h.mu.Unlock()
+		return h.slack >= 2
+	})
 	h.mu.Lock()
 	bad, slack := h.bad, h.slack
 	for id, n := range h.ids {
@@ -142,27 +137,27 @@ expect: []
 	// (the body's "by" does not count when signed in).
 	var wo workorder.Order
 	order := map[string]any{"asset": "srv-s1-001", "changes": []map[string]string{{"field": "firmware.bios"}}, "start": time.Now(), "end": time.Now().Add(time.Hour), "by": "someone-else"}
-	if err := postJSON(ctx, svc.httpURL+"/api/v1/workorders", svc.tokens.Approve, order, &wo); err == nil || !strings.Contains(err.Error(), "403") {
+	if err := postJSON(ctx, svc.URL+"/api/v1/workorders", svc.tokens.Approve, order, &wo); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Errorf("open a work order as security = %v, want 403", err)
 	}
-	if err := postJSON(ctx, svc.httpURL+"/api/v1/workorders", svc.manager, order, &wo); err != nil {
+	if err := postJSON(ctx, svc.URL+"/api/v1/workorders", svc.manager, order, &wo); err != nil {
 		t.Fatal(err)
 	}
 	if wo.CreatedBy != "sim-manager" {
 		t.Errorf("created_by = %q, want the signed-in sim-manager", wo.CreatedBy)
 	}
-	err = postJSON(ctx, svc.httpURL+"/api/v1/workorders/"+wo.ID+"/approve", svc.manager, map[string]string{"by": "someone-else"}, &wo)
+	err = postJSON(ctx, svc.URL+"/api/v1/workorders/"+wo.ID+"/approve", svc.manager, map[string]string{"by": "someone-else"}, &wo)
 	if err == nil || !strings.Contains(err.Error(), "403") {
 		t.Errorf("approve by the creator = %v, want 403", err)
 	}
-	if err := postJSON(ctx, svc.httpURL+"/api/v1/workorders/"+wo.ID+"/approve", svc.tokens.Approve, nil, &wo); err != nil || wo.ApprovedBy != "sim-security" {
+	if err := postJSON(ctx, svc.URL+"/api/v1/workorders/"+wo.ID+"/approve", svc.tokens.Approve, nil, &wo); err != nil || wo.ApprovedBy != "sim-security" {
 		t.Errorf("approve by security = %+v, %v, want approved by sim-security", wo, err)
 	}
-	rep, err := Run(ctx, f, Options{Broker: svc.mqttURL, API: svc.httpURL, Tokens: svc.tokens})
+	rep, err := Run(ctx, f, Options{Broker: svc.MQTTURL(), API: svc.URL, Tokens: svc.tokens})
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := Wait(ctx, svc.httpURL, svc.tokens.Read, f, rep, 5*time.Second, 2*time.Second)
+	o, err := Wait(ctx, svc.URL, svc.tokens.Read, f, rep, 5*time.Second, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +165,7 @@ expect: []
 		t.Errorf("covered flash raised alerts: %s", o)
 	}
 	var page struct{ Items []workorder.Order }
-	if err := getJSON(svc.httpURL+"/api/v1/workorders?asset=srv-s1-002", svc.tokens.Read, &page); err != nil || len(page.Items) != 1 {
+	if err := getJSON(svc.URL+"/api/v1/workorders?asset=srv-s1-002", svc.tokens.Read, &page); err != nil || len(page.Items) != 1 {
 		t.Fatalf("GET workorders = %+v, %v", page, err)
 	}
 	got := page.Items[0]
@@ -180,7 +175,7 @@ expect: []
 			Note string `json:"note"`
 		} `json:"items"`
 	}
-	if err := getJSON(svc.httpURL+"/api/v1/assets/srv-s1-002/events?limit=1000", svc.tokens.Read, &events); err != nil {
+	if err := getJSON(svc.URL+"/api/v1/assets/srv-s1-002/events?limit=1000", svc.tokens.Read, &events); err != nil {
 		t.Fatal(err)
 	}
 	noted := false

@@ -1,10 +1,8 @@
 package scenario
 
 import (
-	"bytes"
+	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,12 +10,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,20 +28,9 @@ import (
 // TCP on loopback ports), with the example detection configuration whose
 // webhooks point at a receiver in the test that checks every HMAC.
 
-func twinServiceBinary(t testing.TB) string {
-	t.Helper()
-	return filepath.Join(testsvc.Programs(t, "twin-service"), "twin-service")
-}
-
 // service is one twin-service process owned by a test.
 type service struct {
-	t       testing.TB
-	dir     string
-	httpURL string
-	mqttURL string
-	args    []string
-	cmd     *exec.Cmd
-	logs    *bytes.Buffer
+	*testsvc.TwinService
 	tokens  Tokens
 	manager string // a token of an asset manager (may open and approve)
 }
@@ -70,69 +56,17 @@ func startService(t testing.TB, dir string, reg registry.File, hookURL string) *
 	// Sign-in: API tokens for a reader and three people (two may open
 	// work orders, two may approve them; the manager may do both, but
 	// never approve its own).
-	s := &service{t: t, dir: dir, tokens: Tokens{Read: "tok-reader", Create: "tok-maintenance", Approve: "tok-security"}, manager: "tok-manager"}
-	var auth strings.Builder
-	auth.WriteString("auth:\n  tokens:\n")
-	for _, tk := range []struct{ tok, name, role string }{
-		{s.tokens.Read, "sim-reader", "viewer"}, {s.tokens.Create, "sim-maintenance", "maintenance"},
-		{s.tokens.Approve, "sim-security", "security"}, {s.manager, "sim-manager", "asset_manager"},
-	} {
-		sum := sha256.Sum256([]byte(tk.tok))
-		fmt.Fprintf(&auth, "    - {name: %s, role: %s, sha256: %s}\n", tk.name, tk.role, hex.EncodeToString(sum[:]))
-	}
-	if err := os.WriteFile(filepath.Join(dir, "twin.yaml"), []byte(auth.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	hp, mp := testsvc.FreePort(t), testsvc.FreePort(t)
-	s.httpURL, s.mqttURL = "http://"+testsvc.Addr(hp), "tcp://"+testsvc.Addr(mp)
-	s.args = []string{"-config", filepath.Join(dir, "twin.yaml"), "-data", dir, "-http", testsvc.Addr(hp), "-mqtt-addr", testsvc.Addr(mp), "-detect-config", filepath.Join(dir, "detect.yaml"), "-log-level", "warn"}
-	s.start()
-	t.Cleanup(s.stop)
+	s := &service{tokens: Tokens{Read: "tok-reader", Create: "tok-maintenance", Approve: "tok-security"}, manager: "tok-manager"}
+	s.TwinService = testsvc.StartTwinService(t, testsvc.TwinServiceOptions{
+		Tokens: []testsvc.Token{
+			{Name: "sim-reader", Role: "viewer", Secret: s.tokens.Read}, {Name: "sim-maintenance", Role: "maintenance", Secret: s.tokens.Create},
+			{Name: "sim-security", Role: "security", Secret: s.tokens.Approve}, {Name: "sim-manager", Role: "asset_manager", Secret: s.manager},
+		},
+		DataDir:      dir,
+		Registry:     filepath.Join(dir, "registry.json"),
+		DetectConfig: filepath.Join(dir, "detect.yaml"),
+	})
 	return s
-}
-
-func (s *service) start() {
-	s.t.Helper()
-	s.logs = &bytes.Buffer{}
-	s.cmd = exec.Command(twinServiceBinary(s.t), s.args...)
-	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(s.httpURL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("twin-service not ready: %v\n%s", err, s.logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop ends the process with sig (SIGTERM by default) and waits.
-func (s *service) stop() { s.signal(syscall.SIGTERM) }
-
-func (s *service) signal(sig syscall.Signal) {
-	if s.cmd == nil {
-		return
-	}
-	s.cmd.Process.Signal(sig)
-	done := make(chan struct{})
-	go func() { s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		s.cmd.Process.Kill()
-		<-done
-	}
-	s.cmd = nil
 }
 
 // hook is a webhook receiver that checks each signature and records what
@@ -270,9 +204,9 @@ func TestScenarioSuite(t *testing.T) {
 			svc := startService(t, t.TempDir(), fl.Registry(), "http://"+h.addr+"/hooks")
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			rep, err := Run(ctx, f, Options{Broker: svc.mqttURL, API: svc.httpURL, Tokens: svc.tokens, Log: slog.New(slog.DiscardHandler)})
+			rep, err := Run(ctx, f, Options{Broker: svc.MQTTURL(), API: svc.URL, Tokens: svc.tokens, Log: slog.New(slog.DiscardHandler)})
 			if err != nil {
-				t.Fatalf("run: %v\n%s", err, svc.logs)
+				t.Fatalf("run: %v", err)
 			}
 			wall := rep.WallEnd.Sub(rep.WallStart)
 			t.Logf("%s: %d messages from %d gateways (%d GPUs), %s simulated in %s (%.0fx, %.0f msg/s)", name, rep.Sent, rep.Gateways, rep.GPUs,
@@ -280,7 +214,7 @@ func TestScenarioSuite(t *testing.T) {
 			if rep.Failed > 0 || rep.Acked+rep.Abandoned != rep.Sent {
 				t.Errorf("publisher: sent %d, acknowledged %d, failed %d", rep.Sent, rep.Acked, rep.Failed)
 			}
-			o, err := Wait(ctx, svc.httpURL, svc.tokens.Read, f, rep, 30*time.Second, time.Second)
+			o, err := Wait(ctx, svc.URL, svc.tokens.Read, f, rep, 30*time.Second, time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -295,10 +229,7 @@ func TestScenarioSuite(t *testing.T) {
 			// Every expected alert also reached the signed webhook, once.
 			for _, d := range o.Detected {
 				key := d.Type + " " + d.Asset
-				deadline := time.Now().Add(15 * time.Second)
-				for h.got(key) == 0 && time.Now().Before(deadline) {
-					time.Sleep(50 * time.Millisecond)
-				}
+				testsvc.Eventually(t, 15*time.Second, "the webhook to get "+key, func() bool { return h.got(key) > 0 })
 				if n := h.got(key); n != 1 {
 					t.Errorf("webhook got %d signed 'opened' notifications for %s, want 1", n, key)
 				}
@@ -307,7 +238,7 @@ func TestScenarioSuite(t *testing.T) {
 				var a struct {
 					Custody struct{ Status string } `json:"custody"`
 				}
-				if err := getJSON(svc.httpURL+"/api/v1/assets/"+id, svc.tokens.Read, &a); err != nil || a.Custody.Status != "quarantined" {
+				if err := getJSON(svc.URL+"/api/v1/assets/"+id, svc.tokens.Read, &a); err != nil || a.Custody.Status != "quarantined" {
 					t.Errorf("asset %s custody = %q (%v), want quarantined by policy", id, a.Custody.Status, err)
 				}
 				responded := false
@@ -350,4 +281,27 @@ func getJSON(u, token string, out any) error {
 		return fmt.Errorf("GET %s: %d %s", u, resp.StatusCode, raw)
 	}
 	return json.Unmarshal(raw, out)
+}
+
+// metric reads one unlabelled metric from the service's /metrics.
+func metric(t testing.TB, base, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s = %q", name, v)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s not in /metrics", name)
+	return 0
 }

@@ -73,13 +73,13 @@ func TestOutage(t *testing.T) {
 	stop := make(chan struct{})
 	total := load(t, s, base, 50, 16, 20*time.Millisecond, stop) // about 2,500 points/s
 
-	time.Sleep(5 * time.Second)
+	time.Sleep(5 * time.Second) // the scenario: 5s of load with InfluxDB up
 	before := s.Stats()
 	srv.Stop()
-	time.Sleep(60 * time.Second)
+	time.Sleep(60 * time.Second) // the scenario: a 60s outage under load
 	during := s.Stats()
 	srv.Restart(t)
-	time.Sleep(5 * time.Second)
+	time.Sleep(5 * time.Second) // the scenario: 5s more load after InfluxDB is back
 	close(stop)
 	n := <-total
 	flush(t, s)

@@ -15,6 +15,7 @@ import (
 	"twinchain/internal/telemetry"
 	"twinchain/internal/telemetry/embeddedstore"
 	"twinchain/internal/telemetry/telemetrywriter"
+	"twinchain/internal/testsvc"
 	"twinchain/internal/twinstore"
 	"twinchain/internal/wire"
 )
@@ -121,13 +122,7 @@ func (r *rig) waitWritten(w *telemetrywriter.Writer) {
 		r.t.Fatalf("MessagesAfter = %d messages, %v", len(msgs), err)
 	}
 	last := msgs[len(msgs)-1].Pos
-	deadline := time.Now().Add(30 * time.Second)
-	for w.Stats().Position < last {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("writer at position %d after 30s, want %d", w.Stats().Position, last)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsvc.Eventually(r.t, 30*time.Second, fmt.Sprintf("the writer at position %d", last), func() bool { return w.Stats().Position >= last })
 }
 
 func (r *rig) count(asset string) float64 {
