@@ -168,7 +168,9 @@ func (p *ledgerPart) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			cancel()
-			<-done
+			if err := <-done; err != nil {
+				p.setDamaged(err) // it met damage as it stopped
+			}
 			return nil
 		case err := <-done:
 			if ctx.Err() == nil {
@@ -183,7 +185,9 @@ func (p *ledgerPart) Run(ctx context.Context) error {
 			if err := p.verifyStored(); err != nil {
 				p.setDamaged(err)
 				cancel()
-				<-done
+				if err := <-done; err != nil {
+					p.log.Error("anchoring stopped", "err", err)
+				}
 				<-ctx.Done()
 				return nil
 			}

@@ -184,7 +184,7 @@ func verifyLedgerDir(dir string, pub ed25519.PublicKey, stdout io.Writer) *dirRe
 			r.fail("blocks: %v", err)
 		} else {
 			eng = e
-			defer eng.Close()
+			defer func() { _ = eng.Close() }() // read-only: nothing to flush
 			if pub == nil {
 				pub = eng.PublicKey()
 				r.key = pub
@@ -206,7 +206,7 @@ func verifyLedgerDir(dir string, pub ed25519.PublicKey, stdout io.Writer) *dirRe
 		r.fail("event tree: %v", err)
 		return r
 	}
-	defer tree.Close()
+	defer func() { _ = tree.Close() }() // read-only: nothing to flush
 	if pub == nil {
 		if cps, err := tree.Checkpoints(); err == nil && len(cps) > 0 {
 			pub = ed25519.PublicKey(cps[0].Key)
