@@ -1,6 +1,7 @@
 package twinstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -84,10 +85,12 @@ type PruneStats struct {
 const pruneChunk = 2000
 
 // PruneMessages removes the messages at positions up to through (never
-// the newest) in short transactions, and the sequence-index entries of
-// those whose sequence number lies keepSeqs or more below their gateway's
-// highest: the ingest rejects those numbers as older than its window
-// without the index, and still needs the entries inside it.
+// the newest; 0: none) in short transactions, then the sequence-index
+// entries of removed messages whose sequence number lies keepSeqs or more
+// below their gateway's highest: the ingest rejects those numbers as older
+// than its window without the index, and still needs the entries inside
+// it. Entries kept for the window go in a later prune, once their gateway
+// has moved on.
 func (s *Store) PruneMessages(ctx context.Context, through, keepSeqs uint64) (PruneStats, error) {
 	var st PruneStats
 	through = min(through, s.LastPos()-min(s.LastPos(), 1))
@@ -95,47 +98,31 @@ func (s *Store) PruneMessages(ctx context.Context, through, keepSeqs uint64) (Pr
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
-		n, err := s.pruneChunk(through, keepSeqs, &st)
+		n, err := s.pruneChunk(through, &st)
 		if err != nil {
 			return st, fmt.Errorf("prune messages through %d: %w", through, err)
 		}
 		if n < pruneChunk {
-			return st, nil
+			break
 		}
 	}
+	gone := s.FirstPos() - 1 // every message below the oldest kept is gone
+	if err := s.pruneSeqs(ctx, gone, keepSeqs, &st); err != nil {
+		return st, fmt.Errorf("prune the sequence index through %d: %w", gone, err)
+	}
+	return st, nil
 }
 
-func (s *Store) pruneChunk(through, keepSeqs uint64, st *PruneStats) (int, error) {
+func (s *Store) pruneChunk(through uint64, st *PruneStats) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		msgs, seqs, states := tx.Bucket(bucketMessages), tx.Bucket(bucketSeqs), tx.Bucket(bucketGwState)
-		highest := map[string]uint64{}
-		c := msgs.Cursor()
-		var kb [80]byte
-		for k, v := c.First(); k != nil && n < pruneChunk; k, v = c.First() {
+		c := tx.Bucket(bucketMessages).Cursor()
+		for k, _ := c.First(); k != nil && n < pruneChunk; k, _ = c.First() {
 			pos := binary.BigEndian.Uint64(k)
 			if pos > through {
 				break
-			}
-			m, err := decodeMessageRecord(pos, v)
-			if err == nil && m.Seq > 0 {
-				h, ok := highest[m.Gateway]
-				if !ok {
-					var gs GatewayState
-					if raw := states.Get([]byte(m.Gateway)); raw != nil && json.Unmarshal(raw, &gs) == nil {
-						h = gs.Highest
-					}
-					highest[m.Gateway] = h
-				}
-				key := seqKey(kb[:0], m.Gateway, m.Seq)
-				if e := seqs.Get(key); len(e) == 40 && binary.BigEndian.Uint64(e) == pos && h >= m.Seq && h-m.Seq >= keepSeqs {
-					if err := seqs.Delete(key); err != nil {
-						return err
-					}
-					st.SeqEntries++
-				}
 			}
 			if err := c.Delete(); err != nil {
 				return err
@@ -147,6 +134,63 @@ func (s *Store) pruneChunk(through, keepSeqs uint64, st *PruneStats) (int, error
 		return nil
 	})
 	return n, err
+}
+
+// pruneSeqs walks each gateway's index entries from its lowest sequence
+// number and removes them while their message is gone (position at most
+// through) and they lie keepSeqs or more below the gateway's highest.
+func (s *Store) pruneSeqs(ctx context.Context, through, keepSeqs uint64, st *PruneStats) error {
+	highest := map[string]uint64{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketGwState).ForEach(func(k, v []byte) error {
+			var gs GatewayState
+			if json.Unmarshal(v, &gs) == nil {
+				highest[string(k)] = gs.Highest
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for gw, h := range highest {
+		if h < keepSeqs {
+			continue
+		}
+		for done := false; !done; {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			err := func() error {
+				s.wmu.Lock()
+				defer s.wmu.Unlock()
+				return s.db.Update(func(tx *bolt.Tx) error {
+					prefix := append([]byte(gw), 0)
+					c := tx.Bucket(bucketSeqs).Cursor()
+					n := 0
+					for k, v := c.Seek(prefix); ; k, v = c.Seek(prefix) {
+						if n == pruneChunk {
+							return nil
+						}
+						if k == nil || !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 || len(v) != 40 ||
+							binary.BigEndian.Uint64(k[len(prefix):]) > h-keepSeqs || binary.BigEndian.Uint64(v) > through {
+							done = true
+							return nil
+						}
+						if err := c.Delete(); err != nil {
+							return err
+						}
+						n++
+						st.SeqEntries++
+					}
+				})
+			}()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // FirstPos is the position of the oldest message kept (0 when none).
@@ -205,14 +249,14 @@ func (p *Pruner) Run(ctx context.Context) error {
 // Once prunes what the policy and the consumers allow now.
 func (p *Pruner) Once(ctx context.Context) (PruneStats, error) {
 	cut, err := p.Store.RetentionCut(p.Retention, p.Now())
-	if err != nil || cut == 0 {
+	if err != nil {
 		return PruneStats{}, err
 	}
 	floor, err := p.Floor()
 	if err != nil {
 		return PruneStats{}, err
 	}
-	if floor < cut {
+	if cut > 0 && floor < cut {
 		if !p.heldBack {
 			p.Log.Warn("message log retention held back: a consumer has not passed the messages due for removal", "due_through", cut, "consumers_at", floor)
 		}
@@ -222,9 +266,8 @@ func (p *Pruner) Once(ctx context.Context) (PruneStats, error) {
 		p.heldBack = false
 		p.Log.Info("message log retention caught up", "through", cut)
 	}
-	if cut < p.Store.FirstPos() {
-		return PruneStats{}, nil
-	}
+	// Even with no message due, index entries kept for a gateway's window
+	// may have become due as it moved on.
 	st, err := p.Store.PruneMessages(ctx, cut, p.KeepSeqs)
 	if st.Messages > 0 {
 		p.Log.Debug("message log pruned", "messages", st.Messages, "seq_entries", st.SeqEntries, "through", st.Through)

@@ -39,6 +39,28 @@ func storeRecorded(t testing.TB, s *Store, n int, size int) {
 	}
 }
 
+// storeMore stores messages from..to of gateway gw-r, recorded one second
+// apart after t0+from seconds, and moves its highest.
+func storeMore(t *testing.T, s *Store, from, to int) {
+	t.Helper()
+	err := s.Update(func(tx *Tx) error {
+		for j := from; j <= to; j++ {
+			m := Message{Gateway: "gw-r", Seq: uint64(j), Kind: wire.KindTelemetry, Time: t0, Recorded: t0.Add(time.Duration(j) * time.Second), Raw: []byte("x")}
+			if err := tx.AppendMessage(&m); err != nil {
+				return err
+			}
+			var sum [32]byte
+			if err := tx.PutSeq("gw-r", m.Seq, m.Pos, &sum); err != nil {
+				return err
+			}
+		}
+		return tx.PutGatewayState(&GatewayState{Gateway: "gw-r", Highest: uint64(to)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func seqStored(t *testing.T, s *Store, seq uint64) bool {
 	t.Helper()
 	found := false
@@ -75,22 +97,31 @@ func TestRetention(t *testing.T) {
 	if seqStored(t, s, 300) || !seqStored(t, s, 301) || !seqStored(t, s, 400) {
 		t.Errorf("sequence index after pruning: 300 %v, 301 %v, 400 %v; want only 300 gone", seqStored(t, s, 300), seqStored(t, s, 301), seqStored(t, s, 400))
 	}
+	// Entries kept for the window go once the gateway has moved on.
+	storeMore(t, s, 1001, 1500)
+	floor = 1500
+	if _, err := p.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if seqStored(t, s, 350) || !seqStored(t, s, 900) {
+		t.Errorf("sequence index after the gateway moved on to 1500: 350 %v, 900 %v; want 350 gone (its message pruned), 900 kept (its message is)", seqStored(t, s, 350), seqStored(t, s, 900))
+	}
 	// Everything old: all but the newest message go; positions continue.
 	now = now.Add(time.Hour)
 	if _, err := p.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if s.FirstPos() != 1000 || s.LastPos() != 1000 {
-		t.Errorf("after everything is due: first %d last %d, want the newest (1000) kept", s.FirstPos(), s.LastPos())
+	if s.FirstPos() != 1500 || s.LastPos() != 1500 {
+		t.Errorf("after everything is due: first %d last %d, want the newest (1500) kept", s.FirstPos(), s.LastPos())
 	}
 	s.Close()
 	s = open(t, path)
 	defer s.Close()
-	if s.LastPos() != 1000 {
-		t.Errorf("LastPos() after reopen = %d, want 1000", s.LastPos())
+	if s.LastPos() != 1500 {
+		t.Errorf("LastPos() after reopen = %d, want 1500", s.LastPos())
 	}
-	if msgs, err := s.MessagesAfter(0, 10); err != nil || len(msgs) != 1 || msgs[0].Pos != 1000 {
-		t.Errorf("MessagesAfter(0) = %d messages, %v; want only 1000", len(msgs), err)
+	if msgs, err := s.MessagesAfter(0, 10); err != nil || len(msgs) != 1 || msgs[0].Pos != 1500 {
+		t.Errorf("MessagesAfter(0) = %d messages, %v; want only 1500", len(msgs), err)
 	}
 }
 
