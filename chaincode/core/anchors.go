@@ -73,48 +73,98 @@ func sameAnchor(a *Anchor, in *AnchorInput) bool {
 // the chain returns it and writes nothing, so a retry is harmless; a
 // different anchor for a range already covered is a conflict.
 func SubmitAnchor(tx *Tx, in AnchorInput) (Anchor, error) {
-	if err := begin(tx, "submit anchor", rolesAnchor); err != nil {
-		return Anchor{}, err
-	}
-	if err := checkAnchor(&in); err != nil {
-		return Anchor{}, err
-	}
-	in.FirstTime, in.LastTime = in.FirstTime.UTC(), in.LastTime.UTC()
-	if old, found, err := anchorEndingAt(tx.State, in.LastEvent); err != nil {
-		return Anchor{}, err
-	} else if found {
-		if sameAnchor(&old, &in) {
-			return old, nil
-		}
-		return Anchor{}, fmt.Errorf("anchor %d already covers events [%d, %d] differently: %w", old.Seq, old.FirstEvent, old.LastEvent, ErrConflict)
-	}
-	head, hasHead, err := anchorHead(tx.State)
+	out, err := SubmitAnchors(tx, AnchorBatch{Anchors: []AnchorInput{in}})
 	if err != nil {
 		return Anchor{}, err
+	}
+	return out[0], nil
+}
+
+// MaxAnchorsPerCall bounds SubmitAnchors.
+const MaxAnchorsPerCall = 1000
+
+// AnchorBatch is SubmitAnchors' argument: consecutive anchors, oldest first.
+type AnchorBatch struct {
+	Anchors []AnchorInput `json:"anchors"`
+}
+
+// SubmitAnchors appends consecutive anchors in one transaction, each by
+// SubmitAnchor's rules, so that a backend with a slow commit (Fabric: one
+// block) carries many batches at once. Anchors already on the chain are
+// returned as they are (a retry is harmless); the call writes all the new
+// ones or nothing. Role: service.
+func SubmitAnchors(tx *Tx, in AnchorBatch) ([]Anchor, error) {
+	if err := begin(tx, "submit anchor", rolesAnchor); err != nil {
+		return nil, err
+	}
+	if len(in.Anchors) == 0 || len(in.Anchors) > MaxAnchorsPerCall {
+		return nil, fmt.Errorf("%d anchors in one call (1 to %d): %w", len(in.Anchors), MaxAnchorsPerCall, ErrInvalid)
+	}
+	// The state shows no write of this call: the chain's head is carried
+	// along in memory.
+	head, hasHead, err := anchorHead(tx.State)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Anchor, 0, len(in.Anchors))
+	var wrote bool
+	for i := range in.Anchors {
+		a, fresh, err := nextAnchor(tx, in.Anchors[i], &head, hasHead, wrote)
+		if err != nil {
+			return nil, err
+		}
+		if fresh {
+			head, hasHead, wrote = a, true, true
+		}
+		out = append(out, a)
+	}
+	if wrote {
+		return out, store(tx.State, keyAnchorHead, head.Seq)
+	}
+	return out, nil
+}
+
+// nextAnchor checks in against the chain's head and writes it, or returns
+// the committed anchor it repeats (fresh false). After a fresh anchor in
+// the same call, repeats are refused: the chain only grows at its head.
+func nextAnchor(tx *Tx, in AnchorInput, head *Anchor, hasHead, wrote bool) (Anchor, bool, error) {
+	if err := checkAnchor(&in); err != nil {
+		return Anchor{}, false, err
+	}
+	in.FirstTime, in.LastTime = in.FirstTime.UTC(), in.LastTime.UTC()
+	if !wrote {
+		if old, found, err := anchorEndingAt(tx.State, in.LastEvent); err != nil {
+			return Anchor{}, false, err
+		} else if found {
+			if sameAnchor(&old, &in) {
+				return old, false, nil
+			}
+			return Anchor{}, false, fmt.Errorf("anchor %d already covers events [%d, %d] differently: %w", old.Seq, old.FirstEvent, old.LastEvent, ErrConflict)
+		}
 	}
 	a := Anchor{Seq: 1, AnchorInput: in}
 	a.Prev = ""
 	if hasHead {
 		switch {
 		case in.FirstEvent <= head.LastEvent:
-			return Anchor{}, fmt.Errorf("events [%d, %d] overlap anchor %d up to event %d: %w", in.FirstEvent, in.LastEvent, head.Seq, head.LastEvent, ErrConflict)
+			return Anchor{}, false, fmt.Errorf("events [%d, %d] overlap anchor %d up to event %d: %w", in.FirstEvent, in.LastEvent, head.Seq, head.LastEvent, ErrConflict)
 		case in.FirstEvent != head.LastEvent+1:
-			return Anchor{}, fmt.Errorf("events [%d, %d] leave a gap after anchor %d ending at event %d: %w", in.FirstEvent, in.LastEvent, head.Seq, head.LastEvent, ErrConflict)
+			return Anchor{}, false, fmt.Errorf("events [%d, %d] leave a gap after anchor %d ending at event %d: %w", in.FirstEvent, in.LastEvent, head.Seq, head.LastEvent, ErrConflict)
 		}
 		a.Seq, a.Prev = head.Seq+1, head.Hash
 	}
 	if in.Prev != "" && in.Prev != a.Prev {
-		return Anchor{}, fmt.Errorf("anchor prev %s is not the head %q: %w", in.Prev, a.Prev, ErrConflict)
+		return Anchor{}, false, fmt.Errorf("anchor prev %s is not the head %q: %w", in.Prev, a.Prev, ErrConflict)
 	}
 	a.Hash = AnchorHash(&a)
 	a.Stamp = tx.stamp()
 	if err := store(tx.State, pfxAnchor+pad(a.Seq), a); err != nil {
-		return Anchor{}, err
+		return Anchor{}, false, err
 	}
 	if err := store(tx.State, pfxAnchorByEvent+pad(a.LastEvent), a.Seq); err != nil {
-		return Anchor{}, err
+		return Anchor{}, false, err
 	}
-	return a, store(tx.State, keyAnchorHead, a.Seq)
+	return a, true, nil
 }
 
 func anchorBySeq(st State, seq uint64) (Anchor, error) {

@@ -79,6 +79,7 @@ func Functions() []Function {
 		fn("UpdateFingerprint", true, UpdateFingerprint),
 		fn("SetGatewayKey", true, SetGatewayKey),
 		fn("SubmitAnchor", true, SubmitAnchor),
+		fn("SubmitAnchors", true, SubmitAnchors),
 		fn("RecordEvidence", true, RecordEvidence),
 		fn("RegisterDataset", true, RegisterDataset),
 		fn("AddQualityChecks", true, AddQualityChecks),

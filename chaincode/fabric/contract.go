@@ -198,6 +198,11 @@ func (c *Contract) ListEvidence(ctx contractapi.TransactionContextInterface, arg
 	return call(ctx, "ListEvidence", arg)
 }
 
+// SubmitAnchors calls core.SubmitAnchors.
+func (c *Contract) SubmitAnchors(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "SubmitAnchors", arg)
+}
+
 // AnchorHead calls core.AnchorHead.
 func (c *Contract) AnchorHead(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
 	return call(ctx, "AnchorHead", arg)

@@ -51,6 +51,7 @@ type Ledger interface {
 	UpdateFingerprint(ctx context.Context, in core.FingerprintChange) (core.Asset, error)
 	SetGatewayKey(ctx context.Context, in core.KeyChange) (core.Asset, error)
 	SubmitAnchor(ctx context.Context, in core.AnchorInput) (core.Anchor, error)
+	SubmitAnchors(ctx context.Context, in []core.AnchorInput) ([]core.Anchor, error)
 	RecordEvidence(ctx context.Context, in core.EvidenceInput) (core.Evidence, error)
 	RegisterDataset(ctx context.Context, in core.DatasetInput) (core.Dataset, error)
 	AddQualityChecks(ctx context.Context, in core.QualityChecksInput) (core.Dataset, error)
@@ -150,6 +151,10 @@ func (c *Client) SetGatewayKey(ctx context.Context, in core.KeyChange) (core.Ass
 
 func (c *Client) SubmitAnchor(ctx context.Context, in core.AnchorInput) (core.Anchor, error) {
 	return call[core.Anchor](ctx, c, true, "SubmitAnchor", in)
+}
+
+func (c *Client) SubmitAnchors(ctx context.Context, in []core.AnchorInput) ([]core.Anchor, error) {
+	return call[[]core.Anchor](ctx, c, true, "SubmitAnchors", core.AnchorBatch{Anchors: in})
 }
 
 func (c *Client) RecordEvidence(ctx context.Context, in core.EvidenceInput) (core.Evidence, error) {

@@ -41,7 +41,7 @@ import (
 
 // Config tunes anchoring. Zero values take the defaults.
 type Config struct {
-	Interval time.Duration `yaml:"interval"`  // cut a batch at least this often; default 2s
+	Interval time.Duration `yaml:"interval"`  // cut a batch at least this often; default 500ms
 	MaxBatch int           `yaml:"max_batch"` // events per batch at most; default 1000
 	RetryMax time.Duration `yaml:"retry_max"` // longest wait between ledger retries; default 30s
 	Origin   string        `yaml:"origin"`    // checkpoint origin; default "twinchain/events"
@@ -61,7 +61,7 @@ func (c Config) Validate() error {
 
 func (c Config) withDefaults() Config {
 	if c.Interval == 0 {
-		c.Interval = 2 * time.Second
+		c.Interval = 500 * time.Millisecond
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 1000
@@ -99,7 +99,7 @@ type GatewayKeys interface {
 
 // Ledger is what anchoring writes.
 type Ledger interface {
-	SubmitAnchor(ctx context.Context, in core.AnchorInput) (core.Anchor, error)
+	SubmitAnchors(ctx context.Context, in []core.AnchorInput) ([]core.Anchor, error)
 	RecordEvidence(ctx context.Context, in core.EvidenceInput) (core.Evidence, error)
 	RegisterAsset(ctx context.Context, in core.AssetRegistration) (core.Asset, error)
 }
@@ -305,32 +305,36 @@ func (a *Anchorer) runBatcher(ctx context.Context) error {
 	}
 }
 
-// cut cuts full batches, and with all the remainder too. It first queues
-// the leaves a failed cut left in the tree without a batch.
+// cut cuts full batches, and with all the remainder too, up to the end of
+// the event log as it stood on entry: events arriving meanwhile wait for the
+// next cut, so a busy log cannot keep one cut going (and its batches small).
+// It first queues the leaves a failed cut left in the tree without a batch.
 func (a *Anchorer) cut(all bool) error {
 	if err := a.recover(); err != nil {
 		return err
 	}
+	// The position first: every message up to it has its events in the log
+	// up to lastID.
+	safePos := a.d.Events.LastPos()
+	lastID := a.d.Events.LastEventID()
 	for {
-		safePos := a.d.Events.LastPos()
-		lastID := a.d.Events.LastEventID()
 		size := a.d.Tree.Size()
 		pending := lastID - min(size, lastID)
 		if pending == 0 || (!all && pending < uint64(a.cfg.MaxBatch)) {
 			return nil
 		}
-		evs, err := a.d.Events.EventsAfter(size, a.cfg.MaxBatch)
+		evs, err := a.d.Events.EventsAfter(size, int(min(pending, uint64(a.cfg.MaxBatch))))
 		if err != nil {
 			return fmt.Errorf("anchor: %w", err)
 		}
 		if len(evs) == 0 {
 			return nil
 		}
-		caughtUp := size+uint64(len(evs)) >= lastID
-		if !caughtUp {
-			safePos = 0
+		pos := safePos
+		if size+uint64(len(evs)) < lastID {
+			pos = 0
 		}
-		if err := a.appendBatch(evs, safePos); err != nil {
+		if err := a.appendBatch(evs, pos); err != nil {
 			return err
 		}
 	}
@@ -489,21 +493,26 @@ func (a *Anchorer) runSubmitter(ctx context.Context) error {
 	}
 }
 
-// submitOne anchors the oldest queued batch.
+// submitOne anchors the oldest queued batches, as many as one ledger call
+// takes: on Fabric a call costs a block, so batches cut while one call is
+// out go together in the next.
 func (a *Anchorer) submitOne(ctx context.Context) (bool, error) {
-	in, ok, err := a.q.nextBatch()
-	if err != nil || !ok {
+	ins, err := a.q.nextBatches(core.MaxAnchorsPerCall)
+	if err != nil || len(ins) == 0 {
 		return false, err
 	}
-	anc, err := a.d.Ledger.SubmitAnchor(a.ctx(ctx), in)
+	ancs, err := a.d.Ledger.SubmitAnchors(a.ctx(ctx), ins)
+	if err == nil && len(ancs) != len(ins) {
+		err = fmt.Errorf("ledger answered %d anchors for %d", len(ancs), len(ins))
+	}
 	if err != nil {
-		return false, fmt.Errorf("anchor events %d-%d: %w", in.FirstEvent, in.LastEvent, err)
+		return false, fmt.Errorf("anchor events %d-%d: %w", ins[0].FirstEvent, ins[len(ins)-1].LastEvent, err)
 	}
-	if err := a.q.anchored(in, anc); err != nil {
+	if err := a.q.anchored(ins, ancs); err != nil {
 		return false, err
 	}
-	a.anchored.Add(1)
-	a.anchoredTo.Store(anc.LastEvent)
+	a.anchored.Add(uint64(len(ancs)))
+	a.anchoredTo.Store(ancs[len(ancs)-1].LastEvent)
 	return true, nil
 }
 

@@ -43,11 +43,11 @@ type flaky struct {
 	down atomic.Bool
 }
 
-func (f *flaky) SubmitAnchor(ctx context.Context, in core.AnchorInput) (core.Anchor, error) {
+func (f *flaky) SubmitAnchors(ctx context.Context, in []core.AnchorInput) ([]core.Anchor, error) {
 	if f.down.Load() {
-		return core.Anchor{}, fmt.Errorf("peer away: %w", ledger.ErrUnavailable)
+		return nil, fmt.Errorf("peer away: %w", ledger.ErrUnavailable)
 	}
-	return f.Ledger.SubmitAnchor(ctx, in)
+	return f.Ledger.SubmitAnchors(ctx, in)
 }
 
 func (f *flaky) RecordEvidence(ctx context.Context, in core.EvidenceInput) (core.Evidence, error) {

@@ -109,30 +109,38 @@ func (q *queue) push(in core.AnchorInput, ev []evidenceItem, safePos uint64) err
 	})
 }
 
-// nextBatch is the oldest batch waiting, if any.
-func (q *queue) nextBatch() (in core.AnchorInput, ok bool, err error) {
+// nextBatches is the oldest batches waiting, at most limit.
+func (q *queue) nextBatches(limit int) (ins []core.AnchorInput, err error) {
 	err = q.db.View(func(tx *bolt.Tx) error {
-		k, v := tx.Bucket(bucketBatches).Cursor().First()
-		if k == nil {
-			return nil
+		c := tx.Bucket(bucketBatches).Cursor()
+		for k, v := c.First(); k != nil && len(ins) < limit; k, v = c.Next() {
+			var in core.AnchorInput
+			if err := json.Unmarshal(v, &in); err != nil {
+				return err
+			}
+			ins = append(ins, in)
 		}
-		ok = true
-		return json.Unmarshal(v, &in)
+		return nil
 	})
-	return in, ok, err
+	return ins, err
 }
 
-// anchored removes a batch and records the ledger's anchor for it.
-func (q *queue) anchored(in core.AnchorInput, a core.Anchor) error {
+// anchored removes batches and records the ledger's anchors for them.
+func (q *queue) anchored(ins []core.AnchorInput, as []core.Anchor) error {
 	return q.db.Update(func(tx *bolt.Tx) error {
-		b, err := json.Marshal(a)
-		if err != nil {
-			return err
+		for i := range ins {
+			b, err := json.Marshal(as[i])
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketAnchored).Put(key(as[i].LastEvent), b); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketBatches).Delete(key(ins[i].FirstEvent)); err != nil {
+				return err
+			}
 		}
-		if err := tx.Bucket(bucketAnchored).Put(key(a.LastEvent), b); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketBatches).Delete(key(in.FirstEvent))
+		return nil
 	})
 }
 

@@ -167,6 +167,35 @@ func testAnchors(t *testing.T, l ledger.Ledger) {
 	if g.Hash != a1.Hash || g.Root != Hash("b1") {
 		t.Errorf("GetAnchor(1) = %+v, want anchor 1", g)
 	}
+
+	// Many anchors in one transaction: a repeat of the head, then three
+	// new ones chained in the same call (Fabric shows a call none of its
+	// own writes), all or nothing.
+	many := must[[]core.Anchor](t, "SubmitAnchors")(l.SubmitAnchors(svc, []core.AnchorInput{
+		anchorIn(11, 20, Hash("b2")), anchorIn(21, 30, Hash("b3")), anchorIn(31, 35, Hash("b4")), anchorIn(36, 40, Hash("b5"))}))
+	if len(many) != 4 || many[0].Hash != a2.Hash {
+		t.Fatalf("SubmitAnchors = %d anchors, first %+v; want 4, the first anchor 2 unchanged", len(many), many)
+	}
+	for i := 1; i < 4; i++ {
+		if many[i].Seq != uint64(2+i) || many[i].Prev != many[i-1].Hash || core.AnchorHash(&many[i]) != many[i].Hash {
+			t.Errorf("SubmitAnchors[%d] = seq %d prev %s hash %s, want seq %d after %s", i, many[i].Seq, many[i].Prev, many[i].Hash, 2+i, many[i-1].Hash)
+		}
+	}
+	if h := must[core.Anchor](t, "AnchorHead")(l.AnchorHead(svc)); h.Seq != 5 || h.Hash != many[3].Hash {
+		t.Errorf("AnchorHead after SubmitAnchors = seq %d, want 5", h.Seq)
+	}
+	if a := must[core.Anchor](t, "AnchorForEvent(33)")(l.AnchorForEvent(svc, 33)); a.Seq != 4 {
+		t.Errorf("AnchorForEvent(33) = seq %d, want 4", a.Seq)
+	}
+	_, err = l.SubmitAnchors(svc, []core.AnchorInput{anchorIn(41, 45, Hash("b6")), anchorIn(47, 50, Hash("gap"))})
+	wantErr(t, "SubmitAnchors(gap in the second)", err, ledger.ErrConflict)
+	_, err = l.SubmitAnchors(svc, []core.AnchorInput{anchorIn(41, 45, Hash("b6")), anchorIn(36, 40, Hash("b5"))})
+	wantErr(t, "SubmitAnchors(a repeat after a new one)", err, ledger.ErrConflict)
+	_, err = l.SubmitAnchors(svc, nil)
+	wantErr(t, "SubmitAnchors(none)", err, ledger.ErrInvalid)
+	if h := must[core.Anchor](t, "AnchorHead")(l.AnchorHead(svc)); h.Seq != 5 {
+		t.Errorf("AnchorHead after refused SubmitAnchors = seq %d, want 5 (nothing written)", h.Seq)
+	}
 }
 
 // firmwareEnvelope is a real signed wire envelope naming asset.
