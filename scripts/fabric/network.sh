@@ -23,7 +23,8 @@
 #                       (with a twin.role attribute) are members of Org1MSP
 #   TWINCHAIN_FABRIC_CA_CLIENT  fabric-ca-client for enrolling identities (default: next to
 #                       TWINCHAIN_FABRIC_CA, on PATH, or built once into ~/.cache/twinchain/bin)
-#   TWINCHAIN_FABRIC_TEST_CHANNELS  extra channels twinchain1..N for tests (default 5)
+#   TWINCHAIN_FABRIC_TEST_CHANNELS  extra channels twinchain1..N for tests (default 12: each
+#                       test takes one no earlier test used, so the suite runs twice)
 #   TWINCHAIN_CC_BIN        optional prebuilt twinchain-cc; default: built from ./chaincode
 #
 # With a Fabric CA, up enrolls Org1 identities whose ECerts carry twin.role: the
@@ -49,7 +50,7 @@ NORGS="${TWINCHAIN_FABRIC_ORGS:-2}"
 CHANNEL=twinchain
 # The suite of internal/ledger/fabricledger wants an empty ledger per subtest, so
 # the network also has channels twinchain1..N with the chaincode on each.
-NTEST="${TWINCHAIN_FABRIC_TEST_CHANNELS:-5}"
+NTEST="${TWINCHAIN_FABRIC_TEST_CHANNELS:-12}"
 channels() { echo "$CHANNEL"; for i in $(seq 1 "$NTEST"); do echo "$CHANNEL$i"; done; }
 CC_NAME=twinchain
 CC_VERSION=1.0
@@ -568,6 +569,7 @@ write_env() {
     echo "export FABRIC_BIN=$FABRIC_BIN"
     echo "export TWINCHAIN_FABRIC_CHANNEL=$CHANNEL"
     echo "export TWINCHAIN_FABRIC_CHANNEL_PREFIX=$CHANNEL"
+    echo "export TWINCHAIN_FABRIC_TEST_CHANNELS=$NTEST"
     echo "export TWINCHAIN_FABRIC_CHAINCODE=$CC_NAME"
     echo "export TWINCHAIN_FABRIC_PEER=$HOST:$(peer_port 1)"
     echo "export TWINCHAIN_FABRIC_PEER_HOST=peer0.$(org_dom 1)"

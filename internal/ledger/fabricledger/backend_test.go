@@ -93,34 +93,3 @@ func TestPeerAway(t *testing.T) {
 		t.Errorf("Dial(incomplete config) = nil error, want one")
 	}
 }
-
-// TestContract runs the ledger contract suite against a real Fabric network
-// running the twinchain chaincode. Peers and orderers cannot be installed
-// here, so it runs only where FABRIC_BIN points at Fabric 2.5 binaries and a
-// network started from them is described by TWINCHAIN_FABRIC_* variables,
-// on a fresh channel (the suite expects an empty ledger per subtest, so each
-// subtest uses its own channel: TWINCHAIN_FABRIC_CHANNEL_PREFIX + subtest).
-func TestContract(t *testing.T) {
-	if os.Getenv("FABRIC_BIN") == "" {
-		t.Skip("FABRIC_BIN is not set: no Fabric peer/orderer binaries here, so the ledger contract suite runs on the embedded ledger only (internal/ledger/fileledger)")
-	}
-	env := func(k string) string {
-		v := os.Getenv(k)
-		if v == "" {
-			t.Fatalf("FABRIC_BIN is set but %s is not: start the network and export its TWINCHAIN_FABRIC_* settings", k)
-		}
-		return v
-	}
-	n := 0
-	ledgertest.Run(t, func(t *testing.T) ledger.Ledger {
-		n++
-		b, err := Dial(Config{PeerEndpoint: env("TWINCHAIN_FABRIC_PEER"), PeerHostOverride: os.Getenv("TWINCHAIN_FABRIC_PEER_HOST"),
-			TLSCACert: env("TWINCHAIN_FABRIC_TLS_CA"), Channel: env("TWINCHAIN_FABRIC_CHANNEL_PREFIX") + string(rune('0'+n)),
-			MSPID: env("TWINCHAIN_FABRIC_MSP"), CertFile: env("TWINCHAIN_FABRIC_CERT"), KeyFile: env("TWINCHAIN_FABRIC_KEY"),
-			IdentityDir: env("TWINCHAIN_FABRIC_IDENTITIES")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ledger.New(b)
-	})
-}

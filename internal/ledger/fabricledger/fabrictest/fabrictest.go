@@ -1,0 +1,86 @@
+// Package fabrictest gives tests a ledger on a real Fabric network started
+// by scripts/fabric/network.sh (its network.env exported), one unused test
+// channel at a time, so the tests can run again on the same network until
+// its test channels are used up. Without FABRIC_BIN the test is skipped.
+package fabrictest
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"testing"
+
+	"twinchain/chaincode/core"
+	"twinchain/internal/ledger"
+	"twinchain/internal/ledger/fabricledger"
+)
+
+// ClaimID is the asset every claimed test channel holds: a channel with it
+// has been used by a test and is not empty any more.
+const ClaimID = "fabrictest-channel-claimed"
+
+// Skip skips t unless FABRIC_BIN is set.
+func Skip(t testing.TB) {
+	t.Helper()
+	if os.Getenv("FABRIC_BIN") == "" {
+		t.Skip("FABRIC_BIN is not set: no Fabric peer/orderer binaries here, so this runs on the embedded ledger only (see docs/ledger.md, \"A real Fabric network\")")
+	}
+}
+
+func env(t testing.TB, k string) string {
+	t.Helper()
+	v := os.Getenv(k)
+	if v == "" {
+		t.Fatalf("FABRIC_BIN is set but %s is not: start the network (scripts/fabric/network.sh up) and `. network.env`", k)
+	}
+	return v
+}
+
+// Dial connects to channel as the network's service identity (and, for
+// other callers, the identities network.sh enrolled).
+func Dial(t testing.TB, channel string) *ledger.Client {
+	t.Helper()
+	Skip(t)
+	b, err := fabricledger.Dial(fabricledger.Config{PeerEndpoint: env(t, "TWINCHAIN_FABRIC_PEER"), PeerHostOverride: os.Getenv("TWINCHAIN_FABRIC_PEER_HOST"),
+		TLSCACert: env(t, "TWINCHAIN_FABRIC_TLS_CA"), Channel: channel, Chaincode: os.Getenv("TWINCHAIN_FABRIC_CHAINCODE"),
+		MSPID: env(t, "TWINCHAIN_FABRIC_MSP"), CertFile: env(t, "TWINCHAIN_FABRIC_CERT"), KeyFile: env(t, "TWINCHAIN_FABRIC_KEY"),
+		IdentityDir: env(t, "TWINCHAIN_FABRIC_IDENTITIES")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ledger.New(b)
+}
+
+// Fresh returns a ledger on a test channel no test has used, claimed for
+// t: it registers ClaimID there first, which the contract suite never
+// reads. It fails when every test channel is used (network.sh clean && up,
+// or more TWINCHAIN_FABRIC_TEST_CHANNELS).
+func Fresh(t testing.TB) *ledger.Client {
+	t.Helper()
+	Skip(t)
+	n, err := strconv.Atoi(os.Getenv("TWINCHAIN_FABRIC_TEST_CHANNELS"))
+	if err != nil || n < 1 {
+		n = 5
+	}
+	prefix := env(t, "TWINCHAIN_FABRIC_CHANNEL_PREFIX")
+	read := ledger.WithCaller(context.Background(), core.Caller{ID: "test-auditor", Role: core.RoleAuditor})
+	claim := ledger.WithCaller(context.Background(), core.Caller{ID: "test-asset_manager", Role: core.RoleAssetManager})
+	for i := 1; i <= n; i++ {
+		c := Dial(t, prefix+strconv.Itoa(i))
+		_, err := c.GetAsset(read, ClaimID)
+		if errors.Is(err, ledger.ErrNotFound) {
+			_, err = c.RegisterAsset(claim, core.AssetRegistration{ID: ClaimID, Kind: "gpu", FingerprintHash: "0000000000000000000000000000000000000000000000000000000000000000"})
+			if err == nil {
+				t.Logf("Fabric channel %s%d", prefix, i)
+				return c
+			}
+		}
+		_ = c.Close() // used, or lost to a concurrent claim: the next one
+		if err != nil && !errors.Is(err, ledger.ErrConflict) {
+			t.Fatalf("test channel %s%d: %v", prefix, i, err)
+		}
+	}
+	t.Fatalf("all %d Fabric test channels are used: scripts/fabric/network.sh clean && up (or raise TWINCHAIN_FABRIC_TEST_CHANNELS)", n)
+	return nil
+}
