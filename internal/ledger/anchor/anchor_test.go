@@ -76,7 +76,10 @@ type rig struct {
 
 func newRig(t *testing.T, cfg Config) *rig { return newRigTB(t, cfg) }
 
-func newRigTB(t testing.TB, cfg Config) *rig {
+func newRigTB(t testing.TB, cfg Config) *rig { return newRigOn(t, cfg, nil) }
+
+// newRigOn is newRigTB anchoring on led (nil: the embedded ledger).
+func newRigOn(t testing.TB, cfg Config, led ledger.Ledger) *rig {
 	t.Helper()
 	r := &rig{t: t, dir: t.TempDir(), reg: registry.New()}
 	if err := r.reg.Put(registry.Gateway{ID: gw, PublicKey: gwKey.Public().(ed25519.PublicKey), Site: "s1"}); err != nil {
@@ -91,11 +94,14 @@ func newRigTB(t testing.TB, cfg Config) *rig {
 		t.Fatal(err)
 	}
 	r.stopIn = run(t, r.in.Run)
-	c, fl, err := fileledger.OpenLedger(fileledger.Options{Dir: filepath.Join(r.dir, "ledger"), Key: serviceKey, Org: "Org1MSP"})
-	if err != nil {
-		t.Fatal(err)
+	if led == nil {
+		c, fl, err := fileledger.OpenLedger(fileledger.Options{Dir: filepath.Join(r.dir, "ledger"), Key: serviceKey, Org: "Org1MSP"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.fl, led = fl, c
 	}
-	r.fl, r.led = fl, &flaky{Ledger: c}
+	r.led = &flaky{Ledger: led}
 	r.startAnchorer(cfg)
 	t.Cleanup(func() {
 		r.stopAnchorer()

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"twinchain/internal/ledger"
+	"twinchain/internal/ledger/fabricledger/fabrictest"
 	"twinchain/internal/registry"
 	"twinchain/internal/wire"
 )
@@ -20,7 +22,32 @@ import (
 // ledger.
 func BenchmarkEventToAnchored(b *testing.B) {
 	r := newRigTB(b, Config{})
-	benchIngest(b, r, true)
+	benchIngest(b, r, true, max(1, b.N/benchGateways), 0)
+}
+
+// BenchmarkAnchorLatency reports event -> anchored (p50, p99, max) with the
+// default anchoring settings at 150 events/s and at full ingest, on the
+// embedded ledger and, where FABRIC_BIN is set and network.sh's network.env
+// exported, on a real Fabric network (a test channel of its own each run).
+// Run with -benchtime 1x: each sub-benchmark is one fixed load.
+func BenchmarkAnchorLatency(b *testing.B) {
+	const paced, full = 12, 150 // messages per gateway
+	// 16 gateways x 8 events a message: one message each every 128/150 s.
+	interval := time.Second * benchGateways * 8 / 150
+	for _, backend := range []string{"embedded", "fabric"} {
+		open := func(b *testing.B) ledger.Ledger {
+			if backend == "embedded" {
+				return nil
+			}
+			return fabrictest.Fresh(b)
+		}
+		b.Run(backend+"/150_events_per_s", func(b *testing.B) {
+			benchIngest(b, newRigOn(b, Config{}, open(b)), true, paced, interval)
+		})
+		b.Run(backend+"/full_ingest", func(b *testing.B) {
+			benchIngest(b, newRigOn(b, Config{}, open(b)), true, full, 0)
+		})
+	}
 }
 
 // BenchmarkIngestWithoutAnchoring is the same load with the anchorer
@@ -28,11 +55,16 @@ func BenchmarkEventToAnchored(b *testing.B) {
 func BenchmarkIngestWithoutAnchoring(b *testing.B) {
 	r := newRigTB(b, Config{})
 	r.stopAnchorer()
-	benchIngest(b, r, false)
+	benchIngest(b, r, false, max(1, b.N/benchGateways), 0)
 }
 
-func benchIngest(b *testing.B, r *rig, anchoring bool) {
-	const gws = 16
+const benchGateways = 16
+
+// benchIngest submits per messages from each of 16 gateways, every
+// interval (0: as fast as they go), and reports the ingest rate and, with
+// anchoring, the event -> anchored latencies.
+func benchIngest(b *testing.B, r *rig, anchoring bool, per int, interval time.Duration) {
+	const gws = benchGateways
 	keys := make([]ed25519.PrivateKey, gws)
 	for g := range keys {
 		seed := sha256.Sum256([]byte(fmt.Sprint("gw", g)))
@@ -69,14 +101,18 @@ func benchIngest(b *testing.B, r *rig, anchoring bool) {
 	}()
 	start := time.Now()
 	var wg sync.WaitGroup
-	per := max(1, b.N/gws)
 	b.ResetTimer()
 	for g := 0; g < gws; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			gw := fmt.Sprintf("gw-b%02d", g)
+			next := time.Now()
 			for i := 1; i <= per; i++ {
+				if interval > 0 {
+					time.Sleep(time.Until(next))
+					next = next.Add(interval)
+				}
 				tel := wire.Telemetry{Host: fmt.Sprintf("srv-b%02d", g)}
 				for k := 0; k < 8; k++ {
 					tel.GPUs = append(tel.GPUs, wire.GPUSample{Asset: fmt.Sprintf("srv-b%02d.gpu%d", g, k), Index: k, RetiredPages: i})
