@@ -132,18 +132,27 @@ func openLedger(cfg LedgerConfig, dataDir string, store *twinstore.Store, in *in
 		p.close(log)
 		return nil, err
 	}
-	p.proofs = &proofbundle.Exporter{Tree: p.tree, Anchors: auditor{p.client}, Key: p.key.Public().(ed25519.PublicKey)}
+	p.proofs = &proofbundle.Exporter{Tree: p.tree, Anchors: selfReader{p.client, cfg.Anchor.CallerID}, Key: p.key.Public().(ed25519.PublicKey)}
 	if p.file != nil {
 		p.proofs.Blocks = p.file
 	}
 	return p, nil
 }
 
-// auditor reads anchors for proof export as the service's auditor.
-type auditor struct{ l ledger.Ledger }
+// selfReader reads anchors for proof export as the service's own ledger
+// identity, the one that anchors (any role may read anchors): on Fabric
+// that is the enrolled service identity, so proofs need no other one.
+type selfReader struct {
+	l  ledger.Ledger
+	id string
+}
 
-func (a auditor) AnchorForEvent(ctx context.Context, id uint64) (core.Anchor, error) {
-	return a.l.AnchorForEvent(ledger.WithCaller(ctx, core.Caller{ID: "twin-service.proofs", Role: core.RoleAuditor}), id)
+func (r selfReader) AnchorForEvent(ctx context.Context, id uint64) (core.Anchor, error) {
+	caller := r.id
+	if caller == "" {
+		caller = "twin-service"
+	}
+	return r.l.AnchorForEvent(ledger.WithCaller(ctx, core.Caller{ID: caller, Role: core.RoleService}), id)
 }
 
 // Run checks everything the ledger stored, then anchors until ctx ends,
