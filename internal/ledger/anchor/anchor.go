@@ -162,7 +162,9 @@ func Open(cfg Config, queuePath string, d Deps) (*Anchorer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Anchorer{cfg: cfg.withDefaults(), d: d, q: q, kick: make(chan struct{}, 1), registered: map[string]bool{}}, nil
+	a := &Anchorer{cfg: cfg.withDefaults(), d: d, q: q, kick: make(chan struct{}, 1), registered: map[string]bool{}}
+	a.anchoredTo.Store(q.lastAnchored()) // what earlier runs anchored
+	return a, nil
 }
 
 // Close closes the queue.

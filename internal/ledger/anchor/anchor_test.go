@@ -263,6 +263,7 @@ func TestLedgerOutageAndRestart(t *testing.T) {
 	r := newRig(t, Config{Interval: 20 * time.Millisecond, MaxBatch: 3, RetryMax: 50 * time.Millisecond})
 	r.inventory("GPU-b1", "v0")
 	r.waitAnchored("before the outage")
+	before := r.a.Stats().AnchoredTo
 	r.led.down.Store(true)
 	for i := 1; i <= 8; i++ {
 		r.inventory("GPU-b1", fmt.Sprintf("v%d", i))
@@ -278,6 +279,9 @@ func TestLedgerOutageAndRestart(t *testing.T) {
 	r.stopAnchorer()
 	r.inventory("GPU-b1", "v9")
 	r.startAnchorer(Config{Interval: 20 * time.Millisecond, MaxBatch: 3, RetryMax: 50 * time.Millisecond})
+	if got := r.a.Stats().AnchoredTo; got != before || before == 0 {
+		t.Errorf("Stats().AnchoredTo after a restart = %d, want %d (what the last run anchored)", got, before)
+	}
 	r.led.down.Store(false)
 	r.waitAnchored("after the outage")
 	head, err := r.led.AnchorHead(svc)

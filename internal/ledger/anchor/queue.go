@@ -144,6 +144,17 @@ func (q *queue) anchored(ins []core.AnchorInput, as []core.Anchor) error {
 	})
 }
 
+// lastAnchored is the last event covered by an anchor the ledger accepted,
+// or 0.
+func (q *queue) lastAnchored() (n uint64) {
+	_ = q.db.View(func(tx *bolt.Tx) error { // fails only when closed: then 0
+		k, _ := tx.Bucket(bucketAnchored).Cursor().Last()
+		n = num(k)
+		return nil
+	})
+	return n
+}
+
 // pending counts the batches and evidence items waiting.
 func (q *queue) pending() (batches, evidence int) {
 	_ = q.db.View(func(tx *bolt.Tx) error { // fails only when closed: then 0, 0
