@@ -31,7 +31,7 @@ func BenchmarkEventToAnchored(b *testing.B) {
 // exported, on a real Fabric network (a test channel of its own each run).
 // Run with -benchtime 1x: each sub-benchmark is one fixed load.
 func BenchmarkAnchorLatency(b *testing.B) {
-	const paced, full = 12, 150 // messages per gateway
+	const paced, full = 12, 600 // messages per gateway
 	// 16 gateways x 8 events a message: one message each every 128/150 s.
 	interval := time.Second * benchGateways * 8 / 150
 	for _, backend := range []string{"embedded", "fabric"} {
