@@ -72,7 +72,8 @@ type ledgerPart struct {
 	cfg      LedgerConfig
 	key      ed25519.PrivateKey
 	client   *ledger.Client
-	file     *fileledger.Ledger // nil on Fabric
+	file     *fileledger.Ledger    // nil on Fabric
+	fabric   *fabricledger.Backend // nil on the embedded ledger
 	tree     *eventtree.Tree
 	anchorer *anchor.Anchorer
 	proofs   *proofbundle.Exporter
@@ -115,7 +116,7 @@ func openLedger(cfg LedgerConfig, dataDir string, store *twinstore.Store, in *in
 		if err != nil {
 			return nil, err
 		}
-		p.client = ledger.New(b)
+		p.client, p.fabric = ledger.New(b), b
 	default:
 		p.client, p.file, err = fileledger.OpenLedger(fileledger.Options{Dir: filepath.Join(cfg.Dir, "blocks"), Key: p.key, Org: cfg.Org, Log: log.With("component", "fileledger")})
 		if err != nil {
@@ -330,6 +331,16 @@ func (p *ledgerPart) status() any {
 	}
 	if p.file != nil {
 		st["height"] = p.file.Height()
+	}
+	if p.fabric != nil {
+		// The channel's block height, or why not (the peer is away).
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if h, err := p.fabric.Height(ctx); err != nil {
+			st["height_error"] = err.Error()
+		} else {
+			st["height"] = h
+		}
 	}
 	return st
 }

@@ -6,6 +6,9 @@
 #   scripts/fabric/network.sh down    stop every process this script started
 #   scripts/fabric/network.sh clean   down, then remove the state directory
 #   scripts/fabric/network.sh env     print the client settings (also in $STATE/network.env)
+#   scripts/fabric/network.sh status  which of its processes run (exit 1 if one does not)
+#   scripts/fabric/network.sh restart-chaincode  start the chaincode process again (it died,
+#                                     or ./chaincode changed in ways that keep its interface)
 #
 # Inputs (environment):
 #   FABRIC_BIN          directory with peer, orderer, configtxgen, osnadmin, cryptogen
@@ -645,6 +648,39 @@ down() {
   done
 }
 
+# status: one line per process this script started; 1 if one is not running.
+status() {
+  local f pid rc=0
+  [ -d "$STATE/pids" ] && [ -n "$(ls -A "$STATE/pids" 2>/dev/null)" ] || { log "nothing running ($STATE)"; return 1; }
+  for f in "$STATE"/pids/*.pid; do
+    pid="$(cat "$f")"
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "$(basename "$f" .pid) running (pid $pid)"
+    else
+      echo "$(basename "$f" .pid) NOT running (was pid $pid; log $STATE/logs/$(basename "$f" .pid).log)"
+      rc=1
+    fi
+  done
+  return "$rc"
+}
+
+# restart_chaincode: stops the chaincode process if it runs and starts it
+# again under the same package id (peers reconnect to it by address).
+restart_chaincode() {
+  [ -f "$STATE/artifacts/package-id" ] || die "no network in $STATE (run up first)"
+  local f="$STATE/pids/chaincode.pid" pid
+  if [ -f "$f" ]; then
+    pid="$(cat "$f")"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    rm -f "$f"
+  fi
+  start chaincode env CHAINCODE_ID="$(cat "$STATE/artifacts/package-id")" \
+    CHAINCODE_SERVER_ADDRESS="$HOST:$cc_port" "$(cc_binary)"
+  smoke_test
+}
+
 # Sourcing the script (for a look at its functions) runs nothing.
 [ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 
@@ -653,5 +689,7 @@ case "${1:-}" in
   down) down ;;
   clean) down; rm -rf "$STATE"; log "removed $STATE" ;;
   env) cat "$STATE/network.env" ;;
-  *) echo "usage: $0 up|down|clean|env" >&2; exit 2 ;;
+  status) status ;;
+  restart-chaincode) restart_chaincode ;;
+  *) echo "usage: $0 up|down|clean|env|status|restart-chaincode" >&2; exit 2 ;;
 esac

@@ -15,10 +15,12 @@ import (
 	"github.com/hyperledger/fabric-gateway/pkg/client"
 	"github.com/hyperledger/fabric-gateway/pkg/hash"
 	"github.com/hyperledger/fabric-gateway/pkg/identity"
+	"github.com/hyperledger/fabric-protos-go-apiv2/common"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"twinchain/chaincode/core"
 	"twinchain/internal/ledger"
@@ -178,6 +180,21 @@ func (b *Backend) Evaluate(ctx context.Context, caller core.Caller, fn string, a
 	}
 	res, err := gw.GetNetwork(b.cfg.Channel).GetContract(b.cfg.Chaincode).EvaluateWithContext(ctx, fn, client.WithArguments(string(arg)))
 	return res, mapError(fn, err)
+}
+
+// Height is the channel's block height as the peer reports it (qscc
+// GetChainInfo, read with the service identity): the number of blocks, so
+// the newest is Height-1.
+func (b *Backend) Height(ctx context.Context) (uint64, error) {
+	res, err := b.service.GetNetwork(b.cfg.Channel).GetContract("qscc").EvaluateWithContext(ctx, "GetChainInfo", client.WithArguments(b.cfg.Channel))
+	if err != nil {
+		return 0, mapError("GetChainInfo", err)
+	}
+	var info common.BlockchainInfo
+	if err := proto.Unmarshal(res, &info); err != nil {
+		return 0, fmt.Errorf("GetChainInfo: %w", err)
+	}
+	return info.GetHeight(), nil
 }
 
 // mapError recovers the core's sentinel from a chaincode error (the contract

@@ -1,7 +1,11 @@
 package fabricledger_test
 
 import (
+	"context"
 	"testing"
+
+	"twinchain/chaincode/core"
+	"twinchain/internal/ledger/fabricledger"
 
 	"twinchain/internal/ledger"
 	"twinchain/internal/ledger/fabricledger/fabrictest"
@@ -17,4 +21,23 @@ import (
 func TestContract(t *testing.T) {
 	fabrictest.Skip(t)
 	ledgertest.Run(t, func(t *testing.T) ledger.Ledger { return fabrictest.Fresh(t) })
+}
+
+// TestHeight reads the channel's block height from the peer: a committed
+// transaction adds a block.
+func TestHeight(t *testing.T) {
+	c := fabrictest.Fresh(t)
+	defer c.Close()
+	b := c.Backend().(*fabricledger.Backend)
+	ctx := context.Background()
+	h1, err := b.Height(ctx)
+	if err != nil || h1 < 2 {
+		t.Fatalf("Height = %d, %v; want the genesis block, the chaincode definition and the claim at least", h1, err)
+	}
+	if _, err := c.RegisterAsset(ledgertest.As(core.RoleAssetManager), core.AssetRegistration{ID: "height-probe", Kind: "gpu", FingerprintHash: ledgertest.Hash("p")}); err != nil {
+		t.Fatal(err)
+	}
+	if h2, err := b.Height(ctx); err != nil || h2 != h1+1 {
+		t.Errorf("Height after one transaction = %d, %v; want %d", h2, err, h1+1)
+	}
 }
