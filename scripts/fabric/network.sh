@@ -648,13 +648,18 @@ down() {
   done
 }
 
+# alive PID: the process runs (a zombie nobody reaped does not).
+alive() {
+  kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null
+}
+
 # status: one line per process this script started; 1 if one is not running.
 status() {
   local f pid rc=0
   [ -d "$STATE/pids" ] && [ -n "$(ls -A "$STATE/pids" 2>/dev/null)" ] || { log "nothing running ($STATE)"; return 1; }
   for f in "$STATE"/pids/*.pid; do
     pid="$(cat "$f")"
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
       echo "$(basename "$f" .pid) running (pid $pid)"
     else
       echo "$(basename "$f" .pid) NOT running (was pid $pid; log $STATE/logs/$(basename "$f" .pid).log)"
