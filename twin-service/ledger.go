@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -117,6 +118,10 @@ func openLedger(cfg LedgerConfig, dataDir string, store *twinstore.Store, in *in
 			return nil, err
 		}
 		p.client, p.fabric = ledger.New(b), b
+		if err := writeFabricMarker(cfg.Dir, cfg.Fabric); err != nil {
+			_ = b.Close() // the marker's error says more
+			return nil, err
+		}
 	default:
 		p.client, p.file, err = fileledger.OpenLedger(fileledger.Options{Dir: filepath.Join(cfg.Dir, "blocks"), Key: p.key, Org: cfg.Org, Log: log.With("component", "fileledger")})
 		if err != nil {
@@ -138,6 +143,29 @@ func openLedger(cfg LedgerConfig, dataDir string, store *twinstore.Store, in *in
 		p.proofs.Blocks = p.file
 	}
 	return p, nil
+}
+
+// fabricMarker, in a Fabric-backed ledger directory, names the network:
+// `twin-service verify` reads it to know the blocks are on the peers and
+// what to check instead.
+const fabricMarker = "fabric.json"
+
+type fabricInfo struct {
+	Channel   string `json:"channel"`
+	Chaincode string `json:"chaincode"`
+	MSPID     string `json:"msp_id"`
+	Peer      string `json:"peer"`
+}
+
+func writeFabricMarker(dir string, c fabricledger.Config) error {
+	if c.Chaincode == "" {
+		c.Chaincode = "twinchain"
+	}
+	b, _ := json.MarshalIndent(fabricInfo{Channel: c.Channel, Chaincode: c.Chaincode, MSPID: c.MSPID, Peer: c.PeerEndpoint}, "", "  ")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, fabricMarker), append(b, '\n'), 0o600)
 }
 
 // selfReader reads anchors for proof export as the service's own ledger

@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"twinchain/chaincode/core"
+	"twinchain/internal/ledger/anchor"
 	"twinchain/internal/ledger/eventtree"
 	"twinchain/internal/ledger/fileledger"
 	"twinchain/internal/ledger/proofbundle"
@@ -230,8 +232,54 @@ func verifyLedgerDir(dir string, pub ed25519.PublicKey, stdout io.Writer) *dirRe
 		} else {
 			r.ok("anchors: %d anchors on the ledger match the event tree", n)
 		}
+	} else if fab, err := os.ReadFile(filepath.Join(dir, fabricMarker)); err == nil {
+		verifyFabricAnchors(dir, fab, tree, r)
 	}
 	return r
+}
+
+// verifyFabricAnchors checks, offline, the anchors the Fabric ledger
+// accepted as the service recorded its answers (anchor.db): each one's hash
+// against its fields, the chain of prev hashes, its batch root and tree
+// root against the event tree. The blocks themselves are on the peers.
+func verifyFabricAnchors(dir string, marker []byte, tree *eventtree.Tree, r *dirReport) {
+	var m fabricInfo
+	if err := json.Unmarshal(marker, &m); err != nil {
+		r.fail("%s: %v", fabricMarker, err)
+		return
+	}
+	r.note("Fabric ledger (channel %s, chaincode %s, %s): its blocks are on the peers; checking the anchors it accepted, as recorded in anchor.db", m.Channel, m.Chaincode, m.MSPID)
+	ancs, err := anchor.Recorded(filepath.Join(dir, "anchor.db"))
+	if err != nil {
+		r.fail("anchors: %v", err)
+		return
+	}
+	var prev *core.Anchor
+	for i := range ancs {
+		a := &ancs[i]
+		var bad string
+		switch {
+		case core.AnchorHash(a) != a.Hash:
+			bad = "its hash does not match its fields"
+		case prev != nil && prev.Seq+1 == a.Seq && a.Prev != prev.Hash:
+			bad = fmt.Sprintf("its prev %s is not anchor %d's hash", a.Prev, prev.Seq)
+		}
+		if bad == "" && a.LastEvent <= tree.Size() {
+			if root, err := tree.RootOfRange(a.FirstEvent-1, a.LastEvent); err != nil || hex.EncodeToString(root) != a.Root {
+				bad = fmt.Sprintf("the event tree's events %d..%d do not make its root (%v)", a.FirstEvent, a.LastEvent, err)
+			}
+		}
+		if bad == "" && a.TreeSize != 0 {
+			if root, err := tree.RootAt(a.TreeSize); err != nil || hex.EncodeToString(root) != a.TreeRoot {
+				bad = fmt.Sprintf("the event tree's root at size %d is not its tree root (%v)", a.TreeSize, err)
+			}
+		}
+		if bad != "" {
+			r.fail("anchors: anchor %d (events %d..%d): %s", a.Seq, a.FirstEvent, a.LastEvent, bad)
+		}
+		prev = a
+	}
+	r.ok("anchors: %d anchors the Fabric ledger accepted chain and match the event tree", len(ancs))
 }
 
 // verifyDataDir scrubs the store (every message against its sequence

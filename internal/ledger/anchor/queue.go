@@ -203,3 +203,34 @@ func (q *queue) evidenceDone(it evidenceItem, cursor uint64) error {
 }
 
 func (q *queue) close() error { return q.db.Close() }
+
+// Recorded reads the anchors the ledger accepted, as it answered them, from
+// an anchor queue file without changing it (`twin-service verify` on a
+// Fabric data directory, whose blocks are on the peers). It fails while the
+// service holds the file.
+func Recorded(path string) ([]core.Anchor, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2e9})
+	if err != nil {
+		return nil, fmt.Errorf("anchor queue: %w", err)
+	}
+	defer func() { _ = db.Close() }() // read-only
+	var out []core.Anchor
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAnchored)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(_, v []byte) error {
+			var a core.Anchor
+			if err := json.Unmarshal(v, &a); err != nil {
+				return err
+			}
+			out = append(out, a)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("anchor queue %s: %w", path, err)
+	}
+	return out, nil
+}
