@@ -36,11 +36,17 @@ func SetPolicy(tx *Tx, in PolicyInput) (Policy, error) {
 	if err := checkDistinctIDs("threshold metric", metrics); err != nil {
 		return Policy{}, err
 	}
+	for i, k := range in.RefuseTrainingEvidence {
+		if !k.Valid() || slices.Contains(in.RefuseTrainingEvidence[:i], k) {
+			return Policy{}, fmt.Errorf("refused training evidence kind %q (each once): %w", k, ErrInvalid)
+		}
+	}
 	var old Policy
 	if _, err := load(tx.State, pfxPolicy+in.ID, &old); err != nil {
 		return Policy{}, err
 	}
-	p := Policy{ID: in.ID, Version: old.Version + 1, RequiredRoles: in.RequiredRoles, Thresholds: in.Thresholds, Stamp: tx.stamp()}
+	p := Policy{ID: in.ID, Version: old.Version + 1, RequiredRoles: in.RequiredRoles, Thresholds: in.Thresholds,
+		RefuseTrainingEvidence: in.RefuseTrainingEvidence, RefuseQuarantinedTraining: in.RefuseQuarantinedTraining, Stamp: tx.stamp()}
 	return p, store(tx.State, pfxPolicy+p.ID, p)
 }
 
@@ -124,6 +130,39 @@ func gate(st State, m *Model, p *Policy, targets []Asset) ([]Reason, error) {
 			rs = append(rs, Reason{ReasonTargetQuarantined, a.ID})
 		case StatusRetired:
 			rs = append(rs, Reason{ReasonTargetRetired, a.ID})
+		}
+	}
+	return trainingReasons(st, m, p, rs)
+}
+
+// trainingReasons adds the reasons the model's training hardware gives
+// under p: evidence of a refused kind within the run (by revision, or time
+// for uses without revisions), and training assets quarantined now.
+func trainingReasons(st State, m *Model, p *Policy, rs []Reason) ([]Reason, error) {
+	if len(p.RefuseTrainingEvidence) > 0 {
+		for i := range m.Training.Hardware {
+			use := &m.Training.Hardware[i]
+			ev, err := evidenceOf(st, use.Asset)
+			if err != nil {
+				return nil, err
+			}
+			for j := range ev {
+				if slices.Contains(p.RefuseTrainingEvidence, ev[j].Kind) && duringRun(&ev[j], use, &m.Training) {
+					rs = append(rs, Reason{ReasonTrainingEvidence, fmt.Sprintf("%s: %s at revision %d", use.Asset, ev[j].Kind, ev[j].Revision)})
+				}
+			}
+		}
+	}
+	if p.RefuseQuarantinedTraining {
+		for i := range m.Training.Hardware {
+			var a Asset
+			found, err := load(st, pfxAsset+m.Training.Hardware[i].Asset, &a)
+			if err != nil {
+				return nil, err
+			}
+			if found && a.Status == StatusQuarantined {
+				rs = append(rs, Reason{ReasonTrainingQuarantined, a.ID})
+			}
 		}
 	}
 	return rs, nil

@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 func requestDeployment(l *ledger, in DeploymentInput) (Deployment, error) {
@@ -253,4 +254,71 @@ func TestSetPolicy(t *testing.T) {
 		_, err := do(l, RoleCompliance, func(tx *Tx) (Policy, error) { return SetPolicy(tx, tt.in) })
 		wantErr(t, "SetPolicy("+tt.name+")", err, tt.want)
 	}
+}
+
+// TestGateTrainingHardware: a policy can refuse a model whose training
+// hardware had evidence of chosen kinds within the run (by revision, or by
+// time), and one trained on an asset quarantined now; evidence outside the
+// run, or of kinds the policy does not name, does not count.
+func TestGateTrainingHardware(t *testing.T) {
+	setup := func(t *testing.T, refuse []EvidenceKind, quarantined bool) *ledger {
+		l := mlWorld(t)
+		l.approveAll("m1")
+		must(l, RoleCompliance, func(tx *Tx) (Policy, error) {
+			return SetPolicy(tx, PolicyInput{ID: "prod", RequiredRoles: []Role{RoleMLLead}, RefuseTrainingEvidence: refuse, RefuseQuarantinedTraining: quarantined})
+		})
+		return l
+	}
+	record := func(l *ledger, seq uint64, at time.Time, kind EvidenceKind, body string, rev uint64) {
+		env := seal(t, gatewayKey(), gw, seq, at, "telemetry", body)
+		must(l, RoleService, func(tx *Tx) (Evidence, error) {
+			return RecordEvidence(tx, EvidenceInput{Asset: gpu0, Kind: kind, Envelope: env, Revision: rev})
+		})
+	}
+	// m1 trained on gpu0 revisions 1..5 (and gpu1 revision 1) from t0-2h to t0-1h.
+	for _, tt := range []struct {
+		name        string
+		refuse      []EvidenceKind
+		quarantined bool
+		prepare     func(l *ledger)
+		want        string
+	}{
+		{"xid within the run", []EvidenceKind{EvidenceXID, EvidenceECCDBE}, false, func(l *ledger) {
+			record(l, 10, t0.Add(-100*time.Minute), EvidenceXID, telemetry(gpu0, 0, 1, false), 3)
+		}, "training_evidence"},
+		{"ecc dbe by time, no revision", []EvidenceKind{EvidenceECCDBE}, false, func(l *ledger) {
+			record(l, 11, t0.Add(-90*time.Minute), EvidenceECCDBE, telemetry(gpu0, 2, 0, false), 0)
+		}, "training_evidence"},
+		{"xid after the run", []EvidenceKind{EvidenceXID}, false, func(l *ledger) {
+			record(l, 12, t0.Add(-30*time.Minute), EvidenceXID, telemetry(gpu0, 0, 2, false), 9)
+		}, ""},
+		{"a kind the policy does not name", []EvidenceKind{EvidenceECCDBE}, false, func(l *ledger) {
+			record(l, 13, t0.Add(-100*time.Minute), EvidenceXID, telemetry(gpu0, 0, 3, false), 3)
+		}, ""},
+		{"training asset quarantined now", nil, true, func(l *ledger) {
+			must(l, RoleSecurity, func(tx *Tx) (Asset, error) { return SetAssetStatus(tx, StatusChange{gpu1, StatusQuarantined, "swap"}) })
+		}, "training_quarantined"},
+		{"quarantine not refused by the policy", nil, false, func(l *ledger) {
+			must(l, RoleSecurity, func(tx *Tx) (Asset, error) { return SetAssetStatus(tx, StatusChange{gpu1, StatusQuarantined, "swap"}) })
+		}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := setup(t, tt.refuse, tt.quarantined)
+			tt.prepare(l)
+			// Deploy on a target that is not the training hardware, so only the training rules speak.
+			l.registerAsset("srv-s2-001.gpu0", "gpu", "")
+			d, err := requestDeployment(l, deployment("d1", "m1", "srv-s2-001.gpu0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := reasonCodes(d.Reasons); got != tt.want || d.Allowed != (tt.want == "") {
+				t.Errorf("RequestDeployment = allowed %v reasons %q (%+v), want %q", d.Allowed, got, d.Reasons, tt.want)
+			}
+		})
+	}
+	l := newLedger(t)
+	_, err := do(l, RoleCompliance, func(tx *Tx) (Policy, error) {
+		return SetPolicy(tx, PolicyInput{ID: "p", RequiredRoles: []Role{RoleMLLead}, RefuseTrainingEvidence: []EvidenceKind{"meltdown"}})
+	})
+	wantErr(t, "SetPolicy(unknown evidence kind)", err, ErrInvalid)
 }

@@ -439,16 +439,24 @@ type PolicyInput struct {
 	ID            string      `json:"id"`
 	RequiredRoles []Role      `json:"required_roles"` // sign-offs required on the model
 	Thresholds    []Threshold `json:"thresholds"`     // on the model's latest evaluated metrics
+	// RefuseTrainingEvidence refuses a model whose training hardware has
+	// evidence of these kinds (e.g. swap, xid, ecc_dbe) within its run.
+	RefuseTrainingEvidence []EvidenceKind `json:"refuse_training_evidence,omitempty"`
+	// RefuseQuarantinedTraining refuses a model trained on an asset that is
+	// quarantined now.
+	RefuseQuarantinedTraining bool `json:"refuse_quarantined_training,omitempty"`
 }
 
 // Policy is a deployment policy. Version counts from 1 and grows with each
 // SetPolicy of the same id; a deployment records the version it was judged by.
 type Policy struct {
-	ID            string      `json:"id"`
-	Version       uint64      `json:"version"`
-	RequiredRoles []Role      `json:"required_roles"`
-	Thresholds    []Threshold `json:"thresholds"`
-	Stamp         Stamp       `json:"stamp"`
+	ID                        string         `json:"id"`
+	Version                   uint64         `json:"version"`
+	RequiredRoles             []Role         `json:"required_roles"`
+	Thresholds                []Threshold    `json:"thresholds"`
+	RefuseTrainingEvidence    []EvidenceKind `json:"refuse_training_evidence,omitempty"`
+	RefuseQuarantinedTraining bool           `json:"refuse_quarantined_training,omitempty"`
+	Stamp                     Stamp          `json:"stamp"`
 }
 
 // Environment is where a deployment runs.
@@ -495,6 +503,8 @@ const (
 	ReasonDatasetCheckFailed  ReasonCode = "dataset_check_failed" // a training dataset's check in force failed
 	ReasonTargetQuarantined   ReasonCode = "target_quarantined"   // a target asset is quarantined
 	ReasonTargetRetired       ReasonCode = "target_retired"       // a target asset is retired
+	ReasonTrainingEvidence    ReasonCode = "training_evidence"    // training hardware has refused evidence within the run
+	ReasonTrainingQuarantined ReasonCode = "training_quarantined" // a training asset is quarantined now
 )
 
 // Reason is one refusal reason with what it is about.
