@@ -102,6 +102,7 @@ type Ledger interface {
 	SubmitAnchors(ctx context.Context, in []core.AnchorInput) ([]core.Anchor, error)
 	RecordEvidence(ctx context.Context, in core.EvidenceInput) (core.Evidence, error)
 	RegisterAsset(ctx context.Context, in core.AssetRegistration) (core.Asset, error)
+	SetAssetStatus(ctx context.Context, in core.StatusChange) (core.Asset, error)
 }
 
 // Deps are the anchorer's collaborators.
@@ -126,6 +127,7 @@ type Stats struct {
 	Evidence        uint64 `json:"evidence"`         // evidence records written
 	EvidenceDropped uint64 `json:"evidence_dropped"` // evidence items given up (no envelope, refused by the core)
 	Registered      uint64 `json:"registered"`       // assets registered on the ledger at their first event
+	Statuses        uint64 `json:"statuses"`         // quarantines (and releases) carried to the ledger's asset status
 	LedgerErrors    uint64 `json:"ledger_errors"`    // failed ledger calls (retried)
 }
 
@@ -137,8 +139,8 @@ type Anchorer struct {
 
 	kick chan struct{} // batcher -> submitter, capacity 1
 
-	batches, anchored, anchoredTo, evidence, dropped, ledgerErrs, registeredN atomic.Uint64
-	failing                                                                   atomic.Pointer[error]
+	batches, anchored, anchoredTo, evidence, dropped, ledgerErrs, registeredN, statuses atomic.Uint64
+	failing                                                                             atomic.Pointer[error]
 
 	regMu      sync.Mutex
 	registered map[string]bool // ids known to be on the ledger
@@ -180,7 +182,7 @@ func (a *Anchorer) Stats() Stats {
 	b, e := a.q.pending()
 	return Stats{Batches: a.batches.Load(), Anchored: a.anchored.Load(), AnchoredTo: a.anchoredTo.Load(),
 		PendingBatches: b, PendingEvidence: e, Evidence: a.evidence.Load(), EvidenceDropped: a.dropped.Load(),
-		LedgerErrors: a.ledgerErrs.Load(), Registered: a.registeredN.Load()}
+		LedgerErrors: a.ledgerErrs.Load(), Registered: a.registeredN.Load(), Statuses: a.statuses.Load()}
 }
 
 func (a *Anchorer) ctx(ctx context.Context) context.Context {
@@ -417,6 +419,21 @@ func critical(e *twin.Event) []evidenceItem {
 				ID: first.ID, Kind: string(first.Kind), FingerprintHash: FingerprintHash(&first.Identity)}})
 		}
 	}
+	for _, c := range e.Changes {
+		// A quarantine or a release, by a detector, an analyst or a gateway:
+		// the ledger's asset status follows.
+		if c.Field == "custody.status" && (c.New == string(twin.StatusQuarantined) || c.Old == string(twin.StatusQuarantined)) {
+			reason := e.Note
+			if reason == "" {
+				reason = "twin-service event " + strconv.FormatUint(e.ID, 10)
+			}
+			if e.Source.Actor != "" {
+				reason += " (by " + e.Source.Actor + ")"
+			}
+			out = append(out, evidenceItem{EventID: e.ID, Asset: e.Asset, Revision: e.Revision,
+				Status: &core.StatusChange{Asset: e.Asset, Status: core.AssetStatus(c.New), Reason: reason}})
+		}
+	}
 	if e.Source.Gateway == "" || e.Source.Seq == 0 {
 		return out
 	}
@@ -534,6 +551,9 @@ func (a *Anchorer) evidenceOne(ctx context.Context) (bool, error) {
 	if it.Register != nil {
 		return true, a.registerItem(ctx, it, cursor)
 	}
+	if it.Status != nil {
+		return true, a.statusItem(ctx, it, cursor)
+	}
 	env, at, err := a.findEnvelope(it, cursor)
 	if err != nil {
 		return false, err
@@ -585,6 +605,34 @@ func (a *Anchorer) registerItem(ctx context.Context, it evidenceItem, cursor uin
 		a.d.Log.Error("asset registration refused by the ledger", "event", it.EventID, "asset", r.ID, "err", err)
 	default:
 		return err
+	}
+	return a.q.evidenceDone(it, cursor)
+}
+
+// statusItem moves the asset's ledger status as twin-service's did. The
+// service may quarantine; leaving quarantine is security's (or admin's) on
+// the ledger, so a release is refused there and logged for them to confirm.
+func (a *Anchorer) statusItem(ctx context.Context, it evidenceItem, cursor uint64) error {
+	lctx := a.ctx(ctx)
+	var err error
+	if !a.isRegistered(it.Asset) {
+		var tw twin.Asset
+		if tw, err = a.d.Events.Asset(it.Asset); err == nil {
+			err = a.register(lctx, core.AssetRegistration{ID: tw.ID, Kind: string(tw.Kind), FingerprintHash: FingerprintHash(&tw.Identity)})
+		}
+	}
+	if err == nil {
+		_, err = a.d.Ledger.SetAssetStatus(lctx, *it.Status)
+	}
+	switch {
+	case err == nil:
+		a.statuses.Add(1)
+	case ruleError(err):
+		a.dropped.Add(1)
+		a.d.Log.Error("ledger asset status not changed: the ledger refused it (leaving quarantine needs security or admin there: POST /api/v1/ledger/assets/{id}/status)",
+			"event", it.EventID, "asset", it.Asset, "status", it.Status.Status, "err", err)
+	default:
+		return fmt.Errorf("set ledger status of %s: %w", it.Asset, err)
 	}
 	return a.q.evidenceDone(it, cursor)
 }

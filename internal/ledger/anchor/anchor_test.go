@@ -408,3 +408,35 @@ func TestHealthEvidence(t *testing.T) {
 		t.Errorf("Stats = %+v, want nothing dropped", st)
 	}
 }
+
+// TestQuarantineReachesLedgerStatus: a twin-service quarantine (here an
+// analyst's, through the ingest's change path) becomes the ledger asset's
+// status; a release is refused there (leaving quarantine is security's on
+// the ledger), counted and logged, and the ledger keeps the quarantine.
+func TestQuarantineReachesLedgerStatus(t *testing.T) {
+	r := newRig(t, Config{Interval: 20 * time.Millisecond})
+	r.inventory("GPU-b1", "v0")
+	r.waitAnchored("registration")
+	if err := r.in.SetCustodyStatus(context.Background(), "srv-s1-001.gpu1", twin.StatusQuarantined, "analyst-1", "xid 79 storm"); err != nil {
+		t.Fatal(err)
+	}
+	r.waitAnchored("quarantine")
+	a, err := r.led.GetAsset(svc, "srv-s1-001.gpu1")
+	if err != nil || a.Status != core.StatusQuarantined {
+		t.Fatalf("ledger asset after a twin-service quarantine = %+v, %v; want quarantined", a, err)
+	}
+	if st := r.a.Stats(); st.Statuses != 1 {
+		t.Errorf("Stats().Statuses = %d, want 1", st.Statuses)
+	}
+	dropped := r.a.Stats().EvidenceDropped
+	if err := r.in.SetCustodyStatus(context.Background(), "srv-s1-001.gpu1", twin.StatusInService, "analyst-1", "false alarm"); err != nil {
+		t.Fatal(err)
+	}
+	r.waitAnchored("release")
+	if a, _ := r.led.GetAsset(svc, "srv-s1-001.gpu1"); a.Status != core.StatusQuarantined {
+		t.Errorf("ledger asset after a twin-service release = %s, want still quarantined (security releases on the ledger)", a.Status)
+	}
+	if got := r.a.Stats().EvidenceDropped; got != dropped+1 {
+		t.Errorf("EvidenceDropped after a refused release = %d, want %d", got, dropped+1)
+	}
+}

@@ -40,6 +40,9 @@ type evidenceItem struct {
 	// Register, when set, makes the item an asset registration on the
 	// ledger (the asset's first event) instead of evidence.
 	Register *core.AssetRegistration `json:"register,omitempty"`
+	// Status, when set, makes the item a move of the asset's ledger status
+	// into or out of quarantine (a twin-service quarantine or release).
+	Status *core.StatusChange `json:"status,omitempty"`
 }
 
 func openQueue(path string) (*queue, error) {
@@ -188,6 +191,9 @@ func (q *queue) nextEvidence() (it evidenceItem, ok bool, cursor uint64, err err
 func evidenceKey(e evidenceItem) []byte {
 	if e.Register != nil {
 		return append(key(e.EventID), "register"...)
+	}
+	if e.Status != nil {
+		return append(key(e.EventID), "status"...)
 	}
 	return append(key(e.EventID), e.Kind...)
 }
