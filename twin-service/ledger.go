@@ -141,6 +141,8 @@ func openLedger(cfg LedgerConfig, dataDir string, store *twinstore.Store, in *in
 	p.proofs = &proofbundle.Exporter{Tree: p.tree, Anchors: selfReader{p.client, cfg.Anchor.CallerID}, Key: p.key.Public().(ed25519.PublicKey)}
 	if p.file != nil {
 		p.proofs.Blocks = p.file
+	} else {
+		p.proofs.Receipts = p.anchorer.Receipt
 	}
 	return p, nil
 }

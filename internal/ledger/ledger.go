@@ -85,6 +85,28 @@ type Ledger interface {
 
 type callerKey struct{}
 
+type receiptKey struct{}
+
+// Receipt is where a write landed on a backend with transactions of its own
+// (Fabric): its transaction id, block number and channel.
+type Receipt struct {
+	TxID    string `json:"tx_id"`
+	Block   uint64 `json:"block"`
+	Channel string `json:"channel,omitempty"`
+}
+
+// WithReceipt returns a context whose ledger write fills r when the backend
+// has one to give (Fabric; the embedded ledger leaves it empty).
+func WithReceipt(ctx context.Context, r *Receipt) context.Context {
+	return context.WithValue(ctx, receiptKey{}, r)
+}
+
+// ReceiptFrom is the receipt set by WithReceipt, or nil.
+func ReceiptFrom(ctx context.Context) *Receipt {
+	r, _ := ctx.Value(receiptKey{}).(*Receipt)
+	return r
+}
+
 // WithCaller returns a context whose ledger calls act for c.
 func WithCaller(ctx context.Context, c core.Caller) context.Context {
 	return context.WithValue(ctx, callerKey{}, c)

@@ -172,6 +172,10 @@ func Open(cfg Config, queuePath string, d Deps) (*Anchorer, error) {
 // Close closes the queue.
 func (a *Anchorer) Close() error { return a.q.close() }
 
+// Receipt is where the anchor ending at lastEvent was committed on a
+// backend that says (Fabric: transaction id, block number), if known.
+func (a *Anchorer) Receipt(lastEvent uint64) (ledger.Receipt, bool) { return a.q.receipt(lastEvent) }
+
 // MessageCursor is the message log position before which the anchorer
 // needs no message any more (the evidence scan's cursor): retention may
 // remove messages up to it.
@@ -520,14 +524,15 @@ func (a *Anchorer) submitOne(ctx context.Context) (bool, error) {
 	if err != nil || len(ins) == 0 {
 		return false, err
 	}
-	ancs, err := a.d.Ledger.SubmitAnchors(a.ctx(ctx), ins)
+	var rc ledger.Receipt
+	ancs, err := a.d.Ledger.SubmitAnchors(ledger.WithReceipt(a.ctx(ctx), &rc), ins)
 	if err == nil && len(ancs) != len(ins) {
 		err = fmt.Errorf("ledger answered %d anchors for %d", len(ancs), len(ins))
 	}
 	if err != nil {
 		return false, fmt.Errorf("anchor events %d-%d: %w", ins[0].FirstEvent, ins[len(ins)-1].LastEvent, err)
 	}
-	if err := a.q.anchored(ins, ancs); err != nil {
+	if err := a.q.anchored(ins, ancs, rc); err != nil {
 		return false, err
 	}
 	a.anchored.Add(uint64(len(ancs)))

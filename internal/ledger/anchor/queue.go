@@ -8,6 +8,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"twinchain/chaincode/core"
+	"twinchain/internal/ledger"
 )
 
 // queue is the durable hand-off between the batcher and the submitter: a
@@ -21,6 +22,7 @@ var (
 	bucketBatches  = []byte("batches")  // first event (8) -> core.AnchorInput JSON
 	bucketEvidence = []byte("evidence") // event id (8) + kind -> evidenceItem JSON
 	bucketAnchored = []byte("anchored") // last event (8) -> core.Anchor JSON, as the ledger answered
+	bucketReceipts = []byte("receipts") // last event (8) -> ledger.Receipt JSON (Fabric: tx id, block)
 	bucketMeta     = []byte("meta")
 	keyQueuedTo    = []byte("queued_to") // last event id put in a batch
 	keyMsgCursor   = []byte("msg_cursor")
@@ -51,7 +53,7 @@ func openQueue(path string) (*queue, error) {
 		return nil, fmt.Errorf("anchor queue: %w", err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketBatches, bucketEvidence, bucketAnchored, bucketMeta} {
+		for _, b := range [][]byte{bucketBatches, bucketEvidence, bucketAnchored, bucketReceipts, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -128,10 +130,20 @@ func (q *queue) nextBatches(limit int) (ins []core.AnchorInput, err error) {
 	return ins, err
 }
 
-// anchored removes batches and records the ledger's anchors for them.
-func (q *queue) anchored(ins []core.AnchorInput, as []core.Anchor) error {
+// anchored removes batches and records the ledger's anchors for them, and
+// the receipt of the call when the backend gave one.
+func (q *queue) anchored(ins []core.AnchorInput, as []core.Anchor, rc ledger.Receipt) error {
 	return q.db.Update(func(tx *bolt.Tx) error {
 		for i := range ins {
+			if rc.TxID != "" {
+				b, err := json.Marshal(rc)
+				if err != nil {
+					return err
+				}
+				if err := tx.Bucket(bucketReceipts).Put(key(as[i].LastEvent), b); err != nil {
+					return err
+				}
+			}
 			b, err := json.Marshal(as[i])
 			if err != nil {
 				return err
@@ -145,6 +157,17 @@ func (q *queue) anchored(ins []core.AnchorInput, as []core.Anchor) error {
 		}
 		return nil
 	})
+}
+
+// receipt is where the anchor ending at lastEvent was committed, if known.
+func (q *queue) receipt(lastEvent uint64) (rc ledger.Receipt, ok bool) {
+	_ = q.db.View(func(tx *bolt.Tx) error { // fails only when closed: then none
+		if v := tx.Bucket(bucketReceipts).Get(key(lastEvent)); v != nil {
+			ok = json.Unmarshal(v, &rc) == nil
+		}
+		return nil
+	})
+	return rc, ok
 }
 
 // lastAnchored is the last event covered by an anchor the ledger accepted,

@@ -168,8 +168,21 @@ func (b *Backend) Submit(ctx context.Context, caller core.Caller, fn string, arg
 	if err != nil {
 		return nil, err
 	}
-	res, err := gw.GetNetwork(b.cfg.Channel).GetContract(b.cfg.Chaincode).SubmitWithContext(ctx, fn, client.WithArguments(string(arg)))
-	return res, mapError(fn, err)
+	res, commit, err := gw.GetNetwork(b.cfg.Channel).GetContract(b.cfg.Chaincode).SubmitAsyncWithContext(ctx, fn, client.WithArguments(string(arg)))
+	if err != nil {
+		return nil, mapError(fn, err)
+	}
+	st, err := commit.StatusWithContext(ctx)
+	if err != nil {
+		return nil, mapError(fn, err)
+	}
+	if !st.Successful {
+		return nil, fmt.Errorf("%s: transaction %s did not commit (%v): %w", fn, st.TransactionID, st.Code, ledger.ErrConflict)
+	}
+	if r := ledger.ReceiptFrom(ctx); r != nil {
+		*r = ledger.Receipt{TxID: st.TransactionID, Block: st.BlockNumber, Channel: b.cfg.Channel}
+	}
+	return res, nil
 }
 
 // Evaluate runs a reading core function on the peer.

@@ -87,6 +87,7 @@ import (
 	"fmt"
 
 	"twinchain/internal/detect/alert"
+	"twinchain/internal/ledger"
 	"twinchain/internal/ledger/eventtree"
 	"twinchain/internal/ledger/fileledger"
 	"twinchain/internal/twin"
@@ -148,6 +149,9 @@ type EventProof struct {
 	BatchInclusion    []eventtree.Hash     `json:"batch_inclusion"`
 	AnchorConsistency []eventtree.Hash     `json:"anchor_consistency,omitempty"`
 	Block             *fileledger.Block    `json:"block,omitempty"`
+	// Fabric, on a Fabric ledger, is where the anchor's transaction was
+	// committed: its id (also the anchor's stamp tx_id), block and channel.
+	Fabric *ledger.Receipt `json:"fabric,omitempty"`
 }
 
 // RecordProof proves one ledger record by the block that wrote it.

@@ -36,6 +36,9 @@ type Exporter struct {
 	Anchors AnchorFinder
 	Blocks  BlockSource       // nil on a ledger without local blocks (Fabric)
 	Key     ed25519.PublicKey // the service key that signs checkpoints
+	// Receipts, when set, gives where the anchor ending at an event was
+	// committed on Fabric (the anchorer's record of it).
+	Receipts func(lastEvent uint64) (ledger.Receipt, bool)
 }
 
 // Event builds the bundle of twin event id.
@@ -91,6 +94,11 @@ func (x *Exporter) Event(ctx context.Context, id uint64) (*Bundle, error) {
 			return nil, err
 		}
 		ep.Anchor, ep.Block = w.Value, &b
+	}
+	if x.Receipts != nil {
+		if rc, ok := x.Receipts(anchor.LastEvent); ok {
+			ep.Fabric = &rc
+		}
 	}
 	return &Bundle{Version: Version, Kind: KindEvent, ServiceKey: eventtree.Hash(x.Key), Event: ep}, nil
 }

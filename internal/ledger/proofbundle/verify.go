@@ -203,6 +203,15 @@ func verifyEvent(r *Report, p *EventProof, key ed25519.PublicKey) {
 		}
 		r.add("anchor tree", err, fmt.Sprintf("tree of %d at the anchor is a prefix of the checkpoint's %d", a.TreeSize, cp.Size))
 	}
+	if p.Block == nil && p.Fabric != nil {
+		var err error
+		if p.Fabric.TxID != a.Stamp.TxID {
+			err = fmt.Errorf("the bundle's Fabric transaction %s is not the anchor's %s", p.Fabric.TxID, a.Stamp.TxID)
+		}
+		r.add("fabric transaction", err, fmt.Sprintf("anchor %d committed in transaction %s, block %d of channel %s (on a peer: peer channel fetch %d)",
+			a.Seq, short(p.Fabric.TxID), p.Fabric.Block, p.Fabric.Channel, p.Fabric.Block))
+		return
+	}
 	if p.Block == nil {
 		r.Checks = append(r.Checks, Check{Name: "ledger block", OK: true, Detail: "none in the bundle (Fabric ledger): the anchor is checked by its hash chain only"})
 		return
