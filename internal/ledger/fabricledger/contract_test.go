@@ -40,4 +40,14 @@ func TestHeight(t *testing.T) {
 	if h2, err := b.Height(ctx); err != nil || h2 != h1+1 {
 		t.Errorf("Height after one transaction = %d, %v; want %d", h2, err, h1+1)
 	}
+	// A write with a receipt says where it was committed.
+	var rc ledger.Receipt
+	a, err := c.SetAssetStatus(ledger.WithReceipt(ledgertest.As(core.RoleSecurity), &rc), core.StatusChange{Asset: "height-probe", Status: core.StatusQuarantined, Reason: "probe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h3, _ := b.Height(ctx)
+	if rc.TxID == "" || rc.TxID != a.Updated.TxID || rc.Block != h3-1 || rc.Channel == "" {
+		t.Errorf("receipt = %+v, want the asset's transaction %s in block %d", rc, a.Updated.TxID, h3-1)
+	}
 }
