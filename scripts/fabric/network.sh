@@ -529,8 +529,23 @@ enroll() {
   chmod 600 "$dir/key.pem"
 }
 
+# issue_identities: without a Fabric CA, the same identities signed by
+# Org1's cryptogen CA key (fabric-enroll issue), carrying twin.role.
+issue_identities() {
+  local tool="$STATE/bin/fabric-enroll" cadir="$crypto/peerOrganizations/$(org_dom 1)/ca" role
+  mkdir -p "$STATE/bin"
+  (cd "$repo" && go build -o "$tool" ./tools/fabric-enroll) >&2 || die "could not build tools/fabric-enroll"
+  for spec in twin-service:service $(for role in admin asset_manager security maintenance ml_engineer ml_lead compliance auditor service gateway; do echo "test-$role:$role"; done); do
+    "$tool" issue -ca-cert "$(ls "$cadir"/*-cert.pem)" -ca-key "$cadir/priv_sk" -msp Org1MSP \
+      -out "$STATE/identities" -id "${spec%%:*}" -role "${spec##*:}" >>"$STATE/logs/enroll.log" 2>&1 \
+      || die "issue ${spec%%:*} failed; see $STATE/logs/enroll.log"
+  done
+  log "issued twin-service and test-<role> identities with twin.role from Org1's CA key in $STATE/identities"
+  smoke_test_role
+}
+
 enroll_identities() {
-  [ -n "${TWINCHAIN_FABRIC_CA:-}" ] || return 0
+  [ -n "${TWINCHAIN_FABRIC_CA:-}" ] || { issue_identities; return 0; }
   local client role
   client="$(ca_client)" || { log "no fabric-ca-client: identities not enrolled"; return 0; }
   "$client" enroll -u "http://admin:adminpw@$HOST:$(ca_port 1)" --caname ca-org1 \

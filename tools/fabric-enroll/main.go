@@ -6,7 +6,9 @@
 //	    -msp Org1MSP -out identities -id alice -role ml_lead
 //
 // writes identities/alice.ml_lead/{cert.pem,key.pem} with twin.role=ml_lead
-// in the certificate. -reenroll renews an identity already enrolled in
+// in the certificate. Without a Fabric CA, `fabric-enroll issue -ca-cert
+// ca-cert.pem -ca-key priv_sk -msp Org1MSP -out identities -id alice -role
+// ml_lead` signs the same from the organisation CA's own key (cryptogen's). -reenroll renews an identity already enrolled in
 // -store. It is a program of its own because fabric-sdk-go cannot be linked
 // into twin-service (see internal/ledger/fabricca).
 package main
@@ -35,6 +37,9 @@ func main() {
 }
 
 func run(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "issue" {
+		return runIssue(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("fabric-enroll", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg fabricca.CAConfig
@@ -81,5 +86,41 @@ func run(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s enrolled as %s with twin.role=%s in %s\n", *id, name, *role, dir)
+	return nil
+}
+
+// runIssue is `fabric-enroll issue`: an identity signed by a local CA key.
+func runIssue(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("fabric-enroll issue", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	caCert := fs.String("ca-cert", "", "the organisation CA's certificate (PEM)")
+	caKey := fs.String("ca-key", "", "its private key (PKCS#8 PEM, cryptogen's ca/priv_sk)")
+	msp := fs.String("msp", "", "MSP id, e.g. Org1MSP")
+	out := fs.String("out", "identities", "identity directory (twin-service ledger.fabric.identity_dir)")
+	id := fs.String("id", "", "identity")
+	role := fs.String("role", "", "its twinchain role (twin.role attribute)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *caCert == "" || *caKey == "" || *id == "" || *role == "" {
+		return errors.New("issue: -ca-cert, -ca-key, -id and -role are required")
+	}
+	cb, err := os.ReadFile(*caCert)
+	if err != nil {
+		return err
+	}
+	kb, err := os.ReadFile(*caKey)
+	if err != nil {
+		return err
+	}
+	ident, err := fabricca.Issue(cb, kb, *msp, *id, *role)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(*out, *id+"."+*role)
+	if err := fabricca.WriteIdentity(dir, ident); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s issued with twin.role=%s in %s\n", *id, *role, dir)
 	return nil
 }
