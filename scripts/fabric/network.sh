@@ -30,7 +30,8 @@
 #                       test takes one no earlier test used, so the suite runs twice)
 #   TWINCHAIN_CC_BIN        optional prebuilt twinchain-cc; default: built from ./chaincode
 #
-# With a Fabric CA, up enrolls Org1 identities whose ECerts carry twin.role: the
+# With a Fabric CA, up enrolls (without one, issues from Org1's cryptogen CA key with
+# tools/fabric-enroll issue) Org1 identities whose certificates carry twin.role: the
 # service identity (TWINCHAIN_FABRIC_CERT/KEY) and test-<role> for every role in
 # $STATE/identities/<id>.<role>/{cert.pem,key.pem} (the layout fabricledger reads).
 # Then `. $STATE/network.env && go test ./internal/ledger/fabricledger` runs the ledger
