@@ -143,6 +143,9 @@ func openLedger(cfg LedgerConfig, dataDir string, store *twinstore.Store, in *in
 		p.proofs.Blocks = p.file
 	} else {
 		p.proofs.Receipts = p.anchorer.Receipt
+		if p.fabric != nil {
+			p.proofs.FabricBlock = p.fabric.Block
+		}
 	}
 	return p, nil
 }

@@ -90,9 +90,10 @@ type receiptKey struct{}
 // Receipt is where a write landed on a backend with transactions of its own
 // (Fabric): its transaction id, block number and channel.
 type Receipt struct {
-	TxID    string `json:"tx_id"`
-	Block   uint64 `json:"block"`
-	Channel string `json:"channel,omitempty"`
+	TxID      string `json:"tx_id"`
+	Block     uint64 `json:"block"`
+	Channel   string `json:"channel,omitempty"`
+	Chaincode string `json:"chaincode,omitempty"`
 }
 
 // WithReceipt returns a context whose ledger write fills r when the backend

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -180,7 +181,7 @@ func (b *Backend) Submit(ctx context.Context, caller core.Caller, fn string, arg
 		return nil, fmt.Errorf("%s: transaction %s did not commit (%v): %w", fn, st.TransactionID, st.Code, ledger.ErrConflict)
 	}
 	if r := ledger.ReceiptFrom(ctx); r != nil {
-		*r = ledger.Receipt{TxID: st.TransactionID, Block: st.BlockNumber, Channel: b.cfg.Channel}
+		*r = ledger.Receipt{TxID: st.TransactionID, Block: st.BlockNumber, Channel: b.cfg.Channel, Chaincode: b.cfg.Chaincode}
 	}
 	return res, nil
 }
@@ -208,6 +209,14 @@ func (b *Backend) Height(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("GetChainInfo: %w", err)
 	}
 	return info.GetHeight(), nil
+}
+
+// Block is block number n of the channel, its protobuf bytes as the peer
+// keeps it (qscc GetBlockByNumber, read with the service identity).
+func (b *Backend) Block(ctx context.Context, n uint64) ([]byte, error) {
+	res, err := b.service.GetNetwork(b.cfg.Channel).GetContract("qscc").EvaluateWithContext(ctx, "GetBlockByNumber",
+		client.WithArguments(b.cfg.Channel, strconv.FormatUint(n, 10)))
+	return res, mapError("GetBlockByNumber", err)
 }
 
 // mapError recovers the core's sentinel from a chaincode error (the contract

@@ -152,6 +152,9 @@ type EventProof struct {
 	// Fabric, on a Fabric ledger, is where the anchor's transaction was
 	// committed: its id (also the anchor's stamp tx_id), block and channel.
 	Fabric *ledger.Receipt `json:"fabric,omitempty"`
+	// FabricBlock is that block's protobuf bytes: verify checks its data
+	// hash and that the transaction, marked valid, writes the anchor.
+	FabricBlock []byte `json:"fabric_block,omitempty"`
 }
 
 // RecordProof proves one ledger record by the block that wrote it.

@@ -39,6 +39,8 @@ type Exporter struct {
 	// Receipts, when set, gives where the anchor ending at an event was
 	// committed on Fabric (the anchorer's record of it).
 	Receipts func(lastEvent uint64) (ledger.Receipt, bool)
+	// FabricBlock, when set, reads a Fabric block for the bundle.
+	FabricBlock func(ctx context.Context, n uint64) ([]byte, error)
 }
 
 // Event builds the bundle of twin event id.
@@ -98,6 +100,11 @@ func (x *Exporter) Event(ctx context.Context, id uint64) (*Bundle, error) {
 	if x.Receipts != nil {
 		if rc, ok := x.Receipts(anchor.LastEvent); ok {
 			ep.Fabric = &rc
+			if x.FabricBlock != nil {
+				if ep.FabricBlock, err = x.FabricBlock(ctx, rc.Block); err != nil {
+					return nil, fmt.Errorf("event %d: Fabric block %d: %w", id, rc.Block, err)
+				}
+			}
 		}
 	}
 	return &Bundle{Version: Version, Kind: KindEvent, ServiceKey: eventtree.Hash(x.Key), Event: ep}, nil

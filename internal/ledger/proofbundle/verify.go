@@ -210,6 +210,10 @@ func verifyEvent(r *Report, p *EventProof, key ed25519.PublicKey) {
 		}
 		r.add("fabric transaction", err, fmt.Sprintf("anchor %d committed in transaction %s, block %d of channel %s (on a peer: peer channel fetch %d)",
 			a.Seq, short(p.Fabric.TxID), p.Fabric.Block, p.Fabric.Channel, p.Fabric.Block))
+		if len(p.FabricBlock) > 0 {
+			err := CheckFabricBlock(p.FabricBlock, p.Fabric.Block, p.Fabric.TxID, p.Fabric.Chaincode, AnchorKey(a.Seq), p.Anchor)
+			r.add("fabric block", err, fmt.Sprintf("block %d's data hash holds its transactions; %s, marked valid, writes anchor %d (endorsements not checked)", p.Fabric.Block, short(p.Fabric.TxID), a.Seq))
+		}
 		return
 	}
 	if p.Block == nil {

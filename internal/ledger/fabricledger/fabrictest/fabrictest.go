@@ -52,9 +52,9 @@ func Dial(t testing.TB, channel string) *ledger.Client {
 	return ledger.New(b)
 }
 
-// Fresh returns a ledger on a test channel no test has used, claimed for
-// t: it registers ClaimID there first, which the contract suite never
-// reads. It fails when every test channel is used (network.sh clean && up,
+// Fresh returns a ledger on a test channel no test has used (no ClaimID,
+// no anchor), claimed for t: it registers ClaimID there first, which the
+// contract suite never reads. It fails when every test channel is used (network.sh clean && up,
 // or more TWINCHAIN_FABRIC_TEST_CHANNELS).
 func Fresh(t testing.TB) *ledger.Client {
 	t.Helper()
@@ -70,6 +70,11 @@ func Fresh(t testing.TB) *ledger.Client {
 		c := Dial(t, prefix+strconv.Itoa(i))
 		_, err := c.GetAsset(read, ClaimID)
 		if errors.Is(err, ledger.ErrNotFound) {
+			// Anchors from anything else (a service pointed at it) count as used too.
+			if _, herr := c.AnchorHead(read); !errors.Is(herr, ledger.ErrNotFound) {
+				_ = c.Close()
+				continue
+			}
 			_, err = c.RegisterAsset(claim, core.AssetRegistration{ID: ClaimID, Kind: "gpu", FingerprintHash: "0000000000000000000000000000000000000000000000000000000000000000"})
 			if err == nil {
 				t.Logf("Fabric channel %s%d", prefix, i)
