@@ -1,0 +1,74 @@
+package proofbundle
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"strings"
+	"testing"
+
+	"github.com/hyperledger/fabric-protos-go-apiv2/common"
+	"github.com/hyperledger/fabric-protos-go-apiv2/ledger/rwset"
+	"github.com/hyperledger/fabric-protos-go-apiv2/ledger/rwset/kvrwset"
+	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
+	"google.golang.org/protobuf/proto"
+)
+
+func mustProto(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// fabricBlock builds a block as a peer commits it: one endorser
+// transaction txID writing key=value in namespace ns, with validation flag
+// code.
+func fabricBlock(t *testing.T, num uint64, txID, ns, key string, value []byte, code peer.TxValidationCode) []byte {
+	kv := mustProto(t, &kvrwset.KVRWSet{Writes: []*kvrwset.KVWrite{{Key: key, Value: value}}})
+	rws := mustProto(t, &rwset.TxReadWriteSet{DataModel: rwset.TxReadWriteSet_KV, NsRwset: []*rwset.NsReadWriteSet{{Namespace: ns, Rwset: kv}}})
+	ca := mustProto(t, &peer.ChaincodeAction{Results: rws})
+	prp := mustProto(t, &peer.ProposalResponsePayload{Extension: ca})
+	cp := mustProto(t, &peer.ChaincodeActionPayload{Action: &peer.ChaincodeEndorsedAction{ProposalResponsePayload: prp}})
+	tx := mustProto(t, &peer.Transaction{Actions: []*peer.TransactionAction{{Payload: cp}}})
+	ch := mustProto(t, &common.ChannelHeader{Type: int32(common.HeaderType_ENDORSER_TRANSACTION), TxId: txID, ChannelId: "twinchain"})
+	pl := mustProto(t, &common.Payload{Header: &common.Header{ChannelHeader: ch}, Data: tx})
+	env := mustProto(t, &common.Envelope{Payload: pl})
+	data := [][]byte{env}
+	sum := sha256.Sum256(bytes.Join(data, nil))
+	md := make([][]byte, 5)
+	md[common.BlockMetadataIndex_TRANSACTIONS_FILTER] = []byte{byte(code)}
+	return mustProto(t, &common.Block{Header: &common.BlockHeader{Number: num, DataHash: sum[:]}, Data: &common.BlockData{Data: data}, Metadata: &common.BlockMetadata{Metadata: md}})
+}
+
+func TestCheckFabricBlock(t *testing.T) {
+	val := []byte(`{"seq":1}`)
+	good := fabricBlock(t, 4, "tx1", "twinchain", "anchor/00000000000000000001", val, peer.TxValidationCode_VALID)
+	if err := CheckFabricBlock(good, 4, "tx1", "twinchain", "anchor/00000000000000000001", val); err != nil {
+		t.Fatalf("CheckFabricBlock(a committed anchor) = %v", err)
+	}
+	for _, tc := range []struct {
+		name, want string
+		raw        []byte
+		block      uint64
+		txID, key  string
+		value      []byte
+	}{
+		{"other block number", "number 4", good, 5, "tx1", "anchor/00000000000000000001", val},
+		{"other transaction", "does not hold transaction", good, 4, "tx2", "anchor/00000000000000000001", val},
+		{"other key", "does not write", good, 4, "tx1", "anchor/00000000000000000002", val},
+		{"other value", "other bytes", good, 4, "tx1", "anchor/00000000000000000001", []byte(`{"seq":2}`)},
+		{"invalid transaction", "not marked valid", fabricBlock(t, 4, "tx1", "twinchain", "anchor/00000000000000000001", val, peer.TxValidationCode_MVCC_READ_CONFLICT), 4, "tx1", "anchor/00000000000000000001", val},
+	} {
+		err := CheckFabricBlock(tc.raw, tc.block, tc.txID, "twinchain", tc.key, tc.value)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("CheckFabricBlock(%s) = %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+	// A changed byte in a transaction breaks the data hash.
+	bad := bytes.Replace(bytes.Clone(good), []byte(`{"seq":1}`), []byte(`{"seq":9}`), 1)
+	if err := CheckFabricBlock(bad, 4, "tx1", "twinchain", "anchor/00000000000000000001", []byte(`{"seq":9}`)); err == nil || !strings.Contains(err.Error(), "data hash") {
+		t.Errorf("CheckFabricBlock(changed transaction) = %v, want a data hash error", err)
+	}
+}
