@@ -93,10 +93,11 @@ func (s *service) build() error {
 	}
 	switch s.cfg.MQTT.Mode {
 	case modeEmbedded:
-		b, err := broker.New(s.cfg.MQTT.Embedded, s.in, s.log.With("component", "broker"))
+		b, err := broker.New(s.cfg.MQTT.Embedded, broker.Options{Ingest: s.in, Gateways: s.reg, Log: s.log.With("component", "broker")})
 		if err != nil {
 			return err
 		}
+		s.reg.Notify(b.GatewayChanged)
 		s.mqtt, s.ready = b, b.Listening
 	case modeExternal:
 		sub, err := mqttsub.New(s.cfg.MQTT.External, s.in, s.log.With("component", "mqttsub"))

@@ -146,11 +146,24 @@ type Registry struct {
 	gw      map[string]Gateway
 	reports map[string]map[string]struct{} // gateway -> its listed assets (none: no list)
 	store   Store
+	notify  []func(id string)
 }
 
 // Persist makes Put and Delete write through to st. Call it before the
 // registry is shared.
 func (r *Registry) Persist(st Store) { r.store = st }
+
+// Notify makes every change of a gateway (Put, PutAll, Delete) call fn with
+// its id, after the change and outside the registry's lock: the embedded
+// broker closes the sessions of a revoked or re-keyed gateway. Call it
+// before the registry is shared.
+func (r *Registry) Notify(fn func(id string)) { r.notify = append(r.notify, fn) }
+
+func (r *Registry) changed(id string) {
+	for _, fn := range r.notify {
+		fn(id)
+	}
+}
 
 // New returns a registry holding gws.
 func New(gws ...Gateway) *Registry {
@@ -209,6 +222,14 @@ func (r *Registry) Put(g Gateway) error { return r.PutAll(File{Gateways: []Gatew
 
 // Delete removes a gateway and reports whether it was there.
 func (r *Registry) Delete(id string) (bool, error) {
+	ok, err := r.delete(id)
+	if ok {
+		r.changed(id)
+	}
+	return ok, err
+}
+
+func (r *Registry) delete(id string) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.gw[id]; !ok {

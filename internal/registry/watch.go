@@ -78,14 +78,24 @@ func (r *Registry) PutAll(f File) error {
 	if err := f.Validate(); err != nil {
 		return err
 	}
+	if err := r.putAll(f.Gateways); err != nil {
+		return err
+	}
+	for _, g := range f.Gateways {
+		r.changed(g.ID)
+	}
+	return nil
+}
+
+func (r *Registry) putAll(gws []Gateway) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.store != nil {
-		if err := r.store.PutGateways(f.Gateways...); err != nil {
+		if err := r.store.PutGateways(gws...); err != nil {
 			return err
 		}
 	}
-	for _, g := range f.Gateways {
+	for _, g := range gws {
 		r.set(g)
 	}
 	return nil
