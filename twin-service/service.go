@@ -80,7 +80,7 @@ func (s *service) build() error {
 	}
 	s.reg = registry.New(stored...)
 	s.reg.Persist(s.store)
-	s.watcher = registry.NewFileWatcher(s.cfg.registryPath(), 2*time.Second, s.reg.PutAll, s.log.With("component", "registry"))
+	s.watcher = registry.NewFileWatcher(s.cfg.registryPath(), filepath.Join(s.cfg.DataDir, "registry-imported.json"), 2*time.Second, s.reg, s.log.With("component", "registry"))
 	if err := s.watcher.Check(); err != nil {
 		return fmt.Errorf("gateway registry: %w", err)
 	}
