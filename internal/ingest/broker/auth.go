@@ -112,8 +112,8 @@ type session struct {
 }
 
 var (
-	gatewayPrefix = strings.TrimSuffix(wire.GatewayFilter(), "+/+")  // twinchain/v1/gw/
-	alertPrefix   = strings.TrimSuffix(wire.AlertFilter(), "#")      // twinchain/v1/alerts/
+	gatewayPrefix = strings.TrimSuffix(wire.GatewayFilter(), "+/+") // twinchain/v1/gw/
+	alertPrefix   = strings.TrimSuffix(wire.AlertFilter(), "#")     // twinchain/v1/alerts/
 	sysPrefix     = "$SYS/"
 	errRevoked    = errors.New("gateway revoked or re-keyed")
 	errShutdown   = errors.New("twin-service is stopping")
