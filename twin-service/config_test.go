@@ -65,7 +65,7 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"-mqtt-mode", "external", "-mqtt-url", "ftp://x:1"}, nil, "unsupported scheme"},
 		{[]string{"-http", "no-port"}, nil, `http.addr "no-port"`},
 		{[]string{"-log-level", "loud", "-log-format", "xml"}, nil, "log.format"},
-		{[]string{"-mqtt-acl", "maybe"}, nil, `acl "maybe"`},
+		{[]string{"-mqtt-addr", "0.0.0.0:1883"}, nil, "plaintext MQTT only on a loopback address"},
 		{[]string{"-mqtt-ack", "whenever"}, nil, `ack "whenever"`},
 		{[]string{"-data", ""}, nil, "data_dir is required"},
 		{nil, map[string]string{"TWINCHAIN_STORE_NO_SYNC": "perhaps"}, "TWINCHAIN_STORE_NO_SYNC"},

@@ -227,7 +227,7 @@ func publishCounted(ctx context.Context, broker string, gw *fleet.Gateway, acks 
 	}
 	gw.SetSeq(0)
 	for ctx.Err() == nil {
-		opts := paho.NewClientOptions().AddBroker(broker).SetClientID("crash-" + gw.ID).SetUsername(gw.ID).
+		opts := testsvc.GatewayOptions(broker, gw.ID, gw.Key).
 			SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(2 * time.Second).SetWriteTimeout(2 * time.Second)
 		c := paho.NewClient(opts)
 		if tok := c.Connect(); !tok.WaitTimeout(3*time.Second) || tok.Error() != nil {

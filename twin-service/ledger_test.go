@@ -38,11 +38,10 @@ func TestLedgerEndToEnd(t *testing.T) {
 		Config:  "ledger:\n  anchor: {interval: 50ms, max_batch: 4}\n",
 		Tokens:  []testsvc.Token{{Name: "pipeline-1", Role: "ml_engineer", Secret: token}},
 		DataDir: dir,
-		Args:    []string{"-mqtt-acl", "off"},
 	})
 	noenv := func(string) string { return "" }
 	mqttAddr := svc.MQTTAddr
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("gw-srv-s1-001").SetUsername("gw-srv-s1-001"))
+	c := mqtt.NewClient(testsvc.GatewayOptions("tcp://"+mqttAddr, "gw-srv-s1-001", gwKey))
 	if tok := c.Connect(); tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}

@@ -80,7 +80,7 @@ func (s *service) build() error {
 	}
 	s.reg = registry.New(stored...)
 	s.reg.Persist(s.store)
-	s.watcher = registry.NewFileWatcher(s.cfg.registryPath(), 2*time.Second, s.reg.PutAll, s.log.With("component", "registry"))
+	s.watcher = registry.NewFileWatcher(s.cfg.registryPath(), filepath.Join(s.cfg.DataDir, "registry-imported.json"), 2*time.Second, s.reg, s.log.With("component", "registry"))
 	if err := s.watcher.Check(); err != nil {
 		return fmt.Errorf("gateway registry: %w", err)
 	}
@@ -93,10 +93,11 @@ func (s *service) build() error {
 	}
 	switch s.cfg.MQTT.Mode {
 	case modeEmbedded:
-		b, err := broker.New(s.cfg.MQTT.Embedded, s.in, s.log.With("component", "broker"))
+		b, err := broker.New(s.cfg.MQTT.Embedded, broker.Options{Ingest: s.in, Gateways: s.reg, Log: s.log.With("component", "broker")})
 		if err != nil {
 			return err
 		}
+		s.reg.Notify(b.GatewayChanged)
 		s.mqtt, s.ready = b, b.Listening
 	case modeExternal:
 		sub, err := mqttsub.New(s.cfg.MQTT.External, s.in, s.log.With("component", "mqttsub"))

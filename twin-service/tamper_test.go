@@ -47,7 +47,7 @@ func startLedgerService(t *testing.T, dir string) (*liveService, error) {
 	httpAddr, mqttAddr := testsvc.Addr(testsvc.FreePort(t)), testsvc.Addr(testsvc.FreePort(t))
 	cfg := fmt.Sprintf(`data_dir: %s
 http: {addr: "%s"}
-mqtt: {mode: embedded, embedded: {addr: "%s", acl: "off"}}
+mqtt: {mode: embedded, embedded: {addr: "%s"}}
 log: {level: warn}
 auth:
   tokens:
@@ -75,7 +75,7 @@ ledger:
 			t.Fatal("twin-service did not open its MQTT port")
 		}
 	}
-	s.client = mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("gw-srv-s1-001").SetUsername("gw-srv-s1-001"))
+	s.client = mqtt.NewClient(testsvc.GatewayOptions("tcp://"+mqttAddr, "gw-srv-s1-001", tamperGW))
 	if tok := s.client.Connect(); tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}

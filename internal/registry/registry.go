@@ -5,8 +5,10 @@
 //
 //	{"gateways":[{"id":"gw-srv-s1-001","public_key":"<base64 std of the 32-byte key>","site":"s1","assets":["srv-s1-001","srv-s1-001.gpu0"]}]}
 //
-// firmware-sim fleet writes it; twin-service loads it at start and lets the
-// API edit the registry afterwards.
+// firmware-sim fleet writes it. twin-service treats it as a seed: it imports
+// each gateway of the file once (FileWatcher), keeps the registry in its
+// store, and from then on the API's edits (revoke, re-key, bind) are the
+// truth, across restarts.
 package registry
 
 import (
@@ -114,22 +116,32 @@ func WriteFile(path string, f File) error {
 	if err != nil {
 		return fmt.Errorf("marshal registry: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".registry-*.json")
-	if err != nil {
-		return fmt.Errorf("write registry: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write registry: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write registry: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := writeAtomic(path, append(data, '\n'), ".registry-*.json"); err != nil {
 		return fmt.Errorf("write registry: %w", err)
 	}
 	return nil
+}
+
+// writeAtomic writes data to path through a temporary file (named by
+// pattern in the same folder) renamed into place.
+func writeAtomic(path string, data []byte, pattern string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), pattern)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // Store persists registry edits; twin-service's store is one.
@@ -146,11 +158,24 @@ type Registry struct {
 	gw      map[string]Gateway
 	reports map[string]map[string]struct{} // gateway -> its listed assets (none: no list)
 	store   Store
+	notify  []func(id string)
 }
 
 // Persist makes Put and Delete write through to st. Call it before the
 // registry is shared.
 func (r *Registry) Persist(st Store) { r.store = st }
+
+// Notify makes every change of a gateway (Put, PutAll, Delete) call fn with
+// its id, after the change and outside the registry's lock: the embedded
+// broker closes the sessions of a revoked or re-keyed gateway. Call it
+// before the registry is shared.
+func (r *Registry) Notify(fn func(id string)) { r.notify = append(r.notify, fn) }
+
+func (r *Registry) changed(id string) {
+	for _, fn := range r.notify {
+		fn(id)
+	}
+}
 
 // New returns a registry holding gws.
 func New(gws ...Gateway) *Registry {
@@ -209,6 +234,14 @@ func (r *Registry) Put(g Gateway) error { return r.PutAll(File{Gateways: []Gatew
 
 // Delete removes a gateway and reports whether it was there.
 func (r *Registry) Delete(id string) (bool, error) {
+	ok, err := r.delete(id)
+	if ok {
+		r.changed(id)
+	}
+	return ok, err
+}
+
+func (r *Registry) delete(id string) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.gw[id]; !ok {

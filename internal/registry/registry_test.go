@@ -1,14 +1,18 @@
 package registry
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func key(seed string) ed25519.PublicKey {
@@ -106,5 +110,77 @@ func TestReports(t *testing.T) {
 	}
 	if err := r.Put(Gateway{ID: "gw-a", PublicKey: key("a")}); err != nil || !r.Reports("gw-a", "srv-2.gpu0") {
 		t.Errorf("after replacing gw-a without a list: Reports = false (%v), want true", err)
+	}
+}
+
+// memStore is a Store in memory, standing for twin-service's across a restart.
+type memStore struct{ gws map[string]Gateway }
+
+func (m *memStore) PutGateways(gws ...Gateway) error {
+	for _, g := range gws {
+		m.gws[g.ID] = g.Clone()
+	}
+	return nil
+}
+
+func (m *memStore) DeleteGateway(id string) error { delete(m.gws, id); return nil }
+
+func (m *memStore) open() *Registry {
+	var gws []Gateway
+	for _, g := range m.gws {
+		gws = append(gws, g)
+	}
+	r := New(gws...)
+	r.Persist(m)
+	return r
+}
+
+// TestFileImportedOnce: the registry file seeds the registry; a gateway
+// revoked or re-keyed over the API stays so across restarts and file
+// rewrites, and a new id in the file is still imported.
+func TestFileImportedOnce(t *testing.T) {
+	dir := t.TempDir()
+	path, record := filepath.Join(dir, "registry.json"), filepath.Join(dir, "registry-imported.json")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	gw := func(id string, seed byte) Gateway {
+		return Gateway{ID: id, PublicKey: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, 32)).Public().(ed25519.PublicKey), Site: "s1"}
+	}
+	a, b := gw("gw-a", 1), gw("gw-b", 2)
+	if err := WriteFile(path, File{Gateways: []Gateway{a, b}}); err != nil {
+		t.Fatal(err)
+	}
+	st := &memStore{gws: map[string]Gateway{}}
+	reg := st.open()
+	if err := NewFileWatcher(path, record, time.Second, reg, log).Check(); err != nil {
+		t.Fatal(err)
+	}
+	if reg.Len() != 2 {
+		t.Fatalf("registry has %d gateways after the first import, want 2", reg.Len())
+	}
+	// Over the API: revoke gw-a, re-key gw-b.
+	if _, err := reg.Delete("gw-a"); err != nil {
+		t.Fatal(err)
+	}
+	rekeyed := gw("gw-b", 3)
+	if err := reg.Put(rekeyed); err != nil {
+		t.Fatal(err)
+	}
+	// Restart, and the file is rewritten with the old entries and a new one.
+	c := gw("gw-c", 4)
+	if err := WriteFile(path, File{Gateways: []Gateway{a, b, c}}); err != nil {
+		t.Fatal(err)
+	}
+	reg = st.open()
+	if err := NewFileWatcher(path, record, time.Second, reg, log).Check(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reg.Get("gw-a"); ok {
+		t.Errorf("revoked gw-a is back after a restart")
+	}
+	if got, _ := reg.Get("gw-b"); !got.PublicKey.Equal(rekeyed.PublicKey) {
+		t.Errorf("gw-b's key after a restart is the file's old one, want the API's")
+	}
+	if _, ok := reg.Get("gw-c"); !ok {
+		t.Errorf("gw-c, new in the file, was not imported")
 	}
 }

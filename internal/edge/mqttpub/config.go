@@ -22,7 +22,7 @@ type Config struct {
 	Broker   string `yaml:"broker"`    // tcp://host:1883, or ssl://host:8883 / tls://host:8883
 	ClientID string `yaml:"client_id"` // the gateway id when empty
 	Username string `yaml:"username"`  // the gateway id when empty (broker ACLs key on it)
-	Password string `yaml:"password"`  // better: TWINCHAIN_MQTT_PASSWORD in the environment
+	Password string `yaml:"password"`  // empty: a connect password signed by the gateway key (wire.ConnectPassword); else better TWINCHAIN_MQTT_PASSWORD in the environment
 	CAFile   string `yaml:"ca_file"`   // broker CA (PEM) for ssl://
 	CertFile string `yaml:"cert_file"` // client certificate (PEM) for TLS client auth
 	KeyFile  string `yaml:"key_file"`

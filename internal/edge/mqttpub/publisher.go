@@ -172,9 +172,15 @@ func (p *Publisher) options(lost chan<- error) (*paho.ClientOptions, error) {
 			default:
 			}
 		})
-	if p.cfg.Username != "" {
-		o.SetUsername(p.cfg.Username).SetPassword(p.cfg.Password)
+	// Without a configured password the gateway proves itself with a
+	// connect password signed by its key, fresh for each connection
+	// (twin-service's embedded broker checks it; a broker that
+	// authenticates by client certificate ignores it).
+	password := p.cfg.Password
+	if password == "" {
+		password = wire.ConnectPassword(p.key, p.gw, p.now())
 	}
+	o.SetUsername(p.cfg.Username).SetPassword(password)
 	if u, _ := url.Parse(p.cfg.Broker); u != nil && u.Scheme != "tcp" && u.Scheme != "mqtt" {
 		tc, err := p.cfg.tlsConfig()
 		if err != nil {

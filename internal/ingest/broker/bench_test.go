@@ -60,7 +60,7 @@ func drive(b *testing.B, url string, gws []string, msgs [][][]byte, window int) 
 	b.Helper()
 	clients := make([]paho.Client, len(gws))
 	for i, gw := range gws {
-		c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("load-" + gw).SetUsername(gw).SetAutoReconnect(false))
+		c := paho.NewClient(testsvc.GatewayOptions(url, gw, key(gw)).SetAutoReconnect(false))
 		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			b.Fatalf("connect %s: %v", gw, tok.Error())
 		}

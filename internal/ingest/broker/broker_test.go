@@ -33,6 +33,7 @@ func key(gw string) ed25519.PrivateKey {
 // broker alone, read Stats and the store directly), which a twin-service
 // process started with testsvc.StartTwinService would not let them do.
 type stack struct {
+	reg   *registry.Registry
 	store *twinstore.Store
 	in    *ingest.Ingest
 	b     *Broker
@@ -66,10 +67,11 @@ func startStackWith(t testing.TB, cfg ingest.Config, noSync bool, bcfg Config, g
 	}
 	addr := testsvc.Addr(testsvc.FreePort(t))
 	bcfg.Addr = addr
-	b, err := New(bcfg, in, log)
+	b, err := New(bcfg, Options{Ingest: in, Gateways: reg, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
+	reg.Notify(b.GatewayChanged)
 	ctx, cancel := context.WithCancel(context.Background())
 	brokerCtx, brokerCancel := context.WithCancel(ctx)
 	ingestDone, brokerDone := make(chan error, 1), make(chan error, 1)
@@ -94,20 +96,19 @@ func startStackWith(t testing.TB, cfg ingest.Config, noSync bool, bcfg Config, g
 	if err := testsvc.WaitTCP(addr, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	return &stack{store: store, in: in, b: b, url: "tcp://" + addr, stopBroker: stopBroker}
+	return &stack{reg: reg, store: store, in: in, b: b, url: "tcp://" + addr, stopBroker: stopBroker}
 }
 
-// connect opens a paho client whose username is user.
-func (s *stack) connect(t *testing.T, user string, lost chan<- error) paho.Client {
+// connect opens a paho client as gateway gw, with its connect password.
+func (s *stack) connect(t *testing.T, gw string, lost chan<- error) paho.Client {
 	t.Helper()
-	opts := paho.NewClientOptions().AddBroker(s.url).SetClientID("test-" + user).SetUsername(user).
-		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+	opts := testsvc.GatewayOptions(s.url, gw, key(gw)).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
 	if lost != nil {
 		opts.SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err })
 	}
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect %s: %v", user, tok.Error())
+		t.Fatalf("connect %s: %v", gw, tok.Error())
 	}
 	t.Cleanup(func() { c.Disconnect(100) })
 	return c
@@ -159,7 +160,6 @@ func testRejections(t *testing.T, ack string) {
 	s := startStack(t, ack, good, bad)
 	goodC := s.connect(t, good, nil)
 	badC := s.connect(t, bad, nil)
-	strangerC := s.connect(t, "gw-stranger", nil)
 
 	original := seal(t, bad, 1, wire.KindTelemetry, hostTelemetry("srv-bad"))
 	publish(t, badC, wire.Topic(bad, wire.KindTelemetry), original)
@@ -173,7 +173,7 @@ func testRejections(t *testing.T, ack string) {
 		gw      string
 		payload []byte
 	}{
-		{ingest.ReasonUnknownGateway, strangerC, "gw-stranger", seal(t, "gw-stranger", 1, wire.KindTelemetry, hostTelemetry("srv-x"))},
+		// An unknown gateway cannot connect to this broker (TestAuthentication).
 		{ingest.ReasonBadSignature, badC, bad, tampered},
 		{ingest.ReasonReplay, badC, bad, resealed},
 		{ingest.ReasonDuplicate, badC, bad, original},
@@ -202,9 +202,6 @@ func testRejections(t *testing.T, ack string) {
 			}
 		})
 	}
-	if _, err := s.store.Asset("srv-x"); err == nil {
-		t.Errorf("the unknown gateway's host has a twin; want none")
-	}
 	if gpu, _ := s.store.Asset("srv-bad.gpu0"); gpu.Health.Samples != 1 || gpu.Health.Latest.TempC != 55 {
 		t.Errorf("srv-bad.gpu0 = %d samples, temp %v; want only the original message (1, 55)", gpu.Health.Samples, gpu.Health.Latest.TempC)
 	}
@@ -226,19 +223,40 @@ func TestACL(t *testing.T) {
 	if st := s.in.Stats(); st.Accepted != 0 {
 		t.Errorf("accepted = %d after a denied publish, want 0", st.Accepted)
 	}
+	gwA := session{gateway: "gw-a"}
+	alerts := session{role: RoleAlertReader}
+	sys := session{role: RoleSysMonitor}
 	for _, tc := range []struct {
-		user, topic string
-		want        bool
+		s     session
+		topic string
+		write bool
+		want  bool
 	}{
-		{"gw-a", wire.Topic("gw-a", wire.KindGPS), true},
-		{"gw-a", wire.Topic("gw-b", wire.KindGPS), false},
-		{"", wire.Topic("gw-a", wire.KindGPS), false},
-		{"gw-a", wire.AlertTopic("s1", "theft"), false},
-		{"gw-a", "other/topic", true},
-		{"gw-a", "twinchain/v1/gw/gw-a", false},
+		{gwA, wire.Topic("gw-a", wire.KindGPS), true, true},
+		{gwA, wire.Topic("gw-b", wire.KindGPS), true, false},
+		{gwA, wire.AlertTopic("s1", "theft"), true, false},
+		{gwA, "other/topic", true, false},
+		{gwA, "twinchain/v1/gw/gw-a", true, false},
+		{gwA, "twinchain/v1/gw/gw-a/", true, false},
+		{gwA, "twinchain/v1/gw/gw-a/#", false, true},
+		{gwA, "twinchain/v1/gw/+/#", false, false},
+		{gwA, "twinchain/v1/gw/gw-ab/#", false, false},
+		{gwA, "#", false, false},
+		{gwA, "$SYS/#", false, false},
+		{gwA, wire.AlertFilter(), false, false},
+		{session{}, wire.Topic("gw-a", wire.KindGPS), true, false},
+		{alerts, wire.AlertFilter(), false, true},
+		{alerts, wire.AlertTopic("s1", "theft"), true, false},
+		{alerts, "#", false, false},
+		{alerts, wire.GatewayFilter(), false, false},
+		{alerts, "$SYS/#", false, false},
+		{sys, "$SYS/#", false, true},
+		{sys, "#", false, false},
+		{sys, wire.AlertFilter(), false, false},
+		{sys, "$SYS/broker/x", true, false},
 	} {
-		if got := allowedWrite(tc.user, tc.topic); got != tc.want {
-			t.Errorf("allowedWrite(%q, %q) = %v, want %v", tc.user, tc.topic, got, tc.want)
+		if got := allowed(tc.s, tc.topic, tc.write); got != tc.want {
+			t.Errorf("allowed(%+v, %q, write=%v) = %v, want %v", tc.s, tc.topic, tc.write, got, tc.want)
 		}
 	}
 }
@@ -279,7 +297,7 @@ func TestLastWillOverTCP(t *testing.T) {
 	s := startStack(t, AckPipelined, gw)
 	will := seal(t, gw, 0, wire.KindStatus, wire.Status{State: wire.StateOffline, Reason: "connection lost"})
 	proxy := newProxy(t, strings.TrimPrefix(s.url, "tcp://"))
-	opts := paho.NewClientOptions().AddBroker("tcp://"+proxy.addr).SetClientID("agent-"+gw).SetUsername(gw).
+	opts := testsvc.GatewayOptions("tcp://"+proxy.addr, gw, key(gw)).
 		SetBinaryWill(wire.Topic(gw, wire.KindStatus), will, 1, false).SetAutoReconnect(false)
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -301,7 +319,7 @@ func TestNoLastWillAtShutdown(t *testing.T) {
 	const gw = "gw-w"
 	s := startStack(t, AckPipelined, gw)
 	will := seal(t, gw, 0, wire.KindStatus, wire.Status{State: wire.StateOffline, Reason: "connection lost"})
-	opts := paho.NewClientOptions().AddBroker(s.url).SetClientID("agent-"+gw).SetUsername(gw).
+	opts := testsvc.GatewayOptions(s.url, gw, key(gw)).
 		SetBinaryWill(wire.Topic(gw, wire.KindStatus), will, 1, false).SetAutoReconnect(false)
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -386,7 +404,7 @@ func TestAddressInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	b, err := New(Config{Addr: ln.Addr().String()}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b, err := New(Config{Addr: ln.Addr().String()}, Options{Gateways: registry.New(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

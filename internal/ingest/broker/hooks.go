@@ -14,48 +14,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"twinchain/internal/ingest"
-	"twinchain/internal/wire"
 )
-
-// gatewayTopicPrefix is "twinchain/v1/gw/", the subtree of gateway messages.
-var gatewayTopicPrefix = strings.TrimSuffix(wire.GatewayFilter(), "+/+")
-
-// authHook lets every client connect and, in gateway mode, confines a
-// client's publications under twinchain/ to its own gateway subtree. The
-// service's inline client may publish anywhere.
-type authHook struct {
-	mqtt.HookBase
-	acl string
-}
-
-func (h *authHook) ID() string { return "twinchain-auth" }
-
-func (h *authHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
-}
-
-func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool { return true }
-
-func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if !write || h.acl == ACLOff || cl.Net.Inline {
-		return true
-	}
-	return allowedWrite(string(cl.Properties.Username), topic)
-}
-
-// allowedWrite is the gateway ACL: outside twinchain/ anything goes; inside,
-// only twinchain/v1/gw/{username}/...
-func allowedWrite(username, topic string) bool {
-	if !strings.HasPrefix(topic, wire.TopicRoot+"/") {
-		return true
-	}
-	rest, ok := strings.CutPrefix(topic, gatewayTopicPrefix)
-	if !ok || username == "" {
-		return false
-	}
-	gw, _, ok := strings.Cut(rest, "/")
-	return ok && gw == username
-}
 
 // ingestHook submits every message under the gateway subtree to the ingest
 // before the broker acknowledges it:
@@ -74,14 +33,14 @@ type ingestHook struct {
 	pipelined bool
 	window    int
 	stopping  atomic.Bool // the broker is closing every connection
+	limit     *limiter
 
-	mu      sync.Mutex
-	lastLog time.Time
-	pipes   map[*mqtt.Client]*pipe // pipelined: each connection's acknowledgements
+	mu    sync.Mutex
+	pipes map[*mqtt.Client]*pipe // pipelined: each connection's acknowledgements
 }
 
-func newIngestHook(in Submitter, log *slog.Logger, now func() time.Time, cfg Config) *ingestHook {
-	return &ingestHook{in: in, log: log, now: now, pipelined: cfg.Ack == AckPipelined, window: cfg.AckWindow, pipes: map[*mqtt.Client]*pipe{}}
+func newIngestHook(in Submitter, log *slog.Logger, limit *limiter, cfg Config) *ingestHook {
+	return &ingestHook{in: in, log: log, limit: limit, pipelined: cfg.Ack == AckPipelined, window: cfg.AckWindow, pipes: map[*mqtt.Client]*pipe{}}
 }
 
 func (h *ingestHook) ID() string { return "twinchain-ingest" }
@@ -91,7 +50,7 @@ func (h *ingestHook) Provides(b byte) bool {
 }
 
 func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if !strings.HasPrefix(pk.TopicName, gatewayTopicPrefix) {
+	if !strings.HasPrefix(pk.TopicName, gatewayPrefix) {
 		return pk, nil
 	}
 	if h.pipelined && pk.FixedHeader.Qos == 1 && !cl.Net.Inline {
@@ -110,7 +69,7 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 }
 
 func (h *ingestHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
-	if !strings.HasPrefix(pk.TopicName, gatewayTopicPrefix) {
+	if !strings.HasPrefix(pk.TopicName, gatewayPrefix) {
 		return
 	}
 	if h.stopping.Load() {
@@ -133,11 +92,26 @@ func (h *ingestHook) storeFailed(client string, err error) {
 // logLimited logs at most one line a second: a full disk fails every
 // message, a broken network every acknowledgement.
 func (h *ingestHook) logLimited(level slog.Level, msg string, args ...any) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if now := h.now(); now.Sub(h.lastLog) >= time.Second {
-		h.lastLog = now
-		h.log.Log(context.Background(), level, msg, args...)
+	h.limit.log(h.log, level, msg, args...)
+}
+
+// limiter lets through one log line a second.
+type limiter struct {
+	now  func() time.Time
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (l *limiter) log(log *slog.Logger, level slog.Level, msg string, args ...any) {
+	l.mu.Lock()
+	now := l.now()
+	ok := now.Sub(l.last) >= time.Second
+	if ok {
+		l.last = now
+	}
+	l.mu.Unlock()
+	if ok {
+		log.Log(context.Background(), level, msg, args...)
 	}
 }
 

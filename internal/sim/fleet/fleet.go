@@ -174,6 +174,16 @@ func uuidFrom(rng *rand.Rand) string {
 	return fmt.Sprintf("GPU-%08x-%04x-%04x-%04x-%012x", a>>32, (a>>16)&0xffff, a&0xffff, b>>48, b&0xffffffffffff)
 }
 
+// Credentials are the gateway's MQTT username and password for a connect at
+// now: password, when set (a broker with a password file), else a connect
+// password signed by its key (twin-service's embedded broker).
+func (g *Gateway) Credentials(password string, now time.Time) (string, string) {
+	if password != "" {
+		return g.ID, password
+	}
+	return g.ID, wire.ConnectPassword(g.Key, g.ID, now)
+}
+
 // PublicKey is the gateway's Ed25519 public key.
 func (g *Gateway) PublicKey() ed25519.PublicKey { return g.Key.Public().(ed25519.PublicKey) }
 

@@ -43,7 +43,8 @@ type PublishConfig struct {
 	// StatusEvery and InventoryEvery are simulated intervals between a
 	// gateway's heartbeats and inventory reports.
 	StatusEvery, InventoryEvery time.Duration
-	// Password is sent with the gateway id as username, when set.
+	// Password is sent with the gateway id as username, when set; else
+	// each gateway's connect password, signed by its key.
 	Password string
 	// MaxInflight bounds unacknowledged messages per gateway (backpressure).
 	MaxInflight int
@@ -142,9 +143,8 @@ func (p *Publisher) runGateway(ctx context.Context, gw *Gateway, start time.Time
 	}
 	opts := mqtt.NewClientOptions().
 		AddBroker(p.cfg.Broker).
-		SetClientID("sim-"+gw.ID).
-		SetUsername(gw.ID).
-		SetPassword(p.cfg.Password).
+		SetClientID(gw.ID).
+		SetCredentialsProvider(func() (string, string) { return gw.Credentials(p.cfg.Password, time.Now()) }).
 		SetCleanSession(false).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
