@@ -71,6 +71,9 @@ type Stats struct {
 	Events, Messages, Rejections atomic.Uint64
 	Findings, Covered, Opened    atomic.Uint64
 	DecodeErrors, Quarantined    atomic.Uint64
+	// EventPos and MessagePos are the cursors: the last event and message
+	// log positions processed.
+	EventPos, MessagePos atomic.Uint64
 }
 
 // Engine runs the detectors over the logs.
@@ -180,6 +183,8 @@ func (e *Engine) start() error {
 		}
 	}
 	e.set = detect.NewSet(e.cfg.Detect, view)
+	e.Stats.EventPos.Store(e.evCur)
+	e.Stats.MessagePos.Store(e.msgCur)
 	e.rejSince = e.now()
 	e.log.Info("detection started", "events_cursor", e.evCur, "messages_cursor", e.msgCur)
 	return nil
@@ -255,6 +260,8 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	e.evCur, e.msgCur = evCur, msgCur
+	e.Stats.EventPos.Store(evCur)
+	e.Stats.MessagePos.Store(msgCur)
 	e.Stats.Opened.Add(uint64(len(res.Opened)))
 	for i := range res.Opened {
 		e.respond(ctx, &res.Opened[i])
