@@ -90,7 +90,10 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 	t0 := time.Now().Add(100 * time.Millisecond)
 	// The summary's rate counts acknowledgements until the offer ends, not
 	// the backlog drained after it.
-	endOfOffer := time.AfterFunc(time.Until(t0.Add(cfg.Duration)), func() { rep.endAck.Store(l.Acked.Load() + 1) })
+	endOfOffer := time.AfterFunc(time.Until(t0.Add(cfg.Duration)), func() {
+		rep.endAt.Store(time.Now().UnixNano())
+		rep.endAck.Store(l.Acked.Load() + 1)
+	})
 	defer endOfOffer.Stop()
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx, t0, *grace) }()
@@ -151,6 +154,7 @@ type loadReport struct {
 	maxRSS   float64
 	firstRSS float64
 	endAck   atomic.Int64 // acknowledged when the offer ended, plus one (0: not yet)
+	endAt    atomic.Int64 // when that was read (Unix nanoseconds)
 }
 
 func (r *loadReport) start(ctx context.Context, t0 time.Time) {
@@ -207,26 +211,24 @@ func (r *loadReport) line(ctx context.Context) {
 
 // summary prints one line of key=value figures (scripts read it).
 func (r *loadReport) summary(bare bool) {
-	end := r.t0.Add(r.cfg.Duration)
-	if now := time.Now(); now.Before(end) {
-		end = now
-	}
 	if !r.warm {
 		r.warmAt, r.warmLat = r.t0, nil
 	}
 	lat := r.l.Lat.Snapshot()
-	secs := end.Sub(r.warmAt).Seconds()
-	acked := r.endAck.Load() - 1
-	if acked < 0 {
-		acked = r.l.Acked.Load()
+	acked, end := r.endAck.Load()-1, time.Unix(0, r.endAt.Load())
+	if acked < 0 { // stopped early
+		acked, end = r.l.Acked.Load(), time.Now()
 	}
-	sustained := float64(acked-r.warmAck) / max(secs, 1e-9)
+	sustained := float64(acked-r.warmAck) / max(end.Sub(r.warmAt).Seconds(), 1e-9)
+	// throughput is every message over the time to its last PUBACK: the
+	// target's capacity when the offer is above it.
+	throughput := float64(r.l.Acked.Load()) / max(time.Unix(0, r.l.LastAck.Load()).Sub(r.t0).Seconds(), 1e-9)
 	what := "service"
 	if bare {
 		what = "bare"
 	}
-	s := fmt.Sprintf("RESULT target=%s gateways=%d offered=%.0f sustained=%.0f sent=%d acked=%d ack_p50_ms=%.1f ack_p99_ms=%.1f ack_max_ms=%.1f load_cpu_us_per_msg=%.1f",
-		what, r.cfg.Gateways, r.cfg.Rate, sustained, r.l.Sent.Load(), r.l.Acked.Load(),
+	s := fmt.Sprintf("RESULT target=%s gateways=%d offered=%.0f sustained=%.0f throughput=%.0f sent=%d acked=%d ack_p50_ms=%.1f ack_p99_ms=%.1f ack_max_ms=%.1f load_cpu_us_per_msg=%.1f",
+		what, r.cfg.Gateways, r.cfg.Rate, sustained, throughput, r.l.Sent.Load(), r.l.Acked.Load(),
 		msf(lat.Quantile(r.warmLat, 0.5)), msf(lat.Quantile(r.warmLat, 0.99)), msf(lat.Quantile(r.warmLat, 1)),
 		float64((ownCPU()-r.ownCPU0).Microseconds())/float64(max(r.l.Acked.Load(), 1)))
 	if r.mon != nil && r.warmSvc.Values != nil {

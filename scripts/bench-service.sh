@@ -46,7 +46,7 @@ for _ in $(seq 1 300); do
 done
 before=$(du -sb "$data" | cut -f1)
 "$bin/firmware-sim" load -broker "$mqtt" -gateways "$gateways" -rate "$rate" -duration "${seconds}s" \
-  -metrics "http://$http/metrics" 2>&1 | tee "$dir/service-load.log"
+  -metrics "http://$http/metrics" -every "${EVERY:-2s}" 2>&1 | tee "$dir/service-load.log"
 after=$(du -sb "$data" | cut -f1)
 result=$(grep '^RESULT' "$dir/service-load.log")
 acked=$(sed -n 's/.* acked=\([0-9]*\).*/\1/p' <<<"$result")
@@ -57,10 +57,10 @@ trap - EXIT
 echo
 echo "bench-service results (load average now $(cut -d' ' -f1-3 /proc/loadavg)):"
 cat "$out"
-bare_sustained=$(sed -n 's/^RESULT target=bare .* sustained=\([0-9]*\).*/\1/p' "$out")
+bare_sustained=$(sed -n 's/^RESULT target=bare .* throughput=\([0-9]*\).*/\1/p' "$out")
 svc_sustained=$(sed -n 's/^RESULT target=service .* sustained=\([0-9]*\).*/\1/p' "$out")
 if [ -n "$bare_sustained" ] && [ -n "$svc_sustained" ]; then
-  awk -v s="$svc_sustained" -v b="$bare_sustained" 'BEGIN { printf "ratio service/bare = %d/%d = %.3f\n", s, b, s / b }'
+  awk -v s="$svc_sustained" -v b="$bare_sustained" 'BEGIN { printf "ratio service sustained / bare throughput = %d/%d = %.3f\n", s, b, s / b }'
 fi
 if [ "${PROFILE:-0}" = 1 ]; then
   go tool pprof -top -nodecount=25 "$bin/twin-service" "$dir/cpu.pprof" 2>/dev/null | head -35

@@ -118,6 +118,7 @@ type Load struct {
 	SignRate float64
 
 	Sent, Acked, Behind atomic.Int64 // Behind: messages past their time not yet sent
+	LastAck             atomic.Int64 // Unix nanoseconds of the newest PUBACK
 	Lat                 Histogram    // publish -> PUBACK
 	errs                atomic.Int64
 }
@@ -347,7 +348,9 @@ func (l *Load) readAcks(gw *gateway, window chan struct{}) error {
 		if n >= 3 && body[2] >= 0x80 {
 			return fmt.Errorf("%s: publish refused (reason %#x)", gw.id, body[2])
 		}
-		l.Lat.Record(time.Duration(time.Now().UnixNano() - gw.sentAt[k].Load()))
+		now := time.Now().UnixNano()
+		l.Lat.Record(time.Duration(now - gw.sentAt[k].Load()))
+		l.LastAck.Store(now)
 		gw.acked.Add(1)
 		l.Acked.Add(1)
 		<-window

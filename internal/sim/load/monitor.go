@@ -84,8 +84,8 @@ func (m *Monitor) Scrape(ctx context.Context) (Sample, error) {
 }
 
 // Lag is how far behind a consumer at position pos of a log is, in
-// messages (or events) and in time: how long ago the log's head first
-// reached pos (zero when it has caught up).
+// messages (or events) and in time: how long ago the log's head passed pos,
+// interpolated between scrapes (zero when it has caught up).
 func (m *Monitor) Lag(s Sample, pos float64, events bool) (n float64, d time.Duration) {
 	head := func(h headAt) float64 {
 		if events {
@@ -100,10 +100,17 @@ func (m *Monitor) Lag(s Sample, pos float64, events bool) (n float64, d time.Dur
 	if n == 0 {
 		return 0, 0
 	}
-	for _, h := range m.heads {
-		if head(h) > pos {
-			return n, s.At.Sub(h.at)
+	for i, h := range m.heads {
+		if head(h) <= pos {
+			continue
 		}
+		at := h.at
+		if i > 0 {
+			p := m.heads[i-1]
+			frac := (pos - head(p)) / (head(h) - head(p))
+			at = p.at.Add(time.Duration(frac * float64(h.at.Sub(p.at))))
+		}
+		return n, s.At.Sub(at)
 	}
 	return n, 0
 }
