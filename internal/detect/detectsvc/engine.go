@@ -50,8 +50,13 @@ type Source interface {
 	Recent(since time.Time) []ingest.Rejection
 }
 
-// KnownAssets lists the assets the gateway registry names.
-type KnownAssets func() []string
+// KnownAssets is the gateway registry's list of assets: AssetIDs (nil: no
+// list, the unknown-asset check is off) is read again only when Version
+// moves, not on every step.
+type KnownAssets interface {
+	Version() uint64
+	AssetIDs() []string
+}
 
 // Custody changes an asset's custody status through the core, as an event
 // with the actor and a note. Optional: without it the engine records the
@@ -78,15 +83,17 @@ type Stats struct {
 
 // Engine runs the detectors over the logs.
 type Engine struct {
-	cfg     Config
-	logs    Logs
-	src     Source
-	known   KnownAssets
-	custody Custody
-	alerts  *alertstore.Store
-	orders  *workorderstore.Store
-	log     *slog.Logger
-	now     func() time.Time
+	cfg   Config
+	logs  Logs
+	src   Source
+	known KnownAssets
+	// knownVer is the registry version the view's asset list is from.
+	knownVer uint64
+	custody  Custody
+	alerts   *alertstore.Store
+	orders   *workorderstore.Store
+	log      *slog.Logger
+	now      func() time.Time
 
 	mu           sync.Mutex // guards set, the clock and the cursors
 	set          *detect.Set
@@ -161,7 +168,8 @@ func (e *Engine) start() error {
 	}
 	var known []string
 	if e.known != nil {
-		known = e.known()
+		e.knownVer = e.known.Version() // before the list: a change in between is read again
+		known = e.known.AssetIDs()
 	}
 	view := detect.NewView(known)
 	for id := uint64(0); id < e.evCur; {
@@ -199,7 +207,10 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("engine not started")
 	}
 	if e.known != nil {
-		e.set.View().SetKnown(e.known())
+		if v := e.known.Version(); v != e.knownVer {
+			e.set.View().SetKnown(e.known.AssetIDs())
+			e.knownVer = v
+		}
 	}
 	batch := e.cfg.Engine.Batch
 	var found []detect.Finding
