@@ -50,6 +50,13 @@ type Source interface {
 	Recent(since time.Time) []ingest.Rejection
 }
 
+// Decoder hands out the newest messages as the ingest decoded them;
+// *ingest.Ingest is one. When the Source is one too, the engine decodes the
+// stored bytes only for messages it no longer has.
+type Decoder interface {
+	Decoded(pos uint64) (*ingest.Decoded, bool)
+}
+
 // KnownAssets is the gateway registry's list of assets: AssetIDs (nil: no
 // list, the unknown-asset check is off) is read again only when Version
 // moves, not on every step.
@@ -235,7 +242,7 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 	for i := range msgs {
 		m := &msgs[i]
 		msgCur = m.Pos
-		dm, err := decode(m)
+		dm, err := e.decode(m)
 		if err != nil {
 			e.Stats.DecodeErrors.Add(1)
 			if !e.decodeLogged {
@@ -394,12 +401,19 @@ func (e *Engine) respond(ctx context.Context, a *alert.Alert) {
 }
 
 // decode turns a stored message into a detector input.
-func decode(m *twinstore.Message) (*detect.Message, error) {
+func (e *Engine) decode(m *twinstore.Message) (*detect.Message, error) {
+	dm := &detect.Message{Ref: detect.MessageRef{Gateway: m.Gateway, Seq: m.Seq, Pos: m.Pos, Time: m.Time}, Kind: m.Kind, Recorded: m.Recorded}
+	if dec, ok := e.src.(Decoder); ok {
+		if d, ok := dec.Decoded(m.Pos); ok {
+			// The ingest's decoded form, shared: the detectors only read it.
+			dm.Telemetry, dm.Inventory, dm.RFID, dm.GPS, dm.Status = d.Telemetry, d.Inventory, d.RFID, d.GPS, d.Status
+			return dm, nil
+		}
+	}
 	env, err := wire.Decode(m.Raw)
 	if err != nil {
 		return nil, err
 	}
-	dm := &detect.Message{Ref: detect.MessageRef{Gateway: m.Gateway, Seq: m.Seq, Pos: m.Pos, Time: m.Time}, Kind: m.Kind, Recorded: m.Recorded}
 	switch env.Kind {
 	case wire.KindTelemetry:
 		v, err := wire.DecodeBody[wire.Telemetry](&env)

@@ -202,7 +202,7 @@ func (l *Load) connect(ctx context.Context, gw *gateway) error {
 		return fmt.Errorf("connect %s: %w", gw.id, err)
 	}
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4, Connect: packets.ConnectParams{
-		ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 0, ClientIdentifier: "load-" + gw.id,
+		ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 60, ClientIdentifier: "load-" + gw.id,
 		UsernameFlag: true, Username: []byte(gw.id),
 	}}
 	if l.cfg.Password != "" {

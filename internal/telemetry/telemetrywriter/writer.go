@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"twinchain/internal/ingest"
 	"twinchain/internal/telemetry"
 	"twinchain/internal/twinstore"
 	"twinchain/internal/wire"
@@ -31,6 +32,13 @@ type MessageLog interface {
 // Waker wakes the writer when messages are stored; *ingest.Ingest is one.
 type Waker interface {
 	Subscribe() (wake <-chan struct{}, cancel func())
+}
+
+// Decoder hands out the newest messages as the ingest decoded them;
+// *ingest.Ingest is one. When the Waker is one too, the writer decodes the
+// stored bytes only for messages it no longer has.
+type Decoder interface {
+	Decoded(pos uint64) (*ingest.Decoded, bool)
 }
 
 // Options tune a Writer.
@@ -66,11 +74,12 @@ type Stats struct {
 
 // Writer copies telemetry from the message log into a telemetry store.
 type Writer struct {
-	log   MessageLog
-	wake  Waker
-	store telemetry.Store
-	opts  Options
-	l     *slog.Logger
+	log     MessageLog
+	wake    Waker
+	decoded Decoder // nil: decode every message from the log
+	store   telemetry.Store
+	opts    Options
+	l       *slog.Logger
 
 	pos                                                 atomic.Uint64
 	messages, points, badMessages, badPoints, writeErrs atomic.Int64
@@ -98,7 +107,8 @@ func New(log MessageLog, wake Waker, store telemetry.Store, l *slog.Logger, opts
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Writer{log: log, wake: wake, store: store, opts: opts, l: l}
+	dec, _ := wake.(Decoder)
+	return &Writer{log: log, wake: wake, decoded: dec, store: store, opts: opts, l: l}
 }
 
 // Stats returns the current counters.
@@ -255,6 +265,13 @@ func (w *Writer) toPoints(msgs []twinstore.Message, pts []telemetry.Point, field
 		m := &msgs[i]
 		if m.Kind != wire.KindTelemetry {
 			continue
+		}
+		if w.decoded != nil {
+			if d, ok := w.decoded.Decoded(m.Pos); ok && d.Telemetry != nil {
+				w.messages.Add(1)
+				pts, fields = AppendGPUPoints(pts, fields, &d.Env, d.Telemetry, w.opts.Site(d.Env.Gateway))
+				continue
+			}
 		}
 		env, err := wire.Decode(m.Raw)
 		var body wire.Telemetry
