@@ -85,6 +85,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// maxPendingWrites is the outbound packets a connection may have queued:
+// 8 KB each instead of mochi's 64 KB.
+const maxPendingWrites = 1024
+
 // Submitter takes one message and returns after it is stored or rejected;
 // *ingest.Ingest is one.
 type Submitter interface {
@@ -111,6 +115,12 @@ func New(cfg Config, in Submitter, log *slog.Logger) (*Broker, error) {
 	cfg = cfg.withDefaults()
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = cfg.MaxPacketSize
+	// Each connection gets a channel of this many pending outbound
+	// packets, allocated at connect: mochi's default of 8,192 pointers is
+	// 64 KB per connection (640 MB for 10,000 gateways, which are sent
+	// nothing but acknowledgements). A subscriber that falls this far
+	// behind has its messages dropped, counted by mochi.
+	caps.MaximumClientWritesPending = maxPendingWrites
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
 		Logger:                 slog.New(quietHandler{log.Handler()}),

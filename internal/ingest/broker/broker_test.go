@@ -398,3 +398,16 @@ func TestAddressInUse(t *testing.T) {
 		t.Errorf("Listening() = true after a failed Run")
 	}
 }
+
+// TestPendingWritesBounded: the broker sizes each connection's outbound
+// queue for gateways (acknowledgements only), not mochi's 8,192 entries
+// (64 KB allocated per connection at connect).
+func TestPendingWritesBounded(t *testing.T) {
+	b, err := New(Config{}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.srv.Options.Capabilities.MaximumClientWritesPending; got != maxPendingWrites || got > 1024 {
+		t.Errorf("MaximumClientWritesPending = %d, want %d (at most 1024)", got, maxPendingWrites)
+	}
+}
