@@ -10,7 +10,9 @@
 #    data directory with the load's registry, offered RATE msg/s from
 #    GATEWAYS gateways for SECONDS.
 # Each prints a line per interval and a RESULT line; the last lines are
-# the table. PROFILE=1 writes the service's CPU profile (BENCH_DIR/cpu.pprof).
+# the table. PROFILE=1 writes the service's CPU profile (BENCH_DIR/cpu.pprof);
+# SERVICE_BIN runs another build of twin-service (a before/after comparison
+# with the same load generator); SKIP_BARE=1 leaves the baseline out.
 set -euo pipefail
 bin="${1:-bin}" rate="${2:-1000}" gateways="${3:-1000}" seconds="${4:-60}"
 bare_rate="${BARE_RATE:-60000}" bare_seconds="${BARE_SECONDS:-10}"
@@ -31,7 +33,7 @@ fi
 "$bin/firmware-sim" load -gateways "$gateways" -registry "$data/registry.json" -registry-only
 profile=()
 if [ "${PROFILE:-0}" = 1 ]; then profile=(-cpu-profile "$dir/cpu.pprof"); fi
-"$bin/twin-service" -data "$data" -http "$http" -mqtt-addr "$mqtt" \
+"${SERVICE_BIN:-$bin/twin-service}" -data "$data" -http "$http" -mqtt-addr "$mqtt" \
   -detect-config "$(dirname "$0")/run-detect.yaml" -log-level warn "${profile[@]}" 2>"$dir/service.log" &
 svc=$!
 cleanup() {
@@ -63,5 +65,5 @@ if [ -n "$bare_sustained" ] && [ -n "$svc_sustained" ]; then
   awk -v s="$svc_sustained" -v b="$bare_sustained" 'BEGIN { printf "ratio service sustained / bare throughput = %d/%d = %.3f\n", s, b, s / b }'
 fi
 if [ "${PROFILE:-0}" = 1 ]; then
-  go tool pprof -top -nodecount=25 "$bin/twin-service" "$dir/cpu.pprof" 2>/dev/null | head -35
+  go tool pprof -top -nodecount=25 "${SERVICE_BIN:-$bin/twin-service}" "$dir/cpu.pprof" 2>/dev/null | head -35
 fi
