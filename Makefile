@@ -7,7 +7,7 @@ HTTP  ?= 127.0.0.1:8080
 MQTT  ?= 127.0.0.1:1883
 PROGRAMS := $(patsubst %/main.go,./%,$(wildcard twin-service/main.go edge-agent/main.go firmware-sim/main.go))
 
-.PHONY: all build run test test-short lint bench clean web
+.PHONY: all build run test test-short lint bench bench-service clean web
 
 all: build
 
@@ -49,6 +49,14 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	cd chaincode && $(GO) test -run '^$$' -bench . -benchmem ./...
+
+# bench-service: the whole service at RATE msg/s from GATEWAYS gateways for
+# SECONDS, against the bare broker in the same run (docs/performance.md).
+RATE     ?= 1000
+GATEWAYS ?= 1000
+SECONDS  ?= 60
+bench-service: build
+	@scripts/bench-service.sh "$(BIN)" "$(RATE)" "$(GATEWAYS)" "$(SECONDS)"
 
 clean:
 	rm -rf $(BIN)

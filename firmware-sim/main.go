@@ -21,6 +21,7 @@ var commands = map[string]struct {
 	run   func(ctx context.Context, args []string, stderr io.Writer) error
 	usage string
 }{
+	"load":     {runLoad, "offer pre-signed 8-GPU telemetry from many gateways at a fixed rate; report acks, latency and the service's lag, RSS and CPU"},
 	"fleet":    {runFleet, "publish a simulated fleet over MQTT (signed envelopes) and write its gateway registry"},
 	"serial":   {runSerial, "serial devices on pseudo-terminals (RDM6300, UHF reader, u-blox GPS) and a simulated GPU source for edge-agent"},
 	"scenario": {runScenario, "play scripted incidents (testdata/scenarios/*.yaml) over a normal fleet and check the alerts"},

@@ -46,6 +46,9 @@ type Config struct {
 	// DetectConfig is the detection rules, thresholds, geofences and alert
 	// routes file (twin-service/detect.example.yaml); empty: defaults.
 	DetectConfig string `yaml:"detect_config"`
+	// CPUProfile, when set, is a file the whole run's CPU profile (pprof)
+	// is written to at stop (make bench-service PROFILE=1).
+	CPUProfile string `yaml:"cpu_profile"`
 	// Auth is the dashboard's and API's sign-in: users, API tokens and
 	// sessions. Users in auth.users_file (default {data_dir}/users.yaml)
 	// are added; at first start that file is made with an admin whose
@@ -178,6 +181,7 @@ var settings = []setting{
 	{"no-auth", "TWINCHAIN_NO_AUTH", "turn sign-in off: every API request acts as admin (tests only)", boolean(func(c *Config) *bool { return &c.Auth.Disabled })},
 	{"detect-config", "TWINCHAIN_DETECT_CONFIG", "detection rules and alert routes YAML file (see twin-service/detect.example.yaml)", str(func(c *Config) *string { return &c.DetectConfig })},
 	{"store-no-sync", "TWINCHAIN_STORE_NO_SYNC", "skip fsync (benchmarks only: a crash loses acknowledged messages)", boolean(func(c *Config) *bool { return &c.Store.NoSync })},
+	{"cpu-profile", "TWINCHAIN_CPU_PROFILE", "write the run's CPU profile (pprof) to this file at stop (benchmarks)", str(func(c *Config) *string { return &c.CPUProfile })},
 	{"ledger", "TWINCHAIN_LEDGER", "ledger backend: file (embedded, default), fabric (ledger.fabric settings) or off", str(func(c *Config) *string { return &c.Ledger.Backend })},
 }
 

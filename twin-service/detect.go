@@ -28,7 +28,7 @@ func (s *service) buildDetect() error {
 	d, err := detectsvc.Open(s.cfg.DataDir, cfg, detectsvc.Deps{
 		Logs:    s.store,
 		Source:  s.in,
-		Known:   s.knownAssets,
+		Known:   s.reg,
 		Custody: s.in, // quarantine by policy: a custody_changed event by "detect"
 		Events:  s.in, // alert_raised/acknowledged/resolved events, anchored with the log
 		MQTT:    pub,
@@ -43,14 +43,4 @@ func (s *service) buildDetect() error {
 	}
 	s.in.SetAnnotator(d.Annotate) // change events note the work order that covers them
 	return nil
-}
-
-// knownAssets lists the assets the gateway registry names, or nil (the
-// unknown-asset check off) when no gateway lists any.
-func (s *service) knownAssets() []string {
-	var out []string
-	for _, g := range s.reg.List() {
-		out = append(out, g.Assets...)
-	}
-	return out
 }

@@ -125,6 +125,7 @@ func (s *service) build() error {
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.MustRegister(s.detect.Collectors()...)
+	metrics.MustRegister(logPositions(s.store)...)
 	s.ledger.registerMetrics(metrics)
 	if s.telemetry, err = openTelemetry(s.cfg, s.store, s.in, s.reg, metrics, s.log); err != nil {
 		return err
@@ -281,4 +282,15 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	}
 	s.log.Info("twin-service stopped")
 	return nil
+}
+
+// logPositions are the heads of the message and event logs, against which
+// each consumer's position (telemetry writer, detectors, anchoring) is its
+// lag.
+func logPositions(st *twinstore.Store) []prometheus.Collector {
+	gauge := func(log string, v func() uint64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twinchain_log_position", Help: "Last position stored in the log.", ConstLabels: prometheus.Labels{"log": log}},
+			func() float64 { return float64(v()) })
+	}
+	return []prometheus.Collector{gauge("message", st.LastPos), gauge("event", st.LastEventID)}
 }

@@ -68,8 +68,13 @@ func (v *View) ByTag(epc string) (string, bool) {
 // Known reports whether the gateway registry lists id.
 func (v *View) Known(id string) bool { return v.known == nil || v.known[id] }
 
-// SetKnown replaces the registry's asset list.
+// SetKnown replaces the registry's asset list; nil turns the unknown-asset
+// check off, as in NewView.
 func (v *View) SetKnown(known []string) {
+	if known == nil {
+		v.known = nil
+		return
+	}
 	v.known = make(map[string]bool, len(known))
 	for _, id := range known {
 		v.known[id] = true

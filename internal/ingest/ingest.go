@@ -121,6 +121,9 @@ type Ingest struct {
 	// storeErr is the last commit's error while commits fail (a full
 	// disk): nil again after the next commit that stores.
 	storeErr atomic.Pointer[error]
+	// decoded keeps the newest accepted messages decoded for the
+	// consumers of the message log (Decoded).
+	decoded decodedCache
 }
 
 // StoreErr is why the store takes no messages now (the last commit failed,
@@ -378,6 +381,11 @@ func (in *Ingest) commit(batch []*item) {
 		in.storeErr.Store(&err)
 	} else {
 		in.storeErr.Store(nil)
+		for _, it := range batch {
+			if it.change == nil && it.err == nil && it.out.Reason == "" && it.out.Pos > 0 {
+				in.decoded.put(it.out.Pos, &it.m)
+			}
+		}
 		in.stats.committed(in.log, in.now(), batch, in.w.snapshotStates(in.w.dirtyStates), in.now().Sub(start))
 		in.w.dirtyStates = in.w.dirtyStates[:0]
 		in.wake()

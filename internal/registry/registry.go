@@ -22,6 +22,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"twinchain/internal/wire"
 )
@@ -159,6 +160,7 @@ type Registry struct {
 	reports map[string]map[string]struct{} // gateway -> its listed assets (none: no list)
 	store   Store
 	notify  []func(id string)
+	version atomic.Uint64 // counts changes: a reader caches what it derives until it moves
 }
 
 // Persist makes Put and Delete write through to st. Call it before the
@@ -188,6 +190,7 @@ func New(gws ...Gateway) *Registry {
 
 // set indexes g; the caller holds the write lock (or owns r).
 func (r *Registry) set(g Gateway) {
+	r.version.Add(1)
 	r.gw[g.ID] = g.Clone()
 	if len(g.Assets) == 0 {
 		delete(r.reports, g.ID)
@@ -254,7 +257,27 @@ func (r *Registry) delete(id string) (bool, error) {
 	}
 	delete(r.gw, id)
 	delete(r.reports, id)
+	r.version.Add(1)
 	return true, nil
+}
+
+// Version changes whenever a gateway is added, replaced or deleted: what a
+// reader derives from the registry (AssetIDs) stays valid while it does
+// not move.
+func (r *Registry) Version() uint64 { return r.version.Load() }
+
+// AssetIDs lists the assets the gateways name, or nil (no asset check)
+// when no gateway lists any.
+func (r *Registry) AssetIDs() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []string
+	for _, set := range r.reports {
+		for a := range set {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // List returns copies of every gateway, sorted by id.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -182,5 +183,31 @@ func TestFileImportedOnce(t *testing.T) {
 	}
 	if _, ok := reg.Get("gw-c"); !ok {
 		t.Errorf("gw-c, new in the file, was not imported")
+	}
+}
+
+// TestVersionAndAssetIDs: every change moves the version; AssetIDs lists the
+// assets every gateway names, nil when none names any.
+func TestVersionAndAssetIDs(t *testing.T) {
+	pub := key("a")
+	r := New(Gateway{ID: "gw-a", PublicKey: pub})
+	if got := r.AssetIDs(); got != nil {
+		t.Errorf("AssetIDs() with no lists = %v, want nil", got)
+	}
+	v := r.Version()
+	if err := r.Put(Gateway{ID: "gw-b", PublicKey: pub, Assets: []string{"srv-b", "srv-b.gpu0"}}); err != nil {
+		t.Fatal(err)
+	}
+	got := r.AssetIDs()
+	slices.Sort(got)
+	if r.Version() == v || !slices.Equal(got, []string{"srv-b", "srv-b.gpu0"}) {
+		t.Errorf("after Put: version %d (was %d), AssetIDs() = %v, want a new version and [srv-b srv-b.gpu0]", r.Version(), v, got)
+	}
+	v = r.Version()
+	if ok, err := r.Delete("gw-b"); !ok || err != nil {
+		t.Fatalf("Delete = %v, %v", ok, err)
+	}
+	if r.Version() == v || r.AssetIDs() != nil {
+		t.Errorf("after Delete: version %d (was %d), AssetIDs() = %v, want a new version and nil", r.Version(), v, r.AssetIDs())
 	}
 }

@@ -145,39 +145,10 @@ type Summary struct {
 	ByHealth map[string]int `json:"by_health"`
 }
 
-// Summarize counts every asset (one pass over the twins).
+// Summarize counts every asset. The counts are kept as twins are written;
+// the first call reads every twin once.
 func (s *Store) Summarize() (Summary, error) {
-	sum := Summary{ByKind: map[string]int{}, BySite: map[string]int{}, ByStatus: map[string]int{}, ByHealth: map[string]int{}}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTwins).ForEach(func(k, v []byte) error {
-			var a struct {
-				Kind    string `json:"kind"`
-				Site    string `json:"site"`
-				Custody struct {
-					Status string `json:"status"`
-				} `json:"custody"`
-				Health struct {
-					State string `json:"state"`
-				} `json:"health"`
-			}
-			if len(v) < 8 {
-				return fmt.Errorf("twin %s: short record", k)
-			}
-			if err := json.Unmarshal(v[8:], &a); err != nil {
-				return fmt.Errorf("twin %s: %w", k, err)
-			}
-			sum.Total++
-			sum.ByKind[a.Kind]++
-			sum.BySite[a.Site]++
-			sum.ByStatus[a.Custody.Status]++
-			sum.ByHealth[a.Health.State]++
-			return nil
-		})
-	})
-	if err != nil {
-		return sum, fmt.Errorf("summarize assets: %w", err)
-	}
-	return sum, nil
+	return s.summary.get(s.db)
 }
 
 // ErrBadCursor is returned for a paging cursor this store did not make.

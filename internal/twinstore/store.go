@@ -63,6 +63,7 @@ type Store struct {
 	wmu     sync.Mutex
 	lastPos atomic.Uint64 // newest message position
 	lastEv  atomic.Uint64 // newest event id
+	summary summary       // fleet counts, kept as twins are written (Summarize)
 }
 
 // Open opens or creates the store at path (its directory is created).

@@ -18,7 +18,10 @@ type Tx struct {
 	pos   uint64 // newest message position, including this transaction's
 	ev    uint64 // newest event id, including this transaction's
 	arena []byte // backing for keys and values: bbolt keeps them until commit
-	b     struct{ msgs, events, assetEvents, twins, seqs, gwState, cursors, meta *bolt.Bucket }
+	// counted is what the written twins count as in Summarize, applied
+	// once the transaction has committed.
+	counted map[string]summaryKey
+	b       struct{ msgs, events, assetEvents, twins, seqs, gwState, cursors, meta *bolt.Bucket }
 }
 
 // Update runs fn in one write transaction and commits it (fsynced unless
@@ -29,6 +32,7 @@ func (s *Store) Update(fn func(*Tx) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	var pos, ev uint64
+	var counted map[string]summaryKey
 	err := s.db.Update(func(btx *bolt.Tx) error {
 		t := &Tx{tx: btx, pos: s.lastPos.Load(), ev: s.lastEv.Load()}
 		t.b.msgs = btx.Bucket(bucketMessages)
@@ -44,7 +48,7 @@ func (s *Store) Update(fn func(*Tx) error) error {
 		if err := fn(t); err != nil {
 			return err
 		}
-		pos, ev = t.pos, t.ev
+		pos, ev, counted = t.pos, t.ev, t.counted
 		return nil
 	})
 	if err != nil {
@@ -52,6 +56,7 @@ func (s *Store) Update(fn func(*Tx) error) error {
 	}
 	s.lastPos.Store(pos)
 	s.lastEv.Store(ev)
+	s.summary.apply(counted)
 	return nil
 }
 
@@ -124,6 +129,10 @@ func (t *Tx) PutTwin(a *twin.Asset, observedPos uint64) error {
 	if err := t.b.twins.Put(t.copyBytes([]byte(a.ID)), v); err != nil {
 		return fmt.Errorf("put twin %s: %w", a.ID, err)
 	}
+	if t.counted == nil {
+		t.counted = map[string]summaryKey{}
+	}
+	t.counted[a.ID] = summaryKey{string(a.Kind), a.Site, string(a.Custody.Status), string(a.Health.State)}
 	return nil
 }
 

@@ -50,8 +50,20 @@ type Source interface {
 	Recent(since time.Time) []ingest.Rejection
 }
 
-// KnownAssets lists the assets the gateway registry names.
-type KnownAssets func() []string
+// Decoder hands out the newest messages as the ingest decoded them;
+// *ingest.Ingest is one. When the Source is one too, the engine decodes the
+// stored bytes only for messages it no longer has.
+type Decoder interface {
+	Decoded(pos uint64) (*ingest.Decoded, bool)
+}
+
+// KnownAssets is the gateway registry's list of assets: AssetIDs (nil: no
+// list, the unknown-asset check is off) is read again only when Version
+// moves, not on every step.
+type KnownAssets interface {
+	Version() uint64
+	AssetIDs() []string
+}
 
 // Custody changes an asset's custody status through the core, as an event
 // with the actor and a note. Optional: without it the engine records the
@@ -71,19 +83,24 @@ type Stats struct {
 	Events, Messages, Rejections atomic.Uint64
 	Findings, Covered, Opened    atomic.Uint64
 	DecodeErrors, Quarantined    atomic.Uint64
+	// EventPos and MessagePos are the cursors: the last event and message
+	// log positions processed.
+	EventPos, MessagePos atomic.Uint64
 }
 
 // Engine runs the detectors over the logs.
 type Engine struct {
-	cfg     Config
-	logs    Logs
-	src     Source
-	known   KnownAssets
-	custody Custody
-	alerts  *alertstore.Store
-	orders  *workorderstore.Store
-	log     *slog.Logger
-	now     func() time.Time
+	cfg   Config
+	logs  Logs
+	src   Source
+	known KnownAssets
+	// knownVer is the registry version the view's asset list is from.
+	knownVer uint64
+	custody  Custody
+	alerts   *alertstore.Store
+	orders   *workorderstore.Store
+	log      *slog.Logger
+	now      func() time.Time
 
 	mu           sync.Mutex // guards set, the clock and the cursors
 	set          *detect.Set
@@ -158,7 +175,8 @@ func (e *Engine) start() error {
 	}
 	var known []string
 	if e.known != nil {
-		known = e.known()
+		e.knownVer = e.known.Version() // before the list: a change in between is read again
+		known = e.known.AssetIDs()
 	}
 	view := detect.NewView(known)
 	for id := uint64(0); id < e.evCur; {
@@ -180,6 +198,8 @@ func (e *Engine) start() error {
 		}
 	}
 	e.set = detect.NewSet(e.cfg.Detect, view)
+	e.Stats.EventPos.Store(e.evCur)
+	e.Stats.MessagePos.Store(e.msgCur)
 	e.rejSince = e.now()
 	e.log.Info("detection started", "events_cursor", e.evCur, "messages_cursor", e.msgCur)
 	return nil
@@ -194,7 +214,10 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("engine not started")
 	}
 	if e.known != nil {
-		e.set.View().SetKnown(e.known())
+		if v := e.known.Version(); v != e.knownVer {
+			e.set.View().SetKnown(e.known.AssetIDs())
+			e.knownVer = v
+		}
 	}
 	batch := e.cfg.Engine.Batch
 	var found []detect.Finding
@@ -219,7 +242,7 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 	for i := range msgs {
 		m := &msgs[i]
 		msgCur = m.Pos
-		dm, err := decode(m)
+		dm, err := e.decode(m)
 		if err != nil {
 			e.Stats.DecodeErrors.Add(1)
 			if !e.decodeLogged {
@@ -255,6 +278,8 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	e.evCur, e.msgCur = evCur, msgCur
+	e.Stats.EventPos.Store(evCur)
+	e.Stats.MessagePos.Store(msgCur)
 	e.Stats.Opened.Add(uint64(len(res.Opened)))
 	for i := range res.Opened {
 		e.respond(ctx, &res.Opened[i])
@@ -376,12 +401,19 @@ func (e *Engine) respond(ctx context.Context, a *alert.Alert) {
 }
 
 // decode turns a stored message into a detector input.
-func decode(m *twinstore.Message) (*detect.Message, error) {
+func (e *Engine) decode(m *twinstore.Message) (*detect.Message, error) {
+	dm := &detect.Message{Ref: detect.MessageRef{Gateway: m.Gateway, Seq: m.Seq, Pos: m.Pos, Time: m.Time}, Kind: m.Kind, Recorded: m.Recorded}
+	if dec, ok := e.src.(Decoder); ok {
+		if d, ok := dec.Decoded(m.Pos); ok {
+			// The ingest's decoded form, shared: the detectors only read it.
+			dm.Telemetry, dm.Inventory, dm.RFID, dm.GPS, dm.Status = d.Telemetry, d.Inventory, d.RFID, d.GPS, d.Status
+			return dm, nil
+		}
+	}
 	env, err := wire.Decode(m.Raw)
 	if err != nil {
 		return nil, err
 	}
-	dm := &detect.Message{Ref: detect.MessageRef{Gateway: m.Gateway, Seq: m.Seq, Pos: m.Pos, Time: m.Time}, Kind: m.Kind, Recorded: m.Recorded}
 	switch env.Kind {
 	case wire.KindTelemetry:
 		v, err := wire.DecodeBody[wire.Telemetry](&env)

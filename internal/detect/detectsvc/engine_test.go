@@ -35,6 +35,9 @@ type rig struct {
 	stop  func()
 	// events records alert lifecycle steps through the ingest (Deps.Events).
 	events bool
+	// reg is the gateway registry; with known set, the engine's KnownAssets.
+	reg   *registry.Registry
+	known bool
 }
 
 func newRig(t *testing.T, cfg Config) *rig {
@@ -50,12 +53,17 @@ func (r *rig) open(cfg Config) {
 	if r.store, err = twinstore.Open(filepath.Join(r.dir, "twins.db"), twinstore.Options{NoSync: true}); err != nil {
 		r.t.Fatal(err)
 	}
-	reg := registry.New(registry.Gateway{ID: "gw-a", PublicKey: r.key.Public().(ed25519.PublicKey), Site: "s1"})
+	if r.reg == nil {
+		r.reg = registry.New(registry.Gateway{ID: "gw-a", PublicKey: r.key.Public().(ed25519.PublicKey), Site: "s1"})
+	}
 	log := slog.New(slog.DiscardHandler)
-	if r.in, err = ingest.New(ingest.Config{}, r.store, reg, log, time.Now); err != nil {
+	if r.in, err = ingest.New(ingest.Config{}, r.store, r.reg, log, time.Now); err != nil {
 		r.t.Fatal(err)
 	}
 	deps := Deps{Logs: r.store, Source: r.in, Custody: r.in, Log: log}
+	if r.known {
+		deps.Known = r.reg
+	}
 	if r.events {
 		deps.Events = r.in
 	}
@@ -144,10 +152,17 @@ func TestEngineAcrossRestart(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(r.svc.Collectors()...)
 	families, err := reg.Gather()
-	if err != nil || len(families) != 12 {
-		t.Errorf("detection metrics gathered %d families (%v), want 12", len(families), err)
+	if err != nil || len(families) != 13 {
+		t.Errorf("detection metrics gathered %d families (%v), want 13", len(families), err)
 	}
 	for _, mf := range families {
+		if mf.GetName() == "twinchain_detect_position" {
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == "message" && m.GetGauge().GetValue() != 4 {
+					t.Errorf("twinchain_detect_position{log=message} = %g after 4 messages, want 4", m.GetGauge().GetValue())
+				}
+			}
+		}
 		if mf.GetName() == "twinchain_detect_alerts_opened_total" {
 			if v := mf.GetMetric()[0].GetCounter().GetValue(); v != 0 {
 				t.Errorf("alerts_opened_total after the restart = %g, want 0 (the XID merged)", v)
@@ -209,5 +224,63 @@ func TestWorkOrderCoversAndNotes(t *testing.T) {
 	got, _ := r.svc.Orders().Get(wo.ID)
 	if len(got.Covered) != 1 || got.Covered[0].Value != "2.0" || got.Covered[0].Event == 0 {
 		t.Errorf("order coverage = %+v, want the VBIOS event", got.Covered)
+	}
+}
+
+// TestKnownAssetsFollowRegistry: the engine reads the registry's asset list
+// again when the registry changes (its version moves), not on every step:
+// a GPU reported by a gateway without a list is unknown until another
+// gateway's list names it.
+func TestKnownAssetsFollowRegistry(t *testing.T) {
+	cfg := Defaults()
+	cfg.Engine.Poll = 50 * time.Millisecond
+	seed := sha256.Sum256([]byte("gw-a"))
+	key := ed25519.NewKeyFromSeed(seed[:])
+	other := registry.Gateway{ID: "gw-b", PublicKey: key.Public().(ed25519.PublicKey), Site: "s1", Assets: []string{"srv-b"}}
+	r := &rig{t: t, dir: t.TempDir(), key: key, known: true,
+		reg: registry.New(registry.Gateway{ID: "gw-a", PublicKey: key.Public().(ed25519.PublicKey), Site: "s1"}, other)}
+	r.open(cfg)
+	t.Cleanup(r.close)
+	now := time.Now().UTC().Add(-time.Hour)
+	send := func(seq uint64, gpus ...string) uint64 {
+		body := wire.Telemetry{Host: "srv-a"}
+		for i, g := range gpus {
+			body.GPUs = append(body.GPUs, wire.GPUSample{Asset: g, Index: i, UUID: "U-" + g, TempC: 50})
+		}
+		data, err := wire.Seal(key, "gw-a", seq, now.Add(time.Duration(seq)*time.Second), wire.KindTelemetry, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := r.in.Submit(wire.Topic("gw-a", wire.KindTelemetry), data)
+		if err != nil || !out.Accepted() {
+			t.Fatalf("submit %d: %v %v", seq, out.Err, err)
+		}
+		return out.Pos
+	}
+	unknown := func(items []alert.Alert, asset string) bool {
+		for _, a := range items {
+			if a.Type == detect.TypeUnknownAsset && a.Asset == asset {
+				return true
+			}
+		}
+		return false
+	}
+	send(1, "srv-a.gpu0")
+	r.waitAlerts("srv-a.gpu0 unknown", func(a []alert.Alert) bool { return unknown(a, "srv-a.gpu0") })
+
+	other.Assets = append(other.Assets, "srv-a", "srv-a.gpu0", "srv-a.gpu1")
+	if err := r.reg.Put(other); err != nil {
+		t.Fatal(err)
+	}
+	pos := send(2, "srv-a.gpu0", "srv-a.gpu1")
+	testsvc.Eventually(t, 10*time.Second, "the engine past the second message", func() bool {
+		return r.svc.Engine().Stats.MessagePos.Load() >= pos
+	})
+	items, _, err := r.svc.Alerts().List(alert.Filter{}, 100, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unknown(items, "srv-a.gpu1") {
+		t.Errorf("srv-a.gpu1 raised unknown_asset after the registry named it: %+v", items)
 	}
 }

@@ -9,6 +9,9 @@ func (s *Service) Collectors() []prometheus.Collector {
 	counter := func(name, help string, v func() uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "twinchain", Subsystem: "detect", Name: name, Help: help}, func() float64 { return float64(v()) })
 	}
+	position := func(log string, v func() uint64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "twinchain", Subsystem: "detect", Name: "position", Help: "Last log position the detectors processed.", ConstLabels: prometheus.Labels{"log": log}}, func() float64 { return float64(v()) })
+	}
 	return []prometheus.Collector{
 		counter("events_total", "Twin events the detectors read.", e.Events.Load),
 		counter("messages_total", "Stored messages the detectors read.", e.Messages.Load),
@@ -21,6 +24,8 @@ func (s *Service) Collectors() []prometheus.Collector {
 		counter("deliveries_total", "Alert notifications delivered to a sink.", d.Delivered.Load),
 		counter("delivery_failures_total", "Failed delivery attempts (retried).", d.Failed.Load),
 		counter("dead_letters_total", "Notifications given up after max_attempts.", d.Dead.Load),
+		position("event", e.EventPos.Load),
+		position("message", e.MessagePos.Load),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "twinchain", Subsystem: "detect", Name: "outbox", Help: "Notifications waiting for delivery."},
 			func() float64 { return float64(s.alerts.OutboxLen()) }),
 	}

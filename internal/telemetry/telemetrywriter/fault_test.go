@@ -9,15 +9,17 @@ import (
 	"time"
 
 	"twinchain/internal/telemetry/telemetrywriter"
+	"twinchain/internal/testsvc"
 	"twinchain/internal/twinstore"
 )
 
 // fullDisk is the real store whose cursor writes fail while full is set,
-// as bbolt's do when the disk is full.
+// as bbolt's do when the disk is full; it counts the cursor writes.
 type fullDisk struct {
 	*twinstore.Store
 	full     atomic.Bool
-	attempts atomic.Int64
+	attempts atomic.Int64 // failed
+	writes   atomic.Int64 // stored
 }
 
 func (d *fullDisk) SetCursor(name string, pos uint64) error {
@@ -25,6 +27,7 @@ func (d *fullDisk) SetCursor(name string, pos uint64) error {
 		d.attempts.Add(1)
 		return fmt.Errorf("set cursor %s: write twins.db: %w", name, syscall.ENOSPC)
 	}
+	d.writes.Add(1)
 	return d.Store.SetCursor(name, pos)
 }
 
@@ -58,7 +61,37 @@ func TestWriterSurvivesFullDisk(t *testing.T) {
 	if got := r.count("srv-s1-001.gpu0"); got != 10 {
 		t.Errorf("points of gpu0 = %v, want 10", got)
 	}
-	if cur, err := r.store.Cursor(telemetrywriter.CursorName); err != nil || cur != w.Stats().Position {
-		t.Errorf("stored cursor = %d, %v, want %d", cur, err, w.Stats().Position)
+	testsvc.Eventually(t, 30*time.Second, "the cursor stored once the writer caught up", func() bool {
+		cur, err := r.store.Cursor(telemetrywriter.CursorName)
+		return err == nil && cur == w.Stats().Position
+	})
+}
+
+// wakeOnly is the ingest as a Waker only, without its decoded messages:
+// the writer decodes every message from the log.
+type wakeOnly struct{ telemetrywriter.Waker }
+
+// TestWriterCursorNotPerBatch: a busy writer does not take the store's
+// write lock for its cursor after every batch (the ingest needs it for
+// every commit): with 100 one-message batches waiting, it stores the cursor
+// once, when it has caught up. It decodes from the log here (wakeOnly).
+func TestWriterCursorNotPerBatch(t *testing.T) {
+	r := newRig(t)
+	for i := range 50 {
+		r.submit(i) // a telemetry and a status message each
+	}
+	disk := &fullDisk{Store: r.store}
+	w := telemetrywriter.New(disk, wakeOnly{r.in}, r.ts, slog.New(slog.DiscardHandler), telemetrywriter.Options{Batch: 1, CursorEvery: time.Hour, Poll: 20 * time.Millisecond})
+	r.start(w.Run)
+	r.waitWritten(w)
+	testsvc.Eventually(t, 30*time.Second, "the cursor stored", func() bool {
+		cur, err := r.store.Cursor(telemetrywriter.CursorName)
+		return err == nil && cur == 100
+	})
+	if n := disk.writes.Load(); n != 1 {
+		t.Errorf("cursor writes for 100 batches = %d, want 1 (once caught up)", n)
+	}
+	if got := r.count("srv-s1-001.gpu0"); got != 50 {
+		t.Errorf("points of gpu0 = %v, want 50", got)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"twinchain/internal/ingest"
 	"twinchain/internal/telemetry"
 	"twinchain/internal/twinstore"
 	"twinchain/internal/wire"
@@ -33,6 +34,13 @@ type Waker interface {
 	Subscribe() (wake <-chan struct{}, cancel func())
 }
 
+// Decoder hands out the newest messages as the ingest decoded them;
+// *ingest.Ingest is one. When the Waker is one too, the writer decodes the
+// stored bytes only for messages it no longer has.
+type Decoder interface {
+	Decoded(pos uint64) (*ingest.Decoded, bool)
+}
+
 // Options tune a Writer.
 type Options struct {
 	// Site names a gateway's site (the registry knows it); nil leaves the
@@ -44,6 +52,14 @@ type Options struct {
 	Poll time.Duration
 	// Retry is the wait after a failed store write (default 1s).
 	Retry time.Duration
+	// CursorEvery is how often the cursor is stored while the writer is
+	// busy (default 1s); it is stored at once when the writer catches up
+	// and when it stops. The cursor lives in the message log's store, whose
+	// single write lock the ingest holds for every commit: one cursor write
+	// per batch starved the writer under load. After a crash the points
+	// since the stored cursor are written again, which only overwrites
+	// them with the same values.
+	CursorEvery time.Duration
 }
 
 // Stats are the writer's counters.
@@ -58,11 +74,12 @@ type Stats struct {
 
 // Writer copies telemetry from the message log into a telemetry store.
 type Writer struct {
-	log   MessageLog
-	wake  Waker
-	store telemetry.Store
-	opts  Options
-	l     *slog.Logger
+	log     MessageLog
+	wake    Waker
+	decoded Decoder // nil: decode every message from the log
+	store   telemetry.Store
+	opts    Options
+	l       *slog.Logger
 
 	pos                                                 atomic.Uint64
 	messages, points, badMessages, badPoints, writeErrs atomic.Int64
@@ -81,13 +98,17 @@ func New(log MessageLog, wake Waker, store telemetry.Store, l *slog.Logger, opts
 	if opts.Retry <= 0 {
 		opts.Retry = time.Second
 	}
+	if opts.CursorEvery <= 0 {
+		opts.CursorEvery = time.Second
+	}
 	if opts.Site == nil {
 		opts.Site = func(string) string { return "" }
 	}
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Writer{log: log, wake: wake, store: store, opts: opts, l: l}
+	dec, _ := wake.(Decoder)
+	return &Writer{log: log, wake: wake, decoded: dec, store: store, opts: opts, l: l}
 }
 
 // Stats returns the current counters.
@@ -154,6 +175,31 @@ func (w *Writer) Run(ctx context.Context) error {
 	defer poll.Stop()
 	var pts []telemetry.Point
 	var fields []telemetry.Field
+	saved, savedAt := pos, time.Now()
+	// save stores the cursor at pos, retrying until it is stored or ctx
+	// ends (then it reports false).
+	save := func(ctx context.Context) bool {
+		for {
+			err := w.log.SetCursor(CursorName, pos)
+			if err == nil {
+				saved, savedAt = pos, time.Now()
+				w.recovered(pos)
+				return true
+			}
+			// The points are in the store; writing them again after a
+			// restart only overwrites them with the same values.
+			if !w.fail(ctx, "moving the telemetry cursor", err, pos) {
+				return false
+			}
+		}
+	}
+	defer func() {
+		if pos != saved { // stopping: one try, without the cancelled ctx
+			if err := w.log.SetCursor(CursorName, pos); err != nil {
+				w.l.Warn("telemetry cursor not stored at stop; its points are written again at the next start", "err", err, "position", pos)
+			}
+		}
+	}()
 	for {
 		msgs, err := w.log.MessagesAfter(pos, w.opts.Batch)
 		if err != nil {
@@ -163,6 +209,9 @@ func (w *Writer) Run(ctx context.Context) error {
 			continue
 		}
 		if len(msgs) == 0 {
+			if pos != saved && !save(ctx) { // caught up: store the cursor now
+				return nil
+			}
 			select {
 			case <-ctx.Done():
 				return nil
@@ -193,22 +242,12 @@ func (w *Writer) Run(ctx context.Context) error {
 			}
 			w.points.Add(int64(len(pts) - skippedCount(err)))
 		}
-		last := msgs[len(msgs)-1].Pos
-		for {
-			err := w.log.SetCursor(CursorName, last)
-			if err == nil {
-				break
-			}
-			// The points are in the store; writing them again after a
-			// restart only overwrites them with the same values.
-			if !w.fail(ctx, "moving the telemetry cursor", err, last) {
-				return nil
-			}
-		}
-		w.recovered(last)
-		pos = last
+		pos = msgs[len(msgs)-1].Pos
 		w.pos.Store(pos)
 		clear(pts) // drop references to this batch's strings
+		if time.Since(savedAt) >= w.opts.CursorEvery && !save(ctx) {
+			return nil
+		}
 	}
 }
 
@@ -226,6 +265,13 @@ func (w *Writer) toPoints(msgs []twinstore.Message, pts []telemetry.Point, field
 		m := &msgs[i]
 		if m.Kind != wire.KindTelemetry {
 			continue
+		}
+		if w.decoded != nil {
+			if d, ok := w.decoded.Decoded(m.Pos); ok && d.Telemetry != nil {
+				w.messages.Add(1)
+				pts, fields = AppendGPUPoints(pts, fields, &d.Env, d.Telemetry, w.opts.Site(d.Env.Gateway))
+				continue
+			}
 		}
 		env, err := wire.Decode(m.Raw)
 		var body wire.Telemetry

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"twinchain/internal/registry"
+	"twinchain/internal/sim/load"
+)
+
+// runLoad is `firmware-sim load`: pre-signed telemetry from many gateways
+// at a fixed total rate, with publish -> PUBACK latency, and (with
+// -metrics) the service's consumer lag, memory and CPU per message.
+func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg load.Config
+	fs.StringVar(&cfg.Broker, "broker", "127.0.0.1:1883", "MQTT broker address (host:port)")
+	fs.StringVar(&cfg.Password, "password", "", "MQTT password sent with the gateway id as username (default: each gateway's signed connect password)")
+	fs.IntVar(&cfg.Gateways, "gateways", 1000, "GPU hosts, one MQTT connection each")
+	fs.IntVar(&cfg.GPUs, "gpus", 8, "GPUs per host (one telemetry message carries them all)")
+	fs.Float64Var(&cfg.Rate, "rate", 1000, "messages per second offered, all gateways together (gateways/rate is each one's period)")
+	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to offer the load")
+	fs.IntVar(&cfg.Window, "window", 64, "unacknowledged messages a connection may have before it waits")
+	fs.Int64Var(&cfg.Seed, "seed", 1, "fleet seed: keys and readings (the registry must come from the same seed)")
+	regPath := fs.String("registry", "", "write the gateway registry (JSON) for this fleet to this file")
+	regOnly := fs.Bool("registry-only", false, "write the registry and exit")
+	metrics := fs.String("metrics", "", "twin-service /metrics URL: report its consumer lag, RSS and CPU per message")
+	bare := fs.Bool("bare", false, "start a bare mochi broker (no hooks, allow all) on -broker in this process and load it: the baseline")
+	every := fs.Duration("every", 5*time.Second, "report interval")
+	warmup := fs.Duration("warmup", 5*time.Second, "left out of the summary's rate and percentiles")
+	grace := fs.Duration("grace", 10*time.Second, "how long to wait for the last acknowledgements")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if *regPath != "" {
+		f, err := load.Fleet(cfg)
+		if err != nil {
+			return err
+		}
+		reg := f.Registry()
+		if err := registry.WriteFile(*regPath, reg); err != nil {
+			return err
+		}
+		assets := 0
+		for _, g := range reg.Gateways {
+			assets += len(g.Assets)
+		}
+		fmt.Fprintf(stderr, "firmware-sim: wrote registry of %d gateways (%d assets) to %s\n", len(reg.Gateways), assets, *regPath)
+	}
+	if *regOnly {
+		return nil
+	}
+	if *bare {
+		stop, err := serveBare(cfg.Broker)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	l, err := load.Presign(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "firmware-sim: pre-signed %d messages (%d MiB, %d bytes each) at %.0f msg/s on all cores\n",
+		cfg.PerGateway()*cfg.Gateways, l.Bytes>>20, l.Bytes/int64(cfg.PerGateway()*cfg.Gateways), l.SignRate)
+	began := time.Now()
+	if err := l.Connect(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "firmware-sim: %d connections to %s in %s; offering %g msg/s (%d GPUs at %.3g Hz) for %s\n",
+		cfg.Gateways, cfg.Broker, time.Since(began).Round(time.Millisecond), cfg.Rate, cfg.Gateways*cfg.GPUs, 1/cfg.Period().Seconds(), cfg.Duration)
+	rep := &loadReport{l: l, cfg: cfg, out: stderr, warmup: *warmup}
+	if *metrics != "" {
+		rep.mon = &load.Monitor{URL: *metrics}
+	}
+	t0 := time.Now().Add(100 * time.Millisecond)
+	// The summary's rate counts acknowledgements until the offer ends, not
+	// the backlog drained after it.
+	endOfOffer := time.AfterFunc(time.Until(t0.Add(cfg.Duration)), func() {
+		rep.endAt.Store(time.Now().UnixNano())
+		rep.endAck.Store(l.Acked.Load() + 1)
+	})
+	defer endOfOffer.Stop()
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx, t0, *grace) }()
+	tick := time.NewTicker(*every)
+	defer tick.Stop()
+	rep.start(ctx, t0)
+	for {
+		select {
+		case err := <-done:
+			rep.line(ctx)
+			rep.summary(*bare)
+			if n := l.Errors(); n > 0 {
+				return fmt.Errorf("%d connections failed: %w", n, err)
+			}
+			return nil
+		case <-tick.C:
+			rep.line(ctx)
+		}
+	}
+}
+
+// serveBare starts a bare mochi broker at addr: the same broker
+// twin-service embeds, with no hooks but allow-all auth.
+func serveBare(addr string) (stop func(), err error) {
+	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, err
+	}
+	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})); err != nil {
+		return nil, err
+	}
+	if err := srv.Serve(); err != nil {
+		return nil, err
+	}
+	return func() { _ = srv.Close() }, nil
+}
+
+// loadReport prints a line per interval and the summary.
+type loadReport struct {
+	l      *load.Load
+	cfg    load.Config
+	out    io.Writer
+	mon    *load.Monitor
+	warmup time.Duration
+
+	t0       time.Time
+	last     time.Time
+	lastAck  int64
+	lastLat  *load.Snapshot
+	lastSvc  load.Sample
+	ownCPU0  time.Duration
+	warm     bool
+	warmAt   time.Time
+	warmAck  int64
+	warmLat  *load.Snapshot
+	warmSvc  load.Sample
+	maxLag   map[string]time.Duration
+	maxRSS   float64
+	firstRSS float64
+	endAck   atomic.Int64 // acknowledged when the offer ended, plus one (0: not yet)
+	endAt    atomic.Int64 // when that was read (Unix nanoseconds)
+}
+
+func (r *loadReport) start(ctx context.Context, t0 time.Time) {
+	r.t0, r.last, r.lastLat = t0, t0, r.l.Lat.Snapshot()
+	r.ownCPU0 = ownCPU()
+	r.maxLag = map[string]time.Duration{}
+	if r.mon != nil {
+		r.lastSvc, _ = r.mon.Scrape(ctx)
+	}
+	fmt.Fprintln(r.out, "   t  acked/s  ack_p50  ack_p99   behind |  svc_rss  svc_cpu  cpu_us/msg  lag: telemetry    detect     anchor")
+}
+
+func (r *loadReport) line(ctx context.Context) {
+	now := time.Now()
+	acked, lat := r.l.Acked.Load(), r.l.Lat.Snapshot()
+	dt := now.Sub(r.last).Seconds()
+	s := fmt.Sprintf("%4.0fs %8.0f %8s %8s %8d |", now.Sub(r.t0).Seconds(), float64(acked-r.lastAck)/dt,
+		ms(lat.Quantile(r.lastLat, 0.5)), ms(lat.Quantile(r.lastLat, 0.99)), r.l.Behind.Load())
+	var svc load.Sample
+	if r.mon != nil {
+		var err error
+		if svc, err = r.mon.Scrape(ctx); err != nil {
+			s += " metrics: " + err.Error()
+		} else {
+			v, p := svc.Values, r.lastSvc.Values
+			cpu := v[load.MetricCPU] - p[load.MetricCPU]
+			msgs := v[load.MetricMessageHead] - p[load.MetricMessageHead]
+			rss := v[load.MetricRSS]
+			r.maxRSS = max(r.maxRSS, rss)
+			if r.firstRSS == 0 {
+				r.firstRSS = rss
+			}
+			s += fmt.Sprintf(" %6.0fMB %7.0f%% %11.0f ", rss/(1<<20), 100*cpu/svc.At.Sub(r.lastSvc.At).Seconds(), 1e6*cpu/max(msgs, 1))
+			for _, c := range []struct {
+				name   string
+				pos    float64
+				events bool
+			}{{"telemetry", v[load.MetricTelemetry], false}, {"detect", v[load.MetricDetectMsgs], false}, {"anchor", v[load.MetricAnchored], true}} {
+				n, d := r.mon.Lag(svc, c.pos, c.events)
+				r.maxLag[c.name] = max(r.maxLag[c.name], d)
+				s += fmt.Sprintf(" %7.0f/%5.1fs", n, d.Seconds())
+			}
+		}
+		r.lastSvc = svc
+	}
+	fmt.Fprintln(r.out, s)
+	if !r.warm && now.Sub(r.t0) >= r.warmup {
+		r.warm, r.warmAt, r.warmAck, r.warmLat, r.warmSvc = true, now, acked, lat, svc
+		clear(r.maxLag)
+		r.maxRSS = 0
+	}
+	r.last, r.lastAck, r.lastLat = now, acked, lat
+}
+
+// summary prints one line of key=value figures (scripts read it).
+func (r *loadReport) summary(bare bool) {
+	if !r.warm {
+		r.warmAt, r.warmLat = r.t0, nil
+	}
+	lat := r.l.Lat.Snapshot()
+	acked, end := r.endAck.Load()-1, time.Unix(0, r.endAt.Load())
+	if acked < 0 { // stopped early
+		acked, end = r.l.Acked.Load(), time.Now()
+	}
+	sustained := float64(acked-r.warmAck) / max(end.Sub(r.warmAt).Seconds(), 1e-9)
+	// throughput is every message over the time to its last PUBACK: the
+	// target's capacity when the offer is above it.
+	throughput := float64(r.l.Acked.Load()) / max(time.Unix(0, r.l.LastAck.Load()).Sub(r.t0).Seconds(), 1e-9)
+	what := "service"
+	if bare {
+		what = "bare"
+	}
+	s := fmt.Sprintf("RESULT target=%s gateways=%d offered=%.0f sustained=%.0f throughput=%.0f sent=%d acked=%d ack_p50_ms=%.1f ack_p99_ms=%.1f ack_max_ms=%.1f load_cpu_us_per_msg=%.1f",
+		what, r.cfg.Gateways, r.cfg.Rate, sustained, throughput, r.l.Sent.Load(), r.l.Acked.Load(),
+		msf(lat.Quantile(r.warmLat, 0.5)), msf(lat.Quantile(r.warmLat, 0.99)), msf(lat.Quantile(r.warmLat, 1)),
+		float64((ownCPU()-r.ownCPU0).Microseconds())/float64(max(r.l.Acked.Load(), 1)))
+	if r.mon != nil && r.warmSvc.Values != nil {
+		v, p := r.lastSvc.Values, r.warmSvc.Values
+		msgs := v[load.MetricMessageHead] - p[load.MetricMessageHead]
+		s += fmt.Sprintf(" svc_cpu_us_per_msg=%.0f svc_rss_mb_start=%.0f svc_rss_mb_max=%.0f lag_telemetry_max_s=%.1f lag_detect_max_s=%.1f lag_anchor_max_s=%.1f",
+			1e6*(v[load.MetricCPU]-p[load.MetricCPU])/max(msgs, 1), r.firstRSS/(1<<20), r.maxRSS/(1<<20),
+			r.maxLag["telemetry"].Seconds(), r.maxLag["detect"].Seconds(), r.maxLag["anchor"].Seconds())
+	}
+	fmt.Fprintln(r.out, s)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", msf(d)) }
+func msf(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
+}
+
+// ownCPU is this process's user+system CPU time.
+func ownCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,68 @@
+package ingest
+
+import (
+	"sync/atomic"
+
+	"twinchain/internal/wire"
+)
+
+// decodedRing is how many of the newest accepted messages the ingest keeps
+// decoded for its consumers: 16,384 messages, about 1.3 s at 12,500 msg/s
+// and ~60 MB of 8-GPU telemetry. A consumer further behind decodes from the
+// log.
+const decodedRing = 1 << 14
+
+// Decoded is an accepted message as the ingest decoded and checked it: the
+// envelope's fields (without the body's bytes and the signature) and the
+// body of its kind (the others nil). Consumers of the message log take it
+// from Decoded instead of decoding the stored bytes a second and third
+// time. It is shared: read it, never change it.
+type Decoded struct {
+	Pos       uint64
+	Env       wire.Envelope // Body and Sig are nil
+	Telemetry *wire.Telemetry
+	Inventory *wire.Inventory
+	RFID      *wire.RFID
+	GPS       *wire.GPSFix
+	Status    *wire.Status
+}
+
+// decodedCache is a ring of the newest accepted messages by log position;
+// written by the writer goroutine, read by any.
+type decodedCache struct {
+	slots [decodedRing]atomic.Pointer[Decoded]
+}
+
+func (c *decodedCache) put(pos uint64, m *message) {
+	d := &Decoded{Pos: pos, Env: m.env}
+	d.Env.Body, d.Env.Sig = nil, nil
+	switch m.env.Kind {
+	case wire.KindTelemetry:
+		v := m.tel
+		d.Telemetry = &v
+	case wire.KindFirmware:
+		v := m.inv
+		d.Inventory = &v
+	case wire.KindRFID:
+		v := m.rfid
+		d.RFID = &v
+	case wire.KindGPS:
+		v := m.gps
+		d.GPS = &v
+	case wire.KindStatus:
+		v := m.st
+		d.Status = &v
+	}
+	c.slots[pos%decodedRing].Store(d)
+}
+
+// Decoded returns the message at log position pos as the ingest decoded
+// it, while it is among the newest accepted (false: decode the stored
+// bytes, e.g. after a restart or for a consumer far behind).
+func (in *Ingest) Decoded(pos uint64) (*Decoded, bool) {
+	d := in.decoded.slots[pos%decodedRing].Load()
+	if d == nil || d.Pos != pos {
+		return nil, false
+	}
+	return d, true
+}

@@ -1,0 +1,368 @@
+// Package load is the whole-service load generator behind `firmware-sim
+// load`: a fleet of GPU-host gateways, each publishing one 8-GPU telemetry
+// message per period over its own MQTT connection at QoS 1, as an edge
+// agent does. Every message is signed before the clock starts (Presign), so
+// signing never limits the offered rate; sending is a write of prepared
+// bytes. Each gateway's messages are spread evenly over the period, and the
+// publish -> PUBACK latency of every message is recorded.
+//
+// The MQTT packets are encoded and decoded with mochi-mqtt's packets
+// package; the client speaks only what the load needs (CONNECT, PUBLISH at
+// QoS 1, PUBACK, DISCONNECT), so one process can hold tens of thousands of
+// connections.
+package load
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+	"golang.org/x/sync/errgroup"
+
+	"twinchain/internal/sim/fleet"
+	"twinchain/internal/wire"
+)
+
+// Config says how much load to offer.
+type Config struct {
+	Broker   string        // host:port of the MQTT broker
+	Password string        // sent with the gateway id as username when set, else the gateway's signed connect password
+	Gateways int           // GPU hosts, one connection each
+	GPUs     int           // GPUs per host (8: ~2.9 KB messages)
+	Rate     float64       // messages per second, all gateways together
+	Duration time.Duration // how long to offer it
+	// Window bounds a connection's unacknowledged messages; a gateway that
+	// reaches it waits (backpressure) and falls behind its schedule.
+	Window int
+	Seed   int64 // keys and readings: the same seed gives the same fleet
+	// MaxBytes bounds the pre-signed messages held in memory.
+	MaxBytes int64
+}
+
+// Validate fills defaults and checks the values.
+func (c *Config) Validate() error {
+	if c.GPUs == 0 {
+		c.GPUs = 8
+	}
+	if c.Window == 0 {
+		c.Window = 64
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = 6 << 30
+	}
+	switch {
+	case c.Gateways < 1 || c.Gateways > 99*9999:
+		return fmt.Errorf("load: gateways = %d, want 1..%d", c.Gateways, 99*9999)
+	case c.Rate <= 0:
+		return fmt.Errorf("load: rate = %g msg/s, want > 0", c.Rate)
+	case c.Duration <= 0:
+		return fmt.Errorf("load: duration = %s, want > 0", c.Duration)
+	case c.Window < 1 || c.Window > 65535:
+		return fmt.Errorf("load: window = %d, want 1..65535", c.Window)
+	}
+	return nil
+}
+
+// Period is the time between two messages of one gateway.
+func (c Config) Period() time.Duration {
+	return time.Duration(float64(c.Gateways) / c.Rate * float64(time.Second))
+}
+
+// PerGateway is how many messages each gateway sends in Duration.
+func (c Config) PerGateway() int {
+	return int(c.Duration/c.Period()) + 1
+}
+
+// Fleet builds the simulated fleet of exactly cfg.Gateways GPU hosts (no
+// site gateways), spread over sites of at most 1,000 hosts.
+func Fleet(cfg Config) (*fleet.Fleet, error) {
+	sites := (cfg.Gateways + 999) / 1000
+	per := (cfg.Gateways + sites - 1) / sites
+	f, err := fleet.New(fleet.Config{Sites: sites, ServersPerSite: per, GPUsPerServer: cfg.GPUs, Seed: cfg.Seed})
+	if err != nil {
+		return nil, err
+	}
+	f.Gateways = f.Gateways[:cfg.Gateways]
+	return f, nil
+}
+
+// gateway is one connection's prepared messages and its progress.
+type gateway struct {
+	id     string
+	src    *fleet.Gateway // its key signs the connect password
+	msgs   [][]byte // encoded PUBLISH packets; message k has packet id k%65535+1
+	sentAt []atomic.Int64
+	acked  atomic.Int64 // PUBACKs received (they come in order)
+	conn   net.Conn
+}
+
+// Load is a prepared load: every message signed and encoded.
+type Load struct {
+	cfg   Config
+	gws   []*gateway
+	Bytes int64 // encoded bytes held
+	// SignRate is how many messages per second the pre-signing made (all
+	// cores), the ceiling of a generator that signs as it sends.
+	SignRate float64
+
+	Sent, Acked, Behind atomic.Int64 // Behind: messages past their time not yet sent
+	LastAck             atomic.Int64 // Unix nanoseconds of the newest PUBACK
+	Lat                 Histogram    // publish -> PUBACK
+	errs                atomic.Int64
+}
+
+// Presign signs and encodes every message of the run on all cores. Reading
+// times start now and step by the period, so none is ahead of the clock
+// when it is sent.
+func Presign(cfg Config) (*Load, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	f, err := Fleet(cfg)
+	if err != nil {
+		return nil, err
+	}
+	n := cfg.PerGateway()
+	est := int64(n) * int64(cfg.Gateways) * int64(400+330*cfg.GPUs)
+	if est > cfg.MaxBytes {
+		return nil, fmt.Errorf("load: %d messages of ~%d bytes need ~%d MiB, over the %d MiB limit: shorten the run or raise the limit", n*cfg.Gateways, est/int64(n*cfg.Gateways), est>>20, cfg.MaxBytes>>20)
+	}
+	l := &Load{cfg: cfg, gws: make([]*gateway, len(f.Gateways))}
+	start, period := time.Now().UTC(), cfg.Period()
+	base := uint64(time.Now().UnixMilli()) // never reuse a sequence number against the same store
+	began := time.Now()
+	var next atomic.Int64
+	var total atomic.Int64
+	g := new(errgroup.Group)
+	for range runtime.GOMAXPROCS(0) {
+		g.Go(func() error {
+			var buf bytes.Buffer
+			for i := int(next.Add(1) - 1); i < len(f.Gateways); i = int(next.Add(1) - 1) {
+				src := f.Gateways[i]
+				src.SetSeq(base)
+				gw := &gateway{id: src.ID, src: src, msgs: make([][]byte, n), sentAt: make([]atomic.Int64, n)}
+				for k := range n {
+					t := start.Add(time.Duration(k) * period)
+					data, topic, _, err := src.Seal(wire.KindTelemetry, t, src.Sample(t, period))
+					if err != nil {
+						return err
+					}
+					buf.Reset()
+					pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: topic, PacketID: packetID(k), Payload: data, ProtocolVersion: 4}
+					if err := pk.PublishEncode(&buf); err != nil {
+						return fmt.Errorf("encode %s: %w", src.ID, err)
+					}
+					gw.msgs[k] = bytes.Clone(buf.Bytes())
+					total.Add(int64(buf.Len()))
+				}
+				l.gws[i] = gw
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	l.Bytes = total.Load()
+	l.SignRate = float64(n*len(f.Gateways)) / time.Since(began).Seconds()
+	return l, nil
+}
+
+func packetID(k int) uint16 { return uint16(k%65535) + 1 }
+
+// Fleet's registry entries for the prepared gateways come from Fleet(cfg):
+// the same seed gives the same keys.
+
+// Connect opens every gateway's connection (up to 64 at a time).
+func (l *Load) Connect(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(64)
+	for _, gw := range l.gws {
+		g.Go(func() error { return l.connect(ctx, gw) })
+	}
+	return g.Wait()
+}
+
+func (l *Load) connect(ctx context.Context, gw *gateway) error {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", l.cfg.Broker)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", gw.id, err)
+	}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4, Connect: packets.ConnectParams{
+		ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 60, ClientIdentifier: gw.id,
+		UsernameFlag: true, Username: []byte(gw.id), PasswordFlag: true,
+	}}
+	_, password := gw.src.Credentials(l.cfg.Password, time.Now())
+	pk.Connect.Password = []byte(password)
+	var buf bytes.Buffer
+	if err := pk.ConnectEncode(&buf); err != nil {
+		conn.Close()
+		return err
+	}
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(buf.Bytes()); err != nil {
+		conn.Close()
+		return fmt.Errorf("connect %s: %w", gw.id, err)
+	}
+	var ack [4]byte
+	if _, err := io.ReadFull(conn, ack[:]); err != nil {
+		conn.Close()
+		return fmt.Errorf("connect %s: connack: %w", gw.id, err)
+	}
+	if ack[0]>>4 != packets.Connack || ack[3] != 0 {
+		conn.Close()
+		return fmt.Errorf("connect %s: refused (connack % x)", gw.id, ack)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	gw.conn = conn
+	return nil
+}
+
+// Run offers the load from t0 (every gateway connected) until its messages
+// are sent and acknowledged, ctx ends, or grace has passed after the last
+// message was due. It returns the first connection error, if any.
+func (l *Load) Run(ctx context.Context, t0 time.Time, grace time.Duration) error {
+	ctx, cancel := context.WithDeadline(ctx, t0.Add(l.cfg.Duration+grace))
+	defer cancel()
+	var first error
+	var once sync.Once
+	fail := func(err error) {
+		l.errs.Add(1)
+		once.Do(func() { first = err })
+	}
+	period := l.cfg.Period()
+	var wg sync.WaitGroup
+	for i, gw := range l.gws {
+		// Gateway i's message k is due at t0 + (k + i/N) periods.
+		phase := time.Duration(float64(period) * float64(i) / float64(len(l.gws)))
+		window := make(chan struct{}, l.cfg.Window)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := l.readAcks(gw, window); err != nil && ctx.Err() == nil {
+				fail(err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			defer gw.conn.Close() // ends readAcks
+			if err := l.send(ctx, gw, t0.Add(phase), period, window); err != nil && ctx.Err() == nil {
+				fail(err)
+			}
+			// Wait for the outstanding acknowledgements (the window fills
+			// up again), or the deadline.
+			for range cap(window) {
+				select {
+				case window <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+			}
+			_, _ = gw.conn.Write([]byte{packets.Disconnect << 4, 0})
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+func (l *Load) send(ctx context.Context, gw *gateway, first time.Time, period time.Duration, window chan struct{}) error {
+	timer := time.NewTimer(time.Until(first))
+	defer timer.Stop()
+	for k, msg := range gw.msgs {
+		due := first.Add(time.Duration(k) * period)
+		if d := time.Until(due); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		select {
+		case window <- struct{}{}:
+		default:
+			l.Behind.Add(1) // the window is full: the service holds us back
+			select {
+			case window <- struct{}{}:
+			case <-ctx.Done():
+				return nil
+			}
+			l.Behind.Add(-1)
+		}
+		gw.sentAt[k].Store(time.Now().UnixNano())
+		if _, err := gw.conn.Write(msg); err != nil {
+			return fmt.Errorf("publish %s: %w", gw.id, err)
+		}
+		l.Sent.Add(1)
+	}
+	return nil
+}
+
+// readAcks reads the connection's PUBACKs, which come in publish order, and
+// records each message's latency.
+func (l *Load) readAcks(gw *gateway, window chan struct{}) error {
+	r := bufio.NewReaderSize(gw.conn, 512)
+	var body [64]byte
+	for {
+		hb, err := r.ReadByte()
+		if err != nil {
+			return ignoreClosed(err)
+		}
+		n, _, err := packets.DecodeLength(r)
+		if err != nil {
+			return ignoreClosed(err)
+		}
+		if n > len(body) {
+			if _, err := r.Discard(n); err != nil {
+				return ignoreClosed(err)
+			}
+			continue
+		}
+		if _, err := io.ReadFull(r, body[:n]); err != nil {
+			return ignoreClosed(err)
+		}
+		if hb>>4 != packets.Puback || n < 2 {
+			continue
+		}
+		k := gw.acked.Load()
+		if k >= int64(len(gw.msgs)) {
+			return fmt.Errorf("%s: unexpected puback", gw.id)
+		}
+		if id := binary.BigEndian.Uint16(body[:2]); id != packetID(int(k)) {
+			return fmt.Errorf("%s: puback for packet %d, want %d", gw.id, id, packetID(int(k)))
+		}
+		if n >= 3 && body[2] >= 0x80 {
+			return fmt.Errorf("%s: publish refused (reason %#x)", gw.id, body[2])
+		}
+		now := time.Now().UnixNano()
+		l.Lat.Record(time.Duration(now - gw.sentAt[k].Load()))
+		l.LastAck.Store(now)
+		gw.acked.Add(1)
+		l.Acked.Add(1)
+		<-window
+	}
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
+
+// Errors is how many connections failed.
+func (l *Load) Errors() int64 { return l.errs.Load() }

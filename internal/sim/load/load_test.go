@@ -1,0 +1,43 @@
+package load
+
+import (
+	"testing"
+	"time"
+)
+
+func TestQuantile(t *testing.T) {
+	var h Histogram
+	for i := 1; i <= 100; i++ {
+		h.Record(time.Duration(i) * time.Millisecond)
+	}
+	s := h.Snapshot()
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 50 * time.Millisecond}, {0.99, 99 * time.Millisecond}, {1, 100 * time.Millisecond}} {
+		got := s.Quantile(nil, c.q)
+		if got < c.want || got > c.want*106/100 {
+			t.Errorf("Quantile(%g) = %s, want %s to +5%%", c.q, got, c.want)
+		}
+	}
+	h.Record(time.Second)
+	if got := h.Snapshot().Quantile(s, 0.5); got < time.Second || got > 1060*time.Millisecond {
+		t.Errorf("Quantile since snapshot = %s, want 1s to +5%%", got)
+	}
+}
+
+func TestLag(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	m := &Monitor{heads: []headAt{{t0, 0, 0}, {t0.Add(time.Second), 100, 10}, {t0.Add(2 * time.Second), 200, 20}}}
+	s := Sample{At: t0.Add(2 * time.Second)}
+	// The head passed 150 at 1.5 s: a consumer at 150 is 50 messages and 0.5 s behind.
+	if n, d := m.Lag(s, 150, false); n != 50 || d != 500*time.Millisecond {
+		t.Errorf("Lag(150) = %g, %s, want 50, 500ms", n, d)
+	}
+	if n, d := m.Lag(s, 200, false); n != 0 || d != 0 {
+		t.Errorf("Lag(200) = %g, %s, want 0, 0s (caught up)", n, d)
+	}
+	if n, d := m.Lag(s, 5, true); n != 15 || d != 1500*time.Millisecond {
+		t.Errorf("Lag(events 5) = %g, %s, want 15, 1.5s", n, d)
+	}
+}
