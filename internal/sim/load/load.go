@@ -103,7 +103,7 @@ func Fleet(cfg Config) (*fleet.Fleet, error) {
 type gateway struct {
 	id     string
 	src    *fleet.Gateway // its key signs the connect password
-	msgs   [][]byte // encoded PUBLISH packets; message k has packet id k%65535+1
+	msgs   [][]byte       // encoded PUBLISH packets; message k has packet id k%65535+1
 	sentAt []atomic.Int64
 	acked  atomic.Int64 // PUBACKs received (they come in order)
 	conn   net.Conn
