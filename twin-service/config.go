@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -20,6 +21,7 @@ import (
 	"twinchain/internal/ingest"
 	"twinchain/internal/ingest/broker"
 	"twinchain/internal/ingest/mqttsub"
+	"twinchain/internal/registry/enrollment"
 	"twinchain/internal/telemetry"
 )
 
@@ -72,6 +74,18 @@ type MQTTConfig struct {
 	Mode     string         `yaml:"mode"` // embedded or external
 	Embedded broker.Config  `yaml:"embedded"`
 	External mqttsub.Config `yaml:"external"`
+	// GatewayCA issues each gateway its MQTT client certificate at
+	// enrollment; the embedded broker's TLS listener trusts it (and gets
+	// its server certificate from it). Default: twin-service's own CA,
+	// {data_dir}/gateway-ca.pem and gateway-ca.key, made at first start.
+	// An operator's CA: both files, which must exist.
+	GatewayCA GatewayCAConfig `yaml:"gateway_ca"`
+}
+
+// GatewayCAConfig names the gateway CA's certificate and key (PEM).
+type GatewayCAConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 func defaultConfig() Config {
@@ -102,6 +116,9 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log.format %q: want text or json", c.Log.Format))
 	}
+	if (c.MQTT.GatewayCA.CertFile == "") != (c.MQTT.GatewayCA.KeyFile == "") {
+		errs = append(errs, errors.New("mqtt.gateway_ca: cert_file and key_file go together"))
+	}
 	switch c.MQTT.Mode {
 	case modeEmbedded:
 		errs = append(errs, c.MQTT.Embedded.Validate())
@@ -120,6 +137,15 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	return nil
+}
+
+// openGatewayCA opens the configured gateway CA, or twin-service's own in
+// the data directory, made the first time.
+func (c *Config) openGatewayCA() (*enrollment.CA, error) {
+	if ca := c.MQTT.GatewayCA; ca.CertFile != "" {
+		return enrollment.OpenCA(ca.CertFile, ca.KeyFile, false, time.Now)
+	}
+	return enrollment.OpenCA(filepath.Join(c.DataDir, enrollment.CACertFile), filepath.Join(c.DataDir, enrollment.CAKeyFile), true, time.Now)
 }
 
 // usersPath is the users file: users added to auth.users at start.

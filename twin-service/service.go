@@ -91,9 +91,17 @@ func (s *service) build() error {
 	if err != nil {
 		return err
 	}
+	ca, err := s.cfg.openGatewayCA()
+	if err != nil {
+		return err
+	}
 	switch s.cfg.MQTT.Mode {
 	case modeEmbedded:
-		b, err := broker.New(s.cfg.MQTT.Embedded, broker.Options{Ingest: s.in, Gateways: s.reg, Log: s.log.With("component", "broker")})
+		tc, err := brokerTLS(s.cfg.MQTT.Embedded.TLS, ca)
+		if err != nil {
+			return err
+		}
+		b, err := broker.New(s.cfg.MQTT.Embedded, broker.Options{Ingest: s.in, Gateways: s.reg, TLS: tc, Log: s.log.With("component", "broker")})
 		if err != nil {
 			return err
 		}
@@ -139,7 +147,7 @@ func (s *service) build() error {
 		Ingest:     s.in,
 		Gateways:   s.reg,
 		Changes:    s.in,
-		Enroll:     enrollment.NewService(s.reg, time.Now),
+		Enroll:     enrollment.NewService(s.reg, ca, time.Now),
 		Ledger:     s.ledger.deps(),
 		Metrics:    metrics,
 		Alerts:     s.detect.Alerts(),

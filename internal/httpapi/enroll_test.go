@@ -35,7 +35,7 @@ func TestEnrollRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := registry.New()
-	srv, err := New(Options{Gateways: reg, Enroll: enrollment.NewService(reg, time.Now), Auth: NewAuth(authn, false, slog.New(slog.DiscardHandler))})
+	srv, err := New(Options{Gateways: reg, Enroll: enrollment.NewService(reg, nil, time.Now), Auth: NewAuth(authn, false, slog.New(slog.DiscardHandler))})
 	if err != nil {
 		t.Fatal(err)
 	}

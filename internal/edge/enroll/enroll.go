@@ -5,8 +5,9 @@
 // administrator asks for a one-time token (bound to a site, and optionally to
 // one gateway id); `edge-agent enroll` sends the token, the gateway id and
 // the gateway's Ed25519 public key, signed with that key to prove it holds
-// it; twin-service registers (gateway id, public key, site) and accepts the
-// gateway's messages from then on.
+// it; twin-service registers (gateway id, public key, site), answers with an
+// MQTT client certificate on that key, and accepts the gateway's
+// connections and messages from then on.
 //
 // HTTP (twin-service, under /api/v1):
 //
@@ -95,4 +96,10 @@ type Response struct {
 	GatewayID string `json:"gateway_id"`
 	Site      string `json:"site"`
 	Topic     string `json:"topic"` // where it publishes, e.g. twinchain/v1/gw/{id}/#
+	// Certificate is the gateway's MQTT client certificate (PEM) on its own
+	// key, issued by twin-service's gateway CA: CN and URI SAN
+	// urn:twinchain:gateway:{id}. CACertificate is that CA (PEM): the
+	// gateway trusts it for the broker's TLS certificate.
+	Certificate   string `json:"certificate,omitempty"`
+	CACertificate string `json:"ca_certificate,omitempty"`
 }

@@ -32,14 +32,16 @@ type pendingToken struct {
 // concurrent use.
 type Service struct {
 	reg    Gateways
+	ca     *CA
 	now    func() time.Time
 	mu     sync.Mutex
 	tokens map[[32]byte]pendingToken
 }
 
-// NewService returns a Service that registers gateways in reg.
-func NewService(reg Gateways, now func() time.Time) *Service {
-	return &Service{reg: reg, now: now, tokens: map[[32]byte]pendingToken{}}
+// NewService returns a Service that registers gateways in reg and, when ca
+// is not nil, issues each an MQTT client certificate.
+func NewService(reg Gateways, ca *CA, now func() time.Time) *Service {
+	return &Service{reg: reg, ca: ca, now: now, tokens: map[[32]byte]pendingToken{}}
 }
 
 // DefaultTTL is a token's lifetime when the request names none.
@@ -101,9 +103,17 @@ func (s *Service) Redeem(req enroll.Request) (enroll.Response, error) {
 		}
 		g.Assets = old.Assets
 	}
+	resp := enroll.Response{GatewayID: g.ID, Site: g.Site, Topic: wire.Topic(g.ID, "#")}
+	if s.ca != nil {
+		cert, err := s.ca.IssueGateway(g.ID, g.PublicKey)
+		if err != nil {
+			return enroll.Response{}, err
+		}
+		resp.Certificate, resp.CACertificate = string(cert), string(s.ca.CertPEM())
+	}
 	if err := s.reg.Put(g); err != nil {
 		return enroll.Response{}, fmt.Errorf("register gateway %s: %w", req.GatewayID, err)
 	}
 	delete(s.tokens, h)
-	return enroll.Response{GatewayID: g.ID, Site: g.Site, Topic: wire.Topic(g.ID, "#")}, nil
+	return resp, nil
 }

@@ -3,12 +3,17 @@ package enrollment
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"twinchain/internal/edge/enroll"
 	"twinchain/internal/registry"
+	"twinchain/internal/wire"
 )
 
 func key(s string) ed25519.PrivateKey {
@@ -19,7 +24,13 @@ func key(s string) ed25519.PrivateKey {
 func TestIssueRedeem(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	reg := registry.New()
-	svc := NewService(reg, func() time.Time { return now })
+	clock := func() time.Time { return now }
+	dir := t.TempDir()
+	ca, err := OpenCA(filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile), true, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := NewService(reg, ca, clock)
 	tok, err := svc.Issue(enroll.TokenRequest{Site: "s1"})
 	if err != nil {
 		t.Fatal(err)
@@ -29,6 +40,7 @@ func TestIssueRedeem(t *testing.T) {
 	if err != nil || resp.GatewayID != "gw-a" || resp.Site != "s1" || resp.Topic != "twinchain/v1/gw/gw-a/#" {
 		t.Fatalf("Redeem = %+v, %v, want gw-a at s1", resp, err)
 	}
+	checkCertificate(t, ca, resp, "gw-a", k.Public().(ed25519.PublicKey))
 	if pub, site, ok := reg.Lookup("gw-a"); !ok || site != "s1" || !pub.Equal(k.Public()) {
 		t.Errorf("registry after Redeem: %v %q %v, want gw-a's key at s1", pub, site, ok)
 	}
@@ -75,5 +87,75 @@ func TestIssueRedeem(t *testing.T) {
 	}
 	if _, err := svc.Issue(enroll.TokenRequest{}); !errors.Is(err, enroll.ErrInvalid) {
 		t.Errorf("Issue(no site) = %v, want enroll.ErrInvalid", err)
+	}
+}
+
+// checkCertificate: the answer carries a client certificate for gw on its
+// key, which chains to the CA the answer also carries.
+func checkCertificate(t *testing.T, ca *CA, resp enroll.Response, gw string, pub ed25519.PublicKey) {
+	t.Helper()
+	if resp.CACertificate != string(ca.CertPEM()) {
+		t.Errorf("ca_certificate is not the CA's certificate")
+	}
+	block, _ := pem.Decode([]byte(resp.Certificate))
+	if block == nil {
+		t.Fatalf("certificate %q: no PEM block", resp.Certificate)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		CurrentTime: ca.now()}); err != nil {
+		t.Errorf("certificate does not verify against the CA as a client certificate: %v", err)
+	}
+	if got, ok := cert.PublicKey.(ed25519.PublicKey); !ok || !got.Equal(pub) {
+		t.Errorf("certificate key = %v, want the gateway's", cert.PublicKey)
+	}
+	if len(cert.URIs) != 1 || cert.URIs[0].String() != wire.GatewayURI(gw) || cert.Subject.CommonName != gw {
+		t.Errorf("certificate names CN %q, URIs %v; want %s and %s", cert.Subject.CommonName, cert.URIs, gw, wire.GatewayURI(gw))
+	}
+}
+
+// TestOpenCA: twin-service's own CA is made once and reopened the same; an
+// operator's CA must exist, and must be a CA.
+func TestOpenCA(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile)
+	if _, err := OpenCA(cert, key, false, time.Now); err == nil {
+		t.Error("OpenCA(missing, create off) = nil error, want one")
+	}
+	a, err := OpenCA(cert, key, true, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenCA(cert, key, false, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(a.CertPEM()) != string(b.CertPEM()) {
+		t.Error("reopening the CA made another one")
+	}
+	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("CA key file: %v, %v; want mode 0600", st, err)
+	}
+	// A server certificate is no CA: refused as one.
+	srv, err := a.ServerCertificate([]string{"localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafKey, err := x509.MarshalPKCS8PrivateKey(srv.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, lk := filepath.Join(dir, "leaf.pem"), filepath.Join(dir, "leaf.key")
+	if err := os.WriteFile(lc, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate[0]}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lk, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: leafKey}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenCA(lc, lk, false, time.Now); err == nil {
+		t.Error("OpenCA(a server certificate) = nil error, want: not a CA")
 	}
 }
