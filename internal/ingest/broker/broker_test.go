@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +19,7 @@ import (
 
 	"twinchain/internal/ingest"
 	"twinchain/internal/registry"
+	"twinchain/internal/registry/enrollment"
 	"twinchain/internal/testsvc"
 	"twinchain/internal/twinstore"
 	"twinchain/internal/wire"
@@ -38,6 +40,10 @@ type stack struct {
 	in    *ingest.Ingest
 	b     *Broker
 	url   string
+	// ca and tlsURL: the gateway CA and the TLS listener, when the test's
+	// Config asked for one (TLS.Addr set; its value is replaced).
+	ca     *enrollment.CA
+	tlsURL string
 	// stopBroker shuts the broker down and leaves the ingest running.
 	stopBroker func() error
 }
@@ -67,7 +73,21 @@ func startStackWith(t testing.TB, cfg ingest.Config, noSync bool, bcfg Config, g
 	}
 	addr := testsvc.Addr(testsvc.FreePort(t))
 	bcfg.Addr = addr
-	b, err := New(bcfg, Options{Ingest: in, Gateways: reg, Log: log})
+	opts := Options{Ingest: in, Gateways: reg, Log: log}
+	var ca *enrollment.CA
+	if bcfg.TLS.Addr != "" {
+		bcfg.TLS.Addr = testsvc.Addr(testsvc.FreePort(t))
+		dir := t.TempDir()
+		if ca, err = enrollment.OpenCA(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key"), true, time.Now); err != nil {
+			t.Fatal(err)
+		}
+		cert, err := ca.ServerCertificate([]string{"127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: ca.Pool()}
+	}
+	b, err := New(bcfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +116,14 @@ func startStackWith(t testing.TB, cfg ingest.Config, noSync bool, bcfg Config, g
 	if err := testsvc.WaitTCP(addr, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	return &stack{reg: reg, store: store, in: in, b: b, url: "tcp://" + addr, stopBroker: stopBroker}
+	st := &stack{reg: reg, store: store, in: in, b: b, url: "tcp://" + addr, ca: ca, stopBroker: stopBroker}
+	if ca != nil {
+		if err := testsvc.WaitTCP(bcfg.TLS.Addr, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		st.tlsURL = "ssl://" + bcfg.TLS.Addr
+	}
+	return st
 }
 
 // connect opens a paho client as gateway gw, with its connect password.

@@ -1,0 +1,106 @@
+package broker
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/pem"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"twinchain/internal/registry"
+	"twinchain/internal/wire"
+)
+
+// certOptions are a gateway's paho options over TLS with the client
+// certificate issued for (id, the certificate's key) and private key k:
+// no password, as a gateway configured with cert_file connects.
+func certOptions(t *testing.T, s *stack, clientID string, certFor string, certKey, k ed25519.PrivateKey) *paho.ClientOptions {
+	t.Helper()
+	certPEM, err := s.ca.IssueGateway(certFor, certKey.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(certPEM)
+	tc := &tls.Config{RootCAs: s.ca.Pool(), MinVersion: tls.VersionTLS12,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{block.Bytes}, PrivateKey: k}}}
+	return paho.NewClientOptions().AddBroker(s.tlsURL).SetClientID(clientID).SetTLSConfig(tc)
+}
+
+// TestClientCertificate: over TLS a gateway proves who it is with the
+// certificate issued at enrollment, and publishes; a certificate for
+// another gateway, one on a key that is not the registered one, and an
+// anonymous TLS client are refused, each counted; revoking the gateway
+// closes its live TLS session at once and its certificate is refused from
+// then on, though it still chains to the CA.
+func TestClientCertificate(t *testing.T) {
+	s := startAuthStack(t, Config{TLS: TLSConfig{Addr: "set by startStackWith"}})
+	lost := make(chan error, 1)
+	c, err := tryConnect(t, certOptions(t, s, "gw-a", "gw-a", key("gw-a"), key("gw-a")).
+		SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err }))
+	if err != nil {
+		t.Fatalf("gw-a with its certificate: %v", err)
+	}
+	publish(t, c, wire.Topic("gw-a", wire.KindTelemetry), seal(t, "gw-a", 1, wire.KindTelemetry, hostTelemetry("host-a")))
+	if st := gatewayStats(s.in.Stats(), "gw-a"); st.Accepted != 1 {
+		t.Errorf("gw-a accepted = %d, want 1", st.Accepted)
+	}
+
+	thiefSeed := sha256.Sum256([]byte("thief"))
+	thief := ed25519.NewKeyFromSeed(thiefSeed[:])
+	for _, tc := range []struct {
+		name   string
+		opts   *paho.ClientOptions
+		reason string
+	}{
+		{"gw-b's certificate, client id gw-a", certOptions(t, s, "gw-a", "gw-b", key("gw-b"), key("gw-b")), RefusedClientID},
+		{"a certificate for gw-b on another key", certOptions(t, s, "gw-b", "gw-b", thief, thief), RefusedBadCertificate},
+		{"a certificate for an unregistered gateway", certOptions(t, s, "gw-x", "gw-x", thief, thief), RefusedUnknownGateway},
+		{"TLS without a certificate or password", paho.NewClientOptions().AddBroker(s.tlsURL).SetClientID("gw-a").
+			SetTLSConfig(&tls.Config{RootCAs: s.ca.Pool()}), RefusedNoCredentials},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := s.b.Stats().Refused[tc.reason]
+			if _, err := tryConnect(t, tc.opts); err == nil {
+				t.Fatalf("connected; want refused (%s)", tc.reason)
+			}
+			if got := s.b.Stats().Refused[tc.reason] - before; got != 1 {
+				t.Errorf("refused[%s] moved by %d, want 1", tc.reason, got)
+			}
+		})
+	}
+	if !c.IsConnectionOpen() {
+		t.Fatal("gw-a lost its session to a refused client")
+	}
+
+	// Re-keying gw-a revokes the certificate on its old key at once.
+	newSeed := sha256.Sum256([]byte("gw-a new key"))
+	newKey := ed25519.NewKeyFromSeed(newSeed[:])
+	if err := s.reg.Put(registry.Gateway{ID: "gw-a", PublicKey: newKey.Public().(ed25519.PublicKey), Site: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(20 * time.Second):
+		t.Fatal("re-keyed gw-a: the live TLS session was not closed")
+	}
+	before := s.b.Stats().Refused[RefusedBadCertificate]
+	if _, err := tryConnect(t, certOptions(t, s, "gw-a", "gw-a", key("gw-a"), key("gw-a"))); err == nil {
+		t.Error("gw-a's old certificate connected after re-keying")
+	}
+	if got := s.b.Stats().Refused[RefusedBadCertificate] - before; got != 1 {
+		t.Errorf("refused[bad_certificate] moved by %d, want 1", got)
+	}
+	if _, err := tryConnect(t, certOptions(t, s, "gw-a", "gw-a", newKey, newKey)); err != nil {
+		t.Errorf("gw-a's certificate on its new key: %v", err)
+	}
+	// Deleting gw-b refuses its certificate.
+	if _, err := s.reg.Delete("gw-b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tryConnect(t, certOptions(t, s, "gw-b", "gw-b", key("gw-b"), key("gw-b"))); err == nil {
+		t.Error("deleted gw-b connected with its certificate")
+	}
+}
