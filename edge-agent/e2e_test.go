@@ -22,7 +22,8 @@ import (
 // reader, a UHF reader and a u-blox GPS on pseudo-terminals (with noise) and
 // a simulated 8-GPU host on a unix socket; edge-agent, enrolled through
 // twin-service's API with a one-time token, reads the ptys with tarm/serial
-// and publishes to twin-service's embedded broker; the twins show the GPS
+// and publishes to twin-service's embedded broker over mutual TLS with the
+// client certificate enrollment issued; the twins show the GPS
 // position, the RFID zones, the GPUs' identity and telemetry, and an XID
 // injected on one GPU.
 func TestEndToEnd(t *testing.T) {
@@ -31,8 +32,10 @@ func TestEndToEnd(t *testing.T) {
 	}
 	agentBin, simBin := binaries(t)
 	dir := t.TempDir()
-	ts := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{Args: []string{"-log-level", "info"}})
-	base, admin, mqttAddr := ts.URL, ts.AdminToken, ts.MQTTAddr
+	tlsAddr := testsvc.Addr(testsvc.FreePort(t))
+	ts := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{Args: []string{"-log-level", "info",
+		"-mqtt-tls-addr", tlsAddr, "-mqtt-require-client-cert=true"}})
+	base, admin := ts.URL, ts.AdminToken
 
 	paths := filepath.Join(dir, "paths.json")
 	sock := filepath.Join(dir, "gpus.sock")
@@ -43,11 +46,15 @@ func TestEndToEnd(t *testing.T) {
 		return err == nil && json.Unmarshal(data, &p) == nil
 	})
 	conf := filepath.Join(dir, "agent.yaml")
-	os.WriteFile(conf, []byte(fmt.Sprintf(`gateway_id: gw-e2e
+	state := filepath.Join(dir, "agent")
+	// Enrollment writes the gateway's MQTT client certificate and the CA
+	// into the state folder; the agent then connects with mutual TLS.
+	mqttLine := fmt.Sprintf("broker: ssl://%s, cert_file: %s/mqtt-client.pem, ca_file: %s/mqtt-ca.pem", tlsAddr, state, state)
+	agentConf := fmt.Sprintf(`gateway_id: gw-e2e
 site: s1
 state_dir: %s
 host: {asset: srv-e2e-001, rfid_tag: E2801160600002084D6B1A3F}
-mqtt: {broker: tcp://%s, backoff_min: 200ms, backoff_max: 2s}
+mqtt: {MQTT, backoff_min: 200ms, backoff_max: 2s}
 rfid:
   merge_window: 1s
   readers:
@@ -55,7 +62,8 @@ rfid:
     - {name: dock-uhf, protocol: uhf-line, port: %s, read_point: dock-door-1, zone: s1-dock}
 gps: {report_interval: 1s, receivers: [{name: ublox, port: %s}]}
 gpu: {source: auto, sim: "%s", interval: 1s}
-`, filepath.Join(dir, "agent"), mqttAddr, p["rdm6300"], p["uhf"], p["gps"], p["gpu"])), 0o600)
+`, state, p["rdm6300"], p["uhf"], p["gps"], p["gpu"])
+	os.WriteFile(conf, []byte(strings.Replace(agentConf, "MQTT", "broker: tcp://"+ts.MQTTAddr, 1)), 0o600)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -67,6 +75,7 @@ gpu: {source: auto, sim: "%s", interval: 1s}
 	if err := en.Wait(); err != nil {
 		t.Fatalf("edge-agent enroll: %v\n%s", err, en.Output)
 	}
+	os.WriteFile(conf, []byte(strings.Replace(agentConf, "MQTT", mqttLine, 1)), 0o600)
 	agent := testsvc.StartProcess(t, agentBin, "run", "--config", conf)
 
 	asset := func(id string) (twin.Asset, bool) {

@@ -43,6 +43,16 @@ func runEnroll(ctx context.Context, args []string, stderr io.Writer, getenv func
 		return fmt.Errorf("enroll: record: %w", err)
 	}
 	fmt.Fprintf(stderr, "enrolled gateway %s at site %s; it publishes under %s\n", resp.GatewayID, resp.Site, resp.Topic)
+	if resp.Certificate != "" {
+		cert, ca := filepath.Join(cfg.StateDir, "mqtt-client.pem"), filepath.Join(cfg.StateDir, "mqtt-ca.pem")
+		if err := os.WriteFile(cert, []byte(resp.Certificate), 0o644); err != nil {
+			return fmt.Errorf("enroll: %w", err)
+		}
+		if err := os.WriteFile(ca, []byte(resp.CACertificate), 0o644); err != nil {
+			return fmt.Errorf("enroll: %w", err)
+		}
+		fmt.Fprintf(stderr, "MQTT client certificate (on the gateway key) in %s, the broker's CA in %s; for mutual TLS set mqtt.broker: ssl://HOST:8883, mqtt.cert_file: %s, mqtt.ca_file: %s\n", cert, ca, cert, ca)
+	}
 	return nil
 }
 

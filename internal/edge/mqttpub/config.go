@@ -8,8 +8,10 @@
 package mqttpub
 
 import (
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/url"
@@ -24,8 +26,8 @@ type Config struct {
 	Username string `yaml:"username"`  // the gateway id when empty (broker ACLs key on it)
 	Password string `yaml:"password"`  // empty: a connect password signed by the gateway key (wire.ConnectPassword); else better TWINCHAIN_MQTT_PASSWORD in the environment
 	CAFile   string `yaml:"ca_file"`   // broker CA (PEM) for ssl://
-	CertFile string `yaml:"cert_file"` // client certificate (PEM) for TLS client auth
-	KeyFile  string `yaml:"key_file"`
+	CertFile string `yaml:"cert_file"` // client certificate (PEM) for TLS client auth, e.g. the one `edge-agent enroll` wrote
+	KeyFile  string `yaml:"key_file"`  // its key (PEM); empty: the gateway key, on which enrollment issued the certificate
 
 	KeepAlive      time.Duration `yaml:"keep_alive"`
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
@@ -82,8 +84,8 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("mqtt.broker %q: scheme %q, want tcp or ssl", c.Broker, u.Scheme)
 	}
-	if (c.CertFile == "") != (c.KeyFile == "") {
-		return errors.New("mqtt.cert_file and mqtt.key_file go together")
+	if c.KeyFile != "" && c.CertFile == "" {
+		return errors.New("mqtt.key_file without mqtt.cert_file")
 	}
 	for _, f := range []string{c.CAFile, c.CertFile, c.KeyFile} {
 		if f != "" {
@@ -103,8 +105,9 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// tlsConfig builds the TLS configuration for an ssl:// broker.
-func (c *Config) tlsConfig() (*tls.Config, error) {
+// tlsConfig builds the TLS configuration for an ssl:// broker; the client
+// certificate's key is KeyFile, or else the gateway key gwKey.
+func (c *Config) tlsConfig(gwKey ed25519.PrivateKey) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
@@ -117,12 +120,46 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 		}
 		cfg.RootCAs = pool
 	}
-	if c.CertFile != "" {
+	switch {
+	case c.KeyFile != "":
 		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("mqtt client certificate: %w", err)
 		}
 		cfg.Certificates = []tls.Certificate{cert}
+	case c.CertFile != "":
+		cert, err := certOnKey(c.CertFile, gwKey)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// certOnKey loads the certificate chain in file (PEM) and pairs it with key,
+// which must be the key it certifies.
+func certOnKey(file string, key ed25519.PrivateKey) (tls.Certificate, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("mqtt client certificate: %w", err)
+	}
+	var cert tls.Certificate
+	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type == "CERTIFICATE" {
+			cert.Certificate = append(cert.Certificate, block.Bytes)
+		}
+	}
+	if len(cert.Certificate) == 0 {
+		return tls.Certificate{}, fmt.Errorf("mqtt client certificate %s: no PEM certificate", file)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("mqtt client certificate %s: %w", file, err)
+	}
+	if pub, ok := leaf.PublicKey.(ed25519.PublicKey); !ok || !pub.Equal(key.Public()) {
+		return tls.Certificate{}, fmt.Errorf("mqtt client certificate %s is not on the gateway key (re-enroll)", file)
+	}
+	cert.PrivateKey, cert.Leaf = key, leaf
+	return cert, nil
 }

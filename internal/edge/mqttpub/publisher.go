@@ -182,7 +182,7 @@ func (p *Publisher) options(lost chan<- error) (*paho.ClientOptions, error) {
 	}
 	o.SetUsername(p.cfg.Username).SetPassword(password)
 	if u, _ := url.Parse(p.cfg.Broker); u != nil && u.Scheme != "tcp" && u.Scheme != "mqtt" {
-		tc, err := p.cfg.tlsConfig()
+		tc, err := p.cfg.tlsConfig(p.key)
 		if err != nil {
 			return nil, err
 		}
