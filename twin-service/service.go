@@ -112,7 +112,7 @@ func (s *service) build() error {
 		if err != nil {
 			return err
 		}
-		s.mqtt, s.ready = sub, sub.Connected
+		s.mqtt, s.ready = sub, sub.Ready
 	}
 	if s.ledger, err = openLedger(s.cfg.Ledger, s.cfg.DataDir, s.store, s.in, s.reg, s.log); err != nil {
 		return fmt.Errorf("ledger: %w", err)
@@ -157,7 +157,7 @@ func (s *service) build() error {
 		Dashboard:  web.Dist(),
 		Ready: func() error {
 			if !s.ready() {
-				return errors.New("mqtt is not connected yet")
+				return errors.New("mqtt is not ready: not connected, subscription not confirmed, or no message (probe) received lately")
 			}
 			return s.health.err()
 		},

@@ -35,6 +35,21 @@ func StartMosquitto(t testing.TB, extraConf string) *Mosquitto {
 	return m
 }
 
+// StartMosquittoConf starts Mosquitto with the configuration text, which
+// listens on addr (127.0.0.1:port; a spare port from FreePort) among others.
+func StartMosquittoConf(t testing.TB, text, addr string) *Mosquitto {
+	t.Helper()
+	bin := Binary(t, "TWINCHAIN_MOSQUITTO", "mosquitto", "apt-get install -y mosquitto, or run make test")
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := &Mosquitto{Addr: addr, conf: conf}
+	m.start(t, bin)
+	t.Cleanup(func() { m.Stop() })
+	return m
+}
+
 func (m *Mosquitto) start(t testing.TB, bin string) {
 	t.Helper()
 	cmd := exec.Command(bin, "-c", m.conf)

@@ -25,6 +25,16 @@ func GatewayFilter() string { return topicPrefix + "gw/+/+" }
 // username is its gateway id to its own subtree.
 func GatewayACLPattern() string { return topicPrefix + "gw/%u/#" }
 
+// ProbeTopic is where a twin-service connected to an external broker as
+// client sends its readiness probe, twinchain/v1/gw/~probe/{client}: under
+// GatewayFilter, so that receiving it proves the gateway subscription works,
+// and never a gateway's ("~" is in no gateway id).
+func ProbeTopic(client string) string { return topicPrefix + "gw/~probe/" + client }
+
+// ProbeACLPattern is the Mosquitto ACL pattern that lets a service client
+// whose username is its client id write its probe.
+func ProbeACLPattern() string { return ProbeTopic("%u") }
+
 // AlertTopic is where twin-service publishes an alert: twinchain/v1/alerts/{site}/{type}.
 func AlertTopic(site, alertType string) string {
 	return topicPrefix + "alerts/" + site + "/" + alertType

@@ -1,6 +1,6 @@
 // Package mqttsub feeds the ingest from an external MQTT broker: a paho
-// client with a persistent session (fixed client id, clean session off)
-// subscribes to every gateway topic at QoS 1 with automatic acknowledgement
+// client with a persistent session (its own client id and credential, clean
+// session off) subscribes to every gateway topic at QoS 1 with automatic acknowledgement
 // off. Its message handler never waits on the store: it hands the message
 // to a bounded queue, and workers submit each message to the ingest and
 // acknowledge it only after it is stored. A message that could not be stored
@@ -11,14 +11,25 @@
 // default) bounds the unacknowledged messages, so a queue at least that
 // large never fills; if it does, the handler waits (backpressure onto the
 // connection) and the wait is counted.
+//
+// The client is ready only when the broker confirmed the subscription and
+// messages reach it: every ProbeInterval it publishes a probe on
+// wire.ProbeTopic(client id), which the gateway subscription receives; a
+// broker whose ACL lets it publish but not read (or drops what it reads) is
+// not ready.
 package mqttsub
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,13 +42,26 @@ import (
 
 // Config is the external broker client's configuration.
 type Config struct {
-	URL       string `yaml:"url"`        // tcp://host:port
-	ClientID  string `yaml:"client_id"`  // fixed, for the persistent session; default twin-service
-	Username  string `yaml:"username"`   // optional
-	Password  string `yaml:"password"`   // optional
-	QueueSize int    `yaml:"queue_size"` // default 1024
-	Workers   int    `yaml:"workers"`    // concurrent submitters; default 64
+	URL string `yaml:"url"` // tcp://host:port, or ssl://host:port
+	// ClientID is the persistent session's client id: default the username.
+	// It must not be a valid gateway id (e.g. twin-service@site1), so that
+	// no gateway, which connects with its id as client id, can take it over;
+	// the broker must bind it to this client's credential (Mosquitto:
+	// use_username_as_clientid).
+	ClientID string `yaml:"client_id"`
+	Username string `yaml:"username"` // this twin-service's own credential
+	Password string `yaml:"password"` // better TWINCHAIN_MQTT_PASSWORD in the environment
+	CAFile   string `yaml:"ca_file"`  // ssl://: the broker's CA (PEM); default the system's
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"` // ssl://: a client certificate and key (PEM), instead of or besides the password
+
+	QueueSize int `yaml:"queue_size"` // default 1024
+	Workers   int `yaml:"workers"`    // concurrent submitters; default 64
 }
+
+// ProbeInterval is how often the client sends its readiness probe; it is
+// ready while a probe or a message arrived within 3 of them.
+const ProbeInterval = 5 * time.Second
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
@@ -56,12 +80,26 @@ func (c Config) Validate() error {
 	if c.QueueSize < 0 || c.Workers < 0 {
 		return fmt.Errorf("mqtt external: queue_size and workers must not be negative")
 	}
+	if c.Username == "" && c.CertFile == "" {
+		return errors.New("mqtt external: twin-service needs a credential of its own at the broker: username and password (or a client certificate, cert_file)")
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return errors.New("mqtt external: cert_file and key_file go together")
+	}
+	switch id := c.withDefaults().ClientID; {
+	case id == "":
+		return errors.New("mqtt external: client_id is required with a certificate and no username")
+	case wire.ValidGatewayID(id):
+		return fmt.Errorf("mqtt external: client id %q could be a gateway's, which would take over the session: include a character a gateway id cannot have, e.g. %q", id, id+"@twin")
+	case strings.ContainsAny(id, "/+#"):
+		return fmt.Errorf("mqtt external: client id %q: no /, + or #", id)
+	}
 	return nil
 }
 
 func (c Config) withDefaults() Config {
 	if c.ClientID == "" {
-		c.ClientID = "twin-service"
+		c.ClientID = c.Username
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = 1024
@@ -80,12 +118,15 @@ type Submitter interface {
 
 // Subscriber is the client.
 type Subscriber struct {
-	cfg       Config
-	in        Submitter
-	log       *slog.Logger
-	queue     chan paho.Message
-	client    paho.Client
-	connected atomic.Bool
+	cfg        Config
+	in         Submitter
+	log        *slog.Logger
+	queue      chan paho.Message
+	client     paho.Client
+	probeTopic string
+	connected  atomic.Bool // connected and the subscription confirmed
+	probe      atomic.Int64 // the last probe sent: its payload, Unix ns
+	flowed     atomic.Int64 // Unix ns when the last probe or message arrived
 	waits     atomic.Uint64 // times the handler found the queue full
 	failures  atomic.Uint64 // messages left unacknowledged because the store failed
 	reconnect chan struct{}
@@ -97,7 +138,8 @@ func New(cfg Config, in Submitter, log *slog.Logger) (*Subscriber, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Subscriber{cfg: cfg, in: in, log: log, queue: make(chan paho.Message, cfg.QueueSize), reconnect: make(chan struct{}, 1)}
+	s := &Subscriber{cfg: cfg, in: in, log: log, queue: make(chan paho.Message, cfg.QueueSize), reconnect: make(chan struct{}, 1),
+		probeTopic: wire.ProbeTopic(cfg.ClientID)}
 	opts := paho.NewClientOptions().
 		AddBroker(cfg.URL).
 		SetClientID(cfg.ClientID).
@@ -117,24 +159,75 @@ func New(cfg Config, in Submitter, log *slog.Logger) (*Subscriber, error) {
 			s.connected.Store(false)
 			s.log.Warn("mqtt connection lost", "broker", cfg.URL, "err", err)
 		})
+	if u, _ := url.Parse(cfg.URL); u.Scheme != "tcp" && u.Scheme != "mqtt" && u.Scheme != "ws" {
+		tc, err := cfg.tlsConfig()
+		if err != nil {
+			return nil, err
+		}
+		opts.SetTLSConfig(tc)
+	}
 	s.client = paho.NewClient(opts)
 	return s, nil
+}
+
+func (c Config) tlsConfig() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		data, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt external: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("mqtt external: ca_file %s: no PEM certificate", c.CAFile)
+		}
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt external: client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 func (s *Subscriber) onConnect(c paho.Client) {
 	t := c.Subscribe(wire.GatewayFilter(), 1, s.handle)
 	go func() {
+		filter := wire.GatewayFilter()
 		if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
-			s.log.Error("mqtt subscribe failed", "filter", wire.GatewayFilter(), "err", t.Error())
+			s.log.Error("mqtt subscribe failed", "filter", filter, "err", t.Error())
+			return
+		}
+		// 0x80 in the SUBACK: the broker refused the filter (its ACL).
+		if q, ok := t.(*paho.SubscribeToken).Result()[filter]; !ok || q > 2 {
+			s.log.Error("mqtt subscription refused by the broker: its ACL must let twin-service's user read the filter", "filter", filter, "client_id", s.cfg.ClientID)
 			return
 		}
 		s.connected.Store(true)
-		s.log.Info("mqtt subscribed", "broker", s.cfg.URL, "filter", wire.GatewayFilter(), "client_id", s.cfg.ClientID)
+		s.log.Info("mqtt subscribed", "broker", s.cfg.URL, "filter", filter, "client_id", s.cfg.ClientID)
+		s.sendProbe()
 	}()
 }
 
-// handle is paho's message handler: it only queues.
+// sendProbe publishes a probe (its payload: the time it was sent).
+func (s *Subscriber) sendProbe() {
+	now := time.Now().UnixNano()
+	s.probe.Store(now)
+	s.client.Publish(s.probeTopic, 1, false, strconv.FormatInt(now, 10))
+}
+
+// handle is paho's message handler: it answers probes and queues the rest.
 func (s *Subscriber) handle(_ paho.Client, m paho.Message) {
+	if m.Topic() == s.probeTopic {
+		if string(m.Payload()) == strconv.FormatInt(s.probe.Load(), 10) {
+			s.flowed.Store(time.Now().UnixNano())
+		}
+		m.Ack()
+		return
+	}
+	s.flowed.Store(time.Now().UnixNano())
 	select {
 	case s.queue <- m:
 	default:
@@ -143,8 +236,12 @@ func (s *Subscriber) handle(_ paho.Client, m paho.Message) {
 	}
 }
 
-// Connected reports whether the client is connected and subscribed.
-func (s *Subscriber) Connected() bool { return s.connected.Load() }
+// Ready reports whether the client is connected, its subscription was
+// confirmed, and its last probe or a message arrived within 3 probe
+// intervals.
+func (s *Subscriber) Ready() bool {
+	return s.connected.Load() && time.Since(time.Unix(0, s.flowed.Load())) < 3*ProbeInterval
+}
 
 // Run connects, consumes until ctx ends and disconnects. Messages still
 // queued then stay unacknowledged; the broker keeps them for the session.
@@ -169,8 +266,14 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		}
 	case <-ctx.Done():
 	}
+	probes := time.NewTicker(ProbeInterval)
+	defer probes.Stop()
 	for {
 		select {
+		case <-probes.C:
+			if s.connected.Load() {
+				s.sendProbe()
+			}
 		case <-ctx.Done():
 			s.client.Disconnect(250)
 			s.connected.Store(false)
