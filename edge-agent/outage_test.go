@@ -60,7 +60,7 @@ gpu: {source: sim, sim: "file:%s", interval: 50ms}
 	regJSON, _ := json.Marshal(map[string]any{"gateways": []map[string]any{{"id": "gw-outage", "public_key": []byte(pub), "site": "s1"}}})
 	os.WriteFile(filepath.Join(twinDir, "registry.json"), regJSON, 0o600)
 	ts := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{DataDir: twinDir,
-		Args: []string{"-log-level", "info", "-mqtt-mode", "external", "-mqtt-url", broker.URL(), "-mqtt-client-id", "twin-outage"}})
+		Args: []string{"-log-level", "info", "-mqtt-mode", "external", "-mqtt-url", broker.URL(), "-mqtt-username", "twin-outage@test"}})
 
 	a := testsvc.StartProcess(t, agentBin, "run", "--config", conf)
 	testsvc.Eventually(t, 30*time.Second, "the first messages", func() bool { return len(sub.snapshot()) >= 20 })

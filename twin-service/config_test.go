@@ -63,6 +63,8 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"-mqtt-mode", "carrier-pigeon"}, nil, `mqtt.mode "carrier-pigeon"`},
 		{[]string{"-mqtt-mode", "external"}, nil, "url is required"},
 		{[]string{"-mqtt-mode", "external", "-mqtt-url", "ftp://x:1"}, nil, "unsupported scheme"},
+		{[]string{"-mqtt-mode", "external", "-mqtt-url", "tcp://x:1"}, nil, "credential of its own"},
+		{[]string{"-mqtt-mode", "external", "-mqtt-url", "tcp://x:1", "-mqtt-username", "twin-service"}, nil, "could be a gateway's"},
 		{[]string{"-http", "no-port"}, nil, `http.addr "no-port"`},
 		{[]string{"-log-level", "loud", "-log-format", "xml"}, nil, "log.format"},
 		{[]string{"-mqtt-addr", "0.0.0.0:1883"}, nil, "plaintext MQTT only on a loopback address"},

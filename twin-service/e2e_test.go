@@ -301,7 +301,7 @@ func TestFleetMosquitto(t *testing.T) {
 	dir := t.TempDir()
 	sim := newSimFleet(t, dir, 3)
 	svc := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{Tokens: []testsvc.Token{viewer}, Registry: sim.registry,
-		Args: []string{"-mqtt-mode", "external", "-mqtt-url", mosq.URL(), "-mqtt-client-id", "twin-service-test"}})
+		Args: []string{"-mqtt-mode", "external", "-mqtt-url", mosq.URL(), "-mqtt-username", "twin-service@test"}})
 	_, stopFleet := sim.publish(t, mosq.URL(), 20)
 	live := waitLive(t, svc.URL, sim, 3)
 	checkAPI(t, svc.URL, sim, live)

@@ -124,12 +124,12 @@ type Subscriber struct {
 	queue      chan paho.Message
 	client     paho.Client
 	probeTopic string
-	connected  atomic.Bool // connected and the subscription confirmed
-	probe      atomic.Int64 // the last probe sent: its payload, Unix ns
-	flowed     atomic.Int64 // Unix ns when the last probe or message arrived
-	waits     atomic.Uint64 // times the handler found the queue full
-	failures  atomic.Uint64 // messages left unacknowledged because the store failed
-	reconnect chan struct{}
+	connected  atomic.Bool   // connected and the subscription confirmed
+	probe      atomic.Int64  // the last probe sent: its payload, Unix ns
+	flowed     atomic.Int64  // Unix ns when the last probe or message arrived
+	waits      atomic.Uint64 // times the handler found the queue full
+	failures   atomic.Uint64 // messages left unacknowledged because the store failed
+	reconnect  chan struct{}
 }
 
 // New builds the client; it connects in Run.

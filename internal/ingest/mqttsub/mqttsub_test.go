@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -44,7 +48,7 @@ func (f *flakyStore) Submit(topic string, payload []byte) (ingest.Outcome, error
 func TestUnstoredRedelivered(t *testing.T) {
 	mosq := testsvc.StartMosquitto(t, "")
 	store := &flakyStore{failures: 1, stored: make(chan []byte, 10)}
-	sub, err := New(Config{URL: mosq.URL(), ClientID: "twin-service-test", Workers: 2}, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sub, err := New(Config{URL: mosq.URL(), Username: "twin-service@test", Workers: 2}, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +61,7 @@ func TestUnstoredRedelivered(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	testsvc.Eventually(t, 20*time.Second, "the subscriber connected", sub.Connected)
+	testsvc.Eventually(t, 20*time.Second, "the subscriber ready", sub.Ready)
 	pub := paho.NewClient(paho.NewClientOptions().AddBroker(mosq.URL()).SetClientID("publisher"))
 	if tok := pub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
@@ -87,14 +91,79 @@ func TestConfigValidate(t *testing.T) {
 		c    Config
 		fail bool
 	}{
-		{Config{URL: "tcp://127.0.0.1:1883"}, false},
+		{Config{URL: "tcp://127.0.0.1:1883", Username: "twin-service@a"}, false},
+		{Config{URL: "tcp://127.0.0.1:1883", Username: "svc", ClientID: "twin-service@a"}, false},
+		{Config{URL: "ssl://127.0.0.1:8883", CertFile: "c.pem", KeyFile: "c.key", ClientID: "twin-service@a"}, false},
+		{Config{URL: "tcp://127.0.0.1:1883"}, true},                                  // no credential
+		{Config{URL: "tcp://127.0.0.1:1883", Username: "twin-service"}, true},        // a gateway could take the client id
+		{Config{URL: "tcp://127.0.0.1:1883", Username: "a", ClientID: "gw-1"}, true}, // the same
+		{Config{URL: "tcp://127.0.0.1:1883", Username: "twin/service@a"}, true},
+		{Config{URL: "ssl://127.0.0.1:8883", CertFile: "c.pem"}, true},
 		{Config{}, true},
-		{Config{URL: "127.0.0.1:1883"}, true},
-		{Config{URL: "http://x:1"}, true},
-		{Config{URL: "tcp://x:1", Workers: -1}, true},
+		{Config{URL: "127.0.0.1:1883", Username: "twin-service@a"}, true},
+		{Config{URL: "http://x:1", Username: "twin-service@a"}, true},
+		{Config{URL: "tcp://x:1", Username: "twin-service@a", Workers: -1}, true},
 	} {
 		if err := tc.c.Validate(); (err != nil) != tc.fail {
 			t.Errorf("Validate(%+v) = %v, want failure %v", tc.c, err, tc.fail)
 		}
+	}
+}
+
+// TestReadyNeedsFlow: with an ACL that lets twin-service's user connect
+// but not read the gateway topics (only a gateway pattern, as an ACL
+// written for gateways alone has), the subscriber never becomes ready; with
+// deploy/mosquitto's service ACL it does, through its probe alone.
+func TestReadyNeedsFlow(t *testing.T) {
+	tool, err := exec.LookPath("mosquitto_passwd")
+	if err != nil {
+		testsvc.Missing(t, "mosquitto_passwd not found (apt-get install -y mosquitto)")
+	}
+	dir := t.TempDir()
+	const user, pw = "twin-service@test", "s3cret"
+	if out, err := exec.Command(tool, "-c", "-b", filepath.Join(dir, "passwd"), user, pw).CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd: %v\n%s", err, out)
+	}
+	shipped, err := os.ReadFile(filepath.Join("..", "..", "..", "deploy", "mosquitto", "acl-service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, acl string
+		ready     bool
+	}{
+		{"gateway pattern only", "pattern write " + wire.GatewayACLPattern() + "\n", false},
+		{"deploy/mosquitto/acl-service", string(shipped), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			acl := filepath.Join(t.TempDir(), "acl")
+			if err := os.WriteFile(acl, []byte(tc.acl), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			mosq := testsvc.StartMosquitto(t, fmt.Sprintf("user root\nallow_anonymous false\npassword_file %s\nacl_file %s\n", filepath.Join(dir, "passwd"), acl))
+			sub, err := New(Config{URL: mosq.URL(), Username: user, Password: pw, Workers: 1}, &flakyStore{stored: make(chan []byte, 10)},
+				slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- sub.Run(ctx) }()
+			defer func() {
+				cancel()
+				<-done
+			}()
+			if tc.ready {
+				testsvc.Eventually(t, 20*time.Second, "the subscriber ready", sub.Ready)
+				return
+			}
+			testsvc.Eventually(t, 20*time.Second, "the subscriber connected", sub.client.IsConnectionOpen)
+			// Fixed wait: what is checked is that something does not
+			// happen; two probe intervals give a probe every chance.
+			time.Sleep(2 * ProbeInterval)
+			if sub.Ready() {
+				t.Error("ready although the broker lets it read nothing")
+			}
+		})
 	}
 }
