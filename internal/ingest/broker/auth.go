@@ -296,8 +296,9 @@ func (h *authHook) session(cl *mqtt.Client) (session, bool) {
 	return s, ok
 }
 
-// OnACLCheck: a gateway publishes and subscribes only within its own subtree
-// twinchain/v1/gw/{id}/ (and only while its key is the registered one); an
+// OnACLCheck: a gateway publishes only within its own subtree
+// twinchain/v1/gw/{id}/ (and only while its key is the registered one) and
+// subscribes to nothing; an
 // alert reader subscribes only under twinchain/v1/alerts/; a $SYS monitor
 // only under $SYS/. Service clients never publish.
 func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
@@ -314,6 +315,8 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 // allowed is the ACL for one session and one topic (write) or filter (read).
 func allowed(s session, topic string, write bool) bool {
 	switch {
+	case s.gateway != "" && !write:
+		return false // nothing is addressed to a gateway: it reads nothing, not even its own messages
 	case s.gateway != "":
 		rest, ok := strings.CutPrefix(topic, gatewayPrefix)
 		gw, sub, ok2 := strings.Cut(rest, "/")

@@ -1,7 +1,7 @@
 // Package broker is twin-service's embedded MQTT broker (mochi-mqtt). Every
 // client authenticates: a gateway with its enrolled client certificate or a
 // connect password signed by its key (internal/wire), a service client with
-// its secret; a gateway writes and reads only its own subtree. Its ingest
+// its secret; a gateway writes only its own subtree and reads nothing. Its ingest
 // hook hands every gateway message to the ingest before the broker
 // acknowledges it. Connections, packets and queues are bounded.
 package broker
@@ -19,6 +19,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"twinchain/internal/ingest"
+	"twinchain/internal/wire"
 )
 
 // Acknowledgement modes.
@@ -47,7 +48,7 @@ type Config struct {
 	MaxPendingPerAddress int           `yaml:"max_pending_per_address"` // of those, from one remote address; default 64
 	ConnectTimeout       time.Duration `yaml:"connect_timeout"`         // TLS handshake and CONNECT; default 10s
 	MaxKeepalive         time.Duration `yaml:"max_keepalive"`           // a client asking for more (or none) gets this; default 5m
-	MaxPacketSize        uint32        `yaml:"max_packet_size"`         // larger packets close the connection; default 1 MiB
+	MaxPacketSize        uint32        `yaml:"max_packet_size"`         // larger packets close the connection; default the largest envelope (wire.MaxEnvelopeSize) and 4 KiB
 	MaxQueued            int           `yaml:"max_queued"`              // per client: messages waiting to be written and QoS 1 deliveries unacknowledged; default 256
 	SessionExpiry        time.Duration `yaml:"session_expiry"`          // a disconnected persistent session is kept this long; default 24h
 
@@ -139,7 +140,7 @@ func (c Config) withDefaults() Config {
 		c.MaxKeepalive = 5 * time.Minute
 	}
 	if c.MaxPacketSize == 0 {
-		c.MaxPacketSize = 1 << 20
+		c.MaxPacketSize = wire.MaxEnvelopeSize + 4<<10
 	}
 	if c.MaxQueued == 0 {
 		c.MaxQueued = 256
