@@ -4,7 +4,9 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
+	"net/url"
 	"testing"
 	"time"
 
@@ -103,4 +105,41 @@ func TestClientCertificate(t *testing.T) {
 	if _, err := tryConnect(t, certOptions(t, s, "gw-b", "gw-b", key("gw-b"), key("gw-b"))); err == nil {
 		t.Error("deleted gw-b connected with its certificate")
 	}
+}
+
+// FuzzCertificateSession: whatever URI SANs a CA-verified certificate
+// carries and whatever client id and username come with it, a session is
+// granted only to the registered gateway its first gateway URI names, on
+// that gateway's key, connecting under its own id.
+func FuzzCertificateSession(f *testing.F) {
+	gws := registry.New(registry.Gateway{ID: "gw-a", PublicKey: key("gw-a").Public().(ed25519.PublicKey), Site: "s1"})
+	h := newAuthHook(gws, nil, time.Minute, time.Now, &counters{}, nil)
+	f.Add(wire.GatewayURI("gw-a"), "", "gw-a", "", true)
+	f.Add(wire.GatewayURI("gw-b"), wire.GatewayURI("gw-a"), "gw-a", "gw-a", true)
+	f.Add("urn:twinchain:gateway:gw-a/../x", "", "gw-a", "", false)
+	f.Fuzz(func(t *testing.T, uri1, uri2, clientID, username string, ownKey bool) {
+		cert := &x509.Certificate{PublicKey: key("other").Public()}
+		if ownKey {
+			cert.PublicKey = key("gw-a").Public()
+		}
+		for _, u := range []string{uri1, uri2} {
+			if p, err := url.Parse(u); err == nil {
+				cert.URIs = append(cert.URIs, p)
+			}
+		}
+		s, reason, _ := h.authenticate(clientID, []byte(username), nil, cert)
+		if reason != "" {
+			return
+		}
+		first := ""
+		for _, u := range cert.URIs {
+			if id, ok := wire.GatewayFromURI(u.String()); ok {
+				first = id
+				break
+			}
+		}
+		if s.gateway != "gw-a" || first != "gw-a" || !ownKey || clientID != "gw-a" || (username != "" && username != "gw-a") {
+			t.Fatalf("certificate %v (own key %v), client id %q, username %q: granted %+v", cert.URIs, ownKey, clientID, username, s)
+		}
+	})
 }
