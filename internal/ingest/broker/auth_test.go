@@ -52,6 +52,19 @@ func tryConnect(t *testing.T, opts *paho.ClientOptions) (paho.Client, error) {
 	return c, nil
 }
 
+// expectRefused connects with opts and expects the broker to refuse it,
+// counting it under reason once.
+func expectRefused(t *testing.T, s *stack, opts *paho.ClientOptions, reason string) {
+	t.Helper()
+	before := s.b.Stats().Refused[reason]
+	if _, err := tryConnect(t, opts); err == nil {
+		t.Fatalf("connected; want refused (%s)", reason)
+	}
+	if got := s.b.Stats().Refused[reason] - before; got != 1 {
+		t.Errorf("refused[%s] moved by %d, want 1", reason, got)
+	}
+}
+
 // TestAuthentication: every CONNECT without a valid credential of its own
 // is refused, each with its counter; the gateways' own connections work.
 func TestAuthentication(t *testing.T) {
@@ -89,15 +102,7 @@ func TestAuthentication(t *testing.T) {
 		{"service client, other name", opts("svc:soc", "admin", alertSecret), RefusedBadPassword},
 		{"unknown service client", opts("svc:admin", "admin", alertSecret), RefusedBadPassword},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			before := s.b.Stats().Refused[tc.reason]
-			if _, err := tryConnect(t, tc.opts); err == nil {
-				t.Fatalf("connected; want refused (%s)", tc.reason)
-			}
-			if got := s.b.Stats().Refused[tc.reason] - before; got != 1 {
-				t.Errorf("refused[%s] moved by %d, want 1", tc.reason, got)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { expectRefused(t, s, tc.opts, tc.reason) })
 	}
 	if _, err := tryConnect(t, testsvc.GatewayOptions(s.url, "gw-b", key("gw-b"))); err != nil {
 		t.Errorf("gw-b with its connect password: %v", err)

@@ -43,24 +43,31 @@ func (f *flakyStore) Submit(topic string, payload []byte) (ingest.Outcome, error
 	return ingest.Outcome{Pos: uint64(len(f.seen))}, nil
 }
 
-// TestUnstoredRedelivered: a message the store could not take is not
-// acknowledged; the subscriber reconnects and the broker delivers it again.
-func TestUnstoredRedelivered(t *testing.T) {
-	mosq := testsvc.StartMosquitto(t, "")
-	store := &flakyStore{failures: 1, stored: make(chan []byte, 10)}
-	sub, err := New(Config{URL: mosq.URL(), Username: "twin-service@test", Workers: 2}, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+// runSubscriber runs a Subscriber with cfg into store until the test ends.
+func runSubscriber(t *testing.T, cfg Config, store Submitter) *Subscriber {
+	t.Helper()
+	sub, err := New(cfg, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- sub.Run(ctx) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
-	}()
+	})
+	return sub
+}
+
+// TestUnstoredRedelivered: a message the store could not take is not
+// acknowledged; the subscriber reconnects and the broker delivers it again.
+func TestUnstoredRedelivered(t *testing.T) {
+	mosq := testsvc.StartMosquitto(t, "")
+	store := &flakyStore{failures: 1, stored: make(chan []byte, 10)}
+	sub := runSubscriber(t, Config{URL: mosq.URL(), Username: "twin-service@test", Workers: 2}, store)
 	testsvc.Eventually(t, 20*time.Second, "the subscriber ready", sub.Ready)
 	pub := paho.NewClient(paho.NewClientOptions().AddBroker(mosq.URL()).SetClientID("publisher"))
 	if tok := pub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -141,18 +148,7 @@ func TestReadyNeedsFlow(t *testing.T) {
 				t.Fatal(err)
 			}
 			mosq := testsvc.StartMosquitto(t, fmt.Sprintf("user root\nallow_anonymous false\npassword_file %s\nacl_file %s\n", filepath.Join(dir, "passwd"), acl))
-			sub, err := New(Config{URL: mosq.URL(), Username: user, Password: pw, Workers: 1}, &flakyStore{stored: make(chan []byte, 10)},
-				slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- sub.Run(ctx) }()
-			defer func() {
-				cancel()
-				<-done
-			}()
+			sub := runSubscriber(t, Config{URL: mosq.URL(), Username: user, Password: pw, Workers: 1}, &flakyStore{stored: make(chan []byte, 10)})
 			if tc.ready {
 				testsvc.Eventually(t, 20*time.Second, "the subscriber ready", sub.Ready)
 				return
