@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
@@ -141,6 +142,18 @@ gpu: {source: auto, sim: "%s", interval: 1s}
 	if rejected > 0 || stats.Accepted < 10 {
 		t.Errorf("ingest stats: accepted %d, rejected %v; want everything accepted", stats.Accepted, stats.Rejected)
 	}
+	// Revoking the gateway over the API closes its live TLS session at once
+	// and its certificate is refused from then on.
+	req, _ := http.NewRequest(http.MethodDelete, base+"/api/v1/gateways/gw-e2e", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode/100 != 2 {
+		t.Fatalf("DELETE /api/v1/gateways/gw-e2e: %v %v", res, err)
+	}
+	testsvc.Eventually(t, 30*time.Second, "the revoked session closed and its certificate refused", func() bool {
+		m := metricsText(base, admin)
+		return strings.Contains(m, `twinchain_mqtt_refused_total{reason="revoked"} 1`) &&
+			!strings.Contains(m, `twinchain_mqtt_refused_total{reason="unknown_gateway"} 0`)
+	})
 	stop(t, agent)
 	t.Logf("ingest accepted %d messages; twin-service log tail:\n%s", stats.Accepted, tail(ts.Output(), 5))
 }
@@ -151,4 +164,20 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// metricsText is twin-service's /metrics ("" when it cannot be read).
+func metricsText(base, token string) string {
+	req, err := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return ""
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(res.Body)
+	return string(data)
 }

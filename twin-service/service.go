@@ -134,6 +134,9 @@ func (s *service) build() error {
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.MustRegister(s.detect.Collectors()...)
 	metrics.MustRegister(logPositions(s.store)...)
+	if b, ok := s.mqtt.(*broker.Broker); ok {
+		metrics.MustRegister(newBrokerCollector(b))
+	}
 	s.ledger.registerMetrics(metrics)
 	if s.telemetry, err = openTelemetry(s.cfg, s.store, s.in, s.reg, metrics, s.log); err != nil {
 		return err
