@@ -1,0 +1,205 @@
+// Package natslog is the scale-out candidate of docs/scale-out.md, as far
+// as it is measured: an embedded nats-server with JetStream and its MQTT
+// listener, where the gateways' QoS 1 PUBLISHes are the durable log.
+//
+// nats-server (v2.15) acknowledges a QoS 1 PUBLISH only after JetStream has
+// stored it in the account's "$MQTT_msgs" stream, under the subject
+// "$MQTT.msgs." + the topic with '/' turned into '.'. Start creates that
+// stream itself before any MQTT client connects, with limits retention (kept
+// by age, not deleted when read), so the stream is the ingest log: every
+// message a gateway saw acknowledged is in it, in the gateway's publish order
+// (one connection, one subject). Consumers read it through durable JetStream
+// consumers, filtered per gateway subject.
+//
+// Nothing in twin-service imports this package (deps_test.go forbids
+// github.com/nats-io there): it exists for the measurements and the tests of
+// the design.
+package natslog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"twinchain/internal/wire"
+)
+
+// Stream is the JetStream stream that nats-server's MQTT listener stores
+// QoS 1 messages in; Start creates it as the ingest log.
+const Stream = "$MQTT_msgs"
+
+// GatewaySubjects is the filter of every gateway message in Stream.
+const GatewaySubjects = "$MQTT.msgs." + wire.TopicRoot + ".v1.gw.>"
+
+// GatewaySubject is the filter of one gateway's messages in Stream.
+func GatewaySubject(gw string) string {
+	// nats-server maps the MQTT topic level separator '/' to '.', and a '.'
+	// inside a level to "//".
+	return "$MQTT.msgs." + wire.TopicRoot + ".v1.gw." + strings.ReplaceAll(gw, ".", "//") + ".>"
+}
+
+// Config says how to run the server.
+type Config struct {
+	Dir      string // JetStream's store directory
+	MQTTAddr string // host:port of the MQTT listener
+	// SyncAlways fsyncs every write before JetStream acknowledges it (and so
+	// before the PUBACK). Without it nats-server fsyncs every SyncInterval
+	// (its default: 2 minutes): an acknowledged message is in the page
+	// cache, and on a single node a power loss loses it.
+	SyncAlways bool
+	// MaxAge is how long the log keeps a message (0: 24 hours).
+	MaxAge time.Duration
+}
+
+// Server is a running embedded nats-server with the ingest log.
+type Server struct {
+	NS *server.Server
+	NC *nats.Conn // in-process client connection
+	JS jetstream.JetStream
+}
+
+// Start starts the server, waits until it accepts connections, and creates
+// the log stream.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	host, port, err := net.SplitHostPort(cfg.MQTTAddr)
+	if err != nil {
+		return nil, fmt.Errorf("natslog: mqtt address: %w", err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, fmt.Errorf("natslog: mqtt port: %w", err)
+	}
+	opts := &server.Options{
+		ServerName: "twinchain-1",
+		JetStream:  true,
+		StoreDir:   cfg.Dir,
+		SyncAlways: cfg.SyncAlways,
+		DontListen: true, // the NATS protocol only in process; gateways speak MQTT
+		NoLog:      true,
+		NoSigs:     true,
+	}
+	opts.MQTT.Host, opts.MQTT.Port = host, p
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("natslog: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("natslog: nats-server not ready within 30s")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		ns.Shutdown()
+		return nil, fmt.Errorf("natslog: connect in process: %w", err)
+	}
+	s := &Server{NS: ns, NC: nc}
+	if s.JS, err = jetstream.New(nc); err != nil {
+		s.Close()
+		return nil, err
+	}
+	maxAge := cfg.MaxAge
+	if maxAge == 0 {
+		maxAge = 24 * time.Hour
+	}
+	// The same name, subjects, storage and replicas as nats-server would
+	// create, but limits retention: a message stays when it is read, so a
+	// consumer that restarts or a new partition owner replays from its
+	// durable position.
+	if _, err := s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: Stream, Subjects: []string{"$MQTT.msgs.>"}, Storage: jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy, MaxAge: maxAge, Replicas: 1,
+	}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("natslog: create %s: %w", Stream, err)
+	}
+	return s, nil
+}
+
+// Close closes the client and shuts the server down (its store is left as
+// it is, to start again over).
+func (s *Server) Close() {
+	if s.NC != nil {
+		s.NC.Close()
+	}
+	s.NS.Shutdown()
+	s.NS.WaitForShutdown()
+}
+
+// Consumer returns the durable consumer name, creating it if needed: it
+// reads filter (GatewaySubjects, or a gateway's or a partition's subjects)
+// in stream order, and an acknowledgement of a message acknowledges every
+// earlier one (the consumer applies in order).
+func (s *Server) Consumer(ctx context.Context, name, filter string) (jetstream.Consumer, error) {
+	return s.JS.CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
+		Durable: name, FilterSubject: filter, AckPolicy: jetstream.AckAllPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy, MaxAckPending: 1 << 16,
+	})
+}
+
+// Message is one stored gateway message as a consumer reads it.
+type Message struct {
+	StreamSeq uint64 // the log position
+	Gateway   string
+	Seq       uint64 // the gateway's sequence number (from the signed envelope)
+	Data      []byte // the signed envelope as the gateway sent it
+}
+
+// Drain reads cons from its position until it has read n messages or ctx
+// ends, calls fn for each in order, and acknowledges every batch after fn
+// returned for all of it (at-least-once to fn; twinchain's ingest makes it
+// exactly-once by the gateway sequence number it stores with the message).
+func Drain(ctx context.Context, cons jetstream.Consumer, n int, fn func(Message) error) error {
+	for read := 0; read < n; {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("natslog: drained %d of %d: %w", read, n, err)
+		}
+		batch, err := cons.FetchNoWait(min(n-read, 1000))
+		if err != nil {
+			return err
+		}
+		var last jetstream.Msg
+		got := 0
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			env, err := wire.Decode(m.Data())
+			if err != nil {
+				return fmt.Errorf("natslog: stream seq %d: %w", md.Sequence.Stream, err)
+			}
+			if err := fn(Message{StreamSeq: md.Sequence.Stream, Gateway: env.Gateway, Seq: env.Seq, Data: m.Data()}); err != nil {
+				return err
+			}
+			last = m
+			got++
+		}
+		if err := batch.Error(); err != nil {
+			return err
+		}
+		if last != nil {
+			// Confirmed by the server: the durable position has moved when
+			// Drain returns.
+			if err := last.DoubleAck(ctx); err != nil {
+				return err
+			}
+		}
+		if got == 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		read += got
+	}
+	return nil
+}
