@@ -55,6 +55,8 @@ type Config struct {
 	// (its default: 2 minutes): an acknowledged message is in the page
 	// cache, and on a single node a power loss loses it.
 	SyncAlways bool
+	// Compress stores the log's blocks S2-compressed.
+	Compress bool
 	// MaxAge is how long the log keeps a message (0: 24 hours).
 	MaxAge time.Duration
 }
@@ -114,10 +116,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// create, but limits retention: a message stays when it is read, so a
 	// consumer that restarts or a new partition owner replays from its
 	// durable position.
-	if _, err := s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	sc := jetstream.StreamConfig{
 		Name: Stream, Subjects: []string{"$MQTT.msgs.>"}, Storage: jetstream.FileStorage,
 		Retention: jetstream.LimitsPolicy, MaxAge: maxAge, Replicas: 1,
-	}); err != nil {
+	}
+	if cfg.Compress {
+		sc.Compression = jetstream.S2Compression
+	}
+	if _, err := s.JS.CreateOrUpdateStream(ctx, sc); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("natslog: create %s: %w", Stream, err)
 	}
