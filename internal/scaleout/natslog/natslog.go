@@ -17,10 +17,12 @@
 package natslog
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -59,6 +61,19 @@ type Config struct {
 	Compress bool
 	// MaxAge is how long the log keeps a message (0: 24 hours).
 	MaxAge time.Duration
+	// Name is the server's name (default "twinchain-1"); unique in a cluster.
+	Name string
+	// Cluster, when set, joins this server to a JetStream cluster; the log
+	// then has Replicas replicas (Raft), 3 where unset.
+	Cluster  *Cluster
+	Replicas int
+}
+
+// Cluster says how a server meets its peers.
+type Cluster struct {
+	Name   string   // the cluster's name, the same on every server
+	Listen string   // host:port for the other servers' routes
+	Routes []string // host:port of every server's Listen (its own may be included)
 }
 
 // Server is a running embedded nats-server with the ingest log.
@@ -79,8 +94,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natslog: mqtt port: %w", err)
 	}
+	name := cfg.Name
+	if name == "" {
+		name = "twinchain-1"
+	}
 	opts := &server.Options{
-		ServerName: "twinchain-1",
+		ServerName: name,
 		JetStream:  true,
 		StoreDir:   cfg.Dir,
 		SyncAlways: cfg.SyncAlways,
@@ -89,6 +108,27 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		NoSigs:     true,
 	}
 	opts.MQTT.Host, opts.MQTT.Port = host, p
+	replicas := 1
+	if c := cfg.Cluster; c != nil {
+		replicas = cmp.Or(cfg.Replicas, 3)
+		opts.MQTT.StreamReplicas = replicas
+		opts.Cluster.Name = c.Name
+		h, port, err := net.SplitHostPort(c.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("natslog: cluster address: %w", err)
+		}
+		if opts.Cluster.Port, err = strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("natslog: cluster port: %w", err)
+		}
+		opts.Cluster.Host = h
+		// nats-server starts its routes only after its client listener
+		// (none with DontListen): a clustered server listens on a random
+		// loopback port too.
+		opts.DontListen, opts.Host, opts.Port = false, "127.0.0.1", server.RANDOM_PORT
+		for _, r := range c.Routes {
+			opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats", Host: r})
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natslog: %w", err)
@@ -108,26 +148,54 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
-	maxAge := cfg.MaxAge
-	if maxAge == 0 {
-		maxAge = 24 * time.Hour
+	if cfg.Cluster != nil {
+		// Every server calls this; the stream is created once the cluster
+		// has a JetStream meta leader (the first servers to start wait for
+		// their peers).
+		if err := s.waitForStream(ctx, replicas, cfg.MaxAge, cfg.Compress); err != nil {
+			s.Close()
+			return nil, err
+		}
+		return s, nil
 	}
 	// The same name, subjects, storage and replicas as nats-server would
 	// create, but limits retention: a message stays when it is read, so a
 	// consumer that restarts or a new partition owner replays from its
 	// durable position.
-	sc := jetstream.StreamConfig{
-		Name: Stream, Subjects: []string{"$MQTT.msgs.>"}, Storage: jetstream.FileStorage,
-		Retention: jetstream.LimitsPolicy, MaxAge: maxAge, Replicas: 1,
-	}
-	if cfg.Compress {
-		sc.Compression = jetstream.S2Compression
-	}
-	if _, err := s.JS.CreateOrUpdateStream(ctx, sc); err != nil {
+	if _, err := s.JS.CreateOrUpdateStream(ctx, streamConfig(1, cfg.MaxAge, cfg.Compress)); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("natslog: create %s: %w", Stream, err)
 	}
 	return s, nil
+}
+
+func streamConfig(replicas int, maxAge time.Duration, compress bool) jetstream.StreamConfig {
+	sc := jetstream.StreamConfig{
+		Name: Stream, Subjects: []string{"$MQTT.msgs.>"}, Storage: jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy, MaxAge: cmp.Or(maxAge, 24*time.Hour), Replicas: replicas,
+	}
+	if compress {
+		sc.Compression = jetstream.S2Compression
+	}
+	return sc
+}
+
+// waitForStream creates the log in a cluster, retrying while the cluster
+// has no meta leader yet, until ctx ends.
+func (s *Server) waitForStream(ctx context.Context, replicas int, maxAge time.Duration, compress bool) error {
+	for {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := s.JS.CreateOrUpdateStream(c, streamConfig(replicas, maxAge, compress))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natslog: create %s (R%d): %w", Stream, replicas, err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // Close closes the client and shuts the server down (its store is left as
