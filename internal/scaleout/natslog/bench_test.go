@@ -35,6 +35,9 @@ import (
 //     store, nats-server's default fsync (every 2 minutes);
 //   - nats-fsync: the same with sync_interval always (fsync before the ack);
 //   - nats-s2: nats-fsync with the log's blocks S2-compressed;
+//   - nats-r3: three servers in one cluster (in this process), the log
+//     with three replicas, sync always (relaxed by nats-server to a sync
+//     per Raft flush); the gateways spread over the three listeners;
 //   - after each nats phase, a durable consumer reads the whole log (decoding
 //     each envelope), as a twin-service partition would.
 //
@@ -146,8 +149,12 @@ func runEngine(b *testing.B, engine string, cfg load.Config) engineResult {
 		}
 		natsSrv = s
 		stop = s.Close
+	case "nats-r3":
+		servers, mqtts := startCluster(ctx, b, dir, 3, false)
+		natsSrv, cfg.Broker, cfg.Brokers = servers[0], "", mqtts
+		stop = func() {}
 	default:
-		b.Fatalf("unknown engine %q (want mochi, service, nats, nats-fsync, nats-s2)", engine)
+		b.Fatalf("unknown engine %q (want mochi, service, nats, nats-fsync, nats-s2, nats-r3)", engine)
 	}
 	defer stop()
 
@@ -155,9 +162,7 @@ func runEngine(b *testing.B, engine string, cfg load.Config) engineResult {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := l.Connect(ctx); err != nil {
-		b.Fatal(err)
-	}
+	connect(ctx, b, l)
 	disk0 := dirSize(diskDir)
 	var svc0 float64
 	if svcCPU != nil {

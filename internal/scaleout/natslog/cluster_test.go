@@ -25,31 +25,7 @@ func TestClusterLeaderLoss(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	const n = 3
-	routes := make([]string, n)
-	mqtts := make([]string, n)
-	for i := range n {
-		routes[i] = testsvc.Addr(testsvc.FreePort(t))
-		mqtts[i] = testsvc.Addr(testsvc.FreePort(t))
-	}
-	servers := make([]*Server, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			servers[i], errs[i] = Start(ctx, Config{
-				Dir: filepath.Join(t.TempDir(), fmt.Sprint("js", i)), MQTTAddr: mqtts[i], SyncAlways: true,
-				Name: fmt.Sprint("twinchain-", i+1), Cluster: &Cluster{Name: "twinchain", Listen: routes[i], Routes: routes},
-			})
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("server %d: %v", i+1, err)
-		}
-		defer servers[i].Close()
-	}
+	servers, mqtts := startCluster(ctx, t, t.TempDir(), 3, false)
 	st, err := servers[0].JS.Stream(ctx, Stream)
 	if err != nil {
 		t.Fatal(err)
@@ -81,20 +57,7 @@ func TestClusterLeaderLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A server's MQTT listener answers its first CONNECTs only once the
-	// account's MQTT streams are set up across the cluster; until then it
-	// closes them. Connecting again takes over the sessions that did connect.
-	for attempt := 1; ; attempt++ {
-		err := l.Connect(ctx)
-		if err == nil {
-			break
-		}
-		if attempt == 20 {
-			t.Fatal(err)
-		}
-		t.Logf("connect (attempt %d): %v", attempt, err)
-		time.Sleep(time.Second)
-	}
+	connect(ctx, t, l)
 	t0 := time.Now().Add(50 * time.Millisecond)
 	stop := time.AfterFunc(time.Until(t0.Add(1500*time.Millisecond)), func() { servers[leader].Close() })
 	defer stop.Stop()
@@ -172,4 +135,55 @@ func TestClusterLeaderLoss(t *testing.T) {
 	// takes the late one within its sequence window and drops the copies as
 	// duplicates.
 	t.Logf("%d of %d gateways have a hole in the log, with %d unacknowledged messages stored after it", holes, len(acked), after)
+}
+
+// startCluster starts n servers in one JetStream cluster on loopback, their
+// stores under dir, the log with n replicas (S2-compressed with compress); t.Cleanup closes them.
+func startCluster(ctx context.Context, t testing.TB, dir string, n int, compress bool) (servers []*Server, mqtts []string) {
+	t.Helper()
+	routes := make([]string, n)
+	mqtts = make([]string, n)
+	for i := range n {
+		routes[i] = testsvc.Addr(testsvc.FreePort(t))
+		mqtts[i] = testsvc.Addr(testsvc.FreePort(t))
+	}
+	servers = make([]*Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			servers[i], errs[i] = Start(ctx, Config{
+				Dir: filepath.Join(dir, fmt.Sprint("js", i)), MQTTAddr: mqtts[i], SyncAlways: true, Compress: compress,
+				Name: fmt.Sprint("twinchain-", i+1), Cluster: &Cluster{Name: "twinchain", Listen: routes[i], Routes: routes}, Replicas: n,
+			})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("server %d: %v", i+1, err)
+		}
+		s := servers[i]
+		t.Cleanup(s.Close) // Close again after a test closed it returns at once
+	}
+	return servers, mqtts
+}
+
+// connect connects the load's gateways. A server's MQTT listener answers
+// its first CONNECTs only once the account's MQTT streams are set up across
+// the cluster; until then it closes them. Connecting again takes over the
+// sessions that did connect.
+func connect(ctx context.Context, t testing.TB, l *load.Load) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := l.Connect(ctx)
+		if err == nil {
+			return
+		}
+		if attempt == 20 {
+			t.Fatal(err)
+		}
+		t.Logf("connect (attempt %d): %v", attempt, err)
+		time.Sleep(time.Second)
+	}
 }
