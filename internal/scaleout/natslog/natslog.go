@@ -48,6 +48,15 @@ func GatewaySubject(gw string) string {
 	return "$MQTT.msgs." + wire.TopicRoot + ".v1.gw." + strings.ReplaceAll(gw, ".", "//") + ".>"
 }
 
+// topicOf is the MQTT topic of a stored message's subject: nats-server
+// wrote the topic's '/' as '.' and a '.' inside a level as "//".
+func topicOf(subject string) string {
+	t := strings.TrimPrefix(subject, "$MQTT.msgs.")
+	t = strings.ReplaceAll(t, "//", "\x00")
+	t = strings.ReplaceAll(t, ".", "/")
+	return strings.ReplaceAll(t, "\x00", ".")
+}
+
 // Config says how to run the server.
 type Config struct {
 	Dir      string // JetStream's store directory
@@ -222,6 +231,7 @@ func (s *Server) Consumer(ctx context.Context, name, filter string) (jetstream.C
 // Message is one stored gateway message as a consumer reads it.
 type Message struct {
 	StreamSeq uint64 // the log position
+	Topic     string // the MQTT topic the gateway published to
 	Gateway   string
 	Seq       uint64 // the gateway's sequence number (from the signed envelope)
 	Data      []byte // the signed envelope as the gateway sent it
@@ -251,7 +261,8 @@ func Drain(ctx context.Context, cons jetstream.Consumer, n int, fn func(Message)
 			if err != nil {
 				return fmt.Errorf("natslog: stream seq %d: %w", md.Sequence.Stream, err)
 			}
-			if err := fn(Message{StreamSeq: md.Sequence.Stream, Gateway: env.Gateway, Seq: env.Seq, Data: m.Data()}); err != nil {
+			msg := Message{StreamSeq: md.Sequence.Stream, Topic: topicOf(m.Subject()), Gateway: env.Gateway, Seq: env.Seq, Data: m.Data()}
+			if err := fn(msg); err != nil {
 				return err
 			}
 			last = m
