@@ -36,6 +36,7 @@ import (
 // Config says how much load to offer.
 type Config struct {
 	Broker   string        // host:port of the MQTT broker
+	Brokers  []string      // when set, gateway i connects to Brokers[i%len(Brokers)] instead (a cluster)
 	Password string        // sent with the gateway id as username when set, else the gateway's signed connect password
 	Gateways int           // GPU hosts, one connection each
 	GPUs     int           // GPUs per host (8: ~2.9 KB messages)
@@ -190,15 +191,19 @@ func packetID(k int) uint16 { return uint16(k%65535) + 1 }
 func (l *Load) Connect(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(64)
-	for _, gw := range l.gws {
-		g.Go(func() error { return l.connect(ctx, gw) })
+	for i, gw := range l.gws {
+		addr := l.cfg.Broker
+		if n := len(l.cfg.Brokers); n > 0 {
+			addr = l.cfg.Brokers[i%n]
+		}
+		g.Go(func() error { return l.connect(ctx, gw, addr) })
 	}
 	return g.Wait()
 }
 
-func (l *Load) connect(ctx context.Context, gw *gateway) error {
+func (l *Load) connect(ctx context.Context, gw *gateway, addr string) error {
 	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", l.cfg.Broker)
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", gw.id, err)
 	}
@@ -366,3 +371,13 @@ func ignoreClosed(err error) error {
 
 // Errors is how many connections failed.
 func (l *Load) Errors() int64 { return l.errs.Load() }
+
+// AckedBy is how many messages each gateway has had acknowledged: its first
+// AckedBy()[id] messages, since PUBACKs come in order.
+func (l *Load) AckedBy() map[string]int64 {
+	m := make(map[string]int64, len(l.gws))
+	for _, gw := range l.gws {
+		m[gw.id] = gw.acked.Load()
+	}
+	return m
+}
