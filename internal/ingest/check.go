@@ -22,11 +22,12 @@ const (
 	ReasonMalformed      Reason = "malformed"
 	ReasonOversize       Reason = "oversize"
 	ReasonTopicMismatch  Reason = "topic_mismatch"
-	ReasonUnknownAsset   Reason = "unknown_asset" // an asset outside the gateway's registered list
+	ReasonUnboundAsset   Reason = "unbound_asset" // an asset not bound to the gateway
+	ReasonSeqTooFar      Reason = "seq_too_far"   // more than MaxSeqJump above the highest sequence number
 )
 
 // Reasons lists every reason in a fixed order.
-var Reasons = []Reason{ReasonUnknownGateway, ReasonBadSignature, ReasonReplay, ReasonDuplicate, ReasonMalformed, ReasonOversize, ReasonTopicMismatch, ReasonUnknownAsset}
+var Reasons = []Reason{ReasonUnknownGateway, ReasonBadSignature, ReasonReplay, ReasonDuplicate, ReasonMalformed, ReasonOversize, ReasonTopicMismatch, ReasonUnboundAsset, ReasonSeqTooFar}
 
 // Gateways looks a gateway's key and site up, and whether it may report
 // an asset; *registry.Registry is one.
@@ -89,7 +90,7 @@ func check(m *message, topic string, payload []byte, gws Gateways, now time.Time
 		return &rejection{ReasonMalformed, env.Gateway, env.Seq, err}
 	}
 	if asset := m.unlisted(gws); asset != "" {
-		return &rejection{ReasonUnknownAsset, env.Gateway, env.Seq, fmt.Errorf("gateway %s is not registered to report asset %s", env.Gateway, asset)}
+		return &rejection{ReasonUnboundAsset, env.Gateway, env.Seq, fmt.Errorf("gateway %s is not registered to report asset %s", env.Gateway, asset)}
 	}
 	m.sum = sha256.Sum256(payload)
 	return nil

@@ -112,7 +112,7 @@ func (w *writer) reload() error {
 		if st.Highest > window {
 			min = st.Highest - window
 		}
-		if err := w.store.SeqsAbove(st.Gateway, min, s.set); err != nil {
+		if err := w.store.SeqsAbove(st.Gateway, st.Epoch, min, s.set); err != nil {
 			return fmt.Errorf("load sequence window of %s: %w", st.Gateway, err)
 		}
 		w.streams[st.Gateway] = s
@@ -250,6 +250,9 @@ func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome,
 		}
 		s.st.LastWill = e.Time
 	} else {
+		if e.Epoch != s.st.Epoch {
+			w.newEpoch(tx, s, e.Epoch)
+		}
 		if out, seen := w.seen(tx, s, e.Seq, &m.sum); seen {
 			return out, nil
 		}
@@ -264,7 +267,7 @@ func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome,
 		return Outcome{}, err
 	}
 	if e.Seq > 0 {
-		if err := tx.PutSeq(e.Gateway, e.Seq, msg.Pos, &m.sum); err != nil {
+		if err := tx.PutSeq(e.Gateway, e.Epoch, e.Seq, msg.Pos, &m.sum); err != nil {
 			return Outcome{}, err
 		}
 	}
@@ -296,16 +299,40 @@ func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome,
 	return Outcome{Pos: msg.Pos}, nil
 }
 
+// MaxSeqJump is how far above a stream's highest sequence number a message
+// may be. One further is refused as seq_too_far and moves nothing: a single
+// signed message with sequence 2^64-1 would otherwise end the stream.
+const MaxSeqJump = 1_000_000
+
+// newEpoch makes epoch the gateway's current stream: its window is what the
+// sequence index holds for that epoch (nothing for a new key, whose agent
+// starts again at 1; the old stream if a key comes back).
+func (w *writer) newEpoch(tx *twinstore.Tx, s *stream, epoch uint64) {
+	w.log.Info("gateway starts a new sequence epoch", "gateway", s.st.Gateway, "epoch", epoch, "previous_epoch", s.st.Epoch, "previous_highest", s.st.Highest)
+	s.st.Epoch = epoch
+	s.st.Highest = tx.HighestSeq(s.st.Gateway, epoch)
+	clear(s.bits)
+	window := uint64(len(s.bits) * 64)
+	tx.SeqsAbove(s.st.Gateway, epoch, s.st.Highest-min(s.st.Highest, window), s.set)
+	if !s.dirty {
+		s.dirty = true
+		w.dirtyStates = append(w.dirtyStates, s.st.Gateway)
+	}
+}
+
 // seen reports whether seq must not be applied: it is stored already (a
-// duplicate when the bytes are the same, a replay otherwise) or it is older
-// than the window.
+// duplicate when the bytes are the same, a replay otherwise), it is older
+// than the window, or it is more than MaxSeqJump above the highest.
 func (w *writer) seen(tx *twinstore.Tx, s *stream, seq uint64, sum *[32]byte) (Outcome, bool) {
+	if seq > s.st.Highest && seq-s.st.Highest > MaxSeqJump {
+		return Outcome{Reason: ReasonSeqTooFar, Err: fmt.Errorf("sequence %d is more than %d above the highest %d", seq, MaxSeqJump, s.st.Highest)}, true
+	}
 	window := uint64(len(s.bits) * 64)
 	inWindow := seq > s.st.Highest || s.st.Highest-seq < window
 	if inWindow && (seq > s.st.Highest || !s.has(seq)) {
 		return Outcome{}, false
 	}
-	if _, stored, ok := tx.SeqEntry(s.st.Gateway, seq); ok {
+	if _, stored, ok := tx.SeqEntry(s.st.Gateway, s.st.Epoch, seq); ok {
 		if stored == *sum {
 			return Outcome{Reason: ReasonDuplicate, Err: fmt.Errorf("sequence %d already stored", seq)}, true
 		}

@@ -38,7 +38,7 @@ func commitAsset(t *testing.T, s *Store, gw string, seq uint64, prev twin.Asset,
 			return err
 		}
 		sum := sha256.Sum256(m.Raw)
-		if err := tx.PutSeq(gw, seq, m.Pos, &sum); err != nil {
+		if err := tx.PutSeq(gw, 1, seq, m.Pos, &sum); err != nil {
 			return err
 		}
 		a.Revision = prev.Revision + 1
@@ -127,7 +127,7 @@ func TestReopen(t *testing.T) {
 		t.Errorf("after reopen: message %d, event %d, revision %d; want 4, 4, 3", m4.Pos, e4.ID, e4.Revision)
 	}
 	var seqs []uint64
-	if err := s.SeqsAbove("gw-1", 1, func(seq uint64) { seqs = append(seqs, seq) }); err != nil || !reflect.DeepEqual(seqs, []uint64{2, 3}) {
+	if err := s.SeqsAbove("gw-1", 1, 1, func(seq uint64) { seqs = append(seqs, seq) }); err != nil || !reflect.DeepEqual(seqs, []uint64{2, 3}) {
 		t.Errorf("SeqsAbove(gw-1, 1) = %v, %v; want [2 3]", seqs, err)
 	}
 	states, err := s.GatewayStates()
