@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"time"
 
+	"twinchain/internal/registry"
 	"twinchain/internal/wire"
 )
 
-// Reason says why a message was not applied. Duplicate messages are
-// acknowledged; every other reason means the message was dropped.
+// Reason says why a message was not applied. What the gateway's agent
+// must do with the message is Retry's table: the broker acknowledges a
+// message (and the agent deletes it from its queue) only when it was
+// stored, or when it can never be stored (Retry false).
 type Reason string
 
 // Rejection reasons, the label values of the rejection counters.
@@ -24,16 +27,44 @@ const (
 	ReasonTopicMismatch  Reason = "topic_mismatch"
 	ReasonUnboundAsset   Reason = "unbound_asset" // an asset not bound to the gateway
 	ReasonSeqTooFar      Reason = "seq_too_far"   // more than MaxSeqJump above the highest sequence number
+	ReasonClockAhead     Reason = "clock_ahead"   // reading time more than max_clock_skew ahead of the service
 )
 
 // Reasons lists every reason in a fixed order.
-var Reasons = []Reason{ReasonUnknownGateway, ReasonBadSignature, ReasonReplay, ReasonDuplicate, ReasonMalformed, ReasonOversize, ReasonTopicMismatch, ReasonUnboundAsset, ReasonSeqTooFar}
+var Reasons = []Reason{ReasonUnknownGateway, ReasonBadSignature, ReasonReplay, ReasonDuplicate, ReasonMalformed, ReasonOversize, ReasonTopicMismatch, ReasonUnboundAsset, ReasonSeqTooFar, ReasonClockAhead}
+
+// Retry reports whether the agent must keep a message rejected for r and
+// send it again: the reason can go away without the message changing (the
+// gateway is registered or its asset bound later, the service's clock
+// catches up, ...). The broker then does not acknowledge it and closes the
+// connection, as for a message it could not store; the agent deletes
+// nothing it did not get a PUBACK for. Every other reason is final: the
+// message is acknowledged and dropped (duplicate: it is stored already).
+//
+//	reason           agent     why
+//	duplicate        delete    stored before
+//	replay           delete    another message holds its sequence number in this epoch
+//	bad_signature    delete    not signed by the registered key (a forgery on an authenticated connection)
+//	malformed        delete    the bytes will never parse
+//	oversize         delete    the bytes will never fit
+//	topic_mismatch   delete    the envelope names another gateway or kind than its topic
+//	unknown_gateway  keep      the gateway may be registered (enrolled) later
+//	unbound_asset    keep      the asset may be bound to the gateway later
+//	seq_too_far      keep      the stream may catch up; the operator sees the counter
+//	clock_ahead      keep      the service's clock catches up with the reading time
+func (r Reason) Retry() bool {
+	switch r {
+	case ReasonUnknownGateway, ReasonUnboundAsset, ReasonSeqTooFar, ReasonClockAhead:
+		return true
+	}
+	return false
+}
 
 // Gateways looks a gateway's key and site up, and whether it may report
 // an asset; *registry.Registry is one.
 type Gateways interface {
 	Lookup(id string) (pub ed25519.PublicKey, site string, ok bool)
-	Reports(gw, asset string) bool
+	Binding(gw, asset string) registry.Binding
 }
 
 // message is one checked envelope with its decoded body.
@@ -47,6 +78,10 @@ type message struct {
 	rfid wire.RFID
 	gps  wire.GPSFix
 	st   wire.Status
+	// unclaimed lists the assets the message reports that no gateway
+	// lists (its gateway has no list): the writer checks that no other
+	// gateway reports them (claim).
+	unclaimed []string
 }
 
 // rejection is a failed check: the reason, the gateway it claimed and why.
@@ -83,14 +118,14 @@ func check(m *message, topic string, payload []byte, gws Gateways, now time.Time
 		return &rejection{ReasonBadSignature, env.Gateway, env.Seq, err}
 	}
 	if maxSkew > 0 && env.Time.After(now.Add(maxSkew)) {
-		return &rejection{ReasonMalformed, env.Gateway, env.Seq, fmt.Errorf("%w: reading time %s is more than %s ahead", wire.ErrMalformed, env.Time.Format(time.RFC3339), maxSkew)}
+		return &rejection{ReasonClockAhead, env.Gateway, env.Seq, fmt.Errorf("reading time %s is more than %s ahead of the service's clock", env.Time.Format(time.RFC3339), maxSkew)}
 	}
 	m.env, m.site, m.raw = env, site, payload
 	if err := m.decodeBody(); err != nil {
 		return &rejection{ReasonMalformed, env.Gateway, env.Seq, err}
 	}
-	if asset := m.unlisted(gws); asset != "" {
-		return &rejection{ReasonUnboundAsset, env.Gateway, env.Seq, fmt.Errorf("gateway %s is not registered to report asset %s", env.Gateway, asset)}
+	if asset := m.bind(gws); asset != "" {
+		return &rejection{ReasonUnboundAsset, env.Gateway, env.Seq, fmt.Errorf("asset %s is not bound to gateway %s", asset, env.Gateway)}
 	}
 	m.sum = sha256.Sum256(payload)
 	return nil
@@ -147,33 +182,47 @@ func (m *message) decodeBody() error {
 	return err
 }
 
-// unlisted returns the first asset the message reports that its gateway is
-// not registered for (telemetry and inventory hosts and GPUs, the GPS
-// asset), or "". RFID reads may name any tag.
-func (m *message) unlisted(gws Gateways) string {
+// bind returns the first asset the message reports (telemetry and
+// inventory hosts and GPUs, the GPS asset) that is not bound to its
+// gateway, or "". Unclaimed assets are kept in m.unclaimed for the writer.
+// RFID reads name tags, which the writer looks up (fold.rfid).
+func (m *message) bind(gws Gateways) string {
 	gw := m.env.Gateway
-	ok := func(asset string) bool { return asset == "" || asset == gw || gws.Reports(gw, asset) }
+	m.unclaimed = m.unclaimed[:0]
+	check := func(asset string) bool {
+		if asset == "" || asset == gw {
+			return true
+		}
+		switch gws.Binding(gw, asset) {
+		case registry.Bound:
+			return true
+		case registry.Unclaimed:
+			m.unclaimed = append(m.unclaimed, asset)
+			return true
+		}
+		return false
+	}
 	switch m.env.Kind {
 	case wire.KindTelemetry:
-		if !ok(m.tel.Host) {
+		if !check(m.tel.Host) {
 			return m.tel.Host
 		}
 		for i := range m.tel.GPUs {
-			if !ok(m.tel.GPUs[i].Asset) {
+			if !check(m.tel.GPUs[i].Asset) {
 				return m.tel.GPUs[i].Asset
 			}
 		}
 	case wire.KindFirmware:
-		if !ok(m.inv.Host.Asset) {
+		if !check(m.inv.Host.Asset) {
 			return m.inv.Host.Asset
 		}
 		for i := range m.inv.GPUs {
-			if !ok(m.inv.GPUs[i].Asset) {
+			if !check(m.inv.GPUs[i].Asset) {
 				return m.inv.GPUs[i].Asset
 			}
 		}
 	case wire.KindGPS:
-		if !ok(m.gps.Asset) {
+		if !check(m.gps.Asset) {
 			return m.gps.Asset
 		}
 	}

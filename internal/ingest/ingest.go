@@ -84,6 +84,11 @@ type Outcome struct {
 // Accepted reports whether the message was stored now.
 func (o Outcome) Accepted() bool { return o.Reason == "" }
 
+// Ack reports whether the message may be acknowledged to its sender (who
+// then deletes it): it was stored, or it was rejected for a final reason
+// (see Reason.Retry).
+func (o Outcome) Ack() bool { return !o.Reason.Retry() }
+
 // item is one message, or one API change, on its way through the writer.
 type item struct {
 	m      message

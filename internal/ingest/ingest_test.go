@@ -239,7 +239,7 @@ func TestChecks(t *testing.T) {
 		{"other gateway's topic", wire.Topic("gw-x", wire.KindStatus), good, ReasonTopicMismatch},
 		{"other kind's topic", wire.Topic(gw, wire.KindGPS), good, ReasonTopicMismatch},
 		{"bad topic", "twinchain/v1/gw/" + gw, good, ReasonTopicMismatch},
-		{"future reading", wire.Topic(gw, wire.KindStatus), seal(t, gw, 3, t0.Add(48*time.Hour), wire.KindStatus, status(wire.StateOnline)), ReasonMalformed},
+		{"future reading", wire.Topic(gw, wire.KindStatus), seal(t, gw, 3, t0.Add(48*time.Hour), wire.KindStatus, status(wire.StateOnline)), ReasonClockAhead},
 		{"body of the wrong shape", wire.Topic(gw, wire.KindTelemetry), seal(t, gw, 4, t0, wire.KindTelemetry, map[string]any{"host": 7}), ReasonMalformed},
 		{"unlisted gpu", wire.Topic("gw-l", wire.KindTelemetry), seal(t, "gw-l", 1, t0, wire.KindTelemetry, telemetry("srv-l", 2, 0)), ReasonUnboundAsset},
 		{"unlisted host", wire.Topic("gw-l", wire.KindFirmware), seal(t, "gw-l", 2, t0, wire.KindFirmware, inventory("srv-x", 1, "1")), ReasonUnboundAsset},
@@ -252,7 +252,7 @@ func TestChecks(t *testing.T) {
 		}
 	}
 	st := r.in.Stats()
-	for reason, want := range map[Reason]uint64{ReasonUnknownGateway: 1, ReasonBadSignature: 2, ReasonMalformed: 3, ReasonOversize: 1, ReasonTopicMismatch: 3, ReasonUnboundAsset: 2} {
+	for reason, want := range map[Reason]uint64{ReasonUnknownGateway: 1, ReasonBadSignature: 2, ReasonMalformed: 2, ReasonOversize: 1, ReasonTopicMismatch: 3, ReasonUnboundAsset: 2, ReasonClockAhead: 1} {
 		if st.Rejected[reason] != want {
 			t.Errorf("Stats.Rejected[%s] = %d, want %d", reason, st.Rejected[reason], want)
 		}

@@ -239,6 +239,9 @@ func (w *writer) apply(tx *twinstore.Tx, batch []*item, now time.Time) error {
 // applyOne decides whether a checked message is new, stores it and folds it.
 func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome, error) {
 	e := &m.env
+	if out, ok := w.claim(m); !ok {
+		return out, nil
+	}
 	s := w.stream(e.Gateway)
 	prevHighest := s.st.Highest
 	if e.Seq == 0 {
@@ -297,6 +300,28 @@ func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome,
 		return Outcome{}, err
 	}
 	return Outcome{Pos: msg.Pos}, nil
+}
+
+// claim checks the assets the message reports that no gateway lists (its
+// gateway has none): each must be new, or already reported by this gateway
+// (twin.Gateway), at its site. An asset another gateway reports, a gateway
+// or another site's asset is refused as unbound_asset: a gateway without
+// an asset list never writes another gateway's assets.
+func (w *writer) claim(m *message) (Outcome, bool) {
+	gw := m.env.Gateway
+	for _, id := range m.unclaimed {
+		a := w.twins[id]
+		switch {
+		case a == nil:
+		case a.Kind == twin.KindGateway:
+			return Outcome{Reason: ReasonUnboundAsset, Err: fmt.Errorf("asset %s is a gateway, not bound to gateway %s", id, gw)}, false
+		case a.Gateway != "" && a.Gateway != gw:
+			return Outcome{Reason: ReasonUnboundAsset, Err: fmt.Errorf("asset %s is reported by gateway %s, not bound to gateway %s", id, a.Gateway, gw)}, false
+		case a.Site != m.site:
+			return Outcome{Reason: ReasonUnboundAsset, Err: fmt.Errorf("asset %s is at site %s, gateway %s at %s", id, a.Site, gw, m.site)}, false
+		}
+	}
+	return Outcome{}, true
 }
 
 // MaxSeqJump is how far above a stream's highest sequence number a message
