@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -64,5 +65,60 @@ func TestUnboundAsset(t *testing.T) {
 	}
 	if !ReasonUnboundAsset.Retry() {
 		t.Errorf("unbound_asset is final: an agent would delete data an operator may still bind")
+	}
+}
+
+// TestRFIDFlood is the attack of issue 11: one signed 240 KB RFID message of 4,000
+// made-up tags created 4,000 assets. RFID never creates assets now; the
+// reads are counted and make one unknown_tags notice. A known tag of
+// another site's asset moves nothing either.
+func TestRFIDFlood(t *testing.T) {
+	r := newRig(t, Config{}, "gw-host", "gw-dock", "gw-far")
+	other := registryGateway("gw-far")
+	other.Site = "s2"
+	if err := r.reg.Put(other); err != nil {
+		t.Fatal(err)
+	}
+	if out := r.submit("gw-host", wire.KindFirmware, seal(t, "gw-host", 1, t0, wire.KindFirmware, inventory("srv-h", 1, "1"))); !out.Accepted() {
+		t.Fatal(out.Err)
+	}
+	before := r.store.LastEventID()
+	var flood wire.RFID
+	for i := range 1500 { // ~240 KB, under MaxEnvelopeSize
+		flood.Reads = append(flood.Reads, wire.RFIDRead{Reader: "r", ReadPoint: "door", Zone: "dock", EPC: fmt.Sprintf("E2%020X", i), Count: 1})
+	}
+	flood.Reads = append(flood.Reads, wire.RFIDRead{Reader: "r", ReadPoint: "door", Zone: "dock", EPC: "E200srv-h", Count: 1}) // srv-h's tag, same site
+	if out := r.submit("gw-dock", wire.KindRFID, seal(t, "gw-dock", 1, t0.Add(time.Second), wire.KindRFID, flood)); !out.Accepted() {
+		t.Fatalf("flood: %s %v", out.Reason, out.Err)
+	}
+	far := wire.RFID{Reads: []wire.RFIDRead{{Reader: "r", ReadPoint: "gate", Zone: "s2-gate", EPC: "E200srv-h", Count: 1}}}
+	if out := r.submit("gw-far", wire.KindRFID, seal(t, "gw-far", 1, t0.Add(2*time.Second), wire.KindRFID, far)); !out.Accepted() {
+		t.Fatalf("other site: %s %v", out.Reason, out.Err)
+	}
+	h, err := r.store.Asset("srv-h")
+	if err != nil || h.Location.Zone != "dock" {
+		t.Errorf("srv-h location = %+v (%v), want zone dock (the other site's read ignored)", h.Location, err)
+	}
+	events, err := r.store.EventsAfter(before, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.Asset != "srv-h" && e.Asset != "gw-dock" && e.Asset != "gw-far" {
+			t.Errorf("RFID reads made an event on %s: %+v", e.Asset, e)
+		}
+	}
+	st := r.in.Stats()
+	if st.UnknownTags != 1501 {
+		t.Errorf("Stats.UnknownTags = %d, want 1501", st.UnknownTags)
+	}
+	var notices []Rejection
+	for _, rj := range r.in.Recent(time.Time{}) {
+		if rj.Reason == ReasonUnknownTags {
+			notices = append(notices, rj)
+		}
+	}
+	if len(notices) != 2 || notices[0].Gateway != "gw-dock" || notices[1].Gateway != "gw-far" {
+		t.Errorf("unknown_tags notices = %+v, want one for gw-dock and one for gw-far", notices)
 	}
 }

@@ -33,6 +33,13 @@ const (
 // Reasons lists every reason in a fixed order.
 var Reasons = []Reason{ReasonUnknownGateway, ReasonBadSignature, ReasonReplay, ReasonDuplicate, ReasonMalformed, ReasonOversize, ReasonTopicMismatch, ReasonUnboundAsset, ReasonSeqTooFar, ReasonClockAhead}
 
+// ReasonUnknownTags is not a rejection: an accepted RFID message read tags
+// its gateway may not report (no asset carries them, or their asset is
+// registered to another site). Those reads are ignored, counted
+// (Stats.UnknownTags) and put in the Recent ring under this reason, once
+// per message, for the detector's one aggregated finding per gateway.
+const ReasonUnknownTags Reason = "unknown_tags"
+
 // Retry reports whether the agent must keep a message rejected for r and
 // send it again: the reason can go away without the message changing (the
 // gateway is registered or its asset bound later, the service's clock
@@ -82,6 +89,7 @@ type message struct {
 	// lists (its gateway has no list): the writer checks that no other
 	// gateway reports them (claim).
 	unclaimed []string
+	tags      tagMisses // set by the fold of an RFID message
 }
 
 // rejection is a failed check: the reason, the gateway it claimed and why.

@@ -350,8 +350,11 @@ func TestFold(t *testing.T) {
 	if h.Location.Zone != "dock" || h.Location.ReadPoint != "door-1" || h.Kind != twin.KindServer {
 		t.Errorf("host location = %+v kind %s, want zone dock at door-1, server", h.Location, h.Kind)
 	}
-	if tag, err := r.store.Asset("tag-E2FFFF"); err != nil || tag.Kind != twin.KindTag || tag.Location.Zone != "dock" {
-		t.Errorf("unknown tag twin = %+v, %v; want a tag in zone dock", tag, err)
+	if tag, err := r.store.Asset("tag-E2FFFF"); err == nil {
+		t.Errorf("an unknown tag made an asset: %+v", tag)
+	}
+	if st := r.in.Stats(); st.UnknownTags != 1 {
+		t.Errorf("Stats.UnknownTags = %d, want 1", st.UnknownTags)
 	}
 	gwTwin, _ := r.store.Asset(gw)
 	gwEvents, _ := r.store.AssetEvents(gw, 0, 100)
