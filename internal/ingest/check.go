@@ -92,12 +92,18 @@ type message struct {
 	tags      tagMisses // set by the fold of an RFID message
 }
 
-// rejection is a failed check: the reason, the gateway it claimed and why.
+// rejection is a failed check: the reason, the gateway it claimed and why,
+// and where it came from.
 type rejection struct {
 	reason  Reason
 	gateway string
 	seq     uint64
 	err     error
+	src     Source
+}
+
+func rej(reason Reason, gateway string, seq uint64, err error) *rejection {
+	return &rejection{reason: reason, gateway: gateway, seq: seq, err: err}
 }
 
 // check decodes, authenticates and parses one message. It is the only code
@@ -105,35 +111,35 @@ type rejection struct {
 func check(m *message, topic string, payload []byte, gws Gateways, now time.Time, maxSkew time.Duration) *rejection {
 	if len(payload) > wire.MaxEnvelopeSize {
 		gw, _, _ := wire.ParseTopic(topic)
-		return &rejection{ReasonOversize, gw, 0, fmt.Errorf("%d bytes, limit %d: %w", len(payload), wire.MaxEnvelopeSize, wire.ErrOversize)}
+		return rej(ReasonOversize, gw, 0, fmt.Errorf("%d bytes, limit %d: %w", len(payload), wire.MaxEnvelopeSize, wire.ErrOversize))
 	}
 	tgw, tkind, err := wire.ParseTopic(topic)
 	if err != nil {
-		return &rejection{ReasonTopicMismatch, "", 0, err}
+		return rej(ReasonTopicMismatch, "", 0, err)
 	}
 	env, err := wire.Decode(payload)
 	if err != nil {
-		return &rejection{ReasonMalformed, tgw, env.Seq, err}
+		return rej(ReasonMalformed, tgw, env.Seq, err)
 	}
 	if env.Gateway != tgw || env.Kind != tkind {
-		return &rejection{ReasonTopicMismatch, tgw, env.Seq, fmt.Errorf("envelope of %s/%s on topic %q", env.Gateway, env.Kind, topic)}
+		return rej(ReasonTopicMismatch, tgw, env.Seq, fmt.Errorf("envelope of %s/%s on topic %q", env.Gateway, env.Kind, topic))
 	}
 	pub, site, ok := gws.Lookup(env.Gateway)
 	if !ok {
-		return &rejection{ReasonUnknownGateway, env.Gateway, env.Seq, fmt.Errorf("gateway %s is not registered", env.Gateway)}
+		return rej(ReasonUnknownGateway, env.Gateway, env.Seq, fmt.Errorf("gateway %s is not registered", env.Gateway))
 	}
 	if err := env.Verify(pub); err != nil {
-		return &rejection{ReasonBadSignature, env.Gateway, env.Seq, err}
+		return rej(ReasonBadSignature, env.Gateway, env.Seq, err)
 	}
 	if maxSkew > 0 && env.Time.After(now.Add(maxSkew)) {
-		return &rejection{ReasonClockAhead, env.Gateway, env.Seq, fmt.Errorf("reading time %s is more than %s ahead of the service's clock", env.Time.Format(time.RFC3339), maxSkew)}
+		return rej(ReasonClockAhead, env.Gateway, env.Seq, fmt.Errorf("reading time %s is more than %s ahead of the service's clock", env.Time.Format(time.RFC3339), maxSkew))
 	}
 	m.env, m.site, m.raw = env, site, payload
 	if err := m.decodeBody(); err != nil {
-		return &rejection{ReasonMalformed, env.Gateway, env.Seq, err}
+		return rej(ReasonMalformed, env.Gateway, env.Seq, err)
 	}
 	if asset := m.bind(gws); asset != "" {
-		return &rejection{ReasonUnboundAsset, env.Gateway, env.Seq, fmt.Errorf("asset %s is not bound to gateway %s", asset, env.Gateway)}
+		return rej(ReasonUnboundAsset, env.Gateway, env.Seq, fmt.Errorf("asset %s is not bound to gateway %s", asset, env.Gateway))
 	}
 	m.sum = sha256.Sum256(payload)
 	return nil

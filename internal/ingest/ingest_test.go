@@ -99,7 +99,7 @@ func seal(t testing.TB, gw string, seq uint64, ts time.Time, kind wire.Kind, bod
 
 func (r *rig) submit(gw string, kind wire.Kind, payload []byte) Outcome {
 	r.t.Helper()
-	out, err := r.in.Submit(wire.Topic(gw, kind), payload)
+	out, err := r.in.Submit(Source{}, wire.Topic(gw, kind), payload)
 	if err != nil {
 		r.t.Fatalf("Submit: %v", err)
 	}
@@ -246,7 +246,7 @@ func TestChecks(t *testing.T) {
 		{"listed", wire.Topic("gw-l", wire.KindTelemetry), seal(t, "gw-l", 3, t0, wire.KindTelemetry, telemetry("srv-l", 1, 0)), ""},
 		{"valid", wire.Topic(gw, wire.KindStatus), good, ""},
 	} {
-		out, err := r.in.Submit(tc.topic, tc.payload)
+		out, err := r.in.Submit(Source{}, tc.topic, tc.payload)
 		if err != nil || out.Reason != tc.want {
 			t.Errorf("%s: Submit = %q, %v (%v), want %q", tc.name, out.Reason, err, out.Err, tc.want)
 		}
@@ -374,7 +374,7 @@ func TestSubmitAfterStop(t *testing.T) {
 	r.stop()
 	r.stop = nil
 	defer r.store.Close()
-	_, err := r.in.Submit(wire.Topic("gw-s", wire.KindStatus), seal(t, "gw-s", 1, t0, wire.KindStatus, status(wire.StateOnline)))
+	_, err := r.in.Submit(Source{}, wire.Topic("gw-s", wire.KindStatus), seal(t, "gw-s", 1, t0, wire.KindStatus, status(wire.StateOnline)))
 	if !errors.Is(err, ErrClosed) {
 		t.Errorf("Submit after Run ended = %v, want ErrClosed", err)
 	}
@@ -508,13 +508,13 @@ func TestRejectionLogRateLimit(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	var s stats
 	s.init(4)
-	rej := &rejection{ReasonBadSignature, "gw-a", 1, errors.New("bad signature")}
+	bad := rej(ReasonBadSignature, "gw-a", 1, errors.New("bad signature"))
 	for i := range 3 {
-		s.reject(log, t0.Add(time.Duration(i)*time.Second), rej)
+		s.reject(log, t0.Add(time.Duration(i)*time.Second), bad)
 	}
-	s.reject(log, t0.Add(time.Second), &rejection{ReasonReplay, "gw-a", 2, errors.New("old")})
-	s.reject(log, t0.Add(2*time.Second), &rejection{ReasonBadSignature, "gw-b", 1, errors.New("bad signature")})
-	s.reject(log, t0.Add(61*time.Second), rej)
+	s.reject(log, t0.Add(time.Second), rej(ReasonReplay, "gw-a", 2, errors.New("old")))
+	s.reject(log, t0.Add(2*time.Second), rej(ReasonBadSignature, "gw-b", 1, errors.New("bad signature")))
+	s.reject(log, t0.Add(61*time.Second), bad)
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 4 {
 		t.Fatalf("logged %d lines, want 4 (gw-a bad_signature twice a minute apart, gw-a replay, gw-b):\n%s", len(lines), buf.String())
@@ -536,7 +536,7 @@ func TestStoreFailure(t *testing.T) {
 	r.submit(gw, wire.KindStatus, seal(t, gw, 1, t0, wire.KindStatus, status(wire.StateOnline)))
 	r.store.Close()
 	for seq := uint64(2); seq <= 3; seq++ {
-		if _, err := r.in.Submit(wire.Topic(gw, wire.KindStatus), seal(t, gw, seq, t0, wire.KindStatus, status(wire.StateOnline))); err == nil {
+		if _, err := r.in.Submit(Source{}, wire.Topic(gw, wire.KindStatus), seal(t, gw, seq, t0, wire.KindStatus, status(wire.StateOnline))); err == nil {
 			t.Errorf("Submit(seq %d) with the store closed = nil error, want an error", seq)
 		}
 	}

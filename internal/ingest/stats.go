@@ -27,6 +27,7 @@ type Rejection struct {
 	Seq     uint64    `json:"seq"`
 	Reason  Reason    `json:"reason"`
 	Error   string    `json:"error"`
+	Source  Source    `json:"source"` // where it came from (the gateway id above is only claimed)
 }
 
 // GatewayStats is one gateway's ingest figures.
@@ -132,7 +133,7 @@ func (s *stats) remember(log *slog.Logger, now time.Time, r *rejection) {
 	if r.err != nil {
 		msg = r.err.Error()
 	}
-	rj := Rejection{Time: now, Gateway: r.gateway, Seq: r.seq, Reason: r.reason, Error: msg}
+	rj := Rejection{Time: now, Gateway: r.gateway, Seq: r.seq, Reason: r.reason, Error: msg, Source: r.src}
 	if len(s.recent) < cap(s.recent) {
 		s.recent = append(s.recent, rj)
 	} else if len(s.recent) > 0 {
@@ -158,7 +159,7 @@ func (s *stats) remember(log *slog.Logger, now time.Time, r *rejection) {
 	case ReasonUnknownTags:
 		what = "rfid reads ignored"
 	}
-	log.Log(context.Background(), level, what, "reason", string(r.reason), "gateway", r.gateway, "seq", r.seq, "err", msg, "suppressed_since_last_log", ls.suppressed)
+	log.Log(context.Background(), level, what, "reason", string(r.reason), "gateway", r.gateway, "seq", r.seq, "err", msg, "source", r.src.String(), "suppressed_since_last_log", ls.suppressed)
 	ls.last, ls.suppressed = now, 0
 }
 
@@ -174,11 +175,11 @@ func (s *stats) committed(log *slog.Logger, now time.Time, batch []*item, states
 	}
 	for _, it := range batch {
 		if it.out.Reason != "" {
-			s.rejectLocked(log, now, &rejection{it.out.Reason, it.m.env.Gateway, it.m.env.Seq, it.out.Err})
+			s.rejectLocked(log, now, &rejection{it.out.Reason, it.m.env.Gateway, it.m.env.Seq, it.out.Err, it.src})
 		} else if tm := &it.m.tags; tm.unknown+tm.otherSite > 0 {
 			s.unknownTags[it.m.env.Gateway] += uint64(tm.unknown + tm.otherSite)
 			err := fmt.Errorf("%d reads of tags no asset carries, %d of another site's assets, ignored (%s)", tm.unknown, tm.otherSite, strings.Join(tm.sample, ", "))
-			s.remember(log, now, &rejection{ReasonUnknownTags, it.m.env.Gateway, it.m.env.Seq, err})
+			s.remember(log, now, &rejection{ReasonUnknownTags, it.m.env.Gateway, it.m.env.Seq, err, it.src})
 		}
 	}
 }

@@ -91,7 +91,7 @@ func (r *rig) telemetry(seq uint64, tm time.Time, xids uint64) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	if out, err := r.in.Submit(wire.Topic("gw-a", wire.KindTelemetry), data); err != nil || !out.Accepted() {
+	if out, err := r.in.Submit(ingest.Source{}, wire.Topic("gw-a", wire.KindTelemetry), data); err != nil || !out.Accepted() {
 		r.t.Fatalf("submit %d: %v %v", seq, out.Err, err)
 	}
 }
@@ -180,7 +180,7 @@ func (r *rig) inventory(seq uint64, tm time.Time, vbios, driver string) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	if out, err := r.in.Submit(wire.Topic("gw-a", wire.KindFirmware), data); err != nil || !out.Accepted() {
+	if out, err := r.in.Submit(ingest.Source{}, wire.Topic("gw-a", wire.KindFirmware), data); err != nil || !out.Accepted() {
 		r.t.Fatalf("submit %d: %v %v", seq, out.Err, err)
 	}
 }
@@ -251,7 +251,7 @@ func TestKnownAssetsFollowRegistry(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := r.in.Submit(wire.Topic("gw-a", wire.KindTelemetry), data)
+		out, err := r.in.Submit(ingest.Source{}, wire.Topic("gw-a", wire.KindTelemetry), data)
 		if err != nil || !out.Accepted() {
 			t.Fatalf("submit %d: %v %v", seq, out.Err, err)
 		}

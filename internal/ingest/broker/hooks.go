@@ -59,7 +59,7 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if h.pipelined && pk.FixedHeader.Qos == 1 && !cl.Net.Inline {
 		return h.publishPipelined(cl, pk)
 	}
-	out, err := h.in.Submit(pk.TopicName, pk.Payload)
+	out, err := h.in.Submit(source(cl), pk.TopicName, pk.Payload)
 	if err == nil && !out.Ack() {
 		err = retryError(out)
 	}
@@ -81,9 +81,15 @@ func (h *ingestHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	if h.stopping.Load() {
 		return // twin-service is stopping, not the gateway: it is not offline
 	}
-	if _, err := h.in.Submit(pk.TopicName, bytes.Clone(pk.Payload)); err != nil {
+	if _, err := h.in.Submit(source(cl), pk.TopicName, bytes.Clone(pk.Payload)); err != nil {
 		h.storeFailed(cl.ID, err)
 	}
+}
+
+// source is the ingest's name for a client: its id, which the broker binds
+// to its credential, and its remote address.
+func source(cl *mqtt.Client) ingest.Source {
+	return ingest.Source{Client: cl.ID, Remote: cl.Net.Remote}
 }
 
 // errRetry marks a message rejected for a reason the agent must retry.
@@ -170,7 +176,7 @@ func (h *ingestHook) publishPipelined(cl *mqtt.Client, pk packets.Packet) (packe
 		return pk, packets.ErrRejectPacket
 	}
 	id := pk.PacketID
-	h.in.SubmitAsync(pk.TopicName, pk.Payload, func(out ingest.Outcome, err error) {
+	h.in.SubmitAsync(source(cl), pk.TopicName, pk.Payload, func(out ingest.Outcome, err error) {
 		if err == nil && !out.Ack() {
 			err = retryError(out)
 		}
