@@ -237,8 +237,8 @@ func TestKnownAssetsFollowRegistry(t *testing.T) {
 	seed := sha256.Sum256([]byte("gw-a"))
 	key := ed25519.NewKeyFromSeed(seed[:])
 	other := registry.Gateway{ID: "gw-b", PublicKey: key.Public().(ed25519.PublicKey), Site: "s1", Assets: []string{"srv-b"}}
-	r := &rig{t: t, dir: t.TempDir(), key: key, known: true,
-		reg: registry.New(registry.Gateway{ID: "gw-a", PublicKey: key.Public().(ed25519.PublicKey), Site: "s1"}, other)}
+	own := registry.Gateway{ID: "gw-a", PublicKey: key.Public().(ed25519.PublicKey), Site: "s1"}
+	r := &rig{t: t, dir: t.TempDir(), key: key, known: true, reg: registry.New(own, other)}
 	r.open(cfg)
 	t.Cleanup(r.close)
 	now := time.Now().UTC().Add(-time.Hour)
@@ -268,8 +268,8 @@ func TestKnownAssetsFollowRegistry(t *testing.T) {
 	send(1, "srv-a.gpu0")
 	r.waitAlerts("srv-a.gpu0 unknown", func(a []alert.Alert) bool { return unknown(a, "srv-a.gpu0") })
 
-	other.Assets = append(other.Assets, "srv-a", "srv-a.gpu0", "srv-a.gpu1")
-	if err := r.reg.Put(other); err != nil {
+	own.Assets = []string{"srv-a", "srv-a.gpu0", "srv-a.gpu1"}
+	if err := r.reg.Put(own); err != nil {
 		t.Fatal(err)
 	}
 	pos := send(2, "srv-a.gpu0", "srv-a.gpu1")
