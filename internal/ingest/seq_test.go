@@ -108,3 +108,29 @@ func TestReinstalledAgent(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryTable pins what the agent does with each rejection reason (the
+// table in Reason.Retry and docs/design.md): a new reason must be placed.
+func TestRetryTable(t *testing.T) {
+	keep := map[Reason]bool{
+		ReasonDuplicate: false, ReasonReplay: false, ReasonBadSignature: false, ReasonMalformed: false,
+		ReasonOversize: false, ReasonTopicMismatch: false,
+		ReasonUnknownGateway: true, ReasonUnboundAsset: true, ReasonSeqTooFar: true, ReasonClockAhead: true,
+	}
+	for _, r := range Reasons {
+		want, ok := keep[r]
+		if !ok {
+			t.Errorf("reason %s is not in the agent's table", r)
+			continue
+		}
+		if r.Retry() != want {
+			t.Errorf("%s.Retry() = %v, want %v", r, r.Retry(), want)
+		}
+		if (Outcome{Reason: r}).Ack() == want {
+			t.Errorf("Outcome{%s}.Ack() = %v, want %v", r, !want, !want)
+		}
+	}
+	if !(Outcome{}).Ack() {
+		t.Error("a stored message is not acknowledged")
+	}
+}
