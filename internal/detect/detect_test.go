@@ -568,3 +568,17 @@ func TestSeverityText(t *testing.T) {
 		t.Errorf("ParseSeverity(dire) = nil error, want error")
 	}
 }
+
+// TestReplayNamesItsSource: a replay alert says where the replay came from.
+func TestReplayNamesItsSource(t *testing.T) {
+	var steps []step
+	for i := range 3 {
+		r := &Rejection{Time: t0.Add(time.Duration(i) * time.Second), Gateway: "gw-x", Seq: uint64(i + 1), Reason: RejectReplay,
+			Source: "gw-x@10.0.0.7", SourceClient: "gw-x", From: "client gw-x at 10.0.0.7:40112"}
+		steps = append(steps, step{in: Input{Rejection: r}})
+	}
+	got := feed(t, Defaults(), nil, steps)
+	if len(got) != 1 || got[0].Type != TypeReplayedMessages || !strings.Contains(got[0].Summary, "10.0.0.7:40112") || got[0].Evidence.Values["from"] != "client gw-x at 10.0.0.7:40112" {
+		t.Errorf("replay findings = %+v, want one replayed_messages naming client gw-x at 10.0.0.7:40112", got)
+	}
+}
