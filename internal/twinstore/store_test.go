@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"twinchain/internal/registry"
 	"twinchain/internal/twin"
 	"twinchain/internal/wire"
@@ -241,4 +243,22 @@ func TestGatewaysAndCheckpoint(t *testing.T) {
 	if err := s.DeleteGateway("gw-1"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("DeleteGateway twice = %v, want ErrNotFound", err)
 	}
+}
+
+// TestOldFormatRefused: a store holding messages and no format mark is
+// from before envelope v2 and sequence epochs; Open says so instead of
+// reading its messages as damaged.
+func TestOldFormatRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "twins.db")
+	s := open(t, path)
+	commitAsset(t, s, "gw-1", 1, twin.Asset{}, &twin.Asset{ID: "gw-1", Kind: twin.KindGateway})
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyFormat) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(path, Options{NoSync: true}); !errors.Is(err, ErrOldFormat) {
+		t.Errorf("Open(store without a format) = %v, want ErrOldFormat", err)
+	}
+	s = open(t, filepath.Join(t.TempDir(), "new.db")) // a new store is marked
+	s.Close()
 }
