@@ -24,6 +24,7 @@ func TestSeqTooFar(t *testing.T) {
 		seq  uint64
 		want Reason
 	}{
+		{math.MaxUint64, ReasonSeqTooFar}, // even as a stream's first
 		{1, ""}, {2, ""},
 		{math.MaxUint64, ReasonSeqTooFar},
 		{2 + MaxSeqJump + 1, ReasonSeqTooFar},
@@ -37,8 +38,8 @@ func TestSeqTooFar(t *testing.T) {
 		}
 	}
 	st := r.in.Stats()
-	if st.Rejected[ReasonSeqTooFar] != 2 || st.Gateways[0].LastSeq != 3+MaxSeqJump {
-		t.Errorf("after: rejected %v, last seq %d; want 2 seq_too_far and last seq %d", st.Rejected, st.Gateways[0].LastSeq, 3+MaxSeqJump)
+	if st.Rejected[ReasonSeqTooFar] != 3 || st.Gateways[0].LastSeq != 3+MaxSeqJump {
+		t.Errorf("after: rejected %v, last seq %d; want 3 seq_too_far and last seq %d", st.Rejected, st.Gateways[0].LastSeq, 3+MaxSeqJump)
 	}
 	if out := r.submit(gw, wire.KindStatus, msg(4+MaxSeqJump)); !out.Accepted() {
 		t.Errorf("Submit(next after the jump) = %q (%v), want accepted", out.Reason, out.Err)
@@ -54,7 +55,7 @@ func TestReinstalledAgent(t *testing.T) {
 	r := newRig(t, Config{SeqWindow: 64}, gw)
 	oldKey, newKey := testKey(gw), testKey(gw+" reinstalled")
 	msg := func(key ed25519.PrivateKey, seq uint64, variant int) []byte {
-		b, err := wire.Seal(key, gw, seq, t0.Add(time.Duration(seq)*time.Second+time.Duration(variant)), wire.KindStatus, status(wire.StateOnline))
+		b, err := wire.Seal(key, gw, seq, t0.Add(time.Duration(seq%1000)*time.Second+time.Duration(variant)), wire.KindStatus, status(wire.StateOnline))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,6 +80,13 @@ func TestReinstalledAgent(t *testing.T) {
 	for seq := uint64(1); seq <= 5; seq++ {
 		submit("new key from 1", msg(newKey, seq, 0), "")
 	}
+	// An agent re-keyed but not reinstalled keeps its counter: its first
+	// number in a new epoch may be anywhere.
+	farKey := testKey(gw + " re-keyed after years")
+	rekey(farKey)
+	submit("re-keyed agent keeps its counter", msg(farKey, 5_000_000, 0), "")
+	submit("re-keyed agent's next", msg(farKey, 5_000_001, 0), "")
+	rekey(newKey)
 	submit("new key redelivered", msg(newKey, 5, 0), ReasonDuplicate)
 	submit("old key after the re-key", msg(oldKey, 101, 0), ReasonBadSignature)
 	r.reopen(Config{SeqWindow: 64})
@@ -95,8 +103,8 @@ func TestReinstalledAgent(t *testing.T) {
 			t.Errorf("a replay rejection of the new stream: %+v", rj)
 		}
 	}
-	if got := r.store.LastPos(); got != 100+6+1 {
-		t.Errorf("messages stored = %d, want %d", got, 100+6+1)
+	if got := r.store.LastPos(); got != 100+6+2+1 {
+		t.Errorf("messages stored = %d, want %d", got, 100+6+2+1)
 	}
 	events, err := r.store.AssetEvents(gw, 0, 1000)
 	if err != nil {

@@ -243,6 +243,9 @@ func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome,
 		return out, nil
 	}
 	s := w.stream(e.Gateway)
+	if e.Seq > 0 && e.Epoch != s.st.Epoch {
+		w.newEpoch(tx, s, e.Epoch)
+	}
 	prevHighest := s.st.Highest
 	if e.Seq == 0 {
 		switch {
@@ -253,9 +256,6 @@ func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome,
 		}
 		s.st.LastWill = e.Time
 	} else {
-		if e.Epoch != s.st.Epoch {
-			w.newEpoch(tx, s, e.Epoch)
-		}
 		if out, seen := w.seen(tx, s, e.Seq, &m.sum); seen {
 			return out, nil
 		}
@@ -326,8 +326,13 @@ func (w *writer) claim(m *message) (Outcome, bool) {
 
 // MaxSeqJump is how far above a stream's highest sequence number a message
 // may be. One further is refused as seq_too_far and moves nothing: a single
-// signed message with sequence 2^64-1 would otherwise end the stream.
-const MaxSeqJump = 1_000_000
+// signed message with sequence 2^64-1 would otherwise end the stream. The
+// first message of a stream (a new key's epoch) may start anywhere up to
+// MaxSeq: an agent re-keyed after years keeps its counter.
+const (
+	MaxSeqJump = 1_000_000
+	MaxSeq     = 1 << 62
+)
 
 // newEpoch makes epoch the gateway's current stream: its window is what the
 // sequence index holds for that epoch (nothing for a new key, whose agent
@@ -347,10 +352,11 @@ func (w *writer) newEpoch(tx *twinstore.Tx, s *stream, epoch uint64) {
 
 // seen reports whether seq must not be applied: it is stored already (a
 // duplicate when the bytes are the same, a replay otherwise), it is older
-// than the window, or it is more than MaxSeqJump above the highest.
+// than the window, or it is too far (seq_too_far: more than MaxSeqJump
+// above the highest of a stream that has one, or above MaxSeq).
 func (w *writer) seen(tx *twinstore.Tx, s *stream, seq uint64, sum *[32]byte) (Outcome, bool) {
-	if seq > s.st.Highest && seq-s.st.Highest > MaxSeqJump {
-		return Outcome{Reason: ReasonSeqTooFar, Err: fmt.Errorf("sequence %d is more than %d above the highest %d", seq, MaxSeqJump, s.st.Highest)}, true
+	if seq > MaxSeq || s.st.Highest > 0 && seq > s.st.Highest && seq-s.st.Highest > MaxSeqJump {
+		return Outcome{Reason: ReasonSeqTooFar, Err: fmt.Errorf("sequence %d is more than %d above the highest %d (or above %d)", seq, MaxSeqJump, s.st.Highest, uint64(MaxSeq))}, true
 	}
 	window := uint64(len(s.bits) * 64)
 	inWindow := seq > s.st.Highest || s.st.Highest-seq < window
