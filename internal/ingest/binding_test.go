@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -120,5 +121,39 @@ func TestRFIDFlood(t *testing.T) {
 	}
 	if len(notices) != 2 || notices[0].Gateway != "gw-dock" || notices[1].Gateway != "gw-far" {
 		t.Errorf("unknown_tags notices = %+v, want one for gw-dock and one for gw-far", notices)
+	}
+}
+
+// TestRejectionsCountedBySource: 900 unsigned messages under 300 made-up
+// ids from one connection count under that connection, not 300 gateways.
+func TestRejectionsCountedBySource(t *testing.T) {
+	r := newRig(t, Config{}, "gw-real")
+	attacker := Source{Client: "svc:x", Remote: "10.0.0.9:5555"}
+	for i := range 900 {
+		gw := fmt.Sprintf("gw-fake-%03d", i%300)
+		data, err := wire.Seal(testKey("forger"), gw, uint64(i+1), t0, wire.KindStatus, status(wire.StateOnline))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := r.in.Submit(attacker, wire.Topic(gw, wire.KindStatus), data); err != nil || out.Reason != ReasonUnknownGateway {
+			t.Fatalf("Submit = %q, %v; want unknown_gateway", out.Reason, err)
+		}
+	}
+	forged, _ := wire.Seal(testKey("forger"), "gw-real", 1, t0, wire.KindStatus, status(wire.StateOnline))
+	if out, _ := r.in.Submit(Source{Client: "gw-real", Remote: "10.0.0.2:4000"}, wire.Topic("gw-real", wire.KindStatus), forged); out.Reason != ReasonBadSignature {
+		t.Fatalf("forgery: %q, want bad_signature", out.Reason)
+	}
+	st := r.in.Stats()
+	want := []SourceStats{
+		{Source: "gw-real@10.0.0.2", Rejected: map[Reason]uint64{ReasonBadSignature: 1}},
+		{Source: "svc:x@10.0.0.9", Rejected: map[Reason]uint64{ReasonUnknownGateway: 900}},
+	}
+	if !reflect.DeepEqual(st.Sources, want) {
+		t.Errorf("Stats.Sources = %+v, want %+v", st.Sources, want)
+	}
+	for _, rj := range r.in.Recent(time.Time{}) {
+		if rj.Source != attacker && rj.Source.Client != "gw-real" {
+			t.Errorf("rejection without its source: %+v", rj)
+		}
 	}
 }

@@ -64,6 +64,16 @@ type Stats struct {
 	QueueDepth     int               `json:"queue_depth"`
 	UnknownTags    uint64            `json:"unknown_tags"` // RFID reads ignored (see GatewayStats.UnknownTags)
 	Gateways       []GatewayStats    `json:"gateways"`
+	// Sources counts the rejections by where they came from (Source.Key),
+	// whatever gateway they claimed; sources beyond 4096 are counted under
+	// "_other".
+	Sources []SourceStats `json:"sources"`
+}
+
+// SourceStats is one source's rejections, by reason.
+type SourceStats struct {
+	Source   string            `json:"source"`
+	Rejected map[Reason]uint64 `json:"rejected"`
 }
 
 type rejKey struct {
@@ -88,6 +98,7 @@ type stats struct {
 	next           int
 	logged         map[rejKey]*logState
 	unknownTags    map[string]uint64 // by gateway (registered gateways only: their messages were accepted)
+	bySource       map[rejKey]uint64 // rejections by source key (in gw) and reason
 }
 
 func (s *stats) init(recent int) {
@@ -97,6 +108,7 @@ func (s *stats) init(recent int) {
 	s.recent = make([]Rejection, 0, recent)
 	s.logged = map[rejKey]*logState{}
 	s.unknownTags = map[string]uint64{}
+	s.bySource = map[rejKey]uint64{}
 }
 
 func (s *stats) setGateways(states []twinstore.GatewayState) {
@@ -122,6 +134,11 @@ func (s *stats) rejectLocked(log *slog.Logger, now time.Time, r *rejection) {
 		k.gw = otherGateway
 	}
 	s.byGateway[k]++
+	k = rejKey{r.src.Key(), r.reason}
+	if _, ok := s.bySource[k]; !ok && len(s.bySource) >= maxTrackedGateways*len(Reasons) {
+		k.gw = otherGateway
+	}
+	s.bySource[k]++
 	s.remember(log, now, r)
 }
 
@@ -227,6 +244,18 @@ func (in *Ingest) Stats() Stats {
 		get(gw).UnknownTags = n
 		out.UnknownTags += n
 	}
+	bySrc := map[string]map[Reason]uint64{}
+	for k, n := range s.bySource {
+		if bySrc[k.gw] == nil {
+			bySrc[k.gw] = map[Reason]uint64{}
+		}
+		bySrc[k.gw][k.reason] = n
+	}
+	out.Sources = make([]SourceStats, 0, len(bySrc))
+	for src, rej := range bySrc {
+		out.Sources = append(out.Sources, SourceStats{Source: src, Rejected: rej})
+	}
+	sort.Slice(out.Sources, func(i, j int) bool { return out.Sources[i].Source < out.Sources[j].Source })
 	out.Gateways = make([]GatewayStats, 0, len(byID))
 	for _, g := range byID {
 		out.Gateways = append(out.Gateways, *g)
