@@ -89,12 +89,14 @@ type Envelope struct {
 // (big-endian) of SHA-256("twinchain-epoch" || pub). A new key is a new
 // epoch, so a re-keyed agent's sequence numbers start a new stream.
 func KeyEpoch(pub ed25519.PublicKey) uint64 {
-	h := sha256.New()
-	h.Write([]byte("twinchain-epoch"))
-	h.Write(pub)
-	var sum [32]byte
-	return binary.BigEndian.Uint64(h.Sum(sum[:0]))
+	var buf [len(epochDomain) + ed25519.PublicKeySize]byte // no heap allocation per message
+	n := copy(buf[:], epochDomain)
+	n += copy(buf[n:], pub)
+	sum := sha256.Sum256(buf[:n])
+	return binary.BigEndian.Uint64(sum[:8])
 }
+
+const epochDomain = "twinchain-epoch"
 
 // ValidGatewayID reports whether id may name a gateway: 1 to 64 characters
 // from [A-Za-z0-9._-], starting with a letter or digit. Such an id is safe in
