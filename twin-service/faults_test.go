@@ -239,7 +239,7 @@ func storeDir(t *testing.T, n int) (string, ed25519.PrivateKey) {
 				return err
 			}
 			sum := sha256.Sum256(raw)
-			if err := tx.PutSeq("gw-v", uint64(seq), m.Pos, &sum); err != nil {
+			if err := tx.PutSeq("gw-v", env.Epoch, uint64(seq), m.Pos, &sum); err != nil {
 				return err
 			}
 		}

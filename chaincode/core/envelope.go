@@ -2,6 +2,8 @@ package core
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -17,7 +19,7 @@ import (
 const (
 	envelopeVersion    = 1
 	maxEnvelopeSize    = 256 << 10
-	envelopeSigDomain  = "twinchain-envelope-v1"
+	envelopeSigDomain  = "twinchain-envelope-v2"
 	envelopeStatusKind = "status"
 )
 
@@ -25,23 +27,33 @@ const (
 type Envelope struct {
 	V       int             `json:"v"`
 	Gateway string          `json:"gw"`
+	Epoch   uint64          `json:"epoch"`
 	Seq     uint64          `json:"seq"`
-	Time    time.Time       `json:"ts"`
+	TS      string          `json:"ts"` // signed as this exact text
+	Time    time.Time       `json:"-"`  // TS parsed by ParseEnvelope
 	Kind    string          `json:"kind"`
 	Body    json.RawMessage `json:"body"`
 	Sig     []byte          `json:"sig"`
 }
 
+// keyEpoch is the epoch of envelopes signed by pub: the first 8 bytes
+// (big-endian) of SHA-256("twinchain-epoch" || pub).
+func keyEpoch(pub ed25519.PublicKey) uint64 {
+	sum := sha256.Sum256(append([]byte("twinchain-epoch"), pub...))
+	return binary.BigEndian.Uint64(sum[:8])
+}
+
 // SigningBytes returns the bytes an envelope's signature covers: the domain
-// string and the version, gateway, sequence, time (Unix nanoseconds), kind and
-// the body's exact bytes, joined by NUL bytes.
+// string and the version, gateway, epoch, sequence, the exact text of ts,
+// kind and the body's exact bytes, joined by NUL bytes.
 func (e *Envelope) SigningBytes() []byte {
-	b := make([]byte, 0, len(envelopeSigDomain)+len(e.Gateway)+len(e.Kind)+len(e.Body)+64)
+	b := make([]byte, 0, len(envelopeSigDomain)+len(e.Gateway)+len(e.TS)+len(e.Kind)+len(e.Body)+64)
 	b = append(b, envelopeSigDomain...)
 	b = strconv.AppendInt(append(b, 0), int64(e.V), 10)
 	b = append(append(b, 0), e.Gateway...)
+	b = strconv.AppendUint(append(b, 0), e.Epoch, 10)
 	b = strconv.AppendUint(append(b, 0), e.Seq, 10)
-	b = strconv.AppendInt(append(b, 0), e.Time.UnixNano(), 10)
+	b = append(append(b, 0), e.TS...)
 	b = append(append(b, 0), e.Kind...)
 	return append(append(b, 0), e.Body...)
 }
@@ -75,18 +87,29 @@ func ParseEnvelope(data []byte) (Envelope, error) {
 		return e, fmt.Errorf("envelope sequence 0 is only for a last-will status: %w", ErrInvalid)
 	case len(e.Body) == 0 || e.Body[0] != '{':
 		return e, fmt.Errorf("envelope body must be a JSON object: %w", ErrInvalid)
-	case e.Time.IsZero():
+	case e.TS == "":
 		return e, fmt.Errorf("envelope without ts: %w", ErrInvalid)
+	case e.Epoch == 0:
+		return e, fmt.Errorf("envelope without epoch: %w", ErrInvalid)
 	case len(e.Sig) != ed25519.SignatureSize:
 		return e, fmt.Errorf("envelope signature of %d bytes: %w", len(e.Sig), ErrInvalid)
 	}
+	t, err := time.Parse(time.RFC3339Nano, e.TS)
+	if err != nil || t.IsZero() {
+		return e, fmt.Errorf("envelope ts %q is not an RFC 3339 time: %w", e.TS, ErrInvalid)
+	}
+	e.Time = t
 	return e, nil
 }
 
-// Verify checks the envelope's signature against an Ed25519 public key.
+// Verify checks the envelope's signature against an Ed25519 public key, and
+// that its epoch is the key's.
 func (e *Envelope) Verify(pub ed25519.PublicKey) error {
 	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, e.SigningBytes(), e.Sig) {
 		return fmt.Errorf("envelope %s/%d: bad signature: %w", e.Gateway, e.Seq, ErrInvalid)
+	}
+	if e.Epoch != keyEpoch(pub) {
+		return fmt.Errorf("envelope %s/%d: epoch %d is not the key's: %w", e.Gateway, e.Seq, e.Epoch, ErrInvalid)
 	}
 	return nil
 }

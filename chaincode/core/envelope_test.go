@@ -60,6 +60,13 @@ func TestWireGoldenVectors(t *testing.T) {
 			if err := e.Verify(pub); err != nil {
 				t.Errorf("Verify(%s) = %v, want nil", name, err)
 			}
+			// The signature covers the text of ts: the same instant
+			// written otherwise does not verify.
+			e2 := e
+			e2.TS = e.Time.Format("2006-01-02T15:04:05.999999999-07:00")
+			if err := e2.Verify(pub); !errors.Is(err, ErrInvalid) || e2.TS == e.TS {
+				t.Errorf("Verify(%s with ts %q) = %v, want ErrInvalid", name, e2.TS, err)
+			}
 			// One flipped body byte must break the signature.
 			e.Body = bytes.Replace(e.Body, []byte(`"`), []byte(`'`), 1)
 			if err := e.Verify(pub); !errors.Is(err, ErrInvalid) {
@@ -83,6 +90,8 @@ func TestParseEnvelopeRefusals(t *testing.T) {
 		{"seq zero", `"seq":42`, `"seq":0`},
 		{"body not object", `"body":{`, `"body":[{`},
 		{"no time", `"ts":"2026-11-25T12:00:00.123456789Z",`, ``},
+		{"time not a time", `"ts":"2026-11-25T12:00:00.123456789Z"`, `"ts":"yesterday"`},
+		{"no epoch", `"epoch":`, `"xepoch":`},
 		{"short sig", `"sig":"`, `"sig":"AAAA`},
 		{"not json", `{"v"`, `["v"`},
 	}

@@ -85,7 +85,8 @@ func pubHex(k ed25519.PrivateKey) string { return hex.EncodeToString(k.Public().
 // pins SigningBytes to it).
 func seal(t *testing.T, key ed25519.PrivateKey, gw string, seq uint64, ts time.Time, kind, body string) []byte {
 	t.Helper()
-	e := Envelope{V: 1, Gateway: gw, Seq: seq, Time: ts.UTC(), Kind: kind, Body: json.RawMessage(body)}
+	pub, _ := key.Public().(ed25519.PublicKey)
+	e := Envelope{V: 1, Gateway: gw, Epoch: keyEpoch(pub), Seq: seq, TS: ts.UTC().Format(time.RFC3339Nano), Kind: kind, Body: json.RawMessage(body)}
 	e.Sig = ed25519.Sign(key, e.SigningBytes())
 	b, err := json.Marshal(&e)
 	if err != nil {

@@ -80,6 +80,8 @@ type TamperConfig struct {
 	BadSignatures Burst `yaml:"bad_signatures"`
 	Replays       Burst `yaml:"replays"`
 	Unknown       Burst `yaml:"unknown_gateway"`
+	Unbound       Burst `yaml:"unbound_assets"`
+	UnknownTags   Burst `yaml:"unknown_tags"`
 	// ReplayMinSeqAge: a duplicate of a message at least this many
 	// sequence numbers below the gateway's newest counts as a replay (a
 	// redelivery is close to the newest). 0 counts no duplicates.
@@ -195,6 +197,8 @@ func Defaults() Config {
 			BadSignatures:   Burst{Count: 3, Window: time.Minute},
 			Replays:         Burst{Count: 3, Window: time.Minute},
 			Unknown:         Burst{Count: 3, Window: time.Minute},
+			Unbound:         Burst{Count: 3, Window: time.Minute},
+			UnknownTags:     Burst{Count: 1, Window: 10 * time.Minute},
 			ReplayMinSeqAge: 300,
 		},
 		Drift: DriftConfig{Warmup: 60, Alpha: 0.01, K: 1.5, H: 30, MinPeers: 3},
@@ -279,7 +283,8 @@ func (c *Config) Validate() error {
 			es.Add("max_silence must be positive", "gateways", "heartbeat", strconv.Itoa(i), "max_silence")
 		}
 	}
-	for name, b := range map[string]Burst{"bad_signatures": c.Tamper.BadSignatures, "replays": c.Tamper.Replays, "unknown_gateway": c.Tamper.Unknown} {
+	for name, b := range map[string]Burst{"bad_signatures": c.Tamper.BadSignatures, "replays": c.Tamper.Replays, "unknown_gateway": c.Tamper.Unknown,
+		"unbound_assets": c.Tamper.Unbound, "unknown_tags": c.Tamper.UnknownTags} {
 		if b.Count < 1 || b.Window <= 0 {
 			es.Add("count must be at least 1 and window positive", "tamper", name)
 		}

@@ -83,6 +83,8 @@ const (
 	TypeBadSignatures    Type = "bad_signatures"
 	TypeReplayedMessages Type = "replayed_messages"
 	TypeUnknownGateway   Type = "unknown_gateway"
+	TypeUnboundAssets    Type = "unbound_assets" // messages naming assets not bound to their gateway
+	TypeUnknownTags      Type = "unknown_tags"   // RFID reads of tags the gateway may not report
 	TypeClockSkew        Type = "clock_skew"
 	// drift
 	TypeSensorDrift Type = "sensor_drift"
@@ -135,6 +137,13 @@ type Rejection struct {
 	Gateway string    // the gateway the message claimed to be from
 	Seq     uint64
 	Reason  string // RejectBadSignature, RejectReplay, RejectUnknownGateway, ...
+	// Where it came from as the ingest saw it: Source identifies the
+	// sender (client id and remote host), SourceClient is its MQTT client
+	// id (bound to its credential by the embedded broker), From says it
+	// for people.
+	Source       string
+	SourceClient string
+	From         string
 }
 
 // Rejection reasons the tamper detector counts. They match ingest's counter labels.
@@ -143,6 +152,8 @@ const (
 	RejectReplay         = "replay"
 	RejectUnknownGateway = "unknown_gateway"
 	RejectDuplicate      = "duplicate" // a replay when far below the newest sequence number
+	RejectUnboundAsset   = "unbound_asset"
+	RejectUnknownTags    = "unknown_tags" // not a rejection: an accepted RFID message's ignored reads
 )
 
 // Message is one accepted gateway message with its decoded body: exactly one

@@ -85,8 +85,16 @@ func inventory(gw string, seq uint64, tm time.Time, host string, gpus ...string)
 	return Input{Message: m}
 }
 
+// reject is a rejection of a message claiming gw, sent by the client gw
+// itself (an authenticated connection).
 func reject(gw, reason string, tm time.Time) Input {
-	return Input{Rejection: &Rejection{Time: tm, Gateway: gw, Reason: reason}}
+	return Input{Rejection: &Rejection{Time: tm, Gateway: gw, Reason: reason, Source: gw + "@127.0.0.1", SourceClient: gw, From: "client " + gw}}
+}
+
+// rejectFrom is a rejection of a message claiming gw, from a source with no
+// client id (e.g. the external broker's subscriber or a test caller).
+func rejectFrom(src, gw, reason string, tm time.Time) Input {
+	return Input{Rejection: &Rejection{Time: tm, Gateway: gw, Reason: reason, Source: src, From: "at " + src}}
 }
 
 // found is "type asset" for each finding, sorted.
@@ -358,18 +366,30 @@ func TestGateways(t *testing.T) {
 		{"sequence gap", in(Input{Event: &gap}), []string{"sequence_gap gw-srv-1"}},
 		{"bad signature burst fires once", in(reject("gw-x", RejectBadSignature, at(0)), reject("gw-x", RejectBadSignature, at(10)), reject("gw-x", RejectBadSignature, at(20)),
 			reject("gw-x", RejectBadSignature, at(21)), reject("gw-y", RejectBadSignature, at(21))), []string{"bad_signatures gw-x"}},
-		{"invented gateway ids are bounded", func() []step {
+		{"invented gateway ids: one finding per source", func() []step {
+			// The attack of issue 11: 900 unsigned messages under 300
+			// made-up gateway ids opened 300 alerts.
+			var st []step
+			for i := range 900 {
+				st = append(st, step{in: rejectFrom("@10.0.0.9", fmt.Sprintf("gw-fake-%d", i%300), RejectUnknownGateway, at(float64(i)/60))})
+				st = append(st, step{in: rejectFrom("@10.0.0.9", fmt.Sprintf("gw-fake-%d", i%300), RejectBadSignature, at(float64(i)/60))})
+			}
+			return st
+		}(), []string{"bad_signatures source:@10.0.0.9", "unknown_gateway source:@10.0.0.9"}},
+		{"sources are bounded", func() []step {
 			var st []step
 			for i := range maxRejectKeys + 10 {
-				st = append(st, step{in: reject(fmt.Sprintf("gw-fake-%d", i), RejectUnknownGateway, at(0))})
+				st = append(st, step{in: rejectFrom(fmt.Sprintf("@10.1.%d.%d", i/256, i%256), "gw-fake", RejectUnknownGateway, at(0))})
 			}
-			// after the window the old ids are forgotten and bursts count again
-			return append(st, step{in: reject("gw-late", RejectUnknownGateway, at(120))}, step{in: reject("gw-late", RejectUnknownGateway, at(121))}, step{in: reject("gw-late", RejectUnknownGateway, at(122))})
-		}(), []string{"unknown_gateway gw-late"}},
+			// after every window (unknown_tags: 10 min) the old sources are forgotten and bursts count again
+			return append(st, step{in: rejectFrom("@10.9.9.9", "gw-a", RejectUnknownGateway, at(620))}, step{in: rejectFrom("@10.9.9.9", "gw-b", RejectUnknownGateway, at(621))}, step{in: rejectFrom("@10.9.9.9", "gw-c", RejectUnknownGateway, at(622))})
+		}(), []string{"unknown_gateway source:@10.9.9.9"}},
 		{"spread out bad signatures", in(reject("gw-x", RejectBadSignature, at(0)), reject("gw-x", RejectBadSignature, at(50)), reject("gw-x", RejectBadSignature, at(110))), nil},
 		{"replays and forgeries", in(reject("gw-x", RejectReplay, at(0)), reject("gw-x", RejectReplay, at(1)), reject("gw-x", RejectReplay, at(2)),
-			reject("gw-evil", RejectUnknownGateway, at(0)), reject("gw-evil", RejectUnknownGateway, at(1)), reject("gw-evil", RejectUnknownGateway, at(2)),
-			reject("gw-x", "malformed", at(3))), []string{"replayed_messages gw-x", "unknown_gateway gw-evil"}},
+			rejectFrom("@10.0.0.66", "gw-evil", RejectUnknownGateway, at(0)), rejectFrom("@10.0.0.66", "gw-evil2", RejectUnknownGateway, at(1)), rejectFrom("@10.0.0.66", "gw-evil", RejectUnknownGateway, at(2)),
+			reject("gw-x", "malformed", at(3))), []string{"replayed_messages gw-x", "unknown_gateway source:@10.0.0.66"}},
+		{"unbound assets and unknown tags", in(reject("gw-x", RejectUnboundAsset, at(0)), reject("gw-x", RejectUnboundAsset, at(1)), reject("gw-x", RejectUnboundAsset, at(2)),
+			reject("gw-d", RejectUnknownTags, at(0)), reject("gw-d", RejectUnknownTags, at(1)), reject("gw-d", RejectUnknownTags, at(500))), []string{"unbound_assets gw-x", "unknown_tags gw-d"}},
 		{"old duplicates are replays, fresh ones redeliveries", []step{
 			{in: status("gw-x", 1000, at(0), wire.StateOnline)},
 			{in: reject("gw-x", RejectDuplicate, at(1))}, {in: reject("gw-x", RejectDuplicate, at(1))}, {in: reject("gw-x", RejectDuplicate, at(1))},
@@ -546,5 +566,19 @@ func TestSeverityText(t *testing.T) {
 	}
 	if _, err := ParseSeverity("dire"); err == nil {
 		t.Errorf("ParseSeverity(dire) = nil error, want error")
+	}
+}
+
+// TestReplayNamesItsSource: a replay alert says where the replay came from.
+func TestReplayNamesItsSource(t *testing.T) {
+	var steps []step
+	for i := range 3 {
+		r := &Rejection{Time: t0.Add(time.Duration(i) * time.Second), Gateway: "gw-x", Seq: uint64(i + 1), Reason: RejectReplay,
+			Source: "gw-x@10.0.0.7", SourceClient: "gw-x", From: "client gw-x at 10.0.0.7:40112"}
+		steps = append(steps, step{in: Input{Rejection: r}})
+	}
+	got := feed(t, Defaults(), nil, steps)
+	if len(got) != 1 || got[0].Type != TypeReplayedMessages || !strings.Contains(got[0].Summary, "10.0.0.7:40112") || got[0].Evidence.Values["from"] != "client gw-x at 10.0.0.7:40112" {
+		t.Errorf("replay findings = %+v, want one replayed_messages naming client gw-x at 10.0.0.7:40112", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"twinchain/internal/twin"
@@ -17,8 +18,8 @@ type gatewayDetector struct {
 	cfg      Config
 	view     *View
 	gws      map[string]*gwState
-	rejected map[string][]time.Time // gateway + "\x00" + reason -> recent rejection times
-	medianAt time.Time              // service time the fleet offset was last computed
+	rejected map[string][]rejHit // burst key + "\x00" + reason -> recent rejections
+	medianAt time.Time           // service time the fleet offset was last computed
 	median   time.Duration
 }
 
@@ -34,8 +35,14 @@ type gwState struct {
 	recorded time.Time
 }
 
+// rejHit is one rejection in a burst: when, and the gateway it claimed.
+type rejHit struct {
+	t       time.Time
+	claimed string
+}
+
 func newGatewayDetector(cfg Config, view *View) *gatewayDetector {
-	return &gatewayDetector{cfg: cfg, view: view, gws: map[string]*gwState{}, rejected: map[string][]time.Time{}}
+	return &gatewayDetector{cfg: cfg, view: view, gws: map[string]*gwState{}, rejected: map[string][]rejHit{}}
 }
 
 func (d *gatewayDetector) state(gw string) *gwState {
@@ -133,14 +140,36 @@ func (d *gatewayDetector) event(e *twin.Event) []Finding {
 	}}
 }
 
+// rejectionTypes: what a burst of each reason raises, and whether it is
+// counted per source (bySource: the message failed authentication,
+// signature or binding, so the gateway it claims proves nothing; one
+// alert per source, whatever ids it claims) or per gateway (a replay or
+// unknown tags come in messages the gateway really signed).
 var rejectionTypes = map[string]struct {
-	typ Type
-	sev Severity
-	say string
+	typ      Type
+	sev      Severity
+	say      string
+	bySource bool
 }{
-	RejectBadSignature:   {TypeBadSignatures, Critical, "messages with bad signatures"},
-	RejectReplay:         {TypeReplayedMessages, Critical, "replayed messages"},
-	RejectUnknownGateway: {TypeUnknownGateway, Warning, "messages from an unregistered gateway"},
+	RejectBadSignature:   {TypeBadSignatures, Critical, "messages with bad signatures", true},
+	RejectUnknownGateway: {TypeUnknownGateway, Warning, "messages from unregistered gateways", true},
+	RejectUnboundAsset:   {TypeUnboundAssets, Warning, "messages naming assets not bound to their gateway", true},
+	RejectReplay:         {TypeReplayedMessages, Critical, "replayed messages", false},
+	RejectUnknownTags:    {TypeUnknownTags, Warning, "RFID messages reading tags the gateway may not report", false},
+}
+
+func (d *gatewayDetector) burst(reason string) Burst {
+	switch reason {
+	case RejectBadSignature:
+		return d.cfg.Tamper.BadSignatures
+	case RejectReplay:
+		return d.cfg.Tamper.Replays
+	case RejectUnboundAsset:
+		return d.cfg.Tamper.Unbound
+	case RejectUnknownTags:
+		return d.cfg.Tamper.UnknownTags
+	}
+	return d.cfg.Tamper.Unknown
 }
 
 func (d *gatewayDetector) rejection(r *Rejection) []Finding {
@@ -159,34 +188,51 @@ func (d *gatewayDetector) rejection(r *Rejection) []Finding {
 	if !ok {
 		return nil
 	}
-	var b Burst
-	switch r.Reason {
-	case RejectBadSignature:
-		b = d.cfg.Tamper.BadSignatures
-	case RejectReplay:
-		b = d.cfg.Tamper.Replays
-	default:
-		b = d.cfg.Tamper.Unknown
+	b := d.burst(r.Reason)
+	asset, by := r.Gateway, r.Gateway
+	if rt.bySource {
+		by = r.Source
+		asset = r.SourceClient // the embedded broker binds it to the client's credential
+		if asset == "" {
+			asset = "source:" + r.Source
+		}
 	}
-	key := r.Gateway + "\x00" + r.Reason
-	ts, tracked := d.rejected[key]
+	key := by + "\x00" + r.Reason
+	hits, tracked := d.rejected[key]
 	if !tracked && len(d.rejected) >= maxRejectKeys {
 		d.pruneRejected(r.Time)
 		if len(d.rejected) >= maxRejectKeys {
-			return nil // an attacker inventing gateway ids: ingest counts them under "_other"
+			return nil // bounded: the ingest still counts them
 		}
 	}
-	ts = append(ts, r.Time)
-	i := sort.Search(len(ts), func(i int) bool { return r.Time.Sub(ts[i]) < b.Window })
-	ts = ts[i:]
-	d.rejected[key] = ts
-	if len(ts) != b.Count { // once per burst: when the count is first reached
+	hits = append(hits, rejHit{r.Time, r.Gateway})
+	i := sort.Search(len(hits), func(i int) bool { return r.Time.Sub(hits[i].t) < b.Window })
+	hits = hits[i:]
+	d.rejected[key] = hits
+	if len(hits) != b.Count { // once per burst: when the count is first reached
 		return nil
 	}
+	claimed := map[string]bool{}
+	var ids []string
+	for _, h := range hits {
+		if !claimed[h.claimed] {
+			claimed[h.claimed] = true
+			ids = append(ids, h.claimed)
+		}
+	}
+	from := r.From
+	if from == "" {
+		from = "an unknown source"
+	}
+	summary := fmt.Sprintf("%d %s claiming gateway %s within %s, from %s", len(hits), rt.say, r.Gateway, b.Window, from)
+	if rt.bySource {
+		summary = fmt.Sprintf("%d %s from %s within %s, claiming %d gateway id(s)", len(hits), rt.say, from, b.Window, len(ids))
+	}
 	return []Finding{{
-		Type: rt.typ, Asset: r.Gateway, Severity: rt.sev, Time: r.Time,
-		Summary:  fmt.Sprintf("%d %s claiming gateway %s within %s", len(ts), rt.say, r.Gateway, b.Window),
-		Evidence: Evidence{Values: values("count", fmt.Sprint(len(ts)), "window", b.Window.String(), "first", ts[0].Format(time.RFC3339Nano), "last_seq", fmt.Sprint(r.Seq))},
+		Type: rt.typ, Asset: asset, Severity: rt.sev, Time: r.Time,
+		Summary: summary,
+		Evidence: Evidence{Values: values("count", fmt.Sprint(len(hits)), "window", b.Window.String(), "first", hits[0].t.Format(time.RFC3339Nano),
+			"last_seq", fmt.Sprint(r.Seq), "source", r.Source, "from", from, "claimed", strings.Join(ids[:min(len(ids), 10)], ","))},
 	}}
 }
 
@@ -195,9 +241,9 @@ const maxRejectKeys = 4096
 
 // pruneRejected forgets rejections older than every burst window.
 func (d *gatewayDetector) pruneRejected(now time.Time) {
-	w := max(d.cfg.Tamper.BadSignatures.Window, d.cfg.Tamper.Replays.Window, d.cfg.Tamper.Unknown.Window)
+	w := max(d.cfg.Tamper.BadSignatures.Window, d.cfg.Tamper.Replays.Window, d.cfg.Tamper.Unknown.Window, d.cfg.Tamper.Unbound.Window, d.cfg.Tamper.UnknownTags.Window)
 	for k, ts := range d.rejected {
-		if len(ts) == 0 || now.Sub(ts[len(ts)-1]) >= w {
+		if len(ts) == 0 || now.Sub(ts[len(ts)-1].t) >= w {
 			delete(d.rejected, k)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"twinchain/internal/ingest"
 	"twinchain/internal/wire"
 )
 
@@ -18,7 +19,7 @@ func TestGatewayAgentFigures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := e.in.Submit(wire.Topic("gw-1", wire.KindStatus), p); err != nil || !out.Accepted() {
+	if out, err := e.in.Submit(ingest.Source{}, wire.Topic("gw-1", wire.KindStatus), p); err != nil || !out.Accepted() {
 		t.Fatalf("Submit: %v %v", err, out.Err)
 	}
 	want := map[string]any{

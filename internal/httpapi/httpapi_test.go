@@ -101,7 +101,7 @@ func (e *env) status(t *testing.T, state string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := e.in.Submit(wire.Topic("gw-1", wire.KindStatus), p); err != nil || !out.Accepted() {
+	if out, err := e.in.Submit(ingest.Source{}, wire.Topic("gw-1", wire.KindStatus), p); err != nil || !out.Accepted() {
 		t.Fatalf("Submit: %v %v", err, out.Err)
 	}
 }

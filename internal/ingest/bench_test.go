@@ -122,7 +122,7 @@ func benchSubmit(b *testing.B, submitters int, noSync bool) {
 				if i >= len(payloads) {
 					return
 				}
-				out, err := in.Submit(topics[i], payloads[i])
+				out, err := in.Submit(Source{}, topics[i], payloads[i])
 				if err != nil || !out.Accepted() {
 					b.Errorf("Submit %d: %v %s %v", i, err, out.Reason, out.Err)
 					return

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"time"
 
+	"twinchain/internal/registry"
 	"twinchain/internal/wire"
 )
 
-// Reason says why a message was not applied. Duplicate messages are
-// acknowledged; every other reason means the message was dropped.
+// Reason says why a message was not applied. What the gateway's agent
+// must do with the message is Retry's table: the broker acknowledges a
+// message (and the agent deletes it from its queue) only when it was
+// stored, or when it can never be stored (Retry false).
 type Reason string
 
 // Rejection reasons, the label values of the rejection counters.
@@ -22,17 +25,53 @@ const (
 	ReasonMalformed      Reason = "malformed"
 	ReasonOversize       Reason = "oversize"
 	ReasonTopicMismatch  Reason = "topic_mismatch"
-	ReasonUnknownAsset   Reason = "unknown_asset" // an asset outside the gateway's registered list
+	ReasonUnboundAsset   Reason = "unbound_asset" // an asset not bound to the gateway
+	ReasonSeqTooFar      Reason = "seq_too_far"   // more than MaxSeqJump above the highest sequence number
+	ReasonClockAhead     Reason = "clock_ahead"   // reading time more than max_clock_skew ahead of the service
 )
 
 // Reasons lists every reason in a fixed order.
-var Reasons = []Reason{ReasonUnknownGateway, ReasonBadSignature, ReasonReplay, ReasonDuplicate, ReasonMalformed, ReasonOversize, ReasonTopicMismatch, ReasonUnknownAsset}
+var Reasons = []Reason{ReasonUnknownGateway, ReasonBadSignature, ReasonReplay, ReasonDuplicate, ReasonMalformed, ReasonOversize, ReasonTopicMismatch, ReasonUnboundAsset, ReasonSeqTooFar, ReasonClockAhead}
+
+// ReasonUnknownTags is not a rejection: an accepted RFID message read tags
+// its gateway may not report (no asset carries them, or their asset is
+// registered to another site). Those reads are ignored, counted
+// (Stats.UnknownTags) and put in the Recent ring under this reason, once
+// per message, for the detector's one aggregated finding per gateway.
+const ReasonUnknownTags Reason = "unknown_tags"
+
+// Retry reports whether the agent must keep a message rejected for r and
+// send it again: the reason can go away without the message changing (the
+// gateway is registered or its asset bound later, the service's clock
+// catches up, ...). The broker then does not acknowledge it and closes the
+// connection, as for a message it could not store; the agent deletes
+// nothing it did not get a PUBACK for. Every other reason is final: the
+// message is acknowledged and dropped (duplicate: it is stored already).
+//
+//	reason           agent     why
+//	duplicate        delete    stored before
+//	replay           delete    another message holds its sequence number in this epoch
+//	bad_signature    delete    not signed by the registered key (a forgery on an authenticated connection)
+//	malformed        delete    the bytes will never parse
+//	oversize         delete    the bytes will never fit
+//	topic_mismatch   delete    the envelope names another gateway or kind than its topic
+//	unknown_gateway  keep      the gateway may be registered (enrolled) later
+//	unbound_asset    keep      the asset may be bound to the gateway later
+//	seq_too_far      keep      the stream may catch up; the operator sees the counter
+//	clock_ahead      keep      the service's clock catches up with the reading time
+func (r Reason) Retry() bool {
+	switch r {
+	case ReasonUnknownGateway, ReasonUnboundAsset, ReasonSeqTooFar, ReasonClockAhead:
+		return true
+	}
+	return false
+}
 
 // Gateways looks a gateway's key and site up, and whether it may report
 // an asset; *registry.Registry is one.
 type Gateways interface {
 	Lookup(id string) (pub ed25519.PublicKey, site string, ok bool)
-	Reports(gw, asset string) bool
+	Binding(gw, asset string) registry.Binding
 }
 
 // message is one checked envelope with its decoded body.
@@ -46,14 +85,25 @@ type message struct {
 	rfid wire.RFID
 	gps  wire.GPSFix
 	st   wire.Status
+	// unclaimed lists the assets the message reports that no gateway
+	// lists (its gateway has no list): the writer checks that no other
+	// gateway reports them (claim).
+	unclaimed []string
+	tags      tagMisses // set by the fold of an RFID message
 }
 
-// rejection is a failed check: the reason, the gateway it claimed and why.
+// rejection is a failed check: the reason, the gateway it claimed and why,
+// and where it came from.
 type rejection struct {
 	reason  Reason
 	gateway string
 	seq     uint64
 	err     error
+	src     Source
+}
+
+func rej(reason Reason, gateway string, seq uint64, err error) *rejection {
+	return &rejection{reason: reason, gateway: gateway, seq: seq, err: err}
 }
 
 // check decodes, authenticates and parses one message. It is the only code
@@ -61,35 +111,35 @@ type rejection struct {
 func check(m *message, topic string, payload []byte, gws Gateways, now time.Time, maxSkew time.Duration) *rejection {
 	if len(payload) > wire.MaxEnvelopeSize {
 		gw, _, _ := wire.ParseTopic(topic)
-		return &rejection{ReasonOversize, gw, 0, fmt.Errorf("%d bytes, limit %d: %w", len(payload), wire.MaxEnvelopeSize, wire.ErrOversize)}
+		return rej(ReasonOversize, gw, 0, fmt.Errorf("%d bytes, limit %d: %w", len(payload), wire.MaxEnvelopeSize, wire.ErrOversize))
 	}
 	tgw, tkind, err := wire.ParseTopic(topic)
 	if err != nil {
-		return &rejection{ReasonTopicMismatch, "", 0, err}
+		return rej(ReasonTopicMismatch, "", 0, err)
 	}
 	env, err := wire.Decode(payload)
 	if err != nil {
-		return &rejection{ReasonMalformed, tgw, env.Seq, err}
+		return rej(ReasonMalformed, tgw, env.Seq, err)
 	}
 	if env.Gateway != tgw || env.Kind != tkind {
-		return &rejection{ReasonTopicMismatch, tgw, env.Seq, fmt.Errorf("envelope of %s/%s on topic %q", env.Gateway, env.Kind, topic)}
+		return rej(ReasonTopicMismatch, tgw, env.Seq, fmt.Errorf("envelope of %s/%s on topic %q", env.Gateway, env.Kind, topic))
 	}
 	pub, site, ok := gws.Lookup(env.Gateway)
 	if !ok {
-		return &rejection{ReasonUnknownGateway, env.Gateway, env.Seq, fmt.Errorf("gateway %s is not registered", env.Gateway)}
+		return rej(ReasonUnknownGateway, env.Gateway, env.Seq, fmt.Errorf("gateway %s is not registered", env.Gateway))
 	}
 	if err := env.Verify(pub); err != nil {
-		return &rejection{ReasonBadSignature, env.Gateway, env.Seq, err}
+		return rej(ReasonBadSignature, env.Gateway, env.Seq, err)
 	}
 	if maxSkew > 0 && env.Time.After(now.Add(maxSkew)) {
-		return &rejection{ReasonMalformed, env.Gateway, env.Seq, fmt.Errorf("%w: reading time %s is more than %s ahead", wire.ErrMalformed, env.Time.Format(time.RFC3339), maxSkew)}
+		return rej(ReasonClockAhead, env.Gateway, env.Seq, fmt.Errorf("reading time %s is more than %s ahead of the service's clock", env.Time.Format(time.RFC3339), maxSkew))
 	}
 	m.env, m.site, m.raw = env, site, payload
 	if err := m.decodeBody(); err != nil {
-		return &rejection{ReasonMalformed, env.Gateway, env.Seq, err}
+		return rej(ReasonMalformed, env.Gateway, env.Seq, err)
 	}
-	if asset := m.unlisted(gws); asset != "" {
-		return &rejection{ReasonUnknownAsset, env.Gateway, env.Seq, fmt.Errorf("gateway %s is not registered to report asset %s", env.Gateway, asset)}
+	if asset := m.bind(gws); asset != "" {
+		return rej(ReasonUnboundAsset, env.Gateway, env.Seq, fmt.Errorf("asset %s is not bound to gateway %s", asset, env.Gateway))
 	}
 	m.sum = sha256.Sum256(payload)
 	return nil
@@ -146,33 +196,47 @@ func (m *message) decodeBody() error {
 	return err
 }
 
-// unlisted returns the first asset the message reports that its gateway is
-// not registered for (telemetry and inventory hosts and GPUs, the GPS
-// asset), or "". RFID reads may name any tag.
-func (m *message) unlisted(gws Gateways) string {
+// bind returns the first asset the message reports (telemetry and
+// inventory hosts and GPUs, the GPS asset) that is not bound to its
+// gateway, or "". Unclaimed assets are kept in m.unclaimed for the writer.
+// RFID reads name tags, which the writer looks up (fold.rfid).
+func (m *message) bind(gws Gateways) string {
 	gw := m.env.Gateway
-	ok := func(asset string) bool { return asset == "" || asset == gw || gws.Reports(gw, asset) }
+	m.unclaimed = m.unclaimed[:0]
+	check := func(asset string) bool {
+		if asset == "" || asset == gw {
+			return true
+		}
+		switch gws.Binding(gw, asset) {
+		case registry.Bound:
+			return true
+		case registry.Unclaimed:
+			m.unclaimed = append(m.unclaimed, asset)
+			return true
+		}
+		return false
+	}
 	switch m.env.Kind {
 	case wire.KindTelemetry:
-		if !ok(m.tel.Host) {
+		if !check(m.tel.Host) {
 			return m.tel.Host
 		}
 		for i := range m.tel.GPUs {
-			if !ok(m.tel.GPUs[i].Asset) {
+			if !check(m.tel.GPUs[i].Asset) {
 				return m.tel.GPUs[i].Asset
 			}
 		}
 	case wire.KindFirmware:
-		if !ok(m.inv.Host.Asset) {
+		if !check(m.inv.Host.Asset) {
 			return m.inv.Host.Asset
 		}
 		for i := range m.inv.GPUs {
-			if !ok(m.inv.GPUs[i].Asset) {
+			if !check(m.inv.GPUs[i].Asset) {
 				return m.inv.GPUs[i].Asset
 			}
 		}
 	case wire.KindGPS:
-		if !ok(m.gps.Asset) {
+		if !check(m.gps.Asset) {
 			return m.gps.Asset
 		}
 	}

@@ -278,30 +278,26 @@ func (f *fold) inventory() error {
 	return nil
 }
 
-// rfid places the asset whose tag was read at the read point; a tag no
-// asset carries becomes an asset of kind tag.
+// rfid places the asset whose tag was read at the read point. A read of a
+// tag no asset carries, or of an asset registered to another site than the
+// gateway's, changes nothing: it is counted (message.tags) and the ingest
+// raises one unknown_tags notice per message. RFID never creates assets.
 func (f *fold) rfid() error {
 	t := f.m.env.Time
 	for i := range f.m.rfid.Reads {
 		r := &f.m.rfid.Reads[i]
-		id, ok := f.w.tags[r.EPC]
 		var a *twin.Asset
-		if ok {
+		if id, ok := f.w.tags[r.EPC]; ok {
 			a = f.w.twins[id]
 		}
-		if a == nil {
-			next := base(nil, "tag-"+r.EPC, twin.KindTag, f.m.site, "", "")
-			next.Identity.RFIDTag = r.EPC
-			var err error
-			if a, err = f.record(nil, &next, "", ""); err != nil {
-				return err
+		if a == nil || a.Site != f.m.site {
+			if !f.replay {
+				f.m.tags.add(r.EPC, a != nil)
 			}
+			continue
 		}
 		if !t.Before(a.Updated) && (a.Location.Zone != r.Zone || a.Location.ReadPoint != r.ReadPoint) {
 			next := *a
-			if a.Kind == twin.KindTag {
-				next.Site = f.m.site
-			}
 			next.Location.Zone, next.Location.ReadPoint = r.Zone, r.ReadPoint
 			var err error
 			if a, err = f.record(a, &next, "", ""); err != nil {
@@ -311,6 +307,24 @@ func (f *fold) rfid() error {
 		f.seen(a)
 	}
 	return nil
+}
+
+// tagMisses counts one message's reads of tags its gateway may not report.
+type tagMisses struct {
+	unknown   int      // reads of tags no asset carries
+	otherSite int      // reads of tags of another site's assets
+	sample    []string // the first few EPCs
+}
+
+func (m *tagMisses) add(epc string, otherSite bool) {
+	if otherSite {
+		m.otherSite++
+	} else {
+		m.unknown++
+	}
+	if len(m.sample) < 5 {
+		m.sample = append(m.sample, epc)
+	}
 }
 
 // distanceM is the great-circle distance in metres.

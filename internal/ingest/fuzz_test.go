@@ -64,7 +64,7 @@ func FuzzSignedBody(f *testing.F) {
 		if err != nil {
 			return // not JSON, or sequence 0 of another kind
 		}
-		if _, err := r.in.Submit(wire.Topic(gw, kind), payload); err != nil {
+		if _, err := r.in.Submit(Source{}, wire.Topic(gw, kind), payload); err != nil {
 			t.Fatalf("Submit(%s %q) = %v: the store failed", kind, body, err)
 		}
 	})

@@ -84,9 +84,15 @@ type Outcome struct {
 // Accepted reports whether the message was stored now.
 func (o Outcome) Accepted() bool { return o.Reason == "" }
 
+// Ack reports whether the message may be acknowledged to its sender (who
+// then deletes it): it was stored, or it was rejected for a final reason
+// (see Reason.Retry).
+func (o Outcome) Ack() bool { return !o.Reason.Retry() }
+
 // item is one message, or one API change, on its way through the writer.
 type item struct {
 	m      message
+	src    Source
 	change *change              // an API change instead of a message (change.go)
 	cb     func(Outcome, error) // SubmitAsync: called instead of signalling done
 	out    Outcome
@@ -171,14 +177,17 @@ func New(cfg Config, store *twinstore.Store, gws Gateways, log *slog.Logger, now
 // non-nil only when the message could not be stored (the store failed or the
 // ingest stopped): such a message must not be acknowledged. A rejected
 // message comes back as an Outcome with a Reason and a nil error.
-// payload must not be modified until Submit returns.
-func (in *Ingest) Submit(topic string, payload []byte) (Outcome, error) {
+// payload must not be modified until Submit returns. src is where it came
+// from (kept with a rejection).
+func (in *Ingest) Submit(src Source, topic string, payload []byte) (Outcome, error) {
 	it := in.pool.Get().(*item)
 	if rej := check(&it.m, topic, payload, in.gws, in.now(), in.cfg.MaxClockSkew); rej != nil {
 		in.release(it)
+		rej.src = src
 		in.stats.reject(in.log, in.now(), rej)
 		return Outcome{Reason: rej.reason, Err: rej.err}, nil
 	}
+	it.src = src
 	if err := in.enqueue(it); err != nil {
 		return Outcome{}, err
 	}
@@ -192,15 +201,16 @@ func (in *Ingest) Submit(topic string, payload []byte) (Outcome, error) {
 // otherwise from the writer goroutine after the commit (or with ErrClosed
 // when the ingest stops first). done must not block. SubmitAsync itself
 // blocks only while the writer's queue is full (backpressure).
-func (in *Ingest) SubmitAsync(topic string, payload []byte, done func(Outcome, error)) {
+func (in *Ingest) SubmitAsync(src Source, topic string, payload []byte, done func(Outcome, error)) {
 	it := in.pool.Get().(*item)
 	if rej := check(&it.m, topic, payload, in.gws, in.now(), in.cfg.MaxClockSkew); rej != nil {
 		in.release(it)
+		rej.src = src
 		in.stats.reject(in.log, in.now(), rej)
 		done(Outcome{Reason: rej.reason, Err: rej.err}, nil)
 		return
 	}
-	it.cb = done
+	it.cb, it.src = done, src
 	select {
 	case <-in.stopped:
 		in.release(it)

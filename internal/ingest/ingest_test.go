@@ -99,7 +99,7 @@ func seal(t testing.TB, gw string, seq uint64, ts time.Time, kind wire.Kind, bod
 
 func (r *rig) submit(gw string, kind wire.Kind, payload []byte) Outcome {
 	r.t.Helper()
-	out, err := r.in.Submit(wire.Topic(gw, kind), payload)
+	out, err := r.in.Submit(Source{}, wire.Topic(gw, kind), payload)
 	if err != nil {
 		r.t.Fatalf("Submit: %v", err)
 	}
@@ -239,20 +239,20 @@ func TestChecks(t *testing.T) {
 		{"other gateway's topic", wire.Topic("gw-x", wire.KindStatus), good, ReasonTopicMismatch},
 		{"other kind's topic", wire.Topic(gw, wire.KindGPS), good, ReasonTopicMismatch},
 		{"bad topic", "twinchain/v1/gw/" + gw, good, ReasonTopicMismatch},
-		{"future reading", wire.Topic(gw, wire.KindStatus), seal(t, gw, 3, t0.Add(48*time.Hour), wire.KindStatus, status(wire.StateOnline)), ReasonMalformed},
+		{"future reading", wire.Topic(gw, wire.KindStatus), seal(t, gw, 3, t0.Add(48*time.Hour), wire.KindStatus, status(wire.StateOnline)), ReasonClockAhead},
 		{"body of the wrong shape", wire.Topic(gw, wire.KindTelemetry), seal(t, gw, 4, t0, wire.KindTelemetry, map[string]any{"host": 7}), ReasonMalformed},
-		{"unlisted gpu", wire.Topic("gw-l", wire.KindTelemetry), seal(t, "gw-l", 1, t0, wire.KindTelemetry, telemetry("srv-l", 2, 0)), ReasonUnknownAsset},
-		{"unlisted host", wire.Topic("gw-l", wire.KindFirmware), seal(t, "gw-l", 2, t0, wire.KindFirmware, inventory("srv-x", 1, "1")), ReasonUnknownAsset},
+		{"unlisted gpu", wire.Topic("gw-l", wire.KindTelemetry), seal(t, "gw-l", 1, t0, wire.KindTelemetry, telemetry("srv-l", 2, 0)), ReasonUnboundAsset},
+		{"unlisted host", wire.Topic("gw-l", wire.KindFirmware), seal(t, "gw-l", 2, t0, wire.KindFirmware, inventory("srv-x", 1, "1")), ReasonUnboundAsset},
 		{"listed", wire.Topic("gw-l", wire.KindTelemetry), seal(t, "gw-l", 3, t0, wire.KindTelemetry, telemetry("srv-l", 1, 0)), ""},
 		{"valid", wire.Topic(gw, wire.KindStatus), good, ""},
 	} {
-		out, err := r.in.Submit(tc.topic, tc.payload)
+		out, err := r.in.Submit(Source{}, tc.topic, tc.payload)
 		if err != nil || out.Reason != tc.want {
 			t.Errorf("%s: Submit = %q, %v (%v), want %q", tc.name, out.Reason, err, out.Err, tc.want)
 		}
 	}
 	st := r.in.Stats()
-	for reason, want := range map[Reason]uint64{ReasonUnknownGateway: 1, ReasonBadSignature: 2, ReasonMalformed: 3, ReasonOversize: 1, ReasonTopicMismatch: 3, ReasonUnknownAsset: 2} {
+	for reason, want := range map[Reason]uint64{ReasonUnknownGateway: 1, ReasonBadSignature: 2, ReasonMalformed: 2, ReasonOversize: 1, ReasonTopicMismatch: 3, ReasonUnboundAsset: 2, ReasonClockAhead: 1} {
 		if st.Rejected[reason] != want {
 			t.Errorf("Stats.Rejected[%s] = %d, want %d", reason, st.Rejected[reason], want)
 		}
@@ -350,8 +350,11 @@ func TestFold(t *testing.T) {
 	if h.Location.Zone != "dock" || h.Location.ReadPoint != "door-1" || h.Kind != twin.KindServer {
 		t.Errorf("host location = %+v kind %s, want zone dock at door-1, server", h.Location, h.Kind)
 	}
-	if tag, err := r.store.Asset("tag-E2FFFF"); err != nil || tag.Kind != twin.KindTag || tag.Location.Zone != "dock" {
-		t.Errorf("unknown tag twin = %+v, %v; want a tag in zone dock", tag, err)
+	if tag, err := r.store.Asset("tag-E2FFFF"); err == nil {
+		t.Errorf("an unknown tag made an asset: %+v", tag)
+	}
+	if st := r.in.Stats(); st.UnknownTags != 1 {
+		t.Errorf("Stats.UnknownTags = %d, want 1", st.UnknownTags)
 	}
 	gwTwin, _ := r.store.Asset(gw)
 	gwEvents, _ := r.store.AssetEvents(gw, 0, 100)
@@ -371,7 +374,7 @@ func TestSubmitAfterStop(t *testing.T) {
 	r.stop()
 	r.stop = nil
 	defer r.store.Close()
-	_, err := r.in.Submit(wire.Topic("gw-s", wire.KindStatus), seal(t, "gw-s", 1, t0, wire.KindStatus, status(wire.StateOnline)))
+	_, err := r.in.Submit(Source{}, wire.Topic("gw-s", wire.KindStatus), seal(t, "gw-s", 1, t0, wire.KindStatus, status(wire.StateOnline)))
 	if !errors.Is(err, ErrClosed) {
 		t.Errorf("Submit after Run ended = %v, want ErrClosed", err)
 	}
@@ -505,13 +508,13 @@ func TestRejectionLogRateLimit(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	var s stats
 	s.init(4)
-	rej := &rejection{ReasonBadSignature, "gw-a", 1, errors.New("bad signature")}
+	bad := rej(ReasonBadSignature, "gw-a", 1, errors.New("bad signature"))
 	for i := range 3 {
-		s.reject(log, t0.Add(time.Duration(i)*time.Second), rej)
+		s.reject(log, t0.Add(time.Duration(i)*time.Second), bad)
 	}
-	s.reject(log, t0.Add(time.Second), &rejection{ReasonReplay, "gw-a", 2, errors.New("old")})
-	s.reject(log, t0.Add(2*time.Second), &rejection{ReasonBadSignature, "gw-b", 1, errors.New("bad signature")})
-	s.reject(log, t0.Add(61*time.Second), rej)
+	s.reject(log, t0.Add(time.Second), rej(ReasonReplay, "gw-a", 2, errors.New("old")))
+	s.reject(log, t0.Add(2*time.Second), rej(ReasonBadSignature, "gw-b", 1, errors.New("bad signature")))
+	s.reject(log, t0.Add(61*time.Second), bad)
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 4 {
 		t.Fatalf("logged %d lines, want 4 (gw-a bad_signature twice a minute apart, gw-a replay, gw-b):\n%s", len(lines), buf.String())
@@ -533,7 +536,7 @@ func TestStoreFailure(t *testing.T) {
 	r.submit(gw, wire.KindStatus, seal(t, gw, 1, t0, wire.KindStatus, status(wire.StateOnline)))
 	r.store.Close()
 	for seq := uint64(2); seq <= 3; seq++ {
-		if _, err := r.in.Submit(wire.Topic(gw, wire.KindStatus), seal(t, gw, seq, t0, wire.KindStatus, status(wire.StateOnline))); err == nil {
+		if _, err := r.in.Submit(Source{}, wire.Topic(gw, wire.KindStatus), seal(t, gw, seq, t0, wire.KindStatus, status(wire.StateOnline))); err == nil {
 			t.Errorf("Submit(seq %d) with the store closed = nil error, want an error", seq)
 		}
 	}

@@ -2,8 +2,10 @@ package ingest
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +27,7 @@ type Rejection struct {
 	Seq     uint64    `json:"seq"`
 	Reason  Reason    `json:"reason"`
 	Error   string    `json:"error"`
+	Source  Source    `json:"source"` // where it came from (the gateway id above is only claimed)
 }
 
 // GatewayStats is one gateway's ingest figures.
@@ -35,8 +38,11 @@ type GatewayStats struct {
 	LastSeq  uint64            `json:"last_seq"`
 	Gaps     uint64            `json:"gaps"`
 	Skipped  uint64            `json:"skipped"`
-	State    string            `json:"state,omitempty"`
-	LastSeen time.Time         `json:"last_seen"`
+	// UnknownTags counts RFID reads ignored since the process started: no
+	// asset carries the tag, or it is another site's.
+	UnknownTags uint64    `json:"unknown_tags,omitempty"`
+	State       string    `json:"state,omitempty"`
+	LastSeen    time.Time `json:"last_seen"`
 	// From the agent's newest numbered status; zero until its first one
 	// (StatusTime zero).
 	AgentVersion string    `json:"agent_version,omitempty"`
@@ -56,7 +62,18 @@ type Stats struct {
 	CommitFailures uint64            `json:"commit_failures"`
 	CommitSeconds  float64           `json:"commit_seconds"` // total time spent committing
 	QueueDepth     int               `json:"queue_depth"`
+	UnknownTags    uint64            `json:"unknown_tags"` // RFID reads ignored (see GatewayStats.UnknownTags)
 	Gateways       []GatewayStats    `json:"gateways"`
+	// Sources counts the rejections by where they came from (Source.Key),
+	// whatever gateway they claimed; sources beyond 4096 are counted under
+	// "_other".
+	Sources []SourceStats `json:"sources"`
+}
+
+// SourceStats is one source's rejections, by reason.
+type SourceStats struct {
+	Source   string            `json:"source"`
+	Rejected map[Reason]uint64 `json:"rejected"`
 }
 
 type rejKey struct {
@@ -80,6 +97,8 @@ type stats struct {
 	recent         []Rejection
 	next           int
 	logged         map[rejKey]*logState
+	unknownTags    map[string]uint64 // by gateway (registered gateways only: their messages were accepted)
+	bySource       map[rejKey]uint64 // rejections by source key (in gw) and reason
 }
 
 func (s *stats) init(recent int) {
@@ -88,6 +107,8 @@ func (s *stats) init(recent int) {
 	s.gateways = map[string]twinstore.GatewayState{}
 	s.recent = make([]Rejection, 0, recent)
 	s.logged = map[rejKey]*logState{}
+	s.unknownTags = map[string]uint64{}
+	s.bySource = map[rejKey]uint64{}
 }
 
 func (s *stats) setGateways(states []twinstore.GatewayState) {
@@ -113,11 +134,23 @@ func (s *stats) rejectLocked(log *slog.Logger, now time.Time, r *rejection) {
 		k.gw = otherGateway
 	}
 	s.byGateway[k]++
+	k = rejKey{r.src.Key(), r.reason}
+	if _, ok := s.bySource[k]; !ok && len(s.bySource) >= maxTrackedGateways*len(Reasons) {
+		k.gw = otherGateway
+	}
+	s.bySource[k]++
+	s.remember(log, now, r)
+}
+
+// remember puts r in the Recent ring and logs it unless its gateway's
+// reason was logged less than a minute ago.
+func (s *stats) remember(log *slog.Logger, now time.Time, r *rejection) {
+	k := rejKey{r.gateway, r.reason}
 	msg := ""
 	if r.err != nil {
 		msg = r.err.Error()
 	}
-	rj := Rejection{Time: now, Gateway: r.gateway, Seq: r.seq, Reason: r.reason, Error: msg}
+	rj := Rejection{Time: now, Gateway: r.gateway, Seq: r.seq, Reason: r.reason, Error: msg, Source: r.src}
 	if len(s.recent) < cap(s.recent) {
 		s.recent = append(s.recent, rj)
 	} else if len(s.recent) > 0 {
@@ -136,11 +169,14 @@ func (s *stats) rejectLocked(log *slog.Logger, now time.Time, r *rejection) {
 		ls.suppressed++
 		return
 	}
-	level := slog.LevelWarn
-	if r.reason == ReasonDuplicate {
+	level, what := slog.LevelWarn, "message rejected"
+	switch r.reason {
+	case ReasonDuplicate:
 		level = slog.LevelInfo
+	case ReasonUnknownTags:
+		what = "rfid reads ignored"
 	}
-	log.Log(context.Background(), level, "message rejected", "reason", string(r.reason), "gateway", r.gateway, "seq", r.seq, "err", msg, "suppressed_since_last_log", ls.suppressed)
+	log.Log(context.Background(), level, what, "reason", string(r.reason), "gateway", r.gateway, "seq", r.seq, "err", msg, "source", r.src.String(), "suppressed_since_last_log", ls.suppressed)
 	ls.last, ls.suppressed = now, 0
 }
 
@@ -156,7 +192,11 @@ func (s *stats) committed(log *slog.Logger, now time.Time, batch []*item, states
 	}
 	for _, it := range batch {
 		if it.out.Reason != "" {
-			s.rejectLocked(log, now, &rejection{it.out.Reason, it.m.env.Gateway, it.m.env.Seq, it.out.Err})
+			s.rejectLocked(log, now, &rejection{it.out.Reason, it.m.env.Gateway, it.m.env.Seq, it.out.Err, it.src})
+		} else if tm := &it.m.tags; tm.unknown+tm.otherSite > 0 {
+			s.unknownTags[it.m.env.Gateway] += uint64(tm.unknown + tm.otherSite)
+			err := fmt.Errorf("%d reads of tags no asset carries, %d of another site's assets, ignored (%s)", tm.unknown, tm.otherSite, strings.Join(tm.sample, ", "))
+			s.remember(log, now, &rejection{ReasonUnknownTags, it.m.env.Gateway, it.m.env.Seq, err, it.src})
 		}
 	}
 }
@@ -200,6 +240,22 @@ func (in *Ingest) Stats() Stats {
 	for k, n := range s.byGateway {
 		get(k.gw).Rejected[k.reason] = n
 	}
+	for gw, n := range s.unknownTags {
+		get(gw).UnknownTags = n
+		out.UnknownTags += n
+	}
+	bySrc := map[string]map[Reason]uint64{}
+	for k, n := range s.bySource {
+		if bySrc[k.gw] == nil {
+			bySrc[k.gw] = map[Reason]uint64{}
+		}
+		bySrc[k.gw][k.reason] = n
+	}
+	out.Sources = make([]SourceStats, 0, len(bySrc))
+	for src, rej := range bySrc {
+		out.Sources = append(out.Sources, SourceStats{Source: src, Rejected: rej})
+	}
+	sort.Slice(out.Sources, func(i, j int) bool { return out.Sources[i].Source < out.Sources[j].Source })
 	out.Gateways = make([]GatewayStats, 0, len(byID))
 	for _, g := range byID {
 		out.Gateways = append(out.Gateways, *g)

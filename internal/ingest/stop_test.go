@@ -20,7 +20,7 @@ func TestSubmitAsyncAfterStop(t *testing.T) {
 	submit := func(seq uint64) {
 		calls.Add(1)
 		var once atomic.Bool
-		r.in.SubmitAsync(wire.Topic(gw, wire.KindStatus), seal(t, gw, seq, t0, wire.KindStatus, status(wire.StateOnline)), func(_ Outcome, err error) {
+		r.in.SubmitAsync(Source{}, wire.Topic(gw, wire.KindStatus), seal(t, gw, seq, t0, wire.KindStatus, status(wire.StateOnline)), func(_ Outcome, err error) {
 			if !once.CompareAndSwap(false, true) {
 				t.Errorf("seq %d answered twice", seq)
 			}

@@ -112,7 +112,7 @@ func (w *writer) reload() error {
 		if st.Highest > window {
 			min = st.Highest - window
 		}
-		if err := w.store.SeqsAbove(st.Gateway, min, s.set); err != nil {
+		if err := w.store.SeqsAbove(st.Gateway, st.Epoch, min, s.set); err != nil {
 			return fmt.Errorf("load sequence window of %s: %w", st.Gateway, err)
 		}
 		w.streams[st.Gateway] = s
@@ -239,7 +239,13 @@ func (w *writer) apply(tx *twinstore.Tx, batch []*item, now time.Time) error {
 // applyOne decides whether a checked message is new, stores it and folds it.
 func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome, error) {
 	e := &m.env
+	if out, ok := w.claim(m); !ok {
+		return out, nil
+	}
 	s := w.stream(e.Gateway)
+	if e.Seq > 0 && e.Epoch != s.st.Epoch {
+		w.newEpoch(tx, s, e.Epoch)
+	}
 	prevHighest := s.st.Highest
 	if e.Seq == 0 {
 		switch {
@@ -264,7 +270,7 @@ func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome,
 		return Outcome{}, err
 	}
 	if e.Seq > 0 {
-		if err := tx.PutSeq(e.Gateway, e.Seq, msg.Pos, &m.sum); err != nil {
+		if err := tx.PutSeq(e.Gateway, e.Epoch, e.Seq, msg.Pos, &m.sum); err != nil {
 			return Outcome{}, err
 		}
 	}
@@ -296,16 +302,68 @@ func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome,
 	return Outcome{Pos: msg.Pos}, nil
 }
 
+// claim checks the assets the message reports that no gateway lists (its
+// gateway has none): each must be new, or already reported by this gateway
+// (twin.Gateway), at its site. An asset another gateway reports, a gateway
+// or another site's asset is refused as unbound_asset: a gateway without
+// an asset list never writes another gateway's assets.
+func (w *writer) claim(m *message) (Outcome, bool) {
+	gw := m.env.Gateway
+	for _, id := range m.unclaimed {
+		a := w.twins[id]
+		switch {
+		case a == nil:
+		case a.Kind == twin.KindGateway:
+			return Outcome{Reason: ReasonUnboundAsset, Err: fmt.Errorf("asset %s is a gateway, not bound to gateway %s", id, gw)}, false
+		case a.Gateway != "" && a.Gateway != gw:
+			return Outcome{Reason: ReasonUnboundAsset, Err: fmt.Errorf("asset %s is reported by gateway %s, not bound to gateway %s", id, a.Gateway, gw)}, false
+		case a.Site != m.site:
+			return Outcome{Reason: ReasonUnboundAsset, Err: fmt.Errorf("asset %s is at site %s, gateway %s at %s", id, a.Site, gw, m.site)}, false
+		}
+	}
+	return Outcome{}, true
+}
+
+// MaxSeqJump is how far above a stream's highest sequence number a message
+// may be. One further is refused as seq_too_far and moves nothing: a single
+// signed message with sequence 2^64-1 would otherwise end the stream. The
+// first message of a stream (a new key's epoch) may start anywhere up to
+// MaxSeq: an agent re-keyed after years keeps its counter.
+const (
+	MaxSeqJump = 1_000_000
+	MaxSeq     = 1 << 62
+)
+
+// newEpoch makes epoch the gateway's current stream: its window is what the
+// sequence index holds for that epoch (nothing for a new key, whose agent
+// starts again at 1; the old stream if a key comes back).
+func (w *writer) newEpoch(tx *twinstore.Tx, s *stream, epoch uint64) {
+	w.log.Info("gateway starts a new sequence epoch", "gateway", s.st.Gateway, "epoch", epoch, "previous_epoch", s.st.Epoch, "previous_highest", s.st.Highest)
+	s.st.Epoch = epoch
+	s.st.Highest = tx.HighestSeq(s.st.Gateway, epoch)
+	clear(s.bits)
+	window := uint64(len(s.bits) * 64)
+	tx.SeqsAbove(s.st.Gateway, epoch, s.st.Highest-min(s.st.Highest, window), s.set)
+	if !s.dirty {
+		s.dirty = true
+		w.dirtyStates = append(w.dirtyStates, s.st.Gateway)
+	}
+}
+
 // seen reports whether seq must not be applied: it is stored already (a
-// duplicate when the bytes are the same, a replay otherwise) or it is older
-// than the window.
+// duplicate when the bytes are the same, a replay otherwise), it is older
+// than the window, or it is too far (seq_too_far: more than MaxSeqJump
+// above the highest of a stream that has one, or above MaxSeq).
 func (w *writer) seen(tx *twinstore.Tx, s *stream, seq uint64, sum *[32]byte) (Outcome, bool) {
+	if seq > MaxSeq || s.st.Highest > 0 && seq > s.st.Highest && seq-s.st.Highest > MaxSeqJump {
+		return Outcome{Reason: ReasonSeqTooFar, Err: fmt.Errorf("sequence %d is more than %d above the highest %d (or above %d)", seq, MaxSeqJump, s.st.Highest, uint64(MaxSeq))}, true
+	}
 	window := uint64(len(s.bits) * 64)
 	inWindow := seq > s.st.Highest || s.st.Highest-seq < window
 	if inWindow && (seq > s.st.Highest || !s.has(seq)) {
 		return Outcome{}, false
 	}
-	if _, stored, ok := tx.SeqEntry(s.st.Gateway, seq); ok {
+	if _, stored, ok := tx.SeqEntry(s.st.Gateway, s.st.Epoch, seq); ok {
 		if stored == *sum {
 			return Outcome{Reason: ReasonDuplicate, Err: fmt.Errorf("sequence %d already stored", seq)}, true
 		}

@@ -158,6 +158,7 @@ type Registry struct {
 	mu      sync.RWMutex
 	gw      map[string]Gateway
 	reports map[string]map[string]struct{} // gateway -> its listed assets (none: no list)
+	listed  map[string]int                 // asset -> how many gateways list it
 	store   Store
 	notify  []func(id string)
 	version atomic.Uint64 // counts changes: a reader caches what it derives until it moves
@@ -181,7 +182,7 @@ func (r *Registry) changed(id string) {
 
 // New returns a registry holding gws.
 func New(gws ...Gateway) *Registry {
-	r := &Registry{gw: make(map[string]Gateway, len(gws)), reports: map[string]map[string]struct{}{}}
+	r := &Registry{gw: make(map[string]Gateway, len(gws)), reports: map[string]map[string]struct{}{}, listed: map[string]int{}}
 	for _, g := range gws {
 		r.set(g)
 	}
@@ -191,29 +192,64 @@ func New(gws ...Gateway) *Registry {
 // set indexes g; the caller holds the write lock (or owns r).
 func (r *Registry) set(g Gateway) {
 	r.version.Add(1)
+	r.unlist(g.ID)
 	r.gw[g.ID] = g.Clone()
 	if len(g.Assets) == 0 {
-		delete(r.reports, g.ID)
 		return
 	}
 	set := make(map[string]struct{}, len(g.Assets))
 	for _, a := range g.Assets {
-		set[a] = struct{}{}
+		if _, dup := set[a]; !dup {
+			set[a] = struct{}{}
+			r.listed[a]++
+		}
 	}
 	r.reports[g.ID] = set
 }
 
-// Reports reports whether gateway gw may report asset: it is in the
-// gateway's asset list, or the gateway has no list.
-func (r *Registry) Reports(gw, asset string) bool {
+// unlist drops gateway id's asset list from the index.
+func (r *Registry) unlist(id string) {
+	for a := range r.reports[id] {
+		if r.listed[a]--; r.listed[a] <= 0 {
+			delete(r.listed, a)
+		}
+	}
+	delete(r.reports, id)
+}
+
+// Binding says whether a gateway may report an asset.
+type Binding int
+
+const (
+	// Bound: the asset is the gateway itself or in its asset list.
+	Bound Binding = iota
+	// Unbound: the gateway has a list without the asset, or the asset is
+	// another gateway or in another gateway's list.
+	Unbound
+	// Unclaimed: the gateway has no list and no gateway lists the asset.
+	// The ingest lets the gateway report it only while no other gateway
+	// reports it (the first to report an unlisted asset holds it, until an
+	// operator binds it by listing it).
+	Unclaimed
+)
+
+// Binding says whether gateway gw may report asset.
+func (r *Registry) Binding(gw, asset string) Binding {
+	if asset == gw {
+		return Bound
+	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	set, ok := r.reports[gw]
-	if !ok {
-		return true
+	if set, ok := r.reports[gw]; ok {
+		if _, ok := set[asset]; ok {
+			return Bound
+		}
+		return Unbound
 	}
-	_, ok = set[asset]
-	return ok
+	if _, isGateway := r.gw[asset]; isGateway || r.listed[asset] > 0 {
+		return Unbound
+	}
+	return Unclaimed
 }
 
 // Lookup returns the gateway's public key and site.
@@ -256,7 +292,7 @@ func (r *Registry) delete(id string) (bool, error) {
 		}
 	}
 	delete(r.gw, id)
-	delete(r.reports, id)
+	r.unlist(id)
 	r.version.Add(1)
 	return true, nil
 }

@@ -94,24 +94,51 @@ func TestRegistry(t *testing.T) {
 	}
 }
 
-func TestReports(t *testing.T) {
+func TestBinding(t *testing.T) {
 	r := New(Gateway{ID: "gw-a", PublicKey: key("a"), Assets: []string{"srv-1", "srv-1.gpu0"}}, Gateway{ID: "gw-b", PublicKey: key("b")})
-	for _, tc := range []struct {
+	check := func(when string, cases []struct {
 		gw, asset string
-		want      bool
-	}{
-		{"gw-a", "srv-1.gpu0", true},
-		{"gw-a", "srv-2.gpu0", false},
-		{"gw-b", "anything", true}, // no list: no restriction
-		{"gw-x", "anything", true}, // unknown gateways are the ingest's other check
-	} {
-		if got := r.Reports(tc.gw, tc.asset); got != tc.want {
-			t.Errorf("Reports(%s, %s) = %v, want %v", tc.gw, tc.asset, got, tc.want)
+		want      Binding
+	}) {
+		t.Helper()
+		for _, tc := range cases {
+			if got := r.Binding(tc.gw, tc.asset); got != tc.want {
+				t.Errorf("%s: Binding(%s, %s) = %v, want %v", when, tc.gw, tc.asset, got, tc.want)
+			}
 		}
 	}
-	if err := r.Put(Gateway{ID: "gw-a", PublicKey: key("a")}); err != nil || !r.Reports("gw-a", "srv-2.gpu0") {
-		t.Errorf("after replacing gw-a without a list: Reports = false (%v), want true", err)
+	check("start", []struct {
+		gw, asset string
+		want      Binding
+	}{
+		{"gw-a", "srv-1.gpu0", Bound},
+		{"gw-a", "gw-a", Bound},
+		{"gw-a", "srv-2.gpu0", Unbound}, // a list without it
+		{"gw-b", "srv-1.gpu0", Unbound}, // no list: another gateway's asset
+		{"gw-b", "gw-a", Unbound},       // no list: another gateway itself
+		{"gw-b", "srv-9", Unclaimed},    // no list, nobody lists it
+		{"gw-x", "srv-9", Unclaimed},    // unknown gateways are the ingest's other check
+	})
+	if err := r.Put(Gateway{ID: "gw-a", PublicKey: key("a")}); err != nil {
+		t.Fatal(err)
 	}
+	check("after gw-a lost its list", []struct {
+		gw, asset string
+		want      Binding
+	}{
+		{"gw-b", "srv-1.gpu0", Unclaimed},
+		{"gw-a", "srv-2.gpu0", Unclaimed},
+	})
+	if err := r.Put(Gateway{ID: "gw-c", PublicKey: key("c"), Assets: []string{"srv-9"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Delete("gw-c"); err != nil {
+		t.Fatal(err)
+	}
+	check("after gw-c was deleted", []struct {
+		gw, asset string
+		want      Binding
+	}{{"gw-b", "srv-9", Unclaimed}})
 }
 
 // memStore is a Store in memory, standing for twin-service's across a restart.

@@ -243,15 +243,11 @@ func (s *Store) GatewayStates() ([]GatewayState, error) {
 	return out, nil
 }
 
-// SeqsAbove calls fn with every stored sequence number of gateway gw above
-// min, in increasing order.
-func (s *Store) SeqsAbove(gw string, min uint64, fn func(seq uint64)) error {
+// SeqsAbove calls fn with every stored sequence number of gateway gw's
+// epoch above min, in increasing order.
+func (s *Store) SeqsAbove(gw string, epoch, min uint64, fn func(seq uint64)) error {
 	return s.db.View(func(tx *bolt.Tx) error {
-		prefix := append([]byte(gw), 0)
-		c := tx.Bucket(bucketSeqs).Cursor()
-		for k, _ := c.Seek(seqKey(nil, gw, min+1)); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = c.Next() {
-			fn(binary.BigEndian.Uint64(k[len(prefix):]))
-		}
+		seqsAbove(tx.Bucket(bucketSeqs), gw, epoch, min, fn)
 		return nil
 	})
 }

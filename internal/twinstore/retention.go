@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -136,24 +136,54 @@ func (s *Store) pruneChunk(through uint64, st *PruneStats) (int, error) {
 	return n, err
 }
 
-// pruneSeqs walks each gateway's index entries from its lowest sequence
-// number and removes them while their message is gone (position at most
-// through) and they lie keepSeqs or more below the gateway's highest.
-func (s *Store) pruneSeqs(ctx context.Context, through, keepSeqs uint64, st *PruneStats) error {
-	highest := map[string]uint64{}
+// seqGroup is one gateway epoch's entries in the sequence index.
+type seqGroup struct {
+	prefix  []byte // gateway 0x00 epoch(8)
+	highest uint64
+}
+
+// seqGroups lists every gateway epoch in the sequence index with its
+// highest sequence number.
+func (s *Store) seqGroups() ([]seqGroup, error) {
+	var out []seqGroup
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketGwState).ForEach(func(k, v []byte) error {
-			var gs GatewayState
-			if json.Unmarshal(v, &gs) == nil {
-				highest[string(k)] = gs.Highest
+		c := tx.Bucket(bucketSeqs).Cursor()
+		k, _ := c.First()
+		for k != nil {
+			if len(k) < 18 || k[len(k)-17] != 0 {
+				k, _ = c.Next() // not a gateway 0x00 epoch seq key
+				continue
 			}
-			return nil
-		})
+			prefix := bytes.Clone(k[:len(k)-8])
+			top := binary.BigEndian.AppendUint64(bytes.Clone(prefix), math.MaxUint64)
+			last, _ := c.Seek(top)
+			if !bytes.Equal(last, top) {
+				if last == nil {
+					last, _ = c.Last()
+				} else {
+					last, _ = c.Prev()
+				}
+			}
+			out = append(out, seqGroup{prefix, binary.BigEndian.Uint64(last[len(prefix):])})
+			k, _ = c.Next()
+		}
+		return nil
 	})
+	return out, err
+}
+
+// pruneSeqs walks each gateway epoch's index entries from its lowest
+// sequence number and removes them while their message is gone (position at
+// most through) and they lie keepSeqs or more below the epoch's highest. An
+// old epoch (a gateway since re-keyed) keeps its newest keepSeqs entries,
+// so its messages stay refused as replays if the key ever comes back.
+func (s *Store) pruneSeqs(ctx context.Context, through, keepSeqs uint64, st *PruneStats) error {
+	groups, err := s.seqGroups()
 	if err != nil {
 		return err
 	}
-	for gw, h := range highest {
+	for _, g := range groups {
+		h, prefix := g.highest, g.prefix
 		if h < keepSeqs {
 			continue
 		}
@@ -165,7 +195,6 @@ func (s *Store) pruneSeqs(ctx context.Context, through, keepSeqs uint64, st *Pru
 				s.wmu.Lock()
 				defer s.wmu.Unlock()
 				return s.db.Update(func(tx *bolt.Tx) error {
-					prefix := append([]byte(gw), 0)
 					c := tx.Bucket(bucketSeqs).Cursor()
 					n := 0
 					for k, v := c.Seek(prefix); ; k, v = c.Seek(prefix) {

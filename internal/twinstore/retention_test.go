@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,7 +28,7 @@ func storeRecorded(t testing.TB, s *Store, n int, size int) {
 					return err
 				}
 				var sum [32]byte
-				if err := tx.PutSeq("gw-r", m.Seq, m.Pos, &sum); err != nil {
+				if err := tx.PutSeq("gw-r", 1, m.Seq, m.Pos, &sum); err != nil {
 					return err
 				}
 			}
@@ -50,7 +51,7 @@ func storeMore(t *testing.T, s *Store, from, to int) {
 				return err
 			}
 			var sum [32]byte
-			if err := tx.PutSeq("gw-r", m.Seq, m.Pos, &sum); err != nil {
+			if err := tx.PutSeq("gw-r", 1, m.Seq, m.Pos, &sum); err != nil {
 				return err
 			}
 		}
@@ -64,7 +65,7 @@ func storeMore(t *testing.T, s *Store, from, to int) {
 func seqStored(t *testing.T, s *Store, seq uint64) bool {
 	t.Helper()
 	found := false
-	if err := s.SeqsAbove("gw-r", seq-1, func(n uint64) { found = found || n == seq }); err != nil {
+	if err := s.SeqsAbove("gw-r", 1, seq-1, func(n uint64) { found = found || n == seq }); err != nil {
 		t.Fatal(err)
 	}
 	return found
@@ -162,7 +163,7 @@ func BenchmarkRetention(b *testing.B) {
 							return err
 						}
 						var sum [32]byte
-						if err := tx.PutSeq("gw-b", seq, m.Pos, &sum); err != nil {
+						if err := tx.PutSeq("gw-b", 1, seq, m.Pos, &sum); err != nil {
 							return err
 						}
 					}
@@ -201,4 +202,67 @@ func fileSize(b *testing.B, path string) int64 {
 		b.Fatal(err)
 	}
 	return st.Size()
+}
+
+// TestSeqIndexPerEpoch: each gateway epoch is its own stream in the index,
+// and the prune keeps an old epoch's newest entries (its messages stay
+// replays if the key ever comes back).
+func TestSeqIndexPerEpoch(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "twins.db"))
+	put := func(epoch uint64, from, to int) {
+		t.Helper()
+		err := s.Update(func(tx *Tx) error {
+			for seq := from; seq <= to; seq++ {
+				m := Message{Gateway: "gw-e", Seq: uint64(seq), Kind: wire.KindStatus, Time: t0, Recorded: t0, Raw: []byte("x")}
+				if err := tx.AppendMessage(&m); err != nil {
+					return err
+				}
+				var sum [32]byte
+				if err := tx.PutSeq("gw-e", epoch, m.Seq, m.Pos, &sum); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(7, 1, 3000)
+	put(math.MaxUint64, 1, 10) // the highest epoch: its keys end the gateway's range
+	count := func(epoch uint64) (n int) {
+		t.Helper()
+		if err := s.SeqsAbove("gw-e", epoch, 0, func(uint64) { n++ }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	err := s.Update(func(tx *Tx) error {
+		if h := tx.HighestSeq("gw-e", 7); h != 3000 {
+			t.Errorf("HighestSeq(epoch 7) = %d, want 3000", h)
+		}
+		if h := tx.HighestSeq("gw-e", math.MaxUint64); h != 10 {
+			t.Errorf("HighestSeq(epoch max) = %d, want 10", h)
+		}
+		if h := tx.HighestSeq("gw-e", 8); h != 0 {
+			t.Errorf("HighestSeq(epoch 8, none stored) = %d, want 0", h)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(math.MaxUint64); n != 10 {
+		t.Errorf("SeqsAbove(epoch max, 0) found %d, want 10", n)
+	}
+	st, err := s.PruneMessages(context.Background(), s.LastPos(), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(7); n != 1000 || st.SeqEntries != 2000 {
+		t.Errorf("after the prune: epoch 7 keeps %d entries (removed %d), want 1000 (2000)", n, st.SeqEntries)
+	}
+	if n := count(math.MaxUint64); n != 10 {
+		t.Errorf("after the prune: epoch max keeps %d entries, want 10", n)
+	}
 }

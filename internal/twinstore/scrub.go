@@ -154,8 +154,8 @@ func checkMessage(pos uint64, v []byte, seqs *bolt.Bucket, keys Keys, res *Scrub
 		return env.Verify(pub) == nil, true
 	}
 	if m.Seq > 0 {
-		var kb [80]byte
-		if e := seqs.Get(seqKey(kb[:0], m.Gateway, m.Seq)); len(e) == 40 {
+		var kb [88]byte
+		if e := seqs.Get(seqKey(kb[:0], m.Gateway, env.Epoch, m.Seq)); len(e) == 40 {
 			sum := sha256.Sum256(m.Raw)
 			switch {
 			case binary.BigEndian.Uint64(e) == pos && bytes.Equal(e[8:], sum[:]):

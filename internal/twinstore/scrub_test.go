@@ -36,7 +36,7 @@ func storeSigned(t *testing.T, s *Store, n int) {
 			}
 			if seq > 0 {
 				sum := sha256.Sum256(raw)
-				if err := tx.PutSeq("gw-s", uint64(seq), m.Pos, &sum); err != nil {
+				if err := tx.PutSeq("gw-s", env.Epoch, uint64(seq), m.Pos, &sum); err != nil {
 					return err
 				}
 			}

@@ -30,14 +30,28 @@ var (
 	bucketEvents      = []byte("events")       // id -> twin.Event JSON
 	bucketAssetEvents = []byte("asset_events") // asset 0x00 id -> nothing
 	bucketTwins       = []byte("twins")        // asset id -> twin.Asset JSON
-	bucketSeqs        = []byte("seqs")         // gateway 0x00 seq -> pos, sha256
+	bucketSeqs        = []byte("seqs")         // gateway 0x00 epoch(8) seq(8) -> pos, sha256
 	bucketGwState     = []byte("gateway_state")
 	bucketGateways    = []byte("gateways") // gateway id -> registry.Gateway JSON
 	bucketCursors     = []byte("cursors")  // name -> position
-	bucketMeta        = []byte("meta")     // checkpoint -> position
+	bucketMeta        = []byte("meta")     // checkpoint -> position; format -> storeFormat
 )
 
-var keyCheckpoint = []byte("checkpoint")
+var (
+	keyCheckpoint = []byte("checkpoint")
+	keyFormat     = []byte("format")
+)
+
+// storeFormat is the layout this code writes: 2 holds messages in the
+// twinchain-envelope-v2 format (signed ts text, key epochs) and a sequence
+// index keyed by gateway and epoch. A store with messages and no format is
+// from before and is refused (ErrOldFormat): its messages would read as
+// damaged and its sequence index as empty.
+const storeFormat = "2"
+
+// ErrOldFormat is returned by Open for a store written by an older
+// twinchain.
+var ErrOldFormat = errors.New("store written by an older twinchain (envelope v1, no sequence epochs); move the data directory away to start a new one")
 
 var allBuckets = [][]byte{bucketMessages, bucketEvents, bucketAssetEvents, bucketTwins, bucketSeqs, bucketGwState, bucketGateways, bucketCursors, bucketMeta}
 
@@ -111,6 +125,15 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		s.lastPos.Store(lastKey(tx.Bucket(bucketMessages)))
 		s.lastEv.Store(lastKey(tx.Bucket(bucketEvents)))
+		switch f := tx.Bucket(bucketMeta).Get(keyFormat); {
+		case string(f) == storeFormat:
+		case f != nil:
+			return fmt.Errorf("store format %q, this twinchain reads %q", f, storeFormat)
+		case s.lastPos.Load() > 0:
+			return ErrOldFormat
+		case !opts.ReadOnly:
+			return tx.Bucket(bucketMeta).Put(keyFormat, []byte(storeFormat))
+		}
 		return nil
 	})
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"twinchain/internal/registry"
 	"twinchain/internal/twin"
 	"twinchain/internal/wire"
@@ -38,7 +40,7 @@ func commitAsset(t *testing.T, s *Store, gw string, seq uint64, prev twin.Asset,
 			return err
 		}
 		sum := sha256.Sum256(m.Raw)
-		if err := tx.PutSeq(gw, seq, m.Pos, &sum); err != nil {
+		if err := tx.PutSeq(gw, 1, seq, m.Pos, &sum); err != nil {
 			return err
 		}
 		a.Revision = prev.Revision + 1
@@ -127,7 +129,7 @@ func TestReopen(t *testing.T) {
 		t.Errorf("after reopen: message %d, event %d, revision %d; want 4, 4, 3", m4.Pos, e4.ID, e4.Revision)
 	}
 	var seqs []uint64
-	if err := s.SeqsAbove("gw-1", 1, func(seq uint64) { seqs = append(seqs, seq) }); err != nil || !reflect.DeepEqual(seqs, []uint64{2, 3}) {
+	if err := s.SeqsAbove("gw-1", 1, 1, func(seq uint64) { seqs = append(seqs, seq) }); err != nil || !reflect.DeepEqual(seqs, []uint64{2, 3}) {
 		t.Errorf("SeqsAbove(gw-1, 1) = %v, %v; want [2 3]", seqs, err)
 	}
 	states, err := s.GatewayStates()
@@ -241,4 +243,22 @@ func TestGatewaysAndCheckpoint(t *testing.T) {
 	if err := s.DeleteGateway("gw-1"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("DeleteGateway twice = %v, want ErrNotFound", err)
 	}
+}
+
+// TestOldFormatRefused: a store holding messages and no format mark is
+// from before envelope v2 and sequence epochs; Open says so instead of
+// reading its messages as damaged.
+func TestOldFormatRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "twins.db")
+	s := open(t, path)
+	commitAsset(t, s, "gw-1", 1, twin.Asset{}, &twin.Asset{ID: "gw-1", Kind: twin.KindGateway})
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyFormat) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(path, Options{NoSync: true}); !errors.Is(err, ErrOldFormat) {
+		t.Errorf("Open(store without a format) = %v, want ErrOldFormat", err)
+	}
+	s = open(t, filepath.Join(t.TempDir(), "new.db")) // a new store is marked
+	s.Close()
 }

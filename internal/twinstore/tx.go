@@ -1,9 +1,11 @@
 package twinstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -136,17 +138,25 @@ func (t *Tx) PutTwin(a *twin.Asset, observedPos uint64) error {
 	return nil
 }
 
-func seqKey(dst []byte, gw string, seq uint64) []byte {
-	dst = append(dst, gw...)
-	dst = append(dst, 0)
+// seqKey is a sequence-index key: gateway 0x00 epoch(8) seq(8). Each
+// gateway's epoch (wire.KeyEpoch of its key) is a stream of its own.
+func seqKey(dst []byte, gw string, epoch, seq uint64) []byte {
+	dst = seqPrefix(dst, gw, epoch)
 	return binary.BigEndian.AppendUint64(dst, seq)
 }
 
-// SeqEntry returns where gateway gw's message seq is stored and the SHA-256
-// of its raw bytes.
-func (t *Tx) SeqEntry(gw string, seq uint64) (pos uint64, sum [32]byte, ok bool) {
-	var kb [80]byte
-	v := t.b.seqs.Get(seqKey(kb[:0], gw, seq))
+// seqPrefix is the key prefix of one gateway epoch's entries.
+func seqPrefix(dst []byte, gw string, epoch uint64) []byte {
+	dst = append(dst, gw...)
+	dst = append(dst, 0)
+	return binary.BigEndian.AppendUint64(dst, epoch)
+}
+
+// SeqEntry returns where gateway gw's message seq of epoch is stored and the
+// SHA-256 of its raw bytes.
+func (t *Tx) SeqEntry(gw string, epoch, seq uint64) (pos uint64, sum [32]byte, ok bool) {
+	var kb [88]byte
+	v := t.b.seqs.Get(seqKey(kb[:0], gw, epoch, seq))
 	if len(v) != 40 {
 		return 0, sum, false
 	}
@@ -154,17 +164,55 @@ func (t *Tx) SeqEntry(gw string, seq uint64) (pos uint64, sum [32]byte, ok bool)
 	return binary.BigEndian.Uint64(v), sum, true
 }
 
-// PutSeq records that gateway gw's message seq is stored at pos.
-func (t *Tx) PutSeq(gw string, seq, pos uint64, sum *[32]byte) error {
-	var kb [80]byte
-	k := t.copyBytes(seqKey(kb[:0], gw, seq))
+// PutSeq records that gateway gw's message seq of epoch is stored at pos.
+func (t *Tx) PutSeq(gw string, epoch, seq, pos uint64, sum *[32]byte) error {
+	var kb [88]byte
+	k := t.copyBytes(seqKey(kb[:0], gw, epoch, seq))
 	v := t.alloc(40)
 	binary.BigEndian.PutUint64(v, pos)
 	copy(v[8:], sum[:])
 	if err := t.b.seqs.Put(k, v); err != nil {
-		return fmt.Errorf("put seq %s/%d: %w", gw, seq, err)
+		return fmt.Errorf("put seq %s/%x/%d: %w", gw, epoch, seq, err)
 	}
 	return nil
+}
+
+// HighestSeq is the highest sequence number in the index for gateway gw's
+// epoch, 0 when it has none.
+func (t *Tx) HighestSeq(gw string, epoch uint64) uint64 { return highestSeq(t.b.seqs, gw, epoch) }
+
+// SeqsAbove calls fn with every sequence number in the index for gateway
+// gw's epoch above min, in increasing order.
+func (t *Tx) SeqsAbove(gw string, epoch, min uint64, fn func(seq uint64)) {
+	seqsAbove(t.b.seqs, gw, epoch, min, fn)
+}
+
+func highestSeq(b *bolt.Bucket, gw string, epoch uint64) uint64 {
+	prefix := seqPrefix(nil, gw, epoch)
+	top := seqKey(nil, gw, epoch, math.MaxUint64)
+	c := b.Cursor()
+	k, _ := c.Seek(top)
+	switch {
+	case k == nil:
+		k, _ = c.Last()
+	case !bytes.Equal(k, top):
+		k, _ = c.Prev()
+	}
+	if k == nil || len(k) != len(prefix)+8 || !bytes.HasPrefix(k, prefix) {
+		return 0
+	}
+	return binary.BigEndian.Uint64(k[len(prefix):])
+}
+
+func seqsAbove(b *bolt.Bucket, gw string, epoch, min uint64, fn func(seq uint64)) {
+	if min == math.MaxUint64 {
+		return
+	}
+	prefix := seqPrefix(nil, gw, epoch)
+	c := b.Cursor()
+	for k, _ := c.Seek(seqKey(nil, gw, epoch, min+1)); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = c.Next() {
+		fn(binary.BigEndian.Uint64(k[len(prefix):]))
+	}
 }
 
 // SetCheckpoint records that every twin's observations up to message
@@ -180,7 +228,8 @@ func (t *Tx) SetCheckpoint(pos uint64) error {
 // GatewayState is what the ingest keeps about one gateway's stream.
 type GatewayState struct {
 	Gateway    string    `json:"gateway"`
-	Highest    uint64    `json:"highest_seq"`     // highest sequence number stored
+	Epoch      uint64    `json:"epoch,omitempty"` // the epoch (wire.KeyEpoch) of the current stream
+	Highest    uint64    `json:"highest_seq"`     // highest sequence number stored in the epoch
 	Accepted   uint64    `json:"accepted"`        // messages stored
 	Gaps       uint64    `json:"gaps"`            // jumps of the highest sequence number by more than one
 	Skipped    uint64    `json:"skipped"`         // sequence numbers jumped over (some may arrive later)

@@ -4,17 +4,25 @@
 //
 // An envelope is JSON:
 //
-//	{"v":1,"gw":"gw-s1-01","seq":42,"ts":"2026-11-25T15:00:00Z","kind":"telemetry","body":{...},"sig":"base64"}
+//	{"v":1,"gw":"gw-s1-01","epoch":1234,"seq":42,"ts":"2026-11-25T15:00:00Z","kind":"telemetry","body":{...},"sig":"base64"}
 //
-// The signature is Ed25519 by the gateway's key over SigningBytes: a fixed
-// domain string and the fields joined by NUL bytes, with the body's exact bytes
-// last. The body is signed as transmitted, so a receiver never re-encodes JSON
-// to check a signature and unknown body fields survive untouched.
+// The signature is Ed25519 by the gateway's key over the signing bytes: the
+// domain string "twinchain-envelope-v2" and the version, gateway, epoch,
+// sequence, the exact text of ts, the kind and the body's exact bytes, joined
+// by NUL bytes. The body and ts are signed as transmitted, so a receiver
+// never re-encodes JSON or a time to check a signature, and unknown body
+// fields survive untouched.
+//
+// The epoch is KeyEpoch of the gateway's public key: a re-keyed or
+// reinstalled agent starts a new sequence stream at 1, and twin-service keeps
+// one sequence window per gateway and epoch.
 package wire
 
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,18 +67,36 @@ var (
 	ErrVersion      = errors.New("unsupported protocol version")
 	ErrBadSignature = errors.New("bad signature")
 	ErrBadGatewayID = errors.New("invalid gateway id")
+	ErrEpoch        = errors.New("epoch is not the key's")
 )
 
 // Envelope is one signed, sequenced message from a gateway.
 type Envelope struct {
-	V       int             `json:"v"`
-	Gateway string          `json:"gw"`
-	Seq     uint64          `json:"seq"`
-	Time    time.Time       `json:"ts"`
-	Kind    Kind            `json:"kind"`
-	Body    json.RawMessage `json:"body"`
-	Sig     []byte          `json:"sig"`
+	V       int    `json:"v"`
+	Gateway string `json:"gw"`
+	Epoch   uint64 `json:"epoch"` // KeyEpoch of the signing key
+	Seq     uint64 `json:"seq"`
+	// TS is the reading time as sent (RFC 3339); the signature covers this
+	// exact text. Decode parses it into Time.
+	TS   string          `json:"ts"`
+	Time time.Time       `json:"-"`
+	Kind Kind            `json:"kind"`
+	Body json.RawMessage `json:"body"`
+	Sig  []byte          `json:"sig"`
 }
+
+// KeyEpoch is the epoch of envelopes signed by pub: the first 8 bytes
+// (big-endian) of SHA-256("twinchain-epoch" || pub). A new key is a new
+// epoch, so a re-keyed agent's sequence numbers start a new stream.
+func KeyEpoch(pub ed25519.PublicKey) uint64 {
+	var buf [len(epochDomain) + ed25519.PublicKeySize]byte // no heap allocation per message
+	n := copy(buf[:], epochDomain)
+	n += copy(buf[n:], pub)
+	sum := sha256.Sum256(buf[:n])
+	return binary.BigEndian.Uint64(sum[:8])
+}
+
+const epochDomain = "twinchain-epoch"
 
 // ValidGatewayID reports whether id may name a gateway: 1 to 64 characters
 // from [A-Za-z0-9._-], starting with a letter or digit. Such an id is safe in
@@ -91,7 +117,7 @@ func ValidGatewayID(id string) bool {
 	return true
 }
 
-const signingDomain = "twinchain-envelope-v1"
+const signingDomain = "twinchain-envelope-v2"
 
 // AppendSigningBytes appends the bytes the signature covers to dst.
 func (e *Envelope) AppendSigningBytes(dst []byte) []byte {
@@ -101,19 +127,25 @@ func (e *Envelope) AppendSigningBytes(dst []byte) []byte {
 	dst = append(dst, 0)
 	dst = append(dst, e.Gateway...)
 	dst = append(dst, 0)
+	dst = strconv.AppendUint(dst, e.Epoch, 10)
+	dst = append(dst, 0)
 	dst = strconv.AppendUint(dst, e.Seq, 10)
 	dst = append(dst, 0)
-	dst = strconv.AppendInt(dst, e.Time.UnixNano(), 10)
+	dst = append(dst, e.TS...)
 	dst = append(dst, 0)
 	dst = append(dst, e.Kind...)
 	dst = append(dst, 0)
 	return append(dst, e.Body...)
 }
 
-// Verify checks the envelope's signature against the gateway's public key.
+// Verify checks the envelope's signature against the gateway's public key,
+// and that its epoch is the key's (ErrBadSignature and ErrEpoch).
 func (e *Envelope) Verify(pub ed25519.PublicKey) error {
 	if len(pub) != ed25519.PublicKeySize || len(e.Sig) != ed25519.SignatureSize {
 		return ErrBadSignature
+	}
+	if want := KeyEpoch(pub); e.Epoch != want {
+		return fmt.Errorf("%w: %w: epoch %d, the key's is %d", ErrBadSignature, ErrEpoch, e.Epoch, want)
 	}
 	var buf [4096]byte // a host's telemetry (~2.5 KB for 8 GPUs) without a heap allocation
 	if !ed25519.Verify(pub, e.AppendSigningBytes(buf[:0]), e.Sig) {
@@ -123,7 +155,8 @@ func (e *Envelope) Verify(pub ed25519.PublicKey) error {
 }
 
 // Seal builds and signs an envelope around body and returns its wire bytes.
-// body is marshalled with encoding/json; ts is kept to the nanosecond in UTC.
+// body is marshalled with encoding/json; ts is written to the nanosecond in
+// UTC (RFC 3339) and the epoch is the key's.
 func Seal(key ed25519.PrivateKey, gateway string, seq uint64, ts time.Time, kind Kind, body any) ([]byte, error) {
 	raw, err := json.Marshal(body)
 	if err != nil {
@@ -145,7 +178,8 @@ func SealRaw(key ed25519.PrivateKey, gateway string, seq uint64, ts time.Time, k
 	if err := json.Compact(&compact, body); err != nil {
 		return nil, fmt.Errorf("seal body: %w", err)
 	}
-	e := Envelope{V: Version, Gateway: gateway, Seq: seq, Time: ts.UTC(), Kind: kind, Body: compact.Bytes()}
+	pub, _ := key.Public().(ed25519.PublicKey)
+	e := Envelope{V: Version, Gateway: gateway, Epoch: KeyEpoch(pub), Seq: seq, TS: ts.UTC().Format(time.RFC3339Nano), Kind: kind, Body: compact.Bytes()}
 	e.Sig = ed25519.Sign(key, e.AppendSigningBytes(nil))
 	out, err := json.Marshal(&e)
 	if err != nil {
@@ -179,8 +213,16 @@ func Decode(data []byte) (Envelope, error) {
 	if len(e.Body) == 0 || e.Body[0] != '{' {
 		return e, fmt.Errorf("%w: body must be a JSON object", ErrMalformed)
 	}
-	if e.Time.IsZero() {
+	if e.TS == "" {
 		return e, fmt.Errorf("%w: missing ts", ErrMalformed)
+	}
+	t, err := time.Parse(time.RFC3339Nano, e.TS)
+	if err != nil || t.IsZero() {
+		return e, fmt.Errorf("%w: ts %q is not an RFC 3339 time", ErrMalformed, e.TS)
+	}
+	e.Time = t
+	if e.Epoch == 0 {
+		return e, fmt.Errorf("%w: missing epoch", ErrMalformed)
 	}
 	if len(e.Sig) == 0 {
 		return e, fmt.Errorf("%w: missing sig", ErrMalformed)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,7 +125,9 @@ func TestVerifyRejectsTampering(t *testing.T) {
 	}{
 		{"seq", func(e *Envelope) { e.Seq++ }},
 		{"gateway", func(e *Envelope) { e.Gateway = "gw-2" }},
-		{"time", func(e *Envelope) { e.Time = e.Time.Add(time.Nanosecond) }},
+		{"time", func(e *Envelope) { e.TS = e.Time.Add(time.Nanosecond).Format(time.RFC3339Nano) }},
+		{"time text", func(e *Envelope) { e.TS = e.Time.Format(time.RFC3339) }}, // the same instant written otherwise
+		{"epoch", func(e *Envelope) { e.Epoch++ }},
 		{"kind", func(e *Envelope) { e.Kind = KindGPS }},
 		{"body", func(e *Envelope) { e.Body = []byte(`{"state":"offline"}`) }},
 		{"sig", func(e *Envelope) { e.Sig[0] ^= 1 }},
@@ -143,6 +146,59 @@ func TestVerifyRejectsTampering(t *testing.T) {
 	env, _ := Decode(data)
 	if err := env.Verify(other); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("Verify with another key = %v, want ErrBadSignature", err)
+	}
+}
+
+// TestTimeShiftedBy2To64 is the attack of issue 11: a ts moved back by 2^64
+// ns (2026 -> 1442) had the same UnixNano, so the old signature still held.
+// The signature covers the text of ts now.
+func TestTimeShiftedBy2To64(t *testing.T) {
+	key := testKey()
+	data, err := Seal(key, "gw-1", 7, goldenTime, KindStatus, Status{State: StateOnline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shifted := goldenTime.Add(-math.MaxInt64).Add(-math.MaxInt64).Add(-2)
+	if shifted.UnixNano() != goldenTime.UnixNano() || shifted.Year() > 1500 {
+		t.Fatalf("shifted time %s, UnixNano %d: not the attack", shifted, shifted.UnixNano())
+	}
+	forged := bytes.Replace(data, []byte(goldenTime.Format(time.RFC3339Nano)), []byte(shifted.Format(time.RFC3339Nano)), 1)
+	env, err := Decode(forged)
+	if err != nil {
+		t.Fatalf("Decode(forged) = %v", err)
+	}
+	if !env.Time.Equal(shifted) {
+		t.Fatalf("Decode(forged).Time = %s, want %s", env.Time, shifted)
+	}
+	if err := env.Verify(key.Public().(ed25519.PublicKey)); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("Verify(ts moved back by 2^64 ns) = %v, want ErrBadSignature", err)
+	}
+}
+
+// TestEpochIsTheKeys checks that Seal writes the key's epoch and Verify
+// refuses another, even one signed by the key.
+func TestEpochIsTheKeys(t *testing.T) {
+	key := testKey()
+	pub := key.Public().(ed25519.PublicKey)
+	data, err := Seal(key, "gw-1", 7, goldenTime, KindStatus, Status{State: StateOnline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.Epoch != KeyEpoch(pub) || env.Epoch == 0 {
+		t.Fatalf("Seal epoch = %d, want KeyEpoch = %d", env.Epoch, KeyEpoch(pub))
+	}
+	other := ed25519.NewKeyFromSeed(make([]byte, 32)).Public().(ed25519.PublicKey)
+	if KeyEpoch(other) == KeyEpoch(pub) {
+		t.Fatal("two keys share an epoch")
+	}
+	env.Epoch = KeyEpoch(other)
+	env.Sig = ed25519.Sign(key, env.AppendSigningBytes(nil)) // signed, but not the key's epoch
+	if err := env.Verify(pub); !errors.Is(err, ErrEpoch) || !errors.Is(err, ErrBadSignature) {
+		t.Errorf("Verify(another key's epoch) = %v, want ErrEpoch and ErrBadSignature", err)
 	}
 }
 
@@ -189,6 +245,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"body not object", mutate(`"body":{"state":"online","queue_depth":0,"dropped":0}`, `"body":[1]`), ErrMalformed},
 		{"no sig", mutate(`"sig":`, `"xsig":`), ErrMalformed},
 		{"no ts", mutate(`"ts":`, `"xts":`), ErrMalformed},
+		{"ts not a time", mutate(`"ts":"2026`, `"ts":"x2026`), ErrMalformed},
+		{"no epoch", mutate(`"epoch":`, `"xepoch":`), ErrMalformed},
 	}
 	for _, tc := range cases {
 		if _, err := Decode(tc.in); !errors.Is(err, tc.want) {

@@ -294,14 +294,15 @@ func (e *Engine) rejections() []detect.Rejection {
 	newest := e.rejSince
 	seen := map[ingest.Rejection]bool{}
 	for _, r := range recent {
-		key := ingest.Rejection{Time: r.Time, Gateway: r.Gateway, Seq: r.Seq, Reason: r.Reason}
+		key := ingest.Rejection{Time: r.Time, Gateway: r.Gateway, Seq: r.Seq, Reason: r.Reason, Source: r.Source}
 		if r.Time.Equal(e.rejSince) && e.rejSeen[key] {
 			seen[key] = true
 			continue
 		}
 		e.Stats.Rejections.Add(1)
 		reason := string(r.Reason)
-		out = append(out, detect.Rejection{Time: r.Time, Gateway: r.Gateway, Seq: r.Seq, Reason: reason})
+		out = append(out, detect.Rejection{Time: r.Time, Gateway: r.Gateway, Seq: r.Seq, Reason: reason,
+			Source: r.Source.Key(), SourceClient: r.Source.Client, From: r.Source.String()})
 		if r.Time.After(newest) {
 			newest, seen = r.Time, map[ingest.Rejection]bool{}
 		}

@@ -91,7 +91,7 @@ func (r *rig) telemetry(seq uint64, tm time.Time, xids uint64) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	if out, err := r.in.Submit(wire.Topic("gw-a", wire.KindTelemetry), data); err != nil || !out.Accepted() {
+	if out, err := r.in.Submit(ingest.Source{}, wire.Topic("gw-a", wire.KindTelemetry), data); err != nil || !out.Accepted() {
 		r.t.Fatalf("submit %d: %v %v", seq, out.Err, err)
 	}
 }
@@ -180,7 +180,7 @@ func (r *rig) inventory(seq uint64, tm time.Time, vbios, driver string) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	if out, err := r.in.Submit(wire.Topic("gw-a", wire.KindFirmware), data); err != nil || !out.Accepted() {
+	if out, err := r.in.Submit(ingest.Source{}, wire.Topic("gw-a", wire.KindFirmware), data); err != nil || !out.Accepted() {
 		r.t.Fatalf("submit %d: %v %v", seq, out.Err, err)
 	}
 }
@@ -237,8 +237,8 @@ func TestKnownAssetsFollowRegistry(t *testing.T) {
 	seed := sha256.Sum256([]byte("gw-a"))
 	key := ed25519.NewKeyFromSeed(seed[:])
 	other := registry.Gateway{ID: "gw-b", PublicKey: key.Public().(ed25519.PublicKey), Site: "s1", Assets: []string{"srv-b"}}
-	r := &rig{t: t, dir: t.TempDir(), key: key, known: true,
-		reg: registry.New(registry.Gateway{ID: "gw-a", PublicKey: key.Public().(ed25519.PublicKey), Site: "s1"}, other)}
+	own := registry.Gateway{ID: "gw-a", PublicKey: key.Public().(ed25519.PublicKey), Site: "s1"}
+	r := &rig{t: t, dir: t.TempDir(), key: key, known: true, reg: registry.New(own, other)}
 	r.open(cfg)
 	t.Cleanup(r.close)
 	now := time.Now().UTC().Add(-time.Hour)
@@ -251,7 +251,7 @@ func TestKnownAssetsFollowRegistry(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := r.in.Submit(wire.Topic("gw-a", wire.KindTelemetry), data)
+		out, err := r.in.Submit(ingest.Source{}, wire.Topic("gw-a", wire.KindTelemetry), data)
 		if err != nil || !out.Accepted() {
 			t.Fatalf("submit %d: %v %v", seq, out.Err, err)
 		}
@@ -268,8 +268,8 @@ func TestKnownAssetsFollowRegistry(t *testing.T) {
 	send(1, "srv-a.gpu0")
 	r.waitAlerts("srv-a.gpu0 unknown", func(a []alert.Alert) bool { return unknown(a, "srv-a.gpu0") })
 
-	other.Assets = append(other.Assets, "srv-a", "srv-a.gpu0", "srv-a.gpu1")
-	if err := r.reg.Put(other); err != nil {
+	own.Assets = []string{"srv-a", "srv-a.gpu0", "srv-a.gpu1"}
+	if err := r.reg.Put(own); err != nil {
 		t.Fatal(err)
 	}
 	pos := send(2, "srv-a.gpu0", "srv-a.gpu1")

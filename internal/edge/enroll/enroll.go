@@ -42,6 +42,11 @@ type TokenRequest struct {
 	Site       string `json:"site"`
 	GatewayID  string `json:"gateway_id,omitempty"` // binds the token to one gateway (and allows re-keying it)
 	TTLSeconds int    `json:"ttl_seconds,omitempty"`
+	// Assets binds these assets to the gateway that redeems the token (a
+	// host agent: its server and GPUs). Without them an enrolled gateway
+	// reports only itself and assets no other gateway holds
+	// (docs/design.md, binding); a re-enrolled gateway keeps its list.
+	Assets []string `json:"assets,omitempty"`
 }
 
 // Token is a one-time enrollment token.

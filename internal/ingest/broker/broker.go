@@ -160,8 +160,8 @@ func (c Config) withDefaults() Config {
 // Submitter takes one message and returns after it is stored or rejected;
 // *ingest.Ingest is one.
 type Submitter interface {
-	Submit(topic string, payload []byte) (ingest.Outcome, error)
-	SubmitAsync(topic string, payload []byte, done func(ingest.Outcome, error))
+	Submit(src ingest.Source, topic string, payload []byte) (ingest.Outcome, error)
+	SubmitAsync(src ingest.Source, topic string, payload []byte, done func(ingest.Outcome, error))
 }
 
 // Options are what the broker works with besides its configuration.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -19,9 +20,11 @@ import (
 // ingestHook submits every message under the gateway subtree to the ingest
 // before the broker acknowledges it:
 //   - stored or duplicate: acknowledged (and routed to subscribers when new);
-//   - invalid: acknowledged and dropped, so the client does not retry it;
-//   - not stored (store failure, shutdown): not acknowledged, and the
-//     connection is closed so the client sends it again after reconnecting.
+//   - rejected for a final reason: acknowledged and dropped, so the client
+//     does not retry it;
+//   - not stored (store failure, shutdown, or a rejection the agent must
+//     retry: ingest.Reason.Retry): not acknowledged, and the connection is
+//     closed so the client sends it again after reconnecting.
 //
 // The last will (which mochi does not pass through OnPublish) is submitted
 // when it is sent, except when the broker itself is shutting down.
@@ -56,7 +59,10 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if h.pipelined && pk.FixedHeader.Qos == 1 && !cl.Net.Inline {
 		return h.publishPipelined(cl, pk)
 	}
-	out, err := h.in.Submit(pk.TopicName, pk.Payload)
+	out, err := h.in.Submit(source(cl), pk.TopicName, pk.Payload)
+	if err == nil && !out.Ack() {
+		err = retryError(out)
+	}
 	if err != nil {
 		h.storeFailed(cl.ID, err)
 		cl.Stop(err)
@@ -75,16 +81,33 @@ func (h *ingestHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	if h.stopping.Load() {
 		return // twin-service is stopping, not the gateway: it is not offline
 	}
-	if _, err := h.in.Submit(pk.TopicName, bytes.Clone(pk.Payload)); err != nil {
+	if _, err := h.in.Submit(source(cl), pk.TopicName, bytes.Clone(pk.Payload)); err != nil {
 		h.storeFailed(cl.ID, err)
 	}
+}
+
+// source is the ingest's name for a client: its id, which the broker binds
+// to its credential, and its remote address.
+func source(cl *mqtt.Client) ingest.Source {
+	return ingest.Source{Client: cl.ID, Remote: cl.Net.Remote}
+}
+
+// errRetry marks a message rejected for a reason the agent must retry.
+var errRetry = errors.New("rejected for the agent to send again")
+
+// retryError is why a message the agent must keep was not acknowledged.
+func retryError(out ingest.Outcome) error {
+	return fmt.Errorf("%w: %s: %v", errRetry, out.Reason, out.Err)
 }
 
 // storeFailed logs that a message was not stored.
 func (h *ingestHook) storeFailed(client string, err error) {
 	level := slog.LevelError
-	if errors.Is(err, ingest.ErrClosed) {
+	switch {
+	case errors.Is(err, ingest.ErrClosed):
 		level = slog.LevelInfo
+	case errors.Is(err, errRetry):
+		level = slog.LevelWarn
 	}
 	h.logLimited(level, "message not stored, not acknowledged; disconnecting client", "client", client, "err", err)
 }
@@ -153,7 +176,10 @@ func (h *ingestHook) publishPipelined(cl *mqtt.Client, pk packets.Packet) (packe
 		return pk, packets.ErrRejectPacket
 	}
 	id := pk.PacketID
-	h.in.SubmitAsync(pk.TopicName, pk.Payload, func(_ ingest.Outcome, err error) {
+	h.in.SubmitAsync(source(cl), pk.TopicName, pk.Payload, func(out ingest.Outcome, err error) {
+		if err == nil && !out.Ack() {
+			err = retryError(out)
+		}
 		p.acks <- pipedAck{id: id, err: err}
 	})
 	return pk, packets.ErrRejectPacket

@@ -113,7 +113,7 @@ func (c Config) withDefaults() Config {
 // Submitter takes one message and returns after it is stored or rejected;
 // *ingest.Ingest is one.
 type Submitter interface {
-	Submit(topic string, payload []byte) (ingest.Outcome, error)
+	Submit(src ingest.Source, topic string, payload []byte) (ingest.Outcome, error)
 }
 
 // Subscriber is the client.
@@ -130,6 +130,9 @@ type Subscriber struct {
 	waits      atomic.Uint64 // times the handler found the queue full
 	failures   atomic.Uint64 // messages left unacknowledged because the store failed
 	reconnect  chan struct{}
+	// src names the external broker as every message's source: twin-service
+	// does not see the publishing client behind it.
+	src ingest.Source
 }
 
 // New builds the client; it connects in Run.
@@ -139,7 +142,8 @@ func New(cfg Config, in Submitter, log *slog.Logger) (*Subscriber, error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Subscriber{cfg: cfg, in: in, log: log, queue: make(chan paho.Message, cfg.QueueSize), reconnect: make(chan struct{}, 1),
-		probeTopic: wire.ProbeTopic(cfg.ClientID)}
+		probeTopic: wire.ProbeTopic(cfg.ClientID),
+		src:        ingest.Source{Client: "external-broker", Remote: brokerHost(cfg.URL)}}
 	opts := paho.NewClientOptions().
 		AddBroker(cfg.URL).
 		SetClientID(cfg.ClientID).
@@ -303,7 +307,7 @@ func (s *Subscriber) work(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case m := <-s.queue:
-			_, err := s.in.Submit(m.Topic(), m.Payload())
+			_, err := s.in.Submit(s.src, m.Topic(), m.Payload())
 			if err != nil {
 				s.failures.Add(1)
 				if !errors.Is(err, ingest.ErrClosed) {
@@ -317,4 +321,12 @@ func (s *Subscriber) work(ctx context.Context) {
 			m.Ack()
 		}
 	}
+}
+
+// brokerHost is the host:port of a broker URL (tcp://host:port), or the URL.
+func brokerHost(u string) string {
+	if p, err := url.Parse(u); err == nil && p.Host != "" {
+		return p.Host
+	}
+	return u
 }

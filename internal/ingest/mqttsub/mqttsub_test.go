@@ -31,7 +31,7 @@ type flakyStore struct {
 	stored   chan []byte
 }
 
-func (f *flakyStore) Submit(topic string, payload []byte) (ingest.Outcome, error) {
+func (f *flakyStore) Submit(_ ingest.Source, topic string, payload []byte) (ingest.Outcome, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.seen = append(f.seen, bytes.Clone(payload))

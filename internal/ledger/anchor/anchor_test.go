@@ -157,7 +157,7 @@ func (r *rig) inventory(uuid1, vbios0 string) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	if _, err := r.in.Submit(wire.Topic(gw, wire.KindFirmware), raw); err != nil {
+	if _, err := r.in.Submit(ingest.Source{}, wire.Topic(gw, wire.KindFirmware), raw); err != nil {
 		r.t.Fatal(err)
 	}
 }
@@ -379,7 +379,7 @@ func (r *rig) telemetry(xid int, xids, dbe uint64) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	if _, err := r.in.Submit(wire.Topic(gw, wire.KindTelemetry), raw); err != nil {
+	if _, err := r.in.Submit(ingest.Source{}, wire.Topic(gw, wire.KindTelemetry), raw); err != nil {
 		r.t.Fatal(err)
 	}
 }

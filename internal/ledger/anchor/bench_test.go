@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"twinchain/internal/ingest"
 	"twinchain/internal/ledger"
 	"twinchain/internal/ledger/fabricledger/fabrictest"
 	"twinchain/internal/registry"
@@ -119,7 +120,7 @@ func benchIngest(b *testing.B, r *rig, anchoring bool, per int, interval time.Du
 				}
 				raw, err := wire.Seal(keys[g], gw, uint64(i), time.Now(), wire.KindTelemetry, tel)
 				if err == nil {
-					_, err = r.in.Submit(wire.Topic(gw, wire.KindTelemetry), raw)
+					_, err = r.in.Submit(ingest.Source{}, wire.Topic(gw, wire.KindTelemetry), raw)
 				}
 				if err != nil {
 					b.Error(err)

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ type Gateways interface {
 
 type pendingToken struct {
 	site, gateway string
+	assets        []string // bound at redemption (TokenRequest.Assets)
 	expires       time.Time
 }
 
@@ -75,7 +77,7 @@ func (s *Service) Issue(req enroll.TokenRequest) (enroll.Token, error) {
 			delete(s.tokens, h)
 		}
 	}
-	s.tokens[sha256.Sum256([]byte(tok))] = pendingToken{site: req.Site, gateway: req.GatewayID, expires: now.Add(ttl)}
+	s.tokens[sha256.Sum256([]byte(tok))] = pendingToken{site: req.Site, gateway: req.GatewayID, assets: slices.Clone(req.Assets), expires: now.Add(ttl)}
 	return enroll.Token{Token: tok, Site: req.Site, GatewayID: req.GatewayID, Expires: now.Add(ttl)}, nil
 }
 
@@ -102,6 +104,9 @@ func (s *Service) Redeem(req enroll.Request) (enroll.Response, error) {
 			return enroll.Response{}, fmt.Errorf("%w: %s", enroll.ErrConflict, req.GatewayID)
 		}
 		g.Assets = old.Assets
+	}
+	if len(t.assets) > 0 {
+		g.Assets = t.assets
 	}
 	resp := enroll.Response{GatewayID: g.ID, Site: g.Site, Topic: wire.Topic(g.ID, "#")}
 	if s.ca != nil {

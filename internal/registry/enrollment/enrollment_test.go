@@ -159,3 +159,32 @@ func TestOpenCA(t *testing.T) {
 		t.Error("OpenCA(a server certificate) = nil error, want: not a CA")
 	}
 }
+
+// TestEnrollmentBindsAssets: a token may bind assets; the gateway that
+// redeems it gets them as its list (re-enrolling without keeps the list).
+func TestEnrollmentBindsAssets(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	reg := registry.New()
+	svc := NewService(reg, nil, func() time.Time { return now })
+	tok, err := svc.Issue(enroll.TokenRequest{Site: "s1", Assets: []string{"srv-a", "srv-a.gpu0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := key("gw-a")
+	if _, err := svc.Redeem(enroll.NewRequest(k, tok.Token, "gw-a", "host-a")); err != nil {
+		t.Fatal(err)
+	}
+	if b := reg.Binding("gw-a", "srv-a.gpu0"); b != registry.Bound {
+		t.Errorf("Binding(gw-a, srv-a.gpu0) = %v, want Bound", b)
+	}
+	if b := reg.Binding("gw-b", "srv-a.gpu0"); b != registry.Unbound {
+		t.Errorf("Binding(gw-b, srv-a.gpu0) = %v, want Unbound (gw-a's)", b)
+	}
+	again, _ := svc.Issue(enroll.TokenRequest{Site: "s1"})
+	if _, err := svc.Redeem(enroll.NewRequest(k, again.Token, "gw-a", "host-a")); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := reg.Get("gw-a"); len(g.Assets) != 2 {
+		t.Errorf("after re-enrolling without assets: %v, want the two bound", g.Assets)
+	}
+}

@@ -66,7 +66,7 @@ func TestLogIntoIngest(t *testing.T) {
 		}
 		got := map[ingest.Reason]int{}
 		if err := Drain(ctx, cons, acked, func(m Message) error {
-			out, err := in.Submit(m.Topic, m.Data)
+			out, err := in.Submit(ingest.Source{Client: "nats-log"}, m.Topic, m.Data)
 			if err != nil {
 				return err // not stored: not acknowledged, read again
 			}

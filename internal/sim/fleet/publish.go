@@ -90,6 +90,11 @@ type Publisher struct {
 	// OnAck, when set, is called once for each message the broker
 	// acknowledged, from the gateway's own goroutine.
 	OnAck func(gateway string, seq uint64)
+	// uninventoried counts the hosts whose first inventory is not
+	// acknowledged yet: until it is 0 the site gateways read no tags (the
+	// tags are registered by the inventories; RFID never creates assets,
+	// and a read of a tag no asset carries is an unknown_tags finding).
+	uninventoried atomic.Int64
 }
 
 // NewPublisher checks cfg and returns a publisher; it connects nothing.
@@ -121,6 +126,11 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	for _, gw := range p.fleet.Gateways {
+		if gw.Host != nil {
+			p.uninventoried.Add(1)
+		}
+	}
+	for _, gw := range p.fleet.Gateways {
 		if last, ok := p.cfg.Resume[gw.ID]; ok {
 			gw.SetSeq(last)
 		} else {
@@ -132,8 +142,9 @@ func (p *Publisher) Run(ctx context.Context) error {
 }
 
 type pending struct {
-	tok mqtt.Token
-	seq uint64
+	tok      mqtt.Token
+	seq      uint64
+	firstInv bool // the host's first inventory
 }
 
 func (p *Publisher) runGateway(ctx context.Context, gw *Gateway, start time.Time) error {
@@ -168,6 +179,9 @@ func (p *Publisher) runGateway(ctx context.Context, gw *Gateway, start time.Time
 		defer wg.Done()
 		for pd := range acks {
 			pd.tok.Wait()
+			if pd.firstInv { // stored or failed: the docks wait no longer
+				p.uninventoried.Add(-1)
+			}
 			if pd.tok.Error() != nil {
 				p.Stats.Failed.Add(1)
 				continue
@@ -180,13 +194,16 @@ func (p *Publisher) runGateway(ctx context.Context, gw *Gateway, start time.Time
 	}()
 	defer func() { close(acks); wg.Wait() }()
 
+	inventoried := false
 	publish := func(kind wire.Kind, t time.Time, body any) error {
 		data, topic, seq, err := gw.Seal(kind, t, body)
 		if err != nil {
 			return fmt.Errorf("gateway %s: %w", gw.ID, err)
 		}
+		first := kind == wire.KindFirmware && !inventoried
+		inventoried = inventoried || kind == wire.KindFirmware
 		select {
-		case acks <- pending{client.Publish(topic, 1, false, data), seq}:
+		case acks <- pending{client.Publish(topic, 1, false, data), seq, first}:
 			p.Stats.Sent.Add(1)
 		case <-ctx.Done():
 		}
@@ -221,7 +238,7 @@ func (p *Publisher) runGateway(ctx context.Context, gw *Gateway, start time.Time
 				return err
 			}
 		}
-		if reads := gw.Reads(simNow, step); reads != nil {
+		if reads := gw.Reads(simNow, step); reads != nil && p.uninventoried.Load() <= 0 {
 			if err := publish(wire.KindRFID, simNow, reads); err != nil {
 				return err
 			}

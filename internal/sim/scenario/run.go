@@ -354,6 +354,18 @@ func (r *runner) loop(ctx context.Context, start time.Time) error {
 					lastInv[s], s.invDue = t, false
 				}
 			}
+		}
+		if n == 0 {
+			// Hosts are inventoried (their tags registered) before a dock
+			// reads the tags: RFID never creates assets, and a read of a tag
+			// no asset carries yet is an unknown_tags finding.
+			r.drain(0)
+			r.ticks = append(r.ticks, nil)
+		}
+		for _, s := range r.order {
+			if s.stopped {
+				continue
+			}
 			if tel := s.gw.Sample(t, step); tel != nil {
 				r.mangle(s, tel, t)
 				if err := r.publish(s, wire.KindTelemetry, t, tel); err != nil {

@@ -108,7 +108,7 @@ func (r *rig) submit(i int) {
 		if err != nil {
 			r.t.Fatal(err)
 		}
-		out, err := r.in.Submit(wire.Topic(gw, m.kind), raw)
+		out, err := r.in.Submit(ingest.Source{}, wire.Topic(gw, m.kind), raw)
 		if err != nil || out.Reason != "" {
 			r.t.Fatalf("Submit(%s %d) = %+v, %v, want accepted", m.kind, r.seq, out, err)
 		}

@@ -1,0 +1,144 @@
+package ingest
+
+import (
+	"crypto/ed25519"
+	"math"
+	"testing"
+	"time"
+
+	"twinchain/internal/registry"
+	"twinchain/internal/twin"
+	"twinchain/internal/wire"
+)
+
+// TestSeqTooFar: one validly signed message with a sequence number far
+// above the highest (2^64-1 in the issue) is refused and moves nothing, so
+// the gateway's next messages are still applied.
+func TestSeqTooFar(t *testing.T) {
+	const gw = "gw-far"
+	r := newRig(t, Config{}, gw)
+	msg := func(seq uint64) []byte {
+		return seal(t, gw, seq, t0.Add(time.Duration(seq%1000)*time.Second), wire.KindStatus, status(wire.StateOnline))
+	}
+	for _, s := range []struct {
+		seq  uint64
+		want Reason
+	}{
+		{math.MaxUint64, ReasonSeqTooFar}, // even as a stream's first
+		{1, ""}, {2, ""},
+		{math.MaxUint64, ReasonSeqTooFar},
+		{2 + MaxSeqJump + 1, ReasonSeqTooFar},
+		{3, ""},
+		{3 + MaxSeqJump, ""}, // exactly the limit: a gap, accepted
+		{4, ReasonReplay},    // now older than the window, never stored
+	} {
+		out := r.submit(gw, wire.KindStatus, msg(s.seq))
+		if out.Reason != s.want {
+			t.Errorf("Submit(seq %d) = %q (%v), want %q", s.seq, out.Reason, out.Err, s.want)
+		}
+	}
+	st := r.in.Stats()
+	if st.Rejected[ReasonSeqTooFar] != 3 || st.Gateways[0].LastSeq != 3+MaxSeqJump {
+		t.Errorf("after: rejected %v, last seq %d; want 3 seq_too_far and last seq %d", st.Rejected, st.Gateways[0].LastSeq, 3+MaxSeqJump)
+	}
+	if out := r.submit(gw, wire.KindStatus, msg(4+MaxSeqJump)); !out.Accepted() {
+		t.Errorf("Submit(next after the jump) = %q (%v), want accepted", out.Reason, out.Err)
+	}
+}
+
+// TestReinstalledAgent: an agent re-keyed (or reinstalled with a new key)
+// starts again at sequence 1 in a new epoch: nothing is lost and nothing
+// is a replay. Its old key's messages no longer verify; if the old key is
+// ever registered again, its stream (and its replays) come back.
+func TestReinstalledAgent(t *testing.T) {
+	const gw = "gw-re"
+	r := newRig(t, Config{SeqWindow: 64}, gw)
+	oldKey, newKey := testKey(gw), testKey(gw+" reinstalled")
+	msg := func(key ed25519.PrivateKey, seq uint64, variant int) []byte {
+		b, err := wire.Seal(key, gw, seq, t0.Add(time.Duration(seq%1000)*time.Second+time.Duration(variant)), wire.KindStatus, status(wire.StateOnline))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	submit := func(step string, payload []byte, want Reason) {
+		t.Helper()
+		if out := r.submit(gw, wire.KindStatus, payload); out.Reason != want {
+			t.Errorf("%s: Submit = %q (%v), want %q", step, out.Reason, out.Err, want)
+		}
+	}
+	rekey := func(key ed25519.PrivateKey) {
+		t.Helper()
+		if err := r.reg.Put(registry.Gateway{ID: gw, PublicKey: key.Public().(ed25519.PublicKey), Site: "s1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for seq := uint64(1); seq <= 100; seq++ {
+		submit("old key", msg(oldKey, seq, 0), "")
+	}
+	rekey(newKey)
+	for seq := uint64(1); seq <= 5; seq++ {
+		submit("new key from 1", msg(newKey, seq, 0), "")
+	}
+	// An agent re-keyed but not reinstalled keeps its counter: its first
+	// number in a new epoch may be anywhere.
+	farKey := testKey(gw + " re-keyed after years")
+	rekey(farKey)
+	submit("re-keyed agent keeps its counter", msg(farKey, 5_000_000, 0), "")
+	submit("re-keyed agent's next", msg(farKey, 5_000_001, 0), "")
+	rekey(newKey)
+	submit("new key redelivered", msg(newKey, 5, 0), ReasonDuplicate)
+	submit("old key after the re-key", msg(oldKey, 101, 0), ReasonBadSignature)
+	r.reopen(Config{SeqWindow: 64})
+	submit("new key after a restart", msg(newKey, 6, 0), "")
+	submit("new key replayed after a restart", msg(newKey, 3, 1), ReasonReplay)
+
+	rekey(oldKey) // the old key comes back: its stream, not a fresh one
+	submit("old key back: captured message replayed", msg(oldKey, 100, 1), ReasonReplay)
+	submit("old key back: older than its window", msg(oldKey, 2, 1), ReasonReplay)
+	submit("old key back: next", msg(oldKey, 101, 0), "")
+
+	for _, rj := range r.in.Recent(time.Time{}) {
+		if rj.Reason == ReasonReplay && rj.Seq <= 5 && rj.Seq != 3 && rj.Seq != 2 {
+			t.Errorf("a replay rejection of the new stream: %+v", rj)
+		}
+	}
+	if got := r.store.LastPos(); got != 100+6+2+1 {
+		t.Errorf("messages stored = %d, want %d", got, 100+6+2+1)
+	}
+	events, err := r.store.AssetEvents(gw, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.Type == twin.EventSequenceGap {
+			t.Errorf("a new epoch made a sequence gap event: %+v", e)
+		}
+	}
+}
+
+// TestRetryTable pins what the agent does with each rejection reason (the
+// table in Reason.Retry and docs/design.md): a new reason must be placed.
+func TestRetryTable(t *testing.T) {
+	keep := map[Reason]bool{
+		ReasonDuplicate: false, ReasonReplay: false, ReasonBadSignature: false, ReasonMalformed: false,
+		ReasonOversize: false, ReasonTopicMismatch: false,
+		ReasonUnknownGateway: true, ReasonUnboundAsset: true, ReasonSeqTooFar: true, ReasonClockAhead: true,
+	}
+	for _, r := range Reasons {
+		want, ok := keep[r]
+		if !ok {
+			t.Errorf("reason %s is not in the agent's table", r)
+			continue
+		}
+		if r.Retry() != want {
+			t.Errorf("%s.Retry() = %v, want %v", r, r.Retry(), want)
+		}
+		if (Outcome{Reason: r}).Ack() == want {
+			t.Errorf("Outcome{%s}.Ack() = %v, want %v", r, !want, !want)
+		}
+	}
+	if !(Outcome{}).Ack() {
+		t.Error("a stored message is not acknowledged")
+	}
+}
