@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
 	"time"
@@ -121,6 +122,13 @@ type Config struct {
 	SessionTTL time.Duration `yaml:"session_ttl" json:"session_ttl"`
 	// MaxSessions bounds the session table.
 	MaxSessions int `yaml:"max_sessions" json:"max_sessions"`
+	// PasswordChecks bounds the bcrypt password checks that run at once;
+	// default half the CPUs (at least 1), so that a flood of sign-ins
+	// leaves the rest to the API.
+	PasswordChecks int `yaml:"password_checks" json:"password_checks"`
+	// PasswordWait is how long a sign-in waits for a free check before it
+	// is answered 503; default 2s.
+	PasswordWait time.Duration `yaml:"password_wait" json:"password_wait"`
 	// SecureCookie marks the cookies Secure (set it when served over TLS).
 	SecureCookie bool `yaml:"secure_cookie" json:"secure_cookie"`
 	// Disabled turns sign-in off: every request acts as an anonymous admin.
@@ -135,6 +143,12 @@ func (c *Config) Defaults() {
 	}
 	if c.MaxSessions == 0 {
 		c.MaxSessions = 10000
+	}
+	if c.PasswordChecks == 0 {
+		c.PasswordChecks = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	if c.PasswordWait == 0 {
+		c.PasswordWait = 2 * time.Second
 	}
 }
 
@@ -167,8 +181,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("auth: token %q: sha256 must be 64 hex digits", t.Name)
 		}
 	}
-	if c.SessionTTL < 0 || c.MaxSessions < 0 {
-		return errors.New("auth: session_ttl and max_sessions must not be negative")
+	if c.SessionTTL < 0 || c.MaxSessions < 0 || c.PasswordChecks < 0 || c.PasswordWait < 0 {
+		return errors.New("auth: session_ttl, max_sessions, password_checks and password_wait must not be negative")
 	}
 	return nil
 }
