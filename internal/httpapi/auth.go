@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -47,15 +46,11 @@ func (x *Auth) Failed() uint64 { return x.failed.Load() }
 // from the address) or 503 (too many at once).
 func (x *Auth) Throttled() uint64 { return x.throttled.Load() + x.busy.Load() }
 
-// Mount adds the /auth routes to r (the /api/v1 group) and makes every
-// other route on r need a signed-in principal. Call it before the other
-// routes are added to r; a route added before it (a gateway redeeming its
-// enrollment token) needs no principal.
-func (x *Auth) Mount(r fiber.Router) {
-	r.Post("/auth/login", x.login)
-	r.Use(x.Authenticate)
-	r.Post("/auth/logout", x.logout)
-	r.Get("/auth/me", x.me)
+// register adds the /auth routes to api (the /api/v1 group).
+func (x *Auth) register(api router) {
+	api.post("/auth/login", x.login)
+	api.post("/auth/logout", x.logout)
+	api.get("/auth/me", x.me)
 }
 
 // Authenticate is the middleware that requires a principal. A bearer token
@@ -111,27 +106,6 @@ func Principal(c *fiber.Ctx) (auth.Principal, bool) {
 	p, ok := c.Locals(principalKey).(auth.Principal)
 	return p, ok
 }
-
-// Require lets a request through only when its principal has one of roles
-// (admin always passes). Routes use it after Authenticate:
-//
-//	r.Post("/alerts/:id/ack", Require(auth.Security), s.ackAlert)
-func Require(roles ...auth.Role) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		p, ok := Principal(c)
-		if !ok {
-			return apiError(c, fiber.StatusUnauthorized, CodeUnauthorized, "sign in first")
-		}
-		if p.Role != auth.Admin && !slices.Contains(roles, p.Role) {
-			return apiError(c, fiber.StatusForbidden, CodeForbidden, "role "+string(p.Role)+" may not do this")
-		}
-		return c.Next()
-	}
-}
-
-// Allow lets a request through only when its principal may take action a,
-// by the table in auth.Policy (the one the dashboard reads from /auth/me).
-func Allow(a auth.Action) fiber.Handler { return Require(auth.RolesFor(a)...) }
 
 type loginRequest struct {
 	Username string `json:"username" form:"username"`

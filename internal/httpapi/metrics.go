@@ -8,9 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-func (s *Server) registerMetrics() error {
+// registerMetrics serves /metrics to a signed-in caller: Prometheus
+// scrapes with an API token (authorization: credentials in its scrape
+// config), as it lists the service's figures.
+func (s *Server) registerMetrics(root router) error {
 	if s.opts.Metrics == nil {
-		s.app.Get("/metrics", unavailable("metrics"))
+		root.get("/metrics", unavailable("metrics"))
 		return nil
 	}
 	if s.opts.Ingest != nil {
@@ -23,7 +26,7 @@ func (s *Server) registerMetrics() error {
 	if err := s.opts.Metrics.Register(streams); err != nil {
 		return fmt.Errorf("register http metrics: %w", err)
 	}
-	s.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.opts.Metrics, promhttp.HandlerOpts{})))
+	root.get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.opts.Metrics, promhttp.HandlerOpts{})))
 	return nil
 }
 

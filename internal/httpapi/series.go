@@ -29,14 +29,14 @@ const seriesTimeout = 30 * time.Second
 // chartWindows is how many windows a chart gets when it names no step.
 const chartWindows = 300
 
-func (s *Server) registerSeries(api fiber.Router) {
+func (s *Server) registerSeries(api router) {
 	if s.opts.Telemetry == nil {
-		api.Get("/assets/:id/series", unavailable("the telemetry store"))
-		api.Get("/assets/:id/latest", unavailable("the telemetry store"))
+		api.get("/assets/:id/series", unavailable("the telemetry store"))
+		api.get("/assets/:id/latest", unavailable("the telemetry store"))
 		return
 	}
-	api.Get("/assets/:id/series", s.assetSeries)
-	api.Get("/assets/:id/latest", s.assetLatest)
+	api.get("/assets/:id/series", s.assetSeries)
+	api.get("/assets/:id/latest", s.assetLatest)
 }
 
 // Series is the answer of GET /assets/:id/series.

@@ -44,36 +44,41 @@ func Roles() []Role {
 // Valid reports whether r is a known role.
 func (r Role) Valid() bool { return slices.Contains(Roles(), r) }
 
-// Action is one thing a route lets a caller do. The API checks actions (or
-// roles) on its routes, and the dashboard asks /auth/me which actions the
-// signed-in user has, so the UI and the API follow one table.
+// Action is one thing a route lets a caller do. The API's policy table
+// (httpapi.Routes) gives each route its actions, and the dashboard asks
+// /auth/me which actions the signed-in user has, so the UI and the API
+// follow one table.
 type Action string
 
 // The actions.
 const (
-	ReadAll           Action = "read"               // every GET
-	WriteAssets       Action = "assets.write"       // custody, status, registration
+	ReadAll           Action = "read"               // every GET, sign-out, /metrics
+	WriteAssets       Action = "assets.write"       // custody owner and holder, status in/out of service, transit, retired
+	MaintainAssets    Action = "assets.maintain"    // status into maintenance and back to service
+	QuarantineAssets  Action = "assets.quarantine"  // status into quarantine, and out of it
 	AckAlerts         Action = "alerts.ack"         // acknowledge and resolve alerts
-	WriteWorkOrders   Action = "workorders.write"   // open, start, close work orders
+	WriteWorkOrders   Action = "workorders.write"   // open and cancel work orders
 	ApproveWorkOrders Action = "workorders.approve" // approve a work order
-	WriteProvenance   Action = "provenance.write"   // datasets, models, training runs
-	Attest            Action = "attest"             // sign attestations, gate deployments
-	ManageGateways    Action = "gateways.manage"    // register, re-key and remove gateways
-	ManageUsers       Action = "users.manage"
+	ManageGateways    Action = "gateways.manage"    // register new gateways, edit their site and assets, enrollment tokens
+	GatewayKeys       Action = "gateways.keys"      // change or revoke a registered gateway's key
+	LedgerWrite       Action = "ledger.write"       // ledger writes; the ledger's own roles decide each (chaincode/core/roles.go)
 )
 
 // Policy is which roles may take each action. Admin may take every action.
+// Quarantine and gateway keys follow the ledger, which reserves them for
+// security (and admin).
 func Policy() map[Action][]Role {
 	return map[Action][]Role{
 		ReadAll:           {Viewer, AssetManager, Security, Maintenance, MLEngineer, MLLead, Compliance, Auditor},
 		WriteAssets:       {AssetManager},
+		MaintainAssets:    {AssetManager, Maintenance},
+		QuarantineAssets:  {Security},
 		AckAlerts:         {Security},
 		WriteWorkOrders:   {Maintenance, AssetManager},
 		ApproveWorkOrders: {AssetManager, Security},
-		WriteProvenance:   {MLEngineer},
-		Attest:            {Auditor, MLEngineer, MLLead, Security, Compliance},
-		ManageGateways:    {AssetManager},
-		ManageUsers:       {},
+		ManageGateways:    {AssetManager, Security},
+		GatewayKeys:       {Security},
+		LedgerWrite:       {AssetManager, Security, Maintenance, MLEngineer, MLLead, Compliance},
 	}
 }
 

@@ -58,17 +58,21 @@ func TestAllowed(t *testing.T) {
 		{Maintenance, WriteWorkOrders, true},
 		{Maintenance, ApproveWorkOrders, false},
 		{AssetManager, ApproveWorkOrders, true},
-		{MLEngineer, WriteProvenance, true},
+		{MLEngineer, LedgerWrite, true},
 		{Auditor, WriteAssets, false},
 		{MLLead, ReadAll, true},
-		{MLLead, Attest, true},
 		{MLLead, WriteAssets, false},
 		{Compliance, ReadAll, true},
-		{Compliance, Attest, true},
 		{Compliance, AckAlerts, false},
 		{Admin, AckAlerts, true},
-		{Admin, ManageUsers, true},
-		{Security, ManageUsers, false},
+		{Admin, QuarantineAssets, true},
+		{Security, QuarantineAssets, true},
+		{AssetManager, QuarantineAssets, false},
+		{AssetManager, GatewayKeys, false},
+		{Security, GatewayKeys, true},
+		{Maintenance, MaintainAssets, true},
+		{Maintenance, WriteAssets, false},
+		{Auditor, LedgerWrite, false},
 		{Role("root"), ReadAll, false},
 	} {
 		if got := Allowed(tc.role, tc.act); got != tc.want {
@@ -220,4 +224,3 @@ func TestEnsureAdmin(t *testing.T) {
 		t.Errorf("second EnsureAdmin() = %q, %v, want \"\" (file kept)", again, err)
 	}
 }
-
