@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -53,9 +54,6 @@ type service struct {
 	pruner    *twinstore.Pruner
 	detect    *detectsvc.Service
 	sites     []httpapi.Site // configured sites and geofences, from the detection config
-	// adminPassword is the password of the admin made at first start,
-	// printed once by run; empty on later starts.
-	adminPassword string
 }
 
 // openService opens the store and builds every component; it starts nothing.
@@ -204,11 +202,9 @@ func (s *service) messageFloor() (uint64, error) {
 // making that file with a new admin at first start.
 func (s *service) openAuth() (*auth.Authenticator, error) {
 	cfg := s.cfg.Auth
-	pw, err := auth.EnsureAdmin(s.cfg.usersPath(), rand.Reader)
-	if err != nil {
+	if _, err := auth.EnsureAdmin(s.cfg.usersPath(), rand.Reader); err != nil {
 		return nil, err
 	}
-	s.adminPassword = pw
 	users, err := auth.LoadUsersFile(s.cfg.usersPath())
 	if err != nil {
 		return nil, err
@@ -269,10 +265,10 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "twin-service: dashboard at http://%s/\n", ln.Addr())
 	if s.cfg.Auth.Disabled {
 		fmt.Fprintln(stderr, "twin-service: sign-in is OFF (-no-auth=true)")
-	} else if s.adminPassword != "" {
-		fmt.Fprintf(stderr, "twin-service: sign in as admin with password %s (shown once; the hash is in %s, delete that file for a new one)\n", s.adminPassword, s.cfg.usersPath())
+	} else if pwFile := auth.AdminPasswordFile(s.cfg.usersPath()); fileExists(pwFile) {
+		fmt.Fprintf(stderr, "twin-service: sign in as admin with the password in %s (readable by this user only; delete it once you have it)\n", pwFile)
 	} else {
-		fmt.Fprintf(stderr, "twin-service: sign in as admin with the password shown at first start (delete %s and restart for a new one)\n", s.cfg.usersPath())
+		fmt.Fprintf(stderr, "twin-service: sign in as admin with the password given at first start (delete %s and restart for a new one)\n", s.cfg.usersPath())
 	}
 	s.log.Info("twin-service started", "http", ln.Addr().String(), "mqtt_mode", s.cfg.MQTT.Mode, "data_dir", s.cfg.DataDir, "gateways", s.reg.Len())
 	err = g.Wait()
@@ -293,4 +289,9 @@ func logPositions(st *twinstore.Store) []prometheus.Collector {
 			func() float64 { return float64(v()) })
 	}
 	return []prometheus.Collector{gauge("message", st.LastPos), gauge("event", st.LastEventID)}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -124,7 +124,7 @@ func (s *Server) listAlerts(c *fiber.Ctx) error {
 
 // GET /api/v1/alerts/:id
 func (s *Server) getAlert(c *fiber.Ctx) error {
-	a, err := s.opts.Alerts.Get(c.Params("id"))
+	a, err := s.opts.Alerts.Get(param(c, "id"))
 	if err != nil {
 		return alertError(c, err)
 	}
@@ -138,7 +138,7 @@ func (s *Server) alertTransition(move func(id, by, comment string) (alert.Alert,
 		if err != nil {
 			return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 		}
-		out, err := move(c.Params("id"), a.By, a.Comment)
+		out, err := move(param(c, "id"), a.By, a.Comment)
 		if err != nil {
 			return alertError(c, err)
 		}
@@ -215,7 +215,7 @@ func (s *Server) createWorkOrder(c *fiber.Ctx) error {
 
 // GET /api/v1/workorders/:id (with the changes it covered)
 func (s *Server) getWorkOrder(c *fiber.Ctx) error {
-	o, err := s.opts.WorkOrders.Get(c.Params("id"))
+	o, err := s.opts.WorkOrders.Get(param(c, "id"))
 	if err != nil {
 		return alertError(c, err)
 	}
@@ -229,7 +229,7 @@ func (s *Server) approveWorkOrder(c *fiber.Ctx) error {
 	if err != nil {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 	}
-	o, err := s.opts.WorkOrders.Approve(c.Params("id"), a.By, a.Role)
+	o, err := s.opts.WorkOrders.Approve(param(c, "id"), a.By, a.Role)
 	if err != nil {
 		return alertError(c, err)
 	}
@@ -242,7 +242,7 @@ func (s *Server) cancelWorkOrder(c *fiber.Ctx) error {
 	if err != nil {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 	}
-	o, err := s.opts.WorkOrders.Cancel(c.Params("id"), a.By)
+	o, err := s.opts.WorkOrders.Cancel(param(c, "id"), a.By)
 	if err != nil {
 		return alertError(c, err)
 	}

@@ -71,7 +71,7 @@ func (s *Server) patchAsset(c *fiber.Ctx) error {
 	if err := json.Unmarshal(c.Body(), &p); err != nil {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, fmt.Sprintf("body: %v", err))
 	}
-	id := c.Params("id")
+	id := param(c, "id")
 	who, _ := Principal(c)
 	var refused auth.Action
 	e, err := s.opts.Changes.Change(c.UserContext(), id, actorOf(c), p.Note, func(a *twin.Asset) error {
@@ -170,9 +170,9 @@ func (s *Server) assetStats(c *fiber.Ctx) error {
 
 // GET /api/v1/assets/:id
 func (s *Server) getAsset(c *fiber.Ctx) error {
-	a, err := s.opts.Assets.Asset(c.Params("id"))
+	a, err := s.opts.Assets.Asset(param(c, "id"))
 	if errors.Is(err, twinstore.ErrNotFound) {
-		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("asset %s not found", c.Params("id")))
+		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("asset %s not found", param(c, "id")))
 	}
 	if err != nil {
 		return err
@@ -192,7 +192,7 @@ func (s *Server) assetEvents(c *fiber.Ctx) error {
 			return apiError(c, fiber.StatusBadRequest, CodeBadRequest, fmt.Sprintf("cursor %q: want an event id", v))
 		}
 	}
-	id := c.Params("id")
+	id := param(c, "id")
 	events, err := s.opts.Assets.AssetEvents(id, after, limit)
 	if errors.Is(err, twinstore.ErrNotFound) {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("asset %s not found", id))

@@ -163,7 +163,6 @@ func TestAuthRoutes(t *testing.T) {
 		}
 	}
 
-
 	view := &client{t: t, app: app}
 	if code := view.login("view", "view-password"); code != 200 {
 		t.Fatalf("login view = %d", code)

@@ -76,9 +76,9 @@ func (s *Server) listGateways(c *fiber.Ctx) error {
 
 // GET /api/v1/gateways/:id
 func (s *Server) getGateway(c *fiber.Ctx) error {
-	g, ok := s.opts.Gateways.Get(c.Params("id"))
+	g, ok := s.opts.Gateways.Get(param(c, "id"))
 	if !ok {
-		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("gateway %s not found", c.Params("id")))
+		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("gateway %s not found", param(c, "id")))
 	}
 	return c.JSON(GatewayView{Gateway: g, Stream: s.gatewayStreams()[g.ID]})
 }
@@ -123,7 +123,7 @@ func (s *Server) putGateway(c *fiber.Ctx) error {
 	if err != nil {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 	}
-	id := c.Params("id")
+	id := param(c, "id")
 	if g.ID == "" {
 		g.ID = id
 	}
@@ -147,7 +147,7 @@ func (s *Server) putGateway(c *fiber.Ctx) error {
 
 // DELETE /api/v1/gateways/:id
 func (s *Server) deleteGateway(c *fiber.Ctx) error {
-	id := c.Params("id")
+	id := param(c, "id")
 	ok, err := s.opts.Gateways.Delete(id)
 	if err != nil {
 		return err

@@ -76,9 +76,9 @@ func (s *Server) registerLedger(api router) {
 			for _, k := range strings.Split(ex, ",") {
 				kinds = append(kinds, core.EvidenceKind(k))
 			}
-			return l.ModelsExposedTo(ctx, c.Params("id"), kinds)
+			return l.ModelsExposedTo(ctx, param(c, "id"), kinds)
 		}
-		return l.ModelsTrainedOn(ctx, c.Params("id"))
+		return l.ModelsTrainedOn(ctx, param(c, "id"))
 	}))
 	g.get("/anchors/head", get(func(ctx context.Context, c *fiber.Ctx) (any, error) { return l.AnchorHead(ctx) }))
 	g.get("/anchors/:seq", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
@@ -114,7 +114,7 @@ func (s *Server) registerLedger(api router) {
 		if d.Proofs == nil || s.opts.Alerts == nil {
 			return nil, fmt.Errorf("alert proofs need the proof export and alerting: %w", ledger.ErrUnavailable)
 		}
-		a, err := s.opts.Alerts.Get(c.Params("id"))
+		a, err := s.opts.Alerts.Get(param(c, "id"))
 		if errors.Is(err, alert.ErrNotFound) {
 			return nil, fmt.Errorf("%v: %w", err, ledger.ErrNotFound)
 		}
@@ -135,7 +135,7 @@ func (s *Server) registerLedger(api router) {
 		if d.Proofs == nil {
 			return nil, fmt.Errorf("proof export is not configured: %w", ledger.ErrUnavailable)
 		}
-		return d.Proofs.Record(c.Params("type"), c.Params("id"))
+		return d.Proofs.Record(param(c, "type"), param(c, "id"))
 	}))
 	// The latest signed checkpoint, and a proof that an earlier tree size is
 	// a prefix of a later one: how an auditor checks the log only grew.
@@ -255,9 +255,9 @@ func ledgerError(c *fiber.Ctx, err error) error {
 var errBadInput = errors.New("bad input")
 
 func uintParam(c *fiber.Ctx, name string) (uint64, error) {
-	n, err := strconv.ParseUint(c.Params(name), 10, 64)
+	n, err := strconv.ParseUint(param(c, name), 10, 64)
 	if err != nil || n == 0 {
-		return 0, fmt.Errorf("%s %q: want a positive number: %w", name, c.Params(name), errBadInput)
+		return 0, fmt.Errorf("%s %q: want a positive number: %w", name, param(c, name), errBadInput)
 	}
 	return n, nil
 }
@@ -298,7 +298,7 @@ func pageOf[T any](f func(ctx context.Context, q core.PageQuery) (core.Page[T], 
 }
 
 func byID[Out any](f func(ctx context.Context, id string) (Out, error)) fiber.Handler {
-	return get(func(ctx context.Context, c *fiber.Ctx) (any, error) { return f(ctx, c.Params("id")) })
+	return get(func(ctx context.Context, c *fiber.Ctx) (any, error) { return f(ctx, param(c, "id")) })
 }
 
 func post[In, Out any](f func(ctx context.Context, in In) (Out, error)) fiber.Handler {
@@ -314,7 +314,7 @@ func postFor[In, Out any](f func(ctx context.Context, in In) (Out, error), set f
 			return ledgerError(c, err)
 		}
 		if set != nil {
-			set(&in, c.Params("id"))
+			set(&in, param(c, "id"))
 		}
 		out, err := f(ledgerCtx(c), in)
 		if err != nil {

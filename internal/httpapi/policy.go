@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -164,6 +165,9 @@ func (rt router) add(method, path string, h ...fiber.Handler) {
 	if !row.Public() {
 		chain = append(chain, rt.s.authenticate, allowRoute(row))
 	}
+	if names := paramNames(full); len(names) > 0 {
+		chain = append(chain, decodeParams(names))
+	}
 	chain = append(append(chain, rt.mw...), h...)
 	rt.s.app.Add(method, full, chain...)
 }
@@ -214,4 +218,40 @@ func policy(c *fiber.Ctx) error {
 		out = append(out, PolicyRow{Route: r, Roles: r.Roles()})
 	}
 	return c.JSON(fiber.Map{"routes": out, "actions": auth.Policy()})
+}
+
+// paramNames are the :names in a route pattern.
+func paramNames(pattern string) []string {
+	var out []string
+	for _, seg := range strings.Split(pattern, "/") {
+		if name, ok := strings.CutPrefix(seg, ":"); ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+const paramLocal = "twinchain.param."
+
+// decodeParams percent-decodes each path parameter once (Fiber hands them
+// over as sent: "rack%2F1" for the asset "rack/1") and answers 400 to an
+// invalid encoding; handlers read the decoded values with param.
+func decodeParams(names []string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		for _, name := range names {
+			raw := c.Params(name)
+			v, err := url.PathUnescape(raw)
+			if err != nil || v == "" {
+				return apiError(c, fiber.StatusBadRequest, CodeBadRequest, fmt.Sprintf("path parameter %s %q: not a valid percent-encoded value", name, raw))
+			}
+			c.Locals(paramLocal+name, v)
+		}
+		return c.Next()
+	}
+}
+
+// param is the decoded path parameter name (decodeParams).
+func param(c *fiber.Ctx, name string) string {
+	v, _ := c.Locals(paramLocal + name).(string)
+	return v
 }

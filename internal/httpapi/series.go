@@ -64,7 +64,7 @@ type SeriesPoint struct {
 // is a duration such as 30s or 5m (default: about 300 windows); agg is mean
 // (default), min, max, last or count. Windows without data are left out.
 func (s *Server) assetSeries(c *fiber.Ctx) error {
-	id := c.Params("id")
+	id := param(c, "id")
 	q, err := parseSeriesQuery(c, id, s.opts.Now())
 	if err != nil {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
@@ -88,7 +88,7 @@ func (s *Server) assetSeries(c *fiber.Ctx) error {
 
 // GET /api/v1/assets/:id/latest: the newest value of every field.
 func (s *Server) assetLatest(c *fiber.Ctx) error {
-	id := c.Params("id")
+	id := param(c, "id")
 	if err := s.assetExists(c, id); err != nil {
 		return err
 	}

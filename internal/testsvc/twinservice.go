@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -51,8 +50,8 @@ type TwinService struct {
 	// AdminToken is an API token with role admin.
 	AdminToken string
 	// AdminPassword is the password of the admin user the service made in
-	// DataDir at its first start ("" when sign-in is off, or when DataDir
-	// already held users.yaml).
+	// DataDir at its first start, read from DataDir/admin-password ("" when
+	// sign-in is off, or when that file is gone).
 	AdminPassword string
 	// Proc is the running process; Restart replaces it.
 	Proc *Process
@@ -108,8 +107,6 @@ func StartTwinService(t testing.TB, opts TwinServiceOptions) *TwinService {
 	return s
 }
 
-var adminPasswordLine = regexp.MustCompile(`sign in as admin with password (\S+) `)
-
 func (s *TwinService) start(extra []string) {
 	s.t.Helper()
 	s.Proc = startProcess(s.t, serviceEnv(), s.bin, append(append([]string(nil), s.args...), extra...)...)
@@ -131,8 +128,8 @@ func (s *TwinService) start(extra []string) {
 		}
 		return ready()
 	})
-	if m := adminPasswordLine.FindStringSubmatch(p.Output.String()); m != nil {
-		s.AdminPassword = m[1]
+	if pw, err := os.ReadFile(filepath.Join(s.DataDir, "admin-password")); err == nil {
+		s.AdminPassword = strings.TrimSpace(string(pw))
 	}
 }
 

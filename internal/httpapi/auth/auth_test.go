@@ -208,6 +208,15 @@ func TestEnsureAdmin(t *testing.T) {
 	if strings.Contains(string(raw), pw) {
 		t.Errorf("users file holds the plain password")
 	}
+	pwFile := AdminPasswordFile(path)
+	if got, err := os.ReadFile(pwFile); err != nil || strings.TrimSpace(string(got)) != pw {
+		t.Errorf("admin password file %s = %q, %v, want the password", pwFile, got, err)
+	}
+	for _, p := range []string{path, pwFile} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode = %v, %v, want 0600", p, fi.Mode(), err)
+		}
+	}
 	users, err := LoadUsersFile(path)
 	if err != nil || len(users) != 1 || users[0].Name != "admin" || users[0].Role != Admin {
 		t.Fatalf("LoadUsersFile() = %+v, %v", users, err)
