@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,10 @@ type service struct {
 	mqtt    runner
 	ready   func() bool
 	api     *httpapi.Server
+	// httpTLS serves the API over TLS (nil: plaintext); httpCert says
+	// with which certificate (httptls.go).
+	httpTLS  *tls.Config
+	httpCert string
 
 	telemetry *telemetryPart // telemetry.go
 	ledger    *ledgerPart    // nil when ledger.backend is off
@@ -110,6 +115,9 @@ func (s *service) build() error {
 	if err := s.buildDetect(); err != nil {
 		return err
 	}
+	if s.httpTLS, s.httpCert, err = httpTLS(s.cfg.HTTP, s.cfg.DataDir); err != nil {
+		return err
+	}
 	var signIn *httpapi.Auth
 	if s.cfg.Auth.Disabled {
 		s.log.Warn("sign-in is disabled (-no-auth=true): every API request acts as admin")
@@ -118,7 +126,9 @@ func (s *service) build() error {
 		if err != nil {
 			return err
 		}
-		signIn = httpapi.NewAuth(authn, s.cfg.Auth.SecureCookie, s.log.With("component", "auth"))
+		// Cookies are Secure whenever the API is served over TLS (or
+		// behind a proxy that does, auth.secure_cookie).
+		signIn = httpapi.NewAuth(authn, s.httpTLS != nil || s.cfg.Auth.SecureCookie, s.log.With("component", "auth"))
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -244,6 +254,11 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("http: listen %s: %w", s.cfg.HTTP.Addr, err)
 	}
+	scheme := "http"
+	if s.httpTLS != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, s.httpTLS)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
 	g.Go(func() error { return s.in.Run(ingestCtx) })
@@ -262,7 +277,10 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 		g.Go(func() error { return s.scrub.Run(gctx) })
 	}
 	g.Go(func() error { return s.pruner.Run(gctx) })
-	fmt.Fprintf(stderr, "twin-service: dashboard at http://%s/\n", ln.Addr())
+	fmt.Fprintf(stderr, "twin-service: dashboard at %s://%s/\n", scheme, ln.Addr())
+	if s.httpCert != "" {
+		fmt.Fprintf(stderr, "twin-service: TLS with the %s\n", s.httpCert)
+	}
 	if s.cfg.Auth.Disabled {
 		fmt.Fprintln(stderr, "twin-service: sign-in is OFF (-no-auth=true)")
 	} else if pwFile := auth.AdminPasswordFile(s.cfg.usersPath()); fileExists(pwFile) {
