@@ -56,6 +56,9 @@ type Authenticator struct {
 	mu       sync.Mutex
 	sessions map[string]*Session
 	throttle *throttle
+	// known are the address and name pairs that signed in before: they
+	// may use the gate's known slot (at most maxKnown).
+	known map[string]struct{}
 }
 
 // New makes an Authenticator from a validated Config. rand supplies
@@ -74,6 +77,7 @@ func New(cfg Config, now func() time.Time, rand io.Reader) (*Authenticator, erro
 		rand:     rand,
 		sessions: map[string]*Session{},
 		throttle: newThrottle(),
+		known:    map[string]struct{}{},
 		gate:     newGate(cfg.PasswordChecks, cfg.PasswordWait),
 	}
 	for _, u := range cfg.Users {
@@ -107,7 +111,11 @@ func (a *Authenticator) Login(source, name, password string) (Session, error) {
 	if wait > 0 {
 		return Session{}, &Throttled{RetryAfter: wait}
 	}
-	if err := a.gate.acquire(); err != nil {
+	a.mu.Lock()
+	_, known := a.known[source+"\x00"+name]
+	a.mu.Unlock()
+	release, err := a.gate.acquire(known)
+	if err != nil {
 		return Session{}, err
 	}
 	u, ok := a.users[name]
@@ -115,8 +123,8 @@ func (a *Authenticator) Login(source, name, password string) (Session, error) {
 	if ok {
 		hash = []byte(u.PasswordHash)
 	}
-	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
-	a.gate.release()
+	err = bcrypt.CompareHashAndPassword(hash, []byte(password))
+	release()
 	if err != nil || !ok {
 		return Session{}, ErrBadCredentials
 	}
@@ -132,6 +140,10 @@ func (a *Authenticator) Login(source, name, password string) (Session, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.throttle.succeeded(source, name)
+	if len(a.known) >= maxKnown {
+		clear(a.known) // rare: the known lane is an optimisation
+	}
+	a.known[source+"\x00"+name] = struct{}{}
 	if len(a.sessions) >= a.max {
 		a.evictLocked()
 	}

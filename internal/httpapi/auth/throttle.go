@@ -40,6 +40,7 @@ const (
 	throttleMax    = 5 * time.Minute
 	throttleForget = 15 * time.Minute
 	maxTracked     = 100000 // keys tracked at once; the oldest half is dropped when full
+	maxKnown       = 10000  // address and name pairs remembered for the gate's known slot
 )
 
 type attempts struct {
@@ -149,38 +150,50 @@ func (t *throttle) shrink() {
 // gate bounds the bcrypt checks that run at once: a flood of sign-ins
 // (from many addresses, which the throttle lets through) takes at most
 // slots CPUs and leaves the others to the API. A sign-in waits at most
-// wait for a slot, and only queue may wait at once; the others get ErrBusy
-// at once.
+// wait for a slot, and only 4 per slot may wait at once; the others get
+// ErrBusy at once. One more slot is kept for sign-ins that succeeded
+// before from the same address for the same name (known), so that a
+// flood of new addresses does not keep the usual users out.
 type gate struct {
 	slots   chan struct{}
+	known   chan struct{}
 	waiting chan struct{}
 	wait    time.Duration
 }
 
 func newGate(slots int, wait time.Duration) *gate {
-	return &gate{slots: make(chan struct{}, slots), waiting: make(chan struct{}, 4*slots), wait: wait}
+	return &gate{slots: make(chan struct{}, slots), known: make(chan struct{}, 1), waiting: make(chan struct{}, 4*slots), wait: wait}
 }
 
-func (g *gate) acquire() error {
+// acquire takes a check slot and returns the function that gives it back.
+func (g *gate) acquire(known bool) (release func(), err error) {
+	var lane chan struct{} // nil blocks: only known sign-ins use the known slot
+	if known {
+		lane = g.known
+	}
 	select {
 	case g.slots <- struct{}{}:
-		return nil
+		return func() { <-g.slots }, nil
+	case lane <- struct{}{}:
+		return func() { <-lane }, nil
 	default:
 	}
 	select {
 	case g.waiting <- struct{}{}:
+		defer func() { <-g.waiting }()
 	default:
-		return ErrBusy
+		if !known { // a known sign-in waits even when the queue is full
+			return nil, ErrBusy
+		}
 	}
-	defer func() { <-g.waiting }()
 	timer := time.NewTimer(g.wait)
 	defer timer.Stop()
 	select {
 	case g.slots <- struct{}{}:
-		return nil
+		return func() { <-g.slots }, nil
+	case lane <- struct{}{}:
+		return func() { <-lane }, nil
 	case <-timer.C:
-		return ErrBusy
+		return nil, ErrBusy
 	}
 }
-
-func (g *gate) release() { <-g.slots }

@@ -143,31 +143,49 @@ func TestSourceThrottledAcrossNames(t *testing.T) {
 }
 
 // The gate lets slots checks run at once, queues a few for a bounded
-// time, and refuses the rest at once.
+// time, and refuses the rest at once; a known sign-in has a slot of its own.
 func TestGateBounded(t *testing.T) {
 	g := newGate(2, 20*time.Millisecond)
+	var held []func()
 	for i := 0; i < 2; i++ {
-		if err := g.acquire(); err != nil {
+		rel, err := g.acquire(false)
+		if err != nil {
 			t.Fatalf("acquire %d of 2 = %v", i+1, err)
 		}
+		held = append(held, rel)
 	}
-	if err := g.acquire(); !errors.Is(err, ErrBusy) {
+	if _, err := g.acquire(false); !errors.Is(err, ErrBusy) {
 		t.Errorf("third acquire with both slots held = %v, want ErrBusy after the wait", err)
 	}
-	// Fill the queue (4 per slot): the next is refused without waiting.
+	// Fill the queue (4 per slot): the next is refused without waiting,
+	// but a known sign-in takes the known slot.
 	for i := 0; i < cap(g.waiting); i++ {
 		g.waiting <- struct{}{}
 	}
-	if err := g.acquire(); !errors.Is(err, ErrBusy) {
+	if _, err := g.acquire(false); !errors.Is(err, ErrBusy) {
 		t.Errorf("acquire with a full queue = %v, want ErrBusy", err)
 	}
+	rel, err := g.acquire(true)
+	if err != nil {
+		t.Fatalf("known acquire with every slot held and the queue full = %v, want the known slot", err)
+	}
+	if _, err := g.acquire(true); !errors.Is(err, ErrBusy) {
+		t.Errorf("second known acquire with the known slot held = %v, want ErrBusy after the wait", err)
+	}
+	rel()
 	for i := 0; i < cap(g.waiting); i++ {
 		<-g.waiting
 	}
 	done := make(chan error)
 	g.wait = time.Minute
-	go func() { done <- g.acquire() }()
-	g.release()
+	go func() {
+		rel, err := g.acquire(false)
+		if err == nil {
+			rel()
+		}
+		done <- err
+	}()
+	held[0]()
 	if err := <-done; err != nil {
 		t.Errorf("acquire while a slot frees = %v, want nil", err)
 	}
@@ -208,5 +226,18 @@ func TestFloodBounded(t *testing.T) {
 	}
 	if _, err := a.Login(src, "ada", "correct horse"); err != nil {
 		t.Errorf("right password after the flood = %v", err)
+	}
+	// During a flood that holds every slot, the user who signed in from
+	// this address before still gets a check (the known slot).
+	release, err := a.gate.acquire(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if _, err := a.Login("198.51.100.99", "ada", "correct horse"); !errors.Is(err, ErrBusy) {
+		t.Errorf("sign-in from a new address with every slot held = %v, want ErrBusy", err)
+	}
+	if _, err := a.Login(src, "ada", "correct horse"); err != nil {
+		t.Errorf("sign-in from a known address with every slot held = %v, want a session", err)
 	}
 }
