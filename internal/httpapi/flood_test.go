@@ -175,3 +175,59 @@ func BenchmarkSignInFlood(b *testing.B) {
 		})
 	}
 }
+
+// TestSignInOverHTTP: wrong passwords from one address get 429 with
+// Retry-After and the throttled code, counted in /metrics, while the same
+// user signs in from another address.
+func TestSignInOverHTTP(t *testing.T) {
+	h, err := bcrypt.GenerateFromPassword([]byte("correct horse"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(auth.Config{
+		Users:  []auth.UserConfig{{Name: "ada", Role: auth.Security, PasswordHash: string(h)}},
+		Tokens: []auth.TokenConfig{{Name: "reader", Role: auth.Viewer, SHA256: auth.HashToken("tc_reader")}},
+	}, time.Now, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, Options{Auth: NewAuth(a, false, slog.New(slog.DiscardHandler))})
+	e.serve(t)
+	base := e.base
+	attacker := clientFrom("127.0.0.7")
+
+	for i := 0; i < 8; i++ {
+		resp, err := attacker.Post(base+"/api/v1/auth/login", "application/json", strings.NewReader(`{"username":"ada","password":"guess"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+
+		if i >= 5 && (resp.StatusCode != 429 || !strings.Contains(string(b), `"throttled"`) || resp.Header.Get("Retry-After") == "") {
+			t.Errorf("wrong password %d from one address = %d %s (Retry-After %q), want 429 throttled with Retry-After", i+1, resp.StatusCode, b, resp.Header.Get("Retry-After"))
+		}
+	}
+
+	if code, err := login(clientFrom("127.0.0.8"), base, "correct horse"); err != nil || code != 200 {
+		t.Errorf("right password from another address during the attack = %d %v, want 200", code, err)
+	}
+	req, _ := http.NewRequest("GET", base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer tc_reader")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`twinchain_auth_refused_total{reason="throttled"} 3`, `twinchain_auth_refused_total{reason="credentials"} 5`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if resp, err := http.Get(base + "/metrics"); err != nil || resp.StatusCode != 401 {
+		t.Errorf("GET /metrics without a credential = %v %v, want 401", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,16 @@ func (s *Server) registerMetrics(root router) error {
 	if s.opts.Ingest != nil {
 		if err := s.opts.Metrics.Register(newIngestCollector(s.opts.Ingest)); err != nil {
 			return fmt.Errorf("register ingest metrics: %w", err)
+		}
+	}
+	if x := s.opts.Auth; x != nil {
+		for reason, n := range map[string]*atomic.Uint64{"credentials": &x.failed, "throttled": &x.throttled, "busy": &x.busy} {
+			c := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_auth_refused_total",
+				Help:        "Sign-ins and credentials refused: wrong credentials or forgery, throttled (429), no password check free (503).",
+				ConstLabels: prometheus.Labels{"reason": reason}}, func() float64 { return float64(n.Load()) })
+			if err := s.opts.Metrics.Register(c); err != nil {
+				return fmt.Errorf("register auth metrics: %w", err)
+			}
 		}
 	}
 	streams := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twinchain_http_streams", Help: "Open server-sent event streams."},
