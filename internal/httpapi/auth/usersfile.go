@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"gopkg.in/yaml.v3"
+
+	"twinchain/internal/atomicfile"
 )
 
 // usersFile is the shape of a users file.
@@ -67,38 +69,12 @@ func EnsureAdmin(path string, rand io.Reader) (password string, err error) {
 		return "", fmt.Errorf("users file: %w", err)
 	}
 	// The password first, so that a users file never exists without it.
-	if err := writePrivate(AdminPasswordFile(path), append(pw, '\n')); err != nil {
+	if err := atomicfile.Write(AdminPasswordFile(path), append(pw, '\n'), 0o600); err != nil {
 		return "", fmt.Errorf("admin password file: %w", err)
 	}
 	header := []byte("# twinchain users: name, role, bcrypt password_hash. Written at first start.\n")
-	if err := writePrivate(path, append(header, out...)); err != nil {
+	if err := atomicfile.Write(path, append(header, out...), 0o600); err != nil {
 		return "", fmt.Errorf("users file: %w", err)
 	}
 	return string(pw), nil
-}
-
-// writePrivate writes a new file readable by its owner only, whatever the
-// umask, replacing any older one.
-func writePrivate(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := f.Chmod(0o600); err != nil { // an older tmp kept its mode
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
