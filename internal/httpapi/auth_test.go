@@ -7,17 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/bcrypt"
 
-	"twinchain/internal/detect/alert"
-	"twinchain/internal/detect/alertstore"
 	"twinchain/internal/httpapi/auth"
 )
 
@@ -43,15 +39,7 @@ func testAuthApp(t testing.TB) *fiber.App {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "detect.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	alerts, err := alertstore.NewStore(db, alert.DefaultConfig(), time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	alerts, _ := detectStores(t)
 	srv, err := New(Options{Auth: NewAuth(a, false, slog.New(slog.NewTextHandler(io.Discard, nil))), Alerts: alerts})
 	if err != nil {
 		t.Fatal(err)

@@ -21,12 +21,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	bolt "go.etcd.io/bbolt"
 
-	"twinchain/internal/detect/alert"
-	"twinchain/internal/detect/alertstore"
-	"twinchain/internal/detect/workorder"
-	"twinchain/internal/detect/workorderstore"
 	"twinchain/internal/httpapi/auth"
 	"twinchain/internal/ledger/eventtree"
 	"twinchain/internal/ledger/fileledger"
@@ -53,19 +48,7 @@ func fullEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "detect.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	alerts, err := alertstore.NewStore(db, alert.DefaultConfig(), time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	orders, err := workorderstore.NewStore(db, workorder.DefaultPolicy(), time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	alerts, orders := detectStores(t)
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32))
 	lc, fl, err := fileledger.OpenLedger(fileledger.Options{Dir: t.TempDir(), Key: key})
 	if err != nil {
