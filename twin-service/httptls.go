@@ -144,7 +144,7 @@ func ensureSelfSigned(addr, certFile, keyFile string, now time.Time) error {
 	if err := atomicfile.Write(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600); err != nil {
 		return err
 	}
-	return atomicfile.Write(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return atomicfile.Write(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600) // every data file is private; copy it to whoever needs it
 }
 
 // certNames are the addresses and names a certificate for host must hold:
