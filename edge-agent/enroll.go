@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -19,6 +21,7 @@ func runEnroll(ctx context.Context, args []string, stderr io.Writer, getenv func
 	fs := newFlagSet("enroll", stderr)
 	server := fs.String("server", getenv("TWINCHAIN_SERVER"), "twin-service base URL, e.g. https://twin.example:8080 (env TWINCHAIN_SERVER)")
 	token := fs.String("token", getenv("TWINCHAIN_ENROLL_TOKEN"), "one-time enrollment token from an administrator (env TWINCHAIN_ENROLL_TOKEN)")
+	ca := fs.String("ca", getenv("TWINCHAIN_SERVER_CA"), "PEM certificate(s) to trust for --server besides the system's, e.g. twin-service's self-signed {data_dir}/tls/cert.pem (env TWINCHAIN_SERVER_CA)")
 	cfg, err := loadConfig(fs, args, getenv)
 	if err != nil {
 		return err
@@ -31,10 +34,14 @@ func runEnroll(ctx context.Context, args []string, stderr io.Writer, getenv func
 	if err != nil {
 		return err
 	}
+	hc, err := serverClient(*ca)
+	if err != nil {
+		return fmt.Errorf("enroll: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req := enroll.NewRequest(key, *token, cfg.GatewayID, cfg.Host.Hostname)
-	resp, err := enroll.Enroll(ctx, http.DefaultClient, *server, req)
+	resp, err := enroll.Enroll(ctx, hc, *server, req)
 	if err != nil {
 		return fmt.Errorf("enroll: %w", err)
 	}
@@ -54,6 +61,26 @@ func runEnroll(ctx context.Context, args []string, stderr io.Writer, getenv func
 		fmt.Fprintf(stderr, "MQTT client certificate (on the gateway key) in %s, the broker's CA in %s; for mutual TLS set mqtt.broker: ssl://HOST:8883, mqtt.cert_file: %s, mqtt.ca_file: %s\n", cert, ca, cert, ca)
 	}
 	return nil
+}
+
+// serverClient is the HTTP client for twin-service: it trusts the system's
+// roots and, when caFile is set, the certificates in that PEM file.
+func serverClient(caFile string) (*http.Client, error) {
+	if caFile == "" {
+		return http.DefaultClient, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca %s: no PEM certificate in it", caFile)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}, nil
 }
 
 func runPubkey(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {

@@ -36,6 +36,7 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 	regPath := fs.String("registry", "", "write the gateway registry (JSON) for this fleet to this file")
 	regOnly := fs.Bool("registry-only", false, "write the registry and exit")
 	metrics := fs.String("metrics", "", "twin-service /metrics URL: report its consumer lag, RSS and CPU per message")
+	metricsToken := fs.String("metrics-token", "", "API token for -metrics (/metrics needs sign-in; any role)")
 	bare := fs.Bool("bare", false, "start a bare mochi broker (no hooks, allow all) on -broker in this process and load it: the baseline")
 	every := fs.Duration("every", 5*time.Second, "report interval")
 	warmup := fs.Duration("warmup", 5*time.Second, "left out of the summary's rate and percentiles")
@@ -85,7 +86,7 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg.Gateways, cfg.Broker, time.Since(began).Round(time.Millisecond), cfg.Rate, cfg.Gateways*cfg.GPUs, 1/cfg.Period().Seconds(), cfg.Duration)
 	rep := &loadReport{l: l, cfg: cfg, out: stderr, warmup: *warmup}
 	if *metrics != "" {
-		rep.mon = &load.Monitor{URL: *metrics}
+		rep.mon = &load.Monitor{URL: *metrics, Token: *metricsToken}
 	}
 	t0 := time.Now().Add(100 * time.Millisecond)
 	// The summary's rate counts acknowledgements until the offer ends, not

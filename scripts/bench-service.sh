@@ -31,9 +31,12 @@ if [ "${SKIP_BARE:-0}" != 1 ]; then
 fi
 
 "$bin/firmware-sim" load -gateways "$gateways" -registry "$data/registry.json" -registry-only
+# /metrics needs sign-in: a viewer API token for the load generator's scrapes.
+token="tc_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf 'auth:\n  tokens:\n    - {name: bench, role: viewer, sha256: %s}\n' "$(printf %s "$token" | sha256sum | cut -d' ' -f1)" >"$dir/service.yaml"
 profile=()
 if [ "${PROFILE:-0}" = 1 ]; then profile=(-cpu-profile "$dir/cpu.pprof"); fi
-"${SERVICE_BIN:-$bin/twin-service}" -data "$data" -http "$http" -mqtt-addr "$mqtt" \
+"${SERVICE_BIN:-$bin/twin-service}" -config "$dir/service.yaml" -data "$data" -http "$http" -mqtt-addr "$mqtt" \
   -detect-config "$(dirname "$0")/run-detect.yaml" -log-level warn "${profile[@]}" 2>"$dir/service.log" &
 svc=$!
 cleanup() {
@@ -48,7 +51,7 @@ for _ in $(seq 1 300); do
 done
 before=$(du -sb "$data" | cut -f1)
 "$bin/firmware-sim" load -broker "$mqtt" -gateways "$gateways" -rate "$rate" -duration "${seconds}s" \
-  -metrics "http://$http/metrics" -every "${EVERY:-2s}" 2>&1 | tee "$dir/service-load.log"
+  -metrics "http://$http/metrics" -metrics-token "$token" -every "${EVERY:-2s}" 2>&1 | tee "$dir/service-load.log"
 after=$(du -sb "$data" | cut -f1)
 result=$(grep '^RESULT' "$dir/service-load.log")
 acked=$(sed -n 's/.* acked=\([0-9]*\).*/\1/p' <<<"$result")

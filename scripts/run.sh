@@ -21,8 +21,11 @@ trap cleanup INT TERM EXIT
 "$bin/twin-service" -data "$data" -http "$http" -mqtt-addr "$mqtt" \
   -detect-config "$(dirname "$0")/run-detect.yaml" ${TWINCHAIN_RUN_ARGS:-} &
 pids+=($!)
+# Loopback is plaintext; any other address is HTTPS (self-signed in $data/tls/).
+scheme=https
+case "${http%:*}" in 127.*|localhost|"[::1]") scheme=http ;; esac
 for _ in $(seq 1 150); do
-  if curl -fsS "http://$http/readyz" >/dev/null 2>&1; then break; fi
+  if curl -fsSk "$scheme://$http/readyz" >/dev/null 2>&1; then break; fi
   if ! kill -0 "${pids[0]}" 2>/dev/null; then echo "run: twin-service exited" >&2; exit 1; fi
   sleep 0.2
 done
@@ -31,6 +34,9 @@ done
 pids+=($!)
 
 echo
-echo "twinchain is running: dashboard at http://$http/   (API: http://$http/api/v1/assets; Ctrl-C stops)"
+echo "twinchain is running: dashboard at $scheme://$http/   (API: $scheme://$http/api/v1/assets; Ctrl-C stops)"
+if [ -f "$data/admin-password" ]; then
+  echo "sign in as admin with the password in $data/admin-password (delete the file once you have it)"
+fi
 echo
 wait -n "${pids[@]}"

@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -64,9 +63,16 @@ type LogConfig struct {
 	Format string `yaml:"format"` // text or json
 }
 
-// HTTPConfig is the API's listen address.
+// HTTPConfig is where and how the API and dashboard are served. On a
+// loopback address they are plaintext unless tls says otherwise; on any
+// other, TLS (tls.cert_file, else a self-signed certificate) unless
+// plaintext is set.
 type HTTPConfig struct {
-	Addr string `yaml:"addr"`
+	Addr string  `yaml:"addr"`
+	TLS  HTTPTLS `yaml:"tls"`
+	// Plaintext serves http:// on a non-loopback address (behind a proxy
+	// that terminates TLS; set auth.secure_cookie then).
+	Plaintext bool `yaml:"plaintext"`
 }
 
 // MQTTConfig chooses the embedded broker or an external one.
@@ -103,9 +109,7 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir is required"))
 	}
-	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("http.addr %q: want host:port", c.HTTP.Addr))
-	}
+	errs = append(errs, c.HTTP.validate())
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -188,7 +192,11 @@ func boolean(p func(*Config) *bool) func(*Config, string) error {
 var settings = []setting{
 	{"data", "TWINCHAIN_DATA_DIR", "data directory (the store, the default registry file)", str(func(c *Config) *string { return &c.DataDir })},
 	{"registry", "TWINCHAIN_REGISTRY", "gateway registry JSON file (default {data}/registry.json), re-read when it changes", str(func(c *Config) *string { return &c.RegistryFile })},
-	{"http", "TWINCHAIN_HTTP_ADDR", "HTTP API listen address", str(func(c *Config) *string { return &c.HTTP.Addr })},
+	{"http", "TWINCHAIN_HTTP_ADDR", "HTTP API listen address (loopback: plaintext; any other: TLS)", str(func(c *Config) *string { return &c.HTTP.Addr })},
+	{"http-cert", "TWINCHAIN_HTTP_CERT", "PEM certificate (chain) to serve the API over TLS with", str(func(c *Config) *string { return &c.HTTP.TLS.CertFile })},
+	{"http-key", "TWINCHAIN_HTTP_KEY", "PEM private key of -http-cert", str(func(c *Config) *string { return &c.HTTP.TLS.KeyFile })},
+	{"http-self-signed", "TWINCHAIN_HTTP_SELF_SIGNED", "serve TLS with a self-signed certificate kept in {data}/tls/ (the default on a non-loopback address)", boolean(func(c *Config) *bool { return &c.HTTP.TLS.SelfSigned })},
+	{"http-plaintext", "TWINCHAIN_HTTP_PLAINTEXT", "serve plaintext http:// on a non-loopback address (behind a TLS proxy)", boolean(func(c *Config) *bool { return &c.HTTP.Plaintext })},
 	{"mqtt-mode", "TWINCHAIN_MQTT_MODE", "embedded (a broker inside twin-service) or external (a client of -mqtt-url)", str(func(c *Config) *string { return &c.MQTT.Mode })},
 	{"mqtt-addr", "TWINCHAIN_MQTT_ADDR", "embedded broker listen address", str(func(c *Config) *string { return &c.MQTT.Embedded.Addr })},
 	{"mqtt-tls-addr", "TWINCHAIN_MQTT_TLS_ADDR", "embedded broker TLS listen address, e.g. 0.0.0.0:8883 (empty: none)", str(func(c *Config) *string { return &c.MQTT.Embedded.TLS.Addr })},

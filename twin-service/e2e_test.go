@@ -213,19 +213,18 @@ func checkAPI(t *testing.T, base string, s *simFleet, live map[string]twin.Asset
 	if getJSON(t, base+"/api/v1/gateways", &gws); len(gws.Items) != len(s.f.Gateways) {
 		t.Errorf("GET /gateways = %d gateways, want %d", len(gws.Items), len(s.f.Gateways))
 	}
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	if resp, err := http.Get(base + "/metrics"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /metrics without a token = %v %v, want 401", resp, err)
+	} else {
+		resp.Body.Close()
 	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(metrics), "twinchain_ingest_accepted_total") {
-		t.Errorf("/metrics lacks twinchain_ingest_accepted_total")
+	if got := metric(t, base, testToken, "twinchain_ingest_accepted_total"); got == 0 {
+		t.Errorf("/metrics twinchain_ingest_accepted_total = 0, want the fleet's messages")
 	}
 	// The stream replays from ?after= and ends when the client goes away.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err = authGet(ctx, base+"/api/v1/stream?after=0")
+	resp, err := authGet(ctx, base+"/api/v1/stream?after=0")
 	if err != nil {
 		t.Fatalf("GET /stream: %v", err)
 	}

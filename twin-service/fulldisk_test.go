@@ -121,7 +121,7 @@ func TestFullDisk(t *testing.T) {
 	})
 	full := stats()
 	testsvc.Eventually(t, 60*time.Second, "more refused commits", func() bool { alive(); return stats().CommitFailures >= full.CommitFailures+5 })
-	if m := metric(t, s.base, `twinchain_component_failing{component="store"}`); m != 1 {
+	if m := metric(t, s.base, tamperToken, `twinchain_component_failing{component="store"}`); m != 1 {
 		t.Errorf(`twinchain_component_failing{component="store"} = %v on a full disk, want 1`, m)
 	}
 	alive()

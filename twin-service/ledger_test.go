@@ -80,14 +80,8 @@ func TestLedgerEndToEnd(t *testing.T) {
 		return anchored()
 	})
 	// Anchoring shows on /metrics.
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if want := fmt.Sprintf("twinchain_anchored_event %d", st.TreeSize); !strings.Contains(string(metrics), want) {
-		t.Errorf("/metrics lacks %q", want)
+	if got := metric(t, base, token, "twinchain_anchored_event"); got != float64(st.TreeSize) {
+		t.Errorf("/metrics twinchain_anchored_event = %v, want %d", got, st.TreeSize)
 	}
 	// Reads need a credential.
 	if code := get(t, base+"/api/v1/ledger/anchors/head", "", nil); code != http.StatusUnauthorized {

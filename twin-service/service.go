@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -45,6 +47,10 @@ type service struct {
 	mqtt    runner
 	ready   func() bool
 	api     *httpapi.Server
+	// httpTLS serves the API over TLS (nil: plaintext); httpCert says
+	// with which certificate (httptls.go).
+	httpTLS  *tls.Config
+	httpCert string
 
 	telemetry *telemetryPart // telemetry.go
 	ledger    *ledgerPart    // nil when ledger.backend is off
@@ -53,9 +59,6 @@ type service struct {
 	pruner    *twinstore.Pruner
 	detect    *detectsvc.Service
 	sites     []httpapi.Site // configured sites and geofences, from the detection config
-	// adminPassword is the password of the admin made at first start,
-	// printed once by run; empty on later starts.
-	adminPassword string
 }
 
 // openService opens the store and builds every component; it starts nothing.
@@ -120,6 +123,9 @@ func (s *service) build() error {
 	if err := s.buildDetect(); err != nil {
 		return err
 	}
+	if s.httpTLS, s.httpCert, err = httpTLS(s.cfg.HTTP, s.cfg.DataDir); err != nil {
+		return err
+	}
 	var signIn *httpapi.Auth
 	if s.cfg.Auth.Disabled {
 		s.log.Warn("sign-in is disabled (-no-auth=true): every API request acts as admin")
@@ -128,7 +134,9 @@ func (s *service) build() error {
 		if err != nil {
 			return err
 		}
-		signIn = httpapi.NewAuth(authn, s.cfg.Auth.SecureCookie, s.log.With("component", "auth"))
+		// Cookies are Secure whenever the API is served over TLS (or
+		// behind a proxy that does, auth.secure_cookie).
+		signIn = httpapi.NewAuth(authn, s.httpTLS != nil || s.cfg.Auth.SecureCookie, s.log.With("component", "auth"))
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -215,11 +223,9 @@ func (s *service) messageFloor() (uint64, error) {
 // making that file with a new admin at first start.
 func (s *service) openAuth() (*auth.Authenticator, error) {
 	cfg := s.cfg.Auth
-	pw, err := auth.EnsureAdmin(s.cfg.usersPath(), rand.Reader)
-	if err != nil {
+	if _, err := auth.EnsureAdmin(s.cfg.usersPath(), rand.Reader); err != nil {
 		return nil, err
 	}
-	s.adminPassword = pw
 	users, err := auth.LoadUsersFile(s.cfg.usersPath())
 	if err != nil {
 		return nil, err
@@ -259,6 +265,11 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("http: listen %s: %w", s.cfg.HTTP.Addr, err)
 	}
+	scheme := "http"
+	if s.httpTLS != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, s.httpTLS)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
 	g.Go(func() error { return s.in.Run(ingestCtx) })
@@ -277,13 +288,16 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 		g.Go(func() error { return s.scrub.Run(gctx) })
 	}
 	g.Go(func() error { return s.pruner.Run(gctx) })
-	fmt.Fprintf(stderr, "twin-service: dashboard at http://%s/\n", ln.Addr())
+	fmt.Fprintf(stderr, "twin-service: dashboard at %s://%s/\n", scheme, ln.Addr())
+	if s.httpCert != "" {
+		fmt.Fprintf(stderr, "twin-service: TLS with the %s\n", s.httpCert)
+	}
 	if s.cfg.Auth.Disabled {
 		fmt.Fprintln(stderr, "twin-service: sign-in is OFF (-no-auth=true)")
-	} else if s.adminPassword != "" {
-		fmt.Fprintf(stderr, "twin-service: sign in as admin with password %s (shown once; the hash is in %s, delete that file for a new one)\n", s.adminPassword, s.cfg.usersPath())
+	} else if pwFile := auth.AdminPasswordFile(s.cfg.usersPath()); fileExists(pwFile) {
+		fmt.Fprintf(stderr, "twin-service: sign in as admin with the password in %s (readable by this user only; delete it once you have it)\n", pwFile)
 	} else {
-		fmt.Fprintf(stderr, "twin-service: sign in as admin with the password shown at first start (delete %s and restart for a new one)\n", s.cfg.usersPath())
+		fmt.Fprintf(stderr, "twin-service: sign in as admin with the password given at first start (delete %s and restart for a new one)\n", s.cfg.usersPath())
 	}
 	s.log.Info("twin-service started", "http", ln.Addr().String(), "mqtt_mode", s.cfg.MQTT.Mode, "data_dir", s.cfg.DataDir, "gateways", s.reg.Len())
 	err = g.Wait()
@@ -304,4 +318,9 @@ func logPositions(st *twinstore.Store) []prometheus.Collector {
 			func() float64 { return float64(v()) })
 	}
 	return []prometheus.Collector{gauge("message", st.LastPos), gauge("event", st.LastEventID)}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -19,10 +19,16 @@ import (
 	"twinchain/internal/testsvc"
 )
 
-// metric reads one unlabelled metric from /metrics.
-func metric(t *testing.T, base, name string) float64 {
+// metric reads one unlabelled metric from /metrics, as token (/metrics
+// needs sign-in).
+func metric(t *testing.T, base, token, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,12 +89,12 @@ func TestTelemetryToInfluxDB(t *testing.T) {
 	// Wait until InfluxDB holds every point the writer took from the log.
 	var written, inInflux float64
 	testsvc.Eventually(t, 60*time.Second, "every point the writer took in InfluxDB", func() bool {
-		written = metric(t, base, "twinchain_telemetry_writer_points_total")
+		written = metric(t, base, token, "twinchain_telemetry_writer_points_total")
 		inInflux = float64(srv.Count(t, "twin", "SELECT count(temp_c) FROM gpu"))
-		return written > 0 && inInflux == written && metric(t, base, "twinchain_influxdb_replay_pending_points") == 0
+		return written > 0 && inInflux == written && metric(t, base, token, "twinchain_influxdb_replay_pending_points") == 0
 	})
 	t.Logf("%v points from the fleet in InfluxDB", written)
-	if msgs := metric(t, base, "twinchain_telemetry_writer_messages_total"); written != 4*msgs {
+	if msgs := metric(t, base, token, "twinchain_telemetry_writer_messages_total"); written != 4*msgs {
 		t.Errorf("points %v, want 4 per telemetry message (%v messages)", written, msgs)
 	}
 

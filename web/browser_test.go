@@ -77,18 +77,21 @@ func serve(t testing.TB, app *fiber.App) string {
 }
 
 // minimalApp is the sign-in and the dashboard with no twin behind them:
-// every other API route answers the router's 404.
+// every other API route answers 503 (not configured).
 func minimalApp(t testing.TB) *fiber.App {
 	t.Helper()
 	a, err := auth.New(testAuthConfig(t), time.Now, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := fiber.New(fiber.Config{DisableStartupMessage: true})
-	api := app.Group("/api/v1")
-	httpapi.NewAuth(a, false, slog.New(slog.NewTextHandler(io.Discard, nil))).Mount(api)
-	httpapi.MountDashboard(app, web.Dist())
-	return app
+	srv, err := httpapi.New(httpapi.Options{
+		Auth:      httpapi.NewAuth(a, false, slog.New(slog.NewTextHandler(io.Discard, nil))),
+		Dashboard: web.Dist(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv.App()
 }
 
 // artifacts is where screenshots go: $TWINCHAIN_ARTIFACTS, or

@@ -343,6 +343,8 @@ func TestWorkOrders(t *testing.T) {
 	sec := newTab(t, browser)
 	signIn(t, sec, svc.URL, "sec")
 	open(sec)
+	// The list may still be loading the new order under load: wait for its button.
+	waitJS(t, sec, "the Approve button", `[...document.querySelectorAll("table.plain button")].some(b => b.textContent === "Approve")`, 30*time.Second)
 	if err := chromedp.Do(sec, chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll("table.plain button")].find(b => b.textContent === "Approve").click()`)); err != nil {
 		t.Fatal(err)
 	}

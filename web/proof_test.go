@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -255,6 +256,22 @@ func bundleCases(t testing.TB) ([]bundleCase, string) {
 		body := blk["body"].(map[string]any)
 		body["height"] = 10.0
 	})
+	// The verifier checks the content, not the whitespace: the same bundle
+	// pretty-printed (as jq, an editor or a browser writes it) holds, and
+	// an edit made in the pretty-printed text still fails.
+	indent := func(prefix, ind string) string {
+		var out bytes.Buffer
+		if err := json.Indent(&out, []byte(good), prefix, ind); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	pretty := indent("", "  ")
+	cases = append(cases,
+		bundleCase{name: "pretty-printed", json: pretty, valid: true},
+		bundleCase{name: "pretty-printed with tabs", json: indent("", "\t"), valid: true},
+		bundleCase{name: "pretty-printed, then a moved anchor range", json: strings.Replace(pretty, `"last_event": 7`, `"last_event": 8`, 1), failCheck: "anchor"},
+	)
 	return cases, key
 }
 

@@ -22,7 +22,8 @@ import (
 	"twinchain/internal/detect/workorderstore"
 )
 
-func alertServer(t *testing.T) (*Server, *alertstore.Store) {
+// detectStores are real alert and work-order stores in a fresh detect.db.
+func detectStores(t testing.TB) (*alertstore.Store, *workorderstore.Store) {
 	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "detect.db"), 0o600, nil)
 	if err != nil {
@@ -37,6 +38,12 @@ func alertServer(t *testing.T) (*Server, *alertstore.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st, wo
+}
+
+func alertServer(t *testing.T) (*Server, *alertstore.Store) {
+	t.Helper()
+	st, wo := detectStores(t)
 	srv, err := New(Options{Alerts: st, WorkOrders: wo, StreamHeartbeat: time.Hour})
 	if err != nil {
 		t.Fatal(err)

@@ -27,20 +27,20 @@ type AssetChanger interface {
 	Change(ctx context.Context, asset, actor, note string, mutate func(*twin.Asset) error) (twin.Event, error)
 }
 
-func (s *Server) registerAssets(api fiber.Router) {
+func (s *Server) registerAssets(api router) {
 	if s.opts.Assets == nil {
-		api.All("/assets*", unavailable("the asset store"))
-		api.All("/stats/assets", unavailable("the asset store"))
+		api.unavailable("/assets", "the asset store")
+		api.unavailable("/stats/assets", "the asset store")
 		return
 	}
-	api.Get("/stats/assets", s.assetStats)
-	api.Get("/assets", s.listAssets)
-	api.Get("/assets/:id", s.getAsset)
-	api.Get("/assets/:id/events", s.assetEvents)
+	api.get("/stats/assets", s.assetStats)
+	api.get("/assets", s.listAssets)
+	api.get("/assets/:id", s.getAsset)
+	api.get("/assets/:id/events", s.assetEvents)
 	if s.opts.Changes != nil {
-		api.Patch("/assets/:id", Allow(auth.WriteAssets), s.patchAsset)
+		api.patch("/assets/:id", s.patchAsset)
 	} else {
-		api.Patch("/assets/:id", unavailable("asset changes"))
+		api.patch("/assets/:id", unavailable("asset changes"))
 	}
 }
 
@@ -71,8 +71,16 @@ func (s *Server) patchAsset(c *fiber.Ctx) error {
 	if err := json.Unmarshal(c.Body(), &p); err != nil {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, fmt.Sprintf("body: %v", err))
 	}
-	id := c.Params("id")
+	id := param(c, "id")
+	who, _ := Principal(c)
+	var refused auth.Action
 	e, err := s.opts.Changes.Change(c.UserContext(), id, actorOf(c), p.Note, func(a *twin.Asset) error {
+		for _, act := range custodyActions(a.Custody, p) {
+			if !who.Can(act) {
+				refused = act
+				return errRefused
+			}
+		}
 		if p.Custody.Status != nil {
 			a.Custody.Status = *p.Custody.Status
 		}
@@ -85,6 +93,8 @@ func (s *Server) patchAsset(c *fiber.Ctx) error {
 		return nil
 	})
 	switch {
+	case errors.Is(err, errRefused):
+		return forbidden(c, who, refused)
 	case errors.Is(err, ingest.ErrNoAsset):
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("asset %s not found", id))
 	case errors.Is(err, ingest.ErrInvalidChange):
@@ -160,9 +170,9 @@ func (s *Server) assetStats(c *fiber.Ctx) error {
 
 // GET /api/v1/assets/:id
 func (s *Server) getAsset(c *fiber.Ctx) error {
-	a, err := s.opts.Assets.Asset(c.Params("id"))
+	a, err := s.opts.Assets.Asset(param(c, "id"))
 	if errors.Is(err, twinstore.ErrNotFound) {
-		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("asset %s not found", c.Params("id")))
+		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("asset %s not found", param(c, "id")))
 	}
 	if err != nil {
 		return err
@@ -182,7 +192,7 @@ func (s *Server) assetEvents(c *fiber.Ctx) error {
 			return apiError(c, fiber.StatusBadRequest, CodeBadRequest, fmt.Sprintf("cursor %q: want an event id", v))
 		}
 	}
-	id := c.Params("id")
+	id := param(c, "id")
 	events, err := s.opts.Assets.AssetEvents(id, after, limit)
 	if errors.Is(err, twinstore.ErrNotFound) {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("asset %s not found", id))
@@ -198,4 +208,34 @@ func (s *Server) assetEvents(c *fiber.Ctx) error {
 		page.Items = []twin.Event{}
 	}
 	return c.JSON(page)
+}
+
+// errRefused ends a change the principal may not make.
+var errRefused = errors.New("refused")
+
+// custodyActions are the actions a custody patch takes on custody now:
+// the same split as the ledger's (chaincode/core/roles.go rolesForStatus).
+// Moving into or out of quarantine is assets.quarantine (security);
+// into maintenance, or from it back to service, assets.maintain; any other
+// status, owner or holder change assets.write.
+func custodyActions(now twin.Custody, p CustodyPatch) []auth.Action {
+	var out []auth.Action
+	if st := p.Custody.Status; st != nil && *st != now.Status {
+		from, to := now.Status, *st
+		switch {
+		case from == twin.StatusQuarantined, to == twin.StatusQuarantined:
+			out = append(out, auth.QuarantineAssets)
+		case to == twin.StatusMaintenance, from == twin.StatusMaintenance && to == twin.StatusInService:
+			out = append(out, auth.MaintainAssets)
+		default:
+			out = append(out, auth.WriteAssets)
+		}
+	}
+	if o := p.Custody.Owner; o != nil && *o != now.Owner {
+		out = append(out, auth.WriteAssets)
+	}
+	if h := p.Custody.Holder; h != nil && *h != now.Holder {
+		out = append(out, auth.WriteAssets)
+	}
+	return out
 }

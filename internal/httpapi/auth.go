@@ -3,8 +3,9 @@ package httpapi
 import (
 	"errors"
 	"log/slog"
+	"math"
 	"net/url"
-	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -28,8 +29,9 @@ type Auth struct {
 	a      *auth.Authenticator
 	secure bool
 	log    *slog.Logger
-	// failed counts rejected sign-ins and credentials.
-	failed atomic.Uint64
+	// failed counts rejected sign-ins and credentials; throttled and busy
+	// the sign-ins refused unchecked.
+	failed, throttled, busy atomic.Uint64
 }
 
 // NewAuth wraps an Authenticator for Fiber. secure marks cookies Secure.
@@ -40,15 +42,15 @@ func NewAuth(a *auth.Authenticator, secure bool, log *slog.Logger) *Auth {
 // Failed is how many sign-ins and credentials were rejected.
 func (x *Auth) Failed() uint64 { return x.failed.Load() }
 
-// Mount adds the /auth routes to r (the /api/v1 group) and makes every
-// other route on r need a signed-in principal. Call it before the other
-// routes are added to r; a route added before it (a gateway redeeming its
-// enrollment token) needs no principal.
-func (x *Auth) Mount(r fiber.Router) {
-	r.Post("/auth/login", x.login)
-	r.Use(x.Authenticate)
-	r.Post("/auth/logout", x.logout)
-	r.Get("/auth/me", x.me)
+// Throttled is how many sign-ins were refused unchecked: 429 (too many
+// from the address) or 503 (too many at once).
+func (x *Auth) Throttled() uint64 { return x.throttled.Load() + x.busy.Load() }
+
+// register adds the /auth routes to api (the /api/v1 group).
+func (x *Auth) register(api router) {
+	api.post("/auth/login", x.login)
+	api.post("/auth/logout", x.logout)
+	api.get("/auth/me", x.me)
 }
 
 // Authenticate is the middleware that requires a principal. A bearer token
@@ -105,27 +107,6 @@ func Principal(c *fiber.Ctx) (auth.Principal, bool) {
 	return p, ok
 }
 
-// Require lets a request through only when its principal has one of roles
-// (admin always passes). Routes use it after Authenticate:
-//
-//	r.Post("/alerts/:id/ack", Require(auth.Security), s.ackAlert)
-func Require(roles ...auth.Role) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		p, ok := Principal(c)
-		if !ok {
-			return apiError(c, fiber.StatusUnauthorized, CodeUnauthorized, "sign in first")
-		}
-		if p.Role != auth.Admin && !slices.Contains(roles, p.Role) {
-			return apiError(c, fiber.StatusForbidden, CodeForbidden, "role "+string(p.Role)+" may not do this")
-		}
-		return c.Next()
-	}
-}
-
-// Allow lets a request through only when its principal may take action a,
-// by the table in auth.Policy (the one the dashboard reads from /auth/me).
-func Allow(a auth.Action) fiber.Handler { return Require(auth.RolesFor(a)...) }
-
 type loginRequest struct {
 	Username string `json:"username" form:"username"`
 	Password string `json:"password" form:"password"`
@@ -147,17 +128,24 @@ func (x *Auth) login(c *fiber.Ctx) error {
 	if err := c.BodyParser(&req); err != nil {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, "sign-in wants a username and a password")
 	}
-	s, err := x.a.Login(req.Username, req.Password)
-	if errors.Is(err, auth.ErrThrottled) {
-		x.failed.Add(1)
-		return apiError(c, fiber.StatusTooManyRequests, CodeUnauthorized, err.Error())
-	}
-	if errors.Is(err, auth.ErrBadCredentials) {
+	s, err := x.a.Login(c.IP(), req.Username, req.Password)
+	var th *auth.Throttled
+	switch {
+	case errors.As(err, &th):
+		x.throttled.Add(1)
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(math.Ceil(th.RetryAfter.Seconds()))))
+		return apiError(c, fiber.StatusTooManyRequests, CodeThrottled, err.Error())
+	case errors.Is(err, auth.ErrBusy):
+		x.busy.Add(1)
+		c.Set(fiber.HeaderRetryAfter, "1")
+		return apiError(c, fiber.StatusServiceUnavailable, CodeUnavailable, err.Error())
+	case errors.Is(err, auth.ErrBadCredentials):
+		// Each of these had its password checked, which the throttle
+		// bounds per address: logging them cannot flood the log.
 		x.failed.Add(1)
 		x.log.Info("sign-in refused", "user", req.Username, "ip", c.IP())
 		return apiError(c, fiber.StatusUnauthorized, CodeUnauthorized, err.Error())
-	}
-	if err != nil {
+	case err != nil:
 		return apiError(c, fiber.StatusInternalServerError, CodeInternal, err.Error())
 	}
 	c.Cookie(&fiber.Cookie{Name: SessionCookie, Value: s.ID, Path: "/", HTTPOnly: true, Secure: x.secure, SameSite: fiber.CookieSameSiteStrictMode})

@@ -6,7 +6,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"twinchain/internal/edge/enroll"
-	"twinchain/internal/httpapi/auth"
 )
 
 // Enroller issues one-time enrollment tokens and redeems them; an
@@ -17,24 +16,24 @@ type Enroller interface {
 }
 
 // registerEnrollGateway adds POST /api/v1/enroll, where a gateway redeems a
-// token with its signed public key. The token is the credential, so New
-// registers this route before sign-in is required.
-func (s *Server) registerEnrollGateway(api fiber.Router) {
+// token with its signed public key. The token is the credential: the
+// route is public in the policy table.
+func (s *Server) registerEnrollGateway(api router) {
 	if s.opts.Enroll == nil {
-		api.Post(enroll.PathEnroll, unavailable("enrollment"))
+		api.post(enroll.PathEnroll, unavailable("enrollment"))
 		return
 	}
-	api.Post(enroll.PathEnroll, s.redeemToken)
+	api.post(enroll.PathEnroll, s.redeemToken)
 }
 
 // registerEnroll adds POST /api/v1/enroll/tokens, where someone allowed to
 // manage gateways asks for a one-time token.
-func (s *Server) registerEnroll(api fiber.Router) {
+func (s *Server) registerEnroll(api router) {
 	if s.opts.Enroll == nil {
-		api.Post(enroll.PathTokens, unavailable("enrollment"))
+		api.post(enroll.PathTokens, unavailable("enrollment"))
 		return
 	}
-	api.Post(enroll.PathTokens, Allow(auth.ManageGateways), s.issueToken)
+	api.post(enroll.PathTokens, s.issueToken)
 }
 
 func (s *Server) issueToken(c *fiber.Ctx) error {

@@ -9,6 +9,7 @@ const (
 	CodeConflict     = "conflict"
 	CodeUnauthorized = "unauthorized"
 	CodeForbidden    = "forbidden"
+	CodeThrottled    = "throttled"
 	CodeUnavailable  = "unavailable"
 	CodeInternal     = "internal"
 )

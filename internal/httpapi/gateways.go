@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,22 +34,21 @@ type GatewayView struct {
 	Stream *ingest.GatewayStats `json:"stream,omitempty"`
 }
 
-func (s *Server) registerGateways(api fiber.Router) {
+func (s *Server) registerGateways(api router) {
 	if s.opts.Ingest != nil {
-		api.Get("/stats/ingest", func(c *fiber.Ctx) error { return c.JSON(s.opts.Ingest.Stats()) })
+		api.get("/stats/ingest", func(c *fiber.Ctx) error { return c.JSON(s.opts.Ingest.Stats()) })
 	} else {
-		api.All("/stats/ingest", unavailable("the ingest"))
+		api.unavailable("/stats/ingest", "the ingest")
 	}
 	if s.opts.Gateways == nil {
-		api.All("/gateways*", unavailable("the gateway registry"))
+		api.unavailable("/gateways", "the gateway registry")
 		return
 	}
-	api.Get("/gateways", s.listGateways)
-	api.Get("/gateways/:id", s.getGateway)
-	manage := Allow(auth.ManageGateways)
-	api.Post("/gateways", manage, s.createGateway)
-	api.Put("/gateways/:id", manage, s.putGateway)
-	api.Delete("/gateways/:id", manage, s.deleteGateway)
+	api.get("/gateways", s.listGateways)
+	api.get("/gateways/:id", s.getGateway)
+	api.post("/gateways", s.createGateway)
+	api.put("/gateways/:id", s.putGateway)
+	api.delete("/gateways/:id", s.deleteGateway)
 }
 
 func (s *Server) gatewayStreams() map[string]*ingest.GatewayStats {
@@ -76,9 +76,9 @@ func (s *Server) listGateways(c *fiber.Ctx) error {
 
 // GET /api/v1/gateways/:id
 func (s *Server) getGateway(c *fiber.Ctx) error {
-	g, ok := s.opts.Gateways.Get(c.Params("id"))
+	g, ok := s.opts.Gateways.Get(param(c, "id"))
 	if !ok {
-		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("gateway %s not found", c.Params("id")))
+		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("gateway %s not found", param(c, "id")))
 	}
 	return c.JSON(GatewayView{Gateway: g, Stream: s.gatewayStreams()[g.ID]})
 }
@@ -123,7 +123,7 @@ func (s *Server) putGateway(c *fiber.Ctx) error {
 	if err != nil {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 	}
-	id := c.Params("id")
+	id := param(c, "id")
 	if g.ID == "" {
 		g.ID = id
 	}
@@ -131,15 +131,23 @@ func (s *Server) putGateway(c *fiber.Ctx) error {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, fmt.Sprintf("body id %q differs from the path's %q", g.ID, id))
 	}
 	status := fiber.StatusOK
-	if _, ok := s.opts.Gateways.Get(id); !ok {
+	old, ok := s.opts.Gateways.Get(id)
+	need := auth.ManageGateways
+	switch {
+	case !ok:
 		status = fiber.StatusCreated
+	case !bytes.Equal(old.PublicKey, g.PublicKey):
+		need = auth.GatewayKeys // a new key for a registered gateway
+	}
+	if p, _ := Principal(c); !p.Can(need) {
+		return forbidden(c, p, need)
 	}
 	return s.saveGateway(c, g, status)
 }
 
 // DELETE /api/v1/gateways/:id
 func (s *Server) deleteGateway(c *fiber.Ctx) error {
-	id := c.Params("id")
+	id := param(c, "id")
 	ok, err := s.opts.Gateways.Delete(id)
 	if err != nil {
 		return err

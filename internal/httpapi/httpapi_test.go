@@ -42,7 +42,9 @@ type env struct {
 	seq   uint64
 }
 
-func newEnv(t *testing.T, opts Options) *env {
+// newEnv builds the API over a real store, registry and ingest; with
+// (optional) sets more options that need the registry.
+func newEnv(t *testing.T, opts Options, with ...func(*Options, *registry.Registry)) *env {
 	t.Helper()
 	store, err := twinstore.Open(filepath.Join(t.TempDir(), "twins.db"), twinstore.Options{NoSync: true})
 	if err != nil {
@@ -63,6 +65,9 @@ func newEnv(t *testing.T, opts Options) *env {
 	go func() { done <- in.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done; store.Close() })
 	opts.Log, opts.Assets, opts.Events, opts.Ingest, opts.Gateways, opts.Changes = log, store, store, in, reg, in
+	for _, f := range with {
+		f(&opts, reg)
+	}
 	if opts.Metrics == nil {
 		opts.Metrics = prometheus.NewRegistry()
 	}

@@ -48,54 +48,54 @@ type LedgerDeps struct {
 }
 
 // registerLedger adds the /ledger routes: records, queries and proofs.
-func (s *Server) registerLedger(api fiber.Router) {
+func (s *Server) registerLedger(api router) {
 	d := s.opts.Ledger
 	if d == nil || d.Ledger == nil {
-		api.All("/ledger*", unavailable("the ledger"))
+		api.unavailable("/ledger", "the ledger")
 		return
 	}
 	l := d.Ledger
-	g := api.Group("/ledger", s.ledgerCaller)
-	g.Get("/status", func(c *fiber.Ctx) error {
+	g := api.group("/ledger", s.ledgerCaller)
+	g.get("/status", func(c *fiber.Ctx) error {
 		if d.Status == nil {
 			return c.JSON(fiber.Map{})
 		}
 		return c.JSON(d.Status())
 	})
-	g.Post("/assets", post(l.RegisterAsset))
-	g.Get("/assets/:id", byID(l.GetAsset))
-	g.Post("/assets/:id/status", postFor(l.SetAssetStatus, func(in *core.StatusChange, id string) { in.Asset = id }))
-	g.Get("/assets/:id/history", byID(l.AssetHistory))
-	g.Get("/assets/:id/evidence", byID(l.ListEvidence))
-	g.Get("/assets/:id/deployments", byID(l.DeploymentsOn))
+	g.post("/assets", post(l.RegisterAsset))
+	g.get("/assets/:id", byID(l.GetAsset))
+	g.post("/assets/:id/status", postFor(l.SetAssetStatus, func(in *core.StatusChange, id string) { in.Asset = id }))
+	g.get("/assets/:id/history", byID(l.AssetHistory))
+	g.get("/assets/:id/evidence", byID(l.ListEvidence))
+	g.get("/assets/:id/deployments", byID(l.DeploymentsOn))
 	// ?exposed=xid,ecc_dbe lists the models that used the asset while it had
 	// that evidence; without it, the models trained on it.
-	g.Get("/assets/:id/models", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+	g.get("/assets/:id/models", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
 		if ex := c.Query("exposed"); ex != "" {
 			var kinds []core.EvidenceKind
 			for _, k := range strings.Split(ex, ",") {
 				kinds = append(kinds, core.EvidenceKind(k))
 			}
-			return l.ModelsExposedTo(ctx, c.Params("id"), kinds)
+			return l.ModelsExposedTo(ctx, param(c, "id"), kinds)
 		}
-		return l.ModelsTrainedOn(ctx, c.Params("id"))
+		return l.ModelsTrainedOn(ctx, param(c, "id"))
 	}))
-	g.Get("/anchors/head", get(func(ctx context.Context, c *fiber.Ctx) (any, error) { return l.AnchorHead(ctx) }))
-	g.Get("/anchors/:seq", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+	g.get("/anchors/head", get(func(ctx context.Context, c *fiber.Ctx) (any, error) { return l.AnchorHead(ctx) }))
+	g.get("/anchors/:seq", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
 		seq, err := uintParam(c, "seq")
 		if err != nil {
 			return nil, err
 		}
 		return l.GetAnchor(ctx, seq)
 	}))
-	g.Get("/events/:id/anchor", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+	g.get("/events/:id/anchor", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
 		id, err := uintParam(c, "id")
 		if err != nil {
 			return nil, err
 		}
 		return l.AnchorForEvent(ctx, id)
 	}))
-	g.Get("/events/:id/proof", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+	g.get("/events/:id/proof", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
 		if d.Proofs == nil {
 			return nil, fmt.Errorf("proof export is not configured: %w", ledger.ErrUnavailable)
 		}
@@ -110,11 +110,11 @@ func (s *Server) registerLedger(api fiber.Router) {
 		return b, err
 	}))
 	// An alert's proof: the anchored twin events behind it (alerts.go's store).
-	g.Get("/alerts/:id/proof", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+	g.get("/alerts/:id/proof", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
 		if d.Proofs == nil || s.opts.Alerts == nil {
 			return nil, fmt.Errorf("alert proofs need the proof export and alerting: %w", ledger.ErrUnavailable)
 		}
-		a, err := s.opts.Alerts.Get(c.Params("id"))
+		a, err := s.opts.Alerts.Get(param(c, "id"))
 		if errors.Is(err, alert.ErrNotFound) {
 			return nil, fmt.Errorf("%v: %w", err, ledger.ErrNotFound)
 		}
@@ -131,15 +131,15 @@ func (s *Server) registerLedger(api fiber.Router) {
 		}
 		return b, err
 	}))
-	g.Get("/proofs/:type/:id", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+	g.get("/proofs/:type/:id", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
 		if d.Proofs == nil {
 			return nil, fmt.Errorf("proof export is not configured: %w", ledger.ErrUnavailable)
 		}
-		return d.Proofs.Record(c.Params("type"), c.Params("id"))
+		return d.Proofs.Record(param(c, "type"), param(c, "id"))
 	}))
 	// The latest signed checkpoint, and a proof that an earlier tree size is
 	// a prefix of a later one: how an auditor checks the log only grew.
-	g.Get("/checkpoint", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+	g.get("/checkpoint", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
 		if d.Tree == nil {
 			return nil, fmt.Errorf("the event tree is not configured: %w", ledger.ErrUnavailable)
 		}
@@ -149,7 +149,7 @@ func (s *Server) registerLedger(api fiber.Router) {
 		}
 		return cp, err
 	}))
-	g.Get("/consistency", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+	g.get("/consistency", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
 		if d.Tree == nil {
 			return nil, fmt.Errorf("the event tree is not configured: %w", ledger.ErrUnavailable)
 		}
@@ -170,23 +170,23 @@ func (s *Server) registerLedger(api fiber.Router) {
 	}))
 	// The dataset and model lists: ?limit=N (1..500, default 50) and
 	// ?after=ID (the previous page's "next"), in id order.
-	g.Get("/datasets", pageOf(l.ListDatasets))
-	g.Get("/models", pageOf(l.ListModels))
-	g.Post("/datasets", post(l.RegisterDataset))
-	g.Get("/datasets/:id", byID(l.GetDataset))
-	g.Post("/datasets/:id/checks", postFor(l.AddQualityChecks, func(in *core.QualityChecksInput, id string) { in.Dataset = id }))
-	g.Post("/models", post(l.RegisterModel))
-	g.Get("/models/:id", byID(l.GetModel))
-	g.Get("/models/:id/lineage", byID(l.ModelLineage))
-	g.Post("/models/:id/evaluations", postFor(l.AddEvaluation, func(in *core.EvaluationInput, id string) { in.Model = id }))
-	g.Post("/attestations", post(l.Attest))
-	g.Get("/attestations", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
+	g.get("/datasets", pageOf(l.ListDatasets))
+	g.get("/models", pageOf(l.ListModels))
+	g.post("/datasets", post(l.RegisterDataset))
+	g.get("/datasets/:id", byID(l.GetDataset))
+	g.post("/datasets/:id/checks", postFor(l.AddQualityChecks, func(in *core.QualityChecksInput, id string) { in.Dataset = id }))
+	g.post("/models", post(l.RegisterModel))
+	g.get("/models/:id", byID(l.GetModel))
+	g.get("/models/:id/lineage", byID(l.ModelLineage))
+	g.post("/models/:id/evaluations", postFor(l.AddEvaluation, func(in *core.EvaluationInput, id string) { in.Model = id }))
+	g.post("/attestations", post(l.Attest))
+	g.get("/attestations", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
 		return l.ListAttestations(ctx, core.SubjectKind(c.Query("subject_kind")), c.Query("subject"))
 	}))
-	g.Post("/policies", post(l.SetPolicy))
-	g.Get("/policies/:id", byID(l.GetPolicy))
-	g.Post("/deployments", post(l.RequestDeployment))
-	g.Get("/deployments/:id", byID(l.GetDeployment))
+	g.post("/policies", post(l.SetPolicy))
+	g.get("/policies/:id", byID(l.GetPolicy))
+	g.post("/deployments", post(l.RequestDeployment))
+	g.get("/deployments/:id", byID(l.GetDeployment))
 }
 
 // errPending marks an event proof asked for before its anchor exists.
@@ -255,9 +255,9 @@ func ledgerError(c *fiber.Ctx, err error) error {
 var errBadInput = errors.New("bad input")
 
 func uintParam(c *fiber.Ctx, name string) (uint64, error) {
-	n, err := strconv.ParseUint(c.Params(name), 10, 64)
+	n, err := strconv.ParseUint(param(c, name), 10, 64)
 	if err != nil || n == 0 {
-		return 0, fmt.Errorf("%s %q: want a positive number: %w", name, c.Params(name), errBadInput)
+		return 0, fmt.Errorf("%s %q: want a positive number: %w", name, param(c, name), errBadInput)
 	}
 	return n, nil
 }
@@ -298,7 +298,7 @@ func pageOf[T any](f func(ctx context.Context, q core.PageQuery) (core.Page[T], 
 }
 
 func byID[Out any](f func(ctx context.Context, id string) (Out, error)) fiber.Handler {
-	return get(func(ctx context.Context, c *fiber.Ctx) (any, error) { return f(ctx, c.Params("id")) })
+	return get(func(ctx context.Context, c *fiber.Ctx) (any, error) { return f(ctx, param(c, "id")) })
 }
 
 func post[In, Out any](f func(ctx context.Context, in In) (Out, error)) fiber.Handler {
@@ -314,7 +314,7 @@ func postFor[In, Out any](f func(ctx context.Context, in In) (Out, error), set f
 			return ledgerError(c, err)
 		}
 		if set != nil {
-			set(&in, c.Params("id"))
+			set(&in, param(c, "id"))
 		}
 		out, err := f(ledgerCtx(c), in)
 		if err != nil {

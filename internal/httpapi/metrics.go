@@ -2,15 +2,19 @@ package httpapi
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-func (s *Server) registerMetrics() error {
+// registerMetrics serves /metrics to a signed-in caller: Prometheus
+// scrapes with an API token (authorization: credentials in its scrape
+// config), as it lists the service's figures.
+func (s *Server) registerMetrics(root router) error {
 	if s.opts.Metrics == nil {
-		s.app.Get("/metrics", unavailable("metrics"))
+		root.get("/metrics", unavailable("metrics"))
 		return nil
 	}
 	if s.opts.Ingest != nil {
@@ -18,12 +22,22 @@ func (s *Server) registerMetrics() error {
 			return fmt.Errorf("register ingest metrics: %w", err)
 		}
 	}
+	if x := s.opts.Auth; x != nil {
+		for reason, n := range map[string]*atomic.Uint64{"credentials": &x.failed, "throttled": &x.throttled, "busy": &x.busy} {
+			c := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_auth_refused_total",
+				Help:        "Sign-ins and credentials refused: wrong credentials or forgery, throttled (429), no password check free (503).",
+				ConstLabels: prometheus.Labels{"reason": reason}}, func() float64 { return float64(n.Load()) })
+			if err := s.opts.Metrics.Register(c); err != nil {
+				return fmt.Errorf("register auth metrics: %w", err)
+			}
+		}
+	}
 	streams := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twinchain_http_streams", Help: "Open server-sent event streams."},
 		func() float64 { return float64(s.streams.Load()) })
 	if err := s.opts.Metrics.Register(streams); err != nil {
 		return fmt.Errorf("register http metrics: %w", err)
 	}
-	s.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.opts.Metrics, promhttp.HandlerOpts{})))
+	root.get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.opts.Metrics, promhttp.HandlerOpts{})))
 	return nil
 }
 

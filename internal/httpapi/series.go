@@ -29,14 +29,14 @@ const seriesTimeout = 30 * time.Second
 // chartWindows is how many windows a chart gets when it names no step.
 const chartWindows = 300
 
-func (s *Server) registerSeries(api fiber.Router) {
+func (s *Server) registerSeries(api router) {
 	if s.opts.Telemetry == nil {
-		api.Get("/assets/:id/series", unavailable("the telemetry store"))
-		api.Get("/assets/:id/latest", unavailable("the telemetry store"))
+		api.get("/assets/:id/series", unavailable("the telemetry store"))
+		api.get("/assets/:id/latest", unavailable("the telemetry store"))
 		return
 	}
-	api.Get("/assets/:id/series", s.assetSeries)
-	api.Get("/assets/:id/latest", s.assetLatest)
+	api.get("/assets/:id/series", s.assetSeries)
+	api.get("/assets/:id/latest", s.assetLatest)
 }
 
 // Series is the answer of GET /assets/:id/series.
@@ -64,7 +64,7 @@ type SeriesPoint struct {
 // is a duration such as 30s or 5m (default: about 300 windows); agg is mean
 // (default), min, max, last or count. Windows without data are left out.
 func (s *Server) assetSeries(c *fiber.Ctx) error {
-	id := c.Params("id")
+	id := param(c, "id")
 	q, err := parseSeriesQuery(c, id, s.opts.Now())
 	if err != nil {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
@@ -88,7 +88,7 @@ func (s *Server) assetSeries(c *fiber.Ctx) error {
 
 // GET /api/v1/assets/:id/latest: the newest value of every field.
 func (s *Server) assetLatest(c *fiber.Ctx) error {
-	id := c.Params("id")
+	id := param(c, "id")
 	if err := s.assetExists(c, id); err != nil {
 		return err
 	}

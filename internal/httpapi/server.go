@@ -3,9 +3,13 @@
 // registers its routes (assets.go, gateways.go, stream.go, ...); a domain
 // whose dependency is not configured answers 503 "unavailable".
 //
+// Every route is registered through the policy table (policy.go: Routes),
+// which says who may call it and puts the sign-in and role checks in front
+// of it.
+//
 // To add a domain: add its optional dependency to Options (an interface
-// declared in the domain's file), write register<Domain>(api fiber.Router)
-// in its own file, and call it from New.
+// declared in the domain's file), add its routes to Routes, write
+// register<Domain>(api router) in its own file, and call it from New.
 package httpapi
 
 import (
@@ -64,6 +68,11 @@ type Server struct {
 	app     *fiber.App
 	done    chan struct{} // closed when Run is shutting down: ends SSE streams
 	streams atomic.Int64  // open SSE streams
+	// authenticate finds the request's principal (Auth.Authenticate, or
+	// NoAuth without sign-in).
+	authenticate fiber.Handler
+	// routeErrs are routes registered without a row in Routes.
+	routeErrs []error
 }
 
 // Streams is the number of open SSE streams.
@@ -92,18 +101,22 @@ func New(opts Options) (*Server, error) {
 		ReadTimeout:           30 * time.Second,
 		IdleTimeout:           120 * time.Second,
 	})
-	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
-	s.app.Get("/readyz", s.readyz)
-	if err := s.registerMetrics(); err != nil {
+	s.authenticate = NoAuth
+	if opts.Auth != nil {
+		s.authenticate = opts.Auth.Authenticate
+	}
+	root := router{s: s}
+	root.get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	root.get("/readyz", s.readyz)
+	if err := s.registerMetrics(root); err != nil {
 		return nil, err
 	}
-	api := s.app.Group("/api/v1")
-	s.registerEnrollGateway(api) // a gateway's enrollment token is its credential
+	api := root.group(v1)
+	s.registerEnrollGateway(api)
 	if opts.Auth != nil {
-		opts.Auth.Mount(api)
-	} else {
-		api.Use(NoAuth)
+		opts.Auth.register(api)
 	}
+	api.get("/auth/policy", policy)
 	s.registerSeries(api) // before assets: with no asset store, /assets* answers 503
 	s.registerAssets(api)
 	s.registerGateways(api)
@@ -112,11 +125,14 @@ func New(opts Options) (*Server, error) {
 	s.registerLedger(api)
 	s.registerAlerts(api)
 	s.registerSites(api)
-	api.Use(func(c *fiber.Ctx) error {
+	s.app.Use(v1, func(c *fiber.Ctx) error {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", c.Method(), c.Path()))
 	})
 	if opts.Dashboard != nil {
 		MountDashboard(s.app, opts.Dashboard)
+	}
+	if err := errors.Join(s.routeErrs...); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -146,6 +162,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := s.app.ShutdownWithTimeout(5 * time.Second); err != nil {
 		return fmt.Errorf("http shutdown: %w", err)
 	}
+	// A shutdown that comes before the server took the listener does not
+	// close it (fasthttp), and the server would then serve forever.
+	ln.Close()
 	if err := <-errc; err != nil { // nil after a clean shutdown
 		return fmt.Errorf("http: %w", err)
 	}

@@ -18,7 +18,7 @@ type Site struct {
 
 // registerSites adds GET /sites: the configured sites, by id, for any
 // signed-in role. {"items": [...]}; an empty list when none are configured.
-func (s *Server) registerSites(api fiber.Router) {
+func (s *Server) registerSites(api router) {
 	sites := slices.Clone(s.opts.Sites)
 	slices.SortFunc(sites, func(a, b Site) int { return strings.Compare(a.ID, b.ID) })
 	for i := range sites {
@@ -26,7 +26,7 @@ func (s *Server) registerSites(api fiber.Router) {
 			sites[i].Polygon = [][]float64{}
 		}
 	}
-	api.Get("/sites", func(c *fiber.Ctx) error {
+	api.get("/sites", func(c *fiber.Ctx) error {
 		return c.JSON(fiber.Map{"items": sites})
 	})
 }

@@ -20,12 +20,12 @@ type EventLog interface {
 
 const streamBatch = 256
 
-func (s *Server) registerStream(api fiber.Router) {
+func (s *Server) registerStream(api router) {
 	if s.opts.Events == nil {
-		api.All("/stream", unavailable("the event log"))
+		api.unavailable("/stream", "the event log")
 		return
 	}
-	api.Get("/stream", s.stream)
+	api.get("/stream", s.stream)
 }
 
 // GET /api/v1/stream?after=&asset= : server-sent events of twin changes.

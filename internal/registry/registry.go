@@ -18,12 +18,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
 
+	"twinchain/internal/atomicfile"
 	"twinchain/internal/wire"
 )
 
@@ -117,32 +117,10 @@ func WriteFile(path string, f File) error {
 	if err != nil {
 		return fmt.Errorf("marshal registry: %w", err)
 	}
-	if err := writeAtomic(path, append(data, '\n'), ".registry-*.json"); err != nil {
+	if err := atomicfile.Write(path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write registry: %w", err)
 	}
 	return nil
-}
-
-// writeAtomic writes data to path through a temporary file (named by
-// pattern in the same folder) renamed into place.
-func writeAtomic(path string, data []byte, pattern string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), pattern)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // Store persists registry edits; twin-service's store is one.

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"twinchain/internal/atomicfile"
 )
 
 // FileWatcher imports a registry file (registry.json) into the registry: the
@@ -76,7 +78,7 @@ func (w *FileWatcher) saveRecord(ids map[string]bool) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(w.record, append(data, '\n'), ".registry-imported-*")
+	return atomicfile.Write(w.record, append(data, '\n'), 0o600)
 }
 
 // Check reads the file if it changed since the last check and imports the

@@ -3,12 +3,13 @@ package testsvc
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,10 @@ type TwinServiceOptions struct {
 	// HTTPAddr and MQTTAddr are the -http and -mqtt-addr listen addresses;
 	// "" a spare loopback port each.
 	HTTPAddr, MQTTAddr string
+	// TLS serves the API with the service's self-signed certificate
+	// (-http-self-signed): URL is https:// and Client trusts that
+	// certificate.
+	TLS bool
 	// Args are more flags, after the helper's own (-log-level warn among
 	// them, which a later -log-level overrides).
 	Args []string
@@ -44,15 +49,18 @@ type Token struct {
 // TwinService is a twin-service process owned by one test, started from the
 // binary Programs builds.
 type TwinService struct {
-	URL      string // http://127.0.0.1:port
+	URL string // http://127.0.0.1:port (https:// with TLS)
+	// Client is an HTTP client for URL: with TLS, one that trusts the
+	// service's certificate ({DataDir}/tls/cert.pem).
+	Client   *http.Client
 	HTTPAddr string // 127.0.0.1:port
 	MQTTAddr string // 127.0.0.1:port of the embedded broker
 	DataDir  string
 	// AdminToken is an API token with role admin.
 	AdminToken string
 	// AdminPassword is the password of the admin user the service made in
-	// DataDir at its first start ("" when sign-in is off, or when DataDir
-	// already held users.yaml).
+	// DataDir at its first start, read from DataDir/admin-password ("" when
+	// sign-in is off, or when that file is gone).
 	AdminPassword string
 	// Proc is the running process; Restart replaces it.
 	Proc *Process
@@ -85,6 +93,11 @@ func StartTwinService(t testing.TB, opts TwinServiceOptions) *TwinService {
 		s.MQTTAddr = Addr(FreePort(t))
 	}
 	s.URL = "http://" + s.HTTPAddr
+	s.Client = http.DefaultClient
+	if opts.TLS {
+		s.URL = "https://" + s.HTTPAddr
+		opts.Args = append([]string{"-http-self-signed", "true"}, opts.Args...)
+	}
 	s.AdminToken = "tc_testsvc_admin_" + rand.Text()
 	tokens := append([]Token{{Name: "testsvc-admin", Role: "admin", Secret: s.AdminToken}}, opts.Tokens...)
 	conf, err := withTokens(opts.Config, tokens)
@@ -108,14 +121,22 @@ func StartTwinService(t testing.TB, opts TwinServiceOptions) *TwinService {
 	return s
 }
 
-var adminPasswordLine = regexp.MustCompile(`sign in as admin with password (\S+) `)
-
 func (s *TwinService) start(extra []string) {
 	s.t.Helper()
 	s.Proc = startProcess(s.t, serviceEnv(), s.bin, append(append([]string(nil), s.args...), extra...)...)
 	p := s.Proc
 	client := &http.Client{Timeout: 2 * time.Second}
 	ready := func() bool {
+		if strings.HasPrefix(s.URL, "https:") {
+			pem, err := os.ReadFile(filepath.Join(s.DataDir, "tls", "cert.pem"))
+			if err != nil {
+				return false // not written yet
+			}
+			roots := x509.NewCertPool()
+			roots.AppendCertsFromPEM(pem)
+			s.Client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+			client = &http.Client{Timeout: 2 * time.Second, Transport: s.Client.Transport}
+		}
 		resp, err := client.Get(s.URL + "/readyz")
 		if err != nil {
 			return false
@@ -131,8 +152,8 @@ func (s *TwinService) start(extra []string) {
 		}
 		return ready()
 	})
-	if m := adminPasswordLine.FindStringSubmatch(p.Output.String()); m != nil {
-		s.AdminPassword = m[1]
+	if pw, err := os.ReadFile(filepath.Join(s.DataDir, "admin-password")); err == nil {
+		s.AdminPassword = strings.TrimSpace(string(pw))
 	}
 }
 

@@ -85,7 +85,14 @@ func TestStartTwinService(t *testing.T) {
 		return resp.StatusCode
 	}
 	if s.AdminPassword == "" || login() != 200 {
-		t.Errorf("sign-in as admin with the printed password %q failed", s.AdminPassword)
+		t.Errorf("sign-in as admin with the password from the admin-password file %q failed", s.AdminPassword)
+	}
+	// The password is in a file only its owner reads, never in the output.
+	if fi, err := os.Stat(s.DataDir + "/admin-password"); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin-password file: %v, %v, want mode 0600", fi, err)
+	}
+	if s.AdminPassword != "" && strings.Contains(s.Output(), s.AdminPassword) {
+		t.Errorf("twin-service printed the admin password:\n%s", s.Output())
 	}
 	if _, err := os.Stat(s.DataDir + "/users.yaml"); err != nil {
 		t.Errorf("no users file in the data directory: %v", err)

@@ -154,9 +154,9 @@ function same(a, b) {
 // anchored batch, and (embedded ledger) in a signed block that wrote the
 // anchor. The browser repeats every check of proofbundle.Verify.
 
-// rawJSON parses JSON text and keeps, for every value, its exact text, so
-// that hashes over "the exact bytes" can be recomputed. get(path) returns
-// {value, raw} for a path of keys.
+// rawJSON parses JSON text and keeps, for every value, its exact text and
+// its tokens in order, so that hashes over "the exact bytes" can be
+// recomputed (canonical). get(path) returns {value, raw} for a path of keys.
 export function rawJSON(text) {
   let i = 0;
   const ws = () => { while (i < text.length && " \t\r\n".includes(text[i])) i++; };
@@ -167,6 +167,8 @@ export function rawJSON(text) {
     let v, kids = null;
     if (c === "{") {
       i++; kids = {}; v = {};
+      const entries = [];
+      Object.defineProperty(kids, "entries", { value: entries }); // keys in order: JS objects put integer-like keys first
       ws();
       if (text[i] === "}") i++;
       else for (;;) {
@@ -176,6 +178,7 @@ export function rawJSON(text) {
         if (text[i++] !== ":") throw new Error(`JSON: ':' expected at ${i}`);
         const node = value();
         kids[k] = node; v[k] = node.value;
+        entries.push([k, node]);
         ws();
         if (text[i] === ",") { i++; continue; }
         if (text[i++] !== "}") throw new Error(`JSON: '}' expected at ${i}`);
@@ -223,6 +226,24 @@ export function rawJSON(text) {
 
 const enc = new TextEncoder();
 
+// goString is JSON text for s as Go's encoding/json writes it:
+// JSON.stringify's escapes, plus <, >, & and U+2028/U+2029 as \u escapes.
+function goString(s) {
+  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+}
+
+// canonical is a node of rawJSON written as Go's encoding/json writes it
+// (proofbundle.Canonical): no whitespace, strings escaped as Go escapes
+// them, numbers as written, keys in their order. The service wrote the
+// hashed and signed values this way, so a pretty-printed bundle (by jq, a
+// browser or an editor) checks the same as the file it came from.
+export function canonical(node) {
+  if (Array.isArray(node.kids)) return "[" + node.kids.map(canonical).join(",") + "]";
+  if (node.kids) return "{" + node.kids.entries.map(([k, n]) => goString(k) + ":" + canonical(n)).join(",") + "}";
+  if (typeof node.value === "string") return goString(node.value);
+  return node.raw.trim();
+}
+
 function b64(s) {
   const bin = atob(String(s || ""));
   return Uint8Array.from(bin, (c) => c.charCodeAt(0));
@@ -266,7 +287,7 @@ async function writeSetHash(writes) {
 // checkBlock is fileledger.CheckBlock: the block's hash over its exact body
 // bytes, its signature by the service key, and its write-set hash.
 async function checkBlock(blockNode, key) {
-  const bodyRaw = blockNode.kids.body.raw;
+  const bodyRaw = canonical(blockNode.kids.body);
   const blk = blockNode.value;
   const h = await sha256(enc.encode("twinchain-block-v1\n"), enc.encode(bodyRaw));
   if (!same(h, decodeHash(blk.hash))) throw new Error("block hash does not match its body");
@@ -381,7 +402,7 @@ async function verifyEventProof(node, key, add) {
   await step(add, "ledger block", async () => {
     const body = await checkBlock(node.kids.block, key);
     const akey = `anchor/${String(a.seq).padStart(20, "0")}`;
-    if (!writeHolds(body, akey, anchorNode.raw)) throw new Error(`block ${body.height} does not write this anchor`);
+    if (!writeHolds(body, akey, canonical(anchorNode))) throw new Error(`block ${body.height} does not write this anchor`);
     return `block ${body.height} signed by the service key writes anchor ${a.seq}`;
   });
   return subject;
@@ -395,7 +416,7 @@ async function verifyRecordProof(node, key, add) {
   });
   await step(add, "ledger block", async () => {
     const body = await checkBlock(node.kids.block, key);
-    if (!writeHolds(body, p.key, node.kids.value.raw)) throw new Error(`block ${body.height} does not write this value at ${p.key}`);
+    if (!writeHolds(body, p.key, canonical(node.kids.value))) throw new Error(`block ${body.height} does not write this value at ${p.key}`);
     return `block ${body.height} signed by the service key writes it`;
   });
   return `ledger ${p.type} ${p.id}`;

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
 	"time"
@@ -43,36 +44,41 @@ func Roles() []Role {
 // Valid reports whether r is a known role.
 func (r Role) Valid() bool { return slices.Contains(Roles(), r) }
 
-// Action is one thing a route lets a caller do. The API checks actions (or
-// roles) on its routes, and the dashboard asks /auth/me which actions the
-// signed-in user has, so the UI and the API follow one table.
+// Action is one thing a route lets a caller do. The API's policy table
+// (httpapi.Routes) gives each route its actions, and the dashboard asks
+// /auth/me which actions the signed-in user has, so the UI and the API
+// follow one table.
 type Action string
 
 // The actions.
 const (
-	ReadAll           Action = "read"               // every GET
-	WriteAssets       Action = "assets.write"       // custody, status, registration
+	ReadAll           Action = "read"               // every GET, sign-out, /metrics
+	WriteAssets       Action = "assets.write"       // custody owner and holder, status in/out of service, transit, retired
+	MaintainAssets    Action = "assets.maintain"    // status into maintenance and back to service
+	QuarantineAssets  Action = "assets.quarantine"  // status into quarantine, and out of it
 	AckAlerts         Action = "alerts.ack"         // acknowledge and resolve alerts
-	WriteWorkOrders   Action = "workorders.write"   // open, start, close work orders
+	WriteWorkOrders   Action = "workorders.write"   // open and cancel work orders
 	ApproveWorkOrders Action = "workorders.approve" // approve a work order
-	WriteProvenance   Action = "provenance.write"   // datasets, models, training runs
-	Attest            Action = "attest"             // sign attestations, gate deployments
-	ManageGateways    Action = "gateways.manage"    // register, re-key and remove gateways
-	ManageUsers       Action = "users.manage"
+	ManageGateways    Action = "gateways.manage"    // register new gateways, edit their site and assets, enrollment tokens
+	GatewayKeys       Action = "gateways.keys"      // change or revoke a registered gateway's key
+	LedgerWrite       Action = "ledger.write"       // ledger writes; the ledger's own roles decide each (chaincode/core/roles.go)
 )
 
 // Policy is which roles may take each action. Admin may take every action.
+// Quarantine and gateway keys follow the ledger, which reserves them for
+// security (and admin).
 func Policy() map[Action][]Role {
 	return map[Action][]Role{
 		ReadAll:           {Viewer, AssetManager, Security, Maintenance, MLEngineer, MLLead, Compliance, Auditor},
 		WriteAssets:       {AssetManager},
+		MaintainAssets:    {AssetManager, Maintenance},
+		QuarantineAssets:  {Security},
 		AckAlerts:         {Security},
 		WriteWorkOrders:   {Maintenance, AssetManager},
 		ApproveWorkOrders: {AssetManager, Security},
-		WriteProvenance:   {MLEngineer},
-		Attest:            {Auditor, MLEngineer, MLLead, Security, Compliance},
-		ManageGateways:    {AssetManager},
-		ManageUsers:       {},
+		ManageGateways:    {AssetManager, Security},
+		GatewayKeys:       {Security},
+		LedgerWrite:       {AssetManager, Security, Maintenance, MLEngineer, MLLead, Compliance},
 	}
 }
 
@@ -121,6 +127,13 @@ type Config struct {
 	SessionTTL time.Duration `yaml:"session_ttl" json:"session_ttl"`
 	// MaxSessions bounds the session table.
 	MaxSessions int `yaml:"max_sessions" json:"max_sessions"`
+	// PasswordChecks bounds the bcrypt password checks that run at once;
+	// default half the CPUs (at least 1), so that a flood of sign-ins
+	// leaves the rest to the API.
+	PasswordChecks int `yaml:"password_checks" json:"password_checks"`
+	// PasswordWait is how long a sign-in waits for a free check before it
+	// is answered 503; default 2s.
+	PasswordWait time.Duration `yaml:"password_wait" json:"password_wait"`
 	// SecureCookie marks the cookies Secure (set it when served over TLS).
 	SecureCookie bool `yaml:"secure_cookie" json:"secure_cookie"`
 	// Disabled turns sign-in off: every request acts as an anonymous admin.
@@ -135,6 +148,12 @@ func (c *Config) Defaults() {
 	}
 	if c.MaxSessions == 0 {
 		c.MaxSessions = 10000
+	}
+	if c.PasswordChecks == 0 {
+		c.PasswordChecks = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	if c.PasswordWait == 0 {
+		c.PasswordWait = 2 * time.Second
 	}
 }
 
@@ -167,8 +186,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("auth: token %q: sha256 must be 64 hex digits", t.Name)
 		}
 	}
-	if c.SessionTTL < 0 || c.MaxSessions < 0 {
-		return errors.New("auth: session_ttl and max_sessions must not be negative")
+	if c.SessionTTL < 0 || c.MaxSessions < 0 || c.PasswordChecks < 0 || c.PasswordWait < 0 {
+		return errors.New("auth: session_ttl, max_sessions, password_checks and password_wait must not be negative")
 	}
 	return nil
 }

@@ -15,24 +15,6 @@ import (
 // ErrBadCredentials is a wrong user name or password. It does not say which.
 var ErrBadCredentials = errors.New("wrong user name or password")
 
-// ErrThrottled is a sign-in refused unchecked because the name had too many
-// wrong passwords lately.
-var ErrThrottled = errors.New("too many failed sign-ins for this user; wait a minute")
-
-// Sign-in throttling: after maxFailures wrong passwords for one name within
-// failureWindow, that name is refused for lockout.
-const (
-	maxFailures   = 5
-	failureWindow = 15 * time.Minute
-	lockout       = time.Minute
-	maxTracked    = 10000 // names tracked at once; the table is reset when full
-)
-
-type failures struct {
-	n           int
-	first, last time.Time
-}
-
 // Principal is who a request acts as.
 type Principal struct {
 	Name string
@@ -65,12 +47,18 @@ type Authenticator struct {
 	now    func() time.Time
 	rand   io.Reader
 	// dummy is a bcrypt hash compared against when the user is unknown, so
-	// an unknown name takes as long as a wrong password.
+	// an unknown name takes as long as a wrong password (same cost as the
+	// first user's hash).
 	dummy []byte
+
+	gate *gate // bounds the bcrypt checks at once
 
 	mu       sync.Mutex
 	sessions map[string]*Session
-	failed   map[string]*failures // by user name
+	throttle *throttle
+	// known are the address and name pairs that signed in before: they
+	// may use the gate's known slot (at most maxKnown).
+	known map[string]struct{}
 }
 
 // New makes an Authenticator from a validated Config. rand supplies
@@ -88,7 +76,9 @@ func New(cfg Config, now func() time.Time, rand io.Reader) (*Authenticator, erro
 		now:      now,
 		rand:     rand,
 		sessions: map[string]*Session{},
-		failed:   map[string]*failures{},
+		throttle: newThrottle(),
+		known:    map[string]struct{}{},
+		gate:     newGate(cfg.PasswordChecks, cfg.PasswordWait),
 	}
 	for _, u := range cfg.Users {
 		a.users[u.Name] = u
@@ -96,7 +86,11 @@ func New(cfg Config, now func() time.Time, rand io.Reader) (*Authenticator, erro
 	for _, t := range cfg.Tokens {
 		a.tokens[t.SHA256] = t
 	}
-	d, err := bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
+	cost := bcrypt.DefaultCost
+	if len(cfg.Users) > 0 {
+		cost, _ = bcrypt.Cost([]byte(cfg.Users[0].PasswordHash)) // Validate checked it
+	}
+	d, err := bcrypt.GenerateFromPassword([]byte("not a password"), cost)
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
@@ -104,23 +98,36 @@ func New(cfg Config, now func() time.Time, rand io.Reader) (*Authenticator, erro
 	return a, nil
 }
 
-// Login checks a user name and password and opens a session.
-func (a *Authenticator) Login(name, password string) (Session, error) {
-	if a.throttled(name) {
-		return Session{}, ErrThrottled
+// Login checks a user name and password sent from source (the client's
+// address) and opens a session. A wrong name or password is
+// ErrBadCredentials. It refuses unchecked with a *Throttled (ErrThrottled)
+// when source, or source for this name, had too many attempts lately, and
+// with ErrBusy when no password check slot freed in time.
+func (a *Authenticator) Login(source, name, password string) (Session, error) {
+	source = sourceKey(source)
+	a.mu.Lock()
+	wait := a.throttle.take(source, name, a.now())
+	a.mu.Unlock()
+	if wait > 0 {
+		return Session{}, &Throttled{RetryAfter: wait}
+	}
+	a.mu.Lock()
+	_, known := a.known[source+"\x00"+name]
+	a.mu.Unlock()
+	release, err := a.gate.acquire(known)
+	if err != nil {
+		return Session{}, err
 	}
 	u, ok := a.users[name]
 	hash := a.dummy
 	if ok {
 		hash = []byte(u.PasswordHash)
 	}
-	if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil || !ok {
-		a.fail(name)
+	err = bcrypt.CompareHashAndPassword(hash, []byte(password))
+	release()
+	if err != nil || !ok {
 		return Session{}, ErrBadCredentials
 	}
-	a.mu.Lock()
-	delete(a.failed, name)
-	a.mu.Unlock()
 	id, err := a.random()
 	if err != nil {
 		return Session{}, err
@@ -132,43 +139,16 @@ func (a *Authenticator) Login(name, password string) (Session, error) {
 	s := &Session{ID: id, CSRF: csrf, User: u.Name, Role: u.Role, Expires: a.now().Add(a.ttl)}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.throttle.succeeded(source, name)
+	if len(a.known) >= maxKnown {
+		clear(a.known) // rare: the known lane is an optimisation
+	}
+	a.known[source+"\x00"+name] = struct{}{}
 	if len(a.sessions) >= a.max {
 		a.evictLocked()
 	}
 	a.sessions[id] = s
 	return *s, nil
-}
-
-// throttled reports whether name is locked out after too many failures.
-func (a *Authenticator) throttled(name string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f, ok := a.failed[name]
-	if !ok {
-		return false
-	}
-	now := a.now()
-	if now.Sub(f.first) > failureWindow && now.Sub(f.last) > lockout {
-		delete(a.failed, name)
-		return false
-	}
-	return f.n >= maxFailures && now.Sub(f.last) < lockout
-}
-
-func (a *Authenticator) fail(name string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := a.now()
-	f, ok := a.failed[name]
-	if !ok || now.Sub(f.first) > failureWindow {
-		if len(a.failed) >= maxTracked {
-			a.failed = map[string]*failures{}
-		}
-		f = &failures{first: now}
-		a.failed[name] = f
-	}
-	f.n++
-	f.last = now
 }
 
 // evictLocked drops expired sessions, then the one closest to expiry if the

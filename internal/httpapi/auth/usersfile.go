@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"gopkg.in/yaml.v3"
+
+	"twinchain/internal/atomicfile"
 )
 
 // usersFile is the shape of a users file.
@@ -29,10 +31,17 @@ func LoadUsersFile(path string) ([]UserConfig, error) {
 	return f.Users, nil
 }
 
+// AdminPasswordFile is the file beside the users file in which EnsureAdmin
+// leaves the first admin's password (0600), so that it never goes to the
+// logs; delete it once read.
+func AdminPasswordFile(usersFile string) string {
+	return filepath.Join(filepath.Dir(usersFile), "admin-password")
+}
+
 // EnsureAdmin makes sure the users file at path exists. When it does not,
-// it writes one holding the user "admin" with a new random password and
-// returns that password, so that the caller can print it once; otherwise
-// it returns "". The file holds only the bcrypt hash.
+// it writes one holding the user "admin" with a new random password (only
+// its bcrypt hash), writes that password alone to AdminPasswordFile(path)
+// (mode 0600) and returns it; otherwise it returns "".
 func EnsureAdmin(path string, rand io.Reader) (password string, err error) {
 	if _, err := os.Stat(path); err == nil {
 		return "", nil
@@ -59,8 +68,12 @@ func EnsureAdmin(path string, rand io.Reader) (password string, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", fmt.Errorf("users file: %w", err)
 	}
+	// The password first, so that a users file never exists without it.
+	if err := atomicfile.Write(AdminPasswordFile(path), append(pw, '\n'), 0o600); err != nil {
+		return "", fmt.Errorf("admin password file: %w", err)
+	}
 	header := []byte("# twinchain users: name, role, bcrypt password_hash. Written at first start.\n")
-	if err := os.WriteFile(path, append(header, out...), 0o600); err != nil {
+	if err := atomicfile.Write(path, append(header, out...), 0o600); err != nil {
 		return "", fmt.Errorf("users file: %w", err)
 	}
 	return string(pw), nil

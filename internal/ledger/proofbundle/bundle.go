@@ -83,8 +83,12 @@
 package proofbundle
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"strconv"
 
 	"twinchain/internal/detect/alert"
 	"twinchain/internal/ledger"
@@ -175,7 +179,97 @@ func Parse(b []byte) (*Bundle, error) {
 	if bd.Version != Version {
 		return nil, fmt.Errorf("proof bundle version %d, want %d", bd.Version, Version)
 	}
+	// The values whose exact bytes were hashed and signed are read back in
+	// the form they were written, whatever whitespace and escapes the
+	// file gained on its way (json.Indent, jq, a browser's pretty-print).
+	var raws []*json.RawMessage
+	addEvent := func(p *EventProof) {
+		raws = append(raws, &p.Anchor)
+		if p.Block != nil {
+			raws = append(raws, &p.Block.Body)
+		}
+	}
+	if bd.Event != nil {
+		addEvent(bd.Event)
+	}
+	if bd.Record != nil {
+		raws = append(raws, &bd.Record.Value, &bd.Record.Block.Body)
+	}
+	if bd.Alert != nil {
+		for i := range bd.Alert.Events {
+			addEvent(&bd.Alert.Events[i])
+		}
+	}
+	for _, r := range raws {
+		c, err := Canonical(*r)
+		if err != nil {
+			return nil, fmt.Errorf("proof bundle: %w", err)
+		}
+		*r = c
+	}
 	return &bd, nil
+}
+
+// Canonical writes a JSON value as encoding/json writes it: no whitespace
+// between tokens, every string escaped as json.Marshal escapes it, numbers
+// as written and keys in their order. What encoding/json wrote comes back
+// unchanged; a pretty-printed copy comes back as those exact bytes.
+func Canonical(raw []byte) ([]byte, error) {
+	if raw == nil {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	out := make([]byte, 0, len(raw))
+	type level struct {
+		object bool
+		n      int // tokens written at this level
+	}
+	var stack []level
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			out = append(out, byte(d))
+			continue
+		}
+		if len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			switch {
+			case top.object && top.n%2 == 1:
+				out = append(out, ':')
+			case top.n > 0:
+				out = append(out, ',')
+			}
+			top.n++
+		} else if len(out) > 0 {
+			return nil, errors.New("more than one JSON value")
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			out = append(out, byte(v))
+			stack = append(stack, level{object: v == '{'})
+		case string:
+			b, err := json.Marshal(v)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, b...)
+		case json.Number:
+			out = append(out, v...)
+		case bool:
+			out = strconv.AppendBool(out, v)
+		case nil:
+			out = append(out, "null"...)
+		}
+	}
+	return out, nil
 }
 
 func hashes(hs [][]byte) []eventtree.Hash {

@@ -304,3 +304,60 @@ func TestAlertBundle(t *testing.T) {
 		t.Errorf("Alert(no events) = %v, want ErrNotFound", err)
 	}
 }
+
+// A bundle verifies by its content, not its whitespace or escapes: pretty-
+// printed (json.Indent), with CRLF and tabs, or with the escapes undone
+// as jq writes them, it still holds; an edit in the pretty-printed text
+// still fails. On main the indented copies failed "ledger block".
+func TestPrettyPrintedBundles(t *testing.T) {
+	e := newEnv(t)
+	e.anchorBatch(t, 1, 10)
+	eng := ledgertest.As(core.RoleMLEngineer)
+	consent := core.Consent{PolicyRef: "p <&> q", Licence: "CC0-1.0", UseScope: []string{"training"}, RetentionDays: 30}
+	if _, err := e.led.RegisterDataset(eng, core.DatasetInput{ID: "ds-1", ContentHash: ledgertest.Hash("d"), Sources: []core.Source{{Kind: core.SourceSystem, Ref: "s3://x?a=1&b=<2>"}}, Consent: consent}); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := e.x.Event(context.Background(), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := e.x.Record("dataset", "ds-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := serviceKey.Public().(ed25519.PublicKey)
+	for name, b := range map[string]*Bundle{"event": ev, "record": rec} {
+		compact, _ := json.Marshal(b)
+		if !bytes.Contains(compact, []byte(`\u0026`)) && name == "record" {
+			t.Fatalf("record bundle has no escaped '&' to undo: %s", compact)
+		}
+		var indented bytes.Buffer
+		if err := json.Indent(&indented, compact, "", "  "); err != nil {
+			t.Fatal(err)
+		}
+		var tabs bytes.Buffer
+		_ = json.Indent(&tabs, compact, "\r\n", "\t")
+		jq := strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&").Replace(indented.String())
+		for form, data := range map[string][]byte{"compact": compact, "indented": indented.Bytes(), "tabs and CRLF": tabs.Bytes(), "jq escapes": []byte(jq)} {
+			if r := VerifyJSON(data, pub); !r.OK() {
+				var sb strings.Builder
+				r.Write(&sb)
+				t.Errorf("%s bundle, %s: not verified:\n%s", name, form, sb.String())
+			}
+		}
+		// An edit inside a signed value still fails once pretty-printed.
+		edited := strings.Replace(indented.String(), `"training"`, `"marketing"`, 1)
+		if name == "event" {
+			edited = strings.Replace(indented.String(), `"first_event": 1`, `"first_event": 2`, 1)
+		}
+		if edited == indented.String() {
+			t.Fatalf("%s bundle: the edit changed nothing", name)
+		}
+		if r := VerifyJSON([]byte(edited), pub); r.OK() {
+			t.Errorf("%s bundle edited after pretty-printing verified, want a failure", name)
+		}
+	}
+	if _, err := Canonical([]byte(`{"a":1} {"b":2}`)); err == nil {
+		t.Errorf("Canonical(two values) = nil error")
+	}
+}

@@ -32,7 +32,10 @@ type Sample struct {
 // Monitor scrapes a twin-service's /metrics and keeps the history of log
 // heads, from which it tells how far behind each consumer is in time.
 type Monitor struct {
-	URL    string
+	URL string
+	// Token is the API token sent as "Authorization: Bearer" (/metrics
+	// needs sign-in; any role may read it).
+	Token  string
 	Client *http.Client
 	heads  []headAt // message and event log heads over time
 }
@@ -51,6 +54,9 @@ func (m *Monitor) Scrape(ctx context.Context) (Sample, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.URL, nil)
 	if err != nil {
 		return Sample{}, err
+	}
+	if m.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+m.Token)
 	}
 	resp, err := c.Do(req)
 	if err != nil {

@@ -49,7 +49,7 @@ expect:
 	}
 	// A few failed delivery attempts, then a crash.
 	testsvc.Eventually(t, 20*time.Second, "two failed webhook deliveries", func() bool {
-		return metric(t, svc.URL, "twinchain_detect_delivery_failures_total") >= 2
+		return metric(t, svc.URL, svc.tokens.Read, "twinchain_detect_delivery_failures_total") >= 2
 	})
 	svc.Kill()
 	svc.Restart(t)

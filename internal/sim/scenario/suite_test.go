@@ -283,10 +283,16 @@ func getJSON(u, token string, out any) error {
 	return json.Unmarshal(raw, out)
 }
 
-// metric reads one unlabelled metric from the service's /metrics.
-func metric(t testing.TB, base, name string) float64 {
+// metric reads one unlabelled metric from the service's /metrics, as
+// token (/metrics needs sign-in).
+func metric(t testing.TB, base, token, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,12 @@ function position(a) {
 
 // polygonOf reads a geofence's shape: GeoJSON, or a list of [lat, lon] or
 // {lat, lon} points under polygon/points/vertices.
+// text is tooltip content Leaflet shows as text: a string given to Leaflet
+// is set as innerHTML, and asset ids and site names are not ours.
+function text(s) {
+  return h("span", s);
+}
+
 function polygonOf(g) {
   const pts = g.polygon || g.points || g.vertices || (g.geometry && g.geometry.type === "Polygon" && g.geometry.coordinates[0].map(([lon, lat]) => [lat, lon]));
   if (!Array.isArray(pts)) return null;
@@ -96,7 +102,7 @@ export async function mapView(root, params) {
       radius: a.id === focus ? 9 : a.kind === "gateway" ? 6 : 4,
       color: a.id === focus ? "#111827" : HEALTH_COLOURS[health] || HEALTH_COLOURS.unknown,
       weight: a.id === focus ? 3 : 1, fillOpacity: 0.8,
-    }).bindTooltip(a.id);
+    }).bindTooltip(() => text(a.id)); // text, never HTML: ids and names come from gateways and configuration
     m.bindPopup(() => {
       const el = h("div", h("a", { href: "#/asset/" + encodeURIComponent(a.id) }, a.id), h("br"), `${label(a.kind)} · ${label(health)}`,
         a.location && a.location.gps ? h("div", `fix ${fmtTime(a.location.gps.fix_time)}`) : null);
@@ -110,7 +116,7 @@ export async function mapView(root, params) {
     L.marker(at, {
       icon: L.divIcon({ className: "site-label", html: "", iconSize: null }),
       keyboard: false,
-    }).bindTooltip(`site ${name}: ${perSite.get(name) || s.n} assets`, { permanent: true, direction: "top", className: "site-tip", offset: [0, -8] }).addTo(map);
+    }).bindTooltip(() => text(`site ${name}: ${perSite.get(name) || s.n} assets`), { permanent: true, direction: "top", className: "site-tip", offset: [0, -8] }).addTo(map);
   }
 
   // Geofences: the configured sites' polygons (GET /sites, from the
@@ -124,7 +130,7 @@ export async function mapView(root, params) {
       if (!poly || poly.length < 3) continue;
       fences++;
       cover(g.id || g.name, poly);
-      L.polygon(poly, { renderer: fenceRenderer, className: "geofence", color: "#7c3aed", weight: 2, fillOpacity: 0.05 }).bindTooltip(`site ${g.name || g.id} (geofence)`).addTo(map);
+      L.polygon(poly, { renderer: fenceRenderer, className: "geofence", color: "#7c3aed", weight: 2, fillOpacity: 0.05 }).bindTooltip(() => text(`site ${g.name || g.id} (geofence)`)).addTo(map);
       bounds.push(...poly);
     }
   } catch { /* an older service without /sites */ }
@@ -145,7 +151,7 @@ export async function mapView(root, params) {
         if (lat !== null && lon !== null && (e.changes || []).some((c) => c.field.startsWith("location.l"))) track.push([lat, lon]);
       }
       trackPts = track.length;
-      if (track.length > 1) L.polyline(track, { color: "#111827", weight: 2, dashArray: "4 4" }).bindTooltip(`${focus} track`).addTo(map);
+      if (track.length > 1) L.polyline(track, { color: "#111827", weight: 2, dashArray: "4 4" }).bindTooltip(() => text(`${focus} track`)).addTo(map);
     } catch { /* no events */ }
   }
 
