@@ -23,10 +23,10 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"twinchain/internal/httpapi/auth"
+	"twinchain/internal/ingest"
 	"twinchain/internal/ledger/eventtree"
 	"twinchain/internal/ledger/fileledger"
 	"twinchain/internal/ledger/proofbundle"
-	"twinchain/internal/ingest"
 	"twinchain/internal/registry"
 	"twinchain/internal/registry/enrollment"
 	"twinchain/internal/wire"
