@@ -376,7 +376,7 @@ func TestGateways(t *testing.T) {
 			{in: Input{Rejection: &Rejection{Time: at(2), Gateway: "gw-x", Seq: 5, Reason: RejectDuplicate}}},
 			{in: Input{Rejection: &Rejection{Time: at(2), Gateway: "gw-x", Seq: 6, Reason: RejectDuplicate}}},
 			{in: Input{Rejection: &Rejection{Time: at(3), Gateway: "gw-x", Seq: 7, Reason: RejectDuplicate}}},
-		}, []string{"replayed_messages gw-x"}},
+		}, []string{"replayed_messages gw-x", "replayed_messages gw-x"}}, // two bursts of 3 (one alert: they merge)
 		{"clock skew against the fleet", []step{
 			skewed("gw-1", 1, at(0), time.Second), skewed("gw-2", 1, at(0), 2*time.Second), skewed("gw-3", 1, at(0), -time.Second),
 			skewed("gw-4", 1, at(2), 10*time.Minute), skewed("gw-4", 2, at(3), 10*time.Minute), skewed("gw-1", 2, at(4), time.Second),
@@ -484,6 +484,11 @@ func TestHardware(t *testing.T) {
 				s.LastXID, s.XIDCount = 13, 1
 			}
 		}), nil},
+		{"xid 79 then 31 in the same second: 31 does not mask 79", series(3, 1, func(i int, s *wire.GPUSample) {
+			if i == 2 {
+				s.LastXID, s.XIDCount, s.XIDs = 31, 2, []int{79, 31}
+			}
+		}), []string{"gpu_xid srv.gpu0"}},
 		{"old xid at first sight is history", series(3, 1, func(i int, s *wire.GPUSample) { s.LastXID, s.XIDCount = 79, 4 }), nil},
 		{"double-bit ecc and row remap failure", series(3, 1, func(i int, s *wire.GPUSample) {
 			if i == 2 {
@@ -546,5 +551,49 @@ func TestSeverityText(t *testing.T) {
 	}
 	if _, err := ParseSeverity("dire"); err == nil {
 		t.Errorf("ParseSeverity(dire) = nil error, want error")
+	}
+}
+
+// TestXIDNotMasked: XID 79 followed in the same second by XID 13 (listed as
+// info) raises a critical alert naming 79, and an older 79 still in the
+// recent list does not count again.
+func TestXIDNotMasked(t *testing.T) {
+	cfg := Defaults()
+	cfg.Hardware.XIDs[13] = "info"
+	sample := func(count uint64, xids ...int) wire.GPUSample {
+		return wire.GPUSample{Asset: "srv.gpu0", TempC: 60, XIDCount: count, LastXID: xids[len(xids)-1], XIDs: xids}
+	}
+	got := feed(t, cfg, nil, in(telemetry("gw", 1, at(0), sample(1, 48)), telemetry("gw", 2, at(1), sample(3, 48, 79, 13)),
+		telemetry("gw", 3, at(2), sample(4, 48, 79, 13, 13))))
+	check(t, "79 then 13", got, []string{"gpu_xid srv.gpu0", "gpu_xid srv.gpu0"})
+	if len(got) == 2 {
+		if got[0].Severity != Critical || got[0].Evidence.Values["xid"] != "79" {
+			t.Errorf("79 then 13: severity %s xid %s, want critical 79", got[0].Severity, got[0].Evidence.Values["xid"])
+		}
+		if got[1].Severity != Info || got[1].Evidence.Values["xid"] != "13" {
+			t.Errorf("a later 13 alone: severity %s xid %s, want info 13", got[1].Severity, got[1].Evidence.Values["xid"])
+		}
+	}
+}
+
+// TestBadSignaturesRecur: a wave of forged messages that goes on after the
+// first burst keeps raising findings (one per further burst), so after
+// its alert was resolved the next ones open a new alert.
+func TestBadSignaturesRecur(t *testing.T) {
+	var st []step
+	for i := range 3 {
+		st = append(st, step{in: reject("gw-x", RejectBadSignature, at(float64(i)))})
+	}
+	for i := range 24 {
+		st = append(st, step{in: reject("gw-x", RejectBadSignature, at(30+float64(i)))})
+	}
+	got := feed(t, Defaults(), nil, st)
+	if len(got) != 9 {
+		t.Fatalf("27 forged messages in bursts of 3: %d findings (%q), want 9", len(got), found(got))
+	}
+	for _, f := range got {
+		if f.Type != TypeBadSignatures || f.Asset != "gw-x" || f.Severity != Critical {
+			t.Errorf("finding %s %s %s, want critical bad_signatures gw-x", f.Type, f.Asset, f.Severity)
+		}
 	}
 }

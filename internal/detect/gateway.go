@@ -17,7 +17,7 @@ type gatewayDetector struct {
 	cfg      Config
 	view     *View
 	gws      map[string]*gwState
-	rejected map[string][]time.Time // gateway + "\x00" + reason -> recent rejection times
+	rejected map[string]*rejections // gateway + "\x00" + reason -> recent rejections
 	medianAt time.Time              // service time the fleet offset was last computed
 	median   time.Duration
 }
@@ -35,7 +35,7 @@ type gwState struct {
 }
 
 func newGatewayDetector(cfg Config, view *View) *gatewayDetector {
-	return &gatewayDetector{cfg: cfg, view: view, gws: map[string]*gwState{}, rejected: map[string][]time.Time{}}
+	return &gatewayDetector{cfg: cfg, view: view, gws: map[string]*gwState{}, rejected: map[string]*rejections{}}
 }
 
 func (d *gatewayDetector) state(gw string) *gwState {
@@ -169,25 +169,41 @@ func (d *gatewayDetector) rejection(r *Rejection) []Finding {
 		b = d.cfg.Tamper.Unknown
 	}
 	key := r.Gateway + "\x00" + r.Reason
-	ts, tracked := d.rejected[key]
-	if !tracked && len(d.rejected) >= maxRejectKeys {
-		d.pruneRejected(r.Time)
+	rs, tracked := d.rejected[key]
+	if !tracked {
 		if len(d.rejected) >= maxRejectKeys {
-			return nil // an attacker inventing gateway ids: ingest counts them under "_other"
+			d.pruneRejected(r.Time)
+			if len(d.rejected) >= maxRejectKeys {
+				return nil // an attacker inventing gateway ids: ingest counts them under "_other"
+			}
 		}
+		rs = &rejections{}
+		d.rejected[key] = rs
 	}
-	ts = append(ts, r.Time)
+	ts := append(rs.times, r.Time)
 	i := sort.Search(len(ts), func(i int) bool { return r.Time.Sub(ts[i]) < b.Window })
 	ts = ts[i:]
-	d.rejected[key] = ts
-	if len(ts) != b.Count { // once per burst: when the count is first reached
+	rs.times = ts
+	rs.since++
+	// A burst is Count within the window; each further Count of them is a
+	// new finding, so a wave that goes on after its alert was resolved
+	// opens a new one (while the alert is open they merge into it).
+	if len(ts) < b.Count || rs.since < b.Count {
 		return nil
 	}
+	rs.since = 0
 	return []Finding{{
 		Type: rt.typ, Asset: r.Gateway, Severity: rt.sev, Time: r.Time,
 		Summary:  fmt.Sprintf("%d %s claiming gateway %s within %s", len(ts), rt.say, r.Gateway, b.Window),
 		Evidence: Evidence{Values: values("count", fmt.Sprint(len(ts)), "window", b.Window.String(), "first", ts[0].Format(time.RFC3339Nano), "last_seq", fmt.Sprint(r.Seq))},
 	}}
+}
+
+// rejections are one gateway's recent rejections for one reason: their
+// times within the burst window and how many came since the last finding.
+type rejections struct {
+	times []time.Time
+	since int
 }
 
 // maxRejectKeys bounds the claimed gateway ids tracked for bursts.
@@ -196,8 +212,8 @@ const maxRejectKeys = 4096
 // pruneRejected forgets rejections older than every burst window.
 func (d *gatewayDetector) pruneRejected(now time.Time) {
 	w := max(d.cfg.Tamper.BadSignatures.Window, d.cfg.Tamper.Replays.Window, d.cfg.Tamper.Unknown.Window)
-	for k, ts := range d.rejected {
-		if len(ts) == 0 || now.Sub(ts[len(ts)-1]) >= w {
+	for k, rs := range d.rejected {
+		if len(rs.times) == 0 || now.Sub(rs.times[len(rs.times)-1]) >= w {
 			delete(d.rejected, k)
 		}
 	}

@@ -143,11 +143,10 @@ func (d *hardwareDetector) telemetry(m *Message) []Finding {
 		}
 		if !first {
 			if g.XIDCount > s.prev.XIDCount {
-				if sev, ok := d.cfg.XIDs[g.LastXID]; ok {
-					sv, _ := ParseSeverity(sev)
-					meaning := XIDMeaning(g.LastXID)
-					f(TypeXID, sv, fmt.Sprintf("%s reported XID %d: %s", g.Asset, g.LastXID, meaning),
-						"xid", fmt.Sprint(g.LastXID), "meaning", meaning, "xid_count", fmt.Sprint(g.XIDCount))
+				if xid, sv, ok := d.worstXID(g, g.XIDCount-s.prev.XIDCount); ok {
+					meaning := XIDMeaning(xid)
+					f(TypeXID, sv, fmt.Sprintf("%s reported XID %d: %s", g.Asset, xid, meaning),
+						"xid", fmt.Sprint(xid), "meaning", meaning, "xids", fmt.Sprint(newXIDs(g, g.XIDCount-s.prev.XIDCount)), "xid_count", fmt.Sprint(g.XIDCount))
 				}
 			}
 			if g.ECCDoubleBit > s.prev.ECCDoubleBit {
@@ -192,4 +191,30 @@ func (d *hardwareDetector) telemetry(m *Message) []Finding {
 		s.prev, s.prevT = *g, t
 	}
 	return out
+}
+
+// newXIDs are the XIDs of g since a sample n XIDs ago: the newest n of
+// its recent list, or its last XID when the agent sends no list.
+func newXIDs(g *wire.GPUSample, n uint64) []int {
+	if len(g.XIDs) == 0 {
+		return []int{g.LastXID}
+	}
+	return g.XIDs[len(g.XIDs)-int(min(n, uint64(len(g.XIDs)))):]
+}
+
+// worstXID is the most severe configured XID among the new ones (the later
+// one on a tie): an XID the configuration does not list (an application
+// fault) never hides one it does.
+func (d *hardwareDetector) worstXID(g *wire.GPUSample, n uint64) (int, Severity, bool) {
+	best, bestSev := 0, Severity(0)
+	for _, x := range newXIDs(g, n) {
+		name, ok := d.cfg.XIDs[x]
+		if !ok {
+			continue
+		}
+		if sv, _ := ParseSeverity(name); sv >= bestSev {
+			best, bestSev = x, sv
+		}
+	}
+	return best, bestSev, bestSev > 0
 }

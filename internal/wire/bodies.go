@@ -30,9 +30,16 @@ type GPUSample struct {
 	RowRemapFailure bool     `json:"row_remap_failure,omitempty"` // the GPU ran out of spare rows
 	LastXID         int      `json:"last_xid,omitempty"`
 	XIDCount        uint64   `json:"xid_count"`
+	// XIDs are the newest XIDs, oldest first (at most MaxRecentXIDs): with
+	// XIDCount a reader knows every XID since its last sample, so one XID
+	// does not hide another that came in the same second.
+	XIDs []int `json:"xids,omitempty"`
 	Throttle        []string `json:"throttle,omitempty"` // e.g. "hw_slowdown", "sw_thermal", "power_cap"
 	PCIeReplays     uint64   `json:"pcie_replays"`
 }
+
+// MaxRecentXIDs bounds GPUSample.XIDs.
+const MaxRecentXIDs = 8
 
 // Throttle reasons, named after NVML's clocks-event reasons.
 const (
