@@ -597,3 +597,26 @@ func TestBadSignaturesRecur(t *testing.T) {
 		}
 	}
 }
+
+// TestTheftThenSilence: a gateway whose last fix lies outside its site's
+// fence and that then falls silent within the entry delay raises
+// geofence_exit once the delay has passed on the service clock; one that
+// comes back inside before that does not.
+func TestTheftThenSilence(t *testing.T) {
+	cfg := Defaults()
+	cfg.Sites = map[string]SiteConfig{"s1": {Geofence: square}}
+	east := func(m float64) float64 { return 13.408 + m/(111320*0.6088) }
+	dock := func(f *fleet) Input {
+		return f.change("gw-dock", at(0), func(a *twin.Asset) { a.Kind, a.Site, a.Custody.Status = twin.KindGateway, "s1", twin.StatusMaintenance })
+	}
+	f := newFleet()
+	got := feed(t, cfg, nil, []step{{in: dock(f)}, {in: fix("gw-dock", 1, at(0), "gw-dock", 52.5, east(-50))},
+		{in: fix("gw-dock", 2, at(10), "gw-dock", 52.5, east(200))}, {tick: at(20)}, {tick: at(39)}, {tick: at(41)}, {tick: at(100)}})
+	check(t, "stolen, then silent", got, []string{"geofence_exit gw-dock"})
+	if len(got) == 1 && (!strings.Contains(got[0].Summary, "silent") || got[0].Time.Before(at(40))) {
+		t.Errorf("finding %q at %s: want it to say silent, at the end of the entry delay", got[0].Summary, got[0].Time)
+	}
+	f = newFleet()
+	check(t, "back inside in time", feed(t, cfg, nil, []step{{in: dock(f)}, {in: fix("gw-dock", 1, at(0), "gw-dock", 52.5, east(-50))},
+		{in: fix("gw-dock", 2, at(10), "gw-dock", 52.5, east(200))}, {in: fix("gw-dock", 3, at(20), "gw-dock", 52.5, east(-50))}, {tick: at(100)}}), nil)
+}

@@ -32,7 +32,18 @@ type gwState struct {
 	hasOff   bool
 	skewed   bool
 	recorded time.Time
+	// Liveness is judged on receive time (service clock), not on reading
+	// times, which a gateway's fast clock could push ahead of everyone's.
+	lastRecv time.Time
+	// rate is the gateway's reading clock against the service clock (1 for
+	// a real agent, the speed-up for a simulated one), measured over spans
+	// of at least rateSpan from the anchor.
+	rate                 float64
+	anchorRead, anchorRx time.Time
 }
+
+// rateSpan is the shortest service-time span a clock rate is measured over.
+const rateSpan = time.Second
 
 func newGatewayDetector(cfg Config, view *View) *gatewayDetector {
 	return &gatewayDetector{cfg: cfg, view: view, gws: map[string]*gwState{}, rejected: map[string]*rejections{}}
@@ -73,10 +84,17 @@ func (d *gatewayDetector) message(m *Message) []Finding {
 	if m.Ref.Time.After(s.last) {
 		s.last, s.lastRef = m.Ref.Time, m.Ref
 	}
+	recv := received(m)
+	if recv.After(s.lastRecv) {
+		s.lastRecv = recv
+	}
 	// Clock skew is measured on live messages only: a backlog replayed
 	// after an outage carries old reading times by design.
 	live := m.Ref.Seq > s.maxSeq
 	s.maxSeq = max(s.maxSeq, m.Ref.Seq)
+	if live {
+		s.measureRate(m.Ref.Time, recv)
+	}
 	if !live || d.cfg.Gateways.MaxClockSkew <= 0 || m.Recorded.IsZero() {
 		return out
 	}
@@ -229,21 +247,79 @@ func (d *gatewayDetector) maxSilence(gw string) time.Duration {
 	return 0
 }
 
-func (d *gatewayDetector) tick(now time.Time) []Finding {
+// received is when the service stored m, or its reading time when that is
+// unknown.
+func received(m *Message) time.Time {
+	if m.Recorded.IsZero() {
+		return m.Ref.Time
+	}
+	return m.Recorded
+}
+
+func (s *gwState) measureRate(read, recv time.Time) {
+	if s.anchorRx.IsZero() || recv.Before(s.anchorRx) {
+		s.anchorRead, s.anchorRx = read, recv
+		return
+	}
+	span := recv.Sub(s.anchorRx)
+	if span < rateSpan {
+		return
+	}
+	r := float64(read.Sub(s.anchorRead)) / float64(span)
+	s.anchorRead, s.anchorRx = read, recv
+	if r <= 0 {
+		return // the clock went back: no rate from this span
+	}
+	if s.rate == 0 {
+		s.rate = r
+	} else {
+		s.rate += 0.3 * (r - s.rate)
+	}
+}
+
+// clockRate is the fleet's reading-clock rate against the service clock:
+// the median of the rates of the gateways heard in the last minute, 1 when
+// none is known. One gateway whose clock jumps moves it not at all.
+func (d *gatewayDetector) clockRate(now time.Time) float64 {
+	var rs []float64
+	for _, s := range d.gws {
+		if s.rate > 0 && now.Sub(s.lastRecv) < time.Minute {
+			rs = append(rs, s.rate)
+		}
+	}
+	if len(rs) == 0 {
+		return 1
+	}
+	slices.Sort(rs)
+	return min(max(rs[len(rs)/2], 1e-3), 1e6)
+}
+
+// silence is how long, in reading time, nothing was received since recv.
+func silence(now, recv time.Time, rate float64) time.Duration {
+	return time.Duration(float64(now.Sub(recv)) * rate)
+}
+
+// tick reports the gateways silent for longer than their class allows:
+// per gateway, on the service clock since its last message (scaled by the
+// fleet's clock rate), so a gateway whose clock runs fast makes no other
+// look silent.
+func (d *gatewayDetector) tick(now time.Time, rate float64) []Finding {
 	var out []Finding
 	for gw, s := range d.gws {
-		if s.offline || s.silent || s.last.IsZero() {
+		if s.offline || s.silent || s.lastRecv.IsZero() {
 			continue
 		}
 		limit := d.maxSilence(gw)
-		if limit <= 0 || now.Sub(s.last) <= limit {
+		quiet := silence(now, s.lastRecv, rate)
+		if limit <= 0 || quiet <= limit {
 			continue
 		}
 		s.silent = true
 		out = append(out, Finding{
-			Type: TypeHeartbeatMissed, Asset: gw, Severity: Warning, Time: now,
-			Summary:  fmt.Sprintf("gateway %s silent for %s (limit %s)", gw, now.Sub(s.last).Round(time.Second), limit),
-			Evidence: Evidence{Messages: []MessageRef{s.lastRef}, Values: values("last_seen", s.last.Format(time.RFC3339Nano), "limit", limit.String())},
+			Type: TypeHeartbeatMissed, Asset: gw, Severity: Warning, Time: s.last.Add(quiet),
+			Summary: fmt.Sprintf("gateway %s silent for %s (limit %s)", gw, quiet.Round(time.Second), limit),
+			Evidence: Evidence{Messages: []MessageRef{s.lastRef}, Values: values("last_seen", s.last.Format(time.RFC3339Nano),
+				"last_received", s.lastRecv.Format(time.RFC3339Nano), "limit", limit.String())},
 		})
 	}
 	sortFindings(out)

@@ -95,10 +95,14 @@ func (s *Set) Observe(in Input) ([]Finding, error) {
 	return out, nil
 }
 
-// Tick runs the time-driven checks (missed heartbeats) at now, the
-// detectors' clock: the newest reading time seen, not the wall clock.
+// Tick runs the time-driven checks (missed heartbeats, silence after
+// leaving a geofence) at now, the service clock (the clock of
+// Message.Recorded): silence is judged per gateway or asset on receive
+// time, scaled by the fleet's reading-clock rate (1 for real agents).
 func (s *Set) Tick(now time.Time) []Finding {
-	out := s.gateways.tick(now)
+	rate := s.gateways.clockRate(now)
+	out := s.gateways.tick(now, rate)
+	out = append(out, s.movement.tick(now, rate)...)
 	for i := range out {
 		if out[i].Site == "" {
 			out[i].Site = s.view.site(out[i].Asset)
