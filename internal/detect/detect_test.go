@@ -424,7 +424,8 @@ func TestClockSkewAcceleratedFleet(t *testing.T) {
 
 func TestDrift(t *testing.T) {
 	// Eight GPUs whose temperature follows a shared load with noise; one
-	// sensor drifts upward by 0.05 °C a sample from sample 300.
+	// sensor drifts upward by 0.05 °C a sample from sample 1200 (after
+	// the slow check's 15 min of learning).
 	host := func(n, drifting int, rate float64) []Input {
 		var ins []Input
 		seed := uint32(7)
@@ -437,8 +438,8 @@ func TestDrift(t *testing.T) {
 			var gs []wire.GPUSample
 			for g := range 8 {
 				temp := 35 + 0.4*load + float64(g) + noise()
-				if g == drifting && i >= 300 {
-					temp += rate * float64(i-300)
+				if g == drifting && i >= 1200 {
+					temp += rate * float64(i-1200)
 				}
 				gs = append(gs, wire.GPUSample{Asset: fmt.Sprintf("srv.gpu%d", g), TempC: temp})
 			}
@@ -447,7 +448,7 @@ func TestDrift(t *testing.T) {
 		return ins
 	}
 	check(t, "steady fleet, 1 simulated hour", feed(t, Defaults(), nil, in(host(3600, -1, 0)...)), nil)
-	got := feed(t, Defaults(), nil, in(host(600, 5, 0.05)...))
+	got := feed(t, Defaults(), nil, in(host(1500, 5, 0.05)...))
 	check(t, "drifting sensor", got, []string{"sensor_drift srv.gpu5"})
 	if len(got) == 1 && !strings.Contains(got[0].Summary, "up") {
 		t.Errorf("drift summary %q does not say up", got[0].Summary)

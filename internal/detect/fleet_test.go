@@ -5,6 +5,7 @@ import (
 	"time"
 
 	simfleet "twinchain/internal/sim/fleet"
+	"twinchain/internal/twin"
 	"twinchain/internal/wire"
 )
 
@@ -76,6 +77,105 @@ func TestFleetModelQuietHourAndDrift(t *testing.T) {
 			t.Errorf("drift found %s after it began, want within 5m", lag)
 		} else {
 			t.Logf("drift of 1 °C/min found after %s", lag)
+		}
+	}
+}
+
+// fleetRun plays a simulated fleet (one site of servers with gpus GPUs
+// each, registered in the view so racks and models are known) through
+// every detector for the given simulated time, with mangle changing each
+// telemetry body, and returns the findings.
+func fleetRun(t *testing.T, servers, gpus int, d time.Duration, mangle func(sec int, tel *wire.Telemetry)) []Finding {
+	t.Helper()
+	f, err := simfleet.New(simfleet.Config{Sites: 1, ServersPerSite: servers, GPUsPerServer: gpus, Seed: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSet(Defaults(), NewView(nil))
+	reg := newFleet()
+	for _, g := range f.Gateways {
+		h := g.Host.Info
+		if _, err := s.Observe(reg.change(h.Asset, t0, func(a *twin.Asset) { a.Kind, a.Site, a.Identity.Rack = twin.KindServer, "s1", h.Rack })); err != nil {
+			t.Fatal(err)
+		}
+		for _, gpu := range g.Host.GPUs {
+			if _, err := s.Observe(reg.change(gpu.Ident.Asset, t0, func(a *twin.Asset) {
+				a.Kind, a.Site, a.Parent, a.Identity.Name = twin.KindGPU, "s1", h.Asset, gpu.Ident.Name
+			})); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var got []Finding
+	for sec := range int(d.Seconds()) {
+		tm := t0.Add(time.Duration(sec) * time.Second)
+		for i, g := range f.Gateways {
+			tel := g.Sample(tm, time.Second)
+			mangle(sec, tel)
+			fs, err := s.Observe(Input{Message: &Message{Ref: MessageRef{Gateway: g.ID, Seq: uint64(sec + 1), Time: tm}, Recorded: tm, Telemetry: tel}})
+			if err != nil {
+				t.Fatalf("gateway %d: %v", i, err)
+			}
+			got = append(got, fs...)
+		}
+	}
+	return got
+}
+
+// TestSlowDrift: +0.3 °C a minute on one GPU for 40 minutes (which the
+// CUSUM alone never flagged) is found against the GPU's memory sensor, and
+// without one against its peers under the same load, in its server or, for
+// two-GPU servers, in its rack. A whole server or rack warming up by the
+// same is no sensor drift.
+func TestSlowDrift(t *testing.T) {
+	const from, rate = 20 * 60, 0.3 / 60 // °C a second, from minute 20
+	ramp := func(sec int) float64 { return float64(max(0, min(sec, from+40*60)-from)) * rate }
+	tests := []struct {
+		name          string
+		servers, gpus int
+		mangle        func(sec int, g *wire.GPUSample)
+		want          []string
+	}{
+		{"against its memory sensor", 2, 8, func(sec int, g *wire.GPUSample) {
+			if g.Asset == "srv-s1-002.gpu4" {
+				g.TempC += ramp(sec)
+			}
+		}, []string{"sensor_drift srv-s1-002.gpu4"}},
+		{"against its peers in the server", 2, 8, func(sec int, g *wire.GPUSample) {
+			g.MemTempC = 0
+			if g.Asset == "srv-s1-002.gpu4" {
+				g.TempC += ramp(sec)
+			}
+		}, []string{"sensor_drift srv-s1-002.gpu4"}},
+		{"against its peers in the rack", 6, 2, func(sec int, g *wire.GPUSample) {
+			g.MemTempC = 0
+			if g.Asset == "srv-s1-003.gpu1" {
+				g.TempC += ramp(sec)
+			}
+		}, []string{"sensor_drift srv-s1-003.gpu1"}},
+		{"the whole rack warms", 4, 8, func(sec int, g *wire.GPUSample) {
+			g.TempC += ramp(sec)
+			g.MemTempC += ramp(sec)
+		}, nil},
+	}
+	for _, tt := range tests {
+		got := fleetRun(t, tt.servers, tt.gpus, 70*time.Minute, func(sec int, tel *wire.Telemetry) {
+			for i := range tel.GPUs {
+				tt.mangle(sec, &tel.GPUs[i])
+			}
+		})
+		check(t, tt.name, got, tt.want)
+		if len(got) > 1 {
+			for _, f := range got {
+				t.Log(f.Time.Sub(t0), f.Summary)
+			}
+		}
+		if len(got) == 1 {
+			lag := got[0].Time.Sub(t0.Add(from * time.Second))
+			t.Logf("%s: found after %s (%s)", tt.name, lag, got[0].Summary)
+			if lag > 20*time.Minute {
+				t.Errorf("%s: found after %s, want within 20 min", tt.name, lag)
+			}
 		}
 	}
 }

@@ -1,9 +1,9 @@
 package detectsvc
 
 import (
-	"fmt"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
