@@ -373,8 +373,8 @@ func (e *Engine) respond(ctx context.Context, a *alert.Alert) {
 	if !q.Applies(a) {
 		return
 	}
-	if tw, ok := e.set.View().Asset(a.Asset); !ok || tw.Kind == twin.KindGateway || tw.Custody.Status == twin.StatusQuarantined {
-		return // only hardware that exists as a twin and is not quarantined yet
+	if tw, ok := e.set.View().Asset(a.Asset); !ok || tw.Custody.Status == twin.StatusQuarantined {
+		return // only assets (gateways too) that exist as a twin and are not quarantined yet
 	}
 	response := "quarantine requested (no custody API configured)"
 	if e.custody != nil {
