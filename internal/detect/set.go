@@ -87,12 +87,18 @@ func (s *Set) Observe(in Input) ([]Finding, error) {
 	default:
 		return nil, fmt.Errorf("detect: empty input")
 	}
-	for i := range out {
-		if out[i].Site == "" {
-			out[i].Site = s.view.site(out[i].Asset)
-		}
-	}
+	s.place(out)
 	return out, nil
+}
+
+// place fills each finding's site, host and rack from the view.
+func (s *Set) place(fs []Finding) {
+	for i := range fs {
+		if fs[i].Site == "" {
+			fs[i].Site = s.view.site(fs[i].Asset)
+		}
+		fs[i].Host, fs[i].Rack = s.view.placement(fs[i].Asset)
+	}
 }
 
 // Tick runs the time-driven checks (missed heartbeats, silence after
@@ -103,11 +109,7 @@ func (s *Set) Tick(now time.Time) []Finding {
 	rate := s.gateways.clockRate(now)
 	out := s.gateways.tick(now, rate)
 	out = append(out, s.movement.tick(now, rate)...)
-	for i := range out {
-		if out[i].Site == "" {
-			out[i].Site = s.view.site(out[i].Asset)
-		}
-	}
+	s.place(out)
 	return out
 }
 
