@@ -18,12 +18,12 @@ import (
 )
 
 var (
-	bktAlerts  = []byte("alerts")      // id -> alert.Alert
-	bktOpen    = []byte("alerts_open") // asset \0 type -> id, for open and acknowledged alerts
-	bktOutbox  = []byte("outbox")      // seq -> delivery
-	bktDead    = []byte("outbox_dead") // seq -> delivery that ran out of attempts
-	bktCursors = []byte("cursors")     // name -> position
-	bktSteps   = []byte("alert_steps") // seq -> pendingStep: lifecycle steps to record as twin events
+	bktAlerts  = []byte("alerts")         // id -> alert.Alert
+	bktOpen    = []byte("alerts_open")    // asset \0 type -> id, for open and acknowledged alerts
+	bktOutbox  = []byte("outbox")         // seq -> delivery
+	bktDead    = []byte("outbox_dead")    // seq -> delivery that ran out of attempts
+	bktCursors = []byte("cursors")        // name -> position
+	bktSteps   = []byte("alert_steps")    // seq -> pendingStep: lifecycle steps to record as twin events
 	bktInc     = []byte("incidents")      // id -> alert.Incident
 	bktIncOpen = []byte("incidents_open") // cause \0 scope -> id of the newest open incident
 	allBuckets = [][]byte{bktAlerts, bktOpen, bktOutbox, bktDead, bktCursors, bktSteps, bktInc, bktIncOpen}
