@@ -262,6 +262,7 @@ func TestScenarioSuite(t *testing.T) {
 	for _, o := range summary {
 		fmt.Fprintln(&b, o)
 	}
+	b.WriteString("\n" + Table(summary))
 	t.Log(b.String())
 }
 
