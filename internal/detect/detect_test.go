@@ -621,3 +621,34 @@ func TestTheftThenSilence(t *testing.T) {
 	check(t, "back inside in time", feed(t, cfg, nil, []step{{in: dock(f)}, {in: fix("gw-dock", 1, at(0), "gw-dock", 52.5, east(-50))},
 		{in: fix("gw-dock", 2, at(10), "gw-dock", 52.5, east(200))}, {in: fix("gw-dock", 3, at(20), "gw-dock", 52.5, east(-50))}, {tick: at(100)}}), nil)
 }
+
+// TestLivenessAcceleratedFleet: a simulated fleet reads 60 times faster
+// than the service clock. A gateway that stops is silent 60 times faster
+// too; when the whole fleet stops (the simulation ended), time passes at
+// the service clock's pace again: nobody is missed for two real minutes.
+func TestLivenessAcceleratedFleet(t *testing.T) {
+	wall := t0.Add(24 * time.Hour)
+	var steps []step
+	seq := uint64(0)
+	for tick := range 150 { // 15 s of service time, 100 ms apart
+		rec := wall.Add(time.Duration(tick) * 100 * time.Millisecond)
+		sim := t0.Add(time.Duration(tick) * 6 * time.Second)
+		seq++
+		for g := range 4 {
+			if g == 3 && tick >= 50 {
+				continue // gw-3 stops after 5 s (5 simulated minutes)
+			}
+			m := msg(fmt.Sprintf("gw-%d", g), seq, sim)
+			m.Recorded = rec
+			m.Kind, m.Status = wire.KindStatus, &wire.Status{State: wire.StateOnline}
+			steps = append(steps, step{in: Input{Message: m}})
+		}
+		steps = append(steps, step{tick: rec})
+	}
+	end := wall.Add(15 * time.Second)
+	steps = append(steps, step{tick: end.Add(30 * time.Second)}, step{tick: end.Add(100 * time.Second)})
+	check(t, "accelerated fleet, then the end of the simulation", feed(t, Defaults(), nil, steps), []string{"heartbeat_missed gw-3"})
+	steps = append(steps, step{tick: end.Add(125 * time.Second)})
+	check(t, "two real minutes after the end", feed(t, Defaults(), nil, steps),
+		[]string{"heartbeat_missed gw-0", "heartbeat_missed gw-1", "heartbeat_missed gw-2", "heartbeat_missed gw-3"})
+}

@@ -33,17 +33,11 @@ type gwState struct {
 	skewed   bool
 	recorded time.Time
 	// Liveness is judged on receive time (service clock), not on reading
-	// times, which a gateway's fast clock could push ahead of everyone's.
+	// times, which a gateway's fast clock could push ahead of everyone's;
+	// medAt is the fleet offset when lastRecv was set (see quiet).
 	lastRecv time.Time
-	// rate is the gateway's reading clock against the service clock (1 for
-	// a real agent, the speed-up for a simulated one), measured over spans
-	// of at least rateSpan from the anchor.
-	rate                 float64
-	anchorRead, anchorRx time.Time
+	medAt    time.Duration
 }
-
-// rateSpan is the shortest service-time span a clock rate is measured over.
-const rateSpan = time.Second
 
 func newGatewayDetector(cfg Config, view *View) *gatewayDetector {
 	return &gatewayDetector{cfg: cfg, view: view, gws: map[string]*gwState{}, rejected: map[string]*rejections{}}
@@ -85,22 +79,21 @@ func (d *gatewayDetector) message(m *Message) []Finding {
 		s.last, s.lastRef = m.Ref.Time, m.Ref
 	}
 	recv := received(m)
-	if recv.After(s.lastRecv) {
-		s.lastRecv = recv
-	}
 	// Clock skew is measured on live messages only: a backlog replayed
 	// after an outage carries old reading times by design.
 	live := m.Ref.Seq > s.maxSeq
 	s.maxSeq = max(s.maxSeq, m.Ref.Seq)
 	if live {
-		s.measureRate(m.Ref.Time, recv)
+		s.offset, s.hasOff, s.recorded = m.Ref.Time.Sub(recv), true, recv
+		if recv.Sub(d.medianAt) > 100*time.Millisecond || recv.Before(d.medianAt) {
+			d.median, d.medianAt = d.fleetOffset(recv), recv
+		}
+	}
+	if !recv.Before(s.lastRecv) {
+		s.lastRecv, s.medAt = recv, d.median
 	}
 	if !live || d.cfg.Gateways.MaxClockSkew <= 0 || m.Recorded.IsZero() {
 		return out
-	}
-	s.offset, s.hasOff, s.recorded = m.Ref.Time.Sub(m.Recorded), true, m.Recorded
-	if m.Recorded.Sub(d.medianAt) > 100*time.Millisecond || m.Recorded.Before(d.medianAt) {
-		d.median, d.medianAt = d.fleetOffset(m.Recorded), m.Recorded
 	}
 	skew := s.offset - d.median
 	if skew.Abs() > d.cfg.Gateways.MaxClockSkew {
@@ -256,61 +249,29 @@ func received(m *Message) time.Time {
 	return m.Recorded
 }
 
-func (s *gwState) measureRate(read, recv time.Time) {
-	if s.anchorRx.IsZero() || recv.Before(s.anchorRx) {
-		s.anchorRead, s.anchorRx = read, recv
-		return
-	}
-	span := recv.Sub(s.anchorRx)
-	if span < rateSpan {
-		return
-	}
-	r := float64(read.Sub(s.anchorRead)) / float64(span)
-	s.anchorRead, s.anchorRx = read, recv
-	if r <= 0 {
-		return // the clock went back: no rate from this span
-	}
-	if s.rate == 0 {
-		s.rate = r
-	} else {
-		s.rate += 0.3 * (r - s.rate)
-	}
-}
-
-// clockRate is the fleet's reading-clock rate against the service clock:
-// the median of the rates of the gateways heard in the last minute, 1 when
-// none is known. One gateway whose clock jumps moves it not at all.
-func (d *gatewayDetector) clockRate(now time.Time) float64 {
-	var rs []float64
-	for _, s := range d.gws {
-		if s.rate > 0 && now.Sub(s.lastRecv) < time.Minute {
-			rs = append(rs, s.rate)
-		}
-	}
-	if len(rs) == 0 {
-		return 1
-	}
-	slices.Sort(rs)
-	return min(max(rs[len(rs)/2], 1e-3), 1e6)
-}
-
-// silence is how long, in reading time, nothing was received since recv.
-func silence(now, recv time.Time, rate float64) time.Duration {
-	return time.Duration(float64(now.Sub(recv)) * rate)
+// quiet is how long, in the fleet's reading time, nothing came since a
+// message received at recv when the fleet offset (reading time minus
+// receive time, the median over the gateways heard in the last seconds)
+// was medAt: the receive-time silence plus how far the fleet's clock moved
+// ahead of the service clock meanwhile. For real agents that is the
+// receive-time silence; a simulated fleet running 60 times faster is
+// silent 60 times faster, and once the whole fleet is quiet, time passes
+// at the service clock's pace. One gateway's clock moves neither.
+func (d *gatewayDetector) quiet(now, recv time.Time, medAt time.Duration) time.Duration {
+	return now.Sub(recv) + d.median - medAt
 }
 
 // tick reports the gateways silent for longer than their class allows:
-// per gateway, on the service clock since its last message (scaled by the
-// fleet's clock rate), so a gateway whose clock runs fast makes no other
-// look silent.
-func (d *gatewayDetector) tick(now time.Time, rate float64) []Finding {
+// per gateway, on receive time (quiet), so a gateway whose clock runs fast
+// makes no other look silent.
+func (d *gatewayDetector) tick(now time.Time) []Finding {
 	var out []Finding
 	for gw, s := range d.gws {
 		if s.offline || s.silent || s.lastRecv.IsZero() {
 			continue
 		}
 		limit := d.maxSilence(gw)
-		quiet := silence(now, s.lastRecv, rate)
+		quiet := d.quiet(now, s.lastRecv, s.medAt)
 		if limit <= 0 || quiet <= limit {
 			continue
 		}

@@ -18,20 +18,22 @@ type movementDetector struct {
 	fences map[string]*polygon
 	assets map[string]*moveState
 	zones  map[string]string // asset -> learned home zone
+	fleet  *gatewayDetector  // for the fleet's clock (quiet)
 }
 
 type moveState struct {
 	outside   sustained
-	outRef    *Message  // the last fix outside the fence, while the exit is not reported yet
-	outDist   float64   // how far outside it was
-	lastRecv  time.Time // when the last fix was received
+	outRef    *Message      // the last fix outside the fence, while the exit is not reported yet
+	outDist   float64       // how far outside it was
+	lastRecv  time.Time     // when the last fix was received
+	medAt     time.Duration // the fleet offset then
 	last      *wire.GPSFix
 	anchor    *wire.GPSFix // where the asset settled while in service
 	movedOnce bool
 }
 
-func newMovementDetector(cfg Config, view *View, fences map[string]*polygon) *movementDetector {
-	return &movementDetector{cfg: cfg, view: view, fences: fences, assets: map[string]*moveState{}, zones: map[string]string{}}
+func newMovementDetector(cfg Config, view *View, fences map[string]*polygon, fleet *gatewayDetector) *movementDetector {
+	return &movementDetector{cfg: cfg, view: view, fences: fences, assets: map[string]*moveState{}, zones: map[string]string{}, fleet: fleet}
 }
 
 func fmtPos(lat, lon float64) string {
@@ -77,7 +79,7 @@ func (d *movementDetector) gps(m *Message) []Finding {
 	fix := *f
 	fix.FixTime = t
 	st.last = &fix
-	st.lastRecv = received(m)
+	st.lastRecv, st.medAt = received(m), d.fleet.median
 	st.outRef = nil
 
 	// Geofence, with margin and entry delay. An asset in transit or retired
@@ -198,14 +200,14 @@ func (d *movementDetector) exit(m *Message, site string, dist float64, st *moveS
 // tick reports the assets whose last fix was outside their fence and that
 // sent no fix since for the entry delay: silence after leaving is the
 // theft signal, not a reason to wait.
-func (d *movementDetector) tick(now time.Time, rate float64) []Finding {
+func (d *movementDetector) tick(now time.Time) []Finding {
 	var out []Finding
 	for _, st := range d.assets {
 		m := st.outRef
 		if m == nil || st.outside.fired || st.outside.since.IsZero() {
 			continue
 		}
-		quiet := silence(now, st.lastRecv, rate)
+		quiet := d.fleet.quiet(now, st.lastRecv, st.medAt)
 		t := st.last.FixTime.Add(quiet)
 		if t.Sub(st.outside.since) < d.cfg.Geofence.EntryDelay {
 			continue

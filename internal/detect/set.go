@@ -30,15 +30,16 @@ func NewSet(cfg Config, view *View) *Set {
 			fences[name] = p
 		}
 	}
+	gateways := newGatewayDetector(cfg, view)
 	return &Set{
+		gateways: gateways,
+		movement: newMovementDetector(cfg, view, fences, gateways),
 		cfg:      cfg,
 		view:     view,
 		fences:   fences,
 		identity: &identityDetector{view: view, hosts: map[string]map[string]bool{}},
 		firmware: &firmwareDetector{view: view, allow: cfg.Firmware.Allow},
-		movement: newMovementDetector(cfg, view, fences),
 		clone:    newCloneDetector(cfg.Clone, view),
-		gateways: newGatewayDetector(cfg, view),
 		drift:    &driftDetector{cfg: cfg.Drift, view: view, state: map[string]*driftState{}},
 		hardware: &hardwareDetector{cfg: cfg.Hardware, view: view, state: map[string]*hwState{}},
 	}
@@ -104,11 +105,10 @@ func (s *Set) place(fs []Finding) {
 // Tick runs the time-driven checks (missed heartbeats, silence after
 // leaving a geofence) at now, the service clock (the clock of
 // Message.Recorded): silence is judged per gateway or asset on receive
-// time, scaled by the fleet's reading-clock rate (1 for real agents).
+// time (gatewayDetector.quiet).
 func (s *Set) Tick(now time.Time) []Finding {
-	rate := s.gateways.clockRate(now)
-	out := s.gateways.tick(now, rate)
-	out = append(out, s.movement.tick(now, rate)...)
+	out := s.gateways.tick(now)
+	out = append(out, s.movement.tick(now)...)
 	s.place(out)
 	return out
 }
