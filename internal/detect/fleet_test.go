@@ -1,6 +1,8 @@
 package detect
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,5 +205,114 @@ func BenchmarkObserveTelemetry(b *testing.B) {
 		if _, err := s.Observe(Input{Message: &m}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkFleetDay plays one simulated day of a normal fleet (4 sites of
+// 32 servers with 8 GPUs: 1,024 GPUs, 132 gateways; telemetry every 10 s,
+// status every 30 s, inventory every 10 min, GPS every 10 s, RFID reads)
+// through every detector, with geofences around the sites, and reports
+// the false alerts (distinct asset and type: the alerts that would open)
+// per finding type. Nothing in it is an incident: every one is false.
+//
+//	go test -run '^$' -bench FleetDay -benchtime 1x ./internal/detect
+func BenchmarkFleetDay(b *testing.B) {
+	for range b.N {
+		f, err := simfleet.New(simfleet.Config{Sites: 4, ServersPerSite: 32, GPUsPerServer: 8, Seed: 17, SiteGateways: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg := Defaults()
+		cfg.Sites = map[string]SiteConfig{}
+		gpus := 0
+		for _, site := range f.Sites {
+			const d = 0.004
+			cfg.Sites[site.ID] = SiteConfig{Geofence: [][]float64{{site.Lat - d, site.Lon - d}, {site.Lat - d, site.Lon + d}, {site.Lat + d, site.Lon + d}, {site.Lat + d, site.Lon - d}}}
+		}
+		s := NewSet(cfg, NewView(nil))
+		reg := newFleet()
+		for _, g := range f.Gateways {
+			if _, err := s.Observe(reg.change(g.ID, t0, func(a *twin.Asset) { a.Kind, a.Site, a.Custody.Status = twin.KindGateway, g.Site.ID, twin.StatusInService })); err != nil {
+				b.Fatal(err)
+			}
+			if g.Host == nil {
+				continue
+			}
+			h := g.Host.Info
+			if _, err := s.Observe(reg.change(h.Asset, t0, func(a *twin.Asset) {
+				a.Kind, a.Site, a.Identity.Rack, a.Identity.RFIDTag, a.Custody.Status = twin.KindServer, g.Site.ID, h.Rack, h.RFIDTag, twin.StatusInService
+			})); err != nil {
+				b.Fatal(err)
+			}
+			for _, gpu := range g.Host.GPUs {
+				gpus++
+				if _, err := s.Observe(reg.change(gpu.Ident.Asset, t0, func(a *twin.Asset) {
+					a.Kind, a.Site, a.Parent, a.Identity.Name, a.Custody.Status = twin.KindGPU, g.Site.ID, h.Asset, gpu.Ident.Name, twin.StatusInService
+				})); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		seqs := map[string]uint64{}
+		var findings []Finding
+		msgs := 0
+		observe := func(gw string, tm time.Time, fill func(*Message)) {
+			seqs[gw]++
+			msgs++
+			m := &Message{Ref: MessageRef{Gateway: gw, Seq: seqs[gw], Time: tm}, Recorded: tm}
+			fill(m)
+			fs, err := s.Observe(Input{Message: m})
+			if err != nil {
+				b.Fatal(err)
+			}
+			findings = append(findings, fs...)
+		}
+		const step = 10 * time.Second
+		b.ResetTimer()
+		for tm := t0; tm.Before(t0.Add(24 * time.Hour)); tm = tm.Add(step) {
+			sec := int(tm.Sub(t0).Seconds())
+			for _, g := range f.Gateways {
+				if sec%30 == 0 {
+					observe(g.ID, tm, func(m *Message) { m.Status = &wire.Status{State: wire.StateOnline} })
+				}
+				if inv := g.Inventory(); inv != nil && sec%600 == 0 {
+					observe(g.ID, tm, func(m *Message) { m.Inventory = inv })
+				}
+				if tel := g.Sample(tm, step); tel != nil {
+					observe(g.ID, tm, func(m *Message) { m.Telemetry = tel })
+				}
+				if fix := g.Position(tm); fix != nil {
+					observe(g.ID, tm, func(m *Message) { m.GPS = fix })
+				}
+				if r := g.Reads(tm, step); r != nil {
+					observe(g.ID, tm, func(m *Message) { m.RFID = r })
+				}
+			}
+			findings = append(findings, s.Tick(tm)...)
+		}
+		b.StopTimer()
+		alerts := map[string]bool{}
+		perType := map[Type]int{}
+		for _, f := range findings {
+			if k := string(f.Type) + " " + f.Asset; !alerts[k] {
+				alerts[k] = true
+				perType[f.Type]++
+			}
+		}
+		types := []Type{TypeSubstitution, TypeUnknownAsset, TypeAssetMissing, TypeFirmwareUnauthorised, TypeFirmwareNotAllowed,
+			TypeGeofenceExit, TypeZoneViolation, TypeMovedInService, TypeImpossibleTravel, TypeClone, TypeGatewayOffline,
+			TypeHeartbeatMissed, TypeSequenceGap, TypeBadSignatures, TypeReplayedMessages, TypeUnknownGateway, TypeClockSkew,
+			TypeSensorDrift, TypeXID, TypeECCDoubleBit, TypeRowRemapFailure, TypeRetiredPages, TypeThermalSlowdown,
+			TypeOverheating, TypePowerExcursion, TypePCIeReplays, TypeGPSClockAnomaly}
+		var tbl strings.Builder
+		fmt.Fprintf(&tbl, "one simulated day, %d GPUs, %d gateways, %d messages: %d findings, %d false alerts\n| type | false alerts | per 1,000 GPUs a day |\n|---|---|---|\n",
+			gpus, len(f.Gateways), msgs, len(findings), len(alerts))
+		for _, t := range types {
+			fmt.Fprintf(&tbl, "| %s | %d | %.2f |\n", t, perType[t], float64(perType[t])*1000/float64(gpus))
+		}
+		b.Log(tbl.String())
+		b.ReportMetric(float64(len(alerts)), "false_alerts")
+		b.ReportMetric(float64(msgs), "messages")
+		b.ReportMetric(float64(gpus), "gpus")
 	}
 }

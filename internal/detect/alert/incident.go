@@ -65,7 +65,7 @@ var Causes = map[detect.Type]string{
 	detect.TypeImpossibleTravel: "custody", detect.TypeClone: "custody",
 	detect.TypeHeartbeatMissed: "custody", detect.TypeGatewayOffline: "custody",
 	detect.TypeBadSignatures: "tamper", detect.TypeReplayedMessages: "tamper", detect.TypeUnknownGateway: "tamper",
-	detect.TypeSequenceGap: "tamper", detect.TypeClockSkew: "tamper", "gps_clock_anomaly": "tamper",
+	detect.TypeSequenceGap: "tamper", detect.TypeClockSkew: "tamper", detect.TypeGPSClockAnomaly: "tamper",
 }
 
 // Correlation is the cause and scope an alert is grouped by: thermal
