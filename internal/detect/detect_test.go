@@ -316,6 +316,15 @@ func TestClone(t *testing.T) {
 				telemetry("gw", 2, at(2), wire.GPUSample{Asset: "s.gpu0", UUID: "U"}),
 			}
 		}, []string{"clone_suspected s.gpu0"}},
+		{"boards exchanged between two servers, their last samples stored out of order", func(f *fleet) []Input {
+			return []Input{
+				telemetry("gw", 1, at(0), wire.GPUSample{Asset: "s.gpu0", UUID: "U"}),
+				telemetry("gw2", 1, at(0), wire.GPUSample{Asset: "t.gpu0", UUID: "V"}),
+				telemetry("gw", 2, at(2), wire.GPUSample{Asset: "s.gpu0", UUID: "V"}),  // exchanged at 1.5 s
+				telemetry("gw2", 2, at(1), wire.GPUSample{Asset: "t.gpu0", UUID: "V"}), // read before the exchange, stored late
+				telemetry("gw2", 3, at(3), wire.GPUSample{Asset: "t.gpu0", UUID: "U"}),
+			}
+		}, nil},
 		{"a gpu moved to another slot", func(f *fleet) []Input {
 			return []Input{
 				telemetry("gw", 1, at(0), wire.GPUSample{Asset: "s.gpu0", UUID: "U"}),

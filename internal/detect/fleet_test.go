@@ -316,3 +316,31 @@ func BenchmarkFleetDay(b *testing.B) {
 		b.ReportMetric(float64(gpus), "gpus")
 	}
 }
+
+// TestSlowDriftClockJump: a host whose clock jumps 20 minutes ahead after
+// 3 minutes of readings has not learned its baselines yet: no drift.
+func TestSlowDriftClockJump(t *testing.T) {
+	f, err := simfleet.New(simfleet.Config{Sites: 1, ServersPerSite: 1, GPUsPerServer: 8, Seed: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := f.Gateways[0]
+	s := NewSet(Defaults(), NewView(nil))
+	var got []Finding
+	for sec := range 600 {
+		tm := t0.Add(time.Duration(sec) * time.Second)
+		tel := g.Sample(tm, time.Second)
+		if sec >= 180 {
+			tm = tm.Add(20 * time.Minute)
+		}
+		for i := range tel.GPUs {
+			tel.GPUs[i].MemTempC = 0 // the peer comparison, whose residual settles in the first minutes
+		}
+		fs, err := s.Observe(Input{Message: &Message{Ref: MessageRef{Gateway: g.ID, Seq: uint64(sec + 1), Time: tm}, Recorded: tm, Telemetry: tel}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fs...)
+	}
+	check(t, "clock jump in the warm-up", got, nil)
+}

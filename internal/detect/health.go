@@ -48,11 +48,13 @@ type peerReading struct {
 }
 
 // slowDrift follows a residual smoothed over DriftConfig.Smooth against a
-// baseline: the residual's mean over its first slowWarm, then an average
+// baseline: the residual's mean over its first slowWarm of readings (gaps
+// and clock jumps do not count), then an average
 // over hours that moves only while the residual is near it.
 type slowDrift struct {
 	n               int
-	start, t, since time.Time // since: the smoothing's start
+	start, t, since time.Time     // since: the smoothing's start
+	learned         time.Duration // reading time of regular steps seen (the warm-up)
 	base, level     float64
 	fired           bool
 }
@@ -83,10 +85,11 @@ func (s *slowDrift) update(x float64, t time.Time, cfg *DriftConfig) (float64, b
 		return s.level - s.base, false
 	}
 	s.level += (1 - math.Exp(-float64(dt)/float64(cfg.Smooth))) * (x - s.level)
+	s.learned += dt // regular steps only: a clock jump teaches nothing
 	if t.Sub(s.since) < cfg.Smooth {
 		return s.level - s.base, false
 	}
-	if t.Sub(s.start) < slowWarm {
+	if s.learned < slowWarm {
 		s.n++
 		s.base += (x - s.base) / float64(s.n)
 		return 0, false
