@@ -217,6 +217,18 @@ func BenchmarkObserveTelemetry(b *testing.B) {
 //
 //	go test -run '^$' -bench FleetDay -benchtime 1x ./internal/detect
 func BenchmarkFleetDay(b *testing.B) {
+	// memory_sensor: GPUs report their memory temperature (H100s do);
+	// peers_only: they do not, so drift is judged against peers alone.
+	for _, memSensor := range []bool{true, false} {
+		name := "memory_sensor"
+		if !memSensor {
+			name = "peers_only"
+		}
+		b.Run(name, func(b *testing.B) { fleetDay(b, memSensor) })
+	}
+}
+
+func fleetDay(b *testing.B, memSensor bool) {
 	for range b.N {
 		f, err := simfleet.New(simfleet.Config{Sites: 4, ServersPerSite: 32, GPUsPerServer: 8, Seed: 17, SiteGateways: true})
 		if err != nil {
@@ -279,6 +291,11 @@ func BenchmarkFleetDay(b *testing.B) {
 					observe(g.ID, tm, func(m *Message) { m.Inventory = inv })
 				}
 				if tel := g.Sample(tm, step); tel != nil {
+					if !memSensor {
+						for i := range tel.GPUs {
+							tel.GPUs[i].MemTempC = 0
+						}
+					}
 					observe(g.ID, tm, func(m *Message) { m.Telemetry = tel })
 				}
 				if fix := g.Position(tm); fix != nil {
