@@ -244,7 +244,9 @@ func fleetDay(b *testing.B, memSensor bool) {
 		s := NewSet(cfg, NewView(nil))
 		reg := newFleet()
 		for _, g := range f.Gateways {
-			if _, err := s.Observe(reg.change(g.ID, t0, func(a *twin.Asset) { a.Kind, a.Site, a.Custody.Status = twin.KindGateway, g.Site.ID, twin.StatusInService })); err != nil {
+			if _, err := s.Observe(reg.change(g.ID, t0, func(a *twin.Asset) {
+				a.Kind, a.Site, a.Custody.Status = twin.KindGateway, g.Site.ID, twin.StatusInService
+			})); err != nil {
 				b.Fatal(err)
 			}
 			if g.Host == nil {

@@ -77,7 +77,7 @@ type hook struct {
 	mu     sync.Mutex
 	srv    *http.Server
 	opened map[string]map[string]bool // "type asset" -> alert ids delivered as opened (or raised to a routed severity)
-	ids    map[string]int // delivery id -> times received
+	ids    map[string]int             // delivery id -> times received
 	bad    int
 	slack  int // Slack-shaped deliveries
 }
