@@ -661,3 +661,24 @@ func TestLivenessAcceleratedFleet(t *testing.T) {
 	check(t, "two real minutes after the end", feed(t, Defaults(), nil, steps),
 		[]string{"heartbeat_missed gw-0", "heartbeat_missed gw-1", "heartbeat_missed gw-2", "heartbeat_missed gw-3"})
 }
+
+// TestFindingsPlaced: a finding names the server its GPU sits in and that
+// server's rack (what incidents group by); a gateway's (no twin) neither.
+func TestFindingsPlaced(t *testing.T) {
+	f := newFleet()
+	srv := f.change("srv", at(0), func(a *twin.Asset) { a.Kind, a.Site, a.Identity.Rack = twin.KindServer, "s1", "r7" })
+	g := f.change("srv.gpu0", at(0), gpu("s1", "srv", 0, "U0"))
+	sample := func(n uint64) wire.GPUSample { return wire.GPUSample{Asset: "srv.gpu0", TempC: 60, XIDCount: n, LastXID: 79} }
+	got := feed(t, Defaults(), nil, append(in(srv, g, telemetry("gw", 1, at(0), sample(0)), telemetry("gw", 2, at(1), sample(1))),
+		step{tick: at(600)}))
+	check(t, "placed", got, []string{"gpu_xid srv.gpu0", "heartbeat_missed gw"})
+	for _, f := range got {
+		host, rack := "srv", "r7"
+		if f.Asset == "gw" {
+			host, rack = "", ""
+		}
+		if f.Host != host || f.Rack != rack {
+			t.Errorf("%s %s placed in host %q rack %q, want %q %q", f.Type, f.Asset, f.Host, f.Rack, host, rack)
+		}
+	}
+}
