@@ -668,7 +668,9 @@ func TestFindingsPlaced(t *testing.T) {
 	f := newFleet()
 	srv := f.change("srv", at(0), func(a *twin.Asset) { a.Kind, a.Site, a.Identity.Rack = twin.KindServer, "s1", "r7" })
 	g := f.change("srv.gpu0", at(0), gpu("s1", "srv", 0, "U0"))
-	sample := func(n uint64) wire.GPUSample { return wire.GPUSample{Asset: "srv.gpu0", TempC: 60, XIDCount: n, LastXID: 79} }
+	sample := func(n uint64) wire.GPUSample {
+		return wire.GPUSample{Asset: "srv.gpu0", TempC: 60, XIDCount: n, LastXID: 79}
+	}
 	got := feed(t, Defaults(), nil, append(in(srv, g, telemetry("gw", 1, at(0), sample(0)), telemetry("gw", 2, at(1), sample(1))),
 		step{tick: at(600)}))
 	check(t, "placed", got, []string{"gpu_xid srv.gpu0", "heartbeat_missed gw"})
