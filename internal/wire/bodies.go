@@ -12,33 +12,31 @@ type Telemetry struct {
 // GPUSample is one GPU's readings at one instant. Counters are cumulative
 // since the driver loaded, as NVML reports them.
 type GPUSample struct {
-	Asset           string  `json:"asset"` // asset id of the GPU, e.g. "srv-s1-001.gpu3"
-	Index           int     `json:"index"`
-	UUID            string  `json:"uuid"`
-	TempC           float64 `json:"temp_c"`
-	MemTempC        float64 `json:"mem_temp_c,omitempty"`
-	PowerW          float64 `json:"power_w"`
-	PowerLimitW     float64 `json:"power_limit_w,omitempty"`
-	UtilPct         float64 `json:"util_pct"`
-	MemUtilPct      float64 `json:"mem_util_pct"`
-	SMClockMHz      int     `json:"sm_clock_mhz"`
-	MemClockMHz     int     `json:"mem_clock_mhz"`
-	ECCSingleBit    uint64  `json:"ecc_sbe"`
-	ECCDoubleBit    uint64  `json:"ecc_dbe"`
-	RetiredPages    int     `json:"retired_pages"`
-	RemappedRows    int     `json:"remapped_rows"`               // correctable + uncorrectable remaps
-	RowRemapFailure bool    `json:"row_remap_failure,omitempty"` // the GPU ran out of spare rows
-	LastXID         int     `json:"last_xid,omitempty"`
-	XIDCount        uint64  `json:"xid_count"`
-	// XIDs are the newest XIDs, oldest first (at most MaxRecentXIDs): with
-	// XIDCount a reader knows every XID since its last sample, so one XID
-	// does not hide another that came in the same second.
-	XIDs        []int    `json:"xids,omitempty"`
-	Throttle    []string `json:"throttle,omitempty"` // e.g. "hw_slowdown", "sw_thermal", "power_cap"
-	PCIeReplays uint64   `json:"pcie_replays"`
+	Asset           string   `json:"asset"` // asset id of the GPU, e.g. "srv-s1-001.gpu3"
+	Index           int      `json:"index"`
+	UUID            string   `json:"uuid"`
+	TempC           float64  `json:"temp_c"`
+	MemTempC        float64  `json:"mem_temp_c,omitempty"`
+	PowerW          float64  `json:"power_w"`
+	PowerLimitW     float64  `json:"power_limit_w,omitempty"`
+	UtilPct         float64  `json:"util_pct"`
+	MemUtilPct      float64  `json:"mem_util_pct"`
+	SMClockMHz      int      `json:"sm_clock_mhz"`
+	MemClockMHz     int      `json:"mem_clock_mhz"`
+	ECCSingleBit    uint64   `json:"ecc_sbe"`
+	ECCDoubleBit    uint64   `json:"ecc_dbe"`
+	RetiredPages    int      `json:"retired_pages"`
+	RemappedRows    int      `json:"remapped_rows"`               // correctable + uncorrectable remaps
+	RowRemapFailure bool     `json:"row_remap_failure,omitempty"` // the GPU ran out of spare rows
+	LastXID         int      `json:"last_xid,omitempty"`
+	XIDCount        uint64   `json:"xid_count"`
+	XIDs            []int    `json:"xids,omitempty"` // the newest XIDs, oldest first (MaxRecentXIDs): with XIDCount, every XID since the last sample
+	Throttle        []string `json:"throttle,omitempty"` // e.g. "hw_slowdown", "sw_thermal", "power_cap"
+	PCIeReplays     uint64   `json:"pcie_replays"`
 }
 
-// MaxRecentXIDs bounds GPUSample.XIDs.
+// MaxRecentXIDs bounds GPUSample.XIDs, so one XID does not hide another
+// that came in the same second.
 const MaxRecentXIDs = 8
 
 // Throttle reasons, named after NVML's clocks-event reasons.
