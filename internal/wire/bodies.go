@@ -30,7 +30,7 @@ type GPUSample struct {
 	RowRemapFailure bool     `json:"row_remap_failure,omitempty"` // the GPU ran out of spare rows
 	LastXID         int      `json:"last_xid,omitempty"`
 	XIDCount        uint64   `json:"xid_count"`
-	XIDs            []int    `json:"xids,omitempty"` // the newest XIDs, oldest first (MaxRecentXIDs): with XIDCount, every XID since the last sample
+	XIDs            []int    `json:"xids,omitempty"`     // the newest XIDs, oldest first (MaxRecentXIDs): with XIDCount, every XID since the last sample
 	Throttle        []string `json:"throttle,omitempty"` // e.g. "hw_slowdown", "sw_thermal", "power_cap"
 	PCIeReplays     uint64   `json:"pcie_replays"`
 }
