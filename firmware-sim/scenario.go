@@ -77,8 +77,9 @@ func runScenario(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stderr, o)
+	fmt.Fprint(stderr, scenario.Table([]*scenario.Outcome{o}))
 	if !o.OK() {
-		return fmt.Errorf("scenario %s: %d missing, %d false alerts", f.Name, len(o.Missing), len(o.False))
+		return fmt.Errorf("scenario %s: %d missing, %d false alerts, %d incidents", f.Name, len(o.Missing), len(o.False), o.Incidents)
 	}
 	return nil
 }

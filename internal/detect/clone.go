@@ -106,9 +106,11 @@ func (d *cloneDetector) telemetry(m *Message) []Finding {
 				delete(slots, slot)
 				continue
 			}
-			// Seen in the other slot after it was last seen here: both
-			// slots report it, so the identity is cloned.
-			if mine, ok := slots[g.Asset]; ok && mine.t.Before(prev.t) {
+			// Seen here, then in the other slot, then here again (by
+			// reading time: a sample read before the other slot's and
+			// stored after it is no return): both slots report it, so
+			// the identity is cloned.
+			if mine, ok := slots[g.Asset]; ok && mine.t.Before(prev.t) && now.t.After(prev.t) {
 				out = append(out, d.clone(g.Asset, now.t, fmt.Sprintf("GPU UUID %s reported in slots %s and %s", g.UUID, slot, g.Asset), prev, now))
 			}
 		}

@@ -104,6 +104,17 @@ type DriftConfig struct {
 	K        float64 `yaml:"k"`         // CUSUM slack, degrees
 	H        float64 `yaml:"h"`         // CUSUM threshold, degree-samples
 	MinPeers int     `yaml:"min_peers"` // peers needed for the peer comparison
+	// A slow drift (a fraction of a degree a minute) hides inside the
+	// CUSUM's adapting baseline; it is found by comparing the smoothed
+	// residual (over Smooth) with a baseline that adapts only over hours:
+	// against the board's memory sensor (itself) and against the median
+	// of its peers of the same model under the same load (within
+	// PeerLoadPct points of lagged utilisation) in its server, or in its
+	// rack when the server has too few. OffsetC off is a drift; 0 turns
+	// the slow check off.
+	OffsetC     float64       `yaml:"offset_c"`
+	Smooth      time.Duration `yaml:"smooth"`
+	PeerLoadPct float64       `yaml:"peer_load_pct"`
 }
 
 // HardwareConfig holds the reliability thresholds.
@@ -201,7 +212,7 @@ func Defaults() Config {
 			UnknownTags:     Burst{Count: 1, Window: 10 * time.Minute},
 			ReplayMinSeqAge: 300,
 		},
-		Drift: DriftConfig{Warmup: 60, Alpha: 0.01, K: 1.5, H: 30, MinPeers: 3},
+		Drift: DriftConfig{Warmup: 60, Alpha: 0.01, K: 1.5, H: 30, MinPeers: 3, OffsetC: 3, Smooth: 2 * time.Minute, PeerLoadPct: 5},
 		Hardware: HardwareConfig{
 			XIDs: map[int]string{
 				48: "critical", 62: "critical", 63: "warning", 64: "critical", 74: "critical",
@@ -291,6 +302,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Drift.Alpha <= 0 || c.Drift.Alpha >= 1 {
 		es.Add("alpha must be between 0 and 1", "drift", "alpha")
+	}
+	if c.Drift.OffsetC < 0 || c.Drift.Smooth < 0 || c.Drift.PeerLoadPct < 0 {
+		es.Add("offset_c, smooth and peer_load_pct must not be negative", "drift")
 	}
 	if c.Drift.H <= 0 {
 		es.Add("h must be positive", "drift", "h")

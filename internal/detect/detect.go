@@ -119,6 +119,8 @@ type Finding struct {
 	Type     Type      `json:"type"`
 	Asset    string    `json:"asset"`
 	Site     string    `json:"site,omitempty"`
+	Host     string    `json:"host,omitempty"` // the server the asset is (in), from the view
+	Rack     string    `json:"rack,omitempty"` // that server's rack
 	Severity Severity  `json:"severity"`
 	Time     time.Time `json:"time"` // reading time of what triggered it
 	Summary  string    `json:"summary"`

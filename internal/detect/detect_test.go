@@ -324,6 +324,15 @@ func TestClone(t *testing.T) {
 				telemetry("gw", 2, at(2), wire.GPUSample{Asset: "s.gpu0", UUID: "U"}),
 			}
 		}, []string{"clone_suspected s.gpu0"}},
+		{"boards exchanged between two servers, their last samples stored out of order", func(f *fleet) []Input {
+			return []Input{
+				telemetry("gw", 1, at(0), wire.GPUSample{Asset: "s.gpu0", UUID: "U"}),
+				telemetry("gw2", 1, at(0), wire.GPUSample{Asset: "t.gpu0", UUID: "V"}),
+				telemetry("gw", 2, at(2), wire.GPUSample{Asset: "s.gpu0", UUID: "V"}),  // exchanged at 1.5 s
+				telemetry("gw2", 2, at(1), wire.GPUSample{Asset: "t.gpu0", UUID: "V"}), // read before the exchange, stored late
+				telemetry("gw2", 3, at(3), wire.GPUSample{Asset: "t.gpu0", UUID: "U"}),
+			}
+		}, nil},
 		{"a gpu moved to another slot", func(f *fleet) []Input {
 			return []Input{
 				telemetry("gw", 1, at(0), wire.GPUSample{Asset: "s.gpu0", UUID: "U"}),
@@ -396,7 +405,7 @@ func TestGateways(t *testing.T) {
 			{in: Input{Rejection: &Rejection{Time: at(2), Gateway: "gw-x", Seq: 5, Reason: RejectDuplicate}}},
 			{in: Input{Rejection: &Rejection{Time: at(2), Gateway: "gw-x", Seq: 6, Reason: RejectDuplicate}}},
 			{in: Input{Rejection: &Rejection{Time: at(3), Gateway: "gw-x", Seq: 7, Reason: RejectDuplicate}}},
-		}, []string{"replayed_messages gw-x"}},
+		}, []string{"replayed_messages gw-x", "replayed_messages gw-x"}}, // two bursts of 3 (one alert: they merge)
 		{"clock skew against the fleet", []step{
 			skewed("gw-1", 1, at(0), time.Second), skewed("gw-2", 1, at(0), 2*time.Second), skewed("gw-3", 1, at(0), -time.Second),
 			skewed("gw-4", 1, at(2), 10*time.Minute), skewed("gw-4", 2, at(3), 10*time.Minute), skewed("gw-1", 2, at(4), time.Second),
@@ -444,7 +453,8 @@ func TestClockSkewAcceleratedFleet(t *testing.T) {
 
 func TestDrift(t *testing.T) {
 	// Eight GPUs whose temperature follows a shared load with noise; one
-	// sensor drifts upward by 0.05 °C a sample from sample 300.
+	// sensor drifts upward by 0.05 °C a sample from sample 1200 (after
+	// the slow check's 15 min of learning).
 	host := func(n, drifting int, rate float64) []Input {
 		var ins []Input
 		seed := uint32(7)
@@ -457,8 +467,8 @@ func TestDrift(t *testing.T) {
 			var gs []wire.GPUSample
 			for g := range 8 {
 				temp := 35 + 0.4*load + float64(g) + noise()
-				if g == drifting && i >= 300 {
-					temp += rate * float64(i-300)
+				if g == drifting && i >= 1200 {
+					temp += rate * float64(i-1200)
 				}
 				gs = append(gs, wire.GPUSample{Asset: fmt.Sprintf("srv.gpu%d", g), TempC: temp})
 			}
@@ -467,7 +477,7 @@ func TestDrift(t *testing.T) {
 		return ins
 	}
 	check(t, "steady fleet, 1 simulated hour", feed(t, Defaults(), nil, in(host(3600, -1, 0)...)), nil)
-	got := feed(t, Defaults(), nil, in(host(600, 5, 0.05)...))
+	got := feed(t, Defaults(), nil, in(host(1500, 5, 0.05)...))
 	check(t, "drifting sensor", got, []string{"sensor_drift srv.gpu5"})
 	if len(got) == 1 && !strings.Contains(got[0].Summary, "up") {
 		t.Errorf("drift summary %q does not say up", got[0].Summary)
@@ -504,6 +514,11 @@ func TestHardware(t *testing.T) {
 				s.LastXID, s.XIDCount = 13, 1
 			}
 		}), nil},
+		{"xid 79 then 31 in the same second: 31 does not mask 79", series(3, 1, func(i int, s *wire.GPUSample) {
+			if i == 2 {
+				s.LastXID, s.XIDCount, s.XIDs = 31, 2, []int{79, 31}
+			}
+		}), []string{"gpu_xid srv.gpu0"}},
 		{"old xid at first sight is history", series(3, 1, func(i int, s *wire.GPUSample) { s.LastXID, s.XIDCount = 79, 4 }), nil},
 		{"double-bit ecc and row remap failure", series(3, 1, func(i int, s *wire.GPUSample) {
 			if i == 2 {
@@ -580,5 +595,126 @@ func TestReplayNamesItsSource(t *testing.T) {
 	got := feed(t, Defaults(), nil, steps)
 	if len(got) != 1 || got[0].Type != TypeReplayedMessages || !strings.Contains(got[0].Summary, "10.0.0.7:40112") || got[0].Evidence.Values["from"] != "client gw-x at 10.0.0.7:40112" {
 		t.Errorf("replay findings = %+v, want one replayed_messages naming client gw-x at 10.0.0.7:40112", got)
+	}
+}
+
+// TestXIDNotMasked: XID 79 followed in the same second by XID 13 (listed as
+// info) raises a critical alert naming 79, and an older 79 still in the
+// recent list does not count again.
+func TestXIDNotMasked(t *testing.T) {
+	cfg := Defaults()
+	cfg.Hardware.XIDs[13] = "info"
+	sample := func(count uint64, xids ...int) wire.GPUSample {
+		return wire.GPUSample{Asset: "srv.gpu0", TempC: 60, XIDCount: count, LastXID: xids[len(xids)-1], XIDs: xids}
+	}
+	got := feed(t, cfg, nil, in(telemetry("gw", 1, at(0), sample(1, 48)), telemetry("gw", 2, at(1), sample(3, 48, 79, 13)),
+		telemetry("gw", 3, at(2), sample(4, 48, 79, 13, 13))))
+	check(t, "79 then 13", got, []string{"gpu_xid srv.gpu0", "gpu_xid srv.gpu0"})
+	if len(got) == 2 {
+		if got[0].Severity != Critical || got[0].Evidence.Values["xid"] != "79" {
+			t.Errorf("79 then 13: severity %s xid %s, want critical 79", got[0].Severity, got[0].Evidence.Values["xid"])
+		}
+		if got[1].Severity != Info || got[1].Evidence.Values["xid"] != "13" {
+			t.Errorf("a later 13 alone: severity %s xid %s, want info 13", got[1].Severity, got[1].Evidence.Values["xid"])
+		}
+	}
+}
+
+// TestBadSignaturesRecur: a wave of forged messages that goes on after the
+// first burst keeps raising findings (one per further burst), so after
+// its alert was resolved the next ones open a new alert.
+func TestBadSignaturesRecur(t *testing.T) {
+	var st []step
+	for i := range 3 {
+		st = append(st, step{in: reject("gw-x", RejectBadSignature, at(float64(i)))})
+	}
+	for i := range 24 {
+		st = append(st, step{in: reject("gw-x", RejectBadSignature, at(30+float64(i)))})
+	}
+	got := feed(t, Defaults(), nil, st)
+	if len(got) != 9 {
+		t.Fatalf("27 forged messages in bursts of 3: %d findings (%q), want 9", len(got), found(got))
+	}
+	for _, f := range got {
+		if f.Type != TypeBadSignatures || f.Asset != "gw-x" || f.Severity != Critical {
+			t.Errorf("finding %s %s %s, want critical bad_signatures gw-x", f.Type, f.Asset, f.Severity)
+		}
+	}
+}
+
+// TestTheftThenSilence: a gateway whose last fix lies outside its site's
+// fence and that then falls silent within the entry delay raises
+// geofence_exit once the delay has passed on the service clock; one that
+// comes back inside before that does not.
+func TestTheftThenSilence(t *testing.T) {
+	cfg := Defaults()
+	cfg.Sites = map[string]SiteConfig{"s1": {Geofence: square}}
+	east := func(m float64) float64 { return 13.408 + m/(111320*0.6088) }
+	dock := func(f *fleet) Input {
+		return f.change("gw-dock", at(0), func(a *twin.Asset) { a.Kind, a.Site, a.Custody.Status = twin.KindGateway, "s1", twin.StatusMaintenance })
+	}
+	f := newFleet()
+	got := feed(t, cfg, nil, []step{{in: dock(f)}, {in: fix("gw-dock", 1, at(0), "gw-dock", 52.5, east(-50))},
+		{in: fix("gw-dock", 2, at(10), "gw-dock", 52.5, east(200))}, {tick: at(20)}, {tick: at(39)}, {tick: at(41)}, {tick: at(100)}})
+	check(t, "stolen, then silent", got, []string{"geofence_exit gw-dock"})
+	if len(got) == 1 && (!strings.Contains(got[0].Summary, "silent") || got[0].Time.Before(at(40))) {
+		t.Errorf("finding %q at %s: want it to say silent, at the end of the entry delay", got[0].Summary, got[0].Time)
+	}
+	f = newFleet()
+	check(t, "back inside in time", feed(t, cfg, nil, []step{{in: dock(f)}, {in: fix("gw-dock", 1, at(0), "gw-dock", 52.5, east(-50))},
+		{in: fix("gw-dock", 2, at(10), "gw-dock", 52.5, east(200))}, {in: fix("gw-dock", 3, at(20), "gw-dock", 52.5, east(-50))}, {tick: at(100)}}), nil)
+}
+
+// TestLivenessAcceleratedFleet: a simulated fleet reads 60 times faster
+// than the service clock. A gateway that stops is silent 60 times faster
+// too; when the whole fleet stops (the simulation ended), time passes at
+// the service clock's pace again: nobody is missed for two real minutes.
+func TestLivenessAcceleratedFleet(t *testing.T) {
+	wall := t0.Add(24 * time.Hour)
+	var steps []step
+	seq := uint64(0)
+	for tick := range 150 { // 15 s of service time, 100 ms apart
+		rec := wall.Add(time.Duration(tick) * 100 * time.Millisecond)
+		sim := t0.Add(time.Duration(tick) * 6 * time.Second)
+		seq++
+		for g := range 4 {
+			if g == 3 && tick >= 50 {
+				continue // gw-3 stops after 5 s (5 simulated minutes)
+			}
+			m := msg(fmt.Sprintf("gw-%d", g), seq, sim)
+			m.Recorded = rec
+			m.Kind, m.Status = wire.KindStatus, &wire.Status{State: wire.StateOnline}
+			steps = append(steps, step{in: Input{Message: m}})
+		}
+		steps = append(steps, step{tick: rec})
+	}
+	end := wall.Add(15 * time.Second)
+	steps = append(steps, step{tick: end.Add(30 * time.Second)}, step{tick: end.Add(100 * time.Second)})
+	check(t, "accelerated fleet, then the end of the simulation", feed(t, Defaults(), nil, steps), []string{"heartbeat_missed gw-3"})
+	steps = append(steps, step{tick: end.Add(125 * time.Second)})
+	check(t, "two real minutes after the end", feed(t, Defaults(), nil, steps),
+		[]string{"heartbeat_missed gw-0", "heartbeat_missed gw-1", "heartbeat_missed gw-2", "heartbeat_missed gw-3"})
+}
+
+// TestFindingsPlaced: a finding names the server its GPU sits in and that
+// server's rack (what incidents group by); a gateway's (no twin) neither.
+func TestFindingsPlaced(t *testing.T) {
+	f := newFleet()
+	srv := f.change("srv", at(0), func(a *twin.Asset) { a.Kind, a.Site, a.Identity.Rack = twin.KindServer, "s1", "r7" })
+	g := f.change("srv.gpu0", at(0), gpu("s1", "srv", 0, "U0"))
+	sample := func(n uint64) wire.GPUSample {
+		return wire.GPUSample{Asset: "srv.gpu0", TempC: 60, XIDCount: n, LastXID: 79}
+	}
+	got := feed(t, Defaults(), nil, append(in(srv, g, telemetry("gw", 1, at(0), sample(0)), telemetry("gw", 2, at(1), sample(1))),
+		step{tick: at(600)}))
+	check(t, "placed", got, []string{"gpu_xid srv.gpu0", "heartbeat_missed gw"})
+	for _, f := range got {
+		host, rack := "srv", "r7"
+		if f.Asset == "gw" {
+			host, rack = "", ""
+		}
+		if f.Host != host || f.Rack != rack {
+			t.Errorf("%s %s placed in host %q rack %q, want %q %q", f.Type, f.Asset, f.Host, f.Rack, host, rack)
+		}
 	}
 }

@@ -18,8 +18,8 @@ type gatewayDetector struct {
 	cfg      Config
 	view     *View
 	gws      map[string]*gwState
-	rejected map[string][]rejHit // burst key + "\x00" + reason -> recent rejections
-	medianAt time.Time           // service time the fleet offset was last computed
+	rejected map[string]*rejections // burst key + "\x00" + reason -> recent rejections
+	medianAt time.Time              // service time the fleet offset was last computed
 	median   time.Duration
 }
 
@@ -33,6 +33,11 @@ type gwState struct {
 	hasOff   bool
 	skewed   bool
 	recorded time.Time
+	// Liveness is judged on receive time (service clock), not on reading
+	// times, which a gateway's fast clock could push ahead of everyone's;
+	// medAt is the fleet offset when lastRecv was set (see quiet).
+	lastRecv time.Time
+	medAt    time.Duration
 }
 
 // rejHit is one rejection in a burst: when, and the gateway it claimed.
@@ -42,7 +47,7 @@ type rejHit struct {
 }
 
 func newGatewayDetector(cfg Config, view *View) *gatewayDetector {
-	return &gatewayDetector{cfg: cfg, view: view, gws: map[string]*gwState{}, rejected: map[string][]rejHit{}}
+	return &gatewayDetector{cfg: cfg, view: view, gws: map[string]*gwState{}, rejected: map[string]*rejections{}}
 }
 
 func (d *gatewayDetector) state(gw string) *gwState {
@@ -80,16 +85,22 @@ func (d *gatewayDetector) message(m *Message) []Finding {
 	if m.Ref.Time.After(s.last) {
 		s.last, s.lastRef = m.Ref.Time, m.Ref
 	}
+	recv := received(m)
 	// Clock skew is measured on live messages only: a backlog replayed
 	// after an outage carries old reading times by design.
 	live := m.Ref.Seq > s.maxSeq
 	s.maxSeq = max(s.maxSeq, m.Ref.Seq)
+	if live {
+		s.offset, s.hasOff, s.recorded = m.Ref.Time.Sub(recv), true, recv
+		if recv.Sub(d.medianAt) > 100*time.Millisecond || recv.Before(d.medianAt) {
+			d.median, d.medianAt = d.fleetOffset(recv), recv
+		}
+	}
+	if !recv.Before(s.lastRecv) {
+		s.lastRecv, s.medAt = recv, d.median
+	}
 	if !live || d.cfg.Gateways.MaxClockSkew <= 0 || m.Recorded.IsZero() {
 		return out
-	}
-	s.offset, s.hasOff, s.recorded = m.Ref.Time.Sub(m.Recorded), true, m.Recorded
-	if m.Recorded.Sub(d.medianAt) > 100*time.Millisecond || m.Recorded.Before(d.medianAt) {
-		d.median, d.medianAt = d.fleetOffset(m.Recorded), m.Recorded
 	}
 	skew := s.offset - d.median
 	if skew.Abs() > d.cfg.Gateways.MaxClockSkew {
@@ -198,20 +209,29 @@ func (d *gatewayDetector) rejection(r *Rejection) []Finding {
 		}
 	}
 	key := by + "\x00" + r.Reason
-	hits, tracked := d.rejected[key]
-	if !tracked && len(d.rejected) >= maxRejectKeys {
-		d.pruneRejected(r.Time)
+	rs, tracked := d.rejected[key]
+	if !tracked {
 		if len(d.rejected) >= maxRejectKeys {
-			return nil // bounded: the ingest still counts them
+			d.pruneRejected(r.Time)
+			if len(d.rejected) >= maxRejectKeys {
+				return nil // bounded: the ingest still counts them
+			}
 		}
+		rs = &rejections{}
+		d.rejected[key] = rs
 	}
-	hits = append(hits, rejHit{r.Time, r.Gateway})
+	hits := append(rs.hits, rejHit{r.Time, r.Gateway})
 	i := sort.Search(len(hits), func(i int) bool { return r.Time.Sub(hits[i].t) < b.Window })
 	hits = hits[i:]
-	d.rejected[key] = hits
-	if len(hits) != b.Count { // once per burst: when the count is first reached
+	rs.hits = hits
+	rs.since++
+	// A burst is Count within the window; each further Count of them is a
+	// new finding, so a wave that goes on after its alert was resolved
+	// opens a new one (while the alert is open they merge into it).
+	if len(hits) < b.Count || rs.since < b.Count {
 		return nil
 	}
+	rs.since = 0
 	claimed := map[string]bool{}
 	var ids []string
 	for _, h := range hits {
@@ -236,14 +256,21 @@ func (d *gatewayDetector) rejection(r *Rejection) []Finding {
 	}}
 }
 
+// rejections are one gateway's recent rejections for one reason: their
+// times within the burst window and how many came since the last finding.
+type rejections struct {
+	hits  []rejHit
+	since int // rejections since the last finding
+}
+
 // maxRejectKeys bounds the claimed gateway ids tracked for bursts.
 const maxRejectKeys = 4096
 
 // pruneRejected forgets rejections older than every burst window.
 func (d *gatewayDetector) pruneRejected(now time.Time) {
 	w := max(d.cfg.Tamper.BadSignatures.Window, d.cfg.Tamper.Replays.Window, d.cfg.Tamper.Unknown.Window, d.cfg.Tamper.Unbound.Window, d.cfg.Tamper.UnknownTags.Window)
-	for k, ts := range d.rejected {
-		if len(ts) == 0 || now.Sub(ts[len(ts)-1].t) >= w {
+	for k, rs := range d.rejected {
+		if len(rs.hits) == 0 || now.Sub(rs.hits[len(rs.hits)-1].t) >= w {
 			delete(d.rejected, k)
 		}
 	}
@@ -259,21 +286,47 @@ func (d *gatewayDetector) maxSilence(gw string) time.Duration {
 	return 0
 }
 
+// received is when the service stored m, or its reading time when that is
+// unknown.
+func received(m *Message) time.Time {
+	if m.Recorded.IsZero() {
+		return m.Ref.Time
+	}
+	return m.Recorded
+}
+
+// quiet is how long, in the fleet's reading time, nothing came since a
+// message received at recv when the fleet offset (reading time minus
+// receive time, the median over the gateways heard in the last seconds)
+// was medAt: the receive-time silence plus how far the fleet's clock moved
+// ahead of the service clock meanwhile. For real agents that is the
+// receive-time silence; a simulated fleet running 60 times faster is
+// silent 60 times faster, and once the whole fleet is quiet, time passes
+// at the service clock's pace. One gateway's clock moves neither.
+func (d *gatewayDetector) quiet(now, recv time.Time, medAt time.Duration) time.Duration {
+	return now.Sub(recv) + d.median - medAt
+}
+
+// tick reports the gateways silent for longer than their class allows:
+// per gateway, on receive time (quiet), so a gateway whose clock runs fast
+// makes no other look silent.
 func (d *gatewayDetector) tick(now time.Time) []Finding {
 	var out []Finding
 	for gw, s := range d.gws {
-		if s.offline || s.silent || s.last.IsZero() {
+		if s.offline || s.silent || s.lastRecv.IsZero() {
 			continue
 		}
 		limit := d.maxSilence(gw)
-		if limit <= 0 || now.Sub(s.last) <= limit {
+		quiet := d.quiet(now, s.lastRecv, s.medAt)
+		if limit <= 0 || quiet <= limit {
 			continue
 		}
 		s.silent = true
 		out = append(out, Finding{
-			Type: TypeHeartbeatMissed, Asset: gw, Severity: Warning, Time: now,
-			Summary:  fmt.Sprintf("gateway %s silent for %s (limit %s)", gw, now.Sub(s.last).Round(time.Second), limit),
-			Evidence: Evidence{Messages: []MessageRef{s.lastRef}, Values: values("last_seen", s.last.Format(time.RFC3339Nano), "limit", limit.String())},
+			Type: TypeHeartbeatMissed, Asset: gw, Severity: Warning, Time: s.last.Add(quiet),
+			Summary: fmt.Sprintf("gateway %s silent for %s (limit %s)", gw, quiet.Round(time.Second), limit),
+			Evidence: Evidence{Messages: []MessageRef{s.lastRef}, Values: values("last_seen", s.last.Format(time.RFC3339Nano),
+				"last_received", s.lastRecv.Format(time.RFC3339Nano), "limit", limit.String())},
 		})
 	}
 	sortFindings(out)

@@ -24,6 +24,9 @@ type driftDetector struct {
 	view  *View
 	state map[string]*driftState
 	buf   []float64
+	// racks holds the latest reading of every GPU by rack, for the peer
+	// comparison of GPUs whose server has too few peers of their own.
+	racks map[string]map[string]peerReading
 }
 
 type driftState struct {
@@ -31,25 +34,88 @@ type driftState struct {
 	baseline float64
 	hi, lo   float64
 	fired    bool
+	// The slow check: against the memory sensor and against the peers.
+	self, peers slowDrift
+	load        float64 // utilisation, lagged like temperature follows it
+	loadT       time.Time
+}
+
+// peerReading is one GPU's latest temperature and lagged load.
+type peerReading struct {
+	temp, load float64
+	model      string
+	t          time.Time
+}
+
+// slowDrift follows a residual smoothed over DriftConfig.Smooth against a
+// baseline: the residual's mean over its first slowWarm of readings (gaps
+// and clock jumps do not count), then an average
+// over hours that moves only while the residual is near it.
+type slowDrift struct {
+	n               int
+	start, t, since time.Time     // since: the smoothing's start
+	learned         time.Duration // reading time of regular steps seen (the warm-up)
+	base, level     float64
+	fired           bool
+}
+
+// slowWarm is how long a baseline is learned before it is trusted;
+// slowAdapt its time constant after that.
+const (
+	slowWarm  = 15 * time.Minute
+	slowAdapt = time.Hour
+)
+
+// update adds x at t and reports the smoothed offset from the baseline
+// and whether it crossed the threshold just now.
+func (s *slowDrift) update(x float64, t time.Time, cfg *DriftConfig) (float64, bool) {
+	if s.start.IsZero() {
+		s.start, s.t, s.since, s.base, s.level, s.n = t, t, t, x, x, 1
+		return 0, false
+	}
+	dt := t.Sub(s.t)
+	if dt <= 0 {
+		return s.level - s.base, false
+	}
+	s.t = t
+	if dt > cfg.Smooth/4 {
+		// A gap (the GPU was not comparable for a while): start the
+		// smoothing again and judge only once it has a window's samples.
+		s.level, s.since = x, t
+		return s.level - s.base, false
+	}
+	s.level += (1 - math.Exp(-float64(dt)/float64(cfg.Smooth))) * (x - s.level)
+	s.learned += dt // regular steps only: a clock jump teaches nothing
+	if t.Sub(s.since) < cfg.Smooth {
+		return s.level - s.base, false
+	}
+	if s.learned < slowWarm {
+		s.n++
+		s.base += (x - s.base) / float64(s.n)
+		return 0, false
+	}
+	off := s.level - s.base
+	if math.Abs(off) < cfg.OffsetC/3 {
+		s.base += (1 - math.Exp(-float64(dt)/float64(slowAdapt))) * (s.level - s.base)
+	}
+	switch {
+	case math.Abs(off) >= cfg.OffsetC && !s.fired:
+		s.fired = true
+		return off, true
+	case math.Abs(off) < cfg.OffsetC/2:
+		s.fired = false
+	}
+	return off, false
 }
 
 func (d *driftDetector) telemetry(m *Message) []Finding {
-	gpus := m.Telemetry.GPUs
-	peers := len(gpus) > d.cfg.MinPeers
-	median := 0.0
-	if peers {
-		d.buf = d.buf[:0]
-		for _, g := range gpus {
-			d.buf = append(d.buf, g.TempC)
-		}
-		slices.Sort(d.buf)
-		median = d.buf[len(d.buf)/2]
-		if len(d.buf)%2 == 0 {
-			median = (median + d.buf[len(d.buf)/2-1]) / 2
-		}
-	}
 	var out []Finding
-	for _, g := range gpus {
+	t := m.Ref.Time
+	rack := d.rack(m.Telemetry.Host)
+	// First the lagged loads and the rack's latest readings, so that each
+	// GPU is compared with its peers as of this message.
+	for i := range m.Telemetry.GPUs {
+		g := &m.Telemetry.GPUs[i]
 		if g.Asset == "" {
 			continue
 		}
@@ -58,12 +124,66 @@ func (d *driftDetector) telemetry(m *Message) []Finding {
 			s = &driftState{}
 			d.state[g.Asset] = s
 		}
+		if s.loadT.IsZero() || !t.After(s.loadT) {
+			s.load = g.UtilPct
+		} else {
+			// Temperature follows load with a lag of about a minute:
+			// compare GPUs whose load, lagged the same way, is alike.
+			s.load += (1 - math.Exp(-t.Sub(s.loadT).Seconds()/60)) * (g.UtilPct - s.load)
+		}
+		s.loadT = t
+		if rack != "" {
+			if d.racks == nil {
+				d.racks = map[string]map[string]peerReading{}
+			}
+			r := d.racks[rack]
+			if r == nil {
+				r = map[string]peerReading{}
+				d.racks[rack] = r
+			}
+			r[g.Asset] = peerReading{temp: g.TempC, load: s.load, model: d.model(g.Asset), t: t}
+		}
+	}
+	for i := range m.Telemetry.GPUs {
+		g := &m.Telemetry.GPUs[i]
+		if g.Asset == "" {
+			continue
+		}
+		s := d.state[g.Asset]
+		median, peersAgainst, peers := d.peerMedian(m, g, s, rack)
+		// One finding per spell: while any check still sees the drift,
+		// another that sees it too says nothing new.
+		was := s.fired || s.self.fired || s.peers.fired
+		if d.cfg.OffsetC > 0 && d.cfg.Smooth > 0 {
+			var off float64
+			var fire bool
+			against := "its memory sensor"
+			if g.MemTempC > 0 {
+				off, fire = s.self.update(g.TempC-g.MemTempC, t, &d.cfg)
+			}
+			if peers {
+				if o, f := s.peers.update(g.TempC-median, t, &d.cfg); f && !fire {
+					off, fire, against = o, f, peersAgainst
+				}
+			}
+			if fire && !was {
+				was = true
+				out = append(out, Finding{
+					Type: TypeSensorDrift, Asset: g.Asset, Severity: Warning, Time: t,
+					Summary:  fmt.Sprintf("%s temperature sensor drifting %s slowly against %s (%.1f °C off its baseline)", g.Asset, direction(off), against, off),
+					Evidence: Evidence{Messages: ref(m), Values: values("temp_c", fmt.Sprintf("%.1f", g.TempC), "against", against, "offset_c", fmt.Sprintf("%.1f", off))},
+				})
+			}
+		}
 		x, against := g.TempC, "its own baseline"
 		switch {
 		case g.MemTempC > 0:
 			x, against = g.TempC-g.MemTempC, "its memory sensor"
-		case peers:
-			x, against = g.TempC-median, "its peers"
+		case len(m.Telemetry.GPUs) > d.cfg.MinPeers || rack != "":
+			// It has peers: the slow check compares with them. A CUSUM
+			// on that residual is too quick to take a GPU a few minutes
+			// into a new job for a drifting one.
+			continue
 		}
 		if s.n < d.cfg.Warmup {
 			s.n++
@@ -86,18 +206,76 @@ func (d *driftDetector) telemetry(m *Message) []Finding {
 			continue
 		}
 		s.fired = true
+		if was {
+			continue
+		}
 		dir := "up"
 		if s.lo > s.hi {
 			dir = "down"
 		}
 		out = append(out, Finding{
-			Type: TypeSensorDrift, Asset: g.Asset, Severity: Warning, Time: m.Ref.Time,
+			Type: TypeSensorDrift, Asset: g.Asset, Severity: Warning, Time: t,
 			Summary: fmt.Sprintf("%s temperature sensor drifting %s against %s (%.1f °C off its baseline)", g.Asset, dir, against, dev),
 			Evidence: Evidence{Messages: ref(m), Values: values("temp_c", fmt.Sprintf("%.1f", g.TempC), "peer_median_c", fmt.Sprintf("%.1f", median),
 				"deviation_c", fmt.Sprintf("%.1f", dev), "cusum_hi", fmt.Sprintf("%.1f", s.hi), "cusum_lo", fmt.Sprintf("%.1f", s.lo))},
 		})
 	}
 	return out
+}
+
+func direction(off float64) string {
+	if off < 0 {
+		return "down"
+	}
+	return "up"
+}
+
+// peerMedian is the median temperature of g's peers: GPUs of the same
+// model whose lagged load is within PeerLoadPct of g's, in its server or,
+// when it has fewer than MinPeers of them, in its rack. ok is false when g
+// is not at a steady load or has too few peers.
+func (d *driftDetector) peerMedian(m *Message, g *wire.GPUSample, s *driftState, rack string) (median float64, against string, ok bool) {
+	if math.Abs(g.UtilPct-s.load) > d.cfg.PeerLoadPct {
+		return 0, "", false // changing load: its temperature is still on its way
+	}
+	model := d.model(g.Asset)
+	d.buf = d.buf[:0]
+	for i := range m.Telemetry.GPUs {
+		p := &m.Telemetry.GPUs[i]
+		if ps := d.state[p.Asset]; p.Asset != g.Asset && ps != nil && math.Abs(ps.load-s.load) <= d.cfg.PeerLoadPct && d.model(p.Asset) == model {
+			d.buf = append(d.buf, p.TempC)
+		}
+	}
+	against = "its peers in " + m.Telemetry.Host
+	if len(d.buf) < d.cfg.MinPeers && rack != "" {
+		d.buf, against = d.buf[:0], "its peers in rack "+rack
+		for id, p := range d.racks[rack] {
+			if id != g.Asset && m.Ref.Time.Sub(p.t).Abs() < 2*time.Minute && math.Abs(p.load-s.load) <= d.cfg.PeerLoadPct && p.model == model {
+				d.buf = append(d.buf, p.temp)
+			}
+		}
+	}
+	if len(d.buf) < d.cfg.MinPeers {
+		return 0, "", false
+	}
+	slices.Sort(d.buf)
+	median = d.buf[len(d.buf)/2]
+	if len(d.buf)%2 == 0 {
+		median = (median + d.buf[len(d.buf)/2-1]) / 2
+	}
+	return median, against, true
+}
+
+// model is a GPU's model name from its twin, "" when unknown.
+func (d *driftDetector) model(asset string) string {
+	a, _ := d.view.Asset(asset)
+	return a.Identity.Name
+}
+
+// rack is a server's rack from its twin, "" when unknown.
+func (d *driftDetector) rack(host string) string {
+	a, _ := d.view.Asset(host)
+	return a.Identity.Rack
 }
 
 // hardwareDetector finds failing GPUs in their telemetry: critical XIDs,
@@ -143,11 +321,10 @@ func (d *hardwareDetector) telemetry(m *Message) []Finding {
 		}
 		if !first {
 			if g.XIDCount > s.prev.XIDCount {
-				if sev, ok := d.cfg.XIDs[g.LastXID]; ok {
-					sv, _ := ParseSeverity(sev)
-					meaning := XIDMeaning(g.LastXID)
-					f(TypeXID, sv, fmt.Sprintf("%s reported XID %d: %s", g.Asset, g.LastXID, meaning),
-						"xid", fmt.Sprint(g.LastXID), "meaning", meaning, "xid_count", fmt.Sprint(g.XIDCount))
+				if xid, sv, ok := d.worstXID(g, g.XIDCount-s.prev.XIDCount); ok {
+					meaning := XIDMeaning(xid)
+					f(TypeXID, sv, fmt.Sprintf("%s reported XID %d: %s", g.Asset, xid, meaning),
+						"xid", fmt.Sprint(xid), "meaning", meaning, "xids", fmt.Sprint(newXIDs(g, g.XIDCount-s.prev.XIDCount)), "xid_count", fmt.Sprint(g.XIDCount))
 				}
 			}
 			if g.ECCDoubleBit > s.prev.ECCDoubleBit {
@@ -193,3 +370,31 @@ func (d *hardwareDetector) telemetry(m *Message) []Finding {
 	}
 	return out
 }
+
+// newXIDs are the XIDs of g since a sample n XIDs ago: the newest n of
+// its recent list, or its last XID when the agent sends no list.
+func newXIDs(g *wire.GPUSample, n uint64) []int {
+	if len(g.XIDs) == 0 {
+		return []int{g.LastXID}
+	}
+	return g.XIDs[len(g.XIDs)-int(min(n, uint64(len(g.XIDs)))):]
+}
+
+// worstXID is the most severe configured XID among the new ones (the later
+// one on a tie): an XID the configuration does not list (an application
+// fault) never hides one it does.
+func (d *hardwareDetector) worstXID(g *wire.GPUSample, n uint64) (int, Severity, bool) {
+	best, bestSev := 0, Severity(0)
+	for _, x := range newXIDs(g, n) {
+		name, ok := d.cfg.XIDs[x]
+		if !ok {
+			continue
+		}
+		if sv, _ := ParseSeverity(name); sv >= bestSev {
+			best, bestSev = x, sv
+		}
+	}
+	return best, bestSev, bestSev > 0
+}
+
+var debugDrift = false

@@ -18,17 +18,22 @@ type movementDetector struct {
 	fences map[string]*polygon
 	assets map[string]*moveState
 	zones  map[string]string // asset -> learned home zone
+	fleet  *gatewayDetector  // for the fleet's clock (quiet)
 }
 
 type moveState struct {
 	outside   sustained
+	outRef    *Message      // the last fix outside the fence, while the exit is not reported yet
+	outDist   float64       // how far outside it was
+	lastRecv  time.Time     // when the last fix was received
+	medAt     time.Duration // the fleet offset then
 	last      *wire.GPSFix
 	anchor    *wire.GPSFix // where the asset settled while in service
 	movedOnce bool
 }
 
-func newMovementDetector(cfg Config, view *View, fences map[string]*polygon) *movementDetector {
-	return &movementDetector{cfg: cfg, view: view, fences: fences, assets: map[string]*moveState{}, zones: map[string]string{}}
+func newMovementDetector(cfg Config, view *View, fences map[string]*polygon, fleet *gatewayDetector) *movementDetector {
+	return &movementDetector{cfg: cfg, view: view, fences: fences, assets: map[string]*moveState{}, zones: map[string]string{}, fleet: fleet}
 }
 
 func fmtPos(lat, lon float64) string {
@@ -74,6 +79,8 @@ func (d *movementDetector) gps(m *Message) []Finding {
 	fix := *f
 	fix.FixTime = t
 	st.last = &fix
+	st.lastRecv, st.medAt = received(m), d.fleet.median
+	st.outRef = nil
 
 	// Geofence, with margin and entry delay. An asset in transit or retired
 	// is expected off site.
@@ -82,12 +89,10 @@ func (d *movementDetector) gps(m *Message) []Finding {
 		switch {
 		case dist > d.cfg.Geofence.MarginM:
 			if st.outside.update(true, t, d.cfg.Geofence.EntryDelay) {
-				out = append(out, Finding{
-					Type: TypeGeofenceExit, Asset: f.Asset, Site: site, Severity: Critical, Time: t,
-					Summary:  fmt.Sprintf("%s is %.0f m outside site %s's geofence", f.Asset, dist, site),
-					Evidence: Evidence{Messages: ref(m), Values: values("position", pos, "outside_m", fmt.Sprintf("%.0f", dist), "since", st.outside.since.Format(time.RFC3339))},
-					Changes:  []twin.Change{{Field: "location", Old: site, New: pos}}, Coverable: true,
-				})
+				out = append(out, d.exit(m, site, dist, st, t, ""))
+			} else if !st.outside.fired {
+				mc := *m
+				st.outRef, st.outDist = &mc, dist
 			}
 		case dist < -d.cfg.Geofence.MarginM:
 			st.outside = sustained{}
@@ -172,5 +177,48 @@ func (d *movementDetector) rfid(m *Message) []Finding {
 			})
 		}
 	}
+	return out
+}
+
+// exit is the geofence_exit finding for fix message m, dist metres outside.
+func (d *movementDetector) exit(m *Message, site string, dist float64, st *moveState, t time.Time, silent string) Finding {
+	f := m.GPS
+	pos := fmtPos(f.Lat, f.Lon)
+	summary := fmt.Sprintf("%s is %.0f m outside site %s's geofence", f.Asset, dist, site)
+	vals := values("position", pos, "outside_m", fmt.Sprintf("%.0f", dist), "since", st.outside.since.Format(time.RFC3339))
+	if silent != "" {
+		summary = fmt.Sprintf("%s went silent %.0f m outside site %s's geofence (no fix for %s)", f.Asset, dist, site, silent)
+		vals["silent_for"] = silent
+	}
+	return Finding{
+		Type: TypeGeofenceExit, Asset: f.Asset, Site: site, Severity: Critical, Time: t,
+		Summary: summary, Evidence: Evidence{Messages: ref(m), Values: vals},
+		Changes: []twin.Change{{Field: "location", Old: site, New: pos}}, Coverable: true,
+	}
+}
+
+// tick reports the assets whose last fix was outside their fence and that
+// sent no fix since for the entry delay: silence after leaving is the
+// theft signal, not a reason to wait.
+func (d *movementDetector) tick(now time.Time) []Finding {
+	var out []Finding
+	for _, st := range d.assets {
+		m := st.outRef
+		if m == nil || st.outside.fired || st.outside.since.IsZero() {
+			continue
+		}
+		quiet := d.fleet.quiet(now, st.lastRecv, st.medAt)
+		t := st.last.FixTime.Add(quiet)
+		if t.Sub(st.outside.since) < d.cfg.Geofence.EntryDelay {
+			continue
+		}
+		site := d.view.site(m.GPS.Asset)
+		if s := d.view.status(m.GPS.Asset); s == twin.StatusInTransit || s == twin.StatusRetired || d.fences[site] == nil {
+			continue
+		}
+		st.outside.fired, st.outRef = true, nil
+		out = append(out, d.exit(m, site, st.outDist, st, t, quiet.Round(time.Second).String()))
+	}
+	sortFindings(out)
 	return out
 }

@@ -30,15 +30,16 @@ func NewSet(cfg Config, view *View) *Set {
 			fences[name] = p
 		}
 	}
+	gateways := newGatewayDetector(cfg, view)
 	return &Set{
+		gateways: gateways,
+		movement: newMovementDetector(cfg, view, fences, gateways),
 		cfg:      cfg,
 		view:     view,
 		fences:   fences,
 		identity: &identityDetector{view: view, hosts: map[string]map[string]bool{}},
 		firmware: &firmwareDetector{view: view, allow: cfg.Firmware.Allow},
-		movement: newMovementDetector(cfg, view, fences),
 		clone:    newCloneDetector(cfg.Clone, view),
-		gateways: newGatewayDetector(cfg, view),
 		drift:    &driftDetector{cfg: cfg.Drift, view: view, state: map[string]*driftState{}},
 		hardware: &hardwareDetector{cfg: cfg.Hardware, view: view, state: map[string]*hwState{}},
 	}
@@ -87,23 +88,28 @@ func (s *Set) Observe(in Input) ([]Finding, error) {
 	default:
 		return nil, fmt.Errorf("detect: empty input")
 	}
-	for i := range out {
-		if out[i].Site == "" {
-			out[i].Site = s.view.site(out[i].Asset)
-		}
-	}
+	s.place(out)
 	return out, nil
 }
 
-// Tick runs the time-driven checks (missed heartbeats) at now, the
-// detectors' clock: the newest reading time seen, not the wall clock.
+// place fills each finding's site, host and rack from the view.
+func (s *Set) place(fs []Finding) {
+	for i := range fs {
+		if fs[i].Site == "" {
+			fs[i].Site = s.view.site(fs[i].Asset)
+		}
+		fs[i].Host, fs[i].Rack = s.view.placement(fs[i].Asset)
+	}
+}
+
+// Tick runs the time-driven checks (missed heartbeats, silence after
+// leaving a geofence) at now, the service clock (the clock of
+// Message.Recorded): silence is judged per gateway or asset on receive
+// time (gatewayDetector.quiet).
 func (s *Set) Tick(now time.Time) []Finding {
 	out := s.gateways.tick(now)
-	for i := range out {
-		if out[i].Site == "" {
-			out[i].Site = s.view.site(out[i].Asset)
-		}
-	}
+	out = append(out, s.movement.tick(now)...)
+	s.place(out)
 	return out
 }
 

@@ -110,3 +110,22 @@ func (v *View) status(id string) twin.Status {
 	}
 	return ""
 }
+
+// placement is the server id is (or is in) and that server's rack; empty
+// for assets in no server (gateways, unknown ids).
+func (v *View) placement(id string) (host, rack string) {
+	for range 4 {
+		a, ok := v.assets[id]
+		if !ok {
+			return "", ""
+		}
+		if a.Kind == twin.KindServer {
+			return a.ID, a.Identity.Rack
+		}
+		if a.Parent == "" {
+			return "", ""
+		}
+		id = a.Parent
+	}
+	return "", ""
+}

@@ -22,6 +22,8 @@ type AlertStore interface {
 	Acknowledge(id, by, comment string) (alert.Alert, error)
 	Resolve(id, by, comment string) (alert.Alert, error)
 	Hub() *alertstore.Hub
+	Incidents(f alert.IncidentFilter, limit int, cursor string) ([]alert.Incident, string, error)
+	Incident(id string) (alert.Incident, error)
 }
 
 // WorkOrderStore is what the work-order routes use; *workorderstore.Store is one.
@@ -36,12 +38,15 @@ type WorkOrderStore interface {
 func (s *Server) registerAlerts(api router) {
 	if s.opts.Alerts == nil {
 		api.unavailable("/alerts", "alerting")
+		api.unavailable("/incidents", "alerting")
 	} else {
 		api.get("/alerts", s.listAlerts)
 		api.get("/alerts/stream", s.alertStream)
 		api.get("/alerts/:id", s.getAlert)
 		api.post("/alerts/:id/ack", s.alertTransition(s.opts.Alerts.Acknowledge))
 		api.post("/alerts/:id/resolve", s.alertTransition(s.opts.Alerts.Resolve))
+		api.get("/incidents", s.listIncidents)
+		api.get("/incidents/:id", s.getIncident)
 	}
 	if s.opts.WorkOrders == nil {
 		api.unavailable("/workorders", "work orders")
@@ -129,6 +134,53 @@ func (s *Server) getAlert(c *fiber.Ctx) error {
 		return alertError(c, err)
 	}
 	return c.JSON(a)
+}
+
+// GET /api/v1/incidents?state=&severity=&cause=&site=&limit=&cursor= (newest first)
+func (s *Server) listIncidents(c *fiber.Ctx) error {
+	limit, err := queryLimit(c, 100, 1000)
+	if err != nil {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+	}
+	f := alert.IncidentFilter{State: alert.State(c.Query("state")), Cause: c.Query("cause"), Site: c.Query("site")}
+	switch f.State {
+	case "", alert.Open, alert.Resolved:
+	default:
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, fmt.Sprintf("state %q: want open or resolved", f.State))
+	}
+	if sev := c.Query("severity"); sev != "" {
+		if f.MinSeverity, err = detect.ParseSeverity(sev); err != nil {
+			return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+		}
+	}
+	items, next, err := s.opts.Alerts.Incidents(f, limit, c.Query("cursor"))
+	if err != nil {
+		return err
+	}
+	if items == nil {
+		items = []alert.Incident{}
+	}
+	return c.JSON(Page[alert.Incident]{Items: items, NextCursor: next})
+}
+
+// GET /api/v1/incidents/:id : the incident with its member alerts in full.
+func (s *Server) getIncident(c *fiber.Ctx) error {
+	in, err := s.opts.Alerts.Incident(c.Params("id"))
+	if err != nil {
+		return alertError(c, err)
+	}
+	out := struct {
+		alert.Incident
+		MemberAlerts []alert.Alert `json:"member_alerts"`
+	}{Incident: in, MemberAlerts: make([]alert.Alert, 0, len(in.Alerts))}
+	for _, id := range in.Alerts {
+		a, err := s.opts.Alerts.Get(id)
+		if err != nil {
+			return alertError(c, err)
+		}
+		out.MemberAlerts = append(out.MemberAlerts, a)
+	}
+	return c.JSON(out)
 }
 
 // POST /api/v1/alerts/:id/ack and /resolve, body {"by":"...","comment":"..."}

@@ -111,12 +111,55 @@ func TestAlertRoutes(t *testing.T) {
 	}
 }
 
+// TestIncidentRoutes: two overheating GPUs of one rack and an XID elsewhere
+// are two incidents; the list filters by state and severity and names the
+// member alerts; one incident comes with its member alerts in full.
+func TestIncidentRoutes(t *testing.T) {
+	srv, st := alertServer(t)
+	now := time.Now().UTC()
+	if _, err := st.Apply([]detect.Finding{
+		{Type: detect.TypeOverheating, Asset: "srv-1.gpu0", Site: "s1", Host: "srv-1", Rack: "r1", Severity: detect.Critical, Time: now, Summary: "hot"},
+		{Type: detect.TypeThermalSlowdown, Asset: "srv-2.gpu3", Site: "s1", Host: "srv-2", Rack: "r1", Severity: detect.Warning, Time: now.Add(time.Minute), Summary: "slow"},
+		{Type: detect.TypeRetiredPages, Asset: "srv-7.gpu1", Site: "s2", Host: "srv-7", Rack: "r7", Severity: detect.Warning, Time: now, Summary: "pages"},
+	}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/api/v1/incidents", 200, `"alerts":["AL-1","AL-2"]`},
+		{"/api/v1/incidents?severity=critical", 200, `"items":[{"id":"IN-1","state":"open","severity":"critical","cause":"thermal","scope":"rack r1"`},
+		{"/api/v1/incidents?severity=critical&limit=5", 200, `"assets":["srv-1.gpu0","srv-2.gpu3"]`},
+		{"/api/v1/incidents?state=resolved", 200, `"items":[]`},
+		{"/api/v1/incidents?state=acknowledged", 400, `"code":"bad_request"`},
+		{"/api/v1/incidents?severity=dire", 400, `"code":"bad_request"`},
+		{"/api/v1/incidents/IN-2", 200, `"member_alerts":[{"id":"AL-3"`},
+		{"/api/v1/incidents/IN-9", 404, `"code":"not_found"`},
+	}
+	for _, tt := range tests {
+		code, body := alertCall(t, srv, "GET", tt.path, "")
+		if code != tt.code || !strings.Contains(body, tt.want) {
+			t.Errorf("GET %s = %d %s, want %d containing %s", tt.path, code, body, tt.code, tt.want)
+		}
+	}
+	code, body := alertCall(t, srv, "GET", "/api/v1/incidents?severity=critical", "")
+	var page struct{ Items []alert.Incident }
+	if code != 200 || json.Unmarshal([]byte(body), &page) != nil || len(page.Items) != 1 {
+		t.Fatalf("critical incidents = %d %s", code, body)
+	}
+	if in := page.Items[0]; !in.FirstSeen.Equal(now) || !in.LastSeen.Equal(now.Add(time.Minute)) || in.Summary == "" {
+		t.Errorf("incident first/last seen %s/%s summary %q, want %s/%s and a summary", in.FirstSeen, in.LastSeen, in.Summary, now, now.Add(time.Minute))
+	}
+}
+
 func TestAlertRoutesUnavailable(t *testing.T) {
 	srv, err := New(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"/api/v1/alerts", "/api/v1/workorders"} {
+	for _, p := range []string{"/api/v1/alerts", "/api/v1/workorders", "/api/v1/incidents"} {
 		if code, body := alertCall(t, srv, "GET", p, ""); code != 503 || !strings.Contains(body, "unavailable") {
 			t.Errorf("GET %s without detection = %d %s, want 503 unavailable", p, code, body)
 		}

@@ -85,6 +85,8 @@ func Routes() []Route {
 		get(v1 + "/alerts/:id"),
 		r("POST", v1+"/alerts/:id/ack", auth.AckAlerts),
 		r("POST", v1+"/alerts/:id/resolve", auth.AckAlerts),
+		get(v1 + "/incidents"),
+		get(v1 + "/incidents/:id"),
 		get(v1 + "/workorders"),
 		get(v1 + "/workorders/:id"),
 		r("POST", v1+"/workorders", auth.WriteWorkOrders),

@@ -3,6 +3,7 @@ package ingest
 import (
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"twinchain/internal/twin"
@@ -188,6 +189,9 @@ func setHealth(h *twin.Health, s *wire.GPUSample) {
 	h.RemappedRows = s.RemappedRows
 	h.RowRemapFailure = s.RowRemapFailure
 	h.State = healthState(h)
+	if slices.ContainsFunc(s.XIDs, criticalXID) {
+		h.State = twin.HealthCritical // a later, harmless XID does not hide a critical one among the newest
+	}
 }
 
 func healthDiffers(h *twin.Health, s *wire.GPUSample) bool {

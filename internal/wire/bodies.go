@@ -30,9 +30,14 @@ type GPUSample struct {
 	RowRemapFailure bool     `json:"row_remap_failure,omitempty"` // the GPU ran out of spare rows
 	LastXID         int      `json:"last_xid,omitempty"`
 	XIDCount        uint64   `json:"xid_count"`
+	XIDs            []int    `json:"xids,omitempty"`     // the newest XIDs, oldest first (MaxRecentXIDs): with XIDCount, every XID since the last sample
 	Throttle        []string `json:"throttle,omitempty"` // e.g. "hw_slowdown", "sw_thermal", "power_cap"
 	PCIeReplays     uint64   `json:"pcie_replays"`
 }
+
+// MaxRecentXIDs bounds GPUSample.XIDs, so one XID does not hide another
+// that came in the same second.
+const MaxRecentXIDs = 8
 
 // Throttle reasons, named after NVML's clocks-event reasons.
 const (

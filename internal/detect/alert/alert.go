@@ -46,12 +46,16 @@ type Transition struct {
 
 // Alert is one open or past alert.
 type Alert struct {
-	ID        string           `json:"id"`
-	Type      detect.Type      `json:"type"`
-	Asset     string           `json:"asset"`
-	Site      string           `json:"site,omitempty"`
-	Severity  detect.Severity  `json:"severity"`
-	State     State            `json:"state"`
+	ID       string          `json:"id"`
+	Type     detect.Type     `json:"type"`
+	Asset    string          `json:"asset"`
+	Site     string          `json:"site,omitempty"`
+	Host     string          `json:"host,omitempty"` // the server the asset is (in)
+	Rack     string          `json:"rack,omitempty"`
+	Severity detect.Severity `json:"severity"`
+	State    State           `json:"state"`
+	// Incident is the incident this alert belongs to (incident.go).
+	Incident  string           `json:"incident,omitempty"`
 	Summary   string           `json:"summary"`
 	Count     int              `json:"count"`
 	FirstSeen time.Time        `json:"first_seen"` // reading time of the first finding

@@ -14,11 +14,15 @@ import (
 type Config struct {
 	// EscalateAfter re-notifies an unacknowledged alert this often, at
 	// most EscalateMax times; 0 turns escalation off.
-	EscalateAfter time.Duration         `yaml:"escalate_after"`
-	EscalateMax   int                   `yaml:"escalate_max"`
-	Quarantine    QuarantinePolicy      `yaml:"quarantine"`
-	Sinks         map[string]SinkConfig `yaml:"sinks"`
-	Routes        []Route               `yaml:"routes"`
+	EscalateAfter time.Duration    `yaml:"escalate_after"`
+	EscalateMax   int              `yaml:"escalate_max"`
+	Quarantine    QuarantinePolicy `yaml:"quarantine"`
+	// IncidentWindow: an alert joins an open incident of its cause and
+	// scope whose newest finding is at most this much older than the
+	// alert's first (incident.go).
+	IncidentWindow time.Duration         `yaml:"incident_window"`
+	Sinks          map[string]SinkConfig `yaml:"sinks"`
+	Routes         []Route               `yaml:"routes"`
 }
 
 // QuarantinePolicy moves an asset to quarantined when an alert of one of
@@ -86,9 +90,10 @@ func (c *Config) SinksFor(a *Alert) []string {
 	return out
 }
 
-// DefaultConfig escalates every 15 minutes, up to 8 times, with no sinks.
+// DefaultConfig escalates every 15 minutes, up to 8 times, with no sinks,
+// and correlates alerts within 15 minutes into incidents.
 func DefaultConfig() Config {
-	return Config{EscalateAfter: 15 * time.Minute, EscalateMax: 8, Quarantine: QuarantinePolicy{MinSeverity: detect.Critical}}
+	return Config{EscalateAfter: 15 * time.Minute, EscalateMax: 8, Quarantine: QuarantinePolicy{MinSeverity: detect.Critical}, IncidentWindow: 15 * time.Minute}
 }
 
 // WithDefaults fills a sink's unset timings.
@@ -108,6 +113,9 @@ func (s SinkConfig) WithDefaults() SinkConfig {
 // Validate checks the section; each error is a *detect.FieldError.
 func (c *Config) Validate() error {
 	es := detect.Errs{Prefix: []string{"alerts"}}
+	if c.IncidentWindow < 0 {
+		es.Add("must not be negative", "incident_window")
+	}
 	if c.EscalateAfter < 0 || c.EscalateMax < 0 {
 		es.Add("escalation settings must not be negative", "escalate_after")
 	}

@@ -18,13 +18,15 @@ import (
 )
 
 var (
-	bktAlerts  = []byte("alerts")      // id -> alert.Alert
-	bktOpen    = []byte("alerts_open") // asset \0 type -> id, for open and acknowledged alerts
-	bktOutbox  = []byte("outbox")      // seq -> delivery
-	bktDead    = []byte("outbox_dead") // seq -> delivery that ran out of attempts
-	bktCursors = []byte("cursors")     // name -> position
-	bktSteps   = []byte("alert_steps") // seq -> pendingStep: lifecycle steps to record as twin events
-	allBuckets = [][]byte{bktAlerts, bktOpen, bktOutbox, bktDead, bktCursors, bktSteps}
+	bktAlerts  = []byte("alerts")         // id -> alert.Alert
+	bktOpen    = []byte("alerts_open")    // asset \0 type -> id, for open and acknowledged alerts
+	bktOutbox  = []byte("outbox")         // seq -> delivery
+	bktDead    = []byte("outbox_dead")    // seq -> delivery that ran out of attempts
+	bktCursors = []byte("cursors")        // name -> position
+	bktSteps   = []byte("alert_steps")    // seq -> pendingStep: lifecycle steps to record as twin events
+	bktInc     = []byte("incidents")      // id -> alert.Incident
+	bktIncOpen = []byte("incidents_open") // cause \0 scope -> id of the newest open incident
+	allBuckets = [][]byte{bktAlerts, bktOpen, bktOutbox, bktDead, bktCursors, bktSteps, bktInc, bktIncOpen}
 )
 
 // delivery is one notification waiting for one sink.
@@ -173,6 +175,9 @@ func (s *Store) Apply(findings []detect.Finding, notes []string, cursors map[str
 					}
 					notify = append(notify, alert.Notification{Event: "severity_raised", At: now, Alert: *a})
 				}
+				if err := s.joinIncident(tx, a, now); err != nil {
+					return err
+				}
 				if err := putAlert(tx, a); err != nil {
 					return err
 				}
@@ -184,12 +189,15 @@ func (s *Store) Apply(findings []detect.Finding, notes []string, cursors map[str
 				return err
 			}
 			a := &alert.Alert{
-				ID: alertID(seq), Type: f.Type, Asset: f.Asset, Site: f.Site, Severity: f.Severity, State: alert.Open,
+				ID: alertID(seq), Type: f.Type, Asset: f.Asset, Site: f.Site, Host: f.Host, Rack: f.Rack, Severity: f.Severity, State: alert.Open,
 				Summary: f.Summary, Count: 1, FirstSeen: f.Time, LastSeen: f.Time, Opened: now,
 				Evidence: []alert.EvidenceRecord{ev}, History: []alert.Transition{{State: alert.Open, By: "detect", At: now}},
 			}
 			if s.cfg.EscalateAfter > 0 && s.cfg.EscalateMax > 0 {
 				a.NextEscalation = now.Add(s.cfg.EscalateAfter)
+			}
+			if err := s.joinIncident(tx, a, now); err != nil {
+				return err
 			}
 			if err := s.step(tx, a, alert.StepRaised, "detect"); err != nil {
 				return err
@@ -275,6 +283,9 @@ func (s *Store) transition(id string, to alert.State, by, comment string, from .
 			}
 		}
 		if err := s.step(tx, a, alert.Step(to), by); err != nil {
+			return err
+		}
+		if err := s.joinIncident(tx, a, now); err != nil {
 			return err
 		}
 		if err := putAlert(tx, a); err != nil {

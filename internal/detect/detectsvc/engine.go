@@ -102,14 +102,12 @@ type Engine struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	mu           sync.Mutex // guards set, the clock and the cursors
+	mu           sync.Mutex // guards set and the cursors
 	set          *detect.Set
 	evCur        uint64
 	msgCur       uint64
 	rejSince     time.Time
 	rejSeen      map[ingest.Rejection]bool
-	clock        time.Time // newest reading time seen
-	clockAt      time.Time // service time when clock was set
 	decodeLogged bool
 	failing      atomic.Pointer[error] // the last step's error, nil once a step succeeds
 
@@ -251,9 +249,6 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 			}
 			continue
 		}
-		if m.Seq > 0 && m.Time.After(e.clock) {
-			e.clock, e.clockAt = m.Time, e.now()
-		}
 		fs, _ := e.set.Observe(detect.Input{Message: dm})
 		found = append(found, fs...)
 	}
@@ -261,11 +256,8 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 		fs, _ := e.set.Observe(detect.Input{Rejection: &r})
 		found = append(found, fs...)
 	}
-	if !e.clock.IsZero() {
-		// The detectors' clock is reading time; when the fleet goes quiet
-		// it keeps moving with the service clock.
-		found = append(found, e.set.Tick(e.clock.Add(e.now().Sub(e.clockAt)))...)
-	}
+	// Silence is judged per gateway on receive time: the service clock.
+	found = append(found, e.set.Tick(e.now())...)
 	e.Stats.Events.Add(uint64(len(evs)))
 	e.Stats.Messages.Add(uint64(len(msgs)))
 	e.Stats.Findings.Add(uint64(len(found)))
@@ -382,8 +374,8 @@ func (e *Engine) respond(ctx context.Context, a *alert.Alert) {
 	if !q.Applies(a) {
 		return
 	}
-	if tw, ok := e.set.View().Asset(a.Asset); !ok || tw.Kind == twin.KindGateway || tw.Custody.Status == twin.StatusQuarantined {
-		return // only hardware that exists as a twin and is not quarantined yet
+	if tw, ok := e.set.View().Asset(a.Asset); !ok || tw.Custody.Status == twin.StatusQuarantined {
+		return // only assets (gateways too) that exist as a twin and are not quarantined yet
 	}
 	response := "quarantine requested (no custody API configured)"
 	if e.custody != nil {

@@ -38,6 +38,8 @@ type rig struct {
 	// reg is the gateway registry; with known set, the engine's KnownAssets.
 	reg   *registry.Registry
 	known bool
+	// now is the service clock of the ingest and the engine; nil: time.Now.
+	now func() time.Time
 }
 
 func newRig(t *testing.T, cfg Config) *rig {
@@ -57,10 +59,14 @@ func (r *rig) open(cfg Config) {
 		r.reg = registry.New(registry.Gateway{ID: "gw-a", PublicKey: r.key.Public().(ed25519.PublicKey), Site: "s1"})
 	}
 	log := slog.New(slog.DiscardHandler)
-	if r.in, err = ingest.New(ingest.Config{}, r.store, r.reg, log, time.Now); err != nil {
+	now := r.now
+	if now == nil {
+		now = time.Now
+	}
+	if r.in, err = ingest.New(ingest.Config{}, r.store, r.reg, log, now); err != nil {
 		r.t.Fatal(err)
 	}
-	deps := Deps{Logs: r.store, Source: r.in, Custody: r.in, Log: log}
+	deps := Deps{Logs: r.store, Source: r.in, Custody: r.in, Log: log, Now: now}
 	if r.known {
 		deps.Known = r.reg
 	}

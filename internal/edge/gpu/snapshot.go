@@ -167,12 +167,13 @@ type Events struct {
 	lastID uint64
 	count  map[string]uint64 // by UUID
 	last   map[string]int
+	recent map[string][]int // the newest XIDs, oldest first, at most wire.MaxRecentXIDs
 }
 
 // Apply counts the events of s not seen before.
 func (ev *Events) Apply(s *Snapshot) {
 	if ev.count == nil {
-		ev.count, ev.last = map[string]uint64{}, map[string]int{}
+		ev.count, ev.last, ev.recent = map[string]uint64{}, map[string]int{}, map[string][]int{}
 	}
 	uuid := map[int]string{}
 	for _, d := range s.Devices {
@@ -186,6 +187,8 @@ func (ev *Events) Apply(s *Snapshot) {
 		if e.Type == EventXID {
 			ev.count[uuid[e.Index]]++
 			ev.last[uuid[e.Index]] = int(e.Data)
+			r := append(ev.recent[uuid[e.Index]], int(e.Data))
+			ev.recent[uuid[e.Index]] = r[max(0, len(r)-wire.MaxRecentXIDs):]
 		}
 	}
 }
@@ -217,7 +220,7 @@ func Telemetry(host string, s *Snapshot, ev *Events) wire.Telemetry {
 			Throttle: ThrottleReasons(d.ClocksEventReasons), PCIeReplays: uint64(d.PCIeReplays),
 		}
 		if ev != nil {
-			g.XIDCount, g.LastXID = ev.count[d.UUID], ev.last[d.UUID]
+			g.XIDCount, g.LastXID, g.XIDs = ev.count[d.UUID], ev.last[d.UUID], slices.Clone(ev.recent[d.UUID])
 		}
 		t.GPUs = append(t.GPUs, g)
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -94,6 +95,7 @@ type GPU struct {
 	replays    uint64
 	xidCount   uint64
 	lastXID    int
+	xids       []int // the newest XIDs, oldest first
 	retired    int
 	remapped   int
 	powerLimit float64
@@ -305,6 +307,7 @@ func (gpu *GPU) step(rng *rand.Rand, sec float64) wire.GPUSample {
 		RemappedRows: gpu.remapped,
 		LastXID:      gpu.lastXID,
 		XIDCount:     gpu.xidCount,
+		XIDs:         slices.Clone(gpu.xids),
 		PCIeReplays:  gpu.replays,
 	}
 	if gpu.util > 20 {
@@ -333,6 +336,8 @@ func (g *Gateway) GPU(asset string) *GPU {
 func (gpu *GPU) InjectXID(xid int) {
 	gpu.xidCount++
 	gpu.lastXID = xid
+	gpu.xids = append(gpu.xids, xid)
+	gpu.xids = gpu.xids[max(0, len(gpu.xids)-wire.MaxRecentXIDs):]
 	if xid == 48 {
 		gpu.dbe++
 	}

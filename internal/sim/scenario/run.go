@@ -98,6 +98,7 @@ type sim struct {
 	theft    *theft
 	drift    map[string]drift
 	hot      map[string]float64
+	offset   time.Duration // clock_jump: added to every reading time
 }
 
 type captured struct {
@@ -114,6 +115,13 @@ type theft struct {
 type drift struct {
 	from time.Time
 	rate float64
+}
+
+// warming heats every GPU (both sensors) of a rack or server.
+type warming struct {
+	target string // rack or server id
+	from   time.Time
+	rate   float64 // °C a minute
 }
 
 type pend struct {
@@ -138,6 +146,7 @@ type runner struct {
 	ticks     [][]pend // publishes of the ticks not yet acknowledged, oldest first
 	rng       *rand.Rand
 	reads     []rackRead
+	warms     []warming
 	extra     []mqtt.Client
 	report    Report
 	sent      atomic.Uint64
@@ -240,7 +249,7 @@ func (r *runner) connect(ctx context.Context, s *sim) error {
 
 // publish seals body as the gateway's next message and sends it.
 func (r *runner) publish(s *sim, kind wire.Kind, t time.Time, body any) error {
-	data, topic, _, err := s.gw.Seal(kind, t, body)
+	data, topic, _, err := s.gw.Seal(kind, t.Add(s.offset), body)
 	if err != nil {
 		return err
 	}
@@ -396,6 +405,12 @@ func (r *runner) mangle(s *sim, tel *wire.Telemetry, t time.Time) {
 		g := &tel.GPUs[i]
 		if d, ok := s.drift[g.Asset]; ok {
 			g.TempC = math.Round((g.TempC+d.rate*t.Sub(d.from).Minutes())*10) / 10
+		}
+		for _, w := range r.warms {
+			if h := s.gw.Host; h != nil && (h.Info.Rack == w.target || h.Info.Asset == w.target) && t.After(w.from) {
+				up := w.rate * t.Sub(w.from).Minutes()
+				g.TempC, g.MemTempC = math.Round((g.TempC+up)*10)/10, math.Round((g.MemTempC+up)*10)/10
+			}
 		}
 		if c, ok := s.hot[g.Asset]; ok {
 			g.TempC, g.MemTempC = c+r.rng.NormFloat64()*0.3, c+8
@@ -577,7 +592,34 @@ func (r *runner) apply(st *Step, t time.Time) error {
 		if err != nil {
 			return err
 		}
-		g.InjectXID(st.XID)
+		if st.XID > 0 {
+			g.InjectXID(st.XID)
+		}
+		for _, x := range st.XIDs { // in the same sample: one must not hide another
+			g.InjectXID(x)
+		}
+	case "exchange_gpu":
+		s1, g1, err := r.gpu(st.Target)
+		if err != nil {
+			return err
+		}
+		s2, g2, err := r.gpu(st.With)
+		if err != nil {
+			return err
+		}
+		g1.Ident.UUID, g2.Ident.UUID = g2.Ident.UUID, g1.Ident.UUID
+		g1.Ident.Serial, g2.Ident.Serial = g2.Ident.Serial, g1.Ident.Serial
+		s1.invDue, s2.invDue = true, true
+	case "clock_jump":
+		s, err := r.gateway(st.Target)
+		if err != nil {
+			return err
+		}
+		s.offset += st.Offset
+	case "warm":
+		r.warms = append(r.warms, warming{target: st.Target, from: t, rate: st.Rate})
+	case "resolve":
+		return r.resolve(st.Target, st.Type)
 	case "overheat":
 		s, _, err := r.gpu(st.Target)
 		if err != nil {
@@ -655,6 +697,31 @@ func (r *runner) apply(st *Step, t time.Time) error {
 		return fmt.Errorf("unknown action %q", st.Action)
 	}
 	return nil
+}
+
+// resolve resolves the open alert of type typ on asset through the API, as
+// an analyst would, waiting up to 10 s for it to open.
+func (r *runner) resolve(asset, typ string) error {
+	if r.opts.API == "" {
+		return fmt.Errorf("resolve: the twin-service API URL is required")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		alerts, err := Alerts(ctx, r.opts.API, r.opts.Tokens.Read, "asset="+url.QueryEscape(asset)+"&type="+url.QueryEscape(typ)+"&state=open")
+		if err != nil {
+			return err
+		}
+		if len(alerts) > 0 {
+			var out map[string]any
+			return postJSON(ctx, r.opts.API+"/api/v1/alerts/"+alerts[0].ID+"/resolve", r.opts.Tokens.Approve, map[string]string{"comment": "resolved by the scenario"}, &out)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("resolve: no open %s alert on %s", typ, asset)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // fileWorkOrders creates the file's work orders through the API and has a

@@ -1,8 +1,10 @@
 // Package scenario plays scripted incidents over a normal simulated fleet
-// (internal/sim/fleet), as edge agents would over MQTT: a GPU swap, a firmware
-// flash with or without a work order, a theft, a rack moved past RFID read
-// points, a drifting sensor, an XID, overheating, a gateway dropping off,
-// forged, unknown and replayed messages. A scenario file states the alerts
+// (internal/sim/fleet), as edge agents would over MQTT: a GPU swap or an
+// exchange between servers, a firmware flash or downgrade with or without a
+// work order, a theft, a rack moved past RFID read points, a drifting
+// sensor or a warming rack, XIDs, overheating, a gateway dropping off or
+// its clock jumping, forged, unknown and replayed messages; an analyst
+// resolving an alert. A scenario file states the alerts
 // it expects; simulated time may run faster than real time (readings carry
 // simulated time, detectors use reading time).
 package scenario
@@ -19,6 +21,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"twinchain/internal/detect"
 	"twinchain/internal/detect/workorder"
 )
 
@@ -41,6 +44,8 @@ type File struct {
 	// Quarantined lists assets the quarantine policy must have moved to
 	// custody status quarantined by the end.
 	Quarantined []string `yaml:"quarantined"`
+	// Incidents, when set, is how many incidents the alerts must form.
+	Incidents *int `yaml:"incidents"`
 }
 
 // FleetSpec sizes the fleet.
@@ -81,6 +86,10 @@ type Step struct {
 	Every   time.Duration `yaml:"every"`    // move_rack: time between read points
 	Path    []ReadPoint   `yaml:"path"`     // move_rack
 	Site    string        `yaml:"site"`     // clone_tag: the other site
+	With    string        `yaml:"with"`     // exchange_gpu: the other GPU
+	Offset  time.Duration `yaml:"offset"`   // clock_jump: added to the gateway's reading times from now on
+	XIDs    []int         `yaml:"xids"`     // xid: several in the same sample, in order
+	Type    string        `yaml:"type"`     // resolve: the open alert type on Target to resolve
 }
 
 // ReadPoint is one RFID read point on a rack's way.
@@ -89,10 +98,12 @@ type ReadPoint struct {
 	Zone      string `yaml:"zone"`
 }
 
-// Expectation is one alert: type and asset.
+// Expectation is one alert: type and asset, and its severity when given.
+// An expectation listed twice needs two alerts.
 type Expectation struct {
-	Type  string `yaml:"type"`
-	Asset string `yaml:"asset"`
+	Type     string `yaml:"type"`
+	Asset    string `yaml:"asset"`
+	Severity string `yaml:"severity,omitempty"`
 }
 
 func (e Expectation) String() string { return e.Type + " " + e.Asset }
@@ -101,6 +112,7 @@ func (e Expectation) String() string { return e.Type + " " + e.Asset }
 var Actions = []string{
 	"swap_gpu", "flash_firmware", "theft", "move_rack", "drift", "xid", "overheat",
 	"offline", "silence", "forge", "unknown_gateway", "replay", "clone_tag",
+	"exchange_gpu", "clock_jump", "warm", "resolve",
 }
 
 // Load reads and checks a scenario file.
@@ -152,8 +164,24 @@ func (f *File) Validate() error {
 				add("steps[%d]: flash_firmware needs part (vbios, driver, inforom, bios, bmc) and version", i)
 			}
 		case "xid":
-			if s.XID <= 0 {
-				add("steps[%d]: xid needs xid", i)
+			if s.XID <= 0 && len(s.XIDs) == 0 {
+				add("steps[%d]: xid needs xid or xids", i)
+			}
+		case "exchange_gpu":
+			if s.With == "" {
+				add("steps[%d]: exchange_gpu needs with (the other GPU)", i)
+			}
+		case "clock_jump":
+			if s.Offset == 0 {
+				add("steps[%d]: clock_jump needs offset", i)
+			}
+		case "warm":
+			if s.Rate == 0 {
+				add("steps[%d]: warm needs rate (°C a minute)", i)
+			}
+		case "resolve":
+			if s.Type == "" {
+				add("steps[%d]: resolve needs type", i)
 			}
 		case "move_rack":
 			if len(s.Path) == 0 {
@@ -173,6 +201,11 @@ func (f *File) Validate() error {
 	for i, e := range append(slices.Clone(f.Expect), f.Allow...) {
 		if e.Type == "" || e.Asset == "" {
 			add("expect/allow[%d]: type and asset are required", i)
+		}
+		if e.Severity != "" {
+			if _, err := detect.ParseSeverity(e.Severity); err != nil {
+				add("expect/allow[%d]: %v", i, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
