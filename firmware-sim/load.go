@@ -32,6 +32,7 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Float64Var(&cfg.Rate, "rate", 1000, "messages per second offered, all gateways together (gateways/rate is each one's period)")
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to offer the load")
 	fs.IntVar(&cfg.Window, "window", 64, "unacknowledged messages a connection may have before it waits")
+	fs.IntVar(&cfg.Distinct, "distinct", 0, "sign only this many messages per gateway and repeat copies of them (only for a broker that checks nothing, e.g. -bare; 0: every message signed)")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "fleet seed: keys and readings (the registry must come from the same seed)")
 	regPath := fs.String("registry", "", "write the gateway registry (JSON) for this fleet to this file")
 	regOnly := fs.Bool("registry-only", false, "write the registry and exit")

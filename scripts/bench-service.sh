@@ -4,7 +4,10 @@
 #
 # 1. the bare mochi broker (no hooks) with the same load generator, at
 #    BARE_RATE offered (default 60000 msg/s, above its ceiling), for
-#    BARE_SECONDS (default 10): the baseline of the ratio;
+#    BARE_SECONDS (default 5), from BARE_GATEWAYS (default GATEWAYS up to
+#    9,000: both ends of every connection are in one process, under its
+#    open-file limit); it signs 4 messages per gateway and repeats copies
+#    (the bare broker checks nothing): the baseline of the ratio;
 # 2. the built twin-service with `make run`'s configuration (embedded broker,
 #    embedded telemetry store, detectors, file ledger, fsync on) in a fresh
 #    data directory with the load's registry, offered RATE msg/s from
@@ -15,7 +18,8 @@
 # with the same load generator); SKIP_BARE=1 leaves the baseline out.
 set -euo pipefail
 bin="${1:-bin}" rate="${2:-1000}" gateways="${3:-1000}" seconds="${4:-60}"
-bare_rate="${BARE_RATE:-60000}" bare_seconds="${BARE_SECONDS:-10}"
+bare_rate="${BARE_RATE:-60000}" bare_seconds="${BARE_SECONDS:-5}"
+bare_gateways="${BARE_GATEWAYS:-$(( gateways < 9000 ? gateways : 9000 ))}"
 mqtt="${BENCH_MQTT:-127.0.0.1:18830}" http="${BENCH_HTTP:-127.0.0.1:18080}" bare="${BENCH_BARE:-127.0.0.1:18831}"
 dir="${BENCH_DIR:-$(mktemp -d /tmp/bench-service.XXXXXX)}"
 mkdir -p "$dir"
@@ -26,7 +30,7 @@ mkdir -p "$data"
 echo "bench-service: $gateways gateways, $rate msg/s for ${seconds}s; load average $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; work in $dir"
 
 if [ "${SKIP_BARE:-0}" != 1 ]; then
-  "$bin/firmware-sim" load -bare -broker "$bare" -gateways "$gateways" -rate "$bare_rate" -duration "${bare_seconds}s" 2>&1 | tee "$dir/bare.log"
+  "$bin/firmware-sim" load -bare -broker "$bare" -gateways "$bare_gateways" -distinct 4 -rate "$bare_rate" -duration "${bare_seconds}s" 2>&1 | tee "$dir/bare.log"
   grep '^RESULT' "$dir/bare.log" >>"$out"
 fi
 
