@@ -212,13 +212,13 @@ func (r *loadReport) line(ctx context.Context) {
 
 // summary prints one line of key=value figures (scripts read it).
 func (r *loadReport) summary(bare bool) {
-	if !r.warm {
-		r.warmAt, r.warmLat = r.t0, nil
-	}
 	lat := r.l.Lat.Snapshot()
 	acked, end := r.endAck.Load()-1, time.Unix(0, r.endAt.Load())
 	if acked < 0 { // stopped early
 		acked, end = r.l.Acked.Load(), time.Now()
+	}
+	if !r.warm || !r.warmAt.Before(end) { // a run no longer than its warm-up
+		r.warmAt, r.warmAck, r.warmLat = r.t0, 0, nil
 	}
 	sustained := float64(acked-r.warmAck) / max(end.Sub(r.warmAt).Seconds(), 1e-9)
 	// throughput is every message over the time to its last PUBACK: the
