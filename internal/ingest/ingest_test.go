@@ -406,16 +406,25 @@ func TestReplayAfterCrash(t *testing.T) {
 		}
 	}
 	events := r.store.LastEventID()
+	// Visible at once, before any checkpoint (published observations).
+	if a, err := r.store.Asset(host + ".gpu0"); err != nil || a.Health.Samples != samples || !a.LastSeen.Equal(t0.Add(samples*time.Second)) || a.Health.Latest == nil {
+		t.Fatalf("asset before a checkpoint = %+v (%v), want %d samples, last seen %s", a, err, samples, t0.Add(samples*time.Second))
+	}
 	r.stop() // like a crash: no final checkpoint
 	r.stop = nil
-	stale, err := r.store.Asset(host + ".gpu0")
+	r.store.Close()
+	raw, err := twinstore.Open(r.path, twinstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := raw.Asset(host + ".gpu0")
+	raw.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if stale.Health.Samples >= samples {
 		t.Fatalf("stored samples before replay = %d, want fewer than %d (observations wait for a checkpoint)", stale.Health.Samples, samples)
 	}
-	r.store.Close()
 	r.open(cfg)
 	for _, id := range []string{host + ".gpu0", host + ".gpu1"} {
 		a, ok := r.in.w.twins[id]

@@ -63,6 +63,7 @@ type writer struct {
 
 	dirtyTwins  map[string]*twin.Asset // tracked changes: written in this batch
 	obsDirty    map[string]*twin.Asset // observation changes: written at the next checkpoint
+	obsNew      []*twin.Asset          // observation changes of this batch: published after its commit (twinstore.Observe)
 	dirtyStates []string
 	words       int // bitmap words per stream
 
@@ -88,6 +89,7 @@ func (w *writer) reload() error {
 	w.dirtyTwins = map[string]*twin.Asset{}
 	w.obsDirty = map[string]*twin.Asset{}
 	w.dirtyStates = w.dirtyStates[:0]
+	w.obsNew = w.obsNew[:0]
 	w.obsPos = map[string]uint64{}
 	w.lastCheckpoint = w.now()
 	err := w.store.ForEachTwin(func(a *twin.Asset, pos uint64) error {
@@ -332,6 +334,7 @@ func (w *writer) observed(a *twin.Asset) {
 		return
 	}
 	w.obsDirty[a.ID] = a
+	w.obsNew = append(w.obsNew, a)
 }
 
 // checkpoint writes every twin with unsaved observations and records that

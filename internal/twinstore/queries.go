@@ -76,7 +76,10 @@ func (s *Store) Asset(id string) (twin.Asset, error) {
 		if v == nil {
 			return ErrNotFound
 		}
-		_, err := decodeTwin(v, &a)
+		pos, err := decodeTwin(v, &a)
+		if err == nil {
+			s.observed(&a, pos)
+		}
 		return err
 	})
 	if err != nil {
@@ -182,9 +185,11 @@ func (s *Store) Assets(f AssetFilter) (items []twin.Asset, next string, err erro
 				continue
 			}
 			var a twin.Asset
-			if _, err := decodeTwin(v, &a); err != nil {
+			pos, err := decodeTwin(v, &a)
+			if err != nil {
 				return fmt.Errorf("twin %s: %w", k, err)
 			}
+			s.observed(&a, pos)
 			if !f.match(&a) {
 				continue
 			}
