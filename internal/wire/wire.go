@@ -198,4 +198,3 @@ func DecodeBody[T any](e *Envelope) (T, error) {
 	}
 	return v, nil
 }
-
