@@ -53,9 +53,6 @@ type Options struct {
 	ReadOnly bool
 }
 
-// initialMmapSize is how much of the file bbolt maps at open.
-const initialMmapSize = 1 << 30
-
 // Store is the open bbolt file.
 type Store struct {
 	db *bolt.DB
@@ -88,11 +85,6 @@ func Open(path string, opts Options) (*Store, error) {
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
 		ReadOnly:       opts.ReadOnly,
-		// Address space, not memory: a store growing at ingest rates
-		// would otherwise be remapped at each doubling up to 1 GiB, every
-		// remap copying the writer's dirty nodes out of the map and
-		// waiting for every reader (the consumers' log reads, the API).
-		InitialMmapSize: initialMmapSize,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
