@@ -26,7 +26,7 @@ type fold struct {
 	// replay: re-apply only the observations of stored message pos (see
 	// writer.replay); no events, no tracked changes.
 	replay bool
-	pos    uint64 // the message's log position
+	pos    uint64     // the message's log position
 	last   twin.Event // the event record stored last
 }
 

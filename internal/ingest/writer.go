@@ -65,11 +65,11 @@ type writer struct {
 	obsDirty    map[string]*twin.Asset // observation changes not written yet
 	obsQueue    []obsEntry             // the same twins by when they became dirty, oldest first (from obsHead)
 	obsHead     int
-	obsNew      []*twin.Asset          // observation changes of this batch: published after its commit (twinstore.Observe)
+	obsNew      []*twin.Asset // observation changes of this batch: published after its commit (twinstore.Observe)
 	dirtyStates []string
 	words       int // bitmap words per stream
 
-	obsPos         map[string]uint64 // while replaying: each twin's stored observation position
+	obsPos map[string]uint64 // while replaying: each twin's stored observation position
 
 	annotate Annotator // optional: notes on events (annotate.go)
 }
