@@ -129,7 +129,17 @@ func serveBare(addr string) (stop func(), err error) {
 	if err := srv.Serve(); err != nil {
 		return nil, err
 	}
-	return func() { _ = srv.Close() }, nil
+	return func() {
+		// mochi's Close can deadlock while clients detach (the embedded
+		// broker works around it the same way): wait a bounded time, the
+		// process ends next anyway.
+		closed := make(chan struct{})
+		go func() { _ = srv.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+		}
+	}, nil
 }
 
 // loadReport prints a line per interval and the summary.
