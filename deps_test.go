@@ -20,7 +20,7 @@ const (
 
 var linkRules = []testsvc.LinkRule{{
 	Pkg: "twinchain/edge-agent",
-	Own: []string{"twinchain/internal/wire", "twinchain/internal/edge/..."},
+	Own: []string{"twinchain/internal/wire", "twinchain/internal/fastjson", "twinchain/internal/edge/..."},
 	Forbid: map[string]string{
 		fiber: "the API is twin-service's", bbolt: "server storage", pebble: "server storage",
 		influx: "telemetry storage is twin-service's", fabric: "the ledger is twin-service's", mochi: "the broker is twin-service's",

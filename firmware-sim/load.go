@@ -32,6 +32,7 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Float64Var(&cfg.Rate, "rate", 1000, "messages per second offered, all gateways together (gateways/rate is each one's period)")
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to offer the load")
 	fs.IntVar(&cfg.Window, "window", 64, "unacknowledged messages a connection may have before it waits")
+	fs.IntVar(&cfg.Distinct, "distinct", 0, "sign only this many messages per gateway and repeat copies of them (only for a broker that checks nothing, e.g. -bare; 0: every message signed)")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "fleet seed: keys and readings (the registry must come from the same seed)")
 	regPath := fs.String("registry", "", "write the gateway registry (JSON) for this fleet to this file")
 	regOnly := fs.Bool("registry-only", false, "write the registry and exit")
@@ -129,7 +130,17 @@ func serveBare(addr string) (stop func(), err error) {
 	if err := srv.Serve(); err != nil {
 		return nil, err
 	}
-	return func() { _ = srv.Close() }, nil
+	return func() {
+		// mochi's Close can deadlock while clients detach (the embedded
+		// broker works around it the same way): wait a bounded time, the
+		// process ends next anyway.
+		closed := make(chan struct{})
+		go func() { _ = srv.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+		}
+	}, nil
 }
 
 // loadReport prints a line per interval and the summary.
@@ -212,13 +223,13 @@ func (r *loadReport) line(ctx context.Context) {
 
 // summary prints one line of key=value figures (scripts read it).
 func (r *loadReport) summary(bare bool) {
-	if !r.warm {
-		r.warmAt, r.warmLat = r.t0, nil
-	}
 	lat := r.l.Lat.Snapshot()
 	acked, end := r.endAck.Load()-1, time.Unix(0, r.endAt.Load())
 	if acked < 0 { // stopped early
 		acked, end = r.l.Acked.Load(), time.Now()
+	}
+	if !r.warm || !r.warmAt.Before(end) { // a run no longer than its warm-up
+		r.warmAt, r.warmAck, r.warmLat = r.t0, 0, nil
 	}
 	sustained := float64(acked-r.warmAck) / max(end.Sub(r.warmAt).Seconds(), 1e-9)
 	// throughput is every message over the time to its last PUBACK: the

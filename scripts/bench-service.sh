@@ -4,18 +4,24 @@
 #
 # 1. the bare mochi broker (no hooks) with the same load generator, at
 #    BARE_RATE offered (default 60000 msg/s, above its ceiling), for
-#    BARE_SECONDS (default 10): the baseline of the ratio;
+#    BARE_SECONDS (default 5), from BARE_GATEWAYS (default GATEWAYS up to
+#    3,000: both ends of every connection are in one process, under its
+#    open-file limit, and 9,000 connections offered 60,000 msg/s collapse
+#    the bare broker to ~1,000 msg/s); it signs 4 messages per gateway and repeats copies
+#    (the bare broker checks nothing): the baseline of the ratio;
 # 2. the built twin-service with `make run`'s configuration (embedded broker,
 #    embedded telemetry store, detectors, file ledger, fsync on) in a fresh
 #    data directory with the load's registry, offered RATE msg/s from
 #    GATEWAYS gateways for SECONDS.
 # Each prints a line per interval and a RESULT line; the last lines are
-# the table. PROFILE=1 writes the service's CPU profile (BENCH_DIR/cpu.pprof);
-# SERVICE_BIN runs another build of twin-service (a before/after comparison
-# with the same load generator); SKIP_BARE=1 leaves the baseline out.
+# the table. PROFILE=1 writes the service's CPU profile (BENCH_DIR/cpuN.pprof);
+# SERVICE_BIN runs other builds of twin-service, one after the other, each
+# in a fresh data directory (a space-separated list: a before/after
+# comparison with the same load generator and baseline); SKIP_BARE=1 leaves the baseline out.
 set -euo pipefail
 bin="${1:-bin}" rate="${2:-1000}" gateways="${3:-1000}" seconds="${4:-60}"
-bare_rate="${BARE_RATE:-60000}" bare_seconds="${BARE_SECONDS:-10}"
+bare_rate="${BARE_RATE:-60000}" bare_seconds="${BARE_SECONDS:-5}"
+bare_gateways="${BARE_GATEWAYS:-$(( gateways < 3000 ? gateways : 3000 ))}"
 mqtt="${BENCH_MQTT:-127.0.0.1:18830}" http="${BENCH_HTTP:-127.0.0.1:18080}" bare="${BENCH_BARE:-127.0.0.1:18831}"
 dir="${BENCH_DIR:-$(mktemp -d /tmp/bench-service.XXXXXX)}"
 mkdir -p "$dir"
@@ -26,18 +32,23 @@ mkdir -p "$data"
 echo "bench-service: $gateways gateways, $rate msg/s for ${seconds}s; load average $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; work in $dir"
 
 if [ "${SKIP_BARE:-0}" != 1 ]; then
-  "$bin/firmware-sim" load -bare -broker "$bare" -gateways "$gateways" -rate "$bare_rate" -duration "${bare_seconds}s" 2>&1 | tee "$dir/bare.log"
+  "$bin/firmware-sim" load -bare -broker "$bare" -gateways "$bare_gateways" -distinct 4 -rate "$bare_rate" -duration "${bare_seconds}s" 2>&1 | tee "$dir/bare.log"
   grep '^RESULT' "$dir/bare.log" >>"$out"
 fi
 
-"$bin/firmware-sim" load -gateways "$gateways" -registry "$data/registry.json" -registry-only
+"$bin/firmware-sim" load -gateways "$gateways" -registry "$dir/registry.json" -registry-only
 # /metrics needs sign-in: a viewer API token for the load generator's scrapes.
 token="tc_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf 'auth:\n  tokens:\n    - {name: bench, role: viewer, sha256: %s}\n' "$(printf %s "$token" | sha256sum | cut -d' ' -f1)" >"$dir/service.yaml"
+n=0
+for svc_bin in ${SERVICE_BIN:-$bin/twin-service}; do
+n=$((n + 1))
+rm -rf "$data" && mkdir -p "$data" && cp "$dir/registry.json" "$data/registry.json"
 profile=()
-if [ "${PROFILE:-0}" = 1 ]; then profile=(-cpu-profile "$dir/cpu.pprof"); fi
-"${SERVICE_BIN:-$bin/twin-service}" -config "$dir/service.yaml" -data "$data" -http "$http" -mqtt-addr "$mqtt" \
-  -detect-config "$(dirname "$0")/run-detect.yaml" -log-level warn "${profile[@]}" 2>"$dir/service.log" &
+if [ "${PROFILE:-0}" = 1 ]; then profile=(-cpu-profile "$dir/cpu$n.pprof"); fi
+echo "bench-service: service $n: $svc_bin; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+"$svc_bin" -config "$dir/service.yaml" -data "$data" -http "$http" -mqtt-addr "$mqtt" \
+  -detect-config "$(dirname "$0")/run-detect.yaml" -log-level warn "${profile[@]}" 2>"$dir/service$n.log" &
 svc=$!
 cleanup() {
   kill -TERM "$svc" 2>/dev/null || true
@@ -46,27 +57,32 @@ cleanup() {
 trap cleanup EXIT
 for _ in $(seq 1 300); do
   if curl -fsS "http://$http/readyz" >/dev/null 2>&1; then break; fi
-  if ! kill -0 "$svc" 2>/dev/null; then echo "bench-service: twin-service exited:" >&2; cat "$dir/service.log" >&2; exit 1; fi
+  if ! kill -0 "$svc" 2>/dev/null; then echo "bench-service: twin-service exited:" >&2; cat "$dir/service$n.log" >&2; exit 1; fi
   sleep 0.2
 done
 before=$(du -sb "$data" | cut -f1)
 "$bin/firmware-sim" load -broker "$mqtt" -gateways "$gateways" -rate "$rate" -duration "${seconds}s" \
-  -metrics "http://$http/metrics" -metrics-token "$token" -every "${EVERY:-2s}" 2>&1 | tee "$dir/service-load.log"
+  -metrics "http://$http/metrics" -metrics-token "$token" -every "${EVERY:-2s}" 2>&1 | tee "$dir/service-load$n.log"
 after=$(du -sb "$data" | cut -f1)
-result=$(grep '^RESULT' "$dir/service-load.log")
+result=$(grep '^RESULT' "$dir/service-load$n.log")
 acked=$(sed -n 's/.* acked=\([0-9]*\).*/\1/p' <<<"$result")
-echo "$result disk_bytes_per_msg=$(( (after - before) / (acked > 0 ? acked : 1) ))" >>"$out"
+echo "$result disk_bytes_per_msg=$(( (after - before) / (acked > 0 ? acked : 1) )) bin=$svc_bin load_average=$(cut -d' ' -f1 /proc/loadavg)" >>"$out"
 cleanup
 trap - EXIT
+done
 
 echo
 echo "bench-service results (load average now $(cut -d' ' -f1-3 /proc/loadavg)):"
 cat "$out"
 bare_sustained=$(sed -n 's/^RESULT target=bare .* throughput=\([0-9]*\).*/\1/p' "$out")
-svc_sustained=$(sed -n 's/^RESULT target=service .* sustained=\([0-9]*\).*/\1/p' "$out")
-if [ -n "$bare_sustained" ] && [ -n "$svc_sustained" ]; then
-  awk -v s="$svc_sustained" -v b="$bare_sustained" 'BEGIN { printf "ratio service sustained / bare throughput = %d/%d = %.3f\n", s, b, s / b }'
-fi
-if [ "${PROFILE:-0}" = 1 ]; then
-  go tool pprof -top -nodecount=25 "${SERVICE_BIN:-$bin/twin-service}" "$dir/cpu.pprof" 2>/dev/null | head -35
-fi
+n=0
+for svc_bin in ${SERVICE_BIN:-$bin/twin-service}; do
+  n=$((n + 1))
+  svc_sustained=$(grep '^RESULT target=service' "$out" | sed -n "${n}s/.* sustained=\([0-9]*\).*/\1/p")
+  if [ -n "$bare_sustained" ] && [ -n "$svc_sustained" ]; then
+    awk -v s="$svc_sustained" -v b="$bare_sustained" -v bin="$svc_bin" 'BEGIN { printf "ratio service sustained / bare throughput = %d/%d = %.3f (%s)\n", s, b, s / b, bin }'
+  fi
+  if [ "${PROFILE:-0}" = 1 ]; then
+    go tool pprof -top -nodecount=25 "$svc_bin" "$dir/cpu$n.pprof" 2>/dev/null | head -35
+  fi
+done

@@ -35,7 +35,7 @@ func benchTelemetry(host string, i int) wire.Telemetry {
 func benchMessages(b *testing.B, gateways, n int) (topics []string, payloads [][]byte) {
 	b.Helper()
 	for i := range n {
-		gw := fmt.Sprintf("gw-b%03d", i%gateways)
+		gw := benchGateway(i % gateways)
 		seq := uint64(i/gateways + 1)
 		p := seal(b, gw, seq, t0.Add(time.Duration(seq)*time.Second), wire.KindTelemetry, benchTelemetry("srv-"+gw, i))
 		topics = append(topics, wire.Topic(gw, wire.KindTelemetry))
@@ -44,6 +44,8 @@ func benchMessages(b *testing.B, gateways, n int) (topics []string, payloads [][
 	return topics, payloads
 }
 
+func benchGateway(i int) string { return fmt.Sprintf("gw-b%03d", i) }
+
 func registryGateway(gw string) registry.Gateway {
 	return registry.Gateway{ID: gw, PublicKey: testKey(gw).Public().(ed25519.PublicKey), Site: "s1"}
 }
@@ -51,7 +53,7 @@ func registryGateway(gw string) registry.Gateway {
 func benchRegistry(gateways int) *registry.Registry {
 	reg := registry.New()
 	for i := range gateways {
-		reg.Put(registryGateway(fmt.Sprintf("gw-b%03d", i)))
+		reg.Put(registryGateway(benchGateway(i)))
 	}
 	return reg
 }
@@ -88,20 +90,32 @@ func cpuTime() time.Duration {
 func BenchmarkIngestSubmit(b *testing.B) {
 	for _, sync := range []bool{true, false} {
 		b.Run(fmt.Sprintf("fsync=%v", sync), func(b *testing.B) {
-			benchSubmit(b, 64, !sync)
+			benchSubmit(b, 64, !sync, 64, Config{}, func() time.Time { return t0.Add(time.Hour) })
 		})
 	}
 }
 
-func benchSubmit(b *testing.B, submitters int, noSync bool) {
-	const gateways = 64
+// BenchmarkCheckpoint is BenchmarkIngestSubmit (fsync on) with 2,000
+// gateways (18,000 twins, 9 per message) on the real clock, so the
+// checkpoint rewrites every twin observed since the last one: at the
+// checkpoint interval of the earlier default (1s) and of the current (10s).
+// Run it with -benchtime of several seconds' messages (e.g. 20000x).
+func BenchmarkCheckpoint(b *testing.B) {
+	for _, every := range []time.Duration{time.Second, 10 * time.Second} {
+		b.Run(fmt.Sprintf("interval=%s", every), func(b *testing.B) {
+			benchSubmit(b, 64, false, 2000, Config{CheckpointInterval: every}, time.Now)
+		})
+	}
+}
+
+func benchSubmit(b *testing.B, submitters int, noSync bool, gateways int, cfg Config, now func() time.Time) {
 	topics, payloads := benchMessages(b, gateways, b.N)
 	store, err := twinstore.Open(filepath.Join(b.TempDir(), "twins.db"), twinstore.Options{NoSync: noSync})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer store.Close()
-	in, err := New(Config{}, store, benchRegistry(gateways), slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return t0.Add(time.Hour) })
+	in, err := New(cfg, store, benchRegistry(gateways), slog.New(slog.NewTextHandler(io.Discard, nil)), now)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -27,7 +27,7 @@ type fold struct {
 	// replay: re-apply only the observations of stored message pos (see
 	// writer.replay); no events, no tracked changes.
 	replay bool
-	pos    uint64
+	pos    uint64     // the message's log position
 	last   twin.Event // the event record stored last
 }
 
@@ -125,7 +125,7 @@ func (f *fold) ensure(id string, kind twin.Kind, site, parent, gw string) (*twin
 func (f *fold) seen(a *twin.Asset) {
 	if t := f.m.env.Time; t.After(a.LastSeen) && !f.skip(a) {
 		a.LastSeen = t
-		f.w.observed(a)
+		f.w.observed(a, f.pos, f.now)
 	}
 }
 
@@ -234,7 +234,7 @@ func (f *fold) telemetry() error {
 			a.Health.Latest = s
 			a.LastSeen = t
 		}
-		f.w.observed(a)
+		f.w.observed(a, f.pos, f.now)
 	}
 	return nil
 }
@@ -378,7 +378,7 @@ func (f *fold) gps() error {
 	if !f.skip(a) {
 		latest := *fix // f.m is reused for the next message: keep a copy
 		a.Location.GPS = &latest
-		f.w.observed(a)
+		f.w.observed(a, f.pos, f.now)
 	}
 	f.seen(a)
 	return nil

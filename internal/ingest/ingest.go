@@ -32,9 +32,13 @@ type Config struct {
 	MoveThresholdM   float64       `yaml:"move_threshold_m"`  // GPS move that makes a location event; default 25
 	MaxClockSkew     time.Duration `yaml:"max_clock_skew"`    // how far ahead a reading time may be; default 10m
 	// CheckpointInterval is how often observations (sample counts, latest
-	// samples, last seen) are written; tracked changes and events are written
-	// with every message. After a crash the observations of the messages
-	// since the last checkpoint are replayed from the message log. Default 1s.
+	// samples, last seen) are written to the twins; tracked changes and
+	// events are written with every message. Observations are readable
+	// (twinstore's Asset, Assets) as soon as their message is stored; after a
+	// crash those of the messages since the last checkpoint are replayed
+	// from the message log. Each twin is written CheckpointInterval after
+	// its observations changed, a share of the fleet with each commit.
+	// Default 10s: at 12,500 hosts every twin changes every second.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 }
 
@@ -69,7 +73,7 @@ func (c Config) withDefaults() Config {
 		c.MaxClockSkew = 10 * time.Minute
 	}
 	if c.CheckpointInterval == 0 {
-		c.CheckpointInterval = time.Second
+		c.CheckpointInterval = 10 * time.Second
 	}
 	return c
 }
@@ -318,11 +322,11 @@ func (in *Ingest) Run(ctx context.Context) error {
 			// the drain sees stopped and drains what it queued.
 			close(in.stopped)
 			in.drain()
-			in.checkpoint()
+			in.checkpoint(true)
 			return nil
 		case <-tick.C:
-			if now := in.now(); len(in.w.obsDirty) > 0 && now.Sub(in.w.lastCheckpoint) >= in.cfg.CheckpointInterval {
-				in.checkpoint()
+			if in.w.due(in.now()) {
+				in.checkpoint(false)
 			}
 		case it := <-in.queue:
 			batch = append(batch[:0], it)
@@ -340,13 +344,14 @@ func (in *Ingest) Run(ctx context.Context) error {
 	}
 }
 
-// checkpoint writes the twins with unsaved observations in a transaction of
-// their own (the writer is idle).
-func (in *Ingest) checkpoint() {
+// checkpoint writes the twins with unsaved observations that are due (all
+// of them when all is set) in a transaction of its own (the writer is idle
+// or stopping).
+func (in *Ingest) checkpoint(all bool) {
 	if in.skipFinalCheckpoint || len(in.w.obsDirty) == 0 {
 		return
 	}
-	err := in.store.Update(func(tx *twinstore.Tx) error { return in.w.checkpoint(tx, in.now()) })
+	err := in.store.Update(func(tx *twinstore.Tx) error { return in.w.checkpoint(tx, in.now(), all) })
 	if err != nil {
 		in.log.Error("checkpoint failed; observations will be replayed at the next start", "err", err)
 		in.reload()
@@ -396,6 +401,9 @@ func (in *Ingest) commit(batch []*item) {
 				in.decoded.put(it.out.Pos, &it.m)
 			}
 		}
+		in.store.Observe(in.store.LastPos(), in.w.obsNew)
+		clear(in.w.obsNew)
+		in.w.obsNew = in.w.obsNew[:0]
 		in.stats.committed(in.log, in.now(), batch, in.w.snapshotStates(in.w.dirtyStates), in.now().Sub(start))
 		in.w.dirtyStates = in.w.dirtyStates[:0]
 		in.wake()

@@ -35,6 +35,7 @@ type rig struct {
 	reg   *registry.Registry
 	in    *Ingest
 	stop  func()
+	clock func() time.Time // the ingest's clock when set (else 1 ms per call)
 }
 
 func newRig(t testing.TB, cfg Config, gateways ...string) *rig {
@@ -61,6 +62,9 @@ func (r *rig) open(cfg Config) {
 	}
 	var ticks atomic.Int64
 	now := func() time.Time { return t0.Add(time.Hour + time.Duration(ticks.Add(1))*time.Millisecond) }
+	if r.clock != nil {
+		now = r.clock
+	}
 	if r.in, err = New(cfg, r.store, r.reg, slog.New(slog.NewTextHandler(io.Discard, nil)), now); err != nil {
 		r.t.Fatal(err)
 	}
@@ -409,16 +413,25 @@ func TestReplayAfterCrash(t *testing.T) {
 		}
 	}
 	events := r.store.LastEventID()
+	// Visible at once, before any checkpoint (published observations).
+	if a, err := r.store.Asset(host + ".gpu0"); err != nil || a.Health.Samples != samples || !a.LastSeen.Equal(t0.Add(samples*time.Second)) || a.Health.Latest == nil {
+		t.Fatalf("asset before a checkpoint = %+v (%v), want %d samples, last seen %s", a, err, samples, t0.Add(samples*time.Second))
+	}
 	r.stop() // like a crash: no final checkpoint
 	r.stop = nil
-	stale, err := r.store.Asset(host + ".gpu0")
+	r.store.Close()
+	raw, err := twinstore.Open(r.path, twinstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := raw.Asset(host + ".gpu0")
+	raw.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if stale.Health.Samples >= samples {
 		t.Fatalf("stored samples before replay = %d, want fewer than %d (observations wait for a checkpoint)", stale.Health.Samples, samples)
 	}
-	r.store.Close()
 	r.open(cfg)
 	for _, id := range []string{host + ".gpu0", host + ".gpu1"} {
 		a, ok := r.in.w.twins[id]
@@ -631,4 +644,76 @@ func TestAgentStatus(t *testing.T) {
 	check("same count after reopen", 0, 8, [2]uint64{30, 32}, 8, last.wantNotes, "v2")
 	r.submit(gw, wire.KindStatus, seal(t, gw, 9, t0.Add(9*time.Second), wire.KindStatus, wire.Status{State: wire.StateOnline, AgentVersion: "v2", Dropped: 10, DroppedSeqs: []uint64{50, 51}}))
 	check("more after reopen", 0, 10, [2]uint64{50, 51}, 9, append(last.wantNotes[:2:2], "dropped by the agent: 2 readings, newest dropped seqs 50..51"), "v2")
+}
+
+// TestCheckpointSpread: observations are written CheckpointInterval after
+// they changed, a share per commit, not every twin at once; the checkpoint
+// is the message before the oldest unwritten change, and a clean stop
+// writes the rest.
+func TestCheckpointSpread(t *testing.T) {
+	var clock atomic.Int64 // seconds after t0+1h
+	cfg := Config{CheckpointInterval: 10 * time.Second}
+	r := &rig{t: t, path: filepath.Join(t.TempDir(), "twins.db"), reg: registry.New(),
+		clock: func() time.Time { return t0.Add(time.Hour + time.Duration(clock.Load())*time.Second) }}
+	for _, gw := range []string{"gw-a", "gw-b", "gw-c"} {
+		if err := r.reg.Put(registry.Gateway{ID: gw, PublicKey: testKey(gw).Public().(ed25519.PublicKey), Site: "s1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.open(cfg)
+	t.Cleanup(r.close)
+	first, last := map[string]uint64{}, map[string]uint64{} // each gateway's two telemetry messages
+	send := func(gw string, at int64) {
+		t.Helper()
+		clock.Store(at)
+		host := "srv-" + gw
+		r.submit(gw, wire.KindFirmware, seal(t, gw, 1, t0, wire.KindFirmware, inventory(host, 2, "96.0")))
+		// The first sample sets the health state (an event, written with
+		// its batch); the second is an observation only.
+		for seq := uint64(2); seq <= 3; seq++ {
+			out := r.submit(gw, wire.KindTelemetry, seal(t, gw, seq, t0.Add(time.Duration(at)*time.Second+time.Duration(seq)*time.Millisecond), wire.KindTelemetry, telemetry(host, 2, 0)))
+			if !out.Accepted() {
+				t.Fatalf("%s at %ds: %s %v", gw, at, out.Reason, out.Err)
+			}
+			if first[gw] == 0 {
+				first[gw] = out.Pos
+			}
+			last[gw] = out.Pos
+		}
+	}
+	stored := func() map[string]uint64 {
+		t.Helper()
+		got := map[string]uint64{}
+		if err := r.store.ForEachTwin(func(a *twin.Asset, pos uint64) error { got[a.ID] = pos; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	send("gw-a", 1) // gw-a's GPUs observed at 1 s
+	send("gw-b", 6) // gw-b's at 6 s
+	send("gw-c", 12)
+	got := stored()
+	if got["srv-gw-a.gpu0"] < last["gw-a"] {
+		t.Errorf("gw-a's GPU stored through %d at 12 s, want its observation of 1 s (%d) written", got["srv-gw-a.gpu0"], last["gw-a"])
+	}
+	if got["srv-gw-b.gpu0"] >= last["gw-b"] {
+		t.Errorf("gw-b's GPU stored through %d at 12 s, want its observation of 6 s (%d) not written yet", got["srv-gw-b.gpu0"], last["gw-b"])
+	}
+	// The host's last seen is an observation of the first sample already.
+	if cp, err := r.store.Checkpoint(); err != nil || cp != first["gw-b"]-1 {
+		t.Errorf("checkpoint = %d (%v), want %d: before gw-b's oldest unwritten observation", cp, err, first["gw-b"]-1)
+	}
+	if a, err := r.store.Asset("srv-gw-b.gpu0"); err != nil || !a.LastSeen.Equal(t0.Add(6*time.Second+3*time.Millisecond)) {
+		t.Errorf("gw-b's GPU read = last seen %s (%v), want the unwritten 6 s observation", a.LastSeen, err)
+	}
+	r.close()
+	r.open(cfg)
+	got = stored()
+	for _, gw := range []string{"gw-a", "gw-b"} {
+		for _, id := range []string{"srv-" + gw + ".gpu0", "srv-" + gw + ".gpu1"} {
+			if got[id] < last[gw] {
+				t.Errorf("%s stored through %d after a clean stop, want at least %d", id, got[id], last[gw])
+			}
+		}
+	}
 }

@@ -62,12 +62,14 @@ type writer struct {
 	streams map[string]*stream
 
 	dirtyTwins  map[string]*twin.Asset // tracked changes: written in this batch
-	obsDirty    map[string]*twin.Asset // observation changes: written at the next checkpoint
+	obsDirty    map[string]*twin.Asset // observation changes not written yet
+	obsQueue    []obsEntry             // the same twins by when they became dirty, oldest first (from obsHead)
+	obsHead     int
+	obsNew      []*twin.Asset // observation changes of this batch: published after its commit (twinstore.Observe)
 	dirtyStates []string
 	words       int // bitmap words per stream
 
-	lastCheckpoint time.Time
-	obsPos         map[string]uint64 // while replaying: each twin's stored observation position
+	obsPos map[string]uint64 // while replaying: each twin's stored observation position
 
 	annotate Annotator // optional: notes on events (annotate.go)
 }
@@ -87,9 +89,10 @@ func (w *writer) reload() error {
 	w.streams = map[string]*stream{}
 	w.dirtyTwins = map[string]*twin.Asset{}
 	w.obsDirty = map[string]*twin.Asset{}
+	w.obsQueue, w.obsHead = w.obsQueue[:0], 0
 	w.dirtyStates = w.dirtyStates[:0]
+	w.obsNew = w.obsNew[:0]
 	w.obsPos = map[string]uint64{}
-	w.lastCheckpoint = w.now()
 	err := w.store.ForEachTwin(func(a *twin.Asset, pos uint64) error {
 		w.twins[a.ID] = a
 		w.obsPos[a.ID] = pos
@@ -221,8 +224,8 @@ func (w *writer) apply(tx *twinstore.Tx, batch []*item, now time.Time) error {
 		}
 	}
 	clear(w.dirtyTwins)
-	if now.Sub(w.lastCheckpoint) >= w.cfg.CheckpointInterval {
-		if err := w.checkpoint(tx, now); err != nil {
+	if w.due(now) {
+		if err := w.checkpoint(tx, now, false); err != nil {
 			return err
 		}
 	}
@@ -283,7 +286,7 @@ func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome,
 		s.dirty = true
 		w.dirtyStates = append(w.dirtyStates, e.Gateway)
 	}
-	f := fold{w: w, tx: tx, m: m, now: now, src: twin.Source{Gateway: e.Gateway, Seq: e.Seq}}
+	f := fold{w: w, tx: tx, m: m, now: now, pos: msg.Pos, src: twin.Source{Gateway: e.Gateway, Seq: e.Seq}}
 	gw, err := f.gateway()
 	if err != nil {
 		return Outcome{}, err
@@ -383,24 +386,62 @@ func (w *writer) dirty(a *twin.Asset) {
 	delete(w.obsDirty, a.ID)
 }
 
-// observed marks a twin whose observations changed: it is written at the
-// next checkpoint (or with the batch, if its tracked fields change too).
-func (w *writer) observed(a *twin.Asset) {
+// obsEntry is a twin whose observations changed since it was last
+// written: since the message at pos, at time at.
+type obsEntry struct {
+	a   *twin.Asset
+	pos uint64
+	at  time.Time
+}
+
+// observed marks a twin whose observations changed with the message at
+// pos: it is written CheckpointInterval after it became dirty (or with a
+// batch, if its tracked fields change too).
+func (w *writer) observed(a *twin.Asset, pos uint64, now time.Time) {
 	if _, ok := w.dirtyTwins[a.ID]; ok || w.twins[a.ID] != a {
 		return
 	}
-	w.obsDirty[a.ID] = a
+	if _, ok := w.obsDirty[a.ID]; !ok {
+		w.obsDirty[a.ID] = a
+		w.obsQueue = append(w.obsQueue, obsEntry{a, pos, now})
+	}
+	w.obsNew = append(w.obsNew, a)
 }
 
-// checkpoint writes every twin with unsaved observations and records that
-// the observations of all messages so far are stored.
-func (w *writer) checkpoint(tx *twinstore.Tx, now time.Time) error {
-	for _, a := range w.obsDirty {
-		if err := tx.PutTwin(a, tx.LastPos()); err != nil {
+// due reports whether the oldest unwritten observations are
+// CheckpointInterval old.
+func (w *writer) due(now time.Time) bool {
+	return w.obsHead < len(w.obsQueue) && now.Sub(w.obsQueue[w.obsHead].at) >= w.cfg.CheckpointInterval
+}
+
+// checkpoint writes the twins whose observations changed CheckpointInterval
+// ago or earlier (all of them when all is set), and records the position
+// through which every twin's observations are stored: the message before
+// the oldest unwritten change. A busy fleet's twins are thus written a
+// share in each commit, each about every CheckpointInterval, not all in one
+// transaction that holds every acknowledgement up.
+func (w *writer) checkpoint(tx *twinstore.Tx, now time.Time, all bool) error {
+	for ; w.obsHead < len(w.obsQueue); w.obsHead++ {
+		e := &w.obsQueue[w.obsHead]
+		if w.obsDirty[e.a.ID] != e.a {
+			continue // written since, with a tracked change
+		}
+		if !all && now.Sub(e.at) < w.cfg.CheckpointInterval {
+			break
+		}
+		if err := tx.PutTwin(e.a, tx.LastPos()); err != nil {
 			return err
 		}
+		delete(w.obsDirty, e.a.ID)
 	}
-	clear(w.obsDirty)
-	w.lastCheckpoint = now
-	return tx.SetCheckpoint(tx.LastPos())
+	if w.obsHead > len(w.obsQueue)/2 { // reuse the queue's front
+		n := copy(w.obsQueue, w.obsQueue[w.obsHead:])
+		clear(w.obsQueue[n:])
+		w.obsQueue, w.obsHead = w.obsQueue[:n], 0
+	}
+	through := tx.LastPos()
+	if w.obsHead < len(w.obsQueue) {
+		through = w.obsQueue[w.obsHead].pos - 1
+	}
+	return tx.SetCheckpoint(through)
 }

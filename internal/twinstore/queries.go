@@ -10,6 +10,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"twinchain/internal/fastjson"
 	"twinchain/internal/registry"
 	"twinchain/internal/twin"
 )
@@ -24,7 +25,7 @@ func (s *Store) EventsAfter(id uint64, limit int) ([]twin.Event, error) {
 		c := tx.Bucket(bucketEvents).Cursor()
 		for k, v := c.Seek(u64key(id + 1)); k != nil && len(out) < limit; k, v = c.Next() {
 			var e twin.Event
-			if err := json.Unmarshal(v, &e); err != nil {
+			if err := fastjson.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("event %d: %w", binary.BigEndian.Uint64(k), err)
 			}
 			out = append(out, e)
@@ -54,7 +55,7 @@ func (s *Store) AssetEvents(asset string, after uint64, limit int) ([]twin.Event
 		for k, _ := c.Seek(binary.BigEndian.AppendUint64(bytes.Clone(prefix), after+1)); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, _ = c.Next() {
 			v := events.Get(k[len(prefix):])
 			var e twin.Event
-			if err := json.Unmarshal(v, &e); err != nil {
+			if err := fastjson.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("event %d: %w", binary.BigEndian.Uint64(k[len(prefix):]), err)
 			}
 			out = append(out, e)
@@ -75,7 +76,10 @@ func (s *Store) Asset(id string) (twin.Asset, error) {
 		if v == nil {
 			return ErrNotFound
 		}
-		_, err := decodeTwin(v, &a)
+		pos, err := decodeTwin(v, &a)
+		if err == nil {
+			s.observed(&a, pos)
+		}
 		return err
 	})
 	if err != nil {
@@ -181,9 +185,11 @@ func (s *Store) Assets(f AssetFilter) (items []twin.Asset, next string, err erro
 				continue
 			}
 			var a twin.Asset
-			if _, err := decodeTwin(v, &a); err != nil {
+			pos, err := decodeTwin(v, &a)
+			if err != nil {
 				return fmt.Errorf("twin %s: %w", k, err)
 			}
+			s.observed(&a, pos)
 			if !f.match(&a) {
 				continue
 			}
@@ -206,7 +212,7 @@ func decodeTwin(v []byte, a *twin.Asset) (observedPos uint64, err error) {
 	if len(v) < 8 {
 		return 0, fmt.Errorf("short twin record")
 	}
-	return binary.BigEndian.Uint64(v), json.Unmarshal(v[8:], a)
+	return binary.BigEndian.Uint64(v), fastjson.Unmarshal(v[8:], a)
 }
 
 // ForEachTwin calls fn with every stored twin, in id order, and the message

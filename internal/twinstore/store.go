@@ -78,6 +78,7 @@ type Store struct {
 	lastPos atomic.Uint64 // newest message position
 	lastEv  atomic.Uint64 // newest event id
 	summary summary       // fleet counts, kept as twins are written (Summarize)
+	obs     observations  // the twins' newest observations (Observe)
 }
 
 // Open opens or creates the store at path (its directory is created).

@@ -1,12 +1,13 @@
 package twinstore
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
+
+	"twinchain/internal/fastjson"
 )
 
 // summaryKey is what one twin counts as in a Summary.
@@ -97,7 +98,7 @@ func (s *summary) build(db *bolt.DB) error {
 			if len(v) < 8 {
 				return fmt.Errorf("twin %s: short record", k)
 			}
-			if err := json.Unmarshal(v[8:], &a); err != nil {
+			if err := fastjson.Unmarshal(v[8:], &a); err != nil {
 				return fmt.Errorf("twin %s: %w", k, err)
 			}
 			s.set(string(k), summaryKey{a.Kind, a.Site, a.Custody.Status, a.Health.State})

@@ -10,6 +10,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"twinchain/internal/fastjson"
 	"twinchain/internal/twin"
 )
 
@@ -96,7 +97,7 @@ func (t *Tx) AppendMessage(m *Message) error {
 func (t *Tx) AppendEvent(e *twin.Event) error {
 	t.ev++
 	e.ID = t.ev
-	data, err := json.Marshal(e)
+	data, err := fastjson.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
@@ -121,7 +122,7 @@ func (t *Tx) LastPos() uint64 { return t.pos }
 // position through which its observations (last seen, latest sample, sample
 // count, GPS fix) are included; its tracked fields are always current.
 func (t *Tx) PutTwin(a *twin.Asset, observedPos uint64) error {
-	data, err := json.Marshal(a)
+	data, err := fastjson.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("put twin %s: %w", a.ID, err)
 	}

@@ -28,6 +28,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"twinchain/internal/fastjson"
 )
 
 // Version is the protocol version carried in every envelope and topic.
@@ -195,7 +197,7 @@ func Decode(data []byte) (Envelope, error) {
 	if len(data) > MaxEnvelopeSize {
 		return e, fmt.Errorf("%d bytes: %w", len(data), ErrOversize)
 	}
-	if err := json.Unmarshal(data, &e); err != nil {
+	if err := fastjson.Unmarshal(data, &e); err != nil {
 		return e, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if e.V != Version {
@@ -233,7 +235,7 @@ func Decode(data []byte) (Envelope, error) {
 // DecodeBody unmarshals an envelope's body into T, ignoring unknown fields.
 func DecodeBody[T any](e *Envelope) (T, error) {
 	var v T
-	if err := json.Unmarshal(e.Body, &v); err != nil {
+	if err := fastjson.Unmarshal(e.Body, &v); err != nil {
 		return v, fmt.Errorf("%w: %s body: %v", ErrMalformed, e.Kind, err)
 	}
 	return v, nil

@@ -43,7 +43,7 @@ type Config struct {
 	// Clients are the service clients (alert readers, $SYS monitors).
 	Clients []ServiceClient `yaml:"clients"`
 
-	MaxConnections       int           `yaml:"max_connections"`         // authenticated connections; default 10000
+	MaxConnections       int           `yaml:"max_connections"`         // authenticated connections; default 16384 (12,500 GPU hosts and room)
 	MaxPending           int           `yaml:"max_pending"`             // connections not authenticated yet; default 512
 	MaxPendingPerAddress int           `yaml:"max_pending_per_address"` // of those, from one remote address; default 64
 	ConnectTimeout       time.Duration `yaml:"connect_timeout"`         // TLS handshake and CONNECT; default 10s
@@ -125,7 +125,7 @@ func (c Config) withDefaults() Config {
 		c.Addr = "127.0.0.1:1883"
 	}
 	if c.MaxConnections == 0 {
-		c.MaxConnections = 10000
+		c.MaxConnections = 16384
 	}
 	if c.MaxPending == 0 {
 		c.MaxPending = 512

@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"twinchain/chaincode/core"
+	"twinchain/internal/fastjson"
 	"twinchain/internal/ledger"
 	"twinchain/internal/ledger/eventtree"
 	"twinchain/internal/twin"
@@ -274,7 +275,7 @@ func (a *Anchorer) leafEvent(i uint64) (twin.Event, error) {
 	var e twin.Event
 	b, err := a.d.Tree.Leaf(i)
 	if err == nil {
-		err = json.Unmarshal(b, &e)
+		err = fastjson.Unmarshal(b, &e)
 	}
 	if err != nil {
 		return e, fmt.Errorf("anchor: leaf %d: %w", i, err)
@@ -358,7 +359,7 @@ func (a *Anchorer) appendBatch(evs []twin.Event, safePos uint64) error {
 		if e.ID != size+uint64(i)+1 {
 			return fmt.Errorf("anchor: event log gave event %d where %d was due", e.ID, size+uint64(i)+1)
 		}
-		b, err := json.Marshal(e)
+		b, err := fastjson.Marshal(e)
 		if err != nil {
 			return fmt.Errorf("anchor: encode event %d: %w", e.ID, err)
 		}

@@ -48,6 +48,11 @@ type Config struct {
 	Seed   int64 // keys and readings: the same seed gives the same fleet
 	// MaxBytes bounds the pre-signed messages held in memory.
 	MaxBytes int64
+	// Distinct, when above 0, signs only that many messages per gateway
+	// and sends copies of them (packet ids renumbered) after: for a
+	// broker that checks nothing (the bare baseline), so pre-signing a
+	// long run at its ceiling does not take minutes.
+	Distinct int
 }
 
 // Validate fills defaults and checks the values.
@@ -156,6 +161,11 @@ func Presign(cfg Config) (*Load, error) {
 				src.SetSeq(base)
 				gw := &gateway{id: src.ID, src: src, msgs: make([][]byte, n), sentAt: make([]atomic.Int64, n)}
 				for k := range n {
+					if d := cfg.Distinct; d > 0 && k >= d {
+						gw.msgs[k] = withPacketID(gw.msgs[k%d], len(topicOf(gw.id)), packetID(k))
+						total.Add(int64(len(gw.msgs[k])))
+						continue
+					}
 					t := start.Add(time.Duration(k) * period)
 					data, topic, _, err := src.Seal(wire.KindTelemetry, t, src.Sample(t, period))
 					if err != nil {
@@ -183,6 +193,22 @@ func Presign(cfg Config) (*Load, error) {
 }
 
 func packetID(k int) uint16 { return uint16(k%65535) + 1 }
+
+// topicOf is a load gateway's telemetry topic.
+func topicOf(gw string) string { return wire.Topic(gw, wire.KindTelemetry) }
+
+// withPacketID copies a QoS 1 PUBLISH packet (MQTT 3.1.1) of a topic of
+// topicLen bytes with another packet id.
+func withPacketID(pk []byte, topicLen int, id uint16) []byte {
+	out := bytes.Clone(pk)
+	i := 1
+	for out[i]&0x80 != 0 { // the remaining length's bytes
+		i++
+	}
+	i += 1 + 2 + topicLen
+	binary.BigEndian.PutUint16(out[i:], id)
+	return out
+}
 
 // Fleet's registry entries for the prepared gateways come from Fleet(cfg):
 // the same seed gives the same keys.

@@ -1,8 +1,11 @@
 package load
 
 import (
+	"bytes"
 	"testing"
 	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 func TestQuantile(t *testing.T) {
@@ -39,5 +42,40 @@ func TestLag(t *testing.T) {
 	}
 	if n, d := m.Lag(s, 5, true); n != 15 || d != 1500*time.Millisecond {
 		t.Errorf("Lag(events 5) = %g, %s, want 15, 1.5s", n, d)
+	}
+}
+
+// TestDistinct: with Distinct, later messages are copies of the signed
+// ones with the packet id each must carry.
+func TestDistinct(t *testing.T) {
+	cfg := Config{Gateways: 3, GPUs: 2, Rate: 30, Duration: time.Second, Distinct: 2}
+	l, err := Presign(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, gw := range l.gws {
+		if len(gw.msgs) != cfg.PerGateway() || len(gw.msgs) < 5 {
+			t.Fatalf("%s: %d messages, want %d (at least 5)", gw.id, len(gw.msgs), cfg.PerGateway())
+		}
+		for k, m := range gw.msgs {
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{}, ProtocolVersion: 4}
+			if err := pk.FixedHeader.Decode(m[0]); err != nil {
+				t.Fatal(err)
+			}
+			n, skip, err := packets.DecodeLength(bytes.NewReader(m[1:]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pk.FixedHeader.Remaining = n
+			if err := pk.PublishDecode(m[1+skip:]); err != nil {
+				t.Fatalf("%s message %d: %v", gw.id, k, err)
+			}
+			if pk.PacketID != packetID(k) || pk.TopicName != topicOf(gw.id) {
+				t.Errorf("%s message %d: packet id %d topic %q, want %d %q", gw.id, k, pk.PacketID, pk.TopicName, packetID(k), topicOf(gw.id))
+			}
+			if want := gw.msgs[k%2]; !bytes.Equal(pk.Payload, want[len(want)-len(pk.Payload):]) {
+				t.Errorf("%s message %d: payload is not message %d's", gw.id, k, k%2)
+			}
+		}
 	}
 }
