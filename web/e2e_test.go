@@ -264,15 +264,20 @@ func TestAlertsLive(t *testing.T) {
 		evalJS[int](t, ctx, `window.__sameDocument = 1`)
 	}
 	testsvc.StartProcess(t, filepath.Join(binaries(t), "firmware-sim"), "scenario", "-broker", svc.MQTT, "-api", svc.URL, "-hold", "30s", file)
-	waitJS(t, sec, "a substitution alert arriving live", `window.__sameDocument === 1 && !!document.querySelector("li.alert[data-type=substitution]")`, 120*time.Second)
+	waitJS(t, sec, "a substitution alert arriving live", `window.__sameDocument === 1 && !!document.querySelector("table.inbox tr[data-type=substitution]")`, 120*time.Second)
 	shot(t, sec, "alerts-live")
-	id := evalJS[string](t, sec, `document.querySelector("li.alert[data-type=substitution]").dataset.id`)
-	sel := fmt.Sprintf(`li.alert[data-id=%q]`, id)
+	id := evalJS[string](t, sec, `document.querySelector("table.inbox tr[data-type=substitution]").dataset.id`)
+	row := fmt.Sprintf(`table.inbox tr[data-id=%q]`, id)
+	sel := fmt.Sprintf(`.alert-detail li.alert[data-id=%q]`, id)
 
 	// The viewer sees the alert, without the buttons, and the API refuses it.
-	waitJS(t, view, "the alert in the viewer's inbox", fmt.Sprintf(`window.__sameDocument === 1 && !!document.querySelector(%q)`, sel), 60*time.Second)
-	if n := evalJS[int](t, view, fmt.Sprintf(`document.querySelectorAll(%q).length`, sel+" button[data-action]")); n != 0 {
-		t.Errorf("the viewer gets %d acknowledge/resolve buttons, want none", n)
+	waitJS(t, view, "the alert in the viewer's inbox", fmt.Sprintf(`window.__sameDocument === 1 && !!document.querySelector(%q)`, row), 60*time.Second)
+	if err := chromedp.Do(view, chromedp.Click(chromedp.CSS(row+" td.col-type"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, view, "the alert's detail", fmt.Sprintf(`!!document.querySelector(%q)`, sel), 10*time.Second)
+	if n := evalJS[int](t, view, fmt.Sprintf(`document.querySelectorAll(%q).length + document.querySelectorAll("table.inbox input[type=checkbox]").length`, sel+" button[data-action]")); n != 0 {
+		t.Errorf("the viewer gets %d acknowledge/resolve buttons or selection boxes, want none", n)
 	}
 	code := evalJS[int](t, view, fmt.Sprintf(`fetch("/api/v1/alerts/%s/ack", {method: "POST", headers: {"Content-Type": "application/json",
 		"X-CSRF-Token": decodeURIComponent((document.cookie.match(/tc_csrf=([^;]+)/) || [])[1] || "")}, body: "{\"comment\":\"viewer\"}"}).then(r => r.status)`, id))
@@ -281,7 +286,11 @@ func TestAlertsLive(t *testing.T) {
 	}
 	shot(t, view, "alerts-viewer")
 
-	// Security acknowledges it with a comment.
+	// Security opens it and acknowledges it with a comment.
+	if err := chromedp.Do(sec, chromedp.Click(chromedp.CSS(row+" td.col-type"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, sec, "the alert's detail", fmt.Sprintf(`!!document.querySelector(%q)`, sel), 10*time.Second)
 	setControl(t, sec, sel+` input[name=comment]`, "rack door checked", "input")
 	if err := chromedp.Do(sec, chromedp.Click(chromedp.CSS(sel+` button[data-action=ack]`))); err != nil {
 		t.Fatal(err)
@@ -303,7 +312,7 @@ func TestAlertsLive(t *testing.T) {
 		t.Errorf("the acknowledgement is recorded as by %q with %q, want by sec with the comment", last.By, last.Comment)
 	}
 	setControl(t, sec, "#alerts-state", "", "change")
-	waitJS(t, sec, "the acknowledged alert", fmt.Sprintf(`(document.querySelector(%q) || {dataset: {}}).dataset.state === "acknowledged"`, sel), 30*time.Second)
+	waitJS(t, sec, "the acknowledged alert", fmt.Sprintf(`(document.querySelector(%q) || {dataset: {}}).dataset.state === "acknowledged"`, row), 30*time.Second)
 	shot(t, sec, "alerts-acknowledged")
 }
 
