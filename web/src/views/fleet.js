@@ -37,7 +37,7 @@ export function toRow(a) {
   return {
     id, kind: a.kind || "", site: a.site || "", parent: a.parent || "", name, serial: idn.serial || "", status, health, place, firmware,
     lastSeen: a.last_seen || "", revision: a.revision || 0,
-    hay: [id, name, idn.serial, idn.uuid, idn.rfid_tag, idn.pci_bus_id, a.site, loc.zone, loc.read_point, a.parent, a.gateway, fw.vbios, fw.driver]
+    hay: [id, name, idn.hostname, idn.serial, idn.uuid, idn.rfid_tag, idn.pci_bus_id, a.site, loc.zone, loc.read_point, a.parent, a.gateway, fw.vbios, fw.driver]
       .filter(Boolean).join(" ").toLowerCase(),
   };
 }
