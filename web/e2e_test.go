@@ -91,6 +91,37 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("no uPlot canvas on the asset page")
 		}
 		shot(t, ctx, "asset")
+
+		// Live: last seen moves on without a reload (readings change no revision).
+		evalJS[int](t, ctx, `window.__sameDocument = 2`)
+		seen := evalJS[string](t, ctx, `document.querySelector(".head-pills span[title]").title`)
+		waitJS(t, ctx, "last seen to move on", fmt.Sprintf(`window.__sameDocument === 2 && document.querySelector(".head-pills span[title]").title !== %q`, seen), 60*time.Second)
+
+		// "Show on the map" zooms to where the GPU is (its server's position).
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`a[href^="#/map?asset="]`))); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the map zoomed to the asset", `document.querySelector("main").dataset.view === "map" && document.querySelector("main").dataset.ready === "true"`, 30*time.Second)
+		if z := evalJS[string](t, ctx, `document.querySelector(".map").dataset.zoom`); z != "17" {
+			t.Errorf("the map opened from the asset page is at zoom %s, want 17 (on the asset)", z)
+		}
+		shot(t, ctx, "map-asset")
+	})
+
+	t.Run("server", func(t *testing.T) {
+		id := "srv-s1-001"
+		if err := chromedp.Do(ctx, chromedp.Navigate(svc.URL+"/#/asset/"+url.PathEscape(id))); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the server's GPUs", `document.querySelector("main").dataset.view === "asset" && document.querySelectorAll("table.parts tbody tr").length > 0`, 30*time.Second)
+		got := evalJS[[]string](t, ctx, `[...document.querySelectorAll("table.parts tbody tr")].map((tr) => tr.dataset.id)`)
+		if len(got) != size.gpus || !strings.HasPrefix(got[0], id+".gpu") {
+			t.Errorf("the server page lists %v, want its %d GPUs", got, size.gpus)
+		}
+		if h := evalJS[string](t, ctx, `document.querySelector(".rollup").dataset.health`); h == "" || h == "unknown" {
+			t.Errorf("the server's rolled-up health is %q, want its GPUs' worst state", h)
+		}
+		shot(t, ctx, "server")
 	})
 
 	t.Run("map", func(t *testing.T) {
@@ -411,8 +442,8 @@ func TestLedgerVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, "the asset view", `document.querySelector("main").dataset.view === "asset" && document.querySelector("main").dataset.ready === "true"`, 30*time.Second)
-	waitJS(t, ctx, "an anchor", `document.querySelectorAll("li.anchor button").length > 0`, 30*time.Second)
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`li.anchor button`))); err != nil {
+	waitJS(t, ctx, "an anchor", `document.querySelectorAll("li.anchor button[data-event]").length > 0`, 30*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`li.anchor button[data-event]`))); err != nil {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, "the verdict", `["true", "false", "error"].includes(document.querySelector("li.anchor .verify-result").dataset.valid)`, 30*time.Second)

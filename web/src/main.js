@@ -23,6 +23,7 @@ const view = document.getElementById("view");
 let teardown = null;
 let unauthorized = false;
 let routed = false; // true after the first view: later route changes move focus
+let generation = 0; // counts views shown; a view that finishes loading late checks it
 
 function parseHash() {
   const raw = location.hash.replace(/^#/, "") || "/fleet";
@@ -33,7 +34,7 @@ function parseHash() {
 async function render() {
   document.body.classList.toggle("signed-out", !session.me);
   if (teardown) { try { teardown(); } catch (e) { console.error(e); } teardown = null; }
-  if (!session.me) return loginView();
+  if (!session.me) { generation++; return loginView(); }
   const { path, params } = parseHash();
   const match = routes.find(([re]) => re.test(path));
   if (!match) { location.hash = "#/fleet"; return; }
@@ -49,9 +50,15 @@ async function render() {
   view.dataset.view = title.toLowerCase().replace(/\s/g, "");
   if (routed) view.focus({ preventScroll: true }); // a keyboard user lands in the new view
   routed = true;
+  const gen = ++generation;
   try {
-    teardown = (await fn(view, ...args, params)) || null;
+    const td = (await fn(view, ...args, params)) || null;
+    // A view left while it was still loading is torn down at once; the
+    // view shown now keeps its own teardown.
+    if (gen !== generation) { if (td) try { td(); } catch (e) { console.error(e); } return; }
+    teardown = td;
   } catch (e) {
+    if (gen !== generation) return;
     if (e instanceof ApiError && e.status === 401) return;
     console.error(e);
     view.append(h("div.notice.error", { role: "alert" }, `This view failed: ${e.message}`));

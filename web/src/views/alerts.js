@@ -292,9 +292,13 @@ export async function alertsView(root, params) {
     detail.hidden = false;
     root.classList.add("with-detail");
     const done = (got) => { upsert(got); apply({ keep: true }); openAlert(got.id, false); };
+    const typed = detail.querySelector("input[name=comment]"); // a comment being written survives a redraw
+    const keep = typed && detail.querySelector(`li.alert[data-id="${CSS.escape(id)}"]`) ? typed.value : "";
     fill(detail, h("div.detail-head", h("h2", r ? `${label(r.type)} on ${r.asset || "—"}` : id),
       h("button", { type: "button", "aria-label": "Close the alert", onclick: closeAlert }, "Close")),
     r ? alertList([r.alert], done) : h("p.muted", `Alert ${id} is not in the inbox.`));
+    const input = detail.querySelector("input[name=comment]");
+    if (input && keep) input.value = keep;
     drawRows(true);
     if (r && fetchFull) {
       api("/alerts/" + encodeURIComponent(id)).then((full) => { // the live copy may be older

@@ -58,14 +58,18 @@ export async function mapView(root, params) {
   map.on("moveend", drawGrid);
   drawGrid();
 
+  let timer = 0;
+  const done = () => { clearTimeout(timer); map.off(); map.stop(); map.remove(); };
+  const gone = () => !mapEl.isConnected; // the user left while this loaded
   const assets = [];
   try {
     await pages("/assets", (got) => assets.push(...got), { limit: 1000 });
   } catch (e) {
     status.textContent = "";
     root.append(unavailable("Asset positions", e));
-    return () => map.remove();
+    return done;
   }
+  if (gone()) return done;
   const bounds = [];
   const sites = new Map();
   const zones = new Map();
@@ -118,8 +122,11 @@ export async function mapView(root, params) {
   // the canvas) so each fence is an element of its own.
   let fences = 0;
   const fenceRenderer = L.svg();
-  try {
-    for (const g of items(await api("/sites"))) {
+  let siteList = [];
+  try { siteList = items(await api("/sites")); } catch { /* an older service without /sites */ }
+  if (gone()) return done;
+  {
+    for (const g of siteList) {
       const poly = polygonOf(g);
       if (!poly || poly.length < 3) continue;
       fences++;
@@ -127,7 +134,7 @@ export async function mapView(root, params) {
       L.polygon(poly, { renderer: fenceRenderer, className: "geofence", color: "#7c3aed", weight: 2, fillOpacity: 0.05 }).bindTooltip(`site ${g.name || g.id} (geofence)`).addTo(map);
       bounds.push(...poly);
     }
-  } catch { /* an older service without /sites */ }
+  }
 
   // The focused asset's track, from its location events.
   let trackPts = 0;
@@ -147,11 +154,20 @@ export async function mapView(root, params) {
       trackPts = track.length;
       if (track.length > 1) L.polyline(track, { color: "#111827", weight: 2, dashArray: "4 4" }).bindTooltip(`${focus} track`).addTo(map);
     } catch { /* no events */ }
+    if (gone()) return done;
   }
 
-  if (bounds.length) map.fitBounds(bounds, { padding: [60, 60], maxZoom: 15 });
+  // "Show on the map": zoom to the asset, or to what holds it (a GPU has no
+  // position of its own: its server's), and open its popup.
+  const byId = new Map(assets.map((a) => [a.id, a]));
+  let focusAt = null;
+  for (let a = focus && byId.get(focus), hops = 0; a && !focusAt && hops < 4; a = byId.get(a.parent), hops++) focusAt = position(a);
+  if (focusAt) {
+    map.setView(focusAt, 17, { animate: false });
+    L.circleMarker(focusAt, { radius: 12, color: "#111827", weight: 3, fill: false }).bindTooltip(`${focus}`, { permanent: true, direction: "right" }).addTo(map);
+  } else if (bounds.length) map.fitBounds(bounds, { padding: [60, 60], maxZoom: 15, animate: false });
   status.textContent = `${placed} of ${assets.length} assets have a position; ${sites.size} sites; ${fences} geofences` +
-    (focus ? `; track of ${focus}: ${trackPts} points` : "");
+    (focus ? `; track of ${focus}: ${trackPts} points${focusAt ? "" : "; it has no position yet"}` : "");
   fill(side, 
     h("h2", "Legend"),
     h("ul.legend", Object.entries(HEALTH_COLOURS).map(([k, c]) => h("li", h("span.dot", { style: `background:${c}` }), label(k)))),
@@ -162,6 +178,7 @@ export async function mapView(root, params) {
     zones.size ? h("ul.zones", [...zones.entries()].sort().slice(0, 200).map(([k, n]) => h("li", `${k}: ${n}`))) : h("p.muted", "No RFID reads yet."),
     fences ? null : h("p.muted", "No geofences from the service yet."));
   root.dataset.ready = "true";
-  setTimeout(() => map.invalidateSize(), 50);
-  return () => map.remove();
+  mapEl.dataset.zoom = String(map.getZoom());
+  timer = setTimeout(() => { if (!gone()) map.invalidateSize({ animate: false }); }, 50);
+  return done;
 }
