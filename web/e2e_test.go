@@ -141,6 +141,13 @@ func TestDashboard(t *testing.T) {
 		if txt := evalJS[string](t, ctx, `document.querySelector("main .summary").textContent`); !strings.Contains(txt, fmt.Sprintf("%d geofences", size.sites)) {
 			t.Errorf("the map summary = %q, want it to count %d geofences", txt, size.sites)
 		}
+		// Geography with no tile server: the country outlines served with the dashboard.
+		if g := evalJS[string](t, ctx, `document.querySelector(".map").dataset.geography || ""`); g != "countries" {
+			t.Errorf("the map has geography %q, want the country outlines", g)
+		}
+		if n := evalJS[int](t, ctx, `document.querySelectorAll(".leaflet-basemap-pane canvas").length`); n == 0 {
+			t.Errorf("no country outlines drawn in the basemap pane")
+		}
 		shot(t, ctx, "map")
 		// Both sites fit in one view, so a site's fence is a few pixels wide;
 		// its "Zoom to" button brings it into view.

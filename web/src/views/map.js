@@ -1,7 +1,8 @@
 // Map: sites, geofences, latest positions, tracks and RFID zones, drawn by
-// Leaflet on a blank background (no tile server needed; a tile URL can be
-// set here and is kept in this browser).
+// Leaflet over country outlines served with the dashboard (no tile server
+// needed; a tile URL can be set here and is kept in this browser).
 import L from "leaflet";
+import { feature } from "topojson-client";
 import { api, pages, items } from "../api.js";
 import { h, clear, label, unavailable, fmtTime, fill } from "../dom.js";
 
@@ -41,6 +42,17 @@ export async function mapView(root, params) {
     if (url) tiles = L.tileLayer(url, { maxZoom: 19 }).addTo(map);
   }
   setTiles();
+  // Geography with no tile server: country outlines (Natural Earth via
+  // world-atlas, served with the dashboard), under everything else.
+  map.createPane("basemap").style.zIndex = "150";
+  const basemap = fetch("/countries-50m.json").then((r) => (r.ok ? r.json() : null)).then((topo) => {
+    if (!topo || !mapEl.isConnected) return;
+    L.geoJSON(feature(topo, topo.objects.countries), {
+      pane: "basemap", renderer: L.canvas({ pane: "basemap" }), interactive: false,
+      style: { color: "#94a3b8", weight: 0.8, fillColor: "#f1f5f9", fillOpacity: 1 },
+    }).addTo(map);
+    mapEl.dataset.geography = "countries";
+  }).catch(() => { /* the dots and the graticule still draw */ });
   // A graticule so a blank map still reads as a map; its step follows the
   // view (10° for the world, down to 0.01° for a site).
   const grid = L.layerGroup().addTo(map);
@@ -177,6 +189,8 @@ export async function mapView(root, params) {
     h("h2", "RFID zones"),
     zones.size ? h("ul.zones", [...zones.entries()].sort().slice(0, 200).map(([k, n]) => h("li", `${k}: ${n}`))) : h("p.muted", "No RFID reads yet."),
     fences ? null : h("p.muted", "No geofences from the service yet."));
+  await basemap;
+  if (gone()) return done;
   root.dataset.ready = "true";
   mapEl.dataset.zoom = String(map.getZoom());
   timer = setTimeout(() => { if (!gone()) map.invalidateSize({ animate: false }); }, 50);
