@@ -39,12 +39,17 @@ export async function assetView(root, id) {
   }
   let events = [];
   const plots = [];
+  let parts = []; // the assets it holds (a server's GPUs)
+  // A server reports no health of its own: its parts' worst state.
+  const rolled = (a) => (!a.health || !a.health.state || a.health.state === "unknown") && parts.length > 0;
+  const healthOf = (a) => (rolled(a) ? rollup(parts.map((p) => (p.health || {}).state)) : (a.health || {}).state);
 
   function drawHead(a) {
     const idn = a.identity || {};
     fill(header, 
       h("h1", a.id, " ", h("span.kind", label(a.kind))),
-      h("p.head-pills", pill((a.custody || {}).status, "status"), " ", pill((a.health || {}).state, "health"),
+      h("p.head-pills", pill((a.custody || {}).status, "status"), " ", pill(healthOf(a), "health"),
+        rolled(a) ? h("span.muted", ` (its ${parts.length} parts)`) : null,
         ` revision ${a.revision} · updated ${fmtTime(a.updated)} · last seen `, h("span", { title: a.last_seen }, ago(a.last_seen))),
       idn.name ? h("p.muted", idn.name) : null,
     );
@@ -81,7 +86,7 @@ export async function assetView(root, id) {
         ["Last seen", `${fmtTime(a.last_seen)} (${ago(a.last_seen)})`],
       ]), h("p", h("a", { href: "#/map?asset=" + encodeURIComponent(a.id) }, "Show on the map"))),
       h("section.card", { "aria-labelledby": "h-hl" }, h("h2#h-hl", "Health"), dl([
-        ["State", pill(hl.state, "health")], ["ECC double-bit", hl.ecc_dbe], ["XID events", hl.xid_count],
+        ["State", rolled(a) ? [pill(healthOf(a), "health"), ` rolled up from its ${parts.length} parts`] : pill(hl.state, "health")], ["ECC double-bit", hl.ecc_dbe], ["XID events", hl.xid_count],
         ["Last XID", hl.last_xid || null], ["Retired pages", hl.retired_pages], ["Remapped rows", hl.remapped_rows],
         ["Row remap failure", hl.row_remap_failure ? "yes" : null], ["Samples", hl.samples],
         ["Latest", hl.latest ? `${hl.latest.temp_c} °C · ${hl.latest.power_w} W · ${hl.latest.util_pct}% util` +
@@ -167,7 +172,6 @@ export async function assetView(root, id) {
   }
 
   // The assets it holds (a server's GPUs), with their health rolled up.
-  let parts = [];
   async function loadParts() {
     if (asset.kind === "gpu") return;
     const got = [];
@@ -176,6 +180,7 @@ export async function assetView(root, id) {
     } catch { return; /* an older service without the parent filter: no list */ }
     parts = got;
     drawParts();
+    drawHead(asset);
   }
   function drawParts() {
     if (!parts.length) { partsBox.hidden = true; return; }

@@ -169,17 +169,31 @@ export async function mapView(root, params) {
     if (gone()) return done;
   }
 
-  // "Show on the map": zoom to the asset, or to what holds it (a GPU has no
-  // position of its own: its server's), and open its popup.
+  // "Show on the map": zoom to the asset, or to what holds or reports it
+  // (a GPU has no position of its own: its server's, or the gateway's that
+  // reads them).
   const byId = new Map(assets.map((a) => [a.id, a]));
   let focusAt = null;
-  for (let a = focus && byId.get(focus), hops = 0; a && !focusAt && hops < 4; a = byId.get(a.parent), hops++) focusAt = position(a);
+  const seen = new Set();
+  for (const queue = focus ? [focus] : []; queue.length && !focusAt;) {
+    const a = byId.get(queue.shift());
+    if (!a || seen.has(a.id)) continue;
+    seen.add(a.id);
+    focusAt = position(a);
+    queue.push(...[a.parent, a.gateway].filter(Boolean));
+  }
+  const focusSite = focus && byId.get(focus) && byId.get(focus).site;
   if (focusAt) {
     map.setView(focusAt, 17, { animate: false });
     L.circleMarker(focusAt, { radius: 12, color: "#111827", weight: 3, fill: false }).bindTooltip(`${focus}`, { permanent: true, direction: "right" }).addTo(map);
+    mapEl.dataset.focus = "position";
+  } else if (focusSite && siteArea.get(focusSite)) {
+    // No position anywhere up its chain: its site's area.
+    map.fitBounds(siteArea.get(focusSite), { padding: [40, 40], maxZoom: 17, animate: false });
+    mapEl.dataset.focus = "site";
   } else if (bounds.length) map.fitBounds(bounds, { padding: [60, 60], maxZoom: 15, animate: false });
   status.textContent = `${placed} of ${assets.length} assets have a position; ${sites.size} sites; ${fences} geofences` +
-    (focus ? `; track of ${focus}: ${trackPts} points${focusAt ? "" : "; it has no position yet"}` : "");
+    (focus ? `; track of ${focus}: ${trackPts} points` + (focusAt ? "" : mapEl.dataset.focus === "site" ? `; it has no position of its own: showing its site ${focusSite}` : "; it has no position yet") : "");
   fill(side, 
     h("h2", "Legend"),
     h("ul.legend", Object.entries(HEALTH_COLOURS).map(([k, c]) => h("li", h("span.dot", { style: `background:${c}` }), label(k)))),
