@@ -545,6 +545,26 @@ func TestProvenance(t *testing.T) {
 	if got := evalJS[[]string](t, ctx, `[...document.querySelectorAll("#prov-models li")].map(li => li.dataset.id)`); !slices.Contains(got, "m-web-1") {
 		t.Errorf("the model list = %v, want it to hold m-web-1", got)
 	}
+	// The ledger's status reads as labelled values, not JSON, with the
+	// service key to copy.
+	waitJS(t, ctx, "the ledger status", `!!document.querySelector(".ledger-status")`, 30*time.Second)
+	status := evalJS[string](t, ctx, `document.querySelector(".ledger-status").innerText`)
+	for _, want := range []string{"Events in the tree", "Service key", "Latest signed checkpoint", "Anchored up to event", "Signature"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("the ledger status lacks %q:\n%s", want, status)
+		}
+	}
+	if strings.ContainsAny(status, "{}\"") {
+		t.Errorf("the ledger status shows raw JSON:\n%s", status)
+	}
+	var st struct {
+		ServiceKey string `json:"service_key"`
+	}
+	svc.get(t, "/ledger/status", &st)
+	if got := evalJS[string](t, ctx, `document.querySelector('.ledger-status dd[data-field=service_key] button.copy').dataset.copy`); st.ServiceKey == "" || got != st.ServiceKey {
+		t.Errorf("the service key's copy button holds %q, want %q", got, st.ServiceKey)
+	}
+	shot(t, ctx, "provenance-ledger")
 	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`document.querySelector('#prov-models li[data-id="m-web-1"] a').click()`)); err != nil {
 		t.Fatal(err)
 	}

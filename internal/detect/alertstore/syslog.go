@@ -146,11 +146,12 @@ func (s *syslogSink) deliver(ctx context.Context, d *delivery) error {
 	if err != nil {
 		return err
 	}
-	if s.network == "tcp" {
-		msg = append(strconv.AppendInt(nil, int64(len(msg)), 10), append([]byte{' '}, msg...)...)
+	if s.network == "tcp" { // octet counting: "LEN SP MSG"
+		framed := strconv.AppendInt(make([]byte, 0, len(msg)+8), int64(len(msg)), 10)
+		msg = append(append(framed, ' '), msg...)
 	}
 	if s.conn != nil && s.network == "tcp" && peerClosed(s.conn) {
-		s.Close()
+		s.drop()
 	}
 	if s.conn == nil {
 		dl := net.Dialer{Timeout: s.cfg.Timeout}
@@ -161,11 +162,11 @@ func (s *syslogSink) deliver(ctx context.Context, d *delivery) error {
 		s.conn = c
 	}
 	if err := s.conn.SetWriteDeadline(time.Now().Add(s.cfg.Timeout)); err != nil {
-		s.Close()
+		s.drop()
 		return err
 	}
 	if _, err := s.conn.Write(msg); err != nil {
-		s.Close()
+		s.drop()
 		return fmt.Errorf("syslog %s: %w", s.cfg.URL, err)
 	}
 	return nil
@@ -182,6 +183,10 @@ func peerClosed(c net.Conn) bool {
 	var ne net.Error
 	return !(errors.As(err, &ne) && ne.Timeout())
 }
+
+// drop closes a connection that failed or was closed by the receiver; the
+// next delivery dials again.
+func (s *syslogSink) drop() { _ = s.Close() }
 
 // Close closes the kept connection.
 func (s *syslogSink) Close() error {
