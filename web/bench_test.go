@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -33,7 +34,7 @@ func BenchmarkFleet10k(b *testing.B) {
 	ctx := newTab(b, browser)
 	signIn(b, ctx, svc.URL, "admin")
 
-	filters := []struct{ sel, value, event string }{
+	filters := []filterStep{
 		{"#fleet-q", "gpu3", "input"},
 		{"#fleet-q", "srv-s2-0421", "input"},
 		{"#fleet-q", "s1 gpu", "input"},
@@ -56,15 +57,7 @@ func BenchmarkFleet10k(b *testing.B) {
 		interactive = append(interactive, evalJS[float64](b, ctx, `window.__tcPerf.interactiveAt`))
 		assets = evalJS[int](b, ctx, `window.__tcPerf.assets`)
 		for _, f := range filters {
-			// Time from the event to the frame after the table was redrawn.
-			js := fmt.Sprintf(`new Promise((done) => {
-				const e = document.querySelector(%q);
-				const t0 = performance.now();
-				e.value = %q;
-				e.dispatchEvent(new Event(%q, {bubbles: true}));
-				requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now() - t0)));
-			})`, f.sel, f.value, f.event)
-			filterMs = append(filterMs, evalJS[float64](b, ctx, js))
+			filterMs = append(filterMs, f.latency(b, ctx))
 		}
 		if i == 0 {
 			shot(b, ctx, "fleet-10k")
@@ -79,6 +72,23 @@ func BenchmarkFleet10k(b *testing.B) {
 	b.ReportMetric(median(filterMs), "ms/filter-p50")
 	b.ReportMetric(slices.Max(filterMs), "ms/filter-max")
 	b.ReportMetric(float64(assets), "assets")
+}
+
+// filterStep sets a filter control as a user would.
+type filterStep struct{ sel, value, event string }
+
+// latency is the time in ms from the control's event to the frame after
+// the page redrew.
+func (f filterStep) latency(b *testing.B, ctx context.Context) float64 {
+	b.Helper()
+	js := fmt.Sprintf(`new Promise((done) => {
+		const e = document.querySelector(%q);
+		const t0 = performance.now();
+		e.value = %q;
+		e.dispatchEvent(new Event(%q, {bubbles: true}));
+		requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now() - t0)));
+	})`, f.sel, f.value, f.event)
+	return evalJS[float64](b, ctx, js)
 }
 
 func median(xs []float64) float64 {
@@ -109,7 +119,7 @@ func BenchmarkInbox10k(b *testing.B) {
 		b.Fatal(err)
 	}
 	signIn(b, ctx, svc.URL, "sec")
-	filters := []struct{ sel, value, event string }{
+	filters := []filterStep{
 		{"#alerts-site", "s2", "change"},
 		{"#alerts-severity", "critical", "change"},
 		{"#alerts-type", "gpu_xid", "change"},
@@ -132,14 +142,7 @@ func BenchmarkInbox10k(b *testing.B) {
 		interactive = append(interactive, evalJS[float64](b, ctx, `window.__tcPerf.inboxInteractiveAt`))
 		alerts = evalJS[int](b, ctx, `window.__tcPerf.inboxAlerts`)
 		for _, f := range filters {
-			js := fmt.Sprintf(`new Promise((done) => {
-				const e = document.querySelector(%q);
-				const t0 = performance.now();
-				e.value = %q;
-				e.dispatchEvent(new Event(%q, {bubbles: true}));
-				requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now() - t0)));
-			})`, f.sel, f.value, f.event)
-			filterMs = append(filterMs, evalJS[float64](b, ctx, js))
+			filterMs = append(filterMs, f.latency(b, ctx))
 			jsMs = append(jsMs, evalJS[float64](b, ctx, `window.__tcPerf.inboxFilterMs`))
 		}
 		if i == 0 {
