@@ -1,11 +1,9 @@
 package httpapi
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -65,30 +63,15 @@ func (s *Server) gatewayStreams() map[string]*ingest.GatewayStats {
 	return out
 }
 
-// GET /api/v1/gateways?limit=&cursor= (in id order; the cursor is the
-// base64url of the last id of the previous page)
+// GET /api/v1/gateways?limit=&cursor= (in id order; pageInMemory)
 func (s *Server) listGateways(c *fiber.Ctx) error {
-	limit, err := queryLimit(c, 100, 1000)
-	if err != nil {
-		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
-	}
-	after, err := base64.RawURLEncoding.DecodeString(c.Query("cursor"))
-	if err != nil {
-		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, "cursor is not one this API returned")
-	}
 	streams := s.gatewayStreams()
-	gws := s.opts.Gateways.List() // sorted by id
-	start := sort.Search(len(gws), func(i int) bool { return gws[i].ID > string(after) })
-	items := make([]GatewayView, 0, min(limit, len(gws)-start))
-	next := ""
-	for _, g := range gws[start:] {
-		if len(items) == limit {
-			next = base64.RawURLEncoding.EncodeToString([]byte(items[len(items)-1].ID))
-			break
-		}
+	gws := s.opts.Gateways.List()
+	items := make([]GatewayView, 0, len(gws))
+	for _, g := range gws {
 		items = append(items, GatewayView{Gateway: g, Stream: streams[g.ID]})
 	}
-	return c.JSON(Page[GatewayView]{Items: items, NextCursor: next})
+	return pageInMemory(c, items, func(g *GatewayView) string { return g.ID })
 }
 
 // GET /api/v1/gateways/:id
