@@ -54,7 +54,7 @@ function value(v, kind, what) {
 
 function kv(rows) {
   return h("dl.kv", rows.filter(([, , v]) => v !== undefined && v !== null && v !== "")
-    .flatMap(([k, text, v, kind]) => [h("dt", text), h(`dd${/error|damage/.test(k) ? ".bad" : ""}`, { dataset: { field: k } }, value(v, kind, text))]));
+    .flatMap(([k, text, v, kind]) => [h("dt", text), h(`dd${/error|damage/.test(k) && v ? ".bad" : ""}`, { dataset: { field: k } }, value(v, kind, text))]));
 }
 
 // ledgerStatus shows GET /ledger/status as labelled values with copy
