@@ -139,6 +139,8 @@ export async function alertsView(root, params) {
   const rows = new Map(); // id -> row
   const selected = new Set();
   let shown = [];
+  let sorted = null; // every row in sortedBy's order; null after a change
+  let sortedBy = "";
   let cursor = 0; // index into shown
   let last = { start: -1, end: -1 };
   const mayAck = can("alerts.ack");
@@ -221,14 +223,18 @@ export async function alertsView(root, params) {
     const terms = f.q.trim().toLowerCase().split(/\s+/).filter(Boolean);
     const min = RANK[f.sev] || 0;
     const curId = shown[cursor] && shown[cursor].id;
+    const sortKey = st.sort.key + "/" + st.sort.dir;
+    if (!sorted || sortedBy !== sortKey) { // every row, in the current order: a filter keeps it
+      sorted = [...rows.values()].sort(cmp(st.sort.key, st.sort.dir));
+      sortedBy = sortKey;
+    }
     shown = [];
-    for (const r of rows.values()) {
+    for (const r of sorted) {
       if (f.state === "active" ? r.state === "resolved" : f.state && r.state !== f.state) continue;
       if (r.rank < min || (f.type && r.type !== f.type) || (f.site && r.site !== f.site)) continue;
       if (terms.length && !terms.every((t) => r.hay.includes(t))) continue;
       shown.push(r);
     }
-    shown.sort(cmp(st.sort.key, st.sort.dir));
     cursor = keep && curId ? Math.max(0, shown.findIndex((r) => r.id === curId)) : 0;
     for (const id of selected) { const r = rows.get(id); if (!r || r.state !== "open") selected.delete(id); }
     table.setAttribute("aria-rowcount", String(shown.length + 1));
@@ -317,6 +323,7 @@ export async function alertsView(root, params) {
   function upsert(al) {
     if (!al || !al.id) return;
     rows.set(al.id, toRow(al));
+    sorted = null;
   }
 
   async function bulkAck() {
@@ -408,6 +415,7 @@ export async function alertsView(root, params) {
       }
     }, { limit: 1000, max: MAX_ALERTS });
     rows.clear();
+    sorted = null;
     for (const al of fresh.values()) upsert(al);
     loaded = true;
   }
