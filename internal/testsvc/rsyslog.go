@@ -16,6 +16,10 @@ import (
 type Rsyslog struct {
 	Addr string // 127.0.0.1:port, TCP and UDP
 	out  string
+	bin  string
+	conf string
+	dir  string
+	proc *Process
 }
 
 // RsyslogFields are the properties of each parsed message, in order, as
@@ -42,11 +46,29 @@ template(name="fields" type="string" string="%%syslogfacility-text%%|%%syslogsev
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	StartProcess(t, bin, "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid"))
+	r.bin, r.conf, r.dir = bin, conf, dir
+	r.start(t)
+	return r
+}
+
+func (r *Rsyslog) start(t testing.TB) {
+	t.Helper()
+	r.proc = StartProcess(t, r.bin, "-n", "-f", r.conf, "-i", filepath.Join(r.dir, "rsyslogd.pid"))
 	if err := WaitTCP(r.Addr, 10*time.Second); err != nil {
 		t.Fatalf("rsyslogd: %v", err)
 	}
-	return r
+}
+
+// Restart stops rsyslogd (closing its connections) and starts it again on
+// the same port, after down has run (nil: at once). The messages file is
+// kept.
+func (r *Rsyslog) Restart(t testing.TB, down func()) {
+	t.Helper()
+	_ = r.proc.Stop() // stopped by us: the exit status says nothing
+	if down != nil {
+		down()
+	}
+	r.start(t)
 }
 
 // Messages returns what rsyslog has written so far, one map of

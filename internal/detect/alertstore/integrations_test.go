@@ -139,7 +139,8 @@ func TestAlertmanagerSinkOutage(t *testing.T) {
 
 // TestSyslogSink sends alerts to a real rsyslogd over TCP and UDP and
 // checks what rsyslog parsed: facility, severity, app-name, msgid,
-// structured data (escaped) and the JSON payload.
+// structured data (escaped) and the JSON payload; over TCP an alert raised
+// while rsyslog restarts is kept in the outbox and delivered.
 func TestSyslogSink(t *testing.T) {
 	rs := testsvc.StartRsyslog(t)
 	cfg := alert.DefaultConfig()
@@ -153,7 +154,7 @@ func TestSyslogSink(t *testing.T) {
 	}
 	s, db := open(t, filepath.Join(t.TempDir(), "a.db"), cfg, time.Now)
 	defer db.Close()
-	runDispatcher(t, s)
+	d := runDispatcher(t, s)
 	f := finding(detect.TypeXID, `gpu-"1"]`, detect.Critical, 0) // characters structured data must escape
 	if _, err := s.Apply([]detect.Finding{f, finding(detect.TypeGeofenceExit, "gpu-2", detect.Warning, 1)}, nil, nil); err != nil {
 		t.Fatal(err)
@@ -192,6 +193,24 @@ func TestSyslogSink(t *testing.T) {
 	if byHost["twin-udp"][0]["severity"] != "crit" || byHost["twin-udp"][0]["facility"] != "local0" {
 		t.Errorf("UDP message %v, want crit on the default facility local0", byHost["twin-udp"][0])
 	}
+
+	// The receiver restarts; an alert raised while it is down waits in the
+	// outbox and arrives over a new connection.
+	rs.Restart(t, func() {
+		if _, err := s.Apply([]detect.Finding{finding(detect.TypeOverheating, "gpu-3", detect.Warning, 2)}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		testsvc.Eventually(t, 30*time.Second, "a failed attempt while rsyslog is down", func() bool { return d.Failed.Load() > 0 })
+	})
+	testsvc.Eventually(t, 30*time.Second, "the alert raised while rsyslog was down", func() bool {
+		for _, m := range rs.Messages(t) {
+			if strings.Contains(m["structured-data"], `asset="gpu-3"`) {
+				return true
+			}
+		}
+		return false
+	})
+	testsvc.Eventually(t, 10*time.Second, "outbox drained", func() bool { return s.OutboxLen() == 0 })
 }
 
 func TestSyslogMessageFormat(t *testing.T) {

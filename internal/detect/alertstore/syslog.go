@@ -3,7 +3,6 @@ package alertstore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -170,18 +169,6 @@ func (s *syslogSink) deliver(ctx context.Context, d *delivery) error {
 		return fmt.Errorf("syslog %s: %w", s.cfg.URL, err)
 	}
 	return nil
-}
-
-// peerClosed reports whether the receiver closed the connection (it never
-// writes, so anything but a timeout on a zero-wait read means it is gone).
-func peerClosed(c net.Conn) bool {
-	if err := c.SetReadDeadline(time.Now()); err != nil {
-		return true
-	}
-	var one [1]byte
-	_, err := c.Read(one[:])
-	var ne net.Error
-	return !(errors.As(err, &ne) && ne.Timeout())
 }
 
 // drop closes a connection that failed or was closed by the receiver; the
