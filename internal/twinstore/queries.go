@@ -131,10 +131,10 @@ func SearchText(a *twin.Asset) string {
 }
 
 // mayMatch is a cheap test on a twin's stored JSON before decoding it: a
-// twin that lacks the filter's exact "kind":"gpu" (site, status) text
+// twin that lacks the filter's exact "kind":"gpu" (site, status, parent) text
 // cannot match. Values with characters JSON might escape skip the shortcut.
 func (f *AssetFilter) mayMatch(v []byte) bool {
-	for _, kv := range [...]struct{ key, val string }{{`"kind":`, string(f.Kind)}, {`"site":`, f.Site}, {`"status":`, string(f.Status)}} {
+	for _, kv := range [...]struct{ key, val string }{{`"kind":`, string(f.Kind)}, {`"site":`, f.Site}, {`"status":`, string(f.Status)}, {`"parent":`, f.Parent}} {
 		if kv.val == "" || !plain(kv.val) {
 			continue
 		}
