@@ -15,11 +15,6 @@ const MAX_ALERTS = 20000;
 const RANK = { info: 1, warning: 2, critical: 3 };
 const perf = (window.__tcPerf = window.__tcPerf || {});
 
-// alertEventName says whether a stream message is about an alert.
-function alertEventName(name, data, path) {
-  return (path === "/alerts/stream" && name !== "resync") || /^alert/.test(name) || !!(data && typeof data === "object" && data.alert);
-}
-
 const stateOf = (al) => al.state || al.status || "open";
 
 // evidenceRecord shows one finding behind an alert: its summary, the events
@@ -440,11 +435,8 @@ export async function alertsView(root, params) {
   let timer = 0;
   const redraw = () => { timer = 0; syncSelects(); apply({ keep: true }); };
   const unsub = subscribe((name, data, path) => {
-    if (!alertEventName(name, data, path)) return;
-    if (name === "resync" || !data || !data.alert) {
-      load().then(redraw).catch(() => { /* the stream reconnects; the next event retries */ });
-      return;
-    }
+    // Only the alert stream's notifications carry whole alerts.
+    if (path !== "/alerts/stream" || !data || typeof data.alert !== "object" || !data.alert || !data.alert.id) return;
     upsert(data.alert);
     if (st.open === data.alert.id && !detail.contains(document.activeElement)) openAlert(data.alert.id, false);
     if (!timer) timer = setTimeout(redraw, 250);
