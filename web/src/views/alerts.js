@@ -140,18 +140,18 @@ export async function alertsView(root, params) {
   let last = { start: -1, end: -1 };
   const mayAck = can("alerts.ack");
 
-  // Filters.
-  const sel = (k, text, opts) => {
-    const s = h("select", { id: "alerts-" + k, name: k, onchange: () => { st.f[k] = s.value; apply(); } });
-    s.dataset.opts = JSON.stringify(opts);
-    return [s, h("div.field", h("label", { for: "alerts-" + k }, text), s)];
+  // Filters: a select per field of st.f (fixed choices, or the values the
+  // alerts hold, counted, when choices is null).
+  const choices = new Map(); // select -> fixed choices
+  const sel = (id, key, text, fixed) => {
+    const s = h("select", { id: "alerts-" + id, name: id, onchange: () => { st.f[key] = s.value; apply(); } });
+    if (fixed) choices.set(s, fixed);
+    return [s, h("div.field", h("label", { for: "alerts-" + id }, text), s)];
   };
-  const [stateSel, stateField] = sel("state", "State", [["", "all"], ["open", "open"], ["acknowledged", "acknowledged"], ["resolved", "resolved"], ["active", "open or acknowledged"]]);
-  const [sevSel, sevField] = sel("severity", "Min. severity", [["", "all"], ["critical", "critical"], ["warning", "warning"], ["info", "info"]]);
-  sevSel.id = "alerts-severity";
-  sevSel.onchange = () => { st.f.sev = sevSel.value; apply(); };
-  const [typeSel, typeField] = sel("type", "Type", []);
-  const [siteSel, siteField] = sel("site", "Site", []);
+  const [stateSel, stateField] = sel("state", "state", "State", [["", "all"], ["open", "open"], ["acknowledged", "acknowledged"], ["resolved", "resolved"], ["active", "open or acknowledged"]]);
+  const [sevSel, sevField] = sel("severity", "sev", "Min. severity", [["", "all"], ["critical", "critical"], ["warning", "warning"], ["info", "info"]]);
+  const [typeSel, typeField] = sel("type", "type", "Type", null);
+  const [siteSel, siteField] = sel("site", "site", "Site", null);
   const search = h("input", { id: "alerts-q", type: "search", name: "q", value: st.f.q, placeholder: "asset, id, summary…" });
   search.addEventListener("input", () => { st.f.q = search.value; apply(); });
   const summary = h("span.summary", { "aria-live": "polite" });
@@ -178,8 +178,8 @@ export async function alertsView(root, params) {
     s.value = cur;
   }
   function syncSelects() {
-    options(stateSel, JSON.parse(stateSel.dataset.opts), st.f.state);
-    options(sevSel, JSON.parse(sevSel.dataset.opts), st.f.sev);
+    options(stateSel, choices.get(stateSel), st.f.state);
+    options(sevSel, choices.get(sevSel), st.f.sev);
     for (const [s, key] of [[typeSel, "type"], [siteSel, "site"]]) {
       const counts = new Map();
       for (const r of rows.values()) counts.set(r[key], (counts.get(r[key]) || 0) + 1);
