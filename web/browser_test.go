@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -174,7 +175,8 @@ func signIn(t testing.TB, ctx context.Context, base, user string) {
 	waitJS(t, ctx, "signed in as "+user, fmt.Sprintf(`document.querySelector("#who .user") && document.querySelector("#who .user").textContent.startsWith(%q)`, user), 20*time.Second)
 }
 
-// newTab opens a fresh browser tab with its own cookies.
+// newTab opens a fresh browser tab with its own cookies. The test fails
+// when the page logs an error to the console or throws (watchConsole).
 func newTab(t testing.TB, browser context.Context) context.Context {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
@@ -182,7 +184,42 @@ func newTab(t testing.TB, browser context.Context) context.Context {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatal(err)
 	}
+	watchConsole(t, ctx)
 	return ctx
+}
+
+// watchConsole fails t, when it ends, for every console error, uncaught
+// exception and browser log error of the tab. A refused API call (the
+// browser logs "Failed to load resource" for a 4xx/5xx answer of
+// /api/v1/...) is the API speaking, which tests provoke on purpose; the
+// same for a page asset (a missing favicon) counts.
+func watchConsole(t testing.TB, ctx context.Context) {
+	t.Helper()
+	var mu sync.Mutex
+	var bad []string
+	go func() {
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			if m.Type != chromedp.ConsoleError && m.Type != chromedp.ConsoleException {
+				continue
+			}
+			if strings.HasPrefix(m.Text, "Failed to load resource") && strings.Contains(m.URL, "/api/v1/") {
+				continue
+			}
+			mu.Lock()
+			bad = append(bad, fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line))
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range bad {
+			t.Errorf("browser console: %s", b)
+		}
+	})
 }
 
 func TestSignInForm(t *testing.T) {

@@ -19,4 +19,9 @@ await esbuild.build({
   logLevel: "warning",
 });
 copyFileSync("src/index.html", "dist/index.html");
+copyFileSync("src/favicon.svg", "dist/favicon.svg");
+// Country outlines for the map (Natural Earth 1:50m, public domain, as
+// TopoJSON from world-atlas), fetched by the map view when it opens.
+copyFileSync("node_modules/world-atlas/countries-50m.json", "dist/countries-50m.json");
+copyFileSync("node_modules/world-atlas/LICENSE", "dist/countries-50m.LICENSE.txt");
 console.log("web: built dist/");

@@ -91,6 +91,39 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("no uPlot canvas on the asset page")
 		}
 		shot(t, ctx, "asset")
+
+		// Live: last seen moves on without a reload (readings change no revision).
+		evalJS[int](t, ctx, `window.__sameDocument = 2`)
+		seen := evalJS[string](t, ctx, `document.querySelector(".head-pills span[title]").title`)
+		waitJS(t, ctx, "last seen to move on", fmt.Sprintf(`window.__sameDocument === 2 && document.querySelector(".head-pills span[title]").title !== %q`, seen), 60*time.Second)
+
+		// "Show on the map" zooms to where the GPU is (its server's position).
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`a[href^="#/map?asset="]`))); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the map zoomed to the asset", `document.querySelector("main").dataset.view === "map" && document.querySelector("main").dataset.ready === "true"`, 30*time.Second)
+		// The fleet's GPUs and servers have no GPS of their own: the map shows their site.
+		if f, z := evalJS[string](t, ctx, `document.querySelector(".map").dataset.focus || ""`), evalJS[float64](t, ctx, `Number(document.querySelector(".map").dataset.zoom)`); f == "" || z < 14 {
+			t.Errorf("the map opened from the asset page focuses on %q at zoom %.2f, want the asset or its site, zoomed in (14 or more)", f, z)
+		}
+		shot(t, ctx, "map-asset")
+	})
+
+	t.Run("server", func(t *testing.T) {
+		id := "srv-s1-001"
+		if err := chromedp.Do(ctx, chromedp.Navigate(svc.URL+"/#/asset/"+url.PathEscape(id))); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the server's GPUs", `document.querySelector("main").dataset.view === "asset" && document.querySelectorAll("table.parts tbody tr").length > 0`, 30*time.Second)
+		got := evalJS[[]string](t, ctx, `[...document.querySelectorAll("table.parts tbody tr")].map((tr) => tr.dataset.id)`)
+		if len(got) != size.gpus || !strings.HasPrefix(got[0], id+".gpu") {
+			t.Errorf("the server page lists %v, want its %d GPUs", got, size.gpus)
+		}
+		if h := evalJS[string](t, ctx, `document.querySelector(".rollup").dataset.health`); h == "" || h == "unknown" {
+			t.Errorf("the server's rolled-up health is %q, want its GPUs' worst state", h)
+		}
+		waitJS(t, ctx, "the server's head to show the rolled-up health", `document.querySelectorAll(".head-pills .pill")[1].textContent === document.querySelector(".rollup").dataset.health`, 10*time.Second)
+		shot(t, ctx, "server")
 	})
 
 	t.Run("map", func(t *testing.T) {
@@ -109,6 +142,13 @@ func TestDashboard(t *testing.T) {
 		}
 		if txt := evalJS[string](t, ctx, `document.querySelector("main .summary").textContent`); !strings.Contains(txt, fmt.Sprintf("%d geofences", size.sites)) {
 			t.Errorf("the map summary = %q, want it to count %d geofences", txt, size.sites)
+		}
+		// Geography with no tile server: the country outlines served with the dashboard.
+		if g := evalJS[string](t, ctx, `document.querySelector(".map").dataset.geography || ""`); g != "countries" {
+			t.Errorf("the map has geography %q, want the country outlines", g)
+		}
+		if n := evalJS[int](t, ctx, `document.querySelectorAll(".leaflet-basemap-pane canvas").length`); n == 0 {
+			t.Errorf("no country outlines drawn in the basemap pane")
 		}
 		shot(t, ctx, "map")
 		// Both sites fit in one view, so a site's fence is a few pixels wide;
@@ -264,15 +304,20 @@ func TestAlertsLive(t *testing.T) {
 		evalJS[int](t, ctx, `window.__sameDocument = 1`)
 	}
 	testsvc.StartProcess(t, filepath.Join(binaries(t), "firmware-sim"), "scenario", "-broker", svc.MQTT, "-api", svc.URL, "-hold", "30s", file)
-	waitJS(t, sec, "a substitution alert arriving live", `window.__sameDocument === 1 && !!document.querySelector("li.alert[data-type=substitution]")`, 120*time.Second)
+	waitJS(t, sec, "a substitution alert arriving live", `window.__sameDocument === 1 && !!document.querySelector("table.inbox tr[data-type=substitution]")`, 120*time.Second)
 	shot(t, sec, "alerts-live")
-	id := evalJS[string](t, sec, `document.querySelector("li.alert[data-type=substitution]").dataset.id`)
-	sel := fmt.Sprintf(`li.alert[data-id=%q]`, id)
+	id := evalJS[string](t, sec, `document.querySelector("table.inbox tr[data-type=substitution]").dataset.id`)
+	row := fmt.Sprintf(`table.inbox tr[data-id=%q]`, id)
+	sel := fmt.Sprintf(`.alert-detail li.alert[data-id=%q]`, id)
 
 	// The viewer sees the alert, without the buttons, and the API refuses it.
-	waitJS(t, view, "the alert in the viewer's inbox", fmt.Sprintf(`window.__sameDocument === 1 && !!document.querySelector(%q)`, sel), 60*time.Second)
-	if n := evalJS[int](t, view, fmt.Sprintf(`document.querySelectorAll(%q).length`, sel+" button[data-action]")); n != 0 {
-		t.Errorf("the viewer gets %d acknowledge/resolve buttons, want none", n)
+	waitJS(t, view, "the alert in the viewer's inbox", fmt.Sprintf(`window.__sameDocument === 1 && !!document.querySelector(%q)`, row), 60*time.Second)
+	if err := chromedp.Do(view, chromedp.Click(chromedp.CSS(row+" td.col-type"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, view, "the alert's detail", fmt.Sprintf(`!!document.querySelector(%q)`, sel), 10*time.Second)
+	if n := evalJS[int](t, view, fmt.Sprintf(`document.querySelectorAll(%q).length + document.querySelectorAll("table.inbox input[type=checkbox]").length`, sel+" button[data-action]")); n != 0 {
+		t.Errorf("the viewer gets %d acknowledge/resolve buttons or selection boxes, want none", n)
 	}
 	code := evalJS[int](t, view, fmt.Sprintf(`fetch("/api/v1/alerts/%s/ack", {method: "POST", headers: {"Content-Type": "application/json",
 		"X-CSRF-Token": decodeURIComponent((document.cookie.match(/tc_csrf=([^;]+)/) || [])[1] || "")}, body: "{\"comment\":\"viewer\"}"}).then(r => r.status)`, id))
@@ -281,7 +326,11 @@ func TestAlertsLive(t *testing.T) {
 	}
 	shot(t, view, "alerts-viewer")
 
-	// Security acknowledges it with a comment.
+	// Security opens it and acknowledges it with a comment.
+	if err := chromedp.Do(sec, chromedp.Click(chromedp.CSS(row+" td.col-type"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, sec, "the alert's detail", fmt.Sprintf(`!!document.querySelector(%q)`, sel), 10*time.Second)
 	setControl(t, sec, sel+` input[name=comment]`, "rack door checked", "input")
 	if err := chromedp.Do(sec, chromedp.Click(chromedp.CSS(sel+` button[data-action=ack]`))); err != nil {
 		t.Fatal(err)
@@ -303,7 +352,7 @@ func TestAlertsLive(t *testing.T) {
 		t.Errorf("the acknowledgement is recorded as by %q with %q, want by sec with the comment", last.By, last.Comment)
 	}
 	setControl(t, sec, "#alerts-state", "", "change")
-	waitJS(t, sec, "the acknowledged alert", fmt.Sprintf(`(document.querySelector(%q) || {dataset: {}}).dataset.state === "acknowledged"`, sel), 30*time.Second)
+	waitJS(t, sec, "the acknowledged alert", fmt.Sprintf(`(document.querySelector(%q) || {dataset: {}}).dataset.state === "acknowledged"`, row), 30*time.Second)
 	shot(t, sec, "alerts-acknowledged")
 }
 
@@ -404,8 +453,8 @@ func TestLedgerVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, "the asset view", `document.querySelector("main").dataset.view === "asset" && document.querySelector("main").dataset.ready === "true"`, 30*time.Second)
-	waitJS(t, ctx, "an anchor", `document.querySelectorAll("li.anchor button").length > 0`, 30*time.Second)
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`li.anchor button`))); err != nil {
+	waitJS(t, ctx, "an anchor", `document.querySelectorAll("li.anchor button[data-event]").length > 0`, 30*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`li.anchor button[data-event]`))); err != nil {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, "the verdict", `["true", "false", "error"].includes(document.querySelector("li.anchor .verify-result").dataset.valid)`, 30*time.Second)
@@ -498,6 +547,26 @@ func TestProvenance(t *testing.T) {
 	if got := evalJS[[]string](t, ctx, `[...document.querySelectorAll("#prov-models li")].map(li => li.dataset.id)`); !slices.Contains(got, "m-web-1") {
 		t.Errorf("the model list = %v, want it to hold m-web-1", got)
 	}
+	// The ledger's status reads as labelled values, not JSON, with the
+	// service key to copy.
+	waitJS(t, ctx, "the ledger status", `!!document.querySelector(".ledger-status")`, 30*time.Second)
+	status := evalJS[string](t, ctx, `document.querySelector(".ledger-status").innerText`)
+	for _, want := range []string{"Events in the tree", "Service key", "Latest signed checkpoint", "Anchored up to event", "Signature"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("the ledger status lacks %q:\n%s", want, status)
+		}
+	}
+	if strings.ContainsAny(status, "{}\"") {
+		t.Errorf("the ledger status shows raw JSON:\n%s", status)
+	}
+	var st struct {
+		ServiceKey string `json:"service_key"`
+	}
+	svc.get(t, "/ledger/status", &st)
+	if got := evalJS[string](t, ctx, `document.querySelector('.ledger-status dd[data-field=service_key] button.copy').dataset.copy`); st.ServiceKey == "" || got != st.ServiceKey {
+		t.Errorf("the service key's copy button holds %q, want %q", got, st.ServiceKey)
+	}
+	shot(t, ctx, "provenance-ledger")
 	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`document.querySelector('#prov-models li[data-id="m-web-1"] a').click()`)); err != nil {
 		t.Fatal(err)
 	}

@@ -63,6 +63,12 @@ func startService(t testing.TB, size fleetSize, extraFleetArgs ...string) *servi
 // the defaults).
 func startTwin(t testing.TB, simArgs []string, detectConfig string) *service {
 	t.Helper()
+	return startTwinIn(t, simArgs, detectConfig, "")
+}
+
+// startTwinIn is startTwin over the data directory dataDir ("": a new one).
+func startTwinIn(t testing.TB, simArgs []string, detectConfig, dataDir string) *service {
+	t.Helper()
 	reg := filepath.Join(t.TempDir(), "registry.json")
 	regArgs := append(append([]string(nil), simArgs[:1]...), "-registry", reg, "-registry-only")
 	regArgs = append(regArgs, simArgs[1:]...)
@@ -85,6 +91,7 @@ func startTwin(t testing.TB, simArgs []string, detectConfig string) *service {
 		Tokens:       []testsvc.Token{{Name: "web-test", Role: string(auth.Admin), Secret: testToken}, {Name: "ml-pipeline", Role: string(auth.MLEngineer), Secret: mlToken}},
 		DetectConfig: detectConfig,
 		Registry:     reg,
+		DataDir:      dataDir,
 	})
 	return &service{TwinService: ts, MQTT: ts.MQTTURL()}
 }

@@ -422,6 +422,17 @@ func TestGateways(t *testing.T) {
 	}
 }
 
+// TestLastWillTime: a gateway-offline finding carries when the gateway
+// dropped (after the last message heard), not when its last will was
+// sealed at connect time.
+func TestLastWillTime(t *testing.T) {
+	got := feed(t, Defaults(), nil, in(status("gw-srv-1", 1, at(0), wire.StateOnline), status("gw-srv-1", 2, at(40), wire.StateOnline),
+		status("gw-srv-1", 0, at(-100), wire.StateOffline)))
+	if len(got) != 1 || got[0].Type != TypeGatewayOffline || !got[0].Time.Equal(at(40)) {
+		t.Fatalf("findings %+v, want one gateway_offline at %s", got, at(40))
+	}
+}
+
 // TestClockSkewAcceleratedFleet: a fleet whose readings run 120 times
 // faster than the service clock (a simulation) is not skewed; one gateway
 // three minutes ahead of it is.

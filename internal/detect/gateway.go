@@ -67,10 +67,18 @@ func (d *gatewayDetector) message(m *Message) []Finding {
 		case wire.StateOffline:
 			s.offline = true
 			if m.Ref.Seq == 0 {
+				// A last will is sealed when the gateway connects, so its
+				// time is the connection's; the drop came after the last
+				// message heard from the gateway.
+				when := m.Ref.Time
+				if s.last.After(when) {
+					when = s.last
+				}
 				out = append(out, Finding{
-					Type: TypeGatewayOffline, Asset: m.Ref.Gateway, Severity: Warning, Time: m.Ref.Time,
-					Summary:  fmt.Sprintf("gateway %s dropped off (its last will was published)", m.Ref.Gateway),
-					Evidence: Evidence{Messages: ref(m), Values: values("reason", m.Status.Reason)},
+					Type: TypeGatewayOffline, Asset: m.Ref.Gateway, Severity: Warning, Time: when,
+					Summary: fmt.Sprintf("gateway %s dropped off after %s (its last will was published)", m.Ref.Gateway, when.UTC().Format(time.RFC3339)),
+					Evidence: Evidence{Messages: ref(m), Values: values("reason", m.Status.Reason, "last_heard", when.Format(time.RFC3339Nano),
+						"will_sealed", m.Ref.Time.Format(time.RFC3339Nano))},
 				})
 			}
 			return out

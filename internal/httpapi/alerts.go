@@ -238,13 +238,10 @@ func (s *Server) alertStream(c *fiber.Ctx) error {
 	return nil
 }
 
-// GET /api/v1/workorders?asset=&state=
+// GET /api/v1/workorders?asset=&state=&limit=&cursor= (in id order; pageInMemory)
 func (s *Server) listWorkOrders(c *fiber.Ctx) error {
 	items := s.opts.WorkOrders.List(c.Query("asset"), workorder.State(c.Query("state")))
-	if items == nil {
-		items = []workorder.Order{}
-	}
-	return c.JSON(Page[workorder.Order]{Items: items})
+	return pageInMemory(c, items, func(o *workorder.Order) string { return o.ID })
 }
 
 // POST /api/v1/workorders, body: the order (asset, reason, changes, start,

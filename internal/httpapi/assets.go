@@ -132,6 +132,7 @@ func (s *Server) listAssets(c *fiber.Ctx) error {
 		Site:   c.Query("site"),
 		Kind:   twin.Kind(c.Query("kind")),
 		Status: twin.Status(c.Query("status")),
+		Parent: c.Query("parent"),
 		Q:      c.Query("q"),
 		Cursor: c.Query("cursor"),
 		Limit:  limit,

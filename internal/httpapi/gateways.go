@@ -63,7 +63,7 @@ func (s *Server) gatewayStreams() map[string]*ingest.GatewayStats {
 	return out
 }
 
-// GET /api/v1/gateways
+// GET /api/v1/gateways?limit=&cursor= (in id order; pageInMemory)
 func (s *Server) listGateways(c *fiber.Ctx) error {
 	streams := s.gatewayStreams()
 	gws := s.opts.Gateways.List()
@@ -71,7 +71,7 @@ func (s *Server) listGateways(c *fiber.Ctx) error {
 	for _, g := range gws {
 		items = append(items, GatewayView{Gateway: g, Stream: streams[g.ID]})
 	}
-	return c.JSON(Page[GatewayView]{Items: items})
+	return pageInMemory(c, items, func(g *GatewayView) string { return g.ID })
 }
 
 // GET /api/v1/gateways/:id

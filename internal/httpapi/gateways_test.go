@@ -1,10 +1,14 @@
 package httpapi
 
 import (
+	"crypto/ed25519"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"twinchain/internal/ingest"
+	"twinchain/internal/registry"
 	"twinchain/internal/wire"
 )
 
@@ -57,4 +61,36 @@ func TestGatewayAgentFigures(t *testing.T) {
 		t.Fatalf("GET /gateways = %d %+v, want 200 with gw-1", code, list.Items)
 	}
 	checkStream("/gateways", list.Items[0].Stream)
+}
+
+// TestGatewaysPaging: /gateways honours limit and cursor like the other
+// lists, in id order, each gateway once.
+func TestGatewaysPaging(t *testing.T) {
+	e := newEnv(t, Options{})
+	for i := 2; i <= 5; i++ {
+		id := fmt.Sprintf("gw-%d", i)
+		if err := e.reg.Put(registry.Gateway{ID: id, PublicKey: gwKey(id).Public().(ed25519.PublicKey), Site: "s1", Assets: []string{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	cursor := ""
+	for range 5 {
+		var page Page[GatewayView]
+		if code := e.call(t, "GET", "/api/v1/gateways?limit=2&cursor="+cursor, "", &page); code != 200 || len(page.Items) > 2 {
+			t.Fatalf("GET /gateways?limit=2 = %d with %d items, want 200 and at most 2", code, len(page.Items))
+		}
+		for _, g := range page.Items {
+			ids = append(ids, g.ID)
+		}
+		if cursor = page.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if want := []string{"gw-1", "gw-2", "gw-3", "gw-4", "gw-5"}; !slices.Equal(ids, want) {
+		t.Errorf("gateways in pages of 2 = %v, want %v", ids, want)
+	}
+	if code := e.call(t, "GET", "/api/v1/gateways?cursor=%25%25", "", nil); code != 400 {
+		t.Errorf("GET /gateways with a bad cursor = %d, want 400", code)
+	}
 }

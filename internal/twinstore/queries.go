@@ -88,37 +88,57 @@ func (s *Store) Asset(id string) (twin.Asset, error) {
 	return a, nil
 }
 
-// AssetFilter selects assets. Empty fields match everything. Q matches a
-// substring of the id, serial, UUID, hostname or RFID tag.
+// AssetFilter selects assets. Empty fields match everything. Q is the
+// dashboard's search: every whitespace-separated term, case-insensitive,
+// is a substring of one of the asset's searchable fields (SearchText).
 type AssetFilter struct {
 	Site   string
 	Kind   twin.Kind
 	Status twin.Status
+	Parent string // the asset that holds it, e.g. a GPU's server
 	Q      string
 	Cursor string // from a previous page's next cursor
 	Limit  int    // default 100
 }
 
 func (f *AssetFilter) match(a *twin.Asset) bool {
-	if f.Site != "" && a.Site != f.Site || f.Kind != "" && a.Kind != f.Kind || f.Status != "" && a.Custody.Status != f.Status {
+	if f.Site != "" && a.Site != f.Site || f.Kind != "" && a.Kind != f.Kind || f.Status != "" && a.Custody.Status != f.Status ||
+		f.Parent != "" && a.Parent != f.Parent {
 		return false
 	}
 	if f.Q == "" {
 		return true
 	}
-	for _, s := range []string{a.ID, a.Identity.Serial, a.Identity.UUID, a.Identity.Hostname, a.Identity.RFIDTag} {
-		if strings.Contains(strings.ToLower(s), strings.ToLower(f.Q)) {
-			return true
+	hay := SearchText(a)
+	for _, term := range strings.Fields(strings.ToLower(f.Q)) {
+		if !strings.Contains(hay, term) {
+			return false
 		}
 	}
-	return false
+	return true
+}
+
+// SearchText is what a search looks in, lower case: the id, name, serial,
+// UUID, RFID tag, PCI bus id, site, zone, read point, parent, gateway,
+// VBIOS and driver. The dashboard's fleet search (web/src/views/fleet.js,
+// toRow) reads the same fields.
+func SearchText(a *twin.Asset) string {
+	idn, loc, fw := &a.Identity, &a.Location, &a.Firmware
+	var b strings.Builder
+	for _, s := range []string{a.ID, idn.Name, idn.Hostname, idn.Serial, idn.UUID, idn.RFIDTag, idn.PCIBusID, a.Site, loc.Zone, loc.ReadPoint, a.Parent, a.Gateway, fw.VBIOS, fw.Driver} {
+		if s != "" {
+			b.WriteString(strings.ToLower(s))
+			b.WriteByte(' ')
+		}
+	}
+	return b.String()
 }
 
 // mayMatch is a cheap test on a twin's stored JSON before decoding it: a
-// twin that lacks the filter's exact "kind":"gpu" (site, status) text
+// twin that lacks the filter's exact "kind":"gpu" (site, status, parent) text
 // cannot match. Values with characters JSON might escape skip the shortcut.
 func (f *AssetFilter) mayMatch(v []byte) bool {
-	for _, kv := range [...]struct{ key, val string }{{`"kind":`, string(f.Kind)}, {`"site":`, f.Site}, {`"status":`, string(f.Status)}} {
+	for _, kv := range [...]struct{ key, val string }{{`"kind":`, string(f.Kind)}, {`"site":`, f.Site}, {`"status":`, string(f.Status)}, {`"parent":`, f.Parent}} {
 		if kv.val == "" || !plain(kv.val) {
 			continue
 		}

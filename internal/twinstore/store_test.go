@@ -171,7 +171,12 @@ func TestAssetsFilterAndPaging(t *testing.T) {
 		if i%2 == 1 {
 			kind, site = twin.KindServer, "s2"
 		}
-		commitAsset(t, s, "gw", uint64(i+1), twin.Asset{}, &twin.Asset{ID: fmt.Sprintf("a%d", i), Kind: kind, Site: site, Identity: twin.Identity{Serial: fmt.Sprintf("SN-%d", i)}, Custody: twin.Custody{Status: twin.StatusInService}})
+		name, parent := "NVIDIA H100 80GB HBM3", "a1"
+		if kind == twin.KindServer {
+			name, parent = "", ""
+		}
+		commitAsset(t, s, "gw", uint64(i+1), twin.Asset{}, &twin.Asset{ID: fmt.Sprintf("a%d", i), Kind: kind, Site: site, Parent: parent,
+			Identity: twin.Identity{Serial: fmt.Sprintf("SN-%d", i), Name: name}, Custody: twin.Custody{Status: twin.StatusInService}})
 	}
 	for _, tc := range []struct {
 		f    AssetFilter
@@ -182,6 +187,10 @@ func TestAssetsFilterAndPaging(t *testing.T) {
 		{AssetFilter{Site: "s2"}, 3},
 		{AssetFilter{Site: "s2", Kind: twin.KindGPU}, 0},
 		{AssetFilter{Q: "sn-3"}, 1},
+		{AssetFilter{Q: "H100"}, 4},         // the name, as the dashboard's search finds it
+		{AssetFilter{Q: "h100 s1 sn-2"}, 1}, // every term, each in any field
+		{AssetFilter{Q: "h100 s2"}, 0},
+		{AssetFilter{Parent: "a1"}, 4},
 		{AssetFilter{Status: twin.StatusRetired}, 0},
 	} {
 		var ids []string

@@ -110,3 +110,33 @@ export function select(name, options, value, onchange) {
 export function dl(pairs) {
   return h("dl.kv", pairs.filter(([, v]) => v !== undefined && v !== null && v !== "").flatMap(([k, v]) => [h("dt", k), h("dd", v)]));
 }
+
+// copyButton copies text to the clipboard (the page is served from the
+// service's own origin; without the Clipboard API it falls back to a
+// selection copy) and says so in a toast.
+export function copyButton(text, what = "value") {
+  return h("button.copy", {
+    type: "button", title: `Copy the ${what}`, "aria-label": `Copy the ${what}`, dataset: { copy: text },
+    onclick: async () => {
+      try {
+        await navigator.clipboard.writeText(text);
+      } catch {
+        const ta = h("textarea", { readonly: true, style: "position:fixed;left:-9999px" }, text);
+        document.body.append(ta);
+        ta.select();
+        const ok = document.execCommand("copy");
+        ta.remove();
+        if (!ok) { toast(`Could not copy; select the ${what} by hand.`); return; }
+      }
+      toast(`Copied the ${what}.`);
+    },
+  }, "Copy");
+}
+
+// hashValue shows a long hex value shortened, with its whole text on hover
+// and a copy button.
+export function hashValue(v, what = "hash") {
+  if (v === undefined || v === null || v === "") return "—";
+  const s = String(v);
+  return h("span.hashval", h("code.hash", { title: s }, s.length > 24 ? s.slice(0, 16) + "…" + s.slice(-6) : s), " ", copyButton(s, what));
+}

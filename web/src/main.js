@@ -1,10 +1,10 @@
 // The dashboard: a hash router over the views, sign-in, and the live badge.
 import { api, session, setUnauthorizedHandler, openStream, closeStream, onStreamState, subscribe, ApiError } from "./api.js";
-import { h, clear, field, toast } from "./dom.js";
+import { h, clear, field, toast, label } from "./dom.js";
 import { fleetView } from "./views/fleet.js";
 import { assetView } from "./views/asset.js";
 import { mapView } from "./views/map.js";
-import { alertsView, alertEventName } from "./views/alerts.js";
+import { alertsView } from "./views/alerts.js";
 import { workOrdersView } from "./views/workorders.js";
 import { gatewaysView } from "./views/gateways.js";
 import { provenanceView } from "./views/provenance.js";
@@ -23,6 +23,7 @@ const view = document.getElementById("view");
 let teardown = null;
 let unauthorized = false;
 let routed = false; // true after the first view: later route changes move focus
+let generation = 0; // counts views shown; a view that finishes loading late checks it
 
 function parseHash() {
   const raw = location.hash.replace(/^#/, "") || "/fleet";
@@ -33,7 +34,7 @@ function parseHash() {
 async function render() {
   document.body.classList.toggle("signed-out", !session.me);
   if (teardown) { try { teardown(); } catch (e) { console.error(e); } teardown = null; }
-  if (!session.me) return loginView();
+  if (!session.me) { generation++; return loginView(); }
   const { path, params } = parseHash();
   const match = routes.find(([re]) => re.test(path));
   if (!match) { location.hash = "#/fleet"; return; }
@@ -49,9 +50,15 @@ async function render() {
   view.dataset.view = title.toLowerCase().replace(/\s/g, "");
   if (routed) view.focus({ preventScroll: true }); // a keyboard user lands in the new view
   routed = true;
+  const gen = ++generation;
   try {
-    teardown = (await fn(view, ...args, params)) || null;
+    const td = (await fn(view, ...args, params)) || null;
+    // A view left while it was still loading is torn down at once; the
+    // view shown now keeps its own teardown.
+    if (gen !== generation) { if (td) try { td(); } catch (e) { console.error(e); } return; }
+    teardown = td;
   } catch (e) {
+    if (gen !== generation) return;
     if (e instanceof ApiError && e.status === 401) return;
     console.error(e);
     view.append(h("div.notice.error", { role: "alert" }, `This view failed: ${e.message}`));
@@ -124,17 +131,25 @@ setUnauthorizedHandler(() => {
   render();
 });
 
-// The alert badge in the navigation counts alerts that arrived live.
+// The alert badge in the navigation counts alerts opened since the inbox
+// was last looked at; each alert raises at most one toast.
 let fresh = 0;
+const toasted = new Set(); // alert ids already announced
 subscribe((name, data, path) => {
-  if (alertEventName(name, data, path) && !(data && data.event && data.event !== "opened") && !location.hash.startsWith("#/alerts")) {
-    fresh++;
-    const b = document.getElementById("alert-badge");
-    b.hidden = false;
-    b.textContent = String(fresh);
-    b.setAttribute("aria-label", `${fresh} new alerts`);
-    if (!location.hash.startsWith("#/alerts")) toast(`New alert: ${(data && ((data.alert && data.alert.summary) || data.summary || data.type)) || "see Alerts"}`);
-  }
+  // Only the alert stream's "opened" notifications count; twin events about
+  // alerts (lifecycle steps) and later notifications do not.
+  if (path !== "/alerts/stream" || !data || data.event !== "opened" || !data.alert || typeof data.alert !== "object") return;
+  const al = data.alert;
+  if (toasted.has(al.id)) return;
+  toasted.add(al.id);
+  if (toasted.size > 5000) toasted.delete(toasted.values().next().value);
+  if (location.hash.startsWith("#/alerts")) return;
+  fresh++;
+  const b = document.getElementById("alert-badge");
+  b.hidden = false;
+  b.textContent = String(fresh);
+  b.setAttribute("aria-label", `${fresh} new alerts`);
+  toast(`New alert: ${al.summary || label(al.type) || "see Alerts"}`);
 });
 window.addEventListener("hashchange", () => {
   closeMenu();

@@ -40,19 +40,35 @@ func (q *QuarantinePolicy) Applies(a *Alert) bool {
 
 // Sink kinds.
 const (
-	SinkWebhook = "webhook"
-	SinkMQTT    = "mqtt"
+	SinkWebhook      = "webhook"
+	SinkMQTT         = "mqtt"
+	SinkAlertmanager = "alertmanager"
+	SinkSyslog       = "syslog"
 )
 
 // SinkConfig is one destination. A webhook POSTs the notification as JSON
 // (or a Slack-compatible {"text": ...} body when Slack is set), signed with
 // HMAC-SHA256 over "timestamp.body" with Secret. An mqtt sink publishes it on
-// wire.AlertTopic(site, type).
+// wire.AlertTopic(site, type). An alertmanager sink posts it to a Prometheus
+// Alertmanager's /api/v2/alerts at URL (Secret, when set, as a bearer token).
+// A syslog sink sends an RFC 5424 message to URL, tcp://host:port or
+// udp://host:port. docs/detection.md describes each payload.
 type SinkConfig struct {
-	Kind        string        `yaml:"kind"`
-	URL         string        `yaml:"url"`
-	Secret      string        `yaml:"secret"`
-	Slack       bool          `yaml:"slack"`
+	Kind   string `yaml:"kind"`
+	URL    string `yaml:"url"`
+	Secret string `yaml:"secret"`
+	Slack  bool   `yaml:"slack"`
+	// Alertmanager: how long an open alert stays firing after its latest
+	// notification (default 24h), extra labels, and the dashboard's
+	// address for generatorURL.
+	Hold         time.Duration     `yaml:"hold"`
+	Labels       map[string]string `yaml:"labels"`
+	DashboardURL string            `yaml:"dashboard_url"`
+	// Syslog: the facility name (default local0) and HOSTNAME (default
+	// the machine's name).
+	Facility string `yaml:"facility"`
+	Hostname string `yaml:"hostname"`
+
 	Timeout     time.Duration `yaml:"timeout"`
 	BackoffMin  time.Duration `yaml:"backoff_min"`
 	BackoffMax  time.Duration `yaml:"backoff_max"`
@@ -107,6 +123,12 @@ func (s SinkConfig) WithDefaults() SinkConfig {
 	if s.BackoffMax == 0 {
 		s.BackoffMax = 5 * time.Minute
 	}
+	if s.Hold == 0 {
+		s.Hold = 24 * time.Hour
+	}
+	if s.Facility == "" {
+		s.Facility = "local0"
+	}
 	return s
 }
 
@@ -130,8 +152,23 @@ func (c *Config) Validate() error {
 				es.Add("a webhook needs a secret to sign with", "sinks", name, "secret")
 			}
 		case SinkMQTT:
+		case SinkAlertmanager:
+			u, err := url.Parse(s.URL)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				es.Add(fmt.Sprintf("url %q is not an http(s) URL of an Alertmanager", s.URL), "sinks", name, "url")
+			}
+			if s.Hold < 0 {
+				es.Add("hold must not be negative", "sinks", name, "hold")
+			}
+		case SinkSyslog:
+			if _, _, err := ParseSyslogURL(s.URL); err != nil {
+				es.Add(err.Error(), "sinks", name, "url")
+			}
+			if _, ok := SyslogFacilities[s.WithDefaults().Facility]; !ok {
+				es.Add(fmt.Sprintf("facility %q is not one of kern, user, daemon, auth, syslog, authpriv, local0..local7", s.Facility), "sinks", name, "facility")
+			}
 		default:
-			es.Add(fmt.Sprintf("kind %q is not webhook or mqtt", s.Kind), "sinks", name, "kind")
+			es.Add(fmt.Sprintf("kind %q is not webhook, mqtt, alertmanager or syslog", s.Kind), "sinks", name, "kind")
 		}
 		if s.BackoffMin < 0 || s.BackoffMax < s.BackoffMin || s.MaxAttempts < 0 || s.Timeout < 0 {
 			es.Add("backoff_min <= backoff_max, max_attempts and timeout not negative", "sinks", name)
@@ -161,4 +198,19 @@ func sinkNames(m map[string]SinkConfig) string {
 	}
 	slices.Sort(names)
 	return fmt.Sprint(names)
+}
+
+// SyslogFacilities names the syslog facilities a syslog sink may use.
+var SyslogFacilities = map[string]int{
+	"kern": 0, "user": 1, "daemon": 3, "auth": 4, "syslog": 5, "authpriv": 10,
+	"local0": 16, "local1": 17, "local2": 18, "local3": 19, "local4": 20, "local5": 21, "local6": 22, "local7": 23,
+}
+
+// ParseSyslogURL splits tcp://host:port or udp://host:port.
+func ParseSyslogURL(raw string) (network, addr string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "tcp" && u.Scheme != "udp") || u.Port() == "" || u.Path != "" {
+		return "", "", fmt.Errorf("url %q is not tcp://host:port or udp://host:port", raw)
+	}
+	return u.Scheme, u.Host, nil
 }

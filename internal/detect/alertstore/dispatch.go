@@ -2,6 +2,7 @@ package alertstore
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -43,6 +44,15 @@ func NewDispatcher(store *Store, pub Publisher, log *slog.Logger, now func() tim
 			d.sinks[name] = &webhook{cfg: c, client: &http.Client{Timeout: c.Timeout}, now: now}
 		case alert.SinkMQTT:
 			d.sinks[name] = &mqttSink{pub: pub}
+		case alert.SinkAlertmanager:
+			d.sinks[name] = &alertmanager{cfg: c, client: &http.Client{Timeout: c.Timeout}}
+		case alert.SinkSyslog:
+			s, err := newSyslogSink(c)
+			if err != nil { // Validate refuses such a configuration
+				log.Error("syslog sink not started", "sink", name, "err", err)
+				continue
+			}
+			d.sinks[name] = s
 		}
 		d.state[name] = &sinkState{}
 	}
@@ -53,6 +63,13 @@ func NewDispatcher(store *Store, pub Publisher, log *slog.Logger, now func() tim
 func (d *Dispatcher) Run(ctx context.Context) error {
 	t := time.NewTicker(d.tick)
 	defer t.Stop()
+	defer func() {
+		for _, s := range d.sinks {
+			if c, ok := s.(io.Closer); ok {
+				_ = c.Close() // a kept connection; nothing is pending on it
+			}
+		}
+	}()
 	for {
 		if _, err := d.store.escalate(); err != nil {
 			d.log.Error("escalation", "err", err)

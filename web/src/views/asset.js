@@ -27,7 +27,8 @@ export async function assetView(root, id) {
   const timeline = h("section.card.wide", { "aria-labelledby": "h-events" });
   const alertsBox = h("section.card", { "aria-labelledby": "h-alerts" });
   const ledgerBox = h("section.card", { "aria-labelledby": "h-ledger" });
-  root.append(h("p.crumbs", h("a", { href: "#/fleet" }, "← Fleet")), header, grid, charts, timeline, h("div.grid", alertsBox, ledgerBox));
+  const partsBox = h("section.card.parts", { "aria-labelledby": "h-parts", hidden: true });
+  root.append(h("p.crumbs", h("a", { href: "#/fleet" }, "← Fleet")), header, grid, partsBox, charts, timeline, h("div.grid", alertsBox, ledgerBox));
 
   let asset;
   try {
@@ -38,12 +39,17 @@ export async function assetView(root, id) {
   }
   let events = [];
   const plots = [];
+  let parts = []; // the assets it holds (a server's GPUs)
+  // A server reports no health of its own: its parts' worst state.
+  const rolled = (a) => (!a.health || !a.health.state || a.health.state === "unknown") && parts.length > 0;
+  const healthOf = (a) => (rolled(a) ? rollup(parts.map((p) => (p.health || {}).state)) : (a.health || {}).state);
 
   function drawHead(a) {
     const idn = a.identity || {};
     fill(header, 
       h("h1", a.id, " ", h("span.kind", label(a.kind))),
-      h("p.head-pills", pill((a.custody || {}).status, "status"), " ", pill((a.health || {}).state, "health"),
+      h("p.head-pills", pill((a.custody || {}).status, "status"), " ", pill(healthOf(a), "health"),
+        rolled(a) ? h("span.muted", ` (its ${parts.length} parts)`) : null,
         ` revision ${a.revision} · updated ${fmtTime(a.updated)} · last seen `, h("span", { title: a.last_seen }, ago(a.last_seen))),
       idn.name ? h("p.muted", idn.name) : null,
     );
@@ -80,7 +86,7 @@ export async function assetView(root, id) {
         ["Last seen", `${fmtTime(a.last_seen)} (${ago(a.last_seen)})`],
       ]), h("p", h("a", { href: "#/map?asset=" + encodeURIComponent(a.id) }, "Show on the map"))),
       h("section.card", { "aria-labelledby": "h-hl" }, h("h2#h-hl", "Health"), dl([
-        ["State", pill(hl.state, "health")], ["ECC double-bit", hl.ecc_dbe], ["XID events", hl.xid_count],
+        ["State", rolled(a) ? [pill(healthOf(a), "health"), ` rolled up from its ${parts.length} parts`] : pill(hl.state, "health")], ["ECC double-bit", hl.ecc_dbe], ["XID events", hl.xid_count],
         ["Last XID", hl.last_xid || null], ["Retired pages", hl.retired_pages], ["Remapped rows", hl.remapped_rows],
         ["Row remap failure", hl.row_remap_failure ? "yes" : null], ["Samples", hl.samples],
         ["Latest", hl.latest ? `${hl.latest.temp_c} °C · ${hl.latest.power_w} W · ${hl.latest.util_pct}% util` +
@@ -134,7 +140,7 @@ export async function assetView(root, id) {
       list.append(h("li", { dataset: { revision: e.revision } },
         h("div.ev-head", h("span.rev", `rev ${e.revision}`), " ", h("strong", label(e.type)), " ",
           h("time", { datetime: e.time }, fmtTime(e.time)),
-          src.gateway ? h("span.muted", ` · from ${src.gateway} #${src.seq}`) : src.actor ? h("span.muted", ` · by ${src.actor}`) : null,
+          src.gateway ? h("span.muted", ` · from ${src.gateway}${src.seq ? ` #${src.seq}` : ""}`) : src.actor ? h("span.muted", ` · by ${src.actor}`) : null,
           h("span.muted", ` · event ${e.id}`)),
         e.changes && e.changes.length ? h("ul.changes", e.changes.map((ch) => h("li", h("code", ch.field), " ", ch.old ? [h("del", ch.old), " → "] : "", h("ins", ch.new || "(empty)")))) : null,
         e.note ? h("p.sub", e.note) : null));
@@ -165,21 +171,78 @@ export async function assetView(root, id) {
     }
   }
 
+  // The assets it holds (a server's GPUs), with their health rolled up.
+  async function loadParts() {
+    if (asset.kind === "gpu") return;
+    const got = [];
+    try {
+      await pages("/assets" + qs({ parent: id }), (page) => got.push(...page.filter((p) => p.parent === id)), { limit: 500, max: 2000 });
+    } catch { return; /* an older service without the parent filter: no list */ }
+    parts = got;
+    drawParts();
+    drawHead(asset);
+  }
+  function drawParts() {
+    if (!parts.length) { partsBox.hidden = true; return; }
+    const counts = {};
+    for (const p of parts) { const st = (p.health || {}).state || "unknown"; counts[st] = (counts[st] || 0) + 1; }
+    const worst = rollup(parts.map((p) => (p.health || {}).state));
+    partsBox.hidden = false;
+    fill(partsBox, h("div.card-head", h("h2#h-parts", `${parts.length} ${parts.every((p) => p.kind === "gpu") ? "GPUs" : "assets"} in ${id}`),
+      h("span.rollup", { dataset: { health: worst } }, "health ", pill(worst, "health"), " · ",
+        Object.entries(counts).sort().map(([st, n]) => `${n} ${label(st)}`).join(" · "))),
+    h("div.hscroll", h("table.plain.parts", h("thead", h("tr", ["Asset", "Kind", "Health", "UUID", "PCI bus", "Temperature", "Power", "Util.", "Last seen"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", parts.map((p) => {
+        const idn = p.identity || {};
+        const lt = (p.health || {}).latest;
+        return h("tr", { dataset: { id: p.id } }, h("td", h("a", { href: "#/asset/" + encodeURIComponent(p.id) }, p.id)), h("td", label(p.kind)),
+          h("td", pill((p.health || {}).state, "health")), h("td", h("code", idn.uuid || "—")), h("td", idn.pci_bus_id || "—"),
+          h("td.num", lt ? `${lt.temp_c} °C` : "—"), h("td.num", lt ? `${lt.power_w} W` : "—"), h("td.num", lt ? `${lt.util_pct}%` : "—"),
+          h("td", { title: p.last_seen }, ago(p.last_seen)));
+      })))));
+  }
+
   drawHead(asset);
   drawCards(asset);
   ledgerBox.append(h("h2#h-ledger", "Ledger anchors"));
-  await Promise.all([loadEvents().then(() => anchorsPanel(ledgerBox, asset, events)), drawCharts(), loadAlerts()]);
+  await Promise.all([loadEvents().then(() => anchorsPanel(ledgerBox, asset, events)), drawCharts(), loadAlerts(), loadParts()]);
   drawCards(asset);
   root.dataset.ready = "true";
 
-  const unsub = subscribe((name, data) => {
+  // Live: a twin event about this asset (or one of its parts) refreshes it
+  // at once; readings that change no revision (last seen, latest health)
+  // are fetched every few seconds, and the charts every 30 s.
+  let refreshing = false;
+  async function refresh(force) {
+    if (refreshing) return;
+    refreshing = true;
+    try {
+      const a = await api("/assets/" + encodeURIComponent(id));
+      const changed = a.revision !== asset.revision;
+      if (changed || force || a.last_seen !== asset.last_seen) {
+        asset = a;
+        drawHead(a);
+        if (changed) await loadEvents();
+        drawCards(a);
+      }
+      if (asset.kind !== "gpu") await loadParts();
+    } catch { /* the next tick retries */ } finally { refreshing = false; }
+  }
+  const unsub = subscribe((name, data, path) => {
     if (!data || typeof data !== "object") return;
-    const about = data.asset || data.id || (data.event && data.event.asset);
-    if (about !== id) return;
-    if (/alert/.test(name)) { loadAlerts(); return; }
-    api("/assets/" + encodeURIComponent(id)).then((a) => {
-      if (a.revision !== asset.revision) { asset = a; drawHead(a); loadEvents().then(() => drawCards(a)); }
-    }).catch(() => {});
+    const al = data.alert && typeof data.alert === "object" ? data.alert : null;
+    if (path === "/alerts/stream") { if (al && al.asset === id) loadAlerts(); return; }
+    const about = data.asset || (data.event && data.event.asset);
+    if (about === id || parts.some((p) => p.id === about)) refresh(false);
   });
-  return () => { unsub(); for (const p of plots) p.destroy(); };
+  const tick = setInterval(() => { if (!document.hidden) refresh(false); }, 5000);
+  const chartTick = setInterval(() => { if (!document.hidden) drawCharts(); }, 30000);
+  return () => { unsub(); clearInterval(tick); clearInterval(chartTick); for (const p of plots) p.destroy(); };
+}
+
+// rollup is the worst of some health states.
+function rollup(states) {
+  const order = ["critical", "warning", "ok"];
+  for (const st of order) if (states.includes(st)) return st;
+  return "unknown";
 }

@@ -37,7 +37,7 @@ export function toRow(a) {
   return {
     id, kind: a.kind || "", site: a.site || "", parent: a.parent || "", name, serial: idn.serial || "", status, health, place, firmware,
     lastSeen: a.last_seen || "", revision: a.revision || 0,
-    hay: [id, name, idn.serial, idn.uuid, idn.rfid_tag, idn.pci_bus_id, a.site, loc.zone, loc.read_point, a.parent, a.gateway, fw.vbios, fw.driver]
+    hay: [id, name, idn.hostname, idn.serial, idn.uuid, idn.rfid_tag, idn.pci_bus_id, a.site, loc.zone, loc.read_point, a.parent, a.gateway, fw.vbios, fw.driver]
       .filter(Boolean).join(" ").toLowerCase(),
   };
 }
@@ -204,7 +204,7 @@ export async function fleetView(root) {
     switch (key) {
       case "id": return h("td.col-id", h("a", { href: "#/asset/" + encodeURIComponent(r.id) }, r.id), r.name ? h("div.sub", r.name) : null);
       case "status": return h("td.col-status", pill(r.status, "status"));
-      case "health": return h("td.col-health", pill(r.health, "health"));
+      case "health": return h("td.col-health", r.rolled ? { title: "rolled up from its parts" } : null, pill(r.health, "health"));
       case "alerts": {
         if (!fleet.alerts) return h("td.col-alerts.muted", { title: "no alerts service yet" }, "—");
         const n = fleet.alerts.get(r.id) || 0;
@@ -248,7 +248,23 @@ export async function fleetView(root) {
     sel.addEventListener("change", () => { fleet.filter[k] = sel.value; apply(); drawCounts(); });
   }
 
+  // A server reports no health of its own: show its parts' worst state.
+  function rollupHealth() {
+    const worst = new Map(); // parent -> rank
+    const rank = { unknown: 0, ok: 1, warning: 2, critical: 3 };
+    for (const r of fleet.rows.values()) {
+      if (r.ownHealth === undefined) r.ownHealth = r.health; // a row from toRow: its own state
+      if (r.parent) worst.set(r.parent, Math.max(worst.get(r.parent) || 0, rank[r.ownHealth] || 0));
+    }
+    const names = ["unknown", "ok", "warning", "critical"];
+    for (const r of fleet.rows.values()) {
+      r.rolled = r.ownHealth === "unknown" && !!worst.get(r.id);
+      r.health = r.rolled ? names[worst.get(r.id)] : r.ownHealth;
+    }
+  }
+
   function redrawAll() {
+    rollupHealth();
     drawCounts();
     syncSelects();
     apply();

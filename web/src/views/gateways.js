@@ -1,6 +1,6 @@
 // Gateways: online, last sequence, queue depth, drops, last seen; and the
 // ingest counters.
-import { api, items, subscribe } from "../api.js";
+import { api, pages, subscribe } from "../api.js";
 import { h, clear, fmtTime, ago, pill, label, unavailable, errorBox, fill } from "../dom.js";
 
 const pick = (o, ...names) => {
@@ -27,7 +27,8 @@ export async function gatewaysView(root) {
 
   async function load() {
     try {
-      const list = items(await api("/gateways?limit=1000"));
+      const list = [];
+      await pages("/gateways", (got) => list.push(...got), { limit: 1000 });
       const online = (g) => {
         const s = pick(g, "online", "stream.state", "state", "status.state");
         return s === true || s === "online";

@@ -2,7 +2,7 @@
 // the event's proof bundle in the browser (WebCrypto SHA-256 and Ed25519),
 // and a box to check any exported proof offline.
 import { api, apiText } from "../api.js";
-import { h, clear, fmtTime, unavailable, errorBox, fill } from "../dom.js";
+import { h, clear, fmtTime, unavailable, errorBox, fill, hashValue, label } from "../dom.js";
 import { verifyBundle } from "../verify.js";
 
 // serviceKey is the ledger's service key, pinned in this browser the first
@@ -18,12 +18,58 @@ export async function serviceKey() {
   return "";
 }
 
-// report draws a verdict and its checks into el (data-valid for tests).
+// report draws a verdict and its checklist into el (data-valid for tests):
+// one line per check, passed or failed, with what it compared.
 export function report(el, res) {
   el.dataset.valid = String(res.valid);
-  fill(el, 
+  const passed = res.checks.filter((c) => c.ok).length;
+  fill(el,
     res.valid ? h("span.ok", "✔ Proof holds: ", res.subject) : h("span.bad", "✘ Proof does NOT hold: ", res.subject),
-    h("ul.checks", res.checks.map((c) => h(`li.${c.ok ? "ok" : "bad"}`, c.ok ? "✔ " : "✘ ", h("strong", c.name), c.detail ? ": " + c.detail : ""))));
+    h("div.sub", `${passed} of ${res.checks.length} checks passed`),
+    h("ul.checks", { "aria-label": "Proof checks" }, res.checks.map((c) => h(`li.${c.ok ? "ok" : "bad"}`,
+      h("span.mark", { "aria-label": c.ok ? "passed" : "failed" }, c.ok ? "✔" : "✘"), " ", h("strong", c.name), c.detail ? h("span.detail", " — " + c.detail) : ""))));
+}
+
+// The ledger status's fields, labelled, in the order a reader wants them.
+const statusFields = [
+  ["backend", "Backend"], ["height", "Block height"], ["height_error", "Block height unavailable"], ["damage", "Damage found"],
+  ["tree_size", "Events in the tree"], ["tree_root", "Tree root", "hash"], ["service_key", "Service key (Ed25519)", "hash"],
+];
+const checkpointFields = [["size", "Covers events"], ["time", "Signed at", "time"], ["root", "Root", "hash"], ["key", "Signed by", "hash"], ["sig", "Signature", "hash"], ["origin", "Origin"]];
+const anchoringFields = [
+  ["anchored_to", "Anchored up to event"], ["anchored", "Batches anchored"], ["batches", "Batches cut"], ["pending_batches", "Batches waiting"],
+  ["registered", "Assets registered"], ["evidence", "Evidence records"], ["pending_evidence", "Evidence waiting"],
+  ["evidence_dropped", "Evidence given up"], ["statuses", "Asset status changes"], ["ledger_errors", "Ledger errors (retried)"],
+];
+
+// value shows one status value by its kind; an object becomes a nested list.
+function value(v, kind, what) {
+  if (v === undefined || v === null || v === "") return "—";
+  if (kind === "hash") return hashValue(v, what.toLowerCase());
+  if (kind === "time") return fmtTime(v);
+  if (typeof v === "number") return v.toLocaleString();
+  if (typeof v === "object") return kv(Object.entries(v).map(([k, x]) => [k, label(k), x]));
+  return String(v);
+}
+
+function kv(rows) {
+  return h("dl.kv", rows.filter(([, , v]) => v !== undefined && v !== null && v !== "")
+    .flatMap(([k, text, v, kind]) => [h("dt", text), h(`dd${/error|damage/.test(k) && v ? ".bad" : ""}`, { dataset: { field: k } }, value(v, kind, text))]));
+}
+
+// ledgerStatus shows GET /ledger/status as labelled values with copy
+// buttons for keys and hashes: the ledger, the latest signed checkpoint and
+// the anchoring counters.
+export function ledgerStatus(st) {
+  st = st || {};
+  const known = new Set([...statusFields.map(([k]) => k), "checkpoint", "anchoring"]);
+  const pick = (obj, fields) => fields.map(([k, text, kind]) => [k, text, obj[k], kind]);
+  const rest = Object.entries(st).filter(([k]) => !known.has(k)).map(([k, v]) => [k, label(k), v]);
+  return h("section.card.ledger-status", { "aria-labelledby": "h-ledger" }, h("h2#h-ledger", "Ledger"),
+    h("div.status-cols",
+      h("div", kv([...pick(st, statusFields), ...rest])),
+      st.checkpoint ? h("div", h("h3", "Latest signed checkpoint"), kv(pick(st.checkpoint, checkpointFields))) : null,
+      st.anchoring ? h("div", h("h3", "Anchoring"), kv(pick(st.anchoring, anchoringFields))) : null));
 }
 
 async function verifyEvent(id, out) {
@@ -78,8 +124,8 @@ export async function anchorsPanel(box, asset, events) {
     ul.append(h("li.anchor", { dataset: { seq: a.seq } },
       h("div", h("strong", `Anchor ${a.seq}`), ` · events ${a.first_event}–${a.last_event} · ${fmtTime(a.stamp && a.stamp.time || a.last_time)}`),
       h("div.sub", `this asset's events in it: ${evs.sort((x, y) => x - y).join(", ")}`),
-      h("div.hash", { title: a.root }, "batch root ", String(a.root).slice(0, 24), "…"),
-      a.stamp && a.stamp.tx_id ? h("div.hash", "tx ", String(a.stamp.tx_id).slice(0, 24)) : null,
+      h("div.sub", "batch root ", hashValue(a.root, "batch root")),
+      a.stamp && a.stamp.tx_id ? h("div.sub", "transaction ", hashValue(a.stamp.tx_id, "transaction id")) : null,
       h("div.actions", btn, h("a", { href: `/api/v1/ledger/events/${newest}/proof`, download: `event-${newest}-proof.json` }, "Export proof")),
       out));
   }

@@ -1,7 +1,8 @@
 // Map: sites, geofences, latest positions, tracks and RFID zones, drawn by
-// Leaflet on a blank background (no tile server needed; a tile URL can be
-// set here and is kept in this browser).
+// Leaflet over country outlines served with the dashboard (no tile server
+// needed; a tile URL can be set here and is kept in this browser).
 import L from "leaflet";
+import { feature } from "topojson-client";
 import { api, pages, items } from "../api.js";
 import { h, clear, label, unavailable, fmtTime, fill } from "../dom.js";
 
@@ -47,6 +48,17 @@ export async function mapView(root, params) {
     if (url) tiles = L.tileLayer(url, { maxZoom: 19 }).addTo(map);
   }
   setTiles();
+  // Geography with no tile server: country outlines (Natural Earth via
+  // world-atlas, served with the dashboard), under everything else.
+  map.createPane("basemap").style.zIndex = "150";
+  const basemap = fetch("/countries-50m.json").then((r) => (r.ok ? r.json() : null)).then((topo) => {
+    if (!topo || !mapEl.isConnected) return;
+    L.geoJSON(feature(topo, topo.objects.countries), {
+      pane: "basemap", renderer: L.canvas({ pane: "basemap" }), interactive: false,
+      style: { color: "#94a3b8", weight: 0.8, fillColor: "#f1f5f9", fillOpacity: 1 },
+    }).addTo(map);
+    mapEl.dataset.geography = "countries";
+  }).catch(() => { /* the dots and the graticule still draw */ });
   // A graticule so a blank map still reads as a map; its step follows the
   // view (10° for the world, down to 0.01° for a site).
   const grid = L.layerGroup().addTo(map);
@@ -64,14 +76,18 @@ export async function mapView(root, params) {
   map.on("moveend", drawGrid);
   drawGrid();
 
+  let timer = 0;
+  const done = () => { clearTimeout(timer); map.off(); map.stop(); map.remove(); };
+  const gone = () => !mapEl.isConnected; // the user left while this loaded
   const assets = [];
   try {
     await pages("/assets", (got) => assets.push(...got), { limit: 1000 });
   } catch (e) {
     status.textContent = "";
     root.append(unavailable("Asset positions", e));
-    return () => map.remove();
+    return done;
   }
+  if (gone()) return done;
   const bounds = [];
   const sites = new Map();
   const zones = new Map();
@@ -124,8 +140,11 @@ export async function mapView(root, params) {
   // the canvas) so each fence is an element of its own.
   let fences = 0;
   const fenceRenderer = L.svg();
-  try {
-    for (const g of items(await api("/sites"))) {
+  let siteList = [];
+  try { siteList = items(await api("/sites")); } catch { /* an older service without /sites */ }
+  if (gone()) return done;
+  {
+    for (const g of siteList) {
       const poly = polygonOf(g);
       if (!poly || poly.length < 3) continue;
       fences++;
@@ -133,7 +152,7 @@ export async function mapView(root, params) {
       L.polygon(poly, { renderer: fenceRenderer, className: "geofence", color: "#7c3aed", weight: 2, fillOpacity: 0.05 }).bindTooltip(() => text(`site ${g.name || g.id} (geofence)`)).addTo(map);
       bounds.push(...poly);
     }
-  } catch { /* an older service without /sites */ }
+  }
 
   // The focused asset's track, from its location events.
   let trackPts = 0;
@@ -153,11 +172,34 @@ export async function mapView(root, params) {
       trackPts = track.length;
       if (track.length > 1) L.polyline(track, { color: "#111827", weight: 2, dashArray: "4 4" }).bindTooltip(() => text(`${focus} track`)).addTo(map);
     } catch { /* no events */ }
+    if (gone()) return done;
   }
 
-  if (bounds.length) map.fitBounds(bounds, { padding: [60, 60], maxZoom: 15 });
+  // "Show on the map": zoom to the asset, or to what holds or reports it
+  // (a GPU has no position of its own: its server's, or the gateway's that
+  // reads them).
+  const byId = new Map(assets.map((a) => [a.id, a]));
+  let focusAt = null;
+  const seen = new Set();
+  for (const queue = focus ? [focus] : []; queue.length && !focusAt;) {
+    const a = byId.get(queue.shift());
+    if (!a || seen.has(a.id)) continue;
+    seen.add(a.id);
+    focusAt = position(a);
+    queue.push(...[a.parent, a.gateway].filter(Boolean));
+  }
+  const focusSite = focus && byId.get(focus) && byId.get(focus).site;
+  if (focusAt) {
+    map.setView(focusAt, 17, { animate: false });
+    L.circleMarker(focusAt, { radius: 12, color: "#111827", weight: 3, fill: false }).bindTooltip(`${focus}`, { permanent: true, direction: "right" }).addTo(map);
+    mapEl.dataset.focus = "position";
+  } else if (focusSite && siteArea.get(focusSite)) {
+    // No position anywhere up its chain: its site's area.
+    map.fitBounds(siteArea.get(focusSite), { padding: [40, 40], maxZoom: 17, animate: false });
+    mapEl.dataset.focus = "site";
+  } else if (bounds.length) map.fitBounds(bounds, { padding: [60, 60], maxZoom: 15, animate: false });
   status.textContent = `${placed} of ${assets.length} assets have a position; ${sites.size} sites; ${fences} geofences` +
-    (focus ? `; track of ${focus}: ${trackPts} points` : "");
+    (focus ? `; track of ${focus}: ${trackPts} points` + (focusAt ? "" : mapEl.dataset.focus === "site" ? `; it has no position of its own: showing its site ${focusSite}` : "; it has no position yet") : "");
   fill(side, 
     h("h2", "Legend"),
     h("ul.legend", Object.entries(HEALTH_COLOURS).map(([k, c]) => h("li", h("span.dot", { style: `background:${c}` }), label(k)))),
@@ -167,7 +209,10 @@ export async function mapView(root, params) {
     h("h2", "RFID zones"),
     zones.size ? h("ul.zones", [...zones.entries()].sort().slice(0, 200).map(([k, n]) => h("li", `${k}: ${n}`))) : h("p.muted", "No RFID reads yet."),
     fences ? null : h("p.muted", "No geofences from the service yet."));
+  await basemap;
+  if (gone()) return done;
   root.dataset.ready = "true";
-  setTimeout(() => map.invalidateSize(), 50);
-  return () => map.remove();
+  mapEl.dataset.zoom = String(map.getZoom());
+  timer = setTimeout(() => { if (!gone()) map.invalidateSize({ animate: false }); }, 50);
+  return done;
 }

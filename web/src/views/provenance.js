@@ -2,11 +2,10 @@
 // their ledger records (each checkable in the browser), and an offline proof
 // checker.
 import { api, apiText, items } from "../api.js";
-import { h, clear, fmtTime, field, unavailable, errorBox, fill } from "../dom.js";
-import { proofChecker, report, serviceKey } from "./ledgerpanel.js";
+import { h, clear, fmtTime, field, unavailable, errorBox, fill, hashValue } from "../dom.js";
+import { proofChecker, report, serviceKey, ledgerStatus } from "./ledgerpanel.js";
 import { verifyBundle } from "../verify.js";
 
-const short = (s) => (s ? String(s).slice(0, 16) + "…" : "—");
 
 // recordVerify is a button that fetches a ledger record's proof bundle and
 // checks it here.
@@ -32,7 +31,7 @@ function recordVerify(type, id) {
 function datasetItem(d) {
   const t = d.transform || {};
   return h("li", { id: "ds-" + d.id },
-    h("strong", d.name || d.id), " ", h("code", d.id), " ", h("span.hash", { title: d.content_hash }, short(d.content_hash)),
+    h("strong", d.name || d.id), " ", h("code", d.id), " ", hashValue(d.content_hash, "content hash"),
     (t.parents || []).length ? h("div.sub", "derived from ", t.parents.join(", "), t.description ? ` (${t.description})` : "") : null,
     (d.sources || []).length ? h("div.sub", "sources: ", d.sources.map((s) => (s.kind === "asset" ? h("a", { href: "#/asset/" + encodeURIComponent(s.ref) }, s.ref) : `${s.kind || "source"} ${s.ref || ""}`))
       .flatMap((x, i) => (i ? [", ", x] : [x]))) : null,
@@ -52,9 +51,9 @@ function lineageView(box, lin) {
     h("section.card", { "aria-labelledby": "h-lm" }, h("h2#h-lm", "Model"),
       h("p", h("strong", m.name || m.id), " ", h("code", m.id)),
       h("dl.kv",
-        h("dt", "Artifact"), h("dd", h("span.hash", { title: m.artifact_hash }, short(m.artifact_hash))),
+        h("dt", "Artifact"), h("dd", hashValue(m.artifact_hash, "artifact hash")),
         h("dt", "Code"), h("dd", tr.code_ref || "—"),
-        h("dt", "Config"), h("dd", h("span.hash", short(tr.config_hash))),
+        h("dt", "Config"), h("dd", hashValue(tr.config_hash, "config hash")),
         h("dt", "Trained"), h("dd", `${fmtTime(tr.start)} – ${fmtTime(tr.end)}`),
         h("dt", "Evaluations"), h("dd", String((m.evaluations || []).length))),
       recordVerify("model", m.id)),
@@ -146,9 +145,7 @@ export async function provenanceView(root, params) {
   } else {
     try {
       const st = await api("/ledger/status");
-      box.append(h("section.card", h("h2", "Ledger"), h("dl.kv", Object.entries(st || {}).slice(0, 12).flatMap(([k, v]) =>
-        [h("dt", k.replace(/_/g, " ")), h("dd", typeof v === "object" ? h("code", JSON.stringify(v).slice(0, 200)) : String(v))]))),
-      h("p.muted", "Enter a model id to see the datasets it was trained on and the hardware it ran on."));
+      box.append(ledgerStatus(st), h("p.muted", "Enter a model id to see the datasets it was trained on and the hardware it ran on."));
     } catch (e) {
       box.append(e.missing ? unavailable("The ledger", e) : errorBox(e));
     }
