@@ -233,10 +233,15 @@ func (d *gatewayDetector) rejection(r *Rejection) []Finding {
 	hits = hits[i:]
 	rs.hits = hits
 	rs.since++
-	// A burst is Count within the window; each further Count of them is a
-	// new finding, so a wave that goes on after its alert was resolved
-	// opens a new one (while the alert is open they merge into it).
-	if len(hits) < b.Count || rs.since < b.Count {
+	// A burst is Count within the window. While it goes on, each further
+	// Count of them is a new finding, so a wave that goes on after its
+	// alert was resolved opens a new one (while the alert is open they
+	// merge into it). A Count of 1 (unknown tags) is one finding per
+	// window: a finding per message would be one per read.
+	switch {
+	case len(hits) < b.Count || rs.since < b.Count:
+		return nil
+	case b.Count == 1 && len(hits) > 1:
 		return nil
 	}
 	rs.since = 0
