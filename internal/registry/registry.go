@@ -188,7 +188,7 @@ type Registry struct {
 	store   Store
 	notify  []func(id string)
 	now     func() time.Time // when a key is retired; time.Now unless Clock
-	version atomic.Uint64 // counts changes: a reader caches what it derives until it moves
+	version atomic.Uint64    // counts changes: a reader caches what it derives until it moves
 }
 
 // Persist makes Put and Delete write through to st. Call it before the
