@@ -31,7 +31,7 @@ func TestAttackAlertsNameTheSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{Tokens: []testsvc.Token{viewer}, Registry: regPath,
-		Args: []string{"-mqtt-mode", "external", "-mqtt-url", mosq.URL(), "-mqtt-client-id", "twin-service-source"}})
+		Args: []string{"-mqtt-mode", "external", "-mqtt-url", mosq.URL(), "-mqtt-username", "twin-service-source@test"}})
 
 	c := paho.NewClient(paho.NewClientOptions().AddBroker(mosq.URL()).SetClientID("attacker").SetConnectTimeout(5 * time.Second))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
