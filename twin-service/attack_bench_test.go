@@ -32,7 +32,8 @@ import (
 // embedded broker of a real twin-service (the built binary) while a small
 // fleet publishes, and prints for each the growth of twin-service's RSS
 // over its steady state and the API's p99 latency (GET /api/v1/assets,
-// every 20 ms) during the attack. Each attack is made with the most an
+// every 20 ms) during the attack; ratio is the attack's peak RSS over the
+// steady state's of the same run. Each attack is made with the most an
 // attacker can hold: anonymous where that is all it takes, else the
 // credentials of enrolled gateways. Run with -benchtime 1x;
 // TWINCHAIN_BENCH_SECONDS sets each phase's length (default 10).
@@ -77,12 +78,13 @@ func BenchmarkMemoryAttacks(b *testing.B) {
 		}},
 	}
 	for range b.N {
-		b.Logf("%-90s %12s %12s %9s %9s  %s", "attack (each on a fresh twin-service)", "steady RSS", "RSS growth", "anon", "API p99", "attacker got")
+		b.Logf("%-90s %12s %12s %7s %9s %9s  %s", "attack (each on a fresh twin-service)", "steady RSS", "RSS growth", "ratio", "anon", "API p99", "attacker got")
 		for i, a := range attacks {
 			steady, r, acked := measureAttack(b, regPath, f, d, a.run)
-			b.Logf("%-90s %9.0f MB %+9.0f MB %+6.0f MB %9v  %s; fleet messages acknowledged: %d", a.name, steady.rssMB, r.rssMB-steady.rssMB,
-				r.anonMB-steady.anonMB, r.p99.Round(time.Millisecond), r.note, acked)
+			b.Logf("%-90s %9.0f MB %+9.0f MB %6.2fx %+6.0f MB %9v  %s; fleet messages acknowledged: %d", a.name, steady.rssMB, r.rssMB-steady.rssMB,
+				r.rssMB/steady.rssMB, r.anonMB-steady.anonMB, r.p99.Round(time.Millisecond), r.note, acked)
 			b.ReportMetric(r.rssMB-steady.rssMB, fmt.Sprintf("rss-growth-MB/attack%d", i+1))
+			b.ReportMetric(r.rssMB/steady.rssMB, fmt.Sprintf("rss-ratio-to-steady/attack%d", i+1))
 			b.ReportMetric(float64(r.p99.Milliseconds()), fmt.Sprintf("api-p99-ms/attack%d", i+1))
 			if acked == 0 {
 				b.Errorf("%s: the fleet got nothing acknowledged", a.name)

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"twinchain/internal/ingest/broker"
+	"twinchain/internal/ingest/mqttsub"
 	"twinchain/internal/registry/enrollment"
 )
 
@@ -61,5 +62,40 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, float64(st.Connected))
 	for reason, n := range st.Refused {
 		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(n), reason)
+	}
+}
+
+// parkCollector exposes external mode's parked messages (mqttsub's
+// park.go): those the broker acknowledged to their gateway and the ingest
+// rejected for a reason that can go away.
+func parkCollector(sub *mqttsub.Subscriber) prometheus.Collector {
+	gauge := func(name, help string, fn func(mqttsub.ParkStats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return fn(sub.Parked()) })
+	}
+	counter := func(name, help string, fn func(mqttsub.ParkStats) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return fn(sub.Parked()) })
+	}
+	return collectorList{
+		gauge("twinchain_mqtt_parked", "Messages parked to retry (external mode): acknowledged by the broker, rejected for a reason that can go away.",
+			func(p mqttsub.ParkStats) float64 { return float64(p.Parked) }),
+		counter("twinchain_mqtt_parked_resolved_total", "Parked messages stored or rejected for good on a retry.",
+			func(p mqttsub.ParkStats) float64 { return float64(p.Resolved) }),
+		counter("twinchain_mqtt_parked_dropped_total", "Messages to retry that could not be parked (the folder was full): lost.",
+			func(p mqttsub.ParkStats) float64 { return float64(p.Dropped) }),
+	}
+}
+
+// collectorList is several collectors registered as one.
+type collectorList []prometheus.Collector
+
+func (cs collectorList) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range cs {
+		c.Describe(ch)
+	}
+}
+
+func (cs collectorList) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range cs {
+		c.Collect(ch)
 	}
 }

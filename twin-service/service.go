@@ -111,10 +111,15 @@ func (s *service) build() error {
 		s.reg.Notify(b.GatewayChanged)
 		s.mqtt, s.ready = b, b.Listening
 	case modeExternal:
-		sub, err := mqttsub.New(s.cfg.MQTT.External, s.in, s.log.With("component", "mqttsub"))
+		ext := s.cfg.MQTT.External
+		if ext.ParkDir == "" {
+			ext.ParkDir = filepath.Join(s.cfg.DataDir, "mqtt-parked")
+		}
+		sub, err := mqttsub.New(ext, s.in, s.log.With("component", "mqttsub"))
 		if err != nil {
 			return err
 		}
+		s.reg.Notify(sub.Recheck)
 		s.mqtt, s.ready = sub, sub.Ready
 	}
 	if s.ledger, err = openLedger(s.cfg.Ledger, s.cfg.DataDir, s.store, s.in, s.reg, s.log); err != nil {
@@ -142,6 +147,9 @@ func (s *service) build() error {
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.MustRegister(s.detect.Collectors()...)
 	metrics.MustRegister(logPositions(s.store)...)
+	if sub, ok := s.mqtt.(*mqttsub.Subscriber); ok {
+		metrics.MustRegister(parkCollector(sub))
+	}
 	if b, ok := s.mqtt.(*broker.Broker); ok {
 		metrics.MustRegister(newBrokerCollector(b))
 	}

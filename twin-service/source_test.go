@@ -31,7 +31,7 @@ func TestAttackAlertsNameTheSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{Tokens: []testsvc.Token{viewer}, Registry: regPath,
-		Args: []string{"-mqtt-mode", "external", "-mqtt-url", mosq.URL(), "-mqtt-client-id", "twin-service-source"}})
+		Args: []string{"-mqtt-mode", "external", "-mqtt-url", mosq.URL(), "-mqtt-username", "twin-service-source@test"}})
 
 	c := paho.NewClient(paho.NewClientOptions().AddBroker(mosq.URL()).SetClientID("attacker").SetConnectTimeout(5 * time.Second))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -79,6 +79,7 @@ func TestAttackAlertsNameTheSource(t *testing.T) {
 		Type    string `json:"type"`
 		Asset   string `json:"asset"`
 		Summary string `json:"summary"`
+		Count   int    `json:"count"`
 	}
 	var alerts struct{ Items []alertItem }
 	testsvc.Eventually(t, 30*time.Second, "the unknown_gateway and bad_signatures alerts", func() bool {
@@ -105,6 +106,13 @@ func TestAttackAlertsNameTheSource(t *testing.T) {
 	}
 	if count["unknown_gateway"] != 1 || count["bad_signatures"] != 1 {
 		t.Errorf("alerts by type = %v, want one unknown_gateway and one bad_signatures (%+v)", count, alerts.Items)
+	}
+	// The burst went on for 300 times the detector's count (3): each
+	// further count is a finding, merged into the one open alert.
+	for _, a := range alerts.Items {
+		if a.Type == "unknown_gateway" && a.Count < 2 {
+			t.Errorf("unknown_gateway alert count = %d, want the burst's further findings merged into it", a.Count)
+		}
 	}
 	var gwTwin struct {
 		Health struct{ State string } `json:"health"`

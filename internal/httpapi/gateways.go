@@ -92,6 +92,7 @@ func decodeGateway(c *fiber.Ctx) (registry.Gateway, error) {
 	if g.Assets == nil {
 		g.Assets = []string{}
 	}
+	g.Retired = nil // kept by the registry, never set over the API
 	return g, nil
 }
 

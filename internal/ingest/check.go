@@ -67,10 +67,11 @@ func (r Reason) Retry() bool {
 	return false
 }
 
-// Gateways looks a gateway's key and site up, and whether it may report
-// an asset; *registry.Registry is one.
+// Gateways looks up the key that signs a gateway's epoch (its key, or a
+// retired one: registry.RetiredKey) and its site, and whether it may
+// report an asset; *registry.Registry is one.
 type Gateways interface {
-	Lookup(id string) (pub ed25519.PublicKey, site string, ok bool)
+	KeyFor(id string, epoch uint64, now time.Time) (pub ed25519.PublicKey, retired time.Time, site string, ok bool)
 	Binding(gw, asset string) registry.Binding
 }
 
@@ -124,12 +125,15 @@ func check(m *message, topic string, payload []byte, gws Gateways, now time.Time
 	if env.Gateway != tgw || env.Kind != tkind {
 		return rej(ReasonTopicMismatch, tgw, env.Seq, fmt.Errorf("envelope of %s/%s on topic %q", env.Gateway, env.Kind, topic))
 	}
-	pub, site, ok := gws.Lookup(env.Gateway)
+	pub, retired, site, ok := gws.KeyFor(env.Gateway, env.Epoch, now)
 	if !ok {
 		return rej(ReasonUnknownGateway, env.Gateway, env.Seq, fmt.Errorf("gateway %s is not registered", env.Gateway))
 	}
 	if err := env.Verify(pub); err != nil {
 		return rej(ReasonBadSignature, env.Gateway, env.Seq, err)
+	}
+	if !retired.IsZero() && env.Time.After(retired.Add(maxSkew)) {
+		return rej(ReasonBadSignature, env.Gateway, env.Seq, fmt.Errorf("%w: signed with the key retired at %s, reading time %s is after", wire.ErrBadSignature, retired.Format(time.RFC3339), env.Time.Format(time.RFC3339)))
 	}
 	if maxSkew > 0 && env.Time.After(now.Add(maxSkew)) {
 		return rej(ReasonClockAhead, env.Gateway, env.Seq, fmt.Errorf("reading time %s is more than %s ahead of the service's clock", env.Time.Format(time.RFC3339), maxSkew))

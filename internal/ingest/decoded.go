@@ -7,10 +7,16 @@ import (
 )
 
 // decodedRing is how many of the newest accepted messages the ingest keeps
-// decoded for its consumers: 16,384 messages, about 1.3 s at 12,500 msg/s
-// and ~60 MB of 8-GPU telemetry. A consumer further behind decodes from the
-// log.
-const decodedRing = 1 << 14
+// decoded for its consumers: 16,384 messages, about 1.3 s at 12,500 msg/s.
+// decodedBytes bounds them by size too (their envelopes' bytes; the decoded
+// form is about 1.5 times that): 16,384 8-GPU telemetry messages are ~40
+// MB, while 100 KB messages from gateways that send only those would make
+// 1.6 GB. The oldest are dropped first. A consumer further behind decodes
+// from the log.
+const (
+	decodedRing  = 1 << 14
+	decodedBytes = 48 << 20
+)
 
 // Decoded is an accepted message as the ingest decoded and checked it: the
 // envelope's fields (without the body's bytes and the signature) and the
@@ -28,12 +34,29 @@ type Decoded struct {
 }
 
 // decodedCache is a ring of the newest accepted messages by log position;
-// written by the writer goroutine, read by any.
+// written by the writer goroutine, read by any. size, bytes and oldest are
+// the writer's: the envelope bytes each slot holds, their sum (at most
+// decodedBytes after put) and the oldest position that may still be held.
 type decodedCache struct {
-	slots [decodedRing]atomic.Pointer[Decoded]
+	slots  [decodedRing]atomic.Pointer[Decoded]
+	size   [decodedRing]uint32
+	bytes  int
+	oldest uint64
 }
 
 func (c *decodedCache) put(pos uint64, m *message) {
+	i := pos % decodedRing
+	c.bytes -= int(c.size[i]) // the slot's older message
+	c.size[i] = uint32(len(m.raw))
+	c.bytes += len(m.raw)
+	c.oldest = max(c.oldest, pos+1-min(pos+1, decodedRing))
+	for c.bytes > decodedBytes && c.oldest < pos {
+		j := c.oldest % decodedRing
+		c.slots[j].Store(nil)
+		c.bytes -= int(c.size[j])
+		c.size[j] = 0
+		c.oldest++
+	}
 	d := &Decoded{Pos: pos, Env: m.env}
 	d.Env.Body, d.Env.Sig = nil, nil
 	switch m.env.Kind {
@@ -53,7 +76,7 @@ func (c *decodedCache) put(pos uint64, m *message) {
 		v := m.st
 		d.Status = &v
 	}
-	c.slots[pos%decodedRing].Store(d)
+	c.slots[i].Store(d)
 }
 
 // Decoded returns the message at log position pos as the ingest decoded

@@ -39,3 +39,39 @@ func TestDecoded(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodedBytes: the ring holds at most decodedBytes of envelopes; big
+// messages push the oldest out, and the newest is always there.
+func TestDecodedBytes(t *testing.T) {
+	var c decodedCache
+	small, big := &message{raw: make([]byte, 2500)}, &message{raw: make([]byte, 100_000)}
+	small.env.Kind, big.env.Kind = wire.KindStatus, wire.KindStatus
+	pos := uint64(0)
+	for range 3 * decodedRing { // small ones: the count bounds the ring
+		pos++
+		c.put(pos, small)
+	}
+	if c.bytes != decodedRing*2500 || c.slots[(pos+1)%decodedRing].Load().Pos != pos+1-decodedRing {
+		t.Errorf("after small messages: %d bytes, want the whole ring (%d)", c.bytes, decodedRing*2500)
+	}
+	for range 2000 {
+		pos++
+		c.put(pos, big)
+	}
+	held := 0
+	for i := range c.slots {
+		if d := c.slots[i].Load(); d != nil {
+			held++
+		}
+	}
+	if c.bytes > decodedBytes || held != decodedBytes/100_000 || c.slots[pos%decodedRing].Load().Pos != pos {
+		t.Errorf("after 100 KB messages: %d bytes (limit %d), %d held (want %d), newest held: %v", c.bytes, decodedBytes, held, decodedBytes/100_000, c.slots[pos%decodedRing].Load() != nil)
+	}
+	sum := 0
+	for i := range c.size {
+		sum += int(c.size[i])
+	}
+	if sum != c.bytes {
+		t.Errorf("slot sizes sum to %d, counted %d", sum, c.bytes)
+	}
+}

@@ -17,7 +17,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"twinchain/internal/twinstore"
+	"twinchain/internal/wire"
 )
 
 // ErrClosed is returned by Submit when the ingest is not running.
@@ -26,6 +29,7 @@ var ErrClosed = errors.New("ingest stopped")
 // Config tunes the ingest. Zero values take the defaults.
 type Config struct {
 	QueueSize        int           `yaml:"queue_size"`        // messages waiting for the writer; default 8192
+	QueueBytes       int64         `yaml:"queue_bytes"`       // their envelopes' bytes (each also held decoded); default 64 MiB
 	MaxBatch         int           `yaml:"max_batch"`         // messages per commit; default 4096
 	SeqWindow        uint64        `yaml:"seq_window"`        // out-of-order window below the highest sequence number; default 4096
 	RecentRejections int           `yaml:"recent_rejections"` // rejections kept for Recent; default 1024
@@ -44,7 +48,7 @@ type Config struct {
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.QueueSize < 0 || c.MaxBatch < 0 || c.RecentRejections < 0 || c.MoveThresholdM < 0 || c.MaxClockSkew < 0 || c.CheckpointInterval < 0 {
+	if c.QueueSize < 0 || c.QueueBytes < 0 || c.MaxBatch < 0 || c.RecentRejections < 0 || c.MoveThresholdM < 0 || c.MaxClockSkew < 0 || c.CheckpointInterval < 0 {
 		return fmt.Errorf("ingest: sizes, thresholds and durations must not be negative")
 	}
 	if c.SeqWindow > 1<<20 {
@@ -54,6 +58,12 @@ func (c Config) Validate() error {
 }
 
 func (c Config) withDefaults() Config {
+	if c.QueueBytes == 0 {
+		c.QueueBytes = 64 << 20
+	}
+	if c.QueueBytes < wire.MaxEnvelopeSize {
+		c.QueueBytes = wire.MaxEnvelopeSize
+	}
 	if c.QueueSize == 0 {
 		c.QueueSize = 8192
 	}
@@ -102,6 +112,7 @@ type item struct {
 	out    Outcome
 	err    error
 	done   chan struct{}
+	weight int64 // bytes held of Ingest.queued
 }
 
 // Ingest is the check-fold-store pipeline. Create it with New, run it with
@@ -114,6 +125,12 @@ type Ingest struct {
 	now     func() time.Time
 	queue   chan *item
 	stopped chan struct{}
+	// queued bounds the bytes of the messages between their check and
+	// their commit (Config.QueueBytes): a submitter waits for room, as for
+	// a full queue (backpressure onto its connection). life ends at stop.
+	queued  *semaphore.Weighted
+	life    context.Context
+	endLife context.CancelFunc
 	running atomic.Bool
 	pool    sync.Pool
 
@@ -164,7 +181,9 @@ func New(cfg Config, store *twinstore.Store, gws Gateways, log *slog.Logger, now
 		queue:   make(chan *item, cfg.QueueSize),
 		stopped: make(chan struct{}),
 		subs:    map[*chan struct{}]struct{}{},
+		queued:  semaphore.NewWeighted(cfg.QueueBytes),
 	}
+	in.life, in.endLife = context.WithCancel(context.Background())
 	in.pool.New = func() any { return &item{done: make(chan struct{}, 1)} }
 	in.stats.init(cfg.RecentRejections)
 	w, err := loadWriter(cfg, store, log, now)
@@ -192,6 +211,9 @@ func (in *Ingest) Submit(src Source, topic string, payload []byte) (Outcome, err
 		return Outcome{Reason: rej.reason, Err: rej.err}, nil
 	}
 	it.src = src
+	if err := in.hold(it, len(payload)); err != nil {
+		return Outcome{}, err
+	}
 	if err := in.enqueue(it); err != nil {
 		return Outcome{}, err
 	}
@@ -215,6 +237,10 @@ func (in *Ingest) SubmitAsync(src Source, topic string, payload []byte, done fun
 		return
 	}
 	it.cb, it.src = done, src
+	if err := in.hold(it, len(payload)); err != nil {
+		done(Outcome{}, err)
+		return
+	}
 	select {
 	case <-in.stopped:
 		in.release(it)
@@ -299,7 +325,22 @@ func (in *Ingest) enqueueCtx(ctx context.Context, it *item) error {
 	return nil
 }
 
+// hold waits until n more bytes may be queued (Config.QueueBytes) and
+// counts them on it; release gives them back. On ErrClosed it has
+// released it.
+func (in *Ingest) hold(it *item, n int) error {
+	if err := in.queued.Acquire(in.life, int64(n)); err != nil {
+		in.release(it)
+		return ErrClosed
+	}
+	it.weight = int64(n)
+	return nil
+}
+
 func (in *Ingest) release(it *item) {
+	if it.weight > 0 {
+		in.queued.Release(it.weight)
+	}
 	done := it.done
 	*it = item{done: done}
 	in.pool.Put(it)
@@ -321,6 +362,7 @@ func (in *Ingest) Run(ctx context.Context) error {
 			// Stopped first, then drained: a submitter that queues after
 			// the drain sees stopped and drains what it queued.
 			close(in.stopped)
+			in.endLife()
 			in.drain()
 			in.checkpoint(true)
 			return nil

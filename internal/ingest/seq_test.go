@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"crypto/ed25519"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -48,8 +49,9 @@ func TestSeqTooFar(t *testing.T) {
 
 // TestReinstalledAgent: an agent re-keyed (or reinstalled with a new key)
 // starts again at sequence 1 in a new epoch: nothing is lost and nothing
-// is a replay. Its old key's messages no longer verify; if the old key is
-// ever registered again, its stream (and its replays) come back.
+// is a replay. Its old key's queued messages are accepted in their own
+// epoch (TestRetiredKey); if the old key is ever registered again, its
+// stream (and its replays) come back.
 func TestReinstalledAgent(t *testing.T) {
 	const gw = "gw-re"
 	r := newRig(t, Config{SeqWindow: 64}, gw)
@@ -88,7 +90,7 @@ func TestReinstalledAgent(t *testing.T) {
 	submit("re-keyed agent's next", msg(farKey, 5_000_001, 0), "")
 	rekey(newKey)
 	submit("new key redelivered", msg(newKey, 5, 0), ReasonDuplicate)
-	submit("old key after the re-key", msg(oldKey, 101, 0), ReasonBadSignature)
+	submit("old agent's queued message after the re-key (retired key, own epoch)", msg(oldKey, 101, 0), "")
 	r.reopen(Config{SeqWindow: 64})
 	submit("new key after a restart", msg(newKey, 6, 0), "")
 	submit("new key replayed after a restart", msg(newKey, 3, 1), ReasonReplay)
@@ -96,15 +98,15 @@ func TestReinstalledAgent(t *testing.T) {
 	rekey(oldKey) // the old key comes back: its stream, not a fresh one
 	submit("old key back: captured message replayed", msg(oldKey, 100, 1), ReasonReplay)
 	submit("old key back: older than its window", msg(oldKey, 2, 1), ReasonReplay)
-	submit("old key back: next", msg(oldKey, 101, 0), "")
+	submit("old key back: next", msg(oldKey, 102, 0), "")
 
 	for _, rj := range r.in.Recent(time.Time{}) {
 		if rj.Reason == ReasonReplay && rj.Seq <= 5 && rj.Seq != 3 && rj.Seq != 2 {
 			t.Errorf("a replay rejection of the new stream: %+v", rj)
 		}
 	}
-	if got := r.store.LastPos(); got != 100+6+2+1 {
-		t.Errorf("messages stored = %d, want %d", got, 100+6+2+1)
+	if got := r.store.LastPos(); got != 100+6+2+1+1 {
+		t.Errorf("messages stored = %d, want %d", got, 100+6+2+1+1)
 	}
 	events, err := r.store.AssetEvents(gw, 0, 1000)
 	if err != nil {
@@ -114,6 +116,92 @@ func TestReinstalledAgent(t *testing.T) {
 		if e.Type == twin.EventSequenceGap {
 			t.Errorf("a new epoch made a sequence gap event: %+v", e)
 		}
+	}
+}
+
+// TestRetiredKey: a re-keyed agent's queue still holds messages signed
+// with its old key. They are accepted in the old key's epoch, before and
+// after the new key's first messages, each once; a message of the retired
+// key with a reading time after its retirement, or arriving after
+// registry.RetiredKeyWindow, is a bad signature, as is every message of a
+// key retired MaxRetiredKeys re-keys ago or of a deleted (revoked) gateway.
+func TestRetiredKey(t *testing.T) {
+	const gw = "gw-rk"
+	r := newRig(t, Config{SeqWindow: 64, MaxClockSkew: time.Minute}, gw)
+	regNow := t0.Add(time.Hour)
+	r.reg.Clock(func() time.Time { return regNow })
+	ingestNow := t0.Add(time.Hour)
+	r.clock = func() time.Time { return ingestNow }
+	r.reopen(Config{SeqWindow: 64, MaxClockSkew: time.Minute})
+	key := func(i int) ed25519.PrivateKey { return testKey(fmt.Sprintf("%s key %d", gw, i)) }
+	k0 := testKey(gw)
+	msg := func(k ed25519.PrivateKey, seq uint64, at time.Time) []byte {
+		b, err := wire.Seal(k, gw, seq, at, wire.KindStatus, status(wire.StateOnline))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	submit := func(step string, payload []byte, want Reason) {
+		t.Helper()
+		if out := r.submit(gw, wire.KindStatus, payload); out.Reason != want {
+			t.Errorf("%s: Submit = %q (%v), want %q", step, out.Reason, out.Err, want)
+		}
+	}
+	rekey := func(k ed25519.PrivateKey) {
+		t.Helper()
+		if err := r.reg.Put(registry.Gateway{ID: gw, PublicKey: k.Public().(ed25519.PublicKey), Site: "s1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := func(seq uint64) time.Time { return t0.Add(time.Duration(seq) * time.Second) }
+	for seq := uint64(1); seq <= 10; seq++ {
+		submit("old key", msg(k0, seq, at(seq)), "")
+	}
+	queued := make([][]byte, 0, 10) // signed before the re-key, not yet sent
+	for seq := uint64(11); seq <= 20; seq++ {
+		queued = append(queued, msg(k0, seq, at(seq)))
+	}
+	rekey(key(1))
+	submit("new key first", msg(key(1), 1, at(30)), "")
+	for i, b := range queued[:5] {
+		submit(fmt.Sprintf("queued old-key message %d", 11+i), b, "")
+	}
+	submit("new key next", msg(key(1), 2, at(31)), "")
+	for i, b := range queued[5:] {
+		submit(fmt.Sprintf("queued old-key message %d", 16+i), b, "")
+	}
+	submit("queued old-key message redelivered", queued[0], ReasonDuplicate)
+	submit("old key, seq reused", msg(k0, 12, at(12).Add(time.Millisecond)), ReasonReplay)
+	submit("old key, reading time after its retirement", msg(k0, 21, regNow.Add(2*time.Minute)), ReasonBadSignature)
+	submit("new key after the old stream", msg(key(1), 3, at(32)), "")
+
+	ingestNow = regNow.Add(registry.RetiredKeyWindow)
+	submit("old key after the window", msg(k0, 21, at(21)), ReasonBadSignature)
+	ingestNow = regNow.Add(time.Minute)
+
+	for i := 2; i <= 1+registry.MaxRetiredKeys; i++ {
+		rekey(key(i))
+	}
+	g, _ := r.reg.Get(gw)
+	if len(g.Retired) != registry.MaxRetiredKeys {
+		t.Fatalf("retired keys = %d, want %d", len(g.Retired), registry.MaxRetiredKeys)
+	}
+	submit("key retired more than MaxRetiredKeys re-keys ago", msg(k0, 22, at(22)), ReasonBadSignature)
+	submit("key 1, still kept", msg(key(1), 4, at(33)), "")
+
+	if _, err := r.reg.Delete(gw); err != nil {
+		t.Fatal(err)
+	}
+	rekey(key(1 + registry.MaxRetiredKeys))
+	submit("retired key of a deleted gateway", msg(key(2), 1, at(34)), ReasonBadSignature)
+
+	st := r.in.Stats()
+	if got, want := st.Gateways[0].Accepted, uint64(10+10+3+1); got != want {
+		t.Errorf("accepted = %d, want %d", got, want)
+	}
+	if st.Rejected[ReasonBadSignature] != 4 || st.Rejected[ReasonReplay] != 1 {
+		t.Errorf("rejected = %v, want 4 bad_signature and 1 replay", st.Rejected)
 	}
 }
 

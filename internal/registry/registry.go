@@ -22,6 +22,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"twinchain/internal/atomicfile"
 	"twinchain/internal/wire"
@@ -36,7 +37,31 @@ type Gateway struct {
 	PublicKey ed25519.PublicKey `json:"public_key"` // base64 (std) in JSON
 	Site      string            `json:"site"`
 	Assets    []string          `json:"assets"`
+	// Retired are the gateway's earlier keys, newest last, kept by the
+	// registry (Put) when the key changes: the messages its agent signed
+	// before the change, still in its queue, are accepted in their own
+	// epoch (KeyFor). The API never sets them.
+	Retired []RetiredKey `json:"retired_keys,omitempty"`
 }
+
+// RetiredKey is an earlier key of a gateway and when it was replaced.
+type RetiredKey struct {
+	PublicKey ed25519.PublicKey `json:"public_key"`
+	Epoch     uint64            `json:"epoch"` // wire.KeyEpoch of the key
+	Retired   time.Time         `json:"retired"`
+}
+
+// A re-keyed gateway's earlier keys are kept for RetiredKeyWindow after
+// their retirement, at most MaxRetiredKeys of them (the newest). The window
+// is how long an agent may hold messages it signed before the re-key (its
+// disk queue through an outage); messages signed with a retired key must
+// also carry a reading time before its retirement. Deleting (revoking) a
+// gateway drops its retired keys with it: a key that leaked is revoked, not
+// rotated.
+const (
+	MaxRetiredKeys   = 4
+	RetiredKeyWindow = 7 * 24 * time.Hour
+)
 
 // Validate checks the gateway's id and key.
 func (g *Gateway) Validate() error {
@@ -58,6 +83,29 @@ func (g *Gateway) Validate() error {
 func (g Gateway) Clone() Gateway {
 	g.PublicKey = slices.Clone(g.PublicKey)
 	g.Assets = slices.Clone(g.Assets)
+	g.Retired = slices.Clone(g.Retired)
+	return g
+}
+
+// retire returns g with old's retired keys (when g brings none), plus old's
+// key when g replaces it, without keys expired at now or equal to g's key,
+// at most MaxRetiredKeys.
+func (g Gateway) retire(old Gateway, now time.Time) Gateway {
+	if g.Retired == nil {
+		g.Retired = slices.Clone(old.Retired)
+	}
+	if len(old.PublicKey) != 0 && !bytes.Equal(old.PublicKey, g.PublicKey) {
+		g.Retired = append(g.Retired, RetiredKey{PublicKey: slices.Clone(old.PublicKey), Epoch: wire.KeyEpoch(old.PublicKey), Retired: now.UTC()})
+	}
+	g.Retired = slices.DeleteFunc(g.Retired, func(k RetiredKey) bool {
+		return now.Sub(k.Retired) >= RetiredKeyWindow || bytes.Equal(k.PublicKey, g.PublicKey)
+	})
+	if n := len(g.Retired); n > MaxRetiredKeys {
+		g.Retired = g.Retired[n-MaxRetiredKeys:]
+	}
+	if len(g.Retired) == 0 {
+		g.Retired = nil
+	}
 	return g
 }
 
@@ -139,7 +187,8 @@ type Registry struct {
 	listed  map[string]int                 // asset -> how many gateways list it
 	store   Store
 	notify  []func(id string)
-	version atomic.Uint64 // counts changes: a reader caches what it derives until it moves
+	now     func() time.Time // when a key is retired; time.Now unless Clock
+	version atomic.Uint64    // counts changes: a reader caches what it derives until it moves
 }
 
 // Persist makes Put and Delete write through to st. Call it before the
@@ -152,6 +201,10 @@ func (r *Registry) Persist(st Store) { r.store = st }
 // before the registry is shared.
 func (r *Registry) Notify(fn func(id string)) { r.notify = append(r.notify, fn) }
 
+// Clock makes the registry date the keys it retires by now (tests). Call
+// it before the registry is shared.
+func (r *Registry) Clock(now func() time.Time) { r.now = now }
+
 func (r *Registry) changed(id string) {
 	for _, fn := range r.notify {
 		fn(id)
@@ -160,7 +213,7 @@ func (r *Registry) changed(id string) {
 
 // New returns a registry holding gws.
 func New(gws ...Gateway) *Registry {
-	r := &Registry{gw: make(map[string]Gateway, len(gws)), reports: map[string]map[string]struct{}{}, listed: map[string]int{}}
+	r := &Registry{gw: make(map[string]Gateway, len(gws)), reports: map[string]map[string]struct{}{}, listed: map[string]int{}, now: time.Now}
 	for _, g := range gws {
 		r.set(g)
 	}
@@ -236,6 +289,23 @@ func (r *Registry) Lookup(id string) (pub ed25519.PublicKey, site string, ok boo
 	g, ok := r.gw[id]
 	r.mu.RUnlock()
 	return g.PublicKey, g.Site, ok
+}
+
+// KeyFor returns the key that signs gateway id's messages of epoch at now:
+// its key, or a retired key of that epoch within RetiredKeyWindow (with
+// the time it was retired; zero for the current key). For an epoch of no
+// such key it returns the current key, which such a message fails (ErrEpoch).
+func (r *Registry) KeyFor(id string, epoch uint64, now time.Time) (pub ed25519.PublicKey, retired time.Time, site string, ok bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	g, ok := r.gw[id]
+	for i := range g.Retired {
+		k := &g.Retired[i]
+		if k.Epoch == epoch && now.Sub(k.Retired) < RetiredKeyWindow {
+			return k.PublicKey, k.Retired, g.Site, ok
+		}
+	}
+	return g.PublicKey, time.Time{}, g.Site, ok
 }
 
 // Get returns a copy of one gateway.

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"twinchain/internal/wire"
 )
 
 func key(seed string) ed25519.PublicKey {
@@ -236,5 +238,54 @@ func TestVersionAndAssetIDs(t *testing.T) {
 	}
 	if r.Version() == v || r.AssetIDs() != nil {
 		t.Errorf("after Delete: version %d (was %d), AssetIDs() = %v, want a new version and nil", r.Version(), v, r.AssetIDs())
+	}
+}
+
+// TestRetiredKeysPersist: a re-key keeps the old key with its epoch and
+// retirement time, through a restart; an edit that keeps the key keeps
+// them; KeyFor finds a retired key by epoch only within RetiredKeyWindow,
+// and a delete drops them.
+func TestRetiredKeysPersist(t *testing.T) {
+	st := &memStore{gws: map[string]Gateway{}}
+	r := st.open()
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	r.Clock(func() time.Time { return at })
+	if err := r.Put(Gateway{ID: "gw-a", PublicKey: key("a1"), Site: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Put(Gateway{ID: "gw-a", PublicKey: key("a2"), Site: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Put(Gateway{ID: "gw-a", PublicKey: key("a2"), Site: "s2"}); err != nil { // same key: keeps them
+		t.Fatal(err)
+	}
+	r = st.open()
+	g, _ := r.Get("gw-a")
+	want := []RetiredKey{{PublicKey: key("a1"), Epoch: wire.KeyEpoch(key("a1")), Retired: at}}
+	if !reflect.DeepEqual(g.Retired, want) {
+		t.Fatalf("after a restart: retired = %+v, want %+v", g.Retired, want)
+	}
+	for _, c := range []struct {
+		epoch uint64
+		now   time.Time
+		want  ed25519.PublicKey
+	}{
+		{wire.KeyEpoch(key("a1")), at.Add(time.Hour), key("a1")},
+		{wire.KeyEpoch(key("a1")), at.Add(RetiredKeyWindow), key("a2")},
+		{wire.KeyEpoch(key("a2")), at.Add(time.Hour), key("a2")},
+		{12345, at, key("a2")},
+	} {
+		if pub, _, site, ok := r.KeyFor("gw-a", c.epoch, c.now); !ok || site != "s2" || !bytes.Equal(pub, c.want) {
+			t.Errorf("KeyFor(epoch %d, %s) = %x %s %v, want %x", c.epoch, c.now, pub, site, ok, c.want)
+		}
+	}
+	if _, err := r.Delete("gw-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Put(Gateway{ID: "gw-a", PublicKey: key("a3"), Site: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := r.Get("gw-a"); g.Retired != nil {
+		t.Errorf("after delete and re-add: retired = %+v, want none", g.Retired)
 	}
 }

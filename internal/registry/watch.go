@@ -172,6 +172,11 @@ func (r *Registry) PutAll(f File) error {
 func (r *Registry) putAll(gws []Gateway) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	now := r.now()
+	gws = slices.Clone(gws)
+	for i := range gws {
+		gws[i] = gws[i].retire(r.gw[gws[i].ID], now)
+	}
 	if r.store != nil {
 		if err := r.store.PutGateways(gws...); err != nil {
 			return err

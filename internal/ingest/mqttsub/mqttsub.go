@@ -55,6 +55,11 @@ type Config struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"` // ssl://: a client certificate and key (PEM), instead of or besides the password
 
+	// ParkDir holds the messages rejected for a reason that can go away
+	// (park.go); twin-service sets it to {data_dir}/mqtt-parked. Empty: such
+	// messages are dropped and counted.
+	ParkDir string `yaml:"park_dir"`
+
 	QueueSize int `yaml:"queue_size"` // default 1024
 	Workers   int `yaml:"workers"`    // concurrent submitters; default 64
 }
@@ -130,6 +135,11 @@ type Subscriber struct {
 	waits      atomic.Uint64 // times the handler found the queue full
 	failures   atomic.Uint64 // messages left unacknowledged because the store failed
 	reconnect  chan struct{}
+	park       *parking // nil without ParkDir
+	unparked   atomic.Uint64
+	recheckMu  sync.Mutex
+	rechecks   map[string]bool // gateways changed in the registry since the last pass
+	recheck    chan struct{}
 	// src names the external broker as every message's source: twin-service
 	// does not see the publishing client behind it.
 	src ingest.Source
@@ -142,8 +152,15 @@ func New(cfg Config, in Submitter, log *slog.Logger) (*Subscriber, error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Subscriber{cfg: cfg, in: in, log: log, queue: make(chan paho.Message, cfg.QueueSize), reconnect: make(chan struct{}, 1),
-		probeTopic: wire.ProbeTopic(cfg.ClientID),
-		src:        ingest.Source{Client: "external-broker", Remote: brokerHost(cfg.URL)}}
+		probeTopic: wire.ProbeTopic(cfg.ClientID), rechecks: map[string]bool{}, recheck: make(chan struct{}, 1),
+		src: ingest.Source{Client: "external-broker", Remote: brokerHost(cfg.URL)}}
+	if cfg.ParkDir != "" {
+		p, err := openParking(cfg.ParkDir, log)
+		if err != nil {
+			return nil, err
+		}
+		s.park = p
+	}
 	opts := paho.NewClientOptions().
 		AddBroker(cfg.URL).
 		SetClientID(cfg.ClientID).
@@ -253,6 +270,13 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
+	if s.park != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.retryParked(ctx)
+		}()
+	}
 	for range s.cfg.Workers {
 		wg.Add(1)
 		go func() {
@@ -307,7 +331,10 @@ func (s *Subscriber) work(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case m := <-s.queue:
-			_, err := s.in.Submit(s.src, m.Topic(), m.Payload())
+			out, err := s.in.Submit(s.src, m.Topic(), m.Payload())
+			if err == nil && out.Reason.Retry() {
+				s.parkOne(out.Reason, m.Topic(), m.Payload())
+			}
 			if err != nil {
 				s.failures.Add(1)
 				if !errors.Is(err, ingest.ErrClosed) {
@@ -321,6 +348,82 @@ func (s *Subscriber) work(ctx context.Context) {
 			m.Ack()
 		}
 	}
+}
+
+// ParkRetryInterval is how often parked messages rejected as seq_too_far
+// or clock_ahead are submitted again; those of a gateway the registry
+// changed are submitted at once (Recheck).
+const ParkRetryInterval = time.Minute
+
+func (s *Subscriber) parkOne(reason ingest.Reason, topic string, payload []byte) {
+	if s.park != nil {
+		s.park.put(reason, topic, payload) // false: dropped and counted
+	}
+}
+
+// Recheck submits the parked messages of gateway id again soon: the
+// registry changed it (enrolled, re-keyed, bound). twin-service calls it
+// from the registry's Notify.
+func (s *Subscriber) Recheck(id string) {
+	if s.park == nil || s.park.gauge.Load() == 0 {
+		return
+	}
+	s.recheckMu.Lock()
+	if len(s.rechecks) < 4096 {
+		s.rechecks[id] = true
+	}
+	s.recheckMu.Unlock()
+	select {
+	case s.recheck <- struct{}{}:
+	default:
+	}
+}
+
+// retryParked resubmits parked messages: a changed gateway's on Recheck,
+// the time-bound reasons' every ParkRetryInterval.
+func (s *Subscriber) retryParked(ctx context.Context) {
+	submit := func(topic string, payload []byte) (ingest.Reason, error) {
+		out, err := s.in.Submit(s.src, topic, payload)
+		return out.Reason, err
+	}
+	tick := time.NewTicker(ParkRetryInterval)
+	defer tick.Stop()
+	for {
+		var want func(ingest.Reason, string) bool
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			want = func(r ingest.Reason, _ string) bool {
+				return r == ingest.ReasonSeqTooFar || r == ingest.ReasonClockAhead
+			}
+		case <-s.recheck:
+			s.recheckMu.Lock()
+			ids := s.rechecks
+			s.rechecks = map[string]bool{}
+			s.recheckMu.Unlock()
+			want = func(_ ingest.Reason, gw string) bool { return ids[gw] }
+		}
+		if n := s.park.retry(want, submit); n > 0 {
+			s.unparked.Add(uint64(n))
+			s.log.Info("parked messages resolved", "count", n, "still_parked", s.park.gauge.Load())
+		}
+	}
+}
+
+// ParkStats are the parking folder's counters.
+type ParkStats struct {
+	Parked   int64  // messages in the folder now
+	Resolved uint64 // left the folder: stored or rejected for good
+	Dropped  uint64 // not parked: the folder was full or not writable
+}
+
+// Parked returns the parking folder's counters.
+func (s *Subscriber) Parked() ParkStats {
+	if s.park == nil {
+		return ParkStats{}
+	}
+	return ParkStats{Parked: s.park.gauge.Load(), Resolved: s.unparked.Load(), Dropped: s.park.dropped.Load()}
 }
 
 // brokerHost is the host:port of a broker URL (tcp://host:port), or the URL.
