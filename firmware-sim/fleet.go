@@ -37,6 +37,7 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	regOnly := fs.Bool("registry-only", false, "write the registry and exit")
 	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")
 	ackedLog := fs.String("acked-log", "", "append \"gateway seq\" for every acknowledged message to this file")
+	demo := fs.Duration("demo", 0, "play a simulated incident on the fleet's own hosts every this long, the first after 20 s: an XID 79, then a server's cooling failure, in turn (0: none; make run uses 3m)")
 	statePath := fs.String("state", "", "keep each gateway's sequence number in this file, so that after a clean stop the next run continues without a gap")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -87,6 +88,14 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	defer tick.Stop()
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
+	if *demo > 0 {
+		go func() {
+			say := func(what string) { log.Info("demo: " + what) }
+			if err := f.RunDemo(ctx, fleet.Demo{Interval: *demo, First: min(20*time.Second, *demo), OnEvent: say}); err != nil {
+				log.Error("demo", "err", err)
+			}
+		}()
+	}
 	for {
 		select {
 		case err := <-done:

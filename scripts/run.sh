@@ -30,10 +30,18 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 
-"$bin/firmware-sim" fleet --broker "tcp://$mqtt" --state "$data/fleet-state.json" &
+# The demo: a simulated incident on the fleet's own hosts every 3 minutes
+# (an XID, then a server's cooling failure), the first after 20 s, so the
+# Alerts and Incidents views show detection at work. TWINCHAIN_DEMO=0 turns
+# it off; TWINCHAIN_DEMO=1m plays one a minute.
+demo="${TWINCHAIN_DEMO:-3m}"
+"$bin/firmware-sim" fleet --broker "tcp://$mqtt" --state "$data/fleet-state.json" --demo "$demo" &
 pids+=($!)
 
 echo
+if [ "$demo" != 0 ]; then
+  echo "demo: firmware-sim plays a SIMULATED incident every $demo on the fleet's own hosts (TWINCHAIN_DEMO=0 make run turns it off)"
+fi
 echo "twinchain is running: dashboard at $scheme://$http/   (API: $scheme://$http/api/v1/assets; Ctrl-C stops)"
 if [ -f "$data/admin-password" ]; then
   echo "sign in as admin with the password in $data/admin-password (delete the file once you have it)"

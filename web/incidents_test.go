@@ -182,3 +182,53 @@ func TestIncidents(t *testing.T) {
 	waitJS(t, ctx, "the incident view on a phone", ready, 30*time.Second)
 	shot(t, ctx, "incidents-390")
 }
+
+// TestDemoIncidents is make run's first-run demo (firmware-sim fleet -demo,
+// here every 2 s instead of 3 min): the fleet's own gateways report an XID
+// and a server's cooling failure, the detectors raise them, they form a
+// hardware and a thermal incident, and the incident view shows both, with
+// no rejected message (nothing impersonated).
+func TestDemoIncidents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts twin-service, firmware-sim and Chromium")
+	}
+	svc := startService(t, fleetSize{1, 2, 2}, "-demo", "2s")
+	causes := map[string]alert.Incident{}
+	testsvc.Eventually(t, 3*time.Minute, "a hardware and a thermal incident from the demo", func() bool {
+		var page struct {
+			Items []alert.Incident `json:"items"`
+		}
+		svc.get(t, "/incidents?state=", &page)
+		for _, in := range page.Items {
+			causes[in.Cause] = in
+		}
+		return causes["hardware"].ID != "" && causes["thermal"].ID != ""
+	})
+	if hw := causes["hardware"]; !slices.Contains(hw.Types, "gpu_xid") {
+		t.Errorf("hardware incident %s has types %v, want gpu_xid", hw.ID, hw.Types)
+	}
+	if th := causes["thermal"]; !slices.Contains(th.Types, "overheating") || len(th.Assets) != 2 || !strings.HasPrefix(th.Scope, "host ") && !strings.HasPrefix(th.Scope, "rack ") {
+		t.Errorf("thermal incident %s: types %v, assets %v, scope %q; want overheating on the server's 2 GPUs, host or rack scope", th.ID, th.Types, th.Assets, th.Scope)
+	}
+	var alerts struct {
+		Items []alert.Alert `json:"items"`
+	}
+	svc.get(t, "/alerts?state=", &alerts)
+	for _, a := range alerts.Items {
+		if strings.HasPrefix(string(a.Type), "bad_") || a.Type == "unknown_gateway" || a.Type == "replayed_messages" {
+			t.Errorf("the demo raised %s (%s): it must not impersonate a gateway", a.Type, a.Summary)
+		}
+	}
+
+	ctx := newTab(t, testsvc.StartChromium(t))
+	if err := chromedp.Do(ctx, viewport(1440, 900, false)); err != nil {
+		t.Fatal(err)
+	}
+	signIn(t, ctx, svc.URL, "sec")
+	if err := chromedp.Do(ctx, chromedp.Navigate(svc.URL+"/#/incidents?state=&open="+causes["thermal"].ID)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the demo's incidents", fmt.Sprintf(`!!document.querySelector('table.incidents tr[data-id=%q]') && !!document.querySelector('table.incidents tr[data-id=%q]') && document.querySelectorAll(".incident-detail li.alert").length >= 2`,
+		causes["hardware"].ID, causes["thermal"].ID), 30*time.Second)
+	shot(t, ctx, "incidents-demo-1440")
+}
