@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -192,7 +193,12 @@ func TestDemoIncidents(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts twin-service, firmware-sim and Chromium")
 	}
-	svc := startService(t, fleetSize{1, 2, 2}, "-demo", "2s")
+	fleetArgs := []string{"fleet", "-sites", "1", "-servers", "2", "-gpus", "2"}
+	svc := startTwin(t, fleetArgs, "../scripts/run-detect.yaml")
+	// make run gives the demo an ml_engineer and a maintenance token; the
+	// admin token stands in for the latter here.
+	testsvc.StartProcess(t, filepath.Join(binaries(t), "firmware-sim"), append(fleetArgs, "-broker", svc.MQTT, "-demo", "2s",
+		"-demo-api", svc.URL, "-demo-token", mlToken, "-demo-maintenance-token", testToken)...)
 	causes := map[string]alert.Incident{}
 	testsvc.Eventually(t, 3*time.Minute, "a hardware and a thermal incident from the demo", func() bool {
 		var page struct {
@@ -220,11 +226,41 @@ func TestDemoIncidents(t *testing.T) {
 		}
 	}
 
+	// The demo's provenance and work order.
+	var model struct {
+		Training struct {
+			Hardware []struct {
+				Asset string `json:"asset"`
+			} `json:"hardware"`
+		} `json:"training"`
+	}
+	testsvc.Eventually(t, 2*time.Minute, "the demo's model on the ledger", func() bool {
+		return svc.get(t, "/ledger/models/demo-thermal-forecaster", &model) == 200
+	})
+	if len(model.Training.Hardware) != 2 || model.Training.Hardware[0].Asset != "srv-s1-001.gpu0" {
+		t.Errorf("the demo model's training hardware is %+v, want srv-s1-001's 2 GPUs", model.Training.Hardware)
+	}
+	var orders struct {
+		Items []struct {
+			Asset  string `json:"asset"`
+			Reason string `json:"reason"`
+		} `json:"items"`
+	}
+	svc.get(t, "/workorders", &orders)
+	if len(orders.Items) != 1 || orders.Items[0].Asset != "srv-s1-001.gpu0" || !strings.Contains(orders.Items[0].Reason, "simulated") {
+		t.Errorf("work orders %+v, want the demo's one for srv-s1-001.gpu0", orders.Items)
+	}
+
 	ctx := newTab(t, testsvc.StartChromium(t))
 	if err := chromedp.Do(ctx, viewport(1440, 900, false)); err != nil {
 		t.Fatal(err)
 	}
 	signIn(t, ctx, svc.URL, "sec")
+	if err := chromedp.Do(ctx, chromedp.Navigate(svc.URL+"/#/provenance")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the demo's model on the Provenance page", `!!document.querySelector('#prov-models li[data-id="demo-thermal-forecaster"]')`, 30*time.Second)
+	shot(t, ctx, "provenance-demo-1440")
 	if err := chromedp.Do(ctx, chromedp.Navigate(svc.URL+"/#/incidents?state=&open="+causes["thermal"].ID)); err != nil {
 		t.Fatal(err)
 	}
