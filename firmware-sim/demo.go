@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -70,6 +71,27 @@ func (d demoRecords) until(ctx context.Context, token, path string, body any) bo
 		case <-time.After(5 * time.Second):
 		}
 	}
+}
+
+// readTokens reads the -demo-tokens file: lines ml=TOKEN and maint=TOKEN.
+func (d *demoRecords) readTokens(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
+		switch k {
+		case "ml":
+			d.mlToken = v
+		case "maint":
+			d.maintToken = v
+		}
+	}
+	if d.mlToken == "" && d.maintToken == "" {
+		return fmt.Errorf("demo tokens %s: no ml= or maint= line", path)
+	}
+	return nil
 }
 
 func demoHash(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }

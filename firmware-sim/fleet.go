@@ -41,8 +41,7 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	demo := fs.Duration("demo", 0, "play a simulated incident on the fleet's own hosts every this long, the first after 20 s: an XID 79, then a server's cooling failure, in turn (0: none; make run uses 3m)")
 	var rec demoRecords
 	fs.StringVar(&rec.api, "demo-api", "", "with -demo: twin-service URL where the demo records a dataset, a model trained on the first host's GPUs and a work order")
-	fs.StringVar(&rec.mlToken, "demo-token", "", "with -demo-api: API token of an ML pipeline (role ml_engineer) for the dataset and model")
-	fs.StringVar(&rec.maintToken, "demo-maintenance-token", "", "with -demo-api: API token of role maintenance for the work order")
+	demoTokens := fs.String("demo-tokens", "", "with -demo-api: file of the demo's API tokens, lines ml=TOKEN (role ml_engineer: the dataset and model) and maint=TOKEN (role maintenance: the work order)")
 	statePath := fs.String("state", "", "keep each gateway's sequence number in this file, so that after a clean stop the next run continues without a gap")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -96,7 +95,11 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	if *demo > 0 {
 		go func() {
 			say := func(what string) { log.Info("demo: " + what) }
-			if rec.api != "" {
+			if rec.api != "" && *demoTokens != "" {
+				if err := rec.readTokens(*demoTokens); err != nil {
+					log.Error("demo", "err", err)
+					return
+				}
 				rec.client, rec.log = &http.Client{Timeout: 10 * time.Second}, log
 				go rec.run(ctx, f)
 			}

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -197,8 +198,12 @@ func TestDemoIncidents(t *testing.T) {
 	svc := startTwin(t, fleetArgs, "../scripts/run-detect.yaml")
 	// make run gives the demo an ml_engineer and a maintenance token; the
 	// admin token stands in for the latter here.
+	tokens := filepath.Join(t.TempDir(), "demo-tokens")
+	if err := os.WriteFile(tokens, []byte("ml="+mlToken+"\nmaint="+testToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	testsvc.StartProcess(t, filepath.Join(binaries(t), "firmware-sim"), append(fleetArgs, "-broker", svc.MQTT, "-demo", "2s",
-		"-demo-api", svc.URL, "-demo-token", mlToken, "-demo-maintenance-token", testToken)...)
+		"-demo-api", svc.URL, "-demo-tokens", tokens)...)
 	causes := map[string]alert.Incident{}
 	testsvc.Eventually(t, 3*time.Minute, "a hardware and a thermal incident from the demo", func() bool {
 		var page struct {
