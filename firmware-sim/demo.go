@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -53,6 +54,35 @@ func (d demoRecords) post(ctx context.Context, token, path string, body any) err
 		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(msg))
 	}
 	return nil
+}
+
+// hasOrder reports whether an earlier run's demo work order for asset is
+// there (a restarted make run opens no second one).
+func (d demoRecords) hasOrder(ctx context.Context, asset string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(d.api, "/")+"/api/v1/workorders?asset="+url.QueryEscape(asset), nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Authorization", "Bearer "+d.maintToken)
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var page struct {
+		Items []struct {
+			Reason string `json:"reason"`
+		} `json:"items"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&page) != nil {
+		return false
+	}
+	for _, o := range page.Items {
+		if strings.HasPrefix(o.Reason, "demo (simulated)") {
+			return true
+		}
+	}
+	return false
 }
 
 // until retries a POST every 5 s (the GPUs reach the ledger a little after
@@ -112,9 +142,9 @@ func (d demoRecords) run(ctx context.Context, f *fleet.Fleet) {
 	if host == nil {
 		return
 	}
-	if d.maintToken != "" {
+	gpu := host.Host.GPUs[0].Ident.Asset
+	if d.maintToken != "" && !d.hasOrder(ctx, gpu) {
 		now := time.Now().UTC()
-		gpu := host.Host.GPUs[0].Ident.Asset
 		d.until(ctx, d.maintToken, "/workorders", map[string]any{"asset": gpu,
 			"reason": "demo (simulated): replace " + gpu + " after its XID 79", "changes": []map[string]string{{"field": "identity.serial"}},
 			"start": now.Format(time.RFC3339), "end": now.Add(24 * time.Hour).Format(time.RFC3339)})
