@@ -158,6 +158,11 @@ func TestIncidents(t *testing.T) {
 	// The member cards show the new state.
 	waitJS(t, ctx, "the open incident's members acknowledged",
 		`[...document.querySelectorAll(".incident-detail li.alert")].every((li) => li.dataset.state === "acknowledged")`, 10*time.Second)
+	// Their rows read acknowledged (every member is); the other stays open.
+	waitJS(t, ctx, "the acknowledged incidents' rows", fmt.Sprintf(`document.querySelector('table.incidents tr[data-id=%q] td.col-state').textContent === "acknowledged" && document.querySelector('table.incidents tr[data-id=%q] td.col-state').textContent === "acknowledged"`, thermal.ID, hardware.ID), 10*time.Second)
+	if got := row(identity.ID, "state"); got != "open" {
+		t.Errorf("the unselected incident reads %q, want open", got)
+	}
 	shot(t, ctx, "incidents-acknowledged")
 
 	// Resolving the open incident resolves its members and the incident.

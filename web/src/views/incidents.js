@@ -58,6 +58,13 @@ function openMembers(inc, verb) {
   return (inc.members || []).filter((m) => verb === "ack" ? m.state === "open" : m.state !== "resolved").map((m) => m.alert);
 }
 
+// shownState is the incident's state, or "acknowledged" when it is open
+// and every member alert is acknowledged (the API knows open and resolved).
+function shownState(i) {
+  const st = i.state || "open";
+  return st === "open" && (i.members || []).length && !openMembers(i, "ack").length ? "acknowledged" : st;
+}
+
 export async function incidentsView(root, params) {
   const st = readParams(params);
   const incidents = new Map(); // id -> incident
@@ -151,7 +158,7 @@ export async function incidentsView(root, params) {
       case "assets": return h("td.col-assets.num", { title: (i.assets || []).join(", ") }, n(i.assets));
       case "first": return h("td.col-first", { title: fmtTime(i.first_seen) }, i.first_seen ? ago(i.first_seen) : "—");
       case "last": return h("td.col-last", { title: fmtTime(i.last_seen) }, i.last_seen ? ago(i.last_seen) : "—");
-      case "state": return h("td.col-state", pill(i.state || "open", "astatus"));
+      case "state": return h("td.col-state", pill(shownState(i), "astatus"));
       default: return h("td.col-summary", { title: i.summary || "" }, h("div.clip", i.summary || ""));
     }
   }
@@ -231,7 +238,7 @@ export async function incidentsView(root, params) {
     const ids = (xs) => (xs || []).length ? (xs || []).join(", ") : "—";
     fill(detail,
       h("div.detail-head", h("h2", `${i.id}: ${label(i.cause)}, ${i.scope || "—"}`), closeBtn()),
-      h("div", pill(i.severity || "info", "sev"), " ", pill(i.state || "open", "astatus"), h("span.muted", ` ${(i.alerts || []).length} alerts, ${i.count || 0} findings`)),
+      h("div", pill(i.severity || "info", "sev"), " ", pill(shownState(i), "astatus"), h("span.muted", ` ${(i.alerts || []).length} alerts, ${i.count || 0} findings`)),
       i.summary ? h("p.alert-summary", i.summary) : null,
       h("dl.kv",
         h("dt", "First seen"), h("dd", fmtTime(i.first_seen)),
@@ -245,7 +252,7 @@ export async function incidentsView(root, params) {
         h("dt", "Types"), h("dd", (i.types || []).map(label).join(", ") || "—"),
         h("dt", "Window"), h("dd", i.window || "—")),
       mayAct && i.state === "open" ? h("div.actions",
-        h("button", { type: "button", dataset: { action: "incident-ack" }, onclick: () => act([id], "ack") }, "Acknowledge incident"),
+        openMembers(i, "ack").length ? h("button", { type: "button", dataset: { action: "incident-ack" }, onclick: () => act([id], "ack") }, "Acknowledge incident") : null,
         h("button", { type: "button", dataset: { action: "incident-resolve" }, onclick: () => act([id], "resolve") }, "Resolve incident")) : null,
       h("h3", "Member alerts"),
       alertList(members, () => openIncident(id)));
