@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -37,6 +38,10 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	regOnly := fs.Bool("registry-only", false, "write the registry and exit")
 	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")
 	ackedLog := fs.String("acked-log", "", "append \"gateway seq\" for every acknowledged message to this file")
+	demo := fs.Duration("demo", 0, "play a simulated incident on the fleet's own hosts every this long, the first after 20 s: an XID 79, then a server's cooling failure, in turn (0: none; make run uses 3m)")
+	var rec demoRecords
+	fs.StringVar(&rec.api, "demo-api", "", "with -demo: twin-service URL where the demo records a dataset, a model trained on the first host's GPUs and a work order")
+	demoTokens := fs.String("demo-tokens", "", "with -demo-api: file of the demo's API tokens, lines ml=TOKEN (role ml_engineer: the dataset and model) and maint=TOKEN (role maintenance: the work order)")
 	statePath := fs.String("state", "", "keep each gateway's sequence number in this file, so that after a clean stop the next run continues without a gap")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -87,6 +92,22 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	defer tick.Stop()
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
+	if *demo > 0 {
+		go func() {
+			say := func(what string) { log.Info("demo: " + what) }
+			if rec.api != "" && *demoTokens != "" {
+				if err := rec.readTokens(*demoTokens); err != nil {
+					log.Error("demo", "err", err)
+					return
+				}
+				rec.client, rec.log = &http.Client{Timeout: 10 * time.Second}, log
+				go rec.run(ctx, f)
+			}
+			if err := f.RunDemo(ctx, fleet.Demo{Interval: *demo, First: min(20*time.Second, *demo), OnEvent: say}); err != nil {
+				log.Error("demo", "err", err)
+			}
+		}()
+	}
 	for {
 		select {
 		case err := <-done:

@@ -8,6 +8,34 @@ mkdir -p "$data"
 # The fleet's keys come from its seed, so the registry is the same every run.
 "$bin/firmware-sim" fleet --registry "$data/registry.json" --registry-only
 
+# The demo (below) records provenance and a work order through the API with
+# two tokens of its own (roles ml_engineer and maintenance), made once,
+# random, kept in $data/demo-tokens (mode 0600); twin-service gets their
+# SHA-256 in $data/run-config.yaml. A TWINCHAIN_CONFIG of your own wins:
+# then the demo plays incidents only.
+demo="${TWINCHAIN_DEMO:-3m}"
+config_args=() demo_args=()
+if [ "$demo" != 0 ]; then
+  demo_args=(--demo "$demo")
+  if [ -z "${TWINCHAIN_CONFIG:-}" ]; then
+    if [ ! -s "$data/demo-tokens" ]; then
+      (umask 077; printf 'ml=tc_demo_ml_%s\nmaint=tc_demo_maint_%s\n' \
+        "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$data/demo-tokens")
+    fi
+    ml="$(sed -n 's/^ml=//p' "$data/demo-tokens")" maint="$(sed -n 's/^maint=//p' "$data/demo-tokens")"
+    sum() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+    cat >"$data/run-config.yaml" <<EOF2
+# Written by scripts/run.sh for make run's demo; remade every start.
+auth:
+  tokens:
+    - {name: demo-ml-pipeline, role: ml_engineer, sha256: "$(sum "$ml")"}
+    - {name: demo-maintenance, role: maintenance, sha256: "$(sum "$maint")"}
+EOF2
+    config_args=(-config "$data/run-config.yaml")
+    demo_args+=(--demo-tokens "$data/demo-tokens")
+  fi
+fi
+
 pids=()
 cleanup() {
   trap - INT TERM EXIT
@@ -18,7 +46,7 @@ trap cleanup INT TERM EXIT
 
 # The detection config names the fleet's sites and geofences (the map draws
 # them) and no webhook sinks.
-"$bin/twin-service" -data "$data" -http "$http" -mqtt-addr "$mqtt" \
+"$bin/twin-service" -data "$data" -http "$http" -mqtt-addr "$mqtt" "${config_args[@]}" \
   -detect-config "$(dirname "$0")/run-detect.yaml" ${TWINCHAIN_RUN_ARGS:-} &
 pids+=($!)
 # Loopback is plaintext; any other address is HTTPS (self-signed in $data/tls/).
@@ -30,10 +58,19 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 
-"$bin/firmware-sim" fleet --broker "tcp://$mqtt" --state "$data/fleet-state.json" &
+# The demo: a simulated incident on the fleet's own hosts every 3 minutes
+# (an XID, then a server's cooling failure), the first after 20 s, so the
+# Alerts and Incidents views show detection at work, plus a dataset, a model
+# and a work order. TWINCHAIN_DEMO=0 turns it off; TWINCHAIN_DEMO=1m plays
+# one a minute.
+[ "$demo" = 0 ] || [ "$scheme" != http ] || demo_args+=(--demo-api "$scheme://$http") # a self-signed HTTPS service: incidents only
+"$bin/firmware-sim" fleet --broker "tcp://$mqtt" --state "$data/fleet-state.json" "${demo_args[@]}" &
 pids+=($!)
 
 echo
+if [ "$demo" != 0 ]; then
+  echo "demo: firmware-sim plays a SIMULATED incident every $demo on the fleet's own hosts (TWINCHAIN_DEMO=0 make run turns it off)"
+fi
 echo "twinchain is running: dashboard at $scheme://$http/   (API: $scheme://$http/api/v1/assets; Ctrl-C stops)"
 if [ -f "$data/admin-password" ]; then
   echo "sign in as admin with the password in $data/admin-password (delete the file once you have it)"

@@ -23,18 +23,11 @@ import (
 // each, opened one minute apart (the newest last).
 func seedAlerts(t testing.TB, dataDir string, n int) {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(dataDir, detectsvc.FileName), 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	start := time.Now().Add(-time.Duration(n) * time.Minute)
 	i := 0
-	now := func() time.Time { return start.Add(time.Duration(i) * time.Minute) }
-	s, err := alertstore.NewStore(db, alert.DefaultConfig(), now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := seedStore(t, dataDir, func() time.Time { return start.Add(time.Duration(i) * time.Minute) })
+	defer s.close()
+	now := s.now
 	types := []detect.Type{detect.TypeXID, detect.TypeSubstitution, detect.TypeGeofenceExit, detect.TypeOverheating}
 	sevs := []detect.Severity{detect.Warning, detect.Critical, detect.Info}
 	for i < n {
@@ -46,9 +39,44 @@ func seedAlerts(t testing.TB, dataDir string, n int) {
 			batch = append(batch, detect.Finding{Type: typ, Asset: asset, Site: site, Severity: sevs[i%len(sevs)], Time: now(),
 				Summary: fmt.Sprintf("%s on %s", typ, asset), Evidence: detect.Evidence{Values: map[string]string{"n": fmt.Sprint(i)}}})
 		}
-		if _, err := s.Apply(batch, nil, nil); err != nil {
-			t.Fatal(err)
-		}
+		s.apply(batch)
+	}
+}
+
+// seeder writes findings into a data directory's detect.db, as the
+// detection engine would, before twin-service starts.
+type seeder struct {
+	t     testing.TB
+	db    *bolt.DB
+	store *alertstore.Store
+	now   func() time.Time
+}
+
+// seedStore opens dataDir's detect.db for seeding; close it before
+// twin-service starts.
+func seedStore(t testing.TB, dataDir string, now func() time.Time) *seeder {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dataDir, detectsvc.FileName), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := alertstore.NewStore(db, alert.DefaultConfig(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &seeder{t: t, db: db, store: s, now: now}
+}
+
+func (s *seeder) close() {
+	if err := s.db.Close(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *seeder) apply(batch []detect.Finding) {
+	s.t.Helper()
+	if _, err := s.store.Apply(batch, nil, nil); err != nil {
+		s.t.Fatal(err)
 	}
 }
 

@@ -5,6 +5,7 @@ import { fleetView } from "./views/fleet.js";
 import { assetView } from "./views/asset.js";
 import { mapView } from "./views/map.js";
 import { alertsView } from "./views/alerts.js";
+import { incidentsView } from "./views/incidents.js";
 import { workOrdersView } from "./views/workorders.js";
 import { gatewaysView } from "./views/gateways.js";
 import { provenanceView } from "./views/provenance.js";
@@ -14,6 +15,7 @@ const routes = [
   [/^\/asset\/(.+)$/, assetView, "Asset"],
   [/^\/map$/, mapView, "Map"],
   [/^\/alerts$/, alertsView, "Alerts"],
+  [/^\/incidents$/, incidentsView, "Incidents"],
   [/^\/workorders$/, workOrdersView, "Work orders"],
   [/^\/gateways$/, gatewaysView, "Gateways"],
   [/^\/provenance$/, provenanceView, "Provenance"],

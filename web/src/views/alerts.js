@@ -66,7 +66,8 @@ export function alertList(list, done) {
         al.count > 1 ? h("span.muted", ` ×${al.count}`) : null, h("span.muted", ` ${al.id}`)),
       al.summary ? h("p.alert-summary", al.summary) : null,
       h("div.muted", al.asset ? h("a", { href: "#/asset/" + encodeURIComponent(al.asset) }, al.asset) : null,
-        al.site ? ` · site ${al.site}` : "", ` · opened ${fmtTime(raised)} (${ago(raised)})`,
+        al.site ? ` · site ${al.site}` : "",
+        al.incident ? [" · ", h("a.incident-link", { href: "#/incidents?state=&open=" + encodeURIComponent(al.incident) }, `incident ${al.incident}`)] : "", ` · opened ${fmtTime(raised)} (${ago(raised)})`,
         al.last_seen ? ` · last seen ${ago(al.last_seen)}` : ""),
       evidence(al),
       history.length ? h("div.alert-history", h("span.sub", "History"), h("ul.history", history.map((x) =>

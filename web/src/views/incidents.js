@@ -1,0 +1,300 @@
+// Incidents: related alerts grouped by cause and scope (GET /incidents, see
+// docs/detection.md). One row per incident (severity, cause, scope, assets,
+// alerts, first and last seen, state), sortable by a click on a header;
+// filters and the open incident live in the URL
+// (#/incidents?state=open&sev=warning&cause=thermal&sort=-last&open=IN-3).
+// Opening an incident shows its member alerts in full, with their evidence
+// and actions. Acknowledge and resolve act on incidents, one or several at
+// once, through their member alerts (the API has no incident-level step:
+// each step is the alert's, anchored like any alert step).
+import { api, pages, subscribe, can } from "../api.js";
+import { h, clear, fmtTime, ago, label, pill, unavailable, errorBox, toast, fill } from "../dom.js";
+import { alertList } from "./alerts.js";
+
+const RANK = { info: 1, warning: 2, critical: 3 };
+const MAX = 5000;
+
+const columns = [
+  ["sel", ""], ["sev", "Severity"], ["id", "Incident"], ["cause", "Cause"], ["scope", "Scope"], ["alerts", "Alerts"],
+  ["assets", "Assets"], ["first", "First seen"], ["last", "Last seen"], ["state", "State"], ["summary", "Summary"],
+];
+const sortable = new Set(["sev", "id", "cause", "scope", "alerts", "assets", "first", "last", "state"]);
+const descFirst = new Set(["sev", "alerts", "assets", "first", "last"]);
+
+function readParams(p) {
+  p = p || new URLSearchParams();
+  const sort = p.get("sort") || "-sev";
+  return {
+    f: { state: p.has("state") ? p.get("state") : "open", sev: p.get("sev") || "", cause: p.get("cause") || "", q: p.get("q") || "" },
+    sort: { key: sort.replace(/^-/, ""), dir: sort.startsWith("-") ? -1 : 1 },
+    open: p.get("open") || "",
+  };
+}
+
+function writeParams(st) {
+  const p = new URLSearchParams();
+  if (st.f.state !== "open") p.set("state", st.f.state);
+  for (const k of ["sev", "cause", "q"]) if (st.f[k]) p.set(k, st.f[k]);
+  const sort = (st.sort.dir < 0 ? "-" : "") + st.sort.key;
+  if (sort !== "-sev") p.set("sort", sort);
+  if (st.open) p.set("open", st.open);
+  const s = p.toString();
+  history.replaceState(null, "", "#/incidents" + (s ? "?" + s : ""));
+}
+
+const idNum = (id) => Number(String(id).replace(/\D/g, "")) || 0;
+
+function sortKey(key) {
+  return {
+    sev: (i) => RANK[i.severity] || 0, id: (i) => idNum(i.id), cause: (i) => i.cause || "", scope: (i) => i.scope || "",
+    alerts: (i) => (i.alerts || []).length, assets: (i) => (i.assets || []).length,
+    first: (i) => i.first_seen || "", last: (i) => i.last_seen || "", state: (i) => i.state || "",
+  }[key] || ((i) => RANK[i.severity] || 0);
+}
+
+// openMembers lists an incident's member alerts that a step may still move:
+// not yet acknowledged for "ack", not resolved for "resolve".
+function openMembers(inc, verb) {
+  return (inc.members || []).filter((m) => verb === "ack" ? m.state === "open" : m.state !== "resolved").map((m) => m.alert);
+}
+
+// shownState is the incident's state, or "acknowledged" when it is open
+// and every member alert is acknowledged (the API knows open and resolved).
+function shownState(i) {
+  const st = i.state || "open";
+  return st === "open" && (i.members || []).length && !openMembers(i, "ack").length ? "acknowledged" : st;
+}
+
+export async function incidentsView(root, params) {
+  const st = readParams(params);
+  const incidents = new Map(); // id -> incident
+  const selected = new Set();
+  const mayAct = can("alerts.ack");
+
+  const mk = (id, key, text, opts) => {
+    const s = h("select", { id: "incidents-" + id, name: id, onchange: () => { st.f[key] = s.value; draw(); } },
+      opts.map(([v, t]) => h("option", { value: v, selected: v === st.f[key] ? true : null }, t)));
+    return h("div.field", h("label", { for: "incidents-" + id }, text), s);
+  };
+  const causeField = h("span.field-wrap");
+  const search = h("input", { id: "incidents-q", type: "search", name: "q", value: st.f.q, placeholder: "asset, host, rack, id…" });
+  search.addEventListener("input", () => { st.f.q = search.value; draw(); });
+  const summary = h("span.summary", { "aria-live": "polite" });
+  const comment = h("input", { type: "text", name: "incident-comment", "aria-label": "Comment for the selected incidents", placeholder: "Comment" });
+  const count = h("span#incidents-selected", "0 selected");
+  const ackBtn = h("button#incidents-ack", { type: "button", onclick: () => act([...selected], "ack") }, "Acknowledge selected");
+  const resBtn = h("button#incidents-resolve", { type: "button", onclick: () => act([...selected], "resolve") }, "Resolve selected");
+  const bulk = mayAct ? h("div.bulk", count, comment, ackBtn, resBtn) : null;
+  const headRow = h("tr");
+  const tbody = h("tbody");
+  const table = h("table.plain.incidents", { "aria-label": "Incidents" }, h("thead", headRow), tbody);
+  const detail = h("aside.alert-detail.incident-detail", { "aria-label": "Incident detail", hidden: true });
+  const notes = h("div");
+  root.append(h("div.inbox-head", h("h1", "Incidents"), summary, bulk),
+    h("p.muted.small", "Related alerts form one incident: same cause and host, rack or site within the incident window. A step on an incident acts on its member alerts."),
+    h("div.filters.dense", { role: "search" },
+      mk("state", "state", "State", [["", "all"], ["open", "open"], ["resolved", "resolved"]]),
+      mk("severity", "sev", "Min. severity", [["", "all"], ["critical", "critical"], ["warning", "warning"], ["info", "info"]]),
+      causeField, h("div.field.grow", h("label", { for: "incidents-q" }, "Search"), search)),
+    notes, h("div.inbox-body", h("div.incidents-scroll", table), detail));
+
+  function drawCauses() {
+    const counts = new Map();
+    for (const i of incidents.values()) counts.set(i.cause, (counts.get(i.cause) || 0) + 1);
+    if (st.f.cause && !counts.has(st.f.cause)) counts.set(st.f.cause, 0);
+    const opts = [["", "all"], ...[...counts.entries()].sort().map(([v, n]) => [v, `${label(v)} (${n})`])];
+    fill(causeField, mk("cause", "cause", "Cause", opts));
+  }
+
+  function drawHead() {
+    clear(headRow);
+    for (const [key, text] of columns) {
+      if (key === "sel") {
+        headRow.append(h("th.col-sel", { scope: "col" }, mayAct ? h("input#incidents-all", {
+          type: "checkbox", "aria-label": "Select every shown open incident",
+          onchange: (ev) => { for (const tr of tbody.querySelectorAll("tr[data-state=open]")) ev.target.checked ? selected.add(tr.dataset.id) : selected.delete(tr.dataset.id); draw(); },
+        }) : null));
+        continue;
+      }
+      if (!sortable.has(key)) { headRow.append(h(`th.col-${key}`, { scope: "col" }, text)); continue; }
+      const active = st.sort.key === key;
+      headRow.append(h(`th.col-${key}`, { scope: "col", "aria-sort": active ? (st.sort.dir > 0 ? "ascending" : "descending") : "none" },
+        h("button.sort", {
+          type: "button", dataset: { sort: key },
+          onclick: () => { st.sort = { key, dir: active ? -st.sort.dir : descFirst.has(key) ? -1 : 1 }; drawHead(); draw(); },
+        }, text, active ? (st.sort.dir > 0 ? " ▲" : " ▼") : "")));
+    }
+  }
+
+  function shownList() {
+    const min = RANK[st.f.sev] || 0;
+    const terms = st.f.q.trim().toLowerCase().split(/\s+/).filter(Boolean);
+    const by = sortKey(st.sort.key);
+    const dir = st.sort.dir;
+    return [...incidents.values()].filter((i) => {
+      if (st.f.state && i.state !== st.f.state) return false;
+      if ((RANK[i.severity] || 0) < min || (st.f.cause && i.cause !== st.f.cause)) return false;
+      if (!terms.length) return true;
+      const hay = [i.id, i.cause, i.scope, i.site, i.summary, ...(i.assets || []), ...(i.hosts || []), ...(i.racks || []), ...(i.alerts || [])].join(" ").toLowerCase();
+      return terms.every((t) => hay.includes(t));
+    }).sort((a, b) => {
+      const x = by(a), y = by(b);
+      return dir * (x < y ? -1 : x > y ? 1 : 0) || idNum(b.id) - idNum(a.id);
+    });
+  }
+
+  function cell(key, i) {
+    const n = (xs) => String((xs || []).length);
+    switch (key) {
+      case "sel": return h("td.col-sel", mayAct && i.state === "open" ? h("input", {
+        type: "checkbox", "aria-label": `Select ${i.id}`, checked: selected.has(i.id) ? true : null,
+        onclick: (ev) => { ev.stopPropagation(); ev.target.checked ? selected.add(i.id) : selected.delete(i.id); drawBulk(); },
+      }) : null);
+      case "sev": return h("td.col-sev", pill(i.severity || "info", "sev"));
+      case "id": return h("td.col-id", i.id);
+      case "cause": return h("td.col-cause", label(i.cause));
+      case "scope": return h("td.col-scope", i.scope || "—");
+      case "alerts": return h("td.col-alerts.num", n(i.alerts));
+      case "assets": return h("td.col-assets.num", { title: (i.assets || []).join(", ") }, n(i.assets));
+      case "first": return h("td.col-first", { title: fmtTime(i.first_seen) }, i.first_seen ? ago(i.first_seen) : "—");
+      case "last": return h("td.col-last", { title: fmtTime(i.last_seen) }, i.last_seen ? ago(i.last_seen) : "—");
+      case "state": return h("td.col-state", pill(shownState(i), "astatus"));
+      default: return h("td.col-summary", { title: i.summary || "" }, h("div.clip", i.summary || ""));
+    }
+  }
+
+  function draw() {
+    const list = shownList();
+    for (const id of selected) { const i = incidents.get(id); if (!i || i.state !== "open") selected.delete(id); }
+    summary.textContent = `${list.length} of ${incidents.size} incidents`;
+    fill(tbody, list.length ? list.map((i) => h(`tr.sev-${i.severity || "info"}${i.id === st.open ? ".cursor" : ""}`, {
+      dataset: { id: i.id, state: i.state || "open" }, "aria-selected": String(selected.has(i.id)), tabindex: "0",
+      onclick: () => openIncident(i.id),
+      onkeydown: (ev) => { if (ev.key === "Enter") openIncident(i.id); },
+    }, columns.map(([k]) => cell(k, i)))) : h("tr", h("td.muted", { colspan: String(columns.length) }, incidents.size ? "No incident matches the filters." : "No incidents recorded yet.")));
+    writeParams(st);
+    drawBulk();
+  }
+  function drawBulk() {
+    if (!bulk) return;
+    count.textContent = `${selected.size} selected`;
+    ackBtn.disabled = resBtn.disabled = selected.size === 0;
+  }
+
+  // act moves every member alert of the given incidents that the step
+  // still applies to (six requests at a time), then reloads them.
+  async function act(ids, verb) {
+    const queue = ids.flatMap((id) => incidents.has(id) ? openMembers(incidents.get(id), verb) : []);
+    if (!ids.length) return;
+    ackBtn.disabled = resBtn.disabled = true;
+    let ok = 0;
+    const failed = [];
+    await Promise.all(Array.from({ length: Math.min(6, queue.length) }, async () => {
+      for (let id = queue.shift(); id; id = queue.shift()) {
+        try {
+          await api(`/alerts/${encodeURIComponent(id)}/${verb}`, { method: "POST", body: { comment: comment.value } });
+          ok++;
+        } catch (e) {
+          failed.push(`${id}: ${e.message}`);
+        }
+      }
+    }));
+    selected.clear();
+    comment.value = "";
+    toast(`${ok} alert${ok === 1 ? "" : "s"} in ${ids.length} incident${ids.length === 1 ? "" : "s"} ${verb === "ack" ? "acknowledged" : "resolved"}${failed.length ? `; ${failed.length} failed (${failed[0]})` : ""}.`);
+    await Promise.all(ids.map(refresh));
+    draw();
+    if (st.open && ids.includes(st.open)) openIncident(st.open);
+  }
+
+  async function refresh(id) {
+    try {
+      const got = await api("/incidents/" + encodeURIComponent(id));
+      const { member_alerts: members, ...inc } = got;
+      incidents.set(inc.id, inc);
+      return members || [];
+    } catch (e) {
+      if (e.status === 404) incidents.delete(id);
+      throw e;
+    }
+  }
+
+  // Detail: the incident's facts, its steps, and its member alerts in full.
+  async function openIncident(id) {
+    st.open = id;
+    detail.hidden = false;
+    root.classList.add("with-detail");
+    draw();
+    fill(detail, h("p.muted", `Loading ${id}…`));
+    let members;
+    try {
+      members = await refresh(id);
+    } catch (e) {
+      if (st.open === id) fill(detail, h("div.detail-head", h("h2", id), closeBtn()), errorBox(e));
+      return;
+    }
+    if (st.open !== id) return;
+    const i = incidents.get(id);
+    const ids = (xs) => (xs || []).length ? (xs || []).join(", ") : "—";
+    fill(detail,
+      h("div.detail-head", h("h2", `${i.id}: ${label(i.cause)}, ${i.scope || "—"}`), closeBtn()),
+      h("div", pill(i.severity || "info", "sev"), " ", pill(shownState(i), "astatus"), h("span.muted", ` ${(i.alerts || []).length} alerts, ${i.count || 0} findings`)),
+      i.summary ? h("p.alert-summary", i.summary) : null,
+      h("dl.kv",
+        h("dt", "First seen"), h("dd", fmtTime(i.first_seen)),
+        h("dt", "Last seen"), h("dd", fmtTime(i.last_seen)),
+        h("dt", "Opened"), h("dd", fmtTime(i.opened)),
+        i.resolved ? [h("dt", "Resolved"), h("dd", fmtTime(i.resolved))] : null,
+        h("dt", "Site"), h("dd", i.site || "—"),
+        h("dt", "Hosts"), h("dd", ids(i.hosts)),
+        h("dt", "Racks"), h("dd", ids(i.racks)),
+        h("dt", "Assets"), h("dd", (i.assets || []).length ? (i.assets || []).flatMap((a, k) => [k ? ", " : "", h("a", { href: "#/asset/" + encodeURIComponent(a) }, a)]) : "—"),
+        h("dt", "Types"), h("dd", (i.types || []).map(label).join(", ") || "—"),
+        h("dt", "Window"), h("dd", i.window || "—")),
+      mayAct && i.state === "open" ? h("div.actions",
+        openMembers(i, "ack").length ? h("button", { type: "button", dataset: { action: "incident-ack" }, onclick: () => act([id], "ack") }, "Acknowledge incident") : null,
+        h("button", { type: "button", dataset: { action: "incident-resolve" }, onclick: () => act([id], "resolve") }, "Resolve incident")) : null,
+      h("h3", "Member alerts"),
+      alertList(members, () => openIncident(id)));
+  }
+  function closeBtn() {
+    return h("button", { type: "button", "aria-label": "Close the incident", onclick: closeIncident }, "Close");
+  }
+  function closeIncident() {
+    st.open = "";
+    detail.hidden = true;
+    root.classList.remove("with-detail");
+    draw();
+  }
+  detail.addEventListener("keydown", (ev) => { if (ev.key === "Escape") closeIncident(); });
+
+  drawHead();
+  try {
+    await pages("/incidents", (got) => { for (const i of got) incidents.set(i.id, i); }, { limit: 1000, max: MAX });
+    drawCauses();
+    draw();
+    if (st.open) await openIncident(st.open);
+    table.dataset.loaded = "true";
+  } catch (e) {
+    fill(notes, e.missing ? unavailable("Incidents", e) : errorBox(e));
+  }
+  root.dataset.ready = "true";
+
+  // Live: an alert notification names its incident; that incident is read again.
+  const dirty = new Set();
+  let timer = 0;
+  const unsub = subscribe((name, data, path) => {
+    if (path !== "/alerts/stream" || !data || !data.alert || typeof data.alert !== "object" || !data.alert.incident) return;
+    dirty.add(data.alert.incident);
+    if (!timer) timer = setTimeout(async () => {
+      timer = 0;
+      const ids = [...dirty];
+      dirty.clear();
+      await Promise.all(ids.map((id) => refresh(id).catch(() => null)));
+      drawCauses();
+      draw();
+      if (st.open && ids.includes(st.open) && !detail.contains(document.activeElement)) openIncident(st.open);
+    }, 500);
+  });
+  return () => { unsub(); clearTimeout(timer); };
+}
