@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -54,6 +56,7 @@ type Alert struct {
 type Model struct {
 	mu       sync.Mutex
 	pos      uint64 // the changes stream's sequence folded up to
+	bad      int    // changes that did not decode
 	gateways map[string]*GatewayView
 	seen     map[string]seenAt // GPU UUID -> where first seen
 	alerts   []Alert
@@ -107,6 +110,13 @@ func (md *Model) Apply(pos uint64, c Change) {
 	}
 }
 
+// Bad is how many changes did not decode (skipped).
+func (md *Model) Bad() int {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	return md.bad
+}
+
 // Pos is the changes stream's sequence the model has folded up to.
 func (md *Model) Pos() uint64 {
 	md.mu.Lock()
@@ -137,33 +147,58 @@ func (md *Model) Alerts() []Alert {
 	return out
 }
 
-// Fold reads the changes stream from its start into md until ctx ends.
-func (md *Model) Fold(ctx context.Context, js jetstream.JetStream) error {
-	cons, err := js.OrderedConsumer(ctx, ChangesStream, jetstream.OrderedConsumerConfig{})
+// Fold reads the changes stream from its start into md until ctx ends. A
+// read that fails (a server lost, a missed heartbeat) resumes after the
+// last folded change with a new consumer.
+func (md *Model) Fold(ctx context.Context, js jetstream.JetStream, log *slog.Logger) error {
+	for {
+		err := md.fold(ctx, js)
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Warn("read model: resuming", "pos", md.Pos(), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (md *Model) fold(ctx context.Context, js jetstream.JetStream) error {
+	cc := jetstream.OrderedConsumerConfig{}
+	if pos := md.Pos(); pos > 0 {
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, pos+1
+	}
+	cons, err := js.OrderedConsumer(ctx, ChangesStream, cc)
 	if err != nil {
-		return fmt.Errorf("twinnode: fold %s: %w", ChangesStream, err)
+		return err
 	}
 	it, err := cons.Messages()
 	if err != nil {
 		return err
 	}
-	go func() { <-ctx.Done(); it.Stop() }()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
 	for {
 		m, err := it.Next()
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
 			return err
 		}
-		md2, err := m.Metadata()
+		meta, err := m.Metadata()
 		if err != nil {
 			return err
 		}
 		var c Change
 		if err := json.Unmarshal(m.Data(), &c); err != nil {
-			return fmt.Errorf("twinnode: change %d: %w", md2.Sequence.Stream, err)
+			// Only nodes write the stream: a change that does not decode
+			// is a bug, counted and skipped so the rest stays visible.
+			md.mu.Lock()
+			md.pos, md.bad = meta.Sequence.Stream, md.bad+1
+			md.mu.Unlock()
+			continue
 		}
-		md.Apply(md2.Sequence.Stream, c)
+		md.Apply(meta.Sequence.Stream, c)
 	}
 }

@@ -20,9 +20,10 @@ package twinnode
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -133,11 +134,9 @@ func (n *Node) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
-	wg.Go(func() { errc <- n.in.Run(ctx) })
+	wg.Go(func() { errc <- n.in.Run(ctx); cancel() }) // a node without its store stops
 	wg.Go(func() {
-		if err := n.Model.Fold(ctx, n.js); err != nil && ctx.Err() == nil {
-			errc <- err
-		}
+		errc <- n.Model.Fold(ctx, n.js, n.log.With("component", "model"))
 	})
 	err := n.own(ctx)
 	cancel()
@@ -191,9 +190,8 @@ func (n *Node) own(ctx context.Context) error {
 func Owner(k int, live []string) string {
 	best, bestH := "", uint64(0)
 	for _, id := range live {
-		h := fnv.New64a()
-		_, _ = h.Write([]byte(id + "/" + strconv.Itoa(k)))
-		if v := h.Sum64(); best == "" || v > bestH || (v == bestH && id < best) {
+		sum := sha256.Sum256([]byte(id + "/" + strconv.Itoa(k)))
+		if v := binary.BigEndian.Uint64(sum[:]); best == "" || v > bestH || (v == bestH && id < best) {
 			best, bestH = id, v
 		}
 	}
@@ -335,6 +333,7 @@ func (n *Node) work(ctx context.Context, k int) error {
 		if err := last.DoubleAck(ctx); err != nil {
 			return err
 		}
+		n.log.Debug("applied", "partition", k, "read", len(msgs), "changes", len(acks))
 	}
 	return nil
 }
