@@ -7,8 +7,8 @@
 //
 // Exactly once: a node's store drops a message it already holds by (gateway,
 // epoch, seq), as ingest does for MQTT. A node publishes each message it
-// applied to the changes stream with the message id gateway/epoch/seq before
-// it acknowledges the log; when it dies between the two, the partition's new
+// applied (or found it had applied) to the changes stream with the message
+// id gateway/epoch/seq before it acknowledges the log; when it dies between the two, the partition's new
 // owner applies the message again in its own store and JetStream drops the
 // second change as a duplicate (within ChangesDedupe). The read model folds
 // the changes stream, so it sees each message once.
@@ -308,8 +308,11 @@ func (n *Node) work(ctx context.Context, k int) error {
 			if r.err != nil {
 				return r.err // not stored: not acknowledged, read again
 			}
-			if !r.out.Accepted() {
-				continue // a duplicate, or rejected for good (counted by ingest)
+			// A duplicate is published again: this node may have stored it
+			// as an earlier owner of the partition and lost it before
+			// publishing; JetStream drops the change if it is there.
+			if !r.out.Accepted() && r.out.Reason != ingest.ReasonDuplicate {
+				continue // rejected for good (counted by ingest)
 			}
 			data, err := changeOf(n.cfg.ID, k, m)
 			if err != nil {

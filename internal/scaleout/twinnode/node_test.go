@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ import (
 
 const partitions = 6
 
-var logOut io.Writer = io.Discard // os.Stderr to watch the nodes
+var logOut io.Writer = os.Stderr // os.Stderr to watch the nodes
 
 // cluster is a 3-server JetStream cluster with a partitioned log.
 type cluster struct {
@@ -76,7 +77,7 @@ func (c *cluster) startNode(ctx context.Context, t testing.TB, id string, reg *r
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := Open(Config{ID: id, Dir: t.TempDir(), Partitions: partitions, Lease: lease}, js, reg, slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", id))
+	n, err := Open(Config{ID: id, Dir: t.TempDir(), Partitions: partitions, Lease: lease}, js, reg, slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", id))
 	if err != nil {
 		t.Fatal(err)
 	}
