@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +23,7 @@ import (
 
 const partitions = 6
 
-var logOut io.Writer = os.Stderr // os.Stderr to watch the nodes
+var logOut io.Writer = io.Discard // os.Stderr to watch the nodes
 
 // cluster is a 3-server JetStream cluster with a partitioned log.
 type cluster struct {
@@ -157,7 +156,7 @@ func TestNodeLossUnderLoad(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	const lease = 2 * time.Second
+	const lease = 3 * time.Second
 	c := startCluster(ctx, t, lease)
 
 	cfg := load.Config{Brokers: c.mqtts, Gateways: 12, GPUs: 8, Rate: 120, Duration: 6 * time.Second, Window: 16}
