@@ -2,9 +2,6 @@ package natslog
 
 import (
 	"context"
-	"fmt"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -147,23 +144,11 @@ func startCluster(ctx context.Context, t testing.TB, dir string, n int, compress
 		routes[i] = testsvc.Addr(testsvc.FreePort(t))
 		mqtts[i] = testsvc.Addr(testsvc.FreePort(t))
 	}
-	servers = make([]*Server, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			servers[i], errs[i] = Start(ctx, Config{
-				Dir: filepath.Join(dir, fmt.Sprint("js", i)), MQTTAddr: mqtts[i], SyncAlways: true, Compress: compress,
-				Name: fmt.Sprint("twinchain-", i+1), Cluster: &Cluster{Name: "twinchain", Listen: routes[i], Routes: routes}, Replicas: n,
-			})
-		})
+	servers, err := StartCluster(ctx, Config{SyncAlways: true, Compress: compress}, dir, routes, mqtts)
+	if err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("server %d: %v", i+1, err)
-		}
-		s := servers[i]
+	for _, s := range servers {
 		t.Cleanup(s.Close) // Close again after a test closed it returns at once
 	}
 	return servers, mqtts

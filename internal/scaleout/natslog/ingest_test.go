@@ -96,6 +96,7 @@ func TestTopicOf(t *testing.T) {
 	for subj, want := range map[string]string{
 		"$MQTT.msgs.twinchain.v1.gw.gw-1.telemetry":    "twinchain/v1/gw/gw-1/telemetry",
 		"$MQTT.msgs.twinchain.v1.gw.gw//site2.gps_fix": "twinchain/v1/gw/gw.site2/gps_fix",
+		"$MQTT.msgs.p.11.twinchain.v1.gw.gw-1.status":  "twinchain/v1/gw/gw-1/status",
 	} {
 		if got := topicOf(subj); got != want {
 			t.Errorf("topicOf(%q) = %q, want %q", subj, got, want)

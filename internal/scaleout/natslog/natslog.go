@@ -23,8 +23,10 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -52,6 +54,11 @@ func GatewaySubject(gw string) string {
 // wrote the topic's '/' as '.' and a '.' inside a level as "//".
 func topicOf(subject string) string {
 	t := strings.TrimPrefix(subject, "$MQTT.msgs.")
+	if rest, ok := strings.CutPrefix(subject, partPrefix); ok { // p.<k>.<topic>
+		if _, topic, ok := strings.Cut(rest, "."); ok {
+			t = topic
+		}
+	}
 	t = strings.ReplaceAll(t, "//", "\x00")
 	t = strings.ReplaceAll(t, ".", "/")
 	return strings.ReplaceAll(t, "\x00", ".")
@@ -76,6 +83,12 @@ type Config struct {
 	// then has Replicas replicas (Raft), 3 where unset.
 	Cluster  *Cluster
 	Replicas int
+	// Partitions, when above 0, stores each gateway message under
+	// PartitionSubjects(k) for k = a hash of its gateway id mod Partitions
+	// (a subject transform of the log stream, nats-server's partition()
+	// function), so a durable consumer per partition reads one share of the
+	// gateways, each gateway whole and in order.
+	Partitions int
 }
 
 // Cluster says how a server meets its peers.
@@ -161,7 +174,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		// Every server calls this; the stream is created once the cluster
 		// has a JetStream meta leader (the first servers to start wait for
 		// their peers).
-		if err := s.waitForStream(ctx, replicas, cfg.MaxAge, cfg.Compress); err != nil {
+		if err := s.waitForStream(ctx, streamConfig(replicas, cfg)); err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -171,37 +184,79 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// create, but limits retention: a message stays when it is read, so a
 	// consumer that restarts or a new partition owner replays from its
 	// durable position.
-	if _, err := s.JS.CreateOrUpdateStream(ctx, streamConfig(1, cfg.MaxAge, cfg.Compress)); err != nil {
+	if _, err := s.JS.CreateOrUpdateStream(ctx, streamConfig(1, cfg)); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("natslog: create %s: %w", Stream, err)
 	}
 	return s, nil
 }
 
-func streamConfig(replicas int, maxAge time.Duration, compress bool) jetstream.StreamConfig {
+func streamConfig(replicas int, cfg Config) jetstream.StreamConfig {
 	sc := jetstream.StreamConfig{
 		Name: Stream, Subjects: []string{"$MQTT.msgs.>"}, Storage: jetstream.FileStorage,
-		Retention: jetstream.LimitsPolicy, MaxAge: cmp.Or(maxAge, 24*time.Hour), Replicas: replicas,
+		Retention: jetstream.LimitsPolicy, MaxAge: cmp.Or(cfg.MaxAge, 24*time.Hour), Replicas: replicas,
 	}
-	if compress {
+	if cfg.Compress {
 		sc.Compression = jetstream.S2Compression
+	}
+	if n := cfg.Partitions; n > 0 {
+		// twinchain/v1/gw/<id>/<kind>: the id is token 1 of the source.
+		sc.SubjectTransform = &jetstream.SubjectTransformConfig{
+			Source:      "$MQTT.msgs." + wire.TopicRoot + ".v1.gw.*.*",
+			Destination: fmt.Sprintf("%s{{partition(%d,1)}}.%s.v1.gw.{{wildcard(1)}}.{{wildcard(2)}}", partPrefix, n, wire.TopicRoot),
+		}
 	}
 	return sc
 }
 
+// partPrefix starts the subject of a gateway message in a partitioned log.
+const partPrefix = "$MQTT.msgs.p."
+
+// PartitionSubjects is the filter of partition k's messages in a log
+// started with Config.Partitions.
+func PartitionSubjects(k int) string { return partPrefix + strconv.Itoa(k) + ".>" }
+
+// StartCluster starts len(mqtts) servers in one JetStream cluster named
+// "twinchain" on loopback, at the same time (each waits for its peers):
+// server i is base with the name twinchain-<i+1>, its store in dir/js<i>,
+// its MQTT listener at mqtts[i] and its route listener at routes[i]; the
+// log has one replica per server. On an error it closes what it started.
+func StartCluster(ctx context.Context, base Config, dir string, routes, mqtts []string) ([]*Server, error) {
+	n := len(mqtts)
+	servers := make([]*Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		cfg := base
+		cfg.Dir, cfg.MQTTAddr, cfg.Name = filepath.Join(dir, fmt.Sprint("js", i)), mqtts[i], fmt.Sprint("twinchain-", i+1)
+		cfg.Cluster, cfg.Replicas = &Cluster{Name: "twinchain", Listen: routes[i], Routes: routes}, n
+		wg.Go(func() { servers[i], errs[i] = Start(ctx, cfg) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, s := range servers {
+			if s != nil {
+				s.Close()
+			}
+		}
+		return nil, err
+	}
+	return servers, nil
+}
+
 // waitForStream creates the log in a cluster, retrying while the cluster
 // has no meta leader yet, until ctx ends.
-func (s *Server) waitForStream(ctx context.Context, replicas int, maxAge time.Duration, compress bool) error {
+func (s *Server) waitForStream(ctx context.Context, sc jetstream.StreamConfig) error {
 	for {
 		c, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := s.JS.CreateOrUpdateStream(c, streamConfig(replicas, maxAge, compress))
+		_, err := s.JS.CreateOrUpdateStream(c, sc)
 		cancel()
 		if err == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("natslog: create %s (R%d): %w", Stream, replicas, err)
+			return fmt.Errorf("natslog: create %s (R%d): %w", Stream, sc.Replicas, err)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -233,8 +288,23 @@ type Message struct {
 	StreamSeq uint64 // the log position
 	Topic     string // the MQTT topic the gateway published to
 	Gateway   string
-	Seq       uint64 // the gateway's sequence number (from the signed envelope)
+	Epoch     uint64 // the gateway key's epoch (from the signed envelope)
+	Seq       uint64 // the gateway's sequence number
+	Kind      wire.Kind
 	Data      []byte // the signed envelope as the gateway sent it
+}
+
+// Read is the stored gateway message m.
+func Read(m jetstream.Msg) (Message, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return Message{}, err
+	}
+	env, err := wire.Decode(m.Data())
+	if err != nil {
+		return Message{}, fmt.Errorf("natslog: stream seq %d: %w", md.Sequence.Stream, err)
+	}
+	return Message{StreamSeq: md.Sequence.Stream, Topic: topicOf(m.Subject()), Gateway: env.Gateway, Epoch: env.Epoch, Seq: env.Seq, Kind: env.Kind, Data: m.Data()}, nil
 }
 
 // Drain reads cons from its position until it has read n messages or ctx
@@ -253,15 +323,10 @@ func Drain(ctx context.Context, cons jetstream.Consumer, n int, fn func(Message)
 		var last jetstream.Msg
 		got := 0
 		for m := range batch.Messages() {
-			md, err := m.Metadata()
+			msg, err := Read(m)
 			if err != nil {
 				return err
 			}
-			env, err := wire.Decode(m.Data())
-			if err != nil {
-				return fmt.Errorf("natslog: stream seq %d: %w", md.Sequence.Stream, err)
-			}
-			msg := Message{StreamSeq: md.Sequence.Stream, Topic: topicOf(m.Subject()), Gateway: env.Gateway, Seq: env.Seq, Data: m.Data()}
 			if err := fn(msg); err != nil {
 				return err
 			}

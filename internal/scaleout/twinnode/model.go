@@ -1,0 +1,204 @@
+package twinnode
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"twinchain/internal/scaleout/natslog"
+)
+
+// Change is one applied gateway message as every node's read model sees it.
+type Change struct {
+	Gateway   string   `json:"gw"`
+	Epoch     uint64   `json:"epoch"`
+	Seq       uint64   `json:"seq"`
+	Partition int      `json:"p"`
+	Node      string   `json:"node"`
+	Kind      string   `json:"kind"`
+	UUIDs     []string `json:"uuids,omitempty"` // GPU identities of an inventory message
+}
+
+func changeOf(node string, k int, m natslog.Message) ([]byte, error) {
+	uuids, err := identity(m)
+	if err != nil {
+		return nil, fmt.Errorf("twinnode: %s seq %d: %w", m.Gateway, m.Seq, err)
+	}
+	return json.Marshal(Change{Gateway: m.Gateway, Epoch: m.Epoch, Seq: m.Seq, Partition: k, Node: node, Kind: string(m.Kind), UUIDs: uuids})
+}
+
+// GatewayView is one gateway in the fleet view.
+type GatewayView struct {
+	Partition int
+	Node      string // the node that applied its newest message
+	Epoch     uint64
+	Seq       uint64 // the newest applied
+	Applied   int    // messages applied
+	Late      int    // applied with a sequence number not above the newest (out of order)
+}
+
+// Alert is a finding of the read model.
+type Alert struct {
+	Type     string // "clone": one GPU identity in two partitions
+	UUID     string
+	Gateways []string // where it was seen, in the order seen
+}
+
+// Model is the read model every node folds from the changes of all
+// partitions, in the changes stream's order: the same on every node once
+// it has read as far. Safe for concurrent use.
+type Model struct {
+	mu       sync.Mutex
+	pos      uint64 // the changes stream's sequence folded up to
+	bad      int    // changes that did not decode
+	gateways map[string]*GatewayView
+	seen     map[string]seenAt // GPU UUID -> where first seen
+	alerts   []Alert
+	alerted  map[string]int // UUID -> index in alerts
+}
+
+type seenAt struct {
+	partition int
+	gateway   string
+}
+
+// NewModel is an empty read model.
+func NewModel() *Model {
+	return &Model{gateways: map[string]*GatewayView{}, seen: map[string]seenAt{}, alerted: map[string]int{}}
+}
+
+// Apply folds one change at the changes stream's sequence pos.
+func (md *Model) Apply(pos uint64, c Change) {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	md.pos = pos
+	g := md.gateways[c.Gateway]
+	if g == nil {
+		g = &GatewayView{}
+		md.gateways[c.Gateway] = g
+	}
+	if g.Applied > 0 && c.Epoch == g.Epoch && c.Seq <= g.Seq {
+		g.Late++
+	} else {
+		g.Epoch, g.Seq = c.Epoch, c.Seq
+	}
+	g.Partition, g.Node = c.Partition, c.Node
+	g.Applied++
+	for _, u := range c.UUIDs {
+		at, ok := md.seen[u]
+		if !ok {
+			md.seen[u] = seenAt{c.Partition, c.Gateway}
+			continue
+		}
+		if at.partition == c.Partition {
+			continue // the same partition's detectors judge it
+		}
+		if i, ok := md.alerted[u]; ok {
+			if !slices.Contains(md.alerts[i].Gateways, c.Gateway) {
+				md.alerts[i].Gateways = append(md.alerts[i].Gateways, c.Gateway)
+			}
+			continue
+		}
+		md.alerted[u] = len(md.alerts)
+		md.alerts = append(md.alerts, Alert{Type: "clone", UUID: u, Gateways: []string{at.gateway, c.Gateway}})
+	}
+}
+
+// Bad is how many changes did not decode (skipped).
+func (md *Model) Bad() int {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	return md.bad
+}
+
+// Pos is the changes stream's sequence the model has folded up to.
+func (md *Model) Pos() uint64 {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	return md.pos
+}
+
+// Fleet is a copy of the fleet view.
+func (md *Model) Fleet() map[string]GatewayView {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	out := make(map[string]GatewayView, len(md.gateways))
+	for id, g := range md.gateways {
+		out[id] = *g
+	}
+	return out
+}
+
+// Alerts is a copy of the alerts, in the order raised.
+func (md *Model) Alerts() []Alert {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	out := make([]Alert, len(md.alerts))
+	for i, a := range md.alerts {
+		a.Gateways = slices.Clone(a.Gateways)
+		out[i] = a
+	}
+	return out
+}
+
+// Fold reads the changes stream from its start into md until ctx ends. A
+// read that fails (a server lost, a missed heartbeat) resumes after the
+// last folded change with a new consumer.
+func (md *Model) Fold(ctx context.Context, js jetstream.JetStream, log *slog.Logger) error {
+	for {
+		err := md.fold(ctx, js)
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Warn("read model: resuming", "pos", md.Pos(), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (md *Model) fold(ctx context.Context, js jetstream.JetStream) error {
+	cc := jetstream.OrderedConsumerConfig{}
+	if pos := md.Pos(); pos > 0 {
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, pos+1
+	}
+	cons, err := js.OrderedConsumer(ctx, ChangesStream, cc)
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			return err
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		var c Change
+		if err := json.Unmarshal(m.Data(), &c); err != nil {
+			// Only nodes write the stream: a change that does not decode
+			// is a bug, counted and skipped so the rest stays visible.
+			md.mu.Lock()
+			md.pos, md.bad = meta.Sequence.Stream, md.bad+1
+			md.mu.Unlock()
+			continue
+		}
+		md.Apply(meta.Sequence.Stream, c)
+	}
+}
