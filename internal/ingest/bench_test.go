@@ -111,6 +111,13 @@ func BenchmarkCheckpoint(b *testing.B) {
 	}
 }
 
+// BenchmarkSteady: 1,000 gateways each sending many messages (b.N over
+// 1,000), fsync on, the default checkpoint interval: past the first round,
+// what each further message costs (CPU, bytes written).
+func BenchmarkSteady(b *testing.B) {
+	benchSubmit(b, 64, false, 1000, Config{CheckpointInterval: 10 * time.Second}, time.Now)
+}
+
 func benchSubmit(b *testing.B, submitters int, noSync bool, gateways int, cfg Config, now func() time.Time) {
 	topics, payloads := benchMessages(b, gateways, b.N)
 	store, err := twinstore.Open(filepath.Join(b.TempDir(), "twins.db"), twinstore.Options{NoSync: noSync})
