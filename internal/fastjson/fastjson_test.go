@@ -8,6 +8,7 @@ import (
 
 	"twinchain/internal/fastjson"
 	"twinchain/internal/twin"
+	"twinchain/internal/twinstore"
 	"twinchain/internal/wire"
 )
 
@@ -24,6 +25,8 @@ func TestSameAsEncodingJSON(t *testing.T) {
 		&twin.Asset{ID: "empty"},
 		&twin.Event{ID: 9, Asset: "a", Revision: 1, Type: "registered", Time: ts, Recorded: ts, Changes: []twin.Change{{Field: "site", Old: "", New: "\u2028x"}}},
 		&twin.Event{ID: 10, Asset: "b", Time: ts},
+		&twinstore.GatewayState{Gateway: "gw<1>", Epoch: 1 << 63, Highest: 7, LastSeen: ts, DroppedSeqs: [2]uint64{3, 4}, Pos: 9},
+		&twinstore.GatewayState{Gateway: "gw-2"},
 	}
 	for _, v := range values {
 		want, err := json.Marshal(v)

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -108,6 +111,13 @@ func BenchmarkCheckpoint(b *testing.B) {
 	}
 }
 
+// BenchmarkSteady: 1,000 gateways each sending many messages (b.N over
+// 1,000), fsync on, the default checkpoint interval: past the first round,
+// what each further message costs (CPU, bytes written).
+func BenchmarkSteady(b *testing.B) {
+	benchSubmit(b, 64, false, 1000, Config{CheckpointInterval: 10 * time.Second}, time.Now)
+}
+
 func benchSubmit(b *testing.B, submitters int, noSync bool, gateways int, cfg Config, now func() time.Time) {
 	topics, payloads := benchMessages(b, gateways, b.N)
 	store, err := twinstore.Open(filepath.Join(b.TempDir(), "twins.db"), twinstore.Options{NoSync: noSync})
@@ -126,7 +136,7 @@ func benchSubmit(b *testing.B, submitters int, noSync bool, gateways int, cfg Co
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0, written0 := time.Now(), cpuTime(), writtenBytes(b)
 	for range submitters {
 		wg.Add(1)
 		go func() {
@@ -145,7 +155,7 @@ func benchSubmit(b *testing.B, submitters int, noSync bool, gateways int, cfg Co
 		}()
 	}
 	wg.Wait()
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu, written := time.Since(start), cpuTime()-cpu0, writtenBytes(b)-written0
 	b.StopTimer()
 	cancel()
 	<-done
@@ -153,6 +163,27 @@ func benchSubmit(b *testing.B, submitters int, noSync bool, gateways int, cfg Co
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(b.N)/float64(max(st.Commits, 1)), "msgs/commit")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N)/1000, "cpu_us/op")
+	b.ReportMetric(float64(written)/float64(b.N), "written_B/op")
+}
+
+// writtenBytes is what this process has passed to write system calls
+// (wchar in /proc/self/io): the store's pages, as bbolt writes them.
+func writtenBytes(b *testing.B) int64 {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		b.Skipf("no /proc/self/io: %v", err)
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return n
+		}
+	}
+	b.Fatal("no wchar in /proc/self/io")
+	return 0
 }
 
 func contextWithCancel() (context.Context, context.CancelFunc) {

@@ -390,7 +390,7 @@ func (in *Ingest) Run(ctx context.Context) error {
 // of them when all is set) in a transaction of its own (the writer is idle
 // or stopping).
 func (in *Ingest) checkpoint(all bool) {
-	if in.skipFinalCheckpoint || len(in.w.obsDirty) == 0 {
+	if in.skipFinalCheckpoint || len(in.w.obsDirty) == 0 && !in.w.pendingStates() {
 		return
 	}
 	err := in.store.Update(func(tx *twinstore.Tx) error { return in.w.checkpoint(tx, in.now(), all) })

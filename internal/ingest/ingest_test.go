@@ -396,8 +396,9 @@ func TestSubscribeWakes(t *testing.T) {
 	}
 }
 
-// TestReplayAfterCrash: observations written only at checkpoints are
-// rebuilt from the message log after a crash, exactly once, with no event.
+// TestReplayAfterCrash: observations and gateway stream states written only
+// at checkpoints are rebuilt from the message log after a crash, exactly
+// once, with no event; the sequence window still refuses what was stored.
 func TestReplayAfterCrash(t *testing.T) {
 	const gw, host = "gw-r", "srv-r"
 	cfg := Config{CheckpointInterval: time.Hour}
@@ -425,9 +426,16 @@ func TestReplayAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale, err := raw.Asset(host + ".gpu0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	states, err := raw.GatewayStates()
 	raw.Close()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(states) != 1 || states[0].Accepted >= seq || states[0].Pos == 0 {
+		t.Fatalf("stored gateway states before replay = %+v, want one with fewer than %d accepted and its position (states wait for a checkpoint)", states, seq)
 	}
 	if stale.Health.Samples >= samples {
 		t.Fatalf("stored samples before replay = %d, want fewer than %d (observations wait for a checkpoint)", stale.Health.Samples, samples)
@@ -442,10 +450,33 @@ func TestReplayAfterCrash(t *testing.T) {
 	if got := r.store.LastEventID(); got != events {
 		t.Errorf("replay stored events: last event id %d, want %d", got, events)
 	}
-	r.close() // a clean stop writes the checkpoint
+	if st := r.in.w.streams[gw].st; st.Accepted != seq || st.Highest != seq || st.Gaps != 0 || !st.LastSeen.Equal(t0.Add(samples*time.Second)) {
+		t.Errorf("gateway state after replay = %+v, want %d accepted, highest %d, no gaps, last seen %s", st, seq, seq, t0.Add(samples*time.Second))
+	}
+	for _, old := range []uint64{seq, seq / 2} {
+		if out := r.submit(gw, wire.KindTelemetry, seal(t, gw, old, t0.Add(time.Duration(old-1)*time.Second), wire.KindTelemetry, telemetry(host, 2, 0))); out.Reason != ReasonDuplicate {
+			t.Errorf("seq %d again after replay = %q (%v), want duplicate", old, out.Reason, out.Err)
+		}
+	}
+	if out := r.submit(gw, wire.KindTelemetry, seal(t, gw, seq+1, t0.Add(time.Duration(seq)*time.Second), wire.KindTelemetry, telemetry(host, 2, 0))); !out.Accepted() {
+		t.Fatalf("next seq after replay: %s %v", out.Reason, out.Err)
+	}
+	if st := r.in.w.streams[gw].st; st.Accepted != seq+1 || st.Gaps != 0 {
+		t.Errorf("gateway state after the next message = %+v, want %d accepted, no gaps", st, seq+1)
+	}
+	r.close() // a clean stop writes the checkpoint and every state
+	raw, err = twinstore.Open(r.path, twinstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	states, err = raw.GatewayStates()
+	raw.Close()
+	if err != nil || len(states) != 1 || states[0].Accepted != seq+1 {
+		t.Errorf("stored gateway states after a clean stop = %+v (%v), want %d accepted", states, err, seq+1)
+	}
 	r.open(cfg)
-	if a, err := r.store.Asset(host + ".gpu1"); err != nil || a.Health.Samples != samples {
-		t.Errorf("stored samples after a clean stop and a second replay = %d (%v), want %d", a.Health.Samples, err, samples)
+	if a, err := r.store.Asset(host + ".gpu1"); err != nil || a.Health.Samples != samples+1 {
+		t.Errorf("stored samples after a clean stop and a second replay = %d (%v), want %d", a.Health.Samples, err, samples+1)
 	}
 }
 

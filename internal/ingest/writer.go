@@ -15,7 +15,15 @@ import (
 type stream struct {
 	st    twinstore.GatewayState
 	bits  []uint64
-	dirty bool
+	dirty bool // changed in this batch (writer.dirtyStates)
+	// must: changed in this batch beyond what replay re-derives from the
+	// message log (see writer.replayState): written with the batch.
+	must bool
+	// pending: changed only in what replay re-derives since it was last
+	// written, first by the message at since: written CheckpointInterval
+	// later (writer.stQueue), and the checkpoint stays before since.
+	pending bool
+	since   uint64
 }
 
 func (s *stream) bit(seq uint64) (word int, mask uint64) {
@@ -67,6 +75,8 @@ type writer struct {
 	obsHead     int
 	obsNew      []*twin.Asset // observation changes of this batch: published after its commit (twinstore.Observe)
 	dirtyStates []string
+	stQueue     []stEntry // streams with pending changes, oldest first (from stHead)
+	stHead      int
 	words       int // bitmap words per stream
 
 	obsPos map[string]uint64 // while replaying: each twin's stored observation position
@@ -91,6 +101,7 @@ func (w *writer) reload() error {
 	w.obsDirty = map[string]*twin.Asset{}
 	w.obsQueue, w.obsHead = w.obsQueue[:0], 0
 	w.dirtyStates = w.dirtyStates[:0]
+	w.stQueue, w.stHead = w.stQueue[:0], 0
 	w.obsNew = w.obsNew[:0]
 	w.obsPos = map[string]uint64{}
 	err := w.store.ForEachTwin(func(a *twin.Asset, pos uint64) error {
@@ -152,6 +163,7 @@ func (w *writer) replay(checkpoint uint64) (int, error) {
 		for i := range msgs {
 			sm := &msgs[i]
 			pos = sm.Pos
+			w.replayState(sm)
 			m := message{raw: sm.Raw}
 			if m.env, err = wire.Decode(sm.Raw); err == nil {
 				err = m.decodeBody()
@@ -173,6 +185,40 @@ func (w *writer) replay(checkpoint uint64) (int, error) {
 			n++
 		}
 	}
+}
+
+// replayState re-applies to its gateway's stream what a stored message
+// changed there and its stored state may predate (stored with an older
+// position): the sequence window, accepted count, last seen, recorded. A
+// message that changed more (a new epoch, a gap, a last will, a status)
+// had its state written with it (stream.must), so only these remain.
+func (w *writer) replayState(sm *twinstore.Message) {
+	s := w.streams[sm.Gateway]
+	if s == nil || sm.Seq == 0 || s.st.Pos == 0 || sm.Pos <= s.st.Pos {
+		return
+	}
+	if sm.Seq > s.st.Highest {
+		s.advance(sm.Seq)
+	} else {
+		s.set(sm.Seq)
+	}
+	s.st.Accepted++
+	s.st.Recorded = sm.Recorded
+	if sm.Time.After(s.st.LastSeen) {
+		s.st.LastSeen = sm.Time
+	}
+	if !s.pending {
+		s.pending, s.since = true, sm.Pos
+		w.stQueue = append(w.stQueue, stEntry{s, sm.Pos, w.now()})
+	}
+}
+
+// stEntry is a stream with pending changes since the message at pos, at
+// time at.
+type stEntry struct {
+	s   *stream
+	pos uint64
+	at  time.Time
 }
 
 func (w *writer) stream(gw string) *stream {
@@ -224,19 +270,29 @@ func (w *writer) apply(tx *twinstore.Tx, batch []*item, now time.Time) error {
 		}
 	}
 	clear(w.dirtyTwins)
+	for _, id := range w.dirtyStates {
+		s := w.streams[id]
+		s.dirty = false
+		if s.must {
+			if err := w.putState(tx, s); err != nil {
+				return err
+			}
+		}
+	}
 	if w.due(now) {
 		if err := w.checkpoint(tx, now, false); err != nil {
 			return err
 		}
 	}
-	for _, id := range w.dirtyStates {
-		s := w.streams[id]
-		s.dirty = false
-		if err := tx.PutGatewayState(&s.st); err != nil {
-			return err
-		}
-	}
 	return nil
+}
+
+// putState writes a stream's state, current through the transaction's
+// newest message.
+func (w *writer) putState(tx *twinstore.Tx, s *stream) error {
+	s.must, s.pending = false, false
+	s.st.Pos = tx.LastPos()
+	return tx.PutGatewayState(&s.st)
 }
 
 // applyOne decides whether a checked message is new, stores it and folds it.
@@ -246,6 +302,7 @@ func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome,
 		return out, nil
 	}
 	s := w.stream(e.Gateway)
+	before := s.st
 	if e.Seq > 0 && e.Epoch != s.st.Epoch {
 		w.newEpoch(tx, s, e.Epoch)
 	}
@@ -302,7 +359,26 @@ func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome,
 	if err := f.apply(gw, s); err != nil {
 		return Outcome{}, err
 	}
+	w.stateChanged(s, before, msg.Pos, now)
 	return Outcome{Pos: msg.Pos}, nil
+}
+
+// stateChanged decides when the stream's state changed by one message (from
+// before) is written: with the batch if more changed than replayState
+// re-derives from the log, else CheckpointInterval later. A busy gateway's
+// state is then written every CheckpointInterval, not with every message
+// (a random bbolt page and its JSON each).
+func (w *writer) stateChanged(s *stream, before twinstore.GatewayState, pos uint64, now time.Time) {
+	after := s.st
+	after.Highest, after.Accepted, after.Recorded, after.LastSeen = before.Highest, before.Accepted, before.Recorded, before.LastSeen
+	if after != before {
+		s.must = true
+		return
+	}
+	if !s.pending {
+		s.pending, s.since = true, pos
+		w.stQueue = append(w.stQueue, stEntry{s, pos, now})
+	}
 }
 
 // claim checks the assets the message reports that no gateway lists (its
@@ -411,7 +487,8 @@ func (w *writer) observed(a *twin.Asset, pos uint64, now time.Time) {
 // due reports whether the oldest unwritten observations are
 // CheckpointInterval old.
 func (w *writer) due(now time.Time) bool {
-	return w.obsHead < len(w.obsQueue) && now.Sub(w.obsQueue[w.obsHead].at) >= w.cfg.CheckpointInterval
+	return w.obsHead < len(w.obsQueue) && now.Sub(w.obsQueue[w.obsHead].at) >= w.cfg.CheckpointInterval ||
+		w.stHead < len(w.stQueue) && now.Sub(w.stQueue[w.stHead].at) >= w.cfg.CheckpointInterval
 }
 
 // checkpoint writes the twins whose observations changed CheckpointInterval
@@ -443,5 +520,33 @@ func (w *writer) checkpoint(tx *twinstore.Tx, now time.Time, all bool) error {
 	if w.obsHead < len(w.obsQueue) {
 		through = w.obsQueue[w.obsHead].pos - 1
 	}
+	for ; w.stHead < len(w.stQueue); w.stHead++ {
+		e := &w.stQueue[w.stHead]
+		if !e.s.pending || e.s.since != e.pos {
+			continue // written since
+		}
+		if !all && now.Sub(e.at) < w.cfg.CheckpointInterval {
+			through = min(through, e.pos-1)
+			break
+		}
+		if err := w.putState(tx, e.s); err != nil {
+			return err
+		}
+	}
+	if w.stHead > len(w.stQueue)/2 {
+		n := copy(w.stQueue, w.stQueue[w.stHead:])
+		clear(w.stQueue[n:])
+		w.stQueue, w.stHead = w.stQueue[:n], 0
+	}
 	return tx.SetCheckpoint(through)
+}
+
+// pendingStates reports whether a stream's state waits to be written.
+func (w *writer) pendingStates() bool {
+	for _, e := range w.stQueue[w.stHead:] {
+		if e.s.pending && e.s.since == e.pos {
+			return true
+		}
+	}
+	return false
 }

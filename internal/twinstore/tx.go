@@ -3,7 +3,6 @@ package twinstore
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"math"
 	"time"
@@ -244,11 +243,15 @@ type GatewayState struct {
 	DroppedSeqs  [2]uint64 `json:"dropped_seqs,omitzero"` // [first, last] of the newest dropped range
 	LastSeen     time.Time `json:"last_seen"`             // newest reading time
 	Recorded     time.Time `json:"recorded,omitzero"`     // when the newest message was stored
+	// Pos is the message position through which the state is current; the
+	// ingest re-derives the rest from the messages after it (0: current,
+	// written before states were deferred).
+	Pos uint64 `json:"pos,omitempty"`
 }
 
 // PutGatewayState stores a gateway's stream state.
 func (t *Tx) PutGatewayState(st *GatewayState) error {
-	data, err := json.Marshal(st)
+	data, err := fastjson.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("put gateway state %s: %w", st.Gateway, err)
 	}
