@@ -393,3 +393,28 @@ func testConcurrent(t *testing.T, l ledger.Ledger) {
 		}
 	}
 }
+
+// Records writes one record of each type a record bundle proves (asset,
+// dataset, model, policy, deployment), each but the policy changed after
+// it was first written, and returns their type and id pairs.
+func Records(t *testing.T, l ledger.Ledger) [][2]string {
+	t.Helper()
+	am, eng := As(core.RoleAssetManager), As(core.RoleMLEngineer)
+	must[core.Asset](t, "RegisterAsset")(l.RegisterAsset(am, gpu("rec-srv.gpu0")))
+	must[core.Asset](t, "SetAssetStatus")(l.SetAssetStatus(As(core.RoleSecurity), core.StatusChange{Asset: "rec-srv.gpu0", Status: core.StatusQuarantined, Reason: "probe"}))
+	consent := core.Consent{PolicyRef: "consent-v2", Licence: "CC-BY-4.0", UseScope: []string{"training"}, RetentionDays: 365}
+	must[core.Dataset](t, "RegisterDataset")(l.RegisterDataset(eng, core.DatasetInput{ID: "rec-ds", ContentHash: Hash("rec-ds"), Consent: consent,
+		Sources: []core.Source{{Kind: core.SourceSystem, Ref: "s3://bucket/rec"}}}))
+	must[core.Dataset](t, "AddQualityChecks")(l.AddQualityChecks(eng, core.QualityChecksInput{Dataset: "rec-ds",
+		Checks: []core.QualityCheckInput{{Name: "nulls", Value: 0, Threshold: 0.01, Compare: core.AtMost}}}))
+	t0 := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	must[core.Model](t, "RegisterModel")(l.RegisterModel(eng, core.ModelInput{ID: "rec-model", ArtifactHash: Hash("rec-model"),
+		Datasets: []string{"rec-ds"}, Training: core.TrainingRun{Hardware: []core.HardwareUse{{Asset: "rec-srv.gpu0", RevisionStart: 1, RevisionEnd: 1}},
+			CodeRef: "git@example/train@abc", ConfigHash: Hash("cfg"), Start: t0, End: t0.Add(time.Hour)}}))
+	must[core.Model](t, "AddEvaluation")(l.AddEvaluation(eng, core.EvaluationInput{Model: "rec-model", Name: "holdout", Metrics: []core.Metric{{Name: "accuracy", Value: 0.9}}}))
+	must[core.Policy](t, "SetPolicy")(l.SetPolicy(As(core.RoleCompliance), core.PolicyInput{ID: "rec-policy", RequiredRoles: []core.Role{core.RoleMLLead}}))
+	must[core.Deployment](t, "RequestDeployment")(l.RequestDeployment(eng, core.DeploymentInput{ID: "rec-dep", Model: "rec-model", Policy: "rec-policy",
+		Targets: []string{"rec-srv.gpu0"}, BinaryHash: Hash("bin"), ContainerHash: Hash("ctr"), ConfigHash: Hash("dcfg"),
+		Environment: core.Environment{HardwareClass: "h100-sxm-80g", Drivers: []core.ToolVersion{{Name: "nvidia", Version: "550.54"}}}}))
+	return [][2]string{{"asset", "rec-srv.gpu0"}, {"dataset", "rec-ds"}, {"model", "rec-model"}, {"policy", "rec-policy"}, {"deployment", "rec-dep"}}
+}

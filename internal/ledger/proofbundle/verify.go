@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -368,11 +369,20 @@ func verifyRecord(r *Report, p *RecordProof, key ed25519.PublicKey) {
 		err = fmt.Errorf("record value is not JSON")
 	}
 	r.add("record", err, p.Key)
-	body, err := fileledger.CheckBlock(&p.Block, key)
-	if err == nil && !writeHolds(&body, p.Key, p.Value) {
-		err = fmt.Errorf("block %d does not write this value at %s", body.Height, p.Key)
+	switch {
+	case p.Block != nil:
+		body, err := fileledger.CheckBlock(p.Block, key)
+		if err == nil && !writeHolds(&body, p.Key, p.Value) {
+			err = fmt.Errorf("block %d does not write this value at %s", body.Height, p.Key)
+		}
+		r.add("ledger block", err, fmt.Sprintf("block %d signed by the service key writes it", body.Height))
+	case p.Fabric != nil:
+		err := CheckFabricBlock(p.FabricBlock, p.Fabric.Block, p.Fabric.TxID, p.Fabric.Chaincode, p.Key, p.Value)
+		r.add("fabric block", err, fmt.Sprintf("block %d of channel %s: its data hash holds its transactions; %s, marked valid, writes this value (on a peer: peer channel fetch %d)",
+			p.Fabric.Block, p.Fabric.Channel, short(p.Fabric.TxID), p.Fabric.Block))
+	default:
+		r.add("ledger block", errors.New("the bundle has no block that writes the record"), "")
 	}
-	r.add("ledger block", err, fmt.Sprintf("block %d signed by the service key writes it", body.Height))
 }
 
 func short(h string) string {
