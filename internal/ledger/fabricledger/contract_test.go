@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"twinchain/chaincode/core"
 	"twinchain/internal/ledger/fabricledger"
@@ -78,4 +79,33 @@ func TestRecordBundles(t *testing.T) {
 			t.Logf("%s %s: transaction %s, block %d", r[0], r[1], bd.Record.Fabric.TxID, bd.Record.Fabric.Block)
 		}
 	}
+}
+
+// TestCustody runs the custody rules across network.sh's two
+// organisations, each through its own peer with its own identities: every
+// asset key carries its owner's endorsement policy, so the accepting and
+// arriving transactions need the owner's peer as the gateway finds it.
+func TestCustody(t *testing.T) {
+	c1 := fabrictest.Fresh(t)
+	defer c1.Close()
+	c2 := fabrictest.Org2(t, c1)
+	defer c2.Close()
+	as := func(r core.Role) context.Context {
+		return ledger.WithCaller(context.Background(), core.Caller{ID: "test-" + string(r), Role: r})
+	}
+	// Each org's peer commits blocks on its own time: an org acts once its
+	// peer has every block the other's has.
+	b1, b2 := c1.Backend().(*fabricledger.Backend), c2.Backend().(*fabricledger.Backend)
+	sync := func() {
+		for i := 0; i < 200; i++ {
+			h1, err1 := b1.Height(context.Background())
+			h2, err2 := b2.Height(context.Background())
+			if err1 == nil && err2 == nil && h1 == h2 {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("the two orgs' peers did not reach the same height")
+	}
+	ledgertest.Custody(t, ledgertest.Org{MSP: "Org1MSP", L: c1, As: as, Sync: sync}, ledgertest.Org{MSP: "Org2MSP", L: c2, As: as, Sync: sync})
 }
