@@ -145,7 +145,7 @@ type Anchorer struct {
 	kick chan struct{} // batcher -> submitter, capacity 1
 
 	batches, anchored, anchoredTo, evidence, dropped, ledgerErrs, registeredN, statuses, arrivals, substitutions atomic.Uint64
-	failing                                                                             atomic.Pointer[error]
+	failing                                                                                                      atomic.Pointer[error]
 
 	regMu      sync.Mutex
 	registered map[string]bool // ids known to be on the ledger
