@@ -64,7 +64,7 @@ func TestRecordBundles(t *testing.T) {
 	defer c.Close()
 	b := c.Backend().(*fabricledger.Backend)
 	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
-	x := &proofbundle.Exporter{Key: key.Public().(ed25519.PublicKey), FabricTxBlock: b.BlockOfTx, Channel: b.Channel(), Chaincode: b.Chaincode(),
+	x := &proofbundle.Exporter{Key: key.Public().(ed25519.PublicKey), FabricTxBlock: b.BlockOfTx, FabricBlock: b.Block, Channel: b.Channel(), Chaincode: b.Chaincode(),
 		Records: proofbundle.LedgerRecords(c, core.Caller{ID: "test-service", Role: core.RoleService})}
 	for _, r := range ledgertest.Records(t, c) {
 		bd, err := x.Record(context.Background(), r[0], r[1])
@@ -73,10 +73,15 @@ func TestRecordBundles(t *testing.T) {
 			continue
 		}
 		raw, _ := json.Marshal(bd)
-		if rep := proofbundle.VerifyJSON(raw, key.Public().(ed25519.PublicKey)); !rep.Verified() || bd.Record.Fabric == nil {
-			t.Errorf("Record(%s, %s) did not verify: %+v", r[0], r[1], rep.Failed())
-		} else {
-			t.Logf("%s %s: transaction %s, block %d", r[0], r[1], bd.Record.Fabric.TxID, bd.Record.Fabric.Block)
+		rep := proofbundle.VerifyJSON(raw, key.Public().(ed25519.PublicKey))
+		if !rep.Verified() || bd.Record.Fabric == nil || len(rep.Unproven()) != 0 {
+			t.Errorf("Record(%s, %s) did not verify: failed %+v, not proven %+v", r[0], r[1], rep.Failed(), rep.Unproven())
+			continue
+		}
+		for _, c := range rep.Checks {
+			if c.Name == "fabric endorsements" {
+				t.Logf("%s %s: transaction %s, block %d: %s", r[0], r[1], bd.Record.Fabric.TxID, bd.Record.Fabric.Block, c.Detail)
+			}
 		}
 	}
 }

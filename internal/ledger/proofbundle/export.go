@@ -114,6 +114,9 @@ func (x *Exporter) Event(ctx context.Context, id uint64) (*Bundle, error) {
 				if ep.FabricBlock, err = x.FabricBlock(ctx, rc.Block); err != nil {
 					return nil, fmt.Errorf("event %d: Fabric block %d: %w", id, rc.Block, err)
 				}
+				if ep.FabricConfig, err = x.configOf(ctx, ep.FabricBlock); err != nil {
+					return nil, fmt.Errorf("event %d: %w", id, err)
+				}
 			}
 		}
 	}
@@ -230,12 +233,33 @@ func (x *Exporter) fabricRecord(ctx context.Context, typ, id, key string) (*Bund
 		if json.Unmarshal(value, &got) != nil || !reflect.DeepEqual(got, want) {
 			continue // an earlier value of the record
 		}
+		cfg, err := x.configOf(ctx, raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", typ, id, err)
+		}
 		return &Bundle{Version: Version, Kind: KindRecord, ServiceKey: eventtree.Hash(x.Key),
 			Record: &RecordProof{Type: typ, ID: id, Key: key, Value: value,
 				Fabric:      &ledger.Receipt{TxID: tx, Block: n, Channel: x.Channel, Chaincode: x.Chaincode},
-				FabricBlock: raw}}, nil
+				FabricBlock: raw, FabricConfig: cfg}}, nil
 	}
 	return nil, fmt.Errorf("%s %s: no transaction its stamps name writes its current value: %w", typ, id, ledger.ErrNotFound)
+}
+
+// configOf reads the channel config block in force for a Fabric block
+// (nil without FabricBlock): the org CAs verify checks endorsements with.
+func (x *Exporter) configOf(ctx context.Context, block []byte) ([]byte, error) {
+	if x.FabricBlock == nil {
+		return nil, nil
+	}
+	n, err := LastConfigIndex(block)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := x.FabricBlock(ctx, n)
+	if err != nil {
+		return nil, fmt.Errorf("Fabric config block %d: %w", n, err)
+	}
+	return cfg, nil
 }
 
 // LedgerRecords reads records through l as caller, for Exporter.Records.

@@ -3,16 +3,25 @@ package proofbundle
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hyperledger/fabric-protos-go-apiv2/common"
 	"github.com/hyperledger/fabric-protos-go-apiv2/ledger/rwset"
 	"github.com/hyperledger/fabric-protos-go-apiv2/ledger/rwset/kvrwset"
+	"github.com/hyperledger/fabric-protos-go-apiv2/msp"
 	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	"google.golang.org/protobuf/proto"
 
@@ -129,5 +138,95 @@ func TestFabricRecordBundle(t *testing.T) {
 	x.Records = nil
 	if _, err := x.Record(context.Background(), "dataset", "ds-1"); !errors.Is(err, ledger.ErrUnavailable) {
 		t.Errorf("Record(no record reader) = %v, want ErrUnavailable", err)
+	}
+}
+
+// caCert makes a P-256 CA, and a certificate it issues for cn.
+func caCert(t *testing.T, cn string) (caPEM []byte, leafPEM []byte, leafKey *ecdsa.PrivateKey) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ca." + cn}, NotBefore: time.Unix(1e9, 0), NotAfter: time.Unix(3e9, 0),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caParsed, _ := x509.ParseCertificate(caDER)
+	leafKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Unix(1e9, 0), NotAfter: time.Unix(3e9, 0), KeyUsage: x509.KeyUsageDigitalSignature}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caParsed, &leafKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), leafKey
+}
+
+// configBlock is a channel config block number num whose application
+// group holds org msp with root CA caPEM.
+func configBlock(t *testing.T, num uint64, mspID string, caPEM []byte) []byte {
+	fc := mustProto(t, &msp.FabricMSPConfig{Name: mspID, RootCerts: [][]byte{caPEM}})
+	mc := mustProto(t, &msp.MSPConfig{Config: fc})
+	cfg := &common.Config{ChannelGroup: &common.ConfigGroup{Groups: map[string]*common.ConfigGroup{"Application": {Groups: map[string]*common.ConfigGroup{
+		"Org1": {Values: map[string]*common.ConfigValue{"MSP": {Value: mc}}}}}}}}
+	pl := mustProto(t, &common.Payload{Header: &common.Header{}, Data: mustProto(t, &common.ConfigEnvelope{Config: cfg})})
+	return mustProto(t, &common.Block{Header: &common.BlockHeader{Number: num}, Data: &common.BlockData{Data: [][]byte{mustProto(t, &common.Envelope{Payload: pl})}}})
+}
+
+// endorsedBlock is a block with transaction txID endorsed by endorser
+// (of mspID, signing with key) and the orderer's last-config index.
+func endorsedBlock(t *testing.T, txID, mspID string, certPEM []byte, key *ecdsa.PrivateKey, lastConfig uint64) []byte {
+	prp := mustProto(t, &peer.ProposalResponsePayload{Extension: mustProto(t, &peer.ChaincodeAction{})})
+	endorser := mustProto(t, &msp.SerializedIdentity{Mspid: mspID, IdBytes: certPEM})
+	digest := sha256.Sum256(append(append([]byte{}, prp...), endorser...))
+	sig, _ := ecdsa.SignASN1(rand.Reader, key, digest[:])
+	cp := mustProto(t, &peer.ChaincodeActionPayload{Action: &peer.ChaincodeEndorsedAction{ProposalResponsePayload: prp,
+		Endorsements: []*peer.Endorsement{{Endorser: endorser, Signature: sig}}}})
+	tx := mustProto(t, &peer.Transaction{Actions: []*peer.TransactionAction{{Payload: cp}}})
+	ch := mustProto(t, &common.ChannelHeader{TxId: txID})
+	env := mustProto(t, &common.Envelope{Payload: mustProto(t, &common.Payload{Header: &common.Header{ChannelHeader: ch}, Data: tx})})
+	md := make([][]byte, 5)
+	md[common.BlockMetadataIndex_SIGNATURES] = mustProto(t, &common.Metadata{Value: mustProto(t, &common.OrdererBlockMetadata{LastConfig: &common.LastConfig{Index: lastConfig}})})
+	return mustProto(t, &common.Block{Header: &common.BlockHeader{Number: 9}, Data: &common.BlockData{Data: [][]byte{env}}, Metadata: &common.BlockMetadata{Metadata: md}})
+}
+
+// TestCheckEndorsements: an endorsement verifies under its org's CA from
+// the channel config; another CA's certificate, a changed signature or an
+// org outside the config fails.
+func TestCheckEndorsements(t *testing.T) {
+	caPEM, leafPEM, key := caCert(t, "peer0.org1")
+	cfg := configBlock(t, 3, "Org1MSP", caPEM)
+	blk := endorsedBlock(t, "tx1", "Org1MSP", leafPEM, key, 3)
+	if n, err := LastConfigIndex(blk); err != nil || n != 3 {
+		t.Fatalf("LastConfigIndex = %d, %v; want 3", n, err)
+	}
+	if msps, err := CheckEndorsements(blk, cfg, "tx1"); err != nil || len(msps) != 1 || msps[0] != "Org1MSP" {
+		t.Errorf("CheckEndorsements = %v, %v; want Org1MSP", msps, err)
+	}
+	r := &Report{}
+	verifyEndorsements(r, blk, cfg, "tx1")
+	if !r.OK() || len(r.Unproven()) != 0 {
+		t.Errorf("verifyEndorsements: %+v", r.Checks)
+	}
+	otherCA, _, _ := caCert(t, "peer0.org1")
+	_, otherLeaf, otherKey := caCert(t, "peer0.evil")
+	for name, tc := range map[string]struct {
+		blk, cfg []byte
+	}{
+		"another CA in the config":      {blk, configBlock(t, 3, "Org1MSP", otherCA)},
+		"a certificate of another CA":   {endorsedBlock(t, "tx1", "Org1MSP", otherLeaf, otherKey, 3), cfg},
+		"an org outside the config":     {endorsedBlock(t, "tx1", "Org9MSP", leafPEM, key, 3), cfg},
+		"a signature by another key":    {endorsedBlock(t, "tx1", "Org1MSP", leafPEM, otherKey, 3), cfg},
+		"an older config than in force": {endorsedBlock(t, "tx1", "Org1MSP", leafPEM, key, 5), cfg},
+	} {
+		r := &Report{}
+		verifyEndorsements(r, tc.blk, tc.cfg, "tx1")
+		if r.OK() {
+			t.Errorf("verifyEndorsements(%s) passed", name)
+		}
+	}
+	r = &Report{}
+	verifyEndorsements(r, blk, nil, "tx1")
+	if len(r.Unproven()) != 1 {
+		t.Errorf("verifyEndorsements(no config block) = %+v, want not proven", r.Checks)
 	}
 }
