@@ -194,7 +194,7 @@ func TestVerifyForgedBundle(t *testing.T) {
 	h := fileledger.BlockHash(body)
 	b := proofbundle.Bundle{Version: proofbundle.Version, Kind: proofbundle.KindRecord, ServiceKey: eventtree.Hash(forger.Public().(ed25519.PublicKey)),
 		Record: &proofbundle.RecordProof{Type: "dataset", ID: "ds-1", Key: "dataset/ds-1", Value: value,
-			Block: fileledger.Block{Body: body, Hash: h, Key: eventtree.Hash(forger.Public().(ed25519.PublicKey)), Sig: ed25519.Sign(forger, h)}}}
+			Block: &fileledger.Block{Body: body, Hash: h, Key: eventtree.Hash(forger.Public().(ed25519.PublicKey)), Sig: ed25519.Sign(forger, h)}}}
 	raw, _ := json.Marshal(&b)
 	path := filepath.Join(t.TempDir(), "forged.json")
 	if err := os.WriteFile(path, raw, 0o600); err != nil {

@@ -144,7 +144,9 @@ func openLedger(cfg LedgerConfig, dataDir string, store *twinstore.Store, in *in
 	} else {
 		p.proofs.Receipts = p.anchorer.Receipt
 		if p.fabric != nil {
-			p.proofs.FabricBlock = p.fabric.Block
+			p.proofs.FabricBlock, p.proofs.FabricTxBlock = p.fabric.Block, p.fabric.BlockOfTx
+			p.proofs.Channel, p.proofs.Chaincode = p.fabric.Channel(), p.fabric.Chaincode()
+			p.proofs.Records = proofbundle.LedgerRecords(p.client, selfCaller(cfg.Anchor.CallerID))
 		}
 	}
 	return p, nil
@@ -182,11 +184,15 @@ type selfReader struct {
 }
 
 func (r selfReader) AnchorForEvent(ctx context.Context, id uint64) (core.Anchor, error) {
-	caller := r.id
-	if caller == "" {
-		caller = "twin-service"
+	return r.l.AnchorForEvent(ledger.WithCaller(ctx, selfCaller(r.id)), id)
+}
+
+// selfCaller is the service's own ledger caller (anchor.caller_id).
+func selfCaller(id string) core.Caller {
+	if id == "" {
+		id = "twin-service"
 	}
-	return r.l.AnchorForEvent(ledger.WithCaller(ctx, core.Caller{ID: caller, Role: core.RoleService}), id)
+	return core.Caller{ID: id, Role: core.RoleService}
 }
 
 // Run checks everything the ledger stored, then anchors until ctx ends,

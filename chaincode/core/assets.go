@@ -72,6 +72,9 @@ func RegisterAsset(tx *Tx, in AssetRegistration) (Asset, error) {
 	if err := checkText("owner org", owner, 128, true); err != nil {
 		return Asset{}, err
 	}
+	if owner != tx.Caller.MSP {
+		return Asset{}, fmt.Errorf("register asset %s for %s: an organisation registers its own assets (the caller's is %s): %w", in.ID, owner, tx.Caller.MSP, ErrForbidden)
+	}
 	status := in.Status
 	if status == "" {
 		status = StatusInService
@@ -103,7 +106,10 @@ func RegisterAsset(tx *Tx, in AssetRegistration) (Asset, error) {
 	if in.Kind == AssetKindGateway {
 		a.KeyStamp = &st
 	}
-	return a, writeAsset(tx, a, ChangeRegistered, "", string(status), "")
+	if err := writeAsset(tx, a, ChangeRegistered, "", string(status), ""); err != nil {
+		return Asset{}, err
+	}
+	return a, bindOwner(tx, a)
 }
 
 func writeAsset(tx *Tx, a Asset, typ ChangeType, old, new, reason string) error {

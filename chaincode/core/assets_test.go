@@ -35,6 +35,7 @@ func TestRegisterAsset(t *testing.T) {
 		{"gpu with key", RoleAdmin, func(a *AssetRegistration) { a.PublicKey = key }, ErrInvalid},
 		{"registered twice", RoleAdmin, func(a *AssetRegistration) { a.ID = gpu0 }, ErrConflict},
 		{"owner too long", RoleAdmin, func(a *AssetRegistration) { a.OwnerOrg = strings.Repeat("o", 129) }, ErrInvalid},
+		{"another org's asset", RoleAdmin, func(a *AssetRegistration) { a.OwnerOrg = "Org2MSP" }, ErrForbidden},
 	}
 	for _, tt := range tests {
 		l := world(t)

@@ -89,6 +89,9 @@ func Functions() []Function {
 		fn("SetPolicy", true, SetPolicy),
 		fn("RequestDeployment", true, RequestDeployment),
 		fn("SetGatewayKeyPolicy", true, SetGatewayKeyPolicy),
+		fn("OfferCustody", true, OfferCustody),
+		fn("AcceptCustody", true, AcceptCustody),
+		fn("RecordArrival", true, RecordArrival),
 
 		fn("GetGatewayKeyPolicy", false, GetGatewayKeyPolicy),
 		fn("GetAsset", false, byID(GetAsset)),

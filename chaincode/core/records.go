@@ -51,6 +51,8 @@ type Asset struct {
 	// KeyStamp says who put a gateway's current public key on the ledger
 	// (registration, SetGatewayKey, or a confirmation of the same key).
 	KeyStamp *Stamp `json:"key_stamp,omitempty"`
+	// Pending is a custody offer to another organisation not accepted yet.
+	Pending *PendingCustody `json:"pending,omitempty"`
 }
 
 // ChangeType names an entry of an asset's history.

@@ -27,6 +27,8 @@ func writeArgs(t *testing.T) map[string]any {
 		"SetPolicy":           PolicyInput{ID: "prod2", RequiredRoles: []Role{RoleSecurity}},
 		"RequestDeployment":   deployment("d-new", "m1", gpu0),
 		"SetGatewayKeyPolicy": GatewayKeyPolicy{TrustedKeysOnly: true},
+		"OfferCustody":        CustodyOffer{Asset: gpu0, To: "Org2MSP"},
+		"RecordArrival":       Arrival{Asset: gpu0, FingerprintHash: hashOf("observed")},
 	}
 }
 
@@ -50,10 +52,12 @@ func TestRoleMatrix(t *testing.T) {
 		"SetPolicy":           {RoleAdmin, RoleCompliance},
 		"RequestDeployment":   {RoleMLEngineer, RoleMLLead, RoleService},
 		"SetGatewayKeyPolicy": {RoleAdmin, RoleSecurity},
+		"OfferCustody":        {RoleAdmin, RoleAssetManager},
+		"RecordArrival":       {RoleAdmin, RoleAssetManager, RoleService},
 	}
 	args := writeArgs(t)
 	for _, f := range Functions() {
-		if !f.Write {
+		if !f.Write || f.Name == "AcceptCustody" { // needs an offer to the caller's org first: TestCustody
 			continue
 		}
 		roles, ok := allowed[f.Name]

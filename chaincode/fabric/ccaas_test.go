@@ -32,6 +32,7 @@ type fakePeer struct {
 	t      *testing.T
 	stream grpc.BidiStreamingClient[peer.ChaincodeMessage, peer.ChaincodeMessage]
 	state  map[string][]byte
+	meta   map[string]string // key -> metadata key set (PUT_STATE_METADATA)
 }
 
 func (p *fakePeer) send(m *peer.ChaincodeMessage) {
@@ -113,6 +114,13 @@ func (p *fakePeer) transact(txID string, ts time.Time, creator []byte, fn string
 				qr.Results = append(qr.Results, &peer.QueryResultBytes{ResultBytes: marshal(p.t, &queryresult.KV{Key: k, Value: p.state[k]})})
 			}
 			reply.Payload = marshal(p.t, qr)
+		case peer.ChaincodeMessage_PUT_STATE_METADATA:
+			var pm peer.PutStateMetadata
+			_ = proto.Unmarshal(m.Payload, &pm)
+			if p.meta == nil {
+				p.meta = map[string]string{}
+			}
+			p.meta[pm.Key] = pm.GetMetadata().GetMetakey()
 		case peer.ChaincodeMessage_QUERY_STATE_CLOSE:
 			reply.Payload = marshal(p.t, &peer.QueryResponse{})
 		default:
@@ -191,6 +199,10 @@ func TestChaincodeAsAService(t *testing.T) {
 	var a core.Asset
 	if res.Status != 200 || json.Unmarshal(res.Payload, &a) != nil || !a.Registered.Time.Equal(ts) || a.Registered.TxID != "tx1" || a.OwnerOrg != "Org1MSP" {
 		t.Fatalf("RegisterAsset = %d %s %s, want the asset stamped with tx1 at %s", res.Status, res.Message, res.Payload, ts)
+	}
+	// The asset's key carries its owner's endorsement policy.
+	if p.meta["asset/gpu-1"] != "VALIDATION_PARAMETER" {
+		t.Errorf("RegisterAsset set key metadata %v, want a validation parameter (key-level endorsement) on asset/gpu-1", p.meta)
 	}
 	res = p.transact("tx2", ts.Add(time.Second), auditor, "GetAssetHistory", core.IDQuery{ID: "gpu-1"})
 	var h core.AssetHistory

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/hyperledger/fabric-chaincode-go/v2/pkg/statebased"
 	"github.com/hyperledger/fabric-chaincode-go/v2/shim"
 	"github.com/hyperledger/fabric-contract-api-go/v2/contractapi"
 
@@ -96,6 +97,23 @@ type stubState struct{ stub shim.ChaincodeStubInterface }
 func (s stubState) Get(key string) ([]byte, error)     { return s.stub.GetState(key) }
 func (s stubState) Put(key string, value []byte) error { return s.stub.PutState(key, value) }
 func (s stubState) Delete(key string) error            { return s.stub.DelState(key) }
+
+// SetKeyOwner requires a peer of org to endorse every later write of key
+// (a key-level, state-based endorsement policy).
+func (s stubState) SetKeyOwner(key, org string) error {
+	ep, err := statebased.NewStateEP(nil)
+	if err != nil {
+		return err
+	}
+	if err := ep.AddOrgs(statebased.RoleTypePeer, org); err != nil {
+		return err
+	}
+	pol, err := ep.Policy()
+	if err != nil {
+		return err
+	}
+	return s.stub.SetStateValidationParameter(key, pol)
+}
 
 func (s stubState) Range(start, end string, fn func(key string, value []byte) bool) error {
 	it, err := s.stub.GetStateByRange(start, end)
@@ -281,4 +299,19 @@ func (c *Contract) SetGatewayKeyPolicy(ctx contractapi.TransactionContextInterfa
 // GetGatewayKeyPolicy calls core.GetGatewayKeyPolicy.
 func (c *Contract) GetGatewayKeyPolicy(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
 	return call(ctx, "GetGatewayKeyPolicy", arg)
+}
+
+// OfferCustody calls core.OfferCustody.
+func (c *Contract) OfferCustody(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "OfferCustody", arg)
+}
+
+// AcceptCustody calls core.AcceptCustody.
+func (c *Contract) AcceptCustody(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "AcceptCustody", arg)
+}
+
+// RecordArrival calls core.RecordArrival.
+func (c *Contract) RecordArrival(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "RecordArrival", arg)
 }

@@ -43,6 +43,8 @@ type fakeStub struct {
 	txID    string
 	ts      time.Time
 	creator []byte
+	// policies are the key-level endorsement policies set
+	policies map[string][]byte
 }
 
 func newFakeStub() *fakeStub { return &fakeStub{state: map[string][]byte{}} }
@@ -86,6 +88,15 @@ func (s *fakeStub) GetTxTimestamp() (*timestamppb.Timestamp, error) {
 	return timestamppb.New(s.ts), nil
 }
 func (s *fakeStub) GetState(key string) ([]byte, error) { return s.state[key], nil }
+
+// SetStateValidationParameter records a key's endorsement policy.
+func (s *fakeStub) SetStateValidationParameter(key string, ep []byte) error {
+	if s.policies == nil {
+		s.policies = map[string][]byte{}
+	}
+	s.policies[key] = ep
+	return nil
+}
 func (s *fakeStub) PutState(key string, value []byte) error {
 	if len(value) == 0 {
 		panic("PutState with an empty value deletes on a peer")

@@ -22,7 +22,7 @@ import (
 // ProofExporter builds proof bundles (*proofbundle.Exporter).
 type ProofExporter interface {
 	Event(ctx context.Context, id uint64) (*proofbundle.Bundle, error)
-	Record(typ, id string) (*proofbundle.Bundle, error)
+	Record(ctx context.Context, typ, id string) (*proofbundle.Bundle, error)
 	Alert(ctx context.Context, alert []byte) (*proofbundle.Bundle, error)
 }
 
@@ -135,7 +135,7 @@ func (s *Server) registerLedger(api router) {
 		if d.Proofs == nil {
 			return nil, fmt.Errorf("proof export is not configured: %w", ledger.ErrUnavailable)
 		}
-		return d.Proofs.Record(param(c, "type"), param(c, "id"))
+		return d.Proofs.Record(ctx, param(c, "type"), param(c, "id"))
 	}))
 	// The latest signed checkpoint, and a proof that an earlier tree size is
 	// a prefix of a later one: how an auditor checks the log only grew.

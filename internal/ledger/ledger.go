@@ -50,6 +50,9 @@ type Ledger interface {
 	SetAssetStatus(ctx context.Context, in core.StatusChange) (core.Asset, error)
 	UpdateFingerprint(ctx context.Context, in core.FingerprintChange) (core.Asset, error)
 	SetGatewayKey(ctx context.Context, in core.KeyChange) (core.Asset, error)
+	OfferCustody(ctx context.Context, in core.CustodyOffer) (core.Asset, error)
+	AcceptCustody(ctx context.Context, in core.CustodyAccept) (core.Asset, error)
+	RecordArrival(ctx context.Context, in core.Arrival) (core.Asset, error)
 	SubmitAnchor(ctx context.Context, in core.AnchorInput) (core.Anchor, error)
 	SubmitAnchors(ctx context.Context, in []core.AnchorInput) ([]core.Anchor, error)
 	RecordEvidence(ctx context.Context, in core.EvidenceInput) (core.Evidence, error)
@@ -170,6 +173,21 @@ func (c *Client) UpdateFingerprint(ctx context.Context, in core.FingerprintChang
 
 func (c *Client) SetGatewayKey(ctx context.Context, in core.KeyChange) (core.Asset, error) {
 	return call[core.Asset](ctx, c, true, "SetGatewayKey", in)
+}
+
+// OfferCustody offers an asset's custody to another organisation (core.OfferCustody).
+func (c *Client) OfferCustody(ctx context.Context, in core.CustodyOffer) (core.Asset, error) {
+	return call[core.Asset](ctx, c, true, "OfferCustody", in)
+}
+
+// AcceptCustody takes an offered asset's custody (core.AcceptCustody).
+func (c *Client) AcceptCustody(ctx context.Context, in core.CustodyAccept) (core.Asset, error) {
+	return call[core.Asset](ctx, c, true, "AcceptCustody", in)
+}
+
+// RecordArrival records the fingerprint a receiving site observed (core.RecordArrival).
+func (c *Client) RecordArrival(ctx context.Context, in core.Arrival) (core.Asset, error) {
+	return call[core.Asset](ctx, c, true, "RecordArrival", in)
 }
 
 func (c *Client) SubmitAnchor(ctx context.Context, in core.AnchorInput) (core.Anchor, error) {

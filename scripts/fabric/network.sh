@@ -33,7 +33,8 @@
 # With a Fabric CA, up enrolls (without one, issues from Org1's cryptogen CA key with
 # tools/fabric-enroll issue) Org1 identities whose certificates carry twin.role: the
 # service identity (TWINCHAIN_FABRIC_CERT/KEY) and test-<role> for every role in
-# $STATE/identities/<id>.<role>/{cert.pem,key.pem} (the layout fabricledger reads).
+# $STATE/identities/<id>.<role>/{cert.pem,key.pem} (the layout fabricledger reads);
+# with two orgs, Org2's (from its cryptogen CA key) in $STATE/identities-org2.
 # Then `. $STATE/network.env && go test ./internal/ledger/fabricledger` runs the ledger
 # contract suite on this network.
 #
@@ -545,7 +546,24 @@ issue_identities() {
   smoke_test_role
 }
 
+# issue_org2_identities: with two orgs, Org2's twin-service and test-<role>
+# identities (twin.role) from Org2's cryptogen CA key, in $STATE/identities-org2:
+# the second organisation of the custody tests.
+issue_org2_identities() {
+  [ "$NORGS" -ge 2 ] || return 0
+  local tool="$STATE/bin/fabric-enroll" cadir="$crypto/peerOrganizations/$(org_dom 2)/ca"
+  mkdir -p "$STATE/bin"
+  [ -x "$tool" ] || (cd "$repo" && go build -o "$tool" ./tools/fabric-enroll) >&2 || die "could not build tools/fabric-enroll"
+  for spec in twin-service:service test-asset_manager:asset_manager test-service:service test-auditor:auditor test-security:security; do
+    "$tool" issue -ca-cert "$(ls "$cadir"/*-cert.pem)" -ca-key "$cadir/priv_sk" -msp Org2MSP \
+      -out "$STATE/identities-org2" -id "${spec%%:*}" -role "${spec##*:}" >>"$STATE/logs/enroll.log" 2>&1 \
+      || die "issue Org2 ${spec%%:*} failed; see $STATE/logs/enroll.log"
+  done
+  log "issued Org2 identities with twin.role from Org2's CA key in $STATE/identities-org2"
+}
+
 enroll_identities() {
+  issue_org2_identities
   [ -n "${TWINCHAIN_FABRIC_CA:-}" ] || { issue_identities; return 0; }
   local client role
   client="$(ca_client)" || { log "no fabric-ca-client: identities not enrolled"; return 0; }
@@ -599,6 +617,12 @@ write_env() {
     echo "export TWINCHAIN_FABRIC_PACKAGE_ID=$(cat "$STATE/artifacts/package-id")"
     if [ -d "$STATE/identities" ]; then
       echo "export TWINCHAIN_FABRIC_IDENTITIES=$STATE/identities"
+    fi
+    if [ -d "$STATE/identities-org2" ]; then
+      echo "export TWINCHAIN_FABRIC_ORG2_PEER=$HOST:$(peer_port 2)"
+      echo "export TWINCHAIN_FABRIC_ORG2_PEER_HOST=peer0.$(org_dom 2)"
+      echo "export TWINCHAIN_FABRIC_ORG2_TLS_CA=$(peer_dir 2)/tls/ca.crt"
+      echo "export TWINCHAIN_FABRIC_ORG2_IDENTITIES=$STATE/identities-org2"
     fi
     if [ -n "${TWINCHAIN_FABRIC_CA:-}" ]; then
       echo "export TWINCHAIN_FABRIC_CA_URL=http://$HOST:$(ca_port 1)"

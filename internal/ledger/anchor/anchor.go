@@ -104,6 +104,8 @@ type Ledger interface {
 	RecordEvidence(ctx context.Context, in core.EvidenceInput) (core.Evidence, error)
 	RegisterAsset(ctx context.Context, in core.AssetRegistration) (core.Asset, error)
 	SetAssetStatus(ctx context.Context, in core.StatusChange) (core.Asset, error)
+	GetAsset(ctx context.Context, id string) (core.Asset, error)
+	RecordArrival(ctx context.Context, in core.Arrival) (core.Asset, error)
 }
 
 // Deps are the anchorer's collaborators.
@@ -129,6 +131,8 @@ type Stats struct {
 	EvidenceDropped uint64 `json:"evidence_dropped"` // evidence items given up (no envelope, refused by the core)
 	Registered      uint64 `json:"registered"`       // assets registered on the ledger at their first event
 	Statuses        uint64 `json:"statuses"`         // quarantines (and releases) carried to the ledger's asset status
+	Arrivals        uint64 `json:"arrivals"`         // assets received from another org whose fingerprint matched the ledger's
+	Substitutions   uint64 `json:"substitutions"`    // assets received whose fingerprint did not: substituted in transit
 	LedgerErrors    uint64 `json:"ledger_errors"`    // failed ledger calls (retried)
 }
 
@@ -140,8 +144,8 @@ type Anchorer struct {
 
 	kick chan struct{} // batcher -> submitter, capacity 1
 
-	batches, anchored, anchoredTo, evidence, dropped, ledgerErrs, registeredN, statuses atomic.Uint64
-	failing                                                                             atomic.Pointer[error]
+	batches, anchored, anchoredTo, evidence, dropped, ledgerErrs, registeredN, statuses, arrivals, substitutions atomic.Uint64
+	failing                                                                                                      atomic.Pointer[error]
 
 	regMu      sync.Mutex
 	registered map[string]bool // ids known to be on the ledger
@@ -187,7 +191,8 @@ func (a *Anchorer) Stats() Stats {
 	b, e := a.q.pending()
 	return Stats{Batches: a.batches.Load(), Anchored: a.anchored.Load(), AnchoredTo: a.anchoredTo.Load(),
 		PendingBatches: b, PendingEvidence: e, Evidence: a.evidence.Load(), EvidenceDropped: a.dropped.Load(),
-		LedgerErrors: a.ledgerErrs.Load(), Registered: a.registeredN.Load(), Statuses: a.statuses.Load()}
+		LedgerErrors: a.ledgerErrs.Load(), Registered: a.registeredN.Load(), Statuses: a.statuses.Load(),
+		Arrivals: a.arrivals.Load(), Substitutions: a.substitutions.Load()}
 }
 
 func (a *Anchorer) ctx(ctx context.Context) context.Context {
@@ -691,6 +696,35 @@ func (a *Anchorer) ensureRegistered(ctx context.Context, it evidenceItem) error 
 	return nil
 }
 
+// arrive handles the first sight of an asset the ledger already holds: one
+// in transit whose custody this organisation accepted (the owner now, no
+// offer pending) has arrived, and the ledger compares the fingerprint
+// observed here with its own (core.RecordArrival). A mismatch is a
+// substitution in transit: the ledger records it and quarantines the
+// asset, and it is logged as an error. Any other registered asset is left
+// as it is.
+func (a *Anchorer) arrive(ctx context.Context, r core.AssetRegistration) error {
+	have, err := a.d.Ledger.GetAsset(ctx, r.ID)
+	if err != nil || have.Status != core.StatusInTransit || have.Pending != nil {
+		return err
+	}
+	got, err := a.d.Ledger.RecordArrival(ctx, core.Arrival{Asset: r.ID, FingerprintHash: r.FingerprintHash})
+	switch {
+	case errors.Is(err, ledger.ErrForbidden):
+		return nil // in transit for another organisation: not ours to receive
+	case err != nil:
+		return err
+	case got.Status == core.StatusQuarantined:
+		a.substitutions.Add(1)
+		a.d.Log.Error("SUBSTITUTION IN TRANSIT: the asset received does not have the fingerprint its custody was transferred with; quarantined on the ledger",
+			"asset", r.ID, "ledger_fingerprint", have.FingerprintHash, "observed_fingerprint", r.FingerprintHash)
+	default:
+		a.arrivals.Add(1)
+		a.d.Log.Info("asset arrived: its fingerprint matches the ledger's", "asset", r.ID)
+	}
+	return nil
+}
+
 // FingerprintHash is the hex SHA-256 of an identity's canonical JSON, the
 // fingerprint hash registered on the ledger.
 func FingerprintHash(id *twin.Identity) string {
@@ -707,7 +741,10 @@ func (a *Anchorer) isRegistered(id string) bool {
 
 func (a *Anchorer) register(ctx context.Context, r core.AssetRegistration) error {
 	_, err := a.d.Ledger.RegisterAsset(ctx, r)
-	if err != nil && !errors.Is(err, ledger.ErrConflict) {
+	if errors.Is(err, ledger.ErrConflict) {
+		err = a.arrive(ctx, r)
+	}
+	if err != nil {
 		return fmt.Errorf("register %s on the ledger: %w", r.ID, err)
 	}
 	a.regMu.Lock()

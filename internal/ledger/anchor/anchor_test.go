@@ -440,3 +440,50 @@ func TestQuarantineReachesLedgerStatus(t *testing.T) {
 		t.Errorf("EvidenceDropped after a refused release = %d, want %d", got, dropped+1)
 	}
 }
+
+// TestArrivalFromAnotherOrg: the seller's org registers two GPUs and
+// transfers their custody to this service's org (Org1MSP). When the
+// service first sees them, the ledger compares the observed fingerprints:
+// gpu0's matches (in service, arrival_verified), gpu1's does not (a
+// substitution in transit: quarantined, recorded in its history).
+func TestArrivalFromAnotherOrg(t *testing.T) {
+	probe := newRig(t, Config{Interval: 20 * time.Millisecond})
+	probe.inventory("GPU-b1", "v0")
+	probe.waitAnchored("probe")
+	g0, _ := probe.store.Asset("srv-s1-001.gpu0")
+
+	led, _, err := fileledger.OpenLedger(fileledger.Options{Dir: t.TempDir(), Key: serviceKey, Org: "Org1MSP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := func(msp string) context.Context {
+		return ledger.WithCaller(context.Background(), core.Caller{ID: "am-" + msp, MSP: msp, Role: core.RoleAssetManager})
+	}
+	for id, fp := range map[string]string{"srv-s1-001.gpu0": FingerprintHash(&g0.Identity), "srv-s1-001.gpu1": FingerprintHash(&twin.Identity{Serial: "ORIGINAL"})} {
+		if _, err := led.RegisterAsset(as("SellerMSP"), core.AssetRegistration{ID: id, Kind: "gpu", FingerprintHash: fp}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := led.OfferCustody(as("SellerMSP"), core.CustodyOffer{Asset: id, To: "Org1MSP"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := led.AcceptCustody(as("Org1MSP"), core.CustodyAccept{Asset: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := newRigOn(t, Config{Interval: 20 * time.Millisecond}, led)
+	r.inventory("GPU-b1", "v0")
+	r.waitAnchored("arrival")
+	for id, want := range map[string]core.AssetStatus{"srv-s1-001.gpu0": core.StatusInService, "srv-s1-001.gpu1": core.StatusQuarantined} {
+		h, err := r.led.AssetHistory(svc, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := h.Changes[len(h.Changes)-1].Type
+		if h.Asset.Status != want || (want == core.StatusQuarantined) != (last == core.ChangeSubstitution) {
+			t.Errorf("%s after arrival: status %s, last change %s; want %s", id, h.Asset.Status, last, want)
+		}
+	}
+	if st := r.a.Stats(); st.Arrivals != 1 || st.Substitutions != 1 {
+		t.Errorf("Stats arrivals %d substitutions %d, want 1 and 1", st.Arrivals, st.Substitutions)
+	}
+}

@@ -219,6 +219,20 @@ func (b *Backend) Block(ctx context.Context, n uint64) ([]byte, error) {
 	return res, mapError("GetBlockByNumber", err)
 }
 
+// BlockOfTx is the block holding transaction txID, its protobuf bytes (qscc
+// GetBlockByTxID, read with the service identity).
+func (b *Backend) BlockOfTx(ctx context.Context, txID string) ([]byte, error) {
+	res, err := b.service.GetNetwork(b.cfg.Channel).GetContract("qscc").EvaluateWithContext(ctx, "GetBlockByTxID",
+		client.WithArguments(b.cfg.Channel, txID))
+	return res, mapError("GetBlockByTxID", err)
+}
+
+// Channel and Chaincode name where the backend's transactions go.
+func (b *Backend) Channel() string { return b.cfg.Channel }
+
+// Chaincode is the chaincode's name (its namespace in the channel's state).
+func (b *Backend) Chaincode() string { return b.cfg.Chaincode }
+
 // mapError recovers the core's sentinel from a chaincode error (the contract
 // sends core.CodedMessage text, which the peers pass on in the gRPC status
 // and its details) and marks transport failures unavailable.

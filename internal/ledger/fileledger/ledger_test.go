@@ -1,6 +1,7 @@
 package fileledger
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -42,4 +43,20 @@ func BenchmarkSubmitAnchor(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "anchors/s")
+}
+
+// TestCustody runs the two-organisation custody rules on the embedded
+// ledger, the organisations being the callers' MSPs.
+func TestCustody(t *testing.T) {
+	l, _, err := OpenLedger(Options{Dir: t.TempDir(), Key: testKey, Org: "Org1MSP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	org := func(msp string) ledgertest.Org {
+		return ledgertest.Org{MSP: msp, L: l, As: func(r core.Role) context.Context {
+			return ledger.WithCaller(context.Background(), core.Caller{ID: "test-" + string(r), MSP: msp, Role: r})
+		}}
+	}
+	ledgertest.Custody(t, org("Org1MSP"), org("Org2MSP"))
 }

@@ -393,3 +393,108 @@ func testConcurrent(t *testing.T, l ledger.Ledger) {
 		}
 	}
 }
+
+// Records writes one record of each type a record bundle proves (asset,
+// dataset, model, policy, deployment), each but the policy changed after
+// it was first written, and returns their type and id pairs.
+func Records(t *testing.T, l ledger.Ledger) [][2]string {
+	t.Helper()
+	am, eng := As(core.RoleAssetManager), As(core.RoleMLEngineer)
+	must[core.Asset](t, "RegisterAsset")(l.RegisterAsset(am, gpu("rec-srv.gpu0")))
+	must[core.Asset](t, "SetAssetStatus")(l.SetAssetStatus(As(core.RoleSecurity), core.StatusChange{Asset: "rec-srv.gpu0", Status: core.StatusQuarantined, Reason: "probe"}))
+	consent := core.Consent{PolicyRef: "consent-v2", Licence: "CC-BY-4.0", UseScope: []string{"training"}, RetentionDays: 365}
+	must[core.Dataset](t, "RegisterDataset")(l.RegisterDataset(eng, core.DatasetInput{ID: "rec-ds", ContentHash: Hash("rec-ds"), Consent: consent,
+		Sources: []core.Source{{Kind: core.SourceSystem, Ref: "s3://bucket/rec"}}}))
+	must[core.Dataset](t, "AddQualityChecks")(l.AddQualityChecks(eng, core.QualityChecksInput{Dataset: "rec-ds",
+		Checks: []core.QualityCheckInput{{Name: "nulls", Value: 0, Threshold: 0.01, Compare: core.AtMost}}}))
+	t0 := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	must[core.Model](t, "RegisterModel")(l.RegisterModel(eng, core.ModelInput{ID: "rec-model", ArtifactHash: Hash("rec-model"),
+		Datasets: []string{"rec-ds"}, Training: core.TrainingRun{Hardware: []core.HardwareUse{{Asset: "rec-srv.gpu0", RevisionStart: 1, RevisionEnd: 1}},
+			CodeRef: "git@example/train@abc", ConfigHash: Hash("cfg"), Start: t0, End: t0.Add(time.Hour)}}))
+	must[core.Model](t, "AddEvaluation")(l.AddEvaluation(eng, core.EvaluationInput{Model: "rec-model", Name: "holdout", Metrics: []core.Metric{{Name: "accuracy", Value: 0.9}}}))
+	must[core.Policy](t, "SetPolicy")(l.SetPolicy(As(core.RoleCompliance), core.PolicyInput{ID: "rec-policy", RequiredRoles: []core.Role{core.RoleMLLead}}))
+	must[core.Deployment](t, "RequestDeployment")(l.RequestDeployment(eng, core.DeploymentInput{ID: "rec-dep", Model: "rec-model", Policy: "rec-policy",
+		Targets: []string{"rec-srv.gpu0"}, BinaryHash: Hash("bin"), ContainerHash: Hash("ctr"), ConfigHash: Hash("dcfg"),
+		Environment: core.Environment{HardwareClass: "h100-sxm-80g", Drivers: []core.ToolVersion{{Name: "nvidia", Version: "550.54"}}}}))
+	return [][2]string{{"asset", "rec-srv.gpu0"}, {"dataset", "rec-ds"}, {"model", "rec-model"}, {"policy", "rec-policy"}, {"deployment", "rec-dep"}}
+}
+
+// Org is one organisation's side of a ledger: its MSP id, the ledger as it
+// reaches it and how its callers act (on the embedded ledger the caller's
+// MSP; on Fabric the org's own identities).
+type Org struct {
+	MSP string
+	L   ledger.Ledger
+	As  func(core.Role) context.Context
+	// Sync, when set, waits until the org's ledger has every block the
+	// other org's has (Fabric: its peer caught up) before it acts.
+	Sync func()
+}
+
+func (o Org) as(r core.Role) context.Context {
+	if o.Sync != nil {
+		o.Sync()
+	}
+	return o.As(r)
+}
+
+// Custody runs the custody rules across two organisations: a registers an
+// asset and offers it to b, which alone may accept it; neither may act for
+// the other; on arrival b's service compares the observed fingerprint: a
+// match puts the asset in service, a mismatch records a substitution and
+// quarantines it.
+func Custody(t *testing.T, a, b Org) {
+	fp := Hash("cust-fp")
+	asset := must[core.Asset](t, "RegisterAsset(a)")(a.L.RegisterAsset(a.as(core.RoleAssetManager), core.AssetRegistration{ID: "cust-1", Kind: "gpu", FingerprintHash: fp}))
+	if asset.OwnerOrg != a.MSP {
+		t.Fatalf("RegisterAsset owner = %q, want %s", asset.OwnerOrg, a.MSP)
+	}
+	_, err := b.L.RegisterAsset(b.as(core.RoleAssetManager), core.AssetRegistration{ID: "cust-x", Kind: "gpu", FingerprintHash: fp, OwnerOrg: a.MSP})
+	wantErr(t, "RegisterAsset(for another org)", err, ledger.ErrForbidden)
+	_, err = b.L.OfferCustody(b.as(core.RoleAssetManager), core.CustodyOffer{Asset: "cust-1", To: b.MSP})
+	wantErr(t, "OfferCustody(by a non-owner)", err, ledger.ErrForbidden)
+	_, err = b.L.AcceptCustody(b.as(core.RoleAssetManager), core.CustodyAccept{Asset: "cust-1"})
+	wantErr(t, "AcceptCustody(nothing offered)", err, ledger.ErrConflict)
+	_, err = a.L.OfferCustody(a.as(core.RoleAuditor), core.CustodyOffer{Asset: "cust-1", To: b.MSP})
+	wantErr(t, "OfferCustody(as auditor)", err, ledger.ErrForbidden)
+	off := must[core.Asset](t, "OfferCustody")(a.L.OfferCustody(a.as(core.RoleAssetManager), core.CustodyOffer{Asset: "cust-1", To: b.MSP, Reason: "PO-7"}))
+	if off.Status != core.StatusInTransit || off.Pending == nil || off.Pending.To != b.MSP || off.OwnerOrg != a.MSP {
+		t.Errorf("OfferCustody = status %s pending %+v owner %s; want in_transit, pending to %s, owner still %s", off.Status, off.Pending, off.OwnerOrg, b.MSP, a.MSP)
+	}
+	_, err = a.L.AcceptCustody(a.as(core.RoleAssetManager), core.CustodyAccept{Asset: "cust-1"})
+	wantErr(t, "AcceptCustody(by the offering org)", err, ledger.ErrForbidden)
+	_, err = b.L.RecordArrival(b.as(core.RoleService), core.Arrival{Asset: "cust-1", FingerprintHash: fp})
+	wantErr(t, "RecordArrival(before accepting)", err, ledger.ErrForbidden)
+	acc := must[core.Asset](t, "AcceptCustody")(b.L.AcceptCustody(b.as(core.RoleAssetManager), core.CustodyAccept{Asset: "cust-1"}))
+	if acc.OwnerOrg != b.MSP || acc.Pending != nil || !IsCaller(acc.Updated.By, "test-asset_manager") || acc.Updated.MSP != b.MSP {
+		t.Errorf("AcceptCustody = owner %s pending %+v updated %+v; want owner %s stamped by its asset manager", acc.OwnerOrg, acc.Pending, acc.Updated, b.MSP)
+	}
+	_, err = a.L.OfferCustody(a.as(core.RoleAssetManager), core.CustodyOffer{Asset: "cust-1", To: a.MSP})
+	wantErr(t, "OfferCustody(by the former owner)", err, ledger.ErrForbidden)
+	arr := must[core.Asset](t, "RecordArrival(match)")(b.L.RecordArrival(b.as(core.RoleService), core.Arrival{Asset: "cust-1", FingerprintHash: fp, Site: "s2"}))
+	if arr.Status != core.StatusInService || arr.FingerprintHash != fp {
+		t.Errorf("RecordArrival(same fingerprint) = %s %s, want in_service with the ledger's fingerprint", arr.Status, arr.FingerprintHash)
+	}
+
+	// A second asset arrives with another fingerprint: substitution in transit.
+	must[core.Asset](t, "RegisterAsset(a, 2)")(a.L.RegisterAsset(a.as(core.RoleAssetManager), core.AssetRegistration{ID: "cust-2", Kind: "gpu", FingerprintHash: fp}))
+	must[core.Asset](t, "OfferCustody(2)")(a.L.OfferCustody(a.as(core.RoleAssetManager), core.CustodyOffer{Asset: "cust-2", To: b.MSP}))
+	must[core.Asset](t, "AcceptCustody(2)")(b.L.AcceptCustody(b.as(core.RoleAssetManager), core.CustodyAccept{Asset: "cust-2"}))
+	other := Hash("swapped in transit")
+	sub := must[core.Asset](t, "RecordArrival(mismatch)")(b.L.RecordArrival(b.as(core.RoleService), core.Arrival{Asset: "cust-2", FingerprintHash: other, Site: "s2"}))
+	if sub.Status != core.StatusQuarantined || sub.FingerprintHash != fp {
+		t.Errorf("RecordArrival(other fingerprint) = %s %s, want quarantined, the ledger's fingerprint kept", sub.Status, sub.FingerprintHash)
+	}
+	h := must[core.AssetHistory](t, "AssetHistory")(b.L.AssetHistory(b.as(core.RoleAuditor), "cust-2"))
+	last := h.Changes[len(h.Changes)-1]
+	if last.Type != core.ChangeSubstitution || last.Old != fp || last.New != other || last.Stamp.MSP != b.MSP {
+		t.Errorf("last history entry = %+v, want a substitution from %s to %s recorded by %s", last, fp, other, b.MSP)
+	}
+	var types []core.ChangeType
+	for _, c := range h.Changes {
+		types = append(types, c.Type)
+	}
+	if fmt.Sprint(types) != "[registered custody_offered custody_accepted substitution]" {
+		t.Errorf("history = %v, want registered, custody_offered, custody_accepted, substitution", types)
+	}
+}

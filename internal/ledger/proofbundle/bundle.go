@@ -159,15 +159,23 @@ type EventProof struct {
 	// FabricBlock is that block's protobuf bytes: verify checks its data
 	// hash and that the transaction, marked valid, writes the anchor.
 	FabricBlock []byte `json:"fabric_block,omitempty"`
+	// FabricConfig is the channel's config block in force for that block:
+	// the org CA certificates the endorsements are checked against.
+	FabricConfig []byte `json:"fabric_config,omitempty"`
 }
 
-// RecordProof proves one ledger record by the block that wrote it.
+// RecordProof proves one ledger record by the block that wrote it: the
+// embedded ledger's signed block, or on Fabric the transaction (Fabric) and
+// its block's protobuf bytes (FabricBlock).
 type RecordProof struct {
-	Type  string           `json:"type"`
-	ID    string           `json:"id"`
-	Key   string           `json:"key"`
-	Value json.RawMessage  `json:"value"`
-	Block fileledger.Block `json:"block"`
+	Type         string            `json:"type"`
+	ID           string            `json:"id"`
+	Key          string            `json:"key"`
+	Value        json.RawMessage   `json:"value"`
+	Block        *fileledger.Block `json:"block,omitempty"`
+	Fabric       *ledger.Receipt   `json:"fabric,omitempty"`
+	FabricBlock  []byte            `json:"fabric_block,omitempty"`
+	FabricConfig []byte            `json:"fabric_config,omitempty"`
 }
 
 // Parse reads a bundle.
@@ -193,7 +201,10 @@ func Parse(b []byte) (*Bundle, error) {
 		addEvent(bd.Event)
 	}
 	if bd.Record != nil {
-		raws = append(raws, &bd.Record.Value, &bd.Record.Block.Body)
+		raws = append(raws, &bd.Record.Value)
+		if bd.Record.Block != nil {
+			raws = append(raws, &bd.Record.Block.Body)
+		}
 	}
 	if bd.Alert != nil {
 		for i := range bd.Alert.Events {

@@ -199,7 +199,7 @@ func TestRecordBundles(t *testing.T) {
 	if _, err := e.led.AddQualityChecks(eng, core.QualityChecksInput{Dataset: "ds-1", Checks: []core.QualityCheckInput{{Name: "nulls", Value: 0, Threshold: 0.01, Compare: core.AtMost}}}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := e.x.Record("dataset", "ds-1")
+	b, err := e.x.Record(context.Background(), "dataset", "ds-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,10 +216,10 @@ func TestRecordBundles(t *testing.T) {
 	if r := Verify(b, pub); r.OK() {
 		t.Errorf("Verify(edited dataset value) passed, want a failure")
 	}
-	if _, err := e.x.Record("dataset", "ds-none"); !errors.Is(err, ledger.ErrNotFound) {
+	if _, err := e.x.Record(context.Background(), "dataset", "ds-none"); !errors.Is(err, ledger.ErrNotFound) {
 		t.Errorf("Record(dataset, missing) = %v, want ErrNotFound", err)
 	}
-	if _, err := e.x.Record("alien", "x"); !errors.Is(err, ledger.ErrInvalid) {
+	if _, err := e.x.Record(context.Background(), "alien", "x"); !errors.Is(err, ledger.ErrInvalid) {
 		t.Errorf("Record(alien type) = %v, want ErrInvalid", err)
 	}
 }
@@ -240,19 +240,14 @@ func FuzzVerifyJSON(f *testing.F) {
 // real ledger: a bundle exists for each record type.
 func TestRecordKeys(t *testing.T) {
 	e := newEnv(t)
-	if _, err := e.led.RegisterAsset(ledgertest.As(core.RoleAssetManager), core.AssetRegistration{ID: "srv-1.gpu0", Kind: "gpu", FingerprintHash: ledgertest.Hash("fp")}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.led.SetPolicy(ledgertest.As(core.RoleCompliance), core.PolicyInput{ID: "prod", RequiredRoles: []core.Role{core.RoleMLLead}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range [][2]string{{"asset", "srv-1.gpu0"}, {"policy", "prod"}} {
-		b, err := e.x.Record(r[0], r[1])
+	for _, r := range ledgertest.Records(t, e.led) {
+		b, err := e.x.Record(context.Background(), r[0], r[1])
 		if err != nil {
 			t.Errorf("Record(%s, %s): %v", r[0], r[1], err)
 			continue
 		}
-		if rep := Verify(b, serviceKey.Public().(ed25519.PublicKey)); !rep.OK() || !strings.Contains(string(b.Record.Value), r[1]) {
+		raw, _ := json.Marshal(b)
+		if rep := VerifyJSON(raw, serviceKey.Public().(ed25519.PublicKey)); !rep.Verified() || !strings.Contains(string(b.Record.Value), r[1]) {
 			t.Errorf("Record(%s, %s) = %s, verified %v", r[0], r[1], b.Record.Value, rep.OK())
 		}
 	}
@@ -321,7 +316,7 @@ func TestPrettyPrintedBundles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := e.x.Record("dataset", "ds-1")
+	rec, err := e.x.Record(context.Background(), "dataset", "ds-1")
 	if err != nil {
 		t.Fatal(err)
 	}

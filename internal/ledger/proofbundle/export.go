@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"sort"
+	"time"
 
 	"twinchain/chaincode/core"
 	"twinchain/internal/ledger"
@@ -41,6 +44,13 @@ type Exporter struct {
 	Receipts func(lastEvent uint64) (ledger.Receipt, bool)
 	// FabricBlock, when set, reads a Fabric block for the bundle.
 	FabricBlock func(ctx context.Context, n uint64) ([]byte, error)
+	// On a ledger without local blocks (Fabric), record bundles need
+	// Records, which reads a record's current JSON, and FabricTxBlock, which
+	// reads the block holding a transaction (qscc GetBlockByTxID); Channel
+	// and Chaincode name where they are.
+	Records            func(ctx context.Context, typ, id string) ([]byte, error)
+	FabricTxBlock      func(ctx context.Context, txID string) ([]byte, error)
+	Channel, Chaincode string
 }
 
 // Event builds the bundle of twin event id.
@@ -104,6 +114,9 @@ func (x *Exporter) Event(ctx context.Context, id uint64) (*Bundle, error) {
 				if ep.FabricBlock, err = x.FabricBlock(ctx, rc.Block); err != nil {
 					return nil, fmt.Errorf("event %d: Fabric block %d: %w", id, rc.Block, err)
 				}
+				if ep.FabricConfig, err = x.configOf(ctx, ep.FabricBlock); err != nil {
+					return nil, fmt.Errorf("event %d: %w", id, err)
+				}
 			}
 		}
 	}
@@ -166,14 +179,16 @@ func RecordKey(typ, id string) string {
 func AnchorKey(seq uint64) string { return fmt.Sprintf("anchor/%020d", seq) }
 
 // Record builds the bundle of a ledger record (asset, dataset, model,
-// policy, deployment).
-func (x *Exporter) Record(typ, id string) (*Bundle, error) {
-	if x.Blocks == nil {
-		return nil, errors.New("record bundles need the embedded ledger's blocks")
-	}
+// policy, deployment): the block that wrote its current value, signed by
+// the service key on the embedded ledger, the Fabric block of the
+// transaction that wrote it on Fabric.
+func (x *Exporter) Record(ctx context.Context, typ, id string) (*Bundle, error) {
 	key := RecordKey(typ, id)
 	if key == "" {
 		return nil, fmt.Errorf("record %s %q: unknown type or bad id: %w", typ, id, ledger.ErrInvalid)
+	}
+	if x.Blocks == nil {
+		return x.fabricRecord(ctx, typ, id, key)
 	}
 	b, err := x.Blocks.BlockWriting(key)
 	if err != nil {
@@ -187,7 +202,137 @@ func (x *Exporter) Record(typ, id string) (*Bundle, error) {
 		return nil, fmt.Errorf("%s %s was deleted: %w", typ, id, ledger.ErrNotFound)
 	}
 	return &Bundle{Version: Version, Kind: KindRecord, ServiceKey: eventtree.Hash(x.Blocks.PublicKey()),
-		Record: &RecordProof{Type: typ, ID: id, Key: key, Value: w.Value, Block: b}}, nil
+		Record: &RecordProof{Type: typ, ID: id, Key: key, Value: w.Value, Block: &b}}, nil
+}
+
+// fabricRecord finds, among the transactions the record's stamps name
+// (newest first), the one whose write at key is the record as the ledger
+// holds it now, and proves the record by that transaction's block.
+func (x *Exporter) fabricRecord(ctx context.Context, typ, id, key string) (*Bundle, error) {
+	if x.Records == nil || x.FabricTxBlock == nil {
+		return nil, fmt.Errorf("record bundles need the ledger's blocks: %w", ledger.ErrUnavailable)
+	}
+	cur, err := x.Records(ctx, typ, id)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", typ, id, err)
+	}
+	var want any
+	if err := json.Unmarshal(cur, &want); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", typ, id, err)
+	}
+	for _, tx := range stampTxs(want) {
+		raw, err := x.FabricTxBlock(ctx, tx)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: block of transaction %s: %w", typ, id, tx, err)
+		}
+		n, value, err := FabricWrite(raw, tx, x.Chaincode, key)
+		if err != nil {
+			continue // a stamp of a transaction that wrote other keys (e.g. a parent's)
+		}
+		var got any
+		if json.Unmarshal(value, &got) != nil || !reflect.DeepEqual(got, want) {
+			continue // an earlier value of the record
+		}
+		cfg, err := x.configOf(ctx, raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", typ, id, err)
+		}
+		return &Bundle{Version: Version, Kind: KindRecord, ServiceKey: eventtree.Hash(x.Key),
+			Record: &RecordProof{Type: typ, ID: id, Key: key, Value: value,
+				Fabric:      &ledger.Receipt{TxID: tx, Block: n, Channel: x.Channel, Chaincode: x.Chaincode},
+				FabricBlock: raw, FabricConfig: cfg}}, nil
+	}
+	return nil, fmt.Errorf("%s %s: no transaction its stamps name writes its current value: %w", typ, id, ledger.ErrNotFound)
+}
+
+// configOf reads the channel config block in force for a Fabric block
+// (nil without FabricBlock): the org CAs verify checks endorsements with.
+func (x *Exporter) configOf(ctx context.Context, block []byte) ([]byte, error) {
+	if x.FabricBlock == nil {
+		return nil, nil
+	}
+	n, err := LastConfigIndex(block)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := x.FabricBlock(ctx, n)
+	if err != nil {
+		return nil, fmt.Errorf("Fabric config block %d: %w", n, err)
+	}
+	return cfg, nil
+}
+
+// LedgerRecords reads records through l as caller, for Exporter.Records.
+func LedgerRecords(l ledger.Ledger, caller core.Caller) func(ctx context.Context, typ, id string) ([]byte, error) {
+	return func(ctx context.Context, typ, id string) ([]byte, error) {
+		ctx = ledger.WithCaller(ctx, caller)
+		var v any
+		var err error
+		switch typ {
+		case "asset":
+			v, err = l.GetAsset(ctx, id)
+		case "dataset":
+			v, err = l.GetDataset(ctx, id)
+		case "model":
+			v, err = l.GetModel(ctx, id)
+		case "policy":
+			v, err = l.GetPolicy(ctx, id)
+		case "deployment":
+			v, err = l.GetDeployment(ctx, id)
+		default:
+			return nil, fmt.Errorf("record type %q: %w", typ, ledger.ErrInvalid)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(v)
+	}
+}
+
+// stampTxs lists the transaction ids of the stamps in a decoded record
+// (objects with tx_id and time), newest first, each once.
+func stampTxs(v any) []string {
+	type stamp struct{ tx, time string }
+	var all []stamp
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if tx, ok := v["tx_id"].(string); ok && tx != "" {
+				tm, _ := v["time"].(string)
+				all = append(all, stamp{tx, tm})
+			}
+			for _, c := range v {
+				walk(c)
+			}
+		case []any:
+			for _, c := range v {
+				walk(c)
+			}
+		}
+	}
+	walk(v)
+	sort.SliceStable(all, func(i, j int) bool { return laterStamp(all[i].time, all[j].time) })
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range all {
+		if !seen[s.tx] {
+			seen[s.tx] = true
+			out = append(out, s.tx)
+		}
+	}
+	return out
+}
+
+// laterStamp orders RFC 3339 stamp times, newest first; an unreadable time
+// sorts last.
+func laterStamp(a, b string) bool {
+	ta, ea := time.Parse(time.RFC3339Nano, a)
+	tb, eb := time.Parse(time.RFC3339Nano, b)
+	if ea != nil || eb != nil {
+		return ea == nil && eb != nil
+	}
+	return ta.After(tb)
 }
 
 func findWrite(b *fileledger.Block, key string) (fileledger.Write, error) {

@@ -19,16 +19,30 @@ import (
 // value at key in chaincode namespace ns. Endorsement signatures are not
 // checked here.
 func CheckFabricBlock(raw []byte, block uint64, txID, ns, key string, value []byte) error {
+	n, got, err := FabricWrite(raw, txID, ns, key)
+	switch {
+	case err != nil:
+		return err
+	case n != block:
+		return fmt.Errorf("fabric block is number %d, the receipt says %d", n, block)
+	case !bytes.Equal(got, value):
+		return fmt.Errorf("fabric block %d: transaction %s writes other bytes at %s", block, txID, key)
+	}
+	return nil
+}
+
+// FabricWrite reads, from a Fabric block whose data hash holds its
+// transactions, the value that valid transaction txID writes at key in
+// chaincode namespace ns, and the block's number.
+func FabricWrite(raw []byte, txID, ns, key string) (block uint64, value []byte, err error) {
 	var b common.Block
 	if err := proto.Unmarshal(raw, &b); err != nil {
-		return fmt.Errorf("fabric block: %w", err)
+		return 0, nil, fmt.Errorf("fabric block: %w", err)
 	}
-	if b.GetHeader().GetNumber() != block {
-		return fmt.Errorf("fabric block is number %d, the receipt says %d", b.GetHeader().GetNumber(), block)
-	}
+	block = b.GetHeader().GetNumber()
 	sum := sha256.Sum256(bytes.Join(b.GetData().GetData(), nil))
 	if !bytes.Equal(sum[:], b.GetHeader().GetDataHash()) {
-		return fmt.Errorf("fabric block %d: its data hash is not the hash of its transactions", block)
+		return block, nil, fmt.Errorf("fabric block %d: its data hash is not the hash of its transactions", block)
 	}
 	var flags []byte
 	if md := b.GetMetadata().GetMetadata(); len(md) > int(common.BlockMetadataIndex_TRANSACTIONS_FILTER) {
@@ -40,19 +54,16 @@ func CheckFabricBlock(raw []byte, block uint64, txID, ns, key string, value []by
 			continue
 		}
 		if i >= len(flags) || peer.TxValidationCode(flags[i]) != peer.TxValidationCode_VALID {
-			return fmt.Errorf("fabric block %d: transaction %s is not marked valid", block, txID)
+			return block, nil, fmt.Errorf("fabric block %d: transaction %s is not marked valid", block, txID)
 		}
 		for _, w := range writes {
-			if w.GetKey() == key {
-				if !bytes.Equal(w.GetValue(), value) {
-					return fmt.Errorf("fabric block %d: transaction %s writes other bytes at %s", block, txID, key)
-				}
-				return nil
+			if w.GetKey() == key && !w.GetIsDelete() {
+				return block, w.GetValue(), nil
 			}
 		}
-		return fmt.Errorf("fabric block %d: transaction %s does not write %s", block, txID, key)
+		return block, nil, fmt.Errorf("fabric block %d: transaction %s does not write %s", block, txID, key)
 	}
-	return fmt.Errorf("fabric block %d does not hold transaction %s", block, txID)
+	return block, nil, fmt.Errorf("fabric block %d does not hold transaction %s", block, txID)
 }
 
 // envelopeWrites is a transaction envelope's id and its writes in ns.

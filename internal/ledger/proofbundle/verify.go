@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/hyperledger/fabric-protos-go-apiv2/common"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+	"google.golang.org/protobuf/proto"
 
 	"twinchain/chaincode/core"
 	"twinchain/internal/detect/alert"
@@ -212,7 +215,8 @@ func verifyEvent(r *Report, p *EventProof, key ed25519.PublicKey) {
 			a.Seq, short(p.Fabric.TxID), p.Fabric.Block, p.Fabric.Channel, p.Fabric.Block))
 		if len(p.FabricBlock) > 0 {
 			err := CheckFabricBlock(p.FabricBlock, p.Fabric.Block, p.Fabric.TxID, p.Fabric.Chaincode, AnchorKey(a.Seq), p.Anchor)
-			r.add("fabric block", err, fmt.Sprintf("block %d's data hash holds its transactions; %s, marked valid, writes anchor %d (endorsements not checked)", p.Fabric.Block, short(p.Fabric.TxID), a.Seq))
+			r.add("fabric block", err, fmt.Sprintf("block %d's data hash holds its transactions; %s, marked valid, writes anchor %d", p.Fabric.Block, short(p.Fabric.TxID), a.Seq))
+			verifyEndorsements(r, p.FabricBlock, p.FabricConfig, p.Fabric.TxID)
 		}
 		return
 	}
@@ -368,11 +372,49 @@ func verifyRecord(r *Report, p *RecordProof, key ed25519.PublicKey) {
 		err = fmt.Errorf("record value is not JSON")
 	}
 	r.add("record", err, p.Key)
-	body, err := fileledger.CheckBlock(&p.Block, key)
-	if err == nil && !writeHolds(&body, p.Key, p.Value) {
-		err = fmt.Errorf("block %d does not write this value at %s", body.Height, p.Key)
+	switch {
+	case p.Block != nil:
+		body, err := fileledger.CheckBlock(p.Block, key)
+		if err == nil && !writeHolds(&body, p.Key, p.Value) {
+			err = fmt.Errorf("block %d does not write this value at %s", body.Height, p.Key)
+		}
+		r.add("ledger block", err, fmt.Sprintf("block %d signed by the service key writes it", body.Height))
+	case p.Fabric != nil:
+		err := CheckFabricBlock(p.FabricBlock, p.Fabric.Block, p.Fabric.TxID, p.Fabric.Chaincode, p.Key, p.Value)
+		r.add("fabric block", err, fmt.Sprintf("block %d of channel %s: its data hash holds its transactions; %s, marked valid, writes this value (on a peer: peer channel fetch %d)",
+			p.Fabric.Block, p.Fabric.Channel, short(p.Fabric.TxID), p.Fabric.Block))
+		verifyEndorsements(r, p.FabricBlock, p.FabricConfig, p.Fabric.TxID)
+	default:
+		r.add("ledger block", errors.New("the bundle has no block that writes the record"), "")
 	}
-	r.add("ledger block", err, fmt.Sprintf("block %d signed by the service key writes it", body.Height))
+}
+
+// verifyEndorsements checks a Fabric transaction's endorsements against
+// the org CAs of the channel config block in the bundle; a bundle without
+// one shows them as not proven.
+func verifyEndorsements(r *Report, block, cfg []byte, txID string) {
+	if len(cfg) == 0 {
+		r.unproven("fabric endorsements", "no channel config block in the bundle: endorsements not checked")
+		return
+	}
+	err := func() error {
+		want, err := LastConfigIndex(block)
+		if err != nil {
+			return err
+		}
+		var c common.Block
+		if err := proto.Unmarshal(cfg, &c); err != nil || c.GetHeader().GetNumber() != want {
+			return fmt.Errorf("the config block in the bundle is not block %d, the one the transaction's block names (%v)", want, err)
+		}
+		return nil
+	}()
+	var msps []string
+	if err == nil {
+		msps, err = CheckEndorsements(block, cfg, txID)
+	}
+	orgs, _ := ChannelOrgs(cfg)
+	r.add("fabric endorsements", err, fmt.Sprintf("endorsed by %s, each signature valid under a certificate of its org's CA in the channel config (CA sha-256:%s)",
+		strings.Join(msps, ", "), CAFingerprints(orgs)))
 }
 
 func short(h string) string {

@@ -89,3 +89,21 @@ func Fresh(t testing.TB) *ledger.Client {
 	t.Fatalf("all %d Fabric test channels are used: scripts/fabric/network.sh clean && up (or raise TWINCHAIN_FABRIC_TEST_CHANNELS)", n)
 	return nil
 }
+
+// Org2 connects to c's channel as the network's second organisation
+// (network.sh with two orgs: Org2MSP's peer and identities, the
+// TWINCHAIN_FABRIC_ORG2_* settings); the test is skipped without them.
+func Org2(t testing.TB, c *ledger.Client) *ledger.Client {
+	t.Helper()
+	ids := os.Getenv("TWINCHAIN_FABRIC_ORG2_IDENTITIES")
+	if ids == "" {
+		t.Skip("TWINCHAIN_FABRIC_ORG2_IDENTITIES is not set: the network has no second organisation (network.sh up with TWINCHAIN_FABRIC_ORGS=2)")
+	}
+	b, err := fabricledger.Dial(fabricledger.Config{PeerEndpoint: env(t, "TWINCHAIN_FABRIC_ORG2_PEER"), PeerHostOverride: os.Getenv("TWINCHAIN_FABRIC_ORG2_PEER_HOST"),
+		TLSCACert: env(t, "TWINCHAIN_FABRIC_ORG2_TLS_CA"), Channel: c.Backend().(*fabricledger.Backend).Channel(), Chaincode: os.Getenv("TWINCHAIN_FABRIC_CHAINCODE"),
+		MSPID: "Org2MSP", CertFile: ids + "/twin-service.service/cert.pem", KeyFile: ids + "/twin-service.service/key.pem", IdentityDir: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ledger.New(b)
+}
