@@ -156,6 +156,30 @@ func (f *fold) apply(gw *twin.Asset, s *stream) error {
 		return f.gps()
 	case wire.KindStatus:
 		return f.status(gw, s)
+	case wire.KindWorkloads:
+		return f.workloads()
+	}
+	return nil
+}
+
+// workloads places the host and GPUs it names, as telemetry does; what runs
+// on them stays in the message log, where the run-time checks read it.
+func (f *fold) workloads() error {
+	gwID, site := f.m.env.Gateway, f.m.site
+	host := f.w.twins[gwID]
+	if f.m.wl.Host != gwID {
+		var err error
+		if host, err = f.ensure(f.m.wl.Host, twin.KindServer, site, "", gwID); err != nil {
+			return err
+		}
+	}
+	f.seen(host)
+	for i := range f.m.wl.GPUs {
+		a, err := f.ensure(f.m.wl.GPUs[i].Asset, twin.KindGPU, site, host.ID, gwID)
+		if err != nil {
+			return err
+		}
+		f.seen(a)
 	}
 	return nil
 }
