@@ -16,6 +16,7 @@ import (
 	"twinchain/internal/edge/agentkey"
 	"twinchain/internal/edge/diskqueue"
 	"twinchain/internal/edge/gpu"
+	"twinchain/internal/edge/workload"
 	"twinchain/internal/edge/mqttpub"
 	"twinchain/internal/edge/nmea"
 	"twinchain/internal/edge/rfid"
@@ -108,6 +109,10 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		col := gpu.NewCollector(cfg.GPU, src, cfg.Host.info(), now, log.With("component", "gpu"),
 			func(_ time.Time, t wire.Telemetry) { publish(wire.KindTelemetry, t) },
 			func(_ time.Time, inv wire.Inventory) { publish(wire.KindFirmware, inv) })
+		wl := workload.NewReporter(cfg.Workloads, cfg.Host.Asset, now, log.With("component", "workloads"),
+			func(w wire.Workloads) { publish(wire.KindWorkloads, w) })
+		col.OnSnapshot = wl.Offer
+		g.Go(func() error { return wl.Run(ctx) })
 		g.Go(func() error { return col.Run(ctx) })
 	}
 	err = g.Wait()

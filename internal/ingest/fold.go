@@ -162,10 +162,10 @@ func (f *fold) apply(gw *twin.Asset, s *stream) error {
 	return nil
 }
 
-// workloads places the host and GPUs it names, as telemetry does; what runs
-// on them stays in the message log, where the run-time checks read it.
+// workloads places the host and GPUs it names, as telemetry does, and keeps
+// what runs on each GPU as an observation (a copy: the message is pooled).
 func (f *fold) workloads() error {
-	gwID, site := f.m.env.Gateway, f.m.site
+	gwID, site, t := f.m.env.Gateway, f.m.site, f.m.env.Time
 	host := f.w.twins[gwID]
 	if f.m.wl.Host != gwID {
 		var err error
@@ -175,11 +175,19 @@ func (f *fold) workloads() error {
 	}
 	f.seen(host)
 	for i := range f.m.wl.GPUs {
-		a, err := f.ensure(f.m.wl.GPUs[i].Asset, twin.KindGPU, site, host.ID, gwID)
+		g := &f.m.wl.GPUs[i]
+		a, err := f.ensure(g.Asset, twin.KindGPU, site, host.ID, gwID)
 		if err != nil {
 			return err
 		}
-		f.seen(a)
+		if f.skip(a) || a.Workload != nil && t.Before(a.Workload.At) {
+			continue // an older report never replaces a newer one
+		}
+		a.Workload = &twin.Workload{At: t, Processes: slices.Clone(g.Processes)}
+		if t.After(a.LastSeen) {
+			a.LastSeen = t
+		}
+		f.w.observed(a, f.pos, f.now)
 	}
 	return nil
 }

@@ -29,10 +29,20 @@ func TestWorkloads(t *testing.T) {
 	if !ok || d.Workloads == nil || !reflect.DeepEqual(*d.Workloads, wl) {
 		t.Fatalf("Decoded(%d) = %+v, %v, want the workloads %+v", out.Pos, d, ok, wl)
 	}
-	for _, id := range []string{"srv-w.gpu0", "srv-w.gpu1"} {
-		if a := r.in.w.twins[id]; a == nil || a.Kind != twin.KindGPU || a.Parent != "srv-w" {
-			t.Errorf("twin %s = %+v, want a GPU of srv-w", id, a)
+	for i, id := range []string{"srv-w.gpu0", "srv-w.gpu1"} {
+		a := r.in.w.twins[id]
+		if a == nil || a.Kind != twin.KindGPU || a.Parent != "srv-w" || a.Workload == nil || !a.Workload.At.Equal(t0) ||
+			!reflect.DeepEqual(a.Workload.Processes, wl.GPUs[i].Processes) {
+			t.Errorf("twin %s = %+v, want a GPU of srv-w running %+v", id, a, wl.GPUs[i].Processes)
 		}
+	}
+	// An older report (a redelivered backlog) does not replace the newer one.
+	older := wire.Workloads{Host: "srv-w", GPUs: []wire.GPUWorkload{{Asset: "srv-w.gpu1", Processes: []wire.Process{{PID: 9, Name: "old"}}}}}
+	if out := r.submit("gw-w", wire.KindWorkloads, seal(t, "gw-w", 3, t0.Add(-time.Minute), wire.KindWorkloads, older)); !out.Accepted() {
+		t.Fatalf("older workloads: %s %v", out.Reason, out.Err)
+	}
+	if a := r.in.w.twins["srv-w.gpu1"]; len(a.Workload.Processes) != 0 {
+		t.Errorf("an older report replaced gpu1's workload: %+v", a.Workload)
 	}
 	bad := wl
 	bad.GPUs = []wire.GPUWorkload{{Asset: "srv-w.gpu2", Processes: []wire.Process{{PID: 12, Name: "x", Artifact: "sha256:short"}}}}
