@@ -16,10 +16,10 @@ import (
 	"twinchain/internal/edge/agentkey"
 	"twinchain/internal/edge/diskqueue"
 	"twinchain/internal/edge/gpu"
-	"twinchain/internal/edge/workload"
 	"twinchain/internal/edge/mqttpub"
 	"twinchain/internal/edge/nmea"
 	"twinchain/internal/edge/rfid"
+	"twinchain/internal/edge/workload"
 	"twinchain/internal/wire"
 )
 
