@@ -19,6 +19,7 @@ import (
 	"twinchain/internal/edge/mqttpub"
 	"twinchain/internal/edge/nmea"
 	"twinchain/internal/edge/rfid"
+	"twinchain/internal/edge/workload"
 	"twinchain/internal/wire"
 )
 
@@ -98,6 +99,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		svc := nmea.New(cfg.GPS, nil, now, log.With("component", "gps"), func(f wire.GPSFix) { publish(wire.KindGPS, f) })
 		g.Go(func() error { return svc.Run(ctx) })
 	}
+	var wl *workload.Reporter
 	src, err := gpu.Open(cfg.GPU, log.With("component", "gpu"))
 	if err != nil {
 		return err
@@ -108,12 +110,20 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		col := gpu.NewCollector(cfg.GPU, src, cfg.Host.info(), now, log.With("component", "gpu"),
 			func(_ time.Time, t wire.Telemetry) { publish(wire.KindTelemetry, t) },
 			func(_ time.Time, inv wire.Inventory) { publish(wire.KindFirmware, inv) })
+		wl = workload.NewReporter(cfg.Workloads, cfg.Host.Asset, now, log.With("component", "workloads"),
+			func(w wire.Workloads) { publish(wire.KindWorkloads, w) })
+		col.OnSnapshot = wl.Offer
+		g.Go(func() error { return wl.Run(ctx) })
 		g.Go(func() error { return col.Run(ctx) })
 	}
 	err = g.Wait()
 	if cerr := seq.Close(); cerr != nil { // a clean stop leaves no sequence gap
 		log.Error("sequence", "err", cerr)
 	}
-	log.Info("edge-agent stopped", "queued", pub.Stats.Queued.Load(), "acked", pub.Stats.Acked.Load(), "backlog", q.Len())
+	var skips map[string]uint64
+	if wl != nil {
+		skips = wl.Skips()
+	}
+	log.Info("edge-agent stopped", "queued", pub.Stats.Queued.Load(), "acked", pub.Stats.Acked.Load(), "backlog", q.Len(), "workload_skips", skips)
 	return err
 }

@@ -17,6 +17,7 @@ import (
 	"twinchain/internal/edge/mqttpub"
 	"twinchain/internal/edge/nmea"
 	"twinchain/internal/edge/rfid"
+	"twinchain/internal/edge/workload"
 	"twinchain/internal/wire"
 )
 
@@ -34,6 +35,7 @@ type Config struct {
 	RFID          rfid.Config       `yaml:"rfid"`
 	GPS           nmea.Config       `yaml:"gps"`
 	GPU           gpu.Config        `yaml:"gpu"`
+	Workloads     workload.Config   `yaml:"workloads"`
 }
 
 // HostConfig describes the machine the agent runs on (wire.HostInfo).
@@ -75,6 +77,7 @@ func (c *Config) setDefaults() {
 	c.RFID.SetDefaults()
 	c.GPS.SetDefaults(c.GatewayID)
 	c.GPU.SetDefaults()
+	c.Workloads.SetDefaults()
 }
 
 // Validate reports the first problem, naming the key to fix.
@@ -88,7 +91,7 @@ func (c *Config) Validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
 	}
-	for _, v := range []interface{ Validate() error }{&c.MQTT, &c.Queue, &c.RFID, &c.GPS, &c.GPU} {
+	for _, v := range []interface{ Validate() error }{&c.MQTT, &c.Queue, &c.RFID, &c.GPS, &c.GPU, &c.Workloads} {
 		if err := v.Validate(); err != nil {
 			return err
 		}

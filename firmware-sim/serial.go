@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -33,6 +35,7 @@ func runSerial(ctx context.Context, args []string, stderr io.Writer) error {
 		gpuFile   = fs.String("gpu-file", "", "write GPU snapshots to this file (edge-agent gpu.sim: file:PATH)")
 		gpuSocket = fs.String("gpu-socket", "", "serve GPU snapshots on this unix socket (edge-agent gpu.sim: unix:PATH)")
 		xidAfter  = fs.Duration("xid-after", 0, "inject an XID 79 on GPU 0 after this long (0: never)")
+		procs     = fs.String("gpu-processes", "", "compute processes the GPUs run, INDEX:NAME[,INDEX:NAME...] (edge-agent workloads.models match them by name)")
 		pathsFile = fs.String("paths-file", "", "also write the device paths as JSON to this file")
 		seed      = fs.Uint64("seed", 1, "random seed")
 	)
@@ -75,6 +78,9 @@ func runSerial(ctx context.Context, args []string, stderr io.Writer) error {
 	g.Go(func() error { return devs.Run(ctx) })
 	if *gpus > 0 && (*gpuFile != "" || *gpuSocket != "") {
 		host := devicesim.NewGPUHost(*gpus, *seed)
+		if err := runProcesses(host, *gpus, *procs); err != nil {
+			return err
+		}
 		var srv *devicesim.SnapshotServer
 		if *gpuSocket != "" {
 			if srv, err = devicesim.ListenSnapshots(*gpuSocket); err != nil {
@@ -115,4 +121,21 @@ func runSerial(ctx context.Context, args []string, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "serial: wrote %d RDM6300 frames, %d UHF lines, %d NMEA sentences, %d noise bursts\n",
 		devs.Frames, devs.Lines, devs.Sentences, devs.NoiseBursts)
 	return err
+}
+
+// runProcesses starts the processes of a -gpu-processes list, each using
+// 20 GiB of its GPU's memory.
+func runProcesses(host *devicesim.GPUHost, gpus int, list string) error {
+	for _, p := range strings.Split(list, ",") {
+		if p == "" {
+			continue
+		}
+		idx, name, ok := strings.Cut(p, ":")
+		i, err := strconv.Atoi(idx)
+		if !ok || err != nil || i < 0 || i >= gpus || name == "" || len(name) > 15 {
+			return fmt.Errorf("-gpu-processes %q: want INDEX:NAME with INDEX below %d and a name of 1-15 bytes", p, gpus)
+		}
+		host.RunProcess(i, name, 20<<30)
+	}
+	return nil
 }

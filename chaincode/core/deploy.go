@@ -3,6 +3,8 @@ package core
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 )
 
 // SetPolicy creates a deployment policy or replaces it with a new version.
@@ -41,12 +43,26 @@ func SetPolicy(tx *Tx, in PolicyInput) (Policy, error) {
 			return Policy{}, fmt.Errorf("refused training evidence kind %q (each once): %w", k, ErrInvalid)
 		}
 	}
+	for i, c := range in.HardwareClasses {
+		if err := checkText("hardware class", c, 128, true); err != nil || slices.Contains(in.HardwareClasses[:i], c) {
+			return Policy{}, fmt.Errorf("hardware class %q (each once): %w", c, ErrInvalid)
+		}
+	}
+	for _, v := range []string{in.DriverMin, in.DriverMax} {
+		if _, ok := parseVersion(v); v != "" && !ok {
+			return Policy{}, fmt.Errorf("driver bound %q: want a dotted number like 550.54.15: %w", v, ErrInvalid)
+		}
+	}
+	if in.DriverMin != "" && in.DriverMax != "" && compareVersions(in.DriverMin, in.DriverMax) > 0 {
+		return Policy{}, fmt.Errorf("driver_min %s above driver_max %s: %w", in.DriverMin, in.DriverMax, ErrInvalid)
+	}
 	var old Policy
 	if _, err := load(tx.State, pfxPolicy+in.ID, &old); err != nil {
 		return Policy{}, err
 	}
 	p := Policy{ID: in.ID, Version: old.Version + 1, RequiredRoles: in.RequiredRoles, Thresholds: in.Thresholds,
-		RefuseTrainingEvidence: in.RefuseTrainingEvidence, RefuseQuarantinedTraining: in.RefuseQuarantinedTraining, Stamp: tx.stamp()}
+		RefuseTrainingEvidence: in.RefuseTrainingEvidence, RefuseQuarantinedTraining: in.RefuseQuarantinedTraining,
+		HardwareClasses: in.HardwareClasses, DriverMin: in.DriverMin, DriverMax: in.DriverMax, Stamp: tx.stamp()}
 	return p, store(tx.State, pfxPolicy+p.ID, p)
 }
 
@@ -82,12 +98,97 @@ func checkDeploymentInput(in *DeploymentInput) error {
 	if err := checkTools("driver", in.Environment.Drivers, true); err != nil {
 		return err
 	}
-	return checkTools("dependency", in.Environment.Dependencies, false)
+	if err := checkTools("dependency", in.Environment.Dependencies, false); err != nil {
+		return err
+	}
+	for i, a := range in.Environment.Assets {
+		if !slices.Contains(in.Targets, a.Asset) || slices.ContainsFunc(in.Environment.Assets[:i], func(b AssetEnvironment) bool { return b.Asset == a.Asset }) {
+			return fmt.Errorf("environment of asset %q: not a target, or twice: %w", a.Asset, ErrInvalid)
+		}
+		for _, f := range []struct{ what, v string }{{"gpu model", a.GPUModel}, {"uuid", a.UUID}, {"serial", a.Serial}, {"vbios", a.VBIOS}, {"driver", a.Driver}} {
+			if err := checkText("asset "+a.Asset+" "+f.what, f.v, 128, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// envReasons are the reasons the deployment's environment gives under p: a
+// hardware class the policy does not allow, a target whose driver is
+// unknown or outside the policy's range.
+func envReasons(p *Policy, env *Environment, targets []string) []Reason {
+	var rs []Reason
+	if len(p.HardwareClasses) > 0 && !slices.Contains(p.HardwareClasses, env.HardwareClass) {
+		rs = append(rs, Reason{ReasonHardwareClass, fmt.Sprintf("%s, allowed %v", env.HardwareClass, p.HardwareClasses)})
+	}
+	if p.DriverMin == "" && p.DriverMax == "" {
+		return rs
+	}
+	for _, t := range targets {
+		i := slices.IndexFunc(env.Assets, func(a AssetEnvironment) bool { return a.Asset == t })
+		switch {
+		case i < 0 || env.Assets[i].Driver == "":
+			rs = append(rs, Reason{ReasonDriverRange, t + ": driver unknown"})
+		case p.DriverMin != "" && compareVersions(env.Assets[i].Driver, p.DriverMin) < 0,
+			p.DriverMax != "" && compareVersions(env.Assets[i].Driver, p.DriverMax) > 0:
+			rs = append(rs, Reason{ReasonDriverRange, fmt.Sprintf("%s: driver %s, allowed %s..%s", t, env.Assets[i].Driver, p.DriverMin, p.DriverMax)})
+		}
+	}
+	return rs
+}
+
+// parseVersion splits a dotted version ("550.54.15") into its numbers.
+func parseVersion(v string) ([]uint64, bool) {
+	if v == "" || len(v) > 64 {
+		return nil, false
+	}
+	var out []uint64
+	for _, part := range strings.Split(v, ".") {
+		n, err := strconv.ParseUint(part, 10, 32)
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, n)
+	}
+	return out, true
+}
+
+// compareVersions compares dotted versions number by number (a missing
+// number is 0); a version that does not parse sorts below every other.
+func compareVersions(a, b string) int {
+	va, oka := parseVersion(a)
+	vb, okb := parseVersion(b)
+	if !oka || !okb {
+		switch {
+		case oka:
+			return 1
+		case okb:
+			return -1
+		}
+		return 0
+	}
+	for i := 0; i < max(len(va), len(vb)); i++ {
+		var x, y uint64
+		if i < len(va) {
+			x = va[i]
+		}
+		if i < len(vb) {
+			y = vb[i]
+		}
+		if x != y {
+			if x < y {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
 }
 
 // gate judges a deployment of m to targets under policy p and returns every
 // reason to refuse it, in the order of the ReasonCode constants.
-func gate(st State, m *Model, p *Policy, targets []Asset) ([]Reason, error) {
+func gate(st State, m *Model, p *Policy, targets []Asset, env *Environment, targetIDs []string) ([]Reason, error) {
 	var rs []Reason
 	for _, role := range p.RequiredRoles {
 		a, found, err := attestationInForce(st, SubjectModel, m.ID, role)
@@ -132,7 +233,11 @@ func gate(st State, m *Model, p *Policy, targets []Asset) ([]Reason, error) {
 			rs = append(rs, Reason{ReasonTargetRetired, a.ID})
 		}
 	}
-	return trainingReasons(st, m, p, rs)
+	rs, err := trainingReasons(st, m, p, rs)
+	if err != nil {
+		return nil, err
+	}
+	return append(rs, envReasons(p, env, targetIDs)...), nil
 }
 
 // trainingReasons adds the reasons the model's training hardware gives
@@ -214,7 +319,7 @@ func RequestDeployment(tx *Tx, in DeploymentInput) (Deployment, error) {
 	} else if found {
 		return Deployment{}, fmt.Errorf("deployment %q already recorded: %w", in.ID, ErrConflict)
 	}
-	reasons, err := gate(tx.State, &m, &p, targets)
+	reasons, err := gate(tx.State, &m, &p, targets, &in.Environment, in.Targets)
 	if err != nil {
 		return Deployment{}, err
 	}

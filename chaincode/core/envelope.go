@@ -60,7 +60,7 @@ func (e *Envelope) SigningBytes() []byte {
 
 func validEnvelopeKind(k string) bool {
 	switch k {
-	case "telemetry", "firmware", "rfid", "gps", envelopeStatusKind:
+	case "telemetry", "firmware", "rfid", "gps", envelopeStatusKind, "workloads":
 		return true
 	}
 	return false

@@ -447,6 +447,14 @@ type PolicyInput struct {
 	// RefuseQuarantinedTraining refuses a model trained on an asset that is
 	// quarantined now.
 	RefuseQuarantinedTraining bool `json:"refuse_quarantined_training,omitempty"`
+	// HardwareClasses, when set, are the only hardware classes a
+	// deployment may name (Environment.HardwareClass).
+	HardwareClasses []string `json:"hardware_classes,omitempty"`
+	// DriverMin and DriverMax, when set, bound (inclusive) the driver
+	// version of every target (Environment.Assets), compared as dotted
+	// numbers ("550.54.15").
+	DriverMin string `json:"driver_min,omitempty"`
+	DriverMax string `json:"driver_max,omitempty"`
 }
 
 // Policy is a deployment policy. Version counts from 1 and grows with each
@@ -458,6 +466,9 @@ type Policy struct {
 	Thresholds                []Threshold    `json:"thresholds"`
 	RefuseTrainingEvidence    []EvidenceKind `json:"refuse_training_evidence,omitempty"`
 	RefuseQuarantinedTraining bool           `json:"refuse_quarantined_training,omitempty"`
+	HardwareClasses           []string       `json:"hardware_classes,omitempty"`
+	DriverMin                 string         `json:"driver_min,omitempty"`
+	DriverMax                 string         `json:"driver_max,omitempty"`
 	Stamp                     Stamp          `json:"stamp"`
 }
 
@@ -466,6 +477,19 @@ type Environment struct {
 	HardwareClass string        `json:"hardware_class"` // e.g. "h100-sxm-80g"
 	Drivers       []ToolVersion `json:"drivers"`
 	Dependencies  []ToolVersion `json:"dependencies,omitempty"`
+	// Assets are the targets as the digital twin saw them when the
+	// deployment was requested (twin-service fills them from its twins).
+	Assets []AssetEnvironment `json:"assets,omitempty"`
+}
+
+// AssetEnvironment is one target's hardware and firmware at request time.
+type AssetEnvironment struct {
+	Asset    string `json:"asset"`
+	GPUModel string `json:"gpu_model,omitempty"` // e.g. "NVIDIA H100 80GB HBM3"
+	UUID     string `json:"uuid,omitempty"`
+	Serial   string `json:"serial,omitempty"`
+	VBIOS    string `json:"vbios,omitempty"`
+	Driver   string `json:"driver,omitempty"`
 }
 
 // DeploymentKind is a deployment or a rollback.
@@ -507,6 +531,8 @@ const (
 	ReasonTargetRetired       ReasonCode = "target_retired"       // a target asset is retired
 	ReasonTrainingEvidence    ReasonCode = "training_evidence"    // training hardware has refused evidence within the run
 	ReasonTrainingQuarantined ReasonCode = "training_quarantined" // a training asset is quarantined now
+	ReasonHardwareClass       ReasonCode = "hardware_class"       // the hardware class is not one the policy allows
+	ReasonDriverRange         ReasonCode = "driver_range"         // a target's driver is unknown or outside the policy's range
 )
 
 // Reason is one refusal reason with what it is about.

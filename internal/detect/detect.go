@@ -169,6 +169,7 @@ type Message struct {
 	RFID      *wire.RFID
 	GPS       *wire.GPSFix
 	Status    *wire.Status
+	Workloads *wire.Workloads
 }
 
 // Input is one thing for the detectors to look at: a twin event, a message

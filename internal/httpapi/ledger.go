@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -185,8 +186,34 @@ func (s *Server) registerLedger(api router) {
 	}))
 	g.post("/policies", post(l.SetPolicy))
 	g.get("/policies/:id", byID(l.GetPolicy))
-	g.post("/deployments", post(l.RequestDeployment))
+	g.post("/deployments", post(func(ctx context.Context, in core.DeploymentInput) (core.Deployment, error) {
+		in.Environment.Assets = s.targetEnvironment(in.Targets, in.Environment.Assets)
+		return l.RequestDeployment(ctx, in)
+	}))
 	g.get("/deployments/:id", byID(l.GetDeployment))
+}
+
+// targetEnvironment is the environment of a deployment's targets as the
+// twins show them now: GPU model, UUID, serial, VBIOS and driver. The twin
+// is the source of truth; what the request said is kept only for a target
+// that has no twin (or when the service keeps no twins).
+func (s *Server) targetEnvironment(targets []string, given []core.AssetEnvironment) []core.AssetEnvironment {
+	if s.opts.Assets == nil {
+		return given
+	}
+	var out []core.AssetEnvironment
+	for _, id := range targets {
+		a, err := s.opts.Assets.Asset(id)
+		if err != nil {
+			if i := slices.IndexFunc(given, func(e core.AssetEnvironment) bool { return e.Asset == id }); i >= 0 {
+				out = append(out, given[i])
+			}
+			continue
+		}
+		out = append(out, core.AssetEnvironment{Asset: id, GPUModel: a.Identity.Name, UUID: a.Identity.UUID,
+			Serial: a.Identity.Serial, VBIOS: a.Firmware.VBIOS, Driver: a.Firmware.Driver})
+	}
+	return out
 }
 
 // errPending marks an event proof asked for before its anchor exists.

@@ -86,6 +86,7 @@ type message struct {
 	rfid wire.RFID
 	gps  wire.GPSFix
 	st   wire.Status
+	wl   wire.Workloads
 	// unclaimed lists the assets the message reports that no gateway
 	// lists (its gateway has no list): the writer checks that no other
 	// gateway reports them (claim).
@@ -185,6 +186,11 @@ func (m *message) decodeBody() error {
 		if err == nil && (m.gps.Lat < -90 || m.gps.Lat > 90 || m.gps.Lon < -180 || m.gps.Lon > 180) {
 			err = fmt.Errorf("%w: gps position %f,%f out of range", wire.ErrMalformed, m.gps.Lat, m.gps.Lon)
 		}
+	case wire.KindWorkloads:
+		m.wl, err = wire.DecodeBody[wire.Workloads](&m.env)
+		if err == nil {
+			err = m.wl.Check()
+		}
 	case wire.KindStatus:
 		m.st, err = wire.DecodeBody[wire.Status](&m.env)
 		if err == nil && m.st.State != wire.StateOnline && m.st.State != wire.StateOffline {
@@ -242,6 +248,15 @@ func (m *message) bind(gws Gateways) string {
 	case wire.KindGPS:
 		if !check(m.gps.Asset) {
 			return m.gps.Asset
+		}
+	case wire.KindWorkloads:
+		if !check(m.wl.Host) {
+			return m.wl.Host
+		}
+		for i := range m.wl.GPUs {
+			if !check(m.wl.GPUs[i].Asset) {
+				return m.wl.GPUs[i].Asset
+			}
 		}
 	}
 	return ""

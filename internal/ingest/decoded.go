@@ -31,6 +31,7 @@ type Decoded struct {
 	RFID      *wire.RFID
 	GPS       *wire.GPSFix
 	Status    *wire.Status
+	Workloads *wire.Workloads
 }
 
 // decodedCache is a ring of the newest accepted messages by log position;
@@ -75,6 +76,9 @@ func (c *decodedCache) put(pos uint64, m *message) {
 	case wire.KindStatus:
 		v := m.st
 		d.Status = &v
+	case wire.KindWorkloads:
+		v := m.wl
+		d.Workloads = &v
 	}
 	c.slots[i].Store(d)
 }

@@ -156,6 +156,38 @@ func (f *fold) apply(gw *twin.Asset, s *stream) error {
 		return f.gps()
 	case wire.KindStatus:
 		return f.status(gw, s)
+	case wire.KindWorkloads:
+		return f.workloads()
+	}
+	return nil
+}
+
+// workloads places the host and GPUs it names, as telemetry does, and keeps
+// what runs on each GPU as an observation (a copy: the message is pooled).
+func (f *fold) workloads() error {
+	gwID, site, t := f.m.env.Gateway, f.m.site, f.m.env.Time
+	host := f.w.twins[gwID]
+	if f.m.wl.Host != gwID {
+		var err error
+		if host, err = f.ensure(f.m.wl.Host, twin.KindServer, site, "", gwID); err != nil {
+			return err
+		}
+	}
+	f.seen(host)
+	for i := range f.m.wl.GPUs {
+		g := &f.m.wl.GPUs[i]
+		a, err := f.ensure(g.Asset, twin.KindGPU, site, host.ID, gwID)
+		if err != nil {
+			return err
+		}
+		if f.skip(a) || a.Workload != nil && t.Before(a.Workload.At) {
+			continue // an older report never replaces a newer one
+		}
+		a.Workload = &twin.Workload{At: t, Processes: slices.Clone(g.Processes)}
+		if t.After(a.LastSeen) {
+			a.LastSeen = t
+		}
+		f.w.observed(a, f.pos, f.now)
 	}
 	return nil
 }

@@ -68,7 +68,10 @@ type Asset struct {
 	Location Location `json:"location"`
 	Health   Health   `json:"health"`
 	Custody  Custody  `json:"custody"`
-	Revision uint64   `json:"revision"`
+	// Workload is what ran on a GPU at its newest workloads report (an
+	// observation): the processes and the artifacts they serve.
+	Workload *Workload `json:"workload,omitempty"`
+	Revision uint64    `json:"revision"`
 	// Updated is the reading time of the event that made this revision.
 	Updated time.Time `json:"updated"`
 	// LastSeen is the reading time of the newest message about the asset.
@@ -118,6 +121,12 @@ type Health struct {
 	RowRemapFailure bool            `json:"row_remap_failure,omitempty"`
 	Samples         uint64          `json:"samples"`          // observation: telemetry samples folded in
 	Latest          *wire.GPUSample `json:"latest,omitempty"` // observation
+}
+
+// Workload is one GPU's processes as its agent reported them at At.
+type Workload struct {
+	At        time.Time      `json:"at"`
+	Processes []wire.Process `json:"processes"`
 }
 
 // Custody says who holds the asset and in what state.

@@ -16,6 +16,7 @@ type observation struct {
 	samples  uint64
 	latest   *wire.GPUSample
 	gps      *wire.GPSFix
+	workload *twin.Workload
 }
 
 // observations are the newest observations of the twins, published by the
@@ -43,7 +44,7 @@ func (s *Store) Observe(pos uint64, twins []*twin.Asset) {
 		s.obs.m = make(map[string]observation, len(twins))
 	}
 	for _, a := range twins {
-		s.obs.m[a.ID] = observation{pos: pos, lastSeen: a.LastSeen, samples: a.Health.Samples, latest: a.Health.Latest, gps: a.Location.GPS}
+		s.obs.m[a.ID] = observation{pos: pos, lastSeen: a.LastSeen, samples: a.Health.Samples, latest: a.Health.Latest, gps: a.Location.GPS, workload: a.Workload}
 	}
 }
 
@@ -56,5 +57,5 @@ func (s *Store) observed(a *twin.Asset, storedPos uint64) {
 	if !ok || o.pos <= storedPos {
 		return
 	}
-	a.LastSeen, a.Health.Samples, a.Health.Latest, a.Location.GPS = o.lastSeen, o.samples, o.latest, o.gps
+	a.LastSeen, a.Health.Samples, a.Health.Latest, a.Location.GPS, a.Workload = o.lastSeen, o.samples, o.latest, o.gps, o.workload
 }

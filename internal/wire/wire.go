@@ -48,15 +48,16 @@ const (
 	KindRFID      Kind = "rfid"      // RFID: merged tag reads
 	KindGPS       Kind = "gps"       // GPSFix: one position report
 	KindStatus    Kind = "status"    // Status: gateway online/offline, queue, drops
+	KindWorkloads Kind = "workloads" // Workloads: the processes on a host's GPUs and the artifacts they run
 )
 
 // Kinds lists every kind, in a fixed order.
-var Kinds = []Kind{KindTelemetry, KindFirmware, KindRFID, KindGPS, KindStatus}
+var Kinds = []Kind{KindTelemetry, KindFirmware, KindRFID, KindGPS, KindStatus, KindWorkloads}
 
 // Valid reports whether k is a known kind.
 func (k Kind) Valid() bool {
 	switch k {
-	case KindTelemetry, KindFirmware, KindRFID, KindGPS, KindStatus:
+	case KindTelemetry, KindFirmware, KindRFID, KindGPS, KindStatus, KindWorkloads:
 		return true
 	}
 	return false

@@ -46,6 +46,11 @@ func goldenBodies() map[string]struct {
 		"rfid":   {KindRFID, RFID{Reads: []RFIDRead{{Reader: "dock-uhf", ReadPoint: "dock-door-1", Zone: "s1-dock", EPC: "E2801160600002084D6B1A3F", RSSI: -57.5, Antenna: 2, FirstSeen: goldenTime.Add(-2 * time.Second), LastSeen: goldenTime, Count: 7}}}},
 		"gps":    {KindGPS, GPSFix{Asset: "gw-s1-01", Lat: 52.520008, Lon: 13.404954, AltM: 34.2, Quality: 1, HDOP: 0.9, Sats: 11, SpeedMS: 0.1, CourseDeg: 87.5, FixTime: goldenTime}},
 		"status": {KindStatus, Status{State: StateOnline, AgentVersion: "0.1.0", QueueDepth: 12, Dropped: 0}},
+		"workloads": {KindWorkloads, Workloads{Host: "srv-s1-001", GPUs: []GPUWorkload{{
+			Asset: "srv-s1-001.gpu0", UUID: "GPU-6f0b8e12-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+			Processes: []Process{{PID: 4242, Name: "vllm", MemBytes: 71 << 30, Model: "llama-7b",
+				Artifact: "sha256:" + strings.Repeat("ab", 32), Skip: SkipNoContainer}},
+		}}}},
 	}
 }
 

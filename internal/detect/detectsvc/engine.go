@@ -399,7 +399,7 @@ func (e *Engine) decode(m *twinstore.Message) (*detect.Message, error) {
 	if dec, ok := e.src.(Decoder); ok {
 		if d, ok := dec.Decoded(m.Pos); ok {
 			// The ingest's decoded form, shared: the detectors only read it.
-			dm.Telemetry, dm.Inventory, dm.RFID, dm.GPS, dm.Status = d.Telemetry, d.Inventory, d.RFID, d.GPS, d.Status
+			dm.Telemetry, dm.Inventory, dm.RFID, dm.GPS, dm.Status, dm.Workloads = d.Telemetry, d.Inventory, d.RFID, d.GPS, d.Status, d.Workloads
 			return dm, nil
 		}
 	}
@@ -427,6 +427,10 @@ func (e *Engine) decode(m *twinstore.Message) (*detect.Message, error) {
 	case wire.KindStatus:
 		v, err := wire.DecodeBody[wire.Status](&env)
 		dm.Status = &v
+		return dm, err
+	case wire.KindWorkloads:
+		v, err := wire.DecodeBody[wire.Workloads](&env)
+		dm.Workloads = &v
 		return dm, err
 	}
 	return nil, fmt.Errorf("kind %q", env.Kind)

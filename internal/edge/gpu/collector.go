@@ -102,6 +102,9 @@ type Collector struct {
 	inventory func(time.Time, wire.Inventory)
 	now       func() time.Time
 	Errors    uint64
+	// OnSnapshot, when set, is given every snapshot read (the workload
+	// reporter takes the processes from it). It must not block.
+	OnSnapshot func(*Snapshot)
 }
 
 // NewCollector returns a Collector for the host's GPUs.
@@ -158,5 +161,8 @@ func (c *Collector) Run(ctx context.Context) error {
 			lastIdentity, lastInventory = id, now
 		}
 		c.telemetry(now, Telemetry(c.host.Asset, &snap, &ev))
+		if c.OnSnapshot != nil {
+			c.OnSnapshot(&snap)
+		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"twinchain/internal/wire"
 )
 
 // NVMLSource reads GPUs through NVML. go-nvml loads libnvidia-ml.so with
@@ -195,6 +197,12 @@ func (s *NVMLSource) Snapshot(context.Context) (Snapshot, error) {
 		check("clocks_event_reasons", ret)
 		if r, ret := d.GetPcieReplayCounter(); check("pcie_replays", ret) {
 			dev.PCIeReplays = uint32(r)
+		}
+		if procs, ret := d.GetComputeRunningProcesses(); check("processes", ret) {
+			for _, p := range procs[:min(len(procs), wire.MaxGPUProcesses)] {
+				name, _ := s.lib.SystemGetProcessName(int(p.Pid)) // empty when NVML cannot say: the agent reads /proc
+				dev.Processes = append(dev.Processes, Process{PID: p.Pid, Name: name, MemBytes: p.UsedGpuMemory})
+			}
 		}
 		snap.Devices = append(snap.Devices, dev)
 	}

@@ -84,6 +84,13 @@ func recordedDevice(d Device) *mock.Device {
 		GetCurrentClocksEventReasonsFunc: func() (uint64, nvml.Return) { return d.ClocksEventReasons, ret("clocks_event_reasons") },
 		GetPcieReplayCounterFunc:         func() (int, nvml.Return) { return int(d.PCIeReplays), ret("pcie_replays") },
 		RegisterEventsFunc:               func(uint64, nvml.EventSet) nvml.Return { return nvml.SUCCESS },
+		GetComputeRunningProcessesFunc: func() ([]nvml.ProcessInfo, nvml.Return) {
+			var out []nvml.ProcessInfo
+			for _, p := range d.Processes {
+				out = append(out, nvml.ProcessInfo{Pid: p.PID, UsedGpuMemory: p.MemBytes})
+			}
+			return out, ret("processes")
+		},
 	}
 }
 
@@ -100,6 +107,8 @@ func TestNVMLSourceOnRecordedValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The recording ran no process; give the GPU one, as NVML lists it.
+	want.Devices[0].Processes = []Process{{PID: 4242, Name: "vllm", MemBytes: 38 << 30}}
 	dev := recordedDevice(want.Devices[0])
 	var waits atomic.Int32
 	set := &mock.EventSet{
@@ -116,6 +125,12 @@ func TestNVMLSourceOnRecordedValues(t *testing.T) {
 		SystemGetDriverVersionFunc: func() (string, nvml.Return) { return want.Driver, nvml.SUCCESS },
 		EventSetCreateFunc:         func() (nvml.EventSet, nvml.Return) { return set, nvml.SUCCESS },
 		ErrorStringFunc:            func(r nvml.Return) string { return r.Error() },
+		SystemGetProcessNameFunc: func(pid int) (string, nvml.Return) {
+			if pid == 4242 {
+				return "vllm", nvml.SUCCESS
+			}
+			return "", nvml.ERROR_NOT_FOUND
+		},
 	}
 	src := &NVMLSource{lib: lib, log: discard(), devs: []nvml.Device{dev}, logged: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -57,6 +57,15 @@ type Device struct {
 	ClocksEventReasons uint64   `json:"clocks_event_reasons"` // NVML bitmask
 	PCIeReplays        uint32   `json:"pcie_replays"`
 	Unsupported        []string `json:"unsupported,omitempty"`
+	// Processes are NVML's running compute processes on the GPU.
+	Processes []Process `json:"processes,omitempty"`
+}
+
+// Process is one compute process on a GPU, as NVML reports it.
+type Process struct {
+	PID      uint32 `json:"pid"`
+	Name     string `json:"name,omitempty"` // NVML's process name; the agent reads /proc/PID/comm when empty
+	MemBytes uint64 `json:"mem_bytes"`      // GPU memory used
 }
 
 // Event types.
@@ -110,6 +119,13 @@ func (s *Snapshot) Check() error {
 			return fmt.Errorf("%w: device %d: utilisation %d/%d%%", ErrSnapshot, d.Index, d.UtilGPU, d.UtilMem)
 		case d.RetiredPagesSBE < 0 || d.RetiredPagesDBE < 0 || d.RemapCorrectable < 0 || d.RemapUncorrectable < 0:
 			return fmt.Errorf("%w: device %d: negative counter", ErrSnapshot, d.Index)
+		case len(d.Processes) > wire.MaxGPUProcesses:
+			return fmt.Errorf("%w: device %d: %d processes, at most %d", ErrSnapshot, d.Index, len(d.Processes), wire.MaxGPUProcesses)
+		}
+		for _, p := range d.Processes {
+			if p.PID == 0 || len(p.Name) > wire.MaxWorkloadString {
+				return fmt.Errorf("%w: device %d: process %d %q", ErrSnapshot, d.Index, p.PID, p.Name)
+			}
 		}
 		seen[d.Index] = true
 	}

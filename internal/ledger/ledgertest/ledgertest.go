@@ -314,6 +314,25 @@ func testProvenance(t *testing.T, l ledger.Ledger) {
 	if d.Allowed || !hasReason(d.Reasons, core.ReasonTargetQuarantined) {
 		t.Errorf("RequestDeployment to a quarantined target = allowed %v reasons %+v, want refused for target_quarantined", d.Allowed, d.Reasons)
 	}
+	// The targets' environment (twin-service takes it from the twins) is
+	// kept on the record, and a policy's driver range and hardware classes
+	// are enforced on it.
+	must[core.Policy](t, "SetPolicy(driver range)")(l.SetPolicy(As(core.RoleCompliance), core.PolicyInput{ID: "prod-h100",
+		RequiredRoles: []core.Role{core.RoleMLLead, core.RoleSecurity}, HardwareClasses: []string{"h100-sxm-80g"}, DriverMin: "550.54", DriverMax: "555"}))
+	envDep := dep
+	envDep.Policy, envDep.Targets = "prod-h100", []string{"srv-s1-001.gpu0"}
+	for _, tc := range []struct{ id, driver, want string }{{"dep-env-old", "535.104.05", "driver_range"}, {"dep-env-ok", "550.54.15", ""}} {
+		envDep.ID = tc.id
+		envDep.Environment.Assets = []core.AssetEnvironment{{Asset: "srv-s1-001.gpu0", GPUModel: "NVIDIA H100 80GB HBM3",
+			UUID: "GPU-1", Serial: "1654", VBIOS: "96.00.74.00.0D", Driver: tc.driver}}
+		must[core.Deployment](t, "RequestDeployment(environment)")(l.RequestDeployment(eng, envDep))
+		got := must[core.Deployment](t, "GetDeployment(environment)")(l.GetDeployment(svc, tc.id))
+		if got.Allowed != (tc.want == "") || tc.want != "" && !hasReason(got.Reasons, core.ReasonDriverRange) ||
+			len(got.Environment.Assets) != 1 || got.Environment.Assets[0] != envDep.Environment.Assets[0] {
+			t.Errorf("deployment with driver %s = allowed %v reasons %+v environment %+v, want %q and the environment kept",
+				tc.driver, got.Allowed, got.Reasons, got.Environment.Assets, tc.want)
+		}
+	}
 	if got := must[core.Deployment](t, "GetDeployment")(l.GetDeployment(svc, "dep-2")); !got.Allowed {
 		t.Errorf("GetDeployment(dep-2) = %+v, want the allowed deployment", got)
 	}

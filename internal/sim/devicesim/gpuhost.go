@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ type GPUHost struct {
 	devices []gpu.Device
 	events  []gpu.Event
 	nextID  uint64
+	nextPID uint32
 	step    int
 }
 
@@ -84,6 +86,23 @@ func (h *GPUHost) SetUUID(index int, uuid, serial string) {
 	h.devices[index].UUID, h.devices[index].Serial = uuid, serial
 }
 
+// RunProcess starts a compute process named name on GPU index, as NVML
+// would list it; the agent resolves the artifact it serves by its name.
+// PIDs count up from 4,000,001, above the usual pid_max of a host, so a
+// simulated process never names a real one.
+func (h *GPUHost) RunProcess(index int, name string, memBytes uint64) uint32 {
+	h.nextPID++
+	pid := 4_000_000 + h.nextPID
+	h.devices[index].Processes = append(h.devices[index].Processes, gpu.Process{PID: pid, Name: name, MemBytes: memBytes})
+	return pid
+}
+
+// StopProcess ends process pid on GPU index.
+func (h *GPUHost) StopProcess(index int, pid uint32) {
+	d := &h.devices[index]
+	d.Processes = slices.DeleteFunc(slices.Clone(d.Processes), func(p gpu.Process) bool { return p.PID == pid })
+}
+
 // Next advances the readings one step and returns a snapshot at t. The
 // snapshot carries the 32 newest events; readers count each id once.
 func (h *GPUHost) Next(t time.Time) gpu.Snapshot {
@@ -107,7 +126,11 @@ func (h *GPUHost) Next(t time.Time) gpu.Snapshot {
 	if len(evs) > 32 {
 		evs = evs[len(evs)-32:]
 	}
-	return gpu.Snapshot{Time: t.UTC(), Driver: h.driver, Devices: append([]gpu.Device(nil), h.devices...),
+	devs := append([]gpu.Device(nil), h.devices...)
+	for i := range devs {
+		devs[i].Processes = slices.Clone(devs[i].Processes) // the snapshot is the reader's
+	}
+	return gpu.Snapshot{Time: t.UTC(), Driver: h.driver, Devices: devs,
 		Events: append([]gpu.Event(nil), evs...)}
 }
 
