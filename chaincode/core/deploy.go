@@ -375,6 +375,23 @@ func DeploymentsOn(tx *Tx, asset string) ([]Deployment, error) {
 	return deploymentsOn(tx.State, asset)
 }
 
+// DeploymentsOf returns every deployment request of a model, allowed or
+// refused, in id order: where the model went and where the gate stopped it.
+// A range read over all deployments (no index). Any role.
+func DeploymentsOf(tx *Tx, model string) ([]Deployment, error) {
+	if err := beginRead(tx); err != nil {
+		return nil, err
+	}
+	if err := checkID("model", model); err != nil {
+		return nil, err
+	}
+	all, err := scan[Deployment](tx.State, pfxDeployment)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(all, func(d Deployment) bool { return d.Model != model }), nil
+}
+
 func deploymentsOn(st State, asset string) ([]Deployment, error) {
 	return loadIndexed[Deployment](st, pfxDeployByAsset+asset+"/", pfxDeployment, "deployment")
 }

@@ -108,6 +108,7 @@ func Functions() []Function {
 		fn("GetPolicy", false, byID(GetPolicy)),
 		fn("GetDeployment", false, byID(GetDeployment)),
 		fn("DeploymentsOn", false, byID(DeploymentsOn)),
+		fn("DeploymentsOf", false, byID(DeploymentsOf)),
 		fn("ModelLineage", false, byID(ModelLineage)),
 		fn("ModelsTrainedOn", false, byID(ModelsTrainedOn)),
 		fn("ListDatasets", false, ListDatasets),

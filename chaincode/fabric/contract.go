@@ -271,6 +271,11 @@ func (c *Contract) GetDeployment(ctx contractapi.TransactionContextInterface, ar
 	return call(ctx, "GetDeployment", arg)
 }
 
+// DeploymentsOf calls core.DeploymentsOf.
+func (c *Contract) DeploymentsOf(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "DeploymentsOf", arg)
+}
+
 // DeploymentsOn calls core.DeploymentsOn.
 func (c *Contract) DeploymentsOn(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
 	return call(ctx, "DeploymentsOn", arg)

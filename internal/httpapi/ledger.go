@@ -179,6 +179,7 @@ func (s *Server) registerLedger(api router) {
 	g.post("/models", post(l.RegisterModel))
 	g.get("/models/:id", byID(l.GetModel))
 	g.get("/models/:id/lineage", byID(l.ModelLineage))
+	g.get("/models/:id/deployments", byID(l.DeploymentsOf))
 	g.post("/models/:id/evaluations", postFor(l.AddEvaluation, func(in *core.EvaluationInput, id string) { in.Model = id }))
 	g.post("/attestations", post(l.Attest))
 	g.get("/attestations", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {

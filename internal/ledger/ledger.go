@@ -76,6 +76,8 @@ type Ledger interface {
 	GetPolicy(ctx context.Context, id string) (core.Policy, error)
 	GetDeployment(ctx context.Context, id string) (core.Deployment, error)
 	DeploymentsOn(ctx context.Context, asset string) ([]core.Deployment, error)
+	// DeploymentsOf is every deployment request of a model, allowed or refused.
+	DeploymentsOf(ctx context.Context, model string) ([]core.Deployment, error)
 	ModelLineage(ctx context.Context, model string) (core.Lineage, error)
 	// ListDatasets and ListModels page through the records in id order.
 	ListDatasets(ctx context.Context, q core.PageQuery) (core.Page[core.Dataset], error)
@@ -272,6 +274,10 @@ func (c *Client) GetPolicy(ctx context.Context, id string) (core.Policy, error) 
 
 func (c *Client) GetDeployment(ctx context.Context, id string) (core.Deployment, error) {
 	return call[core.Deployment](ctx, c, false, "GetDeployment", core.IDQuery{ID: id})
+}
+
+func (c *Client) DeploymentsOf(ctx context.Context, model string) ([]core.Deployment, error) {
+	return call[[]core.Deployment](ctx, c, false, "DeploymentsOf", core.IDQuery{ID: model})
 }
 
 func (c *Client) DeploymentsOn(ctx context.Context, asset string) ([]core.Deployment, error) {

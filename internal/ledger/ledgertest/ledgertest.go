@@ -343,6 +343,17 @@ func testProvenance(t *testing.T, l ledger.Ledger) {
 	if got := must[core.Deployment](t, "GetDeployment")(l.GetDeployment(svc, "dep-3")); got.Allowed || len(got.Reasons) == 0 {
 		t.Errorf("GetDeployment(dep-3) = %+v, want the refusal with its reasons", got)
 	}
+	// Every request of a model, allowed or refused, in id order.
+	var of []string
+	for _, d := range must[[]core.Deployment](t, "DeploymentsOf")(l.DeploymentsOf(As(core.RoleAuditor), "model-a")) {
+		of = append(of, fmt.Sprintf("%s:%v", d.ID, d.Allowed))
+	}
+	if want := "dep-1:false dep-2:true dep-3:false dep-env-ok:true dep-env-old:false"; strings.Join(of, " ") != want {
+		t.Errorf("DeploymentsOf(model-a) = %v, want %s", of, want)
+	}
+	if of := must[[]core.Deployment](t, "DeploymentsOf")(l.DeploymentsOf(svc, "no-such-model")); len(of) != 0 {
+		t.Errorf("DeploymentsOf(an unknown model) = %+v, want none", of)
+	}
 
 	dsp := must[core.Page[core.Dataset]](t, "ListDatasets")(l.ListDatasets(As(core.RoleAuditor), core.PageQuery{Limit: 1}))
 	if len(dsp.Items) != 1 || dsp.Items[0].ID != "ds-clean" || dsp.Next != "ds-clean" {

@@ -2,8 +2,12 @@ package fleet
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"time"
+
+	"twinchain/internal/wire"
 )
 
 // Demo is make run's first-run story: simulated incidents played on the
@@ -102,4 +106,33 @@ func (g *Gateway) setHot() {
 	for _, gpu := range g.Host.GPUs {
 		gpu.SetTemp(demoHotC)
 	}
+}
+
+// SwapGPU plays a GPU swap: the demo's replacement card (a new UUID and
+// serial) goes into asset's slot, and its gateway reports its inventory with
+// the next reading, signed as always, so the twin sees the swap from the
+// fleet's own gateway. The replacement is the same every run (derived from
+// the asset id): a restarted fleet that calls SwapGPU again before
+// publishing reports the card the twin already knows, not a second swap.
+func (f *Fleet) SwapGPU(asset string) (wire.GPUIdentity, error) {
+	for _, g := range f.Gateways {
+		if g.Host == nil {
+			continue
+		}
+		for _, gpu := range g.Host.GPUs {
+			if gpu.Ident.Asset != asset {
+				continue
+			}
+			sum := sha256.Sum256([]byte("twinchain demo replacement " + asset))
+			a, b := binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:16])
+			g.mu.Lock()
+			gpu.Ident.UUID = fmt.Sprintf("GPU-%08x-%04x-%04x-%04x-%012x", a>>32, (a>>16)&0xffff, a&0xffff, b>>48, b&0xffffffffffff)
+			gpu.Ident.Serial = fmt.Sprintf("1655%09d", binary.BigEndian.Uint64(sum[16:24])%1e9)
+			id := gpu.Ident
+			g.mu.Unlock()
+			g.invDue.Store(true)
+			return id, nil
+		}
+	}
+	return wire.GPUIdentity{}, fmt.Errorf("swap: no GPU %s in the fleet", asset)
 }

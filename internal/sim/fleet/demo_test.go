@@ -61,3 +61,37 @@ func TestDemo(t *testing.T) {
 		t.Error("a demo over a fleet without hosts did not fail")
 	}
 }
+
+// TestSwapGPU: the demo's swap gives a GPU a new UUID and serial, the same
+// in every fleet (a restarted fleet puts the same card back), reported in the
+// gateway's inventory and asked of the publisher at once; an unknown GPU is
+// an error.
+func TestSwapGPU(t *testing.T) {
+	var ids []string
+	for range 2 {
+		f, err := New(Config{Sites: 1, ServersPerSite: 1, GPUsPerServer: 2, Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := f.Gateways[0]
+		before := g.Inventory().GPUs[1]
+		id, err := f.SwapGPU(before.Asset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := g.Inventory().GPUs[1]
+		if after != id || after.UUID == before.UUID || after.Serial == before.Serial || after.Asset != before.Asset {
+			t.Errorf("inventory after the swap %+v (swap said %+v), before %+v: want a new UUID and serial in the same slot", after, id, before)
+		}
+		if !g.invDue.Load() {
+			t.Error("the swap did not ask for an inventory report")
+		}
+		ids = append(ids, id.UUID+" "+id.Serial)
+		if _, err := f.SwapGPU("no-such-gpu"); err == nil {
+			t.Error("swapping an unknown GPU did not fail")
+		}
+	}
+	if ids[0] != ids[1] {
+		t.Errorf("two fleets swapped in %q and %q, want the same card", ids[0], ids[1])
+	}
+}

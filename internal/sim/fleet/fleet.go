@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"twinchain/internal/wire"
@@ -75,6 +76,8 @@ type Gateway struct {
 	rng *rand.Rand
 	// Tags are the RFID tags a site gateway's reader sees (the site's servers).
 	Tags []string
+	// invDue asks the publisher for an inventory report now (a swapped GPU).
+	invDue atomic.Bool
 }
 
 // Host is a GPU server.
@@ -239,6 +242,8 @@ func (g *Gateway) Inventory() *wire.Inventory {
 		return nil
 	}
 	inv := &wire.Inventory{Host: g.Host.Info}
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	for _, gpu := range g.Host.GPUs {
 		inv.GPUs = append(inv.GPUs, gpu.Ident)
 	}

@@ -222,7 +222,7 @@ func (p *Publisher) runGateway(ctx context.Context, gw *Gateway, start time.Time
 			}
 			lastStatus = simNow
 		}
-		if inv := gw.Inventory(); inv != nil && (n == 0 || simNow.Sub(lastInventory) >= p.cfg.InventoryEvery) {
+		if inv := gw.Inventory(); inv != nil && (n == 0 || simNow.Sub(lastInventory) >= p.cfg.InventoryEvery || gw.invDue.Swap(false)) {
 			if err := publish(wire.KindFirmware, simNow, inv); err != nil {
 				return err
 			}
