@@ -40,8 +40,9 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	ackedLog := fs.String("acked-log", "", "append \"gateway seq\" for every acknowledged message to this file")
 	demo := fs.Duration("demo", 0, "play a simulated incident on the fleet's own hosts every this long, the first after 20 s: an XID 79, then a server's cooling failure, in turn (0: none; make run uses 3m)")
 	var rec demoRecords
-	fs.StringVar(&rec.api, "demo-api", "", "with -demo: twin-service URL where the demo records a dataset, a model trained on the first host's GPUs and a work order")
-	demoTokens := fs.String("demo-tokens", "", "with -demo-api: file of the demo's API tokens, lines ml=TOKEN (role ml_engineer: the dataset and model) and maint=TOKEN (role maintenance: the work order)")
+	fs.StringVar(&rec.api, "demo-api", "", "with -demo: twin-service URL where the demo records an ML pipeline (datasets, a federated training run on the first host's GPUs during which the fleet swaps one, an evaluation, sign-offs, a deployment the gate refuses for the swap) and a work order")
+	demoTokens := fs.String("demo-tokens", "", "with -demo-api: file of the demo's API tokens, lines ml=TOKEN (role ml_engineer: datasets, model, deployment request), lead=TOKEN (ml_lead) and compliance=TOKEN (compliance: sign-offs, policy), maint=TOKEN (maintenance: the work order)")
+	fs.DurationVar(&rec.swapAfter, "demo-swap-after", 15*time.Second, "with -demo-api: how long the demo's training run goes before the fleet swaps one of its GPUs")
 	statePath := fs.String("state", "", "keep each gateway's sequence number in this file, so that after a clean stop the next run continues without a gap")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -90,17 +91,20 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "firmware-sim: publishing %d gateways (%d GPUs) to %s at %g Hz\n", len(f.Gateways), gpus, pub.Broker, pub.Rate)
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
+	records := *demo > 0 && rec.api != "" && *demoTokens != ""
+	if records {
+		if err := rec.readTokens(*demoTokens); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		rec.client, rec.log = &http.Client{Timeout: 10 * time.Second}, log
+		rec.restoreSwap(ctx, f) // before the first inventory
+	}
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	if *demo > 0 {
 		go func() {
 			say := func(what string) { log.Info("demo: " + what) }
-			if rec.api != "" && *demoTokens != "" {
-				if err := rec.readTokens(*demoTokens); err != nil {
-					log.Error("demo", "err", err)
-					return
-				}
-				rec.client, rec.log = &http.Client{Timeout: 10 * time.Second}, log
+			if records {
 				go rec.run(ctx, f)
 			}
 			if err := f.RunDemo(ctx, fleet.Demo{Interval: *demo, First: min(20*time.Second, *demo), OnEvent: say}); err != nil {

@@ -8,28 +8,30 @@ mkdir -p "$data"
 # The fleet's keys come from its seed, so the registry is the same every run.
 "$bin/firmware-sim" fleet --registry "$data/registry.json" --registry-only
 
-# The demo (below) records provenance and a work order through the API with
-# two tokens of its own (roles ml_engineer and maintenance), made once,
-# random, kept in $data/demo-tokens (mode 0600); twin-service gets their
-# SHA-256 in $data/run-config.yaml. A TWINCHAIN_CONFIG of your own wins:
-# then the demo plays incidents only.
+# The demo (below) records an ML pipeline and a work order through the API
+# with tokens of its own (roles ml_engineer, ml_lead, compliance and
+# maintenance), made once, random, kept in $data/demo-tokens (mode 0600);
+# twin-service gets their SHA-256 in $data/run-config.yaml. A
+# TWINCHAIN_CONFIG of your own wins: then the demo plays incidents only.
 demo="${TWINCHAIN_DEMO:-3m}"
 config_args=() demo_args=()
 if [ "$demo" != 0 ]; then
   demo_args=(--demo "$demo")
   if [ -z "${TWINCHAIN_CONFIG:-}" ]; then
-    if [ ! -s "$data/demo-tokens" ]; then
-      (umask 077; printf 'ml=tc_demo_ml_%s\nmaint=tc_demo_maint_%s\n' \
-        "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$data/demo-tokens")
-    fi
-    ml="$(sed -n 's/^ml=//p' "$data/demo-tokens")" maint="$(sed -n 's/^maint=//p' "$data/demo-tokens")"
-    sum() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+    rnd() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+    for k in ml maint lead compliance; do # an older data dir may lack a line
+      grep -q "^$k=" "$data/demo-tokens" 2>/dev/null || (umask 077; echo "$k=tc_demo_${k}_$(rnd)" >>"$data/demo-tokens")
+    done
+    tok() { sed -n "s/^$1=//p" "$data/demo-tokens"; }
+    sum() { printf '%s' "$(tok "$1")" | sha256sum | cut -d' ' -f1; }
     cat >"$data/run-config.yaml" <<EOF2
 # Written by scripts/run.sh for make run's demo; remade every start.
 auth:
   tokens:
-    - {name: demo-ml-pipeline, role: ml_engineer, sha256: "$(sum "$ml")"}
-    - {name: demo-maintenance, role: maintenance, sha256: "$(sum "$maint")"}
+    - {name: demo-ml-pipeline, role: ml_engineer, sha256: "$(sum ml)"}
+    - {name: demo-ml-lead, role: ml_lead, sha256: "$(sum lead)"}
+    - {name: demo-compliance, role: compliance, sha256: "$(sum compliance)"}
+    - {name: demo-maintenance, role: maintenance, sha256: "$(sum maint)"}
 EOF2
     config_args=(-config "$data/run-config.yaml")
     demo_args+=(--demo-tokens "$data/demo-tokens")
@@ -60,8 +62,10 @@ done
 
 # The demo: a simulated incident on the fleet's own hosts every 3 minutes
 # (an XID, then a server's cooling failure), the first after 20 s, so the
-# Alerts and Incidents views show detection at work, plus a dataset, a model
-# and a work order. TWINCHAIN_DEMO=0 turns it off; TWINCHAIN_DEMO=1m plays
+# Alerts and Incidents views show detection at work, plus an ML pipeline
+# (datasets, a federated training run during which the fleet swaps one of
+# its GPUs, an evaluation, sign-offs, a deployment the gate refuses for that
+# swap) and a work order. TWINCHAIN_DEMO=0 turns it off; TWINCHAIN_DEMO=1m plays
 # one a minute.
 [ "$demo" = 0 ] || [ "$scheme" != http ] || demo_args+=(--demo-api "$scheme://$http") # a self-signed HTTPS service: incidents only
 "$bin/firmware-sim" fleet --broker "tcp://$mqtt" --state "$data/fleet-state.json" "${demo_args[@]}" &

@@ -123,11 +123,9 @@ func (f *Fleet) SwapGPU(asset string) (wire.GPUIdentity, error) {
 			if gpu.Ident.Asset != asset {
 				continue
 			}
-			sum := sha256.Sum256([]byte("twinchain demo replacement " + asset))
-			a, b := binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:16])
+			serial, uuid := DemoReplacement(asset)
 			g.mu.Lock()
-			gpu.Ident.UUID = fmt.Sprintf("GPU-%08x-%04x-%04x-%04x-%012x", a>>32, (a>>16)&0xffff, a&0xffff, b>>48, b&0xffffffffffff)
-			gpu.Ident.Serial = fmt.Sprintf("1655%09d", binary.BigEndian.Uint64(sum[16:24])%1e9)
+			gpu.Ident.Serial, gpu.Ident.UUID = serial, uuid
 			id := gpu.Ident
 			g.mu.Unlock()
 			g.invDue.Store(true)
@@ -135,4 +133,13 @@ func (f *Fleet) SwapGPU(asset string) (wire.GPUIdentity, error) {
 		}
 	}
 	return wire.GPUIdentity{}, fmt.Errorf("swap: no GPU %s in the fleet", asset)
+}
+
+// DemoReplacement is the serial and UUID of the card SwapGPU puts into
+// asset's slot.
+func DemoReplacement(asset string) (serial, uuid string) {
+	sum := sha256.Sum256([]byte("twinchain demo replacement " + asset))
+	a, b := binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:16])
+	return fmt.Sprintf("1655%09d", binary.BigEndian.Uint64(sum[16:24])%1e9),
+		fmt.Sprintf("GPU-%08x-%04x-%04x-%04x-%012x", a>>32, (a>>16)&0xffff, a&0xffff, b>>48, b&0xffffffffffff)
 }
