@@ -24,4 +24,6 @@ copyFileSync("src/favicon.svg", "dist/favicon.svg");
 // TopoJSON from world-atlas), fetched by the map view when it opens.
 copyFileSync("node_modules/world-atlas/countries-50m.json", "dist/countries-50m.json");
 copyFileSync("node_modules/world-atlas/LICENSE", "dist/countries-50m.LICENSE.txt");
+// dagre's MIT licence (app.js.LEGAL.txt points to it).
+copyFileSync("node_modules/@dagrejs/dagre/dist/dagre.esm.js.LEGAL.txt", "dist/dagre.esm.js.LEGAL.txt");
 console.log("web: built dist/");

@@ -1,6 +1,8 @@
 package web_test
 
 import (
+	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,7 +14,10 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"twinchain/internal/detect"
+	"twinchain/chaincode/core"
 	"twinchain/internal/detect/alert"
+	"twinchain/internal/ledger/proofbundle"
+	"twinchain/internal/ledger/signkey"
 	"twinchain/internal/testsvc"
 )
 
@@ -194,23 +199,28 @@ func TestIncidents(t *testing.T) {
 // here every 2 s instead of 3 min): the fleet's own gateways report an XID
 // and a server's cooling failure, the detectors raise them, they form a
 // hardware and a thermal incident, and the incident view shows both, with
-// no rejected message (nothing impersonated).
+// no rejected message (nothing impersonated). Its ML pipeline's training
+// run sees a GPU swapped (reported by the server's own gateway), so the
+// gate refuses the model's deployment for it; the model's record bundle
+// verifies under the service key. All within five minutes of the start.
 func TestDemoIncidents(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts twin-service, firmware-sim and Chromium")
 	}
 	fleetArgs := []string{"fleet", "-sites", "1", "-servers", "2", "-gpus", "2"}
 	svc := startTwin(t, fleetArgs, "../scripts/run-detect.yaml")
-	// make run gives the demo an ml_engineer and a maintenance token; the
-	// admin token stands in for the latter here.
+	// make run gives the demo ml_engineer, ml_lead, compliance and
+	// maintenance tokens; the admin token stands in for the last here.
 	tokens := filepath.Join(t.TempDir(), "demo-tokens")
-	if err := os.WriteFile(tokens, []byte("ml="+mlToken+"\nmaint="+testToken+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokens, []byte("ml="+mlToken+"\nmaint="+testToken+"\nlead="+leadToken+"\ncompliance="+complianceToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
+	within := func() time.Duration { return max(time.Second, time.Until(start.Add(5*time.Minute))) } // make run's promise
 	testsvc.StartProcess(t, filepath.Join(binaries(t), "firmware-sim"), append(fleetArgs, "-broker", svc.MQTT, "-demo", "2s",
-		"-demo-api", svc.URL, "-demo-tokens", tokens)...)
+		"-demo-api", svc.URL, "-demo-tokens", tokens, "-demo-swap-after", "5s")...)
 	causes := map[string]alert.Incident{}
-	testsvc.Eventually(t, 3*time.Minute, "a hardware and a thermal incident from the demo", func() bool {
+	testsvc.Eventually(t, within(), "a hardware and a thermal incident from the demo", func() bool {
 		var page struct {
 			Items []alert.Incident `json:"items"`
 		}
@@ -244,12 +254,52 @@ func TestDemoIncidents(t *testing.T) {
 			} `json:"hardware"`
 		} `json:"training"`
 	}
-	testsvc.Eventually(t, 2*time.Minute, "the demo's model on the ledger", func() bool {
+	testsvc.Eventually(t, within(), "the demo's model on the ledger", func() bool {
 		return svc.get(t, "/ledger/models/demo-thermal-forecaster", &model) == 200
 	})
 	if len(model.Training.Hardware) != 2 || model.Training.Hardware[0].Asset != "srv-s1-001.gpu0" {
 		t.Errorf("the demo model's training hardware is %+v, want srv-s1-001's 2 GPUs", model.Training.Hardware)
 	}
+	// The gate refuses the model's deployment: a GPU it trained on was
+	// swapped during the run, and the policy refuses swap evidence.
+	var dep core.Deployment
+	testsvc.Eventually(t, within(), "the demo's deployment decision", func() bool {
+		return svc.get(t, "/ledger/deployments/demo-rollout-1", &dep) == 200
+	})
+	if dep.Allowed || len(dep.Reasons) != 1 || dep.Reasons[0].Code != core.ReasonTrainingEvidence || !strings.HasPrefix(dep.Reasons[0].Detail, "srv-s1-001.gpu1: swap") {
+		t.Errorf("the demo's deployment: allowed %v, reasons %+v; want refused only for the swap of srv-s1-001.gpu1 during training", dep.Allowed, dep.Reasons)
+	}
+	var deps []core.Deployment
+	if svc.get(t, "/ledger/models/demo-thermal-forecaster/deployments", &deps); len(deps) != 1 || deps[0].ID != "demo-rollout-1" {
+		t.Errorf("the model's deployments = %+v, want demo-rollout-1", deps)
+	}
+	// The swap came from the server's own gateway: the twin shows the new
+	// card and the detector raised a substitution.
+	var sub struct {
+		Items []alert.Alert `json:"items"`
+	}
+	svc.get(t, "/alerts?state=&type=substitution", &sub)
+	if len(sub.Items) == 0 || sub.Items[0].Asset != "srv-s1-001.gpu1" {
+		t.Errorf("substitution alerts %+v, want one on srv-s1-001.gpu1", sub.Items)
+	}
+	// The model's record bundle verifies under the service key (pinned
+	// from its file, as an auditor would).
+	var bundle json.RawMessage
+	if code := svc.get(t, "/ledger/proofs/model/demo-thermal-forecaster", &bundle); code != 200 {
+		t.Fatalf("GET the model's record bundle = %d", code)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(svc.DataDir, "service.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := signkey.Parse(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := proofbundle.VerifyJSON(bundle, key.Public().(ed25519.PublicKey)); !rep.Verified() {
+		t.Errorf("the demo model's record bundle does not verify: %v", rep.Failed())
+	}
+	t.Logf("incidents, the refused deployment and the verified model proof %s after the start", time.Since(start).Round(time.Second))
 	var orders struct {
 		Items []struct {
 			Asset  string `json:"asset"`
@@ -271,6 +321,63 @@ func TestDemoIncidents(t *testing.T) {
 	}
 	waitJS(t, ctx, "the demo's model on the Provenance page", `!!document.querySelector('#prov-models li[data-id="demo-thermal-forecaster"]')`, 30*time.Second)
 	shot(t, ctx, "provenance-demo-1440")
+	// The model's lineage as a graph: datasets -> training run -> hardware
+	// -> model -> deployments, the swapped GPU and the refused deployment
+	// marked, each node linked to its record.
+	if err := chromedp.Do(ctx, chromedp.Navigate(svc.URL+"/#/provenance?model=demo-thermal-forecaster")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the lineage graph", `!!document.querySelector(".lineage-graph svg g.lin-deployment")`, 30*time.Second)
+	type node struct {
+		ID, Kind string
+		Bad      bool
+		Text     string
+	}
+	nodes := evalJS[[]node](t, ctx, `[...document.querySelectorAll(".lineage-graph g.lin-node")].map(g => ({ID: g.dataset.id, Kind: g.dataset.kind, Bad: g.classList.contains("lin-bad"), Text: g.textContent}))`)
+	got := map[string]node{}
+	for _, n := range nodes {
+		got[n.ID] = n
+		if m := strayValue.FindString(n.Text); m != "" {
+			t.Errorf("lineage node %s shows a stray %q: %q", n.ID, m, n.Text)
+		}
+	}
+	for id, want := range map[string]struct {
+		kind string
+		bad  bool
+	}{"ds:demo-telemetry": {"dataset", false}, "ds:demo-telemetry-clean": {"dataset", false}, "run": {"run", false},
+		"hw:srv-s1-001.gpu1": {"hardware", true}, "model:demo-thermal-forecaster": {"model", false},
+		"dep:demo-rollout-1": {"deployment", true}} {
+		if n, ok := got[id]; !ok || n.Kind != want.kind || n.Bad != want.bad {
+			t.Errorf("lineage node %s = %+v (present %v), want kind %s, marked %v", id, n, ok, want.kind, want.bad)
+		}
+	}
+	if n := got["hw:srv-s1-001.gpu0"]; n.Kind != "hardware" { // marked too when the demo's first XID fell within the run
+		t.Errorf("lineage node hw:srv-s1-001.gpu0 = %+v, want the other GPU of the run", n)
+	}
+	if n := got["hw:srv-s1-001.gpu1"]; !strings.Contains(n.Text, "swap") {
+		t.Errorf("the swapped GPU's node reads %q, want the swap named", n.Text)
+	}
+	// Edges run datasets -> run -> hardware -> model -> deployment: dagre
+	// lays them out left to right.
+	xs := evalJS[map[string]float64](t, ctx, `Object.fromEntries([...document.querySelectorAll(".lineage-graph g.lin-node")].map(g => [g.dataset.id, g.querySelector("rect").x.baseVal.value]))`)
+	if !(xs["ds:demo-telemetry"] < xs["ds:demo-telemetry-clean"] && xs["ds:demo-telemetry-clean"] < xs["run"] && xs["run"] < xs["hw:srv-s1-001.gpu1"] &&
+		xs["hw:srv-s1-001.gpu1"] < xs["model:demo-thermal-forecaster"] && xs["model:demo-thermal-forecaster"] < xs["dep:demo-rollout-1"]) {
+		t.Errorf("lineage columns %v, want datasets < run < hardware < model < deployment", xs)
+	}
+	if n := evalJS[int](t, ctx, `document.querySelectorAll(".lineage-graph path.lin-edge").length`); n != 7 {
+		t.Errorf("the lineage graph has %d edges, want 7 (dataset->dataset, dataset->run, run->2 GPUs, 2 GPUs->model, model->deployment)", n)
+	}
+	if got := evalJS[string](t, ctx, `document.querySelector('#dep-demo-rollout-1').innerText`); !strings.Contains(got, "refused") || !strings.Contains(got, "training_evidence") {
+		t.Errorf("the deployment card reads %q, want refused for training_evidence", got)
+	}
+	shot(t, ctx, "provenance-lineage-graph-1440")
+	if err := chromedp.Do(ctx, viewport(390, 844, true)); err != nil {
+		t.Fatal(err)
+	}
+	shot(t, ctx, "provenance-lineage-graph-390")
+	if err := chromedp.Do(ctx, viewport(1440, 900, false)); err != nil {
+		t.Fatal(err)
+	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(svc.URL+"/#/incidents?state=&open="+causes["thermal"].ID)); err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,9 @@ func binaries(t testing.TB) string {
 const (
 	testToken = "tc_web_test_token"
 	mlToken   = "tc_web_ml_pipeline"
+	// The sign-off roles (make run's demo signs its model off with them).
+	leadToken       = "tc_web_ml_lead"
+	complianceToken = "tc_web_compliance"
 )
 
 // service is a running twin-service (embedded broker) with the users of
@@ -88,7 +91,8 @@ func startTwinIn(t testing.TB, simArgs []string, detectConfig, dataDir string) *
 	}
 	ts := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{
 		Config:       string(conf),
-		Tokens:       []testsvc.Token{{Name: "web-test", Role: string(auth.Admin), Secret: testToken}, {Name: "ml-pipeline", Role: string(auth.MLEngineer), Secret: mlToken}},
+		Tokens:       []testsvc.Token{{Name: "web-test", Role: string(auth.Admin), Secret: testToken}, {Name: "ml-pipeline", Role: string(auth.MLEngineer), Secret: mlToken},
+			{Name: "ml-lead", Role: string(auth.MLLead), Secret: leadToken}, {Name: "compliance", Role: string(auth.Compliance), Secret: complianceToken}},
 		DetectConfig: detectConfig,
 		Registry:     reg,
 		DataDir:      dataDir,

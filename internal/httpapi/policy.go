@@ -112,6 +112,7 @@ func Routes() []Route {
 		get(v1 + "/ledger/models"),
 		get(v1 + "/ledger/models/:id"),
 		get(v1 + "/ledger/models/:id/lineage"),
+		get(v1 + "/ledger/models/:id/deployments"),
 		get(v1 + "/ledger/attestations"),
 		get(v1 + "/ledger/policies/:id"),
 		get(v1 + "/ledger/deployments/:id"),

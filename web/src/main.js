@@ -8,6 +8,7 @@ import { alertsView } from "./views/alerts.js";
 import { incidentsView } from "./views/incidents.js";
 import { workOrdersView } from "./views/workorders.js";
 import { gatewaysView } from "./views/gateways.js";
+import { gatewayView } from "./views/gateway.js";
 import { provenanceView } from "./views/provenance.js";
 
 const routes = [
@@ -18,6 +19,7 @@ const routes = [
   [/^\/incidents$/, incidentsView, "Incidents"],
   [/^\/workorders$/, workOrdersView, "Work orders"],
   [/^\/gateways$/, gatewaysView, "Gateways"],
+  [/^\/gateway\/(.+)$/, gatewayView, "Gateway"],
   [/^\/provenance$/, provenanceView, "Provenance"],
 ];
 

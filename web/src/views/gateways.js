@@ -34,7 +34,7 @@ export async function gatewaysView(root) {
         return s === true || s === "online";
       };
       const rows = list.map((g) => h("tr", { dataset: { id: pick(g, "id", "gateway") } },
-        h("td", h("a", { href: "#/asset/" + encodeURIComponent(pick(g, "id", "gateway")) }, pick(g, "id", "gateway"))),
+        h("td", h("a", { href: "#/gateway/" + encodeURIComponent(pick(g, "id", "gateway")) }, pick(g, "id", "gateway"))),
         h("td", pick(g, "site") || "—"),
         h("td", pill(online(g) ? "online" : "offline", "gw")),
         h("td.num", String(pick(g, "stream.last_seq", "last_seq", "last_sequence") ?? "—")),

@@ -5,6 +5,7 @@ import { api, apiText, items } from "../api.js";
 import { h, clear, fmtTime, field, unavailable, errorBox, fill, hashValue } from "../dom.js";
 import { proofChecker, report, serviceKey, ledgerStatus } from "./ledgerpanel.js";
 import { verifyBundle } from "../verify.js";
+import { lineageGraph, deploymentsCard } from "./lineage.js";
 
 
 // recordVerify is a button that fetches a ledger record's proof bundle and
@@ -41,10 +42,10 @@ function datasetItem(d) {
     recordVerify("dataset", d.id));
 }
 
-function lineageView(box, lin) {
+function lineageView(box, lin, deployments) {
   const m = lin.model || {};
   const tr = m.training || {};
-  fill(box, h("div.lineage",
+  fill(box, lineageGraph(lin, deployments), h("div.lineage",
     h("section.card", { "aria-labelledby": "h-lds" }, h("h2#h-lds", "Datasets"),
       (lin.datasets || []).length ? h("ul.prov", lin.datasets.map(datasetItem)) : h("p.muted", "No datasets recorded.")),
     h("div.arrow", { "aria-hidden": "true" }, "→"),
@@ -65,7 +66,7 @@ function lineageView(box, lin) {
           ` revisions ${u.revision_start}–${u.revision_end}`,
           (hw.evidence || []).length ? h("div.sub.bad", `${hw.evidence.length} health/security evidence record(s) during the run`) : h("div.sub", "no evidence recorded during the run"),
           recordVerify("asset", u.asset));
-      })) : h("p.muted", "No hardware recorded."))));
+      })) : h("p.muted", "No hardware recorded."))), deploymentsCard(deployments));
 }
 
 // pagedList is a list of ledger records (GET path: {items, next}, in id
@@ -138,7 +139,9 @@ export async function provenanceView(root, params) {
   const model = params && params.get("model");
   if (model) {
     try {
-      lineageView(box, await api(`/ledger/models/${encodeURIComponent(model)}/lineage`));
+      const path = `/ledger/models/${encodeURIComponent(model)}`;
+      const [lin, deps] = await Promise.all([api(path + "/lineage"), api(path + "/deployments").catch(() => [])]);
+      lineageView(box, lin, items(deps));
     } catch (e) {
       box.append(e.missing ? unavailable("Model lineage (the ledger)", e) : e.status === 404 ? errorBox(`model ${model} is not on the ledger`) : errorBox(e));
     }
