@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -66,9 +67,25 @@ func (d demoRecords) post(ctx context.Context, token, path string, body any) err
 		return nil
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(msg))
+		return &refused{code: resp.StatusCode, err: fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(msg))}
 	}
 	return nil
+}
+
+// refused is an API answer other than 2xx or 409.
+type refused struct {
+	code int
+	err  error
+}
+
+func (r *refused) Error() string { return r.err.Error() }
+
+// final reports whether retrying cannot help: the request itself is wrong
+// (400) or the token may not make it (401, 403). A 404 (the GPUs are not on
+// the ledger yet) or 5xx may pass later.
+func final(err error) bool {
+	var r *refused
+	return errors.As(err, &r) && (r.code == http.StatusBadRequest || r.code == http.StatusUnauthorized || r.code == http.StatusForbidden)
 }
 
 // hasOrder reports whether an earlier run's demo work order for asset is
@@ -108,6 +125,10 @@ func (d demoRecords) until(ctx context.Context, token, path string, body any) bo
 		if err == nil {
 			d.log.Info("demo: recorded", "path", path)
 			return true
+		}
+		if final(err) {
+			d.log.Error("demo: not recorded", "path", path, "err", err)
+			return false
 		}
 		d.log.Info("demo: not yet recorded, retrying in 5s", "path", path, "err", err)
 		select {
@@ -241,7 +262,7 @@ func (d demoRecords) datasets(ctx context.Context, f *fleet.Fleet) bool {
 		{"id": "demo-telemetry", "name": "demo (simulated): fleet telemetry corpus", "content_hash": demoHash("demo-telemetry"),
 			"sources": sources, "consent": consent("training", "evaluation")},
 		{"id": "demo-telemetry-clean", "name": "demo (simulated): telemetry corpus, deduplicated", "content_hash": demoHash("demo-telemetry-clean"),
-			"consent": consent("training"), "transform": map[string]any{"step": "dedupe", "parents": []string{"demo-telemetry"}, "code_ref": "demo://clean@v1"}},
+			"consent": consent("training"), "transform": map[string]any{"step": "dedupe", "parents": []string{"demo-telemetry"}, "code_ref": "demo://clean@v1", "output_hash": demoHash("demo-telemetry-clean")}},
 		{"id": "demo-holdout", "name": "demo (simulated): holdout week", "content_hash": demoHash("demo-holdout"),
 			"sources": []map[string]string{{"kind": "system", "ref": "demo://holdout"}}, "consent": consent("evaluation")},
 	} {
@@ -349,7 +370,7 @@ func (d demoRecords) train(ctx context.Context, f *fleet.Fleet, host *fleet.Gate
 // fleet's other GPUs: refused, for the swap.
 func (d demoRecords) release(ctx context.Context, f *fleet.Fleet, host *fleet.Gateway) {
 	for _, tok := range []string{d.leadToken, d.complianceTok} {
-		if tok != "" && !d.until(ctx, tok, "/attestations", map[string]any{"subject_kind": "model", "subject": demoModel,
+		if tok != "" && !d.until(ctx, tok, "/ledger/attestations", map[string]any{"subject_kind": "model", "subject": demoModel,
 			"subject_hash": demoHash(demoModel), "decision": "approve", "statement": "demo (simulated): holdout MAE 1.4 °C reviewed"}) {
 			return
 		}

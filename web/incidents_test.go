@@ -371,9 +371,11 @@ func TestDemoIncidents(t *testing.T) {
 		t.Errorf("the deployment card reads %q, want refused for training_evidence", got)
 	}
 	shot(t, ctx, "provenance-lineage-graph-1440")
-	if err := chromedp.Do(ctx, viewport(390, 844, true)); err != nil {
+	// On a phone the graph runs top to bottom.
+	if err := chromedp.Do(ctx, viewport(390, 844, true), chromedp.Reload()); err != nil {
 		t.Fatal(err)
 	}
+	waitJS(t, ctx, "the lineage graph top to bottom", `(document.querySelector(".lineage-graph") || {dataset: {}}).dataset.direction === "TB"`, 30*time.Second)
 	shot(t, ctx, "provenance-lineage-graph-390")
 	if err := chromedp.Do(ctx, viewport(1440, 900, false)); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,7 @@ import dagre from "@dagrejs/dagre";
 import { h, fmtTime, pill } from "../dom.js";
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 210, H = 54; // node box
+const W = 184, H = 54; // node box
 
 // s builds an SVG element: s("rect", {x: 1}, children...).
 function s(tag, attrs, ...children) {
@@ -22,9 +22,16 @@ function s(tag, attrs, ...children) {
 
 // clip shortens text to n characters for a node box (the full text is the
 // node's tooltip).
-function clip(t, n = 30) {
+function clip(t, n = 26) {
   t = String(t || "");
   return t.length > n ? t.slice(0, n - 1) + "…" : t;
+}
+
+// span is a time range, the end's date left out when it is the start's.
+function span(a, b) {
+  const [x, y] = [fmtTime(a), fmtTime(b)];
+  const [dx, tx] = x.split(" "), [dy, ty] = y.split(" ");
+  return dx === dy && tx && ty ? `${dx} ${tx}–${ty}` : `${x} – ${y}`;
 }
 
 // lineageNodes turns a lineage (GET /ledger/models/:id/lineage) and the
@@ -49,7 +56,7 @@ export function lineageNodes(lin, deployments) {
   }
   const rounds = (tr.federated || []).length;
   add({ id: run, kind: "run", title: rounds ? `federated training, ${rounds} round${rounds === 1 ? "" : "s"}` : "training run",
-    sub: tr.start ? `${fmtTime(tr.start)} – ${fmtTime(tr.end)}` : clip(tr.code_ref),
+    sub: tr.start ? span(tr.start, tr.end) : clip(tr.code_ref),
     tip: `training run ${tr.code_ref || ""}${tr.start ? ` from ${fmtTime(tr.start)} to ${fmtTime(tr.end)}` : ""}`, href: "#h-lm" });
   const model = "model:" + m.id;
   for (const hw of lin.hardware || []) {
@@ -76,17 +83,19 @@ export function lineageNodes(lin, deployments) {
   return { nodes, edges };
 }
 
-// lineageGraph draws the lineage as an SVG figure.
+// lineageGraph draws the lineage as an SVG figure: left to right, or top
+// to bottom on a narrow screen. It scales down to the page's width.
 export function lineageGraph(lin, deployments) {
+  const vertical = window.matchMedia("(max-width: 700px)").matches;
   const { nodes, edges } = lineageNodes(lin, deployments);
   const g = new dagre.graphlib.Graph();
-  g.setGraph({ rankdir: "LR", nodesep: 16, ranksep: 48, marginx: 8, marginy: 8 });
+  g.setGraph({ rankdir: vertical ? "TB" : "LR", nodesep: 16, ranksep: vertical ? 28 : 36, marginx: 8, marginy: 8 });
   g.setDefaultEdgeLabel(() => ({}));
   for (const n of nodes) g.setNode(n.id, { width: W, height: H });
   for (const [a, b] of edges) if (g.hasNode(a) && g.hasNode(b)) g.setEdge(a, b);
   dagre.layout(g);
   const { width, height } = g.graph();
-  const svg = s("svg", { viewBox: `0 0 ${Math.ceil(width)} ${Math.ceil(height)}`, width: Math.ceil(width), height: Math.ceil(height), role: "img",
+  const svg = s("svg", { viewBox: `0 0 ${Math.ceil(width)} ${Math.ceil(height)}`, style: `max-width: ${Math.ceil(width)}px`, role: "img",
     "aria-label": `lineage of model ${(lin.model || {}).id || ""}: ${nodes.length} records` },
   s("defs", s("marker", { id: "lin-arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
     s("path", { d: "M0,0 L10,5 L0,10 z", class: "lin-arrowhead" }))));
@@ -102,10 +111,10 @@ export function lineageGraph(lin, deployments) {
       s("rect", { x, y, width: W, height: H, rx: 6 }),
       s("text", { x: x + 10, y: y + 15, class: "lin-kind" }, n.kind === "run" ? "training" : n.kind),
       s("text", { x: x + 10, y: y + 31, class: "lin-title" }, clip(n.title)),
-      s("text", { x: x + 10, y: y + 46, class: "lin-sub" }, clip(n.sub, 34)));
+      s("text", { x: x + 10, y: y + 46, class: "lin-sub" }, clip(n.sub, 30)));
     svg.append(n.href ? s("a", { href: n.href }, box) : box);
   }
-  return h("figure.lineage-graph", { "data-nodes": nodes.length }, h("div.scroll", svg),
+  return h("figure.lineage-graph", { "data-nodes": nodes.length, "data-direction": vertical ? "TB" : "LR" }, svg,
     h("figcaption.muted", "Datasets → training run → hardware → model → deployments. Red: evidence during the run, or a refused deployment. Hover a box for details."));
 }
 
