@@ -61,6 +61,9 @@ func TestGatewayPage(t *testing.T) {
 			t.Errorf("the gateway page lacks %q:\n%s", want, text)
 		}
 	}
+	if host := evalJS[string](t, ctx, `document.querySelector("[data-field=host]").textContent`); !strings.HasPrefix(host, "srv-s1-001") {
+		t.Errorf("the agent's host reads %q, want srv-s1-001", host)
+	}
 	bound := evalJS[[]string](t, ctx, `[...document.querySelectorAll("table.gw-assets tbody tr")].map(r => r.dataset.id)`)
 	slices.Sort(bound)
 	want := slices.Clone(g.Assets)

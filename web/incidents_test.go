@@ -13,11 +13,12 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"twinchain/internal/detect"
 	"twinchain/chaincode/core"
+	"twinchain/internal/detect"
 	"twinchain/internal/detect/alert"
 	"twinchain/internal/ledger/proofbundle"
 	"twinchain/internal/ledger/signkey"
+	"twinchain/internal/sim/fleet"
 	"twinchain/internal/testsvc"
 )
 
@@ -217,8 +218,8 @@ func TestDemoIncidents(t *testing.T) {
 	}
 	start := time.Now()
 	within := func() time.Duration { return max(time.Second, time.Until(start.Add(5*time.Minute))) } // make run's promise
-	testsvc.StartProcess(t, filepath.Join(binaries(t), "firmware-sim"), append(fleetArgs, "-broker", svc.MQTT, "-demo", "2s",
-		"-demo-api", svc.URL, "-demo-tokens", tokens, "-demo-swap-after", "5s")...)
+	simArgs := append(fleetArgs, "-broker", svc.MQTT, "-demo", "2s", "-demo-api", svc.URL, "-demo-tokens", tokens, "-demo-swap-after", "5s")
+	sim := testsvc.StartProcess(t, filepath.Join(binaries(t), "firmware-sim"), simArgs...)
 	causes := map[string]alert.Incident{}
 	testsvc.Eventually(t, within(), "a hardware and a thermal incident from the demo", func() bool {
 		var page struct {
@@ -300,6 +301,47 @@ func TestDemoIncidents(t *testing.T) {
 		t.Errorf("the demo model's record bundle does not verify: %v", rep.Failed())
 	}
 	t.Logf("incidents, the refused deployment and the verified model proof %s after the start", time.Since(start).Round(time.Second))
+
+	// A restarted demo puts the replacement card back before its first
+	// inventory (no swap back, no second substitution) and records nothing
+	// twice.
+	if err := sim.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	var before struct {
+		Stream struct {
+			Accepted uint64 `json:"accepted"`
+		} `json:"stream"`
+	}
+	svc.get(t, "/gateways/gw-srv-s1-001", &before)
+	testsvc.StartProcess(t, filepath.Join(binaries(t), "firmware-sim"), simArgs...)
+	testsvc.Eventually(t, time.Minute, "the restarted fleet's readings", func() bool {
+		var now struct {
+			Stream struct {
+				Accepted uint64 `json:"accepted"`
+			} `json:"stream"`
+		}
+		return svc.get(t, "/gateways/gw-srv-s1-001", &now) == 200 && now.Stream.Accepted > before.Stream.Accepted+5
+	})
+	var gpu1 struct {
+		Identity struct {
+			Serial string `json:"serial"`
+		} `json:"identity"`
+	}
+	svc.get(t, "/assets/srv-s1-001.gpu1", &gpu1)
+	if serial, _ := fleet.DemoReplacement("srv-s1-001.gpu1"); gpu1.Identity.Serial != serial {
+		t.Errorf("after the restart srv-s1-001.gpu1 has serial %q, want the replacement's %q", gpu1.Identity.Serial, serial)
+	}
+	var sub2 struct {
+		Items []alert.Alert `json:"items"`
+	}
+	svc.get(t, "/alerts?state=&type=substitution", &sub2)
+	if len(sub2.Items) != len(sub.Items) || len(sub2.Items) > 0 && sub2.Items[0].Count != sub.Items[0].Count {
+		t.Errorf("substitution alerts after the restart %+v, before %+v: want no new finding", sub2.Items, sub.Items)
+	}
+	if svc.get(t, "/ledger/models/demo-thermal-forecaster/deployments", &deps); len(deps) != 1 {
+		t.Errorf("after the restart the model has %d deployments, want the one", len(deps))
+	}
 	var orders struct {
 		Items []struct {
 			Asset  string `json:"asset"`

@@ -90,8 +90,8 @@ func startTwinIn(t testing.TB, simArgs []string, detectConfig, dataDir string) *
 		t.Fatal(err)
 	}
 	ts := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{
-		Config:       string(conf),
-		Tokens:       []testsvc.Token{{Name: "web-test", Role: string(auth.Admin), Secret: testToken}, {Name: "ml-pipeline", Role: string(auth.MLEngineer), Secret: mlToken},
+		Config: string(conf),
+		Tokens: []testsvc.Token{{Name: "web-test", Role: string(auth.Admin), Secret: testToken}, {Name: "ml-pipeline", Role: string(auth.MLEngineer), Secret: mlToken},
 			{Name: "ml-lead", Role: string(auth.MLLead), Secret: leadToken}, {Name: "compliance", Role: string(auth.Compliance), Secret: complianceToken}},
 		DetectConfig: detectConfig,
 		Registry:     reg,

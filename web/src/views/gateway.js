@@ -23,7 +23,8 @@ function agentCard(g, st, host) {
   return h("section.card", { "aria-labelledby": "h-gw-agent" }, h("h2#h-gw-agent", "Agent"),
     dl([
       ["Version", has ? st.agent_version || "not reported" : "no status message yet"],
-      ["Host", host ? h("a", { href: "#/asset/" + encodeURIComponent(host.id) }, (host.identity && host.identity.hostname) || host.id) : "none (a site gateway)"],
+      ["Host", host ? h("span", { "data-field": "host" }, h("a", { href: "#/asset/" + encodeURIComponent(host.id) }, host.id),
+        host.identity && host.identity.hostname ? ` (hostname ${host.identity.hostname})` : "") : "none (a site gateway)"],
       ["Site", g.site || "—"],
       ["Newest status", has ? `${fmtTime(st.status_time)} (${ago(st.status_time)})` : "—"],
     ]));
