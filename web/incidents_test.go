@@ -412,6 +412,10 @@ func TestDemoIncidents(t *testing.T) {
 	if got := evalJS[string](t, ctx, `document.querySelector('#dep-demo-rollout-1').innerText`); !strings.Contains(got, "refused") || !strings.Contains(got, "training_evidence") {
 		t.Errorf("the deployment card reads %q, want refused for training_evidence", got)
 	}
+	if got := evalJS[[]string](t, ctx, `[...document.querySelectorAll("#h-lsign ~ ul li")].map(li => li.dataset.role + " " + li.innerText)`); len(got) != 2 ||
+		!strings.HasPrefix(got[0], "ml_lead ") || !strings.HasPrefix(got[1], "compliance ") || !strings.Contains(got[0], "approve") {
+		t.Errorf("the sign-offs read %q, want the ML lead's and compliance's approvals", got)
+	}
 	shot(t, ctx, "provenance-lineage-graph-1440")
 	// On a phone the graph runs top to bottom.
 	if err := chromedp.Do(ctx, viewport(390, 844, true), chromedp.Reload()); err != nil {

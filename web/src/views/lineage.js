@@ -3,10 +3,10 @@
 // drawn here as SVG. Hardware with health or security evidence within the
 // run and refused deployments are marked; every node links to its record.
 import dagre from "@dagrejs/dagre";
-import { h, fmtTime, pill } from "../dom.js";
+import { h, fmtTime, pill, label } from "../dom.js";
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 184, H = 54; // node box
+const W = 196, H = 54; // node box
 
 // s builds an SVG element: s("rect", {x: 1}, children...).
 function s(tag, attrs, ...children) {
@@ -128,4 +128,14 @@ export function deploymentsCard(deployments) {
       h("div.sub", "targets: ", (d.targets || []).join(", ") || "—"),
       (d.reasons || []).length ? h("ul.reasons", d.reasons.map((r) => h("li", h("code", r.code), " ", r.detail || ""))) : null)))
       : h("p.muted", "No deployment requested."));
+}
+
+// signoffsCard lists the sign-offs on the model (GET /ledger/attestations),
+// by role; the highest number of a role is the one in force.
+export function signoffsCard(atts) {
+  return h("section.card", { "aria-labelledby": "h-lsign" }, h("h2#h-lsign", "Sign-offs"),
+    (atts || []).length ? h("ul.prov", atts.map((a) => h("li", { "data-role": a.role },
+      h("strong", label(a.role)), " ", pill(a.decision, "dep"), ` by ${(a.stamp && a.stamp.by) || "—"} · ${fmtTime(a.stamp && a.stamp.time)}`,
+      a.statement ? h("div.sub", a.statement) : null)))
+      : h("p.muted", "No sign-off recorded."));
 }

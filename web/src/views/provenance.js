@@ -5,7 +5,7 @@ import { api, apiText, items } from "../api.js";
 import { h, clear, fmtTime, field, unavailable, errorBox, fill, hashValue } from "../dom.js";
 import { proofChecker, report, serviceKey, ledgerStatus } from "./ledgerpanel.js";
 import { verifyBundle } from "../verify.js";
-import { lineageGraph, deploymentsCard } from "./lineage.js";
+import { lineageGraph, deploymentsCard, signoffsCard } from "./lineage.js";
 
 
 // recordVerify is a button that fetches a ledger record's proof bundle and
@@ -42,7 +42,7 @@ function datasetItem(d) {
     recordVerify("dataset", d.id));
 }
 
-function lineageView(box, lin, deployments) {
+function lineageView(box, lin, deployments, signoffs) {
   const m = lin.model || {};
   const tr = m.training || {};
   fill(box, lineageGraph(lin, deployments), h("div.lineage",
@@ -66,7 +66,7 @@ function lineageView(box, lin, deployments) {
           ` revisions ${u.revision_start}–${u.revision_end}`,
           (hw.evidence || []).length ? h("div.sub.bad", `${hw.evidence.length} health/security evidence record(s) during the run`) : h("div.sub", "no evidence recorded during the run"),
           recordVerify("asset", u.asset));
-      })) : h("p.muted", "No hardware recorded."))), deploymentsCard(deployments));
+      })) : h("p.muted", "No hardware recorded."))), h("div.grid", signoffsCard(signoffs), deploymentsCard(deployments)));
 }
 
 // pagedList is a list of ledger records (GET path: {items, next}, in id
@@ -140,8 +140,9 @@ export async function provenanceView(root, params) {
   if (model) {
     try {
       const path = `/ledger/models/${encodeURIComponent(model)}`;
-      const [lin, deps] = await Promise.all([api(path + "/lineage"), api(path + "/deployments").catch(() => [])]);
-      lineageView(box, lin, items(deps));
+      const [lin, deps, atts] = await Promise.all([api(path + "/lineage"), api(path + "/deployments").catch(() => []),
+        api(`/ledger/attestations?subject_kind=model&subject=${encodeURIComponent(model)}`).catch(() => [])]);
+      lineageView(box, lin, items(deps), items(atts));
     } catch (e) {
       box.append(e.missing ? unavailable("Model lineage (the ledger)", e) : e.status === 404 ? errorBox(`model ${model} is not on the ledger`) : errorBox(e));
     }
