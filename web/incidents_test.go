@@ -388,7 +388,7 @@ func TestDemoIncidents(t *testing.T) {
 		bad  bool
 	}{"ds:demo-telemetry": {"dataset", false}, "ds:demo-telemetry-clean": {"dataset", false}, "run": {"run", false},
 		"hw:srv-s1-001.gpu1": {"hardware", true}, "model:demo-thermal-forecaster": {"model", false},
-		"dep:demo-rollout-1": {"deployment", true}} {
+		"eval:0": {"evaluation", false}, "dep:demo-rollout-1": {"deployment", true}} {
 		if n, ok := got[id]; !ok || n.Kind != want.kind || n.Bad != want.bad {
 			t.Errorf("lineage node %s = %+v (present %v), want kind %s, marked %v", id, n, ok, want.kind, want.bad)
 		}
@@ -406,8 +406,11 @@ func TestDemoIncidents(t *testing.T) {
 		xs["hw:srv-s1-001.gpu1"] < xs["model:demo-thermal-forecaster"] && xs["model:demo-thermal-forecaster"] < xs["dep:demo-rollout-1"]) {
 		t.Errorf("lineage columns %v, want datasets < run < hardware < model < deployment", xs)
 	}
-	if n := evalJS[int](t, ctx, `document.querySelectorAll(".lineage-graph path.lin-edge").length`); n != 7 {
-		t.Errorf("the lineage graph has %d edges, want 7 (dataset->dataset, dataset->run, run->2 GPUs, 2 GPUs->model, model->deployment)", n)
+	if n := evalJS[int](t, ctx, `document.querySelectorAll(".lineage-graph path.lin-edge").length`); n != 8 {
+		t.Errorf("the lineage graph has %d edges, want 8 (dataset->dataset, dataset->run, run->2 GPUs, 2 GPUs->model, model->evaluation, model->deployment)", n)
+	}
+	if n := got["eval:0"]; !strings.Contains(n.Text, "holdout") || !strings.Contains(n.Text, "mae_c 1.4") {
+		t.Errorf("the evaluation node reads %q, want the holdout's metrics", n.Text)
 	}
 	if got := evalJS[string](t, ctx, `document.querySelector('#dep-demo-rollout-1').innerText`); !strings.Contains(got, "refused") || !strings.Contains(got, "training_evidence") {
 		t.Errorf("the deployment card reads %q, want refused for training_evidence", got)

@@ -1,5 +1,5 @@
 // Model lineage as a graph: datasets -> training run -> hardware -> model
-// -> deployments, laid out left to right by dagre (@dagrejs/dagre, MIT) and
+// -> evaluations and deployments, laid out left to right by dagre (@dagrejs/dagre, MIT) and
 // drawn here as SVG. Hardware with health or security evidence within the
 // run and refused deployments are marked; every node links to its record.
 import dagre from "@dagrejs/dagre";
@@ -69,10 +69,13 @@ export function lineageNodes(lin, deployments) {
     edges.push([run, "hw:" + u.asset], ["hw:" + u.asset, model]);
   }
   if (!(lin.hardware || []).length) edges.push([run, model]);
-  const evals = m.evaluations || [];
-  const last = evals[evals.length - 1];
-  add({ id: model, kind: "model", title: m.name || m.id, sub: last ? `${last.name}: ${(last.metrics || []).map((x) => `${x.name} ${x.value}`).join(", ")}` : m.id,
-    tip: `model ${m.id}`, href: "#h-lm" });
+  add({ id: model, kind: "model", title: m.name || m.id, sub: m.id, tip: `model ${m.id}`, href: "#h-lm" });
+  (m.evaluations || []).forEach((e, i) => {
+    const metrics = (e.metrics || []).map((x) => `${x.name} ${x.value}`).join(", ");
+    add({ id: `eval:${i}`, kind: "evaluation", title: e.name || "evaluation", sub: metrics || "no metrics",
+      tip: `evaluation ${e.name || ""}${e.dataset ? " on dataset " + e.dataset : ""}: ${metrics || "no metrics"}`, href: "#h-lm" });
+    edges.push([model, `eval:${i}`]);
+  });
   for (const d of deployments || []) {
     const why = (d.reasons || []).map((r) => r.code).join(", ");
     add({ id: "dep:" + d.id, kind: "deployment", title: d.id, sub: d.allowed ? `allowed · ${(d.targets || []).length} target(s)` : `refused: ${why || "no reason given"}`,
@@ -115,7 +118,7 @@ export function lineageGraph(lin, deployments) {
     svg.append(n.href ? s("a", { href: n.href }, box) : box);
   }
   return h("figure.lineage-graph", { "data-nodes": nodes.length, "data-direction": vertical ? "TB" : "LR" }, svg,
-    h("figcaption.muted", "Datasets → training run → hardware → model → deployments. Red: evidence during the run, or a refused deployment. Hover a box for details."));
+    h("figcaption.muted", "Datasets → training run → hardware → model → evaluations and deployments. Red: evidence during the run, or a refused deployment. Hover a box for details."));
 }
 
 // deploymentsCard lists the model's deployment requests with the gate's
