@@ -214,7 +214,8 @@ func (w *writer) replay(checkpoint uint64) (int, error) {
 
 // replayState re-applies to its gateway's stream what a stored message
 // changed there and its stored state may predate (stored with an older
-// position): the sequence window, accepted count, last seen, recorded. A
+// position): the sequence window and index entry, accepted count, last
+// seen, recorded. A
 // message that changed more (a new epoch, a gap, a last will, a status)
 // had its state written with it (stream.must), so only these remain.
 func (w *writer) replayState(sm *twinstore.Message) {
