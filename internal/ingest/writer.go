@@ -470,6 +470,7 @@ func (w *writer) newEpoch(tx *twinstore.Tx, s *stream, epoch uint64) error {
 	clear(s.bits)
 	window := uint64(len(s.bits) * 64)
 	tx.SeqsAbove(s.st.Gateway, epoch, s.st.Highest-min(s.st.Highest, window), s.set)
+	s.must = true // replay does not re-derive an epoch: written with the batch, even if its message is refused
 	if !s.dirty {
 		s.dirty = true
 		w.dirtyStates = append(w.dirtyStates, s.st.Gateway)
