@@ -430,13 +430,17 @@ func TestReplayAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	states, err := raw.GatewayStates()
-	raw.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(states) != 1 || states[0].Accepted >= seq || states[0].Pos == 0 {
 		t.Fatalf("stored gateway states before replay = %+v, want one with fewer than %d accepted and its position (states wait for a checkpoint)", states, seq)
 	}
+	epoch := states[0].Epoch
+	if n := indexed(t, raw, gw, epoch); n != states[0].Accepted {
+		t.Fatalf("sequence-index entries before replay = %d, want %d: those of the messages the stored state counts (the rest wait with it)", n, states[0].Accepted)
+	}
+	raw.Close()
 	if stale.Health.Samples >= samples {
 		t.Fatalf("stored samples before replay = %d, want fewer than %d (observations wait for a checkpoint)", stale.Health.Samples, samples)
 	}
@@ -470,14 +474,27 @@ func TestReplayAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	states, err = raw.GatewayStates()
-	raw.Close()
 	if err != nil || len(states) != 1 || states[0].Accepted != seq+1 {
 		t.Errorf("stored gateway states after a clean stop = %+v (%v), want %d accepted", states, err, seq+1)
 	}
+	if n := indexed(t, raw, gw, epoch); n != seq+1 {
+		t.Errorf("sequence-index entries after a clean stop = %d, want %d", n, seq+1)
+	}
+	raw.Close()
 	r.open(cfg)
 	if a, err := r.store.Asset(host + ".gpu1"); err != nil || a.Health.Samples != samples+1 {
 		t.Errorf("stored samples after a clean stop and a second replay = %d (%v), want %d", a.Health.Samples, err, samples+1)
 	}
+}
+
+// indexed counts the sequence-index entries of gateway gw's epoch.
+func indexed(t *testing.T, store *twinstore.Store, gw string, epoch uint64) uint64 {
+	t.Helper()
+	var n uint64
+	if err := store.SeqsAbove(gw, epoch, 0, func(uint64) { n++ }); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestChange: API changes go through the writer as events with the actor;

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"time"
@@ -24,6 +25,30 @@ type stream struct {
 	// later (writer.stQueue), and the checkpoint stays before since.
 	pending bool
 	since   uint64
+	// seqs: the sequence-index entries of the messages stored since the
+	// state was last written, written with it (putState): the index is
+	// complete through the state's position and replay re-derives the
+	// rest from the message log, like the state itself.
+	seqs []seqEntry
+}
+
+// seqEntry is a sequence-index entry not written yet: the message of the
+// stream's epoch with sequence number seq is at pos, with SHA-256 sum.
+type seqEntry struct {
+	epoch, seq, pos uint64
+	sum             [32]byte
+}
+
+// storedSum returns the SHA-256 of the stored message seq of the stream's
+// epoch, looking at the entries not written yet before the index.
+func (s *stream) storedSum(tx *twinstore.Tx, seq uint64) ([32]byte, bool) {
+	for i := len(s.seqs) - 1; i >= 0; i-- {
+		if e := &s.seqs[i]; e.seq == seq && e.epoch == s.st.Epoch {
+			return e.sum, true
+		}
+	}
+	_, sum, ok := tx.SeqEntry(s.st.Gateway, s.st.Epoch, seq)
+	return sum, ok
 }
 
 func (s *stream) bit(seq uint64) (word int, mask uint64) {
@@ -189,7 +214,8 @@ func (w *writer) replay(checkpoint uint64) (int, error) {
 
 // replayState re-applies to its gateway's stream what a stored message
 // changed there and its stored state may predate (stored with an older
-// position): the sequence window, accepted count, last seen, recorded. A
+// position): the sequence window and index entry, accepted count, last
+// seen, recorded. A
 // message that changed more (a new epoch, a gap, a last will, a status)
 // had its state written with it (stream.must), so only these remain.
 func (w *writer) replayState(sm *twinstore.Message) {
@@ -202,6 +228,7 @@ func (w *writer) replayState(sm *twinstore.Message) {
 	} else {
 		s.set(sm.Seq)
 	}
+	s.seqs = append(s.seqs, seqEntry{s.st.Epoch, sm.Seq, sm.Pos, sha256.Sum256(sm.Raw)})
 	s.st.Accepted++
 	s.st.Recorded = sm.Recorded
 	if sm.Time.After(s.st.LastSeen) {
@@ -287,12 +314,27 @@ func (w *writer) apply(tx *twinstore.Tx, batch []*item, now time.Time) error {
 	return nil
 }
 
-// putState writes a stream's state, current through the transaction's
-// newest message.
+// putState writes a stream's state and its sequence-index entries not
+// written yet, current through the transaction's newest message.
 func (w *writer) putState(tx *twinstore.Tx, s *stream) error {
+	if err := putSeqs(tx, s); err != nil {
+		return err
+	}
 	s.must, s.pending = false, false
 	s.st.Pos = tx.LastPos()
 	return tx.PutGatewayState(&s.st)
+}
+
+// putSeqs writes the stream's sequence-index entries not written yet.
+func putSeqs(tx *twinstore.Tx, s *stream) error {
+	for i := range s.seqs {
+		e := &s.seqs[i]
+		if err := tx.PutSeq(s.st.Gateway, e.epoch, e.seq, e.pos, &e.sum); err != nil {
+			return err
+		}
+	}
+	s.seqs = s.seqs[:0]
+	return nil
 }
 
 // applyOne decides whether a checked message is new, stores it and folds it.
@@ -304,7 +346,9 @@ func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome,
 	s := w.stream(e.Gateway)
 	before := s.st
 	if e.Seq > 0 && e.Epoch != s.st.Epoch {
-		w.newEpoch(tx, s, e.Epoch)
+		if err := w.newEpoch(tx, s, e.Epoch); err != nil {
+			return Outcome{}, err
+		}
 	}
 	prevHighest := s.st.Highest
 	if e.Seq == 0 {
@@ -330,9 +374,8 @@ func (w *writer) applyOne(tx *twinstore.Tx, m *message, now time.Time) (Outcome,
 		return Outcome{}, err
 	}
 	if e.Seq > 0 {
-		if err := tx.PutSeq(e.Gateway, e.Epoch, e.Seq, msg.Pos, &m.sum); err != nil {
-			return Outcome{}, err
-		}
+		// Its index entry is written with the stream's state (putState).
+		s.seqs = append(s.seqs, seqEntry{e.Epoch, e.Seq, msg.Pos, m.sum})
 	}
 	s.st.Accepted++
 	s.st.Recorded = now
@@ -415,18 +458,24 @@ const (
 
 // newEpoch makes epoch the gateway's current stream: its window is what the
 // sequence index holds for that epoch (nothing for a new key, whose agent
-// starts again at 1; the old stream if a key comes back).
-func (w *writer) newEpoch(tx *twinstore.Tx, s *stream, epoch uint64) {
+// starts again at 1; the old stream if a key comes back). The entries not
+// written yet are written first, so the index holds every epoch's.
+func (w *writer) newEpoch(tx *twinstore.Tx, s *stream, epoch uint64) error {
+	if err := putSeqs(tx, s); err != nil {
+		return err
+	}
 	w.log.Info("gateway starts a new sequence epoch", "gateway", s.st.Gateway, "epoch", epoch, "previous_epoch", s.st.Epoch, "previous_highest", s.st.Highest)
 	s.st.Epoch = epoch
 	s.st.Highest = tx.HighestSeq(s.st.Gateway, epoch)
 	clear(s.bits)
 	window := uint64(len(s.bits) * 64)
 	tx.SeqsAbove(s.st.Gateway, epoch, s.st.Highest-min(s.st.Highest, window), s.set)
+	s.must = true // replay does not re-derive an epoch: written with the batch, even if its message is refused
 	if !s.dirty {
 		s.dirty = true
 		w.dirtyStates = append(w.dirtyStates, s.st.Gateway)
 	}
+	return nil
 }
 
 // seen reports whether seq must not be applied: it is stored already (a
@@ -442,7 +491,7 @@ func (w *writer) seen(tx *twinstore.Tx, s *stream, seq uint64, sum *[32]byte) (O
 	if inWindow && (seq > s.st.Highest || !s.has(seq)) {
 		return Outcome{}, false
 	}
-	if _, stored, ok := tx.SeqEntry(s.st.Gateway, s.st.Epoch, seq); ok {
+	if stored, ok := s.storedSum(tx, seq); ok {
 		if stored == *sum {
 			return Outcome{Reason: ReasonDuplicate, Err: fmt.Errorf("sequence %d already stored", seq)}, true
 		}

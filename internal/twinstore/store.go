@@ -44,10 +44,16 @@ var (
 
 // storeFormat is the layout this code writes: 2 holds messages in the
 // twinchain-envelope-v2 format (signed ts text, key epochs) and a sequence
-// index keyed by gateway and epoch. A store with messages and no format is
-// from before and is refused (ErrOldFormat): its messages would read as
-// damaged and its sequence index as empty.
-const storeFormat = "2"
+// index keyed by gateway and epoch; 3 adds message records whose envelope
+// is compressed (compressedRaw). A store of format 2 is read as it is and
+// marked 3 when opened to write (a twinchain that reads only 2 then refuses
+// it instead of misreading its records). A store with messages and no
+// format is from before and is refused (ErrOldFormat): its messages would
+// read as damaged and its sequence index as empty.
+const (
+	storeFormat     = "3"
+	storeFormatPrev = "2"
+)
 
 // ErrOldFormat is returned by Open for a store written by an older
 // twinchain.
@@ -128,6 +134,9 @@ func Open(path string, opts Options) (*Store, error) {
 		s.lastEv.Store(lastKey(tx.Bucket(bucketEvents)))
 		switch f := tx.Bucket(bucketMeta).Get(keyFormat); {
 		case string(f) == storeFormat:
+		case string(f) == storeFormatPrev && !opts.ReadOnly:
+			return tx.Bucket(bucketMeta).Put(keyFormat, []byte(storeFormat))
+		case string(f) == storeFormatPrev:
 		case f != nil:
 			return fmt.Errorf("store format %q, this twinchain reads %q", f, storeFormat)
 		case s.lastPos.Load() > 0:

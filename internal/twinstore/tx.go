@@ -80,12 +80,14 @@ func (t *Tx) copyBytes(b []byte) []byte {
 
 // AppendMessage stores m at the next position and sets m.Pos.
 func (t *Tx) AppendMessage(m *Message) error {
-	if len(m.Gateway) > 255 || len(m.Kind) > 255 {
+	if len(m.Gateway) > 255 || len(m.Kind) >= compressedRaw {
 		return fmt.Errorf("append message: gateway or kind too long")
 	}
 	t.pos++
 	m.Pos = t.pos
-	rec := appendMessageRecord(t.alloc(messageRecordLen(m))[:0], m)
+	buf := t.alloc(messageRecordMax(m))
+	rec := appendMessageRecord(buf[:0], m)
+	t.arena = t.arena[:len(t.arena)-(len(buf)-len(rec))] // give back what compression saved
 	if err := t.b.msgs.Put(t.copyBytes(u64key(t.pos)), rec); err != nil {
 		return fmt.Errorf("append message %d: %w", t.pos, err)
 	}
