@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -105,19 +104,11 @@ func (d demoRecords) until(ctx context.Context, token, path string, body any) bo
 
 // readTokens reads the -demo-tokens file: lines ml=TOKEN and maint=TOKEN.
 func (d *demoRecords) readTokens(path string) error {
-	b, err := os.ReadFile(path)
+	tokens, err := readTokens(path)
 	if err != nil {
 		return err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
-		switch k {
-		case "ml":
-			d.mlToken = v
-		case "maint":
-			d.maintToken = v
-		}
-	}
+	d.mlToken, d.maintToken = tokens["ml"], tokens["maint"]
 	if d.mlToken == "" && d.maintToken == "" {
 		return fmt.Errorf("demo tokens %s: no ml= or maint= line", path)
 	}

@@ -5,35 +5,44 @@ set -euo pipefail
 bin="${1:-bin}" data="${2:-data}" http="${3:-127.0.0.1:8080}" mqtt="${4:-127.0.0.1:1883}"
 mkdir -p "$data"
 
-# The fleet's keys come from its seed, so the registry is the same every run.
-"$bin/firmware-sim" fleet --registry "$data/registry.json" --registry-only
+# Loopback is plaintext; any other address is HTTPS (self-signed in $data/tls/).
+scheme=https
+case "${http%:*}" in 127.*|localhost|"[::1]") scheme=http ;; esac
 
-# The demo (below) records provenance and a work order through the API with
-# two tokens of its own (roles ml_engineer and maintenance), made once,
-# random, kept in $data/demo-tokens (mode 0600); twin-service gets their
-# SHA-256 in $data/run-config.yaml. A TWINCHAIN_CONFIG of your own wins:
-# then the demo plays incidents only.
+# The simulated fleet enrolls with twin-service the way real agents do
+# (firmware-sim fleet -enroll: a one-time token per gateway, bound to its
+# site and assets, then the gateway's request signed by its own key), with an
+# API token of its own (role asset_manager). The demo (below) records
+# provenance and a work order with two more (roles ml_engineer and
+# maintenance). The three are made once, random, kept in $data/demo-tokens
+# (mode 0600); twin-service gets their SHA-256 in $data/run-config.yaml. A
+# TWINCHAIN_CONFIG of your own wins: then the fleet's keys are seeded into
+# $data/registry.json instead (the fleet's keys come from its seed), and the
+# demo plays incidents only.
 demo="${TWINCHAIN_DEMO:-3m}"
-config_args=() demo_args=()
-if [ "$demo" != 0 ]; then
-  demo_args=(--demo "$demo")
-  if [ -z "${TWINCHAIN_CONFIG:-}" ]; then
-    if [ ! -s "$data/demo-tokens" ]; then
-      (umask 077; printf 'ml=tc_demo_ml_%s\nmaint=tc_demo_maint_%s\n' \
-        "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$data/demo-tokens")
-    fi
-    ml="$(sed -n 's/^ml=//p' "$data/demo-tokens")" maint="$(sed -n 's/^maint=//p' "$data/demo-tokens")"
-    sum() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
-    cat >"$data/run-config.yaml" <<EOF2
-# Written by scripts/run.sh for make run's demo; remade every start.
+tokens="$data/demo-tokens"
+config_args=() fleet_args=() demo_args=()
+[ "$demo" = 0 ] || demo_args=(--demo "$demo")
+if [ -z "${TWINCHAIN_CONFIG:-}" ]; then
+  if ! grep -q '^fleet=' "$tokens" 2>/dev/null; then # none yet, or made before the fleet enrolled
+    rnd() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+    (umask 077; printf 'ml=tc_demo_ml_%s\nmaint=tc_demo_maint_%s\nfleet=tc_sim_fleet_%s\n' "$(rnd)" "$(rnd)" "$(rnd)" >"$tokens")
+  fi
+  sum() { sed -n "s/^$1=//p" "$tokens" | tr -d '\n' | sha256sum | cut -d' ' -f1; }
+  cat >"$data/run-config.yaml" <<EOF2
+# Written by scripts/run.sh for make run's simulator and demo; remade every start.
 auth:
   tokens:
-    - {name: demo-ml-pipeline, role: ml_engineer, sha256: "$(sum "$ml")"}
-    - {name: demo-maintenance, role: maintenance, sha256: "$(sum "$maint")"}
+    - {name: sim-fleet-enrollment, role: asset_manager, sha256: "$(sum fleet)"}
+    - {name: demo-ml-pipeline, role: ml_engineer, sha256: "$(sum ml)"}
+    - {name: demo-maintenance, role: maintenance, sha256: "$(sum maint)"}
 EOF2
-    config_args=(-config "$data/run-config.yaml")
-    demo_args+=(--demo-tokens "$data/demo-tokens")
-  fi
+  config_args=(-config "$data/run-config.yaml")
+  fleet_args=(--enroll "$scheme://$http" --enroll-tokens "$tokens")
+  [ "$scheme" = http ] || fleet_args+=(--enroll-ca "$data/tls/cert.pem")
+  [ "$demo" = 0 ] || demo_args+=(--demo-tokens "$tokens")
+else
+  "$bin/firmware-sim" fleet --registry "$data/registry.json" --registry-only
 fi
 
 pids=()
@@ -49,9 +58,6 @@ trap cleanup INT TERM EXIT
 "$bin/twin-service" -data "$data" -http "$http" -mqtt-addr "$mqtt" "${config_args[@]}" \
   -detect-config "$(dirname "$0")/run-detect.yaml" ${TWINCHAIN_RUN_ARGS:-} &
 pids+=($!)
-# Loopback is plaintext; any other address is HTTPS (self-signed in $data/tls/).
-scheme=https
-case "${http%:*}" in 127.*|localhost|"[::1]") scheme=http ;; esac
 for _ in $(seq 1 150); do
   if curl -fsSk "$scheme://$http/readyz" >/dev/null 2>&1; then break; fi
   if ! kill -0 "${pids[0]}" 2>/dev/null; then echo "run: twin-service exited" >&2; exit 1; fi
@@ -63,8 +69,8 @@ done
 # Alerts and Incidents views show detection at work, plus a dataset, a model
 # and a work order. TWINCHAIN_DEMO=0 turns it off; TWINCHAIN_DEMO=1m plays
 # one a minute.
-[ "$demo" = 0 ] || [ "$scheme" != http ] || demo_args+=(--demo-api "$scheme://$http") # a self-signed HTTPS service: incidents only
-"$bin/firmware-sim" fleet --broker "tcp://$mqtt" --state "$data/fleet-state.json" "${demo_args[@]}" &
+[ "$demo" = 0 ] || [ "$scheme" != http ] || [ -n "${TWINCHAIN_CONFIG:-}" ] || demo_args+=(--demo-api "$scheme://$http") # a self-signed HTTPS service: incidents only
+"$bin/firmware-sim" fleet --broker "tcp://$mqtt" --state "$data/fleet-state.json" "${fleet_args[@]}" "${demo_args[@]}" &
 pids+=($!)
 
 echo
