@@ -38,7 +38,9 @@ auth:
     - {name: demo-maintenance, role: maintenance, sha256: "$(sum maint)"}
 EOF2
   config_args=(-config "$data/run-config.yaml")
-  fleet_args=(--enroll "$scheme://$http" --enroll-tokens "$tokens")
+  api="$http" # a wildcard address: the fleet enrolls over loopback
+  case "${http%:*}" in 0.0.0.0|""|"[::]") api="127.0.0.1:${http##*:}" ;; esac
+  fleet_args=(--enroll "$scheme://$api" --enroll-tokens "$tokens")
   [ "$scheme" = http ] || fleet_args+=(--enroll-ca "$data/tls/cert.pem")
   [ "$demo" = 0 ] || demo_args+=(--demo-tokens "$tokens")
 else
