@@ -474,7 +474,9 @@ func TestMakeRun(t *testing.T) {
 			t.Errorf("ingest rejected %d messages as %s", n, r)
 		}
 	}
-	var alerts struct{ Items []struct{ Type, Summary string } }
+	var alerts struct {
+		Items []struct{ Type, Summary string }
+	}
 	get("/api/v1/alerts?limit=500", &alerts)
 	for _, a := range alerts.Items {
 		switch a.Type {
