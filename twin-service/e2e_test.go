@@ -367,8 +367,6 @@ func TestMakeRun(t *testing.T) {
 	bin := testsvc.Programs(t, "twin-service", "firmware-sim")
 	data := t.TempDir()
 	httpAddr, mqttAddr := testsvc.Addr(testsvc.FreePort(t)), testsvc.Addr(testsvc.FreePort(t))
-	t.Setenv("TWINCHAIN_CONFIG", "")
-	t.Setenv("TWINCHAIN_DEMO", "1m")
 	script, err := filepath.Abs("../scripts/run.sh")
 	if err != nil {
 		t.Fatal(err)
@@ -376,6 +374,13 @@ func TestMakeRun(t *testing.T) {
 	out := &testsvc.Buffer{}
 	run := exec.Command(script, bin, data, httpAddr, mqttAddr)
 	run.Stdout, run.Stderr = out, out
+	// make run as a user starts it: none of the tests' TWINCHAIN_* settings.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TWINCHAIN_") {
+			run.Env = append(run.Env, kv)
+		}
+	}
+	run.Env = append(run.Env, "TWINCHAIN_DEMO=1m")
 	// Its own process group: the stop reaches run.sh's children too.
 	run.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	run.WaitDelay = 10 * time.Second
