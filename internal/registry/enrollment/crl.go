@@ -107,7 +107,7 @@ func (ca *CA) WriteCRL(current func(id string) (ed25519.PublicKey, bool)) (int, 
 	if err != nil {
 		return 0, fmt.Errorf("gateway crl: %w", err)
 	}
-	if err := atomicfile.Write(ca.crlPath, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644); err != nil {
+	if err := atomicfile.Write(ca.crlPath, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o600); err != nil {
 		return 0, fmt.Errorf("gateway crl: %w", err)
 	}
 	return len(revoked), nil
