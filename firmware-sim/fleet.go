@@ -45,7 +45,7 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	var rec demoRecords
 	fs.StringVar(&rec.api, "demo-api", "", "with -demo: twin-service URL where the demo records a dataset, a model trained on the first host's GPUs and a work order")
 	demoTokens := fs.String("demo-tokens", "", "with -demo-api: file of the demo's API tokens, lines ml=TOKEN (role ml_engineer: the dataset and model) and maint=TOKEN (role maintenance: the work order)")
-	enrollAPI := fs.String("enroll", "", "enroll the fleet with the twin-service at this URL first, as edge-agent enroll does (a one-time token per gateway, bound to its site and assets, then the gateway's signed request)")
+	enrollAPI := fs.String("enroll", "", "first enroll the fleet's gateways that the twin-service at this URL does not hold with their keys, as edge-agent enroll does (a one-time token per gateway, bound to its site and assets, then the gateway's signed request)")
 	enrollTokens := fs.String("enroll-tokens", "", "with -enroll: file with a line fleet=TOKEN, an API token whose role may manage gateways (asset_manager, security or admin); make run's is in data/demo-tokens")
 	enrollCA := fs.String("enroll-ca", "", "with -enroll: PEM certificate to trust for an https URL besides the system's, e.g. twin-service's self-signed {data_dir}/tls/cert.pem")
 	statePath := fs.String("state", "", "keep each gateway's sequence number in this file, so that after a clean stop the next run continues without a gap")
@@ -67,10 +67,11 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "fleet")
 	if *enrollAPI != "" {
-		if err := enrollFleet(ctx, f, *enrollAPI, *enrollTokens, *enrollCA); err != nil {
+		n, err := enrollFleet(ctx, f, *enrollAPI, *enrollTokens, *enrollCA)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "firmware-sim: enrolled %d gateways with %s\n", len(f.Gateways), *enrollAPI)
+		fmt.Fprintf(stderr, "firmware-sim: enrolled %d gateways with %s (%d already were)\n", n, *enrollAPI, len(f.Gateways)-n)
 	}
 	if *statePath != "" {
 		if pub.Resume, err = loadSeqState(*statePath); err != nil {
@@ -133,23 +134,23 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 
 // enrollFleet enrolls f with the twin-service at api, authenticated by the
 // fleet= token in tokenFile.
-func enrollFleet(ctx context.Context, f *fleet.Fleet, api, tokenFile, caFile string) error {
+func enrollFleet(ctx context.Context, f *fleet.Fleet, api, tokenFile, caFile string) (int, error) {
 	tokens, err := readTokens(tokenFile)
 	if err != nil {
-		return fmt.Errorf("-enroll-tokens: %w", err)
+		return 0, fmt.Errorf("-enroll-tokens: %w", err)
 	}
 	if tokens["fleet"] == "" {
-		return fmt.Errorf("-enroll-tokens %s: no fleet= line", tokenFile)
+		return 0, fmt.Errorf("-enroll-tokens %s: no fleet= line", tokenFile)
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return fmt.Errorf("-enroll-ca: %w", err)
+			return 0, fmt.Errorf("-enroll-ca: %w", err)
 		}
 		roots := x509.NewCertPool()
 		if !roots.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("-enroll-ca %s: no PEM certificate in it", caFile)
+			return 0, fmt.Errorf("-enroll-ca %s: no PEM certificate in it", caFile)
 		}
 		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
 	}

@@ -371,42 +371,7 @@ func TestMakeRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &testsvc.Buffer{}
-	run := exec.Command(script, bin, data, httpAddr, mqttAddr)
-	run.Stdout, run.Stderr = out, out
-	// make run as a user starts it: none of the tests' TWINCHAIN_* settings.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TWINCHAIN_") {
-			run.Env = append(run.Env, kv)
-		}
-	}
-	run.Env = append(run.Env, "TWINCHAIN_DEMO=1m")
-	// Its own process group: the stop reaches run.sh's children too.
-	run.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	run.WaitDelay = 10 * time.Second
-	if err := run.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- run.Wait() }()
-	stop := func() error { // Ctrl-C, then whatever is left after 30 s is killed
-		_ = syscall.Kill(-run.Process.Pid, syscall.SIGINT)
-		select {
-		case err := <-exited:
-			return err
-		case <-time.After(30 * time.Second):
-			_ = syscall.Kill(-run.Process.Pid, syscall.SIGKILL)
-			return fmt.Errorf("make run still running 30 s after Ctrl-C: %v", <-exited)
-		}
-	}
-	t.Cleanup(func() {
-		if run.ProcessState == nil {
-			_ = stop()
-		}
-		if t.Failed() {
-			t.Logf("make run output:\n%s", testsvc.Tail(out.String(), 16<<10))
-		}
-	})
+	out, stop := startMakeRun(t, script, bin, data, httpAddr, mqttAddr)
 	base := "http://" + httpAddr
 	if err := testsvc.WaitHTTP(base+"/readyz", 60*time.Second); err != nil {
 		t.Fatalf("make run: %v", err)
@@ -492,12 +457,77 @@ func TestMakeRun(t *testing.T) {
 	if err := stop(); err != nil && strings.Contains(err.Error(), "still running") { // its exit status after Ctrl-C is the shell's
 		t.Error(err)
 	}
-	for _, want := range []string{fmt.Sprintf("firmware-sim: enrolled %d gateways with http://%s", len(f.Gateways), httpAddr),
+	for _, want := range []string{fmt.Sprintf("firmware-sim: enrolled %d gateways with http://%s (0 already were)", len(f.Gateways), httpAddr),
 		"twin-service: dashboard at http://" + httpAddr + "/", "twin-service stopped"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("make run did not print %q", want)
 		}
 	}
+
+	// Started again, the fleet is enrolled already (as an agent, once) and
+	// its messages are stored.
+	accepted := func() uint64 {
+		var st ingest.Stats
+		get("/api/v1/stats/ingest", &st)
+		return st.Accepted
+	}
+	out, stop = startMakeRun(t, script, bin, data, httpAddr, mqttAddr)
+	if err := testsvc.WaitHTTP(base+"/readyz", 60*time.Second); err != nil {
+		t.Fatalf("make run again: %v", err)
+	}
+	before := accepted() // the counts survive the restart
+	testsvc.Eventually(t, 60*time.Second, "messages stored after the restart", func() bool { return accepted() >= before+uint64(2*len(f.Gateways)) })
+	if want := fmt.Sprintf("firmware-sim: enrolled 0 gateways with http://%s (%d already were)", httpAddr, len(f.Gateways)); !strings.Contains(out.String(), want) {
+		t.Errorf("make run again did not print %q", want)
+	}
+	if err := stop(); err != nil && strings.Contains(err.Error(), "still running") {
+		t.Error(err)
+	}
+}
+
+// startMakeRun starts scripts/run.sh as make run does, as a user would (none
+// of the tests' TWINCHAIN_* settings; the demo every minute), and returns its
+// output and a stop that presses Ctrl-C.
+func startMakeRun(t *testing.T, script, bin, data, httpAddr, mqttAddr string) (*testsvc.Buffer, func() error) {
+	t.Helper()
+	out := &testsvc.Buffer{}
+	run := exec.Command(script, bin, data, httpAddr, mqttAddr)
+	run.Stdout, run.Stderr = out, out
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TWINCHAIN_") {
+			run.Env = append(run.Env, kv)
+		}
+	}
+	run.Env = append(run.Env, "TWINCHAIN_DEMO=1m")
+	// Its own process group: the stop reaches run.sh's children too.
+	run.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	run.WaitDelay = 10 * time.Second
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- run.Wait() }()
+	var once sync.Once
+	var stopErr error
+	stop := func() error { // Ctrl-C, then whatever is left after 30 s is killed
+		once.Do(func() {
+			_ = syscall.Kill(-run.Process.Pid, syscall.SIGINT)
+			select {
+			case stopErr = <-exited:
+			case <-time.After(30 * time.Second):
+				_ = syscall.Kill(-run.Process.Pid, syscall.SIGKILL)
+				stopErr = fmt.Errorf("make run still running 30 s after Ctrl-C: %v", <-exited)
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		_ = stop()
+		if t.Failed() {
+			t.Logf("make run output:\n%s", testsvc.Tail(out.String(), 16<<10))
+		}
+	})
+	return out, stop
 }
 
 // authGet GETs url with the tests' API token.
