@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -142,23 +141,12 @@ func (d demoRecords) until(ctx context.Context, token, path string, body any) bo
 // readTokens reads the -demo-tokens file: lines ml=TOKEN, maint=TOKEN,
 // lead=TOKEN and compliance=TOKEN (each optional).
 func (d *demoRecords) readTokens(path string) error {
-	b, err := os.ReadFile(path)
+	tokens, err := readTokens(path)
 	if err != nil {
 		return err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
-		switch k {
-		case "ml":
-			d.mlToken = v
-		case "maint":
-			d.maintToken = v
-		case "lead":
-			d.leadToken = v
-		case "compliance":
-			d.complianceTok = v
-		}
-	}
+	d.mlToken, d.maintToken = tokens["ml"], tokens["maint"]
+	d.leadToken, d.complianceTok = tokens["lead"], tokens["compliance"]
 	if d.mlToken == "" && d.maintToken == "" {
 		return fmt.Errorf("demo tokens %s: no ml= or maint= line", path)
 	}

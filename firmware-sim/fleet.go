@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +46,9 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&rec.api, "demo-api", "", "with -demo: twin-service URL where the demo records an ML pipeline (datasets, a federated training run on the first host's GPUs during which the fleet swaps one, an evaluation, sign-offs, a deployment the gate refuses for the swap) and a work order")
 	demoTokens := fs.String("demo-tokens", "", "with -demo-api: file of the demo's API tokens, lines ml=TOKEN (role ml_engineer: datasets, model, deployment request), lead=TOKEN (ml_lead) and compliance=TOKEN (compliance: sign-offs, policy), maint=TOKEN (maintenance: the work order)")
 	fs.DurationVar(&rec.swapAfter, "demo-swap-after", 15*time.Second, "with -demo-api: how long the demo's training run goes before the fleet swaps one of its GPUs")
+	enrollAPI := fs.String("enroll", "", "first enroll the fleet's gateways that the twin-service at this URL does not hold with their keys, as edge-agent enroll does (a one-time token per gateway, bound to its site and assets, then the gateway's signed request)")
+	enrollTokens := fs.String("enroll-tokens", "", "with -enroll: file with a line fleet=TOKEN, an API token whose role may manage gateways (asset_manager, security or admin); make run's is in data/demo-tokens")
+	enrollCA := fs.String("enroll-ca", "", "with -enroll: PEM certificate to trust for an https URL besides the system's, e.g. twin-service's self-signed {data_dir}/tls/cert.pem")
 	statePath := fs.String("state", "", "keep each gateway's sequence number in this file, so that after a clean stop the next run continues without a gap")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -61,6 +67,13 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 		return nil
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "fleet")
+	if *enrollAPI != "" {
+		n, err := enrollFleet(ctx, f, *enrollAPI, *enrollTokens, *enrollCA)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "firmware-sim: enrolled %d gateways with %s (%d already were)\n", n, *enrollAPI, len(f.Gateways)-n)
+	}
 	if *statePath != "" {
 		if pub.Resume, err = loadSeqState(*statePath); err != nil {
 			return err
@@ -121,6 +134,46 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Info("progress", "sent", p.Stats.Sent.Load(), "acked", p.Stats.Acked.Load(), "failed", p.Stats.Failed.Load())
 		}
 	}
+}
+
+// enrollFleet enrolls f with the twin-service at api, authenticated by the
+// fleet= token in tokenFile.
+func enrollFleet(ctx context.Context, f *fleet.Fleet, api, tokenFile, caFile string) (int, error) {
+	tokens, err := readTokens(tokenFile)
+	if err != nil {
+		return 0, fmt.Errorf("-enroll-tokens: %w", err)
+	}
+	if tokens["fleet"] == "" {
+		return 0, fmt.Errorf("-enroll-tokens %s: no fleet= line", tokenFile)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return 0, fmt.Errorf("-enroll-ca: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return 0, fmt.Errorf("-enroll-ca %s: no PEM certificate in it", caFile)
+		}
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+	}
+	return f.Enroll(ctx, hc, api, tokens["fleet"])
+}
+
+// readTokens reads a tokens file (data/demo-tokens): lines NAME=TOKEN.
+func readTokens(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && v != "" {
+			out[k] = v
+		}
+	}
+	return out, nil
 }
 
 // ackLog is the --acked-log file: "gateway seq" for every acknowledged

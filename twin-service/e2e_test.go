@@ -13,8 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -351,44 +353,181 @@ func getenvDefault(k, def string) string {
 	return def
 }
 
-// TestBinariesEndToEnd is `make run` in a test: the firmware-sim and
-// twin-service binaries on ports the test chooses; firmware-sim writes the
-// registry and publishes its fleet; every asset is served with telemetry.
-func TestBinariesEndToEnd(t *testing.T) {
+// TestMakeRun is `make run` in a test: scripts/run.sh with the built
+// binaries on ports the test chooses and a fresh data directory (no
+// registry.json). firmware-sim enrolls its fleet the way real agents do
+// (a one-time token per gateway from twin-service, then the gateway's signed
+// request); every gateway's messages are then stored, nothing is refused as
+// an unknown gateway, a bad signature or an unbound asset, and no alert of
+// those kinds opens.
+func TestMakeRun(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binaries")
+		t.Skip("builds the binaries and runs make run")
 	}
-	simBin := filepath.Join(testsvc.Programs(t, "firmware-sim"), "firmware-sim")
-	dir := t.TempDir()
-	reg := filepath.Join(dir, "registry.json")
-	fleetArgs := []string{"fleet", "--sites", "1", "--servers", "2", "--gpus", "4", "--seed", "11"}
-	if out, err := exec.Command(simBin, append(fleetArgs, "--registry", reg, "--registry-only")...).CombinedOutput(); err != nil {
-		t.Fatalf("firmware-sim --registry-only: %v\n%s", err, out)
-	}
-	file, err := registry.LoadFile(reg)
+	bin := testsvc.Programs(t, "twin-service", "firmware-sim")
+	data := t.TempDir()
+	httpAddr, mqttAddr := testsvc.Addr(testsvc.FreePort(t)), testsvc.Addr(testsvc.FreePort(t))
+	script, err := filepath.Abs("../scripts/run.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim := &simFleet{registry: reg}
-	for _, g := range file.Gateways {
-		sim.assets = append(sim.assets, g.Assets...)
+	out, stop := startMakeRun(t, script, bin, data, httpAddr, mqttAddr)
+	base := "http://" + httpAddr
+	if err := testsvc.WaitHTTP(base+"/readyz", 60*time.Second); err != nil {
+		t.Fatalf("make run: %v", err)
 	}
-	svc := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{Tokens: []testsvc.Token{viewer}, Registry: reg, Args: []string{"-log-level", "info"}})
-	testsvc.StartProcess(t, simBin, append(fleetArgs, "--broker", svc.MQTTURL(), "--rate", "5")...)
-	waitLive(t, svc.URL, sim, 3)
-	var gws httpapi.Page[httpapi.GatewayView]
-	getJSON(t, svc.URL+"/api/v1/gateways", &gws)
-	for _, g := range gws.Items {
-		if g.Stream == nil || g.Stream.Accepted == 0 || g.Stream.State != "online" {
-			t.Errorf("gateway %s stream = %+v, want accepted messages and online", g.ID, g.Stream)
+	f, err := fleet.New(fleet.DefaultConfig()) // run.sh's fleet
+	if err != nil {
+		t.Fatal(err)
+	}
+	var token string // the demo's ml_engineer token reads the API
+	testsvc.Eventually(t, 30*time.Second, "data/demo-tokens", func() bool {
+		b, _ := os.ReadFile(filepath.Join(data, "demo-tokens"))
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "ml="); ok {
+				token = v
+			}
+		}
+		return token != ""
+	})
+	get := func(path string, v any) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s, %v", path, resp.Status, err)
 		}
 	}
-	if err := svc.Stop(); err != nil {
-		t.Errorf("twin-service after SIGTERM: %v", err)
+	pending := ""
+	testsvc.Eventually(t, 90*time.Second, "every gateway of the fleet enrolled, bound to its assets and its messages stored", func() bool {
+		var gws httpapi.Page[httpapi.GatewayView]
+		get("/api/v1/gateways?limit=1000", &gws)
+		byID := map[string]httpapi.GatewayView{}
+		for _, g := range gws.Items {
+			byID[g.ID] = g
+		}
+		pending = ""
+		for _, want := range f.Gateways {
+			g, ok := byID[want.ID]
+			switch {
+			case !ok:
+				pending = want.ID + " not enrolled"
+			case !g.PublicKey.Equal(want.PublicKey()) || g.Site != want.Site.ID || !slices.Equal(g.Assets, want.Assets()):
+				pending = fmt.Sprintf("%s registered as %+v", want.ID, g.Gateway)
+			case g.Stream == nil || g.Stream.Accepted < 3:
+				pending = want.ID + " has fewer than 3 messages stored"
+			}
+			if pending != "" {
+				return false
+			}
+		}
+		return true
+	})
+	if pending != "" {
+		t.Logf("last: %s", pending)
 	}
-	if !strings.Contains(svc.Output(), "twin-service: dashboard at http://"+svc.HTTPAddr+"/") {
-		t.Errorf("twin-service did not print its dashboard URL:\n%s", svc.Output())
+	if _, err := os.Stat(filepath.Join(data, "registry.json")); err == nil {
+		t.Error("make run wrote data/registry.json: the fleet should enroll, not be seeded")
 	}
+	var stats ingest.Stats
+	get("/api/v1/stats/ingest", &stats)
+	for _, r := range []ingest.Reason{"unknown_gateway", "bad_signature", "unbound_asset"} {
+		if n := stats.Rejected[r]; n != 0 {
+			t.Errorf("ingest rejected %d messages as %s", n, r)
+		}
+	}
+	var alerts struct {
+		Items []struct{ Type, Summary string }
+	}
+	get("/api/v1/alerts?limit=500", &alerts)
+	for _, a := range alerts.Items {
+		switch a.Type {
+		case "unknown_gateway", "bad_signatures", "unbound_assets", "unknown_tags", "replayed_messages":
+			t.Errorf("alert %s: %s", a.Type, a.Summary)
+		}
+	}
+	if err := stop(); err != nil && strings.Contains(err.Error(), "still running") { // its exit status after Ctrl-C is the shell's
+		t.Error(err)
+	}
+	for _, want := range []string{fmt.Sprintf("firmware-sim: enrolled %d gateways with http://%s (0 already were)", len(f.Gateways), httpAddr),
+		"twin-service: dashboard at http://" + httpAddr + "/", "twin-service stopped"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("make run did not print %q", want)
+		}
+	}
+
+	// Started again, the fleet is enrolled already (as an agent, once) and
+	// its messages are stored.
+	accepted := func() uint64 {
+		var st ingest.Stats
+		get("/api/v1/stats/ingest", &st)
+		return st.Accepted
+	}
+	out, stop = startMakeRun(t, script, bin, data, httpAddr, mqttAddr)
+	if err := testsvc.WaitHTTP(base+"/readyz", 60*time.Second); err != nil {
+		t.Fatalf("make run again: %v", err)
+	}
+	before := accepted() // the counts survive the restart
+	testsvc.Eventually(t, 60*time.Second, "messages stored after the restart", func() bool { return accepted() >= before+uint64(2*len(f.Gateways)) })
+	if want := fmt.Sprintf("firmware-sim: enrolled 0 gateways with http://%s (%d already were)", httpAddr, len(f.Gateways)); !strings.Contains(out.String(), want) {
+		t.Errorf("make run again did not print %q", want)
+	}
+	if err := stop(); err != nil && strings.Contains(err.Error(), "still running") {
+		t.Error(err)
+	}
+}
+
+// startMakeRun starts scripts/run.sh as make run does, as a user would (none
+// of the tests' TWINCHAIN_* settings; the demo every minute), and returns its
+// output and a stop that presses Ctrl-C.
+func startMakeRun(t *testing.T, script, bin, data, httpAddr, mqttAddr string) (*testsvc.Buffer, func() error) {
+	t.Helper()
+	out := &testsvc.Buffer{}
+	run := exec.Command(script, bin, data, httpAddr, mqttAddr)
+	run.Stdout, run.Stderr = out, out
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TWINCHAIN_") {
+			run.Env = append(run.Env, kv)
+		}
+	}
+	run.Env = append(run.Env, "TWINCHAIN_DEMO=1m")
+	// Its own process group: the stop reaches run.sh's children too.
+	run.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	run.WaitDelay = 10 * time.Second
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- run.Wait() }()
+	var once sync.Once
+	var stopErr error
+	stop := func() error { // Ctrl-C, then whatever is left after 30 s is killed
+		once.Do(func() {
+			_ = syscall.Kill(-run.Process.Pid, syscall.SIGINT)
+			select {
+			case stopErr = <-exited:
+			case <-time.After(30 * time.Second):
+				_ = syscall.Kill(-run.Process.Pid, syscall.SIGKILL)
+				stopErr = fmt.Errorf("make run still running 30 s after Ctrl-C: %v", <-exited)
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		_ = stop()
+		if t.Failed() {
+			t.Logf("make run output:\n%s", testsvc.Tail(out.String(), 16<<10))
+		}
+	})
+	return out, stop
 }
 
 // authGet GETs url with the tests' API token.

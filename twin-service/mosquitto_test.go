@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"twinchain/internal/edge/enroll"
 	"twinchain/internal/registry"
 	"twinchain/internal/registry/enrollment"
 	"twinchain/internal/testsvc"
@@ -29,6 +32,7 @@ import (
 type shippedMosquitto struct {
 	*testsvc.Mosquitto
 	ca          *enrollment.CA
+	dir         string // /etc/mosquitto/twinchain/ of the configuration
 	gatewayURL  string // ssl://127.0.0.1:port
 	serviceURL  string // tcp://127.0.0.1:port
 	serviceUser string
@@ -59,7 +63,15 @@ func startShippedMosquitto(t *testing.T) *shippedMosquitto {
 	for _, der := range srv.Certificate {
 		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
 	}
-	m := &shippedMosquitto{ca: ca, serviceUser: "twin-service@test", servicePW: "service-secret"}
+	// The CRL the configuration's crlfile names, empty: as twin-service
+	// writes it ({data_dir}/gateway-crl.pem) before any gateway is revoked.
+	if err := ca.KeepRecord(filepath.Join(dir, enrollment.IssuedFile), filepath.Join(dir, enrollment.CRLFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.WriteCRL(func(string) (ed25519.PublicKey, bool) { return nil, false }); err != nil {
+		t.Fatal(err)
+	}
+	m := &shippedMosquitto{ca: ca, dir: dir, serviceUser: "twin-service@test", servicePW: "service-secret"}
 	files := map[string][]byte{"server.pem": chain, "server.key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})}
 	for _, f := range []string{"acl-gateways", "acl-service"} {
 		if files[f], err = os.ReadFile(filepath.Join("..", "deploy", "mosquitto", f)); err != nil {
@@ -118,15 +130,29 @@ func (m *shippedMosquitto) gateway(t *testing.T, gw string, k ed25519.PrivateKey
 	if err != nil {
 		t.Fatal(err)
 	}
-	block, _ := pem.Decode(certPEM)
-	tc := &tls.Config{RootCAs: m.ca.Pool(), Certificates: []tls.Certificate{{Certificate: [][]byte{block.Bytes}, PrivateKey: k}}}
-	c := paho.NewClient(paho.NewClientOptions().AddBroker(m.gatewayURL).SetClientID(gw).SetTLSConfig(tc).
-		SetCleanSession(false).SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second))
-	if tok := c.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
-		t.Fatalf("gateway %s: connect over TLS: %v", gw, tok.Error())
+	c, err := m.connect(gw, certPEM, k)
+	if err != nil {
+		t.Fatalf("gateway %s: connect over TLS: %v", gw, err)
 	}
 	t.Cleanup(func() { c.Disconnect(100) })
 	return c
+}
+
+// connect connects gw over mutual TLS with the client certificate certPEM
+// on k.
+func (m *shippedMosquitto) connect(gw string, certPEM []byte, k ed25519.PrivateKey) (paho.Client, error) {
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		return nil, fmt.Errorf("no PEM certificate")
+	}
+	tc := &tls.Config{RootCAs: m.ca.Pool(), Certificates: []tls.Certificate{{Certificate: [][]byte{block.Bytes}, PrivateKey: k}}}
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(m.gatewayURL).SetClientID(gw).SetTLSConfig(tc).
+		SetCleanSession(false).SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second))
+	tok := c.Connect()
+	if !tok.WaitTimeout(20 * time.Second) {
+		return nil, fmt.Errorf("connect: timed out")
+	}
+	return c, tok.Error()
 }
 
 func gatewayKey(gw string) ed25519.PrivateKey {
@@ -249,4 +275,122 @@ func TestMosquittoOutageStoredOnce(t *testing.T) {
 		}
 	}
 	t.Logf("Mosquitto acknowledged %d messages (%d during the outage); each stored exactly once", total, 3*outage)
+}
+
+// TestMosquittoRefusesRevokedCertificate: twin-service (external mode, the
+// operator's gateway CA) enrolls two gateways, whose certificates connect to
+// Mosquitto with deploy/mosquitto's configuration; revoking one over the API
+// makes twin-service rewrite {data_dir}/gateway-crl.pem with that
+// certificate in it, and once the file is installed as Mosquitto's crlfile
+// and Mosquitto reloaded (SIGHUP), Mosquitto refuses that certificate at
+// CONNECT while the other gateway still connects. A re-keyed gateway's old
+// certificate goes the same way.
+func TestMosquittoRefusesRevokedCertificate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Mosquitto and twin-service")
+	}
+	m := startShippedMosquitto(t)
+	cfg := m.serviceConfig() + fmt.Sprintf("  gateway_ca:\n    cert_file: %s\n    key_file: %s\n",
+		filepath.Join(m.dir, "gateway-ca.pem"), filepath.Join(m.dir, "gateway-ca.key"))
+	svc := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{Config: cfg})
+	certs := map[string][]byte{}
+	keys := map[string]ed25519.PrivateKey{"gw-crl-keep": gatewayKey("gw-crl-keep"), "gw-crl-revoke": gatewayKey("gw-crl-revoke"), "gw-crl-rekey": gatewayKey("gw-crl-rekey")}
+	for gw, k := range keys {
+		var tok enroll.Token
+		if st := apiDo(t, svc, http.MethodPost, enroll.PathTokens, enroll.TokenRequest{Site: "s1", GatewayID: gw}, &tok); st != http.StatusOK && st != http.StatusCreated {
+			t.Fatalf("enrollment token for %s: %d", gw, st)
+		}
+		resp, err := enroll.Enroll(context.Background(), http.DefaultClient, svc.URL, enroll.NewRequest(k, tok.Token, gw, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs[gw] = []byte(resp.Certificate)
+		c, err := m.connect(gw, certs[gw], k)
+		if err != nil {
+			t.Fatalf("%s before the revocation: %v", gw, err)
+		}
+		c.Disconnect(100)
+	}
+	serial := func(gw string) string {
+		block, _ := pem.Decode(certs[gw])
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.SerialNumber.String()
+	}
+
+	// Revoke one, re-key another (its old certificate must go too).
+	if st := apiDo(t, svc, http.MethodDelete, "/gateways/gw-crl-revoke", nil, nil); st != http.StatusNoContent {
+		t.Fatalf("DELETE gw-crl-revoke = %d", st)
+	}
+	var tok enroll.Token
+	apiDo(t, svc, http.MethodPost, enroll.PathTokens, enroll.TokenRequest{Site: "s1", GatewayID: "gw-crl-rekey"}, &tok)
+	newKey := seededKey(77)
+	if _, err := enroll.Enroll(context.Background(), http.DefaultClient, svc.URL, enroll.NewRequest(newKey, tok.Token, "gw-crl-rekey", "")); err != nil {
+		t.Fatal(err)
+	}
+	crlPath := filepath.Join(svc.DataDir, enrollment.CRLFile)
+	var listed map[string]bool
+	testsvc.Eventually(t, 20*time.Second, "both certificates in "+crlPath, func() bool {
+		data, err := os.ReadFile(crlPath)
+		if err != nil {
+			return false
+		}
+		block, _ := pem.Decode(data)
+		if block == nil || block.Type != "X509 CRL" {
+			return false
+		}
+		crl, err := x509.ParseRevocationList(block.Bytes)
+		if err != nil {
+			t.Fatalf("%s: %v", crlPath, err)
+		}
+		if err := crl.CheckSignatureFrom(caCert(t, m.ca)); err != nil {
+			t.Fatalf("%s is not signed by the gateway CA: %v", crlPath, err)
+		}
+		listed = map[string]bool{}
+		for _, e := range crl.RevokedCertificateEntries {
+			listed[e.SerialNumber.String()] = true
+		}
+		return listed[serial("gw-crl-revoke")] && listed[serial("gw-crl-rekey")]
+	})
+	if listed[serial("gw-crl-keep")] {
+		t.Error("the CRL lists the certificate of a gateway still enrolled with its key")
+	}
+
+	// Install the CRL as the operator does (README: copy, then reload).
+	data, err := os.ReadFile(crlPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(m.dir, enrollment.CRLFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	for _, gw := range []string{"gw-crl-revoke", "gw-crl-rekey"} {
+		testsvc.Eventually(t, 10*time.Second, gw+"'s certificate refused after the reload", func() bool {
+			c, err := m.connect(gw, certs[gw], keys[gw])
+			if err == nil {
+				c.Disconnect(0)
+			}
+			return err != nil
+		})
+	}
+	c, err := m.connect("gw-crl-keep", certs["gw-crl-keep"], keys["gw-crl-keep"])
+	if err != nil {
+		t.Fatalf("gw-crl-keep after the reload: %v", err)
+	}
+	c.Disconnect(100)
+}
+
+func caCert(t *testing.T, ca *enrollment.CA) *x509.Certificate {
+	t.Helper()
+	block, _ := pem.Decode(ca.CertPEM())
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -59,6 +59,7 @@ type service struct {
 	pruner    *twinstore.Pruner
 	detect    *detectsvc.Service
 	sites     []httpapi.Site // configured sites and geofences, from the detection config
+	crl       *crlWriter     // the gateway CRL for external brokers (crl.go)
 }
 
 // openService opens the store and builds every component; it starts nothing.
@@ -98,6 +99,11 @@ func (s *service) build() error {
 	if err != nil {
 		return err
 	}
+	if err := ca.KeepRecord(filepath.Join(s.cfg.DataDir, enrollment.IssuedFile), filepath.Join(s.cfg.DataDir, enrollment.CRLFile)); err != nil {
+		return err
+	}
+	s.crl = newCRLWriter(ca, s.reg, s.log.With("component", "crl"))
+	s.crl.write()
 	switch s.cfg.MQTT.Mode {
 	case modeEmbedded:
 		tc, err := brokerTLS(s.cfg.MQTT.Embedded.TLS, ca)
@@ -287,6 +293,7 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	})
 	g.Go(func() error { return s.api.Serve(gctx, ln) })
 	g.Go(func() error { return s.watcher.Run(gctx) })
+	g.Go(func() error { return s.crl.Run(gctx) })
 	g.Go(func() error { return s.telemetry.Run(gctx) })
 	if s.ledger != nil {
 		g.Go(func() error { return s.ledger.Run(gctx) })

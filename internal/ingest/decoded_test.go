@@ -1,9 +1,13 @@
 package ingest
 
 import (
+	"fmt"
 	"reflect"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"twinchain/internal/wire"
 )
@@ -74,4 +78,37 @@ func TestDecodedBytes(t *testing.T) {
 	if sum != c.bytes {
 		t.Errorf("slot sizes sum to %d, counted %d", sum, c.bytes)
 	}
+}
+
+// TestRejectionsKeepNoPacket: the embedded broker hands the ingest a topic
+// and a client id that point into the whole packet (mochi decodes strings
+// without copying); a rejection the stats keep must not keep that packet
+// alive (300 rejected 200 KB messages held 60 MB before).
+func TestRejectionsKeepNoPacket(t *testing.T) {
+	r := newRig(t, Config{}, "gw-a")
+	var freed atomic.Int64
+	const n = 20
+	for i := range n {
+		pk := make([]byte, 200_000) // a PUBLISH packet: topic, then payload
+		topic := wire.Topic("gw-a", wire.KindStatus)
+		copy(pk, topic)
+		copy(pk[len(topic):], fmt.Sprintf("client-%d", i))
+		runtime.AddCleanup(&pk[0], func(struct{}) { freed.Add(1) }, struct{}{})
+		alias := func(from, to int) string { return unsafe.String(&pk[from], to-from) }
+		out, err := r.in.Submit(Source{Client: alias(len(topic), len(topic)+8), Remote: "192.0.2.1:5000"}, alias(0, len(topic)), pk[len(topic)+16:])
+		if err != nil || out.Reason != ReasonMalformed {
+			t.Fatalf("Submit = %+v, %v; want a malformed rejection", out, err)
+		}
+	}
+	if got := r.in.Stats().Rejected[ReasonMalformed]; got != n {
+		t.Fatalf("%d malformed rejections counted, want %d", got, n)
+	}
+	for range 20 {
+		runtime.GC()
+		if freed.Load() == n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("%d of %d rejected packets still held after GC: the stats keep strings that point into them", n-freed.Load(), n)
 }

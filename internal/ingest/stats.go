@@ -128,6 +128,7 @@ func (s *stats) reject(log *slog.Logger, now time.Time, r *rejection) {
 }
 
 func (s *stats) rejectLocked(log *slog.Logger, now time.Time, r *rejection) {
+	r.detach()
 	s.rejected[r.reason]++
 	k := rejKey{r.gateway, r.reason}
 	if _, ok := s.byGateway[k]; !ok && len(s.byGateway) >= maxTrackedGateways*len(Reasons) {
@@ -140,6 +141,16 @@ func (s *stats) rejectLocked(log *slog.Logger, now time.Time, r *rejection) {
 	}
 	s.bySource[k]++
 	s.remember(log, now, r)
+}
+
+// detach copies the strings of r that the stats keep (the ring, the maps'
+// keys): they may point into the message's bytes (the embedded broker's
+// topic and client id alias the whole packet, up to 260 KiB), which a kept
+// rejection would otherwise keep alive: 1,024 rejections of 200 KB
+// messages held 200 MB.
+func (r *rejection) detach() {
+	r.gateway = strings.Clone(r.gateway)
+	r.src.Client, r.src.Remote = strings.Clone(r.src.Client), strings.Clone(r.src.Remote)
 }
 
 // remember puts r in the Recent ring and logs it unless its gateway's
@@ -194,9 +205,11 @@ func (s *stats) committed(log *slog.Logger, now time.Time, batch []*item, states
 		if it.out.Reason != "" {
 			s.rejectLocked(log, now, &rejection{it.out.Reason, it.m.env.Gateway, it.m.env.Seq, it.out.Err, it.src})
 		} else if tm := &it.m.tags; tm.unknown+tm.otherSite > 0 {
-			s.unknownTags[it.m.env.Gateway] += uint64(tm.unknown + tm.otherSite)
 			err := fmt.Errorf("%d reads of tags no asset carries, %d of another site's assets, ignored (%s)", tm.unknown, tm.otherSite, strings.Join(tm.sample, ", "))
-			s.remember(log, now, &rejection{ReasonUnknownTags, it.m.env.Gateway, it.m.env.Seq, err, it.src})
+			r := &rejection{ReasonUnknownTags, it.m.env.Gateway, it.m.env.Seq, err, it.src}
+			r.detach()
+			s.unknownTags[r.gateway] += uint64(tm.unknown + tm.otherSite)
+			s.remember(log, now, r)
 		}
 	}
 }

@@ -74,6 +74,10 @@ func (m *Mosquitto) Stop() {
 	m.cmd = nil
 }
 
+// Reload sends the broker SIGHUP: it reloads its configuration and, since
+// Mosquitto 2.0, its listeners' certificates and CRLs.
+func (m *Mosquitto) Reload() error { return m.cmd.Process.Signal(syscall.SIGHUP) }
+
 // Restart starts the broker again on the same port after Stop.
 func (m *Mosquitto) Restart(t testing.TB) {
 	t.Helper()

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"twinchain/internal/wire"
@@ -47,6 +48,11 @@ type CA struct {
 	certPEM []byte
 	key     crypto.Signer
 	now     func() time.Time
+
+	// The record of issued gateway certificates and the CRL (crl.go).
+	mu                  sync.Mutex
+	issued              []issuedCert
+	issuedPath, crlPath string
 }
 
 // OpenCA loads the CA certificate and key (PEM) from certPath and keyPath.
@@ -133,7 +139,8 @@ func (ca *CA) Pool() *x509.CertPool {
 	return p
 }
 
-// IssueGateway issues gateway id's client certificate on its key (PEM).
+// IssueGateway issues gateway id's client certificate on its key (PEM),
+// recorded (KeepRecord) before it is returned, so that it can be revoked.
 func (ca *CA) IssueGateway(id string, pub ed25519.PublicKey) ([]byte, error) {
 	if !wire.ValidGatewayID(id) || len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("issue certificate: gateway %q: invalid id or key", id)
@@ -149,6 +156,12 @@ func (ca *CA) IssueGateway(id string, pub ed25519.PublicKey) ([]byte, error) {
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("issue certificate for %s: %w", id, err)
+	}
+	ca.mu.Lock()
+	err = ca.record(issuedCert{Serial: tmpl.SerialNumber, Gateway: id, PublicKey: pub, NotAfter: tmpl.NotAfter})
+	ca.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("issue certificate for %s: %w", id, err)
 	}

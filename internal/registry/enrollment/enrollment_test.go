@@ -188,3 +188,77 @@ func TestEnrollmentBindsAssets(t *testing.T) {
 		t.Errorf("after re-enrolling without assets: %v, want the two bound", g.Assets)
 	}
 }
+
+// TestCRL: the CRL lists the certificates of gateways deleted or re-keyed
+// since, not those of gateways still registered with that key, nor expired
+// ones; the record of issued certificates survives a reopen of the CA.
+func TestCRL(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	dir := t.TempDir()
+	open := func() *CA {
+		ca, err := OpenCA(filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile), true, clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ca.KeepRecord(filepath.Join(dir, IssuedFile), filepath.Join(dir, CRLFile)); err != nil {
+			t.Fatal(err)
+		}
+		return ca
+	}
+	ca := open()
+	serials := map[string]string{}
+	for _, gw := range []string{"gw-keep", "gw-gone", "gw-rekeyed"} {
+		p, err := ca.IssueGateway(gw, key(gw).Public().(ed25519.PublicKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		block, _ := pem.Decode(p)
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serials[gw] = c.SerialNumber.String()
+	}
+	current := map[string]ed25519.PublicKey{"gw-keep": key("gw-keep").Public().(ed25519.PublicKey), "gw-rekeyed": key("new").Public().(ed25519.PublicKey)}
+	lookup := func(id string) (ed25519.PublicKey, bool) { k, ok := current[id]; return k, ok }
+	listed := func(ca *CA) map[string]bool {
+		t.Helper()
+		n, err := ca.WriteCRL(lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, CRLFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		block, _ := pem.Decode(data)
+		crl, err := x509.ParseRevocationList(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		caBlock, _ := pem.Decode(ca.CertPEM())
+		caCert, _ := x509.ParseCertificate(caBlock.Bytes)
+		if err := crl.CheckSignatureFrom(caCert); err != nil {
+			t.Errorf("CRL signature: %v", err)
+		}
+		out := map[string]bool{}
+		for _, e := range crl.RevokedCertificateEntries {
+			out[e.SerialNumber.String()] = true
+		}
+		if n != len(out) {
+			t.Errorf("WriteCRL = %d, CRL lists %d", n, len(out))
+		}
+		return out
+	}
+	for _, ca := range []*CA{ca, open()} { // the record survives a reopen
+		got := listed(ca)
+		if !got[serials["gw-gone"]] || !got[serials["gw-rekeyed"]] || got[serials["gw-keep"]] || len(got) != 2 {
+			t.Errorf("CRL lists %v; want gw-gone's %s and gw-rekeyed's %s only", got, serials["gw-gone"], serials["gw-rekeyed"])
+		}
+	}
+	now = now.Add(gatewayLifetime + time.Hour) // every certificate expired
+	if got := listed(open()); len(got) != 0 {
+		t.Errorf("CRL lists expired certificates: %v", got)
+	}
+}
