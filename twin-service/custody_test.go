@@ -136,7 +136,7 @@ func TestSubstitutionInTransit(t *testing.T) {
 	}
 	// It is in an incident, like a detector's alert.
 	var inc struct {
-		ID     string `json:"id"`
+		ID     string   `json:"id"`
 		Alerts []string `json:"alerts"`
 	}
 	if sub.Incident == "" || get(t, svc.URL+"/api/v1/incidents/"+sub.Incident, token, &inc) != 200 || len(inc.Alerts) == 0 || inc.Alerts[0] != sub.ID {
