@@ -1,6 +1,7 @@
 package fabricledger_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -113,4 +114,58 @@ func TestCustody(t *testing.T) {
 		t.Fatalf("the two orgs' peers did not reach the same height")
 	}
 	ledgertest.Custody(t, ledgertest.Org{MSP: "Org1MSP", L: c1, As: as, Sync: sync}, ledgertest.Org{MSP: "Org2MSP", L: c2, As: as, Sync: sync})
+}
+
+// twoOrgs connects to a fresh test channel as Org1 and as Org2, each
+// through its own peer, with a Sync that waits until both peers have the
+// same blocks.
+func twoOrgs(t *testing.T) (a, b ledgertest.Org) {
+	c1 := fabrictest.Fresh(t)
+	t.Cleanup(func() { c1.Close() })
+	c2 := fabrictest.Org2(t, c1)
+	t.Cleanup(func() { c2.Close() })
+	as := func(r core.Role) context.Context {
+		return ledger.WithCaller(context.Background(), core.Caller{ID: "test-" + string(r), Role: r})
+	}
+	b1, b2 := c1.Backend().(*fabricledger.Backend), c2.Backend().(*fabricledger.Backend)
+	sync := func() {
+		for i := 0; i < 200; i++ {
+			h1, err1 := b1.Height(context.Background())
+			h2, err2 := b2.Height(context.Background())
+			if err1 == nil && err2 == nil && h1 == h2 {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("the two orgs' peers did not reach the same height")
+	}
+	return ledgertest.Org{MSP: "Org1MSP", L: c1, As: as, Sync: sync}, ledgertest.Org{MSP: "Org2MSP", L: c2, As: as, Sync: sync}
+}
+
+// TestPrivate runs the private dataset metadata rules across network.sh's
+// two organisations: the metadata goes to Org1MSPPrivate as transient
+// data, Org2 checks a disclosed copy against the channel's hash
+// (GetPrivateDataHash on its own peer, which holds no private value), and
+// the block of the transaction, as both peers serve it, holds only the
+// hash.
+func TestPrivate(t *testing.T) {
+	a, b := twoOrgs(t)
+	ds := ledgertest.Private(t, a, b)
+	rec, err := a.L.GetDatasetPrivate(a.As(core.RoleAuditor), ds.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := b.L.VerifyDatasetPrivate(b.As(core.RoleAuditor), core.Disclosure{Dataset: ds.ID, Data: rec.Data})
+	if err != nil || !ok.Match || ok.ChannelHash != ds.Private.Hash {
+		t.Errorf("VerifyDatasetPrivate on Org2's peer = %+v, %v; want a match with the channel's hash %s", ok, err, ds.Private.Hash)
+	}
+	for _, o := range []ledgertest.Org{a, b} {
+		block, err := o.L.(*ledger.Client).Backend().(*fabricledger.Backend).BlockOfTx(context.Background(), ds.Private.Stamp.TxID)
+		if err != nil {
+			t.Fatalf("%s: block of %s: %v", o.MSP, ds.Private.Stamp.TxID, err)
+		}
+		if bytes.Contains(block, []byte(ledgertest.PrivateSecret)) {
+			t.Errorf("%s's peer serves a block holding the private metadata", o.MSP)
+		}
+	}
 }

@@ -1,8 +1,11 @@
 package fileledger
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -59,4 +62,39 @@ func TestCustody(t *testing.T) {
 		}}
 	}
 	ledgertest.Custody(t, org("Org1MSP"), org("Org2MSP"))
+}
+
+// TestPrivate runs the private dataset metadata rules on the embedded
+// ledger (the organisations being the callers' MSPs): no block holds the
+// metadata, only its hash, and it survives a reopen.
+func TestPrivate(t *testing.T) {
+	dir := t.TempDir()
+	l, _, err := OpenLedger(Options{Dir: dir, Key: testKey, Org: "Org1MSP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	org := func(msp string) ledgertest.Org {
+		return ledgertest.Org{MSP: msp, L: l, As: func(r core.Role) context.Context {
+			return ledger.WithCaller(context.Background(), core.Caller{ID: "test-" + string(r), MSP: msp, Role: r})
+		}}
+	}
+	ds := ledgertest.Private(t, org("Org1MSP"), org("Org2MSP"))
+	l.Close()
+	blocks, err := os.ReadFile(filepath.Join(dir, "blocks.dat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(blocks, []byte("SC-2291")) || !bytes.Contains(blocks, []byte(ds.Private.Hash)) {
+		t.Errorf("blocks.dat: private metadata shown %v, its hash %s shown %v; want only the hash",
+			bytes.Contains(blocks, []byte("SC-2291")), ds.Private.Hash, bytes.Contains(blocks, []byte(ds.Private.Hash)))
+	}
+	l, _, err = OpenLedger(Options{Dir: dir, Key: testKey, Org: "Org1MSP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	rec, err := l.GetDatasetPrivate(ledger.WithCaller(context.Background(), core.Caller{ID: "a", MSP: "Org1MSP", Role: core.RoleAuditor}), ds.ID)
+	if err != nil || !bytes.Contains(rec.Data, []byte("SC-2291")) {
+		t.Errorf("GetDatasetPrivate after reopening = %s, %v; want the metadata", rec.Data, err)
+	}
 }
