@@ -86,9 +86,9 @@ var (
 	// hash the core records, so a block (or a record bundle) shows no
 	// private value; a block replayed at Open has no private data to put.
 	bucketPrivate = []byte("private")
-	keyHeight    = []byte("height")
-	keyHead      = []byte("head")
-	keyEnd       = []byte("end") // offset just past the last applied block
+	keyHeight     = []byte("height")
+	keyHead       = []byte("head")
+	keyEnd        = []byte("end") // offset just past the last applied block
 )
 
 // Options configures Open.
