@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"twinchain/chaincode/core"
 	"twinchain/internal/ledger"
 	"twinchain/internal/ledger/anchor"
+	"twinchain/internal/ledger/fabricledger"
+	"twinchain/internal/ledger/fabricledger/fabrictest"
 	"twinchain/internal/ledger/fileledger"
 	"twinchain/internal/ledger/signkey"
 	"twinchain/internal/registry"
@@ -32,13 +35,8 @@ import (
 // and the gateway message, in the alert list and an incident, whose proof
 // bundle (its anchored events) verifies.
 func TestSubstitutionInTransit(t *testing.T) {
-	const site, seller, gpu = "DC1MSP", "SellerMSP", "srv-s1-001.gpu0"
+	const site, seller = "DC1MSP", "SellerMSP"
 	dir := t.TempDir()
-	gwKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
-	reg := registry.File{Gateways: []registry.Gateway{{ID: "gw-srv-s1-001", PublicKey: gwKey.Public().(ed25519.PublicKey), Site: "s1"}}}
-	if err := registry.WriteFile(filepath.Join(dir, "registry.json"), reg); err != nil {
-		t.Fatal(err)
-	}
 	// The transfer, on the ledger twin-service will open.
 	key, err := signkey.LoadOrCreate(filepath.Join(dir, "service.key"))
 	if err != nil {
@@ -51,24 +49,99 @@ func TestSubstitutionInTransit(t *testing.T) {
 	as := func(msp string) context.Context {
 		return ledger.WithCaller(context.Background(), core.Caller{ID: "am@" + msp, MSP: msp, Role: core.RoleAssetManager})
 	}
-	shipped := anchor.FingerprintHash(&twin.Identity{UUID: "GPU-SHIPPED", Serial: "S-SHIPPED"})
-	if _, err := led.RegisterAsset(as(seller), core.AssetRegistration{ID: gpu, Kind: "gpu", FingerprintHash: shipped}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := led.OfferCustody(as(seller), core.CustodyOffer{Asset: gpu, To: site}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := led.AcceptCustody(as(site), core.CustodyAccept{Asset: gpu}); err != nil {
-		t.Fatal(err)
-	}
+	shipped := transfer(t, led, as(seller), led, as(site), site, nil)
 	if err := led.Close(); err != nil {
 		t.Fatal(err)
 	}
+	substitutionInTransit(t, dir, "ledger:\n  org: "+site+"\n  anchor: {interval: 50ms}\n", seller, shipped)
+}
 
-	token := "auditor-secret"
+// TestSubstitutionInTransitFabric is TestSubstitutionInTransit on a real
+// Fabric network with two organisations (FABRIC_BIN and network.env;
+// skipped otherwise): Org2 registers the GPU and offers it through its own
+// peer, Org1 accepts it, and a twin-service of Org1 on that channel sees
+// another GPU arrive. Its alert's bundle, with the Fabric blocks of the
+// anchors, verifies offline.
+func TestSubstitutionInTransitFabric(t *testing.T) {
+	c1 := fabrictest.Fresh(t)
+	defer c1.Close()
+	c2 := fabrictest.Org2(t, c1)
+	defer c2.Close()
+	as := func(r core.Role) context.Context {
+		return ledger.WithCaller(context.Background(), core.Caller{ID: "test-" + string(r), Role: r})
+	}
+	b1, b2 := c1.Backend().(*fabricledger.Backend), c2.Backend().(*fabricledger.Backend)
+	sync := func() {
+		for i := 0; i < 200; i++ {
+			h1, err1 := b1.Height(context.Background())
+			h2, err2 := b2.Height(context.Background())
+			if err1 == nil && err2 == nil && h1 == h2 {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("the two orgs' peers did not reach the same height")
+	}
+	shipped := transfer(t, c2, as(core.RoleAssetManager), c1, as(core.RoleAssetManager), "Org1MSP", sync)
+	cfg := fmt.Sprintf(`ledger:
+  backend: fabric
+  anchor: {interval: 50ms}
+  fabric:
+    peer_endpoint: %q
+    peer_host_override: %q
+    tls_ca_cert: %q
+    channel: %q
+    chaincode: %q
+    msp_id: Org1MSP
+    cert_file: %q
+    key_file: %q
+    identity_dir: %q
+`, os.Getenv("TWINCHAIN_FABRIC_PEER"), os.Getenv("TWINCHAIN_FABRIC_PEER_HOST"), os.Getenv("TWINCHAIN_FABRIC_TLS_CA"), b1.Channel(), b1.Chaincode(),
+		os.Getenv("TWINCHAIN_FABRIC_CERT"), os.Getenv("TWINCHAIN_FABRIC_KEY"), os.Getenv("TWINCHAIN_FABRIC_IDENTITIES"))
+	substitutionInTransit(t, t.TempDir(), cfg, "Org2MSP", shipped)
+}
+
+const substGPU = "srv-s1-001.gpu0"
+
+// transfer registers the GPU as the seller with the fingerprint it
+// shipped, offers it to the site's organisation, which accepts it, and
+// returns that fingerprint. sync, when set, waits until both
+// organisations' peers have the same blocks.
+func transfer(t *testing.T, seller ledger.Ledger, sellerCtx context.Context, site ledger.Ledger, siteCtx context.Context, siteOrg string, sync func()) string {
+	t.Helper()
+	if sync == nil {
+		sync = func() {}
+	}
+	shipped := anchor.FingerprintHash(&twin.Identity{UUID: "GPU-SHIPPED", Serial: "S-SHIPPED"})
+	if _, err := seller.RegisterAsset(sellerCtx, core.AssetRegistration{ID: substGPU, Kind: "gpu", FingerprintHash: shipped}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := seller.OfferCustody(sellerCtx, core.CustodyOffer{Asset: substGPU, To: siteOrg, Reason: "PO-4471"}); err != nil {
+		t.Fatal(err)
+	}
+	sync()
+	if _, err := site.AcceptCustody(siteCtx, core.CustodyAccept{Asset: substGPU}); err != nil {
+		t.Fatal(err)
+	}
+	sync()
+	return shipped
+}
+
+// substitutionInTransit starts twin-service in dir with cfg, on a ledger
+// where the GPU's custody was transferred from seller with fingerprint
+// shipped, lets another GPU arrive and checks the alert, the ledger
+// record and the alert's proof.
+func substitutionInTransit(t *testing.T, dir, cfg, seller, shipped string) {
+	const gpu = substGPU
+	gwKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	reg := registry.File{Gateways: []registry.Gateway{{ID: "gw-srv-s1-001", PublicKey: gwKey.Public().(ed25519.PublicKey), Site: "s1"}}}
+	if err := registry.WriteFile(filepath.Join(dir, "registry.json"), reg); err != nil {
+		t.Fatal(err)
+	}
+	token := "security-secret"
 	svc := testsvc.StartTwinService(t, testsvc.TwinServiceOptions{
-		Config:  "ledger:\n  org: " + site + "\n  anchor: {interval: 50ms}\n",
-		Tokens:  []testsvc.Token{{Name: "sec-1", Role: "security", Secret: token}},
+		Config:  cfg,
+		Tokens:  []testsvc.Token{{Name: "test-security", Role: "security", Secret: token}},
 		DataDir: dir,
 	})
 	c := mqtt.NewClient(testsvc.GatewayOptions("tcp://"+svc.MQTTAddr, "gw-srv-s1-001", gwKey))
@@ -147,10 +220,12 @@ func TestSubstitutionInTransit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var out bytes.Buffer
 	cli := func(args ...string) error {
+		out.Reset()
 		return run(context.Background(), args, func(k string) string {
 			return map[string]string{"TWINCHAIN_TOKEN": token, "TWINCHAIN_SERVER": svc.URL, "TWINCHAIN_VERIFY_KEY": strings.TrimSpace(string(pub))}[k]
-		}, &bytes.Buffer{})
+		}, &out)
 	}
 	bundle := filepath.Join(dir, "substitution.json")
 	testsvc.Eventually(t, 30*time.Second, "the alert's events to be anchored", func() bool {
@@ -161,6 +236,11 @@ func TestSubstitutionInTransit(t *testing.T) {
 		t.Fatalf("proof of the substitution alert: %v", err)
 	}
 	if err := cli("verify", bundle); err != nil {
-		t.Errorf("verify of the substitution alert's bundle: %v", err)
+		t.Errorf("verify of the substitution alert's bundle: %v\n%s", err, out.String())
+	}
+	t.Logf("twin-service verify %s:\n%s", bundle, out.String())
+	// On Fabric the anchors' proof is Fabric's own: the block, checked offline.
+	if fabric := strings.Contains(cfg, "backend: fabric"); fabric && !strings.Contains(out.String(), "fabric block") {
+		t.Errorf("verify of a Fabric-backed alert bundle checks no Fabric block:\n%s", out.String())
 	}
 }
