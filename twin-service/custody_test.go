@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -235,12 +236,26 @@ func substitutionInTransit(t *testing.T, dir, cfg, seller, shipped string) {
 	if err != nil {
 		t.Fatalf("proof of the substitution alert: %v", err)
 	}
-	if err := cli("verify", bundle); err != nil {
+	verify := func(path string) error {
+		out.Reset()
+		return runVerify(context.Background(), []string{"-key", strings.TrimSpace(string(pub)), path}, func(string) string { return "" }, &out, io.Discard)
+	}
+	if err := verify(bundle); err != nil {
 		t.Errorf("verify of the substitution alert's bundle: %v\n%s", err, out.String())
 	}
 	t.Logf("twin-service verify %s:\n%s", bundle, out.String())
 	// On Fabric the anchors' proof is Fabric's own: the block, checked offline.
-	if fabric := strings.Contains(cfg, "backend: fabric"); fabric && !strings.Contains(out.String(), "fabric block") {
+	fabric := strings.Contains(cfg, "backend: fabric")
+	if fabric && !strings.Contains(out.String(), "fabric block") {
 		t.Errorf("verify of a Fabric-backed alert bundle checks no Fabric block:\n%s", out.String())
 	}
+	// The event that reported the arrived GPU, proven alone.
+	evBundle := filepath.Join(dir, "arrival-event.json")
+	if err := cli("ledger", "proof", "-event", fmt.Sprint(ev.Events[0].ID), "-o", evBundle); err != nil {
+		t.Fatalf("proof of event %d: %v", ev.Events[0].ID, err)
+	}
+	if err := verify(evBundle); err != nil || fabric && !strings.Contains(out.String(), "fabric endorsements") {
+		t.Errorf("verify of event %d's bundle = %v:\n%s\nwant verified (on Fabric: its block and endorsements)", ev.Events[0].ID, err, out.String())
+	}
+	t.Logf("twin-service ledger proof -event %d -o %s && twin-service verify %s:\n%s", ev.Events[0].ID, evBundle, evBundle, out.String())
 }
