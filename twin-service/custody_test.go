@@ -208,6 +208,9 @@ func substitutionInTransit(t *testing.T, dir, cfg, seller, shipped string) {
 		hist.Changes[n-1].Old != shipped || hist.Changes[n-1].New != ev.Values["observed_fingerprint"] {
 		t.Errorf("ledger history of %s = %+v, want quarantined after a substitution from %s to the observed fingerprint", gpu, hist, shipped)
 	}
+	for _, c := range hist.Changes {
+		t.Logf("ledger history of %s: %-16s by %s (%s) tx %.16s old %.12s new %.12s", gpu, c.Type, c.Stamp.MSP, c.Stamp.Role, c.Stamp.TxID, c.Old, c.New)
+	}
 	// It is in an incident, like a detector's alert.
 	var inc struct {
 		ID     string   `json:"id"`
