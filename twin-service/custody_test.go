@@ -64,25 +64,11 @@ func TestSubstitutionInTransit(t *testing.T) {
 // another GPU arrive. Its alert's bundle, with the Fabric blocks of the
 // anchors, verifies offline.
 func TestSubstitutionInTransitFabric(t *testing.T) {
-	c1 := fabrictest.Fresh(t)
-	defer c1.Close()
-	c2 := fabrictest.Org2(t, c1)
-	defer c2.Close()
+	c1, c2, sync := fabrictest.TwoOrgs(t)
 	as := func(r core.Role) context.Context {
 		return ledger.WithCaller(context.Background(), core.Caller{ID: "test-" + string(r), Role: r})
 	}
-	b1, b2 := c1.Backend().(*fabricledger.Backend), c2.Backend().(*fabricledger.Backend)
-	sync := func() {
-		for i := 0; i < 200; i++ {
-			h1, err1 := b1.Height(context.Background())
-			h2, err2 := b2.Height(context.Background())
-			if err1 == nil && err2 == nil && h1 == h2 {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		t.Fatalf("the two orgs' peers did not reach the same height")
-	}
+	b1 := c1.Backend().(*fabricledger.Backend)
 	shipped := transfer(t, c2, as(core.RoleAssetManager), c1, as(core.RoleAssetManager), "Org1MSP", sync)
 	cfg := fmt.Sprintf(`ledger:
   backend: fabric

@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"testing"
-	"time"
 
 	"twinchain/chaincode/core"
 	"twinchain/internal/ledger/fabricledger"
@@ -92,52 +91,16 @@ func TestRecordBundles(t *testing.T) {
 // asset key carries its owner's endorsement policy, so the accepting and
 // arriving transactions need the owner's peer as the gateway finds it.
 func TestCustody(t *testing.T) {
-	c1 := fabrictest.Fresh(t)
-	defer c1.Close()
-	c2 := fabrictest.Org2(t, c1)
-	defer c2.Close()
-	as := func(r core.Role) context.Context {
-		return ledger.WithCaller(context.Background(), core.Caller{ID: "test-" + string(r), Role: r})
-	}
-	// Each org's peer commits blocks on its own time: an org acts once its
-	// peer has every block the other's has.
-	b1, b2 := c1.Backend().(*fabricledger.Backend), c2.Backend().(*fabricledger.Backend)
-	sync := func() {
-		for i := 0; i < 200; i++ {
-			h1, err1 := b1.Height(context.Background())
-			h2, err2 := b2.Height(context.Background())
-			if err1 == nil && err2 == nil && h1 == h2 {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		t.Fatalf("the two orgs' peers did not reach the same height")
-	}
-	ledgertest.Custody(t, ledgertest.Org{MSP: "Org1MSP", L: c1, As: as, Sync: sync}, ledgertest.Org{MSP: "Org2MSP", L: c2, As: as, Sync: sync})
+	a, b := twoOrgs(t)
+	ledgertest.Custody(t, a, b)
 }
 
-// twoOrgs connects to a fresh test channel as Org1 and as Org2, each
-// through its own peer, with a Sync that waits until both peers have the
-// same blocks.
+// twoOrgs is fabrictest.TwoOrgs as the two ledgertest organisations,
+// their callers acting through their own identities.
 func twoOrgs(t *testing.T) (a, b ledgertest.Org) {
-	c1 := fabrictest.Fresh(t)
-	t.Cleanup(func() { c1.Close() })
-	c2 := fabrictest.Org2(t, c1)
-	t.Cleanup(func() { c2.Close() })
+	c1, c2, sync := fabrictest.TwoOrgs(t)
 	as := func(r core.Role) context.Context {
 		return ledger.WithCaller(context.Background(), core.Caller{ID: "test-" + string(r), Role: r})
-	}
-	b1, b2 := c1.Backend().(*fabricledger.Backend), c2.Backend().(*fabricledger.Backend)
-	sync := func() {
-		for i := 0; i < 200; i++ {
-			h1, err1 := b1.Height(context.Background())
-			h2, err2 := b2.Height(context.Background())
-			if err1 == nil && err2 == nil && h1 == h2 {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		t.Fatalf("the two orgs' peers did not reach the same height")
 	}
 	return ledgertest.Org{MSP: "Org1MSP", L: c1, As: as, Sync: sync}, ledgertest.Org{MSP: "Org2MSP", L: c2, As: as, Sync: sync}
 }
