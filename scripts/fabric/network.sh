@@ -38,6 +38,9 @@
 # Then `. $STATE/network.env && go test ./internal/ledger/fabricledger` runs the ledger
 # contract suite on this network.
 #
+# The chaincode definition carries one private data collection per org, <MSP>Private
+# (collections_config; private dataset metadata, chaincode/core/private.go).
+#
 # Everything listens on 127.0.0.1. Modelled on fabric-samples' test-network-nano-bash:
 # an orderer using the channel participation API (no system channel; osnadmin channel
 # join), peers whose core.yaml has vm.endpoint "" (an empty CORE_VM_ENDPOINT is ignored,
