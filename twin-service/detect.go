@@ -8,12 +8,11 @@ import (
 
 	"twinchain/chaincode/core"
 	"twinchain/internal/detect"
-	"twinchain/internal/ledger/anchor"
-	"twinchain/internal/twin"
-
 	"twinchain/internal/detect/alertstore"
 	"twinchain/internal/detect/detectsvc"
 	"twinchain/internal/httpapi"
+	"twinchain/internal/ledger/anchor"
+	"twinchain/internal/twin"
 	"twinchain/internal/twinstore"
 )
 

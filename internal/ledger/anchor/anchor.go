@@ -86,6 +86,7 @@ type EventLog interface {
 	MessagesAfter(pos uint64, limit int) ([]twinstore.Message, error)
 	LastPos() uint64
 	Asset(id string) (twin.Asset, error)
+	AssetEvents(asset string, after uint64, limit int) ([]twin.Event, error)
 }
 
 // Waker gives wake-ups after ingest commits (ingest.Ingest).
@@ -763,12 +764,8 @@ func (a *Anchorer) alertSubstitution(s Substitution) {
 	if tw, err := a.d.Events.Asset(s.Asset); err == nil {
 		s.Site, s.Observed = tw.Site, tw.Identity
 	}
-	if l, ok := a.d.Events.(interface {
-		AssetEvents(asset string, after uint64, limit int) ([]twin.Event, error)
-	}); ok {
-		if evs, err := l.AssetEvents(s.Asset, 0, 1); err == nil && len(evs) == 1 {
-			s.Event = &evs[0]
-		}
+	if evs, err := a.d.Events.AssetEvents(s.Asset, 0, 1); err == nil && len(evs) == 1 {
+		s.Event = &evs[0]
 	}
 	if err := a.substituted(s); err != nil {
 		a.d.Log.Error("substitution alert not raised (the ledger recorded the substitution)", "asset", s.Asset, "err", err)
