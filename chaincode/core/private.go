@@ -27,8 +27,10 @@ const TransientPrivate = "private"
 // MSP id): network.sh defines one per organisation by this name.
 func PrivateCollection(org string) string { return org + "Private" }
 
-// pfxDatasetPrivate is the key of a dataset's metadata in the collection.
-const pfxDatasetPrivate = "dataset/"
+// pfxDatasetPrivate is the key of a dataset's metadata in the collection:
+// the dataset record's own key, so a store can pair the two (the embedded
+// ledger's verify checks the value against dataset.private.hash).
+const pfxDatasetPrivate = pfxDataset
 
 // PrivateState is implemented by a State that keeps private data apart
 // from the world state: Fabric's private data collections, the embedded

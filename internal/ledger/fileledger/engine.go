@@ -45,6 +45,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -717,7 +718,30 @@ func (e *Engine) checkStateDB(state map[string][]byte, txs, wrote map[string]uin
 		if err == nil && uint64(n) != e.height {
 			err = &TamperError{What: fmt.Sprintf("state.db indexes %d blocks, it says the height is %d", n, e.height)}
 		}
+		if err == nil {
+			err = checkPrivate(tx.Bucket(bucketPrivate), state)
+		}
 		return err
+	})
+}
+
+// checkPrivate checks that every private value hashes to the hash its
+// record on the ledger carries: a dataset's private metadata, kept under
+// the dataset's own key, to dataset.private.hash (core.PutDatasetPrivate).
+func checkPrivate(b *bolt.Bucket, state map[string][]byte) error {
+	if b == nil {
+		return nil // a state.db from before private data, opened read-only
+	}
+	return b.ForEach(func(k, v []byte) error {
+		coll, key, _ := strings.Cut(string(k), "\x00")
+		var d core.Dataset
+		if raw, ok := state[key]; !ok || json.Unmarshal(raw, &d) != nil || d.Private == nil || d.Private.Collection != coll {
+			return &TamperError{What: fmt.Sprintf("private data %s in %s belongs to no record on the ledger", key, coll)}
+		}
+		if sum := sha256.Sum256(v); hex.EncodeToString(sum[:]) != d.Private.Hash {
+			return &TamperError{What: fmt.Sprintf("private data %s in %s does not hash to %s, the hash its record on the ledger carries", key, coll, d.Private.Hash)}
+		}
+		return nil
 	})
 }
 
