@@ -142,6 +142,24 @@ func TestLedgerEndToEnd(t *testing.T) {
 	if err := cli("ledger", "record-dataset", "-file", ds); err == nil || !strings.Contains(err.Error(), "409") {
 		t.Errorf("recording the dataset twice = %v, want a 409 conflict", err)
 	}
+	// Its sensitive metadata goes private; a disclosed copy checks against the hash.
+	meta := filepath.Join(dir, "meta.json")
+	os.WriteFile(meta, []byte(`{"licensing":"contract C-9","consent":"forms F-1..F-3"}`), 0o644)
+	if err := cli("ledger", "put-private", "-id", "ds-e2e", "-file", meta); err != nil {
+		t.Fatal(err)
+	}
+	disclosed := filepath.Join(dir, "disclosed.json")
+	var priv struct {
+		Data json.RawMessage `json:"data"`
+	}
+	get(t, base+"/api/v1/ledger/datasets/ds-e2e/private", token, &priv)
+	os.WriteFile(disclosed, priv.Data, 0o644)
+	var vout bytes.Buffer
+	if err := runLedgerCLI(context.Background(), []string{"verify-private", "-id", "ds-e2e", "-file", disclosed}, func(k string) string {
+		return map[string]string{"TWINCHAIN_TOKEN": token, "TWINCHAIN_SERVER": base}[k]
+	}, &vout, io.Discard); err != nil || !strings.Contains(vout.String(), `"match":true`) {
+		t.Errorf("ledger verify-private of the disclosed copy = %v: %s, want a match", err, vout.String())
+	}
 	dsBundle := filepath.Join(dir, "ds.json")
 	if err := cli("ledger", "proof", "-type", "dataset", "-id", "ds-e2e", "-o", dsBundle); err != nil {
 		t.Fatal(err)

@@ -40,12 +40,14 @@ func ledgerRoute(cmd string) (string, bool) {
 //	twin-service ledger proof -event 42 -o bundle.json
 //	twin-service ledger proof -type model -id m-1 -o bundle.json
 //	twin-service ledger proof -alert AL-3 -o bundle.json
+//	twin-service ledger put-private -id ds-1 -file meta.json
+//	twin-service ledger verify-private -id ds-1 -file disclosed.json
 //
 // It prints the ledger's answer (JSON) and fails on any error response.
 // The token may come from TWINCHAIN_TOKEN, the server from TWINCHAIN_SERVER.
 func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	usage := func() {
-		fmt.Fprintln(stderr, "usage: twin-service ledger COMMAND [flags]\n\ncommands: record-dataset, record-model, attest, set-policy, deploy, register-asset (-file F), proof (-event N | -type T -id ID | -alert ID)")
+		fmt.Fprintln(stderr, "usage: twin-service ledger COMMAND [flags]\n\ncommands: record-dataset, record-model, attest, set-policy, deploy, register-asset (-file F), proof (-event N | -type T -id ID | -alert ID),\nput-private -id DATASET -file meta.json (private metadata), verify-private -id DATASET -file copy.json (a disclosed copy)")
 	}
 	if len(args) == 0 {
 		usage()
@@ -59,7 +61,7 @@ func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string
 	file := fs.String("file", "", "JSON record to send (- for stdin)")
 	event := fs.Uint64("event", 0, "proof: the twin event id")
 	typ := fs.String("type", "", "proof: record type (asset, dataset, model, policy, deployment)")
-	id := fs.String("id", "", "proof: record id")
+	id := fs.String("id", "", "proof: record id; put-private, verify-private: the dataset")
 	alertID := fs.String("alert", "", "proof: alert id (its anchored evidence events)")
 	out := fs.String("o", "", "write the answer to this file instead of stdout")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -74,8 +76,7 @@ func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string
 	base := strings.TrimRight(*server, "/") + "/api/v1/ledger/"
 	var method, target string
 	var body []byte
-	switch route, ok := ledgerRoute(cmd); {
-	case ok:
+	readFile := func() error {
 		if *file == "" {
 			return fmt.Errorf("ledger %s: -file is required", cmd)
 		}
@@ -85,10 +86,25 @@ func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string
 		} else {
 			body, err = os.ReadFile(*file)
 		}
-		if err != nil {
+		return err
+	}
+	switch route, ok := ledgerRoute(cmd); {
+	case ok:
+		if err := readFile(); err != nil {
 			return err
 		}
 		method, target = http.MethodPost, base+route
+	case cmd == "put-private" && *id != "":
+		if err := readFile(); err != nil {
+			return err
+		}
+		method, target = http.MethodPut, base+"datasets/"+url.PathEscape(*id)+"/private"
+	case cmd == "verify-private" && *id != "":
+		if err := readFile(); err != nil {
+			return err
+		}
+		body = append(append([]byte(`{"data":`), body...), '}')
+		method, target = http.MethodPost, base+"datasets/"+url.PathEscape(*id)+"/private/verify"
 	case cmd == "proof" && *event > 0:
 		method, target = http.MethodGet, fmt.Sprintf("%sevents/%d/proof", base, *event)
 	case cmd == "proof" && *alertID != "":

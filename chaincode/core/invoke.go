@@ -92,6 +92,7 @@ func Functions() []Function {
 		fn("OfferCustody", true, OfferCustody),
 		fn("AcceptCustody", true, AcceptCustody),
 		fn("RecordArrival", true, RecordArrival),
+		fn("PutDatasetPrivate", true, PutDatasetPrivate),
 
 		fn("GetGatewayKeyPolicy", false, GetGatewayKeyPolicy),
 		fn("GetAsset", false, byID(GetAsset)),
@@ -101,6 +102,8 @@ func Functions() []Function {
 		fn("GetAnchor", false, func(tx *Tx, q SeqQuery) (Anchor, error) { return GetAnchor(tx, q.Seq) }),
 		fn("AnchorForEvent", false, func(tx *Tx, q EventQuery) (Anchor, error) { return AnchorForEvent(tx, q.Event) }),
 		fn("GetDataset", false, byID(GetDataset)),
+		fn("GetDatasetPrivate", false, byID(GetDatasetPrivate)),
+		fn("VerifyDatasetPrivate", false, VerifyDatasetPrivate),
 		fn("GetModel", false, byID(GetModel)),
 		fn("ListAttestations", false, func(tx *Tx, q SubjectQuery) ([]Attestation, error) {
 			return ListAttestations(tx, q.SubjectKind, q.Subject)

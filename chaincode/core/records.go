@@ -312,6 +312,9 @@ type Dataset struct {
 	DatasetInput
 	Checks     []QualityCheck `json:"checks,omitempty"`
 	Registered Stamp          `json:"registered"`
+	// Private is the hash of the dataset's sensitive metadata, kept in its
+	// organisation's private collection (PutDatasetPrivate).
+	Private *PrivateRef `json:"private,omitempty"`
 }
 
 // HardwareUse is one asset a training run used, with the twin revisions at

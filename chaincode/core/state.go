@@ -91,4 +91,7 @@ type Tx struct {
 	Time   time.Time
 	Caller Caller
 	State  State
+	// Transient is data the caller passed beside the transaction that the
+	// ledger does not record (Fabric's transient map): private metadata.
+	Transient map[string][]byte
 }

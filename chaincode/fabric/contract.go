@@ -54,6 +54,9 @@ func newTx(ctx contractapi.TransactionContextInterface) (*core.Tx, error) {
 		return nil, fmt.Errorf("transaction timestamp: %w", err)
 	}
 	tx := &core.Tx{ID: stub.GetTxID(), Time: ts.AsTime().UTC(), State: stubState{stub}}
+	if tx.Transient, err = stub.GetTransient(); err != nil {
+		return nil, fmt.Errorf("transient data: %w", err)
+	}
 	ci := ctx.GetClientIdentity()
 	if ci == nil {
 		return nil, fmt.Errorf("no client identity: %w", core.ErrForbidden)
@@ -97,6 +100,24 @@ type stubState struct{ stub shim.ChaincodeStubInterface }
 func (s stubState) Get(key string) ([]byte, error)     { return s.stub.GetState(key) }
 func (s stubState) Put(key string, value []byte) error { return s.stub.PutState(key, value) }
 func (s stubState) Delete(key string) error            { return s.stub.DelState(key) }
+
+// GetPrivate reads key in a private data collection (only a member
+// organisation's peer holds the value).
+func (s stubState) GetPrivate(collection, key string) ([]byte, error) {
+	return s.stub.GetPrivateData(collection, key)
+}
+
+// PutPrivate writes key in a private data collection; the channel keeps
+// only its hash.
+func (s stubState) PutPrivate(collection, key string, value []byte) error {
+	return s.stub.PutPrivateData(collection, key, value)
+}
+
+// PrivateHash is the channel's SHA-256 of a private value, which every
+// peer keeps, member of the collection or not.
+func (s stubState) PrivateHash(collection, key string) ([]byte, error) {
+	return s.stub.GetPrivateDataHash(collection, key)
+}
 
 // SetKeyOwner requires a peer of org to endorse every later write of key
 // (a key-level, state-based endorsement policy).
@@ -314,6 +335,22 @@ func (c *Contract) OfferCustody(ctx contractapi.TransactionContextInterface, arg
 // AcceptCustody calls core.AcceptCustody.
 func (c *Contract) AcceptCustody(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
 	return call(ctx, "AcceptCustody", arg)
+}
+
+// PutDatasetPrivate calls core.PutDatasetPrivate; the metadata is the
+// proposal's transient data "private".
+func (c *Contract) PutDatasetPrivate(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "PutDatasetPrivate", arg)
+}
+
+// GetDatasetPrivate calls core.GetDatasetPrivate.
+func (c *Contract) GetDatasetPrivate(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "GetDatasetPrivate", arg)
+}
+
+// VerifyDatasetPrivate calls core.VerifyDatasetPrivate.
+func (c *Contract) VerifyDatasetPrivate(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "VerifyDatasetPrivate", arg)
 }
 
 // RecordArrival calls core.RecordArrival.

@@ -49,6 +49,8 @@ type fakeStub struct {
 
 func newFakeStub() *fakeStub { return &fakeStub{state: map[string][]byte{}} }
 
+func (s *fakeStub) GetTransient() (map[string][]byte, error) { return nil, nil }
+
 func (s *fakeStub) begin(txID string, ts time.Time, creator []byte, fn string, arg any) {
 	b, err := json.Marshal(arg)
 	if err != nil {

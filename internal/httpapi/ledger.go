@@ -176,6 +176,33 @@ func (s *Server) registerLedger(api router) {
 	g.post("/datasets", post(l.RegisterDataset))
 	g.get("/datasets/:id", byID(l.GetDataset))
 	g.post("/datasets/:id/checks", postFor(l.AddQualityChecks, func(in *core.QualityChecksInput, id string) { in.Dataset = id }))
+	// Private metadata: kept in the owning organisation's collection (PUT,
+	// read back by that organisation only); any organisation checks a
+	// disclosed copy against the ledger's hash (verify).
+	g.put("/datasets/:id/private", func(c *fiber.Ctx) error {
+		var in core.DatasetMeta
+		if err := decode(c, &in); err != nil {
+			return ledgerError(c, err)
+		}
+		out, err := l.PutDatasetPrivate(ledgerCtx(c), param(c, "id"), in)
+		if err != nil {
+			return ledgerError(c, err)
+		}
+		return c.JSON(out)
+	})
+	g.get("/datasets/:id/private", byID(l.GetDatasetPrivate))
+	g.post("/datasets/:id/private/verify", func(c *fiber.Ctx) error {
+		var in core.Disclosure
+		if err := decode(c, &in); err != nil {
+			return ledgerError(c, err)
+		}
+		in.Dataset = param(c, "id")
+		out, err := l.VerifyDatasetPrivate(ledgerCtx(c), in)
+		if err != nil {
+			return ledgerError(c, err)
+		}
+		return c.JSON(out)
+	})
 	g.post("/models", post(l.RegisterModel))
 	g.get("/models/:id", byID(l.GetModel))
 	g.get("/models/:id/lineage", byID(l.ModelLineage))

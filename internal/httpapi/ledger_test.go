@@ -3,6 +3,8 @@ package httpapi
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -82,6 +84,8 @@ func call(t *testing.T, s *Server, method, path, role, body string) (int, string
 func TestLedgerRoutes(t *testing.T) {
 	s := ledgerServer(t)
 	h := ledgertest.Hash
+	privSum := sha256.Sum256([]byte(`{"licensing":"L-7"}`))
+	privHash := hex.EncodeToString(privSum[:])
 	ds := `{"id":"ds-1","content_hash":"` + h("d") + `","sources":[{"kind":"system","ref":"s3://x"}],"consent":{"policy_ref":"p","licence":"CC0-1.0","use_scope":["training"],"retention_days":30}}`
 	for _, tc := range []struct {
 		method, path, role, body string
@@ -97,6 +101,16 @@ func TestLedgerRoutes(t *testing.T) {
 		{"GET", "/api/v1/ledger/datasets/ds-1", "auditor", "", http.StatusOK, `"content_hash":"` + h("d")},
 		{"POST", "/api/v1/ledger/datasets/ds-1/checks", "ml_engineer", `{"checks":[{"name":"nulls","value":0,"threshold":0.1,"compare":"max"}]}`, http.StatusCreated, `"pass":true`},
 		{"GET", "/api/v1/ledger/datasets/nope", "auditor", "", http.StatusNotFound, "not_found"},
+		{"GET", "/api/v1/ledger/datasets/ds-1/private", "auditor", "", http.StatusNotFound, "no private metadata"},
+		{"PUT", "/api/v1/ledger/datasets/ds-1/private", "auditor", `{"licensing":"L-7"}`, http.StatusForbidden, "forbidden"},
+		{"PUT", "/api/v1/ledger/datasets/ds-1/private", "ml_engineer", `{"licensing":"L-7","bogus":1}`, http.StatusBadRequest, "bad_request"},
+		{"PUT", "/api/v1/ledger/datasets/ds-1/private", "ml_engineer", `{}`, http.StatusBadRequest, "empty"},
+		{"PUT", "/api/v1/ledger/datasets/ds-1/private", "ml_engineer", `{"licensing":"L-7"}`, http.StatusOK, `"private":{"org":"twinchain","collection":"twinchainPrivate","hash":"` + privHash},
+		{"GET", "/api/v1/ledger/datasets/ds-1", "auditor", "", http.StatusOK, `"hash":"` + privHash},
+		{"GET", "/api/v1/ledger/datasets/ds-1/private", "auditor", "", http.StatusOK, `"data":{"licensing":"L-7"}`},
+		{"POST", "/api/v1/ledger/datasets/ds-1/private/verify", "auditor", `{"data":{"licensing":"L-7"}}`, http.StatusOK, `"match":true`},
+		{"POST", "/api/v1/ledger/datasets/ds-1/private/verify", "auditor", `{"data":{"licensing":"L-8"}}`, http.StatusOK, `"match":false`},
+		{"POST", "/api/v1/ledger/datasets/ds-1/private/verify", "", `{"data":{}}`, http.StatusUnauthorized, "unauthorized"},
 		{"GET", "/api/v1/ledger/datasets", "", "", http.StatusUnauthorized, "unauthorized"},
 		{"GET", "/api/v1/ledger/datasets?limit=1", "auditor", "", http.StatusOK, `{"items":[{"id":"ds-1"`},
 		{"GET", "/api/v1/ledger/datasets?after=ds-1", "auditor", "", http.StatusOK, `{"items":[]}`},

@@ -109,6 +109,8 @@ func Routes() []Route {
 		get(v1 + "/ledger/consistency"),
 		get(v1 + "/ledger/datasets"),
 		get(v1 + "/ledger/datasets/:id"),
+		get(v1 + "/ledger/datasets/:id/private"),
+		r("POST", v1+"/ledger/datasets/:id/private/verify", read...), // a check: reads only
 		get(v1 + "/ledger/models"),
 		get(v1 + "/ledger/models/:id"),
 		get(v1 + "/ledger/models/:id/lineage"),
@@ -120,6 +122,7 @@ func Routes() []Route {
 		ledgerWrite("/assets/:id/status"),
 		ledgerWrite("/datasets"),
 		ledgerWrite("/datasets/:id/checks"),
+		r("PUT", v1+"/ledger/datasets/:id/private", auth.LedgerWrite),
 		ledgerWrite("/models"),
 		ledgerWrite("/models/:id/evaluations"),
 		ledgerWrite("/attestations"),

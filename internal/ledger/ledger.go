@@ -53,6 +53,10 @@ type Ledger interface {
 	OfferCustody(ctx context.Context, in core.CustodyOffer) (core.Asset, error)
 	AcceptCustody(ctx context.Context, in core.CustodyAccept) (core.Asset, error)
 	RecordArrival(ctx context.Context, in core.Arrival) (core.Asset, error)
+	// PutDatasetPrivate keeps a dataset's sensitive metadata in its
+	// organisation's private collection, its hash in the dataset record;
+	// the metadata travels as transient data, never in the transaction.
+	PutDatasetPrivate(ctx context.Context, dataset string, meta core.DatasetMeta) (core.Dataset, error)
 	SubmitAnchor(ctx context.Context, in core.AnchorInput) (core.Anchor, error)
 	SubmitAnchors(ctx context.Context, in []core.AnchorInput) ([]core.Anchor, error)
 	RecordEvidence(ctx context.Context, in core.EvidenceInput) (core.Evidence, error)
@@ -71,6 +75,11 @@ type Ledger interface {
 	GetAnchor(ctx context.Context, seq uint64) (core.Anchor, error)
 	AnchorForEvent(ctx context.Context, event uint64) (core.Anchor, error)
 	GetDataset(ctx context.Context, id string) (core.Dataset, error)
+	// GetDatasetPrivate reads the private metadata (its organisation only);
+	// VerifyDatasetPrivate checks a disclosed copy against the ledger's hash
+	// (any organisation).
+	GetDatasetPrivate(ctx context.Context, id string) (core.PrivateRecord, error)
+	VerifyDatasetPrivate(ctx context.Context, in core.Disclosure) (core.DisclosureCheck, error)
 	GetModel(ctx context.Context, id string) (core.Model, error)
 	ListAttestations(ctx context.Context, kind core.SubjectKind, subject string) ([]core.Attestation, error)
 	GetPolicy(ctx context.Context, id string) (core.Policy, error)
@@ -89,6 +98,22 @@ type Ledger interface {
 }
 
 type callerKey struct{}
+
+type transientKey struct{}
+
+// WithTransient returns a context whose ledger write passes data to the
+// core as transient data (core.Tx.Transient), which no backend records:
+// on Fabric the proposal's transient map, on the embedded ledger nothing
+// in its block.
+func WithTransient(ctx context.Context, data map[string][]byte) context.Context {
+	return context.WithValue(ctx, transientKey{}, data)
+}
+
+// TransientFrom is the data set by WithTransient, or nil.
+func TransientFrom(ctx context.Context) map[string][]byte {
+	t, _ := ctx.Value(transientKey{}).(map[string][]byte)
+	return t
+}
 
 type receiptKey struct{}
 
@@ -190,6 +215,26 @@ func (c *Client) AcceptCustody(ctx context.Context, in core.CustodyAccept) (core
 // RecordArrival records the fingerprint a receiving site observed (core.RecordArrival).
 func (c *Client) RecordArrival(ctx context.Context, in core.Arrival) (core.Asset, error) {
 	return call[core.Asset](ctx, c, true, "RecordArrival", in)
+}
+
+// PutDatasetPrivate keeps a dataset's sensitive metadata private (core.PutDatasetPrivate).
+func (c *Client) PutDatasetPrivate(ctx context.Context, dataset string, meta core.DatasetMeta) (core.Dataset, error) {
+	raw, err := json.Marshal(meta)
+	if err != nil {
+		return core.Dataset{}, fmt.Errorf("PutDatasetPrivate: encode metadata: %w", err)
+	}
+	ctx = WithTransient(ctx, map[string][]byte{core.TransientPrivate: raw})
+	return call[core.Dataset](ctx, c, true, "PutDatasetPrivate", core.DatasetPrivateInput{Dataset: dataset})
+}
+
+// GetDatasetPrivate reads a dataset's private metadata (core.GetDatasetPrivate).
+func (c *Client) GetDatasetPrivate(ctx context.Context, id string) (core.PrivateRecord, error) {
+	return call[core.PrivateRecord](ctx, c, false, "GetDatasetPrivate", core.IDQuery{ID: id})
+}
+
+// VerifyDatasetPrivate checks a disclosed copy of private metadata (core.VerifyDatasetPrivate).
+func (c *Client) VerifyDatasetPrivate(ctx context.Context, in core.Disclosure) (core.DisclosureCheck, error) {
+	return call[core.DisclosureCheck](ctx, c, false, "VerifyDatasetPrivate", in)
 }
 
 func (c *Client) SubmitAnchor(ctx context.Context, in core.AnchorInput) (core.Anchor, error) {

@@ -38,6 +38,9 @@
 # Then `. $STATE/network.env && go test ./internal/ledger/fabricledger` runs the ledger
 # contract suite on this network.
 #
+# The chaincode definition carries one private data collection per org, <MSP>Private
+# (collections_config; private dataset metadata, chaincode/core/private.go).
+#
 # Everything listens on 127.0.0.1. Modelled on fabric-samples' test-network-nano-bash:
 # an orderer using the channel participation API (no system channel; osnadmin channel
 # join), peers whose core.yaml has vm.endpoint "" (an empty CORE_VM_ENDPOINT is ignored,
@@ -423,18 +426,39 @@ install_chaincode() {
   log "installed $pkgid"
 }
 
+# collections_config writes the chaincode's private data collections: one
+# per organisation, <MSP>Private, held and written by that organisation's
+# peers alone (the chaincode core's core.PrivateCollection). Every peer
+# keeps the hashes of its writes, so a partner can check a disclosed copy.
+collections_config() {
+  local f="$STATE/artifacts/collections.json" sep=""
+  mkdir -p "$STATE/artifacts"
+  {
+    echo "["
+    for o in $(orgs); do
+      printf '%s  {"name": "Org%sMSPPrivate", "policy": "OR('"'"'Org%sMSP.member'"'"')", "requiredPeerCount": 0, "maxPeerCount": 0,\n' "$sep" "$o" "$o"
+      printf '   "blockToLive": 0, "memberOnlyRead": true, "memberOnlyWrite": true,\n'
+      printf '   "endorsementPolicy": {"signaturePolicy": "OR('"'"'Org%sMSP.peer'"'"')"}}' "$o"
+      sep=$',\n'
+    done
+    printf '\n]\n'
+  } >"$f"
+  echo "$f"
+}
+
 # define_chaincode CHANNEL approves the chaincode for every org and commits it.
 define_chaincode() {
-  local ch="$1" pkgid policy commit_peers=()
+  local ch="$1" pkgid policy collections commit_peers=()
   pkgid="$(cat "$STATE/artifacts/package-id")"
   policy="OR($(for o in $(orgs); do printf "'Org%sMSP.peer'," "$o"; done | sed 's/,$//'))"
+  collections="$(collections_config)"
   # A repeated approval of the same definition is refused as "unchanged
   # content", and a repeated commit as a wrong sequence: both mean done.
   approve() {
     local out
     out="$(as_admin "$1" "$FABRIC_BIN/peer" lifecycle chaincode approveformyorg "${orderer_flags[@]}" \
       --channelID "$ch" --name "$CC_NAME" --version "$CC_VERSION" --package-id "$pkgid" \
-      --sequence 1 --signature-policy "$policy" 2>&1)" && return 0
+      --sequence 1 --signature-policy "$policy" --collections-config "$collections" 2>&1)" && return 0
     case "$out" in *"unchanged content"*) return 0 ;; esac
     log "approve (Org$1MSP, $ch): $out"; return 1
   }
@@ -445,7 +469,7 @@ define_chaincode() {
   commit() {
     committed 1 || as_admin 1 "$FABRIC_BIN/peer" lifecycle chaincode commit "${orderer_flags[@]}" \
       --channelID "$ch" --name "$CC_NAME" --version "$CC_VERSION" --sequence 1 \
-      --signature-policy "$policy" "${commit_peers[@]}"
+      --signature-policy "$policy" --collections-config "$collections" "${commit_peers[@]}"
   }
   for o in $(orgs); do
     retry 10 approve "$o" || die "approve for Org${o}MSP failed"
@@ -453,7 +477,7 @@ define_chaincode() {
   done
   ready() {
     as_admin 1 "$FABRIC_BIN/peer" lifecycle chaincode checkcommitreadiness --channelID "$ch" \
-      --name "$CC_NAME" --version "$CC_VERSION" --sequence 1 --signature-policy "$policy" --output json \
+      --name "$CC_NAME" --version "$CC_VERSION" --sequence 1 --signature-policy "$policy" --collections-config "$collections" --output json \
       | grep -c '": true' | grep -qx "$NORGS"
   }
   retry 15 ready || die "approvals never became visible on peer1"

@@ -279,6 +279,31 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 	return len(evs) == batch || len(msgs) == batch, nil
 }
 
+// Raise records a finding made outside the detectors (the ledger's
+// substitution in transit) as the detectors' are: an alert (or merged into
+// the open one), its notifications and incident, and the quarantine
+// response the policy asks for. It returns the alert.
+func (e *Engine) Raise(ctx context.Context, f detect.Finding) (alert.Alert, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.Stats.Findings.Add(1)
+	res, err := e.alerts.Apply([]detect.Finding{f}, nil, nil)
+	if err != nil {
+		return alert.Alert{}, err
+	}
+	e.Stats.Opened.Add(uint64(len(res.Opened)))
+	if len(res.Opened) == 1 {
+		if e.set != nil {
+			e.respond(ctx, &res.Opened[0])
+		}
+		return res.Opened[0], nil
+	}
+	if len(res.Updated) == 1 {
+		return res.Updated[0], nil
+	}
+	return alert.Alert{}, fmt.Errorf("raise %s on %s: no alert recorded", f.Type, f.Asset)
+}
+
 // rejections returns the ingest's rejections not seen yet, as detector inputs.
 func (e *Engine) rejections() []detect.Rejection {
 	recent := e.src.Recent(e.rejSince)

@@ -86,6 +86,7 @@ type EventLog interface {
 	MessagesAfter(pos uint64, limit int) ([]twinstore.Message, error)
 	LastPos() uint64
 	Asset(id string) (twin.Asset, error)
+	AssetEvents(asset string, after uint64, limit int) ([]twin.Event, error)
 }
 
 // Waker gives wake-ups after ingest commits (ingest.Ingest).
@@ -149,7 +150,33 @@ type Anchorer struct {
 
 	regMu      sync.Mutex
 	registered map[string]bool // ids known to be on the ledger
+
+	substituted func(Substitution) error // SetSubstitutionAlert
 }
+
+// Substitution is an asset received from another organisation whose
+// observed fingerprint is not the one its custody was transferred with,
+// as the ledger recorded it (core.ChangeSubstitution).
+type Substitution struct {
+	Asset    string
+	Site     string
+	Observed twin.Identity // the identity seen here
+	// LedgerFingerprint is the hash registered by the sending organisation;
+	// ObservedFingerprint the hash of Observed.
+	LedgerFingerprint, ObservedFingerprint string
+	Registrar                              string // the organisation that registered it (made or sold it)
+	// Event is the asset's first event here, which carries the gateway
+	// message (gateway, seq) that reported the identity; nil when the log
+	// has none.
+	Event   *twin.Event
+	Receipt ledger.Receipt // where the ledger wrote it (Fabric), else empty
+	Time    time.Time      // when the ledger recorded it (service clock)
+}
+
+// SetSubstitutionAlert makes fn raise the alert for a substitution in
+// transit once the ledger recorded it; call it before Run. An error from
+// fn is logged: the ledger record stays.
+func (a *Anchorer) SetSubstitutionAlert(fn func(Substitution) error) { a.substituted = fn }
 
 // Open opens the durable queue at queuePath; it starts nothing.
 func Open(cfg Config, queuePath string, d Deps) (*Anchorer, error) {
@@ -708,7 +735,8 @@ func (a *Anchorer) arrive(ctx context.Context, r core.AssetRegistration) error {
 	if err != nil || have.Status != core.StatusInTransit || have.Pending != nil {
 		return err
 	}
-	got, err := a.d.Ledger.RecordArrival(ctx, core.Arrival{Asset: r.ID, FingerprintHash: r.FingerprintHash})
+	var rc ledger.Receipt
+	got, err := a.d.Ledger.RecordArrival(ledger.WithReceipt(ctx, &rc), core.Arrival{Asset: r.ID, FingerprintHash: r.FingerprintHash})
 	switch {
 	case errors.Is(err, ledger.ErrForbidden):
 		return nil // in transit for another organisation: not ours to receive
@@ -718,11 +746,30 @@ func (a *Anchorer) arrive(ctx context.Context, r core.AssetRegistration) error {
 		a.substitutions.Add(1)
 		a.d.Log.Error("SUBSTITUTION IN TRANSIT: the asset received does not have the fingerprint its custody was transferred with; quarantined on the ledger",
 			"asset", r.ID, "ledger_fingerprint", have.FingerprintHash, "observed_fingerprint", r.FingerprintHash)
+		a.alertSubstitution(Substitution{Asset: r.ID, LedgerFingerprint: have.FingerprintHash, ObservedFingerprint: r.FingerprintHash,
+			Registrar: got.Registered.MSP, Receipt: rc, Time: a.d.Now()})
 	default:
 		a.arrivals.Add(1)
 		a.d.Log.Info("asset arrived: its fingerprint matches the ledger's", "asset", r.ID)
 	}
 	return nil
+}
+
+// alertSubstitution completes s from the event log (the identity observed
+// and the first event, with its gateway message) and raises its alert.
+func (a *Anchorer) alertSubstitution(s Substitution) {
+	if a.substituted == nil {
+		return
+	}
+	if tw, err := a.d.Events.Asset(s.Asset); err == nil {
+		s.Site, s.Observed = tw.Site, tw.Identity
+	}
+	if evs, err := a.d.Events.AssetEvents(s.Asset, 0, 1); err == nil && len(evs) == 1 {
+		s.Event = &evs[0]
+	}
+	if err := a.substituted(s); err != nil {
+		a.d.Log.Error("substitution alert not raised (the ledger recorded the substitution)", "asset", s.Asset, "err", err)
+	}
 }
 
 // FingerprintHash is the hex SHA-256 of an identity's canonical JSON, the

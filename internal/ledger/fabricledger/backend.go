@@ -169,7 +169,13 @@ func (b *Backend) Submit(ctx context.Context, caller core.Caller, fn string, arg
 	if err != nil {
 		return nil, err
 	}
-	res, commit, err := gw.GetNetwork(b.cfg.Channel).GetContract(b.cfg.Chaincode).SubmitAsyncWithContext(ctx, fn, client.WithArguments(string(arg)))
+	opts := []client.ProposalOption{client.WithArguments(string(arg))}
+	if t := ledger.TransientFrom(ctx); t != nil {
+		// Private data: in the proposal's transient map, endorsed by this
+		// organisation's peers only (the collection's own).
+		opts = append(opts, client.WithTransient(t), client.WithEndorsingOrganizations(b.cfg.MSPID))
+	}
+	res, commit, err := gw.GetNetwork(b.cfg.Channel).GetContract(b.cfg.Chaincode).SubmitAsyncWithContext(ctx, fn, opts...)
 	if err != nil {
 		return nil, mapError(fn, err)
 	}

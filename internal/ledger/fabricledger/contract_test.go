@@ -1,11 +1,11 @@
 package fabricledger_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"testing"
-	"time"
 
 	"twinchain/chaincode/core"
 	"twinchain/internal/ledger/fabricledger"
@@ -91,26 +91,44 @@ func TestRecordBundles(t *testing.T) {
 // asset key carries its owner's endorsement policy, so the accepting and
 // arriving transactions need the owner's peer as the gateway finds it.
 func TestCustody(t *testing.T) {
-	c1 := fabrictest.Fresh(t)
-	defer c1.Close()
-	c2 := fabrictest.Org2(t, c1)
-	defer c2.Close()
+	a, b := twoOrgs(t)
+	ledgertest.Custody(t, a, b)
+}
+
+// twoOrgs is fabrictest.TwoOrgs as the two ledgertest organisations,
+// their callers acting through their own identities.
+func twoOrgs(t *testing.T) (a, b ledgertest.Org) {
+	c1, c2, sync := fabrictest.TwoOrgs(t)
 	as := func(r core.Role) context.Context {
 		return ledger.WithCaller(context.Background(), core.Caller{ID: "test-" + string(r), Role: r})
 	}
-	// Each org's peer commits blocks on its own time: an org acts once its
-	// peer has every block the other's has.
-	b1, b2 := c1.Backend().(*fabricledger.Backend), c2.Backend().(*fabricledger.Backend)
-	sync := func() {
-		for i := 0; i < 200; i++ {
-			h1, err1 := b1.Height(context.Background())
-			h2, err2 := b2.Height(context.Background())
-			if err1 == nil && err2 == nil && h1 == h2 {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		t.Fatalf("the two orgs' peers did not reach the same height")
+	return ledgertest.Org{MSP: "Org1MSP", L: c1, As: as, Sync: sync}, ledgertest.Org{MSP: "Org2MSP", L: c2, As: as, Sync: sync}
+}
+
+// TestPrivate runs the private dataset metadata rules across network.sh's
+// two organisations: the metadata goes to Org1MSPPrivate as transient
+// data, Org2 checks a disclosed copy against the channel's hash
+// (GetPrivateDataHash on its own peer, which holds no private value), and
+// the block of the transaction, as both peers serve it, holds only the
+// hash.
+func TestPrivate(t *testing.T) {
+	a, b := twoOrgs(t)
+	ds := ledgertest.Private(t, a, b)
+	rec, err := a.L.GetDatasetPrivate(a.As(core.RoleAuditor), ds.ID)
+	if err != nil {
+		t.Fatal(err)
 	}
-	ledgertest.Custody(t, ledgertest.Org{MSP: "Org1MSP", L: c1, As: as, Sync: sync}, ledgertest.Org{MSP: "Org2MSP", L: c2, As: as, Sync: sync})
+	ok, err := b.L.VerifyDatasetPrivate(b.As(core.RoleAuditor), core.Disclosure{Dataset: ds.ID, Data: rec.Data})
+	if err != nil || !ok.Match || ok.ChannelHash != ds.Private.Hash {
+		t.Errorf("VerifyDatasetPrivate on Org2's peer = %+v, %v; want a match with the channel's hash %s", ok, err, ds.Private.Hash)
+	}
+	for _, o := range []ledgertest.Org{a, b} {
+		block, err := o.L.(*ledger.Client).Backend().(*fabricledger.Backend).BlockOfTx(context.Background(), ds.Private.Stamp.TxID)
+		if err != nil {
+			t.Fatalf("%s: block of %s: %v", o.MSP, ds.Private.Stamp.TxID, err)
+		}
+		if bytes.Contains(block, []byte(ledgertest.PrivateSecret)) {
+			t.Errorf("%s's peer serves a block holding the private metadata", o.MSP)
+		}
+	}
 }

@@ -45,6 +45,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,9 +82,14 @@ var (
 	bucketMeta   = []byte("meta")
 	bucketTxs    = []byte("txs")     // tx id -> height
 	bucketWrote  = []byte("written") // state key -> height of the block that last wrote it
-	keyHeight    = []byte("height")
-	keyHead      = []byte("head")
-	keyEnd       = []byte("end") // offset just past the last applied block
+	// bucketPrivate holds private data (core.PrivateState): collection NUL
+	// key -> value. It is not in blocks.dat, whose blocks carry only the
+	// hash the core records, so a block (or a record bundle) shows no
+	// private value; a block replayed at Open has no private data to put.
+	bucketPrivate = []byte("private")
+	keyHeight     = []byte("height")
+	keyHead       = []byte("head")
+	keyEnd        = []byte("end") // offset just past the last applied block
 )
 
 // Options configures Open.
@@ -161,7 +167,7 @@ func be(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 // cuts a torn last line.
 func (e *Engine) load() error {
 	err := e.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketState, bucketBlocks, bucketMeta, bucketTxs, bucketWrote} {
+		for _, b := range [][]byte{bucketState, bucketBlocks, bucketMeta, bucketTxs, bucketWrote, bucketPrivate} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -205,7 +211,7 @@ func (e *Engine) load() error {
 		if err != nil {
 			return err
 		}
-		if err := e.apply(&body, &b, int64(len(line))); err != nil {
+		if err := e.apply(&body, &b, int64(len(line)), nil); err != nil {
 			return err
 		}
 		e.opts.Log.Info("replayed block", "height", body.Height)
@@ -229,10 +235,15 @@ func (e *Engine) checkNext(b *Block, off int64) (BlockBody, error) {
 }
 
 // apply writes a block's write set and the new head into state.db.
-func (e *Engine) apply(body *BlockBody, b *Block, n int64) error {
+func (e *Engine) apply(body *BlockBody, b *Block, n int64, priv map[string][]byte) error {
 	end := e.end + n
 	err := e.db.Update(func(tx *bolt.Tx) error {
 		s, wrote, txs := tx.Bucket(bucketState), tx.Bucket(bucketWrote), tx.Bucket(bucketTxs)
+		for k, v := range priv {
+			if err := tx.Bucket(bucketPrivate).Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
 		h := be(body.Height)
 		for _, w := range body.Writes {
 			var err error
@@ -275,7 +286,28 @@ func (e *Engine) apply(body *BlockBody, b *Block, n int64) error {
 // a write buffer for writes.
 type txState struct {
 	b      *bolt.Bucket
+	p      *bolt.Bucket // private data
 	writes map[string]Write
+	priv   map[string][]byte // private writes
+}
+
+func privateKey(collection, key string) string { return collection + "\x00" + key }
+
+// GetPrivate reads committed private data (core.PrivateState).
+func (s *txState) GetPrivate(collection, key string) ([]byte, error) {
+	if s.p == nil {
+		return nil, nil
+	}
+	return bytes.Clone(s.p.Get([]byte(privateKey(collection, key)))), nil
+}
+
+// PutPrivate buffers a private write; it is stored beside the block, not in it.
+func (s *txState) PutPrivate(collection, key string, value []byte) error {
+	if s.writes == nil {
+		return errors.New("write in a read-only query")
+	}
+	s.priv[privateKey(collection, key)] = bytes.Clone(value)
+	return nil
 }
 
 func (s *txState) Get(key string) ([]byte, error) {
@@ -318,7 +350,7 @@ func (s *txState) Range(start, end string, fn func(key string, value []byte) boo
 // Query runs fn against the committed state, read-only.
 func (e *Engine) Query(fn func(st *txState) error) error {
 	return e.db.View(func(tx *bolt.Tx) error {
-		return fn(&txState{b: tx.Bucket(bucketState)})
+		return fn(&txState{b: tx.Bucket(bucketState), p: tx.Bucket(bucketPrivate)})
 	})
 }
 
@@ -352,10 +384,10 @@ func (e *Engine) Submit(caller Caller, fnName string, args any, fn func(st *txSt
 	}
 	at := e.opts.Now().UTC()
 	txID := txID(e.head, e.height+1, fnName, argJSON, caller, at)
-	st := &txState{writes: map[string]Write{}}
+	st := &txState{writes: map[string]Write{}, priv: map[string][]byte{}}
 	var result any
 	err = e.db.View(func(tx *bolt.Tx) error {
-		st.b = tx.Bucket(bucketState)
+		st.b, st.p = tx.Bucket(bucketState), tx.Bucket(bucketPrivate)
 		var err error
 		result, err = fn(st, txID, at)
 		return err
@@ -390,7 +422,7 @@ func (e *Engine) Submit(caller Caller, fnName string, args any, fn func(st *txSt
 	if err := e.blocks.Sync(); err != nil {
 		return Receipt{}, e.cutTail(fmt.Errorf("sync block %d: %w", body.Height, err))
 	}
-	if err := e.apply(&body, &b, int64(len(line))); err != nil {
+	if err := e.apply(&body, &b, int64(len(line)), st.priv); err != nil {
 		return Receipt{}, e.cutTail(err)
 	}
 	return Receipt{TxID: txID, Height: body.Height}, nil
@@ -686,7 +718,30 @@ func (e *Engine) checkStateDB(state map[string][]byte, txs, wrote map[string]uin
 		if err == nil && uint64(n) != e.height {
 			err = &TamperError{What: fmt.Sprintf("state.db indexes %d blocks, it says the height is %d", n, e.height)}
 		}
+		if err == nil {
+			err = checkPrivate(tx.Bucket(bucketPrivate), state)
+		}
 		return err
+	})
+}
+
+// checkPrivate checks that every private value hashes to the hash its
+// record on the ledger carries: a dataset's private metadata, kept under
+// the dataset's own key, to dataset.private.hash (core.PutDatasetPrivate).
+func checkPrivate(b *bolt.Bucket, state map[string][]byte) error {
+	if b == nil {
+		return nil // a state.db from before private data, opened read-only
+	}
+	return b.ForEach(func(k, v []byte) error {
+		coll, key, _ := strings.Cut(string(k), "\x00")
+		var d core.Dataset
+		if raw, ok := state[key]; !ok || json.Unmarshal(raw, &d) != nil || d.Private == nil || d.Private.Collection != coll {
+			return &TamperError{What: fmt.Sprintf("private data %s in %s belongs to no record on the ledger", key, coll)}
+		}
+		if sum := sha256.Sum256(v); hex.EncodeToString(sum[:]) != d.Private.Hash {
+			return &TamperError{What: fmt.Sprintf("private data %s in %s does not hash to %s, the hash its record on the ledger carries", key, coll, d.Private.Hash)}
+		}
+		return nil
 	})
 }
 

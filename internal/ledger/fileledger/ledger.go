@@ -54,7 +54,7 @@ func (l *Ledger) Submit(ctx context.Context, caller core.Caller, fn string, arg 
 	_, err := l.Engine.Submit(Caller{ID: caller.ID, MSP: caller.MSP, Role: string(caller.Role)}, fn, rawArg(arg),
 		func(st *txState, id string, at time.Time) (any, error) {
 			var err error
-			out, err = f.Invoke(&core.Tx{ID: id, Time: at, Caller: caller, State: st}, arg)
+			out, err = f.Invoke(&core.Tx{ID: id, Time: at, Caller: caller, State: st, Transient: ledger.TransientFrom(ctx)}, arg)
 			return rawArg(out), err
 		})
 	if err != nil {

@@ -1,10 +1,18 @@
 package fileledger
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"twinchain/chaincode/core"
 
@@ -59,4 +67,67 @@ func TestCustody(t *testing.T) {
 		}}
 	}
 	ledgertest.Custody(t, org("Org1MSP"), org("Org2MSP"))
+}
+
+// TestPrivate runs the private dataset metadata rules on the embedded
+// ledger (the organisations being the callers' MSPs): no block holds the
+// metadata, only its hash, and it survives a reopen.
+func TestPrivate(t *testing.T) {
+	dir := t.TempDir()
+	l, _, err := OpenLedger(Options{Dir: dir, Key: testKey, Org: "Org1MSP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	org := func(msp string) ledgertest.Org {
+		return ledgertest.Org{MSP: msp, L: l, As: func(r core.Role) context.Context {
+			return ledger.WithCaller(context.Background(), core.Caller{ID: "test-" + string(r), MSP: msp, Role: r})
+		}}
+	}
+	ds := ledgertest.Private(t, org("Org1MSP"), org("Org2MSP"))
+	l.Close()
+	blocks, err := os.ReadFile(filepath.Join(dir, "blocks.dat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(blocks, []byte("SC-2291")) || !bytes.Contains(blocks, []byte(ds.Private.Hash)) {
+		t.Errorf("blocks.dat: private metadata shown %v, its hash %s shown %v; want only the hash",
+			bytes.Contains(blocks, []byte("SC-2291")), ds.Private.Hash, bytes.Contains(blocks, []byte(ds.Private.Hash)))
+	}
+	l, _, err = OpenLedger(Options{Dir: dir, Key: testKey, Org: "Org1MSP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := l.GetDatasetPrivate(ledger.WithCaller(context.Background(), core.Caller{ID: "a", MSP: "Org1MSP", Role: core.RoleAuditor}), ds.ID)
+	if err != nil || !bytes.Contains(rec.Data, []byte("SC-2291")) {
+		t.Errorf("GetDatasetPrivate after reopening = %s, %v; want the metadata", rec.Data, err)
+	}
+	l.Close()
+	// Verify checks the private value against the record's hash.
+	verify := func() error {
+		v, err := OpenVerifier(dir, testKey.Public().(ed25519.PublicKey))
+		if err != nil {
+			return err
+		}
+		defer v.Close()
+		return v.Verify()
+	}
+	if err := verify(); err != nil {
+		t.Fatalf("Verify of a ledger with private data: %v", err)
+	}
+	db, err := bolt.Open(filepath.Join(dir, "state.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("private"))
+		k, v := b.Cursor().First()
+		return b.Put(bytes.Clone(k), bytes.Replace(v, []byte("2027"), []byte("2031"), 1))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verify(); !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), "does not hash to "+ds.Private.Hash) {
+		t.Errorf("Verify after the private metadata was edited = %v, want tampering naming the record's hash", err)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -527,4 +528,66 @@ func Custody(t *testing.T, a, b Org) {
 	if fmt.Sprint(types) != "[registered custody_offered custody_accepted substitution]" {
 		t.Errorf("history = %v, want registered, custody_offered, custody_accepted, substitution", types)
 	}
+}
+
+// PrivateSecret is a string only the private metadata Private writes holds:
+// a backend's test checks that no block shows it.
+const PrivateSecret = "supplier contract SC-2291, 40 EUR/hour annotation"
+
+// Private runs the private dataset metadata rules across two
+// organisations: a's dataset keeps its sensitive metadata in a's private
+// collection; b sees that it exists (the hash in the dataset record),
+// cannot read it or write it, and checks a copy a disclosed against the
+// ledger's hash: the exact copy matches, an edited one does not. It
+// returns the dataset as PutDatasetPrivate left it.
+func Private(t *testing.T, a, b Org) core.Dataset {
+	consent := core.Consent{PolicyRef: "consent-v3", Licence: "proprietary", UseScope: []string{"training"}, RetentionDays: 90}
+	must[core.Dataset](t, "RegisterDataset")(a.L.RegisterDataset(a.as(core.RoleMLEngineer), core.DatasetInput{
+		ID: "ds-priv", ContentHash: Hash("priv"), Sources: []core.Source{{Kind: core.SourceSystem, Ref: "vendor-feed"}}, Consent: consent}))
+	meta := core.DatasetMeta{Sources: []string{"site A camera 3, 2026-10", PrivateSecret}, Consent: "signed forms CF-1..CF-88",
+		Licensing: "exclusive to the owner until 2027"}
+	_, err := b.L.PutDatasetPrivate(b.as(core.RoleMLEngineer), "ds-priv", meta)
+	wantErr(t, "PutDatasetPrivate(by another org)", err, ledger.ErrForbidden)
+	_, err = a.L.PutDatasetPrivate(a.as(core.RoleAuditor), "ds-priv", meta)
+	wantErr(t, "PutDatasetPrivate(as auditor)", err, ledger.ErrForbidden)
+	_, err = a.L.PutDatasetPrivate(a.as(core.RoleMLEngineer), "ds-priv", core.DatasetMeta{})
+	wantErr(t, "PutDatasetPrivate(empty)", err, ledger.ErrInvalid)
+	_, err = a.L.PutDatasetPrivate(a.as(core.RoleMLEngineer), "ds-none", meta)
+	wantErr(t, "PutDatasetPrivate(no such dataset)", err, ledger.ErrNotFound)
+	ds := must[core.Dataset](t, "PutDatasetPrivate")(a.L.PutDatasetPrivate(a.as(core.RoleCompliance), "ds-priv", meta))
+	canonical := []byte(`{"sources":["site A camera 3, 2026-10","` + PrivateSecret + `"],"consent":"signed forms CF-1..CF-88","licensing":"exclusive to the owner until 2027"}`)
+	sum := sha256.Sum256(canonical)
+	if ds.Private == nil || ds.Private.Org != a.MSP || ds.Private.Collection != core.PrivateCollection(a.MSP) || ds.Private.Hash != hex.EncodeToString(sum[:]) {
+		t.Fatalf("PutDatasetPrivate private = %+v, want %s's collection and the hash %x of %s", ds.Private, a.MSP, sum, canonical)
+	}
+	if strings.Contains(fmt.Sprintf("%+v", ds), PrivateSecret) {
+		t.Errorf("PutDatasetPrivate's result shows the private metadata: %+v", ds)
+	}
+	rec := must[core.PrivateRecord](t, "GetDatasetPrivate(owner)")(a.L.GetDatasetPrivate(a.as(core.RoleAuditor), "ds-priv"))
+	if !bytes.Equal(rec.Data, canonical) || rec.Ref.Hash != ds.Private.Hash {
+		t.Errorf("GetDatasetPrivate = %s (hash %s), want %s", rec.Data, rec.Ref.Hash, canonical)
+	}
+	// The partner: sees the record and its hash, not the metadata.
+	seen := must[core.Dataset](t, "GetDataset(partner)")(b.L.GetDataset(b.as(core.RoleAuditor), "ds-priv"))
+	if seen.Private == nil || seen.Private.Hash != ds.Private.Hash {
+		t.Errorf("partner's GetDataset private = %+v, want the hash %s", seen.Private, ds.Private.Hash)
+	}
+	_, err = b.L.GetDatasetPrivate(b.as(core.RoleAdmin), "ds-priv")
+	wantErr(t, "GetDatasetPrivate(partner)", err, ledger.ErrForbidden)
+	ok := must[core.DisclosureCheck](t, "VerifyDatasetPrivate(disclosed copy)")(b.L.VerifyDatasetPrivate(b.as(core.RoleAuditor), core.Disclosure{Dataset: "ds-priv", Data: rec.Data}))
+	if !ok.Match || ok.DisclosedHash != ds.Private.Hash || (ok.ChannelHash != "" && ok.ChannelHash != ds.Private.Hash) {
+		t.Errorf("VerifyDatasetPrivate(the disclosed copy) = %+v, want a match with %s", ok, ds.Private.Hash)
+	}
+	edited := bytes.Replace(rec.Data, []byte("until 2027"), []byte("until 2030"), 1)
+	bad := must[core.DisclosureCheck](t, "VerifyDatasetPrivate(edited copy)")(b.L.VerifyDatasetPrivate(b.as(core.RoleAuditor), core.Disclosure{Dataset: "ds-priv", Data: edited}))
+	if bad.Match || bad.DisclosedHash == ds.Private.Hash {
+		t.Errorf("VerifyDatasetPrivate(an edited copy) = %+v, want no match", bad)
+	}
+	var pretty bytes.Buffer
+	_ = json.Indent(&pretty, rec.Data, "", "  ")
+	ok = must[core.DisclosureCheck](t, "VerifyDatasetPrivate(indented copy)")(b.L.VerifyDatasetPrivate(b.as(core.RoleAuditor), core.Disclosure{Dataset: "ds-priv", Data: pretty.Bytes()}))
+	if !ok.Match {
+		t.Errorf("VerifyDatasetPrivate(the copy indented) = %+v, want a match: whitespace outside strings does not count", ok)
+	}
+	return ds
 }

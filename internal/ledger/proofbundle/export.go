@@ -150,6 +150,10 @@ func (x *Exporter) Alert(ctx context.Context, raw []byte) (*Bundle, error) {
 	}
 	ap := &AlertProof{Alert: raw}
 	for _, id := range ids {
+		if id > x.Tree.Size() {
+			// On the event log (the alert store says so), not in the tree yet.
+			return nil, fmt.Errorf("alert %s: event %d not anchored yet: %w", a.ID, id, ErrPending)
+		}
 		b, err := x.Event(ctx, id)
 		if err != nil {
 			return nil, fmt.Errorf("alert %s: %w", a.ID, err)

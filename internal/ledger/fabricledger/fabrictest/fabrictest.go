@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"testing"
+	"time"
 
 	"twinchain/chaincode/core"
 	"twinchain/internal/ledger"
@@ -106,4 +107,29 @@ func Org2(t testing.TB, c *ledger.Client) *ledger.Client {
 		t.Fatal(err)
 	}
 	return ledger.New(b)
+}
+
+// TwoOrgs connects to a fresh test channel as Org1 (Fresh) and as Org2
+// (Org2), each through its own peer, closed when t ends. Each org's peer
+// commits blocks on its own time: sync waits until both have the same
+// height, so an org acts on every block the other's has.
+func TwoOrgs(t testing.TB) (c1, c2 *ledger.Client, sync func()) {
+	t.Helper()
+	c1 = Fresh(t)
+	t.Cleanup(func() { _ = c1.Close() })
+	c2 = Org2(t, c1)
+	t.Cleanup(func() { _ = c2.Close() })
+	b1, b2 := c1.Backend().(*fabricledger.Backend), c2.Backend().(*fabricledger.Backend)
+	sync = func() {
+		for range 200 {
+			h1, err1 := b1.Height(context.Background())
+			h2, err2 := b2.Height(context.Background())
+			if err1 == nil && err2 == nil && h1 == h2 {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("the two orgs' peers did not reach the same height")
+	}
+	return c1, c2, sync
 }
