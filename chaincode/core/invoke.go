@@ -112,6 +112,7 @@ func Functions() []Function {
 		fn("ModelsTrainedOn", false, byID(ModelsTrainedOn)),
 		fn("ListDatasets", false, ListDatasets),
 		fn("ListModels", false, ListModels),
+		fn("ListDeployments", false, ListDeployments),
 		fn("ModelsExposedTo", false, func(tx *Tx, q ExposureQuery) ([]Exposure, error) {
 			return ModelsExposedTo(tx, q.Asset, q.Kinds)
 		}),

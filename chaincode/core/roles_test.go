@@ -98,7 +98,7 @@ func TestReadsOpenToEveryRole(t *testing.T) {
 		"GetDataset": IDQuery{"ds-lab"}, "GetModel": IDQuery{"m1"}, "ListAttestations": SubjectQuery{SubjectModel, "m1"},
 		"GetPolicy": IDQuery{"prod"}, "GetDeployment": IDQuery{"none"}, "DeploymentsOn": IDQuery{gpu0},
 		"ModelLineage": IDQuery{"m1"}, "ModelsTrainedOn": IDQuery{gpu0}, "ModelsExposedTo": ExposureQuery{Asset: gpu0},
-		"ListDatasets": PageQuery{}, "ListModels": PageQuery{Limit: 1},
+		"ListDatasets": PageQuery{}, "ListModels": PageQuery{Limit: 1}, "ListDeployments": PageQuery{},
 	}
 	for _, f := range Functions() {
 		if f.Write {

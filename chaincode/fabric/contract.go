@@ -251,6 +251,11 @@ func (c *Contract) ListModels(ctx contractapi.TransactionContextInterface, arg s
 	return call(ctx, "ListModels", arg)
 }
 
+// ListDeployments calls core.ListDeployments.
+func (c *Contract) ListDeployments(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "ListDeployments", arg)
+}
+
 // GetModel calls core.GetModel.
 func (c *Contract) GetModel(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
 	return call(ctx, "GetModel", arg)

@@ -80,6 +80,8 @@ type Ledger interface {
 	// ListDatasets and ListModels page through the records in id order.
 	ListDatasets(ctx context.Context, q core.PageQuery) (core.Page[core.Dataset], error)
 	ListModels(ctx context.Context, q core.PageQuery) (core.Page[core.Model], error)
+	// ListDeployments pages through every recorded gate decision in id order.
+	ListDeployments(ctx context.Context, q core.PageQuery) (core.Page[core.Deployment], error)
 	ModelsTrainedOn(ctx context.Context, asset string) ([]core.Model, error)
 	ModelsExposedTo(ctx context.Context, asset string, kinds []core.EvidenceKind) ([]core.Exposure, error)
 
@@ -288,6 +290,10 @@ func (c *Client) ListDatasets(ctx context.Context, q core.PageQuery) (core.Page[
 
 func (c *Client) ListModels(ctx context.Context, q core.PageQuery) (core.Page[core.Model], error) {
 	return call[core.Page[core.Model]](ctx, c, false, "ListModels", q)
+}
+
+func (c *Client) ListDeployments(ctx context.Context, q core.PageQuery) (core.Page[core.Deployment], error) {
+	return call[core.Page[core.Deployment]](ctx, c, false, "ListDeployments", q)
 }
 
 func (c *Client) ModelsTrainedOn(ctx context.Context, asset string) ([]core.Model, error) {

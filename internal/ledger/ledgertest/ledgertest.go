@@ -356,6 +356,20 @@ func testProvenance(t *testing.T, l ledger.Ledger) {
 	if len(mp.Items) == 0 || mp.Items[0].ID != "model-a" {
 		t.Errorf("ListModels = %+v, want model-a first", mp)
 	}
+	var depIDs []string // every decision, allowed or refused, paged in id order
+	for q := (core.PageQuery{Limit: 2}); ; {
+		p := must[core.Page[core.Deployment]](t, "ListDeployments")(l.ListDeployments(As(core.RoleAuditor), q))
+		for _, d := range p.Items {
+			depIDs = append(depIDs, d.ID)
+		}
+		if p.Next == "" {
+			break
+		}
+		q.After = p.Next
+	}
+	if want := "[dep-1 dep-2 dep-3 dep-env-ok dep-env-old]"; fmt.Sprint(depIDs) != want {
+		t.Errorf("ListDeployments (pages of 2) = %v, want %s", depIDs, want)
+	}
 	lin := must[core.Lineage](t, "ModelLineage")(l.ModelLineage(svc, "model-a"))
 	var ids []string
 	for _, d := range lin.Datasets {
