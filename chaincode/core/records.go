@@ -549,6 +549,16 @@ type Deployment struct {
 	Allowed       bool     `json:"allowed"`
 	Reasons       []Reason `json:"reasons,omitempty"`
 	Stamp         Stamp    `json:"stamp"`
+	// Paused is set when an approved remediation paused the deployment: it
+	// is no longer in force anywhere.
+	Paused *Pause `json:"paused,omitempty"`
+}
+
+// Pause is how a deployment was paused: by which remediation, executed when
+// and by whom.
+type Pause struct {
+	Remediation string `json:"remediation"`
+	Stamp       Stamp  `json:"stamp"`
 }
 
 // Lineage is where a model came from: its datasets and all their ancestors,
