@@ -20,6 +20,7 @@ import (
 	"twinchain/internal/ingest"
 	"twinchain/internal/ledger"
 	"twinchain/internal/ledger/anchor"
+	"twinchain/internal/ledger/approvals"
 	"twinchain/internal/ledger/eventtree"
 	"twinchain/internal/ledger/fabricledger"
 	"twinchain/internal/ledger/fileledger"
@@ -48,6 +49,10 @@ type LedgerConfig struct {
 	Org            string              `yaml:"org"`      // the organisation the embedded ledger records for callers; default "twinchain"
 	Anchor         anchor.Config       `yaml:"anchor"`
 	Fabric         fabricledger.Config `yaml:"fabric"`
+	// ApprovalsEvery is how often the deployments in force are read again
+	// for the run-time checks (besides right after the API records a
+	// deployment); default 30s.
+	ApprovalsEvery time.Duration `yaml:"approvals_every"`
 }
 
 // Validate checks the ledger configuration.
@@ -61,6 +66,9 @@ func (c *LedgerConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("ledger.backend %q: want file, fabric or off", c.Backend))
 	}
 	errs = append(errs, c.Anchor.Validate())
+	if c.ApprovalsEvery < 0 || c.ApprovalsEvery > 0 && c.ApprovalsEvery < time.Second {
+		errs = append(errs, fmt.Errorf("ledger.approvals_every %s: at least 1s", c.ApprovalsEvery))
+	}
 	if c.VerifyInterval != 0 && c.VerifyInterval < time.Minute {
 		errs = append(errs, fmt.Errorf("ledger.verify_interval %s: at least 1m", c.VerifyInterval))
 	}
@@ -78,8 +86,11 @@ type ledgerPart struct {
 	tree     *eventtree.Tree
 	anchorer *anchor.Anchorer
 	proofs   *proofbundle.Exporter
-	log      *slog.Logger
-	damaged  atomic.Pointer[error] // set when stored ledger data does not verify: read-only from then on
+	// approvals are the deployments in force, read in the background for
+	// the run-time checks and views.
+	approvals *approvals.Cache
+	log       *slog.Logger
+	damaged   atomic.Pointer[error] // set when stored ledger data does not verify: read-only from then on
 }
 
 // openLedger opens the ledger part, or returns nil when it is off.
@@ -138,6 +149,7 @@ func openLedger(cfg LedgerConfig, dataDir string, store *twinstore.Store, in *in
 		p.close(log)
 		return nil, err
 	}
+	p.approvals = approvals.New(p.client, selfCaller(cfg.Anchor.CallerID), cfg.ApprovalsEvery, log.With("component", "approvals"))
 	p.proofs = &proofbundle.Exporter{Tree: p.tree, Anchors: selfReader{p.client, cfg.Anchor.CallerID}, Key: p.key.Public().(ed25519.PublicKey)}
 	if p.file != nil {
 		p.proofs.Blocks = p.file
@@ -350,6 +362,15 @@ func (p *ledgerPart) deps() *httpapi.LedgerDeps {
 	// Callers are the signed-in principals (httpapi.PrincipalCaller): ML
 	// pipelines use auth API tokens, e.g. with role ml_engineer.
 	return &httpapi.LedgerDeps{Ledger: p.client, Proofs: p.proofs, Tree: p.tree, Status: p.status}
+}
+
+// approvalsAPI is the deployments in force for the API's run-time views
+// (nil when the ledger is off).
+func (p *ledgerPart) approvalsAPI() httpapi.Approvals {
+	if p == nil {
+		return nil
+	}
+	return p.approvals
 }
 
 func (p *ledgerPart) status() any {

@@ -155,6 +155,7 @@ const (
 	EvidenceECCDBE     EvidenceKind = "ecc_dbe"    // a telemetry envelope whose sample for the asset has double-bit ECC errors
 	EvidenceRowRemap   EvidenceKind = "row_remap"  // a telemetry envelope whose sample for the asset has a row-remap failure
 	EvidenceGateway    EvidenceKind = "gateway"    // a status envelope of the gateway itself
+	EvidenceAlert      EvidenceKind = "alert"      // any envelope naming the asset that an alert rests on (e.g. the workloads report of an unapproved model)
 )
 
 // EvidenceInput is the input to RecordEvidence: the gateway-signed envelope

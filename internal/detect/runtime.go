@@ -103,8 +103,7 @@ func (d *runtimeDetector) judge(asset string, r gpuReport) []Finding {
 	var bad []string
 	vals := values("host", r.host)
 	for _, p := range r.procs {
-		art := strings.TrimPrefix(p.Artifact, "sha256:")
-		if p.Artifact == "" || slices.ContainsFunc(as, func(a Approval) bool { return a.Artifact == art }) {
+		if _, ok := ApprovalFor(as, p.Artifact); p.Artifact == "" || ok {
 			continue
 		}
 		what := fmt.Sprintf("pid %d %s serves %s", p.PID, p.Name, p.Artifact)
@@ -162,16 +161,9 @@ func (d *runtimeDetector) drift(asset string, as []Approval, t time.Time, ev Evi
 	var what []string
 	vals := map[string]string{}
 	for _, a := range as {
-		var diff []string
-		if a.VBIOS != "" && tw.Firmware.VBIOS != a.VBIOS {
-			diff = append(diff, fmt.Sprintf("vbios %s approved, %s now", a.VBIOS, tw.Firmware.VBIOS))
-		}
-		if a.Driver != "" && tw.Firmware.Driver != a.Driver {
-			diff = append(diff, fmt.Sprintf("driver %s approved, %s now", a.Driver, tw.Firmware.Driver))
-		}
-		if len(diff) > 0 {
-			what = append(what, fmt.Sprintf("deployment %s (model %s): %s", a.Deployment, a.Model, strings.Join(diff, ", ")))
-			vals["deployment."+a.Deployment] = strings.Join(diff, ", ")
+		if diff := Drift(a, tw.Firmware); diff != "" {
+			what = append(what, fmt.Sprintf("deployment %s (model %s): %s", a.Deployment, a.Model, diff))
+			vals["deployment."+a.Deployment] = diff
 		}
 	}
 	if len(what) == 0 {
@@ -183,4 +175,32 @@ func (d *runtimeDetector) drift(asset string, as []Approval, t time.Time, ev Evi
 		Summary:  asset + " changed since its deployments were approved: " + strings.Join(what, "; "),
 		Evidence: ev,
 	}}
+}
+
+// ApprovalFor is the approval in force among as for a process's artifact
+// ("sha256:" and hex, as the workloads report says it).
+func ApprovalFor(as []Approval, artifact string) (Approval, bool) {
+	art, ok := strings.CutPrefix(artifact, "sha256:")
+	if !ok || art == "" {
+		return Approval{}, false
+	}
+	for _, a := range as {
+		if a.Artifact == art {
+			return a, true
+		}
+	}
+	return Approval{}, false
+}
+
+// Drift says how fw differs from the firmware a was approved on ("" when
+// it does not, or nothing was recorded).
+func Drift(a Approval, fw twin.Firmware) string {
+	var diff []string
+	if a.VBIOS != "" && fw.VBIOS != a.VBIOS {
+		diff = append(diff, fmt.Sprintf("vbios %s approved, %s now", a.VBIOS, fw.VBIOS))
+	}
+	if a.Driver != "" && fw.Driver != a.Driver {
+		diff = append(diff, fmt.Sprintf("driver %s approved, %s now", a.Driver, fw.Driver))
+	}
+	return strings.Join(diff, ", ")
 }

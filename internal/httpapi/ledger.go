@@ -179,6 +179,7 @@ func (s *Server) registerLedger(api router) {
 	g.post("/models", post(l.RegisterModel))
 	g.get("/models/:id", byID(l.GetModel))
 	g.get("/models/:id/lineage", byID(l.ModelLineage))
+	g.get("/models/:id/runs", get(s.modelRuns)) // runtime.go
 	g.post("/models/:id/evaluations", postFor(l.AddEvaluation, func(in *core.EvaluationInput, id string) { in.Model = id }))
 	g.post("/attestations", post(l.Attest))
 	g.get("/attestations", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
@@ -188,7 +189,11 @@ func (s *Server) registerLedger(api router) {
 	g.get("/policies/:id", byID(l.GetPolicy))
 	g.post("/deployments", post(func(ctx context.Context, in core.DeploymentInput) (core.Deployment, error) {
 		in.Environment.Assets = s.targetEnvironment(in.Targets, in.Environment.Assets)
-		return l.RequestDeployment(ctx, in)
+		d, err := l.RequestDeployment(ctx, in)
+		if err == nil && d.Allowed && s.opts.Approvals != nil {
+			s.opts.Approvals.Kick() // the run-time checks see it soon, not at the next periodic read
+		}
+		return d, err
 	}))
 	g.get("/deployments/:id", byID(l.GetDeployment))
 }

@@ -87,7 +87,7 @@ func (s *Store) stepDone(key uint64, p pendingStep, event uint64, cause error) e
 // EventRecorder stores a twin event that changes no field (the ingest's
 // Record).
 type EventRecorder interface {
-	Record(ctx context.Context, asset, actor string, typ twin.EventType, note string) (twin.Event, error)
+	Record(ctx context.Context, asset string, src twin.Source, typ twin.EventType, note string) (twin.Event, error)
 }
 
 // LifecycleRecorder records the queued lifecycle steps, in order, as twin
@@ -149,7 +149,7 @@ func (r *LifecycleRecorder) round(ctx context.Context) error {
 			}
 			if err == nil {
 				l := &a.Lifecycle[p.Index]
-				ev, err = r.rec.Record(ctx, a.Asset, "alerts", l.Step.EventType(), alert.LifecycleNote(a.ID, a.Type, l))
+				ev, err = r.rec.Record(ctx, a.Asset, stepSource(&a, l.Step), l.Step.EventType(), alert.LifecycleNote(a.ID, a.Type, l))
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -171,4 +171,18 @@ func (r *LifecycleRecorder) round(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// stepSource is the source of a step's event: actor "alerts" and, for the
+// raised step of an alert whose type puts its evidence on the ledger
+// (alert.SignedEvidence), the gateway message its first finding rests on.
+func stepSource(a *alert.Alert, step alert.Step) twin.Source {
+	src := twin.Source{Actor: "alerts"}
+	if step != alert.StepRaised || !alert.SignedEvidence[a.Type] || len(a.Evidence) == 0 {
+		return src
+	}
+	if ms := a.Evidence[0].Evidence.Messages; len(ms) > 0 && ms[0].Gateway != "" && ms[0].Seq != 0 {
+		src.Gateway, src.Seq = ms[0].Gateway, ms[0].Seq
+	}
+	return src
 }
