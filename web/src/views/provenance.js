@@ -5,6 +5,7 @@ import { api, apiText, items } from "../api.js";
 import { h, clear, fmtTime, field, unavailable, errorBox, fill, hashValue } from "../dom.js";
 import { proofChecker, report, serviceKey, ledgerStatus } from "./ledgerpanel.js";
 import { verifyBundle } from "../verify.js";
+import { modelRuns } from "./runtime.js";
 
 
 // recordVerify is a button that fetches a ledger record's proof bundle and
@@ -139,6 +140,7 @@ export async function provenanceView(root, params) {
   if (model) {
     try {
       lineageView(box, await api(`/ledger/models/${encodeURIComponent(model)}/lineage`));
+      box.after(modelRuns(model)); // where it runs now (runtime.js)
     } catch (e) {
       box.append(e.missing ? unavailable("Model lineage (the ledger)", e) : e.status === 404 ? errorBox(`model ${model} is not on the ledger`) : errorBox(e));
     }
