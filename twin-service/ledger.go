@@ -351,6 +351,10 @@ func (p *ledgerPart) registerMetrics(reg *prometheus.Registry) {
 			stat(func(s anchor.Stats) float64 { return float64(s.EvidenceDropped) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_ledger_errors_total", Help: "Failed ledger calls (retried)."},
 			stat(func(s anchor.Stats) float64 { return float64(s.LedgerErrors) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_approvals_reads_total", Help: "Reads of the deployments in force from the ledger."},
+			func() float64 { return float64(p.approvals.Reads.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_approvals_errors_total", Help: "Failed reads of the deployments in force (the last picture is kept)."},
+			func() float64 { return float64(p.approvals.Errors.Load()) }),
 	)
 }
 
