@@ -92,6 +92,9 @@ func Functions() []Function {
 		fn("OfferCustody", true, OfferCustody),
 		fn("AcceptCustody", true, AcceptCustody),
 		fn("RecordArrival", true, RecordArrival),
+		fn("ProposeRemediation", true, ProposeRemediation),
+		fn("DecideRemediation", true, DecideRemediation),
+		fn("ExecuteRemediation", true, byID(ExecuteRemediation)),
 
 		fn("GetGatewayKeyPolicy", false, GetGatewayKeyPolicy),
 		fn("GetAsset", false, byID(GetAsset)),
@@ -113,6 +116,8 @@ func Functions() []Function {
 		fn("ListDatasets", false, ListDatasets),
 		fn("ListModels", false, ListModels),
 		fn("ListDeployments", false, ListDeployments),
+		fn("GetRemediation", false, byID(GetRemediation)),
+		fn("ListRemediations", false, ListRemediations),
 		fn("ModelsExposedTo", false, func(tx *Tx, q ExposureQuery) ([]Exposure, error) {
 			return ModelsExposedTo(tx, q.Asset, q.Kinds)
 		}),
