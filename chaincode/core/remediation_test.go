@@ -29,7 +29,9 @@ func TestRemediation(t *testing.T) {
 		return do(l, r, func(tx *Tx) (Remediation, error) { return ProposeRemediation(tx, in) })
 	}
 	decide := func(r Role, d Decision) error {
-		_, err := do(l, r, func(tx *Tx) (Remediation, error) { return DecideRemediation(tx, RemediationApproval{ID: "rem-1", Decision: d}) })
+		_, err := do(l, r, func(tx *Tx) (Remediation, error) {
+			return DecideRemediation(tx, RemediationApproval{ID: "rem-1", Decision: d})
+		})
 		return err
 	}
 	execute := func(r Role) (Remediation, error) {

@@ -54,6 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) ledger.Ledger) {
 		{"Anchors", testAnchors},
 		{"Evidence", testEvidence},
 		{"Provenance", testProvenance},
+		{"Remediation", testRemediation},
 		{"Concurrent", testConcurrent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
