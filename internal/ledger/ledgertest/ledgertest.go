@@ -429,8 +429,9 @@ func testConcurrent(t *testing.T, l ledger.Ledger) {
 }
 
 // Records writes one record of each type a record bundle proves (asset,
-// dataset, model, policy, deployment), each but the policy changed after
-// it was first written, and returns their type and id pairs.
+// dataset, model, policy, deployment, remediation), each but the policy
+// changed after it was first written (the deployment paused by the executed
+// remediation), and returns their type and id pairs.
 func Records(t *testing.T, l ledger.Ledger) [][2]string {
 	t.Helper()
 	am, eng := As(core.RoleAssetManager), As(core.RoleMLEngineer)
@@ -447,10 +448,17 @@ func Records(t *testing.T, l ledger.Ledger) [][2]string {
 			CodeRef: "git@example/train@abc", ConfigHash: Hash("cfg"), Start: t0, End: t0.Add(time.Hour)}}))
 	must[core.Model](t, "AddEvaluation")(l.AddEvaluation(eng, core.EvaluationInput{Model: "rec-model", Name: "holdout", Metrics: []core.Metric{{Name: "accuracy", Value: 0.9}}}))
 	must[core.Policy](t, "SetPolicy")(l.SetPolicy(As(core.RoleCompliance), core.PolicyInput{ID: "rec-policy", RequiredRoles: []core.Role{core.RoleMLLead}}))
+	must[core.Attestation](t, "Attest")(l.Attest(As(core.RoleMLLead), core.AttestationInput{SubjectKind: core.SubjectModel, Subject: "rec-model",
+		SubjectHash: Hash("rec-model"), Decision: core.Approve}))
+	must[core.Asset](t, "RegisterAsset")(l.RegisterAsset(am, gpu("rec-srv.gpu1"))) // the target: gpu0 is quarantined
 	must[core.Deployment](t, "RequestDeployment")(l.RequestDeployment(eng, core.DeploymentInput{ID: "rec-dep", Model: "rec-model", Policy: "rec-policy",
-		Targets: []string{"rec-srv.gpu0"}, BinaryHash: Hash("bin"), ContainerHash: Hash("ctr"), ConfigHash: Hash("dcfg"),
+		Targets: []string{"rec-srv.gpu1"}, BinaryHash: Hash("bin"), ContainerHash: Hash("ctr"), ConfigHash: Hash("dcfg"),
 		Environment: core.Environment{HardwareClass: "h100-sxm-80g", Drivers: []core.ToolVersion{{Name: "nvidia", Version: "550.54"}}}}))
-	return [][2]string{{"asset", "rec-srv.gpu0"}, {"dataset", "rec-ds"}, {"model", "rec-model"}, {"policy", "rec-policy"}, {"deployment", "rec-dep"}}
+	must[core.Remediation](t, "ProposeRemediation")(l.ProposeRemediation(As(core.RoleService), core.RemediationInput{ID: "rec-rem", Model: "rec-model",
+		Reason: "probe", Steps: []core.RemediationStep{{Action: core.ActionPause, Deployment: "rec-dep"}}}))
+	must[core.Remediation](t, "DecideRemediation")(l.DecideRemediation(As(core.RoleMLLead), core.RemediationApproval{ID: "rec-rem", Decision: core.Approve}))
+	must[core.Remediation](t, "ExecuteRemediation")(l.ExecuteRemediation(As(core.RoleService), "rec-rem"))
+	return [][2]string{{"asset", "rec-srv.gpu0"}, {"dataset", "rec-ds"}, {"model", "rec-model"}, {"policy", "rec-policy"}, {"deployment", "rec-dep"}, {"remediation", "rec-rem"}}
 }
 
 // Org is one organisation's side of a ledger: its MSP id, the ledger as it
