@@ -21,6 +21,7 @@ import (
 	"twinchain/internal/ledger"
 	"twinchain/internal/ledger/anchor"
 	"twinchain/internal/ledger/approvals"
+	"twinchain/internal/ledger/remediate"
 	"twinchain/internal/ledger/eventtree"
 	"twinchain/internal/ledger/fabricledger"
 	"twinchain/internal/ledger/fileledger"
@@ -89,7 +90,10 @@ type ledgerPart struct {
 	// approvals are the deployments in force, read in the background for
 	// the run-time checks and views.
 	approvals *approvals.Cache
-	log       *slog.Logger
+	// proposer proposes the remediation of models in force trained on
+	// hardware with evidence (docs/runtime.md).
+	proposer *remediate.Proposer
+	log      *slog.Logger
 	damaged   atomic.Pointer[error] // set when stored ledger data does not verify: read-only from then on
 }
 
@@ -150,6 +154,11 @@ func openLedger(cfg LedgerConfig, dataDir string, store *twinstore.Store, in *in
 		return nil, err
 	}
 	p.approvals = approvals.New(p.client, selfCaller(cfg.Anchor.CallerID), cfg.ApprovalsEvery, log.With("component", "approvals"))
+	every := cfg.ApprovalsEvery
+	if every == 0 {
+		every = approvals.DefaultEvery
+	}
+	p.proposer = remediate.New(p.client, p.approvals, selfCaller(cfg.Anchor.CallerID), every, log.With("component", "remediate"))
 	p.proofs = &proofbundle.Exporter{Tree: p.tree, Anchors: selfReader{p.client, cfg.Anchor.CallerID}, Key: p.key.Public().(ed25519.PublicKey)}
 	if p.file != nil {
 		p.proofs.Blocks = p.file
@@ -355,6 +364,8 @@ func (p *ledgerPart) registerMetrics(reg *prometheus.Registry) {
 			func() float64 { return float64(p.approvals.Reads.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_approvals_errors_total", Help: "Failed reads of the deployments in force (the last picture is kept)."},
 			func() float64 { return float64(p.approvals.Errors.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_remediations_proposed_total", Help: "Remediations of tainted models proposed on the ledger."},
+			func() float64 { return float64(p.proposer.Proposed.Load()) }),
 	)
 }
 

@@ -196,6 +196,19 @@ func (s *Server) registerLedger(api router) {
 		return d, err
 	}))
 	g.get("/deployments/:id", byID(l.GetDeployment))
+	// Remediation of a tainted model (docs/runtime.md): proposed, decided by
+	// the sign-off roles, executed once every one approved (409 before).
+	g.get("/remediations", pageOf(l.ListRemediations))
+	g.post("/remediations", post(l.ProposeRemediation))
+	g.get("/remediations/:id", byID(l.GetRemediation))
+	g.post("/remediations/:id/decisions", postFor(l.DecideRemediation, func(in *core.RemediationApproval, id string) { in.ID = id }))
+	g.post("/remediations/:id/execute", postFor(func(ctx context.Context, in core.IDQuery) (core.Remediation, error) {
+		r, err := l.ExecuteRemediation(ctx, in.ID)
+		if err == nil && s.opts.Approvals != nil {
+			s.opts.Approvals.Kick() // paused deployments leave force soon
+		}
+		return r, err
+	}, func(in *core.IDQuery, id string) { in.ID = id }))
 }
 
 // targetEnvironment is the environment of a deployment's targets as the

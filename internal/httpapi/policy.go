@@ -117,6 +117,8 @@ func Routes() []Route {
 		get(v1 + "/ledger/attestations"),
 		get(v1 + "/ledger/policies/:id"),
 		get(v1 + "/ledger/deployments/:id"),
+		get(v1 + "/ledger/remediations"),
+		get(v1 + "/ledger/remediations/:id"),
 		ledgerWrite("/assets"),
 		ledgerWrite("/assets/:id/status"),
 		ledgerWrite("/datasets"),
@@ -126,6 +128,9 @@ func Routes() []Route {
 		ledgerWrite("/attestations"),
 		ledgerWrite("/policies"),
 		ledgerWrite("/deployments"),
+		ledgerWrite("/remediations"),
+		ledgerWrite("/remediations/:id/decisions"),
+		ledgerWrite("/remediations/:id/execute"),
 	}
 }
 

@@ -42,6 +42,7 @@ type Cache struct {
 
 	mu      sync.RWMutex
 	byAsset map[string][]detect.Approval
+	all     []core.Deployment // every gate decision, as last read
 	loaded  bool
 	version atomic.Uint64
 
@@ -116,7 +117,7 @@ func (c *Cache) Refresh(ctx context.Context) error {
 	next := InForce(all)
 	c.mu.Lock()
 	changed := !c.loaded || !maps.EqualFunc(c.byAsset, next, slices.Equal)
-	c.byAsset, c.loaded = next, true
+	c.byAsset, c.all, c.loaded = next, all, true
 	c.mu.Unlock()
 	if changed {
 		c.version.Add(1)
@@ -129,6 +130,14 @@ func (c *Cache) InForce(asset string) ([]detect.Approval, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.byAsset[asset], c.loaded
+}
+
+// Deployments are every gate decision as last read (nil before a read),
+// in id order. The caller must not change them.
+func (c *Cache) Deployments() []core.Deployment {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.all
 }
 
 // Version implements detect.Approvals.
