@@ -21,11 +21,11 @@ import (
 	"twinchain/internal/ledger"
 	"twinchain/internal/ledger/anchor"
 	"twinchain/internal/ledger/approvals"
-	"twinchain/internal/ledger/remediate"
 	"twinchain/internal/ledger/eventtree"
 	"twinchain/internal/ledger/fabricledger"
 	"twinchain/internal/ledger/fileledger"
 	"twinchain/internal/ledger/proofbundle"
+	"twinchain/internal/ledger/remediate"
 	"twinchain/internal/ledger/signkey"
 	"twinchain/internal/registry"
 	"twinchain/internal/twinstore"
@@ -94,7 +94,7 @@ type ledgerPart struct {
 	// hardware with evidence (docs/runtime.md).
 	proposer *remediate.Proposer
 	log      *slog.Logger
-	damaged   atomic.Pointer[error] // set when stored ledger data does not verify: read-only from then on
+	damaged  atomic.Pointer[error] // set when stored ledger data does not verify: read-only from then on
 }
 
 // openLedger opens the ledger part, or returns nil when it is off.
