@@ -116,7 +116,7 @@ func TestRuntimeApprovalsEndToEnd(t *testing.T) {
 	}
 
 	sock := filepath.Join(dir, "gpus.sock")
-	testsvc.StartProcess(t, simBin, "serial", "--gpu-socket", sock, "--gpus", "4", "--seed", "7", "--gpu-processes", "0:vllm,1:tritonserver")
+	sim := testsvc.StartProcess(t, simBin, "serial", "--gpu-socket", sock, "--gpus", "4", "--seed", "7", "--gpu-processes", "0:vllm,1:tritonserver")
 	conf, state := filepath.Join(dir, "agent.yaml"), filepath.Join(dir, "agent")
 	agentConf := fmt.Sprintf(`gateway_id: gw-rt
 site: s1
@@ -256,6 +256,77 @@ workloads:
 	}
 	if !apiGet(base, admin, "/api/v1/ledger/models/llama-7b/runs", &runs) || len(runs.Items) != 1 || runs.Items[0].Registered || runs.Items[0].Approved {
 		t.Errorf("llama-7b runs after tampering = %+v, want gpu0 running other bytes, not approved", runs)
+	}
+
+	// Remediation: the weights are put back (gpu0 approved again) and the
+	// tampering alert resolved; a remediation pausing dep-llama is
+	// proposed, refused without the ML lead's approval, approved, executed:
+	// dep-llama leaves force, llama still running on gpu0 raises
+	// unapproved_model again, then the agent reports it stopped.
+	if err := os.WriteFile(filepath.Join(llama, "model.safetensors"), []byte("llama weights v1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testsvc.Eventually(t, 30*time.Second, "gpu0 approved again", func() bool {
+		p := runtime(0).Processes
+		return len(p) == 1 && p[0].Artifact == llamaV1 && p[0].Approved
+	})
+	tampered := alertsOf("srv-rt-001.gpu0")[0]
+	if code := apiPost(t, base, admin, "/api/v1/alerts/"+tampered.ID+"/resolve", map[string]string{"comment": "weights restored"}, nil); code/100 != 2 {
+		t.Fatalf("resolve %s = %d", tampered.ID, code)
+	}
+	var rem core.Remediation
+	if code := apiPost(t, base, ml, "/api/v1/ledger/remediations", core.RemediationInput{ID: "rem-llama", Model: "llama-7b",
+		Reason: "weights were tampered with on srv-rt-001.gpu0", Steps: []core.RemediationStep{{Action: core.ActionRevalidate}, {Action: core.ActionPause, Deployment: "dep-llama"}}}, &rem); code != http.StatusCreated || fmt.Sprint(rem.Required) != "[ml_lead]" {
+		t.Fatalf("propose = %d %+v, want 201 needing ml_lead", code, rem)
+	}
+	if code := apiPost(t, base, ml, "/api/v1/ledger/remediations/rem-llama/execute", struct{}{}, nil); code != http.StatusConflict {
+		t.Errorf("execute without approval = %d, want 409", code)
+	}
+	if code := apiPost(t, base, ml, "/api/v1/ledger/remediations/rem-llama/decisions", core.RemediationApproval{Decision: core.Approve}, nil); code != http.StatusForbidden {
+		t.Errorf("ml_engineer approving = %d, want 403", code)
+	}
+	if code := apiPost(t, base, lead, "/api/v1/ledger/remediations/rem-llama/decisions", core.RemediationApproval{Decision: core.Approve, Statement: "pause until re-validated"}, nil); code != http.StatusCreated {
+		t.Fatalf("ml_lead approving = %d, want 201", code)
+	}
+	if code := apiPost(t, base, ml, "/api/v1/ledger/remediations/rem-llama/execute", struct{}{}, &rem); code != http.StatusCreated || rem.State != core.RemediationExecuted {
+		t.Fatalf("execute = %d %+v, want 201 executed", code, rem)
+	}
+	testsvc.Eventually(t, 30*time.Second, "dep-llama out of force, llama on gpu0 unapproved", func() bool {
+		rt := runtime(0)
+		return len(rt.InForce) == 0 && len(rt.Processes) == 1 && !rt.Processes[0].Approved
+	})
+	testsvc.Eventually(t, 30*time.Second, "a new unapproved_model alert on gpu0 after the pause", func() bool {
+		var page struct{ Items []runtimeAlert }
+		apiGet(base, admin, "/api/v1/alerts?state=open&type=unapproved_model&asset=srv-rt-001.gpu0", &page)
+		return len(page.Items) == 1 && page.Items[0].ID != tampered.ID
+	})
+	var paused core.Deployment
+	if !apiGet(base, admin, "/api/v1/ledger/deployments/dep-llama", &paused) || paused.Paused == nil || paused.Paused.Remediation != "rem-llama" {
+		t.Errorf("dep-llama = %+v, want paused by rem-llama", paused.Paused)
+	}
+	// The chain is provable: the remediation's and the deployment's record bundles.
+	for _, rec := range []string{"remediation/rem-llama", "deployment/dep-llama"} {
+		var b struct {
+			Kind   string `json:"kind"`
+			Record struct {
+				Type string `json:"type"`
+			} `json:"record"`
+		}
+		if !apiGet(base, admin, "/api/v1/ledger/proofs/"+rec, &b) || b.Record.Type == "" {
+			t.Errorf("record bundle of %s = %+v, want one", rec, b)
+		}
+	}
+	// The operator stops vllm: the agent reports gpu0 idle.
+	if err := sim.Stop(); err != nil {
+		t.Fatalf("firmware-sim stop: %v", err)
+	}
+	testsvc.StartProcess(t, simBin, "serial", "--gpu-socket", sock, "--gpus", "4", "--seed", "7", "--gpu-processes", "1:tritonserver")
+	testsvc.Eventually(t, 30*time.Second, "gpu0 reported idle", func() bool {
+		rt := runtime(0)
+		return rt.At != nil && len(rt.Processes) == 0
+	})
+	if !apiGet(base, admin, "/api/v1/ledger/models/llama-7b/runs", &runs) || len(runs.Items) != 0 {
+		t.Errorf("llama-7b runs after it stopped = %+v, want none", runs.Items)
 	}
 	stop(t, agent)
 }
