@@ -117,32 +117,8 @@ func TestRuntimeApprovalsEndToEnd(t *testing.T) {
 
 	sock := filepath.Join(dir, "gpus.sock")
 	sim := testsvc.StartProcess(t, simBin, "serial", "--gpu-socket", sock, "--gpus", "4", "--seed", "7", "--gpu-processes", "0:vllm,1:tritonserver")
-	conf, state := filepath.Join(dir, "agent.yaml"), filepath.Join(dir, "agent")
-	agentConf := fmt.Sprintf(`gateway_id: gw-rt
-site: s1
-state_dir: %s
-host: {asset: srv-rt-001}
-mqtt: {broker: "tcp://%s", backoff_min: 200ms, backoff_max: 2s}
-gpu: {source: sim, sim: "unix:%s", interval: 200ms}
-workloads:
-  interval: 200ms
-  models:
-    - {name: llama-7b, path: %s, process: vllm}
-    - {name: bert, path: %s, process: tritonserver}
-`, state, ts.MQTTAddr, sock, llama, bert)
-	if err := os.WriteFile(conf, []byte(agentConf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tok, err := enroll.IssueToken(ctx, http.DefaultClient, base, admin, enroll.TokenRequest{Site: "s1", GatewayID: "gw-rt"})
-	if err != nil {
-		t.Fatalf("issue token: %v", err)
-	}
-	if en := testsvc.StartProcess(t, agentBin, "enroll", "--config", conf, "--server", base, "--token", tok.Token); en.Wait() != nil {
-		t.Fatalf("edge-agent enroll failed:\n%s", en.Output)
-	}
-	agent := testsvc.StartProcess(t, agentBin, "run", "--config", conf)
+	agent := startWorkloadAgent(t, agentBin, dir, ts, "gw-rt", "srv-rt-001", sock, fmt.Sprintf(
+		"    - {name: llama-7b, path: %s, process: vllm}\n    - {name: bert, path: %s, process: tritonserver}\n", llama, bert))
 
 	runtime := func(gpu int) httpapi.AssetRuntime {
 		var rt httpapi.AssetRuntime
@@ -329,4 +305,36 @@ workloads:
 		t.Errorf("llama-7b runs after it stopped = %+v, want none", runs.Items)
 	}
 	stop(t, agent)
+}
+
+// startWorkloadAgent enrolls an edge-agent as gateway gw of host with
+// twin-service ts (reading simulated GPUs from the unix socket sock, and
+// reporting workloads every 200ms with the workloads.models entries
+// models, YAML list items), then starts it.
+func startWorkloadAgent(t *testing.T, agentBin, dir string, ts *testsvc.TwinService, gw, host, sock, models string) *testsvc.Process {
+	t.Helper()
+	conf, state := filepath.Join(dir, "agent.yaml"), filepath.Join(dir, "agent")
+	agentConf := fmt.Sprintf(`gateway_id: %s
+site: s1
+state_dir: %s
+host: {asset: %s}
+mqtt: {broker: "tcp://%s", backoff_min: 200ms, backoff_max: 2s}
+gpu: {source: sim, sim: "unix:%s", interval: 200ms}
+workloads:
+  interval: 200ms
+  models:
+%s`, gw, state, host, ts.MQTTAddr, sock, models)
+	if err := os.WriteFile(conf, []byte(agentConf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tok, err := enroll.IssueToken(ctx, http.DefaultClient, ts.URL, ts.AdminToken, enroll.TokenRequest{Site: "s1", GatewayID: gw})
+	if err != nil {
+		t.Fatalf("issue token: %v", err)
+	}
+	if en := testsvc.StartProcess(t, agentBin, "enroll", "--config", conf, "--server", ts.URL, "--token", tok.Token); en.Wait() != nil {
+		t.Fatalf("edge-agent enroll failed:\n%s", en.Output)
+	}
+	return testsvc.StartProcess(t, agentBin, "run", "--config", conf)
 }

@@ -19,13 +19,7 @@ import (
 var as = ledgertest.As
 
 func must[T any](t *testing.T, what string) func(v T, err error) T {
-	return func(v T, err error) T {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return v
-	}
+	return ledgertest.Must[T](t, what)
 }
 
 // world is an embedded ledger where model-new (trained on trainer.gpu0)
