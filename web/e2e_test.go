@@ -584,5 +584,10 @@ func TestProvenance(t *testing.T) {
 	if got := evalJS[string](t, ctx, `document.querySelector("#h-lm ~ .actions .verify-result").dataset.valid`); got != "true" {
 		t.Errorf("Verify record on the model = %s, want true:\n%s", got, evalJS[string](t, ctx, `document.querySelector("#h-lm ~ .actions .verify-result").innerText`))
 	}
+	// Where the model runs now (runtime.js): no GPU reports it.
+	waitJS(t, ctx, "where the model runs", `(document.querySelector("section.model-runs") || {dataset: {}}).dataset.ready === "true"`, 30*time.Second)
+	if got := evalJS[string](t, ctx, `document.querySelector("section.model-runs").innerText`); !strings.Contains(got, "No GPU reports running m-web-1") {
+		t.Errorf("where m-web-1 runs = %q, want that no GPU reports it", got)
+	}
 	shot(t, ctx, "provenance-lineage")
 }
