@@ -85,6 +85,10 @@ func TestDashboard(t *testing.T) {
 		if n := evalJS[int](t, ctx, `document.querySelectorAll("ol.timeline > li").length`); n == 0 {
 			t.Errorf("the event timeline is empty")
 		}
+		// A GPU's "What runs here" (runtime.js): the simulated fleet reports no workloads.
+		if got := evalJS[string](t, ctx, `(document.querySelector("section.runtime:not([hidden])") || {innerText: ""}).innerText`); !strings.Contains(got, "No workloads report yet.") {
+			t.Errorf("the GPU's run-time card = %q, want it to say no workloads report came yet", got)
+		}
 		svc.requireRoute(t, "/assets/"+id+"/series?metric=temp_c")
 		waitJS(t, ctx, "a chart with points", `Number(document.querySelector("section.card.wide").dataset.points) > 0`, 60*time.Second)
 		if n := evalJS[int](t, ctx, `document.querySelectorAll(".chart canvas").length`); n == 0 {

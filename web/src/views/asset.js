@@ -29,7 +29,7 @@ export async function assetView(root, id) {
   const alertsBox = h("section.card", { "aria-labelledby": "h-alerts" });
   const ledgerBox = h("section.card", { "aria-labelledby": "h-ledger" });
   const partsBox = h("section.card.parts", { "aria-labelledby": "h-parts", hidden: true });
-  const runtimeBox = h("section.card.wide.runtime", { "aria-labelledby": "h-runtime", hidden: true });
+  const runtimeBox = h("section.card.runtime", { "aria-labelledby": "h-runtime", hidden: true });
   root.append(h("p.crumbs", h("a", { href: "#/fleet" }, "← Fleet")), header, grid, runtimeBox, partsBox, charts, timeline, h("div.grid", alertsBox, ledgerBox));
 
   let asset;
