@@ -78,7 +78,7 @@ func wantErr(t *testing.T, what string, err, want error) {
 
 // Must wraps a ledger call the test needs to succeed:
 // Must[core.Asset](t, "RegisterAsset")(l.RegisterAsset(...)).
-func Must[T any](t *testing.T, what string) func(v T, err error) T {
+func Must[T any](t testing.TB, what string) func(v T, err error) T {
 	return func(v T, err error) T {
 		t.Helper()
 		if err != nil {

@@ -18,14 +18,14 @@ import (
 
 var as = ledgertest.As
 
-func must[T any](t *testing.T, what string) func(v T, err error) T {
+func must[T any](t testing.TB, what string) func(v T, err error) T {
 	return ledgertest.Must[T](t, what)
 }
 
 // world is an embedded ledger where model-new (trained on trainer.gpu0)
 // replaced model-old on srv.gpu1, both deployed under policy prod (ML lead
 // and security sign off).
-func world(t *testing.T) ledger.Ledger {
+func world(t testing.TB) ledger.Ledger {
 	key := ed25519.NewKeyFromSeed(make([]byte, 32))
 	l, _, err := fileledger.OpenLedger(fileledger.Options{Dir: t.TempDir(), Key: key})
 	if err != nil {
