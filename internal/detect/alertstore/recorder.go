@@ -175,14 +175,21 @@ func (r *LifecycleRecorder) round(ctx context.Context) error {
 
 // stepSource is the source of a step's event: actor "alerts" and, for the
 // raised step of an alert whose type puts its evidence on the ledger
-// (alert.SignedEvidence), the gateway message its first finding rests on.
+// (alert.SignedEvidence), the gateway message its first finding rests on
+// (named in its evidence, or the message its first twin event was folded
+// from).
 func stepSource(a *alert.Alert, step alert.Step) twin.Source {
 	src := twin.Source{Actor: "alerts"}
 	if step != alert.StepRaised || !alert.SignedEvidence[a.Type] || len(a.Evidence) == 0 {
 		return src
 	}
-	if ms := a.Evidence[0].Evidence.Messages; len(ms) > 0 && ms[0].Gateway != "" && ms[0].Seq != 0 {
-		src.Gateway, src.Seq = ms[0].Gateway, ms[0].Seq
+	ev := &a.Evidence[0].Evidence
+	switch {
+	case len(ev.Messages) > 0 && ev.Messages[0].Gateway != "" && ev.Messages[0].Seq != 0:
+		src.Gateway, src.Seq = ev.Messages[0].Gateway, ev.Messages[0].Seq
+	case len(ev.Events) > 0 && ev.Events[0].Source.Gateway != "" && ev.Events[0].Source.Seq != 0:
+		// A twin event folded from a gateway message (a firmware change): that message.
+		src.Gateway, src.Seq = ev.Events[0].Source.Gateway, ev.Events[0].Source.Seq
 	}
 	return src
 }
