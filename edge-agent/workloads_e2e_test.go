@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"twinchain/internal/edge/enroll"
 	"twinchain/internal/edge/workload"
 	"twinchain/internal/testsvc"
 	"twinchain/internal/twin"
@@ -47,32 +44,8 @@ func TestWorkloadsEndToEnd(t *testing.T) {
 	sock := filepath.Join(dir, "gpus.sock")
 	testsvc.StartProcess(t, simBin, "serial", "--gpu-socket", sock, "--gpus", "4", "--seed", "7",
 		"--gpu-processes", "0:vllm,1:tritonserver,2:miner")
-	conf, state := filepath.Join(dir, "agent.yaml"), filepath.Join(dir, "agent")
-	agentConf := fmt.Sprintf(`gateway_id: gw-wl
-site: s1
-state_dir: %s
-host: {asset: srv-wl-001}
-mqtt: {broker: "tcp://%s", backoff_min: 200ms, backoff_max: 2s}
-gpu: {source: sim, sim: "unix:%s", interval: 200ms}
-workloads:
-  interval: 200ms
-  models:
-    - {name: llama-7b, path: %s, process: vllm}
-    - {name: bert, path: %s, process: tritonserver}
-`, state, ts.MQTTAddr, sock, llama, bert)
-	if err := os.WriteFile(conf, []byte(agentConf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tok, err := enroll.IssueToken(ctx, http.DefaultClient, base, admin, enroll.TokenRequest{Site: "s1", GatewayID: "gw-wl"})
-	if err != nil {
-		t.Fatalf("issue token: %v", err)
-	}
-	if en := testsvc.StartProcess(t, agentBin, "enroll", "--config", conf, "--server", base, "--token", tok.Token); en.Wait() != nil {
-		t.Fatalf("edge-agent enroll failed:\n%s", en.Output)
-	}
-	agent := testsvc.StartProcess(t, agentBin, "run", "--config", conf)
+	agent := startWorkloadAgent(t, agentBin, dir, ts, "gw-wl", "srv-wl-001", sock, fmt.Sprintf(
+		"    - {name: llama-7b, path: %s, process: vllm}\n    - {name: bert, path: %s, process: tritonserver}\n", llama, bert))
 
 	h := workload.NewHasher()
 	llamaV1, _ := h.Digest(llama)

@@ -31,14 +31,19 @@ func (s *service) buildDetect() error {
 	if err := twinstore.CheckFile(filepath.Join(s.cfg.DataDir, detectsvc.FileName)); err != nil {
 		return fmt.Errorf("detection: %w", err)
 	}
+	var ap detect.Approvals // the run-time checks need the ledger's deployments
+	if s.ledger != nil {
+		ap = s.ledger.approvals
+	}
 	d, err := detectsvc.Open(s.cfg.DataDir, cfg, detectsvc.Deps{
-		Logs:    s.store,
-		Source:  s.in,
-		Known:   s.reg,
-		Custody: s.in, // quarantine by policy: a custody_changed event by "detect"
-		Events:  s.in, // alert_raised/acknowledged/resolved events, anchored with the log
-		MQTT:    pub,
-		Log:     s.log,
+		Approvals: ap,
+		Logs:      s.store,
+		Source:    s.in,
+		Known:     s.reg,
+		Custody:   s.in, // quarantine by policy: a custody_changed event by "detect"
+		Events:    s.in, // alert_raised/acknowledged/resolved events, anchored with the log
+		MQTT:      pub,
+		Log:       s.log,
 	})
 	if err != nil {
 		return fmt.Errorf("detection: %w", err)

@@ -20,10 +20,12 @@ import (
 	"twinchain/internal/ingest"
 	"twinchain/internal/ledger"
 	"twinchain/internal/ledger/anchor"
+	"twinchain/internal/ledger/approvals"
 	"twinchain/internal/ledger/eventtree"
 	"twinchain/internal/ledger/fabricledger"
 	"twinchain/internal/ledger/fileledger"
 	"twinchain/internal/ledger/proofbundle"
+	"twinchain/internal/ledger/remediate"
 	"twinchain/internal/ledger/signkey"
 	"twinchain/internal/registry"
 	"twinchain/internal/twinstore"
@@ -48,6 +50,10 @@ type LedgerConfig struct {
 	Org            string              `yaml:"org"`      // the organisation the embedded ledger records for callers; default "twinchain"
 	Anchor         anchor.Config       `yaml:"anchor"`
 	Fabric         fabricledger.Config `yaml:"fabric"`
+	// ApprovalsEvery is how often the deployments in force are read again
+	// for the run-time checks (besides right after the API records a
+	// deployment); default 30s.
+	ApprovalsEvery time.Duration `yaml:"approvals_every"`
 }
 
 // Validate checks the ledger configuration.
@@ -61,6 +67,9 @@ func (c *LedgerConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("ledger.backend %q: want file, fabric or off", c.Backend))
 	}
 	errs = append(errs, c.Anchor.Validate())
+	if c.ApprovalsEvery < 0 || c.ApprovalsEvery > 0 && c.ApprovalsEvery < time.Second {
+		errs = append(errs, fmt.Errorf("ledger.approvals_every %s: at least 1s", c.ApprovalsEvery))
+	}
 	if c.VerifyInterval != 0 && c.VerifyInterval < time.Minute {
 		errs = append(errs, fmt.Errorf("ledger.verify_interval %s: at least 1m", c.VerifyInterval))
 	}
@@ -78,6 +87,12 @@ type ledgerPart struct {
 	tree     *eventtree.Tree
 	anchorer *anchor.Anchorer
 	proofs   *proofbundle.Exporter
+	// approvals are the deployments in force, read in the background for
+	// the run-time checks and views.
+	approvals *approvals.Cache
+	// proposer proposes the remediation of models in force trained on
+	// hardware with evidence (docs/runtime.md).
+	proposer *remediate.Proposer
 	log      *slog.Logger
 	damaged  atomic.Pointer[error] // set when stored ledger data does not verify: read-only from then on
 }
@@ -138,6 +153,12 @@ func openLedger(cfg LedgerConfig, dataDir string, store *twinstore.Store, in *in
 		p.close(log)
 		return nil, err
 	}
+	p.approvals = approvals.New(p.client, selfCaller(cfg.Anchor.CallerID), cfg.ApprovalsEvery, log.With("component", "approvals"))
+	every := cfg.ApprovalsEvery
+	if every == 0 {
+		every = approvals.DefaultEvery
+	}
+	p.proposer = remediate.New(p.client, p.approvals, selfCaller(cfg.Anchor.CallerID), every, log.With("component", "remediate"))
 	p.proofs = &proofbundle.Exporter{Tree: p.tree, Anchors: selfReader{p.client, cfg.Anchor.CallerID}, Key: p.key.Public().(ed25519.PublicKey)}
 	if p.file != nil {
 		p.proofs.Blocks = p.file
@@ -339,6 +360,12 @@ func (p *ledgerPart) registerMetrics(reg *prometheus.Registry) {
 			stat(func(s anchor.Stats) float64 { return float64(s.EvidenceDropped) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_ledger_errors_total", Help: "Failed ledger calls (retried)."},
 			stat(func(s anchor.Stats) float64 { return float64(s.LedgerErrors) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_approvals_reads_total", Help: "Reads of the deployments in force from the ledger."},
+			func() float64 { return float64(p.approvals.Reads.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_approvals_errors_total", Help: "Failed reads of the deployments in force (the last picture is kept)."},
+			func() float64 { return float64(p.approvals.Errors.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_remediations_proposed_total", Help: "Remediations of tainted models proposed on the ledger."},
+			func() float64 { return float64(p.proposer.Proposed.Load()) }),
 	)
 }
 
@@ -350,6 +377,15 @@ func (p *ledgerPart) deps() *httpapi.LedgerDeps {
 	// Callers are the signed-in principals (httpapi.PrincipalCaller): ML
 	// pipelines use auth API tokens, e.g. with role ml_engineer.
 	return &httpapi.LedgerDeps{Ledger: p.client, Proofs: p.proofs, Tree: p.tree, Status: p.status}
+}
+
+// approvalsAPI is the deployments in force for the API's run-time views
+// (nil when the ledger is off).
+func (p *ledgerPart) approvalsAPI() httpapi.Approvals {
+	if p == nil {
+		return nil
+	}
+	return p.approvals
 }
 
 func (p *ledgerPart) status() any {

@@ -174,6 +174,7 @@ func (s *service) build() error {
 		Changes:    s.in,
 		Enroll:     enrollment.NewService(s.reg, ca, time.Now),
 		Ledger:     s.ledger.deps(),
+		Approvals:  s.ledger.approvalsAPI(),
 		Metrics:    metrics,
 		Alerts:     s.detect.Alerts(),
 		WorkOrders: s.detect.Orders(),
@@ -297,6 +298,8 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	g.Go(func() error { return s.telemetry.Run(gctx) })
 	if s.ledger != nil {
 		g.Go(func() error { return s.ledger.Run(gctx) })
+		g.Go(func() error { return s.ledger.approvals.Run(gctx) })
+		g.Go(func() error { return s.ledger.proposer.Run(gctx) })
 	}
 	g.Go(func() error { return s.detect.Run(gctx) })
 	if s.scrub != nil {

@@ -85,6 +85,10 @@ func TestDashboard(t *testing.T) {
 		if n := evalJS[int](t, ctx, `document.querySelectorAll("ol.timeline > li").length`); n == 0 {
 			t.Errorf("the event timeline is empty")
 		}
+		// A GPU's "What runs here" (runtime.js): the simulated fleet reports no workloads.
+		if got := evalJS[string](t, ctx, `(document.querySelector("section.runtime:not([hidden])") || {innerText: ""}).innerText`); !strings.Contains(got, "No workloads report yet.") {
+			t.Errorf("the GPU's run-time card = %q, want it to say no workloads report came yet", got)
+		}
 		svc.requireRoute(t, "/assets/"+id+"/series?metric=temp_c")
 		waitJS(t, ctx, "a chart with points", `Number(document.querySelector("section.card.wide").dataset.points) > 0`, 60*time.Second)
 		if n := evalJS[int](t, ctx, `document.querySelectorAll(".chart canvas").length`); n == 0 {
@@ -583,6 +587,11 @@ func TestProvenance(t *testing.T) {
 	waitJS(t, ctx, "the model record's verdict", `["true", "false", "error"].includes((document.querySelector("#h-lm ~ .actions .verify-result") || {dataset: {}}).dataset.valid)`, 30*time.Second)
 	if got := evalJS[string](t, ctx, `document.querySelector("#h-lm ~ .actions .verify-result").dataset.valid`); got != "true" {
 		t.Errorf("Verify record on the model = %s, want true:\n%s", got, evalJS[string](t, ctx, `document.querySelector("#h-lm ~ .actions .verify-result").innerText`))
+	}
+	// Where the model runs now (runtime.js): no GPU reports it.
+	waitJS(t, ctx, "where the model runs", `(document.querySelector("section.model-runs") || {dataset: {}}).dataset.ready === "true"`, 30*time.Second)
+	if got := evalJS[string](t, ctx, `document.querySelector("section.model-runs").innerText`); !strings.Contains(got, "No GPU reports running m-web-1") {
+		t.Errorf("where m-web-1 runs = %q, want that no GPU reports it", got)
 	}
 	shot(t, ctx, "provenance-lineage")
 }

@@ -199,6 +199,8 @@ func gate(st State, m *Model, p *Policy, targets []Asset, env *Environment, targ
 			rs = append(rs, Reason{ReasonAttestationMissing, string(role)})
 		case a.Decision != Approve:
 			rs = append(rs, Reason{ReasonAttestationRejected, fmt.Sprintf("%s by %s", role, a.Stamp.By)})
+		case m.Revalidation != nil && !a.Stamp.Time.After(m.Revalidation.Stamp.Time):
+			rs = append(rs, Reason{ReasonRevalidation, fmt.Sprintf("%s signed before remediation %s", role, m.Revalidation.Remediation)})
 		}
 	}
 	for _, t := range p.Thresholds {

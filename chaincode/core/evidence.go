@@ -13,7 +13,7 @@ import (
 // Valid reports whether k is a known evidence kind.
 func (k EvidenceKind) Valid() bool {
 	switch k {
-	case EvidenceSwap, EvidenceFirmware, EvidenceQuarantine, EvidenceXID, EvidenceECCDBE, EvidenceRowRemap, EvidenceGateway:
+	case EvidenceSwap, EvidenceFirmware, EvidenceQuarantine, EvidenceXID, EvidenceECCDBE, EvidenceRowRemap, EvidenceGateway, EvidenceAlert:
 		return true
 	}
 	return false

@@ -93,6 +93,9 @@ func Functions() []Function {
 		fn("AcceptCustody", true, AcceptCustody),
 		fn("RecordArrival", true, RecordArrival),
 		fn("PutDatasetPrivate", true, PutDatasetPrivate),
+		fn("ProposeRemediation", true, ProposeRemediation),
+		fn("DecideRemediation", true, DecideRemediation),
+		fn("ExecuteRemediation", true, byID(ExecuteRemediation)),
 
 		fn("GetGatewayKeyPolicy", false, GetGatewayKeyPolicy),
 		fn("GetAsset", false, byID(GetAsset)),
@@ -116,6 +119,9 @@ func Functions() []Function {
 		fn("ModelsTrainedOn", false, byID(ModelsTrainedOn)),
 		fn("ListDatasets", false, ListDatasets),
 		fn("ListModels", false, ListModels),
+		fn("ListDeployments", false, ListDeployments),
+		fn("GetRemediation", false, byID(GetRemediation)),
+		fn("ListRemediations", false, ListRemediations),
 		fn("ModelsExposedTo", false, func(tx *Tx, q ExposureQuery) ([]Exposure, error) {
 			return ModelsExposedTo(tx, q.Asset, q.Kinds)
 		}),

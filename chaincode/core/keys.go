@@ -25,6 +25,7 @@ const (
 	pfxPolicy        = "policy/"      // policy/<id> -> Policy
 	pfxDeployment    = "deploy/"      // deploy/<id> -> Deployment
 	pfxDeployByAsset = "deployasset/" // deployasset/<asset>/<time ns>/<id> -> "" (allowed deployments)
+	pfxRemediation   = "remediation/" // remediation/<id> -> Remediation
 )
 
 func pad(n uint64) string { return fmt.Sprintf("%020d", n) }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Page sizes of ListDatasets and ListModels.
+// Page sizes of ListDatasets, ListModels and ListDeployments.
 const (
 	DefaultPageLimit = 50
 	MaxPageLimit     = 500
@@ -34,6 +34,13 @@ func ListDatasets(tx *Tx, q PageQuery) (Page[Dataset], error) {
 // ListModels returns a page of the models in id order. Any role.
 func ListModels(tx *Tx, q PageQuery) (Page[Model], error) {
 	return listPage[Model](tx, "model", pfxModel, q)
+}
+
+// ListDeployments returns a page of the recorded gate decisions (allowed
+// and refused, deployments and rollbacks) in id order: what twin-service
+// reads to know which models may run where. Any role.
+func ListDeployments(tx *Tx, q PageQuery) (Page[Deployment], error) {
+	return listPage[Deployment](tx, "deployment", pfxDeployment, q)
 }
 
 // listPage reads at most q.Limit records under prefix after q.After, in key

@@ -155,6 +155,7 @@ const (
 	EvidenceECCDBE     EvidenceKind = "ecc_dbe"    // a telemetry envelope whose sample for the asset has double-bit ECC errors
 	EvidenceRowRemap   EvidenceKind = "row_remap"  // a telemetry envelope whose sample for the asset has a row-remap failure
 	EvidenceGateway    EvidenceKind = "gateway"    // a status envelope of the gateway itself
+	EvidenceAlert      EvidenceKind = "alert"      // any envelope naming the asset that an alert rests on (e.g. the workloads report of an unapproved model)
 )
 
 // EvidenceInput is the input to RecordEvidence: the gateway-signed envelope
@@ -385,6 +386,10 @@ type Model struct {
 	ModelInput
 	Evaluations []Evaluation `json:"evaluations,omitempty"`
 	Registered  Stamp        `json:"registered"`
+	// Revalidation is set when a remediation asked for the model to be
+	// validated again: the gate refuses it until every sign-off its policy
+	// requires is renewed after Revalidation.Stamp.
+	Revalidation *Revalidation `json:"revalidation,omitempty"`
 }
 
 // SubjectKind is what an attestation is about.
@@ -524,18 +529,19 @@ type ReasonCode string
 
 // Gate refusal reasons, in the order the gate checks them.
 const (
-	ReasonAttestationMissing  ReasonCode = "attestation_missing"  // a required role has not signed off
-	ReasonAttestationRejected ReasonCode = "attestation_rejected" // a required role's sign-off in force is a reject
-	ReasonMetricMissing       ReasonCode = "metric_missing"       // no evaluation has a policy metric
-	ReasonMetricThreshold     ReasonCode = "metric_threshold"     // a metric misses its threshold
-	ReasonDatasetUnchecked    ReasonCode = "dataset_unchecked"    // a training dataset has no quality check
-	ReasonDatasetCheckFailed  ReasonCode = "dataset_check_failed" // a training dataset's check in force failed
-	ReasonTargetQuarantined   ReasonCode = "target_quarantined"   // a target asset is quarantined
-	ReasonTargetRetired       ReasonCode = "target_retired"       // a target asset is retired
-	ReasonTrainingEvidence    ReasonCode = "training_evidence"    // training hardware has refused evidence within the run
-	ReasonTrainingQuarantined ReasonCode = "training_quarantined" // a training asset is quarantined now
-	ReasonHardwareClass       ReasonCode = "hardware_class"       // the hardware class is not one the policy allows
-	ReasonDriverRange         ReasonCode = "driver_range"         // a target's driver is unknown or outside the policy's range
+	ReasonAttestationMissing  ReasonCode = "attestation_missing"   // a required role has not signed off
+	ReasonAttestationRejected ReasonCode = "attestation_rejected"  // a required role's sign-off in force is a reject
+	ReasonMetricMissing       ReasonCode = "metric_missing"        // no evaluation has a policy metric
+	ReasonMetricThreshold     ReasonCode = "metric_threshold"      // a metric misses its threshold
+	ReasonDatasetUnchecked    ReasonCode = "dataset_unchecked"     // a training dataset has no quality check
+	ReasonDatasetCheckFailed  ReasonCode = "dataset_check_failed"  // a training dataset's check in force failed
+	ReasonTargetQuarantined   ReasonCode = "target_quarantined"    // a target asset is quarantined
+	ReasonTargetRetired       ReasonCode = "target_retired"        // a target asset is retired
+	ReasonTrainingEvidence    ReasonCode = "training_evidence"     // training hardware has refused evidence within the run
+	ReasonTrainingQuarantined ReasonCode = "training_quarantined"  // a training asset is quarantined now
+	ReasonHardwareClass       ReasonCode = "hardware_class"        // the hardware class is not one the policy allows
+	ReasonDriverRange         ReasonCode = "driver_range"          // a target's driver is unknown or outside the policy's range
+	ReasonRevalidation        ReasonCode = "revalidation_required" // a remediation asked for a new sign-off after it
 )
 
 // Reason is one refusal reason with what it is about.
@@ -552,6 +558,19 @@ type Deployment struct {
 	Allowed       bool     `json:"allowed"`
 	Reasons       []Reason `json:"reasons,omitempty"`
 	Stamp         Stamp    `json:"stamp"`
+	// Paused is set when an approved remediation paused the deployment: it
+	// is no longer in force anywhere.
+	Paused *Pause `json:"paused,omitempty"`
+	// Remediation is the remediation that recorded this rollback (allowed
+	// by its approvals, not by the gate).
+	Remediation string `json:"remediation,omitempty"`
+}
+
+// Pause is how a deployment was paused: by which remediation, executed when
+// and by whom.
+type Pause struct {
+	Remediation string `json:"remediation"`
+	Stamp       Stamp  `json:"stamp"`
 }
 
 // Lineage is where a model came from: its datasets and all their ancestors,

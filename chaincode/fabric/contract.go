@@ -272,6 +272,36 @@ func (c *Contract) ListModels(ctx contractapi.TransactionContextInterface, arg s
 	return call(ctx, "ListModels", arg)
 }
 
+// ListDeployments calls core.ListDeployments.
+func (c *Contract) ListDeployments(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "ListDeployments", arg)
+}
+
+// ProposeRemediation calls core.ProposeRemediation.
+func (c *Contract) ProposeRemediation(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "ProposeRemediation", arg)
+}
+
+// DecideRemediation calls core.DecideRemediation.
+func (c *Contract) DecideRemediation(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "DecideRemediation", arg)
+}
+
+// ExecuteRemediation calls core.ExecuteRemediation.
+func (c *Contract) ExecuteRemediation(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "ExecuteRemediation", arg)
+}
+
+// GetRemediation calls core.GetRemediation.
+func (c *Contract) GetRemediation(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "GetRemediation", arg)
+}
+
+// ListRemediations calls core.ListRemediations.
+func (c *Contract) ListRemediations(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "ListRemediations", arg)
+}
+
 // GetModel calls core.GetModel.
 func (c *Contract) GetModel(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
 	return call(ctx, "GetModel", arg)

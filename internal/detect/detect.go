@@ -97,6 +97,9 @@ const (
 	TypeOverheating     Type = "overheating"
 	TypePowerExcursion  Type = "power_excursion"
 	TypePCIeReplays     Type = "pcie_replays"
+	// run time (what runs on a GPU against the ledger's deployments)
+	TypeUnapprovedModel  Type = "unapproved_model"  // a model artifact no deployment in force approves on the GPU
+	TypeEnvironmentDrift Type = "environment_drift" // a GPU's VBIOS or driver is not what its deployment approved
 )
 
 // Evidence is what a finding rests on: the events, messages and values.

@@ -20,6 +20,7 @@ type Set struct {
 	gateways *gatewayDetector
 	drift    *driftDetector
 	hardware *hardwareDetector
+	runtime  *runtimeDetector
 }
 
 // NewSet returns detectors with empty state over view. cfg must be valid.
@@ -42,8 +43,14 @@ func NewSet(cfg Config, view *View) *Set {
 		clone:    newCloneDetector(cfg.Clone, view),
 		drift:    &driftDetector{cfg: cfg.Drift, view: view, state: map[string]*driftState{}},
 		hardware: &hardwareDetector{cfg: cfg.Hardware, view: view, state: map[string]*hwState{}},
+		runtime:  newRuntimeDetector(view),
 	}
 }
+
+// SetApprovals turns the run-time checks on (unapproved_model,
+// environment_drift): what runs on each GPU is judged against a's
+// deployments in force. Call it before the first Observe.
+func (s *Set) SetApprovals(a Approvals) { s.runtime.approvals = a }
 
 // View is the fleet picture the set folds events into.
 func (s *Set) View() *View { return s.view }
@@ -62,6 +69,7 @@ func (s *Set) Observe(in Input) ([]Finding, error) {
 		out = append(out, s.identity.event(e)...)
 		out = append(out, s.firmware.event(e)...)
 		out = append(out, s.gateways.event(e)...)
+		out = append(out, s.runtime.event(e)...)
 	case in.Message != nil:
 		m := in.Message
 		out = append(out, s.gateways.message(m)...)
@@ -82,6 +90,8 @@ func (s *Set) Observe(in Input) ([]Finding, error) {
 		case m.RFID != nil:
 			out = append(out, s.movement.rfid(m)...)
 			out = append(out, s.clone.rfid(m)...)
+		case m.Workloads != nil:
+			out = append(out, s.runtime.workloads(m)...)
 		}
 	case in.Rejection != nil:
 		out = append(out, s.gateways.rejection(in.Rejection)...)
@@ -103,12 +113,13 @@ func (s *Set) place(fs []Finding) {
 }
 
 // Tick runs the time-driven checks (missed heartbeats, silence after
-// leaving a geofence) at now, the service clock (the clock of
+// leaving a geofence, the newest workloads when the approvals changed) at now, the service clock (the clock of
 // Message.Recorded): silence is judged per gateway or asset on receive
 // time (gatewayDetector.quiet).
 func (s *Set) Tick(now time.Time) []Finding {
 	out := s.gateways.tick(now)
 	out = append(out, s.movement.tick(now)...)
+	out = append(out, s.runtime.tick()...) // the approvals changed: judge the newest workloads again
 	s.place(out)
 	return out
 }

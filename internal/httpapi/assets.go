@@ -37,6 +37,9 @@ func (s *Server) registerAssets(api router) {
 	api.get("/assets", s.listAssets)
 	api.get("/assets/:id", s.getAsset)
 	api.get("/assets/:id/events", s.assetEvents)
+	api.get("/assets/:id/runtime", func(c *fiber.Ctx) error {
+		return s.withAsset(c, func(a *twin.Asset) any { return s.runtimeOf(a) })
+	})
 	if s.opts.Changes != nil {
 		api.patch("/assets/:id", s.patchAsset)
 	} else {
@@ -171,6 +174,11 @@ func (s *Server) assetStats(c *fiber.Ctx) error {
 
 // GET /api/v1/assets/:id
 func (s *Server) getAsset(c *fiber.Ctx) error {
+	return s.withAsset(c, func(a *twin.Asset) any { return a })
+}
+
+// withAsset answers with what f makes of the twin the path names, or 404.
+func (s *Server) withAsset(c *fiber.Ctx, f func(a *twin.Asset) any) error {
 	a, err := s.opts.Assets.Asset(param(c, "id"))
 	if errors.Is(err, twinstore.ErrNotFound) {
 		return apiError(c, fiber.StatusNotFound, CodeNotFound, fmt.Sprintf("asset %s not found", param(c, "id")))
@@ -178,7 +186,7 @@ func (s *Server) getAsset(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(a)
+	return c.JSON(f(&a))
 }
 
 // GET /api/v1/assets/:id/events?cursor=&limit= (cursor: the last event id seen)

@@ -207,6 +207,7 @@ func (s *Server) registerLedger(api router) {
 	g.get("/models/:id", byID(l.GetModel))
 	g.get("/models/:id/lineage", byID(l.ModelLineage))
 	g.get("/models/:id/deployments", byID(l.DeploymentsOf))
+	g.get("/models/:id/runs", get(s.modelRuns)) // runtime.go
 	g.post("/models/:id/evaluations", postFor(l.AddEvaluation, func(in *core.EvaluationInput, id string) { in.Model = id }))
 	g.post("/attestations", post(l.Attest))
 	g.get("/attestations", get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
@@ -216,9 +217,26 @@ func (s *Server) registerLedger(api router) {
 	g.get("/policies/:id", byID(l.GetPolicy))
 	g.post("/deployments", post(func(ctx context.Context, in core.DeploymentInput) (core.Deployment, error) {
 		in.Environment.Assets = s.targetEnvironment(in.Targets, in.Environment.Assets)
-		return l.RequestDeployment(ctx, in)
+		d, err := l.RequestDeployment(ctx, in)
+		if err == nil && d.Allowed && s.opts.Approvals != nil {
+			s.opts.Approvals.Kick() // the run-time checks see it soon, not at the next periodic read
+		}
+		return d, err
 	}))
 	g.get("/deployments/:id", byID(l.GetDeployment))
+	// Remediation of a tainted model (docs/runtime.md): proposed, decided by
+	// the sign-off roles, executed once every one approved (409 before).
+	g.get("/remediations", pageOf(l.ListRemediations))
+	g.post("/remediations", post(l.ProposeRemediation))
+	g.get("/remediations/:id", byID(l.GetRemediation))
+	g.post("/remediations/:id/decisions", postFor(l.DecideRemediation, func(in *core.RemediationApproval, id string) { in.ID = id }))
+	g.post("/remediations/:id/execute", postFor(func(ctx context.Context, in core.IDQuery) (core.Remediation, error) {
+		r, err := l.ExecuteRemediation(ctx, in.ID)
+		if err == nil && s.opts.Approvals != nil {
+			s.opts.Approvals.Kick() // paused deployments leave force soon
+		}
+		return r, err
+	}, func(in *core.IDQuery, id string) { in.ID = id }))
 }
 
 // targetEnvironment is the environment of a deployment's targets as the

@@ -66,6 +66,7 @@ func Routes() []Route {
 		get(v1 + "/assets"),
 		get(v1 + "/assets/:id"),
 		get(v1 + "/assets/:id/events"),
+		get(v1 + "/assets/:id/runtime"),
 		get(v1 + "/assets/:id/series"),
 		get(v1 + "/assets/:id/latest"),
 		r("PATCH", v1+"/assets/:id", auth.WriteAssets, auth.MaintainAssets, auth.QuarantineAssets),
@@ -115,9 +116,12 @@ func Routes() []Route {
 		get(v1 + "/ledger/models/:id"),
 		get(v1 + "/ledger/models/:id/lineage"),
 		get(v1 + "/ledger/models/:id/deployments"),
+		get(v1 + "/ledger/models/:id/runs"),
 		get(v1 + "/ledger/attestations"),
 		get(v1 + "/ledger/policies/:id"),
 		get(v1 + "/ledger/deployments/:id"),
+		get(v1 + "/ledger/remediations"),
+		get(v1 + "/ledger/remediations/:id"),
 		ledgerWrite("/assets"),
 		ledgerWrite("/assets/:id/status"),
 		ledgerWrite("/datasets"),
@@ -128,6 +132,9 @@ func Routes() []Route {
 		ledgerWrite("/attestations"),
 		ledgerWrite("/policies"),
 		ledgerWrite("/deployments"),
+		ledgerWrite("/remediations"),
+		ledgerWrite("/remediations/:id/decisions"),
+		ledgerWrite("/remediations/:id/execute"),
 	}
 }
 

@@ -37,7 +37,9 @@ type Options struct {
 	Gateways GatewayEditor // gateways.go
 	Enroll   Enroller      // enroll.go
 	Ledger   *LedgerDeps   // ledger.go
-	Ready    func() error  // readyz: nil error when ready
+	// Approvals are the deployments in force (runtime.go); nil: none known.
+	Approvals Approvals
+	Ready     func() error // readyz: nil error when ready
 	// Metrics is the registry /metrics serves; the API registers its own
 	// collectors into it. nil disables /metrics.
 	Metrics *prometheus.Registry

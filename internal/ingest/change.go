@@ -27,6 +27,7 @@ type change struct {
 	actor  string
 	note   string
 	typ    twin.EventType // set for an event that changes no field (Record)
+	src    twin.Source    // Record's source: the actor and the message it rests on
 	mutate func(*twin.Asset) error
 	event  twin.Event
 }
@@ -85,7 +86,9 @@ func (w *writer) applyChange(tx *twinstore.Tx, c *change, now time.Time) (Outcom
 	if !next.Custody.Status.Valid() {
 		return Outcome{Err: fmt.Errorf("asset %s: custody status %q: %w", c.asset, next.Custody.Status, ErrInvalidChange)}, nil
 	}
-	f := fold{w: w, tx: tx, m: &message{env: wire.Envelope{Time: now}}, now: now, src: twin.Source{Actor: c.actor}}
+	src := c.src
+	src.Actor = c.actor
+	f := fold{w: w, tx: tx, m: &message{env: wire.Envelope{Time: now}}, now: now, src: src}
 	before, updated, seen := cur.Revision, cur.Updated, cur.LastSeen
 	a, err := f.record(cur, &next, c.typ, c.note)
 	if err != nil {

@@ -67,6 +67,11 @@ type Ledger interface {
 	Attest(ctx context.Context, in core.AttestationInput) (core.Attestation, error)
 	SetPolicy(ctx context.Context, in core.PolicyInput) (core.Policy, error)
 	RequestDeployment(ctx context.Context, in core.DeploymentInput) (core.Deployment, error)
+	// ProposeRemediation, DecideRemediation and ExecuteRemediation: the
+	// remediation of a tainted model (core.ProposeRemediation).
+	ProposeRemediation(ctx context.Context, in core.RemediationInput) (core.Remediation, error)
+	DecideRemediation(ctx context.Context, in core.RemediationApproval) (core.Remediation, error)
+	ExecuteRemediation(ctx context.Context, id string) (core.Remediation, error)
 
 	GetAsset(ctx context.Context, id string) (core.Asset, error)
 	AssetHistory(ctx context.Context, id string) (core.AssetHistory, error)
@@ -91,6 +96,10 @@ type Ledger interface {
 	// ListDatasets and ListModels page through the records in id order.
 	ListDatasets(ctx context.Context, q core.PageQuery) (core.Page[core.Dataset], error)
 	ListModels(ctx context.Context, q core.PageQuery) (core.Page[core.Model], error)
+	// ListDeployments pages through every recorded gate decision in id order.
+	ListDeployments(ctx context.Context, q core.PageQuery) (core.Page[core.Deployment], error)
+	GetRemediation(ctx context.Context, id string) (core.Remediation, error)
+	ListRemediations(ctx context.Context, q core.PageQuery) (core.Page[core.Remediation], error)
 	ModelsTrainedOn(ctx context.Context, asset string) ([]core.Model, error)
 	ModelsExposedTo(ctx context.Context, asset string, kinds []core.EvidenceKind) ([]core.Exposure, error)
 
@@ -339,6 +348,30 @@ func (c *Client) ListDatasets(ctx context.Context, q core.PageQuery) (core.Page[
 
 func (c *Client) ListModels(ctx context.Context, q core.PageQuery) (core.Page[core.Model], error) {
 	return call[core.Page[core.Model]](ctx, c, false, "ListModels", q)
+}
+
+func (c *Client) ListDeployments(ctx context.Context, q core.PageQuery) (core.Page[core.Deployment], error) {
+	return call[core.Page[core.Deployment]](ctx, c, false, "ListDeployments", q)
+}
+
+func (c *Client) ProposeRemediation(ctx context.Context, in core.RemediationInput) (core.Remediation, error) {
+	return call[core.Remediation](ctx, c, true, "ProposeRemediation", in)
+}
+
+func (c *Client) DecideRemediation(ctx context.Context, in core.RemediationApproval) (core.Remediation, error) {
+	return call[core.Remediation](ctx, c, true, "DecideRemediation", in)
+}
+
+func (c *Client) ExecuteRemediation(ctx context.Context, id string) (core.Remediation, error) {
+	return call[core.Remediation](ctx, c, true, "ExecuteRemediation", core.IDQuery{ID: id})
+}
+
+func (c *Client) GetRemediation(ctx context.Context, id string) (core.Remediation, error) {
+	return call[core.Remediation](ctx, c, false, "GetRemediation", core.IDQuery{ID: id})
+}
+
+func (c *Client) ListRemediations(ctx context.Context, q core.PageQuery) (core.Page[core.Remediation], error) {
+	return call[core.Page[core.Remediation]](ctx, c, false, "ListRemediations", q)
 }
 
 func (c *Client) ModelsTrainedOn(ctx context.Context, asset string) ([]core.Model, error) {

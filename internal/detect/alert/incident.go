@@ -66,6 +66,7 @@ var Causes = map[detect.Type]string{
 	detect.TypeHeartbeatMissed: "custody", detect.TypeGatewayOffline: "custody",
 	detect.TypeBadSignatures: "tamper", detect.TypeReplayedMessages: "tamper", detect.TypeUnknownGateway: "tamper",
 	detect.TypeSequenceGap: "tamper", detect.TypeClockSkew: "tamper", detect.TypeGPSClockAnomaly: "tamper",
+	detect.TypeUnapprovedModel: "runtime", detect.TypeEnvironmentDrift: "runtime",
 }
 
 // Correlation is the cause and scope an alert is grouped by: thermal

@@ -23,6 +23,12 @@ const (
 	StepResolved     Step = "resolved"
 )
 
+// SignedEvidence are the alert types whose raised step names the gateway
+// message its first finding rests on: the anchorer records that signed
+// message on the ledger as evidence (kind alert) about the asset, so the
+// ledger holds what the gateway reported, not only the service's word.
+var SignedEvidence = map[detect.Type]bool{detect.TypeUnapprovedModel: true, detect.TypeEnvironmentDrift: true}
+
 // EventType is the twin event type of a step.
 func (s Step) EventType() twin.EventType {
 	switch s {

@@ -87,7 +87,7 @@ func (s *Store) stepDone(key uint64, p pendingStep, event uint64, cause error) e
 // EventRecorder stores a twin event that changes no field (the ingest's
 // Record).
 type EventRecorder interface {
-	Record(ctx context.Context, asset, actor string, typ twin.EventType, note string) (twin.Event, error)
+	Record(ctx context.Context, asset string, src twin.Source, typ twin.EventType, note string) (twin.Event, error)
 }
 
 // LifecycleRecorder records the queued lifecycle steps, in order, as twin
@@ -149,7 +149,7 @@ func (r *LifecycleRecorder) round(ctx context.Context) error {
 			}
 			if err == nil {
 				l := &a.Lifecycle[p.Index]
-				ev, err = r.rec.Record(ctx, a.Asset, "alerts", l.Step.EventType(), alert.LifecycleNote(a.ID, a.Type, l))
+				ev, err = r.rec.Record(ctx, a.Asset, stepSource(&a, l.Step), l.Step.EventType(), alert.LifecycleNote(a.ID, a.Type, l))
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -171,4 +171,25 @@ func (r *LifecycleRecorder) round(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// stepSource is the source of a step's event: actor "alerts" and, for the
+// raised step of an alert whose type puts its evidence on the ledger
+// (alert.SignedEvidence), the gateway message its first finding rests on
+// (named in its evidence, or the message its first twin event was folded
+// from).
+func stepSource(a *alert.Alert, step alert.Step) twin.Source {
+	src := twin.Source{Actor: "alerts"}
+	if step != alert.StepRaised || !alert.SignedEvidence[a.Type] || len(a.Evidence) == 0 {
+		return src
+	}
+	ev := &a.Evidence[0].Evidence
+	switch {
+	case len(ev.Messages) > 0 && ev.Messages[0].Gateway != "" && ev.Messages[0].Seq != 0:
+		src.Gateway, src.Seq = ev.Messages[0].Gateway, ev.Messages[0].Seq
+	case len(ev.Events) > 0 && ev.Events[0].Source.Gateway != "" && ev.Events[0].Source.Seq != 0:
+		// A twin event folded from a gateway message (a firmware change): that message.
+		src.Gateway, src.Seq = ev.Events[0].Source.Gateway, ev.Events[0].Source.Seq
+	}
+	return src
 }

@@ -97,10 +97,12 @@ type Engine struct {
 	// knownVer is the registry version the view's asset list is from.
 	knownVer uint64
 	custody  Custody
-	alerts   *alertstore.Store
-	orders   *workorderstore.Store
-	log      *slog.Logger
-	now      func() time.Time
+	// approvals turns the run-time checks on (detect.Set.SetApprovals).
+	approvals detect.Approvals
+	alerts    *alertstore.Store
+	orders    *workorderstore.Store
+	log       *slog.Logger
+	now       func() time.Time
 
 	mu           sync.Mutex // guards set and the cursors
 	set          *detect.Set
@@ -127,6 +129,11 @@ func (e *Engine) Err() error {
 func New(cfg Config, logs Logs, src Source, known KnownAssets, custody Custody, alerts *alertstore.Store, orders *workorderstore.Store, log *slog.Logger, now func() time.Time) *Engine {
 	return &Engine{cfg: cfg, logs: logs, src: src, known: known, custody: custody, alerts: alerts, orders: orders, log: log, now: now, rejSeen: map[ingest.Rejection]bool{}}
 }
+
+// SetApprovals turns the run-time checks on: what runs on each GPU against
+// the ledger's deployments in force (unapproved_model, environment_drift).
+// Call it before Run.
+func (e *Engine) SetApprovals(a detect.Approvals) { e.approvals = a }
 
 // Run processes the logs until ctx ends.
 func (e *Engine) Run(ctx context.Context) error {
@@ -196,6 +203,9 @@ func (e *Engine) start() error {
 		}
 	}
 	e.set = detect.NewSet(e.cfg.Detect, view)
+	if e.approvals != nil {
+		e.set.SetApprovals(e.approvals)
+	}
 	e.Stats.EventPos.Store(e.evCur)
 	e.Stats.MessagePos.Store(e.msgCur)
 	e.rejSince = e.now()

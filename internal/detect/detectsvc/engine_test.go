@@ -38,6 +38,8 @@ type rig struct {
 	// reg is the gateway registry; with known set, the engine's KnownAssets.
 	reg   *registry.Registry
 	known bool
+	// approvals turns the run-time checks on (Deps.Approvals).
+	approvals detect.Approvals
 	// now is the service clock of the ingest and the engine; nil: time.Now.
 	now func() time.Time
 }
@@ -73,6 +75,7 @@ func (r *rig) open(cfg Config) {
 	if r.events {
 		deps.Events = r.in
 	}
+	deps.Approvals = r.approvals
 	if r.svc, err = Open(r.dir, cfg, deps); err != nil {
 		r.t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 
+	"twinchain/internal/detect"
 	"twinchain/internal/detect/alertstore"
 	"twinchain/internal/detect/workorderstore"
 	"twinchain/internal/ingest"
@@ -32,8 +33,11 @@ type Deps struct {
 	// Events records alert lifecycle steps as twin events (the ingest's
 	// Record), so alerts are anchored; optional.
 	Events alertstore.EventRecorder
-	Log    *slog.Logger
-	Now    func() time.Time
+	// Approvals are the ledger's deployments in force, for the run-time
+	// checks (unapproved_model, environment_drift); optional.
+	Approvals detect.Approvals
+	Log       *slog.Logger
+	Now       func() time.Time
 }
 
 // Service is the detection part of twin-service: engine, alert store,
@@ -70,6 +74,9 @@ func Open(dataDir string, cfg Config, d Deps) (*Service, error) {
 		return nil, err
 	}
 	s.engine = New(cfg, d.Logs, d.Source, d.Known, d.Custody, s.alerts, s.orders, d.Log.With("component", "detect"), d.Now)
+	if d.Approvals != nil {
+		s.engine.SetApprovals(d.Approvals)
+	}
 	s.dispatcher = alertstore.NewDispatcher(s.alerts, d.MQTT, d.Log.With("component", "alerts"), d.Now)
 	if d.Events != nil {
 		s.alerts.RecordLifecycle()

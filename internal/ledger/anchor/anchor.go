@@ -480,6 +480,8 @@ func critical(e *twin.Event) []evidenceItem {
 		kinds = append(kinds, core.EvidenceSwap)
 	case twin.EventFirmwareChanged:
 		kinds = append(kinds, core.EvidenceFirmware)
+	case twin.EventAlertRaised:
+		kinds = append(kinds, core.EvidenceAlert) // the signed message the alert rests on (alert.SignedEvidence)
 	}
 	for _, c := range e.Changes {
 		switch {

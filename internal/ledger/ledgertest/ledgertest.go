@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) ledger.Ledger) {
 		{"Anchors", testAnchors},
 		{"Evidence", testEvidence},
 		{"Provenance", testProvenance},
+		{"Remediation", testRemediation},
 		{"Concurrent", testConcurrent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -76,7 +77,9 @@ func wantErr(t *testing.T, what string, err, want error) {
 	}
 }
 
-func must[T any](t *testing.T, what string) func(v T, err error) T {
+// Must wraps a ledger call the test needs to succeed:
+// Must[core.Asset](t, "RegisterAsset")(l.RegisterAsset(...)).
+func Must[T any](t testing.TB, what string) func(v T, err error) T {
 	return func(v T, err error) T {
 		t.Helper()
 		if err != nil {
@@ -92,11 +95,11 @@ func gpu(id string) core.AssetRegistration {
 
 func testAssets(t *testing.T, l ledger.Ledger) {
 	am := As(core.RoleAssetManager)
-	a := must[core.Asset](t, "RegisterAsset")(l.RegisterAsset(am, gpu("srv-s1-001.gpu0")))
+	a := Must[core.Asset](t, "RegisterAsset")(l.RegisterAsset(am, gpu("srv-s1-001.gpu0")))
 	if a.ID != "srv-s1-001.gpu0" || a.Status != core.StatusInService || a.Revision != 1 {
 		t.Errorf("RegisterAsset = %+v, want id srv-s1-001.gpu0, in_service, revision 1", a)
 	}
-	got := must[core.Asset](t, "GetAsset")(l.GetAsset(As(core.RoleAuditor), "srv-s1-001.gpu0"))
+	got := Must[core.Asset](t, "GetAsset")(l.GetAsset(As(core.RoleAuditor), "srv-s1-001.gpu0"))
 	if got.FingerprintHash != a.FingerprintHash || !IsCaller(got.Registered.By, "test-asset_manager") {
 		t.Errorf("GetAsset = %+v, want the registration by test-asset_manager", got)
 	}
@@ -112,15 +115,15 @@ func testAssets(t *testing.T, l ledger.Ledger) {
 	wantErr(t, "GetAsset(missing)", err, ledger.ErrNotFound)
 
 	q := core.StatusChange{Asset: "srv-s1-001.gpu0", Status: core.StatusQuarantined, Reason: "substitution"}
-	a = must[core.Asset](t, "SetAssetStatus(quarantine)")(l.SetAssetStatus(As(core.RoleService), q))
+	a = Must[core.Asset](t, "SetAssetStatus(quarantine)")(l.SetAssetStatus(As(core.RoleService), q))
 	if a.Status != core.StatusQuarantined || a.Revision != 2 {
 		t.Errorf("after quarantine = %s revision %d, want quarantined revision 2", a.Status, a.Revision)
 	}
 	back := core.StatusChange{Asset: "srv-s1-001.gpu0", Status: core.StatusInService, Reason: "cleared"}
 	_, err = l.SetAssetStatus(am, back)
 	wantErr(t, "SetAssetStatus(leave quarantine as asset_manager)", err, ledger.ErrForbidden)
-	must[core.Asset](t, "SetAssetStatus(leave quarantine as security)")(l.SetAssetStatus(As(core.RoleSecurity), back))
-	h := must[core.AssetHistory](t, "AssetHistory")(l.AssetHistory(am, "srv-s1-001.gpu0"))
+	Must[core.Asset](t, "SetAssetStatus(leave quarantine as security)")(l.SetAssetStatus(As(core.RoleSecurity), back))
+	h := Must[core.AssetHistory](t, "AssetHistory")(l.AssetHistory(am, "srv-s1-001.gpu0"))
 	if fmt.Sprint(len(h.Changes)) != "3" {
 		t.Errorf("AssetHistory has %d changes (%+v), want 3", len(h.Changes), h)
 	}
@@ -137,15 +140,15 @@ func testAnchors(t *testing.T, l ledger.Ledger) {
 	svc := As(core.RoleService)
 	_, err := l.AnchorHead(svc)
 	wantErr(t, "AnchorHead(empty)", err, ledger.ErrNotFound)
-	a1 := must[core.Anchor](t, "SubmitAnchor 1")(l.SubmitAnchor(svc, anchorIn(1, 10, Hash("b1"))))
-	a2 := must[core.Anchor](t, "SubmitAnchor 2")(l.SubmitAnchor(svc, anchorIn(11, 20, Hash("b2"))))
+	a1 := Must[core.Anchor](t, "SubmitAnchor 1")(l.SubmitAnchor(svc, anchorIn(1, 10, Hash("b1"))))
+	a2 := Must[core.Anchor](t, "SubmitAnchor 2")(l.SubmitAnchor(svc, anchorIn(11, 20, Hash("b2"))))
 	if a1.Seq != 1 || a2.Seq != 2 || a2.Prev != a1.Hash || a1.Prev != "" {
 		t.Errorf("anchors = (seq %d prev %q) (seq %d prev %q), want 1 with no prev then 2 after %s", a1.Seq, a1.Prev, a2.Seq, a2.Prev, a1.Hash)
 	}
 	if got := core.AnchorHash(&a2); got != a2.Hash {
 		t.Errorf("AnchorHash(anchor 2) = %s, stored %s", got, a2.Hash)
 	}
-	again := must[core.Anchor](t, "SubmitAnchor(again)")(l.SubmitAnchor(svc, anchorIn(11, 20, Hash("b2"))))
+	again := Must[core.Anchor](t, "SubmitAnchor(again)")(l.SubmitAnchor(svc, anchorIn(11, 20, Hash("b2"))))
 	if again.Seq != 2 || again.Hash != a2.Hash {
 		t.Errorf("SubmitAnchor(same again) = seq %d hash %s, want anchor 2 unchanged", again.Seq, again.Hash)
 	}
@@ -168,11 +171,11 @@ func testAnchors(t *testing.T, l ledger.Ledger) {
 	}
 	_, err = l.AnchorForEvent(svc, 21)
 	wantErr(t, "AnchorForEvent(past the head)", err, ledger.ErrNotFound)
-	head := must[core.Anchor](t, "AnchorHead")(l.AnchorHead(svc))
+	head := Must[core.Anchor](t, "AnchorHead")(l.AnchorHead(svc))
 	if head.Seq != 2 {
 		t.Errorf("AnchorHead = seq %d, want 2", head.Seq)
 	}
-	g := must[core.Anchor](t, "GetAnchor")(l.GetAnchor(svc, 1))
+	g := Must[core.Anchor](t, "GetAnchor")(l.GetAnchor(svc, 1))
 	if g.Hash != a1.Hash || g.Root != Hash("b1") {
 		t.Errorf("GetAnchor(1) = %+v, want anchor 1", g)
 	}
@@ -180,7 +183,7 @@ func testAnchors(t *testing.T, l ledger.Ledger) {
 	// Many anchors in one transaction: a repeat of the head, then three
 	// new ones chained in the same call (Fabric shows a call none of its
 	// own writes), all or nothing.
-	many := must[[]core.Anchor](t, "SubmitAnchors")(l.SubmitAnchors(svc, []core.AnchorInput{
+	many := Must[[]core.Anchor](t, "SubmitAnchors")(l.SubmitAnchors(svc, []core.AnchorInput{
 		anchorIn(11, 20, Hash("b2")), anchorIn(21, 30, Hash("b3")), anchorIn(31, 35, Hash("b4")), anchorIn(36, 40, Hash("b5"))}))
 	if len(many) != 4 || many[0].Hash != a2.Hash {
 		t.Fatalf("SubmitAnchors = %d anchors, first %+v; want 4, the first anchor 2 unchanged", len(many), many)
@@ -190,10 +193,10 @@ func testAnchors(t *testing.T, l ledger.Ledger) {
 			t.Errorf("SubmitAnchors[%d] = seq %d prev %s hash %s, want seq %d after %s", i, many[i].Seq, many[i].Prev, many[i].Hash, 2+i, many[i-1].Hash)
 		}
 	}
-	if h := must[core.Anchor](t, "AnchorHead")(l.AnchorHead(svc)); h.Seq != 5 || h.Hash != many[3].Hash {
+	if h := Must[core.Anchor](t, "AnchorHead")(l.AnchorHead(svc)); h.Seq != 5 || h.Hash != many[3].Hash {
 		t.Errorf("AnchorHead after SubmitAnchors = seq %d, want 5", h.Seq)
 	}
-	if a := must[core.Anchor](t, "AnchorForEvent(33)")(l.AnchorForEvent(svc, 33)); a.Seq != 4 {
+	if a := Must[core.Anchor](t, "AnchorForEvent(33)")(l.AnchorForEvent(svc, 33)); a.Seq != 4 {
 		t.Errorf("AnchorForEvent(33) = seq %d, want 4", a.Seq)
 	}
 	_, err = l.SubmitAnchors(svc, []core.AnchorInput{anchorIn(41, 45, Hash("b6")), anchorIn(47, 50, Hash("gap"))})
@@ -202,7 +205,7 @@ func testAnchors(t *testing.T, l ledger.Ledger) {
 	wantErr(t, "SubmitAnchors(a repeat after a new one)", err, ledger.ErrConflict)
 	_, err = l.SubmitAnchors(svc, nil)
 	wantErr(t, "SubmitAnchors(none)", err, ledger.ErrInvalid)
-	if h := must[core.Anchor](t, "AnchorHead")(l.AnchorHead(svc)); h.Seq != 5 {
+	if h := Must[core.Anchor](t, "AnchorHead")(l.AnchorHead(svc)); h.Seq != 5 {
 		t.Errorf("AnchorHead after refused SubmitAnchors = seq %d, want 5 (nothing written)", h.Seq)
 	}
 }
@@ -222,11 +225,11 @@ func testEvidence(t *testing.T, l ledger.Ledger) {
 	am := As(core.RoleAssetManager)
 	svc := As(core.RoleService)
 	pub := hex.EncodeToString(GatewayKey.Public().(ed25519.PublicKey))
-	must[core.Asset](t, "RegisterAsset(gateway)")(l.RegisterAsset(am, core.AssetRegistration{ID: "gw-srv-s1-001", Kind: core.AssetKindGateway, FingerprintHash: Hash("gw"), PublicKey: pub}))
-	must[core.Asset](t, "RegisterAsset(gpu)")(l.RegisterAsset(am, gpu("srv-s1-001.gpu3")))
+	Must[core.Asset](t, "RegisterAsset(gateway)")(l.RegisterAsset(am, core.AssetRegistration{ID: "gw-srv-s1-001", Kind: core.AssetKindGateway, FingerprintHash: Hash("gw"), PublicKey: pub}))
+	Must[core.Asset](t, "RegisterAsset(gpu)")(l.RegisterAsset(am, gpu("srv-s1-001.gpu3")))
 
 	env := firmwareEnvelope(t, GatewayKey, 7, "srv-s1-001.gpu3", "96.00.89.00.01")
-	ev := must[core.Evidence](t, "RecordEvidence")(l.RecordEvidence(svc, core.EvidenceInput{Asset: "srv-s1-001.gpu3", Kind: core.EvidenceFirmware, Envelope: env, EventID: 12, Revision: 3}))
+	ev := Must[core.Evidence](t, "RecordEvidence")(l.RecordEvidence(svc, core.EvidenceInput{Asset: "srv-s1-001.gpu3", Kind: core.EvidenceFirmware, Envelope: env, EventID: 12, Revision: 3}))
 	if ev.Gateway != "gw-srv-s1-001" || ev.Seq != 7 || ev.EnvelopeKind != "firmware" || !bytes.Equal(ev.Envelope, env) {
 		t.Errorf("RecordEvidence = gateway %q seq %d kind %q, want gw-srv-s1-001 7 firmware and the envelope", ev.Gateway, ev.Seq, ev.EnvelopeKind)
 	}
@@ -241,7 +244,7 @@ func testEvidence(t *testing.T, l ledger.Ledger) {
 	wantErr(t, "RecordEvidence(unregistered asset)", err, ledger.ErrNotFound)
 	_, err = l.RecordEvidence(am, core.EvidenceInput{Asset: "srv-s1-001.gpu3", Kind: core.EvidenceFirmware, Envelope: env})
 	wantErr(t, "RecordEvidence(as asset_manager)", err, ledger.ErrForbidden)
-	list := must[[]core.Evidence](t, "ListEvidence")(l.ListEvidence(svc, "srv-s1-001.gpu3"))
+	list := Must[[]core.Evidence](t, "ListEvidence")(l.ListEvidence(svc, "srv-s1-001.gpu3"))
 	if len(list) != 1 || list[0].EnvelopeHash != ev.EnvelopeHash {
 		t.Errorf("ListEvidence = %d records, want the one recorded", len(list))
 	}
@@ -250,15 +253,15 @@ func testEvidence(t *testing.T, l ledger.Ledger) {
 func testProvenance(t *testing.T, l ledger.Ledger) {
 	am, eng, svc := As(core.RoleAssetManager), As(core.RoleMLEngineer), As(core.RoleService)
 	for _, id := range []string{"srv-s1-001.gpu0", "srv-s1-001.gpu1"} {
-		must[core.Asset](t, "RegisterAsset")(l.RegisterAsset(am, gpu(id)))
+		Must[core.Asset](t, "RegisterAsset")(l.RegisterAsset(am, gpu(id)))
 	}
 	consent := core.Consent{PolicyRef: "consent-v2", Licence: "CC-BY-4.0", UseScope: []string{"training"}, RetentionDays: 365}
-	raw := must[core.Dataset](t, "RegisterDataset(raw)")(l.RegisterDataset(eng, core.DatasetInput{
+	raw := Must[core.Dataset](t, "RegisterDataset(raw)")(l.RegisterDataset(eng, core.DatasetInput{
 		ID: "ds-raw", ContentHash: Hash("raw"), Sources: []core.Source{{Kind: core.SourceSystem, Ref: "s3://bucket/raw"}}, Consent: consent}))
 	if raw.Registered.Role != core.RoleMLEngineer {
 		t.Errorf("RegisterDataset stamp role = %q, want ml_engineer", raw.Registered.Role)
 	}
-	must[core.Dataset](t, "RegisterDataset(clean)")(l.RegisterDataset(eng, core.DatasetInput{
+	Must[core.Dataset](t, "RegisterDataset(clean)")(l.RegisterDataset(eng, core.DatasetInput{
 		ID: "ds-clean", ContentHash: Hash("clean"), Consent: consent,
 		Transform: &core.Transformation{Step: "dedupe", Parents: []string{"ds-raw"}, OutputHash: Hash("clean")}}))
 	_, err := l.RegisterDataset(eng, core.DatasetInput{ID: "ds-orphan", ContentHash: Hash("o"), Consent: consent,
@@ -266,59 +269,59 @@ func testProvenance(t *testing.T, l ledger.Ledger) {
 	wantErr(t, "RegisterDataset(missing parent)", err, ledger.ErrNotFound)
 	_, err = l.RegisterDataset(As(core.RoleAuditor), core.DatasetInput{ID: "ds-x", ContentHash: Hash("x"), Consent: consent})
 	wantErr(t, "RegisterDataset(as auditor)", err, ledger.ErrForbidden)
-	ds := must[core.Dataset](t, "AddQualityChecks")(l.AddQualityChecks(eng, core.QualityChecksInput{Dataset: "ds-clean",
+	ds := Must[core.Dataset](t, "AddQualityChecks")(l.AddQualityChecks(eng, core.QualityChecksInput{Dataset: "ds-clean",
 		Checks: []core.QualityCheckInput{{Name: "dup_rate", Value: 0.001, Threshold: 0.01, Compare: core.AtMost}}}))
 	if len(ds.Checks) != 1 || !ds.Checks[0].Pass {
 		t.Errorf("AddQualityChecks = %+v, want one passing check", ds.Checks)
 	}
 
 	t0 := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
-	m := must[core.Model](t, "RegisterModel")(l.RegisterModel(eng, core.ModelInput{ID: "model-a", ArtifactHash: Hash("model-a"),
+	m := Must[core.Model](t, "RegisterModel")(l.RegisterModel(eng, core.ModelInput{ID: "model-a", ArtifactHash: Hash("model-a"),
 		Datasets: []string{"ds-clean"}, Training: core.TrainingRun{
 			Hardware: []core.HardwareUse{{Asset: "srv-s1-001.gpu0", RevisionStart: 1, RevisionEnd: 1}},
 			CodeRef:  "git@example/train@abc123", ConfigHash: Hash("cfg"), Start: t0, End: t0.Add(time.Hour)}}))
 	if m.ID != "model-a" {
 		t.Errorf("RegisterModel = %+v", m)
 	}
-	must[core.Model](t, "AddEvaluation")(l.AddEvaluation(eng, core.EvaluationInput{Model: "model-a", Name: "holdout", Metrics: []core.Metric{{Name: "accuracy", Value: 0.93}}}))
-	must[core.Policy](t, "SetPolicy")(l.SetPolicy(As(core.RoleCompliance), core.PolicyInput{ID: "prod",
+	Must[core.Model](t, "AddEvaluation")(l.AddEvaluation(eng, core.EvaluationInput{Model: "model-a", Name: "holdout", Metrics: []core.Metric{{Name: "accuracy", Value: 0.93}}}))
+	Must[core.Policy](t, "SetPolicy")(l.SetPolicy(As(core.RoleCompliance), core.PolicyInput{ID: "prod",
 		RequiredRoles: []core.Role{core.RoleMLLead, core.RoleSecurity},
 		Thresholds:    []core.Threshold{{Metric: "accuracy", Compare: core.AtLeast, Value: 0.9}}}))
 
 	dep := core.DeploymentInput{ID: "dep-1", Model: "model-a", Policy: "prod", Targets: []string{"srv-s1-001.gpu1"},
 		BinaryHash: Hash("bin"), ContainerHash: Hash("ctr"), ConfigHash: Hash("dcfg"),
 		Environment: core.Environment{HardwareClass: "h100-sxm-80g", Drivers: []core.ToolVersion{{Name: "nvidia", Version: "550.54"}}}}
-	d := must[core.Deployment](t, "RequestDeployment(no sign-offs)")(l.RequestDeployment(eng, dep))
+	d := Must[core.Deployment](t, "RequestDeployment(no sign-offs)")(l.RequestDeployment(eng, dep))
 	if d.Allowed || !hasReason(d.Reasons, core.ReasonAttestationMissing) {
 		t.Errorf("RequestDeployment without sign-offs = allowed %v reasons %+v, want refused for attestation_missing", d.Allowed, d.Reasons)
 	}
 	for _, role := range []core.Role{core.RoleMLLead, core.RoleSecurity} {
-		must[core.Attestation](t, "Attest")(l.Attest(As(role), core.AttestationInput{SubjectKind: core.SubjectModel, Subject: "model-a",
+		Must[core.Attestation](t, "Attest")(l.Attest(As(role), core.AttestationInput{SubjectKind: core.SubjectModel, Subject: "model-a",
 			SubjectHash: Hash("model-a"), Decision: core.Approve, Metrics: []core.Metric{{Name: "accuracy", Value: 0.93}}}))
 	}
 	_, err = l.Attest(eng, core.AttestationInput{SubjectKind: core.SubjectModel, Subject: "model-a", SubjectHash: Hash("model-a"), Decision: core.Approve})
 	wantErr(t, "Attest(as ml_engineer)", err, ledger.ErrForbidden)
 	_, err = l.Attest(As(core.RoleMLLead), core.AttestationInput{SubjectKind: core.SubjectModel, Subject: "model-a", SubjectHash: Hash("other bytes"), Decision: core.Approve})
 	wantErr(t, "Attest(wrong subject hash)", err, ledger.ErrConflict)
-	atts := must[[]core.Attestation](t, "ListAttestations")(l.ListAttestations(svc, core.SubjectModel, "model-a"))
+	atts := Must[[]core.Attestation](t, "ListAttestations")(l.ListAttestations(svc, core.SubjectModel, "model-a"))
 	if len(atts) != 2 {
 		t.Errorf("ListAttestations = %d, want 2", len(atts))
 	}
 	dep.ID = "dep-2"
-	d = must[core.Deployment](t, "RequestDeployment(signed off)")(l.RequestDeployment(eng, dep))
+	d = Must[core.Deployment](t, "RequestDeployment(signed off)")(l.RequestDeployment(eng, dep))
 	if !d.Allowed || len(d.Reasons) != 0 {
 		t.Errorf("RequestDeployment with sign-offs = allowed %v reasons %+v, want allowed", d.Allowed, d.Reasons)
 	}
-	must[core.Asset](t, "quarantine")(l.SetAssetStatus(svc, core.StatusChange{Asset: "srv-s1-001.gpu1", Status: core.StatusQuarantined, Reason: "xid 79"}))
+	Must[core.Asset](t, "quarantine")(l.SetAssetStatus(svc, core.StatusChange{Asset: "srv-s1-001.gpu1", Status: core.StatusQuarantined, Reason: "xid 79"}))
 	dep.ID = "dep-3"
-	d = must[core.Deployment](t, "RequestDeployment(quarantined target)")(l.RequestDeployment(eng, dep))
+	d = Must[core.Deployment](t, "RequestDeployment(quarantined target)")(l.RequestDeployment(eng, dep))
 	if d.Allowed || !hasReason(d.Reasons, core.ReasonTargetQuarantined) {
 		t.Errorf("RequestDeployment to a quarantined target = allowed %v reasons %+v, want refused for target_quarantined", d.Allowed, d.Reasons)
 	}
 	// The targets' environment (twin-service takes it from the twins) is
 	// kept on the record, and a policy's driver range and hardware classes
 	// are enforced on it.
-	must[core.Policy](t, "SetPolicy(driver range)")(l.SetPolicy(As(core.RoleCompliance), core.PolicyInput{ID: "prod-h100",
+	Must[core.Policy](t, "SetPolicy(driver range)")(l.SetPolicy(As(core.RoleCompliance), core.PolicyInput{ID: "prod-h100",
 		RequiredRoles: []core.Role{core.RoleMLLead, core.RoleSecurity}, HardwareClasses: []string{"h100-sxm-80g"}, DriverMin: "550.54", DriverMax: "555"}))
 	envDep := dep
 	envDep.Policy, envDep.Targets = "prod-h100", []string{"srv-s1-001.gpu0"}
@@ -326,49 +329,63 @@ func testProvenance(t *testing.T, l ledger.Ledger) {
 		envDep.ID = tc.id
 		envDep.Environment.Assets = []core.AssetEnvironment{{Asset: "srv-s1-001.gpu0", GPUModel: "NVIDIA H100 80GB HBM3",
 			UUID: "GPU-1", Serial: "1654", VBIOS: "96.00.74.00.0D", Driver: tc.driver}}
-		must[core.Deployment](t, "RequestDeployment(environment)")(l.RequestDeployment(eng, envDep))
-		got := must[core.Deployment](t, "GetDeployment(environment)")(l.GetDeployment(svc, tc.id))
+		Must[core.Deployment](t, "RequestDeployment(environment)")(l.RequestDeployment(eng, envDep))
+		got := Must[core.Deployment](t, "GetDeployment(environment)")(l.GetDeployment(svc, tc.id))
 		if got.Allowed != (tc.want == "") || tc.want != "" && !hasReason(got.Reasons, core.ReasonDriverRange) ||
 			len(got.Environment.Assets) != 1 || got.Environment.Assets[0] != envDep.Environment.Assets[0] {
 			t.Errorf("deployment with driver %s = allowed %v reasons %+v environment %+v, want %q and the environment kept",
 				tc.driver, got.Allowed, got.Reasons, got.Environment.Assets, tc.want)
 		}
 	}
-	if got := must[core.Deployment](t, "GetDeployment")(l.GetDeployment(svc, "dep-2")); !got.Allowed {
+	if got := Must[core.Deployment](t, "GetDeployment")(l.GetDeployment(svc, "dep-2")); !got.Allowed {
 		t.Errorf("GetDeployment(dep-2) = %+v, want the allowed deployment", got)
 	}
-	on := must[[]core.Deployment](t, "DeploymentsOn")(l.DeploymentsOn(svc, "srv-s1-001.gpu1"))
+	on := Must[[]core.Deployment](t, "DeploymentsOn")(l.DeploymentsOn(svc, "srv-s1-001.gpu1"))
 	if len(on) != 1 || on[0].ID != "dep-2" {
 		t.Errorf("DeploymentsOn(gpu1) = %d deployments, want only the allowed dep-2", len(on))
 	}
-	if got := must[core.Deployment](t, "GetDeployment")(l.GetDeployment(svc, "dep-3")); got.Allowed || len(got.Reasons) == 0 {
+	if got := Must[core.Deployment](t, "GetDeployment")(l.GetDeployment(svc, "dep-3")); got.Allowed || len(got.Reasons) == 0 {
 		t.Errorf("GetDeployment(dep-3) = %+v, want the refusal with its reasons", got)
 	}
 	// Every request of a model, allowed or refused, in id order.
 	var of []string
-	for _, d := range must[[]core.Deployment](t, "DeploymentsOf")(l.DeploymentsOf(As(core.RoleAuditor), "model-a")) {
+	for _, d := range Must[[]core.Deployment](t, "DeploymentsOf")(l.DeploymentsOf(As(core.RoleAuditor), "model-a")) {
 		of = append(of, fmt.Sprintf("%s:%v", d.ID, d.Allowed))
 	}
 	if want := "dep-1:false dep-2:true dep-3:false dep-env-ok:true dep-env-old:false"; strings.Join(of, " ") != want {
 		t.Errorf("DeploymentsOf(model-a) = %v, want %s", of, want)
 	}
-	if of := must[[]core.Deployment](t, "DeploymentsOf")(l.DeploymentsOf(svc, "no-such-model")); len(of) != 0 {
+	if of := Must[[]core.Deployment](t, "DeploymentsOf")(l.DeploymentsOf(svc, "no-such-model")); len(of) != 0 {
 		t.Errorf("DeploymentsOf(an unknown model) = %+v, want none", of)
 	}
 
-	dsp := must[core.Page[core.Dataset]](t, "ListDatasets")(l.ListDatasets(As(core.RoleAuditor), core.PageQuery{Limit: 1}))
+	dsp := Must[core.Page[core.Dataset]](t, "ListDatasets")(l.ListDatasets(As(core.RoleAuditor), core.PageQuery{Limit: 1}))
 	if len(dsp.Items) != 1 || dsp.Items[0].ID != "ds-clean" || dsp.Next != "ds-clean" {
 		t.Errorf("ListDatasets(limit 1) = %+v, want ds-clean and a next page", dsp)
 	}
-	dsp = must[core.Page[core.Dataset]](t, "ListDatasets")(l.ListDatasets(As(core.RoleAuditor), core.PageQuery{After: dsp.Next}))
+	dsp = Must[core.Page[core.Dataset]](t, "ListDatasets")(l.ListDatasets(As(core.RoleAuditor), core.PageQuery{After: dsp.Next}))
 	if len(dsp.Items) != 1 || dsp.Items[0].ID != "ds-raw" || dsp.Next != "" {
 		t.Errorf("ListDatasets(after ds-clean) = %+v, want only ds-raw", dsp)
 	}
-	mp := must[core.Page[core.Model]](t, "ListModels")(l.ListModels(As(core.RoleAuditor), core.PageQuery{}))
+	mp := Must[core.Page[core.Model]](t, "ListModels")(l.ListModels(As(core.RoleAuditor), core.PageQuery{}))
 	if len(mp.Items) == 0 || mp.Items[0].ID != "model-a" {
 		t.Errorf("ListModels = %+v, want model-a first", mp)
 	}
-	lin := must[core.Lineage](t, "ModelLineage")(l.ModelLineage(svc, "model-a"))
+	var depIDs []string // every decision, allowed or refused, paged in id order
+	for q := (core.PageQuery{Limit: 2}); ; {
+		p := Must[core.Page[core.Deployment]](t, "ListDeployments")(l.ListDeployments(As(core.RoleAuditor), q))
+		for _, d := range p.Items {
+			depIDs = append(depIDs, d.ID)
+		}
+		if p.Next == "" {
+			break
+		}
+		q.After = p.Next
+	}
+	if want := "[dep-1 dep-2 dep-3 dep-env-ok dep-env-old]"; fmt.Sprint(depIDs) != want {
+		t.Errorf("ListDeployments (pages of 2) = %v, want %s", depIDs, want)
+	}
+	lin := Must[core.Lineage](t, "ModelLineage")(l.ModelLineage(svc, "model-a"))
 	var ids []string
 	for _, d := range lin.Datasets {
 		ids = append(ids, d.ID)
@@ -376,11 +393,11 @@ func testProvenance(t *testing.T, l ledger.Ledger) {
 	if fmt.Sprint(ids) != "[ds-clean ds-raw]" || len(lin.Hardware) != 1 || lin.Hardware[0].Asset.ID != "srv-s1-001.gpu0" {
 		t.Errorf("ModelLineage = datasets %v hardware %+v, want [ds-clean ds-raw] on srv-s1-001.gpu0", ids, lin.Hardware)
 	}
-	trained := must[[]core.Model](t, "ModelsTrainedOn")(l.ModelsTrainedOn(svc, "srv-s1-001.gpu0"))
+	trained := Must[[]core.Model](t, "ModelsTrainedOn")(l.ModelsTrainedOn(svc, "srv-s1-001.gpu0"))
 	if len(trained) != 1 || trained[0].ID != "model-a" {
 		t.Errorf("ModelsTrainedOn(gpu0) = %d models, want model-a", len(trained))
 	}
-	if none := must[[]core.Model](t, "ModelsTrainedOn")(l.ModelsTrainedOn(svc, "srv-s1-001.gpu1")); len(none) != 0 {
+	if none := Must[[]core.Model](t, "ModelsTrainedOn")(l.ModelsTrainedOn(svc, "srv-s1-001.gpu1")); len(none) != 0 {
 		t.Errorf("ModelsTrainedOn(gpu1) = %d models, want none", len(none))
 	}
 	_, err = l.GetModel(svc, "model-zzz")
@@ -426,28 +443,36 @@ func testConcurrent(t *testing.T, l ledger.Ledger) {
 }
 
 // Records writes one record of each type a record bundle proves (asset,
-// dataset, model, policy, deployment), each but the policy changed after
-// it was first written, and returns their type and id pairs.
+// dataset, model, policy, deployment, remediation), each but the policy
+// changed after it was first written (the deployment paused by the executed
+// remediation), and returns their type and id pairs.
 func Records(t *testing.T, l ledger.Ledger) [][2]string {
 	t.Helper()
 	am, eng := As(core.RoleAssetManager), As(core.RoleMLEngineer)
-	must[core.Asset](t, "RegisterAsset")(l.RegisterAsset(am, gpu("rec-srv.gpu0")))
-	must[core.Asset](t, "SetAssetStatus")(l.SetAssetStatus(As(core.RoleSecurity), core.StatusChange{Asset: "rec-srv.gpu0", Status: core.StatusQuarantined, Reason: "probe"}))
+	Must[core.Asset](t, "RegisterAsset")(l.RegisterAsset(am, gpu("rec-srv.gpu0")))
+	Must[core.Asset](t, "SetAssetStatus")(l.SetAssetStatus(As(core.RoleSecurity), core.StatusChange{Asset: "rec-srv.gpu0", Status: core.StatusQuarantined, Reason: "probe"}))
 	consent := core.Consent{PolicyRef: "consent-v2", Licence: "CC-BY-4.0", UseScope: []string{"training"}, RetentionDays: 365}
-	must[core.Dataset](t, "RegisterDataset")(l.RegisterDataset(eng, core.DatasetInput{ID: "rec-ds", ContentHash: Hash("rec-ds"), Consent: consent,
+	Must[core.Dataset](t, "RegisterDataset")(l.RegisterDataset(eng, core.DatasetInput{ID: "rec-ds", ContentHash: Hash("rec-ds"), Consent: consent,
 		Sources: []core.Source{{Kind: core.SourceSystem, Ref: "s3://bucket/rec"}}}))
-	must[core.Dataset](t, "AddQualityChecks")(l.AddQualityChecks(eng, core.QualityChecksInput{Dataset: "rec-ds",
+	Must[core.Dataset](t, "AddQualityChecks")(l.AddQualityChecks(eng, core.QualityChecksInput{Dataset: "rec-ds",
 		Checks: []core.QualityCheckInput{{Name: "nulls", Value: 0, Threshold: 0.01, Compare: core.AtMost}}}))
 	t0 := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
-	must[core.Model](t, "RegisterModel")(l.RegisterModel(eng, core.ModelInput{ID: "rec-model", ArtifactHash: Hash("rec-model"),
+	Must[core.Model](t, "RegisterModel")(l.RegisterModel(eng, core.ModelInput{ID: "rec-model", ArtifactHash: Hash("rec-model"),
 		Datasets: []string{"rec-ds"}, Training: core.TrainingRun{Hardware: []core.HardwareUse{{Asset: "rec-srv.gpu0", RevisionStart: 1, RevisionEnd: 1}},
 			CodeRef: "git@example/train@abc", ConfigHash: Hash("cfg"), Start: t0, End: t0.Add(time.Hour)}}))
-	must[core.Model](t, "AddEvaluation")(l.AddEvaluation(eng, core.EvaluationInput{Model: "rec-model", Name: "holdout", Metrics: []core.Metric{{Name: "accuracy", Value: 0.9}}}))
-	must[core.Policy](t, "SetPolicy")(l.SetPolicy(As(core.RoleCompliance), core.PolicyInput{ID: "rec-policy", RequiredRoles: []core.Role{core.RoleMLLead}}))
-	must[core.Deployment](t, "RequestDeployment")(l.RequestDeployment(eng, core.DeploymentInput{ID: "rec-dep", Model: "rec-model", Policy: "rec-policy",
-		Targets: []string{"rec-srv.gpu0"}, BinaryHash: Hash("bin"), ContainerHash: Hash("ctr"), ConfigHash: Hash("dcfg"),
+	Must[core.Model](t, "AddEvaluation")(l.AddEvaluation(eng, core.EvaluationInput{Model: "rec-model", Name: "holdout", Metrics: []core.Metric{{Name: "accuracy", Value: 0.9}}}))
+	Must[core.Policy](t, "SetPolicy")(l.SetPolicy(As(core.RoleCompliance), core.PolicyInput{ID: "rec-policy", RequiredRoles: []core.Role{core.RoleMLLead}}))
+	Must[core.Attestation](t, "Attest")(l.Attest(As(core.RoleMLLead), core.AttestationInput{SubjectKind: core.SubjectModel, Subject: "rec-model",
+		SubjectHash: Hash("rec-model"), Decision: core.Approve}))
+	Must[core.Asset](t, "RegisterAsset")(l.RegisterAsset(am, gpu("rec-srv.gpu1"))) // the target: gpu0 is quarantined
+	Must[core.Deployment](t, "RequestDeployment")(l.RequestDeployment(eng, core.DeploymentInput{ID: "rec-dep", Model: "rec-model", Policy: "rec-policy",
+		Targets: []string{"rec-srv.gpu1"}, BinaryHash: Hash("bin"), ContainerHash: Hash("ctr"), ConfigHash: Hash("dcfg"),
 		Environment: core.Environment{HardwareClass: "h100-sxm-80g", Drivers: []core.ToolVersion{{Name: "nvidia", Version: "550.54"}}}}))
-	return [][2]string{{"asset", "rec-srv.gpu0"}, {"dataset", "rec-ds"}, {"model", "rec-model"}, {"policy", "rec-policy"}, {"deployment", "rec-dep"}}
+	Must[core.Remediation](t, "ProposeRemediation")(l.ProposeRemediation(As(core.RoleService), core.RemediationInput{ID: "rec-rem", Model: "rec-model",
+		Reason: "probe", Steps: []core.RemediationStep{{Action: core.ActionPause, Deployment: "rec-dep"}}}))
+	Must[core.Remediation](t, "DecideRemediation")(l.DecideRemediation(As(core.RoleMLLead), core.RemediationApproval{ID: "rec-rem", Decision: core.Approve}))
+	Must[core.Remediation](t, "ExecuteRemediation")(l.ExecuteRemediation(As(core.RoleService), "rec-rem"))
+	return [][2]string{{"asset", "rec-srv.gpu0"}, {"dataset", "rec-ds"}, {"model", "rec-model"}, {"policy", "rec-policy"}, {"deployment", "rec-dep"}, {"remediation", "rec-rem"}}
 }
 
 // Org is one organisation's side of a ledger: its MSP id, the ledger as it
@@ -476,7 +501,7 @@ func (o Org) as(r core.Role) context.Context {
 // quarantines it.
 func Custody(t *testing.T, a, b Org) {
 	fp := Hash("cust-fp")
-	asset := must[core.Asset](t, "RegisterAsset(a)")(a.L.RegisterAsset(a.as(core.RoleAssetManager), core.AssetRegistration{ID: "cust-1", Kind: "gpu", FingerprintHash: fp}))
+	asset := Must[core.Asset](t, "RegisterAsset(a)")(a.L.RegisterAsset(a.as(core.RoleAssetManager), core.AssetRegistration{ID: "cust-1", Kind: "gpu", FingerprintHash: fp}))
 	if asset.OwnerOrg != a.MSP {
 		t.Fatalf("RegisterAsset owner = %q, want %s", asset.OwnerOrg, a.MSP)
 	}
@@ -488,7 +513,7 @@ func Custody(t *testing.T, a, b Org) {
 	wantErr(t, "AcceptCustody(nothing offered)", err, ledger.ErrConflict)
 	_, err = a.L.OfferCustody(a.as(core.RoleAuditor), core.CustodyOffer{Asset: "cust-1", To: b.MSP})
 	wantErr(t, "OfferCustody(as auditor)", err, ledger.ErrForbidden)
-	off := must[core.Asset](t, "OfferCustody")(a.L.OfferCustody(a.as(core.RoleAssetManager), core.CustodyOffer{Asset: "cust-1", To: b.MSP, Reason: "PO-7"}))
+	off := Must[core.Asset](t, "OfferCustody")(a.L.OfferCustody(a.as(core.RoleAssetManager), core.CustodyOffer{Asset: "cust-1", To: b.MSP, Reason: "PO-7"}))
 	if off.Status != core.StatusInTransit || off.Pending == nil || off.Pending.To != b.MSP || off.OwnerOrg != a.MSP {
 		t.Errorf("OfferCustody = status %s pending %+v owner %s; want in_transit, pending to %s, owner still %s", off.Status, off.Pending, off.OwnerOrg, b.MSP, a.MSP)
 	}
@@ -496,27 +521,27 @@ func Custody(t *testing.T, a, b Org) {
 	wantErr(t, "AcceptCustody(by the offering org)", err, ledger.ErrForbidden)
 	_, err = b.L.RecordArrival(b.as(core.RoleService), core.Arrival{Asset: "cust-1", FingerprintHash: fp})
 	wantErr(t, "RecordArrival(before accepting)", err, ledger.ErrForbidden)
-	acc := must[core.Asset](t, "AcceptCustody")(b.L.AcceptCustody(b.as(core.RoleAssetManager), core.CustodyAccept{Asset: "cust-1"}))
+	acc := Must[core.Asset](t, "AcceptCustody")(b.L.AcceptCustody(b.as(core.RoleAssetManager), core.CustodyAccept{Asset: "cust-1"}))
 	if acc.OwnerOrg != b.MSP || acc.Pending != nil || !IsCaller(acc.Updated.By, "test-asset_manager") || acc.Updated.MSP != b.MSP {
 		t.Errorf("AcceptCustody = owner %s pending %+v updated %+v; want owner %s stamped by its asset manager", acc.OwnerOrg, acc.Pending, acc.Updated, b.MSP)
 	}
 	_, err = a.L.OfferCustody(a.as(core.RoleAssetManager), core.CustodyOffer{Asset: "cust-1", To: a.MSP})
 	wantErr(t, "OfferCustody(by the former owner)", err, ledger.ErrForbidden)
-	arr := must[core.Asset](t, "RecordArrival(match)")(b.L.RecordArrival(b.as(core.RoleService), core.Arrival{Asset: "cust-1", FingerprintHash: fp, Site: "s2"}))
+	arr := Must[core.Asset](t, "RecordArrival(match)")(b.L.RecordArrival(b.as(core.RoleService), core.Arrival{Asset: "cust-1", FingerprintHash: fp, Site: "s2"}))
 	if arr.Status != core.StatusInService || arr.FingerprintHash != fp {
 		t.Errorf("RecordArrival(same fingerprint) = %s %s, want in_service with the ledger's fingerprint", arr.Status, arr.FingerprintHash)
 	}
 
 	// A second asset arrives with another fingerprint: substitution in transit.
-	must[core.Asset](t, "RegisterAsset(a, 2)")(a.L.RegisterAsset(a.as(core.RoleAssetManager), core.AssetRegistration{ID: "cust-2", Kind: "gpu", FingerprintHash: fp}))
-	must[core.Asset](t, "OfferCustody(2)")(a.L.OfferCustody(a.as(core.RoleAssetManager), core.CustodyOffer{Asset: "cust-2", To: b.MSP}))
-	must[core.Asset](t, "AcceptCustody(2)")(b.L.AcceptCustody(b.as(core.RoleAssetManager), core.CustodyAccept{Asset: "cust-2"}))
+	Must[core.Asset](t, "RegisterAsset(a, 2)")(a.L.RegisterAsset(a.as(core.RoleAssetManager), core.AssetRegistration{ID: "cust-2", Kind: "gpu", FingerprintHash: fp}))
+	Must[core.Asset](t, "OfferCustody(2)")(a.L.OfferCustody(a.as(core.RoleAssetManager), core.CustodyOffer{Asset: "cust-2", To: b.MSP}))
+	Must[core.Asset](t, "AcceptCustody(2)")(b.L.AcceptCustody(b.as(core.RoleAssetManager), core.CustodyAccept{Asset: "cust-2"}))
 	other := Hash("swapped in transit")
-	sub := must[core.Asset](t, "RecordArrival(mismatch)")(b.L.RecordArrival(b.as(core.RoleService), core.Arrival{Asset: "cust-2", FingerprintHash: other, Site: "s2"}))
+	sub := Must[core.Asset](t, "RecordArrival(mismatch)")(b.L.RecordArrival(b.as(core.RoleService), core.Arrival{Asset: "cust-2", FingerprintHash: other, Site: "s2"}))
 	if sub.Status != core.StatusQuarantined || sub.FingerprintHash != fp {
 		t.Errorf("RecordArrival(other fingerprint) = %s %s, want quarantined, the ledger's fingerprint kept", sub.Status, sub.FingerprintHash)
 	}
-	h := must[core.AssetHistory](t, "AssetHistory")(b.L.AssetHistory(b.as(core.RoleAuditor), "cust-2"))
+	h := Must[core.AssetHistory](t, "AssetHistory")(b.L.AssetHistory(b.as(core.RoleAuditor), "cust-2"))
 	last := h.Changes[len(h.Changes)-1]
 	if last.Type != core.ChangeSubstitution || last.Old != fp || last.New != other || last.Stamp.MSP != b.MSP {
 		t.Errorf("last history entry = %+v, want a substitution from %s to %s recorded by %s", last, fp, other, b.MSP)
@@ -542,7 +567,7 @@ const PrivateSecret = "supplier contract SC-2291, 40 EUR/hour annotation"
 // returns the dataset as PutDatasetPrivate left it.
 func Private(t *testing.T, a, b Org) core.Dataset {
 	consent := core.Consent{PolicyRef: "consent-v3", Licence: "proprietary", UseScope: []string{"training"}, RetentionDays: 90}
-	must[core.Dataset](t, "RegisterDataset")(a.L.RegisterDataset(a.as(core.RoleMLEngineer), core.DatasetInput{
+	Must[core.Dataset](t, "RegisterDataset")(a.L.RegisterDataset(a.as(core.RoleMLEngineer), core.DatasetInput{
 		ID: "ds-priv", ContentHash: Hash("priv"), Sources: []core.Source{{Kind: core.SourceSystem, Ref: "vendor-feed"}}, Consent: consent}))
 	meta := core.DatasetMeta{Sources: []string{"site A camera 3, 2026-10", PrivateSecret}, Consent: "signed forms CF-1..CF-88",
 		Licensing: "exclusive to the owner until 2027"}
@@ -554,7 +579,7 @@ func Private(t *testing.T, a, b Org) core.Dataset {
 	wantErr(t, "PutDatasetPrivate(empty)", err, ledger.ErrInvalid)
 	_, err = a.L.PutDatasetPrivate(a.as(core.RoleMLEngineer), "ds-none", meta)
 	wantErr(t, "PutDatasetPrivate(no such dataset)", err, ledger.ErrNotFound)
-	ds := must[core.Dataset](t, "PutDatasetPrivate")(a.L.PutDatasetPrivate(a.as(core.RoleCompliance), "ds-priv", meta))
+	ds := Must[core.Dataset](t, "PutDatasetPrivate")(a.L.PutDatasetPrivate(a.as(core.RoleCompliance), "ds-priv", meta))
 	canonical := []byte(`{"sources":["site A camera 3, 2026-10","` + PrivateSecret + `"],"consent":"signed forms CF-1..CF-88","licensing":"exclusive to the owner until 2027"}`)
 	sum := sha256.Sum256(canonical)
 	if ds.Private == nil || ds.Private.Org != a.MSP || ds.Private.Collection != core.PrivateCollection(a.MSP) || ds.Private.Hash != hex.EncodeToString(sum[:]) {
@@ -563,29 +588,29 @@ func Private(t *testing.T, a, b Org) core.Dataset {
 	if strings.Contains(fmt.Sprintf("%+v", ds), PrivateSecret) {
 		t.Errorf("PutDatasetPrivate's result shows the private metadata: %+v", ds)
 	}
-	rec := must[core.PrivateRecord](t, "GetDatasetPrivate(owner)")(a.L.GetDatasetPrivate(a.as(core.RoleAuditor), "ds-priv"))
+	rec := Must[core.PrivateRecord](t, "GetDatasetPrivate(owner)")(a.L.GetDatasetPrivate(a.as(core.RoleAuditor), "ds-priv"))
 	if !bytes.Equal(rec.Data, canonical) || rec.Ref.Hash != ds.Private.Hash {
 		t.Errorf("GetDatasetPrivate = %s (hash %s), want %s", rec.Data, rec.Ref.Hash, canonical)
 	}
 	// The partner: sees the record and its hash, not the metadata.
-	seen := must[core.Dataset](t, "GetDataset(partner)")(b.L.GetDataset(b.as(core.RoleAuditor), "ds-priv"))
+	seen := Must[core.Dataset](t, "GetDataset(partner)")(b.L.GetDataset(b.as(core.RoleAuditor), "ds-priv"))
 	if seen.Private == nil || seen.Private.Hash != ds.Private.Hash {
 		t.Errorf("partner's GetDataset private = %+v, want the hash %s", seen.Private, ds.Private.Hash)
 	}
 	_, err = b.L.GetDatasetPrivate(b.as(core.RoleAdmin), "ds-priv")
 	wantErr(t, "GetDatasetPrivate(partner)", err, ledger.ErrForbidden)
-	ok := must[core.DisclosureCheck](t, "VerifyDatasetPrivate(disclosed copy)")(b.L.VerifyDatasetPrivate(b.as(core.RoleAuditor), core.Disclosure{Dataset: "ds-priv", Data: rec.Data}))
+	ok := Must[core.DisclosureCheck](t, "VerifyDatasetPrivate(disclosed copy)")(b.L.VerifyDatasetPrivate(b.as(core.RoleAuditor), core.Disclosure{Dataset: "ds-priv", Data: rec.Data}))
 	if !ok.Match || ok.DisclosedHash != ds.Private.Hash || (ok.ChannelHash != "" && ok.ChannelHash != ds.Private.Hash) {
 		t.Errorf("VerifyDatasetPrivate(the disclosed copy) = %+v, want a match with %s", ok, ds.Private.Hash)
 	}
 	edited := bytes.Replace(rec.Data, []byte("until 2027"), []byte("until 2030"), 1)
-	bad := must[core.DisclosureCheck](t, "VerifyDatasetPrivate(edited copy)")(b.L.VerifyDatasetPrivate(b.as(core.RoleAuditor), core.Disclosure{Dataset: "ds-priv", Data: edited}))
+	bad := Must[core.DisclosureCheck](t, "VerifyDatasetPrivate(edited copy)")(b.L.VerifyDatasetPrivate(b.as(core.RoleAuditor), core.Disclosure{Dataset: "ds-priv", Data: edited}))
 	if bad.Match || bad.DisclosedHash == ds.Private.Hash {
 		t.Errorf("VerifyDatasetPrivate(an edited copy) = %+v, want no match", bad)
 	}
 	var pretty bytes.Buffer
 	_ = json.Indent(&pretty, rec.Data, "", "  ")
-	ok = must[core.DisclosureCheck](t, "VerifyDatasetPrivate(indented copy)")(b.L.VerifyDatasetPrivate(b.as(core.RoleAuditor), core.Disclosure{Dataset: "ds-priv", Data: pretty.Bytes()}))
+	ok = Must[core.DisclosureCheck](t, "VerifyDatasetPrivate(indented copy)")(b.L.VerifyDatasetPrivate(b.as(core.RoleAuditor), core.Disclosure{Dataset: "ds-priv", Data: pretty.Bytes()}))
 	if !ok.Match {
 		t.Errorf("VerifyDatasetPrivate(the copy indented) = %+v, want a match: whitespace outside strings does not count", ok)
 	}

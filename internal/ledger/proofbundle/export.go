@@ -168,6 +168,7 @@ func (x *Exporter) Alert(ctx context.Context, raw []byte) (*Bundle, error) {
 // against a real ledger.
 var recordPrefixes = map[string]string{
 	"asset": "asset/", "dataset": "dataset/", "model": "model/", "policy": "policy/", "deployment": "deploy/",
+	"remediation": "remediation/",
 }
 
 // RecordKey is the world-state key of a record, or "" for an unknown type.
@@ -183,7 +184,7 @@ func RecordKey(typ, id string) string {
 func AnchorKey(seq uint64) string { return fmt.Sprintf("anchor/%020d", seq) }
 
 // Record builds the bundle of a ledger record (asset, dataset, model,
-// policy, deployment): the block that wrote its current value, signed by
+// policy, deployment, remediation): the block that wrote its current value, signed by
 // the service key on the embedded ledger, the Fabric block of the
 // transaction that wrote it on Fabric.
 func (x *Exporter) Record(ctx context.Context, typ, id string) (*Bundle, error) {
@@ -283,6 +284,8 @@ func LedgerRecords(l ledger.Ledger, caller core.Caller) func(ctx context.Context
 			v, err = l.GetPolicy(ctx, id)
 		case "deployment":
 			v, err = l.GetDeployment(ctx, id)
+		case "remediation":
+			v, err = l.GetRemediation(ctx, id)
 		default:
 			return nil, fmt.Errorf("record type %q: %w", typ, ledger.ErrInvalid)
 		}

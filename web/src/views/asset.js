@@ -5,6 +5,7 @@ import { h, clear, fmtTime, ago, label, pill, dl, unavailable, errorBox, fill } 
 import { parseSeries, lineChart } from "../chart.js";
 import { anchorsPanel } from "./ledgerpanel.js";
 import { alertList } from "./alerts.js";
+import { runtimeCard } from "./runtime.js";
 
 const RANGES = [["15m", 15 * 60], ["1h", 3600], ["6h", 6 * 3600], ["24h", 86400], ["7d", 7 * 86400]];
 const METRICS = [
@@ -28,7 +29,8 @@ export async function assetView(root, id) {
   const alertsBox = h("section.card", { "aria-labelledby": "h-alerts" });
   const ledgerBox = h("section.card", { "aria-labelledby": "h-ledger" });
   const partsBox = h("section.card.parts", { "aria-labelledby": "h-parts", hidden: true });
-  root.append(h("p.crumbs", h("a", { href: "#/fleet" }, "← Fleet")), header, grid, partsBox, charts, timeline, h("div.grid", alertsBox, ledgerBox));
+  const runtimeBox = h("section.card.runtime", { "aria-labelledby": "h-runtime", hidden: true });
+  root.append(h("p.crumbs", h("a", { href: "#/fleet" }, "← Fleet")), header, grid, runtimeBox, partsBox, charts, timeline, h("div.grid", alertsBox, ledgerBox));
 
   let asset;
   try {
@@ -205,7 +207,9 @@ export async function assetView(root, id) {
   drawHead(asset);
   drawCards(asset);
   ledgerBox.append(h("h2#h-ledger", "Ledger anchors"));
-  await Promise.all([loadEvents().then(() => anchorsPanel(ledgerBox, asset, events)), drawCharts(), loadAlerts(), loadParts()]);
+  // A GPU: what runs on it, approved by a deployment in force or not.
+  const loadRuntime = () => asset.kind === "gpu" ? runtimeCard(runtimeBox, id).then(() => { runtimeBox.hidden = false; }) : null;
+  await Promise.all([loadEvents().then(() => anchorsPanel(ledgerBox, asset, events)), drawCharts(), loadAlerts(), loadParts(), loadRuntime()]);
   drawCards(asset);
   root.dataset.ready = "true";
 
@@ -226,6 +230,7 @@ export async function assetView(root, id) {
         drawCards(a);
       }
       if (asset.kind !== "gpu") await loadParts();
+      else await loadRuntime();
     } catch { /* the next tick retries */ } finally { refreshing = false; }
   }
   const unsub = subscribe((name, data, path) => {

@@ -6,6 +6,7 @@ import { h, clear, fmtTime, field, unavailable, errorBox, fill, hashValue } from
 import { proofChecker, report, serviceKey, ledgerStatus } from "./ledgerpanel.js";
 import { verifyBundle } from "../verify.js";
 import { lineageGraph, deploymentsCard, signoffsCard } from "./lineage.js";
+import { modelRuns } from "./runtime.js";
 
 
 // recordVerify is a button that fetches a ledger record's proof bundle and
@@ -143,6 +144,7 @@ export async function provenanceView(root, params) {
       const [lin, deps, atts] = await Promise.all([api(path + "/lineage"), api(path + "/deployments").catch(() => []),
         api(`/ledger/attestations?subject_kind=model&subject=${encodeURIComponent(model)}`).catch(() => [])]);
       lineageView(box, lin, items(deps), items(atts));
+      box.after(modelRuns(model)); // where it runs now (runtime.js)
     } catch (e) {
       box.append(e.missing ? unavailable("Model lineage (the ledger)", e) : e.status === 404 ? errorBox(`model ${model} is not on the ledger`) : errorBox(e));
     }
