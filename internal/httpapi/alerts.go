@@ -21,6 +21,10 @@ type AlertStore interface {
 	Get(id string) (alert.Alert, error)
 	Acknowledge(id, by, comment string) (alert.Alert, error)
 	Resolve(id, by, comment string) (alert.Alert, error)
+	Assign(id, assignee, by, comment string) (alert.Alert, error)
+	Comment(id, by, comment string) (alert.Alert, error)
+	AssignIncident(id, assignee, by, comment string) (alert.Incident, error)
+	CommentIncident(id, by, comment string) (alert.Incident, error)
 	Hub() *alertstore.Hub
 	Incidents(f alert.IncidentFilter, limit int, cursor string) ([]alert.Incident, string, error)
 	Incident(id string) (alert.Incident, error)
@@ -45,8 +49,12 @@ func (s *Server) registerAlerts(api router) {
 		api.get("/alerts/:id", s.getAlert)
 		api.post("/alerts/:id/ack", s.alertTransition(s.opts.Alerts.Acknowledge))
 		api.post("/alerts/:id/resolve", s.alertTransition(s.opts.Alerts.Resolve))
+		api.post("/alerts/:id/assign", s.alertAssign)
+		api.post("/alerts/:id/comment", s.alertTransition(s.opts.Alerts.Comment))
 		api.get("/incidents", s.listIncidents)
 		api.get("/incidents/:id", s.getIncident)
+		api.post("/incidents/:id/assign", s.incidentAssign)
+		api.post("/incidents/:id/comment", s.incidentComment)
 	}
 	if s.opts.WorkOrders == nil {
 		api.unavailable("/workorders", "work orders")
@@ -68,6 +76,8 @@ type actor struct {
 	By      string `json:"by"`
 	Role    string `json:"role"`
 	Comment string `json:"comment"`
+	// Assignee is the new assignee of an assign request ("" unassigns).
+	Assignee string `json:"assignee"`
 }
 
 func who(c *fiber.Ctx) (actor, error) {
@@ -165,7 +175,7 @@ func (s *Server) listIncidents(c *fiber.Ctx) error {
 
 // GET /api/v1/incidents/:id : the incident with its member alerts in full.
 func (s *Server) getIncident(c *fiber.Ctx) error {
-	in, err := s.opts.Alerts.Incident(c.Params("id"))
+	in, err := s.opts.Alerts.Incident(param(c, "id"))
 	if err != nil {
 		return alertError(c, err)
 	}
@@ -183,7 +193,7 @@ func (s *Server) getIncident(c *fiber.Ctx) error {
 	return c.JSON(out)
 }
 
-// POST /api/v1/alerts/:id/ack and /resolve, body {"by":"...","comment":"..."}
+// POST /api/v1/alerts/:id/ack, /resolve and /comment, body {"by":"...","comment":"..."}
 func (s *Server) alertTransition(move func(id, by, comment string) (alert.Alert, error)) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		a, err := who(c)
@@ -196,6 +206,49 @@ func (s *Server) alertTransition(move func(id, by, comment string) (alert.Alert,
 		}
 		return c.JSON(out)
 	}
+}
+
+// POST /api/v1/alerts/:id/assign, body {"assignee":"...","comment":"..."}
+// ("" unassigns): an anchored assigned step.
+func (s *Server) alertAssign(c *fiber.Ctx) error {
+	a, err := who(c)
+	if err != nil {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+	}
+	out, err := s.opts.Alerts.Assign(param(c, "id"), a.Assignee, a.By, a.Comment)
+	if err != nil {
+		return alertError(c, err)
+	}
+	return c.JSON(out)
+}
+
+// POST /api/v1/incidents/:id/assign, body {"assignee","comment"}: the
+// incident's assignee, and an anchored assigned step on each member alert
+// not resolved.
+func (s *Server) incidentAssign(c *fiber.Ctx) error {
+	a, err := who(c)
+	if err != nil {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+	}
+	out, err := s.opts.Alerts.AssignIncident(param(c, "id"), a.Assignee, a.By, a.Comment)
+	if err != nil {
+		return alertError(c, err)
+	}
+	return c.JSON(out)
+}
+
+// POST /api/v1/incidents/:id/comment, body {"comment"}: on the incident,
+// and an anchored commented step on each member alert not resolved.
+func (s *Server) incidentComment(c *fiber.Ctx) error {
+	a, err := who(c)
+	if err != nil {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+	}
+	out, err := s.opts.Alerts.CommentIncident(param(c, "id"), a.By, a.Comment)
+	if err != nil {
+		return alertError(c, err)
+	}
+	return c.JSON(out)
 }
 
 // GET /api/v1/alerts/stream : server-sent events of alert notifications,

@@ -36,12 +36,16 @@ const (
 	Resolved     State = "resolved"
 )
 
-// Transition is one lifecycle step.
+// Transition is one lifecycle step: a move to State, or (Step "assigned"
+// or "commented") an assignment or a comment, State then being the state
+// the alert stayed in.
 type Transition struct {
-	State   State     `json:"state"`
-	By      string    `json:"by"`
-	At      time.Time `json:"at"`
-	Comment string    `json:"comment,omitempty"`
+	State    State     `json:"state"`
+	Step     Step      `json:"step,omitempty"` // assigned or commented; empty for a move to State
+	By       string    `json:"by"`
+	At       time.Time `json:"at"`
+	Comment  string    `json:"comment,omitempty"`
+	Assignee string    `json:"assignee,omitempty"` // the new assignee of an assigned step ("" unassigns)
 }
 
 // Alert is one open or past alert.
@@ -54,6 +58,8 @@ type Alert struct {
 	Rack     string          `json:"rack,omitempty"`
 	Severity detect.Severity `json:"severity"`
 	State    State           `json:"state"`
+	// Assignee is who works on it ("" for nobody), set by assigned steps.
+	Assignee string `json:"assignee,omitempty"`
 	// Incident is the incident this alert belongs to (incident.go).
 	Incident  string           `json:"incident,omitempty"`
 	Summary   string           `json:"summary"`
@@ -69,7 +75,8 @@ type Alert struct {
 	// Response records an automated response, e.g. "quarantined".
 	Response string `json:"response,omitempty"`
 	// Lifecycle lists the steps recorded as twin events on the asset
-	// (raised, acknowledged, resolved), so the alert is anchored.
+	// (raised, acknowledged, resolved, assigned, commented), so the alert
+	// is anchored.
 	Lifecycle []LifecycleEvent `json:"lifecycle,omitempty"`
 }
 

@@ -40,6 +40,13 @@ type Incident struct {
 	Racks     []string  `json:"racks,omitempty"`   // racks involved, sorted
 	Count     int       `json:"count"`             // findings across its members
 	Window    string    `json:"window"`            // the correlation window in force
+	// Assignee is who works on the incident; its member alerts carry the
+	// same assignee, each through its own anchored assigned step, and an
+	// alert that joins later starts with it.
+	Assignee string `json:"assignee,omitempty"`
+	// History lists the assignments and comments made on the incident as
+	// a whole (each also a step of every member alert still open).
+	History []Transition `json:"history,omitempty"`
 }
 
 // Member is one alert of an incident as the incident last saw it.

@@ -56,7 +56,7 @@ const (
 	WriteAssets       Action = "assets.write"       // custody owner and holder, status in/out of service, transit, retired
 	MaintainAssets    Action = "assets.maintain"    // status into maintenance and back to service
 	QuarantineAssets  Action = "assets.quarantine"  // status into quarantine, and out of it
-	AckAlerts         Action = "alerts.ack"         // acknowledge and resolve alerts
+	AckAlerts         Action = "alerts.ack"         // acknowledge, resolve, assign and comment on alerts and incidents
 	WriteWorkOrders   Action = "workorders.write"   // open and cancel work orders
 	ApproveWorkOrders Action = "workorders.approve" // approve a work order
 	ManageGateways    Action = "gateways.manage"    // register new gateways, edit their site and assets, enrollment tokens
