@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"twinchain/internal/cli"
 	"twinchain/internal/edge/enroll"
 )
 
@@ -27,7 +28,7 @@ func runEnroll(ctx context.Context, args []string, stderr io.Writer, getenv func
 		return err
 	}
 	if *server == "" || *token == "" {
-		return errors.New("enroll: --server and --token are required")
+		return cli.Usage(errors.New("enroll: --server and --token are required"))
 	}
 	log := newLogger(cfg, stderr)
 	key, err := loadKey(cfg, log)

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"twinchain/internal/cli"
 	"twinchain/internal/registry"
 	"twinchain/internal/sim/fleet"
 )
@@ -44,7 +45,7 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	demoTokens := fs.String("demo-tokens", "", "with -demo-api: file of the demo's API tokens, lines ml=TOKEN (role ml_engineer: the dataset and model) and maint=TOKEN (role maintenance: the work order)")
 	statePath := fs.String("state", "", "keep each gateway's sequence number in this file, so that after a clean stop the next run continues without a gap")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return cli.Usage(err)
 	}
 	f, err := fleet.New(cfg)
 	if err != nil {

@@ -59,6 +59,9 @@ func Routes() []Route {
 		r("POST", v1+"/auth/logout", read...),
 		get(v1 + "/auth/me"),
 		get(v1 + "/auth/policy"),
+		r("GET", v1+"/auth/tokens", auth.ManageTokens),
+		r("POST", v1+"/auth/tokens", auth.ManageTokens),
+		r("DELETE", v1+"/auth/tokens/:name", auth.ManageTokens),
 		r("POST", v1+enroll.PathEnroll), // the enrollment token is the credential
 		r("POST", v1+enroll.PathTokens, auth.ManageGateways),
 
