@@ -193,11 +193,11 @@ func TestIncidents(t *testing.T) {
 			}
 		}
 	}
-	waitJS(t, ctx, "the assignee column", fmt.Sprintf(`document.querySelector('table.incidents tr[data-id=%q] td.col-assignee').textContent === "carol" && document.querySelector('table.incidents tr[data-id=%q] td.col-assignee').textContent === "carol"`, thermal.ID, hardware.ID), 30*time.Second)
+	waitJS(t, ctx, "the assignee column", fmt.Sprintf(`(document.querySelector('table.incidents tr[data-id=%q] td.col-assignee') || {}).textContent === "carol" && (document.querySelector('table.incidents tr[data-id=%q] td.col-assignee') || {}).textContent === "carol"`, thermal.ID, hardware.ID), 30*time.Second)
 	if got := row(identity.ID, "assignee"); got != "—" {
 		t.Errorf("the unassigned incident's assignee reads %q, want —", got)
 	}
-	waitJS(t, ctx, "the detail's assignee", `document.querySelector(".incident-detail dd.incident-assignee").textContent === "carol"`, 30*time.Second)
+	waitJS(t, ctx, "the detail's assignee", `(document.querySelector(".incident-detail dd.incident-assignee") || {}).textContent === "carol"`, 30*time.Second)
 	setControl(t, ctx, `.incident-detail .annotate input[name=comment]`, "fans replaced, watching temperatures", "input")
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`.incident-detail button[data-action=incident-comment]`))); err != nil {
 		t.Fatal(err)
