@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -110,13 +112,15 @@ func alertError(c *fiber.Ctx, err error) error {
 	return err
 }
 
-// GET /api/v1/alerts?state=&type=&asset=&site=&severity=&limit=&cursor= (newest first)
+// GET /api/v1/alerts?state=&type=&asset=&site=&assignee=&severity=&q=&limit=&cursor=
+// (newest first; q is the dashboard's search, alert.MatchWords)
 func (s *Server) listAlerts(c *fiber.Ctx) error {
 	limit, err := queryLimit(c, 100, 1000)
 	if err != nil {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 	}
-	f := alert.Filter{State: alert.State(c.Query("state")), Type: detect.Type(c.Query("type")), Asset: c.Query("asset"), Site: c.Query("site")}
+	f := alert.Filter{State: alert.State(c.Query("state")), Type: detect.Type(c.Query("type")), Asset: c.Query("asset"), Site: c.Query("site"),
+		Assignee: c.Query("assignee"), Q: c.Query("q")}
 	switch f.State {
 	case "", alert.Open, alert.Acknowledged, alert.Resolved:
 	default:
@@ -126,6 +130,9 @@ func (s *Server) listAlerts(c *fiber.Ctx) error {
 		if f.MinSeverity, err = detect.ParseSeverity(sev); err != nil {
 			return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 		}
+	}
+	if !validCursor(c.Query("cursor"), "AL-") {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, "cursor is not one this API returned")
 	}
 	items, next, err := s.opts.Alerts.List(f, limit, c.Query("cursor"))
 	if err != nil {
@@ -137,6 +144,17 @@ func (s *Server) listAlerts(c *fiber.Ctx) error {
 	return c.JSON(Page[alert.Alert]{Items: items, NextCursor: next})
 }
 
+// validCursor reports whether cursor is empty or an id the list returns
+// as next_cursor: prefix and a number (AL-12, IN-3).
+func validCursor(cursor, prefix string) bool {
+	n, ok := strings.CutPrefix(cursor, prefix)
+	if cursor == "" {
+		return true
+	}
+	_, err := strconv.ParseUint(n, 10, 64)
+	return ok && err == nil
+}
+
 // GET /api/v1/alerts/:id
 func (s *Server) getAlert(c *fiber.Ctx) error {
 	a, err := s.opts.Alerts.Get(param(c, "id"))
@@ -146,13 +164,15 @@ func (s *Server) getAlert(c *fiber.Ctx) error {
 	return c.JSON(a)
 }
 
-// GET /api/v1/incidents?state=&severity=&cause=&site=&limit=&cursor= (newest first)
+// GET /api/v1/incidents?state=&severity=&cause=&site=&assignee=&q=&limit=&cursor=
+// (newest first; q is the dashboard's search, alert.MatchWords)
 func (s *Server) listIncidents(c *fiber.Ctx) error {
 	limit, err := queryLimit(c, 100, 1000)
 	if err != nil {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 	}
-	f := alert.IncidentFilter{State: alert.State(c.Query("state")), Cause: c.Query("cause"), Site: c.Query("site")}
+	f := alert.IncidentFilter{State: alert.State(c.Query("state")), Cause: c.Query("cause"), Site: c.Query("site"),
+		Assignee: c.Query("assignee"), Q: c.Query("q")}
 	switch f.State {
 	case "", alert.Open, alert.Resolved:
 	default:
@@ -162,6 +182,9 @@ func (s *Server) listIncidents(c *fiber.Ctx) error {
 		if f.MinSeverity, err = detect.ParseSeverity(sev); err != nil {
 			return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 		}
+	}
+	if !validCursor(c.Query("cursor"), "IN-") {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, "cursor is not one this API returned")
 	}
 	items, next, err := s.opts.Alerts.Incidents(f, limit, c.Query("cursor"))
 	if err != nil {

@@ -57,10 +57,10 @@ func (x *Auth) register(api router) {
 	api.delete("/auth/tokens/:name", x.revokeToken)
 }
 
-// GET /api/v1/auth/tokens: every API token's name, role, source, maker and
-// last use (never the token).
+// GET /api/v1/auth/tokens?limit=&cursor=: every API token's name, role,
+// source, maker and last use (never the token), by name.
 func (x *Auth) listTokens(c *fiber.Ctx) error {
-	return c.JSON(fiber.Map{"items": x.a.Tokens()})
+	return pageInMemory(c, x.a.Tokens(), func(t *auth.TokenInfo) string { return t.Name })
 }
 
 type createTokenRequest struct {

@@ -14,6 +14,7 @@ package alert
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"twinchain/internal/detect"
@@ -101,11 +102,32 @@ type Filter struct {
 	Type        detect.Type
 	Asset       string
 	Site        string
+	Assignee    string
 	MinSeverity detect.Severity
+	// Q is the dashboard's search: every word of it, ignoring case, in
+	// the alert's id, type, site, asset, summary or assignee.
+	Q string
 }
 
 // Match reports whether a passes the filter.
 func (f *Filter) Match(a *Alert) bool {
 	return (f.State == "" || a.State == f.State) && (f.Type == "" || a.Type == f.Type) &&
-		(f.Asset == "" || a.Asset == f.Asset) && (f.Site == "" || a.Site == f.Site) && a.Severity >= f.MinSeverity
+		(f.Asset == "" || a.Asset == f.Asset) && (f.Site == "" || a.Site == f.Site) && (f.Assignee == "" || a.Assignee == f.Assignee) &&
+		a.Severity >= f.MinSeverity && MatchWords(f.Q, a.ID, string(a.Type), a.Site, a.Asset, a.Summary, a.Assignee)
+}
+
+// MatchWords is the dashboard's search: true when every word of q is, in
+// any case, within one of fields (an empty q matches everything).
+func MatchWords(q string, fields ...string) bool {
+	words := strings.Fields(strings.ToLower(q))
+	if len(words) == 0 {
+		return true
+	}
+	hay := strings.ToLower(strings.Join(fields, " "))
+	for _, w := range words {
+		if !strings.Contains(hay, w) {
+			return false
+		}
+	}
+	return true
 }

@@ -182,11 +182,24 @@ type IncidentFilter struct {
 	State       State
 	Cause       string
 	Site        string
+	Assignee    string
 	MinSeverity detect.Severity
+	// Q is the dashboard's search (MatchWords) over the incident's id,
+	// cause, scope, site, summary, assignee, assets, hosts, racks and
+	// alert ids.
+	Q string
 }
 
 // Match reports whether in passes the filter.
 func (f *IncidentFilter) Match(in *Incident) bool {
-	return (f.State == "" || in.State == f.State) && (f.Cause == "" || in.Cause == f.Cause) &&
-		(f.Site == "" || in.Site == f.Site) && in.Severity >= f.MinSeverity
+	if !((f.State == "" || in.State == f.State) && (f.Cause == "" || in.Cause == f.Cause) &&
+		(f.Site == "" || in.Site == f.Site) && (f.Assignee == "" || in.Assignee == f.Assignee) && in.Severity >= f.MinSeverity) {
+		return false
+	}
+	if f.Q == "" {
+		return true
+	}
+	fields := append([]string{in.ID, in.Cause, in.Scope, in.Site, in.Summary, in.Assignee}, in.Assets...)
+	fields = append(append(append(fields, in.Hosts...), in.Racks...), in.Alerts...)
+	return MatchWords(f.Q, fields...)
 }

@@ -4,7 +4,7 @@
 // keeps only its SHA-256) and a Revoke button for the tokens of the token
 // file. Tokens of the configuration file are listed, not revoked here.
 // The CLI does the same: twin-service token create|list|revoke.
-import { api, items, can } from "../api.js";
+import { api, pages, can } from "../api.js";
 import { h, fill, fmtTime, ago, errorBox, toast, field, copyButton } from "../dom.js";
 
 const ROLES = ["viewer", "asset_manager", "security", "maintenance", "ml_engineer", "ml_lead", "compliance", "auditor", "admin"];
@@ -71,7 +71,8 @@ export async function tokensView(root) {
       }, "Revoke") : null));
   }
   async function load() {
-    const list = items(await api("/auth/tokens"));
+    const list = [];
+    await pages("/auth/tokens", (got) => list.push(...got));
     fill(tbody, list.length ? list.map(row) : h("tr", h("td.muted", { colspan: "7" }, "No API tokens yet.")));
     table.dataset.loaded = "true";
   }
