@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -47,14 +46,10 @@ func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string
 	usage := func() {
 		fmt.Fprintln(stderr, "usage: twin-service ledger COMMAND [flags]   (twin-service ledger COMMAND -h for its flags)\n\ncommands: record-dataset, record-model, attest, set-policy, deploy, register-asset (-file F), proof (-event N | -type T -id ID | -alert ID)")
 	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
-		usage()
-		if len(args) == 0 {
-			return usageError(errors.New("ledger: missing command"))
-		}
-		return flag.ErrHelp
+	cmd, err := commandOf("ledger", args, usage)
+	if err != nil {
+		return err
 	}
-	cmd := args[0]
 	fs := flag.NewFlagSet("twin-service ledger "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	conn := apiclient.Bind(fs, getenv)

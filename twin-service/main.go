@@ -98,6 +98,20 @@ func serviceUsage(w io.Writer, fs *flag.FlagSet) {
 	fs.PrintDefaults()
 }
 
+// commandOf reads the COMMAND of `twin-service GROUP COMMAND [flags]`:
+// with none, or -h, it prints usage and answers a usage error, or
+// flag.ErrHelp.
+func commandOf(group string, args []string, usage func()) (string, error) {
+	if len(args) > 0 && args[0] != "-h" && args[0] != "-help" && args[0] != "--help" {
+		return args[0], nil
+	}
+	usage()
+	if len(args) == 0 {
+		return "", usageError(fmt.Errorf("%s: missing command", group))
+	}
+	return "", flag.ErrHelp
+}
+
 // usageError marks err as a usage error (exit status 2).
 func usageError(err error) error { return cli.Usage(err) }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,14 +26,10 @@ func runTokenCLI(ctx context.Context, args []string, getenv func(string) string,
 	usage := func() {
 		fmt.Fprintln(stderr, "usage: twin-service token COMMAND [flags]   (twin-service token COMMAND -h for its flags)\n\ncommands:\n  create -name N -role R   make a token; it is printed once, on stdout (keep it: only its SHA-256 is stored)\n  list [-json]             every token: name, role, where it is kept, who made it, when last used\n  revoke -name N           the token stops working at once")
 	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
-		usage()
-		if len(args) == 0 {
-			return usageError(errors.New("token: missing command"))
-		}
-		return flag.ErrHelp
+	cmd, err := commandOf("token", args, usage)
+	if err != nil {
+		return err
 	}
-	cmd := args[0]
 	fs := flag.NewFlagSet("twin-service token "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	conn := apiclient.Bind(fs, getenv)

@@ -51,12 +51,17 @@ func (s *Server) registerAlerts(api router) {
 		api.get("/alerts/:id", s.getAlert)
 		api.post("/alerts/:id/ack", s.alertTransition(s.opts.Alerts.Acknowledge))
 		api.post("/alerts/:id/resolve", s.alertTransition(s.opts.Alerts.Resolve))
-		api.post("/alerts/:id/assign", s.alertAssign)
-		api.post("/alerts/:id/comment", s.alertTransition(s.opts.Alerts.Comment))
+		// Assign and comment: body {"assignee","comment"} ("" unassigns);
+		// on an incident, also a step on each member alert not resolved.
+		al := s.opts.Alerts
+		api.post("/alerts/:id/assign", annotate(func(id string, a actor) (alert.Alert, error) { return al.Assign(id, a.Assignee, a.By, a.Comment) }))
+		api.post("/alerts/:id/comment", s.alertTransition(al.Comment))
 		api.get("/incidents", s.listIncidents)
 		api.get("/incidents/:id", s.getIncident)
-		api.post("/incidents/:id/assign", s.incidentAssign)
-		api.post("/incidents/:id/comment", s.incidentComment)
+		api.post("/incidents/:id/assign", annotate(func(id string, a actor) (alert.Incident, error) {
+			return al.AssignIncident(id, a.Assignee, a.By, a.Comment)
+		}))
+		api.post("/incidents/:id/comment", annotate(func(id string, a actor) (alert.Incident, error) { return al.CommentIncident(id, a.By, a.Comment) }))
 	}
 	if s.opts.WorkOrders == nil {
 		api.unavailable("/workorders", "work orders")
@@ -218,60 +223,23 @@ func (s *Server) getIncident(c *fiber.Ctx) error {
 
 // POST /api/v1/alerts/:id/ack, /resolve and /comment, body {"by":"...","comment":"..."}
 func (s *Server) alertTransition(move func(id, by, comment string) (alert.Alert, error)) fiber.Handler {
+	return annotate(func(id string, a actor) (alert.Alert, error) { return move(id, a.By, a.Comment) })
+}
+
+// annotate serves an assign or comment route: do gets the id, the
+// caller and the body (assignee, comment).
+func annotate[T any](do func(id string, a actor) (T, error)) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		a, err := who(c)
 		if err != nil {
 			return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 		}
-		out, err := move(param(c, "id"), a.By, a.Comment)
+		out, err := do(param(c, "id"), a)
 		if err != nil {
 			return alertError(c, err)
 		}
 		return c.JSON(out)
 	}
-}
-
-// POST /api/v1/alerts/:id/assign, body {"assignee":"...","comment":"..."}
-// ("" unassigns): an anchored assigned step.
-func (s *Server) alertAssign(c *fiber.Ctx) error {
-	a, err := who(c)
-	if err != nil {
-		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
-	}
-	out, err := s.opts.Alerts.Assign(param(c, "id"), a.Assignee, a.By, a.Comment)
-	if err != nil {
-		return alertError(c, err)
-	}
-	return c.JSON(out)
-}
-
-// POST /api/v1/incidents/:id/assign, body {"assignee","comment"}: the
-// incident's assignee, and an anchored assigned step on each member alert
-// not resolved.
-func (s *Server) incidentAssign(c *fiber.Ctx) error {
-	a, err := who(c)
-	if err != nil {
-		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
-	}
-	out, err := s.opts.Alerts.AssignIncident(param(c, "id"), a.Assignee, a.By, a.Comment)
-	if err != nil {
-		return alertError(c, err)
-	}
-	return c.JSON(out)
-}
-
-// POST /api/v1/incidents/:id/comment, body {"comment"}: on the incident,
-// and an anchored commented step on each member alert not resolved.
-func (s *Server) incidentComment(c *fiber.Ctx) error {
-	a, err := who(c)
-	if err != nil {
-		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
-	}
-	out, err := s.opts.Alerts.CommentIncident(param(c, "id"), a.By, a.Comment)
-	if err != nil {
-		return alertError(c, err)
-	}
-	return c.JSON(out)
 }
 
 // GET /api/v1/alerts/stream : server-sent events of alert notifications,
