@@ -208,6 +208,7 @@ func TestIncidents(t *testing.T) {
 	if last := commented.History[len(commented.History)-1]; last.Step != alert.StepCommented || last.Comment != "fans replaced, watching temperatures" {
 		t.Errorf("%s last step %+v, want the comment", commented.ID, last)
 	}
+	waitJS(t, ctx, "the detail drawn", `document.querySelectorAll(".incident-detail li.alert").length === 4 && !!document.querySelector(".incident-history")`, 30*time.Second)
 	shot(t, ctx, "incidents-assigned")
 
 	// Resolving the open incident resolves its members and the incident.

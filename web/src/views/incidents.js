@@ -260,7 +260,10 @@ export async function incidentsView(root, params) {
     detail.hidden = false;
     root.classList.add("with-detail");
     draw();
-    fill(detail, h("p.muted", `Loading ${id}…`));
+    // Re-reading the incident shown (after a step, or live) keeps it on
+    // screen until the new copy is drawn; another one says it is loading.
+    if (detail.dataset.id !== id) fill(detail, h("p.muted", `Loading ${id}…`));
+    detail.dataset.id = id;
     let members;
     try {
       members = await refresh(id);
@@ -308,6 +311,7 @@ export async function incidentsView(root, params) {
   }
   function closeIncident() {
     st.open = "";
+    delete detail.dataset.id;
     detail.hidden = true;
     root.classList.remove("with-detail");
     draw();
