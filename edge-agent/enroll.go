@@ -20,7 +20,11 @@ import (
 
 func runEnroll(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
 	fs := newFlagSet("enroll", stderr)
-	server := fs.String("server", getenv("TWINCHAIN_SERVER"), "twin-service base URL, e.g. https://twin.example:8080 (env TWINCHAIN_SERVER)")
+	defServer := getenv("TWINCHAIN_URL") // as twin-service's commands; TWINCHAIN_SERVER, the older name, still counts
+	if defServer == "" {
+		defServer = getenv("TWINCHAIN_SERVER")
+	}
+	server := fs.String("server", defServer, "twin-service base URL, e.g. https://twin.example:8080 (env TWINCHAIN_URL)")
 	token := fs.String("token", getenv("TWINCHAIN_ENROLL_TOKEN"), "one-time enrollment token from an administrator (env TWINCHAIN_ENROLL_TOKEN)")
 	ca := fs.String("ca", getenv("TWINCHAIN_SERVER_CA"), "PEM certificate(s) to trust for --server besides the system's, e.g. twin-service's self-signed {data_dir}/tls/cert.pem (env TWINCHAIN_SERVER_CA)")
 	cfg, err := loadConfig(fs, args, getenv)
