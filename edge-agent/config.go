@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"twinchain/internal/cli"
 	"twinchain/internal/edge/diskqueue"
 	"twinchain/internal/edge/gpu"
 	"twinchain/internal/edge/mqttpub"
@@ -119,7 +120,7 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Co
 		level    = fs.String("log-level", "", "debug, info, warn or error")
 	)
 	if err := fs.Parse(args); err != nil {
-		return Config{}, err
+		return Config{}, cli.Usage(err)
 	}
 	var c Config
 	if *path != "" {

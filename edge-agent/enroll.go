@@ -14,12 +14,17 @@ import (
 	"path/filepath"
 	"time"
 
+	"twinchain/internal/cli"
 	"twinchain/internal/edge/enroll"
 )
 
 func runEnroll(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
 	fs := newFlagSet("enroll", stderr)
-	server := fs.String("server", getenv("TWINCHAIN_SERVER"), "twin-service base URL, e.g. https://twin.example:8080 (env TWINCHAIN_SERVER)")
+	defServer := getenv("TWINCHAIN_URL") // as twin-service's commands; TWINCHAIN_SERVER, the older name, still counts
+	if defServer == "" {
+		defServer = getenv("TWINCHAIN_SERVER")
+	}
+	server := fs.String("server", defServer, "twin-service base URL, e.g. https://twin.example:8080 (env TWINCHAIN_URL)")
 	token := fs.String("token", getenv("TWINCHAIN_ENROLL_TOKEN"), "one-time enrollment token from an administrator (env TWINCHAIN_ENROLL_TOKEN)")
 	ca := fs.String("ca", getenv("TWINCHAIN_SERVER_CA"), "PEM certificate(s) to trust for --server besides the system's, e.g. twin-service's self-signed {data_dir}/tls/cert.pem (env TWINCHAIN_SERVER_CA)")
 	cfg, err := loadConfig(fs, args, getenv)
@@ -27,7 +32,7 @@ func runEnroll(ctx context.Context, args []string, stderr io.Writer, getenv func
 		return err
 	}
 	if *server == "" || *token == "" {
-		return errors.New("enroll: --server and --token are required")
+		return cli.Usage(errors.New("enroll: --server and --token are required"))
 	}
 	log := newLogger(cfg, stderr)
 	key, err := loadKey(cfg, log)

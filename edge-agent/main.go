@@ -11,12 +11,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"twinchain/internal/cli"
 )
 
 // version is the agent's version, reported in its status messages.
@@ -26,10 +27,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stderr)
 	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "edge-agent:", err)
-		os.Exit(1)
-	}
+	os.Exit(cli.Exit("edge-agent", err, os.Stderr)) // 0 done or -h, 1 failed, 2 usage error
 }
 
 var commands = []struct {
@@ -45,7 +43,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {
-			return errors.New("missing command")
+			return cli.Usage(errors.New("missing command"))
 		}
 		return nil
 	}
@@ -55,7 +53,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	usage(stderr)
-	return fmt.Errorf("unknown command %q", args[0])
+	return cli.Usage(fmt.Errorf("unknown command %q", args[0]))
 }
 
 func usage(w io.Writer) {

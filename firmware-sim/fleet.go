@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"twinchain/internal/cli"
 	"twinchain/internal/registry"
 	"twinchain/internal/sim/fleet"
 )
@@ -51,7 +52,7 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	enrollCA := fs.String("enroll-ca", "", "with -enroll: PEM certificate to trust for an https URL besides the system's, e.g. twin-service's self-signed {data_dir}/tls/cert.pem")
 	statePath := fs.String("state", "", "keep each gateway's sequence number in this file, so that after a clean stop the next run continues without a gap")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return cli.Usage(err)
 	}
 	f, err := fleet.New(cfg)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
+	"twinchain/internal/cli"
 	"twinchain/internal/registry"
 	"twinchain/internal/sim/load"
 )
@@ -43,7 +44,7 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 	warmup := fs.Duration("warmup", 5*time.Second, "left out of the summary's rate and percentiles")
 	grace := fs.Duration("grace", 10*time.Second, "how long to wait for the last acknowledgements")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return cli.Usage(err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -14,6 +14,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"twinchain/internal/cli"
 )
 
 // commands maps each subcommand to its entry point; each lives in its own file.
@@ -31,24 +33,21 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stderr)
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "firmware-sim:", err)
-		os.Exit(1)
-	}
+	os.Exit(cli.Exit("firmware-sim", err, os.Stderr)) // 0 done or -h, 1 failed, 2 usage error
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {
-			return fmt.Errorf("missing command")
+			return cli.Usage(fmt.Errorf("missing command"))
 		}
 		return nil
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
 		usage(stderr)
-		return fmt.Errorf("unknown command %q", args[0])
+		return cli.Usage(fmt.Errorf("unknown command %q", args[0]))
 	}
 	return cmd.run(ctx, args[1:], stderr)
 }

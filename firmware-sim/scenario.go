@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"time"
 
+	"twinchain/internal/cli"
 	"twinchain/internal/registry"
 	"twinchain/internal/sim/scenario"
 )
@@ -35,11 +36,11 @@ func runScenario(ctx context.Context, args []string, stderr io.Writer) error {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		return cli.Usage(err)
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return fmt.Errorf("want one scenario file")
+		return cli.Usage(fmt.Errorf("want one scenario file"))
 	}
 	f, err := scenario.Load(fs.Arg(0))
 	if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"twinchain/internal/cli"
 	"twinchain/internal/sim/devicesim"
 )
 
@@ -40,10 +40,7 @@ func runSerial(ctx context.Context, args []string, stderr io.Writer) error {
 		seed      = fs.Uint64("seed", 1, "random seed")
 	)
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
+		return cli.Usage(err)
 	}
 	cfg := def
 	cfg.RFIDRate, cfg.GPSInterval, cfg.SpeedMS, cfg.Baud, cfg.Noise, cfg.Seed = *rfidRate, *gpsEvery, *speed, *baud, *noise, *seed

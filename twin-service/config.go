@@ -171,21 +171,40 @@ func (c *Config) registryPath() string {
 // setting is one value settable by flag and environment variable.
 type setting struct {
 	flag, env, usage string
-	set              func(c *Config, v string) error
+	value            accessor
 }
 
-func str(p func(*Config) *string) func(*Config, string) error {
-	return func(c *Config, v string) error { *p(c) = v; return nil }
+// accessor sets a setting from text and reads it back (for -h's defaults).
+type accessor struct {
+	set func(c *Config, v string) error
+	get func(c *Config) string
 }
 
-func boolean(p func(*Config) *bool) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("%q is not a boolean", v)
-		}
-		*p(c) = b
-		return nil
+func (s *setting) set(c *Config, v string) error { return s.value.set(c, v) }
+
+func str(p func(*Config) *string) accessor {
+	return accessor{
+		set: func(c *Config, v string) error { *p(c) = v; return nil },
+		get: func(c *Config) string { return *p(c) },
+	}
+}
+
+func boolean(p func(*Config) *bool) accessor {
+	return accessor{
+		set: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("%q is not a boolean", v)
+			}
+			*p(c) = b
+			return nil
+		},
+		get: func(c *Config) string {
+			if *p(c) {
+				return "true"
+			}
+			return ""
+		},
 	}
 }
 
@@ -228,18 +247,18 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fset.SetOutput(stderr)
 	configPath := fset.String("config", "", "YAML configuration file (env TWINCHAIN_CONFIG)")
 	values := make([]*string, len(settings))
+	defaults := defaultConfig()
 	for i, s := range settings {
-		values[i] = fset.String(s.flag, "", fmt.Sprintf("%s (env %s)", s.usage, s.env))
+		// The default shows in -h; only flags given on the command line
+		// are applied (fset.Visit below), so it overrides nothing.
+		values[i] = fset.String(s.flag, s.value.get(&defaults), fmt.Sprintf("%s (env %s)", s.usage, s.env))
 	}
-	fset.Usage = func() {
-		fmt.Fprintln(stderr, "usage: twin-service [flags]\n\nPrecedence: flags over TWINCHAIN_* environment over the -config file over defaults.")
-		fset.PrintDefaults()
-	}
+	fset.Usage = func() { serviceUsage(stderr, fset) }
 	if err := fset.Parse(args); err != nil {
-		return Config{}, err
+		return Config{}, usageError(err)
 	}
 	if fset.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected arguments %q", fset.Args())
+		return Config{}, usageError(fmt.Errorf("unexpected arguments %q (twin-service -h lists the commands)", fset.Args()))
 	}
 	cfg := defaultConfig()
 	path := *configPath

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -277,16 +276,7 @@ func get(t *testing.T, url, token string, v any) int {
 }
 
 // exitCode is the status main exits with for err.
-func exitCode(err error) int {
-	var ee *exitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ee):
-		return ee.code
-	}
-	return 1
-}
+func exitCode(err error) int { return exitStatus(err, io.Discard) }
 
 func TestVerifyEmptyDir(t *testing.T) {
 	err := runVerify(context.Background(), []string{t.TempDir()}, nil, io.Discard, io.Discard)

@@ -1,17 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
-	"time"
+
+	"twinchain/internal/apiclient"
 )
 
 // ledgerRoute is the API route `twin-service ledger <command>` posts a JSON
@@ -36,28 +34,27 @@ func ledgerRoute(cmd string) (string, bool) {
 
 // runLedgerCLI is the ML pipelines' one-call client:
 //
-//	twin-service ledger record-dataset -file dataset.json -server URL -token T
+//	twin-service ledger record-dataset -file dataset.json
 //	twin-service ledger proof -event 42 -o bundle.json
 //	twin-service ledger proof -type model -id m-1 -o bundle.json
 //	twin-service ledger proof -alert AL-3 -o bundle.json
 //	twin-service ledger put-private -id ds-1 -file meta.json
 //	twin-service ledger verify-private -id ds-1 -file disclosed.json
 //
-// It prints the ledger's answer (JSON) and fails on any error response.
-// The token may come from TWINCHAIN_TOKEN, the server from TWINCHAIN_SERVER.
+// It prints the ledger's answer (JSON) and fails on any error response. It
+// finds the server and a token as every command does (apiclient: -server,
+// -token, -token-file, TWINCHAIN_URL, TWINCHAIN_TOKEN, ./data/cli-token).
 func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	usage := func() {
-		fmt.Fprintln(stderr, "usage: twin-service ledger COMMAND [flags]\n\ncommands: record-dataset, record-model, attest, set-policy, deploy, register-asset (-file F), proof (-event N | -type T -id ID | -alert ID),\nput-private -id DATASET -file meta.json (private metadata), verify-private -id DATASET -file copy.json (a disclosed copy)")
+		fmt.Fprintln(stderr, "usage: twin-service ledger COMMAND [flags]   (twin-service ledger COMMAND -h for its flags)\n\ncommands: record-dataset, record-model, attest, set-policy, deploy, register-asset (-file F), proof (-event N | -type T -id ID | -alert ID),\nput-private -id DATASET -file meta.json (private metadata), verify-private -id DATASET -file copy.json (a disclosed copy)")
 	}
-	if len(args) == 0 {
-		usage()
-		return errors.New("ledger: missing command")
+	cmd, err := commandOf("ledger", args, usage)
+	if err != nil {
+		return err
 	}
-	cmd := args[0]
 	fs := flag.NewFlagSet("twin-service ledger "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("server", getenv("TWINCHAIN_SERVER"), "twin-service base URL, e.g. http://127.0.0.1:8080 (env TWINCHAIN_SERVER)")
-	token := fs.String("token", "", "bearer token (env TWINCHAIN_TOKEN)")
+	conn := apiclient.Bind(fs, getenv)
 	file := fs.String("file", "", "JSON record to send (- for stdin)")
 	event := fs.Uint64("event", 0, "proof: the twin event id")
 	typ := fs.String("type", "", "proof: record type (asset, dataset, model, policy, deployment)")
@@ -65,20 +62,16 @@ func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string
 	alertID := fs.String("alert", "", "proof: alert id (its anchored evidence events)")
 	out := fs.String("o", "", "write the answer to this file instead of stdout")
 	if err := fs.Parse(args[1:]); err != nil {
-		return err
+		return usageError(err)
 	}
-	if *token == "" {
-		*token = getenv("TWINCHAIN_TOKEN")
+	if fs.NArg() > 0 {
+		return usageError(fmt.Errorf("ledger %s: unexpected arguments %q", cmd, fs.Args()))
 	}
-	if *server == "" {
-		*server = "http://127.0.0.1:8080"
-	}
-	base := strings.TrimRight(*server, "/") + "/api/v1/ledger/"
-	var method, target string
+	var method, path string
 	var body []byte
 	readFile := func() error {
 		if *file == "" {
-			return fmt.Errorf("ledger %s: -file is required", cmd)
+			return usageError(fmt.Errorf("ledger %s: -file is required", cmd))
 		}
 		var err error
 		if *file == "-" {
@@ -93,49 +86,35 @@ func runLedgerCLI(ctx context.Context, args []string, getenv func(string) string
 		if err := readFile(); err != nil {
 			return err
 		}
-		method, target = http.MethodPost, base+route
+		method, path = http.MethodPost, "/ledger/"+route
 	case cmd == "put-private" && *id != "":
 		if err := readFile(); err != nil {
 			return err
 		}
-		method, target = http.MethodPut, base+"datasets/"+url.PathEscape(*id)+"/private"
+		method, path = http.MethodPut, "/ledger/datasets/"+url.PathEscape(*id)+"/private"
 	case cmd == "verify-private" && *id != "":
 		if err := readFile(); err != nil {
 			return err
 		}
 		body = append(append([]byte(`{"data":`), body...), '}')
-		method, target = http.MethodPost, base+"datasets/"+url.PathEscape(*id)+"/private/verify"
+		method, path = http.MethodPost, "/ledger/datasets/"+url.PathEscape(*id)+"/private/verify"
 	case cmd == "proof" && *event > 0:
-		method, target = http.MethodGet, fmt.Sprintf("%sevents/%d/proof", base, *event)
+		method, path = http.MethodGet, fmt.Sprintf("/ledger/events/%d/proof", *event)
 	case cmd == "proof" && *alertID != "":
-		method, target = http.MethodGet, base+"alerts/"+url.PathEscape(*alertID)+"/proof"
+		method, path = http.MethodGet, "/ledger/alerts/"+url.PathEscape(*alertID)+"/proof"
 	case cmd == "proof" && *typ != "" && *id != "":
-		method, target = http.MethodGet, base+"proofs/"+url.PathEscape(*typ)+"/"+url.PathEscape(*id)
+		method, path = http.MethodGet, "/ledger/proofs/"+url.PathEscape(*typ)+"/"+url.PathEscape(*id)
 	default:
 		usage()
-		return fmt.Errorf("ledger: unknown command or missing flags: %s", cmd)
+		return usageError(fmt.Errorf("ledger: unknown command or missing flags: %s", cmd))
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
+	client, err := conn.Client()
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if *token != "" {
-		req.Header.Set("Authorization", "Bearer "+*token)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	answer, err := client.Do(ctx, method, path, body)
 	if err != nil {
 		return fmt.Errorf("ledger %s: %w", cmd, err)
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("ledger %s: %s: %s", cmd, resp.Status, bytes.TrimSpace(answer))
 	}
 	if *out != "" {
 		return os.WriteFile(*out, answer, 0o644)

@@ -235,7 +235,9 @@ func (s *service) messageFloor() (uint64, error) {
 }
 
 // openAuth loads the users of the configuration and of the users file,
-// making that file with a new admin at first start.
+// making that file with a new admin at first start, and the API tokens of
+// the configuration and of the token file, making that file with the
+// command-line tools' token at first start.
 func (s *service) openAuth() (*auth.Authenticator, error) {
 	cfg := s.cfg.Auth
 	if _, err := auth.EnsureAdmin(s.cfg.usersPath(), rand.Reader); err != nil {
@@ -250,7 +252,16 @@ func (s *service) openAuth() (*auth.Authenticator, error) {
 			cfg.Users = append(cfg.Users, u)
 		}
 	}
-	return auth.New(cfg, time.Now, rand.Reader)
+	a, err := auth.New(cfg, time.Now, rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if path, err := a.EnsureCLIToken(s.cfg.DataDir); err != nil {
+		return nil, err
+	} else if path != "" {
+		s.log.Info("made the admin API token \"cli\" for the command-line tools on this host", "file", path)
+	}
+	return a, nil
 }
 
 func (s *service) close() {

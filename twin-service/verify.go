@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 
 	"twinchain/chaincode/core"
+	"twinchain/internal/cli"
 	"twinchain/internal/ledger/anchor"
 	"twinchain/internal/ledger/eventtree"
 	"twinchain/internal/ledger/fileledger"
@@ -22,35 +23,15 @@ import (
 	"twinchain/internal/twinstore"
 )
 
-// subcommand returns the subcommand args name, or nil to run the service.
-func subcommand(args []string) func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return nil
-	}
-	switch args[0] {
-	case "verify":
-		return runVerify
-	case "ledger":
-		return runLedgerCLI
-	}
-	return nil
-}
-
 // verify's exit statuses besides 0 (verified under a pinned key).
 const (
-	exitDamaged   = 1 // a check failed: tampering or damage
-	exitUsage     = 2
+	exitDamaged   = cli.StatusFailed // a check failed: tampering or damage
+	exitUsage     = cli.StatusUsage
 	exitUntrusted = 3 // everything is consistent, but under a key nobody pinned
 )
 
-// exitError carries the process's exit status.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
+// exitError carries the process's exit status (internal/cli).
+type exitError = cli.ExitError
 
 // runVerify is `twin-service verify [-key HEX | -key-file F] [-json] PATH`:
 // PATH is a proof bundle (or - for stdin), checked offline with no server;
@@ -75,15 +56,15 @@ func runVerify(_ context.Context, args []string, getenv func(string) string, std
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return &exitError{exitUsage, err}
+		return usageError(err)
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return &exitError{exitUsage, errors.New("verify: want one bundle file, ledger directory or data directory")}
+		return usageError(errors.New("verify: want one bundle file, ledger directory or data directory"))
 	}
 	pub, err := pinnedKey(*keyHex, *keyFile, getenv)
 	if err != nil {
-		return &exitError{exitUsage, err}
+		return usageError(err)
 	}
 	path := fs.Arg(0)
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
@@ -113,9 +94,9 @@ func runVerify(_ context.Context, args []string, getenv func(string) string, std
 	}
 	switch {
 	case !rep.OK():
-		return &exitError{exitDamaged, fmt.Errorf("verify %s: %d check(s) failed", path, len(rep.Failed()))}
+		return &exitError{Code: exitDamaged, Err: fmt.Errorf("verify %s: %d check(s) failed", path, len(rep.Failed()))}
 	case !rep.KeyTrusted:
-		return &exitError{exitUntrusted, fmt.Errorf("verify %s: consistent, but under key %s, which was not pinned (-key)", path, rep.Key)}
+		return &exitError{Code: exitUntrusted, Err: fmt.Errorf("verify %s: consistent, but under key %s, which was not pinned (-key)", path, rep.Key)}
 	}
 	return nil
 }
@@ -164,10 +145,10 @@ func verdict(path string, r *dirReport, pinned bool, stdout io.Writer) error {
 	switch {
 	case r.failed > 0:
 		fmt.Fprintf(stdout, "NOT VERIFIED: %d check(s) failed\n", r.failed)
-		return &exitError{exitDamaged, fmt.Errorf("verify %s: tampering or damage found", path)}
+		return &exitError{Code: exitDamaged, Err: fmt.Errorf("verify %s: tampering or damage found", path)}
 	case !pinned && r.key != nil:
 		fmt.Fprintf(stdout, "CONSISTENT, BUT THE KEY IS NOT TRUSTED: everything checks under key %x, which was not pinned; anyone who can write the files can sign with a key of their own. Pass the service's key (-key HEX) to verify.\n", []byte(r.key))
-		return &exitError{exitUntrusted, fmt.Errorf("verify %s: consistent, but under a key that was not pinned (-key)", path)}
+		return &exitError{Code: exitUntrusted, Err: fmt.Errorf("verify %s: consistent, but under a key that was not pinned (-key)", path)}
 	}
 	fmt.Fprintln(stdout, "VERIFIED")
 	return nil

@@ -48,9 +48,9 @@ func seedIncidents(t testing.TB, dataDir string) {
 
 // TestIncidents: the incident view lists the seeded incidents one row each,
 // sorted by severity and by time, filters with URL state, opens one with its
-// member alerts, and acknowledges two incidents at once and resolves one,
-// checked through the API (every member alert moved, by the signed-in user
-// with the comment).
+// member alerts, acknowledges two incidents at once, assigns both at once,
+// comments on one and resolves it, checked through the API (every member
+// alert moved or annotated, by the signed-in user with the comment).
 func TestIncidents(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts twin-service and Chromium")
@@ -170,6 +170,52 @@ func TestIncidents(t *testing.T) {
 		t.Errorf("the unselected incident reads %q, want open", got)
 	}
 	shot(t, ctx, "incidents-acknowledged")
+
+	// Assign both at once; then a comment on the open one from its detail.
+	for _, id := range []string{thermal.ID, hardware.ID} {
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`table.incidents tr[data-id=%q] td.col-sel input`, id)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setControl(t, ctx, `#incidents-assignee`, "carol", "input")
+	setControl(t, ctx, `input[name=incident-comment]`, "carol has rack r01", "input")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#incidents-assign`))); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []alert.Incident{thermal, hardware} {
+		var got alert.Incident
+		testsvc.Eventually(t, 30*time.Second, in.ID+" assigned", func() bool {
+			svc.get(t, "/incidents/"+in.ID, &got)
+			return got.Assignee == "carol"
+		})
+		if h := got.History; len(h) != 1 || h[0].By != "sec" || h[0].Comment != "carol has rack r01" {
+			t.Errorf("%s history %+v, want one assignment by sec with the comment", in.ID, h)
+		}
+		for _, id := range in.Alerts {
+			var a alert.Alert
+			svc.get(t, "/alerts/"+id, &a)
+			if last := a.History[len(a.History)-1]; a.Assignee != "carol" || last.Step != alert.StepAssigned || last.By != "sec" {
+				t.Errorf("%s assignee %q, last step %+v; want carol assigned by sec", id, a.Assignee, last)
+			}
+		}
+	}
+	waitJS(t, ctx, "the assignee column", fmt.Sprintf(`(document.querySelector('table.incidents tr[data-id=%q] td.col-assignee') || {}).textContent === "carol" && (document.querySelector('table.incidents tr[data-id=%q] td.col-assignee') || {}).textContent === "carol"`, thermal.ID, hardware.ID), 30*time.Second)
+	if got := row(identity.ID, "assignee"); got != "—" {
+		t.Errorf("the unassigned incident's assignee reads %q, want —", got)
+	}
+	waitJS(t, ctx, "the detail's assignee", `(document.querySelector(".incident-detail dd.incident-assignee") || {}).textContent === "carol"`, 30*time.Second)
+	setControl(t, ctx, `.incident-detail .annotate input[name=comment]`, "fans replaced, watching temperatures", "input")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`.incident-detail button[data-action=incident-comment]`))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the comment in the incident history", `[...document.querySelectorAll(".incident-history li")].some((li) => li.textContent.includes("sec: commented — fans replaced, watching temperatures"))`, 30*time.Second)
+	var commented alert.Alert
+	svc.get(t, "/alerts/"+thermal.Alerts[0], &commented)
+	if last := commented.History[len(commented.History)-1]; last.Step != alert.StepCommented || last.Comment != "fans replaced, watching temperatures" {
+		t.Errorf("%s last step %+v, want the comment", commented.ID, last)
+	}
+	waitJS(t, ctx, "the detail drawn", `document.querySelectorAll(".incident-detail li.alert").length === 4 && !!document.querySelector(".incident-history")`, 30*time.Second)
+	shot(t, ctx, "incidents-assigned")
 
 	// Resolving the open incident resolves its members and the incident.
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`.incident-detail button[data-action=incident-resolve]`))); err != nil {

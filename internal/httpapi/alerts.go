@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -21,6 +23,10 @@ type AlertStore interface {
 	Get(id string) (alert.Alert, error)
 	Acknowledge(id, by, comment string) (alert.Alert, error)
 	Resolve(id, by, comment string) (alert.Alert, error)
+	Assign(id, assignee, by, comment string) (alert.Alert, error)
+	Comment(id, by, comment string) (alert.Alert, error)
+	AssignIncident(id, assignee, by, comment string) (alert.Incident, error)
+	CommentIncident(id, by, comment string) (alert.Incident, error)
 	Hub() *alertstore.Hub
 	Incidents(f alert.IncidentFilter, limit int, cursor string) ([]alert.Incident, string, error)
 	Incident(id string) (alert.Incident, error)
@@ -45,8 +51,17 @@ func (s *Server) registerAlerts(api router) {
 		api.get("/alerts/:id", s.getAlert)
 		api.post("/alerts/:id/ack", s.alertTransition(s.opts.Alerts.Acknowledge))
 		api.post("/alerts/:id/resolve", s.alertTransition(s.opts.Alerts.Resolve))
+		// Assign and comment: body {"assignee","comment"} ("" unassigns);
+		// on an incident, also a step on each member alert not resolved.
+		al := s.opts.Alerts
+		api.post("/alerts/:id/assign", annotate(func(id string, a actor) (alert.Alert, error) { return al.Assign(id, a.Assignee, a.By, a.Comment) }))
+		api.post("/alerts/:id/comment", s.alertTransition(al.Comment))
 		api.get("/incidents", s.listIncidents)
 		api.get("/incidents/:id", s.getIncident)
+		api.post("/incidents/:id/assign", annotate(func(id string, a actor) (alert.Incident, error) {
+			return al.AssignIncident(id, a.Assignee, a.By, a.Comment)
+		}))
+		api.post("/incidents/:id/comment", annotate(func(id string, a actor) (alert.Incident, error) { return al.CommentIncident(id, a.By, a.Comment) }))
 	}
 	if s.opts.WorkOrders == nil {
 		api.unavailable("/workorders", "work orders")
@@ -68,6 +83,8 @@ type actor struct {
 	By      string `json:"by"`
 	Role    string `json:"role"`
 	Comment string `json:"comment"`
+	// Assignee is the new assignee of an assign request ("" unassigns).
+	Assignee string `json:"assignee"`
 }
 
 func who(c *fiber.Ctx) (actor, error) {
@@ -100,13 +117,15 @@ func alertError(c *fiber.Ctx, err error) error {
 	return err
 }
 
-// GET /api/v1/alerts?state=&type=&asset=&site=&severity=&limit=&cursor= (newest first)
+// GET /api/v1/alerts?state=&type=&asset=&site=&assignee=&severity=&q=&limit=&cursor=
+// (newest first; q is the dashboard's search, alert.MatchWords)
 func (s *Server) listAlerts(c *fiber.Ctx) error {
 	limit, err := queryLimit(c, 100, 1000)
 	if err != nil {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 	}
-	f := alert.Filter{State: alert.State(c.Query("state")), Type: detect.Type(c.Query("type")), Asset: c.Query("asset"), Site: c.Query("site")}
+	f := alert.Filter{State: alert.State(c.Query("state")), Type: detect.Type(c.Query("type")), Asset: c.Query("asset"), Site: c.Query("site"),
+		Assignee: c.Query("assignee"), Q: c.Query("q")}
 	switch f.State {
 	case "", alert.Open, alert.Acknowledged, alert.Resolved:
 	default:
@@ -116,6 +135,9 @@ func (s *Server) listAlerts(c *fiber.Ctx) error {
 		if f.MinSeverity, err = detect.ParseSeverity(sev); err != nil {
 			return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 		}
+	}
+	if !validCursor(c.Query("cursor"), "AL-") {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, "cursor is not one this API returned")
 	}
 	items, next, err := s.opts.Alerts.List(f, limit, c.Query("cursor"))
 	if err != nil {
@@ -127,6 +149,17 @@ func (s *Server) listAlerts(c *fiber.Ctx) error {
 	return c.JSON(Page[alert.Alert]{Items: items, NextCursor: next})
 }
 
+// validCursor reports whether cursor is empty or an id the list returns
+// as next_cursor: prefix and a number (AL-12, IN-3).
+func validCursor(cursor, prefix string) bool {
+	n, ok := strings.CutPrefix(cursor, prefix)
+	if cursor == "" {
+		return true
+	}
+	_, err := strconv.ParseUint(n, 10, 64)
+	return ok && err == nil
+}
+
 // GET /api/v1/alerts/:id
 func (s *Server) getAlert(c *fiber.Ctx) error {
 	a, err := s.opts.Alerts.Get(param(c, "id"))
@@ -136,13 +169,15 @@ func (s *Server) getAlert(c *fiber.Ctx) error {
 	return c.JSON(a)
 }
 
-// GET /api/v1/incidents?state=&severity=&cause=&site=&limit=&cursor= (newest first)
+// GET /api/v1/incidents?state=&severity=&cause=&site=&assignee=&q=&limit=&cursor=
+// (newest first; q is the dashboard's search, alert.MatchWords)
 func (s *Server) listIncidents(c *fiber.Ctx) error {
 	limit, err := queryLimit(c, 100, 1000)
 	if err != nil {
 		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 	}
-	f := alert.IncidentFilter{State: alert.State(c.Query("state")), Cause: c.Query("cause"), Site: c.Query("site")}
+	f := alert.IncidentFilter{State: alert.State(c.Query("state")), Cause: c.Query("cause"), Site: c.Query("site"),
+		Assignee: c.Query("assignee"), Q: c.Query("q")}
 	switch f.State {
 	case "", alert.Open, alert.Resolved:
 	default:
@@ -152,6 +187,9 @@ func (s *Server) listIncidents(c *fiber.Ctx) error {
 		if f.MinSeverity, err = detect.ParseSeverity(sev); err != nil {
 			return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 		}
+	}
+	if !validCursor(c.Query("cursor"), "IN-") {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, "cursor is not one this API returned")
 	}
 	items, next, err := s.opts.Alerts.Incidents(f, limit, c.Query("cursor"))
 	if err != nil {
@@ -165,7 +203,7 @@ func (s *Server) listIncidents(c *fiber.Ctx) error {
 
 // GET /api/v1/incidents/:id : the incident with its member alerts in full.
 func (s *Server) getIncident(c *fiber.Ctx) error {
-	in, err := s.opts.Alerts.Incident(c.Params("id"))
+	in, err := s.opts.Alerts.Incident(param(c, "id"))
 	if err != nil {
 		return alertError(c, err)
 	}
@@ -183,14 +221,20 @@ func (s *Server) getIncident(c *fiber.Ctx) error {
 	return c.JSON(out)
 }
 
-// POST /api/v1/alerts/:id/ack and /resolve, body {"by":"...","comment":"..."}
+// POST /api/v1/alerts/:id/ack, /resolve and /comment, body {"by":"...","comment":"..."}
 func (s *Server) alertTransition(move func(id, by, comment string) (alert.Alert, error)) fiber.Handler {
+	return annotate(func(id string, a actor) (alert.Alert, error) { return move(id, a.By, a.Comment) })
+}
+
+// annotate serves an assign or comment route: do gets the id, the
+// caller and the body (assignee, comment).
+func annotate[T any](do func(id string, a actor) (T, error)) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		a, err := who(c)
 		if err != nil {
 			return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
 		}
-		out, err := move(param(c, "id"), a.By, a.Comment)
+		out, err := do(param(c, "id"), a)
 		if err != nil {
 			return alertError(c, err)
 		}

@@ -154,6 +154,62 @@ func TestIncidentRoutes(t *testing.T) {
 	}
 }
 
+// TestIncidentAssignAndComment: assign and comment on an incident, and on
+// one alert, over the API: the assignee shows on the incident and its
+// member alerts with who did it; a new alert that joins the incident
+// starts assigned; bad requests are 400, a resolved incident 409.
+func TestIncidentAssignAndComment(t *testing.T) {
+	srv, st := alertServer(t)
+	now := time.Now().UTC()
+	hot := func(asset string, at time.Time) detect.Finding {
+		return detect.Finding{Type: detect.TypeOverheating, Asset: asset, Site: "s1", Host: "srv-1", Rack: "r1", Severity: detect.Critical, Time: at, Summary: "hot"}
+	}
+	if _, err := st.Apply([]detect.Finding{hot("srv-1.gpu0", now), hot("srv-1.gpu1", now)}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		path, body string
+		code       int
+		want       string
+	}{
+		{"/api/v1/incidents/IN-1/assign", `{"by":"alice","assignee":"bob","comment":"on call"}`, 200, `"assignee":"bob"`},
+		{"/api/v1/incidents/IN-1/comment", `{"by":"bob","comment":"fan replaced"}`, 200, `"comment":"fan replaced"`},
+		{"/api/v1/incidents/IN-1/comment", `{"by":"bob","comment":""}`, 400, `"code":"bad_request"`},
+		{"/api/v1/incidents/IN-1/assign", `{"by":"bob","assignee":"a\nb"}`, 400, `"code":"bad_request"`},
+		{"/api/v1/incidents/IN-9/assign", `{"by":"bob","assignee":"x"}`, 404, `"code":"not_found"`},
+		{"/api/v1/alerts/AL-2/assign", `{"by":"bob","assignee":"dave"}`, 200, `"assignee":"dave"`},
+		{"/api/v1/alerts/AL-2/comment", `{"by":"dave","comment":"mine"}`, 200, `"step":"commented"`},
+	} {
+		code, body := alertCall(t, srv, "POST", tt.path, tt.body)
+		if code != tt.code || !strings.Contains(body, tt.want) {
+			t.Errorf("POST %s %s = %d %s, want %d containing %s", tt.path, tt.body, code, body, tt.code, tt.want)
+		}
+	}
+	a1, _ := st.Get("AL-1")
+	if a1.Assignee != "bob" || len(a1.History) != 3 || a1.History[1].Step != alert.StepAssigned || a1.History[1].By != "anonymous" || a1.History[2].Comment != "fan replaced" {
+		t.Errorf("AL-1 = assignee %q history %+v; want bob, assigned by the caller (anonymous: no sign-in here), then the comment", a1.Assignee, a1.History)
+	}
+	// A new member starts with the incident's assignee.
+	if _, err := st.Apply([]detect.Finding{hot("srv-1.gpu2", now.Add(time.Minute))}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if a3, _ := st.Get("AL-3"); a3.Incident != "IN-1" || a3.Assignee != "bob" {
+		t.Errorf("AL-3 joined %s assigned to %q, want IN-1 and bob", a3.Incident, a3.Assignee)
+	}
+	code, body := alertCall(t, srv, "GET", "/api/v1/incidents/IN-1", "")
+	if code != 200 || !strings.Contains(body, `"assignee":"bob","history":[{"state":"open","step":"assigned","by":"anonymous"`) {
+		t.Errorf("GET IN-1 = %d %s, want assignee bob and its history", code, body)
+	}
+	for _, id := range []string{"AL-1", "AL-2", "AL-3"} {
+		if _, err := st.Resolve(id, "bob", "done"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, body := alertCall(t, srv, "POST", "/api/v1/incidents/IN-1/comment", `{"by":"bob","comment":"late"}`); code != 409 {
+		t.Errorf("comment on a resolved incident = %d %s, want 409", code, body)
+	}
+}
+
 func TestAlertRoutesUnavailable(t *testing.T) {
 	srv, err := New(Options{})
 	if err != nil {

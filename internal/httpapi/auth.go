@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"math"
@@ -51,6 +52,60 @@ func (x *Auth) register(api router) {
 	api.post("/auth/login", x.login)
 	api.post("/auth/logout", x.logout)
 	api.get("/auth/me", x.me)
+	api.get("/auth/tokens", x.listTokens)
+	api.post("/auth/tokens", x.createToken)
+	api.delete("/auth/tokens/:name", x.revokeToken)
+}
+
+// GET /api/v1/auth/tokens?limit=&cursor=: every API token's name, role,
+// source, maker and last use (never the token), by name.
+func (x *Auth) listTokens(c *fiber.Ctx) error {
+	return pageInMemory(c, x.a.Tokens(), func(t *auth.TokenInfo) string { return t.Name })
+}
+
+type createTokenRequest struct {
+	Name string    `json:"name"`
+	Role auth.Role `json:"role"`
+}
+
+// POST /api/v1/auth/tokens {"name","role"}: 201 with the token, shown this
+// once ("token"), and its listing ("info"). The service keeps its SHA-256.
+func (x *Auth) createToken(c *fiber.Ctx) error {
+	var req createTokenRequest
+	if err := json.Unmarshal(c.Body(), &req); err != nil {
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, "body: want {\"name\": ..., \"role\": ...}: "+err.Error())
+	}
+	p, _ := Principal(c)
+	tok, info, err := x.a.CreateToken(req.Name, req.Role, p.Name)
+	switch {
+	case errors.Is(err, auth.ErrTokenExists):
+		return apiError(c, fiber.StatusConflict, CodeConflict, err.Error())
+	case errors.Is(err, auth.ErrNoTokenFile):
+		return apiError(c, fiber.StatusConflict, CodeConflict, err.Error())
+	case err != nil && (errors.Is(err, auth.ErrTokenName) || !req.Role.Valid()):
+		return apiError(c, fiber.StatusBadRequest, CodeBadRequest, err.Error())
+	case err != nil:
+		return err
+	}
+	x.log.Info("API token created", "name", info.Name, "role", info.Role, "by", p.Name)
+	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"token": tok, "info": info})
+}
+
+// DELETE /api/v1/auth/tokens/:name: the token stops working at once.
+func (x *Auth) revokeToken(c *fiber.Ctx) error {
+	name := param(c, "name")
+	err := x.a.RevokeToken(name)
+	switch {
+	case errors.Is(err, auth.ErrTokenNotFound):
+		return apiError(c, fiber.StatusNotFound, CodeNotFound, err.Error())
+	case errors.Is(err, auth.ErrTokenInConfig):
+		return apiError(c, fiber.StatusConflict, CodeConflict, err.Error())
+	case err != nil:
+		return err
+	}
+	p, _ := Principal(c)
+	x.log.Info("API token revoked", "name", name, "by", p.Name)
+	return c.SendStatus(fiber.StatusNoContent)
 }
 
 // Authenticate is the middleware that requires a principal. A bearer token

@@ -355,10 +355,18 @@ func get(f func(ctx context.Context, c *fiber.Ctx) (any, error)) fiber.Handler {
 	}
 }
 
-// pageOf serves a list page: ?limit and ?after become a core.PageQuery.
+// ledgerPage is a ledger list page as every list route answers it: items
+// and next_cursor (next, the ledger's own name for it, stays).
+type ledgerPage[T any] struct {
+	core.Page[T]
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// pageOf serves a list page: ?limit and ?cursor (or ?after, the ledger's
+// own name for it) become a core.PageQuery.
 func pageOf[T any](f func(ctx context.Context, q core.PageQuery) (core.Page[T], error)) fiber.Handler {
 	return get(func(ctx context.Context, c *fiber.Ctx) (any, error) {
-		q := core.PageQuery{After: c.Query("after")}
+		q := core.PageQuery{After: c.Query("cursor", c.Query("after"))}
 		if v := c.Query("limit"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil {
@@ -366,7 +374,11 @@ func pageOf[T any](f func(ctx context.Context, q core.PageQuery) (core.Page[T], 
 			}
 			q.Limit = n
 		}
-		return f(ctx, q)
+		p, err := f(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		return ledgerPage[T]{Page: p, NextCursor: p.Next}, nil
 	})
 }
 

@@ -59,6 +59,9 @@ func Routes() []Route {
 		r("POST", v1+"/auth/logout", read...),
 		get(v1 + "/auth/me"),
 		get(v1 + "/auth/policy"),
+		r("GET", v1+"/auth/tokens", auth.ManageTokens),
+		r("POST", v1+"/auth/tokens", auth.ManageTokens),
+		r("DELETE", v1+"/auth/tokens/:name", auth.ManageTokens),
 		r("POST", v1+enroll.PathEnroll), // the enrollment token is the credential
 		r("POST", v1+enroll.PathTokens, auth.ManageGateways),
 
@@ -86,8 +89,12 @@ func Routes() []Route {
 		get(v1 + "/alerts/:id"),
 		r("POST", v1+"/alerts/:id/ack", auth.AckAlerts),
 		r("POST", v1+"/alerts/:id/resolve", auth.AckAlerts),
+		r("POST", v1+"/alerts/:id/assign", auth.AckAlerts),
+		r("POST", v1+"/alerts/:id/comment", auth.AckAlerts),
 		get(v1 + "/incidents"),
 		get(v1 + "/incidents/:id"),
+		r("POST", v1+"/incidents/:id/assign", auth.AckAlerts),
+		r("POST", v1+"/incidents/:id/comment", auth.AckAlerts),
 		get(v1 + "/workorders"),
 		get(v1 + "/workorders/:id"),
 		r("POST", v1+"/workorders", auth.WriteWorkOrders),

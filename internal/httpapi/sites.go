@@ -16,8 +16,9 @@ type Site struct {
 	Polygon [][]float64 `json:"polygon"`
 }
 
-// registerSites adds GET /sites: the configured sites, by id, for any
-// signed-in role. {"items": [...]}; an empty list when none are configured.
+// registerSites adds GET /sites?limit=&cursor=: the configured sites, by
+// id, for any signed-in role. {"items": [...]}; an empty list when none are
+// configured.
 func (s *Server) registerSites(api router) {
 	sites := slices.Clone(s.opts.Sites)
 	slices.SortFunc(sites, func(a, b Site) int { return strings.Compare(a.ID, b.ID) })
@@ -27,6 +28,6 @@ func (s *Server) registerSites(api router) {
 		}
 	}
 	api.get("/sites", func(c *fiber.Ctx) error {
-		return c.JSON(fiber.Map{"items": sites})
+		return pageInMemory(c, sites, func(s *Site) string { return s.ID })
 	})
 }

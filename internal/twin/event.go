@@ -28,6 +28,8 @@ const (
 	EventAlertRaised       EventType = "alert_raised"
 	EventAlertAcknowledged EventType = "alert_acknowledged"
 	EventAlertResolved     EventType = "alert_resolved"
+	EventAlertAssigned     EventType = "alert_assigned"
+	EventAlertCommented    EventType = "alert_commented"
 )
 
 // Source is the gateway message an event came from; empty for events made

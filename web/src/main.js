@@ -1,5 +1,5 @@
 // The dashboard: a hash router over the views, sign-in, and the live badge.
-import { api, session, setUnauthorizedHandler, openStream, closeStream, onStreamState, subscribe, ApiError } from "./api.js";
+import { api, session, setUnauthorizedHandler, openStream, closeStream, onStreamState, subscribe, ApiError, can } from "./api.js";
 import { h, clear, field, toast, label } from "./dom.js";
 import { fleetView } from "./views/fleet.js";
 import { assetView } from "./views/asset.js";
@@ -10,6 +10,7 @@ import { workOrdersView } from "./views/workorders.js";
 import { gatewaysView } from "./views/gateways.js";
 import { gatewayView } from "./views/gateway.js";
 import { provenanceView } from "./views/provenance.js";
+import { tokensView } from "./views/tokens.js";
 
 const routes = [
   [/^\/fleet$/, fleetView, "Fleet"],
@@ -21,6 +22,7 @@ const routes = [
   [/^\/gateways$/, gatewaysView, "Gateways"],
   [/^\/gateway\/(.+)$/, gatewayView, "Gateway"],
   [/^\/provenance$/, provenanceView, "Provenance"],
+  [/^\/settings\/tokens$/, tokensView, "API tokens"],
 ];
 
 const view = document.getElementById("view");
@@ -77,6 +79,7 @@ onStreamState((s) => {
 
 function whoBox() {
   const who = clear(document.getElementById("who"));
+  document.getElementById("nav-tokens").hidden = !can("tokens.manage"); // admins only
   if (!session.me) return;
   who.append(live, h("span.user", `${session.me.user} (${session.me.role.replace(/_/g, " ")})`),
     h("button.link", { type: "button", onclick: signOut }, "Sign out"));

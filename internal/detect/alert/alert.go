@@ -14,6 +14,7 @@ package alert
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"twinchain/internal/detect"
@@ -36,12 +37,16 @@ const (
 	Resolved     State = "resolved"
 )
 
-// Transition is one lifecycle step.
+// Transition is one lifecycle step: a move to State, or (Step "assigned"
+// or "commented") an assignment or a comment, State then being the state
+// the alert stayed in.
 type Transition struct {
-	State   State     `json:"state"`
-	By      string    `json:"by"`
-	At      time.Time `json:"at"`
-	Comment string    `json:"comment,omitempty"`
+	State    State     `json:"state"`
+	Step     Step      `json:"step,omitempty"` // assigned or commented; empty for a move to State
+	By       string    `json:"by"`
+	At       time.Time `json:"at"`
+	Comment  string    `json:"comment,omitempty"`
+	Assignee string    `json:"assignee,omitempty"` // the new assignee of an assigned step ("" unassigns)
 }
 
 // Alert is one open or past alert.
@@ -54,6 +59,8 @@ type Alert struct {
 	Rack     string          `json:"rack,omitempty"`
 	Severity detect.Severity `json:"severity"`
 	State    State           `json:"state"`
+	// Assignee is who works on it ("" for nobody), set by assigned steps.
+	Assignee string `json:"assignee,omitempty"`
 	// Incident is the incident this alert belongs to (incident.go).
 	Incident  string           `json:"incident,omitempty"`
 	Summary   string           `json:"summary"`
@@ -69,7 +76,8 @@ type Alert struct {
 	// Response records an automated response, e.g. "quarantined".
 	Response string `json:"response,omitempty"`
 	// Lifecycle lists the steps recorded as twin events on the asset
-	// (raised, acknowledged, resolved), so the alert is anchored.
+	// (raised, acknowledged, resolved, assigned, commented), so the alert
+	// is anchored.
 	Lifecycle []LifecycleEvent `json:"lifecycle,omitempty"`
 }
 
@@ -94,11 +102,32 @@ type Filter struct {
 	Type        detect.Type
 	Asset       string
 	Site        string
+	Assignee    string
 	MinSeverity detect.Severity
+	// Q is the dashboard's search: every word of it, ignoring case, in
+	// the alert's id, type, site, asset, summary or assignee.
+	Q string
 }
 
 // Match reports whether a passes the filter.
 func (f *Filter) Match(a *Alert) bool {
 	return (f.State == "" || a.State == f.State) && (f.Type == "" || a.Type == f.Type) &&
-		(f.Asset == "" || a.Asset == f.Asset) && (f.Site == "" || a.Site == f.Site) && a.Severity >= f.MinSeverity
+		(f.Asset == "" || a.Asset == f.Asset) && (f.Site == "" || a.Site == f.Site) && (f.Assignee == "" || a.Assignee == f.Assignee) &&
+		a.Severity >= f.MinSeverity && MatchWords(f.Q, a.ID, string(a.Type), a.Site, a.Asset, a.Summary, a.Assignee)
+}
+
+// MatchWords is the dashboard's search: true when every word of q is, in
+// any case, within one of fields (an empty q matches everything).
+func MatchWords(q string, fields ...string) bool {
+	words := strings.Fields(strings.ToLower(q))
+	if len(words) == 0 {
+		return true
+	}
+	hay := strings.ToLower(strings.Join(fields, " "))
+	for _, w := range words {
+		if !strings.Contains(hay, w) {
+			return false
+		}
+	}
+	return true
 }

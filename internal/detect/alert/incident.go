@@ -40,6 +40,13 @@ type Incident struct {
 	Racks     []string  `json:"racks,omitempty"`   // racks involved, sorted
 	Count     int       `json:"count"`             // findings across its members
 	Window    string    `json:"window"`            // the correlation window in force
+	// Assignee is who works on the incident; its member alerts carry the
+	// same assignee, each through its own anchored assigned step, and an
+	// alert that joins later starts with it.
+	Assignee string `json:"assignee,omitempty"`
+	// History lists the assignments and comments made on the incident as
+	// a whole (each also a step of every member alert still open).
+	History []Transition `json:"history,omitempty"`
 }
 
 // Member is one alert of an incident as the incident last saw it.
@@ -176,11 +183,24 @@ type IncidentFilter struct {
 	State       State
 	Cause       string
 	Site        string
+	Assignee    string
 	MinSeverity detect.Severity
+	// Q is the dashboard's search (MatchWords) over the incident's id,
+	// cause, scope, site, summary, assignee, assets, hosts, racks and
+	// alert ids.
+	Q string
 }
 
 // Match reports whether in passes the filter.
 func (f *IncidentFilter) Match(in *Incident) bool {
-	return (f.State == "" || in.State == f.State) && (f.Cause == "" || in.Cause == f.Cause) &&
-		(f.Site == "" || in.Site == f.Site) && in.Severity >= f.MinSeverity
+	if !((f.State == "" || in.State == f.State) && (f.Cause == "" || in.Cause == f.Cause) &&
+		(f.Site == "" || in.Site == f.Site) && (f.Assignee == "" || in.Assignee == f.Assignee) && in.Severity >= f.MinSeverity) {
+		return false
+	}
+	if f.Q == "" {
+		return true
+	}
+	fields := append([]string{in.ID, in.Cause, in.Scope, in.Site, in.Summary, in.Assignee}, in.Assets...)
+	fields = append(append(append(fields, in.Hosts...), in.Racks...), in.Alerts...)
+	return MatchWords(f.Q, fields...)
 }

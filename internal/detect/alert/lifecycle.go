@@ -16,11 +16,15 @@ import (
 type Step string
 
 // Recorded steps. A finding merged into an open alert (a count bump) is not
-// a step; a raised severity shows in the next step's note.
+// a step; a raised severity shows in the next step's note. Assigned and
+// commented change no state: the alert keeps the state of its last state
+// step (raised, acknowledged, resolved).
 const (
 	StepRaised       Step = "raised"
 	StepAcknowledged Step = "acknowledged"
 	StepResolved     Step = "resolved"
+	StepAssigned     Step = "assigned"
+	StepCommented    Step = "commented"
 )
 
 // SignedEvidence are the alert types whose raised step names the gateway
@@ -28,6 +32,20 @@ const (
 // message on the ledger as evidence (kind alert) about the asset, so the
 // ledger holds what the gateway reported, not only the service's word.
 var SignedEvidence = map[detect.Type]bool{detect.TypeUnapprovedModel: true, detect.TypeEnvironmentDrift: true}
+
+// State is the alert state step s moves to; false for the steps that
+// change no state (assigned, commented).
+func (s Step) State() (State, bool) {
+	switch s {
+	case StepRaised:
+		return Open, true
+	case StepAcknowledged:
+		return Acknowledged, true
+	case StepResolved:
+		return Resolved, true
+	}
+	return "", false
+}
 
 // EventType is the twin event type of a step.
 func (s Step) EventType() twin.EventType {
@@ -38,6 +56,10 @@ func (s Step) EventType() twin.EventType {
 		return twin.EventAlertAcknowledged
 	case StepResolved:
 		return twin.EventAlertResolved
+	case StepAssigned:
+		return twin.EventAlertAssigned
+	case StepCommented:
+		return twin.EventAlertCommented
 	}
 	return ""
 }
@@ -65,6 +87,7 @@ type Facts struct {
 	Site         string          `json:"site"`
 	Severity     detect.Severity `json:"severity"`
 	State        State           `json:"state"`
+	Assignee     string          `json:"assignee,omitempty"` // who works on it (assigned steps)
 	Summary      string          `json:"summary"`
 	Count        int             `json:"count"`
 	FirstSeen    time.Time       `json:"first_seen"`
@@ -78,7 +101,7 @@ type Facts struct {
 
 // FactsOf is a's facts as they are now.
 func FactsOf(a *Alert) Facts {
-	return Facts{Site: a.Site, Severity: a.Severity, State: a.State, Summary: a.Summary, Count: a.Count,
+	return Facts{Site: a.Site, Severity: a.Severity, State: a.State, Assignee: a.Assignee, Summary: a.Summary, Count: a.Count,
 		FirstSeen: a.FirstSeen, LastSeen: a.LastSeen, Opened: a.Opened, History: append([]Transition(nil), a.History...),
 		Response: a.Response, Escalations: a.Escalations, EvidenceHash: EvidenceHash(a.Evidence)}
 }

@@ -70,6 +70,9 @@ func alertmanagerBody(n *alert.Notification, cfg alert.SinkConfig) ([]byte, erro
 	if a.FirstSeen.IsZero() || a.FirstSeen.After(ends) {
 		am.StartsAt = a.Opened
 	}
+	if a.Assignee != "" {
+		am.Annotations["assignee"] = a.Assignee
+	}
 	if cfg.DashboardURL != "" {
 		am.GeneratorURL = strings.TrimSuffix(cfg.DashboardURL, "/") + "/#/alerts/" + a.ID
 	}

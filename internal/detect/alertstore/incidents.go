@@ -48,6 +48,9 @@ func (s *Store) joinIncident(tx *bolt.Tx, a *alert.Alert, now time.Time) error {
 			}
 		}
 		a.Incident = in.ID
+		if a.Assignee == "" && in.Assignee != "" && len(a.Lifecycle) == 0 {
+			a.Assignee = in.Assignee // a new alert, before its raised step
+		}
 	}
 	wasOpen := in.State == alert.Open
 	in.Add(a)
@@ -64,6 +67,10 @@ func (s *Store) joinIncident(tx *bolt.Tx, a *alert.Alert, now time.Time) error {
 	case in.State == alert.Open:
 		in.Resolved = time.Time{}
 	}
+	return putIncident(tx, in)
+}
+
+func putIncident(tx *bolt.Tx, in *alert.Incident) error {
 	raw, err := json.Marshal(in)
 	if err != nil {
 		return err
@@ -146,4 +153,82 @@ func (s *Store) Incidents(f alert.IncidentFilter, limit int, cursor string) (ite
 		return nil
 	})
 	return items, next, err
+}
+
+// AssignIncident gives an open incident to assignee ("" takes it back):
+// the incident's assignee and history, and an anchored assigned step on
+// each member alert not resolved, in one transaction.
+func (s *Store) AssignIncident(id, assignee, by, comment string) (alert.Incident, error) {
+	if err := checkAssignee(assignee); err != nil {
+		return alert.Incident{}, err
+	}
+	return s.annotateIncident(id, alert.StepAssigned, assignee, by, comment)
+}
+
+// CommentIncident adds a comment to an open incident and, as an anchored
+// commented step, to each member alert not resolved.
+func (s *Store) CommentIncident(id, by, comment string) (alert.Incident, error) {
+	if err := checkComment(comment); err != nil {
+		return alert.Incident{}, err
+	}
+	return s.annotateIncident(id, alert.StepCommented, "", by, comment)
+}
+
+func (s *Store) annotateIncident(id string, st alert.Step, assignee, by, comment string) (alert.Incident, error) {
+	if by == "" {
+		return alert.Incident{}, fmt.Errorf("who is required: %w", alert.ErrInvalid)
+	}
+	var out alert.Incident
+	var notify []alert.Notification
+	now := s.now().UTC()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		notify = nil
+		in, err := getIncident(tx, id)
+		if err != nil {
+			return err
+		}
+		if in.State == alert.Resolved {
+			return fmt.Errorf("%s is resolved: cannot be %s: %w", id, st, alert.ErrConflict)
+		}
+		tr := alert.Transition{State: in.State, Step: st, By: by, At: now, Comment: comment}
+		if st == alert.StepAssigned {
+			in.Assignee, tr.Assignee = assignee, assignee
+		}
+		in.History = append(in.History, tr)
+		if err := putIncident(tx, in); err != nil {
+			return err
+		}
+		for _, m := range in.Members {
+			if m.State == alert.Resolved {
+				continue
+			}
+			a, err := getAlert(tx, m.Alert)
+			if err != nil {
+				return err
+			}
+			if err := s.annotate(tx, a, st, assignee, by, comment, now); err != nil {
+				return err
+			}
+			if err := s.joinIncident(tx, a, now); err != nil {
+				return err
+			}
+			if err := putAlert(tx, a); err != nil {
+				return err
+			}
+			if err := s.enqueue(tx, a, string(st), now); err != nil {
+				return err
+			}
+			notify = append(notify, alert.Notification{Event: string(st), At: now, Alert: *a})
+		}
+		got, err := getIncident(tx, id)
+		if err == nil {
+			out = *got
+		}
+		return err
+	})
+	if err != nil {
+		return alert.Incident{}, err
+	}
+	s.published(notify)
+	return out, nil
 }

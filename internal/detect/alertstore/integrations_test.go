@@ -215,7 +215,7 @@ func TestSyslogSink(t *testing.T) {
 
 func TestSyslogMessageFormat(t *testing.T) {
 	n := alert.Notification{Event: "acknowledged", At: time.Date(2026, 12, 5, 8, 0, 0, 123456000, time.UTC),
-		Alert: alert.Alert{ID: "a1", Type: detect.TypeSubstitution, Asset: "srv 1", Severity: detect.Warning, State: alert.Acknowledged,
+		Alert: alert.Alert{ID: "a1", Type: detect.TypeSubstitution, Asset: "srv 1", Severity: detect.Warning, State: alert.Acknowledged, Assignee: "bo",
 			History: []alert.Transition{{State: alert.Acknowledged, By: "ada", Comment: "on it"}}}}
 	b, err := syslogMessage(&n, 4, "")
 	if err != nil {
@@ -227,7 +227,7 @@ func TestSyslogMessageFormat(t *testing.T) {
 		t.Errorf("syslogMessage head\n got %s\nwant %s", head, want)
 	}
 	var p SyslogPayload
-	if err := json.Unmarshal([]byte(payload), &p); err != nil || p.By != "ada" || p.Comment != "on it" {
-		t.Errorf("payload %s (%v), want by ada, comment on it", payload, err)
+	if err := json.Unmarshal([]byte(payload), &p); err != nil || p.By != "ada" || p.Comment != "on it" || p.Assignee != "bo" {
+		t.Errorf("payload %s (%v), want by ada, comment on it, assignee bo", payload, err)
 	}
 }

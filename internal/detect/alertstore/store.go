@@ -261,28 +261,38 @@ func (s *Store) published(ns []alert.Notification) {
 
 // transition moves alert id to state, recording who, when and why.
 func (s *Store) transition(id string, to alert.State, by, comment string, from ...alert.State) (alert.Alert, error) {
-	if by == "" {
-		return alert.Alert{}, fmt.Errorf("who is required: %w", alert.ErrInvalid)
-	}
-	var out alert.Alert
-	now := s.now().UTC()
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		a, err := getAlert(tx, id)
-		if err != nil {
-			return err
-		}
+	return s.change(id, by, func(tx *bolt.Tx, a *alert.Alert, now time.Time) (string, error) {
 		if !slices.Contains(from, a.State) {
-			return fmt.Errorf("%s is %s: cannot move to %s: %w", id, a.State, to, alert.ErrConflict)
+			return "", fmt.Errorf("%s is %s: cannot move to %s: %w", id, a.State, to, alert.ErrConflict)
 		}
 		a.State = to
 		a.History = append(a.History, alert.Transition{State: to, By: by, At: now, Comment: comment})
 		a.NextEscalation = time.Time{}
 		if to == alert.Resolved {
 			if err := tx.Bucket(bktOpen).Delete(openKey(a.Asset, a.Type)); err != nil {
-				return err
+				return "", err
 			}
 		}
-		if err := s.step(tx, a, alert.Step(to), by); err != nil {
+		return string(to), s.step(tx, a, alert.Step(to), by)
+	})
+}
+
+// change applies one lifecycle change (do, which returns the notification
+// event) to alert id in one transaction, refreshes its incident, queues
+// its notifications and publishes it.
+func (s *Store) change(id, by string, do func(tx *bolt.Tx, a *alert.Alert, now time.Time) (event string, err error)) (alert.Alert, error) {
+	if by == "" {
+		return alert.Alert{}, fmt.Errorf("who is required: %w", alert.ErrInvalid)
+	}
+	var out alert.Alert
+	var event string
+	now := s.now().UTC()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		a, err := getAlert(tx, id)
+		if err != nil {
+			return err
+		}
+		if event, err = do(tx, a, now); err != nil {
 			return err
 		}
 		if err := s.joinIncident(tx, a, now); err != nil {
@@ -292,13 +302,66 @@ func (s *Store) transition(id string, to alert.State, by, comment string, from .
 			return err
 		}
 		out = *a
-		return s.enqueue(tx, a, string(to), now)
+		return s.enqueue(tx, a, event, now)
 	})
 	if err != nil {
 		return alert.Alert{}, err
 	}
-	s.published([]alert.Notification{{Event: string(to), At: now, Alert: out}})
+	s.published([]alert.Notification{{Event: event, At: now, Alert: out}})
 	return out, nil
+}
+
+// annotate records an assigned or commented step on a, which must not be
+// resolved: a's history, its assignee (assigned) and its anchored step.
+func (s *Store) annotate(tx *bolt.Tx, a *alert.Alert, st alert.Step, assignee, by, comment string, now time.Time) error {
+	if a.State == alert.Resolved {
+		return fmt.Errorf("%s is resolved: cannot be %s: %w", a.ID, st, alert.ErrConflict)
+	}
+	tr := alert.Transition{State: a.State, Step: st, By: by, At: now, Comment: comment}
+	if st == alert.StepAssigned {
+		a.Assignee, tr.Assignee = assignee, assignee
+	}
+	a.History = append(a.History, tr)
+	return s.step(tx, a, st, by)
+}
+
+// Assign gives an open or acknowledged alert to assignee ("" takes it
+// back), recording who did and why as an anchored step.
+func (s *Store) Assign(id, assignee, by, comment string) (alert.Alert, error) {
+	if err := checkAssignee(assignee); err != nil {
+		return alert.Alert{}, err
+	}
+	return s.change(id, by, func(tx *bolt.Tx, a *alert.Alert, now time.Time) (string, error) {
+		return string(alert.StepAssigned), s.annotate(tx, a, alert.StepAssigned, assignee, by, comment, now)
+	})
+}
+
+// Comment adds a comment to an open or acknowledged alert as an anchored
+// step.
+func (s *Store) Comment(id, by, comment string) (alert.Alert, error) {
+	if err := checkComment(comment); err != nil {
+		return alert.Alert{}, err
+	}
+	return s.change(id, by, func(tx *bolt.Tx, a *alert.Alert, now time.Time) (string, error) {
+		return string(alert.StepCommented), s.annotate(tx, a, alert.StepCommented, "", by, comment, now)
+	})
+}
+
+// maxNote bounds a comment and an assignee name.
+const maxNote = 2000
+
+func checkAssignee(assignee string) error {
+	if len(assignee) > 200 || strings.ContainsAny(assignee, "\x00\n\r") {
+		return fmt.Errorf("assignee: at most 200 characters on one line: %w", alert.ErrInvalid)
+	}
+	return nil
+}
+
+func checkComment(comment string) error {
+	if strings.TrimSpace(comment) == "" || len(comment) > maxNote {
+		return fmt.Errorf("comment: want 1 to %d characters: %w", maxNote, alert.ErrInvalid)
+	}
+	return nil
 }
 
 // Acknowledge marks an open alert as seen by someone; it stops escalating.

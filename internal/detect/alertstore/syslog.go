@@ -52,8 +52,9 @@ type SyslogPayload struct {
 	FirstSeen time.Time       `json:"first_seen"`
 	LastSeen  time.Time       `json:"last_seen"`
 	Response  string          `json:"response,omitempty"`
-	By        string          `json:"by,omitempty"`      // who made the latest lifecycle step
-	Comment   string          `json:"comment,omitempty"` // and what they wrote
+	By        string          `json:"by,omitempty"`       // who made the latest lifecycle step
+	Comment   string          `json:"comment,omitempty"`  // and what they wrote
+	Assignee  string          `json:"assignee,omitempty"` // who works on it
 }
 
 func newSyslogSink(cfg alert.SinkConfig) (*syslogSink, error) {
@@ -107,7 +108,7 @@ func headerField(s string, n int) string {
 func syslogMessage(n *alert.Notification, facility int, hostname string) ([]byte, error) {
 	a := &n.Alert
 	p := SyslogPayload{Schema: "twinchain.alert/1", Event: n.Event, At: n.At, ID: a.ID, Type: a.Type, Severity: a.Severity,
-		State: a.State, Asset: a.Asset, Site: a.Site, Summary: a.Summary, Count: a.Count, FirstSeen: a.FirstSeen, LastSeen: a.LastSeen, Response: a.Response}
+		State: a.State, Asset: a.Asset, Site: a.Site, Summary: a.Summary, Count: a.Count, FirstSeen: a.FirstSeen, LastSeen: a.LastSeen, Response: a.Response, Assignee: a.Assignee}
 	if h := a.History; len(h) > 0 {
 		p.By, p.Comment = h[len(h)-1].By, h[len(h)-1].Comment
 	}

@@ -1,10 +1,11 @@
 // Package auth holds twin-service's users, roles, sessions and API tokens.
 // It does no HTTP: internal/httpapi/auth.go puts it on Fiber.
 //
-// Users and tokens come from configuration. A user's password is stored only
-// as a bcrypt hash; an API token only as the hex SHA-256 of the token (a
-// token is 32 random bytes, so a fast hash is enough and lets a lookup be a
-// map access). Sessions live in memory: a restart signs everyone out.
+// Users come from configuration; API tokens from configuration and from
+// the token file that admins change (tokens.go). A user's password is
+// stored only as a bcrypt hash; an API token only as the hex SHA-256 of the
+// token (a token is 32 random bytes, so a fast hash is enough and lets a
+// lookup be a map access). Sessions live in memory: a restart signs everyone out.
 package auth
 
 import (
@@ -56,12 +57,13 @@ const (
 	WriteAssets       Action = "assets.write"       // custody owner and holder, status in/out of service, transit, retired
 	MaintainAssets    Action = "assets.maintain"    // status into maintenance and back to service
 	QuarantineAssets  Action = "assets.quarantine"  // status into quarantine, and out of it
-	AckAlerts         Action = "alerts.ack"         // acknowledge and resolve alerts
+	AckAlerts         Action = "alerts.ack"         // acknowledge, resolve, assign and comment on alerts and incidents
 	WriteWorkOrders   Action = "workorders.write"   // open and cancel work orders
 	ApproveWorkOrders Action = "workorders.approve" // approve a work order
 	ManageGateways    Action = "gateways.manage"    // register new gateways, edit their site and assets, enrollment tokens
 	GatewayKeys       Action = "gateways.keys"      // change or revoke a registered gateway's key
 	LedgerWrite       Action = "ledger.write"       // ledger writes; the ledger's own roles decide each (chaincode/core/roles.go)
+	ManageTokens      Action = "tokens.manage"      // list, create and revoke API tokens (admin only)
 )
 
 // Policy is which roles may take each action. Admin may take every action.
@@ -79,6 +81,7 @@ func Policy() map[Action][]Role {
 		ManageGateways:    {AssetManager, Security},
 		GatewayKeys:       {Security},
 		LedgerWrite:       {AssetManager, Security, Maintenance, MLEngineer, MLLead, Compliance},
+		ManageTokens:      {},
 	}
 }
 

@@ -40,12 +40,12 @@ type Session struct {
 // Authenticator checks passwords, sessions and tokens. It is safe for
 // concurrent use.
 type Authenticator struct {
-	users  map[string]UserConfig
-	tokens map[string]TokenConfig // by SHA256
-	ttl    time.Duration
-	max    int
-	now    func() time.Time
-	rand   io.Reader
+	users map[string]UserConfig
+	tok   tokens // configured and file tokens (tokens.go)
+	ttl   time.Duration
+	max   int
+	now   func() time.Time
+	rand  io.Reader
 	// dummy is a bcrypt hash compared against when the user is unknown, so
 	// an unknown name takes as long as a wrong password (same cost as the
 	// first user's hash).
@@ -70,7 +70,7 @@ func New(cfg Config, now func() time.Time, rand io.Reader) (*Authenticator, erro
 	}
 	a := &Authenticator{
 		users:    make(map[string]UserConfig, len(cfg.Users)),
-		tokens:   make(map[string]TokenConfig, len(cfg.Tokens)),
+		tok:      tokens{byHash: make(map[string]*tokenEntry, len(cfg.Tokens))},
 		ttl:      cfg.SessionTTL,
 		max:      cfg.MaxSessions,
 		now:      now,
@@ -84,7 +84,7 @@ func New(cfg Config, now func() time.Time, rand io.Reader) (*Authenticator, erro
 		a.users[u.Name] = u
 	}
 	for _, t := range cfg.Tokens {
-		a.tokens[t.SHA256] = t
+		a.tok.add(&tokenEntry{storedToken: storedToken{Name: t.Name, Role: t.Role, SHA256: t.SHA256}, source: TokenFromConfig})
 	}
 	cost := bcrypt.DefaultCost
 	if len(cfg.Users) > 0 {
@@ -195,18 +195,6 @@ func (a *Authenticator) Logout(id string) {
 	a.mu.Lock()
 	delete(a.sessions, id)
 	a.mu.Unlock()
-}
-
-// Token finds the API token a bearer string is.
-func (a *Authenticator) Token(bearer string) (Principal, bool) {
-	if bearer == "" {
-		return Principal{}, false
-	}
-	t, ok := a.tokens[HashToken(bearer)]
-	if !ok {
-		return Principal{}, false
-	}
-	return Principal{Name: t.Name, Role: t.Role, Via: "token"}, true
 }
 
 // CheckCSRF reports whether got is the session's anti-forgery token, in

@@ -225,3 +225,77 @@ func TestAlertBundleCoversEveryField(t *testing.T) {
 		t.Errorf("open alert with a merged finding: failed %+v, not proven %v; want %v not proven", rep.Failed(), unproven, want)
 	}
 }
+
+// TestIncidentAssignAndCommentAnchored: assigning an incident and
+// commenting on it records an assigned and a commented step on its member
+// alert through the real ingest, anchored like the state steps: the alert
+// bundle proves the assignee and the comment, an edited assignee or
+// comment fails verification, and after the alert is resolved its state
+// step follows them and verifies too.
+func TestIncidentAssignAndCommentAnchored(t *testing.T) {
+	r, alerts, rec, a, bundle := anchoredAlert(t)
+	pub := serviceKey.Public().(ed25519.PublicKey)
+	swap := a.Evidence[0].Evidence.Events[0]
+	res, err := alerts.Apply([]detect.Finding{{Type: detect.TypeFirmwareUnauthorised, Asset: swap.Asset, Severity: detect.Warning, Time: swap.Time,
+		Summary: "firmware", Evidence: detect.Evidence{Events: []twin.Event{swap}}}}, nil, nil)
+	if err != nil || len(res.Opened) != 1 {
+		t.Fatalf("Apply = %+v, %v; want one opened alert", res, err)
+	}
+	open := res.Opened[0]
+	in, err := alerts.AssignIncident(open.Incident, "carol", "alice", "carol has the site")
+	if err != nil || in.Assignee != "carol" || len(in.History) != 1 || in.History[0].Step != alert.StepAssigned {
+		t.Fatalf("AssignIncident = %+v, %v; want carol assigned with one history entry", in, err)
+	}
+	if _, err := alerts.CommentIncident(open.Incident, "carol", "  "); !errors.Is(err, alert.ErrInvalid) {
+		t.Errorf("an empty comment: %v, want ErrInvalid", err)
+	}
+	if _, err := alerts.CommentIncident(open.Incident, "carol", "firmware pushed by the vendor's tool"); err != nil {
+		t.Fatal(err)
+	}
+	testsvc.Eventually(t, 20*time.Second, "raised, assigned and commented recorded", func() bool { return rec.Recorded.Load() >= 6 })
+	r.waitAnchored("the assigned and commented steps")
+	got, err := alerts.Get(open.ID)
+	if err != nil || got.Assignee != "carol" || len(got.Lifecycle) != 3 || got.Lifecycle[1].Step != alert.StepAssigned || got.Lifecycle[2].Step != alert.StepCommented {
+		t.Fatalf("member alert = assignee %q lifecycle %+v (%v); want carol, raised, assigned, commented", got.Assignee, got.Lifecycle, err)
+	}
+	for _, l := range got.Lifecycle {
+		evs, err := r.store.EventsAfter(l.Event-1, 1)
+		if l.Event == 0 || err != nil || len(evs) != 1 || evs[0].Type != l.Step.EventType() || evs[0].Asset != got.Asset {
+			t.Errorf("step %s: event %d = %+v (%v), want %s on %s", l.Step, l.Event, evs, err, l.Step.EventType(), got.Asset)
+		}
+	}
+	b := bundle(got)
+	if rep := proofbundle.Verify(b, pub); !rep.OK() {
+		t.Fatalf("assigned and commented alert does not verify: %+v", rep.Failed())
+	}
+	for name, edit := range map[string]func(*alert.Alert){
+		"assignee":        func(a *alert.Alert) { a.Assignee = "mallory" },
+		"history comment": func(a *alert.Alert) { a.History[2].Comment = "nothing" },
+		"history assignee": func(a *alert.Alert) {
+			a.History[1].Assignee = "mallory"
+		},
+	} {
+		edited := got
+		edited.History = append([]alert.Transition(nil), got.History...)
+		edit(&edited)
+		eb, ap := *b, *b.Alert
+		ap.Alert, _ = json.Marshal(edited)
+		eb.Alert = &ap
+		if rep := proofbundle.Verify(&eb, pub); rep.OK() {
+			t.Errorf("%s edited: verification passed, want a failure", name)
+		}
+	}
+	// A resolved alert takes no more steps; its resolution verifies.
+	if _, err := alerts.Resolve(open.ID, "carol", "rolled back"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alerts.Comment(open.ID, "carol", "late"); !errors.Is(err, alert.ErrConflict) {
+		t.Errorf("comment on a resolved alert: %v, want ErrConflict", err)
+	}
+	testsvc.Eventually(t, 20*time.Second, "the resolved step recorded", func() bool { return rec.Recorded.Load() >= 7 })
+	r.waitAnchored("the resolved step")
+	got, _ = alerts.Get(open.ID)
+	if rep := proofbundle.Verify(bundle(got), pub); !rep.Verified() {
+		t.Errorf("resolved alert after assign and comment: failed %+v", rep.Failed())
+	}
+}

@@ -290,7 +290,7 @@ func verifyLifecycle(r *Report, a *alert.Alert, proven map[uint64]twin.Event) {
 			err = fmt.Errorf("event %d is %s on %s, want %s on %s", l.Event, le.Type, le.Asset, l.Step.EventType(), a.Asset)
 		case le.Note != alert.LifecycleNote(a.ID, a.Type, l):
 			err = fmt.Errorf("event %d note %q does not match the alert record (%q)", l.Event, le.Note, alert.LifecycleNote(a.ID, a.Type, l))
-		case l.Facts != nil && (l.Facts.Severity != l.Severity || l.Facts.Count != l.Count || l.Facts.EvidenceHash != l.EvidenceHash || l.Facts.State != alert.State(l.Step) && !(l.Step == alert.StepRaised && l.Facts.State == alert.Open)):
+		case l.Facts != nil && (l.Facts.Severity != l.Severity || l.Facts.Count != l.Count || l.Facts.EvidenceHash != l.EvidenceHash || !stepAgrees(l)):
 			err = fmt.Errorf("step %d's facts do not agree with its severity, count, evidence or step", i)
 		}
 		r.add(name, err, fmt.Sprintf("anchored event %d: %s", l.Event, le.Note))
@@ -298,7 +298,7 @@ func verifyLifecycle(r *Report, a *alert.Alert, proven map[uint64]twin.Event) {
 	}
 	last := &a.Lifecycle[len(a.Lifecycle)-1]
 	var err error
-	if want := map[alert.State]alert.Step{alert.Open: alert.StepRaised, alert.Acknowledged: alert.StepAcknowledged, alert.Resolved: alert.StepResolved}[a.State]; want != last.Step {
+	if st, ok := lastState(a.Lifecycle); st != a.State || !ok {
 		err = fmt.Errorf("the alert is %s but its last anchored step is %s", a.State, last.Step)
 	}
 	switch {
@@ -321,6 +321,30 @@ func verifyLifecycle(r *Report, a *alert.Alert, proven map[uint64]twin.Event) {
 	verifyFacts(r, a, last)
 }
 
+// stepAgrees reports whether step l's facts hold the state it moved to
+// (a state step) or a state an alert can be assigned or commented in.
+func stepAgrees(l *alert.LifecycleEvent) bool {
+	if st, ok := l.Step.State(); ok {
+		return l.Facts.State == st
+	}
+	return (l.Step == alert.StepAssigned || l.Step == alert.StepCommented) && (l.Facts.State == alert.Open || l.Facts.State == alert.Acknowledged)
+}
+
+// lastState is the state the steps leave an alert in: that of the last
+// state step, whose assigned and commented steps since (which change no
+// state) must agree with it.
+func lastState(steps []alert.LifecycleEvent) (alert.State, bool) {
+	var st alert.State
+	for i := range steps {
+		if s, ok := steps[i].Step.State(); ok {
+			st = s
+		} else if steps[i].Facts != nil && steps[i].Facts.State != st {
+			return st, false
+		}
+	}
+	return st, st != ""
+}
+
 // verifyFacts compares the alert's fields with the facts its last step
 // anchored.
 func verifyFacts(r *Report, a *alert.Alert, last *alert.LifecycleEvent) {
@@ -340,6 +364,7 @@ func verifyFacts(r *Report, a *alert.Alert, last *alert.LifecycleEvent) {
 		may bool
 	}{
 		{"site", now.Site, then.Site, false},
+		{"assignee", now.Assignee, then.Assignee, false},
 		{"first_seen", now.FirstSeen, then.FirstSeen, false},
 		{"opened", now.Opened, then.Opened, false},
 		{"history", now.History, then.History, false},

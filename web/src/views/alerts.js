@@ -38,6 +38,14 @@ function evidence(al) {
   return h("details.evidence-box", { open: recs.length <= 2 }, h("summary", `Evidence (${recs.length})`), h("ul.evidence-list", recs.map(evidenceRecord)));
 }
 
+// historyLine is one step of an alert's or incident's history: a move to
+// a state, an assignment or a comment, with who and when.
+export function historyLine(x) {
+  const what = x.step === "assigned" ? (x.assignee ? `assigned to ${x.assignee}` : "unassigned")
+    : x.step === "commented" ? "commented" : label(x.state || x.action || "");
+  return `${fmtTime(x.at || x.time)} ${x.by || ""}: ${what}${x.comment ? " — " + x.comment : ""}`;
+}
+
 // alertList draws alerts as cards with their actions; done(alert) is
 // called with the API's answer after one.
 export function alertList(list, done) {
@@ -51,29 +59,29 @@ export function alertList(list, done) {
         ev.target.disabled = true;
         try {
           const got = await api(`/alerts/${encodeURIComponent(al.id)}/${verb}`, { method: "POST", body: { comment: comment.value } });
-          toast(`Alert ${al.id} ${verb === "ack" ? "acknowledged" : "resolved"}.`);
+          toast(`Alert ${al.id} ${{ ack: "acknowledged", resolve: "resolved", comment: "commented" }[verb]}.`);
           done(got);
         } catch (e) {
           toast(e.status === 403 ? `Not allowed: ${e.message}` : `Failed: ${e.message}`);
           ev.target.disabled = false;
         }
       },
-    }, verb === "ack" ? "Acknowledge" : "Resolve");
+    }, { ack: "Acknowledge", resolve: "Resolve", comment: "Comment" }[verb]);
     const raised = al.opened || al.first_seen || al.time;
     const history = al.history || [];
     ul.append(h(`li.alert.sev-${al.severity || "info"}`, { dataset: { id: al.id, state, type: al.type } },
       h("div.alert-head", pill(al.severity || "info", "sev"), " ", h("strong", label(al.type)), " ", pill(state, "astatus"),
-        al.count > 1 ? h("span.muted", ` ×${al.count}`) : null, h("span.muted", ` ${al.id}`)),
+        al.count > 1 ? h("span.muted", ` ×${al.count}`) : null, h("span.muted", ` ${al.id}`),
+        al.assignee ? h("span.assignee", ` · assigned to ${al.assignee}`) : null),
       al.summary ? h("p.alert-summary", al.summary) : null,
       h("div.muted", al.asset ? h("a", { href: "#/asset/" + encodeURIComponent(al.asset) }, al.asset) : null,
         al.site ? ` · site ${al.site}` : "",
         al.incident ? [" · ", h("a.incident-link", { href: "#/incidents?state=&open=" + encodeURIComponent(al.incident) }, `incident ${al.incident}`)] : "", ` · opened ${fmtTime(raised)} (${ago(raised)})`,
         al.last_seen ? ` · last seen ${ago(al.last_seen)}` : ""),
       evidence(al),
-      history.length ? h("div.alert-history", h("span.sub", "History"), h("ul.history", history.map((x) =>
-        h("li", `${fmtTime(x.at || x.time)} ${x.by || ""}: ${label(x.state || x.action || "")}${x.comment ? " — " + x.comment : ""}`)))) : null,
+      history.length ? h("div.alert-history", h("span.sub", "History"), h("ul.history", history.map((x) => h("li", historyLine(x))))) : null,
       state === "resolved" ? null : can("alerts.ack")
-        ? h("div.actions", comment, state === "open" ? act("ack") : null, act("resolve"))
+        ? h("div.actions", comment, state === "open" ? act("ack") : null, act("resolve"), act("comment"))
         : h("p.muted.small", "Your role can read alerts but not acknowledge or resolve them.")));
   }
   return ul;
@@ -86,7 +94,7 @@ function toRow(al) {
   return {
     id: al.id, sev, rank: RANK[sev] || 0, type: al.type || "", site: al.site || "", asset: al.asset || "", state: stateOf(al),
     opened, openedMs: Date.parse(opened) || 0, last: al.last_seen || "", count: al.count || 1, summary: al.summary || "",
-    hay: [al.id, al.type, al.site, al.asset, al.summary].filter(Boolean).join(" ").toLowerCase(), alert: al,
+    hay: [al.id, al.type, al.site, al.asset, al.summary, al.assignee].filter(Boolean).join(" ").toLowerCase(), alert: al,
   };
 }
 

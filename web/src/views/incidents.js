@@ -1,24 +1,26 @@
 // Incidents: related alerts grouped by cause and scope (GET /incidents, see
 // docs/detection.md). One row per incident (severity, cause, scope, assets,
-// alerts, first and last seen, state), sortable by a click on a header;
+// alerts, first and last seen, state, assignee), sortable by a click on a header;
 // filters and the open incident live in the URL
 // (#/incidents?state=open&sev=warning&cause=thermal&sort=-last&open=IN-3).
 // Opening an incident shows its member alerts in full, with their evidence
 // and actions. Acknowledge and resolve act on incidents, one or several at
-// once, through their member alerts (the API has no incident-level step:
-// each step is the alert's, anchored like any alert step).
+// once, through their member alerts; assign and comment through the
+// incident's own routes (POST /incidents/ID/assign, /comment), which also
+// record the step on each member alert. Every step is an alert's, anchored
+// like any alert step.
 import { api, pages, subscribe, can } from "../api.js";
 import { h, clear, fmtTime, ago, label, pill, unavailable, errorBox, toast, fill } from "../dom.js";
-import { alertList } from "./alerts.js";
+import { alertList, historyLine } from "./alerts.js";
 
 const RANK = { info: 1, warning: 2, critical: 3 };
 const MAX = 5000;
 
 const columns = [
   ["sel", ""], ["sev", "Severity"], ["id", "Incident"], ["cause", "Cause"], ["scope", "Scope"], ["alerts", "Alerts"],
-  ["assets", "Assets"], ["first", "First seen"], ["last", "Last seen"], ["state", "State"], ["summary", "Summary"],
+  ["assets", "Assets"], ["first", "First seen"], ["last", "Last seen"], ["state", "State"], ["assignee", "Assignee"], ["summary", "Summary"],
 ];
-const sortable = new Set(["sev", "id", "cause", "scope", "alerts", "assets", "first", "last", "state"]);
+const sortable = new Set(["sev", "id", "cause", "scope", "alerts", "assets", "first", "last", "state", "assignee"]);
 const descFirst = new Set(["sev", "alerts", "assets", "first", "last"]);
 
 function readParams(p) {
@@ -48,7 +50,7 @@ function sortKey(key) {
   return {
     sev: (i) => RANK[i.severity] || 0, id: (i) => idNum(i.id), cause: (i) => i.cause || "", scope: (i) => i.scope || "",
     alerts: (i) => (i.alerts || []).length, assets: (i) => (i.assets || []).length,
-    first: (i) => i.first_seen || "", last: (i) => i.last_seen || "", state: (i) => i.state || "",
+    first: (i) => i.first_seen || "", last: (i) => i.last_seen || "", state: (i) => i.state || "", assignee: (i) => i.assignee || "",
   }[key] || ((i) => RANK[i.severity] || 0);
 }
 
@@ -81,10 +83,14 @@ export async function incidentsView(root, params) {
   search.addEventListener("input", () => { st.f.q = search.value; draw(); });
   const summary = h("span.summary", { "aria-live": "polite" });
   const comment = h("input", { type: "text", name: "incident-comment", "aria-label": "Comment for the selected incidents", placeholder: "Comment" });
+  const assignee = h("input#incidents-assignee", { type: "text", name: "incident-assignee", "aria-label": "Assignee for the selected incidents", placeholder: "Assignee", size: "10" });
   const count = h("span#incidents-selected", "0 selected");
-  const ackBtn = h("button#incidents-ack", { type: "button", onclick: () => act([...selected], "ack") }, "Acknowledge selected");
-  const resBtn = h("button#incidents-resolve", { type: "button", onclick: () => act([...selected], "resolve") }, "Resolve selected");
-  const bulk = mayAct ? h("div.bulk", count, comment, ackBtn, resBtn) : null;
+  const ackBtn = h("button#incidents-ack", { type: "button", onclick: () => act([...selected], "ack") }, "Acknowledge");
+  const resBtn = h("button#incidents-resolve", { type: "button", onclick: () => act([...selected], "resolve") }, "Resolve");
+  const asgBtn = h("button#incidents-assign", { type: "button", onclick: () => annotate([...selected], "assign", assignee.value, comment.value) }, "Assign");
+  const comBtn = h("button#incidents-comment", { type: "button", onclick: () => annotate([...selected], "comment", "", comment.value) }, "Comment");
+  const buttons = [ackBtn, resBtn, asgBtn, comBtn];
+  const bulk = mayAct ? h("div.bulk", count, assignee, comment, ...buttons) : null;
   const headRow = h("tr");
   const tbody = h("tbody");
   const table = h("table.plain.incidents", { "aria-label": "Incidents" }, h("thead", headRow), tbody);
@@ -135,7 +141,7 @@ export async function incidentsView(root, params) {
       if (st.f.state && i.state !== st.f.state) return false;
       if ((RANK[i.severity] || 0) < min || (st.f.cause && i.cause !== st.f.cause)) return false;
       if (!terms.length) return true;
-      const hay = [i.id, i.cause, i.scope, i.site, i.summary, ...(i.assets || []), ...(i.hosts || []), ...(i.racks || []), ...(i.alerts || [])].join(" ").toLowerCase();
+      const hay = [i.id, i.cause, i.scope, i.site, i.summary, i.assignee, ...(i.assets || []), ...(i.hosts || []), ...(i.racks || []), ...(i.alerts || [])].join(" ").toLowerCase();
       return terms.every((t) => hay.includes(t));
     }).sort((a, b) => {
       const x = by(a), y = by(b);
@@ -159,6 +165,7 @@ export async function incidentsView(root, params) {
       case "first": return h("td.col-first", { title: fmtTime(i.first_seen) }, i.first_seen ? ago(i.first_seen) : "—");
       case "last": return h("td.col-last", { title: fmtTime(i.last_seen) }, i.last_seen ? ago(i.last_seen) : "—");
       case "state": return h("td.col-state", pill(shownState(i), "astatus"));
+      case "assignee": return h("td.col-assignee", i.assignee || "—");
       default: return h("td.col-summary", { title: i.summary || "" }, h("div.clip", i.summary || ""));
     }
   }
@@ -178,7 +185,7 @@ export async function incidentsView(root, params) {
   function drawBulk() {
     if (!bulk) return;
     count.textContent = `${selected.size} selected`;
-    ackBtn.disabled = resBtn.disabled = selected.size === 0;
+    for (const b of buttons) b.disabled = selected.size === 0;
   }
 
   // act moves every member alert of the given incidents that the step
@@ -186,7 +193,7 @@ export async function incidentsView(root, params) {
   async function act(ids, verb) {
     const queue = ids.flatMap((id) => incidents.has(id) ? openMembers(incidents.get(id), verb) : []);
     if (!ids.length) return;
-    ackBtn.disabled = resBtn.disabled = true;
+    for (const b of buttons) b.disabled = true;
     let ok = 0;
     const failed = [];
     await Promise.all(Array.from({ length: Math.min(6, queue.length) }, async () => {
@@ -203,6 +210,34 @@ export async function incidentsView(root, params) {
     comment.value = "";
     toast(`${ok} alert${ok === 1 ? "" : "s"} in ${ids.length} incident${ids.length === 1 ? "" : "s"} ${verb === "ack" ? "acknowledged" : "resolved"}${failed.length ? `; ${failed.length} failed (${failed[0]})` : ""}.`);
     await Promise.all(ids.map(refresh));
+    draw();
+    if (st.open && ids.includes(st.open)) openIncident(st.open);
+  }
+
+  // annotate assigns ("assign", to whom; "" takes it back) or comments
+  // on each of the given incidents, three at a time, then reloads them.
+  async function annotate(ids, verb, to, text) {
+    if (!ids.length) return;
+    if (verb === "comment" && !text.trim()) { toast("Write a comment first."); return; }
+    for (const b of buttons) b.disabled = true;
+    const queue = [...ids];
+    let ok = 0;
+    const failed = [];
+    await Promise.all(Array.from({ length: Math.min(3, queue.length) }, async () => {
+      for (let id = queue.shift(); id; id = queue.shift()) {
+        try {
+          await api(`/incidents/${encodeURIComponent(id)}/${verb}`, { method: "POST", body: verb === "assign" ? { assignee: to.trim(), comment: text } : { comment: text } });
+          ok++;
+        } catch (e) {
+          failed.push(`${id}: ${e.message}`);
+        }
+      }
+    }));
+    selected.clear();
+    comment.value = "";
+    const done = verb === "comment" ? "commented" : to.trim() ? `assigned to ${to.trim()}` : "unassigned";
+    toast(`${ok} incident${ok === 1 ? "" : "s"} ${done}${failed.length ? `; ${failed.length} failed (${failed[0]})` : ""}.`);
+    await Promise.all(ids.map((id) => refresh(id).catch(() => null)));
     draw();
     if (st.open && ids.includes(st.open)) openIncident(st.open);
   }
@@ -225,7 +260,10 @@ export async function incidentsView(root, params) {
     detail.hidden = false;
     root.classList.add("with-detail");
     draw();
-    fill(detail, h("p.muted", `Loading ${id}…`));
+    // Re-reading the incident shown (after a step, or live) keeps it on
+    // screen until the new copy is drawn; another one says it is loading.
+    if (detail.dataset.id !== id) fill(detail, h("p.muted", `Loading ${id}…`));
+    detail.dataset.id = id;
     let members;
     try {
       members = await refresh(id);
@@ -245,23 +283,35 @@ export async function incidentsView(root, params) {
         h("dt", "Last seen"), h("dd", fmtTime(i.last_seen)),
         h("dt", "Opened"), h("dd", fmtTime(i.opened)),
         i.resolved ? [h("dt", "Resolved"), h("dd", fmtTime(i.resolved))] : null,
+        h("dt", "Assignee"), h("dd.incident-assignee", i.assignee || "nobody"),
         h("dt", "Site"), h("dd", i.site || "—"),
         h("dt", "Hosts"), h("dd", ids(i.hosts)),
         h("dt", "Racks"), h("dd", ids(i.racks)),
         h("dt", "Assets"), h("dd", (i.assets || []).length ? (i.assets || []).flatMap((a, k) => [k ? ", " : "", h("a", { href: "#/asset/" + encodeURIComponent(a) }, a)]) : "—"),
         h("dt", "Types"), h("dd", (i.types || []).map(label).join(", ") || "—"),
         h("dt", "Window"), h("dd", i.window || "—")),
-      mayAct && i.state === "open" ? h("div.actions",
-        openMembers(i, "ack").length ? h("button", { type: "button", dataset: { action: "incident-ack" }, onclick: () => act([id], "ack") }, "Acknowledge incident") : null,
-        h("button", { type: "button", dataset: { action: "incident-resolve" }, onclick: () => act([id], "resolve") }, "Resolve incident")) : null,
+      mayAct && i.state === "open" ? detailActions(i) : null,
+      (i.history || []).length ? h("div.alert-history.incident-history", h("span.sub", "Incident history"),
+        h("ul.history", i.history.map((x) => h("li", historyLine(x))))) : null,
       h("h3", "Member alerts"),
       alertList(members, () => openIncident(id)));
+  }
+  function detailActions(i) {
+    const id = i.id;
+    const who = h("input", { type: "text", name: "assignee", "aria-label": `Assignee of ${id}`, placeholder: "Assignee", value: i.assignee || "", size: "10" });
+    const note = h("input", { type: "text", name: "comment", "aria-label": `Comment on ${id}`, placeholder: "Comment" });
+    return h("div.actions",
+      openMembers(i, "ack").length ? h("button", { type: "button", dataset: { action: "incident-ack" }, onclick: () => act([id], "ack") }, "Acknowledge incident") : null,
+      h("button", { type: "button", dataset: { action: "incident-resolve" }, onclick: () => act([id], "resolve") }, "Resolve incident"),
+      h("div.actions.annotate", who, h("button", { type: "button", dataset: { action: "incident-assign" }, onclick: () => annotate([id], "assign", who.value, note.value) }, "Assign"),
+        note, h("button", { type: "button", dataset: { action: "incident-comment" }, onclick: () => annotate([id], "comment", "", note.value) }, "Comment")));
   }
   function closeBtn() {
     return h("button", { type: "button", "aria-label": "Close the incident", onclick: closeIncident }, "Close");
   }
   function closeIncident() {
     st.open = "";
+    delete detail.dataset.id;
     detail.hidden = true;
     root.classList.remove("with-detail");
     draw();

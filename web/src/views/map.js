@@ -141,7 +141,7 @@ export async function mapView(root, params) {
   let fences = 0;
   const fenceRenderer = L.svg();
   let siteList = [];
-  try { siteList = items(await api("/sites")); } catch { /* an older service without /sites */ }
+  try { siteList = items(await api("/sites?limit=1000")); } catch { /* an older service without /sites */ }
   if (gone()) return done;
   {
     for (const g of siteList) {
