@@ -24,7 +24,14 @@ import (
 
 const partitions = 6
 
-var logOut io.Writer = io.Discard // os.Stderr to watch the nodes
+// logOut is where the nodes log: TWINCHAIN_SCALEOUT_LOG=1 to watch them.
+var logOut io.Writer = io.Discard
+
+func init() {
+	if os.Getenv("TWINCHAIN_SCALEOUT_LOG") != "" {
+		logOut = os.Stderr
+	}
+}
 
 // cluster is a 3-server JetStream cluster with a partitioned log.
 type cluster struct {
@@ -77,7 +84,7 @@ func (c *cluster) startNode(ctx context.Context, t testing.TB, id string, reg *r
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := Open(Config{ID: id, Dir: t.TempDir(), Partitions: partitions, Lease: lease}, js, reg, slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", id))
+	n, err := Open(Config{ID: id, Dir: t.TempDir(), Partitions: partitions, Lease: lease}, js, reg, slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", id))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,8 +143,28 @@ func publish(ctx context.Context, t testing.TB, js jetstream.JetStream, g *fleet
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(ctx, "$MQTT.msgs."+strings.ReplaceAll(topic, "/", "."), data); err != nil {
-		t.Fatal(err)
+	retry(ctx, t, "publish", func() error { // stored twice at worst: the nodes drop the second as a duplicate
+		_, err := js.Publish(ctx, "$MQTT.msgs."+strings.ReplaceAll(topic, "/", "."), data)
+		return err
+	})
+}
+
+// retry calls fn until it succeeds or ctx ends (then the test fails with
+// what): the cluster's API may not answer for a while under load or while
+// it elects a leader.
+func retry(ctx context.Context, t testing.TB, what string, fn func() error) {
+	t.Helper()
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		t.Logf("%s: %v (trying again)", what, err)
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: %v: %v", what, err, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 }
 
@@ -233,15 +260,20 @@ func TestNodeLossUnderLoad(t *testing.T) {
 	// The changes stream, read whole: each gateway's sequence numbers
 	// strictly increase (none applied twice, none out of order) and every
 	// acknowledged one is there.
-	st, err := js.Stream(ctx, ChangesStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seqs, byNode := readChanges(ctx, t, js, info.State.Msgs)
+	var info *jetstream.StreamInfo
+	var seqs map[string][]uint64
+	var byNode map[string]int
+	retry(ctx, t, "read the changes", func() error {
+		st, err := js.Stream(ctx, ChangesStream)
+		if err != nil {
+			return err
+		}
+		if info, err = st.Info(ctx); err != nil {
+			return err
+		}
+		seqs, byNode, err = readChanges(ctx, js, info.State.Msgs)
+		return err
+	})
 	var base uint64
 	for _, ss := range seqs {
 		if base == 0 || ss[1] < base {
@@ -310,30 +342,29 @@ func TestNodeLossUnderLoad(t *testing.T) {
 
 // readChanges reads n changes from the start: each gateway's sequence
 // numbers in stream order, and how many each node applied.
-func readChanges(ctx context.Context, t testing.TB, js jetstream.JetStream, n uint64) (map[string][]uint64, map[string]int) {
-	t.Helper()
+func readChanges(ctx context.Context, js jetstream.JetStream, n uint64) (map[string][]uint64, map[string]int, error) {
 	cons, err := js.OrderedConsumer(ctx, ChangesStream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	seqs, byNode := map[string][]uint64{}, map[string]int{}
 	for read := uint64(0); read < n; {
 		batch, err := cons.Fetch(int(min(n-read, 1000)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			t.Fatal(err)
+			return nil, nil, err
 		}
 		for m := range batch.Messages() {
 			var ch Change
 			if err := json.Unmarshal(m.Data(), &ch); err != nil {
-				t.Fatal(err)
+				return nil, nil, err
 			}
 			seqs[ch.Gateway] = append(seqs[ch.Gateway], ch.Seq)
 			byNode[ch.Node]++
 			read++
 		}
 		if err := batch.Error(); err != nil {
-			t.Fatal(err)
+			return nil, nil, err
 		}
 	}
-	return seqs, byNode
+	return seqs, byNode, nil
 }
