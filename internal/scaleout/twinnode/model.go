@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -35,19 +36,19 @@ func changeOf(node string, k int, m natslog.Message) ([]byte, error) {
 
 // GatewayView is one gateway in the fleet view.
 type GatewayView struct {
-	Partition int
-	Node      string // the node that applied its newest message
-	Epoch     uint64
-	Seq       uint64 // the newest applied
-	Applied   int    // messages applied
-	Late      int    // applied with a sequence number not above the newest (out of order)
+	Partition int    `json:"partition"`
+	Node      string `json:"node"` // the node that applied its newest message
+	Epoch     uint64 `json:"epoch"`
+	Seq       uint64 `json:"seq"`     // the newest applied
+	Applied   int    `json:"applied"` // messages applied
+	Late      int    `json:"late"`    // applied with a sequence number not above the newest (out of order)
 }
 
 // Alert is a finding of the read model.
 type Alert struct {
-	Type     string // "clone": one GPU identity in two partitions
-	UUID     string
-	Gateways []string // where it was seen, in the order seen
+	Type     string   `json:"type"` // "clone": one GPU identity in two partitions
+	UUID     string   `json:"uuid"`
+	Gateways []string `json:"gateways"` // where it was seen, in the order seen
 }
 
 // Model is the read model every node folds from the changes of all
@@ -125,26 +126,51 @@ func (md *Model) Pos() uint64 {
 }
 
 // Fleet is a copy of the fleet view.
-func (md *Model) Fleet() map[string]GatewayView {
-	md.mu.Lock()
-	defer md.mu.Unlock()
-	out := make(map[string]GatewayView, len(md.gateways))
-	for id, g := range md.gateways {
-		out[id] = *g
-	}
-	return out
-}
+func (md *Model) Fleet() map[string]GatewayView { return md.View().Fleet }
 
 // Alerts is a copy of the alerts, in the order raised.
-func (md *Model) Alerts() []Alert {
+func (md *Model) Alerts() []Alert { return md.View().Alerts }
+
+// View is the read model at one position of the changes stream, as every
+// node serves it (Handler).
+type View struct {
+	Pos    uint64                 `json:"pos"`
+	Fleet  map[string]GatewayView `json:"fleet,omitempty"`
+	Alerts []Alert                `json:"alerts,omitempty"`
+}
+
+// View is a copy of the model.
+func (md *Model) View() View {
 	md.mu.Lock()
 	defer md.mu.Unlock()
-	out := make([]Alert, len(md.alerts))
+	v := View{Pos: md.pos, Fleet: make(map[string]GatewayView, len(md.gateways)), Alerts: make([]Alert, len(md.alerts))}
+	for id, g := range md.gateways {
+		v.Fleet[id] = *g
+	}
 	for i, a := range md.alerts {
 		a.Gateways = slices.Clone(a.Gateways)
-		out[i] = a
+		v.Alerts[i] = a
 	}
-	return out
+	return v
+}
+
+// Handler serves the model read-only as JSON: GET /fleet is the View
+// without the alerts, GET /alerts without the fleet, GET /view both; any
+// node serves the same once it has folded as far (compare pos).
+func (md *Model) Handler() http.Handler {
+	mux := http.NewServeMux()
+	serve := func(path string, cut func(*View)) {
+		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, _ *http.Request) {
+			v := md.View()
+			cut(&v)
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(v) // a client gone away is its own business
+		})
+	}
+	serve("/view", func(*View) {})
+	serve("/fleet", func(v *View) { v.Alerts = nil })
+	serve("/alerts", func(v *View) { v.Fleet = nil })
+	return mux
 }
 
 // Fold reads the changes stream from its start into md until ctx ends. A

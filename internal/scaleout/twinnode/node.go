@@ -238,20 +238,53 @@ func (n *Node) own(ctx context.Context) error {
 	tick := time.NewTicker(n.cfg.Lease / 3)
 	defer tick.Stop()
 	for {
-		if _, err := kv.Put(ctx, n.cfg.ID, nil); err != nil && ctx.Err() == nil {
-			n.log.Warn("heartbeat", "err", err)
-		}
-		if live, err := kv.Keys(ctx); err == nil {
-			n.assign(ctx, leases, live)
-		} else if ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
-			n.log.Warn("list nodes", "err", err)
-		}
+		n.round(ctx, kv, leases)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
 		}
 	}
+}
+
+// round heartbeats, lists the live nodes and assigns the partitions, all
+// within half a lease: a cluster that does not answer (a server lost, a
+// leader being elected) must not hold the loop, or every lease this node
+// holds would expire unrenewed.
+func (n *Node) round(ctx context.Context, kv, leases jetstream.KeyValue) {
+	op, cancel := context.WithTimeout(ctx, n.cfg.Lease/2)
+	defer cancel()
+	if _, err := kv.Put(op, n.cfg.ID, nil); err != nil && ctx.Err() == nil {
+		n.log.Warn("heartbeat", "err", err)
+	}
+	live, err := liveNodes(op, kv)
+	if err != nil {
+		if ctx.Err() == nil {
+			n.log.Warn("list nodes", "err", err)
+		}
+		return
+	}
+	n.assign(ctx, op, leases, live)
+}
+
+// liveNodes is the keys of the heartbeat bucket, or an error if ctx ends
+// before the list is whole (kv.Keys waits for the whole list whatever ctx
+// says).
+func liveNodes(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
+	l, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = l.Stop() }()
+	var keys []string
+	for k := range l.Keys() {
+		keys = append(keys, k)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("twinnode: list %s: %w", NodesBucket, err)
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys), nil
 }
 
 // Owner is the node among live that owns partition k: the highest
@@ -271,7 +304,8 @@ func Owner(k int, live []string) string {
 // node (once its previous holder has handed it over or its lease has
 // expired), renews the leases it holds, and hands over the partitions it
 // no longer owns: at most one node reads a partition at a time.
-func (n *Node) assign(ctx context.Context, leases jetstream.KeyValue, live []string) {
+// The workers run until ctx ends; the lease operations until op ends.
+func (n *Node) assign(ctx, op context.Context, leases jetstream.KeyValue, live []string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for k := range n.cfg.Partitions {
@@ -280,7 +314,7 @@ func (n *Node) assign(ctx context.Context, leases jetstream.KeyValue, live []str
 		sent := time.Now()
 		switch {
 		case mine && !running:
-			rev, err := leases.Create(ctx, leaseKey(k), []byte(n.cfg.ID))
+			rev, err := leases.Create(op, leaseKey(k), []byte(n.cfg.ID))
 			if err != nil {
 				if ctx.Err() == nil && !errors.Is(err, jetstream.ErrKeyExists) {
 					n.log.Warn("take partition lease", "partition", k, "err", err)
@@ -292,7 +326,7 @@ func (n *Node) assign(ctx context.Context, leases jetstream.KeyValue, live []str
 			n.owned[k] = &claim{lease: l, stop: n.start(ctx, k, l)}
 			n.log.Info("took partition", "partition", k, "lease", rev)
 		case mine && running:
-			rev, err := leases.Update(ctx, leaseKey(k), []byte(n.cfg.ID), c.lease.revision())
+			rev, err := leases.Update(op, leaseKey(k), []byte(n.cfg.ID), c.lease.revision())
 			switch {
 			case err == nil:
 				c.lease.set(rev, sent, n.cfg.Lease)
@@ -309,7 +343,7 @@ func (n *Node) assign(ctx context.Context, leases jetstream.KeyValue, live []str
 		case !mine && running:
 			c.stop()
 			delete(n.owned, k)
-			if err := leases.Delete(ctx, leaseKey(k), jetstream.LastRevision(c.lease.revision())); err != nil && ctx.Err() == nil {
+			if err := leases.Delete(op, leaseKey(k), jetstream.LastRevision(c.lease.revision())); err != nil && ctx.Err() == nil {
 				n.log.Warn("hand partition over", "partition", k, "err", err) // it expires
 			}
 			n.log.Info("gave partition up", "partition", k)
@@ -380,7 +414,11 @@ func (n *Node) takeover(ctx context.Context, k int) (jetstream.Consumer, error) 
 		} else if err != nil {
 			return nil, err
 		}
-		floor = max(floor, c.CachedInfo().AckFloor.Stream)
+		// A consumer that acknowledged nothing may report an ack floor
+		// of 0 (a replicated one after a leader change): it started
+		// after its predecessor's floor.
+		info := c.CachedInfo()
+		floor = max(floor, info.AckFloor.Stream, info.Config.OptStartSeq-min(info.Config.OptStartSeq, 1))
 		if err := st.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return nil, err
 		}
