@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"twinchain/internal/detect"
 	"twinchain/internal/scaleout/natslog"
 )
 
@@ -23,16 +25,27 @@ type Change struct {
 	Partition int      `json:"p"`
 	Node      string   `json:"node"`
 	Kind      string   `json:"kind"`
-	UUIDs     []string `json:"uuids,omitempty"` // GPU identities of an inventory message
+	UUIDs     []string  `json:"uuids,omitempty"` // GPU identities of an inventory message
+	Time      time.Time `json:"t,omitzero"`      // an inventory message's reading time
 }
 
 func changeOf(node string, k int, m natslog.Message) ([]byte, error) {
-	uuids, err := identity(m)
+	uuids, t, err := identity(m)
 	if err != nil {
 		return nil, fmt.Errorf("twinnode: %s seq %d: %w", m.Gateway, m.Seq, err)
 	}
-	return json.Marshal(Change{Gateway: m.Gateway, Epoch: m.Epoch, Seq: m.Seq, Partition: k, Node: node, Kind: string(m.Kind), UUIDs: uuids})
+	return json.Marshal(Change{Gateway: m.Gateway, Epoch: m.Epoch, Seq: m.Seq, Partition: k, Node: node, Kind: string(m.Kind), UUIDs: uuids, Time: t})
 }
+
+// Place is where a gateway stands: its site and the site's position.
+type Place struct {
+	Site     string
+	Lat, Lon float64
+}
+
+// DefaultTravelSpeedMS is the fastest a GPU is believed to move between
+// sites (an airliner's cruise, 1,080 km/h).
+const DefaultTravelSpeedMS = 300.0
 
 // GatewayView is one gateway in the fleet view.
 type GatewayView struct {
@@ -46,9 +59,16 @@ type GatewayView struct {
 
 // Alert is a finding of the read model.
 type Alert struct {
-	Type     string   `json:"type"` // "clone": one GPU identity in two partitions
+	// Type is "clone" (one GPU identity in two partitions) or
+	// "impossible_travel" (one GPU identity at two sites farther apart
+	// than it can have travelled between the two readings).
+	Type     string   `json:"type"`
 	UUID     string   `json:"uuid"`
 	Gateways []string `json:"gateways"` // where it was seen, in the order seen
+	// An impossible travel's distance between the sites and time between
+	// the readings.
+	DistanceM float64 `json:"distance_m,omitempty"`
+	Seconds   float64 `json:"seconds,omitempty"`
 }
 
 // Model is the read model every node folds from the changes of all
@@ -62,6 +82,11 @@ type Model struct {
 	seen     map[string]seenAt // GPU UUID -> where first seen
 	alerts   []Alert
 	alerted  map[string]int // UUID -> index in alerts
+
+	places   map[string]Place    // gateway -> where it stands
+	speed    float64             // the fastest believable travel, m/s
+	sighted  map[string]sighting // GPU UUID -> its newest sighting at a known place
+	traveled map[string]bool     // UUID/from/to -> an impossible travel raised
 }
 
 type seenAt struct {
@@ -69,9 +94,21 @@ type seenAt struct {
 	gateway   string
 }
 
-// NewModel is an empty read model.
-func NewModel() *Model {
-	return &Model{gateways: map[string]*GatewayView{}, seen: map[string]seenAt{}, alerted: map[string]int{}}
+type sighting struct {
+	gateway string
+	place   Place
+	at      time.Time
+}
+
+// NewModel is an empty read model. places says where each gateway stands
+// (a gateway not in it is left out of the travel check); speedMS is the
+// fastest believable travel between sites (0: DefaultTravelSpeedMS).
+func NewModel(places map[string]Place, speedMS float64) *Model {
+	if speedMS <= 0 {
+		speedMS = DefaultTravelSpeedMS
+	}
+	return &Model{gateways: map[string]*GatewayView{}, seen: map[string]seenAt{}, alerted: map[string]int{},
+		places: places, speed: speedMS, sighted: map[string]sighting{}, traveled: map[string]bool{}}
 }
 
 // Apply folds one change at the changes stream's sequence pos.
@@ -92,6 +129,7 @@ func (md *Model) Apply(pos uint64, c Change) {
 	g.Partition, g.Node = c.Partition, c.Node
 	g.Applied++
 	for _, u := range c.UUIDs {
+		md.travel(u, c)
 		at, ok := md.seen[u]
 		if !ok {
 			md.seen[u] = seenAt{c.Partition, c.Gateway}
@@ -109,6 +147,36 @@ func (md *Model) Apply(pos uint64, c Change) {
 		md.alerted[u] = len(md.alerts)
 		md.alerts = append(md.alerts, Alert{Type: "clone", UUID: u, Gateways: []string{at.gateway, c.Gateway}})
 	}
+}
+
+// travel raises an impossible travel when GPU u, last seen at one site,
+// is now reported at another farther away than DefaultTravelSpeedMS (or
+// the model's speed) allows in the time between the two readings. Readings
+// of different partitions come in the changes stream's order, not in time
+// order, so the time between them is taken either way round.
+func (md *Model) travel(u string, c Change) {
+	p, ok := md.places[c.Gateway]
+	if !ok || c.Time.IsZero() {
+		return
+	}
+	prev, had := md.sighted[u]
+	if !had || c.Time.After(prev.at) {
+		md.sighted[u] = sighting{c.Gateway, p, c.Time}
+	}
+	if !had || prev.place.Site == p.Site {
+		return
+	}
+	dist := detect.DistanceM(prev.place.Lat, prev.place.Lon, p.Lat, p.Lon)
+	secs := math.Abs(c.Time.Sub(prev.at).Seconds())
+	if dist <= md.speed*secs {
+		return
+	}
+	key := u + "/" + prev.gateway + "/" + c.Gateway
+	if md.traveled[key] {
+		return
+	}
+	md.traveled[key] = true
+	md.alerts = append(md.alerts, Alert{Type: "impossible_travel", UUID: u, Gateways: []string{prev.gateway, c.Gateway}, DistanceM: math.Round(dist), Seconds: secs})
 }
 
 // Bad is how many changes did not decode (skipped).

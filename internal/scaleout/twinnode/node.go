@@ -82,6 +82,11 @@ type Config struct {
 	Partitions int           // the log's partition count (natslog.Config.Partitions)
 	Lease      time.Duration // as given to Setup (default 3s)
 	Batch      int           // messages per fetch (default 500)
+	// Places says where each gateway stands, for the read model's
+	// impossible-travel check; TravelSpeedMS is the fastest believable
+	// travel between sites (default DefaultTravelSpeedMS).
+	Places        map[string]Place
+	TravelSpeedMS float64
 }
 
 // Node is one twin-service node. Open it, then Run it.
@@ -155,7 +160,7 @@ func Open(cfg Config, js jetstream.JetStream, gws ingest.Gateways, log *slog.Log
 		_ = store.Close()
 		return nil, err
 	}
-	return &Node{cfg: cfg, js: js, store: store, in: in, log: log, Model: NewModel(), owned: map[int]*claim{}}, nil
+	return &Node{cfg: cfg, js: js, store: store, in: in, log: log, Model: NewModel(cfg.Places, cfg.TravelSpeedMS), owned: map[int]*claim{}}, nil
 }
 
 // Store is the node's store.
@@ -533,23 +538,23 @@ func (n *Node) work(ctx context.Context, k int, l *lease) error {
 // Close is for a node that was opened and never run.
 func (n *Node) Close() error { return n.store.Close() }
 
-// identity is the GPU UUIDs of a firmware (inventory) message (nil for any other
-// kind: telemetry is not decoded twice).
-func identity(m natslog.Message) ([]string, error) {
+// identity is the GPU UUIDs and the reading time of a firmware (inventory)
+// message (nothing for any other kind: telemetry is not decoded twice).
+func identity(m natslog.Message) ([]string, time.Time, error) {
 	if m.Kind != wire.KindFirmware {
-		return nil, nil
+		return nil, time.Time{}, nil
 	}
 	env, err := wire.Decode(m.Data)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	inv, err := wire.DecodeBody[wire.Inventory](&env)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	uuids := make([]string, 0, len(inv.GPUs))
 	for _, g := range inv.GPUs {
 		uuids = append(uuids, g.UUID)
 	}
-	return uuids, nil
+	return uuids, env.Time, nil
 }

@@ -84,7 +84,7 @@ func (c *cluster) startNode(ctx context.Context, t testing.TB, id string, reg *r
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := Open(Config{ID: id, Dir: t.TempDir(), Partitions: partitions, Lease: lease}, js, reg, slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", id))
+	n, err := Open(Config{ID: id, Dir: t.TempDir(), Partitions: partitions, Lease: lease, Places: faultPlaces(reg)}, js, reg, slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", id))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +182,17 @@ func faultRegistry(t testing.TB) (*fleet.Fleet, *registry.Registry) {
 		t.Fatal(err)
 	}
 	return f, registry.New(f.Registry().Gateways...)
+}
+
+// faultPlaces puts the fault tests' gateways at two sites 424 km apart:
+// the even ones (in id order) in Berlin, the odd ones in
+// Frankfurt.
+func faultPlaces(reg *registry.Registry) map[string]Place {
+	places := map[string]Place{}
+	for i, g := range reg.List() {
+		places[g.ID] = []Place{{Site: "ber", Lat: 52.5200, Lon: 13.4050}, {Site: "fra", Lat: 50.1109, Lon: 8.6821}}[i%2]
+	}
+	return places
 }
 
 // faultLoad is a fleet under load: each gateway's inventory is published
@@ -370,29 +381,36 @@ func verify(ctx context.Context, t *testing.T, js jetstream.JetStream, fl *fault
 		}
 	}
 
-	// A GPU of one partition's gateway reported by a gateway of another.
+	// A GPU of one partition's gateway (site 1) reported minutes later by
+	// a gateway of another partition at site 2, 424 km away: a clone and
+	// an impossible travel.
 	fleetView := view(survivors[0]).Fleet
+	_, reg := faultRegistry(t)
+	places := faultPlaces(reg)
 	var a, b *fleet.Gateway
 	for _, g := range fl.f.Gateways {
 		switch {
 		case a == nil:
 			a = g
-		case b == nil && fleetView[g.ID].Partition != fleetView[a.ID].Partition:
+		case b == nil && fleetView[g.ID].Partition != fleetView[a.ID].Partition && places[g.ID].Site != places[a.ID].Site:
 			b = g
 		}
 	}
 	if b == nil {
-		t.Fatalf("all %d gateways in one partition", fl.cfg.Gateways)
+		t.Fatalf("no gateway at another site and in another partition than %s", a.ID)
 	}
 	inv := b.Inventory()
 	inv.GPUs[0].UUID = a.Inventory().GPUs[0].UUID
 	b.SetSeq(fleetView[b.ID].Seq)
 	publish(ctx, t, js, b, inv)
 	for _, v := range survivors {
-		waitFor(ctx, t, v.id+" raises the clone alert", func() bool { return len(view(v).Alerts) > 0 })
+		waitFor(ctx, t, v.id+" raises the alerts", func() bool { return len(view(v).Alerts) > 1 })
 		got := view(v).Alerts
-		if len(got) != 1 || got[0].Type != "clone" || got[0].UUID != inv.GPUs[0].UUID || strings.Join(got[0].Gateways, ",") != a.ID+","+b.ID {
-			t.Errorf("%s's alerts: %+v, want one clone of %s seen at %s and %s", v.id, got, inv.GPUs[0].UUID, a.ID, b.ID)
+		want := a.ID + "," + b.ID
+		if len(got) != 2 || got[0].Type != "impossible_travel" || got[1].Type != "clone" ||
+			got[0].UUID != inv.GPUs[0].UUID || got[1].UUID != inv.GPUs[0].UUID ||
+			strings.Join(got[0].Gateways, ",") != want || strings.Join(got[1].Gateways, ",") != want {
+			t.Errorf("%s's alerts: %+v, want an impossible travel and a clone of %s seen at %s", v.id, got, inv.GPUs[0].UUID, want)
 		}
 	}
 }

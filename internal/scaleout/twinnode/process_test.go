@@ -45,7 +45,6 @@ type childConfig struct {
 	// node
 	ID   string `json:"id,omitempty"`
 	URLs string `json:"urls,omitempty"`
-	HTTP string `json:"http,omitempty"`
 
 	Dir   string        `json:"dir"`
 	Lease time.Duration `json:"lease"`
@@ -108,8 +107,8 @@ func runServer(ctx context.Context, cfg childConfig) error {
 	return nil
 }
 
-// runNode runs one twin-service node and serves its read model over HTTP;
-// it prints "READY" once it listens.
+// runNode runs one twin-service node and serves its read model over HTTP
+// on a free loopback port; it prints "READY <host:port>" once it listens.
 func runNode(ctx context.Context, cfg childConfig, log *slog.Logger) error {
 	nc, err := nats.Connect(cfg.URLs, nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
@@ -124,11 +123,12 @@ func runNode(ctx context.Context, cfg childConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	n, err := Open(Config{ID: cfg.ID, Dir: cfg.Dir, Partitions: partitions, Lease: cfg.Lease}, js, registry.New(f.Registry().Gateways...), log)
+	reg := registry.New(f.Registry().Gateways...)
+	n, err := Open(Config{ID: cfg.ID, Dir: cfg.Dir, Partitions: partitions, Lease: cfg.Lease, Places: faultPlaces(reg)}, js, reg, log)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.HTTP)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		_ = n.Close()
 		return err
@@ -136,7 +136,7 @@ func runNode(ctx context.Context, cfg childConfig, log *slog.Logger) error {
 	srv := &http.Server{Handler: n.Model.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }() // ends with Close
 	defer srv.Close()
-	fmt.Println("READY")
+	fmt.Println("READY", ln.Addr())
 	return n.Run(ctx)
 }
 
@@ -149,15 +149,50 @@ type child struct {
 }
 
 // waitReady waits for the child's READY line.
-func (c *child) waitReady(ctx context.Context, t testing.TB) {
-	t.Helper()
+func (c *child) waitReady(ctx context.Context) error {
 	select {
 	case err := <-c.wait:
-		if err != nil {
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// startServers starts the three nats-server processes: their MQTT
+// listeners and client URLs. A port found free may be taken before the
+// server binds it (other tests run beside this one): then it starts all
+// three again on other ports, at most three times.
+func startServers(ctx context.Context, t testing.TB, dir string) (servers []*child, mqtts, urls []string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		routes, mqtts := make([]string, 3), make([]string, 3)
+		for i := range routes {
+			routes[i], mqtts[i] = testsvc.Addr(testsvc.FreePort(t)), testsvc.Addr(testsvc.FreePort(t))
+		}
+		servers := make([]*child, 3)
+		for i := range servers {
+			servers[i] = startChild(ctx, t, "server", childConfig{
+				Name: fmt.Sprint("twinchain-", i+1), MQTT: mqtts[i], Route: routes[i], Routes: routes,
+				Dir: fmt.Sprintf("%s/a%d-js%d", dir, attempt, i),
+			})
+		}
+		var errs []error
+		urls := make([]string, 3)
+		for i, s := range servers {
+			errs = append(errs, s.waitReady(ctx))
+			urls[i] = s.ready
+		}
+		err := errors.Join(errs...)
+		if err == nil {
+			return servers, mqtts, urls
+		}
+		for _, s := range servers {
+			s.stop()
+		}
+		if attempt == 3 || ctx.Err() != nil {
 			t.Fatal(err)
 		}
-	case <-ctx.Done():
-		t.Fatal(ctx.Err())
+		t.Logf("start the servers: %v (trying again)", err)
 	}
 }
 
@@ -239,22 +274,7 @@ func TestProcessesKilled(t *testing.T) {
 	const lease = 3 * time.Second
 	dir := t.TempDir()
 
-	routes, mqtts := make([]string, 3), make([]string, 3)
-	for i := range routes {
-		routes[i], mqtts[i] = testsvc.Addr(testsvc.FreePort(t)), testsvc.Addr(testsvc.FreePort(t))
-	}
-	servers := make([]*child, 3)
-	for i := range servers {
-		servers[i] = startChild(ctx, t, "server", childConfig{
-			Name: fmt.Sprint("twinchain-", i+1), MQTT: mqtts[i], Route: routes[i], Routes: routes,
-			Dir: fmt.Sprintf("%s/js%d", dir, i),
-		})
-	}
-	var urls []string
-	for _, s := range servers {
-		s.waitReady(ctx, t)
-		urls = append(urls, s.ready)
-	}
+	servers, mqtts, urls := startServers(ctx, t, dir)
 	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -269,13 +289,13 @@ func TestProcessesKilled(t *testing.T) {
 	fl := newFaultLoad(t, mqtts)
 	ids := []string{"node-1", "node-2", "node-3"}
 	nodes := make([]*child, 3)
-	addrs := make([]string, 3)
 	for i, id := range ids {
-		addrs[i] = testsvc.Addr(testsvc.FreePort(t))
-		nodes[i] = startChild(ctx, t, "node", childConfig{ID: id, URLs: strings.Join(urls, ","), HTTP: addrs[i], Dir: fmt.Sprintf("%s/%s", dir, id), Lease: lease})
+		nodes[i] = startChild(ctx, t, "node", childConfig{ID: id, URLs: strings.Join(urls, ","), Dir: fmt.Sprintf("%s/%s", dir, id), Lease: lease})
 	}
 	for _, n := range nodes {
-		n.waitReady(ctx, t)
+		if err := n.waitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	waitFor(ctx, t, "the three nodes hold the leases", func() bool { return leasesHeld(ctx, js, ids) })
 	fl.begin(ctx, t, js)
@@ -322,7 +342,7 @@ func TestProcessesKilled(t *testing.T) {
 	waitFor(ctx, t, "the survivors hold the leases", func() bool { return leasesHeld(ctx, js, survivors) })
 	var views []viewer
 	for _, i := range []int{0, 2} {
-		url := "http://" + addrs[i] + "/view"
+		url := "http://" + nodes[i].ready + "/view"
 		views = append(views, viewer{ids[i], func() (View, error) { return getView(ctx, url) }})
 	}
 	verify(ctx, t, js, fl, acked, ids[1], views)
