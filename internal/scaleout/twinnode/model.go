@@ -19,12 +19,12 @@ import (
 
 // Change is one applied gateway message as every node's read model sees it.
 type Change struct {
-	Gateway   string   `json:"gw"`
-	Epoch     uint64   `json:"epoch"`
-	Seq       uint64   `json:"seq"`
-	Partition int      `json:"p"`
-	Node      string   `json:"node"`
-	Kind      string   `json:"kind"`
+	Gateway   string    `json:"gw"`
+	Epoch     uint64    `json:"epoch"`
+	Seq       uint64    `json:"seq"`
+	Partition int       `json:"p"`
+	Node      string    `json:"node"`
+	Kind      string    `json:"kind"`
 	UUIDs     []string  `json:"uuids,omitempty"` // GPU identities of an inventory message
 	Time      time.Time `json:"t,omitzero"`      // an inventory message's reading time
 }
