@@ -181,7 +181,7 @@ func (n *Node) Owned() []int {
 // Run runs ingest, the heartbeat and the partition workers, and folds the
 // read model, until ctx ends; then it closes the store.
 func (n *Node) Run(ctx context.Context) error {
-	defer n.store.Close()
+	defer func() { _ = n.store.Close() }() // the store has committed each batch
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -211,19 +211,17 @@ func (n *Node) Run(ctx context.Context) error {
 func (n *Node) release() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	var leases jetstream.KeyValue
+	for _, c := range n.owned {
+		c.stop()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Lease)
 	defer cancel()
+	leases, err := n.js.KeyValue(ctx, LeasesBucket)
 	for k, c := range n.owned {
-		c.stop()
 		delete(n.owned, k)
-		if leases == nil {
-			var err error
-			if leases, err = n.js.KeyValue(ctx, LeasesBucket); err != nil {
-				return // the lease expires
-			}
+		if err == nil {
+			_ = leases.Delete(ctx, leaseKey(k), jetstream.LastRevision(c.lease.revision())) // or it expires
 		}
-		_ = leases.Delete(ctx, leaseKey(k), jetstream.LastRevision(c.lease.revision())) // or it expires
 	}
 }
 
