@@ -3,6 +3,7 @@ package twinnode
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"twinchain/internal/detect"
@@ -259,6 +261,10 @@ func (md *Model) Fold(ctx context.Context, js jetstream.JetStream, log *slog.Log
 	}
 }
 
+// foldIdle is how long fold waits for a change before it asks whether the
+// stream holds more than it has folded.
+const foldIdle = 2 * time.Second
+
 func (md *Model) fold(ctx context.Context, js jetstream.JetStream) error {
 	cc := jetstream.OrderedConsumerConfig{}
 	if pos := md.Pos(); pos > 0 {
@@ -276,7 +282,16 @@ func (md *Model) fold(ctx context.Context, js jetstream.JetStream) error {
 	defer stop()
 	defer it.Stop()
 	for {
-		m, err := it.Next()
+		m, err := it.Next(jetstream.NextMaxWait(foldIdle))
+		if errors.Is(err, nats.ErrTimeout) {
+			// An ordered consumer whose server was killed can stay silent
+			// (seen in TestProcessesKilled): when the stream has more,
+			// start again with a new one.
+			if err := md.behind(ctx, js); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -295,4 +310,19 @@ func (md *Model) fold(ctx context.Context, js jetstream.JetStream) error {
 		}
 		md.Apply(meta.Sequence.Stream, c)
 	}
+}
+
+// behind is an error when the changes stream holds changes past the
+// folded position.
+func (md *Model) behind(ctx context.Context, js jetstream.JetStream) error {
+	ctx, cancel := context.WithTimeout(ctx, foldIdle)
+	defer cancel()
+	st, err := js.Stream(ctx, ChangesStream)
+	if err != nil {
+		return err
+	}
+	if last, pos := st.CachedInfo().State.LastSeq, md.Pos(); last > pos {
+		return fmt.Errorf("twinnode: read model at %d, %s at %d, no change for %s", pos, ChangesStream, last, foldIdle)
+	}
+	return nil
 }
