@@ -244,8 +244,8 @@ func (md *Model) Handler() http.Handler {
 }
 
 // Fold reads the changes stream from its start into md until ctx ends. A
-// read that fails (a server lost, a missed heartbeat) resumes after the
-// last folded change with a new consumer.
+// read that fails or stalls (a server lost) resumes after the last folded
+// change with a new consumer.
 func (md *Model) Fold(ctx context.Context, js jetstream.JetStream, log *slog.Logger) error {
 	for {
 		err := md.fold(ctx, js)
@@ -261,55 +261,71 @@ func (md *Model) Fold(ctx context.Context, js jetstream.JetStream, log *slog.Log
 	}
 }
 
-// foldIdle is how long fold waits for a change before it asks whether the
+// foldIdle is how long fold waits for changes before it asks whether the
 // stream holds more than it has folded.
 const foldIdle = 2 * time.Second
 
+// fold reads the changes after the folded position through an ephemeral
+// consumer of its own (in memory, one replica, no acknowledgements), every
+// step under a deadline. nats.go's ordered consumer was tried first: after
+// a server was killed, its re-creation retried without end inside Next,
+// and one node's model stayed silent (TestProcessesKilled).
 func (md *Model) fold(ctx context.Context, js jetstream.JetStream) error {
-	cc := jetstream.OrderedConsumerConfig{}
-	if pos := md.Pos(); pos > 0 {
+	pos := md.Pos()
+	cc := jetstream.ConsumerConfig{
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, Replicas: 1, InactiveThreshold: time.Minute,
+	}
+	if pos > 0 {
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, pos+1
 	}
-	cons, err := js.OrderedConsumer(ctx, ChangesStream, cc)
+	cctx, cancel := context.WithTimeout(ctx, 5*foldIdle)
+	cons, err := js.CreateConsumer(cctx, ChangesStream, cc)
+	cancel()
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages()
-	if err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	defer it.Stop()
-	for {
-		m, err := it.Next(jetstream.NextMaxWait(foldIdle))
-		if errors.Is(err, nats.ErrTimeout) {
-			// An ordered consumer whose server was killed can stay silent
-			// (seen in TestProcessesKilled): when the stream has more,
-			// start again with a new one.
+	defer func() { // or it goes after InactiveThreshold
+		dctx, cancel := context.WithTimeout(context.Background(), foldIdle)
+		defer cancel()
+		_ = js.DeleteConsumer(dctx, ChangesStream, cons.CachedInfo().Name)
+	}()
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(foldIdle))
+		if err != nil {
+			return err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			meta, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			got++
+			if meta.Sequence.Stream <= md.Pos() {
+				continue // folded already
+			}
+			var c Change
+			if err := json.Unmarshal(m.Data(), &c); err != nil {
+				// Only nodes write the stream: a change that does not
+				// decode is a bug, counted and skipped so the rest stays
+				// visible.
+				md.mu.Lock()
+				md.pos, md.bad = meta.Sequence.Stream, md.bad+1
+				md.mu.Unlock()
+				continue
+			}
+			md.Apply(meta.Sequence.Stream, c)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		if got == 0 {
 			if err := md.behind(ctx, js); err != nil {
 				return err
 			}
-			continue
 		}
-		if err != nil {
-			return err
-		}
-		meta, err := m.Metadata()
-		if err != nil {
-			return err
-		}
-		var c Change
-		if err := json.Unmarshal(m.Data(), &c); err != nil {
-			// Only nodes write the stream: a change that does not decode
-			// is a bug, counted and skipped so the rest stays visible.
-			md.mu.Lock()
-			md.pos, md.bad = meta.Sequence.Stream, md.bad+1
-			md.mu.Unlock()
-			continue
-		}
-		md.Apply(meta.Sequence.Stream, c)
 	}
+	return ctx.Err()
 }
 
 // behind is an error when the changes stream holds changes past the
