@@ -313,16 +313,28 @@ func verify(ctx context.Context, t *testing.T, js jetstream.JetStream, fl *fault
 	}
 	// Each survivor's view has at least the inventory and the acknowledged
 	// telemetry of every gateway.
+	// If one does not get there, the changes stream below says what is
+	// missing.
+	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
 	for _, v := range survivors {
-		waitFor(ctx, t, v.id+"'s fleet view", func() bool {
+		var missing []string
+		for {
 			fleet := view(v).Fleet
+			missing = missing[:0]
 			for gw, a := range acked {
 				if int64(fleet[gw].Applied) < a+1 {
-					return false
+					missing = append(missing, fmt.Sprintf("%s %d of %d", gw, fleet[gw].Applied, a+1))
 				}
 			}
-			return len(fleet) == fl.cfg.Gateways
-		})
+			if len(missing) == 0 || wctx.Err() != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if len(missing) > 0 {
+			t.Errorf("%s's fleet view is incomplete (applied of acknowledged+1): %v", v.id, missing)
+		}
 	}
 
 	// The changes stream, read whole.
