@@ -456,6 +456,7 @@ func (n *Node) work(ctx context.Context, k int, l *lease) error {
 	}
 	var msgs []natslog.Message
 	var results []result
+	var delivered uint64 // the consumer's last delivery sequence received
 	for ctx.Err() == nil {
 		batch, err := cons.Fetch(n.cfg.Batch, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
@@ -463,7 +464,17 @@ func (n *Node) work(ctx context.Context, k int, l *lease) error {
 		}
 		msgs = msgs[:0]
 		var last jetstream.Msg
+		var gap error
 		for m := range batch.Messages() {
+			// A delivery this worker did not receive (a pull that ended
+			// on the client side as the server sent into it) would be
+			// covered by the next ack-all: read again from the ack floor.
+			if meta, err := m.Metadata(); err == nil && gap == nil {
+				if meta.Sequence.Consumer != delivered+1 {
+					gap = fmt.Errorf("twinnode: partition %d: delivery %d after %d: read again from the ack floor", k, meta.Sequence.Consumer, delivered)
+				}
+				delivered = meta.Sequence.Consumer
+			}
 			msg, err := natslog.Read(m)
 			if err != nil {
 				n.log.Warn("unreadable log entry", "err", err) // acknowledged with the batch, counted nowhere else
@@ -471,6 +482,9 @@ func (n *Node) work(ctx context.Context, k int, l *lease) error {
 				msgs = append(msgs, msg)
 			}
 			last = m
+		}
+		if gap != nil {
+			return gap
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return err
