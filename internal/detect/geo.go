@@ -66,3 +66,6 @@ func segmentDistance(px, py, ax, ay, bx, by float64) float64 {
 	}
 	return math.Hypot(px-(ax+t*dx), py-(ay+t*dy))
 }
+
+// DistanceM is the great-circle distance between two points in metres.
+func DistanceM(lat1, lon1, lat2, lon2 float64) float64 { return distanceM(lat1, lon1, lat2, lon2) }

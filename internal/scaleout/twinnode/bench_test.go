@@ -103,7 +103,7 @@ func runNodes(b *testing.B, nodes int, reg *registry.Registry, fill func(context
 		if err != nil {
 			b.Fatal(err)
 		}
-		n, err := Open(Config{ID: fmt.Sprint("node-", i+1), Dir: filepath.Join(dir, fmt.Sprint("node", i)), Partitions: partitions}, js, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		n, err := Open(Config{ID: fmt.Sprint("node-", i+1), Dir: filepath.Join(dir, fmt.Sprint("node", i)), Partitions: partitions, Lease: 2 * time.Second}, js, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			b.Fatal(err)
 		}

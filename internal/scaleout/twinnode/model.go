@@ -3,51 +3,74 @@ package twinnode
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"twinchain/internal/detect"
 	"twinchain/internal/scaleout/natslog"
 )
 
 // Change is one applied gateway message as every node's read model sees it.
 type Change struct {
-	Gateway   string   `json:"gw"`
-	Epoch     uint64   `json:"epoch"`
-	Seq       uint64   `json:"seq"`
-	Partition int      `json:"p"`
-	Node      string   `json:"node"`
-	Kind      string   `json:"kind"`
-	UUIDs     []string `json:"uuids,omitempty"` // GPU identities of an inventory message
+	Gateway   string    `json:"gw"`
+	Epoch     uint64    `json:"epoch"`
+	Seq       uint64    `json:"seq"`
+	Partition int       `json:"p"`
+	Node      string    `json:"node"`
+	Kind      string    `json:"kind"`
+	UUIDs     []string  `json:"uuids,omitempty"` // GPU identities of an inventory message
+	Time      time.Time `json:"t,omitzero"`      // an inventory message's reading time
 }
 
 func changeOf(node string, k int, m natslog.Message) ([]byte, error) {
-	uuids, err := identity(m)
+	uuids, t, err := identity(m)
 	if err != nil {
 		return nil, fmt.Errorf("twinnode: %s seq %d: %w", m.Gateway, m.Seq, err)
 	}
-	return json.Marshal(Change{Gateway: m.Gateway, Epoch: m.Epoch, Seq: m.Seq, Partition: k, Node: node, Kind: string(m.Kind), UUIDs: uuids})
+	return json.Marshal(Change{Gateway: m.Gateway, Epoch: m.Epoch, Seq: m.Seq, Partition: k, Node: node, Kind: string(m.Kind), UUIDs: uuids, Time: t})
 }
+
+// Place is where a gateway stands: its site and the site's position.
+type Place struct {
+	Site     string
+	Lat, Lon float64
+}
+
+// DefaultTravelSpeedMS is the fastest a GPU is believed to move between
+// sites (an airliner's cruise, 1,080 km/h).
+const DefaultTravelSpeedMS = 300.0
 
 // GatewayView is one gateway in the fleet view.
 type GatewayView struct {
-	Partition int
-	Node      string // the node that applied its newest message
-	Epoch     uint64
-	Seq       uint64 // the newest applied
-	Applied   int    // messages applied
-	Late      int    // applied with a sequence number not above the newest (out of order)
+	Partition int    `json:"partition"`
+	Node      string `json:"node"` // the node that applied its newest message
+	Epoch     uint64 `json:"epoch"`
+	Seq       uint64 `json:"seq"`     // the newest applied
+	Applied   int    `json:"applied"` // messages applied
+	Late      int    `json:"late"`    // applied with a sequence number not above the newest (out of order)
 }
 
 // Alert is a finding of the read model.
 type Alert struct {
-	Type     string // "clone": one GPU identity in two partitions
-	UUID     string
-	Gateways []string // where it was seen, in the order seen
+	// Type is "clone" (one GPU identity in two partitions) or
+	// "impossible_travel" (one GPU identity at two sites farther apart
+	// than it can have travelled between the two readings).
+	Type     string   `json:"type"`
+	UUID     string   `json:"uuid"`
+	Gateways []string `json:"gateways"` // where it was seen, in the order seen
+	// An impossible travel's distance between the sites and time between
+	// the readings.
+	DistanceM float64 `json:"distance_m,omitempty"`
+	Seconds   float64 `json:"seconds,omitempty"`
 }
 
 // Model is the read model every node folds from the changes of all
@@ -61,6 +84,11 @@ type Model struct {
 	seen     map[string]seenAt // GPU UUID -> where first seen
 	alerts   []Alert
 	alerted  map[string]int // UUID -> index in alerts
+
+	places   map[string]Place    // gateway -> where it stands
+	speed    float64             // the fastest believable travel, m/s
+	sighted  map[string]sighting // GPU UUID -> its newest sighting at a known place
+	traveled map[string]bool     // UUID/from/to -> an impossible travel raised
 }
 
 type seenAt struct {
@@ -68,9 +96,21 @@ type seenAt struct {
 	gateway   string
 }
 
-// NewModel is an empty read model.
-func NewModel() *Model {
-	return &Model{gateways: map[string]*GatewayView{}, seen: map[string]seenAt{}, alerted: map[string]int{}}
+type sighting struct {
+	gateway string
+	place   Place
+	at      time.Time
+}
+
+// NewModel is an empty read model. places says where each gateway stands
+// (a gateway not in it is left out of the travel check); speedMS is the
+// fastest believable travel between sites (0: DefaultTravelSpeedMS).
+func NewModel(places map[string]Place, speedMS float64) *Model {
+	if speedMS <= 0 {
+		speedMS = DefaultTravelSpeedMS
+	}
+	return &Model{gateways: map[string]*GatewayView{}, seen: map[string]seenAt{}, alerted: map[string]int{},
+		places: places, speed: speedMS, sighted: map[string]sighting{}, traveled: map[string]bool{}}
 }
 
 // Apply folds one change at the changes stream's sequence pos.
@@ -91,6 +131,7 @@ func (md *Model) Apply(pos uint64, c Change) {
 	g.Partition, g.Node = c.Partition, c.Node
 	g.Applied++
 	for _, u := range c.UUIDs {
+		md.travel(u, c)
 		at, ok := md.seen[u]
 		if !ok {
 			md.seen[u] = seenAt{c.Partition, c.Gateway}
@@ -110,6 +151,36 @@ func (md *Model) Apply(pos uint64, c Change) {
 	}
 }
 
+// travel raises an impossible travel when GPU u, last seen at one site,
+// is now reported at another farther away than DefaultTravelSpeedMS (or
+// the model's speed) allows in the time between the two readings. Readings
+// of different partitions come in the changes stream's order, not in time
+// order, so the time between them is taken either way round.
+func (md *Model) travel(u string, c Change) {
+	p, ok := md.places[c.Gateway]
+	if !ok || c.Time.IsZero() {
+		return
+	}
+	prev, had := md.sighted[u]
+	if !had || c.Time.After(prev.at) {
+		md.sighted[u] = sighting{c.Gateway, p, c.Time}
+	}
+	if !had || prev.place.Site == p.Site {
+		return
+	}
+	dist := detect.DistanceM(prev.place.Lat, prev.place.Lon, p.Lat, p.Lon)
+	secs := math.Abs(c.Time.Sub(prev.at).Seconds())
+	if dist <= md.speed*secs {
+		return
+	}
+	key := u + "/" + prev.gateway + "/" + c.Gateway
+	if md.traveled[key] {
+		return
+	}
+	md.traveled[key] = true
+	md.alerts = append(md.alerts, Alert{Type: "impossible_travel", UUID: u, Gateways: []string{prev.gateway, c.Gateway}, DistanceM: math.Round(dist), Seconds: secs})
+}
+
 // Bad is how many changes did not decode (skipped).
 func (md *Model) Bad() int {
 	md.mu.Lock()
@@ -125,31 +196,56 @@ func (md *Model) Pos() uint64 {
 }
 
 // Fleet is a copy of the fleet view.
-func (md *Model) Fleet() map[string]GatewayView {
-	md.mu.Lock()
-	defer md.mu.Unlock()
-	out := make(map[string]GatewayView, len(md.gateways))
-	for id, g := range md.gateways {
-		out[id] = *g
-	}
-	return out
-}
+func (md *Model) Fleet() map[string]GatewayView { return md.View().Fleet }
 
 // Alerts is a copy of the alerts, in the order raised.
-func (md *Model) Alerts() []Alert {
+func (md *Model) Alerts() []Alert { return md.View().Alerts }
+
+// View is the read model at one position of the changes stream, as every
+// node serves it (Handler).
+type View struct {
+	Pos    uint64                 `json:"pos"`
+	Fleet  map[string]GatewayView `json:"fleet,omitempty"`
+	Alerts []Alert                `json:"alerts,omitempty"`
+}
+
+// View is a copy of the model.
+func (md *Model) View() View {
 	md.mu.Lock()
 	defer md.mu.Unlock()
-	out := make([]Alert, len(md.alerts))
+	v := View{Pos: md.pos, Fleet: make(map[string]GatewayView, len(md.gateways)), Alerts: make([]Alert, len(md.alerts))}
+	for id, g := range md.gateways {
+		v.Fleet[id] = *g
+	}
 	for i, a := range md.alerts {
 		a.Gateways = slices.Clone(a.Gateways)
-		out[i] = a
+		v.Alerts[i] = a
 	}
-	return out
+	return v
+}
+
+// Handler serves the model read-only as JSON: GET /fleet is the View
+// without the alerts, GET /alerts without the fleet, GET /view both; any
+// node serves the same once it has folded as far (compare pos).
+func (md *Model) Handler() http.Handler {
+	mux := http.NewServeMux()
+	serve := func(path string, cut func(*View)) {
+		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, _ *http.Request) {
+			v := md.View()
+			cut(&v)
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(v) // a client gone away is its own business
+		})
+	}
+	serve("/view", func(*View) {})
+	serve("/fleet", func(v *View) { v.Alerts = nil })
+	serve("/alerts", func(v *View) { v.Fleet = nil })
+	return mux
 }
 
 // Fold reads the changes stream from its start into md until ctx ends. A
-// read that fails (a server lost, a missed heartbeat) resumes after the
-// last folded change with a new consumer.
+// read that fails or stalls (a server lost) resumes after the last folded
+// change with a new consumer.
 func (md *Model) Fold(ctx context.Context, js jetstream.JetStream, log *slog.Logger) error {
 	for {
 		err := md.fold(ctx, js)
@@ -165,40 +261,84 @@ func (md *Model) Fold(ctx context.Context, js jetstream.JetStream, log *slog.Log
 	}
 }
 
+// foldIdle is how long fold waits for changes before it asks whether the
+// stream holds more than it has folded.
+const foldIdle = 2 * time.Second
+
+// fold reads the changes after the folded position through an ephemeral
+// consumer of its own (in memory, one replica, no acknowledgements), every
+// step under a deadline. nats.go's ordered consumer was tried first: after
+// a server was killed, its re-creation retried without end inside Next,
+// and one node's model stayed silent (TestProcessesKilled).
 func (md *Model) fold(ctx context.Context, js jetstream.JetStream) error {
-	cc := jetstream.OrderedConsumerConfig{}
-	if pos := md.Pos(); pos > 0 {
+	pos := md.Pos()
+	cc := jetstream.ConsumerConfig{
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, Replicas: 1, InactiveThreshold: time.Minute,
+	}
+	if pos > 0 {
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, pos+1
 	}
-	cons, err := js.OrderedConsumer(ctx, ChangesStream, cc)
+	cctx, cancel := context.WithTimeout(ctx, 5*foldIdle)
+	cons, err := js.CreateConsumer(cctx, ChangesStream, cc)
+	cancel()
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages()
+	defer func() { // or it goes after InactiveThreshold
+		dctx, cancel := context.WithTimeout(context.Background(), foldIdle)
+		defer cancel()
+		_ = js.DeleteConsumer(dctx, ChangesStream, cons.CachedInfo().Name)
+	}()
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(foldIdle))
+		if err != nil {
+			return err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			meta, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			got++
+			if meta.Sequence.Stream <= md.Pos() {
+				continue // folded already
+			}
+			var c Change
+			if err := json.Unmarshal(m.Data(), &c); err != nil {
+				// Only nodes write the stream: a change that does not
+				// decode is a bug, counted and skipped so the rest stays
+				// visible.
+				md.mu.Lock()
+				md.pos, md.bad = meta.Sequence.Stream, md.bad+1
+				md.mu.Unlock()
+				continue
+			}
+			md.Apply(meta.Sequence.Stream, c)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		if got == 0 {
+			if err := md.behind(ctx, js); err != nil {
+				return err
+			}
+		}
+	}
+	return ctx.Err()
+}
+
+// behind is an error when the changes stream holds changes past the
+// folded position.
+func (md *Model) behind(ctx context.Context, js jetstream.JetStream) error {
+	ctx, cancel := context.WithTimeout(ctx, foldIdle)
+	defer cancel()
+	st, err := js.Stream(ctx, ChangesStream)
 	if err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	defer it.Stop()
-	for {
-		m, err := it.Next()
-		if err != nil {
-			return err
-		}
-		meta, err := m.Metadata()
-		if err != nil {
-			return err
-		}
-		var c Change
-		if err := json.Unmarshal(m.Data(), &c); err != nil {
-			// Only nodes write the stream: a change that does not decode
-			// is a bug, counted and skipped so the rest stays visible.
-			md.mu.Lock()
-			md.pos, md.bad = meta.Sequence.Stream, md.bad+1
-			md.mu.Unlock()
-			continue
-		}
-		md.Apply(meta.Sequence.Stream, c)
+	if last, pos := st.CachedInfo().State.LastSeq, md.Pos(); last > pos {
+		return fmt.Errorf("twinnode: read model at %d, %s at %d, no change for %s", pos, ChangesStream, last, foldIdle)
 	}
+	return nil
 }
