@@ -24,7 +24,7 @@ const (
 
 var linkRules = []testsvc.LinkRule{{
 	Pkg: "twinchain/edge-agent",
-	Own: []string{"twinchain/internal/wire", "twinchain/internal/fastjson", "twinchain/internal/edge/..."},
+	Own: []string{"twinchain/internal/wire", "twinchain/internal/fastjson", "twinchain/internal/edge/...", "twinchain/internal/cli"}, // cli: the help and exit-status convention (stdlib only)
 	Forbid: map[string]string{
 		fiber: "the API is twin-service's", bbolt: "server storage", pebble: "server storage",
 		influx: "telemetry storage is twin-service's", fabric: "the ledger is twin-service's", mochi: "the broker is twin-service's",
