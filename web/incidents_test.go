@@ -204,9 +204,17 @@ func TestIncidents(t *testing.T) {
 		t.Errorf("the unassigned incident's assignee reads %q, want —", got)
 	}
 	waitJS(t, ctx, "the detail's assignee", `(document.querySelector(".incident-detail dd.incident-assignee") || {}).textContent === "carol"`, 30*time.Second)
-	setControl(t, ctx, `.incident-detail .annotate input[name=comment]`, "fans replaced, watching temperatures", "input")
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`.incident-detail button[data-action=incident-comment]`))); err != nil {
-		t.Fatal(err)
+	// Type and click in one step: a live update may redraw the detail between
+	// two browser calls, and a redrawn input is empty.
+	if got := evalJS[string](t, ctx, `(() => {
+		const box = document.querySelector(".incident-detail .annotate");
+		const e = box.querySelector("input[name=comment]");
+		e.value = "fans replaced, watching temperatures";
+		e.dispatchEvent(new Event("input", {bubbles: true}));
+		box.querySelector("button[data-action=incident-comment]").click();
+		return e.value;
+	})()`); got != "fans replaced, watching temperatures" {
+		t.Fatalf("comment input holds %q", got)
 	}
 	waitJS(t, ctx, "the comment in the incident history", `[...document.querySelectorAll(".incident-history li")].some((li) => li.textContent.includes("sec: commented — fans replaced, watching temperatures"))`, 30*time.Second)
 	var commented alert.Alert
