@@ -169,3 +169,39 @@ func TestPublishThroughMosquitto(t *testing.T) {
 		t.Errorf("OnAck called %d times, want %d (acked)", onAck.Load(), ack)
 	}
 }
+
+// TestStopsWithTheBrokerGone stops the broker under a publishing fleet, as
+// make run's Ctrl-C stops twin-service and the fleet at once, and checks
+// the fleet still stops (paho keeps a QoS 1 token open while it waits to
+// reconnect) and counts what was never acknowledged as failed.
+func TestStopsWithTheBrokerGone(t *testing.T) {
+	broker := testsvc.StartMosquitto(t, "")
+	f, err := New(Config{Sites: 1, ServersPerSite: 2, GPUsPerServer: 2, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPublisher(f, PublishConfig{Broker: broker.URL(), Rate: 20, SeqBase: 100}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	testsvc.Eventually(t, 10*time.Second, "messages acknowledged", func() bool { return p.Stats.Acked.Load() > 10 })
+	broker.Stop()
+	sent := p.Stats.Sent.Load()
+	testsvc.Eventually(t, 10*time.Second, "messages sent with the broker gone", func() bool { return p.Stats.Sent.Load() > sent+4 })
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(3 * ackGrace):
+		t.Fatalf("Run still running %v after its context ended, with the broker gone", 3*ackGrace)
+	}
+	if st := &p.Stats; st.Failed.Load() == 0 || st.Acked.Load()+st.Failed.Load() != st.Sent.Load() {
+		t.Errorf("sent %d, acked %d, failed %d: want the unacknowledged counted as failed", st.Sent.Load(), st.Acked.Load(), st.Failed.Load())
+	}
+}

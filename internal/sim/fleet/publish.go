@@ -147,6 +147,20 @@ type pending struct {
 	firstInv bool // the host's first inventory
 }
 
+// ackGrace is how long a stopping gateway still waits for the broker's
+// acknowledgements; what is not acknowledged by then counts as failed.
+const ackGrace = 2 * time.Second
+
+// isDone reports whether tok has completed.
+func isDone(tok mqtt.Token) bool {
+	select {
+	case <-tok.Done():
+		return true
+	default:
+		return false
+	}
+}
+
 func (p *Publisher) runGateway(ctx context.Context, gw *Gateway, start time.Time) error {
 	will, willTopic, err := gw.Will(time.Now().UTC())
 	if err != nil {
@@ -172,17 +186,27 @@ func (p *Publisher) runGateway(ctx context.Context, gw *Gateway, start time.Time
 	}
 	defer client.Disconnect(250)
 
+	// Once ctx ends, acknowledgements get ackGrace: the broker may be
+	// stopping too (make run's Ctrl-C reaches both), and paho keeps a
+	// QoS 1 token open while it waits to reconnect, so waiting for every
+	// token would never end.
+	waitCtx, stopWaiting := context.WithCancel(ctx)
+	giveUp := make(chan struct{})
+	context.AfterFunc(waitCtx, func() { time.AfterFunc(ackGrace, func() { close(giveUp) }) })
 	acks := make(chan pending, p.cfg.MaxInflight)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for pd := range acks {
-			pd.tok.Wait()
+			select {
+			case <-pd.tok.Done():
+			case <-giveUp:
+			}
 			if pd.firstInv { // stored or failed: the docks wait no longer
 				p.uninventoried.Add(-1)
 			}
-			if pd.tok.Error() != nil {
+			if !isDone(pd.tok) || pd.tok.Error() != nil {
 				p.Stats.Failed.Add(1)
 				continue
 			}
@@ -192,7 +216,7 @@ func (p *Publisher) runGateway(ctx context.Context, gw *Gateway, start time.Time
 			}
 		}
 	}()
-	defer func() { close(acks); wg.Wait() }()
+	defer func() { stopWaiting(); close(acks); wg.Wait() }()
 
 	inventoried := false
 	publish := func(kind wire.Kind, t time.Time, body any) error {
