@@ -293,6 +293,14 @@ func TestProofCheckerInBrowser(t *testing.T) {
 	}
 }
 
+// click clicks the element sel names, found and clicked in one browser
+// step: a live redraw between a lookup and a mouse click would leave the
+// click a node that is gone ("Could not find node with given id").
+func click(t testing.TB, ctx context.Context, sel string) {
+	t.Helper()
+	waitJS(t, ctx, "click "+sel, fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.click(); return true; })()`, sel), 10*time.Second)
+}
+
 // setControl sets an input's or select's value as a user would and fires
 // the event the page listens to.
 func setControl(t testing.TB, ctx context.Context, sel, value, event string) {

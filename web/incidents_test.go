@@ -96,9 +96,7 @@ func TestIncidents(t *testing.T) {
 		t.Errorf("the thermal row reads alerts/assets/scope %s, want 4/4/rack r01", got)
 	}
 	// Sorting by last seen, newest first: the substitution (2 min later) on top.
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`table.incidents button.sort[data-sort=last]`))); err != nil {
-		t.Fatal(err)
-	}
+	click(t, ctx, `table.incidents button.sort[data-sort=last]`)
 	if got, want := evalJS[[]string](t, ctx, rowIDs), []string{identity.ID, hardware.ID, thermal.ID}; !slices.Equal(got, want) {
 		t.Errorf("newest last seen first: rows %v, want %v", got, want)
 	}
@@ -120,9 +118,7 @@ func TestIncidents(t *testing.T) {
 	setControl(t, ctx, "#incidents-severity", "", "change")
 
 	// Opening an incident shows its member alerts in full, and the URL names it.
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`table.incidents tr[data-id=%q] td.col-scope`, thermal.ID)))); err != nil {
-		t.Fatal(err)
-	}
+	click(t, ctx, fmt.Sprintf(`table.incidents tr[data-id=%q] td.col-scope`, thermal.ID))
 	members := `[...document.querySelectorAll(".incident-detail li.alert")].map((li) => li.dataset.id)`
 	waitJS(t, ctx, "the thermal incident's members", members+`.length === 4`, 10*time.Second)
 	if got := evalJS[[]string](t, ctx, members); !slices.Equal(got, thermal.Alerts) {
@@ -135,17 +131,13 @@ func TestIncidents(t *testing.T) {
 
 	// Bulk: select the thermal and hardware incidents, acknowledge both.
 	for _, id := range []string{thermal.ID, hardware.ID} {
-		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`table.incidents tr[data-id=%q] td.col-sel input`, id)))); err != nil {
-			t.Fatal(err)
-		}
+		click(t, ctx, fmt.Sprintf(`table.incidents tr[data-id=%q] td.col-sel input`, id))
 	}
 	if got := evalJS[string](t, ctx, `document.querySelector("#incidents-selected").textContent`); got != "2 selected" {
 		t.Errorf("selection reads %q, want 2 selected", got)
 	}
 	setControl(t, ctx, `input[name=incident-comment]`, "cooling team on it", "input")
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#incidents-ack`))); err != nil {
-		t.Fatal(err)
-	}
+	click(t, ctx, `#incidents-ack`)
 	for _, id := range append(slices.Clone(thermal.Alerts), hardware.Alerts...) {
 		var got alert.Alert
 		testsvc.Eventually(t, 30*time.Second, id+" acknowledged", func() bool {
@@ -173,15 +165,11 @@ func TestIncidents(t *testing.T) {
 
 	// Assign both at once; then a comment on the open one from its detail.
 	for _, id := range []string{thermal.ID, hardware.ID} {
-		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`table.incidents tr[data-id=%q] td.col-sel input`, id)))); err != nil {
-			t.Fatal(err)
-		}
+		click(t, ctx, fmt.Sprintf(`table.incidents tr[data-id=%q] td.col-sel input`, id))
 	}
 	setControl(t, ctx, `#incidents-assignee`, "carol", "input")
 	setControl(t, ctx, `input[name=incident-comment]`, "carol has rack r01", "input")
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#incidents-assign`))); err != nil {
-		t.Fatal(err)
-	}
+	click(t, ctx, `#incidents-assign`)
 	for _, in := range []alert.Incident{thermal, hardware} {
 		var got alert.Incident
 		testsvc.Eventually(t, 30*time.Second, in.ID+" assigned", func() bool {
@@ -226,9 +214,7 @@ func TestIncidents(t *testing.T) {
 	shot(t, ctx, "incidents-assigned")
 
 	// Resolving the open incident resolves its members and the incident.
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`.incident-detail button[data-action=incident-resolve]`))); err != nil {
-		t.Fatal(err)
-	}
+	click(t, ctx, `.incident-detail button[data-action=incident-resolve]`)
 	var in alert.Incident
 	testsvc.Eventually(t, 30*time.Second, thermal.ID+" resolved", func() bool {
 		svc.get(t, "/incidents/"+thermal.ID, &in)
