@@ -12,11 +12,14 @@ package testsvc
 
 import (
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -46,15 +49,54 @@ func Missing(t testing.TB, why string) {
 	t.Skip(why)
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback TCP port that was free a moment ago. It picks
+// below the kernel's ephemeral range (ip_local_port_range), where no
+// outgoing connection can take the port between this check and the server's
+// bind, or between a killed server and its restart on the same port (a port
+// from "127.0.0.1:0" lies inside that range: CI lost a run to it). One test
+// binary never hands out the same port twice.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	lo, hi := portRange()
+	for range 200 {
+		port := lo + mrand.IntN(hi-lo)
+		portsMu.Lock()
+		taken := portsGiven[port]
+		portsGiven[port] = true
+		portsMu.Unlock()
+		if taken {
+			continue
+		}
+		l, err := net.Listen("tcp", Addr(port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("free port: none free in %d-%d after 200 tries", lo, hi)
+	return 0
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// portRange is where FreePort picks: from 10000 up to the start of the
+// ephemeral range (Linux's default 32768 when it cannot be read).
+func portRange() (lo, hi int) {
+	lo, hi = 10000, 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	if f := strings.Fields(string(b)); len(f) == 2 {
+		if n, err := strconv.Atoi(f[0]); err == nil && n > lo+1000 {
+			hi = n
+		}
+	}
+	return lo, hi
 }
 
 // WaitTCP waits until addr accepts a connection or the timeout passes.
