@@ -1,57 +1,17 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"twinchain/internal/testsvc"
 	"twinchain/internal/wire"
 )
-
-// smallDisk mounts a tmpfs of size bytes for the test (root only) and
-// unmounts it at the end.
-func smallDisk(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("a real small filesystem needs mount (root): %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes a file until the filesystem is full and returns its path.
-func fillDisk(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			return path
-		}
-	}
-}
 
 type ingestStats struct {
 	Accepted       uint64 `json:"accepted"`
@@ -64,7 +24,7 @@ type ingestStats struct {
 // takes messages again once space is freed; a restart afterwards finds
 // nothing damaged (a full disk never reads as tampering).
 func TestFullDisk(t *testing.T) {
-	dir := smallDisk(t, "24m")
+	dir := testsvc.SmallDisk(t, "24m")
 	s, err := startLedgerService(t, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +46,7 @@ func TestFullDisk(t *testing.T) {
 		}
 	}
 
-	filler := fillDisk(t, dir)
+	filler := testsvc.FillDisk(t, dir)
 	// A gateway keeps sending telemetry of about 3 KB a message.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

@@ -42,6 +42,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -58,6 +59,10 @@ type Options struct {
 	// NoSync skips the fsync of each Write. Only for benchmarks: a crash
 	// may then lose the last writes.
 	NoSync bool
+	// DiskReserve is the free space Write leaves on the filesystem beside
+	// the batch: 0 means DefaultDiskReserve; negative turns the check off
+	// (only for the test of what happens when Pebble's log write fails).
+	DiskReserve int64
 }
 
 // Store is the embedded telemetry store. It is safe for concurrent use.
@@ -66,9 +71,13 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 	wo   *pebble.WriteOptions
+	dir  string
 
-	mu       sync.Mutex
-	closed   bool
+	mu     sync.Mutex
+	closed bool
+	// broken is set when Pebble failed a commit fatally (its write-ahead log
+	// cannot go on after a failed write): every later Write returns it.
+	broken   error
 	series   map[string]map[string]*series // measurement -> asset -> series
 	byAsset  map[string][]*series
 	fields   map[string]uint32 // field name -> id
@@ -119,6 +128,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db:      db,
+		dir:     dir,
 		opts:    opts,
 		log:     opts.Log,
 		wo:      pebble.Sync,
@@ -198,6 +208,9 @@ func (s *Store) Write(ctx context.Context, pts []telemetry.Point) error {
 	if s.closed {
 		return telemetry.ErrClosed
 	}
+	if s.broken != nil {
+		return s.broken
+	}
 	if s.batch == nil {
 		s.batch = s.db.NewBatch()
 	}
@@ -209,12 +222,59 @@ func (s *Store) Write(ctx context.Context, pts []telemetry.Point) error {
 		return fmt.Errorf("telemetry batch: %w", err)
 	}
 	if !b.Empty() {
-		if err := b.Commit(s.wo); err != nil {
+		if err := s.commit(b); err != nil {
 			s.undo(u)
 			return fmt.Errorf("commit %d telemetry points: %w", len(pts), err)
 		}
 	}
 	return skipped.Err()
+}
+
+// DefaultDiskReserve is the free space Write leaves on the store's
+// filesystem beside the batch itself: room for Pebble to rotate its
+// write-ahead log and flush a memtable.
+const DefaultDiskReserve = 16 << 20
+
+// ErrDiskFull is returned by Write when the filesystem has too little room
+// for the batch and the reserve. Nothing is written; the caller retries.
+var ErrDiskFull = errors.New("telemetry store: disk nearly full")
+
+// commit commits b with an fsync. Pebble cannot survive a failed write to
+// its log (it calls Fatalf, "the commit pipeline will be horked"), so a
+// batch is refused up front when the disk cannot take it; should a commit
+// still fail that way, the store stops taking writes (the telemetry
+// writer's cursor has not moved: a restart writes those points again).
+// Called with s.mu held.
+func (s *Store) commit(b *pebble.Batch) (err error) {
+	if reserve := s.opts.DiskReserve; reserve >= 0 {
+		if reserve == 0 {
+			reserve = DefaultDiskReserve
+		}
+		if free, ok := freeBytes(s.dir); ok && free < uint64(2*b.Len())+uint64(reserve) {
+			return fmt.Errorf("%w: %d bytes free in %s", ErrDiskFull, free, s.dir)
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(pebbleFatal)
+			if !ok {
+				panic(r)
+			}
+			s.broken = fmt.Errorf("telemetry store stopped taking writes after a failed log write (restart twin-service once the disk has room; the writer resumes from its cursor): %s", f)
+			s.log.Error(s.broken.Error())
+			err = s.broken
+		}
+	}()
+	return b.Commit(s.wo)
+}
+
+// freeBytes is the space an unprivileged writer has left on dir's filesystem.
+func freeBytes(dir string) (uint64, bool) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, false
+	}
+	return st.Bavail * uint64(st.Bsize), true
 }
 
 // encode adds the valid points of pts to b, with the metadata of the series
@@ -444,6 +504,10 @@ func (l pebbleLogger) Errorf(format string, args ...any) {
 	l.log.Error("pebble", "msg", fmt.Sprintf(format, args...))
 }
 
+// Fatalf panics with a pebbleFatal, which commit turns into an error when
+// it comes from a commit.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf("pebble: "+format, args...))
+	panic(pebbleFatal(fmt.Sprintf(format, args...)))
 }
+
+type pebbleFatal string
