@@ -32,6 +32,7 @@ func TestWorkloads(t *testing.T) {
 	for i, id := range []string{"srv-w.gpu0", "srv-w.gpu1"} {
 		a := r.in.w.twins[id]
 		if a == nil || a.Kind != twin.KindGPU || a.Parent != "srv-w" || a.Workload == nil || !a.Workload.At.Equal(t0) ||
+			a.Workload.Gateway != "gw-w" || a.Workload.Seq != 1 || a.Workload.Pos != out.Pos ||
 			!reflect.DeepEqual(a.Workload.Processes, wl.GPUs[i].Processes) {
 			t.Errorf("twin %s = %+v, want a GPU of srv-w running %+v", id, a, wl.GPUs[i].Processes)
 		}
