@@ -162,7 +162,7 @@ func openLedger(cfg LedgerConfig, dataDir string, store *twinstore.Store, in *in
 		every = approvals.DefaultEvery
 	}
 	p.proposer = remediate.New(p.client, p.approvals, selfCaller(cfg.Anchor.CallerID), every, log.With("component", "remediate"))
-	p.stops = remediate.NewStopWatcher(p.client, p.approvals, store, reg, selfCaller(cfg.Anchor.CallerID), every, log.With("component", "remediate-stops"))
+	p.stops = remediate.NewStopWatcher(p.client, p.approvals, store, reg, selfCaller(cfg.Anchor.CallerID), remediate.DefaultStopsEvery, log.With("component", "remediate-stops"))
 	p.proofs = &proofbundle.Exporter{Tree: p.tree, Anchors: selfReader{p.client, cfg.Anchor.CallerID}, Key: p.key.Public().(ed25519.PublicKey)}
 	if p.file != nil {
 		p.proofs.Blocks = p.file

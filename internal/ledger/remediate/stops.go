@@ -50,6 +50,11 @@ type GatewayKeys interface {
 // MaxStopsPerStep bounds the ledger writes of one step.
 const MaxStopsPerStep = 64
 
+// DefaultStopsEvery is how often twin-service looks for stops: a step
+// reads the twins from memory and the ledger only for a new remediation
+// or a stop to record, so it can run often.
+const DefaultStopsEvery = 2 * time.Second
+
 // StopWatcher records remediation stops; safe for concurrent use of its
 // counters. Step runs in one goroutine (Run's).
 type StopWatcher struct {
