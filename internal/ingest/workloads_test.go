@@ -51,6 +51,11 @@ func TestWorkloads(t *testing.T) {
 	if out.Reason != ReasonMalformed || !strings.Contains(out.Err.Error(), "artifact") {
 		t.Fatalf("bad artifact digest: %s %v, want malformed naming the artifact", out.Reason, out.Err)
 	}
+	bad.GPUs[0].Processes[0] = wire.Process{PID: 12, Name: "x", Image: "sha256:" + strings.Repeat("0f", 32), RepoDigest: "docker.io/x@sha256:0f"}
+	out = r.submit("gw-w", wire.KindWorkloads, seal(t, "gw-w", 4, t0.Add(2*time.Second), wire.KindWorkloads, bad))
+	if out.Reason != ReasonMalformed || !strings.Contains(out.Err.Error(), "repo digest") {
+		t.Fatalf("bad repo digest: %s %v, want malformed naming the repo digest", out.Reason, out.Err)
+	}
 	if a := r.in.w.twins["srv-w.gpu2"]; a != nil {
 		t.Errorf("a refused message placed %+v", a)
 	}
