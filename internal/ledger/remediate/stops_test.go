@@ -22,13 +22,13 @@ import (
 // ledgertest.GatewayKey: the watcher reads what agents report, as in
 // twin-service.
 type twins struct {
-	t     *testing.T
+	t     testing.TB
 	store *twinstore.Store
 	in    *ingest.Ingest
 	seq   uint64
 }
 
-func newTwins(t *testing.T) *twins {
+func newTwins(t testing.TB) *twins {
 	reg := registry.New()
 	if err := reg.Put(registry.Gateway{ID: "gw-1", PublicKey: ledgertest.GatewayKey.Public().(ed25519.PublicKey), Site: "s1"}); err != nil {
 		t.Fatal(err)
@@ -57,12 +57,22 @@ func newTwins(t *testing.T) *twins {
 // report has gw-1 report srv.gpu1 running processes serving artifacts (hex).
 func (tw *twins) report(artifacts ...string) {
 	tw.t.Helper()
-	g := wire.GPUWorkload{Asset: "srv.gpu1", Processes: []wire.Process{}}
-	for i, a := range artifacts {
-		g.Processes = append(g.Processes, wire.Process{PID: uint32(10 + i), Name: "tritonserver", MemBytes: 1, Model: "m", Artifact: "sha256:" + a})
+	tw.reportOn([]string{"srv.gpu1"}, artifacts...)
+}
+
+// reportOn has gw-1 report gpus each running processes serving artifacts.
+func (tw *twins) reportOn(gpus []string, artifacts ...string) {
+	tw.t.Helper()
+	var gs []wire.GPUWorkload
+	for _, gpu := range gpus {
+		g := wire.GPUWorkload{Asset: gpu, Processes: []wire.Process{}}
+		for i, a := range artifacts {
+			g.Processes = append(g.Processes, wire.Process{PID: uint32(10 + i), Name: "tritonserver", MemBytes: 1, Model: "m", Artifact: "sha256:" + a})
+		}
+		gs = append(gs, g)
 	}
 	tw.seq++
-	raw, err := wire.Seal(ledgertest.GatewayKey, "gw-1", tw.seq, time.Now(), wire.KindWorkloads, wire.Workloads{Host: "srv", GPUs: []wire.GPUWorkload{g}})
+	raw, err := wire.Seal(ledgertest.GatewayKey, "gw-1", tw.seq, time.Now(), wire.KindWorkloads, wire.Workloads{Host: "srv", GPUs: gs})
 	if err != nil {
 		tw.t.Fatal(err)
 	}
