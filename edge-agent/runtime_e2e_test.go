@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"twinchain/internal/edge/enroll"
 	"twinchain/internal/edge/workload"
 	"twinchain/internal/httpapi"
+	"twinchain/internal/ledger/proofbundle"
 	"twinchain/internal/testsvc"
 )
 
@@ -80,7 +82,10 @@ type runtimeAlert struct {
 // GPU 0), GPU 1 a model nobody approved there (unapproved_model, its
 // gateway-signed workloads report recorded on the ledger as evidence, the
 // alert provable); then llama's weights are tampered with and GPU 0 raises
-// unapproved_model naming the deployment that approves other bytes.
+// unapproved_model naming the deployment that approves other bytes. A
+// remediation pauses dep-llama; the operator stops llama, the agent reports
+// GPU 0 idle, and the stop is on the ledger, proven by the remediation's
+// record bundle (which fails once the stop is edited).
 func TestRuntimeApprovalsEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three programs")
@@ -304,7 +309,54 @@ func TestRuntimeApprovalsEndToEnd(t *testing.T) {
 	if !apiGet(base, admin, "/api/v1/ledger/models/llama-7b/runs", &runs) || len(runs.Items) != 0 {
 		t.Errorf("llama-7b runs after it stopped = %+v, want none", runs.Items)
 	}
+	// twin-service records the stop on the ledger, with the agent's signed
+	// report as its evidence, and the remediation's record bundle proves it.
+	testsvc.Eventually(t, 30*time.Second, "gpu0's stop on rem-llama", func() bool {
+		return apiGet(base, admin, "/api/v1/ledger/remediations/rem-llama", &rem) && len(rem.Stops) == 1
+	})
+	if s := rem.Stops[0]; s.Asset != "srv-rt-001.gpu0" || s.Gateway != "gw-rt" || s.ModelHash != strings.TrimPrefix(llamaV1, "sha256:") || fmt.Sprint(s.Deployments) != "[dep-llama]" {
+		t.Errorf("rem-llama's stop = %+v, want gpu0 by gw-rt, dep-llama's llama", s)
+	}
+	checkStopBundle(t, base, admin)
 	stop(t, agent)
+}
+
+// checkStopBundle verifies rem-llama's record bundle under the service's
+// key, its stop check included, and again with the stop's sequence number
+// edited: the bundle must fail.
+func checkStopBundle(t *testing.T, base, admin string) {
+	t.Helper()
+	var st struct {
+		ServiceKey string `json:"service_key"`
+	}
+	if !apiGet(base, admin, "/api/v1/ledger/status", &st) {
+		t.Fatal("GET /api/v1/ledger/status failed")
+	}
+	key, err := proofbundle.ParseKey(st.ServiceKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw json.RawMessage
+	if !apiGet(base, admin, "/api/v1/ledger/proofs/remediation/rem-llama", &raw) {
+		t.Fatal("no record bundle of rem-llama")
+	}
+	rep := proofbundle.VerifyJSON(raw, key)
+	if !rep.Verified() || !slices.ContainsFunc(rep.Checks, func(c proofbundle.Check) bool { return c.Name == "remediation stop srv-rt-001.gpu0" && c.OK }) {
+		t.Fatalf("rem-llama's bundle = verified %v, checks %+v; want verified with gpu0's stop", rep.Verified(), rep.Checks)
+	}
+	b, err := proofbundle.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rem core.Remediation
+	if err := json.Unmarshal(b.Record.Value, &rem); err != nil {
+		t.Fatal(err)
+	}
+	rem.Stops[0].Seq++
+	b.Record.Value, _ = json.Marshal(rem)
+	if rep := proofbundle.Verify(b, key); rep.OK() || !slices.ContainsFunc(rep.Failed(), func(c proofbundle.Check) bool { return c.Name == "remediation stop srv-rt-001.gpu0" }) {
+		t.Errorf("rem-llama's bundle with the stop edited: failed checks %+v, want the stop's", rep.Failed())
+	}
 }
 
 // startWorkloadAgent enrolls an edge-agent as gateway gw of host with

@@ -93,8 +93,11 @@ type ledgerPart struct {
 	// proposer proposes the remediation of models in force trained on
 	// hardware with evidence (docs/runtime.md).
 	proposer *remediate.Proposer
-	log      *slog.Logger
-	damaged  atomic.Pointer[error] // set when stored ledger data does not verify: read-only from then on
+	// stops records, for executed remediations, the gateway-signed
+	// reports that a paused model no longer runs on a GPU.
+	stops   *remediate.StopWatcher
+	log     *slog.Logger
+	damaged atomic.Pointer[error] // set when stored ledger data does not verify: read-only from then on
 }
 
 // openLedger opens the ledger part, or returns nil when it is off.
@@ -159,6 +162,7 @@ func openLedger(cfg LedgerConfig, dataDir string, store *twinstore.Store, in *in
 		every = approvals.DefaultEvery
 	}
 	p.proposer = remediate.New(p.client, p.approvals, selfCaller(cfg.Anchor.CallerID), every, log.With("component", "remediate"))
+	p.stops = remediate.NewStopWatcher(p.client, p.approvals, store, reg, selfCaller(cfg.Anchor.CallerID), remediate.DefaultStopsEvery, log.With("component", "remediate-stops"))
 	p.proofs = &proofbundle.Exporter{Tree: p.tree, Anchors: selfReader{p.client, cfg.Anchor.CallerID}, Key: p.key.Public().(ed25519.PublicKey)}
 	if p.file != nil {
 		p.proofs.Blocks = p.file
@@ -366,6 +370,12 @@ func (p *ledgerPart) registerMetrics(reg *prometheus.Registry) {
 			func() float64 { return float64(p.approvals.Errors.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_remediations_proposed_total", Help: "Remediations of tainted models proposed on the ledger."},
 			func() float64 { return float64(p.proposer.Proposed.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_remediation_stops_recorded_total", Help: "GPUs recorded on the ledger as no longer running a model a remediation paused (a signed workloads report)."},
+			func() float64 { return float64(p.stops.Recorded.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twinchain_remediation_stops_pending", Help: "GPUs still reported running (or not yet reported without) a model an executed remediation paused."},
+			func() float64 { return float64(p.stops.Pending.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_remediation_stops_refused_total", Help: "Remediation stops the ledger refused (the message is not tried again)."},
+			func() float64 { return float64(p.stops.Refused.Load()) }),
 	)
 }
 

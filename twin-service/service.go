@@ -311,6 +311,7 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 		g.Go(func() error { return s.ledger.Run(gctx) })
 		g.Go(func() error { return s.ledger.approvals.Run(gctx) })
 		g.Go(func() error { return s.ledger.proposer.Run(gctx) })
+		g.Go(func() error { return s.ledger.stops.Run(gctx) })
 	}
 	g.Go(func() error { return s.detect.Run(gctx) })
 	if s.scrub != nil {

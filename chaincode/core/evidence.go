@@ -85,31 +85,12 @@ func RecordEvidence(tx *Tx, in EvidenceInput) (Evidence, error) {
 	if err := checkText("note", in.Note, 1024, false); err != nil {
 		return Evidence{}, err
 	}
-	env, err := ParseEnvelope(in.Envelope)
-	if err != nil {
-		return Evidence{}, err
-	}
-	var asset, gw Asset
+	var asset Asset
 	if err := mustLoad(tx.State, pfxAsset+in.Asset, "asset", in.Asset, &asset); err != nil {
 		return Evidence{}, err
 	}
-	if err := mustLoad(tx.State, pfxAsset+env.Gateway, "gateway", env.Gateway, &gw); err != nil {
-		return Evidence{}, err
-	}
-	if gw.Kind != AssetKindGateway || gw.PublicKey == "" {
-		return Evidence{}, fmt.Errorf("asset %q is not a gateway with a key: %w", env.Gateway, ErrInvalid)
-	}
-	if err := checkGatewayKeyPolicy(tx, gw.keyRole(), "evidence signed by "+env.Gateway); err != nil {
-		return Evidence{}, err
-	}
-	if gw.Status == StatusRetired {
-		return Evidence{}, fmt.Errorf("gateway %q is retired: %w", env.Gateway, ErrConflict)
-	}
-	pub, err := hex.DecodeString(gw.PublicKey)
+	env, gw, err := verifiedEnvelope(tx, in.Envelope, "evidence")
 	if err != nil {
-		return Evidence{}, fmt.Errorf("gateway %q key: %v: %w", env.Gateway, err, ErrInvalid)
-	}
-	if err := env.Verify(ed25519.PublicKey(pub)); err != nil {
 		return Evidence{}, err
 	}
 	if err := checkEvidenceBody(in.Kind, in.Asset, &env); err != nil {
@@ -133,6 +114,35 @@ func RecordEvidence(tx *Tx, in EvidenceInput) (Evidence, error) {
 	}
 	ev.Stamp = tx.stamp()
 	return ev, store(tx.State, key, ev)
+}
+
+// verifiedEnvelope parses a gateway-signed envelope and verifies its
+// signature against the key of the gateway it names, as registered on the
+// ledger (a registered, unretired asset of kind gateway with a key, allowed
+// by the gateway key policy); what names the record it is for.
+func verifiedEnvelope(tx *Tx, raw []byte, what string) (Envelope, Asset, error) {
+	env, err := ParseEnvelope(raw)
+	if err != nil {
+		return env, Asset{}, err
+	}
+	var gw Asset
+	if err := mustLoad(tx.State, pfxAsset+env.Gateway, "gateway", env.Gateway, &gw); err != nil {
+		return env, gw, err
+	}
+	if gw.Kind != AssetKindGateway || gw.PublicKey == "" {
+		return env, gw, fmt.Errorf("asset %q is not a gateway with a key: %w", env.Gateway, ErrInvalid)
+	}
+	if err := checkGatewayKeyPolicy(tx, gw.keyRole(), what+" signed by "+env.Gateway); err != nil {
+		return env, gw, err
+	}
+	if gw.Status == StatusRetired {
+		return env, gw, fmt.Errorf("gateway %q is retired: %w", env.Gateway, ErrConflict)
+	}
+	pub, err := hex.DecodeString(gw.PublicKey)
+	if err != nil {
+		return env, gw, fmt.Errorf("gateway %q key: %v: %w", env.Gateway, err, ErrInvalid)
+	}
+	return env, gw, env.Verify(ed25519.PublicKey(pub))
 }
 
 // evidenceOf lists an asset's evidence by event time, then gateway,

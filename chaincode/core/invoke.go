@@ -96,6 +96,7 @@ func Functions() []Function {
 		fn("ProposeRemediation", true, ProposeRemediation),
 		fn("DecideRemediation", true, DecideRemediation),
 		fn("ExecuteRemediation", true, byID(ExecuteRemediation)),
+		fn("RecordRemediationStop", true, RecordRemediationStop),
 
 		fn("GetGatewayKeyPolicy", false, GetGatewayKeyPolicy),
 		fn("GetAsset", false, byID(GetAsset)),

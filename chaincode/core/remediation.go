@@ -79,6 +79,9 @@ type Remediation struct {
 	// Rollbacks are the rollback deployments the execution recorded, in
 	// step order.
 	Rollbacks []string `json:"rollbacks,omitempty"`
+	// Stops are the GPUs whose agents reported the paused model no longer
+	// running there after the execution, by asset (RecordRemediationStop).
+	Stops []RemediationStop `json:"stops,omitempty"`
 }
 
 // RemediationApproval is the input to DecideRemediation.

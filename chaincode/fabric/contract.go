@@ -292,6 +292,11 @@ func (c *Contract) ExecuteRemediation(ctx contractapi.TransactionContextInterfac
 	return call(ctx, "ExecuteRemediation", arg)
 }
 
+// RecordRemediationStop calls core.RecordRemediationStop.
+func (c *Contract) RecordRemediationStop(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "RecordRemediationStop", arg)
+}
+
 // GetRemediation calls core.GetRemediation.
 func (c *Contract) GetRemediation(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
 	return call(ctx, "GetRemediation", arg)

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"twinchain/internal/twin"
@@ -18,6 +19,10 @@ type Approval struct {
 	Deployment string
 	Model      string
 	Artifact   string // lower-case hex SHA-256 of the model artifact (no "sha256:")
+	// Container is the deployment's container_hash: the registry digest
+	// of the image it approves (lower-case hex, no "sha256:"; empty: none
+	// named, the image is not compared).
+	Container string
 	// VBIOS and Driver are the target's versions the deployment recorded
 	// (empty: not recorded, not compared).
 	VBIOS  string
@@ -44,6 +49,9 @@ type runtimeDetector struct {
 	// newest is each GPU's newest workloads report, judged again when
 	// the approvals change (read at last, a rollback, a pause).
 	newest map[string]gpuReport
+	// notCompared counts processes judged whose image has no registry
+	// digest to compare (nil: not counted).
+	notCompared *atomic.Uint64
 }
 
 type gpuReport struct {
@@ -91,8 +99,9 @@ func (d *runtimeDetector) tick() []Finding {
 	return out
 }
 
-// judge finds the processes on a GPU whose artifact no deployment in force
-// approves there, and the deployments in force whose recorded firmware is
+// judge finds the processes on a GPU that the deployments in force there
+// do not approve (Judge: the artifact, and the image where it can be
+// compared), and the deployments in force whose recorded firmware is
 // not the GPU's now.
 func (d *runtimeDetector) judge(asset string, r gpuReport) []Finding {
 	as, ok := d.approvals.InForce(asset)
@@ -103,11 +112,19 @@ func (d *runtimeDetector) judge(asset string, r gpuReport) []Finding {
 	var bad []string
 	vals := values("host", r.host)
 	for _, p := range r.procs {
-		if _, ok := ApprovalFor(as, p.Artifact); p.Artifact == "" || ok {
+		j := Judge(as, p)
+		if j.ImageCheck == ImageLocalOnly && d.notCompared != nil {
+			d.notCompared.Add(1)
+		}
+		if !j.Judged || j.Approved {
 			continue
 		}
 		what := fmt.Sprintf("pid %d %s serves %s", p.PID, p.Name, p.Artifact)
-		if p.Model != "" {
+		switch {
+		case j.ImageCheck == ImageMismatch:
+			what += ": " + j.Reason
+			vals[fmt.Sprintf("pid.%d.repo_digest", p.PID)] = p.RepoDigest
+		case p.Model != "":
 			what = fmt.Sprintf("pid %d %s serves model %s as %s", p.PID, p.Name, p.Model, p.Artifact)
 			// The model is approved here, with other bytes: a tampered or
 			// unregistered build of it.
@@ -177,19 +194,80 @@ func (d *runtimeDetector) drift(asset string, as []Approval, t time.Time, ev Evi
 	}}
 }
 
-// ApprovalFor is the approval in force among as for a process's artifact
-// ("sha256:" and hex, as the workloads report says it).
-func ApprovalFor(as []Approval, artifact string) (Approval, bool) {
-	art, ok := strings.CutPrefix(artifact, "sha256:")
+// Image checks (Judgement.ImageCheck).
+const (
+	// ImageMatch: the process's image has the registry digest the
+	// deployment's container_hash names.
+	ImageMatch = "match"
+	// ImageMismatch: it has another registry digest; not approved.
+	ImageMismatch = "mismatch"
+	// ImageLocalOnly: the image has no registry digest (built locally),
+	// so it cannot be compared with the deployment's container_hash; the
+	// process is judged by its artifact alone.
+	ImageLocalOnly = "local_only"
+)
+
+// Judgement is a process judged against the approvals in force on its GPU.
+type Judgement struct {
+	// Judged is false for a process with no artifact hash (no model
+	// matched, or unread): nothing is said about it.
+	Judged   bool
+	Approved bool
+	// Deployment approves it; on an image mismatch, the deployment that
+	// approves its artifact with another image.
+	Deployment string
+	// Reason says why it is not approved ("" when it is).
+	Reason string
+	// ImageCheck is how its container image compared (Image*); "" when
+	// not compared: the process runs in no container (or the runtime did
+	// not say its image), or the deployment names no container.
+	ImageCheck string
+}
+
+// Judge judges a process on a GPU against as, the approvals in force
+// there: its model artifact hash must be one a deployment approves and,
+// when it runs in a container and that deployment names a container hash,
+// its image's registry digest must be that hash. An image with no registry
+// digest (built locally) cannot be compared: the artifact alone decides
+// (ImageLocalOnly).
+func Judge(as []Approval, p wire.Process) Judgement {
+	art, ok := strings.CutPrefix(p.Artifact, "sha256:")
 	if !ok || art == "" {
-		return Approval{}, false
+		return Judgement{}
 	}
+	var matches []Approval
 	for _, a := range as {
 		if a.Artifact == art {
-			return a, true
+			matches = append(matches, a)
 		}
 	}
-	return Approval{}, false
+	if len(matches) == 0 {
+		return Judgement{Judged: true, Reason: "no deployment in force here approves artifact " + p.Artifact}
+	}
+	approved := func(a Approval, check string) Judgement {
+		return Judgement{Judged: true, Approved: true, Deployment: a.Deployment, ImageCheck: check}
+	}
+	if p.Image == "" {
+		return approved(matches[0], "")
+	}
+	for _, a := range matches {
+		if a.Container == "" {
+			return approved(a, "")
+		}
+	}
+	if p.RepoDigest == "" {
+		return approved(matches[0], ImageLocalOnly)
+	}
+	repo := strings.TrimPrefix(p.RepoDigest, "sha256:")
+	for _, a := range matches {
+		if a.Container == repo {
+			return approved(a, ImageMatch)
+		}
+	}
+	a := matches[0]
+	return Judgement{Judged: true, Deployment: a.Deployment, ImageCheck: ImageMismatch,
+		Reason: fmt.Sprintf("image digest differs: runs image %s with registry digest %s, deployment %s approves container sha256:%s",
+			p.Image, p.RepoDigest, a.Deployment, a.Container)}
 }
 
 // Drift says how fw differs from the firmware a was approved on ("" when

@@ -3,6 +3,7 @@ package detect
 import (
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"twinchain/internal/twin"
@@ -103,5 +104,74 @@ func TestRuntimeChecks(t *testing.T) {
 	// A process without an artifact (no configured model) is not judged.
 	if got := observe(workloadsMsg(5, 40, wire.GPUWorkload{Asset: "srv.gpu0", Processes: []wire.Process{{PID: 8, Name: "miner", Skip: wire.SkipNoModel}}})); len(got) != 0 {
 		t.Errorf("process without artifact = %+v, want nothing", got)
+	}
+}
+
+// TestJudge: a process is judged by its artifact and, in a container whose
+// deployment names a container hash, by its image's registry digest.
+func TestJudge(t *testing.T) {
+	as := []Approval{
+		{Deployment: "dep-1", Model: "llama", Artifact: sha("a"), Container: sha("c")},
+		{Deployment: "dep-2", Model: "bert", Artifact: sha("b")},
+	}
+	p := func(art, image, repo string) wire.Process {
+		return wire.Process{PID: 7, Name: "vllm", Model: "llama", Artifact: art, Image: image, RepoDigest: repo}
+	}
+	img := "sha256:" + sha("e")
+	for _, tc := range []struct {
+		name   string
+		p      wire.Process
+		want   Judgement
+		reason string
+	}{
+		{"no artifact", p("", img, ""), Judgement{}, ""},
+		{"unapproved artifact", p("sha256:"+sha("f"), "", ""), Judgement{Judged: true}, "no deployment in force here approves artifact sha256:" + sha("f")},
+		{"no container", p("sha256:"+sha("a"), "", ""), Judgement{Judged: true, Approved: true, Deployment: "dep-1"}, ""},
+		{"image match", p("sha256:"+sha("a"), img, "sha256:"+sha("c")), Judgement{Judged: true, Approved: true, Deployment: "dep-1", ImageCheck: ImageMatch}, ""},
+		{"image mismatch", p("sha256:"+sha("a"), img, "sha256:"+sha("d")), Judgement{Judged: true, Deployment: "dep-1", ImageCheck: ImageMismatch},
+			"image digest differs: runs image " + img + " with registry digest sha256:" + sha("d") + ", deployment dep-1 approves container sha256:" + sha("c")},
+		{"local only", p("sha256:"+sha("a"), img, ""), Judgement{Judged: true, Approved: true, Deployment: "dep-1", ImageCheck: ImageLocalOnly}, ""},
+		{"deployment names no container", p("sha256:"+sha("b"), img, "sha256:"+sha("d")), Judgement{Judged: true, Approved: true, Deployment: "dep-2"}, ""},
+	} {
+		tc.want.Reason = tc.reason
+		if got := Judge(as, tc.p); got != tc.want {
+			t.Errorf("%s: Judge(%+v) = %+v, want %+v", tc.name, tc.p, got, tc.want)
+		}
+	}
+}
+
+// TestRuntimeImageMismatch: the approved artifact in an image whose
+// registry digest is not the deployment's container hash raises
+// unapproved_model saying so; the same artifact in a locally built image
+// (no registry digest) raises nothing and is counted as not compared.
+func TestRuntimeImageMismatch(t *testing.T) {
+	f := newFleet()
+	ap := &approvalsMap{loaded: true, version: 1, m: map[string][]Approval{"srv.gpu0": {{Deployment: "dep-1", Model: "llama", Artifact: sha("a"), Container: sha("c")}}}}
+	s := NewSet(Defaults(), NewView(nil))
+	s.SetApprovals(ap)
+	var notCompared atomic.Uint64
+	s.CountImagesNotCompared(&notCompared)
+	if _, err := s.Observe(f.change("srv.gpu0", at(0), gpu("s1", "srv", 0, "GPU-0"))); err != nil {
+		t.Fatal(err)
+	}
+	run := func(seq uint64, repo string) []Finding {
+		t.Helper()
+		fs, err := s.Observe(workloadsMsg(seq, float64(seq), wire.GPUWorkload{Asset: "srv.gpu0", Processes: []wire.Process{
+			{PID: 9, Name: "vllm", Model: "llama", Artifact: "sha256:" + sha("a"), Image: "sha256:" + sha("e"), RepoDigest: repo}}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fs
+	}
+	if got := run(1, "sha256:"+sha("c")); len(got) != 0 {
+		t.Errorf("image with the approved digest: %+v, want nothing", got)
+	}
+	got := run(2, "sha256:"+sha("d"))
+	if len(got) != 1 || got[0].Type != TypeUnapprovedModel || !strings.Contains(got[0].Summary, "image digest differs") ||
+		got[0].Evidence.Values["pid.9.repo_digest"] != "sha256:"+sha("d") || got[0].Evidence.Messages[0].Seq != 2 {
+		t.Errorf("image with another digest: %+v, want unapproved_model saying the image digest differs", got)
+	}
+	if got := run(3, ""); len(got) != 0 || notCompared.Load() != 1 {
+		t.Errorf("locally built image: %+v, %d not compared; want nothing, 1", got, notCompared.Load())
 	}
 }

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"twinchain/internal/twin"
@@ -51,6 +52,11 @@ func NewSet(cfg Config, view *View) *Set {
 // environment_drift): what runs on each GPU is judged against a's
 // deployments in force. Call it before the first Observe.
 func (s *Set) SetApprovals(a Approvals) { s.runtime.approvals = a }
+
+// CountImagesNotCompared counts in c each judged process whose container
+// image has no registry digest to compare with its deployment's container
+// hash (detect.ImageLocalOnly). Call it before the first Observe.
+func (s *Set) CountImagesNotCompared(c *atomic.Uint64) { s.runtime.notCompared = c }
 
 // View is the fleet picture the set folds events into.
 func (s *Set) View() *View { return s.view }

@@ -27,6 +27,13 @@ type RunningProcess struct {
 	wire.Process
 	Approved   bool   `json:"approved"`
 	Deployment string `json:"deployment,omitempty"` // the deployment that approves it
+	// Reason says why it is not approved (detect.Judge).
+	Reason string `json:"reason,omitempty"`
+	// ImageCheck is how its container image's registry digest compared
+	// with the deployment's container hash: match, mismatch, local_only
+	// (an image built locally has none: not compared); absent when not
+	// compared.
+	ImageCheck string `json:"image_check,omitempty"`
 }
 
 // InForce is one deployment in force on a GPU and how the GPU's firmware
@@ -69,10 +76,8 @@ func (s *Server) runtimeOf(a *twin.Asset) AssetRuntime {
 	at := a.Workload.At
 	out.At = &at
 	for _, p := range a.Workload.Processes {
-		rp := RunningProcess{Process: p}
-		if ap, ok := detect.ApprovalFor(as, p.Artifact); ok {
-			rp.Approved, rp.Deployment = true, ap.Deployment
-		}
+		j := detect.Judge(as, p)
+		rp := RunningProcess{Process: p, Approved: j.Approved, Deployment: j.Deployment, Reason: j.Reason, ImageCheck: j.ImageCheck}
 		out.Processes = append(out.Processes, rp)
 	}
 	return out

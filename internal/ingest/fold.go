@@ -183,7 +183,7 @@ func (f *fold) workloads() error {
 		if f.skip(a) || a.Workload != nil && t.Before(a.Workload.At) {
 			continue // an older report never replaces a newer one
 		}
-		a.Workload = &twin.Workload{At: t, Processes: slices.Clone(g.Processes)}
+		a.Workload = &twin.Workload{At: t, Processes: slices.Clone(g.Processes), Gateway: gwID, Seq: f.m.env.Seq, Pos: f.pos}
 		if t.After(a.LastSeen) {
 			a.LastSeen = t
 		}

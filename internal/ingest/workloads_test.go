@@ -32,6 +32,7 @@ func TestWorkloads(t *testing.T) {
 	for i, id := range []string{"srv-w.gpu0", "srv-w.gpu1"} {
 		a := r.in.w.twins[id]
 		if a == nil || a.Kind != twin.KindGPU || a.Parent != "srv-w" || a.Workload == nil || !a.Workload.At.Equal(t0) ||
+			a.Workload.Gateway != "gw-w" || a.Workload.Seq != 1 || a.Workload.Pos != out.Pos ||
 			!reflect.DeepEqual(a.Workload.Processes, wl.GPUs[i].Processes) {
 			t.Errorf("twin %s = %+v, want a GPU of srv-w running %+v", id, a, wl.GPUs[i].Processes)
 		}
@@ -49,6 +50,11 @@ func TestWorkloads(t *testing.T) {
 	out = r.submit("gw-w", wire.KindWorkloads, seal(t, "gw-w", 2, t0.Add(time.Second), wire.KindWorkloads, bad))
 	if out.Reason != ReasonMalformed || !strings.Contains(out.Err.Error(), "artifact") {
 		t.Fatalf("bad artifact digest: %s %v, want malformed naming the artifact", out.Reason, out.Err)
+	}
+	bad.GPUs[0].Processes[0] = wire.Process{PID: 12, Name: "x", Image: "sha256:" + strings.Repeat("0f", 32), RepoDigest: "docker.io/x@sha256:0f"}
+	out = r.submit("gw-w", wire.KindWorkloads, seal(t, "gw-w", 4, t0.Add(2*time.Second), wire.KindWorkloads, bad))
+	if out.Reason != ReasonMalformed || !strings.Contains(out.Err.Error(), "repo digest") {
+		t.Fatalf("bad repo digest: %s %v, want malformed naming the repo digest", out.Reason, out.Err)
 	}
 	if a := r.in.w.twins["srv-w.gpu2"]; a != nil {
 		t.Errorf("a refused message placed %+v", a)

@@ -72,6 +72,10 @@ type Ledger interface {
 	ProposeRemediation(ctx context.Context, in core.RemediationInput) (core.Remediation, error)
 	DecideRemediation(ctx context.Context, in core.RemediationApproval) (core.Remediation, error)
 	ExecuteRemediation(ctx context.Context, id string) (core.Remediation, error)
+	// RecordRemediationStop records the gateway-signed report that a model
+	// an executed remediation paused no longer runs on a GPU
+	// (core.RecordRemediationStop).
+	RecordRemediationStop(ctx context.Context, in core.RemediationStopInput) (core.Remediation, error)
 
 	GetAsset(ctx context.Context, id string) (core.Asset, error)
 	AssetHistory(ctx context.Context, id string) (core.AssetHistory, error)
@@ -364,6 +368,10 @@ func (c *Client) DecideRemediation(ctx context.Context, in core.RemediationAppro
 
 func (c *Client) ExecuteRemediation(ctx context.Context, id string) (core.Remediation, error) {
 	return call[core.Remediation](ctx, c, true, "ExecuteRemediation", core.IDQuery{ID: id})
+}
+
+func (c *Client) RecordRemediationStop(ctx context.Context, in core.RemediationStopInput) (core.Remediation, error) {
+	return call[core.Remediation](ctx, c, true, "RecordRemediationStop", in)
 }
 
 func (c *Client) GetRemediation(ctx context.Context, id string) (core.Remediation, error) {

@@ -123,10 +123,15 @@ type Health struct {
 	Latest          *wire.GPUSample `json:"latest,omitempty"` // observation
 }
 
-// Workload is one GPU's processes as its agent reported them at At.
+// Workload is one GPU's processes as its agent reported them at At, in the
+// gateway's signed message Gateway/Seq, stored at message log position Pos
+// (0: not known), where the signed bytes can be read back.
 type Workload struct {
 	At        time.Time      `json:"at"`
 	Processes []wire.Process `json:"processes"`
+	Gateway   string         `json:"gateway,omitempty"`
+	Seq       uint64         `json:"seq,omitempty"`
+	Pos       uint64         `json:"pos,omitempty"`
 }
 
 // Custody says who holds the asset and in what state.

@@ -49,7 +49,9 @@ func goldenBodies() map[string]struct {
 		"workloads": {KindWorkloads, Workloads{Host: "srv-s1-001", GPUs: []GPUWorkload{{
 			Asset: "srv-s1-001.gpu0", UUID: "GPU-6f0b8e12-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
 			Processes: []Process{{PID: 4242, Name: "vllm", MemBytes: 71 << 30, Model: "llama-7b",
-				Artifact: "sha256:" + strings.Repeat("ab", 32), Skip: SkipNoContainer}},
+				Artifact: "sha256:" + strings.Repeat("ab", 32), Skip: SkipNoContainer},
+				{PID: 5150, Name: "tritonserver", MemBytes: 9 << 30, Model: "bert", Artifact: "sha256:" + strings.Repeat("cd", 32),
+					Image: "sha256:" + strings.Repeat("ef", 32), RepoDigest: "sha256:" + strings.Repeat("12", 32)}},
 		}}}},
 	}
 }

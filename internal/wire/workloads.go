@@ -36,6 +36,11 @@ type Process struct {
 	// Image is the digest of the container image the process runs in,
 	// "sha256:" and 64 hex digits, or "".
 	Image string `json:"image,omitempty"`
+	// RepoDigest is the registry digest of that image (the sha256 part of
+	// the first of its RepoDigests, "sha256:" and 64 hex digits): what a
+	// pipeline records as a deployment's container_hash. "" for an image
+	// with none (built locally, never pushed or pulled by digest).
+	RepoDigest string `json:"repo_digest,omitempty"`
 	// Skip says why Artifact or Image is missing where one was looked for
 	// (one of the Skip* reasons), or "".
 	Skip string `json:"skip,omitempty"`
@@ -110,6 +115,8 @@ func (w *Workloads) Check() error {
 				return bad("gpus[%d].processes[%d]: artifact %q is not sha256:HEX", i, j, p.Artifact)
 			case p.Image != "" && !ValidDigest(p.Image):
 				return bad("gpus[%d].processes[%d]: image %q is not sha256:HEX", i, j, p.Image)
+			case p.RepoDigest != "" && (!ValidDigest(p.RepoDigest) || p.Image == ""):
+				return bad("gpus[%d].processes[%d]: repo digest %q is not sha256:HEX of a reported image", i, j, p.RepoDigest)
 			case !validSkip(p.Skip):
 				return bad("gpus[%d].processes[%d]: skip reason %q", i, j, p.Skip)
 			}

@@ -83,6 +83,9 @@ type Stats struct {
 	Events, Messages, Rejections atomic.Uint64
 	Findings, Covered, Opened    atomic.Uint64
 	DecodeErrors, Quarantined    atomic.Uint64
+	// ImagesNotCompared counts processes judged whose container image
+	// has no registry digest to compare (detect.ImageLocalOnly).
+	ImagesNotCompared atomic.Uint64
 	// EventPos and MessagePos are the cursors: the last event and message
 	// log positions processed.
 	EventPos, MessagePos atomic.Uint64
@@ -203,6 +206,7 @@ func (e *Engine) start() error {
 		}
 	}
 	e.set = detect.NewSet(e.cfg.Detect, view)
+	e.set.CountImagesNotCompared(&e.Stats.ImagesNotCompared)
 	if e.approvals != nil {
 		e.set.SetApprovals(e.approvals)
 	}

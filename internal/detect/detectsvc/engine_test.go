@@ -161,8 +161,8 @@ func TestEngineAcrossRestart(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(r.svc.Collectors()...)
 	families, err := reg.Gather()
-	if err != nil || len(families) != 13 {
-		t.Errorf("detection metrics gathered %d families (%v), want 13", len(families), err)
+	if err != nil || len(families) != 14 {
+		t.Errorf("detection metrics gathered %d families (%v), want 14", len(families), err)
 	}
 	for _, mf := range families {
 		if mf.GetName() == "twinchain_detect_position" {

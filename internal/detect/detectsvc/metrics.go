@@ -21,6 +21,7 @@ func (s *Service) Collectors() []prometheus.Collector {
 		counter("alerts_opened_total", "Alerts opened.", e.Opened.Load),
 		counter("quarantined_total", "Assets quarantined by policy.", e.Quarantined.Load),
 		counter("decode_errors_total", "Stored messages that did not decode.", e.DecodeErrors.Load),
+		counter("images_not_compared_total", "Processes judged whose container image has no registry digest to compare with the deployment's container hash (built locally).", e.ImagesNotCompared.Load),
 		counter("deliveries_total", "Alert notifications delivered to a sink.", d.Delivered.Load),
 		counter("delivery_failures_total", "Failed delivery attempts (retried).", d.Failed.Load),
 		counter("dead_letters_total", "Notifications given up after max_attempts.", d.Dead.Load),

@@ -20,21 +20,31 @@ import (
 )
 
 // Containers finds the container a process runs in (from /proc/PID/cgroup)
-// and that container's image digest (from a Docker Engine API socket:
-// dockerd, or Podman's compatible service). Image digests are cached by
-// container id: a container's image does not change.
+// and that container's image digests (from a Docker Engine API socket:
+// dockerd, or Podman's compatible service): the image id (the digest of its
+// config) and its registry digest (RepoDigests, what a pipeline records as
+// a deployment's container hash). They are cached by container id: a
+// container's image does not change.
 type Containers struct {
 	proc   string // the proc file system, "/proc"
 	client *http.Client
 
 	mu     sync.Mutex
-	images map[string]string // container id -> image digest
+	images map[string]Image // container id -> its image
+}
+
+// Image is a container's image: ID is the image id ("sha256:HEX", Docker's
+// content digest of the image config), RepoDigest the registry (manifest)
+// digest of the first of its RepoDigests, or "" for an image with none
+// (built locally, never pushed or pulled by digest).
+type Image struct {
+	ID, RepoDigest string
 }
 
 // NewContainers reads processes under proc ("/proc") and asks the runtime
 // at socket (a unix socket path; "" asks none).
 func NewContainers(proc, socket string) *Containers {
-	c := &Containers{proc: proc, images: map[string]string{}}
+	c := &Containers{proc: proc, images: map[string]Image{}}
 	if socket != "" {
 		c.client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -90,10 +100,11 @@ func isHex64(s string) bool {
 	return true
 }
 
-// Image returns the image digest of container id, or "" and the reason
+// Image returns the image of container id, or the reason there is none
 // (wire.SkipNoRuntime: no socket or it does not answer;
-// wire.SkipImageUnknown: the runtime does not know the container).
-func (c *Containers) Image(ctx context.Context, id string) (string, string) {
+// wire.SkipImageUnknown: the runtime does not know the container or its
+// image).
+func (c *Containers) Image(ctx context.Context, id string) (Image, string) {
 	c.mu.Lock()
 	img, ok := c.images[id]
 	c.mu.Unlock()
@@ -101,15 +112,25 @@ func (c *Containers) Image(ctx context.Context, id string) (string, string) {
 		return img, ""
 	}
 	if c.client == nil {
-		return "", wire.SkipNoRuntime
+		return Image{}, wire.SkipNoRuntime
 	}
-	img, err := c.inspect(ctx, id)
-	if errors.Is(err, errRuntime) {
-		return "", wire.SkipNoRuntime
+	var ctr struct {
+		Image string `json:"Image"`
 	}
-	if err != nil || !wire.ValidDigest(img) {
-		return "", wire.SkipImageUnknown
+	err := c.get(ctx, "/containers/"+id+"/json", &ctr)
+	var im struct {
+		RepoDigests []string `json:"RepoDigests"`
 	}
+	if err == nil && wire.ValidDigest(ctr.Image) {
+		err = c.get(ctx, "/images/"+ctr.Image+"/json", &im)
+	}
+	switch {
+	case errors.Is(err, errRuntime):
+		return Image{}, wire.SkipNoRuntime
+	case err != nil || !wire.ValidDigest(ctr.Image):
+		return Image{}, wire.SkipImageUnknown
+	}
+	img = Image{ID: ctr.Image, RepoDigest: RepoDigest(im.RepoDigests)}
 	c.mu.Lock()
 	if len(c.images) >= 4096 { // bounded: containers come and go
 		clear(c.images)
@@ -119,28 +140,34 @@ func (c *Containers) Image(ctx context.Context, id string) (string, string) {
 	return img, ""
 }
 
+// RepoDigest is the digest part ("sha256:HEX") of the first well-formed
+// entry of an image's RepoDigests ("registry/repo@sha256:HEX"), or "".
+func RepoDigest(repoDigests []string) string {
+	for _, rd := range repoDigests {
+		if i := strings.LastIndexByte(rd, '@'); i >= 0 && wire.ValidDigest(rd[i+1:]) {
+			return rd[i+1:]
+		}
+	}
+	return ""
+}
+
 var errRuntime = errors.New("container runtime unreachable")
 
-// inspect asks the Docker Engine API for the container's image ("Image" of
-// GET /containers/ID/json is the image's content digest, sha256:HEX).
-func (c *Containers) inspect(ctx context.Context, id string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://runtime/containers/"+id+"/json", nil)
+// get asks the Docker Engine API for path and decodes its JSON answer into v
+// (GET /containers/ID/json: "Image" is the image id; GET /images/ID/json:
+// "RepoDigests" its registry digests).
+func (c *Containers) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://runtime"+path, nil)
 	if err != nil {
-		return "", err
+		return err
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", errRuntime, err)
+		return fmt.Errorf("%w: %v", errRuntime, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("inspect %s: %s", id, resp.Status)
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
-	var v struct {
-		Image string `json:"Image"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
-		return "", err
-	}
-	return v.Image, nil
+	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
 }

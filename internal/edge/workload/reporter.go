@@ -195,7 +195,7 @@ func (r *Reporter) process(ctx context.Context, p gpu.Process) wire.Process {
 	} else if img, skip := r.containers.Image(ctx, id); skip != "" {
 		skips = append(skips, skip)
 	} else {
-		out.Image = img
+		out.Image, out.RepoDigest = img.ID, img.RepoDigest
 	}
 	if len(skips) > 0 {
 		out.Skip = skips[0] // the first reason; each is counted

@@ -3,6 +3,7 @@ package workload
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -78,9 +79,13 @@ func TestDigest(t *testing.T) {
 	}
 }
 
-// fakeRuntime serves the Docker Engine API's container inspect on a real
-// unix socket.
-func fakeRuntime(t *testing.T, images map[string]string) string {
+// fakeRuntime serves the Docker Engine API's container and image inspect
+// (GET /containers/ID/json, GET /images/ID/json, answered as dockerd
+// answers them) from a real HTTP server on a real unix socket. It stands in
+// for dockerd: no Docker engine runs where the tests run. images maps
+// container ids to image ids, repoDigests image ids to their RepoDigests
+// (an image not in it is unknown to the runtime).
+func fakeRuntime(t *testing.T, images map[string]string, repoDigests map[string][]string) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "docker.sock")
 	ln, err := net.Listen("unix", sock)
@@ -88,13 +93,25 @@ func fakeRuntime(t *testing.T, images map[string]string) string {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, ok := strings.CutPrefix(r.URL.Path, "/images/"); ok {
+			id = strings.TrimSuffix(id, "/json")
+			rd, ok := repoDigests[id]
+			if !ok {
+				http.Error(w, `{"message":"No such image: `+id+`"}`, http.StatusNotFound)
+				return
+			}
+			b, _ := json.Marshal(map[string]any{"Id": id, "RepoTags": []string{}, "RepoDigests": rd, "Os": "linux"})
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(b)
+			return
+		}
 		id := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/containers/"), "/json")
 		img, ok := images[id]
 		if !ok {
 			http.Error(w, `{"message":"No such container"}`, http.StatusNotFound)
 			return
 		}
-		fmt.Fprintf(w, `{"Id":%q,"Image":%q}`, id, img)
+		fmt.Fprintf(w, `{"Id":%q,"Image":%q,"State":{"Status":"running"}}`, id, img)
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
@@ -119,7 +136,8 @@ func TestReporter(t *testing.T) {
 	write(t, filepath.Join(proc, "200", "cgroup"), "12:memory:/kubepods/burstable/pod1/"+idB+"\n")
 	write(t, filepath.Join(proc, "200", "cmdline"), "python3\x00serve.py\x00--model="+filepath.Join(models, "bert.onnx")+"\x00")
 	write(t, filepath.Join(proc, "300", "cgroup"), "0::/user.slice/user-1000.slice/session-2.scope\n")
-	sock := fakeRuntime(t, map[string]string{idA: img})
+	repo := "sha256:" + strings.Repeat("d4", 32)
+	sock := fakeRuntime(t, map[string]string{idA: img}, map[string][]string{img: {"registry.example/ml/vllm@" + repo}})
 
 	cfg := Config{Proc: proc, RuntimeSocket: sock, Models: []Model{
 		{Name: "llama-7b", Path: filepath.Join(models, "llama"), Process: "vllm"},
@@ -143,7 +161,7 @@ func TestReporter(t *testing.T) {
 	llama, _ := h.Digest(filepath.Join(models, "llama"))
 	bert, _ := h.Digest(filepath.Join(models, "bert.onnx"))
 	want := [][]wire.Process{
-		{{PID: 100, Name: "vllm", MemBytes: 70 << 30, Model: "llama-7b", Artifact: llama, Image: img},
+		{{PID: 100, Name: "vllm", MemBytes: 70 << 30, Model: "llama-7b", Artifact: llama, Image: img, RepoDigest: repo},
 			{PID: 300, Name: "nvtop", MemBytes: 1, Skip: wire.SkipNoModel}},
 		{{PID: 200, Name: "python3", MemBytes: 8 << 30, Model: "bert", Artifact: bert, Skip: wire.SkipImageUnknown},
 			{PID: 400, Name: "gone", Skip: wire.SkipNoModel}},
@@ -183,5 +201,39 @@ func TestReporter(t *testing.T) {
 	}
 	if len(first.GPUs[0].Processes) != 2 || len(second.GPUs[0].Processes) != 1 {
 		t.Errorf("reports: %d then %d processes on gpu0, want 2 then 1", len(first.GPUs[0].Processes), len(second.GPUs[0].Processes))
+	}
+}
+
+// TestContainerImage asks a Docker Engine API on a unix socket (fakeRuntime,
+// standing in for dockerd) for containers' images: a pulled image gives its
+// id and registry digest (the first well-formed of its RepoDigests), a
+// locally built one its id alone, an image the runtime lost and an unknown
+// container are image_unknown.
+func TestContainerImage(t *testing.T) {
+	pulled, local, lost := "sha256:"+strings.Repeat("1a", 32), "sha256:"+strings.Repeat("2b", 32), "sha256:"+strings.Repeat("3c", 32)
+	repo := "sha256:" + strings.Repeat("4d", 32)
+	sock := fakeRuntime(t, map[string]string{"c-pulled": pulled, "c-local": local, "c-lost": lost}, map[string][]string{
+		pulled: {"not-a-digest", "registry.example/ml/triton@" + repo, "mirror.example/triton@sha256:" + strings.Repeat("5e", 32)},
+		local:  {},
+	})
+	c := NewContainers(t.TempDir(), sock)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		id, skip string
+		want     Image
+	}{
+		{"c-pulled", "", Image{ID: pulled, RepoDigest: repo}},
+		{"c-local", "", Image{ID: local}},
+		{"c-lost", wire.SkipImageUnknown, Image{}},
+		{"c-none", wire.SkipImageUnknown, Image{}},
+	} {
+		if got, skip := c.Image(ctx, tc.id); got != tc.want || skip != tc.skip {
+			t.Errorf("Image(%s) = %+v, %q; want %+v, %q", tc.id, got, skip, tc.want, tc.skip)
+		}
+	}
+	for in, want := range map[string]string{"": "", "x@sha256:short": "", "r/x@" + repo: repo} {
+		if got := RepoDigest([]string{in}); got != want {
+			t.Errorf("RepoDigest([%q]) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -173,7 +173,7 @@ func InForce(ds []core.Deployment) map[string][]detect.Approval {
 			if rolledBack[key{d.ID, t}] {
 				continue
 			}
-			a := detect.Approval{Deployment: d.ID, Model: d.Model, Artifact: d.ModelHash}
+			a := detect.Approval{Deployment: d.ID, Model: d.Model, Artifact: d.ModelHash, Container: d.ContainerHash}
 			for _, e := range d.Environment.Assets {
 				if e.Asset == t {
 					a.VBIOS, a.Driver = e.VBIOS, e.Driver

@@ -445,7 +445,7 @@ func testConcurrent(t *testing.T, l ledger.Ledger) {
 // Records writes one record of each type a record bundle proves (asset,
 // dataset, model, policy, deployment, remediation), each but the policy
 // changed after it was first written (the deployment paused by the executed
-// remediation), and returns their type and id pairs.
+// remediation, which has a stop recorded), and returns their type and id pairs.
 func Records(t *testing.T, l ledger.Ledger) [][2]string {
 	t.Helper()
 	am, eng := As(core.RoleAssetManager), As(core.RoleMLEngineer)
@@ -471,7 +471,8 @@ func Records(t *testing.T, l ledger.Ledger) [][2]string {
 	Must[core.Remediation](t, "ProposeRemediation")(l.ProposeRemediation(As(core.RoleService), core.RemediationInput{ID: "rec-rem", Model: "rec-model",
 		Reason: "probe", Steps: []core.RemediationStep{{Action: core.ActionPause, Deployment: "rec-dep"}}}))
 	Must[core.Remediation](t, "DecideRemediation")(l.DecideRemediation(As(core.RoleMLLead), core.RemediationApproval{ID: "rec-rem", Decision: core.Approve}))
-	Must[core.Remediation](t, "ExecuteRemediation")(l.ExecuteRemediation(As(core.RoleService), "rec-rem"))
+	rem := Must[core.Remediation](t, "ExecuteRemediation")(l.ExecuteRemediation(As(core.RoleService), "rec-rem"))
+	RecordStop(t, l, rem, "rec-gw", "rec-srv", "rec-srv.gpu1")
 	return [][2]string{{"asset", "rec-srv.gpu0"}, {"dataset", "rec-ds"}, {"model", "rec-model"}, {"policy", "rec-policy"}, {"deployment", "rec-dep"}, {"remediation", "rec-rem"}}
 }
 

@@ -1,11 +1,14 @@
 package ledgertest
 
 import (
+	"crypto/ed25519"
+	"encoding/hex"
 	"testing"
 	"time"
 
 	"twinchain/chaincode/core"
 	"twinchain/internal/ledger"
+	"twinchain/internal/wire"
 )
 
 // testRemediation: a model deployed under a policy needing ml_lead and
@@ -67,6 +70,7 @@ func testRemediation(t *testing.T, l ledger.Ledger) {
 	if got := Must[core.Remediation](t, "GetRemediation")(l.GetRemediation(As(core.RoleAuditor), "rem-r1")); got.State != core.RemediationExecuted || len(got.Decisions) != 2 {
 		t.Errorf("GetRemediation = %+v, want executed with both decisions", got)
 	}
+	testRemediationStop(t, l, r)
 	p := Must[core.Page[core.Deployment]](t, "ListDeployments")(l.ListDeployments(As(core.RoleAuditor), core.PageQuery{}))
 	if len(p.Items) != 1 || p.Items[0].Paused == nil || p.Items[0].Paused.Remediation != "rem-r1" {
 		t.Errorf("ListDeployments = %+v, want dep-r1 paused by rem-r1", p.Items)
@@ -83,5 +87,60 @@ func testRemediation(t *testing.T, l ledger.Ledger) {
 	rl := Must[core.Page[core.Remediation]](t, "ListRemediations")(l.ListRemediations(As(core.RoleAuditor), core.PageQuery{}))
 	if len(rl.Items) != 1 || rl.Items[0].ID != "rem-r1" {
 		t.Errorf("ListRemediations = %+v, want rem-r1", rl.Items)
+	}
+}
+
+// StopEnvelope is a workloads message of gateway gw, signed with
+// GatewayKey, listing gpu with processes serving artifacts (hex hashes;
+// none: the GPU is idle) at time at.
+func StopEnvelope(t testing.TB, gw string, seq uint64, at time.Time, host, gpu string, artifacts ...string) []byte {
+	t.Helper()
+	g := wire.GPUWorkload{Asset: gpu, Processes: []wire.Process{}}
+	for i, a := range artifacts {
+		g.Processes = append(g.Processes, wire.Process{PID: uint32(100 + i), Name: "tritonserver", MemBytes: 1 << 30, Model: "m", Artifact: "sha256:" + a})
+	}
+	raw, err := wire.Seal(GatewayKey, gw, seq, at, wire.KindWorkloads, wire.Workloads{Host: host, GPUs: []wire.GPUWorkload{g}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// RecordStop registers gateway gw with GatewayKey and records, on the
+// executed remediation rem, the stop of its paused model on gpu.
+func RecordStop(t testing.TB, l ledger.Ledger, rem core.Remediation, gw, host, gpu string) core.Remediation {
+	t.Helper()
+	pub := hex.EncodeToString(GatewayKey.Public().(ed25519.PublicKey))
+	Must[core.Asset](t, "RegisterAsset(gateway)")(l.RegisterAsset(As(core.RoleAssetManager), core.AssetRegistration{ID: gw, Kind: core.AssetKindGateway, FingerprintHash: Hash(gw), PublicKey: pub}))
+	env := StopEnvelope(t, gw, 1, rem.Executed.Time.Add(time.Second), host, gpu)
+	return Must[core.Remediation](t, "RecordRemediationStop")(l.RecordRemediationStop(As(core.RoleService), core.RemediationStopInput{Remediation: rem.ID, Asset: gpu, Envelope: env}))
+}
+
+// testRemediationStop: on the executed rem-r1 (dep-r1 paused on
+// srv-r.gpu0), a signed report still showing the model is refused, one
+// showing the GPU idle is recorded once, with its message.
+func testRemediationStop(t *testing.T, l ledger.Ledger, r core.Remediation) {
+	svc := As(core.RoleService)
+	at := r.Executed.Time.Add(time.Second)
+	_, err := l.RecordRemediationStop(svc, core.RemediationStopInput{Remediation: "rem-r1", Asset: "srv-r.gpu0",
+		Envelope: StopEnvelope(t, "gw-srv-r", 1, at, "srv-r", "srv-r.gpu0")})
+	wantErr(t, "RecordRemediationStop(unregistered gateway)", err, ledger.ErrNotFound)
+	got := RecordStop(t, l, r, "gw-srv-r", "srv-r", "srv-r.gpu0")
+	if len(got.Stops) != 1 || got.Stops[0].Asset != "srv-r.gpu0" || got.Stops[0].Gateway != "gw-srv-r" || got.Stops[0].Seq != 1 {
+		t.Fatalf("RecordRemediationStop = %+v, want srv-r.gpu0 stopped by gw-srv-r/1", got.Stops)
+	}
+	if err := core.CheckRemediationStop(&got.Stops[0]); err != nil {
+		t.Errorf("CheckRemediationStop(recorded) = %v", err)
+	}
+	_, err = l.RecordRemediationStop(svc, core.RemediationStopInput{Remediation: "rem-r1", Asset: "srv-r.gpu1",
+		Envelope: StopEnvelope(t, "gw-srv-r", 2, at, "srv-r", "srv-r.gpu1")})
+	wantErr(t, "RecordRemediationStop(a GPU not paused)", err, ledger.ErrInvalid)
+	again := Must[core.Remediation](t, "RecordRemediationStop(again)")(l.RecordRemediationStop(svc, core.RemediationStopInput{Remediation: "rem-r1",
+		Asset: "srv-r.gpu0", Envelope: StopEnvelope(t, "gw-srv-r", 3, at.Add(time.Second), "srv-r", "srv-r.gpu0")}))
+	if len(again.Stops) != 1 || again.Stops[0].Seq != 1 {
+		t.Errorf("RecordRemediationStop(again) = %+v, want the first stop kept", again.Stops)
+	}
+	if g := Must[core.Remediation](t, "GetRemediation")(l.GetRemediation(As(core.RoleAuditor), "rem-r1")); len(g.Stops) != 1 || g.Stops[0].EnvelopeHash != got.Stops[0].EnvelopeHash {
+		t.Errorf("GetRemediation stops = %+v, want the recorded one", g.Stops)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -354,5 +355,48 @@ func TestPrettyPrintedBundles(t *testing.T) {
 	}
 	if _, err := Canonical([]byte(`{"a":1} {"b":2}`)); err == nil {
 		t.Errorf("Canonical(two values) = nil error")
+	}
+}
+
+// TestRemediationStopBundle: a remediation's record bundle proves its stop
+// (the GPU's signed workloads report); a stop edited in the bundle fails
+// both the block check and the stop's own check.
+func TestRemediationStopBundle(t *testing.T) {
+	e := newEnv(t)
+	ledgertest.Records(t, e.led)
+	b, err := e.x.Record(context.Background(), "remediation", "rec-rem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := serviceKey.Public().(ed25519.PublicKey)
+	rep := Verify(b, pub)
+	stopOK := slices.ContainsFunc(rep.Checks, func(c Check) bool { return c.Name == "remediation stop rec-srv.gpu1" && c.OK })
+	if !rep.Verified() || !stopOK {
+		t.Fatalf("Verify(remediation bundle) = verified %v, stop check passed %v: %+v", rep.Verified(), stopOK, rep.Checks)
+	}
+	var rem core.Remediation
+	if err := json.Unmarshal(b.Record.Value, &rem); err != nil {
+		t.Fatal(err)
+	}
+	for name, edit := range map[string]func(s *core.RemediationStop){
+		"asset": func(s *core.RemediationStop) { s.Asset = "rec-srv.gpu0" },
+		"envelope": func(s *core.RemediationStop) {
+			s.Envelope = ledgertest.StopEnvelope(t, s.Gateway, s.Seq, s.EventTime, "rec-srv", s.Asset, s.ModelHash)
+		},
+	} {
+		c := rem
+		c.Stops = slices.Clone(rem.Stops)
+		edit(&c.Stops[0])
+		eb := *b
+		rp := *b.Record
+		rp.Value, _ = json.Marshal(c)
+		eb.Record = &rp
+		var failed []string
+		for _, f := range Verify(&eb, pub).Failed() {
+			failed = append(failed, f.Name)
+		}
+		if !slices.Contains(failed, "ledger block") || !slices.ContainsFunc(failed, func(n string) bool { return strings.HasPrefix(n, "remediation stop ") }) {
+			t.Errorf("Verify(stop %s edited) failed %v, want the ledger block and the stop", name, failed)
+		}
 	}
 }

@@ -397,6 +397,9 @@ func verifyRecord(r *Report, p *RecordProof, key ed25519.PublicKey) {
 		err = fmt.Errorf("record value is not JSON")
 	}
 	r.add("record", err, p.Key)
+	if err == nil && p.Type == "remediation" {
+		verifyStops(r, p.Value)
+	}
 	switch {
 	case p.Block != nil:
 		body, err := fileledger.CheckBlock(p.Block, key)
@@ -411,6 +414,24 @@ func verifyRecord(r *Report, p *RecordProof, key ed25519.PublicKey) {
 		verifyEndorsements(r, p.FabricBlock, p.FabricConfig, p.Fabric.TxID)
 	default:
 		r.add("ledger block", errors.New("the bundle has no block that writes the record"), "")
+	}
+}
+
+// verifyStops checks each stop a remediation record holds on its own: the
+// gateway-signed workloads message it rests on hashes as recorded,
+// verifies under the gateway key recorded with it, and shows the GPU
+// without the paused model (core.CheckRemediationStop).
+func verifyStops(r *Report, value []byte) {
+	var rem core.Remediation
+	if err := json.Unmarshal(value, &rem); err != nil {
+		r.add("remediation stops", fmt.Errorf("remediation record: %w", err), "")
+		return
+	}
+	for i := range rem.Stops {
+		s := &rem.Stops[i]
+		r.add("remediation stop "+s.Asset, core.CheckRemediationStop(s),
+			fmt.Sprintf("workloads %s/%d at %s, signed by the gateway's key %s as on the ledger, shows no sha256:%s on %s",
+				s.Gateway, s.Seq, s.EventTime.Format(time.RFC3339), short(s.GatewayKey), short(s.ModelHash), s.Asset))
 	}
 }
 

@@ -65,7 +65,14 @@ func New(l Ledger, deps Deployments, caller core.Caller, every time.Duration, lo
 // Run checks every Every until ctx ends; a failed check is logged once
 // until one succeeds.
 func (p *Proposer) Run(ctx context.Context) error {
-	t := time.NewTicker(p.every)
+	return every(ctx, p.every, func(ctx context.Context) error { _, err := p.Step(ctx); return err }, &p.Errors, p.log,
+		"checking models in force for tainted training hardware failed; retrying (logged once until it recovers)")
+}
+
+// every runs step every d until ctx ends, counting failed steps in errs;
+// a failure is logged (msg) once until a step succeeds.
+func every(ctx context.Context, d time.Duration, step func(context.Context) error, errs *atomic.Uint64, log *slog.Logger, msg string) error {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	failing := false
 	for {
@@ -74,10 +81,10 @@ func (p *Proposer) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		if _, err := p.Step(ctx); err != nil && ctx.Err() == nil {
-			p.Errors.Add(1)
+		if err := step(ctx); err != nil && ctx.Err() == nil {
+			errs.Add(1)
 			if !failing {
-				p.log.Warn("checking models in force for tainted training hardware failed; retrying (logged once until it recovers)", "err", err)
+				log.Warn(msg, "err", err)
 			}
 			failing = true
 		} else {

@@ -28,7 +28,10 @@ export async function runtimeCard(box, id) {
         h("td", `${p.name} (pid ${p.pid})`),
         h("td", p.model ? h("a", { href: "#/provenance?model=" + encodeURIComponent(p.model) }, p.model) : "—"),
         h("td", p.artifact ? hashValue(p.artifact, "artifact hash") : p.skip ? h("span.muted", p.skip) : "—"),
-        h("td", p.artifact ? [approval(p), p.deployment ? ` ${p.deployment}` : ""] : h("span.muted", "not judged")))))) :
+        h("td", p.artifact ? [approval(p), p.deployment ? ` ${p.deployment}` : "",
+          p.image_check === "mismatch" ? h("div.sub.bad", p.reason) :
+            p.image_check === "local_only" ? h("div.sub", "image built locally: not compared with the deployment's container") : ""] :
+          h("span.muted", "not judged")))))) :
       rt.at ? h("p.muted", "Nothing runs on this GPU.") : null,
     h("h3", "Deployments in force"),
     inForce.length ? h("ul.prov", inForce.map((d) => h("li", h("code", d.deployment), ` model ${d.model} `, hashValue(d.artifact, "artifact hash"),
