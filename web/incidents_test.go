@@ -131,8 +131,8 @@ func TestIncidents(t *testing.T) {
 
 	// The detail links to the map (the incident's host), to each member's
 	// proof bundle, and opens the twin timeline around the incident: the
-	// fleet's events of srv-s1-001.gpu0 (registered minutes after the
-	// seeded findings, within the 15 minutes shown).
+	// events of srv-s1-001.gpu0 that a fleet's first inventory records
+	// (minutes after the seeded findings, within the 15 minutes shown).
 	if got := evalJS[[]string](t, ctx, `[...document.querySelectorAll(".incident-detail dd.incident-map a")].map((a) => a.getAttribute("href"))`); !slices.Equal(got, []string{"#/map?asset=srv-s1-001"}) {
 		t.Errorf("the detail's map links %v, want #/map?asset=srv-s1-001", got)
 	}
@@ -143,6 +143,7 @@ func TestIncidents(t *testing.T) {
 	if got := evalJS[[]string](t, ctx, `[...document.querySelectorAll(".incident-detail dd.incident-proofs a[download]")].map((a) => a.getAttribute("href"))`); !slices.Equal(got, proofs) {
 		t.Errorf("the detail's proof downloads %v, want %v", got, proofs)
 	}
+	sim := testsvc.StartProcess(t, filepath.Join(binaries(t), "firmware-sim"), "fleet", "-sites", "1", "-servers", "1", "-gpus", "1", "-broker", svc.MQTT)
 	testsvc.Eventually(t, 30*time.Second, "srv-s1-001.gpu0's twin events", func() bool {
 		var evs struct {
 			Items []json.RawMessage `json:"items"`
@@ -152,6 +153,9 @@ func TestIncidents(t *testing.T) {
 	click(t, ctx, `.incident-detail details.incident-timeline summary`)
 	waitJS(t, ctx, "the twin timeline around the incident", `[...document.querySelectorAll(".incident-detail details.incident-timeline[open] ol.timeline li")].some((li) => li.textContent.includes("srv-s1-001.gpu0"))`, 30*time.Second)
 	shot(t, ctx, "incidents-timeline")
+	if err := sim.Stop(); err != nil {
+		t.Fatal(err)
+	}
 
 	// Bulk: select the thermal and hardware incidents, acknowledge both.
 	for _, id := range []string{thermal.ID, hardware.ID} {
