@@ -134,7 +134,7 @@ none), and refuses one that holds them under other keys.
 
 // playOnFleet plays f on the running fleet at path and prints each step.
 func playOnFleet(ctx context.Context, f *scenario.File, path string, opts scenario.Options, stderr io.Writer) error {
-	fmt.Fprintf(stderr, "firmware-sim: scenario %s: %d steps over %s on the running fleet at %s\n", f.Name, len(f.Steps),
+	fmt.Fprintf(stderr, "firmware-sim: scenario %s: %d step(s) over %s on the running fleet at %s\n", f.Name, len(f.Steps),
 		time.Duration(float64(f.Duration)/f.Speed).Round(time.Second), path)
 	rep, err := scenario.PlayOnFleet(ctx, f, path, opts, func(s scenario.FleetStep) {
 		var gws []string
@@ -153,7 +153,7 @@ func playOnFleet(ctx context.Context, f *scenario.File, path string, opts scenar
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "firmware-sim: played %d steps of %s on the running fleet; watch the Alerts and Incidents views (expected: %s)\n", len(rep.Steps), f.Name, expectations(f))
+	fmt.Fprintf(stderr, "firmware-sim: played %d step(s) of %s on the running fleet; watch the Alerts and Incidents views (expected: %s)\n", len(rep.Steps), f.Name, expectations(f))
 	return nil
 }
 

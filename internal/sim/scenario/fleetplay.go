@@ -144,9 +144,10 @@ func PlayOnFleet(ctx context.Context, f *File, socket string, opts Options, onSt
 			fs.Did, fs.Gateways = a.Did, a.Gateways
 		}
 		rep.Steps = append(rep.Steps, fs)
-		opts.Log.Info("played", "step", i, "action", st.Action, "target", st.Target, "did", fs.Did)
 		if onStep != nil {
 			onStep(fs)
+		} else {
+			opts.Log.Info("played", "step", i, "action", st.Action, "target", st.Target, "did", fs.Did)
 		}
 	}
 	rep.WallEnd = time.Now()
