@@ -48,9 +48,11 @@ func seedIncidents(t testing.TB, dataDir string) {
 
 // TestIncidents: the incident view lists the seeded incidents one row each,
 // sorted by severity and by time, filters with URL state, opens one with its
-// member alerts, acknowledges two incidents at once, assigns both at once,
-// comments on one and resolves it, checked through the API (every member
-// alert moved or annotated, by the signed-in user with the comment).
+// member alerts, its map and proof links and the twin timeline around it,
+// acknowledges two incidents at once, assigns both at once, comments on one
+// and resolves it, all through the incidents' own routes, checked through
+// the API (each incident's history, every member alert moved or annotated,
+// by the signed-in user with the comment).
 func TestIncidents(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts twin-service and Chromium")
