@@ -32,8 +32,8 @@ func runScenario(ctx context.Context, args []string, stderr io.Writer) error {
 	own := fs.Bool("own-fleet", false, "play over a simulated fleet of the file's own instead (its gateways connect to -broker with keys of their own; refused when twin-service holds those gateway ids under other keys)")
 	api := apiclient.Bind(fs, os.Getenv)
 	broker := fs.String("broker", "tcp://127.0.0.1:1883", "with -own-fleet: MQTT broker URL")
-	regPath := fs.String("registry", "", "with -own-fleet: write the scenario fleet's gateway registry (JSON) to this file first")
-	regOnly := fs.Bool("registry-only", false, "with -own-fleet: write the registry and exit")
+	regPath := fs.String("registry", "", "write the scenario's own fleet's gateway registry (JSON) to this file first (implies -own-fleet)")
+	regOnly := fs.Bool("registry-only", false, "write the registry and exit")
 	speed := fs.Float64("speed", 0, "simulated seconds per real second (0: the file's); on the running fleet it spaces the steps only")
 	hold := fs.Duration("hold", 0, "with -own-fleet: keep the fleet publishing this long (real time) after the script")
 	check := fs.Bool("check", false, "with -own-fleet: after the run, wait for the expected alerts and report detections, false alerts and latency; fail on a mismatch")
@@ -70,6 +70,24 @@ none), and refuses one that holds them under other keys.
 	if *speed > 0 {
 		f.Speed = *speed
 	}
+	if *regPath != "" || *regOnly {
+		*own = true // the registry is the scenario's own fleet's
+	}
+	if *own {
+		fl, err := f.NewFleet()
+		if err != nil {
+			return err
+		}
+		if *regPath != "" {
+			if err := registry.WriteFile(*regPath, fl.Registry()); err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "firmware-sim: wrote registry of %d gateways to %s\n", len(fl.Gateways), *regPath)
+		}
+		if *regOnly {
+			return nil
+		}
+	}
 	client, err := api.Client()
 	if err != nil {
 		return err
@@ -81,8 +99,8 @@ none), and refuses one that holds them under other keys.
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "scenario")
 	opts := scenario.Options{Broker: *broker, API: client.Server, Tokens: tokens, Log: log, Hold: *hold}
 	if !*own {
-		if *regPath != "" || *regOnly || *check || *hold != 0 {
-			return cli.Usage(fmt.Errorf("-registry, -registry-only, -check and -hold go with -own-fleet"))
+		if *check || *hold != 0 {
+			return cli.Usage(fmt.Errorf("-check and -hold go with -own-fleet"))
 		}
 		path := *sock
 		if path == "" {
@@ -97,15 +115,6 @@ none), and refuses one that holds them under other keys.
 	fl, err := f.NewFleet()
 	if err != nil {
 		return err
-	}
-	if *regPath != "" {
-		if err := registry.WriteFile(*regPath, fl.Registry()); err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "firmware-sim: wrote registry of %d gateways to %s\n", len(fl.Gateways), *regPath)
-	}
-	if *regOnly {
-		return nil
 	}
 	if err := refuseImpersonation(ctx, client, fl.Registry()); err != nil {
 		return err
