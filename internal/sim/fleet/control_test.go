@@ -214,3 +214,57 @@ func TestControlSocket(t *testing.T) {
 		t.Errorf("%s sealed messages after it was silenced (seq %d, was %d)", g.ID, g.Seq(), silentFrom)
 	}
 }
+
+// FuzzControlRequest feeds the control socket's request handler arbitrary
+// lines: it never panics, and every answer is either ok or says why not.
+func FuzzControlRequest(f *testing.F) {
+	for _, seed := range []string{
+		`{"op":"play","step":{"action":"xid","target":"srv-s1-001.gpu1","xid":79}}`,
+		`{"op":"check","step":{"action":"theft","target":"gw-s1-dock","speed_ms":15,"heading":90}}`,
+		`{"op":"play","step":{"action":"move_rack","target":"srv-s1-001","path":[{"read_point":"a","zone":"b"}],"every":1000000000}}`,
+		`{"op":"play","step":{"action":"clock_jump","target":"gw-s1-dock","offset":-3600000000000}}`,
+		`{"op":"play","step":{"action":"warm","target":"s1-r01","rate":1e400}}`,
+		`{"op":"play"}`, `[]`, `null`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	fl, err := New(Config{Sites: 2, ServersPerSite: 1, GPUsPerServer: 2, Seed: 1, SiteGateways: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	c := &Control{fleet: fl, log: slog.New(slog.DiscardHandler)}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		if a := c.handle(line); a.OK == (a.Error != "") {
+			t.Errorf("handle(%q) = %+v: want ok or an error, not both or neither", line, a)
+		}
+	})
+}
+
+// TestPlayBounds: what played steps leave queued on a gateway is bounded.
+func TestPlayBounds(t *testing.T) {
+	fl, err := New(Config{Sites: 1, ServersPerSite: 1, GPUsPerServer: 1, Seed: 1, SiteGateways: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := make([]ReadPoint, maxPath)
+	n := 0
+	for ; n < 100; n++ {
+		if _, _, err := fl.Play(Step{Action: "move_rack", Target: "srv-s1-001", Path: path}); err != nil {
+			if !strings.Contains(err.Error(), "at most 1024") {
+				t.Fatalf("move_rack %d: %v", n, err)
+			}
+			break
+		}
+	}
+	if n != maxQueuedReads/maxPath {
+		t.Errorf("%d move_rack steps of %d read points queued, want %d", n, maxPath, maxQueuedReads/maxPath)
+	}
+	for i := range 7 {
+		if _, _, err := fl.Play(Step{Action: "clock_jump", Target: "gw-s1-dock", Offset: 24 * time.Hour}); err != nil {
+			t.Fatalf("clock_jump %d: %v", i, err)
+		}
+	}
+	if _, _, err := fl.Play(Step{Action: "clock_jump", Target: "gw-s1-dock", Offset: time.Hour}); err == nil {
+		t.Errorf("a clock 7 days and an hour off: played, want refused")
+	}
+}

@@ -88,7 +88,9 @@ func (f *Fleet) Play(st Step) (did string, gws []*Gateway, err error) {
 		for i, p := range st.Path {
 			reads = append(reads, d.rackRead(time.Duration(i)*every, h.Host.Info.RFIDTag, p.ReadPoint, p.Zone))
 		}
-		d.queueReads(reads...)
+		if err := d.queueReads(reads...); err != nil {
+			return "", nil, err
+		}
 		return fmt.Sprintf("%s moves past %d read points, one every %s, read by %s", st.Target, len(st.Path), every, d.ID), []*Gateway{d}, nil
 	case "clone_tag":
 		h, err := f.host(st.Target)
@@ -104,8 +106,12 @@ func (f *Fleet) Play(st Step) (did string, gws []*Gateway, err error) {
 			return "", nil, err
 		}
 		tag := h.Host.Info.RFIDTag
-		home.queueReads(home.rackRead(0, tag, home.Site.ID+"-hall-door", home.Site.Zone))
-		other.queueReads(other.rackRead(2*time.Second, tag, other.Site.ID+"-hall-door", other.Site.Zone))
+		if err := home.queueReads(home.rackRead(0, tag, home.Site.ID+"-hall-door", home.Site.Zone)); err != nil {
+			return "", nil, err
+		}
+		if err := other.queueReads(other.rackRead(2*time.Second, tag, other.Site.ID+"-hall-door", other.Site.Zone)); err != nil {
+			return "", nil, err
+		}
 		return fmt.Sprintf("%s's tag read at %s and, 2 s later, at %s", st.Target, home.Site.ID, other.Site.ID), []*Gateway{home, other}, nil
 	case "drift":
 		g, _, err := f.gpu(st.Target)
@@ -184,8 +190,12 @@ func (f *Fleet) Play(st Step) (did string, gws []*Gateway, err error) {
 			return "", nil, err
 		}
 		g.mu.Lock()
-		g.fx.offset += st.Offset
-		off := g.fx.offset
+		off := g.fx.offset + st.Offset
+		if off < -maxClockOffset || off > maxClockOffset {
+			g.mu.Unlock()
+			return "", nil, fmt.Errorf("%s's clock would be off by %s: at most ±%s in all", st.Target, off, maxClockOffset)
+		}
+		g.fx.offset = off
 		g.mu.Unlock()
 		return fmt.Sprintf("%s's clock is off by %s", st.Target, off), []*Gateway{g}, nil
 	}
@@ -239,10 +249,20 @@ func (g *Gateway) rackRead(delay time.Duration, epc, readPoint, zone string) tim
 	return timedRead{delay: delay, read: wireRead(g.ID+"-uhf", readPoint, zone, epc)}
 }
 
-func (g *Gateway) queueReads(r ...timedRead) {
+// maxClockOffset bounds the clock jumps played on one gateway, in all.
+const maxClockOffset = 7 * 24 * time.Hour
+
+// maxQueuedReads bounds the played reads a site gateway still has to report.
+const maxQueuedReads = 1024
+
+func (g *Gateway) queueReads(r ...timedRead) error {
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.fx.reads)+len(r) > maxQueuedReads {
+		return fmt.Errorf("%s has %d played RFID reads still to report: at most %d", g.ID, len(g.fx.reads), maxQueuedReads)
+	}
 	g.fx.reads = append(g.fx.reads, r...)
-	g.mu.Unlock()
+	return nil
 }
 
 func (f *Fleet) gateway(id string) (*Gateway, error) {
