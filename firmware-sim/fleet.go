@@ -51,6 +51,7 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	enrollTokens := fs.String("enroll-tokens", "", "with -enroll: file with a line fleet=TOKEN, an API token whose role may manage gateways (asset_manager, security or admin); make run's is in data/demo-tokens")
 	enrollCA := fs.String("enroll-ca", "", "with -enroll: PEM certificate to trust for an https URL besides the system's, e.g. twin-service's self-signed {data_dir}/tls/cert.pem")
 	statePath := fs.String("state", "", "keep each gateway's sequence number in this file, so that after a clean stop the next run continues without a gap")
+	control := fs.String("control", "", "listen on this Unix socket (mode 0600, removed at exit) for scenario steps to play on the fleet's own gateways: firmware-sim scenario FILE -fleet PATH (make run's is {data}/fleet.sock)")
 	if err := fs.Parse(args); err != nil {
 		return cli.Usage(err)
 	}
@@ -100,6 +101,19 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
+	}
+	if *control != "" {
+		ctl, err := fleet.ListenControl(f, *control, log.With("component", "fleet-control"))
+		if err != nil {
+			return err
+		}
+		defer ctl.Close()
+		go func() {
+			if err := ctl.Serve(ctx); err != nil {
+				log.Error("control socket", "err", err)
+			}
+		}()
+		fmt.Fprintf(stderr, "firmware-sim: scenario steps on %s (firmware-sim scenario -fleet %s FILE plays a file on this fleet)\n", *control, *control)
 	}
 	gpus := cfg.Sites * cfg.ServersPerSite * cfg.GPUsPerServer
 	fmt.Fprintf(stderr, "firmware-sim: publishing %d gateways (%d GPUs) to %s at %g Hz\n", len(f.Gateways), gpus, pub.Broker, pub.Rate)

@@ -3,7 +3,7 @@
 //
 //	firmware-sim fleet     publish a simulated fleet over MQTT as edge agents would
 //	firmware-sim serial    serial devices on pseudo-terminals (RFID, GPS) and a GPU source
-//	firmware-sim scenario  play scripted incidents over a normal fleet
+//	firmware-sim scenario  play scripted incidents on the running fleet (its control socket) or over a fleet of their own
 package main
 
 import (
@@ -26,7 +26,7 @@ var commands = map[string]struct {
 	"load":     {runLoad, "offer pre-signed 8-GPU telemetry from many gateways at a fixed rate; report acks, latency and the service's lag, RSS and CPU"},
 	"fleet":    {runFleet, "publish a simulated fleet over MQTT (signed envelopes) and write its gateway registry"},
 	"serial":   {runSerial, "serial devices on pseudo-terminals (RDM6300, UHF reader, u-blox GPS) and a simulated GPU source for edge-agent"},
-	"scenario": {runScenario, "play scripted incidents (testdata/scenarios/*.yaml) over a normal fleet and check the alerts"},
+	"scenario": {runScenario, "play scripted incidents (testdata/scenarios/*.yaml) on the running fleet (make run's data/fleet.sock), or with -own-fleet over a fleet of their own and check the alerts"},
 }
 
 func main() {

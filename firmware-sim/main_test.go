@@ -25,6 +25,10 @@ func TestHelpAndExitStatus(t *testing.T) {
 		{[]string{"load", "-no-such-flag"}, cli.StatusUsage, "flag provided but not defined"},
 		{[]string{"serial", "-no-such-flag"}, cli.StatusUsage, "flag provided but not defined"},
 		{[]string{"scenario"}, cli.StatusUsage, "want one scenario file"},
+		{[]string{"scenario", "-check", "../internal/sim/scenario/testdata/scenarios/theft.yaml"}, cli.StatusUsage, "-check and -hold go with -own-fleet"},
+		// No fleet at the socket: a clear error, and how to get one.
+		{[]string{"scenario", "-fleet", "/nonexistent/fleet.sock", "../internal/sim/scenario/testdata/scenarios/theft.yaml"}, cli.StatusFailed, "no running fleet at /nonexistent/fleet.sock"},
+		{[]string{"scenario", "-fleet", "/nonexistent/fleet.sock", "../internal/sim/scenario/testdata/scenarios/theft.yaml"}, cli.StatusFailed, "start make run"},
 	} {
 		var out bytes.Buffer
 		err := run(context.Background(), tc.args, &out)

@@ -76,7 +76,9 @@ done
 # swap) and a work order. TWINCHAIN_DEMO=0 turns it off; TWINCHAIN_DEMO=1m plays
 # one a minute.
 [ "$demo" = 0 ] || [ "$scheme" != http ] || [ -n "${TWINCHAIN_CONFIG:-}" ] || demo_args+=(--demo-api "$scheme://$http") # a self-signed HTTPS service: incidents only
-"$bin/firmware-sim" fleet --broker "tcp://$mqtt" --state "$data/fleet-state.json" "${fleet_args[@]}" "${demo_args[@]}" &
+# The fleet takes scenario steps on $data/fleet.sock (mode 0600): `firmware-sim
+# scenario FILE` plays a scenario file there, on the fleet's own gateways.
+"$bin/firmware-sim" fleet --broker "tcp://$mqtt" --state "$data/fleet-state.json" -control "$data/fleet.sock" "${fleet_args[@]}" "${demo_args[@]}" &
 pids+=($!)
 
 echo
@@ -84,6 +86,7 @@ if [ "$demo" != 0 ]; then
   echo "demo: firmware-sim plays a SIMULATED incident every $demo on the fleet's own hosts (TWINCHAIN_DEMO=0 make run turns it off)"
 fi
 echo "twinchain is running: dashboard at $scheme://$http/   (API: $scheme://$http/api/v1/assets; Ctrl-C stops)"
+echo "play a scripted incident on the fleet: $bin/firmware-sim scenario -fleet $data/fleet.sock internal/sim/scenario/testdata/scenarios/theft.yaml"
 if [ -f "$data/admin-password" ]; then
   echo "sign in as admin with the password in $data/admin-password (delete the file once you have it)"
 fi

@@ -364,13 +364,7 @@ func TestMakeRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binaries and runs make run")
 	}
-	bin := testsvc.Programs(t, "twin-service", "firmware-sim")
-	data := t.TempDir()
-	httpAddr, mqttAddr := testsvc.Addr(testsvc.FreePort(t)), testsvc.Addr(testsvc.FreePort(t))
-	script, err := filepath.Abs("../scripts/run.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin, script, data, httpAddr, mqttAddr := makeRunSetup(t)
 	out, stop := startMakeRun(t, script, bin, data, httpAddr, mqttAddr)
 	base := "http://" + httpAddr
 	if err := testsvc.WaitHTTP(base+"/readyz", 60*time.Second); err != nil {
@@ -380,32 +374,7 @@ func TestMakeRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var token string // the demo's ml_engineer token reads the API
-	testsvc.Eventually(t, 30*time.Second, "data/demo-tokens", func() bool {
-		b, _ := os.ReadFile(filepath.Join(data, "demo-tokens"))
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "ml="); ok {
-				token = v
-			}
-		}
-		return token != ""
-	})
-	get := func(path string, v any) {
-		t.Helper()
-		req, err := http.NewRequest(http.MethodGet, base+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		defer resp.Body.Close()
-		if err := json.NewDecoder(resp.Body).Decode(v); err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET %s: %s, %v", path, resp.Status, err)
-		}
-	}
+	get := makeRunAPI(t, base, data)
 	pending := ""
 	testsvc.Eventually(t, 90*time.Second, "every gateway of the fleet enrolled, bound to its assets and its messages stored", func() bool {
 		var gws httpapi.Page[httpapi.GatewayView]
@@ -485,6 +454,56 @@ func TestMakeRun(t *testing.T) {
 	}
 }
 
+// makeRunSetup builds the binaries and picks what make run needs: the
+// binaries' folder, scripts/run.sh, a fresh data directory and two ports.
+func makeRunSetup(t *testing.T) (bin, script, data, httpAddr, mqttAddr string) {
+	bin = testsvc.Programs(t, "twin-service", "firmware-sim")
+	data = t.TempDir()
+	httpAddr, mqttAddr = testsvc.Addr(testsvc.FreePort(t)), testsvc.Addr(testsvc.FreePort(t))
+	script, err := filepath.Abs("../scripts/run.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin, script, data, httpAddr, mqttAddr
+}
+
+// makeRunAPI returns a GET of make run's API at base into v, with the
+// demo's ml_engineer token from data/demo-tokens (it reads the API).
+func makeRunAPI(t *testing.T, base, data string) func(path string, v any) {
+	var token string
+	testsvc.Eventually(t, 30*time.Second, "data/demo-tokens", func() bool {
+		token = demoToken(data, "ml")
+		return token != ""
+	})
+	return func(path string, v any) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s, %v", path, resp.Status, err)
+		}
+	}
+}
+
+// demoToken is the NAME= line of data/demo-tokens ("" when there is none yet).
+func demoToken(data, name string) string {
+	b, _ := os.ReadFile(filepath.Join(data, "demo-tokens"))
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 // startMakeRun starts scripts/run.sh as make run does, as a user would (none
 // of the tests' TWINCHAIN_* settings; the demo every minute), and returns its
 // output and a stop that presses Ctrl-C.
@@ -538,4 +557,111 @@ func authGet(ctx context.Context, url string) (*http.Response, error) {
 	}
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	return http.DefaultClient.Do(req)
+}
+
+// TestMakeRunScenario plays a scenario file on make run's fleet, as a user
+// would after `make run`: `firmware-sim scenario theft.yaml` finds the
+// fleet's control socket ({data}/fleet.sock), the site gateway gw-s1-dock
+// itself reports being carried off (signed with its own key, its next
+// sequence numbers), and the theft alert opens, with no bad signature,
+// replay, unknown gateway or offline gateway alert and no message
+// refused. -own-fleet, which would connect the file's own fleet with
+// other keys for the same gateway ids, is refused with a clear message.
+func TestMakeRunScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries and runs make run")
+	}
+	bin, script, data, httpAddr, mqttAddr := makeRunSetup(t)
+	theft, err := filepath.Abs("../internal/sim/scenario/testdata/scenarios/theft.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, stop := startMakeRun(t, script, bin, data, httpAddr, mqttAddr)
+	base := "http://" + httpAddr
+	if err := testsvc.WaitHTTP(base+"/readyz", 60*time.Second); err != nil {
+		t.Fatalf("make run: %v", err)
+	}
+	get := makeRunAPI(t, base, data)
+	token := demoToken(data, "ml")
+	sock := filepath.Join(data, "fleet.sock")
+	testsvc.Eventually(t, 90*time.Second, "gw-s1-dock enrolled and reporting, and the fleet's control socket", func() bool {
+		var gws struct{ Items []gatewayStream }
+		get("/api/v1/gateways?limit=1000", &gws)
+		i := slices.IndexFunc(gws.Items, func(g gatewayStream) bool { return g.ID == "gw-s1-dock" })
+		if i < 0 || gws.Items[i].Stream == nil || gws.Items[i].Stream.Accepted < 3 {
+			return false
+		}
+		fi, err := os.Stat(sock)
+		return err == nil && fi.Mode().Perm() == 0o600
+	})
+
+	sim := func(args ...string) (string, error) {
+		cmd := exec.Command(filepath.Join(bin, "firmware-sim"), args...)
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "TWINCHAIN_") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		cmd.Env = append(cmd.Env, "TWINCHAIN_DATA_DIR="+data) // as from the repository with make run's ./data
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	// The scenario's own fleet would impersonate make run's gateways: refused.
+	if got, err := sim("scenario", "-own-fleet", "-server", base, "-token", token, "-broker", "tcp://"+mqttAddr, theft); err == nil || !strings.Contains(got, "under other keys") || !strings.Contains(got, "gw-s1-dock") {
+		t.Errorf("scenario -own-fleet: %v\n%s\nwant refused: gw-s1-dock is held under other keys", err, got)
+	}
+	// On the running fleet (the default socket under TWINCHAIN_DATA_DIR).
+	played := time.Now()
+	got, err := sim("scenario", theft)
+	if err != nil || !strings.Contains(got, "step 0 theft gw-s1-dock: gw-s1-dock is carried off from site s1 at 15 m/s") || !strings.Contains(got, "played 1 step(s)") {
+		t.Fatalf("scenario on the running fleet: %v\n%s", err, got)
+	}
+	t.Logf("firmware-sim scenario:\n%s", got)
+
+	type alertView struct {
+		ID, Type, Asset, Summary string
+	}
+	var geofence alertView
+	testsvc.Eventually(t, 3*time.Minute, "a geofence_exit alert on gw-s1-dock", func() bool {
+		var page struct{ Items []alertView }
+		get("/api/v1/alerts?state=&type=geofence_exit&asset=gw-s1-dock", &page)
+		if len(page.Items) > 0 {
+			geofence = page.Items[0]
+		}
+		return geofence.ID != ""
+	})
+	t.Logf("geofence_exit %s %s after the scenario started: %s", geofence.ID, time.Since(played).Round(time.Second), geofence.Summary)
+	var alerts struct{ Items []alertView }
+	get("/api/v1/alerts?state=&limit=1000", &alerts)
+	for _, a := range alerts.Items {
+		switch a.Type {
+		case "bad_signatures", "replayed_messages", "unknown_gateway", "gateway_offline", "sequence_gap", "unknown_tags":
+			t.Errorf("alert %s %s on %s: %s (the scenario impersonated or broke a gateway)", a.ID, a.Type, a.Asset, a.Summary)
+		}
+	}
+	var stats ingest.Stats
+	get("/api/v1/stats/ingest", &stats)
+	for _, r := range []ingest.Reason{ingest.ReasonUnknownGateway, ingest.ReasonBadSignature, ingest.ReasonReplay, ingest.ReasonUnboundAsset} {
+		if n := stats.Rejected[r]; n != 0 {
+			t.Errorf("ingest rejected %d messages as %s", n, r)
+		}
+	}
+	if err := stop(); err != nil && strings.Contains(err.Error(), "still running") {
+		t.Error(err)
+	}
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Errorf("%s still there after make run stopped (%v)", sock, err)
+	}
+	if !strings.Contains(out.String(), "firmware-sim scenario -fleet "+sock) {
+		t.Errorf("make run does not say how to play a scenario on its fleet")
+	}
+}
+
+// gatewayStream is a gateway in GET /gateways with how many of its
+// messages were stored.
+type gatewayStream struct {
+	ID     string `json:"id"`
+	Stream *struct {
+		Accepted uint64 `json:"accepted"`
+	} `json:"stream"`
 }

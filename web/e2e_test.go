@@ -307,7 +307,7 @@ func TestAlertsLive(t *testing.T) {
 		waitJS(t, ctx, "the alerts inbox", `document.querySelector("main").dataset.view === "alerts" && document.querySelector("main").dataset.ready === "true"`, 30*time.Second)
 		evalJS[int](t, ctx, `window.__sameDocument = 1`)
 	}
-	testsvc.StartProcess(t, filepath.Join(binaries(t), "firmware-sim"), "scenario", "-broker", svc.MQTT, "-api", svc.URL, "-hold", "30s", file)
+	testsvc.StartProcess(t, filepath.Join(binaries(t), "firmware-sim"), "scenario", "-own-fleet", "-broker", svc.MQTT, "-server", svc.URL, "-token", testToken, "-hold", "30s", file)
 	waitJS(t, sec, "a substitution alert arriving live", `window.__sameDocument === 1 && !!document.querySelector("table.inbox tr[data-type=substitution]")`, 120*time.Second)
 	shot(t, sec, "alerts-live")
 	id := evalJS[string](t, sec, `document.querySelector("table.inbox tr[data-type=substitution]").dataset.id`)

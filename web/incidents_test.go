@@ -48,9 +48,11 @@ func seedIncidents(t testing.TB, dataDir string) {
 
 // TestIncidents: the incident view lists the seeded incidents one row each,
 // sorted by severity and by time, filters with URL state, opens one with its
-// member alerts, acknowledges two incidents at once, assigns both at once,
-// comments on one and resolves it, checked through the API (every member
-// alert moved or annotated, by the signed-in user with the comment).
+// member alerts, its map and proof links and the twin timeline around it,
+// acknowledges two incidents at once, assigns both at once, comments on one
+// and resolves it, all through the incidents' own routes, checked through
+// the API (each incident's history, every member alert moved or annotated,
+// by the signed-in user with the comment).
 func TestIncidents(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts twin-service and Chromium")
@@ -129,6 +131,34 @@ func TestIncidents(t *testing.T) {
 	}
 	shot(t, ctx, "incidents-1440")
 
+	// The detail links to the map (the incident's host), to each member's
+	// proof bundle, and opens the twin timeline around the incident: the
+	// events of srv-s1-001.gpu0 that a fleet's first inventory records
+	// (minutes after the seeded findings, within the 15 minutes shown).
+	if got := evalJS[[]string](t, ctx, `[...document.querySelectorAll(".incident-detail dd.incident-map a")].map((a) => a.getAttribute("href"))`); !slices.Equal(got, []string{"#/map?asset=srv-s1-001"}) {
+		t.Errorf("the detail's map links %v, want #/map?asset=srv-s1-001", got)
+	}
+	var proofs []string
+	for _, id := range thermal.Alerts {
+		proofs = append(proofs, "/api/v1/ledger/alerts/"+id+"/proof")
+	}
+	if got := evalJS[[]string](t, ctx, `[...document.querySelectorAll(".incident-detail dd.incident-proofs a[download]")].map((a) => a.getAttribute("href"))`); !slices.Equal(got, proofs) {
+		t.Errorf("the detail's proof downloads %v, want %v", got, proofs)
+	}
+	sim := testsvc.StartProcess(t, filepath.Join(binaries(t), "firmware-sim"), "fleet", "-sites", "1", "-servers", "1", "-gpus", "1", "-broker", svc.MQTT)
+	testsvc.Eventually(t, 30*time.Second, "srv-s1-001.gpu0's twin events", func() bool {
+		var evs struct {
+			Items []json.RawMessage `json:"items"`
+		}
+		return svc.get(t, "/assets/srv-s1-001.gpu0/events", &evs) == 200 && len(evs.Items) > 0
+	})
+	click(t, ctx, `.incident-detail details.incident-timeline summary`)
+	waitJS(t, ctx, "the twin timeline around the incident", `[...document.querySelectorAll(".incident-detail details.incident-timeline[open] ol.timeline li")].some((li) => li.textContent.includes("srv-s1-001.gpu0"))`, 30*time.Second)
+	shot(t, ctx, "incidents-timeline")
+	if err := sim.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
 	// Bulk: select the thermal and hardware incidents, acknowledge both.
 	for _, id := range []string{thermal.ID, hardware.ID} {
 		click(t, ctx, fmt.Sprintf(`table.incidents tr[data-id=%q] td.col-sel input`, id))
@@ -146,6 +176,15 @@ func TestIncidents(t *testing.T) {
 		})
 		if last := got.History[len(got.History)-1]; last.By != "sec" || last.Comment != "cooling team on it" {
 			t.Errorf("%s acknowledged by %q with %q, want sec with the comment", id, last.By, last.Comment)
+		}
+	}
+	// Through the incident's own route: one acknowledged entry in each
+	// incident's history, by the signed-in user with the comment.
+	for _, id := range []string{thermal.ID, hardware.ID} {
+		var in alert.Incident
+		svc.get(t, "/incidents/"+id, &in)
+		if h := in.History; len(h) != 1 || h[0].State != alert.Acknowledged || h[0].By != "sec" || h[0].Comment != "cooling team on it" {
+			t.Errorf("%s history %+v, want one acknowledgement by sec with the comment", id, h)
 		}
 	}
 	var still alert.Alert
@@ -176,8 +215,8 @@ func TestIncidents(t *testing.T) {
 			svc.get(t, "/incidents/"+in.ID, &got)
 			return got.Assignee == "carol"
 		})
-		if h := got.History; len(h) != 1 || h[0].By != "sec" || h[0].Comment != "carol has rack r01" {
-			t.Errorf("%s history %+v, want one assignment by sec with the comment", in.ID, h)
+		if h := got.History; len(h) != 2 || h[1].Step != alert.StepAssigned || h[1].By != "sec" || h[1].Comment != "carol has rack r01" {
+			t.Errorf("%s history %+v, want the acknowledgement, then one assignment by sec with the comment", in.ID, h)
 		}
 		for _, id := range in.Alerts {
 			var a alert.Alert
@@ -220,6 +259,16 @@ func TestIncidents(t *testing.T) {
 		svc.get(t, "/incidents/"+thermal.ID, &in)
 		return in.State == alert.Resolved
 	})
+	if h := in.History; len(h) == 0 || h[len(h)-1].State != alert.Resolved || h[len(h)-1].By != "sec" {
+		t.Errorf("%s history %+v, want it to end resolved by sec (the incident's own route)", thermal.ID, h)
+	}
+	for _, id := range thermal.Alerts {
+		var a alert.Alert
+		svc.get(t, "/alerts/"+id, &a)
+		if a.State != alert.Resolved || a.History[len(a.History)-1].By != "sec" {
+			t.Errorf("%s state %s history %+v, want resolved by sec", id, a.State, a.History)
+		}
+	}
 	// The open filter (the default) no longer lists it.
 	waitJS(t, ctx, "the resolved incident gone from the open view", fmt.Sprintf(`!document.querySelector('table.incidents tr[data-id=%q]')`, thermal.ID), 10*time.Second)
 

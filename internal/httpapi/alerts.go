@@ -27,6 +27,8 @@ type AlertStore interface {
 	Comment(id, by, comment string) (alert.Alert, error)
 	AssignIncident(id, assignee, by, comment string) (alert.Incident, error)
 	CommentIncident(id, by, comment string) (alert.Incident, error)
+	AcknowledgeIncident(id, by, comment string) (alert.Incident, error)
+	ResolveIncident(id, by, comment string) (alert.Incident, error)
 	Hub() *alertstore.Hub
 	Incidents(f alert.IncidentFilter, limit int, cursor string) ([]alert.Incident, string, error)
 	Incident(id string) (alert.Incident, error)
@@ -62,6 +64,10 @@ func (s *Server) registerAlerts(api router) {
 			return al.AssignIncident(id, a.Assignee, a.By, a.Comment)
 		}))
 		api.post("/incidents/:id/comment", annotate(func(id string, a actor) (alert.Incident, error) { return al.CommentIncident(id, a.By, a.Comment) }))
+		// Acknowledge and resolve: body {"comment"}; an acknowledged or
+		// resolved step on each member alert the step still applies to.
+		api.post("/incidents/:id/ack", annotate(func(id string, a actor) (alert.Incident, error) { return al.AcknowledgeIncident(id, a.By, a.Comment) }))
+		api.post("/incidents/:id/resolve", annotate(func(id string, a actor) (alert.Incident, error) { return al.ResolveIncident(id, a.By, a.Comment) }))
 	}
 	if s.opts.WorkOrders == nil {
 		api.unavailable("/workorders", "work orders")

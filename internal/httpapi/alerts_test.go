@@ -273,3 +273,109 @@ func TestAlertStream(t *testing.T) {
 		t.Fatal("no alert on the stream")
 	}
 }
+
+// TestIncidentAcknowledgeAndResolve: acknowledging an incident moves each
+// member alert still open (not one already acknowledged) with an
+// acknowledged step queued for anchoring, by the caller, with the comment;
+// resolving it resolves every member not resolved and the incident; a
+// resolved incident answers 409, as does acknowledging one with no open
+// member left. Who may call the routes is the role matrix's
+// (TestRouteRoleMatrix, testdata/route-role-matrix.txt).
+func TestIncidentAcknowledgeAndResolve(t *testing.T) {
+	srv, st := alertServer(t)
+	st.RecordLifecycle()
+	now := time.Now().UTC()
+	hot := func(asset string) detect.Finding {
+		return detect.Finding{Type: detect.TypeOverheating, Asset: asset, Site: "s1", Host: "srv-1", Rack: "r1", Severity: detect.Critical, Time: now, Summary: "hot"}
+	}
+	if _, err := st.Apply([]detect.Finding{hot("srv-1.gpu0"), hot("srv-1.gpu1"), hot("srv-1.gpu2"),
+		{Type: detect.TypeXID, Asset: "srv-9.gpu0", Site: "s2", Host: "srv-9", Severity: detect.Warning, Time: now, Summary: "xid"}}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := st.Incident("IN-1"); len(in.Members) != 3 {
+		t.Fatalf("IN-1 has %d members, want the 3 overheating alerts", len(in.Members))
+	}
+	if _, err := st.Acknowledge("AL-2", "bob", "mine"); err != nil { // already acknowledged: not stepped again
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		path, body string
+		code       int
+		want       string
+	}{
+		{"/api/v1/incidents/IN-1/ack", `{"by":"alice","comment":"looking"}`, 200, `"history":[{"state":"acknowledged","by":"anonymous","at":`},
+		{"/api/v1/incidents/IN-1/ack", `{"by":"alice"}`, 409, `"code":"conflict"`}, // every member acknowledged now
+		{"/api/v1/incidents/IN-9/ack", `{"by":"alice"}`, 404, `"code":"not_found"`},
+		{"/api/v1/incidents/IN-1/ack", `{"by":`, 400, `"code":"bad_request"`},
+		{"/api/v1/incidents/IN-1/resolve", `{"by":"alice","comment":"` + strings.Repeat("x", 2001) + `"}`, 400, `"code":"bad_request"`},
+		{"/api/v1/incidents/IN-1/resolve", `{"by":"carol","comment":"fans replaced"}`, 200, `"state":"resolved"`},
+		{"/api/v1/incidents/IN-1/resolve", `{"by":"carol"}`, 409, `"code":"conflict"`},
+		{"/api/v1/incidents/IN-1/ack", `{"by":"carol"}`, 409, `"code":"conflict"`},
+		{"/api/v1/incidents/IN-1/assign", `{"by":"carol","assignee":"x"}`, 409, `"code":"conflict"`},
+		{"/api/v1/incidents/IN-2/resolve", `{"by":"dave"}`, 200, `"state":"resolved"`}, // straight from open
+	} {
+		code, body := alertCall(t, srv, "POST", tt.path, tt.body)
+		if code != tt.code || !strings.Contains(body, tt.want) {
+			t.Errorf("POST %s %.60s = %d %.300s, want %d containing %s", tt.path, tt.body, code, body, tt.code, tt.want)
+		}
+	}
+	// Each member's steps, in order, each queued for anchoring (a lifecycle
+	// entry the recorder turns into a twin event), by the caller.
+	want := map[string][]alert.Step{
+		"AL-1": {"raised", "acknowledged", "resolved"},
+		"AL-2": {"raised", "acknowledged", "resolved"}, // acknowledged by bob, not again by the incident
+		"AL-3": {"raised", "acknowledged", "resolved"},
+		"AL-4": {"raised", "resolved"},
+	}
+	for id, steps := range want {
+		a, err := st.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []alert.Step
+		for _, l := range a.Lifecycle {
+			got = append(got, l.Step)
+		}
+		if a.State != alert.Resolved || strings.Join(stepNames(got), ",") != strings.Join(stepNames(steps), ",") {
+			t.Errorf("%s: state %s, steps %v; want resolved with %v", id, a.State, got, steps)
+			continue
+		}
+		ack, res := a.History[1], a.History[len(a.History)-1]
+		wantAck := "anonymous"
+		if id == "AL-2" {
+			wantAck = "bob"
+		}
+		if id != "AL-4" && (ack.State != alert.Acknowledged || ack.By != wantAck) {
+			t.Errorf("%s acknowledged %+v, want by %s", id, ack, wantAck)
+		}
+		if id != "AL-4" && (res.State != alert.Resolved || res.By != "anonymous" || res.Comment != "fans replaced") {
+			t.Errorf("%s resolved %+v, want by the caller with the comment", id, res)
+		}
+		if l := a.Lifecycle[len(a.Lifecycle)-1]; l.By != res.By || l.EvidenceHash == "" {
+			t.Errorf("%s last step %+v, want by %s with the evidence hash", id, l, res.By)
+		}
+	}
+	if a1, _ := st.Get("AL-1"); a1.History[1].Comment != "looking" {
+		t.Errorf("AL-1 acknowledged with comment %q, want the incident's", a1.History[1].Comment)
+	}
+	in, err := st.Incident("IN-1")
+	if err != nil || in.State != alert.Resolved || in.Resolved.IsZero() || len(in.History) != 2 ||
+		in.History[0].State != alert.Acknowledged || in.History[1].State != alert.Resolved || in.History[1].Comment != "fans replaced" {
+		t.Errorf("IN-1 = state %s resolved %s history %+v (%v); want resolved, history acknowledged then resolved with the comment", in.State, in.Resolved, in.History, err)
+	}
+	// A new finding of the same cause opens a new incident.
+	if _, err := st.Apply([]detect.Finding{hot("srv-1.gpu3")}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if a5, _ := st.Get("AL-5"); a5.Incident == "IN-1" || a5.Incident == "" {
+		t.Errorf("a new overheating alert joined %q, want a new incident", a5.Incident)
+	}
+}
+
+func stepNames(steps []alert.Step) []string {
+	out := make([]string, len(steps))
+	for i, s := range steps {
+		out[i] = string(s)
+	}
+	return out
+}

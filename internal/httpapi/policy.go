@@ -95,6 +95,8 @@ func Routes() []Route {
 		get(v1 + "/incidents/:id"),
 		r("POST", v1+"/incidents/:id/assign", auth.AckAlerts),
 		r("POST", v1+"/incidents/:id/comment", auth.AckAlerts),
+		r("POST", v1+"/incidents/:id/ack", auth.AckAlerts),
+		r("POST", v1+"/incidents/:id/resolve", auth.AckAlerts),
 		get(v1 + "/workorders"),
 		get(v1 + "/workorders/:id"),
 		r("POST", v1+"/workorders", auth.WriteWorkOrders),

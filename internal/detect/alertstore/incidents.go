@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -174,9 +175,60 @@ func (s *Store) CommentIncident(id, by, comment string) (alert.Incident, error) 
 	return s.annotateIncident(id, alert.StepCommented, "", by, comment)
 }
 
+// AcknowledgeIncident acknowledges an open incident: the incident's
+// history, and an anchored acknowledged step on each member alert still
+// open, in one transaction. An incident with no open member alert left
+// (all acknowledged already) is a conflict.
+func (s *Store) AcknowledgeIncident(id, by, comment string) (alert.Incident, error) {
+	if err := checkNote(comment); err != nil {
+		return alert.Incident{}, err
+	}
+	return s.stepIncident(id, by, alert.Transition{State: alert.Acknowledged, Comment: comment},
+		func(m alert.Member) bool { return m.State == alert.Open },
+		func(tx *bolt.Tx, a *alert.Alert, now time.Time) error {
+			return s.move(tx, a, alert.Acknowledged, by, comment, now)
+		})
+}
+
+// ResolveIncident resolves an open incident: the incident's history, and
+// an anchored resolved step on each member alert not resolved, in one
+// transaction; the incident is then resolved (a later finding of its
+// cause opens a new one).
+func (s *Store) ResolveIncident(id, by, comment string) (alert.Incident, error) {
+	if err := checkNote(comment); err != nil {
+		return alert.Incident{}, err
+	}
+	return s.stepIncident(id, by, alert.Transition{State: alert.Resolved, Comment: comment},
+		func(m alert.Member) bool { return m.State != alert.Resolved },
+		func(tx *bolt.Tx, a *alert.Alert, now time.Time) error {
+			return s.move(tx, a, alert.Resolved, by, comment, now)
+		})
+}
+
 func (s *Store) annotateIncident(id string, st alert.Step, assignee, by, comment string) (alert.Incident, error) {
+	tr := alert.Transition{Step: st, Comment: comment}
+	if st == alert.StepAssigned {
+		tr.Assignee = assignee
+	}
+	return s.stepIncident(id, by, tr,
+		func(m alert.Member) bool { return m.State != alert.Resolved },
+		func(tx *bolt.Tx, a *alert.Alert, now time.Time) error {
+			return s.annotate(tx, a, st, assignee, by, comment, now)
+		})
+}
+
+// stepIncident records tr (by, now) in the history of the open incident
+// id and applies do to each member alert that takes the step (takes), in
+// one transaction: each member's own anchored step, its notification and
+// its incident entry. An incident with no member taking the step is a
+// conflict.
+func (s *Store) stepIncident(id, by string, tr alert.Transition, takes func(alert.Member) bool, do func(tx *bolt.Tx, a *alert.Alert, now time.Time) error) (alert.Incident, error) {
 	if by == "" {
 		return alert.Incident{}, fmt.Errorf("who is required: %w", alert.ErrInvalid)
+	}
+	what := string(tr.Step)
+	if what == "" {
+		what = string(tr.State)
 	}
 	var out alert.Incident
 	var notify []alert.Notification
@@ -188,25 +240,30 @@ func (s *Store) annotateIncident(id string, st alert.Step, assignee, by, comment
 			return err
 		}
 		if in.State == alert.Resolved {
-			return fmt.Errorf("%s is resolved: cannot be %s: %w", id, st, alert.ErrConflict)
+			return fmt.Errorf("%s is resolved: cannot be %s: %w", id, what, alert.ErrConflict)
 		}
-		tr := alert.Transition{State: in.State, Step: st, By: by, At: now, Comment: comment}
-		if st == alert.StepAssigned {
-			in.Assignee, tr.Assignee = assignee, assignee
+		members := slices.DeleteFunc(slices.Clone(in.Members), func(m alert.Member) bool { return !takes(m) })
+		if len(members) == 0 {
+			return fmt.Errorf("%s has no member alert left to be %s: %w", id, what, alert.ErrConflict)
 		}
-		in.History = append(in.History, tr)
+		h := tr
+		h.By, h.At = by, now
+		if h.Step != "" {
+			h.State = in.State
+		}
+		if tr.Step == alert.StepAssigned {
+			in.Assignee = tr.Assignee
+		}
+		in.History = append(in.History, h)
 		if err := putIncident(tx, in); err != nil {
 			return err
 		}
-		for _, m := range in.Members {
-			if m.State == alert.Resolved {
-				continue
-			}
+		for _, m := range members {
 			a, err := getAlert(tx, m.Alert)
 			if err != nil {
 				return err
 			}
-			if err := s.annotate(tx, a, st, assignee, by, comment, now); err != nil {
+			if err := do(tx, a, now); err != nil {
 				return err
 			}
 			if err := s.joinIncident(tx, a, now); err != nil {
@@ -215,10 +272,10 @@ func (s *Store) annotateIncident(id string, st alert.Step, assignee, by, comment
 			if err := putAlert(tx, a); err != nil {
 				return err
 			}
-			if err := s.enqueue(tx, a, string(st), now); err != nil {
+			if err := s.enqueue(tx, a, what, now); err != nil {
 				return err
 			}
-			notify = append(notify, alert.Notification{Event: string(st), At: now, Alert: *a})
+			notify = append(notify, alert.Notification{Event: what, At: now, Alert: *a})
 		}
 		got, err := getIncident(tx, id)
 		if err == nil {

@@ -265,16 +265,22 @@ func (s *Store) transition(id string, to alert.State, by, comment string, from .
 		if !slices.Contains(from, a.State) {
 			return "", fmt.Errorf("%s is %s: cannot move to %s: %w", id, a.State, to, alert.ErrConflict)
 		}
-		a.State = to
-		a.History = append(a.History, alert.Transition{State: to, By: by, At: now, Comment: comment})
-		a.NextEscalation = time.Time{}
-		if to == alert.Resolved {
-			if err := tx.Bucket(bktOpen).Delete(openKey(a.Asset, a.Type)); err != nil {
-				return "", err
-			}
-		}
-		return string(to), s.step(tx, a, alert.Step(to), by)
+		return string(to), s.move(tx, a, to, by, comment, now)
 	})
+}
+
+// move puts a into state to, in tx: its history, its anchored step, and for
+// resolved the end of its open slot.
+func (s *Store) move(tx *bolt.Tx, a *alert.Alert, to alert.State, by, comment string, now time.Time) error {
+	a.State = to
+	a.History = append(a.History, alert.Transition{State: to, By: by, At: now, Comment: comment})
+	a.NextEscalation = time.Time{}
+	if to == alert.Resolved {
+		if err := tx.Bucket(bktOpen).Delete(openKey(a.Asset, a.Type)); err != nil {
+			return err
+		}
+	}
+	return s.step(tx, a, alert.Step(to), by)
 }
 
 // change applies one lifecycle change (do, which returns the notification
@@ -360,6 +366,15 @@ func checkAssignee(assignee string) error {
 func checkComment(comment string) error {
 	if strings.TrimSpace(comment) == "" || len(comment) > maxNote {
 		return fmt.Errorf("comment: want 1 to %d characters: %w", maxNote, alert.ErrInvalid)
+	}
+	return nil
+}
+
+// checkNote bounds the optional comment of an incident's acknowledge or
+// resolve.
+func checkNote(comment string) error {
+	if len(comment) > maxNote {
+		return fmt.Errorf("comment: at most %d characters: %w", maxNote, alert.ErrInvalid)
 	}
 	return nil
 }

@@ -235,13 +235,7 @@ func TestAlertBundleCoversEveryField(t *testing.T) {
 func TestIncidentAssignAndCommentAnchored(t *testing.T) {
 	r, alerts, rec, a, bundle := anchoredAlert(t)
 	pub := serviceKey.Public().(ed25519.PublicKey)
-	swap := a.Evidence[0].Evidence.Events[0]
-	res, err := alerts.Apply([]detect.Finding{{Type: detect.TypeFirmwareUnauthorised, Asset: swap.Asset, Severity: detect.Warning, Time: swap.Time,
-		Summary: "firmware", Evidence: detect.Evidence{Events: []twin.Event{swap}}}}, nil, nil)
-	if err != nil || len(res.Opened) != 1 {
-		t.Fatalf("Apply = %+v, %v; want one opened alert", res, err)
-	}
-	open := res.Opened[0]
+	open := openFirmwareAlert(t, alerts, a)
 	in, err := alerts.AssignIncident(open.Incident, "carol", "alice", "carol has the site")
 	if err != nil || in.Assignee != "carol" || len(in.History) != 1 || in.History[0].Step != alert.StepAssigned {
 		t.Fatalf("AssignIncident = %+v, %v; want carol assigned with one history entry", in, err)
@@ -298,4 +292,51 @@ func TestIncidentAssignAndCommentAnchored(t *testing.T) {
 	if rep := proofbundle.Verify(bundle(got), pub); !rep.Verified() {
 		t.Errorf("resolved alert after assign and comment: failed %+v", rep.Failed())
 	}
+}
+
+// TestIncidentAcknowledgeAndResolveAnchored: acknowledging and resolving an
+// incident records an acknowledged and a resolved step on its member alert
+// through the real ingest, each a twin event in an anchored batch, and the
+// member's alert bundle verifies.
+func TestIncidentAcknowledgeAndResolveAnchored(t *testing.T) {
+	r, alerts, rec, a, bundle := anchoredAlert(t)
+	pub := serviceKey.Public().(ed25519.PublicKey)
+	open := openFirmwareAlert(t, alerts, a)
+	if in, err := alerts.AcknowledgeIncident(open.Incident, "alice", "looking"); err != nil || len(in.History) != 1 || in.History[0].State != alert.Acknowledged {
+		t.Fatalf("AcknowledgeIncident = %+v, %v; want one acknowledged history entry", in, err)
+	}
+	if in, err := alerts.ResolveIncident(open.Incident, "alice", "vendor's rollout"); err != nil || in.State != alert.Resolved {
+		t.Fatalf("ResolveIncident = %+v, %v; want the incident resolved", in, err)
+	}
+	if _, err := alerts.ResolveIncident(open.Incident, "alice", ""); !errors.Is(err, alert.ErrConflict) {
+		t.Errorf("resolving a resolved incident: %v, want ErrConflict", err)
+	}
+	testsvc.Eventually(t, 20*time.Second, "raised, acknowledged and resolved recorded", func() bool { return rec.Recorded.Load() >= 6 })
+	r.waitAnchored("the incident's steps")
+	got, err := alerts.Get(open.ID)
+	if err != nil || got.State != alert.Resolved || len(got.Lifecycle) != 3 || got.Lifecycle[1].Step != alert.Step(alert.Acknowledged) || got.Lifecycle[2].Step != alert.Step(alert.Resolved) {
+		t.Fatalf("member alert = state %s lifecycle %+v (%v); want resolved: raised, acknowledged, resolved", got.State, got.Lifecycle, err)
+	}
+	for _, l := range got.Lifecycle {
+		evs, err := r.store.EventsAfter(l.Event-1, 1)
+		if l.Event == 0 || err != nil || len(evs) != 1 || evs[0].Type != l.Step.EventType() || evs[0].Asset != got.Asset {
+			t.Errorf("step %s: event %d = %+v (%v), want %s on %s", l.Step, l.Event, evs, err, l.Step.EventType(), got.Asset)
+		}
+	}
+	if rep := proofbundle.Verify(bundle(got), pub); !rep.Verified() {
+		t.Errorf("alert resolved through its incident does not verify: failed %+v", rep.Failed())
+	}
+}
+
+// openFirmwareAlert opens an unauthorised-firmware alert on the asset of
+// a's swap event, in an incident of its own.
+func openFirmwareAlert(t *testing.T, alerts *alertstore.Store, a alert.Alert) alert.Alert {
+	t.Helper()
+	swap := a.Evidence[0].Evidence.Events[0]
+	res, err := alerts.Apply([]detect.Finding{{Type: detect.TypeFirmwareUnauthorised, Asset: swap.Asset, Severity: detect.Warning, Time: swap.Time,
+		Summary: "firmware", Evidence: detect.Evidence{Events: []twin.Event{swap}}}}, nil, nil)
+	if err != nil || len(res.Opened) != 1 {
+		t.Fatalf("Apply = %+v, %v; want one opened alert", res, err)
+	}
+	return res.Opened[0]
 }

@@ -25,7 +25,7 @@ const enrollTTL = 60 // seconds
 // gateways then connect with connect passwords signed by those keys. It
 // returns how many it enrolled.
 func (f *Fleet) Enroll(ctx context.Context, hc *http.Client, api, bearer string) (int, error) {
-	have, err := registered(ctx, hc, api, bearer)
+	have, err := Registered(ctx, hc, api, bearer)
 	if err != nil {
 		return 0, err
 	}
@@ -51,9 +51,9 @@ func (f *Fleet) Enroll(ctx context.Context, hc *http.Client, api, bearer string)
 	return n, nil
 }
 
-// registered is every gateway's key that twin-service holds (GET
-// /api/v1/gateways, every page).
-func registered(ctx context.Context, hc *http.Client, api, bearer string) (map[string]ed25519.PublicKey, error) {
+// Registered is every gateway's key that twin-service at api holds (GET
+// /api/v1/gateways, every page), read with the API token bearer.
+func Registered(ctx context.Context, hc *http.Client, api, bearer string) (map[string]ed25519.PublicKey, error) {
 	out := map[string]ed25519.PublicKey{}
 	for cursor := ""; ; {
 		u := strings.TrimRight(api, "/") + "/api/v1/gateways?limit=1000&cursor=" + url.QueryEscape(cursor)
@@ -61,7 +61,9 @@ func registered(ctx context.Context, hc *http.Client, api, bearer string) (map[s
 		if err != nil {
 			return nil, err
 		}
-		req.Header.Set("Authorization", "Bearer "+bearer)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
 		resp, err := hc.Do(req)
 		if err != nil {
 			return nil, fmt.Errorf("list gateways: %w", err)

@@ -78,6 +78,10 @@ type Gateway struct {
 	Tags []string
 	// invDue asks the publisher for an inventory report now (a swapped GPU).
 	invDue atomic.Bool
+	// fx is what played steps do to its readings (Fleet.Play); played
+	// counts its played swaps.
+	fx     effects
+	played int
 }
 
 // Host is a GPU server.
@@ -241,9 +245,9 @@ func (g *Gateway) Inventory() *wire.Inventory {
 	if g.Host == nil {
 		return nil
 	}
-	inv := &wire.Inventory{Host: g.Host.Info}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	inv := &wire.Inventory{Host: g.Host.Info}
 	for _, gpu := range g.Host.GPUs {
 		inv.GPUs = append(inv.GPUs, gpu.Ident)
 	}
@@ -264,6 +268,7 @@ func (g *Gateway) Sample(t time.Time, dt time.Duration) *wire.Telemetry {
 	for _, gpu := range g.Host.GPUs {
 		tel.GPUs = append(tel.GPUs, gpu.step(g.rng, sec))
 	}
+	g.mangle(tel, t)
 	return tel
 }
 
@@ -360,11 +365,13 @@ func (g *Gateway) Position(t time.Time) *wire.GPSFix {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	const metre = 1.0 / 111_320
-	return &wire.GPSFix{
+	fix := &wire.GPSFix{
 		Asset: g.ID, Lat: round7(g.Site.Lat + g.rng.NormFloat64()*2*metre), Lon: round7(g.Site.Lon + g.rng.NormFloat64()*2*metre),
 		AltM: round1(34 + g.rng.NormFloat64()), Quality: 1, HDOP: round1(0.8 + g.rng.Float64()*0.4), Sats: 9 + g.rng.IntN(5),
 		SpeedMS: round1(math.Abs(g.rng.NormFloat64() * 0.1)), CourseDeg: round1(g.rng.Float64() * 360), FixTime: t,
 	}
+	g.carry(fix, t)
+	return fix
 }
 
 // Reads is what the site gateway's RFID reader at the hall entrance saw in

@@ -220,7 +220,10 @@ func (p *Publisher) runGateway(ctx context.Context, gw *Gateway, start time.Time
 
 	inventoried := false
 	publish := func(kind wire.Kind, t time.Time, body any) error {
-		data, topic, seq, err := gw.Seal(kind, t, body)
+		if gw.Silent() { // a played silence step: connected, publishing nothing
+			return nil
+		}
+		data, topic, seq, err := gw.Seal(kind, t.Add(gw.ClockOffset()), body)
 		if err != nil {
 			return fmt.Errorf("gateway %s: %w", gw.ID, err)
 		}
@@ -263,6 +266,11 @@ func (p *Publisher) runGateway(ctx context.Context, gw *Gateway, start time.Time
 			}
 		}
 		if reads := gw.Reads(simNow, step); reads != nil && p.uninventoried.Load() <= 0 {
+			if err := publish(wire.KindRFID, simNow, reads); err != nil {
+				return err
+			}
+		}
+		if reads := gw.DueReads(simNow); reads != nil { // played steps' reads
 			if err := publish(wire.KindRFID, simNow, reads); err != nil {
 				return err
 			}

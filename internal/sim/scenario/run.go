@@ -413,9 +413,7 @@ func (r *runner) mangle(s *sim, tel *wire.Telemetry, t time.Time) {
 			}
 		}
 		if c, ok := s.hot[g.Asset]; ok {
-			g.TempC, g.MemTempC = c+r.rng.NormFloat64()*0.3, c+8
-			g.Throttle = []string{wire.ThrottleHWThermal, wire.ThrottleSWThermal}
-			g.SMClockMHz = 900
+			fleet.Overheat(g, c, r.rng.NormFloat64()*0.3)
 		}
 	}
 }
@@ -425,10 +423,7 @@ const metrePerDegLat = 111_320.0
 // move applies a theft's displacement and the file's GPS jitter to a fix.
 func (r *runner) move(s *sim, fix *wire.GPSFix, t time.Time) {
 	if th := s.theft; th != nil {
-		d := th.speed * t.Sub(th.from).Seconds()
-		rad := th.heading * math.Pi / 180
-		fix.Lat = th.lat0 + d*math.Cos(rad)/metrePerDegLat
-		fix.Lon = th.lon0 + d*math.Sin(rad)/(metrePerDegLat*math.Cos(th.lat0*math.Pi/180))
+		fix.Lat, fix.Lon = fleet.CarriedOff(th.lat0, th.lon0, th.speed*t.Sub(th.from).Seconds(), th.heading)
 		fix.SpeedMS, fix.CourseDeg = th.speed, th.heading
 	}
 	if j := r.f.GPSJitterM; j > 0 {

@@ -23,6 +23,7 @@ import (
 
 	"twinchain/internal/detect"
 	"twinchain/internal/detect/workorder"
+	"twinchain/internal/sim/fleet"
 )
 
 // File is one scenario.
@@ -93,10 +94,7 @@ type Step struct {
 }
 
 // ReadPoint is one RFID read point on a rack's way.
-type ReadPoint struct {
-	ReadPoint string `yaml:"read_point"`
-	Zone      string `yaml:"zone"`
-}
+type ReadPoint = fleet.ReadPoint
 
 // Expectation is one alert: type and asset, and its severity when given.
 // An expectation listed twice needs two alerts.

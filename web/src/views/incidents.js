@@ -4,17 +4,20 @@
 // filters and the open incident live in the URL
 // (#/incidents?state=open&sev=warning&cause=thermal&sort=-last&open=IN-3).
 // Opening an incident shows its member alerts in full, with their evidence
-// and actions. Acknowledge and resolve act on incidents, one or several at
-// once, through their member alerts; assign and comment through the
-// incident's own routes (POST /incidents/ID/assign, /comment), which also
-// record the step on each member alert. Every step is an alert's, anchored
-// like any alert step.
+// and actions, where they are on the map, the twin timeline around the
+// incident and each member's proof bundle. Acknowledge, resolve, assign and
+// comment act on incidents, one or several at once, through the
+// incident's own routes (POST /incidents/ID/ack, /resolve, /assign,
+// /comment), each recording the step on every member alert it applies to
+// in one transaction. Every step is an alert's, anchored like any alert
+// step.
 import { api, pages, subscribe, can } from "../api.js";
 import { h, clear, fmtTime, ago, label, pill, unavailable, errorBox, toast, fill } from "../dom.js";
 import { alertList, historyLine } from "./alerts.js";
 
 const RANK = { info: 1, warning: 2, critical: 3 };
 const MAX = 5000;
+const MAP_LINKS = 6, TIMELINE_ASSETS = 4, TIMELINE_MAX = 200, AROUND_MS = 15 * 60 * 1000;
 
 const columns = [
   ["sel", ""], ["sev", "Severity"], ["id", "Incident"], ["cause", "Cause"], ["scope", "Scope"], ["alerts", "Alerts"],
@@ -85,8 +88,8 @@ export async function incidentsView(root, params) {
   const comment = h("input", { type: "text", name: "incident-comment", "aria-label": "Comment for the selected incidents", placeholder: "Comment" });
   const assignee = h("input#incidents-assignee", { type: "text", name: "incident-assignee", "aria-label": "Assignee for the selected incidents", placeholder: "Assignee", size: "10" });
   const count = h("span#incidents-selected", "0 selected");
-  const ackBtn = h("button#incidents-ack", { type: "button", onclick: () => act([...selected], "ack") }, "Acknowledge");
-  const resBtn = h("button#incidents-resolve", { type: "button", onclick: () => act([...selected], "resolve") }, "Resolve");
+  const ackBtn = h("button#incidents-ack", { type: "button", onclick: () => annotate([...selected], "ack", "", comment.value) }, "Acknowledge");
+  const resBtn = h("button#incidents-resolve", { type: "button", onclick: () => annotate([...selected], "resolve", "", comment.value) }, "Resolve");
   const asgBtn = h("button#incidents-assign", { type: "button", onclick: () => annotate([...selected], "assign", assignee.value, comment.value) }, "Assign");
   const comBtn = h("button#incidents-comment", { type: "button", onclick: () => annotate([...selected], "comment", "", comment.value) }, "Comment");
   const buttons = [ackBtn, resBtn, asgBtn, comBtn];
@@ -188,36 +191,12 @@ export async function incidentsView(root, params) {
     for (const b of buttons) b.disabled = selected.size === 0;
   }
 
-  // act moves every member alert of the given incidents that the step
-  // still applies to (six requests at a time), then reloads them.
-  async function act(ids, verb) {
-    const queue = ids.flatMap((id) => incidents.has(id) ? openMembers(incidents.get(id), verb) : []);
-    if (!ids.length) return;
-    for (const b of buttons) b.disabled = true;
-    let ok = 0;
-    const failed = [];
-    await Promise.all(Array.from({ length: Math.min(6, queue.length) }, async () => {
-      for (let id = queue.shift(); id; id = queue.shift()) {
-        try {
-          await api(`/alerts/${encodeURIComponent(id)}/${verb}`, { method: "POST", body: { comment: comment.value } });
-          ok++;
-        } catch (e) {
-          failed.push(`${id}: ${e.message}`);
-        }
-      }
-    }));
-    selected.clear();
-    comment.value = "";
-    toast(`${ok} alert${ok === 1 ? "" : "s"} in ${ids.length} incident${ids.length === 1 ? "" : "s"} ${verb === "ack" ? "acknowledged" : "resolved"}${failed.length ? `; ${failed.length} failed (${failed[0]})` : ""}.`);
-    await Promise.all(ids.map(refresh));
-    draw();
-    if (st.open && ids.includes(st.open)) openIncident(st.open);
-  }
-
-  // annotate assigns ("assign", to whom; "" takes it back) or comments
-  // on each of the given incidents, three at a time, then reloads them.
+  // annotate acknowledges ("ack"), resolves ("resolve"), assigns
+  // ("assign", to whom; "" takes it back) or comments on each of the given
+  // incidents through its own route, three at a time, then reloads them.
   async function annotate(ids, verb, to, text) {
-    if (!ids.length) return;
+    if (verb === "ack") ids = ids.filter((id) => incidents.has(id) && openMembers(incidents.get(id), "ack").length);
+    if (!ids.length) { if (verb === "ack") toast("Every member alert is acknowledged already."); return; }
     if (verb === "comment" && !text.trim()) { toast("Write a comment first."); return; }
     for (const b of buttons) b.disabled = true;
     const queue = [...ids];
@@ -235,7 +214,7 @@ export async function incidentsView(root, params) {
     }));
     selected.clear();
     comment.value = "";
-    const done = verb === "comment" ? "commented" : to.trim() ? `assigned to ${to.trim()}` : "unassigned";
+    const done = { ack: "acknowledged", resolve: "resolved", comment: "commented" }[verb] || (to.trim() ? `assigned to ${to.trim()}` : "unassigned");
     toast(`${ok} incident${ok === 1 ? "" : "s"} ${done}${failed.length ? `; ${failed.length} failed (${failed[0]})` : ""}.`);
     await Promise.all(ids.map((id) => refresh(id).catch(() => null)));
     draw();
@@ -290,6 +269,7 @@ export async function incidentsView(root, params) {
         h("dt", "Assets"), h("dd", (i.assets || []).length ? (i.assets || []).flatMap((a, k) => [k ? ", " : "", h("a", { href: "#/asset/" + encodeURIComponent(a) }, a)]) : "—"),
         h("dt", "Types"), h("dd", (i.types || []).map(label).join(", ") || "—"),
         h("dt", "Window"), h("dd", i.window || "—")),
+      whereAndWhen(i),
       mayAct && i.state === "open" ? detailActions(i) : null,
       (i.history || []).length ? h("div.alert-history.incident-history", h("span.sub", "Incident history"),
         h("ul.history", i.history.map((x) => h("li", historyLine(x))))) : null,
@@ -301,10 +281,44 @@ export async function incidentsView(root, params) {
     const who = h("input", { type: "text", name: "assignee", "aria-label": `Assignee of ${id}`, placeholder: "Assignee", value: i.assignee || "", size: "10" });
     const note = h("input", { type: "text", name: "comment", "aria-label": `Comment on ${id}`, placeholder: "Comment" });
     return h("div.actions",
-      openMembers(i, "ack").length ? h("button", { type: "button", dataset: { action: "incident-ack" }, onclick: () => act([id], "ack") }, "Acknowledge incident") : null,
-      h("button", { type: "button", dataset: { action: "incident-resolve" }, onclick: () => act([id], "resolve") }, "Resolve incident"),
+      openMembers(i, "ack").length ? h("button", { type: "button", dataset: { action: "incident-ack" }, onclick: () => annotate([id], "ack", "", note.value) }, "Acknowledge incident") : null,
+      h("button", { type: "button", dataset: { action: "incident-resolve" }, onclick: () => annotate([id], "resolve", "", note.value) }, "Resolve incident"),
       h("div.actions.annotate", who, h("button", { type: "button", dataset: { action: "incident-assign" }, onclick: () => annotate([id], "assign", who.value, note.value) }, "Assign"),
         note, h("button", { type: "button", dataset: { action: "incident-comment" }, onclick: () => annotate([id], "comment", "", note.value) }, "Comment")));
+  }
+  // whereAndWhen links the incident to the map (its hosts, else its
+  // assets), to the twin timeline around it (loaded when opened: the
+  // events of its first assets from 15 minutes before its first finding
+  // to 15 minutes after its last) and to each member alert's proof bundle.
+  function whereAndWhen(i) {
+    const places = ((i.hosts || []).length ? i.hosts : i.assets || []).slice(0, MAP_LINKS);
+    const assets = (i.assets || []).slice(0, TIMELINE_ASSETS);
+    const box = h("div.incident-timeline-body", h("p.muted", "Loading…"));
+    const timeline = h("details.incident-timeline", {
+      ontoggle: () => { if (timeline.open && !timeline.dataset.loaded) { timeline.dataset.loaded = "true"; loadTimeline(box, i, assets); } },
+    }, h("summary", `Twin timeline around the incident (${assets.join(", ") || "no asset"}${(i.assets || []).length > assets.length ? ", …" : ""})`), box);
+    return h("div.incident-where",
+      h("dl.kv",
+        h("dt", "On the map"), h("dd.incident-map", places.length ? places.flatMap((a, k) => [k ? ", " : "", h("a", { href: "#/map?asset=" + encodeURIComponent(a) }, a)]) : "—"),
+        h("dt", "Proofs"), h("dd.incident-proofs", (i.alerts || []).length ? (i.alerts || []).flatMap((a, k) => [k ? ", " : "",
+          h("a", { href: `/api/v1/ledger/alerts/${encodeURIComponent(a)}/proof`, download: `alert-${a}-proof.json`, title: `The proof bundle of ${a} (once its steps are anchored)` }, a)]) : "—")),
+      timeline);
+  }
+  async function loadTimeline(box, i, assets) {
+    const from = Date.parse(i.first_seen) - AROUND_MS, to = Date.parse(i.last_seen) + AROUND_MS;
+    const got = [];
+    try {
+      await Promise.all(assets.map((a) => pages(`/assets/${encodeURIComponent(a)}/events`, (page) => got.push(...page), { limit: 500, max: 2000 })
+        .catch((e) => { if (e.status !== 404) throw e; })));
+    } catch (e) {
+      fill(box, errorBox(e));
+      return;
+    }
+    const near = got.filter((e) => { const t = Date.parse(e.time); return t >= from && t <= to; }).sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
+    fill(box, near.length ? h("ol.timeline", near.slice(-TIMELINE_MAX).map((e) => h("li", { dataset: { event: e.id } },
+      h("time", { datetime: e.time }, fmtTime(e.time)), " ", h("a", { href: "#/asset/" + encodeURIComponent(e.asset) }, e.asset), " ",
+      h("strong", label(e.type)), h("span.muted", ` · rev ${e.revision} · event ${e.id}`)))) :
+      h("p.muted", `No twin events of ${assets.join(", ")} within 15 minutes of the incident.`));
   }
   function closeBtn() {
     return h("button", { type: "button", "aria-label": "Close the incident", onclick: closeIncident }, "Close");
