@@ -43,7 +43,7 @@ type Kind string
 
 // The kinds of message a gateway sends.
 const (
-	KindTelemetry Kind = "telemetry" // Telemetry: one sampling instant of a host's GPUs
+	KindTelemetry Kind = "telemetry" // Telemetry: one or more sampling instants of a host's GPUs
 	KindFirmware  Kind = "firmware"  // Inventory: host and GPU identity and firmware
 	KindRFID      Kind = "rfid"      // RFID: merged tag reads
 	KindGPS       Kind = "gps"       // GPSFix: one position report
