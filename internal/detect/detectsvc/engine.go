@@ -444,7 +444,7 @@ func (e *Engine) decode(m *twinstore.Message) (*detect.Message, error) {
 	}
 	switch env.Kind {
 	case wire.KindTelemetry:
-		v, err := wire.DecodeBody[wire.Telemetry](&env)
+		v, err := wire.DecodeTelemetry(&env)
 		dm.Telemetry = &v
 		return dm, err
 	case wire.KindFirmware:
