@@ -239,11 +239,19 @@ func (m *message) bind(gws Gateways) string {
 		if !check(m.tel.Host) {
 			return m.tel.Host
 		}
+		var first []wire.GPUSample
 		for j := range m.tel.Samples {
 			for i := range m.tel.Samples[j].GPUs {
-				if !check(m.tel.Samples[j].GPUs[i].Asset) {
-					return m.tel.Samples[j].GPUs[i].Asset
+				g := &m.tel.Samples[j].GPUs[i]
+				if j > 0 && i < len(first) && first[i].Asset == g.Asset {
+					continue // the same GPU in the same place as in the first sample: checked once per message
 				}
+				if !check(g.Asset) {
+					return g.Asset
+				}
+			}
+			if j == 0 {
+				first = m.tel.Samples[0].GPUs
 			}
 		}
 	case wire.KindFirmware:

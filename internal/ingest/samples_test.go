@@ -89,3 +89,24 @@ func TestTelemetrySamples(t *testing.T) {
 		t.Errorf("gpu1 samples after rejected messages = %d, want 6", g.Health.Samples)
 	}
 }
+
+// TestSamplesBound: every sample's GPUs must be bound to the gateway, not
+// only the first sample's (the check skips a GPU in the same place as in
+// the first sample, so a later sample naming another is still checked).
+func TestSamplesBound(t *testing.T) {
+	r := newRig(t, Config{})
+	listed := registryGateway("gw-l")
+	listed.Assets = []string{"srv-l", "srv-l.gpu0", "srv-l.gpu1"}
+	if err := r.reg.Put(listed); err != nil {
+		t.Fatal(err)
+	}
+	tel := samples("srv-l", 2, 3, t0, -1)
+	if out := r.submit("gw-l", wire.KindTelemetry, seal(t, "gw-l", 1, t0, wire.KindTelemetry, tel)); !out.Accepted() {
+		t.Fatalf("bound GPUs: %s %v", out.Reason, out.Err)
+	}
+	tel = samples("srv-l", 2, 3, t0.Add(time.Minute), -1)
+	tel.Samples[2].GPUs[1].Asset = "srv-x.gpu1" // another host's GPU in the last sample
+	if out := r.submit("gw-l", wire.KindTelemetry, seal(t, "gw-l", 2, t0.Add(time.Minute), wire.KindTelemetry, tel)); out.Reason != ReasonUnboundAsset {
+		t.Errorf("an unbound GPU in the 3rd sample: %q (%v), want %s", out.Reason, out.Err, ReasonUnboundAsset)
+	}
+}
