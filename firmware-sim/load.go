@@ -214,6 +214,9 @@ func (r *loadReport) line(ctx context.Context) {
 			}
 		}
 		r.lastSvc = svc
+		if r.warm && r.warmSvc.Values == nil && svc.Values != nil {
+			r.warmSvc = svc // the scrape at the warm-up's end failed (a busy service): count from the first that worked
+		}
 	}
 	fmt.Fprintln(r.out, s)
 	if !r.warm && now.Sub(r.t0) >= r.warmup {
