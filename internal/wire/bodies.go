@@ -1,9 +1,12 @@
 package wire
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
+
+	"twinchain/internal/fastjson"
 )
 
 // Telemetry is a host's GPUs at one or more sampling instants. One message
@@ -49,11 +52,35 @@ var ErrSamples = errors.New("bad telemetry samples")
 // nil, so a caller reads one form only). The newest sample's GPUs are the
 // host's latest readings.
 func DecodeTelemetry(e *Envelope) (Telemetry, error) {
-	t, err := DecodeBody[Telemetry](e)
-	if err != nil {
-		return t, err
+	var t Telemetry
+	t.presize(e.Body)
+	if err := fastjson.Unmarshal(e.Body, &t); err != nil {
+		return Telemetry{}, fmt.Errorf("%w: %s body: %v", ErrMalformed, e.Kind, err)
 	}
 	return t, t.normalize(e.Time)
+}
+
+// presize gives a several-sample body's Samples, and each sample's GPUs,
+// their capacity before decoding, guessed from how often "ts": and
+// "asset": occur in it: the decoder then appends into them (encoding/json's
+// rules for a slice) instead of growing every sample's GPUs 1, 2, 4, 8, a
+// third of the decoding's CPU in a profile of 10-sample messages. A wrong
+// guess costs only the growth it was to save.
+func (t *Telemetry) presize(body []byte) {
+	n := bytes.Count(body, []byte(`"ts":`))
+	if n < 2 || n > MaxSamples {
+		return
+	}
+	per := (bytes.Count(body, []byte(`"asset":`)) + n - 1) / n
+	if per < 1 || per > 64 {
+		return
+	}
+	gpus := make([]GPUSample, n*per)
+	t.Samples = make([]TelemetrySample, n)
+	for j := range t.Samples {
+		t.Samples[j].GPUs = gpus[j*per : j*per : (j+1)*per]
+	}
+	t.Samples = t.Samples[:0]
 }
 
 func (t *Telemetry) normalize(at time.Time) error {

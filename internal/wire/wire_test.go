@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -392,6 +394,73 @@ func TestDecodeTelemetry(t *testing.T) {
 		}
 		if last := got.Latest(); !last.TS.Equal(at) || last.GPUs[0].Asset != "h.gpu0" {
 			t.Errorf("%s: Latest() = %v, want the sample at the envelope's time", tt.name, last)
+		}
+	}
+}
+
+// TestDecodeTelemetryPresized: the presized decode gives what encoding/json
+// gives, for bodies whose guess is right, short, long or fooled.
+func TestDecodeTelemetryPresized(t *testing.T) {
+	key := testKey()
+	g := func(asset string, temp float64) GPUSample {
+		return GPUSample{Asset: asset, UUID: "U-" + asset, TempC: temp, XIDs: []int{13}, Throttle: []string{ThrottlePowerCap}}
+	}
+	var ten []TelemetrySample
+	for i := range 10 {
+		ten = append(ten, TelemetrySample{TS: goldenTime.Add(time.Duration(i-9) * time.Second), GPUs: []GPUSample{g("h.gpu0", float64(i)), g("h.gpu1", float64(i+1))}})
+	}
+	uneven := []TelemetrySample{
+		{TS: goldenTime.Add(-2 * time.Second), GPUs: []GPUSample{g("h.gpu0", 1)}},
+		{TS: goldenTime.Add(-time.Second), GPUs: []GPUSample{g("h.gpu0", 2), g("h.gpu1", 2), g("h.gpu2", 2), g("h.gpu3", 2)}},
+		{TS: goldenTime},
+	}
+	fooled := []TelemetrySample{ // "ts": and "asset": inside strings
+		{TS: goldenTime.Add(-time.Second), GPUs: []GPUSample{g(`x"ts":"asset":`, 1)}},
+		{TS: goldenTime, GPUs: []GPUSample{g("h.gpu0", 2), g("h.gpu1", 3)}},
+	}
+	for name, samples := range map[string][]TelemetrySample{"ten": ten, "uneven": uneven, "fooled": fooled} {
+		data, err := Seal(key, "gw-1", 1, goldenTime, KindTelemetry, Telemetry{Host: "h", Samples: samples})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeTelemetry(&env)
+		if err != nil {
+			t.Fatalf("%s: DecodeTelemetry = %v", name, err)
+		}
+		var want Telemetry
+		if err := json.Unmarshal(env.Body, &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.Samples, want.Samples) || got.Host != want.Host {
+			t.Errorf("%s: DecodeTelemetry = %+v, want encoding/json's %+v", name, got, want)
+		}
+	}
+}
+
+func BenchmarkDecodeTelemetry10(b *testing.B) {
+	key := testKey()
+	tel := Telemetry{Host: "srv-s1-001"}
+	for i := range 10 {
+		s := TelemetrySample{TS: goldenTime.Add(time.Duration(i-9) * time.Second)}
+		for j := range 8 {
+			s.GPUs = append(s.GPUs, GPUSample{Asset: fmt.Sprintf("srv-s1-001.gpu%d", j), Index: j, UUID: "GPU-6f0b8e12-3c4d-4e5f-8a9b-0c1d2e3f4a5b", TempC: 61, MemTempC: 72, PowerW: 412.5, PowerLimitW: 700, UtilPct: 87, MemUtilPct: 54, SMClockMHz: 1980, MemClockMHz: 2619, ECCSingleBit: 3, RemappedRows: 1, Throttle: []string{ThrottlePowerCap}})
+		}
+		tel.Samples = append(tel.Samples, s)
+	}
+	data, _ := Seal(key, "gw-s1-01", 1, goldenTime, KindTelemetry, tel)
+	env, err := Decode(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(env.Body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeTelemetry(&env); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
