@@ -99,8 +99,8 @@ type Engine struct {
 	// ticked is when the silence checks last ran (Set.Tick): at most
 	// twice per Poll, not on every step (they visit every gateway: 5% of
 	// the service's CPU with 3,000 gateways, steps coming back to back).
-	ticked time.Time
-	custody  Custody
+	ticked  time.Time
+	custody Custody
 	// approvals turns the run-time checks on (detect.Set.SetApprovals).
 	approvals detect.Approvals
 	alerts    *alertstore.Store
