@@ -75,10 +75,11 @@ func (t *Telemetry) presize(body []byte) {
 	if per < 1 || per > 64 {
 		return
 	}
-	gpus := make([]GPUSample, n*per)
 	t.Samples = make([]TelemetrySample, n)
 	for j := range t.Samples {
-		t.Samples[j].GPUs = gpus[j*per : j*per : (j+1)*per]
+		// one array per sample, not one for all: a twin's latest readings
+		// point into the newest sample's and keep only that one alive
+		t.Samples[j].GPUs = make([]GPUSample, 0, per)
 	}
 	t.Samples = t.Samples[:0]
 }
