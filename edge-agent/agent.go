@@ -79,8 +79,8 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		"rfid_readers", len(cfg.RFID.Readers), "gps_receivers", len(cfg.GPS.Receivers), "gpu_source", cfg.GPU.Source)
 
 	var failing atomic.Bool
-	publish := func(k wire.Kind, body any) {
-		if _, err := pub.Publish(k, now(), body); err != nil {
+	publishAt := func(k wire.Kind, t time.Time, body any) {
+		if _, err := pub.Publish(k, t, body); err != nil {
 			if !failing.Swap(true) {
 				log.Error("cannot queue a reading (logged once until it works again)", "kind", k, "err", err)
 			}
@@ -88,6 +88,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		}
 		failing.Store(false)
 	}
+	publish := func(k wire.Kind, body any) { publishAt(k, now(), body) }
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pub.Run(ctx) })
@@ -106,9 +107,9 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	}
 	if src != nil {
 		defer func() { _ = src.Close() }() // only read from: nothing to do if it fails
-		log.Info("gpu source", "source", src.String(), "interval", cfg.GPU.Interval)
+		log.Info("gpu source", "source", src.String(), "interval", cfg.GPU.Interval, "publish_interval", cfg.GPU.PublishInterval)
 		col := gpu.NewCollector(cfg.GPU, src, cfg.Host.info(), now, log.With("component", "gpu"),
-			func(_ time.Time, t wire.Telemetry) { publish(wire.KindTelemetry, t) },
+			func(at time.Time, t wire.Telemetry) { publishAt(wire.KindTelemetry, at, t) }, // at: the newest sample's time
 			func(_ time.Time, inv wire.Inventory) { publish(wire.KindFirmware, inv) })
 		wl = workload.NewReporter(cfg.Workloads, cfg.Host.Asset, now, log.With("component", "workloads"),
 			func(w wire.Workloads) { publish(wire.KindWorkloads, w) })

@@ -25,7 +25,8 @@ import (
 // twin-service's API with a one-time token, reads the ptys with tarm/serial
 // and publishes to twin-service's embedded broker over mutual TLS with the
 // client certificate enrollment issued; the twins show the GPS
-// position, the RFID zones, the GPUs' identity and telemetry, and an XID
+// position, the RFID zones, the GPUs' identity and telemetry (sampled every
+// 500 ms and published every 2 s: four samples per message), and an XID
 // injected on one GPU.
 func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
@@ -62,7 +63,7 @@ rfid:
     - {name: rack-em, protocol: rdm6300, port: %s, read_point: rack-door, zone: s1-hall}
     - {name: dock-uhf, protocol: uhf-line, port: %s, read_point: dock-door-1, zone: s1-dock}
 gps: {report_interval: 1s, receivers: [{name: ublox, port: %s}]}
-gpu: {source: auto, sim: "%s", interval: 1s}
+gpu: {source: auto, sim: "%s", interval: 500ms, publish_interval: 2s}
 `, state, p["rdm6300"], p["uhf"], p["gps"], p["gpu"])
 	os.WriteFile(conf, []byte(strings.Replace(agentConf, "MQTT", "broker: tcp://"+ts.MQTTAddr, 1)), 0o600)
 
@@ -128,6 +129,26 @@ gpu: {source: auto, sim: "%s", interval: 1s}
 		}
 		if l := g.Health.Latest; l == nil || l.PowerW < 50 || l.TempC < 30 || l.SMClockMHz < 1000 || l.UUID != d.UUID {
 			t.Errorf("gpu%d telemetry = %+v, want live readings", i, g.Health.Latest)
+		}
+	}
+	// Four samples per telemetry message (publish_interval 2s, interval
+	// 500ms): the GPU's sample count moves by a message's samples at once.
+	var steps []uint64
+	last := uint64(0)
+	testsvc.Eventually(t, 30*time.Second, "gpu7's sample count moving three times", func() bool {
+		if g, ok := asset("srv-e2e-001.gpu7"); ok && g.Health.Samples != last {
+			if last != 0 {
+				steps = append(steps, g.Health.Samples-last)
+			}
+			last = g.Health.Samples
+		}
+		time.Sleep(50 * time.Millisecond)
+		return len(steps) >= 3
+	})
+	for _, n := range steps {
+		if n < 2 || n > 4 {
+			t.Errorf("gpu7's sample count moved by %v, want 2 to 4 samples per message (4 unless the agent's ticker dropped some)", steps)
+			break
 		}
 	}
 	// The XID 79 firmware-sim injected on GPU 0 reached its twin.

@@ -35,6 +35,7 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&cfg.SiteGateways, "site-gateways", cfg.SiteGateways, "add a GPS + RFID gateway per site")
 	fs.Int64Var(&cfg.Seed, "seed", cfg.Seed, "random seed: the same seed gives the same fleet, keys and readings")
 	fs.Float64Var(&pub.Rate, "rate", 1, "telemetry samples per simulated second per host (Hz)")
+	fs.IntVar(&pub.SamplesPerMessage, "samples-per-message", 1, "telemetry samples per message (a host's publish interval over its sampling interval); 1: one message per sample")
 	fs.Float64Var(&pub.Speed, "speed", 1, "simulated seconds per real second")
 	fs.Uint64Var(&pub.SeqBase, "seq-base", 0, "sequence number before each gateway's first message (0: Unix milliseconds now)")
 	fs.StringVar(&pub.Password, "password", "", "MQTT password sent with the gateway id as username")

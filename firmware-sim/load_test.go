@@ -22,7 +22,7 @@ func TestLoadBare(t *testing.T) {
 	if err := run(context.Background(), args, out); err != nil {
 		t.Fatalf("load: %v\n%s", err, out)
 	}
-	m := regexp.MustCompile(`RESULT target=bare gateways=7 offered=70 .* sent=(\d+) acked=(\d+) `).FindStringSubmatch(out.String())
+	m := regexp.MustCompile(`RESULT target=bare gateways=7 samples=1 offered=70 .* sent=(\d+) acked=(\d+) `).FindStringSubmatch(out.String())
 	if m == nil {
 		t.Fatalf("no RESULT line in\n%s", out)
 	}

@@ -18,6 +18,10 @@
 # SERVICE_BIN runs other builds of twin-service, one after the other, each
 # in a fresh data directory (a space-separated list: a before/after
 # comparison with the same load generator and baseline); SKIP_BARE=1 leaves the baseline out.
+# SAMPLES (default 1) is a space-separated list of sampling instants per
+# telemetry message: each build runs once per value, offered RATE/SAMPLES
+# msg/s, so RATE is host samples per second (8 GPU samples each) and every
+# run has the same GPU sample rate (e.g. SAMPLES="1 5 10").
 set -euo pipefail
 bin="${1:-bin}" rate="${2:-1000}" gateways="${3:-1000}" seconds="${4:-60}"
 bare_rate="${BARE_RATE:-60000}" bare_seconds="${BARE_SECONDS:-5}"
@@ -29,7 +33,7 @@ data="$dir/data" out="$dir/results"
 mkdir -p "$data"
 : >"$out"
 
-echo "bench-service: $gateways gateways, $rate msg/s for ${seconds}s; load average $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; work in $dir"
+echo "bench-service: $gateways gateways, $rate host samples/s (SAMPLES=${SAMPLES:-1} per message) for ${seconds}s; load average $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; work in $dir"
 
 if [ "${SKIP_BARE:-0}" != 1 ]; then
   "$bin/firmware-sim" load -bare -broker "$bare" -gateways "$bare_gateways" -distinct 4 -rate "$bare_rate" -duration "${bare_seconds}s" 2>&1 | tee "$dir/bare.log"
@@ -40,13 +44,17 @@ fi
 # /metrics needs sign-in: a viewer API token for the load generator's scrapes.
 token="tc_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf 'auth:\n  tokens:\n    - {name: bench, role: viewer, sha256: %s}\n' "$(printf %s "$token" | sha256sum | cut -d' ' -f1)" >"$dir/service.yaml"
+runs=()
+for svc_bin in ${SERVICE_BIN:-$bin/twin-service}; do for samples in ${SAMPLES:-1}; do runs+=("$svc_bin:$samples"); done; done
 n=0
-for svc_bin in ${SERVICE_BIN:-$bin/twin-service}; do
+for run in "${runs[@]}"; do
+svc_bin="${run%:*}" samples="${run##*:}"
+msg_rate=$(awk -v r="$rate" -v s="$samples" 'BEGIN { printf "%g", r / s }')
 n=$((n + 1))
 rm -rf "$data" && mkdir -p "$data" && cp "$dir/registry.json" "$data/registry.json"
 profile=()
 if [ "${PROFILE:-0}" = 1 ]; then profile=(-cpu-profile "$dir/cpu$n.pprof"); fi
-echo "bench-service: service $n: $svc_bin; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "bench-service: service $n: $svc_bin, $samples samples per message at $msg_rate msg/s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 "$svc_bin" -config "$dir/service.yaml" -data "$data" -http "$http" -mqtt-addr "$mqtt" \
   -detect-config "$(dirname "$0")/run-detect.yaml" -log-level warn "${profile[@]}" 2>"$dir/service$n.log" &
 svc=$!
@@ -61,7 +69,7 @@ for _ in $(seq 1 300); do
   sleep 0.2
 done
 before=$(du -sb "$data" | cut -f1)
-"$bin/firmware-sim" load -broker "$mqtt" -gateways "$gateways" -rate "$rate" -duration "${seconds}s" \
+"$bin/firmware-sim" load -broker "$mqtt" -gateways "$gateways" -rate "$msg_rate" -samples-per-message "$samples" -duration "${seconds}s" \
   -metrics "http://$http/metrics" -metrics-token "$token" -every "${EVERY:-2s}" 2>&1 | tee "$dir/service-load$n.log"
 after=$(du -sb "$data" | cut -f1)
 result=$(grep '^RESULT' "$dir/service-load$n.log")
@@ -76,13 +84,16 @@ echo "bench-service results (load average now $(cut -d' ' -f1-3 /proc/loadavg)):
 cat "$out"
 bare_sustained=$(sed -n 's/^RESULT target=bare .* throughput=\([0-9]*\).*/\1/p' "$out")
 n=0
-for svc_bin in ${SERVICE_BIN:-$bin/twin-service}; do
+for run in "${runs[@]}"; do
+  svc_bin="${run%:*}" samples="${run##*:}"
   n=$((n + 1))
   svc_sustained=$(grep '^RESULT target=service' "$out" | sed -n "${n}s/.* sustained=\([0-9]*\).*/\1/p")
   if [ -n "$bare_sustained" ] && [ -n "$svc_sustained" ]; then
-    awk -v s="$svc_sustained" -v b="$bare_sustained" -v bin="$svc_bin" 'BEGIN { printf "ratio service sustained / bare throughput = %d/%d = %.3f (%s)\n", s, b, s / b, bin }'
+    # messages of one sample against the bare broker's (same size) and, for
+    # several samples, host samples against the bare broker's messages
+    awk -v s="$svc_sustained" -v b="$bare_sustained" -v k="$samples" -v bin="$svc_bin" 'BEGIN { printf "ratio service sustained / bare throughput = %d/%d = %.3f messages, %d/%d = %.3f host samples (%s, %d samples per message)\n", s, b, s / b, s * k, b, s * k / b, bin, k }'
   fi
   if [ "${PROFILE:-0}" = 1 ]; then
-    go tool pprof -top -nodecount=25 "$svc_bin" "$dir/cpu$n.pprof" 2>/dev/null | head -35
+    go tool pprof -top -nodecount=25 "$svc_bin" "$dir/cpu$n.pprof" 2>/dev/null | head -35 || true # head ends pprof early: no failure
   fi
 done

@@ -55,7 +55,8 @@ func (a *ackLog) waitFor(t *testing.T, n int, what string) {
 // TestCrashAcknowledgedStoredOnce: twin-service is killed with SIGKILL while
 // the fleet publishes, then restarted on the same data. Every message the
 // broker acknowledged is stored exactly once, and every GPU's sample count
-// equals the number of distinct stored telemetry messages about it.
+// equals the number of samples about it in the distinct stored telemetry
+// messages (each carries 1 to 4 samples).
 func TestCrashAcknowledgedStoredOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the binary")
@@ -140,12 +141,14 @@ func crashOnce(t *testing.T, ack string) {
 			if err != nil {
 				t.Fatalf("stored message %d: %v", m.Pos, err)
 			}
-			tel, err := wire.DecodeBody[wire.Telemetry](&env)
+			tel, err := wire.DecodeTelemetry(&env)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, g := range tel.GPUs {
-				samples[g.Asset]++
+			for _, s := range tel.Samples { // samples, not messages: a message may carry several
+				for _, g := range s.GPUs {
+					samples[g.Asset]++
+				}
 			}
 		}
 	}
@@ -179,7 +182,7 @@ func crashOnce(t *testing.T, ack string) {
 			continue
 		}
 		if a.Health.Samples != n {
-			t.Errorf("%s samples = %d, want %d (distinct stored telemetry messages)", asset, a.Health.Samples, n)
+			t.Errorf("%s samples = %d, want %d (samples in the distinct stored telemetry messages)", asset, a.Health.Samples, n)
 		}
 	}
 	t.Logf("acknowledged %d (%d before the kill), stored %d numbered messages; replay after the kill: %v",
@@ -214,8 +217,14 @@ func publishCounted(ctx context.Context, broker string, gw *fleet.Gateway, acks 
 	var unacked []msg // oldest first: resent after a reconnect
 	simNow := time.Now().UTC().Add(-time.Hour)
 	next := func() msg {
-		simNow = simNow.Add(10 * time.Millisecond)
-		kind, body := wire.KindTelemetry, any(gw.Sample(simNow, 10*time.Millisecond))
+		// telemetry of 1 to 4 samples 10 ms apart (an agent publishing
+		// every few samples): the twin counts samples, not messages
+		tel := &wire.Telemetry{Host: gw.Host.Info.Asset}
+		for range 1 + int(gw.Seq()%4) {
+			simNow = simNow.Add(10 * time.Millisecond)
+			tel.Samples = append(tel.Samples, wire.TelemetrySample{TS: simNow, GPUs: gw.Sample(simNow, 10*time.Millisecond).GPUs})
+		}
+		kind, body := wire.KindTelemetry, any(tel)
 		if gw.Seq() == 0 || len(unacked) == 0 && simNow.Nanosecond()%97 == 0 {
 			kind, body = wire.KindFirmware, gw.Inventory()
 		}

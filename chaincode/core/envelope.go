@@ -116,16 +116,38 @@ func (e *Envelope) Verify(pub ed25519.PublicKey) error {
 
 // envelopeBody holds the parts of the wire bodies the core looks at: which
 // assets a body names and the health counters of telemetry samples.
+// Telemetry of several sampling instants carries its GPUs in samples[].gpus
+// (twinchain's wire.Telemetry); decodeEnvelopeBody gathers them into GPUs,
+// so a body names or shows what any of its samples names or shows.
 type envelopeBody struct {
-	Host json.RawMessage `json:"host"` // telemetry: a string; firmware: an object
-	GPUs []struct {
-		Asset           string `json:"asset"`
-		ECCDoubleBit    uint64 `json:"ecc_dbe"`
-		LastXID         int    `json:"last_xid"`
-		XIDCount        uint64 `json:"xid_count"`
-		RowRemapFailure bool   `json:"row_remap_failure"`
-	} `json:"gpus"`
+	Host    json.RawMessage `json:"host"` // telemetry: a string; firmware: an object
+	GPUs    []bodyGPU       `json:"gpus"`
+	Samples []struct {
+		GPUs []bodyGPU `json:"gpus"`
+	} `json:"samples"`
 	Asset string `json:"asset"` // gps
+}
+
+type bodyGPU struct {
+	Asset           string `json:"asset"`
+	ECCDoubleBit    uint64 `json:"ecc_dbe"`
+	LastXID         int    `json:"last_xid"`
+	XIDCount        uint64 `json:"xid_count"`
+	RowRemapFailure bool   `json:"row_remap_failure"`
+}
+
+// decodeEnvelopeBody decodes an envelope's body, its samples' GPUs
+// gathered into GPUs.
+func decodeEnvelopeBody(data []byte) (envelopeBody, error) {
+	var b envelopeBody
+	if err := json.Unmarshal(data, &b); err != nil {
+		return b, err
+	}
+	for _, s := range b.Samples {
+		b.GPUs = append(b.GPUs, s.GPUs...)
+	}
+	b.Samples = nil
+	return b, nil
 }
 
 // names reports whether the body names asset (as the host, a GPU or the gps

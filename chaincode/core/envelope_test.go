@@ -54,8 +54,8 @@ func TestWireGoldenVectors(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseEnvelope(%s) = %v, want nil", name, err)
 			}
-			if e.Kind != name {
-				t.Errorf("ParseEnvelope(%s).Kind = %q, want %q", name, e.Kind, name)
+			if kind, _, _ := strings.Cut(name, "_"); e.Kind != kind { // telemetry_samples: a telemetry envelope
+				t.Errorf("ParseEnvelope(%s).Kind = %q, want %q", name, e.Kind, kind)
 			}
 			if err := e.Verify(pub); err != nil {
 				t.Errorf("Verify(%s) = %v, want nil", name, err)

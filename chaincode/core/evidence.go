@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"slices"
 )
@@ -22,8 +21,8 @@ func (k EvidenceKind) Valid() bool {
 // checkEvidenceBody checks that the envelope shows what the evidence kind
 // claims about asset.
 func checkEvidenceBody(kind EvidenceKind, asset string, e *Envelope) error {
-	var body envelopeBody
-	if err := json.Unmarshal(e.Body, &body); err != nil {
+	body, err := decodeEnvelopeBody(e.Body)
+	if err != nil {
 		return fmt.Errorf("envelope %s body: %v: %w", e.Kind, err, ErrInvalid)
 	}
 	want := map[EvidenceKind]string{EvidenceSwap: "firmware", EvidenceFirmware: "firmware", EvidenceXID: "telemetry",

@@ -88,7 +88,9 @@ func (d *cloneDetector) gps(m *Message) []Finding {
 
 func (d *cloneDetector) telemetry(m *Message) []Finding {
 	var out []Finding
-	for _, g := range m.Telemetry.GPUs {
+	now := sighting{gateway: m.Ref.Gateway, site: d.view.site(m.Ref.Gateway), t: m.Ref.Time, ref: m.Ref}
+	for i := range m.Telemetry.GPUs {
+		g := &m.Telemetry.GPUs[i] // not a copy: this runs for every GPU of every sample
 		if g.UUID == "" || g.Asset == "" {
 			continue
 		}
@@ -97,7 +99,6 @@ func (d *cloneDetector) telemetry(m *Message) []Finding {
 			slots = map[string]sighting{}
 			d.uuids[g.UUID] = slots
 		}
-		now := sighting{gateway: m.Ref.Gateway, site: d.view.site(m.Ref.Gateway), t: m.Ref.Time, ref: m.Ref}
 		for slot, prev := range slots {
 			if slot == g.Asset {
 				continue

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"twinchain/internal/twin"
+	"twinchain/internal/wire"
 )
 
 // Set runs every detector. It is not safe for concurrent use: the engine
@@ -81,9 +82,7 @@ func (s *Set) Observe(in Input) ([]Finding, error) {
 		out = append(out, s.gateways.message(m)...)
 		switch {
 		case m.Telemetry != nil:
-			out = append(out, s.clone.telemetry(m)...)
-			out = append(out, s.hardware.telemetry(m)...)
-			out = append(out, s.drift.telemetry(m)...)
+			out = s.telemetry(out, m)
 		case m.Inventory != nil:
 			out = append(out, s.identity.inventory(m)...)
 		case m.GPS != nil:
@@ -106,6 +105,31 @@ func (s *Set) Observe(in Input) ([]Finding, error) {
 	}
 	s.place(out)
 	return out, nil
+}
+
+// telemetry judges a telemetry message's samples in time order, each as a
+// one-sample message at its own time (Ref.Time is the sample's, so a
+// finding carries the time of the sample that shows it; Ref.Pos still
+// names the message, the evidence). A message in the one-sample form
+// without Samples (a detector test's) is judged as it is.
+func (s *Set) telemetry(out []Finding, m *Message) []Finding {
+	judge := func(m *Message) {
+		out = append(out, s.clone.telemetry(m)...)
+		out = append(out, s.hardware.telemetry(m)...)
+		out = append(out, s.drift.telemetry(m)...)
+	}
+	if len(m.Telemetry.Samples) == 0 {
+		judge(m)
+		return out
+	}
+	one, tel := *m, wire.Telemetry{Host: m.Telemetry.Host}
+	one.Telemetry = &tel
+	for i := range m.Telemetry.Samples {
+		sm := &m.Telemetry.Samples[i]
+		tel.GPUs, one.Ref.Time = sm.GPUs, sm.TS
+		judge(&one)
+	}
+	return out
 }
 
 // place fills each finding's site, host and rack from the view.

@@ -3,6 +3,7 @@ package ingest
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"time"
 
@@ -28,10 +29,11 @@ const (
 	ReasonUnboundAsset   Reason = "unbound_asset" // an asset not bound to the gateway
 	ReasonSeqTooFar      Reason = "seq_too_far"   // more than MaxSeqJump above the highest sequence number
 	ReasonClockAhead     Reason = "clock_ahead"   // reading time more than max_clock_skew ahead of the service
+	ReasonBadSamples     Reason = "bad_samples"   // telemetry samples: too many, out of order or outside the envelope's window (wire.ErrSamples)
 )
 
 // Reasons lists every reason in a fixed order.
-var Reasons = []Reason{ReasonUnknownGateway, ReasonBadSignature, ReasonReplay, ReasonDuplicate, ReasonMalformed, ReasonOversize, ReasonTopicMismatch, ReasonUnboundAsset, ReasonSeqTooFar, ReasonClockAhead}
+var Reasons = []Reason{ReasonUnknownGateway, ReasonBadSignature, ReasonReplay, ReasonDuplicate, ReasonMalformed, ReasonOversize, ReasonTopicMismatch, ReasonUnboundAsset, ReasonSeqTooFar, ReasonClockAhead, ReasonBadSamples}
 
 // ReasonUnknownTags is not a rejection: an accepted RFID message read tags
 // its gateway may not report (no asset carries them, or their asset is
@@ -53,6 +55,7 @@ const ReasonUnknownTags Reason = "unknown_tags"
 //	replay           delete    another message holds its sequence number in this epoch
 //	bad_signature    delete    not signed by the registered key (a forgery on an authenticated connection)
 //	malformed        delete    the bytes will never parse
+//	bad_samples      delete    the samples will never fit the contract (wire.ErrSamples)
 //	oversize         delete    the bytes will never fit
 //	topic_mismatch   delete    the envelope names another gateway or kind than its topic
 //	unknown_gateway  keep      the gateway may be registered (enrolled) later
@@ -141,6 +144,9 @@ func check(m *message, topic string, payload []byte, gws Gateways, now time.Time
 	}
 	m.env, m.site, m.raw = env, site, payload
 	if err := m.decodeBody(); err != nil {
+		if errors.Is(err, wire.ErrSamples) {
+			return rej(ReasonBadSamples, env.Gateway, env.Seq, err)
+		}
 		return rej(ReasonMalformed, env.Gateway, env.Seq, err)
 	}
 	if asset := m.bind(gws); asset != "" {
@@ -155,13 +161,15 @@ func (m *message) decodeBody() error {
 	var err error
 	switch m.env.Kind {
 	case wire.KindTelemetry:
-		m.tel, err = wire.DecodeBody[wire.Telemetry](&m.env)
+		m.tel, err = wire.DecodeTelemetry(&m.env)
 		if err == nil && m.tel.Host == "" {
 			err = fmt.Errorf("%w: telemetry without host", wire.ErrMalformed)
 		}
-		for i := range m.tel.GPUs {
-			if err == nil && m.tel.GPUs[i].Asset == "" {
-				err = fmt.Errorf("%w: telemetry gpus[%d] without asset", wire.ErrMalformed, i)
+		for j := range m.tel.Samples {
+			for i := range m.tel.Samples[j].GPUs {
+				if err == nil && m.tel.Samples[j].GPUs[i].Asset == "" {
+					err = fmt.Errorf("%w: telemetry samples[%d].gpus[%d] without asset", wire.ErrMalformed, j, i)
+				}
 			}
 		}
 	case wire.KindFirmware:
@@ -231,9 +239,19 @@ func (m *message) bind(gws Gateways) string {
 		if !check(m.tel.Host) {
 			return m.tel.Host
 		}
-		for i := range m.tel.GPUs {
-			if !check(m.tel.GPUs[i].Asset) {
-				return m.tel.GPUs[i].Asset
+		var first []wire.GPUSample
+		for j := range m.tel.Samples {
+			for i := range m.tel.Samples[j].GPUs {
+				g := &m.tel.Samples[j].GPUs[i]
+				if j > 0 && i < len(first) && first[i].Asset == g.Asset {
+					continue // the same GPU in the same place as in the first sample: checked once per message
+				}
+				if !check(g.Asset) {
+					return g.Asset
+				}
+			}
+			if j == 0 {
+				first = m.tel.Samples[0].GPUs
 			}
 		}
 	case wire.KindFirmware:

@@ -24,6 +24,7 @@ func TestDecoded(t *testing.T) {
 		t.Fatalf("telemetry: %s %v", out.Reason, out.Err)
 	}
 	d, ok := r.in.Decoded(out.Pos)
+	tel = wire.Telemetry{Host: tel.Host, Samples: []wire.TelemetrySample{{TS: t0, GPUs: tel.GPUs}}} // as wire.DecodeTelemetry returns it
 	if !ok || d.Pos != out.Pos || d.Telemetry == nil || !reflect.DeepEqual(*d.Telemetry, tel) {
 		t.Fatalf("Decoded(%d) = %+v, %v, want the telemetry %+v", out.Pos, d, ok, tel)
 	}

@@ -29,6 +29,17 @@ type fold struct {
 	replay bool
 	pos    uint64     // the message's log position
 	last   twin.Event // the event record stored last
+	// at is the time of the telemetry sample being folded (zero: the
+	// envelope's): an event a sample causes carries that sample's time.
+	at time.Time
+}
+
+// time is the reading time of what is being folded.
+func (f *fold) time() time.Time {
+	if !f.at.IsZero() {
+		return f.at
+	}
+	return f.m.env.Time
 }
 
 // skip reports whether a's observations already include this message.
@@ -58,7 +69,7 @@ func (f *fold) record(cur, next *twin.Asset, typ twin.EventType, note string) (*
 	if typ == "" || prev.Revision == 0 {
 		typ = twin.TypeOf(prev.Revision, changes)
 	}
-	e := twin.Event{Asset: next.ID, Revision: prev.Revision + 1, Type: typ, Time: f.m.env.Time, Recorded: f.now, Source: f.src, Changes: changes, Note: note}
+	e := twin.Event{Asset: next.ID, Revision: prev.Revision + 1, Type: typ, Time: f.time(), Recorded: f.now, Source: f.src, Changes: changes, Note: note}
 	if e.Note == "" && f.w.annotate != nil && prev.Revision > 0 {
 		e.Note = f.w.annotate(&e, next)
 	}
@@ -234,8 +245,11 @@ func healthDiffers(h *twin.Health, s *wire.GPUSample) bool {
 
 // telemetry: every GPU sample is an observation; the health counters are
 // tracked fields and move only with a sample at least as new as the twin's.
+// The samples are folded oldest first, each at its own time: a GPU's
+// Health.Samples counts samples, not messages, and an event a sample causes
+// (an XID, a double-bit ECC error) carries that sample's time.
 func (f *fold) telemetry() error {
-	gwID, site, t := f.m.env.Gateway, f.m.site, f.m.env.Time
+	gwID, site := f.m.env.Gateway, f.m.site
 	host := f.w.twins[gwID] // a gateway reporting its own GPUs is the host
 	if f.m.tel.Host != gwID {
 		var err error
@@ -244,8 +258,24 @@ func (f *fold) telemetry() error {
 		}
 	}
 	f.seen(host)
-	for i := range f.m.tel.GPUs {
-		s := &f.m.tel.GPUs[i]
+	defer func() { f.at = time.Time{} }()
+	last := len(f.m.tel.Samples) - 1
+	for j := range f.m.tel.Samples {
+		f.at = f.m.tel.Samples[j].TS
+		if err := f.sample(host, f.m.tel.Samples[j].GPUs, j == last); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sample folds one sampling instant (at f.at) of the host's GPUs. A GPU's
+// observation is published once per message (with the newest sample that
+// names it), not once per sample.
+func (f *fold) sample(host *twin.Asset, gpus []wire.GPUSample, newest bool) error {
+	gwID, site, t := f.m.env.Gateway, f.m.site, f.at
+	for i := range gpus {
+		s := &gpus[i]
 		a := f.w.twins[s.Asset]
 		newer := a == nil || !t.Before(a.LastSeen)
 		if !placed(a, twin.KindGPU, site, host.ID, gwID) || newer && healthDiffers(&a.Health, s) {
@@ -266,7 +296,9 @@ func (f *fold) telemetry() error {
 			a.Health.Latest = s
 			a.LastSeen = t
 		}
-		f.w.observed(a, f.pos, f.now)
+		if newest || !slices.ContainsFunc(f.m.tel.Latest().GPUs, func(g wire.GPUSample) bool { return g.Asset == s.Asset }) {
+			f.w.observed(a, f.pos, f.now)
+		}
 	}
 	return nil
 }

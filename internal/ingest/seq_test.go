@@ -211,7 +211,7 @@ func TestRetryTable(t *testing.T) {
 	keep := map[Reason]bool{
 		ReasonDuplicate: false, ReasonReplay: false, ReasonBadSignature: false, ReasonMalformed: false,
 		ReasonOversize: false, ReasonTopicMismatch: false,
-		ReasonUnknownGateway: true, ReasonUnboundAsset: true, ReasonSeqTooFar: true, ReasonClockAhead: true,
+		ReasonUnknownGateway: true, ReasonUnboundAsset: true, ReasonSeqTooFar: true, ReasonClockAhead: true, ReasonBadSamples: false,
 	}
 	for _, r := range Reasons {
 		want, ok := keep[r]

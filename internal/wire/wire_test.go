@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +41,11 @@ func goldenBodies() map[string]struct {
 			SMClockMHz: 1980, MemClockMHz: 2619, ECCSingleBit: 3, RetiredPages: 0, RemappedRows: 1,
 			LastXID: 0, XIDCount: 0, Throttle: []string{ThrottlePowerCap}, PCIeReplays: 0,
 		}}}},
+		"telemetry_samples": {KindTelemetry, Telemetry{Host: "srv-s1-001", Samples: []TelemetrySample{
+			{TS: goldenTime.Add(-2 * time.Second), GPUs: []GPUSample{{Asset: "srv-s1-001.gpu0", UUID: "GPU-6f0b8e12-3c4d-4e5f-8a9b-0c1d2e3f4a5b", TempC: 60, PowerW: 405, UtilPct: 85, MemUtilPct: 50, SMClockMHz: 1980, MemClockMHz: 2619, ECCSingleBit: 3}}},
+			{TS: goldenTime.Add(-time.Second), GPUs: []GPUSample{{Asset: "srv-s1-001.gpu0", UUID: "GPU-6f0b8e12-3c4d-4e5f-8a9b-0c1d2e3f4a5b", TempC: 61, PowerW: 410, UtilPct: 86, MemUtilPct: 52, SMClockMHz: 1980, MemClockMHz: 2619, ECCSingleBit: 3, LastXID: 13, XIDCount: 1, XIDs: []int{13}}}},
+			{TS: goldenTime, GPUs: []GPUSample{{Asset: "srv-s1-001.gpu0", UUID: "GPU-6f0b8e12-3c4d-4e5f-8a9b-0c1d2e3f4a5b", TempC: 61, PowerW: 412.5, UtilPct: 87, MemUtilPct: 54, SMClockMHz: 1980, MemClockMHz: 2619, ECCSingleBit: 3, LastXID: 13, XIDCount: 1}}},
+		}}},
 		"firmware": {KindFirmware, Inventory{
 			Host: HostInfo{Asset: "srv-s1-001", Hostname: "gpu-node-001", Serial: "SRV123", RFIDTag: "E2801160600002084D6B1A3F", Rack: "s1-r01", BIOSVersion: "2.3.1", BMCVersion: "6.10.30"},
 			GPUs: []GPUIdentity{{Asset: "srv-s1-001.gpu0", Index: 0, Name: "NVIDIA H100 80GB HBM3", UUID: "GPU-6f0b8e12-3c4d-4e5f-8a9b-0c1d2e3f4a5b", Serial: "1650123456789", PCIBusID: "00000000:18:00.0", BoardPartNumber: "699-2G530-0200-200", VBIOS: "96.00.99.00.01", Driver: "550.54.15", InfoROM: "G530.0200.00.04"}},
@@ -332,6 +339,129 @@ func BenchmarkDecodeVerify(b *testing.B) {
 			b.Fatal(err)
 		}
 		if err := env.Verify(pub); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestDecodeTelemetry checks both telemetry forms come back as samples, and
+// that a several-sample message breaking the contract is refused with
+// ErrSamples.
+func TestDecodeTelemetry(t *testing.T) {
+	key := testKey()
+	gpu := func(temp float64) []GPUSample { return []GPUSample{{Asset: "h.gpu0", TempC: temp}} }
+	at := goldenTime
+	samples := func(n int, step time.Duration) []TelemetrySample {
+		out := make([]TelemetrySample, n)
+		for i := range out {
+			out[i] = TelemetrySample{TS: at.Add(-time.Duration(n-1-i) * step), GPUs: gpu(float64(i))}
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		body    Telemetry
+		samples int // want, when valid
+		wantErr bool
+	}{
+		{"one-sample form", Telemetry{Host: "h", GPUs: gpu(50)}, 1, false},
+		{"five samples", Telemetry{Host: "h", Samples: samples(5, time.Second)}, 5, false},
+		{"MaxSamples", Telemetry{Host: "h", Samples: samples(MaxSamples, time.Second)}, MaxSamples, false},
+		{"too many", Telemetry{Host: "h", Samples: samples(MaxSamples+1, time.Second)}, 0, true},
+		{"out of order", Telemetry{Host: "h", Samples: []TelemetrySample{{TS: at, GPUs: gpu(1)}, {TS: at.Add(-time.Second), GPUs: gpu(2)}}}, 0, true},
+		{"same instant twice", Telemetry{Host: "h", Samples: []TelemetrySample{{TS: at, GPUs: gpu(1)}, {TS: at, GPUs: gpu(2)}}}, 0, true},
+		{"after the envelope", Telemetry{Host: "h", Samples: []TelemetrySample{{TS: at.Add(time.Millisecond), GPUs: gpu(1)}}}, 0, true},
+		{"before the window", Telemetry{Host: "h", Samples: []TelemetrySample{{TS: at.Add(-SampleWindow - time.Second), GPUs: gpu(1)}, {TS: at, GPUs: gpu(2)}}}, 0, true},
+		{"both forms", Telemetry{Host: "h", GPUs: gpu(1), Samples: samples(2, time.Second)}, 0, true},
+	}
+	for _, tt := range tests {
+		data, err := Seal(key, "gw-1", 1, at, KindTelemetry, tt.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := Decode(data)
+		if err != nil {
+			t.Fatalf("%s: Decode = %v", tt.name, err)
+		}
+		got, err := DecodeTelemetry(&env)
+		if tt.wantErr {
+			if !errors.Is(err, ErrSamples) {
+				t.Errorf("%s: DecodeTelemetry = %v, want ErrSamples", tt.name, err)
+			}
+			continue
+		}
+		if err != nil || len(got.Samples) != tt.samples || got.GPUs != nil {
+			t.Errorf("%s: DecodeTelemetry = %d samples, gpus %v, %v; want %d samples, no gpus, nil", tt.name, len(got.Samples), got.GPUs, err, tt.samples)
+			continue
+		}
+		if last := got.Latest(); !last.TS.Equal(at) || last.GPUs[0].Asset != "h.gpu0" {
+			t.Errorf("%s: Latest() = %v, want the sample at the envelope's time", tt.name, last)
+		}
+	}
+}
+
+// TestDecodeTelemetryPresized: the presized decode gives what encoding/json
+// gives, for bodies whose guess is right, short, long or fooled.
+func TestDecodeTelemetryPresized(t *testing.T) {
+	key := testKey()
+	g := func(asset string, temp float64) GPUSample {
+		return GPUSample{Asset: asset, UUID: "U-" + asset, TempC: temp, XIDs: []int{13}, Throttle: []string{ThrottlePowerCap}}
+	}
+	var ten []TelemetrySample
+	for i := range 10 {
+		ten = append(ten, TelemetrySample{TS: goldenTime.Add(time.Duration(i-9) * time.Second), GPUs: []GPUSample{g("h.gpu0", float64(i)), g("h.gpu1", float64(i+1))}})
+	}
+	uneven := []TelemetrySample{
+		{TS: goldenTime.Add(-2 * time.Second), GPUs: []GPUSample{g("h.gpu0", 1)}},
+		{TS: goldenTime.Add(-time.Second), GPUs: []GPUSample{g("h.gpu0", 2), g("h.gpu1", 2), g("h.gpu2", 2), g("h.gpu3", 2)}},
+		{TS: goldenTime},
+	}
+	fooled := []TelemetrySample{ // "ts": and "asset": inside strings
+		{TS: goldenTime.Add(-time.Second), GPUs: []GPUSample{g(`x"ts":"asset":`, 1)}},
+		{TS: goldenTime, GPUs: []GPUSample{g("h.gpu0", 2), g("h.gpu1", 3)}},
+	}
+	for name, samples := range map[string][]TelemetrySample{"ten": ten, "uneven": uneven, "fooled": fooled} {
+		data, err := Seal(key, "gw-1", 1, goldenTime, KindTelemetry, Telemetry{Host: "h", Samples: samples})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeTelemetry(&env)
+		if err != nil {
+			t.Fatalf("%s: DecodeTelemetry = %v", name, err)
+		}
+		var want Telemetry
+		if err := json.Unmarshal(env.Body, &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.Samples, want.Samples) || got.Host != want.Host {
+			t.Errorf("%s: DecodeTelemetry = %+v, want encoding/json's %+v", name, got, want)
+		}
+	}
+}
+
+func BenchmarkDecodeTelemetry10(b *testing.B) {
+	key := testKey()
+	tel := Telemetry{Host: "srv-s1-001"}
+	for i := range 10 {
+		s := TelemetrySample{TS: goldenTime.Add(time.Duration(i-9) * time.Second)}
+		for j := range 8 {
+			s.GPUs = append(s.GPUs, GPUSample{Asset: fmt.Sprintf("srv-s1-001.gpu%d", j), Index: j, UUID: "GPU-6f0b8e12-3c4d-4e5f-8a9b-0c1d2e3f4a5b", TempC: 61, MemTempC: 72, PowerW: 412.5, PowerLimitW: 700, UtilPct: 87, MemUtilPct: 54, SMClockMHz: 1980, MemClockMHz: 2619, ECCSingleBit: 3, RemappedRows: 1, Throttle: []string{ThrottlePowerCap}})
+		}
+		tel.Samples = append(tel.Samples, s)
+	}
+	data, _ := Seal(key, "gw-s1-01", 1, goldenTime, KindTelemetry, tel)
+	env, err := Decode(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(env.Body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeTelemetry(&env); err != nil {
 			b.Fatal(err)
 		}
 	}

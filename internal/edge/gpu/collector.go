@@ -25,9 +25,16 @@ type Source interface {
 type Config struct {
 	// Source: "auto" (NVML when a driver is present, else Sim when set),
 	// "nvml", "sim" or "none".
-	Source            string        `yaml:"source"`
-	Sim               string        `yaml:"sim"` // file:PATH or unix:PATH written by firmware-sim
-	Interval          time.Duration `yaml:"interval"`
+	Source   string        `yaml:"source"`
+	Sim      string        `yaml:"sim"` // file:PATH or unix:PATH written by firmware-sim
+	Interval time.Duration `yaml:"interval"`
+	// PublishInterval is how often the samples gathered are sent, in one
+	// telemetry message (wire.Telemetry's Samples; default Interval: one
+	// message per sample, in the one-sample form). A longer interval pays
+	// a message's costs (signature, envelope, broker, the service's log
+	// record) once for several samples, and delays each reading by up to
+	// that long. At most wire.MaxSamples samples go in one message.
+	PublishInterval   time.Duration `yaml:"publish_interval"`
 	InventoryInterval time.Duration `yaml:"inventory_interval"` // identity is also sent on every change
 }
 
@@ -38,6 +45,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Interval == 0 {
 		c.Interval = time.Second
+	}
+	if c.PublishInterval == 0 {
+		c.PublishInterval = c.Interval
 	}
 	if c.InventoryInterval == 0 {
 		c.InventoryInterval = 10 * time.Minute
@@ -62,6 +72,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Interval < 10*time.Millisecond {
 		return fmt.Errorf("gpu.interval %s: want at least 10ms", c.Interval)
+	}
+	if c.PublishInterval < c.Interval || c.PublishInterval > time.Duration(wire.MaxSamples)*c.Interval || c.PublishInterval > wire.SampleWindow {
+		return fmt.Errorf("gpu.publish_interval %s: want from gpu.interval (%s) to %d of them, at most %s", c.PublishInterval, c.Interval, wire.MaxSamples, wire.SampleWindow)
 	}
 	return nil
 }
@@ -91,8 +104,10 @@ func Open(cfg Config, log *slog.Logger) (Source, error) {
 	return NewSimSource(cfg.Sim, log)
 }
 
-// Collector samples a Source at an interval and reports telemetry, and the
-// inventory at start, on every identity change and periodically.
+// Collector samples a Source at an interval and reports telemetry (every
+// PublishInterval, the samples gathered), and the inventory at start, on
+// every identity change and periodically. The telemetry callback gets the
+// newest sample's time: the message's reading time.
 type Collector struct {
 	cfg       Config
 	src       Source
@@ -128,6 +143,8 @@ func (c *Collector) Run(ctx context.Context) error {
 	var lastIdentity []wire.GPUIdentity
 	var lastInventory time.Time
 	failing := false
+	b := batch{every: c.cfg.PublishInterval, interval: c.cfg.Interval, send: c.telemetry}
+	defer b.flush() // a stop sends what was gathered (the agent queues it)
 	t := time.NewTicker(c.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -160,9 +177,56 @@ func (c *Collector) Run(ctx context.Context) error {
 			c.inventory(now, wire.Inventory{Host: c.host, GPUs: id})
 			lastIdentity, lastInventory = id, now
 		}
-		c.telemetry(now, Telemetry(c.host.Asset, &snap, &ev))
+		b.add(now, Telemetry(c.host.Asset, &snap, &ev))
 		if c.OnSnapshot != nil {
 			c.OnSnapshot(&snap)
 		}
 	}
+}
+
+// batch gathers samples into one telemetry message per publish interval.
+type batch struct {
+	every    time.Duration // the publish interval
+	interval time.Duration // the sampling interval
+	send     func(time.Time, wire.Telemetry)
+	first    time.Time // the oldest gathered sample's time
+	tel      wire.Telemetry
+}
+
+// add gathers one sample taken at t and sends the message when the publish
+// interval is full (or at wire.MaxSamples). With a publish interval of one
+// sampling interval the sample goes at once, in the one-sample form.
+func (b *batch) add(t time.Time, s wire.Telemetry) {
+	if len(b.tel.Samples) > 0 && !t.After(b.tel.Samples[len(b.tel.Samples)-1].TS) {
+		b.flush() // the clock went back: samples in a message must be in time order
+	}
+	if len(b.tel.Samples) == 0 {
+		b.first = t
+	}
+	b.tel.Host = s.Host
+	b.tel.Samples = append(b.tel.Samples, wire.TelemetrySample{TS: t, GPUs: s.GPUs})
+	// Full when the samples cover the publish interval: the next would be
+	// taken a publish interval after the first (half a sampling interval
+	// of slack for the ticker's jitter).
+	if t.Sub(b.first)+b.interval+b.interval/2 >= b.every || len(b.tel.Samples) >= wire.MaxSamples {
+		b.flush()
+	}
+}
+
+// flush sends the gathered samples, if any: one sample in the one-sample
+// form (what every agent sent before publish intervals), else as Samples.
+func (b *batch) flush() {
+	n := len(b.tel.Samples)
+	if n == 0 {
+		return
+	}
+	last := b.tel.Samples[n-1]
+	tel := wire.Telemetry{Host: b.tel.Host}
+	if n == 1 {
+		tel.GPUs = last.GPUs
+	} else {
+		tel.Samples = b.tel.Samples
+	}
+	b.send(last.TS, tel)
+	b.tel = wire.Telemetry{}
 }

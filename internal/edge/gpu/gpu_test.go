@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -313,4 +314,86 @@ func FuzzGPUSnapshot(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCollectorPublishInterval: with a publish interval of five sampling
+// intervals the collector sends every sample it takes in messages that
+// each cover the publish interval (five samples unless ticks were
+// dropped), in time order, each at its newest sample's time; a stop sends
+// what it gathered.
+func TestCollectorPublishInterval(t *testing.T) {
+	dir := t.TempDir()
+	data, _ := os.ReadFile("testdata/sim-8gpu-xid.snapshot.json")
+	file := filepath.Join(dir, "gpus.json")
+	os.WriteFile(file, data, 0o644)
+	src, _ := NewSimSource("file:"+file, discard())
+	type sent struct {
+		at  time.Time
+		tel wire.Telemetry
+	}
+	var mu sync.Mutex
+	var msgs []sent
+	const interval, publish = 50 * time.Millisecond, 250 * time.Millisecond
+	cfg := Config{Source: "sim", Sim: "file:" + file, Interval: interval, PublishInterval: publish}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate = %v", err)
+	}
+	c := NewCollector(cfg, src, wire.HostInfo{Asset: "srv-s1-001"}, time.Now, discard(),
+		func(at time.Time, tel wire.Telemetry) { mu.Lock(); msgs = append(msgs, sent{at, tel}); mu.Unlock() },
+		func(time.Time, wire.Inventory) {})
+	var snapshots atomic.Int64
+	c.OnSnapshot = func(*Snapshot) { snapshots.Add(1) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	testsvc.Eventually(t, 20*time.Second, "three telemetry messages and two more samples", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(msgs) >= 3 && snapshots.Load()%5 == 2
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	total, fives := 0, 0
+	for i, m := range msgs {
+		if m.tel.GPUs != nil && m.tel.Samples == nil { // one sample goes in the one-sample form
+			m.tel.Samples = []wire.TelemetrySample{{TS: m.at, GPUs: m.tel.GPUs}}
+			m.tel.GPUs = nil
+		}
+		n := len(m.tel.Samples)
+		total += n
+		if n == 5 {
+			fives++
+		}
+		if n < 1 || n > 5 || m.tel.Host != "srv-s1-001" || m.tel.GPUs != nil {
+			t.Errorf("message %d = %d samples (gpus %d, host %q), want 1 to 5 of srv-s1-001, one form only", i, n, len(m.tel.GPUs), m.tel.Host)
+			continue
+		}
+		for j, s := range m.tel.Samples {
+			if len(s.GPUs) != 8 || j > 0 && !s.TS.After(m.tel.Samples[j-1].TS) {
+				t.Errorf("message %d sample %d: %d GPUs at %s, want 8, after the previous sample", i, j, len(s.GPUs), s.TS)
+			}
+		}
+		if newest := m.tel.Samples[n-1].TS; !m.at.Equal(newest) {
+			t.Errorf("message %d sent at %s, want its newest sample's time %s", i, m.at, newest)
+		}
+		if span := m.tel.Samples[n-1].TS.Sub(m.tel.Samples[0].TS); i < len(msgs)-1 && n < 5 && span+interval+interval/2 < publish {
+			t.Errorf("message %d: %d samples over %s, sent before its publish interval (%s) was covered", i, n, span, publish)
+		}
+	}
+	if int64(total) != snapshots.Load() || fives == 0 {
+		t.Errorf("messages carry %d samples (%d messages of 5), want every one of the %d snapshots, most in messages of 5", total, fives, snapshots.Load())
+	}
+	bad := Config{Source: "none", Interval: time.Second, PublishInterval: 61 * time.Second}
+	if err := bad.Validate(); err == nil {
+		t.Errorf("Validate(publish_interval 61s at 1s) = nil, want an error (over %d samples)", wire.MaxSamples)
+	}
+	bad.PublishInterval = 500 * time.Millisecond
+	if err := bad.Validate(); err == nil {
+		t.Errorf("Validate(publish_interval below interval) = nil, want an error")
+	}
 }

@@ -205,3 +205,73 @@ func TestStopsWithTheBrokerGone(t *testing.T) {
 		t.Errorf("sent %d, acked %d, failed %d: want the unacknowledged counted as failed", st.Sent.Load(), st.Acked.Load(), st.Failed.Load())
 	}
 }
+
+// TestPublishSamplesPerMessage: a fleet publishing 4 samples per telemetry
+// message through a real broker sends messages of 4 samples, 1/Rate apart,
+// the newest at the envelope's time, which wire.DecodeTelemetry accepts.
+func TestPublishSamplesPerMessage(t *testing.T) {
+	broker := testsvc.StartMosquitto(t, "")
+	f, err := New(Config{Sites: 1, ServersPerSite: 2, GPUsPerServer: 2, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []wire.Telemetry
+	var bad []string
+	sub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker.URL()).SetClientID("test-sub"))
+	if tok := sub.Connect(); tok.Wait() && tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer sub.Disconnect(100)
+	tok := sub.Subscribe(wire.GatewayFilter(), 1, func(_ mqtt.Client, m mqtt.Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		env, err := wire.Decode(m.Payload())
+		if err != nil || env.Kind != wire.KindTelemetry {
+			return
+		}
+		tel, err := wire.DecodeTelemetry(&env)
+		if err != nil {
+			bad = append(bad, err.Error())
+			return
+		}
+		if last := tel.Latest(); !last.TS.Equal(env.Time) {
+			bad = append(bad, "newest sample is not at the envelope's time")
+		}
+		got = append(got, tel)
+	})
+	if tok.Wait() && tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	p, err := NewPublisher(f, PublishConfig{Broker: broker.URL(), Rate: 20, SeqBase: 100, SamplesPerMessage: 4}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := p.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testsvc.Eventually(t, 10*time.Second, "four telemetry messages", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= 4
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bad) > 0 {
+		t.Fatalf("%d bad telemetry messages, first: %s", len(bad), bad[0])
+	}
+	for i, tel := range got {
+		if len(tel.Samples) != 4 {
+			t.Errorf("telemetry %d = %d samples, want 4", i, len(tel.Samples))
+			continue
+		}
+		if d := tel.Samples[1].TS.Sub(tel.Samples[0].TS); d != 50*time.Millisecond || len(tel.Samples[0].GPUs) != 2 {
+			t.Errorf("telemetry %d: samples %s apart with %d GPUs, want 50ms apart (20 Hz), 2 GPUs", i, d, len(tel.Samples[0].GPUs))
+		}
+	}
+	if _, err := NewPublisher(f, PublishConfig{Broker: broker.URL(), Rate: 1, SamplesPerMessage: wire.MaxSamples + 1}, nil); err == nil {
+		t.Errorf("NewPublisher(%d samples per message) = nil error, want one", wire.MaxSamples+1)
+	}
+}

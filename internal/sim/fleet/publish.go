@@ -48,6 +48,11 @@ type PublishConfig struct {
 	Password string
 	// MaxInflight bounds unacknowledged messages per gateway (backpressure).
 	MaxInflight int
+	// SamplesPerMessage is how many samples a telemetry message carries
+	// (wire.Telemetry's Samples): a host publishes every SamplesPerMessage
+	// samples, as an agent whose publish interval is that many sampling
+	// intervals. 0 or 1: one message per sample, in the one-sample form.
+	SamplesPerMessage int
 }
 
 // Validate fills defaults and checks the values.
@@ -72,6 +77,12 @@ func (c *PublishConfig) Validate() error {
 	}
 	if c.MaxInflight == 0 {
 		c.MaxInflight = 1000
+	}
+	if c.SamplesPerMessage == 0 {
+		c.SamplesPerMessage = 1
+	}
+	if c.SamplesPerMessage < 1 || c.SamplesPerMessage > wire.MaxSamples {
+		return fmt.Errorf("publish: samples per message = %d, want 1..%d", c.SamplesPerMessage, wire.MaxSamples)
 	}
 	return nil
 }
@@ -242,6 +253,7 @@ func (p *Publisher) runGateway(ctx context.Context, gw *Gateway, start time.Time
 	defer tick.Stop()
 	simNow := start
 	var lastStatus, lastInventory time.Time
+	batch := &wire.Telemetry{} // samples gathered for the next message (SamplesPerMessage > 1)
 	for n := 0; ; n++ {
 		if simNow.Sub(lastStatus) >= p.cfg.StatusEvery || n == 0 {
 			if err := publish(wire.KindStatus, simNow, wire.Status{State: wire.StateOnline, AgentVersion: "firmware-sim"}); err != nil {
@@ -256,8 +268,18 @@ func (p *Publisher) runGateway(ctx context.Context, gw *Gateway, start time.Time
 			lastInventory = simNow
 		}
 		if tel := gw.Sample(simNow, step); tel != nil {
-			if err := publish(wire.KindTelemetry, simNow, tel); err != nil {
-				return err
+			if p.cfg.SamplesPerMessage > 1 {
+				batch.Host = tel.Host
+				batch.Samples = append(batch.Samples, wire.TelemetrySample{TS: simNow, GPUs: tel.GPUs})
+				tel = nil
+				if len(batch.Samples) >= p.cfg.SamplesPerMessage {
+					tel, batch = batch, &wire.Telemetry{}
+				}
+			}
+			if tel != nil {
+				if err := publish(wire.KindTelemetry, simNow, tel); err != nil {
+					return err
+				}
 			}
 		}
 		if fix := gw.Position(simNow); fix != nil && n%10 == 0 {

@@ -53,6 +53,12 @@ type Config struct {
 	// broker that checks nothing (the bare baseline), so pre-signing a
 	// long run at its ceiling does not take minutes.
 	Distinct int
+	// Samples is how many sampling instants each telemetry message
+	// carries (wire.Telemetry's Samples, as an agent whose publish
+	// interval is Samples sampling intervals): the host's GPUs are sampled
+	// Samples times per period, evenly. 1 (the default): the one-sample
+	// form.
+	Samples int
 }
 
 // Validate fills defaults and checks the values.
@@ -69,6 +75,9 @@ func (c *Config) Validate() error {
 	if c.MaxBytes == 0 {
 		c.MaxBytes = 6 << 30
 	}
+	if c.Samples == 0 {
+		c.Samples = 1
+	}
 	switch {
 	case c.Gateways < 1 || c.Gateways > 99*9999:
 		return fmt.Errorf("load: gateways = %d, want 1..%d", c.Gateways, 99*9999)
@@ -78,6 +87,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("load: duration = %s, want > 0", c.Duration)
 	case c.Window < 1 || c.Window > 65535:
 		return fmt.Errorf("load: window = %d, want 1..65535", c.Window)
+	case c.Samples < 1 || c.Samples > wire.MaxSamples:
+		return fmt.Errorf("load: samples per message = %d, want 1..%d", c.Samples, wire.MaxSamples)
+	case c.Samples > 1 && c.Period() > wire.SampleWindow:
+		return fmt.Errorf("load: a period of %s is longer than a message's sample window (%s)", c.Period(), wire.SampleWindow)
 	}
 	return nil
 }
@@ -142,7 +155,7 @@ func Presign(cfg Config) (*Load, error) {
 		return nil, err
 	}
 	n := cfg.PerGateway()
-	est := int64(n) * int64(cfg.Gateways) * int64(400+330*cfg.GPUs)
+	est := int64(n) * int64(cfg.Gateways) * int64(400+330*cfg.GPUs*cfg.Samples)
 	if est > cfg.MaxBytes {
 		return nil, fmt.Errorf("load: %d messages of ~%d bytes need ~%d MiB, over the %d MiB limit: shorten the run or raise the limit", n*cfg.Gateways, est/int64(n*cfg.Gateways), est>>20, cfg.MaxBytes>>20)
 	}
@@ -167,7 +180,7 @@ func Presign(cfg Config) (*Load, error) {
 						continue
 					}
 					t := start.Add(time.Duration(k) * period)
-					data, topic, _, err := src.Seal(wire.KindTelemetry, t, src.Sample(t, period))
+					data, topic, _, err := src.Seal(wire.KindTelemetry, t, sample(src, t, period, cfg.Samples))
 					if err != nil {
 						return err
 					}
@@ -190,6 +203,21 @@ func Presign(cfg Config) (*Load, error) {
 	l.Bytes = total.Load()
 	l.SignRate = float64(n*len(f.Gateways)) / time.Since(began).Seconds()
 	return l, nil
+}
+
+// sample is a gateway's telemetry message at t: the one-sample form, or n
+// samples period/n apart, the newest at t.
+func sample(src *fleet.Gateway, t time.Time, period time.Duration, n int) *wire.Telemetry {
+	if n <= 1 {
+		return src.Sample(t, period)
+	}
+	step := period / time.Duration(n)
+	tel := &wire.Telemetry{Host: src.Host.Info.Asset, Samples: make([]wire.TelemetrySample, n)}
+	for j := range n {
+		at := t.Add(-time.Duration(n-1-j) * step)
+		tel.Samples[j] = wire.TelemetrySample{TS: at, GPUs: src.Sample(at, step).GPUs}
+	}
+	return tel
 }
 
 func packetID(k int) uint16 { return uint16(k%65535) + 1 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"twinchain/internal/wire"
 )
 
 func TestQuantile(t *testing.T) {
@@ -77,5 +79,49 @@ func TestDistinct(t *testing.T) {
 				t.Errorf("%s message %d: payload is not message %d's", gw.id, k, k%2)
 			}
 		}
+	}
+}
+
+// TestSamplesPerMessage: with Samples 5 each pre-signed message carries
+// five samples of the host, period/5 apart, the newest at the envelope's
+// time, which wire.DecodeTelemetry accepts.
+func TestSamplesPerMessage(t *testing.T) {
+	cfg := Config{Gateways: 2, GPUs: 3, Rate: 1, Duration: 3 * time.Second, Samples: 5}
+	l, err := Presign(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := cfg.Period() / 5
+	for _, gw := range l.gws {
+		for k, m := range gw.msgs {
+			pk := packets.Packet{ProtocolVersion: 4}
+			if err := pk.FixedHeader.Decode(m[0]); err != nil {
+				t.Fatal(err)
+			}
+			n, skip, err := packets.DecodeLength(bytes.NewReader(m[1:]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pk.FixedHeader.Remaining = n
+			if err := pk.PublishDecode(m[1+skip:]); err != nil {
+				t.Fatal(err)
+			}
+			env, err := wire.Decode(pk.Payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tel, err := wire.DecodeTelemetry(&env)
+			if err != nil || len(tel.Samples) != 5 {
+				t.Fatalf("%s message %d: %d samples, %v; want 5", gw.id, k, len(tel.Samples), err)
+			}
+			for j, s := range tel.Samples {
+				if want := env.Time.Add(-time.Duration(4-j) * step); !s.TS.Equal(want) || len(s.GPUs) != 3 {
+					t.Errorf("%s message %d sample %d at %s with %d GPUs, want %s with 3", gw.id, k, j, s.TS, len(s.GPUs), want)
+				}
+			}
+		}
+	}
+	if err := (&Config{Gateways: 1, Rate: 1, Duration: time.Second, Samples: wire.MaxSamples + 1}).Validate(); err == nil {
+		t.Errorf("Validate(%d samples) = nil, want an error", wire.MaxSamples+1)
 	}
 }

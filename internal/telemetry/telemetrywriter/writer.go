@@ -276,7 +276,7 @@ func (w *Writer) toPoints(msgs []twinstore.Message, pts []telemetry.Point, field
 		env, err := wire.Decode(m.Raw)
 		var body wire.Telemetry
 		if err == nil {
-			body, err = wire.DecodeBody[wire.Telemetry](&env)
+			body, err = wire.DecodeTelemetry(&env)
 		}
 		if err != nil {
 			w.badMessages.Add(1)
