@@ -11,7 +11,9 @@ const anchorDomain = "twinchain-anchor-v1"
 
 // AnchorHash is the hex SHA-256 that chains anchors: a domain string and
 // every field but Hash and Stamp, joined by NUL bytes, times as Unix
-// nanoseconds. An offline verifier recomputes it from a proof bundle.
+// nanoseconds, the chain name last and only when it is not the default ""
+// (so the default chain's hashes are what they always were). An offline
+// verifier recomputes it from a proof bundle.
 func AnchorHash(a *Anchor) string {
 	b := make([]byte, 0, 256)
 	b = append(b, anchorDomain...)
@@ -28,6 +30,9 @@ func AnchorHash(a *Anchor) string {
 	}
 	b = append(append(b, 0), a.TreeRoot...)
 	b = append(append(b, 0), a.Prev...)
+	if a.Chain != "" {
+		b = append(append(b, 0), a.Chain...)
+	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
@@ -48,6 +53,9 @@ func checkAnchor(in *AnchorInput) error {
 	case in.TreeSize != 0 && in.TreeSize < in.Size:
 		return fmt.Errorf("anchor tree size %d below batch size %d: %w", in.TreeSize, in.Size, ErrInvalid)
 	}
+	if err := checkChain(in.Chain); err != nil {
+		return err
+	}
 	if in.TreeRoot != "" {
 		if err := checkHash("anchor tree root", in.TreeRoot); err != nil {
 			return err
@@ -63,10 +71,10 @@ func checkAnchor(in *AnchorInput) error {
 func sameAnchor(a *Anchor, in *AnchorInput) bool {
 	return a.Root == in.Root && a.FirstEvent == in.FirstEvent && a.LastEvent == in.LastEvent &&
 		a.FirstTime.Equal(in.FirstTime) && a.LastTime.Equal(in.LastTime) && a.Size == in.Size &&
-		a.TreeSize == in.TreeSize && a.TreeRoot == in.TreeRoot && (in.Prev == "" || in.Prev == a.Prev)
+		a.TreeSize == in.TreeSize && a.TreeRoot == in.TreeRoot && a.Chain == in.Chain && (in.Prev == "" || in.Prev == a.Prev)
 }
 
-// SubmitAnchor appends a state anchor to the chain. Role: service.
+// SubmitAnchor appends a state anchor to its chain (in.Chain). Role: service.
 //
 // The batch must start right after the head's last event (no overlap, no
 // gap; the first anchor may start anywhere). Submitting an anchor already on
@@ -92,7 +100,7 @@ type AnchorBatch struct {
 // SubmitAnchor's rules, so that a backend with a slow commit (Fabric: one
 // block) carries many batches at once. Anchors already on the chain are
 // returned as they are (a retry is harmless); the call writes all the new
-// ones or nothing. Role: service.
+// ones or nothing. All of them belong to one chain. Role: service.
 func SubmitAnchors(tx *Tx, in AnchorBatch) ([]Anchor, error) {
 	if err := begin(tx, "submit anchor", rolesAnchor); err != nil {
 		return nil, err
@@ -100,9 +108,18 @@ func SubmitAnchors(tx *Tx, in AnchorBatch) ([]Anchor, error) {
 	if len(in.Anchors) == 0 || len(in.Anchors) > MaxAnchorsPerCall {
 		return nil, fmt.Errorf("%d anchors in one call (1 to %d): %w", len(in.Anchors), MaxAnchorsPerCall, ErrInvalid)
 	}
+	chain := in.Anchors[0].Chain
+	for i := range in.Anchors {
+		if in.Anchors[i].Chain != chain {
+			return nil, fmt.Errorf("anchors of chains %q and %q in one call: %w", chain, in.Anchors[i].Chain, ErrInvalid)
+		}
+	}
+	if err := checkChain(chain); err != nil {
+		return nil, err
+	}
 	// The state shows no write of this call: the chain's head is carried
 	// along in memory.
-	head, hasHead, err := anchorHead(tx.State)
+	head, hasHead, err := anchorHead(tx.State, chain)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +136,7 @@ func SubmitAnchors(tx *Tx, in AnchorBatch) ([]Anchor, error) {
 		out = append(out, a)
 	}
 	if wrote {
-		return out, store(tx.State, keyAnchorHead, head.Seq)
+		return out, store(tx.State, anchorHeadKey(chain), head.Seq)
 	}
 	return out, nil
 }
@@ -133,7 +150,7 @@ func nextAnchor(tx *Tx, in AnchorInput, head *Anchor, hasHead, wrote bool) (Anch
 	}
 	in.FirstTime, in.LastTime = in.FirstTime.UTC(), in.LastTime.UTC()
 	if !wrote {
-		if old, found, err := anchorEndingAt(tx.State, in.LastEvent); err != nil {
+		if old, found, err := anchorEndingAt(tx.State, in.Chain, in.LastEvent); err != nil {
 			return Anchor{}, false, err
 		} else if found {
 			if sameAnchor(&old, &in) {
@@ -158,71 +175,86 @@ func nextAnchor(tx *Tx, in AnchorInput, head *Anchor, hasHead, wrote bool) (Anch
 	}
 	a.Hash = AnchorHash(&a)
 	a.Stamp = tx.stamp()
-	if err := store(tx.State, pfxAnchor+pad(a.Seq), a); err != nil {
+	if err := store(tx.State, AnchorKey(a.Chain, a.Seq), a); err != nil {
 		return Anchor{}, false, err
 	}
-	if err := store(tx.State, pfxAnchorByEvent+pad(a.LastEvent), a.Seq); err != nil {
+	if err := store(tx.State, anchorEventPrefix(a.Chain)+pad(a.LastEvent), a.Seq); err != nil {
 		return Anchor{}, false, err
 	}
 	return a, true, nil
 }
 
-func anchorBySeq(st State, seq uint64) (Anchor, error) {
+func anchorBySeq(st State, chain string, seq uint64) (Anchor, error) {
 	var a Anchor
-	return a, mustLoad(st, pfxAnchor+pad(seq), "anchor", strconv.FormatUint(seq, 10), &a)
+	what := "anchor"
+	if chain != "" {
+		what = "anchor of chain " + chain
+	}
+	return a, mustLoad(st, AnchorKey(chain, seq), what, strconv.FormatUint(seq, 10), &a)
 }
 
-func anchorHead(st State) (Anchor, bool, error) {
+func anchorHead(st State, chain string) (Anchor, bool, error) {
 	var seq uint64
-	found, err := load(st, keyAnchorHead, &seq)
+	found, err := load(st, anchorHeadKey(chain), &seq)
 	if err != nil || !found {
 		return Anchor{}, false, err
 	}
-	a, err := anchorBySeq(st, seq)
+	a, err := anchorBySeq(st, chain, seq)
 	return a, err == nil, err
 }
 
-func anchorEndingAt(st State, last uint64) (Anchor, bool, error) {
+func anchorEndingAt(st State, chain string, last uint64) (Anchor, bool, error) {
 	var seq uint64
-	found, err := load(st, pfxAnchorByEvent+pad(last), &seq)
+	found, err := load(st, anchorEventPrefix(chain)+pad(last), &seq)
 	if err != nil || !found {
 		return Anchor{}, false, err
 	}
-	a, err := anchorBySeq(st, seq)
+	a, err := anchorBySeq(st, chain, seq)
 	return a, err == nil, err
 }
 
-// AnchorHead returns the newest anchor, or ErrNotFound before the first.
-// Any role.
-func AnchorHead(tx *Tx) (Anchor, error) {
+// AnchorHead returns the newest anchor of the chain ("" the default), or
+// ErrNotFound before its first. Any role.
+func AnchorHead(tx *Tx, chain string) (Anchor, error) {
 	if err := beginRead(tx); err != nil {
 		return Anchor{}, err
 	}
-	a, found, err := anchorHead(tx.State)
+	if err := checkChain(chain); err != nil {
+		return Anchor{}, err
+	}
+	a, found, err := anchorHead(tx.State, chain)
 	if err == nil && !found {
-		err = fmt.Errorf("anchor head: %w", ErrNotFound)
+		err = fmt.Errorf("anchor head of chain %q: %w", chain, ErrNotFound)
 	}
 	return a, err
 }
 
-// GetAnchor returns the anchor with sequence number seq. Any role.
-func GetAnchor(tx *Tx, seq uint64) (Anchor, error) {
+// GetAnchor returns the chain's anchor with sequence number seq. Any role.
+func GetAnchor(tx *Tx, chain string, seq uint64) (Anchor, error) {
 	if err := beginRead(tx); err != nil {
 		return Anchor{}, err
 	}
-	return anchorBySeq(tx.State, seq)
+	if err := checkChain(chain); err != nil {
+		return Anchor{}, err
+	}
+	return anchorBySeq(tx.State, chain, seq)
 }
 
-// AnchorForEvent returns the anchor whose range covers the event id, or
-// ErrNotFound if no anchor covers it yet. Any role.
-func AnchorForEvent(tx *Tx, eventID uint64) (Anchor, error) {
+// AnchorForEvent returns the chain's anchor whose range covers the event
+// id, or ErrNotFound if none covers it yet. Event ids are the chain's own
+// (each chain anchors its own event tree). Any role.
+func AnchorForEvent(tx *Tx, chain string, eventID uint64) (Anchor, error) {
 	if err := beginRead(tx); err != nil {
+		return Anchor{}, err
+	}
+	if err := checkChain(chain); err != nil {
 		return Anchor{}, err
 	}
 	var key string
 	var derr error
 	var seq uint64
-	err := tx.State.Range(pfxAnchorByEvent+pad(eventID), prefixEnd(pfxAnchorByEvent), func(k string, v []byte) bool {
+	pfx := anchorEventPrefix(chain)
+	err := tx.State.Range(pfx+pad(eventID), prefixEnd(pfx), func(k string, v []byte) bool {
 		key = k
 		seq, derr = parseUint(string(v))
 		return false
@@ -236,7 +268,7 @@ func AnchorForEvent(tx *Tx, eventID uint64) (Anchor, error) {
 	if key == "" {
 		return Anchor{}, fmt.Errorf("no anchor covers event %d: %w", eventID, ErrNotFound)
 	}
-	a, err := anchorBySeq(tx.State, seq)
+	a, err := anchorBySeq(tx.State, chain, seq)
 	if err != nil {
 		return Anchor{}, err
 	}

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,7 +17,7 @@ func submit(l *ledger, in AnchorInput) (Anchor, error) {
 
 func TestAnchorChain(t *testing.T) {
 	l := newLedger(t)
-	_, err := do(l, RoleAuditor, AnchorHead)
+	_, err := do(l, RoleAuditor, func(tx *Tx) (Anchor, error) { return AnchorHead(tx, "") })
 	wantErr(t, "AnchorHead(empty)", err, ErrNotFound)
 
 	a1, err := submit(l, anchorIn(1, 10, "b1"))
@@ -47,7 +48,7 @@ func TestAnchorChain(t *testing.T) {
 	if l.st.dump() != before {
 		t.Errorf("resubmitting anchors changed the state")
 	}
-	head := must(l, RoleAuditor, AnchorHead)
+	head := must(l, RoleAuditor, func(tx *Tx) (Anchor, error) { return AnchorHead(tx, "") })
 	if head.Seq != 3 || head.Hash != a3.Hash {
 		t.Errorf("AnchorHead = %d %s, want 3 %s", head.Seq, head.Hash, a3.Hash)
 	}
@@ -57,17 +58,17 @@ func TestAnchorChain(t *testing.T) {
 		seq   uint64
 		want  error
 	}{{1, 1, nil}, {10, 1, nil}, {11, 2, nil}, {15, 2, nil}, {25, 3, nil}, {26, 0, ErrNotFound}, {0, 0, ErrNotFound}} {
-		got, err := do(l, RoleAuditor, func(tx *Tx) (Anchor, error) { return AnchorForEvent(tx, tt.event) })
+		got, err := do(l, RoleAuditor, func(tx *Tx) (Anchor, error) { return AnchorForEvent(tx, "", tt.event) })
 		wantErr(t, "AnchorForEvent", err, tt.want)
 		if err == nil && got.Seq != tt.seq {
 			t.Errorf("AnchorForEvent(%d) = anchor %d, want %d", tt.event, got.Seq, tt.seq)
 		}
 	}
-	got := must(l, RoleAuditor, func(tx *Tx) (Anchor, error) { return GetAnchor(tx, 2) })
+	got := must(l, RoleAuditor, func(tx *Tx) (Anchor, error) { return GetAnchor(tx, "", 2) })
 	if got.Hash != a2.Hash {
 		t.Errorf("GetAnchor(2) = %s, want %s", got.Hash, a2.Hash)
 	}
-	_, err = do(l, RoleAuditor, func(tx *Tx) (Anchor, error) { return GetAnchor(tx, 9) })
+	_, err = do(l, RoleAuditor, func(tx *Tx) (Anchor, error) { return GetAnchor(tx, "", 9) })
 	wantErr(t, "GetAnchor(9)", err, ErrNotFound)
 }
 
@@ -145,6 +146,7 @@ func TestAnchorHashCoversEveryField(t *testing.T) {
 		"tree size":  func(a *Anchor) { a.TreeSize++ },
 		"tree root":  func(a *Anchor) { a.TreeRoot = hashOf("u") },
 		"prev":       func(a *Anchor) { a.Prev = hashOf("q") },
+		"chain":      func(a *Anchor) { a.Chain = "node-2" },
 	}
 	for name, edit := range edits {
 		a := base
@@ -158,4 +160,75 @@ func TestAnchorHashCoversEveryField(t *testing.T) {
 	if AnchorHash(&a) != h {
 		t.Errorf("AnchorHash depends on the stamp")
 	}
+}
+
+// TestNamedAnchorChains interleaves two named chains and the default one:
+// each counts and links on its own, and the default chain's keys and
+// hashes are the ones it always had.
+func TestNamedAnchorChains(t *testing.T) {
+	l := newLedger(t)
+	on := func(chain string, first, last uint64, root string) AnchorInput {
+		in := anchorIn(first, last, root)
+		in.Chain = chain
+		return in
+	}
+	d1, err := submit(l, anchorIn(1, 10, "d1"))
+	wantErr(t, "SubmitAnchor(default 1)", err, nil)
+	a1, err := submit(l, on("node-1", 1, 5, "a1"))
+	wantErr(t, "SubmitAnchor(node-1 1)", err, nil)
+	b1, err := submit(l, on("node-2", 1, 7, "b1"))
+	wantErr(t, "SubmitAnchor(node-2 1)", err, nil)
+	a2, err := submit(l, on("node-1", 6, 9, "a2"))
+	wantErr(t, "SubmitAnchor(node-1 2)", err, nil)
+	d2, err := submit(l, anchorIn(11, 12, "d2"))
+	wantErr(t, "SubmitAnchor(default 2)", err, nil)
+	for _, c := range []struct {
+		name      string
+		got, prev Anchor
+		seq       uint64
+	}{{"node-1 2", a2, a1, 2}, {"node-2 1", b1, Anchor{}, 1}, {"default 2", d2, d1, 2}} {
+		if c.got.Seq != c.seq || c.got.Prev != c.prev.Hash || c.got.Hash != AnchorHash(&c.got) {
+			t.Errorf("%s = seq %d prev %q, want seq %d prev %q", c.name, c.got.Seq, c.got.Prev, c.seq, c.prev.Hash)
+		}
+	}
+	if a1.Hash == AnchorHash(&Anchor{Seq: 1, AnchorInput: anchorIn(1, 5, "a1")}) {
+		t.Errorf("a named chain's anchor hashes like the default chain's")
+	}
+	if got := l.st.dump(); !strings.Contains(got, AnchorKey("", 2)+"=") || !strings.Contains(got, AnchorKey("node-1", 2)+"=") ||
+		!strings.Contains(got, "anchorhead=2") || !strings.Contains(got, "anchorchead/node-2=1") {
+		t.Errorf("state = %s, want anchor/<seq>, anchorc/node-1/<seq> and both heads", got)
+	}
+	if AnchorKey("", 2) != "anchor/00000000000000000002" || AnchorKey("node-1", 2) != "anchorc/node-1/00000000000000000002" {
+		t.Errorf("AnchorKey = %s, %s", AnchorKey("", 2), AnchorKey("node-1", 2))
+	}
+	for _, tt := range []struct {
+		chain string
+		event uint64
+		seq   uint64
+		want  error
+	}{{"node-1", 5, 1, nil}, {"node-1", 8, 2, nil}, {"node-1", 10, 0, ErrNotFound}, {"node-2", 7, 1, nil}, {"node-2", 8, 0, ErrNotFound},
+		{"", 12, 2, nil}, {"", 13, 0, ErrNotFound}, {"node-3", 1, 0, ErrNotFound}, {"bad/chain", 1, 0, ErrInvalid}} {
+		got, err := do(l, RoleAuditor, func(tx *Tx) (Anchor, error) { return AnchorForEvent(tx, tt.chain, tt.event) })
+		wantErr(t, "AnchorForEvent("+tt.chain+")", err, tt.want)
+		if err == nil && (got.Seq != tt.seq || got.Chain != tt.chain) {
+			t.Errorf("AnchorForEvent(%q, %d) = anchor %d of %q, want %d", tt.chain, tt.event, got.Seq, got.Chain, tt.seq)
+		}
+	}
+	head := must(l, RoleAuditor, func(tx *Tx) (Anchor, error) { return AnchorHead(tx, "node-1") })
+	if head.Hash != a2.Hash {
+		t.Errorf("AnchorHead(node-1) = seq %d, want 2", head.Seq)
+	}
+	// A repeat on its own chain is harmless; the same range on another
+	// chain is that chain's business; mixed chains in one call are refused.
+	if again, err := submit(l, on("node-1", 6, 9, "a2")); err != nil || again.Hash != a2.Hash {
+		t.Errorf("SubmitAnchor(node-1 again) = %s, %v, want anchor 2 unchanged", again.Hash, err)
+	}
+	_, err = submit(l, on("node-1", 6, 9, "other"))
+	wantErr(t, "SubmitAnchor(node-1, same range, other root)", err, ErrConflict)
+	_, err = submit(l, on("bad chain", 1, 2, "x"))
+	wantErr(t, "SubmitAnchor(bad chain name)", err, ErrInvalid)
+	_, err = do(l, RoleService, func(tx *Tx) ([]Anchor, error) {
+		return SubmitAnchors(tx, AnchorBatch{Anchors: []AnchorInput{on("node-1", 10, 11, "a3"), on("node-2", 8, 9, "b2")}})
+	})
+	wantErr(t, "SubmitAnchors(two chains)", err, ErrInvalid)
 }

@@ -18,12 +18,19 @@ type IDQuery struct {
 
 // SeqQuery is GetAnchor's argument.
 type SeqQuery struct {
-	Seq uint64 `json:"seq"`
+	Seq   uint64 `json:"seq"`
+	Chain string `json:"chain,omitempty"` // the anchor chain; "" the default
 }
 
 // EventQuery is AnchorForEvent's argument.
 type EventQuery struct {
 	Event uint64 `json:"event"`
+	Chain string `json:"chain,omitempty"` // the anchor chain; "" the default
+}
+
+// ChainQuery is AnchorHead's argument; {} (or none) is the default chain.
+type ChainQuery struct {
+	Chain string `json:"chain,omitempty"`
 }
 
 // SubjectQuery is ListAttestations's argument.
@@ -38,7 +45,7 @@ type ExposureQuery struct {
 	Kinds []EvidenceKind `json:"kinds,omitempty"`
 }
 
-// NoArgs is the argument of AnchorHead and GetGatewayKeyPolicy.
+// NoArgs is the argument of GetGatewayKeyPolicy.
 type NoArgs struct{}
 
 // Function is one ledger function callable by name. Write says whether it
@@ -102,9 +109,9 @@ func Functions() []Function {
 		fn("GetAsset", false, byID(GetAsset)),
 		fn("GetAssetHistory", false, byID(GetAssetHistory)),
 		fn("ListEvidence", false, byID(ListEvidence)),
-		fn("AnchorHead", false, func(tx *Tx, _ NoArgs) (Anchor, error) { return AnchorHead(tx) }),
-		fn("GetAnchor", false, func(tx *Tx, q SeqQuery) (Anchor, error) { return GetAnchor(tx, q.Seq) }),
-		fn("AnchorForEvent", false, func(tx *Tx, q EventQuery) (Anchor, error) { return AnchorForEvent(tx, q.Event) }),
+		fn("AnchorHead", false, func(tx *Tx, q ChainQuery) (Anchor, error) { return AnchorHead(tx, q.Chain) }),
+		fn("GetAnchor", false, func(tx *Tx, q SeqQuery) (Anchor, error) { return GetAnchor(tx, q.Chain, q.Seq) }),
+		fn("AnchorForEvent", false, func(tx *Tx, q EventQuery) (Anchor, error) { return AnchorForEvent(tx, q.Chain, q.Event) }),
 		fn("GetDataset", false, byID(GetDataset)),
 		fn("GetDatasetPrivate", false, byID(GetDatasetPrivate)),
 		fn("VerifyDatasetPrivate", false, VerifyDatasetPrivate),

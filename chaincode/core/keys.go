@@ -18,6 +18,11 @@ const (
 	pfxAnchor        = "anchor/"      // anchor/<seq> -> Anchor
 	pfxAnchorByEvent = "anchorev/"    // anchorev/<last event> -> seq
 	keyAnchorHead    = "anchorhead"   // -> seq of the head
+	// A named anchor chain's keys (AnchorInput.Chain) have prefixes of
+	// their own, which no range over the default chain's keys reaches.
+	pfxChainAnchor        = "anchorc/"     // anchorc/<chain>/<seq> -> Anchor
+	pfxChainAnchorByEvent = "anchorcev/"   // anchorcev/<chain>/<last event> -> seq
+	pfxChainAnchorHead    = "anchorchead/" // anchorchead/<chain> -> seq of the head
 	pfxDataset       = "dataset/"     // dataset/<id> -> Dataset
 	pfxModel         = "model/"       // model/<id> -> Model
 	pfxModelByAsset  = "modelasset/"  // modelasset/<asset>/<model> -> "" (training index)
@@ -29,6 +34,38 @@ const (
 )
 
 func pad(n uint64) string { return fmt.Sprintf("%020d", n) }
+
+// AnchorKey is the world-state key of anchor seq of the chain: an offline
+// verifier finds the anchor's bytes under it in the block that wrote it.
+// The default chain "" keeps its first key layout (anchor/<seq>).
+func AnchorKey(chain string, seq uint64) string {
+	if chain == "" {
+		return pfxAnchor + pad(seq)
+	}
+	return pfxChainAnchor + chain + "/" + pad(seq)
+}
+
+// anchorEventPrefix is the prefix of the chain's last-event index keys.
+func anchorEventPrefix(chain string) string {
+	if chain == "" {
+		return pfxAnchorByEvent
+	}
+	return pfxChainAnchorByEvent + chain + "/"
+}
+
+func anchorHeadKey(chain string) string {
+	if chain == "" {
+		return keyAnchorHead
+	}
+	return pfxChainAnchorHead + chain
+}
+
+func checkChain(chain string) error {
+	if chain != "" && !ValidID(chain) {
+		return fmt.Errorf("anchor chain %q: %w", chain, ErrInvalid)
+	}
+	return nil
+}
 
 // prefixEnd is the exclusive upper bound of the keys starting with prefix.
 // The core's keys are ASCII, so the largest rune bounds them.

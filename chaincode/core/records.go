@@ -131,9 +131,13 @@ type AnchorInput struct {
 	TreeSize   uint64    `json:"tree_size,omitempty"`
 	TreeRoot   string    `json:"tree_root,omitempty"`
 	Prev       string    `json:"prev,omitempty"` // expected hash of the current head
+	// Chain names the anchor chain: "" is the default chain (one
+	// service's), a ValidID one of several chains in one ledger, each
+	// hash-linked on its own (e.g. one per twin-service node).
+	Chain string `json:"chain,omitempty"`
 }
 
-// Anchor is one link of the anchor chain. Seq counts from 1; Prev is the
+// Anchor is one link of an anchor chain (AnchorInput.Chain). Seq counts from 1 in each chain; Prev is the
 // previous anchor's Hash (empty for the first), filled in by the core; Hash is
 // AnchorHash of the anchor, which covers every field but Hash and Stamp.
 type Anchor struct {

@@ -100,7 +100,7 @@ func TestReadsOpenToEveryRole(t *testing.T) {
 	})
 	args := map[string]any{
 		"GetAsset": IDQuery{gpu0}, "GetAssetHistory": IDQuery{gpu0}, "ListEvidence": IDQuery{gpu0},
-		"AnchorHead": NoArgs{}, "GetGatewayKeyPolicy": NoArgs{}, "GetAnchor": SeqQuery{1}, "AnchorForEvent": EventQuery{2},
+		"AnchorHead": ChainQuery{}, "GetGatewayKeyPolicy": NoArgs{}, "GetAnchor": SeqQuery{Seq: 1}, "AnchorForEvent": EventQuery{Event: 2},
 		"GetDataset": IDQuery{"ds-lab"}, "GetModel": IDQuery{"m1"}, "ListAttestations": SubjectQuery{SubjectModel, "m1"},
 		"GetPolicy": IDQuery{"prod"}, "GetDeployment": IDQuery{"none"}, "DeploymentsOn": IDQuery{gpu0}, "DeploymentsOf": IDQuery{"m1"},
 		"ModelLineage": IDQuery{"m1"}, "ModelsTrainedOn": IDQuery{gpu0}, "ModelsExposedTo": ExposureQuery{Asset: gpu0},

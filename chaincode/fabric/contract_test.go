@@ -293,6 +293,17 @@ func TestContractThroughInvoke(t *testing.T) {
 	if covering.Seq != 1 {
 		t.Errorf("AnchorForEvent(3) = %d, want 1", covering.Seq)
 	}
+	// A named chain (one per twin-service node) starts its own count and
+	// is found under its name, through the stub's range reads.
+	named := anchor
+	named.Chain, named.Root = "node-2", hashOf("n")
+	var n1, head, onChain core.Anchor
+	e.must(core.RoleService, "SubmitAnchor", named, &n1)
+	e.must(core.RoleAuditor, "AnchorHead", core.ChainQuery{Chain: "node-2"}, &head)
+	e.must(core.RoleAuditor, "AnchorForEvent", core.EventQuery{Event: 3, Chain: "node-2"}, &onChain)
+	if n1.Seq != 1 || n1.Prev != "" || head.Hash != n1.Hash || onChain.Hash != n1.Hash || n1.Hash == a1.Hash {
+		t.Errorf("node-2 anchor = %+v head %s for event 3 %s, want its own chain's anchor 1", n1, head.Hash, onChain.Hash)
+	}
 	var hist core.AssetHistory
 	e.must(core.RoleAuditor, "GetAssetHistory", core.IDQuery{ID: "srv-s1-001.gpu0"}, &hist)
 	if len(hist.Changes) != 1 || len(hist.Evidence) != 1 {
