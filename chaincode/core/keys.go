@@ -12,25 +12,25 @@ import (
 // record type; ids cannot contain '/', so keys are unambiguous. Numbers are
 // zero-padded to 20 digits so byte order is numeric order.
 const (
-	pfxAsset         = "asset/"       // asset/<id> -> Asset
-	pfxAssetChange   = "assetchg/"    // assetchg/<id>/<rev> -> AssetChange
-	pfxEvidence      = "evidence/"    // evidence/<asset>/<gateway>/<seq>/<kind> -> Evidence
-	pfxAnchor        = "anchor/"      // anchor/<seq> -> Anchor
-	pfxAnchorByEvent = "anchorev/"    // anchorev/<last event> -> seq
-	keyAnchorHead    = "anchorhead"   // -> seq of the head
+	pfxAsset         = "asset/"     // asset/<id> -> Asset
+	pfxAssetChange   = "assetchg/"  // assetchg/<id>/<rev> -> AssetChange
+	pfxEvidence      = "evidence/"  // evidence/<asset>/<gateway>/<seq>/<kind> -> Evidence
+	pfxAnchor        = "anchor/"    // anchor/<seq> -> Anchor
+	pfxAnchorByEvent = "anchorev/"  // anchorev/<last event> -> seq
+	keyAnchorHead    = "anchorhead" // -> seq of the head
 	// A named anchor chain's keys (AnchorInput.Chain) have prefixes of
 	// their own, which no range over the default chain's keys reaches.
 	pfxChainAnchor        = "anchorc/"     // anchorc/<chain>/<seq> -> Anchor
 	pfxChainAnchorByEvent = "anchorcev/"   // anchorcev/<chain>/<last event> -> seq
 	pfxChainAnchorHead    = "anchorchead/" // anchorchead/<chain> -> seq of the head
-	pfxDataset       = "dataset/"     // dataset/<id> -> Dataset
-	pfxModel         = "model/"       // model/<id> -> Model
-	pfxModelByAsset  = "modelasset/"  // modelasset/<asset>/<model> -> "" (training index)
-	pfxAttestation   = "attest/"      // attest/<kind>/<subject>/<role>/<n> -> Attestation
-	pfxPolicy        = "policy/"      // policy/<id> -> Policy
-	pfxDeployment    = "deploy/"      // deploy/<id> -> Deployment
-	pfxDeployByAsset = "deployasset/" // deployasset/<asset>/<time ns>/<id> -> "" (allowed deployments)
-	pfxRemediation   = "remediation/" // remediation/<id> -> Remediation
+	pfxDataset            = "dataset/"     // dataset/<id> -> Dataset
+	pfxModel              = "model/"       // model/<id> -> Model
+	pfxModelByAsset       = "modelasset/"  // modelasset/<asset>/<model> -> "" (training index)
+	pfxAttestation        = "attest/"      // attest/<kind>/<subject>/<role>/<n> -> Attestation
+	pfxPolicy             = "policy/"      // policy/<id> -> Policy
+	pfxDeployment         = "deploy/"      // deploy/<id> -> Deployment
+	pfxDeployByAsset      = "deployasset/" // deployasset/<asset>/<time ns>/<id> -> "" (allowed deployments)
+	pfxRemediation        = "remediation/" // remediation/<id> -> Remediation
 )
 
 func pad(n uint64) string { return fmt.Sprintf("%020d", n) }
