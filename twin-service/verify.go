@@ -50,9 +50,10 @@ func runVerify(_ context.Context, args []string, getenv func(string) string, std
 	fs.SetOutput(stderr)
 	keyHex := fs.String("key", "", "the service's public key (hex) to trust (env TWINCHAIN_VERIFY_KEY; the service logs it and writes it to {data}/service.pub)")
 	keyFile := fs.String("key-file", "", "a copy of the service key file (its private seed; the public key is derived)")
+	ledgerKeyHex := fs.String("ledger-key", "", "the ledger node's public key (hex) to trust, for a bundle of a node that anchors into another node's ledger (its ledger_key)")
 	asJSON := fs.Bool("json", false, "print a bundle's report as JSON")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: twin-service verify [-key HEX | -key-file FILE] [-json] BUNDLE.json|-|LEDGER_DIR|DATA_DIR\n\nChecks a proof bundle offline, a ledger directory for tampering, or a data directory's store and ledger.\nExit status: 0 verified under the pinned key; 1 a check failed; 2 usage; 3 consistent, but no key was pinned.")
+		fmt.Fprintln(stderr, "usage: twin-service verify [-key HEX | -key-file FILE] [-ledger-key HEX] [-json] BUNDLE.json|-|LEDGER_DIR|DATA_DIR\n\nChecks a proof bundle offline, a ledger directory for tampering, or a data directory's store and ledger.\nExit status: 0 verified under the pinned key; 1 a check failed; 2 usage; 3 consistent, but no key was pinned.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -82,7 +83,18 @@ func runVerify(_ context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	rep := proofbundle.VerifyJSON(data, pub)
+	var ledgerPub ed25519.PublicKey
+	if *ledgerKeyHex != "" {
+		if ledgerPub, err = proofbundle.ParseKey(*ledgerKeyHex); err != nil {
+			return usageError(fmt.Errorf("-ledger-key: %w", err))
+		}
+	}
+	var rep *proofbundle.Report
+	if b, perr := proofbundle.Parse(data); perr == nil {
+		rep = proofbundle.VerifyKeys(b, pub, ledgerPub)
+	} else {
+		rep = proofbundle.VerifyJSON(data, pub) // reports the parse error
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

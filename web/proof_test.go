@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/merkle/testonly"
 
+	"twinchain/internal/ledger/proofbundle"
 	"twinchain/internal/twin"
 )
 
@@ -89,13 +91,12 @@ func proofCases(t testing.TB) []proofCase {
 // internal/ledger/proofbundle (its package doc), from a reference RFC 6962 tree, a
 // real Ed25519 key and a signed block, so that the browser's checks can be
 // held against every rule there: a true bundle holds, and each tampered copy
-// fails the check it breaks.
-func eventBundle(t testing.TB) (bundle map[string]any, keyHex string) {
+// fails the check it breaks. chain names the anchor's chain ("" the
+// default); a ledger key other than priv signs the block, as when a node
+// anchors into a designated node's ledger (the bundle's ledger_key).
+func eventBundle(t testing.TB, priv, ledgerPriv ed25519.PrivateKey, chain string) (bundle map[string]any, keyHex string) {
 	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := priv.Public().(ed25519.PublicKey)
 	base := time.Date(2026, 11, 25, 16, 0, 0, 123456789, time.UTC)
 	var leaves [][]byte
 	tree := testonly.New(rfc6962.DefaultHasher)
@@ -131,13 +132,18 @@ func eventBundle(t testing.TB) (bundle map[string]any, keyHex string) {
 		"size": last - first + 1, "tree_size": anchoredSize, "tree_root": hex.EncodeToString(tree.HashAt(anchoredSize)),
 		"prev": strings.Repeat("ab", 32),
 	}
+	akey := fmt.Sprintf("anchor/%020d", 3)
+	if chain != "" {
+		anchor["chain"] = chain
+		akey = fmt.Sprintf("anchorc/%s/%020d", chain, 3)
+	}
 	anchor["hash"] = anchorHash(anchor, base.Add(first*time.Second), base.Add(last*time.Second))
 	anchor["stamp"] = map[string]any{"by": "twin-service", "role": "admin", "tx_id": "tx-3", "time": base.Format(time.RFC3339Nano)}
 	anchorRaw, err := json.Marshal(anchor)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writes := []map[string]any{{"key": fmt.Sprintf("anchor/%020d", 3), "value": anchorRaw}, {"key": "anchor/head", "value": []byte(`{"seq":3}`)}}
+	writes := []map[string]any{{"key": akey, "value": anchorRaw}, {"key": "anchor/head", "value": []byte(`{"seq":3}`)}}
 	body := map[string]any{"height": 9, "prev": strings.Repeat("00", 32), "time": base.Format(time.RFC3339Nano), "txs": []any{},
 		"writes": writes, "writes_hash": hex.EncodeToString(writeSetHash(writes))}
 	bodyRaw, err := json.Marshal(body)
@@ -162,9 +168,12 @@ func eventBundle(t testing.TB) (bundle map[string]any, keyHex string) {
 			"time": cpTime.Format(time.RFC3339Nano), "key": keyHex, "sig": hex.EncodeToString(ed25519.Sign(priv, []byte(signed)))},
 		"inclusion": hexes(inclusion), "anchor": json.RawMessage(anchorRaw), "batch_index": event - first,
 		"batch_inclusion": hexes(batchPath), "anchor_consistency": hexes(consistency),
-		"block": map[string]any{"body": json.RawMessage(bodyRaw), "hash": hex.EncodeToString(bh[:]), "key": keyHex,
-			"sig": hex.EncodeToString(ed25519.Sign(priv, bh[:]))},
+		"block": map[string]any{"body": json.RawMessage(bodyRaw), "hash": hex.EncodeToString(bh[:]), "key": hex.EncodeToString(ledgerPriv.Public().(ed25519.PublicKey)),
+			"sig": hex.EncodeToString(ed25519.Sign(ledgerPriv, bh[:]))},
 	}}
+	if !ledgerPriv.Equal(priv) {
+		bundle["ledger_key"] = hex.EncodeToString(ledgerPriv.Public().(ed25519.PublicKey))
+	}
 	return bundle, keyHex
 }
 
@@ -173,6 +182,9 @@ func anchorHash(a map[string]any, firstTime, lastTime time.Time) string {
 	parts := []string{"twinchain-anchor-v1", fmt.Sprint(a["seq"]), a["root"].(string), fmt.Sprint(a["first_event"]), fmt.Sprint(a["last_event"]),
 		fmt.Sprint(firstTime.UnixNano()), fmt.Sprint(lastTime.UnixNano()), fmt.Sprint(a["size"]), fmt.Sprint(a["tree_size"]),
 		a["tree_root"].(string), a["prev"].(string)}
+	if c, ok := a["chain"].(string); ok {
+		parts = append(parts, c)
+	}
 	s := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
 	return hex.EncodeToString(s[:])
 }
@@ -203,7 +215,11 @@ type bundleCase struct {
 // bundleCases is the true bundle and tampered copies of it.
 func bundleCases(t testing.TB) ([]bundleCase, string) {
 	t.Helper()
-	b, key := eventBundle(t)
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, key := eventBundle(t, priv, priv, "")
 	enc := func(m map[string]any) string {
 		out, err := json.Marshal(m)
 		if err != nil {
@@ -272,6 +288,19 @@ func bundleCases(t testing.TB) ([]bundleCase, string) {
 		bundleCase{name: "pretty-printed with tabs", json: indent("", "\t"), valid: true},
 		bundleCase{name: "pretty-printed, then a moved anchor range", json: strings.Replace(pretty, `"last_event": 7`, `"last_event": 8`, 1), failCheck: "anchor"},
 	)
+	// A node's bundle: its anchor on the node's own chain, in a block the
+	// ledger node's key signs.
+	_, ledgerPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb, _ := eventBundle(t, priv, ledgerPriv, "node-2")
+	node := enc(nb)
+	cases = append(cases,
+		bundleCase{name: "a node's chain in another node's ledger", json: node, valid: true},
+		bundleCase{name: "a node's anchor moved to another chain", json: strings.Replace(node, `"chain":"node-2"`, `"chain":"node-3"`, 1), failCheck: "anchor"},
+		bundleCase{name: "a node's block under another ledger key", json: strings.ReplaceAll(node, nb["ledger_key"].(string), strings.Repeat("22", 32)), failCheck: "ledger block"},
+	)
 	return cases, key
 }
 
@@ -282,4 +311,27 @@ func mustJSON(t testing.TB, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestBundleCasesInGo holds the browser's bundle cases against the Go
+// verifier (internal/ledger/proofbundle): both verifiers must agree on
+// every case, the true ones and each tampered copy on the check it breaks.
+func TestBundleCasesInGo(t *testing.T) {
+	cases, key := bundleCases(t)
+	pub, err := proofbundle.ParseKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range cases {
+		r := proofbundle.VerifyJSON([]byte(tc.json), pub)
+		var failed []string
+		for _, c := range r.Failed() {
+			failed = append(failed, c.Name)
+		}
+		if r.OK() != tc.valid || (!tc.valid && !slices.Contains(failed, tc.failCheck)) {
+			var sb strings.Builder
+			r.Write(&sb)
+			t.Errorf("%s: Go verifier ok %v failed %q, want ok %v failing %q:\n%s", tc.name, r.OK(), failed, tc.valid, tc.failCheck, sb.String())
+		}
+	}
 }

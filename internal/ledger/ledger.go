@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"twinchain/chaincode/core"
 )
@@ -163,10 +164,23 @@ func CallerFrom(ctx context.Context) (c core.Caller, ok bool) {
 }
 
 // Client implements Ledger over a Backend.
-type Client struct{ b Backend }
+type Client struct {
+	b     Backend
+	chain string // the anchor chain of the anchor calls; "" the default
+}
 
 // New returns a Ledger that calls b.
 func New(b Backend) *Client { return &Client{b: b} }
+
+// OnChain returns a client of the same backend whose anchor calls
+// (SubmitAnchor(s), AnchorHead, GetAnchor, AnchorForEvent) use the named
+// anchor chain (core.AnchorInput.Chain): one per twin-service node that
+// anchors its own event tree into a shared ledger. "" is the default
+// chain. Closing either client closes the backend.
+func (c *Client) OnChain(chain string) *Client { return &Client{b: c.b, chain: chain} }
+
+// Chain is the anchor chain the client's anchor calls use.
+func (c *Client) Chain() string { return c.chain }
 
 // Backend is the backend the client calls.
 func (c *Client) Backend() Backend { return c.b }
@@ -250,11 +264,24 @@ func (c *Client) VerifyDatasetPrivate(ctx context.Context, in core.Disclosure) (
 	return call[core.DisclosureCheck](ctx, c, false, "VerifyDatasetPrivate", in)
 }
 
+// SubmitAnchor writes in on the client's chain unless in names one.
 func (c *Client) SubmitAnchor(ctx context.Context, in core.AnchorInput) (core.Anchor, error) {
+	if in.Chain == "" {
+		in.Chain = c.chain
+	}
 	return call[core.Anchor](ctx, c, true, "SubmitAnchor", in)
 }
 
+// SubmitAnchors writes in on the client's chain, as SubmitAnchor does.
 func (c *Client) SubmitAnchors(ctx context.Context, in []core.AnchorInput) ([]core.Anchor, error) {
+	if c.chain != "" {
+		in = slices.Clone(in)
+		for i := range in {
+			if in[i].Chain == "" {
+				in[i].Chain = c.chain
+			}
+		}
+	}
 	return call[[]core.Anchor](ctx, c, true, "SubmitAnchors", core.AnchorBatch{Anchors: in})
 }
 
@@ -303,15 +330,15 @@ func (c *Client) ListEvidence(ctx context.Context, asset string) ([]core.Evidenc
 }
 
 func (c *Client) AnchorHead(ctx context.Context) (core.Anchor, error) {
-	return call[core.Anchor](ctx, c, false, "AnchorHead", core.NoArgs{})
+	return call[core.Anchor](ctx, c, false, "AnchorHead", core.ChainQuery{Chain: c.chain})
 }
 
 func (c *Client) GetAnchor(ctx context.Context, seq uint64) (core.Anchor, error) {
-	return call[core.Anchor](ctx, c, false, "GetAnchor", core.SeqQuery{Seq: seq})
+	return call[core.Anchor](ctx, c, false, "GetAnchor", core.SeqQuery{Seq: seq, Chain: c.chain})
 }
 
 func (c *Client) AnchorForEvent(ctx context.Context, event uint64) (core.Anchor, error) {
-	return call[core.Anchor](ctx, c, false, "AnchorForEvent", core.EventQuery{Event: event})
+	return call[core.Anchor](ctx, c, false, "AnchorForEvent", core.EventQuery{Event: event, Chain: c.chain})
 }
 
 func (c *Client) GetDataset(ctx context.Context, id string) (core.Dataset, error) {

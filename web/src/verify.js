@@ -265,11 +265,12 @@ async function ed25519Verify(keyBytes, sig, data) {
 }
 
 // anchorHash is core.AnchorHash: hex SHA-256 over the anchor's fields
-// joined by NUL bytes.
+// joined by NUL bytes, the chain name last for a named chain.
 export async function anchorHash(a) {
   const parts = ["twinchain-anchor-v1", String(a.seq), a.root || "", String(a.first_event), String(a.last_event),
     String(unixNanos(a.first_time)), String(unixNanos(a.last_time)), String(a.size), String(a.tree_size || 0),
     a.tree_root || "", a.prev || ""];
+  if (a.chain) parts.push(a.chain);
   return hex(await sha256(enc.encode(parts.join("\u0000"))));
 }
 
@@ -284,14 +285,21 @@ async function writeSetHash(writes) {
   return sha256(...chunks);
 }
 
+// anchorKey is core.AnchorKey: the world-state key of an anchor.
+export function anchorKey(chain, seq) {
+  const n = String(seq).padStart(20, "0");
+  return chain ? `anchorc/${chain}/${n}` : `anchor/${n}`;
+}
+
 // checkBlock is fileledger.CheckBlock: the block's hash over its exact body
-// bytes, its signature by the service key, and its write-set hash.
+// bytes, its signature by the key (the service's, or the ledger node's),
+// and its write-set hash.
 async function checkBlock(blockNode, key) {
   const bodyRaw = canonical(blockNode.kids.body);
   const blk = blockNode.value;
   const h = await sha256(enc.encode("twinchain-block-v1\n"), enc.encode(bodyRaw));
   if (!same(h, decodeHash(blk.hash))) throw new Error("block hash does not match its body");
-  if (!same(decodeHash(blk.key), key)) throw new Error(`block is signed by key ${blk.key}, not the service key`);
+  if (!same(decodeHash(blk.key), key)) throw new Error(`block is signed by key ${blk.key}, not the expected key ${hex(key).slice(0, 16)}…`);
   if (!(await ed25519Verify(key, decodeHash(blk.sig), h))) throw new Error("block signature does not verify");
   const body = blk.body;
   if (!same(await writeSetHash(body.writes), decodeHash(body.writes_hash))) throw new Error("write set does not match its hash");
@@ -304,10 +312,12 @@ function writeHolds(body, key, rawValue) {
 }
 
 // verifyBundle checks a proof bundle (its JSON text) the way
-// proofbundle.Verify does. trustedKey (hex) is the service key to trust;
-// without it the bundle's own key is used and the report says so.
+// proofbundle.VerifyKeys does. trustedKey (hex) is the service key to
+// trust; without it the bundle's own key is used and the report says so.
+// trustedLedgerKey (hex) is the same for a bundle whose ledger blocks
+// another node's key signs (its ledger_key).
 // It returns {valid, subject, checks: [{name, ok, detail}]}.
-export async function verifyBundle(text, trustedKey) {
+export async function verifyBundle(text, trustedKey, trustedLedgerKey) {
   const checks = [];
   const add = (name, err, detail) => checks.push({ name, ok: !err, detail: err ? err.message || String(err) : detail });
   let root;
@@ -330,9 +340,21 @@ export async function verifyBundle(text, trustedKey) {
     add("service key", e);
     return { valid: false, subject: "proof bundle", checks };
   }
+  let blockKey = key;
+  if (b.ledger_key && b.ledger_key !== b.service_key) {
+    try {
+      blockKey = decodeHash(trustedLedgerKey || b.ledger_key);
+      if (blockKey.length !== 32) throw new Error("ledger key: want 32 bytes of hex");
+      if (trustedLedgerKey && !same(blockKey, decodeHash(b.ledger_key))) throw new Error("the bundle names another ledger key than the trusted one");
+      add("ledger key", null, trustedLedgerKey ? `trusted key ${hex(blockKey).slice(0, 16)}…` : `the bundle's own ledger key ${hex(blockKey).slice(0, 16)}… (not pinned)`);
+    } catch (e) {
+      add("ledger key", e);
+      return { valid: false, subject: "proof bundle", checks };
+    }
+  }
   let subject = "proof bundle";
-  if (b.kind === "event" && b.event) subject = await verifyEventProof(root.get("event"), key, add);
-  else if (b.kind === "record" && b.record) subject = await verifyRecordProof(root.get("record"), key, add);
+  if (b.kind === "event" && b.event) subject = await verifyEventProof(root.get("event"), key, add, blockKey);
+  else if (b.kind === "record" && b.record) subject = await verifyRecordProof(root.get("record"), blockKey, add);
   else add("kind", new Error(`kind ${b.kind} without its proof`));
   return { valid: checks.length > 0 && checks.every((c) => c.ok), subject, checks };
 }
@@ -348,7 +370,7 @@ async function step(add, name, f) {
   }
 }
 
-async function verifyEventProof(node, key, add) {
+async function verifyEventProof(node, key, add, blockKey) {
   const p = node.value;
   let subject = `twin event ${p.event_id}`;
   const leaf = b64(p.leaf);
@@ -379,7 +401,7 @@ async function verifyEventProof(node, key, add) {
     if (h !== a.hash) throw new Error(`anchor ${a.seq}: hash ${a.hash} does not match its fields (${h})`);
     if (p.event_id < a.first_event || p.event_id > a.last_event) throw new Error(`anchor ${a.seq} covers events ${a.first_event}..${a.last_event}, not ${p.event_id}`);
     if (a.size !== a.last_event - a.first_event + 1 || p.batch_index !== p.event_id - a.first_event) throw new Error(`anchor ${a.seq}: size or batch index do not fit`);
-    return `anchor ${a.seq} covers events ${a.first_event}..${a.last_event}`;
+    return `anchor ${a.seq}${a.chain ? " of chain " + a.chain : ""} covers events ${a.first_event}..${a.last_event}`;
   });
   await step(add, "batch inclusion", async () => {
     const got = await rootFromInclusionProof(p.batch_index, a.size, lh, (p.batch_inclusion || []).map(decodeHash));
@@ -400,10 +422,9 @@ async function verifyEventProof(node, key, add) {
     return subject;
   }
   await step(add, "ledger block", async () => {
-    const body = await checkBlock(node.kids.block, key);
-    const akey = `anchor/${String(a.seq).padStart(20, "0")}`;
-    if (!writeHolds(body, akey, canonical(anchorNode))) throw new Error(`block ${body.height} does not write this anchor`);
-    return `block ${body.height} signed by the service key writes anchor ${a.seq}`;
+    const body = await checkBlock(node.kids.block, blockKey);
+    if (!writeHolds(body, anchorKey(a.chain, a.seq), canonical(anchorNode))) throw new Error(`block ${body.height} does not write this anchor`);
+    return `block ${body.height} signed by the ${same(blockKey, key) ? "service" : "ledger"} key writes anchor ${a.seq}${a.chain ? " of chain " + a.chain : ""}`;
   });
   return subject;
 }

@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) ledger.Ledger) {
 	}{
 		{"Assets", testAssets},
 		{"Anchors", testAnchors},
+		{"AnchorChains", testAnchorChains},
 		{"Evidence", testEvidence},
 		{"Provenance", testProvenance},
 		{"Remediation", testRemediation},
@@ -208,6 +209,58 @@ func testAnchors(t *testing.T, l ledger.Ledger) {
 	if h := Must[core.Anchor](t, "AnchorHead")(l.AnchorHead(svc)); h.Seq != 5 {
 		t.Errorf("AnchorHead after refused SubmitAnchors = seq %d, want 5 (nothing written)", h.Seq)
 	}
+}
+
+// testAnchorChains interleaves two nodes' named anchor chains with the
+// default chain in one ledger: each chain counts, links and answers on its
+// own, as several twin-service nodes anchoring into one ledger need.
+func testAnchorChains(t *testing.T, l ledger.Ledger) {
+	c, ok := l.(interface{ OnChain(string) *ledger.Client })
+	if !ok {
+		t.Fatalf("%T has no OnChain", l)
+	}
+	svc := As(core.RoleService)
+	n1, n2 := c.OnChain("node-1"), c.OnChain("node-2")
+	var a1, b1 []core.Anchor
+	for i := uint64(0); i < 3; i++ {
+		a := Must[[]core.Anchor](t, "SubmitAnchors(node-1)")(n1.SubmitAnchors(svc, []core.AnchorInput{anchorIn(i*10+1, i*10+10, Hash(fmt.Sprint("a", i)))}))
+		b := Must[core.Anchor](t, "SubmitAnchor(node-2)")(n2.SubmitAnchor(svc, anchorIn(i*5+1, i*5+5, Hash(fmt.Sprint("b", i)))))
+		a1, b1 = append(a1, a[0]), append(b1, b)
+		if i == 1 {
+			Must[core.Anchor](t, "SubmitAnchor(default)")(l.SubmitAnchor(svc, anchorIn(1, 4, Hash("d"))))
+		}
+	}
+	for _, ch := range []struct {
+		name string
+		as   []core.Anchor
+	}{{"node-1", a1}, {"node-2", b1}} {
+		for i, a := range ch.as {
+			if a.Chain != ch.name || a.Seq != uint64(i+1) || core.AnchorHash(&a) != a.Hash || (i > 0 && a.Prev != ch.as[i-1].Hash) {
+				t.Errorf("%s anchor %d = chain %q seq %d prev %s, want seq %d after the chain's previous anchor", ch.name, i, a.Chain, a.Seq, a.Prev, i+1)
+			}
+		}
+	}
+	if _, err := n2.SubmitAnchor(svc, anchorIn(4, 10, Hash("overlap"))); !errors.Is(err, ledger.ErrConflict) {
+		t.Errorf("SubmitAnchor(node-2 overlapping its own chain) = %v, want a conflict", err)
+	}
+	if h := Must[core.Anchor](t, "AnchorHead(node-1)")(n1.AnchorHead(svc)); h.Hash != a1[2].Hash {
+		t.Errorf("AnchorHead(node-1) = seq %d, want 3", h.Seq)
+	}
+	if h := Must[core.Anchor](t, "AnchorHead(default)")(l.AnchorHead(svc)); h.Seq != 1 || h.Chain != "" {
+		t.Errorf("AnchorHead(default) = seq %d chain %q, want the default chain's anchor 1", h.Seq, h.Chain)
+	}
+	if g := Must[core.Anchor](t, "GetAnchor(node-2, 2)")(n2.GetAnchor(svc, 2)); g.Hash != b1[1].Hash {
+		t.Errorf("GetAnchor(node-2, 2) = %s, want %s", g.Hash, b1[1].Hash)
+	}
+	if a := Must[core.Anchor](t, "AnchorForEvent(node-1, 15)")(n1.AnchorForEvent(As(core.RoleAuditor), 15)); a.Hash != a1[1].Hash {
+		t.Errorf("AnchorForEvent(node-1, 15) = seq %d of %q, want node-1's anchor 2", a.Seq, a.Chain)
+	}
+	_, err := n2.AnchorForEvent(svc, 16)
+	wantErr(t, "AnchorForEvent(node-2, past its head)", err, ledger.ErrNotFound)
+	_, err = l.AnchorForEvent(svc, 5)
+	wantErr(t, "AnchorForEvent(default, past its head)", err, ledger.ErrNotFound)
+	_, err = c.OnChain("no/such").AnchorHead(svc)
+	wantErr(t, "AnchorHead(bad chain name)", err, ledger.ErrInvalid)
 }
 
 // firmwareEnvelope is a real signed wire envelope naming asset.

@@ -33,7 +33,9 @@
 //  4. The anchor's hash is core.AnchorHash: hex SHA-256 of
 //     "twinchain-anchor-v1", seq, root, first_event, last_event, first_time
 //     and last_time (Unix ns), size, tree_size, tree_root, prev, joined by
-//     NUL bytes; first_event <= event_id <= last_event.
+//     NUL bytes, then, for an anchor of a named chain (anchor.chain, one
+//     per node anchoring into a shared ledger), a NUL and the chain name;
+//     first_event <= event_id <= last_event.
 //  5. batch_inclusion proves batch_index in a tree of anchor.size leaves with
 //     root anchor.root.
 //  6. anchor.tree_root equals checkpoint.root when anchor.tree_size equals
@@ -41,8 +43,11 @@
 //     anchor.tree_size leaves (root anchor.tree_root) is a prefix of the
 //     checkpoint's tree (RFC 9162 section 2.1.4.2).
 //  7. If a block is present: SHA-256("twinchain-block-v1\n" || body bytes)
-//     equals block.hash, block.sig is service_key's Ed25519 signature over
-//     that hash, and the block's write set holds the anchor's exact bytes.
+//     equals block.hash, block.sig is the Ed25519 signature over that hash
+//     by ledger_key (service_key when the bundle has none), and the block's
+//     write set holds the anchor's exact bytes under the anchor's key:
+//     anchor/<seq> (20 digits) on the default chain, anchorc/<chain>/<seq>
+//     on a named one (core.AnchorKey).
 //
 // # Record bundles (datasets, models, deployments, attestations, assets)
 //
@@ -112,9 +117,13 @@ type Bundle struct {
 	Version    int            `json:"version"`
 	Kind       string         `json:"kind"`
 	ServiceKey eventtree.Hash `json:"service_key"`
-	Event      *EventProof    `json:"event,omitempty"`
-	Record     *RecordProof   `json:"record,omitempty"`
-	Alert      *AlertProof    `json:"alert,omitempty"`
+	// LedgerKey signs the embedded ledger's blocks when another node keeps
+	// that ledger (a twin-service node anchoring on its own named chain
+	// into a designated node's ledger); absent, service_key signs them.
+	LedgerKey eventtree.Hash `json:"ledger_key,omitempty"`
+	Event     *EventProof    `json:"event,omitempty"`
+	Record    *RecordProof   `json:"record,omitempty"`
+	Alert     *AlertProof    `json:"alert,omitempty"`
 }
 
 // AlertProof proves the twin events behind an alert.

@@ -53,6 +53,18 @@ type Exporter struct {
 	Channel, Chaincode string
 }
 
+// ledgerKey is the key of the embedded ledger's blocks where it is not the
+// service key (the ledger is another node's), else nil.
+func (x *Exporter) ledgerKey() eventtree.Hash {
+	if x.Blocks == nil {
+		return nil
+	}
+	if k := x.Blocks.PublicKey(); len(k) > 0 && !bytes.Equal(k, x.Key) {
+		return eventtree.Hash(k)
+	}
+	return nil
+}
+
 // Event builds the bundle of twin event id.
 func (x *Exporter) Event(ctx context.Context, id uint64) (*Bundle, error) {
 	if id == 0 || id > x.Tree.Size() {
@@ -101,7 +113,7 @@ func (x *Exporter) Event(ctx context.Context, id uint64) (*Bundle, error) {
 		if err != nil {
 			return nil, fmt.Errorf("event %d: block of anchor %d: %w", id, anchor.Seq, err)
 		}
-		w, err := findWrite(&b, AnchorKey(anchor.Seq))
+		w, err := findWrite(&b, core.AnchorKey(anchor.Chain, anchor.Seq))
 		if err != nil {
 			return nil, err
 		}
@@ -120,7 +132,7 @@ func (x *Exporter) Event(ctx context.Context, id uint64) (*Bundle, error) {
 			}
 		}
 	}
-	return &Bundle{Version: Version, Kind: KindEvent, ServiceKey: eventtree.Hash(x.Key), Event: ep}, nil
+	return &Bundle{Version: Version, Kind: KindEvent, ServiceKey: eventtree.Hash(x.Key), LedgerKey: x.ledgerKey(), Event: ep}, nil
 }
 
 // Alert builds the bundle of an alert record (its JSON as the alert store
@@ -160,7 +172,7 @@ func (x *Exporter) Alert(ctx context.Context, raw []byte) (*Bundle, error) {
 		}
 		ap.Events = append(ap.Events, *b.Event)
 	}
-	return &Bundle{Version: Version, Kind: KindAlert, ServiceKey: eventtree.Hash(x.Key), Alert: ap}, nil
+	return &Bundle{Version: Version, Kind: KindAlert, ServiceKey: eventtree.Hash(x.Key), LedgerKey: x.ledgerKey(), Alert: ap}, nil
 }
 
 // Record types a record bundle can prove, and their world-state keys. The
@@ -179,9 +191,6 @@ func RecordKey(typ, id string) string {
 	}
 	return p + id
 }
-
-// AnchorKey is the world-state key of anchor seq.
-func AnchorKey(seq uint64) string { return fmt.Sprintf("anchor/%020d", seq) }
 
 // Record builds the bundle of a ledger record (asset, dataset, model,
 // policy, deployment, remediation): the block that wrote its current value, signed by

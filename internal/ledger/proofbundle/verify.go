@@ -120,29 +120,31 @@ func (r *Report) add(name string, err error, okDetail string) bool {
 
 // Verify checks a bundle offline. With a trusted key, the bundle's service
 // key must be it; without one, the bundle's own key is used and the report
-// says so.
-func Verify(b *Bundle, trusted ed25519.PublicKey) *Report {
+// says so. A bundle whose ledger blocks another key signs (LedgerKey) is
+// trusted only through VerifyKeys.
+func Verify(b *Bundle, trusted ed25519.PublicKey) *Report { return VerifyKeys(b, trusted, nil) }
+
+// VerifyKeys is Verify with a second pinned key, trustedLedger, for the
+// ledger key of a bundle whose blocks another node's key signs
+// (Bundle.LedgerKey). The report's key is trusted when the service key is
+// pinned and so is the ledger key, where the bundle has one of its own.
+func VerifyKeys(b *Bundle, trusted, trustedLedger ed25519.PublicKey) *Report {
 	r := &Report{}
 	key := ed25519.PublicKey(b.ServiceKey)
-	switch {
-	case len(key) != ed25519.PublicKeySize:
-		r.add("service key", fmt.Errorf("service_key has %d bytes, want %d", len(key), ed25519.PublicKeySize), "")
-	case trusted != nil && !bytes.Equal(trusted, key):
-		r.add("service key", fmt.Errorf("bundle is signed by %x, not the trusted key %x", []byte(key), []byte(trusted)), "")
-	case trusted != nil:
-		r.add("service key", nil, fmt.Sprintf("%x (pinned)", []byte(key)))
-		r.KeyTrusted = true
-	default:
-		r.add("service key", nil, fmt.Sprintf("%x (taken from the bundle, NOT TRUSTED: pass the service's key to pin it)", []byte(key)))
-	}
+	r.KeyTrusted = pinKey(r, "service key", "service_key", "the service's key", key, trusted)
 	r.Key = eventtree.Hash(key)
+	blockKey := key
+	if len(b.LedgerKey) > 0 && !bytes.Equal(b.LedgerKey, b.ServiceKey) {
+		blockKey = ed25519.PublicKey(b.LedgerKey)
+		r.KeyTrusted = pinKey(r, "ledger key", "ledger_key", "the ledger node's key", blockKey, trustedLedger) && r.KeyTrusted
+	}
 	switch {
 	case b.Kind == KindEvent && b.Event != nil:
-		verifyEvent(r, b.Event, key)
+		verifyEvent(r, b.Event, key, blockKey)
 	case b.Kind == KindRecord && b.Record != nil:
-		verifyRecord(r, b.Record, key)
+		verifyRecord(r, b.Record, blockKey)
 	case b.Kind == KindAlert && b.Alert != nil:
-		verifyAlert(r, b.Alert, key)
+		verifyAlert(r, b.Alert, key, blockKey)
 	default:
 		r.Subject = "proof bundle"
 		r.add("kind", fmt.Errorf("kind %q without its proof", b.Kind), "")
@@ -150,9 +152,28 @@ func Verify(b *Bundle, trusted ed25519.PublicKey) *Report {
 	return r
 }
 
+// pinKey checks a bundle's key against the pinned one (nil: none pinned)
+// and reports whether it is trusted.
+func pinKey(r *Report, name, field, whose string, key, trusted ed25519.PublicKey) bool {
+	switch {
+	case len(key) != ed25519.PublicKeySize:
+		r.add(name, fmt.Errorf("%s has %d bytes, want %d", field, len(key), ed25519.PublicKeySize), "")
+	case trusted != nil && !bytes.Equal(trusted, key):
+		r.add(name, fmt.Errorf("bundle is signed by %x, not the trusted key %x", []byte(key), []byte(trusted)), "")
+	case trusted != nil:
+		r.add(name, nil, fmt.Sprintf("%x (pinned)", []byte(key)))
+		return true
+	default:
+		r.add(name, nil, fmt.Sprintf("%x (taken from the bundle, NOT TRUSTED: pass %s to pin it)", []byte(key), whose))
+	}
+	return false
+}
+
 var hasher = rfc6962.DefaultHasher
 
-func verifyEvent(r *Report, p *EventProof, key ed25519.PublicKey) {
+// verifyEvent checks an event proof: key signs its checkpoint, blockKey
+// the embedded ledger block that wrote its anchor.
+func verifyEvent(r *Report, p *EventProof, key, blockKey ed25519.PublicKey) {
 	r.Subject = fmt.Sprintf("twin event %d", p.EventID)
 	leafHash := hasher.HashLeaf(p.Leaf)
 	var ev twin.Event
@@ -184,7 +205,7 @@ func verifyEvent(r *Report, p *EventProof, key ed25519.PublicKey) {
 	case a.Size != a.LastEvent-a.FirstEvent+1 || p.BatchIndex != p.EventID-a.FirstEvent:
 		err = fmt.Errorf("anchor %d: size %d or batch index %d do not fit events %d..%d", a.Seq, a.Size, p.BatchIndex, a.FirstEvent, a.LastEvent)
 	}
-	r.add("anchor", err, fmt.Sprintf("anchor %d covers events %d..%d, prev %s", a.Seq, a.FirstEvent, a.LastEvent, short(a.Prev)))
+	r.add("anchor", err, fmt.Sprintf("anchor %d%s covers events %d..%d, prev %s", a.Seq, chainNote(a.Chain), a.FirstEvent, a.LastEvent, short(a.Prev)))
 	root, rerr := eventtree.ParseHex(a.Root)
 	if rerr == nil {
 		rerr = proof.VerifyInclusion(hasher, p.BatchIndex, a.Size, leafHash, unhex(p.BatchInclusion), root)
@@ -214,7 +235,7 @@ func verifyEvent(r *Report, p *EventProof, key ed25519.PublicKey) {
 		r.add("fabric transaction", err, fmt.Sprintf("anchor %d committed in transaction %s, block %d of channel %s (on a peer: peer channel fetch %d)",
 			a.Seq, short(p.Fabric.TxID), p.Fabric.Block, p.Fabric.Channel, p.Fabric.Block))
 		if len(p.FabricBlock) > 0 {
-			err := CheckFabricBlock(p.FabricBlock, p.Fabric.Block, p.Fabric.TxID, p.Fabric.Chaincode, AnchorKey(a.Seq), p.Anchor)
+			err := CheckFabricBlock(p.FabricBlock, p.Fabric.Block, p.Fabric.TxID, p.Fabric.Chaincode, core.AnchorKey(a.Chain, a.Seq), p.Anchor)
 			r.add("fabric block", err, fmt.Sprintf("block %d's data hash holds its transactions; %s, marked valid, writes anchor %d", p.Fabric.Block, short(p.Fabric.TxID), a.Seq))
 			verifyEndorsements(r, p.FabricBlock, p.FabricConfig, p.Fabric.TxID)
 		}
@@ -224,14 +245,27 @@ func verifyEvent(r *Report, p *EventProof, key ed25519.PublicKey) {
 		r.Checks = append(r.Checks, Check{Name: "ledger block", OK: true, Detail: "none in the bundle (Fabric ledger): the anchor is checked by its hash chain only"})
 		return
 	}
-	body, err := fileledger.CheckBlock(p.Block, key)
-	if err == nil && !writeHolds(&body, AnchorKey(a.Seq), p.Anchor) {
+	body, err := fileledger.CheckBlock(p.Block, blockKey)
+	if err == nil && !writeHolds(&body, core.AnchorKey(a.Chain, a.Seq), p.Anchor) {
 		err = fmt.Errorf("block %d does not write this anchor", body.Height)
 	}
-	r.add("ledger block", err, fmt.Sprintf("block %d signed by the service key writes anchor %d", body.Height, a.Seq))
+	signer := "the service key"
+	if !bytes.Equal(blockKey, key) {
+		signer = "the ledger key"
+	}
+	r.add("ledger block", err, fmt.Sprintf("block %d signed by %s writes anchor %d%s", body.Height, signer, a.Seq, chainNote(a.Chain)))
 }
 
-func verifyAlert(r *Report, p *AlertProof, key ed25519.PublicKey) {
+// chainNote names an anchor's chain in a report; the default chain is
+// not named.
+func chainNote(chain string) string {
+	if chain == "" {
+		return ""
+	}
+	return " of chain " + chain
+}
+
+func verifyAlert(r *Report, p *AlertProof, key, blockKey ed25519.PublicKey) {
 	a, events, err := parseAlert(p.Alert)
 	r.Subject = fmt.Sprintf("alert %s", a.ID)
 	if err == nil && len(events) == 0 && len(a.Lifecycle) == 0 {
@@ -242,7 +276,7 @@ func verifyAlert(r *Report, p *AlertProof, key ed25519.PublicKey) {
 	for i := range p.Events {
 		ep := &p.Events[i]
 		sub := &Report{}
-		verifyEvent(sub, ep, key)
+		verifyEvent(sub, ep, key, blockKey)
 		for _, c := range sub.Checks {
 			c.Name = fmt.Sprintf("event %d %s", ep.EventID, c.Name)
 			r.Checks = append(r.Checks, c)
