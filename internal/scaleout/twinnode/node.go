@@ -87,6 +87,9 @@ type Config struct {
 	// travel between sites (default DefaultTravelSpeedMS).
 	Places        map[string]Place
 	TravelSpeedMS float64
+	// Anchoring, when set, anchors the node's events into the one ledger
+	// on the node's own chain.
+	Anchoring *Anchoring
 }
 
 // Node is one twin-service node. Open it, then Run it.
@@ -96,6 +99,7 @@ type Node struct {
 	store *twinstore.Store
 	in    *ingest.Ingest
 	log   *slog.Logger
+	anc   *anchoring // nil: the node does not anchor
 	Model *Model
 
 	mu    sync.Mutex
@@ -160,7 +164,14 @@ func Open(cfg Config, js jetstream.JetStream, gws ingest.Gateways, log *slog.Log
 		_ = store.Close()
 		return nil, err
 	}
-	return &Node{cfg: cfg, js: js, store: store, in: in, log: log, Model: NewModel(cfg.Places, cfg.TravelSpeedMS), owned: map[int]*claim{}}, nil
+	n := &Node{cfg: cfg, js: js, store: store, in: in, log: log, Model: NewModel(cfg.Places, cfg.TravelSpeedMS), owned: map[int]*claim{}}
+	if cfg.Anchoring != nil {
+		if n.anc, err = n.openAnchoring(cfg.Anchoring, cfg.Dir); err != nil {
+			_ = store.Close() // the anchoring's error says more
+			return nil, err
+		}
+	}
+	return n, nil
 }
 
 // Store is the node's store.
@@ -178,18 +189,30 @@ func (n *Node) Owned() []int {
 	return ks
 }
 
-// Run runs ingest, the heartbeat and the partition workers, and folds the
-// read model, until ctx ends; then it closes the store.
+// Run runs ingest, the heartbeat and the partition workers, anchoring if
+// the node anchors, and folds the read model, until ctx ends; then it
+// closes the store (and the event tree and anchor queue).
 func (n *Node) Run(ctx context.Context) error {
-	defer func() { _ = n.store.Close() }() // the store has committed each batch
+	defer func() { _ = n.Close() }() // the store has committed each batch
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	wg.Go(func() { errc <- n.in.Run(ctx); cancel() }) // a node without its store stops
 	wg.Go(func() {
 		errc <- n.Model.Fold(ctx, n.js, n.log.With("component", "model"))
 	})
+	if n.anc != nil {
+		// Anchoring ends only with ctx or on tampered data; the node
+		// goes on ingesting either way (the event log keeps the events).
+		wg.Go(func() {
+			err := n.anc.anchorer.Run(ctx)
+			if err != nil {
+				n.log.Error("anchoring stopped", "err", err)
+			}
+			errc <- err
+		})
+	}
 	err := n.own(ctx)
 	cancel()
 	n.release()
@@ -547,8 +570,15 @@ func (n *Node) work(ctx context.Context, k int, l *lease) error {
 	return nil
 }
 
-// Close is for a node that was opened and never run.
-func (n *Node) Close() error { return n.store.Close() }
+// Close closes what Open opened, for a node that was opened and never run
+// (Run closes it when it ends).
+func (n *Node) Close() error {
+	var err error
+	if n.anc != nil {
+		err = n.anc.close()
+	}
+	return errors.Join(err, n.store.Close())
+}
 
 // identity is the GPU UUIDs and the reading time of a firmware (inventory)
 // message (nothing for any other kind: telemetry is not decoded twice).

@@ -2,7 +2,9 @@ package twinnode
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -22,10 +25,17 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"twinchain/chaincode/core"
+	"twinchain/internal/ledger"
+	"twinchain/internal/ledger/anchor"
+	"twinchain/internal/ledger/fileledger"
+	"twinchain/internal/ledger/proofbundle"
 	"twinchain/internal/registry"
+	"twinchain/internal/scaleout/ledgerlink"
 	"twinchain/internal/scaleout/natslog"
 	"twinchain/internal/sim/load"
 	"twinchain/internal/testsvc"
+	"twinchain/internal/twin"
 )
 
 // The fault test's servers and nodes are this test binary run again as a
@@ -45,6 +55,10 @@ type childConfig struct {
 	// node
 	ID   string `json:"id,omitempty"`
 	URLs string `json:"urls,omitempty"`
+	// KeySeed is the node's key (its checkpoints); LedgerSeed, on the
+	// ledger node only, the embedded ledger's key (its blocks).
+	KeySeed    []byte `json:"key_seed,omitempty"`
+	LedgerSeed []byte `json:"ledger_seed,omitempty"`
 
 	Dir   string        `json:"dir"`
 	Lease time.Duration `json:"lease"`
@@ -124,16 +138,42 @@ func runNode(ctx context.Context, cfg childConfig, log *slog.Logger) error {
 		return err
 	}
 	reg := registry.New(f.Registry().Gateways...)
-	n, err := Open(Config{ID: cfg.ID, Dir: cfg.Dir, Partitions: partitions, Lease: cfg.Lease, Places: faultPlaces(reg)}, js, reg, log)
+	anc := &Anchoring{Gateways: reg, Key: ed25519.NewKeyFromSeed(cfg.KeySeed), Config: anchor.Config{Interval: 200 * time.Millisecond, RetryMax: time.Second}}
+	var serve func(context.Context) error
+	if cfg.LedgerSeed != nil {
+		// The ledger node: its embedded ledger, served to the others.
+		led, fl, err := fileledger.OpenLedger(fileledger.Options{Dir: filepath.Join(cfg.Dir, "ledger"), Key: ed25519.NewKeyFromSeed(cfg.LedgerSeed), Log: log})
+		if err != nil {
+			return err
+		}
+		defer led.Close()
+		anc.Ledger, anc.Blocks = led, fl
+		serve = ledgerlink.NewServer(nc, fl, log.With("component", "ledgerlink")).Run
+	} else {
+		link := ledgerlink.NewClient(nc)
+		anc.Ledger, anc.Blocks = ledger.New(link), link
+	}
+	n, err := Open(Config{ID: cfg.ID, Dir: cfg.Dir, Partitions: partitions, Lease: cfg.Lease, Places: faultPlaces(reg), Anchoring: anc}, js, reg, log)
 	if err != nil {
 		return err
+	}
+	if serve != nil {
+		go func() {
+			if err := serve(ctx); err != nil {
+				log.Error("ledger link", "err", err)
+			}
+		}()
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		_ = n.Close()
 		return err
 	}
-	srv := &http.Server{Handler: n.Model.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/", n.Model.Handler())
+	mux.Handle("GET /anchoring", n.ProofHandler())
+	mux.Handle("GET /proof/", n.ProofHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }() // ends with Close
 	defer srv.Close()
 	fmt.Println("READY", ln.Addr())
@@ -289,8 +329,16 @@ func TestProcessesKilled(t *testing.T) {
 	fl := newFaultLoad(t, mqtts)
 	ids := []string{"node-1", "node-2", "node-3"}
 	nodes := make([]*child, 3)
+	keys := make([]ed25519.PrivateKey, 3)
+	ledgerSeed := bytes.Repeat([]byte{0x4c}, ed25519.SeedSize)
 	for i, id := range ids {
-		nodes[i] = startChild(ctx, t, "node", childConfig{ID: id, URLs: strings.Join(urls, ","), Dir: fmt.Sprintf("%s/%s", dir, id), Lease: lease})
+		cfg := childConfig{ID: id, URLs: strings.Join(urls, ","), Dir: fmt.Sprintf("%s/%s", dir, id), Lease: lease,
+			KeySeed: bytes.Repeat([]byte{byte(0x60 + i)}, ed25519.SeedSize)}
+		if i == 0 {
+			cfg.LedgerSeed = ledgerSeed // node-1 keeps the one ledger
+		}
+		keys[i] = ed25519.NewKeyFromSeed(cfg.KeySeed)
+		nodes[i] = startChild(ctx, t, "node", cfg)
 	}
 	for _, n := range nodes {
 		if err := n.waitReady(ctx); err != nil {
@@ -346,21 +394,74 @@ func TestProcessesKilled(t *testing.T) {
 		views = append(views, viewer{ids[i], func() (View, error) { return getView(ctx, url) }})
 	}
 	verify(ctx, t, js, fl, acked, ids[1], views)
+
+	// Every survivor anchored its own event log on its own chain of the
+	// one ledger (node-1's): bundles of its events verify offline under
+	// the survivor's key and the ledger node's, both pinned here.
+	ledgerPub := ed25519.NewKeyFromSeed(ledgerSeed).Public().(ed25519.PublicKey)
+	for _, i := range []int{0, 2} {
+		verifyAnchored(ctx, t, "http://"+nodes[i].ready, ids[i], keys[i].Public().(ed25519.PublicKey), ledgerPub)
+	}
+}
+
+// verifyAnchored waits until a node has anchored its whole event log and
+// checks the proof bundles of its first, middle and last events with the
+// offline verifier.
+func verifyAnchored(ctx context.Context, t *testing.T, base, id string, pub, ledgerPub ed25519.PublicKey) {
+	t.Helper()
+	var st AnchorStatus
+	t0 := time.Now()
+	waitFor(ctx, t, id+" anchors its event log", func() bool {
+		err := getJSON(ctx, base+"/anchoring", &st)
+		return err == nil && st.LastEvent > 0 && st.Stats.AnchoredTo >= st.LastEvent
+	})
+	t.Logf("%s: %d events anchored in %d batches on chain %s, caught up %s after the checks above; %d ledger errors retried",
+		id, st.Stats.AnchoredTo, st.Stats.Anchored, st.Chain, time.Since(t0).Round(time.Millisecond), st.Stats.LedgerErrors)
+	for _, ev := range []uint64{1, st.LastEvent / 2, st.LastEvent} {
+		var raw json.RawMessage
+		if err := getJSON(ctx, fmt.Sprintf("%s/proof/event/%d", base, ev), &raw); err != nil {
+			t.Errorf("%s: proof of event %d: %v", id, ev, err)
+			continue
+		}
+		b, err := proofbundle.Parse(raw)
+		if err != nil {
+			t.Errorf("%s: proof of event %d: %v", id, ev, err)
+			continue
+		}
+		r := proofbundle.VerifyKeys(b, pub, ledgerPub)
+		var a core.Anchor
+		var e twin.Event
+		_ = json.Unmarshal(b.Event.Anchor, &a)
+		_ = json.Unmarshal(b.Event.Leaf, &e)
+		// The anchoring lag of this event: from its commit on the node to
+		// the ledger node's transaction (both clocks this machine's).
+		t.Logf("%s: event %d anchored by anchor %d of chain %s, %s after it was recorded", id, ev, a.Seq, a.Chain, a.Stamp.Time.Sub(e.Recorded).Round(time.Millisecond))
+		if !r.Verified() || a.Chain != id || b.Event.Block == nil {
+			var sb strings.Builder
+			r.Write(&sb)
+			t.Errorf("%s: bundle of event %d on chain %q, with a block %v, verified %v; want verified on chain %s:\n%s", id, ev, a.Chain, b.Event.Block != nil, r.Verified(), id, sb.String())
+		}
+	}
 }
 
 func getView(ctx context.Context, url string) (View, error) {
 	var v View
+	return v, getJSON(ctx, url, &v)
+}
+
+func getJSON(ctx context.Context, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return v, err
+		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return v, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return v, fmt.Errorf("GET %s: %s", url, resp.Status)
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("GET %s: %s %s", url, resp.Status, body)
 	}
-	return v, json.NewDecoder(resp.Body).Decode(&v)
+	return json.NewDecoder(resp.Body).Decode(v)
 }
