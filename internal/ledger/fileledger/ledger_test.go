@@ -131,3 +131,54 @@ func TestPrivate(t *testing.T) {
 		t.Errorf("Verify after the private metadata was edited = %v, want tampering naming the record's hash", err)
 	}
 }
+
+// TestCheckAnchorsNamedChains: CheckAnchors checks the anchors of other
+// nodes' chains by their hashes, and finds one whose stored bytes changed.
+func TestCheckAnchorsNamedChains(t *testing.T) {
+	dir := t.TempDir()
+	c, l, err := OpenLedger(Options{Dir: dir, Key: testKey, Org: "Org1MSP", Now: fixedClock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ledgertest.As(core.RoleService)
+	t0 := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	for i, chain := range []string{"", "node-2", "node-3"} {
+		in := core.AnchorInput{Root: ledgertest.Hash(chain), FirstEvent: 1, LastEvent: 5, Size: 5, FirstTime: t0, LastTime: t0}
+		if _, err := c.OnChain(chain).SubmitAnchor(ctx, in); err != nil {
+			t.Fatalf("anchor %d: %v", i, err)
+		}
+	}
+	noTree := func(uint64) ([]byte, error) { return nil, errors.New("no tree sizes in these anchors") }
+	if n, err := l.CheckAnchors(noTree); n != 3 || err != nil {
+		t.Fatalf("CheckAnchors = %d, %v; want 3 anchors, no error", n, err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(filepath.Join(dir, "state.db"), 0o644, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := []byte(core.AnchorKey("node-3", 1))
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketState)
+		v := b.Get(key)
+		if v == nil {
+			return fmt.Errorf("no %s in the state", key)
+		}
+		return b.Put(key, bytes.Replace(v, []byte(`"last_event":5`), []byte(`"last_event":6`), 1))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := openEngine(Options{Dir: dir, Key: testKey, Now: fixedClock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	var te *TamperError
+	if _, err := e.CheckAnchors(noTree); !errors.As(err, &te) || !strings.Contains(err.Error(), "chain node-3") {
+		t.Errorf("CheckAnchors(node-3's anchor changed) = %v, want a TamperError naming it", err)
+	}
+}
