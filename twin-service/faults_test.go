@@ -213,6 +213,43 @@ func TestVerifyForgedBundle(t *testing.T) {
 	}
 }
 
+// TestVerifyLedgerKey: a bundle whose ledger blocks another node's key
+// signs (ledger_key) verifies only with both keys pinned: -key alone says
+// "not trusted", a wrong -ledger-key fails.
+func TestVerifyLedgerKey(t *testing.T) {
+	nodeKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32))
+	ledgerKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{4}, 32))
+	value := []byte(`{"id":"ds-1","content_hash":"h"}`)
+	writes := []fileledger.Write{{Key: "dataset/ds-1", Value: value}}
+	body, _ := json.Marshal(fileledger.BlockBody{Height: 1, Prev: make([]byte, 32), Time: time.Unix(1, 0).UTC(), Writes: writes, WritesHash: fileledger.WriteSetHash(writes)})
+	h := fileledger.BlockHash(body)
+	ledgerPub := ledgerKey.Public().(ed25519.PublicKey)
+	b := proofbundle.Bundle{Version: proofbundle.Version, Kind: proofbundle.KindRecord, ServiceKey: eventtree.Hash(nodeKey.Public().(ed25519.PublicKey)),
+		LedgerKey: eventtree.Hash(ledgerPub), Record: &proofbundle.RecordProof{Type: "dataset", ID: "ds-1", Key: "dataset/ds-1", Value: value,
+			Block: &fileledger.Block{Body: body, Hash: h, Key: eventtree.Hash(ledgerPub), Sig: ed25519.Sign(ledgerKey, h)}}}
+	raw, _ := json.Marshal(&b)
+	path := filepath.Join(t.TempDir(), "node.json")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodeHex := hex.EncodeToString(nodeKey.Public().(ed25519.PublicKey))
+	for _, tc := range []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"node key only", []string{"-key", nodeHex, path}, exitUntrusted},
+		{"both keys", []string{"-key", nodeHex, "-ledger-key", hex.EncodeToString(ledgerPub), path}, 0},
+		{"another ledger key", []string{"-key", nodeHex, "-ledger-key", nodeHex, path}, exitDamaged},
+	} {
+		var out bytes.Buffer
+		err := runVerify(context.Background(), tc.args, func(string) string { return "" }, &out, io.Discard)
+		if exitCode(err) != tc.want {
+			t.Errorf("verify with %s = %v (exit %d), want exit %d:\n%s", tc.name, err, exitCode(err), tc.want, out.String())
+		}
+	}
+}
+
 // storeDir writes a data directory whose twins.db holds n signed status
 // messages of gateway gw-v (body "marker-NNNNN"), their sequence-index
 // entries and the gateway in the stored registry.
