@@ -350,6 +350,23 @@ func TestProofBundleInBrowser(t *testing.T) {
 			}
 		})
 	}
+	// A node's bundle whose ledger key is not the one pinned fails on it.
+	for _, tc := range cases {
+		if tc.name != nodeBundleCase {
+			continue
+		}
+		setControl(t, ctx, "#proof-json", tc.json, "input")
+		setControl(t, ctx, "#proof-key", key, "input")
+		setControl(t, ctx, "#proof-ledger-key", strings.Repeat("33", 32), "input")
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#proof-verify`))); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "a verdict", `document.querySelector(".proof-check .verify-result").dataset.valid === "false"`, 10*time.Second)
+		if failed := evalJS[[]string](t, ctx, `[...document.querySelectorAll(".proof-check ul.checks li.bad strong")].map(e => e.textContent)`); !slices.Contains(failed, "ledger key") {
+			t.Errorf("node bundle under another pinned ledger key: failed checks %q, want the ledger key", failed)
+		}
+		setControl(t, ctx, "#proof-ledger-key", "", "input")
+	}
 	// A bundle signed by another key than the pinned one fails.
 	other := strings.Repeat("11", 32)
 	setControl(t, ctx, "#proof-json", cases[0].json, "input")

@@ -205,6 +205,9 @@ func writeSetHash(ws []map[string]any) []byte {
 	return h.Sum(nil)
 }
 
+// nodeBundleCase is the case of a node's bundle with a ledger_key.
+const nodeBundleCase = "a node's chain in another node's ledger"
+
 type bundleCase struct {
 	name      string
 	json      string
@@ -297,7 +300,7 @@ func bundleCases(t testing.TB) ([]bundleCase, string) {
 	nb, _ := eventBundle(t, priv, ledgerPriv, "node-2")
 	node := enc(nb)
 	cases = append(cases,
-		bundleCase{name: "a node's chain in another node's ledger", json: node, valid: true},
+		bundleCase{name: nodeBundleCase, json: node, valid: true},
 		bundleCase{name: "a node's anchor moved to another chain", json: strings.Replace(node, `"chain":"node-2"`, `"chain":"node-3"`, 1), failCheck: "anchor"},
 		bundleCase{name: "a node's block under another ledger key", json: strings.ReplaceAll(node, nb["ledger_key"].(string), strings.Repeat("22", 32)), failCheck: "ledger block"},
 	)

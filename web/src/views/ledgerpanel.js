@@ -138,16 +138,18 @@ export async function anchorsPanel(box, asset, events) {
 export function proofChecker() {
   const ta = h("textarea", { id: "proof-json", rows: "5", spellcheck: "false", placeholder: '{"version":1,"kind":"event",…} or {"leaf_index":…,"tree_size":…,"leaf_hash":"…","audit_path":[…],"root_hash":"…"}' });
   const keyIn = h("input", { id: "proof-key", name: "service-key", placeholder: "hex Ed25519 key (blank: the pinned key or the bundle's own)", value: localStorage.getItem("tc.serviceKey") || "" });
+  const ledgerKeyIn = h("input", { id: "proof-ledger-key", name: "ledger-key", placeholder: "hex Ed25519 key of the ledger node, for a bundle with a ledger_key (blank: the bundle's own)" });
   const out = h("div.verify-result", { role: "status", "aria-live": "polite" });
   return h("details.proof-check",
     h("summary", "Check an exported proof"),
     h("label", { for: "proof-json" }, "Proof bundle or inclusion proof (JSON)"), ta,
     h("label", { for: "proof-key" }, "Service key to trust"), keyIn,
+    h("label", { for: "proof-ledger-key" }, "Ledger node's key to trust"), ledgerKeyIn,
     h("button", {
       type: "button", id: "proof-verify",
       onclick: async () => {
         delete out.dataset.valid;
-        report(out, await verifyBundle(ta.value.trim(), keyIn.value.trim() || localStorage.getItem("tc.serviceKey") || ""));
+        report(out, await verifyBundle(ta.value.trim(), keyIn.value.trim() || localStorage.getItem("tc.serviceKey") || "", ledgerKeyIn.value.trim()));
       },
     }, "Verify"), out);
 }
