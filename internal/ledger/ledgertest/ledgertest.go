@@ -44,13 +44,15 @@ func Hash(s string) string {
 // GatewayKey is the Ed25519 key of the gateway the suite registers.
 var GatewayKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x42}, 32))
 
+type suiteCase struct {
+	name string
+	f    func(t *testing.T, l ledger.Ledger)
+}
+
 // Run runs the contract suite. open returns a fresh, empty ledger for each
 // subtest; the suite closes it.
 func Run(t *testing.T, open func(t *testing.T) ledger.Ledger) {
-	for _, tc := range []struct {
-		name string
-		f    func(t *testing.T, l ledger.Ledger)
-	}{
+	run(t, open, []suiteCase{
 		{"Assets", testAssets},
 		{"Anchors", testAnchors},
 		{"AnchorChains", testAnchorChains},
@@ -58,7 +60,18 @@ func Run(t *testing.T, open func(t *testing.T) ledger.Ledger) {
 		{"Provenance", testProvenance},
 		{"Remediation", testRemediation},
 		{"Concurrent", testConcurrent},
-	} {
+	})
+}
+
+// RunAnchors runs the suite's anchor cases only, for a path that carries
+// the anchoring calls alone (a ledgerlink client); open's ledger must have
+// OnChain (a *ledger.Client).
+func RunAnchors(t *testing.T, open func(t *testing.T) ledger.Ledger) {
+	run(t, open, []suiteCase{{"Anchors", testAnchors}, {"AnchorChains", testAnchorChains}})
+}
+
+func run(t *testing.T, open func(t *testing.T) ledger.Ledger, cases []suiteCase) {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			l := open(t)
 			t.Cleanup(func() {

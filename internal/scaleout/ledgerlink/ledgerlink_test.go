@@ -20,6 +20,7 @@ import (
 	"twinchain/internal/ledger"
 	"twinchain/internal/ledger/eventtree"
 	"twinchain/internal/ledger/fileledger"
+	"twinchain/internal/ledger/ledgertest"
 	"twinchain/internal/ledger/proofbundle"
 	"twinchain/internal/scaleout/natslog"
 	"twinchain/internal/testsvc"
@@ -112,6 +113,15 @@ type auditorAnchors struct{ l *ledger.Client }
 
 func (a auditorAnchors) AnchorForEvent(ctx context.Context, id uint64) (core.Anchor, error) {
 	return a.l.AnchorForEvent(ledger.WithCaller(ctx, core.Caller{ID: "exporter", Role: core.RoleAuditor}), id)
+}
+
+// TestContractAnchors runs the ledger suite's anchor cases, two chains
+// interleaving among them, through the link into a real embedded ledger.
+func TestContractAnchors(t *testing.T) {
+	ledgertest.RunAnchors(t, func(t *testing.T) ledger.Ledger {
+		nc, _, _ := start(t)
+		return ledger.New(NewClient(nc))
+	})
 }
 
 // TestTwoNodesAnchorThroughTheLink: two nodes anchor at once, each on its
