@@ -33,7 +33,7 @@ const (
 // exitError carries the process's exit status (internal/cli).
 type exitError = cli.ExitError
 
-// runVerify is `twin-service verify [-key HEX | -key-file F] [-json] PATH`:
+// runVerify is `twin-service verify [-key HEX | -key-file F] [-ledger-key HEX] [-json] PATH`:
 // PATH is a proof bundle (or - for stdin), checked offline with no server;
 // a ledger directory ({data}/ledger), whose blocks, state, event tree,
 // checkpoints and anchors are checked for tampering; or a data directory,
@@ -44,7 +44,9 @@ type exitError = cli.ExitError
 // -key-file with a copy of the service key). Without one, verify checks
 // everything under the key the data names and answers "consistent, but the
 // key is not trusted" with exit status 3: anyone can forge a consistent
-// bundle or ledger with a key of their own.
+// bundle or ledger with a key of their own. A scale-out node's bundle whose
+// anchor another node's ledger holds names that ledger's key (ledger_key):
+// it is trusted only with -ledger-key pinned too.
 func runVerify(_ context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("twin-service verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
