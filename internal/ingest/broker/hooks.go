@@ -37,13 +37,20 @@ type ingestHook struct {
 	window    int
 	stopping  atomic.Bool // the broker is closing every connection
 	limit     *limiter
+	inflight  *inflight
+	// life ends when the broker stops: waits for room in flight end.
+	life    context.Context
+	endLife context.CancelFunc
 
 	mu    sync.Mutex
 	pipes map[*mqtt.Client]*pipe // pipelined: each connection's acknowledgements
 }
 
 func newIngestHook(in Submitter, log *slog.Logger, limit *limiter, cfg Config) *ingestHook {
-	return &ingestHook{in: in, log: log, limit: limit, pipelined: cfg.Ack == AckPipelined, window: cfg.AckWindow, pipes: map[*mqtt.Client]*pipe{}}
+	h := &ingestHook{in: in, log: log, limit: limit, pipelined: cfg.Ack == AckPipelined, window: cfg.AckWindow, pipes: map[*mqtt.Client]*pipe{},
+		inflight: newInflight(cfg.MaxInflightBytes, cfg.MaxInflightBytesTotal)}
+	h.life, h.endLife = context.WithCancel(context.Background())
+	return h
 }
 
 func (h *ingestHook) ID() string { return "twinchain-ingest" }
@@ -59,7 +66,13 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if h.pipelined && pk.FixedHeader.Qos == 1 && !cl.Net.Inline {
 		return h.publishPipelined(cl, pk)
 	}
+	n := packetBytes(pk)
+	if !h.inflight.acquire(h.life, nil, n) {
+		cl.Stop(ingest.ErrClosed)
+		return pk, packets.ErrRejectPacket
+	}
 	out, err := h.in.Submit(source(cl), pk.TopicName, pk.Payload)
+	h.inflight.release(nil, n)
 	if err == nil && !out.Ack() {
 		err = retryError(out)
 	}
@@ -139,12 +152,16 @@ func (l *limiter) log(log *slog.Logger, level slog.Level, msg string, args ...an
 }
 
 // pipe carries one connection's acknowledgements in pipelined mode: at most
-// cap(slots) messages are between the ingest and their PUBACK, and acks
-// never blocks the ingest's writer (it has room for all of them).
+// cap(slots) messages and budget's bytes are between the read and their
+// PUBACK (the bytes until the ingest answers), and acks never blocks the
+// ingest's writer (it has room for all of them). life ends when the
+// connection does (OnDisconnect): what waits for room stops waiting.
 type pipe struct {
-	slots chan struct{}
-	acks  chan pipedAck
-	done  chan struct{}
+	slots  chan struct{}
+	acks   chan pipedAck
+	budget *connBudget
+	life   context.Context
+	end    context.CancelFunc
 }
 
 type pipedAck struct {
@@ -157,7 +174,8 @@ func (h *ingestHook) pipeOf(cl *mqtt.Client) *pipe {
 	defer h.mu.Unlock()
 	p := h.pipes[cl]
 	if p == nil {
-		p = &pipe{slots: make(chan struct{}, h.window), acks: make(chan pipedAck, h.window), done: make(chan struct{})}
+		p = &pipe{slots: make(chan struct{}, h.window), acks: make(chan pipedAck, h.window), budget: h.inflight.newConn()}
+		p.life, p.end = context.WithCancel(h.life)
 		h.pipes[cl] = p
 		go h.ackLoop(cl, p) // ends when the connection does (OnDisconnect)
 	}
@@ -167,22 +185,35 @@ func (h *ingestHook) pipeOf(cl *mqtt.Client) *pipe {
 // publishPipelined hands the message to the ingest and returns at once; the
 // broker does not acknowledge it (ErrRejectPacket): ackLoop writes the
 // PUBACK after the message is stored or rejected, or closes the connection
-// if it could not be stored. A full window blocks this connection only.
+// if it could not be stored. A full window, or too many bytes in flight on
+// this connection or in all, blocks this connection only (its socket is
+// not read meanwhile), before the ingest decodes the message.
 func (h *ingestHook) publishPipelined(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	p := h.pipeOf(cl)
 	select {
 	case p.slots <- struct{}{}:
-	case <-p.done:
+	case <-p.life.Done():
+		return pk, packets.ErrRejectPacket
+	}
+	n := packetBytes(pk)
+	if !h.inflight.acquire(p.life, p.budget, n) {
+		<-p.slots
 		return pk, packets.ErrRejectPacket
 	}
 	id := pk.PacketID
 	h.in.SubmitAsync(source(cl), pk.TopicName, pk.Payload, func(out ingest.Outcome, err error) {
+		h.inflight.release(p.budget, n) // the ingest holds the message no more
 		if err == nil && !out.Ack() {
 			err = retryError(out)
 		}
 		p.acks <- pipedAck{id: id, err: err}
 	})
 	return pk, packets.ErrRejectPacket
+}
+
+// packetBytes is what a message holds in flight: its packet's size.
+func packetBytes(pk packets.Packet) int64 {
+	return int64(max(pk.FixedHeader.Remaining, len(pk.Payload)))
 }
 
 func (h *ingestHook) ackLoop(cl *mqtt.Client, p *pipe) {
@@ -201,7 +232,7 @@ func (h *ingestHook) ackLoop(cl *mqtt.Client, p *pipe) {
 				cl.Stop(err)
 			}
 			<-p.slots
-		case <-p.done:
+		case <-p.life.Done():
 			return
 		}
 	}
@@ -213,6 +244,6 @@ func (h *ingestHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	delete(h.pipes, cl)
 	h.mu.Unlock()
 	if p != nil {
-		close(p.done)
+		p.end()
 	}
 }
