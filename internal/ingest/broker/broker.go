@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -289,6 +290,8 @@ func (b *Broker) TLSAddr() string {
 
 // Run serves MQTT until ctx ends, then disconnects every client.
 func (b *Broker) Run(ctx context.Context) error {
+	b.ingest.startWorkers(runtime.GOMAXPROCS(0))
+	defer b.ingest.stopWorkers() // after shutdown: no connection hands them messages any more
 	for _, l := range b.listeners {
 		if err := b.srv.AddListener(l); err != nil {
 			b.shutdown()
