@@ -42,24 +42,37 @@ func brokerTLS(cfg broker.TLSConfig, ca *enrollment.CA) (*tls.Config, error) {
 // (an attack shows there: bad passwords, unknown gateways, connect
 // timeouts, revocations).
 type brokerCollector struct {
-	b                  *broker.Broker
-	connected, refused *prometheus.Desc
+	b                                         *broker.Broker
+	connected, refused                        *prometheus.Desc
+	inflight, inflightPeak, waiting, waitedCt *prometheus.Desc
 }
 
 func newBrokerCollector(b *broker.Broker) *brokerCollector {
 	return &brokerCollector{b: b,
-		connected: prometheus.NewDesc("twinchain_mqtt_connections", "Authenticated connections to the embedded MQTT broker.", nil, nil),
-		refused:   prometheus.NewDesc("twinchain_mqtt_refused_total", "Connections the embedded MQTT broker refused or closed, by reason.", []string{"reason"}, nil)}
+		connected:    prometheus.NewDesc("twinchain_mqtt_connections", "Authenticated connections to the embedded MQTT broker.", nil, nil),
+		refused:      prometheus.NewDesc("twinchain_mqtt_refused_total", "Connections the embedded MQTT broker refused or closed, by reason.", []string{"reason"}, nil),
+		inflight:     prometheus.NewDesc("twinchain_mqtt_inflight_bytes", "Bytes of gateway messages the embedded broker read and the ingest has not answered yet (bounded by max_inflight_bytes_total).", nil, nil),
+		inflightPeak: prometheus.NewDesc("twinchain_mqtt_inflight_bytes_peak", "The most bytes of gateway messages in flight at once since the start.", nil, nil),
+		waiting:      prometheus.NewDesc("twinchain_mqtt_inflight_waiting_bytes", "Bytes of gateway messages read and waiting for room in flight (their connections are not read meanwhile).", nil, nil),
+		waitedCt:     prometheus.NewDesc("twinchain_mqtt_inflight_waited_total", "Gateway messages that waited for room in flight (backpressure).", nil, nil)}
 }
 
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.connected
 	ch <- c.refused
+	ch <- c.inflight
+	ch <- c.inflightPeak
+	ch <- c.waiting
+	ch <- c.waitedCt
 }
 
 func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.b.Stats()
 	ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, float64(st.Connected))
+	ch <- prometheus.MustNewConstMetric(c.inflight, prometheus.GaugeValue, float64(st.Inflight.Bytes))
+	ch <- prometheus.MustNewConstMetric(c.inflightPeak, prometheus.GaugeValue, float64(st.Inflight.PeakBytes))
+	ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(st.Inflight.WaitingBytes))
+	ch <- prometheus.MustNewConstMetric(c.waitedCt, prometheus.CounterValue, float64(st.Inflight.Waited))
 	for reason, n := range st.Refused {
 		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(n), reason)
 	}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +55,16 @@ type Config struct {
 
 	Ack       string `yaml:"ack"`        // pipelined (default) or sync
 	AckWindow int    `yaml:"ack_window"` // pipelined: messages a connection may have unacknowledged; default 256
+
+	// MaxInflightBytes bounds the bytes of a connection's messages between
+	// their read and the ingest's answer (stored or rejected), and
+	// MaxInflightBytesTotal those of all connections. A message that does
+	// not fit waits, and its connection is not read meanwhile (TCP pushes
+	// back on the gateway); its PUBACK comes later. Nothing is dropped.
+	// Defaults: max_packet_size (one largest message, or ten of 26 KB) and
+	// 32 MiB; neither is less than max_packet_size.
+	MaxInflightBytes      int64 `yaml:"max_inflight_bytes"`
+	MaxInflightBytesTotal int64 `yaml:"max_inflight_bytes_total"`
 }
 
 // TLSConfig is the broker's TLS listener. Its certificate is cert_file and
@@ -105,8 +116,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("broker: ack_window %d: want 0 (default) to 65535", c.AckWindow))
 	}
 	if c.MaxConnections < 0 || c.MaxPending < 0 || c.MaxPendingPerAddress < 0 || c.MaxQueued < 0 || c.MaxQueued > 65535 ||
-		c.ConnectTimeout < 0 || c.MaxKeepalive < 0 || c.MaxKeepalive > 18*time.Hour || c.SessionExpiry < 0 {
-		errs = append(errs, errors.New("broker: limits: want max_connections, max_pending, max_pending_per_address, connect_timeout, session_expiry >= 0, max_queued 0-65535, max_keepalive 0-18h (0: default)"))
+		c.ConnectTimeout < 0 || c.MaxKeepalive < 0 || c.MaxKeepalive > 18*time.Hour || c.SessionExpiry < 0 ||
+		c.MaxInflightBytes < 0 || c.MaxInflightBytesTotal < 0 {
+		errs = append(errs, errors.New("broker: limits: want max_connections, max_pending, max_pending_per_address, connect_timeout, session_expiry, max_inflight_bytes, max_inflight_bytes_total >= 0, max_queued 0-65535, max_keepalive 0-18h (0: default)"))
 	}
 	return errors.Join(errs...)
 }
@@ -154,6 +166,15 @@ func (c Config) withDefaults() Config {
 	if c.AckWindow == 0 {
 		c.AckWindow = 256
 	}
+	if c.MaxInflightBytes == 0 {
+		c.MaxInflightBytes = int64(c.MaxPacketSize)
+	}
+	if c.MaxInflightBytesTotal == 0 {
+		c.MaxInflightBytesTotal = 32 << 20
+	}
+	// One message of the largest size must always fit.
+	c.MaxInflightBytes = max(c.MaxInflightBytes, int64(c.MaxPacketSize))
+	c.MaxInflightBytesTotal = max(c.MaxInflightBytesTotal, int64(c.MaxPacketSize))
 	return c
 }
 
@@ -269,6 +290,8 @@ func (b *Broker) TLSAddr() string {
 
 // Run serves MQTT until ctx ends, then disconnects every client.
 func (b *Broker) Run(ctx context.Context) error {
+	b.ingest.startWorkers(runtime.GOMAXPROCS(0))
+	defer b.ingest.stopWorkers() // after shutdown: no connection hands them messages any more
 	for _, l := range b.listeners {
 		if err := b.srv.AddListener(l); err != nil {
 			b.shutdown()
@@ -293,6 +316,7 @@ func (b *Broker) Run(ctx context.Context) error {
 func (b *Broker) shutdown() {
 	b.up.Store(false)
 	b.ingest.stopping.Store(true) // the wills of the connections closed now are not the gateways'
+	b.ingest.endLife()            // nothing waits for room in flight any more
 	for _, l := range b.listeners {
 		l.Close(nil)
 	}
@@ -330,15 +354,16 @@ func (b *Broker) GatewayChanged(id string) {
 	}
 }
 
-// Stats are the broker's connection figures.
+// Stats are the broker's connection and in-flight figures.
 type Stats struct {
 	Connected int64             `json:"connected"` // authenticated connections
 	Refused   map[string]uint64 `json:"refused"`   // connections refused or closed, by reason
+	Inflight  InflightStats     `json:"inflight"`
 }
 
-// Stats returns the broker's connection figures.
+// Stats returns the broker's connection and in-flight figures.
 func (b *Broker) Stats() Stats {
-	return Stats{Connected: atomic.LoadInt64(&b.srv.Info.ClientsConnected), Refused: b.refused.snapshot()}
+	return Stats{Connected: atomic.LoadInt64(&b.srv.Info.ClientsConnected), Refused: b.refused.snapshot(), Inflight: b.ingest.inflight.stats()}
 }
 
 // Publish sends a message from the service itself (for example an alert) to

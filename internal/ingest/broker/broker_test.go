@@ -56,6 +56,13 @@ func startStack(t *testing.T, ack string, gateways ...string) *stack {
 
 func startStackWith(t testing.TB, cfg ingest.Config, noSync bool, bcfg Config, gateways ...string) *stack {
 	t.Helper()
+	return startStackWrapped(t, cfg, noSync, bcfg, nil, gateways...)
+}
+
+// startStackWrapped is startStackWith with the broker's Submitter, the
+// real ingest, wrapped by wrap (when not nil).
+func startStackWrapped(t testing.TB, cfg ingest.Config, noSync bool, bcfg Config, wrap func(Submitter) Submitter, gateways ...string) *stack {
+	t.Helper()
 	store, err := twinstore.Open(filepath.Join(t.TempDir(), "twins.db"), twinstore.Options{NoSync: noSync})
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +81,9 @@ func startStackWith(t testing.TB, cfg ingest.Config, noSync bool, bcfg Config, g
 	addr := testsvc.Addr(testsvc.FreePort(t))
 	bcfg.Addr = addr
 	opts := Options{Ingest: in, Gateways: reg, Log: log}
+	if wrap != nil {
+		opts.Ingest = wrap(in)
+	}
 	var ca *enrollment.CA
 	if bcfg.TLS.Addr != "" {
 		bcfg.TLS.Addr = testsvc.Addr(testsvc.FreePort(t))

@@ -1,0 +1,114 @@
+package broker
+
+import (
+	"context"
+	"sync/atomic"
+
+	"golang.org/x/sync/semaphore"
+)
+
+// inflight bounds the bytes of the gateway messages between their read
+// and the ingest's answer (stored or rejected), per connection and in all
+// (Config.MaxInflightBytes, MaxInflightBytesTotal). A message is admitted
+// before the ingest checks and decodes it; one that does not fit waits in
+// its connection's read goroutine, so mochi reads nothing more from that
+// socket until it fits: the gateway's TCP window fills and its PUBACKs come
+// later. Each connection then holds at most one message read and not
+// admitted (WaitingBytes).
+type inflight struct {
+	connLimit, limit int64
+	total            *semaphore.Weighted
+
+	held     atomic.Int64 // admitted, not answered
+	peak     atomic.Int64 // the most held at once
+	connPeak atomic.Int64 // the most one connection held at once
+	waiting  atomic.Int64 // read, waiting to be admitted
+	waited   atomic.Uint64
+}
+
+func newInflight(connLimit, limit int64) *inflight {
+	return &inflight{connLimit: connLimit, limit: limit, total: semaphore.NewWeighted(limit)}
+}
+
+// connBudget is one connection's share.
+type connBudget struct {
+	sem  *semaphore.Weighted
+	held atomic.Int64
+}
+
+func (f *inflight) newConn() *connBudget {
+	return &connBudget{sem: semaphore.NewWeighted(f.connLimit)}
+}
+
+// acquire admits n bytes for connection c (nil: counted in all only),
+// waiting for room until ctx ends; false if it ended first. Waiters are
+// admitted in the order they came (semaphore.Weighted is FIFO).
+func (f *inflight) acquire(ctx context.Context, c *connBudget, n int64) bool {
+	n = min(n, f.connLimit, f.limit) // never more than fits: mochi bounds a packet by max_packet_size
+	haveConn := c == nil || c.sem.TryAcquire(n)
+	if haveConn && f.total.TryAcquire(n) {
+		f.admit(c, n)
+		return true
+	}
+	f.waited.Add(1)
+	f.waiting.Add(n)
+	defer f.waiting.Add(-n)
+	if !haveConn {
+		if err := c.sem.Acquire(ctx, n); err != nil {
+			return false
+		}
+	}
+	if err := f.total.Acquire(ctx, n); err != nil {
+		if c != nil {
+			c.sem.Release(n)
+		}
+		return false
+	}
+	f.admit(c, n)
+	return true
+}
+
+func (f *inflight) admit(c *connBudget, n int64) {
+	raise(&f.peak, f.held.Add(n))
+	if c != nil {
+		raise(&f.connPeak, c.held.Add(n))
+	}
+}
+
+// release gives back what acquire admitted (the same c and n).
+func (f *inflight) release(c *connBudget, n int64) {
+	n = min(n, f.connLimit, f.limit)
+	f.held.Add(-n)
+	f.total.Release(n)
+	if c != nil {
+		c.held.Add(-n)
+		c.sem.Release(n)
+	}
+}
+
+// raise sets v to x if x is larger.
+func raise(v *atomic.Int64, x int64) {
+	for {
+		old := v.Load()
+		if x <= old || v.CompareAndSwap(old, x) {
+			return
+		}
+	}
+}
+
+// InflightStats are the bytes of gateway messages between their read and
+// the ingest's answer.
+type InflightStats struct {
+	Bytes         int64  `json:"bytes"`           // admitted, not answered yet
+	PeakBytes     int64  `json:"peak_bytes"`      // the most at once since the start
+	ConnPeakBytes int64  `json:"conn_peak_bytes"` // the most one connection held at once
+	WaitingBytes  int64  `json:"waiting_bytes"`   // read, waiting for room (their connections are not read meanwhile)
+	Waited        uint64 `json:"waited"`          // messages that waited for room
+	Limit         int64  `json:"limit"`           // max_inflight_bytes_total
+	ConnLimit     int64  `json:"conn_limit"`      // max_inflight_bytes
+}
+
+func (f *inflight) stats() InflightStats {
+	return InflightStats{Bytes: f.held.Load(), PeakBytes: f.peak.Load(), ConnPeakBytes: f.connPeak.Load(),
+		WaitingBytes: f.waiting.Load(), Waited: f.waited.Load(), Limit: f.limit, ConnLimit: f.connLimit}
+}
