@@ -88,8 +88,8 @@ func (s *Step) Validate() error {
 	}
 	switch s.Action {
 	case "flash_firmware":
-		if !slices.Contains([]string{"vbios", "driver", "inforom", "bios", "bmc"}, s.Part) || s.Version == "" {
-			return fmt.Errorf("flash_firmware needs part (vbios, driver, inforom, bios, bmc) and version")
+		if !slices.Contains(FirmwareParts, s.Part) || s.Version == "" {
+			return fmt.Errorf("flash_firmware needs part (%s) and version", strings.Join(FirmwareParts, ", "))
 		}
 	case "xid":
 		if s.XID <= 0 && len(s.XIDs) == 0 {
@@ -250,4 +250,20 @@ func (g *Gateway) Silent() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.fx.silent
+}
+
+// FirmwareParts are what a flash_firmware step flashes: bios and bmc on
+// the host, the others on a GPU.
+var FirmwareParts = []string{"vbios", "driver", "inforom", "bios", "bmc"}
+
+// FlashGPU sets a GPU part's version (vbios, driver or inforom).
+func FlashGPU(id *wire.GPUIdentity, part, version string) {
+	switch part {
+	case "vbios":
+		id.VBIOS = version
+	case "driver":
+		id.Driver = version
+	case "inforom":
+		id.InfoROM = version
+	}
 }

@@ -223,14 +223,7 @@ func (f *Fleet) flash(st Step) (string, []*Gateway, error) {
 		return "", nil, err
 	}
 	g.mu.Lock()
-	switch st.Part {
-	case "vbios":
-		gpu.Ident.VBIOS = st.Version
-	case "driver":
-		gpu.Ident.Driver = st.Version
-	case "inforom":
-		gpu.Ident.InfoROM = st.Version
-	}
+	FlashGPU(&gpu.Ident, st.Part, st.Version)
 	g.mu.Unlock()
 	g.invDue.Store(true)
 	return fmt.Sprintf("flashed %s %s on %s", st.Part, st.Version, st.Target), []*Gateway{g}, nil

@@ -516,14 +516,7 @@ func (r *runner) apply(st *Step, t time.Time) error {
 			if err != nil {
 				return err
 			}
-			switch st.Part {
-			case "vbios":
-				g.Ident.VBIOS = st.Version
-			case "driver":
-				g.Ident.Driver = st.Version
-			case "inforom":
-				g.Ident.InfoROM = st.Version
-			}
+			fleet.FlashGPU(&g.Ident, st.Part, st.Version)
 			s.invDue = true
 		}
 	case "theft":

@@ -158,8 +158,8 @@ func (f *File) Validate() error {
 		}
 		switch s.Action {
 		case "flash_firmware":
-			if !slices.Contains([]string{"vbios", "driver", "inforom", "bios", "bmc"}, s.Part) || s.Version == "" {
-				add("steps[%d]: flash_firmware needs part (vbios, driver, inforom, bios, bmc) and version", i)
+			if !slices.Contains(fleet.FirmwareParts, s.Part) || s.Version == "" {
+				add("steps[%d]: flash_firmware needs part (%s) and version", i, strings.Join(fleet.FirmwareParts, ", "))
 			}
 		case "xid":
 			if s.XID <= 0 && len(s.XIDs) == 0 {
