@@ -137,11 +137,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open telemetry store %s: %w", dir, err)
 	}
-	var fsBytes uint64
-	var st syscall.Statfs_t
-	if syscall.Statfs(dir, &st) == nil {
-		fsBytes = st.Blocks * uint64(st.Bsize)
-	}
+	fsBytes, _, _ := diskSpace(dir)
 	memTable := memTableSize(fsBytes)
 	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{opts.Log}, FS: privateFS{vfs.Default},
 		// 16 MiB memtables, not Pebble's 4 MiB: a flush covers every series
@@ -276,7 +272,7 @@ func (s *Store) commit(b *pebble.Batch) (err error) {
 		if reserve == 0 {
 			reserve = int64(2 * s.memTable)
 		}
-		if free, ok := freeBytes(s.dir); ok && free < uint64(2*b.Len())+uint64(reserve) {
+		if _, free, ok := diskSpace(s.dir); ok && free < uint64(2*b.Len())+uint64(reserve) {
 			return fmt.Errorf("%w: %d bytes free in %s", ErrDiskFull, free, s.dir)
 		}
 	}
@@ -294,13 +290,14 @@ func (s *Store) commit(b *pebble.Batch) (err error) {
 	return b.Commit(s.wo)
 }
 
-// freeBytes is the space an unprivileged writer has left on dir's filesystem.
-func freeBytes(dir string) (uint64, bool) {
+// diskSpace is the size of dir's filesystem and the space an unprivileged
+// writer has left on it.
+func diskSpace(dir string) (size, free uint64, ok bool) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, false
+		return 0, 0, false
 	}
-	return st.Bavail * uint64(st.Bsize), true
+	return st.Blocks * uint64(st.Bsize), st.Bavail * uint64(st.Bsize), true
 }
 
 // encode adds the valid points of pts to b, with the metadata of the series
