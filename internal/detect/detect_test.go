@@ -685,6 +685,19 @@ func TestTheftThenSilence(t *testing.T) {
 	f = newFleet()
 	check(t, "back inside in time", feed(t, cfg, nil, []step{{in: dock(f)}, {in: fix("gw-dock", 1, at(0), "gw-dock", 52.5, east(-50))},
 		{in: fix("gw-dock", 2, at(10), "gw-dock", 52.5, east(200))}, {in: fix("gw-dock", 3, at(20), "gw-dock", 52.5, east(-50))}, {tick: at(100)}}), nil)
+
+	// Reporting every 10 s from outside: the tick between two fixes at the
+	// end of the entry delay does not call it silent; the fix that is due
+	// reports the exit, and says where it is.
+	f = newFleet()
+	got = feed(t, cfg, nil, []step{{in: dock(f)}, {in: fix("gw-dock", 1, at(0), "gw-dock", 52.5, east(-50))},
+		{in: fix("gw-dock", 2, at(10), "gw-dock", 52.5, east(200))}, {in: fix("gw-dock", 3, at(20), "gw-dock", 52.5, east(210))},
+		{in: fix("gw-dock", 4, at(30), "gw-dock", 52.5, east(220))}, {tick: at(40.5)}, {in: fix("gw-dock", 5, at(41), "gw-dock", 52.5, east(230))},
+		{tick: at(100)}})
+	check(t, "reporting from outside", got, []string{"geofence_exit gw-dock"})
+	if len(got) == 1 && (strings.Contains(got[0].Summary, "silent") || !got[0].Time.Equal(at(41))) {
+		t.Errorf("finding %q at %s: want the fix at %s to report it, not silence", got[0].Summary, got[0].Time, at(41))
+	}
 }
 
 // TestLivenessAcceleratedFleet: a simulated fleet reads 60 times faster

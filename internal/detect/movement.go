@@ -28,7 +28,8 @@ type moveState struct {
 	lastRecv  time.Time     // when the last fix was received
 	medAt     time.Duration // the fleet offset then
 	last      *wire.GPSFix
-	anchor    *wire.GPSFix // where the asset settled while in service
+	every     time.Duration // the gap between its last two fixes: how often it reports
+	anchor    *wire.GPSFix  // where the asset settled while in service
 	movedOnce bool
 }
 
@@ -78,6 +79,9 @@ func (d *movementDetector) gps(m *Message) []Finding {
 	}
 	fix := *f
 	fix.FixTime = t
+	if st.last != nil && t.After(st.last.FixTime) {
+		st.every = t.Sub(st.last.FixTime)
+	}
 	st.last = &fix
 	st.lastRecv, st.medAt = received(m), d.fleet.median
 	st.outRef = nil
@@ -199,7 +203,10 @@ func (d *movementDetector) exit(m *Message, site string, dist float64, st *moveS
 
 // tick reports the assets whose last fix was outside their fence and that
 // sent no fix since for the entry delay: silence after leaving is the
-// theft signal, not a reason to wait.
+// theft signal, not a reason to wait. An asset is silent only once its next
+// fix is overdue by half its usual gap; until then the fix that is due
+// decides (an asset reporting every 10 s with a 30 s entry delay is not
+// called silent between two fixes).
 func (d *movementDetector) tick(now time.Time) []Finding {
 	var out []Finding
 	for _, st := range d.assets {
@@ -208,6 +215,9 @@ func (d *movementDetector) tick(now time.Time) []Finding {
 			continue
 		}
 		quiet := d.fleet.quiet(now, st.lastRecv, st.medAt)
+		if quiet <= st.every+st.every/2 {
+			continue
+		}
 		t := st.last.FixTime.Add(quiet)
 		if t.Sub(st.outside.since) < d.cfg.Geofence.EntryDelay {
 			continue
