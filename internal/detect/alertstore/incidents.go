@@ -1,7 +1,6 @@
 package alertstore
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -119,41 +118,11 @@ func (s *Store) Incident(id string) (alert.Incident, error) {
 // starting after the incident id cursor ("" for the newest); next is the
 // cursor for the following page, "" at the end.
 func (s *Store) Incidents(f alert.IncidentFilter, limit int, cursor string) (items []alert.Incident, next string, err error) {
-	if limit <= 0 || limit > 1000 {
-		limit = 100
+	var after []byte
+	if cursor != "" {
+		after = incidentKey(cursor)
 	}
-	err = s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bktInc).Cursor()
-		var k, v []byte
-		if cursor == "" {
-			k, v = c.Last()
-		} else {
-			ck := incidentKey(cursor)
-			k, v = c.Seek(ck)
-			if k == nil {
-				k, v = c.Last()
-			}
-			if k != nil && bytes.Compare(k, ck) >= 0 {
-				k, v = c.Prev()
-			}
-		}
-		for ; k != nil; k, v = c.Prev() {
-			var in alert.Incident
-			if err := json.Unmarshal(v, &in); err != nil {
-				return fmt.Errorf("incident %s: %w", k, err)
-			}
-			if !f.Match(&in) {
-				continue
-			}
-			if len(items) == limit {
-				next = items[len(items)-1].ID
-				return nil
-			}
-			items = append(items, in)
-		}
-		return nil
-	})
-	return items, next, err
+	return newestFirst(s.db, bktInc, after, limit, "incident", f.Match, func(in *alert.Incident) string { return in.ID })
 }
 
 // AssignIncident gives an open incident to assignee ("" takes it back):

@@ -419,37 +419,47 @@ func (s *Store) Get(id string) (alert.Alert, error) {
 // the alert id cursor ("" for the newest); next is the cursor for the
 // following page, "" at the end.
 func (s *Store) List(f alert.Filter, limit int, cursor string) (items []alert.Alert, next string, err error) {
+	var after []byte
+	if cursor != "" {
+		after = alertKey(cursor)
+	}
+	return newestFirst(s.db, bktAlerts, after, limit, "alert", f.Match, func(a *alert.Alert) string { return a.ID })
+}
+
+// newestFirst pages bucket bkt newest first: up to limit records (100 when
+// limit is out of 1..1000) that match, starting below key after (nil for the
+// newest); next is the last record's id when more follow, "" at the end.
+func newestFirst[T any](db *bolt.DB, bkt, after []byte, limit int, what string, match func(*T) bool, id func(*T) string) (items []T, next string, err error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	err = s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bktAlerts).Cursor()
+	err = db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bkt).Cursor()
 		var k, v []byte
-		if cursor == "" {
+		if after == nil {
 			k, v = c.Last()
 		} else {
-			ck := alertKey(cursor)
-			k, v = c.Seek(ck)
+			k, v = c.Seek(after)
 			if k == nil {
 				k, v = c.Last()
 			}
-			if k != nil && bytes.Compare(k, ck) >= 0 {
+			if k != nil && bytes.Compare(k, after) >= 0 {
 				k, v = c.Prev()
 			}
 		}
 		for ; k != nil; k, v = c.Prev() {
-			var a alert.Alert
-			if err := json.Unmarshal(v, &a); err != nil {
-				return fmt.Errorf("alert %s: %w", k, err)
+			var r T
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("%s %s: %w", what, k, err)
 			}
-			if !f.Match(&a) {
+			if !match(&r) {
 				continue
 			}
 			if len(items) == limit {
-				next = items[len(items)-1].ID
+				next = id(&items[len(items)-1])
 				return nil
 			}
-			items = append(items, a)
+			items = append(items, r)
 		}
 		return nil
 	})
