@@ -182,10 +182,17 @@ func (s *service) build() error {
 		Auth:       signIn,
 		Dashboard:  web.Dist(),
 		Ready: func() error {
-			if !s.ready() {
-				return errors.New("mqtt is not ready: not connected, subscription not confirmed, or no message (probe) received lately")
+			// every reason at once: a damaged ledger is not hidden while
+			// MQTT is still coming up
+			parts := s.health.err()
+			if s.ready() {
+				return parts
 			}
-			return s.health.err()
+			const mqtt = "mqtt is not ready: not connected, subscription not confirmed, or no message (probe) received lately"
+			if parts != nil {
+				return errors.New(mqtt + "; " + parts.Error())
+			}
+			return errors.New(mqtt)
 		},
 		Telemetry: s.telemetry.store,
 	})
