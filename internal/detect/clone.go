@@ -11,21 +11,27 @@ import (
 type cloneDetector struct {
 	cfg   CloneConfig
 	view  *View
-	tags  map[string]sighting            // epc -> last read
-	fixes map[string]sighting            // asset -> last fix
-	uuids map[string]map[string]sighting // uuid -> slot asset -> last sample
+	tags  map[string]sighting       // epc -> last read
+	fixes map[string]sighting       // asset -> last fix
+	uuids map[string][]slotSighting // uuid -> the slots reporting it (almost always one)
+}
+
+// slotSighting is one slot's last sample of a GPU UUID. A slice of these,
+// not a map per UUID: 100,000 GPUs each hold one, and a map costs ~1.2 KB.
+type slotSighting struct {
+	slot string
+	sighting
 }
 
 type sighting struct {
-	gateway  string
-	site     string
+	site     string // ref.Gateway's site
 	lat, lon float64
 	t        time.Time
 	ref      MessageRef
 }
 
 func newCloneDetector(cfg CloneConfig, view *View) *cloneDetector {
-	return &cloneDetector{cfg: cfg, view: view, tags: map[string]sighting{}, fixes: map[string]sighting{}, uuids: map[string]map[string]sighting{}}
+	return &cloneDetector{cfg: cfg, view: view, tags: map[string]sighting{}, fixes: map[string]sighting{}, uuids: map[string][]slotSighting{}}
 }
 
 func (d *cloneDetector) near(a, b time.Time) bool {
@@ -37,7 +43,7 @@ func (d *cloneDetector) clone(asset string, t time.Time, summary string, a, b si
 	return Finding{
 		Type: TypeClone, Asset: asset, Severity: Critical, Time: t, Summary: summary,
 		Evidence: Evidence{Messages: []MessageRef{a.ref, b.ref},
-			Values: values("gateway_a", a.gateway, "gateway_b", b.gateway, "site_a", a.site, "site_b", b.site)},
+			Values: values("gateway_a", a.ref.Gateway, "gateway_b", b.ref.Gateway, "site_a", a.site, "site_b", b.site)},
 	}
 }
 
@@ -53,10 +59,10 @@ func (d *cloneDetector) rfid(m *Message) []Finding {
 		if t.IsZero() {
 			t = m.Ref.Time
 		}
-		now := sighting{gateway: m.Ref.Gateway, site: site, t: t, ref: m.Ref}
+		now := sighting{site: site, t: t, ref: m.Ref}
 		prev, ok := d.tags[r.EPC]
 		d.tags[r.EPC] = now
-		if !ok || prev.gateway == now.gateway || prev.site == "" || site == "" || prev.site == site || !d.near(t, prev.t) {
+		if !ok || prev.ref.Gateway == now.ref.Gateway || prev.site == "" || site == "" || prev.site == site || !d.near(t, prev.t) {
 			continue
 		}
 		out = append(out, d.clone(asset, t, fmt.Sprintf("tag %s read at sites %s and %s within %s", r.EPC, prev.site, site, t.Sub(prev.t).Abs()), prev, now))
@@ -73,49 +79,53 @@ func (d *cloneDetector) gps(m *Message) []Finding {
 	if t.IsZero() {
 		t = m.Ref.Time
 	}
-	now := sighting{gateway: m.Ref.Gateway, site: d.view.site(m.Ref.Gateway), lat: f.Lat, lon: f.Lon, t: t, ref: m.Ref}
+	now := sighting{site: d.view.site(m.Ref.Gateway), lat: f.Lat, lon: f.Lon, t: t, ref: m.Ref}
 	prev, ok := d.fixes[f.Asset]
 	d.fixes[f.Asset] = now
-	if !ok || prev.gateway == now.gateway || !d.near(t, prev.t) {
+	if !ok || prev.ref.Gateway == now.ref.Gateway || !d.near(t, prev.t) {
 		return nil
 	}
 	dist := distanceM(prev.lat, prev.lon, f.Lat, f.Lon)
 	if dist <= d.cfg.MaxDistanceM {
 		return nil
 	}
-	return []Finding{d.clone(f.Asset, t, fmt.Sprintf("%s reported %.0f m apart by %s and %s", f.Asset, dist, prev.gateway, now.gateway), prev, now)}
+	return []Finding{d.clone(f.Asset, t, fmt.Sprintf("%s reported %.0f m apart by %s and %s", f.Asset, dist, prev.ref.Gateway, now.ref.Gateway), prev, now)}
 }
 
 func (d *cloneDetector) telemetry(m *Message) []Finding {
 	var out []Finding
-	now := sighting{gateway: m.Ref.Gateway, site: d.view.site(m.Ref.Gateway), t: m.Ref.Time, ref: m.Ref}
+	now := sighting{site: d.view.site(m.Ref.Gateway), t: m.Ref.Time, ref: m.Ref}
 	for i := range m.Telemetry.GPUs {
 		g := &m.Telemetry.GPUs[i] // not a copy: this runs for every GPU of every sample
 		if g.UUID == "" || g.Asset == "" {
 			continue
 		}
-		slots := d.uuids[g.UUID]
-		if slots == nil {
-			slots = map[string]sighting{}
-			d.uuids[g.UUID] = slots
+		slots := d.uuids[g.UUID][:0]
+		mine := -1
+		for _, prev := range d.uuids[g.UUID] {
+			switch {
+			case prev.slot == g.Asset:
+				mine = len(slots)
+			case !d.near(now.t, prev.t):
+				continue // forgotten
+			}
+			slots = append(slots, prev)
 		}
-		for slot, prev := range slots {
-			if slot == g.Asset {
-				continue
-			}
-			if !d.near(now.t, prev.t) {
-				delete(slots, slot)
-				continue
-			}
+		for _, prev := range slots {
 			// Seen here, then in the other slot, then here again (by
 			// reading time: a sample read before the other slot's and
 			// stored after it is no return): both slots report it, so
 			// the identity is cloned.
-			if mine, ok := slots[g.Asset]; ok && mine.t.Before(prev.t) && now.t.After(prev.t) {
-				out = append(out, d.clone(g.Asset, now.t, fmt.Sprintf("GPU UUID %s reported in slots %s and %s", g.UUID, slot, g.Asset), prev, now))
+			if mine >= 0 && prev.slot != g.Asset && slots[mine].t.Before(prev.t) && now.t.After(prev.t) {
+				out = append(out, d.clone(g.Asset, now.t, fmt.Sprintf("GPU UUID %s reported in slots %s and %s", g.UUID, prev.slot, g.Asset), prev.sighting, now))
 			}
 		}
-		slots[g.Asset] = now
+		if mine >= 0 {
+			slots[mine].sighting = now
+		} else {
+			slots = append(slots, slotSighting{slot: g.Asset, sighting: now})
+		}
+		d.uuids[g.UUID] = slots
 	}
 	return out
 }

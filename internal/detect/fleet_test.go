@@ -2,6 +2,7 @@ package detect
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -362,4 +363,33 @@ func TestSlowDriftClockJump(t *testing.T) {
 		got = append(got, fs...)
 	}
 	check(t, "clock jump in the warm-up", got, nil)
+}
+
+// BenchmarkCloneStatePerGPU reports the bytes the clone detector keeps per
+// GPU it has seen (100,000 GPUs live in one process at the goal of issue 15).
+func BenchmarkCloneStatePerGPU(b *testing.B) {
+	const hosts, gpus = 2000, 8
+	msgs := make([]*Message, hosts)
+	for h := range msgs {
+		tel := &wire.Telemetry{GPUs: make([]wire.GPUSample, gpus)}
+		for g := range tel.GPUs {
+			tel.GPUs[g] = wire.GPUSample{Asset: fmt.Sprintf("srv-%05d.gpu%d", h, g), UUID: fmt.Sprintf("GPU-%08d-%d", h, g)}
+		}
+		msgs[h] = &Message{Ref: MessageRef{Gateway: fmt.Sprintf("gw-%05d", h), Seq: 1, Time: t0}, Recorded: t0, Telemetry: tel}
+	}
+	var perGPU float64
+	for range b.N {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		d := newCloneDetector(Defaults().Clone, NewView(nil))
+		for _, m := range msgs {
+			d.telemetry(m)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perGPU = float64(after.HeapAlloc-before.HeapAlloc) / (hosts * gpus)
+		runtime.KeepAlive(d)
+	}
+	b.ReportMetric(perGPU, "B/GPU")
 }
