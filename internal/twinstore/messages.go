@@ -88,7 +88,13 @@ func decodeMessageRecord(pos uint64, v []byte) (Message, error) {
 	return m, nil
 }
 
-// MessagesAfter returns up to limit messages with positions above pos, in order.
+// MaxBatchBytes bounds the envelope bytes one MessagesAfter call returns, so
+// a consumer's batch of 10-sample messages from a backlog is not 50 MB.
+const MaxBatchBytes = 8 << 20
+
+// MessagesAfter returns up to limit messages with positions above pos, in
+// order, and stops early once they hold MaxBatchBytes (at least one message).
+// BatchFull tells a consumer whether more may be waiting.
 func (s *Store) MessagesAfter(pos uint64, limit int) ([]Message, error) {
 	if limit <= 0 {
 		limit = 1000
@@ -96,12 +102,14 @@ func (s *Store) MessagesAfter(pos uint64, limit int) ([]Message, error) {
 	var out []Message
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketMessages).Cursor()
-		for k, v := c.Seek(u64key(pos + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+		size := 0
+		for k, v := c.Seek(u64key(pos + 1)); k != nil && len(out) < limit && size < MaxBatchBytes; k, v = c.Next() {
 			m, err := decodeMessageRecord(binary.BigEndian.Uint64(k), v)
 			if err != nil {
 				return err
 			}
 			out = append(out, m)
+			size += len(m.Raw)
 		}
 		return nil
 	})
@@ -109,4 +117,17 @@ func (s *Store) MessagesAfter(pos uint64, limit int) ([]Message, error) {
 		return nil, fmt.Errorf("messages after %d: %w", pos, err)
 	}
 	return out, nil
+}
+
+// BatchFull reports whether msgs, from MessagesAfter with limit, stopped at
+// a bound (count or bytes) rather than at the end of the log.
+func BatchFull(msgs []Message, limit int) bool {
+	if len(msgs) >= limit {
+		return true
+	}
+	size := 0
+	for i := range msgs {
+		size += len(msgs[i].Raw)
+	}
+	return size >= MaxBatchBytes
 }

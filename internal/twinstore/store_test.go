@@ -271,3 +271,34 @@ func TestOldFormatRefused(t *testing.T) {
 	s = open(t, filepath.Join(t.TempDir(), "new.db")) // a new store is marked
 	s.Close()
 }
+
+// TestMessagesAfterBytes: a batch stops once it holds MaxBatchBytes of
+// envelopes (a consumer behind by 10-sample messages reads bounded batches),
+// and BatchFull tells the consumer that more is waiting.
+func TestMessagesAfterBytes(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "twins.db"))
+	defer s.Close()
+	big := make([]byte, 3<<20)
+	for i := range big {
+		big[i] = byte(i*7919>>3) ^ byte(i>>11)
+	}
+	for seq := uint64(1); seq <= 5; seq++ {
+		err := s.Update(func(tx *Tx) error {
+			return tx.AppendMessage(&Message{Gateway: "gw-1", Seq: seq, Kind: wire.KindTelemetry, Time: t0, Recorded: t0, Raw: big})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, err := s.MessagesAfter(0, 10)
+	if err != nil || len(msgs) != 3 || !BatchFull(msgs, 10) {
+		t.Fatalf("MessagesAfter(0, 10) = %d messages of 3 MiB (%v), full %v; want 3 (9 MiB >= %d), full", len(msgs), err, BatchFull(msgs, 10), MaxBatchBytes)
+	}
+	msgs, err = s.MessagesAfter(msgs[2].Pos, 10)
+	if err != nil || len(msgs) != 2 || msgs[0].Seq != 4 || BatchFull(msgs, 10) || len(msgs[1].Raw) != len(big) {
+		t.Fatalf("MessagesAfter(3, 10) = %d messages (%v), full %v; want the last 2, not full", len(msgs), err, BatchFull(msgs, 10))
+	}
+	if msgs, _ := s.MessagesAfter(0, 2); len(msgs) != 2 || !BatchFull(msgs, 2) {
+		t.Errorf("MessagesAfter(0, 2) = %d messages, want 2 and full by count", len(msgs))
+	}
+}

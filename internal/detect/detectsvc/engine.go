@@ -297,7 +297,7 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 	for i := range res.Opened {
 		e.respond(ctx, &res.Opened[i])
 	}
-	return len(evs) == batch || len(msgs) == batch, nil
+	return len(evs) == batch || twinstore.BatchFull(msgs, batch), nil
 }
 
 // Raise records a finding made outside the detectors (the ledger's
