@@ -58,8 +58,7 @@ func (c *decodedCache) put(pos uint64, m *message) {
 		c.size[j] = 0
 		c.oldest++
 	}
-	d := &Decoded{Pos: pos, Env: m.env}
-	d.Env.Body, d.Env.Sig = nil, nil
+	d := &Decoded{Pos: pos, Env: m.env} // check dropped Body and Sig
 	switch m.env.Kind {
 	case wire.KindTelemetry:
 		v := m.tel

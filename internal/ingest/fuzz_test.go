@@ -41,6 +41,9 @@ func FuzzCheck(f *testing.F) {
 		if err != nil || gwT != m.env.Gateway || kind != m.env.Kind {
 			t.Fatalf("accepted %s/%s on topic %q (%v)", m.env.Gateway, m.env.Kind, topic, err)
 		}
+		if m.env.Body != nil || m.env.Sig != nil {
+			t.Fatalf("accepted message still holds its envelope's body (%d bytes) and signature (%d): they wait in the writer's queue", len(m.env.Body), len(m.env.Sig))
+		}
 	})
 }
 
