@@ -21,6 +21,9 @@
 #      stored, its CPU per point is its utime+stime over that time
 #      (/proc/PID/stat), lost = points Mosquitto acknowledged - points in
 #      influxd (count(temp_c) in measurement gpu).
+# SERVICE_BIN runs other builds of twin-service, each in turn before
+# Telegraf (a space-separated list: a before/after comparison in one run);
+# PROFILE=1 writes each one's CPU profile and prints its top 25.
 # Draining a backlog measures each consumer's capacity without the load
 # generator on the same 2 cores, and with the same bytes waiting for both.
 # Keep the publishing phase under ~40 s (RATE/SAMPLES x SECONDS messages
@@ -158,13 +161,15 @@ EOF
   wait_for 10 "mosquitto listening on $mqtt" "$mosq_pid" tcp_open "$mqtt"
 }
 
-# start_twin_service DB: make run's service (detectors, file ledger, fsync
+# start_twin_service DB: $svc_bin, make run's service (detectors, file ledger, fsync
 # on) with Mosquitto as its external broker and influxd as its telemetry
 # store; ready once its subscription receives its own probe.
 start_twin_service() {
   local db=$1 data="$dir/data-$1"
   rm -rf "$data" && mkdir -p "$data" && cp "$dir/registry.json" "$data/registry.json"
-  "$bin/twin-service" -data "$data" -http "$http" -log-level warn \
+  local profile=()
+  if [ "${PROFILE:-0}" = 1 ]; then profile=(-cpu-profile "$dir/$db.pprof"); fi
+  "$svc_bin" -data "$data" -http "$http" -log-level warn "${profile[@]}" \
     -mqtt-mode external -mqtt-url "tcp://$mqtt" -mqtt-username twin-service@bench \
     -telemetry-backend influxdb -telemetry-url "http://$influx" -telemetry-bucket "$db" \
     -detect-config "$(dirname "$0")/run-detect.yaml" 2>"$dir/$db.log" >/dev/null &
@@ -231,20 +236,21 @@ EOF
   sleep 2 # its subscription follows the connection
 }
 
-# run CONSUMER SAMPLES: one consumer run; appends a RESULT line to $out.
+# run KIND NAME SAMPLES: one run of a consumer (KIND twin_service or
+# telegraf); appends a RESULT line to $out.
 run() {
-  local name=$1 samples=$2 db="bench_$1_$2" msg_rate acked expected n last last_change t0 t1 c0 c1
+  local kind=$1 name=$2 samples=$3 db="bench_$2_$3" msg_rate acked expected n last last_change t0 t1 c0 c1 i0 i1
   msg_rate=$(awk -v r="$rate" -v s="$samples" 'BEGIN { printf "%g", r / s }')
   say "$name, $samples samples per message: $msg_rate msg/s for ${seconds}s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
   influxql "" "CREATE DATABASE $db" >/dev/null
   start_mosquitto
-  "start_$name" "$db" "$samples"
+  "start_$kind" "$db" "$samples"
   kill -STOP "$consumer"
   "$bin/firmware-sim" load -broker "$mqtt" -gateways "$gateways" -gpus "$gpus" -rate "$msg_rate" \
     -samples-per-message "$samples" -duration "${seconds}s" -every 5s 2>&1 | tee "$dir/load-$db.log"
   acked=$(sed -n 's/^RESULT .* acked=\([0-9]*\).*/\1/p' "$dir/load-$db.log")
   expected=$((acked * samples * gpus))
-  c0=$(cpu_ticks "$consumer") t0=$(date +%s.%N)
+  c0=$(cpu_ticks "$consumer") i0=$(cpu_ticks "$influxd_pid") t0=$(date +%s.%N)
   kill -CONT "$consumer"
   last=0 last_change=$t0
   while :; do
@@ -252,7 +258,7 @@ run() {
     kill -0 "$consumer" 2>/dev/null || fail "$name exited while draining (log $dir/$db.log)"
     n=$(count "$db")
     t1=$(date +%s.%N)
-    if [ "$n" != "$last" ]; then last=$n last_change=$t1 c1=$(cpu_ticks "$consumer"); fi
+    if [ "$n" != "$last" ]; then last=$n last_change=$t1 c1=$(cpu_ticks "$consumer") i1=$(cpu_ticks "$influxd_pid"); fi
     [ "$n" -lt "$expected" ] || break
     if awk -v a="$t1" -v b="$last_change" -v s="$stall" 'BEGIN { exit !(a - b > s) }'; then
       say "$name: $n of $expected points after no growth for ${stall}s: the rest counts as lost"
@@ -266,33 +272,50 @@ run() {
   stop "$consumer"
   stop "$mosq_pid"
   awk -v name="$name" -v k="$samples" -v n="$last" -v e="$expected" -v t0="$t0" -v t1="$last_change" \
-    -v cpu=$((${c1:-$c0} - c0)) -v tick="$tick" -v la="$(cut -d' ' -f1 /proc/loadavg)" \
-    'BEGIN { printf "RESULT consumer=%s samples=%d points=%d expected=%d lost=%d seconds=%.1f points_per_s=%.0f cpu_us_per_point=%.1f load_average=%s\n", name, k, n, e, e - n, t1 - t0, (t1 > t0 ? n / (t1 - t0) : 0), cpu / tick * 1e6 / (n > 0 ? n : 1), la }' |
+    -v cpu=$((${c1:-$c0} - c0)) -v icpu=$((${i1:-$i0} - i0)) -v tick="$tick" -v la="$(cut -d' ' -f1 /proc/loadavg)" -v bin="${svc_bin:-$telegraf}" \
+    'BEGIN { us = 1e6 / tick / (n > 0 ? n : 1); printf "RESULT consumer=%s samples=%d points=%d expected=%d lost=%d seconds=%.1f points_per_s=%.0f cpu_us_per_point=%.1f influxd_cpu_us_per_point=%.1f load_average=%s bin=%s\n", name, k, n, e, e - n, t1 - t0, (t1 > t0 ? n / (t1 - t0) : 0), cpu * us, icpu * us, la, bin }' |
     tee -a "$out"
 }
 
+svc_bins=(${SERVICE_BIN:-$bin/twin-service})
 for samples in $samples_list; do
-  run twin_service "$samples"
-  run telegraf "$samples"
+  for n in "${!svc_bins[@]}"; do
+    svc_bin=${svc_bins[$n]}
+    run twin_service "twin_service$((n + 1))" "$samples"
+  done
+  svc_bin=
+  run telegraf telegraf "$samples"
 done
 
 echo
 say "results (load average now $(cut -d' ' -f1-3 /proc/loadavg)):"
 cat "$out"
 field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
+# sums DB: count and sums of a few fields: the same readings in both (times
+# differ: each load is stamped when it is signed).
+sums() {
+  influxql "$1" 'SELECT count(temp_c), sum(temp_c), sum(power_w), sum(ecc_sbe), sum(xid_count), sum(sm_clock_mhz) FROM gpu' |
+    sed -n 's/.*"values":\[\["[^"]*",\(.*\)\]\].*/\1/p'
+}
 for samples in $samples_list; do
-  svc=$(grep "consumer=twin_service samples=$samples " "$out")
   tg=$(grep "consumer=telegraf samples=$samples " "$out")
-  awk -v k="$samples" -v s="$(field points_per_s <<<"$svc")" -v t="$(field points_per_s <<<"$tg")" \
-    -v sc="$(field cpu_us_per_point <<<"$svc")" -v tc="$(field cpu_us_per_point <<<"$tg")" \
-    'BEGIN { printf "ratio twin-service / Telegraf, %d samples per message: points/s %d/%d = %.2f, CPU us per point %.1f/%.1f = %.2f\n", k, s, t, (t > 0 ? s / t : 0), sc, tc, (tc > 0 ? sc / tc : 0) }'
-  # The same readings in both (times differ: each load is stamped when it is signed).
-  q='SELECT count(temp_c), sum(temp_c), sum(power_w), sum(ecc_sbe), sum(xid_count), sum(sm_clock_mhz) FROM gpu'
-  a=$(influxql "bench_twin_service_$samples" "$q" | sed -n 's/.*"values":\[\["[^"]*",\(.*\)\]\].*/\1/p')
-  b=$(influxql "bench_telegraf_$samples" "$q" | sed -n 's/.*"values":\[\["[^"]*",\(.*\)\]\].*/\1/p')
-  if [ "$a" = "$b" ]; then
-    echo "data, $samples samples per message: the same count and sums in both ($a)"
-  else
-    echo "data, $samples samples per message: DIFFERENT: twin-service $a, Telegraf $b"
+  b=$(sums "bench_telegraf_$samples")
+  for n in "${!svc_bins[@]}"; do
+    name="twin_service$((n + 1))"
+    svc=$(grep "consumer=$name samples=$samples " "$out")
+    awk -v name="$name (${svc_bins[$n]})" -v k="$samples" -v s="$(field points_per_s <<<"$svc")" -v t="$(field points_per_s <<<"$tg")" \
+      -v sc="$(field cpu_us_per_point <<<"$svc")" -v tc="$(field cpu_us_per_point <<<"$tg")" \
+      'BEGIN { printf "ratio %s / Telegraf, %d samples per message: points/s %d/%d = %.2f, CPU us per point %.1f/%.1f = %.2f\n", name, k, s, t, (t > 0 ? s / t : 0), sc, tc, (tc > 0 ? sc / tc : 0) }'
+    a=$(sums "bench_${name}_$samples")
+    if [ "$a" = "$b" ]; then
+      echo "data, $name, $samples samples per message: the same count and sums as Telegraf's ($a)"
+    else
+      echo "data, $name, $samples samples per message: DIFFERENT: twin-service $a, Telegraf $b"
+    fi
+  done
+  if [ "${PROFILE:-0}" = 1 ]; then
+    for n in "${!svc_bins[@]}"; do
+      go tool pprof -top -nodecount=25 "${svc_bins[$n]}" "$dir/bench_twin_service$((n + 1))_$samples.pprof" 2>/dev/null | head -35 || true # head ends pprof early: no failure
+    done
   fi
 done
