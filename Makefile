@@ -7,7 +7,7 @@ HTTP  ?= 127.0.0.1:8080
 MQTT  ?= 127.0.0.1:1883
 PROGRAMS := $(patsubst %/main.go,./%,$(wildcard twin-service/main.go edge-agent/main.go firmware-sim/main.go))
 
-.PHONY: all build run test test-short lint bench bench-service clean web
+.PHONY: all build run test test-short lint bench bench-service bench-influx clean web
 
 all: build
 
@@ -57,6 +57,17 @@ GATEWAYS ?= 1000
 SECONDS  ?= 60
 bench-service: build
 	@scripts/bench-service.sh "$(BIN)" "$(RATE)" "$(GATEWAYS)" "$(SECONDS)"
+
+# bench-influx: twin-service's InfluxDB backend against Telegraf on the same
+# load through Mosquitto into one influxd (docs/performance.md, "Against
+# Telegraf"): INFLUX_RATE host samples/s from INFLUX_GATEWAYS gateways for
+# INFLUX_SECONDS (under ~40 s: it queues for a stopped consumer), then
+# drained by each; SAMPLES per message (default "1 10").
+INFLUX_RATE     ?= 3000
+INFLUX_GATEWAYS ?= 500
+INFLUX_SECONDS  ?= 15
+bench-influx: build
+	@scripts/bench-influx.sh "$(BIN)" "$(INFLUX_RATE)" "$(INFLUX_GATEWAYS)" "$(INFLUX_SECONDS)"
 
 clean:
 	rm -rf $(BIN)

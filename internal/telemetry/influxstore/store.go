@@ -27,8 +27,8 @@
 // Write encodes points as line protocol and appends them to an on-disk
 // replay log (segment files, fsynced) before it returns; Run's sender reads
 // the log in batches (BatchPoints lines, at most 4 MiB) and writes each batch
-// with the client's blocking WriteAPI, gzip-compressed, one HTTP request per
-// batch. A batch is acknowledged in the log only when InfluxDB answered 204;
+// with the client's blocking WriteAPI, one HTTP request per batch,
+// gzip-compressed unless InfluxDB is on a loopback address (useGzip). A batch is acknowledged in the log only when InfluxDB answered 204;
 // on a network error, a 5xx or 429 the same batch is retried with backoff
 // (100 ms doubling to 10 s) for as long as it takes, so an outage of any
 // length loses nothing while the log fits its budget (ReplayBudgetBytes).
@@ -53,6 +53,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,7 +126,7 @@ func Open(dir string, cfg telemetry.Config, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("influxstore: %w", err)
 	}
 	copts := influxdb2.DefaultOptions().
-		SetUseGZip(true).
+		SetUseGZip(useGzip(cfg.URL)).
 		SetHTTPRequestTimeout(uint(max(cfg.Timeout/time.Second, 1)))
 	client := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, copts)
 	s := &Store{
@@ -141,6 +143,24 @@ func Open(dir string, cfg telemetry.Config, opts Options) (*Store, error) {
 		s.log.Info("influxdb replay log holds unsent points", "points", lines, "bytes", size)
 	}
 	return s, nil
+}
+
+// useGzip reports whether write requests to InfluxDB at rawURL are
+// compressed: not on a loopback address (localhost, 127.0.0.0/8, ::1),
+// where compression saves no bandwidth and costs CPU on both ends of the
+// same machine (the client's gzip was ~10% of twin-service's CPU with 10
+// samples per message; make bench-influx, docs/performance.md).
+func useGzip(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return true
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err != nil || !ip.IsLoopback()
 }
 
 // Write appends the valid points to the replay log, durably.
