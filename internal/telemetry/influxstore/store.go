@@ -28,7 +28,8 @@
 // replay log (segment files, fsynced) before it returns; Run's sender reads
 // the log in batches (BatchPoints lines, at most 4 MiB) and writes each batch
 // with the client's blocking WriteAPI, one HTTP request per batch,
-// gzip-compressed unless InfluxDB is on a loopback address (useGzip). A batch is acknowledged in the log only when InfluxDB answered 204;
+// gzip-compressed unless InfluxDB is on a loopback address (useGzip). A
+// batch is acknowledged in the log only when InfluxDB answered 204;
 // on a network error, a 5xx or 429 the same batch is retried with backoff
 // (100 ms doubling to 10 s) for as long as it takes, so an outage of any
 // length loses nothing while the log fits its budget (ReplayBudgetBytes).
