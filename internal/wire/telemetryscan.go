@@ -1,0 +1,595 @@
+package wire
+
+import (
+	"strconv"
+	"time"
+)
+
+// scanTelemetry is DecodeTelemetry's fast path: one pass over a telemetry
+// body of the shape agents send, with no reflection. It gives what
+// unmarshalTelemetry (encoding/json's v1 rules) gives, or ok false whenever
+// the body holds anything it does not handle exactly; the caller then takes
+// the general path, so odd bodies get today's values and error texts.
+//
+// It declines: a name that differs from a known one only in case, '_' or
+// '-', or that repeats a known one in the same object; a string with an
+// escape, a control byte or a byte of 0x80 or more; null; a number its field
+// cannot hold as written (a fraction or exponent for an int, a minus for a
+// uint64, -0 for an int, 20 digits); a ts that is not
+// 2006-01-02T15:04:05[.999999999](Z|±07:00); a sample without gpus; nesting
+// deeper than maxSkipDepth in an unknown member; and anything after the
+// body's object but whitespace. Unknown members are skipped, as encoding/json
+// does.
+func scanTelemetry(body []byte) (t Telemetry, ok bool) {
+	s := telemetryScanner{b: body}
+	if !s.telemetry(&t) {
+		return Telemetry{}, false
+	}
+	return t, true
+}
+
+// telemetryScanner reads one body. Its arrays are scratch space: a slice is
+// gathered in one (or, past its length, in a slice grown from it) and copied
+// into an allocation of its exact length, so a message's slices are not grown
+// append by append, and each sample's GPUs get their own backing array (a
+// twin's latest readings point into the newest sample's and keep only that
+// one alive).
+//
+// The strings of a GPU's identity are shared with the previous sample's GPU
+// at the same index where they are equal, as they are in every sample but
+// the first: a several-sample body allocates them once (encoding/json's
+// engine caches short strings for the same reason).
+type telemetryScanner struct {
+	b       []byte
+	i       int
+	prev    []GPUSample // the GPUs of the sample before, if any
+	samples [MaxSamples]TelemetrySample
+	gpus    [16]GPUSample
+	xids    [MaxRecentXIDs]int
+	strs    [8]string
+}
+
+// maxSkipDepth bounds the nesting of an unknown member's value that the scanner skips.
+const maxSkipDepth = 32
+
+func (s *telemetryScanner) telemetry(t *Telemetry) bool {
+	s.space()
+	_, ok := s.object(func(name []byte) (bit int, ok bool) {
+		switch string(name) {
+		case "host":
+			t.Host, ok = s.str()
+			return 0, ok
+		case "gpus":
+			t.GPUs, ok = s.gpuList()
+			return 1, ok
+		case "samples":
+			t.Samples, ok = list(s, s.samples[:0], s.sample)
+			return 2, ok
+		}
+		return -1, !foldsToAny(name, "host", "gpus", "samples") && s.skip(0)
+	})
+	s.space()
+	return ok && s.i == len(s.b)
+}
+
+func (s *telemetryScanner) sample(int) (ts TelemetrySample, ok bool) {
+	seen, ok := s.object(func(name []byte) (bit int, ok bool) {
+		switch string(name) {
+		case "ts":
+			return 0, s.time(&ts.TS)
+		case "gpus":
+			ts.GPUs, ok = s.gpuList()
+			return 1, ok
+		}
+		return -1, !foldsToAny(name, "ts", "gpus") && s.skip(0)
+	})
+	// Without gpus the general path leaves presize's empty slice or nil,
+	// depending on its guess: decline rather than guess the same.
+	return ts, ok && seen&(1<<1) != 0
+}
+
+func (s *telemetryScanner) gpuList() ([]GPUSample, bool) {
+	gpus, ok := list(s, s.gpus[:0], s.gpu)
+	s.prev = gpus
+	return gpus, ok
+}
+
+// gpuNames are GPUSample's JSON names.
+var gpuNames = [...]string{"asset", "index", "uuid", "temp_c", "mem_temp_c", "power_w", "power_limit_w",
+	"util_pct", "mem_util_pct", "sm_clock_mhz", "mem_clock_mhz", "ecc_sbe", "ecc_dbe", "retired_pages",
+	"remapped_rows", "row_remap_failure", "last_xid", "xid_count", "xids", "throttle", "pcie_replays"}
+
+// gpu decodes the readings of the i-th GPU of a sample.
+func (s *telemetryScanner) gpu(i int) (g GPUSample, ok bool) {
+	var asset, uuid string // the same GPU's in the sample before
+	if i < len(s.prev) {
+		asset, uuid = s.prev[i].Asset, s.prev[i].UUID
+	}
+	_, ok = s.object(func(name []byte) (bit int, ok bool) {
+		switch string(name) {
+		case "asset":
+			g.Asset, ok = s.strLike(asset)
+			return 0, ok
+		case "index":
+			g.Index, ok = s.int()
+			return 1, ok
+		case "uuid":
+			g.UUID, ok = s.strLike(uuid)
+			return 2, ok
+		case "temp_c":
+			g.TempC, ok = s.float()
+			return 3, ok
+		case "mem_temp_c":
+			g.MemTempC, ok = s.float()
+			return 4, ok
+		case "power_w":
+			g.PowerW, ok = s.float()
+			return 5, ok
+		case "power_limit_w":
+			g.PowerLimitW, ok = s.float()
+			return 6, ok
+		case "util_pct":
+			g.UtilPct, ok = s.float()
+			return 7, ok
+		case "mem_util_pct":
+			g.MemUtilPct, ok = s.float()
+			return 8, ok
+		case "sm_clock_mhz":
+			g.SMClockMHz, ok = s.int()
+			return 9, ok
+		case "mem_clock_mhz":
+			g.MemClockMHz, ok = s.int()
+			return 10, ok
+		case "ecc_sbe":
+			g.ECCSingleBit, ok = s.uint()
+			return 11, ok
+		case "ecc_dbe":
+			g.ECCDoubleBit, ok = s.uint()
+			return 12, ok
+		case "retired_pages":
+			g.RetiredPages, ok = s.int()
+			return 13, ok
+		case "remapped_rows":
+			g.RemappedRows, ok = s.int()
+			return 14, ok
+		case "row_remap_failure":
+			g.RowRemapFailure, ok = s.bool()
+			return 15, ok
+		case "last_xid":
+			g.LastXID, ok = s.int()
+			return 16, ok
+		case "xid_count":
+			g.XIDCount, ok = s.uint()
+			return 17, ok
+		case "xids":
+			g.XIDs, ok = list(s, s.xids[:0], func(int) (int, bool) { return s.int() })
+			return 18, ok
+		case "throttle":
+			g.Throttle, ok = list(s, s.strs[:0], func(int) (string, bool) {
+				raw, ok := s.quoted()
+				return throttleString(raw), ok
+			})
+			return 19, ok
+		case "pcie_replays":
+			g.PCIeReplays, ok = s.uint()
+			return 20, ok
+		}
+		return -1, !foldsToAny(name, gpuNames[:]...) && s.skip(0)
+	})
+	return g, ok
+}
+
+// object consumes an object. For each member it consumes the name and the
+// ':', and member consumes the value and returns the name's bit in seen
+// (-1 for an unknown name). It declines an object that has a known name
+// twice.
+func (s *telemetryScanner) object(member func(name []byte) (bit int, ok bool)) (seen uint32, ok bool) {
+	if !s.open('{') {
+		return 0, false
+	}
+	more, ok := s.first('}')
+	for ; more; more, ok = s.next('}') {
+		name, ok := s.name()
+		if !ok {
+			return 0, false
+		}
+		bit, ok := member(name)
+		if !ok {
+			return 0, false
+		}
+		if bit >= 0 {
+			if seen&(1<<bit) != 0 {
+				return 0, false
+			}
+			seen |= 1 << bit
+		}
+	}
+	return seen, ok
+}
+
+// list consumes an array, gathering its elements in scratch (elem decodes
+// the i-th), and returns them in a slice of their own of their exact length.
+// (elem returns an element rather than decoding into scratch, which would
+// move the scanner and its scratch to the heap.)
+func list[T any](s *telemetryScanner, scratch []T, elem func(i int) (T, bool)) ([]T, bool) {
+	if !s.open('[') {
+		return nil, false
+	}
+	buf := scratch[:0]
+	more, ok := s.first(']')
+	for ; more; more, ok = s.next(']') {
+		v, ok := elem(len(buf))
+		if !ok {
+			return nil, false
+		}
+		buf = append(buf, v)
+	}
+	if !ok {
+		return nil, false
+	}
+	out := make([]T, len(buf))
+	copy(out, buf)
+	return out, true
+}
+
+// throttleString is b as a string, without an allocation for a known
+// throttle reason.
+func throttleString(b []byte) string {
+	switch string(b) {
+	case ThrottleGPUIdle:
+		return ThrottleGPUIdle
+	case ThrottleAppClocks:
+		return ThrottleAppClocks
+	case ThrottlePowerCap:
+		return ThrottlePowerCap
+	case ThrottleHWSlowdown:
+		return ThrottleHWSlowdown
+	case ThrottleSyncBoost:
+		return ThrottleSyncBoost
+	case ThrottleSWThermal:
+		return ThrottleSWThermal
+	case ThrottleHWThermal:
+		return ThrottleHWThermal
+	case ThrottleHWPowerBrake:
+		return ThrottleHWPowerBrake
+	case ThrottleDisplayClocks:
+		return ThrottleDisplayClocks
+	}
+	return string(b)
+}
+
+// space skips JSON whitespace.
+func (s *telemetryScanner) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// open consumes c ('{' or '[') and the whitespace after it.
+func (s *telemetryScanner) open(c byte) bool {
+	if s.i >= len(s.b) || s.b[s.i] != c {
+		return false
+	}
+	s.i++
+	s.space()
+	return true
+}
+
+// first reports whether an object or array just opened has a first member,
+// consuming its end if not.
+func (s *telemetryScanner) first(end byte) (more, ok bool) {
+	if s.i < len(s.b) && s.b[s.i] == end {
+		s.i++
+		return false, true
+	}
+	return true, true
+}
+
+// next consumes the ',' before another member, or the end.
+func (s *telemetryScanner) next(end byte) (more, ok bool) {
+	s.space()
+	if s.i >= len(s.b) {
+		return false, false
+	}
+	switch s.b[s.i] {
+	case ',':
+		s.i++
+		s.space()
+		return true, true
+	case end:
+		s.i++
+		return false, true
+	}
+	return false, false
+}
+
+// name consumes a member's name and the ':' after it, with the whitespace
+// around it.
+func (s *telemetryScanner) name() ([]byte, bool) {
+	name, ok := s.quoted()
+	if !ok {
+		return nil, false
+	}
+	s.space()
+	if s.i >= len(s.b) || s.b[s.i] != ':' {
+		return nil, false
+	}
+	s.i++
+	s.space()
+	return name, true
+}
+
+// quoted consumes a string of printable ASCII without escapes and returns
+// its bytes between the quotes.
+func (s *telemetryScanner) quoted() ([]byte, bool) {
+	if s.i >= len(s.b) || s.b[s.i] != '"' {
+		return nil, false
+	}
+	for j := s.i + 1; j < len(s.b); j++ {
+		switch c := s.b[j]; {
+		case c == '"':
+			raw := s.b[s.i+1 : j]
+			s.i = j + 1
+			return raw, true
+		case c < 0x20 || c >= 0x80 || c == '\\':
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+func (s *telemetryScanner) str() (string, bool) {
+	raw, ok := s.quoted()
+	return string(raw), ok
+}
+
+// strLike is str, or like without an allocation if the string is equal.
+func (s *telemetryScanner) strLike(like string) (string, bool) {
+	raw, ok := s.quoted()
+	if ok && string(raw) == like {
+		return like, true
+	}
+	return string(raw), ok
+}
+
+func (s *telemetryScanner) bool() (bool, bool) {
+	switch {
+	case s.literal("true"):
+		return true, true
+	case s.literal("false"):
+		return false, true
+	}
+	return false, false
+}
+
+func (s *telemetryScanner) literal(lit string) bool {
+	if len(s.b)-s.i < len(lit) || string(s.b[s.i:s.i+len(lit)]) != lit {
+		return false
+	}
+	s.i += len(lit)
+	return true
+}
+
+// number consumes a JSON number and returns its text, and whether it is an
+// integer (no fraction, no exponent).
+func (s *telemetryScanner) number() (lit []byte, integer, ok bool) {
+	b, j := s.b, s.i
+	if j < len(b) && b[j] == '-' {
+		j++
+	}
+	switch {
+	case j < len(b) && b[j] == '0':
+		j++
+	case j < len(b) && b[j] >= '1' && b[j] <= '9':
+		for j++; j < len(b) && isDigit(b[j]); j++ {
+		}
+	default:
+		return nil, false, false
+	}
+	integer = true
+	if j < len(b) && b[j] == '.' {
+		integer = false
+		j++
+		if j >= len(b) || !isDigit(b[j]) {
+			return nil, false, false
+		}
+		for j++; j < len(b) && isDigit(b[j]); j++ {
+		}
+	}
+	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
+		integer = false
+		j++
+		if j < len(b) && (b[j] == '+' || b[j] == '-') {
+			j++
+		}
+		if j >= len(b) || !isDigit(b[j]) {
+			return nil, false, false
+		}
+		for j++; j < len(b) && isDigit(b[j]); j++ {
+		}
+	}
+	lit, s.i = b[s.i:j], j
+	return lit, integer, true
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// digits is the value of a string of at most 19 decimal digits (which
+// cannot overflow a uint64).
+func digits(d []byte) (uint64, bool) {
+	if len(d) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range d {
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
+}
+
+func (s *telemetryScanner) uint() (uint64, bool) {
+	lit, integer, ok := s.number()
+	if !ok || !integer || lit[0] == '-' {
+		return 0, false
+	}
+	return digits(lit)
+}
+
+func (s *telemetryScanner) int() (int, bool) {
+	lit, integer, ok := s.number()
+	if !ok || !integer {
+		return 0, false
+	}
+	if lit[0] != '-' {
+		n, ok := digits(lit)
+		if !ok || n > 1<<63-1 {
+			return 0, false
+		}
+		return int(n), true
+	}
+	n, ok := digits(lit[1:])
+	if !ok || n == 0 || n > 1<<63 {
+		return 0, false
+	}
+	return int(-int64(n)), true
+}
+
+func (s *telemetryScanner) float() (float64, bool) {
+	lit, integer, ok := s.number()
+	if !ok {
+		return 0, false
+	}
+	if integer && lit[0] != '-' && len(lit) <= 15 {
+		n, _ := digits(lit)
+		return float64(n), true // exact: below 2^53
+	}
+	f, err := strconv.ParseFloat(string(lit), 64)
+	return f, err == nil
+}
+
+// time consumes a string holding an RFC 3339 time of the form
+// 2006-01-02T15:04:05[.999999999](Z|±07:00) and parses it as encoding/json
+// does (time.Time.UnmarshalText).
+func (s *telemetryScanner) time(t *time.Time) bool {
+	raw, ok := s.quoted()
+	if !ok || !rfc3339Shape(raw) {
+		return false
+	}
+	return t.UnmarshalText(raw) == nil
+}
+
+// rfc3339Shape reports whether b is 2006-01-02T15:04:05, an optional
+// fraction of 1 to 9 digits, and Z or an offset ±hh:mm with hh below 24 and
+// mm below 60.
+func rfc3339Shape(b []byte) bool {
+	const layout = "dddd-dd-ddTdd:dd:dd"
+	if len(b) < len(layout)+1 {
+		return false
+	}
+	for i := 0; i < len(layout); i++ {
+		if layout[i] == 'd' && !isDigit(b[i]) || layout[i] != 'd' && b[i] != layout[i] {
+			return false
+		}
+	}
+	rest := b[len(layout):]
+	if rest[0] == '.' {
+		j := 1
+		for j < len(rest) && isDigit(rest[j]) {
+			j++
+		}
+		if j == 1 || j > 10 {
+			return false
+		}
+		rest = rest[j:]
+	}
+	switch {
+	case len(rest) == 1 && rest[0] == 'Z':
+		return true
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':' &&
+		isDigit(rest[1]) && isDigit(rest[2]) && isDigit(rest[4]) && isDigit(rest[5]):
+		return (rest[1]-'0')*10+rest[2]-'0' < 24 && (rest[4]-'0')*10+rest[5]-'0' < 60
+	}
+	return false
+}
+
+// skip consumes a well-formed JSON value of an unknown member, declining
+// what quoted declines and nesting deeper than maxSkipDepth.
+func (s *telemetryScanner) skip(depth int) bool {
+	if s.i >= len(s.b) || depth > maxSkipDepth {
+		return false
+	}
+	switch s.b[s.i] {
+	case '"':
+		_, ok := s.quoted()
+		return ok
+	case '{':
+		s.i++
+		s.space()
+		more, ok := s.first('}')
+		for ; more; more, ok = s.next('}') {
+			if _, ok := s.name(); !ok || !s.skip(depth+1) {
+				return false
+			}
+		}
+		return ok
+	case '[':
+		s.i++
+		s.space()
+		more, ok := s.first(']')
+		for ; more; more, ok = s.next(']') {
+			if !s.skip(depth + 1) {
+				return false
+			}
+		}
+		return ok
+	case 't':
+		return s.literal("true")
+	case 'f':
+		return s.literal("false")
+	case 'n':
+		return s.literal("null")
+	}
+	_, _, ok := s.number()
+	return ok
+}
+
+// foldsToAny reports whether name might name one of the known members under
+// encoding/json's matching: equal to one, ignoring ASCII case, '_' and '-'
+// (the scanner has already declined names with other bytes than ASCII).
+func foldsToAny(name []byte, known ...string) bool {
+	for _, k := range known {
+		if foldsTo(name, k) {
+			return true
+		}
+	}
+	return false
+}
+
+func foldsTo(name []byte, known string) bool {
+	i, j := 0, 0
+	for {
+		for i < len(name) && (name[i] == '_' || name[i] == '-') {
+			i++
+		}
+		for j < len(known) && (known[j] == '_' || known[j] == '-') {
+			j++
+		}
+		if i == len(name) || j == len(known) {
+			return i == len(name) && j == len(known)
+		}
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != known[j] {
+			return false
+		}
+		i++
+		j++
+	}
+}
