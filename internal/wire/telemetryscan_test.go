@@ -2,10 +2,12 @@ package wire
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // goldenTelemetryBodies are the bodies of the golden telemetry envelopes in
@@ -183,4 +185,64 @@ func FuzzDecodeTelemetryFast(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		checkScanTelemetry(t, body)
 	})
+}
+
+// benchTelemetry is a body of n samples of 8 GPUs, in the one-sample form
+// for n = 1. Each GPU has its own UUID, as in a real host.
+func benchTelemetry(tb testing.TB, n int) Envelope {
+	tel := Telemetry{Host: "srv-s1-001"}
+	for i := range n {
+		s := TelemetrySample{TS: goldenTime.Add(time.Duration(i-n+1) * time.Second)}
+		for j := range 8 {
+			s.GPUs = append(s.GPUs, GPUSample{Asset: fmt.Sprintf("srv-s1-001.gpu%d", j), Index: j, UUID: fmt.Sprintf("GPU-6f0b8e12-3c4d-4e5f-8a9b-0c1d2e3f4a5%d", j), TempC: 61, MemTempC: 72, PowerW: 412.5, PowerLimitW: 700, UtilPct: 87, MemUtilPct: 54, SMClockMHz: 1980, MemClockMHz: 2619, ECCSingleBit: 3, RemappedRows: 1, Throttle: []string{ThrottlePowerCap}})
+		}
+		tel.Samples = append(tel.Samples, s)
+	}
+	if n == 1 {
+		tel.GPUs, tel.Samples = tel.Samples[0].GPUs, nil
+	}
+	data, err := Seal(testKey(), "gw-s1-01", 1, goldenTime, KindTelemetry, tel)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	env, err := Decode(data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return env
+}
+
+// BenchmarkDecodeTelemetry compares DecodeTelemetry's general path
+// (encoding/json's rules, as before the scanner) with the scanner, on the
+// body of 10 samples of 8 GPUs (the one measured in docs/performance.md) and
+// of one sample.
+func BenchmarkDecodeTelemetry(b *testing.B) {
+	for _, n := range []int{10, 1} {
+		env := benchTelemetry(b, n)
+		if _, ok := scanTelemetry(env.Body); !ok {
+			b.Fatalf("scanTelemetry declines the %d-sample body", n)
+		}
+		b.Run(fmt.Sprintf("%dx8/generic", n), func(b *testing.B) {
+			b.SetBytes(int64(len(env.Body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				t, err := unmarshalTelemetry(env.Body)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := t.normalize(env.Time); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("%dx8/fast", n), func(b *testing.B) {
+			b.SetBytes(int64(len(env.Body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := DecodeTelemetry(&env); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
