@@ -1,9 +1,6 @@
 package wire
 
-import (
-	"strconv"
-	"time"
-)
+import "time"
 
 // scanTelemetry is DecodeTelemetry's fast path: one pass over a telemetry
 // body of the shape agents send, with no reflection. It gives what
@@ -15,13 +12,13 @@ import (
 // '-', or that repeats a known one in the same object; a string with an
 // escape, a control byte or a byte of 0x80 or more; null; a number its field
 // cannot hold as written (a fraction or exponent for an int, a minus for a
-// uint64, -0 for an int, 20 digits); a ts that is not
+// uint64, -0 for an int, too large); a ts that is not
 // 2006-01-02T15:04:05[.999999999](Z|±07:00); a sample without gpus; nesting
 // deeper than maxSkipDepth in an unknown member; and anything after the
 // body's object but whitespace. Unknown members are skipped, as encoding/json
 // does.
 func scanTelemetry(body []byte) (t Telemetry, ok bool) {
-	s := telemetryScanner{b: body}
+	s := telemetryScanner{scanner: scanner{b: body}}
 	if !s.telemetry(&t) {
 		return Telemetry{}, false
 	}
@@ -40,17 +37,13 @@ func scanTelemetry(body []byte) (t Telemetry, ok bool) {
 // the first: a several-sample body allocates them once (encoding/json's
 // engine caches short strings for the same reason).
 type telemetryScanner struct {
-	b       []byte
-	i       int
+	scanner
 	prev    []GPUSample // the GPUs of the sample before, if any
 	samples [MaxSamples]TelemetrySample
 	gpus    [16]GPUSample
 	xids    [MaxRecentXIDs]int
 	strs    [8]string
 }
-
-// maxSkipDepth bounds the nesting of an unknown member's value that the scanner skips.
-const maxSkipDepth = 32
 
 func (s *telemetryScanner) telemetry(t *Telemetry) bool {
 	s.space()
@@ -63,7 +56,7 @@ func (s *telemetryScanner) telemetry(t *Telemetry) bool {
 			t.GPUs, ok = s.gpuList()
 			return 1, ok
 		case "samples":
-			t.Samples, ok = list(s, s.samples[:0], s.sample)
+			t.Samples, ok = list(&s.scanner, s.samples[:0], s.sample)
 			return 2, ok
 		}
 		return -1, !foldsToAny(name, "host", "gpus", "samples") && s.skip(0)
@@ -89,7 +82,7 @@ func (s *telemetryScanner) sample(int) (ts TelemetrySample, ok bool) {
 }
 
 func (s *telemetryScanner) gpuList() ([]GPUSample, bool) {
-	gpus, ok := list(s, s.gpus[:0], s.gpu)
+	gpus, ok := list(&s.scanner, s.gpus[:0], s.gpu)
 	s.prev = gpus
 	return gpus, ok
 }
@@ -162,10 +155,10 @@ func (s *telemetryScanner) gpu(i int) (g GPUSample, ok bool) {
 			g.XIDCount, ok = s.uint()
 			return 17, ok
 		case "xids":
-			g.XIDs, ok = list(s, s.xids[:0], func(int) (int, bool) { return s.int() })
+			g.XIDs, ok = list(&s.scanner, s.xids[:0], func(int) (int, bool) { return s.int() })
 			return 18, ok
 		case "throttle":
-			g.Throttle, ok = list(s, s.strs[:0], func(int) (string, bool) {
+			g.Throttle, ok = list(&s.scanner, s.strs[:0], func(int) (string, bool) {
 				raw, ok := s.quoted()
 				return throttleString(raw), ok
 			})
@@ -177,59 +170,6 @@ func (s *telemetryScanner) gpu(i int) (g GPUSample, ok bool) {
 		return -1, !foldsToAny(name, gpuNames[:]...) && s.skip(0)
 	})
 	return g, ok
-}
-
-// object consumes an object. For each member it consumes the name and the
-// ':', and member consumes the value and returns the name's bit in seen
-// (-1 for an unknown name). It declines an object that has a known name
-// twice.
-func (s *telemetryScanner) object(member func(name []byte) (bit int, ok bool)) (seen uint32, ok bool) {
-	if !s.open('{') {
-		return 0, false
-	}
-	more, ok := s.first('}')
-	for ; more; more, ok = s.next('}') {
-		name, ok := s.name()
-		if !ok {
-			return 0, false
-		}
-		bit, ok := member(name)
-		if !ok {
-			return 0, false
-		}
-		if bit >= 0 {
-			if seen&(1<<bit) != 0 {
-				return 0, false
-			}
-			seen |= 1 << bit
-		}
-	}
-	return seen, ok
-}
-
-// list consumes an array, gathering its elements in scratch (elem decodes
-// the i-th), and returns them in a slice of their own of their exact length.
-// (elem returns an element rather than decoding into scratch, which would
-// move the scanner and its scratch to the heap.)
-func list[T any](s *telemetryScanner, scratch []T, elem func(i int) (T, bool)) ([]T, bool) {
-	if !s.open('[') {
-		return nil, false
-	}
-	buf := scratch[:0]
-	more, ok := s.first(']')
-	for ; more; more, ok = s.next(']') {
-		v, ok := elem(len(buf))
-		if !ok {
-			return nil, false
-		}
-		buf = append(buf, v)
-	}
-	if !ok {
-		return nil, false
-	}
-	out := make([]T, len(buf))
-	copy(out, buf)
-	return out, true
 }
 
 // throttleString is b as a string, without an allocation for a known
@@ -256,220 +196,6 @@ func throttleString(b []byte) string {
 		return ThrottleDisplayClocks
 	}
 	return string(b)
-}
-
-// space skips JSON whitespace.
-func (s *telemetryScanner) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-// open consumes c ('{' or '[') and the whitespace after it.
-func (s *telemetryScanner) open(c byte) bool {
-	if s.i >= len(s.b) || s.b[s.i] != c {
-		return false
-	}
-	s.i++
-	s.space()
-	return true
-}
-
-// first reports whether an object or array just opened has a first member,
-// consuming its end if not.
-func (s *telemetryScanner) first(end byte) (more, ok bool) {
-	if s.i < len(s.b) && s.b[s.i] == end {
-		s.i++
-		return false, true
-	}
-	return true, true
-}
-
-// next consumes the ',' before another member, or the end.
-func (s *telemetryScanner) next(end byte) (more, ok bool) {
-	s.space()
-	if s.i >= len(s.b) {
-		return false, false
-	}
-	switch s.b[s.i] {
-	case ',':
-		s.i++
-		s.space()
-		return true, true
-	case end:
-		s.i++
-		return false, true
-	}
-	return false, false
-}
-
-// name consumes a member's name and the ':' after it, with the whitespace
-// around it.
-func (s *telemetryScanner) name() ([]byte, bool) {
-	name, ok := s.quoted()
-	if !ok {
-		return nil, false
-	}
-	s.space()
-	if s.i >= len(s.b) || s.b[s.i] != ':' {
-		return nil, false
-	}
-	s.i++
-	s.space()
-	return name, true
-}
-
-// quoted consumes a string of printable ASCII without escapes and returns
-// its bytes between the quotes.
-func (s *telemetryScanner) quoted() ([]byte, bool) {
-	if s.i >= len(s.b) || s.b[s.i] != '"' {
-		return nil, false
-	}
-	for j := s.i + 1; j < len(s.b); j++ {
-		switch c := s.b[j]; {
-		case c == '"':
-			raw := s.b[s.i+1 : j]
-			s.i = j + 1
-			return raw, true
-		case c < 0x20 || c >= 0x80 || c == '\\':
-			return nil, false
-		}
-	}
-	return nil, false
-}
-
-func (s *telemetryScanner) str() (string, bool) {
-	raw, ok := s.quoted()
-	return string(raw), ok
-}
-
-// strLike is str, or like without an allocation if the string is equal.
-func (s *telemetryScanner) strLike(like string) (string, bool) {
-	raw, ok := s.quoted()
-	if ok && string(raw) == like {
-		return like, true
-	}
-	return string(raw), ok
-}
-
-func (s *telemetryScanner) bool() (bool, bool) {
-	switch {
-	case s.literal("true"):
-		return true, true
-	case s.literal("false"):
-		return false, true
-	}
-	return false, false
-}
-
-func (s *telemetryScanner) literal(lit string) bool {
-	if len(s.b)-s.i < len(lit) || string(s.b[s.i:s.i+len(lit)]) != lit {
-		return false
-	}
-	s.i += len(lit)
-	return true
-}
-
-// number consumes a JSON number and returns its text, and whether it is an
-// integer (no fraction, no exponent).
-func (s *telemetryScanner) number() (lit []byte, integer, ok bool) {
-	b, j := s.b, s.i
-	if j < len(b) && b[j] == '-' {
-		j++
-	}
-	switch {
-	case j < len(b) && b[j] == '0':
-		j++
-	case j < len(b) && b[j] >= '1' && b[j] <= '9':
-		for j++; j < len(b) && isDigit(b[j]); j++ {
-		}
-	default:
-		return nil, false, false
-	}
-	integer = true
-	if j < len(b) && b[j] == '.' {
-		integer = false
-		j++
-		if j >= len(b) || !isDigit(b[j]) {
-			return nil, false, false
-		}
-		for j++; j < len(b) && isDigit(b[j]); j++ {
-		}
-	}
-	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
-		integer = false
-		j++
-		if j < len(b) && (b[j] == '+' || b[j] == '-') {
-			j++
-		}
-		if j >= len(b) || !isDigit(b[j]) {
-			return nil, false, false
-		}
-		for j++; j < len(b) && isDigit(b[j]); j++ {
-		}
-	}
-	lit, s.i = b[s.i:j], j
-	return lit, integer, true
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// digits is the value of a string of at most 19 decimal digits (which
-// cannot overflow a uint64).
-func digits(d []byte) (uint64, bool) {
-	if len(d) > 19 {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range d {
-		n = n*10 + uint64(c-'0')
-	}
-	return n, true
-}
-
-func (s *telemetryScanner) uint() (uint64, bool) {
-	lit, integer, ok := s.number()
-	if !ok || !integer || lit[0] == '-' {
-		return 0, false
-	}
-	return digits(lit)
-}
-
-func (s *telemetryScanner) int() (int, bool) {
-	lit, integer, ok := s.number()
-	if !ok || !integer {
-		return 0, false
-	}
-	if lit[0] != '-' {
-		n, ok := digits(lit)
-		if !ok || n > 1<<63-1 {
-			return 0, false
-		}
-		return int(n), true
-	}
-	n, ok := digits(lit[1:])
-	if !ok || n == 0 || n > 1<<63 {
-		return 0, false
-	}
-	return int(-int64(n)), true
-}
-
-func (s *telemetryScanner) float() (float64, bool) {
-	lit, integer, ok := s.number()
-	if !ok {
-		return 0, false
-	}
-	if integer && lit[0] != '-' && len(lit) <= 15 {
-		n, _ := digits(lit)
-		return float64(n), true // exact: below 2^53
-	}
-	f, err := strconv.ParseFloat(string(lit), 64)
-	return f, err == nil
 }
 
 // time consumes a string holding an RFC 3339 time of the form
@@ -515,81 +241,4 @@ func rfc3339Shape(b []byte) bool {
 		return (rest[1]-'0')*10+rest[2]-'0' < 24 && (rest[4]-'0')*10+rest[5]-'0' < 60
 	}
 	return false
-}
-
-// skip consumes a well-formed JSON value of an unknown member, declining
-// what quoted declines and nesting deeper than maxSkipDepth.
-func (s *telemetryScanner) skip(depth int) bool {
-	if s.i >= len(s.b) || depth > maxSkipDepth {
-		return false
-	}
-	switch s.b[s.i] {
-	case '"':
-		_, ok := s.quoted()
-		return ok
-	case '{':
-		s.i++
-		s.space()
-		more, ok := s.first('}')
-		for ; more; more, ok = s.next('}') {
-			if _, ok := s.name(); !ok || !s.skip(depth+1) {
-				return false
-			}
-		}
-		return ok
-	case '[':
-		s.i++
-		s.space()
-		more, ok := s.first(']')
-		for ; more; more, ok = s.next(']') {
-			if !s.skip(depth + 1) {
-				return false
-			}
-		}
-		return ok
-	case 't':
-		return s.literal("true")
-	case 'f':
-		return s.literal("false")
-	case 'n':
-		return s.literal("null")
-	}
-	_, _, ok := s.number()
-	return ok
-}
-
-// foldsToAny reports whether name might name one of the known members under
-// encoding/json's matching: equal to one, ignoring ASCII case, '_' and '-'
-// (the scanner has already declined names with other bytes than ASCII).
-func foldsToAny(name []byte, known ...string) bool {
-	for _, k := range known {
-		if foldsTo(name, k) {
-			return true
-		}
-	}
-	return false
-}
-
-func foldsTo(name []byte, known string) bool {
-	i, j := 0, 0
-	for {
-		for i < len(name) && (name[i] == '_' || name[i] == '-') {
-			i++
-		}
-		for j < len(known) && (known[j] == '_' || known[j] == '-') {
-			j++
-		}
-		if i == len(name) || j == len(known) {
-			return i == len(name) && j == len(known)
-		}
-		c := name[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != known[j] {
-			return false
-		}
-		i++
-		j++
-	}
 }
