@@ -12,9 +12,9 @@ import (
 )
 
 // TestAgentBodiesTakeTheFastPath: the telemetry bodies the load generator
-// and the edge agent send, in both forms, are ones DecodeTelemetry's scanner
-// decodes itself, so it cannot fall back to the general path for all of
-// them unnoticed.
+// and the edge agent send, in both forms, and their envelopes, are ones
+// DecodeTelemetry's and Decode's scanners decode themselves, so they cannot
+// fall back to the general path for all of them unnoticed.
 func TestAgentBodiesTakeTheFastPath(t *testing.T) {
 	at := time.Date(2026, 11, 25, 12, 0, 0, 123456789, time.UTC)
 	bodies := map[string]*wire.Telemetry{}
@@ -86,12 +86,15 @@ func TestAgentBodiesTakeTheFastPath(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if _, ok := wire.ScanEnvelope(data); !ok {
+			t.Errorf("%s: the scanner declines the envelope %.300s", name, data)
+		}
 		env, err := wire.Decode(data)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if _, ok := wire.ScanTelemetry(env.Body); !ok {
-			t.Errorf("%s: the scanner declines the body %s", name, env.Body)
+			t.Errorf("%s: the scanner declines the body %.300s", name, env.Body)
 		}
 		if _, err := wire.DecodeTelemetry(&env); err != nil {
 			t.Errorf("%s: DecodeTelemetry = %v", name, err)

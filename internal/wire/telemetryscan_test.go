@@ -140,14 +140,7 @@ var telemetryMutations = []string{
 }
 
 func TestScanTelemetryDecodesAsEncodingJSON(t *testing.T) {
-	for name, body := range goldenTelemetryBodies(t) {
-		if !checkScanTelemetry(t, body) {
-			t.Errorf("scanTelemetry(%s) declined, want ok", name)
-		}
-	}
-	for _, body := range telemetryMutations {
-		checkScanTelemetry(t, []byte(body))
-	}
+	testScanner(t, checkScanTelemetry, goldenTelemetryBodies(t), telemetryMutations)
 }
 
 // TestScanTelemetryDeclines checks that the scanner declines what its
@@ -178,15 +171,7 @@ func TestScanTelemetryDeclines(t *testing.T) {
 // succeeds with the same value; where the general path fails, the scanner
 // declines.
 func FuzzDecodeTelemetryFast(f *testing.F) {
-	for _, body := range goldenTelemetryBodies(f) {
-		f.Add(body)
-	}
-	for _, body := range telemetryMutations {
-		f.Add([]byte(body))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		checkScanTelemetry(t, body)
-	})
+	fuzzScanner(f, checkScanTelemetry, goldenTelemetryBodies(f), telemetryMutations)
 }
 
 // benchTelemetry is an envelope of a body of n samples of 8 GPUs, in the
@@ -223,27 +208,16 @@ func BenchmarkDecodeTelemetry(b *testing.B) {
 		if _, ok := scanTelemetry(env.Body); !ok {
 			b.Fatalf("scanTelemetry declines the %d-sample body", n)
 		}
-		b.Run(fmt.Sprintf("%dx8/generic", n), func(b *testing.B) {
-			b.SetBytes(int64(len(env.Body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				t, err := unmarshalTelemetry(env.Body)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := t.normalize(env.Time); err != nil {
-					b.Fatal(err)
-				}
+		benchDecode(b, fmt.Sprintf("%dx8/generic", n), len(env.Body), func() error {
+			t, err := unmarshalTelemetry(env.Body)
+			if err != nil {
+				return err
 			}
+			return t.normalize(env.Time)
 		})
-		b.Run(fmt.Sprintf("%dx8/fast", n), func(b *testing.B) {
-			b.SetBytes(int64(len(env.Body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := DecodeTelemetry(&env); err != nil {
-					b.Fatal(err)
-				}
-			}
+		benchDecode(b, fmt.Sprintf("%dx8/fast", n), len(env.Body), func() error {
+			_, err := DecodeTelemetry(&env)
+			return err
 		})
 	}
 }
