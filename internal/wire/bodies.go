@@ -51,13 +51,28 @@ var ErrSamples = errors.New("bad telemetry samples")
 // one-sample form becomes one sample at the envelope's time (GPUs is then
 // nil, so a caller reads one form only). The newest sample's GPUs are the
 // host's latest readings.
+//
+// Bodies of the shape agents send take a hand-written scanner
+// (scanTelemetry); any other body takes encoding/json's rules, with the same
+// values and errors either way.
 func DecodeTelemetry(e *Envelope) (Telemetry, error) {
-	var t Telemetry
-	t.presize(e.Body)
-	if err := fastjson.Unmarshal(e.Body, &t); err != nil {
-		return Telemetry{}, fmt.Errorf("%w: %s body: %v", ErrMalformed, e.Kind, err)
+	t, ok := scanTelemetry(e.Body)
+	if !ok {
+		var err error
+		if t, err = unmarshalTelemetry(e.Body); err != nil {
+			return Telemetry{}, fmt.Errorf("%w: %s body: %v", ErrMalformed, e.Kind, err)
+		}
 	}
 	return t, t.normalize(e.Time)
+}
+
+// unmarshalTelemetry is DecodeTelemetry's general path: encoding/json's
+// rules (fastjson), into a presized Telemetry.
+func unmarshalTelemetry(body []byte) (Telemetry, error) {
+	var t Telemetry
+	t.presize(body)
+	err := fastjson.Unmarshal(body, &t)
+	return t, err
 }
 
 // presize gives a several-sample body's Samples, and each sample's GPUs,

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -439,30 +438,6 @@ func TestDecodeTelemetryPresized(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got.Samples, want.Samples) || got.Host != want.Host {
 			t.Errorf("%s: DecodeTelemetry = %+v, want encoding/json's %+v", name, got, want)
-		}
-	}
-}
-
-func BenchmarkDecodeTelemetry10(b *testing.B) {
-	key := testKey()
-	tel := Telemetry{Host: "srv-s1-001"}
-	for i := range 10 {
-		s := TelemetrySample{TS: goldenTime.Add(time.Duration(i-9) * time.Second)}
-		for j := range 8 {
-			s.GPUs = append(s.GPUs, GPUSample{Asset: fmt.Sprintf("srv-s1-001.gpu%d", j), Index: j, UUID: "GPU-6f0b8e12-3c4d-4e5f-8a9b-0c1d2e3f4a5b", TempC: 61, MemTempC: 72, PowerW: 412.5, PowerLimitW: 700, UtilPct: 87, MemUtilPct: 54, SMClockMHz: 1980, MemClockMHz: 2619, ECCSingleBit: 3, RemappedRows: 1, Throttle: []string{ThrottlePowerCap}})
-		}
-		tel.Samples = append(tel.Samples, s)
-	}
-	data, _ := Seal(key, "gw-s1-01", 1, goldenTime, KindTelemetry, tel)
-	env, err := Decode(data)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(env.Body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := DecodeTelemetry(&env); err != nil {
-			b.Fatal(err)
 		}
 	}
 }
