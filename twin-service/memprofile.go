@@ -76,10 +76,10 @@ func figure(s []metrics.Sample, name string) uint64 {
 // in, which ends after ctx does and after the memory at that moment is
 // recorded, while the service still holds its connections and queues:
 // the heap profile (after a GC) to path, and the figures, logged once.
-// While it runs it checks the runtime's mapped memory every second, and
-// at each new peak (a quarter above the last one written) writes the heap
-// profile of the last GC to path+".peak" and keeps the figures, logged
-// with the ones at stop. stop ends the watch (the service returned on its
+// While it runs it reads the figures every second and keeps those of
+// the most memory mapped (logged with the ones at stop), and whenever that
+// grew a tenth above the last profile's, writes the heap profile of the
+// last GC to path+".peak" (so within a tenth of the peak). stop ends the watch (the service returned on its
 // own) and waits for it.
 //
 // The figures are logged at warn level: asked for with -mem-profile, they
@@ -100,12 +100,15 @@ func watchMemory(ctx context.Context, path string, log *slog.Logger) (svcCtx con
 			case <-done:
 			case <-tick.C:
 				now = readMemFigures(now)
-				if total := figure(now, memTotal); total > written+written/4 {
+				total := figure(now, memTotal)
+				if total > figure(peak, memTotal) {
+					peak = append(peak[:0], now...)
+				}
+				if total > written+written/10 {
 					if err := writeHeapProfile(path + ".peak"); err != nil {
 						log.Error("mem profile", "err", err)
 					}
 					written = total
-					peak = append(peak[:0], now...)
 				}
 				continue
 			}
