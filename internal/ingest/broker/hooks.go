@@ -95,7 +95,7 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	}
 	if !ok {
 		n, budget = packetBytes(pk), nil
-		if !h.inflight.acquire(h.life, nil, n) {
+		if !h.inflight.acquire(h.life, nil, n, nil, nil) {
 			cl.Stop(ingest.ErrClosed)
 			return pk, packets.ErrRejectPacket
 		}
@@ -296,7 +296,7 @@ func (h *ingestHook) publishPipelined(cl *mqtt.Client, pk packets.Packet, n int6
 	}
 	if !admitted {
 		n = packetBytes(pk)
-		if !h.inflight.acquire(p.life, p.budget, n) {
+		if !h.inflight.acquire(p.life, p.budget, n, nil, nil) {
 			<-p.slots
 			return pk, packets.ErrRejectPacket
 		}

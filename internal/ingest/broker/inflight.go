@@ -45,13 +45,18 @@ func (f *inflight) newConn() *connBudget {
 
 // acquire admits n bytes for connection c (nil: counted in all only),
 // waiting for room until ctx ends; false if it ended first. Waiters are
-// admitted in the order they came (semaphore.Weighted is FIFO).
-func (f *inflight) acquire(ctx context.Context, c *connBudget, n int64) bool {
+// admitted in the order they came (semaphore.Weighted is FIFO). wait,
+// when not nil, is called before waiting, and waited after.
+func (f *inflight) acquire(ctx context.Context, c *connBudget, n int64, wait, waited func()) bool {
 	n = min(n, f.connLimit, f.limit) // never more than fits: mochi bounds a packet by max_packet_size
 	haveConn := c == nil || c.sem.TryAcquire(n)
 	if haveConn && f.total.TryAcquire(n) {
 		f.admit(c, n)
 		return true
+	}
+	if wait != nil {
+		wait()
+		defer waited()
 	}
 	f.waited.Add(1)
 	f.waiting.Add(n)

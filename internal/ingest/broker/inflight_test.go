@@ -178,14 +178,19 @@ func (s heldStore) SubmitAsync(src ingest.Source, topic string, payload []byte, 
 // is admitted before it is read: it waits with its bytes unread in the
 // socket (WaitingBytes counts them; the broker has read its fixed header
 // only), and once the ingest goes on every message of both is stored,
-// each once, in order.
+// each once, in order. Pipelined, with a keepalive of 1 s (mochi's
+// deadline on each packet's read and on the writes) held for 2.5 s, both
+// connections outlive their waits. (Sync mode holds A's read goroutine in
+// the ingest itself, under that deadline: its PUBACK would be written
+// past it, as before the admission moved.)
 func TestInflightWaitsUnread(t *testing.T) {
 	for _, ack := range []string{AckPipelined, AckSync} {
-		t.Run(ack, func(t *testing.T) { testInflightWaitsUnread(t, ack) })
+		t.Run(ack, func(t *testing.T) { testInflightWaitsUnread(t, ack, 0) })
 	}
+	t.Run(AckPipelined+"/keepalive", func(t *testing.T) { testInflightWaitsUnread(t, AckPipelined, time.Second) })
 }
 
-func testInflightWaitsUnread(t *testing.T, ack string) {
+func testInflightWaitsUnread(t *testing.T, ack string, keepalive time.Duration) {
 	const perGW = 3
 	gws := []string{"gw-held-a", "gw-held-b"}
 	// max_inflight_bytes_total is at least max_packet_size: 32 KB is room
@@ -219,7 +224,14 @@ func testInflightWaitsUnread(t *testing.T, ack string) {
 		t.Fatalf("a message is %d bytes, want 17-30 KB for this test", size)
 	}
 
-	a, b := s.connect(t, gws[0], nil), s.connect(t, gws[1], nil)
+	connect := func(gw string) paho.Client {
+		opts := s.gatewayOptions(gw)
+		if keepalive > 0 {
+			opts.SetKeepAlive(keepalive)
+		}
+		return connectWith(t, opts)
+	}
+	a, b := connect(gws[0]), connect(gws[1])
 	var toks []paho.Token
 	toks = append(toks, a.Publish(topic(0), 1, false, msgs[0][0]))
 	testsvc.Eventually(t, 10*time.Second, "A's first message at the held ingest", func() bool { return held.entered.Load() == 1 })
@@ -235,6 +247,7 @@ func testInflightWaitsUnread(t *testing.T, ack string) {
 	for seq := 1; seq < perGW; seq++ {
 		toks = append(toks, a.Publish(topic(0), 1, false, msgs[0][seq]), b.Publish(topic(1), 1, false, msgs[1][seq]))
 	}
+	time.Sleep(keepalive * 5 / 2)
 	close(held.open)
 	opened = true
 	for _, tok := range toks {

@@ -84,6 +84,21 @@ type conn struct {
 	// for room ends with it (a Read has no context of its own).
 	life context.Context
 	end  context.CancelFunc
+	// span is how far ahead mochi set the last deadline (its keepalive and
+	// a half; 0: none): lifted while a PUBLISH waits for room, set again
+	// after.
+	span atomic.Int64
+}
+
+// SetDeadline is how mochi applies the keepalive before each packet
+// (read and write); admit lifts it while it waits for room.
+func (c *conn) SetDeadline(t time.Time) error {
+	var d time.Duration
+	if !t.IsZero() {
+		d = time.Until(t)
+	}
+	c.span.Store(int64(d))
+	return c.Conn.SetDeadline(t)
 }
 
 func (c *conn) Read(p []byte) (int, error) { return c.r.Read(p) }
@@ -99,6 +114,18 @@ func (c *conn) Close() error {
 func (c *conn) closed() {
 	c.end()
 	c.unclaimed()
+}
+
+// pauseDeadline lifts mochi's keepalive deadline while a PUBLISH waits
+// for room: the client can send nothing meanwhile (its packet is unread),
+// and the PUBACKs written meanwhile must not fail for it either.
+func (c *conn) pauseDeadline() { _ = c.Conn.SetDeadline(time.Time{}) }
+
+// resumeDeadline sets mochi's deadline again, from now.
+func (c *conn) resumeDeadline() {
+	if d := time.Duration(c.span.Load()); d > 0 {
+		_ = c.Conn.SetDeadline(time.Now().Add(d))
+	}
 }
 
 // authenticated takes the connection out of the unauthenticated count;
@@ -118,7 +145,7 @@ func (c *conn) admit(typ byte, n int) error {
 		return nil
 	}
 	c.unclaimed() // mochi dropped the last one without the hook (none, normally: OnPacketProcessed gave it back)
-	if !c.inflight.acquire(c.life, c.budget, int64(n)) {
+	if !c.inflight.acquire(c.life, c.budget, int64(n), c.pauseDeadline, c.resumeDeadline) {
 		return net.ErrClosed
 	}
 	c.reserved.Store(int64(n))
