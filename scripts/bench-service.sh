@@ -14,7 +14,9 @@
 #    data directory with the load's registry, offered RATE msg/s from
 #    GATEWAYS gateways for SECONDS.
 # Each prints a line per interval and a RESULT line; the last lines are
-# the table. PROFILE=1 writes the service's CPU profile (BENCH_DIR/cpuN.pprof);
+# the table. PROFILE=1 writes the service's CPU profile (BENCH_DIR/cpuN.pprof)
+# and heap profiles (memN.pprof at stop, memN.pprof.peak at its peak) and
+# prints their tops with the runtime's memory figures (from serviceN.log);
 # SERVICE_BIN runs other builds of twin-service, one after the other, each
 # in a fresh data directory (a space-separated list: a before/after
 # comparison with the same load generator and baseline); SKIP_BARE=1 leaves the baseline out.
@@ -53,7 +55,7 @@ msg_rate=$(awk -v r="$rate" -v s="$samples" 'BEGIN { printf "%g", r / s }')
 n=$((n + 1))
 rm -rf "$data" && mkdir -p "$data" && cp "$dir/registry.json" "$data/registry.json"
 profile=()
-if [ "${PROFILE:-0}" = 1 ]; then profile=(-cpu-profile "$dir/cpu$n.pprof"); fi
+if [ "${PROFILE:-0}" = 1 ]; then profile=(-cpu-profile "$dir/cpu$n.pprof" -mem-profile "$dir/mem$n.pprof"); fi
 echo "bench-service: service $n: $svc_bin, $samples samples per message at $msg_rate msg/s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 "$svc_bin" -config "$dir/service.yaml" -data "$data" -http "$http" -mqtt-addr "$mqtt" \
   -detect-config "$(dirname "$0")/run-detect.yaml" -log-level warn "${profile[@]}" 2>"$dir/service$n.log" &
@@ -95,5 +97,10 @@ for run in "${runs[@]}"; do
   fi
   if [ "${PROFILE:-0}" = 1 ]; then
     go tool pprof -top -nodecount=25 "$svc_bin" "$dir/cpu$n.pprof" 2>/dev/null | head -35 || true # head ends pprof early: no failure
+    grep -e '-mem-profile' "$dir/service$n.log" || true
+    for p in "$dir/mem$n.pprof.peak" "$dir/mem$n.pprof"; do
+      echo "heap in use: $p"
+      go tool pprof -top -sample_index=inuse_space -nodecount=20 "$svc_bin" "$p" 2>/dev/null | head -30 || true
+    done
   fi
 done

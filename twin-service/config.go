@@ -50,6 +50,11 @@ type Config struct {
 	// CPUProfile, when set, is a file the whole run's CPU profile (pprof)
 	// is written to at stop (make bench-service PROFILE=1).
 	CPUProfile string `yaml:"cpu_profile"`
+	// MemProfile, when set, is a file the heap profile (pprof) is written
+	// to at stop, before the service lets go of its connections and
+	// queues, with FILE.peak at the run's peak; the runtime's memory
+	// figures are logged with it (make bench-service PROFILE=1).
+	MemProfile string `yaml:"mem_profile"`
 	// Auth is the dashboard's and API's sign-in: users, API tokens and
 	// sessions. Users in auth.users_file (default {data_dir}/users.yaml)
 	// are added; at first start that file is made with an admin whose
@@ -237,6 +242,7 @@ var settings = []setting{
 	{"detect-config", "TWINCHAIN_DETECT_CONFIG", "detection rules and alert routes YAML file (see twin-service/detect.example.yaml)", str(func(c *Config) *string { return &c.DetectConfig })},
 	{"store-no-sync", "TWINCHAIN_STORE_NO_SYNC", "skip fsync (benchmarks only: a crash loses acknowledged messages)", boolean(func(c *Config) *bool { return &c.Store.NoSync })},
 	{"cpu-profile", "TWINCHAIN_CPU_PROFILE", "write the run's CPU profile (pprof) to this file at stop (benchmarks)", str(func(c *Config) *string { return &c.CPUProfile })},
+	{"mem-profile", "TWINCHAIN_MEM_PROFILE", "write the heap profile (pprof) to this file at stop and to FILE.peak at the peak, and log the runtime's memory figures (benchmarks)", str(func(c *Config) *string { return &c.MemProfile })},
 	{"ledger", "TWINCHAIN_LEDGER", "ledger backend: file (embedded, default), fabric (ledger.fabric settings) or off", str(func(c *Config) *string { return &c.Ledger.Backend })},
 }
 

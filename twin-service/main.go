@@ -66,6 +66,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	defer svc.close()
+	if cfg.MemProfile != "" {
+		var stop func()
+		ctx, stop = watchMemory(ctx, cfg.MemProfile, log)
+		defer stop()
+	}
 	return svc.run(ctx, stderr)
 }
 

@@ -51,9 +51,9 @@ func newBrokerCollector(b *broker.Broker) *brokerCollector {
 	return &brokerCollector{b: b,
 		connected:    prometheus.NewDesc("twinchain_mqtt_connections", "Authenticated connections to the embedded MQTT broker.", nil, nil),
 		refused:      prometheus.NewDesc("twinchain_mqtt_refused_total", "Connections the embedded MQTT broker refused or closed, by reason.", []string{"reason"}, nil),
-		inflight:     prometheus.NewDesc("twinchain_mqtt_inflight_bytes", "Bytes of gateway messages the embedded broker read and the ingest has not answered yet (bounded by max_inflight_bytes_total).", nil, nil),
+		inflight:     prometheus.NewDesc("twinchain_mqtt_inflight_bytes", "Bytes of gateway messages the embedded broker admitted (their fixed header read) and the ingest has not answered yet (bounded by max_inflight_bytes_total).", nil, nil),
 		inflightPeak: prometheus.NewDesc("twinchain_mqtt_inflight_bytes_peak", "The most bytes of gateway messages in flight at once since the start.", nil, nil),
-		waiting:      prometheus.NewDesc("twinchain_mqtt_inflight_waiting_bytes", "Bytes of gateway messages read and waiting for room in flight (their connections are not read meanwhile).", nil, nil),
+		waiting:      prometheus.NewDesc("twinchain_mqtt_inflight_waiting_bytes", "Bytes of gateway messages whose fixed header was read, waiting for room in flight with the rest unread in the socket (their connections are not read meanwhile).", nil, nil),
 		waitedCt:     prometheus.NewDesc("twinchain_mqtt_inflight_waited_total", "Gateway messages that waited for room in flight (backpressure).", nil, nil)}
 }
 

@@ -189,7 +189,7 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	h.sessions[cl] = s
 	h.mu.Unlock()
 	if c, ok := cl.Net.Conn.(*conn); ok {
-		c.authenticated()
+		c.authenticated(s.gateway != "")
 	}
 	return true
 }

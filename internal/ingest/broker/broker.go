@@ -268,7 +268,8 @@ func New(cfg Config, opts Options) (*Broker, error) {
 }
 
 func (b *Broker) newListener(id, addr string, tc *tls.Config) *listener {
-	return &listener{id: id, address: addr, tls: tc, gate: b.gate, connectTimeout: b.cfg.ConnectTimeout, refused: b.refused, log: b.log}
+	return &listener{id: id, address: addr, tls: tc, gate: b.gate, connectTimeout: b.cfg.ConnectTimeout, refused: b.refused, log: b.log,
+		inflight: b.ingest.inflight, maxPacket: int(b.cfg.MaxPacketSize), life: b.ingest.life}
 }
 
 // logRefusal logs a refused connection, at most one line a second.

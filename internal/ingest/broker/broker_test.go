@@ -139,10 +139,22 @@ func startStackWrapped(t testing.TB, cfg ingest.Config, noSync bool, bcfg Config
 // connect opens a paho client as gateway gw, with its connect password.
 func (s *stack) connect(t *testing.T, gw string, lost chan<- error) paho.Client {
 	t.Helper()
-	opts := testsvc.GatewayOptions(s.url, gw, key(gw)).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+	opts := s.gatewayOptions(gw)
 	if lost != nil {
 		opts.SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err })
 	}
+	return connectWith(t, opts)
+}
+
+// gatewayOptions are connect's client options for gateway gw.
+func (s *stack) gatewayOptions(gw string) *paho.ClientOptions {
+	return testsvc.GatewayOptions(s.url, gw, key(gw)).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+}
+
+// connectWith connects a client with opts; the test's end disconnects it.
+func connectWith(t *testing.T, opts *paho.ClientOptions) paho.Client {
+	t.Helper()
+	gw := opts.ClientID
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect %s: %v", gw, tok.Error())

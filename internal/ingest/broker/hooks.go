@@ -60,23 +60,48 @@ func newIngestHook(in Submitter, log *slog.Logger, limit *limiter, cfg Config) *
 func (h *ingestHook) ID() string { return "twinchain-ingest" }
 
 func (h *ingestHook) Provides(b byte) bool {
-	return b == mqtt.OnPublish || b == mqtt.OnWillSent || b == mqtt.OnDisconnect
+	return b == mqtt.OnPublish || b == mqtt.OnWillSent || b == mqtt.OnDisconnect || b == mqtt.OnPacketProcessed
+}
+
+// admitted is the room the listener reserved for a PUBLISH of cl before
+// reading it (conn.admit), now the hook's to release, and the budget it
+// came from; false when there is none (an inline client, a client that
+// is not a gateway): the hook admits the message itself.
+func admitted(cl *mqtt.Client) (n int64, budget *connBudget, ok bool) {
+	c, ok := cl.Net.Conn.(*conn)
+	if !ok {
+		return 0, nil, false
+	}
+	n, ok = c.claim()
+	return n, c.budget, ok
+}
+
+// OnPacketProcessed gives back the room reserved for a PUBLISH that mochi
+// handled without OnPublish (not allowed, an invalid topic) or that was
+// not the ingest's: nothing claimed it.
+func (h *ingestHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
+	if c, ok := cl.Net.Conn.(*conn); ok && pk.FixedHeader.Type == packets.Publish {
+		c.unclaimed()
+	}
 }
 
 func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if !strings.HasPrefix(pk.TopicName, gatewayPrefix) {
 		return pk, nil
 	}
+	n, budget, ok := admitted(cl)
 	if h.pipelined && pk.FixedHeader.Qos == 1 && !cl.Net.Inline {
-		return h.publishPipelined(cl, pk)
+		return h.publishPipelined(cl, pk, n, ok)
 	}
-	n := packetBytes(pk)
-	if !h.inflight.acquire(h.life, nil, n) {
-		cl.Stop(ingest.ErrClosed)
-		return pk, packets.ErrRejectPacket
+	if !ok {
+		n, budget = packetBytes(pk), nil
+		if !h.inflight.acquire(h.life, nil, n, nil, nil) {
+			cl.Stop(ingest.ErrClosed)
+			return pk, packets.ErrRejectPacket
+		}
 	}
 	out, err := h.in.Submit(source(cl), pk.TopicName, pk.Payload)
-	h.inflight.release(nil, n)
+	h.inflight.release(budget, n)
 	if err == nil && !out.Ack() {
 		err = retryError(out)
 	}
@@ -239,7 +264,11 @@ func (h *ingestHook) pipeOf(cl *mqtt.Client) *pipe {
 	defer h.mu.Unlock()
 	p := h.pipes[cl]
 	if p == nil {
-		p = &pipe{slots: make(chan struct{}, h.window), budget: h.inflight.newConn(), check: h.workers[h.next%len(h.workers)]}
+		budget := h.inflight.newConn()
+		if c, ok := cl.Net.Conn.(*conn); ok {
+			budget = c.budget // the one the listener admits its messages from
+		}
+		p = &pipe{slots: make(chan struct{}, h.window), budget: budget, check: h.workers[h.next%len(h.workers)]}
 		h.next++
 		p.life, p.end = context.WithCancel(h.life)
 		h.pipes[cl] = p
@@ -250,20 +279,27 @@ func (h *ingestHook) pipeOf(cl *mqtt.Client) *pipe {
 // publishPipelined hands the message to the ingest and returns at once; the
 // broker does not acknowledge it (ErrRejectPacket): ackLoop writes the
 // PUBACK after the message is stored or rejected, or closes the connection
-// if it could not be stored. A full window, or too many bytes in flight on
+// if it could not be stored. Its n bytes are in flight already when
+// admitted (the listener reserved them before reading it); otherwise it
+// waits for room here. A full window, or too many bytes in flight on
 // this connection or in all, blocks this connection only (its socket is
 // not read meanwhile), before the ingest decodes the message.
-func (h *ingestHook) publishPipelined(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+func (h *ingestHook) publishPipelined(cl *mqtt.Client, pk packets.Packet, n int64, admitted bool) (packets.Packet, error) {
 	p := h.pipeOf(cl)
 	select {
 	case p.slots <- struct{}{}:
 	case <-p.life.Done():
+		if admitted {
+			h.inflight.release(p.budget, n)
+		}
 		return pk, packets.ErrRejectPacket
 	}
-	n := packetBytes(pk)
-	if !h.inflight.acquire(p.life, p.budget, n) {
-		<-p.slots
-		return pk, packets.ErrRejectPacket
+	if !admitted {
+		n = packetBytes(pk)
+		if !h.inflight.acquire(p.life, p.budget, n, nil, nil) {
+			<-p.slots
+			return pk, packets.ErrRejectPacket
+		}
 	}
 	id := pk.PacketID
 	job := checkJob{src: source(cl), topic: pk.TopicName, payload: pk.Payload, done: func(out ingest.Outcome, err error) {

@@ -10,11 +10,14 @@ import (
 // inflight bounds the bytes of the gateway messages between their read
 // and the ingest's answer (stored or rejected), per connection and in all
 // (Config.MaxInflightBytes, MaxInflightBytesTotal). A message is admitted
-// before the ingest checks and decodes it; one that does not fit waits in
-// its connection's read goroutine, so mochi reads nothing more from that
-// socket until it fits: the gateway's TCP window fills and its PUBACKs come
-// later. Each connection then holds at most one message read and not
-// admitted (WaitingBytes).
+// when its fixed header has been read, before the rest of it (the
+// listener's framer, conn.admit); one that does not fit waits in its
+// connection's read goroutine with its bytes still in the socket, so
+// mochi reads nothing more from that socket until it fits: the gateway's
+// TCP window fills and its PUBACKs come later. Waiting messages take no
+// memory but their headers (WaitingBytes counts the bytes they will
+// take). Messages that do not come through the listener (an inline
+// client's) are admitted by the ingest hook after mochi read them.
 type inflight struct {
 	connLimit, limit int64
 	total            *semaphore.Weighted
@@ -42,13 +45,18 @@ func (f *inflight) newConn() *connBudget {
 
 // acquire admits n bytes for connection c (nil: counted in all only),
 // waiting for room until ctx ends; false if it ended first. Waiters are
-// admitted in the order they came (semaphore.Weighted is FIFO).
-func (f *inflight) acquire(ctx context.Context, c *connBudget, n int64) bool {
+// admitted in the order they came (semaphore.Weighted is FIFO). wait,
+// when not nil, is called before waiting, and waited after.
+func (f *inflight) acquire(ctx context.Context, c *connBudget, n int64, wait, waited func()) bool {
 	n = min(n, f.connLimit, f.limit) // never more than fits: mochi bounds a packet by max_packet_size
 	haveConn := c == nil || c.sem.TryAcquire(n)
 	if haveConn && f.total.TryAcquire(n) {
 		f.admit(c, n)
 		return true
+	}
+	if wait != nil {
+		wait()
+		defer waited()
 	}
 	f.waited.Add(1)
 	f.waiting.Add(n)
@@ -96,13 +104,14 @@ func raise(v *atomic.Int64, x int64) {
 	}
 }
 
-// InflightStats are the bytes of gateway messages between their read and
-// the ingest's answer.
+// InflightStats are the bytes of gateway messages between their
+// admission (when their fixed header is read, before the rest) and the
+// ingest's answer.
 type InflightStats struct {
-	Bytes         int64  `json:"bytes"`           // admitted, not answered yet
+	Bytes         int64  `json:"bytes"`           // admitted (being read, or read), not answered yet
 	PeakBytes     int64  `json:"peak_bytes"`      // the most at once since the start
 	ConnPeakBytes int64  `json:"conn_peak_bytes"` // the most one connection held at once
-	WaitingBytes  int64  `json:"waiting_bytes"`   // read, waiting for room (their connections are not read meanwhile)
+	WaitingBytes  int64  `json:"waiting_bytes"`   // header read, waiting for room: the rest is still unread in the socket (their connections are not read meanwhile)
 	Waited        uint64 `json:"waited"`          // messages that waited for room
 	Limit         int64  `json:"limit"`           // max_inflight_bytes_total
 	ConnLimit     int64  `json:"conn_limit"`      // max_inflight_bytes

@@ -3,12 +3,14 @@ package broker
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"twinchain/internal/ingest"
+	"twinchain/internal/testsvc"
 	"twinchain/internal/wire"
 )
 
@@ -148,5 +150,178 @@ func testInflightBytesBounded(t *testing.T, ack string) {
 		if err != nil || gpu.Health.Samples != perGW*10 {
 			t.Errorf("%s.gpu7: %d samples stored (%v), want %d", "srv-"+gw, gpu.Health.Samples, err, perGW*10)
 		}
+	}
+}
+
+// heldStore holds every message before the ingest until open is closed,
+// and counts the messages it was handed.
+type heldStore struct {
+	Submitter
+	open    chan struct{}
+	entered *atomic.Int64
+}
+
+func (s heldStore) Submit(src ingest.Source, topic string, payload []byte) (ingest.Outcome, error) {
+	s.entered.Add(1)
+	<-s.open
+	return s.Submitter.Submit(src, topic, payload)
+}
+
+func (s heldStore) SubmitAsync(src ingest.Source, topic string, payload []byte, done func(ingest.Outcome, error)) {
+	s.entered.Add(1)
+	<-s.open
+	s.Submitter.SubmitAsync(src, topic, payload, done)
+}
+
+// TestInflightWaitsUnread: with room in flight for one message in all
+// and the ingest held on gateway A's first message, gateway B's PUBLISH
+// is admitted before it is read: it waits with its bytes unread in the
+// socket (WaitingBytes counts them; the broker has read its fixed header
+// only), and once the ingest goes on every message of both is stored,
+// each once, in order. Pipelined, with a keepalive of 1 s (mochi's
+// deadline on each packet's read and on the writes) held for 2.5 s, both
+// connections outlive their waits. (Sync mode holds A's read goroutine in
+// the ingest itself, under that deadline: its PUBACK would be written
+// past it, as before the admission moved.)
+func TestInflightWaitsUnread(t *testing.T) {
+	for _, ack := range []string{AckPipelined, AckSync} {
+		t.Run(ack, func(t *testing.T) { testInflightWaitsUnread(t, ack, 0) })
+	}
+	t.Run(AckPipelined+"/keepalive", func(t *testing.T) { testInflightWaitsUnread(t, AckPipelined, time.Second) })
+}
+
+func testInflightWaitsUnread(t *testing.T, ack string, keepalive time.Duration) {
+	const perGW = 3
+	gws := []string{"gw-held-a", "gw-held-b"}
+	// max_inflight_bytes_total is at least max_packet_size: 32 KB is room
+	// for one ~20 KB message, not two.
+	bcfg := Config{Ack: ack, MaxPacketSize: 32 << 10, MaxInflightBytes: 32 << 10, MaxInflightBytesTotal: 32 << 10}
+	held := heldStore{open: make(chan struct{}), entered: &atomic.Int64{}}
+	s := startStackWrapped(t, ingest.Config{CheckpointInterval: time.Nanosecond}, true, bcfg,
+		func(in Submitter) Submitter { held.Submitter = in; return held }, gws...)
+	opened := false
+	defer func() {
+		if !opened {
+			close(held.open) // the broker's shutdown waits for the ingest
+		}
+	}()
+
+	start := time.Now().Add(-time.Hour)
+	msgs := make([][][]byte, len(gws))
+	for i, gw := range gws {
+		for seq := uint64(1); seq <= perGW; seq++ {
+			at := start.Add(time.Duration(seq) * 10 * time.Second)
+			b, err := wire.Seal(key(gw), gw, seq, at, wire.KindTelemetry, bigTelemetry("srv-"+gw, at))
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs[i] = append(msgs[i], b)
+		}
+	}
+	topic := func(i int) string { return wire.Topic(gws[i], wire.KindTelemetry) }
+	size := int64(2 + len(topic(1)) + 2 + len(msgs[1][0])) // B's first PUBLISH: its remaining length
+	if size < 17<<10 || size > 30<<10 {
+		t.Fatalf("a message is %d bytes, want 17-30 KB for this test", size)
+	}
+
+	connect := func(gw string) paho.Client {
+		opts := s.gatewayOptions(gw)
+		if keepalive > 0 {
+			opts.SetKeepAlive(keepalive)
+		}
+		return connectWith(t, opts)
+	}
+	a, b := connect(gws[0]), connect(gws[1])
+	var toks []paho.Token
+	toks = append(toks, a.Publish(topic(0), 1, false, msgs[0][0]))
+	testsvc.Eventually(t, 10*time.Second, "A's first message at the held ingest", func() bool { return held.entered.Load() == 1 })
+	read := atomic.LoadInt64(&s.b.srv.Info.BytesReceived)
+	toks = append(toks, b.Publish(topic(1), 1, false, msgs[1][0]))
+	testsvc.Eventually(t, 10*time.Second, "B's message waiting for room", func() bool { return s.b.Stats().Inflight.WaitingBytes == size })
+	time.Sleep(200 * time.Millisecond) // a read of B's message would come now
+	st := s.b.Stats().Inflight
+	if more := atomic.LoadInt64(&s.b.srv.Info.BytesReceived) - read; more > 5 || st.WaitingBytes != size || held.entered.Load() != 1 {
+		t.Fatalf("while A's message is held: the broker read %d more bytes (want B's fixed header only, at most 5), %d waiting (want %d), %d messages at the ingest (want 1); %+v",
+			more, st.WaitingBytes, size, held.entered.Load(), st)
+	}
+	for seq := 1; seq < perGW; seq++ {
+		toks = append(toks, a.Publish(topic(0), 1, false, msgs[0][seq]), b.Publish(topic(1), 1, false, msgs[1][seq]))
+	}
+	time.Sleep(keepalive * 5 / 2)
+	close(held.open)
+	opened = true
+	for _, tok := range toks {
+		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish not acknowledged: %v", tok.Error())
+		}
+	}
+	if st := s.b.Stats().Inflight; st.Bytes != 0 || st.WaitingBytes != 0 || st.PeakBytes > bcfg.MaxInflightBytesTotal {
+		t.Errorf("after every PUBACK: %+v; want 0 bytes in flight and waiting, the most at once within %d", st, bcfg.MaxInflightBytesTotal)
+	}
+	inStats := s.in.Stats()
+	for _, gw := range gws {
+		g := gatewayStats(inStats, gw)
+		if g.Accepted != perGW || g.LastSeq != perGW || g.Gaps != 0 || len(g.Rejected) != 0 {
+			t.Errorf("%s: accepted %d, last seq %d, gaps %d, rejected %v; want %d, %d, 0, none", gw, g.Accepted, g.LastSeq, g.Gaps, g.Rejected, perGW, perGW)
+		}
+	}
+}
+
+// TestInflightReleased: the room a PUBLISH was admitted with comes back on
+// the paths where the ingest never answers it: its connection closed while
+// it waits for room (the wait ends), and mochi dropping it without the
+// ingest hook (a gateway publishing outside its subtree).
+func TestInflightReleased(t *testing.T) {
+	for _, ack := range []string{AckPipelined, AckSync} {
+		t.Run(ack, func(t *testing.T) { testInflightReleased(t, ack) })
+	}
+}
+
+func testInflightReleased(t *testing.T, ack string) {
+	gws := []string{"gw-rel-a", "gw-rel-b", "gw-rel-c"}
+	bcfg := Config{Ack: ack, MaxPacketSize: 32 << 10, MaxInflightBytes: 32 << 10, MaxInflightBytesTotal: 32 << 10}
+	held := heldStore{open: make(chan struct{}), entered: &atomic.Int64{}}
+	s := startStackWrapped(t, ingest.Config{CheckpointInterval: time.Nanosecond}, true, bcfg,
+		func(in Submitter) Submitter { held.Submitter = in; return held }, gws...)
+	var once sync.Once
+	open := func() { once.Do(func() { close(held.open) }) }
+	defer open()
+	at := time.Now().Add(-time.Hour)
+	msg := func(gw string, seq uint64) []byte {
+		b, err := wire.Seal(key(gw), gw, seq, at.Add(time.Duration(seq)*time.Second), wire.KindTelemetry, bigTelemetry("srv-"+gw, at))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	inflight := func() InflightStats { return s.b.Stats().Inflight }
+
+	a, b, c := s.connect(t, gws[0], nil), s.connect(t, gws[1], nil), s.connect(t, gws[2], nil)
+	tokC := c.Publish(wire.Topic(gws[2], wire.KindTelemetry), 1, false, msg(gws[2], 1))
+	testsvc.Eventually(t, 10*time.Second, "C's message at the held ingest", func() bool { return held.entered.Load() == 1 })
+	held1 := inflight().Bytes
+	b.Publish(wire.Topic(gws[1], wire.KindTelemetry), 1, false, msg(gws[1], 1))
+	testsvc.Eventually(t, 10*time.Second, "B's message waiting for room", func() bool { return inflight().WaitingBytes > 0 })
+	if _, err := s.reg.Delete(gws[1]); err != nil { // the broker closes B's connection
+		t.Fatal(err)
+	}
+	testsvc.Eventually(t, 10*time.Second, "B's wait to end with its connection", func() bool {
+		st := inflight()
+		return st.WaitingBytes == 0 && st.Bytes == held1
+	})
+	open()
+	if !tokC.WaitTimeout(30*time.Second) || tokC.Error() != nil {
+		t.Fatalf("C's message not acknowledged: %v", tokC.Error())
+	}
+	testsvc.Eventually(t, 10*time.Second, "no bytes in flight after C's PUBACK", func() bool { return inflight().Bytes == 0 })
+
+	received := atomic.LoadInt64(&s.b.srv.Info.MessagesReceived)
+	a.Publish(wire.Topic(gws[2], wire.KindTelemetry), 0, false, msg(gws[0], 1)) // not A's subtree: mochi drops it
+	testsvc.Eventually(t, 10*time.Second, "A's message outside its subtree read and its room given back", func() bool {
+		return atomic.LoadInt64(&s.b.srv.Info.MessagesReceived) == received+1 && inflight().Bytes == 0
+	})
+	publish(t, a, wire.Topic(gws[0], wire.KindTelemetry), msg(gws[0], 1))
+	if st := inflight(); st.Bytes != 0 || st.WaitingBytes != 0 {
+		t.Errorf("at the end: %+v; want 0 bytes in flight and waiting", st)
 	}
 }

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // maxConnectPacket is the largest CONNECT packet read from a client that has
@@ -60,21 +62,111 @@ func (g *gate) leave(addr string) {
 
 // conn is a client connection as mochi sees it: the TCP or TLS connection,
 // with the CONNECT's fixed header (already read to check it) put back in
-// front.
+// front, read through a framer. Once the client has authenticated as a
+// gateway, each PUBLISH it sends is admitted in flight (inflight) when its
+// fixed header is read, before the rest of it: a packet that does not fit
+// waits in the socket, not in memory. The ingest hook then takes the room
+// reserved (claim) and gives it back when the ingest answers.
 type conn struct {
 	net.Conn
 	r    io.Reader
 	addr string
 	gate *gate
 	left atomic.Bool // out of the gate: authenticated or closed
+
+	inflight *inflight
+	budget   *connBudget // this connection's share of the bytes in flight
+	gateway  atomic.Bool // authenticated as a gateway: its PUBLISHes are admitted
+	// reserved is the room admitted for the PUBLISH being read and not
+	// claimed by the ingest hook yet (0: none).
+	reserved atomic.Int64
+	// life ends when the connection is closed or the broker stops: a wait
+	// for room ends with it (a Read has no context of its own).
+	life context.Context
+	end  context.CancelFunc
+	// span is how far ahead mochi set the last deadline (its keepalive and
+	// a half; 0: none): lifted while a PUBLISH waits for room, set again
+	// after.
+	span atomic.Int64
+}
+
+// SetDeadline is how mochi applies the keepalive before each packet
+// (read and write); admit lifts it while it waits for room.
+func (c *conn) SetDeadline(t time.Time) error {
+	var d time.Duration
+	if !t.IsZero() {
+		d = time.Until(t)
+	}
+	c.span.Store(int64(d))
+	return c.Conn.SetDeadline(t)
 }
 
 func (c *conn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// authenticated takes the connection out of the unauthenticated count.
-func (c *conn) authenticated() {
+// Close ends a wait for room, gives back room not claimed, and closes the
+// connection (mochi closes a client's connection this way).
+func (c *conn) Close() error {
+	c.closed()
+	return c.Conn.Close()
+}
+
+// closed ends the connection's life and gives back its reservation.
+func (c *conn) closed() {
+	c.end()
+	c.unclaimed()
+}
+
+// pauseDeadline lifts mochi's keepalive deadline while a PUBLISH waits
+// for room: the client can send nothing meanwhile (its packet is unread),
+// and the PUBACKs written meanwhile must not fail for it either.
+func (c *conn) pauseDeadline() { _ = c.Conn.SetDeadline(time.Time{}) }
+
+// resumeDeadline sets mochi's deadline again, from now.
+func (c *conn) resumeDeadline() {
+	if d := time.Duration(c.span.Load()); d > 0 {
+		_ = c.Conn.SetDeadline(time.Now().Add(d))
+	}
+}
+
+// authenticated takes the connection out of the unauthenticated count;
+// a gateway's PUBLISHes are admitted from now on.
+func (c *conn) authenticated(gateway bool) {
+	c.gateway.Store(gateway)
 	if c.left.CompareAndSwap(false, true) {
 		c.gate.leave(c.addr)
+	}
+}
+
+// admit is the framer's: room in flight for a gateway's PUBLISH, waited
+// for before its bytes are read. Other packets, and those of clients that
+// are not gateways, pass at once.
+func (c *conn) admit(typ byte, n int) error {
+	if typ != packets.Publish || !c.gateway.Load() {
+		return nil
+	}
+	c.unclaimed() // mochi dropped the last one without the hook (none, normally: OnPacketProcessed gave it back)
+	if !c.inflight.acquire(c.life, c.budget, int64(n), c.pauseDeadline, c.resumeDeadline) {
+		return net.ErrClosed
+	}
+	c.reserved.Store(int64(n))
+	if c.life.Err() != nil { // closed meanwhile: Close may have looked before the Store
+		c.unclaimed()
+		return net.ErrClosed
+	}
+	return nil
+}
+
+// claim takes the room reserved for the PUBLISH mochi has just read (the
+// hook then releases it); false when there is none.
+func (c *conn) claim() (int64, bool) {
+	n := c.reserved.Swap(0)
+	return n, n > 0
+}
+
+// unclaimed gives back the room reserved and not claimed.
+func (c *conn) unclaimed() {
+	if n := c.reserved.Swap(0); n > 0 {
+		c.inflight.release(c.budget, n)
 	}
 }
 
@@ -91,6 +183,11 @@ type listener struct {
 	connectTimeout time.Duration
 	refused        *counters
 	log            *slog.Logger
+	// inflight admits gateways' PUBLISHes (conn.admit), up to maxPacket
+	// bytes each, until life ends (the broker stops).
+	inflight  *inflight
+	maxPacket int
+	life      context.Context
 
 	ln     net.Listener
 	closed atomic.Bool
@@ -182,8 +279,10 @@ func (l *listener) untrack(nc net.Conn) {
 func (l *listener) handle(nc net.Conn, addr string, establish listeners.EstablishFn) {
 	defer l.wg.Done()
 	defer l.untrack(nc)
-	c := &conn{Conn: nc, addr: addr, gate: l.gate}
-	defer c.authenticated() // leaves the gate if it never authenticated
+	c := &conn{Conn: nc, addr: addr, gate: l.gate, inflight: l.inflight, budget: l.inflight.newConn()}
+	c.life, c.end = context.WithCancel(l.life)
+	defer c.closed()
+	defer c.authenticated(false) // leaves the gate if it never authenticated
 	// mochi replaces this deadline with the keepalive's once the CONNECT is read.
 	_ = nc.SetDeadline(time.Now().Add(l.connectTimeout))
 	if l.tls != nil {
@@ -207,7 +306,7 @@ func (l *listener) handle(nc net.Conn, addr string, establish listeners.Establis
 		l.refuse(c.Conn, reason, err)
 		return
 	}
-	c.r = io.MultiReader(&headerReader{b: header}, c.Conn)
+	c.r = &framer{r: io.MultiReader(&headerReader{b: header}, c.Conn), admit: c.admit, max: l.maxPacket}
 	if err := establish(l.id, c); err != nil {
 		l.log.Debug("mqtt client ended", "listener", l.id, "remote", addr, "err", err)
 	}
