@@ -19,13 +19,17 @@ type framer struct {
 	// high 4 bits) whose remaining length is n, capped at max; an error
 	// ends the stream.
 	admit func(typ byte, n int) error
-	max   int
+	// done, when set, is told each time the last byte of an admitted
+	// packet has passed.
+	done func()
+	max  int
 
 	buf        [5]byte // a fixed header's bytes, and what a read brought after it
 	head, tail int     // buf[head:tail] is read and not passed yet
 	header     int     // bytes of the admitted packet's fixed header not passed yet (in buf)
 	left       int     // bytes of the admitted packet's rest not passed yet
 	broken     bool    // malformed length: no more framing
+	open       bool    // a packet is admitted and not all passed
 	err        error   // the reader's error, returned once what came before it has passed
 }
 
@@ -48,6 +52,7 @@ func (f *framer) Read(p []byte) (int, error) {
 		copy(p, f.buf[f.head:f.head+k])
 		f.head += k
 		f.passed(k)
+		f.ended()
 		return k, nil
 	}
 	switch {
@@ -60,7 +65,18 @@ func (f *framer) Read(p []byte) (int, error) {
 	}
 	n, err := f.r.Read(p[:min(len(p), f.left)])
 	f.left -= n
+	f.ended()
 	return n, err
+}
+
+// ended tells done once the admitted packet has all passed.
+func (f *framer) ended() {
+	if f.open && f.header == 0 && f.left == 0 {
+		f.open = false
+		if f.done != nil {
+			f.done()
+		}
+	}
 }
 
 // passed counts k bytes of the current packet passed, header first.
@@ -87,7 +103,7 @@ func (f *framer) frame() error {
 				f.head, f.tail = 0, 0
 				return err
 			}
-			f.header, f.left = size, remaining
+			f.header, f.left, f.open = size, remaining, true
 		case f.err != nil:
 			return nil
 		default:

@@ -35,6 +35,7 @@ type admission struct {
 	typ          byte
 	n            int
 	passed, read int
+	ended        int // bytes passed when done was told the packet had all passed; -1: not told
 }
 
 // runFramer reads src through a framer (chunks from the connection, reads
@@ -45,13 +46,22 @@ func runFramer(t testing.TB, chunks [][]byte, readSize, max int) (out []byte, go
 	r := &chunkReader{chunks: chunks}
 	f := &framer{r: r, max: max}
 	f.admit = func(typ byte, n int) error {
-		got = append(got, admission{typ: typ, n: n, passed: len(out), read: r.read})
+		got = append(got, admission{typ: typ, n: n, passed: len(out), read: r.read, ended: -1})
 		return nil
 	}
+	done := 0
+	f.done = func() { done++ }
 	p := make([]byte, readSize)
 	for range 1 << 20 {
 		n, err := f.Read(p)
 		out = append(out, p[:n]...)
+		switch {
+		case done > 1 || done == 1 && (len(got) == 0 || got[len(got)-1].ended >= 0):
+			t.Fatalf("done told %d times in one read, after admissions %v", done, got)
+		case done == 1:
+			got[len(got)-1].ended = len(out)
+		}
+		done = 0
 		if r.read-len(out) > len(f.buf) {
 			t.Fatalf("%d bytes read from the connection, %d passed: more than a fixed header ahead", r.read, len(out))
 		}
@@ -92,7 +102,8 @@ func withBody(h []byte, n int) []byte {
 // lengths, a PINGREQ, a PUBACK and a SUBSCRIBE passes through unchanged
 // for every split of it into two chunks and for reads of 1 to 2,048 bytes;
 // each packet is admitted once, in order, when everything before it has
-// passed and before any of its bytes.
+// passed and before any of its bytes, and done is told when its last byte
+// has passed.
 func TestFramerSplits(t *testing.T) {
 	sizes := []struct {
 		typ byte
@@ -101,8 +112,9 @@ func TestFramerSplits(t *testing.T) {
 	var stream []byte
 	var want []admission
 	for _, s := range sizes {
-		want = append(want, admission{typ: s.typ, n: s.n, passed: len(stream)})
-		stream = append(stream, withBody(packet(s.typ, s.n), s.n)...)
+		p := withBody(packet(s.typ, s.n), s.n)
+		want = append(want, admission{typ: s.typ, n: s.n, passed: len(stream), ended: len(stream) + len(p)})
+		stream = append(stream, p...)
 	}
 	for split := 0; split <= len(stream); split++ {
 		for _, readSize := range []int{1, 2, 3, 5, 7, 64, 2048} {
@@ -111,7 +123,9 @@ func TestFramerSplits(t *testing.T) {
 			if !bytes.Equal(out, stream) {
 				t.Fatalf("split %d, reads of %d: passed %d bytes %x, want %x", split, readSize, len(out), out, stream)
 			}
-			if !slices.EqualFunc(got, want, func(a, b admission) bool { return a.typ == b.typ && a.n == b.n && a.passed == b.passed }) {
+			if !slices.EqualFunc(got, want, func(a, b admission) bool {
+				return a.typ == b.typ && a.n == b.n && a.passed == b.passed && a.ended == b.ended
+			}) {
 				t.Fatalf("split %d, reads of %d: admissions %v, want %v", split, readSize, got, want)
 			}
 		}
@@ -192,6 +206,9 @@ func FuzzFramer(f *testing.F) {
 			if a.n > max {
 				t.Fatalf("admission of %d bytes, above max %d", a.n, max)
 			}
+			if end := at + size + remaining; (end <= len(stream)) != (a.ended >= 0) || a.ended >= 0 && a.ended != end {
+				t.Fatalf("admission %d (%+v): done told at %d; want at its end, %d, if the stream (%d bytes) holds it whole", i, a, a.ended, end, len(stream))
+			}
 			at += size + remaining
 		}
 		if _, _, _, ok := referenceHeader(stream[min(at, len(stream)):]); ok && at < len(stream) {
@@ -215,5 +232,5 @@ func referenceHeader(b []byte) (typ byte, remaining, size int, ok bool) {
 }
 
 func (a admission) String() string {
-	return fmt.Sprintf("{type %d, %d bytes, at %d}", a.typ, a.n, a.passed)
+	return fmt.Sprintf("{type %d, %d bytes, at %d, ended %d}", a.typ, a.n, a.passed, a.ended)
 }

@@ -1,13 +1,20 @@
 package broker
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"twinchain/internal/ingest"
 	"twinchain/internal/testsvc"
@@ -323,5 +330,87 @@ func testInflightReleased(t *testing.T, ack string) {
 	publish(t, a, wire.Topic(gws[0], wire.KindTelemetry), msg(gws[0], 1))
 	if st := inflight(); st.Bytes != 0 || st.WaitingBytes != 0 {
 		t.Errorf("at the end: %+v; want 0 bytes in flight and waiting", st)
+	}
+}
+
+// TestInflightStalledPublish: a gateway that sends the fixed header of a
+// PUBLISH and stops halfway through it holds room in flight that every
+// gateway shares; it gets connect_timeout and a second per 8 KiB, then
+// the broker closes it and the room comes back, well before mochi's
+// keepalive deadline (90 s here). A gateway that sends in time is served
+// meanwhile.
+func TestInflightStalledPublish(t *testing.T) {
+	gws := []string{"gw-stall", "gw-fine"}
+	// room for one ~20 KB message in all, not two
+	bcfg := Config{ConnectTimeout: time.Second, MaxPacketSize: 32 << 10, MaxInflightBytes: 32 << 10, MaxInflightBytesTotal: 32 << 10}
+	s := startStackWith(t, ingest.Config{CheckpointInterval: time.Nanosecond}, true, bcfg, gws...)
+
+	nc, err := net.Dial("tcp", strings.TrimPrefix(s.url, "tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	gw := gws[0]
+	connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4, Connect: packets.ConnectParams{
+		ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 60, ClientIdentifier: gw,
+		UsernameFlag: true, PasswordFlag: true, Username: []byte(gw), Password: []byte(wire.ConnectPassword(key(gw), gw, time.Now()))}}
+	var buf bytes.Buffer
+	if err := connect.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	connack := make([]byte, 4)
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(nc, connack); err != nil || connack[0] != 0x20 || connack[3] != 0 {
+		t.Fatalf("CONNACK %x, %v; want an accepted connection", connack, err)
+	}
+
+	at := time.Now().Add(-time.Minute)
+	body, err := wire.Seal(key(gw), gw, 1, at, wire.KindTelemetry, bigTelemetry("srv-"+gw, at))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 4,
+		TopicName: wire.Topic(gw, wire.KindTelemetry), PacketID: 1, Payload: body}
+	buf.Reset()
+	if err := pub.PublishEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	half := buf.Bytes()[:buf.Len()/2]
+	if _, err := nc.Write(half); err != nil {
+		t.Fatal(err)
+	}
+	size := int64(buf.Len() - 4) // a ~20 KB packet: a 3-byte remaining length after the type byte
+	stalled := time.Now()
+	testsvc.Eventually(t, 5*time.Second, "the stalled PUBLISH admitted", func() bool { return s.b.Stats().Inflight.Bytes == size })
+
+	// Another gateway's message waits for the room, then is stored once the
+	// stalled connection is closed.
+	fine := s.connect(t, gws[1], nil)
+	at2 := time.Now().Add(-time.Minute)
+	tok := fine.Publish(wire.Topic(gws[1], wire.KindTelemetry), 1, false, seal(t, gws[1], 1, wire.KindTelemetry, bigTelemetry("srv-"+gws[1], at2)))
+	if tok.WaitTimeout(200 * time.Millisecond) {
+		t.Fatalf("the other gateway's message was acknowledged while the stalled one held the room (%v)", tok.Error())
+	}
+
+	_ = nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := nc.Read(connack); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the stalled connection read %d bytes (%v) in %s, want it closed by the broker", n, err, time.Since(stalled))
+	}
+	// connect_timeout (1 s) and a second per 8 KiB: about 3.5 s.
+	if took := time.Since(stalled); took > 10*time.Second {
+		t.Errorf("the stalled connection was closed after %s, want within seconds", took)
+	}
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("the other gateway's message was not acknowledged: %v", tok.Error())
+	}
+	testsvc.Eventually(t, 5*time.Second, "no room held", func() bool { st := s.b.Stats().Inflight; return st.Bytes == 0 && st.WaitingBytes == 0 })
+	if g := gatewayStats(s.in.Stats(), gws[1]); g.Accepted != 1 {
+		t.Errorf("%s accepted %d, want 1", gws[1], g.Accepted)
+	}
+	if g := gatewayStats(s.in.Stats(), gw); g.Accepted != 0 {
+		t.Errorf("%s accepted %d of its half a message, want 0", gw, g.Accepted)
 	}
 }

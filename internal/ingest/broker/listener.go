@@ -88,6 +88,39 @@ type conn struct {
 	// a half; 0: none): lifted while a PUBLISH waits for room, set again
 	// after.
 	span atomic.Int64
+	// packetTimeout (connect_timeout) and minPacketRate bound how long an
+	// admitted PUBLISH may take to arrive (packetDeadline); timed says
+	// that deadline is set, not mochi's.
+	packetTimeout time.Duration
+	timed         atomic.Bool
+}
+
+// minPacketRate is the slowest a gateway may send the rest of a PUBLISH
+// once it is admitted: the room it holds in flight is everyone's, so a
+// gateway that stops halfway through a packet must not keep it for
+// mochi's keepalive deadline (up to 1.5 x max_keepalive). It gets
+// connect_timeout and a second per 8 KiB, 64 kbit/s (26 KB: 13.2 s by
+// default; the largest packet, 260 KiB: 42.5 s).
+const minPacketRate = 8 << 10
+
+// packetDeadline gives the admitted PUBLISH of n bytes its time to arrive
+// (never more than mochi's deadline); past it the read fails and mochi
+// closes the connection, which gives the room back.
+func (c *conn) packetDeadline(n int) {
+	d := c.packetTimeout + time.Duration(n)*time.Second/minPacketRate
+	if span := time.Duration(c.span.Load()); span > 0 {
+		d = min(d, span)
+	}
+	c.timed.Store(true)
+	_ = c.Conn.SetDeadline(time.Now().Add(d))
+}
+
+// packetDone is the framer's: the packet admitted last has all been read;
+// mochi's deadline again.
+func (c *conn) packetDone() {
+	if c.timed.Swap(false) {
+		c.resumeDeadline()
+	}
 }
 
 // SetDeadline is how mochi applies the keepalive before each packet
@@ -153,6 +186,7 @@ func (c *conn) admit(typ byte, n int) error {
 		c.unclaimed()
 		return net.ErrClosed
 	}
+	c.packetDeadline(n)
 	return nil
 }
 
@@ -279,7 +313,7 @@ func (l *listener) untrack(nc net.Conn) {
 func (l *listener) handle(nc net.Conn, addr string, establish listeners.EstablishFn) {
 	defer l.wg.Done()
 	defer l.untrack(nc)
-	c := &conn{Conn: nc, addr: addr, gate: l.gate, inflight: l.inflight, budget: l.inflight.newConn()}
+	c := &conn{Conn: nc, addr: addr, gate: l.gate, inflight: l.inflight, budget: l.inflight.newConn(), packetTimeout: l.connectTimeout}
 	c.life, c.end = context.WithCancel(l.life)
 	defer c.closed()
 	defer c.authenticated(false) // leaves the gate if it never authenticated
@@ -306,7 +340,7 @@ func (l *listener) handle(nc net.Conn, addr string, establish listeners.Establis
 		l.refuse(c.Conn, reason, err)
 		return
 	}
-	c.r = &framer{r: io.MultiReader(&headerReader{b: header}, c.Conn), admit: c.admit, max: l.maxPacket}
+	c.r = &framer{r: io.MultiReader(&headerReader{b: header}, c.Conn), admit: c.admit, done: c.packetDone, max: l.maxPacket}
 	if err := establish(l.id, c); err != nil {
 		l.log.Debug("mqtt client ended", "listener", l.id, "remote", addr, "err", err)
 	}
