@@ -63,17 +63,17 @@ func (h *ingestHook) Provides(b byte) bool {
 	return b == mqtt.OnPublish || b == mqtt.OnWillSent || b == mqtt.OnDisconnect || b == mqtt.OnPacketProcessed
 }
 
-// admitted is the room the listener reserved for a PUBLISH of cl before
-// reading it (conn.admit), now the hook's to release, and the budget it
-// came from; false when there is none (an inline client, a client that
-// is not a gateway): the hook admits the message itself.
-func admitted(cl *mqtt.Client) (n int64, budget *connBudget, ok bool) {
+// claim takes the room the listener reserved for cl's PUBLISH before
+// reading it (conn.admit): the hook gives it back (inflight.give) when the
+// ingest has answered. Every gateway connection comes through the
+// listener; only the service's own inline client has none, and it
+// publishes no gateway messages.
+func claim(cl *mqtt.Client) room {
 	c, ok := cl.Net.Conn.(*conn)
 	if !ok {
-		return 0, nil, false
+		return room{}
 	}
-	n, ok = c.claim()
-	return n, c.budget, ok
+	return room{budget: c.budget, n: c.claim()}
 }
 
 // OnPacketProcessed gives back the room reserved for a PUBLISH that mochi
@@ -89,19 +89,12 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if !strings.HasPrefix(pk.TopicName, gatewayPrefix) {
 		return pk, nil
 	}
-	n, budget, ok := admitted(cl)
+	r := claim(cl)
 	if h.pipelined && pk.FixedHeader.Qos == 1 && !cl.Net.Inline {
-		return h.publishPipelined(cl, pk, n, ok)
-	}
-	if !ok {
-		n, budget = packetBytes(pk), nil
-		if !h.inflight.acquire(h.life, nil, n, nil, nil) {
-			cl.Stop(ingest.ErrClosed)
-			return pk, packets.ErrRejectPacket
-		}
+		return h.publishPipelined(cl, pk, r)
 	}
 	out, err := h.in.Submit(source(cl), pk.TopicName, pk.Payload)
-	h.inflight.release(budget, n)
+	h.inflight.give(r)
 	if err == nil && !out.Ack() {
 		err = retryError(out)
 	}
@@ -181,16 +174,15 @@ func (l *limiter) log(log *slog.Logger, level slog.Level, msg string, args ...an
 }
 
 // pipe carries one connection's acknowledgements in pipelined mode: at most
-// cap(slots) messages and budget's bytes are between the read and their
-// PUBACK (the bytes until the ingest answers), and acks never blocks the
+// cap(slots) messages are between the read and their PUBACK (their bytes
+// are the listener's to bound: conn.admit), and acks never blocks the
 // ingest's writer (it has room for all of them). life ends when the
 // connection does (OnDisconnect): what waits for room stops waiting.
 type pipe struct {
-	slots  chan struct{}
-	budget *connBudget
-	check  chan<- checkJob // the worker that checks this connection's messages, in order
-	life   context.Context
-	end    context.CancelFunc
+	slots chan struct{}
+	check chan<- checkJob // the worker that checks this connection's messages, in order
+	life  context.Context
+	end   context.CancelFunc
 
 	// acks are the answers not yet written, in order; writing is set while
 	// a writeAcks goroutine writes them. A slice that grows as needed, not a
@@ -264,11 +256,7 @@ func (h *ingestHook) pipeOf(cl *mqtt.Client) *pipe {
 	defer h.mu.Unlock()
 	p := h.pipes[cl]
 	if p == nil {
-		budget := h.inflight.newConn()
-		if c, ok := cl.Net.Conn.(*conn); ok {
-			budget = c.budget // the one the listener admits its messages from
-		}
-		p = &pipe{slots: make(chan struct{}, h.window), budget: budget, check: h.workers[h.next%len(h.workers)]}
+		p = &pipe{slots: make(chan struct{}, h.window), check: h.workers[h.next%len(h.workers)]}
 		h.next++
 		p.life, p.end = context.WithCancel(h.life)
 		h.pipes[cl] = p
@@ -279,31 +267,21 @@ func (h *ingestHook) pipeOf(cl *mqtt.Client) *pipe {
 // publishPipelined hands the message to the ingest and returns at once; the
 // broker does not acknowledge it (ErrRejectPacket): ackLoop writes the
 // PUBACK after the message is stored or rejected, or closes the connection
-// if it could not be stored. Its n bytes are in flight already when
-// admitted (the listener reserved them before reading it); otherwise it
-// waits for room here. A full window, or too many bytes in flight on
-// this connection or in all, blocks this connection only (its socket is
-// not read meanwhile), before the ingest decodes the message.
-func (h *ingestHook) publishPipelined(cl *mqtt.Client, pk packets.Packet, n int64, admitted bool) (packets.Packet, error) {
+// if it could not be stored. Its bytes are in flight already (r: the
+// listener reserved them before reading it). A full window blocks this
+// connection only (its socket is not read meanwhile), before the ingest
+// decodes the message.
+func (h *ingestHook) publishPipelined(cl *mqtt.Client, pk packets.Packet, r room) (packets.Packet, error) {
 	p := h.pipeOf(cl)
 	select {
 	case p.slots <- struct{}{}:
 	case <-p.life.Done():
-		if admitted {
-			h.inflight.release(p.budget, n)
-		}
+		h.inflight.give(r)
 		return pk, packets.ErrRejectPacket
-	}
-	if !admitted {
-		n = packetBytes(pk)
-		if !h.inflight.acquire(p.life, p.budget, n, nil, nil) {
-			<-p.slots
-			return pk, packets.ErrRejectPacket
-		}
 	}
 	id := pk.PacketID
 	job := checkJob{src: source(cl), topic: pk.TopicName, payload: pk.Payload, done: func(out ingest.Outcome, err error) {
-		h.inflight.release(p.budget, n) // the ingest holds the message no more
+		h.inflight.give(r) // the ingest holds the message no more
 		if err == nil && !out.Ack() {
 			err = retryError(out)
 		}
@@ -312,15 +290,10 @@ func (h *ingestHook) publishPipelined(cl *mqtt.Client, pk packets.Packet, n int6
 	select {
 	case p.check <- job:
 	case <-p.life.Done():
-		h.inflight.release(p.budget, n)
+		h.inflight.give(r)
 		<-p.slots
 	}
 	return pk, packets.ErrRejectPacket
-}
-
-// packetBytes is what a message holds in flight: its packet's size.
-func packetBytes(pk packets.Packet) int64 {
-	return int64(max(pk.FixedHeader.Remaining, len(pk.Payload)))
 }
 
 // answer queues one PUBACK (or a failure) and starts a writeAcks

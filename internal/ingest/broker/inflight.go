@@ -16,8 +16,8 @@ import (
 // mochi reads nothing more from that socket until it fits: the gateway's
 // TCP window fills and its PUBACKs come later. Waiting messages take no
 // memory but their headers (WaitingBytes counts the bytes they will
-// take). Messages that do not come through the listener (an inline
-// client's) are admitted by the ingest hook after mochi read them.
+// take). The service's own inline client publishes no gateway
+// messages and is not counted.
 type inflight struct {
 	connLimit, limit int64
 	total            *semaphore.Weighted
@@ -43,21 +43,19 @@ func (f *inflight) newConn() *connBudget {
 	return &connBudget{sem: semaphore.NewWeighted(f.connLimit)}
 }
 
-// acquire admits n bytes for connection c (nil: counted in all only),
-// waiting for room until ctx ends; false if it ended first. Waiters are
-// admitted in the order they came (semaphore.Weighted is FIFO). wait,
-// when not nil, is called before waiting, and waited after.
+// acquire admits n bytes for connection c, waiting for room until ctx
+// ends; false if it ended first. Waiters are admitted in the order they
+// came (semaphore.Weighted is FIFO). wait is called before waiting, and
+// waited after.
 func (f *inflight) acquire(ctx context.Context, c *connBudget, n int64, wait, waited func()) bool {
 	n = min(n, f.connLimit, f.limit) // never more than fits: mochi bounds a packet by max_packet_size
-	haveConn := c == nil || c.sem.TryAcquire(n)
+	haveConn := c.sem.TryAcquire(n)
 	if haveConn && f.total.TryAcquire(n) {
 		f.admit(c, n)
 		return true
 	}
-	if wait != nil {
-		wait()
-		defer waited()
-	}
+	wait()
+	defer waited()
 	f.waited.Add(1)
 	f.waiting.Add(n)
 	defer f.waiting.Add(-n)
@@ -67,9 +65,7 @@ func (f *inflight) acquire(ctx context.Context, c *connBudget, n int64, wait, wa
 		}
 	}
 	if err := f.total.Acquire(ctx, n); err != nil {
-		if c != nil {
-			c.sem.Release(n)
-		}
+		c.sem.Release(n)
 		return false
 	}
 	f.admit(c, n)
@@ -78,9 +74,7 @@ func (f *inflight) acquire(ctx context.Context, c *connBudget, n int64, wait, wa
 
 func (f *inflight) admit(c *connBudget, n int64) {
 	raise(&f.peak, f.held.Add(n))
-	if c != nil {
-		raise(&f.connPeak, c.held.Add(n))
-	}
+	raise(&f.connPeak, c.held.Add(n))
 }
 
 // release gives back what acquire admitted (the same c and n).
@@ -88,9 +82,20 @@ func (f *inflight) release(c *connBudget, n int64) {
 	n = min(n, f.connLimit, f.limit)
 	f.held.Add(-n)
 	f.total.Release(n)
-	if c != nil {
-		c.held.Add(-n)
-		c.sem.Release(n)
+	c.held.Add(-n)
+	c.sem.Release(n)
+}
+
+// room is what a connection's PUBLISH holds in flight (n 0: nothing).
+type room struct {
+	budget *connBudget
+	n      int64
+}
+
+// give gives r back.
+func (f *inflight) give(r room) {
+	if r.n > 0 {
+		f.release(r.budget, r.n)
 	}
 }
 

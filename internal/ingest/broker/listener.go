@@ -191,18 +191,11 @@ func (c *conn) admit(typ byte, n int) error {
 }
 
 // claim takes the room reserved for the PUBLISH mochi has just read (the
-// hook then releases it); false when there is none.
-func (c *conn) claim() (int64, bool) {
-	n := c.reserved.Swap(0)
-	return n, n > 0
-}
+// hook then gives it back); 0 when there is none.
+func (c *conn) claim() int64 { return c.reserved.Swap(0) }
 
 // unclaimed gives back the room reserved and not claimed.
-func (c *conn) unclaimed() {
-	if n := c.reserved.Swap(0); n > 0 {
-		c.inflight.release(c.budget, n)
-	}
-}
+func (c *conn) unclaimed() { c.inflight.give(room{budget: c.budget, n: c.claim()}) }
 
 // listener is one of the broker's mochi listeners: TCP, with TLS when tls is
 // set. It admits a connection only through the gate, gives it connectTimeout
