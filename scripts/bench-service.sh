@@ -84,6 +84,7 @@ for _ in $(seq 1 900); do
 done
 echo "bench-service: start-up work (ledger registrations, their anchors) done in $(( $(date +%s) - settle )) s"
 before=$(du -sb "$data" | cut -f1)
+written_before=$(awk '/^write_bytes/ {print $2}' "/proc/$svc/io")
 # RSS is anonymous memory (Go's heap and stacks) and file pages mapped and
 # touched (bbolt reads twins.db through mmap): sample both, for the maxima.
 : >"$dir/rss$n"
@@ -92,11 +93,12 @@ rss_sampler=$!
 "$bin/firmware-sim" load -broker "$mqtt" -gateways "$gateways" -rate "$msg_rate" -samples-per-message "$samples" -duration "${seconds}s" \
   -metrics "http://$http/metrics" -metrics-token "$token" -every "${EVERY:-2s}" 2>&1 | tee "$dir/service-load$n.log"
 after=$(du -sb "$data" | cut -f1)
+written_after=$(awk '/^write_bytes/ {print $2}' "/proc/$svc/io")
 kill "$rss_sampler" 2>/dev/null || true
 rss_split=$(awk 'NF == 2 { if ($1 > a) a = $1; if ($2 > f) f = $2 } END { printf "svc_rss_anon_mb_max=%.0f svc_rss_file_mb_max=%.0f", a / 1024, f / 1024 }' "$dir/rss$n")
 result=$(grep '^RESULT' "$dir/service-load$n.log")
 acked=$(sed -n 's/.* acked=\([0-9]*\).*/\1/p' <<<"$result")
-echo "$result $rss_split disk_bytes_per_msg=$(( (after - before) / (acked > 0 ? acked : 1) )) bin=$svc_bin load_average=$(cut -d' ' -f1 /proc/loadavg)" >>"$out"
+echo "$result $rss_split disk_bytes_per_msg=$(( (after - before) / (acked > 0 ? acked : 1) )) disk_written_per_msg=$(( (written_after - written_before) / (acked > 0 ? acked : 1) )) bin=$svc_bin load_average=$(cut -d' ' -f1 /proc/loadavg)" >>"$out"
 cleanup
 trap - EXIT
 done
