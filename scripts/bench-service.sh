@@ -12,8 +12,7 @@
 # 2. the built twin-service with `make run`'s configuration (embedded broker,
 #    embedded telemetry store, detectors, file ledger, fsync on) in a fresh
 #    data directory with the load's registry, offered RATE msg/s from
-#    GATEWAYS gateways for SECONDS, once its start-up work is done (every
-#    imported asset registered on the ledger and its registration anchored).
+#    GATEWAYS gateways for SECONDS.
 # Each prints a line per interval and a RESULT line; the last lines are
 # the table. PROFILE=1 writes the service's CPU profile (BENCH_DIR/cpuN.pprof)
 # and heap profiles (memN.pprof at stop, memN.pprof.peak at its peak) and
@@ -71,18 +70,6 @@ for _ in $(seq 1 300); do
   if ! kill -0 "$svc" 2>/dev/null; then echo "bench-service: twin-service exited:" >&2; cat "$dir/service$n.log" >&2; exit 1; fi
   sleep 0.2
 done
-# The load meets the steady state: first the start's own work is done (the
-# ledger registers every imported asset, and their registration events are
-# anchored), which a fresh 100,000-asset registry makes a minute's work.
-settle=$(date +%s)
-for _ in $(seq 1 900); do
-  if curl -fsS -H "Authorization: Bearer $token" "http://$http/metrics" 2>/dev/null | awk '
-    $1 == "twinchain_log_position{log=\"event\"}" { head = $2 } $1 == "twinchain_anchored_event" { anchored = $2 }
-    $1 == "twinchain_anchor_queue_evidence" { evidence = $2 } $1 == "twinchain_anchor_queue_batches" { batches = $2 }
-    END { exit !(head != "" && head + 0 == anchored + 0 && evidence + 0 == 0 && batches + 0 == 0) }'; then break; fi
-  sleep 1
-done
-echo "bench-service: start-up work (ledger registrations, their anchors) done in $(( $(date +%s) - settle )) s"
 before=$(du -sb "$data" | cut -f1)
 written_before=$(awk '/^write_bytes/ {print $2}' "/proc/$svc/io")
 # RSS is anonymous memory (Go's heap and stacks) and file pages mapped and
