@@ -13,6 +13,8 @@
 #    embedded telemetry store, detectors, file ledger, fsync on) in a fresh
 #    data directory with the load's registry, offered RATE msg/s from
 #    GATEWAYS gateways for SECONDS.
+#    The load generator also times the API meanwhile (-api: a page of
+#    assets, one GPU, the fleet counts, each every 200 ms) for its p99s.
 # Each prints a line per interval and a RESULT line; the last lines are
 # the table. PROFILE=1 writes the service's CPU profile (BENCH_DIR/cpuN.pprof)
 # and heap profiles (memN.pprof at stop, memN.pprof.peak at its peak) and
@@ -82,7 +84,7 @@ written_before=$(awk '/^write_bytes/ {print $2}' "/proc/$svc/io")
 (while kill -0 "$svc" 2>/dev/null; do awk '/^RssAnon|^RssFile/ {printf "%s ", $2} END {print ""}' "/proc/$svc/status" >>"$dir/rss$n" 2>/dev/null; sleep 1; done) &
 rss_sampler=$!
 "$bin/firmware-sim" load -broker "$mqtt" -gateways "$gateways" -rate "$msg_rate" -samples-per-message "$samples" -duration "${seconds}s" \
-  -metrics "http://$http/metrics" -metrics-token "$token" -every "${EVERY:-2s}" -warmup "${WARMUP:-5s}" 2>&1 | tee "$dir/service-load$n.log"
+  -metrics "http://$http/metrics" -api "http://$http" -metrics-token "$token" -every "${EVERY:-2s}" -warmup "${WARMUP:-5s}" 2>&1 | tee "$dir/service-load$n.log"
 after=$(du -sb "$data" | cut -f1)
 written_after=$(awk '/^write_bytes/ {print $2}' "/proc/$svc/io")
 kill "$rss_sampler" 2>/dev/null || true
