@@ -71,10 +71,12 @@ func TestWriterSurvivesFullDisk(t *testing.T) {
 // the writer decodes every message from the log.
 type wakeOnly struct{ telemetrywriter.Waker }
 
-// TestWriterCursorNotPerBatch: a busy writer does not take the store's
-// write lock for its cursor after every batch (the ingest needs it for
-// every commit): with 100 one-message batches waiting, it stores the cursor
-// once, when it has caught up. It decodes from the log here (wakeOnly).
+// TestWriterCursorNotPerBatch: the writer does not take the store's write
+// lock for its cursor after every batch, nor each time it catches up (the
+// ingest needs the lock for every commit): with 100 one-message batches
+// and 20 more caught up with one by one, and a cursor interval longer than
+// the test, it stores the cursor once, when it stops. It decodes from the
+// log here (wakeOnly).
 func TestWriterCursorNotPerBatch(t *testing.T) {
 	r := newRig(t)
 	for i := range 50 {
@@ -82,16 +84,23 @@ func TestWriterCursorNotPerBatch(t *testing.T) {
 	}
 	disk := &fullDisk{Store: r.store}
 	w := telemetrywriter.New(disk, wakeOnly{r.in}, r.ts, slog.New(slog.DiscardHandler), telemetrywriter.Options{Batch: 1, CursorEvery: time.Hour, Poll: 20 * time.Millisecond})
-	r.start(w.Run)
+	stop := r.start(w.Run)
 	r.waitWritten(w)
-	testsvc.Eventually(t, 30*time.Second, "the cursor stored", func() bool {
-		cur, err := r.store.Cursor(telemetrywriter.CursorName)
-		return err == nil && cur == 100
-	})
-	if n := disk.writes.Load(); n != 1 {
-		t.Errorf("cursor writes for 100 batches = %d, want 1 (once caught up)", n)
+	for i := 50; i < 60; i++ {
+		r.submit(i)
+		r.waitWritten(w)
 	}
-	if got := r.count("srv-s1-001.gpu0"); got != 50 {
-		t.Errorf("points of gpu0 = %v, want 50", got)
+	if n := disk.writes.Load(); n != 0 {
+		t.Errorf("cursor writes for 120 batches, caught up with 11 times = %d, want 0 before the interval or the stop", n)
+	}
+	stop()
+	if cur, err := r.store.Cursor(telemetrywriter.CursorName); err != nil || cur != 120 {
+		t.Errorf("cursor after the stop = %d, %v, want 120", cur, err)
+	}
+	if n := disk.writes.Load(); n != 1 {
+		t.Errorf("cursor writes = %d, want 1 (at the stop)", n)
+	}
+	if got := r.count("srv-s1-001.gpu0"); got != 60 {
+		t.Errorf("points of gpu0 = %v, want 60", got)
 	}
 }

@@ -52,13 +52,15 @@ type Options struct {
 	Poll time.Duration
 	// Retry is the wait after a failed store write (default 1s).
 	Retry time.Duration
-	// CursorEvery is how often the cursor is stored while the writer is
-	// busy (default 1s); it is stored at once when the writer catches up
-	// and when it stops. The cursor lives in the message log's store, whose
-	// single write lock the ingest holds for every commit: one cursor write
-	// per batch starved the writer under load. After a crash the points
-	// since the stored cursor are written again, which only overwrites
-	// them with the same values.
+	// CursorEvery is how often, at most, the cursor is stored (default
+	// 1s): after a batch once that long has passed, when the writer has
+	// caught up (at the latest a Poll later), and when it stops. The
+	// cursor lives in the message log's store, whose single write lock the
+	// ingest holds for every commit: one cursor write per batch starved
+	// the writer under load, and one each time it caught up (after every
+	// commit, below the writer's limit) cost a transaction and two fsyncs
+	// per commit. After a crash the points since the stored cursor are
+	// written again, which only overwrites them with the same values.
 	CursorEvery time.Duration
 }
 
@@ -209,7 +211,7 @@ func (w *Writer) Run(ctx context.Context) error {
 			continue
 		}
 		if len(msgs) == 0 {
-			if pos != saved && !save(ctx) { // caught up: store the cursor now
+			if pos != saved && time.Since(savedAt) >= w.opts.CursorEvery && !save(ctx) { // caught up
 				return nil
 			}
 			select {
