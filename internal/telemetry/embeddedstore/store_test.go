@@ -51,9 +51,9 @@ func TestPruneDeletesOldDays(t *testing.T) {
 	}
 }
 
-// gpuBatch is n points of a fleet of 1000 GPUs with the 13 fields of a
+// gpuBatch is n points of a fleet of gpus GPUs with the 13 fields of a
 // wire.GPUSample, one second apart per GPU.
-func gpuBatch(start time.Time, first, n int) []telemetry.Point {
+func gpuBatch(start time.Time, gpus, first, n int) []telemetry.Point {
 	names := []string{"temp_c", "mem_temp_c", "power_w", "util_pct", "mem_util_pct", "sm_clock_mhz", "mem_clock_mhz", "ecc_sbe", "ecc_dbe", "xid_count", "pcie_replays", "retired_pages", "remapped_rows"}
 	pts := make([]telemetry.Point, n)
 	for i := range pts {
@@ -64,10 +64,10 @@ func gpuBatch(start time.Time, first, n int) []telemetry.Point {
 		}
 		pts[i] = telemetry.Point{
 			Measurement: "gpu",
-			Asset:       fmt.Sprintf("srv-s1-%03d.gpu%d", k%1000/8, k%8),
-			Tags:        telemetry.Tags{Site: "s1", Gateway: fmt.Sprintf("gw-srv-s1-%03d", k%1000/8), Kind: "gpu"},
+			Asset:       fmt.Sprintf("srv-s1-%03d.gpu%d", k%gpus/8, k%8),
+			Tags:        telemetry.Tags{Site: "s1", Gateway: fmt.Sprintf("gw-srv-s1-%03d", k%gpus/8), Kind: "gpu"},
 			Fields:      fs,
-			Time:        start.Add(time.Duration(k/1000) * time.Second),
+			Time:        start.Add(time.Duration(k/gpus) * time.Second),
 		}
 	}
 	return pts
@@ -87,7 +87,7 @@ func BenchmarkWrite(b *testing.B) {
 			start := time.Now().Add(-time.Hour)
 			batches := make([][]telemetry.Point, 16)
 			for i := range batches {
-				batches[i] = gpuBatch(start, i*batch, batch)
+				batches[i] = gpuBatch(start, 1000, i*batch, batch)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -133,7 +133,7 @@ func BenchmarkQuery(b *testing.B) {
 	defer s.Close()
 	start := time.Now().Add(-2 * time.Hour).Truncate(time.Hour)
 	for k := 0; k < 3600*1000; k += 100000 {
-		if err := s.Write(context.Background(), gpuBatch(start, k, 100000)); err != nil {
+		if err := s.Write(context.Background(), gpuBatch(start, 1000, k, 100000)); err != nil {
 			b.Fatal(err)
 		}
 	}
