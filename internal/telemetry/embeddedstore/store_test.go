@@ -12,7 +12,9 @@ import (
 	"twinchain/internal/telemetry/embeddedstore"
 )
 
-func TestPruneDeletesOldDays(t *testing.T) {
+// TestPruneDeletesOldBuckets checks that Prune deletes the buckets from the
+// oldest point's to the one holding the retention start, and only once.
+func TestPruneDeletesOldBuckets(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
@@ -27,17 +29,17 @@ func TestPruneDeletesOldDays(t *testing.T) {
 	if err := s.Write(context.Background(), pts); err != nil {
 		t.Fatal(err)
 	}
-	days, err := s.Prune(context.Background())
-	if err != nil || days < 5 {
-		t.Fatalf("Prune() = %d, %v, want at least 5 days, nil", days, err)
+	buckets := int((10*24*time.Hour - 48*time.Hour) / embeddedstore.BucketWidth)
+	if n, err := s.Prune(context.Background()); err != nil || n != buckets {
+		t.Fatalf("Prune() = %d, %v, want %d buckets, nil", n, err, buckets)
 	}
-	if days, err := s.Prune(context.Background()); err != nil || days != 0 {
-		t.Errorf("second Prune() = %d, %v, want 0, nil", days, err)
+	if n, err := s.Prune(context.Background()); err != nil || n != 0 {
+		t.Errorf("second Prune() = %d, %v, want 0, nil", n, err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// Reopened with no retention, the deleted days stay gone.
+	// Reopened with no retention, the deleted buckets stay gone.
 	s, err = embeddedstore.Open(dir, embeddedstore.Options{Now: clock})
 	if err != nil {
 		t.Fatal(err)
