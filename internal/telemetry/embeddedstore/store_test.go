@@ -124,28 +124,3 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
-
-// BenchmarkQuery measures a one-hour chart at 1-minute steps over one GPU
-// written once per second.
-func BenchmarkQuery(b *testing.B) {
-	s, err := embeddedstore.Open(b.TempDir(), embeddedstore.Options{NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	start := time.Now().Add(-2 * time.Hour).Truncate(time.Hour)
-	for k := 0; k < 3600*1000; k += 100000 {
-		if err := s.Write(context.Background(), gpuBatch(start, 1000, k, 100000)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	q := telemetry.Query{Measurement: "gpu", Asset: "srv-s1-001.gpu1", Field: "temp_c", From: start, To: start.Add(time.Hour), Step: time.Minute, Agg: telemetry.AggMean}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		got, err := s.Query(context.Background(), q)
-		if err != nil || len(got) != 60 {
-			b.Fatalf("Query = %d windows, %v, want 60", len(got), err)
-		}
-	}
-}
