@@ -11,7 +11,7 @@ import (
 )
 
 // benchWidths are the bucket widths the layout benchmarks compare: 24h is
-// the day layout of earlier versions ('d' keys).
+// the day layout of earlier versions ('d' keys), 10m the one writes use.
 var benchWidths = []time.Duration{24 * time.Hour, 10 * time.Minute, time.Minute, 10 * time.Second}
 
 // openWidth opens a store in a temp dir that writes in buckets of width.

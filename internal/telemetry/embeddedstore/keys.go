@@ -31,7 +31,7 @@ var (
 	// flushes spanned the whole day's keys. Only read, while it holds data.
 	dayLayout = layout{'d', nsPerDay}
 	// bucketLayout is the layout every write uses.
-	bucketLayout = layout{'b', int64(time.Minute)}
+	bucketLayout = layout{'b', int64(10 * time.Minute)}
 )
 
 // bucketOf is the bucket of time ns (ns >= 0: points are after 1971).

@@ -121,7 +121,7 @@ func TestBucketBoundaries(t *testing.T) {
 	defer s.Close()
 	start := now.Add(-time.Hour)
 	var pts []telemetry.Point
-	for i := 0; i < 600; i++ { // a1 every 10 s for 100 min, but not in minutes 20 to 39
+	for i := 0; i < 600; i++ { // a1 every 10 s for 100 min, but not in buckets 2 and 3
 		ts := start.Add(time.Duration(i) * 10 * time.Second)
 		if m := i / 6; m < 20 || m >= 40 {
 			pts = append(pts, telemetry.Point{Measurement: "gpu", Asset: "a1", Fields: []telemetry.Field{{Name: "temp_c", Value: float64(i)}}, Time: ts})
@@ -152,7 +152,7 @@ func TestBucketBoundaries(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Query over buckets = %v, want %v", got, want)
 	}
-	// A range of 50 years costs a few seeks, not one per minute.
+	// A range of 50 years costs a few seeks, not one per bucket.
 	long := telemetry.Query{Measurement: "gpu", Asset: "a1", Field: "temp_c", From: now.AddDate(-50, 0, 0), To: now.Add(24 * time.Hour), Step: 24 * time.Hour, Agg: telemetry.AggCount}
 	t0 := time.Now()
 	got, err = s.Query(ctx, long)

@@ -129,7 +129,7 @@ func (l layout) walk(ctx context.Context, it *pebble.Iterator, sid uint32, lo, h
 		} else {
 			valid = it.SeekGE(lower)
 		}
-		for ; valid && bytes.Compare(it.Key(), lower) >= 0 && bytes.Compare(it.Key(), upper) < 0; valid = step(it, backward) {
+		for ; valid && bytes.Compare(it.Key(), lower) >= 0 && bytes.Compare(it.Key(), upper) < 0; valid = advance(it, backward) {
 			if !fn(dataKeyTime(it.Key()), it.Value()) {
 				return it.Error()
 			}
@@ -149,8 +149,8 @@ func (l layout) walk(ctx context.Context, it *pebble.Iterator, sid uint32, lo, h
 	}
 }
 
-// step moves it to the next key, or the previous one when backward.
-func step(it *pebble.Iterator, backward bool) bool {
+// advance moves it to the next key, or the previous one when backward.
+func advance(it *pebble.Iterator, backward bool) bool {
 	if backward {
 		return it.Prev()
 	}
