@@ -50,40 +50,56 @@ func settle(tb testing.TB, s *embeddedstore.Store) {
 	}
 }
 
-// BenchmarkWriteFleet measures sustained writes of a fleet of 100,000 GPUs
-// at 1 Hz (13 fields) for two simulated minutes, in batches of 4000 like the
-// telemetry writer's, per bucket width. A 16 MiB memtable holds about a
-// second of the fleet, so a run flushes about 120. Run with -benchtime=1x.
+// BenchmarkWriteFleet measures sustained writes of a fleet at 1 Hz (13
+// fields) in batches of 4000 like the telemetry writer's, per bucket width:
+// 100,000 GPUs for two simulated minutes (a 16 MiB memtable holds about a
+// second of them, so a run flushes about 120), and 10,000 GPUs for 40
+// minutes, where a flush with day buckets overlaps up to 40 minutes of data
+// and with 10-minute ones at most 10 (the day and 10-minute widths only).
+// Run with -benchtime=1x.
 func BenchmarkWriteFleet(b *testing.B) {
-	const gpus, batch, seconds = 100000, 4000, 120
-	instant := gpuBatch(time.Time{}, gpus, 0, gpus)
+	runs := []struct {
+		gpus, seconds int
+		widths        []time.Duration
+	}{
+		{100000, 120, benchWidths},
+		{10000, 2400, benchWidths[:2]},
+	}
 	start := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	for _, sync := range []bool{false, true} {
-		for _, width := range benchWidths {
-			b.Run(fmt.Sprintf("fsync=%v/bucket=%s", sync, width), func(b *testing.B) {
-				var compacted, flushed uint64
-				var amp float64
-				cpu0 := cpuTime()
-				for i := 0; i < b.N; i++ {
-					s := openWidth(b, width, embeddedstore.Options{NoSync: !sync})
-					writeFleet(b, s, instant, start, seconds, batch)
-					t := s.Metrics().Total()
-					compacted += t.TableBytesCompacted
-					flushed += t.TableBytesFlushed - t.TableBytesIn // Total adds the log's bytes
-					amp += t.WriteAmp()
-					if err := s.Close(); err != nil {
-						b.Fatal(err)
-					}
-				}
-				points := float64(b.N * gpus * seconds)
-				b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/points, "cpu-ns/point")
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/points, "ns/point")
-				b.ReportMetric(float64(compacted)/points, "compacted-B/point")
-				b.ReportMetric(float64(flushed)/points, "flushed-B/point")
-				b.ReportMetric(amp/float64(b.N), "write-amp")
-			})
+	for _, run := range runs {
+		instant := gpuBatch(time.Time{}, run.gpus, 0, run.gpus)
+		for _, sync := range []bool{false, true} {
+			for _, width := range run.widths {
+				b.Run(fmt.Sprintf("gpus=%d/seconds=%d/fsync=%v/bucket=%s", run.gpus, run.seconds, sync, width), func(b *testing.B) {
+					benchWriteFleet(b, width, sync, instant, start, run.seconds)
+				})
+			}
 		}
 	}
+}
+
+func benchWriteFleet(b *testing.B, width time.Duration, sync bool, instant []telemetry.Point, start time.Time, seconds int) {
+	const batch = 4000
+	var compacted, flushed uint64
+	var amp float64
+	cpu0 := cpuTime()
+	for i := 0; i < b.N; i++ {
+		s := openWidth(b, width, embeddedstore.Options{NoSync: !sync})
+		writeFleet(b, s, instant, start, seconds, batch)
+		t := s.Metrics().Total()
+		compacted += t.TableBytesCompacted
+		flushed += t.TableBytesFlushed - t.TableBytesIn // Total adds the log's bytes
+		amp += t.WriteAmp()
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	points := float64(b.N * len(instant) * seconds)
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/points, "cpu-ns/point")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/points, "ns/point")
+	b.ReportMetric(float64(compacted)/points, "compacted-B/point")
+	b.ReportMetric(float64(flushed)/points, "flushed-B/point")
+	b.ReportMetric(amp/float64(b.N), "write-amp")
 }
 
 // BenchmarkQuery measures a one-hour chart at 1-minute steps over one GPU
