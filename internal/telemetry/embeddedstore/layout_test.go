@@ -167,3 +167,47 @@ func TestBucketBoundaries(t *testing.T) {
 		t.Errorf("Latest(a1) = %v, %v, want 599", latest, err)
 	}
 }
+
+// TestOldLayoutRewrite: a point stored with a day key before the upgrade and
+// written again after it (the telemetry writer rewrites the points since its
+// cursor after a crash) replaces itself: counted once, with the new value.
+// Points of later days take the bucket keys.
+func TestOldLayoutRewrite(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	point := func(at time.Time, v float64) telemetry.Point {
+		return telemetry.Point{Measurement: "gpu", Asset: "a1", Fields: []telemetry.Field{{Name: "temp_c", Value: v}}, Time: at}
+	}
+	old, err := embeddedstore.Open(dir, embeddedstore.WithLayout(embeddedstore.Options{Now: clock}, 'd', 24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Write(ctx, []telemetry.Point{point(now.Add(-time.Minute), 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := embeddedstore.Open(dir, embeddedstore.Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tomorrow := telemetry.WindowStart(now, 24*time.Hour).Add(24 * time.Hour)
+	if err := s.Write(ctx, []telemetry.Point{point(now.Add(-time.Minute), 2), point(tomorrow.Add(time.Hour), 3)}); err != nil {
+		t.Fatal(err)
+	}
+	now = tomorrow.Add(2 * time.Hour)
+	q := telemetry.Query{Measurement: "gpu", Asset: "a1", Field: "temp_c", From: tomorrow.Add(-24 * time.Hour), To: now, Step: 24 * time.Hour}
+	for agg, want := range map[telemetry.Agg]string{
+		telemetry.AggCount: fmt.Sprint([]telemetry.Sample{{Time: q.From, Value: 1}, {Time: tomorrow, Value: 1}}),
+		telemetry.AggMean:  fmt.Sprint([]telemetry.Sample{{Time: q.From, Value: 2}, {Time: tomorrow, Value: 3}}),
+	} {
+		q.Agg = agg
+		if got, err := s.Query(ctx, q); err != nil || fmt.Sprint(got) != want {
+			t.Errorf("Query(%s) = %v, %v, want %s", agg, got, err, want)
+		}
+	}
+}
