@@ -37,6 +37,7 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to offer the load")
 	fs.IntVar(&cfg.Window, "window", 64, "unacknowledged messages a connection may have before it waits")
 	fs.IntVar(&cfg.Distinct, "distinct", 0, "sign only this many messages per gateway and repeat copies of them (only for a broker that checks nothing, e.g. -bare; 0: every message signed)")
+	maxMiB := fs.Int64("max-mib", 6144, "memory the pre-signed messages may take, MiB (a 10-minute run of 12,500 gateways at 0.5 Hz with 10 samples needs ~10,000)")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "fleet seed: keys and readings (the registry must come from the same seed)")
 	regPath := fs.String("registry", "", "write the gateway registry (JSON) for this fleet to this file")
 	regOnly := fs.Bool("registry-only", false, "write the registry and exit")
@@ -50,6 +51,7 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return cli.Usage(err)
 	}
+	cfg.MaxBytes = *maxMiB << 20
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
