@@ -11,6 +11,7 @@ import (
 	"twinchain/internal/telemetry/telemetrywriter"
 	"twinchain/internal/testsvc"
 	"twinchain/internal/twinstore"
+	"twinchain/internal/wire"
 )
 
 // fullDisk is the real store whose cursor writes fail while full is set,
@@ -102,5 +103,55 @@ func TestWriterCursorNotPerBatch(t *testing.T) {
 	}
 	if got := r.count("srv-s1-001.gpu0"); got != 60 {
 		t.Errorf("points of gpu0 = %v, want 60", got)
+	}
+}
+
+// rawCount is the real store counting the envelopes it hands the writer.
+type rawCount struct {
+	*twinstore.Store
+	raws, msgs atomic.Int64
+}
+
+func (c *rawCount) MessagesAfterFor(pos uint64, limit int, needRaw func(uint64, wire.Kind) bool) ([]twinstore.Message, error) {
+	msgs, err := c.Store.MessagesAfterFor(pos, limit, needRaw)
+	for i := range msgs {
+		c.msgs.Add(1)
+		if msgs[i].Raw != nil {
+			c.raws.Add(1)
+		}
+	}
+	return msgs, err
+}
+
+// TestWriterReadsNoEnvelopeItHas: with the ingest's decoded messages at
+// hand, the writer takes no envelope from the log (neither a telemetry
+// message it has decoded nor a status message it skips), and writes the
+// same points; without them, it reads each telemetry envelope.
+func TestWriterReadsNoEnvelopeItHas(t *testing.T) {
+	for _, decoded := range []bool{true, false} {
+		t.Run(fmt.Sprintf("decoded=%v", decoded), func(t *testing.T) {
+			r := newRig(t)
+			c := &rawCount{Store: r.store}
+			var wake telemetrywriter.Waker = r.in
+			if !decoded {
+				wake = wakeOnly{r.in}
+			}
+			w := telemetrywriter.New(c, wake, r.ts, slog.New(slog.DiscardHandler), telemetrywriter.Options{Poll: 20 * time.Millisecond})
+			r.start(w.Run)
+			for i := range 20 {
+				r.submit(i)
+			}
+			r.waitWritten(w)
+			want := int64(20) // the telemetry envelopes
+			if decoded {
+				want = 0
+			}
+			if got := c.raws.Load(); got != want || c.msgs.Load() < 40 {
+				t.Errorf("envelopes read = %d of %d messages, want %d of at least 40", got, c.msgs.Load(), want)
+			}
+			if got := r.count("srv-s1-001.gpu0"); got != 20 {
+				t.Errorf("points of gpu0 = %v, want 20", got)
+			}
+		})
 	}
 }
