@@ -16,6 +16,7 @@ import (
 
 	"twinchain/internal/cli"
 	"twinchain/internal/registry"
+	"twinchain/internal/sim/fleet"
 	"twinchain/internal/sim/load"
 	"twinchain/internal/wire"
 )
@@ -36,11 +37,13 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to offer the load")
 	fs.IntVar(&cfg.Window, "window", 64, "unacknowledged messages a connection may have before it waits")
 	fs.IntVar(&cfg.Distinct, "distinct", 0, "sign only this many messages per gateway and repeat copies of them (only for a broker that checks nothing, e.g. -bare; 0: every message signed)")
+	maxMiB := fs.Int64("max-mib", 6144, "memory the pre-signed messages may take, MiB (a 10-minute run of 12,500 gateways at 0.5 Hz with 10 samples needs ~10,000)")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "fleet seed: keys and readings (the registry must come from the same seed)")
 	regPath := fs.String("registry", "", "write the gateway registry (JSON) for this fleet to this file")
 	regOnly := fs.Bool("registry-only", false, "write the registry and exit")
 	metrics := fs.String("metrics", "", "twin-service /metrics URL: report its consumer lag, RSS and CPU per message")
-	metricsToken := fs.String("metrics-token", "", "API token for -metrics (/metrics needs sign-in; any role)")
+	metricsToken := fs.String("metrics-token", "", "API token for -metrics and -api (both need sign-in; any role)")
+	api := fs.String("api", "", "twin-service base URL (http://host:port): time its API while the load runs (a page of assets, one GPU, the fleet counts, each every 200ms, from the warm-up's end)")
 	bare := fs.Bool("bare", false, "start a bare mochi broker (no hooks, allow all) on -broker in this process and load it: the baseline")
 	every := fs.Duration("every", 5*time.Second, "report interval")
 	warmup := fs.Duration("warmup", 5*time.Second, "left out of the summary's rate and percentiles")
@@ -48,6 +51,7 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return cli.Usage(err)
 	}
+	cfg.MaxBytes = *maxMiB << 20
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -92,7 +96,29 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 	if *metrics != "" {
 		rep.mon = &load.Monitor{URL: *metrics, Token: *metricsToken}
 	}
+	if *api != "" {
+		f, err := load.Fleet(cfg)
+		if err != nil {
+			return err
+		}
+		rep.api = &load.APIProbe{Base: *api, Token: *metricsToken, Assets: probeAssets(f.Gateways, 1000)}
+	}
 	t0 := time.Now().Add(100 * time.Millisecond)
+	if rep.api != nil {
+		// From the warm-up's end: an asset has no twin before its first message.
+		probeCtx, stopProbe := context.WithCancel(ctx)
+		probed := make(chan struct{})
+		go func() {
+			defer close(probed)
+			select {
+			case <-probeCtx.Done():
+				return
+			case <-time.After(time.Until(t0.Add(*warmup))):
+			}
+			rep.api.Run(probeCtx)
+		}()
+		defer func() { stopProbe(); <-probed }()
+	}
 	// The summary's rate counts acknowledgements until the offer ends, not
 	// the backlog drained after it.
 	endOfOffer := time.AfterFunc(time.Until(t0.Add(cfg.Duration)), func() {
@@ -118,6 +144,19 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 			rep.line(ctx)
 		}
 	}
+}
+
+// probeAssets picks at most n GPUs spread over the gateways, one GPU of
+// each gateway it picks, for the API probe.
+func probeAssets(gws []*fleet.Gateway, n int) []string {
+	var ids []string
+	step := max(1, len(gws)/n)
+	for i := 0; i < len(gws); i += step {
+		if a := gws[i].Assets(); len(a) > 1 {
+			ids = append(ids, a[1+i%(len(a)-1)])
+		}
+	}
+	return ids
 }
 
 // serveBare starts a bare mochi broker at addr: the same broker
@@ -152,6 +191,7 @@ type loadReport struct {
 	cfg    load.Config
 	out    io.Writer
 	mon    *load.Monitor
+	api    *load.APIProbe
 	warmup time.Duration
 
 	t0       time.Time
@@ -165,6 +205,8 @@ type loadReport struct {
 	warmAck  int64
 	warmLat  *load.Snapshot
 	warmSvc  load.Sample
+	lastAPI  [len(load.APICalls)]*load.Snapshot
+	warmAPI  [len(load.APICalls)]*load.Snapshot
 	maxLag   map[string]time.Duration
 	maxRSS   float64
 	firstRSS float64
@@ -179,7 +221,14 @@ func (r *loadReport) start(ctx context.Context, t0 time.Time) {
 	if r.mon != nil {
 		r.lastSvc, _ = r.mon.Scrape(ctx)
 	}
-	fmt.Fprintln(r.out, "   t  acked/s  ack_p50  ack_p99   behind |  svc_rss  svc_cpu  cpu_us/msg  lag: telemetry    detect     anchor")
+	head := "   t  acked/s  ack_p50  ack_p99   behind |  svc_rss  svc_cpu  cpu_us/msg  lag: telemetry    detect     anchor"
+	if r.api != nil {
+		head += " | api p99:  list    asset   counts"
+		for i := range r.lastAPI {
+			r.lastAPI[i] = r.api.Lat[i].Snapshot()
+		}
+	}
+	fmt.Fprintln(r.out, head)
 }
 
 func (r *loadReport) line(ctx context.Context) {
@@ -218,9 +267,18 @@ func (r *loadReport) line(ctx context.Context) {
 			r.warmSvc = svc // the scrape at the warm-up's end failed (a busy service): count from the first that worked
 		}
 	}
+	var api [len(load.APICalls)]*load.Snapshot
+	if r.api != nil {
+		s += " |"
+		for i := range api {
+			api[i] = r.api.Lat[i].Snapshot()
+			s += fmt.Sprintf(" %8s", ms(api[i].Quantile(r.lastAPI[i], 0.99)))
+		}
+		r.lastAPI = api
+	}
 	fmt.Fprintln(r.out, s)
 	if !r.warm && now.Sub(r.t0) >= r.warmup {
-		r.warm, r.warmAt, r.warmAck, r.warmLat, r.warmSvc = true, now, acked, lat, svc
+		r.warm, r.warmAt, r.warmAck, r.warmLat, r.warmSvc, r.warmAPI = true, now, acked, lat, svc, api
 		clear(r.maxLag)
 		r.maxRSS = 0
 	}
@@ -257,6 +315,15 @@ func (r *loadReport) summary(bare bool) {
 		s += fmt.Sprintf(" svc_cpu_us_per_msg=%.0f svc_rss_mb_start=%.0f svc_rss_mb_max=%.0f lag_telemetry_max_s=%.1f lag_detect_max_s=%.1f lag_anchor_max_s=%.1f",
 			1e6*(v[load.MetricCPU]-p[load.MetricCPU])/max(msgs, 1), r.firstRSS/(1<<20), r.maxRSS/(1<<20),
 			r.maxLag["telemetry"].Seconds(), r.maxLag["detect"].Seconds(), r.maxLag["anchor"].Seconds())
+	}
+	if r.api != nil {
+		for i, call := range load.APICalls {
+			s += fmt.Sprintf(" api_%s_p99_ms=%.1f", call, msf(r.api.Lat[i].Snapshot().Quantile(r.warmAPI[i], 0.99)))
+		}
+		s += fmt.Sprintf(" api_errors=%d", r.api.Errors.Load())
+		if e := r.api.FirstError(); e != "" {
+			fmt.Fprintf(r.out, "firmware-sim: API calls failed: %d; the first: %s\n", r.api.Errors.Load(), e)
+		}
 	}
 	fmt.Fprintln(r.out, s)
 }

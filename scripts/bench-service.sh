@@ -13,6 +13,8 @@
 #    embedded telemetry store, detectors, file ledger, fsync on) in a fresh
 #    data directory with the load's registry, offered RATE msg/s from
 #    GATEWAYS gateways for SECONDS.
+#    The load generator also times the API meanwhile (-api: a page of
+#    assets, one GPU, the fleet counts, each every 200 ms) for its p99s.
 # Each prints a line per interval and a RESULT line; the last lines are
 # the table. PROFILE=1 writes the service's CPU profile (BENCH_DIR/cpuN.pprof)
 # and heap profiles (memN.pprof at stop, memN.pprof.peak at its peak) and
@@ -20,6 +22,13 @@
 # SERVICE_BIN runs other builds of twin-service, one after the other, each
 # in a fresh data directory (a space-separated list: a before/after
 # comparison with the same load generator and baseline); SKIP_BARE=1 leaves the baseline out.
+# WARMUP (default 5s) is left out of each run's rate, percentiles and maxima:
+# a fresh fleet's first contact (each asset's first telemetry makes events,
+# which are anchored, and registers the asset on the ledger) takes ~20 s at
+# 12,500 gateways.
+# LOAD_MAX_MIB (default 6144) is the memory the load generator's pre-signed
+# messages may take: a 10-minute run at the floor (12,500 gateways, 625 msg/s
+# of 10 samples) needs ~10,000.
 # SAMPLES (default 1) is a space-separated list of sampling instants per
 # telemetry message: each build runs once per value, offered RATE/SAMPLES
 # msg/s, so RATE is host samples per second (8 GPU samples each) and every
@@ -71,12 +80,21 @@ for _ in $(seq 1 300); do
   sleep 0.2
 done
 before=$(du -sb "$data" | cut -f1)
+written_before=$(awk '/^write_bytes/ {print $2}' "/proc/$svc/io")
+# RSS is anonymous memory (Go's heap and stacks) and file pages mapped and
+# touched (bbolt reads twins.db through mmap): sample both, for the maxima.
+: >"$dir/rss$n"
+(while kill -0 "$svc" 2>/dev/null; do awk '/^RssAnon|^RssFile/ {printf "%s ", $2} END {print ""}' "/proc/$svc/status" >>"$dir/rss$n" 2>/dev/null; sleep 1; done) &
+rss_sampler=$!
 "$bin/firmware-sim" load -broker "$mqtt" -gateways "$gateways" -rate "$msg_rate" -samples-per-message "$samples" -duration "${seconds}s" \
-  -metrics "http://$http/metrics" -metrics-token "$token" -every "${EVERY:-2s}" 2>&1 | tee "$dir/service-load$n.log"
+  -metrics "http://$http/metrics" -api "http://$http" -metrics-token "$token" -every "${EVERY:-2s}" -warmup "${WARMUP:-5s}" -max-mib "${LOAD_MAX_MIB:-6144}" 2>&1 | tee "$dir/service-load$n.log"
 after=$(du -sb "$data" | cut -f1)
+written_after=$(awk '/^write_bytes/ {print $2}' "/proc/$svc/io")
+kill "$rss_sampler" 2>/dev/null || true
+rss_split=$(awk 'NF == 2 { if ($1 > a) a = $1; if ($2 > f) f = $2 } END { printf "svc_rss_anon_mb_max=%.0f svc_rss_file_mb_max=%.0f", a / 1024, f / 1024 }' "$dir/rss$n")
 result=$(grep '^RESULT' "$dir/service-load$n.log")
 acked=$(sed -n 's/.* acked=\([0-9]*\).*/\1/p' <<<"$result")
-echo "$result disk_bytes_per_msg=$(( (after - before) / (acked > 0 ? acked : 1) )) bin=$svc_bin load_average=$(cut -d' ' -f1 /proc/loadavg)" >>"$out"
+echo "$result $rss_split disk_bytes_per_msg=$(( (after - before) / (acked > 0 ? acked : 1) )) disk_written_per_msg=$(( (written_after - written_before) / (acked > 0 ? acked : 1) )) bin=$svc_bin load_average=$(cut -d' ' -f1 /proc/loadavg)" >>"$out"
 cleanup
 trap - EXIT
 done

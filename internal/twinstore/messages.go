@@ -57,7 +57,9 @@ func appendMessageRecord(dst []byte, m *Message) []byte {
 	return append(dst, m.Raw...)
 }
 
-func decodeMessageRecord(pos uint64, v []byte) (Message, error) {
+// decodeMessageRecord decodes the record of the message at pos, its
+// envelope (Raw) only when needRaw (nil: always) reports the message needs it.
+func decodeMessageRecord(pos uint64, v []byte, needRaw func(pos uint64, kind wire.Kind) bool) (Message, error) {
 	m := Message{Pos: pos}
 	if len(v) < 26 {
 		return m, fmt.Errorf("message %d: short record", pos)
@@ -77,6 +79,9 @@ func decodeMessageRecord(pos uint64, v []byte) (Message, error) {
 		return m, fmt.Errorf("message %d: short record", pos)
 	}
 	m.Kind = wire.Kind(v[1 : 1+k])
+	if needRaw != nil && !needRaw(pos, m.Kind) {
+		return m, nil
+	}
 	if v[0]&compressedRaw == 0 {
 		m.Raw = append([]byte(nil), v[1+k:]...)
 		return m, nil
@@ -96,6 +101,15 @@ const MaxBatchBytes = 8 << 20
 // order, and stops early once they hold MaxBatchBytes (at least one message).
 // BatchFull tells a consumer whether more may be waiting.
 func (s *Store) MessagesAfter(pos uint64, limit int) ([]Message, error) {
+	return s.MessagesAfterFor(pos, limit, nil)
+}
+
+// MessagesAfterFor is MessagesAfter for a consumer that needs the envelopes
+// of only some messages (it holds the others decoded, from the ingest's
+// ring, or reads one kind): a message needRaw reports false for comes
+// without Raw, neither copied out of the store nor decompressed (26 KB a
+// 10-sample telemetry message). nil needs every one.
+func (s *Store) MessagesAfterFor(pos uint64, limit int, needRaw func(pos uint64, kind wire.Kind) bool) ([]Message, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
@@ -104,7 +118,7 @@ func (s *Store) MessagesAfter(pos uint64, limit int) ([]Message, error) {
 		c := tx.Bucket(bucketMessages).Cursor()
 		size := 0
 		for k, v := c.Seek(u64key(pos + 1)); k != nil && len(out) < limit && size < MaxBatchBytes; k, v = c.Next() {
-			m, err := decodeMessageRecord(binary.BigEndian.Uint64(k), v)
+			m, err := decodeMessageRecord(binary.BigEndian.Uint64(k), v, needRaw)
 			if err != nil {
 				return err
 			}

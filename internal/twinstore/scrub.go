@@ -131,7 +131,7 @@ func (s *Store) Scrub(ctx context.Context, keys Keys, report func(Damage)) (Scru
 
 // checkMessage checks one message record; see Scrub.
 func checkMessage(pos uint64, v []byte, seqs *bolt.Bucket, keys Keys, res *ScrubResult) (Damage, bool) {
-	m, err := decodeMessageRecord(pos, v)
+	m, err := decodeMessageRecord(pos, v, nil)
 	d := Damage{Bucket: "messages", Pos: pos, Gateway: m.Gateway, Seq: m.Seq}
 	if err != nil {
 		d.What = "record does not decode: " + err.Error()

@@ -1,6 +1,7 @@
 package twinstore
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
@@ -300,5 +301,50 @@ func TestMessagesAfterBytes(t *testing.T) {
 	}
 	if msgs, _ := s.MessagesAfter(0, 2); len(msgs) != 2 || !BatchFull(msgs, 2) {
 		t.Errorf("MessagesAfter(0, 2) = %d messages, want 2 and full by count", len(msgs))
+	}
+}
+
+// TestMessagesAfterFor: a message needRaw reports false for comes with its
+// record's fields and no envelope; the others, compressed or not, with
+// theirs; needRaw is asked once per message with its position and kind.
+func TestMessagesAfterFor(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "twins.db"))
+	defer s.Close()
+	big := bytes.Repeat([]byte(`{"gpus":[{"temp_c":61}]}`), 200) // stored compressed
+	small := []byte(`{"state":"online"}`)                        // stored as it is
+	kinds := []wire.Kind{wire.KindTelemetry, wire.KindStatus, wire.KindTelemetry, wire.KindStatus}
+	for i, kind := range kinds {
+		raw := big
+		if kind == wire.KindStatus {
+			raw = small
+		}
+		err := s.Update(func(tx *Tx) error {
+			return tx.AppendMessage(&Message{Gateway: "gw-1", Seq: uint64(i + 1), Kind: kind, Time: t0, Recorded: t0, Raw: raw})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	asked := map[uint64]wire.Kind{}
+	msgs, err := s.MessagesAfterFor(0, 10, func(pos uint64, kind wire.Kind) bool {
+		asked[pos] = kind
+		return pos == 1 || pos == 4 // one of each form
+	})
+	if err != nil || len(msgs) != 4 {
+		t.Fatalf("MessagesAfterFor = %d messages, %v; want 4", len(msgs), err)
+	}
+	for i, m := range msgs {
+		want := []byte(nil)
+		if m.Pos == 1 {
+			want = big
+		} else if m.Pos == 4 {
+			want = small
+		}
+		if m.Seq != uint64(i+1) || m.Kind != kinds[i] || m.Gateway != "gw-1" || !bytes.Equal(m.Raw, want) || asked[m.Pos] != kinds[i] {
+			t.Errorf("message %d: seq %d kind %s (asked as %q) gw %s, %d bytes of envelope; want seq %d kind %s, %d bytes", m.Pos, m.Seq, m.Kind, asked[m.Pos], m.Gateway, len(m.Raw), i+1, kinds[i], len(want))
+		}
+	}
+	if all, err := s.MessagesAfter(0, 10); err != nil || len(all) != 4 || !bytes.Equal(all[2].Raw, big) {
+		t.Errorf("MessagesAfter = %d messages, %v; want 4 with their envelopes", len(all), err)
 	}
 }

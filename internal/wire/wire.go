@@ -124,6 +124,11 @@ const signingDomain = "twinchain-envelope-v2"
 
 // AppendSigningBytes appends the bytes the signature covers to dst.
 func (e *Envelope) AppendSigningBytes(dst []byte) []byte {
+	return append(e.appendSigningHeader(dst), e.Body...)
+}
+
+// appendSigningHeader appends the signed bytes before the body.
+func (e *Envelope) appendSigningHeader(dst []byte) []byte {
 	dst = append(dst, signingDomain...)
 	dst = append(dst, 0)
 	dst = strconv.AppendInt(dst, int64(e.V), 10)
@@ -137,8 +142,7 @@ func (e *Envelope) AppendSigningBytes(dst []byte) []byte {
 	dst = append(dst, e.TS...)
 	dst = append(dst, 0)
 	dst = append(dst, e.Kind...)
-	dst = append(dst, 0)
-	return append(dst, e.Body...)
+	return append(dst, 0)
 }
 
 // Verify checks the envelope's signature against the gateway's public key,
@@ -150,12 +154,7 @@ func (e *Envelope) Verify(pub ed25519.PublicKey) error {
 	if want := KeyEpoch(pub); e.Epoch != want {
 		return fmt.Errorf("%w: %w: epoch %d, the key's is %d", ErrBadSignature, ErrEpoch, e.Epoch, want)
 	}
-	var buf [4096]byte // a host's one-sample telemetry (~2.5 KB for 8 GPUs) without a heap allocation
-	dst := buf[:0]
-	if n := len(signingDomain) + len(e.Gateway) + len(e.TS) + len(e.Kind) + len(e.Body) + 3*20 + 8; n > len(buf) {
-		dst = make([]byte, 0, n) // several samples: one allocation of the right size, not append's doublings
-	}
-	if !ed25519.Verify(pub, e.AppendSigningBytes(dst), e.Sig) {
+	if !verifyEd25519(pub, e, e.Sig) {
 		return ErrBadSignature
 	}
 	return nil
@@ -198,7 +197,10 @@ func SealRaw(key ed25519.PrivateKey, gateway string, seq uint64, ts time.Time, k
 // Decode parses an envelope and checks its shape, not its signature. Unknown
 // envelope fields are ignored. Envelopes of the plain form agents send take
 // a hand-written scanner (scanEnvelope); any other takes encoding/json's
-// rules, with the same values and errors either way.
+// rules, with the same values and errors either way. The envelope's Body
+// may be a slice of data: data must not change while the envelope is used
+// (every caller decodes bytes it keeps as they are: a received payload, a
+// stored message).
 func Decode(data []byte) (Envelope, error) {
 	if len(data) > MaxEnvelopeSize {
 		return Envelope{}, fmt.Errorf("%d bytes: %w", len(data), ErrOversize)

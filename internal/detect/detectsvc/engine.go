@@ -39,7 +39,7 @@ import (
 
 // Logs is what the engine reads from the twin store.
 type Logs interface {
-	MessagesAfter(pos uint64, limit int) ([]twinstore.Message, error)
+	MessagesAfterFor(pos uint64, limit int, needRaw func(pos uint64, kind wire.Kind) bool) ([]twinstore.Message, error)
 	EventsAfter(id uint64, limit int) ([]twin.Event, error)
 }
 
@@ -118,7 +118,11 @@ type Engine struct {
 	rejSince     time.Time
 	rejSeen      map[ingest.Rejection]bool
 	decodeLogged bool
-	failing      atomic.Pointer[error] // the last step's error, nil once a step succeeds
+	// held are the messages of the batch being read that the ingest had
+	// decoded, by position: the log hands them over without their
+	// envelopes (needRaw).
+	held    map[uint64]*ingest.Decoded
+	failing atomic.Pointer[error] // the last step's error, nil once a step succeeds
 
 	Stats Stats
 }
@@ -134,7 +138,7 @@ func (e *Engine) Err() error {
 
 // New builds an engine; it reads nothing until Run.
 func New(cfg Config, logs Logs, src Source, known KnownAssets, custody Custody, alerts *alertstore.Store, orders *workorderstore.Store, log *slog.Logger, now func() time.Time) *Engine {
-	return &Engine{cfg: cfg, logs: logs, src: src, known: known, custody: custody, alerts: alerts, orders: orders, log: log, now: now, rejSeen: map[ingest.Rejection]bool{}}
+	return &Engine{cfg: cfg, logs: logs, src: src, known: known, custody: custody, alerts: alerts, orders: orders, log: log, now: now, rejSeen: map[ingest.Rejection]bool{}, held: map[uint64]*ingest.Decoded{}}
 }
 
 // SetApprovals turns the run-time checks on: what runs on each GPU against
@@ -250,7 +254,8 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 		found = append(found, fs...)
 		evCur = evs[i].ID
 	}
-	msgs, err := e.logs.MessagesAfter(e.msgCur, batch)
+	clear(e.held)
+	msgs, err := e.logs.MessagesAfterFor(e.msgCur, batch, e.needRaw)
 	if err != nil {
 		return false, err
 	}
@@ -439,15 +444,25 @@ func (e *Engine) respond(ctx context.Context, a *alert.Alert) {
 	}
 }
 
+// needRaw tells the log which envelopes to read: those of the messages
+// the ingest's ring no longer has (the others are held for decode).
+func (e *Engine) needRaw(pos uint64, _ wire.Kind) bool {
+	if dec, ok := e.src.(Decoder); ok {
+		if d, ok := dec.Decoded(pos); ok {
+			e.held[pos] = d
+			return false
+		}
+	}
+	return true
+}
+
 // decode turns a stored message into a detector input.
 func (e *Engine) decode(m *twinstore.Message) (*detect.Message, error) {
 	dm := &detect.Message{Ref: detect.MessageRef{Gateway: m.Gateway, Seq: m.Seq, Pos: m.Pos, Time: m.Time}, Kind: m.Kind, Recorded: m.Recorded}
-	if dec, ok := e.src.(Decoder); ok {
-		if d, ok := dec.Decoded(m.Pos); ok {
-			// The ingest's decoded form, shared: the detectors only read it.
-			dm.Telemetry, dm.Inventory, dm.RFID, dm.GPS, dm.Status, dm.Workloads = d.Telemetry, d.Inventory, d.RFID, d.GPS, d.Status, d.Workloads
-			return dm, nil
-		}
+	if d := e.held[m.Pos]; d != nil {
+		// The ingest's decoded form, shared: the detectors only read it.
+		dm.Telemetry, dm.Inventory, dm.RFID, dm.GPS, dm.Status, dm.Workloads = d.Telemetry, d.Inventory, d.RFID, d.GPS, d.Status, d.Workloads
+		return dm, nil
 	}
 	env, err := wire.Decode(m.Raw)
 	if err != nil {

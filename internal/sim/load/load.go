@@ -157,7 +157,7 @@ func Presign(cfg Config) (*Load, error) {
 	n := cfg.PerGateway()
 	est := int64(n) * int64(cfg.Gateways) * int64(400+330*cfg.GPUs*cfg.Samples)
 	if est > cfg.MaxBytes {
-		return nil, fmt.Errorf("load: %d messages of ~%d bytes need ~%d MiB, over the %d MiB limit: shorten the run or raise the limit", n*cfg.Gateways, est/int64(n*cfg.Gateways), est>>20, cfg.MaxBytes>>20)
+		return nil, fmt.Errorf("load: %d messages of ~%d bytes need ~%d MiB, over the %d MiB limit: shorten the run or raise the limit (firmware-sim load -max-mib)", n*cfg.Gateways, est/int64(n*cfg.Gateways), est>>20, cfg.MaxBytes>>20)
 	}
 	l := &Load{cfg: cfg, gws: make([]*gateway, len(f.Gateways))}
 	start, period := time.Now().UTC(), cfg.Period()

@@ -25,7 +25,7 @@ func storeOnSmallDisk(t *testing.T, opts embeddedstore.Options) (dir string, s *
 	}
 	t.Cleanup(func() { s.Close() })
 	start = time.Now().Add(-time.Minute).Truncate(time.Second)
-	if err := s.Write(context.Background(), gpuBatch(start, 0, 1000)); err != nil {
+	if err := s.Write(context.Background(), gpuBatch(start, 1000, 0, 1000)); err != nil {
 		t.Fatal(err)
 	}
 	return dir, s, start
@@ -40,14 +40,14 @@ func TestFullDiskRefusedUpFront(t *testing.T) {
 	ctx := context.Background()
 	filler := testsvc.FillDisk(t, dir)
 	for range 3 {
-		if err := s.Write(ctx, gpuBatch(start, 1000, 1000)); !errors.Is(err, embeddedstore.ErrDiskFull) {
+		if err := s.Write(ctx, gpuBatch(start, 1000, 1000, 1000)); !errors.Is(err, embeddedstore.ErrDiskFull) {
 			t.Fatalf("Write on a full disk = %v, want ErrDiskFull", err)
 		}
 	}
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Write(ctx, gpuBatch(start, 1000, 1000)); err != nil {
+	if err := s.Write(ctx, gpuBatch(start, 1000, 1000, 1000)); err != nil {
 		t.Fatalf("Write after the disk has room again: %v", err)
 	}
 	q := telemetry.Query{Measurement: "gpu", Asset: "srv-s1-000.gpu0", Field: "temp_c", From: start.Add(-time.Hour), To: start.Add(time.Hour), Step: 2 * time.Hour, Agg: telemetry.AggCount}
@@ -66,12 +66,12 @@ func TestFailedLogWriteStopsWrites(t *testing.T) {
 	testsvc.FillDisk(t, dir)
 	var werr error
 	for i := 1; i <= 200 && werr == nil; i++ {
-		werr = s.Write(ctx, gpuBatch(start, i*1000, 1000))
+		werr = s.Write(ctx, gpuBatch(start, 1000, i*1000, 1000))
 	}
 	if werr == nil || !strings.Contains(werr.Error(), "restart") {
 		t.Fatalf("Write on a full disk with the check off = %v, want the stopped-store error", werr)
 	}
-	if err := s.Write(ctx, gpuBatch(start, 0, 10)); err == nil || !strings.Contains(err.Error(), "stopped taking writes") {
+	if err := s.Write(ctx, gpuBatch(start, 1000, 0, 10)); err == nil || !strings.Contains(err.Error(), "stopped taking writes") {
 		t.Errorf("the next Write = %v, want the stopped-store error again", err)
 	}
 	q := telemetry.Query{Measurement: "gpu", Asset: "srv-s1-000.gpu0", Field: "temp_c", From: start.Add(-time.Hour), To: start.Add(time.Hour), Step: 2 * time.Hour, Agg: telemetry.AggCount}

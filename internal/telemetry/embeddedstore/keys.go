@@ -3,30 +3,68 @@ package embeddedstore
 import (
 	"bytes"
 	"encoding/binary"
+	"time"
 )
 
-// Key prefixes and metadata kinds.
+// Metadata key prefix and kinds.
 const (
-	prefixData = 'd'
 	prefixMeta = 'm'
 	metaField  = 'f' // 'm' 'f' name -> id (uint32)
 	metaSeries = 's' // 'm' 's' measurement 0 asset -> id (uint32), field bitset (uint64s)
 )
 
-const nsPerDay = int64(24 * 60 * 60 * 1e9)
-
-func dayOf(ns int64) uint32 { return uint32(ns / nsPerDay) }
-
-func dayPrefix(day uint32) []byte {
-	return binary.BigEndian.AppendUint32([]byte{prefixData}, day)
+// A layout is one way of keying points: a prefix byte and the width of the
+// time buckets that split each series' points,
+//
+//	prefix | bucket (uint32, time / width) | series id (uint32) | time (uint64 ns)
+//
+// so a memtable flush overlaps only the buckets it was written in.
+type layout struct {
+	prefix byte
+	width  int64 // ns
 }
 
-// appendDataKey appends the key of a point of series sid at ns.
-func appendDataKey(dst []byte, sid uint32, ns int64) []byte {
-	dst = append(dst, prefixData)
-	dst = binary.BigEndian.AppendUint32(dst, dayOf(ns))
+const nsPerDay = int64(24 * time.Hour)
+
+var (
+	// dayLayout is the layout of stores written before bucketLayout: its
+	// flushes spanned the whole day's keys. Only read, while it holds data.
+	dayLayout = layout{'d', nsPerDay}
+	// bucketLayout is the layout every write uses.
+	bucketLayout = layout{'b', int64(10 * time.Minute)}
+)
+
+// bucketOf is the bucket of time ns (ns >= 0: points are after 1971).
+func (l layout) bucketOf(ns int64) uint32 { return uint32(max(ns, 0) / l.width) }
+
+// start is the time bucket b starts at.
+func (l layout) start(b uint32) int64 { return int64(b) * l.width }
+
+// bucketPrefix is the start of bucket b's keys, and the end of bucket b-1's.
+func (l layout) bucketPrefix(b uint32) []byte {
+	return binary.BigEndian.AppendUint32([]byte{l.prefix}, b)
+}
+
+// keyBucket is the bucket of a data key of l.
+func (l layout) keyBucket(k []byte) uint32 { return binary.BigEndian.Uint32(k[1:5]) }
+
+// appendKey appends the key of a point of series sid at ns.
+func (l layout) appendKey(dst []byte, sid uint32, ns int64) []byte {
+	dst = append(dst, l.prefix)
+	dst = binary.BigEndian.AppendUint32(dst, l.bucketOf(ns))
 	dst = binary.BigEndian.AppendUint32(dst, sid)
 	return binary.BigEndian.AppendUint64(dst, uint64(ns))
+}
+
+// seriesBounds are the keys of series sid within bucket b and [lo, hi).
+func (l layout) seriesBounds(b, sid uint32, lo, hi int64) (lower, upper []byte) {
+	lower = l.appendKey(nil, sid, max(lo, l.start(b)))
+	if hi < l.start(b+1) {
+		upper = l.appendKey(nil, sid, hi)
+	} else {
+		upper = binary.BigEndian.AppendUint32(l.bucketPrefix(b), sid+1)
+	}
+	return lower, upper
 }
 
 // dataKeyTime is the time of a data key.

@@ -1,6 +1,7 @@
 package embeddedstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"math"
@@ -19,9 +20,12 @@ func float64frombits(b []byte) float64 { return math.Float64frombits(binary.BigE
 type window struct {
 	n                   int
 	sum, min, max, last float64
+	lastT               int64
 }
 
-func (w *window) add(v float64) {
+// add adds the point v at time t. The points of one layout come in time
+// order, those of the layouts one after the other, oldest layout first.
+func (w *window) add(t int64, v float64) {
 	if w.n == 0 {
 		w.min, w.max = v, v
 	}
@@ -29,7 +33,9 @@ func (w *window) add(v float64) {
 	w.sum += v
 	w.min = math.Min(w.min, v)
 	w.max = math.Max(w.max, v)
-	w.last = v // keys are in time order
+	if t >= w.lastT {
+		w.last, w.lastT = v, t
+	}
 }
 
 func (w *window) value(agg telemetry.Agg) float64 {
@@ -64,6 +70,7 @@ func (s *Store) Query(ctx context.Context, q telemetry.Query) (_ []telemetry.Sam
 	se := s.series[q.Measurement][q.Asset]
 	fid, ok := s.fields[q.Field]
 	has := se != nil && ok && se.hasField(fid)
+	layouts := s.layouts
 	s.mu.Unlock()
 	if !has || lo >= hi {
 		return nil, nil
@@ -75,20 +82,14 @@ func (s *Store) Query(ctx context.Context, q telemetry.Query) (_ []telemetry.Sam
 		return nil, err
 	}
 	defer closeIter(it, &err)
-	for day := dayOf(lo); day <= dayOf(hi-1); day++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		lower, upper := dayBounds(day, se.id, lo, hi)
-		it.SetBounds(lower, upper)
-		for valid := it.First(); valid; valid = it.Next() {
-			v, ok := fieldValue(it.Value(), fid)
-			if !ok {
-				continue
+	for _, l := range layouts {
+		err := l.walk(ctx, it, se.id, lo, hi, false, func(t int64, v []byte) bool {
+			if f, ok := fieldValue(v, fid); ok {
+				wins[(t-q.From.UnixNano())/step].add(t, f)
 			}
-			wins[(dataKeyTime(it.Key())-q.From.UnixNano())/step].add(v)
-		}
-		if err := it.Error(); err != nil {
+			return true
+		})
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -101,16 +102,59 @@ func (s *Store) Query(ctx context.Context, q telemetry.Query) (_ []telemetry.Sam
 	return out, nil
 }
 
-// dayBounds are the keys of series sid within day and [lo, hi).
-func dayBounds(day, sid uint32, lo, hi int64) (lower, upper []byte) {
-	start, end := int64(day)*nsPerDay, int64(day+1)*nsPerDay
-	lower = appendDataKey(nil, sid, max(lo, start))
-	if hi < end {
-		upper = appendDataKey(nil, sid, hi)
-	} else {
-		upper = binary.BigEndian.AppendUint32(dayPrefix(day), sid+1)
+// walk calls fn with the time and value of each point of series sid in
+// [lo, hi) of layout l, in time order (newest first when backward), until
+// fn returns false. It seeks once per bucket, and from a bucket where the
+// series has no point straight to the next one holding any point, so a
+// range reaching far beyond the store's data costs one seek, not one per
+// bucket.
+func (l layout) walk(ctx context.Context, it *pebble.Iterator, sid uint32, lo, hi int64, backward bool, fn func(t int64, v []byte) bool) error {
+	if lo >= hi {
+		return nil
 	}
-	return lower, upper
+	first, last := l.bucketOf(lo), l.bucketOf(hi-1)
+	it.SetBounds(l.bucketPrefix(first), l.bucketPrefix(last+1))
+	b := first
+	if backward {
+		b = last
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		lower, upper := l.seriesBounds(b, sid, lo, hi)
+		valid := false
+		if backward {
+			valid = it.SeekLT(upper)
+		} else {
+			valid = it.SeekGE(lower)
+		}
+		for ; valid && bytes.Compare(it.Key(), lower) >= 0 && bytes.Compare(it.Key(), upper) < 0; valid = advance(it, backward) {
+			if !fn(dataKeyTime(it.Key()), it.Value()) {
+				return it.Error()
+			}
+		}
+		if !valid || (backward && b == first) || (!backward && b == last) {
+			return it.Error()
+		}
+		// The iterator is on the nearest key past the series' points in b.
+		switch next := l.keyBucket(it.Key()); {
+		case next != b:
+			b = next
+		case backward:
+			b--
+		default:
+			b++
+		}
+	}
+}
+
+// advance moves it to the next key, or the previous one when backward.
+func advance(it *pebble.Iterator, backward bool) bool {
+	if backward {
+		return it.Prev()
+	}
+	return it.Next()
 }
 
 // Latest returns the newest value of each field of asset.
@@ -132,6 +176,7 @@ func (s *Store) Latest(ctx context.Context, asset string) (_ []telemetry.Value, 
 		list = append(list, want{se.id, se.measurement, slices.Clone(se.fields)})
 	}
 	names := slices.Clone(s.names)
+	layouts := s.layouts
 	s.mu.Unlock()
 
 	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{})
@@ -141,34 +186,19 @@ func (s *Store) Latest(ctx context.Context, asset string) (_ []telemetry.Value, 
 	defer closeIter(it, &err)
 	var out []telemetry.Value
 	for _, w := range list {
-		remaining := 0
-		for _, word := range w.fields {
-			remaining += bits.OnesCount64(word)
+		newest := map[uint32]telemetry.Value{} // field id -> value, over all layouts
+		for _, l := range layouts {
+			if err := latestOf(ctx, it, l, w.id, w.fields, lo, hi, func(id uint32, v telemetry.Value) {
+				if old, ok := newest[id]; !ok || v.Time.After(old.Time) {
+					v.Measurement, v.Field = w.measurement, names[id]
+					newest[id] = v
+				}
+			}); err != nil {
+				return nil, err
+			}
 		}
-		seen := make([]uint64, len(w.fields))
-		for day := dayOf(hi - 1); day >= dayOf(lo) && remaining > 0; day-- {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			lower, upper := dayBounds(day, w.id, lo, hi)
-			it.SetBounds(lower, upper)
-			for valid := it.Last(); valid && remaining > 0; valid = it.Prev() {
-				ts := time.Unix(0, dataKeyTime(it.Key())).UTC()
-				eachField(it.Value(), func(id uint32, v float64) {
-					if int(id/64) >= len(seen) || seen[id/64]&(1<<(id%64)) != 0 {
-						return
-					}
-					seen[id/64] |= 1 << (id % 64)
-					remaining--
-					out = append(out, telemetry.Value{Measurement: w.measurement, Field: names[id], Time: ts, Value: v})
-				})
-			}
-			if err := it.Error(); err != nil {
-				return nil, err
-			}
-			if day == 0 {
-				break
-			}
+		for _, v := range newest {
+			out = append(out, v)
 		}
 	}
 	slices.SortFunc(out, func(a, b telemetry.Value) int {
@@ -178,4 +208,26 @@ func (s *Store) Latest(ctx context.Context, asset string) (_ []telemetry.Value, 
 		return strings.Compare(a.Field, b.Field)
 	})
 	return out, nil
+}
+
+// latestOf calls fn with the newest value in [lo, hi) of each of the fields
+// (a bitset of field ids) that series sid has in layout l.
+func latestOf(ctx context.Context, it *pebble.Iterator, l layout, sid uint32, fields []uint64, lo, hi int64, fn func(id uint32, v telemetry.Value)) error {
+	remaining := 0
+	for _, word := range fields {
+		remaining += bits.OnesCount64(word)
+	}
+	seen := make([]uint64, len(fields))
+	return l.walk(ctx, it, sid, lo, hi, true, func(t int64, v []byte) bool {
+		ts := time.Unix(0, t).UTC()
+		eachField(v, func(id uint32, v float64) {
+			if int(id/64) >= len(seen) || seen[id/64]&(1<<(id%64)) != 0 {
+				return
+			}
+			seen[id/64] |= 1 << (id % 64)
+			remaining--
+			fn(id, telemetry.Value{Time: ts, Value: v})
+		})
+		return remaining > 0
+	})
 }

@@ -12,7 +12,9 @@ import (
 	"twinchain/internal/telemetry/embeddedstore"
 )
 
-func TestPruneDeletesOldDays(t *testing.T) {
+// TestPruneDeletesOldBuckets checks that Prune deletes the buckets from the
+// oldest point's to the one holding the retention start, and only once.
+func TestPruneDeletesOldBuckets(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
@@ -27,17 +29,17 @@ func TestPruneDeletesOldDays(t *testing.T) {
 	if err := s.Write(context.Background(), pts); err != nil {
 		t.Fatal(err)
 	}
-	days, err := s.Prune(context.Background())
-	if err != nil || days < 5 {
-		t.Fatalf("Prune() = %d, %v, want at least 5 days, nil", days, err)
+	buckets := int((10*24*time.Hour - 48*time.Hour) / embeddedstore.BucketWidth)
+	if n, err := s.Prune(context.Background()); err != nil || n != buckets {
+		t.Fatalf("Prune() = %d, %v, want %d buckets, nil", n, err, buckets)
 	}
-	if days, err := s.Prune(context.Background()); err != nil || days != 0 {
-		t.Errorf("second Prune() = %d, %v, want 0, nil", days, err)
+	if n, err := s.Prune(context.Background()); err != nil || n != 0 {
+		t.Errorf("second Prune() = %d, %v, want 0, nil", n, err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// Reopened with no retention, the deleted days stay gone.
+	// Reopened with no retention, the deleted buckets stay gone.
 	s, err = embeddedstore.Open(dir, embeddedstore.Options{Now: clock})
 	if err != nil {
 		t.Fatal(err)
@@ -51,9 +53,9 @@ func TestPruneDeletesOldDays(t *testing.T) {
 	}
 }
 
-// gpuBatch is n points of a fleet of 1000 GPUs with the 13 fields of a
+// gpuBatch is n points of a fleet of gpus GPUs with the 13 fields of a
 // wire.GPUSample, one second apart per GPU.
-func gpuBatch(start time.Time, first, n int) []telemetry.Point {
+func gpuBatch(start time.Time, gpus, first, n int) []telemetry.Point {
 	names := []string{"temp_c", "mem_temp_c", "power_w", "util_pct", "mem_util_pct", "sm_clock_mhz", "mem_clock_mhz", "ecc_sbe", "ecc_dbe", "xid_count", "pcie_replays", "retired_pages", "remapped_rows"}
 	pts := make([]telemetry.Point, n)
 	for i := range pts {
@@ -64,10 +66,10 @@ func gpuBatch(start time.Time, first, n int) []telemetry.Point {
 		}
 		pts[i] = telemetry.Point{
 			Measurement: "gpu",
-			Asset:       fmt.Sprintf("srv-s1-%03d.gpu%d", k%1000/8, k%8),
-			Tags:        telemetry.Tags{Site: "s1", Gateway: fmt.Sprintf("gw-srv-s1-%03d", k%1000/8), Kind: "gpu"},
+			Asset:       fmt.Sprintf("srv-s1-%03d.gpu%d", k%gpus/8, k%8),
+			Tags:        telemetry.Tags{Site: "s1", Gateway: fmt.Sprintf("gw-srv-s1-%03d", k%gpus/8), Kind: "gpu"},
 			Fields:      fs,
-			Time:        start.Add(time.Duration(k/1000) * time.Second),
+			Time:        start.Add(time.Duration(k/gpus) * time.Second),
 		}
 	}
 	return pts
@@ -87,7 +89,7 @@ func BenchmarkWrite(b *testing.B) {
 			start := time.Now().Add(-time.Hour)
 			batches := make([][]telemetry.Point, 16)
 			for i := range batches {
-				batches[i] = gpuBatch(start, i*batch, batch)
+				batches[i] = gpuBatch(start, 1000, i*batch, batch)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -121,29 +123,4 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// BenchmarkQuery measures a one-hour chart at 1-minute steps over one GPU
-// written once per second.
-func BenchmarkQuery(b *testing.B) {
-	s, err := embeddedstore.Open(b.TempDir(), embeddedstore.Options{NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	start := time.Now().Add(-2 * time.Hour).Truncate(time.Hour)
-	for k := 0; k < 3600*1000; k += 100000 {
-		if err := s.Write(context.Background(), gpuBatch(start, k, 100000)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	q := telemetry.Query{Measurement: "gpu", Asset: "srv-s1-001.gpu1", Field: "temp_c", From: start, To: start.Add(time.Hour), Step: time.Minute, Agg: telemetry.AggMean}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		got, err := s.Query(context.Background(), q)
-		if err != nil || len(got) != 60 {
-			b.Fatalf("Query = %d windows, %v, want 60", len(got), err)
-		}
-	}
 }

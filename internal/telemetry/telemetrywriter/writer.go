@@ -24,7 +24,7 @@ const CursorName = "telemetry"
 
 // MessageLog is what the writer reads; *twinstore.Store is one.
 type MessageLog interface {
-	MessagesAfter(pos uint64, limit int) ([]twinstore.Message, error)
+	MessagesAfterFor(pos uint64, limit int, needRaw func(pos uint64, kind wire.Kind) bool) ([]twinstore.Message, error)
 	Cursor(name string) (uint64, error)
 	SetCursor(name string, pos uint64) error
 }
@@ -52,13 +52,15 @@ type Options struct {
 	Poll time.Duration
 	// Retry is the wait after a failed store write (default 1s).
 	Retry time.Duration
-	// CursorEvery is how often the cursor is stored while the writer is
-	// busy (default 1s); it is stored at once when the writer catches up
-	// and when it stops. The cursor lives in the message log's store, whose
-	// single write lock the ingest holds for every commit: one cursor write
-	// per batch starved the writer under load. After a crash the points
-	// since the stored cursor are written again, which only overwrites
-	// them with the same values.
+	// CursorEvery is how often, at most, the cursor is stored (default
+	// 1s): after a batch once that long has passed, when the writer has
+	// caught up (at the latest a Poll later), and when it stops. The
+	// cursor lives in the message log's store, whose single write lock the
+	// ingest holds for every commit: one cursor write per batch starved
+	// the writer under load, and one each time it caught up (after every
+	// commit, below the writer's limit) cost a transaction and two fsyncs
+	// per commit. After a crash the points since the stored cursor are
+	// written again, which only overwrites them with the same values.
 	CursorEvery time.Duration
 }
 
@@ -77,9 +79,13 @@ type Writer struct {
 	log     MessageLog
 	wake    Waker
 	decoded Decoder // nil: decode every message from the log
-	store   telemetry.Store
-	opts    Options
-	l       *slog.Logger
+	// held are the telemetry messages of the batch being read that the
+	// decoder had, by position: the log hands them over without their
+	// envelopes (needRaw).
+	held  map[uint64]*ingest.Decoded
+	store telemetry.Store
+	opts  Options
+	l     *slog.Logger
 
 	pos                                                 atomic.Uint64
 	messages, points, badMessages, badPoints, writeErrs atomic.Int64
@@ -108,7 +114,22 @@ func New(log MessageLog, wake Waker, store telemetry.Store, l *slog.Logger, opts
 		l = slog.New(slog.DiscardHandler)
 	}
 	dec, _ := wake.(Decoder)
-	return &Writer{log: log, wake: wake, decoded: dec, store: store, opts: opts, l: l}
+	return &Writer{log: log, wake: wake, decoded: dec, held: map[uint64]*ingest.Decoded{}, store: store, opts: opts, l: l}
+}
+
+// needRaw tells the log which envelopes to read: telemetry the decoder no
+// longer has (the rest is skipped, or taken decoded and held for toPoints).
+func (w *Writer) needRaw(pos uint64, kind wire.Kind) bool {
+	if kind != wire.KindTelemetry {
+		return false
+	}
+	if w.decoded != nil {
+		if d, ok := w.decoded.Decoded(pos); ok && d.Telemetry != nil {
+			w.held[pos] = d
+			return false
+		}
+	}
+	return true
 }
 
 // Stats returns the current counters.
@@ -201,7 +222,8 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 	}()
 	for {
-		msgs, err := w.log.MessagesAfter(pos, w.opts.Batch)
+		clear(w.held)
+		msgs, err := w.log.MessagesAfterFor(pos, w.opts.Batch, w.needRaw)
 		if err != nil {
 			if !w.fail(ctx, "reading the message log", err, pos) {
 				return nil
@@ -209,7 +231,7 @@ func (w *Writer) Run(ctx context.Context) error {
 			continue
 		}
 		if len(msgs) == 0 {
-			if pos != saved && !save(ctx) { // caught up: store the cursor now
+			if pos != saved && time.Since(savedAt) >= w.opts.CursorEvery && !save(ctx) { // caught up
 				return nil
 			}
 			select {
@@ -266,12 +288,10 @@ func (w *Writer) toPoints(msgs []twinstore.Message, pts []telemetry.Point, field
 		if m.Kind != wire.KindTelemetry {
 			continue
 		}
-		if w.decoded != nil {
-			if d, ok := w.decoded.Decoded(m.Pos); ok && d.Telemetry != nil {
-				w.messages.Add(1)
-				pts, fields = AppendGPUPoints(pts, fields, &d.Env, d.Telemetry, w.opts.Site(d.Env.Gateway))
-				continue
-			}
+		if d := w.held[m.Pos]; d != nil {
+			w.messages.Add(1)
+			pts, fields = AppendGPUPoints(pts, fields, &d.Env, d.Telemetry, w.opts.Site(d.Env.Gateway))
+			continue
 		}
 		env, err := wire.Decode(m.Raw)
 		var body wire.Telemetry

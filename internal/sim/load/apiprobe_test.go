@@ -1,0 +1,63 @@
+package load
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestAPIProbe runs the probe against a stand-in for twin-service's API
+// (the whole-service benchmark runs it against the real one): each call is
+// timed from the request to the answer's last byte, sent with the token,
+// the assets asked for in turn, and a call answered otherwise than 200 is
+// counted as an error, not timed.
+func TestAPIProbe(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, "sign in", http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		seen[r.URL.RequestURI()]++
+		mu.Unlock()
+		switch {
+		case r.URL.Path == "/api/v1/assets":
+			time.Sleep(20 * time.Millisecond) // a slow list: its p99 must show it
+			w.Write([]byte(`{"items":[]}`))
+		case strings.HasPrefix(r.URL.Path, "/api/v1/assets/"):
+			w.Write([]byte(`{}`))
+		default:
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	p := &APIProbe{Base: srv.URL, Token: "tok", Assets: []string{"a.gpu0", "b.gpu1"}, Every: 10 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	p.Run(ctx)
+
+	list, asset, counts := p.Lat[0].Snapshot(), p.Lat[1].Snapshot(), p.Lat[2].Snapshot()
+	if got := list.Quantile(nil, 0.99); got < 20*time.Millisecond {
+		t.Errorf("list p99 = %s, want at least the server's 20ms", got)
+	}
+	if got := asset.Quantile(nil, 0.99); got == 0 || got >= 20*time.Millisecond {
+		t.Errorf("asset p99 = %s, want some time under 20ms", got)
+	}
+	if got := counts.Quantile(nil, 0.99); got != 0 {
+		t.Errorf("counts p99 = %s, want nothing timed (every answer a 503)", got)
+	}
+	if p.Errors.Load() == 0 || !strings.Contains(p.FirstError(), "counts: GET /api/v1/stats/assets: 503") {
+		t.Errorf("errors = %d, first %q, want the counts' 503s", p.Errors.Load(), p.FirstError())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["/api/v1/assets/a.gpu0"] == 0 || seen["/api/v1/assets/b.gpu1"] == 0 || seen["/api/v1/assets?limit=100"] == 0 {
+		t.Errorf("requests = %v, want the list and both assets", seen)
+	}
+}
