@@ -16,7 +16,6 @@ import (
 
 	"twinchain/internal/cli"
 	"twinchain/internal/registry"
-	"twinchain/internal/sim/fleet"
 	"twinchain/internal/sim/load"
 	"twinchain/internal/wire"
 )
@@ -97,11 +96,7 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 		rep.mon = &load.Monitor{URL: *metrics, Token: *metricsToken}
 	}
 	if *api != "" {
-		f, err := load.Fleet(cfg)
-		if err != nil {
-			return err
-		}
-		rep.api = &load.APIProbe{Base: *api, Token: *metricsToken, Assets: probeAssets(f.Gateways, 1000)}
+		rep.api = &load.APIProbe{Base: *api, Token: *metricsToken, Assets: l.GPUs(1000)}
 	}
 	t0 := time.Now().Add(100 * time.Millisecond)
 	if rep.api != nil {
@@ -144,19 +139,6 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 			rep.line(ctx)
 		}
 	}
-}
-
-// probeAssets picks at most n GPUs spread over the gateways, one GPU of
-// each gateway it picks, for the API probe.
-func probeAssets(gws []*fleet.Gateway, n int) []string {
-	var ids []string
-	step := max(1, len(gws)/n)
-	for i := 0; i < len(gws); i += step {
-		if a := gws[i].Assets(); len(a) > 1 {
-			ids = append(ids, a[1+i%(len(a)-1)])
-		}
-	}
-	return ids
 }
 
 // serveBare starts a bare mochi broker at addr: the same broker

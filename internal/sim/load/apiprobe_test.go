@@ -61,3 +61,24 @@ func TestAPIProbe(t *testing.T) {
 		t.Errorf("requests = %v, want the list and both assets", seen)
 	}
 }
+
+// TestLoadGPUs: the probe's assets are GPUs (not hosts) of distinct
+// gateways spread over the fleet, at most n of them.
+func TestLoadGPUs(t *testing.T) {
+	l, err := Presign(Config{Gateways: 10, Rate: 10, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := l.GPUs(4)
+	hosts := map[string]bool{}
+	for _, id := range ids {
+		host, _, ok := strings.Cut(id, ".gpu")
+		if !ok || hosts[host] {
+			t.Errorf("GPUs(4) = %v: %q is not a GPU of a gateway not picked yet", ids, id)
+		}
+		hosts[host] = true
+	}
+	if len(ids) != 4 { // every 3rd of 10 gateways
+		t.Errorf("GPUs(4) = %d ids %v, want 4", len(ids), ids)
+	}
+}

@@ -143,6 +143,19 @@ type Load struct {
 	errs                atomic.Int64
 }
 
+// GPUs picks at most n GPUs spread over the load's gateways, one of each
+// gateway it picks (the assets an APIProbe asks for).
+func (l *Load) GPUs(n int) []string {
+	var ids []string
+	step := max(1, (len(l.gws)+n-1)/n)
+	for i := 0; i < len(l.gws); i += step {
+		if a := l.gws[i].src.Assets(); len(a) > 1 {
+			ids = append(ids, a[1+i%(len(a)-1)])
+		}
+	}
+	return ids
+}
+
 // Presign signs and encodes every message of the run on all cores. Reading
 // times start now and step by the period, so none is ahead of the clock
 // when it is sent.
