@@ -287,16 +287,19 @@ type hardwareDetector struct {
 	state map[string]*hwState
 }
 
+// hwState keeps no pointer (no strings, slices or time.Time): 100,000 GPUs
+// each hold one, and the GC need not mark through them.
 type hwState struct {
-	prev      wire.GPUSample
-	prevT     time.Time
-	retired   bool
-	hot       sustained
-	throttled sustained
-	power     sustained
-	replayT   time.Time
-	replayN   uint64
-	replayHi  bool
+	// The previous sample's counters, which the next one's are compared with.
+	xidCount, eccDoubleBit uint64
+	rowRemapFailure        bool
+	retired                bool
+	replayHi               bool
+	hot                    sustained
+	throttled              sustained
+	power                  sustained
+	replayT                instant
+	replayN                uint64
 }
 
 var thermalReasons = []string{wire.ThrottleHWThermal, wire.ThrottleSWThermal, wire.ThrottleHWSlowdown}
@@ -312,7 +315,7 @@ func (d *hardwareDetector) telemetry(m *Message) []Finding {
 		s := d.state[g.Asset]
 		first := s == nil
 		if first {
-			s = &hwState{replayT: t, replayN: g.PCIeReplays}
+			s = &hwState{replayT: instantOf(t), replayN: g.PCIeReplays}
 			d.state[g.Asset] = s
 		}
 		f := func(typ Type, sev Severity, summary string, kv ...string) {
@@ -320,18 +323,18 @@ func (d *hardwareDetector) telemetry(m *Message) []Finding {
 				Evidence: Evidence{Messages: ref(m), Values: values(kv...)}})
 		}
 		if !first {
-			if g.XIDCount > s.prev.XIDCount {
-				if xid, sv, ok := d.worstXID(g, g.XIDCount-s.prev.XIDCount); ok {
+			if g.XIDCount > s.xidCount {
+				if xid, sv, ok := d.worstXID(g, g.XIDCount-s.xidCount); ok {
 					meaning := XIDMeaning(xid)
 					f(TypeXID, sv, fmt.Sprintf("%s reported XID %d: %s", g.Asset, xid, meaning),
-						"xid", fmt.Sprint(xid), "meaning", meaning, "xids", fmt.Sprint(newXIDs(g, g.XIDCount-s.prev.XIDCount)), "xid_count", fmt.Sprint(g.XIDCount))
+						"xid", fmt.Sprint(xid), "meaning", meaning, "xids", fmt.Sprint(newXIDs(g, g.XIDCount-s.xidCount)), "xid_count", fmt.Sprint(g.XIDCount))
 				}
 			}
-			if g.ECCDoubleBit > s.prev.ECCDoubleBit {
-				f(TypeECCDoubleBit, Critical, fmt.Sprintf("%s: %d new double-bit ECC errors", g.Asset, g.ECCDoubleBit-s.prev.ECCDoubleBit),
-					"ecc_dbe", fmt.Sprint(g.ECCDoubleBit), "previous", fmt.Sprint(s.prev.ECCDoubleBit))
+			if g.ECCDoubleBit > s.eccDoubleBit {
+				f(TypeECCDoubleBit, Critical, fmt.Sprintf("%s: %d new double-bit ECC errors", g.Asset, g.ECCDoubleBit-s.eccDoubleBit),
+					"ecc_dbe", fmt.Sprint(g.ECCDoubleBit), "previous", fmt.Sprint(s.eccDoubleBit))
 			}
-			if g.RowRemapFailure && !s.prev.RowRemapFailure {
+			if g.RowRemapFailure && !s.rowRemapFailure {
 				f(TypeRowRemapFailure, Critical, g.Asset+" ran out of spare rows (row remap failure)", "remapped_rows", fmt.Sprint(g.RemappedRows))
 			}
 		}
@@ -341,20 +344,20 @@ func (d *hardwareDetector) telemetry(m *Message) []Finding {
 				"retired_pages", fmt.Sprint(g.RetiredPages))
 		}
 		if s.hot.update(d.cfg.TempMaxC > 0 && g.TempC >= d.cfg.TempMaxC, t, d.cfg.TempFor) {
-			f(TypeOverheating, Critical, fmt.Sprintf("%s at %.0f °C for %s (limit %.0f °C)", g.Asset, g.TempC, t.Sub(s.hot.since), d.cfg.TempMaxC),
-				"temp_c", fmt.Sprintf("%.1f", g.TempC), "since", s.hot.since.Format(time.RFC3339))
+			f(TypeOverheating, Critical, fmt.Sprintf("%s at %.0f °C for %s (limit %.0f °C)", g.Asset, g.TempC, t.Sub(s.hot.since.Time()), d.cfg.TempMaxC),
+				"temp_c", fmt.Sprintf("%.1f", g.TempC), "since", s.hot.since.Time().In(t.Location()).Format(time.RFC3339))
 		}
 		thermal := slices.ContainsFunc(g.Throttle, func(r string) bool { return slices.Contains(thermalReasons, r) })
 		if s.throttled.update(thermal, t, d.cfg.ThrottleFor) {
-			f(TypeThermalSlowdown, Warning, fmt.Sprintf("%s clocks held back for %s (%s)", g.Asset, t.Sub(s.throttled.since), strings.Join(g.Throttle, ", ")),
+			f(TypeThermalSlowdown, Warning, fmt.Sprintf("%s clocks held back for %s (%s)", g.Asset, t.Sub(s.throttled.since.Time()), strings.Join(g.Throttle, ", ")),
 				"throttle", strings.Join(g.Throttle, ","), "temp_c", fmt.Sprintf("%.1f", g.TempC), "sm_clock_mhz", fmt.Sprint(g.SMClockMHz))
 		}
 		over := g.PowerLimitW > 0 && g.PowerW > g.PowerLimitW*(1+d.cfg.PowerOverPct/100)
 		if s.power.update(over, t, d.cfg.PowerFor) {
-			f(TypePowerExcursion, Warning, fmt.Sprintf("%s drawing %.0f W over its %.0f W limit for %s", g.Asset, g.PowerW, g.PowerLimitW, t.Sub(s.power.since)),
+			f(TypePowerExcursion, Warning, fmt.Sprintf("%s drawing %.0f W over its %.0f W limit for %s", g.Asset, g.PowerW, g.PowerLimitW, t.Sub(s.power.since.Time())),
 				"power_w", fmt.Sprintf("%.0f", g.PowerW), "power_limit_w", fmt.Sprintf("%.0f", g.PowerLimitW))
 		}
-		if dt := t.Sub(s.replayT); dt >= time.Minute && d.cfg.PCIeReplaysPerMin > 0 {
+		if dt := t.Sub(s.replayT.Time()); dt >= time.Minute && d.cfg.PCIeReplaysPerMin > 0 {
 			if g.PCIeReplays >= s.replayN {
 				rate := float64(g.PCIeReplays-s.replayN) / dt.Minutes()
 				high := rate > d.cfg.PCIeReplaysPerMin
@@ -364,9 +367,9 @@ func (d *hardwareDetector) telemetry(m *Message) []Finding {
 				}
 				s.replayHi = high
 			}
-			s.replayT, s.replayN = t, g.PCIeReplays
+			s.replayT, s.replayN = instantOf(t), g.PCIeReplays
 		}
-		s.prev, s.prevT = *g, t
+		s.xidCount, s.eccDoubleBit, s.rowRemapFailure = g.XIDCount, g.ECCDoubleBit, g.RowRemapFailure
 	}
 	return out
 }

@@ -155,8 +155,9 @@ func (s *Set) Tick(now time.Time) []Finding {
 }
 
 // sustained reports when a condition has held for a duration, once per spell.
+// since is an instant, not a time.Time: no pointer in per-GPU state.
 type sustained struct {
-	since time.Time
+	since instant
 	fired bool
 }
 
@@ -167,9 +168,9 @@ func (s *sustained) update(cond bool, t time.Time, d time.Duration) bool {
 		return false
 	}
 	if s.since.IsZero() {
-		s.since = t
+		s.since = instantOf(t)
 	}
-	if !s.fired && t.Sub(s.since) >= d {
+	if !s.fired && t.Sub(s.since.Time()) >= d {
 		s.fired = true
 		return true
 	}

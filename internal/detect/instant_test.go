@@ -1,0 +1,75 @@
+package detect
+
+import (
+	"testing"
+	"time"
+
+	"twinchain/internal/wire"
+)
+
+// TestInstant: an instant is the same instant as the time it was made of,
+// the zero time is the zero instant (and no other time is: not the Unix
+// epoch, not a nanosecond after year 1), and comparisons and differences
+// of the times it gives back are those of the originals.
+func TestInstant(t *testing.T) {
+	berlin := time.FixedZone("CET", 3600)
+	times := []time.Time{
+		{},
+		time.Unix(0, 0),
+		time.Unix(0, 0).UTC(),
+		time.Time{}.Add(time.Nanosecond),
+		time.Time{}.Add(time.Second),
+		t0,
+		t0.Add(999999999),
+		t0.In(berlin),
+		time.Unix(-1, 5),
+		time.Date(1600, 1, 1, 0, 0, 0, 1, time.UTC),
+		time.Date(2300, 6, 1, 12, 0, 0, 7, berlin),
+		time.Now(),
+	}
+	for _, a := range times {
+		i := instantOf(a)
+		if i.IsZero() != a.IsZero() {
+			t.Errorf("%v: IsZero %v, time's %v", a, i.IsZero(), a.IsZero())
+		}
+		if !i.Time().Equal(a) {
+			t.Errorf("%v: back as %v", a, i.Time())
+		}
+		for _, b := range times {
+			j := instantOf(b)
+			// (Round(0): the wall clocks, as for times decoded from messages)
+			if got, want := i.Time().Sub(j.Time()), a.Round(0).Sub(b.Round(0)); got != want {
+				t.Errorf("%v - %v = %v, want %v", a, b, got, want)
+			}
+			if i.Time().Before(j.Time()) != a.Before(b) || i.Time().After(j.Time()) != a.After(b) || (i == j) != a.Equal(b) {
+				t.Errorf("%v vs %v: order differs", a, b)
+			}
+		}
+	}
+}
+
+// TestOverheatingSince: the overheating finding's since is the first hot
+// sample's time, in the samples' location, also when that time is the Unix
+// epoch (a time that an int64 of Unix nanoseconds would take for unset),
+// and the spell's length in the summary is counted from it.
+func TestOverheatingSince(t *testing.T) {
+	cet := time.FixedZone("CET", 3600)
+	for _, start := range []time.Time{t0.In(cet), time.Unix(0, 0).UTC(), t0} {
+		var ins []Input
+		for i := range 40 {
+			tm := start.Add(time.Duration(i) * time.Second)
+			ins = append(ins, telemetry("gw", uint64(i+1), tm, wire.GPUSample{Asset: "srv.gpu0", UUID: "U", TempC: 95, PowerW: 500, PowerLimitW: 700}))
+		}
+		got := feed(t, Defaults(), nil, in(ins...))
+		check(t, "overheating from "+start.String(), got, []string{"overheating srv.gpu0"})
+		if len(got) != 1 {
+			continue
+		}
+		if s, want := got[0].Evidence.Values["since"], start.Format(time.RFC3339); s != want {
+			t.Errorf("since = %q, want %q", s, want)
+		}
+		if want := "srv.gpu0 at 95 °C for 30s (limit 92 °C)"; got[0].Summary != want {
+			t.Errorf("summary = %q, want %q", got[0].Summary, want)
+		}
+	}
+}
