@@ -27,6 +27,8 @@ type driftDetector struct {
 	// racks holds the latest reading of every GPU by rack, for the peer
 	// comparison of GPUs whose server has too few peers of their own.
 	racks map[string]map[string]peerReading
+	// models numbers the GPU model names, for peerReading.model.
+	models map[string]int32
 }
 
 type driftState struct {
@@ -37,14 +39,16 @@ type driftState struct {
 	// The slow check: against the memory sensor and against the peers.
 	self, peers slowDrift
 	load        float64 // utilisation, lagged like temperature follows it
-	loadT       time.Time
+	loadT       instant
 }
 
-// peerReading is one GPU's latest temperature and lagged load.
+// peerReading is one GPU's latest temperature and lagged load. It has no
+// pointer (the model is a number of driftDetector.models, the time an
+// instant): there is one per GPU.
 type peerReading struct {
 	temp, load float64
-	model      string
-	t          time.Time
+	t          instant
+	model      int32
 }
 
 // slowDrift follows a residual smoothed over DriftConfig.Smooth against a
@@ -53,7 +57,7 @@ type peerReading struct {
 // over hours that moves only while the residual is near it.
 type slowDrift struct {
 	n               int
-	start, t, since time.Time     // since: the smoothing's start
+	start, t, since instant       // since: the smoothing's start
 	learned         time.Duration // reading time of regular steps seen (the warm-up)
 	base, level     float64
 	fired           bool
@@ -69,24 +73,25 @@ const (
 // update adds x at t and reports the smoothed offset from the baseline
 // and whether it crossed the threshold just now.
 func (s *slowDrift) update(x float64, t time.Time, cfg *DriftConfig) (float64, bool) {
+	now := instantOf(t)
 	if s.start.IsZero() {
-		s.start, s.t, s.since, s.base, s.level, s.n = t, t, t, x, x, 1
+		s.start, s.t, s.since, s.base, s.level, s.n = now, now, now, x, x, 1
 		return 0, false
 	}
-	dt := t.Sub(s.t)
+	dt := t.Sub(s.t.Time())
 	if dt <= 0 {
 		return s.level - s.base, false
 	}
-	s.t = t
+	s.t = now
 	if dt > cfg.Smooth/4 {
 		// A gap (the GPU was not comparable for a while): start the
 		// smoothing again and judge only once it has a window's samples.
-		s.level, s.since = x, t
+		s.level, s.since = x, now
 		return s.level - s.base, false
 	}
 	s.level += (1 - math.Exp(-float64(dt)/float64(cfg.Smooth))) * (x - s.level)
 	s.learned += dt // regular steps only: a clock jump teaches nothing
-	if t.Sub(s.since) < cfg.Smooth {
+	if t.Sub(s.since.Time()) < cfg.Smooth {
 		return s.level - s.base, false
 	}
 	if s.learned < slowWarm {
@@ -124,14 +129,14 @@ func (d *driftDetector) telemetry(m *Message) []Finding {
 			s = &driftState{}
 			d.state[g.Asset] = s
 		}
-		if s.loadT.IsZero() || !t.After(s.loadT) {
+		if s.loadT.IsZero() || !t.After(s.loadT.Time()) {
 			s.load = g.UtilPct
 		} else {
 			// Temperature follows load with a lag of about a minute:
 			// compare GPUs whose load, lagged the same way, is alike.
-			s.load += (1 - math.Exp(-t.Sub(s.loadT).Seconds()/60)) * (g.UtilPct - s.load)
+			s.load += (1 - math.Exp(-t.Sub(s.loadT.Time()).Seconds()/60)) * (g.UtilPct - s.load)
 		}
-		s.loadT = t
+		s.loadT = instantOf(t)
 		if rack != "" {
 			if d.racks == nil {
 				d.racks = map[string]map[string]peerReading{}
@@ -141,7 +146,7 @@ func (d *driftDetector) telemetry(m *Message) []Finding {
 				r = map[string]peerReading{}
 				d.racks[rack] = r
 			}
-			r[g.Asset] = peerReading{temp: g.TempC, load: s.load, model: d.model(g.Asset), t: t}
+			r[g.Asset] = peerReading{temp: g.TempC, load: s.load, model: d.modelNumber(d.model(g.Asset)), t: instantOf(t)}
 		}
 	}
 	for i := range m.Telemetry.GPUs {
@@ -249,8 +254,9 @@ func (d *driftDetector) peerMedian(m *Message, g *wire.GPUSample, s *driftState,
 	against = "its peers in " + m.Telemetry.Host
 	if len(d.buf) < d.cfg.MinPeers && rack != "" {
 		d.buf, against = d.buf[:0], "its peers in rack "+rack
+		num := d.modelNumber(model)
 		for id, p := range d.racks[rack] {
-			if id != g.Asset && m.Ref.Time.Sub(p.t).Abs() < 2*time.Minute && math.Abs(p.load-s.load) <= d.cfg.PeerLoadPct && p.model == model {
+			if id != g.Asset && m.Ref.Time.Sub(p.t.Time()).Abs() < 2*time.Minute && math.Abs(p.load-s.load) <= d.cfg.PeerLoadPct && p.model == num {
 				d.buf = append(d.buf, p.temp)
 			}
 		}
@@ -270,6 +276,20 @@ func (d *driftDetector) peerMedian(m *Message, g *wire.GPUSample, s *driftState,
 func (d *driftDetector) model(asset string) string {
 	a, _ := d.view.Asset(asset)
 	return a.Identity.Name
+}
+
+// modelNumber is the number of model name in d.models, a new one for a
+// name not seen before: equal names, equal numbers.
+func (d *driftDetector) modelNumber(model string) int32 {
+	n, ok := d.models[model]
+	if !ok {
+		if d.models == nil {
+			d.models = map[string]int32{}
+		}
+		n = int32(len(d.models))
+		d.models[model] = n
+	}
+	return n
 }
 
 // rack is a server's rack from its twin, "" when unknown.
