@@ -399,7 +399,7 @@ func BenchmarkCloneStatePerGPU(b *testing.B) {
 // (scanB/gpu: what the GC must mark through, runtime/metrics
 // /gc/scan/heap:bytes) that a Set and its View keep per GPU after every GPU
 // of a simulated fleet (10,000 GPUs in 1,250 8-GPU servers, registered in
-// the view with rack and model) has sent a few samples. Each sample's
+// the view with rack and model, then moved to a zone) has sent a few samples. Each sample's
 // strings are fresh, as the wire decoder's are.
 //
 //	go test -run '^$' -bench StatePerGPU -benchtime 1x -count 3 ./internal/detect
@@ -431,6 +431,11 @@ func BenchmarkStatePerGPU(b *testing.B) {
 					gpu(g.Site.ID, h.Asset, i, gp.Ident.UUID)(a)
 					a.Identity.Name = gp.Ident.Name
 				}))
+			}
+		}
+		for _, g := range f.Gateways { // a second event for every GPU, as the service's view gets many
+			for _, gp := range g.Host.GPUs {
+				events = append(events, reg.change(gp.Ident.Asset, t0.Add(time.Second), func(a *twin.Asset) { a.Location.Zone = "hall-1" }))
 			}
 		}
 		runtime.GC()

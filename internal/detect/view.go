@@ -29,7 +29,9 @@ func NewView(known []string) *View {
 }
 
 // Apply folds one event in. An event that does not follow the asset's
-// revision is skipped with an error; the view stays usable.
+// revision is skipped with an error; the view stays usable. The asset's
+// twin is updated in place (no new one for every event): nothing outside
+// the view holds a pointer to it (Asset returns a copy).
 func (v *View) Apply(e twin.Event) error {
 	prev := v.assets[e.Asset]
 	var a twin.Asset
@@ -46,7 +48,11 @@ func (v *View) Apply(e twin.Event) error {
 	if next.Identity.RFIDTag != "" {
 		v.byTag[next.Identity.RFIDTag] = next.ID
 	}
-	v.assets[e.Asset] = &next
+	if prev == nil {
+		prev = new(twin.Asset)
+		v.assets[e.Asset] = prev
+	}
+	*prev = next
 	return nil
 }
 
