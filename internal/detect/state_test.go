@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -71,5 +72,27 @@ func TestOverheatingSince(t *testing.T) {
 		if want := "srv.gpu0 at 95 °C for 30s (limit 92 °C)"; got[0].Summary != want {
 			t.Errorf("summary = %q, want %q", got[0].Summary, want)
 		}
+	}
+}
+
+// TestCloneSlotEvidence: a UUID reported in two slots names, as evidence,
+// the other slot's last sample (its message and time) and this one's.
+func TestCloneSlotEvidence(t *testing.T) {
+	got := feed(t, Defaults(), nil, in(
+		telemetry("gw", 1, at(0), wire.GPUSample{Asset: "s.gpu0", UUID: "U"}),
+		telemetry("gw2", 1, at(1), wire.GPUSample{Asset: "t.gpu0", UUID: "U"}),
+		telemetry("gw2", 2, at(1.5), wire.GPUSample{Asset: "t.gpu0", UUID: "U"}),
+		telemetry("gw", 2, at(2), wire.GPUSample{Asset: "s.gpu0", UUID: "U"}),
+	))
+	check(t, "one uuid in two slots", got, []string{"clone_suspected s.gpu0"})
+	if len(got) != 1 {
+		return
+	}
+	want := []MessageRef{{Gateway: "gw2", Seq: 2, Time: at(1.5)}, {Gateway: "gw", Seq: 2, Time: at(2)}}
+	if ev := got[0].Evidence.Messages; !slices.Equal(ev, want) {
+		t.Errorf("evidence = %+v, want %+v", ev, want)
+	}
+	if v := got[0].Evidence.Values; v["gateway_a"] != "gw2" || v["gateway_b"] != "gw" {
+		t.Errorf("values = %v", v)
 	}
 }
