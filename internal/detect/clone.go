@@ -105,9 +105,10 @@ func (d *cloneDetector) telemetry(m *Message) []Finding {
 		if g.UUID == "" || g.Asset == "" {
 			continue
 		}
-		slots := d.uuids[g.UUID][:0]
+		old := d.uuids[g.UUID]
+		slots := old[:0]
 		mine := -1
-		for _, prev := range d.uuids[g.UUID] {
+		for _, prev := range old {
 			switch {
 			case prev.slot == g.Asset:
 				mine = len(slots)
@@ -128,9 +129,17 @@ func (d *cloneDetector) telemetry(m *Message) []Finding {
 		if mine >= 0 {
 			slots[mine].site, slots[mine].ref = now.site, now.ref
 		} else {
-			slots = append(slots, slotSighting{slot: g.Asset, site: now.site, ref: now.ref})
+			slots = append(slots, slotSighting{slot: d.view.id(g.Asset), site: now.site, ref: now.ref})
 		}
-		d.uuids[g.UUID] = slots
+		if len(slots) != len(old) { // else slots is old, updated in place
+			// Storing a key stores its string: the view's where it has
+			// it, not this message's.
+			uuid := g.UUID
+			if a, ok := d.view.assets[g.Asset]; ok && a.Identity.UUID == uuid {
+				uuid = a.Identity.UUID
+			}
+			d.uuids[uuid] = slots
+		}
 	}
 	return out
 }

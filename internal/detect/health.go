@@ -127,7 +127,7 @@ func (d *driftDetector) telemetry(m *Message) []Finding {
 		s := d.state[g.Asset]
 		if s == nil {
 			s = &driftState{}
-			d.state[g.Asset] = s
+			d.state[d.view.id(g.Asset)] = s
 		}
 		if s.loadT.IsZero() || !t.After(s.loadT.Time()) {
 			s.load = g.UtilPct
@@ -146,7 +146,8 @@ func (d *driftDetector) telemetry(m *Message) []Finding {
 				r = map[string]peerReading{}
 				d.racks[rack] = r
 			}
-			r[g.Asset] = peerReading{temp: g.TempC, load: s.load, model: d.modelNumber(d.model(g.Asset)), t: instantOf(t)}
+			id, model := d.view.named(g.Asset) // the view's string: the key keeps no copy of its own
+			r[id] = peerReading{temp: g.TempC, load: s.load, model: d.modelNumber(model), t: instantOf(t)}
 		}
 	}
 	for i := range m.Telemetry.GPUs {
@@ -336,7 +337,7 @@ func (d *hardwareDetector) telemetry(m *Message) []Finding {
 		first := s == nil
 		if first {
 			s = &hwState{replayT: instantOf(t), replayN: g.PCIeReplays}
-			d.state[g.Asset] = s
+			d.state[d.view.id(g.Asset)] = s
 		}
 		f := func(typ Type, sev Severity, summary string, kv ...string) {
 			out = append(out, Finding{Type: typ, Asset: g.Asset, Severity: sev, Time: t, Summary: summary,

@@ -2,9 +2,12 @@ package detect
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
+	"twinchain/internal/twin"
 	"twinchain/internal/wire"
 )
 
@@ -94,5 +97,58 @@ func TestCloneSlotEvidence(t *testing.T) {
 	}
 	if v := got[0].Evidence.Values; v["gateway_a"] != "gw2" || v["gateway_b"] != "gw" {
 		t.Errorf("values = %v", v)
+	}
+}
+
+// TestStateKeysAreTheViews: the per-GPU state of the hardware, drift and
+// clone detectors is keyed by the view's strings for the GPU's id and
+// UUID, not by the strings of the messages (decoded afresh for each), which
+// every key would otherwise keep alive.
+func TestStateKeysAreTheViews(t *testing.T) {
+	f := newFleet()
+	s := NewSet(Defaults(), NewView(nil))
+	events := []Input{
+		f.change("srv", t0, func(a *twin.Asset) { a.Kind, a.Site, a.Identity.Rack = twin.KindServer, "s1", "r1" }),
+		f.change("srv.gpu0", t0, gpu("s1", "srv", 0, "GPU-0")),
+		f.change("srv.gpu0", t0, func(a *twin.Asset) { a.Location.Zone = "z" }),
+	}
+	events[2].Event.Asset = strings.Clone(events[2].Event.Asset) // a second event, its own id string
+	for _, e := range events {
+		if _, err := s.Observe(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		tel := &wire.Telemetry{Host: "srv", GPUs: []wire.GPUSample{{Asset: strings.Clone("srv.gpu0"), UUID: strings.Clone("GPU-0"), TempC: 60}}}
+		if _, err := s.Observe(Input{Message: &Message{Ref: MessageRef{Gateway: "gw", Seq: uint64(i + 1), Time: at(float64(i))}, Telemetry: tel}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := s.view.assets["srv.gpu0"]
+	same := func(what, key, want string) {
+		if unsafe.StringData(key) != unsafe.StringData(want) {
+			t.Errorf("%s key %q is not the view's string", what, key)
+		}
+	}
+	for k := range s.view.assets {
+		if k == a.ID {
+			same("view", k, a.ID)
+		}
+	}
+	for k := range s.hardware.state {
+		same("hardware", k, a.ID)
+	}
+	for k := range s.drift.state {
+		same("drift", k, a.ID)
+	}
+	for k := range s.drift.racks["r1"] {
+		same("rack", k, a.ID)
+	}
+	for k, slots := range s.clone.uuids {
+		same("clone", k, a.Identity.UUID)
+		same("clone slot", slots[0].slot, a.ID)
+	}
+	if len(s.hardware.state) != 1 || len(s.drift.racks["r1"]) != 1 || len(s.clone.uuids) != 1 {
+		t.Errorf("state for %d, %d, %d GPUs, want 1", len(s.hardware.state), len(s.drift.racks["r1"]), len(s.clone.uuids))
 	}
 }

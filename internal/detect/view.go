@@ -42,6 +42,9 @@ func (v *View) Apply(e twin.Event) error {
 	if err != nil {
 		return fmt.Errorf("view: %w", err)
 	}
+	if prev != nil {
+		next.ID = prev.ID // the same id (twin.Apply checks): keep the string the detectors' keys share (id)
+	}
 	if a.Identity.RFIDTag != "" && a.Identity.RFIDTag != next.Identity.RFIDTag {
 		delete(v.byTag, a.Identity.RFIDTag)
 	}
@@ -69,6 +72,26 @@ func (v *View) Asset(id string) (twin.Asset, bool) {
 func (v *View) ByTag(epc string) (string, bool) {
 	id, ok := v.byTag[epc]
 	return id, ok
+}
+
+// id is id as the view holds it, the same string, when the view has the
+// asset: per-asset state keyed by it keeps no copy of its own of the
+// string (a message's, decoded afresh for every message).
+func (v *View) id(id string) string {
+	if a, ok := v.assets[id]; ok {
+		return a.ID
+	}
+	return id
+}
+
+// named is id as the view holds it (as id does) and the asset's model
+// name, "" when the view does not have it.
+func (v *View) named(id string) (string, string) {
+	a, ok := v.assets[id]
+	if !ok {
+		return id, ""
+	}
+	return a.ID, a.Identity.Name
 }
 
 // Known reports whether the gateway registry lists id.
