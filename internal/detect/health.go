@@ -56,11 +56,13 @@ type peerReading struct {
 // and clock jumps do not count), then an average
 // over hours that moves only while the residual is near it.
 type slowDrift struct {
-	n               int
-	start, t, since instant       // since: the smoothing's start
-	learned         time.Duration // reading time of regular steps seen (the warm-up)
-	base, level     float64
-	fired           bool
+	n           int
+	t, since    instant       // since: the smoothing's start
+	learned     time.Duration // reading time of regular steps seen (the warm-up)
+	base, level float64
+	// started: updated once at a time other than the zero time (a first
+	// update at the zero time is followed by another first one).
+	started, fired bool
 }
 
 // slowWarm is how long a baseline is learned before it is trusted;
@@ -74,8 +76,8 @@ const (
 // and whether it crossed the threshold just now.
 func (s *slowDrift) update(x float64, t time.Time, cfg *DriftConfig) (float64, bool) {
 	now := instantOf(t)
-	if s.start.IsZero() {
-		s.start, s.t, s.since, s.base, s.level, s.n = now, now, now, x, x, 1
+	if !s.started {
+		s.started, s.t, s.since, s.base, s.level, s.n = !t.IsZero(), now, now, x, x, 1
 		return 0, false
 	}
 	dt := t.Sub(s.t.Time())

@@ -152,3 +152,19 @@ func TestStateKeysAreTheViews(t *testing.T) {
 		t.Errorf("state for %d, %d, %d GPUs, want 1", len(s.hardware.state), len(s.drift.racks["r1"]), len(s.clone.uuids))
 	}
 }
+
+// TestSlowDriftZeroTimeStart: a first reading at the zero time does not
+// start the baseline; the next reading does, as a first one.
+func TestSlowDriftZeroTimeStart(t *testing.T) {
+	cfg := Defaults().Drift
+	var s slowDrift
+	s.update(5, time.Time{}, &cfg)
+	if off, fire := s.update(7, t0, &cfg); off != 0 || fire || s.base != 7 || s.level != 7 || s.n != 1 || s.since != instantOf(t0) {
+		t.Errorf("after a zero-time reading, the next = %v, %v, state %+v: want it taken as the first", off, fire, s)
+	}
+	var u slowDrift
+	u.update(5, t0, &cfg)
+	if u.update(7, t0.Add(time.Second), &cfg); u.base != 5 || u.n != 1 {
+		t.Errorf("a second reading restarted the baseline: %+v", u)
+	}
+}
