@@ -26,7 +26,7 @@ type driftDetector struct {
 	buf   []float64
 	// racks holds the latest reading of every GPU by rack, for the peer
 	// comparison of GPUs whose server has too few peers of their own.
-	racks map[string]map[string]peerReading
+	racks map[string]*rackReadings
 	// models numbers the GPU model names, for peerReading.model.
 	models map[string]int32
 }
@@ -36,10 +36,33 @@ type driftState struct {
 	baseline float64
 	hi, lo   float64
 	fired    bool
+	rackSlot int32 // where the GPU's reading is in its rack's rackReadings, most likely
 	// The slow check: against the memory sensor and against the peers.
 	self, peers slowDrift
 	load        float64 // utilisation, lagged like temperature follows it
 	loadT       instant
+}
+
+// rackReadings is the latest reading of every GPU seen in a rack: ids[i]'s
+// is readings[i]. Two slices, not a map by id: a map of 64 GPUs' readings
+// took twice the bytes, all of them for the GC to scan, and readings has no
+// pointer.
+type rackReadings struct {
+	ids      []string
+	readings []peerReading
+}
+
+// set makes p the reading of GPU id, whose state s remembers where it is.
+func (r *rackReadings) set(s *driftState, id string, p peerReading) {
+	i := int(s.rackSlot)
+	if i >= len(r.ids) || r.ids[i] != id { // new here, or it moved
+		if i = slices.Index(r.ids, id); i < 0 {
+			i = len(r.ids)
+			r.ids, r.readings = append(r.ids, id), append(r.readings, peerReading{})
+		}
+		s.rackSlot = int32(i)
+	}
+	r.readings[i] = p
 }
 
 // peerReading is one GPU's latest temperature and lagged load. It has no
@@ -141,15 +164,15 @@ func (d *driftDetector) telemetry(m *Message) []Finding {
 		s.loadT = instantOf(t)
 		if rack != "" {
 			if d.racks == nil {
-				d.racks = map[string]map[string]peerReading{}
+				d.racks = map[string]*rackReadings{}
 			}
 			r := d.racks[rack]
 			if r == nil {
-				r = map[string]peerReading{}
+				r = &rackReadings{}
 				d.racks[rack] = r
 			}
-			id, model := d.view.named(g.Asset) // the view's string: the key keeps no copy of its own
-			r[id] = peerReading{temp: g.TempC, load: s.load, model: d.modelNumber(model), t: instantOf(t)}
+			id, model := d.view.named(g.Asset) // the view's string: the rack keeps no copy of its own
+			r.set(s, id, peerReading{temp: g.TempC, load: s.load, model: d.modelNumber(model), t: instantOf(t)})
 		}
 	}
 	for i := range m.Telemetry.GPUs {
@@ -258,8 +281,12 @@ func (d *driftDetector) peerMedian(m *Message, g *wire.GPUSample, s *driftState,
 	if len(d.buf) < d.cfg.MinPeers && rack != "" {
 		d.buf, against = d.buf[:0], "its peers in rack "+rack
 		num := d.modelNumber(model)
-		for id, p := range d.racks[rack] {
-			if id != g.Asset && m.Ref.Time.Sub(p.t.Time()).Abs() < 2*time.Minute && math.Abs(p.load-s.load) <= d.cfg.PeerLoadPct && p.model == num {
+		var r rackReadings
+		if rr := d.racks[rack]; rr != nil {
+			r = *rr
+		}
+		for i, p := range r.readings {
+			if r.ids[i] != g.Asset && m.Ref.Time.Sub(p.t.Time()).Abs() < 2*time.Minute && math.Abs(p.load-s.load) <= d.cfg.PeerLoadPct && p.model == num {
 				d.buf = append(d.buf, p.temp)
 			}
 		}

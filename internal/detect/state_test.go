@@ -1,6 +1,9 @@
 package detect
 
 import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -141,15 +144,15 @@ func TestStateKeysAreTheViews(t *testing.T) {
 	for k := range s.drift.state {
 		same("drift", k, a.ID)
 	}
-	for k := range s.drift.racks["r1"] {
+	for _, k := range s.drift.racks["r1"].ids {
 		same("rack", k, a.ID)
 	}
 	for k, slots := range s.clone.uuids {
 		same("clone", k, a.Identity.UUID)
 		same("clone slot", slots[0].slot, a.ID)
 	}
-	if len(s.hardware.state) != 1 || len(s.drift.racks["r1"]) != 1 || len(s.clone.uuids) != 1 {
-		t.Errorf("state for %d, %d, %d GPUs, want 1", len(s.hardware.state), len(s.drift.racks["r1"]), len(s.clone.uuids))
+	if len(s.hardware.state) != 1 || len(s.drift.racks["r1"].ids) != 1 || len(s.clone.uuids) != 1 {
+		t.Errorf("state for %d, %d, %d GPUs, want 1", len(s.hardware.state), len(s.drift.racks["r1"].ids), len(s.clone.uuids))
 	}
 }
 
@@ -166,5 +169,47 @@ func TestSlowDriftZeroTimeStart(t *testing.T) {
 	u.update(5, t0, &cfg)
 	if u.update(7, t0.Add(time.Second), &cfg); u.base != 5 || u.n != 1 {
 		t.Errorf("a second reading restarted the baseline: %+v", u)
+	}
+}
+
+// TestRackReadings: the rack readings hold what a map per rack by GPU id
+// would (the latest reading of each GPU seen in the rack, for every rack it
+// was ever in), through GPUs moving between racks and back.
+func TestRackReadings(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	ids := []string{"a", "b", "c", "d", "e"}
+	state := map[string]*driftState{}
+	racks := map[string]*rackReadings{}
+	want := map[string]map[string]peerReading{}
+	for step := range 2000 {
+		id, rack := ids[rng.IntN(len(ids))], fmt.Sprint("r", rng.IntN(3))
+		if step%7 != 0 { // mostly where it was
+			for r, m := range want {
+				if _, ok := m[id]; ok && rng.IntN(2) == 0 {
+					rack = r
+				}
+			}
+		}
+		if state[id] == nil {
+			state[id] = &driftState{}
+		}
+		if racks[rack] == nil {
+			racks[rack], want[rack] = &rackReadings{}, map[string]peerReading{}
+		}
+		p := peerReading{temp: float64(step), load: rng.Float64(), t: instantOf(at(float64(step))), model: int32(step % 2)}
+		racks[rack].set(state[id], id, p)
+		want[rack][id] = p
+		for r, m := range want {
+			got := map[string]peerReading{}
+			for i, id := range racks[r].ids {
+				if _, dup := got[id]; dup {
+					t.Fatalf("step %d: %s twice in rack %s", step, id, r)
+				}
+				got[id] = racks[r].readings[i]
+			}
+			if !maps.Equal(got, m) {
+				t.Fatalf("step %d: rack %s = %v, want %v", step, r, got, m)
+			}
+		}
 	}
 }
