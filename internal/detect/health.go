@@ -304,8 +304,8 @@ func (d *driftDetector) peerMedian(m *Message, g *wire.GPUSample, s *driftState,
 
 // model is a GPU's model name from its twin, "" when unknown.
 func (d *driftDetector) model(asset string) string {
-	a, _ := d.view.Asset(asset)
-	return a.Identity.Name
+	_, name := d.view.named(asset) // not view.Asset: no copy of the whole twin for every peer of every sample
+	return name
 }
 
 // modelNumber is the number of model name in d.models, a new one for a
