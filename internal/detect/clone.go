@@ -18,10 +18,15 @@ type cloneDetector struct {
 
 // slotSighting is one slot's last sample of a GPU UUID. A slice of these,
 // not a map per UUID: 100,000 GPUs each hold one, and a map costs ~1.2 KB.
+// Not a whole sighting either: a sample's time is its message's (ref.Time)
+// and it has no position.
 type slotSighting struct {
-	slot string
-	sighting
+	slot, site string
+	ref        MessageRef
 }
+
+// sighting is s as the sighting of a sample.
+func (s *slotSighting) sighting() sighting { return sighting{site: s.site, t: s.ref.Time, ref: s.ref} }
 
 type sighting struct {
 	site     string // ref.Gateway's site
@@ -100,13 +105,14 @@ func (d *cloneDetector) telemetry(m *Message) []Finding {
 		if g.UUID == "" || g.Asset == "" {
 			continue
 		}
-		slots := d.uuids[g.UUID][:0]
+		old := d.uuids[g.UUID]
+		slots := old[:0]
 		mine := -1
-		for _, prev := range d.uuids[g.UUID] {
+		for _, prev := range old {
 			switch {
 			case prev.slot == g.Asset:
 				mine = len(slots)
-			case !d.near(now.t, prev.t):
+			case !d.near(now.t, prev.ref.Time):
 				continue // forgotten
 			}
 			slots = append(slots, prev)
@@ -116,16 +122,24 @@ func (d *cloneDetector) telemetry(m *Message) []Finding {
 			// reading time: a sample read before the other slot's and
 			// stored after it is no return): both slots report it, so
 			// the identity is cloned.
-			if mine >= 0 && prev.slot != g.Asset && slots[mine].t.Before(prev.t) && now.t.After(prev.t) {
-				out = append(out, d.clone(g.Asset, now.t, fmt.Sprintf("GPU UUID %s reported in slots %s and %s", g.UUID, prev.slot, g.Asset), prev.sighting, now))
+			if mine >= 0 && prev.slot != g.Asset && slots[mine].ref.Time.Before(prev.ref.Time) && now.t.After(prev.ref.Time) {
+				out = append(out, d.clone(g.Asset, now.t, fmt.Sprintf("GPU UUID %s reported in slots %s and %s", g.UUID, prev.slot, g.Asset), prev.sighting(), now))
 			}
 		}
 		if mine >= 0 {
-			slots[mine].sighting = now
+			slots[mine].site, slots[mine].ref = now.site, now.ref
 		} else {
-			slots = append(slots, slotSighting{slot: g.Asset, sighting: now})
+			slots = append(slots, slotSighting{slot: d.view.id(g.Asset), site: now.site, ref: now.ref})
 		}
-		d.uuids[g.UUID] = slots
+		if len(slots) != len(old) { // else slots is old, updated in place
+			// Storing a key stores its string: the view's where it has
+			// it, not this message's.
+			uuid := g.UUID
+			if a, ok := d.view.assets[g.Asset]; ok && a.Identity.UUID == uuid {
+				uuid = a.Identity.UUID
+			}
+			d.uuids[uuid] = slots
+		}
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package detect
 import (
 	"fmt"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"testing"
 	"time"
@@ -392,4 +393,86 @@ func BenchmarkCloneStatePerGPU(b *testing.B) {
 		runtime.KeepAlive(d)
 	}
 	b.ReportMetric(perGPU, "B/GPU")
+}
+
+// BenchmarkStatePerGPU reports the heap (B/gpu) and the scannable heap
+// (scanB/gpu: what the GC must mark through, runtime/metrics
+// /gc/scan/heap:bytes) that a Set and its View keep per GPU after every GPU
+// of a simulated fleet (10,000 GPUs in 1,250 8-GPU servers, registered in
+// the view with rack and model, then moved to a zone) has sent a few samples. Each sample's
+// strings are fresh, as the wire decoder's are.
+//
+//	go test -run '^$' -bench StatePerGPU -benchtime 1x -count 3 ./internal/detect
+func BenchmarkStatePerGPU(b *testing.B) {
+	const sites, servers, gpus, samples = 5, 250, 8, 5
+	scan := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}}
+	scanned := func() float64 {
+		metrics.Read(scan)
+		return float64(scan[0].Value.Uint64())
+	}
+	var perGPU, scanPerGPU float64
+	for range b.N {
+		b.StopTimer()
+		f, err := simfleet.New(simfleet.Config{Sites: sites, ServersPerSite: servers, GPUsPerServer: gpus, Seed: 5})
+		if err != nil {
+			b.Fatal(err)
+		}
+		reg := newFleet()
+		var events []Input
+		n := 0
+		for _, g := range f.Gateways {
+			h := g.Host.Info
+			events = append(events, reg.change(h.Asset, t0, func(a *twin.Asset) {
+				a.Kind, a.Site, a.Identity.Rack, a.Custody.Status = twin.KindServer, g.Site.ID, h.Rack, twin.StatusInService
+			}))
+			for i, gp := range g.Host.GPUs {
+				n++
+				events = append(events, reg.change(gp.Ident.Asset, t0, func(a *twin.Asset) {
+					gpu(g.Site.ID, h.Asset, i, gp.Ident.UUID)(a)
+					a.Identity.Name = gp.Ident.Name
+				}))
+			}
+		}
+		for _, g := range f.Gateways { // a second event for every GPU, as the service's view gets many
+			for _, gp := range g.Host.GPUs {
+				events = append(events, reg.change(gp.Ident.Asset, t0.Add(time.Second), func(a *twin.Asset) { a.Location.Zone = "hall-1" }))
+			}
+		}
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		scan0 := scanned()
+		b.StartTimer()
+		s := NewSet(Defaults(), NewView(nil))
+		for _, e := range events {
+			if _, err := s.Observe(e); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for sec := range samples {
+			tm := t0.Add(time.Duration(sec) * time.Second)
+			for _, g := range f.Gateways {
+				tel := g.Sample(tm, time.Second)
+				tel.Host = strings.Clone(tel.Host)
+				for i := range tel.GPUs {
+					tel.GPUs[i].Asset, tel.GPUs[i].UUID = strings.Clone(tel.GPUs[i].Asset), strings.Clone(tel.GPUs[i].UUID)
+				}
+				m := &Message{Ref: MessageRef{Gateway: strings.Clone(g.ID), Seq: uint64(sec + 1), Time: tm}, Recorded: tm, Telemetry: tel}
+				if _, err := s.Observe(Input{Message: m}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perGPU = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
+		scanPerGPU = (scanned() - scan0) / float64(n)
+		runtime.KeepAlive(s)
+		runtime.KeepAlive(events)
+		runtime.KeepAlive(f)
+		b.StartTimer()
+	}
+	b.ReportMetric(perGPU, "B/gpu")
+	b.ReportMetric(scanPerGPU, "scanB/gpu")
 }

@@ -26,7 +26,9 @@ type driftDetector struct {
 	buf   []float64
 	// racks holds the latest reading of every GPU by rack, for the peer
 	// comparison of GPUs whose server has too few peers of their own.
-	racks map[string]map[string]peerReading
+	racks map[string]*rackReadings
+	// models numbers the GPU model names, for peerReading.model.
+	models map[string]int32
 }
 
 type driftState struct {
@@ -34,17 +36,42 @@ type driftState struct {
 	baseline float64
 	hi, lo   float64
 	fired    bool
+	rackSlot int32 // where the GPU's reading is in its rack's rackReadings, most likely
 	// The slow check: against the memory sensor and against the peers.
 	self, peers slowDrift
 	load        float64 // utilisation, lagged like temperature follows it
-	loadT       time.Time
+	loadT       instant
 }
 
-// peerReading is one GPU's latest temperature and lagged load.
+// rackReadings is the latest reading of every GPU seen in a rack: ids[i]'s
+// is readings[i]. Two slices, not a map by id: a map of 64 GPUs' readings
+// took twice the bytes, all of them for the GC to scan, and readings has no
+// pointer.
+type rackReadings struct {
+	ids      []string
+	readings []peerReading
+}
+
+// set makes p the reading of GPU id, whose state s remembers where it is.
+func (r *rackReadings) set(s *driftState, id string, p peerReading) {
+	i := int(s.rackSlot)
+	if i >= len(r.ids) || r.ids[i] != id { // new here, or it moved
+		if i = slices.Index(r.ids, id); i < 0 {
+			i = len(r.ids)
+			r.ids, r.readings = append(r.ids, id), append(r.readings, peerReading{})
+		}
+		s.rackSlot = int32(i)
+	}
+	r.readings[i] = p
+}
+
+// peerReading is one GPU's latest temperature and lagged load. It has no
+// pointer (the model is a number of driftDetector.models, the time an
+// instant): there is one per GPU.
 type peerReading struct {
 	temp, load float64
-	model      string
-	t          time.Time
+	t          instant
+	model      int32
 }
 
 // slowDrift follows a residual smoothed over DriftConfig.Smooth against a
@@ -52,11 +79,13 @@ type peerReading struct {
 // and clock jumps do not count), then an average
 // over hours that moves only while the residual is near it.
 type slowDrift struct {
-	n               int
-	start, t, since time.Time     // since: the smoothing's start
-	learned         time.Duration // reading time of regular steps seen (the warm-up)
-	base, level     float64
-	fired           bool
+	n           int
+	t, since    instant       // since: the smoothing's start
+	learned     time.Duration // reading time of regular steps seen (the warm-up)
+	base, level float64
+	// started: updated once at a time other than the zero time (a first
+	// update at the zero time is followed by another first one).
+	started, fired bool
 }
 
 // slowWarm is how long a baseline is learned before it is trusted;
@@ -69,24 +98,25 @@ const (
 // update adds x at t and reports the smoothed offset from the baseline
 // and whether it crossed the threshold just now.
 func (s *slowDrift) update(x float64, t time.Time, cfg *DriftConfig) (float64, bool) {
-	if s.start.IsZero() {
-		s.start, s.t, s.since, s.base, s.level, s.n = t, t, t, x, x, 1
+	now := instantOf(t)
+	if !s.started {
+		s.started, s.t, s.since, s.base, s.level, s.n = !t.IsZero(), now, now, x, x, 1
 		return 0, false
 	}
-	dt := t.Sub(s.t)
+	dt := t.Sub(s.t.Time())
 	if dt <= 0 {
 		return s.level - s.base, false
 	}
-	s.t = t
+	s.t = now
 	if dt > cfg.Smooth/4 {
 		// A gap (the GPU was not comparable for a while): start the
 		// smoothing again and judge only once it has a window's samples.
-		s.level, s.since = x, t
+		s.level, s.since = x, now
 		return s.level - s.base, false
 	}
 	s.level += (1 - math.Exp(-float64(dt)/float64(cfg.Smooth))) * (x - s.level)
 	s.learned += dt // regular steps only: a clock jump teaches nothing
-	if t.Sub(s.since) < cfg.Smooth {
+	if t.Sub(s.since.Time()) < cfg.Smooth {
 		return s.level - s.base, false
 	}
 	if s.learned < slowWarm {
@@ -122,26 +152,27 @@ func (d *driftDetector) telemetry(m *Message) []Finding {
 		s := d.state[g.Asset]
 		if s == nil {
 			s = &driftState{}
-			d.state[g.Asset] = s
+			d.state[d.view.id(g.Asset)] = s
 		}
-		if s.loadT.IsZero() || !t.After(s.loadT) {
+		if s.loadT.IsZero() || !t.After(s.loadT.Time()) {
 			s.load = g.UtilPct
 		} else {
 			// Temperature follows load with a lag of about a minute:
 			// compare GPUs whose load, lagged the same way, is alike.
-			s.load += (1 - math.Exp(-t.Sub(s.loadT).Seconds()/60)) * (g.UtilPct - s.load)
+			s.load += (1 - math.Exp(-t.Sub(s.loadT.Time()).Seconds()/60)) * (g.UtilPct - s.load)
 		}
-		s.loadT = t
+		s.loadT = instantOf(t)
 		if rack != "" {
 			if d.racks == nil {
-				d.racks = map[string]map[string]peerReading{}
+				d.racks = map[string]*rackReadings{}
 			}
 			r := d.racks[rack]
 			if r == nil {
-				r = map[string]peerReading{}
+				r = &rackReadings{}
 				d.racks[rack] = r
 			}
-			r[g.Asset] = peerReading{temp: g.TempC, load: s.load, model: d.model(g.Asset), t: t}
+			id, model := d.view.named(g.Asset) // the view's string: the rack keeps no copy of its own
+			r.set(s, id, peerReading{temp: g.TempC, load: s.load, model: d.modelNumber(model), t: instantOf(t)})
 		}
 	}
 	for i := range m.Telemetry.GPUs {
@@ -249,8 +280,13 @@ func (d *driftDetector) peerMedian(m *Message, g *wire.GPUSample, s *driftState,
 	against = "its peers in " + m.Telemetry.Host
 	if len(d.buf) < d.cfg.MinPeers && rack != "" {
 		d.buf, against = d.buf[:0], "its peers in rack "+rack
-		for id, p := range d.racks[rack] {
-			if id != g.Asset && m.Ref.Time.Sub(p.t).Abs() < 2*time.Minute && math.Abs(p.load-s.load) <= d.cfg.PeerLoadPct && p.model == model {
+		num := d.modelNumber(model)
+		var r rackReadings
+		if rr := d.racks[rack]; rr != nil {
+			r = *rr
+		}
+		for i, p := range r.readings {
+			if r.ids[i] != g.Asset && m.Ref.Time.Sub(p.t.Time()).Abs() < 2*time.Minute && math.Abs(p.load-s.load) <= d.cfg.PeerLoadPct && p.model == num {
 				d.buf = append(d.buf, p.temp)
 			}
 		}
@@ -268,8 +304,22 @@ func (d *driftDetector) peerMedian(m *Message, g *wire.GPUSample, s *driftState,
 
 // model is a GPU's model name from its twin, "" when unknown.
 func (d *driftDetector) model(asset string) string {
-	a, _ := d.view.Asset(asset)
-	return a.Identity.Name
+	_, name := d.view.named(asset) // not view.Asset: no copy of the whole twin for every peer of every sample
+	return name
+}
+
+// modelNumber is the number of model name in d.models, a new one for a
+// name not seen before: equal names, equal numbers.
+func (d *driftDetector) modelNumber(model string) int32 {
+	n, ok := d.models[model]
+	if !ok {
+		if d.models == nil {
+			d.models = map[string]int32{}
+		}
+		n = int32(len(d.models))
+		d.models[model] = n
+	}
+	return n
 }
 
 // rack is a server's rack from its twin, "" when unknown.
@@ -287,16 +337,19 @@ type hardwareDetector struct {
 	state map[string]*hwState
 }
 
+// hwState keeps no pointer (no strings, slices or time.Time): 100,000 GPUs
+// each hold one, and the GC need not mark through them.
 type hwState struct {
-	prev      wire.GPUSample
-	prevT     time.Time
-	retired   bool
-	hot       sustained
-	throttled sustained
-	power     sustained
-	replayT   time.Time
-	replayN   uint64
-	replayHi  bool
+	// The previous sample's counters, which the next one's are compared with.
+	xidCount, eccDoubleBit uint64
+	rowRemapFailure        bool
+	retired                bool
+	replayHi               bool
+	hot                    sustained
+	throttled              sustained
+	power                  sustained
+	replayT                instant
+	replayN                uint64
 }
 
 var thermalReasons = []string{wire.ThrottleHWThermal, wire.ThrottleSWThermal, wire.ThrottleHWSlowdown}
@@ -312,26 +365,26 @@ func (d *hardwareDetector) telemetry(m *Message) []Finding {
 		s := d.state[g.Asset]
 		first := s == nil
 		if first {
-			s = &hwState{replayT: t, replayN: g.PCIeReplays}
-			d.state[g.Asset] = s
+			s = &hwState{replayT: instantOf(t), replayN: g.PCIeReplays}
+			d.state[d.view.id(g.Asset)] = s
 		}
 		f := func(typ Type, sev Severity, summary string, kv ...string) {
 			out = append(out, Finding{Type: typ, Asset: g.Asset, Severity: sev, Time: t, Summary: summary,
 				Evidence: Evidence{Messages: ref(m), Values: values(kv...)}})
 		}
 		if !first {
-			if g.XIDCount > s.prev.XIDCount {
-				if xid, sv, ok := d.worstXID(g, g.XIDCount-s.prev.XIDCount); ok {
+			if g.XIDCount > s.xidCount {
+				if xid, sv, ok := d.worstXID(g, g.XIDCount-s.xidCount); ok {
 					meaning := XIDMeaning(xid)
 					f(TypeXID, sv, fmt.Sprintf("%s reported XID %d: %s", g.Asset, xid, meaning),
-						"xid", fmt.Sprint(xid), "meaning", meaning, "xids", fmt.Sprint(newXIDs(g, g.XIDCount-s.prev.XIDCount)), "xid_count", fmt.Sprint(g.XIDCount))
+						"xid", fmt.Sprint(xid), "meaning", meaning, "xids", fmt.Sprint(newXIDs(g, g.XIDCount-s.xidCount)), "xid_count", fmt.Sprint(g.XIDCount))
 				}
 			}
-			if g.ECCDoubleBit > s.prev.ECCDoubleBit {
-				f(TypeECCDoubleBit, Critical, fmt.Sprintf("%s: %d new double-bit ECC errors", g.Asset, g.ECCDoubleBit-s.prev.ECCDoubleBit),
-					"ecc_dbe", fmt.Sprint(g.ECCDoubleBit), "previous", fmt.Sprint(s.prev.ECCDoubleBit))
+			if g.ECCDoubleBit > s.eccDoubleBit {
+				f(TypeECCDoubleBit, Critical, fmt.Sprintf("%s: %d new double-bit ECC errors", g.Asset, g.ECCDoubleBit-s.eccDoubleBit),
+					"ecc_dbe", fmt.Sprint(g.ECCDoubleBit), "previous", fmt.Sprint(s.eccDoubleBit))
 			}
-			if g.RowRemapFailure && !s.prev.RowRemapFailure {
+			if g.RowRemapFailure && !s.rowRemapFailure {
 				f(TypeRowRemapFailure, Critical, g.Asset+" ran out of spare rows (row remap failure)", "remapped_rows", fmt.Sprint(g.RemappedRows))
 			}
 		}
@@ -341,20 +394,20 @@ func (d *hardwareDetector) telemetry(m *Message) []Finding {
 				"retired_pages", fmt.Sprint(g.RetiredPages))
 		}
 		if s.hot.update(d.cfg.TempMaxC > 0 && g.TempC >= d.cfg.TempMaxC, t, d.cfg.TempFor) {
-			f(TypeOverheating, Critical, fmt.Sprintf("%s at %.0f °C for %s (limit %.0f °C)", g.Asset, g.TempC, t.Sub(s.hot.since), d.cfg.TempMaxC),
-				"temp_c", fmt.Sprintf("%.1f", g.TempC), "since", s.hot.since.Format(time.RFC3339))
+			f(TypeOverheating, Critical, fmt.Sprintf("%s at %.0f °C for %s (limit %.0f °C)", g.Asset, g.TempC, t.Sub(s.hot.since().Time()), d.cfg.TempMaxC),
+				"temp_c", fmt.Sprintf("%.1f", g.TempC), "since", s.hot.since().Time().In(t.Location()).Format(time.RFC3339))
 		}
 		thermal := slices.ContainsFunc(g.Throttle, func(r string) bool { return slices.Contains(thermalReasons, r) })
 		if s.throttled.update(thermal, t, d.cfg.ThrottleFor) {
-			f(TypeThermalSlowdown, Warning, fmt.Sprintf("%s clocks held back for %s (%s)", g.Asset, t.Sub(s.throttled.since), strings.Join(g.Throttle, ", ")),
+			f(TypeThermalSlowdown, Warning, fmt.Sprintf("%s clocks held back for %s (%s)", g.Asset, t.Sub(s.throttled.since().Time()), strings.Join(g.Throttle, ", ")),
 				"throttle", strings.Join(g.Throttle, ","), "temp_c", fmt.Sprintf("%.1f", g.TempC), "sm_clock_mhz", fmt.Sprint(g.SMClockMHz))
 		}
 		over := g.PowerLimitW > 0 && g.PowerW > g.PowerLimitW*(1+d.cfg.PowerOverPct/100)
 		if s.power.update(over, t, d.cfg.PowerFor) {
-			f(TypePowerExcursion, Warning, fmt.Sprintf("%s drawing %.0f W over its %.0f W limit for %s", g.Asset, g.PowerW, g.PowerLimitW, t.Sub(s.power.since)),
+			f(TypePowerExcursion, Warning, fmt.Sprintf("%s drawing %.0f W over its %.0f W limit for %s", g.Asset, g.PowerW, g.PowerLimitW, t.Sub(s.power.since().Time())),
 				"power_w", fmt.Sprintf("%.0f", g.PowerW), "power_limit_w", fmt.Sprintf("%.0f", g.PowerLimitW))
 		}
-		if dt := t.Sub(s.replayT); dt >= time.Minute && d.cfg.PCIeReplaysPerMin > 0 {
+		if dt := t.Sub(s.replayT.Time()); dt >= time.Minute && d.cfg.PCIeReplaysPerMin > 0 {
 			if g.PCIeReplays >= s.replayN {
 				rate := float64(g.PCIeReplays-s.replayN) / dt.Minutes()
 				high := rate > d.cfg.PCIeReplaysPerMin
@@ -364,9 +417,9 @@ func (d *hardwareDetector) telemetry(m *Message) []Finding {
 				}
 				s.replayHi = high
 			}
-			s.replayT, s.replayN = t, g.PCIeReplays
+			s.replayT, s.replayN = instantOf(t), g.PCIeReplays
 		}
-		s.prev, s.prevT = *g, t
+		s.xidCount, s.eccDoubleBit, s.rowRemapFailure = g.XIDCount, g.ECCDoubleBit, g.RowRemapFailure
 	}
 	return out
 }

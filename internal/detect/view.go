@@ -29,7 +29,9 @@ func NewView(known []string) *View {
 }
 
 // Apply folds one event in. An event that does not follow the asset's
-// revision is skipped with an error; the view stays usable.
+// revision is skipped with an error; the view stays usable. The asset's
+// twin is updated in place (no new one for every event): nothing outside
+// the view holds a pointer to it (Asset returns a copy).
 func (v *View) Apply(e twin.Event) error {
 	prev := v.assets[e.Asset]
 	var a twin.Asset
@@ -40,13 +42,20 @@ func (v *View) Apply(e twin.Event) error {
 	if err != nil {
 		return fmt.Errorf("view: %w", err)
 	}
+	if prev != nil {
+		next.ID = prev.ID // the same id (twin.Apply checks): keep the string the detectors' keys share (id)
+	}
 	if a.Identity.RFIDTag != "" && a.Identity.RFIDTag != next.Identity.RFIDTag {
 		delete(v.byTag, a.Identity.RFIDTag)
 	}
 	if next.Identity.RFIDTag != "" {
 		v.byTag[next.Identity.RFIDTag] = next.ID
 	}
-	v.assets[e.Asset] = &next
+	if prev == nil {
+		prev = new(twin.Asset)
+		v.assets[e.Asset] = prev
+	}
+	*prev = next
 	return nil
 }
 
@@ -63,6 +72,26 @@ func (v *View) Asset(id string) (twin.Asset, bool) {
 func (v *View) ByTag(epc string) (string, bool) {
 	id, ok := v.byTag[epc]
 	return id, ok
+}
+
+// id is id as the view holds it, the same string, when the view has the
+// asset: per-asset state keyed by it keeps no copy of its own of the
+// string (a message's, decoded afresh for every message).
+func (v *View) id(id string) string {
+	if a, ok := v.assets[id]; ok {
+		return a.ID
+	}
+	return id
+}
+
+// named is id as the view holds it (as id does) and the asset's model
+// name, "" when the view does not have it.
+func (v *View) named(id string) (string, string) {
+	a, ok := v.assets[id]
+	if !ok {
+		return id, ""
+	}
+	return a.ID, a.Identity.Name
 }
 
 // Known reports whether the gateway registry lists id.
