@@ -44,6 +44,20 @@ func mappedRSS(t *testing.T, path string) int {
 	return kb
 }
 
+// noise is size bytes of xorshift from seed: a message body that does not
+// compress, so the store keeps it as it is.
+func noise(seed uint64, size int) []byte {
+	b := make([]byte, size)
+	x := seed*0x9e3779b97f4a7c15 + 1
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		b[i] = byte(x)
+	}
+	return b
+}
+
 // TestDropMappedPages: the message log a consumer read stays mapped in
 // the process (its pages count in RSS) until DropMappedPages; after it,
 // the map holds next to nothing resident, and reading again gives the
@@ -52,17 +66,7 @@ func TestDropMappedPages(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "twins.db")
 	s := open(t, path)
 	defer s.Close()
-	body := func(seq uint64) []byte { // incompressible, so stored as it is
-		b := make([]byte, 64<<10)
-		x := seq*0x9e3779b97f4a7c15 + 1
-		for i := range b {
-			x ^= x << 13
-			x ^= x >> 7
-			x ^= x << 17
-			b[i] = byte(x)
-		}
-		return b
-	}
+	body := func(seq uint64) []byte { return noise(seq, 64<<10) }
 	const n = 400 // 25 MiB
 	for seq := uint64(1); seq <= n; seq++ {
 		err := s.Update(func(tx *Tx) error {
@@ -120,17 +124,7 @@ func TestDropMappedPages(t *testing.T) {
 func TestDropMappedPagesWhileWriting(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "twins.db"))
 	defer s.Close()
-	body := func(seq uint64) []byte {
-		b := make([]byte, 16<<10)
-		x := seq*0x9e3779b97f4a7c15 + 1
-		for i := range b {
-			x ^= x << 13
-			x ^= x >> 7
-			x ^= x << 17
-			b[i] = byte(x)
-		}
-		return b
-	}
+	body := func(seq uint64) []byte { return noise(seq, 16<<10) }
 	const n = 1500 // 24 MiB: the map grows through several remaps
 	written := make(chan uint64, n)
 	errs := make(chan error, 3)
