@@ -394,17 +394,17 @@ func (d *hardwareDetector) telemetry(m *Message) []Finding {
 				"retired_pages", fmt.Sprint(g.RetiredPages))
 		}
 		if s.hot.update(d.cfg.TempMaxC > 0 && g.TempC >= d.cfg.TempMaxC, t, d.cfg.TempFor) {
-			f(TypeOverheating, Critical, fmt.Sprintf("%s at %.0f °C for %s (limit %.0f °C)", g.Asset, g.TempC, t.Sub(s.hot.since().Time()), d.cfg.TempMaxC),
-				"temp_c", fmt.Sprintf("%.1f", g.TempC), "since", s.hot.since().Time().In(t.Location()).Format(time.RFC3339))
+			f(TypeOverheating, Critical, fmt.Sprintf("%s at %.0f °C for %s (limit %.0f °C)", g.Asset, g.TempC, t.Sub(s.hot.since.Time()), d.cfg.TempMaxC),
+				"temp_c", fmt.Sprintf("%.1f", g.TempC), "since", s.hot.since.Time().In(t.Location()).Format(time.RFC3339))
 		}
 		thermal := slices.ContainsFunc(g.Throttle, func(r string) bool { return slices.Contains(thermalReasons, r) })
 		if s.throttled.update(thermal, t, d.cfg.ThrottleFor) {
-			f(TypeThermalSlowdown, Warning, fmt.Sprintf("%s clocks held back for %s (%s)", g.Asset, t.Sub(s.throttled.since().Time()), strings.Join(g.Throttle, ", ")),
+			f(TypeThermalSlowdown, Warning, fmt.Sprintf("%s clocks held back for %s (%s)", g.Asset, t.Sub(s.throttled.since.Time()), strings.Join(g.Throttle, ", ")),
 				"throttle", strings.Join(g.Throttle, ","), "temp_c", fmt.Sprintf("%.1f", g.TempC), "sm_clock_mhz", fmt.Sprint(g.SMClockMHz))
 		}
 		over := g.PowerLimitW > 0 && g.PowerW > g.PowerLimitW*(1+d.cfg.PowerOverPct/100)
 		if s.power.update(over, t, d.cfg.PowerFor) {
-			f(TypePowerExcursion, Warning, fmt.Sprintf("%s drawing %.0f W over its %.0f W limit for %s", g.Asset, g.PowerW, g.PowerLimitW, t.Sub(s.power.since().Time())),
+			f(TypePowerExcursion, Warning, fmt.Sprintf("%s drawing %.0f W over its %.0f W limit for %s", g.Asset, g.PowerW, g.PowerLimitW, t.Sub(s.power.since.Time())),
 				"power_w", fmt.Sprintf("%.0f", g.PowerW), "power_limit_w", fmt.Sprintf("%.0f", g.PowerLimitW))
 		}
 		if dt := t.Sub(s.replayT.Time()); dt >= time.Minute && d.cfg.PCIeReplaysPerMin > 0 {

@@ -189,7 +189,7 @@ func (d *movementDetector) exit(m *Message, site string, dist float64, st *moveS
 	f := m.GPS
 	pos := fmtPos(f.Lat, f.Lon)
 	summary := fmt.Sprintf("%s is %.0f m outside site %s's geofence", f.Asset, dist, site)
-	vals := values("position", pos, "outside_m", fmt.Sprintf("%.0f", dist), "since", st.outside.since().Time().In(t.Location()).Format(time.RFC3339))
+	vals := values("position", pos, "outside_m", fmt.Sprintf("%.0f", dist), "since", st.outside.since.Time().In(t.Location()).Format(time.RFC3339))
 	if silent != "" {
 		summary = fmt.Sprintf("%s went silent %.0f m outside site %s's geofence (no fix for %s)", f.Asset, dist, site, silent)
 		vals["silent_for"] = silent
@@ -211,7 +211,7 @@ func (d *movementDetector) tick(now time.Time) []Finding {
 	var out []Finding
 	for _, st := range d.assets {
 		m := st.outRef
-		if m == nil || st.outside.fired || st.outside.since().IsZero() {
+		if m == nil || st.outside.fired || st.outside.since.IsZero() {
 			continue
 		}
 		quiet := d.fleet.quiet(now, st.lastRecv, st.medAt)
@@ -219,7 +219,7 @@ func (d *movementDetector) tick(now time.Time) []Finding {
 			continue
 		}
 		t := st.last.FixTime.Add(quiet)
-		if t.Sub(st.outside.since().Time()) < d.cfg.Geofence.EntryDelay {
+		if t.Sub(st.outside.since.Time()) < d.cfg.Geofence.EntryDelay {
 			continue
 		}
 		site := d.view.site(m.GPS.Asset)

@@ -155,17 +155,11 @@ func (s *Set) Tick(now time.Time) []Finding {
 }
 
 // sustained reports when a condition has held for a duration, once per spell.
-// The spell's start is an instant's fields, not a time.Time (no pointer in
-// per-GPU state), and not an instant: fired fits in its padding (16 bytes,
-// not 24).
+// The spell's start is an instant (no pointer in per-GPU state).
 type sustained struct {
-	sinceSec  int64
-	sinceNsec int32
-	fired     bool
+	since instant // the zero instant when there is no spell
+	fired bool
 }
-
-// since is when the spell began, the zero instant when there is none.
-func (s *sustained) since() instant { return instant{sec: s.sinceSec, nsec: s.sinceNsec} }
 
 // update records cond at t and reports true the first time it has held for d.
 func (s *sustained) update(cond bool, t time.Time, d time.Duration) bool {
@@ -173,11 +167,10 @@ func (s *sustained) update(cond bool, t time.Time, d time.Duration) bool {
 		*s = sustained{}
 		return false
 	}
-	if s.since().IsZero() {
-		i := instantOf(t)
-		s.sinceSec, s.sinceNsec = i.sec, i.nsec
+	if s.since.IsZero() {
+		s.since = instantOf(t)
 	}
-	if !s.fired && t.Sub(s.since().Time()) >= d {
+	if !s.fired && t.Sub(s.since.Time()) >= d {
 		s.fired = true
 		return true
 	}
