@@ -332,7 +332,9 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 		g.Go(func() error { return s.scrub.Run(gctx) })
 	}
 	g.Go(func() error { return s.pruner.Run(gctx) })
-	g.Go(func() error { return s.store.DropMappedPagesEvery(gctx, dropMappedEvery) })
+	g.Go(func() error {
+		return s.store.DropMappedPagesEvery(gctx, dropMappedEvery, s.log.With("component", "store"))
+	})
 	fmt.Fprintf(stderr, "twin-service: dashboard at %s://%s/\n", scheme, ln.Addr())
 	if s.httpCert != "" {
 		fmt.Fprintf(stderr, "twin-service: TLS with the %s\n", s.httpCert)

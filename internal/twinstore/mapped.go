@@ -2,6 +2,7 @@ package twinstore
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -27,18 +28,23 @@ func (s *Store) DropMappedPages() (int64, error) {
 	return n, err
 }
 
-// DropMappedPagesEvery calls DropMappedPages every interval until ctx ends
-// (a failure is the system's refusal, not the store's: it is not retried
-// sooner, and the next interval tries again).
-func (s *Store) DropMappedPagesEvery(ctx context.Context, every time.Duration) error {
+// DropMappedPagesEvery calls DropMappedPages every interval until ctx ends.
+// A refusal (the system's, not the store's: nothing is lost) is logged once
+// per spell of them and tried again at the next interval.
+func (s *Store) DropMappedPagesEvery(ctx context.Context, every time.Duration, log *slog.Logger) error {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			_, _ = s.DropMappedPages()
 		}
+		_, err := s.DropMappedPages()
+		if err != nil && !failing {
+			log.Warn("could not take the store's mapped pages out of the resident set; RSS grows with the file until this works again", "err", err)
+		}
+		failing = err != nil
 	}
 }
