@@ -27,8 +27,8 @@
 # which are anchored, and registers the asset on the ledger) takes ~20 s at
 # 12,500 gateways.
 # LOAD_MAX_MIB (default 6144) is the memory the load generator's pre-signed
-# messages may take: a 10-minute run at the floor (12,500 gateways, 625 msg/s
-# of 10 samples) needs ~10,000.
+# messages may take, held compressed: a 10-minute run at 100% (12,500
+# gateways, 1,250 msg/s of 10 samples) needs ~2,300.
 # SAMPLES (default 1) is a space-separated list of sampling instants per
 # telemetry message: each build runs once per value, offered RATE/SAMPLES
 # msg/s, so RATE is host samples per second (8 GPU samples each) and every
