@@ -183,6 +183,7 @@ func Presign(cfg Config) (*Load, error) {
 	for range runtime.GOMAXPROCS(0) {
 		g.Go(func() error {
 			var buf bytes.Buffer
+			var packed []byte // s2.Encode's output: a block as large as its input, so copied out
 			for i := int(next.Add(1) - 1); i < len(f.Gateways); i = int(next.Add(1) - 1) {
 				if h := held.Load(); h > cfg.MaxBytes {
 					return fmt.Errorf("load: the pre-signed messages of %d of %d gateways take %d MiB compressed, over the %d MiB limit: shorten the run or raise the limit (firmware-sim load -max-mib)", i, len(f.Gateways), h>>20, cfg.MaxBytes>>20)
@@ -207,9 +208,10 @@ func Presign(cfg Config) (*Load, error) {
 					if err := pk.PublishEncode(&buf); err != nil {
 						return fmt.Errorf("encode %s: %w", src.ID, err)
 					}
-					gw.msgs[k] = s2.Encode(nil, buf.Bytes())
+					packed = s2.Encode(packed[:cap(packed)], buf.Bytes())
+					gw.msgs[k] = bytes.Clone(packed)
 					onWire.Add(int64(buf.Len()))
-					held.Add(int64(len(gw.msgs[k])))
+					held.Add(int64(cap(gw.msgs[k])))
 				}
 				l.gws[i] = gw
 			}

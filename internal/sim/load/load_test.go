@@ -2,6 +2,7 @@ package load
 
 import (
 	"bytes"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -100,13 +101,22 @@ func publish(t *testing.T, l *Load, gw *gateway, k int) packets.Packet {
 }
 
 // TestHeldCompressed: the pre-signed messages are held compressed, several
-// times smaller than they go on the wire, and a run whose compressed
-// messages would pass MaxBytes is refused.
+// times smaller than they go on the wire (in the heap, not only by their
+// lengths), and a run whose compressed messages would pass MaxBytes is
+// refused.
 func TestHeldCompressed(t *testing.T) {
 	cfg := Config{Gateways: 4, Rate: 4, Duration: 10 * time.Second, Samples: 10}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	l, err := Presign(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if live := int64(after.HeapAlloc) - int64(before.HeapAlloc); live*3 > l.Bytes {
+		t.Errorf("the prepared load takes %d bytes of heap for %d bytes on the wire, want at least 3x less", live, l.Bytes)
 	}
 	var onWire int64
 	for _, gw := range l.gws {
