@@ -87,7 +87,11 @@ written_before=$(awk '/^write_bytes/ {print $2}' "/proc/$svc/io")
 (while kill -0 "$svc" 2>/dev/null; do awk '/^RssAnon|^RssFile/ {printf "%s ", $2} END {print ""}' "/proc/$svc/status" >>"$dir/rss$n" 2>/dev/null; sleep 1; done) &
 rss_sampler=$!
 "$bin/firmware-sim" load -broker "$mqtt" -gateways "$gateways" -rate "$msg_rate" -samples-per-message "$samples" -duration "${seconds}s" \
-  -metrics "http://$http/metrics" -api "http://$http" -metrics-token "$token" -every "${EVERY:-2s}" -warmup "${WARMUP:-5s}" -max-mib "${LOAD_MAX_MIB:-6144}" 2>&1 | tee "$dir/service-load$n.log"
+  -metrics "http://$http/metrics" -api "http://$http" -metrics-token "$token" -every "${EVERY:-2s}" -warmup "${WARMUP:-5s}" -max-mib "${LOAD_MAX_MIB:-6144}" 2>&1 | tee "$dir/service-load$n.log" ||
+  # A service that falls behind drops connections whose messages wait past
+  # the keep-alive: the load generator says so and exits non-zero, but its
+  # RESULT line stands, and the next build still runs.
+  echo "bench-service: the load generator exited non-zero (above); its RESULT line is kept"
 after=$(du -sb "$data" | cut -f1)
 written_after=$(awk '/^write_bytes/ {print $2}' "/proc/$svc/io")
 kill "$rss_sampler" 2>/dev/null || true

@@ -177,9 +177,7 @@ func TestOldLayoutRewrite(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	point := func(at time.Time, v float64) telemetry.Point {
-		return telemetry.Point{Measurement: "gpu", Asset: "a1", Fields: []telemetry.Field{{Name: "temp_c", Value: v}}, Time: at}
-	}
+	point := func(at time.Time, v float64) telemetry.Point { return tempPoint("a1", at, v) }
 	old, err := embeddedstore.Open(dir, embeddedstore.WithLayout(embeddedstore.Options{Now: clock}, 'd', 24*time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -222,9 +220,7 @@ func TestTwoOldLayouts(t *testing.T) {
 	day1 := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 	now := day1.Add(12 * time.Hour)
 	clock := func() time.Time { return now }
-	point := func(at time.Time, v float64) telemetry.Point {
-		return telemetry.Point{Measurement: "gpu", Asset: "a1", Fields: []telemetry.Field{{Name: "temp_c", Value: v}}, Time: at}
-	}
+	point := func(at time.Time, v float64) telemetry.Point { return tempPoint("a1", at, v) }
 	write := func(o embeddedstore.Options, want string, pts ...telemetry.Point) {
 		t.Helper()
 		s, err := embeddedstore.Open(dir, o)
@@ -311,6 +307,11 @@ func TestTwoOldLayouts(t *testing.T) {
 	}
 }
 
+// tempPoint is a gpu point of asset at with temp_c v.
+func tempPoint(asset string, at time.Time, v float64) telemetry.Point {
+	return telemetry.Point{Measurement: "gpu", Asset: asset, Fields: []telemetry.Field{{Name: "temp_c", Value: v}}, Time: at}
+}
+
 // TestLatestBound: Latest starts at the newest point it knows of, and still
 // finds what it does not know: after a reopen a series' older point written
 // first, a point ahead of Latest's range that the clock then reaches, a
@@ -320,14 +321,11 @@ func TestLatestBound(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	point := func(asset string, at time.Time, v float64) telemetry.Point {
-		return telemetry.Point{Measurement: "gpu", Asset: asset, Fields: []telemetry.Field{{Name: "temp_c", Value: v}}, Time: at}
-	}
 	s, err := embeddedstore.Open(dir, embeddedstore.Options{Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Write(ctx, []telemetry.Point{point("a1", now.Add(-time.Minute), 2), point("a2", now.Add(-20*24*time.Hour), 7)}); err != nil {
+	if err := s.Write(ctx, []telemetry.Point{tempPoint("a1", now.Add(-time.Minute), 2), tempPoint("a2", now.Add(-20*24*time.Hour), 7)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -345,11 +343,11 @@ func TestLatestBound(t *testing.T) {
 			t.Errorf("Latest(%s) = %v, %v, want %g", asset, got, err, want)
 		}
 	}
-	if err := s.Write(ctx, []telemetry.Point{point("a1", now.Add(-time.Hour), 1)}); err != nil {
+	if err := s.Write(ctx, []telemetry.Point{tempPoint("a1", now.Add(-time.Hour), 1)}); err != nil {
 		t.Fatal(err)
 	}
 	latest("a1", 2) // not the older point written after the reopen
-	if err := s.Write(ctx, []telemetry.Point{point("a1", now.Add(3*time.Hour), 9)}); err != nil {
+	if err := s.Write(ctx, []telemetry.Point{tempPoint("a1", now.Add(3*time.Hour), 9)}); err != nil {
 		t.Fatal(err)
 	}
 	latest("a1", 2) // not the one 3 h ahead, past Latest's range
