@@ -27,8 +27,8 @@
 # which are anchored, and registers the asset on the ledger) takes ~20 s at
 # 12,500 gateways.
 # LOAD_MAX_MIB (default 6144) is the memory the load generator's pre-signed
-# messages may take: a 10-minute run at the floor (12,500 gateways, 625 msg/s
-# of 10 samples) needs ~10,000.
+# messages may take, held compressed: a 10-minute run at 100% (12,500
+# gateways, 1,250 msg/s of 10 samples) needs ~2,300.
 # SAMPLES (default 1) is a space-separated list of sampling instants per
 # telemetry message: each build runs once per value, offered RATE/SAMPLES
 # msg/s, so RATE is host samples per second (8 GPU samples each) and every
@@ -87,7 +87,11 @@ written_before=$(awk '/^write_bytes/ {print $2}' "/proc/$svc/io")
 (while kill -0 "$svc" 2>/dev/null; do awk '/^RssAnon|^RssFile/ {printf "%s ", $2} END {print ""}' "/proc/$svc/status" >>"$dir/rss$n" 2>/dev/null; sleep 1; done) &
 rss_sampler=$!
 "$bin/firmware-sim" load -broker "$mqtt" -gateways "$gateways" -rate "$msg_rate" -samples-per-message "$samples" -duration "${seconds}s" \
-  -metrics "http://$http/metrics" -api "http://$http" -metrics-token "$token" -every "${EVERY:-2s}" -warmup "${WARMUP:-5s}" -max-mib "${LOAD_MAX_MIB:-6144}" 2>&1 | tee "$dir/service-load$n.log"
+  -metrics "http://$http/metrics" -api "http://$http" -metrics-token "$token" -every "${EVERY:-2s}" -warmup "${WARMUP:-5s}" -max-mib "${LOAD_MAX_MIB:-6144}" 2>&1 | tee "$dir/service-load$n.log" ||
+  # A service that falls behind drops connections whose messages wait past
+  # the keep-alive: the load generator says so and exits non-zero, but its
+  # RESULT line stands, and the next build still runs.
+  echo "bench-service: the load generator exited non-zero (above); its RESULT line is kept"
 after=$(du -sb "$data" | cut -f1)
 written_after=$(awk '/^write_bytes/ {print $2}' "/proc/$svc/io")
 kill "$rss_sampler" 2>/dev/null || true

@@ -2,8 +2,10 @@
 // load`: a fleet of GPU-host gateways, each publishing one 8-GPU telemetry
 // message per period over its own MQTT connection at QoS 1, as an edge
 // agent does. Every message is signed before the clock starts (Presign), so
-// signing never limits the offered rate; sending is a write of prepared
-// bytes. Each gateway's messages are spread evenly over the period, and the
+// signing never limits the offered rate, and held S2-compressed (telemetry
+// JSON shrinks ~8x), so ten minutes at 100,000 GPUs fit in memory next to
+// the service; sending is a decompression into a pooled buffer and a
+// write. Each gateway's messages are spread evenly over the period, and the
 // publish -> PUBACK latency of every message is recorded.
 //
 // The MQTT packets are encoded and decoded with mochi-mqtt's packets
@@ -26,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"golang.org/x/sync/errgroup"
 
@@ -46,10 +49,10 @@ type Config struct {
 	// reaches it waits (backpressure) and falls behind its schedule.
 	Window int
 	Seed   int64 // keys and readings: the same seed gives the same fleet
-	// MaxBytes bounds the pre-signed messages held in memory.
+	// MaxBytes bounds the pre-signed messages held in memory (compressed).
 	MaxBytes int64
 	// Distinct, when above 0, signs only that many messages per gateway
-	// and sends copies of them (packet ids renumbered) after: for a
+	// and sends them again (packet ids renumbered) after: for a
 	// broker that checks nothing (the bare baseline), so pre-signing a
 	// long run at its ceiling does not take minutes.
 	Distinct int
@@ -122,7 +125,7 @@ func Fleet(cfg Config) (*fleet.Fleet, error) {
 type gateway struct {
 	id     string
 	src    *fleet.Gateway // its key signs the connect password
-	msgs   [][]byte       // encoded PUBLISH packets; message k has packet id k%65535+1
+	msgs   [][]byte       // S2-compressed PUBLISH packets; message k is sent with packet id k%65535+1
 	sentAt []atomic.Int64
 	acked  atomic.Int64 // PUBACKs received (they come in order)
 	conn   net.Conn
@@ -130,9 +133,12 @@ type gateway struct {
 
 // Load is a prepared load: every message signed and encoded.
 type Load struct {
-	cfg   Config
-	gws   []*gateway
-	Bytes int64 // encoded bytes held
+	cfg  Config
+	gws  []*gateway
+	bufs sync.Pool // *[]byte a message is decompressed into to be sent
+	// Bytes is the messages' size on the wire; Held, the compressed bytes
+	// that hold them.
+	Bytes, Held int64
 	// SignRate is how many messages per second the pre-signing made (all
 	// cores), the ceiling of a generator that signs as it sends.
 	SignRate float64
@@ -168,28 +174,28 @@ func Presign(cfg Config) (*Load, error) {
 		return nil, err
 	}
 	n := cfg.PerGateway()
-	est := int64(n) * int64(cfg.Gateways) * int64(400+330*cfg.GPUs*cfg.Samples)
-	if est > cfg.MaxBytes {
-		return nil, fmt.Errorf("load: %d messages of ~%d bytes need ~%d MiB, over the %d MiB limit: shorten the run or raise the limit (firmware-sim load -max-mib)", n*cfg.Gateways, est/int64(n*cfg.Gateways), est>>20, cfg.MaxBytes>>20)
-	}
 	l := &Load{cfg: cfg, gws: make([]*gateway, len(f.Gateways))}
 	start, period := time.Now().UTC(), cfg.Period()
 	base := uint64(time.Now().UnixMilli()) // never reuse a sequence number against the same store
 	began := time.Now()
-	var next atomic.Int64
-	var total atomic.Int64
+	var next, onWire, held atomic.Int64
 	g := new(errgroup.Group)
 	for range runtime.GOMAXPROCS(0) {
 		g.Go(func() error {
 			var buf bytes.Buffer
+			var packed []byte // s2.Encode's output: a block as large as its input, so copied out
 			for i := int(next.Add(1) - 1); i < len(f.Gateways); i = int(next.Add(1) - 1) {
+				if h := held.Load(); h > cfg.MaxBytes {
+					return fmt.Errorf("load: the pre-signed messages of %d of %d gateways take %d MiB compressed, over the %d MiB limit: shorten the run or raise the limit (firmware-sim load -max-mib)", i, len(f.Gateways), h>>20, cfg.MaxBytes>>20)
+				}
 				src := f.Gateways[i]
 				src.SetSeq(base)
 				gw := &gateway{id: src.ID, src: src, msgs: make([][]byte, n), sentAt: make([]atomic.Int64, n)}
 				for k := range n {
 					if d := cfg.Distinct; d > 0 && k >= d {
-						gw.msgs[k] = withPacketID(gw.msgs[k%d], len(topicOf(gw.id)), packetID(k))
-						total.Add(int64(len(gw.msgs[k])))
+						gw.msgs[k] = gw.msgs[k%d]
+						size, _ := s2.DecodedLen(gw.msgs[k]) // our own block: no error
+						onWire.Add(int64(size))
 						continue
 					}
 					t := start.Add(time.Duration(k) * period)
@@ -202,8 +208,10 @@ func Presign(cfg Config) (*Load, error) {
 					if err := pk.PublishEncode(&buf); err != nil {
 						return fmt.Errorf("encode %s: %w", src.ID, err)
 					}
-					gw.msgs[k] = bytes.Clone(buf.Bytes())
-					total.Add(int64(buf.Len()))
+					packed = s2.Encode(packed[:cap(packed)], buf.Bytes())
+					gw.msgs[k] = bytes.Clone(packed)
+					onWire.Add(int64(buf.Len()))
+					held.Add(int64(cap(gw.msgs[k])))
 				}
 				l.gws[i] = gw
 			}
@@ -213,7 +221,7 @@ func Presign(cfg Config) (*Load, error) {
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	l.Bytes = total.Load()
+	l.Bytes, l.Held = onWire.Load(), held.Load()
 	l.SignRate = float64(n*len(f.Gateways)) / time.Since(began).Seconds()
 	return l, nil
 }
@@ -238,17 +246,32 @@ func packetID(k int) uint16 { return uint16(k%65535) + 1 }
 // topicOf is a load gateway's telemetry topic.
 func topicOf(gw string) string { return wire.Topic(gw, wire.KindTelemetry) }
 
-// withPacketID copies a QoS 1 PUBLISH packet (MQTT 3.1.1) of a topic of
-// topicLen bytes with another packet id.
-func withPacketID(pk []byte, topicLen int, id uint16) []byte {
-	out := bytes.Clone(pk)
+// setPacketID sets the packet id of a QoS 1 PUBLISH packet (MQTT 3.1.1)
+// of a topic of topicLen bytes.
+func setPacketID(pk []byte, topicLen int, id uint16) {
 	i := 1
-	for out[i]&0x80 != 0 { // the remaining length's bytes
+	for pk[i]&0x80 != 0 { // the remaining length's bytes
 		i++
 	}
 	i += 1 + 2 + topicLen
-	binary.BigEndian.PutUint16(out[i:], id)
-	return out
+	binary.BigEndian.PutUint16(pk[i:], id)
+}
+
+// message is gateway gw's message k as it goes on the wire, decompressed
+// into a pooled buffer; done gives the buffer back.
+func (l *Load) message(gw *gateway, k int) (msg []byte, done func(), err error) {
+	bp, _ := l.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	msg, err = s2.Decode((*bp)[:cap(*bp)], gw.msgs[k])
+	if err != nil {
+		l.bufs.Put(bp)
+		return nil, nil, fmt.Errorf("%s message %d: %w", gw.id, k, err)
+	}
+	setPacketID(msg, len(topicOf(gw.id)), packetID(k))
+	*bp = msg
+	return msg, func() { l.bufs.Put(bp) }, nil
 }
 
 // Fleet's registry entries for the prepared gateways come from Fleet(cfg):
@@ -354,7 +377,7 @@ func (l *Load) Run(ctx context.Context, t0 time.Time, grace time.Duration) error
 func (l *Load) send(ctx context.Context, gw *gateway, first time.Time, period time.Duration, window chan struct{}) error {
 	timer := time.NewTimer(time.Until(first))
 	defer timer.Stop()
-	for k, msg := range gw.msgs {
+	for k := range gw.msgs {
 		due := first.Add(time.Duration(k) * period)
 		if d := time.Until(due); d > 0 {
 			timer.Reset(d)
@@ -375,8 +398,14 @@ func (l *Load) send(ctx context.Context, gw *gateway, first time.Time, period ti
 			}
 			l.Behind.Add(-1)
 		}
+		msg, done, err := l.message(gw, k)
+		if err != nil {
+			return err
+		}
 		gw.sentAt[k].Store(time.Now().UnixNano())
-		if _, err := gw.conn.Write(msg); err != nil {
+		_, err = gw.conn.Write(msg)
+		done()
+		if err != nil {
 			return fmt.Errorf("publish %s: %w", gw.id, err)
 		}
 		l.Sent.Add(1)

@@ -2,6 +2,8 @@ package load
 
 import (
 	"bytes"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,8 +49,8 @@ func TestLag(t *testing.T) {
 	}
 }
 
-// TestDistinct: with Distinct, later messages are copies of the signed
-// ones with the packet id each must carry.
+// TestDistinct: with Distinct, later messages are the signed ones again,
+// each with the packet id it must carry.
 func TestDistinct(t *testing.T) {
 	cfg := Config{Gateways: 3, GPUs: 2, Rate: 30, Duration: time.Second, Distinct: 2}
 	l, err := Presign(cfg)
@@ -59,26 +61,80 @@ func TestDistinct(t *testing.T) {
 		if len(gw.msgs) != cfg.PerGateway() || len(gw.msgs) < 5 {
 			t.Fatalf("%s: %d messages, want %d (at least 5)", gw.id, len(gw.msgs), cfg.PerGateway())
 		}
-		for k, m := range gw.msgs {
-			pk := packets.Packet{FixedHeader: packets.FixedHeader{}, ProtocolVersion: 4}
-			if err := pk.FixedHeader.Decode(m[0]); err != nil {
-				t.Fatal(err)
-			}
-			n, skip, err := packets.DecodeLength(bytes.NewReader(m[1:]))
-			if err != nil {
-				t.Fatal(err)
-			}
-			pk.FixedHeader.Remaining = n
-			if err := pk.PublishDecode(m[1+skip:]); err != nil {
-				t.Fatalf("%s message %d: %v", gw.id, k, err)
-			}
+		for k := range gw.msgs {
+			pk := publish(t, l, gw, k)
 			if pk.PacketID != packetID(k) || pk.TopicName != topicOf(gw.id) {
 				t.Errorf("%s message %d: packet id %d topic %q, want %d %q", gw.id, k, pk.PacketID, pk.TopicName, packetID(k), topicOf(gw.id))
 			}
-			if want := gw.msgs[k%2]; !bytes.Equal(pk.Payload, want[len(want)-len(pk.Payload):]) {
+			if want := publish(t, l, gw, k%2).Payload; !bytes.Equal(pk.Payload, want) {
 				t.Errorf("%s message %d: payload is not message %d's", gw.id, k, k%2)
 			}
 		}
+	}
+}
+
+// publish decodes the PUBLISH packet gateway gw sends as its message k.
+func publish(t *testing.T, l *Load, gw *gateway, k int) packets.Packet {
+	t.Helper()
+	m, done, err := l.message(gw, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	pk := packets.Packet{ProtocolVersion: 4}
+	if err := pk.FixedHeader.Decode(m[0]); err != nil {
+		t.Fatal(err)
+	}
+	n, skip, err := packets.DecodeLength(bytes.NewReader(m[1:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk.FixedHeader.Remaining = n
+	if 1+skip+n != len(m) {
+		t.Fatalf("%s message %d: %d bytes, the header says %d", gw.id, k, len(m), 1+skip+n)
+	}
+	if err := pk.PublishDecode(m[1+skip:]); err != nil {
+		t.Fatalf("%s message %d: %v", gw.id, k, err)
+	}
+	pk.Payload = bytes.Clone(pk.Payload) // the buffer goes back to the pool
+	return pk
+}
+
+// TestHeldCompressed: the pre-signed messages are held compressed, several
+// times smaller than they go on the wire (in the heap, not only by their
+// lengths), and a run whose compressed messages would pass MaxBytes is
+// refused.
+func TestHeldCompressed(t *testing.T) {
+	cfg := Config{Gateways: 4, Rate: 4, Duration: 10 * time.Second, Samples: 10}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	l, err := Presign(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if live := int64(after.HeapAlloc) - int64(before.HeapAlloc); live*3 > l.Bytes {
+		t.Errorf("the prepared load takes %d bytes of heap for %d bytes on the wire, want at least 3x less", live, l.Bytes)
+	}
+	var onWire int64
+	for _, gw := range l.gws {
+		for k := range gw.msgs {
+			m, done, err := l.message(gw, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			onWire += int64(len(m))
+			done()
+		}
+	}
+	if onWire != l.Bytes || l.Held*4 > l.Bytes {
+		t.Errorf("%d bytes on the wire held in %d, Bytes = %d: want Bytes = the wire's, held at least 4x smaller", onWire, l.Held, l.Bytes)
+	}
+	cfg.Gateways, cfg.Rate, cfg.MaxBytes = 8, 8, l.Held/4
+	if _, err := Presign(cfg); err == nil || !strings.Contains(err.Error(), "over the") {
+		t.Errorf("Presign with MaxBytes %d (a quarter of 4 gateways' messages) for 8 gateways = %v, want over the limit", cfg.MaxBytes, err)
 	}
 }
 
@@ -93,19 +149,8 @@ func TestSamplesPerMessage(t *testing.T) {
 	}
 	step := cfg.Period() / 5
 	for _, gw := range l.gws {
-		for k, m := range gw.msgs {
-			pk := packets.Packet{ProtocolVersion: 4}
-			if err := pk.FixedHeader.Decode(m[0]); err != nil {
-				t.Fatal(err)
-			}
-			n, skip, err := packets.DecodeLength(bytes.NewReader(m[1:]))
-			if err != nil {
-				t.Fatal(err)
-			}
-			pk.FixedHeader.Remaining = n
-			if err := pk.PublishDecode(m[1+skip:]); err != nil {
-				t.Fatal(err)
-			}
+		for k := range gw.msgs {
+			pk := publish(t, l, gw, k)
 			env, err := wire.Decode(pk.Payload)
 			if err != nil {
 				t.Fatal(err)

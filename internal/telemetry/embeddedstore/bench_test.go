@@ -10,15 +10,19 @@ import (
 	"twinchain/internal/telemetry/embeddedstore"
 )
 
-// benchWidths are the bucket widths the layout benchmarks compare: 24h is
-// the day layout of earlier versions ('d' keys), 10m the one writes use.
-var benchWidths = []time.Duration{24 * time.Hour, 10 * time.Minute, time.Minute, 10 * time.Second}
+// benchWidths are the bucket widths the layout benchmarks compare: 24h and
+// 10m are the layouts of earlier versions ('d' and 'b' keys), 2m the one
+// writes use.
+var benchWidths = []time.Duration{24 * time.Hour, 10 * time.Minute, 2 * time.Minute, time.Minute}
 
 // openWidth opens a store in a temp dir that writes in buckets of width.
 func openWidth(tb testing.TB, width time.Duration, o embeddedstore.Options) *embeddedstore.Store {
-	prefix := byte('b')
-	if width == 24*time.Hour {
+	prefix := byte('c')
+	switch width {
+	case 24 * time.Hour:
 		prefix = 'd'
+	case 10 * time.Minute:
+		prefix = 'b'
 	}
 	s, err := embeddedstore.Open(tb.TempDir(), embeddedstore.WithLayout(o, prefix, width))
 	if err != nil {
@@ -53,17 +57,16 @@ func settle(tb testing.TB, s *embeddedstore.Store) {
 // BenchmarkWriteFleet measures sustained writes of a fleet at 1 Hz (13
 // fields) in batches of 4000 like the telemetry writer's, per bucket width:
 // 100,000 GPUs for two simulated minutes (a 16 MiB memtable holds about a
-// second of them, so a run flushes about 120), and 10,000 GPUs for 40
-// minutes, where a flush with day buckets overlaps up to 40 minutes of data
-// and with 10-minute ones at most 10 (the day and 10-minute widths only).
-// Run with -benchtime=1x.
+// second of them, so a run flushes about 120), and for ten, one whole
+// 10-minute bucket, whose compactions rewrite more of it the fuller it gets
+// (the 10-minute and 2-minute widths only). Run with -benchtime=1x.
 func BenchmarkWriteFleet(b *testing.B) {
 	runs := []struct {
 		gpus, seconds int
 		widths        []time.Duration
 	}{
 		{100000, 120, benchWidths},
-		{10000, 2400, benchWidths[:2]},
+		{100000, 600, benchWidths[1:3]},
 	}
 	start := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	for _, run := range runs {

@@ -43,8 +43,8 @@ func TestOldLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { s.Close() }()
-	if got := s.LayoutsRead(); got != "db" {
-		t.Fatalf("layouts read = %q, want \"db\"", got)
+	if got := s.LayoutsRead(); got != "dc" {
+		t.Fatalf("layouts read = %q, want \"dc\"", got)
 	}
 	if err := s.Write(ctx, []telemetry.Point{point("a1", time.Hour, temp(4)), point("a3", time.Hour, temp(5))}); err != nil {
 		t.Fatal(err)
@@ -81,8 +81,8 @@ func TestOldLayout(t *testing.T) {
 	if n, err := s.Prune(ctx); err != nil || n != 1 {
 		t.Errorf("Prune() = %d, %v, want 1 day, nil", n, err)
 	}
-	if got := s.LayoutsRead(); got != "db" {
-		t.Errorf("layouts read after the first Prune = %q, want \"db\"", got)
+	if got := s.LayoutsRead(); got != "dc" {
+		t.Errorf("layouts read after the first Prune = %q, want \"dc\"", got)
 	}
 
 	// Three days on, the old layout's last day is past the retention: the
@@ -101,8 +101,8 @@ func TestOldLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := s.LayoutsRead(); got != "b" {
-		t.Errorf("layouts read after the old days were deleted = %q, want \"b\"", got)
+	if got := s.LayoutsRead(); got != "c" {
+		t.Errorf("layouts read after the old days were deleted = %q, want \"c\"", got)
 	}
 	if got, want := mean("a1"), fmt.Sprint([]telemetry.Sample{{Time: day.Add(72 * time.Hour), Value: 6}}); got != want {
 		t.Errorf("Query(a1) after Prune = %s, want %s", got, want)
@@ -177,9 +177,7 @@ func TestOldLayoutRewrite(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	point := func(at time.Time, v float64) telemetry.Point {
-		return telemetry.Point{Measurement: "gpu", Asset: "a1", Fields: []telemetry.Field{{Name: "temp_c", Value: v}}, Time: at}
-	}
+	point := func(at time.Time, v float64) telemetry.Point { return tempPoint("a1", at, v) }
 	old, err := embeddedstore.Open(dir, embeddedstore.WithLayout(embeddedstore.Options{Now: clock}, 'd', 24*time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -210,4 +208,151 @@ func TestOldLayoutRewrite(t *testing.T) {
 			t.Errorf("Query(%s) = %v, %v, want %s", agg, got, err, want)
 		}
 	}
+}
+
+// TestTwoOldLayouts: a store written with day keys, then with 10-minute
+// buckets, then with today's: all three are read, a point written again
+// lands in the layout that holds its time (counted once, with the new
+// value), and retention retires the old layouts one after the other.
+func TestTwoOldLayouts(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	day1 := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	now := day1.Add(12 * time.Hour)
+	clock := func() time.Time { return now }
+	point := func(at time.Time, v float64) telemetry.Point { return tempPoint("a1", at, v) }
+	write := func(o embeddedstore.Options, want string, pts ...telemetry.Point) {
+		t.Helper()
+		s, err := embeddedstore.Open(dir, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.LayoutsRead(); got != want {
+			t.Errorf("layouts read = %q, want %q", got, want)
+		}
+		if err := s.Write(ctx, pts); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(embeddedstore.WithLayout(embeddedstore.Options{Now: clock}, 'd', 24*time.Hour), "d", point(now.Add(-time.Hour), 1))
+	now = now.Add(24 * time.Hour)
+	write(embeddedstore.WithLayout(embeddedstore.Options{Now: clock}, 'b', 10*time.Minute), "db", point(now.Add(-time.Hour), 2))
+	now = now.Add(24 * time.Hour)
+	s, err := embeddedstore.Open(dir, embeddedstore.Options{Now: clock, Retention: 36 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close() }()
+	if got := s.LayoutsRead(); got != "dbc" {
+		t.Fatalf("layouts read = %q, want \"dbc\"", got)
+	}
+	// Day 1's point again (in 'd'), day 2's again (in 'b'), a new one.
+	if err := s.Write(ctx, []telemetry.Point{point(day1.Add(11*time.Hour), 10), point(day1.Add(35*time.Hour), 20), point(now.Add(-time.Hour), 3)}); err != nil {
+		t.Fatal(err)
+	}
+	query := func(agg telemetry.Agg) string {
+		q := telemetry.Query{Measurement: "gpu", Asset: "a1", Field: "temp_c", From: day1, To: day1.Add(72 * time.Hour), Step: 24 * time.Hour, Agg: agg}
+		got, err := s.Query(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(got)
+	}
+	// The retention (36 h) hides day 1 already.
+	day2, day3 := day1.Add(24*time.Hour), day1.Add(48*time.Hour)
+	if got, want := query(telemetry.AggCount), fmt.Sprint([]telemetry.Sample{{Time: day2, Value: 1}, {Time: day3, Value: 1}}); got != want {
+		t.Errorf("count per day = %s, want %s", got, want)
+	}
+	if got, want := query(telemetry.AggMean), fmt.Sprint([]telemetry.Sample{{Time: day2, Value: 20}, {Time: day3, Value: 3}}); got != want {
+		t.Errorf("mean per day = %s, want %s", got, want)
+	}
+	if latest, err := s.Latest(ctx, "a1"); err != nil || len(latest) != 1 || latest[0].Value != 3 {
+		t.Errorf("Latest(a1) = %v, %v, want 3", latest, err)
+	}
+	if _, err := s.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.LayoutsRead(); got != "bc" {
+		t.Errorf("layouts read after day 1 was deleted = %q, want \"bc\"", got)
+	}
+	now = now.Add(48 * time.Hour)
+	if err := s.Write(ctx, []telemetry.Point{point(now.Add(-time.Minute), 4)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.LayoutsRead(); got != "c" {
+		t.Errorf("layouts read after day 2 was deleted = %q, want \"c\"", got)
+	}
+	// Day 2's time is no longer an old layout's: a point of it takes the new keys.
+	if err := s.Write(ctx, []telemetry.Point{point(day1.Add(35*time.Hour), 5)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = embeddedstore.Open(dir, embeddedstore.Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.LayoutsRead(); got != "c" {
+		t.Errorf("layouts read after reopening = %q, want \"c\"", got)
+	}
+	if latest, err := s.Latest(ctx, "a1"); err != nil || len(latest) != 1 || latest[0].Value != 4 {
+		t.Errorf("Latest(a1) after reopening = %v, %v, want 4", latest, err)
+	}
+}
+
+// tempPoint is a gpu point of asset at with temp_c v.
+func tempPoint(asset string, at time.Time, v float64) telemetry.Point {
+	return telemetry.Point{Measurement: "gpu", Asset: asset, Fields: []telemetry.Field{{Name: "temp_c", Value: v}}, Time: at}
+}
+
+// TestLatestBound: Latest starts at the newest point it knows of, and still
+// finds what it does not know: after a reopen a series' older point written
+// first, a point ahead of Latest's range that the clock then reaches, a
+// series silent for weeks.
+func TestLatestBound(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	s, err := embeddedstore.Open(dir, embeddedstore.Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, []telemetry.Point{tempPoint("a1", now.Add(-time.Minute), 2), tempPoint("a2", now.Add(-20*24*time.Hour), 7)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = embeddedstore.Open(dir, embeddedstore.Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close() }()
+	latest := func(asset string, want float64) {
+		t.Helper()
+		got, err := s.Latest(ctx, asset)
+		if err != nil || len(got) != 1 || got[0].Value != want {
+			t.Errorf("Latest(%s) = %v, %v, want %g", asset, got, err, want)
+		}
+	}
+	if err := s.Write(ctx, []telemetry.Point{tempPoint("a1", now.Add(-time.Hour), 1)}); err != nil {
+		t.Fatal(err)
+	}
+	latest("a1", 2) // not the older point written after the reopen
+	if err := s.Write(ctx, []telemetry.Point{tempPoint("a1", now.Add(3*time.Hour), 9)}); err != nil {
+		t.Fatal(err)
+	}
+	latest("a1", 2) // not the one 3 h ahead, past Latest's range
+	latest("a2", 7)
+	latest("a2", 7)
+	now = now.Add(3 * time.Hour)
+	latest("a1", 9)
 }

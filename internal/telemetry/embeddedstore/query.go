@@ -162,9 +162,12 @@ func (s *Store) Latest(ctx context.Context, asset string) (_ []telemetry.Value, 
 	from, to := telemetry.LatestRange(s.opts.Now(), s.opts.Retention)
 	lo, hi := from.UnixNano(), to.UnixNano()
 	type want struct {
+		se          *series
 		id          uint32
 		measurement string
 		fields      []uint64
+		newest      int64
+		bounded     bool
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -173,7 +176,7 @@ func (s *Store) Latest(ctx context.Context, asset string) (_ []telemetry.Value, 
 	}
 	var list []want
 	for _, se := range s.byAsset[asset] {
-		list = append(list, want{se.id, se.measurement, slices.Clone(se.fields)})
+		list = append(list, want{se, se.id, se.measurement, slices.Clone(se.fields), se.newest, se.bounded})
 	}
 	names := slices.Clone(s.names)
 	layouts := s.layouts
@@ -187,8 +190,19 @@ func (s *Store) Latest(ctx context.Context, asset string) (_ []telemetry.Value, 
 	var out []telemetry.Value
 	for _, w := range list {
 		newest := map[uint32]telemetry.Value{} // field id -> value, over all layouts
+		if !w.bounded {
+			n, err := s.newestOf(ctx, it, layouts, w.id, lo)
+			if err != nil {
+				return nil, err
+			}
+			s.mu.Lock()
+			w.se.newest, w.se.bounded = max(w.se.newest, n), true
+			w.newest = w.se.newest
+			s.mu.Unlock()
+		}
+		top := min(hi, w.newest+1)
 		for _, l := range layouts {
-			if err := latestOf(ctx, it, l, w.id, w.fields, lo, hi, func(id uint32, v telemetry.Value) {
+			if err := latestOf(ctx, it, l, w.id, w.fields, lo, top, func(id uint32, v telemetry.Value) {
 				if old, ok := newest[id]; !ok || v.Time.After(old.Time) {
 					v.Measurement, v.Field = w.measurement, names[id]
 					newest[id] = v
@@ -208,6 +222,28 @@ func (s *Store) Latest(ctx context.Context, asset string) (_ []telemetry.Value, 
 		return strings.Compare(a.Field, b.Field)
 	})
 	return out, nil
+}
+
+// newestOf is the time of the newest point of series sid at or after lo in
+// any of the layouts, however far ahead, or lo-1 when there is none.
+func (s *Store) newestOf(ctx context.Context, it *pebble.Iterator, layouts []layout, sid uint32, lo int64) (int64, error) {
+	newest := lo - 1
+	for _, l := range layouts {
+		last, ok, err := s.edgeBucket(l, true)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			continue
+		}
+		if err := l.walk(ctx, it, sid, lo, l.start(last+1), true, func(t int64, _ []byte) bool {
+			newest = max(newest, t)
+			return false
+		}); err != nil {
+			return 0, err
+		}
+	}
+	return newest, nil
 }
 
 // latestOf calls fn with the newest value in [lo, hi) of each of the fields

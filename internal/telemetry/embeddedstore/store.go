@@ -8,37 +8,38 @@
 // A series is one measurement of one asset. Series and field names get small
 // numeric ids, kept in the store's metadata keys. Every point is one key:
 //
-//	'b' | bucket (uint32, 10-minute spans since the Unix epoch) | series id (uint32) | time (uint64 ns)  ->  fields
+//	'c' | bucket (uint32, 2-minute spans since the Unix epoch) | series id (uint32) | time (uint64 ns)  ->  fields
 //
-// with big-endian integers, so one series' points within 10 minutes are
+// with big-endian integers, so one series' points within 2 minutes are
 // adjacent and in time order, and a chart over a range is one short scan per
 // bucket. The value is the point's fields as (field id uvarint, float64
 // bits) pairs. Writing the same series and time again overwrites the point.
 //
 // The bucket comes first so that a memtable flush overlaps only the current
-// bucket's keys, not the whole day's: with day buckets (keys 'd' | day |
-// series | time, the layout before), every flush of a large fleet overlapped
-// all of the day's data, and the compactions' cost grew through the day.
-// The width trades that against seeks, one per bucket a query or Latest
-// visits (25 to 60 µs each on the benchmark machine, where the blocks are
-// not in Pebble's cache). BenchmarkWriteFleet (100,000 GPUs for two
-// minutes) and BenchmarkQueryDay (100 GPUs for a day) compared day buckets
-// with 1-minute and 10-second ones: compaction bytes per point 0.71x and
-// 0.38x, CPU per point 0.70x and 0.50x, but a 24-hour chart took 3.2x and
-// 8.8x as long (85 and 230 ms, against 26), over the 50 ms an API call may
-// take. 10 minutes keeps that chart to 144 seeks (35 ms, 1.3x) and Latest
-// of a GPU silent for 12 hours to 72 (1.7 ms, against 0.08), and bounds
-// what a flush overlaps to 10 minutes of data instead of up to a day's.
-// Within a bucket's first two minutes compactions cost what they did with
-// day buckets; over 40 minutes of 10,000 GPUs (BenchmarkWriteFleet's second
-// run, same sitting) they wrote 0.60x the bytes per point (82.7 against
-// 136.9) at 0.76x the CPU (3.0 against 4.0 µs), write amplification 1.77
-// against 2.17, and the gap grows with the day. Stores written with day
-// keys are read as they are, beside the new keys, until the retention has
-// deleted their last day; points of the days they hold are written with day
-// keys too, so a point written before the upgrade and again after it (the
-// telemetry writer rewrites the points since its cursor after a crash)
-// replaces itself instead of being counted twice.
+// bucket's keys: a flush of a large fleet holds every series, so it overlaps
+// all of its bucket's data, which the compactions rewrite again and again,
+// more the fuller the bucket. The width trades that against seeks, one per
+// bucket a query or Latest visits (25 to 60 µs each on the benchmark
+// machine, where the blocks are not in Pebble's cache).
+//
+// Measured on the 2-core VM, each width in one sitting (December 2026):
+// BenchmarkWriteFleet, 100,000 GPUs for ten minutes (one whole 10-minute
+// bucket), 10-minute / 2-minute / 1-minute buckets: compaction bytes per
+// point 188.6 / 122.4 / 88.7 (0.65x and 0.47x), CPU per point 5.08 / 4.04 /
+// 3.25 µs (0.79x and 0.64x), write amplification 2.85 / 2.37 / 2.12. At
+// 100,000 GPUs the 10-minute buckets' compactions took 21% of twin-service's
+// CPU over ten minutes. BenchmarkQueryDay (100 GPUs for a day): a 24-hour
+// chart 25 / 36 / 67 ms, Latest of a GPU silent for 12 hours 1.2 / 5.2 /
+// 16.4 ms. 2 minutes keeps the chart under the 50 ms an API call may take.
+// (Day buckets, the first layout, cost what 10-minute ones do in a bucket's
+// first two minutes, and their cost grew through the day.)
+//
+// Stores written by earlier versions (keys 'd' with day buckets, 'b' with
+// 10-minute ones) are read as they are, beside the new keys, until the
+// retention has deleted their last bucket; points of the times they hold
+// are written with their keys too, so a point written before the upgrade
+// and again after it (the telemetry writer rewrites the points since its
+// cursor after a crash) replaces itself instead of being counted twice.
 //
 // Tags (site, gateway, kind) are accepted and not indexed: they never split
 // a series (see the telemetry package) and nothing queries by them here.
@@ -123,11 +124,8 @@ type Store struct {
 	// one writes use. Replaced, never changed in place: readers keep the
 	// slice they took under mu.
 	layouts []layout
-	// oldEnd is the end of the last day dayLayout holds (0: none): points
-	// before it are written there too, so a point written again after the
-	// upgrade (the telemetry writer rewrites those since its cursor after
-	// a crash) replaces itself instead of being kept in both layouts.
-	oldEnd int64
+	// olds are the layouts of earlier versions holding data, oldest first.
+	olds []oldLayout
 }
 
 type series struct {
@@ -135,6 +133,12 @@ type series struct {
 	measurement string
 	asset       string
 	fields      []uint64 // bitset of field ids this series has had
+	// newest bounds the series' points (ns) once bounded is set: no stored
+	// point is newer. Latest starts there instead of walking back through
+	// every bucket since (a GPU silent for 30 days is 21,600 buckets back).
+	// Writes raise it; the first Latest after Open finds it.
+	newest  int64
+	bounded bool
 }
 
 func (s *series) hasField(id uint32) bool {
@@ -209,7 +213,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.NoSync {
 		s.wo = pebble.NoSync
 	}
-	if err := s.findOldLayout(); err != nil {
+	if err := s.findOldLayouts(); err != nil {
 		_ = db.Close() // the error being returned says more
 		return nil, fmt.Errorf("open telemetry store %s: %w", dir, err)
 	}
@@ -220,19 +224,24 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// findOldLayout adds dayLayout to the layouts read when it holds data:
-// stores written before bucketLayout keep their points in it until the
+// findOldLayouts adds the old layouts holding data to the layouts read:
+// stores written by earlier versions keep their points in them until the
 // retention deletes them, with no rewrite at Open.
-func (s *Store) findOldLayout() error {
-	if s.opts.layout == dayLayout {
-		return nil
+func (s *Store) findOldLayouts() error {
+	for _, l := range oldLayouts {
+		if l.prefix == s.opts.layout.prefix {
+			continue
+		}
+		last, ok, err := s.edgeBucket(l, true)
+		if err != nil {
+			return err
+		}
+		if ok {
+			s.olds = append(s.olds, oldLayout{l, l.start(last + 1)})
+			s.layouts = slices.Insert(s.layouts, len(s.layouts)-1, l)
+		}
 	}
-	last, ok, err := s.edgeBucket(dayLayout, true)
-	if ok {
-		s.layouts = []layout{dayLayout, s.opts.layout}
-		s.oldEnd = dayLayout.start(last + 1)
-	}
-	return err
+	return nil
 }
 
 // loadMeta reads the series and field dictionaries.
@@ -403,8 +412,12 @@ func (s *Store) encode(b *pebble.Batch, pts []telemetry.Point, skipped *telemetr
 		}
 		s.valBuf = val
 		l, ns := s.opts.layout, p.Time.UnixNano()
-		if ns < s.oldEnd {
-			l = dayLayout
+		se.newest = max(se.newest, ns)
+		for _, o := range s.olds {
+			if ns < o.end {
+				l = o.layout
+				break
+			}
 		}
 		s.keyBuf = l.appendKey(s.keyBuf[:0], se.id, ns)
 		if err := b.Set(s.keyBuf, val, nil); err != nil {
@@ -558,7 +571,7 @@ func (s *Store) pruneLayout(ctx context.Context, l layout, cut uint32) (int, err
 	}
 	s.mu.Lock()
 	s.layouts = slices.DeleteFunc(slices.Clone(s.layouts), func(m layout) bool { return m == l })
-	s.oldEnd = 0
+	s.olds = slices.DeleteFunc(slices.Clone(s.olds), func(o oldLayout) bool { return o.layout == l })
 	s.mu.Unlock()
 	return int(cut - from), nil
 }
