@@ -140,3 +140,13 @@ export function hashValue(v, what = "hash") {
   const s = String(v);
   return h("span.hashval", h("code.hash", { title: s }, s.length > 24 ? s.slice(0, 16) + "…" + s.slice(-6) : s), " ", copyButton(s, what));
 }
+
+// setViewParams records a view's state (filters, sort, the open item) in the
+// address without a new history entry, and only while the address still
+// names that view: a live update that redraws a view the user is leaving
+// (a link followed, a hash typed) must not pull the address back to it.
+export function setViewParams(path, params) {
+  if (location.hash.replace(/^#/, "").split("?")[0] !== path) return;
+  const qs = params.toString();
+  history.replaceState(null, "", "#" + path + (qs ? "?" + qs : ""));
+}

@@ -7,7 +7,7 @@
 // the URL (#/alerts?state=open&sev=warning&sort=-age&open=AL-7), so a link
 // opens the same view. Alerts arrive live over /alerts/stream.
 import { api, pages, subscribe, can } from "../api.js";
-import { h, clear, fmtTime, ago, label, pill, unavailable, errorBox, toast, fill } from "../dom.js";
+import { h, clear, fmtTime, ago, label, pill, unavailable, errorBox, toast, fill, setViewParams } from "../dom.js";
 
 const ROW_H = 18; // px; matches table.inbox tr height in style.css
 const OVERSCAN = 12;
@@ -123,8 +123,7 @@ function writeParams(st) {
   const sort = (st.sort.dir < 0 ? "-" : "") + st.sort.key;
   if (sort !== "-sev") p.set("sort", sort);
   if (st.open) p.set("open", st.open);
-  const qs = p.toString();
-  history.replaceState(null, "", "#/alerts" + (qs ? "?" + qs : ""));
+  setViewParams("/alerts", p);
 }
 
 function cmp(key, dir) {

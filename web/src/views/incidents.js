@@ -12,7 +12,7 @@
 // in one transaction. Every step is an alert's, anchored like any alert
 // step.
 import { api, pages, subscribe, can } from "../api.js";
-import { h, clear, fmtTime, ago, label, pill, unavailable, errorBox, toast, fill } from "../dom.js";
+import { h, clear, fmtTime, ago, label, pill, unavailable, errorBox, toast, fill, setViewParams } from "../dom.js";
 import { alertList, historyLine } from "./alerts.js";
 
 const RANK = { info: 1, warning: 2, critical: 3 };
@@ -43,8 +43,7 @@ function writeParams(st) {
   const sort = (st.sort.dir < 0 ? "-" : "") + st.sort.key;
   if (sort !== "-sev") p.set("sort", sort);
   if (st.open) p.set("open", st.open);
-  const s = p.toString();
-  history.replaceState(null, "", "#/incidents" + (s ? "?" + s : ""));
+  setViewParams("/incidents", p);
 }
 
 const idNum = (id) => Number(String(id).replace(/\D/g, "")) || 0;
