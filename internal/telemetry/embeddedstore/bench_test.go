@@ -10,21 +10,24 @@ import (
 	"twinchain/internal/telemetry/embeddedstore"
 )
 
-// benchWidths are the bucket widths the layout benchmarks compare: 24h and
-// 10m are the layouts of earlier versions ('d' and 'b' keys), 2m the one
-// writes use.
-var benchWidths = []time.Duration{24 * time.Hour, 10 * time.Minute, 2 * time.Minute, time.Minute}
+// benchLayout is a layout the benchmarks compare: keys of prefix in
+// buckets of width. d (24h), b (10m) and c (2m, float64 values) are the
+// layouts of earlier versions, e (2m, decimal values) the one writes use.
+type benchLayout struct {
+	name   string
+	prefix byte
+	width  time.Duration
+}
 
-// openWidth opens a store in a temp dir that writes in buckets of width.
-func openWidth(tb testing.TB, width time.Duration, o embeddedstore.Options) *embeddedstore.Store {
-	prefix := byte('c')
-	switch width {
-	case 24 * time.Hour:
-		prefix = 'd'
-	case 10 * time.Minute:
-		prefix = 'b'
-	}
-	s, err := embeddedstore.Open(tb.TempDir(), embeddedstore.WithLayout(o, prefix, width))
+var (
+	layoutFloat   = benchLayout{"2m-float", 'c', 2 * time.Minute}
+	layoutDecimal = benchLayout{"2m", 'e', 2 * time.Minute}
+	benchLayouts  = []benchLayout{{"24h", 'd', 24 * time.Hour}, {"10m", 'b', 10 * time.Minute}, layoutFloat, layoutDecimal, {"1m", 'e', time.Minute}}
+)
+
+// open opens a store in a temp dir that writes with l.
+func (l benchLayout) open(tb testing.TB, o embeddedstore.Options) *embeddedstore.Store {
+	s, err := embeddedstore.Open(tb.TempDir(), embeddedstore.WithLayout(o, l.prefix, l.width))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -55,39 +58,39 @@ func settle(tb testing.TB, s *embeddedstore.Store) {
 }
 
 // BenchmarkWriteFleet measures sustained writes of a fleet at 1 Hz (13
-// fields) in batches of 4000 like the telemetry writer's, per bucket width:
+// fields) in batches of 4000 like the telemetry writer's, per layout:
 // 100,000 GPUs for two simulated minutes (a 16 MiB memtable holds about a
 // second of them, so a run flushes about 120), and for ten, one whole
 // 10-minute bucket, whose compactions rewrite more of it the fuller it gets
-// (the 10-minute and 2-minute widths only). Run with -benchtime=1x.
+// (the 2-minute layouts, float and decimal, only). Run with -benchtime=1x.
 func BenchmarkWriteFleet(b *testing.B) {
 	runs := []struct {
 		gpus, seconds int
-		widths        []time.Duration
+		layouts       []benchLayout
 	}{
-		{100000, 120, benchWidths},
-		{100000, 600, benchWidths[1:3]},
+		{100000, 120, benchLayouts},
+		{100000, 600, []benchLayout{layoutFloat, layoutDecimal}},
 	}
 	start := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	for _, run := range runs {
 		instant := gpuBatch(time.Time{}, run.gpus, 0, run.gpus)
 		for _, sync := range []bool{false, true} {
-			for _, width := range run.widths {
-				b.Run(fmt.Sprintf("gpus=%d/seconds=%d/fsync=%v/bucket=%s", run.gpus, run.seconds, sync, width), func(b *testing.B) {
-					benchWriteFleet(b, width, sync, instant, start, run.seconds)
+			for _, l := range run.layouts {
+				b.Run(fmt.Sprintf("gpus=%d/seconds=%d/fsync=%v/layout=%s", run.gpus, run.seconds, sync, l.name), func(b *testing.B) {
+					benchWriteFleet(b, l, sync, instant, start, run.seconds)
 				})
 			}
 		}
 	}
 }
 
-func benchWriteFleet(b *testing.B, width time.Duration, sync bool, instant []telemetry.Point, start time.Time, seconds int) {
+func benchWriteFleet(b *testing.B, l benchLayout, sync bool, instant []telemetry.Point, start time.Time, seconds int) {
 	const batch = 4000
 	var compacted, flushed uint64
 	var amp float64
 	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
-		s := openWidth(b, width, embeddedstore.Options{NoSync: !sync})
+		s := l.open(b, embeddedstore.Options{NoSync: !sync})
 		writeFleet(b, s, instant, start, seconds, batch)
 		t := s.Metrics().Total()
 		compacted += t.TableBytesCompacted
@@ -106,11 +109,11 @@ func benchWriteFleet(b *testing.B, width time.Duration, sync bool, instant []tel
 }
 
 // BenchmarkQuery measures a one-hour chart at 1-minute steps over one GPU
-// of 1000 written once per second, per bucket width.
+// of 1000 written once per second, per layout.
 func BenchmarkQuery(b *testing.B) {
-	for _, width := range benchWidths {
-		b.Run(fmt.Sprintf("bucket=%s", width), func(b *testing.B) {
-			s := openWidth(b, width, embeddedstore.Options{NoSync: true})
+	for _, l := range benchLayouts {
+		b.Run("layout="+l.name, func(b *testing.B) {
+			s := l.open(b, embeddedstore.Options{NoSync: true})
 			defer s.Close()
 			start := time.Now().Add(-2 * time.Hour).Truncate(time.Hour)
 			writeFleet(b, s, gpuBatch(start, 1000, 0, 1000), start, 3600, 1000)
@@ -130,12 +133,12 @@ func BenchmarkQuery(b *testing.B) {
 }
 
 // BenchmarkQueryDay measures, over 100 GPUs written once per second for a
-// day and per bucket width, a 24-hour chart at 10-minute steps of one GPU,
+// day and per layout, a 24-hour chart at 10-minute steps of one GPU,
 // and Latest of a GPU that stopped reporting 12 hours before the day's end.
 func BenchmarkQueryDay(b *testing.B) {
-	for _, width := range benchWidths {
-		b.Run(fmt.Sprintf("bucket=%s", width), func(b *testing.B) {
-			s := openWidth(b, width, embeddedstore.Options{NoSync: true})
+	for _, l := range benchLayouts {
+		b.Run("layout="+l.name, func(b *testing.B) {
+			s := l.open(b, embeddedstore.Options{NoSync: true})
 			defer s.Close()
 			end := time.Now().Truncate(time.Hour)
 			start := end.Add(-24 * time.Hour)

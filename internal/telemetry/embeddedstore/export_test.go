@@ -1,15 +1,17 @@
 package embeddedstore
 
 import (
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
 
 // WithLayout is o with writes keyed by prefix in buckets of width: ('d',
-// 24h) writes as stores did before the bucket layout.
+// 24h) writes as stores did before the bucket layout. The prefixes of
+// earlier versions (d, b, c) keep float64 values, others decimal ones.
 func WithLayout(o Options, prefix byte, width time.Duration) Options {
-	o.layout = layout{prefix, int64(width)}
+	o.layout = layout{prefix, int64(width), !strings.ContainsRune("dbc", rune(prefix))}
 	return o
 }
 

@@ -43,8 +43,8 @@ func TestOldLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { s.Close() }()
-	if got := s.LayoutsRead(); got != "dc" {
-		t.Fatalf("layouts read = %q, want \"dc\"", got)
+	if got := s.LayoutsRead(); got != "de" {
+		t.Fatalf("layouts read = %q, want \"de\"", got)
 	}
 	if err := s.Write(ctx, []telemetry.Point{point("a1", time.Hour, temp(4)), point("a3", time.Hour, temp(5))}); err != nil {
 		t.Fatal(err)
@@ -81,8 +81,8 @@ func TestOldLayout(t *testing.T) {
 	if n, err := s.Prune(ctx); err != nil || n != 1 {
 		t.Errorf("Prune() = %d, %v, want 1 day, nil", n, err)
 	}
-	if got := s.LayoutsRead(); got != "dc" {
-		t.Errorf("layouts read after the first Prune = %q, want \"dc\"", got)
+	if got := s.LayoutsRead(); got != "de" {
+		t.Errorf("layouts read after the first Prune = %q, want \"de\"", got)
 	}
 
 	// Three days on, the old layout's last day is past the retention: the
@@ -101,8 +101,8 @@ func TestOldLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := s.LayoutsRead(); got != "c" {
-		t.Errorf("layouts read after the old days were deleted = %q, want \"c\"", got)
+	if got := s.LayoutsRead(); got != "e" {
+		t.Errorf("layouts read after the old days were deleted = %q, want \"e\"", got)
 	}
 	if got, want := mean("a1"), fmt.Sprint([]telemetry.Sample{{Time: day.Add(72 * time.Hour), Value: 6}}); got != want {
 		t.Errorf("Query(a1) after Prune = %s, want %s", got, want)
@@ -210,86 +210,93 @@ func TestOldLayoutRewrite(t *testing.T) {
 	}
 }
 
-// TestTwoOldLayouts: a store written with day keys, then with 10-minute
-// buckets, then with today's: all three are read, a point written again
-// lands in the layout that holds its time (counted once, with the new
-// value), and retention retires the old layouts one after the other.
-func TestTwoOldLayouts(t *testing.T) {
+// TestOldLayouts: a store written with day keys, then with 10-minute
+// buckets, then with 2-minute ones and float values, then with today's
+// layout: all four are read, a point written again lands in the layout that
+// holds its time (counted once, with the new value, in that layout's
+// encoding), and retention retires the old layouts one after the other.
+func TestOldLayouts(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	day1 := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
-	now := day1.Add(12 * time.Hour)
+	day := func(n int) time.Time { return day1.Add(time.Duration(n-1) * 24 * time.Hour) }
+	now := day(1).Add(12 * time.Hour)
 	clock := func() time.Time { return now }
 	point := func(at time.Time, v float64) telemetry.Point { return tempPoint("a1", at, v) }
-	write := func(o embeddedstore.Options, want string, pts ...telemetry.Point) {
-		t.Helper()
-		s, err := embeddedstore.Open(dir, o)
+	for i, old := range []struct {
+		prefix byte
+		width  time.Duration
+		v      float64
+	}{{'d', 24 * time.Hour, 1}, {'b', 10 * time.Minute, 2}, {'c', 2 * time.Minute, 2.5}} {
+		s, err := embeddedstore.Open(dir, embeddedstore.WithLayout(embeddedstore.Options{Now: clock}, old.prefix, old.width))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := s.LayoutsRead(); got != want {
-			t.Errorf("layouts read = %q, want %q", got, want)
-		}
-		if err := s.Write(ctx, pts); err != nil {
+		if err := s.Write(ctx, []telemetry.Point{point(now.Add(-time.Hour), old.v)}); err != nil {
 			t.Fatal(err)
+		}
+		if got, want := s.LayoutsRead(), "dbc"[:i+1]; got != want {
+			t.Errorf("layouts read = %q, want %q", got, want)
 		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
+		now = now.Add(24 * time.Hour)
 	}
-	write(embeddedstore.WithLayout(embeddedstore.Options{Now: clock}, 'd', 24*time.Hour), "d", point(now.Add(-time.Hour), 1))
-	now = now.Add(24 * time.Hour)
-	write(embeddedstore.WithLayout(embeddedstore.Options{Now: clock}, 'b', 10*time.Minute), "db", point(now.Add(-time.Hour), 2))
-	now = now.Add(24 * time.Hour)
-	s, err := embeddedstore.Open(dir, embeddedstore.Options{Now: clock, Retention: 36 * time.Hour})
+	s, err := embeddedstore.Open(dir, embeddedstore.Options{Now: clock, Retention: 60 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { s.Close() }()
-	if got := s.LayoutsRead(); got != "dbc" {
-		t.Fatalf("layouts read = %q, want \"dbc\"", got)
+	layouts := func(when, want string) {
+		t.Helper()
+		if got := s.LayoutsRead(); got != want {
+			t.Errorf("layouts read %s = %q, want %q", when, got, want)
+		}
 	}
-	// Day 1's point again (in 'd'), day 2's again (in 'b'), a new one.
-	if err := s.Write(ctx, []telemetry.Point{point(day1.Add(11*time.Hour), 10), point(day1.Add(35*time.Hour), 20), point(now.Add(-time.Hour), 3)}); err != nil {
+	prune := func() {
+		t.Helper()
+		if _, err := s.Prune(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	layouts("at the start", "dbce")
+	// Each old day's point again, in its layout, and a new one. 1/3 is no
+	// decimal: it keeps its float64 bits.
+	if err := s.Write(ctx, []telemetry.Point{point(day(1).Add(11*time.Hour), 10), point(day(2).Add(11*time.Hour), 20),
+		point(day(3).Add(11*time.Hour), 30.5), point(day(4).Add(10*time.Hour), 1.0/3), point(day(4).Add(11*time.Hour), 3.25)}); err != nil {
 		t.Fatal(err)
 	}
 	query := func(agg telemetry.Agg) string {
-		q := telemetry.Query{Measurement: "gpu", Asset: "a1", Field: "temp_c", From: day1, To: day1.Add(72 * time.Hour), Step: 24 * time.Hour, Agg: agg}
+		q := telemetry.Query{Measurement: "gpu", Asset: "a1", Field: "temp_c", From: day(1), To: day(5), Step: 24 * time.Hour, Agg: agg}
 		got, err := s.Query(ctx, q)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return fmt.Sprint(got)
 	}
-	// The retention (36 h) hides day 1 already.
-	day2, day3 := day1.Add(24*time.Hour), day1.Add(48*time.Hour)
-	if got, want := query(telemetry.AggCount), fmt.Sprint([]telemetry.Sample{{Time: day2, Value: 1}, {Time: day3, Value: 1}}); got != want {
+	// The retention (60 h) hides day 1 already.
+	if got, want := query(telemetry.AggCount), fmt.Sprint([]telemetry.Sample{{Time: day(2), Value: 1}, {Time: day(3), Value: 1}, {Time: day(4), Value: 2}}); got != want {
 		t.Errorf("count per day = %s, want %s", got, want)
 	}
-	if got, want := query(telemetry.AggMean), fmt.Sprint([]telemetry.Sample{{Time: day2, Value: 20}, {Time: day3, Value: 3}}); got != want {
-		t.Errorf("mean per day = %s, want %s", got, want)
+	if got, want := query(telemetry.AggMin), fmt.Sprint([]telemetry.Sample{{Time: day(2), Value: 20}, {Time: day(3), Value: 30.5}, {Time: day(4), Value: 1.0 / 3}}); got != want {
+		t.Errorf("min per day = %s, want %s", got, want)
 	}
-	if latest, err := s.Latest(ctx, "a1"); err != nil || len(latest) != 1 || latest[0].Value != 3 {
-		t.Errorf("Latest(a1) = %v, %v, want 3", latest, err)
+	if latest, err := s.Latest(ctx, "a1"); err != nil || len(latest) != 1 || latest[0].Value != 3.25 {
+		t.Errorf("Latest(a1) = %v, %v, want 3.25", latest, err)
 	}
-	if _, err := s.Prune(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := s.LayoutsRead(); got != "bc" {
-		t.Errorf("layouts read after day 1 was deleted = %q, want \"bc\"", got)
-	}
-	now = now.Add(48 * time.Hour)
-	if err := s.Write(ctx, []telemetry.Point{point(now.Add(-time.Minute), 4)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Prune(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := s.LayoutsRead(); got != "c" {
-		t.Errorf("layouts read after day 2 was deleted = %q, want \"c\"", got)
+	prune()
+	layouts("after day 1 was deleted", "bce")
+	for _, want := range []string{"ce", "e"} {
+		now = now.Add(24 * time.Hour)
+		if err := s.Write(ctx, []telemetry.Point{point(now.Add(-time.Minute), 4.5)}); err != nil {
+			t.Fatal(err)
+		}
+		prune()
+		layouts("a day later", want)
 	}
 	// Day 2's time is no longer an old layout's: a point of it takes the new keys.
-	if err := s.Write(ctx, []telemetry.Point{point(day1.Add(35*time.Hour), 5)}); err != nil {
+	if err := s.Write(ctx, []telemetry.Point{point(day(2).Add(11*time.Hour), 5)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -299,11 +306,9 @@ func TestTwoOldLayouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := s.LayoutsRead(); got != "c" {
-		t.Errorf("layouts read after reopening = %q, want \"c\"", got)
-	}
-	if latest, err := s.Latest(ctx, "a1"); err != nil || len(latest) != 1 || latest[0].Value != 4 {
-		t.Errorf("Latest(a1) after reopening = %v, %v, want 4", latest, err)
+	layouts("after reopening", "e")
+	if latest, err := s.Latest(ctx, "a1"); err != nil || len(latest) != 1 || latest[0].Value != 4.5 {
+		t.Errorf("Latest(a1) after reopening = %v, %v, want 4.5", latest, err)
 	}
 }
 

@@ -84,7 +84,7 @@ func (s *Store) Query(ctx context.Context, q telemetry.Query) (_ []telemetry.Sam
 	defer closeIter(it, &err)
 	for _, l := range layouts {
 		err := l.walk(ctx, it, se.id, lo, hi, false, func(t int64, v []byte) bool {
-			if f, ok := fieldValue(v, fid); ok {
+			if f, ok := l.fieldValue(v, fid); ok {
 				wins[(t-q.From.UnixNano())/step].add(t, f)
 			}
 			return true
@@ -256,7 +256,7 @@ func latestOf(ctx context.Context, it *pebble.Iterator, l layout, sid uint32, fi
 	seen := make([]uint64, len(fields))
 	return l.walk(ctx, it, sid, lo, hi, true, func(t int64, v []byte) bool {
 		ts := time.Unix(0, t).UTC()
-		eachField(v, func(id uint32, v float64) {
+		l.eachField(v, func(id uint32, v float64) {
 			if int(id/64) >= len(seen) || seen[id/64]&(1<<(id%64)) != 0 {
 				return
 			}

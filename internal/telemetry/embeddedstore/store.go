@@ -8,12 +8,15 @@
 // A series is one measurement of one asset. Series and field names get small
 // numeric ids, kept in the store's metadata keys. Every point is one key:
 //
-//	'c' | bucket (uint32, 2-minute spans since the Unix epoch) | series id (uint32) | time (uint64 ns)  ->  fields
+//	'e' | bucket (uint32, 2-minute spans since the Unix epoch) | series id (uint32) | time (uint64 ns)  ->  fields
 //
 // with big-endian integers, so one series' points within 2 minutes are
 // adjacent and in time order, and a chart over a range is one short scan per
-// bucket. The value is the point's fields as (field id uvarint, float64
-// bits) pairs. Writing the same series and time again overwrites the point.
+// bucket. The value is the point's fields, each a uvarint of its id and how
+// its number is kept: a decimal of up to three places (a clock, a counter, a
+// tenth of a degree, a milliwatt: most of GPU telemetry) as a varint, any
+// other as its float64 bits. Either way the number read is the one written,
+// bit for bit. Writing the same series and time again overwrites the point.
 //
 // The bucket comes first so that a memtable flush overlaps only the current
 // bucket's keys: a flush of a large fleet holds every series, so it overlaps
@@ -34,8 +37,16 @@
 // (Day buckets, the first layout, cost what 10-minute ones do in a bucket's
 // first two minutes, and their cost grew through the day.)
 //
+// Decimal values against float64 bits, 2-minute buckets, the same sitting
+// (GPU fields as agents report them: a tenth of a degree, a milliwatt,
+// integer clocks and counters): BenchmarkWriteFleet, 100,000 GPUs for ten
+// minutes, bytes flushed per point 72.7 -> 31.2 (0.43x), compacted 131.3 ->
+// 57.7 (0.44x), CPU per point 4.11 -> 2.71 µs (0.66x); BenchmarkQueryDay's
+// 24-hour chart 38-39 -> 36-37 ms.
+//
 // Stores written by earlier versions (keys 'd' with day buckets, 'b' with
-// 10-minute ones) are read as they are, beside the new keys, until the
+// 10-minute ones, 'c' with 2-minute ones; all three with float64 bits for
+// every value) are read as they are, beside the new keys, until the
 // retention has deleted their last bucket; points of the times they hold
 // are written with their keys too, so a point written before the upgrade
 // and again after it (the telemetry writer rewrites the points since its
@@ -47,7 +58,7 @@
 // # Retention
 //
 // Queries never return points older than the retention. Run deletes whole
-// buckets (10 minutes; days of the old layout) that lie entirely before it
+// buckets (2 minutes; those of the old layouts) that lie entirely before it
 // (one range tombstone per layout and pass, then a compaction of that range
 // reclaims the disk).
 //
@@ -65,7 +76,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"slices"
 	"sync"
@@ -384,6 +394,14 @@ func (s *Store) encode(b *pebble.Batch, pts []telemetry.Point, skipped *telemetr
 		if err != nil {
 			return err
 		}
+		l, ns := s.opts.layout, p.Time.UnixNano()
+		se.newest = max(se.newest, ns)
+		for _, o := range s.olds {
+			if ns < o.end {
+				l = o.layout
+				break
+			}
+		}
 		val := s.valBuf[:0]
 		changed := false
 		for _, f := range p.Fields {
@@ -402,8 +420,7 @@ func (s *Store) encode(b *pebble.Batch, pts []telemetry.Point, skipped *telemetr
 				}
 				changed = true
 			}
-			val = binary.AppendUvarint(val, uint64(id))
-			val = binary.BigEndian.AppendUint64(val, math.Float64bits(f.Value))
+			val = l.appendField(val, id, f.Value)
 		}
 		if changed {
 			if err := b.Set(metaSeriesKey(se.measurement, se.asset), seriesValue(se), nil); err != nil {
@@ -411,14 +428,6 @@ func (s *Store) encode(b *pebble.Batch, pts []telemetry.Point, skipped *telemetr
 			}
 		}
 		s.valBuf = val
-		l, ns := s.opts.layout, p.Time.UnixNano()
-		se.newest = max(se.newest, ns)
-		for _, o := range s.olds {
-			if ns < o.end {
-				l = o.layout
-				break
-			}
-		}
 		s.keyBuf = l.appendKey(s.keyBuf[:0], se.id, ns)
 		if err := b.Set(s.keyBuf, val, nil); err != nil {
 			return err

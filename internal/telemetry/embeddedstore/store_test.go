@@ -63,6 +63,12 @@ func gpuBatch(start time.Time, gpus, first, n int) []telemetry.Point {
 		fs := make([]telemetry.Field, len(names))
 		for j, name := range names {
 			fs[j] = telemetry.Field{Name: name, Value: float64(k%97 + j)}
+			switch name { // as an agent reports them: a tenth of a degree, a milliwatt
+			case "temp_c", "mem_temp_c":
+				fs[j].Value = float64((k%97+j)*10+k%10) / 10
+			case "power_w":
+				fs[j].Value = float64((k%97+j)*1000+k%1000) / 1000
+			}
 		}
 		pts[i] = telemetry.Point{
 			Measurement: "gpu",
