@@ -72,8 +72,10 @@ gpu: {source: sim, sim: "file:%s", interval: 50ms}
 	stop(t, a)
 	b := testsvc.StartProcess(t, agentBin, "run", "--config", conf)
 	time.Sleep(30*time.Second - time.Since(outageStart)) // the scenario: agent B, restarted, queues until the outage has lasted 30s
-	broker.Restart(t)
+	// Taken before the broker starts: the agent may connect (and send its
+	// "connected" status) while Restart still waits for the port to answer.
 	restarted := time.Now()
+	broker.Restart(t)
 
 	produced := queued(a)
 	testsvc.Eventually(t, 60*time.Second, "every produced message", func() bool {
