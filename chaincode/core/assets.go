@@ -53,63 +53,108 @@ func RegisterAsset(tx *Tx, in AssetRegistration) (Asset, error) {
 	if err := begin(tx, "register asset", rolesRegisterAsset); err != nil {
 		return Asset{}, err
 	}
+	a, found, err := registerAsset(tx, in)
+	if err == nil && found {
+		err = fmt.Errorf("asset %q already registered: %w", in.ID, ErrConflict)
+	}
+	return a, err
+}
+
+// MaxAssetsPerCall bounds RegisterAssets.
+const MaxAssetsPerCall = 500
+
+// RegisterAssets records new assets in one transaction, each as
+// RegisterAsset does (the same roles and rules): a fleet's first contact
+// brings its assets by the thousand, and on every ledger a transaction
+// costs far more than a record. An id already registered is not a
+// failure: that asset is left as it is and named in Existing (the caller
+// decides what it means: an asset in transit arriving, or a repeat). Any
+// other refusal refuses the whole call, as does an id given twice.
+func RegisterAssets(tx *Tx, in AssetBatch) (RegisteredAssets, error) {
+	if err := begin(tx, "register assets", rolesRegisterAsset); err != nil {
+		return RegisteredAssets{}, err
+	}
+	if len(in.Assets) == 0 || len(in.Assets) > MaxAssetsPerCall {
+		return RegisteredAssets{}, fmt.Errorf("%d assets in one call (1 to %d): %w", len(in.Assets), MaxAssetsPerCall, ErrInvalid)
+	}
+	// The state shows no write of this call: an id given twice would be
+	// registered twice.
+	seen := make(map[string]bool, len(in.Assets))
+	var out RegisteredAssets
+	for _, r := range in.Assets {
+		if seen[r.ID] {
+			return RegisteredAssets{}, fmt.Errorf("asset %q twice in one call: %w", r.ID, ErrInvalid)
+		}
+		seen[r.ID] = true
+		a, found, err := registerAsset(tx, r)
+		switch {
+		case err != nil:
+			return RegisteredAssets{}, err
+		case found:
+			out.Existing = append(out.Existing, r.ID)
+		default:
+			out.Assets = append(out.Assets, a)
+		}
+	}
+	return out, nil
+}
+
+// registerAsset checks a registration and records it, or reports that
+// the id is registered already (found, nothing written).
+func registerAsset(tx *Tx, in AssetRegistration) (a Asset, found bool, err error) {
 	if err := checkID("asset", in.ID); err != nil {
-		return Asset{}, err
+		return Asset{}, false, err
 	}
 	if err := checkID("asset kind", in.Kind); err != nil {
-		return Asset{}, err
+		return Asset{}, false, err
 	}
 	if err := checkHash("fingerprint hash", in.FingerprintHash); err != nil {
-		return Asset{}, err
+		return Asset{}, false, err
 	}
 	if err := checkPublicKey(in.Kind, in.PublicKey); err != nil {
-		return Asset{}, err
+		return Asset{}, false, err
 	}
 	owner := in.OwnerOrg
 	if owner == "" {
 		owner = tx.Caller.MSP
 	}
 	if err := checkText("owner org", owner, 128, true); err != nil {
-		return Asset{}, err
+		return Asset{}, false, err
 	}
 	if owner != tx.Caller.MSP {
-		return Asset{}, fmt.Errorf("register asset %s for %s: an organisation registers its own assets (the caller's is %s): %w", in.ID, owner, tx.Caller.MSP, ErrForbidden)
+		return Asset{}, false, fmt.Errorf("register asset %s for %s: an organisation registers its own assets (the caller's is %s): %w", in.ID, owner, tx.Caller.MSP, ErrForbidden)
 	}
 	status := in.Status
 	if status == "" {
 		status = StatusInService
 	}
 	if !status.Valid() || status == StatusRetired {
-		return Asset{}, fmt.Errorf("initial status %q: %w", status, ErrInvalid)
+		return Asset{}, false, fmt.Errorf("initial status %q: %w", status, ErrInvalid)
 	}
 	if status == StatusQuarantined {
 		if err := allow(tx, "register quarantined asset", rolesQuarantine); err != nil {
-			return Asset{}, err
+			return Asset{}, false, err
 		}
 	}
 	if in.Kind == AssetKindGateway {
 		if err := checkGatewayKeyPolicy(tx, tx.Caller.Role, "register gateway "+in.ID); err != nil {
-			return Asset{}, err
+			return Asset{}, false, err
 		}
 	}
 	var old Asset
-	found, err := load(tx.State, pfxAsset+in.ID, &old)
-	if err != nil {
-		return Asset{}, err
-	}
-	if found {
-		return Asset{}, fmt.Errorf("asset %q already registered: %w", in.ID, ErrConflict)
+	if found, err = load(tx.State, pfxAsset+in.ID, &old); err != nil || found {
+		return Asset{}, found, err
 	}
 	st := tx.stamp()
 	in.OwnerOrg, in.Status = owner, status
-	a := Asset{AssetRegistration: in, Revision: 1, Registered: st, Updated: st}
+	a = Asset{AssetRegistration: in, Revision: 1, Registered: st, Updated: st}
 	if in.Kind == AssetKindGateway {
 		a.KeyStamp = &st
 	}
 	if err := writeAsset(tx, a, ChangeRegistered, "", string(status), ""); err != nil {
-		return Asset{}, err
+		return Asset{}, false, err
 	}
-	return a, bindOwner(tx, a)
+	return a, false, bindOwner(tx, a)
 }
 
 func writeAsset(tx *Tx, a Asset, typ ChangeType, old, new, reason string) error {

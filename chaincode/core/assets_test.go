@@ -1,6 +1,8 @@
 package core
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +52,73 @@ func TestRegisterAsset(t *testing.T) {
 		if stored.Revision != 1 || stored.OwnerOrg != "Org1MSP" || stored.Registered.By != "u-"+string(tt.role) || stored.Status == "" {
 			t.Errorf("RegisterAsset(%s) stored %+v, want revision 1, owner Org1MSP, by u-%s, a status", tt.name, stored, tt.role)
 		}
+	}
+}
+
+// TestRegisterAssets: one call records every new asset as RegisterAsset
+// would, names the ids registered before and leaves them as they were; an
+// id given twice, an invalid registration, or a count outside 1 to
+// MaxAssetsPerCall refuses the whole call and writes nothing.
+func TestRegisterAssets(t *testing.T) {
+	key := pubHex(gatewayKey())
+	reg := func(id string) AssetRegistration {
+		return AssetRegistration{ID: id, Kind: "gpu", FingerprintHash: hashOf("batch " + id)}
+	}
+	l := world(t)
+	before := must(l, RoleAuditor, func(tx *Tx) (Asset, error) { return GetAsset(tx, gpu0) })
+	in := []AssetRegistration{reg("srv-s1-002.gpu0"), reg(gpu0), {ID: "gw-s1-02", Kind: AssetKindGateway, FingerprintHash: hashOf("gw2"), PublicKey: key}, reg("srv-s1-002.gpu1")}
+	got := must(l, RoleService, func(tx *Tx) (RegisteredAssets, error) { return RegisterAssets(tx, AssetBatch{Assets: in}) })
+	if len(got.Assets) != 3 || got.Assets[0].ID != "srv-s1-002.gpu0" || got.Assets[1].ID != "gw-s1-02" || got.Assets[2].ID != "srv-s1-002.gpu1" {
+		t.Fatalf("RegisterAssets recorded %+v, want the three new ids in the order given", got.Assets)
+	}
+	if len(got.Existing) != 1 || got.Existing[0] != gpu0 {
+		t.Errorf("RegisterAssets existing = %v, want [%s]", got.Existing, gpu0)
+	}
+	for _, r := range []AssetRegistration{in[0], in[2], in[3]} {
+		a, err := do(l, RoleAuditor, func(tx *Tx) (Asset, error) { return GetAsset(tx, r.ID) })
+		if err != nil || a.Revision != 1 || a.FingerprintHash != r.FingerprintHash || a.PublicKey != r.PublicKey || a.Registered.By != "u-service" || a.Status != StatusInService {
+			t.Errorf("%s after RegisterAssets = %+v, %v; want revision 1, its fingerprint and key, by u-service, in service", r.ID, a, err)
+		}
+		h, err := do(l, RoleAuditor, func(tx *Tx) (AssetHistory, error) { return GetAssetHistory(tx, r.ID) })
+		if err != nil || len(h.Changes) != 1 || h.Changes[0].Type != ChangeRegistered {
+			t.Errorf("%s history = %+v, %v; want one registration", r.ID, h.Changes, err)
+		}
+	}
+	if a := must(l, RoleAuditor, func(tx *Tx) (Asset, error) { return GetAsset(tx, gpu0) }); a.Revision != before.Revision || a.FingerprintHash != before.FingerprintHash {
+		t.Errorf("%s after a batch naming it = %+v, want it unchanged (%+v)", gpu0, a, before)
+	}
+
+	many := make([]AssetRegistration, MaxAssetsPerCall+1)
+	for i := range many {
+		many[i] = reg(fmt.Sprintf("bulk-%04d", i))
+	}
+	refused := map[string][]AssetRegistration{
+		"none":           nil,
+		"too many":       many,
+		"an id twice":    {reg("dup-1"), reg("new-2"), reg("dup-1")},
+		"one invalid":    {reg("new-3"), {ID: "bad id!", Kind: "gpu", FingerprintHash: hashOf("x")}},
+		"gpu with a key": {reg("new-4"), {ID: "new-5", Kind: "gpu", FingerprintHash: hashOf("x"), PublicKey: key}},
+	}
+	for name, in := range refused {
+		dump := l.st.dump()
+		_, err := do(l, RoleService, func(tx *Tx) (RegisteredAssets, error) { return RegisterAssets(tx, AssetBatch{Assets: in}) })
+		wantErr(t, "RegisterAssets("+name+")", err, ErrInvalid)
+		if l.st.dump() != dump {
+			t.Errorf("RegisterAssets(%s) was refused but changed the state", name)
+		}
+	}
+	_, err := do(l, RoleAssetManager, func(tx *Tx) (RegisteredAssets, error) {
+		return RegisterAssets(tx, AssetBatch{Assets: []AssetRegistration{reg("new-6"), {ID: "new-7", Kind: "gpu", FingerprintHash: hashOf("x"), Status: StatusQuarantined}}})
+	})
+	wantErr(t, "RegisterAssets(a quarantined one by an asset manager)", err, ErrForbidden)
+	if _, err := do(l, RoleAuditor, func(tx *Tx) (Asset, error) { return GetAsset(tx, "new-6") }); !errors.Is(err, ErrNotFound) {
+		t.Errorf("new-6 after a refused batch: %v, want not found", err)
+	}
+	// The largest batch allowed goes through.
+	if got := must(l, RoleService, func(tx *Tx) (RegisteredAssets, error) {
+		return RegisterAssets(tx, AssetBatch{Assets: many[:MaxAssetsPerCall]})
+	}); len(got.Assets) != MaxAssetsPerCall {
+		t.Errorf("RegisterAssets(%d) recorded %d", MaxAssetsPerCall, len(got.Assets))
 	}
 }
 

@@ -82,6 +82,7 @@ func byID[Out any](f func(*Tx, string) (Out, error)) func(*Tx, IDQuery) (Out, er
 func Functions() []Function {
 	return []Function{
 		fn("RegisterAsset", true, RegisterAsset),
+		fn("RegisterAssets", true, RegisterAssets),
 		fn("SetAssetStatus", true, SetAssetStatus),
 		fn("UpdateFingerprint", true, UpdateFingerprint),
 		fn("SetGatewayKey", true, SetGatewayKey),

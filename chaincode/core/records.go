@@ -41,6 +41,17 @@ type AssetRegistration struct {
 	Status          AssetStatus `json:"status,omitempty"` // empty: in_service
 }
 
+// AssetBatch is RegisterAssets' argument.
+type AssetBatch struct {
+	Assets []AssetRegistration `json:"assets"`
+}
+
+// RegisteredAssets is RegisterAssets' answer.
+type RegisteredAssets struct {
+	Assets   []Asset  `json:"assets"`             // recorded by the call, in the order given
+	Existing []string `json:"existing,omitempty"` // ids registered before, left as they were
+}
+
 // Asset is a registered piece of hardware: its registration (OwnerOrg and
 // Status filled in) and the record's revision, counting its changes from 1.
 type Asset struct {

@@ -14,6 +14,7 @@ func writeArgs(t *testing.T) map[string]any {
 	firmware := goldenEnvelopes(t)["firmware"]
 	return map[string]any{
 		"RegisterAsset":       AssetRegistration{ID: "new-1", Kind: "gpu", FingerprintHash: hashOf("new-1")},
+		"RegisterAssets":      AssetBatch{Assets: []AssetRegistration{{ID: "new-1", Kind: "gpu", FingerprintHash: hashOf("new-1")}, {ID: gpu0, Kind: "gpu", FingerprintHash: hashOf("x")}}},
 		"SetAssetStatus":      StatusChange{Asset: gpu0, Status: StatusInTransit, Reason: "to s2"},
 		"UpdateFingerprint":   FingerprintChange{Asset: gpu0, FingerprintHash: hashOf("swapped"), Reason: "WO-17"},
 		"SetGatewayKey":       KeyChange{Asset: gw, PublicKey: hashOf("another key"), Reason: "re-enrolled"},
@@ -39,6 +40,7 @@ func writeArgs(t *testing.T) map[string]any {
 func TestRoleMatrix(t *testing.T) {
 	allowed := map[string][]Role{
 		"RegisterAsset":       {RoleAdmin, RoleAssetManager, RoleService},
+		"RegisterAssets":      {RoleAdmin, RoleAssetManager, RoleService},
 		"SetAssetStatus":      {RoleAdmin, RoleAssetManager},
 		"UpdateFingerprint":   {RoleAdmin, RoleAssetManager, RoleMaintenance},
 		"SetGatewayKey":       {RoleAdmin, RoleSecurity},

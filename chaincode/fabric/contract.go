@@ -162,6 +162,11 @@ func (c *Contract) RegisterAsset(ctx contractapi.TransactionContextInterface, ar
 	return call(ctx, "RegisterAsset", arg)
 }
 
+// RegisterAssets calls core.RegisterAssets.
+func (c *Contract) RegisterAssets(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
+	return call(ctx, "RegisterAssets", arg)
+}
+
 // SetAssetStatus calls core.SetAssetStatus.
 func (c *Contract) SetAssetStatus(ctx contractapi.TransactionContextInterface, arg string) (string, error) {
 	return call(ctx, "SetAssetStatus", arg)

@@ -48,6 +48,10 @@ type Backend interface {
 // Ledger is what twin-service can do on the ledger.
 type Ledger interface {
 	RegisterAsset(ctx context.Context, in core.AssetRegistration) (core.Asset, error)
+	// RegisterAssets registers up to core.MaxAssetsPerCall assets in one
+	// transaction; ids registered before are named, not refused
+	// (core.RegisterAssets).
+	RegisterAssets(ctx context.Context, in []core.AssetRegistration) (core.RegisteredAssets, error)
 	SetAssetStatus(ctx context.Context, in core.StatusChange) (core.Asset, error)
 	UpdateFingerprint(ctx context.Context, in core.FingerprintChange) (core.Asset, error)
 	SetGatewayKey(ctx context.Context, in core.KeyChange) (core.Asset, error)
@@ -215,6 +219,10 @@ func call[Out any](ctx context.Context, c *Client, write bool, fn string, in any
 
 func (c *Client) RegisterAsset(ctx context.Context, in core.AssetRegistration) (core.Asset, error) {
 	return call[core.Asset](ctx, c, true, "RegisterAsset", in)
+}
+
+func (c *Client) RegisterAssets(ctx context.Context, in []core.AssetRegistration) (core.RegisteredAssets, error) {
+	return call[core.RegisteredAssets](ctx, c, true, "RegisterAssets", core.AssetBatch{Assets: in})
 }
 
 func (c *Client) SetAssetStatus(ctx context.Context, in core.StatusChange) (core.Asset, error) {

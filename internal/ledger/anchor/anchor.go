@@ -104,6 +104,7 @@ type Ledger interface {
 	SubmitAnchors(ctx context.Context, in []core.AnchorInput) ([]core.Anchor, error)
 	RecordEvidence(ctx context.Context, in core.EvidenceInput) (core.Evidence, error)
 	RegisterAsset(ctx context.Context, in core.AssetRegistration) (core.Asset, error)
+	RegisterAssets(ctx context.Context, in []core.AssetRegistration) (core.RegisteredAssets, error)
 	SetAssetStatus(ctx context.Context, in core.StatusChange) (core.Asset, error)
 	GetAsset(ctx context.Context, id string) (core.Asset, error)
 	RecordArrival(ctx context.Context, in core.Arrival) (core.Asset, error)
@@ -589,7 +590,7 @@ func (a *Anchorer) evidenceOne(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	if it.Register != nil {
-		return true, a.registerItem(ctx, it, cursor)
+		return true, a.registerItems(ctx, cursor)
 	}
 	if it.Status != nil {
 		return true, a.statusItem(ctx, it, cursor)
@@ -601,7 +602,7 @@ func (a *Anchorer) evidenceOne(ctx context.Context) (bool, error) {
 	if env == nil {
 		a.dropped.Add(1)
 		a.d.Log.Error("evidence dropped: the message behind a critical event is not in the message log", "event", it.EventID, "gateway", it.Gateway, "seq", it.Seq)
-		return true, a.q.evidenceDone(it, cursor)
+		return true, a.q.evidenceDone(cursor, it)
 	}
 	lctx := a.ctx(ctx)
 	err = a.ensureRegistered(lctx, it)
@@ -619,34 +620,86 @@ func (a *Anchorer) evidenceOne(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("record evidence for event %d: %w", it.EventID, err)
 	}
 	// The next item may come from the same message: resume just before it.
-	return true, a.q.evidenceDone(it, at-1)
+	return true, a.q.evidenceDone(at-1, it)
 }
 
-// registerItem registers an asset on the ledger at its first event; a
-// gateway with its key from the registry.
-func (a *Anchorer) registerItem(ctx context.Context, it evidenceItem, cursor uint64) error {
-	r := *it.Register
-	var err error
-	if r.Kind == core.AssetKindGateway {
-		pub, _, ok := a.d.Gateways.Lookup(r.ID)
-		if !ok {
-			err = fmt.Errorf("gateway %s is not in the registry: %w", r.ID, ledger.ErrNotFound)
-		}
-		r.PublicKey = hex.EncodeToString(pub)
-	}
-	if err == nil && !a.isRegistered(r.ID) {
-		err = a.register(a.ctx(ctx), r)
-	}
-	switch {
-	case err == nil:
-		a.registeredN.Add(1)
-	case ruleError(err):
-		a.dropped.Add(1)
-		a.d.Log.Error("asset registration refused by the ledger", "event", it.EventID, "asset", r.ID, "err", err)
-	default:
+// registerItems registers assets on the ledger at their first events: the
+// run of registrations at the head of the evidence queue, up to
+// core.MaxAssetsPerCall, in one ledger transaction (a fleet's first
+// contact brings them by the thousand, and a transaction costs a block);
+// a gateway with its key from the registry. An asset the ledger holds
+// already may be one arriving from another organisation (arrive). When
+// the ledger refuses the batch, each goes on its own, so that only the
+// ones it refuses are dropped.
+func (a *Anchorer) registerItems(ctx context.Context, cursor uint64) error {
+	items, err := a.q.nextRegistrations(core.MaxAssetsPerCall)
+	if err != nil || len(items) == 0 {
 		return err
 	}
-	return a.q.evidenceDone(it, cursor)
+	lctx := a.ctx(ctx)
+	dropped := 0
+	refused := func(id string, event uint64, err error) {
+		dropped++
+		a.dropped.Add(1)
+		a.d.Log.Error("asset registration refused by the ledger", "event", event, "asset", id, "err", err)
+	}
+	regs := make([]core.AssetRegistration, 0, len(items))
+	events := make(map[string]uint64, len(items))
+	for _, it := range items {
+		r := *it.Register
+		if r.Kind == core.AssetKindGateway {
+			pub, _, ok := a.d.Gateways.Lookup(r.ID)
+			if !ok {
+				refused(r.ID, it.EventID, fmt.Errorf("gateway %s is not in the registry: %w", r.ID, ledger.ErrNotFound))
+				continue
+			}
+			r.PublicKey = hex.EncodeToString(pub)
+		}
+		if _, dup := events[r.ID]; !dup && !a.isRegistered(r.ID) {
+			events[r.ID] = it.EventID
+			regs = append(regs, r)
+		}
+	}
+	if len(regs) > 0 {
+		res, err := a.d.Ledger.RegisterAssets(lctx, regs)
+		switch {
+		case err == nil:
+			existing := make(map[string]bool, len(res.Existing))
+			for _, id := range res.Existing {
+				existing[id] = true
+			}
+			done := regs[:0]
+			for _, r := range regs {
+				var err error
+				if existing[r.ID] {
+					err = a.arrive(lctx, r)
+				}
+				switch {
+				case ruleError(err):
+					refused(r.ID, events[r.ID], err)
+				case err != nil:
+					a.markRegistered(done)
+					return fmt.Errorf("register %s on the ledger: %w", r.ID, err)
+				default:
+					done = append(done, r)
+				}
+			}
+			a.markRegistered(done)
+		case ruleError(err):
+			for _, r := range regs {
+				switch err := a.register(lctx, r); {
+				case ruleError(err):
+					refused(r.ID, events[r.ID], err)
+				case err != nil:
+					return err
+				}
+			}
+		default:
+			return fmt.Errorf("register %d assets on the ledger: %w", len(regs), err)
+		}
+	}
+	a.registeredN.Add(uint64(len(items) - dropped))
+	return a.q.evidenceDone(cursor, items...)
 }
 
 // statusItem moves the asset's ledger status as twin-service's did. The
@@ -674,7 +727,7 @@ func (a *Anchorer) statusItem(ctx context.Context, it evidenceItem, cursor uint6
 	default:
 		return fmt.Errorf("set ledger status of %s: %w", it.Asset, err)
 	}
-	return a.q.evidenceDone(it, cursor)
+	return a.q.evidenceDone(cursor, it)
 }
 
 // findEnvelope scans the message log from cursor for the item's message. It
@@ -796,8 +849,14 @@ func (a *Anchorer) register(ctx context.Context, r core.AssetRegistration) error
 	if err != nil {
 		return fmt.Errorf("register %s on the ledger: %w", r.ID, err)
 	}
-	a.regMu.Lock()
-	a.registered[r.ID] = true
-	a.regMu.Unlock()
+	a.markRegistered([]core.AssetRegistration{r})
 	return nil
+}
+
+func (a *Anchorer) markRegistered(rs []core.AssetRegistration) {
+	a.regMu.Lock()
+	defer a.regMu.Unlock()
+	for _, r := range rs {
+		a.registered[r.ID] = true
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -438,6 +439,116 @@ func TestQuarantineReachesLedgerStatus(t *testing.T) {
 	}
 	if got := r.a.Stats().EvidenceDropped; got != dropped+1 {
 		t.Errorf("EvidenceDropped after a refused release = %d, want %d", got, dropped+1)
+	}
+}
+
+// TestRegistrationsBatched: a fleet's first contact (ten hosts of eight
+// GPUs behind one gateway, ingested while the anchorer is stopped) is
+// registered on the ledger in one transaction, not ninety: every asset is
+// there with the fingerprint of its first identity, and a host the ledger
+// held already is left as it was.
+func TestRegistrationsBatched(t *testing.T) {
+	r := newRig(t, Config{Interval: 20 * time.Millisecond})
+	byHand := core.AssetRegistration{ID: "srv-s1-005", Kind: "server", FingerprintHash: ledgertest.Hash("registered by hand")}
+	if _, err := r.led.RegisterAsset(ledgertest.As(core.RoleAssetManager), byHand); err != nil {
+		t.Fatal(err)
+	}
+	before := r.fl.Height()
+	assets := r.firstContact(10)
+
+	calls := map[string]int{}
+	for h := before + 1; h <= r.fl.Height(); h++ {
+		b, err := r.fl.Block(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body fileledger.BlockBody
+		if err := json.Unmarshal(b.Body, &body); err != nil {
+			t.Fatal(err)
+		}
+		for _, tx := range body.Txs {
+			calls[tx.Func]++
+		}
+	}
+	if calls["RegisterAssets"] != 1 || calls["RegisterAsset"] != 0 {
+		t.Errorf("ledger transactions after first contact: %v; want the %d registrations in one RegisterAssets", calls, len(assets))
+	}
+	for _, id := range assets {
+		a, err := r.led.GetAsset(svc, id)
+		if err != nil {
+			t.Errorf("%s not on the ledger: %v", id, err)
+			continue
+		}
+		tw, _ := r.store.Asset(id)
+		want := FingerprintHash(&tw.Identity)
+		if id == byHand.ID {
+			want = byHand.FingerprintHash
+		}
+		if a.FingerprintHash != want || a.Revision != 1 {
+			t.Errorf("%s on the ledger: fingerprint %s revision %d, want %s revision 1", id, a.FingerprintHash, a.Revision, want)
+		}
+	}
+	if st := r.a.Stats(); st.Registered < uint64(len(assets)) || st.EvidenceDropped != 0 {
+		t.Errorf("Stats = %+v, want %d registered, nothing dropped", st, len(assets))
+	}
+}
+
+// firstContact stops the anchorer, ingests the inventories of hosts
+// servers with eight GPUs each, starts the anchorer again and waits until
+// it has anchored everything. It returns the gateway, host and GPU ids.
+func (r *rig) firstContact(hosts int) []string {
+	r.t.Helper()
+	r.stopAnchorer()
+	assets := []string{gw}
+	for h := 1; h <= hosts; h++ {
+		host := fmt.Sprintf("srv-s1-%03d", h)
+		inv := wire.Inventory{Host: wire.HostInfo{Asset: host, Serial: "HOST-" + host}}
+		assets = append(assets, host)
+		for g := range 8 {
+			id := fmt.Sprintf("%s.gpu%d", host, g)
+			inv.GPUs = append(inv.GPUs, wire.GPUIdentity{Asset: id, Index: g, UUID: "GPU-" + id, Serial: "S-" + id,
+				PCIBusID: fmt.Sprintf("0000:%02x:00.0", g+1), VBIOS: "96.00.89.00.01", Driver: "550.54"})
+			assets = append(assets, id)
+		}
+		r.seq++
+		raw, err := wire.Seal(gwKey, gw, r.seq, time.Now(), wire.KindFirmware, inv)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if _, err := r.in.Submit(ingest.Source{}, wire.Topic(gw, wire.KindFirmware), raw); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	testsvc.Eventually(r.t, 10*time.Second, "the fleet in the twin store", func() bool {
+		_, err := r.store.Asset(assets[len(assets)-1])
+		return err == nil
+	})
+	r.startAnchorer(Config{Interval: 20 * time.Millisecond})
+	r.waitAnchored("first contact")
+	return assets
+}
+
+// TestRegistrationRefusedInBatch: with the gateway key policy at trusted
+// keys only, the ledger refuses the service's registration of a gateway,
+// and so the batch that carries it; each registration then goes on its
+// own, and only the gateway's is dropped.
+func TestRegistrationRefusedInBatch(t *testing.T) {
+	r := newRig(t, Config{Interval: 20 * time.Millisecond})
+	policy, _ := json.Marshal(core.GatewayKeyPolicy{TrustedKeysOnly: true})
+	if _, err := r.fl.Submit(context.Background(), core.Caller{ID: "sec-1", MSP: "Org1MSP", Role: core.RoleSecurity}, "SetGatewayKeyPolicy", policy); err != nil {
+		t.Fatal(err)
+	}
+	assets := r.firstContact(2)
+	if _, err := r.led.GetAsset(svc, gw); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("gateway %s on the ledger: %v; want it refused (trusted keys only)", gw, err)
+	}
+	for _, id := range assets[1:] {
+		if _, err := r.led.GetAsset(svc, id); err != nil {
+			t.Errorf("%s not on the ledger: %v", id, err)
+		}
+	}
+	if st := r.a.Stats(); st.EvidenceDropped != 1 || st.Registered != uint64(len(assets)-1) {
+		t.Errorf("Stats = %+v, want the gateway's registration dropped and the %d others registered", st, len(assets)-1)
 	}
 }
 

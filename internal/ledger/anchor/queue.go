@@ -221,13 +221,39 @@ func evidenceKey(e evidenceItem) []byte {
 	return append(key(e.EventID), e.Kind...)
 }
 
-// evidenceDone removes an item and moves the message cursor.
-func (q *queue) evidenceDone(it evidenceItem, cursor uint64) error {
+// nextRegistrations is the run of asset registrations at the head of the
+// evidence queue, at most limit.
+func (q *queue) nextRegistrations(limit int) (its []evidenceItem, err error) {
+	err = q.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvidence).Cursor()
+		for k, v := c.First(); k != nil && len(its) < limit; k, v = c.Next() {
+			var it evidenceItem
+			if err := json.Unmarshal(v, &it); err != nil {
+				return err
+			}
+			if it.Register == nil {
+				break
+			}
+			its = append(its, it)
+		}
+		return nil
+	})
+	return its, err
+}
+
+// evidenceDone removes items and moves the message cursor.
+func (q *queue) evidenceDone(cursor uint64, its ...evidenceItem) error {
 	return q.db.Update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketMeta).Put(keyMsgCursor, key(cursor)); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketEvidence).Delete(evidenceKey(it))
+		b := tx.Bucket(bucketEvidence)
+		for _, it := range its {
+			if err := b.Delete(evidenceKey(it)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

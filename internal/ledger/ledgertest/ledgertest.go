@@ -141,6 +141,26 @@ func testAssets(t *testing.T, l ledger.Ledger) {
 	if fmt.Sprint(len(h.Changes)) != "3" {
 		t.Errorf("AssetHistory has %d changes (%+v), want 3", len(h.Changes), h)
 	}
+
+	// A batch: the new ids recorded, gpu0 (registered above) named and
+	// left as it is; a batch naming an id twice writes nothing.
+	b := Must[core.RegisteredAssets](t, "RegisterAssets")(l.RegisterAssets(As(core.RoleService),
+		[]core.AssetRegistration{gpu("srv-s1-002.gpu0"), gpu("srv-s1-001.gpu0"), gpu("srv-s1-002.gpu1")}))
+	if len(b.Assets) != 2 || b.Assets[0].ID != "srv-s1-002.gpu0" || b.Assets[1].ID != "srv-s1-002.gpu1" || fmt.Sprint(b.Existing) != "[srv-s1-001.gpu0]" {
+		t.Errorf("RegisterAssets = %+v, want srv-s1-002.gpu0 and .gpu1 recorded, srv-s1-001.gpu0 existing", b)
+	}
+	if a := Must[core.Asset](t, "GetAsset(batch)")(l.GetAsset(am, "srv-s1-002.gpu1")); a.Revision != 1 || a.FingerprintHash != Hash("fp srv-s1-002.gpu1") {
+		t.Errorf("GetAsset after RegisterAssets = %+v, want revision 1 with its fingerprint", a)
+	}
+	if h := Must[core.AssetHistory](t, "AssetHistory")(l.AssetHistory(am, "srv-s1-001.gpu0")); len(h.Changes) != 3 {
+		t.Errorf("srv-s1-001.gpu0 has %d changes after a batch naming it, want 3", len(h.Changes))
+	}
+	_, err = l.RegisterAssets(As(core.RoleService), []core.AssetRegistration{gpu("srv-s1-002.gpu2"), gpu("srv-s1-002.gpu2")})
+	wantErr(t, "RegisterAssets(an id twice)", err, ledger.ErrInvalid)
+	_, err = l.GetAsset(am, "srv-s1-002.gpu2")
+	wantErr(t, "GetAsset(after a refused batch)", err, ledger.ErrNotFound)
+	_, err = l.RegisterAssets(As(core.RoleAuditor), []core.AssetRegistration{gpu("srv-s1-002.gpu3")})
+	wantErr(t, "RegisterAssets(as auditor)", err, ledger.ErrForbidden)
 }
 
 func anchorIn(first, last uint64, root string) core.AnchorInput {

@@ -57,7 +57,7 @@ const (
 // export.
 var Functions = map[string]bool{
 	"SubmitAnchor": true, "SubmitAnchors": true, "AnchorHead": true, "GetAnchor": true, "AnchorForEvent": true,
-	"RecordEvidence": true, "RegisterAsset": true, "SetAssetStatus": true, "GetAsset": true, "RecordArrival": true,
+	"RecordEvidence": true, "RegisterAsset": true, "RegisterAssets": true, "SetAssetStatus": true, "GetAsset": true, "RecordArrival": true,
 }
 
 // Operations of a request.
