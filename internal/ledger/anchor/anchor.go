@@ -103,7 +103,6 @@ type GatewayKeys interface {
 type Ledger interface {
 	SubmitAnchors(ctx context.Context, in []core.AnchorInput) ([]core.Anchor, error)
 	RecordEvidence(ctx context.Context, in core.EvidenceInput) (core.Evidence, error)
-	RegisterAsset(ctx context.Context, in core.AssetRegistration) (core.Asset, error)
 	RegisterAssets(ctx context.Context, in []core.AssetRegistration) (core.RegisteredAssets, error)
 	SetAssetStatus(ctx context.Context, in core.StatusChange) (core.Asset, error)
 	GetAsset(ctx context.Context, id string) (core.Asset, error)
@@ -627,75 +626,39 @@ func (a *Anchorer) evidenceOne(ctx context.Context) (bool, error) {
 // run of registrations at the head of the evidence queue, up to
 // core.MaxAssetsPerCall, in one ledger transaction (a fleet's first
 // contact brings them by the thousand, and a transaction costs a block);
-// a gateway with its key from the registry. An asset the ledger holds
-// already may be one arriving from another organisation (arrive). When
-// the ledger refuses the batch, each goes on its own, so that only the
-// ones it refuses are dropped.
+// a gateway with its key from the registry.
 func (a *Anchorer) registerItems(ctx context.Context, cursor uint64) error {
 	items, err := a.q.nextRegistrations(core.MaxAssetsPerCall)
 	if err != nil || len(items) == 0 {
 		return err
 	}
-	lctx := a.ctx(ctx)
 	dropped := 0
-	refused := func(id string, event uint64, err error) {
+	events := make(map[string]uint64, len(items))
+	refused := func(r core.AssetRegistration, err error) {
 		dropped++
 		a.dropped.Add(1)
-		a.d.Log.Error("asset registration refused by the ledger", "event", event, "asset", id, "err", err)
+		a.d.Log.Error("asset registration refused by the ledger", "event", events[r.ID], "asset", r.ID, "err", err)
 	}
 	regs := make([]core.AssetRegistration, 0, len(items))
-	events := make(map[string]uint64, len(items))
 	for _, it := range items {
 		r := *it.Register
+		if _, dup := events[r.ID]; dup || a.isRegistered(r.ID) {
+			continue
+		}
+		events[r.ID] = it.EventID
 		if r.Kind == core.AssetKindGateway {
 			pub, _, ok := a.d.Gateways.Lookup(r.ID)
 			if !ok {
-				refused(r.ID, it.EventID, fmt.Errorf("gateway %s is not in the registry: %w", r.ID, ledger.ErrNotFound))
+				refused(r, fmt.Errorf("gateway %s is not in the registry: %w", r.ID, ledger.ErrNotFound))
 				continue
 			}
 			r.PublicKey = hex.EncodeToString(pub)
 		}
-		if _, dup := events[r.ID]; !dup && !a.isRegistered(r.ID) {
-			events[r.ID] = it.EventID
-			regs = append(regs, r)
-		}
+		regs = append(regs, r)
 	}
 	if len(regs) > 0 {
-		res, err := a.d.Ledger.RegisterAssets(lctx, regs)
-		switch {
-		case err == nil:
-			existing := make(map[string]bool, len(res.Existing))
-			for _, id := range res.Existing {
-				existing[id] = true
-			}
-			done := regs[:0]
-			for _, r := range regs {
-				var err error
-				if existing[r.ID] {
-					err = a.arrive(lctx, r)
-				}
-				switch {
-				case ruleError(err):
-					refused(r.ID, events[r.ID], err)
-				case err != nil:
-					a.markRegistered(done)
-					return fmt.Errorf("register %s on the ledger: %w", r.ID, err)
-				default:
-					done = append(done, r)
-				}
-			}
-			a.markRegistered(done)
-		case ruleError(err):
-			for _, r := range regs {
-				switch err := a.register(lctx, r); {
-				case ruleError(err):
-					refused(r.ID, events[r.ID], err)
-				case err != nil:
-					return err
-				}
-			}
-		default:
-			return fmt.Errorf("register %d assets on the ledger: %w", len(regs), err)
+		if err := a.register(a.ctx(ctx), regs, refused); err != nil {
+			return err
 		}
 	}
 	a.registeredN.Add(uint64(len(items) - dropped))
@@ -711,7 +674,7 @@ func (a *Anchorer) statusItem(ctx context.Context, it evidenceItem, cursor uint6
 	if !a.isRegistered(it.Asset) {
 		var tw twin.Asset
 		if tw, err = a.d.Events.Asset(it.Asset); err == nil {
-			err = a.register(lctx, core.AssetRegistration{ID: tw.ID, Kind: string(tw.Kind), FingerprintHash: FingerprintHash(&tw.Identity)})
+			err = a.registerOne(lctx, core.AssetRegistration{ID: tw.ID, Kind: string(tw.Kind), FingerprintHash: FingerprintHash(&tw.Identity)})
 		}
 	}
 	if err == nil {
@@ -761,7 +724,7 @@ func (a *Anchorer) ensureRegistered(ctx context.Context, it evidenceItem) error 
 			return fmt.Errorf("gateway %s is not in the registry: %w", it.Gateway, ledger.ErrNotFound)
 		}
 		sum := sha256.Sum256(pub)
-		if err := a.register(ctx, core.AssetRegistration{ID: it.Gateway, Kind: core.AssetKindGateway,
+		if err := a.registerOne(ctx, core.AssetRegistration{ID: it.Gateway, Kind: core.AssetKindGateway,
 			FingerprintHash: hex.EncodeToString(sum[:]), PublicKey: hex.EncodeToString(pub)}); err != nil {
 			return err
 		}
@@ -771,7 +734,7 @@ func (a *Anchorer) ensureRegistered(ctx context.Context, it evidenceItem) error 
 		if err != nil {
 			return fmt.Errorf("asset %s: %w", it.Asset, err)
 		}
-		if err := a.register(ctx, core.AssetRegistration{ID: tw.ID, Kind: string(tw.Kind), FingerprintHash: FingerprintHash(&tw.Identity)}); err != nil {
+		if err := a.registerOne(ctx, core.AssetRegistration{ID: tw.ID, Kind: string(tw.Kind), FingerprintHash: FingerprintHash(&tw.Identity)}); err != nil {
 			return err
 		}
 	}
@@ -841,16 +804,55 @@ func (a *Anchorer) isRegistered(id string) bool {
 	return a.registered[id]
 }
 
-func (a *Anchorer) register(ctx context.Context, r core.AssetRegistration) error {
-	_, err := a.d.Ledger.RegisterAsset(ctx, r)
-	if errors.Is(err, ledger.ErrConflict) {
-		err = a.arrive(ctx, r)
+// register registers rs on the ledger in one transaction and checks each
+// one the ledger held already as an arrival (arrive); those that went
+// through are marked registered. When the ledger refuses the call, each
+// goes on its own, so that refused hears only of the ones it refuses. An
+// error is a failure to retry (the ledger away).
+func (a *Anchorer) register(ctx context.Context, rs []core.AssetRegistration, refused func(core.AssetRegistration, error)) error {
+	res, err := a.d.Ledger.RegisterAssets(ctx, rs)
+	switch {
+	case ruleError(err) && len(rs) == 1:
+		refused(rs[0], fmt.Errorf("register %s on the ledger: %w", rs[0].ID, err))
+		return nil
+	case ruleError(err):
+		for _, r := range rs {
+			if err := a.register(ctx, []core.AssetRegistration{r}, refused); err != nil {
+				return err
+			}
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("register %d assets on the ledger: %w", len(rs), err)
 	}
-	if err != nil {
-		return fmt.Errorf("register %s on the ledger: %w", r.ID, err)
+	existing := make(map[string]bool, len(res.Existing))
+	for _, id := range res.Existing {
+		existing[id] = true
 	}
-	a.markRegistered([]core.AssetRegistration{r})
+	done := make([]core.AssetRegistration, 0, len(rs))
+	defer func() { a.markRegistered(done) }()
+	for _, r := range rs {
+		if existing[r.ID] {
+			switch err := a.arrive(ctx, r); {
+			case ruleError(err):
+				refused(r, fmt.Errorf("register %s on the ledger: %w", r.ID, err))
+				continue
+			case err != nil:
+				return fmt.Errorf("register %s on the ledger: %w", r.ID, err)
+			}
+		}
+		done = append(done, r)
+	}
 	return nil
+}
+
+// registerOne is register for one asset: a refusal is its error.
+func (a *Anchorer) registerOne(ctx context.Context, r core.AssetRegistration) error {
+	var refusal error
+	if err := a.register(ctx, []core.AssetRegistration{r}, func(_ core.AssetRegistration, err error) { refusal = err }); err != nil {
+		return err
+	}
+	return refusal
 }
 
 func (a *Anchorer) markRegistered(rs []core.AssetRegistration) {

@@ -149,16 +149,22 @@ func (r *rig) stopAnchorer() {
 // inventory sends a signed firmware message with two GPUs through ingest.
 func (r *rig) inventory(uuid1, vbios0 string) {
 	r.t.Helper()
-	r.seq++
 	inv := wire.Inventory{Host: wire.HostInfo{Asset: "srv-s1-001", Serial: "HOST-1"}, GPUs: []wire.GPUIdentity{
 		{Asset: "srv-s1-001.gpu0", Index: 0, UUID: "GPU-a0", Serial: "S0", PCIBusID: "0000:01:00.0", VBIOS: vbios0, Driver: "550.54"},
 		{Asset: "srv-s1-001.gpu1", Index: 1, UUID: uuid1, Serial: "S1", PCIBusID: "0000:02:00.0", VBIOS: "96.00.89.00.01", Driver: "550.54"},
 	}}
-	raw, err := wire.Seal(gwKey, gw, r.seq, time.Now(), wire.KindFirmware, inv)
+	r.send(wire.KindFirmware, inv)
+}
+
+// send seals body as the gateway's next message and submits it to ingest.
+func (r *rig) send(kind wire.Kind, body any) {
+	r.t.Helper()
+	r.seq++
+	raw, err := wire.Seal(gwKey, gw, r.seq, time.Now(), kind, body)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	if _, err := r.in.Submit(ingest.Source{}, wire.Topic(gw, wire.KindFirmware), raw); err != nil {
+	if _, err := r.in.Submit(ingest.Source{}, wire.Topic(gw, kind), raw); err != nil {
 		r.t.Fatal(err)
 	}
 }
@@ -374,15 +380,8 @@ func TestFingerprintHash(t *testing.T) {
 // telemetry sends a signed telemetry message for gpu0 through ingest.
 func (r *rig) telemetry(xid int, xids, dbe uint64) {
 	r.t.Helper()
-	r.seq++
 	tel := wire.Telemetry{Host: "srv-s1-001", GPUs: []wire.GPUSample{{Asset: "srv-s1-001.gpu0", UUID: "GPU-a0", LastXID: xid, XIDCount: xids, ECCDoubleBit: dbe}}}
-	raw, err := wire.Seal(gwKey, gw, r.seq, time.Now(), wire.KindTelemetry, tel)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	if _, err := r.in.Submit(ingest.Source{}, wire.Topic(gw, wire.KindTelemetry), raw); err != nil {
-		r.t.Fatal(err)
-	}
+	r.send(wire.KindTelemetry, tel)
 }
 
 func TestHealthEvidence(t *testing.T) {
@@ -510,14 +509,7 @@ func (r *rig) firstContact(hosts int) []string {
 				PCIBusID: fmt.Sprintf("0000:%02x:00.0", g+1), VBIOS: "96.00.89.00.01", Driver: "550.54"})
 			assets = append(assets, id)
 		}
-		r.seq++
-		raw, err := wire.Seal(gwKey, gw, r.seq, time.Now(), wire.KindFirmware, inv)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		if _, err := r.in.Submit(ingest.Source{}, wire.Topic(gw, wire.KindFirmware), raw); err != nil {
-			r.t.Fatal(err)
-		}
+		r.send(wire.KindFirmware, inv)
 	}
 	testsvc.Eventually(r.t, 10*time.Second, "the fleet in the twin store", func() bool {
 		_, err := r.store.Asset(assets[len(assets)-1])
