@@ -45,6 +45,37 @@ type decodedCache struct {
 	oldest uint64
 }
 
+// decodedItem tells whether a committed item's message goes to the ring:
+// accepted and stored, and not a change (those are read from the log).
+func decodedItem(it *item) bool {
+	return it.change == nil && it.err == nil && it.out.Reason == "" && it.out.Pos > 0
+}
+
+// putBatch puts a batch's messages; the writer calls it inside the
+// transaction that stores them.
+func (c *decodedCache) putBatch(batch []*item) {
+	for _, it := range batch {
+		if decodedItem(it) {
+			c.put(it.out.Pos, &it.m)
+		}
+	}
+}
+
+// drop empties the slots putBatch filled for a batch whose commit failed.
+func (c *decodedCache) drop(batch []*item) {
+	for _, it := range batch {
+		if !decodedItem(it) {
+			continue
+		}
+		i := it.out.Pos % decodedRing
+		if d := c.slots[i].Load(); d != nil && d.Pos == it.out.Pos {
+			c.slots[i].Store(nil)
+			c.bytes -= int(c.size[i])
+			c.size[i] = 0
+		}
+	}
+}
+
 func (c *decodedCache) put(pos uint64, m *message) {
 	i := pos % decodedRing
 	c.bytes -= int(c.size[i]) // the slot's older message

@@ -113,3 +113,71 @@ func TestRejectionsKeepNoPacket(t *testing.T) {
 	}
 	t.Errorf("%d of %d rejected packets still held after GC: the stats keep strings that point into them", n-freed.Load(), n)
 }
+
+// TestDecodedBeforeVisible: a consumer that finds a message in the log
+// finds it decoded too. The ring was filled after the commit made the batch
+// readable; a consumer reading in between decoded the envelope again (the
+// telemetry writer's test saw it once in CI). A reader spins on the log's
+// newest position while single-message batches commit.
+func TestDecodedBeforeVisible(t *testing.T) {
+	r := newRig(t, Config{}, "gw-a")
+	tel := telemetry("srv-a", 2, 0)
+	if out := r.submit("gw-a", wire.KindTelemetry, seal(t, "gw-a", 1, t0, wire.KindTelemetry, tel)); out.Reason != "" {
+		t.Fatalf("first contact: %s %v", out.Reason, out.Err)
+	}
+	var stop atomic.Bool
+	var seen, missed int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for last := r.store.LastPos(); !stop.Load(); {
+			if p := r.store.LastPos(); p != last {
+				last = p
+				seen++
+				if _, ok := r.in.Decoded(p); !ok {
+					missed++
+				}
+			}
+		}
+	}()
+	const n = 100
+	for i := range n {
+		seq := uint64(i + 2)
+		if out := r.submit("gw-a", wire.KindTelemetry, seal(t, "gw-a", seq, t0.Add(time.Duration(seq)*time.Second), wire.KindTelemetry, tel)); out.Reason != "" || out.Pos == 0 {
+			t.Fatalf("telemetry %d: %+v", seq, out)
+		}
+	}
+	stop.Store(true)
+	<-done
+	if seen == 0 || missed != 0 {
+		t.Errorf("reader found %d of %d new log positions it saw not yet decoded, want 0", missed, seen)
+	}
+}
+
+// TestDecodedDrop: a batch whose commit failed leaves the ring, and its
+// bytes leave the count: the next batch takes its positions, and a consumer
+// must never be handed a message the log does not hold.
+func TestDecodedDrop(t *testing.T) {
+	var c decodedCache
+	msg := func(pos uint64, n int) *item {
+		it := &item{out: Outcome{Pos: pos}}
+		it.m.raw, it.m.env.Kind = make([]byte, n), wire.KindStatus
+		return it
+	}
+	failed := []*item{msg(3, 300), msg(4, 400), {change: &change{}, out: Outcome{Pos: 5}}}
+	c.putBatch([]*item{msg(1, 100), msg(2, 200)})
+	c.putBatch(failed)
+	c.drop(failed)
+	for pos, want := range map[uint64]bool{1: true, 2: true, 3: false, 4: false, 5: false} {
+		if d := c.slots[pos%decodedRing].Load(); (d != nil && d.Pos == pos) != want {
+			t.Errorf("position %d held = %v, want %v", pos, d != nil, want)
+		}
+	}
+	if c.bytes != 300 {
+		t.Errorf("bytes after the drop = %d, want 300 (positions 1 and 2)", c.bytes)
+	}
+	c.putBatch([]*item{msg(3, 50)})
+	if d := c.slots[3].Load(); d == nil || d.Pos != 3 || c.bytes != 350 {
+		t.Errorf("position 3 after the next batch: %+v, %d bytes; want held, 350 bytes", d, c.bytes)
+	}
+}

@@ -422,11 +422,18 @@ func (in *Ingest) commit(batch []*item) {
 	err := in.stale
 	if err == nil {
 		err = in.store.Update(func(tx *twinstore.Tx) error {
-			return in.w.apply(tx, batch, start)
+			if err := in.w.apply(tx, batch, start); err != nil {
+				return err
+			}
+			// Decoded before the commit makes the batch readable: a
+			// consumer that finds a message in the log finds it here.
+			in.decoded.putBatch(batch)
+			return nil
 		})
 	}
 	if err != nil {
 		in.log.Error("commit failed; messages not acknowledged", "messages", len(batch), "err", err)
+		in.decoded.drop(batch) // their positions will hold other messages
 		if in.stale == nil {
 			in.reload()
 		}
@@ -438,11 +445,6 @@ func (in *Ingest) commit(batch []*item) {
 		in.storeErr.Store(&err)
 	} else {
 		in.storeErr.Store(nil)
-		for _, it := range batch {
-			if it.change == nil && it.err == nil && it.out.Reason == "" && it.out.Pos > 0 {
-				in.decoded.put(it.out.Pos, &it.m)
-			}
-		}
 		in.store.Observe(in.store.LastPos(), in.w.obsNew)
 		clear(in.w.obsNew)
 		in.w.obsNew = in.w.obsNew[:0]
