@@ -42,7 +42,7 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 	regOnly := fs.Bool("registry-only", false, "write the registry and exit")
 	metrics := fs.String("metrics", "", "twin-service /metrics URL: report its consumer lag, RSS and CPU per message")
 	metricsToken := fs.String("metrics-token", "", "API token for -metrics and -api (both need sign-in; any role)")
-	api := fs.String("api", "", "twin-service base URL (http://host:port): time its API while the load runs (a page of assets, one GPU, the fleet counts, each every 200ms, from the warm-up's end)")
+	api := fs.String("api", "", "twin-service base URL (http://host:port): time its API while the load runs (a page of assets, one GPU, the fleet counts, each every 200ms, from the warm-up's end; and publish -> visible: a GPU of 100 gateways asked for every 10ms after its gateway publishes, until the answer shows the message)")
 	bare := fs.Bool("bare", false, "start a bare mochi broker (no hooks, allow all) on -broker in this process and load it: the baseline")
 	every := fs.Duration("every", 5*time.Second, "report interval")
 	warmup := fs.Duration("warmup", 5*time.Second, "left out of the summary's rate and percentiles")
@@ -96,7 +96,7 @@ func runLoad(ctx context.Context, args []string, stderr io.Writer) error {
 		rep.mon = &load.Monitor{URL: *metrics, Token: *metricsToken}
 	}
 	if *api != "" {
-		rep.api = &load.APIProbe{Base: *api, Token: *metricsToken, Assets: l.GPUs(1000)}
+		rep.api = &load.APIProbe{Base: *api, Token: *metricsToken, Assets: l.GPUs(1000), Published: l.Watch(100)}
 	}
 	t0 := time.Now().Add(100 * time.Millisecond)
 	if rep.api != nil {
@@ -205,7 +205,7 @@ func (r *loadReport) start(ctx context.Context, t0 time.Time) {
 	}
 	head := "   t  acked/s  ack_p50  ack_p99   behind |  svc_rss  svc_cpu  cpu_us/msg  lag: telemetry    detect     anchor"
 	if r.api != nil {
-		head += " | api p99:  list    asset   counts"
+		head += " | api p99:  list    asset   counts  visible"
 		for i := range r.lastAPI {
 			r.lastAPI[i] = r.api.Lat[i].Snapshot()
 		}

@@ -2,10 +2,12 @@ package load
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -80,5 +82,63 @@ func TestLoadGPUs(t *testing.T) {
 	}
 	if len(ids) != 4 { // every 3rd of 10 gateways
 		t.Errorf("GPUs(4) = %d ids %v, want 4", len(ids), ids)
+	}
+}
+
+// TestAPIProbeVisible: publish -> visible is the time from a message's
+// publish to the first answer whose last_seen reaches the message's reading
+// (the stand-in shows each reading 60 ms after its publish); a message
+// sent before the probe was done with the last one is skipped, not timed
+// from its old publish.
+func TestAPIProbeVisible(t *testing.T) {
+	var shown atomic.Int64 // the GPU's last_seen, Unix nanoseconds
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/assets/a.gpu0" {
+			fmt.Fprintf(w, `{"id":"a.gpu0","health":{"state":"ok"},"last_seen":%q}`, time.Unix(0, shown.Load()).UTC().Format(time.RFC3339Nano))
+			return
+		}
+		w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	pub := make(chan Published, 1)
+	p := &APIProbe{Base: srv.URL, Published: pub, Every: time.Hour}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	visible := func() (n uint64, lo, hi time.Duration) {
+		s := p.Lat[3].Snapshot()
+		for i := range s {
+			n += s[i]
+		}
+		return n, s.Quantile(nil, 0), s.Quantile(nil, 0.99)
+	}
+
+	base := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	pub <- Published{GPU: "a.gpu0", Reading: base, Sent: time.Now().Add(-time.Hour)} // before the probe began
+	for len(pub) > 0 { // taken: the probe has begun
+		time.Sleep(time.Millisecond)
+	}
+	const delay, messages = 60 * time.Millisecond, 5
+	for i := 1; i <= messages; i++ {
+		reading := base.Add(time.Duration(i) * time.Second)
+		pub <- Published{GPU: "a.gpu0", Reading: reading, Sent: time.Now()}
+		time.Sleep(delay)
+		shown.Store(reading.UnixNano())
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			if n, _, _ := visible(); n == uint64(i) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("message %d not timed within 10 s (errors %d: %s)", i, p.Errors.Load(), p.FirstError())
+			}
+		}
+	}
+	n, lo, hi := visible()
+	if n != messages || lo < delay || hi > delay+time.Second {
+		t.Errorf("publish -> visible: %d timed, min %s, p99 %s; want %d, from %s to well under %s later", n, lo, hi, messages, delay, delay+time.Second)
+	}
+	if p.Errors.Load() != 0 {
+		t.Errorf("errors = %d (%s), want none", p.Errors.Load(), p.FirstError())
 	}
 }

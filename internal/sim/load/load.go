@@ -129,6 +129,8 @@ type gateway struct {
 	sentAt []atomic.Int64
 	acked  atomic.Int64 // PUBACKs received (they come in order)
 	conn   net.Conn
+	watch  chan<- Published // Watch's channel, for the gateways it watches
+	gpu    string           // the GPU a watcher looks for
 }
 
 // Load is a prepared load: every message signed and encoded.
@@ -143,6 +145,8 @@ type Load struct {
 	// cores), the ceiling of a generator that signs as it sends.
 	SignRate float64
 
+	start time.Time // the reading time of every gateway's first message
+
 	Sent, Acked, Behind atomic.Int64 // Behind: messages past their time not yet sent
 	LastAck             atomic.Int64 // Unix nanoseconds of the newest PUBACK
 	Lat                 Histogram    // publish -> PUBACK
@@ -153,13 +157,37 @@ type Load struct {
 // gateway it picks (the assets an APIProbe asks for).
 func (l *Load) GPUs(n int) []string {
 	var ids []string
+	l.spread(n, func(gw *gateway, gpu string) { ids = append(ids, gpu) })
+	return ids
+}
+
+// spread calls pick with at most n gateways spread over the load, and a GPU
+// of each.
+func (l *Load) spread(n int, pick func(gw *gateway, gpu string)) {
 	step := max(1, (len(l.gws)+n-1)/n)
 	for i := 0; i < len(l.gws); i += step {
 		if a := l.gws[i].src.Assets(); len(a) > 1 {
-			ids = append(ids, a[1+i%(len(a)-1)])
+			pick(l.gws[i], a[1+i%(len(a)-1)])
 		}
 	}
-	return ids
+}
+
+// Published is a message a watched gateway sent: a GPU it reports, the
+// reading time of its newest sample, and when it went on the wire.
+type Published struct {
+	GPU     string
+	Reading time.Time
+	Sent    time.Time
+}
+
+// Watch has at most n gateways spread over the load report what they send
+// on the returned channel, which holds one: while it is full, sends go
+// unreported (an APIProbe's Published: publish -> twin visible in the
+// API). Call it before Run.
+func (l *Load) Watch(n int) <-chan Published {
+	ch := make(chan Published, 1)
+	l.spread(n, func(gw *gateway, gpu string) { gw.watch, gw.gpu = ch, gpu })
+	return ch
 }
 
 // Presign signs and encodes every message of the run on all cores. Reading
@@ -174,8 +202,8 @@ func Presign(cfg Config) (*Load, error) {
 		return nil, err
 	}
 	n := cfg.PerGateway()
-	l := &Load{cfg: cfg, gws: make([]*gateway, len(f.Gateways))}
 	start, period := time.Now().UTC(), cfg.Period()
+	l := &Load{cfg: cfg, gws: make([]*gateway, len(f.Gateways)), start: start}
 	base := uint64(time.Now().UnixMilli()) // never reuse a sequence number against the same store
 	began := time.Now()
 	var next, onWire, held atomic.Int64
@@ -402,13 +430,20 @@ func (l *Load) send(ctx context.Context, gw *gateway, first time.Time, period ti
 		if err != nil {
 			return err
 		}
-		gw.sentAt[k].Store(time.Now().UnixNano())
+		sent := time.Now()
+		gw.sentAt[k].Store(sent.UnixNano())
 		_, err = gw.conn.Write(msg)
 		done()
 		if err != nil {
 			return fmt.Errorf("publish %s: %w", gw.id, err)
 		}
 		l.Sent.Add(1)
+		if gw.watch != nil {
+			select {
+			case gw.watch <- Published{GPU: gw.gpu, Reading: l.start.Add(time.Duration(k) * period), Sent: sent}:
+			default:
+			}
+		}
 	}
 	return nil
 }
