@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -129,6 +130,9 @@ func (p *APIProbe) visible(ctx context.Context, call int) {
 				LastSeen time.Time `json:"last_seen"`
 			}
 			err := p.get(ctx, path, &a)
+			if errors.Is(err, errNotFound) {
+				err = nil // no twin yet: the message may be the GPU's first
+			}
 			now := time.Now()
 			if err == nil && !a.LastSeen.Before(m.Reading) {
 				ready = now
@@ -151,6 +155,8 @@ func (p *APIProbe) visible(ctx context.Context, call int) {
 		}
 	}
 }
+
+var errNotFound = errors.New(http.StatusText(http.StatusNotFound))
 
 func (p *APIProbe) path(call, n int) string {
 	switch APICalls[call] {
@@ -179,6 +185,9 @@ func (p *APIProbe) get(ctx context.Context, path string, v any) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("GET %s: %w", path, errNotFound)
+		}
 		return fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
 	if v != nil {

@@ -87,13 +87,18 @@ func TestLoadGPUs(t *testing.T) {
 
 // TestAPIProbeVisible: publish -> visible is the time from a message's
 // publish to the first answer whose last_seen reaches the message's reading
-// (the stand-in shows each reading 60 ms after its publish); a message
+// (the stand-in shows each reading 60 ms after its publish, and knows no
+// such asset before the first: not an error, a twin not made yet); a message
 // sent before the probe was done with the last one is skipped, not timed
 // from its old publish.
 func TestAPIProbeVisible(t *testing.T) {
 	var shown atomic.Int64 // the GPU's last_seen, Unix nanoseconds
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/api/v1/assets/a.gpu0" {
+			if shown.Load() == 0 {
+				http.NotFound(w, r) // no twin before the GPU's first message
+				return
+			}
 			fmt.Fprintf(w, `{"id":"a.gpu0","health":{"state":"ok"},"last_seen":%q}`, time.Unix(0, shown.Load()).UTC().Format(time.RFC3339Nano))
 			return
 		}
@@ -115,8 +120,8 @@ func TestAPIProbeVisible(t *testing.T) {
 	}
 
 	base := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
-	pub <- Published{GPU: "a.gpu0", Reading: base, Sent: time.Now().Add(-time.Hour)} // before the probe began
-	for len(pub) > 0 { // taken: the probe has begun
+	pub <- Published{GPU: "a.gpu0", Reading: base.Add(-time.Hour), Sent: time.Now().Add(-time.Hour)} // before the probe began
+	for len(pub) > 0 {                                                                               // taken: the probe has begun
 		time.Sleep(time.Millisecond)
 	}
 	const delay, messages = 60 * time.Millisecond, 5
