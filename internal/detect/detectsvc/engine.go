@@ -115,6 +115,8 @@ type Engine struct {
 	set          *detect.Set
 	evCur        uint64
 	msgCur       uint64
+	saved        [2]uint64 // the cursors (events, messages) as stored
+	savedAt      time.Time // when they were
 	rejSince     time.Time
 	rejSeen      map[ingest.Rejection]bool
 	decodeLogged bool
@@ -174,7 +176,20 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-poll.C:
 		}
 	}
+	e.storeCursors()
 	return nil
+}
+
+// storeCursors stores the cursors if they moved since they were stored.
+func (e *Engine) storeCursors() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.saved == [2]uint64{e.evCur, e.msgCur} {
+		return
+	}
+	if _, err := e.alerts.Apply(nil, nil, map[string]uint64{cursorEvents: e.evCur, cursorMessages: e.msgCur}); err != nil {
+		e.log.Warn("detection cursors not stored at stop; the messages since are read again at the next start", "err", err, "messages_cursor", e.msgCur)
+	}
 }
 
 // start loads the cursors and rebuilds the fleet view from the events
@@ -220,6 +235,7 @@ func (e *Engine) start() error {
 	}
 	e.Stats.EventPos.Store(e.evCur)
 	e.Stats.MessagePos.Store(e.msgCur)
+	e.saved, e.savedAt = [2]uint64{e.evCur, e.msgCur}, e.now()
 	e.rejSince = e.now()
 	e.log.Info("detection started", "events_cursor", e.evCur, "messages_cursor", e.msgCur)
 	return nil
@@ -288,21 +304,34 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 	e.Stats.Messages.Add(uint64(len(msgs)))
 	e.Stats.Findings.Add(uint64(len(found)))
 	raise, notes := e.explain(found)
-	if len(raise) == 0 && evCur == e.evCur && msgCur == e.msgCur {
-		return false, nil // nothing new: no write
+	more := len(evs) == batch || twinstore.BatchFull(msgs, batch)
+	now := e.now()
+	if len(raise) == 0 {
+		// Nothing raised: the cursors move here, and are stored with the
+		// next alerts, at most every CursorEvery, or at the end of Run.
+		e.advance(evCur, msgCur)
+		if e.saved == [2]uint64{evCur, msgCur} || now.Sub(e.savedAt) < e.cfg.Engine.CursorEvery && !now.Before(e.savedAt) {
+			return more, nil
+		}
 	}
 	res, err := e.alerts.Apply(raise, notes, map[string]uint64{cursorEvents: evCur, cursorMessages: msgCur})
 	if err != nil {
 		return false, err
 	}
-	e.evCur, e.msgCur = evCur, msgCur
-	e.Stats.EventPos.Store(evCur)
-	e.Stats.MessagePos.Store(msgCur)
+	e.advance(evCur, msgCur)
+	e.saved, e.savedAt = [2]uint64{evCur, msgCur}, now
 	e.Stats.Opened.Add(uint64(len(res.Opened)))
 	for i := range res.Opened {
 		e.respond(ctx, &res.Opened[i])
 	}
-	return len(evs) == batch || twinstore.BatchFull(msgs, batch), nil
+	return more, nil
+}
+
+// advance moves the cursors past what a step processed.
+func (e *Engine) advance(evCur, msgCur uint64) {
+	e.evCur, e.msgCur = evCur, msgCur
+	e.Stats.EventPos.Store(evCur)
+	e.Stats.MessagePos.Store(msgCur)
 }
 
 // Raise records a finding made outside the detectors (the ledger's

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -304,5 +306,66 @@ func TestKnownAssetsFollowRegistry(t *testing.T) {
 	}
 	if unknown(items, "srv-a.gpu1") {
 		t.Errorf("srv-a.gpu1 raised unknown_asset after the registry named it: %+v", items)
+	}
+}
+
+// TestCursorsStoredAtMostEvery: a step that raises nothing moves the
+// cursors without a write of its own; they are stored once CursorEvery has
+// passed, with the next alert (in its transaction), and when Run ends, so a
+// restart reads on from the last message processed.
+func TestCursorsStoredAtMostEvery(t *testing.T) {
+	cfg := Defaults()
+	cfg.Engine.Poll = 20 * time.Millisecond
+	cfg.Engine.CursorEvery = time.Minute
+	var clock atomic.Int64
+	clock.Store(time.Now().Add(-time.Hour).UnixNano())
+	r := &rig{t: t, dir: t.TempDir(), now: func() time.Time { return time.Unix(0, clock.Load()) }}
+	seed := sha256.Sum256([]byte("gw-a"))
+	r.key = ed25519.NewKeyFromSeed(seed[:])
+	r.open(cfg)
+	t.Cleanup(r.close)
+	stored := func() uint64 {
+		t.Helper()
+		c, err := r.svc.Alerts().Cursor(cursorMessages)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	processed := func(pos uint64) {
+		t.Helper()
+		testsvc.Eventually(t, 10*time.Second, fmt.Sprintf("the engine past message %d", pos), func() bool { return r.svc.Engine().Stats.MessagePos.Load() >= pos })
+	}
+	readings := time.Now().UTC().Add(-2 * time.Hour)
+	for seq := uint64(1); seq <= 3; seq++ {
+		r.telemetry(seq, readings.Add(time.Duration(seq)*time.Second), 0)
+	}
+	processed(3)
+	time.Sleep(5 * cfg.Engine.Poll) // steps on the poll, within CursorEvery
+	if c := stored(); c != 0 {
+		t.Errorf("stored message cursor after 3 messages that raised nothing = %d, want 0 (within cursor_every)", c)
+	}
+	clock.Add(int64(61 * time.Second))
+	testsvc.Eventually(t, 10*time.Second, "the cursor stored once cursor_every passed", func() bool { return stored() == 3 })
+
+	r.telemetry(4, readings.Add(4*time.Second), 1) // an XID: an alert
+	items := r.waitAlerts("the XID alert", func(a []alert.Alert) bool { return len(a) == 1 })
+	if c := stored(); c != 4 || items[0].Type != detect.TypeXID {
+		t.Errorf("after the %s alert the stored cursor = %d, want 4 (stored with the alert)", items[0].Type, c)
+	}
+	r.telemetry(5, readings.Add(5*time.Second), 1) // the same XID count: nothing new
+	processed(5)
+	if c := stored(); c != 4 {
+		t.Errorf("stored cursor after a message that raised nothing = %d, want 4", c)
+	}
+	r.close()
+	r.open(cfg)
+	if c := stored(); c != 5 {
+		t.Errorf("stored cursor after Run ended = %d, want 5", c)
+	}
+	processed(5)
+	time.Sleep(5 * cfg.Engine.Poll)
+	if n := r.svc.Engine().Stats.Messages.Load(); n != 0 {
+		t.Errorf("after the restart the engine read %d messages again, want 0", n)
 	}
 }
