@@ -69,11 +69,16 @@ func (c *decodedCache) drop(batch []*item) {
 		}
 		i := it.out.Pos % decodedRing
 		if d := c.slots[i].Load(); d != nil && d.Pos == it.out.Pos {
-			c.slots[i].Store(nil)
-			c.bytes -= int(c.size[i])
-			c.size[i] = 0
+			c.empty(i)
 		}
 	}
+}
+
+// empty drops slot i's message and its bytes from the count.
+func (c *decodedCache) empty(i uint64) {
+	c.slots[i].Store(nil)
+	c.bytes -= int(c.size[i])
+	c.size[i] = 0
 }
 
 func (c *decodedCache) put(pos uint64, m *message) {
@@ -83,10 +88,7 @@ func (c *decodedCache) put(pos uint64, m *message) {
 	c.bytes += len(m.raw)
 	c.oldest = max(c.oldest, pos+1-min(pos+1, decodedRing))
 	for c.bytes > decodedBytes && c.oldest < pos {
-		j := c.oldest % decodedRing
-		c.slots[j].Store(nil)
-		c.bytes -= int(c.size[j])
-		c.size[j] = 0
+		c.empty(c.oldest % decodedRing)
 		c.oldest++
 	}
 	d := &Decoded{Pos: pos, Env: m.env} // check dropped Body and Sig

@@ -187,7 +187,7 @@ func (e *Engine) storeCursors() {
 	if e.saved == [2]uint64{e.evCur, e.msgCur} {
 		return
 	}
-	if _, err := e.alerts.Apply(nil, nil, map[string]uint64{cursorEvents: e.evCur, cursorMessages: e.msgCur}); err != nil {
+	if _, err := e.save(nil, nil, e.evCur, e.msgCur, e.now()); err != nil {
 		e.log.Warn("detection cursors not stored at stop; the messages since are read again at the next start", "err", err, "messages_cursor", e.msgCur)
 	}
 }
@@ -310,21 +310,32 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 		// Nothing raised: the cursors move here, and are stored with the
 		// next alerts, at most every CursorEvery, or at the end of Run.
 		e.advance(evCur, msgCur)
-		if e.saved == [2]uint64{evCur, msgCur} || now.Sub(e.savedAt) < e.cfg.Engine.CursorEvery && !now.Before(e.savedAt) {
+		unsaved := e.saved != [2]uint64{evCur, msgCur}
+		if !unsaved || now.Sub(e.savedAt) < e.cfg.Engine.CursorEvery && !now.Before(e.savedAt) {
 			return more, nil
 		}
 	}
-	res, err := e.alerts.Apply(raise, notes, map[string]uint64{cursorEvents: evCur, cursorMessages: msgCur})
+	res, err := e.save(raise, notes, evCur, msgCur, now)
 	if err != nil {
 		return false, err
 	}
-	e.advance(evCur, msgCur)
-	e.saved, e.savedAt = [2]uint64{evCur, msgCur}, now
 	e.Stats.Opened.Add(uint64(len(res.Opened)))
 	for i := range res.Opened {
 		e.respond(ctx, &res.Opened[i])
 	}
 	return more, nil
+}
+
+// save stores the findings to raise and the cursors in one transaction,
+// and moves the cursors there.
+func (e *Engine) save(raise []detect.Finding, notes []string, evCur, msgCur uint64, now time.Time) (alertstore.Result, error) {
+	res, err := e.alerts.Apply(raise, notes, map[string]uint64{cursorEvents: evCur, cursorMessages: msgCur})
+	if err != nil {
+		return res, err
+	}
+	e.advance(evCur, msgCur)
+	e.saved, e.savedAt = [2]uint64{evCur, msgCur}, now
+	return res, nil
 }
 
 // advance moves the cursors past what a step processed.

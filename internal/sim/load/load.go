@@ -145,7 +145,7 @@ type Load struct {
 	// cores), the ceiling of a generator that signs as it sends.
 	SignRate float64
 
-	start time.Time // the reading time of every gateway's first message
+	start time.Time // the reading time of every gateway's first message (reading)
 
 	Sent, Acked, Behind atomic.Int64 // Behind: messages past their time not yet sent
 	LastAck             atomic.Int64 // Unix nanoseconds of the newest PUBACK
@@ -170,6 +170,11 @@ func (l *Load) spread(n int, pick func(gw *gateway, gpu string)) {
 			pick(l.gws[i], a[1+i%(len(a)-1)])
 		}
 	}
+}
+
+// reading is the reading time of a gateway's message k (its newest sample).
+func (l *Load) reading(k int) time.Time {
+	return l.start.Add(time.Duration(k) * l.cfg.Period())
 }
 
 // Published is a message a watched gateway sent: a GPU it reports, the
@@ -202,8 +207,8 @@ func Presign(cfg Config) (*Load, error) {
 		return nil, err
 	}
 	n := cfg.PerGateway()
-	start, period := time.Now().UTC(), cfg.Period()
-	l := &Load{cfg: cfg, gws: make([]*gateway, len(f.Gateways)), start: start}
+	period := cfg.Period()
+	l := &Load{cfg: cfg, gws: make([]*gateway, len(f.Gateways)), start: time.Now().UTC()}
 	base := uint64(time.Now().UnixMilli()) // never reuse a sequence number against the same store
 	began := time.Now()
 	var next, onWire, held atomic.Int64
@@ -226,7 +231,7 @@ func Presign(cfg Config) (*Load, error) {
 						onWire.Add(int64(size))
 						continue
 					}
-					t := start.Add(time.Duration(k) * period)
+					t := l.reading(k)
 					data, topic, _, err := src.Seal(wire.KindTelemetry, t, sample(src, t, period, cfg.Samples))
 					if err != nil {
 						return err
@@ -440,7 +445,7 @@ func (l *Load) send(ctx context.Context, gw *gateway, first time.Time, period ti
 		l.Sent.Add(1)
 		if gw.watch != nil {
 			select {
-			case gw.watch <- Published{GPU: gw.gpu, Reading: l.start.Add(time.Duration(k) * period), Sent: sent}:
+			case gw.watch <- Published{GPU: gw.gpu, Reading: l.reading(k), Sent: sent}:
 			default:
 			}
 		}
