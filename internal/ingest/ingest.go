@@ -113,6 +113,9 @@ type item struct {
 	err    error
 	done   chan struct{}
 	weight int64 // bytes held of Ingest.queued
+	// arrived is when Submit or SubmitAsync began (a message's, zero for a
+	// change), queued when the item went to the writer's queue.
+	arrived, queued time.Time
 }
 
 // Ingest is the check-fold-store pipeline. Create it with New, run it with
@@ -134,8 +137,9 @@ type Ingest struct {
 	running atomic.Bool
 	pool    sync.Pool
 
-	w     *writer // owned by the Run goroutine
-	stats stats
+	w      *writer // owned by the Run goroutine
+	stats  stats
+	stages stages
 
 	subMu sync.Mutex
 	subs  map[*chan struct{}]struct{}
@@ -203,6 +207,7 @@ func New(cfg Config, store *twinstore.Store, gws Gateways, log *slog.Logger, now
 // payload must not be modified until Submit returns. src is where it came
 // from (kept with a rejection).
 func (in *Ingest) Submit(src Source, topic string, payload []byte) (Outcome, error) {
+	arrived := in.now()
 	it := in.pool.Get().(*item)
 	if rej := check(&it.m, topic, payload, in.gws, in.now(), in.cfg.MaxClockSkew); rej != nil {
 		in.release(it)
@@ -214,6 +219,7 @@ func (in *Ingest) Submit(src Source, topic string, payload []byte) (Outcome, err
 	if err := in.hold(it, len(payload)); err != nil {
 		return Outcome{}, err
 	}
+	it.arrived, it.queued = arrived, in.now()
 	if err := in.enqueue(it); err != nil {
 		return Outcome{}, err
 	}
@@ -228,6 +234,7 @@ func (in *Ingest) Submit(src Source, topic string, payload []byte) (Outcome, err
 // when the ingest stops first). done must not block. SubmitAsync itself
 // blocks only while the writer's queue is full (backpressure).
 func (in *Ingest) SubmitAsync(src Source, topic string, payload []byte, done func(Outcome, error)) {
+	arrived := in.now()
 	it := in.pool.Get().(*item)
 	if rej := check(&it.m, topic, payload, in.gws, in.now(), in.cfg.MaxClockSkew); rej != nil {
 		in.release(it)
@@ -241,6 +248,7 @@ func (in *Ingest) SubmitAsync(src Source, topic string, payload []byte, done fun
 		done(Outcome{}, err)
 		return
 	}
+	it.arrived, it.queued = arrived, in.now()
 	select {
 	case <-in.stopped:
 		in.release(it)
@@ -448,7 +456,9 @@ func (in *Ingest) commit(batch []*item) {
 		in.store.Observe(in.store.LastPos(), in.w.obsNew)
 		clear(in.w.obsNew)
 		in.w.obsNew = in.w.obsNew[:0]
-		in.stats.committed(in.log, in.now(), batch, in.w.snapshotStates(in.w.dirtyStates), in.now().Sub(start))
+		end := in.now()
+		in.stats.committed(in.log, end, batch, in.w.snapshotStates(in.w.dirtyStates), end.Sub(start))
+		in.stages.committed(batch, start, end)
 		in.w.dirtyStates = in.w.dirtyStates[:0]
 		in.wake()
 	}
