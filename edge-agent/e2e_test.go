@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -170,6 +172,16 @@ gpu: {source: auto, sim: "%s", interval: 500ms, publish_interval: 2s}
 	if rejected > 0 || stats.Accepted < 10 {
 		t.Errorf("ingest stats: accepted %d, rejected %v; want everything accepted", stats.Accepted, stats.Rejected)
 	}
+	// The broker timed every stored message from its read to the ingest's
+	// answer (twinchain_mqtt_answer_seconds).
+	testsvc.Eventually(t, 10*time.Second, "every accepted message timed by the broker", func() bool {
+		m := regexp.MustCompile(`(?m)^twinchain_mqtt_answer_seconds_count (\d+)$`).FindStringSubmatch(metricsText(base, admin))
+		if m == nil {
+			return false
+		}
+		n, err := strconv.ParseUint(m[1], 10, 64)
+		return err == nil && n >= stats.Accepted
+	})
 	// Revoking the gateway over the API closes its live TLS session at once
 	// and its certificate is refused from then on.
 	req, _ := http.NewRequest(http.MethodDelete, base+"/api/v1/gateways/gw-e2e", nil)

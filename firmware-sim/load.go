@@ -203,7 +203,7 @@ func (r *loadReport) start(ctx context.Context, t0 time.Time) {
 	if r.mon != nil {
 		r.lastSvc, _ = r.mon.Scrape(ctx)
 	}
-	head := "   t  acked/s  ack_p50  ack_p99   behind |  svc_rss  svc_cpu  cpu_us/msg  lag: telemetry    detect     anchor"
+	head := "   t  acked/s  ack_p50  ack_p99   behind |  svc_rss  svc_cpu  cpu_us/msg  lag: telemetry    detect     anchor | svc p99: answer    check    queue   commit"
 	if r.api != nil {
 		head += " | api p99:  list    asset   counts  visible"
 		for i := range r.lastAPI {
@@ -242,6 +242,11 @@ func (r *loadReport) line(ctx context.Context) {
 				n, d := r.mon.Lag(svc, c.pos, c.events)
 				r.maxLag[c.name] = max(r.maxLag[c.name], d)
 				s += fmt.Sprintf(" %7.0f/%5.1fs", n, d.Seconds())
+			}
+			s += " |"
+			for _, w := range waits {
+				d, _ := load.HistQuantile(svc, r.lastSvc, w.metric, w.labels, 0.99)
+				s += fmt.Sprintf(" %8s", ms(d))
 			}
 		}
 		r.lastSvc = svc
@@ -298,6 +303,12 @@ func (r *loadReport) summary(bare bool) {
 			1e6*(v[load.MetricCPU]-p[load.MetricCPU])/max(msgs, 1), r.firstRSS/(1<<20), r.maxRSS/(1<<20),
 			r.maxLag["telemetry"].Seconds(), r.maxLag["detect"].Seconds(), r.maxLag["anchor"].Seconds())
 	}
+	if r.mon != nil && r.warmSvc.Values != nil {
+		for _, w := range waits {
+			d, _ := load.HistQuantile(r.lastSvc, r.warmSvc, w.metric, w.labels, 0.99)
+			s += fmt.Sprintf(" svc_%s_p99_ms=%.1f", w.name, msf(d))
+		}
+	}
 	if r.api != nil {
 		for i, call := range load.APICalls {
 			s += fmt.Sprintf(" api_%s_p99_ms=%.1f", call, msf(r.api.Lat[i].Snapshot().Quantile(r.warmAPI[i], 0.99)))
@@ -308,6 +319,16 @@ func (r *loadReport) summary(bare bool) {
 		}
 	}
 	fmt.Fprintln(r.out, s)
+}
+
+// waits are where a PUBACK waits inside the service, from its histograms:
+// the whole (read to answer) and the ingest's stages. Their p99 is only as
+// fine as the buckets (latency.Bounds: ... 50, 100, 250, 500 ms ...).
+var waits = []struct{ name, metric, labels string }{
+	{"answer", load.MetricAnswer, ""},
+	{"check", load.MetricStage, `stage="check",`},
+	{"queue", load.MetricStage, `stage="queue",`},
+	{"commit", load.MetricStage, `stage="commit",`},
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", msf(d)) }

@@ -45,6 +45,7 @@ type brokerCollector struct {
 	b                                         *broker.Broker
 	connected, refused                        *prometheus.Desc
 	inflight, inflightPeak, waiting, waitedCt *prometheus.Desc
+	answer                                    *prometheus.Desc
 }
 
 func newBrokerCollector(b *broker.Broker) *brokerCollector {
@@ -54,7 +55,8 @@ func newBrokerCollector(b *broker.Broker) *brokerCollector {
 		inflight:     prometheus.NewDesc("twinchain_mqtt_inflight_bytes", "Bytes of gateway messages the embedded broker admitted (their fixed header read) and the ingest has not answered yet (bounded by max_inflight_bytes_total).", nil, nil),
 		inflightPeak: prometheus.NewDesc("twinchain_mqtt_inflight_bytes_peak", "The most bytes of gateway messages in flight at once since the start.", nil, nil),
 		waiting:      prometheus.NewDesc("twinchain_mqtt_inflight_waiting_bytes", "Bytes of gateway messages whose fixed header was read, waiting for room in flight with the rest unread in the socket (their connections are not read meanwhile).", nil, nil),
-		waitedCt:     prometheus.NewDesc("twinchain_mqtt_inflight_waited_total", "Gateway messages that waited for room in flight (backpressure).", nil, nil)}
+		waitedCt:     prometheus.NewDesc("twinchain_mqtt_inflight_waited_total", "Gateway messages that waited for room in flight (backpressure).", nil, nil),
+		answer:       prometheus.NewDesc("twinchain_mqtt_answer_seconds", "Gateway messages from the read of their PUBLISH to the ingest's answer (stored or rejected): what a PUBACK waits for inside the service.", nil, nil)}
 }
 
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -64,6 +66,7 @@ func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.inflightPeak
 	ch <- c.waiting
 	ch <- c.waitedCt
+	ch <- c.answer
 }
 
 func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -73,6 +76,7 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.inflightPeak, prometheus.GaugeValue, float64(st.Inflight.PeakBytes))
 	ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(st.Inflight.WaitingBytes))
 	ch <- prometheus.MustNewConstMetric(c.waitedCt, prometheus.CounterValue, float64(st.Inflight.Waited))
+	ch <- st.Answer.Metric(c.answer)
 	for reason, n := range st.Refused {
 		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(n), reason)
 	}

@@ -271,7 +271,8 @@ func TestAssetsAndStats(t *testing.T) {
 	}
 	resp, _ := e.srv.App().Test(httptest.NewRequest("GET", "/metrics", nil))
 	metrics, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{`twinchain_ingest_accepted_total 2`, `twinchain_ingest_rejected_total{reason="bad_signature"} 0`, `twinchain_ingest_gateways 1`, `twinchain_ingest_sequence_gaps_total 0`, `twinchain_http_streams 0`} {
+	for _, want := range []string{`twinchain_ingest_accepted_total 2`, `twinchain_ingest_rejected_total{reason="bad_signature"} 0`, `twinchain_ingest_gateways 1`, `twinchain_ingest_sequence_gaps_total 0`, `twinchain_http_streams 0`,
+		`twinchain_ingest_stage_seconds_count{stage="check"} 2`, `twinchain_ingest_stage_seconds_count{stage="commit"} 2`, `twinchain_ingest_stage_seconds_bucket{stage="queue",le="+Inf"} 2`} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

@@ -50,6 +50,7 @@ type ingestCollector struct {
 	accepted, rejected                     *prometheus.Desc
 	commits, commitFailures, commitSeconds *prometheus.Desc
 	queue, gateways, gaps                  *prometheus.Desc
+	stage                                  *prometheus.Desc
 }
 
 func newIngestCollector(src IngestSource) *ingestCollector {
@@ -66,11 +67,13 @@ func newIngestCollector(src IngestSource) *ingestCollector {
 		queue:          d("queue_depth", "Messages waiting for the writer."),
 		gateways:       d("gateways", "Gateways the ingest has stored messages of (per gateway: GET /api/v1/stats/ingest)."),
 		gaps:           d("sequence_gaps_total", "Jumps in the gateways' sequence numbers, all gateways together."),
+		stage: d("stage_seconds", "Where stored messages spent their time in the ingest: check (decoding, the signature, waiting for room), queue (waiting for their commit to begin), commit (their batch's write and fsync).",
+			"stage"),
 	}
 }
 
 func (c *ingestCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.accepted, c.rejected, c.commits, c.commitFailures, c.commitSeconds, c.queue, c.gateways, c.gaps} {
+	for _, d := range []*prometheus.Desc{c.accepted, c.rejected, c.commits, c.commitFailures, c.commitSeconds, c.queue, c.gateways, c.gaps, c.stage} {
 		ch <- d
 	}
 }
@@ -94,4 +97,7 @@ func (c *ingestCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(c.gaps, float64(gaps))
 	ch <- prometheus.MustNewConstMetric(c.gateways, prometheus.GaugeValue, float64(len(st.Gateways)))
+	ch <- st.Stages.Check.Metric(c.stage, "check")
+	ch <- st.Stages.Queue.Metric(c.stage, "queue")
+	ch <- st.Stages.Commit.Metric(c.stage, "commit")
 }

@@ -115,7 +115,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 // 1,000), fsync on, the default checkpoint interval: past the first round,
 // what each further message costs (CPU, bytes written).
 func BenchmarkSteady(b *testing.B) {
-	benchSubmit(b, 64, false, 1000, Config{CheckpointInterval: 10 * time.Second}, time.Now)
+	benchSubmit(b, 64, false, 1000, Config{}, time.Now)
 }
 
 func benchSubmit(b *testing.B, submitters int, noSync bool, gateways int, cfg Config, now func() time.Time) {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"twinchain/internal/latency"
 	"twinchain/internal/twinstore"
 )
 
@@ -68,6 +69,9 @@ type Stats struct {
 	// whatever gateway they claimed; sources beyond 4096 are counted under
 	// "_other".
 	Sources []SourceStats `json:"sources"`
+	// Stages is where stored messages spent their time in the ingest,
+	// since the process started (in /metrics only).
+	Stages StageStats `json:"-"`
 }
 
 // SourceStats is one source's rejections, by reason.
@@ -231,6 +235,7 @@ func (in *Ingest) Stats() Stats {
 		CommitFailures: s.commitFailures,
 		CommitSeconds:  s.commitTime.Seconds(),
 		QueueDepth:     len(in.queue),
+		Stages:         StageStats{in.stages.check.Snapshot(), in.stages.queue.Snapshot(), in.stages.commit.Snapshot()},
 	}
 	for _, r := range Reasons {
 		out.Rejected[r] = s.rejected[r]
@@ -292,3 +297,29 @@ func (in *Ingest) Recent(since time.Time) []Rejection {
 	}
 	return out
 }
+
+// stages times each stored message's way through the ingest, what its
+// PUBACK waits for inside the service after the broker read it:
+//   - check: from Submit to the writer's queue (decoding, the signature,
+//     waiting for room: Config.QueueBytes);
+//   - queue: in the writer's queue until its batch's commit begins (the
+//     commits before it);
+//   - commit: its batch's apply, write and fsync.
+//
+// Messages of failed commits are not counted (they are not acknowledged).
+type stages struct{ check, queue, commit latency.Histogram }
+
+func (s *stages) committed(batch []*item, start, end time.Time) {
+	took := end.Sub(start)
+	for _, it := range batch {
+		if it.arrived.IsZero() {
+			continue // an API change
+		}
+		s.check.Observe(it.queued.Sub(it.arrived))
+		s.queue.Observe(start.Sub(it.queued))
+		s.commit.Observe(took)
+	}
+}
+
+// StageStats are the stages' histograms (see Stats.Stages).
+type StageStats struct{ Check, Queue, Commit latency.Snapshot }

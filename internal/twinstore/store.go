@@ -85,6 +85,7 @@ type Store struct {
 	lastEv  atomic.Uint64 // newest event id
 	summary summary       // fleet counts, kept as twins are written (Summarize)
 	obs     observations  // the twins' newest observations (Observe)
+	arena   arena         // backing of the transactions' keys and values
 }
 
 // Open opens or creates the store at path (its directory is created).

@@ -20,6 +20,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"twinchain/internal/ingest"
+	"twinchain/internal/latency"
 	"twinchain/internal/wire"
 )
 
@@ -360,11 +361,16 @@ type Stats struct {
 	Connected int64             `json:"connected"` // authenticated connections
 	Refused   map[string]uint64 `json:"refused"`   // connections refused or closed, by reason
 	Inflight  InflightStats     `json:"inflight"`
+	// Answer times gateway messages from the read of their PUBLISH to the
+	// ingest's answer (stored or rejected), the PUBACK's wait inside the
+	// service; with the ingest's stages it tells where that goes.
+	Answer latency.Snapshot `json:"-"`
 }
 
 // Stats returns the broker's connection and in-flight figures.
 func (b *Broker) Stats() Stats {
-	return Stats{Connected: atomic.LoadInt64(&b.srv.Info.ClientsConnected), Refused: b.refused.snapshot(), Inflight: b.ingest.inflight.stats()}
+	return Stats{Connected: atomic.LoadInt64(&b.srv.Info.ClientsConnected), Refused: b.refused.snapshot(), Inflight: b.ingest.inflight.stats(),
+		Answer: b.ingest.answered.Snapshot()}
 }
 
 // Publish sends a message from the service itself (for example an alert) to

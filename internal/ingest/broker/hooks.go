@@ -15,6 +15,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"twinchain/internal/ingest"
+	"twinchain/internal/latency"
 )
 
 // ingestHook submits every message under the gateway subtree to the ingest
@@ -38,6 +39,9 @@ type ingestHook struct {
 	stopping  atomic.Bool // the broker is closing every connection
 	limit     *limiter
 	inflight  *inflight
+	// answered times gateway messages from their read to the ingest's
+	// answer, before the PUBACK is written (Stats.Answer).
+	answered latency.Histogram
 	// life ends when the broker stops: waits for room in flight end.
 	life    context.Context
 	endLife context.CancelFunc
@@ -90,10 +94,12 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		return pk, nil
 	}
 	r := claim(cl)
+	read := time.Now()
 	if h.pipelined && pk.FixedHeader.Qos == 1 && !cl.Net.Inline {
-		return h.publishPipelined(cl, pk, r)
+		return h.publishPipelined(cl, pk, r, read)
 	}
 	out, err := h.in.Submit(source(cl), pk.TopicName, pk.Payload)
+	h.answered.Observe(time.Since(read))
 	h.inflight.give(r)
 	if err == nil && !out.Ack() {
 		err = retryError(out)
@@ -271,7 +277,7 @@ func (h *ingestHook) pipeOf(cl *mqtt.Client) *pipe {
 // listener reserved them before reading it). A full window blocks this
 // connection only (its socket is not read meanwhile), before the ingest
 // decodes the message.
-func (h *ingestHook) publishPipelined(cl *mqtt.Client, pk packets.Packet, r room) (packets.Packet, error) {
+func (h *ingestHook) publishPipelined(cl *mqtt.Client, pk packets.Packet, r room, read time.Time) (packets.Packet, error) {
 	p := h.pipeOf(cl)
 	select {
 	case p.slots <- struct{}{}:
@@ -281,6 +287,7 @@ func (h *ingestHook) publishPipelined(cl *mqtt.Client, pk packets.Packet, r room
 	}
 	id := pk.PacketID
 	job := checkJob{src: source(cl), topic: pk.TopicName, payload: pk.Payload, done: func(out ingest.Outcome, err error) {
+		h.answered.Observe(time.Since(read))
 		h.inflight.give(r) // the ingest holds the message no more
 		if err == nil && !out.Ack() {
 			err = retryError(out)

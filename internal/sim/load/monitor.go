@@ -2,9 +2,12 @@ package load
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -119,4 +122,54 @@ func (m *Monitor) Lag(s Sample, pos float64, events bool) (n float64, d time.Dur
 		return n, s.At.Sub(at)
 	}
 	return n, 0
+}
+
+// The service's histograms of what a PUBACK waits for inside it: from the
+// read of the PUBLISH to the ingest's answer, and the ingest's stages
+// (labels stage="check", "queue", "commit").
+const (
+	MetricAnswer = "twinchain_mqtt_answer_seconds"
+	MetricStage  = "twinchain_ingest_stage_seconds"
+)
+
+// HistQuantile is the q-quantile of histogram name (its series with the
+// labels given, e.g. `stage="queue",`; "" for none) over what it counted
+// between scrapes prev and s: linear within the bucket it falls in, as
+// Prometheus's histogram_quantile, so only as fine as the buckets. ok is
+// false when it counted nothing.
+func HistQuantile(s, prev Sample, name, labels string, q float64) (d time.Duration, ok bool) {
+	prefix := name + "_bucket{" + labels + `le="`
+	type bucket struct{ le, n float64 }
+	var bs []bucket
+	for k, v := range s.Values {
+		rest, found := strings.CutPrefix(k, prefix)
+		if !found {
+			continue
+		}
+		le, err := strconv.ParseFloat(strings.TrimSuffix(rest, `"}`), 64)
+		if err != nil {
+			continue
+		}
+		bs = append(bs, bucket{le, v - prev.Values[k]})
+	}
+	slices.SortFunc(bs, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
+	if len(bs) == 0 || bs[len(bs)-1].n <= 0 {
+		return 0, false
+	}
+	rank := q * bs[len(bs)-1].n
+	lo, below := 0.0, 0.0
+	for _, b := range bs {
+		if b.n >= rank {
+			if math.IsInf(b.le, 1) {
+				return time.Duration(lo * float64(time.Second)), true // above the top bound: the bound
+			}
+			f := 1.0
+			if b.n > below {
+				f = (rank - below) / (b.n - below)
+			}
+			return time.Duration((lo + f*(b.le-lo)) * float64(time.Second)), true
+		}
+		lo, below = b.le, b.n
+	}
+	return time.Duration(lo * float64(time.Second)), true
 }
