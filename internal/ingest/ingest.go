@@ -215,7 +215,7 @@ func New(cfg Config, store *twinstore.Store, gws Gateways, log *slog.Logger, now
 func (in *Ingest) Submit(src Source, topic string, payload []byte) (Outcome, error) {
 	arrived := in.now()
 	it := in.pool.Get().(*item)
-	if rej := check(&it.m, topic, payload, in.gws, in.now(), in.cfg.MaxClockSkew); rej != nil {
+	if rej := check(&it.m, topic, payload, in.gws, arrived, in.cfg.MaxClockSkew); rej != nil {
 		in.release(it)
 		rej.src = src
 		in.stats.reject(in.log, in.now(), rej)
@@ -242,7 +242,7 @@ func (in *Ingest) Submit(src Source, topic string, payload []byte) (Outcome, err
 func (in *Ingest) SubmitAsync(src Source, topic string, payload []byte, done func(Outcome, error)) {
 	arrived := in.now()
 	it := in.pool.Get().(*item)
-	if rej := check(&it.m, topic, payload, in.gws, in.now(), in.cfg.MaxClockSkew); rej != nil {
+	if rej := check(&it.m, topic, payload, in.gws, arrived, in.cfg.MaxClockSkew); rej != nil {
 		in.release(it)
 		rej.src = src
 		in.stats.reject(in.log, in.now(), rej)

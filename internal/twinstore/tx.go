@@ -80,8 +80,9 @@ type arena struct {
 
 const (
 	arenaChunk = 64 << 10
-	// arenaKeep bounds the chunks kept between transactions: a commit of
-	// 500 telemetry messages of 10 samples (~20 KB stored each) fits.
+	// arenaKeep bounds the chunks kept between transactions: a full batch
+	// (ingest's max_batch, 4,096) of 10-sample telemetry messages (~3.2 KB
+	// each once compressed) fits.
 	arenaKeep = 16 << 20
 )
 
