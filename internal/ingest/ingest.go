@@ -143,9 +143,8 @@ type Ingest struct {
 	running atomic.Bool
 	pool    sync.Pool
 
-	w      *writer // owned by the Run goroutine
-	stats  stats
-	stages stages
+	w     *writer // owned by the Run goroutine
+	stats stats
 
 	subMu sync.Mutex
 	subs  map[*chan struct{}]struct{}
@@ -464,7 +463,6 @@ func (in *Ingest) commit(batch []*item) {
 		in.w.obsNew = in.w.obsNew[:0]
 		end := in.now()
 		in.stats.committed(in.log, end, batch, in.w.snapshotStates(in.w.dirtyStates), end.Sub(start))
-		in.stages.committed(batch, start, end)
 		in.w.dirtyStates = in.w.dirtyStates[:0]
 		in.wake()
 	}

@@ -102,6 +102,7 @@ type stats struct {
 	next           int
 	logged         map[rejKey]*logState
 	unknownTags    map[string]uint64 // by gateway (registered gateways only: their messages were accepted)
+	stages         stages            // where stored messages waited (atomic counters)
 	bySource       map[rejKey]uint64 // rejections by source key (in gw) and reason
 }
 
@@ -205,7 +206,9 @@ func (s *stats) committed(log *slog.Logger, now time.Time, batch []*item, states
 	for _, st := range states {
 		s.gateways[st.Gateway] = st
 	}
+	start := now.Add(-took)
 	for _, it := range batch {
+		s.stages.observe(it, start, took)
 		if it.out.Reason != "" {
 			s.rejectLocked(log, now, &rejection{it.out.Reason, it.m.env.Gateway, it.m.env.Seq, it.out.Err, it.src})
 		} else if tm := &it.m.tags; tm.unknown+tm.otherSite > 0 {
@@ -235,7 +238,7 @@ func (in *Ingest) Stats() Stats {
 		CommitFailures: s.commitFailures,
 		CommitSeconds:  s.commitTime.Seconds(),
 		QueueDepth:     len(in.queue),
-		Stages:         StageStats{in.stages.check.Snapshot(), in.stages.queue.Snapshot(), in.stages.commit.Snapshot()},
+		Stages:         StageStats{s.stages.check.Snapshot(), s.stages.queue.Snapshot(), s.stages.commit.Snapshot()},
 	}
 	for _, r := range Reasons {
 		out.Rejected[r] = s.rejected[r]
@@ -309,16 +312,15 @@ func (in *Ingest) Recent(since time.Time) []Rejection {
 // Messages of failed commits are not counted (they are not acknowledged).
 type stages struct{ check, queue, commit latency.Histogram }
 
-func (s *stages) committed(batch []*item, start, end time.Time) {
-	took := end.Sub(start)
-	for _, it := range batch {
-		if it.arrived.IsZero() {
-			continue // an API change
-		}
-		s.check.Observe(it.queued.Sub(it.arrived))
-		s.queue.Observe(start.Sub(it.queued))
-		s.commit.Observe(took)
+// observe times a committed item: its batch's commit began at start and
+// took took.
+func (s *stages) observe(it *item, start time.Time, took time.Duration) {
+	if it.arrived.IsZero() {
+		return // an API change
 	}
+	s.check.Observe(it.queued.Sub(it.arrived))
+	s.queue.Observe(start.Sub(it.queued))
+	s.commit.Observe(took)
 }
 
 // StageStats are the stages' histograms (see Stats.Stages).
