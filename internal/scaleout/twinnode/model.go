@@ -90,9 +90,9 @@ type Alert struct {
 type Model struct {
 	mu       sync.Mutex
 	pos      uint64 // the changes stream's sequence folded up to
-	bad      int    // changes that did not decode
+	bad      int    // changes that did not decode, and shipments that did not check or repeated an id
 	gateways map[string]*GatewayView
-	seen     map[string]seenAt // GPU UUID -> where first seen
+	seen     map[string]seenAt // GPU UUID -> where first seen, or where its shipment arrived
 	alerts   []Alert
 	alerted  map[string]int // UUID -> index in alerts
 
@@ -268,7 +268,8 @@ func (md *Model) shipped(u string, c Change) bool {
 	return true
 }
 
-// Bad is how many changes did not decode (skipped).
+// Bad is how many changes were skipped: they did not decode, or were
+// shipments that did not check or repeated a known id.
 func (md *Model) Bad() int {
 	md.mu.Lock()
 	defer md.mu.Unlock()
