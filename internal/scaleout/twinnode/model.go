@@ -29,7 +29,13 @@ type Change struct {
 	Kind      string    `json:"kind"`
 	UUIDs     []string  `json:"uuids,omitempty"` // GPU identities of an inventory message
 	Time      time.Time `json:"t,omitzero"`      // an inventory message's reading time
+	// Shipment is set in a declared shipment's change (Kind
+	// KindShipment, no gateway): DeclareShipment.
+	Shipment *Shipment `json:"shipment,omitempty"`
 }
+
+// KindShipment is the kind of a declared shipment's change.
+const KindShipment = "shipment"
 
 func changeOf(node string, k int, m natslog.Message) ([]byte, error) {
 	uuids, t, err := identity(m)
@@ -61,9 +67,12 @@ type GatewayView struct {
 
 // Alert is a finding of the read model.
 type Alert struct {
-	// Type is "clone" (one GPU identity in two partitions) or
-	// "impossible_travel" (one GPU identity at two sites farther apart
-	// than it can have travelled between the two readings).
+	// Type is "clone" (one GPU identity in two partitions, unless a
+	// shipment took it from one to the other), "impossible_travel" (one
+	// GPU identity at two sites farther apart than it can have travelled
+	// between the two readings) or "shipment_misrouted" (a GPU of an open
+	// shipment reported at a site that is neither its origin nor its
+	// destination).
 	Type     string   `json:"type"`
 	UUID     string   `json:"uuid"`
 	Gateways []string `json:"gateways"` // where it was seen, in the order seen
@@ -71,6 +80,8 @@ type Alert struct {
 	// the readings.
 	DistanceM float64 `json:"distance_m,omitempty"`
 	Seconds   float64 `json:"seconds,omitempty"`
+	// Shipment is a misrouted GPU's shipment id.
+	Shipment string `json:"shipment,omitempty"`
 }
 
 // Model is the read model every node folds from the changes of all
@@ -79,9 +90,9 @@ type Alert struct {
 type Model struct {
 	mu       sync.Mutex
 	pos      uint64 // the changes stream's sequence folded up to
-	bad      int    // changes that did not decode
+	bad      int    // changes that did not decode, and shipments that did not check or repeated an id
 	gateways map[string]*GatewayView
-	seen     map[string]seenAt // GPU UUID -> where first seen
+	seen     map[string]seenAt // GPU UUID -> where first seen, or where its shipment arrived
 	alerts   []Alert
 	alerted  map[string]int // UUID -> index in alerts
 
@@ -89,6 +100,17 @@ type Model struct {
 	speed    float64             // the fastest believable travel, m/s
 	sighted  map[string]sighting // GPU UUID -> its newest sighting at a known place
 	traveled map[string]bool     // UUID/from/to -> an impossible travel raised
+
+	shipments []ShipmentView      // in the order declared
+	shipIDs   map[string]bool     // the declared shipments' ids
+	shipping  map[string]shipping // GPU UUID -> its newest declared shipment
+}
+
+// shipping is a GPU's part in its newest declared shipment.
+type shipping struct {
+	i         int       // index in Model.shipments
+	arrived   time.Time // its reading at the destination (zero: not yet)
+	misrouted bool      // shipment_misrouted raised
 }
 
 type seenAt struct {
@@ -110,7 +132,8 @@ func NewModel(places map[string]Place, speedMS float64) *Model {
 		speedMS = DefaultTravelSpeedMS
 	}
 	return &Model{gateways: map[string]*GatewayView{}, seen: map[string]seenAt{}, alerted: map[string]int{},
-		places: places, speed: speedMS, sighted: map[string]sighting{}, traveled: map[string]bool{}}
+		places: places, speed: speedMS, sighted: map[string]sighting{}, traveled: map[string]bool{},
+		shipIDs: map[string]bool{}, shipping: map[string]shipping{}}
 }
 
 // Apply folds one change at the changes stream's sequence pos.
@@ -118,6 +141,10 @@ func (md *Model) Apply(pos uint64, c Change) {
 	md.mu.Lock()
 	defer md.mu.Unlock()
 	md.pos = pos
+	if c.Kind == KindShipment {
+		md.declare(c.Shipment)
+		return
+	}
 	g := md.gateways[c.Gateway]
 	if g == nil {
 		g = &GatewayView{}
@@ -132,6 +159,9 @@ func (md *Model) Apply(pos uint64, c Change) {
 	g.Applied++
 	for _, u := range c.UUIDs {
 		md.travel(u, c)
+		if md.shipped(u, c) {
+			continue
+		}
 		at, ok := md.seen[u]
 		if !ok {
 			md.seen[u] = seenAt{c.Partition, c.Gateway}
@@ -181,7 +211,65 @@ func (md *Model) travel(u string, c Change) {
 	md.alerts = append(md.alerts, Alert{Type: "impossible_travel", UUID: u, Gateways: []string{prev.gateway, c.Gateway}, DistanceM: math.Round(dist), Seconds: secs})
 }
 
-// Bad is how many changes did not decode (skipped).
+// declare folds a declared shipment: each of its GPUs is in it from now
+// on (a later shipment of the same GPU replaces it). One that does not
+// check (only DeclareShipment writes them, after the same check) or whose
+// id is known already is counted bad and skipped.
+func (md *Model) declare(s *Shipment) {
+	if s == nil || s.check() != nil || md.shipIDs[s.ID] {
+		md.bad++
+		return
+	}
+	md.shipIDs[s.ID] = true
+	i := len(md.shipments)
+	md.shipments = append(md.shipments, ShipmentView{Shipment: *s})
+	for _, u := range s.UUIDs {
+		md.shipping[u] = shipping{i: i}
+	}
+}
+
+// shipped tells whether GPU u's reading in c is explained by its shipment,
+// and then the clone check must not judge it:
+//   - at the destination: it has arrived (the first such reading is its
+//     arrival), and its partition is the destination's from now on;
+//   - at a third site while the shipment is open: misrouted (one alert);
+//   - at the origin: a reading from before it arrived (a partition's
+//     change folded late) is explained; one after its arrival is not, and
+//     the clone check finds it in two partitions.
+//
+// A GPU at a gateway of no known place, or in no shipment, is not shipped.
+func (md *Model) shipped(u string, c Change) bool {
+	r, ok := md.shipping[u]
+	p, placed := md.places[c.Gateway]
+	if !ok || !placed {
+		return false
+	}
+	s := &md.shipments[r.i]
+	switch p.Site {
+	case s.To:
+		if r.arrived.IsZero() {
+			r.arrived = c.Time
+			s.Arrived = append(s.Arrived, Arrival{UUID: u, Gateway: c.Gateway, At: c.Time})
+			md.shipping[u] = r
+		}
+		md.seen[u] = seenAt{c.Partition, c.Gateway}
+		return true
+	case s.From:
+		return !r.arrived.IsZero() && !c.Time.After(r.arrived)
+	}
+	if !r.arrived.IsZero() {
+		return false
+	}
+	if !r.misrouted {
+		r.misrouted = true
+		md.shipping[u] = r
+		md.alerts = append(md.alerts, Alert{Type: "shipment_misrouted", UUID: u, Gateways: []string{c.Gateway}, Shipment: s.ID})
+	}
+	return true
+}
+
+// Bad is how many changes were skipped: they did not decode, or were
+// shipments that did not check or repeated a known id.
 func (md *Model) Bad() int {
 	md.mu.Lock()
 	defer md.mu.Unlock()
@@ -204,9 +292,10 @@ func (md *Model) Alerts() []Alert { return md.View().Alerts }
 // View is the read model at one position of the changes stream, as every
 // node serves it (Handler).
 type View struct {
-	Pos    uint64                 `json:"pos"`
-	Fleet  map[string]GatewayView `json:"fleet,omitempty"`
-	Alerts []Alert                `json:"alerts,omitempty"`
+	Pos       uint64                 `json:"pos"`
+	Fleet     map[string]GatewayView `json:"fleet,omitempty"`
+	Alerts    []Alert                `json:"alerts,omitempty"`
+	Shipments []ShipmentView         `json:"shipments,omitempty"`
 }
 
 // View is a copy of the model.
@@ -221,12 +310,17 @@ func (md *Model) View() View {
 		a.Gateways = slices.Clone(a.Gateways)
 		v.Alerts[i] = a
 	}
+	v.Shipments = make([]ShipmentView, len(md.shipments))
+	for i, s := range md.shipments {
+		s.UUIDs, s.Arrived = slices.Clone(s.UUIDs), slices.Clone(s.Arrived)
+		v.Shipments[i] = s
+	}
 	return v
 }
 
-// Handler serves the model read-only as JSON: GET /fleet is the View
-// without the alerts, GET /alerts without the fleet, GET /view both; any
-// node serves the same once it has folded as far (compare pos).
+// Handler serves the model read-only as JSON: GET /view is the whole
+// View, GET /fleet, /alerts and /shipments each only that part; any node
+// serves the same once it has folded as far (compare pos).
 func (md *Model) Handler() http.Handler {
 	mux := http.NewServeMux()
 	serve := func(path string, cut func(*View)) {
@@ -238,8 +332,9 @@ func (md *Model) Handler() http.Handler {
 		})
 	}
 	serve("/view", func(*View) {})
-	serve("/fleet", func(v *View) { v.Alerts = nil })
-	serve("/alerts", func(v *View) { v.Fleet = nil })
+	serve("/fleet", func(v *View) { v.Alerts, v.Shipments = nil, nil })
+	serve("/alerts", func(v *View) { v.Fleet, v.Shipments = nil, nil })
+	serve("/shipments", func(v *View) { v.Fleet, v.Alerts = nil, nil })
 	return mux
 }
 

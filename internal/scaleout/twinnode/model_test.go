@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,5 +69,83 @@ func TestImpossibleTravel(t *testing.T) {
 	}
 	if v.Pos != uint64(len(changes)) || v.Fleet != nil || len(v.Alerts) != len(md.Alerts()) {
 		t.Errorf("GET /alerts: %+v, want pos %d, no fleet, the model's %d alerts", v, len(changes), len(md.Alerts()))
+	}
+}
+
+// TestShipments: a GPU moved from one site to another under a declared
+// shipment is not a clone: its reading at the destination is its arrival.
+// One reported at a third site on the way is misrouted (one alert); one
+// reported at the origin again after it arrived is in two places (a
+// clone), while a reading from before its arrival, folded late, is not.
+// Without a shipment, the move is a clone as before. A shipment that does
+// not check, or whose id is known, is counted bad and skipped.
+func TestShipments(t *testing.T) {
+	places := map[string]Place{
+		"gw-ber-1": {Site: "ber", Lat: 52.5200, Lon: 13.4050},
+		"gw-ber-2": {Site: "ber", Lat: 52.5200, Lon: 13.4050},
+		"gw-fra-1": {Site: "fra", Lat: 50.1109, Lon: 8.6821},
+		"gw-muc-1": {Site: "muc", Lat: 48.1351, Lon: 11.5820},
+	}
+	t0 := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	ship := Shipment{ID: "shp-1", UUIDs: []string{"GPU-a", "GPU-b"}, From: "ber", To: "fra", Declared: t0.Add(time.Hour), By: "asset-manager"}
+	inv := func(gw string, p int, seq uint64, at time.Time, uuids ...string) Change {
+		return Change{Gateway: gw, Partition: p, Seq: seq, Kind: "firmware", UUIDs: uuids, Time: at}
+	}
+	changes := []Change{
+		inv("gw-ber-1", 1, 1, t0, "GPU-a", "GPU-b", "GPU-c"),
+		{Kind: KindShipment, Time: ship.Declared, Shipment: &ship},
+		{Kind: KindShipment, Shipment: &Shipment{ID: "shp-bad", UUIDs: []string{"GPU-c"}, From: "ber", To: "ber"}},
+		{Kind: KindShipment, Shipment: &Shipment{ID: "shp-1", UUIDs: []string{"GPU-c"}, From: "ber", To: "fra"}}, // a known id
+		inv("gw-fra-1", 3, 1, t0.Add(day), "GPU-a"),                                                              // GPU-a arrives
+		inv("gw-muc-1", 4, 1, t0.Add(day), "GPU-b"),                                                              // GPU-b on the way, at a third site: misrouted
+		inv("gw-muc-1", 4, 2, t0.Add(day+time.Hour), "GPU-b"),                                                    // again: no second alert
+		inv("gw-fra-1", 3, 2, t0.Add(2*day), "GPU-a", "GPU-b"),                                                   // GPU-b arrives too
+		inv("gw-ber-1", 1, 2, t0.Add(2*time.Hour), "GPU-a"),                                                      // a reading from before GPU-a arrived, folded late
+		inv("gw-fra-1", 3, 3, t0.Add(2*day), "GPU-c"),                                                            // GPU-c moved with no shipment: a clone
+		inv("gw-ber-2", 2, 1, t0.Add(3*day), "GPU-a"),                                                            // GPU-a back at the origin after it arrived: a clone
+	}
+	md := NewModel(places, 0)
+	for i, c := range changes {
+		md.Apply(uint64(i+1), c)
+	}
+	var got []string
+	for _, a := range md.Alerts() {
+		got = append(got, a.Type+" "+a.UUID+" "+strings.Join(a.Gateways, ",")+" "+a.Shipment)
+	}
+	want := []string{
+		"shipment_misrouted GPU-b gw-muc-1 shp-1",
+		"clone GPU-c gw-ber-1,gw-fra-1 ",
+		"clone GPU-a gw-fra-1,gw-ber-2 ",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if md.Bad() != 2 {
+		t.Errorf("bad changes: %d, want 2 (a shipment to its own site, a known id)", md.Bad())
+	}
+	v := md.View()
+	if len(v.Shipments) != 1 {
+		t.Fatalf("shipments: %+v, want shp-1 only", v.Shipments)
+	}
+	s := v.Shipments[0]
+	wantArrived := []Arrival{{UUID: "GPU-a", Gateway: "gw-fra-1", At: t0.Add(day)}, {UUID: "GPU-b", Gateway: "gw-fra-1", At: t0.Add(2 * day)}}
+	if s.ID != "shp-1" || s.By != "asset-manager" || !slices.Equal(s.UUIDs, ship.UUIDs) || !slices.Equal(s.Arrived, wantArrived) {
+		t.Errorf("shipment %+v, want shp-1 with GPU-a and GPU-b arrived at gw-fra-1: %+v", s, wantArrived)
+	}
+
+	srv := httptest.NewServer(md.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/shipments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var served View
+	if err := json.NewDecoder(resp.Body).Decode(&served); err != nil {
+		t.Fatal(err)
+	}
+	if served.Pos != uint64(len(changes)) || served.Fleet != nil || served.Alerts != nil || len(served.Shipments) != 1 || !slices.Equal(served.Shipments[0].Arrived, wantArrived) {
+		t.Errorf("GET /shipments: %+v, want pos %d and shp-1 only", served, len(changes))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -423,6 +424,36 @@ func verify(ctx context.Context, t *testing.T, js jetstream.JetStream, fl *fault
 			got[0].UUID != inv.GPUs[0].UUID || got[1].UUID != inv.GPUs[0].UUID ||
 			strings.Join(got[0].Gateways, ",") != want || strings.Join(got[1].Gateways, ",") != want {
 			t.Errorf("%s's alerts: %+v, want an impossible travel and a clone of %s seen at %s", v.id, got, inv.GPUs[0].UUID, want)
+		}
+	}
+
+	// Another GPU of a's shipped to b's site, declared through the
+	// cluster, then reported by b: its arrival on every survivor, no
+	// clone (its travel, seconds for 424 km, is still impossible).
+	cloned, moved := inv.GPUs[0].UUID, a.Inventory().GPUs[1].UUID
+	var declared Shipment
+	retry(ctx, t, "declare a shipment", func() (err error) {
+		declared, err = DeclareShipment(ctx, js, Shipment{UUIDs: []string{moved}, From: places[a.ID].Site, To: places[b.ID].Site, By: "fault test"})
+		return err
+	})
+	inv = b.Inventory()
+	inv.GPUs[1].UUID = moved
+	publish(ctx, t, js, b, inv)
+	for _, v := range survivors {
+		waitFor(ctx, t, v.id+" folds the shipment's arrival", func() bool {
+			s := view(v).Shipments
+			return len(s) == 1 && len(s[0].Arrived) == 1
+		})
+		vw := view(v)
+		if s := vw.Shipments[0]; s.ID != declared.ID || s.Arrived[0].UUID != moved || s.Arrived[0].Gateway != b.ID {
+			t.Errorf("%s's shipment: %+v, want %s's arrival of %s at %s", v.id, s, declared.ID, moved, b.ID)
+		}
+		var types []string
+		for _, al := range vw.Alerts {
+			types = append(types, al.Type+" "+al.UUID)
+		}
+		if want := []string{"impossible_travel " + cloned, "clone " + cloned, "impossible_travel " + moved}; !slices.Equal(types, want) {
+			t.Errorf("%s's alerts after the shipment: %v, want %v (no clone of the shipped GPU)", v.id, types, want)
 		}
 	}
 }

@@ -1,0 +1,83 @@
+package twinnode
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ShipmentsSubject is where declared shipments go in the changes stream:
+// every node folds them in order with the partitions' changes.
+const ShipmentsSubject = "twin.changes.shipments"
+
+// Shipment is a declared move of GPUs from one site to another. Without
+// one, a GPU reported by gateways of two partitions is a clone; with one,
+// its readings at the destination are its arrival (Model.shipped).
+type Shipment struct {
+	ID       string    `json:"id"`
+	UUIDs    []string  `json:"uuids"`
+	From     string    `json:"from"` // the origin's site
+	To       string    `json:"to"`   // the destination's site
+	Declared time.Time `json:"declared"`
+	By       string    `json:"by,omitempty"` // who declared it
+}
+
+func (s *Shipment) check() error {
+	switch {
+	case s.ID == "":
+		return errors.New("shipment: no id")
+	case len(s.UUIDs) == 0 || slices.Contains(s.UUIDs, ""):
+		return fmt.Errorf("shipment %s: no GPU, or an empty GPU id", s.ID)
+	case s.From == "" || s.To == "" || s.From == s.To:
+		return fmt.Errorf("shipment %s: from %q to %q: two different sites are needed", s.ID, s.From, s.To)
+	}
+	return nil
+}
+
+// ShipmentView is a shipment as the read model folded it.
+type ShipmentView struct {
+	Shipment
+	Arrived []Arrival `json:"arrived,omitempty"` // its GPUs reported at the destination, in the order folded
+}
+
+// Arrival is a shipped GPU's first reading at its destination.
+type Arrival struct {
+	UUID    string    `json:"uuid"`
+	Gateway string    `json:"gateway"`
+	At      time.Time `json:"at"`
+}
+
+// DeclareShipment puts a shipment into the changes stream (any node, or
+// any client of the cluster, may), with a new id if it has none and now
+// as its declaration time if it has none; it returns the shipment as
+// declared. Its id is the message id, so declaring it again within
+// ChangesDedupe stores it once (and the read model skips a known id
+// after that).
+func DeclareShipment(ctx context.Context, js jetstream.JetStream, s Shipment) (Shipment, error) {
+	if s.ID == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+		s.ID = "shp-" + hex.EncodeToString(b[:])
+	}
+	if s.Declared.IsZero() {
+		s.Declared = time.Now().UTC()
+	}
+	if err := s.check(); err != nil {
+		return s, err
+	}
+	data, err := json.Marshal(Change{Kind: KindShipment, Time: s.Declared, Shipment: &s})
+	if err != nil {
+		return s, err
+	}
+	if _, err := js.Publish(ctx, ShipmentsSubject, data, jetstream.WithMsgID("shipment/"+s.ID)); err != nil {
+		return s, fmt.Errorf("twinnode: declare shipment %s: %w", s.ID, err)
+	}
+	return s, nil
+}
