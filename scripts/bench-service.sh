@@ -55,6 +55,11 @@ fi
 # /metrics needs sign-in: a viewer API token for the load generator's scrapes.
 token="tc_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf 'auth:\n  tokens:\n    - {name: bench, role: viewer, sha256: %s}\n' "$(printf %s "$token" | sha256sum | cut -d' ' -f1)" >"$dir/service.yaml"
+# the bytes of pages twins.db's commits wrote so far (0 if /metrics does not answer)
+page_bytes() {
+  curl -fsS -H "Authorization: Bearer $token" "http://$http/metrics" 2>/dev/null |
+    awk '/^twinchain_store_page_bytes_total / {v = $2} END {printf "%.0f", v + 0}' || echo 0
+}
 runs=()
 for svc_bin in ${SERVICE_BIN:-$bin/twin-service}; do for samples in ${SAMPLES:-1}; do runs+=("$svc_bin:$samples"); done; done
 n=0
@@ -81,6 +86,7 @@ for _ in $(seq 1 300); do
 done
 before=$(du -sb "$data" | cut -f1)
 written_before=$(awk '/^write_bytes/ {print $2}' "/proc/$svc/io")
+pages_before=$(page_bytes)
 # RSS is anonymous memory (Go's heap and stacks) and file pages mapped and
 # touched (bbolt reads twins.db through mmap): sample both, for the maxima.
 : >"$dir/rss$n"
@@ -94,11 +100,12 @@ rss_sampler=$!
   echo "bench-service: the load generator exited non-zero (above); its RESULT line is kept"
 after=$(du -sb "$data" | cut -f1)
 written_after=$(awk '/^write_bytes/ {print $2}' "/proc/$svc/io")
+pages_after=$(page_bytes)
 kill "$rss_sampler" 2>/dev/null || true
 rss_split=$(awk 'NF == 2 { if ($1 > a) a = $1; if ($2 > f) f = $2 } END { printf "svc_rss_anon_mb_max=%.0f svc_rss_file_mb_max=%.0f", a / 1024, f / 1024 }' "$dir/rss$n")
 result=$(grep '^RESULT' "$dir/service-load$n.log")
 acked=$(sed -n 's/.* acked=\([0-9]*\).*/\1/p' <<<"$result")
-echo "$result $rss_split disk_bytes_per_msg=$(( (after - before) / (acked > 0 ? acked : 1) )) disk_written_per_msg=$(( (written_after - written_before) / (acked > 0 ? acked : 1) )) bin=$svc_bin load_average=$(cut -d' ' -f1 /proc/loadavg)" >>"$out"
+echo "$result $rss_split disk_bytes_per_msg=$(( (after - before) / (acked > 0 ? acked : 1) )) disk_written_per_msg=$(( (written_after - written_before) / (acked > 0 ? acked : 1) )) store_pages_per_msg=$(( (pages_after - pages_before) / (acked > 0 ? acked : 1) )) bin=$svc_bin load_average=$(cut -d' ' -f1 /proc/loadavg)" >>"$out"
 cleanup
 trap - EXIT
 done

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -222,6 +223,9 @@ func checkAPI(t *testing.T, base string, s *simFleet, live map[string]twin.Asset
 	}
 	if got := metric(t, base, testToken, "twinchain_ingest_accepted_total"); got == 0 {
 		t.Errorf("/metrics twinchain_ingest_accepted_total = 0, want the fleet's messages")
+	}
+	if got, page := metric(t, base, testToken, "twinchain_store_page_bytes_total"), float64(os.Getpagesize()); got < page || math.Mod(got, page) != 0 {
+		t.Errorf("/metrics twinchain_store_page_bytes_total = %v, want whole pages of %v bytes, at least one", got, page)
 	}
 	// The stream replays from ?after= and ends when the client goes away.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -152,7 +152,7 @@ func (s *service) build() error {
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.MustRegister(s.detect.Collectors()...)
-	metrics.MustRegister(logPositions(s.store)...)
+	metrics.MustRegister(storeMetrics(s.store)...)
 	if sub, ok := s.mqtt.(*mqttsub.Subscriber); ok {
 		metrics.MustRegister(parkCollector(sub))
 	}
@@ -356,15 +356,17 @@ func (s *service) run(ctx context.Context, stderr io.Writer) error {
 	return nil
 }
 
-// logPositions are the heads of the message and event logs, against which
+// storeMetrics are the heads of the message and event logs, against which
 // each consumer's position (telemetry writer, detectors, anchoring) is its
-// lag.
-func logPositions(st *twinstore.Store) []prometheus.Collector {
+// lag, and the bytes of pages the store's commits wrote.
+func storeMetrics(st *twinstore.Store) []prometheus.Collector {
 	gauge := func(log string, v func() uint64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twinchain_log_position", Help: "Last position stored in the log.", ConstLabels: prometheus.Labels{"log": log}},
 			func() float64 { return float64(v()) })
 	}
-	return []prometheus.Collector{gauge("message", st.LastPos), gauge("event", st.LastEventID)}
+	return []prometheus.Collector{gauge("message", st.LastPos), gauge("event", st.LastEventID),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twinchain_store_page_bytes_total", Help: "Bytes of pages the twin store's commits wrote (twins.db; each commit also writes one meta page)."},
+			func() float64 { return float64(st.PageBytes()) })}
 }
 
 func fileExists(path string) bool {

@@ -60,6 +60,9 @@ func (r *rig) open(cfg Config) {
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = time.Nanosecond // the tests read observations from the store
 	}
+	if cfg.CommitInterval == 0 {
+		cfg.CommitInterval = time.Nanosecond // most tests submit one message at a time
+	}
 	var ticks atomic.Int64
 	now := func() time.Time { return t0.Add(time.Hour + time.Duration(ticks.Add(1))*time.Millisecond) }
 	if r.clock != nil {

@@ -176,6 +176,16 @@ func (s *Store) Close() error { return s.db.Close() }
 // LastPos is the position of the newest stored message (0 when none).
 func (s *Store) LastPos() uint64 { return s.lastPos.Load() }
 
+// PageBytes is the bytes of pages the store's commits have written since
+// it was opened: bbolt writes every page a commit changed to a new place,
+// and its meta page (one page per commit, not counted here). A commit's
+// fixed share, the pages from each changed bucket up to the root, is most
+// of it when commits hold few messages (ingest.Config.CommitInterval).
+func (s *Store) PageBytes() uint64 {
+	st := s.db.Stats()
+	return uint64(st.TxStats.GetPageAlloc())
+}
+
 // LastEventID is the id of the newest stored event (0 when none).
 func (s *Store) LastEventID() uint64 { return s.lastEv.Load() }
 
