@@ -376,8 +376,8 @@ func (in *Ingest) release(it *item) {
 
 // Run is the writer: it commits queued messages in batches until ctx ends,
 // each commit starting at least CommitInterval after the one before (what
-// comes meanwhile waits for it and goes in it). Messages still queued then, and every later Submit or SubmitAsync, are
-// answered with ErrClosed.
+// comes meanwhile waits for it and goes in it). Messages still queued
+// then, and every later Submit or SubmitAsync, are answered with ErrClosed.
 func (in *Ingest) Run(ctx context.Context) error {
 	if !in.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("ingest: already running")
