@@ -56,11 +56,11 @@ type Config struct {
 	// quiet spell is committed at once. Each commit costs its fixed pages
 	// (from each changed bucket up to the root, ~37 KB) and an fsync
 	// whatever it holds; committing as soon as the writer was free made
-	// 2.2 messages per commit at 100,000 GPUs. Default 10ms: there, 13.7
-	// messages per commit, CPU per message 0.82x, ack p99 326 -> 142 ms,
-	// API p99 96-111 -> 44-46 ms, bytes written per message 0.52x
-	// (docs/performance.md, stop 35). 1ns commits as soon as the writer is
-	// free.
+	// 2.2 messages per commit at 100,000 GPUs. Default 20ms: there, 26
+	// messages per commit, CPU per message 0.79x, ack p50 / p99 8.8 / 282
+	// -> 19 / 96 ms, API p99 92-101 -> 31-36 ms, bytes written per message
+	// 0.46x (10 ms: 14 messages per commit, CPU 0.82-0.86x; docs/performance.md,
+	// stop 35). 1ns commits as soon as the writer is free.
 	CommitInterval time.Duration `yaml:"commit_interval"`
 }
 
@@ -104,7 +104,7 @@ func (c Config) withDefaults() Config {
 		c.CheckpointInterval = 30 * time.Second
 	}
 	if c.CommitInterval == 0 {
-		c.CommitInterval = 10 * time.Millisecond
+		c.CommitInterval = 20 * time.Millisecond
 	}
 	return c
 }
@@ -376,8 +376,8 @@ func (in *Ingest) release(it *item) {
 
 // Run is the writer: it commits queued messages in batches until ctx ends,
 // each commit starting at least CommitInterval after the one before (what
-// comes meanwhile waits for it and goes in it). Messages still queued then, and every later Submit or SubmitAsync, are
-// answered with ErrClosed.
+// comes meanwhile waits for it and goes in it). Messages still queued
+// then, and every later Submit or SubmitAsync, are answered with ErrClosed.
 func (in *Ingest) Run(ctx context.Context) error {
 	if !in.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("ingest: already running")

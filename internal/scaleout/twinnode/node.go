@@ -42,7 +42,8 @@ import (
 
 const (
 	// ChangesStream holds every applied message's change, subject
-	// ChangesSubject(k) for partition k.
+	// ChangesSubject(k) for partition k, and the declared shipments
+	// (ShipmentsSubject).
 	ChangesStream = "TWIN_CHANGES"
 	// ChangesDedupe is how long JetStream remembers a change's id: a
 	// partition must have a new owner within it.
