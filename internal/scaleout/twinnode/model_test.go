@@ -56,18 +56,7 @@ func TestImpossibleTravel(t *testing.T) {
 		t.Errorf("alerts folded the other way: %+v, want an impossible travel of GPU-a and a clone", got)
 	}
 
-	srv := httptest.NewServer(md.Handler())
-	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/alerts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var v View
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		t.Fatal(err)
-	}
-	if v.Pos != uint64(len(changes)) || v.Fleet != nil || len(v.Alerts) != len(md.Alerts()) {
+	if v := served(t, md, "/alerts"); v.Pos != uint64(len(changes)) || v.Fleet != nil || len(v.Alerts) != len(md.Alerts()) {
 		t.Errorf("GET /alerts: %+v, want pos %d, no fleet, the model's %d alerts", v, len(changes), len(md.Alerts()))
 	}
 }
@@ -134,18 +123,24 @@ func TestShipments(t *testing.T) {
 		t.Errorf("shipment %+v, want shp-1 with GPU-a and GPU-b arrived at gw-fra-1: %+v", s, wantArrived)
 	}
 
+	if v := served(t, md, "/shipments"); v.Pos != uint64(len(changes)) || v.Fleet != nil || v.Alerts != nil || len(v.Shipments) != 1 || !slices.Equal(v.Shipments[0].Arrived, wantArrived) {
+		t.Errorf("GET /shipments: %+v, want pos %d and shp-1 only", v, len(changes))
+	}
+}
+
+// served is what md's Handler answers to GET path.
+func served(t *testing.T, md *Model, path string) View {
+	t.Helper()
 	srv := httptest.NewServer(md.Handler())
 	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/shipments")
+	resp, err := http.Get(srv.URL + path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var served View
-	if err := json.NewDecoder(resp.Body).Decode(&served); err != nil {
+	var v View
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
 		t.Fatal(err)
 	}
-	if served.Pos != uint64(len(changes)) || served.Fleet != nil || served.Alerts != nil || len(served.Shipments) != 1 || !slices.Equal(served.Shipments[0].Arrived, wantArrived) {
-		t.Errorf("GET /shipments: %+v, want pos %d and shp-1 only", served, len(changes))
-	}
+	return v
 }

@@ -3,7 +3,6 @@ package twinnode
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,9 +61,7 @@ type Arrival struct {
 // after that).
 func DeclareShipment(ctx context.Context, js jetstream.JetStream, s Shipment) (Shipment, error) {
 	if s.ID == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:]) // never fails (crypto/rand)
-		s.ID = "shp-" + hex.EncodeToString(b[:])
+		s.ID = "shp-" + rand.Text()
 	}
 	if s.Declared.IsZero() {
 		s.Declared = time.Now().UTC()
