@@ -70,9 +70,10 @@ type Alert struct {
 	// Type is "clone" (one GPU identity in two partitions, unless a
 	// shipment took it from one to the other), "impossible_travel" (one
 	// GPU identity at two sites farther apart than it can have travelled
-	// between the two readings) or "shipment_misrouted" (a GPU of an open
+	// between the two readings), "shipment_misrouted" (a GPU of an open
 	// shipment reported at a site that is neither its origin nor its
-	// destination).
+	// destination) or "shipment_overdue" (a GPU of a shipment not arrived
+	// by its due time; Gateways: where it was last seen, if anywhere).
 	Type     string   `json:"type"`
 	UUID     string   `json:"uuid"`
 	Gateways []string `json:"gateways"` // where it was seen, in the order seen
@@ -80,7 +81,7 @@ type Alert struct {
 	// the readings.
 	DistanceM float64 `json:"distance_m,omitempty"`
 	Seconds   float64 `json:"seconds,omitempty"`
-	// Shipment is a misrouted GPU's shipment id.
+	// Shipment is a misrouted or overdue GPU's shipment id.
 	Shipment string `json:"shipment,omitempty"`
 }
 
@@ -104,6 +105,11 @@ type Model struct {
 	shipments []ShipmentView      // in the order declared
 	shipIDs   map[string]bool     // the declared shipments' ids
 	shipping  map[string]shipping // GPU UUID -> its newest declared shipment
+	due       []int               // shipments with a due time, not yet overdue, by index
+	// clock is the newest reading time folded: the read model's own time,
+	// the same on every node at the same position (a node's wall clock
+	// is not), against which shipments fall due.
+	clock time.Time
 }
 
 // shipping is a GPU's part in its newest declared shipment.
@@ -157,6 +163,7 @@ func (md *Model) Apply(pos uint64, c Change) {
 	}
 	g.Partition, g.Node = c.Partition, c.Node
 	g.Applied++
+	defer md.tick(c.Time) // after the readings: an arrival in this change is in time
 	for _, u := range c.UUIDs {
 		md.travel(u, c)
 		if md.shipped(u, c) {
@@ -226,6 +233,38 @@ func (md *Model) declare(s *Shipment) {
 	for _, u := range s.UUIDs {
 		md.shipping[u] = shipping{i: i}
 	}
+	if !s.Due.IsZero() {
+		md.due = append(md.due, i)
+	}
+}
+
+// tick moves the model's clock to a reading time t, if newer, and raises
+// shipment_overdue for each GPU of a shipment now past its due time that
+// has not arrived (a GPU in a newer shipment since is that one's). A
+// shipment falls due once; a GPU that arrives later is listed as arrived.
+func (md *Model) tick(t time.Time) {
+	if !t.After(md.clock) {
+		return
+	}
+	md.clock = t
+	md.due = slices.DeleteFunc(md.due, func(i int) bool {
+		s := &md.shipments[i]
+		if !md.clock.After(s.Due) {
+			return false
+		}
+		for _, u := range s.UUIDs {
+			if r := md.shipping[u]; r.i != i || !r.arrived.IsZero() {
+				continue
+			}
+			s.Overdue = true
+			var last []string
+			if sg, ok := md.sighted[u]; ok {
+				last = []string{sg.gateway}
+			}
+			md.alerts = append(md.alerts, Alert{Type: "shipment_overdue", UUID: u, Gateways: last, Shipment: s.ID})
+		}
+		return true
+	})
 }
 
 // shipped tells whether GPU u's reading in c is explained by its shipment,

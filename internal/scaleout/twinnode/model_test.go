@@ -2,6 +2,7 @@ package twinnode
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -143,4 +144,70 @@ func served(t *testing.T, md *Model, path string) View {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// TestShipmentOverdue: a shipment with a due time falls due when a reading
+// newer than that time is folded (from any gateway: the stream's own
+// clock, not a node's): each of its GPUs not arrived by then raises one
+// shipment_overdue with where it was last seen, once; one that arrives
+// later is listed as arrived. A shipment all arrived before its due time,
+// one without a due time, and a GPU shipped again since raise nothing.
+func TestShipmentOverdue(t *testing.T) {
+	places := map[string]Place{
+		"gw-ber-1": {Site: "ber", Lat: 52.5200, Lon: 13.4050},
+		"gw-fra-1": {Site: "fra", Lat: 50.1109, Lon: 8.6821},
+		"gw-muc-1": {Site: "muc", Lat: 48.1351, Lon: 11.5820},
+	}
+	t0 := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	inv := func(gw string, p int, seq uint64, at time.Time, uuids ...string) Change {
+		return Change{Gateway: gw, Partition: p, Seq: seq, Kind: "firmware", UUIDs: uuids, Time: at}
+	}
+	ship := func(s Shipment) Change { return Change{Kind: KindShipment, Time: s.Declared, Shipment: &s} }
+	changes := []Change{
+		inv("gw-ber-1", 1, 1, t0, "GPU-a", "GPU-b", "GPU-c", "GPU-d", "GPU-e", "GPU-f"),
+		ship(Shipment{ID: "shp-late", UUIDs: []string{"GPU-a", "GPU-b"}, From: "ber", To: "fra", Declared: t0, Due: t0.Add(2 * day)}),
+		ship(Shipment{ID: "shp-ontime", UUIDs: []string{"GPU-c"}, From: "ber", To: "muc", Declared: t0, Due: t0.Add(2 * day)}),
+		ship(Shipment{ID: "shp-nodate", UUIDs: []string{"GPU-d"}, From: "ber", To: "muc", Declared: t0}),
+		ship(Shipment{ID: "shp-first", UUIDs: []string{"GPU-e"}, From: "ber", To: "fra", Declared: t0, Due: t0.Add(day)}),
+		ship(Shipment{ID: "shp-again", UUIDs: []string{"GPU-e"}, From: "ber", To: "muc", Declared: t0.Add(time.Hour)}), // GPU-e's newest: no date
+		ship(Shipment{ID: "shp-bad", UUIDs: []string{"GPU-f"}, From: "ber", To: "fra", Declared: t0, Due: t0}),         // due at its declaration: bad
+		inv("gw-fra-1", 2, 1, t0.Add(day), "GPU-a"),                                                                    // GPU-a arrives in time
+		inv("gw-muc-1", 3, 1, t0.Add(day), "GPU-c"),                                                                    // GPU-c arrives in time
+		inv("gw-fra-1", 2, 2, t0.Add(2*day), "GPU-a"),                                                                  // exactly due: not past it
+		inv("gw-ber-1", 1, 2, t0.Add(2*day+time.Minute), "GPU-f"),                                                      // past shp-late's due time: GPU-b overdue, last seen at gw-ber-1
+		inv("gw-muc-1", 3, 2, t0.Add(3*day), "GPU-c"),                                                                  // later still: no second alert
+		inv("gw-fra-1", 2, 3, t0.Add(4*day), "GPU-b"),                                                                  // GPU-b arrives late
+	}
+	md := NewModel(places, 0)
+	for i, c := range changes {
+		md.Apply(uint64(i+1), c)
+		if i == 9 && len(md.Alerts()) != 0 {
+			t.Fatalf("alerts at the due time itself: %+v, want none", md.Alerts())
+		}
+	}
+	var got []string
+	for _, a := range md.Alerts() {
+		got = append(got, a.Type+" "+a.UUID+" "+strings.Join(a.Gateways, ",")+" "+a.Shipment)
+	}
+	if want := []string{"shipment_overdue GPU-b gw-ber-1 shp-late"}; !slices.Equal(got, want) {
+		t.Errorf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if md.Bad() != 1 {
+		t.Errorf("bad changes: %d, want 1 (a shipment due at its declaration)", md.Bad())
+	}
+	overdue := map[string]bool{}
+	var late ShipmentView
+	for _, s := range served(t, md, "/shipments").Shipments {
+		overdue[s.ID] = s.Overdue
+		if s.ID == "shp-late" {
+			late = s
+		}
+	}
+	if want := map[string]bool{"shp-late": true, "shp-ontime": false, "shp-nodate": false, "shp-first": false, "shp-again": false}; !maps.Equal(overdue, want) {
+		t.Errorf("GET /shipments: overdue %v, want %v", overdue, want)
+	}
+	if len(late.Arrived) != 2 || late.Arrived[1] != (Arrival{UUID: "GPU-b", Gateway: "gw-fra-1", At: t0.Add(4 * day)}) || !late.Due.Equal(t0.Add(2*day)) {
+		t.Errorf("shp-late as served: %+v, want its due time and GPU-b arrived late at gw-fra-1", late)
+	}
 }

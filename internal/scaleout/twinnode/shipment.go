@@ -25,7 +25,11 @@ type Shipment struct {
 	From     string    `json:"from"` // the origin's site
 	To       string    `json:"to"`   // the destination's site
 	Declared time.Time `json:"declared"`
-	By       string    `json:"by,omitempty"` // who declared it
+	// Due is when every GPU of it should have arrived (zero: no date). A
+	// GPU not arrived once the readings folded are newer than Due raises
+	// one shipment_overdue (Model.overdue).
+	Due time.Time `json:"due,omitzero"`
+	By  string    `json:"by,omitempty"` // who declared it
 }
 
 func (s *Shipment) check() error {
@@ -36,6 +40,8 @@ func (s *Shipment) check() error {
 		return fmt.Errorf("shipment %s: no GPU, or an empty GPU id", s.ID)
 	case s.From == "" || s.To == "" || s.From == s.To:
 		return fmt.Errorf("shipment %s: from %q to %q: two different sites are needed", s.ID, s.From, s.To)
+	case !s.Due.IsZero() && !s.Due.After(s.Declared):
+		return fmt.Errorf("shipment %s: due %s, not after its declaration (%s)", s.ID, s.Due.Format(time.RFC3339), s.Declared.Format(time.RFC3339))
 	}
 	return nil
 }
@@ -44,6 +50,9 @@ func (s *Shipment) check() error {
 type ShipmentView struct {
 	Shipment
 	Arrived []Arrival `json:"arrived,omitempty"` // its GPUs reported at the destination, in the order folded
+	// Overdue: readings newer than Due were folded while some of its GPUs
+	// had not arrived (each raised a shipment_overdue).
+	Overdue bool `json:"overdue,omitempty"`
 }
 
 // Arrival is a shipped GPU's first reading at its destination.
