@@ -132,7 +132,7 @@ func runEngine(b *testing.B, engine string, cfg load.Config) engineResult {
 			Registry: reg, DetectConfig: "../../../scripts/run-detect.yaml", MQTTAddr: cfg.Broker,
 		})
 		diskDir = svc.DataDir
-		mon := &load.Monitor{URL: svc.URL + "/metrics"}
+		mon := &load.Monitor{URL: svc.URL + "/metrics", Token: svc.AdminToken} // /metrics needs sign-in
 		svcCPU = func() float64 {
 			s, err := mon.Scrape(ctx)
 			if err != nil {
