@@ -105,7 +105,7 @@ type Model struct {
 	shipments []ShipmentView      // in the order declared
 	shipIDs   map[string]bool     // the declared shipments' ids
 	shipping  map[string]shipping // GPU UUID -> its newest declared shipment
-	due       []int               // shipments with a due time, not yet overdue, by index
+	due       []int               // shipments with a due time not yet reached, by index
 	// clock is the newest reading time folded: the read model's own time,
 	// the same on every node at the same position (a node's wall clock
 	// is not), against which shipments fall due.

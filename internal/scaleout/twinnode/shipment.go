@@ -27,7 +27,7 @@ type Shipment struct {
 	Declared time.Time `json:"declared"`
 	// Due is when every GPU of it should have arrived (zero: no date). A
 	// GPU not arrived once the readings folded are newer than Due raises
-	// one shipment_overdue (Model.overdue).
+	// one shipment_overdue (Model.tick).
 	Due time.Time `json:"due,omitzero"`
 	By  string    `json:"by,omitempty"` // who declared it
 }
