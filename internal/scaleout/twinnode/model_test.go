@@ -11,17 +11,12 @@ import (
 	"time"
 )
 
-// TestImpossibleTravel: one GPU reported by gateways of two sites 505 km
+// TestImpossibleTravel: one GPU reported by gateways of two sites 424 km
 // apart (Berlin, Frankfurt) ten minutes apart raises one impossible travel
 // on the read model, whichever partition reported it first; the same GPU
 // at another gateway of the same site, or a day later, does not; and the
 // alert is what any node serves at GET /alerts.
 func TestImpossibleTravel(t *testing.T) {
-	places := map[string]Place{
-		"gw-ber-1": {Site: "ber", Lat: 52.5200, Lon: 13.4050},
-		"gw-ber-2": {Site: "ber", Lat: 52.5200, Lon: 13.4050},
-		"gw-fra-1": {Site: "fra", Lat: 50.1109, Lon: 8.6821},
-	}
 	t0 := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 	changes := []Change{
 		{Gateway: "gw-ber-1", Partition: 1, Seq: 1, Kind: "firmware", UUIDs: []string{"GPU-a", "GPU-b"}, Time: t0},
@@ -30,7 +25,7 @@ func TestImpossibleTravel(t *testing.T) {
 		{Gateway: "gw-fra-1", Partition: 3, Seq: 2, Kind: "firmware", UUIDs: []string{"GPU-c", "GPU-a"}, Time: t0.Add(10 * time.Minute)},
 		{Gateway: "gw-ber-1", Partition: 1, Seq: 2, Kind: "firmware", UUIDs: []string{"GPU-c"}, Time: t0.Add(24 * time.Hour)}, // a day later: possible
 	}
-	md := NewModel(places, 0)
+	md := NewModel(testPlaces, 0)
 	for i, c := range changes {
 		md.Apply(uint64(i+1), c)
 	}
@@ -50,7 +45,7 @@ func TestImpossibleTravel(t *testing.T) {
 
 	// In the other order (Frankfurt's partition folded first, its reading
 	// later in time) the same travel is found.
-	md2 := NewModel(places, 0)
+	md2 := NewModel(testPlaces, 0)
 	md2.Apply(1, changes[3])
 	md2.Apply(2, changes[0])
 	if got := md2.Alerts(); len(got) != 2 || got[0].Type != "impossible_travel" || got[0].UUID != "GPU-a" || got[0].Seconds != 600 || got[1].Type != "clone" {
@@ -70,39 +65,27 @@ func TestImpossibleTravel(t *testing.T) {
 // Without a shipment, the move is a clone as before. A shipment that does
 // not check, or whose id is known, is counted bad and skipped.
 func TestShipments(t *testing.T) {
-	places := map[string]Place{
-		"gw-ber-1": {Site: "ber", Lat: 52.5200, Lon: 13.4050},
-		"gw-ber-2": {Site: "ber", Lat: 52.5200, Lon: 13.4050},
-		"gw-fra-1": {Site: "fra", Lat: 50.1109, Lon: 8.6821},
-		"gw-muc-1": {Site: "muc", Lat: 48.1351, Lon: 11.5820},
-	}
 	t0 := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 	day := 24 * time.Hour
 	ship := Shipment{ID: "shp-1", UUIDs: []string{"GPU-a", "GPU-b"}, From: "ber", To: "fra", Declared: t0.Add(time.Hour), By: "asset-manager"}
-	inv := func(gw string, p int, seq uint64, at time.Time, uuids ...string) Change {
-		return Change{Gateway: gw, Partition: p, Seq: seq, Kind: "firmware", UUIDs: uuids, Time: at}
-	}
 	changes := []Change{
-		inv("gw-ber-1", 1, 1, t0, "GPU-a", "GPU-b", "GPU-c"),
+		invChange("gw-ber-1", 1, 1, t0, "GPU-a", "GPU-b", "GPU-c"),
 		{Kind: KindShipment, Time: ship.Declared, Shipment: &ship},
 		{Kind: KindShipment, Shipment: &Shipment{ID: "shp-bad", UUIDs: []string{"GPU-c"}, From: "ber", To: "ber"}},
 		{Kind: KindShipment, Shipment: &Shipment{ID: "shp-1", UUIDs: []string{"GPU-c"}, From: "ber", To: "fra"}}, // a known id
-		inv("gw-fra-1", 3, 1, t0.Add(day), "GPU-a"),                                                              // GPU-a arrives
-		inv("gw-muc-1", 4, 1, t0.Add(day), "GPU-b"),                                                              // GPU-b on the way, at a third site: misrouted
-		inv("gw-muc-1", 4, 2, t0.Add(day+time.Hour), "GPU-b"),                                                    // again: no second alert
-		inv("gw-fra-1", 3, 2, t0.Add(2*day), "GPU-a", "GPU-b"),                                                   // GPU-b arrives too
-		inv("gw-ber-1", 1, 2, t0.Add(2*time.Hour), "GPU-a"),                                                      // a reading from before GPU-a arrived, folded late
-		inv("gw-fra-1", 3, 3, t0.Add(2*day), "GPU-c"),                                                            // GPU-c moved with no shipment: a clone
-		inv("gw-ber-2", 2, 1, t0.Add(3*day), "GPU-a"),                                                            // GPU-a back at the origin after it arrived: a clone
+		invChange("gw-fra-1", 3, 1, t0.Add(day), "GPU-a"),                                                        // GPU-a arrives
+		invChange("gw-muc-1", 4, 1, t0.Add(day), "GPU-b"),                                                        // GPU-b on the way, at a third site: misrouted
+		invChange("gw-muc-1", 4, 2, t0.Add(day+time.Hour), "GPU-b"),                                              // again: no second alert
+		invChange("gw-fra-1", 3, 2, t0.Add(2*day), "GPU-a", "GPU-b"),                                             // GPU-b arrives too
+		invChange("gw-ber-1", 1, 2, t0.Add(2*time.Hour), "GPU-a"),                                                // a reading from before GPU-a arrived, folded late
+		invChange("gw-fra-1", 3, 3, t0.Add(2*day), "GPU-c"),                                                      // GPU-c moved with no shipment: a clone
+		invChange("gw-ber-2", 2, 1, t0.Add(3*day), "GPU-a"),                                                      // GPU-a back at the origin after it arrived: a clone
 	}
-	md := NewModel(places, 0)
+	md := NewModel(testPlaces, 0)
 	for i, c := range changes {
 		md.Apply(uint64(i+1), c)
 	}
-	var got []string
-	for _, a := range md.Alerts() {
-		got = append(got, a.Type+" "+a.UUID+" "+strings.Join(a.Gateways, ",")+" "+a.Shipment)
-	}
+	got := alertLines(md)
 	want := []string{
 		"shipment_misrouted GPU-b gw-muc-1 shp-1",
 		"clone GPU-c gw-ber-1,gw-fra-1 ",
@@ -153,43 +136,32 @@ func served(t *testing.T, md *Model, path string) View {
 // later is listed as arrived. A shipment all arrived before its due time,
 // one without a due time, and a GPU shipped again since raise nothing.
 func TestShipmentOverdue(t *testing.T) {
-	places := map[string]Place{
-		"gw-ber-1": {Site: "ber", Lat: 52.5200, Lon: 13.4050},
-		"gw-fra-1": {Site: "fra", Lat: 50.1109, Lon: 8.6821},
-		"gw-muc-1": {Site: "muc", Lat: 48.1351, Lon: 11.5820},
-	}
 	t0 := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 	day := 24 * time.Hour
-	inv := func(gw string, p int, seq uint64, at time.Time, uuids ...string) Change {
-		return Change{Gateway: gw, Partition: p, Seq: seq, Kind: "firmware", UUIDs: uuids, Time: at}
-	}
 	ship := func(s Shipment) Change { return Change{Kind: KindShipment, Time: s.Declared, Shipment: &s} }
 	changes := []Change{
-		inv("gw-ber-1", 1, 1, t0, "GPU-a", "GPU-b", "GPU-c", "GPU-d", "GPU-e", "GPU-f"),
+		invChange("gw-ber-1", 1, 1, t0, "GPU-a", "GPU-b", "GPU-c", "GPU-d", "GPU-e", "GPU-f"),
 		ship(Shipment{ID: "shp-late", UUIDs: []string{"GPU-a", "GPU-b"}, From: "ber", To: "fra", Declared: t0, Due: t0.Add(2 * day)}),
 		ship(Shipment{ID: "shp-ontime", UUIDs: []string{"GPU-c"}, From: "ber", To: "muc", Declared: t0, Due: t0.Add(2 * day)}),
 		ship(Shipment{ID: "shp-nodate", UUIDs: []string{"GPU-d"}, From: "ber", To: "muc", Declared: t0}),
 		ship(Shipment{ID: "shp-first", UUIDs: []string{"GPU-e"}, From: "ber", To: "fra", Declared: t0, Due: t0.Add(day)}),
 		ship(Shipment{ID: "shp-again", UUIDs: []string{"GPU-e"}, From: "ber", To: "muc", Declared: t0.Add(time.Hour)}), // GPU-e's newest: no date
 		ship(Shipment{ID: "shp-bad", UUIDs: []string{"GPU-f"}, From: "ber", To: "fra", Declared: t0, Due: t0}),         // due at its declaration: bad
-		inv("gw-fra-1", 2, 1, t0.Add(day), "GPU-a"),                                                                    // GPU-a arrives in time
-		inv("gw-muc-1", 3, 1, t0.Add(day), "GPU-c"),                                                                    // GPU-c arrives in time
-		inv("gw-fra-1", 2, 2, t0.Add(2*day), "GPU-a"),                                                                  // exactly due: not past it
-		inv("gw-ber-1", 1, 2, t0.Add(2*day+time.Minute), "GPU-f"),                                                      // past shp-late's due time: GPU-b overdue, last seen at gw-ber-1
-		inv("gw-muc-1", 3, 2, t0.Add(3*day), "GPU-c"),                                                                  // later still: no second alert
-		inv("gw-fra-1", 2, 3, t0.Add(4*day), "GPU-b"),                                                                  // GPU-b arrives late
+		invChange("gw-fra-1", 2, 1, t0.Add(day), "GPU-a"),                                                              // GPU-a arrives in time
+		invChange("gw-muc-1", 3, 1, t0.Add(day), "GPU-c"),                                                              // GPU-c arrives in time
+		invChange("gw-fra-1", 2, 2, t0.Add(2*day), "GPU-a"),                                                            // exactly due: not past it
+		invChange("gw-ber-1", 1, 2, t0.Add(2*day+time.Minute), "GPU-f"),                                                // past shp-late's due time: GPU-b overdue, last seen at gw-ber-1
+		invChange("gw-muc-1", 3, 2, t0.Add(3*day), "GPU-c"),                                                            // later still: no second alert
+		invChange("gw-fra-1", 2, 3, t0.Add(4*day), "GPU-b"),                                                            // GPU-b arrives late
 	}
-	md := NewModel(places, 0)
+	md := NewModel(testPlaces, 0)
 	for i, c := range changes {
 		md.Apply(uint64(i+1), c)
 		if i == 9 && len(md.Alerts()) != 0 {
 			t.Fatalf("alerts at the due time itself: %+v, want none", md.Alerts())
 		}
 	}
-	var got []string
-	for _, a := range md.Alerts() {
-		got = append(got, a.Type+" "+a.UUID+" "+strings.Join(a.Gateways, ",")+" "+a.Shipment)
-	}
+	got := alertLines(md)
 	if want := []string{"shipment_overdue GPU-b gw-ber-1 shp-late"}; !slices.Equal(got, want) {
 		t.Errorf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -210,4 +182,28 @@ func TestShipmentOverdue(t *testing.T) {
 	if len(late.Arrived) != 2 || late.Arrived[1] != (Arrival{UUID: "GPU-b", Gateway: "gw-fra-1", At: t0.Add(4 * day)}) || !late.Due.Equal(t0.Add(2*day)) {
 		t.Errorf("shp-late as served: %+v, want its due time and GPU-b arrived late at gw-fra-1", late)
 	}
+}
+
+// testPlaces are where the read model's tests put their gateways: two in
+// Berlin, one in Frankfurt (424 km away), one in Munich.
+var testPlaces = map[string]Place{
+	"gw-ber-1": {Site: "ber", Lat: 52.5200, Lon: 13.4050},
+	"gw-ber-2": {Site: "ber", Lat: 52.5200, Lon: 13.4050},
+	"gw-fra-1": {Site: "fra", Lat: 50.1109, Lon: 8.6821},
+	"gw-muc-1": {Site: "muc", Lat: 48.1351, Lon: 11.5820},
+}
+
+// invChange is gateway gw's inventory change (partition p, sequence seq) of
+// the GPUs uuids read at at.
+func invChange(gw string, p int, seq uint64, at time.Time, uuids ...string) Change {
+	return Change{Gateway: gw, Partition: p, Seq: seq, Kind: "firmware", UUIDs: uuids, Time: at}
+}
+
+// alertLines are md's alerts, one line each: type, GPU, gateways, shipment.
+func alertLines(md *Model) []string {
+	var got []string
+	for _, a := range md.Alerts() {
+		got = append(got, a.Type+" "+a.UUID+" "+strings.Join(a.Gateways, ",")+" "+a.Shipment)
+	}
+	return got
 }
