@@ -33,6 +33,12 @@
 # telemetry message: each build runs once per value, offered RATE/SAMPLES
 # msg/s, so RATE is host samples per second (8 GPU samples each) and every
 # run has the same GPU sample rate (e.g. SAMPLES="1 5 10").
+# SERVICE_CONFIG is YAML added to the service's configuration file (e.g.
+# "store: {retention: {max_age: 2m, interval: 20s}}").
+# The data directory's entries (twins.db, telemetry, ledger, ...) are sized
+# every 10 s (BENCH_DIR/diskN); each run reports how fast each grew over
+# its second half, as MB per day at the offered rate (disk_day_mb_*): with
+# retention on, the message log has stopped growing by then.
 set -euo pipefail
 bin="${1:-bin}" rate="${2:-1000}" gateways="${3:-1000}" seconds="${4:-60}"
 bare_rate="${BARE_RATE:-60000}" bare_seconds="${BARE_SECONDS:-5}"
@@ -54,7 +60,7 @@ fi
 "$bin/firmware-sim" load -gateways "$gateways" -registry "$dir/registry.json" -registry-only
 # /metrics needs sign-in: a viewer API token for the load generator's scrapes.
 token="tc_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-printf 'auth:\n  tokens:\n    - {name: bench, role: viewer, sha256: %s}\n' "$(printf %s "$token" | sha256sum | cut -d' ' -f1)" >"$dir/service.yaml"
+printf 'auth:\n  tokens:\n    - {name: bench, role: viewer, sha256: %s}\n%s\n' "$(printf %s "$token" | sha256sum | cut -d' ' -f1)" "${SERVICE_CONFIG:-}" >"$dir/service.yaml"
 # the bytes of pages twins.db's commits wrote so far (0 if /metrics does not answer)
 page_bytes() {
   curl -fsS -H "Authorization: Bearer $token" "http://$http/metrics" 2>/dev/null |
@@ -92,6 +98,9 @@ pages_before=$(page_bytes)
 : >"$dir/rss$n"
 (while kill -0 "$svc" 2>/dev/null; do awk '/^RssAnon|^RssFile/ {printf "%s ", $2} END {print ""}' "/proc/$svc/status" >>"$dir/rss$n" 2>/dev/null; sleep 1; done) &
 rss_sampler=$!
+: >"$dir/disk$n"
+(while kill -0 "$svc" 2>/dev/null; do t=$(date +%s); du -sb "$data"/* 2>/dev/null | while read -r b f; do echo "$t ${f##*/} $b"; done >>"$dir/disk$n"; sleep 10; done) &
+disk_sampler=$!
 "$bin/firmware-sim" load -broker "$mqtt" -gateways "$gateways" -rate "$msg_rate" -samples-per-message "$samples" -duration "${seconds}s" \
   -metrics "http://$http/metrics" -api "http://$http" -metrics-token "$token" -every "${EVERY:-2s}" -warmup "${WARMUP:-5s}" -max-mib "${LOAD_MAX_MIB:-6144}" 2>&1 | tee "$dir/service-load$n.log" ||
   # A service that falls behind drops connections whose messages wait past
@@ -101,11 +110,19 @@ rss_sampler=$!
 after=$(du -sb "$data" | cut -f1)
 written_after=$(awk '/^write_bytes/ {print $2}' "/proc/$svc/io")
 pages_after=$(page_bytes)
-kill "$rss_sampler" 2>/dev/null || true
+kill "$rss_sampler" "$disk_sampler" 2>/dev/null || true
+# growth per entry from the sample nearest the run's middle to the last, in
+# MB per day; entries under 1 MB/day are summed into disk_day_mb_other
+disk_day=$(awk '{ t[NR] = $1; f[NR] = $2; b[NR] = $3; if (!first) first = $1; last = $1 }
+  END { mid = first + (last - first) / 2
+    for (i = 1; i <= NR; i++) { if (t[i] <= mid) { m[f[i]] = b[i]; mt[f[i]] = t[i] } if (t[i] == last) e[f[i]] = b[i] }
+    for (k in e) if ((k in m) && last > mt[k]) { d = (e[k] - m[k]) / (last - mt[k]) * 86400 / 1e6; tot += d
+      if (d >= 1 || d <= -1) printf "disk_day_mb_%s=%.0f ", k, d; else other += d }
+    printf "disk_day_mb_other=%.0f disk_day_mb_total=%.0f", other, tot }' "$dir/disk$n")
 rss_split=$(awk 'NF == 2 { if ($1 > a) a = $1; if ($2 > f) f = $2 } END { printf "svc_rss_anon_mb_max=%.0f svc_rss_file_mb_max=%.0f", a / 1024, f / 1024 }' "$dir/rss$n")
 result=$(grep '^RESULT' "$dir/service-load$n.log")
 acked=$(sed -n 's/.* acked=\([0-9]*\).*/\1/p' <<<"$result")
-echo "$result $rss_split disk_bytes_per_msg=$(( (after - before) / (acked > 0 ? acked : 1) )) disk_written_per_msg=$(( (written_after - written_before) / (acked > 0 ? acked : 1) )) store_pages_per_msg=$(( (pages_after - pages_before) / (acked > 0 ? acked : 1) )) bin=$svc_bin load_average=$(cut -d' ' -f1 /proc/loadavg)" >>"$out"
+echo "$result $rss_split disk_bytes_per_msg=$(( (after - before) / (acked > 0 ? acked : 1) )) disk_written_per_msg=$(( (written_after - written_before) / (acked > 0 ? acked : 1) )) store_pages_per_msg=$(( (pages_after - pages_before) / (acked > 0 ? acked : 1) )) $disk_day bin=$svc_bin load_average=$(cut -d' ' -f1 /proc/loadavg)" >>"$out"
 cleanup
 trap - EXIT
 done
