@@ -361,6 +361,14 @@ func (a *Anchorer) cut(all bool) error {
 	for {
 		size := a.d.Tree.Size()
 		pending := lastID - min(size, lastID)
+		if pending == 0 && all {
+			// Every event up to lastID is batched: the messages up to
+			// safePos need nothing more from the batcher, though no
+			// event came (telemetry alone changes no tracked field).
+			// Without this the evidence scan's cursor, and with it the
+			// message log's retention, stood still in a steady fleet.
+			return a.q.advanceSafe(safePos)
+		}
 		if pending == 0 || (!all && pending < uint64(a.cfg.MaxBatch)) {
 			return nil
 		}

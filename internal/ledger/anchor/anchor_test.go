@@ -378,6 +378,28 @@ func TestFingerprintHash(t *testing.T) {
 }
 
 // telemetry sends a signed telemetry message for gpu0 through ingest.
+// TestMessageCursorFollowsQuietLog: messages that make no event (a steady
+// fleet's telemetry) still move the evidence scan's message cursor up to
+// the log's end, so retention can remove them (stop 37's bench: with
+// retention on, twins.db grew as fast as without, held at the position of
+// the last event).
+func TestMessageCursorFollowsQuietLog(t *testing.T) {
+	r := newRig(t, Config{Interval: 20 * time.Millisecond})
+	r.inventory("GPU-b1", "v0")
+	r.telemetry(0, 0, 0)
+	r.waitAnchored("first")
+	events := r.store.LastEventID()
+	for range 20 {
+		r.telemetry(0, 0, 0)
+	}
+	testsvc.Eventually(t, 10*time.Second, "the message cursor at the log's end", func() bool {
+		return r.store.LastPos() >= 22 && r.a.MessageCursor() == r.store.LastPos()
+	})
+	if got := r.store.LastEventID(); got != events {
+		t.Errorf("the unchanged telemetry made events %d..%d: the test wants messages that make none", events+1, got)
+	}
+}
+
 func (r *rig) telemetry(xid int, xids, dbe uint64) {
 	r.t.Helper()
 	tel := wire.Telemetry{Host: "srv-s1-001", GPUs: []wire.GPUSample{{Asset: "srv-s1-001.gpu0", UUID: "GPU-a0", LastXID: xid, XIDCount: xids, ECCDoubleBit: dbe}}}

@@ -114,6 +114,21 @@ func (q *queue) push(in core.AnchorInput, ev []evidenceItem, safePos uint64) err
 	})
 }
 
+// advanceSafe moves the safe position up to pos (never down); it writes
+// only when that moves it.
+func (q *queue) advanceSafe(pos uint64) error {
+	if pos <= q.meta(keySafePos) {
+		return nil
+	}
+	return q.db.Update(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		if pos <= num(m.Get(keySafePos)) {
+			return nil
+		}
+		return m.Put(keySafePos, key(pos))
+	})
+}
+
 // nextBatches is the oldest batches waiting, at most limit.
 func (q *queue) nextBatches(limit int) (ins []core.AnchorInput, err error) {
 	err = q.db.View(func(tx *bolt.Tx) error {
