@@ -17,6 +17,7 @@ import (
 
 	"twinchain/internal/detect"
 	"twinchain/internal/scaleout/natslog"
+	"twinchain/internal/wire"
 )
 
 // Change is one applied gateway message as every node's read model sees it.
@@ -102,10 +103,11 @@ type Model struct {
 	sighted  map[string]sighting // GPU UUID -> its newest sighting at a known place
 	traveled map[string]bool     // UUID/from/to -> an impossible travel raised
 
-	shipments []ShipmentView      // in the order declared
-	shipIDs   map[string]bool     // the declared shipments' ids
-	shipping  map[string]shipping // GPU UUID -> its newest declared shipment
-	due       []int               // shipments with a due time not yet reached, by index
+	shipments []ShipmentView       // in the order declared
+	shipIDs   map[string]bool      // the declared shipments' ids
+	shipping  map[string]shipping  // GPU UUID -> its newest declared shipment
+	inv       map[string]inventory // gateway -> its newest inventory
+	due       []int                // shipments with a due time not yet reached, by index
 	// clock is the newest reading time folded: the read model's own time,
 	// the same on every node at the same position (a node's wall clock
 	// is not), against which shipments fall due.
@@ -115,8 +117,15 @@ type Model struct {
 // shipping is a GPU's part in its newest declared shipment.
 type shipping struct {
 	i         int       // index in Model.shipments
+	departed  time.Time // the inventory at the origin without it (zero: not yet)
 	arrived   time.Time // its reading at the destination (zero: not yet)
 	misrouted bool      // shipment_misrouted raised
+}
+
+// inventory is the GPUs a gateway's inventory listed at a reading time.
+type inventory struct {
+	at    time.Time
+	uuids []string
 }
 
 type seenAt struct {
@@ -139,7 +148,7 @@ func NewModel(places map[string]Place, speedMS float64) *Model {
 	}
 	return &Model{gateways: map[string]*GatewayView{}, seen: map[string]seenAt{}, alerted: map[string]int{},
 		places: places, speed: speedMS, sighted: map[string]sighting{}, traveled: map[string]bool{},
-		shipIDs: map[string]bool{}, shipping: map[string]shipping{}}
+		shipIDs: map[string]bool{}, shipping: map[string]shipping{}, inv: map[string]inventory{}}
 }
 
 // Apply folds one change at the changes stream's sequence pos.
@@ -164,6 +173,7 @@ func (md *Model) Apply(pos uint64, c Change) {
 	g.Partition, g.Node = c.Partition, c.Node
 	g.Applied++
 	defer md.tick(c.Time) // after the readings: an arrival in this change is in time
+	md.departures(c)
 	for _, u := range c.UUIDs {
 		md.travel(u, c)
 		if md.shipped(u, c) {
@@ -267,6 +277,40 @@ func (md *Model) tick(t time.Time) {
 	})
 }
 
+// departures folds gateway c.Gateway's inventory: each GPU its previous
+// inventory listed and this one does not, if its newest shipment leaves
+// from this gateway's site and it has not departed yet, departs now. An
+// inventory older than the gateway's newest (folded late) changes
+// nothing. A GPU gone before its shipment was folded is not seen to
+// depart.
+func (md *Model) departures(c Change) {
+	if c.Kind != string(wire.KindFirmware) {
+		return
+	}
+	prev, had := md.inv[c.Gateway]
+	if had && c.Time.Before(prev.at) {
+		return
+	}
+	md.inv[c.Gateway] = inventory{c.Time, c.UUIDs}
+	p, placed := md.places[c.Gateway]
+	if !placed {
+		return
+	}
+	for _, u := range prev.uuids {
+		r, ok := md.shipping[u]
+		if !ok || !r.departed.IsZero() || slices.Contains(c.UUIDs, u) {
+			continue
+		}
+		s := &md.shipments[r.i]
+		if s.From != p.Site {
+			continue
+		}
+		r.departed = c.Time
+		md.shipping[u] = r
+		s.Departed = append(s.Departed, Passage{UUID: u, Gateway: c.Gateway, At: c.Time})
+	}
+}
+
 // shipped tells whether GPU u's reading in c is explained by its shipment,
 // and then the clone check must not judge it:
 //   - at the destination: it has arrived (the first such reading is its
@@ -288,7 +332,7 @@ func (md *Model) shipped(u string, c Change) bool {
 	case s.To:
 		if r.arrived.IsZero() {
 			r.arrived = c.Time
-			s.Arrived = append(s.Arrived, Arrival{UUID: u, Gateway: c.Gateway, At: c.Time})
+			s.Arrived = append(s.Arrived, Passage{UUID: u, Gateway: c.Gateway, At: c.Time})
 			md.shipping[u] = r
 		}
 		md.seen[u] = seenAt{c.Partition, c.Gateway}
@@ -351,7 +395,7 @@ func (md *Model) View() View {
 	}
 	v.Shipments = make([]ShipmentView, len(md.shipments))
 	for i, s := range md.shipments {
-		s.UUIDs, s.Arrived = slices.Clone(s.UUIDs), slices.Clone(s.Arrived)
+		s.UUIDs, s.Departed, s.Arrived = slices.Clone(s.UUIDs), slices.Clone(s.Departed), slices.Clone(s.Arrived)
 		v.Shipments[i] = s
 	}
 	return v

@@ -102,7 +102,7 @@ func TestShipments(t *testing.T) {
 		t.Fatalf("shipments: %+v, want shp-1 only", v.Shipments)
 	}
 	s := v.Shipments[0]
-	wantArrived := []Arrival{{UUID: "GPU-a", Gateway: "gw-fra-1", At: t0.Add(day)}, {UUID: "GPU-b", Gateway: "gw-fra-1", At: t0.Add(2 * day)}}
+	wantArrived := []Passage{{UUID: "GPU-a", Gateway: "gw-fra-1", At: t0.Add(day)}, {UUID: "GPU-b", Gateway: "gw-fra-1", At: t0.Add(2 * day)}}
 	if s.ID != "shp-1" || s.By != "asset-manager" || !slices.Equal(s.UUIDs, ship.UUIDs) || !slices.Equal(s.Arrived, wantArrived) {
 		t.Errorf("shipment %+v, want shp-1 with GPU-a and GPU-b arrived at gw-fra-1: %+v", s, wantArrived)
 	}
@@ -179,8 +179,55 @@ func TestShipmentOverdue(t *testing.T) {
 	if want := map[string]bool{"shp-late": true, "shp-ontime": false, "shp-nodate": false, "shp-first": false, "shp-again": false}; !maps.Equal(overdue, want) {
 		t.Errorf("GET /shipments: overdue %v, want %v", overdue, want)
 	}
-	if len(late.Arrived) != 2 || late.Arrived[1] != (Arrival{UUID: "GPU-b", Gateway: "gw-fra-1", At: t0.Add(4 * day)}) || !late.Due.Equal(t0.Add(2*day)) {
+	if len(late.Arrived) != 2 || late.Arrived[1] != (Passage{UUID: "GPU-b", Gateway: "gw-fra-1", At: t0.Add(4 * day)}) || !late.Due.Equal(t0.Add(2*day)) {
 		t.Errorf("shp-late as served: %+v, want its due time and GPU-b arrived late at gw-fra-1", late)
+	}
+}
+
+// TestShipmentDeparture: a shipped GPU departs at the first inventory of
+// the origin's gateway that no longer lists it, once; a GPU gone with no
+// shipment, a GPU gone from a gateway that is not at its shipment's
+// origin, and an inventory folded late (older than the gateway's newest)
+// record no departure. Departed and arrived together say what is on its
+// way, as any node serves it.
+func TestShipmentDeparture(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	h := time.Hour
+	ship := func(s Shipment) Change { return Change{Kind: KindShipment, Time: s.Declared, Shipment: &s} }
+	changes := []Change{
+		invChange("gw-ber-1", 1, 1, t0, "GPU-a", "GPU-b", "GPU-c", "GPU-d"),
+		ship(Shipment{ID: "shp-1", UUIDs: []string{"GPU-a", "GPU-b"}, From: "ber", To: "fra", Declared: t0.Add(h)}),
+		ship(Shipment{ID: "shp-2", UUIDs: []string{"GPU-d"}, From: "fra", To: "ber", Declared: t0.Add(h)}), // to ber, not from it
+		invChange("gw-ber-1", 1, 2, t0.Add(2*h), "GPU-b", "GPU-c", "GPU-d"),                                // GPU-a departs
+		invChange("gw-ber-1", 1, 3, t0.Add(90*time.Minute)),                                                // folded late: nothing
+		invChange("gw-ber-1", 1, 4, t0.Add(3*h), "GPU-a"),                                                  // GPU-b departs; GPU-c (no shipment) and GPU-d (arrived at ber, shp-2 left fra) do not
+		invChange("gw-ber-1", 1, 5, t0.Add(4*h)),                                                           // GPU-a gone again: it departed already
+		invChange("gw-fra-1", 2, 1, t0.Add(5*h), "GPU-a"),                                                  // GPU-a arrives; GPU-b is on its way
+	}
+	md := NewModel(testPlaces, 0)
+	for i, c := range changes {
+		md.Apply(uint64(i+1), c)
+	}
+	var s1 ShipmentView
+	for _, s := range served(t, md, "/shipments").Shipments {
+		switch s.ID {
+		case "shp-1":
+			s1 = s
+		case "shp-2":
+			if len(s.Departed) != 0 || len(s.Arrived) != 1 {
+				t.Errorf("shp-2 departed %+v, arrived %+v, want no departure (its GPU left ber, its destination) and one arrival", s.Departed, s.Arrived)
+			}
+		}
+	}
+	want := []Passage{{UUID: "GPU-a", Gateway: "gw-ber-1", At: t0.Add(2 * h)}, {UUID: "GPU-b", Gateway: "gw-ber-1", At: t0.Add(3 * h)}}
+	if !slices.Equal(s1.Departed, want) {
+		t.Errorf("shp-1 departed %+v, want %+v", s1.Departed, want)
+	}
+	if arrived := []Passage{{UUID: "GPU-a", Gateway: "gw-fra-1", At: t0.Add(5 * h)}}; !slices.Equal(s1.Arrived, arrived) {
+		t.Errorf("shp-1 arrived %+v, want %+v", s1.Arrived, arrived)
+	}
+	if got := alertLines(md); len(got) != 0 {
+		t.Errorf("alerts %q, want none", got)
 	}
 }
 

@@ -49,14 +49,21 @@ func (s *Shipment) check() error {
 // ShipmentView is a shipment as the read model folded it.
 type ShipmentView struct {
 	Shipment
-	Arrived []Arrival `json:"arrived,omitempty"` // its GPUs reported at the destination, in the order folded
+	// Departed are its GPUs gone from the inventory of the origin's
+	// gateway that listed them, Arrived those reported at the
+	// destination, each in the order folded. A GPU departed and not
+	// arrived is on its way.
+	Departed []Passage `json:"departed,omitempty"`
+	Arrived  []Passage `json:"arrived,omitempty"`
 	// Overdue: readings newer than Due were folded while some of its GPUs
 	// had not arrived (each raised a shipment_overdue).
 	Overdue bool `json:"overdue,omitempty"`
 }
 
-// Arrival is a shipped GPU's first reading at its destination.
-type Arrival struct {
+// Passage is a shipped GPU passing a gateway: in Arrived its first reading
+// at the destination, in Departed the first inventory of the origin's
+// gateway without it.
+type Passage struct {
 	UUID    string    `json:"uuid"`
 	Gateway string    `json:"gateway"`
 	At      time.Time `json:"at"`
