@@ -33,10 +33,17 @@ type Change struct {
 	// Shipment is set in a declared shipment's change (Kind
 	// KindShipment, no gateway): DeclareShipment.
 	Shipment *Shipment `json:"shipment,omitempty"`
+	// Ack is set in an alert's acknowledgement (Kind KindAlertAck, no
+	// gateway): AckAlert.
+	Ack *AlertAck `json:"ack,omitempty"`
 }
 
-// KindShipment is the kind of a declared shipment's change.
-const KindShipment = "shipment"
+// KindShipment is the kind of a declared shipment's change, KindAlertAck
+// that of an alert's acknowledgement.
+const (
+	KindShipment = "shipment"
+	KindAlertAck = "alert_ack"
+)
 
 func changeOf(node string, k int, m natslog.Message) ([]byte, error) {
 	uuids, t, err := identity(m)
@@ -68,6 +75,10 @@ type GatewayView struct {
 
 // Alert is a finding of the read model.
 type Alert struct {
+	// ID is the changes stream's position whose change raised it and its
+	// number among the alerts raised there ("1207.1"): the same on every
+	// node.
+	ID string `json:"id"`
 	// Type is "clone" (one GPU identity in two partitions, unless a
 	// shipment took it from one to the other), "impossible_travel" (one
 	// GPU identity at two sites farther apart than it can have travelled
@@ -84,6 +95,8 @@ type Alert struct {
 	Seconds   float64 `json:"seconds,omitempty"`
 	// Shipment is a misrouted or overdue GPU's shipment id.
 	Shipment string `json:"shipment,omitempty"`
+	// Acked is who acknowledged it first (nil: nobody yet).
+	Acked *AlertAck `json:"acked,omitempty"`
 }
 
 // Model is the read model every node folds from the changes of all
@@ -96,7 +109,9 @@ type Model struct {
 	gateways map[string]*GatewayView
 	seen     map[string]seenAt // GPU UUID -> where first seen, or where its shipment arrived
 	alerts   []Alert
-	alerted  map[string]int // UUID -> index in alerts
+	alerted  map[string]int // UUID -> index in alerts of its clone alert
+	alertIDs map[string]int // Alert.ID -> index in alerts
+	raisedN  int            // alerts raised at pos so far
 
 	places   map[string]Place    // gateway -> where it stands
 	speed    float64             // the fastest believable travel, m/s
@@ -146,7 +161,7 @@ func NewModel(places map[string]Place, speedMS float64) *Model {
 	if speedMS <= 0 {
 		speedMS = DefaultTravelSpeedMS
 	}
-	return &Model{gateways: map[string]*GatewayView{}, seen: map[string]seenAt{}, alerted: map[string]int{},
+	return &Model{gateways: map[string]*GatewayView{}, seen: map[string]seenAt{}, alerted: map[string]int{}, alertIDs: map[string]int{},
 		places: places, speed: speedMS, sighted: map[string]sighting{}, traveled: map[string]bool{},
 		shipIDs: map[string]bool{}, shipping: map[string]shipping{}, inv: map[string]inventory{}}
 }
@@ -155,9 +170,13 @@ func NewModel(places map[string]Place, speedMS float64) *Model {
 func (md *Model) Apply(pos uint64, c Change) {
 	md.mu.Lock()
 	defer md.mu.Unlock()
-	md.pos = pos
-	if c.Kind == KindShipment {
+	md.pos, md.raisedN = pos, 0
+	switch c.Kind {
+	case KindShipment:
 		md.declare(c.Shipment)
+		return
+	case KindAlertAck:
+		md.acknowledge(c.Ack)
 		return
 	}
 	g := md.gateways[c.Gateway]
@@ -194,8 +213,36 @@ func (md *Model) Apply(pos uint64, c Change) {
 			continue
 		}
 		md.alerted[u] = len(md.alerts)
-		md.alerts = append(md.alerts, Alert{Type: "clone", UUID: u, Gateways: []string{at.gateway, c.Gateway}})
+		md.raise(Alert{Type: "clone", UUID: u, Gateways: []string{at.gateway, c.Gateway}})
 	}
+}
+
+// raise adds alert a with its id (Alert.ID).
+func (md *Model) raise(a Alert) {
+	md.raisedN++
+	a.ID = fmt.Sprintf("%d.%d", md.pos, md.raisedN)
+	md.alertIDs[a.ID] = len(md.alerts)
+	md.alerts = append(md.alerts, a)
+}
+
+// acknowledge folds an alert's acknowledgement. The first of an alert
+// stands: of two people acknowledging it at two nodes, the one the
+// changes stream ordered first. A later one, one without a name, or one
+// of an alert not raised is counted bad. (An alert is raised before
+// anyone can read its id, so its acknowledgement always comes after it in
+// the stream.)
+func (md *Model) acknowledge(k *AlertAck) {
+	if k == nil || k.By == "" {
+		md.bad++
+		return
+	}
+	i, ok := md.alertIDs[k.Alert]
+	if !ok || md.alerts[i].Acked != nil {
+		md.bad++
+		return
+	}
+	ack := *k
+	md.alerts[i].Acked = &ack
 }
 
 // travel raises an impossible travel when GPU u, last seen at one site,
@@ -225,7 +272,7 @@ func (md *Model) travel(u string, c Change) {
 		return
 	}
 	md.traveled[key] = true
-	md.alerts = append(md.alerts, Alert{Type: "impossible_travel", UUID: u, Gateways: []string{prev.gateway, c.Gateway}, DistanceM: math.Round(dist), Seconds: secs})
+	md.raise(Alert{Type: "impossible_travel", UUID: u, Gateways: []string{prev.gateway, c.Gateway}, DistanceM: math.Round(dist), Seconds: secs})
 }
 
 // declare folds a declared shipment: each of its GPUs is in it from now
@@ -271,7 +318,7 @@ func (md *Model) tick(t time.Time) {
 			if sg, ok := md.sighted[u]; ok {
 				last = []string{sg.gateway}
 			}
-			md.alerts = append(md.alerts, Alert{Type: "shipment_overdue", UUID: u, Gateways: last, Shipment: s.ID})
+			md.raise(Alert{Type: "shipment_overdue", UUID: u, Gateways: last, Shipment: s.ID})
 		}
 		return true
 	})
@@ -346,13 +393,14 @@ func (md *Model) shipped(u string, c Change) bool {
 	if !r.misrouted {
 		r.misrouted = true
 		md.shipping[u] = r
-		md.alerts = append(md.alerts, Alert{Type: "shipment_misrouted", UUID: u, Gateways: []string{c.Gateway}, Shipment: s.ID})
+		md.raise(Alert{Type: "shipment_misrouted", UUID: u, Gateways: []string{c.Gateway}, Shipment: s.ID})
 	}
 	return true
 }
 
 // Bad is how many changes were skipped: they did not decode, or were
-// shipments that did not check or repeated a known id.
+// shipments that did not check or repeated a known id, or
+// acknowledgements of an alert not raised or acknowledged already.
 func (md *Model) Bad() int {
 	md.mu.Lock()
 	defer md.mu.Unlock()
@@ -391,6 +439,10 @@ func (md *Model) View() View {
 	}
 	for i, a := range md.alerts {
 		a.Gateways = slices.Clone(a.Gateways)
+		if a.Acked != nil {
+			k := *a.Acked
+			a.Acked = &k
+		}
 		v.Alerts[i] = a
 	}
 	v.Shipments = make([]ShipmentView, len(md.shipments))

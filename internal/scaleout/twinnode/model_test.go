@@ -231,6 +231,55 @@ func TestShipmentDeparture(t *testing.T) {
 	}
 }
 
+// TestAlertAck: alerts have ids made of the changes stream's position
+// that raised them, the same on every node; the first acknowledgement of
+// an alert stands, a second one, one of an alert never raised and one
+// without a name are counted bad; a copy of the view cannot change the
+// model's.
+func TestAlertAck(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	ack := func(id, by string) Change {
+		return Change{Kind: KindAlertAck, Time: t0.Add(time.Hour), Ack: &AlertAck{Alert: id, By: by, At: t0.Add(time.Hour)}}
+	}
+	changes := []Change{
+		invChange("gw-ber-1", 1, 1, t0, "GPU-a"),
+		invChange("gw-fra-1", 3, 1, t0.Add(10*time.Minute), "GPU-a"), // an impossible travel and a clone
+		ack("2.2", "alice"),
+		ack("2.2", "bob"), // second: bad
+		ack("9.1", "eve"), // never raised: bad
+		ack("2.1", ""),    // no name: bad
+		invChange("gw-muc-1", 4, 1, t0.Add(20*time.Minute), "GPU-a"), // the clone at a third site (same alert), 300 km in 10 minutes (a new one)
+	}
+	md := NewModel(testPlaces, 0)
+	for i, c := range changes {
+		md.Apply(uint64(i+1), c)
+	}
+	v := served(t, md, "/alerts")
+	var got []string
+	for _, a := range v.Alerts {
+		by := "-"
+		if a.Acked != nil {
+			by = a.Acked.By
+		}
+		got = append(got, a.ID+" "+a.Type+" "+strings.Join(a.Gateways, ",")+" "+by)
+	}
+	want := []string{"2.1 impossible_travel gw-ber-1,gw-fra-1 -", "2.2 clone gw-ber-1,gw-fra-1,gw-muc-1 alice", "7.1 impossible_travel gw-fra-1,gw-muc-1 -"}
+	if !slices.Equal(got, want) {
+		t.Errorf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if md.Bad() != 3 {
+		t.Errorf("bad changes: %d, want 3 (a second acknowledgement, an unknown alert, no name)", md.Bad())
+	}
+	if _, ok := md.View().Fleet[""]; ok {
+		t.Error("an acknowledgement made a gateway in the fleet view")
+	}
+	c := md.View()
+	c.Alerts[1].Acked.By = "mallory"
+	if md.Alerts()[1].Acked.By != "alice" {
+		t.Error("changing a view's acknowledgement changed the model's")
+	}
+}
+
 // testPlaces are where the read model's tests put their gateways: two in
 // Berlin, one in Frankfurt (424 km away), one in Munich.
 var testPlaces = map[string]Place{

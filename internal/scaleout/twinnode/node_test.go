@@ -456,6 +456,26 @@ func verify(ctx context.Context, t *testing.T, js jetstream.JetStream, fl *fault
 			t.Errorf("%s's alerts after the shipment: %v, want %v (no clone of the shipped GPU)", v.id, types, want)
 		}
 	}
+
+	// The clone alert acknowledged through the cluster, then again by
+	// someone else: every survivor shows the first.
+	alerts := view(survivors[0]).Alerts
+	if len(alerts) < 2 || alerts[1].Type != "clone" {
+		t.Fatalf("%s's alerts: %+v, want the clone second", survivors[0].id, alerts)
+	}
+	clone := alerts[1]
+	for _, by := range []string{"security-1", "security-2"} {
+		retry(ctx, t, "acknowledge the clone alert", func() error {
+			_, err := AckAlert(ctx, js, AlertAck{Alert: clone.ID, By: by})
+			return err
+		})
+	}
+	for _, v := range survivors {
+		waitFor(ctx, t, v.id+" folds the acknowledgement", func() bool { return view(v).Alerts[1].Acked != nil })
+		if a := view(v).Alerts[1]; a.ID != clone.ID || a.Acked.By != "security-1" {
+			t.Errorf("%s's clone alert: %+v acked %+v, want %s acknowledged by security-1", v.id, a, a.Acked, clone.ID)
+		}
+	}
 }
 
 // readChanges reads n changes from the start: each gateway's sequence

@@ -94,3 +94,38 @@ func DeclareShipment(ctx context.Context, js jetstream.JetStream, s Shipment) (S
 	}
 	return s, nil
 }
+
+// AlertAcksSubject is where alerts' acknowledgements go in the changes
+// stream: every node folds them in order, so all agree who was first.
+const AlertAcksSubject = "twin.changes.acks"
+
+// AlertAck acknowledges one alert of the read model: someone of the
+// security team has seen it and takes it on.
+type AlertAck struct {
+	Alert string    `json:"alert"` // Alert.ID
+	By    string    `json:"by"`
+	At    time.Time `json:"at"`
+	Note  string    `json:"note,omitempty"`
+}
+
+// AckAlert puts an acknowledgement into the changes stream (any node, or
+// any client of the cluster, may), with now as its time if it has none.
+// Whether it stood is in the read model once folded (Alert.Acked: the
+// first of an alert stands). The same alert acknowledged again within
+// ChangesDedupe is stored once.
+func AckAlert(ctx context.Context, js jetstream.JetStream, k AlertAck) (AlertAck, error) {
+	if k.Alert == "" || k.By == "" {
+		return k, errors.New("alert acknowledgement: an alert id and who acknowledges it are needed")
+	}
+	if k.At.IsZero() {
+		k.At = time.Now().UTC()
+	}
+	data, err := json.Marshal(Change{Kind: KindAlertAck, Time: k.At, Ack: &k})
+	if err != nil {
+		return k, err
+	}
+	if _, err := js.Publish(ctx, AlertAcksSubject, data, jetstream.WithMsgID("ack/"+k.Alert)); err != nil {
+		return k, fmt.Errorf("twinnode: acknowledge alert %s: %w", k.Alert, err)
+	}
+	return k, nil
+}
