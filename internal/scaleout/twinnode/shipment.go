@@ -85,14 +85,21 @@ func DeclareShipment(ctx context.Context, js jetstream.JetStream, s Shipment) (S
 	if err := s.check(); err != nil {
 		return s, err
 	}
-	data, err := json.Marshal(Change{Kind: KindShipment, Time: s.Declared, Shipment: &s})
+	return s, putChange(ctx, js, ShipmentsSubject, "shipment/"+s.ID, Change{Kind: KindShipment, Time: s.Declared, Shipment: &s})
+}
+
+// putChange puts a change that no gateway made (a declared shipment, an
+// acknowledgement) into the changes stream under its message id: JetStream
+// stores it once within ChangesDedupe.
+func putChange(ctx context.Context, js jetstream.JetStream, subject, id string, c Change) error {
+	data, err := json.Marshal(c)
 	if err != nil {
-		return s, err
+		return err
 	}
-	if _, err := js.Publish(ctx, ShipmentsSubject, data, jetstream.WithMsgID("shipment/"+s.ID)); err != nil {
-		return s, fmt.Errorf("twinnode: declare shipment %s: %w", s.ID, err)
+	if _, err := js.Publish(ctx, subject, data, jetstream.WithMsgID(id)); err != nil {
+		return fmt.Errorf("twinnode: put %s: %w", id, err)
 	}
-	return s, nil
+	return nil
 }
 
 // AlertAcksSubject is where alerts' acknowledgements go in the changes
@@ -120,12 +127,5 @@ func AckAlert(ctx context.Context, js jetstream.JetStream, k AlertAck) (AlertAck
 	if k.At.IsZero() {
 		k.At = time.Now().UTC()
 	}
-	data, err := json.Marshal(Change{Kind: KindAlertAck, Time: k.At, Ack: &k})
-	if err != nil {
-		return k, err
-	}
-	if _, err := js.Publish(ctx, AlertAcksSubject, data, jetstream.WithMsgID("ack/"+k.Alert)); err != nil {
-		return k, fmt.Errorf("twinnode: acknowledge alert %s: %w", k.Alert, err)
-	}
-	return k, nil
+	return k, putChange(ctx, js, AlertAcksSubject, "ack/"+k.Alert, Change{Kind: KindAlertAck, Time: k.At, Ack: &k})
 }
