@@ -377,7 +377,6 @@ func TestFingerprintHash(t *testing.T) {
 	}
 }
 
-// telemetry sends a signed telemetry message for gpu0 through ingest.
 // TestMessageCursorFollowsQuietLog: messages that make no event (a steady
 // fleet's telemetry) still move the evidence scan's message cursor up to
 // the log's end, so retention can remove them (stop 37's bench: with
@@ -400,6 +399,7 @@ func TestMessageCursorFollowsQuietLog(t *testing.T) {
 	}
 }
 
+// telemetry sends a signed telemetry message for gpu0 through ingest.
 func (r *rig) telemetry(xid int, xids, dbe uint64) {
 	r.t.Helper()
 	tel := wire.Telemetry{Host: "srv-s1-001", GPUs: []wire.GPUSample{{Asset: "srv-s1-001.gpu0", UUID: "GPU-a0", LastXID: xid, XIDCount: xids, ECCDoubleBit: dbe}}}

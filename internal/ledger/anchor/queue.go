@@ -115,18 +115,12 @@ func (q *queue) push(in core.AnchorInput, ev []evidenceItem, safePos uint64) err
 }
 
 // advanceSafe moves the safe position up to pos (never down); it writes
-// only when that moves it.
+// only when that moves it. Only the batcher (cut) writes the position.
 func (q *queue) advanceSafe(pos uint64) error {
 	if pos <= q.meta(keySafePos) {
 		return nil
 	}
-	return q.db.Update(func(tx *bolt.Tx) error {
-		m := tx.Bucket(bucketMeta)
-		if pos <= num(m.Get(keySafePos)) {
-			return nil
-		}
-		return m.Put(keySafePos, key(pos))
-	})
+	return q.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySafePos, key(pos)) })
 }
 
 // nextBatches is the oldest batches waiting, at most limit.
